@@ -1,0 +1,74 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Every dependency here is rebuilt from scratch on each CI run on two cores; add one only when it
+// replaces a meaningful amount of code we would otherwise own. Crypto comes in through PostgresNIO.
+let package = Package(
+    name: "madoguchi",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "madoguchi", targets: ["MadoguchiCLI"]),
+        .library(name: "Madoguchi", targets: ["Madoguchi"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/swift-openapi-hummingbird.git", from: "2.1.0"),
+        .package(url: "https://github.com/apple/swift-openapi-generator.git", from: "1.14.3"),
+        .package(url: "https://github.com/apple/swift-openapi-runtime.git", from: "1.13.4"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+    ],
+    targets: [
+        // The HTTP contract: types and server stubs generated from the top-level openapi.yaml.
+        .target(
+            name: "MadoguchiAPI",
+            dependencies: [.product(name: "OpenAPIRuntime", package: "swift-openapi-runtime")],
+            plugins: [.plugin(name: "OpenAPIGenerator", package: "swift-openapi-generator")]
+        ),
+        // All behaviour: configuration, database, embedded PostgreSQL, HTTP spine and domains.
+        .target(
+            name: "Madoguchi",
+            dependencies: [
+                "MadoguchiAPI",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            plugins: ["EmbedResources"]
+        ),
+        .executableTarget(name: "EmbedResourcesTool", path: "Sources/EmbedResourcesTool"),
+        .plugin(name: "EmbedResources", capability: .buildTool(), dependencies: ["EmbedResourcesTool"]),
+        // The `madoguchi` command: argument parsing only, everything else lives in the library.
+        .executableTarget(
+            name: "MadoguchiCLI",
+            dependencies: [
+                "Madoguchi",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // Pure logic, no database.
+        .testTarget(
+            name: "MadoguchiTests",
+            dependencies: ["Madoguchi"]
+        ),
+        // Everything stored, against a real PostgreSQL started by the test run itself.
+        .testTarget(
+            name: "MadoguchiIntegrationTests",
+            dependencies: [
+                "Madoguchi",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
+    ]
+)

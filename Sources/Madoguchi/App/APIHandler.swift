@@ -1,0 +1,28 @@
+import Logging
+import MadoguchiAPI
+import Prometheus
+
+/// Implements the generated `APIProtocol`. Each domain adds its operations in an extension
+/// (`CustomersAPI.swift`, `TicketsAPI.swift`, …); handlers translate between HTTP and the domain,
+/// and the stores and domain types decide.
+struct APIHandler: APIProtocol {
+    let database: Database
+    let migrator: Migrator
+    let registry: PrometheusCollectorRegistry
+    let logger: Logger
+
+    var keys: APIKeyStore { APIKeyStore(logger: logger) }
+    var customers: CustomerStore { CustomerStore(logger: logger) }
+    var tickets: TicketStore { TicketStore(logger: logger) }
+
+    /// The principal `AuthMiddleware` authenticated for this request.
+    var principal: Principal {
+        get throws {
+            guard let principal = RequestScope.current?.principal else {
+                // Only reachable if an operation were public by mistake; fail closed.
+                throw AuthMiddleware.unauthenticated("This operation needs an API key.", keyWasSent: false)
+            }
+            return principal
+        }
+    }
+}

@@ -1,0 +1,44 @@
+import Hummingbird
+import Logging
+import MadoguchiAPI
+import OpenAPIHummingbird
+import Prometheus
+import ServiceLifecycle
+
+/// Builds the HTTP application: one function for the binary and the tests.
+///
+/// Middleware order, outermost first: request id, access log and metrics; problem rendering; body
+/// limits; then the generated routes, with authentication inside the OpenAPI layer.
+/// Migrations run after the database client starts and before the port opens.
+public func buildApplication(
+    configuration: Configuration,
+    database: Database,
+    migrator: Migrator,
+    registry: PrometheusCollectorRegistry,
+    logger: Logger,
+    servicesBeforeDatabase: [any Service] = []
+) throws -> some ApplicationProtocol {
+    let router = Router()
+    let routes = RouteTable()
+    router.add(middleware: ObservabilityMiddleware(metrics: HTTPMetrics(registry: registry)))
+    router.add(middleware: ProblemMiddleware(routes: routes))
+    router.add(middleware: BodyLimitMiddleware(
+        defaultLimit: configuration.maxBodyBytes,
+        limitsByPath: ["/v1/inbound/email": configuration.maxEmailBytes]))
+
+    let handler = APIHandler(database: database, migrator: migrator, registry: registry, logger: logger)
+    try handler.registerHandlers(
+        on: RecordingTransport(router: router, table: routes),
+        middlewares: [AuthMiddleware(database: database, keys: handler.keys)])
+
+    var app = Application(
+        router: router,
+        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "Madoguchi"),
+        services: servicesBeforeDatabase + [database.client],
+        logger: logger)
+    app.beforeServerStarts {
+        let report = try await migrator.migrate(database, logger: logger)
+        logger.info("database ready", metadata: ["schema_version": "\(report.schemaVersion)", "applied": "\(report.applied)"])
+    }
+    return app
+}

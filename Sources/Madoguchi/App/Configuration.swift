@@ -1,0 +1,79 @@
+import Foundation
+import Logging
+
+/// Everything an operator can set. Each value comes from a command-line flag, else an environment
+/// variable, else the default documented here and in `deploy/madoguchi.env.example`.
+public struct Configuration: Sendable {
+    /// `MADOGUCHI_HOST`: the address to listen on.
+    public var host: String = "127.0.0.1"
+    /// `MADOGUCHI_PORT`.
+    public var port: Int = 8080
+    /// `DATABASE_URL`: an external PostgreSQL. When absent, Madoguchi runs its own cluster under `dataDirectory`.
+    public var databaseURL: String? = nil
+    /// `MADOGUCHI_DATA_DIR`: where the embedded cluster lives (`pg/`) and listens (`run/`).
+    public var dataDirectory: String = "./.madoguchi"
+    /// `MADOGUCHI_PG_BIN`: the directory holding `initdb` and `pg_ctl`; searched for when absent.
+    public var postgresBinDirectory: String? = nil
+    /// `MADOGUCHI_DB_POOL_SIZE`: the most connections the service opens to PostgreSQL.
+    public var databasePoolSize: Int = 20
+    /// `MADOGUCHI_MAX_BODY_BYTES`: the largest JSON request body accepted; larger ones get 413 unread.
+    public var maxBodyBytes: Int = 1 << 20
+    /// `MADOGUCHI_MAX_EMAIL_BYTES`: the largest raw mail accepted by the email gateway.
+    public var maxEmailBytes: Int = 25 * 1_000_000
+    /// `MADOGUCHI_LOG_LEVEL`: trace, debug, info, notice, warning, error, critical.
+    public var logLevel: Logger.Level = .info
+    /// `MADOGUCHI_LOG_FORMAT`: `text` for a terminal, `json` (one object per line) for journald and log shippers.
+    public var logFormat: LogFormat = .text
+
+    public enum LogFormat: String, Sendable, CaseIterable {
+        case text, json
+    }
+
+    public init() {}
+
+    /// The defaults overridden by whichever `MADOGUCHI_*` and `DATABASE_URL` variables are set.
+    /// A malformed value is an error naming the variable rather than a silent fallback.
+    public static func fromEnvironment(_ environment: [String: String]) throws -> Configuration {
+        var configuration = Configuration()
+        func value(_ name: String) -> String? {
+            guard let raw = environment[name]?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else { return nil }
+            return raw
+        }
+        func integer(_ name: String, in range: ClosedRange<Int>) throws -> Int? {
+            guard let raw = value(name) else { return nil }
+            guard let number = Int(raw), range.contains(number) else {
+                throw ConfigurationError("\(name)=\(raw) is not a whole number in \(range.lowerBound)...\(range.upperBound)")
+            }
+            return number
+        }
+        if let host = value("MADOGUCHI_HOST") { configuration.host = host }
+        if let port = try integer("MADOGUCHI_PORT", in: 0...65535) { configuration.port = port }
+        configuration.databaseURL = value("DATABASE_URL")
+        if let directory = value("MADOGUCHI_DATA_DIR") { configuration.dataDirectory = directory }
+        configuration.postgresBinDirectory = value("MADOGUCHI_PG_BIN")
+        if let size = try integer("MADOGUCHI_DB_POOL_SIZE", in: 1...1000) { configuration.databasePoolSize = size }
+        if let bytes = try integer("MADOGUCHI_MAX_BODY_BYTES", in: 1024...(1 << 30)) { configuration.maxBodyBytes = bytes }
+        if let bytes = try integer("MADOGUCHI_MAX_EMAIL_BYTES", in: 1024...(1 << 30)) { configuration.maxEmailBytes = bytes }
+        if let level = value("MADOGUCHI_LOG_LEVEL") { configuration.logLevel = try parseLogLevel(level) }
+        if let format = value("MADOGUCHI_LOG_FORMAT") {
+            guard let parsed = LogFormat(rawValue: format.lowercased()) else {
+                throw ConfigurationError("MADOGUCHI_LOG_FORMAT=\(format) is not one of text, json")
+            }
+            configuration.logFormat = parsed
+        }
+        return configuration
+    }
+
+    public static func parseLogLevel(_ text: String) throws -> Logger.Level {
+        guard let level = Logger.Level(rawValue: text.lowercased()) else {
+            let names = Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")
+            throw ConfigurationError("log level \(text) is not one of \(names)")
+        }
+        return level
+    }
+}
+
+public struct ConfigurationError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,95 @@
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+
+/// A stored key as listed to admins: never the secret.
+public struct APIKeyRecord: Sendable, Equatable {
+    public var id: UUID
+    public var name: String
+    public var role: Role
+    public var prefix: String
+    public var agentID: UUID?
+    public var createdAt: Date
+    public var lastUsedAt: Date?
+    public var revokedAt: Date?
+}
+
+/// The SQL behind API keys. Shared by the HTTP API and the `madoguchi keys` command.
+public struct APIKeyStore: Sendable {
+    let logger: Logger
+
+    public init(logger: Logger) { self.logger = logger }
+
+    private static let columns = "id, name, role, prefix, agent_id, created_at, last_used_at, revoked_at"
+
+    /// Creates a key (and, for an agent or supervisor given no `agentID`, the agent it acts for).
+    /// Returns the record and the secret, which exists nowhere else afterwards.
+    /// Runs inside the caller's transaction.
+    public func create(name: String, role: Role, agentID: UUID?, on connection: PostgresConnection) async throws -> (APIKeyRecord, APIKeySecret) {
+        var agentID = agentID
+        if role.actsAsAgent, agentID == nil {
+            let rows = try await connection.query("INSERT INTO agents (display_name) VALUES (\(name)) RETURNING id", logger: logger)
+            for try await id in rows.decode(UUID.self) { agentID = id }
+        } else if !role.actsAsAgent, agentID != nil {
+            throw Problem.validationFailed([.init(pointer: "/agent_id", message: "only agent and supervisor keys act for an agent")])
+        }
+        let secret = APIKeySecret.generate()
+        do {
+            let rows = try await connection.query("""
+                INSERT INTO api_keys (name, role, prefix, secret_hash, agent_id)
+                VALUES (\(name), \(role.rawValue), \(secret.prefix), \(ByteBuffer(bytes: secret.hash)), \(agentID))
+                RETURNING \(unescaped: Self.columns)
+                """, logger: logger)
+            for try await record in rows.decode(Row.self) { return (try Self.record(record), secret) }
+        } catch where error.sqlState == .foreignKeyViolation {
+            throw Problem.validationFailed([.init(pointer: "/agent_id", message: "there is no agent \(agentID?.uuidString.lowercased() ?? "")")])
+        }
+        throw MigrationError(description: "INSERT … RETURNING returned no row")
+    }
+
+    public func list(on connection: PostgresConnection) async throws -> [APIKeyRecord] {
+        let rows = try await connection.query(
+            "SELECT \(unescaped: Self.columns) FROM api_keys ORDER BY created_at DESC, id", logger: logger)
+        var records: [APIKeyRecord] = []
+        for try await row in rows.decode(Row.self) { records.append(try Self.record(row)) }
+        return records
+    }
+
+    /// Marks the key revoked (keeping the first revocation time). nil when there is no such key.
+    public func revoke(id: UUID, on connection: PostgresConnection) async throws -> APIKeyRecord? {
+        let rows = try await connection.query("""
+            UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = \(id)
+            RETURNING \(unescaped: Self.columns)
+            """, logger: logger)
+        for try await row in rows.decode(Row.self) { return try Self.record(row) }
+        return nil
+    }
+
+    /// The principal a presented key stands for, or nil if it is unknown or revoked.
+    /// The row is found by the public prefix; the secret is checked by comparing hashes in constant time.
+    public func authenticate(_ secret: APIKeySecret, on connection: PostgresConnection) async throws -> Principal? {
+        let rows = try await connection.query("""
+            SELECT id, name, role, agent_id, secret_hash, last_used_at < now() - interval '1 minute' OR last_used_at IS NULL
+            FROM api_keys WHERE prefix = \(secret.prefix) AND revoked_at IS NULL
+            """, logger: logger)
+        var found: (Principal, Bool)?
+        for try await (id, name, role, agentID, storedHash, stale) in rows.decode((UUID, String, String, UUID?, ByteBuffer, Bool).self) {
+            guard APIKeySecret.constantTimeEquals(Array(buffer: storedHash), secret.hash), let role = Role(rawValue: role) else { continue }
+            found = (Principal(keyID: id, name: name, role: role, agentID: agentID), stale)
+        }
+        guard let (principal, stale) = found else { return nil }
+        if stale {
+            // Coarse on purpose: one write a minute per key, not one per request.
+            try await connection.query("UPDATE api_keys SET last_used_at = now() WHERE id = \(principal.keyID)", logger: logger)
+        }
+        return principal
+    }
+
+    private typealias Row = (UUID, String, String, String, UUID?, Date, Date?, Date?)
+
+    private static func record(_ row: Row) throws -> APIKeyRecord {
+        guard let role = Role(rawValue: row.2) else { throw MigrationError(description: "api_keys.role '\(row.2)' is not a known role") }
+        return APIKeyRecord(id: row.0, name: row.1, role: role, prefix: row.3, agentID: row.4, createdAt: row.5, lastUsedAt: row.6, revokedAt: row.7)
+    }
+}

@@ -1,0 +1,56 @@
+import HTTPTypes
+import OpenAPIRuntime
+
+/// Authenticates `Authorization: Bearer` and checks the key's role against the operation, before the
+/// generated code decodes anything. It runs inside the OpenAPI layer because only there is the
+/// operation known; unknown routes never reach it and get their 404 without a key.
+struct AuthMiddleware: ServerMiddleware {
+    let database: Database
+    let keys: APIKeyStore
+
+    func intercept(
+        _ request: HTTPRequest,
+        body: HTTPBody?,
+        metadata: ServerRequestMetadata,
+        operationID: String,
+        next: @Sendable (HTTPRequest, HTTPBody?, ServerRequestMetadata) async throws -> (HTTPResponse, HTTPBody?)
+    ) async throws -> (HTTPResponse, HTTPBody?) {
+        let scope = RequestScope.current
+        scope?.operationID = operationID
+        if OperationAccess.publicOperations.contains(operationID) {
+            return try await next(request, body, metadata)
+        }
+        let principal = try await authenticate(request)
+        scope?.principal = principal
+        guard let allowed = OperationAccess.roles[operationID], allowed.contains(principal.role) else {
+            let names = (OperationAccess.roles[operationID] ?? []).map(\.rawValue).sorted().joined(separator: ", ")
+            throw Problem(
+                .forbidden,
+                status: .forbidden,
+                title: "Forbidden",
+                detail: "A \(principal.role.rawValue) key may not call \(operationID); it takes a key of role \(names.isEmpty ? "(none)" : names)."
+            )
+        }
+        return try await next(request, body, metadata)
+    }
+
+    private func authenticate(_ request: HTTPRequest) async throws -> Principal {
+        guard let header = request.headerFields[.authorization] else {
+            throw Self.unauthenticated("This operation needs an API key: send Authorization: Bearer <key>.", keyWasSent: false)
+        }
+        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+            throw Self.unauthenticated("The Authorization header must use the Bearer scheme: Authorization: Bearer <key>.", keyWasSent: false)
+        }
+        let invalid = Self.unauthenticated("The API key is not valid: unknown, revoked or mistyped.", keyWasSent: true)
+        guard let secret = APIKeySecret(String(parts[1]).trimmed) else { throw invalid }
+        guard let principal = try await database.withConnection({ try await keys.authenticate(secret, on: $0) }) else { throw invalid }
+        return principal
+    }
+
+    static func unauthenticated(_ detail: String, keyWasSent: Bool) -> Problem {
+        // RFC 6750 §3: say which scheme we take, and that the token was bad when one was sent.
+        let challenge = keyWasSent ? #"Bearer realm="madoguchi", error="invalid_token""# : #"Bearer realm="madoguchi""#
+        return Problem(.unauthenticated, status: .unauthorized, title: "Unauthenticated", detail: detail, headers: [.wwwAuthenticate: challenge])
+    }
+}

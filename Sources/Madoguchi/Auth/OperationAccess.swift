@@ -1,0 +1,17 @@
+/// Which roles may call each operation. The same lists appear as `x-madoguchi-roles` in openapi.yaml,
+/// for callers to read; a unit test keeps the two in step. An operation missing here is refused to
+/// everyone, so forgetting an entry fails closed.
+enum OperationAccess {
+    static let publicOperations: Set<String> = ["getLive", "getReady", "getMetrics", "getOpenAPIDocument"]
+
+    static let roles: [String: Set<Role>] = [
+        "getCurrentPrincipal": Set(Role.allCases),
+        "listApiKeys": [.admin],
+        "createApiKey": [.admin],
+        "revokeApiKey": [.admin],
+        "getCustomer": [.agent, .supervisor, .dashboard, .orderSystem],
+        "listTickets": [.agent, .supervisor, .dashboard],
+        "getTicket": [.agent, .supervisor, .dashboard],
+        "listTicketMessages": [.agent, .supervisor],
+    ]
+}

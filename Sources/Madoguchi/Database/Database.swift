@@ -1,0 +1,81 @@
+import Logging
+import PostgresNIO
+import Prometheus
+
+/// The service's handle on PostgreSQL: a connection pool plus the two ways to use it.
+///
+/// Stores take a `PostgresConnection` rather than the pool, so one use case can compose several of them
+/// inside a single `withTransaction`.
+public struct Database: Sendable {
+    public let client: PostgresClient
+    let logger: Logger
+    let metrics: PoolMetrics?
+
+    public init(configuration: PostgresClient.Configuration, logger: Logger, registry: PrometheusCollectorRegistry? = nil) {
+        self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.logger = logger
+        self.metrics = registry.map { PoolMetrics(registry: $0, maximum: configuration.options.maximumConnections) }
+    }
+
+    /// Leases a connection for `body`. The connection must not escape the closure.
+    public func withConnection<Result: Sendable>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
+        let requested = ContinuousClock.now
+        return try await client.withConnection { connection in
+            metrics?.leased(after: ContinuousClock.now - requested)
+            defer { metrics?.returned() }
+            return try await body(connection)
+        }
+    }
+
+    /// Runs `body` in one transaction: committed if it returns, rolled back if it throws.
+    ///
+    /// Unlike PostgresNIO's own helper, the closure's error is rethrown as it was thrown, so a domain
+    /// `Problem` raised inside a transaction still reaches the client as that problem.
+    public func withTransaction<Result: Sendable>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
+        try await withConnection { connection in
+            try await connection.query("BEGIN", logger: logger)
+            let result: Result
+            do {
+                result = try await body(connection)
+            } catch {
+                do {
+                    try await connection.query("ROLLBACK", logger: logger)
+                } catch let rollbackError {
+                    logger.warning("rollback failed", metadata: ["error": "\(String(reflecting: rollbackError))"])
+                }
+                throw error
+            }
+            try await connection.query("COMMIT", logger: logger)
+            return result
+        }
+    }
+}
+
+/// How busy the pool is: connections in use against the maximum, and how long callers wait for one.
+struct PoolMetrics: Sendable {
+    let inUse: Gauge
+    let wait: DurationHistogram
+
+    init(registry: PrometheusCollectorRegistry, maximum: Int) {
+        inUse = registry.makeGauge(descriptor: .init(
+            namespace: "madoguchi", subsystem: "db", metricName: "connections_in_use", unitName: "",
+            helpText: "Pooled PostgreSQL connections currently leased."))
+        registry.makeGauge(descriptor: .init(
+            namespace: "madoguchi", subsystem: "db", metricName: "connections_max", unitName: "",
+            helpText: "The pool's connection limit (MADOGUCHI_DB_POOL_SIZE).")).set(Double(maximum))
+        wait = registry.makeDurationHistogram(
+            descriptor: .init(
+                namespace: "madoguchi", subsystem: "db", metricName: "connection_wait", unitName: "seconds",
+                helpText: "Time spent waiting for a pooled connection."),
+            labels: [],
+            buckets: [.microseconds(100), .milliseconds(1), .milliseconds(5), .milliseconds(25), .milliseconds(100), .milliseconds(500), .seconds(2), .seconds(10)]
+        )
+    }
+
+    func leased(after waiting: Duration) {
+        inUse.increment()
+        wait.record(waiting)
+    }
+
+    func returned() { inUse.decrement() }
+}

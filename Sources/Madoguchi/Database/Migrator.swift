@@ -1,0 +1,219 @@
+import Crypto
+import Foundation
+import Logging
+import PostgresNIO
+
+/// One file of `sql/migrations`: `NNNN_what_it_does.sql`, applied once, never edited afterwards.
+public struct Migration: Sendable, Equatable {
+    public let version: Int
+    public let name: String
+    public let sql: String
+
+    /// Hex SHA-256 of the file, recorded when applied; a later mismatch means the file was edited.
+    public var checksum: String {
+        SHA256.hash(data: Array(sql.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    public init(version: Int, name: String, sql: String) {
+        self.version = version
+        self.name = name
+        self.sql = sql
+    }
+
+    /// Reads `0007_add_rules.sql`; nil for any other file name.
+    public init?(fileName: String, sql: String) {
+        guard fileName.hasSuffix(".sql"), let underscore = fileName.firstIndex(of: "_") else { return nil }
+        let digits = fileName[..<underscore]
+        guard digits.count == 4, digits.allSatisfy(\.isASCII), let version = Int(digits), version > 0 else { return nil }
+        self.init(version: version, name: String(fileName.dropLast(4)), sql: sql)
+    }
+}
+
+/// A `sql/views/*.sql` file: `CREATE OR REPLACE VIEW …`, re-applied on every start.
+public struct ViewDefinition: Sendable, Equatable {
+    public let name: String
+    public let sql: String
+}
+
+public struct MigrationError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// Brings a database up to the schema this binary was built with.
+///
+/// Every step happens under one PostgreSQL advisory lock, so instances starting together take turns
+/// instead of racing: the second finds the work done. Each migration runs in its own transaction with
+/// its bookkeeping row, so a failure leaves the database at the last good version.
+public struct Migrator: Sendable {
+    public let migrations: [Migration]
+    public let views: [ViewDefinition]
+
+    /// An arbitrary constant shared by every Madoguchi instance: "mado" in ASCII.
+    static let advisoryLockKey: Int64 = 0x6D61_646F
+
+    public init(migrations: [Migration], views: [ViewDefinition]) throws {
+        let sorted = migrations.sorted { $0.version < $1.version }
+        for (previous, next) in zip(sorted, sorted.dropFirst()) where previous.version == next.version {
+            throw MigrationError(description: "two migrations share version \(next.version): \(previous.name).sql and \(next.name).sql")
+        }
+        self.migrations = sorted
+        self.views = views.sorted { $0.name < $1.name }
+    }
+
+    /// The migrations and views compiled into this binary from `sql/`.
+    public static func bundled() throws -> Migrator {
+        var migrations: [Migration] = []
+        var views: [ViewDefinition] = []
+        for (path, sql) in EmbeddedResources.files {
+            let fileName = String(path.split(separator: "/").last ?? "")
+            if path.hasPrefix("sql/migrations/") {
+                guard let migration = Migration(fileName: fileName, sql: sql) else {
+                    throw MigrationError(description: "\(path) is not named NNNN_description.sql")
+                }
+                migrations.append(migration)
+            } else if path.hasPrefix("sql/views/") {
+                views.append(ViewDefinition(name: String(fileName.dropLast(4)), sql: sql))
+            }
+        }
+        return try Migrator(migrations: migrations, views: views)
+    }
+
+    public var latestVersion: Int { migrations.last?.version ?? 0 }
+
+    public struct Report: Sendable, Equatable {
+        public var applied: [String]
+        public var schemaVersion: Int
+    }
+
+    /// Applies what is missing, then re-applies every view.
+    @discardableResult
+    public func migrate(_ database: Database, logger: Logger) async throws -> Report {
+        try await database.withConnection { connection in
+            try await connection.query("SELECT pg_advisory_lock(\(Self.advisoryLockKey))", logger: logger)
+            do {
+                let report = try await migrateHoldingLock(connection, logger: logger)
+                try await connection.query("SELECT pg_advisory_unlock(\(Self.advisoryLockKey))", logger: logger)
+                return report
+            } catch {
+                // The lock is tied to the session; release it so the pooled connection is clean.
+                _ = try? await connection.query("SELECT pg_advisory_unlock(\(Self.advisoryLockKey))", logger: logger)
+                throw error
+            }
+        }
+    }
+
+    private func migrateHoldingLock(_ connection: PostgresConnection, logger: Logger) async throws -> Report {
+        // The bookkeeping table is the one thing that must exist before any migration can be recorded.
+        try await connection.query("""
+            CREATE TABLE IF NOT EXISTS schema_migrations (
+                version     integer PRIMARY KEY,
+                name        text NOT NULL,
+                checksum    text NOT NULL,
+                applied_at  timestamptz NOT NULL DEFAULT now()
+            )
+            """, logger: logger)
+        let applied = try await appliedMigrations(connection, logger: logger)
+        try verify(applied: applied)
+
+        var report = Report(applied: [], schemaVersion: applied.keys.max() ?? 0)
+        for migration in migrations where applied[migration.version] == nil {
+            let start = ContinuousClock.now
+            try await connection.query("BEGIN", logger: logger)
+            do {
+                try await Self.execute(script: migration.sql, on: connection, logger: logger)
+                try await connection.query("""
+                    INSERT INTO schema_migrations (version, name, checksum)
+                    VALUES (\(migration.version), \(migration.name), \(migration.checksum))
+                    """, logger: logger)
+                try await connection.query("COMMIT", logger: logger)
+            } catch {
+                _ = try? await connection.query("ROLLBACK", logger: logger)
+                throw MigrationError(description: "migration \(migration.name).sql failed and was rolled back: \(Self.describe(error))")
+            }
+            logger.info("applied migration", metadata: ["migration": "\(migration.name)", "duration_ms": "\((ContinuousClock.now - start).milliseconds)"])
+            report.applied.append(migration.name)
+            report.schemaVersion = migration.version
+        }
+
+        try await connection.query("BEGIN", logger: logger)
+        do {
+            for view in views {
+                do {
+                    try await Self.execute(script: view.sql, on: connection, logger: logger)
+                } catch {
+                    throw MigrationError(description: "view \(view.name).sql failed: \(Self.describe(error))")
+                }
+            }
+            try await connection.query("COMMIT", logger: logger)
+        } catch {
+            _ = try? await connection.query("ROLLBACK", logger: logger)
+            throw error
+        }
+        return report
+    }
+
+    private func appliedMigrations(_ connection: PostgresConnection, logger: Logger) async throws -> [Int: (name: String, checksum: String)] {
+        var applied: [Int: (name: String, checksum: String)] = [:]
+        let rows = try await connection.query("SELECT version, name, checksum FROM schema_migrations", logger: logger)
+        for try await (version, name, checksum) in rows.decode((Int, String, String).self) {
+            applied[version] = (name, checksum)
+        }
+        return applied
+    }
+
+    /// Refuses a database whose history disagrees with ours: an applied file that has since been edited,
+    /// or migrations from a newer Madoguchi than this one.
+    func verify(applied: [Int: (name: String, checksum: String)]) throws {
+        let known = Dictionary(uniqueKeysWithValues: migrations.map { ($0.version, $0) })
+        for (version, record) in applied.sorted(by: { $0.key < $1.key }) {
+            guard let migration = known[version] else {
+                throw MigrationError(description: """
+                    the database has migration \(record.name) (version \(version)), which this build of Madoguchi does not \
+                    know; it was migrated by a newer version. Run that version, or restore a backup taken before the upgrade.
+                    """)
+            }
+            guard migration.checksum == record.checksum else {
+                throw MigrationError(description: """
+                    migration \(migration.name).sql was changed after it was applied (applied checksum \
+                    \(record.checksum.prefix(12))…, file now \(migration.checksum.prefix(12))…). Migrations are forward-only: \
+                    restore the file as it was and put the change in a new migration.
+                    """)
+            }
+        }
+    }
+
+    /// The highest applied version and whether every bundled migration is in; for readiness checks.
+    public func status(_ connection: PostgresConnection, logger: Logger) async throws -> (version: Int, complete: Bool) {
+        let tables = try await connection.query("SELECT to_regclass('schema_migrations') IS NOT NULL", logger: logger)
+        for try await exists in tables.decode(Bool.self) where !exists {
+            return (0, migrations.isEmpty)
+        }
+        let rows = try await connection.query("SELECT coalesce(max(version), 0), count(*) FROM schema_migrations", logger: logger)
+        for try await (version, count) in rows.decode((Int, Int).self) {
+            return (version, version == latestVersion && count == migrations.count)
+        }
+        return (0, migrations.isEmpty)
+    }
+
+    /// Runs each statement of a SQL file in turn, naming the one that failed.
+    static func execute(script: String, on connection: PostgresConnection, logger: Logger) async throws {
+        let statements = SQLScript.statements(in: script)
+        for (number, statement) in statements.enumerated() {
+            do {
+                try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+            } catch {
+                throw MigrationError(description: "statement \(number + 1) of \(statements.count) (\(statement.prefix(60))…): \(describe(error))")
+            }
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? MigrationError { return error.description }
+        if let error = error as? PSQLError, let message = error.serverInfo?[.message] {
+            let position = error.serverInfo?[.position].map { " (at character \($0))" } ?? ""
+            return message + position
+        }
+        if let error = error as? PSQLError { return String(reflecting: error) }
+        return String(describing: error)
+    }
+}

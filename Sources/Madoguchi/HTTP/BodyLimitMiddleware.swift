@@ -1,0 +1,52 @@
+import Hummingbird
+import NIOCore
+
+/// Caps request bodies before anything buffers them: the generated OpenAPI code collects whole bodies
+/// with no limit of its own.
+///
+/// A declared `Content-Length` over the limit is refused before a byte of the body is read. A chunked
+/// body is counted as it streams and fails the request the moment it passes the limit.
+struct BodyLimitMiddleware<Context: RequestContext>: RouterMiddleware {
+    let defaultLimit: Int
+    /// Larger (or smaller) limits for particular paths, such as the raw-mail gateway.
+    let limitsByPath: [String: Int]
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let limit = limitsByPath[request.uri.path] ?? defaultLimit
+        if let declared = request.headers[.contentLength] {
+            guard let length = Int(declared), length >= 0 else {
+                throw Problem(.badRequest, status: .badRequest, title: "Bad request", detail: "Content-Length '\(declared)' is not a byte count.")
+            }
+            guard length <= limit else { throw Problem.payloadTooLarge(limit: limit) }
+            return try await next(request, context)
+        }
+        var request = request
+        let body = request.body
+        request.body = RequestBody(asyncSequence: LimitedBody(base: body, limit: limit))
+        return try await next(request, context)
+    }
+}
+
+/// A request body that throws `payloadTooLarge` once more than `limit` bytes have arrived.
+struct LimitedBody: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+    let base: RequestBody
+    let limit: Int
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var base: RequestBody.AsyncIterator
+        let limit: Int
+        var seen = 0
+
+        mutating func next() async throws -> ByteBuffer? {
+            guard let chunk = try await base.next() else { return nil }
+            seen += chunk.readableBytes
+            if seen > limit { throw Problem.payloadTooLarge(limit: limit) }
+            return chunk
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(base: base.makeAsyncIterator(), limit: limit)
+    }
+}

@@ -1,0 +1,43 @@
+import Foundation
+
+/// Opaque page cursors: a version tag and the sort key of the last row, base64url-encoded. Clients
+/// pass them back untouched; anything we did not issue is a 400, never a silently wrong page.
+enum PageCursor {
+    static func encode(_ parts: [String]) -> String {
+        let text = (["v1"] + parts).joined(separator: "|")
+        return Data(text.utf8).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-")
+            .replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    /// The parts of a cursor we issued with `count` parts.
+    static func decode(_ cursor: String, count: Int) throws -> [String] {
+        var base64 = cursor.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
+        guard let data = Data(base64Encoded: base64), let text = String(data: data, encoding: .utf8) else {
+            throw invalid
+        }
+        let parts = text.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == count + 1, parts[0] == "v1" else { throw invalid }
+        return Array(parts.dropFirst())
+    }
+
+    static let invalid = Problem.invalidParameter("cursor", "not a cursor this server issued; pass next_cursor from the previous page unchanged")
+
+    /// A page size within 1...200, 50 when not given.
+    static func limit(_ requested: Int?) throws -> Int {
+        guard let requested else { return 50 }
+        guard (1...200).contains(requested) else { throw Problem.invalidParameter("limit", "must be between 1 and 200, got \(requested)") }
+        return requested
+    }
+
+    /// `<same path and query, with cursor=next>; rel="next"`, relative to the request (RFC 8288 allows it).
+    static func linkHeader(nextCursor: String?) -> String? {
+        guard let nextCursor, let uri = RequestScope.current?.requestURI, var components = URLComponents(string: uri) else { return nil }
+        var items = (components.queryItems ?? []).filter { $0.name != "cursor" }
+        items.append(URLQueryItem(name: "cursor", value: nextCursor))
+        components.queryItems = items
+        return "<\(components.string ?? uri)>; rel=\"next\""
+    }
+}

@@ -1,0 +1,157 @@
+import Foundation
+import Hummingbird
+import OpenAPIRuntime
+
+/// Turns every error into an RFC 9457 `application/problem+json` response: our own `Problem`s, the
+/// generated server's decoding and content-type errors, the router's unknown routes and wrong methods.
+/// Anything else is a `500` whose detail is only the request id; the error itself goes to the log.
+struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
+    let routes: RouteTable
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch {
+            let problem = problem(for: error, request: request)
+            if problem.status.code >= 500 {
+                context.logger.error("request failed", metadata: ["error": "\(String(reflecting: error))"])
+            } else {
+                context.logger.debug("request refused", metadata: ["problem": "\(problem.kind.rawValue)", "detail": "\(problem.detail)"])
+            }
+            return Self.render(problem, request: request, requestID: RequestScope.current?.requestID)
+        }
+    }
+
+    func problem(for error: any Error, request: Request) -> Problem {
+        switch error {
+        case let problem as Problem:
+            return problem
+        case let error as ServerError:
+            return Self.problem(for: error)
+        case let error as HTTPError where error.status == .notFound:
+            let allowed = routes.allowedMethods(forPath: request.uri.path)
+            guard !allowed.isEmpty else {
+                return .notFound("There is no route \(request.uri.path). The API is described at /openapi.yaml.")
+            }
+            return Problem(
+                .methodNotAllowed,
+                status: .methodNotAllowed,
+                title: "Method not allowed",
+                detail: "\(request.uri.path) does not take \(request.method.rawValue); it takes \(allowed.joined(separator: ", ")).",
+                headers: [.allow: allowed.joined(separator: ", ")]
+            )
+        case let error as HTTPError where error.status.code < 500:
+            return Problem(
+                Self.kind(for: error.status),
+                status: error.status,
+                title: error.status.reasonPhrase,
+                detail: error.body ?? error.status.reasonPhrase
+            )
+        default:
+            return .internalError
+        }
+    }
+
+    /// The generated server wraps whatever went wrong around an operation; the cause decides the answer.
+    static func problem(for error: ServerError) -> Problem {
+        switch error.underlyingError {
+        case let problem as Problem:
+            return problem
+        case let nested as ServerError:
+            return problem(for: nested)
+        case let decoding as DecodingError:
+            return problem(for: decoding, operation: error)
+        default:
+            let status = error.httpStatus
+            guard (400..<500).contains(status.code) else { return .internalError }
+            return Problem(
+                kind(for: status),
+                status: status,
+                title: status.reasonPhrase,
+                detail: "\(error.causeDescription): \(error.underlyingError)"
+            )
+        }
+    }
+
+    /// A body or parameter that did not decode. Path and query values go through the same decoding
+    /// machinery as bodies, so the first coding key tells which: a name the request used as a path or
+    /// query parameter, or else a field of the body.
+    static func problem(for error: DecodingError, operation: ServerError) -> Problem {
+        let (path, message) = describe(error)
+        if let name = path.first {
+            if let value = operation.requestMetadata.pathParameters[name] {
+                return .invalidParameter(name, "'\(value)' is not valid: \(message)")
+            }
+            let query = operation.request.path.flatMap { URLComponents(string: $0)?.queryItems } ?? []
+            if let item = query.first(where: { $0.name == name }) {
+                return .invalidParameter(name, "'\(item.value ?? "")' is not valid: \(message)")
+            }
+        }
+        let pointer = path.isEmpty ? nil : "/" + path.joined(separator: "/")
+        return Problem(
+            .malformedBody,
+            status: .badRequest,
+            title: "Malformed request body",
+            detail: pointer.map { "\($0): \(message)" } ?? message,
+            errors: [.init(pointer: pointer, message: message)]
+        )
+    }
+
+    static func describe(_ error: DecodingError) -> (path: [String], message: String) {
+        func keys(_ path: [any CodingKey]) -> [String] {
+            path.map { $0.intValue.map(String.init) ?? $0.stringValue }
+        }
+        switch error {
+        case .typeMismatch(let type, let context):
+            return (keys(context.codingPath), "expected \(describe(type))")
+        case .valueNotFound(let type, let context):
+            return (keys(context.codingPath), "expected \(describe(type)), found null")
+        case .keyNotFound(let key, let context):
+            return (keys(context.codingPath + [key]), "is required")
+        case .dataCorrupted(let context):
+            let underlying = (context.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
+            return (keys(context.codingPath), underlying.map { "\(context.debugDescription) \($0)" } ?? context.debugDescription)
+        @unknown default:
+            return ([], "\(error)")
+        }
+    }
+
+    private static func describe(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: return "a string"
+        case is Int.Type, is Int64.Type, is Int32.Type: return "an integer"
+        case is Double.Type, is Float.Type: return "a number"
+        case is Bool.Type: return "a boolean"
+        default:
+            let name = String(describing: type)
+            if name.hasPrefix("Array") { return "an array" }
+            if name.hasPrefix("Dictionary") || name.hasPrefix("OpenAPIObjectContainer") { return "an object" }
+            return "a value of type \(name)"
+        }
+    }
+
+    static func kind(for status: HTTPResponse.Status) -> Problem.Kind {
+        switch status {
+        case .badRequest: .badRequest
+        case .unauthorized: .unauthenticated
+        case .forbidden: .forbidden
+        case .notFound: .notFound
+        case .methodNotAllowed: .methodNotAllowed
+        case .notAcceptable: .notAcceptable
+        case .contentTooLarge: .payloadTooLarge
+        case .unsupportedMediaType: .unsupportedMediaType
+        case .unprocessableContent: .validationFailed
+        default: .badRequest
+        }
+    }
+
+    static func render(_ problem: Problem, request: Request, requestID: String?) -> Response {
+        let document = ProblemDocument(problem, instance: request.uri.path, requestID: requestID)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let body = (try? encoder.encode(document)) ?? Data(#"{"title":"Internal server error","status":500}"#.utf8)
+        var headers = problem.headers
+        headers[.contentType] = "application/problem+json"
+        return Response(status: problem.status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+}

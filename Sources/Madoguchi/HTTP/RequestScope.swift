@@ -1,0 +1,38 @@
+import Logging
+import Synchronization
+
+/// What the layers of one request share: its id and logger (set by `ObservabilityMiddleware`), and the
+/// operation and caller (filled in by `AuthMiddleware` once the OpenAPI layer knows them).
+///
+/// Carried as a task-local so that generated handlers, which see no Hummingbird context, can log with
+/// the request id and know who is calling.
+public final class RequestScope: Sendable {
+    @TaskLocal public static var current: RequestScope?
+
+    public let requestID: String
+    public let logger: Logger
+    /// The path and query as requested, for building `Link` headers.
+    public let requestURI: String
+    private let state = Mutex(State())
+
+    private struct State {
+        var operationID: String?
+        var principal: Principal?
+    }
+
+    init(requestID: String, logger: Logger, requestURI: String) {
+        self.requestID = requestID
+        self.logger = logger
+        self.requestURI = requestURI
+    }
+
+    public var operationID: String? {
+        get { state.withLock { $0.operationID } }
+        set { state.withLock { $0.operationID = newValue } }
+    }
+
+    public var principal: Principal? {
+        get { state.withLock { $0.principal } }
+        set { state.withLock { $0.principal = newValue } }
+    }
+}

@@ -1,0 +1,46 @@
+import HTTPTypes
+import Hummingbird
+import OpenAPIHummingbird
+import OpenAPIRuntime
+import Synchronization
+
+/// The routes the OpenAPI handlers registered, kept so that a request for a known path with the wrong
+/// method is answered `405` with `Allow`, not the router's bare `404`.
+final class RouteTable: Sendable {
+    private let routes = Mutex<[(method: HTTPRequest.Method, segments: [Substring])]>([])
+
+    func add(method: HTTPRequest.Method, path: String) {
+        routes.withLock { $0.append((method, path.split(separator: "/"))) }
+    }
+
+    /// The methods registered for templates matching `path`, sorted; empty for an unknown path.
+    func allowedMethods(forPath path: String) -> [String] {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: true)
+        let methods = routes.withLock { routes in
+            routes.filter { Self.template($0.segments, matches: segments) }.map(\.method.rawValue)
+        }
+        return Set(methods).sorted()
+    }
+
+    private static func template(_ template: [Substring], matches path: [Substring]) -> Bool {
+        guard template.count == path.count else { return false }
+        return zip(template, path).allSatisfy { pattern, segment in
+            (pattern.hasPrefix("{") && pattern.hasSuffix("}")) || pattern == segment
+        }
+    }
+}
+
+/// Registers the generated handlers on the router while noting each route in a `RouteTable`.
+struct RecordingTransport<Context: RequestContext>: ServerTransport {
+    let router: Router<Context>
+    let table: RouteTable
+
+    func register(
+        _ handler: @Sendable @escaping (HTTPRequest, HTTPBody?, ServerRequestMetadata) async throws -> (HTTPResponse, HTTPBody?),
+        method: HTTPRequest.Method,
+        path: String
+    ) throws {
+        table.add(method: method, path: path)
+        router.register(handler, method: method, path: path)
+    }
+}

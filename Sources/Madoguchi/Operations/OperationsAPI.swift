@@ -1,0 +1,37 @@
+import Foundation
+import MadoguchiAPI
+import OpenAPIRuntime
+
+/// Health, metrics and the OpenAPI document: what load balancers, Prometheus and client generators read.
+extension APIHandler {
+    func getLive(_ input: Operations.GetLive.Input) async throws -> Operations.GetLive.Output {
+        .ok(.init(body: .json(.init(status: .ok))))
+    }
+
+    /// Ready means the database answers and has every migration this binary knows.
+    func getReady(_ input: Operations.GetReady.Input) async throws -> Operations.GetReady.Output {
+        let status: (version: Int, complete: Bool)
+        do {
+            status = try await database.withConnection { try await migrator.status($0, logger: logger) }
+        } catch {
+            logger.warning("readiness check failed", metadata: ["error": "\(String(reflecting: error))"])
+            throw Problem(.notReady, status: .serviceUnavailable, title: "Not ready", detail: "The database is not reachable.")
+        }
+        guard status.complete else {
+            throw Problem(
+                .notReady, status: .serviceUnavailable, title: "Not ready",
+                detail: "The database schema is at migration \(status.version); this build needs \(migrator.latestVersion).")
+        }
+        return .ok(.init(body: .json(.init(status: .ok, schemaVersion: status.version))))
+    }
+
+    func getMetrics(_ input: Operations.GetMetrics.Input) async throws -> Operations.GetMetrics.Output {
+        .ok(.init(body: .plainText(HTTPBody(registry.emitToBuffer()))))
+    }
+
+    func getOpenAPIDocument(_ input: Operations.GetOpenAPIDocument.Input) async throws -> Operations.GetOpenAPIDocument.Output {
+        .ok(.init(body: .yaml(HTTPBody(Self.openAPIDocument))))
+    }
+
+    static let openAPIDocument = EmbeddedResources.files["openapi.yaml"] ?? ""
+}

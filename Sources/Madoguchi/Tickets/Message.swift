@@ -1,0 +1,75 @@
+import Foundation
+import PostgresNIO
+
+/// One entry on a ticket's timeline: a customer's message, our reply, or an internal note.
+public struct Message: Sendable {
+    public enum Direction: String, Sendable {
+        case inbound, outbound, `internal`
+    }
+
+    public enum Classification: String, Sendable {
+        case customer
+        case autoReply = "auto_reply"
+        case bounce
+        case feedbackReport = "feedback_report"
+        case deliveryReport = "delivery_report"
+    }
+
+    public struct Attachment: Sendable {
+        public var id: UUID
+        public var filename: String
+        public var mediaType: String
+        public var size: Int64
+        public var sha256: [UInt8]
+        public var contentID: String?
+        public var inline: Bool
+    }
+
+    public var id: UUID
+    public var ticketID: UUID
+    public var direction: Direction
+    public var channel: Channel
+    public var classification: Classification
+    public var customerID: UUID?
+    public var authorAgentID: UUID?
+    public var from: String?
+    public var to: [String]
+    public var subject: String?
+    public var bodyText: String
+    public var bodyHTML: String?
+    public var quotedText: String?
+    public var emailMessageID: String?
+    public var inReplyTo: String?
+    public var threadingReason: String?
+    public var attachments: [Attachment] = []
+    public var sentAt: Date?
+    public var createdAt: Date
+
+    static let columns = """
+        id, ticket_id, direction, channel, classification, customer_id, author_agent_id, from_address,
+        to_addresses, subject, body_text, body_html, quoted_text, email_message_id, in_reply_to,
+        threading_reason, sent_at, created_at
+        """
+
+    init(row: PostgresRow) throws {
+        let row = row.makeRandomAccess()
+        id = try row.value("id")
+        ticketID = try row.value("ticket_id")
+        direction = try Ticket.enumeration(row.value("direction"))
+        channel = try Ticket.enumeration(row.value("channel"))
+        classification = try Ticket.enumeration(row.value("classification"))
+        customerID = try row.value("customer_id")
+        authorAgentID = try row.value("author_agent_id")
+        from = try row.value("from_address")
+        to = try row.value("to_addresses")
+        subject = try row.value("subject")
+        bodyText = try row.value("body_text")
+        bodyHTML = try row.value("body_html")
+        quotedText = try row.value("quoted_text")
+        emailMessageID = try row.value("email_message_id")
+        inReplyTo = try row.value("in_reply_to")
+        threadingReason = try row.value("threading_reason")
+        sentAt = try row.value("sent_at")
+        createdAt = try row.value("created_at")
+    }
+}

@@ -1,0 +1,82 @@
+import Foundation
+import PostgresNIO
+
+/// One customer's matter, across however many messages and channels it takes.
+public struct Ticket: Sendable, Equatable {
+    public enum Status: String, Sendable, CaseIterable {
+        case new, open, pending
+        case onHold = "on_hold"
+        case solved, closed
+    }
+
+    public enum Priority: String, Sendable, CaseIterable {
+        case low, normal, high, urgent
+    }
+
+    public var id: UUID
+    public var number: Int64
+    public var subject: String
+    public var status: Status
+    public var priority: Priority
+    public var priorityReason: String?
+    public var channel: Channel
+    public var customerID: UUID
+    public var assigneeID: UUID?
+    /// Who may answer now, and until when. Nil, or in the past, means free to claim.
+    public var claim: (agentID: UUID, expiresAt: Date)?
+    public var category: String?
+    public var tags: [String]
+    public var relatedTicketID: UUID?
+    /// Bumped by every change; the ETag.
+    public var version: Int64
+    public var lastCustomerMessageAt: Date?
+    public var createdAt: Date
+    public var updatedAt: Date
+
+    /// The strong entity tag for this version: `"3"`.
+    public var entityTag: String { "\"\(version)\"" }
+
+    public static func == (left: Ticket, right: Ticket) -> Bool {
+        left.id == right.id && left.version == right.version
+    }
+
+    static let columns = """
+        id, number, subject, status, priority, priority_reason, channel, customer_id, assignee_id,
+        claim_agent_id, claim_expires_at, category, tags, related_ticket_id, version,
+        last_customer_message_at, created_at, updated_at
+        """
+
+    init(row: PostgresRow) throws {
+        let row = row.makeRandomAccess()
+        id = try row.value("id")
+        number = try row.value("number")
+        subject = try row.value("subject")
+        status = try Self.enumeration(row.value("status"))
+        priority = try Self.enumeration(row.value("priority"))
+        priorityReason = try row.value("priority_reason")
+        channel = try Self.enumeration(row.value("channel"))
+        customerID = try row.value("customer_id")
+        assigneeID = try row.value("assignee_id")
+        if let agent: UUID = try row.value("claim_agent_id"), let expiry: Date = try row.value("claim_expires_at") {
+            claim = (agent, expiry)
+        }
+        category = try row.value("category")
+        tags = try row.value("tags")
+        relatedTicketID = try row.value("related_ticket_id")
+        version = try row.value("version")
+        lastCustomerMessageAt = try row.value("last_customer_message_at")
+        createdAt = try row.value("created_at")
+        updatedAt = try row.value("updated_at")
+    }
+
+    /// A text column constrained by a CHECK to the enumeration's raw values.
+    static func enumeration<T: RawRepresentable>(_ raw: String) throws -> T where T.RawValue == String {
+        guard let value = T(rawValue: raw) else { throw MigrationError(description: "unexpected stored value '\(raw)' for \(T.self)") }
+        return value
+    }
+}
+
+/// How a message reached us (or leaves us).
+public enum Channel: String, Sendable, CaseIterable {
+    case email, webform, sms, chat
+}

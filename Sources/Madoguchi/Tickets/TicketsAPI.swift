@@ -1,0 +1,133 @@
+import Foundation
+import MadoguchiAPI
+
+extension APIHandler {
+    func listTickets(_ input: Operations.ListTickets.Input) async throws -> Operations.ListTickets.Output {
+        let query = input.query
+        if query.unassigned == true, query.assigneeId != nil {
+            throw Problem.invalidParameter("unassigned", "cannot be combined with assignee_id")
+        }
+        let limit = try PageCursor.limit(query.limit)
+        let before = try query.cursor.map { cursor -> Int64 in
+            guard let number = Int64(try PageCursor.decode(cursor, count: 1)[0]) else { throw PageCursor.invalid }
+            return number
+        }
+        let filter = TicketFilter(
+            statuses: (query.status ?? []).compactMap { Ticket.Status(rawValue: $0.rawValue) },
+            assigneeID: query.assigneeId?.uuid,
+            unassignedOnly: query.unassigned ?? false,
+            customerID: query.customerId?.uuid)
+        // One row more than asked tells whether there is a next page without a count query.
+        var page = try await database.withConnection {
+            try await tickets.tickets(matching: filter, before: before, limit: limit + 1, on: $0)
+        }
+        var nextCursor: String?
+        if page.count > limit {
+            page.removeLast()
+            nextCursor = page.last.map { PageCursor.encode([String($0.number)]) }
+        }
+        return .ok(.init(
+            headers: .init(link: PageCursor.linkHeader(nextCursor: nextCursor)),
+            body: .json(.init(items: page.map(Components.Schemas.Ticket.init), nextCursor: nextCursor))))
+    }
+
+    func getTicket(_ input: Operations.GetTicket.Input) async throws -> Operations.GetTicket.Output {
+        let id = input.path.ticketId.uuid
+        guard let ticket = try await database.withConnection({ try await tickets.ticket(id: id, on: $0) }) else {
+            throw Problem.notFound("There is no ticket \(id.uuidString.lowercased()).")
+        }
+        if let ifNoneMatch = input.headers.ifNoneMatch, Self.entityTags(ifNoneMatch, match: ticket.entityTag) {
+            return .notModified(.init(headers: .init(eTag: ticket.entityTag)))
+        }
+        return .ok(.init(headers: .init(eTag: ticket.entityTag), body: .json(.init(ticket))))
+    }
+
+    func listTicketMessages(_ input: Operations.ListTicketMessages.Input) async throws -> Operations.ListTicketMessages.Output {
+        let ticketID = input.path.ticketId.uuid
+        let limit = try PageCursor.limit(input.query.limit)
+        let after = try input.query.cursor.map { cursor -> UUID in
+            guard let id = UUID(uuidString: try PageCursor.decode(cursor, count: 1)[0]) else { throw PageCursor.invalid }
+            return id
+        }
+        let page = try await database.withConnection { connection -> [Message]? in
+            guard try await tickets.ticket(id: ticketID, on: connection) != nil else { return nil }
+            return try await tickets.messages(ticketID: ticketID, after: after, limit: limit + 1, on: connection)
+        }
+        guard var messages = page else {
+            throw Problem.notFound("There is no ticket \(ticketID.uuidString.lowercased()).")
+        }
+        var nextCursor: String?
+        if messages.count > limit {
+            messages.removeLast()
+            nextCursor = messages.last.map { PageCursor.encode([$0.id.uuidString]) }
+        }
+        return .ok(.init(
+            headers: .init(link: PageCursor.linkHeader(nextCursor: nextCursor)),
+            body: .json(.init(items: messages.map(Components.Schemas.Message.init), nextCursor: nextCursor))))
+    }
+
+    /// RFC 9110 §13.1.2: `*` or any listed tag (weak comparison) matches.
+    static func entityTags(_ header: String, match tag: String) -> Bool {
+        header.split(separator: ",").contains { candidate in
+            let candidate = candidate.trimmingCharacters(in: .whitespaces)
+            return candidate == "*" || candidate == tag || candidate == "W/" + tag
+        }
+    }
+}
+
+extension Components.Schemas.Ticket {
+    init(_ ticket: Ticket) {
+        self.init(
+            id: ticket.id.resourceID,
+            number: ticket.number,
+            subject: ticket.subject,
+            status: .init(rawValue: ticket.status.rawValue)!,
+            priority: .init(rawValue: ticket.priority.rawValue)!,
+            priorityReason: ticket.priorityReason,
+            channel: .init(rawValue: ticket.channel.rawValue)!,
+            customerId: ticket.customerID.resourceID,
+            assigneeId: ticket.assigneeID.resourceID,
+            claim: ticket.claim.map { .init(agentId: $0.agentID.resourceID, expiresAt: $0.expiresAt) },
+            category: ticket.category,
+            tags: ticket.tags,
+            relatedTicketId: ticket.relatedTicketID.resourceID,
+            version: ticket.version,
+            lastCustomerMessageAt: ticket.lastCustomerMessageAt,
+            createdAt: ticket.createdAt,
+            updatedAt: ticket.updatedAt)
+    }
+}
+
+extension Components.Schemas.Message {
+    init(_ message: Message) {
+        self.init(
+            id: message.id.resourceID,
+            ticketId: message.ticketID.resourceID,
+            direction: .init(rawValue: message.direction.rawValue)!,
+            channel: .init(rawValue: message.channel.rawValue)!,
+            classification: .init(rawValue: message.classification.rawValue)!,
+            customerId: message.customerID.resourceID,
+            authorAgentId: message.authorAgentID.resourceID,
+            from: message.from,
+            to: message.to,
+            subject: message.subject,
+            bodyText: message.bodyText,
+            bodyHtml: message.bodyHTML,
+            quotedText: message.quotedText,
+            emailMessageId: message.emailMessageID,
+            inReplyTo: message.inReplyTo,
+            threadingReason: message.threadingReason,
+            attachments: message.attachments.map { attachment in
+                .init(
+                    id: attachment.id.resourceID,
+                    filename: attachment.filename,
+                    mediaType: attachment.mediaType,
+                    size: attachment.size,
+                    sha256: attachment.sha256.map { String(format: "%02x", $0) }.joined(),
+                    contentId: attachment.contentID,
+                    inline: attachment.inline)
+            },
+            sentAt: message.sentAt,
+            createdAt: message.createdAt)
+    }
+}

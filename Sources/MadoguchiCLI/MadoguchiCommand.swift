@@ -1,0 +1,86 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Madoguchi
+
+@main
+struct MadoguchiCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "madoguchi",
+        abstract: "Multichannel customer-support ticketing on PostgreSQL.",
+        subcommands: [Serve.self, Migrate.self, Keys.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+/// Settings every command shares. A flag wins over its environment variable, which wins over the default.
+struct CommonOptions: ParsableArguments {
+    @Option(help: "PostgreSQL URL (env DATABASE_URL). Without one, an embedded cluster runs under --data-dir.")
+    var databaseURL: String?
+
+    @Option(help: "Directory of the embedded cluster (env MADOGUCHI_DATA_DIR, default ./.madoguchi).")
+    var dataDir: String?
+
+    @Option(help: "Directory holding initdb and pg_ctl (env MADOGUCHI_PG_BIN; searched for when absent).")
+    var pgBin: String?
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical (env MADOGUCHI_LOG_LEVEL, default info).")
+    var logLevel: String?
+
+    @Option(help: "text or json (env MADOGUCHI_LOG_FORMAT, default text).")
+    var logFormat: String?
+
+    func configuration() throws -> Configuration {
+        var configuration = try Configuration.fromEnvironment(ProcessInfo.processInfo.environment)
+        if let databaseURL { configuration.databaseURL = databaseURL }
+        if let dataDir { configuration.dataDirectory = dataDir }
+        if let pgBin { configuration.postgresBinDirectory = pgBin }
+        if let logLevel { configuration.logLevel = try Configuration.parseLogLevel(logLevel) }
+        if let logFormat {
+            guard let format = Configuration.LogFormat(rawValue: logFormat) else {
+                throw ValidationError("--log-format must be text or json")
+            }
+            configuration.logFormat = format
+        }
+        return configuration
+    }
+
+    func makeLogger(_ configuration: Configuration) -> Logger {
+        LogSetup.bootstrap(level: configuration.logLevel, format: configuration.logFormat)
+        return Logger(label: "madoguchi")
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the HTTP service (the default command).")
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(help: "Address to listen on (env MADOGUCHI_HOST, default 127.0.0.1).")
+    var host: String?
+
+    @Option(help: "Port to listen on (env MADOGUCHI_PORT, default 8080).")
+    var port: Int?
+
+    func run() async throws {
+        var configuration = try common.configuration()
+        if let host { configuration.host = host }
+        if let port { configuration.port = port }
+        let logger = common.makeLogger(configuration)
+        try await Server.run(configuration, logger: logger)
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Apply pending migrations and re-apply views, then exit.")
+
+    @OptionGroup var common: CommonOptions
+
+    func run() async throws {
+        let configuration = try common.configuration()
+        let logger = common.makeLogger(configuration)
+        let report = try await OneShotDatabase.run(configuration, logger: logger) { _, report in report }
+        let applied = report.applied.isEmpty ? "nothing to apply" : "applied \(report.applied.joined(separator: ", "))"
+        print("schema at migration \(report.schemaVersion): \(applied)")
+    }
+}

@@ -18,7 +18,8 @@ public struct ResourceID: Codable, Hashable, Sendable, CustomStringConvertible {
         let container = try decoder.singleValueContainer()
         let text = try container.decode(String.self)
         guard let uuid = UUID(uuidString: text) else {
-            throw DecodingError.dataCorruptedError(in: container, debugDescription: "expected a UUID such as 3f2c1e9a-8b7d-4c6e-9f10-2a3b4c5d6e7f")
+            throw DecodingError.dataCorruptedError(
+                in: container, debugDescription: "'\(text)' is not a UUID (such as 3f2c1e9a-8b7d-4c6e-9f10-2a3b4c5d6e7f)")
         }
         self.uuid = uuid
     }

@@ -47,11 +47,14 @@ public struct EmbeddedPostgres: Sendable {
     }
 
     /// `initdb` and `pg_ctl`: from PATH, else the newest `/usr/lib/postgresql/*/bin` (Debian's layout).
-    public static func locateBinaries() throws -> String {
+    public static func locateBinaries(
+        path: String = ProcessInfo.processInfo.environment["PATH"] ?? "",
+        debianRoot: String = "/usr/lib/postgresql"
+    ) throws -> String {
         let fileManager = FileManager.default
-        let pathDirectories = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init)
-        let debianDirectories = ((try? fileManager.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? [])
-            .compactMap { version in Int(version).map { ($0, "/usr/lib/postgresql/\(version)/bin") } }
+        let pathDirectories = path.split(separator: ":").map(String.init)
+        let debianDirectories = ((try? fileManager.contentsOfDirectory(atPath: debianRoot)) ?? [])
+            .compactMap { version in Int(version).map { ($0, "\(debianRoot)/\(version)/bin") } }
             .sorted { $0.0 > $1.0 }
             .map(\.1)
         for candidate in pathDirectories + debianDirectories

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -9,6 +10,8 @@ import Glibc
 /// Built on `posix_spawn` and `waitpid` rather than Foundation's `Process`, whose `waitUntilExit` was
 /// seen here to wait forever for a child that had already exited.
 struct ProcessRunner: Sendable {
+    private static let spawnLock = Mutex(())
+
     /// Set when running as root: PostgreSQL refuses to run as root, so its programs run as this user
     /// through `runuser`.
     let runAsUser: String?
@@ -33,32 +36,41 @@ struct ProcessRunner: Sendable {
         }
     }
 
-    private static func spawnAndWait(_ command: [String], environment: [String]) throws -> Result {
-        var pipeEnds: [Int32] = [0, 0]
-        guard pipe(&pipeEnds) == 0 else { throw EmbeddedPostgresError("pipe failed: \(String(cString: strerror(errno)))") }
-        let (readEnd, writeEnd) = (pipeEnds[0], pipeEnds[1])
-
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, writeEnd, 1)
-        posix_spawn_file_actions_adddup2(&actions, writeEnd, 2)
-        posix_spawn_file_actions_addclose(&actions, readEnd)
-        posix_spawn_file_actions_addclose(&actions, writeEnd)
-
+    /// Blocks the calling thread; for exit handlers and other places with no async context.
+    static func spawnAndWait(_ command: [String], environment: [String] = ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }) throws -> Result {
         let cArguments = command.map { strdup($0) } + [nil]
         let cEnvironment = environment.map { strdup($0) } + [nil]
         defer {
             cArguments.forEach { free($0) }
             cEnvironment.forEach { free($0) }
         }
-        var pid: pid_t = 0
-        let spawnStatus = posix_spawn(&pid, command[0], &actions, nil, cArguments, cEnvironment)
-        close(writeEnd)
-        guard spawnStatus == 0 else {
-            close(readEnd)
-            throw EmbeddedPostgresError("cannot run \(command[0]): \(String(cString: strerror(spawnStatus)))")
+        // The pipe is close-on-exec, so that a child spawned by another call (a postmaster that lives on
+        // after pg_ctl returns, say) cannot inherit it and keep this reader from ever seeing EOF. Glibc's
+        // pipe2 is not visible from Swift, so the flag is set just after pipe(), under a lock that keeps
+        // every other spawn of ours out of that window. dup2 onto the child's stdout and stderr clears
+        // the flag there, where the pipe is wanted.
+        let (pid, readEnd): (pid_t, Int32) = try spawnLock.withLock { _ in
+            var pipeEnds: [Int32] = [0, 0]
+            guard pipe(&pipeEnds) == 0 else { throw EmbeddedPostgresError("pipe failed: \(String(cString: strerror(errno)))") }
+            let (readEnd, writeEnd) = (pipeEnds[0], pipeEnds[1])
+            _ = fcntl(readEnd, F_SETFD, FD_CLOEXEC)
+            _ = fcntl(writeEnd, F_SETFD, FD_CLOEXEC)
+
+            var actions = posix_spawn_file_actions_t()
+            posix_spawn_file_actions_init(&actions)
+            defer { posix_spawn_file_actions_destroy(&actions) }
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+            posix_spawn_file_actions_adddup2(&actions, writeEnd, 1)
+            posix_spawn_file_actions_adddup2(&actions, writeEnd, 2)
+
+            var pid: pid_t = 0
+            let spawnStatus = posix_spawn(&pid, command[0], &actions, nil, cArguments, cEnvironment)
+            close(writeEnd)
+            guard spawnStatus == 0 else {
+                close(readEnd)
+                throw EmbeddedPostgresError("cannot run \(command[0]): \(String(cString: strerror(spawnStatus)))")
+            }
+            return (pid, readEnd)
         }
 
         var output = [UInt8]()

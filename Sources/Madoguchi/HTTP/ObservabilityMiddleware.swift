@@ -27,6 +27,9 @@ struct ObservabilityMiddleware<Context: RequestContext>: RouterMiddleware {
             context.logger.error("unhandled error", metadata: ["error": "\(String(reflecting: error))"])
             response = ProblemMiddleware<Context>.render(.internalError, request: request, requestID: requestID)
         }
+        if response.status.code < 400 {
+            for field in scope.responseHeaders { response.headers[field.name] = field.value }
+        }
         response.headers[.xRequestID] = requestID
 
         let elapsed = ContinuousClock.now - start

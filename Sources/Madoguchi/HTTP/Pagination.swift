@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 
 /// Opaque page cursors: a version tag and the sort key of the last row, base64url-encoded. Clients
 /// pass them back untouched; anything we did not issue is a 400, never a silently wrong page.
@@ -32,12 +33,17 @@ enum PageCursor {
         return requested
     }
 
-    /// `<same path and query, with cursor=next>; rel="next"`, relative to the request (RFC 8288 allows it).
-    static func linkHeader(nextCursor: String?) -> String? {
-        guard let nextCursor, let uri = RequestScope.current?.requestURI, var components = URLComponents(string: uri) else { return nil }
+    /// Sets `Link: <same path and query, with cursor=next>; rel="next"` on the response when there is
+    /// a next page. The target is relative to the request, as RFC 8288 allows.
+    static func setLinkHeader(nextCursor: String?) {
+        guard let nextCursor, let scope = RequestScope.current, var components = URLComponents(string: scope.requestURI) else { return }
         var items = (components.queryItems ?? []).filter { $0.name != "cursor" }
         items.append(URLQueryItem(name: "cursor", value: nextCursor))
         components.queryItems = items
-        return "<\(components.string ?? uri)>; rel=\"next\""
+        scope.setResponseHeader(.link, "<\(components.string ?? scope.requestURI)>; rel=\"next\"")
     }
+}
+
+extension HTTPField.Name {
+    static let link = Self("Link")!
 }

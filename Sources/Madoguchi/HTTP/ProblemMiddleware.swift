@@ -73,19 +73,25 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         }
     }
 
-    /// A body or parameter that did not decode. Path and query values go through the same decoding
-    /// machinery as bodies, so the first coding key tells which: a name the request used as a path or
-    /// query parameter, or else a field of the body.
+    /// A body or parameter that did not decode. The runtime reports both the same way, and its URI
+    /// decoder keeps no coding path, so the request decides: one without a body can only have failed on
+    /// a path or query parameter, which is then found by its offending value.
     static func problem(for error: DecodingError, operation: ServerError) -> Problem {
         let (path, message) = describe(error)
-        if let name = path.first {
-            if let value = operation.requestMetadata.pathParameters[name] {
-                return .invalidParameter(name, "'\(value)' is not valid: \(message)")
-            }
+        let fields = operation.request.headerFields
+        let hasBody = (fields[.contentLength].flatMap(Int.init) ?? 0) > 0 || fields[.transferEncoding] != nil
+        guard hasBody else {
             let query = operation.request.path.flatMap { URLComponents(string: $0)?.queryItems } ?? []
-            if let item = query.first(where: { $0.name == name }) {
-                return .invalidParameter(name, "'\(item.value ?? "")' is not valid: \(message)")
+            let parameters = operation.requestMetadata.pathParameters.map { ($0.key, String($0.value)) }
+                + query.map { ($0.name, $0.value ?? "") }
+            let culprit = parameters.first { !$0.1.isEmpty && (message.contains("'\($0.1)'") || message.hasSuffix(" \($0.1)")) }
+                ?? parameters.first { name, value in
+                    (message.contains("integer") && Int(value) == nil) || (message.contains("boolean") && Bool(value) == nil)
+                }
+            guard let (name, value) = culprit else {
+                return Problem(.invalidParameter, status: .badRequest, title: "Invalid parameter", detail: "A path or query parameter is invalid: \(message)")
             }
+            return .invalidParameter(name, "'\(value)' is not valid: \(message)")
         }
         let pointer = path.isEmpty ? nil : "/" + path.joined(separator: "/")
         return Problem(

@@ -1,3 +1,4 @@
+import HTTPTypes
 import Logging
 import Synchronization
 
@@ -18,6 +19,7 @@ public final class RequestScope: Sendable {
     private struct State {
         var operationID: String?
         var principal: Principal?
+        var responseHeaders: HTTPFields = [:]
     }
 
     init(requestID: String, logger: Logger, requestURI: String) {
@@ -29,6 +31,17 @@ public final class RequestScope: Sendable {
     public var operationID: String? {
         get { state.withLock { $0.operationID } }
         set { state.withLock { $0.operationID = newValue } }
+    }
+
+    /// Headers for the response that must go out exactly as written. The OpenAPI runtime
+    /// percent-encodes the header values it serializes, which mangles an ETag's quotes and a Link's
+    /// angle brackets; handlers put such headers here and `ObservabilityMiddleware` sets them.
+    public func setResponseHeader(_ name: HTTPField.Name, _ value: String) {
+        state.withLock { $0.responseHeaders[name] = value }
+    }
+
+    var responseHeaders: HTTPFields {
+        state.withLock { $0.responseHeaders }
     }
 
     public var principal: Principal? {

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import MadoguchiAPI
 
 extension APIHandler {
@@ -26,9 +27,8 @@ extension APIHandler {
             page.removeLast()
             nextCursor = page.last.map { PageCursor.encode([String($0.number)]) }
         }
-        return .ok(.init(
-            headers: .init(link: PageCursor.linkHeader(nextCursor: nextCursor)),
-            body: .json(.init(items: page.map(Components.Schemas.Ticket.init), nextCursor: nextCursor))))
+        PageCursor.setLinkHeader(nextCursor: nextCursor)
+        return .ok(.init(body: .json(.init(items: page.map(Components.Schemas.Ticket.init), nextCursor: nextCursor))))
     }
 
     func getTicket(_ input: Operations.GetTicket.Input) async throws -> Operations.GetTicket.Output {
@@ -36,10 +36,11 @@ extension APIHandler {
         guard let ticket = try await database.withConnection({ try await tickets.ticket(id: id, on: $0) }) else {
             throw Problem.notFound("There is no ticket \(id.uuidString.lowercased()).")
         }
+        RequestScope.current?.setResponseHeader(.eTag, ticket.entityTag)
         if let ifNoneMatch = input.headers.ifNoneMatch, Self.entityTags(ifNoneMatch, match: ticket.entityTag) {
-            return .notModified(.init(headers: .init(eTag: ticket.entityTag)))
+            return .notModified(.init())
         }
-        return .ok(.init(headers: .init(eTag: ticket.entityTag), body: .json(.init(ticket))))
+        return .ok(.init(body: .json(.init(ticket))))
     }
 
     func listTicketMessages(_ input: Operations.ListTicketMessages.Input) async throws -> Operations.ListTicketMessages.Output {
@@ -61,9 +62,8 @@ extension APIHandler {
             messages.removeLast()
             nextCursor = messages.last.map { PageCursor.encode([$0.id.uuidString]) }
         }
-        return .ok(.init(
-            headers: .init(link: PageCursor.linkHeader(nextCursor: nextCursor)),
-            body: .json(.init(items: messages.map(Components.Schemas.Message.init), nextCursor: nextCursor))))
+        PageCursor.setLinkHeader(nextCursor: nextCursor)
+        return .ok(.init(body: .json(.init(items: messages.map(Components.Schemas.Message.init), nextCursor: nextCursor))))
     }
 
     /// RFC 9110 §13.1.2: `*` or any listed tag (weak comparison) matches.

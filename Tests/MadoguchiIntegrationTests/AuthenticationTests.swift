@@ -1,0 +1,122 @@
+import Foundation
+import HTTPTypes
+import Testing
+@testable import Madoguchi
+
+@Suite("API keys and roles")
+struct AuthenticationTests {
+    /// Every /v1 operation, with a request that would succeed for an allowed role.
+    static let operations: [(id: String, method: HTTPRequest.Method, path: String, json: String?)] = [
+        ("getCurrentPrincipal", .get, "/v1/me", nil),
+        ("listApiKeys", .get, "/v1/api-keys", nil),
+        ("createApiKey", .post, "/v1/api-keys", #"{"name":"n","role":"dashboard"}"#),
+        ("revokeApiKey", .delete, "/v1/api-keys/00000000-0000-4000-8000-000000000000", nil),
+        ("getCustomer", .get, "/v1/customers/00000000-0000-4000-8000-000000000000", nil),
+        ("listTickets", .get, "/v1/tickets", nil),
+        ("getTicket", .get, "/v1/tickets/00000000-0000-4000-8000-000000000000", nil),
+        ("listTicketMessages", .get, "/v1/tickets/00000000-0000-4000-8000-000000000000/messages", nil),
+    ]
+
+    @Test("the list above covers every protected operation in the access table")
+    func coversEveryOperation() {
+        #expect(Set(Self.operations.map(\.id)) == Set(OperationAccess.roles.keys))
+    }
+
+    @Test("every /v1 operation refuses a missing, malformed, unknown and revoked key with 401")
+    func unauthenticated() async throws {
+        try await TestApp.run { app in
+            let (revoked, record) = try await app.key(.admin)
+            try await app.execute("UPDATE api_keys SET revoked_at = now() WHERE id = \(record.id)")
+            let unknown = APIKeySecret.generate().text
+            for operation in Self.operations {
+                let attempts: [(String, HTTPFields)] = [
+                    ("no key", [:]),
+                    ("basic auth", [.authorization: "Basic YWRtaW46YWRtaW4="]),
+                    ("garbage", [.authorization: "Bearer not-a-key"]),
+                    ("unknown", [.authorization: "Bearer \(unknown)"]),
+                    ("revoked", [.authorization: "Bearer \(revoked)"]),
+                ]
+                for (label, headers) in attempts {
+                    let response = try await app.request(operation.method, operation.path, headers: headers, json: operation.json)
+                    #expect(response.status == .unauthorized, "\(operation.id) with \(label)")
+                    #expect(response.headers[.contentType] == "application/problem+json", "\(operation.id) with \(label)")
+                    #expect(response.headers[.wwwAuthenticate]?.hasPrefix("Bearer realm=\"madoguchi\"") == true)
+                }
+            }
+        }
+    }
+
+    @Test("every /v1 operation refuses each role it does not list with 403, and admits the ones it does")
+    func roles() async throws {
+        try await TestApp.run { app in
+            var keys: [Role: String] = [:]
+            for role in Role.allCases { keys[role] = try await app.keySecret(role) }
+            for operation in Self.operations {
+                let allowed = OperationAccess.roles[operation.id] ?? []
+                for role in Role.allCases {
+                    let response = try await app.request(operation.method, operation.path, key: keys[role], json: operation.json)
+                    if allowed.contains(role) {
+                        #expect(![.unauthorized, .forbidden].contains(response.status), "\(operation.id) as \(role): \(response.text)")
+                    } else {
+                        #expect(response.status == .forbidden, "\(operation.id) as \(role)")
+                        #expect(try response.json["type"] as? String == "https://madoguchi.dev/problems/forbidden")
+                    }
+                }
+            }
+        }
+    }
+
+    @Test("an admin creates a key over the API; it works at once, is listed without its secret, and stops working when revoked")
+    func keyLifecycle() async throws {
+        try await TestApp.run { app in
+            let admin = try await app.keySecret(.admin)
+            let created = try await app.request(.post, "/v1/api-keys", key: admin, json: #"{"name":"web form","role":"gateway"}"#)
+            #expect(created.status == .created)
+            let body = try created.json
+            let secret = try #require(body["key"] as? String)
+            let record = try #require(body["api_key"] as? [String: Any])
+            let id = try #require(record["id"] as? String)
+            #expect(id == id.lowercased())
+
+            let me = try await app.request(.get, "/v1/me", key: secret)
+            #expect(try me.json["role"] as? String == "gateway")
+            #expect(try me.json["key_id"] as? String == id)
+
+            let list = try await app.request(.get, "/v1/api-keys", key: admin)
+            #expect(!list.text.contains(secret))
+            #expect(list.text.contains(id))
+
+            let stored = try await app.database.withConnection { connection in
+                let rows = try await connection.query("SELECT count(*) FROM api_keys WHERE secret_hash = sha256(convert_to(\(secret), 'UTF8'))", logger: TestCluster.logger)
+                for try await count in rows.decode(Int.self) { return count }
+                return 0
+            }
+            #expect(stored == 1, "only the SHA-256 of the key is stored")
+
+            #expect(try await app.request(.delete, "/v1/api-keys/\(id)", key: admin).status == .ok)
+            #expect(try await app.request(.get, "/v1/me", key: secret).status == .unauthorized)
+            // Revoking again is harmless; an unknown id is 404.
+            #expect(try await app.request(.delete, "/v1/api-keys/\(id)", key: admin).status == .ok)
+            #expect(try await app.request(.delete, "/v1/api-keys/\(UUID().uuidString)", key: admin).status == .notFound)
+        }
+    }
+
+    @Test("an agent key acts for an agent; other roles cannot name one")
+    func agentKeys() async throws {
+        try await TestApp.run { app in
+            let admin = try await app.keySecret(.admin)
+            let agent = try await app.request(.post, "/v1/api-keys", key: admin, json: #"{"name":"佐藤","role":"agent"}"#)
+            let agentID = try #require((try agent.json["api_key"] as? [String: Any])?["agent_id"] as? String)
+            let second = try await app.request(.post, "/v1/api-keys", key: admin, json: #"{"name":"佐藤 (laptop)","role":"supervisor","agent_id":"\#(agentID)"}"#)
+            #expect(second.status == .created)
+            let gateway = try await app.request(.post, "/v1/api-keys", key: admin, json: #"{"name":"gw","role":"gateway","agent_id":"\#(agentID)"}"#)
+            #expect(gateway.status == .unprocessableContent)
+            let missing = try await app.request(.post, "/v1/api-keys", key: admin, json: #"{"name":"x","role":"agent","agent_id":"\#(UUID().uuidString)"}"#)
+            #expect(missing.status == .unprocessableContent)
+            #expect((try missing.json["errors"] as? [[String: String]])?.first?["pointer"] == "/agent_id")
+            // Nothing half-written: the refused keys left no rows.
+            let keys = try await app.request(.get, "/v1/api-keys", key: admin)
+            #expect((try keys.json["items"] as? [Any])?.count == 3)
+        }
+    }
+}

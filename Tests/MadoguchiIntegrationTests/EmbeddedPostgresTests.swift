@@ -1,0 +1,113 @@
+import Foundation
+import PostgresNIO
+import Testing
+@testable import Madoguchi
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The private cluster `madoguchi serve` runs when no DATABASE_URL is given. Each test makes its own
+/// cluster (initdb takes well under a second) and removes it afterwards.
+@Suite("Embedded PostgreSQL")
+struct EmbeddedPostgresTests {
+    static func withCluster(_ body: (EmbeddedPostgres) async throws -> Void) async throws {
+        let directory = try TestCluster.makeTemporaryDirectory(prefix: "madoguchi-embedded")
+        let cluster = try EmbeddedPostgres(directory: directory, settings: ["fsync": "off"], logger: TestCluster.logger)
+        do {
+            try await body(cluster)
+        } catch {
+            TestCluster.stopNow(cluster)
+            throw error
+        }
+        TestCluster.stopNow(cluster)
+    }
+
+    static func answers(_ cluster: EmbeddedPostgres) async throws -> Bool {
+        try await cluster.withAdminConnection { connection in
+            let rows = try await connection.query("SELECT 1", logger: TestCluster.logger)
+            for try await one in rows.decode(Int.self) { return one == 1 }
+            return false
+        }
+    }
+
+    static func postmasterPID(_ cluster: EmbeddedPostgres) throws -> pid_t {
+        let contents = try String(contentsOfFile: cluster.clusterDirectory + "/postmaster.pid", encoding: .utf8)
+        return try #require(pid_t(contents.split(separator: "\n")[0]))
+    }
+
+    @Test("first start creates the cluster; a second start finds it running; stop and start again reuse it")
+    func lifecycle() async throws {
+        try await Self.withCluster { cluster in
+            #expect(try await cluster.start() == .started)
+            #expect(FileManager.default.fileExists(atPath: cluster.clusterDirectory + "/PG_VERSION"))
+            #expect(FileManager.default.fileExists(atPath: cluster.socketDirectory + "/.s.PGSQL.5432"))
+            try await cluster.createDatabase("madoguchi")
+            try await cluster.createDatabase("madoguchi")  // idempotent
+            #expect(try await cluster.start() == .alreadyRunning)
+            try await cluster.stop()
+            #expect(try await cluster.start() == .started)
+            #expect(try await Self.answers(cluster))
+        }
+    }
+
+    @Test("a cluster killed with SIGKILL leaves a stale postmaster.pid; the next start recovers")
+    func staleAfterKill() async throws {
+        try await Self.withCluster { cluster in
+            _ = try await cluster.start()
+            let pid = try Self.postmasterPID(cluster)
+            #expect(kill(pid, SIGKILL) == 0)
+            // Wait for the postmaster to be gone (its children notice and exit on their own).
+            for _ in 0..<100 where EmbeddedPostgres.processIsPostmaster(pid: pid, clusterDirectory: cluster.clusterDirectory) {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(FileManager.default.fileExists(atPath: cluster.clusterDirectory + "/postmaster.pid"))
+            #expect(try await cluster.start() == .started)
+            #expect(try await Self.answers(cluster))
+        }
+    }
+
+    @Test("a postmaster.pid naming a live process that is not our server (a reused pid) is cleared")
+    func reusedPID() async throws {
+        try await Self.withCluster { cluster in
+            _ = try await cluster.start()
+            try await cluster.stop()
+            // Our own pid: alive, and certainly not a postgres for this cluster.
+            let fake = "\(getpid())\n\(cluster.clusterDirectory)\n1700000000\n5432\n\(cluster.socketDirectory)\n\n  5432001         0\nready   \n"
+            try fake.write(toFile: cluster.clusterDirectory + "/postmaster.pid", atomically: true, encoding: .utf8)
+            #expect(try await cluster.start() == .started)
+            #expect(try await Self.answers(cluster))
+        }
+    }
+
+    @Test("without PostgreSQL's programs the error says what to install")
+    func missingBinaries() throws {
+        let error = #expect(throws: EmbeddedPostgresError.self) {
+            try EmbeddedPostgres.locateBinaries(path: "/nonexistent", debianRoot: "/nonexistent")
+        }
+        #expect(error?.description.contains("apt-get install postgresql-15") == true)
+        #expect(error?.description.contains("MADOGUCHI_PG_BIN") == true)
+    }
+
+    @Test("a data directory too long for a Unix socket is refused up front")
+    func socketPathTooLong() {
+        #expect(throws: EmbeddedPostgresError.self) {
+            try EmbeddedPostgres(directory: "/tmp/" + String(repeating: "x", count: 120), binDirectory: "/usr/bin", logger: TestCluster.logger)
+        }
+    }
+
+    @Test("the provisioner owns the cluster while it holds the data-directory lock; a borrower leaves it running")
+    func ownershipByLock() async throws {
+        let directory = try TestCluster.makeTemporaryDirectory(prefix: "madoguchi-provision")
+        var configuration = Configuration()
+        configuration.dataDirectory = directory
+        let owner = try await DatabaseProvisioner.provision(configuration, exclusive: true, logger: TestCluster.logger)
+        let borrower = try await DatabaseProvisioner.provision(configuration, exclusive: false, logger: TestCluster.logger)
+        await borrower.release(logger: TestCluster.logger)
+        let cluster = try #require(owner.cluster)
+        #expect(try await Self.answers(cluster), "a borrower must not stop the owner's cluster")
+        await owner.release(logger: TestCluster.logger)
+        #expect(!FileManager.default.fileExists(atPath: cluster.clusterDirectory + "/postmaster.pid"), "the owner stops it")
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}

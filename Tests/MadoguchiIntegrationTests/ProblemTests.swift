@@ -1,0 +1,163 @@
+import Foundation
+import HTTPTypes
+import NIOCore
+import HummingbirdTesting
+import Testing
+@testable import Madoguchi
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Every error is RFC 9457 problem+json with the right status")
+struct ProblemTests {
+    static func expectProblem(_ response: TestResponse, _ status: HTTPResponse.Status, _ type: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        #expect(response.status == status, "\(response.text)", sourceLocation: sourceLocation)
+        #expect(response.headers[.contentType] == "application/problem+json", sourceLocation: sourceLocation)
+        let body = try response.json
+        #expect(body["type"] as? String == "https://madoguchi.dev/problems/\(type)", sourceLocation: sourceLocation)
+        #expect(body["status"] as? Int == status.code, sourceLocation: sourceLocation)
+        #expect((body["detail"] as? String)?.isEmpty == false, sourceLocation: sourceLocation)
+        #expect(body["request_id"] as? String == response.headers[.xRequestID], sourceLocation: sourceLocation)
+    }
+
+    @Test("unknown route 404, wrong method 405 with Allow")
+    func routing() async throws {
+        try await TestApp.run { app in
+            try Self.expectProblem(try await app.request(.get, "/v1/nothing-here"), .notFound, "not-found")
+            let wrongMethod = try await app.request(.put, "/v1/tickets/00000000-0000-4000-8000-000000000000")
+            try Self.expectProblem(wrongMethod, .methodNotAllowed, "method-not-allowed")
+            #expect(wrongMethod.headers[.allow] == "GET")
+            #expect(try await app.request(.post, "/v1/tickets").headers[.allow] == "GET")
+            #expect(try await app.request(.put, "/v1/api-keys").headers[.allow] == "GET, POST")
+        }
+    }
+
+    @Test("malformed JSON, a field of the wrong type, a missing field and an unknown field are 400 naming the field")
+    func malformedBodies() async throws {
+        try await TestApp.run { app in
+            let admin = try await app.keySecret(.admin)
+            try Self.expectProblem(try await app.request(.post, "/v1/api-keys", key: admin, json: #"{"name":"#), .badRequest, "malformed-body")
+            let wrongType = try await app.request(.post, "/v1/api-keys", key: admin, json: #"{"name":"x","role":5}"#)
+            try Self.expectProblem(wrongType, .badRequest, "malformed-body")
+            #expect((try wrongType.json["errors"] as? [[String: String]])?.first?["pointer"] == "/role")
+            let wrongValue = try await app.request(.post, "/v1/api-keys", key: admin, json: #"{"name":"x","role":"superuser"}"#)
+            try Self.expectProblem(wrongValue, .badRequest, "malformed-body")
+            let missing = try await app.request(.post, "/v1/api-keys", key: admin, json: #"{"role":"agent"}"#)
+            try Self.expectProblem(missing, .badRequest, "malformed-body")
+            #expect((try missing.json["errors"] as? [[String: String]])?.first?["pointer"] == "/name")
+            let unknown = try await app.request(.post, "/v1/api-keys", key: admin, json: #"{"name":"x","role":"agent","admin":true}"#)
+            try Self.expectProblem(unknown, .badRequest, "malformed-body")
+            let invalidUTF8 = try await app.client.execute(
+                uri: "/v1/api-keys", method: .post,
+                headers: [.authorization: "Bearer \(admin)", .contentType: "application/json"],
+                body: ByteBuffer(bytes: Array(#"{"name":""#.utf8) + [0xFF, 0xFE] + Array(#"","role":"admin"}"#.utf8)))
+            try Self.expectProblem(invalidUTF8, .badRequest, "malformed-body")
+            let blankName = try await app.request(.post, "/v1/api-keys", key: admin, json: #"{"name":"   ","role":"admin"}"#)
+            try Self.expectProblem(blankName, .unprocessableContent, "validation-failed")
+            // None of the refused requests wrote a key.
+            let keys = try await app.request(.get, "/v1/api-keys", key: admin)
+            #expect((try keys.json["items"] as? [Any])?.count == 1)
+        }
+    }
+
+    @Test("wrong media type 415; bad UUID, bad enum, bad limit and foreign cursor 400 naming the parameter")
+    func badParameters() async throws {
+        try await TestApp.run { app in
+            let admin = try await app.keySecret(.admin)
+            let agent = try await app.keySecret(.agent)
+            try Self.expectProblem(
+                try await app.request(.post, "/v1/api-keys", key: admin, headers: [.contentType: "text/plain"], json: "name=x"),
+                .unsupportedMediaType, "unsupported-media-type")
+            let badUUID = try await app.request(.get, "/v1/tickets/not-a-uuid", key: agent)
+            try Self.expectProblem(badUUID, .badRequest, "invalid-parameter")
+            #expect((try badUUID.json["errors"] as? [[String: String]])?.first?["pointer"] == "ticket_id")
+            let badStatus = try await app.request(.get, "/v1/tickets?status=bogus", key: agent)
+            try Self.expectProblem(badStatus, .badRequest, "invalid-parameter")
+            #expect((try badStatus.json["errors"] as? [[String: String]])?.first?["pointer"] == "status")
+            try Self.expectProblem(try await app.request(.get, "/v1/tickets?limit=0", key: agent), .badRequest, "invalid-parameter")
+            try Self.expectProblem(try await app.request(.get, "/v1/tickets?limit=201", key: agent), .badRequest, "invalid-parameter")
+            try Self.expectProblem(try await app.request(.get, "/v1/tickets?limit=ten", key: agent), .badRequest, "invalid-parameter")
+            try Self.expectProblem(try await app.request(.get, "/v1/tickets?cursor=bm90LW91cnM", key: agent), .badRequest, "invalid-parameter")
+            try Self.expectProblem(
+                try await app.request(.get, "/v1/tickets?unassigned=true&assignee_id=\(UUID())", key: agent), .badRequest, "invalid-parameter")
+            try Self.expectProblem(try await app.request(.get, "/v1/customers/\(UUID())", key: agent), .notFound, "not-found")
+        }
+    }
+
+    @Test("a body over the limit is refused from its Content-Length before it is sent, and mid-stream when chunked")
+    func oversizeBodies() async throws {
+        try await TestApp.run(configure: { $0.maxBodyBytes = 4096 }) { app in
+            let admin = try await app.keySecret(.admin)
+            let port = try #require(app.client.port)
+
+            // Declare 50 MB, send 10 bytes, and wait: the answer must come without the rest.
+            let declared = try RawHTTP.exchange(port: port, request: """
+                POST /v1/api-keys HTTP/1.1\r
+                Host: localhost\r
+                Authorization: Bearer \(admin)\r
+                Content-Type: application/json\r
+                Content-Length: 50000000\r
+                \r
+                {"name":"x
+                """)
+            #expect(declared.hasPrefix("HTTP/1.1 413"), "\(declared)")
+            #expect(declared.contains("application/problem+json"))
+            #expect(declared.contains("payload-too-large"))
+
+            // Chunked: no length to check up front, so it is counted as it arrives.
+            let chunk = String(repeating: "a", count: 3000)
+            let chunked = try RawHTTP.exchange(port: port, request: """
+                POST /v1/api-keys HTTP/1.1\r
+                Host: localhost\r
+                Authorization: Bearer \(admin)\r
+                Content-Type: application/json\r
+                Transfer-Encoding: chunked\r
+                \r
+                bb8\r
+                \(chunk)\r
+                bb8\r
+                \(chunk)\r
+                0\r
+                \r
+
+                """)
+            #expect(chunked.hasPrefix("HTTP/1.1 413"), "\(chunked)")
+
+            // Just under the limit is read and judged on its content.
+            let small = try await app.request(.post, "/v1/api-keys", key: admin, json: #"{"name":"ok","role":"dashboard"}"#)
+            #expect(small.status == .created)
+        }
+    }
+}
+
+/// A bare HTTP/1.1 exchange over a blocking socket, for requests no well-behaved client would send.
+enum RawHTTP {
+    static func exchange(port: Int, request: String, timeoutSeconds: Int = 10) throws -> String {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { throw EmbeddedPostgresError("socket failed") }
+        defer { close(descriptor) }
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw EmbeddedPostgresError("connect failed") }
+        let bytes = Array(request.utf8)
+        _ = bytes.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var response = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = recv(descriptor, &buffer, buffer.count, 0)
+            guard count > 0 else { break }
+            response += buffer[0..<count]
+            // One response is all we want; stop once its head and short body are in.
+            if let text = String(bytes: response, encoding: .utf8), text.contains("\r\n\r\n"), text.hasSuffix("}") { break }
+        }
+        return String(decoding: response, as: UTF8.self)
+    }
+}

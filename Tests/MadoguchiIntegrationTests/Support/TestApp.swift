@@ -1,0 +1,120 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import PostgresNIO
+import Prometheus
+@testable import Madoguchi
+
+/// One test's world: its own database cloned from the migrated template, and the real application
+/// serving on a loopback port.
+struct TestApp {
+    let database: Database
+    let client: any TestClientProtocol
+
+    /// Builds the application on a fresh database and runs `body` against it over real HTTP.
+    static func run(
+        configure: (inout Configuration) -> Void = { _ in },
+        _ body: @Sendable (TestApp) async throws -> Void
+    ) async throws {
+        let clientConfiguration = try await TestCluster.makeDatabase()
+        var configuration = Configuration()
+        configuration.port = 0
+        configure(&configuration)
+        let registry = PrometheusCollectorRegistry()
+        let database = Database(configuration: clientConfiguration, logger: TestCluster.logger, registry: registry)
+        let app = try buildApplication(
+            configuration: configuration, database: database, migrator: try Migrator.bundled(), registry: registry,
+            logger: TestCluster.logger)
+        try await app.test(.live) { client in
+            try await body(TestApp(database: database, client: client))
+        }
+    }
+
+    // MARK: - Requests
+
+    @discardableResult
+    func request(
+        _ method: HTTPRequest.Method,
+        _ uri: String,
+        key: String? = nil,
+        headers: HTTPFields = [:],
+        json: String? = nil
+    ) async throws -> TestResponse {
+        var headers = headers
+        if let key { headers[.authorization] = "Bearer \(key)" }
+        var body: ByteBuffer?
+        if let json {
+            if headers[.contentType] == nil { headers[.contentType] = "application/json" }
+            body = ByteBuffer(string: json)
+        }
+        return try await client.execute(uri: uri, method: method, headers: headers, body: body)
+    }
+
+    // MARK: - Seeding, in SQL
+
+    /// A new key of `role` (with an agent behind it for agents and supervisors).
+    func key(_ role: Role, name: String? = nil) async throws -> (secret: String, record: APIKeyRecord) {
+        let (record, secret) = try await database.withTransaction { connection in
+            try await APIKeyStore(logger: TestCluster.logger).create(name: name ?? "\(role.rawValue) key", role: role, agentID: nil, on: connection)
+        }
+        return (secret.text, record)
+    }
+
+    func keySecret(_ role: Role) async throws -> String {
+        try await key(role).secret
+    }
+
+    /// Runs one SQL statement built with bind parameters, for seeding.
+    func execute(_ query: PostgresQuery) async throws {
+        try await database.withConnection { try await $0.query(query, logger: TestCluster.logger) }
+    }
+
+    /// Runs a query returning a single UUID (`… RETURNING id`).
+    func insertReturningID(_ query: PostgresQuery) async throws -> UUID {
+        try await database.withConnection { connection in
+            let rows = try await connection.query(query, logger: TestCluster.logger)
+            for try await id in rows.decode(UUID.self) { return id }
+            throw EmbeddedPostgresError("no id returned")
+        }
+    }
+
+    func customer(name: String = "山田 花子", email: String? = nil) async throws -> UUID {
+        let id = try await insertReturningID("INSERT INTO customers (display_name) VALUES (\(name)) RETURNING id")
+        if let email {
+            try await execute("INSERT INTO customer_identities (customer_id, kind, value, raw_value) VALUES (\(id), 'email', \(email), \(email))")
+        }
+        return id
+    }
+
+    func ticket(customer: UUID, subject: String = "注文した商品が届かない", status: String = "new", assignee: UUID? = nil) async throws -> UUID {
+        try await insertReturningID("""
+            INSERT INTO tickets (customer_id, subject, status, channel, assignee_id)
+            VALUES (\(customer), \(subject), \(status), 'email', \(assignee)) RETURNING id
+            """)
+    }
+
+    func inboundMessage(ticket: UUID, customer: UUID, body: String, at offsetSeconds: Int = 0) async throws -> UUID {
+        try await insertReturningID("""
+            INSERT INTO messages (ticket_id, customer_id, direction, channel, body_text, created_at)
+            VALUES (\(ticket), \(customer), 'inbound', 'email', \(body), now() + make_interval(secs => \(offsetSeconds)))
+            RETURNING id
+            """)
+    }
+}
+
+extension TestResponse {
+    var text: String { String(buffer: body) }
+
+    /// The body as a JSON object (fails the test with a clear error when it is not one).
+    var json: [String: Any] {
+        get throws {
+            guard let object = try JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any] else {
+                throw EmbeddedPostgresError("response body is not a JSON object: \(text)")
+            }
+            return object
+        }
+    }
+}

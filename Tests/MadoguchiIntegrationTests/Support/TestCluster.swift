@@ -1,0 +1,116 @@
+import Foundation
+import Logging
+import PostgresNIO
+@testable import Madoguchi
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One throwaway PostgreSQL cluster for the whole test run, in a temporary directory, with a template
+/// database migrated once. Every test clones its own database from the template (a file-level copy,
+/// milliseconds), so tests run in parallel and never see each other's rows.
+enum TestCluster {
+    static let templateName = "madoguchi_template"
+
+    static let logger: Logger = {
+        var logger = Logger(label: "madoguchi.tests")
+        logger.logLevel = ProcessInfo.processInfo.environment["MADOGUCHI_TEST_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
+        return logger
+    }()
+
+    /// Started on first use; later callers await the same start.
+    private static let started = Task<EmbeddedPostgres, any Error> { try await start() }
+
+    static var cluster: EmbeddedPostgres {
+        get async throws { try await started.value }
+    }
+
+    /// A fresh database cloned from the migrated template, named after nothing in particular.
+    static func makeDatabase() async throws -> PostgresClient.Configuration {
+        let cluster = try await cluster
+        let name = "test_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+        try await cluster.createDatabase(name, template: templateName)
+        return cluster.clientConfiguration(database: name)
+    }
+
+    /// An empty database (no migrations at all), for testing the migrator itself.
+    static func makeEmptyDatabase() async throws -> PostgresClient.Configuration {
+        let cluster = try await cluster
+        let name = "empty_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+        try await cluster.createDatabase(name)
+        return cluster.clientConfiguration(database: name)
+    }
+
+    private static func start() async throws -> EmbeddedPostgres {
+        let directory = try makeTemporaryDirectory(prefix: "madoguchi-tests")
+        let cluster = try EmbeddedPostgres(
+            directory: directory,
+            // Throwaway data: durability costs time and buys nothing here.
+            settings: ["fsync": "off", "synchronous_commit": "off", "full_page_writes": "off", "max_connections": "400"],
+            logger: logger)
+        stopAtExit(cluster)
+        _ = try await cluster.start()
+        try await cluster.createDatabase(templateName)
+        try await withDatabase(cluster.clientConfiguration(database: templateName)) { database in
+            try await Migrator.bundled().migrate(database, logger: logger)
+        }
+        return cluster
+    }
+
+    /// Runs `body` with a pool on `configuration`, closed afterwards (a template must have no connections).
+    static func withDatabase<Result: Sendable>(
+        _ configuration: PostgresClient.Configuration,
+        _ body: (Database) async throws -> Result
+    ) async throws -> Result {
+        let database = Database(configuration: configuration, logger: logger)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await database.client.run() }
+            defer { group.cancelAll() }
+            return try await body(database)
+        }
+    }
+
+    static func makeTemporaryDirectory(prefix: String) throws -> String {
+        var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
+        guard let path = mkdtemp(&template) else { throw EmbeddedPostgresError("mkdtemp failed") }
+        return String(cString: path)
+    }
+
+    // MARK: - Cleanup
+
+    /// The test process exits through `exit`, which runs atexit handlers: stop the cluster and delete
+    /// its directory there. A C handler captures nothing, hence the global.
+    private static func stopAtExit(_ cluster: EmbeddedPostgres) {
+        clusterToStop.withLock { $0 = cluster }
+        atexit {
+            guard let cluster = TestCluster.clusterToStop.withLock({ $0 }) else { return }
+            TestCluster.stopNow(cluster)
+        }
+        startWatchdog(cluster)
+    }
+
+    static func stopNow(_ cluster: EmbeddedPostgres) {
+        let stop = [cluster.binDirectory + "/pg_ctl", "stop", "-D", cluster.clusterDirectory, "-m", "immediate", "-s"]
+        let command = cluster.runner.runAsUser.map { ["/usr/sbin/runuser", "-u", $0, "--"] + stop } ?? stop
+        _ = try? ProcessRunner.spawnAndWait(command)
+        try? FileManager.default.removeItem(atPath: cluster.directory)
+    }
+
+    /// If the test process is killed outright, no exit handler runs; a detached shell waits for it to
+    /// die and then stops the cluster, so no postgres outlives its test run.
+    private static func startWatchdog(_ cluster: EmbeddedPostgres) {
+        let pgCtl = cluster.runner.runAsUser.map { "/usr/sbin/runuser -u \($0) -- " } ?? ""
+        let script = """
+            exec </dev/null >/dev/null 2>&1
+            while kill -0 \(getpid()) 2>/dev/null; do sleep 1; done
+            \(pgCtl)'\(cluster.binDirectory)/pg_ctl' stop -D '\(cluster.clusterDirectory)' -m immediate -s >/dev/null 2>&1
+            rm -rf '\(cluster.directory)'
+            """
+        _ = try? ProcessRunner.spawnAndWait(["/usr/bin/setsid", "-f", "/bin/sh", "-c", script])
+    }
+
+    private static let clusterToStop = Mutex<EmbeddedPostgres?>(nil)
+}
+
+import Synchronization

@@ -1,0 +1,78 @@
+import Foundation
+import PostgresNIO
+import Testing
+@testable import Madoguchi
+
+@Suite("Configuration")
+struct ConfigurationTests {
+    @Test("defaults are the documented ones")
+    func defaults() throws {
+        let configuration = try Configuration.fromEnvironment([:])
+        #expect(configuration.host == "127.0.0.1")
+        #expect(configuration.port == 8080)
+        #expect(configuration.databaseURL == nil)
+        #expect(configuration.dataDirectory == "./.madoguchi")
+        #expect(configuration.maxBodyBytes == 1_048_576)
+        #expect(configuration.maxEmailBytes == 25_000_000)
+        #expect(configuration.logLevel == .info)
+    }
+
+    @Test("environment variables override, and a malformed one is an error naming it")
+    func environment() throws {
+        let configuration = try Configuration.fromEnvironment([
+            "MADOGUCHI_HOST": "0.0.0.0", "MADOGUCHI_PORT": "9090", "DATABASE_URL": "postgres://u@db/x",
+            "MADOGUCHI_DATA_DIR": "/var/lib/madoguchi", "MADOGUCHI_MAX_BODY_BYTES": "2048", "MADOGUCHI_LOG_LEVEL": "DEBUG",
+            "MADOGUCHI_LOG_FORMAT": "json", "MADOGUCHI_DB_POOL_SIZE": "5",
+        ])
+        #expect(configuration.host == "0.0.0.0")
+        #expect(configuration.port == 9090)
+        #expect(configuration.databaseURL == "postgres://u@db/x")
+        #expect(configuration.dataDirectory == "/var/lib/madoguchi")
+        #expect(configuration.maxBodyBytes == 2048)
+        #expect(configuration.logLevel == .debug)
+        #expect(configuration.logFormat == .json)
+        #expect(configuration.databasePoolSize == 5)
+        for (name, value) in [("MADOGUCHI_PORT", "http"), ("MADOGUCHI_PORT", "70000"), ("MADOGUCHI_LOG_LEVEL", "loud"), ("MADOGUCHI_LOG_FORMAT", "xml")] {
+            let error = #expect(throws: ConfigurationError.self) { try Configuration.fromEnvironment([name: value]) }
+            #expect(error?.description.contains(name == "MADOGUCHI_LOG_LEVEL" ? "loud" : name) == true)
+        }
+    }
+
+    @Test("DATABASE_URL: TCP with credentials and TLS modes, and Unix sockets")
+    func databaseURLs() throws {
+        let tcp = try DatabaseURL.configuration(from: "postgres://mado:p%40ss@db.internal:6543/support?sslmode=disable")
+        #expect(tcp.host == "db.internal")
+        #expect(tcp.port == 6543)
+        #expect(tcp.username == "mado")
+        #expect(tcp.password == "p@ss")
+        #expect(tcp.database == "support")
+
+        let socket = try DatabaseURL.configuration(from: "postgresql:///support?host=/var/run/postgresql&user=mado")
+        #expect(socket.unixSocketPath == "/var/run/postgresql/.s.PGSQL.5432")
+        #expect(socket.username == "mado")
+        #expect(socket.database == "support")
+
+        let encodedSocket = try DatabaseURL.configuration(from: "postgres://mado@%2Fvar%2Frun%2Fpostgresql:5433/support")
+        #expect(encodedSocket.unixSocketPath == "/var/run/postgresql/.s.PGSQL.5433")
+
+        _ = try DatabaseURL.configuration(from: "postgres://u@h/d?sslmode=require")
+        _ = try DatabaseURL.configuration(from: "postgres://u@h/d?sslmode=verify-full")
+        #expect(throws: ConfigurationError.self) { try DatabaseURL.configuration(from: "postgres://u@h/d?sslmode=sometimes") }
+        #expect(throws: ConfigurationError.self) { try DatabaseURL.configuration(from: "mysql://u@h/d") }
+    }
+
+    @Test("migration file names", arguments: [
+        ("0001_customers.sql", 1), ("0042_add_rules.sql", 42),
+        ("001_short.sql", nil), ("0001-dash.sql", nil), ("0000_zero.sql", nil), ("0001_x.txt", nil), ("abcd_x.sql", nil),
+    ] as [(String, Int?)])
+    func migrationNames(_ name: String, _ version: Int?) {
+        #expect(Migration(fileName: name, sql: "")?.version == version)
+    }
+
+    @Test("two migrations with one version are refused")
+    func duplicateVersions() {
+        #expect(throws: MigrationError.self) {
+            try Migrator(migrations: [.init(version: 1, name: "0001_a", sql: ""), .init(version: 1, name: "0001_b", sql: "")], views: [])
+        }
+    }
+}

@@ -1,0 +1,54 @@
+import Foundation
+import Testing
+@testable import Madoguchi
+
+@Suite("HTTP plumbing without a server")
+struct HTTPPlumbingTests {
+    @Test("cursors round-trip and refuse what we did not issue")
+    func cursors() throws {
+        let cursor = PageCursor.encode(["1234"])
+        #expect(!cursor.contains("="))
+        #expect(try PageCursor.decode(cursor, count: 1) == ["1234"])
+        #expect(throws: Problem.self) { try PageCursor.decode(cursor, count: 2) }
+        #expect(throws: Problem.self) { try PageCursor.decode("%%%", count: 1) }
+        #expect(throws: Problem.self) { try PageCursor.decode(PageCursor.encode([]).replacingOccurrences(of: "d", with: "e"), count: 0) }
+        #expect(try PageCursor.limit(nil) == 50)
+        #expect(try PageCursor.limit(200) == 200)
+        #expect(throws: Problem.self) { try PageCursor.limit(201) }
+    }
+
+    @Test("the route table matches templates and lists allowed methods")
+    func routeTable() {
+        let table = RouteTable()
+        table.add(method: .get, path: "/v1/tickets")
+        table.add(method: .get, path: "/v1/tickets/{ticket_id}")
+        table.add(method: .patch, path: "/v1/tickets/{ticket_id}")
+        table.add(method: .get, path: "/v1/tickets/{ticket_id}/messages")
+        #expect(table.allowedMethods(forPath: "/v1/tickets/abc") == ["GET", "PATCH"])
+        #expect(table.allowedMethods(forPath: "/v1/tickets/abc/messages") == ["GET"])
+        #expect(table.allowedMethods(forPath: "/v1/tickets/abc/notes") == [])
+        #expect(table.allowedMethods(forPath: "/v2/tickets") == [])
+    }
+
+    @Test("request ids from callers are accepted only when they cannot forge a log line")
+    func requestIDs() {
+        typealias Middleware = ObservabilityMiddleware<Hummingbird.BasicRequestContext>
+        #expect(Middleware.acceptableRequestID("3f2c1e9a-8b7d-4c6e-9f10-2a3b4c5d6e7f") != nil)
+        #expect(Middleware.acceptableRequestID("gw_42.retry-1") != nil)
+        #expect(Middleware.acceptableRequestID("") == nil)
+        #expect(Middleware.acceptableRequestID("a b") == nil)
+        #expect(Middleware.acceptableRequestID("line\nbreak") == nil)
+        #expect(Middleware.acceptableRequestID(String(repeating: "a", count: 129)) == nil)
+    }
+
+    @Test("If-None-Match matches the tag, its weak form, a list, or *")
+    func entityTags() {
+        #expect(APIHandler.entityTags("\"3\"", match: "\"3\""))
+        #expect(APIHandler.entityTags("W/\"3\"", match: "\"3\""))
+        #expect(APIHandler.entityTags("\"1\", \"3\"", match: "\"3\""))
+        #expect(APIHandler.entityTags("*", match: "\"3\""))
+        #expect(!APIHandler.entityTags("\"2\"", match: "\"3\""))
+    }
+}
+
+import Hummingbird

@@ -1,0 +1,138 @@
+import Foundation
+import Testing
+@testable import Madoguchi
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The `madoguchi` binary itself, as an operator runs it: no DATABASE_URL, an empty data directory.
+/// `swift test` builds it next to the test bundle.
+@Suite("madoguchi serve, end to end")
+struct ServeCommandTests {
+    static var binary: String {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("madoguchi").path
+    }
+
+    /// A port nobody listens on right now.
+    static func freePort() throws -> Int {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                bind(descriptor, pointer, length)
+                return getsockname(descriptor, pointer, &length)
+            }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    struct Server {
+        let pid: pid_t
+        let port: Int
+        let log: String
+
+        static func start(dataDirectory: String, port: Int) throws -> Server {
+            let log = dataDirectory + "/serve-\(UUID().uuidString.prefix(8)).log"
+            let environment = ProcessInfo.processInfo.environment.merging([
+                "MADOGUCHI_DATA_DIR": dataDirectory, "MADOGUCHI_PORT": String(port), "MADOGUCHI_LOG_FORMAT": "json",
+            ]) { _, new in new }.filter { $0.key != "DATABASE_URL" }.map { "\($0.key)=\($0.value)" }
+            var actions = posix_spawn_file_actions_t()
+            posix_spawn_file_actions_init(&actions)
+            defer { posix_spawn_file_actions_destroy(&actions) }
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+            posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+            let binary = ServeCommandTests.binary
+            let command: [String] = [binary, "serve"]
+            let arguments = command.map { strdup($0) } + [nil]
+            let envp = environment.map { strdup($0) } + [nil]
+            defer { (arguments + envp).forEach { free($0) } }
+            var pid: pid_t = 0
+            let status = posix_spawn(&pid, binary, &actions, nil, arguments, envp)
+            guard status == 0 else { throw EmbeddedPostgresError("cannot start \(binary): \(String(cString: strerror(status)))") }
+            return Server(pid: pid, port: port, log: log)
+        }
+
+        /// Polls /health/ready until it answers 200; returns how long that took.
+        func waitUntilReady(timeout: Duration = .seconds(60)) async throws -> Duration {
+            let start = ContinuousClock.now
+            while ContinuousClock.now - start < timeout {
+                if let answer = try? RawHTTP.exchange(port: port, request: "GET /health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeoutSeconds: 2),
+                    answer.hasPrefix("HTTP/1.1 200")
+                {
+                    return ContinuousClock.now - start
+                }
+                var status: Int32 = 0
+                if waitpid(pid, &status, WNOHANG) == pid {
+                    throw EmbeddedPostgresError("madoguchi serve exited (status \(status)):\n\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            throw EmbeddedPostgresError("not ready within \(timeout)")
+        }
+
+        /// Sends `signal` and returns the exit code once the process is gone.
+        func stop(_ signal: Int32 = SIGTERM) -> Int32 {
+            kill(pid, signal)
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+            return (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+        }
+    }
+
+    static func postmasterRunning(_ dataDirectory: String) -> Bool {
+        guard let contents = try? String(contentsOfFile: dataDirectory + "/pg/postmaster.pid", encoding: .utf8),
+            let pid = pid_t(contents.split(separator: "\n").first ?? "")
+        else { return false }
+        return EmbeddedPostgres.processIsPostmaster(pid: pid, clusterDirectory: dataDirectory + "/pg")
+    }
+
+    @Test("from an empty directory to ready, a key and a call; SIGTERM stops it and its cluster; a restart reuses the cluster; a SIGKILLed server's cluster is adopted")
+    func lifecycle() async throws {
+        #expect(FileManager.default.isExecutableFile(atPath: Self.binary), "swift test builds the madoguchi binary beside the tests")
+        let directory = try TestCluster.makeTemporaryDirectory(prefix: "madoguchi-serve")
+        defer {
+            if let cluster = try? EmbeddedPostgres(directory: directory, logger: TestCluster.logger) { TestCluster.stopNow(cluster) }
+        }
+
+        // First start: initdb, start, migrate, listen.
+        let first = try Server.start(dataDirectory: directory, port: try Self.freePort())
+        let coldStart = try await first.waitUntilReady()
+        #expect(coldStart < .seconds(60))
+
+        // The first key, made beside the running server, works at once.
+        let keys = try ProcessRunner.spawnAndWait(
+            [Self.binary, "keys", "create", "--role", "admin", "--name", "e2e", "--data-dir", directory])
+        #expect(keys.status == 0, "\(keys.output)")
+        let key = try #require(keys.output.split(separator: "\n").first { $0.hasPrefix("mdg_") })
+        let me = try RawHTTP.exchange(port: first.port, request: "GET /v1/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(key)\r\nConnection: close\r\n\r\n")
+        #expect(me.hasPrefix("HTTP/1.1 200"), "\(me)")
+        #expect(me.contains(#""role" : "admin""#) || me.contains(#""role":"admin""#))
+        #expect(Self.postmasterRunning(directory), "keys create must not stop the server's cluster")
+
+        // Graceful stop: exit 0, cluster stopped with it.
+        #expect(first.stop(SIGTERM) == 0)
+        #expect(!Self.postmasterRunning(directory))
+
+        // Second start reuses the cluster (and the key).
+        let second = try Server.start(dataDirectory: directory, port: try Self.freePort())
+        _ = try await second.waitUntilReady()
+        let again = try RawHTTP.exchange(port: second.port, request: "GET /v1/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(key)\r\nConnection: close\r\n\r\n")
+        #expect(again.hasPrefix("HTTP/1.1 200"))
+
+        // Killed outright, the server leaves its postmaster behind; the next start adopts it and, owning
+        // it now, stops it on the way out.
+        #expect(second.stop(SIGKILL) == 128 + SIGKILL)
+        #expect(Self.postmasterRunning(directory))
+        let third = try Server.start(dataDirectory: directory, port: try Self.freePort())
+        _ = try await third.waitUntilReady()
+        #expect(third.stop(SIGTERM) == 0)
+        #expect(!Self.postmasterRunning(directory))
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}

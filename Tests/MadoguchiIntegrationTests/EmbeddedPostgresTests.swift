@@ -111,3 +111,61 @@ struct EmbeddedPostgresTests {
         try? FileManager.default.removeItem(atPath: directory)
     }
 }
+
+@Suite("An external PostgreSQL through DATABASE_URL")
+struct ExternalDatabaseTests {
+    @Test("TCP and Unix-socket URLs both reach the server, and nothing embedded is started")
+    func tcpAndSocket() async throws {
+        let port = try ServeCommandTests.freePort()
+        let directory = try TestCluster.makeTemporaryDirectory(prefix: "madoguchi-external")
+        let server = try EmbeddedPostgres(
+            directory: directory, settings: ["fsync": "off", "listen_addresses": "127.0.0.1", "port": String(port)],
+            logger: TestCluster.logger)
+        defer { TestCluster.stopNow(server) }
+        _ = try await server.start()
+        try await server.createDatabase("support")
+
+        for url in [
+            "postgres://postgres@127.0.0.1:\(port)/support?sslmode=disable",
+            "postgres://postgres@127.0.0.1:\(port)/support",  // prefer: falls back to plain when the server has no TLS
+            "postgresql:///support?host=\(server.socketDirectory)&port=\(port)&user=postgres",
+        ] {
+            var configuration = Configuration()
+            configuration.databaseURL = url
+            configuration.dataDirectory = directory + "/never-used"
+            let provisioned = try await DatabaseProvisioner.provision(configuration, exclusive: true, logger: TestCluster.logger)
+            #expect(provisioned.cluster == nil)
+            let report = try await TestCluster.withDatabase(provisioned.clientConfiguration) { database in
+                try await Migrator.bundled().migrate(database, logger: TestCluster.logger)
+            }
+            #expect(report.schemaVersion == (try Migrator.bundled()).latestVersion, "\(url)")
+            await provisioned.release(logger: TestCluster.logger)
+        }
+        #expect(!FileManager.default.fileExists(atPath: directory + "/never-used"))
+    }
+
+    @Test("an unusable DATABASE_URL fails fast with a message naming the server, instead of hanging")
+    func unreachable() async throws {
+        let port = try ServeCommandTests.freePort()
+        let directory = try TestCluster.makeTemporaryDirectory(prefix: "madoguchi-notls")
+        let server = try EmbeddedPostgres(
+            directory: directory, settings: ["fsync": "off", "listen_addresses": "127.0.0.1", "port": String(port)],
+            logger: TestCluster.logger)
+        defer { TestCluster.stopNow(server) }
+        _ = try await server.start()
+        // This server has no TLS, so sslmode=require cannot be met; and nothing listens on the other port.
+        for url in ["postgres://postgres@127.0.0.1:\(port)/postgres?sslmode=require", "postgres://postgres@127.0.0.1:\(try ServeCommandTests.freePort())/postgres"] {
+            var configuration = Configuration()
+            configuration.databaseURL = url
+            let provisioned = try await DatabaseProvisioner.provision(configuration, exclusive: true, logger: TestCluster.logger)
+            let started = ContinuousClock.now
+            let error = await #expect(throws: DatabaseUnreachable.self) {
+                try await TestCluster.withDatabase(provisioned.clientConfiguration) { database in
+                    try await database.checkReachable(timeout: .seconds(3), describing: provisioned.target)
+                }
+            }
+            #expect(error?.description.contains("127.0.0.1") == true, "\(String(describing: error))")
+            #expect(ContinuousClock.now - started < .seconds(15))
+        }
+    }
+}

@@ -11,6 +11,11 @@ import ServiceLifecycle
 /// running cluster without stopping it.
 public struct ProvisionedDatabase: Sendable {
     public let clientConfiguration: PostgresClient.Configuration
+    /// Where the database is, for messages: the URL without its password, or the embedded cluster's socket.
+    public var target: String {
+        if let path = clientConfiguration.unixSocketPath { return "\(path) (database \(clientConfiguration.database ?? ""))" }
+        return "\(clientConfiguration.host ?? "?"):\(clientConfiguration.port ?? 5432)/\(clientConfiguration.database ?? "") as \(clientConfiguration.username)"
+    }
     let cluster: EmbeddedPostgres?
     let lock: DataDirectoryLock?
 

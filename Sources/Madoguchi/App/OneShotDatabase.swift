@@ -18,6 +18,7 @@ public enum OneShotDatabase {
                 group.addTask { await database.client.run() }
                 defer { group.cancelAll() }
                 await Task.yield()  // let run() begin before the first lease, or PostgresNIO warns
+                try await database.checkReachable(describing: provisioned.target)
                 let report = try await migrator.migrate(database, logger: logger)
                 return try await body(database, report)
             }

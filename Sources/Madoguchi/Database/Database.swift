@@ -51,6 +51,37 @@ public struct Database: Sendable {
     }
 }
 
+extension Database {
+    /// Fails within `timeout` when no connection can be made, instead of leaving the pool to retry
+    /// quietly (a wrong host, password or `sslmode` would otherwise surface only as a hang).
+    public func checkReachable(timeout: Duration = .seconds(10), describing target: String) async throws {
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    _ = try await withConnection { connection -> Bool in
+                        try await connection.query("SELECT 1", logger: logger)
+                        return true
+                    }
+                }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    throw DatabaseUnreachable(description: "PostgreSQL at \(target) did not accept a connection within \(timeout)")
+                }
+                defer { group.cancelAll() }
+                try await group.next()
+            }
+        } catch let error as DatabaseUnreachable {
+            throw error
+        } catch {
+            throw DatabaseUnreachable(description: "cannot use PostgreSQL at \(target): \(Migrator.describe(error))")
+        }
+    }
+}
+
+public struct DatabaseUnreachable: Error, CustomStringConvertible {
+    public let description: String
+}
+
 /// How busy the pool is: connections in use against the maximum, and how long callers wait for one.
 struct PoolMetrics: Sendable {
     let inUse: Gauge

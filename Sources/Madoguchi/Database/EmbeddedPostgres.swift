@@ -31,6 +31,10 @@ public struct EmbeddedPostgres: Sendable {
     public var clusterDirectory: String { directory + "/pg" }
     public var socketDirectory: String { directory + "/run" }
     public var logFile: String { directory + "/log/postgresql.log" }
+    /// The port names the socket file (`.s.PGSQL.5432`); the server listens on TCP only if a
+    /// `listen_addresses` setting asks for it.
+    public var port: Int { settings["port"].flatMap(Int.init) ?? 5432 }
+    public var socketPath: String { socketDirectory + "/.s.PGSQL.\(port)" }
 
     public init(directory: String, binDirectory: String? = nil, settings: [String: String] = [:], logger: Logger) throws {
         let absolute = URL(fileURLWithPath: directory).standardizedFileURL.path
@@ -40,7 +44,6 @@ public struct EmbeddedPostgres: Sendable {
         self.logger = logger
         self.runner = ProcessRunner(runAsUser: geteuid() == 0 ? Self.superuser : nil)
         // The kernel limits a socket path to 107 bytes; say so now rather than fail obscurely at start.
-        let socketPath = socketDirectory + "/.s.PGSQL.5432"
         guard socketPath.utf8.count < 104 else {
             throw EmbeddedPostgresError("the data directory path \(absolute) is too long for a Unix socket inside it (\(socketPath.utf8.count) bytes, at most 103); choose a shorter MADOGUCHI_DATA_DIR")
         }
@@ -109,7 +112,7 @@ public struct EmbeddedPostgres: Sendable {
     /// authentication; only the socket's owner can open it).
     public func clientConfiguration(database: String) -> PostgresClient.Configuration {
         PostgresClient.Configuration(
-            unixSocketPath: socketDirectory + "/.s.PGSQL.5432", username: Self.superuser, password: nil, database: database)
+            unixSocketPath: socketPath, username: Self.superuser, password: nil, database: database)
     }
 
     /// Creates `name` unless it exists, from `template` when given (a cheap file-level copy).
@@ -133,7 +136,7 @@ public struct EmbeddedPostgres: Sendable {
         let connection = try await PostgresConnection.connect(
             on: MultiThreadedEventLoopGroup.singleton.next(),
             configuration: .init(
-                unixSocketPath: socketDirectory + "/.s.PGSQL.5432", username: Self.superuser, password: nil, database: "postgres"),
+                unixSocketPath: socketPath, username: Self.superuser, password: nil, database: "postgres"),
             id: 0,
             logger: logger
         )
@@ -240,10 +243,10 @@ public struct EmbeddedPostgres: Sendable {
             logger.warning("removing stale postmaster.pid left by a server that is no longer running", metadata: ["pid": "\(pid)"])
             try? fileManager.removeItem(atPath: pidFile)
         }
-        let socketLock = socketDirectory + "/.s.PGSQL.5432.lock"
+        let socketLock = socketPath + ".lock"
         if fileManager.fileExists(atPath: socketLock), !fileManager.fileExists(atPath: pidFile) {
             try? fileManager.removeItem(atPath: socketLock)
-            try? fileManager.removeItem(atPath: socketDirectory + "/.s.PGSQL.5432")
+            try? fileManager.removeItem(atPath: socketPath)
         }
     }
 

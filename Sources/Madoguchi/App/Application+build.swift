@@ -16,6 +16,7 @@ public func buildApplication(
     migrator: Migrator,
     registry: PrometheusCollectorRegistry,
     logger: Logger,
+    databaseDescription: String = "the configured database",
     servicesBeforeDatabase: [any Service] = []
 ) throws -> some ApplicationProtocol {
     let router = Router()
@@ -37,6 +38,8 @@ public func buildApplication(
         services: servicesBeforeDatabase + [database.client],
         logger: logger)
     app.beforeServerStarts {
+        // Before anything listens: a wrong DATABASE_URL is a clear error, not a hang.
+        try await database.checkReachable(describing: databaseDescription)
         let report = try await migrator.migrate(database, logger: logger)
         logger.info("database ready", metadata: ["schema_version": "\(report.schemaVersion)", "applied": "\(report.applied)"])
     }

@@ -12,15 +12,9 @@ public enum Server {
         let database = Database(configuration: provisioned.clientConfiguration, logger: logger, registry: registry)
         let app: any ApplicationProtocol
         do {
-            // Checked before anything listens: a wrong DATABASE_URL is a clear error, not a hang.
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { await database.client.run() }
-                defer { group.cancelAll() }
-                await Task.yield()
-                try await database.checkReachable(describing: provisioned.target)
-            }
             app = try buildApplication(
                 configuration: configuration, database: database, migrator: migrator, registry: registry, logger: logger,
+                databaseDescription: provisioned.target,
                 servicesBeforeDatabase: [EmbeddedClusterService(provisioned: provisioned, logger: logger)])
         } catch {
             await provisioned.release(logger: logger)

@@ -114,15 +114,22 @@ struct EmbeddedPostgresTests {
 
 @Suite("An external PostgreSQL through DATABASE_URL")
 struct ExternalDatabaseTests {
+    /// A cluster that also listens on a free loopback port, standing in for a database server elsewhere.
+    static func startTCPServer() async throws -> (EmbeddedPostgres, Int) {
+        let port = try ServeCommandTests.freePort()
+        let server = try EmbeddedPostgres(
+            directory: try TestCluster.makeTemporaryDirectory(prefix: "madoguchi-external"),
+            settings: ["fsync": "off", "listen_addresses": "127.0.0.1", "port": String(port)],
+            logger: TestCluster.logger)
+        _ = try await server.start()
+        return (server, port)
+    }
+
     @Test("TCP and Unix-socket URLs both reach the server, and nothing embedded is started")
     func tcpAndSocket() async throws {
-        let port = try ServeCommandTests.freePort()
-        let directory = try TestCluster.makeTemporaryDirectory(prefix: "madoguchi-external")
-        let server = try EmbeddedPostgres(
-            directory: directory, settings: ["fsync": "off", "listen_addresses": "127.0.0.1", "port": String(port)],
-            logger: TestCluster.logger)
+        let (server, port) = try await Self.startTCPServer()
         defer { TestCluster.stopNow(server) }
-        _ = try await server.start()
+        let directory = server.directory
         try await server.createDatabase("support")
 
         for url in [
@@ -146,13 +153,8 @@ struct ExternalDatabaseTests {
 
     @Test("an unusable DATABASE_URL fails fast with a message naming the server, instead of hanging")
     func unreachable() async throws {
-        let port = try ServeCommandTests.freePort()
-        let directory = try TestCluster.makeTemporaryDirectory(prefix: "madoguchi-notls")
-        let server = try EmbeddedPostgres(
-            directory: directory, settings: ["fsync": "off", "listen_addresses": "127.0.0.1", "port": String(port)],
-            logger: TestCluster.logger)
+        let (server, port) = try await Self.startTCPServer()
         defer { TestCluster.stopNow(server) }
-        _ = try await server.start()
         // This server has no TLS, so sslmode=require cannot be met; and nothing listens on the other port.
         for url in ["postgres://postgres@127.0.0.1:\(port)/postgres?sslmode=require", "postgres://postgres@127.0.0.1:\(try ServeCommandTests.freePort())/postgres"] {
             var configuration = Configuration()

@@ -161,3 +161,15 @@ enum RawHTTP {
         return String(decoding: response, as: UTF8.self)
     }
 }
+
+extension ProblemTests {
+    @Test("an Accept that excludes JSON is 406, said once")
+    func notAcceptable() async throws {
+        try await TestApp.run { app in
+            let response = try await app.request(.get, "/v1/tickets", key: try await app.keySecret(.agent), headers: [.accept: "text/html"])
+            try Self.expectProblem(response, .notAcceptable, "not-acceptable")
+            let detail = try #require(try response.json["detail"] as? String)
+            #expect(detail.components(separatedBy: "not acceptable").count == 2, "\(detail)")
+        }
+    }
+}

@@ -9,7 +9,10 @@ struct APIHandler: APIProtocol {
     let database: Database
     let migrator: Migrator
     let registry: PrometheusCollectorRegistry
-    let logger: Logger
+    let baseLogger: Logger
+
+    /// The request's logger (its lines carry the request id), or the service's outside a request.
+    var logger: Logger { RequestScope.current?.logger ?? baseLogger }
 
     var keys: APIKeyStore { APIKeyStore(logger: logger) }
     var customers: CustomerStore { CustomerStore(logger: logger) }

@@ -27,7 +27,7 @@ public func buildApplication(
         defaultLimit: configuration.maxBodyBytes,
         limitsByPath: ["/v1/inbound/email": configuration.maxEmailBytes]))
 
-    let handler = APIHandler(database: database, migrator: migrator, registry: registry, logger: logger)
+    let handler = APIHandler(database: database, migrator: migrator, registry: registry, baseLogger: logger)
     try handler.registerHandlers(
         on: RecordingTransport(router: router, table: routes),
         middlewares: [AuthMiddleware(database: database, keys: handler.keys)])

@@ -15,6 +15,11 @@ struct AuthenticationTests {
         ("listTickets", .get, "/v1/tickets", nil),
         ("getTicket", .get, "/v1/tickets/00000000-0000-4000-8000-000000000000", nil),
         ("listTicketMessages", .get, "/v1/tickets/00000000-0000-4000-8000-000000000000/messages", nil),
+        ("updateTicket", .patch, "/v1/tickets/00000000-0000-4000-8000-000000000000", #"{"status":"open"}"#),
+        ("claimTicket", .post, "/v1/tickets/00000000-0000-4000-8000-000000000000/claim", nil),
+        ("releaseClaim", .delete, "/v1/tickets/00000000-0000-4000-8000-000000000000/claim", nil),
+        ("claimNextTicket", .post, "/v1/queue/next", nil),
+        ("addNote", .post, "/v1/tickets/00000000-0000-4000-8000-000000000000/notes", #"{"body":"x"}"#),
     ]
 
     @Test("the list above covers every protected operation in the access table")

@@ -10,6 +10,7 @@ struct APIHandler: APIProtocol {
     let migrator: Migrator
     let registry: PrometheusCollectorRegistry
     let baseLogger: Logger
+    let claimLease: Duration
 
     /// The request's logger (its lines carry the request id), or the service's outside a request.
     var logger: Logger { RequestScope.current?.logger ?? baseLogger }

@@ -27,7 +27,8 @@ public func buildApplication(
         defaultLimit: configuration.maxBodyBytes,
         limitsByPath: ["/v1/inbound/email": configuration.maxEmailBytes]))
 
-    let handler = APIHandler(database: database, migrator: migrator, registry: registry, baseLogger: logger)
+    let handler = APIHandler(
+        database: database, migrator: migrator, registry: registry, baseLogger: logger, claimLease: configuration.claimLease)
     try handler.registerHandlers(
         on: RecordingTransport(router: router, table: routes),
         middlewares: [AuthMiddleware(database: database, keys: handler.keys)])

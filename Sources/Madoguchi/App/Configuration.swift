@@ -20,6 +20,8 @@ public struct Configuration: Sendable {
     public var maxBodyBytes: Int = 1 << 20
     /// `MADOGUCHI_MAX_EMAIL_BYTES`: the largest raw mail accepted by the email gateway.
     public var maxEmailBytes: Int = 25 * 1_000_000
+    /// `MADOGUCHI_CLAIM_LEASE_SECONDS`: how long a claim lasts unless renewed.
+    public var claimLease: Duration = .seconds(15 * 60)
     /// `MADOGUCHI_LOG_LEVEL`: trace, debug, info, notice, warning, error, critical.
     public var logLevel: Logger.Level = .info
     /// `MADOGUCHI_LOG_FORMAT`: `text` for a terminal, `json` (one object per line) for journald and log shippers.
@@ -54,6 +56,7 @@ public struct Configuration: Sendable {
         if let size = try integer("MADOGUCHI_DB_POOL_SIZE", in: 1...1000) { configuration.databasePoolSize = size }
         if let bytes = try integer("MADOGUCHI_MAX_BODY_BYTES", in: 1024...(1 << 30)) { configuration.maxBodyBytes = bytes }
         if let bytes = try integer("MADOGUCHI_MAX_EMAIL_BYTES", in: 1024...(1 << 30)) { configuration.maxEmailBytes = bytes }
+        if let seconds = try integer("MADOGUCHI_CLAIM_LEASE_SECONDS", in: 10...86_400) { configuration.claimLease = .seconds(seconds) }
         if let level = value("MADOGUCHI_LOG_LEVEL") { configuration.logLevel = try parseLogLevel(level) }
         if let format = value("MADOGUCHI_LOG_FORMAT") {
             guard let parsed = LogFormat(rawValue: format.lowercased()) else {

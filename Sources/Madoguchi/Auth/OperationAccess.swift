@@ -13,5 +13,10 @@ enum OperationAccess {
         "listTickets": [.agent, .supervisor, .dashboard],
         "getTicket": [.agent, .supervisor, .dashboard],
         "listTicketMessages": [.agent, .supervisor],
+        "updateTicket": [.agent, .supervisor],
+        "claimTicket": [.agent, .supervisor],
+        "releaseClaim": [.agent, .supervisor],
+        "claimNextTicket": [.agent, .supervisor],
+        "addNote": [.agent, .supervisor],
     ]
 }

@@ -13,6 +13,23 @@ public struct Problem: Error, Sendable, Equatable {
     public var errors: [FieldError]
     /// Extra response headers, such as `Allow` on a 405 or `WWW-Authenticate` on a 401.
     public var headers: HTTPFields
+    /// Extension members (RFC 9457 §3.2) a client can act on, such as who holds a claim.
+    public var members: [String: Member] = [:]
+
+    public enum Member: Sendable, Equatable, Encodable {
+        case string(String)
+        case strings([String])
+        case object([String: String])
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.singleValueContainer()
+            switch self {
+            case .string(let value): try container.encode(value)
+            case .strings(let values): try container.encode(values)
+            case .object(let object): try container.encode(object)
+            }
+        }
+    }
 
     public struct Kind: RawRepresentable, Sendable, Hashable {
         public let rawValue: String
@@ -60,6 +77,11 @@ extension Problem.Kind {
     public static let payloadTooLarge = Self(rawValue: "payload-too-large")
     public static let unsupportedMediaType = Self(rawValue: "unsupported-media-type")
     public static let notReady = Self(rawValue: "not-ready")
+    public static let claimHeld = Self(rawValue: "claim-held")
+    public static let invalidTransition = Self(rawValue: "invalid-transition")
+    public static let ticketBusy = Self(rawValue: "ticket-busy")
+    public static let preconditionFailed = Self(rawValue: "precondition-failed")
+    public static let preconditionRequired = Self(rawValue: "precondition-required")
     public static let internalError = Self(rawValue: "internal-error")
 }
 
@@ -100,8 +122,9 @@ extension Problem {
     )
 }
 
-/// The JSON body of a problem response.
+/// The JSON body of a problem response: the standard members, then the problem's extensions.
 struct ProblemDocument: Encodable {
+    var members: [String: Problem.Member] = [:]
     var type: String
     var title: String
     var status: Int
@@ -110,9 +133,26 @@ struct ProblemDocument: Encodable {
     var requestID: String?
     var errors: [Problem.FieldError]?
 
-    enum CodingKeys: String, CodingKey {
-        case type, title, status, detail, instance, errors
-        case requestID = "request_id"
+    struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(_ string: String) { stringValue = string }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: Key.self)
+        try container.encode(type, forKey: Key("type"))
+        try container.encode(title, forKey: Key("title"))
+        try container.encode(status, forKey: Key("status"))
+        try container.encode(detail, forKey: Key("detail"))
+        try container.encodeIfPresent(instance, forKey: Key("instance"))
+        try container.encodeIfPresent(requestID, forKey: Key("request_id"))
+        try container.encodeIfPresent(errors, forKey: Key("errors"))
+        for (name, value) in members where !["type", "title", "status", "detail", "instance", "request_id", "errors"].contains(name) {
+            try container.encode(value, forKey: Key(name))
+        }
     }
 
     init(_ problem: Problem, instance: String?, requestID: String?) {
@@ -123,5 +163,6 @@ struct ProblemDocument: Encodable {
         self.instance = instance
         self.requestID = requestID
         self.errors = problem.errors.isEmpty ? nil : problem.errors
+        self.members = problem.members
     }
 }

@@ -7,6 +7,19 @@ public struct Ticket: Sendable, Equatable {
         case new, open, pending
         case onHold = "on_hold"
         case solved, closed
+
+        /// The statuses a ticket may move to from this one. A customer's message reopens pending and
+        /// solved tickets through ingest; closed is final (a new message starts a linked ticket).
+        public var allowedNext: [Status] {
+            switch self {
+            case .new: [.open, .pending, .onHold, .solved, .closed]
+            case .open: [.pending, .onHold, .solved, .closed]
+            case .pending: [.open, .onHold, .solved, .closed]
+            case .onHold: [.open, .pending, .solved, .closed]
+            case .solved: [.open, .closed]
+            case .closed: []
+            }
+        }
     }
 
     public enum Priority: String, Sendable, CaseIterable {
@@ -22,6 +35,7 @@ public struct Ticket: Sendable, Equatable {
     public var channel: Channel
     public var customerID: UUID
     public var assigneeID: UUID?
+    public var queue: String
     /// Who may answer now, and until when. Nil, or in the past, means free to claim.
     public var claim: (agentID: UUID, expiresAt: Date)?
     public var category: String?
@@ -41,7 +55,7 @@ public struct Ticket: Sendable, Equatable {
     }
 
     static let columns = """
-        id, number, subject, status, priority, priority_reason, channel, customer_id, assignee_id,
+        id, number, subject, status, priority, priority_reason, channel, customer_id, assignee_id, queue,
         claim_agent_id, claim_expires_at, category, tags, related_ticket_id, version,
         last_customer_message_at, created_at, updated_at
         """
@@ -57,6 +71,7 @@ public struct Ticket: Sendable, Equatable {
         channel = try Self.enumeration(row.value("channel"))
         customerID = try row.value("customer_id")
         assigneeID = try row.value("assignee_id")
+        queue = try row.value("queue")
         if let agent: UUID = try row.value("claim_agent_id"), let expiry: Date = try row.value("claim_expires_at") {
             claim = (agent, expiry)
         }

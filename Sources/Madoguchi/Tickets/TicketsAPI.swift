@@ -88,6 +88,7 @@ extension Components.Schemas.Ticket {
             customerId: ticket.customerID.resourceID,
             assigneeId: ticket.assigneeID.resourceID,
             claim: ticket.claim.map { .init(agentId: $0.agentID.resourceID, expiresAt: $0.expiresAt) },
+            queue: ticket.queue,
             category: ticket.category,
             tags: ticket.tags,
             relatedTicketId: ticket.relatedTicketID.resourceID,

@@ -1,0 +1,119 @@
+import Foundation
+import PostgresNIO
+
+/// What a `PATCH /v1/tickets/{id}` asks for; nil leaves a field as it is.
+struct TicketChanges: Sendable {
+    var status: Ticket.Status?
+    var priority: Ticket.Priority?
+    var queue: String?
+    /// An empty string clears the category.
+    var category: String?
+    var tags: [String]?
+    var assigneeID: UUID?
+    var unassign = false
+}
+
+extension TicketWork {
+    /// Applies `changes` if the caller read the current version and may change the ticket now.
+    /// Nothing changes (and no event is written) when every requested value is already in place.
+    func update(ticketID: UUID, expectedVersion: Int64, changes: TicketChanges, by principal: Principal, agentID: UUID) async throws -> Ticket {
+        try await database.withTransaction { connection in
+            let (ticket, claimLive) = try await lockTicket(ticketID, on: connection)
+            guard ticket.version == expectedVersion else {
+                throw Problem(
+                    .preconditionFailed, status: .preconditionFailed, title: "Precondition failed",
+                    detail: "The ticket changed since version \(expectedVersion); it is now at \(ticket.entityTag). Read it again before changing it.")
+            }
+            if let claim = ticket.claim, claimLive, claim.agentID != agentID, principal.role != .supervisor {
+                throw Self.claimHeld(claim)
+            }
+
+            var recorded: [String: Any] = [:]
+            func note<T: Equatable>(_ field: String, _ old: T, _ new: T, _ render: (T) -> Any) {
+                if old != new { recorded[field] = ["from": render(old), "to": render(new)] }
+            }
+            let status = changes.status ?? ticket.status
+            if status != ticket.status, !ticket.status.allowedNext.contains(status) {
+                var problem = Problem(
+                    .invalidTransition, status: .conflict, title: "Invalid status change",
+                    detail: "A \(ticket.status.rawValue) ticket cannot become \(status.rawValue); "
+                        + (ticket.status.allowedNext.isEmpty
+                            ? "a closed ticket stays closed."
+                            : "it can become \(ticket.status.allowedNext.map(\.rawValue).joined(separator: ", ")).")
+                )
+                problem.members["allowed"] = .strings(ticket.status.allowedNext.map(\.rawValue))
+                throw problem
+            }
+            let priority = changes.priority ?? ticket.priority
+            let queue = changes.queue ?? ticket.queue
+            let category = changes.category.map { $0.isEmpty ? nil : $0 } ?? ticket.category
+            let tags = changes.tags.map(Self.normalizedTags) ?? ticket.tags
+            let assignee = changes.unassign ? nil : (changes.assigneeID ?? ticket.assigneeID)
+            note("status", ticket.status, status) { $0.rawValue }
+            note("priority", ticket.priority, priority) { $0.rawValue }
+            note("queue", ticket.queue, queue) { $0 }
+            note("category", ticket.category, category) { $0 ?? NSNull() }
+            note("tags", ticket.tags, tags) { $0 }
+            note("assignee_id", ticket.assigneeID, assignee) { $0?.uuidString.lowercased() ?? NSNull() }
+            guard !recorded.isEmpty else { return ticket }
+
+            let updated: Ticket
+            do {
+                // PostgresNIO reports a statement's error while its rows are read, so both sit in here.
+                let rows = try await connection.query("""
+                    UPDATE tickets
+                    SET status = \(status.rawValue), priority = \(priority.rawValue), queue = \(queue),
+                        category = \(category), tags = \(tags), assignee_id = \(assignee),
+                        solved_at = CASE WHEN \(status.rawValue) = 'solved' THEN coalesce(solved_at, now()) ELSE NULL END,
+                        closed_at = CASE WHEN \(status.rawValue) = 'closed' THEN now() ELSE NULL END,
+                        version = version + 1, updated_at = now()
+                    WHERE id = \(ticketID)
+                    RETURNING \(unescaped: Ticket.columns)
+                    """, logger: logger)
+                updated = try await Self.single(rows)
+            } catch where error.sqlState == .foreignKeyViolation {
+                throw Problem.validationFailed([.init(pointer: "/assignee_id", message: "there is no agent \(assignee?.uuidString.lowercased() ?? "")")])
+            }
+            try await events.record(
+                "ticket.updated", ticketID: ticketID, customerID: ticket.customerID, actor: principal,
+                data: ["changes": recorded, "version": updated.version], on: connection)
+            return updated
+        }
+    }
+
+    /// Trimmed, de-duplicated, in the order given.
+    static func normalizedTags(_ tags: [String]) -> [String] {
+        var seen = Set<String>()
+        return tags.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty && seen.insert($0).inserted }
+    }
+
+    /// Adds an internal note (申し送り) to the ticket's timeline; it is never sent to the customer.
+    func addNote(ticketID: UUID, body: String, mentions: [UUID], by principal: Principal, agentID: UUID) async throws -> Message {
+        try await database.withTransaction { connection in
+            guard let ticket = try await tickets.ticket(id: ticketID, on: connection) else {
+                throw Problem.notFound("There is no ticket \(ticketID.uuidString.lowercased()).")
+            }
+            let wanted = Array(Set(mentions))
+            var known = Set<UUID>()
+            let rows = try await connection.query("SELECT id FROM agents WHERE id = ANY(\(wanted))", logger: logger)
+            for try await id in rows.decode(UUID.self) { known.insert(id) }
+            let unknown = wanted.filter { !known.contains($0) }
+            guard unknown.isEmpty else {
+                throw Problem.validationFailed(unknown.map { .init(pointer: "/mentions", message: "there is no agent \($0.uuidString.lowercased())") })
+            }
+            let metadata = String(decoding: try JSONSerialization.data(withJSONObject: ["mentions": mentions.map { $0.uuidString.lowercased() }]), as: UTF8.self)
+            let inserted = try await connection.query("""
+                INSERT INTO messages (ticket_id, direction, channel, author_agent_id, body_text, metadata)
+                VALUES (\(ticketID), 'internal', \(ticket.channel.rawValue), \(agentID), \(body), \(metadata)::jsonb)
+                RETURNING \(unescaped: Message.columns)
+                """, logger: logger)
+            var note: Message?
+            for try await row in inserted { note = try Message(row: row) }
+            guard let note else { throw MigrationError(description: "INSERT … RETURNING returned no row") }
+            try await events.record(
+                "note.added", ticketID: ticketID, customerID: ticket.customerID, messageID: note.id, actor: principal,
+                data: ["mentions": mentions.map { $0.uuidString.lowercased() }], on: connection)
+            return note
+        }
+    }
+}

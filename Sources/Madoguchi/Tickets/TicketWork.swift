@@ -1,0 +1,150 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// Claims, the work queue, ticket changes and internal notes: everything that writes to a ticket on an
+/// agent's behalf. Each use case is one transaction that takes the ticket's row lock first and writes
+/// its event before committing.
+struct TicketWork: Sendable {
+    let database: Database
+    let logger: Logger
+    let lease: Duration
+
+    var events: EventStore { EventStore(logger: logger) }
+    var tickets: TicketStore { TicketStore(logger: logger) }
+
+    /// How long a writer waits for another request's row lock before answering `ticket-busy`.
+    static let lockTimeout = "2s"
+
+    // MARK: - Claims
+
+    /// Takes the ticket for `agent`, or renews the agent's own claim. A live claim of another agent is
+    /// `claim-held`, naming the holder and expiry.
+    func claim(ticketID: UUID, by principal: Principal, agentID: UUID) async throws -> Ticket {
+        try await database.withTransaction { connection in
+            let (ticket, claimLive) = try await lockTicket(ticketID, on: connection)
+            if let claim = ticket.claim, claimLive, claim.agentID != agentID {
+                throw Self.claimHeld(claim)
+            }
+            let rows = try await connection.query("""
+                UPDATE tickets
+                SET claim_agent_id = \(agentID), claim_expires_at = now() + make_interval(secs => \(lease.seconds)),
+                    assignee_id = coalesce(assignee_id, \(agentID)),
+                    version = version + 1, updated_at = now()
+                WHERE id = \(ticketID)
+                RETURNING \(unescaped: Ticket.columns)
+                """, logger: logger)
+            let claimed = try await Self.single(rows)
+            let renewal = ticket.claim?.agentID == agentID && claimLive
+            try await events.record(
+                renewal ? "ticket.claim_renewed" : "ticket.claimed", ticketID: ticketID, customerID: ticket.customerID,
+                actor: principal, data: ["agent_id": agentID.uuidString.lowercased(), "expires_at": Self.timestamp(claimed.claim?.expiresAt)],
+                on: connection)
+            return claimed
+        }
+    }
+
+    /// Releases the caller's claim. A supervisor may break another agent's live claim (recorded as a
+    /// break); an agent may not. Releasing an unclaimed ticket changes nothing.
+    func release(ticketID: UUID, by principal: Principal, agentID: UUID) async throws -> Ticket {
+        try await database.withTransaction { connection in
+            let (ticket, claimLive) = try await lockTicket(ticketID, on: connection)
+            guard let claim = ticket.claim else { return ticket }
+            let breaking = claimLive && claim.agentID != agentID
+            if breaking, principal.role != .supervisor {
+                throw Self.claimHeld(claim)
+            }
+            let rows = try await connection.query("""
+                UPDATE tickets SET claim_agent_id = NULL, claim_expires_at = NULL, version = version + 1, updated_at = now()
+                WHERE id = \(ticketID)
+                RETURNING \(unescaped: Ticket.columns)
+                """, logger: logger)
+            let released = try await Self.single(rows)
+            try await events.record(
+                breaking ? "ticket.claim_broken" : "ticket.claim_released", ticketID: ticketID, customerID: ticket.customerID,
+                actor: principal, data: ["agent_id": claim.agentID.uuidString.lowercased()], on: connection)
+            return released
+        }
+    }
+
+    /// Claims the most urgent workable ticket in the agent's queues, or returns nil when none is left.
+    ///
+    /// One statement picks and claims: rows other agents are claiming at this instant are skipped, not
+    /// waited on, so any number of agents pulling at once each get a different ticket.
+    func claimNext(by principal: Principal, agentID: UUID) async throws -> Ticket? {
+        try await database.withTransaction { connection in
+            let rows = try await connection.query("""
+                WITH candidate AS (
+                    SELECT t.id FROM tickets t
+                    WHERE t.status IN ('new', 'open')
+                      AND (t.claim_agent_id IS NULL OR t.claim_expires_at <= now())
+                      AND (SELECT cardinality(a.queues) = 0 OR t.queue = ANY(a.queues) FROM agents a WHERE a.id = \(agentID))
+                    ORDER BY t.priority_rank DESC, t.first_response_due_at ASC NULLS LAST, t.created_at ASC
+                    LIMIT 1
+                    FOR UPDATE SKIP LOCKED
+                )
+                UPDATE tickets t
+                SET claim_agent_id = \(agentID), claim_expires_at = now() + make_interval(secs => \(lease.seconds)),
+                    assignee_id = coalesce(t.assignee_id, \(agentID)),
+                    version = t.version + 1, updated_at = now()
+                FROM candidate
+                WHERE t.id = candidate.id
+                RETURNING \(unescaped: Ticket.columns.split(separator: ",").map { "t." + $0.trimmingCharacters(in: .whitespacesAndNewlines) }.joined(separator: ", "))
+                """, logger: logger)
+            var claimed: Ticket?
+            for try await row in rows { claimed = try Ticket(row: row) }
+            guard let claimed else { return nil }
+            try await events.record(
+                "ticket.claimed", ticketID: claimed.id, customerID: claimed.customerID, actor: principal,
+                data: ["agent_id": agentID.uuidString.lowercased(), "via": "queue", "expires_at": Self.timestamp(claimed.claim?.expiresAt)],
+                on: connection)
+            return claimed
+        }
+    }
+
+    // MARK: - Helpers
+
+    /// Locks the ticket's row (waiting at most `lockTimeout`) and says whether its claim is still live,
+    /// judged by the database's clock, not ours.
+    func lockTicket(_ id: UUID, on connection: PostgresConnection) async throws -> (Ticket, claimLive: Bool) {
+        try await connection.query("SET LOCAL lock_timeout = '\(unescaped: Self.lockTimeout)'", logger: logger)
+        do {
+            let rows = try await connection.query("""
+                SELECT \(unescaped: Ticket.columns), coalesce(claim_expires_at > now(), false) AS claim_live
+                FROM tickets WHERE id = \(id) FOR UPDATE
+                """, logger: logger)
+            for try await row in rows {
+                let live: Bool = try row.makeRandomAccess().value("claim_live")
+                return (try Ticket(row: row), live)
+            }
+        } catch where error.sqlState == .lockNotAvailable {
+            throw Problem(
+                .ticketBusy, status: .conflict, title: "Ticket busy",
+                detail: "Another request held ticket \(id.uuidString.lowercased()) longer than \(Self.lockTimeout); try again.")
+        }
+        throw Problem.notFound("There is no ticket \(id.uuidString.lowercased()).")
+    }
+
+    static func single(_ rows: PostgresRowSequence) async throws -> Ticket {
+        for try await row in rows { return try Ticket(row: row) }
+        throw MigrationError(description: "UPDATE … RETURNING returned no row")
+    }
+
+    static func claimHeld(_ claim: (agentID: UUID, expiresAt: Date)) -> Problem {
+        var problem = Problem(
+            .claimHeld, status: .conflict, title: "Claimed by another agent",
+            detail: "Agent \(claim.agentID.uuidString.lowercased()) holds this ticket until \(timestamp(claim.expiresAt)).")
+        problem.members["claim"] = .object(["agent_id": claim.agentID.uuidString.lowercased(), "expires_at": timestamp(claim.expiresAt)])
+        return problem
+    }
+
+    static func timestamp(_ date: Date?) -> String {
+        guard let date else { return "" }
+        return date.formatted(.iso8601)
+    }
+}
+
+extension Duration {
+    /// Whole seconds, for `make_interval(secs => …)`.
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

@@ -1,0 +1,88 @@
+import Foundation
+import HTTPTypes
+import MadoguchiAPI
+
+/// Claims, the queue, ticket changes and notes. All need a key that acts for an agent.
+extension APIHandler {
+    var work: TicketWork { TicketWork(database: database, logger: logger, lease: claimLease) }
+
+    /// The agent behind an agent or supervisor key.
+    var actingAgent: (Principal, UUID) {
+        get throws {
+            let principal = try principal
+            guard let agentID = principal.agentID else {
+                throw Problem(.forbidden, status: .forbidden, title: "Forbidden", detail: "This key does not act for an agent.")
+            }
+            return (principal, agentID)
+        }
+    }
+
+    func claimTicket(_ input: Operations.ClaimTicket.Input) async throws -> Operations.ClaimTicket.Output {
+        let (principal, agentID) = try actingAgent
+        let ticket = try await work.claim(ticketID: input.path.ticketId.uuid, by: principal, agentID: agentID)
+        RequestScope.current?.setResponseHeader(.eTag, ticket.entityTag)
+        return .ok(.init(body: .json(.init(ticket))))
+    }
+
+    func releaseClaim(_ input: Operations.ReleaseClaim.Input) async throws -> Operations.ReleaseClaim.Output {
+        let (principal, agentID) = try actingAgent
+        let ticket = try await work.release(ticketID: input.path.ticketId.uuid, by: principal, agentID: agentID)
+        RequestScope.current?.setResponseHeader(.eTag, ticket.entityTag)
+        return .ok(.init(body: .json(.init(ticket))))
+    }
+
+    func claimNextTicket(_ input: Operations.ClaimNextTicket.Input) async throws -> Operations.ClaimNextTicket.Output {
+        let (principal, agentID) = try actingAgent
+        guard let ticket = try await work.claimNext(by: principal, agentID: agentID) else {
+            return .noContent(.init())
+        }
+        RequestScope.current?.setResponseHeader(.eTag, ticket.entityTag)
+        return .ok(.init(body: .json(.init(ticket))))
+    }
+
+    func updateTicket(_ input: Operations.UpdateTicket.Input) async throws -> Operations.UpdateTicket.Output {
+        let (principal, agentID) = try actingAgent
+        guard let ifMatch = input.headers.ifMatch else {
+            throw Problem(
+                .preconditionRequired, status: .preconditionRequired, title: "Precondition required",
+                detail: "Send the ticket's ETag in If-Match, so that a change made since you read it is not overwritten.")
+        }
+        guard let version = Self.version(fromEntityTag: ifMatch) else {
+            throw Problem.invalidParameter("If-Match", "'\(ifMatch)' is not an ETag this server issued (like \"3\")")
+        }
+        guard case .json(let body) = input.body else { throw Problem.internalError }
+        if body.unassign == true, body.assigneeId != nil {
+            throw Problem.validationFailed([.init(pointer: "/unassign", message: "cannot be combined with assignee_id")])
+        }
+        let changes = TicketChanges(
+            status: body.status.flatMap { Ticket.Status(rawValue: $0.rawValue) },
+            priority: body.priority.flatMap { Ticket.Priority(rawValue: $0.rawValue) },
+            queue: body.queue,
+            category: body.category,
+            tags: body.tags,
+            assigneeID: body.assigneeId?.uuid,
+            unassign: body.unassign ?? false)
+        let ticket = try await work.update(
+            ticketID: input.path.ticketId.uuid, expectedVersion: version, changes: changes, by: principal, agentID: agentID)
+        RequestScope.current?.setResponseHeader(.eTag, ticket.entityTag)
+        return .ok(.init(body: .json(.init(ticket))))
+    }
+
+    func addNote(_ input: Operations.AddNote.Input) async throws -> Operations.AddNote.Output {
+        let (principal, agentID) = try actingAgent
+        guard case .json(let body) = input.body else { throw Problem.internalError }
+        guard !body.body.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw Problem.validationFailed([.init(pointer: "/body", message: "a note needs some text")])
+        }
+        let note = try await work.addNote(
+            ticketID: input.path.ticketId.uuid, body: body.body, mentions: (body.mentions ?? []).map(\.uuid), by: principal, agentID: agentID)
+        return .created(.init(body: .json(.init(note))))
+    }
+
+    /// `"3"` → 3. Weak tags are not accepted for writes (RFC 9110 §13.1.1: If-Match uses strong comparison).
+    static func version(fromEntityTag tag: String) -> Int64? {
+        let trimmed = tag.trimmingCharacters(in: .whitespaces)
+        guard trimmed.count >= 3, trimmed.hasPrefix("\""), trimmed.hasSuffix("\"") else { return nil }
+        return Int64(trimmed.dropFirst().dropLast())
+    }
+}

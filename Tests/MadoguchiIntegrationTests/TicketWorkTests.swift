@@ -1,0 +1,292 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import NIOCore
+import PostgresNIO
+import Testing
+@testable import Madoguchi
+
+@Suite("Claims, the queue, ticket changes and notes")
+struct TicketWorkTests {
+    static func etag(_ response: TestResponse) throws -> String { try #require(response.headers[.eTag]) }
+
+    static func events(_ app: TestApp, ticket: UUID) async throws -> [String] {
+        try await app.database.withConnection { connection in
+            let rows = try await connection.query("SELECT type FROM events WHERE ticket_id = \(ticket) ORDER BY id", logger: TestCluster.logger)
+            var types: [String] = []
+            for try await type in rows.decode(String.self) { types.append(type) }
+            return types
+        }
+    }
+
+    // MARK: - Lifecycle
+
+    @Test("every status change outside the transition table is 409 naming the allowed ones; every one inside succeeds")
+    func stateMachine() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            let customer = try await app.customer()
+            for from in Ticket.Status.allCases {
+                for to in Ticket.Status.allCases where to != from {
+                    let ticket = try await app.ticket(customer: customer, status: from.rawValue)
+                    let response = try await app.request(
+                        .patch, "/v1/tickets/\(ticket)", key: supervisor, headers: [.ifMatch: "\"1\""], json: #"{"status":"\#(to.rawValue)"}"#)
+                    if from.allowedNext.contains(to) {
+                        #expect(response.status == .ok, "\(from) → \(to): \(response.text)")
+                        #expect(try response.json["status"] as? String == to.rawValue)
+                        #expect(response.headers[.eTag] == "\"2\"")
+                    } else {
+                        try ProblemTests.expectProblem(response, .conflict, "invalid-transition")
+                        #expect(try response.json["allowed"] as? [String] == from.allowedNext.map(\.rawValue), "\(from) → \(to)")
+                        let unchanged = try await app.request(.get, "/v1/tickets/\(ticket)", key: supervisor)
+                        #expect(try unchanged.json["status"] as? String == from.rawValue)
+                    }
+                }
+            }
+        }
+    }
+
+    @Test("a write without If-Match is 428, with a stale one 412; the change is recorded as an event")
+    func optimisticConcurrency() async throws {
+        try await TestApp.run { app in
+            let agent = try await app.keySecret(.agent)
+            let ticket = try await app.ticket(customer: try await app.customer())
+            try ProblemTests.expectProblem(
+                try await app.request(.patch, "/v1/tickets/\(ticket)", key: agent, json: #"{"priority":"high"}"#), .preconditionRequired, "precondition-required")
+            try ProblemTests.expectProblem(
+                try await app.request(.patch, "/v1/tickets/\(ticket)", key: agent, headers: [.ifMatch: "W/\"1\""], json: #"{"priority":"high"}"#),
+                .badRequest, "invalid-parameter")
+
+            let first = try await app.request(
+                .patch, "/v1/tickets/\(ticket)", key: agent, headers: [.ifMatch: "\"1\""],
+                json: #"{"priority":"high","tags":["返金"," 至急 ","返金"],"category":"配送","queue":"shipping"}"#)
+            #expect(first.status == .ok, "\(first.text)")
+            #expect(try first.json["priority"] as? String == "high")
+            #expect(try first.json["tags"] as? [String] == ["返金", "至急"])
+            #expect(try first.json["queue"] as? String == "shipping")
+            #expect(try Self.etag(first) == "\"2\"")
+
+            // Someone still holding version 1 must not overwrite that.
+            let stale = try await app.request(.patch, "/v1/tickets/\(ticket)", key: agent, headers: [.ifMatch: "\"1\""], json: #"{"priority":"low"}"#)
+            try ProblemTests.expectProblem(stale, .preconditionFailed, "precondition-failed")
+            // Asking for what is already there changes nothing, not even the version.
+            let same = try await app.request(.patch, "/v1/tickets/\(ticket)", key: agent, headers: [.ifMatch: "\"2\""], json: #"{"priority":"high"}"#)
+            #expect(try Self.etag(same) == "\"2\"")
+            #expect(try await Self.events(app, ticket: ticket) == ["ticket.updated"])
+
+            let unknownAgent = try await app.request(
+                .patch, "/v1/tickets/\(ticket)", key: agent, headers: [.ifMatch: "\"2\""], json: #"{"assignee_id":"\#(UUID())"}"#)
+            try ProblemTests.expectProblem(unknownAgent, .unprocessableContent, "validation-failed")
+            let cleared = try await app.request(
+                .patch, "/v1/tickets/\(ticket)", key: agent, headers: [.ifMatch: "\"2\""], json: #"{"category":"","unassign":true}"#)
+            #expect(try cleared.json["category"] == nil)
+        }
+    }
+
+    // MARK: - Claims
+
+    @Test("claim, renew, conflict naming the holder, release, supervisor break — each recorded")
+    func claims() async throws {
+        try await TestApp.run { app in
+            let sato = try await app.key(.agent, name: "佐藤")
+            let suzuki = try await app.key(.agent, name: "鈴木")
+            let boss = try await app.key(.supervisor, name: "主任")
+            let ticket = try await app.ticket(customer: try await app.customer())
+
+            let claimed = try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: sato.secret)
+            #expect(claimed.status == .ok)
+            let claim = try #require(try claimed.json["claim"] as? [String: Any])
+            #expect(claim["agent_id"] as? String == sato.record.agentID?.uuidString.lowercased())
+            #expect(try claimed.json["assignee_id"] as? String == sato.record.agentID?.uuidString.lowercased())
+            #expect(try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: sato.secret).status == .ok)  // renewal
+
+            let refused = try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: suzuki.secret)
+            try ProblemTests.expectProblem(refused, .conflict, "claim-held")
+            #expect((try refused.json["claim"] as? [String: String])?["agent_id"] == sato.record.agentID?.uuidString.lowercased())
+            // Nor may another agent change it or release it while the claim is live.
+            let version = try Self.etag(try await app.request(.get, "/v1/tickets/\(ticket)", key: suzuki.secret))
+            try ProblemTests.expectProblem(
+                try await app.request(.patch, "/v1/tickets/\(ticket)", key: suzuki.secret, headers: [.ifMatch: version], json: #"{"status":"solved"}"#),
+                .conflict, "claim-held")
+            try ProblemTests.expectProblem(try await app.request(.delete, "/v1/tickets/\(ticket)/claim", key: suzuki.secret), .conflict, "claim-held")
+
+            let broken = try await app.request(.delete, "/v1/tickets/\(ticket)/claim", key: boss.secret)
+            #expect(broken.status == .ok)
+            #expect(try broken.json["claim"] == nil)
+            #expect(try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: suzuki.secret).status == .ok)
+            #expect(try await app.request(.delete, "/v1/tickets/\(ticket)/claim", key: suzuki.secret).status == .ok)
+            #expect(try await Self.events(app, ticket: ticket) == [
+                "ticket.claimed", "ticket.claim_renewed", "ticket.claim_broken", "ticket.claimed", "ticket.claim_released",
+            ])
+            try ProblemTests.expectProblem(try await app.request(.post, "/v1/tickets/\(UUID())/claim", key: sato.secret), .notFound, "not-found")
+        }
+    }
+
+    @Test("an expired lease can be taken over")
+    func expiredLease() async throws {
+        try await TestApp.run { app in
+            let sato = try await app.key(.agent)
+            let suzuki = try await app.key(.agent)
+            let ticket = try await app.ticket(customer: try await app.customer())
+            #expect(try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: sato.secret).status == .ok)
+            try await app.execute("UPDATE tickets SET claim_expires_at = now() - interval '1 second' WHERE id = \(ticket)")
+            let takeover = try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: suzuki.secret)
+            #expect(takeover.status == .ok)
+            #expect((try takeover.json["claim"] as? [String: Any])?["agent_id"] as? String == suzuki.record.agentID?.uuidString.lowercased())
+            try ProblemTests.expectProblem(try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: sato.secret), .conflict, "claim-held")
+        }
+    }
+
+    @Test("two agents race to claim one ticket, 100 times: exactly one wins each race, the other gets 409")
+    func claimRaces() async throws {
+        try await TestApp.run { app in
+            let agents = [try await app.key(.agent), try await app.key(.agent)]
+            let customer = try await app.customer()
+            let port = try #require(app.client.port)
+            try await TestClient.withClient(host: "localhost", port: port) { first in
+                try await TestClient.withClient(host: "localhost", port: port) { second in
+                    let clients = [first, second]
+                    for _ in 0..<100 {
+                        let ticket = try await app.ticket(customer: customer)
+                        let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                            for index in 0..<2 {
+                                group.addTask {
+                                    try await clients[index].execute(.init(
+                                        "/v1/tickets/\(ticket)/claim", method: .post, headers: [.authorization: "Bearer \(agents[index].secret)"])).status
+                                }
+                            }
+                            return try await group.reduce(into: []) { $0.append($1) }
+                        }
+                        #expect(statuses.sorted { $0.code < $1.code } == [.ok, .conflict], "\(statuses)")
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: - The queue
+
+    @Test("the queue takes urgent before high before normal, then the earliest deadline, then the oldest; 204 when empty")
+    func queueOrder() async throws {
+        try await TestApp.run { app in
+            let agent = try await app.keySecret(.agent)
+            let customer = try await app.customer()
+            func make(_ priority: String, due: Int?, age: Int) async throws -> UUID {
+                try await app.insertReturningID("""
+                    INSERT INTO tickets (customer_id, channel, priority, first_response_due_at, created_at)
+                    VALUES (\(customer), 'email', \(priority), now() + make_interval(mins => \(due)::int), now() - make_interval(mins => \(age)::int))
+                    RETURNING id
+                    """)
+            }
+            let normalOld = try await make("normal", due: nil, age: 60)
+            let highLater = try await make("high", due: 30, age: 1)
+            let urgent = try await make("urgent", due: nil, age: 0)
+            let highSooner = try await make("high", due: 10, age: 0)
+            let lowOldest = try await make("low", due: nil, age: 999)
+            let solved = try await app.insertReturningID("INSERT INTO tickets (customer_id, channel, priority, status) VALUES (\(customer), 'email', 'urgent', 'solved') RETURNING id")
+
+            var order: [UUID] = []
+            while true {
+                let next = try await app.request(.post, "/v1/queue/next", key: agent)
+                if next.status == .noContent { break }
+                #expect(next.status == .ok)
+                let id = try next.json["id"] as? String
+                order.append(try #require(id.flatMap(UUID.init(uuidString:))))
+            }
+            #expect(order == [urgent, highSooner, highLater, normalOld, lowOldest])
+            #expect(!order.contains(solved))
+        }
+    }
+
+    @Test("an agent pulls only from their queues; an agent with none pulls from all")
+    func queueMembership() async throws {
+        try await TestApp.run { app in
+            let shipping = try await app.key(.agent)
+            let anyone = try await app.keySecret(.agent)
+            try await app.execute("UPDATE agents SET queues = '{shipping}' WHERE id = \(shipping.record.agentID)")
+            let customer = try await app.customer()
+            let general = try await app.ticket(customer: customer)
+            let parcel = try await app.insertReturningID("INSERT INTO tickets (customer_id, channel, queue) VALUES (\(customer), 'email', 'shipping') RETURNING id")
+            let first = try await app.request(.post, "/v1/queue/next", key: shipping.secret)
+            #expect(try first.json["id"] as? String == parcel.uuidString.lowercased())
+            #expect(try await app.request(.post, "/v1/queue/next", key: shipping.secret).status == .noContent)
+            #expect(try await app.request(.post, "/v1/queue/next", key: anyone).json["id"] as? String == general.uuidString.lowercased())
+        }
+    }
+
+    @Test("50 agents pulling from 1,000 tickets at once, 20 rounds: each ticket claimed once, all claimed, no 5xx")
+    func concurrentQueue() async throws {
+        try await TestApp.run(configure: { $0.databasePoolSize = 20 }) { app in
+            var agents: [(secret: String, record: APIKeyRecord)] = []
+            for index in 0..<50 { agents.append(try await app.key(.agent, name: "agent \(index)")) }
+            let customer = try await app.customer()
+            let port = try #require(app.client.port)
+            for round in 0..<20 {
+                try await app.execute("""
+                    INSERT INTO tickets (customer_id, channel, subject, priority)
+                    SELECT \(customer), 'email', 'round ' || \(round) || ' #' || n, (ARRAY['low','normal','high','urgent'])[1 + n % 4]
+                    FROM generate_series(1, 1000) AS n
+                    """)
+                let claims = try await withThrowingTaskGroup(of: [(String, String)].self) { group in
+                    for agent in agents {
+                        group.addTask {
+                            try await TestClient.withClient(host: "localhost", port: port) { client in
+                                var mine: [(String, String)] = []
+                                while true {
+                                    let response = try await client.execute(.init(
+                                        "/v1/queue/next", method: .post, headers: [.authorization: "Bearer \(agent.secret)"]))
+                                    if response.status == .noContent { return mine }
+                                    guard response.status == .ok, let body = response.body,
+                                        let json = try JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any],
+                                        let id = json["id"] as? String
+                                    else {
+                                        throw EmbeddedPostgresError("round \(round): \(response.status) \(response.body.map { String(buffer: $0) } ?? "")")
+                                    }
+                                    mine.append((id, agent.record.agentID!.uuidString.lowercased()))
+                                }
+                            }
+                        }
+                    }
+                    return try await group.reduce(into: []) { $0 += $1 }
+                }
+                #expect(claims.count == 1000, "round \(round)")
+                #expect(Set(claims.map(\.0)).count == 1000, "round \(round): a ticket was handed out twice")
+                let claimedInDatabase = try await MigrationTests.count(app.database, """
+                    SELECT count(*) FROM tickets WHERE subject LIKE \("round \(round) #%") AND claim_agent_id IS NOT NULL
+                    """)
+                #expect(claimedInDatabase == 1000)
+            }
+        }
+    }
+
+    // MARK: - Notes
+
+    @Test("a note joins the timeline as internal, with mentions checked; it is never a customer message")
+    func notes() async throws {
+        try await TestApp.run { app in
+            let sato = try await app.key(.agent)
+            let suzuki = try await app.key(.agent)
+            let customer = try await app.customer()
+            let ticket = try await app.ticket(customer: customer)
+            _ = try await app.inboundMessage(ticket: ticket, customer: customer, body: "届いていません")
+            let note = try await app.request(
+                .post, "/v1/tickets/\(ticket)/notes", key: sato.secret,
+                json: #"{"body":"佐川に確認中。明日までに回答予定。","mentions":["\#(suzuki.record.agentID!.uuidString)"]}"#)
+            #expect(note.status == .created, "\(note.text)")
+            #expect(try note.json["direction"] as? String == "internal")
+            #expect(try note.json["author_agent_id"] as? String == sato.record.agentID?.uuidString.lowercased())
+            let timeline = try await app.request(.get, "/v1/tickets/\(ticket)/messages", key: sato.secret)
+            #expect((try timeline.json["items"] as? [[String: Any]])?.map { $0["direction"] as? String } == ["inbound", "internal"])
+
+            try ProblemTests.expectProblem(
+                try await app.request(.post, "/v1/tickets/\(ticket)/notes", key: sato.secret, json: #"{"body":"x","mentions":["\#(UUID())"]}"#),
+                .unprocessableContent, "validation-failed")
+            try ProblemTests.expectProblem(
+                try await app.request(.post, "/v1/tickets/\(ticket)/notes", key: sato.secret, json: #"{"body":"   "}"#),
+                .unprocessableContent, "validation-failed")
+            try ProblemTests.expectProblem(
+                try await app.request(.post, "/v1/tickets/\(UUID())/notes", key: sato.secret, json: #"{"body":"x"}"#), .notFound, "not-found")
+            #expect(try await Self.events(app, ticket: ticket) == ["note.added"])
+        }
+    }
+}

@@ -8,7 +8,7 @@ struct MadoguchiCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "madoguchi",
         abstract: "Multichannel customer-support ticketing on PostgreSQL.",
-        subcommands: [Serve.self, Migrate.self, Keys.self],
+        subcommands: [Serve.self, Migrate.self, Keys.self, Bench.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -82,5 +82,39 @@ struct Migrate: AsyncParsableCommand {
         let report = try await OneShotDatabase.run(configuration, logger: logger) { _, report in report }
         let applied = report.applied.isEmpty ? "nothing to apply" : "applied \(report.applied.joined(separator: ", "))"
         print("schema at migration \(report.schemaVersion): \(applied)")
+    }
+}
+
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmarks against raw PostgreSQL on this machine (not tests).",
+        subcommands: [ClaimNext.self])
+
+    struct ClaimNext: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "claim-next",
+            abstract: "Queue throughput through the service vs pgbench running the same claim SQL, on a throwaway cluster.")
+
+        @Option(help: "Concurrent agents, comma-separated.")
+        var agents: String = "1,8,32"
+
+        @Option(help: "Seconds per measurement.")
+        var seconds: Int = 5
+
+        @Option(help: "Tickets to seed (enough that none runs out).")
+        var tickets: Int = 100_000
+
+        func run() async throws {
+            var benchmark = ClaimNextBenchmark()
+            benchmark.agentCounts = agents.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard !benchmark.agentCounts.isEmpty, benchmark.agentCounts.allSatisfy({ (1...64).contains($0) }) else {
+                throw ValidationError("--agents takes numbers from 1 to 64, like 1,8,32")
+            }
+            benchmark.seconds = seconds
+            benchmark.tickets = tickets
+            var logger = Logger(label: "madoguchi.bench")
+            logger.logLevel = .warning
+            _ = try await benchmark.run(logger: logger) { print($0) }
+        }
     }
 }

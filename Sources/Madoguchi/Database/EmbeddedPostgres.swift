@@ -99,6 +99,15 @@ public struct EmbeddedPostgres: Sendable {
         return .started
     }
 
+    /// The path of one of PostgreSQL's programs (pgbench, pg_dump …): beside `initdb`, or beside the
+    /// file a symlinked `pg_ctl` points to (PATH may hold only links to a few of them).
+    public func program(_ name: String) -> String {
+        let beside = binDirectory + "/" + name
+        if FileManager.default.isExecutableFile(atPath: beside) { return beside }
+        let real = URL(fileURLWithPath: binDirectory + "/pg_ctl").resolvingSymlinksInPath().deletingLastPathComponent()
+        return real.appendingPathComponent(name).path
+    }
+
     /// A fast shutdown: open transactions are rolled back, nothing committed is lost.
     public func stop() async throws {
         let result = try await runner.run(binDirectory + "/pg_ctl", ["stop", "-D", clusterDirectory, "-m", "fast", "-w", "-t", "60", "-s"])

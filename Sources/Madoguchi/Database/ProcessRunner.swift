@@ -63,8 +63,22 @@ struct ProcessRunner: Sendable {
             posix_spawn_file_actions_adddup2(&actions, writeEnd, 1)
             posix_spawn_file_actions_adddup2(&actions, writeEnd, 2)
 
+            // A child inherits the signal mask of the thread that spawns it, and Dispatch's threads block
+            // signals: pgbench then never sees the SIGALRM that ends a timed run. Start every child with
+            // nothing blocked and every handler at its default.
+            var attributes = posix_spawnattr_t()
+            posix_spawnattr_init(&attributes)
+            defer { posix_spawnattr_destroy(&attributes) }
+            var nothing = sigset_t()
+            sigemptyset(&nothing)
+            var everything = sigset_t()
+            sigfillset(&everything)
+            posix_spawnattr_setsigmask(&attributes, &nothing)
+            posix_spawnattr_setsigdefault(&attributes, &everything)
+            posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
             var pid: pid_t = 0
-            let spawnStatus = posix_spawn(&pid, command[0], &actions, nil, cArguments, cEnvironment)
+            let spawnStatus = posix_spawn(&pid, command[0], &actions, &attributes, cArguments, cEnvironment)
             close(writeEnd)
             guard spawnStatus == 0 else {
                 close(readEnd)

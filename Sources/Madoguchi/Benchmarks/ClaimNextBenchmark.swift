@@ -1,0 +1,204 @@
+import Foundation
+import Logging
+import PostgresNIO
+import Prometheus
+import ServiceLifecycle
+
+/// `madoguchi bench claim-next`: how fast agents can pull work through the whole service (HTTP, key
+/// check, the claim statement) compared with pgbench running that same claim statement straight
+/// against the same database on the same machine. The ratio, not the absolute number, is the result:
+/// it holds on a noisy or slower machine.
+public struct ClaimNextBenchmark: Sendable {
+    public var agentCounts: [Int] = [1, 8, 32]
+    public var seconds: Int = 5
+    public var tickets: Int = 100_000
+
+    public init() {}
+
+    public struct Row: Sendable {
+        public var agents: Int
+        public var service: Double
+        public var pgbench: Double
+        public var ratio: Double { service / pgbench }
+    }
+
+    public func run(logger: Logger, report: @Sendable (String) -> Void) async throws -> [Row] {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let cluster = try EmbeddedPostgres(directory: directory, settings: ["max_connections": "200"], logger: logger)
+        _ = try await cluster.start()
+        do {
+            let rows = try await run(on: cluster, logger: logger, report: report)
+            try await cluster.stop()
+            return rows
+        } catch {
+            try? await cluster.stop()
+            throw error
+        }
+    }
+
+    private func run(on cluster: EmbeddedPostgres, logger: Logger, report: @Sendable (String) -> Void) async throws -> [Row] {
+        let maxAgents = agentCounts.max() ?? 1
+        try await cluster.createDatabase("bench")
+        let registry = PrometheusCollectorRegistry()
+        var configuration = Configuration()
+        configuration.port = try Self.freePort()
+        configuration.databasePoolSize = max(8, min(maxAgents, 40))
+        let database = Database(configuration: cluster.clientConfiguration(database: "bench"), logger: logger, registry: registry)
+        let app = try buildApplication(
+            configuration: configuration, database: database, migrator: try Migrator.bundled(), registry: registry, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
+        let serving = Task { try await group.run() }
+        do {
+            try await waitUntilReady(port: configuration.port)
+            let rows = try await measure(database: database, cluster: cluster, port: configuration.port, logger: logger, report: report)
+            await group.triggerGracefulShutdown()
+            try await serving.value
+            return rows
+        } catch {
+            await group.triggerGracefulShutdown()
+            _ = try? await serving.value
+            throw error
+        }
+    }
+
+    private func measure(
+        database: Database, cluster: EmbeddedPostgres, port: Int, logger: Logger, report: @Sendable (String) -> Void
+    ) async throws -> [Row] {
+        let maxAgents = agentCounts.max() ?? 1
+
+        // Agents with predictable ids, so that pgbench can name one from a random number.
+        let keys: [String] = try await database.withConnection { connection in
+            try await connection.query("""
+                INSERT INTO agents (id, display_name)
+                SELECT ('00000000-0000-4000-8000-' || lpad(n::text, 12, '0'))::uuid, 'bench agent ' || n
+                FROM generate_series(1, \(maxAgents)) AS n
+                """, logger: logger)
+            var keys: [String] = []
+            for number in 1...maxAgents {
+                let agentID = UUID(uuidString: "00000000-0000-4000-8000-" + String(format: "%012d", number))!
+                keys.append(try await APIKeyStore(logger: logger).create(name: "bench \(number)", role: .agent, agentID: agentID, on: connection).1.text)
+            }
+            try await connection.query("INSERT INTO customers (id, display_name) VALUES ('00000000-0000-4000-8000-000000000000', 'bench')", logger: logger)
+            try await connection.query("""
+                INSERT INTO tickets (customer_id, channel, subject, priority, created_at)
+                SELECT '00000000-0000-4000-8000-000000000000', 'email', 'bench ' || n,
+                       (ARRAY['low','normal','high','urgent'])[1 + n % 4], now() - make_interval(secs => n)
+                FROM generate_series(1, \(tickets)) AS n
+                """, logger: logger)
+            return keys
+        }
+        report("seeded \(tickets) tickets and \(maxAgents) agents; \(seconds) s per measurement")
+        report("agents  service claims/s  pgbench claims/s  service/pgbench")
+
+        var rows: [Row] = []
+        for agents in agentCounts {
+            try await reset(database, logger: logger)
+            let service = try await measureService(port: port, keys: Array(keys.prefix(agents)))
+            try await reset(database, logger: logger)
+            let pgbench = try await measurePgbench(cluster: cluster, agents: agents)
+            let row = Row(agents: agents, service: service, pgbench: pgbench)
+            rows.append(row)
+            report(String(format: "%6d  %16.0f  %16.0f  %15.2f", agents, service, pgbench, row.ratio))
+        }
+        return rows
+    }
+
+    /// Every ticket claimable again, and fresh statistics, so each run starts from the same state.
+    private func reset(_ database: Database, logger: Logger) async throws {
+        try await database.withConnection { connection in
+            try await connection.query(
+                "UPDATE tickets SET claim_agent_id = NULL, claim_expires_at = NULL, assignee_id = NULL WHERE claim_agent_id IS NOT NULL",
+                logger: logger)
+            try await connection.query("VACUUM ANALYZE tickets", logger: logger)
+        }
+    }
+
+    /// Each agent on its own thread and keep-alive connection, pulling until the time is up.
+    private func measureService(port: Int, keys: [String]) async throws -> Double {
+        let deadline = Date().addingTimeInterval(TimeInterval(seconds))
+        let start = Date()
+        let counts = try await withThrowingTaskGroup(of: Int.self) { group in
+            for key in keys {
+                group.addTask {
+                    try await Self.onThread {
+                        let client = try LoopbackHTTPClient(port: port)
+                        var claimed = 0
+                        while Date() < deadline {
+                            let status = try client.send("POST", "/v1/queue/next", headers: ["Authorization": "Bearer \(key)"])
+                            guard status == 200 else { throw BenchmarkError("queue/next answered \(status); seed more tickets?") }
+                            claimed += 1
+                        }
+                        return claimed
+                    }
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        return Double(counts) / Date().timeIntervalSince(start)
+    }
+
+    /// pgbench with `agents` clients, each transaction the service's own claim statement for a random agent.
+    private func measurePgbench(cluster: EmbeddedPostgres, agents: Int) async throws -> Double {
+        let agentExpression = "('00000000-0000-4000-8000-' || lpad(:agent::text, 12, '0'))::uuid"
+        let statement = TicketWork.claimNextSQL
+            .replacingOccurrences(of: "$1", with: agentExpression)
+            .replacingOccurrences(of: "$2", with: "900")
+            .replacingOccurrences(of: "$3", with: "NULL::uuid")
+        // pgbench reads one statement per line unless it ends in a semicolon; keep it on one line.
+        let script = "\\set agent random(1, \(agents))\n" + statement.split(separator: "\n").joined(separator: " ") + ";\n"
+        let scriptPath = cluster.directory + "/claim-next.sql"
+        try script.write(toFile: scriptPath, atomically: true, encoding: .utf8)
+        _ = chmod(scriptPath, 0o644)
+        let pgbench = cluster.program("pgbench")
+        let result = try await cluster.runner.run(pgbench, [
+            "-h", cluster.socketDirectory, "-p", String(cluster.port), "-U", EmbeddedPostgres.superuser, "-n",
+            "-c", String(agents), "-j", String(min(agents, 2)), "-T", String(seconds), "-M", "prepared", "-f", scriptPath, "bench",
+        ])
+        guard result.status == 0,
+            let line = result.output.split(separator: "\n").first(where: { $0.hasPrefix("tps = ") }),
+            let tps = Double(line.dropFirst("tps = ".count).prefix { $0 == "." || $0.isNumber })
+        else {
+            throw BenchmarkError("pgbench failed (exit \(result.status)):\n\(result.output)")
+        }
+        return tps
+    }
+
+    private func waitUntilReady(port: Int) async throws {
+        for _ in 0..<200 {
+            if let client = try? LoopbackHTTPClient(port: port), (try? client.send("GET", "/health/ready")) == 200 { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw BenchmarkError("the service did not become ready")
+    }
+
+    /// Blocking work on a thread of its own, off Swift's cooperative pool (which has only as many
+    /// threads as cores, and would serialize the agents).
+    static func onThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try work() }) }.start()
+        }
+    }
+
+    static func temporaryDirectory() throws -> String {
+        var template = Array("/tmp/madoguchi-bench-XXXXXX".utf8CString)
+        guard let path = mkdtemp(&template) else { throw BenchmarkError("mkdtemp failed") }
+        return String(cString: path)
+    }
+
+    static func freePort() throws -> Int {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let status = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                bind(descriptor, pointer, length) == 0 ? getsockname(descriptor, pointer, &length) : -1
+            }
+        }
+        guard status == 0 else { throw BenchmarkError("no free port") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}

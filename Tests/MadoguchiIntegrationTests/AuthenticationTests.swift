@@ -20,6 +20,10 @@ struct AuthenticationTests {
         ("releaseClaim", .delete, "/v1/tickets/00000000-0000-4000-8000-000000000000/claim", nil),
         ("claimNextTicket", .post, "/v1/queue/next", nil),
         ("addNote", .post, "/v1/tickets/00000000-0000-4000-8000-000000000000/notes", #"{"body":"x"}"#),
+        ("createReply", .post, "/v1/tickets/00000000-0000-4000-8000-000000000000/replies", #"{"body":"x"}"#),
+        ("getReply", .get, "/v1/replies/00000000-0000-4000-8000-000000000000", nil),
+        ("updateReply", .patch, "/v1/replies/00000000-0000-4000-8000-000000000000", #"{"body":"x"}"#),
+        ("sendReply", .post, "/v1/replies/00000000-0000-4000-8000-000000000000/send", "{}"),
     ]
 
     @Test("the list above covers every protected operation in the access table")

@@ -18,5 +18,9 @@ enum OperationAccess {
         "releaseClaim": [.agent, .supervisor],
         "claimNextTicket": [.agent, .supervisor],
         "addNote": [.agent, .supervisor],
+        "createReply": [.agent, .supervisor],
+        "getReply": [.agent, .supervisor],
+        "updateReply": [.agent, .supervisor],
+        "sendReply": [.agent, .supervisor],
     ]
 }

@@ -16,17 +16,21 @@ public struct Problem: Error, Sendable, Equatable {
     /// Extension members (RFC 9457 §3.2) a client can act on, such as who holds a claim.
     public var members: [String: Member] = [:]
 
-    public enum Member: Sendable, Equatable, Encodable {
+    public indirect enum Member: Sendable, Equatable, Encodable {
         case string(String)
+        case int(Int)
         case strings([String])
-        case object([String: String])
+        case object([String: Member])
+        case array([Member])
 
         public func encode(to encoder: any Encoder) throws {
             var container = encoder.singleValueContainer()
             switch self {
             case .string(let value): try container.encode(value)
+            case .int(let value): try container.encode(value)
             case .strings(let values): try container.encode(values)
             case .object(let object): try container.encode(object)
+            case .array(let values): try container.encode(values)
             }
         }
     }
@@ -82,6 +86,9 @@ extension Problem.Kind {
     public static let ticketBusy = Self(rawValue: "ticket-busy")
     public static let preconditionFailed = Self(rawValue: "precondition-failed")
     public static let preconditionRequired = Self(rawValue: "precondition-required")
+    public static let claimRequired = Self(rawValue: "claim-required")
+    public static let newActivity = Self(rawValue: "new-activity")
+    public static let replyNotDraft = Self(rawValue: "reply-not-draft")
     public static let internalError = Self(rawValue: "internal-error")
 }
 

@@ -145,7 +145,9 @@ struct TicketWork: Sendable {
         var problem = Problem(
             .claimHeld, status: .conflict, title: "Claimed by another agent",
             detail: "Agent \(claim.agentID.uuidString.lowercased()) holds this ticket until \(timestamp(claim.expiresAt)).")
-        problem.members["claim"] = .object(["agent_id": claim.agentID.uuidString.lowercased(), "expires_at": timestamp(claim.expiresAt)])
+        problem.members["claim"] = .object([
+            "agent_id": .string(claim.agentID.uuidString.lowercased()), "expires_at": .string(timestamp(claim.expiresAt)),
+        ])
         return problem
     }
 

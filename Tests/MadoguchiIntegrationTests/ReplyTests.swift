@@ -1,0 +1,189 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import PostgresNIO
+import Testing
+@testable import Madoguchi
+
+@Suite("Replies: one answerer, nothing unsafe out")
+struct ReplyTests {
+    struct Scene {
+        let app: TestApp
+        let agent: (secret: String, record: APIKeyRecord)
+        let customer: UUID
+        let ticket: UUID
+        let lastMessage: UUID
+    }
+
+    /// A customer (山田 花子, hanako@example.jp) whose mail opened a ticket, claimed by a fresh agent.
+    static func scene(_ app: TestApp, claim: Bool = true) async throws -> Scene {
+        let agent = try await app.key(.agent)
+        let customer = try await app.customer(name: "山田 花子", email: "hanako@example.jp")
+        let ticket = try await app.ticket(customer: customer)
+        let message = try await app.inboundMessage(ticket: ticket, customer: customer, body: "商品がまだ届きません。")
+        if claim { #expect(try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: agent.secret).status == .ok) }
+        return Scene(app: app, agent: agent, customer: customer, ticket: ticket, lastMessage: message)
+    }
+
+    static func draft(_ scene: Scene, _ json: String) async throws -> String {
+        let response = try await scene.app.request(.post, "/v1/tickets/\(scene.ticket)/replies", key: scene.agent.secret, json: json)
+        #expect(response.status == .created, "\(response.text)")
+        return try #require(try response.json["id"] as? String)
+    }
+
+    static func send(_ scene: Scene, _ reply: String, lastSeen: UUID? = nil) async throws -> TestResponse {
+        try await scene.app.request(
+            .post, "/v1/replies/\(reply)/send", key: scene.agent.secret,
+            json: #"{"last_seen_message_id":"\#((lastSeen ?? scene.lastMessage).uuidString)"}"#)
+    }
+
+    static func outboxCount(_ app: TestApp) async throws -> Int {
+        try await MigrationTests.count(app.database, "SELECT count(*) FROM outbox")
+    }
+
+    @Test("a reply needs the caller's live claim")
+    func claimRequired() async throws {
+        try await TestApp.run { app in
+            let scene = try await Self.scene(app, claim: false)
+            try ProblemTests.expectProblem(
+                try await app.request(.post, "/v1/tickets/\(scene.ticket)/replies", key: scene.agent.secret, json: #"{"body":"x"}"#),
+                .conflict, "claim-required")
+            let other = try await app.keySecret(.agent)
+            #expect(try await app.request(.post, "/v1/tickets/\(scene.ticket)/claim", key: other).status == .ok)
+            try ProblemTests.expectProblem(
+                try await app.request(.post, "/v1/tickets/\(scene.ticket)/replies", key: scene.agent.secret, json: #"{"body":"x"}"#),
+                .conflict, "claim-held")
+        }
+    }
+
+    @Test("a draft goes to the customer's address by default; sending makes one outbound message and one outbox row")
+    func sendHappyPath() async throws {
+        try await TestApp.run { app in
+            let scene = try await Self.scene(app)
+            let created = try await app.request(
+                .post, "/v1/tickets/\(scene.ticket)/replies", key: scene.agent.secret, json: #"{"body":"山田 花子 様\n\nお問い合わせありがとうございます。本日発送いたしました。"}"#)
+            #expect(try created.json["recipients"] as? [String] == ["hanako@example.jp"])
+            #expect(try created.json["state"] as? String == "draft")
+            #expect((try created.json["subject"] as? String)?.hasPrefix("Re: 注文した商品が届かない [#") == true)
+            let reply = try #require(try created.json["id"] as? String)
+
+            let edited = try await app.request(.patch, "/v1/replies/\(reply)", key: scene.agent.secret, json: #"{"body":"山田 花子 様\n\n本日発送いたしました。"}"#)
+            #expect(try edited.json["version"] as? Int == 2)
+
+            let sent = try await Self.send(scene, reply)
+            #expect(sent.status == .ok, "\(sent.text)")
+            #expect(try sent.json["state"] as? String == "queued")
+            #expect(try await Self.outboxCount(app) == 1)
+            let timeline = try await app.request(.get, "/v1/tickets/\(scene.ticket)/messages", key: scene.agent.secret)
+            let outbound = try #require((try timeline.json["items"] as? [[String: Any]])?.last)
+            #expect(outbound["direction"] as? String == "outbound")
+            #expect(outbound["id"] as? String == (try sent.json["message_id"] as? String))
+            #expect((outbound["email_message_id"] as? String)?.hasPrefix("<reply-") == true)
+            let ticket = try await app.request(.get, "/v1/tickets/\(scene.ticket)", key: scene.agent.secret)
+            #expect(try ticket.json["status"] as? String == "open")
+
+            // Sent is sent: a second send, or an edit, is refused and nothing doubles.
+            try ProblemTests.expectProblem(try await Self.send(scene, reply, lastSeen: try #require(UUID(uuidString: outbound["id"] as! String))), .conflict, "reply-not-draft")
+            try ProblemTests.expectProblem(
+                try await app.request(.patch, "/v1/replies/\(reply)", key: scene.agent.secret, json: #"{"body":"x"}"#), .conflict, "reply-not-draft")
+            #expect(try await Self.outboxCount(app) == 1)
+        }
+    }
+
+    @Test("traffic cop: a customer message after the one the agent saw stops the send, naming it")
+    func trafficCop() async throws {
+        try await TestApp.run { app in
+            let scene = try await Self.scene(app)
+            let reply = try await Self.draft(scene, #"{"body":"山田 花子 様\n発送しました。"}"#)
+            let newer = try await app.inboundMessage(ticket: scene.ticket, customer: scene.customer, body: "やっぱりキャンセルしたいです", at: 5)
+            let refused = try await Self.send(scene, reply)
+            try ProblemTests.expectProblem(refused, .conflict, "new-activity")
+            #expect(try refused.json["new_message_ids"] as? [String] == [newer.uuidString.lowercased()])
+            #expect(try await Self.outboxCount(app) == 0)
+            // Having read it, the agent may send.
+            #expect(try await Self.send(scene, reply, lastSeen: newer).status == .ok)
+        }
+    }
+
+    @Test("each send guard refuses with its own problem type, every finding placed, and nothing sent", arguments: [
+        (#"{"body":"山田 花子 様\nご注文番号●●の件、{{order.date}}に発送します。"}"#, "leftover-placeholder", 2),
+        (#"{"body":"   "}"#, "empty-body", 1),
+        (#"{"body":"山田 花子 様\n請求書を添付いたします。"}"#, "missing-attachment", 1),
+        (#"{"body":"山田 花子 様\nご確認ください。","recipients":["taro@example.jp"]}"#, "unknown-recipient", 1),
+        (#"{"body":"佐藤 次郎 様\nご確認ください。"}"#, "wrong-customer-name", 1),
+    ])
+    func guards(_ draft: String, _ type: String, _ findings: Int) async throws {
+        try await TestApp.run { app in
+            let scene = try await Self.scene(app)
+            let sato = try await app.customer(name: "佐藤 次郎", email: "taro@example.jp")
+            _ = sato
+            let reply = try await Self.draft(scene, draft)
+            let refused = try await Self.send(scene, reply)
+            try ProblemTests.expectProblem(refused, .unprocessableContent, type)
+            let listed = try #require(try refused.json["findings"] as? [[String: Any]])
+            #expect(listed.count == findings, "\(listed)")
+            #expect(listed.first?["type"] as? String == type)
+            if type == "leftover-placeholder" {
+                #expect(listed.map { $0["text"] as? String } == ["●●", "{{order.date}}"])
+                #expect(listed.map { $0["line"] as? Int } == [2, 2])
+            }
+            #expect(try await Self.outboxCount(app) == 0)
+            let stored = try await app.request(.get, "/v1/replies/\(reply)", key: scene.agent.secret)
+            #expect(try stored.json["state"] as? String == "draft")
+        }
+    }
+
+    @Test("after a lease expires and another agent takes over, the old holder's send fails")
+    func expiredLeaseSend() async throws {
+        try await TestApp.run { app in
+            let scene = try await Self.scene(app)
+            let reply = try await Self.draft(scene, #"{"body":"山田 花子 様\n発送しました。"}"#)
+            try await app.execute("UPDATE tickets SET claim_expires_at = now() - interval '1 second' WHERE id = \(scene.ticket)")
+            let other = try await app.keySecret(.agent)
+            #expect(try await app.request(.post, "/v1/tickets/\(scene.ticket)/claim", key: other).status == .ok)
+            try ProblemTests.expectProblem(try await Self.send(scene, reply), .conflict, "claim-held")
+            #expect(try await Self.outboxCount(app) == 0)
+        }
+    }
+
+    @Test("two agents race to claim and answer one ticket, 100 times: exactly one reply goes out per race")
+    func claimAndReplyRaces() async throws {
+        try await TestApp.run { app in
+            let agents = [try await app.key(.agent), try await app.key(.agent)]
+            let customer = try await app.customer(name: "山田 花子", email: "hanako@example.jp")
+            let port = try #require(app.client.port)
+            try await TestClient.withClient(host: "localhost", port: port) { first in
+                try await TestClient.withClient(host: "localhost", port: port) { second in
+                    let clients = [first, second]
+                    for race in 0..<100 {
+                        let ticket = try await app.ticket(customer: customer)
+                        let message = try await app.inboundMessage(ticket: ticket, customer: customer, body: "問い合わせ \(race)")
+                        let outcomes = try await withThrowingTaskGroup(of: String.self) { group in
+                            for index in 0..<2 {
+                                group.addTask {
+                                    let auth: HTTPFields = [.authorization: "Bearer \(agents[index].secret)", .contentType: "application/json"]
+                                    let claim = try await clients[index].execute(.init("/v1/tickets/\(ticket)/claim", method: .post, headers: auth))
+                                    guard claim.status == .ok else { return "claim \(claim.status.code)" }
+                                    let draft = try await clients[index].execute(.init(
+                                        "/v1/tickets/\(ticket)/replies", method: .post, headers: auth,
+                                        body: .init(string: #"{"body":"山田 花子 様\n承知しました。"}"#)))
+                                    guard draft.status == .created, let body = draft.body,
+                                        let id = (try JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any])?["id"] as? String
+                                    else { return "draft \(draft.status.code)" }
+                                    let send = try await clients[index].execute(.init(
+                                        "/v1/replies/\(id)/send", method: .post, headers: auth,
+                                        body: .init(string: #"{"last_seen_message_id":"\#(message.uuidString)"}"#)))
+                                    return "send \(send.status.code)"
+                                }
+                            }
+                            return try await group.reduce(into: []) { $0.append($1) }
+                        }
+                        #expect(outcomes.sorted() == ["claim 409", "send 200"], "race \(race): \(outcomes)")
+                    }
+                }
+            }
+            #expect(try await Self.outboxCount(app) == 100)
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM (SELECT ticket_id FROM messages WHERE direction = 'outbound' GROUP BY ticket_id HAVING count(*) > 1) doubled") == 0)
+        }
+    }
+}

@@ -1,0 +1,54 @@
+import Testing
+@testable import Madoguchi
+
+@Suite("Send guards on a reply's text")
+struct SendGuardTests {
+    @Test("leftover placeholders are found with their line and column", arguments: [
+        ("{{customer.name}} 様", "{{customer.name}}", 1, 1),
+        ("山田様\nご注文番号●●の件ですが", "●●", 2, 6),
+        ("お届け日は○○月○○日です", "○○", 1, 6),
+        ("担当：＊＊＊", "＊＊＊", 1, 4),
+        ("Dear [NAME],", "[NAME]", 1, 6),
+        ("Order XX has shipped", "XX", 1, 7),
+        ("【お客様名】様", "【お客様名】", 1, 1),
+        ("返金額は××円です", "××", 1, 5),
+    ])
+    func placeholders(_ body: String, _ text: String, _ line: Int, _ column: Int) {
+        let findings = SendGuard.check(body: body, attachmentCount: 1)
+        let placeholder = findings.first { $0.kind == .leftoverPlaceholder }
+        #expect(placeholder?.text == text)
+        #expect(placeholder?.line == line)
+        #expect(placeholder?.column == column)
+    }
+
+    @Test("ordinary text passes", arguments: [
+        "山田 花子 様\n\nお問い合わせありがとうございます。\n商品は本日発送いたしました。",
+        "Dear Hanako,\n\nYour order 12345 (XXL size) has shipped. Reply with [1] or [2].",
+        "●ご注文内容\n・Tシャツ ×1",
+    ])
+    func clean(_ body: String) {
+        #expect(SendGuard.check(body: body, attachmentCount: 0).isEmpty)
+    }
+
+    @Test("every finding is listed, not just the first")
+    func allFindings() {
+        let findings = SendGuard.check(body: "{{customer.name}} 様\n●●の件、添付の通りです。", attachmentCount: 0)
+        #expect(findings.map(\.kind) == [.leftoverPlaceholder, .leftoverPlaceholder, .missingAttachment])
+    }
+
+    @Test("an empty body, a mention of an attachment without one, and configured warning words")
+    func otherFindings() {
+        #expect(SendGuard.check(body: " \n\t", attachmentCount: 0).map(\.kind) == [.emptyBody])
+        #expect(SendGuard.check(body: "Please see the attached invoice.", attachmentCount: 0).map(\.kind) == [.missingAttachment])
+        #expect(SendGuard.check(body: "Please see the attached invoice.", attachmentCount: 1).isEmpty)
+        #expect(SendGuard.check(body: "要確認：返金額", attachmentCount: 0, extraWarningWords: ["要確認"]).first?.text == "要確認")
+    }
+
+    @Test("the greeting's name is read from the first line only")
+    func greetings() {
+        #expect(SendGuard.greetedName(in: "\n山田 花子 様\n本文")?.name == "山田花子")
+        #expect(SendGuard.greetedName(in: "山田さま")?.name == "山田")
+        #expect(SendGuard.greetedName(in: "Dear Hanako Yamada,\nThanks")?.name == "hanakoyamada")
+        #expect(SendGuard.greetedName(in: "お問い合わせありがとうございます。\n山田様") == nil)
+    }
+}

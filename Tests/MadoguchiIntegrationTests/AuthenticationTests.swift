@@ -24,6 +24,9 @@ struct AuthenticationTests {
         ("getReply", .get, "/v1/replies/00000000-0000-4000-8000-000000000000", nil),
         ("updateReply", .patch, "/v1/replies/00000000-0000-4000-8000-000000000000", #"{"body":"x"}"#),
         ("sendReply", .post, "/v1/replies/00000000-0000-4000-8000-000000000000/send", "{}"),
+        ("submitReply", .post, "/v1/replies/00000000-0000-4000-8000-000000000000/submit", "{}"),
+        ("approveReply", .post, "/v1/replies/00000000-0000-4000-8000-000000000000/approve", "{}"),
+        ("returnReply", .post, "/v1/replies/00000000-0000-4000-8000-000000000000/return", #"{"comment":"x"}"#),
     ]
 
     @Test("the list above covers every protected operation in the access table")

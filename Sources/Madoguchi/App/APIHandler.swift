@@ -11,6 +11,7 @@ struct APIHandler: APIProtocol {
     let registry: PrometheusCollectorRegistry
     let baseLogger: Logger
     let claimLease: Duration
+    let warningWords: [String]
 
     /// The request's logger (its lines carry the request id), or the service's outside a request.
     var logger: Logger { RequestScope.current?.logger ?? baseLogger }

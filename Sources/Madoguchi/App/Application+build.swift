@@ -28,7 +28,8 @@ public func buildApplication(
         limitsByPath: ["/v1/inbound/email": configuration.maxEmailBytes]))
 
     let handler = APIHandler(
-        database: database, migrator: migrator, registry: registry, baseLogger: logger, claimLease: configuration.claimLease)
+        database: database, migrator: migrator, registry: registry, baseLogger: logger, claimLease: configuration.claimLease,
+        warningWords: configuration.warningWords)
     try handler.registerHandlers(
         on: RecordingTransport(router: router, table: routes),
         middlewares: [AuthMiddleware(database: database, keys: handler.keys)])

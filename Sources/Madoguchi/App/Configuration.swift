@@ -22,6 +22,9 @@ public struct Configuration: Sendable {
     public var maxEmailBytes: Int = 25 * 1_000_000
     /// `MADOGUCHI_CLAIM_LEASE_SECONDS`: how long a claim lasts unless renewed.
     public var claimLease: Duration = .seconds(15 * 60)
+    /// `MADOGUCHI_WARNING_WORDS`: comma-separated words a reply may never contain (e.g. 要確認,TODO);
+    /// a send containing one is refused like a leftover placeholder.
+    public var warningWords: [String] = []
     /// `MADOGUCHI_LOG_LEVEL`: trace, debug, info, notice, warning, error, critical.
     public var logLevel: Logger.Level = .info
     /// `MADOGUCHI_LOG_FORMAT`: `text` for a terminal, `json` (one object per line) for journald and log shippers.
@@ -57,6 +60,9 @@ public struct Configuration: Sendable {
         if let bytes = try integer("MADOGUCHI_MAX_BODY_BYTES", in: 1024...(1 << 30)) { configuration.maxBodyBytes = bytes }
         if let bytes = try integer("MADOGUCHI_MAX_EMAIL_BYTES", in: 1024...(1 << 30)) { configuration.maxEmailBytes = bytes }
         if let seconds = try integer("MADOGUCHI_CLAIM_LEASE_SECONDS", in: 10...86_400) { configuration.claimLease = .seconds(seconds) }
+        if let words = value("MADOGUCHI_WARNING_WORDS") {
+            configuration.warningWords = words.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
         if let level = value("MADOGUCHI_LOG_LEVEL") { configuration.logLevel = try parseLogLevel(level) }
         if let format = value("MADOGUCHI_LOG_FORMAT") {
             guard let parsed = LogFormat(rawValue: format.lowercased()) else {

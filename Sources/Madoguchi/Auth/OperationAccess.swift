@@ -22,5 +22,8 @@ enum OperationAccess {
         "getReply": [.agent, .supervisor],
         "updateReply": [.agent, .supervisor],
         "sendReply": [.agent, .supervisor],
+        "submitReply": [.agent, .supervisor],
+        "approveReply": [.supervisor],
+        "returnReply": [.supervisor],
     ]
 }

@@ -89,6 +89,7 @@ extension Problem.Kind {
     public static let claimRequired = Self(rawValue: "claim-required")
     public static let newActivity = Self(rawValue: "new-activity")
     public static let replyNotDraft = Self(rawValue: "reply-not-draft")
+    public static let approvalRequired = Self(rawValue: "approval-required")
     public static let internalError = Self(rawValue: "internal-error")
 }
 

@@ -53,3 +53,31 @@ extension Components.Schemas.Reply {
             sentAt: reply.sentAt)
     }
 }
+
+extension APIHandler {
+    func submitReply(_ input: Operations.SubmitReply.Input) async throws -> Operations.SubmitReply.Output {
+        let (principal, agentID) = try actingAgent
+        guard case .json(let body) = input.body else { throw Problem.internalError }
+        let reply = try await replies.submit(
+            replyID: input.path.replyId.uuid, lastSeenMessageID: body.lastSeenMessageId?.uuid, by: principal, agentID: agentID)
+        return .ok(.init(body: .json(.init(reply))))
+    }
+
+    func approveReply(_ input: Operations.ApproveReply.Input) async throws -> Operations.ApproveReply.Output {
+        let (principal, agentID) = try actingAgent
+        guard case .json(let body) = input.body else { throw Problem.internalError }
+        let reply = try await replies.approve(
+            replyID: input.path.replyId.uuid, lastSeenMessageID: body.lastSeenMessageId?.uuid, by: principal, agentID: agentID)
+        return .ok(.init(body: .json(.init(reply))))
+    }
+
+    func returnReply(_ input: Operations.ReturnReply.Input) async throws -> Operations.ReturnReply.Output {
+        let (principal, agentID) = try actingAgent
+        guard case .json(let body) = input.body else { throw Problem.internalError }
+        guard !body.comment.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw Problem.validationFailed([.init(pointer: "/comment", message: "say what to change")])
+        }
+        let reply = try await replies.returnToAuthor(replyID: input.path.replyId.uuid, comment: body.comment, by: principal, agentID: agentID)
+        return .ok(.init(body: .json(.init(reply))))
+    }
+}

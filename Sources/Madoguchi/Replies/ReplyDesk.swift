@@ -51,10 +51,11 @@ struct ReplyDesk: Sendable {
             let current = try await reply(id: replyID, on: connection)
             let ticket = try await lockTicketHoldingClaim(current.ticketID, agentID: agentID, on: connection)
             let reply = try await reply(id: replyID, on: connection, lock: true)
-            guard reply.state == .draft else { throw Self.notDraft(reply) }
+            // Editing a submitted reply takes it back to draft: what a supervisor approves is what they saw.
+            guard reply.state == .draft || reply.state == .submitted else { throw Self.notDraft(reply) }
             let rows = try await connection.query("""
                 UPDATE replies
-                SET body_text = \(body ?? reply.body), subject = \(subject ?? reply.subject),
+                SET state = 'draft', body_text = \(body ?? reply.body), subject = \(subject ?? reply.subject),
                     recipients = \(recipients?.map { $0.trimmingCharacters(in: .whitespaces) } ?? reply.recipients),
                     version = version + 1, updated_at = now()
                 WHERE id = \(replyID)
@@ -75,42 +76,121 @@ struct ReplyDesk: Sendable {
             let ticket = try await lockTicketHoldingClaim(current.ticketID, agentID: agentID, on: connection)
             let reply = try await reply(id: replyID, on: connection, lock: true)
             guard reply.state == .draft else { throw Self.notDraft(reply) }
-
-            try await trafficCop(ticketID: ticket.id, lastSeen: lastSeenMessageID, on: connection)
-            var findings = SendGuard.check(body: reply.body, attachmentCount: 0)
-            findings += try await recipientFindings(reply.recipients, customerID: ticket.customerID, on: connection)
-            findings += try await greetingFindings(reply.body, customerID: ticket.customerID, on: connection)
-            if let first = findings.first { throw Self.guardProblem(first.kind, findings) }
-
-            let emailMessageID = "<reply-\(reply.id.uuidString.lowercased())@madoguchi>"
-            let messageRows = try await connection.query("""
-                INSERT INTO messages (ticket_id, direction, channel, author_agent_id, to_addresses, subject, body_text, email_message_id)
-                VALUES (\(ticket.id), 'outbound', \(reply.channel.rawValue), \(agentID), \(reply.recipients), \(reply.subject), \(reply.body), \(emailMessageID))
-                RETURNING id
-                """, logger: logger)
-            var messageID: UUID?
-            for try await id in messageRows.decode(UUID.self) { messageID = id }
-            try await connection.query("""
-                INSERT INTO outbox (reply_id, channel, recipients, email_message_id)
-                VALUES (\(reply.id), \(reply.channel.rawValue), \(reply.recipients), \(emailMessageID))
-                """, logger: logger)
-            let rows = try await connection.query("""
-                UPDATE replies SET state = 'queued', message_id = \(messageID), sent_at = now(), version = version + 1, updated_at = now()
-                WHERE id = \(replyID)
-                RETURNING \(unescaped: Reply.columns)
-                """, logger: logger)
-            let sent = try await Self.single(rows)
-            try await connection.query("""
-                UPDATE tickets
-                SET first_responded_at = coalesce(first_responded_at, now()),
-                    status = CASE WHEN status = 'new' THEN 'open' ELSE status END,
-                    version = version + 1, updated_at = now()
-                WHERE id = \(ticket.id)
-                """, logger: logger)
-            try await events.record("reply.sent", ticketID: ticket.id, customerID: ticket.customerID, messageID: messageID, actor: principal,
-                                    data: ["reply_id": replyID.uuidString.lowercased(), "recipients": reply.recipients], on: connection)
-            return sent
+            if try await requiresApproval(agentID, on: connection) {
+                throw Problem(.approvalRequired, status: .conflict, title: "Approval required",
+                              detail: "Your replies go through a supervisor: submit this one (POST /v1/replies/\(replyID.uuidString.lowercased())/submit).")
+            }
+            return try await deliver(reply, ticket: ticket, lastSeen: lastSeenMessageID, by: principal, on: connection)
         }
+    }
+
+    /// The author asks for approval; the checks run now so that no one is asked to approve a mistake.
+    func submit(replyID: UUID, lastSeenMessageID: UUID?, by principal: Principal, agentID: UUID) async throws -> Reply {
+        try await database.withTransaction { connection in
+            let current = try await reply(id: replyID, on: connection)
+            let ticket = try await lockTicketHoldingClaim(current.ticketID, agentID: agentID, on: connection)
+            let reply = try await reply(id: replyID, on: connection, lock: true)
+            guard reply.state == .draft else { throw Self.notDraft(reply) }
+            try await checkBeforeSending(reply, ticket: ticket, lastSeen: lastSeenMessageID, on: connection)
+            let submitted = try await setState(.submitted, of: replyID, on: connection)
+            try await events.record("reply.submitted", ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
+                                    data: ["reply_id": replyID.uuidString.lowercased()], on: connection)
+            return submitted
+        }
+    }
+
+    /// A supervisor approves a submitted reply, which is sent at once, exactly as it stands. Its author
+    /// must still hold the claim: if the ticket has moved on to someone else, the answer is theirs now.
+    func approve(replyID: UUID, lastSeenMessageID: UUID?, by principal: Principal, agentID: UUID) async throws -> Reply {
+        try await database.withTransaction { connection in
+            let current = try await reply(id: replyID, on: connection)
+            guard current.authorAgentID != agentID else {
+                throw Problem(.forbidden, status: .forbidden, title: "Forbidden", detail: "A reply is approved by someone other than its author.")
+            }
+            let ticket = try await lockTicketHoldingClaim(current.ticketID, agentID: current.authorAgentID, on: connection)
+            let reply = try await reply(id: replyID, on: connection, lock: true)
+            guard reply.state == .submitted else { throw Self.notSubmitted(reply) }
+            try await events.record("reply.approved", ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
+                                    data: ["reply_id": replyID.uuidString.lowercased()], on: connection)
+            return try await deliver(reply, ticket: ticket, lastSeen: lastSeenMessageID, by: principal, on: connection)
+        }
+    }
+
+    /// A supervisor sends a submitted reply back; the comment joins the timeline as an internal note.
+    func returnToAuthor(replyID: UUID, comment: String, by principal: Principal, agentID: UUID) async throws -> Reply {
+        try await database.withTransaction { connection in
+            let current = try await reply(id: replyID, on: connection)
+            let (ticket, _) = try await work.lockTicket(current.ticketID, on: connection)
+            let reply = try await reply(id: replyID, on: connection, lock: true)
+            guard reply.state == .submitted else { throw Self.notSubmitted(reply) }
+            let metadata = #"{"reply_id":"\#(replyID.uuidString.lowercased())","kind":"approval_returned"}"#
+            try await connection.query("""
+                INSERT INTO messages (ticket_id, direction, channel, author_agent_id, body_text, metadata)
+                VALUES (\(ticket.id), 'internal', \(ticket.channel.rawValue), \(agentID), \(comment), \(metadata)::jsonb)
+                """, logger: logger)
+            let returned = try await setState(.draft, of: replyID, on: connection)
+            try await events.record("reply.returned", ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
+                                    data: ["reply_id": replyID.uuidString.lowercased(), "comment": comment], on: connection)
+            return returned
+        }
+    }
+
+    /// Traffic cop, then every guard; throws the first problem found.
+    private func checkBeforeSending(_ reply: Reply, ticket: Ticket, lastSeen: UUID?, on connection: PostgresConnection) async throws {
+        try await trafficCop(ticketID: ticket.id, lastSeen: lastSeen, on: connection)
+        var findings = SendGuard.check(body: reply.body, attachmentCount: 0, extraWarningWords: work.warningWords)
+        findings += try await recipientFindings(reply.recipients, customerID: ticket.customerID, on: connection)
+        findings += try await greetingFindings(reply.body, customerID: ticket.customerID, on: connection)
+        if let first = findings.first { throw Self.guardProblem(first.kind, findings) }
+    }
+
+    /// Checks, then turns the reply into an outbound message and one outbox row, in the caller's
+    /// transaction (which holds the ticket's row lock).
+    private func deliver(_ reply: Reply, ticket: Ticket, lastSeen: UUID?, by principal: Principal, on connection: PostgresConnection) async throws -> Reply {
+        try await checkBeforeSending(reply, ticket: ticket, lastSeen: lastSeen, on: connection)
+        let emailMessageID = "<reply-\(reply.id.uuidString.lowercased())@madoguchi>"
+        let messageRows = try await connection.query("""
+            INSERT INTO messages (ticket_id, direction, channel, author_agent_id, to_addresses, subject, body_text, email_message_id)
+            VALUES (\(ticket.id), 'outbound', \(reply.channel.rawValue), \(reply.authorAgentID), \(reply.recipients), \(reply.subject), \(reply.body), \(emailMessageID))
+            RETURNING id
+            """, logger: logger)
+        var messageID: UUID?
+        for try await id in messageRows.decode(UUID.self) { messageID = id }
+        try await connection.query("""
+            INSERT INTO outbox (reply_id, channel, recipients, email_message_id)
+            VALUES (\(reply.id), \(reply.channel.rawValue), \(reply.recipients), \(emailMessageID))
+            """, logger: logger)
+        let rows = try await connection.query("""
+            UPDATE replies SET state = 'queued', message_id = \(messageID), sent_at = now(), version = version + 1, updated_at = now()
+            WHERE id = \(reply.id)
+            RETURNING \(unescaped: Reply.columns)
+            """, logger: logger)
+        let sent = try await Self.single(rows)
+        try await connection.query("""
+            UPDATE tickets
+            SET first_responded_at = coalesce(first_responded_at, now()),
+                status = CASE WHEN status = 'new' THEN 'open' ELSE status END,
+                version = version + 1, updated_at = now()
+            WHERE id = \(ticket.id)
+            """, logger: logger)
+        try await events.record("reply.sent", ticketID: ticket.id, customerID: ticket.customerID, messageID: messageID, actor: principal,
+                                data: ["reply_id": reply.id.uuidString.lowercased(), "recipients": reply.recipients], on: connection)
+        return sent
+    }
+
+    private func setState(_ state: Reply.State, of replyID: UUID, on connection: PostgresConnection) async throws -> Reply {
+        let rows = try await connection.query("""
+            UPDATE replies SET state = \(state.rawValue), version = version + 1, updated_at = now()
+            WHERE id = \(replyID)
+            RETURNING \(unescaped: Reply.columns)
+            """, logger: logger)
+        return try await Self.single(rows)
+    }
+
+    private func requiresApproval(_ agentID: UUID, on connection: PostgresConnection) async throws -> Bool {
+        let rows = try await connection.query("SELECT requires_approval FROM agents WHERE id = \(agentID)", logger: logger)
+        for try await flag in rows.decode(Bool.self) { return flag }
+        return false
     }
 
     // MARK: - Checks
@@ -224,6 +304,10 @@ struct ReplyDesk: Sendable {
 
     static func notDraft(_ reply: Reply) -> Problem {
         Problem(.replyNotDraft, status: .conflict, title: "Not a draft", detail: "The reply is \(reply.state.rawValue); only a draft can be edited or sent.")
+    }
+
+    static func notSubmitted(_ reply: Reply) -> Problem {
+        Problem(.replyNotDraft, status: .conflict, title: "Not submitted", detail: "The reply is \(reply.state.rawValue); only a submitted reply can be approved or returned.")
     }
 
     static func single(_ rows: PostgresRowSequence) async throws -> Reply {

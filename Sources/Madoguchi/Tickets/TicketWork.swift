@@ -9,6 +9,8 @@ struct TicketWork: Sendable {
     let database: Database
     let logger: Logger
     let lease: Duration
+    /// Words a team never wants to send (configured), refused like placeholders.
+    var warningWords: [String] = []
 
     var events: EventStore { EventStore(logger: logger) }
     var tickets: TicketStore { TicketStore(logger: logger) }

@@ -1,0 +1,94 @@
+import Foundation
+import HTTPTypes
+import Testing
+@testable import Madoguchi
+
+@Suite("Approval flow (承認フロー)")
+struct ApprovalTests {
+    @Test("a novice cannot send; submits; a supervisor approves and exactly the approved text goes out")
+    func approve() async throws {
+        try await TestApp.run { app in
+            let scene = try await ReplyTests.scene(app)
+            try await app.execute("UPDATE agents SET requires_approval = true WHERE id = \(scene.agent.record.agentID)")
+            let boss = try await app.keySecret(.supervisor)
+            let reply = try await ReplyTests.draft(scene, #"{"body":"山田 花子 様\n本日発送いたしました。"}"#)
+            let lastSeen = #"{"last_seen_message_id":"\#(scene.lastMessage.uuidString)"}"#
+
+            try ProblemTests.expectProblem(try await ReplyTests.send(scene, reply), .conflict, "approval-required")
+            let submitted = try await app.request(.post, "/v1/replies/\(reply)/submit", key: scene.agent.secret, json: lastSeen)
+            #expect(try submitted.json["state"] as? String == "submitted", "\(submitted.text)")
+            // An agent cannot approve, not even someone else's reply.
+            try ProblemTests.expectProblem(
+                try await app.request(.post, "/v1/replies/\(reply)/approve", key: try await app.keySecret(.agent), json: lastSeen),
+                .forbidden, "forbidden")
+
+            let approved = try await app.request(.post, "/v1/replies/\(reply)/approve", key: boss, json: lastSeen)
+            #expect(approved.status == .ok, "\(approved.text)")
+            #expect(try approved.json["state"] as? String == "queued")
+            #expect(try await ReplyTests.outboxCount(app) == 1)
+            let sentBody = try await MigrationTests.count(app.database, """
+                SELECT count(*) FROM messages WHERE direction = 'outbound' AND body_text = \("山田 花子 様\n本日発送いたしました。")
+                  AND author_agent_id = \(scene.agent.record.agentID)
+                """)
+            #expect(sentBody == 1)
+            #expect(try await TicketWorkTests.events(app, ticket: scene.ticket).suffix(4) == [
+                "reply.drafted", "reply.submitted", "reply.approved", "reply.sent",
+            ])
+        }
+    }
+
+    @Test("guards run at submit; an edit after submitting returns the reply to draft; a return comes with a note")
+    func editAndReturn() async throws {
+        try await TestApp.run { app in
+            let scene = try await ReplyTests.scene(app)
+            try await app.execute("UPDATE agents SET requires_approval = true WHERE id = \(scene.agent.record.agentID)")
+            let boss = try await app.keySecret(.supervisor)
+            let lastSeen = #"{"last_seen_message_id":"\#(scene.lastMessage.uuidString)"}"#
+            let unsafe = try await ReplyTests.draft(scene, #"{"body":"山田 花子 様\n●●円を返金します。"}"#)
+            try ProblemTests.expectProblem(
+                try await app.request(.post, "/v1/replies/\(unsafe)/submit", key: scene.agent.secret, json: lastSeen),
+                .unprocessableContent, "leftover-placeholder")
+
+            _ = try await app.request(.patch, "/v1/replies/\(unsafe)", key: scene.agent.secret, json: #"{"body":"山田 花子 様\n1,200円を返金します。"}"#)
+            #expect(try await app.request(.post, "/v1/replies/\(unsafe)/submit", key: scene.agent.secret, json: lastSeen).status == .ok)
+            let edited = try await app.request(.patch, "/v1/replies/\(unsafe)", key: scene.agent.secret, json: #"{"body":"山田 花子 様\n1,500円を返金します。"}"#)
+            #expect(try edited.json["state"] as? String == "draft")
+            try ProblemTests.expectProblem(
+                try await app.request(.post, "/v1/replies/\(unsafe)/approve", key: boss, json: lastSeen), .conflict, "reply-not-draft")
+
+            #expect(try await app.request(.post, "/v1/replies/\(unsafe)/submit", key: scene.agent.secret, json: lastSeen).status == .ok)
+            let returned = try await app.request(.post, "/v1/replies/\(unsafe)/return", key: boss, json: #"{"comment":"金額を注文履歴で確認してください"}"#)
+            #expect(try returned.json["state"] as? String == "draft")
+            let timeline = try await app.request(.get, "/v1/tickets/\(scene.ticket)/messages", key: scene.agent.secret)
+            let note = try #require((try timeline.json["items"] as? [[String: Any]])?.last)
+            #expect(note["direction"] as? String == "internal")
+            #expect(note["body_text"] as? String == "金額を注文履歴で確認してください")
+            #expect(try await ReplyTests.outboxCount(app) == 0)
+        }
+    }
+
+    @Test("a supervisor cannot approve their own reply, and an approval needs the author's claim to be live")
+    func approvalBoundaries() async throws {
+        try await TestApp.run { app in
+            let scene = try await ReplyTests.scene(app)
+            try await app.execute("UPDATE agents SET requires_approval = true WHERE id = \(scene.agent.record.agentID)")
+            let lastSeen = #"{"last_seen_message_id":"\#(scene.lastMessage.uuidString)"}"#
+            let reply = try await ReplyTests.draft(scene, #"{"body":"山田 花子 様\n承知しました。"}"#)
+            #expect(try await app.request(.post, "/v1/replies/\(reply)/submit", key: scene.agent.secret, json: lastSeen).status == .ok)
+            try await app.execute("UPDATE tickets SET claim_expires_at = now() - interval '1 second' WHERE id = \(scene.ticket)")
+            try ProblemTests.expectProblem(
+                try await app.request(.post, "/v1/replies/\(reply)/approve", key: try await app.keySecret(.supervisor), json: lastSeen),
+                .conflict, "claim-required")
+
+            // A supervisor's own draft: approved by someone else, never by themselves.
+            let boss = try await app.key(.supervisor)
+            let ticket = try await app.ticket(customer: scene.customer)
+            #expect(try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: boss.secret).status == .ok)
+            let own = try await app.request(.post, "/v1/tickets/\(ticket)/replies", key: boss.secret, json: #"{"body":"山田 花子 様\nx"}"#)
+            let ownID = try #require(try own.json["id"] as? String)
+            #expect(try await app.request(.post, "/v1/replies/\(ownID)/submit", key: boss.secret, json: "{}").status == .ok)
+            try ProblemTests.expectProblem(
+                try await app.request(.post, "/v1/replies/\(ownID)/approve", key: boss.secret, json: "{}"), .forbidden, "forbidden")
+        }
+    }
+}

@@ -27,6 +27,11 @@ struct AuthenticationTests {
         ("submitReply", .post, "/v1/replies/00000000-0000-4000-8000-000000000000/submit", "{}"),
         ("approveReply", .post, "/v1/replies/00000000-0000-4000-8000-000000000000/approve", "{}"),
         ("returnReply", .post, "/v1/replies/00000000-0000-4000-8000-000000000000/return", #"{"comment":"x"}"#),
+        ("listTemplates", .get, "/v1/templates", nil),
+        ("getTemplate", .get, "/v1/templates/00000000-0000-4000-8000-000000000000", nil),
+        ("createTemplate", .post, "/v1/templates", #"{"name":"n","body":"b"}"#),
+        ("updateTemplate", .put, "/v1/templates/00000000-0000-4000-8000-000000000000", #"{"name":"n","body":"b"}"#),
+        ("renderTemplate", .post, "/v1/templates/00000000-0000-4000-8000-000000000000/render", #"{"ticket_id":"00000000-0000-4000-8000-000000000000"}"#),
     ]
 
     @Test("the list above covers every protected operation in the access table")

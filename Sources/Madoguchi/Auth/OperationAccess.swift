@@ -25,5 +25,10 @@ enum OperationAccess {
         "submitReply": [.agent, .supervisor],
         "approveReply": [.supervisor],
         "returnReply": [.supervisor],
+        "listTemplates": [.agent, .supervisor],
+        "getTemplate": [.agent, .supervisor],
+        "createTemplate": [.supervisor],
+        "updateTemplate": [.supervisor],
+        "renderTemplate": [.agent, .supervisor],
     ]
 }

@@ -1,0 +1,98 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+public struct Template: Sendable {
+    public var id: UUID
+    public var name: String
+    public var subject: String?
+    public var body: String
+    public var version: Int
+    public var updatedBy: UUID?
+    public var createdAt: Date
+    public var updatedAt: Date
+
+    static let columns = "id, name, subject, body, version, updated_by, created_at, updated_at"
+
+    init(row: PostgresRow) throws {
+        let row = row.makeRandomAccess()
+        id = try row.value("id")
+        name = try row.value("name")
+        subject = try row.value("subject")
+        body = try row.value("body")
+        version = try row.value("version")
+        updatedBy = try row.value("updated_by")
+        createdAt = try row.value("created_at")
+        updatedAt = try row.value("updated_at")
+    }
+}
+
+/// The SQL behind templates. Every write also appends the written text to `template_versions`.
+struct TemplateStore: Sendable {
+    let logger: Logger
+
+    func list(on connection: PostgresConnection) async throws -> [Template] {
+        let rows = try await connection.query("SELECT \(unescaped: Template.columns) FROM templates ORDER BY name", logger: logger)
+        var templates: [Template] = []
+        for try await row in rows { templates.append(try Template(row: row)) }
+        return templates
+    }
+
+    func template(id: UUID, on connection: PostgresConnection) async throws -> Template {
+        let rows = try await connection.query("SELECT \(unescaped: Template.columns) FROM templates WHERE id = \(id)", logger: logger)
+        for try await row in rows { return try Template(row: row) }
+        throw Problem.notFound("There is no template \(id.uuidString.lowercased()).")
+    }
+
+    /// Creates (id nil) or replaces a template; in the caller's transaction.
+    func save(id: UUID?, name: String, subject: String?, body: String, by agentID: UUID, on connection: PostgresConnection) async throws -> Template {
+        let template: Template
+        do {
+            let rows: PostgresRowSequence
+            if let id {
+                rows = try await connection.query("""
+                    UPDATE templates SET name = \(name), subject = \(subject), body = \(body), version = version + 1,
+                        updated_by = \(agentID), updated_at = now()
+                    WHERE id = \(id)
+                    RETURNING \(unescaped: Template.columns)
+                    """, logger: logger)
+            } else {
+                rows = try await connection.query("""
+                    INSERT INTO templates (name, subject, body, updated_by) VALUES (\(name), \(subject), \(body), \(agentID))
+                    RETURNING \(unescaped: Template.columns)
+                    """, logger: logger)
+            }
+            var saved: Template?
+            for try await row in rows { saved = try Template(row: row) }
+            guard let saved else { throw Problem.notFound("There is no template \(id?.uuidString.lowercased() ?? "").") }
+            template = saved
+        } catch where error.sqlState == .uniqueViolation {
+            throw Problem(Problem.Kind(rawValue: "name-taken"), status: .conflict, title: "Name taken", detail: "Another template is called \(name).")
+        }
+        try await connection.query("""
+            INSERT INTO template_versions (template_id, version, name, subject, body, written_by)
+            VALUES (\(template.id), \(template.version), \(name), \(subject), \(body), \(agentID))
+            """, logger: logger)
+        return template
+    }
+
+    /// What a template's variables stand for on `ticketID`, for `agentID`.
+    func values(ticketID: UUID, agentID: UUID, order: [String: String], on connection: PostgresConnection) async throws -> [String: String?] {
+        let rows = try await connection.query("""
+            SELECT t.number, t.subject, c.display_name, a.display_name
+            FROM tickets t JOIN customers c ON c.id = t.customer_id, agents a
+            WHERE t.id = \(ticketID) AND a.id = \(agentID)
+            """, logger: logger)
+        for try await (number, subject, customerName, agentName) in rows.decode((Int64, String, String?, String).self) {
+            var values: [String: String?] = [
+                "customer.name": customerName,
+                "ticket.number": String(number),
+                "ticket.subject": subject.isEmpty ? nil : subject,
+                "agent.name": agentName,
+            ]
+            for (field, value) in order { values["order.\(field)"] = value }
+            return values
+        }
+        throw Problem.validationFailed([.init(pointer: "/ticket_id", message: "there is no ticket \(ticketID.uuidString.lowercased())")])
+    }
+}

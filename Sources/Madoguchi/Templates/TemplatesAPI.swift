@@ -1,0 +1,80 @@
+import Foundation
+import MadoguchiAPI
+
+extension APIHandler {
+    var templates: TemplateStore { TemplateStore(logger: logger) }
+
+    func listTemplates(_ input: Operations.ListTemplates.Input) async throws -> Operations.ListTemplates.Output {
+        let all = try await database.withConnection { try await templates.list(on: $0) }
+        return .ok(.init(body: .json(.init(items: all.map(Components.Schemas.Template.init)))))
+    }
+
+    func getTemplate(_ input: Operations.GetTemplate.Input) async throws -> Operations.GetTemplate.Output {
+        let template = try await database.withConnection { try await templates.template(id: input.path.templateId.uuid, on: $0) }
+        return .ok(.init(body: .json(.init(template))))
+    }
+
+    func createTemplate(_ input: Operations.CreateTemplate.Input) async throws -> Operations.CreateTemplate.Output {
+        let (principal, agentID) = try actingAgent
+        guard case .json(let body) = input.body else { throw Problem.internalError }
+        let template = try await database.withTransaction { connection in
+            let saved = try await templates.save(id: nil, name: body.name.trimmed, subject: body.subject, body: body.body, by: agentID, on: connection)
+            try await EventStore(logger: logger).record("template.created", actor: principal, data: ["template_id": saved.id.uuidString.lowercased()], on: connection)
+            return saved
+        }
+        return .created(.init(body: .json(.init(template))))
+    }
+
+    func updateTemplate(_ input: Operations.UpdateTemplate.Input) async throws -> Operations.UpdateTemplate.Output {
+        let (principal, agentID) = try actingAgent
+        guard case .json(let body) = input.body else { throw Problem.internalError }
+        let template = try await database.withTransaction { connection in
+            let saved = try await templates.save(
+                id: input.path.templateId.uuid, name: body.name.trimmed, subject: body.subject, body: body.body, by: agentID, on: connection)
+            try await EventStore(logger: logger).record(
+                "template.updated", actor: principal, data: ["template_id": saved.id.uuidString.lowercased(), "version": saved.version], on: connection)
+            return saved
+        }
+        return .ok(.init(body: .json(.init(template))))
+    }
+
+    func renderTemplate(_ input: Operations.RenderTemplate.Input) async throws -> Operations.RenderTemplate.Output {
+        let (_, agentID) = try actingAgent
+        guard case .json(let body) = input.body else { throw Problem.internalError }
+        let (template, values) = try await database.withConnection { connection in
+            let template = try await templates.template(id: input.path.templateId.uuid, on: connection)
+            let values = try await templates.values(
+                ticketID: body.ticketId.uuid, agentID: agentID, order: body.order?.additionalProperties ?? [:], on: connection)
+            return (template, values)
+        }
+        do {
+            let rendered = try TemplateRenderer(values: values).render([template.subject ?? "", template.body])
+            return .ok(.init(body: .json(.init(
+                subject: template.subject == nil ? nil : rendered[0], body: rendered[1], templateVersion: template.version))))
+        } catch {
+            let names = error.unknown + error.unfilled
+            var problem = Problem(
+                Problem.Kind(rawValue: "unfilled-variables"), status: .unprocessableContent, title: "Variables without values",
+                detail: [
+                    error.unknown.isEmpty ? nil : "unknown: \(error.unknown.joined(separator: ", "))",
+                    error.unfilled.isEmpty ? nil : "no value: \(error.unfilled.joined(separator: ", "))",
+                ].compactMap { $0 }.joined(separator: "; "))
+            problem.members["findings"] = .array(names.map { name in
+                .object([
+                    "type": .string(error.unknown.contains(name) ? "unknown-variable" : "unfilled-variable"),
+                    "message": .string("{{\(name)}}"), "text": .string(name),
+                ])
+            })
+            throw problem
+        }
+    }
+}
+
+extension Components.Schemas.Template {
+    init(_ template: Template) {
+        self.init(
+            id: template.id.resourceID, name: template.name, subject: template.subject, body: template.body, version: template.version,
+            variables: TemplateRenderer.variables(in: (template.subject ?? "") + "\n" + template.body),
+            updatedBy: template.updatedBy.resourceID, createdAt: template.createdAt, updatedAt: template.updatedAt)
+    }
+}

@@ -1,0 +1,62 @@
+import Foundation
+import HTTPTypes
+import Testing
+@testable import Madoguchi
+
+@Suite("Templates")
+struct TemplateTests {
+    @Test("supervisors write versioned templates; agents read and render them for a ticket")
+    func lifecycle() async throws {
+        try await TestApp.run { app in
+            let boss = try await app.keySecret(.supervisor)
+            let agent = try await app.key(.agent, name: "佐藤")
+            let customer = try await app.customer(name: "山田 花子", email: "hanako@example.jp")
+            let ticket = try await app.ticket(customer: customer)
+
+            let template = #"{"name":"発送のお知らせ","subject":"ご注文 {{order.number}} 発送のお知らせ","body":"{{customer.name}} 様\n\nご注文 {{order.number}} を{{order.date}}に発送いたしました。\n担当：{{agent.name}}"}"#
+            try ProblemTests.expectProblem(try await app.request(.post, "/v1/templates", key: agent.secret, json: template), .forbidden, "forbidden")
+            let created = try await app.request(.post, "/v1/templates", key: boss, json: template)
+            #expect(created.status == .created, "\(created.text)")
+            #expect(try created.json["variables"] as? [String] == ["order.number", "customer.name", "order.date", "agent.name"])
+            let id = try #require(try created.json["id"] as? String)
+            try ProblemTests.expectProblem(try await app.request(.post, "/v1/templates", key: boss, json: template), .conflict, "name-taken")
+
+            let rendered = try await app.request(
+                .post, "/v1/templates/\(id)/render", key: agent.secret,
+                json: #"{"ticket_id":"\#(ticket.uuidString)","order":{"number":"A-1234","date":"11月24日"}}"#)
+            #expect(rendered.status == .ok, "\(rendered.text)")
+            #expect(try rendered.json["subject"] as? String == "ご注文 A-1234 発送のお知らせ")
+            #expect(try rendered.json["body"] as? String == "山田 花子 様\n\nご注文 A-1234 を11月24日に発送いたしました。\n担当：佐藤")
+
+            let missing = try await app.request(
+                .post, "/v1/templates/\(id)/render", key: agent.secret, json: #"{"ticket_id":"\#(ticket.uuidString)","order":{"number":"A-1234"}}"#)
+            try ProblemTests.expectProblem(missing, .unprocessableContent, "unfilled-variables")
+            #expect((try missing.json["findings"] as? [[String: Any]])?.map { $0["text"] as? String } == ["order.date"])
+
+            let updated = try await app.request(
+                .put, "/v1/templates/\(id)", key: boss, json: #"{"name":"発送のお知らせ","body":"{{customer.name}} 様\n{{custmer.name}}"}"#)
+            #expect(try updated.json["version"] as? Int == 2)
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM template_versions") == 2)
+            let unknown = try await app.request(.post, "/v1/templates/\(id)/render", key: agent.secret, json: #"{"ticket_id":"\#(ticket.uuidString)"}"#)
+            try ProblemTests.expectProblem(unknown, .unprocessableContent, "unfilled-variables")
+            #expect((try unknown.json["findings"] as? [[String: Any]])?.first?["type"] as? String == "unknown-variable")
+
+            let list = try await app.request(.get, "/v1/templates", key: agent.secret)
+            #expect((try list.json["items"] as? [Any])?.count == 1)
+            try ProblemTests.expectProblem(try await app.request(.get, "/v1/templates/\(UUID())", key: agent.secret), .notFound, "not-found")
+        }
+    }
+
+    @Test("a customer without a name cannot be greeted by a template that needs it")
+    func namelessCustomer() async throws {
+        try await TestApp.run { app in
+            let boss = try await app.keySecret(.supervisor)
+            let customer = try await app.insertReturningID("INSERT INTO customers DEFAULT VALUES RETURNING id")
+            let ticket = try await app.ticket(customer: customer)
+            let created = try await app.request(.post, "/v1/templates", key: boss, json: #"{"name":"挨拶","body":"{{customer.name}} 様"}"#)
+            let id = try #require(try created.json["id"] as? String)
+            let response = try await app.request(.post, "/v1/templates/\(id)/render", key: boss, json: #"{"ticket_id":"\#(ticket.uuidString)"}"#)
+            try ProblemTests.expectProblem(response, .unprocessableContent, "unfilled-variables")
+        }
+    }
+}

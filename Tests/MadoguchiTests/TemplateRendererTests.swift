@@ -1,0 +1,28 @@
+import Testing
+@testable import Madoguchi
+
+@Suite("Template rendering")
+struct TemplateRendererTests {
+    let renderer = TemplateRenderer(values: [
+        "customer.name": "山田 花子", "ticket.number": "1234", "agent.name": "佐藤", "customer.company": nil, "order.number": "A-77",
+    ])
+
+    @Test("known variables are filled, with or without inner spaces")
+    func fills() throws {
+        let text = try renderer.render(["{{customer.name}} 様\nご注文 {{ order.number }} の件（#{{ticket.number}}）\n担当：{{agent.name}}"])
+        #expect(text == ["山田 花子 様\nご注文 A-77 の件（#1234）\n担当：佐藤"])
+    }
+
+    @Test("unknown and unfilled variables are all named, and nothing is rendered")
+    func refuses() {
+        #expect(throws: TemplateRenderer.Failure(unknown: ["custmer.name"], unfilled: ["customer.company", "order.date"])) {
+            try renderer.render(["{{custmer.name}} {{customer.company}}", "{{order.date}} {{order.date}}"])
+        }
+    }
+
+    @Test("variables are listed in order of first use")
+    func variables() {
+        #expect(TemplateRenderer.variables(in: "{{a.b}} {{c}} {{a.b}}") == ["a.b", "c"])
+        #expect(TemplateRenderer.variables(in: "no {variables} {{ }} here").isEmpty)
+    }
+}

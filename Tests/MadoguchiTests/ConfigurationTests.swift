@@ -15,6 +15,8 @@ struct ConfigurationTests {
         #expect(configuration.maxBodyBytes == 1_048_576)
         #expect(configuration.maxEmailBytes == 25_000_000)
         #expect(configuration.logLevel == .info)
+        #expect(configuration.claimLease == .seconds(900))
+        #expect(configuration.warningWords.isEmpty)
     }
 
     @Test("environment variables override, and a malformed one is an error naming it")
@@ -23,7 +25,10 @@ struct ConfigurationTests {
             "MADOGUCHI_HOST": "0.0.0.0", "MADOGUCHI_PORT": "9090", "DATABASE_URL": "postgres://u@db/x",
             "MADOGUCHI_DATA_DIR": "/var/lib/madoguchi", "MADOGUCHI_MAX_BODY_BYTES": "2048", "MADOGUCHI_LOG_LEVEL": "DEBUG",
             "MADOGUCHI_LOG_FORMAT": "json", "MADOGUCHI_DB_POOL_SIZE": "5",
+            "MADOGUCHI_CLAIM_LEASE_SECONDS": "600", "MADOGUCHI_WARNING_WORDS": "要確認, TODO ,,",
         ])
+        #expect(configuration.claimLease == .seconds(600))
+        #expect(configuration.warningWords == ["要確認", "TODO"])
         #expect(configuration.host == "0.0.0.0")
         #expect(configuration.port == 9090)
         #expect(configuration.databaseURL == "postgres://u@db/x")
@@ -32,7 +37,7 @@ struct ConfigurationTests {
         #expect(configuration.logLevel == .debug)
         #expect(configuration.logFormat == .json)
         #expect(configuration.databasePoolSize == 5)
-        for (name, value) in [("MADOGUCHI_PORT", "http"), ("MADOGUCHI_PORT", "70000"), ("MADOGUCHI_LOG_LEVEL", "loud"), ("MADOGUCHI_LOG_FORMAT", "xml")] {
+        for (name, value) in [("MADOGUCHI_PORT", "http"), ("MADOGUCHI_PORT", "70000"), ("MADOGUCHI_CLAIM_LEASE_SECONDS", "5"), ("MADOGUCHI_LOG_LEVEL", "loud"), ("MADOGUCHI_LOG_FORMAT", "xml")] {
             let error = #expect(throws: ConfigurationError.self) { try Configuration.fromEnvironment([name: value]) }
             #expect(error?.description.contains(name == "MADOGUCHI_LOG_LEVEL" ? "loud" : name) == true)
         }

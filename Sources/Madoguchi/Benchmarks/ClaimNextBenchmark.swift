@@ -42,7 +42,7 @@ public struct ClaimNextBenchmark: Sendable {
         try await cluster.createDatabase("bench")
         let registry = PrometheusCollectorRegistry()
         var configuration = Configuration()
-        configuration.port = try Self.freePort()
+        configuration.port = try LoopbackHTTPClient.freePort()
         configuration.databasePoolSize = max(8, min(maxAgents, 40))
         let database = Database(configuration: cluster.clientConfiguration(database: "bench"), logger: logger, registry: registry)
         let app = try buildApplication(
@@ -186,19 +186,4 @@ public struct ClaimNextBenchmark: Sendable {
         return String(cString: path)
     }
 
-    static func freePort() throws -> Int {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(descriptor) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let status = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-                bind(descriptor, pointer, length) == 0 ? getsockname(descriptor, pointer, &length) : -1
-            }
-        }
-        guard status == 0 else { throw BenchmarkError("no free port") }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
 }

@@ -30,6 +30,23 @@ final class LoopbackHTTPClient {
 
     deinit { close(descriptor) }
 
+    /// A loopback port nobody listens on right now (the kernel's pick for port 0).
+    static func freePort() throws -> Int {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let status = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                bind(descriptor, pointer, length) == 0 ? getsockname(descriptor, pointer, &length) : -1
+            }
+        }
+        guard status == 0 else { throw BenchmarkError("no free port") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
     /// Sends one request and returns the response's status code (the body is read and dropped).
     func send(_ method: String, _ path: String, headers: [String: String] = [:]) throws -> Int {
         var request = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n"

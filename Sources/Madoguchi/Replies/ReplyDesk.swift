@@ -48,9 +48,7 @@ struct ReplyDesk: Sendable {
 
     func update(replyID: UUID, body: String?, subject: String?, recipients: [String]?, by principal: Principal, agentID: UUID) async throws -> Reply {
         try await database.withTransaction { connection in
-            let current = try await reply(id: replyID, on: connection)
-            let ticket = try await lockTicketHoldingClaim(current.ticketID, agentID: agentID, on: connection)
-            let reply = try await reply(id: replyID, on: connection, lock: true)
+            let (ticket, reply) = try await lockReplyHoldingClaim(replyID, agentID: agentID, on: connection)
             // Editing a submitted reply takes it back to draft: what a supervisor approves is what they saw.
             guard reply.state == .draft || reply.state == .submitted else { throw Self.notDraft(reply) }
             let rows = try await connection.query("""
@@ -72,9 +70,7 @@ struct ReplyDesk: Sendable {
     /// records the outbound message and its outbox row, so what was checked is what goes out.
     func send(replyID: UUID, lastSeenMessageID: UUID?, by principal: Principal, agentID: UUID) async throws -> Reply {
         try await database.withTransaction { connection in
-            let current = try await reply(id: replyID, on: connection)
-            let ticket = try await lockTicketHoldingClaim(current.ticketID, agentID: agentID, on: connection)
-            let reply = try await reply(id: replyID, on: connection, lock: true)
+            let (ticket, reply) = try await lockReplyHoldingClaim(replyID, agentID: agentID, on: connection)
             guard reply.state == .draft else { throw Self.notDraft(reply) }
             if try await requiresApproval(agentID, on: connection) {
                 throw Problem(.approvalRequired, status: .conflict, title: "Approval required",
@@ -87,9 +83,7 @@ struct ReplyDesk: Sendable {
     /// The author asks for approval; the checks run now so that no one is asked to approve a mistake.
     func submit(replyID: UUID, lastSeenMessageID: UUID?, by principal: Principal, agentID: UUID) async throws -> Reply {
         try await database.withTransaction { connection in
-            let current = try await reply(id: replyID, on: connection)
-            let ticket = try await lockTicketHoldingClaim(current.ticketID, agentID: agentID, on: connection)
-            let reply = try await reply(id: replyID, on: connection, lock: true)
+            let (ticket, reply) = try await lockReplyHoldingClaim(replyID, agentID: agentID, on: connection)
             guard reply.state == .draft else { throw Self.notDraft(reply) }
             try await checkBeforeSending(reply, ticket: ticket, lastSeen: lastSeenMessageID, on: connection)
             let submitted = try await setState(.submitted, of: replyID, on: connection)
@@ -194,6 +188,14 @@ struct ReplyDesk: Sendable {
     }
 
     // MARK: - Checks
+
+    /// The reply and its ticket, both locked (ticket first, as every writer does, so none deadlock),
+    /// provided the caller holds the ticket's live claim.
+    private func lockReplyHoldingClaim(_ replyID: UUID, agentID: UUID, on connection: PostgresConnection) async throws -> (Ticket, Reply) {
+        let unlocked = try await reply(id: replyID, on: connection)
+        let ticket = try await lockTicketHoldingClaim(unlocked.ticketID, agentID: agentID, on: connection)
+        return (ticket, try await reply(id: replyID, on: connection, lock: true))
+    }
 
     /// The ticket, locked, provided the caller holds its live claim.
     private func lockTicketHoldingClaim(_ ticketID: UUID, agentID: UUID, on connection: PostgresConnection) async throws -> Ticket {

@@ -30,5 +30,8 @@ enum OperationAccess {
         "createTemplate": [.supervisor],
         "updateTemplate": [.supervisor],
         "renderTemplate": [.agent, .supervisor],
+        "listRules": [.agent, .supervisor],
+        "createRule": [.supervisor],
+        "updateRule": [.supervisor],
     ]
 }

@@ -72,9 +72,9 @@ struct ReplyDesk: Sendable {
         try await database.withTransaction { connection in
             let (ticket, reply) = try await lockReplyHoldingClaim(replyID, agentID: agentID, on: connection)
             guard reply.state == .draft else { throw Self.notDraft(reply) }
-            if try await requiresApproval(agentID, on: connection) {
+            if let reason = try await approvalReason(agentID: agentID, ticketID: ticket.id, on: connection) {
                 throw Problem(.approvalRequired, status: .conflict, title: "Approval required",
-                              detail: "Your replies go through a supervisor: submit this one (POST /v1/replies/\(replyID.uuidString.lowercased())/submit).")
+                              detail: "\(reason): submit this reply (POST /v1/replies/\(replyID.uuidString.lowercased())/submit) for a supervisor to approve.")
             }
             return try await deliver(reply, ticket: ticket, lastSeen: lastSeenMessageID, by: principal, on: connection)
         }
@@ -181,10 +181,17 @@ struct ReplyDesk: Sendable {
         return try await Self.single(rows)
     }
 
-    private func requiresApproval(_ agentID: UUID, on connection: PostgresConnection) async throws -> Bool {
-        let rows = try await connection.query("SELECT requires_approval FROM agents WHERE id = \(agentID)", logger: logger)
-        for try await flag in rows.decode(Bool.self) { return flag }
-        return false
+    /// Why this agent's reply on this ticket needs a supervisor, if it does: the agent is flagged
+    /// (a novice), or a priority rule that matched the ticket asks for approval.
+    private func approvalReason(agentID: UUID, ticketID: UUID, on connection: PostgresConnection) async throws -> String? {
+        let rows = try await connection.query("""
+            SELECT a.requires_approval, t.approval_rule FROM agents a, tickets t WHERE a.id = \(agentID) AND t.id = \(ticketID)
+            """, logger: logger)
+        for try await (flagged, rule) in rows.decode((Bool, String?).self) {
+            if flagged { return "Your replies go through a supervisor" }
+            if let rule { return "Rule \(rule) sends replies on this ticket through a supervisor" }
+        }
+        return nil
     }
 
     // MARK: - Checks

@@ -1,0 +1,54 @@
+import Foundation
+import HTTPTypes
+import Testing
+@testable import Madoguchi
+
+@Suite("Priority rules, stored and applied")
+struct RuleTests {
+    @Test("supervisors manage rules; agents read them; a rule needs a condition and a unique name")
+    func management() async throws {
+        try await TestApp.run { app in
+            let boss = try await app.keySecret(.supervisor)
+            let agent = try await app.keySecret(.agent)
+            let rule = #"{"name":"クレーム","priority":"urgent","keywords":["クレーム","至急"]}"#
+            try ProblemTests.expectProblem(try await app.request(.post, "/v1/rules", key: agent, json: rule), .forbidden, "forbidden")
+            let created = try await app.request(.post, "/v1/rules", key: boss, json: rule)
+            #expect(created.status == .created, "\(created.text)")
+            let id = try #require(try created.json["id"] as? String)
+            try ProblemTests.expectProblem(try await app.request(.post, "/v1/rules", key: boss, json: rule), .conflict, "name-taken")
+            try ProblemTests.expectProblem(
+                try await app.request(.post, "/v1/rules", key: boss, json: #"{"name":"空","priority":"high"}"#), .unprocessableContent, "validation-failed")
+            let updated = try await app.request(
+                .put, "/v1/rules/\(id)", key: boss, json: #"{"name":"クレーム","priority":"urgent","keywords":["クレーム"],"active":false}"#)
+            #expect(try updated.json["active"] as? Bool == false)
+            let list = try await app.request(.get, "/v1/rules", key: agent)
+            #expect((try list.json["items"] as? [[String: Any]])?.map { $0["keywords"] as? [String] } == [["クレーム"]])
+        }
+    }
+
+    @Test("applied to a new ticket: the highest matching rule raises its priority with a reason; a rule can require approval")
+    func prioritize() async throws {
+        try await TestApp.run { app in
+            let boss = try await app.keySecret(.supervisor)
+            _ = try await app.request(.post, "/v1/rules", key: boss, json: #"{"name":"返金","priority":"high","keywords":["返金"]}"#)
+            _ = try await app.request(
+                .post, "/v1/rules", key: boss, json: #"{"name":"肌トラブル","priority":"urgent","keywords":["肌に合わない"],"requires_approval":true}"#)
+            let scene = try await ReplyTests.scene(app)
+            let match = try await app.database.withConnection { connection in
+                try await RuleStore(logger: TestCluster.logger).prioritize(
+                    ticketID: scene.ticket, subject: "返金希望", body: "化粧水が肌に合わないので返金してください", on: connection)
+            }
+            #expect(match?.rule.name == "肌トラブル")
+            let ticket = try await app.request(.get, "/v1/tickets/\(scene.ticket)", key: scene.agent.secret)
+            #expect(try ticket.json["priority"] as? String == "urgent")
+            #expect(try ticket.json["priority_reason"] as? String == "rule 肌トラブル: keyword 肌に合わない")
+            #expect(try await TicketWorkTests.events(app, ticket: scene.ticket).last == "ticket.prioritized")
+
+            // Even an agent who needs no approval must submit on this ticket.
+            let reply = try await ReplyTests.draft(scene, #"{"body":"山田 花子 様\nご不便をおかけしております。"}"#)
+            let refused = try await ReplyTests.send(scene, reply)
+            try ProblemTests.expectProblem(refused, .conflict, "approval-required")
+            #expect((try refused.json["detail"] as? String)?.contains("肌トラブル") == true)
+        }
+    }
+}

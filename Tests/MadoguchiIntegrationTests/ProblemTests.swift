@@ -173,3 +173,31 @@ extension ProblemTests {
         }
     }
 }
+
+extension ProblemTests {
+    @Test("a NUL character in text, or a blank name, is a clear 422, and nothing is written")
+    func nulCharacters() async throws {
+        try await TestApp.run { app in
+            let boss = try await app.keySecret(.supervisor)
+            let template = try await app.request(.post, "/v1/templates", key: boss, json: #"{"name":"a","body":"x\u0000y"}"#)
+            try Self.expectProblem(template, .unprocessableContent, "validation-failed")
+            #expect((try template.json["detail"] as? String)?.contains("NUL") == true)
+            let rule = try await app.request(.post, "/v1/rules", key: boss, json: #"{"name":"a\u0000","priority":"high","vip_only":true}"#)
+            try Self.expectProblem(rule, .unprocessableContent, "validation-failed")
+            try Self.expectProblem(
+                try await app.request(.post, "/v1/templates", key: boss, json: #"{"name":"  ","body":"x"}"#), .unprocessableContent, "validation-failed")
+            try Self.expectProblem(
+                try await app.request(.post, "/v1/rules", key: boss, json: #"{"name":"　","priority":"high","vip_only":true}"#),
+                .unprocessableContent, "validation-failed")
+            // Lengths and patterns the generated decoder does not check are refused by the schema, field named.
+            let long = try await app.request(.post, "/v1/templates", key: boss, json: #"{"name":"\#(String(repeating: "長", count: 201))","body":"x"}"#)
+            try Self.expectProblem(long, .unprocessableContent, "validation-failed")
+            #expect((try long.json["errors"] as? [[String: String]])?.first?["pointer"] == "/name")
+            let ticket = try await app.ticket(customer: try await app.customer())
+            let queue = try await app.request(.patch, "/v1/tickets/\(ticket)", key: boss, headers: [.ifMatch: "\"1\""], json: #"{"queue":"Not A Queue"}"#)
+            try Self.expectProblem(queue, .unprocessableContent, "validation-failed")
+            #expect((try queue.json["errors"] as? [[String: String]])?.first?["pointer"] == "/queue")
+            #expect(try await MigrationTests.count(app.database, "SELECT (SELECT count(*) FROM templates) + (SELECT count(*) FROM priority_rules) + (SELECT count(*) FROM events)") == 0)
+        }
+    }
+}

@@ -5,6 +5,8 @@ enum SQLState: String {
     case uniqueViolation = "23505"
     case foreignKeyViolation = "23503"
     case checkViolation = "23514"
+    /// A NUL character in text: PostgreSQL cannot store U+0000 in `text`.
+    case characterNotInRepertoire = "22021"
     case lockNotAvailable = "55P03"
     case serializationFailure = "40001"
     case deadlockDetected = "40P01"

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import OpenAPIRuntime
+import PostgresNIO
 
 /// Turns every error into an RFC 9457 `application/problem+json` response: our own `Problem`s, the
 /// generated server's decoding and content-type errors, the router's unknown routes and wrong methods.
@@ -14,7 +15,9 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch {
             let problem = problem(for: error, request: request)
             if problem.status.code >= 500 {
-                context.logger.error("request failed", metadata: ["error": "\(String(reflecting: error))"])
+                // PSQLError redacts itself in plain descriptions; the log is where its details belong.
+                let cause = (error as? ServerError).map { String(reflecting: $0.underlyingError) } ?? String(reflecting: error)
+                context.logger.error("request failed", metadata: ["error": "\(cause)", "operation": "\((error as? ServerError)?.operationID ?? "-")"])
             } else {
                 context.logger.debug("request refused", metadata: ["problem": "\(problem.kind.rawValue)", "detail": "\(problem.detail)"])
             }
@@ -61,6 +64,13 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             return problem(for: nested)
         case let decoding as DecodingError:
             return problem(for: decoding, operation: error)
+        case let underlying where underlying.sqlState == .checkViolation:
+            // The generated server does not enforce maxLength or pattern; the schema's CHECKs do, and
+            // name the column (`templates_name_check`). Anything caught here was rolled back whole.
+            return .validationFailed([checkViolationField(underlying)])
+        case let underlying where underlying.sqlState == .characterNotInRepertoire:
+            // Valid JSON, but PostgreSQL text cannot hold U+0000; the transaction rolled back whole.
+            return .validationFailed([.init(pointer: nil, message: "text fields cannot contain the NUL character (\\u0000)")])
         default:
             let status = error.httpStatus
             guard (400..<500).contains(status.code) else { return .internalError }
@@ -72,6 +82,15 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
                 detail: [error.causeDescription, "\(error.underlyingError)"].uniqued().joined(separator: ": ")
             )
         }
+    }
+
+    static func checkViolationField(_ error: any Error) -> Problem.FieldError {
+        let message = "is outside what this field allows (too long, empty, or not an allowed value)"
+        guard let psql = error as? PSQLError, let constraint = psql.serverInfo?[.constraintName], let table = psql.serverInfo?[.tableName],
+            constraint.hasPrefix(table + "_"), constraint.hasSuffix("_check")
+        else { return .init(pointer: nil, message: "a value " + message) }
+        let column = constraint.dropFirst(table.count + 1).dropLast("_check".count)
+        return column.isEmpty ? .init(pointer: nil, message: "a value " + message) : .init(pointer: "/" + column, message: message)
     }
 
     /// A body or parameter that did not decode. The runtime reports both the same way, and its URI

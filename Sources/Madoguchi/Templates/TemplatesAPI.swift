@@ -17,6 +17,7 @@ extension APIHandler {
     func createTemplate(_ input: Operations.CreateTemplate.Input) async throws -> Operations.CreateTemplate.Output {
         let (principal, agentID) = try actingAgent
         guard case .json(let body) = input.body else { throw Problem.internalError }
+        try Self.requireName(body.name)
         let template = try await database.withTransaction { connection in
             let saved = try await templates.save(id: nil, name: body.name.trimmed, subject: body.subject, body: body.body, by: agentID, on: connection)
             try await EventStore(logger: logger).record("template.created", actor: principal, data: ["template_id": saved.id.uuidString.lowercased()], on: connection)
@@ -28,6 +29,7 @@ extension APIHandler {
     func updateTemplate(_ input: Operations.UpdateTemplate.Input) async throws -> Operations.UpdateTemplate.Output {
         let (principal, agentID) = try actingAgent
         guard case .json(let body) = input.body else { throw Problem.internalError }
+        try Self.requireName(body.name)
         let template = try await database.withTransaction { connection in
             let saved = try await templates.save(
                 id: input.path.templateId.uuid, name: body.name.trimmed, subject: body.subject, body: body.body, by: agentID, on: connection)
@@ -66,6 +68,15 @@ extension APIHandler {
                 ])
             })
             throw problem
+        }
+    }
+}
+
+extension APIHandler {
+    /// Names are shown to people and must say something once trimmed.
+    static func requireName(_ name: String) throws {
+        guard !name.trimmed.isEmpty else {
+            throw Problem.validationFailed([.init(pointer: "/name", message: "must not be blank")])
         }
     }
 }

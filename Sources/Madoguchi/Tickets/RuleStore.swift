@@ -39,8 +39,6 @@ struct RuleStore: Sendable {
             for try await row in rows { return try Self.rule(row) }
         } catch where error.sqlState == .uniqueViolation {
             throw Problem(Problem.Kind(rawValue: "name-taken"), status: .conflict, title: "Name taken", detail: "Another rule is called \(rule.name).")
-        } catch where error.sqlState == .checkViolation {
-            throw Problem.validationFailed([.init(pointer: nil, message: "a rule needs at least one condition: keywords, channels, categories or vip_only")])
         }
         throw Problem.notFound("There is no rule \(id?.uuidString.lowercased() ?? "").")
     }

@@ -22,11 +22,15 @@ extension APIHandler {
 
     private func saveRule(id: UUID?, _ body: Components.Schemas.RuleInput) async throws -> Components.Schemas.Rule {
         let principal = try principal
+        try Self.requireName(body.name)
         let rule = PriorityRule(
             id: id ?? UUID(), name: body.name.trimmed, priority: Ticket.Priority(rawValue: body.priority.rawValue)!,
             keywords: (body.keywords ?? []).map(\.trimmed).filter { !$0.isEmpty },
-            channels: (body.channels ?? []).compactMap { Channel(rawValue: $0.rawValue) },
+            channels: Channel.allCases.filter { channel in (body.channels ?? []).contains { $0.rawValue == channel.rawValue } },
             categories: body.categories ?? [], vipOnly: body.vipOnly ?? false, requiresApproval: body.requiresApproval ?? false)
+        guard !rule.keywords.isEmpty || !rule.channels.isEmpty || !rule.categories.isEmpty || rule.vipOnly else {
+            throw Problem.validationFailed([.init(pointer: nil, message: "a rule needs at least one condition: keywords, channels, categories or vip_only")])
+        }
         let (saved, active) = try await database.withTransaction { connection in
             let saved = try await rules.save(id: id, rule: rule, active: body.active ?? true, on: connection)
             try await EventStore(logger: logger).record(

@@ -290,3 +290,21 @@ struct TicketWorkTests {
         }
     }
 }
+
+extension TicketWorkTests {
+    @Test("limits the decoder does not enforce: too many or too long tags, an over-long note")
+    func limits() async throws {
+        try await TestApp.run { app in
+            let agent = try await app.keySecret(.agent)
+            let ticket = try await app.ticket(customer: try await app.customer())
+            let tags = (0..<51).map { "\"t\($0)\"" }.joined(separator: ",")
+            try ProblemTests.expectProblem(
+                try await app.request(.patch, "/v1/tickets/\(ticket)", key: agent, headers: [.ifMatch: "\"1\""], json: #"{"tags":[\#(tags)]}"#),
+                .unprocessableContent, "validation-failed")
+            try ProblemTests.expectProblem(
+                try await app.request(.post, "/v1/tickets/\(ticket)/notes", key: agent, json: #"{"body":"\#(String(repeating: "あ", count: 20_001))"}"#),
+                .unprocessableContent, "validation-failed")
+            #expect(try await Self.events(app, ticket: ticket).isEmpty)
+        }
+    }
+}

@@ -54,6 +54,10 @@ extension APIHandler {
         if body.unassign == true, body.assigneeId != nil {
             throw Problem.validationFailed([.init(pointer: "/unassign", message: "cannot be combined with assignee_id")])
         }
+        // The generated decoder does not enforce maxItems/maxLength, and tags have no CHECK of their own.
+        if let tags = body.tags, tags.count > 50 || tags.contains(where: { $0.count > 100 }) {
+            throw Problem.validationFailed([.init(pointer: "/tags", message: "at most 50 tags of at most 100 characters each")])
+        }
         let changes = TicketChanges(
             status: body.status.flatMap { Ticket.Status(rawValue: $0.rawValue) },
             priority: body.priority.flatMap { Ticket.Priority(rawValue: $0.rawValue) },
@@ -73,6 +77,9 @@ extension APIHandler {
         guard case .json(let body) = input.body else { throw Problem.internalError }
         guard !body.body.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
             throw Problem.validationFailed([.init(pointer: "/body", message: "a note needs some text")])
+        }
+        guard body.body.count <= 20_000, (body.mentions ?? []).count <= 50 else {
+            throw Problem.validationFailed([.init(pointer: "/body", message: "a note holds at most 20,000 characters and 50 mentions")])
         }
         let note = try await work.addNote(
             ticketID: input.path.ticketId.uuid, body: body.body, mentions: (body.mentions ?? []).map(\.uuid), by: principal, agentID: agentID)

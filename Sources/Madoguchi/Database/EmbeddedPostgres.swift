@@ -159,6 +159,17 @@ public struct EmbeddedPostgres: Sendable {
         }
     }
 
+    /// The uid and gid of a system user. `getpwnam_r`, not `getpwnam`: the latter returns shared
+    /// static storage, and clusters starting in parallel (the test suite does) read each other's
+    /// half-written entries, which once chowned a log directory to the wrong owner.
+    static func account(named name: String) -> (uid: uid_t, gid: gid_t)? {
+        var entry = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 16384)
+        guard getpwnam_r(name, &entry, &buffer, buffer.count, &result) == 0, result != nil else { return nil }
+        return (entry.pw_uid, entry.pw_gid)
+    }
+
     static func quoteIdentifier(_ name: String) -> String {
         "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
@@ -181,11 +192,11 @@ public struct EmbeddedPostgres: Sendable {
             try fileManager.createDirectory(atPath: subdirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         }
         if let user = runner.runAsUser {
-            guard let account = getpwnam(user) else {
+            guard let account = Self.account(named: user) else {
                 throw EmbeddedPostgresError("running as root needs the '\(user)' system user to own the cluster; it does not exist (apt-get install postgresql-15 creates it)")
             }
             _ = chmod(directory, 0o711)
-            for path in [socketDirectory, directory + "/log"] where chown(path, account.pointee.pw_uid, account.pointee.pw_gid) != 0 {
+            for path in [socketDirectory, directory + "/log"] where chown(path, account.uid, account.gid) != 0 {
                 throw EmbeddedPostgresError("cannot give \(path) to the \(user) user: \(String(cString: strerror(errno)))")
             }
         }
@@ -194,8 +205,8 @@ public struct EmbeddedPostgres: Sendable {
     private func initialize() async throws {
         let fileManager = FileManager.default
         try fileManager.createDirectory(atPath: clusterDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        if let user = runner.runAsUser, let account = getpwnam(user) {
-            _ = chown(clusterDirectory, account.pointee.pw_uid, account.pointee.pw_gid)
+        if let user = runner.runAsUser, let account = Self.account(named: user) {
+            _ = chown(clusterDirectory, account.uid, account.gid)
             // Every parent must be searchable by that user; a clone under a 0700 home directory is not.
             let probe = try await runner.run("/usr/bin/test", ["-w", clusterDirectory])
             guard probe.status == 0 else {

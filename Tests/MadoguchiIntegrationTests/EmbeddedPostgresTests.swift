@@ -99,6 +99,8 @@ struct EmbeddedPostgresTests {
     @Test("the provisioner owns the cluster while it holds the data-directory lock; a borrower leaves it running")
     func ownershipByLock() async throws {
         let directory = try TestCluster.makeTemporaryDirectory(prefix: "madoguchi-provision")
+        // Whatever happens below, stop the cluster and remove its directory.
+        defer { if let cluster = try? EmbeddedPostgres(directory: directory, logger: TestCluster.logger) { TestCluster.stopNow(cluster) } }
         var configuration = Configuration()
         configuration.dataDirectory = directory
         let owner = try await DatabaseProvisioner.provision(configuration, exclusive: true, logger: TestCluster.logger)
@@ -108,7 +110,6 @@ struct EmbeddedPostgresTests {
         #expect(try await Self.answers(cluster), "a borrower must not stop the owner's cluster")
         await owner.release(logger: TestCluster.logger)
         #expect(!FileManager.default.fileExists(atPath: cluster.clusterDirectory + "/postmaster.pid"), "the owner stops it")
-        try? FileManager.default.removeItem(atPath: directory)
     }
 }
 

@@ -23,7 +23,7 @@ public struct ClaimNextBenchmark: Sendable {
     }
 
     public func run(logger: Logger, report: @Sendable (String) -> Void) async throws -> [Row] {
-        let directory = try Self.temporaryDirectory()
+        let directory = try EmbeddedPostgres.makeTemporaryDirectory(prefix: "madoguchi-bench")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let cluster = try EmbeddedPostgres(directory: directory, settings: ["max_connections": "200"], logger: logger)
         _ = try await cluster.start()
@@ -180,10 +180,5 @@ public struct ClaimNextBenchmark: Sendable {
         }
     }
 
-    static func temporaryDirectory() throws -> String {
-        var template = Array("/tmp/madoguchi-bench-XXXXXX".utf8CString)
-        guard let path = mkdtemp(&template) else { throw BenchmarkError("mkdtemp failed") }
-        return String(cString: path)
-    }
 
 }

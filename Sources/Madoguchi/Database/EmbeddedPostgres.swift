@@ -170,6 +170,13 @@ public struct EmbeddedPostgres: Sendable {
         return (entry.pw_uid, entry.pw_gid)
     }
 
+    /// A new, empty directory under /tmp (mode 0700; `start` opens it up for the cluster's owner).
+    public static func makeTemporaryDirectory(prefix: String) throws -> String {
+        var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
+        guard let path = mkdtemp(&template) else { throw EmbeddedPostgresError("mkdtemp failed: \(String(cString: strerror(errno)))") }
+        return String(cString: path)
+    }
+
     static func quoteIdentifier(_ name: String) -> String {
         "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }

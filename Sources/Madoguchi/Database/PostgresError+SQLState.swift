@@ -8,8 +8,6 @@ enum SQLState: String {
     /// A NUL character in text: PostgreSQL cannot store U+0000 in `text`.
     case characterNotInRepertoire = "22021"
     case lockNotAvailable = "55P03"
-    case serializationFailure = "40001"
-    case deadlockDetected = "40P01"
 }
 
 extension Error {
@@ -17,10 +15,5 @@ extension Error {
     var sqlState: SQLState? {
         guard let error = self as? PSQLError, let code = error.serverInfo?[.sqlState] else { return nil }
         return SQLState(rawValue: code)
-    }
-
-    /// The constraint a server error names, if any (for telling one unique violation from another).
-    var violatedConstraint: String? {
-        (self as? PSQLError)?.serverInfo?[.constraintName]
     }
 }

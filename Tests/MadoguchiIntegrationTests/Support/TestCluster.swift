@@ -72,9 +72,7 @@ enum TestCluster {
     }
 
     static func makeTemporaryDirectory(prefix: String) throws -> String {
-        var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
-        guard let path = mkdtemp(&template) else { throw EmbeddedPostgresError("mkdtemp failed") }
-        return String(cString: path)
+        try EmbeddedPostgres.makeTemporaryDirectory(prefix: prefix)
     }
 
     // MARK: - Cleanup

@@ -30,11 +30,14 @@ let package = Package(
             dependencies: [.product(name: "OpenAPIRuntime", package: "swift-openapi-runtime")],
             plugins: [.plugin(name: "OpenAPIGenerator", package: "swift-openapi-generator")]
         ),
+        // Reading raw mail: MIME, charsets, addresses, quoting, bounces. Pure Swift, no database.
+        .target(name: "MadoguchiMail"),
         // All behaviour: configuration, database, embedded PostgreSQL, HTTP spine and domains.
         .target(
             name: "Madoguchi",
             dependencies: [
                 "MadoguchiAPI",
+                "MadoguchiMail",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
@@ -57,6 +60,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The shared mail corpus and how to compare a reading of it with its expectations.
+        .target(name: "CorpusSupport", path: "Tests/CorpusSupport", exclude: ["KnownMisses.tsv"]),
+        // The mail parser against unit cases and the corpus, no database.
+        .testTarget(name: "MadoguchiMailTests", dependencies: ["MadoguchiMail", "CorpusSupport"]),
         // Pure logic, no database.
         .testTarget(
             name: "MadoguchiTests",
@@ -67,6 +74,7 @@ let package = Package(
             name: "MadoguchiIntegrationTests",
             dependencies: [
                 "Madoguchi",
+                "CorpusSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),

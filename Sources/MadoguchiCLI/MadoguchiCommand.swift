@@ -8,7 +8,7 @@ struct MadoguchiCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "madoguchi",
         abstract: "Multichannel customer-support ticketing on PostgreSQL.",
-        subcommands: [Serve.self, Migrate.self, Keys.self, Bench.self],
+        subcommands: [Serve.self, Migrate.self, Keys.self, Mailgate.self, Bench.self],
         defaultSubcommand: Serve.self
     )
 }

@@ -78,7 +78,7 @@ struct ReplyTests {
             let outbound = try #require((try timeline.json["items"] as? [[String: Any]])?.last)
             #expect(outbound["direction"] as? String == "outbound")
             #expect(outbound["id"] as? String == (try sent.json["message_id"] as? String))
-            #expect((outbound["email_message_id"] as? String)?.hasPrefix("<reply-") == true)
+            #expect((outbound["email_message_id"] as? String)?.hasPrefix("reply-") == true)
             let ticket = try await app.request(.get, "/v1/tickets/\(scene.ticket)", key: scene.agent.secret)
             #expect(try ticket.json["status"] as? String == "open")
 

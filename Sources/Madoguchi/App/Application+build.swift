@@ -29,7 +29,7 @@ public func buildApplication(
 
     let handler = APIHandler(
         database: database, migrator: migrator, registry: registry, baseLogger: logger, claimLease: configuration.claimLease,
-        warningWords: configuration.warningWords)
+        warningWords: configuration.warningWords, subjectThreadWindow: configuration.subjectThreadWindow)
     try handler.registerHandlers(
         on: RecordingTransport(router: router, table: routes),
         middlewares: [AuthMiddleware(database: database, keys: handler.keys)])

@@ -25,6 +25,9 @@ public struct Configuration: Sendable {
     /// `MADOGUCHI_WARNING_WORDS`: comma-separated words a reply may never contain (e.g. 要確認,TODO);
     /// a send containing one is refused like a leftover placeholder.
     public var warningWords: [String] = []
+    /// `MADOGUCHI_SUBJECT_THREAD_HOURS`: how long after a customer's last message a mail with no thread
+    /// headers (carrier mail drops them) still joins the open ticket with the same subject.
+    public var subjectThreadWindow: Duration = .seconds(7 * 24 * 3600)
     /// `MADOGUCHI_LOG_LEVEL`: trace, debug, info, notice, warning, error, critical.
     public var logLevel: Logger.Level = .info
     /// `MADOGUCHI_LOG_FORMAT`: `text` for a terminal, `json` (one object per line) for journald and log shippers.
@@ -60,6 +63,9 @@ public struct Configuration: Sendable {
         if let bytes = try integer("MADOGUCHI_MAX_BODY_BYTES", in: 1024...(1 << 30)) { configuration.maxBodyBytes = bytes }
         if let bytes = try integer("MADOGUCHI_MAX_EMAIL_BYTES", in: 1024...(1 << 30)) { configuration.maxEmailBytes = bytes }
         if let seconds = try integer("MADOGUCHI_CLAIM_LEASE_SECONDS", in: 10...86_400) { configuration.claimLease = .seconds(seconds) }
+        if let hours = try integer("MADOGUCHI_SUBJECT_THREAD_HOURS", in: 0...(24 * 365)) {
+            configuration.subjectThreadWindow = .seconds(hours * 3600)
+        }
         if let words = value("MADOGUCHI_WARNING_WORDS") {
             configuration.warningWords = words.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         }

@@ -142,7 +142,9 @@ struct ReplyDesk: Sendable {
     /// transaction (which holds the ticket's row lock).
     private func deliver(_ reply: Reply, ticket: Ticket, lastSeen: UUID?, by principal: Principal, on connection: PostgresConnection) async throws -> Reply {
         try await checkBeforeSending(reply, ticket: ticket, lastSeen: lastSeen, on: connection)
-        let emailMessageID = "<reply-\(reply.id.uuidString.lowercased())@madoguchi>"
+        // Stored bare, as every Message-ID is (inbound ones lose their angle brackets when parsed), so
+        // that a customer's In-Reply-To finds it.
+        let emailMessageID = "reply-\(reply.id.uuidString.lowercased())@madoguchi"
         let messageRows = try await connection.query("""
             INSERT INTO messages (ticket_id, direction, channel, author_agent_id, to_addresses, subject, body_text, email_message_id)
             VALUES (\(ticket.id), 'outbound', \(reply.channel.rawValue), \(reply.authorAgentID), \(reply.recipients), \(reply.subject), \(reply.body), \(emailMessageID))

@@ -38,6 +38,8 @@ public struct Message: Sendable {
     public var bodyText: String
     public var bodyHTML: String?
     public var quotedText: String?
+    /// For inbound mail: the new writing, without quoted history or signature.
+    public var visibleText: String?
     public var emailMessageID: String?
     public var inReplyTo: String?
     public var threadingReason: String?
@@ -47,7 +49,7 @@ public struct Message: Sendable {
 
     static let columns = """
         id, ticket_id, direction, channel, classification, customer_id, author_agent_id, from_address,
-        to_addresses, subject, body_text, body_html, quoted_text, email_message_id, in_reply_to,
+        to_addresses, subject, body_text, body_html, quoted_text, visible_text, email_message_id, in_reply_to,
         threading_reason, sent_at, created_at
         """
 
@@ -66,6 +68,7 @@ public struct Message: Sendable {
         bodyText = try row.value("body_text")
         bodyHTML = try row.value("body_html")
         quotedText = try row.value("quoted_text")
+        visibleText = try row.value("visible_text")
         emailMessageID = try row.value("email_message_id")
         inReplyTo = try row.value("in_reply_to")
         threadingReason = try row.value("threading_reason")

@@ -59,7 +59,7 @@ struct TicketStore: Sendable {
         let attachmentRows = try await connection.query("""
             SELECT message_id, id, filename, media_type, size, sha256, content_id, inline
             FROM attachments WHERE message_id = ANY(\(messages.map(\.id)))
-            ORDER BY created_at, id
+            ORDER BY created_at, position, id
             """, logger: logger)
         var attachments: [UUID: [Message.Attachment]] = [:]
         for try await (messageID, id, filename, mediaType, size, sha256, contentID, inline)

@@ -115,6 +115,7 @@ extension Components.Schemas.Message {
             bodyText: message.bodyText,
             bodyHtml: message.bodyHTML,
             quotedText: message.quotedText,
+            visibleText: message.visibleText,
             emailMessageId: message.emailMessageID,
             inReplyTo: message.inReplyTo,
             threadingReason: message.threadingReason,

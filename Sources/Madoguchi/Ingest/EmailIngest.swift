@@ -1,0 +1,250 @@
+import Crypto
+import Foundation
+import Logging
+import MadoguchiAPI
+import MadoguchiMail
+import PostgresNIO
+
+/// Takes one raw mail in: stores its bytes, reads it, decides what it is and where it belongs, and
+/// writes the customer, ticket, message and attachments it makes — all in one transaction, so the
+/// answer a gateway gets describes exactly what was committed.
+///
+/// Retries are safe three ways: the same `Idempotency-Key` (and bytes) replays the first answer;
+/// the same Message-ID (or, for mail without one, the same bytes) is one message however often and
+/// however concurrently it arrives (an advisory lock on it serializes the attempts).
+struct EmailIngest: Sendable {
+    let database: Database
+    let logger: Logger
+    let subjectWindow: Duration
+
+    typealias Outcome = Components.Schemas.InboundResult
+
+    struct Answer: Sendable {
+        /// 200 replay, 201 taken in, 202 stored but unreadable.
+        var status: Int
+        var outcome: Outcome
+    }
+
+    var payloads: InboundPayloadStore { InboundPayloadStore(logger: logger) }
+    var identities: IdentityResolver { IdentityResolver(logger: logger) }
+    var intake: TicketIntake { TicketIntake(logger: logger) }
+    var events: EventStore { EventStore(logger: logger) }
+
+    func ingest(_ bytes: [UInt8], idempotencyKey: String?, apiKeyID: UUID?) async throws -> Answer {
+        // Parsing is CPU work; do it before taking a connection.
+        let mail = ParsedMail(bytes)
+        return try await database.withTransaction { connection in
+            if let key = idempotencyKey {
+                try await payloads.lockIdempotencyKey(key, channel: .email, on: connection)
+                if let prior = try await payloads.prior(idempotencyKey: key, channel: .email, on: connection) {
+                    guard prior.fingerprint == Array(SHA256.hash(data: bytes)) else {
+                        throw Problem(.idempotencyKeyReused, status: .unprocessableContent, title: "Idempotency key reused",
+                                      detail: "Idempotency-Key '\(key)' was used before with a different mail (inbound \(prior.id.uuidString.lowercased())). Use a new key for a new mail.")
+                    }
+                    if let outcome = prior.outcome { return Answer(status: 200, outcome: outcome) }
+                }
+            }
+            let payloadID = try await payloads.insert(
+                channel: .email, idempotencyKey: idempotencyKey, body: bytes, contentType: "message/rfc822", apiKeyID: apiKeyID, on: connection)
+            return try await process(mail, bytes: bytes, payloadID: payloadID, on: connection)
+        }
+    }
+
+    /// Runs a stored payload through ingest again (after a fix for one that could not be read).
+    func reprocess(payloadID: UUID) async throws -> Answer {
+        try await database.withTransaction { connection in
+            let rows = try await connection.query(
+                "SELECT channel, parse_status FROM inbound_payloads WHERE id = \(payloadID) FOR UPDATE", logger: logger)
+            var found: (String, String)?
+            for try await row in rows.decode((String, String).self) { found = row }
+            guard let (channel, status) = found else { throw Problem.notFound("There is no inbound payload \(payloadID.uuidString.lowercased()).") }
+            guard channel == Channel.email.rawValue else {
+                throw Problem(.alreadyProcessed, status: .conflict, title: "Not reprocessable",
+                              detail: "Only email payloads can be reprocessed; this one came in on \(channel).")
+            }
+            if status == "parsed", let record = try await payloads.record(id: payloadID, on: connection), let outcome = record.outcome {
+                return Answer(status: 200, outcome: outcome)
+            }
+            guard status != "rejected" else {
+                throw Problem(.alreadyProcessed, status: .conflict, title: "Rejected payload", detail: "This payload was rejected on arrival and is kept for the record only.")
+            }
+            let bytes = try await payloads.body(id: payloadID, on: connection) ?? []
+            return try await process(ParsedMail(bytes), bytes: bytes, payloadID: payloadID, on: connection)
+        }
+    }
+
+    // MARK: - One mail
+
+    private func process(_ mail: ParsedMail, bytes: [UInt8], payloadID: UUID, on connection: PostgresConnection) async throws -> Answer {
+        if let reason = unreadableReason(mail, bytes: bytes) {
+            var outcome = Outcome(inboundId: payloadID.resourceID, channel: .email, parseStatus: .failed)
+            outcome.parseError = reason
+            outcome.defects = mail.defects.map(Text.clean)
+            try await payloads.finish(payloadID, providerMessageID: nil, parseError: reason, responseStatus: 202, outcome: outcome, messageID: nil, on: connection)
+            return Answer(status: 202, outcome: outcome)
+        }
+
+        // The same mail, however it is retried, is one message.
+        let providerID = mail.messageID ?? "sha256:" + SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+        try await AdvisoryLock.take("email-message:\(providerID)", on: connection, logger: logger)
+        if let (firstMessage, outcome) = try await earlierDelivery(of: providerID, excluding: payloadID, on: connection) {
+            try await payloads.finish(payloadID, providerMessageID: providerID, parseError: nil, responseStatus: 200, outcome: outcome,
+                                      messageID: firstMessage, on: connection)
+            return Answer(status: 200, outcome: outcome)
+        }
+
+        var outcome = Outcome(inboundId: payloadID.resourceID, channel: .email, parseStatus: .parsed)
+        outcome.classification = .init(rawValue: mail.classification.rawValue)
+        outcome.defects = mail.defects.isEmpty ? nil : mail.defects.map(Text.clean)
+        let stored = MessageDraft(mail: mail, payloadID: payloadID, providerID: providerID)
+        switch mail.classification {
+        case .bounce, .feedbackReport, .deliveryReport:
+            try await takeReport(mail, draft: stored, outcome: &outcome, on: connection)
+        case .customer, .autoReply:
+            try await takeCustomerMail(mail, draft: stored, outcome: &outcome, on: connection)
+        }
+        try await payloads.finish(payloadID, providerMessageID: providerID, parseError: nil, responseStatus: 201, outcome: outcome,
+                                  messageID: outcome.messageId.map(\.uuid), on: connection)
+        return Answer(status: 201, outcome: outcome)
+    }
+
+    /// Nothing recognisable as a mail: empty, or not one header field.
+    private func unreadableReason(_ mail: ParsedMail, bytes: [UInt8]) -> String? {
+        if bytes.allSatisfy({ $0 == 0x0A || $0 == 0x0D || $0 == 0x20 || $0 == 0x09 }) { return "the body is empty" }
+        if mail.isUnreadable { return "not a mail: no header field before the first blank line" }
+        return nil
+    }
+
+    private func earlierDelivery(of providerID: String, excluding payloadID: UUID, on connection: PostgresConnection) async throws -> (UUID?, Outcome)? {
+        let rows = try await connection.query("""
+            SELECT message_id, response_body::text FROM inbound_payloads
+            WHERE channel = 'email' AND provider = '' AND provider_message_id = \(providerID) AND parse_status = 'parsed'
+              AND id <> \(payloadID) AND response_status = 201
+            ORDER BY received_at LIMIT 1
+            """, logger: logger)
+        for try await (messageID, body) in rows.decode((UUID?, String).self) {
+            return (messageID, try JSONDecoder().decode(Outcome.self, from: Data(body.utf8)))
+        }
+        return nil
+    }
+
+    // MARK: - A customer's mail (or their auto-reply)
+
+    private func takeCustomerMail(_ mail: ParsedMail, draft: MessageDraft, outcome: inout Outcome, on connection: PostgresConnection) async throws {
+        let sender = mail.from.flatMap { $0.address.contains("@") && $0.address.count <= 512 ? $0 : nil }
+        var customerID: UUID?
+        if let sender {
+            try await identities.lock(kind: .email, value: sender.address, on: connection)
+            customerID = try await identities.customer(kind: .email, value: sender.address, on: connection)
+        }
+        let threader = EmailThreader(logger: logger, subjectWindow: subjectWindow)
+        var decision = try await threader.thread(mail, sender: sender, customerID: customerID, on: connection)
+        let isAutoReply = mail.classification == .autoReply
+
+        var ticket: TicketIntake.Target?
+        if case .existing(let ticketID, let reason) = decision, let locked = try await intake.lock(ticketID, on: connection) {
+            if locked.status == .closed && !isAutoReply {
+                decision = .new(relatedTo: locked.id, reason: "reopened-closed")
+            } else {
+                ticket = locked
+                outcome.threadingReason = reason
+            }
+        }
+        if ticket == nil, isAutoReply {
+            // An auto-reply that answers none of our tickets is noise: kept as the payload, nothing more.
+            outcome.threadingReason = "no-ticket"
+            return
+        }
+
+        if customerID == nil, let sender {
+            customerID = try await identities.resolve(
+                kind: .email, value: sender.address, rawValue: sender.address, displayName: sender.name.map(Text.clean), on: connection
+            ).customerID
+        } else if customerID == nil {
+            customerID = try await identities.anonymousCustomer(on: connection)
+        }
+        guard let customerID else { throw Problem.internalError }
+
+        if ticket == nil, case .new(let related, let reason) = decision {
+            ticket = try await intake.open(customerID: customerID, channel: .email, subject: Text.clean(mail.subject ?? ""),
+                                           body: Text.clean(mail.visibleText), relatedTo: related, on: connection)
+            outcome.threadingReason = reason
+        }
+        guard var ticket else { throw Problem.internalError }
+
+        let messageID = try await draft.insert(ticketID: ticket.id, customerID: customerID, threadingReason: outcome.threadingReason,
+                                               logger: logger, on: connection)
+        if !isAutoReply && ticket.status != .new {
+            ticket.status = try await intake.customerWrote(on: ticket, on: connection)
+        }
+        try await events.record(
+            "message.received", ticketID: ticket.id, customerID: customerID, messageID: messageID, actor: nil,
+            data: ["channel": "email", "classification": mail.classification.rawValue, "threading": outcome.threadingReason ?? ""], on: connection)
+        outcome.messageId = messageID.resourceID
+        outcome.ticketId = ticket.id.resourceID
+        outcome.ticketNumber = ticket.number
+        outcome.customerId = customerID.resourceID
+        outcome.ticketStatus = .init(rawValue: ticket.status.rawValue)
+    }
+
+    // MARK: - Bounces and reports
+
+    /// A bounce never opens a ticket: it joins the ticket of the mail it reports on when that can be
+    /// found, and a hard bounce marks the address undeliverable.
+    private func takeReport(_ mail: ParsedMail, draft: MessageDraft, outcome: inout Outcome, on connection: PostgresConnection) async throws {
+        let recipients = mail.deliveryReport?.recipients ?? []
+        if !recipients.isEmpty {
+            outcome.bouncedRecipients = recipients.map {
+                .init(address: Text.clean($0.address), action: $0.action, status: $0.status, reason: $0.reason, hard: mail.classification == .bounce && $0.isHardBounce)
+            }
+        }
+        var target: (ticket: UUID, customer: UUID, reason: String)?
+        if let original = mail.deliveryReport?.originalMessageID {
+            let rows = try await connection.query("""
+                SELECT t.id, t.customer_id FROM messages m JOIN tickets t ON t.id = m.ticket_id
+                WHERE m.email_message_id = \(original) ORDER BY m.created_at LIMIT 1
+                """, logger: logger)
+            for try await (ticketID, customerID) in rows.decode((UUID, UUID).self) { target = (ticketID, customerID, "bounce-message-id") }
+        }
+        for recipient in recipients where target == nil {
+            let rows = try await connection.query("""
+                SELECT t.id, t.customer_id FROM customer_identities i JOIN tickets t ON t.customer_id = i.customer_id
+                WHERE i.kind = 'email' AND i.value = \(recipient.address)
+                ORDER BY EXISTS (SELECT 1 FROM messages o WHERE o.ticket_id = t.id AND o.direction = 'outbound') DESC, t.updated_at DESC
+                LIMIT 1
+                """, logger: logger)
+            for try await (ticketID, customerID) in rows.decode((UUID, UUID).self) { target = (ticketID, customerID, "bounce-recipient") }
+        }
+        if mail.classification == .bounce {
+            for recipient in recipients where recipient.isHardBounce {
+                try await markUndeliverable(recipient, on: connection)
+            }
+        }
+        guard let target else {
+            outcome.threadingReason = "no-ticket"
+            return
+        }
+        let messageID = try await draft.insert(ticketID: target.ticket, customerID: target.customer, threadingReason: target.reason,
+                                               logger: logger, on: connection)
+        try await events.record(
+            "message.received", ticketID: target.ticket, customerID: target.customer, messageID: messageID, actor: nil,
+            data: ["channel": "email", "classification": mail.classification.rawValue, "threading": target.reason], on: connection)
+        outcome.messageId = messageID.resourceID
+        outcome.ticketId = target.ticket.resourceID
+        outcome.customerId = target.customer.resourceID
+        outcome.threadingReason = target.reason
+    }
+
+    private func markUndeliverable(_ recipient: DeliveryReport.Recipient, on connection: PostgresConnection) async throws {
+        let reason = Text.clean([recipient.reason, recipient.status, recipient.diagnostic].compactMap { $0 }.joined(separator: " — ")).prefix(2000)
+        let rows = try await connection.query("""
+            UPDATE customer_identities SET undeliverable_at = now(), undeliverable_reason = \(String(reason))
+            WHERE kind = 'email' AND value = \(recipient.address)
+            RETURNING customer_id
+            """, logger: logger)
+        for try await customerID in rows.decode(UUID.self) {
+            try await events.record("identity.undeliverable", customerID: customerID, actor: nil,
+                                    data: ["kind": "email", "value": recipient.address, "reason": String(reason)], on: connection)
+        }
+    }
+}

@@ -1,0 +1,78 @@
+import Foundation
+import Logging
+import MadoguchiMail
+import PostgresNIO
+
+/// Which ticket a customer's mail belongs to, in the order of how sure we can be, with the reason:
+/// 1. In-Reply-To / References naming a Message-ID we hold (ours or the customer's);
+/// 2. our ticket token (`[#1234]` in the subject, `support+t1234@` in the recipients);
+/// 3. for mail without usable thread headers, the same customer's recent open ticket with the same
+///    subject (replies, and carrier mail, which drops the headers).
+/// Never files one customer's mail into another customer's ticket: a token or header naming a ticket
+/// the sender has no part in starts a new ticket linked to it.
+struct EmailThreader: Sendable {
+    let logger: Logger
+    let subjectWindow: Duration
+
+    enum Decision: Sendable, Equatable {
+        case existing(UUID, reason: String)
+        case new(relatedTo: UUID?, reason: String)
+    }
+
+    func thread(_ mail: ParsedMail, sender: MailAddress?, customerID: UUID?, on connection: PostgresConnection) async throws -> Decision {
+        if let decision = try await byHeaders(mail, sender: sender, customerID: customerID, on: connection) { return decision }
+        if let decision = try await byToken(mail, customerID: customerID, on: connection) { return decision }
+        if let customerID, let decision = try await bySubject(mail, sender: sender, customerID: customerID, on: connection) { return decision }
+        return .new(relatedTo: nil, reason: "new-ticket")
+    }
+
+    private func byHeaders(_ mail: ParsedMail, sender: MailAddress?, customerID: UUID?, on connection: PostgresConnection) async throws -> Decision? {
+        // Most specific first: the message answered, then the thread from its newest end.
+        let candidates = mail.inReplyTo.map { ($0, "in-reply-to") } + mail.references.reversed().map { ($0, "references") }
+        guard !candidates.isEmpty else { return nil }
+        let ids = candidates.map(\.0)
+        let rows = try await connection.query("""
+            SELECT m.email_message_id, m.ticket_id, t.customer_id, m.customer_id, m.from_address, m.to_addresses
+            FROM messages m JOIN tickets t ON t.id = m.ticket_id
+            WHERE m.email_message_id = ANY(\(ids))
+            """, logger: logger)
+        var found: [String: (ticket: UUID, ticketCustomer: UUID, participants: Set<String>, messageCustomer: UUID?)] = [:]
+        for try await (messageID, ticketID, ticketCustomer, messageCustomer, from, to) in rows.decode((String, UUID, UUID, UUID?, String?, [String]).self) {
+            found[messageID] = (ticketID, ticketCustomer, Set((to + [from].compactMap { $0 }).map { $0.lowercased() }), messageCustomer)
+        }
+        for (id, reason) in candidates {
+            guard let match = found[id] else { continue }
+            let isParticipant = customerID != nil && (customerID == match.ticketCustomer || customerID == match.messageCustomer)
+                || sender.map { match.participants.contains($0.address.lowercased()) } == true
+            return isParticipant ? .existing(match.ticket, reason: reason) : .new(relatedTo: match.ticket, reason: "header-foreign-sender")
+        }
+        return nil
+    }
+
+    private func byToken(_ mail: ParsedMail, customerID: UUID?, on connection: PostgresConnection) async throws -> Decision? {
+        let number = ThreadSubject.ticketNumber(in: mail.subject)
+            ?? (mail.to + mail.cc).lazy.compactMap { ThreadSubject.ticketNumber(inAddress: $0.address) }.first
+        guard let number else { return nil }
+        let rows = try await connection.query("SELECT id, customer_id FROM tickets WHERE number = \(number)", logger: logger)
+        for try await (ticketID, ticketCustomer) in rows.decode((UUID, UUID).self) {
+            return customerID == ticketCustomer ? .existing(ticketID, reason: "ticket-token") : .new(relatedTo: ticketID, reason: "token-foreign-sender")
+        }
+        return nil
+    }
+
+    private func bySubject(_ mail: ParsedMail, sender: MailAddress?, customerID: UUID, on connection: PostgresConnection) async throws -> Decision? {
+        let reduced = ThreadSubject.reduce(mail.subject)
+        let fromCarrier = sender.map { ThreadSubject.isCarrierAddress($0.address) } ?? false
+        guard !reduced.key.isEmpty, reduced.isReply || fromCarrier else { return nil }
+        let seconds = Double(subjectWindow.components.seconds)
+        let rows = try await connection.query("""
+            SELECT id FROM tickets
+            WHERE customer_id = \(customerID) AND thread_subject = \(reduced.key) AND status <> 'closed'
+              AND coalesce(last_customer_message_at, created_at) > now() - make_interval(secs => \(seconds))
+            ORDER BY updated_at DESC
+            LIMIT 1
+            """, logger: logger)
+        for try await ticketID in rows.decode(UUID.self) { return .existing(ticketID, reason: "subject") }
+        return nil
+    }
+}

@@ -1,0 +1,75 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// Finds the customer behind an identity (an email address, a phone number…), or makes one.
+///
+/// Concurrent first contacts from one new address must make exactly one customer: the identity's
+/// advisory lock serializes them, so the second finds the first's committed row; the unique
+/// `(kind, value)` constraint stands behind it.
+struct IdentityResolver: Sendable {
+    let logger: Logger
+
+    struct Resolution: Sendable {
+        var customerID: UUID
+        var created: Bool
+    }
+
+    /// Takes the identity's lock for the rest of the caller's transaction. Callers resolving several
+    /// identities lock them in sorted order so two requests can never wait on each other.
+    func lock(kind: Customer.Identity.Kind, value: String, on connection: PostgresConnection) async throws {
+        try await AdvisoryLock.take("identity:\(kind.rawValue):\(value)", on: connection, logger: logger)
+    }
+
+    /// The live customer (merges followed) owning this identity, or nil.
+    func customer(kind: Customer.Identity.Kind, value: String, on connection: PostgresConnection) async throws -> UUID? {
+        let rows = try await connection.query("""
+            WITH RECURSIVE chain (id, merged_into, depth) AS (
+                SELECT c.id, c.merged_into, 0
+                FROM customer_identities i JOIN customers c ON c.id = i.customer_id
+                WHERE i.kind = \(kind.rawValue) AND i.value = \(value)
+              UNION ALL
+                SELECT c.id, c.merged_into, chain.depth + 1
+                FROM customers c JOIN chain ON c.id = chain.merged_into
+                WHERE chain.depth < 32
+            )
+            SELECT id FROM chain WHERE merged_into IS NULL LIMIT 1
+            """, logger: logger)
+        for try await id in rows.decode(UUID.self) { return id }
+        return nil
+    }
+
+    /// The customer of this identity, made (with the identity) if there is none. Takes the lock.
+    func resolve(
+        kind: Customer.Identity.Kind, value: String, rawValue: String?, displayName: String?, on connection: PostgresConnection
+    ) async throws -> Resolution {
+        try await lock(kind: kind, value: value, on: connection)
+        if let existing = try await customer(kind: kind, value: value, on: connection) {
+            return Resolution(customerID: existing, created: false)
+        }
+        let customerID = try await createCustomer(displayName: displayName, on: connection)
+        try await connection.query("""
+            INSERT INTO customer_identities (customer_id, kind, value, raw_value)
+            VALUES (\(customerID), \(kind.rawValue), \(value), \(rawValue.map { String($0.prefix(1024)) }))
+            """, logger: logger)
+        try await EventStore(logger: logger).record(
+            "customer.created", customerID: customerID, actor: nil, data: ["identity": kind.rawValue], on: connection)
+        return Resolution(customerID: customerID, created: true)
+    }
+
+    /// A customer with no identity at all (a mail without a sender): kept, so nothing is lost, and
+    /// visibly unanswerable.
+    func anonymousCustomer(on connection: PostgresConnection) async throws -> UUID {
+        let customerID = try await createCustomer(displayName: nil, on: connection)
+        try await EventStore(logger: logger).record(
+            "customer.created", customerID: customerID, actor: nil, data: ["identity": "none"], on: connection)
+        return customerID
+    }
+
+    private func createCustomer(displayName: String?, on connection: PostgresConnection) async throws -> UUID {
+        let name = displayName.map { String($0.prefix(500)) }.flatMap { $0.isEmpty ? nil : $0 }
+        let rows = try await connection.query("INSERT INTO customers (display_name) VALUES (\(name)) RETURNING id", logger: logger)
+        for try await id in rows.decode(UUID.self) { return id }
+        throw Problem.internalError
+    }
+}

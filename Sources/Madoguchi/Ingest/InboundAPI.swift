@@ -1,0 +1,61 @@
+import Foundation
+import MadoguchiAPI
+import OpenAPIRuntime
+
+extension APIHandler {
+    var emailIngest: EmailIngest { EmailIngest(database: database, logger: logger, subjectWindow: subjectThreadWindow) }
+
+    func ingestEmail(_ input: Operations.IngestEmail.Input) async throws -> Operations.IngestEmail.Output {
+        let key = try Self.idempotencyKey(input.headers.idempotencyKey)
+        guard case .messageRfc822(let body) = input.body else { throw Problem.internalError }
+        // BodyLimitMiddleware has already refused anything over MADOGUCHI_MAX_EMAIL_BYTES.
+        let bytes = try await [UInt8](collecting: body, upTo: .max)
+        let answer = try await emailIngest.ingest(bytes, idempotencyKey: key, apiKeyID: try principal.keyID)
+        switch answer.status {
+        case 200: return .ok(.init(body: .json(answer.outcome)))
+        case 202: return .accepted(.init(body: .json(answer.outcome)))
+        default: return .created(.init(body: .json(answer.outcome)))
+        }
+    }
+
+    func getInboundPayload(_ input: Operations.GetInboundPayload.Input) async throws -> Operations.GetInboundPayload.Output {
+        let id = input.path.inboundId.uuid
+        let store = InboundPayloadStore(logger: logger)
+        let wantsRaw = input.headers.accept.contains { $0.contentType == .messageRfc822 }
+            && !input.headers.accept.contains { $0.contentType == .json && $0.quality.doubleValue >= 1 }
+        if wantsRaw {
+            guard let bytes = try await database.withConnection({ try await store.body(id: id, on: $0) }) else {
+                throw Problem.notFound("There is no inbound payload \(id.uuidString.lowercased()).")
+            }
+            return .ok(.init(body: .messageRfc822(HTTPBody(bytes))))
+        }
+        guard let record = try await database.withConnection({ try await store.record(id: id, on: $0) }) else {
+            throw Problem.notFound("There is no inbound payload \(id.uuidString.lowercased()).")
+        }
+        return .ok(.init(body: .json(.init(
+            id: record.id.resourceID, channel: .init(rawValue: record.channel.rawValue)!, provider: record.provider,
+            providerMessageId: record.providerMessageID, idempotencyKey: record.idempotencyKey, contentType: record.contentType,
+            receivedAt: record.receivedAt, processedAt: record.processedAt, size: record.size,
+            sha256: record.sha256.map { String(format: "%02x", $0) }.joined(),
+            parseStatus: .init(rawValue: record.parseStatus)!, parseError: record.parseError, outcome: record.outcome))))
+    }
+
+    func reprocessInboundPayload(_ input: Operations.ReprocessInboundPayload.Input) async throws -> Operations.ReprocessInboundPayload.Output {
+        let answer = try await emailIngest.reprocess(payloadID: input.path.inboundId.uuid)
+        switch answer.status {
+        case 200: return .ok(.init(body: .json(answer.outcome)))
+        case 202: return .accepted(.init(body: .json(answer.outcome)))
+        default: return .created(.init(body: .json(answer.outcome)))
+        }
+    }
+
+    /// 1–255 printable ASCII characters (the IETF draft's key is an opaque string; this keeps it
+    /// loggable and the column's limit).
+    static func idempotencyKey(_ raw: String?) throws -> String? {
+        guard let raw else { return nil }
+        guard (1...255).contains(raw.utf8.count), raw.utf8.allSatisfy({ $0 >= 0x21 && $0 <= 0x7E }) else {
+            throw Problem.invalidParameter("Idempotency-Key", "must be 1 to 255 printable ASCII characters without spaces")
+        }
+        return raw
+    }
+}

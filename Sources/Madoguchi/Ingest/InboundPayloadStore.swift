@@ -1,0 +1,120 @@
+import Crypto
+import Foundation
+import Logging
+import MadoguchiAPI
+import NIOCore
+import PostgresNIO
+
+/// The SQL behind `inbound_payloads`: every request body a gateway pushes in, kept byte for byte with
+/// the answer it got, so a retry is answered the same way and nothing is ever lost.
+struct InboundPayloadStore: Sendable {
+    let logger: Logger
+
+    typealias Outcome = Components.Schemas.InboundResult
+
+    struct Prior: Sendable {
+        let id: UUID
+        let fingerprint: [UInt8]?
+        let responseStatus: Int?
+        let outcome: Outcome?
+    }
+
+    /// Serializes every request carrying this key (in the caller's transaction), so two concurrent
+    /// retries cannot both miss each other's row.
+    func lockIdempotencyKey(_ key: String, channel: Channel, on connection: PostgresConnection) async throws {
+        try await AdvisoryLock.take("idempotency:\(channel.rawValue):\(key)", on: connection, logger: logger)
+    }
+
+    func prior(idempotencyKey key: String, channel: Channel, on connection: PostgresConnection) async throws -> Prior? {
+        let rows = try await connection.query("""
+            SELECT id, request_fingerprint, response_status, response_body::text
+            FROM inbound_payloads
+            WHERE channel = \(channel.rawValue) AND idempotency_key = \(key) AND parse_status <> 'rejected'
+            """, logger: logger)
+        for try await (id, fingerprint, status, body) in rows.decode((UUID, ByteBuffer?, Int16?, String?).self) {
+            return Prior(id: id, fingerprint: fingerprint.map { Array(buffer: $0) }, responseStatus: status.map(Int.init),
+                         outcome: try body.map(Self.decodeOutcome))
+        }
+        return nil
+    }
+
+    /// Writes the raw request first; the caller's transaction then adds whatever it produces.
+    func insert(
+        channel: Channel, provider: String = "", idempotencyKey: String?, body: [UInt8], contentType: String?,
+        apiKeyID: UUID?, on connection: PostgresConnection
+    ) async throws -> UUID {
+        let fingerprint = idempotencyKey.map { _ in ByteBuffer(bytes: SHA256.hash(data: body)) }
+        let rows = try await connection.query("""
+            INSERT INTO inbound_payloads (channel, provider, idempotency_key, request_fingerprint, api_key_id, content_type, body)
+            VALUES (\(channel.rawValue), \(provider), \(idempotencyKey), \(fingerprint), \(apiKeyID), \(contentType), \(ByteBuffer(bytes: body)))
+            RETURNING id
+            """, logger: logger)
+        for try await id in rows.decode(UUID.self) { return id }
+        throw Problem.internalError
+    }
+
+    /// Records what the payload became and the answer given, for replays and `GET /v1/inbound/{id}`.
+    func finish(
+        _ id: UUID, providerMessageID: String?, parseError: String?, responseStatus: Int, outcome: Outcome,
+        messageID: UUID?, on connection: PostgresConnection
+    ) async throws {
+        let json = String(decoding: try JSONEncoder().encode(outcome), as: UTF8.self)
+        try await connection.query("""
+            UPDATE inbound_payloads
+            SET parse_status = \(parseError == nil ? "parsed" : "failed"), parse_error = \(parseError),
+                provider_message_id = \(providerMessageID), response_status = \(Int16(responseStatus)),
+                response_body = \(json)::jsonb, message_id = \(messageID), processed_at = now()
+            WHERE id = \(id)
+            """, logger: logger)
+    }
+
+    struct Record: Sendable {
+        var id: UUID
+        var channel: Channel
+        var provider: String
+        var providerMessageID: String?
+        var idempotencyKey: String?
+        var contentType: String?
+        var receivedAt: Date
+        var processedAt: Date?
+        var size: Int64
+        var sha256: [UInt8]
+        var parseStatus: String
+        var parseError: String?
+        var outcome: Outcome?
+    }
+
+    func record(id: UUID, on connection: PostgresConnection) async throws -> Record? {
+        let rows = try await connection.query("""
+            SELECT id, channel, provider, provider_message_id, idempotency_key, content_type, received_at, processed_at,
+                   length(body)::bigint, sha256, parse_status, parse_error, response_body::text
+            FROM inbound_payloads WHERE id = \(id)
+            """, logger: logger)
+        for try await row in rows {
+            let (id, channel, provider, providerMessageID, key, contentType, receivedAt, processedAt, size, sha256, status, error, body) =
+                try row.decode((UUID, String, String, String?, String?, String?, Date, Date?, Int64, ByteBuffer, String, String?, String?).self)
+            return Record(
+                id: id, channel: try Ticket.enumeration(channel), provider: provider, providerMessageID: providerMessageID,
+                idempotencyKey: key, contentType: contentType, receivedAt: receivedAt, processedAt: processedAt, size: size,
+                sha256: Array(buffer: sha256), parseStatus: status, parseError: error, outcome: try body.map(Self.decodeOutcome))
+        }
+        return nil
+    }
+
+    func body(id: UUID, on connection: PostgresConnection) async throws -> [UInt8]? {
+        let rows = try await connection.query("SELECT body FROM inbound_payloads WHERE id = \(id)", logger: logger)
+        for try await body in rows.decode(ByteBuffer.self) { return Array(buffer: body) }
+        return nil
+    }
+
+    private static func decodeOutcome(_ json: String) throws -> Outcome {
+        try JSONDecoder().decode(Outcome.self, from: Data(json.utf8))
+    }
+}
+
+/// Transaction-scoped PostgreSQL advisory locks on a text key: held until commit or rollback.
+enum AdvisoryLock {
+    static func take(_ key: String, on connection: PostgresConnection, logger: Logger) async throws {
+        try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(key), 0))", logger: logger)
+    }
+}

@@ -1,0 +1,60 @@
+import Foundation
+
+/// A subject reduced to what stays the same along a thread: reply and forward prefixes in the
+/// languages our customers' phones and clients use (`Re:`, `RE:`, `Fwd:`, `転送:`, `返信:`, `AW:` …,
+/// full-width colons included), our `[#1234]` ticket token, case and width differences.
+enum ThreadSubject {
+    struct Reduced: Equatable {
+        var key: String
+        /// The subject carried a reply or forward prefix: the customer is answering something.
+        var isReply: Bool
+    }
+
+    private static let prefix = try! NSRegularExpression(
+        pattern: #"^\s*(re|fw|fwd|aw|wg|sv|vs|tr|rv|res|antw|odp|返信|転送|回复|答复|轉寄|回覆)\s*(\[\d+\]|\(\d+\)|\*\d+)?\s*[:：>]\s*"#,
+        options: [.caseInsensitive])
+    private static let token = try! NSRegularExpression(pattern: #"\[#\d+\]"#)
+
+    static func reduce(_ subject: String?) -> Reduced {
+        var text = (subject ?? "").precomposedStringWithCompatibilityMapping
+        text = token.stringByReplacingMatches(in: text, range: NSRange(text.startIndex..., in: text), withTemplate: " ")
+        var isReply = false
+        for _ in 0..<20 {
+            let range = NSRange(text.startIndex..., in: text)
+            guard let match = prefix.firstMatch(in: text, range: range), let found = Range(match.range, in: text) else { break }
+            text.removeSubrange(found)
+            isReply = true
+        }
+        let key = text.lowercased().split(whereSeparator: { $0.isWhitespace }).joined(separator: " ")
+        return Reduced(key: String(key.prefix(2000)), isReply: isReply)
+    }
+
+    /// The ticket number in an `[#1234]` token in the subject.
+    static func ticketNumber(in subject: String?) -> Int64? {
+        guard let subject else { return nil }
+        let range = NSRange(subject.startIndex..., in: subject)
+        guard let match = token.firstMatch(in: subject, range: range), let found = Range(match.range, in: subject) else { return nil }
+        return Int64(subject[found].dropFirst(2).dropLast())
+    }
+
+    /// The ticket number in a plus address we hand out in Reply-To (`support+t1234@example.com`).
+    static func ticketNumber(inAddress address: String) -> Int64? {
+        guard let at = address.lastIndex(of: "@"), let plus = address[..<at].lastIndex(of: "+") else { return nil }
+        let tag = address[address.index(after: plus)..<at]
+        guard tag.first == "t" || tag.first == "T" else { return nil }
+        return Int64(tag.dropFirst())
+    }
+
+    /// Mobile carriers' mail domains: their handsets drop In-Reply-To and References, so the subject is
+    /// the only thread they keep.
+    static let carrierDomains: Set = [
+        "docomo.ne.jp", "ezweb.ne.jp", "au.com", "softbank.ne.jp", "i.softbank.jp", "disney.ne.jp", "ymobile.ne.jp",
+        "y-mobile.ne.jp", "emobile.ne.jp", "willcom.com", "pdx.ne.jp", "rakumail.jp", "uqmobile.jp", "mineo.jp",
+    ]
+
+    static func isCarrierAddress(_ address: String) -> Bool {
+        guard let at = address.lastIndex(of: "@") else { return false }
+        let domain = address[address.index(after: at)...].lowercased()
+        return carrierDomains.contains { domain == $0 || domain.hasSuffix("." + $0) }
+    }
+}

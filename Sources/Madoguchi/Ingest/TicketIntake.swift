@@ -1,0 +1,71 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// What every channel's ingest does to tickets: open one (rules applied in the same transaction),
+/// or add a customer's message to one, reopening it if it was waiting or solved. Closed tickets stay
+/// closed; the message starts a new ticket linked to the old one.
+struct TicketIntake: Sendable {
+    let logger: Logger
+    var events: EventStore { EventStore(logger: logger) }
+
+    struct Target: Sendable {
+        var id: UUID
+        var number: Int64
+        var customerID: UUID
+        var status: Ticket.Status
+    }
+
+    func open(
+        customerID: UUID, channel: Channel, subject: String, body: String, relatedTo related: UUID?,
+        on connection: PostgresConnection
+    ) async throws -> Target {
+        let threadSubject = ThreadSubject.reduce(subject).key
+        let rows = try await connection.query("""
+            INSERT INTO tickets (customer_id, subject, channel, thread_subject, related_ticket_id, last_customer_message_at)
+            VALUES (\(customerID), \(String(subject.prefix(2000))), \(channel.rawValue), \(threadSubject), \(related), now())
+            RETURNING id, number
+            """, logger: logger)
+        var target: Target?
+        for try await (id, number) in rows.decode((UUID, Int64).self) {
+            target = Target(id: id, number: number, customerID: customerID, status: .new)
+        }
+        guard let target else { throw Problem.internalError }
+        try await events.record(
+            "ticket.created", ticketID: target.id, customerID: customerID, actor: nil,
+            data: ["channel": channel.rawValue, "number": target.number, "related_ticket_id": related?.uuidString.lowercased() as Any],
+            on: connection)
+        _ = try await RuleStore(logger: logger).prioritize(ticketID: target.id, subject: subject, body: body, on: connection)
+        return target
+    }
+
+    /// The ticket, row-locked for the rest of the transaction.
+    func lock(_ id: UUID, on connection: PostgresConnection) async throws -> Target? {
+        let rows = try await connection.query(
+            "SELECT id, number, customer_id, status FROM tickets WHERE id = \(id) FOR UPDATE", logger: logger)
+        for try await (id, number, customerID, status) in rows.decode((UUID, Int64, UUID, String).self) {
+            return Target(id: id, number: number, customerID: customerID, status: try Ticket.enumeration(status))
+        }
+        return nil
+    }
+
+    /// A customer wrote on `ticket` (locked by the caller): pending, on-hold-free statuses and solved
+    /// tickets reopen; the clock of the last customer message moves.
+    func customerWrote(on ticket: Target, on connection: PostgresConnection) async throws -> Ticket.Status {
+        let reopen = ticket.status == .pending || ticket.status == .solved
+        let status = reopen ? Ticket.Status.open : ticket.status
+        try await connection.query("""
+            UPDATE tickets
+            SET status = \(status.rawValue), last_customer_message_at = now(),
+                solved_at = CASE WHEN \(reopen) THEN NULL ELSE solved_at END,
+                version = version + 1, updated_at = now()
+            WHERE id = \(ticket.id)
+            """, logger: logger)
+        if reopen {
+            try await events.record(
+                "ticket.reopened", ticketID: ticket.id, customerID: ticket.customerID, actor: nil,
+                data: ["from": ticket.status.rawValue, "to": status.rawValue], on: connection)
+        }
+        return status
+    }
+}

@@ -1,0 +1,95 @@
+import Crypto
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// Hands one mail from a mail server to `POST /v1/inbound/email`, speaking the MTA's language
+/// (sysexits.h): `0` delivered, `75` try again later (the MTA keeps the mail queued and retries),
+/// `65` refused for what the mail is, `77` refused for who we are, `78` misconfigured.
+///
+/// Postfix's pipe transport, Exim's pipe and `.forward`/procmail all run it with the message on
+/// stdin. Every attempt carries an `Idempotency-Key` made from the bytes, so the MTA retrying a mail
+/// whose first answer was lost can never make it twice.
+public struct MailGate: Sendable {
+    public var endpoint: URL
+    public var apiKey: String
+    /// Attempts within one run before answering 75 and leaving the retry to the MTA's queue.
+    public var attempts: Int = 4
+    public var initialBackoff: Duration = .seconds(1)
+    public var timeout: Duration = .seconds(60)
+
+    public init(endpoint: URL, apiKey: String) {
+        self.endpoint = endpoint
+        self.apiKey = apiKey
+    }
+
+    public enum ExitCode: Int32, Sendable {
+        case delivered = 0
+        case dataError = 65
+        case tempFail = 75
+        case noPermission = 77
+        case configError = 78
+    }
+
+    public struct Result: Sendable {
+        public var code: ExitCode
+        /// One line for the MTA's log (Postfix puts it in the bounce or the deferral reason).
+        public var message: String
+
+        public init(code: ExitCode, message: String) {
+            self.code = code
+            self.message = message
+        }
+    }
+
+    /// The key the server dedupes on: the same bytes are the same delivery.
+    public static func idempotencyKey(for mail: [UInt8]) -> String {
+        "mailgate-" + SHA256.hash(data: mail).prefix(20).map { String(format: "%02x", $0) }.joined()
+    }
+
+    public func deliver(_ mail: [UInt8]) async -> Result {
+        guard !mail.isEmpty else { return Result(code: .dataError, message: "empty message on standard input") }
+        var backoff = initialBackoff
+        var last = Result(code: .tempFail, message: "not attempted")
+        for attempt in 1...max(1, attempts) {
+            last = await attemptOnce(mail)
+            guard last.code == .tempFail, attempt < attempts else { return last }
+            try? await Task.sleep(for: backoff)
+            backoff *= 2
+        }
+        return last
+    }
+
+    private func attemptOnce(_ mail: [UInt8]) async -> Result {
+        var request = URLRequest(url: endpoint)
+        request.httpMethod = "POST"
+        request.timeoutInterval = Double(timeout.components.seconds)
+        request.setValue("Bearer \(apiKey)", forHTTPHeaderField: "Authorization")
+        request.setValue("message/rfc822", forHTTPHeaderField: "Content-Type")
+        request.setValue(Self.idempotencyKey(for: mail), forHTTPHeaderField: "Idempotency-Key")
+        do {
+            let (data, response) = try await URLSession.shared.upload(for: request, from: Data(mail))
+            let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+            let detail = Self.detail(data)
+            switch status {
+            case 200...299: return Result(code: .delivered, message: "accepted (\(status)) \(detail)")
+            case 401, 403: return Result(code: .noPermission, message: "refused (\(status)): \(detail)")
+            case 400, 413, 415, 422: return Result(code: .dataError, message: "refused (\(status)): \(detail)")
+            default: return Result(code: .tempFail, message: "server answered \(status): \(detail)")
+            }
+        } catch {
+            return Result(code: .tempFail, message: "cannot reach \(endpoint.absoluteString): \(error.localizedDescription)")
+        }
+    }
+
+    /// The problem's detail, or the outcome's ids, trimmed to one log line.
+    private static func detail(_ data: Data) -> String {
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            return String(decoding: data.prefix(200), as: UTF8.self)
+        }
+        if let detail = object["detail"] as? String { return detail }
+        return ["message_id", "ticket_id", "classification"].compactMap { key in (object[key] as? String).map { "\(key)=\($0)" } }
+            .joined(separator: " ")
+    }
+}

@@ -1,0 +1,126 @@
+import Foundation
+
+/// A mailbox from an address header: display name and address.
+public struct MailAddress: Sendable, Equatable, CustomStringConvertible {
+    public var name: String?
+    /// As written, but with the domain lower-cased: the form identities are matched in.
+    public var address: String
+
+    public init(name: String?, address: String) {
+        self.name = name
+        self.address = Self.normalize(address)
+    }
+
+    public var description: String { name.map { "\($0) <\(address)>" } ?? address }
+
+    /// Lower-cases the domain and keeps the local part as sent (RFC 5321 §2.4 leaves it to the
+    /// receiving host). Japanese carrier addresses such as `taro..yamada.@docomo.ne.jp` break RFC 5322
+    /// yet are real mailboxes, so nothing is rejected here; quotes around a local part that only needs
+    /// them for its dots are removed so both spellings are one identity.
+    public static func normalize(_ address: String) -> String {
+        let trimmed = address.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let at = trimmed.lastIndex(of: "@") else { return trimmed }
+        var local = String(trimmed[..<at])
+        let domain = trimmed[trimmed.index(after: at)...].lowercased()
+        if local.count >= 2, local.hasPrefix("\""), local.hasSuffix("\"") {
+            let inner = local.dropFirst().dropLast()
+            if !inner.isEmpty, inner.allSatisfy({ $0.isLetter || $0.isNumber || "._-+!#$%&'*/=?^`{|}~".contains($0) }) {
+                local = String(inner)
+            }
+        }
+        return local + "@" + domain
+    }
+
+    /// Parses an address list (From, To, Cc, Reply-To…): groups, comments, quoted and encoded display
+    /// names, route addresses. Whatever cannot be read as a mailbox is skipped, never fatal.
+    public static func list(_ raw: [UInt8]) -> [MailAddress] {
+        let text = HeaderText.bytesToText(raw)
+        return splitMailboxes(Array(text.unicodeScalars)).compactMap(mailbox)
+    }
+
+    /// Top-level commas separate mailboxes; a top-level `:` opens a group whose name is dropped and `;`
+    /// closes it.
+    private static func splitMailboxes(_ scalars: [Unicode.Scalar]) -> [[Unicode.Scalar]] {
+        var chunks: [[Unicode.Scalar]] = []
+        var current: [Unicode.Scalar] = []
+        var inQuote = false, inAngle = false, commentDepth = 0
+        var index = 0
+        while index < scalars.count {
+            let scalar = scalars[index]
+            defer { index += 1 }
+            if inQuote {
+                current.append(scalar)
+                if scalar == "\\", index + 1 < scalars.count { current.append(scalars[index + 1]); index += 1 }
+                else if scalar == "\"" { inQuote = false }
+                continue
+            }
+            if commentDepth > 0 {
+                current.append(scalar)
+                if scalar == "(" { commentDepth += 1 } else if scalar == ")" { commentDepth -= 1 }
+                continue
+            }
+            switch scalar {
+            case "\"": inQuote = true; current.append(scalar)
+            case "(": commentDepth = 1; current.append(scalar)
+            case "<": inAngle = true; current.append(scalar)
+            case ">": inAngle = false; current.append(scalar)
+            case "," where !inAngle, ";" where !inAngle:
+                chunks.append(current); current = []
+            case ":" where !inAngle && !current.contains("@"):
+                current = []  // group name
+            default: current.append(scalar)
+            }
+        }
+        chunks.append(current)
+        return chunks
+    }
+
+    private static func mailbox(_ scalars: [Unicode.Scalar]) -> MailAddress? {
+        let text = String(String.UnicodeScalarView(scalars))
+        var comments: [String] = []
+        let withoutComments = stripComments(text, into: &comments)
+        if let open = withoutComments.lastIndex(of: "<") {
+            let afterOpen = withoutComments[withoutComments.index(after: open)...]
+            var address = String(afterOpen.prefix { $0 != ">" })
+            // Obsolete route: <@relay1,@relay2:user@host>
+            if address.hasPrefix("@"), let colon = address.firstIndex(of: ":") { address = String(address[address.index(after: colon)...]) }
+            address = address.filter { !$0.isWhitespace }
+            guard !address.isEmpty else { return nil }
+            var name = displayName(String(withoutComments[..<open]))
+            if name == nil { name = comments.last.flatMap(displayName) }
+            return MailAddress(name: name, address: address)
+        }
+        let address = withoutComments.filter { !$0.isWhitespace }
+        guard address.contains("@") || (!address.isEmpty && !address.contains("\"")) else { return nil }
+        return MailAddress(name: comments.last.flatMap(displayName), address: address)
+    }
+
+    private static func displayName(_ raw: String) -> String? {
+        var name = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+        if name.count >= 2, name.hasPrefix("\""), name.hasSuffix("\"") {
+            name = String(name.dropFirst().dropLast())
+            name = name.replacingOccurrences(of: "\\\"", with: "\"").replacingOccurrences(of: "\\\\", with: "\\")
+        } else {
+            name = name.replacingOccurrences(of: "\"", with: "")
+        }
+        name = HeaderText.decodeEncodedWords(in: name).trimmingCharacters(in: .whitespacesAndNewlines)
+        return name.isEmpty ? nil : name
+    }
+
+    private static func stripComments(_ text: String, into comments: inout [String]) -> String {
+        var output = "", comment = ""
+        var depth = 0, inQuote = false
+        var previous: Character = " "
+        for character in text {
+            defer { previous = character }
+            if depth == 0 && character == "\"" && previous != "\\" { inQuote.toggle() }
+            if !inQuote && character == "(" { depth += 1; if depth == 1 { continue } }
+            if !inQuote && character == ")" && depth > 0 {
+                depth -= 1
+                if depth == 0 { comments.append(comment); comment = ""; continue }
+            }
+            if depth > 0 { comment.append(character) } else { output.append(character) }
+        }
+        return output
+    }
+}

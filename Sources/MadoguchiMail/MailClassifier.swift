@@ -1,0 +1,132 @@
+import Foundation
+
+/// What kind of mail this is, decided before it goes near a ticket: a bounce must never open one, and
+/// an auto-reply must never count as the customer's answer or trigger one of ours.
+public enum MailClassification: String, Sendable {
+    case customer, autoReply = "auto_reply", bounce, feedbackReport = "feedback_report", deliveryReport = "delivery_report"
+}
+
+/// The per-recipient outcome of a delivery report (RFC 3464) or a non-standard bounce read from text.
+public struct DeliveryReport: Sendable, Equatable {
+    public struct Recipient: Sendable, Equatable {
+        public var address: String
+        /// `failed`, `delayed`, `delivered`, `relayed`, `expanded`.
+        public var action: String
+        /// The enhanced status code (RFC 3463), e.g. `5.1.1`.
+        public var status: String?
+        /// Why, in a stable word: `userunknown`, `mailboxfull`, `hostunknown`, … (Sisimai's vocabulary).
+        public var reason: String
+        public var diagnostic: String?
+
+        /// A permanent failure: the address should not be written to again as it is.
+        public var isHardBounce: Bool { action == "failed" && (status?.hasPrefix("5") ?? true) && !Self.softReasons.contains(reason) }
+        static let softReasons: Set = ["mailboxfull", "expired", "toomanyconn", "speeding", "systemerror", "networkerror", "exceedlimit", "onhold", "undefined", "blocked", "spamdetected", "contenterror", "mesgtoobig", "securityerror", "policyviolation", "badreputation", "requireptr", "authfailure", "notcompliantrfc", "virusdetected", "filtered"]
+    }
+
+    public var recipients: [Recipient]
+    /// The Message-ID of the mail that bounced, when the report carries its headers.
+    public var originalMessageID: String?
+}
+
+enum MailClassifier {
+    static func classify(_ mail: ParsedMail) -> (MailClassification, DeliveryReport?) {
+        let reportType = mail.root.contentType["report-type"]?.lowercased()
+        let parts = leaves(mail.root)
+        if reportType == "feedback-report" || parts.contains(where: { $0.mediaType == "message/feedback-report" }) {
+            return (.feedbackReport, nil)
+        }
+        let original = originalHeaders(parts)
+        if let status = parts.first(where: { $0.mediaType == "message/delivery-status" || $0.mediaType == "message/global-delivery-status" }) {
+            var recipients = DeliveryStatus.recipients(in: status, fallbackText: mail.text)
+            if recipients.isEmpty { recipients = BounceText.recipients(in: mail, original: original) }
+            let report = DeliveryReport(recipients: recipients, originalMessageID: original.flatMap { $0.field("Message-ID") }.flatMap { MessageIDs.parse($0.rawValue).first })
+            // Delivered, relayed, or only delayed (the MTA is still trying): nothing failed yet.
+            if !recipients.isEmpty, recipients.allSatisfy({ ["delivered", "relayed", "expanded", "delayed"].contains($0.action) }) {
+                return (.deliveryReport, report)
+            }
+            return (.bounce, report)
+        }
+        if reportType == "disposition-notification" { return (.deliveryReport, nil) }
+        if BounceText.looksLikeBounce(mail) {
+            let report = DeliveryReport(recipients: BounceText.recipients(in: mail, original: original),
+                                        originalMessageID: original.flatMap { $0.field("Message-ID") }.flatMap { MessageIDs.parse($0.rawValue).first })
+            return (.bounce, report)
+        }
+        if isAutoReply(mail) { return (.autoReply, nil) }
+        return (.customer, nil)
+    }
+
+    /// RFC 3834 and the headers and subjects vacation responders really use.
+    static func isAutoReply(_ mail: ParsedMail) -> Bool {
+        let headers = mail.root.headers
+        if let auto = mail.autoSubmitted?.lowercased(), !auto.hasPrefix("no") { return true }
+        if headers.field("X-Autoreply") != nil || headers.field("X-Autorespond") != nil || headers.field("X-Auto-Reply") != nil { return true }
+        if let precedence = mail.precedence?.lowercased(), precedence.contains("auto_reply") || precedence.contains("auto-reply") { return true }
+        if headers["X-Auto-Response"] != nil { return true }
+        let subject = (mail.subject ?? "").lowercased()
+        return autoReplySubjects.contains { subject.hasPrefix($0) || subject.contains($0 + ":") }
+    }
+
+    static let autoReplySubjects = [
+        "auto:", "automatic reply", "autoreply", "auto-reply", "auto reply", "out of office", "out of the office", "vacation",
+        "自動返信", "自動応答", "自動送信", "不在", "autosvar", "abwesenheitsnotiz", "automatische antwort", "réponse automatique",
+        "automatyczna odpowiedź", "respuesta automática", "risposta automatica", "מענה 'אני לא נמצא'", "resposta automática",
+        "automatisch antwoord", "afwezig", "autoresponder", "автоответ", "автоматический ответ",
+    ]
+
+    /// Every leaf and message part, depth first.
+    static func leaves(_ part: MIMEPart) -> [MIMEPart] {
+        switch part.content {
+        case .leaf: return [part]
+        case .multipart(let children): return children.flatMap(leaves)
+        case .message: return [part]
+        }
+    }
+
+    /// The headers of the mail that bounced (`message/rfc822` or `text/rfc822-headers` in the report).
+    static func originalHeaders(_ parts: [MIMEPart]) -> HeaderSection? {
+        for part in parts {
+            if case .message(let inner) = part.content { return inner.headers }
+            if part.mediaType == "text/rfc822-headers" {
+                var defects: [String] = []
+                return HeaderSection.split(ArraySlice(part.decodedBody), defects: &defects).0
+            }
+        }
+        return nil
+    }
+}
+
+/// `message/delivery-status` (RFC 3464 §2): a per-message block, then one block per recipient.
+enum DeliveryStatus {
+    static func recipients(in part: MIMEPart, fallbackText: String) -> [DeliveryReport.Recipient] {
+        var bytes = ArraySlice(part.decodedBody)
+        if case .message(let inner) = part.content { bytes = inner.sourceBytes }
+        var recipients: [DeliveryReport.Recipient] = []
+        var defects: [String] = []
+        var blocks = 0
+        while !bytes.isEmpty, blocks < 500 {
+            blocks += 1
+            let (block, rest) = HeaderSection.split(bytes, defects: &defects)
+            defer { bytes = rest }
+            if block.fields.isEmpty {
+                // A stray blank line between blocks.
+                guard let next = rest.firstIndex(where: { $0 != 0x0A && $0 != 0x0D }) else { break }
+                bytes = rest[next...]
+                continue
+            }
+            guard let recipientField = block["Final-Recipient"] ?? block["Original-Recipient"] else { continue }
+            let address = recipientField.split(separator: ";", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? recipientField
+            let status = block["Status"].flatMap(BounceText.statusCode)
+            var action = block["Action"]?.lowercased().trimmingCharacters(in: .whitespaces) ?? ""
+            if action.isEmpty { action = status?.hasPrefix("2") == true ? "delivered" : status?.hasPrefix("4") == true ? "delayed" : "failed" }
+            let diagnostic = block["Diagnostic-Code"].map { $0.split(separator: ";", maxSplits: 1).last.map(String.init) ?? $0 }?
+                .trimmingCharacters(in: .whitespaces)
+            let reason = action == "delivered" || action == "relayed" || action == "expanded"
+                ? "delivered"
+                : BounceText.reason(status: status, text: (diagnostic ?? "") + "\n" + fallbackText)
+            recipients.append(.init(address: MailAddress.normalize(address.trimmingCharacters(in: CharacterSet(charactersIn: "<> "))),
+                                    action: action, status: status, reason: reason, diagnostic: diagnostic))
+        }
+        return recipients
+    }
+}

@@ -1,0 +1,210 @@
+import Foundation
+
+/// A raw message read into what a support desk needs: who, what, the text, the files, how it threads
+/// and what kind of mail it is. Parsing never fails and never loops; what was malformed is listed in
+/// `defects`, and `isUnreadable` says when there was nothing recognisable as a mail at all.
+public struct ParsedMail: Sendable {
+    public var from: MailAddress?
+    public var to: [MailAddress] = []
+    public var cc: [MailAddress] = []
+    public var replyTo: [MailAddress] = []
+    public var subject: String?
+    public var date: Date?
+    /// Without angle brackets.
+    public var messageID: String?
+    public var inReplyTo: [String] = []
+    public var references: [String] = []
+    public var autoSubmitted: String?
+    public var precedence: String?
+    public var listID: String?
+
+    /// The whole plain-text body (rendered from HTML when the mail has no plain text), LF line ends.
+    public var text: String = ""
+    /// `text` split into the new writing and the quoted history or signature below it.
+    public var visibleText: String = ""
+    public var quotedText: String = ""
+    public var html: String?
+    public var attachments: [MailAttachment] = []
+    public var classification: MailClassification = .customer
+    /// Filled for bounces and delivery reports.
+    public var deliveryReport: DeliveryReport?
+    public var defects: [String] = []
+
+    public let root: MIMEPart
+
+    /// True when the bytes hold no header field at all: not a mail, whatever else they are.
+    public var isUnreadable: Bool { root.headers.fields.isEmpty }
+
+    public init(_ bytes: [UInt8]) {
+        self.init(bytes[...])
+    }
+
+    public init(_ bytes: ArraySlice<UInt8>) {
+        var parser = MIMEParser()
+        root = parser.parseMessage(bytes)
+        defects = parser.defects
+        let headers = root.headers
+
+        from = headers.field("From").flatMap { MailAddress.list($0.rawValue).first }
+            ?? headers.field("Sender").flatMap { MailAddress.list($0.rawValue).first }
+        to = headers.all("To").flatMap { MailAddress.list($0.rawValue) }
+        cc = headers.all("Cc").flatMap { MailAddress.list($0.rawValue) }
+        replyTo = headers.field("Reply-To").map { MailAddress.list($0.rawValue) } ?? []
+        subject = headers["Subject"]
+        date = headers["Date"].flatMap(MailDate.parse)
+        messageID = headers.field("Message-ID").flatMap { MessageIDs.parse($0.rawValue).first }
+        inReplyTo = headers.field("In-Reply-To").map { MessageIDs.parse($0.rawValue) } ?? []
+        // References may appear once (RFC 5322 §3.6); a second one is a broken relay's, not the thread.
+        references = headers.field("References").map { MessageIDs.parse($0.rawValue) } ?? []
+        autoSubmitted = headers["Auto-Submitted"]
+        precedence = headers["Precedence"]
+        listID = headers["List-Id"]
+
+        var collector = BodyCollector()
+        collector.collect(root, isRoot: true)
+        html = collector.html
+        attachments = collector.attachments
+        text = collector.plainTexts.isEmpty
+            ? (collector.html.map(HTMLText.render) ?? "")
+            : collector.plainTexts.joined(separator: "\n")
+        defects += collector.defects
+        let split = ReplySplitter.split(text)
+        visibleText = split.visible
+        quotedText = split.quoted
+        (classification, deliveryReport) = MailClassifier.classify(self)
+    }
+}
+
+/// A file carried by the mail, decoded.
+public struct MailAttachment: Sendable {
+    /// The sender's name for it, decoded: data to show, never a path to write to.
+    public var filename: String?
+    public var mediaType: String
+    public var contentID: String?
+    /// Shown in the body (an image referenced by `cid:`) rather than offered as a download.
+    public var isInline: Bool
+    public var content: [UInt8]
+}
+
+/// Walks the MIME tree choosing the body: inline text parts in order, the plain alternative of each
+/// `multipart/alternative` (its HTML kept as `html`), and everything else as attachments.
+struct BodyCollector {
+    var plainTexts: [String] = []
+    var html: String?
+    var attachments: [MailAttachment] = []
+    var defects: [String] = []
+
+    mutating func collect(_ part: MIMEPart, isRoot: Bool = false) {
+        switch part.content {
+        case .multipart(let children):
+            if part.mediaType == "multipart/alternative" {
+                collectAlternative(children)
+            } else {
+                for child in children { collect(child) }
+            }
+        case .message(let inner):
+            if isRoot { collect(inner, isRoot: true); return }
+            attach(part, defaultName: inner.headers["Subject"].map { Self.safeName($0) + ".eml" })
+        case .leaf:
+            let type = part.mediaType
+            let isBody = !part.isAttachmentDisposition && part.filename == nil
+            if type == "text/plain" && isBody {
+                plainTexts.append(decodeText(part))
+            } else if type == "text/plain" && part.disposition?.value == "inline" {
+                // Shown in the body by mail clients, and still a file the sender attached.
+                plainTexts.append(decodeText(part))
+                attach(part, defaultName: nil)
+            } else if type == "text/html" && isBody {
+                if html == nil { html = decodeText(part) } else { attach(part, defaultName: nil) }
+            } else if isRoot && type.hasPrefix("text/") && part.disposition == nil && part.filename == nil {
+                plainTexts.append(decodeText(part))
+            } else if part.mediaType.hasPrefix("message/") && !part.isAttachmentDisposition && !isRoot {
+                // delivery-status, feedback-report, disposition-notification: read by the classifier.
+                attach(part, defaultName: nil)
+            } else {
+                attach(part, defaultName: nil)
+            }
+        }
+    }
+
+    /// The last alternative is the richest; the plain one is what we index and show.
+    private mutating func collectAlternative(_ children: [MIMEPart]) {
+        var plain: String?
+        var richHTML: String?
+        for child in children {
+            var nested = BodyCollector()
+            nested.collect(child)
+            if plain == nil, !nested.plainTexts.isEmpty { plain = nested.plainTexts.joined(separator: "\n") }
+            if let html = nested.html { richHTML = html }
+            attachments += nested.attachments
+            defects += nested.defects
+        }
+        if let plain { plainTexts.append(plain) }
+        if html == nil { html = richHTML }
+        if plain == nil, let richHTML { plainTexts.append(HTMLText.render(richHTML)) }
+    }
+
+    private mutating func attach(_ part: MIMEPart, defaultName: String?) {
+        // An attached message is kept as the bytes of that message.
+        let content: [UInt8]
+        if case .message(let inner) = part.content { content = Array(inner.sourceBytes) } else { content = part.decodedBody }
+        let inline = part.disposition?.value == "inline" || (part.disposition == nil && part.contentID != nil)
+        attachments.append(MailAttachment(
+            filename: part.filename ?? defaultName, mediaType: part.mediaType, contentID: part.contentID,
+            isInline: inline && part.contentID != nil, content: content))
+    }
+
+    private func decodeText(_ part: MIMEPart) -> String {
+        let bytes = part.decodedBody
+        var label = part.contentType["charset"]
+        if label == nil || label?.isEmpty == true, part.mediaType == "text/html" { label = HTMLText.declaredCharset(bytes) }
+        let decoded = Charset.decode(bytes, label: label)
+        return decoded.text.replacingOccurrences(of: "\r\n", with: "\n")
+    }
+
+    static func safeName(_ subject: String) -> String {
+        let cleaned = subject.map { "/\\:*?\"<>|\0".contains($0) || $0.isNewline ? "_" : $0 }
+        let name = String(cleaned).trimmingCharacters(in: .whitespaces)
+        return name.isEmpty ? "message" : String(name.prefix(200))
+    }
+}
+
+/// Message-IDs (RFC 5322 §3.6.4) from `Message-ID`, `In-Reply-To` and `References`, without the
+/// angle brackets. Ids written without brackets (some old mailers) are taken whole.
+public enum MessageIDs {
+    public static func parse(_ raw: [UInt8]) -> [String] {
+        let text = String(decoding: raw, as: UTF8.self)
+        var ids: [String] = []
+        var remainder = Substring(text)
+        while let open = remainder.firstIndex(of: "<") {
+            let after = remainder[remainder.index(after: open)...]
+            guard let close = after.firstIndex(of: ">") else { break }
+            let id = after[..<close].filter { !$0.isWhitespace && $0 != "\0" }
+            if !id.isEmpty, id.count <= 998 { ids.append(String(id)) }
+            remainder = after[after.index(after: close)...]
+        }
+        if ids.isEmpty {
+            let bare = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            if !bare.isEmpty, bare.contains("@"), !bare.contains(" "), bare.count <= 998 { ids.append(bare) }
+        }
+        return ids
+    }
+}
+
+/// RFC 5322 dates, with the obsolete forms and the sloppiness real mailers add.
+enum MailDate {
+    static func parse(_ text: String) -> Date? {
+        var value = text
+        if let comma = value.firstIndex(of: ",") { value = String(value[value.index(after: comma)...]) }
+        if let paren = value.firstIndex(of: "(") { value = String(value[..<paren]) }
+        value = value.trimmingCharacters(in: .whitespaces)
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        for format in ["d MMM yyyy HH:mm:ss Z", "d MMM yyyy HH:mm Z", "d MMM yy HH:mm:ss Z", "d MMM yyyy HH:mm:ss zzz", "d MMM yyyy HH:mm:ss"] {
+            formatter.dateFormat = format
+            if let date = formatter.date(from: value) { return date }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,321 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import NIOCore
+import PostgresNIO
+import CorpusSupport
+import Testing
+@testable import Madoguchi
+
+@Suite("Email in: the right message, on the right ticket, for the right customer")
+struct InboundEmailTests {
+    static func post(_ app: TestApp, _ key: String, _ mail: [UInt8], idempotencyKey: String? = nil) async throws -> TestResponse {
+        var headers: HTTPFields = [.authorization: "Bearer \(key)", .contentType: "message/rfc822"]
+        if let idempotencyKey { headers[HTTPField.Name("Idempotency-Key")!] = idempotencyKey }
+        return try await app.client.execute(uri: "/v1/inbound/email", method: .post, headers: headers, body: ByteBuffer(bytes: mail))
+    }
+
+    static func post(_ app: TestApp, _ key: String, _ mail: String, idempotencyKey: String? = nil) async throws -> TestResponse {
+        try await post(app, key, Array(mail.replacingOccurrences(of: "\n", with: "\r\n").utf8), idempotencyKey: idempotencyKey)
+    }
+
+    static func count(_ app: TestApp, _ sql: PostgresQuery) async throws -> Int {
+        try await MigrationTests.count(app.database, sql)
+    }
+
+    static func mail(from: String = "Hanako Yamada <hanako@example.jp>", to: String = "support@shop.example", subject: String,
+                     id: String, headers: String = "", body: String = "お世話になっております。") -> String {
+        "From: \(from)\nTo: \(to)\nSubject: \(subject)\nMessage-ID: <\(id)>\nMIME-Version: 1.0\n\(headers)Content-Type: text/plain; charset=UTF-8\n\n\(body)\n"
+    }
+
+    @Test("a first mail makes a customer, a ticket and a message; the raw bytes are kept byte for byte")
+    func firstMail() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let raw = Self.mail(from: "\"山田 花子\" <Hanako@Example.JP>", subject: "=?UTF-8?B?6L+U5ZOB44Gr44Gk44GE44Gm?=", id: "first@example.jp",
+                                body: "返品したいです。\n\n-- \n山田")
+            let response = try await Self.post(app, gateway, raw)
+            #expect(response.status == .created, "\(response.text)")
+            let json = try response.json
+            #expect(json["classification"] as? String == "customer")
+            #expect(json["threading_reason"] as? String == "new-ticket")
+            let inbound = try #require(json["inbound_id"] as? String)
+
+            let customer = try await app.request(.get, "/v1/customers/\(json["customer_id"] as! String)", key: try await app.keySecret(.supervisor))
+            #expect(try customer.json["display_name"] as? String == "山田 花子")
+            let identities = try #require(try customer.json["identities"] as? [[String: Any]])
+            #expect(identities.map { $0["value"] as? String } == ["Hanako@example.jp"])   // domain lower-cased, local part as sent
+
+            let agent = try await app.keySecret(.agent)
+            let messages = try await app.request(.get, "/v1/tickets/\(json["ticket_id"] as! String)/messages", key: agent)
+            let message = try #require((try messages.json["items"] as? [[String: Any]])?.first)
+            #expect(message["subject"] as? String == "返品について")
+            #expect(message["visible_text"] as? String == "返品したいです。")
+            #expect(message["quoted_text"] as? String == "-- \n山田")
+            #expect(message["email_message_id"] as? String == "first@example.jp")
+
+            let admin = try await app.keySecret(.admin)
+            let stored = try await app.client.execute(uri: "/v1/inbound/\(inbound)", method: .get,
+                                                      headers: [.authorization: "Bearer \(admin)", .accept: "message/rfc822"])
+            #expect(stored.status == .ok)
+            #expect(Array(buffer: stored.body) == Array(raw.replacingOccurrences(of: "\n", with: "\r\n").utf8))
+            let metadata = try await app.request(.get, "/v1/inbound/\(inbound)", key: admin)
+            #expect(try metadata.json["parse_status"] as? String == "parsed")
+            #expect((try metadata.json["outcome"] as? [String: Any])?["message_id"] as? String == json["message_id"] as? String)
+        }
+    }
+
+    @Test("retries: the same Message-ID is one message; the same Idempotency-Key replays, or is 422 with other bytes")
+    func idempotency() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let raw = Self.mail(subject: "在庫", id: "retry@example.jp")
+            let first = try await Self.post(app, gateway, raw)
+            #expect(first.status == .created)
+            let again = try await Self.post(app, gateway, "Received: from relay\n" + raw)
+            #expect(again.status == .ok)
+            #expect(try again.json["message_id"] as? String == (try first.json["message_id"] as? String))
+            #expect(try await Self.count(app, "SELECT count(*) FROM messages") == 1)
+            #expect(try await Self.count(app, "SELECT count(*) FROM inbound_payloads") == 2)   // the retry's bytes are kept too
+
+            let keyed = Self.mail(subject: "別件", id: "keyed@example.jp")
+            let withKey = try await Self.post(app, gateway, keyed, idempotencyKey: "mail-42")
+            #expect(withKey.status == .created)
+            let replay = try await Self.post(app, gateway, keyed, idempotencyKey: "mail-42")
+            #expect(replay.status == .ok)
+            #expect(replay.text == withKey.text)
+            try ProblemTests.expectProblem(
+                try await Self.post(app, gateway, Self.mail(subject: "違う", id: "other@example.jp"), idempotencyKey: "mail-42"),
+                .unprocessableContent, "idempotency-key-reused")
+            #expect(try await Self.count(app, "SELECT count(*) FROM messages") == 2)
+            try ProblemTests.expectProblem(try await Self.post(app, gateway, keyed, idempotencyKey: "has space"), .badRequest, "invalid-parameter")
+        }
+    }
+
+    @Test("RFC 5322 Appendix A: example05 → 06 → 07 is one ticket, threaded by In-Reply-To",
+          .enabled(if: Corpus.directory != nil, "../shared/corpus is not beside this checkout"))
+    func appendixAThread() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            var tickets: Set<String> = []
+            var reasons: [String] = []
+            for name in ["example05", "example06", "example07"] {
+                let bytes = try [UInt8](Data(contentsOf: Corpus.directory!.appendingPathComponent("mikel-mail/rfc2822/\(name).eml")))
+                let response = try await Self.post(app, gateway, bytes)
+                #expect(response.status == .created, "\(name): \(response.text)")
+                tickets.insert(try response.json["ticket_id"] as! String)
+                reasons.append(try response.json["threading_reason"] as! String)
+            }
+            #expect(tickets.count == 1)
+            #expect(reasons == ["new-ticket", "in-reply-to", "in-reply-to"])
+        }
+    }
+
+    @Test("a ticket token threads the customer's own mail; another customer quoting it gets a new, linked ticket")
+    func tokens() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let first = try await Self.post(app, gateway, Self.mail(subject: "注文番号 1001", id: "t1@example.jp"))
+            let number = try #require(try first.json["ticket_number"] as? Int)
+            let ticket = try first.json["ticket_id"] as! String
+
+            let own = try await Self.post(app, gateway, Self.mail(subject: "Re: [#\(number)] 注文番号 1001", id: "t2@example.jp"))
+            #expect(try own.json["ticket_id"] as? String == ticket)
+            #expect(try own.json["threading_reason"] as? String == "ticket-token")
+            let byAddress = try await Self.post(app, gateway, Self.mail(to: "support+t\(number)@shop.example", subject: "追加の質問", id: "t3@example.jp"))
+            #expect(try byAddress.json["ticket_id"] as? String == ticket)
+
+            let stranger = try await Self.post(app, gateway, Self.mail(from: "other@example.com", subject: "Re: [#\(number)] 注文番号 1001", id: "t4@example.com"))
+            #expect(try stranger.json["threading_reason"] as? String == "token-foreign-sender")
+            let strangerTicket = try #require(try stranger.json["ticket_id"] as? String)
+            #expect(strangerTicket != ticket)
+            let related = try await app.request(.get, "/v1/tickets/\(strangerTicket)", key: try await app.keySecret(.agent))
+            #expect(try related.json["related_ticket_id"] as? String == ticket)
+        }
+    }
+
+    @Test("carrier mail without thread headers joins by subject; a solved ticket reopens, a closed one starts a linked ticket")
+    func carrierSubjectThreading() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let from = "taro..yamada.@docomo.ne.jp"
+            let first = try await Self.post(app, gateway, Self.mail(from: from, subject: "商品について", id: "c1@docomo.ne.jp"))
+            let ticket = try first.json["ticket_id"] as! String
+            try await app.execute("UPDATE tickets SET status = 'solved' WHERE id = \(UUID(uuidString: ticket)!)")
+
+            let second = try await Self.post(app, gateway, Self.mail(from: from, subject: "Re：商品について", id: "c2@docomo.ne.jp"))
+            #expect(try second.json["ticket_id"] as? String == ticket)
+            #expect(try second.json["threading_reason"] as? String == "subject")
+            #expect(try second.json["ticket_status"] as? String == "open")
+
+            try await app.execute("UPDATE tickets SET status = 'closed' WHERE id = \(UUID(uuidString: ticket)!)")
+            let third = try await Self.post(app, gateway, Self.mail(from: from, subject: "Re: Re: 商品について", id: "c3@docomo.ne.jp",
+                                                                    headers: "In-Reply-To: <c1@docomo.ne.jp>\n"))
+            #expect(try third.json["threading_reason"] as? String == "reopened-closed")
+            let newTicket = try #require(try third.json["ticket_id"] as? String)
+            #expect(newTicket != ticket)
+            #expect(try await Self.count(app, "SELECT count(*) FROM tickets WHERE related_ticket_id = \(UUID(uuidString: ticket)!)") == 1)
+        }
+    }
+
+    @Test("an auto-reply is stored on its ticket but reopens nothing; one that answers no ticket makes nothing")
+    func autoReplies() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let first = try await Self.post(app, gateway, Self.mail(subject: "問い合わせ", id: "a1@example.jp"))
+            let ticket = try first.json["ticket_id"] as! String
+            try await app.execute("UPDATE tickets SET status = 'pending' WHERE id = \(UUID(uuidString: ticket)!)")
+            let vacation = try await Self.post(app, gateway, Self.mail(subject: "自動応答: 不在のお知らせ", id: "a2@example.jp",
+                                                                       headers: "Auto-Submitted: auto-replied\nIn-Reply-To: <a1@example.jp>\n"))
+            #expect(try vacation.json["classification"] as? String == "auto_reply")
+            #expect(try vacation.json["ticket_id"] as? String == ticket)
+            #expect(try vacation.json["ticket_status"] as? String == "pending")
+
+            let stray = try await Self.post(app, gateway, Self.mail(from: "nobody@example.org", subject: "Out of Office", id: "a3@example.org",
+                                                                    headers: "Auto-Submitted: auto-replied\n"))
+            #expect(stray.status == .created)
+            #expect(try stray.json["message_id"] == nil)
+            #expect(try await Self.count(app, "SELECT count(*) FROM customers") == 1)
+            #expect(try await Self.count(app, "SELECT count(*) FROM tickets") == 1)
+        }
+    }
+
+    @Test("a bounce joins the ticket of the mail it reports on and marks the address undeliverable; it never opens a ticket")
+    func bounces() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let agent = try await app.key(.agent)
+            let first = try await Self.post(app, gateway, Self.mail(from: "gone@docomo.ne.jp", subject: "質問", id: "b1@docomo.ne.jp"))
+            let ticket = UUID(uuidString: try first.json["ticket_id"] as! String)!
+            try await app.execute("""
+                INSERT INTO messages (ticket_id, direction, channel, author_agent_id, to_addresses, body_text, email_message_id)
+                VALUES (\(ticket), 'outbound', 'email', \(agent.record.agentID!), '{gone@docomo.ne.jp}', '回答です', 'reply-b@madoguchi')
+                """)
+            let bounce = """
+                From: MAILER-DAEMON@mx.shop.example
+                To: support@shop.example
+                Subject: Undelivered Mail Returned to Sender
+                Message-ID: <bounce-1@mx.shop.example>
+                Content-Type: multipart/report; report-type=delivery-status; boundary=b
+
+                --b
+                Content-Type: text/plain
+
+                Your message could not be delivered.
+                --b
+                Content-Type: message/delivery-status
+
+                Reporting-MTA: dns; mx.shop.example
+
+                Final-Recipient: rfc822; gone@docomo.ne.jp
+                Action: failed
+                Status: 5.1.1
+                Diagnostic-Code: smtp; 550 Unknown user
+
+                --b
+                Content-Type: text/rfc822-headers
+
+                Message-ID: <reply-b@madoguchi>
+                To: gone@docomo.ne.jp
+                --b--
+                """
+            let response = try await Self.post(app, gateway, bounce)
+            #expect(response.status == .created, "\(response.text)")
+            #expect(try response.json["classification"] as? String == "bounce")
+            #expect(try response.json["threading_reason"] as? String == "bounce-message-id")
+            #expect(try response.json["ticket_id"] as? String == ticket.uuidString.lowercased())
+            let recipients = try #require(try response.json["bounced_recipients"] as? [[String: Any]])
+            #expect(recipients.first?["hard"] as? Bool == true)
+            #expect(try await Self.count(app, "SELECT count(*) FROM customer_identities WHERE undeliverable_at IS NOT NULL") == 1)
+            #expect(try await Self.count(app, "SELECT count(*) FROM tickets") == 1)
+            #expect(try await Self.count(app, "SELECT count(*) FROM customers") == 1)   // MAILER-DAEMON is nobody's customer
+
+            let orphan = try await Self.post(app, gateway, bounce.replacingOccurrences(of: "gone@docomo.ne.jp", with: "unknown@example.net")
+                .replacingOccurrences(of: "reply-b@madoguchi", with: "elsewhere@example.net").replacingOccurrences(of: "bounce-1@", with: "bounce-2@"))
+            #expect(orphan.status == .created)
+            #expect(try orphan.json["ticket_id"] == nil)
+            #expect(try await Self.count(app, "SELECT count(*) FROM tickets") == 1)
+        }
+    }
+
+    @Test("priority rules apply to a ticket opened by mail")
+    func rulesAtIngest() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            let rule = try await app.request(.post, "/v1/rules", key: supervisor, json: #"{"name":"返金","priority":"urgent","keywords":["返金"]}"#)
+            #expect(rule.status == .created, "\(rule.text)")
+            let response = try await Self.post(app, try await app.keySecret(.gateway), Self.mail(subject: "至急", id: "r1@example.jp", body: "返金してください"))
+            let ticket = try await app.request(.get, "/v1/tickets/\(try response.json["ticket_id"] as! String)", key: supervisor)
+            #expect(try ticket.json["priority"] as? String == "urgent")
+        }
+    }
+
+    @Test("50 first mails at once from one new address make one customer; 20 posts of one mail make one message and one ticket")
+    func concurrency() async throws {
+        try await TestApp.run(configure: { $0.databasePoolSize = 20 }) { app in
+            let gateway = try await app.keySecret(.gateway)
+            let port = try #require(app.client.port)
+            let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                for index in 0..<50 {
+                    group.addTask {
+                        try await TestClient.withClient(host: "localhost", port: port) { client in
+                            let raw = Self.mail(from: "new@example.jp", subject: "件名 \(index)", id: "n\(index)@example.jp").replacingOccurrences(of: "\n", with: "\r\n")
+                            return try await client.execute(.init("/v1/inbound/email", method: .post,
+                                headers: [.authorization: "Bearer \(gateway)", .contentType: "message/rfc822"], body: ByteBuffer(string: raw))).status
+                        }
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(statuses.allSatisfy { $0 == .created }, "\(statuses)")
+            #expect(try await Self.count(app, "SELECT count(*) FROM customers") == 1)
+            #expect(try await Self.count(app, "SELECT count(*) FROM customer_identities") == 1)
+
+            let same = Self.mail(from: "dup@example.jp", subject: "同じメール", id: "same@example.jp").replacingOccurrences(of: "\n", with: "\r\n")
+            let duplicates = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                for _ in 0..<20 {
+                    group.addTask {
+                        try await TestClient.withClient(host: "localhost", port: port) { client in
+                            try await client.execute(.init("/v1/inbound/email", method: .post,
+                                headers: [.authorization: "Bearer \(gateway)", .contentType: "message/rfc822"], body: ByteBuffer(string: same))).status
+                        }
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(duplicates.filter { $0 == .created }.count == 1, "\(duplicates)")
+            #expect(duplicates.filter { $0 == .ok }.count == 19, "\(duplicates)")
+            #expect(try await Self.count(app, "SELECT count(*) FROM messages WHERE email_message_id = 'same@example.jp'") == 1)
+            #expect(try await Self.count(app, "SELECT count(*) FROM tickets WHERE subject = '同じメール'") == 1)
+        }
+    }
+}
+
+@Suite("madoguchi mailgate: the MTA's side of the email gateway")
+struct MailGateTests {
+    @Test("delivers, answers a retry with 0, refuses a bad key with 77 and an unreachable service with 75")
+    func exitCodes() async throws {
+        try await TestApp.run { app in
+            let port = try #require(app.client.port)
+            let endpoint = URL(string: "http://127.0.0.1:\(port)/v1/inbound/email")!
+            var gate = MailGate(endpoint: endpoint, apiKey: try await app.keySecret(.gateway))
+            gate.initialBackoff = .milliseconds(10)
+            let mail = Array(InboundEmailTests.mail(subject: "パイプ経由", id: "pipe@example.jp").utf8)
+
+            #expect(await gate.deliver(mail).code == .delivered)
+            #expect(await gate.deliver(mail).code == .delivered)   // the MTA retrying after a lost answer
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 1)
+            #expect(await gate.deliver([]).code == .dataError)
+
+            var wrongKey = gate
+            wrongKey.apiKey = "mdg_00000000_00000000000000000000000000000000"
+            #expect(await wrongKey.deliver(mail).code == .noPermission)
+
+            var unreachable = gate
+            unreachable.endpoint = URL(string: "http://127.0.0.1:\(try LoopbackHTTPClient.freePort())/v1/inbound/email")!
+            unreachable.attempts = 2
+            let result = await unreachable.deliver(mail)
+            #expect(result.code == .tempFail, "\(result.message)")
+        }
+    }
+}

@@ -1,0 +1,186 @@
+import Foundation
+import Testing
+@testable import MadoguchiMail
+
+@Suite("Reading raw mail")
+struct MailParserTests {
+    func mail(_ text: String) -> ParsedMail { ParsedMail(Array(text.utf8)) }
+
+    @Test("folded headers, obsolete white space before the colon, LF or CRLF")
+    func headers() {
+        for newline in ["\n", "\r\n"] {
+            let parsed = mail(["From: Taro <taro@Example.COM>", "Subject : a long", "\tsubject", "", "body"].joined(separator: newline))
+            #expect(parsed.from == MailAddress(name: "Taro", address: "taro@example.com"))
+            #expect(parsed.subject == "a long\tsubject")
+            #expect(parsed.text == "body")
+        }
+    }
+
+    @Test("encoded words: B and Q, adjacent words joined across a split character, broken ones left as written")
+    func encodedWords() {
+        // "テスト" in UTF-8 split between two words in the middle of a character.
+        let bytes = Array("テスト".utf8)
+        let first = Data(bytes[0..<4]).base64EncodedString(), second = Data(bytes[4...]).base64EncodedString()
+        #expect(HeaderText.decodeEncodedWords(in: "=?UTF-8?B?\(first)?= =?UTF-8?B?\(second)?=") == "テスト")
+        #expect(HeaderText.decodeEncodedWords(in: "=?iso-8859-1?Q?caf=E9_au_lait?=") == "café au lait")
+        #expect(HeaderText.decodeEncodedWords(in: "a =?utf-8?q?b?= c") == "a b c")
+        #expect(HeaderText.decodeEncodedWords(in: "=?utf-8?B?broken") == "=?utf-8?B?broken")
+        #expect(HeaderText.decodeEncodedWords(in: "=?ISO-2022-JP?B?GyRCJUYlOSVIGyhC?=") == "テスト")
+    }
+
+    @Test("Japanese charsets decode with the extensions carriers and Windows use")
+    func japaneseCharsets() {
+        // ① ㈱ ～ in CP932
+        #expect(Charset.decode([0x87, 0x40, 0x87, 0x8A, 0x81, 0x60], label: "Shift_JIS").text == "①㈱～")
+        // テスト in EUC-JP, labelled nothing: detected.
+        let euc: [UInt8] = [0xA5, 0xC6, 0xA5, 0xB9, 0xA5, 0xC8, 0xA4, 0xC7, 0xA4, 0xB9]
+        #expect(Charset.decode(euc, label: nil).text == "テストです")
+        // ISO-2022-JP with NEC row 13 (①) and a missing final ESC ( B.
+        #expect(Charset.decode([0x1B, 0x24, 0x42, 0x2D, 0x21], label: "iso-2022-jp").text == "①")
+        // Labelled ISO-2022-JP but really Shift_JIS.
+        #expect(Charset.decode([0x83, 0x65, 0x83, 0x58, 0x83, 0x67], label: "ISO-2022-JP").text == "テスト")
+        // Labelled UTF-8 but really CP932.
+        let decoded = Charset.decode([0x83, 0x65, 0x83, 0x58, 0x83, 0x67, 0x82, 0xC5, 0x82, 0xB7], label: "utf-8")
+        #expect(decoded.text == "テストです")
+        #expect(decoded.defect != nil)
+    }
+
+    @Test("other charsets of the world")
+    func worldCharsets() {
+        #expect(Charset.decode([0xE9], label: "iso-8859-1").text == "é")
+        #expect(Charset.decode([0x80], label: "iso-8859-1").text == "€")   // really Windows-1252
+        #expect(Charset.decode([0xC1, 0xC1], label: "euc-kr").text == "좋")
+        #expect(Charset.decode([0xC4, 0xE3], label: "gb2312").text == "你")
+        #expect(Charset.decode([0xA7, 0x41], label: "big5").text == "你")
+        #expect(Charset.decode([0xF0], label: "koi8-r").text == "П")
+        #expect(Charset.decode([0xFF, 0xFE, 0x42, 0x30], label: "utf-16").text == "あ")
+    }
+
+    @Test("base64 with garbage and no padding; quoted-printable with soft breaks and bad escapes")
+    func transferEncodings() {
+        #expect(TransferEncoding.base64.decode(Array("aGVs!!bG8\n".utf8)) == Array("hello".utf8))
+        #expect(TransferEncoding.quotedPrintable.decode(Array("caf=C3=A9 =\r\nau =ZZ lait=\n".utf8)) == Array("café au =ZZ lait".utf8))
+    }
+
+    @Test("RFC 2231 continuations and charsets in filenames; encoded words in quoted filenames")
+    func filenames() {
+        let value = ParameterizedValue(raw: Array("attachment; filename*0*=UTF-8''%E8%A6%8B%E7%A9%8D; filename*1=\".pdf\"".utf8))
+        #expect(value["filename"] == "見積.pdf")
+        let encoded = ParameterizedValue(raw: Array("application/pdf; name=\"=?UTF-8?B?6KaL56mN?=.pdf\"".utf8))
+        #expect(encoded["name"] == "見積.pdf")
+    }
+
+    @Test("addresses: groups, comments, quoted names, routes, carrier local parts")
+    func addresses() {
+        let list = MailAddress.list(Array("Team: a@x.jp, \"Yamada, Taro\" <taro..yamada.@DoCoMo.ne.jp>;, b@y.jp (Bee), <@relay:c@z.jp>".utf8))
+        #expect(list.map(\.address) == ["a@x.jp", "taro..yamada.@docomo.ne.jp", "b@y.jp", "c@z.jp"])
+        #expect(list[1].name == "Yamada, Taro")
+        #expect(list[2].name == "Bee")
+        #expect(MailAddress.list(Array("\"Mary Smith: Personal\" <smith@home.example>".utf8)).first?.address == "smith@home.example")
+    }
+
+    @Test("multipart: nested alternatives, attachments, missing close delimiter")
+    func multipart() {
+        let text = """
+            From: a@x.jp
+            Content-Type: multipart/mixed; boundary="outer"
+
+            preamble
+            --outer
+            Content-Type: multipart/alternative; boundary=inner
+
+            --inner
+            Content-Type: text/plain; charset=utf-8
+
+            plain text
+            --inner
+            Content-Type: text/html; charset=utf-8
+
+            <p>rich</p>
+            --inner--
+            --outer
+            Content-Type: application/pdf; name="a.pdf"
+            Content-Transfer-Encoding: base64
+
+            aGVsbG8=
+            """
+        let parsed = mail(text)
+        #expect(parsed.text == "plain text")
+        #expect(parsed.html == "<p>rich</p>")
+        #expect(parsed.attachments.map(\.filename) == ["a.pdf"])
+        #expect(parsed.attachments.first?.content == Array("hello".utf8))
+        #expect(parsed.defects.contains("multipart close delimiter missing"))
+    }
+
+    @Test("10,000 nested multiparts end at the depth limit without exhausting the stack")
+    func deepNesting() {
+        var text = "From: a@x.jp\n"
+        for level in 0..<10_000 { text += "Content-Type: multipart/mixed; boundary=b\(level)\n\n--b\(level)\n" }
+        text += "Content-Type: text/plain\n\ndeep\n"
+        let parsed = mail(text)
+        #expect(parsed.defects.contains { $0.contains("deeper") })
+    }
+
+    @Test("HTML-only mail is rendered to text and kept")
+    func htmlOnly() {
+        let parsed = mail("From: a@x.jp\nContent-Type: text/html\n\n<html><head><style>p{}</style></head><body><p>Hello&nbsp;&amp; welcome</p><br>Line 2</body></html>")
+        #expect(parsed.text == "Hello & welcome\n\nLine 2")
+        #expect(parsed.html != nil)
+    }
+
+    @Test("the reply is separated from quoted history, Japanese clients included", arguments: [
+        ("ありがとうございます。\n\n2024年1月5日(金) 10:00 山田 <y@example.jp>:\n> 先日の件\n> よろしく", "ありがとうございます。"),
+        ("了解です。\n\n-----Original Message-----\nFrom: support@example.jp\nSent: Friday\n本文", "了解です。"),
+        ("確認しました。\n\n差出人: サポート <s@example.jp>\n送信日時: 2024年1月5日 10:00\n宛先: y@example.jp\n件名: Re: 注文", "確認しました。"),
+        ("Thanks!\n\nOn Fri, Jan 5, 2024 at 10:00 AM Support <s@example.com> wrote:\n> hello", "Thanks!"),
+        ("Great.\n\n-- \nTaro Yamada\nACME", "Great."),
+    ])
+    func replySplitting(_ text: String, _ visible: String) {
+        #expect(ReplySplitter.split(text).visible == visible)
+        #expect(!ReplySplitter.split(text).quoted.isEmpty)
+    }
+
+    @Test("bounces, delivery reports and auto-replies are told apart")
+    func classification() {
+        let dsn = """
+            From: MAILER-DAEMON@mx.example.jp
+            To: support@example.jp
+            Subject: Undelivered Mail Returned to Sender
+            Content-Type: multipart/report; report-type=delivery-status; boundary=b
+
+            --b
+            Content-Type: text/plain
+
+            I'm sorry to have to inform you that your message could not be delivered.
+            --b
+            Content-Type: message/delivery-status
+
+            Reporting-MTA: dns; mx.example.jp
+
+            Final-Recipient: rfc822; gone@docomo.ne.jp
+            Action: failed
+            Status: 5.1.1
+            Diagnostic-Code: smtp; 550 Unknown user gone@docomo.ne.jp
+
+            --b
+            Content-Type: text/rfc822-headers
+
+            Message-ID: <reply-1@madoguchi>
+            To: gone@docomo.ne.jp
+            --b--
+            """
+        let bounce = mail(dsn)
+        #expect(bounce.classification == .bounce)
+        #expect(bounce.deliveryReport?.recipients.first?.address == "gone@docomo.ne.jp")
+        #expect(bounce.deliveryReport?.recipients.first?.reason == "userunknown")
+        #expect(bounce.deliveryReport?.recipients.first?.isHardBounce == true)
+        #expect(bounce.deliveryReport?.originalMessageID == "reply-1@madoguchi")
+        #expect(mail("From: a@x.jp\nAuto-Submitted: auto-replied\nSubject: 不在のお知らせ\n\n休暇中です").classification == .autoReply)
+        #expect(mail("From: a@x.jp\nSubject: 荷物が届かない\n\n届かないのですが").classification == .customer)
+    }
+
+    @Test("nothing recognisable as a mail is flagged, never a crash", arguments: ["", "just some words\nand more", "\u{0}\u{0}\u{0}"])
+    func unreadable(_ text: String) {
+        #expect(mail(text).isUnreadable)
+    }
+}

@@ -88,7 +88,30 @@ struct Migrate: AsyncParsableCommand {
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks against raw PostgreSQL on this machine (not tests).",
-        subcommands: [ClaimNext.self])
+        subcommands: [ClaimNext.self, Email.self])
+
+    struct Email: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Mail parsing speed, and ingest through the endpoint vs pgbench storing the same bytes, on a throwaway cluster.")
+
+        @Option(help: "A directory of raw mails (every file under it), e.g. ../shared/corpus.")
+        var corpus: String
+
+        @Option(help: "Seconds per measurement.")
+        var seconds: Int = 5
+
+        @Option(help: "Concurrent gateway connections.")
+        var clients: Int = 4
+
+        func run() async throws {
+            var benchmark = EmailBenchmark(directory: corpus)
+            benchmark.seconds = seconds
+            benchmark.clients = max(1, min(clients, 64))
+            var logger = Logger(label: "madoguchi.bench")
+            logger.logLevel = .warning
+            try await benchmark.run(logger: logger) { print($0) }
+        }
+    }
 
     struct ClaimNext: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -39,7 +39,7 @@ enum BounceText {
             .compactMap { $0?.lowercased() })
         let text = mail.text
         let status = statusCode(in: text)
-        let reason = reason(status: status, text: text)
+        let reason = reason(status: status, text: text)  // prose bounces have no per-recipient diagnostic
         var found: [String] = []
         // "smtp.mailfrom=…" in quoted Authentication-Results is not a recipient.
         for address in addresses(in: text)
@@ -71,11 +71,21 @@ enum BounceText {
         return String(text[found])
     }
 
-    /// Sisimai's vocabulary of reasons, from the diagnostic prose first (it is more specific), then
-    /// from the enhanced status code.
-    static func reason(status: String?, text: String) -> String {
+    /// Sisimai's vocabulary of reasons: from the recipient's own diagnostic first (the most specific),
+    /// then the enhanced status code, then the rest of the report's prose.
+    static func reason(status: String?, diagnostic: String? = nil, text: String) -> String {
+        if let diagnostic, let reason = phraseReason(diagnostic) { return reason }
+        let byStatus = statusReason(status)
+        if byStatus != "undefined" { return byStatus }
+        return phraseReason(text) ?? "undefined"
+    }
+
+    private static func phraseReason(_ text: String) -> String? {
         let lower = text.lowercased()
-        for (reason, phrases) in reasonPhrases where phrases.contains(where: { lower.contains($0) }) { return reason }
+        return reasonPhrases.first { $0.1.contains(where: { lower.contains($0) }) }?.0
+    }
+
+    private static func statusReason(_ status: String?) -> String {
         guard let status else { return "undefined" }
         if status.hasPrefix("2") { return "delivered" }
         let detail = status.split(separator: ".").dropFirst().joined(separator: ".")

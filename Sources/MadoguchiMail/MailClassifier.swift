@@ -123,7 +123,7 @@ enum DeliveryStatus {
                 .trimmingCharacters(in: .whitespaces)
             let reason = action == "delivered" || action == "relayed" || action == "expanded"
                 ? "delivered"
-                : BounceText.reason(status: status, text: (diagnostic ?? "") + "\n" + fallbackText)
+                : BounceText.reason(status: status, diagnostic: diagnostic, text: fallbackText)
             recipients.append(.init(address: MailAddress.normalize(address.trimmingCharacters(in: CharacterSet(charactersIn: "<> "))),
                                     action: action, status: status, reason: reason, diagnostic: diagnostic))
         }

@@ -11,7 +11,7 @@ import Glibc
 
 @Suite("Every error is RFC 9457 problem+json with the right status")
 struct ProblemTests {
-    static func expectProblem(_ response: TestResponse, _ status: HTTPResponse.Status, _ type: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    static func expectProblem(_ response: some HTTPTestResponse, _ status: HTTPResponse.Status, _ type: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
         #expect(response.status == status, "\(response.text)", sourceLocation: sourceLocation)
         #expect(response.headers[.contentType] == "application/problem+json", sourceLocation: sourceLocation)
         let body = try response.json

@@ -48,11 +48,11 @@ final class LoopbackHTTPClient {
     }
 
     /// Sends one request and returns the response's status code (the body is read and dropped).
-    func send(_ method: String, _ path: String, headers: [String: String] = [:]) throws -> Int {
-        var request = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n"
+    func send(_ method: String, _ path: String, headers: [String: String] = [:], body: [UInt8] = []) throws -> Int {
+        var request = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: \(body.count)\r\n"
         for (name, value) in headers { request += "\(name): \(value)\r\n" }
         request += "\r\n"
-        let bytes = Array(request.utf8)
+        let bytes = Array(request.utf8) + body
         var sent = 0
         while sent < bytes.count {
             let count = bytes[sent...].withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }

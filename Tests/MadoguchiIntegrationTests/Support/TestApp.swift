@@ -105,13 +105,29 @@ struct TestApp {
     }
 }
 
-extension TestResponse {
-    var text: String { String(buffer: body) }
+/// A response from either of HummingbirdTesting's clients: the app's own, or a `TestClient` opened
+/// with settings of our choosing (a longer read timeout, a connection per concurrent caller).
+protocol HTTPTestResponse {
+    var status: HTTPResponse.Status { get }
+    var headers: HTTPFields { get }
+    var bodyBuffer: ByteBuffer { get }
+}
+
+extension TestResponse: HTTPTestResponse {
+    var bodyBuffer: ByteBuffer { body }
+}
+
+extension TestClient.Response: HTTPTestResponse {
+    var bodyBuffer: ByteBuffer { body ?? ByteBuffer() }
+}
+
+extension HTTPTestResponse {
+    var text: String { String(buffer: bodyBuffer) }
 
     /// The body as a JSON object (fails the test with a clear error when it is not one).
     var json: [String: Any] {
         get throws {
-            guard let object = try JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any] else {
+            guard let object = try JSONSerialization.jsonObject(with: Data(buffer: bodyBuffer)) as? [String: Any] else {
                 throw EmbeddedPostgresError("response body is not a JSON object: \(text)")
             }
             return object

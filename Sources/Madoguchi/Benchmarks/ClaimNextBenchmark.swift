@@ -50,7 +50,7 @@ public struct ClaimNextBenchmark: Sendable {
         let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
         let serving = Task { try await group.run() }
         do {
-            try await waitUntilReady(port: configuration.port)
+            try await BenchmarkSupport.waitUntilReady(port: configuration.port)
             let rows = try await measure(database: database, cluster: cluster, port: configuration.port, logger: logger, report: report)
             await group.triggerGracefulShutdown()
             try await serving.value
@@ -121,7 +121,7 @@ public struct ClaimNextBenchmark: Sendable {
         let counts = try await withThrowingTaskGroup(of: Int.self) { group in
             for key in keys {
                 group.addTask {
-                    try await Self.onThread {
+                    try await BenchmarkSupport.onThread {
                         let client = try LoopbackHTTPClient(port: port)
                         var claimed = 0
                         while Date() < deadline {
@@ -147,38 +147,6 @@ public struct ClaimNextBenchmark: Sendable {
             .replacingOccurrences(of: "$3", with: "NULL::uuid")
         // pgbench reads one statement per line unless it ends in a semicolon; keep it on one line.
         let script = "\\set agent random(1, \(agents))\n" + statement.split(separator: "\n").joined(separator: " ") + ";\n"
-        let scriptPath = cluster.directory + "/claim-next.sql"
-        try script.write(toFile: scriptPath, atomically: true, encoding: .utf8)
-        _ = chmod(scriptPath, 0o644)
-        let pgbench = cluster.program("pgbench")
-        let result = try await cluster.runner.run(pgbench, [
-            "-h", cluster.socketDirectory, "-p", String(cluster.port), "-U", EmbeddedPostgres.superuser, "-n",
-            "-c", String(agents), "-j", String(min(agents, 2)), "-T", String(seconds), "-M", "prepared", "-f", scriptPath, "bench",
-        ])
-        guard result.status == 0,
-            let line = result.output.split(separator: "\n").first(where: { $0.hasPrefix("tps = ") }),
-            let tps = Double(line.dropFirst("tps = ".count).prefix { $0 == "." || $0.isNumber })
-        else {
-            throw BenchmarkError("pgbench failed (exit \(result.status)):\n\(result.output)")
-        }
-        return tps
+        return try await BenchmarkSupport.pgbenchTPS(script: script, named: "claim-next", clients: agents, seconds: seconds, on: cluster)
     }
-
-    private func waitUntilReady(port: Int) async throws {
-        for _ in 0..<200 {
-            if let client = try? LoopbackHTTPClient(port: port), (try? client.send("GET", "/health/ready")) == 200 { return }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        throw BenchmarkError("the service did not become ready")
-    }
-
-    /// Blocking work on a thread of its own, off Swift's cooperative pool (which has only as many
-    /// threads as cores, and would serialize the agents).
-    static func onThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread { continuation.resume(with: Result { try work() }) }.start()
-        }
-    }
-
-
 }

@@ -76,7 +76,7 @@ public struct EmailBenchmark: Sendable {
         let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
         let serving = Task { try await group.run() }
         defer { serving.cancel() }
-        try await waitUntilReady(port: configuration.port)
+        try await BenchmarkSupport.waitUntilReady(port: configuration.port)
         let key = try await database.withConnection { connection in
             try await APIKeyStore(logger: logger).create(name: "bench gateway", role: .gateway, agentID: nil, on: connection).1.text
         }
@@ -87,7 +87,7 @@ public struct EmailBenchmark: Sendable {
         let results = try await withThrowingTaskGroup(of: (Int, Int).self) { tasks in
             for client in 0..<clients {
                 tasks.addTask {
-                    try await ClaimNextBenchmark.onThread {
+                    try await BenchmarkSupport.onThread {
                         let http = try LoopbackHTTPClient(port: port)
                         var sent = 0, bytes = 0
                         while Date() < deadline {
@@ -119,27 +119,6 @@ public struct EmailBenchmark: Sendable {
     /// pgbench inserting payloads of the average size into inbound_payloads, with as many clients.
     private func pgbenchStore(cluster: EmbeddedPostgres, averageBytes: Int) async throws -> Double {
         let script = "INSERT INTO inbound_payloads (channel, content_type, body) VALUES ('email', 'message/rfc822', convert_to(repeat('x', \(averageBytes)), 'UTF8'));\n"
-        let scriptPath = cluster.directory + "/store-payload.sql"
-        try script.write(toFile: scriptPath, atomically: true, encoding: .utf8)
-        _ = chmod(scriptPath, 0o644)
-        let result = try await cluster.runner.run(cluster.program("pgbench"), [
-            "-h", cluster.socketDirectory, "-p", String(cluster.port), "-U", EmbeddedPostgres.superuser, "-n",
-            "-c", String(clients), "-j", String(min(clients, 2)), "-T", String(seconds), "-M", "prepared", "-f", scriptPath, "bench",
-        ])
-        guard result.status == 0,
-            let line = result.output.split(separator: "\n").first(where: { $0.hasPrefix("tps = ") }),
-            let tps = Double(line.dropFirst("tps = ".count).prefix { $0 == "." || $0.isNumber })
-        else {
-            throw BenchmarkError("pgbench failed (exit \(result.status)):\n\(result.output)")
-        }
-        return tps
-    }
-
-    private func waitUntilReady(port: Int) async throws {
-        for _ in 0..<200 {
-            if let client = try? LoopbackHTTPClient(port: port), (try? client.send("GET", "/health/ready")) == 200 { return }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        throw BenchmarkError("the service did not become ready")
+        return try await BenchmarkSupport.pgbenchTPS(script: script, named: "store-payload", clients: clients, seconds: seconds, on: cluster)
     }
 }

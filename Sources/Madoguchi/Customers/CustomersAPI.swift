@@ -1,13 +1,146 @@
 import Foundation
+import HTTPTypes
 import MadoguchiAPI
 
 extension APIHandler {
+    /// A merged customer answers as its survivor, with `Content-Location` naming the survivor.
     func getCustomer(_ input: Operations.GetCustomer.Input) async throws -> Operations.GetCustomer.Output {
         let id = input.path.customerId.uuid
-        guard let customer = try await database.withConnection({ try await customers.customer(id: id, on: $0) }) else {
-            throw Problem.notFound("There is no customer \(id.uuidString.lowercased()).")
+        let customer = try await database.withConnection { connection -> Customer? in
+            guard let survivor = try await customers.survivor(of: id, on: connection) else { return nil }
+            return try await customers.customer(id: survivor, on: connection)
+        }
+        guard let customer else { throw Problem.notFound("There is no customer \(id.uuidString.lowercased()).") }
+        if customer.id != id {
+            RequestScope.current?.setResponseHeader(.contentLocation, "/v1/customers/\(customer.id.uuidString.lowercased())")
         }
         return .ok(.init(body: .json(.init(customer))))
+    }
+
+    func findCustomers(_ input: Operations.FindCustomers.Input) async throws -> Operations.FindCustomers.Output {
+        let given: [(Customer.Identity.Kind, String, String)] = [
+            input.query.email.map { (.email, $0, "email") }, input.query.phone.map { (.phone, $0, "phone") },
+            input.query.externalId.map { (.external, $0, "external_id") },
+        ].compactMap { $0 }
+        guard given.count == 1, let (kind, raw, name) = given.first else {
+            throw Problem.invalidParameter(given.isEmpty ? "email" : given[1].2, "give exactly one of email, phone, external_id")
+        }
+        let value: String
+        do {
+            value = try IdentityValue.normalize(kind, raw, field: name)
+        } catch let problem as Problem {
+            throw Problem.invalidParameter(name, problem.errors.first?.message ?? problem.detail)
+        }
+        let found = try await database.withConnection { connection -> Customer? in
+            guard let id = try await IdentityResolver(logger: logger).customer(kind: kind, value: value, on: connection) else { return nil }
+            return try await customers.customer(id: id, on: connection)
+        }
+        return .ok(.init(body: .json(.init(items: found.map { [.init($0)] } ?? []))))
+    }
+
+    func createCustomer(_ input: Operations.CreateCustomer.Input) async throws -> Operations.CreateCustomer.Output {
+        guard case .json(let body) = input.body else { throw Problem.internalError }
+        let principal = try principal
+        let identities = try (body.identities ?? []).enumerated().map { index, identity in
+            let kind = Customer.Identity.Kind(rawValue: identity.kind.rawValue)!
+            return (kind, try IdentityValue.normalize(kind, identity.value, field: "/identities/\(index)/value"))
+        }
+        let details = try Self.details(displayName: body.displayName, isVIP: body.isVip, notes: body.notes)
+        let customer = try await database.withTransaction { connection in
+            let id = try await customers.create(details, identities: identities, by: principal, on: connection)
+            return try await customers.customer(id: id, on: connection)!
+        }
+        return .created(.init(body: .json(.init(customer))))
+    }
+
+    func updateCustomer(_ input: Operations.UpdateCustomer.Input) async throws -> Operations.UpdateCustomer.Output {
+        guard case .json(let body) = input.body else { throw Problem.internalError }
+        let principal = try principal
+        let id = input.path.customerId.uuid
+        let details = try Self.details(displayName: body.displayName, isVIP: body.isVip, notes: body.notes)
+        guard details.displayName != nil || details.isVIP != nil || details.notes != nil else {
+            throw Problem.validationFailed([.init(pointer: nil, message: "give at least one of display_name, is_vip, notes")])
+        }
+        let customer = try await database.withTransaction { connection in
+            try await customers.update(id, details, by: principal, on: connection)
+            return try await customers.customer(id: id, on: connection)!
+        }
+        return .ok(.init(body: .json(.init(customer))))
+    }
+
+    func addCustomerIdentity(_ input: Operations.AddCustomerIdentity.Input) async throws -> Operations.AddCustomerIdentity.Output {
+        guard case .json(let body) = input.body else { throw Problem.internalError }
+        let principal = try principal
+        let id = input.path.customerId.uuid
+        let kind = Customer.Identity.Kind(rawValue: body.kind.rawValue)!
+        let value = try IdentityValue.normalize(kind, body.value, field: "/value")
+        let (created, customer) = try await database.withTransaction { connection -> (Bool, Customer) in
+            let rows = try await connection.query("SELECT merged_into FROM customers WHERE id = \(id) FOR UPDATE", logger: logger)
+            var live = false
+            for try await mergedInto in rows.decode(UUID?.self) { live = mergedInto == nil }
+            guard live else { throw try await customers.missingOrMerged(id, on: connection) }
+            let created = try await customers.link(kind, value, to: id, on: connection)
+            if created {
+                try await EventStore(logger: logger).record("customer.identity_added", customerID: id, actor: principal,
+                                                            data: ["kind": kind.rawValue], on: connection)
+            }
+            return (created, try await customers.customer(id: id, on: connection)!)
+        }
+        return created ? .created(.init(body: .json(.init(customer)))) : .ok(.init(body: .json(.init(customer))))
+    }
+
+    func mergeCustomer(_ input: Operations.MergeCustomer.Input) async throws -> Operations.MergeCustomer.Output {
+        guard case .json(let body) = input.body else { throw Problem.internalError }
+        let principal = try principal
+        let customer = try await database.withTransaction { connection in
+            let survivor = try await CustomerMerge(logger: logger).merge(body.customerId.uuid, into: input.path.customerId.uuid, by: principal, on: connection)
+            return try await customers.customer(id: survivor, on: connection)!
+        }
+        return .ok(.init(body: .json(.init(customer))))
+    }
+
+    func getCustomerTimeline(_ input: Operations.GetCustomerTimeline.Input) async throws -> Operations.GetCustomerTimeline.Output {
+        let id = input.path.customerId.uuid
+        let limit = try PageCursor.limit(input.query.limit)
+        let before = try input.query.cursor.map { cursor -> (Int64, UUID) in
+            let parts = try PageCursor.decode(cursor, count: 2)
+            guard let micros = Int64(parts[0]), let entry = UUID(uuidString: parts[1]) else { throw PageCursor.invalid }
+            return (micros, entry)
+        }
+        var page = try await database.withConnection { connection -> [CustomerTimeline.Entry] in
+            guard let survivor = try await customers.survivor(of: id, on: connection) else {
+                throw Problem.notFound("There is no customer \(id.uuidString.lowercased()).")
+            }
+            return try await CustomerTimeline(logger: logger).page(customerID: survivor, before: before, limit: limit + 1, on: connection)
+        }
+        var nextCursor: String?
+        if page.count > limit {
+            page.removeLast()
+            nextCursor = page.last.map { PageCursor.encode([String($0.atMicroseconds), $0.id.uuidString.lowercased()]) }
+        }
+        PageCursor.setLinkHeader(nextCursor: nextCursor)
+        return .ok(.init(body: .json(.init(items: page.map(Components.Schemas.TimelineEntry.init), nextCursor: nextCursor))))
+    }
+
+    /// Names are trimmed; a name or note that is only white space is refused rather than stored blank.
+    static func details(displayName: String?, isVIP: Bool?, notes: String?) throws -> CustomerStore.Details {
+        var errors: [Problem.FieldError] = []
+        let name = displayName?.trimmingCharacters(in: .whitespacesAndNewlines)
+        if name?.isEmpty == true { errors.append(.init(pointer: "/display_name", message: "is blank")) }
+        if name.map({ $0.count > 500 }) == true { errors.append(.init(pointer: "/display_name", message: "is longer than 500 characters")) }
+        if notes.map({ $0.count > 20_000 }) == true { errors.append(.init(pointer: "/notes", message: "is longer than 20000 characters")) }
+        guard errors.isEmpty else { throw Problem.validationFailed(errors) }
+        return .init(displayName: name, isVIP: isVIP, notes: notes)
+    }
+}
+
+extension Components.Schemas.TimelineEntry {
+    init(_ entry: CustomerTimeline.Entry) {
+        self.init(
+            kind: .init(rawValue: entry.kind)!, at: entry.at, ticketId: entry.ticketID.resourceID, ticketNumber: entry.ticketNumber,
+            ticketStatus: .init(rawValue: entry.ticketStatus), channel: .init(rawValue: entry.channel)!,
+            messageId: entry.messageID.resourceID, direction: entry.direction.flatMap { .init(rawValue: $0) },
+            classification: entry.classification.flatMap { .init(rawValue: $0) }, subject: entry.subject, excerpt: entry.excerpt)
     }
 }
 

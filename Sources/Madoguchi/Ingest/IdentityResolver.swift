@@ -21,8 +21,19 @@ struct IdentityResolver: Sendable {
         try await AdvisoryLock.take("identity:\(kind.rawValue):\(value)", on: connection, logger: logger)
     }
 
-    /// The live customer (merges followed) owning this identity, or nil.
+    /// The live customer (merges followed) owning this identity, or nil. The customer's row is
+    /// share-locked for the rest of the transaction, so a merge running now finishes first (and this
+    /// finds the survivor) or waits for this transaction — and then moves what it wrote.
     func customer(kind: Customer.Identity.Kind, value: String, on connection: PostgresConnection) async throws -> UUID? {
+        for _ in 0..<5 {
+            guard let candidate = try await survivor(kind: kind, value: value, on: connection) else { return nil }
+            let rows = try await connection.query("SELECT merged_into FROM customers WHERE id = \(candidate) FOR SHARE", logger: logger)
+            for try await mergedInto in rows.decode(UUID?.self) where mergedInto == nil { return candidate }
+        }
+        throw Problem(.ticketBusy, status: .conflict, title: "Customer busy", detail: "The customer was being merged; retry.")
+    }
+
+    private func survivor(kind: Customer.Identity.Kind, value: String, on connection: PostgresConnection) async throws -> UUID? {
         let rows = try await connection.query("""
             WITH RECURSIVE chain (id, merged_into, depth) AS (
                 SELECT c.id, c.merged_into, 0

@@ -1,0 +1,75 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// Merging two customers who turned out to be one person: the other's identities, tickets and
+/// messages move to the survivor in one transaction, and the other's id keeps answering as the
+/// survivor (`merged_into`).
+///
+/// Both rows are locked in id order, whichever way round the merge was asked for, so concurrent
+/// merges of one pair serialize instead of deadlocking: the first merges; the later ones find the two
+/// already one customer and answer with the survivor.
+struct CustomerMerge: Sendable {
+    let logger: Logger
+
+    /// Returns the survivor's id: `into`, or — when the pair was already merged the other way — the
+    /// customer that survived then.
+    func merge(_ other: UUID, into target: UUID, by principal: Principal, on connection: PostgresConnection) async throws -> UUID {
+        guard other != target else {
+            throw Problem.validationFailed([.init(pointer: "/customer_id", message: "is this customer itself")])
+        }
+        let rows = try await connection.query("""
+            SELECT id, merged_into FROM customers WHERE id IN (\(target), \(other)) ORDER BY id FOR UPDATE
+            """, logger: logger)
+        var mergedInto: [UUID: UUID?] = [:]
+        for try await (id, into) in rows.decode((UUID, UUID?).self) { mergedInto[id] = into }
+        guard let targetState = mergedInto[target] else { throw Problem.notFound("There is no customer \(target.uuidString.lowercased()).") }
+        guard let otherState = mergedInto[other] else { throw Problem.notFound("There is no customer \(other.uuidString.lowercased()).") }
+
+        // Already one customer, either way round: nothing to move.
+        if otherState == target { return target }
+        if targetState == other { return other }
+        if let survivor = targetState ?? otherState {
+            var problem = Problem(.alreadyMerged, status: .conflict, title: "Customer merged",
+                                  detail: "One of the two was already merged into customer \(survivor.uuidString.lowercased()); merge with that one.")
+            problem.members["merged_into"] = .string(survivor.uuidString.lowercased())
+            throw problem
+        }
+
+        let moved = try await move(from: other, to: target, on: connection)
+        try await connection.query("""
+            UPDATE customers AS survivor
+            SET is_vip = survivor.is_vip OR merged.is_vip,
+                display_name = coalesce(survivor.display_name, merged.display_name),
+                notes = CASE WHEN merged.notes IS NULL THEN survivor.notes
+                             WHEN survivor.notes IS NULL THEN merged.notes
+                             ELSE left(survivor.notes || E'\\n\\n' || merged.notes, 20000) END,
+                updated_at = now()
+            FROM customers AS merged
+            WHERE survivor.id = \(target) AND merged.id = \(other)
+            """, logger: logger)
+        try await connection.query("UPDATE customers SET merged_into = \(target), merged_at = now(), updated_at = now() WHERE id = \(other)", logger: logger)
+        // Customers merged into the other earlier now point straight at the survivor.
+        try await connection.query("UPDATE customers SET merged_into = \(target) WHERE merged_into = \(other)", logger: logger)
+        try await EventStore(logger: logger).record(
+            "customer.merged", customerID: target, actor: principal,
+            data: ["merged_customer_id": other.uuidString.lowercased(), "identities": moved.identities, "tickets": moved.tickets, "messages": moved.messages],
+            on: connection)
+        return target
+    }
+
+    private func move(from other: UUID, to target: UUID, on connection: PostgresConnection) async throws -> (identities: Int, tickets: Int, messages: Int) {
+        func count(_ query: PostgresQuery) async throws -> Int {
+            let rows = try await connection.query(query, logger: logger)
+            var count = 0
+            for try await _ in rows { count += 1 }
+            return count
+        }
+        let identities = try await count("UPDATE customer_identities SET customer_id = \(target) WHERE customer_id = \(other) RETURNING id")
+        let tickets = try await count("""
+            UPDATE tickets SET customer_id = \(target), version = version + 1, updated_at = now() WHERE customer_id = \(other) RETURNING id
+            """)
+        let messages = try await count("UPDATE messages SET customer_id = \(target) WHERE customer_id = \(other) RETURNING id")
+        return (identities, tickets, messages)
+    }
+}

@@ -1,0 +1,97 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// What the order system and supervisors change: new customers, their details, their identities.
+extension CustomerStore {
+    struct Details: Sendable {
+        var displayName: String?
+        var isVIP: Bool?
+        var notes: String?
+    }
+
+    func create(_ details: Details, identities: [(Customer.Identity.Kind, String)], by principal: Principal, on connection: PostgresConnection) async throws -> UUID {
+        let rows = try await connection.query("""
+            INSERT INTO customers (display_name, is_vip, notes)
+            VALUES (\(details.displayName), \(details.isVIP ?? false), \(details.notes)) RETURNING id
+            """, logger: logger)
+        var created: UUID?
+        for try await id in rows.decode(UUID.self) { created = id }
+        guard let customerID = created else { throw Problem.internalError }
+        // Sorted, like every identity lock taken, so two requests can never wait on each other.
+        for (kind, value) in identities.sorted(by: { ($0.0.rawValue, $0.1) < ($1.0.rawValue, $1.1) }) {
+            _ = try await link(kind, value, to: customerID, on: connection)
+        }
+        try await EventStore(logger: logger).record("customer.created", customerID: customerID, actor: principal,
+                                                    data: ["identities": identities.map { $0.0.rawValue }], on: connection)
+        return customerID
+    }
+
+    func update(_ id: UUID, _ details: Details, by principal: Principal, on connection: PostgresConnection) async throws {
+        let rows = try await connection.query("""
+            UPDATE customers
+            SET display_name = CASE WHEN \(details.displayName != nil) THEN \(details.displayName)::text ELSE display_name END,
+                is_vip = coalesce(\(details.isVIP)::boolean, is_vip),
+                notes = CASE WHEN \(details.notes != nil) THEN \(details.notes)::text ELSE notes END,
+                updated_at = now()
+            WHERE id = \(id) AND merged_into IS NULL
+            RETURNING id
+            """, logger: logger)
+        var updated = false
+        for try await _ in rows.decode(UUID.self) { updated = true }
+        guard updated else { throw try await missingOrMerged(id, on: connection) }
+        var changed: [String] = []
+        if details.displayName != nil { changed.append("display_name") }
+        if details.isVIP != nil { changed.append("is_vip") }
+        if details.notes != nil { changed.append("notes") }
+        try await EventStore(logger: logger).record("customer.updated", customerID: id, actor: principal, data: ["fields": changed], on: connection)
+    }
+
+    /// Links an identity to a customer. True if it was new; false if it already was this customer's.
+    /// Another customer's identity is a 409 naming that customer.
+    func link(_ kind: Customer.Identity.Kind, _ value: String, to customerID: UUID, on connection: PostgresConnection) async throws -> Bool {
+        let identities = IdentityResolver(logger: logger)
+        try await identities.lock(kind: kind, value: value, on: connection)
+        if let owner = try await identities.customer(kind: kind, value: value, on: connection) {
+            guard owner == customerID else {
+                var problem = Problem(.identityTaken, status: .conflict, title: "Identity taken",
+                                      detail: "\(kind.rawValue) \(value) belongs to customer \(owner.uuidString.lowercased()); add to that customer, or merge the two.")
+                problem.members["customer_id"] = .string(owner.uuidString.lowercased())
+                throw problem
+            }
+            return false
+        }
+        try await connection.query("""
+            INSERT INTO customer_identities (customer_id, kind, value, raw_value) VALUES (\(customerID), \(kind.rawValue), \(value), \(value))
+            """, logger: logger)
+        return true
+    }
+
+    /// 404 for an unknown id; 409 naming the survivor for a merged one (it can no longer be changed).
+    func missingOrMerged(_ id: UUID, on connection: PostgresConnection) async throws -> Problem {
+        let rows = try await connection.query("SELECT merged_into FROM customers WHERE id = \(id)", logger: logger)
+        for try await mergedInto in rows.decode(UUID?.self) {
+            if let mergedInto {
+                var problem = Problem(.alreadyMerged, status: .conflict, title: "Customer merged",
+                                      detail: "Customer \(id.uuidString.lowercased()) was merged into \(mergedInto.uuidString.lowercased()); change that one.")
+                problem.members["merged_into"] = .string(mergedInto.uuidString.lowercased())
+                return problem
+            }
+        }
+        return Problem.notFound("There is no customer \(id.uuidString.lowercased()).")
+    }
+
+    /// The customer this id now stands for: itself, or the survivor of the merges it went through.
+    func survivor(of id: UUID, on connection: PostgresConnection) async throws -> UUID? {
+        let rows = try await connection.query("""
+            WITH RECURSIVE chain (id, merged_into, depth) AS (
+                SELECT id, merged_into, 0 FROM customers WHERE id = \(id)
+              UNION ALL
+                SELECT c.id, c.merged_into, chain.depth + 1 FROM customers c JOIN chain ON c.id = chain.merged_into WHERE chain.depth < 32
+            )
+            SELECT id FROM chain WHERE merged_into IS NULL LIMIT 1
+            """, logger: logger)
+        for try await survivor in rows.decode(UUID.self) { return survivor }
+        return nil
+    }
+}

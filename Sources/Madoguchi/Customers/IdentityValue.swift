@@ -1,0 +1,34 @@
+import MadoguchiMail
+
+/// Identities in the one form they are stored and matched in, whoever supplies them (ingest, the order
+/// system, a supervisor): email with its domain lower-cased and the local part as sent, phone in
+/// E.164 (Japan the default region), chat as `provider:user id`, the rest trimmed.
+enum IdentityValue {
+    /// The stored form, or a 422 naming `field` and saying what is wrong.
+    static func normalize(_ kind: Customer.Identity.Kind, _ raw: String, field: String) throws -> String {
+        let value = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+        func invalid(_ message: String) -> Problem { Problem.validationFailed([.init(pointer: field, message: message)]) }
+        guard !value.isEmpty else { throw invalid("is empty") }
+        guard !value.contains("\u{0}") else { throw invalid("contains a NUL character") }
+        switch kind {
+        case .email:
+            let address = MailAddress.normalize(value)
+            guard let at = address.lastIndex(of: "@"), at != address.startIndex, address.index(after: at) != address.endIndex,
+                  !address.contains(where: { $0.isWhitespace })
+            else { throw invalid("'\(value)' is not an email address") }
+            return address
+        case .phone:
+            switch PhoneNumber.normalize(value) {
+            case .valid(let e164): return e164
+            case .invalid(let reason): throw invalid("'\(value)' is not a phone number: \(reason)")
+            }
+        case .chat:
+            guard let colon = value.firstIndex(of: ":"), colon != value.startIndex, value.index(after: colon) != value.endIndex else {
+                throw invalid("a chat identity is 'provider:user id', e.g. 'intercom:12345'")
+            }
+            return value
+        case .external, .line:
+            return value
+        }
+    }
+}

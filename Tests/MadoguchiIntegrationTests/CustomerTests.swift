@@ -1,0 +1,164 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import NIOCore
+import PostgresNIO
+import Testing
+@testable import Madoguchi
+
+@Suite("One customer across channels: order-system lookups, identities, timeline, merge")
+struct CustomerTests {
+    static func id(_ response: some HTTPTestResponse) throws -> String { try #require(try response.json["id"] as? String) }
+
+    @Test("the order system registers a customer and finds it by any spelling of its phone, its email, or its own id")
+    func registerAndLookUp() async throws {
+        try await TestApp.run { app in
+            let orders = try await app.keySecret(.orderSystem)
+            let created = try await app.request(.post, "/v1/customers", key: orders, json: """
+                {"display_name":"山田 花子","identities":[{"kind":"external","value":"C-1001"},{"kind":"phone","value":"090-1234-5678"},
+                 {"kind":"email","value":"Hanako@Example.JP"}]}
+                """)
+            #expect(created.status == .created, "\(created.text)")
+            let customer = try Self.id(created)
+            let values = Set(((try created.json["identities"] as? [[String: Any]]) ?? []).compactMap { $0["value"] as? String })
+            #expect(values == ["C-1001", "+819012345678", "Hanako@example.jp"])
+
+            for query in ["phone=%2B81%2090%201234%205678", "phone=090-1234-5678", "phone=%EF%BC%90%EF%BC%99%EF%BC%90%EF%BC%8D%EF%BC%91%EF%BC%92%EF%BC%93%EF%BC%94%EF%BC%8D%EF%BC%95%EF%BC%96%EF%BC%97%EF%BC%98",
+                          "email=Hanako@example.jp", "external_id=C-1001"] {
+                let found = try await app.request(.get, "/v1/customers?\(query)", key: orders)
+                #expect(found.status == .ok, "\(query): \(found.text)")
+                #expect(((try found.json["items"] as? [[String: Any]])?.first?["id"] as? String) == customer, "\(query)")
+            }
+            let none = try await app.request(.get, "/v1/customers?email=nobody@example.jp", key: orders)
+            #expect((try none.json["items"] as? [Any])?.isEmpty == true)
+
+            let patched = try await app.request(.patch, "/v1/customers/\(customer)", key: orders, json: #"{"is_vip":true,"notes":"定期購入"}"#)
+            #expect(try patched.json["is_vip"] as? Bool == true)
+            #expect(try patched.json["display_name"] as? String == "山田 花子")
+
+            let line = try await app.request(.post, "/v1/customers/\(customer)/identities", key: orders, json: #"{"kind":"line","value":"U1234"}"#)
+            #expect(line.status == .created)
+            let again = try await app.request(.post, "/v1/customers/\(customer)/identities", key: orders, json: #"{"kind":"line","value":"U1234"}"#)
+            #expect(again.status == .ok)
+            let other = try Self.id(try await app.request(.post, "/v1/customers", key: orders, json: #"{"display_name":"別人"}"#))
+            let taken = try await app.request(.post, "/v1/customers/\(other)/identities", key: orders, json: #"{"kind":"phone","value":"09012345678"}"#)
+            try ProblemTests.expectProblem(taken, .conflict, "identity-taken")
+            #expect(try taken.json["customer_id"] as? String == customer)
+        }
+    }
+
+    @Test("bad lookups and identities are refused naming the field, and nothing is written")
+    func badInput() async throws {
+        try await TestApp.run { app in
+            let orders = try await app.keySecret(.orderSystem)
+            try ProblemTests.expectProblem(try await app.request(.get, "/v1/customers", key: orders), .badRequest, "invalid-parameter")
+            try ProblemTests.expectProblem(try await app.request(.get, "/v1/customers?email=a@b.jp&phone=0312345678", key: orders), .badRequest, "invalid-parameter")
+            let phone = try await app.request(.get, "/v1/customers?phone=12", key: orders)
+            try ProblemTests.expectProblem(phone, .badRequest, "invalid-parameter")
+            #expect((try phone.json["errors"] as? [[String: Any]])?.first?["pointer"] as? String == "phone")
+            let email = try await app.request(.post, "/v1/customers", key: orders, json: #"{"identities":[{"kind":"email","value":"not an address"}]}"#)
+            try ProblemTests.expectProblem(email, .unprocessableContent, "validation-failed")
+            #expect((try email.json["errors"] as? [[String: Any]])?.first?["pointer"] as? String == "/identities/0/value")
+            try ProblemTests.expectProblem(
+                try await app.request(.post, "/v1/customers", key: orders, json: #"{"display_name":"   "}"#), .unprocessableContent, "validation-failed")
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM customers") == 0)
+        }
+    }
+
+    @Test("a customer who writes by mail, is linked by the order system, and writes again: one customer, one timeline, newest first")
+    func timeline() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let orders = try await app.keySecret(.orderSystem)
+            let first = try await InboundEmailTests.post(app, gateway, InboundEmailTests.mail(subject: "注文について", id: "tl1@example.jp"))
+            let customer = try #require(try first.json["customer_id"] as? String)
+            let found = try await app.request(.get, "/v1/customers?email=hanako@example.jp", key: orders)
+            #expect(((try found.json["items"] as? [[String: Any]])?.first?["id"] as? String) == customer)
+            #expect(try await app.request(.post, "/v1/customers/\(customer)/identities", key: orders,
+                                          json: #"{"kind":"external","value":"C-7"}"#).status == .created)
+            _ = try await InboundEmailTests.post(app, gateway, InboundEmailTests.mail(subject: "別の質問", id: "tl2@example.jp"))
+
+            let page1 = try await app.request(.get, "/v1/customers/\(customer)/timeline?limit=3", key: orders)
+            #expect(page1.status == .ok, "\(page1.text)")
+            let items1 = try #require(try page1.json["items"] as? [[String: Any]])
+            #expect(items1.map { $0["kind"] as? String } == ["message", "ticket", "message"])
+            #expect(items1.first?["subject"] as? String == "別の質問")
+            let cursor = try #require(try page1.json["next_cursor"] as? String)
+            #expect(page1.headers[.link]?.contains("cursor=") == true)
+            let page2 = try await app.request(.get, "/v1/customers/\(customer)/timeline?limit=3&cursor=\(cursor)", key: orders)
+            let items2 = try #require(try page2.json["items"] as? [[String: Any]])
+            #expect(items2.map { $0["kind"] as? String } == ["ticket"])
+            #expect(try page2.json["next_cursor"] == nil)
+        }
+    }
+
+    /// Two customers with a ticket and a message each, one by mail.
+    static func pair(_ app: TestApp, _ index: Int) async throws -> (String, String) {
+        let gateway = try await app.keySecret(.gateway)
+        let a = try await InboundEmailTests.post(app, gateway, InboundEmailTests.mail(from: "a\(index)@example.jp", subject: "A \(index)", id: "a\(index)@example.jp"))
+        let b = try await InboundEmailTests.post(app, gateway, InboundEmailTests.mail(from: "b\(index)@example.jp", subject: "B \(index)", id: "b\(index)@example.jp"))
+        return (try #require(try a.json["customer_id"] as? String), try #require(try b.json["customer_id"] as? String))
+    }
+
+    @Test("merge moves identities, tickets and messages; the old id answers as the survivor; merging again changes nothing")
+    func merge() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            let (a, b) = try await Self.pair(app, 0)
+            let merged = try await app.request(.post, "/v1/customers/\(a)/merge", key: supervisor, json: #"{"customer_id":"\#(b)"}"#)
+            #expect(merged.status == .ok, "\(merged.text)")
+            #expect(try merged.json["id"] as? String == a)
+            #expect(((try merged.json["identities"] as? [[String: Any]]) ?? []).count == 2)
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM tickets WHERE customer_id = \(UUID(uuidString: a)!)") == 2)
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages WHERE customer_id = \(UUID(uuidString: b)!)") == 0)
+
+            let old = try await app.request(.get, "/v1/customers/\(b)", key: supervisor)
+            #expect(try old.json["id"] as? String == a)
+            #expect(old.headers[.contentLocation] == "/v1/customers/\(a)")
+            let byOldEmail = try await app.request(.get, "/v1/customers?email=b0@example.jp", key: supervisor)
+            #expect(((try byOldEmail.json["items"] as? [[String: Any]])?.first?["id"] as? String) == a)
+            let again = try await app.request(.post, "/v1/customers/\(a)/merge", key: supervisor, json: #"{"customer_id":"\#(b)"}"#)
+            #expect(again.status == .ok)
+            try ProblemTests.expectProblem(
+                try await app.request(.patch, "/v1/customers/\(b)", key: supervisor, json: #"{"is_vip":true}"#), .conflict, "already-merged")
+            // New mail from the merged customer's address lands on the survivor.
+            let later = try await InboundEmailTests.post(app, try await app.keySecret(.gateway),
+                                                         InboundEmailTests.mail(from: "b0@example.jp", subject: "また", id: "later@example.jp"))
+            #expect(try later.json["customer_id"] as? String == a)
+        }
+    }
+
+    @Test("A←B and B←A at once, 20 times: one survivor each time, no row lost, no error but the loser's answer")
+    func concurrentMerges() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            let port = try #require(app.client.port)
+            for index in 0..<20 {
+                let (a, b) = try await Self.pair(app, index)
+                let answers = try await withThrowingTaskGroup(of: (HTTPResponse.Status, String?).self) { group in
+                    for (into, other) in [(a, b), (b, a)] {
+                        group.addTask {
+                            try await TestClient.withClient(host: "localhost", port: port, configuration: InboundEmailTests.patient) { client in
+                                let response = try await client.execute(.init(
+                                    "/v1/customers/\(into)/merge", method: .post,
+                                    headers: [.authorization: "Bearer \(supervisor)", .contentType: "application/json"],
+                                    body: ByteBuffer(string: #"{"customer_id":"\#(other)"}"#)))
+                                return (response.status, try response.json["id"] as? String)
+                            }
+                        }
+                    }
+                    return try await group.reduce(into: []) { $0.append($1) }
+                }
+                #expect(answers.allSatisfy { $0.0 == .ok }, "\(answers)")
+                #expect(Set(answers.map(\.1)).count == 1, "both answers name one survivor: \(answers)")
+                let survivor = UUID(uuidString: try #require(answers.first?.1))!
+                #expect(try await MigrationTests.count(app.database, """
+                    SELECT count(*) FROM customers WHERE id IN (\(UUID(uuidString: a)!), \(UUID(uuidString: b)!)) AND merged_into IS NULL
+                    """) == 1)
+                #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM customer_identities WHERE customer_id = \(survivor)") == 2)
+                #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM tickets WHERE customer_id = \(survivor)") == 2)
+            }
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 40)
+        }
+    }
+}

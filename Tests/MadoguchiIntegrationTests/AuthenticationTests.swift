@@ -12,6 +12,7 @@ struct AuthenticationTests {
         ("createApiKey", .post, "/v1/api-keys", #"{"name":"n","role":"dashboard"}"#),
         ("revokeApiKey", .delete, "/v1/api-keys/00000000-0000-4000-8000-000000000000", nil),
         ("ingestEmail", .post, "/v1/inbound/email", nil),
+        ("ingestWebform", .post, "/v1/inbound/webform", #"{"form_id":"f","submission_id":"s","body":"b"}"#),
         ("getInboundPayload", .get, "/v1/inbound/00000000-0000-4000-8000-000000000000", nil),
         ("reprocessInboundPayload", .post, "/v1/inbound/00000000-0000-4000-8000-000000000000/reprocess", nil),
         ("getCustomer", .get, "/v1/customers/00000000-0000-4000-8000-000000000000", nil),

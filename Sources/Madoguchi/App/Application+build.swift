@@ -25,7 +25,8 @@ public func buildApplication(
     router.add(middleware: ProblemMiddleware(routes: routes))
     router.add(middleware: BodyLimitMiddleware(
         defaultLimit: configuration.maxBodyBytes,
-        limitsByPath: ["/v1/inbound/email": configuration.maxEmailBytes]))
+        limitsByPath: ["/v1/inbound/email": configuration.maxEmailBytes, "/v1/inbound/webform": configuration.maxEmailBytes]))
+    router.add(middleware: RawBodyMiddleware(paths: ["/v1/inbound/webform"], limit: configuration.maxEmailBytes))
 
     let handler = APIHandler(
         database: database, migrator: migrator, registry: registry, baseLogger: logger, claimLease: configuration.claimLease,

@@ -10,6 +10,7 @@ enum OperationAccess {
         "createApiKey": [.admin],
         "revokeApiKey": [.admin],
         "ingestEmail": [.gateway],
+        "ingestWebform": [.gateway],
         "getInboundPayload": [.gateway, .supervisor, .admin],
         "reprocessInboundPayload": [.supervisor, .admin],
         "getCustomer": [.agent, .supervisor, .dashboard, .orderSystem],

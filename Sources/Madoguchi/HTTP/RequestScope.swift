@@ -19,6 +19,7 @@ public final class RequestScope: Sendable {
     private struct State {
         var operationID: String?
         var principal: Principal?
+        var rawBody: [UInt8]?
         var responseHeaders: HTTPFields = [:]
     }
 
@@ -42,6 +43,13 @@ public final class RequestScope: Sendable {
 
     var responseHeaders: HTTPFields {
         state.withLock { $0.responseHeaders }
+    }
+
+    /// The request body exactly as it arrived, for gateway endpoints that must store it before the
+    /// generated code decodes it (`RawBodyMiddleware`).
+    public var rawBody: [UInt8]? {
+        get { state.withLock { $0.rawBody } }
+        set { state.withLock { $0.rawBody = newValue } }
     }
 
     public var principal: Principal? {

@@ -34,15 +34,8 @@ struct EmailIngest: Sendable {
         // Parsing is CPU work; do it before taking a connection.
         let mail = ParsedMail(bytes)
         return try await database.withTransaction { connection in
-            if let key = idempotencyKey {
-                try await payloads.lockIdempotencyKey(key, channel: .email, on: connection)
-                if let prior = try await payloads.prior(idempotencyKey: key, channel: .email, on: connection) {
-                    guard prior.fingerprint == Array(SHA256.hash(data: bytes)) else {
-                        throw Problem(.idempotencyKeyReused, status: .unprocessableContent, title: "Idempotency key reused",
-                                      detail: "Idempotency-Key '\(key)' was used before with a different mail (inbound \(prior.id.uuidString.lowercased())). Use a new key for a new mail.")
-                    }
-                    if let outcome = prior.outcome { return Answer(status: 200, outcome: outcome) }
-                }
+            if let outcome = try await payloads.replay(idempotencyKey: idempotencyKey, channel: .email, body: bytes, on: connection) {
+                return Answer(status: 200, outcome: outcome)
             }
             let payloadID = try await payloads.insert(
                 channel: .email, idempotencyKey: idempotencyKey, body: bytes, contentType: "message/rfc822", apiKeyID: apiKeyID, on: connection)

@@ -59,3 +59,15 @@ extension APIHandler {
         return raw
     }
 }
+
+extension APIHandler {
+    func ingestWebform(_ input: Operations.IngestWebform.Input) async throws -> Operations.IngestWebform.Output {
+        let key = try Self.idempotencyKey(input.headers.idempotencyKey)
+        guard case .json(let submission) = input.body else { throw Problem.internalError }
+        // The bytes as they came (RawBodyMiddleware); re-encoded only if the middleware was bypassed.
+        let raw = try RequestScope.current?.rawBody ?? Array(JSONEncoder.sorted.encode(submission))
+        let answer = try await WebformIngest(database: database, logger: logger)
+            .ingest(submission, raw: raw, idempotencyKey: key, apiKeyID: try principal.keyID)
+        return answer.status == 200 ? .ok(.init(body: .json(answer.outcome))) : .created(.init(body: .json(answer.outcome)))
+    }
+}

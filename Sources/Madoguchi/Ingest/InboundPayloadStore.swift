@@ -25,6 +25,19 @@ struct InboundPayloadStore: Sendable {
         try await AdvisoryLock.take("idempotency:\(channel.rawValue):\(key)", on: connection, logger: logger)
     }
 
+    /// The first answer, when this `Idempotency-Key` came before with these bytes; a 422 when it came
+    /// with other bytes; nil for a new key. Holds the key's lock for the rest of the transaction.
+    func replay(idempotencyKey key: String?, channel: Channel, body: [UInt8], on connection: PostgresConnection) async throws -> Outcome? {
+        guard let key else { return nil }
+        try await lockIdempotencyKey(key, channel: channel, on: connection)
+        guard let prior = try await prior(idempotencyKey: key, channel: channel, on: connection) else { return nil }
+        guard prior.fingerprint == Array(SHA256.hash(data: body)) else {
+            throw Problem(.idempotencyKeyReused, status: .unprocessableContent, title: "Idempotency key reused",
+                          detail: "Idempotency-Key '\(key)' was used before with a different body (inbound \(prior.id.uuidString.lowercased())). Use a new key for a new request.")
+        }
+        return prior.outcome
+    }
+
     func prior(idempotencyKey key: String, channel: Channel, on connection: PostgresConnection) async throws -> Prior? {
         let rows = try await connection.query("""
             SELECT id, request_fingerprint, response_status, response_body::text

@@ -1,0 +1,236 @@
+import Crypto
+import Foundation
+import Logging
+import MadoguchiAPI
+import NIOCore
+import PostgresNIO
+
+/// Takes one web-form submission in: the request stored as received, the customer found (or made)
+/// from whatever contacts the form carries, a new ticket, the message with the form's other fields
+/// shown under it, and its attachments — one transaction.
+struct WebformIngest: Sendable {
+    let database: Database
+    let logger: Logger
+
+    typealias Outcome = Components.Schemas.InboundResult
+    typealias Submission = Components.Schemas.WebformSubmission
+
+    /// Largest decoded attachment.
+    static let attachmentLimit = 10 * 1_000_000
+
+    struct Validated: Sendable {
+        var contacts: [(kind: Customer.Identity.Kind, value: String)]
+        var name: String?
+        var subject: String
+        var body: String
+        var fieldsJSON: String
+        var fieldsText: String
+        var attachments: [(filename: String, mediaType: String, content: [UInt8])]
+    }
+
+    /// Everything wrong with the submission at once, each naming its field; nothing is written.
+    static func validate(_ submission: Submission) throws -> Validated {
+        var errors: [Problem.FieldError] = []
+        var contacts: [(Customer.Identity.Kind, String)] = []
+        for (kind, raw, field) in [(Customer.Identity.Kind.email, submission.email, "/email"), (.phone, submission.phone, "/phone"),
+                                   (.external, submission.externalId, "/external_id")] {
+            guard let raw, !raw.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { continue }
+            do {
+                contacts.append((kind, try IdentityValue.normalize(kind, raw, field: field)))
+            } catch let problem as Problem {
+                errors += problem.errors
+            }
+        }
+        for (field, text) in [("/form_id", submission.formId), ("/submission_id", submission.submissionId)]
+        where text.trimmingCharacters(in: .whitespaces).isEmpty {
+            errors.append(.init(pointer: field, message: "is blank"))
+        }
+        for (field, text) in [("/name", submission.name), ("/subject", submission.subject), ("/body", Optional(submission.body)),
+                              ("/form_id", Optional(submission.formId)), ("/submission_id", Optional(submission.submissionId))]
+        where text?.contains("\u{0}") == true {
+            errors.append(.init(pointer: field, message: "contains a NUL character"))
+        }
+        if submission.body.count > 100_000 { errors.append(.init(pointer: "/body", message: "is longer than 100000 characters")) }
+        if (submission.subject?.count ?? 0) > 2000 { errors.append(.init(pointer: "/subject", message: "is longer than 2000 characters")) }
+        if (submission.name?.count ?? 0) > 500 { errors.append(.init(pointer: "/name", message: "is longer than 500 characters")) }
+        if submission.formId.count > 100 { errors.append(.init(pointer: "/form_id", message: "is longer than 100 characters")) }
+        if submission.submissionId.count > 200 { errors.append(.init(pointer: "/submission_id", message: "is longer than 200 characters")) }
+
+        var attachments: [(String, String, [UInt8])] = []
+        for (index, attachment) in (submission.attachments ?? []).enumerated() {
+            let pointer = "/attachments/\(index)"
+            let name = attachment.filename.trimmingCharacters(in: .whitespacesAndNewlines)
+            if name.isEmpty || name.contains("\u{0}") { errors.append(.init(pointer: pointer + "/filename", message: "is blank or contains NUL")) }
+            if !attachment.mediaType.contains("/") { errors.append(.init(pointer: pointer + "/media_type", message: "is not a media type like image/png")) }
+            guard let data = Data(base64Encoded: attachment.contentBase64, options: .ignoreUnknownCharacters) else {
+                errors.append(.init(pointer: pointer + "/content_base64", message: "is not base64"))
+                continue
+            }
+            if data.count > attachmentLimit { errors.append(.init(pointer: pointer + "/content_base64", message: "is larger than \(attachmentLimit) bytes decoded")) }
+            // A filename is data to show, never a path: separators become "_".
+            let safe = String(name.map { $0 == "/" || $0 == "\\" || $0.isNewline ? "_" : $0 })
+            attachments.append((safe, attachment.mediaType.lowercased(), [UInt8](data)))
+        }
+        let (fieldsJSON, fieldsText) = try render(submission.fields)
+        if fieldsJSON.contains("\\u0000") { errors.append(.init(pointer: "/fields", message: "contains a NUL character")) }
+        guard errors.isEmpty else { throw Problem.validationFailed(errors) }
+
+        let name = submission.name?.trimmingCharacters(in: .whitespacesAndNewlines)
+        let subject = submission.subject?.trimmingCharacters(in: .whitespacesAndNewlines)
+        return Validated(
+            contacts: contacts, name: name?.isEmpty == false ? name : nil,
+            subject: subject?.isEmpty == false ? subject! : "Web form \(submission.formId)",
+            body: submission.body, fieldsJSON: fieldsJSON, fieldsText: fieldsText, attachments: attachments)
+    }
+
+    /// The free-form fields as JSON for `metadata`, and as "key: value" lines an agent reads.
+    private static func render(_ fields: Submission.FieldsPayload?) throws -> (String, String) {
+        guard let fields else { return ("{}", "") }
+        let data = try JSONEncoder.sorted.encode(fields)
+        let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
+        let lines = object.keys.sorted().map { key -> String in
+            let value = object[key]!
+            let text: String
+            switch value {
+            case let string as String: text = string
+            case is NSNull: text = ""
+            default:
+                text = (try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .fragmentsAllowed]))
+                    .map { String(decoding: $0, as: UTF8.self) } ?? "\(value)"
+            }
+            return "\(key): \(text)"
+        }
+        return (String(decoding: data, as: UTF8.self), lines.joined(separator: "\n"))
+    }
+
+    func ingest(_ submission: Submission, raw: [UInt8], idempotencyKey: String?, apiKeyID: UUID?) async throws -> (status: Int, outcome: Outcome) {
+        let form = try Self.validate(submission)
+        let payloads = InboundPayloadStore(logger: logger)
+        return try await database.withTransaction { connection in
+            if let outcome = try await payloads.replay(idempotencyKey: idempotencyKey, channel: .webform, body: raw, on: connection) {
+                return (200, outcome)
+            }
+            let payloadID = try await payloads.insert(
+                channel: .webform, provider: submission.formId, idempotencyKey: idempotencyKey, body: raw, contentType: "application/json",
+                apiKeyID: apiKeyID, on: connection)
+            // The same submission, however it is retried, is one message.
+            try await AdvisoryLock.take("webform:\(submission.formId):\(submission.submissionId)", on: connection, logger: logger)
+            if let earlier = try await earlierOutcome(form: submission.formId, submission: submission.submissionId, on: connection) {
+                try await payloads.finish(payloadID, providerMessageID: submission.submissionId, parseError: nil, responseStatus: 200,
+                                          outcome: earlier.outcome, messageID: earlier.messageID, on: connection)
+                return (200, earlier.outcome)
+            }
+            var outcome = Outcome(inboundId: payloadID.resourceID, channel: .webform, parseStatus: .parsed)
+            outcome.classification = .customer
+            let (customerID, flags) = try await resolveCustomer(form, on: connection)
+            let ticket = try await TicketIntake(logger: logger).open(
+                customerID: customerID, channel: .webform, subject: form.subject, body: form.body, relatedTo: nil, on: connection)
+            if flags.contains("no-contact") {
+                try await connection.query("UPDATE tickets SET tags = array_append(tags, 'no-contact') WHERE id = \(ticket.id)", logger: logger)
+            }
+            let messageID = try await insertMessage(form, submission: submission, ticketID: ticket.id, customerID: customerID, payloadID: payloadID, on: connection)
+            try await EventStore(logger: logger).record(
+                "message.received", ticketID: ticket.id, customerID: customerID, messageID: messageID, actor: nil,
+                data: ["channel": "webform", "form_id": submission.formId], on: connection)
+            outcome.messageId = messageID.resourceID
+            outcome.ticketId = ticket.id.resourceID
+            outcome.ticketNumber = ticket.number
+            outcome.customerId = customerID.resourceID
+            outcome.ticketStatus = .new
+            outcome.threadingReason = "new-ticket"
+            outcome.flags = flags.isEmpty ? nil : flags
+            try await payloads.finish(payloadID, providerMessageID: submission.submissionId, parseError: nil, responseStatus: 201,
+                                      outcome: outcome, messageID: messageID, on: connection)
+            return (201, outcome)
+        }
+    }
+
+    private func earlierOutcome(form: String, submission: String, on connection: PostgresConnection) async throws -> (messageID: UUID?, outcome: Outcome)? {
+        let rows = try await connection.query("""
+            SELECT message_id, response_body::text FROM inbound_payloads
+            WHERE channel = 'webform' AND provider = \(form) AND provider_message_id = \(submission)
+              AND parse_status = 'parsed' AND response_status = 201
+            LIMIT 1
+            """, logger: logger)
+        for try await (messageID, body) in rows.decode((UUID?, String).self) {
+            return (messageID, try JSONDecoder().decode(Outcome.self, from: Data(body.utf8)))
+        }
+        return nil
+    }
+
+    /// Any known contact finds the customer; unknown ones join it. Contacts of two different
+    /// customers are never merged here: the first (email, phone, order id) wins and a supervisor is
+    /// told. With no contact at all, a customer with no identity, flagged.
+    private func resolveCustomer(_ form: Validated, on connection: PostgresConnection) async throws -> (UUID, [String]) {
+        let identities = IdentityResolver(logger: logger)
+        guard !form.contacts.isEmpty else { return (try await identities.anonymousCustomer(on: connection), ["no-contact"]) }
+        for contact in form.contacts.sorted(by: { ($0.kind.rawValue, $0.value) < ($1.kind.rawValue, $1.value) }) {
+            try await identities.lock(kind: contact.kind, value: contact.value, on: connection)
+        }
+        var owners: [(kind: Customer.Identity.Kind, value: String, owner: UUID?)] = []
+        for contact in form.contacts {
+            owners.append((contact.kind, contact.value, try await identities.customer(kind: contact.kind, value: contact.value, on: connection)))
+        }
+        var flags: [String] = []
+        let customerID: UUID
+        if let first = owners.first(where: { $0.owner != nil })?.owner {
+            customerID = first
+        } else {
+            let rows = try await connection.query("INSERT INTO customers (display_name) VALUES (\(form.name)) RETURNING id", logger: logger)
+            var created: UUID?
+            for try await id in rows.decode(UUID.self) { created = id }
+            customerID = try created ?? { throw Problem.internalError }()
+            try await EventStore(logger: logger).record("customer.created", customerID: customerID, actor: nil,
+                                                        data: ["identity": form.contacts.map(\.kind.rawValue)], on: connection)
+        }
+        for (kind, value, owner) in owners {
+            if owner == nil {
+                try await connection.query("""
+                    INSERT INTO customer_identities (customer_id, kind, value, raw_value) VALUES (\(customerID), \(kind.rawValue), \(value), \(value))
+                    """, logger: logger)
+            } else if let owner, owner != customerID {
+                if !flags.contains("merge-suggested") { flags.append("merge-suggested") }
+                try await EventStore(logger: logger).record(
+                    "customer.merge_suggested", customerID: customerID, actor: nil,
+                    data: ["other_customer_id": owner.uuidString.lowercased(), "kind": kind.rawValue, "value": value, "channel": "webform"],
+                    on: connection)
+            }
+        }
+        return (customerID, flags)
+    }
+
+    private func insertMessage(_ form: Validated, submission: Submission, ticketID: UUID, customerID: UUID, payloadID: UUID,
+                               on connection: PostgresConnection) async throws -> UUID {
+        let shown = form.fieldsText.isEmpty ? form.body : form.body + "\n\n――――\n" + form.fieldsText
+        let metadata = String(decoding: try JSONSerialization.data(withJSONObject: [
+            "form_id": submission.formId, "name": form.name as Any, "email": submission.email as Any, "phone": submission.phone as Any,
+        ].compactMapValues { $0 is NSNull ? nil : $0 }, options: [.sortedKeys]), as: UTF8.self)
+        let rows = try await connection.query("""
+            INSERT INTO messages (ticket_id, direction, channel, classification, customer_id, inbound_payload_id, provider, provider_message_id,
+                                  from_address, subject, body_text, visible_text, metadata, sent_at)
+            VALUES (\(ticketID), 'inbound', 'webform', 'customer', \(customerID), \(payloadID), \(submission.formId), \(submission.submissionId),
+                    \(form.contacts.first?.value), \(form.subject), \(shown), \(form.body),
+                    \(metadata)::jsonb || jsonb_build_object('fields', \(form.fieldsJSON)::jsonb), \(submission.submittedAt))
+            RETURNING id
+            """, logger: logger)
+        var created: UUID?
+        for try await id in rows.decode(UUID.self) { created = id }
+        guard let messageID = created else { throw Problem.internalError }
+        for (position, attachment) in form.attachments.enumerated() {
+            try await connection.query("""
+                INSERT INTO attachments (message_id, position, filename, media_type, size, sha256, inline, content)
+                VALUES (\(messageID), \(position), \(attachment.filename), \(attachment.mediaType), \(Int64(attachment.content.count)),
+                        \(ByteBuffer(bytes: SHA256.hash(data: attachment.content))), false, \(ByteBuffer(bytes: attachment.content)))
+                """, logger: logger)
+        }
+        return messageID
+    }
+}
+
+extension JSONEncoder {
+    static var sorted: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }
+}

@@ -1,0 +1,119 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import NIOCore
+import PostgresNIO
+import Testing
+@testable import Madoguchi
+
+@Suite("Web form in: stored as sent, one customer from its contacts, never doubled")
+struct InboundWebformTests {
+    static func post(_ app: TestApp, _ key: String, _ json: String, idempotencyKey: String? = nil) async throws -> TestResponse {
+        var headers: HTTPFields = [:]
+        if let idempotencyKey { headers[HTTPField.Name("Idempotency-Key")!] = idempotencyKey }
+        return try await app.request(.post, "/v1/inbound/webform", key: key, headers: headers, json: json)
+    }
+
+    @Test("a submission makes a ticket with the form's fields shown under the message; the request is kept as sent")
+    func submission() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let json = #"""
+                {"form_id":"contact","submission_id":"s-1","name":"山田 花子","email":"Hanako@Example.JP","phone":"０９０－１２３４－５６７８",
+                 "subject":"返品について","body":"サイズが合いませんでした。","fields":{"order_no":"A-1001","size":"M"},
+                 "attachments":[{"filename":"../receipt.png","media_type":"image/png","content_base64":"aGVsbG8="}]}
+                """#
+            let response = try await Self.post(app, gateway, json)
+            #expect(response.status == .created, "\(response.text)")
+            let outcome = try response.json
+            #expect(outcome["flags"] == nil)
+            let agent = try await app.keySecret(.agent)
+            let messages = try await app.request(.get, "/v1/tickets/\(outcome["ticket_id"] as! String)/messages", key: agent)
+            let message = try #require((try messages.json["items"] as? [[String: Any]])?.first)
+            #expect(message["channel"] as? String == "webform")
+            #expect((message["body_text"] as? String)?.contains("order_no: A-1001") == true)
+            #expect(message["visible_text"] as? String == "サイズが合いませんでした。")
+            #expect(((message["attachments"] as? [[String: Any]])?.first?["filename"] as? String) == ".._receipt.png")
+
+            let customer = try await app.request(.get, "/v1/customers/\(outcome["customer_id"] as! String)", key: agent)
+            let values = Set(((try customer.json["identities"] as? [[String: Any]]) ?? []).compactMap { $0["value"] as? String })
+            #expect(values == ["Hanako@example.jp", "+819012345678"])
+            #expect(try await MigrationTests.count(app.database, """
+                SELECT count(*) FROM inbound_payloads WHERE channel = 'webform' AND body = \(ByteBuffer(string: json))
+                """) == 1)
+        }
+    }
+
+    @Test("the same submission 10 times at once is one message; a reused key with another body is 422")
+    func idempotency() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let port = try #require(app.client.port)
+            let json = #"{"form_id":"contact","submission_id":"same","email":"a@example.jp","body":"一度だけ"}"#
+            let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                for _ in 0..<10 {
+                    group.addTask {
+                        try await TestClient.withClient(host: "localhost", port: port, configuration: InboundEmailTests.patient) { client in
+                            try await client.execute(.init("/v1/inbound/webform", method: .post,
+                                headers: [.authorization: "Bearer \(gateway)", .contentType: "application/json"], body: ByteBuffer(string: json))).status
+                        }
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(statuses.filter { $0 == .created }.count == 1, "\(statuses)")
+            #expect(statuses.filter { $0 == .ok }.count == 9, "\(statuses)")
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 1)
+
+            let keyed = #"{"form_id":"contact","submission_id":"k1","email":"a@example.jp","body":"鍵付き"}"#
+            #expect(try await Self.post(app, gateway, keyed, idempotencyKey: "form-k").status == .created)
+            #expect(try await Self.post(app, gateway, keyed, idempotencyKey: "form-k").status == .ok)
+            try ProblemTests.expectProblem(
+                try await Self.post(app, gateway, #"{"form_id":"contact","submission_id":"k2","body":"別"}"#, idempotencyKey: "form-k"),
+                .unprocessableContent, "idempotency-key-reused")
+        }
+    }
+
+    @Test("a known email brings a new phone to its customer; contacts of two customers go to the first, with a merge suggestion")
+    func identities() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let known = try await app.customer(name: "既存", email: "known@example.jp")
+            let first = try await Self.post(app, gateway, #"{"form_id":"f","submission_id":"1","email":"known@example.jp","phone":"03-1234-5678","body":"x"}"#)
+            #expect(try first.json["customer_id"] as? String == known.uuidString.lowercased())
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM customer_identities WHERE customer_id = \(known)") == 2)
+
+            let other = try await app.customer(name: "別人", email: "other@example.jp")
+            let both = try await Self.post(app, gateway, #"{"form_id":"f","submission_id":"2","email":"known@example.jp","external_id":"C-9","phone":"(03) 1234-5678","body":"y"}"#)
+            #expect(try both.json["customer_id"] as? String == known.uuidString.lowercased())
+            #expect(try both.json["flags"] == nil)
+            try await app.execute("INSERT INTO customer_identities (customer_id, kind, value) VALUES (\(other), 'external', 'C-10')")
+            let clash = try await Self.post(app, gateway, #"{"form_id":"f","submission_id":"3","email":"known@example.jp","external_id":"C-10","body":"z"}"#)
+            #expect(try clash.json["customer_id"] as? String == known.uuidString.lowercased())
+            #expect(try clash.json["flags"] as? [String] == ["merge-suggested"])
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM events WHERE type = 'customer.merge_suggested'") == 1)
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM customer_identities WHERE customer_id = \(other)") == 2)
+        }
+    }
+
+    @Test("no contact at all is taken in and flagged; bad fields are 422 naming each, and nothing is written")
+    func badInput() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let anonymous = try await Self.post(app, gateway, #"{"form_id":"f","submission_id":"anon","body":"連絡先なし"}"#)
+            #expect(anonymous.status == .created)
+            #expect(try anonymous.json["flags"] as? [String] == ["no-contact"])
+
+            let bad = try await Self.post(app, gateway, #"{"form_id":"f","submission_id":"bad","email":"nope","phone":"12","body":"x","attachments":[{"filename":"a","media_type":"png","content_base64":"!!"}]}"#)
+            try ProblemTests.expectProblem(bad, .unprocessableContent, "validation-failed")
+            let pointers = Set(((try bad.json["errors"] as? [[String: Any]]) ?? []).compactMap { $0["pointer"] as? String })
+            #expect(pointers.isSuperset(of: ["/email", "/phone", "/attachments/0/media_type"]))
+            try ProblemTests.expectProblem(try await Self.post(app, gateway, #"{"form_id":"f","body":"x"}"#), .badRequest, "malformed-body")
+            try ProblemTests.expectProblem(try await Self.post(app, gateway, #"{"form_id":"f","submission_id":1,"body":"x"}"#), .badRequest, "malformed-body")
+            let huge = #"{"form_id":"f","submission_id":"big","body":""# + String(repeating: "あ", count: 400_000) + #""}"#
+            try ProblemTests.expectProblem(try await Self.post(app, gateway, huge), .unprocessableContent, "validation-failed")
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 1)
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads") == 1)
+        }
+    }
+}

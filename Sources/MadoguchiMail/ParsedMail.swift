@@ -191,20 +191,40 @@ public enum MessageIDs {
     }
 }
 
-/// RFC 5322 dates, with the obsolete forms and the sloppiness real mailers add.
+/// RFC 5322 dates (`Fri, 21 Nov 1997 09:55:06 -0600`), with the obsolete forms (two-digit years,
+/// `GMT`/`EST`-style zones, comments) and the sloppiness real mailers add. Hand-parsed: a
+/// DateFormatter per mail costs more than the rest of the header section.
 enum MailDate {
+    private static let months = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+    private static let zones: [String: Int] = ["ut": 0, "utc": 0, "gmt": 0, "z": 0, "est": -5, "edt": -4, "cst": -6, "cdt": -5,
+                                               "mst": -7, "mdt": -6, "pst": -8, "pdt": -7, "jst": 9]
+    private static let calendar: Calendar = {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        return calendar
+    }()
+
     static func parse(_ text: String) -> Date? {
-        var value = text
-        if let comma = value.firstIndex(of: ",") { value = String(value[value.index(after: comma)...]) }
-        if let paren = value.firstIndex(of: "(") { value = String(value[..<paren]) }
-        value = value.trimmingCharacters(in: .whitespaces)
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        for format in ["d MMM yyyy HH:mm:ss Z", "d MMM yyyy HH:mm Z", "d MMM yy HH:mm:ss Z", "d MMM yyyy HH:mm:ss zzz", "d MMM yyyy HH:mm:ss"] {
-            formatter.dateFormat = format
-            if let date = formatter.date(from: value) { return date }
+        var value = Substring(text)
+        if let comma = value.firstIndex(of: ",") { value = value[value.index(after: comma)...] }
+        if let paren = value.firstIndex(of: "(") { value = value[..<paren] }
+        let tokens = value.split(whereSeparator: { $0 == " " || $0 == "\t" })
+        guard tokens.count >= 4, let day = Int(tokens[0]), (1...31).contains(day),
+              let month = months.firstIndex(of: tokens[1].prefix(3).lowercased()), var year = Int(tokens[2])
+        else { return nil }
+        if year < 50 { year += 2000 } else if year < 1000 { year += 1900 }
+        let time = tokens[3].split(separator: ":").compactMap { Int($0) }
+        guard time.count >= 2, (0...23).contains(time[0]), (0...59).contains(time[1]) else { return nil }
+        var offsetMinutes = 0
+        if tokens.count >= 5 {
+            let zone = tokens[4]
+            if let sign = zone.first, sign == "+" || sign == "-", zone.count == 5, let hhmm = Int(zone.dropFirst()) {
+                offsetMinutes = (hhmm / 100 * 60 + hhmm % 100) * (sign == "-" ? -1 : 1)
+            } else if let hours = zones[zone.lowercased()] {
+                offsetMinutes = hours * 60
+            }
         }
-        return nil
+        let components = DateComponents(year: year, month: month + 1, day: day, hour: time[0], minute: time[1], second: time.count > 2 ? min(time[2], 59) : 0)
+        return calendar.date(from: components).map { $0.addingTimeInterval(TimeInterval(-offsetMinutes * 60)) }
     }
 }

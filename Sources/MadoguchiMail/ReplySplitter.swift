@@ -10,17 +10,19 @@ public enum ReplySplitter {
     public static func split(_ text: String) -> (visible: String, quoted: String) {
         let lines = text.components(separatedBy: "\n").map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
         var hidden = [Bool](repeating: false, count: lines.count)
+        // Trimmed once: Foundation's trimming per check and per line dominated parsing time.
+        let trimmed = lines.map(Self.trim)
 
         var index = 0
         while index < lines.count {
-            let line = lines[index].trimmingCharacters(in: .whitespaces)
-            if isHistoryStart(lines, at: index) {
+            let line = trimmed[index]
+            if isHistoryStart(trimmed, at: index) {
                 for rest in index..<lines.count { hidden[rest] = true }
                 break
             }
             if isQuoteLine(line) {
                 hidden[index] = true
-            } else if isAttributionLine(lines, at: index) {
+            } else if isAttributionLine(trimmed, at: index) {
                 // "On … wrote:" may wrap onto a second line; hide both.
                 hidden[index] = true
                 if !line.hasSuffix(":"), index + 1 < lines.count { hidden[index + 1] = true; index += 1 }
@@ -28,14 +30,22 @@ public enum ReplySplitter {
             index += 1
         }
         // Blank lines between hidden blocks belong to them.
-        hideSignature(lines, &hidden)
+        hideSignature(lines, trimmed, &hidden)
 
         var visible = zip(lines, hidden).filter { !$0.1 }.map(\.0)
-        while visible.last?.trimmingCharacters(in: .whitespaces).isEmpty == true { visible.removeLast() }
-        while visible.first?.trimmingCharacters(in: .whitespaces).isEmpty == true { visible.removeFirst() }
+        while let last = visible.last, trim(last).isEmpty { visible.removeLast() }
+        while let first = visible.first, trim(first).isEmpty { visible.removeFirst() }
         let quoted = zip(lines, hidden).filter { $0.1 }.map(\.0).joined(separator: "\n").trimmingCharacters(in: .whitespacesAndNewlines)
         if visible.isEmpty { return (text.trimmingCharacters(in: .whitespacesAndNewlines), quoted.isEmpty ? "" : quoted) }
         return (visible.joined(separator: "\n"), quoted)
+    }
+
+    /// Spaces and tabs off both ends, without a round trip through NSString.
+    static func trim(_ line: String) -> String {
+        let scalars = line.unicodeScalars
+        guard let first = scalars.firstIndex(where: { $0 != " " && $0 != "\t" && $0 != "\u{3000}" }) else { return "" }
+        let last = scalars.lastIndex(where: { $0 != " " && $0 != "\t" && $0 != "\u{3000}" })!
+        return String(scalars[first...last])
     }
 
     static func isQuoteLine(_ line: String) -> Bool {
@@ -44,15 +54,14 @@ public enum ReplySplitter {
 
     /// Separators after which everything is the forwarded or quoted original (no `>` marks).
     static func isHistoryStart(_ lines: [String], at index: Int) -> Bool {
-        let line = lines[index].trimmingCharacters(in: .whitespaces)
+        let line = lines[index]
         let lower = line.lowercased()
-        if lower.range(of: #"^-{3,}\s*(original message|forwarded message|元のメッセージ|転送メッセージ|オリジナルメッセージ)\s*-{3,}$"#,
-                       options: .regularExpression) != nil { return true }
-        if lower.range(of: #"^[-_]{20,}$"#, options: .regularExpression) != nil { return nextHasHeaderBlock(lines, after: index) }
+        if lower.hasPrefix("---"), Pattern.originalMessage.matches(lower) { return true }
+        if lower.hasPrefix("-") || lower.hasPrefix("_"), Pattern.longRule.matches(lower) { return nextHasHeaderBlock(lines, after: index) }
         // An Outlook header block: From/差出人 and within three lines Sent/Date/送信日時.
         if isHeaderLine(line, names: ["from", "差出人", "送信者", "差出人 "]) {
             return lines[(index + 1)..<min(lines.count, index + 5)].contains {
-                isHeaderLine($0.trimmingCharacters(in: .whitespaces), names: ["sent", "date", "送信日時", "日時", "送信日", "to", "宛先", "subject", "件名"])
+                isHeaderLine($0, names: ["sent", "date", "送信日時", "日時", "送信日", "to", "宛先", "subject", "件名"])
             } && index > 0
         }
         return false
@@ -60,7 +69,7 @@ public enum ReplySplitter {
 
     private static func nextHasHeaderBlock(_ lines: [String], after index: Int) -> Bool {
         lines[(index + 1)..<min(lines.count, index + 4)].contains {
-            isHeaderLine($0.trimmingCharacters(in: .whitespaces), names: ["from", "差出人", "送信者"])
+            isHeaderLine($0, names: ["from", "差出人", "送信者"])
         }
     }
 
@@ -72,40 +81,60 @@ public enum ReplySplitter {
 
     /// "On Tue, 1 Jan 2024, Taro <t@x> wrote:", "2024年1月1日(月) 10:00 山田 <t@x>:", "…さんは書きました:".
     static func isAttributionLine(_ lines: [String], at index: Int) -> Bool {
-        let line = lines[index].trimmingCharacters(in: .whitespaces)
-        let joined = index + 1 < lines.count ? line + " " + lines[index + 1].trimmingCharacters(in: .whitespaces) : line
-        let followedByQuote = lines[(index + 1)..<min(lines.count, index + 4)].contains { isQuoteLine($0.trimmingCharacters(in: .whitespaces)) }
-        for candidate in [line, joined] {
-            if candidate.range(of: #"^(On|Am|Le|El|Il|Op)\s.+(wrote|schrieb|a écrit|escribió|ha scritto|schreef)\s*:$"#, options: .regularExpression) != nil {
-                return true
-            }
+        let line = lines[index]
+        let joined = index + 1 < lines.count ? line + " " + lines[index + 1] : line
+        let followedByQuote = lines[(index + 1)..<min(lines.count, index + 4)].contains(where: isQuoteLine)
+        if ["On ", "Am ", "Le ", "El ", "Il ", "Op "].contains(where: { line.hasPrefix($0) }),
+           Pattern.onWrote.matches(line) || Pattern.onWrote.matches(joined) {
+            return true
         }
-        if line.range(of: #"(書きました|書いています|のメッセージ|wrote)\s*[:：]$"#, options: .regularExpression) != nil { return true }
+        let endsWithColon = line.hasSuffix(":") || line.hasSuffix("：")
+        if endsWithColon, Pattern.wroteSuffix.matches(line) { return true }
         // A Japanese date line ending with ':' directly above quoted lines.
-        if followedByQuote, line.hasSuffix(":") || line.hasSuffix("："),
-           line.range(of: #"\d{4}[年/.-]\s*\d{1,2}[月/.-]\s*\d{1,2}"#, options: .regularExpression) != nil { return true }
+        if followedByQuote, endsWithColon, Pattern.japaneseDate.matches(line) { return true }
         return false
     }
 
     /// A signature is what follows, near the end, `-- ` (RFC 3676 §4.3), a rule line (`-----`, `_____`,
     /// `━━━━━`, how Japanese business signatures are framed), a "-Name" line, or a bare "Sent from my
     /// iPhone" (not a sentence that happens to start that way).
-    private static func hideSignature(_ lines: [String], _ hidden: inout [Bool]) {
+    private static func hideSignature(_ lines: [String], _ trimmed: [String], _ hidden: inout [Bool]) {
         let visibleIndices = hidden.indices.filter { !hidden[$0] }
         guard let lastVisible = visibleIndices.last else { return }
         // The earliest delimiter near the end wins: "-Taro" above a list footer hides both.
         var start: Int?
         for index in visibleIndices.reversed() where lastVisible - index <= 12 {
             let raw = lines[index]
-            let line = raw.trimmingCharacters(in: .whitespaces)
+            let line = trimmed[index]
             let isDelimiter = raw == "-- " || line == "--" || line == "__"
-                || line.range(of: #"^[-_=━─－＿]{5,}$"#, options: .regularExpression) != nil
-                || line.range(of: #"^-[A-Za-z][\w.]*(\s[\w.]+){0,2}$"#, options: .regularExpression) != nil
-                || line.range(of: #"^Sent from my(\s+[\w-]+){1,4}\.?$"#, options: .regularExpression) != nil
-                || line.range(of: #"^(Sent from Mail for|Get Outlook for|iPhoneから送信|iPadから送信|Android版Outlookから送信)"#, options: .regularExpression) != nil
+                || Pattern.rule.matches(line)
+                || line.hasPrefix("-") && Pattern.dashName.matches(line)
+                || line.hasPrefix("Sent from my") && Pattern.sentFromMy.matches(line)
+                || Pattern.sentFromApp.matches(line)
             if isDelimiter { start = index }
         }
         guard let start, start > (visibleIndices.first ?? 0) else { return }
         for rest in start..<lines.count where !hidden[rest] { hidden[rest] = true }
+    }
+}
+
+/// The splitter's patterns, compiled once: compiling per line made parsing crawl.
+private enum Pattern {
+    static let originalMessage = regex(#"^-{3,}\s*(original message|forwarded message|元のメッセージ|転送メッセージ|オリジナルメッセージ)\s*-{3,}$"#)
+    static let longRule = regex(#"^[-_]{20,}$"#)
+    static let onWrote = regex(#"^(On|Am|Le|El|Il|Op)\s.+(wrote|schrieb|a écrit|escribió|ha scritto|schreef)\s*:$"#)
+    static let wroteSuffix = regex(#"(書きました|書いています|のメッセージ|wrote)\s*[:：]$"#)
+    static let japaneseDate = regex(#"\d{4}[年/.-]\s*\d{1,2}[月/.-]\s*\d{1,2}"#)
+    static let rule = regex(#"^[-_=━─－＿]{5,}$"#)
+    static let dashName = regex(#"^-[A-Za-z][\w.]*(\s[\w.]+){0,2}$"#)
+    static let sentFromMy = regex(#"^Sent from my(\s+[\w-]+){1,4}\.?$"#)
+    static let sentFromApp = regex(#"^(Sent from Mail for|Get Outlook for|iPhoneから送信|iPadから送信|Android版Outlookから送信)"#)
+
+    static func regex(_ pattern: String) -> NSRegularExpression { try! NSRegularExpression(pattern: pattern) }
+}
+
+extension NSRegularExpression {
+    func matches(_ text: String) -> Bool {
+        firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil
     }
 }

@@ -184,3 +184,21 @@ struct MailParserTests {
         #expect(mail(text).isUnreadable)
     }
 }
+
+@Suite("Mail dates")
+struct MailDateTests {
+    @Test("RFC 5322 dates, obsolete zones and two-digit years", arguments: [
+        ("Fri, 21 Nov 1997 09:55:06 -0600", 880_127_706.0),
+        ("21 Nov 97 09:55:06 GMT", 880_106_106.0),
+        ("Thu, 30 Aug 2012 14:49:20 +0900", 1_346_305_760.0),
+        ("Thu, 30 Aug 2012 14:49 +0900 (JST)", 1_346_305_740.0),
+    ])
+    func parses(_ text: String, _ epoch: Double) {
+        #expect(MailDate.parse(text)?.timeIntervalSince1970 == epoch)
+    }
+
+    @Test("nonsense is no date", arguments: ["", "yesterday", "32 Nov 1997 10:00:00 +0000", "1 Foo 2000 10:00"])
+    func refuses(_ text: String) {
+        #expect(MailDate.parse(text) == nil)
+    }
+}

@@ -26,7 +26,7 @@ public func buildApplication(
     router.add(middleware: BodyLimitMiddleware(
         defaultLimit: configuration.maxBodyBytes,
         limitsByPath: ["/v1/inbound/email": configuration.maxEmailBytes, "/v1/inbound/webform": configuration.maxEmailBytes]))
-    router.add(middleware: RawBodyMiddleware(paths: ["/v1/inbound/webform"], limit: configuration.maxEmailBytes))
+    router.add(middleware: RawBodyMiddleware(paths: ["/v1/inbound/webform", "/v1/inbound/sms"], limit: configuration.maxEmailBytes))
 
     let handler = APIHandler(
         database: database, migrator: migrator, registry: registry, baseLogger: logger, claimLease: configuration.claimLease,

@@ -11,6 +11,7 @@ enum OperationAccess {
         "revokeApiKey": [.admin],
         "ingestEmail": [.gateway],
         "ingestWebform": [.gateway],
+        "ingestSms": [.gateway],
         "getInboundPayload": [.gateway, .supervisor, .admin],
         "reprocessInboundPayload": [.supervisor, .admin],
         "getCustomer": [.agent, .supervisor, .dashboard, .orderSystem],

@@ -71,3 +71,14 @@ extension APIHandler {
         return answer.status == 200 ? .ok(.init(body: .json(answer.outcome))) : .created(.init(body: .json(answer.outcome)))
     }
 }
+
+extension APIHandler {
+    func ingestSms(_ input: Operations.IngestSms.Input) async throws -> Operations.IngestSms.Output {
+        let key = try Self.idempotencyKey(input.headers.idempotencyKey)
+        guard case .json(let sms) = input.body else { throw Problem.internalError }
+        let raw = try RequestScope.current?.rawBody ?? Array(JSONEncoder.sorted.encode(sms))
+        let answer = try await SmsIngest(database: database, logger: logger, conversationWindow: subjectThreadWindow)
+            .ingest(sms, raw: raw, idempotencyKey: key, apiKeyID: try principal.keyID)
+        return answer.status == 200 ? .ok(.init(body: .json(answer.outcome))) : .created(.init(body: .json(answer.outcome)))
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import NIOCore
+import PostgresNIO
+import Testing
+@testable import Madoguchi
+
+@Suite("SMS in: one customer by phone number, one conversation, never doubled")
+struct InboundSmsTests {
+    static func sms(_ id: String, from: String = "090-1234-5678", body: String = "届きません") -> String {
+        #"{"provider":"twilio","provider_message_id":"\#(id)","from":"\#(from)","to":"+815012345678","body":"\#(body)"}"#
+    }
+
+    @Test("the same SMS delivered 10 times at once is one message")
+    func concurrentRedelivery() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let port = try #require(app.client.port)
+            let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                for _ in 0..<10 {
+                    group.addTask {
+                        try await TestClient.withClient(host: "localhost", port: port, configuration: InboundEmailTests.patient) { client in
+                            try await client.execute(.init("/v1/inbound/sms", method: .post,
+                                headers: [.authorization: "Bearer \(gateway)", .contentType: "application/json"],
+                                body: ByteBuffer(string: Self.sms("SM1")))).status
+                        }
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(statuses.filter { $0 == .created }.count == 1, "\(statuses)")
+            #expect(statuses.filter { $0 == .ok }.count == 9, "\(statuses)")
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 1)
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads WHERE channel = 'sms'") == 10)
+        }
+    }
+
+    @Test("consecutive messages join the conversation; a short code is kept as an unverified sender; bad fields are named")
+    func conversation() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let first = try await app.request(.post, "/v1/inbound/sms", key: gateway, json: Self.sms("SM1"))
+            #expect(first.status == .created, "\(first.text)")
+            let second = try await app.request(.post, "/v1/inbound/sms", key: gateway, json: Self.sms("SM2", from: "+81 90 1234 5678", body: "まだです"))
+            #expect(try second.json["ticket_id"] as? String == (try first.json["ticket_id"] as? String))
+            #expect(try second.json["threading_reason"] as? String == "sms-conversation")
+
+            let shortCode = try await app.request(.post, "/v1/inbound/sms", key: gateway, json: Self.sms("SM3", from: "AMAZON"))
+            #expect(try shortCode.json["flags"] as? [String] == ["unverified-sender"])
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM customer_identities WHERE value = 'AMAZON'") == 1)
+
+            let bad = try await app.request(.post, "/v1/inbound/sms", key: gateway,
+                                            json: #"{"provider":"Twilio!","provider_message_id":" ","from":"x","body":"\u0000"}"#)
+            try ProblemTests.expectProblem(bad, .unprocessableContent, "validation-failed")
+            let pointers = Set(((try bad.json["errors"] as? [[String: Any]]) ?? []).compactMap { $0["pointer"] as? String })
+            #expect(pointers == ["/provider", "/provider_message_id", "/body"])
+            try ProblemTests.expectProblem(try await app.request(.post, "/v1/inbound/sms", key: gateway, json: #"{"provider":"twilio"}"#),
+                                           .badRequest, "malformed-body")
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 3)
+        }
+    }
+
+    @Test("a customer who mails, then gives a phone on a web form, then texts from it: one customer, one timeline, in order")
+    func crossChannel() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let mail = try await InboundEmailTests.post(app, gateway, InboundEmailTests.mail(subject: "注文の件", id: "x1@example.jp"))
+            let customer = try #require(try mail.json["customer_id"] as? String)
+            let form = try await app.request(.post, "/v1/inbound/webform", key: gateway,
+                                             json: #"{"form_id":"contact","submission_id":"x2","email":"hanako@example.jp","phone":"080-1111-2222","body":"電話番号です"}"#)
+            #expect(try form.json["customer_id"] as? String == customer)
+            let sms = try await app.request(.post, "/v1/inbound/sms", key: gateway, json: Self.sms("SMx", from: "０８０－１１１１－２２２２", body: "SMSです"))
+            #expect(try sms.json["customer_id"] as? String == customer, "\(sms.text)")
+
+            let timeline = try await app.request(.get, "/v1/customers/\(customer)/timeline", key: try await app.keySecret(.orderSystem))
+            let messages = ((try timeline.json["items"] as? [[String: Any]]) ?? []).filter { $0["kind"] as? String == "message" }
+            #expect(messages.map { $0["channel"] as? String } == ["sms", "webform", "email"])
+        }
+    }
+}

@@ -80,7 +80,8 @@ struct EmailIngest: Sendable {
         // The same mail, however it is retried, is one message.
         let providerID = mail.messageID ?? "sha256:" + SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
         try await AdvisoryLock.take("email-message:\(providerID)", on: connection, logger: logger)
-        if let (firstMessage, outcome) = try await earlierDelivery(of: providerID, excluding: payloadID, on: connection) {
+        if let (firstMessage, outcome) = try await payloads.firstAnswer(
+            channel: .email, provider: "", providerMessageID: providerID, excluding: payloadID, on: connection) {
             try await payloads.finish(payloadID, providerMessageID: providerID, parseError: nil, responseStatus: 200, outcome: outcome,
                                       messageID: firstMessage, on: connection)
             return Answer(status: 200, outcome: outcome)
@@ -105,19 +106,6 @@ struct EmailIngest: Sendable {
     private func unreadableReason(_ mail: ParsedMail, bytes: [UInt8]) -> String? {
         if bytes.allSatisfy({ $0 == 0x0A || $0 == 0x0D || $0 == 0x20 || $0 == 0x09 }) { return "the body is empty" }
         if mail.isUnreadable { return "not a mail: no header field before the first blank line" }
-        return nil
-    }
-
-    private func earlierDelivery(of providerID: String, excluding payloadID: UUID, on connection: PostgresConnection) async throws -> (UUID?, Outcome)? {
-        let rows = try await connection.query("""
-            SELECT message_id, response_body::text FROM inbound_payloads
-            WHERE channel = 'email' AND provider = '' AND provider_message_id = \(providerID) AND parse_status = 'parsed'
-              AND id <> \(payloadID) AND response_status = 201
-            ORDER BY received_at LIMIT 1
-            """, logger: logger)
-        for try await (messageID, body) in rows.decode((UUID?, String).self) {
-            return (messageID, try JSONDecoder().decode(Outcome.self, from: Data(body.utf8)))
-        }
         return nil
     }
 

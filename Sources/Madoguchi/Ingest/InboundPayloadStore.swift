@@ -66,6 +66,52 @@ struct InboundPayloadStore: Sendable {
         throw Problem.internalError
     }
 
+    enum Opening: Sendable {
+        /// Already taken in: the first answer, to give again with 200.
+        case replay(Outcome)
+        /// New: the stored payload's id. The provider's message id stays locked until commit.
+        case fresh(UUID)
+    }
+
+    /// The start every JSON gateway shares, in the caller's transaction: a replayed
+    /// `Idempotency-Key` answers at once; otherwise the raw body is stored, the provider's message id
+    /// is locked, and a message already taken in under it is answered with its first answer (the
+    /// retry's bytes stay stored, with that answer).
+    func open(
+        channel: Channel, provider: String, providerMessageID: String, idempotencyKey: String?, body: [UInt8],
+        apiKeyID: UUID?, on connection: PostgresConnection
+    ) async throws -> Opening {
+        if let outcome = try await replay(idempotencyKey: idempotencyKey, channel: channel, body: body, on: connection) {
+            return .replay(outcome)
+        }
+        let payloadID = try await insert(
+            channel: channel, provider: provider, idempotencyKey: idempotencyKey, body: body, contentType: "application/json",
+            apiKeyID: apiKeyID, on: connection)
+        try await AdvisoryLock.take("\(channel.rawValue):\(provider):\(providerMessageID)", on: connection, logger: logger)
+        if let earlier = try await firstAnswer(channel: channel, provider: provider, providerMessageID: providerMessageID, excluding: payloadID, on: connection) {
+            try await finish(payloadID, providerMessageID: providerMessageID, parseError: nil, responseStatus: 200,
+                             outcome: earlier.outcome, messageID: earlier.messageID, on: connection)
+            return .replay(earlier.outcome)
+        }
+        return .fresh(payloadID)
+    }
+
+    /// The answer the first delivery of this provider message got, if one was taken in.
+    func firstAnswer(
+        channel: Channel, provider: String, providerMessageID: String, excluding payloadID: UUID, on connection: PostgresConnection
+    ) async throws -> (messageID: UUID?, outcome: Outcome)? {
+        let rows = try await connection.query("""
+            SELECT message_id, response_body::text FROM inbound_payloads
+            WHERE channel = \(channel.rawValue) AND provider = \(provider) AND provider_message_id = \(providerMessageID)
+              AND parse_status = 'parsed' AND response_status = 201 AND id <> \(payloadID)
+            ORDER BY received_at LIMIT 1
+            """, logger: logger)
+        for try await (messageID, body) in rows.decode((UUID?, String).self) {
+            return (messageID, try Self.decodeOutcome(body))
+        }
+        return nil
+    }
+
     /// Records what the payload became and the answer given, for replays and `GET /v1/inbound/{id}`.
     func finish(
         _ id: UUID, providerMessageID: String?, parseError: String?, responseStatus: Int, outcome: Outcome,

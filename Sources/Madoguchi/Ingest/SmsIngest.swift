@@ -43,17 +43,12 @@ struct SmsIngest: Sendable {
         let sender = try Self.validate(sms)
         let payloads = InboundPayloadStore(logger: logger)
         return try await database.withTransaction { connection in
-            if let outcome = try await payloads.replay(idempotencyKey: idempotencyKey, channel: .sms, body: raw, on: connection) {
-                return (200, outcome)
-            }
-            let payloadID = try await payloads.insert(
-                channel: .sms, provider: sms.provider, idempotencyKey: idempotencyKey, body: raw, contentType: "application/json",
-                apiKeyID: apiKeyID, on: connection)
-            try await AdvisoryLock.take("sms:\(sms.provider):\(sms.providerMessageId)", on: connection, logger: logger)
-            if let earlier = try await earlierOutcome(provider: sms.provider, id: sms.providerMessageId, on: connection) {
-                try await payloads.finish(payloadID, providerMessageID: sms.providerMessageId, parseError: nil, responseStatus: 200,
-                                          outcome: earlier.outcome, messageID: earlier.messageID, on: connection)
-                return (200, earlier.outcome)
+            let payloadID: UUID
+            switch try await payloads.open(
+                channel: .sms, provider: sms.provider, providerMessageID: sms.providerMessageId, idempotencyKey: idempotencyKey,
+                body: raw, apiKeyID: apiKeyID, on: connection) {
+            case .replay(let outcome): return (200, outcome)
+            case .fresh(let id): payloadID = id
             }
 
             let customer = try await IdentityResolver(logger: logger).resolve(
@@ -117,18 +112,6 @@ struct SmsIngest: Sendable {
             LIMIT 1
             """, logger: logger)
         for try await id in rows.decode(UUID.self) { return id }
-        return nil
-    }
-
-    private func earlierOutcome(provider: String, id: String, on connection: PostgresConnection) async throws -> (messageID: UUID?, outcome: Outcome)? {
-        let rows = try await connection.query("""
-            SELECT message_id, response_body::text FROM inbound_payloads
-            WHERE channel = 'sms' AND provider = \(provider) AND provider_message_id = \(id) AND parse_status = 'parsed' AND response_status = 201
-            LIMIT 1
-            """, logger: logger)
-        for try await (messageID, body) in rows.decode((UUID?, String).self) {
-            return (messageID, try JSONDecoder().decode(Outcome.self, from: Data(body.utf8)))
-        }
         return nil
     }
 }

@@ -107,18 +107,13 @@ struct WebformIngest: Sendable {
         let form = try Self.validate(submission)
         let payloads = InboundPayloadStore(logger: logger)
         return try await database.withTransaction { connection in
-            if let outcome = try await payloads.replay(idempotencyKey: idempotencyKey, channel: .webform, body: raw, on: connection) {
-                return (200, outcome)
-            }
-            let payloadID = try await payloads.insert(
-                channel: .webform, provider: submission.formId, idempotencyKey: idempotencyKey, body: raw, contentType: "application/json",
-                apiKeyID: apiKeyID, on: connection)
             // The same submission, however it is retried, is one message.
-            try await AdvisoryLock.take("webform:\(submission.formId):\(submission.submissionId)", on: connection, logger: logger)
-            if let earlier = try await earlierOutcome(form: submission.formId, submission: submission.submissionId, on: connection) {
-                try await payloads.finish(payloadID, providerMessageID: submission.submissionId, parseError: nil, responseStatus: 200,
-                                          outcome: earlier.outcome, messageID: earlier.messageID, on: connection)
-                return (200, earlier.outcome)
+            let payloadID: UUID
+            switch try await payloads.open(
+                channel: .webform, provider: submission.formId, providerMessageID: submission.submissionId, idempotencyKey: idempotencyKey,
+                body: raw, apiKeyID: apiKeyID, on: connection) {
+            case .replay(let outcome): return (200, outcome)
+            case .fresh(let id): payloadID = id
             }
             var outcome = Outcome(inboundId: payloadID.resourceID, channel: .webform, parseStatus: .parsed)
             outcome.classification = .customer
@@ -143,19 +138,6 @@ struct WebformIngest: Sendable {
                                       outcome: outcome, messageID: messageID, on: connection)
             return (201, outcome)
         }
-    }
-
-    private func earlierOutcome(form: String, submission: String, on connection: PostgresConnection) async throws -> (messageID: UUID?, outcome: Outcome)? {
-        let rows = try await connection.query("""
-            SELECT message_id, response_body::text FROM inbound_payloads
-            WHERE channel = 'webform' AND provider = \(form) AND provider_message_id = \(submission)
-              AND parse_status = 'parsed' AND response_status = 201
-            LIMIT 1
-            """, logger: logger)
-        for try await (messageID, body) in rows.decode((UUID?, String).self) {
-            return (messageID, try JSONDecoder().decode(Outcome.self, from: Data(body.utf8)))
-        }
-        return nil
     }
 
     /// Any known contact finds the customer; unknown ones join it. Contacts of two different

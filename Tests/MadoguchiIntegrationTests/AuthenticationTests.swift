@@ -13,6 +13,7 @@ struct AuthenticationTests {
         ("revokeApiKey", .delete, "/v1/api-keys/00000000-0000-4000-8000-000000000000", nil),
         ("ingestEmail", .post, "/v1/inbound/email", nil),
         ("ingestSms", .post, "/v1/inbound/sms", #"{"provider":"p","provider_message_id":"m","from":"09012345678","body":"b"}"#),
+        ("ingestChat", .post, "/v1/inbound/chat", #"{"provider":"p","conversation_id":"c","provider_message_id":"m","sender":{"provider_user_id":"u"},"text":"t"}"#),
         ("ingestWebform", .post, "/v1/inbound/webform", #"{"form_id":"f","submission_id":"s","body":"b"}"#),
         ("getInboundPayload", .get, "/v1/inbound/00000000-0000-4000-8000-000000000000", nil),
         ("reprocessInboundPayload", .post, "/v1/inbound/00000000-0000-4000-8000-000000000000/reprocess", nil),

@@ -13,6 +13,7 @@ struct APIHandler: APIProtocol {
     let claimLease: Duration
     let warningWords: [String]
     let subjectThreadWindow: Duration
+    let chatIdleGap: Duration
 
     /// The request's logger (its lines carry the request id), or the service's outside a request.
     var logger: Logger { RequestScope.current?.logger ?? baseLogger }

@@ -28,6 +28,8 @@ public struct Configuration: Sendable {
     /// `MADOGUCHI_SUBJECT_THREAD_HOURS`: how long after a customer's last message a mail with no thread
     /// headers (carrier mail drops them) still joins the open ticket with the same subject.
     public var subjectThreadWindow: Duration = .seconds(7 * 24 * 3600)
+    /// `MADOGUCHI_CHAT_IDLE_MINUTES`: a chat conversation quiet for longer than this starts a new ticket.
+    public var chatIdleGap: Duration = .seconds(30 * 60)
     /// `MADOGUCHI_LOG_LEVEL`: trace, debug, info, notice, warning, error, critical.
     public var logLevel: Logger.Level = .info
     /// `MADOGUCHI_LOG_FORMAT`: `text` for a terminal, `json` (one object per line) for journald and log shippers.
@@ -65,6 +67,9 @@ public struct Configuration: Sendable {
         if let seconds = try integer("MADOGUCHI_CLAIM_LEASE_SECONDS", in: 10...86_400) { configuration.claimLease = .seconds(seconds) }
         if let hours = try integer("MADOGUCHI_SUBJECT_THREAD_HOURS", in: 0...(24 * 365)) {
             configuration.subjectThreadWindow = .seconds(hours * 3600)
+        }
+        if let minutes = try integer("MADOGUCHI_CHAT_IDLE_MINUTES", in: 1...(60 * 24 * 30)) {
+            configuration.chatIdleGap = .seconds(minutes * 60)
         }
         if let words = value("MADOGUCHI_WARNING_WORDS") {
             configuration.warningWords = words.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }

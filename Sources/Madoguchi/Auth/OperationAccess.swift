@@ -12,6 +12,7 @@ enum OperationAccess {
         "ingestEmail": [.gateway],
         "ingestWebform": [.gateway],
         "ingestSms": [.gateway],
+        "ingestChat": [.gateway],
         "getInboundPayload": [.gateway, .supervisor, .admin],
         "reprocessInboundPayload": [.supervisor, .admin],
         "getCustomer": [.agent, .supervisor, .dashboard, .orderSystem],

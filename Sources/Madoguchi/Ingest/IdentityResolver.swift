@@ -77,6 +77,46 @@ struct IdentityResolver: Sendable {
         return customerID
     }
 
+    /// Any known contact finds the customer; unknown ones join it. Contacts of two different
+    /// customers are never merged here: the first in `contacts` wins and a supervisor is
+    /// told. With no contact at all, a customer with no identity, flagged.
+    /// Returns the customer and the flags to report (`no-contact`, `merge-suggested`).
+    func resolve(
+        contacts: [(kind: Customer.Identity.Kind, value: String)], displayName: String?, channel: Channel, on connection: PostgresConnection
+    ) async throws -> (UUID, [String]) {
+        guard !contacts.isEmpty else { return (try await anonymousCustomer(on: connection), ["no-contact"]) }
+        for contact in contacts.sorted(by: { ($0.kind.rawValue, $0.value) < ($1.kind.rawValue, $1.value) }) {
+            try await lock(kind: contact.kind, value: contact.value, on: connection)
+        }
+        var owners: [(kind: Customer.Identity.Kind, value: String, owner: UUID?)] = []
+        for contact in contacts {
+            owners.append((contact.kind, contact.value, try await customer(kind: contact.kind, value: contact.value, on: connection)))
+        }
+        var flags: [String] = []
+        let customerID: UUID
+        if let first = owners.first(where: { $0.owner != nil })?.owner {
+            customerID = first
+        } else {
+            customerID = try await createCustomer(displayName: displayName, on: connection)
+            try await EventStore(logger: logger).record("customer.created", customerID: customerID, actor: nil,
+                                                        data: ["identity": contacts.map(\.kind.rawValue)], on: connection)
+        }
+        for (kind, value, owner) in owners {
+            if owner == nil {
+                try await connection.query("""
+                    INSERT INTO customer_identities (customer_id, kind, value, raw_value) VALUES (\(customerID), \(kind.rawValue), \(value), \(value))
+                    """, logger: logger)
+            } else if let owner, owner != customerID {
+                if !flags.contains("merge-suggested") { flags.append("merge-suggested") }
+                try await EventStore(logger: logger).record(
+                    "customer.merge_suggested", customerID: customerID, actor: nil,
+                    data: ["other_customer_id": owner.uuidString.lowercased(), "kind": kind.rawValue, "value": value, "channel": channel.rawValue],
+                    on: connection)
+            }
+        }
+        return (customerID, flags)
+    }
+
     private func createCustomer(displayName: String?, on connection: PostgresConnection) async throws -> UUID {
         let name = displayName.map { String($0.prefix(500)) }.flatMap { $0.isEmpty ? nil : $0 }
         let rows = try await connection.query("INSERT INTO customers (display_name) VALUES (\(name)) RETURNING id", logger: logger)

@@ -82,3 +82,14 @@ extension APIHandler {
         return answer.status == 200 ? .ok(.init(body: .json(answer.outcome))) : .created(.init(body: .json(answer.outcome)))
     }
 }
+
+extension APIHandler {
+    func ingestChat(_ input: Operations.IngestChat.Input) async throws -> Operations.IngestChat.Output {
+        let key = try Self.idempotencyKey(input.headers.idempotencyKey)
+        guard case .json(let chat) = input.body else { throw Problem.internalError }
+        let raw = try RequestScope.current?.rawBody ?? Array(JSONEncoder.sorted.encode(chat))
+        let answer = try await ChatIngest(database: database, logger: logger, idleGap: chatIdleGap)
+            .ingest(chat, raw: raw, idempotencyKey: key, apiKeyID: try principal.keyID)
+        return answer.status == 200 ? .ok(.init(body: .json(answer.outcome))) : .created(.init(body: .json(answer.outcome)))
+    }
+}

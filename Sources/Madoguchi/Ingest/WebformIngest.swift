@@ -117,7 +117,8 @@ struct WebformIngest: Sendable {
             }
             var outcome = Outcome(inboundId: payloadID.resourceID, channel: .webform, parseStatus: .parsed)
             outcome.classification = .customer
-            let (customerID, flags) = try await resolveCustomer(form, on: connection)
+            let (customerID, flags) = try await IdentityResolver(logger: logger).resolve(
+                contacts: form.contacts, displayName: form.name, channel: .webform, on: connection)
             let ticket = try await TicketIntake(logger: logger).open(
                 customerID: customerID, channel: .webform, subject: form.subject, body: form.body, relatedTo: nil, on: connection)
             if flags.contains("no-contact") {
@@ -138,47 +139,6 @@ struct WebformIngest: Sendable {
                                       outcome: outcome, messageID: messageID, on: connection)
             return (201, outcome)
         }
-    }
-
-    /// Any known contact finds the customer; unknown ones join it. Contacts of two different
-    /// customers are never merged here: the first (email, phone, order id) wins and a supervisor is
-    /// told. With no contact at all, a customer with no identity, flagged.
-    private func resolveCustomer(_ form: Validated, on connection: PostgresConnection) async throws -> (UUID, [String]) {
-        let identities = IdentityResolver(logger: logger)
-        guard !form.contacts.isEmpty else { return (try await identities.anonymousCustomer(on: connection), ["no-contact"]) }
-        for contact in form.contacts.sorted(by: { ($0.kind.rawValue, $0.value) < ($1.kind.rawValue, $1.value) }) {
-            try await identities.lock(kind: contact.kind, value: contact.value, on: connection)
-        }
-        var owners: [(kind: Customer.Identity.Kind, value: String, owner: UUID?)] = []
-        for contact in form.contacts {
-            owners.append((contact.kind, contact.value, try await identities.customer(kind: contact.kind, value: contact.value, on: connection)))
-        }
-        var flags: [String] = []
-        let customerID: UUID
-        if let first = owners.first(where: { $0.owner != nil })?.owner {
-            customerID = first
-        } else {
-            let rows = try await connection.query("INSERT INTO customers (display_name) VALUES (\(form.name)) RETURNING id", logger: logger)
-            var created: UUID?
-            for try await id in rows.decode(UUID.self) { created = id }
-            customerID = try created ?? { throw Problem.internalError }()
-            try await EventStore(logger: logger).record("customer.created", customerID: customerID, actor: nil,
-                                                        data: ["identity": form.contacts.map(\.kind.rawValue)], on: connection)
-        }
-        for (kind, value, owner) in owners {
-            if owner == nil {
-                try await connection.query("""
-                    INSERT INTO customer_identities (customer_id, kind, value, raw_value) VALUES (\(customerID), \(kind.rawValue), \(value), \(value))
-                    """, logger: logger)
-            } else if let owner, owner != customerID {
-                if !flags.contains("merge-suggested") { flags.append("merge-suggested") }
-                try await EventStore(logger: logger).record(
-                    "customer.merge_suggested", customerID: customerID, actor: nil,
-                    data: ["other_customer_id": owner.uuidString.lowercased(), "kind": kind.rawValue, "value": value, "channel": "webform"],
-                    on: connection)
-            }
-        }
-        return (customerID, flags)
     }
 
     private func insertMessage(_ form: Validated, submission: Submission, ticketID: UUID, customerID: UUID, payloadID: UUID,

@@ -1,0 +1,82 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import NIOCore
+import PostgresNIO
+import Testing
+@testable import Madoguchi
+
+@Suite("Chat in: a conversation is one ticket while it is live, one customer across channels")
+struct InboundChatTests {
+    static func chat(_ id: String, conversation: String = "conv-1", user: String = "u-1", text: String = "こんにちは", extra: String = "") -> String {
+        #"{"provider":"intercom","conversation_id":"\#(conversation)","provider_message_id":"\#(id)","sender":{"provider_user_id":"\#(user)"\#(extra)},"text":"\#(text)"}"#
+    }
+
+    @Test("messages of one conversation join its ticket; after the idle gap, or once closed, a new one starts")
+    func conversation() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let first = try await app.request(.post, "/v1/inbound/chat", key: gateway, json: Self.chat("m1"))
+            #expect(first.status == .created, "\(first.text)")
+            let ticket = try #require(try first.json["ticket_id"] as? String)
+            let second = try await app.request(.post, "/v1/inbound/chat", key: gateway, json: Self.chat("m2", text: "注文番号は A-1 です"))
+            #expect(try second.json["ticket_id"] as? String == ticket)
+            #expect(try second.json["threading_reason"] as? String == "chat-conversation")
+
+            try await app.execute("UPDATE messages SET created_at = now() - interval '2 hours'")
+            let later = try await app.request(.post, "/v1/inbound/chat", key: gateway, json: Self.chat("m3", text: "また質問です"))
+            let laterTicket = try #require(try later.json["ticket_id"] as? String)
+            #expect(laterTicket != ticket)
+            #expect(try later.json["customer_id"] as? String == (try first.json["customer_id"] as? String))
+
+            try await app.execute("UPDATE tickets SET status = 'closed' WHERE id = \(UUID(uuidString: laterTicket)!)")
+            let afterClose = try await app.request(.post, "/v1/inbound/chat", key: gateway, json: Self.chat("m4", text: "もう一つ"))
+            #expect(try afterClose.json["threading_reason"] as? String == "reopened-closed")
+            #expect(try afterClose.json["ticket_id"] as? String != laterTicket)
+        }
+    }
+
+    @Test("a redelivered message is one message; the chat's email links to the customer who mailed before")
+    func dedupeAndIdentity() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let mail = try await InboundEmailTests.post(app, gateway, InboundEmailTests.mail(subject: "件名", id: "c1@example.jp"))
+            let customer = try #require(try mail.json["customer_id"] as? String)
+            let body = Self.chat("m1", extra: #","name":"花子","email":"hanako@example.jp""#)
+            let port = try #require(app.client.port)
+            let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                for _ in 0..<5 {
+                    group.addTask {
+                        try await TestClient.withClient(host: "localhost", port: port, configuration: InboundEmailTests.patient) { client in
+                            try await client.execute(.init("/v1/inbound/chat", method: .post,
+                                headers: [.authorization: "Bearer \(gateway)", .contentType: "application/json"], body: ByteBuffer(string: body))).status
+                        }
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(statuses.filter { $0 == .created }.count == 1, "\(statuses)")
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages WHERE channel = 'chat'") == 1)
+            let found = try await app.request(.get, "/v1/customers?email=hanako@example.jp", key: try await app.keySecret(.orderSystem))
+            let identities = ((try found.json["items"] as? [[String: Any]])?.first?["identities"] as? [[String: Any]]) ?? []
+            #expect(Set(identities.compactMap { $0["kind"] as? String }) == ["email", "chat"])
+            #expect(((try found.json["items"] as? [[String: Any]])?.first?["id"] as? String) == customer)
+        }
+    }
+
+    @Test("bad chat messages are refused naming each field; nothing is written")
+    func badInput() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let bad = try await app.request(.post, "/v1/inbound/chat", key: gateway, json: #"""
+                {"provider":"Intercom","conversation_id":" ","provider_message_id":"m","sender":{"provider_user_id":"u","email":"nope"},"text":"",
+                 "attachments":[{"filename":"a.png","media_type":"image/png","url":"file:///etc/passwd"}]}
+                """#)
+            try ProblemTests.expectProblem(bad, .unprocessableContent, "validation-failed")
+            let pointers = Set(((try bad.json["errors"] as? [[String: Any]]) ?? []).compactMap { $0["pointer"] as? String })
+            #expect(pointers == ["/provider", "/conversation_id", "/sender/email", "/attachments/0/url", "/text"])
+            try ProblemTests.expectProblem(try await app.request(.post, "/v1/inbound/chat", key: gateway, json: #"{"provider":"x"}"#), .badRequest, "malformed-body")
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads") == 0)
+        }
+    }
+}

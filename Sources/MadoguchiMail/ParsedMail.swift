@@ -118,10 +118,8 @@ struct BodyCollector {
                 if html == nil { html = decodeText(part) } else { attach(part, defaultName: nil) }
             } else if isRoot && type.hasPrefix("text/") && part.disposition == nil && part.filename == nil {
                 plainTexts.append(decodeText(part))
-            } else if part.mediaType.hasPrefix("message/") && !part.isAttachmentDisposition && !isRoot {
-                // delivery-status, feedback-report, disposition-notification: read by the classifier.
-                attach(part, defaultName: nil)
             } else {
+                // Files, and report parts (delivery-status, feedback-report), which the classifier reads.
                 attach(part, defaultName: nil)
             }
         }

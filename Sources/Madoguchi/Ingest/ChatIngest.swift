@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import Logging
 import MadoguchiAPI
@@ -119,13 +118,8 @@ struct ChatIngest: Sendable {
             var created: UUID?
             for try await id in rows.decode(UUID.self) { created = id }
             guard let messageID = created else { throw Problem.internalError }
-            for (position, file) in message.files.enumerated() {
-                try await connection.query("""
-                    INSERT INTO attachments (message_id, position, filename, media_type, size, sha256, inline, content)
-                    VALUES (\(messageID), \(position), \(file.filename), \(file.mediaType), \(Int64(file.content.count)),
-                            \(ByteBuffer(bytes: SHA256.hash(data: file.content))), false, \(ByteBuffer(bytes: file.content)))
-                    """, logger: logger)
-            }
+            try await AttachmentWriter(logger: logger).insert(
+                message.files.map { .init(filename: $0.filename, mediaType: $0.mediaType, content: $0.content) }, messageID: messageID, on: connection)
             if ticket.status != .new { ticket.status = try await intake.customerWrote(on: ticket, on: connection) }
             try await EventStore(logger: logger).record(
                 "message.received", ticketID: ticket.id, customerID: customerID, messageID: messageID, actor: nil,
@@ -133,11 +127,7 @@ struct ChatIngest: Sendable {
 
             var outcome = Outcome(inboundId: payloadID.resourceID, channel: .chat, parseStatus: .parsed)
             outcome.classification = .customer
-            outcome.messageId = messageID.resourceID
-            outcome.ticketId = ticket.id.resourceID
-            outcome.ticketNumber = ticket.number
-            outcome.customerId = customerID.resourceID
-            outcome.ticketStatus = .init(rawValue: ticket.status.rawValue)
+            outcome.took(message: messageID, on: ticket, customerID: customerID)
             outcome.threadingReason = reason
             outcome.flags = flags.isEmpty ? nil : flags
             try await payloads.finish(payloadID, providerMessageID: chat.providerMessageId, parseError: nil, responseStatus: 201,

@@ -161,11 +161,7 @@ struct EmailIngest: Sendable {
         try await events.record(
             "message.received", ticketID: ticket.id, customerID: customerID, messageID: messageID, actor: nil,
             data: ["channel": "email", "classification": mail.classification.rawValue, "threading": outcome.threadingReason ?? ""], on: connection)
-        outcome.messageId = messageID.resourceID
-        outcome.ticketId = ticket.id.resourceID
-        outcome.ticketNumber = ticket.number
-        outcome.customerId = customerID.resourceID
-        outcome.ticketStatus = .init(rawValue: ticket.status.rawValue)
+        outcome.took(message: messageID, on: ticket, customerID: customerID)
     }
 
     // MARK: - Bounces and reports

@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import Logging
 import MadoguchiMail
@@ -28,14 +27,10 @@ struct MessageDraft: Sendable {
         var messageID: UUID?
         for try await id in rows.decode(UUID.self) { messageID = id }
         guard let messageID else { throw Problem.internalError }
-        for (position, attachment) in mail.attachments.enumerated() {
-            try await connection.query("""
-                INSERT INTO attachments (message_id, position, filename, media_type, size, sha256, content_id, inline, content)
-                VALUES (\(messageID), \(position), \(Text.limit(attachment.filename ?? "", 1000)), \(Text.limit(attachment.mediaType, 255)),
-                        \(Int64(attachment.content.count)), \(ByteBuffer(bytes: SHA256.hash(data: attachment.content))),
-                        \(attachment.contentID.map { Text.limit($0, 1000) }), \(attachment.isInline), \(ByteBuffer(bytes: attachment.content)))
-                """, logger: logger)
-        }
+        try await AttachmentWriter(logger: logger).insert(mail.attachments.map {
+            .init(filename: Text.limit($0.filename ?? "", 1000), mediaType: Text.limit($0.mediaType, 255), content: $0.content,
+                  contentID: $0.contentID.map { Text.limit($0, 1000) }, isInline: $0.isInline)
+        }, messageID: messageID, on: connection)
         return messageID
     }
 

@@ -88,11 +88,7 @@ struct SmsIngest: Sendable {
 
             var outcome = Outcome(inboundId: payloadID.resourceID, channel: .sms, parseStatus: .parsed)
             outcome.classification = .customer
-            outcome.messageId = messageID.resourceID
-            outcome.ticketId = ticket.id.resourceID
-            outcome.ticketNumber = ticket.number
-            outcome.customerId = customer.customerID.resourceID
-            outcome.ticketStatus = .init(rawValue: ticket.status.rawValue)
+            outcome.took(message: messageID, on: ticket, customerID: customer.customerID)
             outcome.threadingReason = reason
             outcome.flags = sender.isPhoneNumber ? nil : ["unverified-sender"]
             try await payloads.finish(payloadID, providerMessageID: sms.providerMessageId, parseError: nil, responseStatus: 201,

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MadoguchiAPI
 import PostgresNIO
 
 /// What every channel's ingest does to tickets: open one (rules applied in the same transaction),
@@ -67,5 +68,16 @@ struct TicketIntake: Sendable {
                 data: ["from": ticket.status.rawValue, "to": status.rawValue], on: connection)
         }
         return status
+    }
+}
+
+extension Components.Schemas.InboundResult {
+    /// Records in the answer (and so in its replay) the message a payload became and where it went.
+    mutating func took(message messageID: UUID, on ticket: TicketIntake.Target, customerID: UUID) {
+        messageId = messageID.resourceID
+        ticketId = ticket.id.resourceID
+        ticketNumber = ticket.number
+        customerId = customerID.resourceID
+        ticketStatus = .init(rawValue: ticket.status.rawValue)
     }
 }

@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import Logging
 import MadoguchiAPI
@@ -128,11 +127,7 @@ struct WebformIngest: Sendable {
             try await EventStore(logger: logger).record(
                 "message.received", ticketID: ticket.id, customerID: customerID, messageID: messageID, actor: nil,
                 data: ["channel": "webform", "form_id": submission.formId], on: connection)
-            outcome.messageId = messageID.resourceID
-            outcome.ticketId = ticket.id.resourceID
-            outcome.ticketNumber = ticket.number
-            outcome.customerId = customerID.resourceID
-            outcome.ticketStatus = .new
+            outcome.took(message: messageID, on: ticket, customerID: customerID)
             outcome.threadingReason = "new-ticket"
             outcome.flags = flags.isEmpty ? nil : flags
             try await payloads.finish(payloadID, providerMessageID: submission.submissionId, parseError: nil, responseStatus: 201,
@@ -158,13 +153,8 @@ struct WebformIngest: Sendable {
         var created: UUID?
         for try await id in rows.decode(UUID.self) { created = id }
         guard let messageID = created else { throw Problem.internalError }
-        for (position, attachment) in form.attachments.enumerated() {
-            try await connection.query("""
-                INSERT INTO attachments (message_id, position, filename, media_type, size, sha256, inline, content)
-                VALUES (\(messageID), \(position), \(attachment.filename), \(attachment.mediaType), \(Int64(attachment.content.count)),
-                        \(ByteBuffer(bytes: SHA256.hash(data: attachment.content))), false, \(ByteBuffer(bytes: attachment.content)))
-                """, logger: logger)
-        }
+        try await AttachmentWriter(logger: logger).insert(
+            form.attachments.map { .init(filename: $0.filename, mediaType: $0.mediaType, content: $0.content) }, messageID: messageID, on: connection)
         return messageID
     }
 }

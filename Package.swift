@@ -76,6 +76,8 @@ let package = Package(
                 "Madoguchi",
                 "CorpusSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                // Signs provider webhooks independently of the code under test.
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
     ]

@@ -14,6 +14,7 @@ struct APIHandler: APIProtocol {
     let warningWords: [String]
     let subjectThreadWindow: Duration
     let chatIdleGap: Duration
+    let providers: ProviderSettings
 
     /// The request's logger (its lines carry the request id), or the service's outside a request.
     var logger: Logger { RequestScope.current?.logger ?? baseLogger }

@@ -27,12 +27,14 @@ public func buildApplication(
         defaultLimit: configuration.maxBodyBytes,
         limitsByPath: ["/v1/inbound/email": configuration.maxEmailBytes, "/v1/inbound/webform": configuration.maxEmailBytes,
                        "/v1/inbound/chat": configuration.maxEmailBytes]))
-    router.add(middleware: RawBodyMiddleware(paths: ["/v1/inbound/webform", "/v1/inbound/sms", "/v1/inbound/chat"], limit: configuration.maxEmailBytes))
+    router.add(middleware: RawBodyMiddleware(
+        paths: ["/v1/inbound/webform", "/v1/inbound/sms", "/v1/inbound/chat"], prefixes: ["/v1/inbound/sms/", "/v1/inbound/chat/"],
+        limit: configuration.maxEmailBytes))
 
     let handler = APIHandler(
         database: database, migrator: migrator, registry: registry, baseLogger: logger, claimLease: configuration.claimLease,
         warningWords: configuration.warningWords, subjectThreadWindow: configuration.subjectThreadWindow,
-        chatIdleGap: configuration.chatIdleGap)
+        chatIdleGap: configuration.chatIdleGap, providers: configuration.providers)
     try handler.registerHandlers(
         on: RecordingTransport(router: router, table: routes),
         middlewares: [AuthMiddleware(database: database, keys: handler.keys)])

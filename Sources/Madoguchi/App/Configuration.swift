@@ -30,6 +30,8 @@ public struct Configuration: Sendable {
     public var subjectThreadWindow: Duration = .seconds(7 * 24 * 3600)
     /// `MADOGUCHI_CHAT_IDLE_MINUTES`: a chat conversation quiet for longer than this starts a new ticket.
     public var chatIdleGap: Duration = .seconds(30 * 60)
+    /// Secrets that verify provider webhooks (Twilio, Vonage, LINE) and the public URL they call.
+    public var providers = ProviderSettings()
     /// `MADOGUCHI_LOG_LEVEL`: trace, debug, info, notice, warning, error, critical.
     public var logLevel: Logger.Level = .info
     /// `MADOGUCHI_LOG_FORMAT`: `text` for a terminal, `json` (one object per line) for journald and log shippers.
@@ -74,6 +76,7 @@ public struct Configuration: Sendable {
         if let words = value("MADOGUCHI_WARNING_WORDS") {
             configuration.warningWords = words.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         }
+        configuration.providers = try ProviderSettings.fromEnvironment(value)
         if let level = value("MADOGUCHI_LOG_LEVEL") { configuration.logLevel = try parseLogLevel(level) }
         if let format = value("MADOGUCHI_LOG_FORMAT") {
             guard let parsed = LogFormat(rawValue: format.lowercased()) else {

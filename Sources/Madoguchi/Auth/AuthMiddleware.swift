@@ -17,7 +17,7 @@ struct AuthMiddleware: ServerMiddleware {
     ) async throws -> (HTTPResponse, HTTPBody?) {
         let scope = RequestScope.current
         scope?.operationID = operationID
-        if OperationAccess.publicOperations.contains(operationID) {
+        if OperationAccess.publicOperations.contains(operationID) || OperationAccess.providerSignedOperations.contains(operationID) {
             return try await next(request, body, metadata)
         }
         let principal = try await authenticate(request)

@@ -4,6 +4,10 @@
 enum OperationAccess {
     static let publicOperations: Set<String> = ["getLive", "getReady", "getMetrics", "getOpenAPIDocument"]
 
+    /// Provider webhooks: the provider cannot send our API key, so its signature over the request is
+    /// the credential, and the handler refuses (403) what it cannot verify.
+    static let providerSignedOperations: Set<String> = ["ingestSmsWebhook", "ingestSmsStatusWebhook", "ingestChatWebhook"]
+
     static let roles: [String: Set<Role>] = [
         "getCurrentPrincipal": Set(Role.allCases),
         "listApiKeys": [.admin],

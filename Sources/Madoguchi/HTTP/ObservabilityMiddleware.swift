@@ -15,7 +15,8 @@ struct ObservabilityMiddleware<Context: RequestContext>: RouterMiddleware {
         let requestID = Self.acceptableRequestID(request.headers[.xRequestID]) ?? Self.makeRequestID()
         var context = context
         context.logger[metadataKey: "request_id"] = .string(requestID)
-        let scope = RequestScope(requestID: requestID, logger: context.logger, requestURI: request.uri.description)
+        let scope = RequestScope(requestID: requestID, logger: context.logger, requestURI: request.uri.description, requestHeaders: request.headers,
+                                 requestAuthority: request.head.authority)
 
         var response: Response
         do {

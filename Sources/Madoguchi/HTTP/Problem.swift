@@ -95,6 +95,8 @@ extension Problem.Kind {
     public static let idempotencyKeyReused = Self(rawValue: "idempotency-key-reused")
     public static let alreadyProcessed = Self(rawValue: "already-processed")
     public static let internalError = Self(rawValue: "internal-error")
+    public static let signatureInvalid = Self(rawValue: "signature-invalid")
+    public static let unknownProvider = Self(rawValue: "unknown-provider")
 }
 
 extension Problem {

@@ -14,6 +14,10 @@ public final class RequestScope: Sendable {
     public let logger: Logger
     /// The path and query as requested, for building `Link` headers.
     public let requestURI: String
+    /// The request's header fields, for handlers that verify a provider's signature over them.
+    public let requestHeaders: HTTPFields
+    /// The host (and port) the client called, from `Host` (HTTP/1) or `:authority` (HTTP/2).
+    public let requestAuthority: String?
     private let state = Mutex(State())
 
     private struct State {
@@ -23,10 +27,12 @@ public final class RequestScope: Sendable {
         var responseHeaders: HTTPFields = [:]
     }
 
-    init(requestID: String, logger: Logger, requestURI: String) {
+    init(requestID: String, logger: Logger, requestURI: String, requestHeaders: HTTPFields = [:], requestAuthority: String? = nil) {
         self.requestID = requestID
         self.logger = logger
         self.requestURI = requestURI
+        self.requestHeaders = requestHeaders
+        self.requestAuthority = requestAuthority
     }
 
     public var operationID: String? {

@@ -37,7 +37,8 @@ extension APIHandler {
             providerMessageId: record.providerMessageID, idempotencyKey: record.idempotencyKey, contentType: record.contentType,
             receivedAt: record.receivedAt, processedAt: record.processedAt, size: record.size,
             sha256: record.sha256.map { String(format: "%02x", $0) }.joined(),
-            parseStatus: .init(rawValue: record.parseStatus)!, parseError: record.parseError, outcome: record.outcome))))
+            parseStatus: .init(rawValue: record.parseStatus)!, parseError: record.parseError, outcome: record.outcome,
+            webhookResult: record.webhookResult))))
     }
 
     func reprocessInboundPayload(_ input: Operations.ReprocessInboundPayload.Input) async throws -> Operations.ReprocessInboundPayload.Output {
@@ -78,7 +79,7 @@ extension APIHandler {
         guard case .json(let sms) = input.body else { throw Problem.internalError }
         let raw = try RequestScope.current?.rawBody ?? Array(JSONEncoder.sorted.encode(sms))
         let answer = try await SmsIngest(database: database, logger: logger, conversationWindow: subjectThreadWindow)
-            .ingest(sms, raw: raw, idempotencyKey: key, apiKeyID: try principal.keyID)
+            .ingest(InboundSms(sms), raw: raw, contentType: "application/json", idempotencyKey: key, apiKeyID: try principal.keyID)
         return answer.status == 200 ? .ok(.init(body: .json(answer.outcome))) : .created(.init(body: .json(answer.outcome)))
     }
 }
@@ -89,7 +90,7 @@ extension APIHandler {
         guard case .json(let chat) = input.body else { throw Problem.internalError }
         let raw = try RequestScope.current?.rawBody ?? Array(JSONEncoder.sorted.encode(chat))
         let answer = try await ChatIngest(database: database, logger: logger, idleGap: chatIdleGap)
-            .ingest(chat, raw: raw, idempotencyKey: key, apiKeyID: try principal.keyID)
+            .ingest(try ChatIngest.validate(chat), raw: raw, idempotencyKey: key, apiKeyID: try principal.keyID)
         return answer.status == 200 ? .ok(.init(body: .json(answer.outcome))) : .created(.init(body: .json(answer.outcome)))
     }
 }

@@ -79,13 +79,13 @@ struct InboundPayloadStore: Sendable {
     /// retry's bytes stay stored, with that answer).
     func open(
         channel: Channel, provider: String, providerMessageID: String, idempotencyKey: String?, body: [UInt8],
-        apiKeyID: UUID?, on connection: PostgresConnection
+        contentType: String = "application/json", apiKeyID: UUID?, on connection: PostgresConnection
     ) async throws -> Opening {
         if let outcome = try await replay(idempotencyKey: idempotencyKey, channel: channel, body: body, on: connection) {
             return .replay(outcome)
         }
         let payloadID = try await insert(
-            channel: channel, provider: provider, idempotencyKey: idempotencyKey, body: body, contentType: "application/json",
+            channel: channel, provider: provider, idempotencyKey: idempotencyKey, body: body, contentType: contentType,
             apiKeyID: apiKeyID, on: connection)
         try await AdvisoryLock.take("\(channel.rawValue):\(provider):\(providerMessageID)", on: connection, logger: logger)
         if let earlier = try await firstAnswer(channel: channel, provider: provider, providerMessageID: providerMessageID, excluding: payloadID, on: connection) {
@@ -112,9 +112,10 @@ struct InboundPayloadStore: Sendable {
         return nil
     }
 
-    /// Records what the payload became and the answer given, for replays and `GET /v1/inbound/{id}`.
+    /// Records what the payload became and the answer given (an `InboundResult`, or a provider
+    /// webhook's `ProviderWebhookResult`), for replays and `GET /v1/inbound/{id}`.
     func finish(
-        _ id: UUID, providerMessageID: String?, parseError: String?, responseStatus: Int, outcome: Outcome,
+        _ id: UUID, providerMessageID: String?, parseError: String?, responseStatus: Int, outcome: some Encodable,
         messageID: UUID?, on connection: PostgresConnection
     ) async throws {
         let json = String(decoding: try JSONEncoder().encode(outcome), as: UTF8.self)
@@ -125,6 +126,35 @@ struct InboundPayloadStore: Sendable {
                 response_body = \(json)::jsonb, message_id = \(messageID), processed_at = now()
             WHERE id = \(id)
             """, logger: logger)
+    }
+
+    /// Keeps a request that was refused (`rejected`: its signature did not verify) or could not be read
+    /// (`failed`), in a transaction of its own, with the reason: the record of what came in, and
+    /// nothing else written.
+    func keepUnused(
+        channel: Channel, provider: String, body: [UInt8], contentType: String?, rejected: Bool, reason: String,
+        on connection: PostgresConnection
+    ) async throws -> UUID {
+        let rows = try await connection.query("""
+            INSERT INTO inbound_payloads (channel, provider, content_type, body, parse_status, parse_error, processed_at)
+            VALUES (\(channel.rawValue), \(provider), \(contentType.map { String($0.prefix(255)) }), \(ByteBuffer(bytes: body)),
+                    \(rejected ? "rejected" : "failed"), \(reason), now())
+            RETURNING id
+            """, logger: logger)
+        for try await id in rows.decode(UUID.self) { return id }
+        throw Problem.internalError
+    }
+
+    /// The answer the payload that made this message was given (a message assembled from parts
+    /// answers every retry of any of its parts with it).
+    func answer(forMessage messageID: UUID, on connection: PostgresConnection) async throws -> Outcome? {
+        let rows = try await connection.query("""
+            SELECT response_body::text FROM inbound_payloads
+            WHERE message_id = \(messageID) AND response_status = 201
+            ORDER BY received_at LIMIT 1
+            """, logger: logger)
+        for try await body in rows.decode(String.self) { return try Self.decodeOutcome(body) }
+        return nil
     }
 
     struct Record: Sendable {
@@ -141,6 +171,7 @@ struct InboundPayloadStore: Sendable {
         var parseStatus: String
         var parseError: String?
         var outcome: Outcome?
+        var webhookResult: Components.Schemas.ProviderWebhookResult?
     }
 
     func record(id: UUID, on connection: PostgresConnection) async throws -> Record? {
@@ -152,10 +183,17 @@ struct InboundPayloadStore: Sendable {
         for try await row in rows {
             let (id, channel, provider, providerMessageID, key, contentType, receivedAt, processedAt, size, sha256, status, error, body) =
                 try row.decode((UUID, String, String, String?, String?, String?, Date, Date?, Int64, ByteBuffer, String, String?, String?).self)
-            return Record(
+            var record = Record(
                 id: id, channel: try Ticket.enumeration(channel), provider: provider, providerMessageID: providerMessageID,
                 idempotencyKey: key, contentType: contentType, receivedAt: receivedAt, processedAt: processedAt, size: size,
-                sha256: Array(buffer: sha256), parseStatus: status, parseError: error, outcome: try body.map(Self.decodeOutcome))
+                sha256: Array(buffer: sha256), parseStatus: status, parseError: error)
+            // A provider webhook's answer lists its events; every other answer is one InboundResult.
+            if let body, let webhook = try? JSONDecoder().decode(Components.Schemas.ProviderWebhookResult.self, from: Data(body.utf8)) {
+                record.webhookResult = webhook
+            } else {
+                record.outcome = try body.map(Self.decodeOutcome)
+            }
+            return record
         }
         return nil
     }

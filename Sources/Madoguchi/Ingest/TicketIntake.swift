@@ -50,6 +50,23 @@ struct TicketIntake: Sendable {
         return nil
     }
 
+    /// Where a message of an ongoing conversation (SMS, chat) goes: on `candidate`, row-locked, with
+    /// `reason`; if there is no candidate, a new ticket (`new-ticket`); if the candidate is closed, a new
+    /// ticket linked to it (`reopened-closed`).
+    func continueConversation(
+        _ candidate: UUID?, reason: String, customerID: UUID, channel: Channel, body: String, on connection: PostgresConnection
+    ) async throws -> (ticket: Target, reason: String) {
+        var related: UUID?
+        if let candidate, let locked = try await lock(candidate, on: connection) {
+            guard locked.status == .closed else { return (locked, reason) }
+            related = locked.id
+        }
+        let firstLine = body.split(whereSeparator: \.isNewline).first.map { String($0.prefix(60)) } ?? ""
+        let subject = firstLine.trimmingCharacters(in: .whitespaces).isEmpty ? channel.conversationTitle : firstLine
+        let ticket = try await open(customerID: customerID, channel: channel, subject: subject, body: body, relatedTo: related, on: connection)
+        return (ticket, related == nil ? "new-ticket" : "reopened-closed")
+    }
+
     /// A customer wrote on `ticket` (locked by the caller): pending, on-hold-free statuses and solved
     /// tickets reopen; the clock of the last customer message moves.
     func customerWrote(on ticket: Target, on connection: PostgresConnection) async throws -> Ticket.Status {
@@ -68,6 +85,18 @@ struct TicketIntake: Sendable {
                 data: ["from": ticket.status.rawValue, "to": status.rawValue], on: connection)
         }
         return status
+    }
+}
+
+extension Channel {
+    /// A ticket's subject when a conversation's first message has no text to take one from.
+    var conversationTitle: String {
+        switch self {
+        case .sms: "SMS"
+        case .chat: "Chat"
+        case .email: "(no subject)"
+        case .webform: "Web form"
+        }
     }
 }
 

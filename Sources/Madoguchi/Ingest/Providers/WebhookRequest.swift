@@ -1,0 +1,90 @@
+import Foundation
+import HTTPTypes
+import Logging
+import MadoguchiAPI
+
+typealias WebhookResult = Components.Schemas.ProviderWebhookResult
+typealias WebhookEventResult = Components.Schemas.ProviderEventResult
+
+/// A provider's webhook request as it arrived — the bytes and headers its signature covers — and the
+/// two ways such a request ends before it is read: refused, or unreadable. Both keep the request.
+struct WebhookRequest: Sendable {
+    var channel: Channel
+    var provider: String
+    var body: [UInt8]
+    var headers: HTTPFields
+    /// Path and query as requested.
+    var uri: String
+    /// The host the client called.
+    var authority: String?
+
+    var contentType: String? { headers[.contentType] }
+
+    var isForm: Bool { contentType?.lowercased().hasPrefix("application/x-www-form-urlencoded") ?? false }
+
+    /// The caller asked for JSON by name (providers send `*/*` or nothing).
+    var asksForJSON: Bool { headers[.accept]?.lowercased().contains("application/json") ?? false }
+
+    /// The request being handled, from what `RawBodyMiddleware` and `ObservabilityMiddleware` kept.
+    static func current(channel: Channel, provider: String) throws -> WebhookRequest {
+        guard let scope = RequestScope.current, let body = scope.rawBody else { throw Problem.internalError }
+        return WebhookRequest(channel: channel, provider: provider, body: body, headers: scope.requestHeaders, uri: scope.requestURI,
+                              authority: scope.requestAuthority)
+    }
+
+    /// The URLs the provider may have signed. Behind a proxy we cannot see the scheme and host it
+    /// called, so `MADOGUCHI_PUBLIC_URL` says; without it, the `Host` header with https, then http.
+    /// Each with and without an explicit default port, which providers write either way.
+    func signedURLCandidates(publicURL: String?) -> [String] {
+        var bases: [String] = []
+        if let publicURL {
+            bases = [publicURL]
+        } else if let host = headers[HTTPField.Name("X-Forwarded-Host")!] ?? authority {
+            bases = ["https://\(host)", "http://\(host)"]
+        }
+        var candidates: [String] = []
+        for base in bases {
+            candidates.append(base + uri)
+            guard var parts = URLComponents(string: base), let scheme = parts.scheme?.lowercased() else { continue }
+            let defaultPort = scheme == "https" ? 443 : 80
+            if parts.port == nil { parts.port = defaultPort } else if parts.port == defaultPort { parts.port = nil }
+            if let toggled = parts.string { candidates.append(toggled + uri) }
+        }
+        return candidates
+    }
+
+    /// Keeps the request as `rejected` and answers 403 with `reason`: a request whose signature does
+    /// not verify writes nothing else.
+    func refuse(_ reason: String, database: Database, logger: Logger) async throws -> Never {
+        let id = try await database.withConnection { connection in
+            try await InboundPayloadStore(logger: logger).keepUnused(
+                channel: channel, provider: provider, body: body, contentType: contentType, rejected: true, reason: reason, on: connection)
+        }
+        logger.warning("provider webhook refused", metadata: ["provider": "\(provider)", "inbound_id": "\(id)", "reason": "\(reason)"])
+        throw Problem(.signatureInvalid, status: .forbidden, title: "Signature not verified", detail: reason)
+    }
+
+    /// Keeps a verified request that cannot be taken in as `failed` (`GET /v1/inbound/{id}` shows it)
+    /// and answers with `problem`.
+    func fail(_ problem: Problem, database: Database, logger: Logger) async throws -> Never {
+        _ = try await database.withConnection { connection in
+            try await InboundPayloadStore(logger: logger).keepUnused(
+                channel: channel, provider: provider, body: body, contentType: contentType, rejected: false, reason: problem.detail, on: connection)
+        }
+        throw problem
+    }
+}
+
+extension Problem {
+    static func unknownProvider(_ provider: String, channel: String, known: [String]) -> Problem {
+        Problem(.unknownProvider, status: .notFound, title: "Unknown provider",
+                detail: "'\(provider)' is not a \(channel) provider this service reads; it takes \(known.joined(separator: ", ")). A gateway of your own can post to the provider-neutral endpoint instead.")
+    }
+}
+
+extension WebhookEventResult {
+    /// The result for a message ingest answered: new (`201`) or a redelivery.
+    init(eventID: String?, type: String, status: Int, outcome: Components.Schemas.InboundResult) {
+        self.init(eventId: eventID, _type: type, result: status == 201 ? .taken : .duplicate, inbound: outcome)
+    }
+}

@@ -1,0 +1,190 @@
+import Crypto
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import NIOCore
+import Testing
+@testable import Madoguchi
+
+@Suite("LINE webhook: signed, several events per request, each taken once")
+struct LineWebhookTests {
+    static let user = "U4af4980629f1ed0c8e9e0e2fd2e3a0a1"
+
+    static func configured(_ configuration: inout Configuration) {
+        configuration.providers.lineChannelSecrets = ["line-new", "line-old"]
+    }
+
+    /// LINE's signature: Base64(HMAC-SHA256(channel secret, body)).
+    static func signature(_ body: String, secret: String) -> String {
+        Data(HMAC<SHA256>.authenticationCode(for: Data(body.utf8), using: SymmetricKey(data: Data(secret.utf8)))).base64EncodedString()
+    }
+
+    static func event(_ id: String, type: String, user: String = user, redelivery: Bool = false, _ extra: String = "") -> String {
+        #"{"type":"\#(type)","mode":"active","timestamp":1795575845000,"source":{"type":"user","userId":"\#(user)"},"webhookEventId":"\#(id)","deliveryContext":{"isRedelivery":\#(redelivery)}\#(extra.isEmpty ? "" : "," + extra)}"#
+    }
+
+    static func text(_ id: String, messageID: String, _ text: String, redelivery: Bool = false, user: String = user) -> String {
+        event(id, type: "message", user: user, redelivery: redelivery,
+              #""replyToken":"r\#(id)","message":{"id":"\#(messageID)","type":"text","quoteToken":"q","text":"\#(text)"}"#)
+    }
+
+    static func body(_ events: [String]) -> String {
+        #"{"destination":"Ubot0000000000000000000000000000","events":[\#(events.joined(separator: ","))]}"#
+    }
+
+    @discardableResult
+    static func post(_ app: TestApp, _ body: String, secret: String? = "line-new") async throws -> TestResponse {
+        var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
+        if let secret { headers[HTTPField.Name("X-Line-Signature")!] = signature(body, secret: secret) }
+        return try await app.client.execute(uri: "/v1/inbound/chat/line", method: .post, headers: headers, body: ByteBuffer(string: body))
+    }
+
+    static func results(_ response: TestResponse) throws -> [String] {
+        ((try response.json["events"] as? [[String: Any]]) ?? []).compactMap { $0["result"] as? String }
+    }
+
+    @Test("follow, two texts and a postback in one webhook; a redelivery of it takes nothing twice")
+    func severalEvents() async throws {
+        try await TestApp.run(configure: Self.configured) { app in
+            let webhook = Self.body([
+                Self.event("01HF0000000000000000000001", type: "follow"),
+                Self.text("01HF0000000000000000000002", messageID: "5001", "注文した商品が届きません"),
+                Self.text("01HF0000000000000000000003", messageID: "5002", "注文番号は A-1234 です"),
+                Self.event("01HF0000000000000000000004", type: "postback", #""postback":{"data":"action=contact&order=A-1234"}"#),
+                Self.event("01HF0000000000000000000005", type: "beacon", #""beacon":{"hwid":"d41d8cd98f","type":"enter"}"#),
+            ])
+            let first = try await Self.post(app, webhook)
+            #expect(first.status == .ok, "\(first.text)")
+            #expect(try Self.results(first) == ["recorded", "taken", "taken", "recorded", "ignored"])
+            let events = try #require(try first.json["events"] as? [[String: Any]])
+            let ticket = (events[1]["inbound"] as? [String: Any])?["ticket_id"] as? String
+            #expect(ticket != nil && ticket == (events[2]["inbound"] as? [String: Any])?["ticket_id"] as? String)
+
+            let again = Self.body([
+                Self.event("01HF0000000000000000000001", type: "follow", redelivery: true),
+                Self.text("01HF0000000000000000000002", messageID: "5001", "注文した商品が届きません", redelivery: true),
+                Self.text("01HF0000000000000000000006", messageID: "5003", "まだですか"),
+            ])
+            let redelivered = try await Self.post(app, again, secret: "line-old")
+            #expect(try Self.results(redelivered) == ["duplicate", "duplicate", "taken"], "\(redelivered.text)")
+            let duplicate = try #require((try redelivered.json["events"] as? [[String: Any]])?[1]["inbound"] as? [String: Any])
+            #expect(duplicate["message_id"] as? String == (events[1]["inbound"] as? [String: Any])?["message_id"] as? String)
+
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages WHERE provider = 'line'") == 3)
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM customers") == 1)
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM customer_identities WHERE kind = 'line' AND value = \(Self.user)") == 1)
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM events WHERE type = 'chat.postback' AND data->>'data' = 'action=contact&order=A-1234'") == 1)
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM events WHERE type = 'customer.followed'") == 1)
+        }
+    }
+
+    @Test("the same webhook redelivered 5 times at once is one message")
+    func concurrentRedelivery() async throws {
+        try await TestApp.run(configure: Self.configured) { app in
+            let webhook = Self.body([Self.text("01HF0000000000000000000010", messageID: "6001", "至急お願いします", redelivery: true)])
+            let port = try #require(app.client.port)
+            let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                for _ in 0..<5 {
+                    group.addTask {
+                        try await TestClient.withClient(host: "localhost", port: port, configuration: InboundEmailTests.patient) { client in
+                            try await client.execute(.init("/v1/inbound/chat/line", method: .post,
+                                headers: [.contentType: "application/json", HTTPField.Name("X-Line-Signature")!: Self.signature(webhook, secret: "line-new")],
+                                body: ByteBuffer(string: webhook))).status
+                        }
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(statuses == Array(repeating: .ok, count: 5))
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 1)
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads WHERE provider = 'line'") == 5)
+        }
+    }
+
+    @Test("missing, wrong and retired signatures are 403 and kept as rejected; an unconfigured channel refuses; bad JSON is kept as failed")
+    func signatures() async throws {
+        try await TestApp.run(configure: Self.configured) { app in
+            let webhook = Self.body([Self.text("01HF0000000000000000000020", messageID: "7001", "こんにちは")])
+            try ProblemTests.expectProblem(try await Self.post(app, webhook, secret: nil), .forbidden, "signature-invalid")
+            try ProblemTests.expectProblem(try await Self.post(app, webhook, secret: "line-retired"), .forbidden, "signature-invalid")
+            var headers: HTTPFields = [.contentType: "application/json", HTTPField.Name("X-Line-Signature")!: Self.signature(webhook, secret: "line-new")]
+            let tampered = try await app.client.execute(uri: "/v1/inbound/chat/line", method: .post, headers: headers,
+                                                        body: ByteBuffer(string: webhook.replacingOccurrences(of: "こんにちは", with: "さようなら")))
+            try ProblemTests.expectProblem(tampered, .forbidden, "signature-invalid")
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads WHERE parse_status = 'rejected' AND provider = 'line'") == 3)
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 0)
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM provider_events") == 0)
+
+            let notJSON = #"{"destination":"U0","events":[{"type":"message"}"#
+            headers[HTTPField.Name("X-Line-Signature")!] = Self.signature(notJSON, secret: "line-new")
+            let malformed = try await app.client.execute(uri: "/v1/inbound/chat/line", method: .post, headers: headers, body: ByteBuffer(string: notJSON))
+            try ProblemTests.expectProblem(malformed, .badRequest, "malformed-body")
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads WHERE parse_status = 'failed'") == 1)
+
+            // LINE's "Verify" button posts an empty event list.
+            let verification = try await Self.post(app, #"{"destination":"U0","events":[]}"#)
+            #expect(verification.status == .ok)
+            #expect(try Self.results(verification) == [])
+
+            try ProblemTests.expectProblem(
+                try await app.client.execute(uri: "/v1/inbound/chat/kakao", method: .post, headers: [.contentType: "application/json"], body: ByteBuffer(string: "{}")),
+                .notFound, "unknown-provider")
+        }
+        try await TestApp.run { app in
+            let refused = try await Self.post(app, Self.body([]))
+            try ProblemTests.expectProblem(refused, .forbidden, "signature-invalid")
+            #expect(refused.text.contains("MADOGUCHI_LINE_CHANNEL_SECRETS"))
+        }
+    }
+
+    @Test("unfollow marks the LINE identity undeliverable and follow clears it; unsend marks the message withdrawn; media are references")
+    func lifecycle() async throws {
+        try await TestApp.run(configure: Self.configured) { app in
+            let image = Self.event("01HF0000000000000000000031", type: "message",
+                                   #""replyToken":"r","message":{"id":"8001","type":"image","contentProvider":{"type":"line"}}"#)
+            let sticker = Self.event("01HF0000000000000000000032", type: "message",
+                                     #""replyToken":"r","message":{"id":"8002","type":"sticker","packageId":"446","stickerId":"1988","keywords":["Please","Thanks"]}"#)
+            let response = try await Self.post(app, Self.body([image, sticker]))
+            #expect(try Self.results(response) == ["taken", "taken"], "\(response.text)")
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages WHERE body_text = '[image]' AND metadata->>'line_content_id' = '8001'") == 1)
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages WHERE body_text = '[sticker: Please, Thanks]'") == 1)
+
+            let unsend = try await Self.post(app, Self.body([Self.event("01HF0000000000000000000033", type: "unsend", #""unsend":{"messageId":"8001"}"#)]))
+            #expect(try Self.results(unsend) == ["recorded"])
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages WHERE metadata ? 'unsent_at'") == 1)
+
+            _ = try await Self.post(app, Self.body([Self.event("01HF0000000000000000000034", type: "unfollow")]))
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM customer_identities WHERE kind = 'line' AND undeliverable_at IS NOT NULL") == 1)
+            _ = try await Self.post(app, Self.body([Self.event("01HF0000000000000000000035", type: "follow")]))
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM customer_identities WHERE kind = 'line' AND undeliverable_at IS NULL") == 1)
+        }
+    }
+
+    @Test("mail, then SMS from the phone given on a web form, then LINE once the order system linked the id: one customer, one timeline, in order")
+    func crossChannel() async throws {
+        try await TestApp.run(configure: {
+            Self.configured(&$0)
+            ProviderSmsWebhookTests.twilioConfigured(&$0)
+        }) { app in
+            let gateway = try await app.keySecret(.gateway)
+            let orderSystem = try await app.keySecret(.orderSystem)
+            let mail = try await InboundEmailTests.post(app, gateway, InboundEmailTests.mail(subject: "注文の件", id: "x1@example.jp"))
+            let customer = try #require(try mail.json["customer_id"] as? String)
+            let form = try await app.request(.post, "/v1/inbound/webform", key: gateway,
+                                             json: #"{"form_id":"contact","submission_id":"x2","email":"hanako@example.jp","phone":"080-1111-2222","body":"電話番号です"}"#)
+            #expect(try form.json["customer_id"] as? String == customer)
+            let sms = try await ProviderRequests.postTwilio(app, ProviderRequests.twilioMessage("SMx", from: "+818011112222", body: "SMSです"), token: "new-token")
+            #expect(((try sms.json["events"] as? [[String: Any]])?.first?["inbound"] as? [String: Any])?["customer_id"] as? String == customer, "\(sms.text)")
+
+            let link = try await app.request(.post, "/v1/customers/\(customer)/identities", key: orderSystem, json: #"{"kind":"line","value":"\#(Self.user)"}"#)
+            #expect(link.status == .created, "\(link.text)")
+            let line = try await Self.post(app, Self.body([Self.text("01HF0000000000000000000040", messageID: "9001", "LINEからです")]))
+            #expect(((try line.json["events"] as? [[String: Any]])?.first?["inbound"] as? [String: Any])?["customer_id"] as? String == customer, "\(line.text)")
+
+            let timeline = try await app.request(.get, "/v1/customers/\(customer)/timeline", key: orderSystem)
+            let messages = ((try timeline.json["items"] as? [[String: Any]]) ?? []).filter { $0["kind"] as? String == "message" }
+            #expect(messages.map { $0["channel"] as? String } == ["chat", "sms", "webform", "email"])
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM customers") == 1)
+        }
+    }
+}

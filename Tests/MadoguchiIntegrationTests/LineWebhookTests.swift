@@ -121,6 +121,17 @@ struct LineWebhookTests {
             try ProblemTests.expectProblem(malformed, .badRequest, "malformed-body")
             #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads WHERE parse_status = 'failed'") == 1)
 
+            // Wrong types are malformed too, and a body over the limit is refused before it is read.
+            let wrongTypes = #"{"destination":"U0","events":{"type":"message"}}"#
+            headers[HTTPField.Name("X-Line-Signature")!] = Self.signature(wrongTypes, secret: "line-new")
+            try ProblemTests.expectProblem(
+                try await app.client.execute(uri: "/v1/inbound/chat/line", method: .post, headers: headers, body: ByteBuffer(string: wrongTypes)),
+                .badRequest, "malformed-body")
+            let huge = Self.body([Self.text("01HF0000000000000000000021", messageID: "7002", String(repeating: "あ", count: 400_000))])
+            try ProblemTests.expectProblem(try await Self.post(app, huge), .contentTooLarge, "payload-too-large")
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads WHERE parse_status = 'failed'") == 2)
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads") == 5)
+
             // LINE's "Verify" button posts an empty event list.
             let verification = try await Self.post(app, #"{"destination":"U0","events":[]}"#)
             #expect(verification.status == .ok)

@@ -18,8 +18,8 @@ enum ProviderRequests {
     }
 
     /// Twilio: Base64(HMAC-SHA1(token, URL + each parameter's name and value, sorted by name)).
-    static func twilioSignature(path: String, _ pairs: [(String, String)], token: String) -> String {
-        let signed = publicURL + path + pairs.sorted { $0.0 < $1.0 }.map { $0.0 + $0.1 }.joined()
+    static func twilioSignature(path: String, _ pairs: [(String, String)], token: String, base: String = publicURL) -> String {
+        let signed = base + path + pairs.sorted { $0.0 < $1.0 }.map { $0.0 + $0.1 }.joined()
         return Data(HMAC<Insecure.SHA1>.authenticationCode(for: Data(signed.utf8), using: SymmetricKey(data: Data(token.utf8)))).base64EncodedString()
     }
 
@@ -31,10 +31,10 @@ enum ProviderRequests {
     @discardableResult
     static func postTwilio(
         _ app: TestApp, _ pairs: [(String, String)], path: String = "/v1/inbound/sms/twilio", token: String?, json: Bool = true,
-        tamper: ((String) -> String)? = nil
+        base: String = publicURL, tamper: ((String) -> String)? = nil
     ) async throws -> TestResponse {
         var headers: HTTPFields = [.contentType: "application/x-www-form-urlencoded; charset=utf-8"]
-        if let token { headers[HTTPField.Name("X-Twilio-Signature")!] = twilioSignature(path: path, pairs, token: token) }
+        if let token { headers[HTTPField.Name("X-Twilio-Signature")!] = twilioSignature(path: path, pairs, token: token, base: base) }
         if json { headers[.accept] = "application/json" }
         let body = form(pairs)
         return try await app.client.execute(uri: path, method: .post, headers: headers, body: ByteBuffer(string: tamper?(body) ?? body))
@@ -125,6 +125,24 @@ struct ProviderSmsWebhookTests {
             #expect(refused.text.contains("MADOGUCHI_TWILIO_AUTH_TOKENS"))
             #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads WHERE parse_status = 'rejected'") == 1)
             #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 0)
+        }
+    }
+
+    @Test("Twilio without MADOGUCHI_PUBLIC_URL: the URL it signed is rebuilt from the Host it called, query included")
+    func twilioHostURL() async throws {
+        try await TestApp.run(configure: { $0.providers.twilioAuthTokens = ["token"] }) { app in
+            // HummingbirdTesting's client sends `Host: localhost`, without the port.
+            let path = "/v1/inbound/sms/twilio?shop=tokyo"
+            let response = try await ProviderRequests.postTwilio(app, ProviderRequests.twilioMessage("SM100"), path: path, token: "token",
+                                                                 base: "http://localhost")
+            #expect(response.status == .ok, "\(response.text)")
+            let proxied = try await ProviderRequests.postTwilio(app, ProviderRequests.twilioMessage("SM101"), path: path, token: "token",
+                                                                base: "https://localhost")
+            #expect(proxied.status == .ok, "\(proxied.text)")
+            let elsewhere = try await ProviderRequests.postTwilio(app, ProviderRequests.twilioMessage("SM102"), path: path, token: "token",
+                                                                  base: "https://attacker.example")
+            try ProblemTests.expectProblem(elsewhere, .forbidden, "signature-invalid")
+            #expect(elsewhere.text.contains("https://localhost/v1/inbound/sms/twilio?shop=tokyo"), "\(elsewhere.text)")
         }
     }
 

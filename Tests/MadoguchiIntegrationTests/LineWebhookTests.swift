@@ -75,6 +75,22 @@ struct LineWebhookTests {
             #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM customer_identities WHERE kind = 'line' AND value = \(Self.user)") == 1)
             #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM events WHERE type = 'chat.postback' AND data->>'data' = 'action=contact&order=A-1234'") == 1)
             #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM events WHERE type = 'customer.followed'") == 1)
+
+            // The stored request shows what became of each event.
+            let inboundID = try #require(try first.json["inbound_id"] as? String)
+            let stored = try await app.request(.get, "/v1/inbound/\(inboundID)", key: try await app.keySecret(.supervisor))
+            #expect(try stored.json["parse_status"] as? String == "parsed")
+            #expect(((try stored.json["webhook_result"] as? [String: Any])?["events"] as? [[String: Any]])?.count == 5, "\(stored.text)")
+
+            // A group member who did not share their id: the group stands for the customer, every time.
+            let group = #"{"type":"group","groupId":"Cgroup000000000000000000000000001"}"#
+            for (index, text) in ["グループから", "もう一度"].enumerated() {
+                let event = Self.text("01HF00000000000000000000G\(index)", messageID: "G\(index)", text)
+                    .replacingOccurrences(of: #"{"type":"user","userId":"\#(Self.user)"}"#, with: group)
+                #expect(try Self.results(try await Self.post(app, Self.body([event]))) == ["taken"])
+            }
+            #expect(try await MigrationTests.count(app.database, "SELECT count(DISTINCT customer_id) FROM messages WHERE metadata->>'source_type' = 'group'") == 1)
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM customer_identities WHERE value = 'line:Cgroup000000000000000000000000001'") == 1)
         }
     }
 

@@ -78,8 +78,7 @@ extension APIHandler {
         let key = try Self.idempotencyKey(input.headers.idempotencyKey)
         guard case .json(let sms) = input.body else { throw Problem.internalError }
         let raw = try RequestScope.current?.rawBody ?? Array(JSONEncoder.sorted.encode(sms))
-        let answer = try await SmsIngest(database: database, logger: logger, conversationWindow: subjectThreadWindow)
-            .ingest(InboundSms(sms), raw: raw, contentType: "application/json", idempotencyKey: key, apiKeyID: try principal.keyID)
+        let answer = try await smsIngest.ingest(InboundSms(sms), raw: raw, contentType: "application/json", idempotencyKey: key, apiKeyID: try principal.keyID)
         return answer.status == 200 ? .ok(.init(body: .json(answer.outcome))) : .created(.init(body: .json(answer.outcome)))
     }
 }

@@ -174,7 +174,10 @@ struct LineWebhook: Sendable {
         default:
             text = "[\(message.type)]"
         }
-        let contacts: [(kind: Customer.Identity.Kind, value: String)] = source?.userId.map { [(.line, $0)] } ?? []
+        // A group member who has not consented to share their id is known only by the group: the group
+        // then stands for the customer, rather than a new anonymous customer per message.
+        let contacts: [(kind: Customer.Identity.Kind, value: String)] =
+            if let userID = source?.userId { [(.line, userID)] } else if source?.type == "group" || source?.type == "room" { [(.chat, "line:\(conversation)")] } else { [] }
         return InboundChat(
             provider: "line", conversationID: conversation, providerMessageID: message.id, senderUserID: source?.userId ?? "",
             contacts: contacts, name: nil, text: String(text.prefix(20_000)), links: links,

@@ -43,18 +43,9 @@ struct InboundChatTests {
             let mail = try await InboundEmailTests.post(app, gateway, InboundEmailTests.mail(subject: "件名", id: "c1@example.jp"))
             let customer = try #require(try mail.json["customer_id"] as? String)
             let body = Self.chat("m1", extra: #","name":"花子","email":"hanako@example.jp""#)
-            let port = try #require(app.client.port)
-            let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
-                for _ in 0..<5 {
-                    group.addTask {
-                        try await TestClient.withClient(host: "localhost", port: port, configuration: InboundEmailTests.patient) { client in
-                            try await client.execute(.init("/v1/inbound/chat", method: .post,
-                                headers: [.authorization: "Bearer \(gateway)", .contentType: "application/json"], body: ByteBuffer(string: body))).status
-                        }
-                    }
-                }
-                return try await group.reduce(into: []) { $0.append($1) }
-            }
+            let statuses = try await app.postConcurrently(
+                "/v1/inbound/chat", headers: [.authorization: "Bearer \(gateway)", .contentType: "application/json"],
+                bodies: Array(repeating: ByteBuffer(string: body), count: 5))
             #expect(statuses.filter { $0 == .created }.count == 1, "\(statuses)")
             #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages WHERE channel = 'chat'") == 1)
             let found = try await app.request(.get, "/v1/customers?email=hanako@example.jp", key: try await app.keySecret(.orderSystem))

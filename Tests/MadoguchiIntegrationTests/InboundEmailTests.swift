@@ -261,35 +261,17 @@ struct InboundEmailTests {
     func concurrency() async throws {
         try await TestApp.run(configure: { $0.databasePoolSize = 20 }) { app in
             let gateway = try await app.keySecret(.gateway)
-            let port = try #require(app.client.port)
-            let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
-                for index in 0..<50 {
-                    group.addTask {
-                        try await TestClient.withClient(host: "localhost", port: port, configuration: Self.patient) { client in
-                            let raw = Self.mail(from: "new@example.jp", subject: "件名 \(index)", id: "n\(index)@example.jp").replacingOccurrences(of: "\n", with: "\r\n")
-                            return try await client.execute(.init("/v1/inbound/email", method: .post,
-                                headers: [.authorization: "Bearer \(gateway)", .contentType: "message/rfc822"], body: ByteBuffer(string: raw))).status
-                        }
-                    }
-                }
-                return try await group.reduce(into: []) { $0.append($1) }
-            }
+            let headers: HTTPFields = [.authorization: "Bearer \(gateway)", .contentType: "message/rfc822"]
+            let statuses = try await app.postConcurrently("/v1/inbound/email", headers: headers, bodies: (0..<50).map { index in
+                ByteBuffer(string: Self.mail(from: "new@example.jp", subject: "件名 \(index)", id: "n\(index)@example.jp").replacingOccurrences(of: "\n", with: "\r\n"))
+            })
             #expect(statuses.allSatisfy { $0 == .created }, "\(statuses)")
             #expect(try await Self.count(app, "SELECT count(*) FROM customers") == 1)
             #expect(try await Self.count(app, "SELECT count(*) FROM customer_identities") == 1)
 
             let same = Self.mail(from: "dup@example.jp", subject: "同じメール", id: "same@example.jp").replacingOccurrences(of: "\n", with: "\r\n")
-            let duplicates = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
-                for _ in 0..<20 {
-                    group.addTask {
-                        try await TestClient.withClient(host: "localhost", port: port, configuration: Self.patient) { client in
-                            try await client.execute(.init("/v1/inbound/email", method: .post,
-                                headers: [.authorization: "Bearer \(gateway)", .contentType: "message/rfc822"], body: ByteBuffer(string: same))).status
-                        }
-                    }
-                }
-                return try await group.reduce(into: []) { $0.append($1) }
-            }
+            let duplicates = try await app.postConcurrently("/v1/inbound/email", headers: headers,
+                                                            bodies: Array(repeating: ByteBuffer(string: same), count: 20))
             #expect(duplicates.filter { $0 == .created }.count == 1, "\(duplicates)")
             #expect(duplicates.filter { $0 == .ok }.count == 19, "\(duplicates)")
             #expect(try await Self.count(app, "SELECT count(*) FROM messages WHERE email_message_id = 'same@example.jp'") == 1)

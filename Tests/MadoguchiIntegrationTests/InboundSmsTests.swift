@@ -16,19 +16,9 @@ struct InboundSmsTests {
     func concurrentRedelivery() async throws {
         try await TestApp.run { app in
             let gateway = try await app.keySecret(.gateway)
-            let port = try #require(app.client.port)
-            let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
-                for _ in 0..<10 {
-                    group.addTask {
-                        try await TestClient.withClient(host: "localhost", port: port, configuration: InboundEmailTests.patient) { client in
-                            try await client.execute(.init("/v1/inbound/sms", method: .post,
-                                headers: [.authorization: "Bearer \(gateway)", .contentType: "application/json"],
-                                body: ByteBuffer(string: Self.sms("SM1")))).status
-                        }
-                    }
-                }
-                return try await group.reduce(into: []) { $0.append($1) }
-            }
+            let statuses = try await app.postConcurrently(
+                "/v1/inbound/sms", headers: [.authorization: "Bearer \(gateway)", .contentType: "application/json"],
+                bodies: Array(repeating: ByteBuffer(string: Self.sms("SM1")), count: 10))
             #expect(statuses.filter { $0 == .created }.count == 1, "\(statuses)")
             #expect(statuses.filter { $0 == .ok }.count == 9, "\(statuses)")
             #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 1)

@@ -98,19 +98,10 @@ struct LineWebhookTests {
     func concurrentRedelivery() async throws {
         try await TestApp.run(configure: Self.configured) { app in
             let webhook = Self.body([Self.text("01HF0000000000000000000010", messageID: "6001", "至急お願いします", redelivery: true)])
-            let port = try #require(app.client.port)
-            let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
-                for _ in 0..<5 {
-                    group.addTask {
-                        try await TestClient.withClient(host: "localhost", port: port, configuration: InboundEmailTests.patient) { client in
-                            try await client.execute(.init("/v1/inbound/chat/line", method: .post,
-                                headers: [.contentType: "application/json", HTTPField.Name("X-Line-Signature")!: Self.signature(webhook, secret: "line-new")],
-                                body: ByteBuffer(string: webhook))).status
-                        }
-                    }
-                }
-                return try await group.reduce(into: []) { $0.append($1) }
-            }
+            let statuses = try await app.postConcurrently(
+                "/v1/inbound/chat/line",
+                headers: [.contentType: "application/json", HTTPField.Name("X-Line-Signature")!: Self.signature(webhook, secret: "line-new")],
+                bodies: Array(repeating: ByteBuffer(string: webhook), count: 5))
             #expect(statuses == Array(repeating: .ok, count: 5))
             #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 1)
             #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads WHERE provider = 'line'") == 5)

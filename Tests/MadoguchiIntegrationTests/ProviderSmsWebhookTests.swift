@@ -272,22 +272,11 @@ struct ProviderSmsWebhookTests {
     @Test("the parts of a long text arriving at once still make exactly one message")
     func vonageConcurrentParts() async throws {
         try await TestApp.run(configure: Self.vonageConfigured) { app in
-            let port = try #require(app.client.port)
             let bodies = try (1...4).map { part in
                 let fields = ProviderRequests.vonageInbound("C\(part)", text: "\(part)", concat: (ref: "CD", part: part, total: 4))
-                return try JSONSerialization.data(withJSONObject: ProviderRequests.vonageSigned(fields, secret: "vonage-new"), options: [.sortedKeys])
+                return ByteBuffer(data: try JSONSerialization.data(withJSONObject: ProviderRequests.vonageSigned(fields, secret: "vonage-new"), options: [.sortedKeys]))
             }
-            let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
-                for body in bodies + bodies {
-                    group.addTask {
-                        try await TestClient.withClient(host: "localhost", port: port, configuration: InboundEmailTests.patient) { client in
-                            try await client.execute(.init("/v1/inbound/sms/vonage", method: .post, headers: [.contentType: "application/json"],
-                                                           body: ByteBuffer(data: body))).status
-                        }
-                    }
-                }
-                return try await group.reduce(into: []) { $0.append($1) }
-            }
+            let statuses = try await app.postConcurrently("/v1/inbound/sms/vonage", headers: [.contentType: "application/json"], bodies: bodies + bodies)
             #expect(statuses == Array(repeating: .ok, count: 8))
             #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages WHERE body_text = '1234'") == 1)
             #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 1)

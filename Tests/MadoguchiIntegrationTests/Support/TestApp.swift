@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import PostgresNIO
 import Prometheus
+import Testing
 @testable import Madoguchi
 
 /// One test's world: its own database cloned from the migrated template, and the real application
@@ -51,6 +52,22 @@ struct TestApp {
             body = ByteBuffer(string: json)
         }
         return try await client.execute(uri: uri, method: method, headers: headers, body: body)
+    }
+
+    /// Posts every body at once, each on a connection of its own (as a gateway's independent retries
+    /// arrive), with a long read timeout; the statuses in the order they came back.
+    func postConcurrently(_ path: String, headers: HTTPFields, bodies: [ByteBuffer]) async throws -> [HTTPResponse.Status] {
+        let port = try #require(client.port)
+        return try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+            for body in bodies {
+                group.addTask {
+                    try await TestClient.withClient(host: "localhost", port: port, configuration: InboundEmailTests.patient) { client in
+                        try await client.execute(.init(path, method: .post, headers: headers, body: body)).status
+                    }
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
     }
 
     // MARK: - Seeding, in SQL

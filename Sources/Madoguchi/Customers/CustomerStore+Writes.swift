@@ -83,15 +83,8 @@ extension CustomerStore {
 
     /// The customer this id now stands for: itself, or the survivor of the merges it went through.
     func survivor(of id: UUID, on connection: PostgresConnection) async throws -> UUID? {
-        let rows = try await connection.query("""
-            WITH RECURSIVE chain (id, merged_into, depth) AS (
-                SELECT id, merged_into, 0 FROM customers WHERE id = \(id)
-              UNION ALL
-                SELECT c.id, c.merged_into, chain.depth + 1 FROM customers c JOIN chain ON c.id = chain.merged_into WHERE chain.depth < 32
-            )
-            SELECT id FROM chain WHERE merged_into IS NULL LIMIT 1
-            """, logger: logger)
-        for try await survivor in rows.decode(UUID.self) { return survivor }
+        let rows = try await connection.query("SELECT customer_survivor(\(id))", logger: logger)
+        for try await survivor in rows.decode(UUID?.self) { return survivor }
         return nil
     }
 }

@@ -35,18 +35,9 @@ struct IdentityResolver: Sendable {
 
     private func survivor(kind: Customer.Identity.Kind, value: String, on connection: PostgresConnection) async throws -> UUID? {
         let rows = try await connection.query("""
-            WITH RECURSIVE chain (id, merged_into, depth) AS (
-                SELECT c.id, c.merged_into, 0
-                FROM customer_identities i JOIN customers c ON c.id = i.customer_id
-                WHERE i.kind = \(kind.rawValue) AND i.value = \(value)
-              UNION ALL
-                SELECT c.id, c.merged_into, chain.depth + 1
-                FROM customers c JOIN chain ON c.id = chain.merged_into
-                WHERE chain.depth < 32
-            )
-            SELECT id FROM chain WHERE merged_into IS NULL LIMIT 1
+            SELECT customer_survivor(customer_id) FROM customer_identities WHERE kind = \(kind.rawValue) AND value = \(value)
             """, logger: logger)
-        for try await id in rows.decode(UUID.self) { return id }
+        for try await id in rows.decode(UUID?.self) { return id }
         return nil
     }
 

@@ -117,6 +117,23 @@ struct ProviderSmsWebhookTests {
         }
     }
 
+    @Test("the same Twilio message delivered 10 times at once is one message")
+    func twilioConcurrentRedelivery() async throws {
+        try await TestApp.run(configure: Self.twilioConfigured) { app in
+            let pairs = ProviderRequests.twilioMessage("SM900")
+            let headers: HTTPFields = [
+                .contentType: "application/x-www-form-urlencoded", .accept: "application/json",
+                HTTPField.Name("X-Twilio-Signature")!: ProviderRequests.twilioSignature(path: "/v1/inbound/sms/twilio", pairs, token: "new-token"),
+            ]
+            let statuses = try await app.postConcurrently("/v1/inbound/sms/twilio", headers: headers,
+                                                          bodies: Array(repeating: ByteBuffer(string: ProviderRequests.form(pairs)), count: 10))
+            #expect(statuses == Array(repeating: .ok, count: 10))
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 1)
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM tickets") == 1)
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads WHERE provider = 'twilio'") == 10)
+        }
+    }
+
     @Test("Twilio without a configured auth token refuses every request, and keeps it")
     func twilioUnconfigured() async throws {
         try await TestApp.run { app in

@@ -70,52 +70,67 @@ struct LineWebhook: Sendable {
         for try await _ in rows { isNew = true }
         guard isNew else { return try await duplicate(eventID: eventID, type: event.type, on: connection) }
 
-        let userID = event.source?.userId
         switch event.type {
-        case "message":
-            guard let message = event.message else { return .init(eventId: eventID, _type: event.type, result: .ignored, detail: "No message object.") }
-            let taken = try await chat.take(inboundChat(event, message: message), payloadID: payloadID, on: connection)
-            try await connection.query(
-                "UPDATE provider_events SET message_id = \(taken.messageID) WHERE provider = 'line' AND event_id = \(eventID)", logger: logger)
-            return .init(eventId: eventID, _type: event.type, result: .taken, inbound: taken.outcome)
-        case "follow", "unfollow":
-            guard let userID else { return .init(eventId: eventID, _type: event.type, result: .ignored, detail: "No user id in the source.") }
-            let customer = try await IdentityResolver(logger: logger).resolve(kind: .line, value: userID, rawValue: userID, displayName: nil, on: connection)
-            let blocked = event.type == "unfollow"
-            // An unfollowing user has blocked the account: nothing we push reaches them until they follow again.
-            try await connection.query("""
-                UPDATE customer_identities
-                SET undeliverable_at = CASE WHEN \(blocked) THEN now() END,
-                    undeliverable_reason = CASE WHEN \(blocked) THEN 'LINE: the user unfollowed (blocked) the account' END
-                WHERE kind = 'line' AND value = \(userID)
-                """, logger: logger)
-            try await EventStore(logger: logger).record(
-                blocked ? "customer.unfollowed" : "customer.followed", customerID: customer.customerID, actor: nil,
-                data: ["provider": "line", "user_id": userID], on: connection)
-            return .init(eventId: eventID, _type: event.type, result: .recorded, detail: blocked ? "The LINE identity is marked undeliverable." : nil)
-        case "postback":
-            guard let userID else { return .init(eventId: eventID, _type: event.type, result: .ignored, detail: "No user id in the source.") }
-            let customer = try await IdentityResolver(logger: logger).resolve(kind: .line, value: userID, rawValue: userID, displayName: nil, on: connection)
-            try await EventStore(logger: logger).record(
-                "chat.postback", customerID: customer.customerID, actor: nil,
-                data: ["provider": "line", "user_id": userID, "data": event.postback?.data ?? ""], on: connection)
-            return .init(eventId: eventID, _type: event.type, result: .recorded)
-        case "unsend":
-            guard let messageID = event.unsend?.messageId else { return .init(eventId: eventID, _type: event.type, result: .ignored) }
-            let rows = try await connection.query("""
-                UPDATE messages SET metadata = metadata || jsonb_build_object('unsent_at', now())
-                WHERE channel = 'chat' AND direction = 'inbound' AND provider = 'line' AND provider_message_id = \(messageID)
-                RETURNING id, ticket_id, customer_id
-                """, logger: logger)
-            for try await (id, ticketID, customerID) in rows.decode((UUID, UUID, UUID?).self) {
-                try await EventStore(logger: logger).record(
-                    "message.unsent", ticketID: ticketID, customerID: customerID, messageID: id, actor: nil, data: ["provider": "line"], on: connection)
-                return .init(eventId: eventID, _type: event.type, result: .recorded, detail: "The customer withdrew the message.")
-            }
-            return .init(eventId: eventID, _type: event.type, result: .noMatchingMessage)
+        case "message": return try await takeMessage(event, eventID: eventID, payloadID: payloadID, on: connection)
+        case "follow", "unfollow": return try await takeFollow(event, eventID: eventID, on: connection)
+        case "postback": return try await takePostback(event, eventID: eventID, on: connection)
+        case "unsend": return try await takeUnsend(event, eventID: eventID, on: connection)
         default:
             return .init(eventId: eventID, _type: event.type, result: .ignored, detail: "Madoguchi does not act on LINE '\(event.type)' events.")
         }
+    }
+
+    /// A message joins its conversation (user, group or room) like any chat message.
+    private func takeMessage(_ event: Event, eventID: String, payloadID: UUID, on connection: PostgresConnection) async throws -> WebhookEventResult {
+        guard let message = event.message else { return .init(eventId: eventID, _type: event.type, result: .ignored, detail: "No message object.") }
+        let taken = try await chat.take(event.inboundChat(message), payloadID: payloadID, on: connection)
+        try await connection.query(
+            "UPDATE provider_events SET message_id = \(taken.messageID) WHERE provider = 'line' AND event_id = \(eventID)", logger: logger)
+        return .init(eventId: eventID, _type: event.type, result: .taken, inbound: taken.outcome)
+    }
+
+    /// An unfollowing user has blocked the account: nothing pushed reaches them until they follow
+    /// again, so their LINE identity is undeliverable (replies skip it) until a follow clears it.
+    private func takeFollow(_ event: Event, eventID: String, on connection: PostgresConnection) async throws -> WebhookEventResult {
+        guard let userID = event.source?.userId else { return .init(eventId: eventID, _type: event.type, result: .ignored, detail: "No user id in the source.") }
+        let customer = try await IdentityResolver(logger: logger).resolve(kind: .line, value: userID, rawValue: userID, displayName: nil, on: connection)
+        let blocked = event.type == "unfollow"
+        try await connection.query("""
+            UPDATE customer_identities
+            SET undeliverable_at = CASE WHEN \(blocked) THEN now() END,
+                undeliverable_reason = CASE WHEN \(blocked) THEN 'LINE: the user unfollowed (blocked) the account' END
+            WHERE kind = 'line' AND value = \(userID)
+            """, logger: logger)
+        try await EventStore(logger: logger).record(
+            blocked ? "customer.unfollowed" : "customer.followed", customerID: customer.customerID, actor: nil,
+            data: ["provider": "line", "user_id": userID], on: connection)
+        return .init(eventId: eventID, _type: event.type, result: .recorded, detail: blocked ? "The LINE identity is marked undeliverable." : nil)
+    }
+
+    /// A tap on a button or rich menu: recorded for whoever acts on it, with the customer known.
+    private func takePostback(_ event: Event, eventID: String, on connection: PostgresConnection) async throws -> WebhookEventResult {
+        guard let userID = event.source?.userId else { return .init(eventId: eventID, _type: event.type, result: .ignored, detail: "No user id in the source.") }
+        let customer = try await IdentityResolver(logger: logger).resolve(kind: .line, value: userID, rawValue: userID, displayName: nil, on: connection)
+        try await EventStore(logger: logger).record(
+            "chat.postback", customerID: customer.customerID, actor: nil,
+            data: ["provider": "line", "user_id": userID, "data": event.postback?.data ?? ""], on: connection)
+        return .init(eventId: eventID, _type: event.type, result: .recorded)
+    }
+
+    /// The customer withdrew a message: it stays on the timeline (the agent may have read it), marked.
+    private func takeUnsend(_ event: Event, eventID: String, on connection: PostgresConnection) async throws -> WebhookEventResult {
+        guard let messageID = event.unsend?.messageId else { return .init(eventId: eventID, _type: event.type, result: .ignored) }
+        let rows = try await connection.query("""
+            UPDATE messages SET metadata = metadata || jsonb_build_object('unsent_at', now())
+            WHERE channel = 'chat' AND direction = 'inbound' AND provider = 'line' AND provider_message_id = \(messageID)
+            RETURNING id, ticket_id, customer_id
+            """, logger: logger)
+        for try await (id, ticketID, customerID) in rows.decode((UUID, UUID, UUID?).self) {
+            try await EventStore(logger: logger).record(
+                "message.unsent", ticketID: ticketID, customerID: customerID, messageID: id, actor: nil, data: ["provider": "line"], on: connection)
+            return .init(eventId: eventID, _type: event.type, result: .recorded, detail: "The customer withdrew the message.")
+        }
+        return .init(eventId: eventID, _type: event.type, result: .noMatchingMessage)
     }
 
     private func duplicate(eventID: String, type: String, on connection: PostgresConnection) async throws -> WebhookEventResult {
@@ -147,43 +162,6 @@ struct LineWebhook: Sendable {
         return nil
     }
 
-    /// A message event as the chat ingest takes it: text as text; stickers and locations described;
-    /// media kept as references to LINE's content, which only the channel access token can fetch.
-    private func inboundChat(_ event: Event, message: Message) -> InboundChat {
-        let source = event.source
-        let conversation = source?.groupId ?? source?.roomId ?? source?.userId ?? "unknown"
-        var details: [String: String] = ["line_message_type": message.type, "source_type": source?.type ?? ""]
-        if let mode = event.mode { details["mode"] = mode }
-        var links: [[String: String]] = []
-        let text: String
-        switch message.type {
-        case "text":
-            text = message.text ?? ""
-        case "sticker":
-            text = "[sticker" + (message.keywords.map { ": " + $0.prefix(3).joined(separator: ", ") } ?? "") + "]"
-            details["sticker"] = "\(message.packageId ?? "")/\(message.stickerId ?? "")"
-        case "location":
-            text = [message.title, message.address, message.latitude.flatMap { lat in message.longitude.map { "(\(lat), \($0))" } }]
-                .compactMap { $0 }.joined(separator: "\n")
-        case "image", "video", "audio", "file":
-            text = "[\(message.type)" + (message.fileName.map { ": \($0)" } ?? "") + "]"
-            details["line_content_id"] = message.id
-            if let url = message.contentProvider?.originalContentUrl {
-                links.append(["url": url, "media_type": message.type, "filename": message.fileName ?? message.type])
-            }
-        default:
-            text = "[\(message.type)]"
-        }
-        // A group member who has not consented to share their id is known only by the group: the group
-        // then stands for the customer, rather than a new anonymous customer per message.
-        let contacts: [(kind: Customer.Identity.Kind, value: String)] =
-            if let userID = source?.userId { [(.line, userID)] } else if source?.type == "group" || source?.type == "room" { [(.chat, "line:\(conversation)")] } else { [] }
-        return InboundChat(
-            provider: "line", conversationID: conversation, providerMessageID: message.id, senderUserID: source?.userId ?? "",
-            contacts: contacts, name: nil, text: String(text.prefix(20_000)), links: links,
-            sentAt: event.timestamp.map { Date(timeIntervalSince1970: Double($0) / 1000) }, details: details)
-    }
-
     private static func describe(_ error: any Error) -> String {
         switch error {
         case DecodingError.keyNotFound(let key, let context):
@@ -193,57 +171,5 @@ struct LineWebhook: Sendable {
         default:
             return "not JSON"
         }
-    }
-
-    // The parts of LINE's webhook this service reads; everything else stays in the stored payload.
-    struct Payload: Decodable {
-        var destination: String?
-        var events: [Event]
-    }
-
-    struct Event: Decodable {
-        var type: String
-        var mode: String?
-        var timestamp: Int64?
-        var webhookEventId: String?
-        var source: Source?
-        var message: Message?
-        var postback: Postback?
-        var unsend: Unsend?
-    }
-
-    struct Source: Decodable {
-        var type: String
-        var userId: String?
-        var groupId: String?
-        var roomId: String?
-    }
-
-    struct Message: Decodable {
-        var id: String
-        var type: String
-        var text: String?
-        var fileName: String?
-        var title: String?
-        var address: String?
-        var latitude: Double?
-        var longitude: Double?
-        var packageId: String?
-        var stickerId: String?
-        var keywords: [String]?
-        var contentProvider: ContentProvider?
-    }
-
-    struct ContentProvider: Decodable {
-        var type: String
-        var originalContentUrl: String?
-    }
-
-    struct Postback: Decodable {
-        var data: String
-    }
-
-    struct Unsend: Decodable {
-        var messageId: String
     }
 }

@@ -88,7 +88,31 @@ struct Migrate: AsyncParsableCommand {
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks against raw PostgreSQL on this machine (not tests).",
-        subcommands: [ClaimNext.self, Email.self])
+        subcommands: [ClaimNext.self, Email.self, Webhooks.self])
+
+    struct Webhooks: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "LINE and Twilio webhooks through the service vs pgbench storing the same bytes, on a throwaway cluster.")
+
+        @Option(help: "Seconds per measurement.")
+        var seconds: Int = 5
+
+        @Option(help: "Concurrent provider connections.")
+        var clients: Int = 4
+
+        @Option(help: "Different customers writing (each writes many times).")
+        var customers: Int = 200
+
+        func run() async throws {
+            var benchmark = WebhookBenchmark()
+            benchmark.seconds = seconds
+            benchmark.clients = max(1, min(clients, 64))
+            benchmark.customers = max(1, customers)
+            var logger = Logger(label: "madoguchi.bench")
+            logger.logLevel = .warning
+            try await benchmark.run(logger: logger) { print($0) }
+        }
+    }
 
     struct Email: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -1,7 +1,95 @@
 import Foundation
+import Logging
+import Prometheus
+import ServiceLifecycle
 
-/// What every benchmark shares: pgbench as the raw-PostgreSQL yardstick, and waiting for the service.
+/// What every benchmark shares: pgbench as the raw-PostgreSQL yardstick, the service on a fresh
+/// database, and gateway clients driving it.
 enum BenchmarkSupport {
+    /// Runs the service (with `configure` applied) on a new `bench` database of `cluster` while `body`
+    /// runs, and stops it after.
+    static func withService<T: Sendable>(
+        on cluster: EmbeddedPostgres, logger: Logger, configure: (inout Configuration) -> Void = { _ in },
+        _ body: (_ port: Int, _ database: Database) async throws -> T
+    ) async throws -> T {
+        try await cluster.createDatabase("bench")
+        let registry = PrometheusCollectorRegistry()
+        var configuration = Configuration()
+        configuration.port = try LoopbackHTTPClient.freePort()
+        configure(&configuration)
+        let database = Database(configuration: cluster.clientConfiguration(database: "bench"), logger: logger, registry: registry)
+        let app = try buildApplication(
+            configuration: configuration, database: database, migrator: try Migrator.bundled(), registry: registry, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
+        let serving = Task { try await group.run() }
+        defer { serving.cancel() }
+        try await waitUntilReady(port: configuration.port)
+        let result = try await body(configuration.port, database)
+        await group.triggerGracefulShutdown()
+        _ = try? await serving.value
+        return result
+    }
+
+    struct Request: Sendable {
+        var path: String
+        var headers: [String: String]
+        var body: [UInt8]
+    }
+
+    /// `clients` gateways, each on its own connection and thread, sending the requests `make(client, n)`
+    /// builds until `seconds` have passed; any answer but 2xx stops the run. Requests, bytes, seconds.
+    static func drive(
+        port: Int, clients: Int, seconds: Int, _ make: @escaping @Sendable (_ client: Int, _ sequence: Int) throws -> Request
+    ) async throws -> (requests: Int, bytes: Int, elapsed: Double) {
+        let deadline = Date().addingTimeInterval(TimeInterval(seconds))
+        let start = Date()
+        let (requests, bytes) = try await withThrowingTaskGroup(of: (Int, Int).self) { tasks in
+            for client in 0..<clients {
+                tasks.addTask {
+                    try await onThread {
+                        let http = try LoopbackHTTPClient(port: port)
+                        var sent = 0, bytes = 0
+                        while Date() < deadline {
+                            let request = try make(client, sent)
+                            let status = try http.send("POST", request.path, headers: request.headers, body: request.body)
+                            guard (200...299).contains(status) else { throw BenchmarkError("\(request.path) answered \(status)") }
+                            sent += 1
+                            bytes += request.body.count
+                        }
+                        return (sent, bytes)
+                    }
+                }
+            }
+            return try await tasks.reduce((0, 0)) { ($0.0 + $1.0, $0.1 + $1.1) }
+        }
+        return (requests, bytes, Date().timeIntervalSince(start))
+    }
+
+    /// A throwaway cluster for the duration of `body`, stopped even when `body` fails.
+    static func withCluster<T: Sendable>(
+        logger: Logger, maxConnections: Int = 100, _ body: (EmbeddedPostgres) async throws -> T
+    ) async throws -> T {
+        let directory = try EmbeddedPostgres.makeTemporaryDirectory(prefix: "madoguchi-bench")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let cluster = try EmbeddedPostgres(directory: directory, settings: ["max_connections": String(maxConnections)], logger: logger)
+        _ = try await cluster.start()
+        do {
+            let result = try await body(cluster)
+            try await cluster.stop()
+            return result
+        } catch {
+            try? await cluster.stop()
+            throw error
+        }
+    }
+
+    /// pgbench inserting payloads of `averageBytes` into `inbound_payloads` with `clients` clients:
+    /// the least any ingest must do.
+    static func pgbenchStorePayload(channel: Channel, averageBytes: Int, clients: Int, seconds: Int, on cluster: EmbeddedPostgres) async throws -> Double {
+        let script = "INSERT INTO inbound_payloads (channel, content_type, body) VALUES ('\(channel.rawValue)', 'application/octet-stream', convert_to(repeat('x', \(averageBytes)), 'UTF8'));\n"
+        return try await pgbenchTPS(script: script, named: "store-payload", clients: clients, seconds: seconds, on: cluster)
+    }
+
     /// Runs `script` through pgbench on the `bench` database with `clients` clients for `seconds`,
     /// prepared statements, and returns its transactions per second.
     static func pgbenchTPS(script: String, named name: String, clients: Int, seconds: Int, on cluster: EmbeddedPostgres) async throws -> Double {
@@ -24,7 +112,10 @@ enum BenchmarkSupport {
     /// Polls `/health/ready` until the service answers 200 (at most ten seconds).
     static func waitUntilReady(port: Int) async throws {
         for _ in 0..<200 {
-            if let client = try? LoopbackHTTPClient(port: port), (try? client.send("GET", "/health/ready")) == 200 { return }
+            // The client blocks; on the cooperative pool (one thread a core) it could starve the very
+            // service it waits for.
+            let ready = try await onThread { (try? LoopbackHTTPClient(port: port).send("GET", "/health/ready")) == 200 }
+            if ready { return }
             try await Task.sleep(for: .milliseconds(50))
         }
         throw BenchmarkError("the service did not become ready")

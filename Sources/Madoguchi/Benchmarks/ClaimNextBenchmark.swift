@@ -23,42 +23,11 @@ public struct ClaimNextBenchmark: Sendable {
     }
 
     public func run(logger: Logger, report: @Sendable (String) -> Void) async throws -> [Row] {
-        let directory = try EmbeddedPostgres.makeTemporaryDirectory(prefix: "madoguchi-bench")
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let cluster = try EmbeddedPostgres(directory: directory, settings: ["max_connections": "200"], logger: logger)
-        _ = try await cluster.start()
-        do {
-            let rows = try await run(on: cluster, logger: logger, report: report)
-            try await cluster.stop()
-            return rows
-        } catch {
-            try? await cluster.stop()
-            throw error
-        }
-    }
-
-    private func run(on cluster: EmbeddedPostgres, logger: Logger, report: @Sendable (String) -> Void) async throws -> [Row] {
         let maxAgents = agentCounts.max() ?? 1
-        try await cluster.createDatabase("bench")
-        let registry = PrometheusCollectorRegistry()
-        var configuration = Configuration()
-        configuration.port = try LoopbackHTTPClient.freePort()
-        configuration.databasePoolSize = max(8, min(maxAgents, 40))
-        let database = Database(configuration: cluster.clientConfiguration(database: "bench"), logger: logger, registry: registry)
-        let app = try buildApplication(
-            configuration: configuration, database: database, migrator: try Migrator.bundled(), registry: registry, logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
-        let serving = Task { try await group.run() }
-        do {
-            try await BenchmarkSupport.waitUntilReady(port: configuration.port)
-            let rows = try await measure(database: database, cluster: cluster, port: configuration.port, logger: logger, report: report)
-            await group.triggerGracefulShutdown()
-            try await serving.value
-            return rows
-        } catch {
-            await group.triggerGracefulShutdown()
-            _ = try? await serving.value
-            throw error
+        return try await BenchmarkSupport.withCluster(logger: logger, maxConnections: 200) { cluster in
+            try await BenchmarkSupport.withService(on: cluster, logger: logger, configure: { $0.databasePoolSize = max(8, min(maxAgents, 40)) }) { port, database in
+                try await measure(database: database, cluster: cluster, port: port, logger: logger, report: report)
+            }
         }
     }
 
@@ -116,26 +85,10 @@ public struct ClaimNextBenchmark: Sendable {
 
     /// Each agent on its own thread and keep-alive connection, pulling until the time is up.
     private func measureService(port: Int, keys: [String]) async throws -> Double {
-        let deadline = Date().addingTimeInterval(TimeInterval(seconds))
-        let start = Date()
-        let counts = try await withThrowingTaskGroup(of: Int.self) { group in
-            for key in keys {
-                group.addTask {
-                    try await BenchmarkSupport.onThread {
-                        let client = try LoopbackHTTPClient(port: port)
-                        var claimed = 0
-                        while Date() < deadline {
-                            let status = try client.send("POST", "/v1/queue/next", headers: ["Authorization": "Bearer \(key)"])
-                            guard status == 200 else { throw BenchmarkError("queue/next answered \(status); seed more tickets?") }
-                            claimed += 1
-                        }
-                        return claimed
-                    }
-                }
-            }
-            return try await group.reduce(0, +)
+        let result = try await BenchmarkSupport.drive(port: port, clients: keys.count, seconds: seconds) { agent, _ in
+            .init(path: "/v1/queue/next", headers: ["Authorization": "Bearer \(keys[agent])"], body: [])
         }
-        return Double(counts) / Date().timeIntervalSince(start)
+        return Double(result.requests) / result.elapsed
     }
 
     /// pgbench with `agents` clients, each transaction the service's own claim statement for a random agent.

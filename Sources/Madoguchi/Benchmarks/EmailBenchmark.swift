@@ -52,73 +52,26 @@ public struct EmailBenchmark: Sendable {
         let elapsed = Date().timeIntervalSince(start)
         report(String(format: "parser:   %8.0f messages/s  %7.1f MB/s", Double(parsed) / elapsed, Double(bytes) / elapsed / 1_000_000))
 
-        let clusterDirectory = try EmbeddedPostgres.makeTemporaryDirectory(prefix: "madoguchi-bench")
-        defer { try? FileManager.default.removeItem(atPath: clusterDirectory) }
-        let cluster = try EmbeddedPostgres(directory: clusterDirectory, settings: ["max_connections": "100"], logger: logger)
-        _ = try await cluster.start()
-        do {
+        try await BenchmarkSupport.withCluster(logger: logger) { cluster in
             try await measureEndpoint(mails, cluster: cluster, logger: logger, report: report)
-            try await cluster.stop()
-        } catch {
-            try? await cluster.stop()
-            throw error
         }
     }
 
     private func measureEndpoint(_ mails: [[UInt8]], cluster: EmbeddedPostgres, logger: Logger, report: @Sendable (String) -> Void) async throws {
-        try await cluster.createDatabase("bench")
-        let registry = PrometheusCollectorRegistry()
-        var configuration = Configuration()
-        configuration.port = try LoopbackHTTPClient.freePort()
-        let database = Database(configuration: cluster.clientConfiguration(database: "bench"), logger: logger, registry: registry)
-        let app = try buildApplication(
-            configuration: configuration, database: database, migrator: try Migrator.bundled(), registry: registry, logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
-        let serving = Task { try await group.run() }
-        defer { serving.cancel() }
-        try await BenchmarkSupport.waitUntilReady(port: configuration.port)
-        let key = try await database.withConnection { connection in
-            try await APIKeyStore(logger: logger).create(name: "bench gateway", role: .gateway, agentID: nil, on: connection).1.text
-        }
-
-        let deadline = Date().addingTimeInterval(TimeInterval(seconds))
-        let start = Date()
-        let port = configuration.port
-        let results = try await withThrowingTaskGroup(of: (Int, Int).self) { tasks in
-            for client in 0..<clients {
-                tasks.addTask {
-                    try await BenchmarkSupport.onThread {
-                        let http = try LoopbackHTTPClient(port: port)
-                        var sent = 0, bytes = 0
-                        while Date() < deadline {
-                            // A fresh Message-ID each time, so every post is a new mail, not a replay.
-                            let mail = Array("Message-ID: <bench-\(client)-\(sent)@bench>\r\n".utf8) + mails[(client + sent * clients) % mails.count]
-                            let status = try http.send("POST", "/v1/inbound/email",
-                                                       headers: ["Authorization": "Bearer \(key)", "Content-Type": "message/rfc822"], body: mail)
-                            guard (200...299).contains(status) else { throw BenchmarkError("inbound/email answered \(status)") }
-                            sent += 1
-                            bytes += mail.count
-                        }
-                        return (sent, bytes)
-                    }
-                }
+        let results = try await BenchmarkSupport.withService(on: cluster, logger: logger) { port, database in
+            let key = try await database.withConnection { connection in
+                try await APIKeyStore(logger: logger).create(name: "bench gateway", role: .gateway, agentID: nil, on: connection).1.text
             }
-            return try await tasks.reduce((0, 0)) { ($0.0 + $1.0, $0.1 + $1.1) }
+            return try await BenchmarkSupport.drive(port: port, clients: clients, seconds: seconds) { client, sequence in
+                // A fresh Message-ID each time, so every post is a new mail, not a replay.
+                let mail = Array("Message-ID: <bench-\(client)-\(sequence)@bench>\r\n".utf8) + mails[(client + sequence * clients) % mails.count]
+                return .init(path: "/v1/inbound/email", headers: ["Authorization": "Bearer \(key)", "Content-Type": "message/rfc822"], body: mail)
+            }
         }
-        let elapsed = Date().timeIntervalSince(start)
-        let serviceRate = Double(results.0) / elapsed
-        await group.triggerGracefulShutdown()
-        _ = try? await serving.value
-
-        let average = results.1 / max(results.0, 1)
-        let baseline = try await pgbenchStore(cluster: cluster, averageBytes: average)
-        report(String(format: "endpoint: %8.0f messages/s  %7.1f MB/s  (%d clients)", serviceRate, Double(results.1) / elapsed / 1_000_000, clients))
+        let serviceRate = Double(results.requests) / results.elapsed
+        let baseline = try await BenchmarkSupport.pgbenchStorePayload(
+            channel: .email, averageBytes: results.bytes / max(results.requests, 1), clients: clients, seconds: seconds, on: cluster)
+        report(String(format: "endpoint: %8.0f messages/s  %7.1f MB/s  (%d clients)", serviceRate, Double(results.bytes) / results.elapsed / 1_000_000, clients))
         report(String(format: "pgbench storing the raw bytes only: %8.0f inserts/s   service/pgbench %.2f", baseline, serviceRate / baseline))
-    }
-
-    /// pgbench inserting payloads of the average size into inbound_payloads, with as many clients.
-    private func pgbenchStore(cluster: EmbeddedPostgres, averageBytes: Int) async throws -> Double {
-        let script = "INSERT INTO inbound_payloads (channel, content_type, body) VALUES ('email', 'message/rfc822', convert_to(repeat('x', \(averageBytes)), 'UTF8'));\n"
-        return try await BenchmarkSupport.pgbenchTPS(script: script, named: "store-payload", clients: clients, seconds: seconds, on: cluster)
     }
 }

@@ -23,12 +23,13 @@ final class LoopbackHTTPClient {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard connected == 0 else {
-            close(descriptor)
+            // No close here: a class whose initializer throws once every property is set still runs
+            // deinit, which closes it. Closing twice could close a descriptor another thread just got.
             throw BenchmarkError("connect to 127.0.0.1:\(port): \(String(cString: strerror(errno)))")
         }
     }
 
-    deinit { close(descriptor) }
+    deinit { if descriptor >= 0 { close(descriptor) } }
 
     /// A loopback port nobody listens on right now (the kernel's pick for port 0).
     static func freePort() throws -> Int {

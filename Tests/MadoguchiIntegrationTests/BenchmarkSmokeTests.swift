@@ -1,0 +1,43 @@
+import Foundation
+import Logging
+import Synchronization
+import Testing
+@testable import Madoguchi
+
+/// The benchmarks are not tests of speed (they print ratios; nothing here asserts a rate), but they
+/// must keep running: each is run briefly and must have moved work through the service.
+@Suite("Benchmarks still run")
+struct BenchmarkSmokeTests {
+    static var quiet: Logger {
+        var logger = Logger(label: "bench-smoke")
+        logger.logLevel = .error
+        return logger
+    }
+
+    @Test("bench webhooks posts signed LINE and Twilio requests and reports both against pgbench")
+    func webhooks() async throws {
+        var benchmark = WebhookBenchmark()
+        benchmark.seconds = 1
+        benchmark.clients = 1
+        benchmark.customers = 5
+        let lines = Mutex<[String]>([])
+        try await benchmark.run(logger: Self.quiet) { line in lines.withLock { $0.append(line) } }
+        let reported = lines.withLock { $0 }
+        for provider in ["line", "twilio"] {
+            let line = try #require(reported.first { $0.hasPrefix(provider) }, "\(reported)")
+            let rate = Double(line.dropFirst(provider.count).trimmingCharacters(in: .whitespaces).prefix { $0.isNumber || $0 == "." }) ?? 0
+            #expect(rate > 0, "\(line)")
+        }
+    }
+
+    @Test("bench claim-next claims through the service and through pgbench")
+    func claimNext() async throws {
+        var benchmark = ClaimNextBenchmark()
+        benchmark.agentCounts = [2]
+        benchmark.seconds = 1
+        benchmark.tickets = 2_000
+        let rows = try await benchmark.run(logger: Self.quiet) { _ in }
+        #expect(rows.count == 1)
+        #expect(rows[0].service > 0 && rows[0].pgbench > 0)
+    }
+}

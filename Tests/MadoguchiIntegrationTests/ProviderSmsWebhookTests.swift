@@ -134,6 +134,41 @@ struct ProviderSmsWebhookTests {
         }
     }
 
+    @Test("bad input: invalid UTF-8, a body over the limit, a field too long; each kept or refused, nothing half-written")
+    func badInput() async throws {
+        try await TestApp.run(configure: {
+            Self.twilioConfigured(&$0)
+            Self.vonageConfigured(&$0)
+        }) { app in
+            let signature = HTTPField.Name("X-Twilio-Signature")!
+            // A form that does not decode to text cannot be signature-checked: refused, kept.
+            let notUTF8 = try await app.client.execute(
+                uri: "/v1/inbound/sms/twilio", method: .post,
+                headers: [.contentType: "application/x-www-form-urlencoded", signature: "AAAA"], body: ByteBuffer(string: "MessageSid=SM1&Body=%FF%FE"))
+            try ProblemTests.expectProblem(notUTF8, .forbidden, "signature-invalid")
+            // Over MADOGUCHI_MAX_BODY_BYTES: 413 before anything is read or stored.
+            let huge = ProviderRequests.twilioMessage("SM2", body: String(repeating: "長", count: 400_000))
+            try ProblemTests.expectProblem(try await ProviderRequests.postTwilio(app, huge, token: "new-token"), .contentTooLarge, "payload-too-large")
+            // Vonage: bytes that are neither a JSON object nor a form are kept as failed.
+            var bytes = ByteBuffer(string: #"{"msisdn":"819012345678","text":""#)
+            bytes.writeBytes([0xFF, 0xFE])
+            bytes.writeString(#""}"#)
+            let vonage = try await app.client.execute(uri: "/v1/inbound/sms/vonage", method: .post, headers: [.contentType: "application/json"], body: bytes)
+            try ProblemTests.expectProblem(vonage, .badRequest, "malformed-body")
+            // Signed, but with a field of the wrong kind: the text too long for an SMS is named.
+            let long = ProviderRequests.vonageSigned(ProviderRequests.vonageInbound("V9", text: String(repeating: "a", count: 10_001)), secret: "vonage-new")
+            let tooLong = try await ProviderRequests.postVonage(app, long)
+            try ProblemTests.expectProblem(tooLong, .unprocessableContent, "validation-failed")
+            #expect(tooLong.text.contains("/body"))
+
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads WHERE parse_status = 'rejected'") == 1)
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads WHERE parse_status = 'failed'") == 2)
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads") == 3)
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 0)
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM customers") == 0)
+        }
+    }
+
     @Test("Twilio without a configured auth token refuses every request, and keeps it")
     func twilioUnconfigured() async throws {
         try await TestApp.run { app in

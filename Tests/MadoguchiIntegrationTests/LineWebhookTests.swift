@@ -170,6 +170,11 @@ struct LineWebhookTests {
             let unsend = try await Self.post(app, Self.body([Self.event("01HF0000000000000000000033", type: "unsend", #""unsend":{"messageId":"8001"}"#)]))
             #expect(try Self.results(unsend) == ["recorded"])
             #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages WHERE metadata ? 'unsent_at'") == 1)
+            // What the agent sees: the withdrawn message stays, marked.
+            let ticket = try #require(((try response.json["events"] as? [[String: Any]])?.first?["inbound"] as? [String: Any])?["ticket_id"] as? String)
+            let timeline = try await app.request(.get, "/v1/tickets/\(ticket)/messages", key: try await app.keySecret(.supervisor))
+            let items = (try timeline.json["items"] as? [[String: Any]]) ?? []
+            #expect(items.map { $0["withdrawn_at"] != nil } == [true, false], "\(timeline.text)")
 
             _ = try await Self.post(app, Self.body([Self.event("01HF0000000000000000000034", type: "unfollow")]))
             #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM customer_identities WHERE kind = 'line' AND undeliverable_at IS NOT NULL") == 1)

@@ -210,6 +210,10 @@ struct ProviderSmsWebhookTests {
             #expect(try await MigrationTests.count(app.database, """
                 SELECT count(*) FROM messages WHERE metadata->'links'->0->>'media_type' = 'image/jpeg' AND metadata->>'account_sid' = 'AC0123'
                 """) == 1)
+            let ticket = try #require(((try response.json["events"] as? [[String: Any]])?.first?["inbound"] as? [String: Any])?["ticket_id"] as? String)
+            let timeline = try await app.request(.get, "/v1/tickets/\(ticket)/messages", key: try await app.keySecret(.supervisor))
+            let links = ((try timeline.json["items"] as? [[String: Any]])?.first?["links"] as? [[String: Any]]) ?? []
+            #expect(links.first?["url"] as? String == "https://api.twilio.com/2010-04-01/Accounts/AC0123/Messages/MM001/Media/ME1", "\(timeline.text)")
         }
     }
 
@@ -250,6 +254,12 @@ struct ProviderSmsWebhookTests {
             #expect(try await status("SMout2") == "undelivered")
             #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM events WHERE type = 'message.delivery_failed' AND data->>'error_code' = '30006'") == 1)
             #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM events WHERE type = 'message.delivery_updated'") == 2)
+
+            // What the agent sees on the ticket.
+            let timeline = try await app.request(.get, "/v1/tickets/\(ticket)/messages", key: agent.secret)
+            let deliveries = ((try timeline.json["items"] as? [[String: Any]]) ?? []).compactMap { $0["delivery"] as? [String: Any] }
+            #expect(deliveries.compactMap { $0["status"] as? String } == ["delivered", "undelivered"], "\(timeline.text)")
+            #expect(deliveries.last?["error_code"] as? String == "30006")
 
             #expect(try await report("SMnever", "delivered")["result"] as? String == "no-matching-message")
             #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads WHERE provider = 'twilio'") == 5)

@@ -44,13 +44,20 @@ public struct Message: Sendable {
     public var inReplyTo: String?
     public var threadingReason: String?
     public var attachments: [Attachment] = []
+    /// Files the sender's platform hosts, kept as links: `url`, `filename`, `media_type`.
+    public var links: [[String: String]] = []
+    /// Outbound: the provider's latest delivery report (`status`, `error_code`, `updated_at`).
+    public var delivery: [String: String]?
+    /// The customer unsent it (LINE).
+    public var withdrawnAt: Date?
     public var sentAt: Date?
     public var createdAt: Date
 
     static let columns = """
         id, ticket_id, direction, channel, classification, customer_id, author_agent_id, from_address,
         to_addresses, subject, body_text, body_html, quoted_text, visible_text, email_message_id, in_reply_to,
-        threading_reason, sent_at, created_at
+        threading_reason, sent_at, created_at, (metadata->'links')::text AS links, (metadata->'delivery')::text AS delivery,
+        (metadata->>'unsent_at')::timestamptz AS withdrawn_at
         """
 
     init(row: PostgresRow) throws {
@@ -74,5 +81,10 @@ public struct Message: Sendable {
         threadingReason = try row.value("threading_reason")
         sentAt = try row.value("sent_at")
         createdAt = try row.value("created_at")
+        // Kept in `metadata` by the channel that wrote them; JSON objects of strings.
+        let strings = { (json: String?) in json.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) } }
+        links = (strings(try row.value("links", as: String?.self)) as? [[String: String]]) ?? []
+        delivery = strings(try row.value("delivery", as: String?.self)) as? [String: String]
+        withdrawnAt = try row.value("withdrawn_at")
     }
 }

@@ -129,6 +129,15 @@ extension Components.Schemas.Message {
                     contentId: attachment.contentID,
                     inline: attachment.inline)
             },
+            links: message.links.isEmpty ? nil : message.links.compactMap { link in
+                link["url"].map { .init(url: $0, filename: link["filename"], mediaType: link["media_type"]) }
+            },
+            delivery: message.delivery.flatMap { delivery in
+                delivery["status"].map {
+                    .init(status: $0, errorCode: delivery["error_code"], updatedAt: delivery["updated_at"].flatMap { try? Date($0, strategy: .iso8601) })
+                }
+            },
+            withdrawnAt: message.withdrawnAt,
             sentAt: message.sentAt,
             createdAt: message.createdAt)
     }

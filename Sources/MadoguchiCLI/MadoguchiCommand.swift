@@ -85,6 +85,17 @@ struct Migrate: AsyncParsableCommand {
     }
 }
 
+/// How hard an ingest benchmark pushes: for how long, and with how many gateways at once.
+struct GatewayLoad: ParsableArguments {
+    @Option(help: "Seconds per measurement.")
+    var seconds: Int = 5
+
+    @Option(help: "Concurrent gateway connections (1 to 64).")
+    var clients: Int = 4
+
+    var boundedClients: Int { max(1, min(clients, 64)) }
+}
+
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks against raw PostgreSQL on this machine (not tests).",
@@ -94,19 +105,15 @@ struct Bench: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "LINE and Twilio webhooks through the service vs pgbench storing the same bytes, on a throwaway cluster.")
 
-        @Option(help: "Seconds per measurement.")
-        var seconds: Int = 5
-
-        @Option(help: "Concurrent provider connections.")
-        var clients: Int = 4
+        @OptionGroup var load: GatewayLoad
 
         @Option(help: "Different customers writing (each writes many times).")
         var customers: Int = 200
 
         func run() async throws {
             var benchmark = WebhookBenchmark()
-            benchmark.seconds = seconds
-            benchmark.clients = max(1, min(clients, 64))
+            benchmark.seconds = load.seconds
+            benchmark.clients = load.boundedClients
             benchmark.customers = max(1, customers)
             var logger = Logger(label: "madoguchi.bench")
             logger.logLevel = .warning
@@ -121,16 +128,12 @@ struct Bench: AsyncParsableCommand {
         @Option(help: "A directory of raw mails (every file under it), e.g. ../shared/corpus.")
         var corpus: String
 
-        @Option(help: "Seconds per measurement.")
-        var seconds: Int = 5
-
-        @Option(help: "Concurrent gateway connections.")
-        var clients: Int = 4
+        @OptionGroup var load: GatewayLoad
 
         func run() async throws {
             var benchmark = EmailBenchmark(directory: corpus)
-            benchmark.seconds = seconds
-            benchmark.clients = max(1, min(clients, 64))
+            benchmark.seconds = load.seconds
+            benchmark.clients = load.boundedClients
             var logger = Logger(label: "madoguchi.bench")
             logger.logLevel = .warning
             try await benchmark.run(logger: logger) { print($0) }

@@ -331,6 +331,32 @@ struct ProviderSmsWebhookTests {
         }
     }
 
+    @Test("a long text whose middle part never comes is released after the wait, the gap marked; a retry then gets that message")
+    func vonageIncompleteParts() async throws {
+        try await TestApp.run(configure: Self.vonageConfigured) { app in
+            func send(_ part: Int, _ text: String) async throws -> [String: Any] {
+                let fields = ProviderRequests.vonageInbound("Q\(part)", text: text, concat: (ref: "EF", part: part, total: 3))
+                let response = try await ProviderRequests.postVonage(app, ProviderRequests.vonageSigned(fields, secret: "vonage-new"))
+                return try #require((try response.json["events"] as? [[String: Any]])?.first, "\(response.text)")
+            }
+            _ = try await send(1, "返品したいのですが、")
+            _ = try await send(3, "よろしくお願いします。")
+            let parts = SmsParts(database: app.database, logger: TestCluster.logger,
+                                 sms: SmsIngest(database: app.database, logger: TestCluster.logger, conversationWindow: .seconds(3600)))
+            #expect(try await parts.releaseStale(olderThan: .seconds(600)) == 0, "not yet: they are younger than the wait")
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 0)
+
+            #expect(try await parts.releaseStale(olderThan: .zero) == 1)
+            #expect(try await MigrationTests.count(app.database, """
+                SELECT count(*) FROM messages WHERE body_text = '返品したいのですが、[…]よろしくお願いします。' AND metadata->>'missing_parts' = '2'
+                """) == 1)
+            let retry = try await send(1, "返品したいのですが、")
+            #expect(retry["result"] as? String == "duplicate", "\(retry)")
+            #expect(try await parts.releaseStale(olderThan: .zero) == 0)
+            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 1)
+        }
+    }
+
     @Test("the parts of a long text arriving at once still make exactly one message")
     func vonageConcurrentParts() async throws {
         try await TestApp.run(configure: Self.vonageConfigured) { app in

@@ -42,7 +42,7 @@ public func buildApplication(
     var app = Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "Madoguchi"),
-        services: servicesBeforeDatabase + [database.client],
+        services: servicesBeforeDatabase + [database.client, SmsPartsSweeper(parts: handler.smsParts, wait: configuration.smsPartWait)],
         logger: logger)
     app.beforeServerStarts {
         // Before anything listens: a wrong DATABASE_URL is a clear error, not a hang.

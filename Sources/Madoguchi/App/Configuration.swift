@@ -30,6 +30,9 @@ public struct Configuration: Sendable {
     public var subjectThreadWindow: Duration = .seconds(7 * 24 * 3600)
     /// `MADOGUCHI_CHAT_IDLE_MINUTES`: a chat conversation quiet for longer than this starts a new ticket.
     public var chatIdleGap: Duration = .seconds(30 * 60)
+    /// `MADOGUCHI_SMS_PART_WAIT_MINUTES`: how long the parts of a long text wait for a missing one before
+    /// they become a message with the gap marked.
+    public var smsPartWait: Duration = .seconds(10 * 60)
     /// Secrets that verify provider webhooks (Twilio, Vonage, LINE) and the public URL they call.
     public var providers = ProviderSettings()
     /// `MADOGUCHI_LOG_LEVEL`: trace, debug, info, notice, warning, error, critical.
@@ -75,6 +78,9 @@ public struct Configuration: Sendable {
         }
         if let words = value("MADOGUCHI_WARNING_WORDS") {
             configuration.warningWords = words.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
+        if let minutes = try integer("MADOGUCHI_SMS_PART_WAIT_MINUTES", in: 1...(60 * 24)) {
+            configuration.smsPartWait = .seconds(minutes * 60)
         }
         configuration.providers = try ProviderSettings.fromEnvironment(value)
         if let level = value("MADOGUCHI_LOG_LEVEL") { configuration.logLevel = try parseLogLevel(level) }

@@ -6,6 +6,7 @@ import OpenAPIRuntime
 /// provider's webhook verifies the provider's own signature before reading anything.
 extension APIHandler {
     var smsIngest: SmsIngest { SmsIngest(database: database, logger: logger, conversationWindow: subjectThreadWindow) }
+    var smsParts: SmsParts { SmsParts(database: database, logger: logger, sms: smsIngest) }
     var twilio: TwilioWebhook { TwilioWebhook(database: database, logger: logger, settings: providers, sms: smsIngest) }
     var vonage: VonageWebhook { VonageWebhook(database: database, logger: logger, settings: providers, sms: smsIngest) }
 

@@ -5,7 +5,9 @@ import PostgresNIO
 
 /// Long texts some providers deliver as separate parts (Vonage: `concat-ref`, `concat-part`,
 /// `concat-total`). Each part is stored as it comes; the one that completes the set makes one
-/// message of all of them, in part order. Parts older than a day are not waited for.
+/// message of all of them, in part order. A set still incomplete after a while (a carrier lost a
+/// part) is released as a message with the gap marked, so no text waits unseen (`releaseStale`,
+/// run by `SmsPartsSweeper`).
 struct SmsParts: Sendable {
     let database: Database
     let logger: Logger
@@ -73,6 +75,56 @@ struct SmsParts: Sendable {
         return WebhookResult(inboundId: inboundID, provider: message.provider, events: [event])
     }
 
+    /// The mark for a part that never came.
+    static let missingPart = "[…]"
+
+    /// Makes a message of every set of parts whose newest part came longer than `wait` ago, the
+    /// missing parts marked. Returns how many messages it made.
+    func releaseStale(olderThan wait: Duration) async throws -> Int {
+        let groups = try await database.withConnection { connection in
+            let rows = try await connection.query("""
+                SELECT provider, sender, reference, part_count FROM sms_parts
+                WHERE message_id IS NULL
+                GROUP BY provider, sender, reference, part_count
+                HAVING max(received_at) < now() - make_interval(secs => \(Double(wait.components.seconds)))
+                """, logger: logger)
+            var groups: [(provider: String, sender: String, part: Part)] = []
+            for try await (provider, sender, reference, count) in rows.decode((String, String, String, Int).self) {
+                groups.append((provider, sender, Part(reference: reference, number: 0, count: count)))
+            }
+            return groups
+        }
+        var released = 0
+        for group in groups where try await release(group.provider, sender: group.sender, part: group.part) { released += 1 }
+        return released
+    }
+
+    private func release(_ provider: String, sender: String, part: Part) async throws -> Bool {
+        let payloads = InboundPayloadStore(logger: logger)
+        return try await database.withTransaction { connection in
+            try await AdvisoryLock.take("sms-parts:\(provider):\(sender):\(part.reference)", on: connection, logger: logger)
+            let waiting = try await waitingParts(sender: sender, provider: provider, part: part, on: connection)
+            guard let first = waiting.first, let last = waiting.max(by: { $0.receivedAt < $1.receivedAt }) else { return false }
+            let texts = Dictionary(waiting.map { ($0.number, $0.body) }, uniquingKeysWith: { first, _ in first })
+            let isPhoneNumber = if case .valid = PhoneNumber.normalize(sender) { true } else { false }
+            var message = InboundSms(provider: provider, providerMessageID: first.providerMessageID, from: sender, to: nil,
+                                     body: (1...part.count).map { texts[$0] ?? Self.missingPart }.joined())
+            message.details = ["parts": String(part.count), "concat_ref": part.reference,
+                               "missing_parts": (1...part.count).filter { texts[$0] == nil }.map(String.init).joined(separator: ",")]
+            let taken = try await sms.take(message, from: .init(value: sender, isPhoneNumber: isPhoneNumber), payloadID: last.payloadID, on: connection)
+            try await connection.query("""
+                UPDATE sms_parts SET message_id = \(taken.messageID)
+                WHERE provider = \(provider) AND sender = \(sender) AND reference = \(part.reference)
+                  AND part_count = \(part.count) AND message_id IS NULL
+                """, logger: logger)
+            // The answer a retry of any of these parts gets from now on.
+            try await payloads.finish(last.payloadID, providerMessageID: last.providerMessageID, parseError: nil, responseStatus: 201,
+                                      outcome: taken.outcome, messageID: taken.messageID, on: connection)
+            logger.notice("released an incomplete multi-part SMS", metadata: ["message_id": "\(taken.messageID)", "parts": "\(waiting.count)/\(part.count)"])
+            return true
+        }
+    }
+
     private func assembledMessage(of message: InboundSms, on connection: PostgresConnection) async throws -> UUID? {
         let rows = try await connection.query("""
             SELECT message_id FROM sms_parts WHERE provider = \(message.provider) AND provider_message_id = \(message.providerMessageID)
@@ -83,15 +135,15 @@ struct SmsParts: Sendable {
 
     private func waitingParts(
         sender: String, provider: String, part: Part, on connection: PostgresConnection
-    ) async throws -> [(number: Int, body: String, providerMessageID: String)] {
+    ) async throws -> [(number: Int, body: String, providerMessageID: String, payloadID: UUID, receivedAt: Date)] {
         let rows = try await connection.query("""
-            SELECT part_number, body, provider_message_id FROM sms_parts
+            SELECT part_number, body, provider_message_id, inbound_payload_id, received_at FROM sms_parts
             WHERE provider = \(provider) AND sender = \(sender) AND reference = \(part.reference) AND part_count = \(part.count)
-              AND message_id IS NULL AND received_at > now() - interval '1 day'
+              AND message_id IS NULL
             ORDER BY part_number, received_at
             """, logger: logger)
-        var parts: [(Int, String, String)] = []
-        for try await (number, body, id) in rows.decode((Int, String, String).self) { parts.append((number, body, id)) }
+        var parts: [(Int, String, String, UUID, Date)] = []
+        for try await row in rows.decode((Int, String, String, UUID, Date).self) { parts.append(row) }
         return parts
     }
 }

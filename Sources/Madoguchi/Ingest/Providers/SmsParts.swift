@@ -46,30 +46,18 @@ struct SmsParts: Sendable {
                 return (payloadID.resourceID, .init(eventID: message.providerMessageID, type: "message", status: 200, outcome: answer))
             }
             let waiting = try await waitingParts(sender: sender.value, provider: message.provider, part: part, on: connection)
-            guard Set(waiting.map(\.number)).count == part.count else {
+            let arrived = Set(waiting.map(\.number)).count
+            guard arrived == part.count else {
                 var outcome = Components.Schemas.InboundResult(inboundId: payloadID.resourceID, channel: .sms, parseStatus: .parsed)
                 outcome.flags = ["waiting-for-parts"]
                 try await payloads.finish(payloadID, providerMessageID: message.providerMessageID, parseError: nil, responseStatus: 202,
                                           outcome: outcome, messageID: nil, on: connection)
                 return (payloadID.resourceID, WebhookEventResult(
                     eventId: message.providerMessageID, _type: "message", result: .waitingForParts,
-                    detail: "Part \(part.number) of \(part.count) kept; \(Set(waiting.map(\.number)).count) of \(part.count) have arrived."))
+                    detail: "Part \(part.number) of \(part.count) kept; \(arrived) of \(part.count) have arrived."))
             }
-            // One of each part number, in order (a provider resending a part under a new id repeats it).
-            var whole = message
-            var seen = Set<Int>()
-            whole.body = waiting.filter { seen.insert($0.number).inserted }.map(\.body).joined()
-            whole.providerMessageID = waiting.first { $0.number == 1 }?.providerMessageID ?? message.providerMessageID
-            whole.details["parts"] = String(part.count)
-            whole.details["concat_ref"] = part.reference
-            let taken = try await sms.take(whole, from: sender, payloadID: payloadID, on: connection)
-            try await connection.query("""
-                UPDATE sms_parts SET message_id = \(taken.messageID)
-                WHERE provider = \(message.provider) AND sender = \(sender.value) AND reference = \(part.reference)
-                  AND part_count = \(part.count) AND message_id IS NULL
-                """, logger: logger)
-            try await payloads.finish(payloadID, providerMessageID: message.providerMessageID, parseError: nil, responseStatus: 201,
-                                      outcome: taken.outcome, messageID: taken.messageID, on: connection)
+            let taken = try await complete(message, from: sender, part: part, parts: waiting, answering: payloadID,
+                                           providerMessageID: message.providerMessageID, on: connection)
             return (payloadID.resourceID, .init(eventID: message.providerMessageID, type: "message", status: 201, outcome: taken.outcome))
         }
         return WebhookResult(inboundId: inboundID, provider: message.provider, events: [event])
@@ -100,29 +88,46 @@ struct SmsParts: Sendable {
     }
 
     private func release(_ provider: String, sender: String, part: Part) async throws -> Bool {
-        let payloads = InboundPayloadStore(logger: logger)
-        return try await database.withTransaction { connection in
+        try await database.withTransaction { connection in
             try await AdvisoryLock.take("sms-parts:\(provider):\(sender):\(part.reference)", on: connection, logger: logger)
             let waiting = try await waitingParts(sender: sender, provider: provider, part: part, on: connection)
             guard let first = waiting.first, let last = waiting.max(by: { $0.receivedAt < $1.receivedAt }) else { return false }
-            let texts = Dictionary(waiting.map { ($0.number, $0.body) }, uniquingKeysWith: { first, _ in first })
             let isPhoneNumber = if case .valid = PhoneNumber.normalize(sender) { true } else { false }
-            var message = InboundSms(provider: provider, providerMessageID: first.providerMessageID, from: sender, to: nil,
-                                     body: (1...part.count).map { texts[$0] ?? Self.missingPart }.joined())
-            message.details = ["parts": String(part.count), "concat_ref": part.reference,
-                               "missing_parts": (1...part.count).filter { texts[$0] == nil }.map(String.init).joined(separator: ",")]
-            let taken = try await sms.take(message, from: .init(value: sender, isPhoneNumber: isPhoneNumber), payloadID: last.payloadID, on: connection)
-            try await connection.query("""
-                UPDATE sms_parts SET message_id = \(taken.messageID)
-                WHERE provider = \(provider) AND sender = \(sender) AND reference = \(part.reference)
-                  AND part_count = \(part.count) AND message_id IS NULL
-                """, logger: logger)
-            // The answer a retry of any of these parts gets from now on.
-            try await payloads.finish(last.payloadID, providerMessageID: last.providerMessageID, parseError: nil, responseStatus: 201,
-                                      outcome: taken.outcome, messageID: taken.messageID, on: connection)
+            let taken = try await complete(
+                InboundSms(provider: provider, providerMessageID: first.providerMessageID, from: sender, to: nil, body: ""),
+                from: .init(value: sender, isPhoneNumber: isPhoneNumber), part: part, parts: waiting, answering: last.payloadID,
+                providerMessageID: last.providerMessageID, on: connection)
             logger.notice("released an incomplete multi-part SMS", metadata: ["message_id": "\(taken.messageID)", "parts": "\(waiting.count)/\(part.count)"])
             return true
         }
+    }
+
+    /// One message of the waiting `parts` (the first copy of each part number, in order, a missing
+    /// one marked), under the lowest part's id; the parts point at it, and the payload `answering`
+    /// records its answer, which every later retry of any part gets.
+    private func complete(
+        _ base: InboundSms, from sender: SmsIngest.Sender, part: Part,
+        parts: [(number: Int, body: String, providerMessageID: String, payloadID: UUID, receivedAt: Date)],
+        answering payloadID: UUID, providerMessageID: String, on connection: PostgresConnection
+    ) async throws -> (messageID: UUID, outcome: Components.Schemas.InboundResult) {
+        let texts = Dictionary(parts.map { ($0.number, $0.body) }, uniquingKeysWith: { first, _ in first })
+        var whole = base
+        whole.body = (1...part.count).map { texts[$0] ?? Self.missingPart }.joined()
+        whole.providerMessageID = parts.first?.providerMessageID ?? base.providerMessageID
+        whole.details["parts"] = String(part.count)
+        whole.details["concat_ref"] = part.reference
+        let missing = (1...part.count).filter { texts[$0] == nil }
+        if !missing.isEmpty { whole.details["missing_parts"] = missing.map(String.init).joined(separator: ",") }
+        let taken = try await sms.take(whole, from: sender, payloadID: payloadID, on: connection)
+        try await connection.query("""
+            UPDATE sms_parts SET message_id = \(taken.messageID)
+            WHERE provider = \(base.provider) AND sender = \(sender.value) AND reference = \(part.reference)
+              AND part_count = \(part.count) AND message_id IS NULL
+            """, logger: logger)
+        try await InboundPayloadStore(logger: logger).finish(
+            payloadID, providerMessageID: providerMessageID, parseError: nil, responseStatus: 201, outcome: taken.outcome,
+            messageID: taken.messageID, on: connection)
+        return taken
     }
 
     private func assembledMessage(of message: InboundSms, on connection: PostgresConnection) async throws -> UUID? {

@@ -45,7 +45,7 @@ public struct APIKeyStore: Sendable {
         } catch where error.sqlState == .foreignKeyViolation {
             throw Problem.validationFailed([.init(pointer: "/agent_id", message: "there is no agent \(agentID?.uuidString.lowercased() ?? "")")])
         }
-        throw MigrationError(description: "INSERT … RETURNING returned no row")
+        throw RowNotFound("INSERT INTO api_keys … RETURNING")
     }
 
     public func list(on connection: PostgresConnection) async throws -> [APIKeyRecord] {
@@ -89,7 +89,7 @@ public struct APIKeyStore: Sendable {
     private typealias Row = (UUID, String, String, String, UUID?, Date, Date?, Date?)
 
     private static func record(_ row: Row) throws -> APIKeyRecord {
-        guard let role = Role(rawValue: row.2) else { throw MigrationError(description: "api_keys.role '\(row.2)' is not a known role") }
+        guard let role = Role(rawValue: row.2) else { throw UnexpectedStoredValue(row.2, for: Role.self) }
         return APIKeyRecord(id: row.0, name: row.1, role: role, prefix: row.3, agentID: row.4, createdAt: row.5, lastUsedAt: row.6, revokedAt: row.7)
     }
 }

@@ -52,7 +52,7 @@ struct CustomerMerge: Sendable {
         // Customers merged into the other earlier now point straight at the survivor.
         try await connection.query("UPDATE customers SET merged_into = \(target) WHERE merged_into = \(other)", logger: logger)
         try await EventStore(logger: logger).record(
-            "customer.merged", customerID: target, actor: principal,
+            .customerMerged, customerID: target, actor: principal,
             data: ["merged_customer_id": other.uuidString.lowercased(), "identities": moved.identities, "tickets": moved.tickets, "messages": moved.messages],
             on: connection)
         return target

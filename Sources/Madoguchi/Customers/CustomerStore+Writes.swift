@@ -22,7 +22,7 @@ extension CustomerStore {
         for (kind, value) in identities.sorted(by: { ($0.0.rawValue, $0.1) < ($1.0.rawValue, $1.1) }) {
             _ = try await link(kind, value, to: customerID, on: connection)
         }
-        try await EventStore(logger: logger).record("customer.created", customerID: customerID, actor: principal,
+        try await EventStore(logger: logger).record(.customerCreated, customerID: customerID, actor: principal,
                                                     data: ["identities": identities.map { $0.0.rawValue }], on: connection)
         return customerID
     }
@@ -44,7 +44,7 @@ extension CustomerStore {
         if details.displayName != nil { changed.append("display_name") }
         if details.isVIP != nil { changed.append("is_vip") }
         if details.notes != nil { changed.append("notes") }
-        try await EventStore(logger: logger).record("customer.updated", customerID: id, actor: principal, data: ["fields": changed], on: connection)
+        try await EventStore(logger: logger).record(.customerUpdated, customerID: id, actor: principal, data: ["fields": changed], on: connection)
     }
 
     /// Links an identity to a customer. True if it was new; false if it already was this customer's.

@@ -81,7 +81,7 @@ extension APIHandler {
             guard live else { throw try await customers.missingOrMerged(id, on: connection) }
             let created = try await customers.link(kind, value, to: id, on: connection)
             if created {
-                try await EventStore(logger: logger).record("customer.identity_added", customerID: id, actor: principal,
+                try await EventStore(logger: logger).record(.customerIdentityAdded, customerID: id, actor: principal,
                                                             data: ["kind": kind.rawValue], on: connection)
             }
             return (created, try await customers.customer(id: id, on: connection)!)

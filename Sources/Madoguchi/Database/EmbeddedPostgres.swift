@@ -282,7 +282,3 @@ public struct EmbeddedPostgres: Sendable {
         return "Last lines of \(logFile):\n" + log.split(separator: "\n").suffix(15).joined(separator: "\n")
     }
 }
-
-extension String {
-    var trimmed: String { trimmingCharacters(in: .whitespacesAndNewlines) }
-}

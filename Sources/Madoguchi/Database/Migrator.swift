@@ -33,6 +33,11 @@ public struct Migration: Sendable, Equatable {
 public struct ViewDefinition: Sendable, Equatable {
     public let name: String
     public let sql: String
+
+    public init(name: String, sql: String) {
+        self.name = name
+        self.sql = sql
+    }
 }
 
 public struct MigrationError: Error, CustomStringConvertible {
@@ -116,7 +121,13 @@ public struct Migrator: Sendable {
         try verify(applied: applied)
 
         var report = Report(applied: [], schemaVersion: applied.keys.max() ?? 0)
-        for migration in migrations where applied[migration.version] == nil {
+        let pending = migrations.filter { applied[$0.version] == nil }
+        if !pending.isEmpty {
+            // Views are re-created below from sql/views anyway; dropping them first means no migration
+            // ever has to work around a view that reads the column it changes.
+            try await dropViews(connection, logger: logger)
+        }
+        for migration in pending {
             let start = ContinuousClock.now
             try await connection.query("BEGIN", logger: logger)
             do {
@@ -150,6 +161,16 @@ public struct Migrator: Sendable {
             throw error
         }
         return report
+    }
+
+    private func dropViews(_ connection: PostgresConnection, logger: Logger) async throws {
+        for view in views.reversed() {
+            do {
+                try await connection.query(PostgresQuery(unsafeSQL: "DROP VIEW IF EXISTS \"\(view.name)\" CASCADE"), logger: logger)
+            } catch {
+                throw MigrationError(description: "dropping view \(view.name) before migrating failed: \(Self.describe(error))")
+            }
+        }
     }
 
     private func appliedMigrations(_ connection: PostgresConnection, logger: Logger) async throws -> [Int: (name: String, checksum: String)] {

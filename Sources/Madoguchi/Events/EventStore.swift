@@ -8,7 +8,7 @@ struct EventStore: Sendable {
     let logger: Logger
 
     func record(
-        _ type: String,
+        _ type: EventType,
         ticketID: UUID? = nil,
         customerID: UUID? = nil,
         messageID: UUID? = nil,
@@ -16,10 +16,10 @@ struct EventStore: Sendable {
         data: [String: Any] = [:],
         on connection: PostgresConnection
     ) async throws {
-        let json = String(decoding: try JSONSerialization.data(withJSONObject: data, options: [.sortedKeys]), as: UTF8.self)
+        let json = try JSONSerialization.text(data)
         try await connection.query("""
             INSERT INTO events (type, ticket_id, customer_id, message_id, actor_key_id, actor_agent_id, data)
-            VALUES (\(type), \(ticketID), \(customerID), \(messageID), \(actor?.keyID), \(actor?.agentID), \(json)::jsonb)
+            VALUES (\(type.rawValue), \(ticketID), \(customerID), \(messageID), \(actor?.keyID), \(actor?.agentID), \(json)::jsonb)
             """, logger: logger)
     }
 }

@@ -136,7 +136,7 @@ struct ChatIngest: Sendable {
         try await AttachmentWriter(logger: logger).insert(chat.files, messageID: messageID, on: connection)
         if ticket.status != .new { ticket.status = try await intake.customerWrote(on: ticket, on: connection) }
         try await EventStore(logger: logger).record(
-            "message.received", ticketID: ticket.id, customerID: customerID, messageID: messageID, actor: nil,
+            .messageReceived, ticketID: ticket.id, customerID: customerID, messageID: messageID, actor: nil,
             data: ["channel": "chat", "provider": chat.provider, "threading": reason], on: connection)
 
         var outcome = Outcome(inboundId: payloadID.resourceID, channel: .chat, parseStatus: .parsed)

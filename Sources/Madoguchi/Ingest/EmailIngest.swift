@@ -159,7 +159,7 @@ struct EmailIngest: Sendable {
             ticket.status = try await intake.customerWrote(on: ticket, on: connection)
         }
         try await events.record(
-            "message.received", ticketID: ticket.id, customerID: customerID, messageID: messageID, actor: nil,
+            .messageReceived, ticketID: ticket.id, customerID: customerID, messageID: messageID, actor: nil,
             data: ["channel": "email", "classification": mail.classification.rawValue, "threading": outcome.threadingReason ?? ""], on: connection)
         outcome.took(message: messageID, on: ticket, customerID: customerID)
     }
@@ -204,7 +204,7 @@ struct EmailIngest: Sendable {
         let messageID = try await draft.insert(ticketID: target.ticket, customerID: target.customer, threadingReason: target.reason,
                                                logger: logger, on: connection)
         try await events.record(
-            "message.received", ticketID: target.ticket, customerID: target.customer, messageID: messageID, actor: nil,
+            .messageReceived, ticketID: target.ticket, customerID: target.customer, messageID: messageID, actor: nil,
             data: ["channel": "email", "classification": mail.classification.rawValue, "threading": target.reason], on: connection)
         outcome.messageId = messageID.resourceID
         outcome.ticketId = target.ticket.resourceID
@@ -220,7 +220,7 @@ struct EmailIngest: Sendable {
             RETURNING customer_id
             """, logger: logger)
         for try await customerID in rows.decode(UUID.self) {
-            try await events.record("identity.undeliverable", customerID: customerID, actor: nil,
+            try await events.record(.identityUndeliverable, customerID: customerID, actor: nil,
                                     data: ["kind": "email", "value": recipient.address, "reason": String(reason)], on: connection)
         }
     }

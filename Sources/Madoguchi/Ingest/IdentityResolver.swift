@@ -55,7 +55,7 @@ struct IdentityResolver: Sendable {
             VALUES (\(customerID), \(kind.rawValue), \(value), \(rawValue.map { String($0.prefix(1024)) }))
             """, logger: logger)
         try await EventStore(logger: logger).record(
-            "customer.created", customerID: customerID, actor: nil, data: ["identity": kind.rawValue], on: connection)
+            .customerCreated, customerID: customerID, actor: nil, data: ["identity": kind.rawValue], on: connection)
         return Resolution(customerID: customerID, created: true)
     }
 
@@ -64,7 +64,7 @@ struct IdentityResolver: Sendable {
     func anonymousCustomer(on connection: PostgresConnection) async throws -> UUID {
         let customerID = try await createCustomer(displayName: nil, on: connection)
         try await EventStore(logger: logger).record(
-            "customer.created", customerID: customerID, actor: nil, data: ["identity": "none"], on: connection)
+            .customerCreated, customerID: customerID, actor: nil, data: ["identity": "none"], on: connection)
         return customerID
     }
 
@@ -89,7 +89,7 @@ struct IdentityResolver: Sendable {
             customerID = first
         } else {
             customerID = try await createCustomer(displayName: displayName, on: connection)
-            try await EventStore(logger: logger).record("customer.created", customerID: customerID, actor: nil,
+            try await EventStore(logger: logger).record(.customerCreated, customerID: customerID, actor: nil,
                                                         data: ["identity": contacts.map(\.kind.rawValue)], on: connection)
         }
         for (kind, value, owner) in owners {
@@ -100,7 +100,7 @@ struct IdentityResolver: Sendable {
             } else if let owner, owner != customerID {
                 if !flags.contains("merge-suggested") { flags.append("merge-suggested") }
                 try await EventStore(logger: logger).record(
-                    "customer.merge_suggested", customerID: customerID, actor: nil,
+                    .customerMergeSuggested, customerID: customerID, actor: nil,
                     data: ["other_customer_id": owner.uuidString.lowercased(), "kind": kind.rawValue, "value": value, "channel": channel.rawValue],
                     on: connection)
             }

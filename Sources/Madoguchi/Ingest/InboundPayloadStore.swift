@@ -208,10 +208,3 @@ struct InboundPayloadStore: Sendable {
         try JSONDecoder().decode(Outcome.self, from: Data(json.utf8))
     }
 }
-
-/// Transaction-scoped PostgreSQL advisory locks on a text key: held until commit or rollback.
-enum AdvisoryLock {
-    static func take(_ key: String, on connection: PostgresConnection, logger: Logger) async throws {
-        try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(key), 0))", logger: logger)
-    }
-}

@@ -102,7 +102,7 @@ struct SmsIngest: Sendable {
         guard let messageID = created else { throw Problem.internalError }
         if ticket.status != .new { ticket.status = try await intake.customerWrote(on: ticket, on: connection) }
         try await EventStore(logger: logger).record(
-            "message.received", ticketID: ticket.id, customerID: customer.customerID, messageID: messageID, actor: nil,
+            .messageReceived, ticketID: ticket.id, customerID: customer.customerID, messageID: messageID, actor: nil,
             data: ["channel": "sms", "provider": sms.provider, "threading": reason], on: connection)
 
         var outcome = Outcome(inboundId: payloadID.resourceID, channel: .sms, parseStatus: .parsed)

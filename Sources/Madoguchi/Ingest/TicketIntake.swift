@@ -33,7 +33,7 @@ struct TicketIntake: Sendable {
         }
         guard let target else { throw Problem.internalError }
         try await events.record(
-            "ticket.created", ticketID: target.id, customerID: customerID, actor: nil,
+            .ticketCreated, ticketID: target.id, customerID: customerID, actor: nil,
             data: ["channel": channel.rawValue, "number": target.number, "related_ticket_id": related?.uuidString.lowercased() as Any],
             on: connection)
         _ = try await RuleStore(logger: logger).prioritize(ticketID: target.id, subject: subject, body: body, on: connection)
@@ -81,7 +81,7 @@ struct TicketIntake: Sendable {
             """, logger: logger)
         if reopen {
             try await events.record(
-                "ticket.reopened", ticketID: ticket.id, customerID: ticket.customerID, actor: nil,
+                .ticketReopened, ticketID: ticket.id, customerID: ticket.customerID, actor: nil,
                 data: ["from": ticket.status.rawValue, "to": status.rawValue], on: connection)
         }
         return status

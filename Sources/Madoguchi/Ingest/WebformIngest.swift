@@ -125,7 +125,7 @@ struct WebformIngest: Sendable {
             }
             let messageID = try await insertMessage(form, submission: submission, ticketID: ticket.id, customerID: customerID, payloadID: payloadID, on: connection)
             try await EventStore(logger: logger).record(
-                "message.received", ticketID: ticket.id, customerID: customerID, messageID: messageID, actor: nil,
+                .messageReceived, ticketID: ticket.id, customerID: customerID, messageID: messageID, actor: nil,
                 data: ["channel": "webform", "form_id": submission.formId], on: connection)
             outcome.took(message: messageID, on: ticket, customerID: customerID)
             outcome.threadingReason = "new-ticket"
@@ -156,13 +156,5 @@ struct WebformIngest: Sendable {
         try await AttachmentWriter(logger: logger).insert(
             form.attachments.map { .init(filename: $0.filename, mediaType: $0.mediaType, content: $0.content) }, messageID: messageID, on: connection)
         return messageID
-    }
-}
-
-extension JSONEncoder {
-    static var sorted: JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return encoder
     }
 }

@@ -33,7 +33,7 @@ struct ReplyDesk: Sendable {
                 RETURNING \(unescaped: Reply.columns)
                 """, logger: logger)
             let reply = try await Self.single(rows)
-            try await events.record("reply.drafted", ticketID: ticketID, customerID: ticket.customerID, actor: principal,
+            try await events.record(.replyDrafted, ticketID: ticketID, customerID: ticket.customerID, actor: principal,
                                     data: ["reply_id": reply.id.uuidString.lowercased()], on: connection)
             return reply
         }
@@ -60,7 +60,7 @@ struct ReplyDesk: Sendable {
                 RETURNING \(unescaped: Reply.columns)
                 """, logger: logger)
             let updated = try await Self.single(rows)
-            try await events.record("reply.edited", ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
+            try await events.record(.replyEdited, ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
                                     data: ["reply_id": replyID.uuidString.lowercased()], on: connection)
             return updated
         }
@@ -87,7 +87,7 @@ struct ReplyDesk: Sendable {
             guard reply.state == .draft else { throw Self.notDraft(reply) }
             try await checkBeforeSending(reply, ticket: ticket, lastSeen: lastSeenMessageID, on: connection)
             let submitted = try await setState(.submitted, of: replyID, on: connection)
-            try await events.record("reply.submitted", ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
+            try await events.record(.replySubmitted, ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
                                     data: ["reply_id": replyID.uuidString.lowercased()], on: connection)
             return submitted
         }
@@ -104,7 +104,7 @@ struct ReplyDesk: Sendable {
             let ticket = try await lockTicketHoldingClaim(current.ticketID, agentID: current.authorAgentID, on: connection)
             let reply = try await reply(id: replyID, on: connection, lock: true)
             guard reply.state == .submitted else { throw Self.notSubmitted(reply) }
-            try await events.record("reply.approved", ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
+            try await events.record(.replyApproved, ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
                                     data: ["reply_id": replyID.uuidString.lowercased()], on: connection)
             return try await deliver(reply, ticket: ticket, lastSeen: lastSeenMessageID, by: principal, on: connection)
         }
@@ -123,7 +123,7 @@ struct ReplyDesk: Sendable {
                 VALUES (\(ticket.id), 'internal', \(ticket.channel.rawValue), \(agentID), \(comment), \(metadata)::jsonb)
                 """, logger: logger)
             let returned = try await setState(.draft, of: replyID, on: connection)
-            try await events.record("reply.returned", ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
+            try await events.record(.replyReturned, ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
                                     data: ["reply_id": replyID.uuidString.lowercased(), "comment": comment], on: connection)
             return returned
         }
@@ -169,7 +169,7 @@ struct ReplyDesk: Sendable {
                 version = version + 1, updated_at = now()
             WHERE id = \(ticket.id)
             """, logger: logger)
-        try await events.record("reply.sent", ticketID: ticket.id, customerID: ticket.customerID, messageID: messageID, actor: principal,
+        try await events.record(.replySent, ticketID: ticket.id, customerID: ticket.customerID, messageID: messageID, actor: principal,
                                 data: ["reply_id": reply.id.uuidString.lowercased(), "recipients": reply.recipients], on: connection)
         return sent
     }
@@ -323,6 +323,6 @@ struct ReplyDesk: Sendable {
 
     static func single(_ rows: PostgresRowSequence) async throws -> Reply {
         for try await row in rows { return try Reply(row: row) }
-        throw MigrationError(description: "INSERT/UPDATE … RETURNING returned no row")
+        throw RowNotFound("a reply INSERT/UPDATE … RETURNING")
     }
 }

@@ -20,7 +20,7 @@ extension APIHandler {
         try Self.requireName(body.name)
         let template = try await database.withTransaction { connection in
             let saved = try await templates.save(id: nil, name: body.name.trimmed, subject: body.subject, body: body.body, by: agentID, on: connection)
-            try await EventStore(logger: logger).record("template.created", actor: principal, data: ["template_id": saved.id.uuidString.lowercased()], on: connection)
+            try await EventStore(logger: logger).record(.templateCreated, actor: principal, data: ["template_id": saved.id.uuidString.lowercased()], on: connection)
             return saved
         }
         return .created(.init(body: .json(.init(template))))
@@ -34,7 +34,7 @@ extension APIHandler {
             let saved = try await templates.save(
                 id: input.path.templateId.uuid, name: body.name.trimmed, subject: body.subject, body: body.body, by: agentID, on: connection)
             try await EventStore(logger: logger).record(
-                "template.updated", actor: principal, data: ["template_id": saved.id.uuidString.lowercased(), "version": saved.version], on: connection)
+                .templateUpdated, actor: principal, data: ["template_id": saved.id.uuidString.lowercased(), "version": saved.version], on: connection)
             return saved
         }
         return .ok(.init(body: .json(.init(template))))

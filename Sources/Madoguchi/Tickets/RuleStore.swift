@@ -6,7 +6,7 @@ import PostgresNIO
 struct RuleStore: Sendable {
     let logger: Logger
 
-    static let columns = "id, name, priority, keywords, channels, categories, vip_only, requires_approval, active"
+    static let columns = "id, name, priority, keywords, channels::text[] AS channels, categories, vip_only, requires_approval, active"
 
     func list(activeOnly: Bool = false, on connection: PostgresConnection) async throws -> [(PriorityRule, active: Bool)] {
         let rows = try await connection.query("""
@@ -68,7 +68,7 @@ struct RuleStore: Sendable {
                 WHERE id = \(ticketID)
                 """, logger: logger)
             try await EventStore(logger: logger).record(
-                "ticket.prioritized", ticketID: ticketID, customerID: customerID, actor: nil,
+                .ticketPrioritized, ticketID: ticketID, customerID: customerID, actor: nil,
                 data: ["rule": match.rule.name, "priority": match.rule.priority.rawValue, "reason": match.reason], on: connection)
             return match
         }

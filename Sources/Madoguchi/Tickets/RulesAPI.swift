@@ -34,7 +34,7 @@ extension APIHandler {
         let (saved, active) = try await database.withTransaction { connection in
             let saved = try await rules.save(id: id, rule: rule, active: body.active ?? true, on: connection)
             try await EventStore(logger: logger).record(
-                id == nil ? "rule.created" : "rule.updated", actor: principal, data: ["rule_id": saved.0.id.uuidString.lowercased()], on: connection)
+                id == nil ? .ruleCreated : .ruleUpdated, actor: principal, data: ["rule_id": saved.0.id.uuidString.lowercased()], on: connection)
             return saved
         }
         return Components.Schemas.Rule(saved, active: active)

@@ -86,7 +86,7 @@ public struct Ticket: Sendable, Equatable {
 
     /// A text column constrained by a CHECK to the enumeration's raw values.
     static func enumeration<T: RawRepresentable>(_ raw: String) throws -> T where T.RawValue == String {
-        guard let value = T(rawValue: raw) else { throw MigrationError(description: "unexpected stored value '\(raw)' for \(T.self)") }
+        guard let value = T(rawValue: raw) else { throw UnexpectedStoredValue(raw, for: T.self) }
         return value
     }
 }

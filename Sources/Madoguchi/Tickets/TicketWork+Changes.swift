@@ -75,7 +75,7 @@ extension TicketWork {
                 throw Problem.validationFailed([.init(pointer: "/assignee_id", message: "there is no agent \(assignee?.uuidString.lowercased() ?? "")")])
             }
             try await events.record(
-                "ticket.updated", ticketID: ticketID, customerID: ticket.customerID, actor: principal,
+                .ticketUpdated, ticketID: ticketID, customerID: ticket.customerID, actor: principal,
                 data: ["changes": recorded, "version": updated.version], on: connection)
             return updated
         }
@@ -109,9 +109,9 @@ extension TicketWork {
                 """, logger: logger)
             var note: Message?
             for try await row in inserted { note = try Message(row: row) }
-            guard let note else { throw MigrationError(description: "INSERT … RETURNING returned no row") }
+            guard let note else { throw RowNotFound("INSERT INTO messages … RETURNING") }
             try await events.record(
-                "note.added", ticketID: ticketID, customerID: ticket.customerID, messageID: note.id, actor: principal,
+                .noteAdded, ticketID: ticketID, customerID: ticket.customerID, messageID: note.id, actor: principal,
                 data: ["mentions": mentions.map { $0.uuidString.lowercased() }], on: connection)
             return note
         }

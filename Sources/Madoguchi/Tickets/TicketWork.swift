@@ -39,7 +39,7 @@ struct TicketWork: Sendable {
             let claimed = try await Self.single(rows)
             let renewal = ticket.claim?.agentID == agentID && claimLive
             try await events.record(
-                renewal ? "ticket.claim_renewed" : "ticket.claimed", ticketID: ticketID, customerID: ticket.customerID,
+                renewal ? .ticketClaimRenewed : .ticketClaimed, ticketID: ticketID, customerID: ticket.customerID,
                 actor: principal, data: ["agent_id": agentID.uuidString.lowercased(), "expires_at": Self.timestamp(claimed.claim?.expiresAt)],
                 on: connection)
             return claimed
@@ -63,7 +63,7 @@ struct TicketWork: Sendable {
                 """, logger: logger)
             let released = try await Self.single(rows)
             try await events.record(
-                breaking ? "ticket.claim_broken" : "ticket.claim_released", ticketID: ticketID, customerID: ticket.customerID,
+                breaking ? .ticketClaimBroken : .ticketClaimReleased, ticketID: ticketID, customerID: ticket.customerID,
                 actor: principal, data: ["agent_id": claim.agentID.uuidString.lowercased()], on: connection)
             return released
         }
@@ -108,7 +108,7 @@ struct TicketWork: Sendable {
             RETURNING \(Ticket.columns.split(separator: ",").map { "t." + $0.trimmingCharacters(in: .whitespacesAndNewlines) }.joined(separator: ", "))
         ), event AS (
             INSERT INTO events (type, ticket_id, customer_id, actor_key_id, actor_agent_id, data)
-            SELECT 'ticket.claimed', id, customer_id, $3, $1,
+            SELECT '\(EventType.ticketClaimed.rawValue)', id, customer_id, $3, $1,
                    jsonb_build_object('agent_id', $1, 'via', 'queue', 'expires_at', claim_expires_at)
             FROM claimed
         )
@@ -140,7 +140,7 @@ struct TicketWork: Sendable {
 
     static func single(_ rows: PostgresRowSequence) async throws -> Ticket {
         for try await row in rows { return try Ticket(row: row) }
-        throw MigrationError(description: "UPDATE … RETURNING returned no row")
+        throw RowNotFound("a ticket UPDATE … RETURNING")
     }
 
     static func claimHeld(_ claim: (agentID: UUID, expiresAt: Date)) -> Problem {
@@ -157,9 +157,4 @@ struct TicketWork: Sendable {
         guard let date else { return "" }
         return date.formatted(.iso8601)
     }
-}
-
-extension Duration {
-    /// Whole seconds, for `make_interval(secs => …)`.
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

@@ -102,7 +102,7 @@ struct LineWebhook: Sendable {
             WHERE kind = 'line' AND value = \(userID)
             """, logger: logger)
         try await EventStore(logger: logger).record(
-            blocked ? "customer.unfollowed" : "customer.followed", customerID: customer.customerID, actor: nil,
+            blocked ? .customerUnfollowed : .customerFollowed, customerID: customer.customerID, actor: nil,
             data: ["provider": "line", "user_id": userID], on: connection)
         return .init(eventId: eventID, _type: event.type, result: .recorded, detail: blocked ? "The LINE identity is marked undeliverable." : nil)
     }
@@ -112,7 +112,7 @@ struct LineWebhook: Sendable {
         guard let userID = event.source?.userId else { return .init(eventId: eventID, _type: event.type, result: .ignored, detail: "No user id in the source.") }
         let customer = try await IdentityResolver(logger: logger).resolve(kind: .line, value: userID, rawValue: userID, displayName: nil, on: connection)
         try await EventStore(logger: logger).record(
-            "chat.postback", customerID: customer.customerID, actor: nil,
+            .chatPostback, customerID: customer.customerID, actor: nil,
             data: ["provider": "line", "user_id": userID, "data": event.postback?.data ?? ""], on: connection)
         return .init(eventId: eventID, _type: event.type, result: .recorded)
     }
@@ -127,7 +127,7 @@ struct LineWebhook: Sendable {
             """, logger: logger)
         for try await (id, ticketID, customerID) in rows.decode((UUID, UUID, UUID?).self) {
             try await EventStore(logger: logger).record(
-                "message.unsent", ticketID: ticketID, customerID: customerID, messageID: id, actor: nil, data: ["provider": "line"], on: connection)
+                .messageUnsent, ticketID: ticketID, customerID: customerID, messageID: id, actor: nil, data: ["provider": "line"], on: connection)
             return .init(eventId: eventID, _type: event.type, result: .recorded, detail: "The customer withdrew the message.")
         }
         return .init(eventId: eventID, _type: event.type, result: .noMatchingMessage)

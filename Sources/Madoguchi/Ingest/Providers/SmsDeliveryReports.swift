@@ -80,7 +80,7 @@ struct SmsDeliveryReports: Sendable {
             UPDATE messages SET metadata = jsonb_set(metadata, '{delivery}', \(json)::jsonb) WHERE id = \(messageID)
             """, logger: logger)
         try await EventStore(logger: logger).record(
-            report.isFailure ? "message.delivery_failed" : "message.delivery_updated", ticketID: ticketID, messageID: messageID, actor: nil,
+            report.isFailure ? .messageDeliveryFailed : .messageDeliveryUpdated, ticketID: ticketID, messageID: messageID, actor: nil,
             data: delivery.merging(["provider": report.provider], uniquingKeysWith: { first, _ in first }), on: connection)
     }
 }

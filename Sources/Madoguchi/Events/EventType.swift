@@ -1,0 +1,83 @@
+/// Every kind of change the service records in `events`: the one list of names. The database
+/// accepts only these (`event_types`, migration 0017) and `openapi.yaml` documents them
+/// (`EventType`); `EventCatalogueTests` holds the three equal.
+///
+/// Names are dotted, subject first (Chatwoot's `lib/events/types.rb` does the same), and never
+/// change once shipped: the feed and webhooks hand them to other systems.
+enum EventType: String, CaseIterable, Sendable {
+    // MARK: Tickets
+    /// A ticket was opened (by a customer's first message, or a message after its ticket closed).
+    case ticketCreated = "ticket.created"
+    /// Someone changed a ticket's status, priority, queue, category, tags or assignee.
+    case ticketUpdated = "ticket.updated"
+    /// A customer wrote on a pending or solved ticket, which opened again.
+    case ticketReopened = "ticket.reopened"
+    /// A priority rule set a new ticket's priority.
+    case ticketPrioritized = "ticket.prioritized"
+    /// An agent claimed a ticket (directly, or from the queue).
+    case ticketClaimed = "ticket.claimed"
+    /// The holder of a claim extended it.
+    case ticketClaimRenewed = "ticket.claim_renewed"
+    /// The holder let go of a claim.
+    case ticketClaimReleased = "ticket.claim_released"
+    /// A supervisor took another agent's live claim away.
+    case ticketClaimBroken = "ticket.claim_broken"
+
+    // MARK: Messages
+    /// A customer's message (or a bounce or report about our mail) joined a ticket.
+    case messageReceived = "message.received"
+    /// The customer withdrew a chat message (LINE unsend); it stays on the timeline, marked.
+    case messageUnsent = "message.unsent"
+    /// A provider reported progress on a text we sent.
+    case messageDeliveryUpdated = "message.delivery_updated"
+    /// A provider reported that a text we sent did not arrive.
+    case messageDeliveryFailed = "message.delivery_failed"
+    /// An agent wrote an internal note (申し送り), never sent to the customer.
+    case noteAdded = "note.added"
+
+    // MARK: Replies
+    /// An agent started a reply.
+    case replyDrafted = "reply.drafted"
+    /// An agent changed a reply's text, subject or recipients.
+    case replyEdited = "reply.edited"
+    /// An agent asked a supervisor to approve a reply.
+    case replySubmitted = "reply.submitted"
+    /// A supervisor approved a reply, which was sent at once.
+    case replyApproved = "reply.approved"
+    /// A supervisor sent a reply back to its author with a comment.
+    case replyReturned = "reply.returned"
+    /// A reply passed every guard and was queued for delivery as an outbound message.
+    case replySent = "reply.sent"
+
+    // MARK: Customers
+    /// A customer was made: by a first contact, or by the order system.
+    case customerCreated = "customer.created"
+    /// The order system or a supervisor changed a customer's name, VIP flag or notes.
+    case customerUpdated = "customer.updated"
+    /// Two customers became one; the other's identities, tickets and messages moved to the survivor.
+    case customerMerged = "customer.merged"
+    /// A message named contacts of two different customers; a supervisor may merge them.
+    case customerMergeSuggested = "customer.merge_suggested"
+    /// An identity (email, phone, order-system id, chat id) was linked to a customer.
+    case customerIdentityAdded = "customer.identity_added"
+    /// A LINE user followed the account again: their LINE identity is deliverable.
+    case customerFollowed = "customer.followed"
+    /// A LINE user blocked the account: nothing pushed reaches them.
+    case customerUnfollowed = "customer.unfollowed"
+    /// A hard bounce marked an address undeliverable.
+    case identityUndeliverable = "identity.undeliverable"
+
+    // MARK: Chat
+    /// A customer tapped a button or rich-menu item in a chat (LINE postback).
+    case chatPostback = "chat.postback"
+
+    // MARK: Team configuration
+    /// A supervisor created a reply template.
+    case templateCreated = "template.created"
+    /// A supervisor changed a reply template (a new version).
+    case templateUpdated = "template.updated"
+    /// A supervisor created a priority rule.
+    case ruleCreated = "rule.created"
+    /// A supervisor changed a priority rule.
+    case ruleUpdated = "rule.updated"
+}

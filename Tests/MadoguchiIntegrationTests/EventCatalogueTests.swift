@@ -1,0 +1,33 @@
+import Foundation
+import MadoguchiAPI
+import PostgresNIO
+import Testing
+@testable import Madoguchi
+
+/// The event names are a contract with other systems: Swift's catalogue, the database's and the
+/// document's must be one list.
+@Suite("The event catalogue")
+struct EventCatalogueTests {
+    static let catalogue = Set(EventType.allCases.map(\.rawValue))
+
+    @Test("openapi.yaml's EventType lists exactly the catalogue")
+    func documented() {
+        let documented = Set(Components.Schemas.EventType.allCases.map(\.rawValue))
+        #expect(documented == Self.catalogue, "only in the document: \(documented.subtracting(Self.catalogue)); only in Swift: \(Self.catalogue.subtracting(documented))")
+    }
+
+    @Test("the database accepts exactly the catalogue's names and refuses any other")
+    func databaseAgrees() async throws {
+        try await TestApp.run { app in
+            let stored = try await app.database.withConnection { connection in
+                let rows = try await connection.query("SELECT name FROM event_types", logger: TestCluster.logger)
+                var names = Set<String>()
+                for try await name in rows.decode(String.self) { names.insert(name) }
+                return names
+            }
+            #expect(stored == Self.catalogue, "only in the database: \(stored.subtracting(Self.catalogue)); only in Swift: \(Self.catalogue.subtracting(stored))")
+            await SchemaTests.expectRefused(app, .foreignKeyViolation, "INSERT INTO events (type) VALUES ('ticket.misspelt')")
+            try await app.execute("INSERT INTO events (type) VALUES (\(EventType.ticketUpdated.rawValue))")
+        }
+    }
+}

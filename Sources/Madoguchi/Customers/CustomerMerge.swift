@@ -59,17 +59,13 @@ struct CustomerMerge: Sendable {
     }
 
     private func move(from other: UUID, to target: UUID, on connection: PostgresConnection) async throws -> (identities: Int, tickets: Int, messages: Int) {
-        func count(_ query: PostgresQuery) async throws -> Int {
-            let rows = try await connection.query(query, logger: logger)
-            var count = 0
-            for try await _ in rows { count += 1 }
-            return count
-        }
-        let identities = try await count("UPDATE customer_identities SET customer_id = \(target) WHERE customer_id = \(other) RETURNING id")
-        let tickets = try await count("""
+        let identities = try await IdentityStore(logger: logger).moveAll(from: other, to: target, on: connection)
+        let rows = try await connection.query("""
             UPDATE tickets SET customer_id = \(target), version = version + 1, updated_at = now() WHERE customer_id = \(other) RETURNING id
-            """)
-        let messages = try await count("UPDATE messages SET customer_id = \(target) WHERE customer_id = \(other) RETURNING id")
+            """, logger: logger)
+        var tickets = 0
+        for try await _ in rows { tickets += 1 }
+        let messages = try await MessageStore(logger: logger).moveCustomer(from: other, to: target, on: connection)
         return (identities, tickets, messages)
     }
 }

@@ -10,14 +10,17 @@ extension CustomerStore {
         var notes: String?
     }
 
-    func create(_ details: Details, identities: [(Customer.Identity.Kind, String)], by principal: Principal, on connection: PostgresConnection) async throws -> UUID {
+    /// The one `INSERT INTO customers`: whoever makes a customer (a first contact, the order system).
+    func insert(displayName: String?, isVIP: Bool = false, notes: String? = nil, on connection: PostgresConnection) async throws -> UUID {
         let rows = try await connection.query("""
-            INSERT INTO customers (display_name, is_vip, notes)
-            VALUES (\(details.displayName), \(details.isVIP ?? false), \(details.notes)) RETURNING id
+            INSERT INTO customers (display_name, is_vip, notes) VALUES (\(displayName), \(isVIP), \(notes)) RETURNING id
             """, logger: logger)
-        var created: UUID?
-        for try await id in rows.decode(UUID.self) { created = id }
-        guard let customerID = created else { throw Problem.internalError }
+        for try await id in rows.decode(UUID.self) { return id }
+        throw RowNotFound("INSERT INTO customers … RETURNING id")
+    }
+
+    func create(_ details: Details, identities: [(Customer.Identity.Kind, String)], by principal: Principal, on connection: PostgresConnection) async throws -> UUID {
+        let customerID = try await insert(displayName: details.displayName, isVIP: details.isVIP ?? false, notes: details.notes, on: connection)
         // Sorted, like every identity lock taken, so two requests can never wait on each other.
         for (kind, value) in identities.sorted(by: { ($0.0.rawValue, $0.1) < ($1.0.rawValue, $1.1) }) {
             _ = try await link(kind, value, to: customerID, on: connection)
@@ -50,9 +53,9 @@ extension CustomerStore {
     /// Links an identity to a customer. True if it was new; false if it already was this customer's.
     /// Another customer's identity is a 409 naming that customer.
     func link(_ kind: Customer.Identity.Kind, _ value: String, to customerID: UUID, on connection: PostgresConnection) async throws -> Bool {
-        let identities = IdentityResolver(logger: logger)
+        let identities = IdentityStore(logger: logger)
         try await identities.lock(kind: kind, value: value, on: connection)
-        if let owner = try await identities.customer(kind: kind, value: value, on: connection) {
+        if let owner = try await identities.owner(kind: kind, value: value, on: connection) {
             guard owner == customerID else {
                 var problem = Problem(.identityTaken, status: .conflict, title: "Identity taken",
                                       detail: "\(kind.rawValue) \(value) belongs to customer \(owner.uuidString.lowercased()); add to that customer, or merge the two.")
@@ -61,9 +64,7 @@ extension CustomerStore {
             }
             return false
         }
-        try await connection.query("""
-            INSERT INTO customer_identities (customer_id, kind, value, raw_value) VALUES (\(customerID), \(kind.rawValue), \(value), \(value))
-            """, logger: logger)
+        try await identities.insert(kind: kind, value: value, rawValue: value, customerID: customerID, on: connection)
         return true
     }
 

@@ -32,7 +32,7 @@ extension APIHandler {
             throw Problem.invalidParameter(name, problem.errors.first?.message ?? problem.detail)
         }
         let found = try await database.withConnection { connection -> Customer? in
-            guard let id = try await IdentityResolver(logger: logger).customer(kind: kind, value: value, on: connection) else { return nil }
+            guard let id = try await IdentityStore(logger: logger).owner(kind: kind, value: value, on: connection) else { return nil }
             return try await customers.customer(id: id, on: connection)
         }
         return .ok(.init(body: .json(.init(items: found.map { [.init($0)] } ?? []))))

@@ -31,4 +31,12 @@ enum IdentityValue {
             return value
         }
     }
+
+    /// For comparing an address someone typed with stored identities: trimmed, and an email's
+    /// domain lower-cased as identities are stored (the local part is kept as written).
+    static func comparable(_ address: String) -> String {
+        let trimmed = address.trimmingCharacters(in: .whitespaces)
+        guard let at = trimmed.lastIndex(of: "@") else { return trimmed }
+        return String(trimmed[..<at]) + trimmed[at...].lowercased()
+    }
 }

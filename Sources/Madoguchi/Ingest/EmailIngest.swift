@@ -1,7 +1,6 @@
 import Crypto
 import Foundation
 import Logging
-import MadoguchiAPI
 import MadoguchiMail
 import PostgresNIO
 
@@ -17,25 +16,20 @@ struct EmailIngest: Sendable {
     let logger: Logger
     let subjectWindow: Duration
 
-    typealias Outcome = Components.Schemas.InboundResult
-
-    struct Answer: Sendable {
-        /// 200 replay, 201 taken in, 202 stored but unreadable.
-        var status: Int
-        var outcome: Outcome
-    }
+    typealias Outcome = InboundOutcome
 
     var payloads: InboundPayloadStore { InboundPayloadStore(logger: logger) }
-    var identities: IdentityResolver { IdentityResolver(logger: logger) }
-    var intake: TicketIntake { TicketIntake(logger: logger) }
+    var identities: IdentityStore { IdentityStore(logger: logger) }
+    var resolver: IdentityResolver { IdentityResolver(logger: logger) }
+    var intake: ConversationIntake { ConversationIntake(logger: logger) }
     var events: EventStore { EventStore(logger: logger) }
 
-    func ingest(_ bytes: [UInt8], idempotencyKey: String?, apiKeyID: UUID?) async throws -> Answer {
+    func ingest(_ bytes: [UInt8], idempotencyKey: String?, apiKeyID: UUID?) async throws -> IngestAnswer {
         // Parsing is CPU work; do it before taking a connection.
         let mail = ParsedMail(bytes)
         return try await database.withTransaction { connection in
             if let outcome = try await payloads.replay(idempotencyKey: idempotencyKey, channel: .email, body: bytes, on: connection) {
-                return Answer(status: 200, outcome: outcome)
+                return .replayed(outcome)
             }
             let payloadID = try await payloads.insert(
                 channel: .email, idempotencyKey: idempotencyKey, body: bytes, contentType: "message/rfc822", apiKeyID: apiKeyID, on: connection)
@@ -44,7 +38,7 @@ struct EmailIngest: Sendable {
     }
 
     /// Runs a stored payload through ingest again (after a fix for one that could not be read).
-    func reprocess(payloadID: UUID) async throws -> Answer {
+    func reprocess(payloadID: UUID) async throws -> IngestAnswer {
         try await database.withTransaction { connection in
             let rows = try await connection.query(
                 "SELECT channel, parse_status FROM inbound_payloads WHERE id = \(payloadID) FOR UPDATE", logger: logger)
@@ -56,7 +50,7 @@ struct EmailIngest: Sendable {
                               detail: "Only email payloads can be reprocessed; this one came in on \(channel).")
             }
             if status == "parsed", let record = try await payloads.record(id: payloadID, on: connection), let outcome = record.outcome {
-                return Answer(status: 200, outcome: outcome)
+                return .replayed(outcome)
             }
             guard status != "rejected" else {
                 throw Problem(.alreadyProcessed, status: .conflict, title: "Rejected payload", detail: "This payload was rejected on arrival and is kept for the record only.")
@@ -68,13 +62,13 @@ struct EmailIngest: Sendable {
 
     // MARK: - One mail
 
-    private func process(_ mail: ParsedMail, bytes: [UInt8], payloadID: UUID, on connection: PostgresConnection) async throws -> Answer {
+    private func process(_ mail: ParsedMail, bytes: [UInt8], payloadID: UUID, on connection: PostgresConnection) async throws -> IngestAnswer {
         if let reason = unreadableReason(mail, bytes: bytes) {
-            var outcome = Outcome(inboundId: payloadID.resourceID, channel: .email, parseStatus: .failed)
+            var outcome = Outcome(inboundID: payloadID, channel: .email, parseStatus: .failed)
             outcome.parseError = reason
             outcome.defects = mail.defects.map(Text.clean)
-            try await payloads.finish(payloadID, providerMessageID: nil, parseError: reason, responseStatus: 202, outcome: outcome, messageID: nil, on: connection)
-            return Answer(status: 202, outcome: outcome)
+            try await payloads.finish(payloadID, providerMessageID: nil, answer: .ingest(.keptUnreadable(outcome)), messageID: nil, on: connection)
+            return .keptUnreadable(outcome)
         }
 
         // The same mail, however it is retried, is one message.
@@ -82,24 +76,35 @@ struct EmailIngest: Sendable {
         try await AdvisoryLock.take("email-message:\(providerID)", on: connection, logger: logger)
         if let (firstMessage, outcome) = try await payloads.firstAnswer(
             channel: .email, provider: "", providerMessageID: providerID, excluding: payloadID, on: connection) {
-            try await payloads.finish(payloadID, providerMessageID: providerID, parseError: nil, responseStatus: 200, outcome: outcome,
-                                      messageID: firstMessage, on: connection)
-            return Answer(status: 200, outcome: outcome)
+            try await payloads.finish(payloadID, providerMessageID: providerID, answer: .ingest(.replayed(outcome)), messageID: firstMessage, on: connection)
+            return .replayed(outcome)
         }
 
-        var outcome = Outcome(inboundId: payloadID.resourceID, channel: .email, parseStatus: .parsed)
-        outcome.classification = .init(rawValue: mail.classification.rawValue)
+        var outcome = Outcome(inboundID: payloadID, channel: .email)
+        outcome.classification = Message.Classification(mail.classification)
         outcome.defects = mail.defects.isEmpty ? nil : mail.defects.map(Text.clean)
-        let stored = MessageDraft(mail: mail, payloadID: payloadID, providerID: providerID)
+        let delivery = Delivery(mail: mail, payloadID: payloadID, providerID: providerID)
         switch mail.classification {
         case .bounce, .feedbackReport, .deliveryReport:
-            try await takeReport(mail, draft: stored, outcome: &outcome, on: connection)
+            try await takeReport(delivery, outcome: &outcome, on: connection)
         case .customer, .autoReply:
-            try await takeCustomerMail(mail, draft: stored, outcome: &outcome, on: connection)
+            try await takeCustomerMail(delivery, outcome: &outcome, on: connection)
         }
-        try await payloads.finish(payloadID, providerMessageID: providerID, parseError: nil, responseStatus: 201, outcome: outcome,
-                                  messageID: outcome.messageId.map(\.uuid), on: connection)
-        return Answer(status: 201, outcome: outcome)
+        try await payloads.finish(payloadID, providerMessageID: providerID, answer: .ingest(.taken(outcome)), messageID: outcome.messageID, on: connection)
+        return .taken(outcome)
+    }
+
+    /// One stored mail on its way in.
+    private struct Delivery {
+        let mail: ParsedMail
+        let payloadID: UUID
+        /// The Message-ID, or the bytes' digest for a mail without one.
+        let providerID: String
+
+        func message(ticketID: UUID, customerID: UUID, threadingReason: String?) throws -> NewMessage {
+            try NewMessage(mail: mail, payloadID: payloadID, providerID: providerID, ticketID: ticketID, customerID: customerID,
+                           threadingReason: threadingReason)
+        }
     }
 
     /// Nothing recognisable as a mail: empty, or not one header field.
@@ -111,18 +116,19 @@ struct EmailIngest: Sendable {
 
     // MARK: - A customer's mail (or their auto-reply)
 
-    private func takeCustomerMail(_ mail: ParsedMail, draft: MessageDraft, outcome: inout Outcome, on connection: PostgresConnection) async throws {
+    private func takeCustomerMail(_ delivery: Delivery, outcome: inout Outcome, on connection: PostgresConnection) async throws {
+        let mail = delivery.mail
         let sender = mail.from.flatMap { $0.address.contains("@") && $0.address.count <= 512 ? $0 : nil }
         var customerID: UUID?
         if let sender {
             try await identities.lock(kind: .email, value: sender.address, on: connection)
-            customerID = try await identities.customer(kind: .email, value: sender.address, on: connection)
+            customerID = try await identities.owner(kind: .email, value: sender.address, on: connection)
         }
         let threader = EmailThreader(logger: logger, subjectWindow: subjectWindow)
         var decision = try await threader.thread(mail, sender: sender, customerID: customerID, on: connection)
         let isAutoReply = mail.classification == .autoReply
 
-        var ticket: TicketIntake.Target?
+        var ticket: ConversationIntake.Target?
         if case .existing(let ticketID, let reason) = decision, let locked = try await intake.lock(ticketID, on: connection) {
             if locked.status == .closed && !isAutoReply {
                 decision = .new(relatedTo: locked.id, reason: "reopened-closed")
@@ -138,11 +144,11 @@ struct EmailIngest: Sendable {
         }
 
         if customerID == nil, let sender {
-            customerID = try await identities.resolve(
+            customerID = try await resolver.resolve(
                 kind: .email, value: sender.address, rawValue: sender.address, displayName: sender.name.map(Text.clean), on: connection
             ).customerID
         } else if customerID == nil {
-            customerID = try await identities.anonymousCustomer(on: connection)
+            customerID = try await resolver.anonymousCustomer(on: connection)
         }
         guard let customerID else { throw Problem.internalError }
 
@@ -151,24 +157,21 @@ struct EmailIngest: Sendable {
                                            body: Text.clean(mail.visibleText), relatedTo: related, on: connection)
             outcome.threadingReason = reason
         }
-        guard var ticket else { throw Problem.internalError }
+        guard let ticket else { throw Problem.internalError }
 
-        let messageID = try await draft.insert(ticketID: ticket.id, customerID: customerID, threadingReason: outcome.threadingReason,
-                                               logger: logger, on: connection)
-        if !isAutoReply && ticket.status != .new {
-            ticket.status = try await intake.customerWrote(on: ticket, on: connection)
-        }
-        try await events.record(
-            .messageReceived, ticketID: ticket.id, customerID: customerID, messageID: messageID, actor: nil,
-            data: ["channel": "email", "classification": mail.classification.rawValue, "threading": outcome.threadingReason ?? ""], on: connection)
-        outcome.took(message: messageID, on: ticket, customerID: customerID)
+        // An auto-reply is kept on its ticket but never reopens it.
+        let (messageID, now) = try await intake.record(
+            try delivery.message(ticketID: ticket.id, customerID: customerID, threadingReason: outcome.threadingReason), on: ticket,
+            customerID: customerID, reopens: !isAutoReply, eventDetails: ["classification": mail.classification.rawValue], on: connection)
+        outcome.took(message: messageID, on: now, customerID: customerID)
     }
 
     // MARK: - Bounces and reports
 
     /// A bounce never opens a ticket: it joins the ticket of the mail it reports on when that can be
     /// found, and a hard bounce marks the address undeliverable.
-    private func takeReport(_ mail: ParsedMail, draft: MessageDraft, outcome: inout Outcome, on connection: PostgresConnection) async throws {
+    private func takeReport(_ delivery: Delivery, outcome: inout Outcome, on connection: PostgresConnection) async throws {
+        let mail = delivery.mail
         let recipients = mail.deliveryReport?.recipients ?? []
         if !recipients.isEmpty {
             outcome.bouncedRecipients = recipients.map {
@@ -201,27 +204,22 @@ struct EmailIngest: Sendable {
             outcome.threadingReason = "no-ticket"
             return
         }
-        let messageID = try await draft.insert(ticketID: target.ticket, customerID: target.customer, threadingReason: target.reason,
-                                               logger: logger, on: connection)
-        try await events.record(
-            .messageReceived, ticketID: target.ticket, customerID: target.customer, messageID: messageID, actor: nil,
-            data: ["channel": "email", "classification": mail.classification.rawValue, "threading": target.reason], on: connection)
-        outcome.messageId = messageID.resourceID
-        outcome.ticketId = target.ticket.resourceID
-        outcome.customerId = target.customer.resourceID
+        // A report joins its ticket without locking or reopening it: it is about our mail, not the customer writing.
+        let ticket = ConversationIntake.Target(id: target.ticket, number: 0, customerID: target.customer, status: .new)
+        let (messageID, _) = try await intake.record(
+            try delivery.message(ticketID: target.ticket, customerID: target.customer, threadingReason: target.reason), on: ticket,
+            customerID: target.customer, reopens: false, eventDetails: ["classification": mail.classification.rawValue], on: connection)
+        outcome.messageID = messageID
+        outcome.ticketID = target.ticket
+        outcome.customerID = target.customer
         outcome.threadingReason = target.reason
     }
 
     private func markUndeliverable(_ recipient: DeliveryReport.Recipient, on connection: PostgresConnection) async throws {
-        let reason = Text.clean([recipient.reason, recipient.status, recipient.diagnostic].compactMap { $0 }.joined(separator: " — ")).prefix(2000)
-        let rows = try await connection.query("""
-            UPDATE customer_identities SET undeliverable_at = now(), undeliverable_reason = \(String(reason))
-            WHERE kind = 'email' AND value = \(recipient.address)
-            RETURNING customer_id
-            """, logger: logger)
-        for try await customerID in rows.decode(UUID.self) {
+        let reason = String(Text.clean([recipient.reason, recipient.status, recipient.diagnostic].compactMap { $0 }.joined(separator: " — ")).prefix(2000))
+        for customerID in try await identities.markUndeliverable(kind: .email, value: recipient.address, reason: reason, on: connection) {
             try await events.record(.identityUndeliverable, customerID: customerID, actor: nil,
-                                    data: ["kind": "email", "value": recipient.address, "reason": String(reason)], on: connection)
+                                    data: ["kind": "email", "value": recipient.address, "reason": reason], on: connection)
         }
     }
 }

@@ -10,11 +10,10 @@ extension APIHandler {
         guard case .messageRfc822(let body) = input.body else { throw Problem.internalError }
         // BodyLimitMiddleware has already refused anything over MADOGUCHI_MAX_EMAIL_BYTES.
         let bytes = try await [UInt8](collecting: body, upTo: .max)
-        let answer = try await emailIngest.ingest(bytes, idempotencyKey: key, apiKeyID: try principal.keyID)
-        switch answer.status {
-        case 200: return .ok(.init(body: .json(answer.outcome)))
-        case 202: return .accepted(.init(body: .json(answer.outcome)))
-        default: return .created(.init(body: .json(answer.outcome)))
+        switch try await emailIngest.ingest(bytes, idempotencyKey: key, apiKeyID: try principal.keyID) {
+        case .taken(let outcome): return .created(.init(body: .json(.init(outcome))))
+        case .replayed(let outcome): return .ok(.init(body: .json(.init(outcome))))
+        case .keptUnreadable(let outcome): return .accepted(.init(body: .json(.init(outcome))))
         }
     }
 
@@ -37,16 +36,15 @@ extension APIHandler {
             providerMessageId: record.providerMessageID, idempotencyKey: record.idempotencyKey, contentType: record.contentType,
             receivedAt: record.receivedAt, processedAt: record.processedAt, size: record.size,
             sha256: record.sha256.map { String(format: "%02x", $0) }.joined(),
-            parseStatus: .init(rawValue: record.parseStatus)!, parseError: record.parseError, outcome: record.outcome,
-            webhookResult: record.webhookResult))))
+            parseStatus: .init(rawValue: record.parseStatus)!, parseError: record.parseError, outcome: record.outcome.map { .init($0) },
+            webhookResult: record.webhookAnswer.map { .init($0) }))))
     }
 
     func reprocessInboundPayload(_ input: Operations.ReprocessInboundPayload.Input) async throws -> Operations.ReprocessInboundPayload.Output {
-        let answer = try await emailIngest.reprocess(payloadID: input.path.inboundId.uuid)
-        switch answer.status {
-        case 200: return .ok(.init(body: .json(answer.outcome)))
-        case 202: return .accepted(.init(body: .json(answer.outcome)))
-        default: return .created(.init(body: .json(answer.outcome)))
+        switch try await emailIngest.reprocess(payloadID: input.path.inboundId.uuid) {
+        case .taken(let outcome): return .created(.init(body: .json(.init(outcome))))
+        case .replayed(let outcome): return .ok(.init(body: .json(.init(outcome))))
+        case .keptUnreadable(let outcome): return .accepted(.init(body: .json(.init(outcome))))
         }
     }
 
@@ -68,8 +66,10 @@ extension APIHandler {
         // The bytes as they came (RawBodyMiddleware); re-encoded only if the middleware was bypassed.
         let raw = try RequestScope.current?.rawBody ?? Array(JSONEncoder.sorted.encode(submission))
         let answer = try await WebformIngest(database: database, logger: logger)
-            .ingest(submission, raw: raw, idempotencyKey: key, apiKeyID: try principal.keyID)
-        return answer.status == 200 ? .ok(.init(body: .json(answer.outcome))) : .created(.init(body: .json(answer.outcome)))
+            .ingest(try InboundWebform(validating: submission), raw: raw, idempotencyKey: key, apiKeyID: try principal.keyID)
+        // Gateways' JSON is validated before anything is stored, so only new and replayed remain.
+        if case .taken(let outcome) = answer { return .created(.init(body: .json(.init(outcome)))) }
+        return .ok(.init(body: .json(.init(answer.outcome))))
     }
 }
 
@@ -79,7 +79,8 @@ extension APIHandler {
         guard case .json(let sms) = input.body else { throw Problem.internalError }
         let raw = try RequestScope.current?.rawBody ?? Array(JSONEncoder.sorted.encode(sms))
         let answer = try await smsIngest.ingest(InboundSms(sms), raw: raw, contentType: "application/json", idempotencyKey: key, apiKeyID: try principal.keyID)
-        return answer.status == 200 ? .ok(.init(body: .json(answer.outcome))) : .created(.init(body: .json(answer.outcome)))
+        if case .taken(let outcome) = answer { return .created(.init(body: .json(.init(outcome)))) }
+        return .ok(.init(body: .json(.init(answer.outcome))))
     }
 }
 
@@ -89,7 +90,34 @@ extension APIHandler {
         guard case .json(let chat) = input.body else { throw Problem.internalError }
         let raw = try RequestScope.current?.rawBody ?? Array(JSONEncoder.sorted.encode(chat))
         let answer = try await ChatIngest(database: database, logger: logger, idleGap: chatIdleGap)
-            .ingest(try ChatIngest.validate(chat), raw: raw, idempotencyKey: key, apiKeyID: try principal.keyID)
-        return answer.status == 200 ? .ok(.init(body: .json(answer.outcome))) : .created(.init(body: .json(answer.outcome)))
+            .ingest(try InboundChat(validating: chat), raw: raw, idempotencyKey: key, apiKeyID: try principal.keyID)
+        if case .taken(let outcome) = answer { return .created(.init(body: .json(.init(outcome)))) }
+        return .ok(.init(body: .json(.init(answer.outcome))))
+    }
+}
+
+// MARK: - Domain answers as the contract's types
+
+extension Components.Schemas.InboundResult {
+    init(_ outcome: InboundOutcome) {
+        self.init(
+            inboundId: outcome.inboundID.resourceID, channel: .init(rawValue: outcome.channel.rawValue)!,
+            parseStatus: .init(rawValue: outcome.parseStatus.rawValue)!, parseError: outcome.parseError,
+            classification: outcome.classification.flatMap { .init(rawValue: $0.rawValue) }, messageId: outcome.messageID.resourceID,
+            ticketId: outcome.ticketID.resourceID, ticketNumber: outcome.ticketNumber, customerId: outcome.customerID.resourceID,
+            threadingReason: outcome.threadingReason, ticketStatus: outcome.ticketStatus.flatMap { .init(rawValue: $0.rawValue) },
+            bouncedRecipients: outcome.bouncedRecipients?.map {
+                .init(address: $0.address, action: $0.action, status: $0.status, reason: $0.reason, hard: $0.hard)
+            },
+            defects: outcome.defects, flags: outcome.flags)
+    }
+}
+
+extension Components.Schemas.ProviderWebhookResult {
+    init(_ answer: ProviderWebhookAnswer) {
+        self.init(inboundId: answer.inboundID.resourceID, provider: answer.provider, events: answer.events.map {
+            .init(eventId: $0.eventID, _type: $0.type, result: .init(rawValue: $0.result.rawValue)!, detail: $0.detail,
+                  inbound: $0.inbound.map { .init($0) })
+        })
     }
 }

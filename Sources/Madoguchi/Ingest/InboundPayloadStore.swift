@@ -1,7 +1,6 @@
 import Crypto
 import Foundation
 import Logging
-import MadoguchiAPI
 import NIOCore
 import PostgresNIO
 
@@ -10,13 +9,44 @@ import PostgresNIO
 struct InboundPayloadStore: Sendable {
     let logger: Logger
 
-    typealias Outcome = Components.Schemas.InboundResult
+    typealias Outcome = InboundOutcome
 
     struct Prior: Sendable {
         let id: UUID
         let fingerprint: [UInt8]?
-        let responseStatus: Int?
         let outcome: Outcome?
+    }
+
+    /// The answer a payload got, as it is kept: `response_status` holds the status code the API
+    /// answered it with, so that a replay is answered alike and operators can read the table.
+    enum StoredAnswer: Sendable {
+        case ingest(IngestAnswer)
+        /// One part of a multi-part SMS, kept until the rest arrive (`202`).
+        case waitingForParts(InboundOutcome)
+        /// A provider webhook's per-event answer (`200`: providers retry anything else).
+        case webhook(ProviderWebhookAnswer)
+
+        var responseStatus: Int16 {
+            switch self {
+            case .ingest(.taken): 201
+            case .ingest(.replayed), .webhook: 200
+            case .ingest(.keptUnreadable), .waitingForParts: 202
+            }
+        }
+
+        var parseError: String? {
+            if case .ingest(.keptUnreadable(let outcome)) = self { return outcome.parseError ?? "unreadable" }
+            return nil
+        }
+
+        func json() throws -> String {
+            let encoder = JSONEncoder.sorted
+            return switch self {
+            case .ingest(let answer): String(decoding: try encoder.encode(answer.outcome), as: UTF8.self)
+            case .waitingForParts(let outcome): String(decoding: try encoder.encode(outcome), as: UTF8.self)
+            case .webhook(let answer): String(decoding: try encoder.encode(answer), as: UTF8.self)
+            }
+        }
     }
 
     /// Serializes every request carrying this key (in the caller's transaction), so two concurrent
@@ -40,13 +70,12 @@ struct InboundPayloadStore: Sendable {
 
     func prior(idempotencyKey key: String, channel: Channel, on connection: PostgresConnection) async throws -> Prior? {
         let rows = try await connection.query("""
-            SELECT id, request_fingerprint, response_status, response_body::text
+            SELECT id, request_fingerprint, response_body::text
             FROM inbound_payloads
             WHERE channel = \(channel.rawValue) AND idempotency_key = \(key) AND parse_status <> 'rejected'
             """, logger: logger)
-        for try await (id, fingerprint, status, body) in rows.decode((UUID, ByteBuffer?, Int16?, String?).self) {
-            return Prior(id: id, fingerprint: fingerprint.map { Array(buffer: $0) }, responseStatus: status.map(Int.init),
-                         outcome: try body.map(Self.decodeOutcome))
+        for try await (id, fingerprint, body) in rows.decode((UUID, ByteBuffer?, String?).self) {
+            return Prior(id: id, fingerprint: fingerprint.map { Array(buffer: $0) }, outcome: try body.map(Self.decodeOutcome))
         }
         return nil
     }
@@ -63,7 +92,7 @@ struct InboundPayloadStore: Sendable {
             RETURNING id
             """, logger: logger)
         for try await id in rows.decode(UUID.self) { return id }
-        throw Problem.internalError
+        throw RowNotFound("INSERT INTO inbound_payloads … RETURNING id")
     }
 
     enum Opening: Sendable {
@@ -89,8 +118,8 @@ struct InboundPayloadStore: Sendable {
             apiKeyID: apiKeyID, on: connection)
         try await AdvisoryLock.take("\(channel.rawValue):\(provider):\(providerMessageID)", on: connection, logger: logger)
         if let earlier = try await firstAnswer(channel: channel, provider: provider, providerMessageID: providerMessageID, excluding: payloadID, on: connection) {
-            try await finish(payloadID, providerMessageID: providerMessageID, parseError: nil, responseStatus: 200,
-                             outcome: earlier.outcome, messageID: earlier.messageID, on: connection)
+            try await finish(payloadID, providerMessageID: providerMessageID, answer: .ingest(.replayed(earlier.outcome)),
+                             messageID: earlier.messageID, on: connection)
             return .replay(earlier.outcome)
         }
         return .fresh(payloadID)
@@ -112,18 +141,14 @@ struct InboundPayloadStore: Sendable {
         return nil
     }
 
-    /// Records what the payload became and the answer given (an `InboundResult`, or a provider
-    /// webhook's `ProviderWebhookResult`), for replays and `GET /v1/inbound/{id}`.
-    func finish(
-        _ id: UUID, providerMessageID: String?, parseError: String?, responseStatus: Int, outcome: some Encodable,
-        messageID: UUID?, on connection: PostgresConnection
-    ) async throws {
-        let json = String(decoding: try JSONEncoder().encode(outcome), as: UTF8.self)
+    /// Records what the payload became and the answer given, for replays and `GET /v1/inbound/{id}`.
+    func finish(_ id: UUID, providerMessageID: String?, answer: StoredAnswer, messageID: UUID?, on connection: PostgresConnection) async throws {
+        let parseError = answer.parseError
         try await connection.query("""
             UPDATE inbound_payloads
             SET parse_status = \(parseError == nil ? "parsed" : "failed"), parse_error = \(parseError),
-                provider_message_id = \(providerMessageID), response_status = \(Int16(responseStatus)),
-                response_body = \(json)::jsonb, message_id = \(messageID), processed_at = now()
+                provider_message_id = \(providerMessageID), response_status = \(answer.responseStatus),
+                response_body = \(try answer.json())::jsonb, message_id = \(messageID), processed_at = now()
             WHERE id = \(id)
             """, logger: logger)
     }
@@ -142,7 +167,7 @@ struct InboundPayloadStore: Sendable {
             RETURNING id
             """, logger: logger)
         for try await id in rows.decode(UUID.self) { return id }
-        throw Problem.internalError
+        throw RowNotFound("INSERT INTO inbound_payloads … RETURNING id")
     }
 
     /// The answer the payload that made this message was given (a message assembled from parts
@@ -171,7 +196,7 @@ struct InboundPayloadStore: Sendable {
         var parseStatus: String
         var parseError: String?
         var outcome: Outcome?
-        var webhookResult: Components.Schemas.ProviderWebhookResult?
+        var webhookAnswer: ProviderWebhookAnswer?
     }
 
     func record(id: UUID, on connection: PostgresConnection) async throws -> Record? {
@@ -188,8 +213,8 @@ struct InboundPayloadStore: Sendable {
                 idempotencyKey: key, contentType: contentType, receivedAt: receivedAt, processedAt: processedAt, size: size,
                 sha256: Array(buffer: sha256), parseStatus: status, parseError: error)
             // A provider webhook's answer lists its events; every other answer is one InboundResult.
-            if let body, let webhook = try? JSONDecoder().decode(Components.Schemas.ProviderWebhookResult.self, from: Data(body.utf8)) {
-                record.webhookResult = webhook
+            if let body, let webhook = try? JSONDecoder().decode(ProviderWebhookAnswer.self, from: Data(body.utf8)) {
+                record.webhookAnswer = webhook
             } else {
                 record.outcome = try body.map(Self.decodeOutcome)
             }

@@ -17,9 +17,9 @@ extension APIHandler {
         case "twilio":
             let result = try await twilio.receiveMessage(request)
             // Twilio reads the answer as TwiML: anything else is logged as an error in its console.
-            return .ok(.init(body: request.asksForJSON ? .json(result) : .textXml(HTTPBody(TwilioWebhook.emptyTwiML))))
+            return .ok(.init(body: request.asksForJSON ? .json(.init(result)) : .textXml(HTTPBody(TwilioWebhook.emptyTwiML))))
         case "vonage":
-            return .ok(.init(body: .json(try await vonage.receiveMessage(request))))
+            return .ok(.init(body: .json(.init(try await vonage.receiveMessage(request)))))
         default:
             throw Problem.unknownProvider(provider, channel: "SMS", known: ["twilio", "vonage"])
         }
@@ -29,8 +29,8 @@ extension APIHandler {
         let provider = input.path.provider
         let request = try WebhookRequest.current(channel: .sms, provider: provider)
         switch provider {
-        case "twilio": return .ok(.init(body: .json(try await twilio.receiveStatus(request))))
-        case "vonage": return .ok(.init(body: .json(try await vonage.receiveStatus(request))))
+        case "twilio": return .ok(.init(body: .json(.init(try await twilio.receiveStatus(request)))))
+        case "vonage": return .ok(.init(body: .json(.init(try await vonage.receiveStatus(request)))))
         default: throw Problem.unknownProvider(provider, channel: "SMS", known: ["twilio", "vonage"])
         }
     }
@@ -41,7 +41,7 @@ extension APIHandler {
         switch provider {
         case "line":
             let chat = ChatIngest(database: database, logger: logger, idleGap: chatIdleGap)
-            return .ok(.init(body: .json(try await LineWebhook(database: database, logger: logger, settings: providers, chat: chat).receive(request))))
+            return .ok(.init(body: .json(.init(try await LineWebhook(database: database, logger: logger, settings: providers, chat: chat).receive(request)))))
         default:
             throw Problem.unknownProvider(provider, channel: "chat", known: ["line"])
         }

@@ -1,6 +1,5 @@
 import Foundation
 import Logging
-import MadoguchiAPI
 import PostgresNIO
 
 /// A text message as every SMS route hands it to ingest, whichever shape its provider sent.
@@ -26,8 +25,6 @@ struct SmsIngest: Sendable {
     /// How long after the customer's last message a new one still continues the conversation.
     let conversationWindow: Duration
 
-    typealias Outcome = Components.Schemas.InboundResult
-
     struct Sender: Sendable {
         var value: String
         /// False for short codes and alphanumeric senders, kept as sent.
@@ -52,25 +49,15 @@ struct SmsIngest: Sendable {
         return Sender(value: from, isPhoneNumber: false)
     }
 
-    /// Validates, stores the raw request and takes the message in, in one transaction. `200` and the
-    /// first answer for a message already taken in.
-    func ingest(
-        _ sms: InboundSms, raw: [UInt8], contentType: String, idempotencyKey: String?, apiKeyID: UUID?
-    ) async throws -> (status: Int, outcome: Outcome) {
+    /// Validates, stores the raw request and takes the message in, in one transaction; a message
+    /// taken in before gets its first answer.
+    func ingest(_ sms: InboundSms, raw: [UInt8], contentType: String, idempotencyKey: String?, apiKeyID: UUID?) async throws -> IngestAnswer {
         let sender = try Self.validate(sms)
-        let payloads = InboundPayloadStore(logger: logger)
-        return try await database.withTransaction { connection in
-            switch try await payloads.open(
-                channel: .sms, provider: sms.provider, providerMessageID: sms.providerMessageID, idempotencyKey: idempotencyKey,
-                body: raw, contentType: contentType, apiKeyID: apiKeyID, on: connection) {
-            case .replay(let outcome):
-                return (200, outcome)
-            case .fresh(let payloadID):
-                let taken = try await take(sms, from: sender, payloadID: payloadID, on: connection)
-                try await payloads.finish(payloadID, providerMessageID: sms.providerMessageID, parseError: nil, responseStatus: 201,
-                                          outcome: taken.outcome, messageID: taken.messageID, on: connection)
-                return (201, taken.outcome)
-            }
+        return try await GatewayIngest(database: database, logger: logger).ingest(.init(
+            channel: .sms, provider: sms.provider, providerMessageID: sms.providerMessageID, idempotencyKey: idempotencyKey,
+            body: raw, contentType: contentType, apiKeyID: apiKeyID)
+        ) { payloadID, connection in
+            try await take(sms, from: sender, payloadID: payloadID, on: connection)
         }
     }
 
@@ -78,60 +65,34 @@ struct SmsIngest: Sendable {
     /// the sender's customer, their ongoing SMS conversation or a new ticket, the message, its event.
     func take(
         _ sms: InboundSms, from sender: Sender, payloadID: UUID, on connection: PostgresConnection
-    ) async throws -> (messageID: UUID, outcome: Outcome) {
-        let customer = try await IdentityResolver(logger: logger).resolve(
-            kind: .phone, value: sender.value, rawValue: sms.from, displayName: nil, on: connection)
-        let intake = TicketIntake(logger: logger)
-        var (ticket, reason) = try await intake.continueConversation(
-            try await ongoingConversation(customerID: customer.customerID, on: connection), reason: "sms-conversation",
-            customerID: customer.customerID, channel: .sms, body: sms.body, on: connection)
+    ) async throws -> (messageID: UUID, outcome: InboundOutcome) {
         var metadata: [String: Any] = sms.details
         metadata["to"] = sms.to ?? ""
         metadata["sender_is_phone_number"] = sender.isPhoneNumber
         if !sms.links.isEmpty { metadata["links"] = sms.links }
-        let json = String(decoding: try JSONSerialization.data(withJSONObject: metadata, options: [.sortedKeys]), as: UTF8.self)
-        let rows = try await connection.query("""
-            INSERT INTO messages (ticket_id, direction, channel, classification, customer_id, inbound_payload_id, provider, provider_message_id,
-                                  from_address, to_addresses, body_text, visible_text, threading_reason, metadata, sent_at)
-            VALUES (\(ticket.id), 'inbound', 'sms', 'customer', \(customer.customerID), \(payloadID), \(sms.provider), \(sms.providerMessageID),
-                    \(sender.value), \(sms.to.map { [$0] } ?? []), \(sms.body), \(sms.body), \(reason), \(json)::jsonb, \(sms.receivedAt))
-            RETURNING id
-            """, logger: logger)
-        var created: UUID?
-        for try await id in rows.decode(UUID.self) { created = id }
-        guard let messageID = created else { throw Problem.internalError }
-        if ticket.status != .new { ticket.status = try await intake.customerWrote(on: ticket, on: connection) }
-        try await EventStore(logger: logger).record(
-            .messageReceived, ticketID: ticket.id, customerID: customer.customerID, messageID: messageID, actor: nil,
-            data: ["channel": "sms", "provider": sms.provider, "threading": reason], on: connection)
-
-        var outcome = Outcome(inboundId: payloadID.resourceID, channel: .sms, parseStatus: .parsed)
-        outcome.classification = .customer
-        outcome.took(message: messageID, on: ticket, customerID: customer.customerID)
-        outcome.threadingReason = reason
-        outcome.flags = sender.isPhoneNumber ? nil : ["unverified-sender"]
-        return (messageID, outcome)
+        let message = CustomerMessage(
+            channel: .sms, provider: sms.provider, providerMessageID: sms.providerMessageID,
+            sender: .identity(kind: .phone, value: sender.value, raw: sms.from), senderName: nil, from: sender.value,
+            to: sms.to.map { [$0] } ?? [], text: sms.body, metadata: try JSONSerialization.text(metadata), sentAt: sms.receivedAt,
+            flags: sender.isPhoneNumber ? [] : ["unverified-sender"], eventDetails: ["provider": sms.provider])
+        let window = conversationWindow
+        return try await ConversationIntake(logger: logger).take(
+            message, placement: .continuing(reason: "sms-conversation") { customerID, connection in
+                try await Self.ongoingConversation(customerID: customerID, window: window, logger: logger, on: connection)
+            }, payloadID: payloadID, on: connection)
     }
 
     /// The customer's most recent SMS ticket they wrote on within the window (closed included, so a
     /// message after closing starts a linked ticket rather than an unrelated one).
-    private func ongoingConversation(customerID: UUID, on connection: PostgresConnection) async throws -> UUID? {
+    private static func ongoingConversation(customerID: UUID, window: Duration, logger: Logger, on connection: PostgresConnection) async throws -> UUID? {
         let rows = try await connection.query("""
             SELECT id FROM tickets
             WHERE customer_id = \(customerID) AND channel = 'sms'
-              AND coalesce(last_customer_message_at, created_at) > now() - make_interval(secs => \(Double(conversationWindow.components.seconds)))
+              AND coalesce(last_customer_message_at, created_at) > now() - make_interval(secs => \(window.seconds))
             ORDER BY coalesce(last_customer_message_at, created_at) DESC
             LIMIT 1
             """, logger: logger)
         for try await id in rows.decode(UUID.self) { return id }
         return nil
-    }
-}
-
-extension InboundSms {
-    /// The provider-neutral JSON shape of `POST /v1/inbound/sms`.
-    init(_ sms: Components.Schemas.SmsMessage) {
-        self.init(provider: sms.provider, providerMessageID: sms.providerMessageId, from: sms.from, to: sms.to, body: sms.body,
-                  receivedAt: sms.receivedAt)
     }
 }

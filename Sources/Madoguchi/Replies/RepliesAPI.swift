@@ -2,7 +2,7 @@ import Foundation
 import MadoguchiAPI
 
 extension APIHandler {
-    var replies: ReplyDesk { ReplyDesk(work: work) }
+    var replies: ReplyDesk { ReplyDesk(database: database, logger: logger, warningWords: warningWords) }
 
     func createReply(_ input: Operations.CreateReply.Input) async throws -> Operations.CreateReply.Output {
         let (principal, agentID) = try actingAgent

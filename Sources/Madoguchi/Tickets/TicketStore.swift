@@ -11,9 +11,44 @@ struct TicketFilter: Sendable {
     var customerID: UUID?
 }
 
-/// The SQL behind reading tickets and their timelines.
+/// The SQL behind reading tickets and their timelines, and the row lock every writer takes first.
 struct TicketStore: Sendable {
     let logger: Logger
+
+    /// How long a writer waits for another request's row lock before answering `ticket-busy`.
+    static let lockTimeout = "2s"
+
+    /// Locks the ticket's row (waiting at most `lockTimeout`) and says whether its claim is still live,
+    /// judged by the database's clock, not ours.
+    func lock(_ id: UUID, on connection: PostgresConnection) async throws -> (Ticket, claimLive: Bool) {
+        try await connection.query("SET LOCAL lock_timeout = '\(unescaped: Self.lockTimeout)'", logger: logger)
+        do {
+            let rows = try await connection.query("""
+                SELECT \(unescaped: Ticket.columns), coalesce(claim_expires_at > now(), false) AS claim_live
+                FROM tickets WHERE id = \(id) FOR UPDATE
+                """, logger: logger)
+            for try await row in rows {
+                let live: Bool = try row.makeRandomAccess().value("claim_live")
+                return (try Ticket(row: row), live)
+            }
+        } catch where error.sqlState == .lockNotAvailable {
+            throw Problem(
+                .ticketBusy, status: .conflict, title: "Ticket busy",
+                detail: "Another request held ticket \(id.uuidString.lowercased()) longer than \(Self.lockTimeout); try again.")
+        }
+        throw Problem.notFound("There is no ticket \(id.uuidString.lowercased()).")
+    }
+
+    /// We answered the customer: the first response is stamped once, and a new ticket is open.
+    func recordResponse(_ ticketID: UUID, on connection: PostgresConnection) async throws {
+        try await connection.query("""
+            UPDATE tickets
+            SET first_responded_at = coalesce(first_responded_at, now()),
+                status = CASE WHEN status = 'new' THEN 'open' ELSE status END,
+                version = version + 1, updated_at = now()
+            WHERE id = \(ticketID)
+            """, logger: logger)
+    }
 
     func ticket(id: UUID, on connection: PostgresConnection) async throws -> Ticket? {
         let rows = try await connection.query("SELECT \(unescaped: Ticket.columns) FROM tickets WHERE id = \(id)", logger: logger)

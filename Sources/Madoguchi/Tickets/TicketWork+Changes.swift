@@ -101,15 +101,9 @@ extension TicketWork {
             guard unknown.isEmpty else {
                 throw Problem.validationFailed(unknown.map { .init(pointer: "/mentions", message: "there is no agent \($0.uuidString.lowercased())") })
             }
-            let metadata = String(decoding: try JSONSerialization.data(withJSONObject: ["mentions": mentions.map { $0.uuidString.lowercased() }]), as: UTF8.self)
-            let inserted = try await connection.query("""
-                INSERT INTO messages (ticket_id, direction, channel, author_agent_id, body_text, metadata)
-                VALUES (\(ticketID), 'internal', \(ticket.channel.rawValue), \(agentID), \(body), \(metadata)::jsonb)
-                RETURNING \(unescaped: Message.columns)
-                """, logger: logger)
-            var note: Message?
-            for try await row in inserted { note = try Message(row: row) }
-            guard let note else { throw RowNotFound("INSERT INTO messages … RETURNING") }
+            let note = try await MessageStore(logger: logger).insertNote(
+                ticketID: ticketID, channel: ticket.channel, agentID: agentID, body: body,
+                metadata: ["mentions": mentions.map(\.lowercased)], on: connection)
             try await events.record(
                 .noteAdded, ticketID: ticketID, customerID: ticket.customerID, messageID: note.id, actor: principal,
                 data: ["mentions": mentions.map { $0.uuidString.lowercased() }], on: connection)

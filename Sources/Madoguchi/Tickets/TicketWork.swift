@@ -9,14 +9,9 @@ struct TicketWork: Sendable {
     let database: Database
     let logger: Logger
     let lease: Duration
-    /// Words a team never wants to send (configured), refused like placeholders.
-    var warningWords: [String] = []
 
     var events: EventStore { EventStore(logger: logger) }
     var tickets: TicketStore { TicketStore(logger: logger) }
-
-    /// How long a writer waits for another request's row lock before answering `ticket-busy`.
-    static let lockTimeout = "2s"
 
     // MARK: - Claims
 
@@ -117,25 +112,9 @@ struct TicketWork: Sendable {
 
     // MARK: - Helpers
 
-    /// Locks the ticket's row (waiting at most `lockTimeout`) and says whether its claim is still live,
-    /// judged by the database's clock, not ours.
+    /// The ticket's row lock and whether its claim is live (`TicketStore.lock`).
     func lockTicket(_ id: UUID, on connection: PostgresConnection) async throws -> (Ticket, claimLive: Bool) {
-        try await connection.query("SET LOCAL lock_timeout = '\(unescaped: Self.lockTimeout)'", logger: logger)
-        do {
-            let rows = try await connection.query("""
-                SELECT \(unescaped: Ticket.columns), coalesce(claim_expires_at > now(), false) AS claim_live
-                FROM tickets WHERE id = \(id) FOR UPDATE
-                """, logger: logger)
-            for try await row in rows {
-                let live: Bool = try row.makeRandomAccess().value("claim_live")
-                return (try Ticket(row: row), live)
-            }
-        } catch where error.sqlState == .lockNotAvailable {
-            throw Problem(
-                .ticketBusy, status: .conflict, title: "Ticket busy",
-                detail: "Another request held ticket \(id.uuidString.lowercased()) longer than \(Self.lockTimeout); try again.")
-        }
-        throw Problem.notFound("There is no ticket \(id.uuidString.lowercased()).")
+        try await tickets.lock(id, on: connection)
     }
 
     static func single(_ rows: PostgresRowSequence) async throws -> Ticket {

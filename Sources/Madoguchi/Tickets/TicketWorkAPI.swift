@@ -4,7 +4,7 @@ import MadoguchiAPI
 
 /// Claims, the queue, ticket changes and notes. All need a key that acts for an agent.
 extension APIHandler {
-    var work: TicketWork { TicketWork(database: database, logger: logger, lease: claimLease, warningWords: warningWords) }
+    var work: TicketWork { TicketWork(database: database, logger: logger, lease: claimLease) }
 
     /// The agent behind an agent or supervisor key.
     var actingAgent: (Principal, UUID) {

@@ -1,6 +1,5 @@
 import Foundation
 import Logging
-import MadoguchiAPI
 import PostgresNIO
 
 /// The LINE Messaging API webhook: several events per request, signed with `X-Line-Signature`,
@@ -11,7 +10,7 @@ struct LineWebhook: Sendable {
     let settings: ProviderSettings
     let chat: ChatIngest
 
-    func receive(_ request: WebhookRequest) async throws -> WebhookResult {
+    func receive(_ request: WebhookRequest) async throws -> ProviderWebhookAnswer {
         try await verify(request)
         let payload: Payload
         do {
@@ -26,16 +25,15 @@ struct LineWebhook: Sendable {
             let payloadID = try await payloads.insert(
                 channel: .chat, provider: "line", idempotencyKey: nil, body: request.body, contentType: request.contentType,
                 apiKeyID: nil, on: connection)
-            var results: [WebhookEventResult] = []
+            var results: [ProviderEventAnswer] = []
             var firstMessage: UUID?
             for event in payload.events {
                 let result = try await take(event, payloadID: payloadID, on: connection)
-                if firstMessage == nil, let id = result.inbound?.messageId { firstMessage = id.uuid }
+                if firstMessage == nil, let id = result.inbound?.messageID { firstMessage = id }
                 results.append(result)
             }
-            let answer = WebhookResult(inboundId: payloadID.resourceID, provider: "line", events: results)
-            try await payloads.finish(payloadID, providerMessageID: nil, parseError: nil, responseStatus: 200, outcome: answer,
-                                      messageID: firstMessage, on: connection)
+            let answer = ProviderWebhookAnswer(inboundID: payloadID, provider: "line", events: results)
+            try await payloads.finish(payloadID, providerMessageID: nil, answer: .webhook(answer), messageID: firstMessage, on: connection)
             return answer
         }
     }
@@ -56,9 +54,9 @@ struct LineWebhook: Sendable {
 
     /// One event, in the webhook's transaction. The event's row in `provider_events` is what makes a
     /// redelivery (even one running concurrently: it waits on the row) a duplicate.
-    private func take(_ event: Event, payloadID: UUID, on connection: PostgresConnection) async throws -> WebhookEventResult {
+    private func take(_ event: Event, payloadID: UUID, on connection: PostgresConnection) async throws -> ProviderEventAnswer {
         guard let eventID = event.webhookEventId, !eventID.isEmpty, eventID.count <= 200 else {
-            return .init(_type: event.type, result: .ignored, detail: "The event has no webhookEventId.")
+            return .init(type: event.type, result: .ignored, detail: "The event has no webhookEventId.")
         }
         let rows = try await connection.query("""
             INSERT INTO provider_events (provider, event_id, event_type, inbound_payload_id)
@@ -76,65 +74,61 @@ struct LineWebhook: Sendable {
         case "postback": return try await takePostback(event, eventID: eventID, on: connection)
         case "unsend": return try await takeUnsend(event, eventID: eventID, on: connection)
         default:
-            return .init(eventId: eventID, _type: event.type, result: .ignored, detail: "Madoguchi does not act on LINE '\(event.type)' events.")
+            return .init(eventID: eventID, type: event.type, result: .ignored, detail: "Madoguchi does not act on LINE '\(event.type)' events.")
         }
     }
 
     /// A message joins its conversation (user, group or room) like any chat message.
-    private func takeMessage(_ event: Event, eventID: String, payloadID: UUID, on connection: PostgresConnection) async throws -> WebhookEventResult {
-        guard let message = event.message else { return .init(eventId: eventID, _type: event.type, result: .ignored, detail: "No message object.") }
+    private func takeMessage(_ event: Event, eventID: String, payloadID: UUID, on connection: PostgresConnection) async throws -> ProviderEventAnswer {
+        guard let message = event.message else { return .init(eventID: eventID, type: event.type, result: .ignored, detail: "No message object.") }
         let taken = try await chat.take(event.inboundChat(message), payloadID: payloadID, on: connection)
         try await connection.query(
             "UPDATE provider_events SET message_id = \(taken.messageID) WHERE provider = 'line' AND event_id = \(eventID)", logger: logger)
-        return .init(eventId: eventID, _type: event.type, result: .taken, inbound: taken.outcome)
+        return .init(eventID: eventID, type: event.type, result: .taken, inbound: taken.outcome)
     }
 
     /// An unfollowing user has blocked the account: nothing pushed reaches them until they follow
     /// again, so their LINE identity is undeliverable (replies skip it) until a follow clears it.
-    private func takeFollow(_ event: Event, eventID: String, on connection: PostgresConnection) async throws -> WebhookEventResult {
-        guard let userID = event.source?.userId else { return .init(eventId: eventID, _type: event.type, result: .ignored, detail: "No user id in the source.") }
+    private func takeFollow(_ event: Event, eventID: String, on connection: PostgresConnection) async throws -> ProviderEventAnswer {
+        guard let userID = event.source?.userId else { return .init(eventID: eventID, type: event.type, result: .ignored, detail: "No user id in the source.") }
         let customer = try await IdentityResolver(logger: logger).resolve(kind: .line, value: userID, rawValue: userID, displayName: nil, on: connection)
         let blocked = event.type == "unfollow"
-        try await connection.query("""
-            UPDATE customer_identities
-            SET undeliverable_at = CASE WHEN \(blocked) THEN now() END,
-                undeliverable_reason = CASE WHEN \(blocked) THEN 'LINE: the user unfollowed (blocked) the account' END
-            WHERE kind = 'line' AND value = \(userID)
-            """, logger: logger)
+        let identities = IdentityStore(logger: logger)
+        if blocked {
+            try await identities.markUndeliverable(kind: .line, value: userID, reason: "LINE: the user unfollowed (blocked) the account", on: connection)
+        } else {
+            try await identities.markDeliverable(kind: .line, value: userID, on: connection)
+        }
         try await EventStore(logger: logger).record(
             blocked ? .customerUnfollowed : .customerFollowed, customerID: customer.customerID, actor: nil,
             data: ["provider": "line", "user_id": userID], on: connection)
-        return .init(eventId: eventID, _type: event.type, result: .recorded, detail: blocked ? "The LINE identity is marked undeliverable." : nil)
+        return .init(eventID: eventID, type: event.type, result: .recorded, detail: blocked ? "The LINE identity is marked undeliverable." : nil)
     }
 
     /// A tap on a button or rich menu: recorded for whoever acts on it, with the customer known.
-    private func takePostback(_ event: Event, eventID: String, on connection: PostgresConnection) async throws -> WebhookEventResult {
-        guard let userID = event.source?.userId else { return .init(eventId: eventID, _type: event.type, result: .ignored, detail: "No user id in the source.") }
+    private func takePostback(_ event: Event, eventID: String, on connection: PostgresConnection) async throws -> ProviderEventAnswer {
+        guard let userID = event.source?.userId else { return .init(eventID: eventID, type: event.type, result: .ignored, detail: "No user id in the source.") }
         let customer = try await IdentityResolver(logger: logger).resolve(kind: .line, value: userID, rawValue: userID, displayName: nil, on: connection)
         try await EventStore(logger: logger).record(
             .chatPostback, customerID: customer.customerID, actor: nil,
             data: ["provider": "line", "user_id": userID, "data": event.postback?.data ?? ""], on: connection)
-        return .init(eventId: eventID, _type: event.type, result: .recorded)
+        return .init(eventID: eventID, type: event.type, result: .recorded)
     }
 
     /// The customer withdrew a message: it stays on the timeline (the agent may have read it), marked.
-    private func takeUnsend(_ event: Event, eventID: String, on connection: PostgresConnection) async throws -> WebhookEventResult {
-        guard let messageID = event.unsend?.messageId else { return .init(eventId: eventID, _type: event.type, result: .ignored) }
-        let rows = try await connection.query("""
-            UPDATE messages SET metadata = metadata || jsonb_build_object('unsent_at', now())
-            WHERE channel = 'chat' AND direction = 'inbound' AND provider = 'line' AND provider_message_id = \(messageID)
-            RETURNING id, ticket_id, customer_id
-            """, logger: logger)
-        for try await (id, ticketID, customerID) in rows.decode((UUID, UUID, UUID?).self) {
+    private func takeUnsend(_ event: Event, eventID: String, on connection: PostgresConnection) async throws -> ProviderEventAnswer {
+        guard let messageID = event.unsend?.messageId else { return .init(eventID: eventID, type: event.type, result: .ignored) }
+        if let (id, ticketID, customerID) = try await MessageStore(logger: logger).markWithdrawn(
+            channel: .chat, provider: "line", providerMessageID: messageID, on: connection) {
             try await EventStore(logger: logger).record(
                 .messageUnsent, ticketID: ticketID, customerID: customerID, messageID: id, actor: nil, data: ["provider": "line"], on: connection)
-            return .init(eventId: eventID, _type: event.type, result: .recorded, detail: "The customer withdrew the message.")
+            return .init(eventID: eventID, type: event.type, result: .recorded, detail: "The customer withdrew the message.")
         }
-        return .init(eventId: eventID, _type: event.type, result: .noMatchingMessage)
+        return .init(eventID: eventID, type: event.type, result: .noMatchingMessage)
     }
 
-    private func duplicate(eventID: String, type: String, on connection: PostgresConnection) async throws -> WebhookEventResult {
-        var result = WebhookEventResult(eventId: eventID, _type: type, result: .duplicate, detail: "Taken from an earlier delivery of this event.")
+    private func duplicate(eventID: String, type: String, on connection: PostgresConnection) async throws -> ProviderEventAnswer {
+        var result = ProviderEventAnswer(eventID: eventID, type: type, result: .duplicate, detail: "Taken from an earlier delivery of this event.")
         let rows = try await connection.query(
             "SELECT message_id FROM provider_events WHERE provider = 'line' AND event_id = \(eventID)", logger: logger)
         for try await messageID in rows.decode(UUID?.self) {
@@ -144,7 +138,7 @@ struct LineWebhook: Sendable {
     }
 
     /// Where an earlier delivery's message went, as the ingest answered it then (the ticket's status as it is now).
-    private func answer(forMessage messageID: UUID, on connection: PostgresConnection) async throws -> Components.Schemas.InboundResult? {
+    private func answer(forMessage messageID: UUID, on connection: PostgresConnection) async throws -> InboundOutcome? {
         let rows = try await connection.query("""
             SELECT m.inbound_payload_id, m.customer_id, m.threading_reason, t.id, t.number, t.customer_id, t.status
             FROM messages m JOIN tickets t ON t.id = m.ticket_id
@@ -152,7 +146,7 @@ struct LineWebhook: Sendable {
             """, logger: logger)
         for try await (payloadID, customerID, reason, ticketID, number, ticketCustomer, status) in
             rows.decode((UUID?, UUID?, String?, UUID, Int64, UUID, String).self) {
-            var outcome = Components.Schemas.InboundResult(inboundId: (payloadID ?? messageID).resourceID, channel: .chat, parseStatus: .parsed)
+            var outcome = InboundOutcome(inboundID: payloadID ?? messageID, channel: .chat)
             outcome.classification = .customer
             outcome.took(message: messageID, on: .init(id: ticketID, number: number, customerID: ticketCustomer, status: try Ticket.enumeration(status)),
                          customerID: customerID ?? ticketCustomer)

@@ -31,15 +31,16 @@ struct SmsDeliveryReports: Sendable {
     let database: Database
     let logger: Logger
 
-    func apply(_ report: SmsDeliveryReport, request: WebhookRequest) async throws -> WebhookResult {
+    func apply(_ report: SmsDeliveryReport, request: WebhookRequest) async throws -> ProviderWebhookAnswer {
         let payloads = InboundPayloadStore(logger: logger)
         return try await database.withTransaction { connection in
             let payloadID = try await payloads.insert(
                 channel: .sms, provider: report.provider, idempotencyKey: nil, body: request.body, contentType: request.contentType,
                 apiKeyID: nil, on: connection)
-            var event = WebhookEventResult(eventId: report.providerMessageID, _type: "status", result: .noMatchingMessage)
+            var event = ProviderEventAnswer(eventID: report.providerMessageID, type: "status", result: .noMatchingMessage)
             var messageID: UUID?
-            if let (id, ticketID, currentStatus) = try await outboundMessage(report, on: connection) {
+            if let (id, ticketID, currentStatus) = try await MessageStore(logger: logger).lockOutbound(
+                provider: report.provider, providerMessageID: report.providerMessageID, on: connection) {
                 messageID = id
                 let current = SmsDeliveryReport(provider: report.provider, providerMessageID: report.providerMessageID, status: currentStatus ?? "")
                 event.result = .recorded
@@ -54,31 +55,16 @@ struct SmsDeliveryReports: Sendable {
             } else {
                 event.detail = "No message was sent through \(report.provider) with id \(report.providerMessageID)."
             }
-            let result = WebhookResult(inboundId: payloadID.resourceID, provider: report.provider, events: [event])
-            try await payloads.finish(payloadID, providerMessageID: report.providerMessageID, parseError: nil, responseStatus: 200,
-                                      outcome: result, messageID: messageID, on: connection)
+            let result = ProviderWebhookAnswer(inboundID: payloadID, provider: report.provider, events: [event])
+            try await payloads.finish(payloadID, providerMessageID: report.providerMessageID, answer: .webhook(result), messageID: messageID, on: connection)
             return result
         }
-    }
-
-    /// Our message with this provider id, row-locked, and the status it has so far.
-    private func outboundMessage(_ report: SmsDeliveryReport, on connection: PostgresConnection) async throws -> (UUID, UUID, String?)? {
-        let rows = try await connection.query("""
-            SELECT id, ticket_id, metadata->'delivery'->>'status' FROM messages
-            WHERE direction = 'outbound' AND provider = \(report.provider) AND provider_message_id = \(report.providerMessageID)
-            FOR UPDATE
-            """, logger: logger)
-        for try await row in rows.decode((UUID, UUID, String?).self) { return row }
-        return nil
     }
 
     private func record(_ report: SmsDeliveryReport, messageID: UUID, ticketID: UUID, on connection: PostgresConnection) async throws {
         var delivery: [String: Any] = ["status": report.status, "updated_at": ISO8601DateFormatter().string(from: Date())]
         if let code = report.errorCode, !code.isEmpty, code != "0" { delivery["error_code"] = code }
-        let json = String(decoding: try JSONSerialization.data(withJSONObject: delivery, options: [.sortedKeys]), as: UTF8.self)
-        try await connection.query("""
-            UPDATE messages SET metadata = jsonb_set(metadata, '{delivery}', \(json)::jsonb) WHERE id = \(messageID)
-            """, logger: logger)
+        try await MessageStore(logger: logger).setDelivery(try JSONSerialization.text(delivery), of: messageID, on: connection)
         try await EventStore(logger: logger).record(
             report.isFailure ? .messageDeliveryFailed : .messageDeliveryUpdated, ticketID: ticketID, messageID: messageID, actor: nil,
             data: delivery.merging(["provider": report.provider], uniquingKeysWith: { first, _ in first }), on: connection)

@@ -1,6 +1,5 @@
 import Foundation
 import Logging
-import MadoguchiAPI
 import PostgresNIO
 
 /// Long texts some providers deliver as separate parts (Vonage: `concat-ref`, `concat-part`,
@@ -19,15 +18,15 @@ struct SmsParts: Sendable {
         var count: Int
     }
 
-    func receive(_ message: InboundSms, sender: SmsIngest.Sender, part: Part, request: WebhookRequest) async throws -> WebhookResult {
+    func receive(_ message: InboundSms, sender: SmsIngest.Sender, part: Part, request: WebhookRequest) async throws -> ProviderWebhookAnswer {
         let payloads = InboundPayloadStore(logger: logger)
-        let (inboundID, event) = try await database.withTransaction { connection -> (Components.Schemas.Identifier, WebhookEventResult) in
+        let (inboundID, event) = try await database.withTransaction { connection -> (UUID, ProviderEventAnswer) in
             let payloadID: UUID
             switch try await payloads.open(
                 channel: .sms, provider: message.provider, providerMessageID: message.providerMessageID, idempotencyKey: nil,
                 body: request.body, contentType: request.contentType ?? "", apiKeyID: nil, on: connection) {
             case .replay(let outcome):
-                return (outcome.inboundId, .init(eventID: message.providerMessageID, type: "message", status: 200, outcome: outcome))
+                return (outcome.inboundID, .init(eventID: message.providerMessageID, type: "message", answer: .replayed(outcome)))
             case .fresh(let id):
                 payloadID = id
             }
@@ -41,26 +40,26 @@ struct SmsParts: Sendable {
             // A retry of a part whose message was already assembled gets that message's answer.
             if let assembled = try await assembledMessage(of: message, on: connection),
                let answer = try await payloads.answer(forMessage: assembled, on: connection) {
-                try await payloads.finish(payloadID, providerMessageID: message.providerMessageID, parseError: nil, responseStatus: 200,
-                                          outcome: answer, messageID: assembled, on: connection)
-                return (payloadID.resourceID, .init(eventID: message.providerMessageID, type: "message", status: 200, outcome: answer))
+                try await payloads.finish(payloadID, providerMessageID: message.providerMessageID, answer: .ingest(.replayed(answer)),
+                                          messageID: assembled, on: connection)
+                return (payloadID, .init(eventID: message.providerMessageID, type: "message", answer: .replayed(answer)))
             }
             let waiting = try await waitingParts(sender: sender.value, provider: message.provider, part: part, on: connection)
             let arrived = Set(waiting.map(\.number)).count
             guard arrived == part.count else {
-                var outcome = Components.Schemas.InboundResult(inboundId: payloadID.resourceID, channel: .sms, parseStatus: .parsed)
+                var outcome = InboundOutcome(inboundID: payloadID, channel: .sms)
                 outcome.flags = ["waiting-for-parts"]
-                try await payloads.finish(payloadID, providerMessageID: message.providerMessageID, parseError: nil, responseStatus: 202,
-                                          outcome: outcome, messageID: nil, on: connection)
-                return (payloadID.resourceID, WebhookEventResult(
-                    eventId: message.providerMessageID, _type: "message", result: .waitingForParts,
+                try await payloads.finish(payloadID, providerMessageID: message.providerMessageID, answer: .waitingForParts(outcome),
+                                          messageID: nil, on: connection)
+                return (payloadID, ProviderEventAnswer(
+                    eventID: message.providerMessageID, type: "message", result: .waitingForParts,
                     detail: "Part \(part.number) of \(part.count) kept; \(arrived) of \(part.count) have arrived."))
             }
             let taken = try await complete(message, from: sender, part: part, parts: waiting, answering: payloadID,
                                            providerMessageID: message.providerMessageID, on: connection)
-            return (payloadID.resourceID, .init(eventID: message.providerMessageID, type: "message", status: 201, outcome: taken.outcome))
+            return (payloadID, .init(eventID: message.providerMessageID, type: "message", answer: .taken(taken.outcome)))
         }
-        return WebhookResult(inboundId: inboundID, provider: message.provider, events: [event])
+        return ProviderWebhookAnswer(inboundID: inboundID, provider: message.provider, events: [event])
     }
 
     /// The mark for a part that never came.
@@ -109,7 +108,7 @@ struct SmsParts: Sendable {
         _ base: InboundSms, from sender: SmsIngest.Sender, part: Part,
         parts: [(number: Int, body: String, providerMessageID: String, payloadID: UUID, receivedAt: Date)],
         answering payloadID: UUID, providerMessageID: String, on connection: PostgresConnection
-    ) async throws -> (messageID: UUID, outcome: Components.Schemas.InboundResult) {
+    ) async throws -> (messageID: UUID, outcome: InboundOutcome) {
         let texts = Dictionary(parts.map { ($0.number, $0.body) }, uniquingKeysWith: { first, _ in first })
         var whole = base
         whole.body = (1...part.count).map { texts[$0] ?? Self.missingPart }.joined()
@@ -125,8 +124,7 @@ struct SmsParts: Sendable {
               AND part_count = \(part.count) AND message_id IS NULL
             """, logger: logger)
         try await InboundPayloadStore(logger: logger).finish(
-            payloadID, providerMessageID: providerMessageID, parseError: nil, responseStatus: 201, outcome: taken.outcome,
-            messageID: taken.messageID, on: connection)
+            payloadID, providerMessageID: providerMessageID, answer: .ingest(.taken(taken.outcome)), messageID: taken.messageID, on: connection)
         return taken
     }
 

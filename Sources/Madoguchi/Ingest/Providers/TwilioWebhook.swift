@@ -13,7 +13,7 @@ struct TwilioWebhook: Sendable {
     static let emptyTwiML = #"<?xml version="1.0" encoding="UTF-8"?><Response/>"#
 
     /// An incoming SMS or MMS.
-    func receiveMessage(_ request: WebhookRequest) async throws -> WebhookResult {
+    func receiveMessage(_ request: WebhookRequest) async throws -> ProviderWebhookAnswer {
         let fields = try await verifiedFields(request)
         guard let sid = fields["MessageSid"] ?? fields["SmsSid"], let from = fields["From"] else {
             try await request.fail(Problem.validationFailed([.init(pointer: "MessageSid", message: "and From are required in a Twilio message webhook")]),
@@ -32,13 +32,13 @@ struct TwilioWebhook: Sendable {
                                   "filename": "media-\(index + 1)"])
         }
         do { _ = try SmsIngest.validate(message) } catch let problem as Problem { try await request.fail(problem, database: database, logger: logger) }
-        let (status, outcome) = try await sms.ingest(message, raw: request.body, contentType: request.contentType ?? "", idempotencyKey: nil, apiKeyID: nil)
-        return WebhookResult(inboundId: outcome.inboundId, provider: "twilio",
-                             events: [.init(eventID: sid, type: "message", status: status, outcome: outcome)])
+        let answer = try await sms.ingest(message, raw: request.body, contentType: request.contentType ?? "", idempotencyKey: nil, apiKeyID: nil)
+        return ProviderWebhookAnswer(inboundID: answer.outcome.inboundID, provider: "twilio",
+                                     events: [.init(eventID: sid, type: "message", answer: answer)])
     }
 
     /// A status callback for a message we sent through Twilio.
-    func receiveStatus(_ request: WebhookRequest) async throws -> WebhookResult {
+    func receiveStatus(_ request: WebhookRequest) async throws -> ProviderWebhookAnswer {
         let fields = try await verifiedFields(request)
         guard let sid = fields["MessageSid"] ?? fields["SmsSid"], let status = fields["MessageStatus"] ?? fields["SmsStatus"] else {
             try await request.fail(Problem.validationFailed([.init(pointer: "MessageSid", message: "and MessageStatus are required in a Twilio status callback")]),

@@ -10,7 +10,7 @@ struct VonageWebhook: Sendable {
     let sms: SmsIngest
 
     /// An inbound text, or one part of a long one.
-    func receiveMessage(_ request: WebhookRequest) async throws -> WebhookResult {
+    func receiveMessage(_ request: WebhookRequest) async throws -> ProviderWebhookAnswer {
         let fields = try await verifiedFields(request)
         guard let messageID = fields["messageId"], let msisdn = fields["msisdn"] else {
             try await request.fail(Problem.validationFailed([.init(pointer: "messageId", message: "and msisdn are required in a Vonage inbound message")]),
@@ -34,13 +34,13 @@ struct VonageWebhook: Sendable {
             return try await SmsParts(database: database, logger: logger, sms: sms).receive(
                 message, sender: sender, part: .init(reference: reference, number: part, count: total), request: request)
         }
-        let (status, outcome) = try await sms.ingest(message, raw: request.body, contentType: request.contentType ?? "", idempotencyKey: nil, apiKeyID: nil)
-        return WebhookResult(inboundId: outcome.inboundId, provider: "vonage",
-                             events: [.init(eventID: messageID, type: "message", status: status, outcome: outcome)])
+        let answer = try await sms.ingest(message, raw: request.body, contentType: request.contentType ?? "", idempotencyKey: nil, apiKeyID: nil)
+        return ProviderWebhookAnswer(inboundID: answer.outcome.inboundID, provider: "vonage",
+                                     events: [.init(eventID: messageID, type: "message", answer: answer)])
     }
 
     /// A delivery receipt for a message we sent through Vonage.
-    func receiveStatus(_ request: WebhookRequest) async throws -> WebhookResult {
+    func receiveStatus(_ request: WebhookRequest) async throws -> ProviderWebhookAnswer {
         let fields = try await verifiedFields(request)
         guard let messageID = fields["messageId"], let status = fields["status"] else {
             try await request.fail(Problem.validationFailed([.init(pointer: "messageId", message: "and status are required in a Vonage delivery receipt")]),

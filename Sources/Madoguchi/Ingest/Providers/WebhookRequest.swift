@@ -1,10 +1,6 @@
 import Foundation
 import HTTPTypes
 import Logging
-import MadoguchiAPI
-
-typealias WebhookResult = Components.Schemas.ProviderWebhookResult
-typealias WebhookEventResult = Components.Schemas.ProviderEventResult
 
 /// A provider's webhook request as it arrived — the bytes and headers its signature covers — and the
 /// two ways such a request ends before it is read: refused, or unreadable. Both keep the request.
@@ -79,12 +75,5 @@ extension Problem {
     static func unknownProvider(_ provider: String, channel: String, known: [String]) -> Problem {
         Problem(.unknownProvider, status: .notFound, title: "Unknown provider",
                 detail: "'\(provider)' is not a \(channel) provider this service reads; it takes \(known.joined(separator: ", ")). A gateway of your own can post to the provider-neutral endpoint instead.")
-    }
-}
-
-extension WebhookEventResult {
-    /// The result for a message ingest answered: new (`201`) or a redelivery.
-    init(eventID: String?, type: String, status: Int, outcome: Components.Schemas.InboundResult) {
-        self.init(eventId: eventID, _type: type, result: status == 201 ? .taken : .duplicate, inbound: outcome)
     }
 }

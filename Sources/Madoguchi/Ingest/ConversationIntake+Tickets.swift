@@ -1,15 +1,10 @@
 import Foundation
-import Logging
-import MadoguchiAPI
 import PostgresNIO
 
-/// What every channel's ingest does to tickets: open one (rules applied in the same transaction),
-/// or add a customer's message to one, reopening it if it was waiting or solved. Closed tickets stay
-/// closed; the message starts a new ticket linked to the old one.
-struct TicketIntake: Sendable {
-    let logger: Logger
-    var events: EventStore { EventStore(logger: logger) }
-
+/// What the intake does to tickets: open one (rules applied in the same transaction), or lock the one
+/// a message continues, reopening it if it was waiting or solved. Closed tickets stay closed; the
+/// message starts a new ticket linked to the old one.
+extension ConversationIntake {
     struct Target: Sendable {
         var id: UUID
         var number: Int64
@@ -18,23 +13,23 @@ struct TicketIntake: Sendable {
     }
 
     func open(
-        customerID: UUID, channel: Channel, subject: String, body: String, relatedTo related: UUID?,
+        customerID: UUID, channel: Channel, subject: String, body: String, relatedTo related: UUID?, tags: [String] = [],
         on connection: PostgresConnection
     ) async throws -> Target {
         let threadSubject = ThreadSubject.reduce(subject).key
         let rows = try await connection.query("""
-            INSERT INTO tickets (customer_id, subject, channel, thread_subject, related_ticket_id, last_customer_message_at)
-            VALUES (\(customerID), \(String(subject.prefix(2000))), \(channel.rawValue), \(threadSubject), \(related), now())
+            INSERT INTO tickets (customer_id, subject, channel, thread_subject, related_ticket_id, tags, last_customer_message_at)
+            VALUES (\(customerID), \(String(subject.prefix(2000))), \(channel.rawValue), \(threadSubject), \(related), \(tags), now())
             RETURNING id, number
             """, logger: logger)
         var target: Target?
         for try await (id, number) in rows.decode((UUID, Int64).self) {
             target = Target(id: id, number: number, customerID: customerID, status: .new)
         }
-        guard let target else { throw Problem.internalError }
+        guard let target else { throw RowNotFound("INSERT INTO tickets … RETURNING") }
         try await events.record(
             .ticketCreated, ticketID: target.id, customerID: customerID, actor: nil,
-            data: ["channel": channel.rawValue, "number": target.number, "related_ticket_id": related?.uuidString.lowercased() as Any],
+            data: ["channel": channel.rawValue, "number": target.number, "related_ticket_id": related?.lowercased as Any],
             on: connection)
         _ = try await RuleStore(logger: logger).prioritize(ticketID: target.id, subject: subject, body: body, on: connection)
         return target
@@ -50,11 +45,12 @@ struct TicketIntake: Sendable {
         return nil
     }
 
-    /// Where a message of an ongoing conversation (SMS, chat) goes: on `candidate`, row-locked, with
-    /// `reason`; if there is no candidate, a new ticket (`new-ticket`); if the candidate is closed, a new
-    /// ticket linked to it (`reopened-closed`).
+    /// Where a message of an ongoing conversation goes: on `candidate`, row-locked, with `reason`; if
+    /// there is no candidate, a new ticket (`new-ticket`); if the candidate is closed, a new ticket
+    /// linked to it (`reopened-closed`).
     func continueConversation(
-        _ candidate: UUID?, reason: String, customerID: UUID, channel: Channel, body: String, on connection: PostgresConnection
+        _ candidate: UUID?, reason: String, customerID: UUID, channel: Channel, subject: String?, body: String, tags: [String],
+        on connection: PostgresConnection
     ) async throws -> (ticket: Target, reason: String) {
         var related: UUID?
         if let candidate, let locked = try await lock(candidate, on: connection) {
@@ -62,13 +58,14 @@ struct TicketIntake: Sendable {
             related = locked.id
         }
         let firstLine = body.split(whereSeparator: \.isNewline).first.map { String($0.prefix(60)) } ?? ""
-        let subject = firstLine.trimmingCharacters(in: .whitespaces).isEmpty ? channel.conversationTitle : firstLine
-        let ticket = try await open(customerID: customerID, channel: channel, subject: subject, body: body, relatedTo: related, on: connection)
+        let title = firstLine.trimmingCharacters(in: .whitespaces).isEmpty ? channel.conversationTitle : firstLine
+        let ticket = try await open(
+            customerID: customerID, channel: channel, subject: subject ?? title, body: body, relatedTo: related, tags: tags, on: connection)
         return (ticket, related == nil ? "new-ticket" : "reopened-closed")
     }
 
-    /// A customer wrote on `ticket` (locked by the caller): pending, on-hold-free statuses and solved
-    /// tickets reopen; the clock of the last customer message moves.
+    /// A customer wrote on `ticket` (locked by the caller): pending and solved tickets reopen; the
+    /// clock of the last customer message moves.
     func customerWrote(on ticket: Target, on connection: PostgresConnection) async throws -> Ticket.Status {
         let reopen = ticket.status == .pending || ticket.status == .solved
         let status = reopen ? Ticket.Status.open : ticket.status
@@ -97,16 +94,5 @@ extension Channel {
         case .email: "(no subject)"
         case .webform: "Web form"
         }
-    }
-}
-
-extension Components.Schemas.InboundResult {
-    /// Records in the answer (and so in its replay) the message a payload became and where it went.
-    mutating func took(message messageID: UUID, on ticket: TicketIntake.Target, customerID: UUID) {
-        messageId = messageID.resourceID
-        ticketId = ticket.id.resourceID
-        ticketNumber = ticket.number
-        customerId = customerID.resourceID
-        ticketStatus = .init(rawValue: ticket.status.rawValue)
     }
 }

@@ -1,0 +1,83 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// Finds the customer behind an identity (an email address, a phone number…), or makes one.
+///
+/// Concurrent first contacts from one new address must make exactly one customer: the identity's
+/// advisory lock serializes them, so the second finds the first's committed row; the unique
+/// `(kind, value)` constraint stands behind it.
+struct IdentityResolver: Sendable {
+    let logger: Logger
+
+    var identities: IdentityStore { IdentityStore(logger: logger) }
+    var customers: CustomerStore { CustomerStore(logger: logger) }
+    var events: EventStore { EventStore(logger: logger) }
+
+    struct Resolution: Sendable {
+        var customerID: UUID
+        var created: Bool
+    }
+
+    /// The customer of this identity, made (with the identity) if there is none. Takes the lock.
+    func resolve(
+        kind: Customer.Identity.Kind, value: String, rawValue: String?, displayName: String?, on connection: PostgresConnection
+    ) async throws -> Resolution {
+        try await identities.lock(kind: kind, value: value, on: connection)
+        if let existing = try await identities.owner(kind: kind, value: value, on: connection) {
+            return Resolution(customerID: existing, created: false)
+        }
+        let customerID = try await customers.insert(displayName: Self.shownName(displayName), on: connection)
+        try await identities.insert(kind: kind, value: value, rawValue: rawValue, customerID: customerID, on: connection)
+        try await events.record(.customerCreated, customerID: customerID, actor: nil, data: ["identity": kind.rawValue], on: connection)
+        return Resolution(customerID: customerID, created: true)
+    }
+
+    /// A customer with no identity at all (a mail without a sender): kept, so nothing is lost, and
+    /// visibly unanswerable.
+    func anonymousCustomer(on connection: PostgresConnection) async throws -> UUID {
+        let customerID = try await customers.insert(displayName: nil, on: connection)
+        try await events.record(.customerCreated, customerID: customerID, actor: nil, data: ["identity": "none"], on: connection)
+        return customerID
+    }
+
+    /// Any known contact finds the customer; unknown ones join it. Contacts of two different
+    /// customers are never merged here: the first in `contacts` wins and a supervisor is
+    /// told. With no contact at all, a customer with no identity, flagged.
+    /// Returns the customer and the flags to report (`no-contact`, `merge-suggested`).
+    func resolve(
+        contacts: [(kind: Customer.Identity.Kind, value: String)], displayName: String?, channel: Channel, on connection: PostgresConnection
+    ) async throws -> (UUID, [String]) {
+        guard !contacts.isEmpty else { return (try await anonymousCustomer(on: connection), ["no-contact"]) }
+        try await identities.lock(contacts, on: connection)
+        var owners: [(kind: Customer.Identity.Kind, value: String, owner: UUID?)] = []
+        for contact in contacts {
+            owners.append((contact.kind, contact.value, try await identities.owner(kind: contact.kind, value: contact.value, on: connection)))
+        }
+        var flags: [String] = []
+        let customerID: UUID
+        if let first = owners.first(where: { $0.owner != nil })?.owner {
+            customerID = first
+        } else {
+            customerID = try await customers.insert(displayName: Self.shownName(displayName), on: connection)
+            try await events.record(.customerCreated, customerID: customerID, actor: nil, data: ["identity": contacts.map(\.kind.rawValue)], on: connection)
+        }
+        for (kind, value, owner) in owners {
+            if owner == nil {
+                try await identities.insert(kind: kind, value: value, rawValue: value, customerID: customerID, on: connection)
+            } else if let owner, owner != customerID {
+                if !flags.contains("merge-suggested") { flags.append("merge-suggested") }
+                try await events.record(
+                    .customerMergeSuggested, customerID: customerID, actor: nil,
+                    data: ["other_customer_id": owner.lowercased, "kind": kind.rawValue, "value": value, "channel": channel.rawValue],
+                    on: connection)
+            }
+        }
+        return (customerID, flags)
+    }
+
+    /// A name as a sender gave it, fit for `customers.display_name`; nil when there is none.
+    static func shownName(_ name: String?) -> String? {
+        name.map { String($0.prefix(500)) }.flatMap { $0.isEmpty ? nil : $0 }
+    }
+}

@@ -1,0 +1,80 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// The one writer of `customer_identities`: identities linked to customers, moved by merges, and
+/// marked undeliverable (a hard bounce, a LINE block) or deliverable again. Every method runs in the
+/// caller's transaction.
+struct IdentityStore: Sendable {
+    let logger: Logger
+
+    /// Takes the identity's lock for the rest of the caller's transaction, so concurrent first
+    /// contacts from one new identity serialize. Callers locking several identities lock them in
+    /// sorted order (`lock(_:)`), so two requests never wait on each other.
+    func lock(kind: Customer.Identity.Kind, value: String, on connection: PostgresConnection) async throws {
+        try await AdvisoryLock.take("identity:\(kind.rawValue):\(value)", on: connection, logger: logger)
+    }
+
+    func lock(_ identities: [(kind: Customer.Identity.Kind, value: String)], on connection: PostgresConnection) async throws {
+        for identity in identities.sorted(by: { ($0.kind.rawValue, $0.value) < ($1.kind.rawValue, $1.value) }) {
+            try await lock(kind: identity.kind, value: identity.value, on: connection)
+        }
+    }
+
+    /// The live customer (merges followed) owning this identity, or nil. The customer's row is
+    /// share-locked for the rest of the transaction, so a merge running now finishes first (and this
+    /// finds the survivor) or waits for this transaction — and then moves what it wrote.
+    func owner(kind: Customer.Identity.Kind, value: String, on connection: PostgresConnection) async throws -> UUID? {
+        for _ in 0..<5 {
+            guard let candidate = try await survivor(kind: kind, value: value, on: connection) else { return nil }
+            let rows = try await connection.query("SELECT merged_into FROM customers WHERE id = \(candidate) FOR SHARE", logger: logger)
+            for try await mergedInto in rows.decode(UUID?.self) where mergedInto == nil { return candidate }
+        }
+        throw Problem(.ticketBusy, status: .conflict, title: "Customer busy", detail: "The customer was being merged; retry.")
+    }
+
+    private func survivor(kind: Customer.Identity.Kind, value: String, on connection: PostgresConnection) async throws -> UUID? {
+        let rows = try await connection.query("""
+            SELECT customer_survivor(customer_id) FROM customer_identities WHERE kind = \(kind.rawValue) AND value = \(value)
+            """, logger: logger)
+        for try await id in rows.decode(UUID?.self) { return id }
+        return nil
+    }
+
+    /// Links an identity nobody owns to `customerID` (the caller holds its lock and checked `owner`).
+    func insert(kind: Customer.Identity.Kind, value: String, rawValue: String?, customerID: UUID, on connection: PostgresConnection) async throws {
+        try await connection.query("""
+            INSERT INTO customer_identities (customer_id, kind, value, raw_value)
+            VALUES (\(customerID), \(kind.rawValue), \(value), \(rawValue.map { String($0.prefix(1024)) }))
+            """, logger: logger)
+    }
+
+    /// Nothing sent to this identity arrives (a hard bounce, a blocked LINE account): replies skip it
+    /// until `markDeliverable`. Returns the customers it belongs to (none when we do not know it).
+    @discardableResult
+    func markUndeliverable(kind: Customer.Identity.Kind, value: String, reason: String, on connection: PostgresConnection) async throws -> [UUID] {
+        let rows = try await connection.query("""
+            UPDATE customer_identities SET undeliverable_at = now(), undeliverable_reason = \(String(Text.clean(reason).prefix(2000)))
+            WHERE kind = \(kind.rawValue) AND value = \(value)
+            RETURNING customer_id
+            """, logger: logger)
+        var customers: [UUID] = []
+        for try await id in rows.decode(UUID.self) { customers.append(id) }
+        return customers
+    }
+
+    func markDeliverable(kind: Customer.Identity.Kind, value: String, on connection: PostgresConnection) async throws {
+        try await connection.query("""
+            UPDATE customer_identities SET undeliverable_at = NULL, undeliverable_reason = NULL
+            WHERE kind = \(kind.rawValue) AND value = \(value)
+            """, logger: logger)
+    }
+
+    /// Moves every identity of customer `other` to `target` (a merge); returns how many.
+    func moveAll(from other: UUID, to target: UUID, on connection: PostgresConnection) async throws -> Int {
+        let rows = try await connection.query("UPDATE customer_identities SET customer_id = \(target) WHERE customer_id = \(other) RETURNING id", logger: logger)
+        var count = 0
+        for try await _ in rows { count += 1 }
+        return count
+    }
+}

@@ -1,0 +1,49 @@
+import Foundation
+import MadoguchiMail
+
+extension NewMessage {
+    /// A parsed mail as the `messages` row and `attachments` it becomes. `providerID` is the
+    /// Message-ID, or the bytes' digest for a mail without one: what makes a retry the same message.
+    init(mail: ParsedMail, payloadID: UUID, providerID: String, ticketID: UUID, customerID: UUID, threadingReason: String?) throws {
+        self.init(
+            ticketID: ticketID, direction: .inbound, channel: .email, classification: Message.Classification(mail.classification),
+            customerID: customerID, inboundPayloadID: payloadID, provider: "", providerMessageID: providerID,
+            from: mail.from.map { Text.limit($0.address, 1000) }, to: (mail.to + mail.cc).map { Text.limit($0.address, 1000) },
+            subject: mail.subject.map { Text.limit($0, 2000) }, bodyText: Text.clean(mail.text), bodyHTML: mail.html.map(Text.clean),
+            quotedText: Text.clean(mail.quotedText), visibleText: Text.clean(mail.visibleText),
+            emailMessageID: mail.messageID, inReplyTo: mail.inReplyTo.first, references: mail.references,
+            threadingReason: threadingReason, metadata: try Self.metadata(of: mail), sentAt: mail.date,
+            attachments: mail.attachments.map {
+                NewAttachment(filename: Text.limit($0.filename ?? "", 1000), mediaType: Text.limit($0.mediaType, 255), content: $0.content,
+                              contentID: $0.contentID.map { Text.limit($0, 1000) }, isInline: $0.isInline)
+            })
+    }
+
+    /// What has no column of its own: names, Cc and Reply-To, the list and auto-reply headers,
+    /// the delivery report and the parser's defects.
+    private static func metadata(of mail: ParsedMail) throws -> String {
+        var object: [String: Any] = [:]
+        if let name = mail.from?.name { object["from_name"] = Text.clean(name) }
+        if !mail.cc.isEmpty { object["cc"] = mail.cc.map { Text.clean($0.description) } }
+        if !mail.replyTo.isEmpty { object["reply_to"] = mail.replyTo.map { Text.clean($0.description) } }
+        if let value = mail.autoSubmitted { object["auto_submitted"] = Text.clean(value) }
+        if let value = mail.precedence { object["precedence"] = Text.clean(value) }
+        if let value = mail.listID { object["list_id"] = Text.clean(value) }
+        if !mail.defects.isEmpty { object["defects"] = mail.defects.map(Text.clean) }
+        if let report = mail.deliveryReport {
+            object["delivery_report"] = report.recipients.map { recipient -> [String: Any] in
+                var entry: [String: Any] = ["address": Text.clean(recipient.address), "action": recipient.action, "reason": recipient.reason]
+                if let status = recipient.status { entry["status"] = status }
+                if let diagnostic = recipient.diagnostic { entry["diagnostic"] = Text.limit(diagnostic, 2000) }
+                return entry
+            }
+        }
+        return try JSONSerialization.text(object)
+    }
+}
+
+extension Message.Classification {
+    init(_ classification: MailClassification) {
+        self = Message.Classification(rawValue: classification.rawValue) ?? .customer
+    }
+}

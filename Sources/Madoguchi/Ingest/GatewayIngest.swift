@@ -1,0 +1,43 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// The transaction every gateway's message runs in (web form, SMS, chat, and the providers' webhooks
+/// that carry one message): a replayed `Idempotency-Key` or provider message id answers with the
+/// first answer; otherwise the raw body is stored, `take` writes what it makes of it, and the answer
+/// is recorded with the payload — all committed together, so nothing is lost or doubled.
+struct GatewayIngest: Sendable {
+    let database: Database
+    let logger: Logger
+
+    struct Delivery: Sendable {
+        var channel: Channel
+        var provider: String
+        var providerMessageID: String
+        var idempotencyKey: String?
+        var body: [UInt8]
+        var contentType: String = "application/json"
+        var apiKeyID: UUID?
+    }
+
+    func ingest(
+        _ delivery: Delivery,
+        take: (_ payloadID: UUID, _ connection: PostgresConnection) async throws -> (messageID: UUID, outcome: InboundOutcome)
+    ) async throws -> IngestAnswer {
+        let payloads = InboundPayloadStore(logger: logger)
+        return try await database.withTransaction { connection in
+            switch try await payloads.open(
+                channel: delivery.channel, provider: delivery.provider, providerMessageID: delivery.providerMessageID,
+                idempotencyKey: delivery.idempotencyKey, body: delivery.body, contentType: delivery.contentType, apiKeyID: delivery.apiKeyID,
+                on: connection) {
+            case .replay(let outcome):
+                return .replayed(outcome)
+            case .fresh(let payloadID):
+                let taken = try await take(payloadID, connection)
+                try await payloads.finish(payloadID, providerMessageID: delivery.providerMessageID, answer: .ingest(.taken(taken.outcome)),
+                                          messageID: taken.messageID, on: connection)
+                return .taken(taken.outcome)
+            }
+        }
+    }
+}

@@ -1,0 +1,150 @@
+import Foundation
+import MadoguchiAPI
+
+// The API layer's side of ingest: each generated request body checked and turned into the domain's
+// own value, every bad field named in one 422, before anything is stored.
+
+extension InboundWebform {
+    typealias Submission = Components.Schemas.WebformSubmission
+
+    /// Everything wrong with the submission at once, each naming its field; nothing is written.
+    init(validating submission: Submission) throws {
+        var errors: [Problem.FieldError] = []
+        var contacts: [(Customer.Identity.Kind, String)] = []
+        for (kind, raw, field) in [(Customer.Identity.Kind.email, submission.email, "/email"), (.phone, submission.phone, "/phone"),
+                                   (.external, submission.externalId, "/external_id")] {
+            guard let raw, !raw.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { continue }
+            do {
+                contacts.append((kind, try IdentityValue.normalize(kind, raw, field: field)))
+            } catch let problem as Problem {
+                errors += problem.errors
+            }
+        }
+        for (field, text) in [("/form_id", submission.formId), ("/submission_id", submission.submissionId)]
+        where text.trimmingCharacters(in: .whitespaces).isEmpty {
+            errors.append(.init(pointer: field, message: "is blank"))
+        }
+        for (field, text) in [("/name", submission.name), ("/subject", submission.subject), ("/body", Optional(submission.body)),
+                              ("/form_id", Optional(submission.formId)), ("/submission_id", Optional(submission.submissionId))]
+        where text?.contains("\u{0}") == true {
+            errors.append(.init(pointer: field, message: "contains a NUL character"))
+        }
+        if submission.body.count > 100_000 { errors.append(.init(pointer: "/body", message: "is longer than 100000 characters")) }
+        if (submission.subject?.count ?? 0) > 2000 { errors.append(.init(pointer: "/subject", message: "is longer than 2000 characters")) }
+        if (submission.name?.count ?? 0) > 500 { errors.append(.init(pointer: "/name", message: "is longer than 500 characters")) }
+        if submission.formId.count > 100 { errors.append(.init(pointer: "/form_id", message: "is longer than 100 characters")) }
+        if submission.submissionId.count > 200 { errors.append(.init(pointer: "/submission_id", message: "is longer than 200 characters")) }
+
+        var attachments: [NewAttachment] = []
+        for (index, attachment) in (submission.attachments ?? []).enumerated() {
+            let pointer = "/attachments/\(index)"
+            let name = attachment.filename.trimmingCharacters(in: .whitespacesAndNewlines)
+            if name.isEmpty || name.contains("\u{0}") { errors.append(.init(pointer: pointer + "/filename", message: "is blank or contains NUL")) }
+            if !attachment.mediaType.contains("/") { errors.append(.init(pointer: pointer + "/media_type", message: "is not a media type like image/png")) }
+            guard let data = Data(base64Encoded: attachment.contentBase64, options: .ignoreUnknownCharacters) else {
+                errors.append(.init(pointer: pointer + "/content_base64", message: "is not base64"))
+                continue
+            }
+            if data.count > Self.attachmentLimit {
+                errors.append(.init(pointer: pointer + "/content_base64", message: "is larger than \(Self.attachmentLimit) bytes decoded"))
+            }
+            attachments.append(.init(filename: NewAttachment.safeName(name), mediaType: attachment.mediaType.lowercased(), content: [UInt8](data)))
+        }
+        let (fieldsJSON, fieldsText) = try Self.render(submission.fields)
+        if fieldsJSON.contains("\\u0000") { errors.append(.init(pointer: "/fields", message: "contains a NUL character")) }
+        guard errors.isEmpty else { throw Problem.validationFailed(errors) }
+
+        let name = submission.name?.trimmingCharacters(in: .whitespacesAndNewlines)
+        let subject = submission.subject?.trimmingCharacters(in: .whitespacesAndNewlines)
+        self.init(
+            formID: submission.formId, submissionID: submission.submissionId, contacts: contacts, name: name?.isEmpty == false ? name : nil,
+            subject: subject?.isEmpty == false ? subject! : "Web form \(submission.formId)",
+            body: submission.body, fieldsJSON: fieldsJSON, fieldsText: fieldsText, email: submission.email, phone: submission.phone,
+            submittedAt: submission.submittedAt, attachments: attachments)
+    }
+
+    /// The free-form fields as JSON for `metadata`, and as "key: value" lines an agent reads.
+    private static func render(_ fields: Submission.FieldsPayload?) throws -> (String, String) {
+        guard let fields else { return ("{}", "") }
+        let data = try JSONEncoder.sorted.encode(fields)
+        let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
+        let lines = object.keys.sorted().map { key -> String in
+            let value = object[key]!
+            let text: String
+            switch value {
+            case let string as String: text = string
+            case is NSNull: text = ""
+            default:
+                text = (try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .fragmentsAllowed]))
+                    .map { String(decoding: $0, as: UTF8.self) } ?? "\(value)"
+            }
+            return "\(key): \(text)"
+        }
+        return (String(decoding: data, as: UTF8.self), lines.joined(separator: "\n"))
+    }
+}
+
+extension InboundChat {
+    /// Everything wrong with the message at once, each naming its field; nothing is written.
+    init(validating chat: Components.Schemas.ChatMessage) throws {
+        var errors: [Problem.FieldError] = []
+        if chat.provider.range(of: #"^[a-z0-9_.-]{1,100}$"#, options: .regularExpression) == nil {
+            errors.append(.init(pointer: "/provider", message: "is not a lower-case provider name like 'intercom'"))
+        }
+        for (field, text, limit) in [("/conversation_id", chat.conversationId, 200), ("/provider_message_id", chat.providerMessageId, 200),
+                                     ("/sender/provider_user_id", chat.sender.providerUserId, 200), ("/text", chat.text ?? "", 20_000),
+                                     ("/sender/name", chat.sender.name ?? "", 500)] {
+            if text.contains("\u{0}") { errors.append(.init(pointer: field, message: "contains a NUL character")) }
+            if text.count > limit { errors.append(.init(pointer: field, message: "is longer than \(limit) characters")) }
+            if field != "/text", field != "/sender/name", text.trimmingCharacters(in: .whitespaces).isEmpty {
+                errors.append(.init(pointer: field, message: "is blank"))
+            }
+        }
+        var contacts: [(Customer.Identity.Kind, String)] = [(.chat, "\(chat.provider):\(chat.sender.providerUserId)")]
+        for (kind, raw, field) in [(Customer.Identity.Kind.email, chat.sender.email, "/sender/email"), (.phone, chat.sender.phone, "/sender/phone")] {
+            guard let raw, !raw.trimmingCharacters(in: .whitespaces).isEmpty else { continue }
+            do { contacts.append((kind, try IdentityValue.normalize(kind, raw, field: field))) } catch let problem as Problem { errors += problem.errors }
+        }
+        var files: [NewAttachment] = []
+        var links: [[String: String]] = []
+        for (index, attachment) in (chat.attachments ?? []).enumerated() {
+            let pointer = "/attachments/\(index)"
+            let name = NewAttachment.safeName(attachment.filename)
+            if !attachment.mediaType.contains("/") { errors.append(.init(pointer: pointer + "/media_type", message: "is not a media type like image/png")) }
+            switch (attachment.contentBase64, attachment.url) {
+            case (let base64?, _):
+                guard let data = Data(base64Encoded: base64, options: .ignoreUnknownCharacters), data.count <= InboundWebform.attachmentLimit else {
+                    errors.append(.init(pointer: pointer + "/content_base64", message: "is not base64 of at most \(InboundWebform.attachmentLimit) bytes"))
+                    continue
+                }
+                files.append(.init(filename: name, mediaType: attachment.mediaType.lowercased(), content: [UInt8](data)))
+            case (nil, let url?):
+                guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme?.lowercased() ?? "") else {
+                    errors.append(.init(pointer: pointer + "/url", message: "is not an http(s) URL"))
+                    continue
+                }
+                links.append(["filename": name, "media_type": attachment.mediaType, "url": url])
+            case (nil, nil):
+                errors.append(.init(pointer: pointer, message: "needs content_base64 or url"))
+            }
+        }
+        let text = chat.text ?? ""
+        if text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty && files.isEmpty && links.isEmpty {
+            errors.append(.init(pointer: "/text", message: "is empty and there is no attachment"))
+        }
+        guard errors.isEmpty else { throw Problem.validationFailed(errors) }
+        let name = chat.sender.name?.trimmingCharacters(in: .whitespacesAndNewlines)
+        self.init(
+            provider: chat.provider, conversationID: chat.conversationId, providerMessageID: chat.providerMessageId,
+            senderUserID: chat.sender.providerUserId, contacts: contacts, name: name?.isEmpty == false ? name : nil, text: text,
+            files: files, links: links, sentAt: chat.sentAt)
+    }
+}
+
+extension InboundSms {
+    /// The provider-neutral JSON shape of `POST /v1/inbound/sms` (checked by `SmsIngest.validate`).
+    init(_ sms: Components.Schemas.SmsMessage) {
+        self.init(provider: sms.provider, providerMessageID: sms.providerMessageId, from: sms.from, to: sms.to, body: sms.body,
+                  receivedAt: sms.receivedAt)
+    }
+}

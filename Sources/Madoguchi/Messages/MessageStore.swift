@@ -1,0 +1,113 @@
+import Crypto
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+
+/// The one writer of `messages` and `attachments`: inbound messages of every channel, replies going
+/// out, internal notes, and the marks providers and merges put on them later. Every method runs in
+/// the caller's transaction.
+struct MessageStore: Sendable {
+    let logger: Logger
+
+    /// Writes the message and its attachments; returns its id.
+    func insert(_ message: NewMessage, on connection: PostgresConnection) async throws -> UUID {
+        let rows = try await connection.query(Self.insertQuery(message, returning: "id"), logger: logger)
+        for try await id in rows.decode(UUID.self) {
+            try await insertAttachments(message.attachments, messageID: id, on: connection)
+            return id
+        }
+        throw RowNotFound("INSERT INTO messages … RETURNING id")
+    }
+
+    /// Writes the message and its attachments; returns it as read back.
+    func insertReturningMessage(_ message: NewMessage, on connection: PostgresConnection) async throws -> Message {
+        let rows = try await connection.query(Self.insertQuery(message, returning: Message.columns), logger: logger)
+        for try await row in rows {
+            let written = try Message(row: row)
+            try await insertAttachments(message.attachments, messageID: written.id, on: connection)
+            return written
+        }
+        throw RowNotFound("INSERT INTO messages … RETURNING")
+    }
+
+    private static func insertQuery(_ message: NewMessage, returning: String) -> PostgresQuery {
+        """
+        INSERT INTO messages (
+            ticket_id, direction, channel, classification, customer_id, author_agent_id, inbound_payload_id, provider, provider_message_id,
+            from_address, to_addresses, subject, body_text, body_html, quoted_text, visible_text,
+            email_message_id, in_reply_to, email_references, threading_reason, metadata, sent_at)
+        VALUES (
+            \(message.ticketID), \(message.direction.rawValue), \(message.channel.rawValue), \(message.classification.rawValue),
+            \(message.customerID), \(message.authorAgentID), \(message.inboundPayloadID), \(message.provider), \(message.providerMessageID),
+            \(message.from), \(message.to), \(message.subject), \(message.bodyText), \(message.bodyHTML), \(message.quotedText),
+            \(message.visibleText), \(message.emailMessageID), \(message.inReplyTo), \(message.references), \(message.threadingReason),
+            \(message.metadata)::jsonb, \(message.sentAt))
+        RETURNING \(unescaped: returning)
+        """
+    }
+
+    /// Size and sha256 come from the bytes themselves (the table's CHECK holds size to the content).
+    private func insertAttachments(_ files: [NewAttachment], messageID: UUID, on connection: PostgresConnection) async throws {
+        for (position, file) in files.enumerated() {
+            try await connection.query("""
+                INSERT INTO attachments (message_id, position, filename, media_type, size, sha256, content_id, inline, content)
+                VALUES (\(messageID), \(position), \(file.filename), \(file.mediaType), \(Int64(file.content.count)),
+                        \(ByteBuffer(bytes: SHA256.hash(data: file.content))), \(file.contentID), \(file.isInline), \(ByteBuffer(bytes: file.content)))
+                """, logger: logger)
+        }
+    }
+
+    /// An internal note (申し送り) by `agentID`: on the timeline, never sent. `metadata` says what kind.
+    func insertNote(
+        ticketID: UUID, channel: Channel, agentID: UUID, body: String, metadata: [String: Any], on connection: PostgresConnection
+    ) async throws -> Message {
+        try await insertReturningMessage(
+            NewMessage(ticketID: ticketID, direction: .internal, channel: channel, authorAgentID: agentID, bodyText: body,
+                       metadata: try JSONSerialization.text(metadata)),
+            on: connection)
+    }
+
+    // MARK: - Marks added later
+
+    /// The customer withdrew an inbound message (LINE unsend): it stays, marked. The message, if any.
+    func markWithdrawn(channel: Channel, provider: String, providerMessageID: String, on connection: PostgresConnection) async throws
+        -> (id: UUID, ticketID: UUID, customerID: UUID?)?
+    {
+        let rows = try await connection.query("""
+            UPDATE messages SET metadata = metadata || jsonb_build_object('unsent_at', now())
+            WHERE channel = \(channel.rawValue) AND direction = 'inbound' AND provider = \(provider) AND provider_message_id = \(providerMessageID)
+            RETURNING id, ticket_id, customer_id
+            """, logger: logger)
+        for try await row in rows.decode((UUID, UUID, UUID?).self) { return row }
+        return nil
+    }
+
+    /// Our outbound message with this provider id, row-locked, and its delivery status so far.
+    func lockOutbound(provider: String, providerMessageID: String, on connection: PostgresConnection) async throws
+        -> (id: UUID, ticketID: UUID, deliveryStatus: String?)?
+    {
+        let rows = try await connection.query("""
+            SELECT id, ticket_id, metadata->'delivery'->>'status' FROM messages
+            WHERE direction = 'outbound' AND provider = \(provider) AND provider_message_id = \(providerMessageID)
+            FOR UPDATE
+            """, logger: logger)
+        for try await row in rows.decode((UUID, UUID, String?).self) { return row }
+        return nil
+    }
+
+    /// Replaces the message's delivery report (`metadata.delivery`) with `delivery`, a JSON object.
+    func setDelivery(_ delivery: String, of messageID: UUID, on connection: PostgresConnection) async throws {
+        try await connection.query("""
+            UPDATE messages SET metadata = jsonb_set(metadata, '{delivery}', \(delivery)::jsonb) WHERE id = \(messageID)
+            """, logger: logger)
+    }
+
+    /// Moves every message of customer `other` to `target` (a merge); returns how many.
+    func moveCustomer(from other: UUID, to target: UUID, on connection: PostgresConnection) async throws -> Int {
+        let rows = try await connection.query("UPDATE messages SET customer_id = \(target) WHERE customer_id = \(other) RETURNING id", logger: logger)
+        var count = 0
+        for try await _ in rows { count += 1 }
+        return count
+    }
+}

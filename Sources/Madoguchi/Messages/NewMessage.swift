@@ -1,0 +1,62 @@
+import Foundation
+
+/// A `messages` row about to be written, whoever writes it: every channel's ingest, a reply going
+/// out, an internal note. Unset fields take the column's default.
+struct NewMessage: Sendable {
+    var ticketID: UUID
+    var direction: Message.Direction
+    var channel: Channel
+    var classification: Message.Classification = .customer
+    /// Required for inbound messages (a CHECK holds it).
+    var customerID: UUID? = nil
+    /// Required for outbound messages and notes.
+    var authorAgentID: UUID? = nil
+    var inboundPayloadID: UUID? = nil
+    /// The sending system and its id for the message: one inbound message per (channel, provider, id).
+    var provider: String = ""
+    var providerMessageID: String? = nil
+    var from: String? = nil
+    var to: [String] = []
+    var subject: String? = nil
+    var bodyText: String = ""
+    var bodyHTML: String? = nil
+    var quotedText: String? = nil
+    /// The new writing, without quoted history or signature.
+    var visibleText: String? = nil
+    var emailMessageID: String? = nil
+    var inReplyTo: String? = nil
+    var references: [String] = []
+    var threadingReason: String? = nil
+    /// A JSON object: what a channel keeps that has no column (names, links, form fields…).
+    var metadata: String = "{}"
+    var sentAt: Date? = nil
+    var attachments: [NewAttachment] = []
+}
+
+/// A file on a message, in the order the sender gave it.
+struct NewAttachment: Sendable {
+    /// The decoded name as the sender gave it: data to show, never a path.
+    var filename: String
+    var mediaType: String
+    var content: [UInt8]
+    var contentID: String? = nil
+    var isInline: Bool = false
+
+    /// A filename with path separators and line breaks made harmless.
+    static func safeName(_ name: String) -> String {
+        String(name.map { $0 == "/" || $0 == "\\" || $0.isNewline ? "_" : $0 })
+    }
+}
+
+extension NewMessage {
+    /// Metadata JSON for `object`, with `embedded` members spliced in as the JSON texts they already
+    /// are (a gateway's own fields, kept exactly as sent rather than re-encoded through Foundation).
+    static func metadata(_ object: [String: Any], embedding embedded: [String: String] = [:]) throws -> String {
+        var json = try JSONSerialization.text(object)
+        for (key, value) in embedded.sorted(by: { $0.key < $1.key }) {
+            let name = String(decoding: try JSONSerialization.data(withJSONObject: key, options: [.fragmentsAllowed]), as: UTF8.self)
+            json = String(json.dropLast()) + (json == "{}" ? "" : ",") + "\(name):\(value)}"
+        }
+        return json
+    }
+}

@@ -1,0 +1,34 @@
+import Foundation
+
+extension Problem {
+    /// A guard refused the reply: one 422 whose `type` is the first finding's kind, listing every
+    /// finding with its line and column.
+    static func sendGuard(_ kind: SendGuard.Finding.Kind, _ findings: [SendGuard.Finding]) -> Problem {
+        var problem = Problem(
+            Problem.Kind(rawValue: kind.rawValue), status: .unprocessableContent, title: "The reply cannot be sent",
+            detail: findings.map { finding in
+                (finding.line.map { "line \($0), column \(finding.column ?? 1): " } ?? "") + finding.message
+            }.joined(separator: "; "))
+        problem.members["findings"] = .array(findings.map { finding in
+            var object: [String: Problem.Member] = ["type": .string(finding.kind.rawValue), "message": .string(finding.message)]
+            if let line = finding.line { object["line"] = .int(line) }
+            if let column = finding.column { object["column"] = .int(column) }
+            if let text = finding.text { object["text"] = .string(text) }
+            return .object(object)
+        })
+        return problem
+    }
+
+    static func replyNotDraft(_ reply: Reply) -> Problem {
+        Problem(.replyNotDraft, status: .conflict, title: "Not a draft", detail: "The reply is \(reply.state.rawValue); only a draft can be edited or sent.")
+    }
+
+    static func replyNotSubmitted(_ reply: Reply) -> Problem {
+        Problem(.replyNotDraft, status: .conflict, title: "Not submitted", detail: "The reply is \(reply.state.rawValue); only a submitted reply can be approved or returned.")
+    }
+
+    static func claimRequired(_ ticketID: UUID) -> Problem {
+        Problem(.claimRequired, status: .conflict, title: "Claim required",
+                detail: "Claim the ticket first (POST /v1/tickets/\(ticketID.lowercased)/claim); a reply needs your live claim.")
+    }
+}

@@ -1,0 +1,60 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// The one writer of `replies`. Every method runs in the caller's transaction, which holds the
+/// ticket's row lock (taken first, as every writer does, so none deadlock).
+struct ReplyStore: Sendable {
+    let logger: Logger
+
+    func insert(ticketID: UUID, authorAgentID: UUID, channel: Channel, recipients: [String], subject: String, body: String,
+                on connection: PostgresConnection) async throws -> Reply {
+        try await single(connection.query("""
+            INSERT INTO replies (ticket_id, author_agent_id, channel, recipients, subject, body_text)
+            VALUES (\(ticketID), \(authorAgentID), \(channel.rawValue), \(recipients), \(subject), \(body))
+            RETURNING \(unescaped: Reply.columns)
+            """, logger: logger))
+    }
+
+    /// The reply, row-locked when `lock`; a 404 when there is none.
+    func reply(id: UUID, lock: Bool = false, on connection: PostgresConnection) async throws -> Reply {
+        let rows = try await connection.query(
+            "SELECT \(unescaped: Reply.columns) FROM replies WHERE id = \(id) \(unescaped: lock ? "FOR UPDATE" : "")", logger: logger)
+        for try await row in rows { return try Reply(row: row) }
+        throw Problem.notFound("There is no reply \(id.lowercased).")
+    }
+
+    /// New text, subject or recipients; the reply is a draft again (what a supervisor approves is
+    /// what they saw).
+    func edit(_ reply: Reply, body: String?, subject: String?, recipients: [String]?, on connection: PostgresConnection) async throws -> Reply {
+        try await single(connection.query("""
+            UPDATE replies
+            SET state = 'draft', body_text = \(body ?? reply.body), subject = \(subject ?? reply.subject),
+                recipients = \(recipients ?? reply.recipients), version = version + 1, updated_at = now()
+            WHERE id = \(reply.id)
+            RETURNING \(unescaped: Reply.columns)
+            """, logger: logger))
+    }
+
+    func setState(_ state: Reply.State, of replyID: UUID, on connection: PostgresConnection) async throws -> Reply {
+        try await single(connection.query("""
+            UPDATE replies SET state = \(state.rawValue), version = version + 1, updated_at = now()
+            WHERE id = \(replyID)
+            RETURNING \(unescaped: Reply.columns)
+            """, logger: logger))
+    }
+
+    /// The reply left the desk: it is the outbound message `messageID`, waiting in the outbox.
+    func markQueued(_ replyID: UUID, messageID: UUID, on connection: PostgresConnection) async throws -> Reply {
+        try await single(connection.query("""
+            UPDATE replies SET state = 'queued', message_id = \(messageID), sent_at = now(), version = version + 1, updated_at = now()
+            WHERE id = \(replyID)
+            RETURNING \(unescaped: Reply.columns)
+            """, logger: logger))
+    }
+
+    private func single(_ rows: PostgresRowSequence) async throws -> Reply {
+        for try await row in rows { return try Reply(row: row) }
+        throw RowNotFound("a replies INSERT/UPDATE … RETURNING")
+    }
+}

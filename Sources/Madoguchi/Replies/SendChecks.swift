@@ -1,0 +1,75 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// The checks a reply passes, in the transaction that sends (or submits) it, so what was checked is
+/// what goes out: nothing new from the customer since the agent looked (traffic cop), then every
+/// guard — placeholders and warning words, an attachment the text mentions, recipients that are the
+/// customer's own, a greeting that names the customer and no one else.
+struct SendChecks: Sendable {
+    let logger: Logger
+    /// Words a team never wants to send (configured), refused like placeholders.
+    let warningWords: [String]
+
+    /// Throws the first problem found.
+    func check(_ reply: Reply, ticket: Ticket, lastSeen: UUID?, on connection: PostgresConnection) async throws {
+        try await trafficCop(ticketID: ticket.id, lastSeen: lastSeen, on: connection)
+        var findings = SendGuard.check(body: reply.body, attachmentCount: 0, extraWarningWords: warningWords)
+        findings += try await recipientFindings(reply.recipients, customerID: ticket.customerID, on: connection)
+        findings += try await greetingFindings(reply.body, customerID: ticket.customerID, on: connection)
+        if let first = findings.first { throw Problem.sendGuard(first.kind, findings) }
+    }
+
+    /// Refuses the send when anything but internal notes arrived after the message the agent last saw.
+    private func trafficCop(ticketID: UUID, lastSeen: UUID?, on connection: PostgresConnection) async throws {
+        if let lastSeen {
+            let known = try await connection.query("SELECT 1 FROM messages WHERE id = \(lastSeen) AND ticket_id = \(ticketID)", logger: logger)
+            var found = false
+            for try await _ in known { found = true }
+            guard found else {
+                throw Problem.validationFailed([.init(pointer: "/last_seen_message_id", message: "is not a message of this ticket")])
+            }
+        }
+        let rows = try await connection.query("""
+            SELECT id FROM messages
+            WHERE ticket_id = \(ticketID) AND direction <> 'internal'
+              AND (\(lastSeen)::uuid IS NULL OR (created_at, id) > (SELECT created_at, id FROM messages WHERE id = \(lastSeen)))
+            ORDER BY created_at, id
+            """, logger: logger)
+        var newer: [UUID] = []
+        for try await id in rows.decode(UUID.self) { newer.append(id) }
+        guard newer.isEmpty else {
+            var problem = Problem(.newActivity, status: .conflict, title: "New messages since you looked",
+                                  detail: "\(newer.count) message(s) arrived on this ticket after the one you last saw; read them before sending.")
+            problem.members["new_message_ids"] = .strings(newer.map(\.lowercased))
+            throw problem
+        }
+    }
+
+    /// Every recipient must be an identity of the ticket's customer: never another customer's address.
+    private func recipientFindings(_ recipients: [String], customerID: UUID, on connection: PostgresConnection) async throws -> [SendGuard.Finding] {
+        let rows = try await connection.query("SELECT value FROM customer_identities WHERE customer_id = \(customerID)", logger: logger)
+        var known = Set<String>()
+        for try await value in rows.decode(String.self) { known.insert(IdentityValue.comparable(value)) }
+        return recipients.filter { !known.contains(IdentityValue.comparable($0)) }.map {
+            SendGuard.Finding(kind: .unknownRecipient, message: "\($0) is not an address of this ticket's customer", text: $0)
+        }
+    }
+
+    /// A greeting that names another of our customers ("佐藤様" on Yamada's ticket) is refused.
+    private func greetingFindings(_ body: String, customerID: UUID, on connection: PostgresConnection) async throws -> [SendGuard.Finding] {
+        guard let (name, line) = SendGuard.greetedName(in: body) else { return [] }
+        let rows = try await connection.query("""
+            SELECT id, display_name FROM customers
+            WHERE display_name IS NOT NULL AND merged_into IS NULL
+              AND lower(regexp_replace(display_name, '[[:space:]　]', '', 'g')) = \(name)
+            """, logger: logger)
+        var others: [String] = []
+        var ours = false
+        for try await (id, displayName) in rows.decode((UUID, String).self) {
+            if id == customerID { ours = true } else { others.append(displayName) }
+        }
+        guard !ours, let other = others.first else { return [] }
+        return [SendGuard.Finding(kind: .wrongCustomerName, message: "the greeting names \(other), another customer", line: line, column: 1, text: other)]
+    }
+}

@@ -52,11 +52,25 @@ let package = Package(
         ),
         .executableTarget(name: "EmbedResourcesTool", path: "Sources/EmbedResourcesTool"),
         .plugin(name: "EmbedResources", capability: .buildTool(), dependencies: ["EmbedResourcesTool"]),
-        // The `madoguchi` command: argument parsing only, everything else lives in the library.
+        // `madoguchi bench …`: load generators and their raw-PostgreSQL yardsticks, kept out of the
+        // production library.
+        .target(
+            name: "MadoguchiBench",
+            dependencies: [
+                "Madoguchi",
+                "MadoguchiMail",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The `madoguchi` command: argument parsing only, everything else lives in the libraries.
         .executableTarget(
             name: "MadoguchiCLI",
             dependencies: [
                 "Madoguchi",
+                "MadoguchiBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -74,6 +88,7 @@ let package = Package(
             name: "MadoguchiIntegrationTests",
             dependencies: [
                 "Madoguchi",
+                "MadoguchiBench",
                 "CorpusSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 // Signs provider webhooks independently of the code under test.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import Madoguchi
+import MadoguchiBench
 
 @main
 struct MadoguchiCommand: AsyncParsableCommand {

@@ -4,11 +4,24 @@ import Foundation
 /// those projects expect) and the comparison its README prescribes. Used by the parser's own test and
 /// by the end-to-end test through `POST /v1/inbound/email`, which observe the same fields two ways.
 public enum Corpus {
-    /// `../shared/corpus` beside the clone, or nil when this checkout has none (tests then skip).
-    public static var directory: URL? {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let corpus = root.deletingLastPathComponent().appendingPathComponent("shared/corpus")
-        return FileManager.default.fileExists(atPath: corpus.appendingPathComponent("expectations.jsonl").path) ? corpus : nil
+    /// `../shared/corpus` beside the clone. A checkout without it fails the corpus tests with this
+    /// error rather than letting them pass having read nothing.
+    public static var directory: URL {
+        get throws {
+            let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            let corpus = root.deletingLastPathComponent().appendingPathComponent("shared/corpus")
+            guard FileManager.default.fileExists(atPath: corpus.appendingPathComponent("expectations.jsonl").path) else {
+                throw Missing(description: """
+                    the shared mail corpus is not beside this checkout: expected \(corpus.path)/expectations.jsonl. \
+                    The corpus tests read it from ../shared/corpus; put the shared folder there (a symlink will do).
+                    """)
+            }
+            return corpus
+        }
+    }
+
+    public struct Missing: Error, CustomStringConvertible {
+        public let description: String
     }
 
     public struct Entry: Sendable {

@@ -14,11 +14,11 @@ struct ApprovalTests {
             let reply = try await ReplyTests.draft(scene, #"{"body":"山田 花子 様\n本日発送いたしました。"}"#)
             let lastSeen = #"{"last_seen_message_id":"\#(scene.lastMessage.uuidString)"}"#
 
-            try ProblemTests.expectProblem(try await ReplyTests.send(scene, reply), .conflict, "approval-required")
+            try expectProblem(try await ReplyTests.send(scene, reply), .conflict, "approval-required")
             let submitted = try await app.request(.post, "/v1/replies/\(reply)/submit", key: scene.agent.secret, json: lastSeen)
             #expect(try submitted.json["state"] as? String == "submitted", "\(submitted.text)")
             // An agent cannot approve, not even someone else's reply.
-            try ProblemTests.expectProblem(
+            try expectProblem(
                 try await app.request(.post, "/v1/replies/\(reply)/approve", key: try await app.keySecret(.agent), json: lastSeen),
                 .forbidden, "forbidden")
 
@@ -26,12 +26,12 @@ struct ApprovalTests {
             #expect(approved.status == .ok, "\(approved.text)")
             #expect(try approved.json["state"] as? String == "queued")
             #expect(try await ReplyTests.outboxCount(app) == 1)
-            let sentBody = try await MigrationTests.count(app.database, """
+            let sentBody = try await app.count("""
                 SELECT count(*) FROM messages WHERE direction = 'outbound' AND body_text = \("山田 花子 様\n本日発送いたしました。")
                   AND author_agent_id = \(scene.agent.record.agentID)
                 """)
             #expect(sentBody == 1)
-            #expect(try await TicketWorkTests.events(app, ticket: scene.ticket).suffix(4) == [
+            #expect(try await app.eventTypes(ticket: scene.ticket).suffix(4) == [
                 "reply.drafted", "reply.submitted", "reply.approved", "reply.sent",
             ])
         }
@@ -45,7 +45,7 @@ struct ApprovalTests {
             let boss = try await app.keySecret(.supervisor)
             let lastSeen = #"{"last_seen_message_id":"\#(scene.lastMessage.uuidString)"}"#
             let unsafe = try await ReplyTests.draft(scene, #"{"body":"山田 花子 様\n●●円を返金します。"}"#)
-            try ProblemTests.expectProblem(
+            try expectProblem(
                 try await app.request(.post, "/v1/replies/\(unsafe)/submit", key: scene.agent.secret, json: lastSeen),
                 .unprocessableContent, "leftover-placeholder")
 
@@ -53,7 +53,7 @@ struct ApprovalTests {
             #expect(try await app.request(.post, "/v1/replies/\(unsafe)/submit", key: scene.agent.secret, json: lastSeen).status == .ok)
             let edited = try await app.request(.patch, "/v1/replies/\(unsafe)", key: scene.agent.secret, json: #"{"body":"山田 花子 様\n1,500円を返金します。"}"#)
             #expect(try edited.json["state"] as? String == "draft")
-            try ProblemTests.expectProblem(
+            try expectProblem(
                 try await app.request(.post, "/v1/replies/\(unsafe)/approve", key: boss, json: lastSeen), .conflict, "reply-not-draft")
 
             #expect(try await app.request(.post, "/v1/replies/\(unsafe)/submit", key: scene.agent.secret, json: lastSeen).status == .ok)
@@ -76,7 +76,7 @@ struct ApprovalTests {
             let reply = try await ReplyTests.draft(scene, #"{"body":"山田 花子 様\n承知しました。"}"#)
             #expect(try await app.request(.post, "/v1/replies/\(reply)/submit", key: scene.agent.secret, json: lastSeen).status == .ok)
             try await app.execute("UPDATE tickets SET claim_expires_at = now() - interval '1 second' WHERE id = \(scene.ticket)")
-            try ProblemTests.expectProblem(
+            try expectProblem(
                 try await app.request(.post, "/v1/replies/\(reply)/approve", key: try await app.keySecret(.supervisor), json: lastSeen),
                 .conflict, "claim-required")
 
@@ -87,7 +87,7 @@ struct ApprovalTests {
             let own = try await app.request(.post, "/v1/tickets/\(ticket)/replies", key: boss.secret, json: #"{"body":"山田 花子 様\nx"}"#)
             let ownID = try #require(try own.json["id"] as? String)
             #expect(try await app.request(.post, "/v1/replies/\(ownID)/submit", key: boss.secret, json: "{}").status == .ok)
-            try ProblemTests.expectProblem(
+            try expectProblem(
                 try await app.request(.post, "/v1/replies/\(ownID)/approve", key: boss.secret, json: "{}"), .forbidden, "forbidden")
         }
     }

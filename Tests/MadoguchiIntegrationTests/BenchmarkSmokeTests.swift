@@ -3,6 +3,7 @@ import Logging
 import Synchronization
 import Testing
 @testable import Madoguchi
+@testable import MadoguchiBench
 
 /// The benchmarks are not tests of speed (they print ratios; nothing here asserts a rate), but they
 /// must keep running: each is run briefly and must have moved work through the service.

@@ -42,7 +42,7 @@ struct CustomerTests {
             #expect(again.status == .ok)
             let other = try Self.id(try await app.request(.post, "/v1/customers", key: orders, json: #"{"display_name":"別人"}"#))
             let taken = try await app.request(.post, "/v1/customers/\(other)/identities", key: orders, json: #"{"kind":"phone","value":"09012345678"}"#)
-            try ProblemTests.expectProblem(taken, .conflict, "identity-taken")
+            try expectProblem(taken, .conflict, "identity-taken")
             #expect(try taken.json["customer_id"] as? String == customer)
         }
     }
@@ -51,17 +51,17 @@ struct CustomerTests {
     func badInput() async throws {
         try await TestApp.run { app in
             let orders = try await app.keySecret(.orderSystem)
-            try ProblemTests.expectProblem(try await app.request(.get, "/v1/customers", key: orders), .badRequest, "invalid-parameter")
-            try ProblemTests.expectProblem(try await app.request(.get, "/v1/customers?email=a@b.jp&phone=0312345678", key: orders), .badRequest, "invalid-parameter")
+            try expectProblem(try await app.request(.get, "/v1/customers", key: orders), .badRequest, "invalid-parameter")
+            try expectProblem(try await app.request(.get, "/v1/customers?email=a@b.jp&phone=0312345678", key: orders), .badRequest, "invalid-parameter")
             let phone = try await app.request(.get, "/v1/customers?phone=12", key: orders)
-            try ProblemTests.expectProblem(phone, .badRequest, "invalid-parameter")
+            try expectProblem(phone, .badRequest, "invalid-parameter")
             #expect((try phone.json["errors"] as? [[String: Any]])?.first?["pointer"] as? String == "phone")
             let email = try await app.request(.post, "/v1/customers", key: orders, json: #"{"identities":[{"kind":"email","value":"not an address"}]}"#)
-            try ProblemTests.expectProblem(email, .unprocessableContent, "validation-failed")
+            try expectProblem(email, .unprocessableContent, "validation-failed")
             #expect((try email.json["errors"] as? [[String: Any]])?.first?["pointer"] as? String == "/identities/0/value")
-            try ProblemTests.expectProblem(
+            try expectProblem(
                 try await app.request(.post, "/v1/customers", key: orders, json: #"{"display_name":"   "}"#), .unprocessableContent, "validation-failed")
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM customers") == 0)
+            #expect(try await app.count("SELECT count(*) FROM customers") == 0)
         }
     }
 
@@ -70,13 +70,13 @@ struct CustomerTests {
         try await TestApp.run { app in
             let gateway = try await app.keySecret(.gateway)
             let orders = try await app.keySecret(.orderSystem)
-            let first = try await InboundEmailTests.post(app, gateway, InboundEmailTests.mail(subject: "注文について", id: "tl1@example.jp"))
+            let first = try await app.postMail(gateway, testMail(subject: "注文について", id: "tl1@example.jp"))
             let customer = try #require(try first.json["customer_id"] as? String)
             let found = try await app.request(.get, "/v1/customers?email=hanako@example.jp", key: orders)
             #expect(((try found.json["items"] as? [[String: Any]])?.first?["id"] as? String) == customer)
             #expect(try await app.request(.post, "/v1/customers/\(customer)/identities", key: orders,
                                           json: #"{"kind":"external","value":"C-7"}"#).status == .created)
-            _ = try await InboundEmailTests.post(app, gateway, InboundEmailTests.mail(subject: "別の質問", id: "tl2@example.jp"))
+            _ = try await app.postMail(gateway, testMail(subject: "別の質問", id: "tl2@example.jp"))
 
             let page1 = try await app.request(.get, "/v1/customers/\(customer)/timeline?limit=3", key: orders)
             #expect(page1.status == .ok, "\(page1.text)")
@@ -95,8 +95,8 @@ struct CustomerTests {
     /// Two customers with a ticket and a message each, one by mail.
     static func pair(_ app: TestApp, _ index: Int) async throws -> (String, String) {
         let gateway = try await app.keySecret(.gateway)
-        let a = try await InboundEmailTests.post(app, gateway, InboundEmailTests.mail(from: "a\(index)@example.jp", subject: "A \(index)", id: "a\(index)@example.jp"))
-        let b = try await InboundEmailTests.post(app, gateway, InboundEmailTests.mail(from: "b\(index)@example.jp", subject: "B \(index)", id: "b\(index)@example.jp"))
+        let a = try await app.postMail(gateway, testMail(from: "a\(index)@example.jp", subject: "A \(index)", id: "a\(index)@example.jp"))
+        let b = try await app.postMail(gateway, testMail(from: "b\(index)@example.jp", subject: "B \(index)", id: "b\(index)@example.jp"))
         return (try #require(try a.json["customer_id"] as? String), try #require(try b.json["customer_id"] as? String))
     }
 
@@ -109,8 +109,8 @@ struct CustomerTests {
             #expect(merged.status == .ok, "\(merged.text)")
             #expect(try merged.json["id"] as? String == a)
             #expect(((try merged.json["identities"] as? [[String: Any]]) ?? []).count == 2)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM tickets WHERE customer_id = \(UUID(uuidString: a)!)") == 2)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages WHERE customer_id = \(UUID(uuidString: b)!)") == 0)
+            #expect(try await app.count("SELECT count(*) FROM tickets WHERE customer_id = \(UUID(uuidString: a)!)") == 2)
+            #expect(try await app.count("SELECT count(*) FROM messages WHERE customer_id = \(UUID(uuidString: b)!)") == 0)
 
             let old = try await app.request(.get, "/v1/customers/\(b)", key: supervisor)
             #expect(try old.json["id"] as? String == a)
@@ -119,11 +119,11 @@ struct CustomerTests {
             #expect(((try byOldEmail.json["items"] as? [[String: Any]])?.first?["id"] as? String) == a)
             let again = try await app.request(.post, "/v1/customers/\(a)/merge", key: supervisor, json: #"{"customer_id":"\#(b)"}"#)
             #expect(again.status == .ok)
-            try ProblemTests.expectProblem(
+            try expectProblem(
                 try await app.request(.patch, "/v1/customers/\(b)", key: supervisor, json: #"{"is_vip":true}"#), .conflict, "already-merged")
             // New mail from the merged customer's address lands on the survivor.
-            let later = try await InboundEmailTests.post(app, try await app.keySecret(.gateway),
-                                                         InboundEmailTests.mail(from: "b0@example.jp", subject: "また", id: "later@example.jp"))
+            let later = try await app.postMail(try await app.keySecret(.gateway),
+                                                         testMail(from: "b0@example.jp", subject: "また", id: "later@example.jp"))
             #expect(try later.json["customer_id"] as? String == a)
         }
     }
@@ -138,7 +138,7 @@ struct CustomerTests {
                 let answers = try await withThrowingTaskGroup(of: (HTTPResponse.Status, String?).self) { group in
                     for (into, other) in [(a, b), (b, a)] {
                         group.addTask {
-                            try await TestClient.withClient(host: "localhost", port: port, configuration: InboundEmailTests.patient) { client in
+                            try await TestClient.withClient(host: "localhost", port: port, configuration: TestApp.patient) { client in
                                 let response = try await client.execute(.init(
                                     "/v1/customers/\(into)/merge", method: .post,
                                     headers: [.authorization: "Bearer \(supervisor)", .contentType: "application/json"],
@@ -152,13 +152,13 @@ struct CustomerTests {
                 #expect(answers.allSatisfy { $0.0 == .ok }, "\(answers)")
                 #expect(Set(answers.map(\.1)).count == 1, "both answers name one survivor: \(answers)")
                 let survivor = UUID(uuidString: try #require(answers.first?.1))!
-                #expect(try await MigrationTests.count(app.database, """
+                #expect(try await app.count("""
                     SELECT count(*) FROM customers WHERE id IN (\(UUID(uuidString: a)!), \(UUID(uuidString: b)!)) AND merged_into IS NULL
                     """) == 1)
-                #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM customer_identities WHERE customer_id = \(survivor)") == 2)
-                #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM tickets WHERE customer_id = \(survivor)") == 2)
+                #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE customer_id = \(survivor)") == 2)
+                #expect(try await app.count("SELECT count(*) FROM tickets WHERE customer_id = \(survivor)") == 2)
             }
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 40)
+            #expect(try await app.count("SELECT count(*) FROM messages") == 40)
         }
     }
 }

@@ -40,14 +40,14 @@ struct InboundChatTests {
     func dedupeAndIdentity() async throws {
         try await TestApp.run { app in
             let gateway = try await app.keySecret(.gateway)
-            let mail = try await InboundEmailTests.post(app, gateway, InboundEmailTests.mail(subject: "件名", id: "c1@example.jp"))
+            let mail = try await app.postMail(gateway, testMail(subject: "件名", id: "c1@example.jp"))
             let customer = try #require(try mail.json["customer_id"] as? String)
             let body = Self.chat("m1", extra: #","name":"花子","email":"hanako@example.jp""#)
             let statuses = try await app.postConcurrently(
                 "/v1/inbound/chat", headers: [.authorization: "Bearer \(gateway)", .contentType: "application/json"],
                 bodies: Array(repeating: ByteBuffer(string: body), count: 5))
             #expect(statuses.filter { $0 == .created }.count == 1, "\(statuses)")
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages WHERE channel = 'chat'") == 1)
+            #expect(try await app.count("SELECT count(*) FROM messages WHERE channel = 'chat'") == 1)
             let found = try await app.request(.get, "/v1/customers?email=hanako@example.jp", key: try await app.keySecret(.orderSystem))
             let identities = ((try found.json["items"] as? [[String: Any]])?.first?["identities"] as? [[String: Any]]) ?? []
             #expect(Set(identities.compactMap { $0["kind"] as? String }) == ["email", "chat"])
@@ -63,11 +63,11 @@ struct InboundChatTests {
                 {"provider":"Intercom","conversation_id":" ","provider_message_id":"m","sender":{"provider_user_id":"u","email":"nope"},"text":"",
                  "attachments":[{"filename":"a.png","media_type":"image/png","url":"file:///etc/passwd"}]}
                 """#)
-            try ProblemTests.expectProblem(bad, .unprocessableContent, "validation-failed")
+            try expectProblem(bad, .unprocessableContent, "validation-failed")
             let pointers = Set(((try bad.json["errors"] as? [[String: Any]]) ?? []).compactMap { $0["pointer"] as? String })
             #expect(pointers == ["/provider", "/conversation_id", "/sender/email", "/attachments/0/url", "/text"])
-            try ProblemTests.expectProblem(try await app.request(.post, "/v1/inbound/chat", key: gateway, json: #"{"provider":"x"}"#), .badRequest, "malformed-body")
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads") == 0)
+            try expectProblem(try await app.request(.post, "/v1/inbound/chat", key: gateway, json: #"{"provider":"x"}"#), .badRequest, "malformed-body")
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads") == 0)
         }
     }
 }

@@ -6,42 +6,17 @@ import PostgresNIO
 import CorpusSupport
 import Testing
 @testable import Madoguchi
+@testable import MadoguchiBench
 
 @Suite("Email in: the right message, on the right ticket, for the right customer")
 struct InboundEmailTests {
-    static func post(_ app: TestApp, _ key: String, _ mail: [UInt8], idempotencyKey: String? = nil) async throws -> TestClient.Response {
-        var headers: HTTPFields = [.authorization: "Bearer \(key)", .contentType: "message/rfc822"]
-        if let idempotencyKey { headers[HTTPField.Name("Idempotency-Key")!] = idempotencyKey }
-        let request = TestClient.Request("/v1/inbound/email", method: .post, headers: headers, body: ByteBuffer(bytes: mail))
-        return try await TestClient.withClient(host: "localhost", port: try #require(app.client.port), configuration: patient) {
-            try await $0.execute(request)
-        }
-    }
-
-    /// Big mails in a debug build on two busy cores can take longer than the test client's default
-    /// 15–20 s read timeout; a timeout here would be the test's, not the service's, failure.
-    static let patient = TestClient.Configuration(timeout: .seconds(180))
-
-    static func post(_ app: TestApp, _ key: String, _ mail: String, idempotencyKey: String? = nil) async throws -> TestClient.Response {
-        try await post(app, key, Array(mail.replacingOccurrences(of: "\n", with: "\r\n").utf8), idempotencyKey: idempotencyKey)
-    }
-
-    static func count(_ app: TestApp, _ sql: PostgresQuery) async throws -> Int {
-        try await MigrationTests.count(app.database, sql)
-    }
-
-    static func mail(from: String = "Hanako Yamada <hanako@example.jp>", to: String = "support@shop.example", subject: String,
-                     id: String, headers: String = "", body: String = "お世話になっております。") -> String {
-        "From: \(from)\nTo: \(to)\nSubject: \(subject)\nMessage-ID: <\(id)>\nMIME-Version: 1.0\n\(headers)Content-Type: text/plain; charset=UTF-8\n\n\(body)\n"
-    }
-
     @Test("a first mail makes a customer, a ticket and a message; the raw bytes are kept byte for byte")
     func firstMail() async throws {
         try await TestApp.run { app in
             let gateway = try await app.keySecret(.gateway)
-            let raw = Self.mail(from: "\"山田 花子\" <Hanako@Example.JP>", subject: "=?UTF-8?B?6L+U5ZOB44Gr44Gk44GE44Gm?=", id: "first@example.jp",
+            let raw = testMail(from: "\"山田 花子\" <Hanako@Example.JP>", subject: "=?UTF-8?B?6L+U5ZOB44Gr44Gk44GE44Gm?=", id: "first@example.jp",
                                 body: "返品したいです。\n\n-- \n山田")
-            let response = try await Self.post(app, gateway, raw)
+            let response = try await app.postMail(gateway, raw)
             #expect(response.status == .created, "\(response.text)")
             let json = try response.json
             #expect(json["classification"] as? String == "customer")
@@ -76,39 +51,38 @@ struct InboundEmailTests {
     func idempotency() async throws {
         try await TestApp.run { app in
             let gateway = try await app.keySecret(.gateway)
-            let raw = Self.mail(subject: "在庫", id: "retry@example.jp")
-            let first = try await Self.post(app, gateway, raw)
+            let raw = testMail(subject: "在庫", id: "retry@example.jp")
+            let first = try await app.postMail(gateway, raw)
             #expect(first.status == .created)
-            let again = try await Self.post(app, gateway, "Received: from relay\n" + raw)
+            let again = try await app.postMail(gateway, "Received: from relay\n" + raw)
             #expect(again.status == .ok)
             #expect(try again.json["message_id"] as? String == (try first.json["message_id"] as? String))
-            #expect(try await Self.count(app, "SELECT count(*) FROM messages") == 1)
-            #expect(try await Self.count(app, "SELECT count(*) FROM inbound_payloads") == 2)   // the retry's bytes are kept too
+            #expect(try await app.count("SELECT count(*) FROM messages") == 1)
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads") == 2)   // the retry's bytes are kept too
 
-            let keyed = Self.mail(subject: "別件", id: "keyed@example.jp")
-            let withKey = try await Self.post(app, gateway, keyed, idempotencyKey: "mail-42")
+            let keyed = testMail(subject: "別件", id: "keyed@example.jp")
+            let withKey = try await app.postMail(gateway, keyed, idempotencyKey: "mail-42")
             #expect(withKey.status == .created)
-            let replay = try await Self.post(app, gateway, keyed, idempotencyKey: "mail-42")
+            let replay = try await app.postMail(gateway, keyed, idempotencyKey: "mail-42")
             #expect(replay.status == .ok)
             #expect(replay.text == withKey.text)
-            try ProblemTests.expectProblem(
-                try await Self.post(app, gateway, Self.mail(subject: "違う", id: "other@example.jp"), idempotencyKey: "mail-42"),
+            try expectProblem(
+                try await app.postMail(gateway, testMail(subject: "違う", id: "other@example.jp"), idempotencyKey: "mail-42"),
                 .unprocessableContent, "idempotency-key-reused")
-            #expect(try await Self.count(app, "SELECT count(*) FROM messages") == 2)
-            try ProblemTests.expectProblem(try await Self.post(app, gateway, keyed, idempotencyKey: "has space"), .badRequest, "invalid-parameter")
+            #expect(try await app.count("SELECT count(*) FROM messages") == 2)
+            try expectProblem(try await app.postMail(gateway, keyed, idempotencyKey: "has space"), .badRequest, "invalid-parameter")
         }
     }
 
-    @Test("RFC 5322 Appendix A: example05 → 06 → 07 is one ticket, threaded by In-Reply-To",
-          .enabled(if: Corpus.directory != nil, "../shared/corpus is not beside this checkout"))
+    @Test("RFC 5322 Appendix A: example05 → 06 → 07 is one ticket, threaded by In-Reply-To")
     func appendixAThread() async throws {
         try await TestApp.run { app in
             let gateway = try await app.keySecret(.gateway)
             var tickets: Set<String> = []
             var reasons: [String] = []
             for name in ["example05", "example06", "example07"] {
-                let bytes = try [UInt8](Data(contentsOf: Corpus.directory!.appendingPathComponent("mikel-mail/rfc2822/\(name).eml")))
-                let response = try await Self.post(app, gateway, bytes)
+                let bytes = try [UInt8](Data(contentsOf: try Corpus.directory.appendingPathComponent("mikel-mail/rfc2822/\(name).eml")))
+                let response = try await app.postMail(gateway, bytes)
                 #expect(response.status == .created, "\(name): \(response.text)")
                 tickets.insert(try response.json["ticket_id"] as! String)
                 reasons.append(try response.json["threading_reason"] as! String)
@@ -122,17 +96,17 @@ struct InboundEmailTests {
     func tokens() async throws {
         try await TestApp.run { app in
             let gateway = try await app.keySecret(.gateway)
-            let first = try await Self.post(app, gateway, Self.mail(subject: "注文番号 1001", id: "t1@example.jp"))
+            let first = try await app.postMail(gateway, testMail(subject: "注文番号 1001", id: "t1@example.jp"))
             let number = try #require(try first.json["ticket_number"] as? Int)
             let ticket = try first.json["ticket_id"] as! String
 
-            let own = try await Self.post(app, gateway, Self.mail(subject: "Re: [#\(number)] 注文番号 1001", id: "t2@example.jp"))
+            let own = try await app.postMail(gateway, testMail(subject: "Re: [#\(number)] 注文番号 1001", id: "t2@example.jp"))
             #expect(try own.json["ticket_id"] as? String == ticket)
             #expect(try own.json["threading_reason"] as? String == "ticket-token")
-            let byAddress = try await Self.post(app, gateway, Self.mail(to: "support+t\(number)@shop.example", subject: "追加の質問", id: "t3@example.jp"))
+            let byAddress = try await app.postMail(gateway, testMail(to: "support+t\(number)@shop.example", subject: "追加の質問", id: "t3@example.jp"))
             #expect(try byAddress.json["ticket_id"] as? String == ticket)
 
-            let stranger = try await Self.post(app, gateway, Self.mail(from: "other@example.com", subject: "Re: [#\(number)] 注文番号 1001", id: "t4@example.com"))
+            let stranger = try await app.postMail(gateway, testMail(from: "other@example.com", subject: "Re: [#\(number)] 注文番号 1001", id: "t4@example.com"))
             #expect(try stranger.json["threading_reason"] as? String == "token-foreign-sender")
             let strangerTicket = try #require(try stranger.json["ticket_id"] as? String)
             #expect(strangerTicket != ticket)
@@ -146,22 +120,22 @@ struct InboundEmailTests {
         try await TestApp.run { app in
             let gateway = try await app.keySecret(.gateway)
             let from = "taro..yamada.@docomo.ne.jp"
-            let first = try await Self.post(app, gateway, Self.mail(from: from, subject: "商品について", id: "c1@docomo.ne.jp"))
+            let first = try await app.postMail(gateway, testMail(from: from, subject: "商品について", id: "c1@docomo.ne.jp"))
             let ticket = try first.json["ticket_id"] as! String
             try await app.execute("UPDATE tickets SET status = 'solved' WHERE id = \(UUID(uuidString: ticket)!)")
 
-            let second = try await Self.post(app, gateway, Self.mail(from: from, subject: "Re：商品について", id: "c2@docomo.ne.jp"))
+            let second = try await app.postMail(gateway, testMail(from: from, subject: "Re：商品について", id: "c2@docomo.ne.jp"))
             #expect(try second.json["ticket_id"] as? String == ticket)
             #expect(try second.json["threading_reason"] as? String == "subject")
             #expect(try second.json["ticket_status"] as? String == "open")
 
             try await app.execute("UPDATE tickets SET status = 'closed' WHERE id = \(UUID(uuidString: ticket)!)")
-            let third = try await Self.post(app, gateway, Self.mail(from: from, subject: "Re: Re: 商品について", id: "c3@docomo.ne.jp",
+            let third = try await app.postMail(gateway, testMail(from: from, subject: "Re: Re: 商品について", id: "c3@docomo.ne.jp",
                                                                     headers: "In-Reply-To: <c1@docomo.ne.jp>\n"))
             #expect(try third.json["threading_reason"] as? String == "reopened-closed")
             let newTicket = try #require(try third.json["ticket_id"] as? String)
             #expect(newTicket != ticket)
-            #expect(try await Self.count(app, "SELECT count(*) FROM tickets WHERE related_ticket_id = \(UUID(uuidString: ticket)!)") == 1)
+            #expect(try await app.count("SELECT count(*) FROM tickets WHERE related_ticket_id = \(UUID(uuidString: ticket)!)") == 1)
         }
     }
 
@@ -169,21 +143,21 @@ struct InboundEmailTests {
     func autoReplies() async throws {
         try await TestApp.run { app in
             let gateway = try await app.keySecret(.gateway)
-            let first = try await Self.post(app, gateway, Self.mail(subject: "問い合わせ", id: "a1@example.jp"))
+            let first = try await app.postMail(gateway, testMail(subject: "問い合わせ", id: "a1@example.jp"))
             let ticket = try first.json["ticket_id"] as! String
             try await app.execute("UPDATE tickets SET status = 'pending' WHERE id = \(UUID(uuidString: ticket)!)")
-            let vacation = try await Self.post(app, gateway, Self.mail(subject: "自動応答: 不在のお知らせ", id: "a2@example.jp",
+            let vacation = try await app.postMail(gateway, testMail(subject: "自動応答: 不在のお知らせ", id: "a2@example.jp",
                                                                        headers: "Auto-Submitted: auto-replied\nIn-Reply-To: <a1@example.jp>\n"))
             #expect(try vacation.json["classification"] as? String == "auto_reply")
             #expect(try vacation.json["ticket_id"] as? String == ticket)
             #expect(try vacation.json["ticket_status"] as? String == "pending")
 
-            let stray = try await Self.post(app, gateway, Self.mail(from: "nobody@example.org", subject: "Out of Office", id: "a3@example.org",
+            let stray = try await app.postMail(gateway, testMail(from: "nobody@example.org", subject: "Out of Office", id: "a3@example.org",
                                                                     headers: "Auto-Submitted: auto-replied\n"))
             #expect(stray.status == .created)
             #expect(try stray.json["message_id"] == nil)
-            #expect(try await Self.count(app, "SELECT count(*) FROM customers") == 1)
-            #expect(try await Self.count(app, "SELECT count(*) FROM tickets") == 1)
+            #expect(try await app.count("SELECT count(*) FROM customers") == 1)
+            #expect(try await app.count("SELECT count(*) FROM tickets") == 1)
         }
     }
 
@@ -192,7 +166,7 @@ struct InboundEmailTests {
         try await TestApp.run { app in
             let gateway = try await app.keySecret(.gateway)
             let agent = try await app.key(.agent)
-            let first = try await Self.post(app, gateway, Self.mail(from: "gone@docomo.ne.jp", subject: "質問", id: "b1@docomo.ne.jp"))
+            let first = try await app.postMail(gateway, testMail(from: "gone@docomo.ne.jp", subject: "質問", id: "b1@docomo.ne.jp"))
             let ticket = UUID(uuidString: try first.json["ticket_id"] as! String)!
             try await app.execute("""
                 INSERT INTO messages (ticket_id, direction, channel, author_agent_id, to_addresses, body_text, email_message_id)
@@ -226,22 +200,22 @@ struct InboundEmailTests {
                 To: gone@docomo.ne.jp
                 --b--
                 """
-            let response = try await Self.post(app, gateway, bounce)
+            let response = try await app.postMail(gateway, bounce)
             #expect(response.status == .created, "\(response.text)")
             #expect(try response.json["classification"] as? String == "bounce")
             #expect(try response.json["threading_reason"] as? String == "bounce-message-id")
             #expect(try response.json["ticket_id"] as? String == ticket.uuidString.lowercased())
             let recipients = try #require(try response.json["bounced_recipients"] as? [[String: Any]])
             #expect(recipients.first?["hard"] as? Bool == true)
-            #expect(try await Self.count(app, "SELECT count(*) FROM customer_identities WHERE undeliverable_at IS NOT NULL") == 1)
-            #expect(try await Self.count(app, "SELECT count(*) FROM tickets") == 1)
-            #expect(try await Self.count(app, "SELECT count(*) FROM customers") == 1)   // MAILER-DAEMON is nobody's customer
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE undeliverable_at IS NOT NULL") == 1)
+            #expect(try await app.count("SELECT count(*) FROM tickets") == 1)
+            #expect(try await app.count("SELECT count(*) FROM customers") == 1)   // MAILER-DAEMON is nobody's customer
 
-            let orphan = try await Self.post(app, gateway, bounce.replacingOccurrences(of: "gone@docomo.ne.jp", with: "unknown@example.net")
+            let orphan = try await app.postMail(gateway, bounce.replacingOccurrences(of: "gone@docomo.ne.jp", with: "unknown@example.net")
                 .replacingOccurrences(of: "reply-b@madoguchi", with: "elsewhere@example.net").replacingOccurrences(of: "bounce-1@", with: "bounce-2@"))
             #expect(orphan.status == .created)
             #expect(try orphan.json["ticket_id"] == nil)
-            #expect(try await Self.count(app, "SELECT count(*) FROM tickets") == 1)
+            #expect(try await app.count("SELECT count(*) FROM tickets") == 1)
         }
     }
 
@@ -251,7 +225,7 @@ struct InboundEmailTests {
             let supervisor = try await app.keySecret(.supervisor)
             let rule = try await app.request(.post, "/v1/rules", key: supervisor, json: #"{"name":"返金","priority":"urgent","keywords":["返金"]}"#)
             #expect(rule.status == .created, "\(rule.text)")
-            let response = try await Self.post(app, try await app.keySecret(.gateway), Self.mail(subject: "至急", id: "r1@example.jp", body: "返金してください"))
+            let response = try await app.postMail(try await app.keySecret(.gateway), testMail(subject: "至急", id: "r1@example.jp", body: "返金してください"))
             let ticket = try await app.request(.get, "/v1/tickets/\(try response.json["ticket_id"] as! String)", key: supervisor)
             #expect(try ticket.json["priority"] as? String == "urgent")
         }
@@ -263,19 +237,19 @@ struct InboundEmailTests {
             let gateway = try await app.keySecret(.gateway)
             let headers: HTTPFields = [.authorization: "Bearer \(gateway)", .contentType: "message/rfc822"]
             let statuses = try await app.postConcurrently("/v1/inbound/email", headers: headers, bodies: (0..<50).map { index in
-                ByteBuffer(string: Self.mail(from: "new@example.jp", subject: "件名 \(index)", id: "n\(index)@example.jp").replacingOccurrences(of: "\n", with: "\r\n"))
+                ByteBuffer(string: testMail(from: "new@example.jp", subject: "件名 \(index)", id: "n\(index)@example.jp").replacingOccurrences(of: "\n", with: "\r\n"))
             })
             #expect(statuses.allSatisfy { $0 == .created }, "\(statuses)")
-            #expect(try await Self.count(app, "SELECT count(*) FROM customers") == 1)
-            #expect(try await Self.count(app, "SELECT count(*) FROM customer_identities") == 1)
+            #expect(try await app.count("SELECT count(*) FROM customers") == 1)
+            #expect(try await app.count("SELECT count(*) FROM customer_identities") == 1)
 
-            let same = Self.mail(from: "dup@example.jp", subject: "同じメール", id: "same@example.jp").replacingOccurrences(of: "\n", with: "\r\n")
+            let same = testMail(from: "dup@example.jp", subject: "同じメール", id: "same@example.jp").replacingOccurrences(of: "\n", with: "\r\n")
             let duplicates = try await app.postConcurrently("/v1/inbound/email", headers: headers,
                                                             bodies: Array(repeating: ByteBuffer(string: same), count: 20))
             #expect(duplicates.filter { $0 == .created }.count == 1, "\(duplicates)")
             #expect(duplicates.filter { $0 == .ok }.count == 19, "\(duplicates)")
-            #expect(try await Self.count(app, "SELECT count(*) FROM messages WHERE email_message_id = 'same@example.jp'") == 1)
-            #expect(try await Self.count(app, "SELECT count(*) FROM tickets WHERE subject = '同じメール'") == 1)
+            #expect(try await app.count("SELECT count(*) FROM messages WHERE email_message_id = 'same@example.jp'") == 1)
+            #expect(try await app.count("SELECT count(*) FROM tickets WHERE subject = '同じメール'") == 1)
         }
     }
 }
@@ -289,11 +263,11 @@ struct MailGateTests {
             let endpoint = URL(string: "http://127.0.0.1:\(port)/v1/inbound/email")!
             var gate = MailGate(endpoint: endpoint, apiKey: try await app.keySecret(.gateway))
             gate.initialBackoff = .milliseconds(10)
-            let mail = Array(InboundEmailTests.mail(subject: "パイプ経由", id: "pipe@example.jp").utf8)
+            let mail = Array(testMail(subject: "パイプ経由", id: "pipe@example.jp").utf8)
 
             #expect(await gate.deliver(mail).code == .delivered)
             #expect(await gate.deliver(mail).code == .delivered)   // the MTA retrying after a lost answer
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 1)
+            #expect(try await app.count("SELECT count(*) FROM messages") == 1)
             #expect(await gate.deliver([]).code == .dataError)
 
             var wrongKey = gate
@@ -314,7 +288,7 @@ struct InboundEmailBadInputTests {
     static func counts(_ app: TestApp) async throws -> [Int] {
         var counts: [Int] = []
         for table in ["customers", "tickets", "messages", "attachments"] {
-            counts.append(try await MigrationTests.count(app.database, PostgresQuery(unsafeSQL: "SELECT count(*) FROM \(table)")))
+            counts.append(try await app.count(PostgresQuery(unsafeSQL: "SELECT count(*) FROM \(table)")))
         }
         return counts
     }
@@ -324,13 +298,13 @@ struct InboundEmailBadInputTests {
         try await TestApp.run { app in
             let gateway = try await app.keySecret(.gateway)
             for body in ["", "\r\n\r\n", "this is not a mail\njust words"] {
-                let response = try await InboundEmailTests.post(app, gateway, Array(body.utf8))
+                let response = try await app.postMail(gateway, Array(body.utf8))
                 #expect(response.status == .accepted, "\(body.debugDescription): \(response.text)")
                 #expect(try response.json["parse_status"] as? String == "failed")
                 #expect(try (response.json["parse_error"] as? String)?.isEmpty == false)
             }
             #expect(try await Self.counts(app) == [0, 0, 0, 0])
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads WHERE parse_status = 'failed'") == 3)
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads WHERE parse_status = 'failed'") == 3)
 
             let failed = try await app.database.withConnection { connection -> UUID in
                 let rows = try await connection.query("SELECT id FROM inbound_payloads WHERE length(body) > 10", logger: TestCluster.logger)
@@ -354,12 +328,12 @@ struct InboundEmailBadInputTests {
     func limits() async throws {
         try await TestApp.run(configure: { $0.maxEmailBytes = 1_000_000 }) { app in
             let gateway = try await app.keySecret(.gateway)
-            let big = Array(InboundEmailTests.mail(subject: "big", id: "big@example.jp").utf8) + [UInt8](repeating: 0x41, count: 1_100_000)
-            try ProblemTests.expectProblem(try await InboundEmailTests.post(app, gateway, big), .contentTooLarge, "payload-too-large")
+            let big = Array(testMail(subject: "big", id: "big@example.jp").utf8) + [UInt8](repeating: 0x41, count: 1_100_000)
+            try expectProblem(try await app.postMail(gateway, big), .contentTooLarge, "payload-too-large")
             let json = try await app.client.execute(uri: "/v1/inbound/email", method: .post,
                                                     headers: [.authorization: "Bearer \(gateway)", .contentType: "application/json"], body: ByteBuffer(string: "{}"))
-            try ProblemTests.expectProblem(json, .unsupportedMediaType, "unsupported-media-type")
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads") == 0)
+            try expectProblem(json, .unsupportedMediaType, "unsupported-media-type")
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads") == 0)
         }
     }
 
@@ -367,41 +341,46 @@ struct InboundEmailBadInputTests {
     func defaultLimit() async throws {
         try await TestApp.run { app in
             let gateway = try await app.keySecret(.gateway)
-            let body = Array(InboundEmailTests.mail(subject: "huge", id: "huge@example.jp").utf8) + [UInt8](repeating: 0x41, count: 26_000_000)
-            try ProblemTests.expectProblem(try await InboundEmailTests.post(app, gateway, body), .contentTooLarge, "payload-too-large")
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads") == 0)
+            let body = Array(testMail(subject: "huge", id: "huge@example.jp").utf8) + [UInt8](repeating: 0x41, count: 26_000_000)
+            try expectProblem(try await app.postMail(gateway, body), .contentTooLarge, "payload-too-large")
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads") == 0)
         }
     }
 
-    @Test("NUL bytes, a 1 MB header line, 10,000 nested multiparts and 20 MB of base64 garbage are each taken in")
+    @Test("NUL bytes, a 1 MB header line, 10,000 nested multiparts and 5 MB of base64 garbage just under the limit are each taken in; just over it is 413")
     func hostileMail() async throws {
-        try await TestApp.run { app in
+        // A 6 MB limit, so the garbage mail sits just under it and one a little larger just over it.
+        try await TestApp.run(configure: { $0.maxEmailBytes = 6_000_000 }) { app in
             let gateway = try await app.keySecret(.gateway)
 
             let nul = Array("From: nul@example.jp\r\nSubject: a\u{0}b\r\nMessage-ID: <nul@example.jp>\r\n\r\nbody\u{0}with NUL\r\n".utf8)
-            let nulResponse = try await InboundEmailTests.post(app, gateway, nul)
+            let nulResponse = try await app.postMail(gateway, nul)
             #expect(nulResponse.status == .created, "\(nulResponse.text)")
 
             let longLine = "From: long@example.jp\r\nMessage-ID: <long@example.jp>\r\nSubject: " + String(repeating: "あ", count: 350_000) + "\r\n\r\nbody\r\n"
-            let longResponse = try await InboundEmailTests.post(app, gateway, Array(longLine.utf8))
+            let longResponse = try await app.postMail(gateway, Array(longLine.utf8))
             #expect(longResponse.status == .created, "\(longResponse.text)")
 
             var nested = "From: deep@example.jp\r\nMessage-ID: <deep@example.jp>\r\n"
             for level in 0..<10_000 { nested += "Content-Type: multipart/mixed; boundary=b\(level)\r\n\r\n--b\(level)\r\n" }
             nested += "Content-Type: text/plain\r\n\r\ndeep\r\n"
-            let deepResponse = try await InboundEmailTests.post(app, gateway, Array(nested.utf8))
+            let deepResponse = try await app.postMail(gateway, Array(nested.utf8))
             #expect(deepResponse.status == .created, "\(deepResponse.text)")
             #expect(try (deepResponse.json["defects"] as? [String])?.isEmpty == false)
 
             var garbage = Array("From: garbage@example.jp\r\nMessage-ID: <garbage@example.jp>\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--x\r\nContent-Type: application/octet-stream; name=junk.bin\r\nContent-Transfer-Encoding: base64\r\n\r\n".utf8)
-            // Base64 letters mixed with bytes outside the alphabet, 20 MB of it.
+            // Base64 letters mixed with bytes outside the alphabet, 5 MB of it.
             let junk = Array("QUJD!@#ZGVm\u{7F}*&^%$ghij==klmn\r\n~`|".utf8)
-            garbage += (0..<20_000_000).map { junk[$0 % junk.count] }
+            garbage += (0..<5_000_000).map { junk[$0 % junk.count] }
             garbage += Array("\r\n--x--\r\n".utf8)
-            let garbageResponse = try await InboundEmailTests.post(app, gateway, garbage)
+            let garbageResponse = try await app.postMail(gateway, garbage)
             #expect(garbageResponse.status == .created, "\(garbageResponse.text)")
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM attachments WHERE filename = 'junk.bin' AND size > 5000000") == 1)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 4)
+            #expect(try await app.count("SELECT count(*) FROM attachments WHERE filename = 'junk.bin' AND size > 1200000") == 1)
+            #expect(try await app.count("SELECT count(*) FROM messages") == 4)
+
+            let tooLarge = try await app.postMail(gateway, garbage + Array(repeating: UInt8(ascii: "A"), count: 1_100_000))
+            try expectProblem(tooLarge, .contentTooLarge, "payload-too-large")
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads") == 4)
         }
     }
 }

@@ -21,8 +21,8 @@ struct InboundSmsTests {
                 bodies: Array(repeating: ByteBuffer(string: Self.sms("SM1")), count: 10))
             #expect(statuses.filter { $0 == .created }.count == 1, "\(statuses)")
             #expect(statuses.filter { $0 == .ok }.count == 9, "\(statuses)")
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 1)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads WHERE channel = 'sms'") == 10)
+            #expect(try await app.count("SELECT count(*) FROM messages") == 1)
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads WHERE channel = 'sms'") == 10)
         }
     }
 
@@ -38,16 +38,16 @@ struct InboundSmsTests {
 
             let shortCode = try await app.request(.post, "/v1/inbound/sms", key: gateway, json: Self.sms("SM3", from: "AMAZON"))
             #expect(try shortCode.json["flags"] as? [String] == ["unverified-sender"])
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM customer_identities WHERE value = 'AMAZON'") == 1)
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = 'AMAZON'") == 1)
 
             let bad = try await app.request(.post, "/v1/inbound/sms", key: gateway,
                                             json: #"{"provider":"Twilio!","provider_message_id":" ","from":"x","body":"\u0000"}"#)
-            try ProblemTests.expectProblem(bad, .unprocessableContent, "validation-failed")
+            try expectProblem(bad, .unprocessableContent, "validation-failed")
             let pointers = Set(((try bad.json["errors"] as? [[String: Any]]) ?? []).compactMap { $0["pointer"] as? String })
             #expect(pointers == ["/provider", "/provider_message_id", "/body"])
-            try ProblemTests.expectProblem(try await app.request(.post, "/v1/inbound/sms", key: gateway, json: #"{"provider":"twilio"}"#),
+            try expectProblem(try await app.request(.post, "/v1/inbound/sms", key: gateway, json: #"{"provider":"twilio"}"#),
                                            .badRequest, "malformed-body")
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 3)
+            #expect(try await app.count("SELECT count(*) FROM messages") == 3)
         }
     }
 
@@ -55,7 +55,7 @@ struct InboundSmsTests {
     func crossChannel() async throws {
         try await TestApp.run { app in
             let gateway = try await app.keySecret(.gateway)
-            let mail = try await InboundEmailTests.post(app, gateway, InboundEmailTests.mail(subject: "注文の件", id: "x1@example.jp"))
+            let mail = try await app.postMail(gateway, testMail(subject: "注文の件", id: "x1@example.jp"))
             let customer = try #require(try mail.json["customer_id"] as? String)
             let form = try await app.request(.post, "/v1/inbound/webform", key: gateway,
                                              json: #"{"form_id":"contact","submission_id":"x2","email":"hanako@example.jp","phone":"080-1111-2222","body":"電話番号です"}"#)

@@ -38,7 +38,7 @@ struct InboundWebformTests {
             let customer = try await app.request(.get, "/v1/customers/\(outcome["customer_id"] as! String)", key: agent)
             let values = Set(((try customer.json["identities"] as? [[String: Any]]) ?? []).compactMap { $0["value"] as? String })
             #expect(values == ["Hanako@example.jp", "+819012345678"])
-            #expect(try await MigrationTests.count(app.database, """
+            #expect(try await app.count("""
                 SELECT count(*) FROM inbound_payloads WHERE channel = 'webform' AND body = \(ByteBuffer(string: json))
                 """) == 1)
         }
@@ -54,12 +54,12 @@ struct InboundWebformTests {
                 bodies: Array(repeating: ByteBuffer(string: json), count: 10))
             #expect(statuses.filter { $0 == .created }.count == 1, "\(statuses)")
             #expect(statuses.filter { $0 == .ok }.count == 9, "\(statuses)")
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 1)
+            #expect(try await app.count("SELECT count(*) FROM messages") == 1)
 
             let keyed = #"{"form_id":"contact","submission_id":"k1","email":"a@example.jp","body":"鍵付き"}"#
             #expect(try await Self.post(app, gateway, keyed, idempotencyKey: "form-k").status == .created)
             #expect(try await Self.post(app, gateway, keyed, idempotencyKey: "form-k").status == .ok)
-            try ProblemTests.expectProblem(
+            try expectProblem(
                 try await Self.post(app, gateway, #"{"form_id":"contact","submission_id":"k2","body":"別"}"#, idempotencyKey: "form-k"),
                 .unprocessableContent, "idempotency-key-reused")
         }
@@ -72,7 +72,7 @@ struct InboundWebformTests {
             let known = try await app.customer(name: "既存", email: "known@example.jp")
             let first = try await Self.post(app, gateway, #"{"form_id":"f","submission_id":"1","email":"known@example.jp","phone":"03-1234-5678","body":"x"}"#)
             #expect(try first.json["customer_id"] as? String == known.uuidString.lowercased())
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM customer_identities WHERE customer_id = \(known)") == 2)
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE customer_id = \(known)") == 2)
 
             let other = try await app.customer(name: "別人", email: "other@example.jp")
             let both = try await Self.post(app, gateway, #"{"form_id":"f","submission_id":"2","email":"known@example.jp","external_id":"C-9","phone":"(03) 1234-5678","body":"y"}"#)
@@ -82,8 +82,8 @@ struct InboundWebformTests {
             let clash = try await Self.post(app, gateway, #"{"form_id":"f","submission_id":"3","email":"known@example.jp","external_id":"C-10","body":"z"}"#)
             #expect(try clash.json["customer_id"] as? String == known.uuidString.lowercased())
             #expect(try clash.json["flags"] as? [String] == ["merge-suggested"])
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM events WHERE type = 'customer.merge_suggested'") == 1)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM customer_identities WHERE customer_id = \(other)") == 2)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'customer.merge_suggested'") == 1)
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE customer_id = \(other)") == 2)
         }
     }
 
@@ -96,15 +96,15 @@ struct InboundWebformTests {
             #expect(try anonymous.json["flags"] as? [String] == ["no-contact"])
 
             let bad = try await Self.post(app, gateway, #"{"form_id":"f","submission_id":"bad","email":"nope","phone":"12","body":"x","attachments":[{"filename":"a","media_type":"png","content_base64":"!!"}]}"#)
-            try ProblemTests.expectProblem(bad, .unprocessableContent, "validation-failed")
+            try expectProblem(bad, .unprocessableContent, "validation-failed")
             let pointers = Set(((try bad.json["errors"] as? [[String: Any]]) ?? []).compactMap { $0["pointer"] as? String })
             #expect(pointers.isSuperset(of: ["/email", "/phone", "/attachments/0/media_type"]))
-            try ProblemTests.expectProblem(try await Self.post(app, gateway, #"{"form_id":"f","body":"x"}"#), .badRequest, "malformed-body")
-            try ProblemTests.expectProblem(try await Self.post(app, gateway, #"{"form_id":"f","submission_id":1,"body":"x"}"#), .badRequest, "malformed-body")
+            try expectProblem(try await Self.post(app, gateway, #"{"form_id":"f","body":"x"}"#), .badRequest, "malformed-body")
+            try expectProblem(try await Self.post(app, gateway, #"{"form_id":"f","submission_id":1,"body":"x"}"#), .badRequest, "malformed-body")
             let huge = #"{"form_id":"f","submission_id":"big","body":""# + String(repeating: "あ", count: 400_000) + #""}"#
-            try ProblemTests.expectProblem(try await Self.post(app, gateway, huge), .unprocessableContent, "validation-failed")
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 1)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads") == 1)
+            try expectProblem(try await Self.post(app, gateway, huge), .unprocessableContent, "validation-failed")
+            #expect(try await app.count("SELECT count(*) FROM messages") == 1)
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads") == 1)
         }
     }
 }

@@ -70,11 +70,11 @@ struct LineWebhookTests {
             let duplicate = try #require((try redelivered.json["events"] as? [[String: Any]])?[1]["inbound"] as? [String: Any])
             #expect(duplicate["message_id"] as? String == (events[1]["inbound"] as? [String: Any])?["message_id"] as? String)
 
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages WHERE provider = 'line'") == 3)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM customers") == 1)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM customer_identities WHERE kind = 'line' AND value = \(Self.user)") == 1)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM events WHERE type = 'chat.postback' AND data->>'data' = 'action=contact&order=A-1234'") == 1)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM events WHERE type = 'customer.followed'") == 1)
+            #expect(try await app.count("SELECT count(*) FROM messages WHERE provider = 'line'") == 3)
+            #expect(try await app.count("SELECT count(*) FROM customers") == 1)
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE kind = 'line' AND value = \(Self.user)") == 1)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'chat.postback' AND data->>'data' = 'action=contact&order=A-1234'") == 1)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'customer.followed'") == 1)
 
             // The stored request shows what became of each event.
             let inboundID = try #require(try first.json["inbound_id"] as? String)
@@ -89,8 +89,8 @@ struct LineWebhookTests {
                     .replacingOccurrences(of: #"{"type":"user","userId":"\#(Self.user)"}"#, with: group)
                 #expect(try Self.results(try await Self.post(app, Self.body([event]))) == ["taken"])
             }
-            #expect(try await MigrationTests.count(app.database, "SELECT count(DISTINCT customer_id) FROM messages WHERE metadata->>'source_type' = 'group'") == 1)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM customer_identities WHERE value = 'line:Cgroup000000000000000000000000001'") == 1)
+            #expect(try await app.count("SELECT count(DISTINCT customer_id) FROM messages WHERE metadata->>'source_type' = 'group'") == 1)
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = 'line:Cgroup000000000000000000000000001'") == 1)
         }
     }
 
@@ -103,8 +103,8 @@ struct LineWebhookTests {
                 headers: [.contentType: "application/json", HTTPField.Name("X-Line-Signature")!: Self.signature(webhook, secret: "line-new")],
                 bodies: Array(repeating: ByteBuffer(string: webhook), count: 5))
             #expect(statuses == Array(repeating: .ok, count: 5))
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 1)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads WHERE provider = 'line'") == 5)
+            #expect(try await app.count("SELECT count(*) FROM messages") == 1)
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads WHERE provider = 'line'") == 5)
         }
     }
 
@@ -112,45 +112,45 @@ struct LineWebhookTests {
     func signatures() async throws {
         try await TestApp.run(configure: Self.configured) { app in
             let webhook = Self.body([Self.text("01HF0000000000000000000020", messageID: "7001", "こんにちは")])
-            try ProblemTests.expectProblem(try await Self.post(app, webhook, secret: nil), .forbidden, "signature-invalid")
-            try ProblemTests.expectProblem(try await Self.post(app, webhook, secret: "line-retired"), .forbidden, "signature-invalid")
+            try expectProblem(try await Self.post(app, webhook, secret: nil), .forbidden, "signature-invalid")
+            try expectProblem(try await Self.post(app, webhook, secret: "line-retired"), .forbidden, "signature-invalid")
             var headers: HTTPFields = [.contentType: "application/json", HTTPField.Name("X-Line-Signature")!: Self.signature(webhook, secret: "line-new")]
             let tampered = try await app.client.execute(uri: "/v1/inbound/chat/line", method: .post, headers: headers,
                                                         body: ByteBuffer(string: webhook.replacingOccurrences(of: "こんにちは", with: "さようなら")))
-            try ProblemTests.expectProblem(tampered, .forbidden, "signature-invalid")
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads WHERE parse_status = 'rejected' AND provider = 'line'") == 3)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 0)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM provider_events") == 0)
+            try expectProblem(tampered, .forbidden, "signature-invalid")
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads WHERE parse_status = 'rejected' AND provider = 'line'") == 3)
+            #expect(try await app.count("SELECT count(*) FROM messages") == 0)
+            #expect(try await app.count("SELECT count(*) FROM provider_events") == 0)
 
             let notJSON = #"{"destination":"U0","events":[{"type":"message"}"#
             headers[HTTPField.Name("X-Line-Signature")!] = Self.signature(notJSON, secret: "line-new")
             let malformed = try await app.client.execute(uri: "/v1/inbound/chat/line", method: .post, headers: headers, body: ByteBuffer(string: notJSON))
-            try ProblemTests.expectProblem(malformed, .badRequest, "malformed-body")
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads WHERE parse_status = 'failed'") == 1)
+            try expectProblem(malformed, .badRequest, "malformed-body")
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads WHERE parse_status = 'failed'") == 1)
 
             // Wrong types are malformed too, and a body over the limit is refused before it is read.
             let wrongTypes = #"{"destination":"U0","events":{"type":"message"}}"#
             headers[HTTPField.Name("X-Line-Signature")!] = Self.signature(wrongTypes, secret: "line-new")
-            try ProblemTests.expectProblem(
+            try expectProblem(
                 try await app.client.execute(uri: "/v1/inbound/chat/line", method: .post, headers: headers, body: ByteBuffer(string: wrongTypes)),
                 .badRequest, "malformed-body")
             let huge = Self.body([Self.text("01HF0000000000000000000021", messageID: "7002", String(repeating: "あ", count: 400_000))])
-            try ProblemTests.expectProblem(try await Self.post(app, huge), .contentTooLarge, "payload-too-large")
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads WHERE parse_status = 'failed'") == 2)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads") == 5)
+            try expectProblem(try await Self.post(app, huge), .contentTooLarge, "payload-too-large")
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads WHERE parse_status = 'failed'") == 2)
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads") == 5)
 
             // LINE's "Verify" button posts an empty event list.
             let verification = try await Self.post(app, #"{"destination":"U0","events":[]}"#)
             #expect(verification.status == .ok)
             #expect(try Self.results(verification) == [])
 
-            try ProblemTests.expectProblem(
+            try expectProblem(
                 try await app.client.execute(uri: "/v1/inbound/chat/kakao", method: .post, headers: [.contentType: "application/json"], body: ByteBuffer(string: "{}")),
                 .notFound, "unknown-provider")
         }
         try await TestApp.run { app in
             let refused = try await Self.post(app, Self.body([]))
-            try ProblemTests.expectProblem(refused, .forbidden, "signature-invalid")
+            try expectProblem(refused, .forbidden, "signature-invalid")
             #expect(refused.text.contains("MADOGUCHI_LINE_CHANNEL_SECRETS"))
         }
     }
@@ -164,12 +164,12 @@ struct LineWebhookTests {
                                      #""replyToken":"r","message":{"id":"8002","type":"sticker","packageId":"446","stickerId":"1988","keywords":["Please","Thanks"]}"#)
             let response = try await Self.post(app, Self.body([image, sticker]))
             #expect(try Self.results(response) == ["taken", "taken"], "\(response.text)")
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages WHERE body_text = '[image]' AND metadata->>'line_content_id' = '8001'") == 1)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages WHERE body_text = '[sticker: Please, Thanks]'") == 1)
+            #expect(try await app.count("SELECT count(*) FROM messages WHERE body_text = '[image]' AND metadata->>'line_content_id' = '8001'") == 1)
+            #expect(try await app.count("SELECT count(*) FROM messages WHERE body_text = '[sticker: Please, Thanks]'") == 1)
 
             let unsend = try await Self.post(app, Self.body([Self.event("01HF0000000000000000000033", type: "unsend", #""unsend":{"messageId":"8001"}"#)]))
             #expect(try Self.results(unsend) == ["recorded"])
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages WHERE metadata ? 'unsent_at'") == 1)
+            #expect(try await app.count("SELECT count(*) FROM messages WHERE metadata ? 'unsent_at'") == 1)
             // What the agent sees: the withdrawn message stays, marked.
             let ticket = try #require(((try response.json["events"] as? [[String: Any]])?.first?["inbound"] as? [String: Any])?["ticket_id"] as? String)
             let timeline = try await app.request(.get, "/v1/tickets/\(ticket)/messages", key: try await app.keySecret(.supervisor))
@@ -177,9 +177,9 @@ struct LineWebhookTests {
             #expect(items.map { $0["withdrawn_at"] != nil } == [true, false], "\(timeline.text)")
 
             _ = try await Self.post(app, Self.body([Self.event("01HF0000000000000000000034", type: "unfollow")]))
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM customer_identities WHERE kind = 'line' AND undeliverable_at IS NOT NULL") == 1)
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE kind = 'line' AND undeliverable_at IS NOT NULL") == 1)
             _ = try await Self.post(app, Self.body([Self.event("01HF0000000000000000000035", type: "follow")]))
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM customer_identities WHERE kind = 'line' AND undeliverable_at IS NULL") == 1)
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE kind = 'line' AND undeliverable_at IS NULL") == 1)
         }
     }
 
@@ -191,7 +191,7 @@ struct LineWebhookTests {
         }) { app in
             let gateway = try await app.keySecret(.gateway)
             let orderSystem = try await app.keySecret(.orderSystem)
-            let mail = try await InboundEmailTests.post(app, gateway, InboundEmailTests.mail(subject: "注文の件", id: "x1@example.jp"))
+            let mail = try await app.postMail(gateway, testMail(subject: "注文の件", id: "x1@example.jp"))
             let customer = try #require(try mail.json["customer_id"] as? String)
             let form = try await app.request(.post, "/v1/inbound/webform", key: gateway,
                                              json: #"{"form_id":"contact","submission_id":"x2","email":"hanako@example.jp","phone":"080-1111-2222","body":"電話番号です"}"#)
@@ -207,7 +207,7 @@ struct LineWebhookTests {
             let timeline = try await app.request(.get, "/v1/customers/\(customer)/timeline", key: orderSystem)
             let messages = ((try timeline.json["items"] as? [[String: Any]]) ?? []).filter { $0["kind"] as? String == "message" }
             #expect(messages.map { $0["channel"] as? String } == ["chat", "sms", "webform", "email"])
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM customers") == 1)
+            #expect(try await app.count("SELECT count(*) FROM customers") == 1)
         }
     }
 }

@@ -7,14 +7,6 @@ import Testing
 struct MigrationTests {
     static let logger = TestCluster.logger
 
-    static func count(_ database: Database, _ query: PostgresQuery) async throws -> Int {
-        try await database.withConnection { connection in
-            let rows = try await connection.query(query, logger: logger)
-            for try await count in rows.decode(Int.self) { return count }
-            return -1
-        }
-    }
-
     /// A view over a column a later migration changes, as report views read ticket columns.
     static let channelView = ViewDefinition(
         name: "tickets_by_channel", sql: "CREATE OR REPLACE VIEW tickets_by_channel AS SELECT channel, count(*) AS tickets FROM tickets GROUP BY channel")
@@ -30,8 +22,8 @@ struct MigrationTests {
             try await database.withConnection { try await $0.query("DROP VIEW tickets_by_channel", logger: Self.logger) }
             let second = try await migrator.migrate(database, logger: Self.logger)
             #expect(second.applied.isEmpty)
-            #expect(try await Self.count(database, "SELECT count(*) FROM schema_migrations") == migrator.migrations.count)
-            #expect(try await Self.count(database, "SELECT count(*) FROM pg_views WHERE viewname = 'tickets_by_channel'") == 1)
+            #expect(try await database.count("SELECT count(*) FROM schema_migrations") == migrator.migrations.count)
+            #expect(try await database.count("SELECT count(*) FROM pg_views WHERE viewname = 'tickets_by_channel'") == 1)
         }
     }
 
@@ -46,8 +38,8 @@ struct MigrationTests {
             let after = try Migrator(migrations: bundled.migrations, views: [Self.channelView])
             let report = try await after.migrate(database, logger: Self.logger)
             #expect(report.applied.contains("0016_channel_domain"))
-            #expect(try await Self.count(database, "SELECT count(*) FROM pg_views WHERE viewname = 'tickets_by_channel'") == 1)
-            #expect(try await Self.count(database, """
+            #expect(try await database.count("SELECT count(*) FROM pg_views WHERE viewname = 'tickets_by_channel'") == 1)
+            #expect(try await database.count("""
                 SELECT count(*) FROM information_schema.columns
                 WHERE table_name = 'tickets' AND column_name = 'channel' AND domain_name = 'channel'
                 """) == 1)
@@ -66,7 +58,7 @@ struct MigrationTests {
             }
             #expect(error?.description.contains("0001_widgets.sql was changed after it was applied") == true)
             // Nothing after the refusal ran.
-            #expect(try await Self.count(database, "SELECT count(*) FROM pg_tables WHERE tablename = 'gadgets'") == 0)
+            #expect(try await database.count("SELECT count(*) FROM pg_tables WHERE tablename = 'gadgets'") == 0)
         }
     }
 
@@ -93,8 +85,8 @@ struct MigrationTests {
             }
             #expect(error?.description.contains("0002_bad.sql failed") == true)
             #expect(error?.description.contains("nowhere") == true)
-            #expect(try await Self.count(database, "SELECT max(version) FROM schema_migrations") == 1)
-            #expect(try await Self.count(database, "SELECT count(*) FROM pg_tables WHERE tablename = 'half'") == 0)
+            #expect(try await database.count("SELECT max(version) FROM schema_migrations") == 1)
+            #expect(try await database.count("SELECT count(*) FROM pg_tables WHERE tablename = 'half'") == 0)
         }
     }
 

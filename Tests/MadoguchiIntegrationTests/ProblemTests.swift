@@ -11,22 +11,12 @@ import Glibc
 
 @Suite("Every error is RFC 9457 problem+json with the right status")
 struct ProblemTests {
-    static func expectProblem(_ response: some HTTPTestResponse, _ status: HTTPResponse.Status, _ type: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
-        #expect(response.status == status, "\(response.text)", sourceLocation: sourceLocation)
-        #expect(response.headers[.contentType] == "application/problem+json", sourceLocation: sourceLocation)
-        let body = try response.json
-        #expect(body["type"] as? String == "https://madoguchi.dev/problems/\(type)", sourceLocation: sourceLocation)
-        #expect(body["status"] as? Int == status.code, sourceLocation: sourceLocation)
-        #expect((body["detail"] as? String)?.isEmpty == false, sourceLocation: sourceLocation)
-        #expect(body["request_id"] as? String == response.headers[.xRequestID], sourceLocation: sourceLocation)
-    }
-
     @Test("unknown route 404, wrong method 405 with Allow")
     func routing() async throws {
         try await TestApp.run { app in
-            try Self.expectProblem(try await app.request(.get, "/v1/nothing-here"), .notFound, "not-found")
+            try expectProblem(try await app.request(.get, "/v1/nothing-here"), .notFound, "not-found")
             let wrongMethod = try await app.request(.put, "/v1/tickets/00000000-0000-4000-8000-000000000000")
-            try Self.expectProblem(wrongMethod, .methodNotAllowed, "method-not-allowed")
+            try expectProblem(wrongMethod, .methodNotAllowed, "method-not-allowed")
             #expect(wrongMethod.headers[.allow] == "GET, PATCH")
             #expect(try await app.request(.post, "/v1/tickets").headers[.allow] == "GET")
             #expect(try await app.request(.put, "/v1/api-keys").headers[.allow] == "GET, POST")
@@ -37,24 +27,24 @@ struct ProblemTests {
     func malformedBodies() async throws {
         try await TestApp.run { app in
             let admin = try await app.keySecret(.admin)
-            try Self.expectProblem(try await app.request(.post, "/v1/api-keys", key: admin, json: #"{"name":"#), .badRequest, "malformed-body")
+            try expectProblem(try await app.request(.post, "/v1/api-keys", key: admin, json: #"{"name":"#), .badRequest, "malformed-body")
             let wrongType = try await app.request(.post, "/v1/api-keys", key: admin, json: #"{"name":"x","role":5}"#)
-            try Self.expectProblem(wrongType, .badRequest, "malformed-body")
+            try expectProblem(wrongType, .badRequest, "malformed-body")
             #expect((try wrongType.json["errors"] as? [[String: String]])?.first?["pointer"] == "/role")
             let wrongValue = try await app.request(.post, "/v1/api-keys", key: admin, json: #"{"name":"x","role":"superuser"}"#)
-            try Self.expectProblem(wrongValue, .badRequest, "malformed-body")
+            try expectProblem(wrongValue, .badRequest, "malformed-body")
             let missing = try await app.request(.post, "/v1/api-keys", key: admin, json: #"{"role":"agent"}"#)
-            try Self.expectProblem(missing, .badRequest, "malformed-body")
+            try expectProblem(missing, .badRequest, "malformed-body")
             #expect((try missing.json["errors"] as? [[String: String]])?.first?["pointer"] == "/name")
             let unknown = try await app.request(.post, "/v1/api-keys", key: admin, json: #"{"name":"x","role":"agent","admin":true}"#)
-            try Self.expectProblem(unknown, .badRequest, "malformed-body")
+            try expectProblem(unknown, .badRequest, "malformed-body")
             let invalidUTF8 = try await app.client.execute(
                 uri: "/v1/api-keys", method: .post,
                 headers: [.authorization: "Bearer \(admin)", .contentType: "application/json"],
                 body: ByteBuffer(bytes: Array(#"{"name":""#.utf8) + [0xFF, 0xFE] + Array(#"","role":"admin"}"#.utf8)))
-            try Self.expectProblem(invalidUTF8, .badRequest, "malformed-body")
+            try expectProblem(invalidUTF8, .badRequest, "malformed-body")
             let blankName = try await app.request(.post, "/v1/api-keys", key: admin, json: #"{"name":"   ","role":"admin"}"#)
-            try Self.expectProblem(blankName, .unprocessableContent, "validation-failed")
+            try expectProblem(blankName, .unprocessableContent, "validation-failed")
             // None of the refused requests wrote a key.
             let keys = try await app.request(.get, "/v1/api-keys", key: admin)
             #expect((try keys.json["items"] as? [Any])?.count == 1)
@@ -66,22 +56,22 @@ struct ProblemTests {
         try await TestApp.run { app in
             let admin = try await app.keySecret(.admin)
             let agent = try await app.keySecret(.agent)
-            try Self.expectProblem(
+            try expectProblem(
                 try await app.request(.post, "/v1/api-keys", key: admin, headers: [.contentType: "text/plain"], json: "name=x"),
                 .unsupportedMediaType, "unsupported-media-type")
             let badUUID = try await app.request(.get, "/v1/tickets/not-a-uuid", key: agent)
-            try Self.expectProblem(badUUID, .badRequest, "invalid-parameter")
+            try expectProblem(badUUID, .badRequest, "invalid-parameter")
             #expect((try badUUID.json["errors"] as? [[String: String]])?.first?["pointer"] == "ticket_id")
             let badStatus = try await app.request(.get, "/v1/tickets?status=bogus", key: agent)
-            try Self.expectProblem(badStatus, .badRequest, "invalid-parameter")
+            try expectProblem(badStatus, .badRequest, "invalid-parameter")
             #expect((try badStatus.json["errors"] as? [[String: String]])?.first?["pointer"] == "status")
-            try Self.expectProblem(try await app.request(.get, "/v1/tickets?limit=0", key: agent), .badRequest, "invalid-parameter")
-            try Self.expectProblem(try await app.request(.get, "/v1/tickets?limit=201", key: agent), .badRequest, "invalid-parameter")
-            try Self.expectProblem(try await app.request(.get, "/v1/tickets?limit=ten", key: agent), .badRequest, "invalid-parameter")
-            try Self.expectProblem(try await app.request(.get, "/v1/tickets?cursor=bm90LW91cnM", key: agent), .badRequest, "invalid-parameter")
-            try Self.expectProblem(
+            try expectProblem(try await app.request(.get, "/v1/tickets?limit=0", key: agent), .badRequest, "invalid-parameter")
+            try expectProblem(try await app.request(.get, "/v1/tickets?limit=201", key: agent), .badRequest, "invalid-parameter")
+            try expectProblem(try await app.request(.get, "/v1/tickets?limit=ten", key: agent), .badRequest, "invalid-parameter")
+            try expectProblem(try await app.request(.get, "/v1/tickets?cursor=bm90LW91cnM", key: agent), .badRequest, "invalid-parameter")
+            try expectProblem(
                 try await app.request(.get, "/v1/tickets?unassigned=true&assignee_id=\(UUID())", key: agent), .badRequest, "invalid-parameter")
-            try Self.expectProblem(try await app.request(.get, "/v1/customers/\(UUID())", key: agent), .notFound, "not-found")
+            try expectProblem(try await app.request(.get, "/v1/customers/\(UUID())", key: agent), .notFound, "not-found")
         }
     }
 
@@ -167,7 +157,7 @@ extension ProblemTests {
     func notAcceptable() async throws {
         try await TestApp.run { app in
             let response = try await app.request(.get, "/v1/tickets", key: try await app.keySecret(.agent), headers: [.accept: "text/html"])
-            try Self.expectProblem(response, .notAcceptable, "not-acceptable")
+            try expectProblem(response, .notAcceptable, "not-acceptable")
             let detail = try #require(try response.json["detail"] as? String)
             #expect(detail.components(separatedBy: "not acceptable").count == 2, "\(detail)")
         }
@@ -180,24 +170,24 @@ extension ProblemTests {
         try await TestApp.run { app in
             let boss = try await app.keySecret(.supervisor)
             let template = try await app.request(.post, "/v1/templates", key: boss, json: #"{"name":"a","body":"x\u0000y"}"#)
-            try Self.expectProblem(template, .unprocessableContent, "validation-failed")
+            try expectProblem(template, .unprocessableContent, "validation-failed")
             #expect((try template.json["detail"] as? String)?.contains("NUL") == true)
             let rule = try await app.request(.post, "/v1/rules", key: boss, json: #"{"name":"a\u0000","priority":"high","vip_only":true}"#)
-            try Self.expectProblem(rule, .unprocessableContent, "validation-failed")
-            try Self.expectProblem(
+            try expectProblem(rule, .unprocessableContent, "validation-failed")
+            try expectProblem(
                 try await app.request(.post, "/v1/templates", key: boss, json: #"{"name":"  ","body":"x"}"#), .unprocessableContent, "validation-failed")
-            try Self.expectProblem(
+            try expectProblem(
                 try await app.request(.post, "/v1/rules", key: boss, json: #"{"name":"　","priority":"high","vip_only":true}"#),
                 .unprocessableContent, "validation-failed")
             // Lengths and patterns the generated decoder does not check are refused by the schema, field named.
             let long = try await app.request(.post, "/v1/templates", key: boss, json: #"{"name":"\#(String(repeating: "長", count: 201))","body":"x"}"#)
-            try Self.expectProblem(long, .unprocessableContent, "validation-failed")
+            try expectProblem(long, .unprocessableContent, "validation-failed")
             #expect((try long.json["errors"] as? [[String: String]])?.first?["pointer"] == "/name")
             let ticket = try await app.ticket(customer: try await app.customer())
             let queue = try await app.request(.patch, "/v1/tickets/\(ticket)", key: boss, headers: [.ifMatch: "\"1\""], json: #"{"queue":"Not A Queue"}"#)
-            try Self.expectProblem(queue, .unprocessableContent, "validation-failed")
+            try expectProblem(queue, .unprocessableContent, "validation-failed")
             #expect((try queue.json["errors"] as? [[String: String]])?.first?["pointer"] == "/queue")
-            #expect(try await MigrationTests.count(app.database, "SELECT (SELECT count(*) FROM templates) + (SELECT count(*) FROM priority_rules) + (SELECT count(*) FROM events)") == 0)
+            #expect(try await app.count("SELECT (SELECT count(*) FROM templates) + (SELECT count(*) FROM priority_rules) + (SELECT count(*) FROM events)") == 0)
         }
     }
 }

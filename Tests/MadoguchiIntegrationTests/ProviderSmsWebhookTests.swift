@@ -92,28 +92,28 @@ struct ProviderSmsWebhookTests {
             let redelivered = try await ProviderRequests.postTwilio(app, ProviderRequests.twilioMessage("SM002", body: "続きです"), token: "new-token")
             #expect((try redelivered.json["events"] as? [[String: Any]])?.first?["result"] as? String == "duplicate")
 
-            let before = try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads")
+            let before = try await app.count("SELECT count(*) FROM inbound_payloads")
             for (token, tamper) in [("retired-token", nil), (nil, nil), ("new-token", { (body: String) in body.replacingOccurrences(of: "SM003", with: "SM004") })]
                 as [(String?, ((String) -> String)?)] {
                 let refused = try await ProviderRequests.postTwilio(app, ProviderRequests.twilioMessage("SM003"), token: token, tamper: tamper)
-                try ProblemTests.expectProblem(refused, .forbidden, "signature-invalid")
+                try expectProblem(refused, .forbidden, "signature-invalid")
             }
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads") == before + 3)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads WHERE parse_status = 'rejected' AND provider = 'twilio'") == 3)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 2)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM customers") == 1)
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads") == before + 3)
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads WHERE parse_status = 'rejected' AND provider = 'twilio'") == 3)
+            #expect(try await app.count("SELECT count(*) FROM messages") == 2)
+            #expect(try await app.count("SELECT count(*) FROM customers") == 1)
 
             // A provider nobody wrote a reader for is a clear 404, and writes nothing.
             let unknown = try await app.client.execute(uri: "/v1/inbound/sms/nexmo-classic", method: .post,
                                                        headers: [.contentType: "application/json"], body: ByteBuffer(string: "{}"))
-            try ProblemTests.expectProblem(unknown, .notFound, "unknown-provider")
+            try expectProblem(unknown, .notFound, "unknown-provider")
             #expect(unknown.text.contains("twilio, vonage"))
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads") == before + 3)
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads") == before + 3)
 
             // Signed, but not a message: kept as failed, the missing field named.
             let incomplete = try await ProviderRequests.postTwilio(app, [("AccountSid", "AC0123")], token: "new-token")
-            try ProblemTests.expectProblem(incomplete, .unprocessableContent, "validation-failed")
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads WHERE parse_status = 'failed'") == 1)
+            try expectProblem(incomplete, .unprocessableContent, "validation-failed")
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads WHERE parse_status = 'failed'") == 1)
         }
     }
 
@@ -128,9 +128,9 @@ struct ProviderSmsWebhookTests {
             let statuses = try await app.postConcurrently("/v1/inbound/sms/twilio", headers: headers,
                                                           bodies: Array(repeating: ByteBuffer(string: ProviderRequests.form(pairs)), count: 10))
             #expect(statuses == Array(repeating: .ok, count: 10))
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 1)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM tickets") == 1)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads WHERE provider = 'twilio'") == 10)
+            #expect(try await app.count("SELECT count(*) FROM messages") == 1)
+            #expect(try await app.count("SELECT count(*) FROM tickets") == 1)
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads WHERE provider = 'twilio'") == 10)
         }
     }
 
@@ -145,27 +145,27 @@ struct ProviderSmsWebhookTests {
             let notUTF8 = try await app.client.execute(
                 uri: "/v1/inbound/sms/twilio", method: .post,
                 headers: [.contentType: "application/x-www-form-urlencoded", signature: "AAAA"], body: ByteBuffer(string: "MessageSid=SM1&Body=%FF%FE"))
-            try ProblemTests.expectProblem(notUTF8, .forbidden, "signature-invalid")
+            try expectProblem(notUTF8, .forbidden, "signature-invalid")
             // Over MADOGUCHI_MAX_BODY_BYTES: 413 before anything is read or stored.
             let huge = ProviderRequests.twilioMessage("SM2", body: String(repeating: "長", count: 400_000))
-            try ProblemTests.expectProblem(try await ProviderRequests.postTwilio(app, huge, token: "new-token"), .contentTooLarge, "payload-too-large")
+            try expectProblem(try await ProviderRequests.postTwilio(app, huge, token: "new-token"), .contentTooLarge, "payload-too-large")
             // Vonage: bytes that are neither a JSON object nor a form are kept as failed.
             var bytes = ByteBuffer(string: #"{"msisdn":"819012345678","text":""#)
             bytes.writeBytes([0xFF, 0xFE])
             bytes.writeString(#""}"#)
             let vonage = try await app.client.execute(uri: "/v1/inbound/sms/vonage", method: .post, headers: [.contentType: "application/json"], body: bytes)
-            try ProblemTests.expectProblem(vonage, .badRequest, "malformed-body")
+            try expectProblem(vonage, .badRequest, "malformed-body")
             // Signed, but with a field of the wrong kind: the text too long for an SMS is named.
             let long = ProviderRequests.vonageSigned(ProviderRequests.vonageInbound("V9", text: String(repeating: "a", count: 10_001)), secret: "vonage-new")
             let tooLong = try await ProviderRequests.postVonage(app, long)
-            try ProblemTests.expectProblem(tooLong, .unprocessableContent, "validation-failed")
+            try expectProblem(tooLong, .unprocessableContent, "validation-failed")
             #expect(tooLong.text.contains("/body"))
 
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads WHERE parse_status = 'rejected'") == 1)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads WHERE parse_status = 'failed'") == 2)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads") == 3)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 0)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM customers") == 0)
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads WHERE parse_status = 'rejected'") == 1)
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads WHERE parse_status = 'failed'") == 2)
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads") == 3)
+            #expect(try await app.count("SELECT count(*) FROM messages") == 0)
+            #expect(try await app.count("SELECT count(*) FROM customers") == 0)
         }
     }
 
@@ -173,10 +173,10 @@ struct ProviderSmsWebhookTests {
     func twilioUnconfigured() async throws {
         try await TestApp.run { app in
             let refused = try await ProviderRequests.postTwilio(app, ProviderRequests.twilioMessage("SM001"), token: "any")
-            try ProblemTests.expectProblem(refused, .forbidden, "signature-invalid")
+            try expectProblem(refused, .forbidden, "signature-invalid")
             #expect(refused.text.contains("MADOGUCHI_TWILIO_AUTH_TOKENS"))
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads WHERE parse_status = 'rejected'") == 1)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 0)
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads WHERE parse_status = 'rejected'") == 1)
+            #expect(try await app.count("SELECT count(*) FROM messages") == 0)
         }
     }
 
@@ -193,7 +193,7 @@ struct ProviderSmsWebhookTests {
             #expect(proxied.status == .ok, "\(proxied.text)")
             let elsewhere = try await ProviderRequests.postTwilio(app, ProviderRequests.twilioMessage("SM102"), path: path, token: "token",
                                                                   base: "https://attacker.example")
-            try ProblemTests.expectProblem(elsewhere, .forbidden, "signature-invalid")
+            try expectProblem(elsewhere, .forbidden, "signature-invalid")
             #expect(elsewhere.text.contains("https://localhost/v1/inbound/sms/twilio?shop=tokyo"), "\(elsewhere.text)")
         }
     }
@@ -207,7 +207,7 @@ struct ProviderSmsWebhookTests {
                       ("MediaContentType0", "image/jpeg")]
             let response = try await ProviderRequests.postTwilio(app, pairs, token: "new-token")
             #expect((try response.json["events"] as? [[String: Any]])?.first?["result"] as? String == "taken", "\(response.text)")
-            #expect(try await MigrationTests.count(app.database, """
+            #expect(try await app.count("""
                 SELECT count(*) FROM messages WHERE metadata->'links'->0->>'media_type' = 'image/jpeg' AND metadata->>'account_sid' = 'AC0123'
                 """) == 1)
             let ticket = try #require(((try response.json["events"] as? [[String: Any]])?.first?["inbound"] as? [String: Any])?["ticket_id"] as? String)
@@ -252,8 +252,8 @@ struct ProviderSmsWebhookTests {
 
             _ = try await report("SMout2", "undelivered", error: "30006")
             #expect(try await status("SMout2") == "undelivered")
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM events WHERE type = 'message.delivery_failed' AND data->>'error_code' = '30006'") == 1)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM events WHERE type = 'message.delivery_updated'") == 2)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'message.delivery_failed' AND data->>'error_code' = '30006'") == 1)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'message.delivery_updated'") == 2)
 
             // What the agent sees on the ticket.
             let timeline = try await app.request(.get, "/v1/tickets/\(ticket)/messages", key: agent.secret)
@@ -262,7 +262,7 @@ struct ProviderSmsWebhookTests {
             #expect(deliveries.last?["error_code"] as? String == "30006")
 
             #expect(try await report("SMnever", "delivered")["result"] as? String == "no-matching-message")
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads WHERE provider = 'twilio'") == 5)
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads WHERE provider = 'twilio'") == 5)
         }
     }
 
@@ -280,24 +280,24 @@ struct ProviderSmsWebhookTests {
             let form = try await ProviderRequests.postVonage(app, ProviderRequests.vonageSigned(ProviderRequests.vonageInbound("V2", text: "続き"), secret: "vonage-old"), asForm: true)
             #expect((try form.json["events"] as? [[String: Any]])?.first?["result"] as? String == "taken", "\(form.text)")
 
-            try ProblemTests.expectProblem(try await ProviderRequests.postVonage(app, ProviderRequests.vonageInbound("V3", text: "x")), .forbidden, "signature-invalid")
-            try ProblemTests.expectProblem(
+            try expectProblem(try await ProviderRequests.postVonage(app, ProviderRequests.vonageInbound("V3", text: "x")), .forbidden, "signature-invalid")
+            try expectProblem(
                 try await ProviderRequests.postVonage(app, ProviderRequests.vonageSigned(ProviderRequests.vonageInbound("V4", text: "x"), secret: "retired")),
                 .forbidden, "signature-invalid")
             var tampered = ProviderRequests.vonageSigned(ProviderRequests.vonageInbound("V5", text: "x"), secret: "vonage-new")
             tampered["text"] = "y"
-            try ProblemTests.expectProblem(try await ProviderRequests.postVonage(app, tampered), .forbidden, "signature-invalid")
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM inbound_payloads WHERE parse_status = 'rejected'") == 3)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 2)
+            try expectProblem(try await ProviderRequests.postVonage(app, tampered), .forbidden, "signature-invalid")
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads WHERE parse_status = 'rejected'") == 3)
+            #expect(try await app.count("SELECT count(*) FROM messages") == 2)
             // msisdn without a plus is still the customer's Japanese mobile number.
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM customer_identities WHERE value = '+819012345678'") == 1)
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = '+819012345678'") == 1)
         }
     }
 
     @Test("Vonage without a secret: refused unless unsigned requests are allowed")
     func vonageUnsigned() async throws {
         try await TestApp.run { app in
-            try ProblemTests.expectProblem(try await ProviderRequests.postVonage(app, ProviderRequests.vonageInbound("V1", text: "x")), .forbidden, "signature-invalid")
+            try expectProblem(try await ProviderRequests.postVonage(app, ProviderRequests.vonageInbound("V1", text: "x")), .forbidden, "signature-invalid")
         }
         try await TestApp.run(configure: { $0.providers.vonageAllowUnsigned = true }) { app in
             let response = try await ProviderRequests.postVonage(app, ProviderRequests.vonageInbound("V1", text: "x"))
@@ -325,9 +325,9 @@ struct ProviderSmsWebhookTests {
             #expect(retry["result"] as? String == "duplicate")
             #expect((retry["inbound"] as? [String: Any])?["message_id"] as? String == (last["inbound"] as? [String: Any])?["message_id"] as? String)
 
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 1)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages WHERE body_text = \(parts.joined()) AND provider_message_id = 'P1'") == 1)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM sms_parts WHERE message_id IS NOT NULL") == 3)
+            #expect(try await app.count("SELECT count(*) FROM messages") == 1)
+            #expect(try await app.count("SELECT count(*) FROM messages WHERE body_text = \(parts.joined()) AND provider_message_id = 'P1'") == 1)
+            #expect(try await app.count("SELECT count(*) FROM sms_parts WHERE message_id IS NOT NULL") == 3)
         }
     }
 
@@ -344,16 +344,16 @@ struct ProviderSmsWebhookTests {
             let parts = SmsParts(database: app.database, logger: TestCluster.logger,
                                  sms: SmsIngest(database: app.database, logger: TestCluster.logger, conversationWindow: .seconds(3600)))
             #expect(try await parts.releaseStale(olderThan: .seconds(600)) == 0, "not yet: they are younger than the wait")
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 0)
+            #expect(try await app.count("SELECT count(*) FROM messages") == 0)
 
             #expect(try await parts.releaseStale(olderThan: .zero) == 1)
-            #expect(try await MigrationTests.count(app.database, """
+            #expect(try await app.count("""
                 SELECT count(*) FROM messages WHERE body_text = '返品したいのですが、[…]よろしくお願いします。' AND metadata->>'missing_parts' = '2'
                 """) == 1)
             let retry = try await send(1, "返品したいのですが、")
             #expect(retry["result"] as? String == "duplicate", "\(retry)")
             #expect(try await parts.releaseStale(olderThan: .zero) == 0)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 1)
+            #expect(try await app.count("SELECT count(*) FROM messages") == 1)
         }
     }
 
@@ -366,8 +366,8 @@ struct ProviderSmsWebhookTests {
             }
             let statuses = try await app.postConcurrently("/v1/inbound/sms/vonage", headers: [.contentType: "application/json"], bodies: bodies + bodies)
             #expect(statuses == Array(repeating: .ok, count: 8))
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages WHERE body_text = '1234'") == 1)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM messages") == 1)
+            #expect(try await app.count("SELECT count(*) FROM messages WHERE body_text = '1234'") == 1)
+            #expect(try await app.count("SELECT count(*) FROM messages") == 1)
         }
     }
 }

@@ -38,19 +38,19 @@ struct ReplyTests {
     }
 
     static func outboxCount(_ app: TestApp) async throws -> Int {
-        try await MigrationTests.count(app.database, "SELECT count(*) FROM outbox")
+        try await app.count("SELECT count(*) FROM outbox")
     }
 
     @Test("a reply needs the caller's live claim")
     func claimRequired() async throws {
         try await TestApp.run { app in
             let scene = try await Self.scene(app, claim: false)
-            try ProblemTests.expectProblem(
+            try expectProblem(
                 try await app.request(.post, "/v1/tickets/\(scene.ticket)/replies", key: scene.agent.secret, json: #"{"body":"x"}"#),
                 .conflict, "claim-required")
             let other = try await app.keySecret(.agent)
             #expect(try await app.request(.post, "/v1/tickets/\(scene.ticket)/claim", key: other).status == .ok)
-            try ProblemTests.expectProblem(
+            try expectProblem(
                 try await app.request(.post, "/v1/tickets/\(scene.ticket)/replies", key: scene.agent.secret, json: #"{"body":"x"}"#),
                 .conflict, "claim-held")
         }
@@ -83,8 +83,8 @@ struct ReplyTests {
             #expect(try ticket.json["status"] as? String == "open")
 
             // Sent is sent: a second send, or an edit, is refused and nothing doubles.
-            try ProblemTests.expectProblem(try await Self.send(scene, reply, lastSeen: try #require(UUID(uuidString: outbound["id"] as! String))), .conflict, "reply-not-draft")
-            try ProblemTests.expectProblem(
+            try expectProblem(try await Self.send(scene, reply, lastSeen: try #require(UUID(uuidString: outbound["id"] as! String))), .conflict, "reply-not-draft")
+            try expectProblem(
                 try await app.request(.patch, "/v1/replies/\(reply)", key: scene.agent.secret, json: #"{"body":"x"}"#), .conflict, "reply-not-draft")
             #expect(try await Self.outboxCount(app) == 1)
         }
@@ -97,7 +97,7 @@ struct ReplyTests {
             let reply = try await Self.draft(scene, #"{"body":"山田 花子 様\n発送しました。"}"#)
             let newer = try await app.inboundMessage(ticket: scene.ticket, customer: scene.customer, body: "やっぱりキャンセルしたいです", at: 5)
             let refused = try await Self.send(scene, reply)
-            try ProblemTests.expectProblem(refused, .conflict, "new-activity")
+            try expectProblem(refused, .conflict, "new-activity")
             #expect(try refused.json["new_message_ids"] as? [String] == [newer.uuidString.lowercased()])
             #expect(try await Self.outboxCount(app) == 0)
             // Having read it, the agent may send.
@@ -119,7 +119,7 @@ struct ReplyTests {
             _ = sato
             let reply = try await Self.draft(scene, draft)
             let refused = try await Self.send(scene, reply)
-            try ProblemTests.expectProblem(refused, .unprocessableContent, type)
+            try expectProblem(refused, .unprocessableContent, type)
             let listed = try #require(try refused.json["findings"] as? [[String: Any]])
             #expect(listed.count == findings, "\(listed)")
             #expect(listed.first?["type"] as? String == type)
@@ -141,7 +141,7 @@ struct ReplyTests {
             try await app.execute("UPDATE tickets SET claim_expires_at = now() - interval '1 second' WHERE id = \(scene.ticket)")
             let other = try await app.keySecret(.agent)
             #expect(try await app.request(.post, "/v1/tickets/\(scene.ticket)/claim", key: other).status == .ok)
-            try ProblemTests.expectProblem(try await Self.send(scene, reply), .conflict, "claim-held")
+            try expectProblem(try await Self.send(scene, reply), .conflict, "claim-held")
             #expect(try await Self.outboxCount(app) == 0)
         }
     }
@@ -183,7 +183,7 @@ struct ReplyTests {
                 }
             }
             #expect(try await Self.outboxCount(app) == 100)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM (SELECT ticket_id FROM messages WHERE direction = 'outbound' GROUP BY ticket_id HAVING count(*) > 1) doubled") == 0)
+            #expect(try await app.count("SELECT count(*) FROM (SELECT ticket_id FROM messages WHERE direction = 'outbound' GROUP BY ticket_id HAVING count(*) > 1) doubled") == 0)
         }
     }
 }

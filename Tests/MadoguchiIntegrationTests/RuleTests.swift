@@ -11,12 +11,12 @@ struct RuleTests {
             let boss = try await app.keySecret(.supervisor)
             let agent = try await app.keySecret(.agent)
             let rule = #"{"name":"クレーム","priority":"urgent","keywords":["クレーム","至急"]}"#
-            try ProblemTests.expectProblem(try await app.request(.post, "/v1/rules", key: agent, json: rule), .forbidden, "forbidden")
+            try expectProblem(try await app.request(.post, "/v1/rules", key: agent, json: rule), .forbidden, "forbidden")
             let created = try await app.request(.post, "/v1/rules", key: boss, json: rule)
             #expect(created.status == .created, "\(created.text)")
             let id = try #require(try created.json["id"] as? String)
-            try ProblemTests.expectProblem(try await app.request(.post, "/v1/rules", key: boss, json: rule), .conflict, "name-taken")
-            try ProblemTests.expectProblem(
+            try expectProblem(try await app.request(.post, "/v1/rules", key: boss, json: rule), .conflict, "name-taken")
+            try expectProblem(
                 try await app.request(.post, "/v1/rules", key: boss, json: #"{"name":"空","priority":"high"}"#), .unprocessableContent, "validation-failed")
             let updated = try await app.request(
                 .put, "/v1/rules/\(id)", key: boss, json: #"{"name":"クレーム","priority":"urgent","keywords":["クレーム"],"active":false}"#)
@@ -42,12 +42,12 @@ struct RuleTests {
             let ticket = try await app.request(.get, "/v1/tickets/\(scene.ticket)", key: scene.agent.secret)
             #expect(try ticket.json["priority"] as? String == "urgent")
             #expect(try ticket.json["priority_reason"] as? String == "rule 肌トラブル: keyword 肌に合わない")
-            #expect(try await TicketWorkTests.events(app, ticket: scene.ticket).last == "ticket.prioritized")
+            #expect(try await app.eventTypes(ticket: scene.ticket).last == "ticket.prioritized")
 
             // Even an agent who needs no approval must submit on this ticket.
             let reply = try await ReplyTests.draft(scene, #"{"body":"山田 花子 様\nご不便をおかけしております。"}"#)
             let refused = try await ReplyTests.send(scene, reply)
-            try ProblemTests.expectProblem(refused, .conflict, "approval-required")
+            try expectProblem(refused, .conflict, "approval-required")
             #expect((try refused.json["detail"] as? String)?.contains("肌トラブル") == true)
         }
     }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Madoguchi
+@testable import MadoguchiBench
 
 #if canImport(Glibc)
 import Glibc

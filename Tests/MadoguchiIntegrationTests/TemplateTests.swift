@@ -14,12 +14,12 @@ struct TemplateTests {
             let ticket = try await app.ticket(customer: customer)
 
             let template = #"{"name":"発送のお知らせ","subject":"ご注文 {{order.number}} 発送のお知らせ","body":"{{customer.name}} 様\n\nご注文 {{order.number}} を{{order.date}}に発送いたしました。\n担当：{{agent.name}}"}"#
-            try ProblemTests.expectProblem(try await app.request(.post, "/v1/templates", key: agent.secret, json: template), .forbidden, "forbidden")
+            try expectProblem(try await app.request(.post, "/v1/templates", key: agent.secret, json: template), .forbidden, "forbidden")
             let created = try await app.request(.post, "/v1/templates", key: boss, json: template)
             #expect(created.status == .created, "\(created.text)")
             #expect(try created.json["variables"] as? [String] == ["order.number", "customer.name", "order.date", "agent.name"])
             let id = try #require(try created.json["id"] as? String)
-            try ProblemTests.expectProblem(try await app.request(.post, "/v1/templates", key: boss, json: template), .conflict, "name-taken")
+            try expectProblem(try await app.request(.post, "/v1/templates", key: boss, json: template), .conflict, "name-taken")
 
             let rendered = try await app.request(
                 .post, "/v1/templates/\(id)/render", key: agent.secret,
@@ -30,20 +30,20 @@ struct TemplateTests {
 
             let missing = try await app.request(
                 .post, "/v1/templates/\(id)/render", key: agent.secret, json: #"{"ticket_id":"\#(ticket.uuidString)","order":{"number":"A-1234"}}"#)
-            try ProblemTests.expectProblem(missing, .unprocessableContent, "unfilled-variables")
+            try expectProblem(missing, .unprocessableContent, "unfilled-variables")
             #expect((try missing.json["findings"] as? [[String: Any]])?.map { $0["text"] as? String } == ["order.date"])
 
             let updated = try await app.request(
                 .put, "/v1/templates/\(id)", key: boss, json: #"{"name":"発送のお知らせ","body":"{{customer.name}} 様\n{{custmer.name}}"}"#)
             #expect(try updated.json["version"] as? Int == 2)
-            #expect(try await MigrationTests.count(app.database, "SELECT count(*) FROM template_versions") == 2)
+            #expect(try await app.count("SELECT count(*) FROM template_versions") == 2)
             let unknown = try await app.request(.post, "/v1/templates/\(id)/render", key: agent.secret, json: #"{"ticket_id":"\#(ticket.uuidString)"}"#)
-            try ProblemTests.expectProblem(unknown, .unprocessableContent, "unfilled-variables")
+            try expectProblem(unknown, .unprocessableContent, "unfilled-variables")
             #expect((try unknown.json["findings"] as? [[String: Any]])?.first?["type"] as? String == "unknown-variable")
 
             let list = try await app.request(.get, "/v1/templates", key: agent.secret)
             #expect((try list.json["items"] as? [Any])?.count == 1)
-            try ProblemTests.expectProblem(try await app.request(.get, "/v1/templates/\(UUID())", key: agent.secret), .notFound, "not-found")
+            try expectProblem(try await app.request(.get, "/v1/templates/\(UUID())", key: agent.secret), .notFound, "not-found")
         }
     }
 
@@ -56,7 +56,7 @@ struct TemplateTests {
             let created = try await app.request(.post, "/v1/templates", key: boss, json: #"{"name":"挨拶","body":"{{customer.name}} 様"}"#)
             let id = try #require(try created.json["id"] as? String)
             let response = try await app.request(.post, "/v1/templates/\(id)/render", key: boss, json: #"{"ticket_id":"\#(ticket.uuidString)"}"#)
-            try ProblemTests.expectProblem(response, .unprocessableContent, "unfilled-variables")
+            try expectProblem(response, .unprocessableContent, "unfilled-variables")
         }
     }
 }

@@ -24,7 +24,7 @@ public struct EmbeddedPostgres: Sendable {
     /// Extra `-c name=value` server settings, such as `fsync=off` for throwaway test clusters.
     public var settings: [String: String]
     let logger: Logger
-    let runner: ProcessRunner
+    package let runner: ProcessRunner
 
     public static let superuser = "postgres"
 

@@ -9,19 +9,19 @@ import Glibc
 ///
 /// Built on `posix_spawn` and `waitpid` rather than Foundation's `Process`, whose `waitUntilExit` was
 /// seen here to wait forever for a child that had already exited.
-struct ProcessRunner: Sendable {
+package struct ProcessRunner: Sendable {
     private static let spawnLock = Mutex(())
 
     /// Set when running as root: PostgreSQL refuses to run as root, so its programs run as this user
     /// through `runuser`.
     let runAsUser: String?
 
-    struct Result: Sendable {
-        var status: Int32
-        var output: String
+    package struct Result: Sendable {
+        package var status: Int32
+        package var output: String
     }
 
-    func run(_ executable: String, _ arguments: [String]) async throws -> Result {
+    package func run(_ executable: String, _ arguments: [String]) async throws -> Result {
         let argv = runAsUser.map { ["/usr/sbin/runuser", "-u", $0, "--", executable] } ?? [executable]
         var environment = ProcessInfo.processInfo.environment
         // Keep the helpers' messages in English so that our error reports are readable and stable.

@@ -137,3 +137,8 @@ struct TicketWork: Sendable {
         return date.formatted(.iso8601)
     }
 }
+
+/// The service's own claim statement, for `madoguchi bench claim-next` to hand pgbench unchanged.
+package enum ClaimNextStatement {
+    package static var sql: String { TicketWork.claimNextSQL }
+}

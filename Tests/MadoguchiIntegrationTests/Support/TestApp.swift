@@ -61,7 +61,7 @@ struct TestApp {
         return try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
             for body in bodies {
                 group.addTask {
-                    try await TestClient.withClient(host: "localhost", port: port, configuration: InboundEmailTests.patient) { client in
+                    try await TestClient.withClient(host: "localhost", port: port, configuration: Self.patient) { client in
                         try await client.execute(.init(path, method: .post, headers: headers, body: body)).status
                     }
                 }

@@ -4,10 +4,10 @@ import Foundation
 /// The providers' documented request-signing schemes, and verification against every secret that is
 /// currently valid (two during a rotation: the new one first, the old one until the provider stops
 /// using it).
-enum WebhookSignature {
+package enum WebhookSignature {
     /// Twilio: Base64 of HMAC-SHA1, keyed with the auth token, over the full URL Twilio requested followed
     /// by every POST parameter as name and value with no separators, sorted by name.
-    static func twilio(url: String, parameters: [(name: String, value: String)], authToken: String) -> String {
+    package static func twilio(url: String, parameters: [(name: String, value: String)], authToken: String) -> String {
         var signed = url
         for (name, value) in parameters.sorted(by: { ($0.name, $0.value) < ($1.name, $1.value) }) {
             signed += name + value
@@ -17,7 +17,7 @@ enum WebhookSignature {
     }
 
     /// LINE: Base64 of HMAC-SHA256 of the raw request body, keyed with the channel secret.
-    static func line(body: [UInt8], channelSecret: String) -> String {
+    package static func line(body: [UInt8], channelSecret: String) -> String {
         let mac = HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Data(channelSecret.utf8)))
         return Data(mac).base64EncodedString()
     }

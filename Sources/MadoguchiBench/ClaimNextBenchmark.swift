@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Madoguchi
 import PostgresNIO
 import Prometheus
 import ServiceLifecycle
@@ -94,7 +95,7 @@ public struct ClaimNextBenchmark: Sendable {
     /// pgbench with `agents` clients, each transaction the service's own claim statement for a random agent.
     private func measurePgbench(cluster: EmbeddedPostgres, agents: Int) async throws -> Double {
         let agentExpression = "('00000000-0000-4000-8000-' || lpad(:agent::text, 12, '0'))::uuid"
-        let statement = TicketWork.claimNextSQL
+        let statement = ClaimNextStatement.sql
             .replacingOccurrences(of: "$1", with: agentExpression)
             .replacingOccurrences(of: "$2", with: "900")
             .replacingOccurrences(of: "$3", with: "NULL::uuid")

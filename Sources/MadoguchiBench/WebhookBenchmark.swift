@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Madoguchi
 
 /// `madoguchi bench webhooks`: provider webhooks taken in through the service — signature checked,
 /// raw request stored, customer resolved, conversation continued, message and events written — next

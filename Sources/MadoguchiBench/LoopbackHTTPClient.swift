@@ -1,4 +1,5 @@
 import Foundation
+import Madoguchi
 
 #if canImport(Glibc)
 import Glibc

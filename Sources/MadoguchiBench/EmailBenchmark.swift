@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Madoguchi
 import MadoguchiMail
 import PostgresNIO
 import Prometheus

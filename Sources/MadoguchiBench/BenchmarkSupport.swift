@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Madoguchi
 import Prometheus
 import ServiceLifecycle
 

@@ -9,7 +9,7 @@ struct MadoguchiCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "madoguchi",
         abstract: "Multichannel customer-support ticketing on PostgreSQL.",
-        subcommands: [Serve.self, Migrate.self, Keys.self, Mailgate.self, Bench.self],
+        subcommands: [Serve.self, Worker.self, Migrate.self, Keys.self, Mailgate.self, Bench.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -69,6 +69,19 @@ struct Serve: AsyncParsableCommand {
         if let port { configuration.port = port }
         let logger = common.makeLogger(configuration)
         try await Server.run(configuration, logger: logger)
+    }
+}
+
+struct Worker: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Deliver the outbox (mail, SMS, LINE) without serving HTTP; run as many as you like beside the servers.")
+
+    @OptionGroup var common: CommonOptions
+
+    func run() async throws {
+        let configuration = try common.configuration()
+        let logger = common.makeLogger(configuration)
+        try await WorkerProcess.run(configuration, logger: logger)
     }
 }
 

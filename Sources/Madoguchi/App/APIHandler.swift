@@ -15,6 +15,7 @@ struct APIHandler: APIProtocol {
     let subjectThreadWindow: Duration
     let chatIdleGap: Duration
     let providers: ProviderSettings
+    let delivery: DeliverySettings
 
     /// The request's logger (its lines carry the request id), or the service's outside a request.
     var logger: Logger { RequestScope.current?.logger ?? baseLogger }

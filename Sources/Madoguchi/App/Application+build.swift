@@ -34,7 +34,7 @@ public func buildApplication(
     let handler = APIHandler(
         database: database, migrator: migrator, registry: registry, baseLogger: logger, claimLease: configuration.claimLease,
         warningWords: configuration.warningWords, subjectThreadWindow: configuration.subjectThreadWindow,
-        chatIdleGap: configuration.chatIdleGap, providers: configuration.providers)
+        chatIdleGap: configuration.chatIdleGap, providers: configuration.providers, delivery: configuration.delivery)
     try handler.registerHandlers(
         on: RecordingTransport(router: router, table: routes),
         middlewares: [AuthMiddleware(database: database, keys: handler.keys)])
@@ -42,7 +42,9 @@ public func buildApplication(
     var app = Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "Madoguchi"),
-        services: servicesBeforeDatabase + [database.client, SmsPartsSweeper(parts: handler.smsParts, wait: configuration.smsPartWait)],
+        services: servicesBeforeDatabase + [database.client, SmsPartsSweeper(parts: handler.smsParts, wait: configuration.smsPartWait)]
+            + (configuration.delivery.runsInServe ? [OutboxWorker(database: database, migrator: migrator, settings: configuration.delivery,
+                                                                  publicURL: configuration.providers.publicURL, logger: logger)] : []),
         logger: logger)
     app.beforeServerStarts {
         // Before anything listens: a wrong DATABASE_URL is a clear error, not a hang.

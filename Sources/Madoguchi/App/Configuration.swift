@@ -35,6 +35,8 @@ public struct Configuration: Sendable {
     public var smsPartWait: Duration = .seconds(10 * 60)
     /// Secrets that verify provider webhooks (Twilio, Vonage, LINE) and the public URL they call.
     public var providers = ProviderSettings()
+    /// How replies leave: SMTP relay, sender address, SMS and LINE sending, the outbox worker.
+    public var delivery = DeliverySettings()
     /// `MADOGUCHI_LOG_LEVEL`: trace, debug, info, notice, warning, error, critical.
     public var logLevel: Logger.Level = .info
     /// `MADOGUCHI_LOG_FORMAT`: `text` for a terminal, `json` (one object per line) for journald and log shippers.
@@ -83,6 +85,7 @@ public struct Configuration: Sendable {
             configuration.smsPartWait = .seconds(minutes * 60)
         }
         configuration.providers = try ProviderSettings.fromEnvironment(value)
+        configuration.delivery = try DeliverySettings.fromEnvironment(value, providers: configuration.providers)
         if let level = value("MADOGUCHI_LOG_LEVEL") { configuration.logLevel = try parseLogLevel(level) }
         if let format = value("MADOGUCHI_LOG_FORMAT") {
             guard let parsed = LogFormat(rawValue: format.lowercased()) else {

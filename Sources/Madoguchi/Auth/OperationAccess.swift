@@ -41,6 +41,8 @@ enum OperationAccess {
         "submitReply": [.agent, .supervisor],
         "approveReply": [.supervisor],
         "returnReply": [.supervisor],
+        "addReplyAttachment": [.agent, .supervisor],
+        "resolveReplyDelivery": [.supervisor],
         "listTemplates": [.agent, .supervisor],
         "getTemplate": [.agent, .supervisor],
         "createTemplate": [.supervisor],

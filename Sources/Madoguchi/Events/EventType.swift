@@ -48,6 +48,16 @@ enum EventType: String, CaseIterable, Sendable {
     case replyReturned = "reply.returned"
     /// A reply passed every guard and was queued for delivery as an outbound message.
     case replySent = "reply.sent"
+    /// The relay or provider took a reply for its recipients (some may have been refused).
+    case replyDelivered = "reply.delivered"
+    /// A reply could not be delivered to any recipient; the ticket is flagged `delivery-failed`.
+    case replyFailed = "reply.failed"
+    /// A bounce came back for a reply the relay had taken.
+    case replyBounced = "reply.bounced"
+    /// A reply's handover may or may not have happened; it waits for a person, never resent by itself.
+    case replyHeld = "reply.held"
+    /// A person resolved a held delivery: sent again, recorded as sent, or cancelled.
+    case replyDeliveryResolved = "reply.delivery_resolved"
 
     // MARK: Customers
     /// A customer was made: by a first contact, or by the order system.

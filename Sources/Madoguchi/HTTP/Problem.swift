@@ -97,6 +97,8 @@ extension Problem.Kind {
     public static let internalError = Self(rawValue: "internal-error")
     public static let signatureInvalid = Self(rawValue: "signature-invalid")
     public static let unknownProvider = Self(rawValue: "unknown-provider")
+    public static let recipientUndeliverable = Self(rawValue: "recipient-undeliverable")
+    public static let deliveryNotHeld = Self(rawValue: "delivery-not-held")
 }
 
 extension Problem {

@@ -199,6 +199,11 @@ struct EmailIngest: Sendable {
             for recipient in recipients where recipient.isHardBounce {
                 try await markUndeliverable(recipient, on: connection)
             }
+            // A hard bounce of one of our replies closes the loop on that reply.
+            let hard = recipients.filter(\.isHardBounce).map(\.address)
+            if !hard.isEmpty, let original = mail.deliveryReport?.originalMessageID {
+                try await DeliveryDesk(database: database, logger: logger).recordBounce(originalMessageID: original, recipients: hard, on: connection)
+            }
         }
         guard let target else {
             outcome.threadingReason = "no-ticket"

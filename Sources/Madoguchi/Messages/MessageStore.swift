@@ -103,6 +103,17 @@ struct MessageStore: Sendable {
             """, logger: logger)
     }
 
+    /// Our message left (or did not): the provider's id for it (which its delivery reports name) and
+    /// the delivery report, a JSON object (`status`, `updated_at`, …).
+    func recordSend(of messageID: UUID, provider: String?, providerMessageID: String?, delivery: String, on connection: PostgresConnection) async throws {
+        try await connection.query("""
+            UPDATE messages
+            SET provider = coalesce(\(provider), provider), provider_message_id = coalesce(\(providerMessageID), provider_message_id),
+                metadata = jsonb_set(metadata, '{delivery}', \(delivery)::jsonb)
+            WHERE id = \(messageID)
+            """, logger: logger)
+    }
+
     /// Moves every message of customer `other` to `target` (a merge); returns how many.
     func moveCustomer(from other: UUID, to target: UUID, on connection: PostgresConnection) async throws -> Int {
         let rows = try await connection.query("UPDATE messages SET customer_id = \(target) WHERE customer_id = \(other) RETURNING id", logger: logger)

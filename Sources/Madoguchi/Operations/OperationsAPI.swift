@@ -22,7 +22,7 @@ extension APIHandler {
                 .notReady, status: .serviceUnavailable, title: "Not ready",
                 detail: "The database schema is at migration \(status.version); this build needs \(migrator.latestVersion).")
         }
-        return .ok(.init(body: .json(.init(status: .ok, schemaVersion: status.version))))
+        return .ok(.init(body: .json(.init(status: .ok, schemaVersion: status.version, delivery: .init(additionalProperties: delivery.summary)))))
     }
 
     func getMetrics(_ input: Operations.GetMetrics.Input) async throws -> Operations.GetMetrics.Output {

@@ -2,7 +2,21 @@ import Foundation
 import MadoguchiAPI
 
 extension APIHandler {
-    var replies: ReplyDesk { ReplyDesk(database: database, logger: logger, warningWords: warningWords) }
+    var replies: ReplyDesk {
+        ReplyDesk(database: database, logger: logger, warningWords: warningWords, messageIDDomain: delivery.mailFrom?.domain ?? "madoguchi")
+    }
+
+    /// The reply as the API shows it: with its files and, once sent, its delivery — read in one
+    /// snapshot, so a delivery the worker is recording is seen whole or not at all.
+    func replyResource(_ reply: Reply) async throws -> Components.Schemas.Reply {
+        let store = ReplyStore(logger: logger)
+        let (current, attachments, delivery) = try await database.withTransaction { connection in
+            try await connection.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", logger: logger)
+            let current = try await store.reply(id: reply.id, on: connection)
+            return (current, try await store.attachments(of: reply.id, on: connection), try await store.delivery(of: current, on: connection))
+        }
+        return Components.Schemas.Reply(current, attachments: attachments, delivery: delivery)
+    }
 
     func createReply(_ input: Operations.CreateReply.Input) async throws -> Operations.CreateReply.Output {
         let (principal, agentID) = try actingAgent
@@ -10,12 +24,12 @@ extension APIHandler {
         let draft = ReplyDesk.Draft(
             body: body.body, subject: body.subject, channel: body.channel.flatMap { Channel(rawValue: $0.rawValue) }, recipients: body.recipients)
         let reply = try await replies.create(ticketID: input.path.ticketId.uuid, draft: draft, by: principal, agentID: agentID)
-        return .created(.init(body: .json(.init(reply))))
+        return .created(.init(body: .json(try await replyResource(reply))))
     }
 
     func getReply(_ input: Operations.GetReply.Input) async throws -> Operations.GetReply.Output {
         let reply = try await database.withConnection { try await replies.reply(id: input.path.replyId.uuid, on: $0) }
-        return .ok(.init(body: .json(.init(reply))))
+        return .ok(.init(body: .json(try await replyResource(reply))))
     }
 
     func updateReply(_ input: Operations.UpdateReply.Input) async throws -> Operations.UpdateReply.Output {
@@ -23,20 +37,21 @@ extension APIHandler {
         guard case .json(let body) = input.body else { throw Problem.internalError }
         let reply = try await replies.update(
             replyID: input.path.replyId.uuid, body: body.body, subject: body.subject, recipients: body.recipients, by: principal, agentID: agentID)
-        return .ok(.init(body: .json(.init(reply))))
+        return .ok(.init(body: .json(try await replyResource(reply))))
     }
 
     func sendReply(_ input: Operations.SendReply.Input) async throws -> Operations.SendReply.Output {
         let (principal, agentID) = try actingAgent
         guard case .json(let body) = input.body else { throw Problem.internalError }
         let reply = try await replies.send(
-            replyID: input.path.replyId.uuid, lastSeenMessageID: body.lastSeenMessageId?.uuid, by: principal, agentID: agentID)
-        return .ok(.init(body: .json(.init(reply))))
+            replyID: input.path.replyId.uuid, lastSeenMessageID: body.lastSeenMessageId?.uuid, confirmUndeliverable: body.confirmUndeliverable ?? false,
+            by: principal, agentID: agentID)
+        return .ok(.init(body: .json(try await replyResource(reply))))
     }
 }
 
 extension Components.Schemas.Reply {
-    init(_ reply: Reply) {
+    init(_ reply: Reply, attachments: [ReplyAttachment], delivery: ReplyDelivery?) {
         self.init(
             id: reply.id.resourceID,
             ticketId: reply.ticketID.resourceID,
@@ -47,6 +62,11 @@ extension Components.Schemas.Reply {
             body: reply.body,
             state: .init(rawValue: reply.state.rawValue)!,
             messageId: reply.messageID.resourceID,
+            attachments: attachments.map {
+                .init(id: $0.id.resourceID, filename: $0.filename, mediaType: $0.mediaType, size: $0.size,
+                      sha256: $0.sha256.map { String(format: "%02x", $0) }.joined())
+            },
+            delivery: delivery.map(Components.Schemas.ReplyDelivery.init),
             version: reply.version,
             createdAt: reply.createdAt,
             updatedAt: reply.updatedAt,
@@ -59,16 +79,18 @@ extension APIHandler {
         let (principal, agentID) = try actingAgent
         guard case .json(let body) = input.body else { throw Problem.internalError }
         let reply = try await replies.submit(
-            replyID: input.path.replyId.uuid, lastSeenMessageID: body.lastSeenMessageId?.uuid, by: principal, agentID: agentID)
-        return .ok(.init(body: .json(.init(reply))))
+            replyID: input.path.replyId.uuid, lastSeenMessageID: body.lastSeenMessageId?.uuid, confirmUndeliverable: body.confirmUndeliverable ?? false,
+            by: principal, agentID: agentID)
+        return .ok(.init(body: .json(try await replyResource(reply))))
     }
 
     func approveReply(_ input: Operations.ApproveReply.Input) async throws -> Operations.ApproveReply.Output {
         let (principal, agentID) = try actingAgent
         guard case .json(let body) = input.body else { throw Problem.internalError }
         let reply = try await replies.approve(
-            replyID: input.path.replyId.uuid, lastSeenMessageID: body.lastSeenMessageId?.uuid, by: principal, agentID: agentID)
-        return .ok(.init(body: .json(.init(reply))))
+            replyID: input.path.replyId.uuid, lastSeenMessageID: body.lastSeenMessageId?.uuid, confirmUndeliverable: body.confirmUndeliverable ?? false,
+            by: principal, agentID: agentID)
+        return .ok(.init(body: .json(try await replyResource(reply))))
     }
 
     func returnReply(_ input: Operations.ReturnReply.Input) async throws -> Operations.ReturnReply.Output {
@@ -78,6 +100,51 @@ extension APIHandler {
             throw Problem.validationFailed([.init(pointer: "/comment", message: "say what to change")])
         }
         let reply = try await replies.returnToAuthor(replyID: input.path.replyId.uuid, comment: body.comment, by: principal, agentID: agentID)
-        return .ok(.init(body: .json(.init(reply))))
+        return .ok(.init(body: .json(try await replyResource(reply))))
+    }
+}
+
+extension Components.Schemas.ReplyDelivery {
+    init(_ delivery: ReplyDelivery) {
+        self.init(
+            state: .init(rawValue: delivery.state) ?? .queued, attempts: delivery.attempts, nextAttemptAt: delivery.nextAttemptAt,
+            lastError: delivery.lastError, heldReason: delivery.heldReason, relayResponse: delivery.relayResponse, provider: delivery.provider,
+            providerMessageId: delivery.providerMessageID, sentAt: delivery.sentAt,
+            recipients: delivery.recipients.map {
+                .init(recipient: $0.recipient, status: .init(rawValue: $0.result?.status.rawValue ?? "pending") ?? .pending, reply: $0.result?.reply)
+            },
+            alternatives: delivery.alternatives.isEmpty ? nil : delivery.alternatives.map { .init(kind: $0.kind, value: $0.value) })
+    }
+}
+
+extension APIHandler {
+    func addReplyAttachment(_ input: Operations.AddReplyAttachment.Input) async throws -> Operations.AddReplyAttachment.Output {
+        let (principal, agentID) = try actingAgent
+        guard case .json(let body) = input.body else { throw Problem.internalError }
+        var errors: [Problem.FieldError] = []
+        let name = body.filename.trimmingCharacters(in: .whitespacesAndNewlines)
+        if name.isEmpty || name.contains("\u{0}") { errors.append(.init(pointer: "/filename", message: "is blank or contains NUL")) }
+        let mediaType = body.mediaType.trimmingCharacters(in: .whitespaces).lowercased()
+        if mediaType.range(of: #"^[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+$"#, options: .regularExpression) == nil {
+            errors.append(.init(pointer: "/media_type", message: "is not a media type like application/pdf"))
+        }
+        let content = Data(base64Encoded: body.contentBase64, options: .ignoreUnknownCharacters)
+        if content == nil { errors.append(.init(pointer: "/content_base64", message: "is not base64")) }
+        if let content, content.count > ReplyStore.attachmentLimit {
+            errors.append(.init(pointer: "/content_base64", message: "is larger than \(ReplyStore.attachmentLimit) bytes decoded"))
+        }
+        guard errors.isEmpty, let content else { throw Problem.validationFailed(errors) }
+        let reply = try await replies.addAttachment(
+            replyID: input.path.replyId.uuid, filename: NewAttachment.safeName(name), mediaType: mediaType, content: [UInt8](content),
+            by: principal, agentID: agentID)
+        return .created(.init(body: .json(try await replyResource(reply))))
+    }
+
+    func resolveReplyDelivery(_ input: Operations.ResolveReplyDelivery.Input) async throws -> Operations.ResolveReplyDelivery.Output {
+        guard case .json(let body) = input.body else { throw Problem.internalError }
+        guard let decision = DeliveryDesk.Decision(rawValue: body.action.rawValue) else { throw Problem.internalError }
+        let reply = try await DeliveryDesk(database: database, logger: logger).resolveHeld(
+            replyID: input.path.replyId.uuid, decision: decision, comment: body.comment, by: try principal)
+        return .ok(.init(body: .json(try await replyResource(reply))))
     }
 }

@@ -31,4 +31,18 @@ extension Problem {
         Problem(.claimRequired, status: .conflict, title: "Claim required",
                 detail: "Claim the ticket first (POST /v1/tickets/\(ticketID.lowercased)/claim); a reply needs your live claim.")
     }
+
+    /// Mail to this address bounced for good (or the LINE account blocked us): sending again needs
+    /// `confirm_undeliverable`, and the customer's other identities are offered instead.
+    static func recipientUndeliverable(_ recipients: [(String, String)], alternatives: [(kind: String, value: String)]) -> Problem {
+        var problem = Problem(
+            .recipientUndeliverable, status: .unprocessableContent, title: "Recipient undeliverable",
+            detail: recipients.map { "\($0.0) is marked undeliverable (\($0.1))" }.joined(separator: "; ")
+                + (alternatives.isEmpty ? "; the customer has no other deliverable identity" : "; the customer can also be reached at "
+                    + alternatives.map { "\($0.kind) \($0.value)" }.joined(separator: ", "))
+                + ". Send with confirm_undeliverable to try anyway.")
+        problem.members["undeliverable"] = .strings(recipients.map(\.0))
+        problem.members["alternatives"] = .array(alternatives.map { .object(["kind": .string($0.kind), "value": .string($0.value)]) })
+        return problem
+    }
 }

@@ -4,7 +4,7 @@ import PostgresNIO
 /// A reply an agent drafts on a ticket and, once the guards pass, sends.
 public struct Reply: Sendable {
     public enum State: String, Sendable {
-        case draft, submitted, approved, queued, sent, failed
+        case draft, submitted, approved, queued, sent, failed, bounced
     }
 
     public var id: UUID

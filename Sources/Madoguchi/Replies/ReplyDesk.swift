@@ -16,6 +16,8 @@ struct ReplyDesk: Sendable {
     let logger: Logger
     /// Words a team never wants to send (configured), refused like placeholders.
     let warningWords: [String]
+    /// The right-hand side of replies' Message-IDs: the support address's domain when there is one.
+    var messageIDDomain = "madoguchi"
 
     var replies: ReplyStore { ReplyStore(logger: logger) }
     var tickets: TicketStore { TicketStore(logger: logger) }
@@ -67,7 +69,7 @@ struct ReplyDesk: Sendable {
 
     /// Sends a draft: the claim, the traffic cop and the guards are all checked in the transaction that
     /// records the outbound message and its outbox row, so what was checked is what goes out.
-    func send(replyID: UUID, lastSeenMessageID: UUID?, by principal: Principal, agentID: UUID) async throws -> Reply {
+    func send(replyID: UUID, lastSeenMessageID: UUID?, confirmUndeliverable: Bool = false, by principal: Principal, agentID: UUID) async throws -> Reply {
         try await database.withTransaction { connection in
             let (ticket, reply) = try await lockReplyHoldingClaim(replyID, agentID: agentID, on: connection)
             guard reply.state == .draft else { throw Problem.replyNotDraft(reply) }
@@ -75,16 +77,17 @@ struct ReplyDesk: Sendable {
                 throw Problem(.approvalRequired, status: .conflict, title: "Approval required",
                               detail: "\(reason): submit this reply (POST /v1/replies/\(replyID.lowercased)/submit) for a supervisor to approve.")
             }
-            return try await deliver(reply, ticket: ticket, lastSeen: lastSeenMessageID, by: principal, on: connection)
+            return try await deliver(reply, ticket: ticket, lastSeen: lastSeenMessageID, confirmUndeliverable: confirmUndeliverable, by: principal,
+                                     on: connection)
         }
     }
 
     /// The author asks for approval; the checks run now so that no one is asked to approve a mistake.
-    func submit(replyID: UUID, lastSeenMessageID: UUID?, by principal: Principal, agentID: UUID) async throws -> Reply {
+    func submit(replyID: UUID, lastSeenMessageID: UUID?, confirmUndeliverable: Bool = false, by principal: Principal, agentID: UUID) async throws -> Reply {
         try await database.withTransaction { connection in
             let (ticket, reply) = try await lockReplyHoldingClaim(replyID, agentID: agentID, on: connection)
             guard reply.state == .draft else { throw Problem.replyNotDraft(reply) }
-            try await checks.check(reply, ticket: ticket, lastSeen: lastSeenMessageID, on: connection)
+            try await checks.check(reply, ticket: ticket, lastSeen: lastSeenMessageID, confirmUndeliverable: confirmUndeliverable, on: connection)
             let submitted = try await replies.setState(.submitted, of: replyID, on: connection)
             try await events.record(.replySubmitted, ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
                                     data: ["reply_id": replyID.lowercased], on: connection)
@@ -94,7 +97,7 @@ struct ReplyDesk: Sendable {
 
     /// A supervisor approves a submitted reply, which is sent at once, exactly as it stands. Its author
     /// must still hold the claim: if the ticket has moved on to someone else, the answer is theirs now.
-    func approve(replyID: UUID, lastSeenMessageID: UUID?, by principal: Principal, agentID: UUID) async throws -> Reply {
+    func approve(replyID: UUID, lastSeenMessageID: UUID?, confirmUndeliverable: Bool = false, by principal: Principal, agentID: UUID) async throws -> Reply {
         try await database.withTransaction { connection in
             let current = try await replies.reply(id: replyID, on: connection)
             guard current.authorAgentID != agentID else {
@@ -105,7 +108,8 @@ struct ReplyDesk: Sendable {
             guard reply.state == .submitted else { throw Problem.replyNotSubmitted(reply) }
             try await events.record(.replyApproved, ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
                                     data: ["reply_id": replyID.lowercased], on: connection)
-            return try await deliver(reply, ticket: ticket, lastSeen: lastSeenMessageID, by: principal, on: connection)
+            return try await deliver(reply, ticket: ticket, lastSeen: lastSeenMessageID, confirmUndeliverable: confirmUndeliverable, by: principal,
+                                     on: connection)
         }
     }
 
@@ -126,16 +130,33 @@ struct ReplyDesk: Sendable {
         }
     }
 
+    /// Attaches a file to a draft (a submitted reply becomes a draft again: what a supervisor approves
+    /// is what they saw).
+    func addAttachment(replyID: UUID, filename: String, mediaType: String, content: [UInt8], by principal: Principal, agentID: UUID) async throws -> Reply {
+        try await database.withTransaction { connection in
+            let (ticket, reply) = try await lockReplyHoldingClaim(replyID, agentID: agentID, on: connection)
+            guard reply.state == .draft || reply.state == .submitted else { throw Problem.replyNotDraft(reply) }
+            try await replies.addAttachment(to: replyID, filename: filename, mediaType: mediaType, content: content, on: connection)
+            let updated = reply.state == .submitted ? try await replies.setState(.draft, of: replyID, on: connection) : reply
+            try await events.record(.replyEdited, ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
+                                    data: ["reply_id": replyID.lowercased, "attached": filename], on: connection)
+            return updated
+        }
+    }
+
     /// Checks, then turns the reply into an outbound message and one outbox row, in the caller's
     /// transaction (which holds the ticket's row lock).
-    private func deliver(_ reply: Reply, ticket: Ticket, lastSeen: UUID?, by principal: Principal, on connection: PostgresConnection) async throws -> Reply {
-        try await checks.check(reply, ticket: ticket, lastSeen: lastSeen, on: connection)
+    private func deliver(
+        _ reply: Reply, ticket: Ticket, lastSeen: UUID?, confirmUndeliverable: Bool, by principal: Principal, on connection: PostgresConnection
+    ) async throws -> Reply {
+        try await checks.check(reply, ticket: ticket, lastSeen: lastSeen, confirmUndeliverable: confirmUndeliverable, on: connection)
         // Stored bare, as every Message-ID is (inbound ones lose their angle brackets when parsed), so
-        // that a customer's In-Reply-To finds it.
-        let emailMessageID = "reply-\(reply.id.lowercased)@madoguchi"
+        // that a customer's In-Reply-To finds it. Fixed now: every delivery attempt carries it.
+        let emailMessageID = "reply-\(reply.id.lowercased)@\(messageIDDomain)"
         let messageID = try await MessageStore(logger: logger).insert(
             NewMessage(ticketID: ticket.id, direction: .outbound, channel: reply.channel, authorAgentID: reply.authorAgentID,
-                       to: reply.recipients, subject: reply.subject, bodyText: reply.body, emailMessageID: emailMessageID),
+                       to: reply.recipients, subject: reply.subject, bodyText: reply.body, emailMessageID: emailMessageID,
+                       attachments: try await replies.attachmentContents(of: reply.id, on: connection)),
             on: connection)
         try await OutboxStore(logger: logger).enqueue(
             replyID: reply.id, channel: reply.channel, recipients: reply.recipients, emailMessageID: emailMessageID, on: connection)

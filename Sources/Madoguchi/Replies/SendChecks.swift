@@ -11,13 +11,22 @@ struct SendChecks: Sendable {
     /// Words a team never wants to send (configured), refused like placeholders.
     let warningWords: [String]
 
-    /// Throws the first problem found.
-    func check(_ reply: Reply, ticket: Ticket, lastSeen: UUID?, on connection: PostgresConnection) async throws {
+    /// Throws the first problem found. A recipient known to be undeliverable stops the send unless
+    /// the sender confirmed it (`confirmUndeliverable`), naming the customer's other identities.
+    func check(_ reply: Reply, ticket: Ticket, lastSeen: UUID?, confirmUndeliverable: Bool, on connection: PostgresConnection) async throws {
         try await trafficCop(ticketID: ticket.id, lastSeen: lastSeen, on: connection)
-        var findings = SendGuard.check(body: reply.body, attachmentCount: 0, extraWarningWords: warningWords)
+        let store = ReplyStore(logger: logger)
+        let attachments = try await store.attachments(of: reply.id, on: connection)
+        var findings = SendGuard.check(body: reply.body, attachmentCount: attachments.count, extraWarningWords: warningWords)
         findings += try await recipientFindings(reply.recipients, customerID: ticket.customerID, on: connection)
         findings += try await greetingFindings(reply.body, customerID: ticket.customerID, on: connection)
         if let first = findings.first { throw Problem.sendGuard(first.kind, findings) }
+        guard !confirmUndeliverable else { return }
+        let undeliverable = try await store.undeliverableRecipients(reply.recipients, customerID: ticket.customerID, on: connection)
+        if !undeliverable.isEmpty {
+            let others = try await store.deliverableIdentities(ofTicket: ticket.id, excluding: reply.recipients, on: connection)
+            throw Problem.recipientUndeliverable(undeliverable, alternatives: others)
+        }
     }
 
     /// Refuses the send when anything but internal notes arrived after the message the agent last saw.

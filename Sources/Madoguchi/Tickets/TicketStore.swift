@@ -39,6 +39,23 @@ struct TicketStore: Sendable {
         throw Problem.notFound("There is no ticket \(id.uuidString.lowercased()).")
     }
 
+    /// A reply did not reach the customer: the ticket is tagged `delivery-failed` and, if it was
+    /// waiting on the customer or solved, open again, so that someone answers another way.
+    func flagDeliveryFailure(_ ticketID: UUID, on connection: PostgresConnection) async throws -> (from: String, to: String)? {
+        let rows = try await connection.query("""
+            UPDATE tickets t
+            SET tags = CASE WHEN 'delivery-failed' = ANY(t.tags) THEN t.tags ELSE array_append(t.tags, 'delivery-failed') END,
+                status = CASE WHEN t.status IN ('pending', 'solved') THEN 'open' ELSE t.status END,
+                solved_at = CASE WHEN t.status = 'solved' THEN NULL ELSE t.solved_at END,
+                version = t.version + 1, updated_at = now()
+            FROM tickets old
+            WHERE t.id = \(ticketID) AND old.id = t.id
+            RETURNING old.status, t.status
+            """, logger: logger)
+        for try await row in rows.decode((String, String).self) { return row }
+        return nil
+    }
+
     /// We answered the customer: the first response is stamped once, and a new ticket is open.
     func recordResponse(_ ticketID: UUID, on connection: PostgresConnection) async throws {
         try await connection.query("""

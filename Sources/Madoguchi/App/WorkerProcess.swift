@@ -1,0 +1,26 @@
+import Logging
+import Prometheus
+import ServiceLifecycle
+
+/// `madoguchi worker`: the outbox worker (and the SMS-parts sweeper) without the HTTP service, for
+/// delivering from processes of their own. It never migrates: it waits for the schema a server
+/// brings up. Stopped gracefully by SIGTERM or SIGINT after the deliveries in progress finish.
+public enum WorkerProcess {
+    public static func run(_ configuration: Configuration, logger: Logger) async throws {
+        let provisioned = try await DatabaseProvisioner.provision(configuration, exclusive: false, logger: logger)
+        let database = Database(configuration: provisioned.clientConfiguration, logger: logger, registry: PrometheusCollectorRegistry())
+        let worker = OutboxWorker(
+            database: database, migrator: try Migrator.bundled(), settings: configuration.delivery, publicURL: configuration.providers.publicURL,
+            logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: database.client), .init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup)],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            await provisioned.release(logger: logger)
+            throw error
+        }
+        await provisioned.release(logger: logger)
+    }
+}

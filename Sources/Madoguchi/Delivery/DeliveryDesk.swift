@@ -1,0 +1,83 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// What people and incoming mail do to deliveries after the worker is done: a supervisor decides a
+/// held delivery; a bounce for one of our replies marks it bounced.
+struct DeliveryDesk: Sendable {
+    let database: Database
+    let logger: Logger
+
+    enum Decision: String, Sendable {
+        /// Nothing reached the relay (its log says so): queue it again with the same Message-ID.
+        case resend
+        /// It did: record it as sent.
+        case markSent = "mark_sent"
+        /// Give it up; the reply is failed and its ticket flagged.
+        case cancel
+    }
+
+    func resolveHeld(replyID: UUID, decision: Decision, comment: String?, by principal: Principal) async throws -> Reply {
+        try await database.withTransaction { connection in
+            let replies = ReplyStore(logger: logger)
+            let current = try await replies.reply(id: replyID, on: connection)
+            _ = try await TicketStore(logger: logger).lock(current.ticketID, on: connection)
+            let store = OutboxStore(logger: logger)
+            guard let row = try await store.lock(replyID: replyID, on: connection), row.state == "held" else {
+                let state = try await store.lock(replyID: replyID, on: connection)?.state ?? "not sent"
+                throw Problem(.deliveryNotHeld, status: .conflict, title: "Delivery not held",
+                              detail: "The reply's delivery is \(state); only a held delivery waits for a decision.")
+            }
+            var reply = current
+            switch decision {
+            case .resend:
+                try await store.resolveHeld(row.id, to: "queued", on: connection)
+            case .markSent:
+                try await store.resolveHeld(row.id, to: "sent", on: connection)
+                reply = try await replies.setState(.sent, of: replyID, on: connection)
+            case .cancel:
+                try await store.resolveHeld(row.id, to: "cancelled", on: connection)
+                reply = try await replies.setState(.failed, of: replyID, on: connection)
+                _ = try await TicketStore(logger: logger).flagDeliveryFailure(reply.ticketID, on: connection)
+            }
+            try await recordEvent(.replyDeliveryResolved, reply: reply, data: ["decision": decision.rawValue, "comment": comment ?? ""], actor: principal,
+                                  on: connection)
+            return reply
+        }
+    }
+
+    /// A hard bounce names the Message-ID of one of our replies: the relay took it, the recipient's
+    /// server did not. The reply is bounced, its message says so, and its ticket is flagged, so that
+    /// someone answers another way (the identity was already marked undeliverable by ingest).
+    func recordBounce(originalMessageID: String, recipients: [String], on connection: PostgresConnection) async throws {
+        let rows = try await connection.query("""
+            SELECT r.id FROM messages m JOIN replies r ON r.message_id = m.id
+            WHERE m.email_message_id = \(originalMessageID) AND m.direction = 'outbound'
+            """, logger: logger)
+        var replyIDs: [UUID] = []
+        for try await id in rows.decode(UUID.self) { replyIDs.append(id) }
+        let replies = ReplyStore(logger: logger)
+        for replyID in replyIDs {
+            let reply = try await replies.reply(id: replyID, lock: true, on: connection)
+            guard reply.state != .bounced else { continue }
+            let bounced = try await replies.setState(.bounced, of: replyID, on: connection)
+            if let messageID = reply.messageID {
+                let report = try JSONSerialization.text(["status": "bounced", "updated_at": ISO8601DateFormatter().string(from: Date()),
+                                                         "recipients": recipients])
+                try await MessageStore(logger: logger).recordSend(of: messageID, provider: nil, providerMessageID: nil, delivery: report, on: connection)
+            }
+            _ = try await TicketStore(logger: logger).flagDeliveryFailure(reply.ticketID, on: connection)
+            try await recordEvent(.replyBounced, reply: bounced, data: ["recipients": recipients], actor: nil, on: connection)
+        }
+    }
+
+    private func recordEvent(_ type: EventType, reply: Reply, data: [String: Any], actor: Principal?, on connection: PostgresConnection) async throws {
+        let rows = try await connection.query("SELECT customer_id FROM tickets WHERE id = \(reply.ticketID)", logger: logger)
+        for try await customerID in rows.decode(UUID.self) {
+            var data = data
+            data["reply_id"] = reply.id.lowercased
+            try await EventStore(logger: logger).record(type, ticketID: reply.ticketID, customerID: customerID, messageID: reply.messageID, actor: actor,
+                                                        data: data, on: connection)
+        }
+    }
+}

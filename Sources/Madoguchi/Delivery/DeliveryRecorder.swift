@@ -1,0 +1,112 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// Writes down what a delivery attempt came to, in one transaction: the outbox row (sent, failed,
+/// queued again with backoff, or held), the reply's state, the outbound message's delivery report,
+/// identities a relay refused for good, a ticket a failed reply leaves unanswered, and the events.
+struct DeliveryRecorder: Sendable {
+    let database: Database
+    let logger: Logger
+    let settings: DeliverySettings
+    let worker: String
+
+    func record(_ attempt: DeliveryAttempt, for item: OutboxItem) async throws {
+        guard attempt.kind != .abandoned else { return }
+        try await database.withTransaction { connection in
+            let store = OutboxStore(logger: logger)
+            if attempt.kind == .uncertain {
+                let reason = attempt.error ?? "the handover got no answer"
+                guard let replyID = try await store.settle(item.id, worker: worker, .init(
+                    state: "held", results: item.results, error: reason, heldReason: reason), on: connection) else { return }
+                try await event(.replyHeld, replyID: replyID, data: ["reason": reason, "attempt": item.attempts], on: connection)
+                return
+            }
+
+            var results = item.results.merging(attempt.recipients) { _, new in new }
+            let pending = item.recipients.filter { (results[$0]?.status ?? .pending) == .pending }
+            if !pending.isEmpty && item.attempts < settings.maxAttempts {
+                let delay = backoff(afterAttempt: item.attempts)
+                _ = try await store.settle(item.id, worker: worker, .init(
+                    state: "queued", results: results, error: attempt.error, response: attempt.response, provider: attempt.provider,
+                    providerMessageID: attempt.providerMessageID, nextAttemptIn: delay), on: connection)
+                logger.info("delivery deferred", metadata: ["outbox_id": "\(item.id)", "attempt": "\(item.attempts)", "retry_in": "\(delay)",
+                                                            "reason": "\(attempt.error ?? "")"])
+                return
+            }
+            for recipient in pending {
+                results[recipient] = .failed("gave up after \(item.attempts) attempts: \(results[recipient]?.reply ?? attempt.error ?? "")")
+            }
+            let delivered = results.values.contains { $0.status == .sent }
+            let failures = item.recipients.compactMap { recipient in results[recipient].flatMap { $0.status == .failed ? (recipient, $0) : nil } }
+            guard let replyID = try await store.settle(item.id, worker: worker, .init(
+                state: delivered ? "sent" : "failed", results: results, error: delivered ? nil : attempt.error ?? failures.first?.1.reply,
+                response: attempt.response, provider: attempt.provider, providerMessageID: attempt.providerMessageID), on: connection)
+            else { return }
+
+            let reply = try await ReplyStore(logger: logger).setState(delivered ? .sent : .failed, of: replyID, on: connection)
+            if let messageID = reply.messageID {
+                var report: [String: Any] = ["status": delivered ? (attempt.provider == nil ? "sent" : "queued") : "failed",
+                                             "updated_at": ISO8601DateFormatter().string(from: Date())]
+                if let response = attempt.response { report["response"] = String(response.prefix(500)) }
+                if !delivered { report["error"] = String((attempt.error ?? failures.first?.1.reply ?? "").prefix(500)) }
+                try await MessageStore(logger: logger).recordSend(
+                    of: messageID, provider: attempt.provider, providerMessageID: attempt.providerMessageID, delivery: try JSONSerialization.text(report),
+                    on: connection)
+            }
+            try await markUndeliverable(failures.filter { $0.1.undeliverable }, channel: item.channel, customerTicket: reply.ticketID, on: connection)
+            if delivered {
+                try await event(.replyDelivered, replyID: replyID, data: [
+                    "response": attempt.response ?? "", "attempts": item.attempts,
+                    "refused": failures.map { ["recipient": $0.0, "reply": $0.1.reply] },
+                ], on: connection)
+            } else {
+                try await event(.replyFailed, replyID: replyID, data: [
+                    "error": attempt.error ?? "", "attempts": item.attempts,
+                    "recipients": failures.map { ["recipient": $0.0, "reply": $0.1.reply] },
+                ], on: connection)
+                if let change = try await TicketStore(logger: logger).flagDeliveryFailure(reply.ticketID, on: connection), change.from != change.to {
+                    try await EventStore(logger: logger).record(
+                        .ticketReopened, ticketID: reply.ticketID, actor: nil, data: ["from": change.from, "to": change.to, "reason": "delivery-failed"],
+                        on: connection)
+                }
+            }
+        }
+    }
+
+    /// Doubles from `retryBase` to at most `retryCap`, less up to half at random, so that a relay
+    /// coming back is not met by every deferred mail at the same instant.
+    func backoff(afterAttempt attempt: Int) -> Duration {
+        let base = settings.retryBase.seconds * pow(2, Double(max(0, attempt - 1)))
+        let capped = min(base, settings.retryCap.seconds)
+        return .milliseconds(Int64(capped * Double.random(in: 0.5...1.0) * 1000))
+    }
+
+    private func markUndeliverable(_ failures: [(String, RecipientResult)], channel: Channel, customerTicket: UUID, on connection: PostgresConnection) async throws {
+        let kind: Customer.Identity.Kind = switch channel {
+        case .email, .webform: .email
+        case .sms: .phone
+        case .chat: .line
+        }
+        let identities = IdentityStore(logger: logger)
+        for (recipient, result) in failures {
+            let value = kind == .email ? IdentityValue.comparable(recipient) : recipient
+            for customerID in try await identities.markUndeliverable(kind: kind, value: value, reason: result.reply, on: connection) {
+                try await EventStore(logger: logger).record(
+                    .identityUndeliverable, ticketID: customerTicket, customerID: customerID, actor: nil,
+                    data: ["kind": kind.rawValue, "value": value, "reason": result.reply], on: connection)
+            }
+        }
+    }
+
+    private func event(_ type: EventType, replyID: UUID, data: [String: Any], on connection: PostgresConnection) async throws {
+        let rows = try await connection.query("""
+            SELECT r.ticket_id, t.customer_id, r.message_id FROM replies r JOIN tickets t ON t.id = r.ticket_id WHERE r.id = \(replyID)
+            """, logger: logger)
+        for try await (ticketID, customerID, messageID) in rows.decode((UUID, UUID, UUID?).self) {
+            var data = data
+            data["reply_id"] = replyID.lowercased
+            try await EventStore(logger: logger).record(type, ticketID: ticketID, customerID: customerID, messageID: messageID, actor: nil, data: data, on: connection)
+        }
+    }
+}

@@ -1,0 +1,129 @@
+import Foundation
+import Logging
+import MadoguchiMail
+import NIOCore
+import PostgresNIO
+
+/// Replies by mail: composed once (carrier-safe charset, threading headers, attachments, DKIM),
+/// then handed to the relay over a pooled connection. The relay's reply decides each recipient:
+/// 250 sent, 4xx later, 5xx never (and the address is marked undeliverable).
+struct EmailDelivery: Sendable {
+    let database: Database
+    let logger: Logger
+    let settings: DeliverySettings
+    let from: MailAddress
+    let pool: SMTPPool
+    let dkim: DKIMSigner?
+
+    struct LeaseLost: Error {}
+
+    func deliver(_ item: OutboxItem, worker: String, handover: @escaping @Sendable () async throws -> Void) async -> DeliveryAttempt {
+        let message: [UInt8]
+        do {
+            message = try await composedMessage(item, worker: worker)
+        } catch let failure as MailComposer.Failure {
+            return .refused(item, "the reply cannot be written as a mail: \(failure)")
+        } catch {
+            return .deferred(item, "composing the mail failed: \(error)")
+        }
+        let recipients = item.pendingRecipients
+        let envelope = SMTPSession.Envelope(
+            from: from.address, recipients: recipients,
+            needsSMTPUTF8: !from.address.allSatisfy(\.isASCII) || recipients.contains { !$0.allSatisfy(\.isASCII) })
+        do {
+            let outcome = try await pool.withSession { session in
+                try await session.send(message, envelope: envelope, pointOfNoReturn: handover)
+            }
+            return attempt(from: outcome)
+        } catch is LeaseLost {
+            return DeliveryAttempt(kind: .abandoned)
+        } catch let error as SMTPSession.AfterFinalDot {
+            return .uncertain("\(error); held rather than risk a second copy")
+        } catch let error as SMTPError {
+            return error.isTransient ? .deferred(item, error.description) : .refused(item, error.description)
+        } catch {
+            return .deferred(item, String(describing: error))
+        }
+    }
+
+    private func attempt(from outcome: SMTPSession.Outcome) -> DeliveryAttempt {
+        var results: [String: RecipientResult] = [:]
+        for (recipient, reply) in outcome.refused {
+            results[recipient] = reply.isPermanent ? .failed("RCPT TO: \(reply)", undeliverable: true) : .pending("RCPT TO: \(reply)")
+        }
+        guard let final = outcome.finalReply else {
+            return .answered(results, error: outcome.refused.first.map { "RCPT TO: \($0.reply)" })
+        }
+        for recipient in outcome.accepted {
+            results[recipient] = final.code == 250 ? .sent(final.description)
+                : final.isPermanent ? .failed("end of DATA: \(final)") : .pending("end of DATA: \(final)")
+        }
+        return .answered(results, response: final.code == 250 ? final.description : nil, error: final.code == 250 ? nil : "end of DATA: \(final)")
+    }
+
+    // MARK: - Composing
+
+    /// The mail as first composed for this row, or composed now and kept.
+    private func composedMessage(_ item: OutboxItem, worker: String) async throws -> [UInt8] {
+        if let message = item.message { return message }
+        let composed = try await database.withConnection { connection in
+            try await compose(item, on: connection)
+        }
+        var bytes = composed.bytes
+        if let dkim { bytes = try dkim.sign(bytes) }
+        try await database.withConnection { connection in
+            try await OutboxStore(logger: logger).storeMessage(bytes, of: item.id, worker: worker, on: connection)
+        }
+        return bytes
+    }
+
+    private func compose(_ item: OutboxItem, on connection: PostgresConnection) async throws -> ComposedMail {
+        let rows = try await connection.query("""
+            SELECT r.subject, r.body_text, t.id, t.number, c.display_name
+            FROM replies r JOIN tickets t ON t.id = r.ticket_id JOIN customers c ON c.id = t.customer_id
+            WHERE r.id = \(item.replyID)
+            """, logger: logger)
+        var found: (String?, String, UUID, Int64, String?)?
+        for try await row in rows.decode((String?, String, UUID, Int64, String?).self) { found = row }
+        guard let (subject, body, ticketID, number, customerName) = found else { throw RowNotFound("the reply of outbox row \(item.id)") }
+        // A customer's mailer may write ids we cannot repeat in a header; threading does without them.
+        let parent = try await threadParent(ticketID: ticketID, on: connection).flatMap { parent in
+            MailComposer.isWritableMessageID(parent.id) ? (parent.id, parent.references.filter(MailComposer.isWritableMessageID)) : nil
+        }
+        let mail = OutgoingMail(
+            from: from, to: item.recipients.map { MailAddress(name: customerName, address: $0) }, replyTo: Self.ticketAddress(from, number: number),
+            subject: subject ?? "[#\(number)]", messageID: item.emailMessageID, inReplyTo: parent?.0,
+            references: parent.map { Array(($0.1 + [$0.0]).suffix(20)) } ?? [], date: Date(), text: body,
+            attachments: try await attachments(of: item.replyID, on: connection), extraHeaders: [("X-Madoguchi-Ticket", String(number))])
+        return try MailComposer.compose(mail, carrierDomains: settings.carrierDomains)
+    }
+
+    /// The customer's latest mail on the ticket: the reply answers it.
+    private func threadParent(ticketID: UUID, on connection: PostgresConnection) async throws -> (id: String, references: [String])? {
+        let rows = try await connection.query("""
+            SELECT email_message_id, email_references FROM messages
+            WHERE ticket_id = \(ticketID) AND direction = 'inbound' AND channel = 'email' AND classification = 'customer'
+              AND email_message_id IS NOT NULL
+            ORDER BY created_at DESC, id DESC LIMIT 1
+            """, logger: logger)
+        for try await (id, references) in rows.decode((String, [String]).self) { return (id, references) }
+        return nil
+    }
+
+    private func attachments(of replyID: UUID, on connection: PostgresConnection) async throws -> [OutgoingMail.Attachment] {
+        let rows = try await connection.query("""
+            SELECT filename, media_type, content FROM reply_attachments WHERE reply_id = \(replyID) ORDER BY created_at, id
+            """, logger: logger)
+        var files: [OutgoingMail.Attachment] = []
+        for try await (name, type, content) in rows.decode((String, String, ByteBuffer).self) {
+            files.append(.init(filename: name, mediaType: type, content: Array(buffer: content)))
+        }
+        return files
+    }
+
+    /// `support+t1234@shop.example`: the customer's answer to it threads to the ticket by its token.
+    static func ticketAddress(_ from: MailAddress, number: Int64) -> MailAddress {
+        guard let at = from.address.lastIndex(of: "@") else { return from }
+        return MailAddress(name: from.name, address: "\(from.address[..<at])+t\(number)\(from.address[at...])")
+    }
+}

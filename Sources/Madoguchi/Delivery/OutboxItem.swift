@@ -1,0 +1,79 @@
+import Foundation
+
+/// One outbox row a worker has claimed: a sent reply on its way to its recipients.
+struct OutboxItem: Sendable {
+    var id: UUID
+    var replyID: UUID
+    var channel: Channel
+    var recipients: [String]
+    /// The Message-ID fixed when the reply was sent; every attempt carries it.
+    var emailMessageID: String
+    /// Counting this one.
+    var attempts: Int
+    /// The composed mail, once the first attempt made it.
+    var message: [UInt8]?
+    var results: [String: RecipientResult]
+    /// Sent with every try of an API that deduplicates on it (LINE).
+    var retryKey: UUID
+
+    /// Recipients not yet settled: every recipient on the first attempt, the deferred ones after.
+    var pendingRecipients: [String] {
+        recipients.filter { results[$0].map { $0.status == .pending } ?? true }
+    }
+}
+
+/// Where one recipient's delivery stands, with what the relay or provider said.
+struct RecipientResult: Codable, Sendable, Equatable {
+    enum Status: String, Codable, Sendable {
+        case sent, failed, pending
+    }
+
+    var status: Status
+    var reply: String
+    /// Refused for good as an address (SMTP 5xx to RCPT, a provider's "no such number"): the
+    /// identity is marked undeliverable.
+    var undeliverable: Bool = false
+
+    static func sent(_ reply: String) -> RecipientResult { .init(status: .sent, reply: reply) }
+    static func pending(_ reply: String) -> RecipientResult { .init(status: .pending, reply: reply) }
+    static func failed(_ reply: String, undeliverable: Bool = false) -> RecipientResult { .init(status: .failed, reply: reply, undeliverable: undeliverable) }
+}
+
+/// What one attempt came to.
+struct DeliveryAttempt: Sendable {
+    enum Kind: Sendable {
+        /// Recipient results are final or deferred as `recipients` says; the relay or provider answered.
+        case answered
+        /// The handover may or may not have happened (a crash or timeout after the final dot, a
+        /// provider call that got no answer): hold for a person, never resend by ourselves.
+        case uncertain
+        /// Another worker took the row over before the handover; this one records nothing.
+        case abandoned
+    }
+
+    var kind: Kind
+    var recipients: [String: RecipientResult] = [:]
+    /// The relay's answer to the handover (its queue id), or the provider's.
+    var response: String?
+    var provider: String?
+    var providerMessageID: String?
+    /// Why nothing (or not everything) went out now.
+    var error: String?
+
+    static func answered(_ recipients: [String: RecipientResult], response: String? = nil, provider: String? = nil, providerMessageID: String? = nil,
+                         error: String? = nil) -> DeliveryAttempt {
+        DeliveryAttempt(kind: .answered, recipients: recipients, response: response, provider: provider, providerMessageID: providerMessageID, error: error)
+    }
+
+    /// Every pending recipient deferred with `reason` (nothing was handed over).
+    static func deferred(_ item: OutboxItem, _ reason: String) -> DeliveryAttempt {
+        .answered(Dictionary(uniqueKeysWithValues: item.pendingRecipients.map { ($0, .pending(reason)) }), error: reason)
+    }
+
+    /// Every pending recipient refused for good with `reason`.
+    static func refused(_ item: OutboxItem, _ reason: String, undeliverable: Bool = false) -> DeliveryAttempt {
+        .answered(Dictionary(uniqueKeysWithValues: item.pendingRecipients.map { ($0, .failed(reason, undeliverable: undeliverable)) }), error: reason)
+    }
+
+    static func uncertain(_ reason: String) -> DeliveryAttempt { DeliveryAttempt(kind: .uncertain, error: reason) }
+}

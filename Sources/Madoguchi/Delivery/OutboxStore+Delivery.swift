@@ -1,0 +1,125 @@
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+
+/// The outbox as the delivery workers see it. Every state change is conditional on the caller still
+/// holding the row (`claimed_by`), so a worker that lost its lease can never overwrite the one that
+/// took over.
+extension OutboxStore {
+    /// Claims up to `limit` due rows for `worker`: queued ones whose time has come, and ones whose
+    /// worker's lease expired before it reached the handover (it cannot have sent them). Rows other
+    /// workers are claiming are skipped, not waited on.
+    func claim(worker: String, channels: [Channel], lease: Duration, limit: Int, on connection: PostgresConnection) async throws -> [OutboxItem] {
+        let rows = try await connection.query("""
+            WITH due AS (
+                SELECT id FROM outbox
+                WHERE channel::text = ANY(\(channels.map(\.rawValue))::text[])
+                  AND ((state = 'queued' AND next_attempt_at <= now())
+                       OR (state = 'sending' AND lease_expires_at < now() AND handover_at IS NULL))
+                ORDER BY next_attempt_at
+                LIMIT \(limit)
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE outbox o
+            SET state = 'sending', claimed_by = \(worker), lease_expires_at = now() + make_interval(secs => \(lease.seconds)),
+                attempts = o.attempts + 1, updated_at = now()
+            FROM due WHERE o.id = due.id
+            RETURNING o.id, o.reply_id, o.channel::text, o.recipients, o.email_message_id, o.attempts, o.message,
+                      o.recipient_results::text, o.retry_key
+            """, logger: logger)
+        var items: [OutboxItem] = []
+        for try await (id, replyID, channel, recipients, messageID, attempts, message, results, retryKey)
+            in rows.decode((UUID, UUID, String, [String], String, Int, ByteBuffer?, String, UUID).self)
+        {
+            items.append(OutboxItem(
+                id: id, replyID: replyID, channel: try Ticket.enumeration(channel), recipients: recipients, emailMessageID: messageID,
+                attempts: attempts, message: message.map { Array(buffer: $0) },
+                results: (try? JSONDecoder().decode([String: RecipientResult].self, from: Data(results.utf8))) ?? [:], retryKey: retryKey))
+        }
+        return items
+    }
+
+    /// Rows whose worker stopped after the handover began: the relay or provider may have the
+    /// message, so they are held for a person instead of being sent again. Returns their replies.
+    func holdAbandonedHandovers(on connection: PostgresConnection) async throws -> [(outboxID: UUID, replyID: UUID)] {
+        let rows = try await connection.query("""
+            UPDATE outbox
+            SET state = 'held', claimed_by = NULL, lease_expires_at = NULL, updated_at = now(),
+                held_reason = 'the worker stopped while handing the message over (at ' || handover_at::text || '); it may have been delivered'
+            WHERE state = 'sending' AND lease_expires_at < now() AND handover_at IS NOT NULL
+            RETURNING id, reply_id
+            """, logger: logger)
+        var held: [(UUID, UUID)] = []
+        for try await row in rows.decode((UUID, UUID).self) { held.append(row) }
+        return held
+    }
+
+    /// Keeps the composed mail, so every later attempt sends the same bytes.
+    func storeMessage(_ bytes: [UInt8], of id: UUID, worker: String, on connection: PostgresConnection) async throws {
+        try await connection.query("""
+            UPDATE outbox SET message = \(ByteBuffer(bytes: bytes)), updated_at = now() WHERE id = \(id) AND claimed_by = \(worker)
+            """, logger: logger)
+    }
+
+    /// The point of no return, committed before the handover. False when the row is no longer this
+    /// worker's (its lease expired and another took it): then it must not hand anything over.
+    func markHandover(of id: UUID, worker: String, lease: Duration, on connection: PostgresConnection) async throws -> Bool {
+        let rows = try await connection.query("""
+            UPDATE outbox SET handover_at = now(), lease_expires_at = now() + make_interval(secs => \(lease.seconds)), updated_at = now()
+            WHERE id = \(id) AND claimed_by = \(worker) AND state = 'sending'
+            RETURNING id
+            """, logger: logger)
+        for try await _ in rows { return true }
+        return false
+    }
+
+    struct Settlement: Sendable {
+        var state: String
+        var results: [String: RecipientResult]
+        var error: String?
+        var response: String?
+        var provider: String?
+        var providerMessageID: String?
+        var nextAttemptIn: Duration?
+        var heldReason: String?
+    }
+
+    /// Records where the delivery stands after an attempt; nil when the row is no longer this worker's.
+    func settle(_ id: UUID, worker: String, _ settlement: Settlement, on connection: PostgresConnection) async throws -> UUID? {
+        let results = String(decoding: try JSONEncoder.sorted.encode(settlement.results), as: UTF8.self)
+        let rows = try await connection.query("""
+            UPDATE outbox
+            SET state = \(settlement.state), recipient_results = \(results)::jsonb, last_error = \(settlement.error),
+                relay_response = coalesce(\(settlement.response), relay_response), provider = coalesce(\(settlement.provider), provider),
+                provider_message_id = coalesce(\(settlement.providerMessageID), provider_message_id),
+                sent_at = CASE WHEN \(settlement.state) = 'sent' THEN now() ELSE sent_at END,
+                next_attempt_at = now() + make_interval(secs => \(settlement.nextAttemptIn?.seconds ?? 0)),
+                held_reason = \(settlement.heldReason), handover_at = NULL,
+                claimed_by = NULL, lease_expires_at = NULL, updated_at = now()
+            WHERE id = \(id) AND claimed_by = \(worker)
+            RETURNING reply_id
+            """, logger: logger)
+        for try await replyID in rows.decode(UUID.self) { return replyID }
+        return nil
+    }
+}
+
+extension OutboxStore {
+    /// The reply's outbox row, locked, and its state.
+    func lock(replyID: UUID, on connection: PostgresConnection) async throws -> (id: UUID, state: String)? {
+        let rows = try await connection.query("SELECT id, state FROM outbox WHERE reply_id = \(replyID) FOR UPDATE", logger: logger)
+        for try await row in rows.decode((UUID, String).self) { return row }
+        return nil
+    }
+
+    /// A person's decision on a held row: queued again now (same Message-ID), sent, or cancelled.
+    func resolveHeld(_ id: UUID, to state: String, on connection: PostgresConnection) async throws {
+        try await connection.query("""
+            UPDATE outbox
+            SET state = \(state), held_reason = NULL, handover_at = NULL, next_attempt_at = now(),
+                sent_at = CASE WHEN \(state) = 'sent' THEN now() ELSE sent_at END, updated_at = now()
+            WHERE id = \(id) AND state = 'held'
+            """, logger: logger)
+    }
+}

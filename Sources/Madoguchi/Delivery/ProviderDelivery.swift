@@ -1,0 +1,194 @@
+import Crypto
+import Foundation
+import Logging
+import NIOHTTP1
+import PostgresNIO
+
+/// Replies by SMS (Twilio's Messages resource or Vonage's SMS API) and by LINE (the push API), one
+/// request per recipient.
+///
+/// What each can promise: LINE deduplicates a push on its `X-Line-Retry-Key`, which we fix per row,
+/// so a push that got no answer is simply sent again — exactly once. Twilio and Vonage offer no such
+/// key: a request that got no answer may have made a message, so the row is held for a person
+/// (at most once, never a second text); a request refused with an answer is retried or failed.
+struct ProviderDelivery: Sendable {
+    let database: Database
+    let logger: Logger
+    let settings: DeliverySettings
+    let http: ProviderHTTPClient
+    let publicURL: String?
+
+    func deliver(_ item: OutboxItem, handover: @escaping @Sendable () async throws -> Void) async -> DeliveryAttempt {
+        let text: String
+        do {
+            text = try await database.withConnection { connection in
+                let rows = try await connection.query("SELECT body_text FROM replies WHERE id = \(item.replyID)", logger: logger)
+                for try await body in rows.decode(String.self) { return body }
+                throw RowNotFound("the reply of outbox row \(item.id)")
+            }
+        } catch {
+            return .deferred(item, "reading the reply failed: \(error)")
+        }
+        // SMS has no way to undo or deduplicate a text, so its handover is the point of no return;
+        // LINE's retry key makes a repeated push harmless, so a crash there needs no person.
+        if item.channel == .sms {
+            do {
+                try await handover()
+            } catch {
+                return DeliveryAttempt(kind: .abandoned)
+            }
+        }
+        var results: [String: RecipientResult] = [:]
+        var provider: String?
+        var providerIDs: [String] = []
+        for recipient in item.pendingRecipients {
+            let outcome: Outcome
+            switch item.channel {
+            case .sms:
+                if let twilio = settings.twilio { outcome = await sendTwilio(text, to: recipient, item: item, twilio) }
+                else if let vonage = settings.vonage { outcome = await sendVonage(text, to: recipient, item: item, vonage) }
+                else { outcome = .result(.pending("SMS sending is not configured")) }
+            case .chat:
+                if let line = settings.line, !recipient.contains(":") { outcome = await sendLine(text, to: recipient, item: item, line) }
+                else { outcome = .result(.failed("no sending integration for the chat identity \(recipient); answer in the provider's console")) }
+            case .email, .webform:
+                outcome = .result(.failed("not a provider channel"))
+            }
+            switch outcome {
+            case .result(let result):
+                results[recipient] = result
+            case .sent(let name, let id, let reply):
+                results[recipient] = .sent(reply)
+                provider = name
+                if let id { providerIDs.append(id) }
+            case .uncertain(let reason):
+                // What was settled so far stays settled; the rest waits for a person.
+                return .uncertain("\(recipient): \(reason)")
+            }
+        }
+        let firstError = results.values.first { $0.status != .sent }?.reply
+        return .answered(results, response: providerIDs.first, provider: provider, providerMessageID: providerIDs.first, error: firstError)
+    }
+
+    private enum Outcome {
+        case result(RecipientResult)
+        case sent(provider: String, id: String?, reply: String)
+        case uncertain(String)
+    }
+
+    // MARK: - Twilio
+
+    private func sendTwilio(_ text: String, to recipient: String, item: OutboxItem, _ twilio: DeliverySettings.TwilioSending) async -> Outcome {
+        var form: [(String, String)] = [("To", recipient), ("Body", text)]
+        form.append(twilio.from.hasPrefix("MG") ? ("MessagingServiceSid", twilio.from) : ("From", twilio.from))
+        if let publicURL { form.append(("StatusCallback", publicURL + "/v1/inbound/sms/twilio/status")) }
+        let credentials = Data("\(twilio.accountSID):\(twilio.authToken)".utf8).base64EncodedString()
+        let url = "\(twilio.apiURL)/2010-04-01/Accounts/\(twilio.accountSID)/Messages.json"
+        do {
+            let response = try await http.send(.POST, url, headers: [
+                ("Authorization", "Basic \(credentials)"), ("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json"),
+            ], body: Array(Self.formEncoded(form).utf8))
+            let json = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any] ?? [:]
+            switch response.status {
+            case 200..<300:
+                let sid = json["sid"] as? String
+                return .sent(provider: "twilio", id: sid, reply: "twilio \(response.status) \(sid ?? "") \(json["status"] as? String ?? "")")
+            case 429, 500...599:
+                return .result(.pending("twilio \(response.status): \(json["message"] as? String ?? response.text.prefix(200).description)"))
+            default:
+                // 21211 invalid number, 21610 the recipient replied STOP, 21614 not a mobile number.
+                let code = json["code"] as? Int
+                let reason = "twilio \(response.status) \(code.map(String.init) ?? ""): \(json["message"] as? String ?? response.text.prefix(200).description)"
+                return .result(.failed(reason, undeliverable: [21211, 21610, 21612, 21614].contains(code ?? 0)))
+            }
+        } catch ProviderHTTPError.notSent(let reason) {
+            return .result(.pending("twilio: \(reason)"))
+        } catch {
+            return .uncertain("twilio: \(error)")
+        }
+    }
+
+    // MARK: - Vonage
+
+    private func sendVonage(_ text: String, to recipient: String, item: OutboxItem, _ vonage: DeliverySettings.VonageSending) async -> Outcome {
+        let to = recipient.hasPrefix("+") ? String(recipient.dropFirst()) : recipient
+        let form: [(String, String)] = [
+            ("api_key", vonage.apiKey), ("api_secret", vonage.apiSecret), ("from", vonage.from), ("to", to), ("text", text),
+            ("type", text.allSatisfy(\.isASCII) ? "text" : "unicode"), ("client-ref", item.id.lowercased),
+        ]
+        do {
+            let response = try await http.send(.POST, "\(vonage.apiURL)/sms/json", headers: [
+                ("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json"),
+            ], body: Array(Self.formEncoded(form).utf8))
+            guard response.status == 200,
+                  let json = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any],
+                  let first = (json["messages"] as? [[String: Any]])?.first
+            else {
+                return .result(.pending("vonage \(response.status): \(response.text.prefix(200))"))
+            }
+            let status = first["status"] as? String ?? ""
+            let detail = first["error-text"] as? String ?? ""
+            switch status {
+            case "0":
+                let id = first["message-id"] as? String
+                return .sent(provider: "vonage", id: id, reply: "vonage accepted \(id ?? "")")
+            case "1", "5":  // throttled; internal error before sending
+                return .result(.pending("vonage status \(status): \(detail)"))
+            default:
+                // 6 unroutable, 15 invalid destination, 29 not on the trial allow-list.
+                return .result(.failed("vonage status \(status): \(detail)", undeliverable: ["6", "15"].contains(status)))
+            }
+        } catch ProviderHTTPError.notSent(let reason) {
+            return .result(.pending("vonage: \(reason)"))
+        } catch {
+            return .uncertain("vonage: \(error)")
+        }
+    }
+
+    // MARK: - LINE
+
+    private func sendLine(_ text: String, to userID: String, item: OutboxItem, _ line: DeliverySettings.LineSending) async -> Outcome {
+        let body: [String: Any] = ["to": userID, "messages": [["type": "text", "text": String(text.prefix(5000))]]]
+        let retryKey = Self.retryKey(item.retryKey, recipient: userID)
+        do {
+            let response = try await http.send(.POST, "\(line.apiURL)/v2/bot/message/push", headers: [
+                ("Authorization", "Bearer \(line.channelAccessToken)"), ("Content-Type", "application/json"), ("X-Line-Retry-Key", retryKey),
+            ], body: Array(try JSONSerialization.text(body).utf8))
+            let requestID = response.headers.first(name: "x-line-request-id")
+            switch response.status {
+            case 200:
+                let sent = ((try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any])?["sentMessages"] as? [[String: Any]]
+                let id = sent?.first?["id"] as? String ?? requestID
+                return .sent(provider: "line", id: id, reply: "line 200 \(id ?? "")")
+            case 409 where response.headers.first(name: "x-line-accepted-request-id") != nil:
+                // A retry of a push LINE already accepted: it was sent, once.
+                let accepted = response.headers.first(name: "x-line-accepted-request-id")
+                return .sent(provider: "line", id: accepted, reply: "line: already accepted as \(accepted ?? "")")
+            case 429, 500...599:
+                return .result(.pending("line \(response.status): \(response.text.prefix(200))"))
+            default:
+                return .result(.failed("line \(response.status): \(response.text.prefix(200))"))
+            }
+        } catch {
+            // The retry key makes sending again harmless, whatever happened to this request.
+            return .result(.pending("line: \(error)"))
+        }
+    }
+
+    /// One stable key per (row, recipient), so a retried push is recognised by LINE.
+    static func retryKey(_ key: UUID, recipient: String) -> String {
+        var bytes = Array(SHA256.hash(data: Array("\(key.lowercased):\(recipient)".utf8)).prefix(16))
+        bytes[6] = (bytes[6] & 0x0F) | 0x40
+        bytes[8] = (bytes[8] & 0x3F) | 0x80
+        let uuid = UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+                               bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
+        return uuid.lowercased
+    }
+
+    static func formEncoded(_ pairs: [(String, String)]) -> String {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._*")
+        return pairs.map { "\($0.0.addingPercentEncoding(withAllowedCharacters: allowed)!)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed)!)" }
+            .joined(separator: "&")
+    }
+}

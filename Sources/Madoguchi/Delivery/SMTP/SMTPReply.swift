@@ -1,0 +1,48 @@
+/// One reply of an SMTP server: a three-digit code and its text lines (several for `250-` replies).
+struct SMTPReply: Sendable, Equatable, CustomStringConvertible {
+    var code: Int
+    var lines: [String]
+
+    var isPositive: Bool { (200..<400).contains(code) }
+    /// 4xx: the server may accept later (RFC 5321 §4.2.1).
+    var isTransient: Bool { (400..<500).contains(code) }
+    /// 5xx: it will not, for this request.
+    var isPermanent: Bool { (500..<600).contains(code) }
+
+    var text: String { lines.joined(separator: " ") }
+    var description: String { "\(code) \(text)" }
+}
+
+/// What can go wrong talking to a relay, sorted by what the outbox does about it.
+enum SMTPError: Error, CustomStringConvertible {
+    /// The server answered `reply` to `command`.
+    case rejected(command: String, reply: SMTPReply)
+    /// No reply within the step's timeout.
+    case timedOut(step: String)
+    /// The connection closed or failed (refused, reset, TLS failure).
+    case connection(String)
+    /// The server broke the protocol (a reply that is not `NNN text`).
+    case garbled(String)
+    /// Something we required is not offered (STARTTLS, AUTH, SMTPUTF8, a size the server accepts).
+    case unsupported(String)
+
+    var description: String {
+        switch self {
+        case .rejected(let command, let reply): "\(command) was answered \(reply)"
+        case .timedOut(let step): "no reply to \(step) in time"
+        case .connection(let reason): "connection: \(reason)"
+        case .garbled(let line): "not an SMTP reply: \(line.prefix(200))"
+        case .unsupported(let what): what
+        }
+    }
+
+    /// Whether waiting and trying again could help: 4xx replies, timeouts and broken connections can;
+    /// 5xx replies and missing capabilities cannot.
+    var isTransient: Bool {
+        switch self {
+        case .rejected(_, let reply): !reply.isPermanent
+        case .timedOut, .connection, .garbled: true
+        case .unsupported: false
+        }
+    }
+}

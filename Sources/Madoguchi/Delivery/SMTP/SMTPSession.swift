@@ -1,0 +1,295 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import Synchronization
+
+/// How long each step of an SMTP conversation may take before the connection is given up.
+/// RFC 5321 §4.5.3.2 suggests minutes; a relay that slow is better retried later than waited on,
+/// except after the final dot, where giving up makes the delivery uncertain.
+public struct SMTPTimeouts: Sendable {
+    public var connect: TimeAmount = .seconds(15)
+    public var command: TimeAmount = .seconds(60)
+    /// The reply to the final `.` of DATA: the relay may be scanning the message.
+    public var dataEnd: TimeAmount = .seconds(180)
+    public init() {}
+}
+
+/// One open connection to a relay, greeted, secured and authenticated as the relay's settings ask,
+/// ready to carry mail. A session is used by one delivery at a time (the pool sees to that) and can
+/// carry many messages in turn (`RSET` between them).
+final class SMTPSession: Sendable {
+    struct Capabilities: Sendable {
+        var keywords: [String: String] = [:]
+        func offers(_ keyword: String) -> Bool { keywords[keyword] != nil }
+        /// SIZE's limit; nil when none is announced (or 0, "no fixed limit").
+        var sizeLimit: Int? { keywords["SIZE"].flatMap { Int($0) }.flatMap { $0 > 0 ? $0 : nil } }
+        var authMechanisms: Set<String> { Set((keywords["AUTH"] ?? "").uppercased().split(separator: " ").map(String.init)) }
+
+        init(ehlo reply: SMTPReply) {
+            // The first line is the server's name; each later line a keyword and its parameters.
+            for line in reply.lines.dropFirst() {
+                let parts = line.split(separator: " ", maxSplits: 1)
+                guard let keyword = parts.first else { continue }
+                keywords[keyword.uppercased()] = parts.count > 1 ? String(parts[1]) : ""
+            }
+        }
+
+        init() {}
+    }
+
+    let relay: SMTPRelay
+    let channel: any NIOCore.Channel
+    private let handler: SMTPReplyHandler
+    let capabilities: Capabilities
+    let isSecure: Bool
+    private let timeouts: SMTPTimeouts
+
+    private init(relay: SMTPRelay, channel: any NIOCore.Channel, handler: SMTPReplyHandler, capabilities: Capabilities, isSecure: Bool, timeouts: SMTPTimeouts) {
+        self.relay = relay
+        self.channel = channel
+        self.handler = handler
+        self.capabilities = capabilities
+        self.isSecure = isSecure
+        self.timeouts = timeouts
+    }
+
+    var isOpen: Bool { channel.isActive }
+
+    // MARK: - Opening
+
+    /// Connects, reads the greeting, says EHLO, upgrades to TLS and authenticates as configured.
+    static func open(relay: SMTPRelay, tls: NIOSSLContext?, timeouts: SMTPTimeouts, group: any EventLoopGroup) async throws -> SMTPSession {
+        let eventLoop = group.next()
+        let handler = SMTPReplyHandler(eventLoop: eventLoop)
+        let implicitTLS = relay.security == .implicitTLS
+        if implicitTLS && tls == nil { throw SMTPError.unsupported("smtps:// needs a TLS context") }
+        let serverName = Self.serverName(relay.host)
+        let channel: any NIOCore.Channel
+        do {
+            channel = try await ClientBootstrap(group: eventLoop)
+                .connectTimeout(timeouts.connect)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        if implicitTLS, let tls {
+                            try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: serverName))
+                        }
+                        try channel.pipeline.syncOperations.addHandler(handler)
+                    }
+                }
+                .connect(host: relay.host, port: relay.port).get()
+        } catch {
+            throw SMTPError.connection("cannot connect to \(relay.host):\(relay.port): \(error)")
+        }
+        var session = SMTPSession(relay: relay, channel: channel, handler: handler, capabilities: .init(), isSecure: implicitTLS, timeouts: timeouts)
+        do {
+            let greeting = try await session.read(step: "the greeting")
+            guard greeting.code == 220 else { throw SMTPError.rejected(command: "(connect)", reply: greeting) }
+            var capabilities = try await session.ehlo()
+            if !implicitTLS, relay.security != .plain {
+                if capabilities.offers("STARTTLS"), let tls {
+                    try session.expect(try await session.command("STARTTLS"), 220, "STARTTLS")
+                    try await channel.pipeline.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: serverName), position: .first)
+                    session = SMTPSession(relay: relay, channel: channel, handler: handler, capabilities: capabilities, isSecure: true, timeouts: timeouts)
+                    // RFC 3207 §4.2: forget everything learnt before TLS and ask again.
+                    capabilities = try await session.ehlo()
+                } else if relay.security == .startTLSRequired {
+                    throw SMTPError.unsupported("\(relay.host) does not offer STARTTLS, which MADOGUCHI_SMTP_URL requires (starttls=required)")
+                }
+            }
+            session = SMTPSession(relay: relay, channel: channel, handler: handler, capabilities: capabilities, isSecure: session.isSecure, timeouts: timeouts)
+            try await session.authenticate()
+            return session
+        } catch {
+            try? await channel.close()
+            throw error
+        }
+    }
+
+    /// SNI and certificate checks want a host name; an address literal gets neither.
+    private static func serverName(_ host: String) -> String? {
+        host.contains(":") || host.split(separator: ".").allSatisfy({ Int($0) != nil }) ? nil : host
+    }
+
+    private func ehlo() async throws -> Capabilities {
+        let reply = try await command("EHLO \(relay.heloName)")
+        try expect(reply, 250, "EHLO")
+        return Capabilities(ehlo: reply)
+    }
+
+    /// AUTH PLAIN, else LOGIN (RFC 4954), and only over TLS unless the relay is this machine.
+    private func authenticate() async throws {
+        guard let username = relay.username, let password = relay.password else { return }
+        guard isSecure || relay.isLoopback else {
+            throw SMTPError.unsupported("\(relay.host) offered no TLS; the SMTP password is not sent in clear text")
+        }
+        let mechanisms = capabilities.authMechanisms
+        if mechanisms.contains("PLAIN") {
+            let token = Data(([0] + Array(username.utf8) + [0] + Array(password.utf8))).base64EncodedString()
+            try expect(try await command("AUTH PLAIN \(token)", logged: "AUTH PLAIN ***"), 235, "AUTH PLAIN")
+        } else if mechanisms.contains("LOGIN") {
+            try expect(try await command("AUTH LOGIN"), 334, "AUTH LOGIN")
+            try expect(try await command(Data(username.utf8).base64EncodedString(), logged: "(user)"), 334, "AUTH LOGIN user")
+            try expect(try await command(Data(password.utf8).base64EncodedString(), logged: "(password)"), 235, "AUTH LOGIN password")
+        } else {
+            throw SMTPError.unsupported("\(relay.host) offers no AUTH mechanism we speak (PLAIN, LOGIN); it offers \(mechanisms.sorted())")
+        }
+    }
+
+    // MARK: - Mail
+
+    struct Envelope: Sendable {
+        var from: String
+        var recipients: [String]
+        /// The message needs the relay's SMTPUTF8 (RFC 6531): an address is not ASCII.
+        var needsSMTPUTF8: Bool
+    }
+
+    struct Outcome: Sendable {
+        var accepted: [String] = []
+        /// Recipients refused for good (5xx) or for now (4xx), with the relay's reply.
+        var refused: [(recipient: String, reply: SMTPReply)] = []
+        /// The reply to the final dot, when DATA was sent.
+        var finalReply: SMTPReply?
+    }
+
+    /// Failures after the final dot was sent: the relay may have taken the mail, so the caller must
+    /// not simply try again.
+    struct AfterFinalDot: Error, CustomStringConvertible {
+        let underlying: any Error
+        var description: String { "after the message was handed over: \(underlying)" }
+    }
+
+    /// Sends one message. `pointOfNoReturn` runs after the whole body is written and before the
+    /// final `.` that commits it: what it records is how a crash between the two is told apart from
+    /// a crash before (see `OutboxWorker`). If it throws, the dot is never sent and the relay
+    /// discards the message.
+    func send(_ message: [UInt8], envelope: Envelope, pointOfNoReturn: @Sendable () async throws -> Void) async throws -> Outcome {
+        var outcome = Outcome()
+        if let limit = capabilities.sizeLimit, message.count > limit {
+            throw SMTPError.rejected(command: "SIZE", reply: SMTPReply(code: 552, lines: ["the message is \(message.count) bytes; \(relay.host) takes at most \(limit)"]))
+        }
+        if envelope.needsSMTPUTF8 && !capabilities.offers("SMTPUTF8") {
+            throw SMTPError.unsupported("an address is not ASCII and \(relay.host) does not offer SMTPUTF8")
+        }
+        var mailFrom = "MAIL FROM:<\(envelope.from)>"
+        if capabilities.offers("SIZE") { mailFrom += " SIZE=\(message.count)" }
+        if capabilities.offers("8BITMIME") && message.contains(where: { $0 >= 0x80 }) { mailFrom += " BODY=8BITMIME" }
+        if envelope.needsSMTPUTF8 { mailFrom += " SMTPUTF8" }
+        try expect(try await command(mailFrom), 250, "MAIL FROM")
+
+        for recipient in envelope.recipients {
+            let reply = try await command("RCPT TO:<\(recipient)>")
+            if reply.code == 250 || reply.code == 251 { outcome.accepted.append(recipient) } else { outcome.refused.append((recipient, reply)) }
+        }
+        guard !outcome.accepted.isEmpty else {
+            _ = try? await command("RSET")
+            return outcome
+        }
+        try expect(try await command("DATA"), 354, "DATA")
+        try await write(Self.dotStuffed(message))
+        do {
+            try await pointOfNoReturn()
+        } catch {
+            // Without the dot the relay keeps nothing; closing is the only way to say so mid-DATA.
+            try? await channel.close()
+            throw error
+        }
+        do {
+            let reply = try await exchange(".\r\n", step: "the end of DATA", timeout: timeouts.dataEnd)
+            outcome.finalReply = reply
+            return outcome
+        } catch {
+            try? await channel.close()
+            throw AfterFinalDot(underlying: error)
+        }
+    }
+
+    /// Readies the connection for the next message.
+    func reset() async throws {
+        try expect(try await command("RSET"), 250, "RSET")
+    }
+
+    func close() async {
+        if channel.isActive { _ = try? await exchange("QUIT\r\n", step: "QUIT", timeout: .seconds(5)) }
+        try? await channel.close()
+    }
+
+    /// The body with CRLF line ends ensured at the end and every line starting with "." doubled
+    /// (RFC 5321 §4.5.2), without the final dot.
+    static func dotStuffed(_ message: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(message.count + message.count / 50 + 2)
+        var lineStart = true
+        for byte in message {
+            if lineStart && byte == UInt8(ascii: ".") { out.append(byte) }
+            out.append(byte)
+            lineStart = byte == UInt8(ascii: "\n")
+        }
+        if !out.isEmpty && !lineStart { out += [0x0D, 0x0A] }
+        return out
+    }
+
+    // MARK: - Exchanges
+
+    func command(_ line: String, logged: String? = nil) async throws -> SMTPReply {
+        guard !line.contains("\r"), !line.contains("\n") else { throw SMTPError.unsupported("a command with a line break: \(logged ?? line)") }
+        return try await exchange(line + "\r\n", step: logged ?? String(line.prefix(40)), timeout: timeouts.command)
+    }
+
+    private func read(step: String) async throws -> SMTPReply {
+        try await withTimeout(timeouts.command, step: step) { [handler, channel] in
+            channel.eventLoop.flatSubmit { handler.nextReply() }
+        }
+    }
+
+    /// Asks for the next reply before writing, so it cannot slip past.
+    private func exchange(_ text: String, step: String, timeout: TimeAmount) async throws -> SMTPReply {
+        try await withTimeout(timeout, step: step) { [handler, channel] in
+            channel.eventLoop.flatSubmit {
+                let reply = handler.nextReply()
+                channel.writeAndFlush(ByteBuffer(string: text), promise: nil)
+                return reply
+            }
+        }
+    }
+
+    private func write(_ bytes: [UInt8]) async throws {
+        do {
+            try await channel.writeAndFlush(ByteBuffer(bytes: bytes))
+        } catch {
+            throw SMTPError.connection("writing the message failed: \(error)")
+        }
+    }
+
+    private func withTimeout(
+        _ timeout: TimeAmount, step: String, _ start: @Sendable @escaping () -> EventLoopFuture<SMTPReply>
+    ) async throws -> SMTPReply {
+        let fired = TimeoutFlag()
+        let timer = channel.eventLoop.scheduleTask(in: timeout) { [channel] in
+            fired.set()
+            channel.close(promise: nil)
+        }
+        defer { timer.cancel() }
+        do {
+            return try await start().get()
+        } catch {
+            if fired.isSet { throw SMTPError.timedOut(step: step) }
+            throw error
+        }
+    }
+
+    @discardableResult
+    func expect(_ reply: SMTPReply, _ code: Int, _ command: String) throws -> SMTPReply {
+        guard reply.code == code else { throw SMTPError.rejected(command: command, reply: reply) }
+        return reply
+    }
+}
+
+/// Set once by a timer, read by the task it cut short.
+private final class TimeoutFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { value.store(true, ordering: .relaxed) }
+    var isSet: Bool { value.load(ordering: .relaxed) }
+}

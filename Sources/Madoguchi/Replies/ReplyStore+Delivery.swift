@@ -1,0 +1,123 @@
+import Crypto
+import Foundation
+import NIOCore
+import PostgresNIO
+
+/// A file attached to a reply.
+struct ReplyAttachment: Sendable {
+    var id: UUID
+    var filename: String
+    var mediaType: String
+    var size: Int64
+    var sha256: [UInt8]
+}
+
+/// Where a sent reply's delivery stands, read from its outbox row.
+struct ReplyDelivery: Sendable {
+    var state: String
+    var attempts: Int
+    var nextAttemptAt: Date?
+    var lastError: String?
+    var heldReason: String?
+    var relayResponse: String?
+    var provider: String?
+    var providerMessageID: String?
+    var sentAt: Date?
+    var recipients: [(recipient: String, result: RecipientResult?)]
+    /// The customer's other deliverable identities, when this delivery failed or bounced.
+    var alternatives: [(kind: String, value: String)] = []
+}
+
+extension ReplyStore {
+    /// Files are limited one by one and together: a relay refuses large mail, and carriers smaller still.
+    static let attachmentLimit = 10 * 1_000_000
+    static let attachmentsTotalLimit = 20 * 1_000_000
+    static let attachmentsCountLimit = 10
+
+    func addAttachment(to replyID: UUID, filename: String, mediaType: String, content: [UInt8], on connection: PostgresConnection) async throws {
+        let rows = try await connection.query("""
+            SELECT count(*)::int, coalesce(sum(size), 0)::bigint FROM reply_attachments WHERE reply_id = \(replyID)
+            """, logger: logger)
+        for try await (count, total) in rows.decode((Int, Int64).self) {
+            guard count < Self.attachmentsCountLimit else {
+                throw Problem.validationFailed([.init(pointer: nil, message: "a reply carries at most \(Self.attachmentsCountLimit) files")])
+            }
+            guard Int(total) + content.count <= Self.attachmentsTotalLimit else {
+                throw Problem.validationFailed([.init(pointer: "/content_base64", message: "the reply's files would come to more than \(Self.attachmentsTotalLimit) bytes")])
+            }
+        }
+        try await connection.query("""
+            INSERT INTO reply_attachments (reply_id, filename, media_type, size, sha256, content)
+            VALUES (\(replyID), \(filename), \(mediaType), \(Int64(content.count)), \(ByteBuffer(bytes: SHA256.hash(data: content))),
+                    \(ByteBuffer(bytes: content)))
+            """, logger: logger)
+    }
+
+    func attachments(of replyID: UUID, on connection: PostgresConnection) async throws -> [ReplyAttachment] {
+        let rows = try await connection.query("""
+            SELECT id, filename, media_type, size, sha256 FROM reply_attachments WHERE reply_id = \(replyID) ORDER BY created_at, id
+            """, logger: logger)
+        var files: [ReplyAttachment] = []
+        for try await (id, name, type, size, sha) in rows.decode((UUID, String, String, Int64, ByteBuffer).self) {
+            files.append(.init(id: id, filename: name, mediaType: type, size: size, sha256: Array(buffer: sha)))
+        }
+        return files
+    }
+
+    /// The files with their bytes, as the outbound message keeps them.
+    func attachmentContents(of replyID: UUID, on connection: PostgresConnection) async throws -> [NewAttachment] {
+        let rows = try await connection.query("""
+            SELECT filename, media_type, content FROM reply_attachments WHERE reply_id = \(replyID) ORDER BY created_at, id
+            """, logger: logger)
+        var files: [NewAttachment] = []
+        for try await (name, type, content) in rows.decode((String, String, ByteBuffer).self) {
+            files.append(.init(filename: name, mediaType: type, content: Array(buffer: content)))
+        }
+        return files
+    }
+
+    func delivery(of reply: Reply, on connection: PostgresConnection) async throws -> ReplyDelivery? {
+        let rows = try await connection.query("""
+            SELECT state, attempts, CASE WHEN state = 'queued' THEN next_attempt_at END, last_error, held_reason, relay_response,
+                   provider, provider_message_id, sent_at, recipient_results::text
+            FROM outbox WHERE reply_id = \(reply.id)
+            """, logger: logger)
+        for try await (state, attempts, next, error, held, response, provider, providerID, sentAt, results)
+            in rows.decode((String, Int, Date?, String?, String?, String?, String?, String?, Date?, String).self)
+        {
+            let decoded = (try? JSONDecoder().decode([String: RecipientResult].self, from: Data(results.utf8))) ?? [:]
+            var delivery = ReplyDelivery(
+                state: reply.state == .bounced ? "bounced" : state, attempts: attempts, nextAttemptAt: next, lastError: error, heldReason: held,
+                relayResponse: response, provider: provider, providerMessageID: providerID, sentAt: sentAt,
+                recipients: reply.recipients.map { ($0, decoded[$0]) })
+            if ["failed", "bounced"].contains(delivery.state) {
+                delivery.alternatives = try await deliverableIdentities(ofTicket: reply.ticketID, excluding: reply.recipients, on: connection)
+            }
+            return delivery
+        }
+        return nil
+    }
+
+    /// The ticket customer's identities a reply could still reach, to answer another way.
+    func deliverableIdentities(ofTicket ticketID: UUID, excluding: [String], on connection: PostgresConnection) async throws -> [(kind: String, value: String)] {
+        let rows = try await connection.query("""
+            SELECT i.kind, i.value FROM customer_identities i JOIN tickets t ON t.customer_id = i.customer_id
+            WHERE t.id = \(ticketID) AND i.undeliverable_at IS NULL AND i.kind IN ('email', 'phone', 'line') AND NOT (i.value = ANY(\(excluding)))
+            ORDER BY i.created_at
+            """, logger: logger)
+        var identities: [(String, String)] = []
+        for try await row in rows.decode((String, String).self) { identities.append(row) }
+        return identities
+    }
+
+    /// Recipients of a reply that are identities known to be undeliverable, with why.
+    func undeliverableRecipients(_ recipients: [String], customerID: UUID, on connection: PostgresConnection) async throws -> [(String, String)] {
+        let rows = try await connection.query("""
+            SELECT value, coalesce(undeliverable_reason, '') FROM customer_identities
+            WHERE customer_id = \(customerID) AND undeliverable_at IS NOT NULL
+            """, logger: logger)
+        var marked: [String: String] = [:]
+        for try await (value, reason) in rows.decode((String, String).self) { marked[IdentityValue.comparable(value)] = reason }
+        return recipients.compactMap { recipient in marked[IdentityValue.comparable(recipient)].map { (recipient, $0) } }
+    }
+}

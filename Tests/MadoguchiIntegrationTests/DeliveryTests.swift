@@ -1,0 +1,323 @@
+import Foundation
+import HTTPTypes
+import MadoguchiMail
+import PostgresNIO
+import Testing
+@testable import Madoguchi
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Replies leave through a real SMTP server on loopback (aiosmtpd), which counts every copy it
+/// receives: the invariant is one copy per reply, however the relay or the worker fails.
+@Suite("Replies reach the customer by mail, exactly once")
+struct DeliveryTests {
+    static let support = MailAddress(name: "ショップ サポート", address: "support@shop.example")
+
+    /// A service whose outbox worker delivers to `sink`, quickly: short polls, leases and backoff.
+    static func configure(_ sink: SMTPSink, caFile: String? = nil, credentials: String? = nil) -> (inout Configuration) -> Void {
+        { configuration in
+            var url = sink.url
+            if let credentials { url = url.replacingOccurrences(of: "://", with: "://\(credentials)@") }
+            configuration.delivery.smtp = try! SMTPRelay(url: url, caFile: caFile ?? sink.tls?.certificate, heloName: "madoguchi.test")
+            configuration.delivery.mailFrom = support
+            configuration.delivery.pollInterval = .milliseconds(100)
+            configuration.delivery.retryBase = .milliseconds(300)
+            configuration.delivery.retryCap = .seconds(1)
+            configuration.delivery.lease = .seconds(4)
+            configuration.delivery.smtpTimeouts.command = .seconds(5)
+            configuration.delivery.smtpTimeouts.dataEnd = .seconds(3)
+        }
+    }
+
+    struct Conversation {
+        let app: TestApp
+        let agent: String
+        let supervisor: String
+        let ticket: String
+        let lastMessage: String
+        let customerMessageID: String
+    }
+
+    /// A customer's mail comes in (through the real endpoint) and an agent claims its ticket.
+    static func customerWrites(_ app: TestApp, from address: String, subject: String = "注文について", body: String = "注文した商品が届きません。") async throws -> Conversation {
+        let gateway = try await app.keySecret(.gateway)
+        let messageID = "c-\(UUID().uuidString.prefix(8))@\(address.split(separator: "@").last!)"
+        let response = try await app.postMail(gateway, testMail(from: address, subject: subject, id: messageID, body: body))
+        #expect(response.status == .created, "\(response.text)")
+        let json = try response.json
+        let ticket = try #require(json["ticket_id"] as? String)
+        let agent = try await app.keySecret(.agent)
+        #expect(try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: agent).status == .ok)
+        return Conversation(app: app, agent: agent, supervisor: try await app.keySecret(.supervisor), ticket: ticket,
+                            lastMessage: try #require(json["message_id"] as? String), customerMessageID: messageID)
+    }
+
+    /// Drafts and sends `body`; returns the reply's id.
+    @discardableResult
+    static func answer(_ conversation: Conversation, _ body: String, send: String = "{}") async throws -> String {
+        let app = conversation.app
+        let draft = try await app.request(.post, "/v1/tickets/\(conversation.ticket)/replies", key: conversation.agent,
+                                          json: String(decoding: try JSONSerialization.data(withJSONObject: ["body": body]), as: UTF8.self))
+        #expect(draft.status == .created, "\(draft.text)")
+        let reply = try #require(try draft.json["id"] as? String)
+        var sendBody = (try JSONSerialization.jsonObject(with: Data(send.utf8)) as? [String: Any]) ?? [:]
+        sendBody["last_seen_message_id"] = conversation.lastMessage
+        let sent = try await app.request(.post, "/v1/replies/\(reply)/send", key: conversation.agent,
+                                         json: String(decoding: try JSONSerialization.data(withJSONObject: sendBody), as: UTF8.self))
+        #expect(sent.status == .ok, "\(sent.text)")
+        return reply
+    }
+
+    /// The reply once its delivery reached one of `states` (20 s at most).
+    static func delivery(_ conversation: Conversation, _ reply: String, until states: Set<String> = ["sent", "failed", "held", "bounced"],
+                         timeout: Duration = .seconds(20)) async throws -> [String: Any] {
+        var last: [String: Any] = [:]
+        _ = try await ChildProcess.eventually(timeout: timeout) {
+            last = try await conversation.app.request(.get, "/v1/replies/\(reply)", key: conversation.agent).json
+            return states.contains((last["delivery"] as? [String: Any])?["state"] as? String ?? "")
+        }
+        return last
+    }
+
+    static func state(_ reply: [String: Any]) -> String? { (reply["delivery"] as? [String: Any])?["state"] as? String }
+
+    /// Python's own `email` package reading the mail: subject and text, as an independent check.
+    static func pythonReads(_ bytes: [UInt8]) throws -> (subject: String, text: String, charset: String) {
+        let file = try TestCluster.makeTemporaryDirectory(prefix: "pymail") + "/m.eml"
+        FileManager.default.createFile(atPath: file, contents: Data(bytes))
+        let out = file + ".json"
+        let script = """
+            import email, email.policy, json, sys
+            m = email.message_from_bytes(open(sys.argv[1], 'rb').read(), policy=email.policy.default)
+            part = m.get_body(preferencelist=('plain',))
+            json.dump({'subject': str(m['subject']), 'text': part.get_content(), 'charset': part.get_content_charset()}, open(sys.argv[2], 'w'))
+            """
+        let process = try ChildProcess.start(SMTPSink.python, ["-c", script, file, out], log: file + ".log")
+        var status: Int32 = 0
+        waitpid(process.pid, &status, 0)
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out))) as? [String: String],
+                                "python: \(process.output)")
+        // Text in base64 keeps its canonical CRLF line ends (RFC 2046 §4.1.1); Python hands them over as they are.
+        return (json["subject"] ?? "", (json["text"] ?? "").replacingOccurrences(of: "\r\n", with: "\n"), json["charset"] ?? "")
+    }
+
+    // MARK: - Composition
+
+    @Test("a reply to a docomo customer arrives as ISO-2022-JP, threaded to their mail, and reads back exactly (our parser and Python's)")
+    func carrierMail() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let conversation = try await Self.customerWrites(app, from: "taro.yamada@docomo.ne.jp")
+            let body = "お問い合わせありがとうございます。\nご注文の商品（ＡＢＣ１２３）は本日発送いたしました。\n到着まで２、３日お待ちください。\n\nショップ サポート"
+            let reply = try await Self.answer(conversation, body)
+            let sent = try await Self.delivery(conversation, reply)
+            #expect(Self.state(sent) == "sent", "\(sent)")
+            #expect(sent["state"] as? String == "sent")
+            let relayResponse = (sent["delivery"] as? [String: Any])?["relay_response"] as? String
+            #expect(relayResponse?.contains("queued as") == true)
+
+            let received = try #require(sink.received.first)
+            #expect(sink.received.count == 1)
+            #expect(received.recipients == ["taro.yamada@docomo.ne.jp"])
+            #expect(received.mailFrom == "support@shop.example")
+            #expect(received.bytes.allSatisfy { $0 < 0x80 }, "carrier mail is 7-bit")
+            let mail = ParsedMail(received.bytes)
+            #expect(received.text.contains("charset=ISO-2022-JP") || received.text.contains("charset=\"ISO-2022-JP\"") || received.text.lowercased().contains("charset=iso-2022-jp"))
+            #expect(mail.text.trimmingCharacters(in: .newlines) == body)
+            #expect(mail.inReplyTo == [conversation.customerMessageID])
+            #expect(mail.references.last == conversation.customerMessageID)
+            let number = try #require(try await app.request(.get, "/v1/tickets/\(conversation.ticket)", key: conversation.agent).json["number"] as? Int)
+            #expect(mail.replyTo.map(\.address) == ["support+t\(number)@shop.example"])
+            #expect(mail.subject?.contains("[#\(number)]") == true)
+            #expect(mail.messageID == "reply-\(reply.lowercased())@shop.example")
+            #expect(mail.autoSubmitted == nil, "an agent's reply is not automatic mail")
+
+            let python = try Self.pythonReads(received.bytes)
+            #expect(python.charset == "iso-2022-jp")
+            #expect(python.text.trimmingCharacters(in: .newlines) == body)
+            #expect(python.subject == mail.subject)
+        }
+    }
+
+    @Test("a reply with ～①㈱ cannot be ISO-2022-JP: it goes as UTF-8 and reads back exactly")
+    func carrierFallback() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let conversation = try await Self.customerWrites(app, from: "hanako@ezweb.ne.jp")
+            let body = "営業時間は１０時～１８時です。\n① 返品伝票\n② ㈱ショップ宛\nよろしくお願いいたします。"
+            let reply = try await Self.answer(conversation, body)
+            #expect(Self.state(try await Self.delivery(conversation, reply)) == "sent")
+            let received = try #require(sink.received.first)
+            #expect(ParsedMail(received.bytes).text.trimmingCharacters(in: .newlines) == body)
+            let python = try Self.pythonReads(received.bytes)
+            #expect(python.charset == "utf-8")
+            #expect(python.text.trimmingCharacters(in: .newlines) == body)
+        }
+    }
+
+    // MARK: - Faults, counted at the server
+
+    @Test("451 at the end of DATA, then 250: one accepted copy, delivered on the second attempt")
+    func transientThenAccepted() async throws {
+        let sink = try await SMTPSink()
+        try sink.control(#"{"data": ["451 4.3.0 try again later"]}"#)
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let conversation = try await Self.customerWrites(app, from: "ichiro@example.jp")
+            let reply = try await Self.answer(conversation, "お問い合わせありがとうございます。")
+            let sent = try await Self.delivery(conversation, reply)
+            #expect(Self.state(sent) == "sent")
+            #expect((sent["delivery"] as? [String: Any])?["attempts"] as? Int == 2)
+            #expect(sink.copies(ofMessageID: "reply-\(reply)@shop.example") == 1)
+            #expect(sink.received.count == 2, "the refused copy and the accepted one")
+        }
+    }
+
+    @Test("the relay is down, then back: the reply waits, then goes once")
+    func relayDownThenBack() async throws {
+        let sink = try await SMTPSink()
+        await sink.stop()
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let conversation = try await Self.customerWrites(app, from: "jiro@example.jp")
+            let reply = try await Self.answer(conversation, "お待たせしました。")
+            let waiting = try await Self.delivery(conversation, reply, until: ["queued"])
+            _ = try await ChildProcess.eventually(timeout: .seconds(5)) {
+                ((try await app.request(.get, "/v1/replies/\(reply)", key: conversation.agent).json["delivery"] as? [String: Any])?["attempts"] as? Int ?? 0) >= 2
+            }
+            let deferred = try await app.request(.get, "/v1/replies/\(reply)", key: conversation.agent).json
+            #expect(((deferred["delivery"] as? [String: Any])?["last_error"] as? String)?.contains("connect") == true, "\(deferred) \(waiting)")
+            try await sink.restart()
+            #expect(Self.state(try await Self.delivery(conversation, reply)) == "sent")
+            #expect(sink.copies(ofMessageID: "reply-\(reply)@shop.example") == 1)
+        }
+    }
+
+    @Test("the relay hangs up after the final dot: the reply is held, never sent again by itself; a supervisor decides")
+    func droppedAfterData() async throws {
+        let sink = try await SMTPSink()
+        try sink.control(#"{"drop_after_data": 1}"#)
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let conversation = try await Self.customerWrites(app, from: "saburo@example.jp")
+            let reply = try await Self.answer(conversation, "ご連絡ありがとうございます。")
+            let held = try await Self.delivery(conversation, reply)
+            #expect(Self.state(held) == "held", "\(held)")
+            #expect(((held["delivery"] as? [String: Any])?["held_reason"] as? String)?.isEmpty == false)
+            // Time for several more rounds: nothing is sent again.
+            try await Task.sleep(for: .seconds(2))
+            #expect(sink.received.count == 1)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'reply.held'") == 1)
+
+            try expectProblem(try await app.request(.post, "/v1/replies/\(reply)/delivery", key: conversation.agent, json: #"{"action":"mark_sent"}"#),
+                              .forbidden, "forbidden")
+            let resolved = try await app.request(.post, "/v1/replies/\(reply)/delivery", key: conversation.supervisor,
+                                                 json: #"{"action":"mark_sent","comment":"the relay log shows it queued"}"#)
+            #expect(resolved.status == .ok, "\(resolved.text)")
+            #expect(Self.state(try resolved.json) == "sent")
+            #expect(try resolved.json["state"] as? String == "sent")
+            try expectProblem(try await app.request(.post, "/v1/replies/\(reply)/delivery", key: conversation.supervisor, json: #"{"action":"resend"}"#),
+                              .conflict, "delivery-not-held")
+        }
+    }
+
+    @Test("a held reply resent by a supervisor goes out with the same Message-ID")
+    func heldThenResent() async throws {
+        let sink = try await SMTPSink()
+        try sink.control(#"{"drop_after_data": 1}"#)
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let conversation = try await Self.customerWrites(app, from: "shiro@example.jp")
+            let reply = try await Self.answer(conversation, "ご確認ください。")
+            #expect(Self.state(try await Self.delivery(conversation, reply)) == "held")
+            let resent = try await app.request(.post, "/v1/replies/\(reply)/delivery", key: conversation.supervisor, json: #"{"action":"resend"}"#)
+            #expect(resent.status == .ok, "\(resent.text)")
+            #expect(Self.state(try await Self.delivery(conversation, reply, until: ["sent"])) == "sent")
+            #expect(sink.received.map { ParsedMail($0.bytes).messageID } == ["reply-\(reply)@shop.example", "reply-\(reply)@shop.example"])
+        }
+    }
+
+    @Test("550 to RCPT: the reply fails, the address is marked undeliverable, the ticket shows it, and a new reply there needs confirmation")
+    func permanentRefusal() async throws {
+        let sink = try await SMTPSink()
+        try sink.control(#"{"rcpt": {"gone@example.jp": "550 5.1.1 <gone@example.jp>: user unknown"}}"#)
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let conversation = try await Self.customerWrites(app, from: "gone@example.jp")
+            let reply = try await Self.answer(conversation, "ご返信いたします。")
+            let failed = try await Self.delivery(conversation, reply)
+            #expect(Self.state(failed) == "failed")
+            #expect(failed["state"] as? String == "failed")
+            let recipients = (failed["delivery"] as? [String: Any])?["recipients"] as? [[String: Any]]
+            #expect((recipients?.first?["reply"] as? String)?.contains("550") == true)
+            #expect(sink.received.isEmpty)
+            let ticket = try await app.request(.get, "/v1/tickets/\(conversation.ticket)", key: conversation.agent).json
+            #expect((ticket["tags"] as? [String])?.contains("delivery-failed") == true)
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = 'gone@example.jp' AND undeliverable_at IS NOT NULL") == 1)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type IN ('reply.failed', 'identity.undeliverable')") == 2)
+
+            // The customer's phone is another way to reach them; a new mail needs an explicit confirmation.
+            let customer = try #require(ticket["customer_id"] as? String)
+            #expect(try await app.request(.post, "/v1/customers/\(customer)/identities", key: conversation.supervisor,
+                                          json: #"{"kind":"phone","value":"090-1234-5678"}"#).status == .created)
+            let draft = try await app.request(.post, "/v1/tickets/\(conversation.ticket)/replies", key: conversation.agent,
+                                              json: #"{"body":"再送いたします。","recipients":["gone@example.jp"]}"#)
+            let second = try #require(try draft.json["id"] as? String)
+            // The first reply's outbound message is now the newest on the ticket.
+            let lastSeen = try #require(failed["message_id"] as? String)
+            let refused = try await app.request(.post, "/v1/replies/\(second)/send", key: conversation.agent,
+                                                json: #"{"last_seen_message_id":"\#(lastSeen)"}"#)
+            try expectProblem(refused, .unprocessableContent, "recipient-undeliverable")
+            let alternatives = try refused.json["alternatives"] as? [[String: Any]]
+            #expect(alternatives?.contains { $0["value"] as? String == "+819012345678" } == true)
+            #expect(try await app.request(.post, "/v1/replies/\(second)/send", key: conversation.agent,
+                                          json: #"{"last_seen_message_id":"\#(lastSeen)","confirm_undeliverable":true}"#).status == .ok)
+        }
+    }
+
+    @Test("a bounce for our Message-ID marks the sent reply bounced and flags the ticket")
+    func bounceClosesTheLoop() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let conversation = try await Self.customerWrites(app, from: "bounce.me@example.jp")
+            let reply = try await Self.answer(conversation, "ご案内いたします。")
+            #expect(Self.state(try await Self.delivery(conversation, reply)) == "sent")
+            let bounce = """
+                From: MAILER-DAEMON@mx.example.jp
+                To: support@shop.example
+                Subject: Undelivered Mail Returned to Sender
+                Message-ID: <bounce-\(reply)@mx.example.jp>
+                MIME-Version: 1.0
+                Content-Type: multipart/report; report-type=delivery-status; boundary="b"
+
+                --b
+                Content-Type: text/plain
+
+                The mail could not be delivered.
+                --b
+                Content-Type: message/delivery-status
+
+                Reporting-MTA: dns; mx.example.jp
+
+                Final-Recipient: rfc822; bounce.me@example.jp
+                Action: failed
+                Status: 5.1.1
+                Diagnostic-Code: smtp; 550 5.1.1 user unknown
+
+                --b
+                Content-Type: text/rfc822-headers
+
+                Message-ID: <reply-\(reply)@shop.example>
+                Subject: Re: 注文について
+
+                --b--
+                """
+            let gateway = try await app.keySecret(.gateway)
+            #expect(try await app.postMail(gateway, bounce).status == .created)
+            let bounced = try await app.request(.get, "/v1/replies/\(reply)", key: conversation.agent).json
+            #expect(bounced["state"] as? String == "bounced", "\(bounced)")
+            #expect(Self.state(bounced) == "bounced")
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'reply.bounced'") == 1)
+            let ticket = try await app.request(.get, "/v1/tickets/\(conversation.ticket)", key: conversation.agent).json
+            #expect((ticket["tags"] as? [String])?.contains("delivery-failed") == true)
+        }
+    }
+}
+

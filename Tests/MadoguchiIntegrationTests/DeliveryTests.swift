@@ -319,5 +319,155 @@ struct DeliveryTests {
             #expect((ticket["tags"] as? [String])?.contains("delivery-failed") == true)
         }
     }
+
+    // MARK: - TLS, authentication, signatures
+
+    @Test("STARTTLS required, with AUTH: the certificate is verified against the configured CA and the mail goes over TLS")
+    func startTLSWithAuth() async throws {
+        let tls = try SMTPSink.makeCertificate()
+        let sink = try await SMTPSink(tls: tls, auth: "shop:s3cret")
+        try await TestApp.run(configure: Self.configure(sink, credentials: "shop:s3cret")) { app in
+            let conversation = try await Self.customerWrites(app, from: "tls@example.jp")
+            let reply = try await Self.answer(conversation, "安全にお送りします。")
+            #expect(Self.state(try await Self.delivery(conversation, reply)) == "sent")
+            #expect(sink.received.first?.overTLS == true)
+        }
+    }
+
+    @Test("implicit TLS (smtps://) delivers; a relay whose certificate is not trusted gets nothing, and the reason is kept")
+    func implicitTLSAndVerification() async throws {
+        let tls = try SMTPSink.makeCertificate()
+        let sink = try await SMTPSink(tls: tls, implicitTLS: true)
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let conversation = try await Self.customerWrites(app, from: "smtps@example.jp")
+            let reply = try await Self.answer(conversation, "暗号化してお送りします。")
+            #expect(Self.state(try await Self.delivery(conversation, reply)) == "sent")
+            #expect(sink.received.first?.overTLS == true)
+        }
+        let untrusted = try await SMTPSink(tls: try SMTPSink.makeCertificate())
+        let otherCA = try SMTPSink.makeCertificate().certificate
+        try await TestApp.run(configure: Self.configure(untrusted, caFile: otherCA)) { app in
+            let conversation = try await Self.customerWrites(app, from: "untrusted@example.jp")
+            let reply = try await Self.answer(conversation, "お送りします。")
+            _ = try await ChildProcess.eventually(timeout: .seconds(10)) {
+                ((try await app.request(.get, "/v1/replies/\(reply)", key: conversation.agent).json["delivery"] as? [String: Any])?["last_error"] as? String) != nil
+            }
+            let waiting = try await app.request(.get, "/v1/replies/\(reply)", key: conversation.agent).json
+            let delivery = try #require(waiting["delivery"] as? [String: Any])
+            // Waiting for its next attempt, or in one: never sent, never failed for good by a certificate.
+            #expect(["queued", "sending"].contains(delivery["state"] as? String ?? ""), "\(delivery)")
+            #expect((delivery["last_error"] as? String)?.lowercased().contains("certificate") == true, "\(delivery)")
+            #expect(untrusted.received.isEmpty)
+        }
+    }
+
+    @Test("with a DKIM key the mail is signed, and dkimpy verifies the signature against the public key")
+    func dkimSigned() async throws {
+        let sink = try await SMTPSink()
+        let directory = try TestCluster.makeTemporaryDirectory(prefix: "dkim")
+        let keyFile = directory + "/dkim.pem", publicFile = directory + "/dkim.pub"
+        for arguments in [["genrsa", "-out", keyFile, "2048"], ["rsa", "-in", keyFile, "-pubout", "-out", publicFile]] {
+            let process = try ChildProcess.start("/usr/bin/openssl", arguments, log: directory + "/openssl.log")
+            var status: Int32 = 0
+            waitpid(process.pid, &status, 0)
+        }
+        let pem = try String(contentsOfFile: keyFile, encoding: .utf8)
+        try await TestApp.run(configure: { configuration in
+            Self.configure(sink)(&configuration)
+            configuration.delivery.dkim = .init(selector: "mado2026", privateKeyPEM: pem)
+        }) { app in
+            let conversation = try await Self.customerWrites(app, from: "dkim@docomo.ne.jp")
+            let reply = try await Self.answer(conversation, "署名付きでお送りします。\n.先頭のドットも\nそのままです。")
+            #expect(Self.state(try await Self.delivery(conversation, reply)) == "sent")
+            let received = try #require(sink.received.first)
+            #expect(received.text.hasPrefix("DKIM-Signature: v=1;"))
+            #expect(received.text.contains("d=shop.example;") && received.text.contains("s=mado2026;"))
+            let mailFile = directory + "/signed.eml"
+            FileManager.default.createFile(atPath: mailFile, contents: Data(received.bytes))
+            let script = """
+                import dkim, sys
+                der = open(sys.argv[2]).read().replace('-----BEGIN PUBLIC KEY-----', '').replace('-----END PUBLIC KEY-----', '').replace('\\n', '')
+                record = ('v=DKIM1; k=rsa; p=' + der).encode()
+                def dns(name, timeout=5):
+                    return record if name == b'mado2026._domainkey.shop.example.' else None
+                print('verified' if dkim.verify(open(sys.argv[1], 'rb').read(), dnsfunc=dns) else 'refused')
+                """
+            let process = try ChildProcess.start(SMTPSink.python, ["-c", script, mailFile, publicFile], log: directory + "/dkimpy.log")
+            var status: Int32 = 0
+            waitpid(process.pid, &status, 0)
+            #expect(process.output.contains("verified"), "\(process.output)")
+        }
+    }
+
+    // MARK: - Bad input
+
+    @Test("a relay that answers garbage: nothing is sent, the reason is kept, and after the last attempt the reply fails")
+    func garbageRelay() async throws {
+        let sink = try await SMTPSink(garbage: true)
+        try await TestApp.run(configure: { configuration in
+            Self.configure(sink)(&configuration)
+            configuration.delivery.maxAttempts = 2
+        }) { app in
+            let conversation = try await Self.customerWrites(app, from: "garbage@example.jp")
+            let reply = try await Self.answer(conversation, "お送りします。")
+            let failed = try await Self.delivery(conversation, reply)
+            #expect(Self.state(failed) == "failed", "\(failed)")
+            #expect(((failed["delivery"] as? [String: Any])?["last_error"] as? String)?.contains("not an SMTP reply") == true, "\(failed)")
+        }
+    }
+
+    @Test("a 2,000-character subject and an attachment go out and read back; a 30 MB attachment and a CR/LF recipient are refused up front")
+    func awkwardReplies() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let conversation = try await Self.customerWrites(app, from: "awkward@example.jp")
+            let subject = String(repeating: "ご注文の件について、", count: 200)
+            let draft = try await app.request(.post, "/v1/tickets/\(conversation.ticket)/replies", key: conversation.agent,
+                                              json: #"{"body":"添付の請求書をご確認ください。","subject":"\#(subject)"}"#)
+            let reply = try #require(try draft.json["id"] as? String)
+            let send = #"{"last_seen_message_id":"\#(conversation.lastMessage)"}"#
+            try expectProblem(try await app.request(.post, "/v1/replies/\(reply)/send", key: conversation.agent, json: send),
+                              .unprocessableContent, "missing-attachment")
+            let pdf = Array("%PDF-1.4 請求書".utf8)
+            let attached = try await app.request(.post, "/v1/replies/\(reply)/attachments", key: conversation.agent,
+                                                 json: #"{"filename":"請求書 2026年12月.pdf","media_type":"application/pdf","content_base64":"\#(Data(pdf).base64EncodedString())"}"#)
+            #expect(attached.status == .created, "\(attached.text)")
+            #expect((try attached.json["attachments"] as? [[String: Any]])?.first?["size"] as? Int == pdf.count)
+
+            let huge = try await app.request(.post, "/v1/replies/\(reply)/attachments", key: conversation.agent,
+                                             json: #"{"filename":"big.bin","media_type":"application/octet-stream","content_base64":"\#(String(repeating: "A", count: 40_000_000))"}"#)
+            try expectProblem(huge, .contentTooLarge, "payload-too-large")
+
+            let injected = try await app.request(.patch, "/v1/replies/\(reply)", key: conversation.agent,
+                                                 json: #"{"recipients":["awkward@example.jp\r\nBcc: victim@example.com"]}"#)
+            #expect(injected.status == .ok)
+            try expectProblem(try await app.request(.post, "/v1/replies/\(reply)/send", key: conversation.agent, json: send),
+                              .unprocessableContent, "unknown-recipient")
+            #expect(try await app.request(.patch, "/v1/replies/\(reply)", key: conversation.agent, json: #"{"recipients":["awkward@example.jp"]}"#).status == .ok)
+            #expect(try await app.request(.post, "/v1/replies/\(reply)/send", key: conversation.agent, json: send).status == .ok)
+            #expect(Self.state(try await Self.delivery(conversation, reply)) == "sent")
+            let mail = ParsedMail(try #require(sink.received.first).bytes)
+            #expect(mail.subject == subject)
+            #expect(mail.attachments.map(\.filename) == ["請求書 2026年12月.pdf"])
+            #expect(mail.attachments.first?.content == pdf)
+            // The outbound message on the timeline carries the file too.
+            #expect(try await app.count("SELECT count(*) FROM attachments a JOIN messages m ON m.id = a.message_id WHERE m.direction = 'outbound'") == 1)
+        }
+    }
+
+    @Test("/health/ready says how each channel's replies leave, or that they wait")
+    func readiness() async throws {
+        try await TestApp.run { app in
+            let ready = try await app.request(.get, "/health/ready").json
+            let delivery = try #require(ready["delivery"] as? [String: String])
+            #expect(delivery["email"]?.contains("not configured") == true)
+            #expect(delivery["sms"]?.contains("not configured") == true)
+        }
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let delivery = try #require(try await app.request(.get, "/health/ready").json["delivery"] as? [String: String])
+            #expect(delivery["email"] == "smtp://localhost:\(sink.port) (off)")
+        }
+    }
 }
 

@@ -34,7 +34,7 @@ public struct DeliverySettings: Sendable {
     /// `retryCap` (`MADOGUCHI_OUTBOX_RETRY_CAP_SECONDS`), less up to half at random (jitter).
     public var retryBase: Duration = .seconds(30)
     public var retryCap: Duration = .seconds(3600)
-    /// How often an idle worker looks for work.
+    /// `MADOGUCHI_OUTBOX_POLL_MILLISECONDS`: how often an idle worker looks for work.
     public var pollInterval: Duration = .seconds(1)
 
     public init() {}
@@ -161,6 +161,12 @@ public struct DeliverySettings: Sendable {
             settings.maxAttempts = number
         }
         if let lease = try seconds("MADOGUCHI_OUTBOX_LEASE_SECONDS", in: 2...86_400) { settings.lease = lease }
+        if let raw = value("MADOGUCHI_OUTBOX_POLL_MILLISECONDS") {
+            guard let number = Int(raw), (10...60_000).contains(number) else {
+                throw ConfigurationError("MADOGUCHI_OUTBOX_POLL_MILLISECONDS=\(raw) is not in 10...60000")
+            }
+            settings.pollInterval = .milliseconds(number)
+        }
         if let base = try seconds("MADOGUCHI_OUTBOX_RETRY_SECONDS", in: 0...86_400) { settings.retryBase = base }
         if let cap = try seconds("MADOGUCHI_OUTBOX_RETRY_CAP_SECONDS", in: 0...(7 * 86_400)) { settings.retryCap = cap }
         return settings

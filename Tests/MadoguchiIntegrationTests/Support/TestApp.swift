@@ -14,13 +14,15 @@ import Testing
 struct TestApp {
     let database: Database
     let client: any TestClientProtocol
+    /// How another process reaches this test's database.
+    let databaseURL: String
 
     /// Builds the application on a fresh database and runs `body` against it over real HTTP.
     static func run(
         configure: (inout Configuration) -> Void = { _ in },
         _ body: @Sendable (TestApp) async throws -> Void
     ) async throws {
-        let clientConfiguration = try await TestCluster.makeDatabase()
+        let (clientConfiguration, url) = try await TestCluster.makeNamedDatabase()
         var configuration = Configuration()
         configuration.port = 0
         configure(&configuration)
@@ -30,7 +32,7 @@ struct TestApp {
             configuration: configuration, database: database, migrator: try Migrator.bundled(), registry: registry,
             logger: TestCluster.logger)
         try await app.test(.live) { client in
-            try await body(TestApp(database: database, client: client))
+            try await body(TestApp(database: database, client: client, databaseURL: url))
         }
     }
 

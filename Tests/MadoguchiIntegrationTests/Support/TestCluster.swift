@@ -28,10 +28,16 @@ enum TestCluster {
 
     /// A fresh database cloned from the migrated template, named after nothing in particular.
     static func makeDatabase() async throws -> PostgresClient.Configuration {
+        try await makeNamedDatabase().configuration
+    }
+
+    /// The same, with the `DATABASE_URL` another process (`madoguchi worker`) reaches it by.
+    static func makeNamedDatabase() async throws -> (configuration: PostgresClient.Configuration, url: String) {
         let cluster = try await cluster
         let name = "test_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
         try await cluster.createDatabase(name, template: templateName)
-        return cluster.clientConfiguration(database: name)
+        let socketDirectory = cluster.socketDirectory.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? cluster.socketDirectory
+        return (cluster.clientConfiguration(database: name), "postgres://\(EmbeddedPostgres.superuser)@\(socketDirectory):\(cluster.port)/\(name)")
     }
 
     /// An empty database (no migrations at all), for testing the migrator itself.

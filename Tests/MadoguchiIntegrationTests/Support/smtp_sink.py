@@ -10,6 +10,7 @@ server runs):
   data:        ["451 4.3.0 try later", ...]                  replies to successive DATA ends (then 250)
   drop_after_data: n                                          close without replying after the next n DATA ends
   delay_after_data: seconds                                   wait before replying to DATA end
+  delay_rcpt:  seconds                                        wait before replying to RCPT TO
   mail_from:   "421 4.3.2 shutting down"                      reply to MAIL FROM
 Prints "port N" on stdout once listening.
 """
@@ -32,7 +33,8 @@ def control(path):
 
 
 class Handler:
-    def __init__(self, directory, control_path):
+    def __init__(self, directory, control_path, implicit_tls=False):
+        self.implicit_tls = implicit_tls
         self.directory = directory
         self.control_path = control_path
         self.count = len([n for n in os.listdir(directory) if n.endswith(".eml")])
@@ -47,7 +49,10 @@ class Handler:
         return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        reply = control(self.control_path).get("rcpt", {}).get(address)
+        settings = control(self.control_path)
+        if settings.get("delay_rcpt"):
+            await asyncio.sleep(settings["delay_rcpt"])
+        reply = settings.get("rcpt", {}).get(address)
         if reply:
             return reply
         envelope.rcpt_tos.append(address)
@@ -66,7 +71,7 @@ class Handler:
             f.write(envelope.original_content)
         with open(name + ".json", "w") as f:
             json.dump({"mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos, "mail_options": envelope.mail_options,
-                       "reply": None if dropped else reply, "tls": session.ssl is not None}, f)
+                       "reply": None if dropped else reply, "tls": self.implicit_tls or session.ssl is not None}, f)
         delay = settings.get("delay_after_data", 0)
         if delay:
             await asyncio.sleep(delay)
@@ -99,7 +104,7 @@ def main():
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(args.cert, args.key)
 
-    handler = Handler(args.dir, args.control)
+    handler = Handler(args.dir, args.control, implicit_tls=args.implicit_tls)
 
     def authenticator(server, session, envelope, mechanism, auth_data):
         user, password = args.auth.split(":", 1)

@@ -1,0 +1,119 @@
+import Foundation
+import PostgresNIO
+import Testing
+@testable import Madoguchi
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `madoguchi worker` as an operator runs it: real processes on one outbox, killed without warning.
+@Suite("Outbox workers in processes of their own")
+struct DeliveryWorkerTests {
+    /// A worker process delivering `app`'s outbox to `sink`.
+    static func startWorker(_ app: TestApp, _ sink: SMTPSink, name: String, concurrency: Int = 4) throws -> ChildProcess {
+        let log = try TestCluster.makeTemporaryDirectory(prefix: "worker") + "/\(name).log"
+        return try ChildProcess.start(ServeCommandTests.binary, ["worker"], environment: [
+            "DATABASE_URL": app.databaseURL, "MADOGUCHI_DB_POOL_SIZE": "4",
+            "MADOGUCHI_SMTP_URL": sink.url, "MADOGUCHI_MAIL_FROM": "Shop <support@shop.example>",
+            "MADOGUCHI_OUTBOX_LEASE_SECONDS": "3", "MADOGUCHI_OUTBOX_RETRY_SECONDS": "0", "MADOGUCHI_OUTBOX_POLL_MILLISECONDS": "100",
+            "MADOGUCHI_OUTBOX_CONCURRENCY": String(concurrency), "MADOGUCHI_LOG_LEVEL": "info",
+        ], log: log)
+    }
+
+    /// The test's own service delivers nothing: only the worker processes do.
+    static func noWorkerInServe(_ configuration: inout Configuration) {
+        configuration.delivery.runsInServe = false
+        configuration.delivery.mailFrom = DeliveryTests.support
+    }
+
+    static func outboxState(_ app: TestApp, reply: String) async throws -> String {
+        try await app.database.withConnection { connection in
+            let rows = try await connection.query("SELECT state FROM outbox WHERE reply_id = \(UUID(uuidString: reply)!)", logger: TestCluster.logger)
+            for try await state in rows.decode(String.self) { return state }
+            return "none"
+        }
+    }
+
+    @Test("a worker killed (SIGKILL) after the message reached the relay: the next worker holds the reply, never sends a second copy")
+    func killedAfterHandover() async throws {
+        let sink = try await SMTPSink()
+        try sink.control(#"{"delay_after_data": 8}"#)
+        try await TestApp.run(configure: Self.noWorkerInServe) { app in
+            let conversation = try await DeliveryTests.customerWrites(app, from: "killed@example.jp")
+            let reply = try await DeliveryTests.answer(conversation, "お送りします。")
+            let first = try Self.startWorker(app, sink, name: "first")
+            #expect(await ChildProcess.eventually(timeout: .seconds(30)) { !sink.received.isEmpty }, "\(first.output)")
+            await first.stop(SIGKILL)
+            let second = try Self.startWorker(app, sink, name: "second")
+            defer { Task { await second.stop() } }
+            #expect(try await ChildProcess.eventually(timeout: .seconds(20)) { try await Self.outboxState(app, reply: reply) == "held" }, "\(second.output)")
+            try await Task.sleep(for: .seconds(1))
+            #expect(sink.received.count == 1)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'reply.held'") == 1)
+            await second.stop()
+        }
+    }
+
+    @Test("a worker killed (SIGKILL) before the handover: its lease expires and the next worker delivers, once")
+    func killedBeforeHandover() async throws {
+        let sink = try await SMTPSink()
+        try sink.control(#"{"delay_rcpt": 8}"#)
+        try await TestApp.run(configure: Self.noWorkerInServe) { app in
+            let conversation = try await DeliveryTests.customerWrites(app, from: "early@example.jp")
+            let reply = try await DeliveryTests.answer(conversation, "お送りします。")
+            let first = try Self.startWorker(app, sink, name: "first")
+            #expect(try await ChildProcess.eventually(timeout: .seconds(30)) { try await Self.outboxState(app, reply: reply) == "sending" }, "\(first.output)")
+            try await Task.sleep(for: .milliseconds(500))
+            await first.stop(SIGKILL)
+            try sink.control("{}")
+            let second = try Self.startWorker(app, sink, name: "second")
+            #expect(try await ChildProcess.eventually(timeout: .seconds(30)) { try await Self.outboxState(app, reply: reply) == "sent" }, "\(second.output)")
+            #expect(sink.copies(ofMessageID: "reply-\(reply)@shop.example") == 1)
+            #expect(try await app.count("SELECT attempts FROM outbox") == 2)
+            await second.stop()
+        }
+    }
+
+    @Test("two worker processes on one outbox of 1,000 replies: every reply delivered, each exactly once; SIGTERM stops them cleanly")
+    func twoWorkersThousandReplies() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: Self.noWorkerInServe) { app in
+            let customer = try await app.customer(email: "bulk@example.jp")
+            let agent = try #require(try await app.key(.agent).record.agentID)
+            try await app.execute("""
+                WITH t AS (
+                    INSERT INTO tickets (customer_id, subject, channel) SELECT \(customer), 'bulk ' || n, 'email' FROM generate_series(1, 1000) AS n
+                    RETURNING id
+                ), m AS (
+                    INSERT INTO messages (ticket_id, direction, channel, author_agent_id, to_addresses, subject, body_text, email_message_id)
+                    SELECT id, 'outbound', 'email', \(agent), ARRAY['bulk@example.jp'], 'Re: bulk', 'ご連絡ありがとうございます。', 'bulk-' || id || '@shop.example'
+                    FROM t
+                    RETURNING id, ticket_id, email_message_id
+                ), r AS (
+                    INSERT INTO replies (ticket_id, author_agent_id, channel, recipients, subject, body_text, state, message_id)
+                    SELECT ticket_id, \(agent), 'email', ARRAY['bulk@example.jp'], 'Re: bulk', 'ご連絡ありがとうございます。', 'queued', id FROM m
+                    RETURNING id, message_id
+                )
+                INSERT INTO outbox (reply_id, channel, recipients, email_message_id)
+                SELECT r.id, 'email', ARRAY['bulk@example.jp'], m.email_message_id FROM r JOIN m ON m.id = r.message_id
+                """)
+            let workers = [try Self.startWorker(app, sink, name: "a", concurrency: 8), try Self.startWorker(app, sink, name: "b", concurrency: 8)]
+            let done = try await ChildProcess.eventually(timeout: .seconds(240)) {
+                try await app.count("SELECT count(*) FROM outbox WHERE state = 'sent'") == 1000
+            }
+            let sent = try await app.count("SELECT count(*) FROM outbox WHERE state = 'sent'")
+            #expect(done, "sent: \(sent)\n\(workers[0].output.suffix(2000))")
+            let ids = sink.received.filter(\.accepted).compactMap { received in
+                received.text.split(separator: "\r\n").first { $0.hasPrefix("Message-ID: <bulk-") }.map(String.init)
+            }
+            #expect(ids.count == 1000)
+            #expect(Set(ids).count == 1000, "a reply was delivered twice")
+            #expect(try await app.count("SELECT count(DISTINCT claimed_by) FROM outbox") == 0, "no row left claimed")
+            for worker in workers {
+                await worker.stop(SIGTERM)
+                #expect(worker.output.contains("outbox worker stopped"), "\(worker.output.suffix(1000))")
+            }
+        }
+    }
+}

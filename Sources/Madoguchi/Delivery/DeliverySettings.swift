@@ -15,6 +15,8 @@ public struct DeliverySettings: Sendable {
     /// `MADOGUCHI_DKIM_KEY_FILE` (PEM RSA key) and `MADOGUCHI_DKIM_SELECTOR`; signs for the From domain.
     public var dkim: DKIMKey?
     public var smtpTimeouts = SMTPTimeouts()
+    /// How long a provider's sending API may take to answer before the request counts as unanswered.
+    public var providerTimeout: Duration = .seconds(30)
 
     public var twilio: TwilioSending?
     public var vonage: VonageSending?

@@ -140,7 +140,8 @@ public struct OutboxWorker: Service {
             }
             if settings.twilio != nil || settings.vonage != nil || settings.line != nil {
                 providers = ProviderDelivery(database: worker.database, logger: worker.logger, settings: settings,
-                                             http: try ProviderHTTPClient(group: group), publicURL: worker.publicURL)
+                                             http: try ProviderHTTPClient(group: group, timeout: .milliseconds(Int64(settings.providerTimeout.seconds * 1000))),
+                                             publicURL: worker.publicURL)
             } else {
                 providers = nil
             }

@@ -1,0 +1,168 @@
+import Foundation
+import HTTPTypes
+import PostgresNIO
+import Testing
+@testable import Madoguchi
+
+/// Replies by SMS and LINE, through the same outbox, to loopback servers speaking each provider's
+/// documented sending API.
+@Suite("Replies reach the customer by SMS and LINE")
+struct ProviderDeliveryTests {
+    static func configure(twilio: FakeProvider? = nil, vonage: FakeProvider? = nil, line: FakeProvider? = nil) -> (inout Configuration) -> Void {
+        { configuration in
+            if let twilio {
+                configuration.delivery.twilio = .init(accountSID: "AC0123", authToken: "token-1", from: "+815012345678", apiURL: twilio.url)
+            }
+            if let vonage {
+                configuration.delivery.vonage = .init(apiKey: "key", apiSecret: "secret", from: "Shop", apiURL: vonage.url)
+            }
+            if let line { configuration.delivery.line = .init(channelAccessToken: "line-token", apiURL: line.url) }
+            configuration.providers.publicURL = "https://support.example.jp"
+            configuration.providers.twilioAuthTokens = ["token-1"]
+            configuration.delivery.pollInterval = .milliseconds(100)
+            configuration.delivery.retryBase = .milliseconds(200)
+            configuration.delivery.retryCap = .seconds(1)
+            configuration.delivery.providerTimeout = .seconds(2)
+        }
+    }
+
+    /// A customer texts in (provider-neutral endpoint) and an agent claims the SMS ticket.
+    static func customerTexts(_ app: TestApp, from phone: String = "+819011112222") async throws -> DeliveryTests.Conversation {
+        let gateway = try await app.keySecret(.gateway)
+        let sms = try await app.request(.post, "/v1/inbound/sms", key: gateway, json: """
+            {"provider":"twilio","provider_message_id":"SMin\(UUID().uuidString.prefix(6))","from":"\(phone)","body":"荷物が届きません"}
+            """)
+        #expect(sms.status == .created, "\(sms.text)")
+        let ticket = try #require(try sms.json["ticket_id"] as? String)
+        let agent = try await app.keySecret(.agent)
+        #expect(try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: agent).status == .ok)
+        return .init(app: app, agent: agent, supervisor: try await app.keySecret(.supervisor), ticket: ticket,
+                     lastMessage: try #require(try sms.json["message_id"] as? String), customerMessageID: "")
+    }
+
+    @Test("Twilio: one Messages request with the number, text and status callback; the SID is kept and its status callback moves the delivery on")
+    func twilio() async throws {
+        let twilio = try await FakeProvider { _, _ in
+            .init(status: .created, body: #"{"sid":"SM9000","status":"queued","to":"+819011112222"}"#)
+        }
+        try await TestApp.run(configure: Self.configure(twilio: twilio)) { app in
+            let conversation = try await Self.customerTexts(app)
+            let reply = try await DeliveryTests.answer(conversation, "本日発送しました。")
+            let sent = try await DeliveryTests.delivery(conversation, reply)
+            #expect(DeliveryTests.state(sent) == "sent", "\(sent)")
+            let request = try #require(twilio.requests.first)
+            #expect(twilio.requests.count == 1)
+            #expect(request.path == "/2010-04-01/Accounts/AC0123/Messages.json")
+            #expect(request.headers[.authorization] == "Basic " + Data("AC0123:token-1".utf8).base64EncodedString())
+            #expect(request.form["To"] == "+819011112222")
+            #expect(request.form["From"] == "+815012345678")
+            #expect(request.form["Body"] == "本日発送しました。")
+            #expect(request.form["StatusCallback"] == "https://support.example.jp/v1/inbound/sms/twilio/status")
+            #expect((sent["delivery"] as? [String: Any])?["provider_message_id"] as? String == "SM9000")
+
+            // Twilio reports the text delivered: the outbound message shows it.
+            let status = try await ProviderRequests.postTwilio(
+                app, [("MessageSid", "SM9000"), ("MessageStatus", "delivered"), ("To", "+819011112222")], path: "/v1/inbound/sms/twilio/status",
+                token: "token-1")
+            #expect(status.status == .ok, "\(status.text)")
+            let messages = try await app.request(.get, "/v1/tickets/\(conversation.ticket)/messages", key: conversation.agent).json
+            let outbound = (messages["items"] as? [[String: Any]])?.first { $0["direction"] as? String == "outbound" }
+            #expect((outbound?["delivery"] as? [String: Any])?["status"] as? String == "delivered", "\(String(describing: outbound))")
+        }
+    }
+
+    @Test("Twilio gives no answer in time: the text may exist, so the reply is held; one request only")
+    func twilioNoAnswer() async throws {
+        let twilio = try await FakeProvider { _, _ in .init(status: .created, body: #"{"sid":"SMlate"}"#, delay: .seconds(4)) }
+        try await TestApp.run(configure: Self.configure(twilio: twilio)) { app in
+            let conversation = try await Self.customerTexts(app)
+            let reply = try await DeliveryTests.answer(conversation, "確認します。")
+            let held = try await DeliveryTests.delivery(conversation, reply)
+            #expect(DeliveryTests.state(held) == "held", "\(held)")
+            try await Task.sleep(for: .seconds(1))
+            #expect(twilio.requests.count == 1)
+        }
+    }
+
+    @Test("Twilio refuses an invalid number (21211): the reply fails and the number is marked undeliverable; a 429 is retried")
+    func twilioRefusals() async throws {
+        let twilio = try await FakeProvider { request, index in
+            if request.form["To"] == "+819099990000" {
+                return .init(status: .badRequest, body: #"{"code":21211,"message":"The 'To' number is not a valid phone number.","status":400}"#)
+            }
+            return index == 1 ? .init(status: .tooManyRequests, body: #"{"code":20429,"message":"Too Many Requests"}"#)
+                : .init(status: .created, body: #"{"sid":"SMok","status":"queued"}"#)
+        }
+        try await TestApp.run(configure: Self.configure(twilio: twilio)) { app in
+            let invalid = try await Self.customerTexts(app, from: "+819099990000")
+            let failedReply = try await DeliveryTests.answer(invalid, "ご連絡です。")
+            let failed = try await DeliveryTests.delivery(invalid, failedReply)
+            #expect(DeliveryTests.state(failed) == "failed")
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = '+819099990000' AND undeliverable_at IS NOT NULL") == 1)
+
+            let throttled = try await Self.customerTexts(app, from: "+819088880000")
+            let retried = try await DeliveryTests.answer(throttled, "ご連絡です。")
+            let sent = try await DeliveryTests.delivery(throttled, retried)
+            #expect(DeliveryTests.state(sent) == "sent")
+            #expect((sent["delivery"] as? [String: Any])?["attempts"] as? Int == 2)
+        }
+    }
+
+    @Test("Vonage: the SMS API with the number without its plus, unicode text and our reference; status 0 is sent")
+    func vonage() async throws {
+        let vonage = try await FakeProvider { _, _ in
+            .init(status: .ok, body: #"{"message-count":"1","messages":[{"to":"819011112222","message-id":"V-77","status":"0","remaining-balance":"1.0"}]}"#)
+        }
+        try await TestApp.run(configure: Self.configure(vonage: vonage)) { app in
+            let conversation = try await Self.customerTexts(app)
+            let reply = try await DeliveryTests.answer(conversation, "本日発送しました。")
+            let sent = try await DeliveryTests.delivery(conversation, reply)
+            #expect(DeliveryTests.state(sent) == "sent")
+            let request = try #require(vonage.requests.first)
+            #expect(request.path == "/sms/json")
+            #expect(request.form["to"] == "819011112222")
+            #expect(request.form["type"] == "unicode")
+            #expect(request.form["text"] == "本日発送しました。")
+            #expect((sent["delivery"] as? [String: Any])?["provider_message_id"] as? String == "V-77")
+        }
+    }
+
+    @Test("LINE: a push with a retry key; a failed push is sent again with the same key, and LINE's 409 'already accepted' counts as sent, once")
+    func line() async throws {
+        let line = try await FakeProvider { _, index in
+            switch index {
+            case 0: .init(status: .internalServerError, body: #"{"message":"An error occurred"}"#)
+            default: .init(status: .conflict, headers: [HTTPField.Name("X-Line-Accepted-Request-Id")!: "req-1"],
+                           body: #"{"message":"The retry key is already accepted"}"#)
+            }
+        }
+        try await TestApp.run(configure: Self.configure(line: line)) { app in
+            let customer = try await app.customer(name: "ライン 太郎")
+            try await app.execute("INSERT INTO customer_identities (customer_id, kind, value) VALUES (\(customer), 'line', 'U4af4980629')")
+            let ticket = try await app.insertReturningID("""
+                INSERT INTO tickets (customer_id, subject, channel) VALUES (\(customer), 'LINE', 'chat') RETURNING id
+                """)
+            let message = try await app.insertReturningID("""
+                INSERT INTO messages (ticket_id, customer_id, direction, channel, provider, body_text) VALUES (\(ticket), \(customer), 'inbound', 'chat', 'line', 'こんにちは')
+                RETURNING id
+                """)
+            let agent = try await app.keySecret(.agent)
+            #expect(try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: agent).status == .ok)
+            let conversation = DeliveryTests.Conversation(app: app, agent: agent, supervisor: try await app.keySecret(.supervisor),
+                                                          ticket: ticket.uuidString.lowercased(), lastMessage: message.uuidString.lowercased(),
+                                                          customerMessageID: "")
+            let reply = try await DeliveryTests.answer(conversation, "お問い合わせありがとうございます。")
+            let sent = try await DeliveryTests.delivery(conversation, reply)
+            #expect(DeliveryTests.state(sent) == "sent", "\(sent)")
+            // At least the refused push and the accepted retry (a busy machine may time one out and try again).
+            #expect(line.requests.count >= 2)
+            let keys = line.requests.map { $0.headers[HTTPField.Name("X-Line-Retry-Key")!] }
+            #expect(keys[0] != nil && Set(keys).count == 1, "the same retry key every time: \(keys)")
+            #expect(line.requests.first?.headers[.authorization] == "Bearer line-token")
+            let push = try #require(line.requests.first)
+            let body = try #require(try JSONSerialization.jsonObject(with: Data(push.body)) as? [String: Any])
+            #expect(body["to"] as? String == "U4af4980629")
+            #expect(((body["messages"] as? [[String: Any]])?.first)?["text"] as? String == "お問い合わせありがとうございます。")
+        }
+    }
+}

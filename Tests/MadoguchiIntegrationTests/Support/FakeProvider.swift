@@ -1,0 +1,90 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+@testable import Madoguchi
+
+/// A provider's sending API (Twilio, Vonage, LINE) on loopback: it records every request and answers
+/// as the test scripts it, in the provider's documented format.
+final class FakeProvider: Sendable {
+    struct Request: Sendable {
+        var method: String
+        var path: String
+        var headers: HTTPFields
+        var body: [UInt8]
+        var text: String { String(decoding: body, as: UTF8.self) }
+
+        /// The body as a form (`application/x-www-form-urlencoded`).
+        var form: [String: String] {
+            Dictionary(text.split(separator: "&").map { pair -> (String, String) in
+                let parts = pair.split(separator: "=", maxSplits: 1).map { String($0).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "" }
+                return (parts[0], parts.count > 1 ? parts[1] : "")
+            }, uniquingKeysWith: { first, _ in first })
+        }
+    }
+
+    struct Answer: Sendable {
+        var status: HTTPResponse.Status
+        var headers: HTTPFields = [:]
+        var body: String
+        /// Wait this long first (a provider that does not answer in time).
+        var delay: Duration = .zero
+    }
+
+    /// Shared with the server's middleware.
+    final class Log: Sendable {
+        let requests = Mutex<[Request]>([])
+    }
+
+    private let recorded = Log()
+    private let serving: Task<Void, any Error>
+    let port: Int
+
+    /// What the service sent (the start-up probe left out).
+    var requests: [Request] { recorded.requests.withLock { $0 }.filter { $0.path != "/ready" } }
+
+    /// Starts on a free loopback port; `answer` decides each response from the request and how many came before.
+    init(answer: @escaping @Sendable (Request, Int) -> Answer) async throws {
+        let port = try ServeCommandTests.freePort()
+        self.port = port
+        let router = Router()
+        let recorded = self.recorded
+        router.add(middleware: Capture(recorded: recorded, answer: answer))
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: Logger(label: "fake-provider"))
+        serving = Task { try await app.runService(gracefulShutdownSignals: []) }
+        for _ in 0..<100 {
+            if (try? RawHTTP.exchange(port: port, request: "GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeoutSeconds: 1)) != nil { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    var url: String { "http://127.0.0.1:\(port)" }
+
+    func stop() { serving.cancel() }
+
+    deinit { serving.cancel() }
+
+    private struct Capture: RouterMiddleware {
+        typealias Context = BasicRequestContext
+        let recorded: FakeProvider.Log
+        let answer: @Sendable (FakeProvider.Request, Int) -> FakeProvider.Answer
+
+        func handle(_ request: Hummingbird.Request, context: Context, next: (Hummingbird.Request, Context) async throws -> Response) async throws -> Response {
+            let body = try await request.body.collect(upTo: 1 << 20)
+            let captured = FakeProvider.Request(method: request.method.rawValue, path: request.uri.description, headers: request.headers,
+                                                body: Array(buffer: body))
+            let index = recorded.requests.withLock { requests in
+                requests.append(captured)
+                return requests.filter { $0.path != "/ready" }.count - 1
+            }
+            let answer = answer(captured, index)
+            if answer.delay > .zero { try await Task.sleep(for: answer.delay) }
+            var headers = answer.headers
+            headers[.contentType] = "application/json"
+            return Response(status: answer.status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: answer.body)))
+        }
+    }
+}

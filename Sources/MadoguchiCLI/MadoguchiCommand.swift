@@ -113,7 +113,27 @@ struct GatewayLoad: ParsableArguments {
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks against raw PostgreSQL on this machine (not tests).",
-        subcommands: [ClaimNext.self, Email.self, Webhooks.self])
+        subcommands: [ClaimNext.self, Email.self, Webhooks.self, Outbound.self])
+
+    struct Outbound: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Replies delivered from the outbox vs the bare SMTP client sending the same mail, to a loopback SMTP sink.")
+
+        @Option(help: "Replies per measurement.")
+        var replies: Int = 2000
+
+        @Option(help: "Comma-separated worker counts.")
+        var workers: String = "1,4"
+
+        func run() async throws {
+            var benchmark = OutboundBenchmark()
+            benchmark.replies = max(10, min(replies, 100_000))
+            benchmark.workerCounts = workers.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.filter { (1...16).contains($0) }
+            var logger = Logger(label: "madoguchi.bench")
+            logger.logLevel = .warning
+            try await benchmark.run(logger: logger) { print($0) }
+        }
+    }
 
     struct Webhooks: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

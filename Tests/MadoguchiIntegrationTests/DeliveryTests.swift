@@ -469,5 +469,45 @@ struct DeliveryTests {
             #expect(delivery["email"] == "smtp://localhost:\(sink.port) (off)")
         }
     }
+
+    // MARK: - Automatic replies and loop protection
+
+    @Test("a new mail ticket is acknowledged from the team's template, marked Auto-Submitted; machines, lists, ourselves and a fourth mail in a day are not answered")
+    func automaticAcknowledgement() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: { configuration in
+            Self.configure(sink)(&configuration)
+            configuration.delivery.autoReplyTemplate = "受付確認"
+        }) { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            #expect(try await app.request(.post, "/v1/templates", key: supervisor, json: """
+                {"name":"受付確認","body":"{{customer.name}} 様\\n\\nお問い合わせを受け付けました。受付番号は {{ticket.number}} です。\\n担当者より改めてご連絡いたします。"}
+                """).status == .created)
+            let gateway = try await app.keySecret(.gateway)
+            func mail(_ from: String, _ id: String, headers: String = "") async throws {
+                #expect(try await app.postMail(gateway, testMail(from: from, subject: "問い合わせ \(id)", id: "\(id)@example.jp", headers: headers)).status == .created)
+            }
+            try await mail("Hanako Yamada <hanako@example.jp>", "a1")
+            #expect(await ChildProcess.eventually(timeout: .seconds(20)) { sink.received.count == 1 })
+            let acknowledgement = try #require(sink.received.first)
+            let parsed = ParsedMail(acknowledgement.bytes)
+            #expect(parsed.autoSubmitted == "auto-replied")
+            #expect(acknowledgement.text.contains("X-Auto-Response-Suppress: All"))
+            #expect(parsed.text.hasPrefix("Hanako Yamada 様"))
+            #expect(parsed.text.contains("受付番号は"))
+            #expect(parsed.inReplyTo == ["a1@example.jp"])
+
+            try await mail("Newsletter <news@shop-partner.jp>", "b1", headers: "Precedence: bulk\n")
+            try await mail("Alerts <no-reply@bank.example>", "b2")
+            try await mail("Support <support+t99@shop.example>", "b3")
+            try await mail("Members <members@example.jp>", "b4", headers: "List-Id: <members.example.jp>\n")
+            for n in 2...4 { try await mail("Hanako Yamada <hanako@example.jp>", "a\(n)") }
+            #expect(await ChildProcess.eventually(timeout: .seconds(20)) { sink.received.count == 3 })
+            try await Task.sleep(for: .seconds(1))
+            #expect(sink.received.count == 3, "hanako's first three mails are acknowledged, nothing else")
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'reply.automatic_withheld'") == 5)
+            #expect(try await app.count("SELECT count(*) FROM replies WHERE automatic") == 3)
+        }
+    }
 }
 

@@ -25,24 +25,10 @@ struct ServeCommandTests {
 
         static func start(dataDirectory: String, port: Int) throws -> Server {
             let log = dataDirectory + "/serve-\(UUID().uuidString.prefix(8)).log"
-            let environment = ProcessInfo.processInfo.environment.merging([
+            let process = try ChildProcess.start(ServeCommandTests.binary, ["serve"], environment: [
                 "MADOGUCHI_DATA_DIR": dataDirectory, "MADOGUCHI_PORT": String(port), "MADOGUCHI_LOG_FORMAT": "json",
-            ]) { _, new in new }.filter { $0.key != "DATABASE_URL" }.map { "\($0.key)=\($0.value)" }
-            var actions = posix_spawn_file_actions_t()
-            posix_spawn_file_actions_init(&actions)
-            defer { posix_spawn_file_actions_destroy(&actions) }
-            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-            posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-            posix_spawn_file_actions_adddup2(&actions, 1, 2)
-            let binary = ServeCommandTests.binary
-            let command: [String] = [binary, "serve"]
-            let arguments = command.map { strdup($0) } + [nil]
-            let envp = environment.map { strdup($0) } + [nil]
-            defer { (arguments + envp).forEach { free($0) } }
-            var pid: pid_t = 0
-            let status = posix_spawn(&pid, binary, &actions, nil, arguments, envp)
-            guard status == 0 else { throw EmbeddedPostgresError("cannot start \(binary): \(String(cString: strerror(status)))") }
-            return Server(pid: pid, port: port, log: log)
+            ], removing: ["DATABASE_URL"], log: log)
+            return Server(pid: process.pid, port: port, log: log)
         }
 
         /// Polls /health/ready until it answers 200; returns how long that took.

@@ -22,6 +22,12 @@ public struct DeliverySettings: Sendable {
     public var vonage: VonageSending?
     public var line: LineSending?
 
+    /// `MADOGUCHI_AUTO_REPLY_TEMPLATE`: the name (or id) of the template a new mail ticket is
+    /// acknowledged with (受付確認メール); unset, no automatic replies.
+    public var autoReplyTemplate: String?
+    /// `MADOGUCHI_AUTO_REPLY_DAILY_CAP`: automatic replies one address gets in 24 hours at most.
+    public var autoReplyDailyCap = 3
+
     /// `MADOGUCHI_OUTBOX_WORKER`: `on` (default) runs the delivery worker inside `madoguchi serve`;
     /// `off` leaves it to `madoguchi worker` processes.
     public var runsInServe = true
@@ -146,6 +152,11 @@ public struct DeliverySettings: Sendable {
         }
         if let token = value("MADOGUCHI_LINE_CHANNEL_ACCESS_TOKEN") {
             settings.line = LineSending(channelAccessToken: token, apiURL: try apiURL(value("MADOGUCHI_LINE_API_URL"), "MADOGUCHI_LINE_API_URL") ?? "https://api.line.me")
+        }
+        settings.autoReplyTemplate = value("MADOGUCHI_AUTO_REPLY_TEMPLATE")
+        if let raw = value("MADOGUCHI_AUTO_REPLY_DAILY_CAP") {
+            guard let number = Int(raw), (1...100).contains(number) else { throw ConfigurationError("MADOGUCHI_AUTO_REPLY_DAILY_CAP=\(raw) is not in 1...100") }
+            settings.autoReplyDailyCap = number
         }
         if let mode = value("MADOGUCHI_OUTBOX_WORKER") {
             switch mode.lowercased() {

@@ -79,13 +79,13 @@ struct EmailDelivery: Sendable {
 
     private func compose(_ item: OutboxItem, on connection: PostgresConnection) async throws -> ComposedMail {
         let rows = try await connection.query("""
-            SELECT r.subject, r.body_text, t.id, t.number, c.display_name
+            SELECT r.subject, r.body_text, r.automatic, t.id, t.number, c.display_name
             FROM replies r JOIN tickets t ON t.id = r.ticket_id JOIN customers c ON c.id = t.customer_id
             WHERE r.id = \(item.replyID)
             """, logger: logger)
-        var found: (String?, String, UUID, Int64, String?)?
-        for try await row in rows.decode((String?, String, UUID, Int64, String?).self) { found = row }
-        guard let (subject, body, ticketID, number, customerName) = found else { throw RowNotFound("the reply of outbox row \(item.id)") }
+        var found: (String?, String, Bool, UUID, Int64, String?)?
+        for try await row in rows.decode((String?, String, Bool, UUID, Int64, String?).self) { found = row }
+        guard let (subject, body, automatic, ticketID, number, customerName) = found else { throw RowNotFound("the reply of outbox row \(item.id)") }
         // A customer's mailer may write ids we cannot repeat in a header; threading does without them.
         let parent = try await threadParent(ticketID: ticketID, on: connection).flatMap { parent in
             MailComposer.isWritableMessageID(parent.id) ? (parent.id, parent.references.filter(MailComposer.isWritableMessageID)) : nil
@@ -94,7 +94,10 @@ struct EmailDelivery: Sendable {
             from: from, to: item.recipients.map { MailAddress(name: customerName, address: $0) }, replyTo: Self.ticketAddress(from, number: number),
             subject: subject ?? "[#\(number)]", messageID: item.emailMessageID, inReplyTo: parent?.0,
             references: parent.map { Array(($0.1 + [$0.0]).suffix(20)) } ?? [], date: Date(), text: body,
-            attachments: try await attachments(of: item.replyID, on: connection), extraHeaders: [("X-Madoguchi-Ticket", String(number))])
+            attachments: try await attachments(of: item.replyID, on: connection),
+            // RFC 3834: automatic mail says so, and other systems' auto-responders stay quiet.
+            autoSubmitted: automatic ? "auto-replied" : nil,
+            extraHeaders: [("X-Madoguchi-Ticket", String(number))] + (automatic ? [("X-Auto-Response-Suppress", "All")] : []))
         return try MailComposer.compose(mail, carrierDomains: settings.carrierDomains)
     }
 

@@ -58,6 +58,8 @@ enum EventType: String, CaseIterable, Sendable {
     case replyHeld = "reply.held"
     /// A person resolved a held delivery: sent again, recorded as sent, or cancelled.
     case replyDeliveryResolved = "reply.delivery_resolved"
+    /// An automatic reply was not sent: the sender is a machine, a list, ourselves, or already got enough today.
+    case replyAutomaticWithheld = "reply.automatic_withheld"
 
     // MARK: Customers
     /// A customer was made: by a first contact, or by the order system.

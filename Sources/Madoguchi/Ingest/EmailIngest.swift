@@ -15,6 +15,7 @@ struct EmailIngest: Sendable {
     let database: Database
     let logger: Logger
     let subjectWindow: Duration
+    var automaticReply = AutomaticReply.Settings()
 
     typealias Outcome = InboundOutcome
 
@@ -152,10 +153,12 @@ struct EmailIngest: Sendable {
         }
         guard let customerID else { throw Problem.internalError }
 
+        var opened = false
         if ticket == nil, case .new(let related, let reason) = decision {
             ticket = try await intake.open(customerID: customerID, channel: .email, subject: Text.clean(mail.subject ?? ""),
                                            body: Text.clean(mail.visibleText), relatedTo: related, on: connection)
             outcome.threadingReason = reason
+            opened = true
         }
         guard let ticket else { throw Problem.internalError }
 
@@ -164,6 +167,9 @@ struct EmailIngest: Sendable {
             try delivery.message(ticketID: ticket.id, customerID: customerID, threadingReason: outcome.threadingReason), on: ticket,
             customerID: customerID, reopens: !isAutoReply, eventDetails: ["classification": mail.classification.rawValue], on: connection)
         outcome.took(message: messageID, on: now, customerID: customerID)
+        if opened, let sender {
+            try await AutomaticReply(logger: logger, settings: automaticReply).acknowledge(mail, sender: sender.address, ticket: now, on: connection)
+        }
     }
 
     // MARK: - Bounces and reports

@@ -3,7 +3,11 @@ import MadoguchiAPI
 import OpenAPIRuntime
 
 extension APIHandler {
-    var emailIngest: EmailIngest { EmailIngest(database: database, logger: logger, subjectWindow: subjectThreadWindow) }
+    var emailIngest: EmailIngest {
+        EmailIngest(database: database, logger: logger, subjectWindow: subjectThreadWindow, automaticReply: .init(
+            template: delivery.autoReplyTemplate, dailyCap: delivery.autoReplyDailyCap, ownAddress: delivery.mailFrom?.address,
+            messageIDDomain: delivery.mailFrom?.domain ?? "madoguchi"))
+    }
 
     func ingestEmail(_ input: Operations.IngestEmail.Input) async throws -> Operations.IngestEmail.Output {
         let key = try Self.idempotencyKey(input.headers.idempotencyKey)

@@ -16,6 +16,16 @@ struct ReplyStore: Sendable {
             """, logger: logger))
     }
 
+    /// An automatic reply (no agent wrote it): queued at once, without a draft.
+    func insertAutomatic(ticketID: UUID, authorAgentID: UUID, recipients: [String], subject: String, body: String,
+                         on connection: PostgresConnection) async throws -> Reply {
+        try await single(connection.query("""
+            INSERT INTO replies (ticket_id, author_agent_id, channel, recipients, subject, body_text, automatic)
+            VALUES (\(ticketID), \(authorAgentID), 'email', \(recipients), \(subject), \(body), true)
+            RETURNING \(unescaped: Reply.columns)
+            """, logger: logger))
+    }
+
     /// The reply, row-locked when `lock`; a 404 when there is none.
     func reply(id: UUID, lock: Bool = false, on connection: PostgresConnection) async throws -> Reply {
         let rows = try await connection.query(

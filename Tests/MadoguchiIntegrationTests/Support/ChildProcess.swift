@@ -10,8 +10,11 @@ struct ChildProcess: Sendable {
     let pid: pid_t
     let log: String
 
-    static func start(_ executable: String, _ arguments: [String], environment: [String: String] = [:], log: String) throws -> ChildProcess {
-        var merged = ProcessInfo.processInfo.environment
+    /// Starts `executable` with this process's environment, `environment` added and `removing` left out.
+    static func start(
+        _ executable: String, _ arguments: [String], environment: [String: String] = [:], removing: Set<String> = [], log: String
+    ) throws -> ChildProcess {
+        var merged = ProcessInfo.processInfo.environment.filter { !removing.contains($0.key) }
         merged.merge(environment) { _, new in new }
         let envp = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]

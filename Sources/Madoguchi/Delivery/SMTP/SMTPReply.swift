@@ -1,6 +1,6 @@
 /// One reply of an SMTP server: a three-digit code and its text lines (several for `250-` replies).
-struct SMTPReply: Sendable, Equatable, CustomStringConvertible {
-    var code: Int
+package struct SMTPReply: Sendable, Equatable, CustomStringConvertible {
+    package var code: Int
     var lines: [String]
 
     var isPositive: Bool { (200..<400).contains(code) }
@@ -10,7 +10,7 @@ struct SMTPReply: Sendable, Equatable, CustomStringConvertible {
     var isPermanent: Bool { (500..<600).contains(code) }
 
     var text: String { lines.joined(separator: " ") }
-    var description: String { "\(code) \(text)" }
+    package var description: String { "\(code) \(text)" }
 }
 
 /// What can go wrong talking to a relay, sorted by what the outbox does about it.

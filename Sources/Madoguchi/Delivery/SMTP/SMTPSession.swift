@@ -19,7 +19,7 @@ public struct SMTPTimeouts: Sendable {
 /// One open connection to a relay, greeted, secured and authenticated as the relay's settings ask,
 /// ready to carry mail. A session is used by one delivery at a time (the pool sees to that) and can
 /// carry many messages in turn (`RSET` between them).
-final class SMTPSession: Sendable {
+package final class SMTPSession: Sendable {
     struct Capabilities: Sendable {
         var keywords: [String: String] = [:]
         func offers(_ keyword: String) -> Bool { keywords[keyword] != nil }
@@ -60,7 +60,7 @@ final class SMTPSession: Sendable {
     // MARK: - Opening
 
     /// Connects, reads the greeting, says EHLO, upgrades to TLS and authenticates as configured.
-    static func open(relay: SMTPRelay, tls: NIOSSLContext?, timeouts: SMTPTimeouts, group: any EventLoopGroup) async throws -> SMTPSession {
+    package static func open(relay: SMTPRelay, tls: NIOSSLContext?, timeouts: SMTPTimeouts, group: any EventLoopGroup) async throws -> SMTPSession {
         let eventLoop = group.next()
         let handler = SMTPReplyHandler(eventLoop: eventLoop)
         let implicitTLS = relay.security == .implicitTLS
@@ -139,19 +139,24 @@ final class SMTPSession: Sendable {
 
     // MARK: - Mail
 
-    struct Envelope: Sendable {
-        var from: String
-        var recipients: [String]
+    package struct Envelope: Sendable {
+        package var from: String
+        package var recipients: [String]
         /// The message needs the relay's SMTPUTF8 (RFC 6531): an address is not ASCII.
-        var needsSMTPUTF8: Bool
+        package var needsSMTPUTF8: Bool
+        package init(from: String, recipients: [String], needsSMTPUTF8: Bool) {
+            self.from = from
+            self.recipients = recipients
+            self.needsSMTPUTF8 = needsSMTPUTF8
+        }
     }
 
-    struct Outcome: Sendable {
-        var accepted: [String] = []
+    package struct Outcome: Sendable {
+        package var accepted: [String] = []
         /// Recipients refused for good (5xx) or for now (4xx), with the relay's reply.
         var refused: [(recipient: String, reply: SMTPReply)] = []
         /// The reply to the final dot, when DATA was sent.
-        var finalReply: SMTPReply?
+        package var finalReply: SMTPReply?
     }
 
     /// Failures after the final dot was sent: the relay may have taken the mail, so the caller must
@@ -165,7 +170,7 @@ final class SMTPSession: Sendable {
     /// final `.` that commits it: what it records is how a crash between the two is told apart from
     /// a crash before (see `OutboxWorker`). If it throws, the dot is never sent and the relay
     /// discards the message.
-    func send(_ message: [UInt8], envelope: Envelope, pointOfNoReturn: @Sendable () async throws -> Void) async throws -> Outcome {
+    package func send(_ message: [UInt8], envelope: Envelope, pointOfNoReturn: @Sendable () async throws -> Void) async throws -> Outcome {
         var outcome = Outcome()
         if let limit = capabilities.sizeLimit, message.count > limit {
             throw SMTPError.rejected(command: "SIZE", reply: SMTPReply(code: 552, lines: ["the message is \(message.count) bytes; \(relay.host) takes at most \(limit)"]))
@@ -211,7 +216,7 @@ final class SMTPSession: Sendable {
         try expect(try await command("RSET"), 250, "RSET")
     }
 
-    func close() async {
+    package func close() async {
         if channel.isActive { _ = try? await exchange("QUIT\r\n", step: "QUIT", timeout: .seconds(5)) }
         try? await channel.close()
     }

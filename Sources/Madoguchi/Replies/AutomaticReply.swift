@@ -1,0 +1,122 @@
+import Foundation
+import Logging
+import MadoguchiMail
+import PostgresNIO
+
+/// The acknowledgement a customer gets when their mail opens a ticket (受付確認メール): a team
+/// template, rendered for the ticket and queued like any reply, from the service's own agent and
+/// marked automatic (so it carries `Auto-Submitted: auto-replied`).
+///
+/// Loop protection, before anything is written: never to a sender that is itself automatic
+/// (Auto-Submitted, Precedence bulk/list/junk, a mailing list), never to a no-reply or mailer
+/// address, never to ourselves, and at most `dailyCap` automatic mails per recipient a day — a
+/// misconfigured auto-responder answering us gets one answer, not a loop (FreeScout's 4 → 16 → 64).
+struct AutomaticReply: Sendable {
+    let logger: Logger
+    let settings: Settings
+
+    struct Settings: Sendable {
+        /// `MADOGUCHI_AUTO_REPLY_TEMPLATE`: the template's name (or id); nil turns the feature off.
+        var template: String?
+        /// `MADOGUCHI_AUTO_REPLY_DAILY_CAP`.
+        var dailyCap: Int = 3
+        /// Our own address (`MADOGUCHI_MAIL_FROM`): never answered, in any `+tag` form.
+        var ownAddress: String?
+        var messageIDDomain: String = "madoguchi"
+    }
+
+    static let agentID = UUID(uuidString: "00000000-0000-4000-8000-00000000a070")!
+
+    /// Why `mail` from `sender` gets no automatic answer, if it does not.
+    static func withholdReason(_ mail: ParsedMail, sender: String, ownAddress: String?) -> String? {
+        if let value = mail.autoSubmitted?.lowercased(), value != "no" { return "the mail is automatic (Auto-Submitted: \(value))" }
+        if let precedence = mail.precedence?.lowercased(), ["bulk", "list", "junk", "auto_reply"].contains(precedence) {
+            return "the mail is bulk (Precedence: \(precedence))"
+        }
+        if mail.listID != nil { return "the mail came through a mailing list" }
+        if mail.classification != .customer { return "the mail is a \(mail.classification.rawValue)" }
+        let local = sender.split(separator: "@").first.map { $0.lowercased() } ?? ""
+        let machines = ["mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply", "do-not-reply", "bounce", "bounces", "auto-reply"]
+        if machines.contains(where: { local == $0 || local.hasPrefix($0 + "+") || local.hasPrefix($0 + "-") }) {
+            return "\(sender) is a machine's address"
+        }
+        if let own = ownAddress, Self.baseAddress(sender) == Self.baseAddress(own) { return "\(sender) is our own address" }
+        return nil
+    }
+
+    /// `support+t12@shop.example` and `support@shop.example` are one mailbox.
+    static func baseAddress(_ address: String) -> String {
+        let normalized = IdentityValue.comparable(address).lowercased()
+        guard let at = normalized.lastIndex(of: "@") else { return normalized }
+        let local = normalized[..<at]
+        return String(local.split(separator: "+", maxSplits: 1).first ?? local) + normalized[at...]
+    }
+
+    /// Queues the acknowledgement for a ticket that `mail` just opened, or records why not. In the
+    /// ingest transaction, so the answer is committed with the ticket or not at all.
+    func acknowledge(_ mail: ParsedMail, sender: String, ticket: ConversationIntake.Target, on connection: PostgresConnection) async throws {
+        guard let name = settings.template else { return }
+        if let reason = Self.withholdReason(mail, sender: sender, ownAddress: settings.ownAddress) {
+            return try await withhold(reason, ticket: ticket, recipient: sender, on: connection)
+        }
+        let recent = try await sentToday(sender, on: connection)
+        guard recent < settings.dailyCap else {
+            return try await withhold("\(sender) already got \(recent) automatic replies in the last 24 hours", ticket: ticket, recipient: sender, on: connection)
+        }
+        guard let template = try await template(name, on: connection) else {
+            logger.warning("automatic reply: no template named \(name) (MADOGUCHI_AUTO_REPLY_TEMPLATE)")
+            return
+        }
+        let values = try await TemplateStore(logger: logger).values(ticketID: ticket.id, agentID: Self.agentID, order: [:], on: connection)
+        let rendered: [String]
+        do {
+            rendered = try TemplateRenderer(values: values).render([template.subject ?? "", template.body])
+        } catch {
+            return try await withhold("the template leaves \((error.unknown + error.unfilled).joined(separator: ", ")) unfilled", ticket: ticket,
+                                      recipient: sender, on: connection)
+        }
+        if let finding = SendGuard.check(body: rendered[1], attachmentCount: 1).first {
+            return try await withhold("the template fails a send guard: \(finding.message)", ticket: ticket, recipient: sender, on: connection)
+        }
+        let subjectRows = try await connection.query("SELECT subject FROM tickets WHERE id = \(ticket.id)", logger: logger)
+        var ticketSubject = ""
+        for try await subject in subjectRows.decode(String.self) { ticketSubject = subject }
+        let subject = template.subject == nil
+            ? "Re: \(ticketSubject.isEmpty ? "お問い合わせ" : ticketSubject) [#\(ticket.number)]" : rendered[0]
+        let reply = try await ReplyStore(logger: logger).insertAutomatic(
+            ticketID: ticket.id, authorAgentID: Self.agentID, recipients: [sender], subject: subject, body: rendered[1], on: connection)
+        let emailMessageID = "reply-\(reply.id.lowercased)@\(settings.messageIDDomain)"
+        let messageID = try await MessageStore(logger: logger).insert(
+            NewMessage(ticketID: ticket.id, direction: .outbound, channel: .email, authorAgentID: Self.agentID, to: [sender], subject: subject,
+                       bodyText: rendered[1], emailMessageID: emailMessageID, metadata: #"{"automatic":true}"#),
+            on: connection)
+        try await OutboxStore(logger: logger).enqueue(replyID: reply.id, channel: .email, recipients: [sender], emailMessageID: emailMessageID, on: connection)
+        _ = try await ReplyStore(logger: logger).markQueued(reply.id, messageID: messageID, on: connection)
+        try await EventStore(logger: logger).record(
+            .replySent, ticketID: ticket.id, customerID: ticket.customerID, messageID: messageID, actor: nil,
+            data: ["reply_id": reply.id.lowercased, "recipients": [sender], "automatic": true], on: connection)
+    }
+
+    private func sentToday(_ recipient: String, on connection: PostgresConnection) async throws -> Int {
+        let rows = try await connection.query("""
+            SELECT count(*)::int FROM replies WHERE automatic AND created_at > now() - interval '24 hours' AND \(recipient) = ANY(recipients)
+            """, logger: logger)
+        for try await count in rows.decode(Int.self) { return count }
+        return 0
+    }
+
+    private func template(_ nameOrID: String, on connection: PostgresConnection) async throws -> Template? {
+        let rows = try await connection.query("""
+            SELECT \(unescaped: Template.columns) FROM templates WHERE name = \(nameOrID) OR id::text = \(nameOrID.lowercased()) LIMIT 1
+            """, logger: logger)
+        for try await row in rows { return try Template(row: row) }
+        return nil
+    }
+
+    private func withhold(_ reason: String, ticket: ConversationIntake.Target, recipient: String, on connection: PostgresConnection) async throws {
+        logger.info("automatic reply withheld", metadata: ["ticket": "\(ticket.id)", "reason": "\(reason)"])
+        try await EventStore(logger: logger).record(
+            .replyAutomaticWithheld, ticketID: ticket.id, customerID: ticket.customerID, actor: nil,
+            data: ["recipient": recipient, "reason": reason], on: connection)
+    }
+}

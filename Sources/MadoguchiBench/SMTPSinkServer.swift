@@ -1,0 +1,74 @@
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// The least an SMTP server can do: say yes to everything and count the messages. Both sides of the
+/// outbound benchmark deliver to it, so what differs between them is the sender alone.
+final class SMTPSinkServer: Sendable {
+    let port: Int
+    private let channel: any NIOCore.Channel
+    private let counter: Counter
+
+    final class Counter: Sendable {
+        private let value = Atomic<Int>(0)
+        func add() { value.wrappingAdd(1, ordering: .relaxed) }
+        var count: Int { value.load(ordering: .relaxed) }
+    }
+
+    var received: Int { counter.count }
+
+    init(group: any EventLoopGroup) async throws {
+        let counter = Counter()
+        channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(SinkHandler(counter: counter)) }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        port = channel.localAddress?.port ?? 0
+        self.counter = counter
+    }
+
+    func close() async { try? await channel.close() }
+
+    private final class SinkHandler: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let counter: Counter
+        var pending = ByteBuffer()
+        var inData = false
+
+        init(counter: Counter) { self.counter = counter }
+
+        func channelActive(context: ChannelHandlerContext) {
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "220 sink ESMTP\r\n")), promise: nil)
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            var bytes = unwrapInboundIn(data)
+            pending.writeBuffer(&bytes)
+            var replies = ""
+            while let newline = pending.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = pending.readString(length: newline - pending.readerIndex + 1) ?? ""
+                if inData {
+                    if line == ".\r\n" || line == ".\n" {
+                        inData = false
+                        counter.add()
+                        replies += "250 2.0.0 Ok: queued\r\n"
+                    }
+                    continue
+                }
+                let command = line.prefix(4).uppercased()
+                switch command {
+                case "EHLO": replies += "250-sink\r\n250-8BITMIME\r\n250-PIPELINING\r\n250 SIZE 0\r\n"
+                case "DATA": inData = true; replies += "354 go ahead\r\n"
+                case "QUIT": replies += "221 bye\r\n"
+                default: replies += "250 OK\r\n"
+                }
+            }
+            pending.discardReadBytes()
+            if !replies.isEmpty { context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: replies)), promise: nil) }
+        }
+    }
+}

@@ -50,7 +50,8 @@ enum BenchmarkSupport {
                     try await onThread {
                         let http = try LoopbackHTTPClient(port: port)
                         var sent = 0, bytes = 0
-                        while Date() < deadline {
+                        // At least one request each, however slow the machine: a rate needs something to count.
+                        while sent == 0 || Date() < deadline {
                             let request = try make(client, sent)
                             let status = try http.send("POST", request.path, headers: request.headers, body: request.body)
                             guard (200...299).contains(status) else { throw BenchmarkError("\(request.path) answered \(status)") }
@@ -72,7 +73,10 @@ enum BenchmarkSupport {
     ) async throws -> T {
         let directory = try EmbeddedPostgres.makeTemporaryDirectory(prefix: "madoguchi-bench")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let cluster = try EmbeddedPostgres(directory: directory, settings: ["max_connections": String(maxConnections)], logger: logger)
+        var settings = ["max_connections": String(maxConnections)]
+        // MADOGUCHI_BENCH_STATEMENTS=1: load pg_stat_statements, so a benchmark can say where the database's time went.
+        if ProcessInfo.processInfo.environment["MADOGUCHI_BENCH_STATEMENTS"] == "1" { settings["shared_preload_libraries"] = "pg_stat_statements" }
+        let cluster = try EmbeddedPostgres(directory: directory, settings: settings, logger: logger)
         _ = try await cluster.start()
         do {
             let result = try await body(cluster)
@@ -127,6 +131,23 @@ enum BenchmarkSupport {
     static func onThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             Thread { continuation.resume(with: Result { try work() }) }.start()
+        }
+    }
+
+    /// With MADOGUCHI_BENCH_STATEMENTS=1, the statements that took the database's time, most first.
+    static func reportStatements(_ database: Database, logger: Logger, report: (String) -> Void) async throws {
+        guard ProcessInfo.processInfo.environment["MADOGUCHI_BENCH_STATEMENTS"] == "1" else { return }
+        try await database.withConnection { connection in
+            try await connection.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", logger: logger)
+            let rows = try await connection.query("""
+                SELECT calls, round(total_exec_time)::bigint, round(mean_exec_time::numeric, 3)::text, left(regexp_replace(query, '\\s+', ' ', 'g'), 110)
+                FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12
+                """, logger: logger)
+            report("   calls  total ms  mean ms  statement")
+            for try await (calls, total, mean, query) in rows.decode((Int, Int, String, String).self) {
+                report(String(format: "%8d  %8d  %7@  %@", calls, total, mean, query))
+            }
+            try await connection.query("SELECT pg_stat_statements_reset()", logger: logger)
         }
     }
 }

@@ -42,48 +42,55 @@ public struct OutboundBenchmark: Sendable {
                     let bare = try await measureBare(connections: workers, messages: messages, relay: relay, sink: sink, group: group)
                     report(String(format: "%7d  %16.0f  %23.0f  %11.2f", workers, outbox, bare, outbox / bare))
                     report("         RSS with \(replies) queued: \(rss) MiB; after delivering them: \(Self.residentMegabytes()) MiB")
+                    try await BenchmarkSupport.reportStatements(database, logger: logger, report: report)
                     try await database.withConnection { try await $0.query("DELETE FROM outbox", logger: logger) }
                 }
             }
         }
     }
 
-    /// One customer, ticket and agent every reply belongs to.
-    private func seedConversation(_ database: Database, logger: Logger) async throws -> (agent: UUID, ticket: UUID) {
+    /// One agent, one customer with a mail address: the author and recipient of every reply.
+    private func seedConversation(_ database: Database, logger: Logger) async throws -> (agent: UUID, customer: UUID) {
         try await database.withConnection { connection in
-            let agent = UUID(), customer = UUID(), ticket = UUID()
+            let agent = UUID(), customer = UUID()
             try await connection.query("INSERT INTO agents (id, display_name) VALUES (\(agent), 'bench agent')", logger: logger)
             try await connection.query("INSERT INTO customers (id, display_name) VALUES (\(customer), '山田 花子')", logger: logger)
             try await connection.query("""
                 INSERT INTO customer_identities (customer_id, kind, value) VALUES (\(customer), 'email', 'hanako@example.jp')
                 """, logger: logger)
-            try await connection.query("""
-                INSERT INTO tickets (id, customer_id, subject, channel) VALUES (\(ticket), \(customer), 'ご注文の商品について', 'email')
-                """, logger: logger)
-            return (agent, ticket)
+            return (agent, customer)
         }
     }
 
-    /// `count` sent replies waiting in the outbox, as ReplyDesk leaves them.
-    private func seed(_ count: Int, agent: (agent: UUID, ticket: UUID), _ database: Database, logger: Logger) async throws {
+    /// `count` tickets, each with the customer's mail and a sent reply waiting in the outbox, as
+    /// ingest and ReplyDesk leave them.
+    private func seed(_ count: Int, agent: (agent: UUID, customer: UUID), _ database: Database, logger: Logger) async throws {
         try await database.withConnection { connection in
             try await connection.query("""
-                WITH m AS (
+                WITH t AS (
+                    INSERT INTO tickets (customer_id, subject, channel) SELECT \(agent.customer), 'ご注文の商品について', 'email' FROM generate_series(1, \(count))
+                    RETURNING id
+                ), i AS (
+                    INSERT INTO messages (ticket_id, direction, channel, customer_id, from_address, subject, body_text, email_message_id)
+                    SELECT id, 'inbound', 'email', \(agent.customer), 'hanako@example.jp', 'ご注文の商品について', '商品がまだ届きません。',
+                           'customer-' || id || '@example.jp'
+                    FROM t
+                ), m AS (
                     INSERT INTO messages (ticket_id, direction, channel, author_agent_id, to_addresses, subject, body_text, email_message_id)
-                    SELECT \(agent.ticket), 'outbound', 'email', \(agent.agent), ARRAY['hanako@example.jp'], 'Re: ご注文の商品について [#1]',
+                    SELECT id, 'outbound', 'email', \(agent.agent), ARRAY['hanako@example.jp'], 'Re: ご注文の商品について [#1]',
                            'お問い合わせありがとうございます。' || chr(10) || 'ご注文の商品は本日発送いたしました。' || chr(10) || '到着まで二、三日お待ちください。',
                            'bench-' || gen_random_uuid() || '@shop.example'
-                    FROM generate_series(1, \(count))
-                    RETURNING id, email_message_id, body_text
+                    FROM t
+                    RETURNING id, ticket_id, email_message_id, body_text
                 ), r AS (
                     INSERT INTO replies (ticket_id, author_agent_id, channel, recipients, subject, body_text, state, message_id)
-                    SELECT \(agent.ticket), \(agent.agent), 'email', ARRAY['hanako@example.jp'], 'Re: ご注文の商品について [#1]', body_text, 'queued', id FROM m
+                    SELECT ticket_id, \(agent.agent), 'email', ARRAY['hanako@example.jp'], 'Re: ご注文の商品について [#1]', body_text, 'queued', id FROM m
                     RETURNING id, message_id
                 )
                 INSERT INTO outbox (reply_id, channel, recipients, email_message_id)
                 SELECT r.id, 'email', ARRAY['hanako@example.jp'], m.email_message_id FROM r JOIN m ON m.id = r.message_id
                 """, logger: logger)
-            try await connection.query("VACUUM ANALYZE outbox", logger: logger)
+            try await connection.query("VACUUM ANALYZE", logger: logger)
         }
     }
 
@@ -93,7 +100,7 @@ public struct OutboundBenchmark: Sendable {
         settings.smtp = relay
         settings.mailFrom = MailAddress(name: "ショップ サポート", address: "support@shop.example")
         settings.pollInterval = .milliseconds(20)
-        settings.concurrency = 8
+        settings.concurrency = Int(ProcessInfo.processInfo.environment["MADOGUCHI_BENCH_CONCURRENCY"] ?? "") ?? 8
         let services = (0..<workers).map { _ in
             OutboxWorker(database: database, migrator: try! Migrator.bundled(), settings: settings, publicURL: nil, logger: logger) as any Service
         }

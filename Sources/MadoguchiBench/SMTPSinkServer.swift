@@ -2,8 +2,9 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// The least an SMTP server can do: say yes to everything and count the messages. Both sides of the
-/// outbound benchmark deliver to it, so what differs between them is the sender alone.
+/// The least an SMTP server can do (with PIPELINING): say yes to everything (but the recipients it is
+/// told to refuse) and count the messages. Both sides of the outbound benchmark deliver to it, so
+/// what differs between them is the sender alone.
 final class SMTPSinkServer: Sendable {
     let port: Int
     private let channel: any NIOCore.Channel
@@ -17,13 +18,16 @@ final class SMTPSinkServer: Sendable {
 
     var received: Int { counter.count }
 
-    init(group: any EventLoopGroup) async throws {
+    /// `refusing` are answered 550 at RCPT TO.
+    init(group: any EventLoopGroup, refusing: Set<String> = []) async throws {
         let counter = Counter()
         channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(SinkHandler(counter: counter)) }
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(SinkHandler(counter: counter, refusing: refusing))
+                }
             }
             .bind(host: "127.0.0.1", port: 0).get()
         port = channel.localAddress?.port ?? 0
@@ -36,10 +40,15 @@ final class SMTPSinkServer: Sendable {
         typealias InboundIn = ByteBuffer
         typealias OutboundOut = ByteBuffer
         let counter: Counter
+        let refusing: Set<String>
         var pending = ByteBuffer()
         var inData = false
+        var accepted = 0
 
-        init(counter: Counter) { self.counter = counter }
+        init(counter: Counter, refusing: Set<String>) {
+            self.counter = counter
+            self.refusing = refusing
+        }
 
         func channelActive(context: ChannelHandlerContext) {
             context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "220 sink ESMTP\r\n")), promise: nil)
@@ -62,7 +71,22 @@ final class SMTPSinkServer: Sendable {
                 let command = line.prefix(4).uppercased()
                 switch command {
                 case "EHLO": replies += "250-sink\r\n250-8BITMIME\r\n250-PIPELINING\r\n250 SIZE 0\r\n"
-                case "DATA": inData = true; replies += "354 go ahead\r\n"
+                case "RCPT":
+                    let address = line.drop { $0 != "<" }.dropFirst().prefix { $0 != ">" }
+                    if refusing.contains(String(address)) {
+                        replies += "550 5.1.1 no such user\r\n"
+                    } else {
+                        accepted += 1
+                        replies += "250 OK\r\n"
+                    }
+                case "MAIL", "RSET": accepted = 0; replies += "250 OK\r\n"
+                case "DATA":
+                    if accepted == 0 {
+                        replies += "554 5.5.1 no valid recipients\r\n"
+                    } else {
+                        inData = true
+                        replies += "354 go ahead\r\n"
+                    }
                 case "QUIT": replies += "221 bye\r\n"
                 default: replies += "250 OK\r\n"
                 }

@@ -31,6 +31,19 @@ struct BenchmarkSmokeTests {
         }
     }
 
+    @Test("bench outbound delivers from the outbox and with the bare client, and reports the ratio")
+    func outbound() async throws {
+        var benchmark = OutboundBenchmark()
+        benchmark.replies = 20
+        benchmark.workerCounts = [1]
+        let lines = Mutex<[String]>([])
+        try await benchmark.run(logger: Self.quiet) { line in lines.withLock { $0.append(line) } }
+        let reported = lines.withLock { $0 }
+        let row = try #require(reported.first { $0.trimmingCharacters(in: .whitespaces).hasPrefix("1 ") }, "\(reported)")
+        let numbers = row.split(separator: " ").compactMap { Double($0) }
+        #expect(numbers.count == 4 && numbers[1] > 0 && numbers[2] > 0, "\(row)")
+    }
+
     @Test("bench claim-next claims through the service and through pgbench")
     func claimNext() async throws {
         var benchmark = ClaimNextBenchmark()

@@ -1,9 +1,11 @@
 import Foundation
 import HTTPTypes
 import MadoguchiMail
+import NIOPosix
 import PostgresNIO
 import Testing
 @testable import Madoguchi
+@testable import MadoguchiBench
 
 #if canImport(Glibc)
 import Glibc
@@ -190,6 +192,30 @@ struct DeliveryTests {
             try await sink.restart()
             #expect(Self.state(try await Self.delivery(conversation, reply)) == "sent")
             #expect(sink.copies(ofMessageID: "reply-\(reply)@shop.example") == 1)
+        }
+    }
+
+    @Test("a lease that runs out mid-attempt: the worker's next attempt takes over and the stale one never sends its copy")
+    func leaseExpiresMidAttempt() async throws {
+        let sink = try await SMTPSink()
+        // The relay takes 2 s to answer RCPT and the lease is 1 s: the same worker claims the row again
+        // while its first attempt still waits. Then the relay is slow to answer the final dot, so both
+        // attempts reach their hand-over while the row is still being sent: only the current attempt
+        // may hand over; the stale one must abandon without its dot.
+        try sink.control(#"{"delay_rcpt": 2}"#)
+        try await TestApp.run(configure: { configuration in
+            Self.configure(sink)(&configuration)
+            configuration.delivery.lease = .seconds(1)
+            configuration.delivery.smtpTimeouts.command = .seconds(10)
+            configuration.delivery.smtpTimeouts.dataEnd = .seconds(10)
+        }) { app in
+            let conversation = try await Self.customerWrites(app, from: "lease@example.jp")
+            let reply = try await Self.answer(conversation, "お待たせしました。")
+            #expect(try await ChildProcess.eventually(timeout: .seconds(20)) { try await app.count("SELECT attempts FROM outbox") >= 2 })
+            try sink.control(#"{"delay_after_data": 3}"#)
+            #expect(Self.state(try await Self.delivery(conversation, reply, until: ["sent"], timeout: .seconds(30))) == "sent")
+            try await Task.sleep(for: .seconds(4))
+            #expect(sink.copies(ofMessageID: "reply-\(reply)@shop.example") == 1, "\(sink.received.map { $0.reply ?? "dropped" })")
         }
     }
 
@@ -511,3 +537,33 @@ struct DeliveryTests {
     }
 }
 
+
+/// The SMTP client against a relay that offers PIPELINING (aiosmtpd does not): the envelope goes in
+/// one write and the replies are matched to their commands.
+@Suite("The SMTP client, pipelined")
+struct SMTPPipeliningTests {
+    @Test("three messages on one connection; a refused recipient among accepted ones is told apart; no valid recipient sends nothing")
+    func pipelined() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let sink = try await SMTPSinkServer(group: group, refusing: ["gone@example.jp"])
+        let relay = try SMTPRelay(url: "smtp://127.0.0.1:\(sink.port)?starttls=off", heloName: "test")
+        let session = try await SMTPSession.open(relay: relay, tls: nil, timeouts: .init(), group: group)
+        #expect(session.capabilities.offers("PIPELINING"))
+        let message = Array("Subject: x\r\n\r\nbody\r\n.leading dot\r\n".utf8)
+        for _ in 0..<3 {
+            let outcome = try await session.send(
+                message, envelope: .init(from: "support@shop.example", recipients: ["a@example.jp", "gone@example.jp", "b@example.jp"], needsSMTPUTF8: false),
+                pointOfNoReturn: {})
+            #expect(outcome.accepted == ["a@example.jp", "b@example.jp"])
+            #expect(outcome.refused.map(\.recipient) == ["gone@example.jp"])
+            #expect(outcome.refused.first?.reply.code == 550)
+            #expect(outcome.finalReply?.code == 250)
+        }
+        let nobody = try await session.send(
+            message, envelope: .init(from: "support@shop.example", recipients: ["gone@example.jp"], needsSMTPUTF8: false), pointOfNoReturn: {})
+        #expect(nobody.accepted.isEmpty && nobody.finalReply == nil)
+        #expect(sink.received == 3)
+        await session.close()
+        await sink.close()
+    }
+}

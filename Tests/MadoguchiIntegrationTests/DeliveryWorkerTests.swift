@@ -18,6 +18,7 @@ struct DeliveryWorkerTests {
             "MADOGUCHI_SMTP_URL": sink.url, "MADOGUCHI_MAIL_FROM": "Shop <support@shop.example>",
             "MADOGUCHI_OUTBOX_LEASE_SECONDS": "3", "MADOGUCHI_OUTBOX_RETRY_SECONDS": "0", "MADOGUCHI_OUTBOX_POLL_MILLISECONDS": "100",
             "MADOGUCHI_OUTBOX_CONCURRENCY": String(concurrency), "MADOGUCHI_LOG_LEVEL": "info",
+            "MADOGUCHI_SMTP_DATA_TIMEOUT_SECONDS": "15",
         ], log: log)
     }
 
@@ -47,7 +48,8 @@ struct DeliveryWorkerTests {
             await first.stop(SIGKILL)
             let second = try Self.startWorker(app, sink, name: "second")
             defer { Task { await second.stop() } }
-            #expect(try await ChildProcess.eventually(timeout: .seconds(20)) { try await Self.outboxState(app, reply: reply) == "held" }, "\(second.output)")
+            // Held once the hand-over lease (lease + the wait for the final reply + a margin) has run out.
+            #expect(try await ChildProcess.eventually(timeout: .seconds(60)) { try await Self.outboxState(app, reply: reply) == "held" }, "\(second.output)")
             try await Task.sleep(for: .seconds(1))
             #expect(sink.received.count == 1)
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'reply.held'") == 1)

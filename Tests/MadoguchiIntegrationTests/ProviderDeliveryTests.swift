@@ -22,7 +22,7 @@ struct ProviderDeliveryTests {
             configuration.delivery.pollInterval = .milliseconds(100)
             configuration.delivery.retryBase = .milliseconds(200)
             configuration.delivery.retryCap = .seconds(1)
-            configuration.delivery.providerTimeout = .seconds(2)
+            configuration.delivery.providerTimeout = .seconds(5)
         }
     }
 
@@ -73,7 +73,7 @@ struct ProviderDeliveryTests {
 
     @Test("Twilio gives no answer in time: the text may exist, so the reply is held; one request only")
     func twilioNoAnswer() async throws {
-        let twilio = try await FakeProvider { _, _ in .init(status: .created, body: #"{"sid":"SMlate"}"#, delay: .seconds(4)) }
+        let twilio = try await FakeProvider { _, _ in .init(status: .created, body: #"{"sid":"SMlate"}"#, delay: .seconds(8)) }
         try await TestApp.run(configure: Self.configure(twilio: twilio)) { app in
             let conversation = try await Self.customerTexts(app)
             let reply = try await DeliveryTests.answer(conversation, "確認します。")

@@ -72,12 +72,6 @@ struct DeliveryDesk: Sendable {
     }
 
     private func recordEvent(_ type: EventType, reply: Reply, data: [String: Any], actor: Principal?, on connection: PostgresConnection) async throws {
-        let rows = try await connection.query("SELECT customer_id FROM tickets WHERE id = \(reply.ticketID)", logger: logger)
-        for try await customerID in rows.decode(UUID.self) {
-            var data = data
-            data["reply_id"] = reply.id.lowercased
-            try await EventStore(logger: logger).record(type, ticketID: reply.ticketID, customerID: customerID, messageID: reply.messageID, actor: actor,
-                                                        data: data, on: connection)
-        }
+        try await EventStore(logger: logger).record(type, reply: reply.id, actor: actor, data: data, on: connection)
     }
 }

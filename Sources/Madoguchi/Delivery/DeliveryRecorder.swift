@@ -17,7 +17,7 @@ struct DeliveryRecorder: Sendable {
             let store = OutboxStore(logger: logger)
             if attempt.kind == .uncertain {
                 let reason = attempt.error ?? "the handover got no answer"
-                guard let replyID = try await store.settle(item.id, worker: worker, .init(
+                guard let replyID = try await store.settle(item.id, worker: worker, attempt: item.attempts, .init(
                     state: "held", results: item.results, error: reason, heldReason: reason), on: connection) else { return }
                 try await event(.replyHeld, replyID: replyID, data: ["reason": reason, "attempt": item.attempts], on: connection)
                 return
@@ -27,7 +27,7 @@ struct DeliveryRecorder: Sendable {
             let pending = item.recipients.filter { (results[$0]?.status ?? .pending) == .pending }
             if !pending.isEmpty && item.attempts < settings.maxAttempts {
                 let delay = backoff(afterAttempt: item.attempts)
-                _ = try await store.settle(item.id, worker: worker, .init(
+                _ = try await store.settle(item.id, worker: worker, attempt: item.attempts, .init(
                     state: "queued", results: results, error: attempt.error, response: attempt.response, provider: attempt.provider,
                     providerMessageID: attempt.providerMessageID, nextAttemptIn: delay), on: connection)
                 logger.info("delivery deferred", metadata: ["outbox_id": "\(item.id)", "attempt": "\(item.attempts)", "retry_in": "\(delay)",
@@ -39,7 +39,7 @@ struct DeliveryRecorder: Sendable {
             }
             let delivered = results.values.contains { $0.status == .sent }
             let failures = item.recipients.compactMap { recipient in results[recipient].flatMap { $0.status == .failed ? (recipient, $0) : nil } }
-            guard let replyID = try await store.settle(item.id, worker: worker, .init(
+            guard let replyID = try await store.settle(item.id, worker: worker, attempt: item.attempts, .init(
                 state: delivered ? "sent" : "failed", results: results, error: delivered ? nil : attempt.error ?? failures.first?.1.reply,
                 response: attempt.response, provider: attempt.provider, providerMessageID: attempt.providerMessageID), on: connection)
             else { return }
@@ -100,13 +100,6 @@ struct DeliveryRecorder: Sendable {
     }
 
     private func event(_ type: EventType, replyID: UUID, data: [String: Any], on connection: PostgresConnection) async throws {
-        let rows = try await connection.query("""
-            SELECT r.ticket_id, t.customer_id, r.message_id FROM replies r JOIN tickets t ON t.id = r.ticket_id WHERE r.id = \(replyID)
-            """, logger: logger)
-        for try await (ticketID, customerID, messageID) in rows.decode((UUID, UUID, UUID?).self) {
-            var data = data
-            data["reply_id"] = replyID.lowercased
-            try await EventStore(logger: logger).record(type, ticketID: ticketID, customerID: customerID, messageID: messageID, actor: nil, data: data, on: connection)
-        }
+        try await EventStore(logger: logger).record(type, reply: replyID, actor: nil, data: data, on: connection)
     }
 }

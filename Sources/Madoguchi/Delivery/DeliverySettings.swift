@@ -174,6 +174,12 @@ public struct DeliverySettings: Sendable {
             settings.maxAttempts = number
         }
         if let lease = try seconds("MADOGUCHI_OUTBOX_LEASE_SECONDS", in: 2...86_400) { settings.lease = lease }
+        if let timeout = try seconds("MADOGUCHI_SMTP_COMMAND_TIMEOUT_SECONDS", in: 1...3600) {
+            settings.smtpTimeouts.command = .seconds(Int64(timeout.components.seconds))
+        }
+        if let timeout = try seconds("MADOGUCHI_SMTP_DATA_TIMEOUT_SECONDS", in: 1...3600) {
+            settings.smtpTimeouts.dataEnd = .seconds(Int64(timeout.components.seconds))
+        }
         if let raw = value("MADOGUCHI_OUTBOX_POLL_MILLISECONDS") {
             guard let number = Int(raw), (10...60_000).contains(number) else {
                 throw ConfigurationError("MADOGUCHI_OUTBOX_POLL_MILLISECONDS=\(raw) is not in 10...60000")

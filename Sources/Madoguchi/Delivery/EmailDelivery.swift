@@ -17,10 +17,12 @@ struct EmailDelivery: Sendable {
 
     struct LeaseLost: Error {}
 
-    func deliver(_ item: OutboxItem, worker: String, handover: @escaping @Sendable () async throws -> Void) async -> DeliveryAttempt {
+    /// `handover` commits the point of no return, with the mail when it was composed by this attempt.
+    func deliver(_ item: OutboxItem, handover: @escaping @Sendable (_ composed: [UInt8]?) async throws -> Void) async -> DeliveryAttempt {
         let message: [UInt8]
+        let composedNow: Bool
         do {
-            message = try await composedMessage(item, worker: worker)
+            (message, composedNow) = try await composedMessage(item)
         } catch let failure as MailComposer.Failure {
             return .refused(item, "the reply cannot be written as a mail: \(failure)")
         } catch {
@@ -32,7 +34,7 @@ struct EmailDelivery: Sendable {
             needsSMTPUTF8: !from.address.allSatisfy(\.isASCII) || recipients.contains { !$0.allSatisfy(\.isASCII) })
         do {
             let outcome = try await pool.withSession { session in
-                try await session.send(message, envelope: envelope, pointOfNoReturn: handover)
+                try await session.send(message, envelope: envelope) { try await handover(composedNow ? message : nil) }
             }
             return attempt(from: outcome)
         } catch is LeaseLost {
@@ -63,54 +65,50 @@ struct EmailDelivery: Sendable {
 
     // MARK: - Composing
 
-    /// The mail as first composed for this row, or composed now and kept.
-    private func composedMessage(_ item: OutboxItem, worker: String) async throws -> [UInt8] {
-        if let message = item.message { return message }
+    /// The mail as first composed for this row, or composed now (and kept with the handover mark).
+    private func composedMessage(_ item: OutboxItem) async throws -> (bytes: [UInt8], new: Bool) {
+        if let message = item.message { return (message, false) }
         let composed = try await database.withConnection { connection in
             try await compose(item, on: connection)
         }
         var bytes = composed.bytes
         if let dkim { bytes = try dkim.sign(bytes) }
-        try await database.withConnection { connection in
-            try await OutboxStore(logger: logger).storeMessage(bytes, of: item.id, worker: worker, on: connection)
-        }
-        return bytes
+        return (bytes, true)
     }
 
     private func compose(_ item: OutboxItem, on connection: PostgresConnection) async throws -> ComposedMail {
+        // The reply, its ticket and customer, and the customer's latest mail on the ticket (the reply
+        // answers it), in one read.
         let rows = try await connection.query("""
-            SELECT r.subject, r.body_text, r.automatic, t.id, t.number, c.display_name
+            SELECT r.subject, r.body_text, r.automatic, t.number, c.display_name, p.email_message_id, p.email_references,
+                   EXISTS (SELECT 1 FROM reply_attachments a WHERE a.reply_id = r.id)
             FROM replies r JOIN tickets t ON t.id = r.ticket_id JOIN customers c ON c.id = t.customer_id
+            LEFT JOIN LATERAL (
+                SELECT m.email_message_id, m.email_references FROM messages m
+                WHERE m.ticket_id = t.id AND m.direction = 'inbound' AND m.channel = 'email' AND m.classification = 'customer'
+                  AND m.email_message_id IS NOT NULL
+                ORDER BY m.created_at DESC, m.id DESC LIMIT 1
+            ) p ON true
             WHERE r.id = \(item.replyID)
             """, logger: logger)
-        var found: (String?, String, Bool, UUID, Int64, String?)?
-        for try await row in rows.decode((String?, String, Bool, UUID, Int64, String?).self) { found = row }
-        guard let (subject, body, automatic, ticketID, number, customerName) = found else { throw RowNotFound("the reply of outbox row \(item.id)") }
+        var found: (String?, String, Bool, Int64, String?, String?, [String]?, Bool)?
+        for try await row in rows.decode((String?, String, Bool, Int64, String?, String?, [String]?, Bool).self) { found = row }
+        guard let (subject, body, automatic, number, customerName, parentID, parentReferences, hasAttachments) = found else {
+            throw RowNotFound("the reply of outbox row \(item.id)")
+        }
         // A customer's mailer may write ids we cannot repeat in a header; threading does without them.
-        let parent = try await threadParent(ticketID: ticketID, on: connection).flatMap { parent in
-            MailComposer.isWritableMessageID(parent.id) ? (parent.id, parent.references.filter(MailComposer.isWritableMessageID)) : nil
+        let parent = parentID.flatMap { id in
+            MailComposer.isWritableMessageID(id) ? (id, (parentReferences ?? []).filter(MailComposer.isWritableMessageID)) : nil
         }
         let mail = OutgoingMail(
             from: from, to: item.recipients.map { MailAddress(name: customerName, address: $0) }, replyTo: Self.ticketAddress(from, number: number),
             subject: subject ?? "[#\(number)]", messageID: item.emailMessageID, inReplyTo: parent?.0,
             references: parent.map { Array(($0.1 + [$0.0]).suffix(20)) } ?? [], date: Date(), text: body,
-            attachments: try await attachments(of: item.replyID, on: connection),
+            attachments: hasAttachments ? try await attachments(of: item.replyID, on: connection) : [],
             // RFC 3834: automatic mail says so, and other systems' auto-responders stay quiet.
             autoSubmitted: automatic ? "auto-replied" : nil,
             extraHeaders: [("X-Madoguchi-Ticket", String(number))] + (automatic ? [("X-Auto-Response-Suppress", "All")] : []))
         return try MailComposer.compose(mail, carrierDomains: settings.carrierDomains)
-    }
-
-    /// The customer's latest mail on the ticket: the reply answers it.
-    private func threadParent(ticketID: UUID, on connection: PostgresConnection) async throws -> (id: String, references: [String])? {
-        let rows = try await connection.query("""
-            SELECT email_message_id, email_references FROM messages
-            WHERE ticket_id = \(ticketID) AND direction = 'inbound' AND channel = 'email' AND classification = 'customer'
-              AND email_message_id IS NOT NULL
-            ORDER BY created_at DESC, id DESC LIMIT 1
-            """, logger: logger)
-        for try await (id, references) in rows.decode((String, [String]).self) { return (id, references) }
-        return nil
     }
 
     private func attachments(of replyID: UUID, on connection: PostgresConnection) async throws -> [OutgoingMail.Attachment] {

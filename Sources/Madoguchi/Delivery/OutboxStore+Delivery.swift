@@ -3,23 +3,32 @@ import Logging
 import NIOCore
 import PostgresNIO
 
-/// The outbox as the delivery workers see it. Every state change is conditional on the caller still
-/// holding the row (`claimed_by`), so a worker that lost its lease can never overwrite the one that
-/// took over.
+/// The outbox as the delivery workers see it. Every state change is conditional on the caller's
+/// claim still being the row's current one — its worker *and* its attempt number (`claimed_by`,
+/// `attempts`) — so an attempt whose lease expired can never overwrite, or send beside, the attempt
+/// that took over, even when both run in the same worker.
 extension OutboxStore {
     /// Claims up to `limit` due rows for `worker`: queued ones whose time has come, and ones whose
     /// worker's lease expired before it reached the handover (it cannot have sent them). Rows other
     /// workers are claiming are skipped, not waited on.
     func claim(worker: String, channels: [Channel], lease: Duration, limit: Int, on connection: PostgresConnection) async throws -> [OutboxItem] {
         let rows = try await connection.query("""
-            WITH due AS (
+            WITH queued AS (
+                -- Each arm reads its own partial index (outbox_due, outbox_leases), so a claim costs the
+                -- same with a million sent rows behind it as with none.
                 SELECT id FROM outbox
-                WHERE channel::text = ANY(\(channels.map(\.rawValue))::text[])
-                  AND ((state = 'queued' AND next_attempt_at <= now())
-                       OR (state = 'sending' AND lease_expires_at < now() AND handover_at IS NULL))
+                WHERE state = 'queued' AND next_attempt_at <= now() AND channel::text = ANY(\(channels.map(\.rawValue))::text[])
                 ORDER BY next_attempt_at
                 LIMIT \(limit)
                 FOR UPDATE SKIP LOCKED
+            ), abandoned AS (
+                SELECT id FROM outbox
+                WHERE state = 'sending' AND lease_expires_at < now() AND handover_at IS NULL
+                  AND channel::text = ANY(\(channels.map(\.rawValue))::text[])
+                LIMIT \(limit)
+                FOR UPDATE SKIP LOCKED
+            ), due AS (
+                SELECT id FROM abandoned UNION SELECT id FROM queued LIMIT \(limit)
             )
             UPDATE outbox o
             SET state = 'sending', claimed_by = \(worker), lease_expires_at = now() + make_interval(secs => \(lease.seconds)),
@@ -55,19 +64,16 @@ extension OutboxStore {
         return held
     }
 
-    /// Keeps the composed mail, so every later attempt sends the same bytes.
-    func storeMessage(_ bytes: [UInt8], of id: UUID, worker: String, on connection: PostgresConnection) async throws {
-        try await connection.query("""
-            UPDATE outbox SET message = \(ByteBuffer(bytes: bytes)), updated_at = now() WHERE id = \(id) AND claimed_by = \(worker)
-            """, logger: logger)
-    }
-
-    /// The point of no return, committed before the handover. False when the row is no longer this
-    /// worker's (its lease expired and another took it): then it must not hand anything over.
-    func markHandover(of id: UUID, worker: String, lease: Duration, on connection: PostgresConnection) async throws -> Bool {
+    /// The point of no return, committed before the handover — with the composed mail, when this is
+    /// the attempt that composed it, so that every later attempt sends the same bytes. False when the
+    /// row is no longer this worker's (its lease expired and another took it): then it must not hand
+    /// anything over.
+    func markHandover(of id: UUID, worker: String, attempt: Int, lease: Duration, message: [UInt8]?, on connection: PostgresConnection) async throws -> Bool {
         let rows = try await connection.query("""
-            UPDATE outbox SET handover_at = now(), lease_expires_at = now() + make_interval(secs => \(lease.seconds)), updated_at = now()
-            WHERE id = \(id) AND claimed_by = \(worker) AND state = 'sending'
+            UPDATE outbox
+            SET handover_at = now(), lease_expires_at = now() + make_interval(secs => \(lease.seconds)), updated_at = now(),
+                message = coalesce(message, \(message.map { ByteBuffer(bytes: $0) }))
+            WHERE id = \(id) AND claimed_by = \(worker) AND attempts = \(attempt) AND state = 'sending'
             RETURNING id
             """, logger: logger)
         for try await _ in rows { return true }
@@ -86,7 +92,7 @@ extension OutboxStore {
     }
 
     /// Records where the delivery stands after an attempt; nil when the row is no longer this worker's.
-    func settle(_ id: UUID, worker: String, _ settlement: Settlement, on connection: PostgresConnection) async throws -> UUID? {
+    func settle(_ id: UUID, worker: String, attempt: Int, _ settlement: Settlement, on connection: PostgresConnection) async throws -> UUID? {
         let results = String(decoding: try JSONEncoder.sorted.encode(settlement.results), as: UTF8.self)
         let rows = try await connection.query("""
             UPDATE outbox
@@ -97,7 +103,7 @@ extension OutboxStore {
                 next_attempt_at = now() + make_interval(secs => \(settlement.nextAttemptIn?.seconds ?? 0)),
                 held_reason = \(settlement.heldReason), handover_at = NULL,
                 claimed_by = NULL, lease_expires_at = NULL, updated_at = now()
-            WHERE id = \(id) AND claimed_by = \(worker)
+            WHERE id = \(id) AND claimed_by = \(worker) AND attempts = \(attempt) AND state = 'sending'
             RETURNING reply_id
             """, logger: logger)
         for try await replyID in rows.decode(UUID.self) { return replyID }

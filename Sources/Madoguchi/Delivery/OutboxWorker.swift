@@ -50,20 +50,7 @@ public struct OutboxWorker: Service {
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(250)) }
         }
         logger.info("outbox worker started", metadata: ["worker": "\(name)", "channels": "\(channels.map(\.rawValue))"])
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            let worked: Bool
-            do {
-                worked = try await round(channels: channels, senders: senders)
-            } catch {
-                // The database may be restarting; the next round tries again.
-                logger.warning("outbox round failed", metadata: ["error": "\(String(reflecting: error))"])
-                worked = false
-            }
-            if !worked {
-                // Graceful shutdown ends the wait at once; a delivery in progress always finishes first.
-                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: settings.pollInterval) }
-            }
-        }
+        await deliverUntilShutdown(channels: channels, senders: senders)
         await senders.close()
         logger.info("outbox worker stopped", metadata: ["worker": "\(name)"])
     }
@@ -72,51 +59,98 @@ public struct OutboxWorker: Service {
         (try? await database.withConnection { try await migrator.status($0, logger: logger) }.complete) ?? false
     }
 
-    /// One round: hold abandoned handovers, claim what is due, deliver it all. True if there was work.
-    func round(channels: [Channel], senders: Senders) async throws -> Bool {
-        let store = OutboxStore(logger: logger)
+    private enum Finished: Sendable {
+        case delivery
+        case tick
+    }
+
+    /// Keeps up to `concurrency` deliveries in flight: a slot that frees is filled at once, rather
+    /// than waiting for the slowest delivery of a batch. Idle, it looks for work every
+    /// `pollInterval`. On graceful shutdown it claims nothing more and lets every delivery in
+    /// flight finish.
+    private func deliverUntilShutdown(channels: [Channel], senders: Senders) async {
         let recorder = DeliveryRecorder(database: database, logger: logger, settings: settings, worker: name)
-        try await holdAbandonedHandovers()
-        let items = try await database.withTransaction { connection in
-            try await store.claim(worker: name, channels: channels, lease: settings.lease, limit: settings.concurrency, on: connection)
-        }
-        guard !items.isEmpty else { return false }
-        await withTaskGroup(of: Void.self) { group in
-            for item in items {
-                group.addTask {
-                    let attempt = await senders.deliver(item)
+        var lastHoldCheck = ContinuousClock.now - .seconds(60)
+        await withTaskGroup(of: Finished.self) { group in
+            var inFlight = 0
+            var ticking = false
+            while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                var claimed: [OutboxItem] = []
+                if inFlight < settings.concurrency {
                     do {
-                        try await recorder.record(attempt, for: item)
+                        if ContinuousClock.now - lastHoldCheck > .seconds(1) {
+                            try await holdAbandonedHandovers()
+                            lastHoldCheck = .now
+                        }
+                        claimed = try await claim(channels: channels, limit: settings.concurrency - inFlight)
                     } catch {
-                        // The lease expires and the row is taken up again (or held, past its handover).
-                        logger.error("recording a delivery failed", metadata: ["outbox_id": "\(item.id)", "error": "\(String(reflecting: error))"])
+                        // The database may be restarting; the next look tries again.
+                        logger.warning("outbox claim failed", metadata: ["error": "\(String(reflecting: error))"])
+                    }
+                }
+                for item in claimed {
+                    inFlight += 1
+                    group.addTask {
+                        let attempt = await senders.deliver(item)
+                        do {
+                            try await recorder.record(attempt, for: item)
+                        } catch {
+                            // The lease expires and the row is taken up again (or held, past its handover).
+                            logger.error("recording a delivery failed", metadata: ["outbox_id": "\(item.id)", "error": "\(String(reflecting: error))"])
+                        }
+                        return .delivery
+                    }
+                }
+                // Full, or nothing to claim: wait for a delivery to finish or for the next look.
+                if claimed.isEmpty || inFlight >= settings.concurrency {
+                    if !ticking {
+                        ticking = true
+                        let interval = inFlight == 0 ? settings.pollInterval : min(settings.pollInterval, .milliseconds(50))
+                        group.addTask {
+                            // Graceful shutdown ends an idle wait at once.
+                            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+                            return .tick
+                        }
+                    }
+                    switch await group.next() {
+                    case .delivery: inFlight -= 1
+                    case .tick: ticking = false
+                    case nil: break
                     }
                 }
             }
+            for await finished in group where finished == .delivery { inFlight -= 1 }
         }
-        return true
+    }
+
+    private func claim(channels: [Channel], limit: Int) async throws -> [OutboxItem] {
+        // One statement, committed on its own: no BEGIN and COMMIT around it.
+        try await database.withConnection { connection in
+            try await OutboxStore(logger: logger).claim(worker: name, channels: channels, lease: settings.lease, limit: limit, on: connection)
+        }
     }
 
     private func holdAbandonedHandovers() async throws {
         try await database.withTransaction { connection in
             for (outboxID, replyID) in try await OutboxStore(logger: logger).holdAbandonedHandovers(on: connection) {
                 logger.warning("delivery held: its worker stopped during the handover", metadata: ["outbox_id": "\(outboxID)"])
-                let rows = try await connection.query("""
-                    SELECT r.ticket_id, t.customer_id, r.message_id FROM replies r JOIN tickets t ON t.id = r.ticket_id WHERE r.id = \(replyID)
-                    """, logger: logger)
-                for try await (ticketID, customerID, messageID) in rows.decode((UUID, UUID, UUID?).self) {
-                    try await EventStore(logger: logger).record(
-                        .replyHeld, ticketID: ticketID, customerID: customerID, messageID: messageID, actor: nil,
-                        data: ["reply_id": replyID.lowercased, "reason": "the worker stopped while handing the message over"], on: connection)
-                }
+                try await EventStore(logger: logger).record(
+                    .replyHeld, reply: replyID, actor: nil, data: ["reason": "the worker stopped while handing the message over"], on: connection)
             }
         }
     }
 
-    /// The handover mark, committed; throws when the row is no longer this worker's.
-    func handover(_ item: OutboxItem) async throws {
+    /// The handover mark (with the mail `message`, when composed now), committed; throws when the
+    /// row is no longer this worker's.
+    func handover(_ item: OutboxItem, message: [UInt8]? = nil) async throws {
+        // From here the row is held, not retried, if its lease runs out; so the lease must outlast the
+        // wait for the relay's or provider's answer (and the commit of that answer).
+        let wait = item.channel == .email || item.channel == .webform
+            ? Duration.milliseconds(settings.smtpTimeouts.dataEnd.nanoseconds / 1_000_000) : settings.providerTimeout
         let ours = try await database.withConnection { connection in
-            try await OutboxStore(logger: logger).markHandover(of: item.id, worker: name, lease: settings.lease, on: connection)
+            try await OutboxStore(logger: logger).markHandover(
+                of: item.id, worker: name, attempt: item.attempts, lease: settings.lease + wait + .seconds(10),
+                message: message, on: connection)
         }
         guard ours else { throw EmailDelivery.LeaseLost() }
     }
@@ -153,7 +187,7 @@ public struct OutboxWorker: Service {
             switch item.channel {
             case .email, .webform:
                 guard let email else { return .deferred(item, "mail delivery is not configured") }
-                return await email.deliver(item, worker: worker.name, handover: handover)
+                return await email.deliver(item) { message in try await worker.handover(item, message: message) }
             case .sms, .chat:
                 guard let providers else { return .deferred(item, "\(item.channel.rawValue) delivery is not configured") }
                 return await providers.deliver(item, handover: handover)

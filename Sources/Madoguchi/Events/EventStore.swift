@@ -22,4 +22,17 @@ struct EventStore: Sendable {
             VALUES (\(type.rawValue), \(ticketID), \(customerID), \(messageID), \(actor?.keyID), \(actor?.agentID), \(json)::jsonb)
             """, logger: logger)
     }
+
+    /// An event about a reply, on its ticket, customer and message (one statement: no read first).
+    func record(_ type: EventType, reply replyID: UUID, actor: Principal?, data: [String: Any], on connection: PostgresConnection) async throws {
+        var data = data
+        data["reply_id"] = replyID.lowercased
+        let json = try JSONSerialization.text(data)
+        try await connection.query("""
+            INSERT INTO events (type, ticket_id, customer_id, message_id, actor_key_id, actor_agent_id, data)
+            SELECT \(type.rawValue), r.ticket_id, t.customer_id, r.message_id, \(actor?.keyID), \(actor?.agentID), \(json)::jsonb
+            FROM replies r JOIN tickets t ON t.id = r.ticket_id
+            WHERE r.id = \(replyID)
+            """, logger: logger)
+    }
 }

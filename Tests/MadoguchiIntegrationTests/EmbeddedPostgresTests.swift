@@ -116,14 +116,22 @@ struct EmbeddedPostgresTests {
 @Suite("An external PostgreSQL through DATABASE_URL")
 struct ExternalDatabaseTests {
     /// A cluster that also listens on a free loopback port, standing in for a database server elsewhere.
+    /// A free port can be taken by another test between asking and binding: then another port.
     static func startTCPServer() async throws -> (EmbeddedPostgres, Int) {
-        let port = try ServeCommandTests.freePort()
-        let server = try EmbeddedPostgres(
-            directory: try TestCluster.makeTemporaryDirectory(prefix: "madoguchi-external"),
-            settings: ["fsync": "off", "listen_addresses": "127.0.0.1", "port": String(port)],
-            logger: TestCluster.logger)
-        _ = try await server.start()
-        return (server, port)
+        for attempt in 1...3 {
+            let port = try ServeCommandTests.freePort()
+            let server = try EmbeddedPostgres(
+                directory: try TestCluster.makeTemporaryDirectory(prefix: "madoguchi-external"),
+                settings: ["fsync": "off", "listen_addresses": "127.0.0.1", "port": String(port)],
+                logger: TestCluster.logger)
+            do {
+                _ = try await server.start()
+                return (server, port)
+            } catch where attempt < 3 && "\(error)".contains("Address already in use") {
+                continue
+            }
+        }
+        throw EmbeddedPostgresError("unreachable")
     }
 
     @Test("TCP and Unix-socket URLs both reach the server, and nothing embedded is started")

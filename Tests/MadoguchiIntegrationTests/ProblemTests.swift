@@ -82,7 +82,7 @@ struct ProblemTests {
             let port = try #require(app.client.port)
 
             // Declare 50 MB, send 10 bytes, and wait: the answer must come without the rest.
-            let declared = try RawHTTP.exchange(port: port, request: """
+            let declared = try await RawHTTP.exchange(port: port, request: """
                 POST /v1/api-keys HTTP/1.1\r
                 Host: localhost\r
                 Authorization: Bearer \(admin)\r
@@ -97,7 +97,7 @@ struct ProblemTests {
 
             // Chunked: no length to check up front, so it is counted as it arrives.
             let chunk = String(repeating: "a", count: 3000)
-            let chunked = try RawHTTP.exchange(port: port, request: """
+            let chunked = try await RawHTTP.exchange(port: port, request: """
                 POST /v1/api-keys HTTP/1.1\r
                 Host: localhost\r
                 Authorization: Bearer \(admin)\r
@@ -123,7 +123,15 @@ struct ProblemTests {
 
 /// A bare HTTP/1.1 exchange over a blocking socket, for requests no well-behaved client would send.
 enum RawHTTP {
-    static func exchange(port: Int, request: String, timeoutSeconds: Int = 10) throws -> String {
+    /// On a thread of its own: a blocking read on Swift's cooperative pool (a thread per core) would
+    /// stall the servers running in this same process.
+    static func exchange(port: Int, request: String, timeoutSeconds: Int = 10) async throws -> String {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try blockingExchange(port: port, request: request, timeoutSeconds: timeoutSeconds) }) }.start()
+        }
+    }
+
+    private static func blockingExchange(port: Int, request: String, timeoutSeconds: Int) throws -> String {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard descriptor >= 0 else { throw EmbeddedPostgresError("socket failed") }
         defer { close(descriptor) }

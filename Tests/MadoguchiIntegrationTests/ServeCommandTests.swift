@@ -35,7 +35,7 @@ struct ServeCommandTests {
         func waitUntilReady(timeout: Duration = .seconds(60)) async throws -> Duration {
             let start = ContinuousClock.now
             while ContinuousClock.now - start < timeout {
-                if let answer = try? RawHTTP.exchange(port: port, request: "GET /health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeoutSeconds: 2),
+                if let answer = try? await RawHTTP.exchange(port: port, request: "GET /health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeoutSeconds: 2),
                     answer.hasPrefix("HTTP/1.1 200")
                 {
                     return ContinuousClock.now - start
@@ -83,7 +83,7 @@ struct ServeCommandTests {
             [Self.binary, "keys", "create", "--role", "admin", "--name", "e2e", "--data-dir", directory])
         #expect(keys.status == 0, "\(keys.output)")
         let key = try #require(keys.output.split(separator: "\n").first { $0.hasPrefix("mdg_") })
-        let me = try RawHTTP.exchange(port: first.port, request: "GET /v1/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(key)\r\nConnection: close\r\n\r\n")
+        let me = try await RawHTTP.exchange(port: first.port, request: "GET /v1/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(key)\r\nConnection: close\r\n\r\n")
         #expect(me.hasPrefix("HTTP/1.1 200"), "\(me)")
         #expect(me.contains(#""role" : "admin""#) || me.contains(#""role":"admin""#))
         #expect(Self.postmasterRunning(directory), "keys create must not stop the server's cluster")
@@ -95,7 +95,7 @@ struct ServeCommandTests {
         // Second start reuses the cluster (and the key).
         let second = try Server.start(dataDirectory: directory, port: try Self.freePort())
         _ = try await second.waitUntilReady()
-        let again = try RawHTTP.exchange(port: second.port, request: "GET /v1/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(key)\r\nConnection: close\r\n\r\n")
+        let again = try await RawHTTP.exchange(port: second.port, request: "GET /v1/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(key)\r\nConnection: close\r\n\r\n")
         #expect(again.hasPrefix("HTTP/1.1 200"))
 
         // Killed outright, the server leaves its postmaster behind; the next start adopts it and, owning

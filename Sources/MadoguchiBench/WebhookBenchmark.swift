@@ -41,7 +41,7 @@ public struct WebhookBenchmark: Sendable {
                     channel: run.provider == "line" ? .chat : .sms, averageBytes: run.bytes / max(run.requests, 1), clients: clients, seconds: seconds,
                     on: cluster)
                 report(run.provider.padding(toLength: 7, withPad: " ", startingAt: 0)
-                       + String(format: "%8.0f messages/s   pgbench storing the raw bytes only: %8.0f inserts/s   service/pgbench %.2f", rate, baseline, rate / baseline))
+                       + String(format: "%8.1f messages/s   pgbench storing the raw bytes only: %8.0f inserts/s   service/pgbench %.2f", rate, baseline, rate / baseline))
             }
         }
     }

@@ -16,6 +16,9 @@ struct APIHandler: APIProtocol {
     let chatIdleGap: Duration
     let providers: ProviderSettings
     let delivery: DeliverySettings
+    let webhooks: WebhookSettings
+    /// Wakes the feed's long polls and streams when events commit.
+    let notifier: EventNotifier
 
     /// The request's logger (its lines carry the request id), or the service's outside a request.
     var logger: Logger { RequestScope.current?.logger ?? baseLogger }

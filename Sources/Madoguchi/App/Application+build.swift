@@ -31,10 +31,12 @@ public func buildApplication(
         paths: ["/v1/inbound/webform", "/v1/inbound/sms", "/v1/inbound/chat"], prefixes: ["/v1/inbound/sms/", "/v1/inbound/chat/"],
         limit: configuration.maxEmailBytes))
 
+    let notifier = EventNotifier(database: database, logger: logger)
     let handler = APIHandler(
         database: database, migrator: migrator, registry: registry, baseLogger: logger, claimLease: configuration.claimLease,
         warningWords: configuration.warningWords, subjectThreadWindow: configuration.subjectThreadWindow,
-        chatIdleGap: configuration.chatIdleGap, providers: configuration.providers, delivery: configuration.delivery)
+        chatIdleGap: configuration.chatIdleGap, providers: configuration.providers, delivery: configuration.delivery,
+        webhooks: configuration.webhooks, notifier: notifier)
     try handler.registerHandlers(
         on: RecordingTransport(router: router, table: routes),
         middlewares: [AuthMiddleware(database: database, keys: handler.keys)])
@@ -42,9 +44,11 @@ public func buildApplication(
     var app = Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "Madoguchi"),
-        services: servicesBeforeDatabase + [database.client, SmsPartsSweeper(parts: handler.smsParts, wait: configuration.smsPartWait)]
+        services: servicesBeforeDatabase + [database.client, notifier, SmsPartsSweeper(parts: handler.smsParts, wait: configuration.smsPartWait)]
             + (configuration.delivery.runsInServe ? [OutboxWorker(database: database, migrator: migrator, settings: configuration.delivery,
-                                                                  publicURL: configuration.providers.publicURL, logger: logger)] : []),
+                                                                  publicURL: configuration.providers.publicURL, logger: logger)] : [])
+            + (configuration.webhooks.runsInServe ? [WebhookWorker(database: database, migrator: migrator, logger: logger, settings: configuration.webhooks,
+                                                                   notifier: notifier)] : []),
         logger: logger)
     app.beforeServerStarts {
         // Before anything listens: a wrong DATABASE_URL is a clear error, not a hang.

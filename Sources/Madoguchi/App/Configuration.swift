@@ -37,6 +37,8 @@ public struct Configuration: Sendable {
     public var providers = ProviderSettings()
     /// How replies leave: SMTP relay, sender address, SMS and LINE sending, the outbox worker.
     public var delivery = DeliverySettings()
+    /// Webhook delivery and event retention.
+    public var webhooks = WebhookSettings()
     /// `MADOGUCHI_LOG_LEVEL`: trace, debug, info, notice, warning, error, critical.
     public var logLevel: Logger.Level = .info
     /// `MADOGUCHI_LOG_FORMAT`: `text` for a terminal, `json` (one object per line) for journald and log shippers.
@@ -86,6 +88,7 @@ public struct Configuration: Sendable {
         }
         configuration.providers = try ProviderSettings.fromEnvironment(value)
         configuration.delivery = try DeliverySettings.fromEnvironment(value, providers: configuration.providers)
+        configuration.webhooks = try WebhookSettings.fromEnvironment(value)
         if let level = value("MADOGUCHI_LOG_LEVEL") { configuration.logLevel = try parseLogLevel(level) }
         if let format = value("MADOGUCHI_LOG_FORMAT") {
             guard let parsed = LogFormat(rawValue: format.lowercased()) else {

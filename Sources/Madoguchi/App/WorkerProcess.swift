@@ -2,18 +2,22 @@ import Logging
 import Prometheus
 import ServiceLifecycle
 
-/// `madoguchi worker`: the outbox worker (and the SMS-parts sweeper) without the HTTP service, for
+/// `madoguchi worker`: the outbox worker and the webhook worker without the HTTP service, for
 /// delivering from processes of their own. It never migrates: it waits for the schema a server
 /// brings up. Stopped gracefully by SIGTERM or SIGINT after the deliveries in progress finish.
 public enum WorkerProcess {
     public static func run(_ configuration: Configuration, logger: Logger) async throws {
         let provisioned = try await DatabaseProvisioner.provision(configuration, exclusive: false, logger: logger)
         let database = Database(configuration: provisioned.clientConfiguration, logger: logger, registry: PrometheusCollectorRegistry())
+        let migrator = try Migrator.bundled()
         let worker = OutboxWorker(
-            database: database, migrator: try Migrator.bundled(), settings: configuration.delivery, publicURL: configuration.providers.publicURL,
+            database: database, migrator: migrator, settings: configuration.delivery, publicURL: configuration.providers.publicURL,
             logger: logger)
+        let notifier = EventNotifier(database: database, logger: logger)
+        let webhooks = WebhookWorker(database: database, migrator: migrator, logger: logger, settings: configuration.webhooks, notifier: notifier)
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: database.client), .init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup)],
+            services: [.init(service: database.client), .init(service: notifier), .init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup),
+                       .init(service: webhooks)],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()

@@ -1,3 +1,4 @@
+import Foundation
 import HTTPTypes
 import OpenAPIRuntime
 
@@ -20,7 +21,7 @@ struct AuthMiddleware: ServerMiddleware {
         if OperationAccess.publicOperations.contains(operationID) || OperationAccess.providerSignedOperations.contains(operationID) {
             return try await next(request, body, metadata)
         }
-        let principal = try await authenticate(request)
+        let principal = try await authenticate(request, operationID: operationID)
         scope?.principal = principal
         guard let allowed = OperationAccess.roles[operationID], allowed.contains(principal.role) else {
             let names = (OperationAccess.roles[operationID] ?? []).map(\.rawValue).sorted().joined(separator: ", ")
@@ -34,7 +35,15 @@ struct AuthMiddleware: ServerMiddleware {
         return try await next(request, body, metadata)
     }
 
-    private func authenticate(_ request: HTTPRequest) async throws -> Principal {
+    /// Operations a browser's EventSource calls, which cannot send headers: the key may come as
+    /// `?access_token=` (RFC 6750 §2.3) there and nowhere else.
+    static let queryTokenOperations: Set<String> = ["streamEvents"]
+
+    private func authenticate(_ request: HTTPRequest, operationID: String) async throws -> Principal {
+        if request.headerFields[.authorization] == nil, Self.queryTokenOperations.contains(operationID),
+           let token = URLComponents(string: request.path ?? "")?.queryItems?.first(where: { $0.name == "access_token" })?.value {
+            return try await principal(for: token)
+        }
         guard let header = request.headerFields[.authorization] else {
             throw Self.unauthenticated("This operation needs an API key: send Authorization: Bearer <key>.", keyWasSent: false)
         }
@@ -42,8 +51,12 @@ struct AuthMiddleware: ServerMiddleware {
         guard parts.count == 2, parts[0].lowercased() == "bearer" else {
             throw Self.unauthenticated("The Authorization header must use the Bearer scheme: Authorization: Bearer <key>.", keyWasSent: false)
         }
+        return try await principal(for: String(parts[1]))
+    }
+
+    private func principal(for token: String) async throws -> Principal {
         let invalid = Self.unauthenticated("The API key is not valid: unknown, revoked or mistyped.", keyWasSent: true)
-        guard let secret = APIKeySecret(String(parts[1]).trimmed) else { throw invalid }
+        guard let secret = APIKeySecret(token.trimmed) else { throw invalid }
         guard let principal = try await database.withConnection({ try await keys.authenticate(secret, on: $0) }) else { throw invalid }
         return principal
     }

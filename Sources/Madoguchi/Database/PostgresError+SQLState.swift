@@ -8,6 +8,8 @@ enum SQLState: String {
     /// A NUL character in text: PostgreSQL cannot store U+0000 in `text`.
     case characterNotInRepertoire = "22021"
     case lockNotAvailable = "55P03"
+    /// Raised by the events table's append-only trigger.
+    case insufficientPrivilege = "42501"
 }
 
 extension Error {

@@ -29,7 +29,9 @@ struct ProviderHTTPClient: Sendable {
         tls = try NIOSSLContext(configuration: .makeClientConfiguration())
     }
 
-    func send(_ method: HTTPMethod, _ url: String, headers: [(String, String)], body: [UInt8]) async throws -> Response {
+    /// `connectTo`: an address already resolved (and checked) for the URL's host; the URL's host
+    /// still names the server (Host header, TLS name).
+    func send(_ method: HTTPMethod, _ url: String, headers: [(String, String)], body: [UInt8], connectTo: SocketAddress? = nil) async throws -> Response {
         guard let parts = URLComponents(string: url), let scheme = parts.scheme?.lowercased(), ["http", "https"].contains(scheme),
               let host = parts.host else {
             throw ProviderHTTPError.notSent("\(url) is not an http(s) URL")
@@ -40,7 +42,7 @@ struct ProviderHTTPClient: Sendable {
         let tls = scheme == "https" ? self.tls : nil
         let channel: any NIOCore.Channel
         do {
-            channel = try await ClientBootstrap(group: eventLoop)
+            let bootstrap = ClientBootstrap(group: eventLoop)
                 .connectTimeout(.seconds(10))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
@@ -51,8 +53,10 @@ struct ProviderHTTPClient: Sendable {
                         try channel.pipeline.syncOperations.addHandler(collector)
                     }
                 }
-                .connect(host: host, port: port).get()
+            channel = try await (connectTo.map { bootstrap.connect(to: $0) } ?? bootstrap.connect(host: host, port: port)).get()
         } catch {
+            // The collector never joined a channel: complete its promise, which NIO insists on.
+            eventLoop.execute { collector.abandon() }
             throw ProviderHTTPError.notSent("cannot connect to \(host):\(port): \(error)")
         }
         defer { channel.close(promise: nil) }
@@ -118,6 +122,8 @@ private final class ResponseCollector: ChannelInboundHandler, @unchecked Sendabl
     func response() -> EventLoopFuture<ProviderHTTPClient.Response> { promise.futureResult }
 
     func timeOut() { timedOut = true }
+
+    func abandon() { fail(ProviderHTTPError.notSent("no connection")) }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {

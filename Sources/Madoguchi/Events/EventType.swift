@@ -92,4 +92,14 @@ enum EventType: String, CaseIterable, Sendable {
     case ruleCreated = "rule.created"
     /// A supervisor changed a priority rule.
     case ruleUpdated = "rule.updated"
+
+    // MARK: Webhooks
+    /// An admin added a webhook endpoint.
+    case webhookCreated = "webhook.created"
+    /// An admin changed a webhook endpoint (address, event types, secrets, re-enabled).
+    case webhookUpdated = "webhook.updated"
+    /// An admin removed a webhook endpoint.
+    case webhookDeleted = "webhook.deleted"
+    /// A webhook endpoint failed too many times in a row and was disabled.
+    case webhookDisabled = "webhook.disabled"
 }

@@ -99,6 +99,7 @@ extension Problem.Kind {
     public static let unknownProvider = Self(rawValue: "unknown-provider")
     public static let recipientUndeliverable = Self(rawValue: "recipient-undeliverable")
     public static let deliveryNotHeld = Self(rawValue: "delivery-not-held")
+    public static let invalidCursor = Self(rawValue: "invalid-cursor")
 }
 
 extension Problem {

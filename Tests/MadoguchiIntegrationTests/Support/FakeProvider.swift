@@ -47,8 +47,8 @@ final class FakeProvider: Sendable {
     var requests: [Request] { recorded.requests.withLock { $0 }.filter { $0.path != "/ready" } }
 
     /// Starts on a free loopback port; `answer` decides each response from the request and how many came before.
-    init(answer: @escaping @Sendable (Request, Int) -> Answer) async throws {
-        let port = try ServeCommandTests.freePort()
+    init(port: Int? = nil, answer: @escaping @Sendable (Request, Int) -> Answer) async throws {
+        let port = try port ?? ServeCommandTests.freePort()
         self.port = port
         let router = Router()
         let recorded = self.recorded
@@ -56,7 +56,7 @@ final class FakeProvider: Sendable {
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: Logger(label: "fake-provider"))
         serving = Task { try await app.runService(gracefulShutdownSignals: []) }
         for _ in 0..<100 {
-            if (try? RawHTTP.exchange(port: port, request: "GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeoutSeconds: 1)) != nil { break }
+            if (try? await RawHTTP.exchange(port: port, request: "GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeoutSeconds: 1)) != nil { break }
             try await Task.sleep(for: .milliseconds(50))
         }
     }

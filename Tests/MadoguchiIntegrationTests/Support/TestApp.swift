@@ -22,18 +22,35 @@ struct TestApp {
         configure: (inout Configuration) -> Void = { _ in },
         _ body: @Sendable (TestApp) async throws -> Void
     ) async throws {
-        let (clientConfiguration, url) = try await TestCluster.makeNamedDatabase()
+        let (clientConfiguration, url): (PostgresClient.Configuration, String)
+        do {
+            (clientConfiguration, url) = try await TestCluster.makeNamedDatabase()
+        } catch let error as PSQLError {
+            throw DatabaseFailure(description: "making the test database: " + String(reflecting: error))
+        }
         var configuration = Configuration()
         configuration.port = 0
+        // Off unless a test wants it: two hundred test servers polling for webhook endpoints they do
+        // not have is load the tests that measure time should not carry.
+        configuration.webhooks.runsInServe = false
         configure(&configuration)
         let registry = PrometheusCollectorRegistry()
         let database = Database(configuration: clientConfiguration, logger: TestCluster.logger, registry: registry)
         let app = try buildApplication(
             configuration: configuration, database: database, migrator: try Migrator.bundled(), registry: registry,
             logger: TestCluster.logger)
-        try await app.test(.live) { client in
-            try await body(TestApp(database: database, client: client, databaseURL: url))
+        do {
+            try await app.test(.live) { client in
+                try await body(TestApp(database: database, client: client, databaseURL: url))
+            }
+        } catch let error as PSQLError {
+            // PSQLError's description hides the server's message; a failing test should show it.
+            throw DatabaseFailure(description: String(reflecting: error))
         }
+    }
+
+    struct DatabaseFailure: Error, CustomStringConvertible {
+        var description: String
     }
 
     // MARK: - Requests

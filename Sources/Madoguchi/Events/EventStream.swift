@@ -1,0 +1,79 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// The feed as Server-Sent Events (text/event-stream): every event as an `id:` (its cursor),
+/// `event:` (its type) and `data:` (its JSON) block, pushed as it commits; a comment line when
+/// nothing happened for `heartbeat`, so proxies keep an idle stream open.
+///
+/// Pulled, not pushed: the next page is read only when the response writer asks for more, so a slow
+/// client slows its own stream instead of making the server buffer (or drop) events for it. It ends
+/// when the client goes away (the next write fails and the writer stops pulling) or the server
+/// shuts down.
+struct EventStream: AsyncSequence, Sendable {
+    typealias Element = ArraySlice<UInt8>
+
+    let database: Database
+    let feed: EventFeed
+    let notifier: EventNotifier
+    let key: FeedCursor.Key
+    let filter: EventFeed.Filter
+    let start: FeedCursor
+    let logger: Logger
+    var heartbeat: Duration = .seconds(15)
+
+    func makeAsyncIterator() -> Iterator { Iterator(stream: self, cursor: start) }
+
+    struct Iterator: AsyncIteratorProtocol {
+        let stream: EventStream
+        var cursor: FeedCursor
+        var greeted = false
+        var quietSince = ContinuousClock.now
+
+        mutating func next() async throws -> ArraySlice<UInt8>? {
+            if !greeted {
+                greeted = true
+                // Tell EventSource how long to wait before reconnecting.
+                return ArraySlice("retry: 2000\n\n".utf8)
+            }
+            // Ends when the server shuts down: EventSource reconnects (to another instance) and resumes.
+            while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                let seen = stream.notifier.generation
+                var heldBack = false
+                do {
+                    let (feed, after, filter) = (stream.feed, cursor, stream.filter)
+                    let page = try await stream.database.withConnection { try await feed.page(after: after, filter: filter, limit: 200, on: $0) }
+                    cursor = page.next
+                    heldBack = page.heldBack
+                    if !page.events.isEmpty {
+                        quietSince = .now
+                        return try frames(page.events)
+                    }
+                } catch {
+                    stream.logger.warning("event stream: reading the feed failed", metadata: ["error": "\(String(reflecting: error))"])
+                    try? await Task.sleep(for: .seconds(1))
+                }
+                let quiet = ContinuousClock.now - quietSince
+                if quiet >= stream.heartbeat {
+                    quietSince = .now
+                    return ArraySlice(": keep-alive\n\n".utf8)
+                }
+                // Committed events held back by an older transaction bring no second notification
+                // when that one ends: look again shortly.
+                await stream.notifier.wait(after: seen, upTo: heldBack ? .milliseconds(100) : stream.heartbeat - quiet)
+            }
+            return nil
+        }
+
+        /// One page's events as one chunk of SSE blocks.
+        private func frames(_ events: [FeedEvent]) throws -> ArraySlice<UInt8> {
+            var chunk: [UInt8] = []
+            for event in events {
+                chunk.append(contentsOf: "id: \(event.cursor.encoded(with: stream.key))\nevent: \(event.type)\ndata: ".utf8)
+                chunk.append(contentsOf: try event.json(key: stream.key))
+                chunk.append(contentsOf: "\n\n".utf8)
+            }
+            return chunk[...]
+        }
+    }
+}

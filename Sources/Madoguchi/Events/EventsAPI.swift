@@ -1,0 +1,70 @@
+import Foundation
+import MadoguchiAPI
+import OpenAPIRuntime
+import ServiceLifecycle
+
+/// The event feed over HTTP: pages with an optional long poll, and Server-Sent Events.
+extension APIHandler {
+    var feed: EventFeed { EventFeed(logger: logger) }
+
+    func listEvents(_ input: Operations.ListEvents.Input) async throws -> Operations.ListEvents.Output {
+        let limit = input.query.limit ?? 100
+        guard (1...500).contains(limit) else { throw Problem.invalidParameter("limit", "must be 1 to 500") }
+        let wait = input.query.wait ?? 0
+        guard (0...60).contains(wait) else { throw Problem.invalidParameter("wait", "must be 0 to 60 seconds") }
+        let filter = try Self.feedFilter(types: input.query.types, ticketID: input.query.ticketId?.uuid)
+        let key = try await database.withConnection { try await feed.key(on: $0) }
+        var cursor = try input.query.after.map { try FeedCursor.decode($0, with: key) } ?? .start
+        let deadline = ContinuousClock.now + .seconds(wait)
+        while true {
+            let seen = notifier.generation
+            let page = try await database.withConnection { try await feed.page(after: cursor, filter: filter, limit: limit, on: $0) }
+            cursor = page.next
+            let remaining = deadline - .now
+            if !page.events.isEmpty || remaining <= .zero || Task.isShuttingDownGracefully {
+                return .ok(.init(body: .json(.init(items: try page.events.map { try .init($0, key: key) }, nextCursor: page.next.encoded(with: key)))))
+            }
+            // Woken at the next commit of events. Committed events held back by an older transaction
+            // bring no second notification when that one ends: look again shortly.
+            await notifier.wait(after: seen, upTo: page.heldBack ? min(remaining, .milliseconds(100)) : remaining)
+        }
+    }
+
+    func streamEvents(_ input: Operations.StreamEvents.Input) async throws -> Operations.StreamEvents.Output {
+        let filter = try Self.feedFilter(types: input.query.types, ticketID: input.query.ticketId?.uuid)
+        let (key, start) = try await database.withConnection { connection -> (FeedCursor.Key, FeedCursor) in
+            let key = try await feed.key(on: connection)
+            let given = input.headers.lastEventID ?? input.query.after
+            if let given { return (key, try FeedCursor.decode(given, with: key)) }
+            return (key, try await feed.end(on: connection))
+        }
+        let stream = EventStream(database: database, feed: feed, notifier: notifier, key: key, filter: filter, start: start, logger: logger)
+        return .ok(.init(body: .textEventStream(HTTPBody(stream, length: .unknown, iterationBehavior: .single))))
+    }
+
+    static func feedFilter(types: String?, ticketID: UUID?) throws -> EventFeed.Filter {
+        var filter = EventFeed.Filter(ticketID: ticketID)
+        if let types {
+            let names = types.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            let unknown = names.filter { EventType(rawValue: $0) == nil }
+            guard unknown.isEmpty else {
+                throw Problem.invalidParameter("types", "\(unknown.joined(separator: ", ")) \(unknown.count == 1 ? "is not an event type" : "are not event types"); see EventType in openapi.yaml")
+            }
+            filter.types = names.isEmpty ? nil : names
+        }
+        return filter
+    }
+}
+
+extension Components.Schemas.FeedEvent {
+    init(_ event: FeedEvent, key: FeedCursor.Key) throws {
+        let data = try JSONDecoder().decode(OpenAPIObjectContainer.self, from: Data(event.data.utf8))
+        guard let type = Components.Schemas.EventType(rawValue: event.type) else { throw UnexpectedStoredValue(event.type, for: EventType.self) }
+        self.init(
+            id: event.id, cursor: event.cursor.encoded(with: key), _type: type,
+            occurredAt: event.occurredAt, ticketId: event.ticketID.resourceID, customerId: event.customerID.resourceID,
+            messageId: event.messageID.resourceID,
+            actor: event.actorKeyID == nil && event.actorAgentID == nil ? nil : .init(keyId: event.actorKeyID.resourceID, agentId: event.actorAgentID.resourceID),
+            data: .init(additionalProperties: data))
+    }
+}

@@ -1,0 +1,39 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// Removes events older than the retention period, in batches, never one an active webhook has yet
+/// to receive. The only writer allowed to delete from `events` (it sets `madoguchi.retention` for
+/// its own transaction; the append-only trigger refuses everyone else).
+struct EventRetention: Sendable {
+    let database: Database
+    let logger: Logger
+
+    @discardableResult
+    func removeEvents(olderThan days: Int, batch: Int = 10_000) async throws -> Int {
+        var removed = 0
+        while true {
+            let count = try await database.withTransaction { connection -> Int in
+                try await connection.query("SET LOCAL madoguchi.retention = 'on'", logger: logger)
+                let slowest = try await WebhookStore(logger: logger).slowestCursor(on: connection)
+                let rows = try await connection.query("""
+                    WITH old AS (
+                        SELECT id FROM events
+                        WHERE occurred_at < now() - make_interval(days => \(Int32(days)))
+                          AND (\(slowest.map { String($0.xid) })::xid8 IS NULL OR (xid, id) <= (\(slowest.map { String($0.xid) })::xid8, \(slowest?.eventID)))
+                        LIMIT \(batch)
+                    )
+                    DELETE FROM events e USING old WHERE e.id = old.id
+                    RETURNING e.id
+                    """, logger: logger)
+                var count = 0
+                for try await _ in rows { count += 1 }
+                return count
+            }
+            removed += count
+            if count < batch { break }
+        }
+        if removed > 0 { logger.info("event retention", metadata: ["removed": "\(removed)", "older_than_days": "\(days)"]) }
+        return removed
+    }
+}

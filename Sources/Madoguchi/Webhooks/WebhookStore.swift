@@ -1,0 +1,172 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// The SQL behind webhook endpoints and their delivery log. Changes the worker makes are
+/// conditional on its claim, like the outbox's.
+struct WebhookStore: Sendable {
+    let logger: Logger
+
+    func create(url: String, description: String?, eventTypes: [String], secret: String, startingAfter cursor: FeedCursor,
+                on connection: PostgresConnection) async throws -> WebhookEndpoint {
+        try await single(connection.query("""
+            INSERT INTO webhook_endpoints (url, description, event_types, secrets, cursor_xid, cursor_event)
+            VALUES (\(url), \(description), \(eventTypes), \([secret]), \(String(cursor.xid))::xid8, \(cursor.eventID))
+            RETURNING \(unescaped: WebhookEndpoint.columns)
+            """, logger: logger))
+    }
+
+    func list(on connection: PostgresConnection) async throws -> [WebhookEndpoint] {
+        let rows = try await connection.query("SELECT \(unescaped: WebhookEndpoint.columns) FROM webhook_endpoints ORDER BY created_at", logger: logger)
+        var endpoints: [WebhookEndpoint] = []
+        for try await row in rows { endpoints.append(try WebhookEndpoint(row: row)) }
+        return endpoints
+    }
+
+    func endpoint(_ id: UUID, lock: Bool = false, on connection: PostgresConnection) async throws -> WebhookEndpoint {
+        let rows = try await connection.query(
+            "SELECT \(unescaped: WebhookEndpoint.columns) FROM webhook_endpoints WHERE id = \(id) \(unescaped: lock ? "FOR UPDATE" : "")", logger: logger)
+        for try await row in rows { return try WebhookEndpoint(row: row) }
+        throw Problem.notFound("There is no webhook \(id.lowercased).")
+    }
+
+    /// Applies the changes; re-enabling clears the failure streak and delivers at once.
+    func update(_ id: UUID, url: String?, description: String?, eventTypes: [String]?, active: Bool?, secrets: [String]?,
+                on connection: PostgresConnection) async throws -> WebhookEndpoint {
+        try await single(connection.query("""
+            UPDATE webhook_endpoints
+            SET url = coalesce(\(url), url), description = coalesce(\(description), description),
+                event_types = coalesce(\(eventTypes)::text[], event_types), secrets = coalesce(\(secrets)::text[], secrets),
+                active = coalesce(\(active), active),
+                failure_streak = CASE WHEN \(active) AND NOT active THEN 0 ELSE failure_streak END,
+                disabled_reason = CASE WHEN \(active) THEN NULL ELSE disabled_reason END,
+                disabled_at = CASE WHEN \(active) THEN NULL ELSE disabled_at END,
+                next_attempt_at = CASE WHEN \(active) THEN now() ELSE next_attempt_at END,
+                updated_at = now()
+            WHERE id = \(id)
+            RETURNING \(unescaped: WebhookEndpoint.columns)
+            """, logger: logger))
+    }
+
+    func delete(_ id: UUID, on connection: PostgresConnection) async throws -> Bool {
+        let rows = try await connection.query("DELETE FROM webhook_endpoints WHERE id = \(id) RETURNING id", logger: logger)
+        for try await _ in rows { return true }
+        return false
+    }
+
+    // MARK: - The worker's side
+
+    /// Active endpoints whose next attempt is due and that no live claim holds.
+    func claim(worker: String, lease: Duration, limit: Int, on connection: PostgresConnection) async throws -> [WebhookEndpoint] {
+        let rows = try await connection.query("""
+            WITH due AS (
+                SELECT id FROM webhook_endpoints
+                WHERE active AND next_attempt_at <= now() AND (lease_expires_at IS NULL OR lease_expires_at < now())
+                ORDER BY next_attempt_at
+                LIMIT \(limit)
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE webhook_endpoints w
+            SET claimed_by = \(worker), lease_expires_at = now() + make_interval(secs => \(lease.seconds))
+            FROM due WHERE w.id = due.id
+            RETURNING \(unescaped: WebhookEndpoint.columns.split(separator: ",").map { "w." + $0.trimmingCharacters(in: .whitespacesAndNewlines) }.joined(separator: ", "))
+            """, logger: logger)
+        var endpoints: [WebhookEndpoint] = []
+        for try await row in rows { endpoints.append(try WebhookEndpoint(row: row)) }
+        return endpoints
+    }
+
+    /// The endpoint got (or was passed over for) everything up to `cursor`; the streak is over.
+    /// False when the claim is no longer this worker's.
+    func advance(_ id: UUID, to cursor: FeedCursor, worker: String, on connection: PostgresConnection) async throws -> Bool {
+        let rows = try await connection.query("""
+            UPDATE webhook_endpoints
+            SET cursor_xid = \(String(cursor.xid))::xid8, cursor_event = \(cursor.eventID), failure_streak = 0
+            WHERE id = \(id) AND claimed_by = \(worker)
+            RETURNING id
+            """, logger: logger)
+        for try await _ in rows { return true }
+        return false
+    }
+
+    /// Lets go of the claim; the endpoint is looked at again after `delay`.
+    func release(_ id: UUID, worker: String, after delay: Duration, on connection: PostgresConnection) async throws {
+        try await connection.query("""
+            UPDATE webhook_endpoints
+            SET claimed_by = NULL, lease_expires_at = NULL, next_attempt_at = now() + make_interval(secs => \(delay.seconds))
+            WHERE id = \(id) AND claimed_by = \(worker)
+            """, logger: logger)
+    }
+
+    /// One more failure in a row; returns the streak.
+    func recordFailure(_ id: UUID, worker: String, on connection: PostgresConnection) async throws -> Int {
+        let rows = try await connection.query("""
+            UPDATE webhook_endpoints SET failure_streak = failure_streak + 1 WHERE id = \(id) AND claimed_by = \(worker) RETURNING failure_streak
+            """, logger: logger)
+        for try await streak in rows.decode(Int.self) { return streak }
+        return 0
+    }
+
+    func disable(_ id: UUID, reason: String, on connection: PostgresConnection) async throws {
+        try await connection.query("""
+            UPDATE webhook_endpoints
+            SET active = false, disabled_reason = \(reason), disabled_at = now(), claimed_by = NULL, lease_expires_at = NULL, updated_at = now()
+            WHERE id = \(id)
+            """, logger: logger)
+    }
+
+    // MARK: - The delivery log
+
+    func log(_ endpointID: UUID, event: FeedEvent, webhookID: String, attempt: Int, status: Int?, error: String?, duration: Duration,
+             manual: Bool, on connection: PostgresConnection) async throws -> WebhookDelivery {
+        let rows = try await connection.query("""
+            INSERT INTO webhook_deliveries (endpoint_id, event_id, webhook_id, attempt, status, error, duration_ms, manual)
+            VALUES (\(endpointID), \(event.id), \(webhookID), \(attempt), \(status), \(error.map { String($0.prefix(1000)) }),
+                    \(Int(duration.seconds * 1000)), \(manual))
+            RETURNING \(unescaped: WebhookDelivery.columns)
+            """, logger: logger)
+        for try await row in rows { return try WebhookDelivery(row: row) }
+        throw RowNotFound("INSERT INTO webhook_deliveries … RETURNING")
+    }
+
+    func deliveries(of endpointID: UUID, limit: Int, on connection: PostgresConnection) async throws -> [WebhookDelivery] {
+        let rows = try await connection.query("""
+            SELECT \(unescaped: WebhookDelivery.columns) FROM webhook_deliveries WHERE endpoint_id = \(endpointID)
+            ORDER BY created_at DESC LIMIT \(limit)
+            """, logger: logger)
+        var deliveries: [WebhookDelivery] = []
+        for try await row in rows { deliveries.append(try WebhookDelivery(row: row)) }
+        return deliveries
+    }
+
+    func delivery(_ id: UUID, of endpointID: UUID, on connection: PostgresConnection) async throws -> WebhookDelivery {
+        let rows = try await connection.query("""
+            SELECT \(unescaped: WebhookDelivery.columns) FROM webhook_deliveries WHERE id = \(id) AND endpoint_id = \(endpointID)
+            """, logger: logger)
+        for try await row in rows { return try WebhookDelivery(row: row) }
+        throw Problem.notFound("Webhook \(endpointID.lowercased) has no delivery \(id.lowercased).")
+    }
+
+    /// Attempts made so far for one event.
+    func attempts(_ endpointID: UUID, eventID: Int64, on connection: PostgresConnection) async throws -> Int {
+        let rows = try await connection.query("""
+            SELECT count(*)::int FROM webhook_deliveries WHERE endpoint_id = \(endpointID) AND event_id = \(eventID) AND NOT manual
+            """, logger: logger)
+        for try await count in rows.decode(Int.self) { return count }
+        return 0
+    }
+
+    /// The feed position no active endpoint has passed yet: retention keeps everything from there on.
+    func slowestCursor(on connection: PostgresConnection) async throws -> FeedCursor? {
+        let rows = try await connection.query("""
+            SELECT cursor_xid::text, cursor_event FROM webhook_endpoints WHERE active ORDER BY cursor_xid, cursor_event LIMIT 1
+            """, logger: logger)
+        for try await (xid, event) in rows.decode((String, Int64).self) { return FeedCursor(xid: UInt64(xid) ?? 0, eventID: event) }
+        return nil
+    }
+
+    private func single(_ rows: PostgresRowSequence) async throws -> WebhookEndpoint {
+        for try await row in rows { return try WebhookEndpoint(row: row) }
+        throw Problem.notFound("There is no such webhook.")
+    }
+}

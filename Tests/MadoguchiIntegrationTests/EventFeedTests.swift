@@ -1,0 +1,203 @@
+import Foundation
+import HTTPTypes
+import PostgresNIO
+import Synchronization
+import Testing
+@testable import Madoguchi
+
+/// The event feed as dashboards follow it: every event exactly once, even when transactions commit
+/// in another order than they began.
+@Suite("The event feed")
+struct EventFeedTests {
+    /// Writes `count` events from one transaction, held open `hold` before it commits.
+    static func write(_ app: TestApp, writer: Int, count: Int, hold: Duration) async throws {
+        try await app.database.withTransaction { connection in
+            for n in 0..<count {
+                try await EventStore(logger: TestCluster.logger).record(.ticketUpdated, actor: nil, data: ["writer": writer, "n": n], on: connection)
+                if n == 0 { try await Task.sleep(for: hold) }
+            }
+        }
+    }
+
+    /// Follows the feed from the start with long polls until `expected` events came or `timeout`.
+    static func follow(_ app: TestApp, key: String, expected: Int, timeout: Duration, query: String = "") async throws -> [[String: Any]] {
+        var seen: [[String: Any]] = []
+        var cursor: String?
+        let start = ContinuousClock.now
+        while seen.count < expected && ContinuousClock.now - start < timeout {
+            let after = cursor.map { "&after=\($0.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)" } ?? ""
+            let page = try await app.request(.get, "/v1/events?limit=50&wait=2\(after)\(query)", key: key)
+            #expect(page.status == .ok, "\(page.text)")
+            let json = try page.json
+            seen += (json["items"] as? [[String: Any]]) ?? []
+            cursor = json["next_cursor"] as? String
+        }
+        return seen
+    }
+
+    @Test("20 writers committing out of order, some held open: a follower gets every event exactly once, each transaction's together and in order")
+    func outOfOrderCommits() async throws {
+        try await TestApp.run { app in
+            let dashboard = try await app.keySecret(.dashboard)
+            let writers = 20, perWriter = 5
+            async let reading = Self.follow(app, key: dashboard, expected: writers * perWriter, timeout: .seconds(60), query: "&types=ticket.updated")
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for writer in 0..<writers {
+                    // Every third writer holds its transaction open while later ones commit.
+                    let hold: Duration = writer % 3 == 0 ? .milliseconds(1500 - writer * 50) : .milliseconds(writer * 10)
+                    group.addTask { try await Self.write(app, writer: writer, count: perWriter, hold: hold) }
+                }
+                try await group.waitForAll()
+            }
+            let events = try await reading
+            let pairs = events.compactMap { event -> (Int, Int)? in
+                guard let data = event["data"] as? [String: Any], let writer = data["writer"] as? Int, let n = data["n"] as? Int else { return nil }
+                return (writer, n)
+            }
+            #expect(pairs.count == writers * perWriter, "got \(pairs.count)")
+            #expect(Set(pairs.map { "\($0.0)/\($0.1)" }).count == writers * perWriter, "an event came twice")
+            // A transaction's events arrive together and in their own order.
+            for writer in 0..<writers {
+                let positions = pairs.enumerated().filter { $0.element.0 == writer }.map(\.offset)
+                #expect(positions == Array((positions.first ?? 0)..<((positions.first ?? 0) + perWriter)), "writer \(writer) interleaved: \(positions)")
+                #expect(pairs.filter { $0.0 == writer }.map(\.1) == Array(0..<perWriter))
+            }
+            // And a late commit was not skipped: some event arrived after one with a larger id.
+            let ids = events.compactMap { $0["id"] as? Int }
+            #expect(ids != ids.sorted(), "the held transactions should have committed after later ones")
+        }
+    }
+
+    @Test("a long transaction in another database on the cluster does not hold the feed back; one in this database does, until it ends")
+    func horizonIsThisDatabase() async throws {
+        let elsewhere = try await TestCluster.makeDatabase()
+        try await TestApp.run { app in
+            let dashboard = try await app.keySecret(.dashboard)
+            let start = try #require(try await app.request(.get, "/v1/events?limit=500", key: dashboard).json["next_cursor"] as? String)
+            let after = "after=\(start.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)"
+            // Another database's writer, holding its transaction id open while this one's events commit.
+            try await TestCluster.withDatabase(elsewhere) { other in
+                try await other.withTransaction { connection in
+                    try await connection.query("SELECT pg_current_xact_id()", logger: TestCluster.logger)
+                    try await Self.write(app, writer: 1, count: 1, hold: .zero)
+                    let page = try await app.request(.get, "/v1/events?\(after)", key: dashboard).json
+                    #expect((page["items"] as? [[String: Any]])?.count == 1, "held back by another database: \(page)")
+                }
+            }
+            // This database's own older writer holds the next event back until it ends.
+            let cursor = try #require(try await app.request(.get, "/v1/events?\(after)", key: dashboard).json["next_cursor"] as? String)
+            let next = "after=\(cursor.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)"
+            try await app.database.withTransaction { connection in
+                try await connection.query("SELECT pg_current_xact_id()", logger: TestCluster.logger)
+                try await Self.write(app, writer: 2, count: 1, hold: .zero)
+                let page = try await app.request(.get, "/v1/events?\(next)", key: dashboard).json
+                #expect((page["items"] as? [[String: Any]])?.isEmpty == true, "an event passed an older transaction still running: \(page)")
+                #expect(page["next_cursor"] as? String == cursor, "the cursor moved past an event not yet handed out")
+            }
+            let released = try await app.request(.get, "/v1/events?\(next)&wait=5", key: dashboard).json
+            #expect((released["items"] as? [[String: Any]])?.count == 1, "\(released)")
+        }
+    }
+
+    @Test("a long poll returns as soon as an event commits, not at its timeout")
+    func longPoll() async throws {
+        try await TestApp.run { app in
+            let dashboard = try await app.keySecret(.dashboard)
+            let end = try await app.request(.get, "/v1/events?limit=500", key: dashboard).json["next_cursor"] as? String ?? ""
+            async let waited = app.request(.get, "/v1/events?wait=20&after=\(end.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)", key: dashboard)
+            try await Task.sleep(for: .milliseconds(500))
+            let start = ContinuousClock.now
+            try await Self.write(app, writer: 1, count: 1, hold: .zero)
+            let response = try await waited
+            let elapsed = ContinuousClock.now - start
+            #expect((try response.json["items"] as? [[String: Any]])?.count == 1)
+            #expect(elapsed < .seconds(5), "woken by the commit, not the 20 s timeout (took \(elapsed))")
+        }
+    }
+
+    @Test("Server-Sent Events: 20 writers committing out of order; after a disconnect mid-way, Last-Event-ID resumes exactly where it stopped")
+    func serverSentEvents() async throws {
+        try await TestApp.run { app in
+            let dashboard = try await app.keySecret(.dashboard)
+            let port = try #require(app.client.port)
+            let writers = 20, perWriter = 2
+            var first: SSEClient! = try SSEClient(port: port, path: "/v1/events/stream?types=ticket.updated", headers: ["Authorization": "Bearer \(dashboard)"])
+            // Without a cursor the stream starts at the newest event when it is answered: write after that.
+            #expect(await first.head(timeout: .seconds(20)).hasPrefix("HTTP/1.1 200"))
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for writer in 0..<writers {
+                    let hold: Duration = writer % 3 == 0 ? .milliseconds(1000 - writer * 40) : .milliseconds(writer * 5)
+                    group.addTask { try await Self.write(app, writer: writer, count: perWriter, hold: hold) }
+                }
+                try await group.waitForAll()
+            }
+            // Hang up in the middle of a transaction's events.
+            let received = await first.read(count: 17, timeout: .seconds(20))
+            #expect(received.count == 17)
+            #expect(received.allSatisfy { $0.type == "ticket.updated" && $0.id != nil })
+            first = nil  // closes the socket
+            let last = try #require(received.last?.id)
+            // Come back as EventSource does (and with the key as a query parameter, as a browser must).
+            let second = try SSEClient(port: port, path: "/v1/events/stream?types=ticket.updated&access_token=\(dashboard)", headers: ["Last-Event-ID": last])
+            let rest = await second.read(count: writers * perWriter - 17, timeout: .seconds(20))
+            let pairs = (received + rest).compactMap { event -> (Int, Int)? in
+                guard let json = try? JSONSerialization.jsonObject(with: Data(event.data.utf8)) as? [String: Any],
+                      let data = json["data"] as? [String: Any], let writer = data["writer"] as? Int, let n = data["n"] as? Int else { return nil }
+                return (writer, n)
+            }
+            #expect(pairs.count == writers * perWriter, "got \(pairs.count)")
+            #expect(Set(pairs.map { "\($0.0)/\($0.1)" }).count == writers * perWriter, "an event came twice or went missing")
+            for writer in 0..<writers {
+                let positions = pairs.enumerated().filter { $0.element.0 == writer }.map(\.offset)
+                #expect(positions.count == perWriter && positions.last! - positions.first! == perWriter - 1, "writer \(writer) interleaved: \(positions)")
+            }
+        }
+    }
+
+    @Test("forged, foreign and malformed cursors, unknown types and a bad limit are clear 400s")
+    func badInput() async throws {
+        let foreignCursor = Mutex("")
+        try await TestApp.run { app in
+            let dashboard = try await app.keySecret(.dashboard)
+            try await Self.write(app, writer: 1, count: 1, hold: .zero)
+            let cursor = try await app.request(.get, "/v1/events", key: dashboard).json["next_cursor"] as? String ?? ""
+            foreignCursor.withLock { $0 = cursor }
+        }
+        try await TestApp.run { app in
+            let dashboard = try await app.keySecret(.dashboard)
+            try await Self.write(app, writer: 1, count: 1, hold: .zero)
+            let own = try #require(try await app.request(.get, "/v1/events", key: dashboard).json["next_cursor"] as? String)
+            // The same position with the signature of another: altered.
+            let foreign = foreignCursor.withLock { $0 }
+            let parts = own.split(separator: ".")
+            let forged = parts[0] + "." + String(parts[1].reversed())
+            for (cursor, words) in [(String(forged), "altered"), (foreign, "another Madoguchi installation"), ("not-a-cursor", "not a cursor")] {
+                let response = try await app.request(.get, "/v1/events?after=\(cursor.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)", key: dashboard)
+                try expectProblem(response, .badRequest, "invalid-cursor")
+                #expect((try response.json["detail"] as? String)?.contains(words) == true, "\(response.text)")
+            }
+            try expectProblem(try await app.request(.get, "/v1/events?types=ticket.nope", key: dashboard), .badRequest, "invalid-parameter")
+            try expectProblem(try await app.request(.get, "/v1/events?limit=0", key: dashboard), .badRequest, "invalid-parameter")
+            try expectProblem(try await app.request(.get, "/v1/events", key: try await app.keySecret(.agent)), .forbidden, "forbidden")
+        }
+    }
+
+    @Test("retention removes old events, keeps what an active webhook has yet to receive, and nothing else may delete events")
+    func retention() async throws {
+        try await TestApp.run(configure: { $0.webhooks.runsInServe = false }) { app in
+            try await app.execute("INSERT INTO events (type, occurred_at, data) VALUES ('ticket.updated', now() - interval '40 days', '{\"old\":1}')")
+            try await app.execute("INSERT INTO events (type, occurred_at, data) VALUES ('ticket.updated', now() - interval '35 days', '{\"old\":2}')")
+            try await app.execute("INSERT INTO events (type, data) VALUES ('ticket.updated', '{\"new\":1}')")
+            // A webhook whose cursor sits just after the first old event: the second is still owed to it.
+            try await app.execute("""
+                INSERT INTO webhook_endpoints (url, secrets, cursor_xid, cursor_event)
+                SELECT 'https://hooks.example.jp/x', ARRAY['whsec_AAAA'], xid, id FROM events WHERE data->>'old' = '1'
+                """)
+            let removed = try await EventRetention(database: app.database, logger: TestCluster.logger).removeEvents(olderThan: 30)
+            #expect(removed == 1)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE data ? 'old'") == 1)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE data ? 'new'") == 1)
+            await SchemaTests.expectRefused(app, .insufficientPrivilege, "DELETE FROM events")
+        }
+    }
+}

@@ -1,0 +1,100 @@
+import Foundation
+@testable import Madoguchi
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A minimal Server-Sent Events reader on a plain socket, as a browser's EventSource would be: it
+/// reads events as they arrive and can hang up mid-stream (to test resuming with Last-Event-ID).
+final class SSEClient {
+    struct Event {
+        var id: String?
+        var type: String?
+        var data: String
+    }
+
+    private let descriptor: Int32
+    private var buffer = ""
+    private(set) var status: String = ""
+    private(set) var sawComment = false
+
+    init(port: Int, path: String, headers: [String: String]) throws {
+        descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { throw EmbeddedPostgresError("socket failed") }
+        var timeout = timeval(tv_sec: 1, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw EmbeddedPostgresError("connect failed") }
+        let request = "GET \(path) HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n"
+            + headers.map { "\($0.key): \($0.value)\r\n" }.joined() + "\r\n"
+        _ = Array(request.utf8).withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    deinit { close(descriptor) }
+
+    /// Events as they come, until `count` have or `timeout` passes. The socket blocks, so it is read
+    /// on a thread of its own: on Swift's cooperative pool (a thread per core) it would stall the very
+    /// server it waits for, which runs in this process.
+    func read(count: Int, timeout: Duration) async -> [Event] {
+        await withCheckedContinuation { continuation in
+            nonisolated(unsafe) let client = self
+            Thread { continuation.resume(returning: client.readBlocking(count: count, timeout: timeout)) }.start()
+        }
+    }
+
+    /// Waits for the response head: from then on the stream's starting point is fixed.
+    func head(timeout: Duration) async -> String {
+        _ = await read(count: 0, timeout: timeout)
+        return status
+    }
+
+    private func readBlocking(count: Int, timeout: Duration) -> [Event] {
+        var events: [Event] = []
+        let start = ContinuousClock.now
+        var bytes = [UInt8](repeating: 0, count: 65536)
+        while (events.count < count || status.isEmpty) && ContinuousClock.now - start < timeout {
+            events += takeEvents(limit: count - events.count)
+            if events.count >= count && !status.isEmpty { break }
+            let received = recv(descriptor, &bytes, bytes.count, 0)
+            if received == 0 { break }
+            if received > 0 { buffer += String(decoding: bytes[0..<received], as: UTF8.self) }
+        }
+        return events
+    }
+
+    private func takeEvents(limit: Int) -> [Event] {
+        if status.isEmpty, let headEnd = buffer.range(of: "\r\n\r\n") {
+            status = String(buffer[..<headEnd.lowerBound].prefix { $0 != "\r" })
+            buffer = String(buffer[headEnd.upperBound...])
+        }
+        guard !status.isEmpty else { return [] }
+        var events: [Event] = []
+        // Chunked transfer: each frame arrives as "<size>\r\n<frame>\r\n"; drop the framing.
+        let pieces: [String] = buffer.components(separatedBy: "\r\n")
+        let cleaned = pieces.filter { piece in !(piece.count <= 8 && !piece.isEmpty && piece.allSatisfy(\.isHexDigit)) }.joined()
+        var blocks = cleaned.components(separatedBy: "\n\n")
+        let rest = blocks.removeLast()
+        var consumed = 0
+        for block in blocks where events.count < limit {
+            consumed += 1
+            var event = Event(data: "")
+            var isEvent = false
+            for line in block.split(separator: "\n") {
+                if line.hasPrefix(":") { sawComment = true }
+                else if line.hasPrefix("id: ") { event.id = String(line.dropFirst(4)) }
+                else if line.hasPrefix("event: ") { event.type = String(line.dropFirst(7)); isEvent = true }
+                else if line.hasPrefix("data: ") { event.data += String(line.dropFirst(6)) }
+            }
+            if isEvent { events.append(event) }
+        }
+        buffer = (Array(blocks.dropFirst(consumed)) + [rest]).joined(separator: "\n\n")
+        return events
+    }
+}

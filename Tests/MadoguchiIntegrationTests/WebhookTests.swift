@@ -1,0 +1,202 @@
+import Crypto
+import Foundation
+import HTTPTypes
+import PostgresNIO
+import Synchronization
+import Testing
+@testable import Madoguchi
+
+/// Webhooks to real HTTP receivers on loopback: every event once per `webhook-id`, in order, signed
+/// as Standard Webhooks says (checked here with our own HMAC, not the code under test).
+@Suite("Webhooks")
+struct WebhookTests {
+    static func configure(_ configuration: inout Configuration) {
+        configuration.webhooks.runsInServe = true
+        configuration.webhooks.allowPrivateAddresses = true
+        configuration.webhooks.pollInterval = .milliseconds(100)
+        configuration.webhooks.retryBase = .milliseconds(200)
+        configuration.webhooks.retryCap = .milliseconds(500)
+        configuration.webhooks.timeout = .seconds(2)
+        configuration.webhooks.disableAfter = 4
+    }
+
+    /// Standard Webhooks, computed independently: base64(HMAC-SHA256(base64-decoded secret, "id.timestamp.body")).
+    static func expectedSignature(secret: String, id: String, timestamp: String, body: [UInt8]) -> String {
+        let key = Data(base64Encoded: String(secret.dropFirst("whsec_".count)))!
+        let mac = HMAC<SHA256>.authenticationCode(for: Array("\(id).\(timestamp).".utf8) + body, using: SymmetricKey(data: key))
+        return "v1," + Data(mac).base64EncodedString()
+    }
+
+    static func create(_ app: TestApp, admin: String, url: String, types: [String]? = nil) async throws -> (id: String, secret: String) {
+        var body: [String: Any] = ["url": url]
+        if let types { body["event_types"] = types }
+        let response = try await app.request(.post, "/v1/webhooks", key: admin, json: String(decoding: try JSONSerialization.data(withJSONObject: body), as: UTF8.self))
+        #expect(response.status == .created, "\(response.text)")
+        let json = try response.json
+        return (try #require((json["webhook"] as? [String: Any])?["id"] as? String), try #require(json["secret"] as? String))
+    }
+
+    static func events(_ app: TestApp, _ count: Int, start: Int = 0) async throws {
+        for n in start..<(start + count) {
+            try await app.database.withConnection { connection in
+                try await EventStore(logger: TestCluster.logger).record(.ticketUpdated, actor: nil, data: ["n": n], on: connection)
+            }
+        }
+    }
+
+    @Test("the Standard Webhooks test vector")
+    func testVector() {
+        #expect(StandardWebhooks.signature(id: "msg_p5jXN8AQM9LWM0D4loKWxJek", timestamp: 1_614_265_330, body: Array(#"{"test": 2432232314}"#.utf8),
+                                           secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw") == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
+    }
+
+    @Test("a receiver down for a while, then answering 500, then 200: every event once per webhook-id, in order, signatures valid")
+    func downThenFailingThenUp() async throws {
+        // Down first: the receiver never answers in time. (A port with nobody listening could be taken
+        // by another test's server meanwhile, which would then answer in its place.)
+        let phase = Mutex(0)  // 0 down, then 500 twice, then 204
+        let failures = Mutex(0)
+        let receiver = try await FakeProvider { request, _ in
+            guard request.path == "/hook" else { return .init(status: .ok, body: "") }
+            if phase.withLock({ $0 }) == 0 { return .init(status: .noContent, body: "", delay: .seconds(3)) }
+            let failed = failures.withLock { count -> Bool in
+                count += 1
+                return count <= 2
+            }
+            return failed ? .init(status: .internalServerError, body: "{}") : .init(status: .noContent, body: "")
+        }
+        defer { receiver.stop() }
+        try await TestApp.run(configure: { configuration in
+            Self.configure(&configuration)
+            configuration.webhooks.disableAfter = 100
+            configuration.webhooks.timeout = .seconds(1)
+        }) { app in
+            let admin = try await app.keySecret(.admin)
+            let (webhook, secret) = try await Self.create(app, admin: admin, url: "http://127.0.0.1:\(receiver.port)/hook", types: ["ticket.updated"])
+            try await Self.events(app, 5)
+            #expect(try await ChildProcess.eventually(timeout: .seconds(10)) {
+                try await app.count("SELECT count(*) FROM webhook_deliveries WHERE status IS NULL") >= 1
+            })
+            let whileDown = receiver.requests.filter { $0.path == "/hook" }.count
+            phase.withLock { $0 = 1 }
+            #expect(try await ChildProcess.eventually(timeout: .seconds(20)) { receiver.requests.filter { $0.path == "/hook" }.count >= whileDown + 7 })
+            try await Task.sleep(for: .milliseconds(500))
+            let all = receiver.requests.filter { $0.path == "/hook" }
+            let requests = Array(all.dropFirst(whileDown))
+            let accepted = requests.dropFirst(2)
+            let ids = accepted.compactMap { $0.headers[HTTPField.Name("webhook-id")!] }
+            #expect(ids.count == 5 && Set(ids).count == 5, "\(ids)")
+            // Every attempt before the first success was for the first event, with the same webhook-id.
+            #expect((all.prefix(whileDown) + requests.prefix(3)).compactMap { $0.headers[HTTPField.Name("webhook-id")!] }.allSatisfy { $0 == ids.first })
+            let numbers = accepted.compactMap { request -> Int? in
+                ((try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any]).flatMap { ($0["data"] as? [String: Any])?["n"] as? Int }
+            }
+            #expect(numbers == [0, 1, 2, 3, 4], "in feed order")
+            for request in requests {
+                let id = try #require(request.headers[HTTPField.Name("webhook-id")!])
+                let timestamp = try #require(request.headers[HTTPField.Name("webhook-timestamp")!])
+                #expect(request.headers[HTTPField.Name("webhook-signature")!] == Self.expectedSignature(secret: secret, id: id, timestamp: timestamp, body: request.body))
+                #expect(abs((Int(timestamp) ?? 0) - Int(Date().timeIntervalSince1970)) < 120)
+            }
+            let log = try await app.request(.get, "/v1/webhooks/\(webhook)/deliveries", key: admin).json["items"] as? [[String: Any]] ?? []
+            #expect(log.contains { $0["status"] as? Int == 500 } && log.contains { $0["status"] == nil } && log.contains { $0["status"] as? Int == 204 })
+        }
+    }
+
+    @Test("a receiver that hangs is timed out; one that keeps failing is disabled, with an event, and resumes where it stopped once re-enabled")
+    func hangingThenDisabled() async throws {
+        let hang = Mutex(true)
+        let receiver = try await FakeProvider { _, _ in
+            hang.withLock { $0 } ? .init(status: .ok, body: "{}", delay: .seconds(4)) : .init(status: .ok, body: "{}")
+        }
+        try await TestApp.run(configure: Self.configure) { app in
+            let admin = try await app.keySecret(.admin)
+            let (webhook, _) = try await Self.create(app, admin: admin, url: receiver.url + "/hook", types: ["ticket.updated"])
+            try await Self.events(app, 2)
+            #expect(try await ChildProcess.eventually(timeout: .seconds(40)) {
+                (try await app.request(.get, "/v1/webhooks/\(webhook)", key: admin).json["active"] as? Bool) == false
+            })
+            let disabled = try await app.request(.get, "/v1/webhooks/\(webhook)", key: admin).json
+            #expect((disabled["disabled_reason"] as? String)?.contains("4 failed deliveries") == true, "\(disabled)")
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'webhook.disabled'") == 1)
+            let log = try await app.request(.get, "/v1/webhooks/\(webhook)/deliveries", key: admin).json["items"] as? [[String: Any]] ?? []
+            #expect(log.allSatisfy { ($0["error"] as? String)?.contains("timed out") == true }, "\(log)")
+
+            hang.withLock { $0 = false }
+            #expect(try await app.request(.patch, "/v1/webhooks/\(webhook)", key: admin, json: #"{"active":true}"#).status == .ok)
+            #expect(try await ChildProcess.eventually(timeout: .seconds(20)) {
+                try await app.count("SELECT count(*) FROM webhook_deliveries WHERE status = 200") == 2
+            })
+        }
+    }
+
+    @Test("rotation: during the overlap both secrets sign; after retiring, only the new one")
+    func rotation() async throws {
+        let receiver = try await FakeProvider { _, _ in .init(status: .ok, body: "{}") }
+        try await TestApp.run(configure: Self.configure) { app in
+            let admin = try await app.keySecret(.admin)
+            let (webhook, old) = try await Self.create(app, admin: admin, url: receiver.url + "/hook", types: ["ticket.updated"])
+            let rotated = try await app.request(.post, "/v1/webhooks/\(webhook)/secrets", key: admin)
+            #expect(rotated.status == .created)
+            let new = try #require(try rotated.json["secret"] as? String)
+            try await Self.events(app, 1)
+            #expect(try await ChildProcess.eventually { receiver.requests.count == 1 })
+            let first = try #require(receiver.requests.first)
+            let (id, timestamp) = (first.headers[HTTPField.Name("webhook-id")!]!, first.headers[HTTPField.Name("webhook-timestamp")!]!)
+            #expect(first.headers[HTTPField.Name("webhook-signature")!] == [new, old].map {
+                Self.expectedSignature(secret: $0, id: id, timestamp: timestamp, body: first.body)
+            }.joined(separator: " "))
+
+            #expect(try await app.request(.patch, "/v1/webhooks/\(webhook)", key: admin, json: #"{"retire_old_secrets":true}"#).status == .ok)
+            try await Self.events(app, 1, start: 1)
+            #expect(try await ChildProcess.eventually { receiver.requests.count == 2 })
+            let second = receiver.requests[1]
+            #expect(second.headers[HTTPField.Name("webhook-signature")!] == Self.expectedSignature(
+                secret: new, id: second.headers[HTTPField.Name("webhook-id")!]!, timestamp: second.headers[HTTPField.Name("webhook-timestamp")!]!, body: second.body))
+        }
+    }
+
+    @Test("a redirect is a failure, never followed; a logged delivery can be sent again by hand, with the same webhook-id")
+    func redirectsAndRedelivery() async throws {
+        let redirect = Mutex(true)
+        let receiver = try await FakeProvider { request, _ in
+            if request.path == "/elsewhere" { return .init(status: .ok, body: "{}") }
+            return redirect.withLock { $0 } ? .init(status: .found, headers: [.location: "/elsewhere"], body: "") : .init(status: .ok, body: "{}")
+        }
+        try await TestApp.run(configure: Self.configure) { app in
+            let admin = try await app.keySecret(.admin)
+            let (webhook, _) = try await Self.create(app, admin: admin, url: receiver.url + "/hook", types: ["ticket.updated"])
+            try await Self.events(app, 1)
+            #expect(try await ChildProcess.eventually { try await app.count("SELECT count(*) FROM webhook_deliveries WHERE status = 302") >= 1 })
+            #expect(receiver.requests.allSatisfy { $0.path == "/hook" }, "the redirect was not followed")
+            redirect.withLock { $0 = false }
+            #expect(try await ChildProcess.eventually { try await app.count("SELECT count(*) FROM webhook_deliveries WHERE status = 200") == 1 })
+            let log = try await app.request(.get, "/v1/webhooks/\(webhook)/deliveries", key: admin).json["items"] as? [[String: Any]] ?? []
+            let delivered = try #require(log.first { $0["status"] as? Int == 200 })
+            let again = try await app.request(.post, "/v1/webhooks/\(webhook)/deliveries/\(delivered["id"] as! String)/redeliver", key: admin)
+            #expect(again.status == .ok, "\(again.text)")
+            #expect(try again.json["manual"] as? Bool == true)
+            let hooks = receiver.requests.filter { $0.path == "/hook" }
+            #expect(hooks.last?.headers[HTTPField.Name("webhook-id")!] == delivered["webhook_id"] as? String)
+        }
+    }
+
+    @Test("bad webhook addresses are refused up front: private, link-local and metadata addresses, non-https, credentials, 10 kB URLs")
+    func badAddresses() async throws {
+        try await TestApp.run { app in
+            let admin = try await app.keySecret(.admin)
+            for (url, words) in [
+                ("https://10.0.0.8/hook", "private network"), ("https://169.254.169.254/latest/meta-data", "link-local"),
+                ("https://192.168.1.1/", "private network"), ("http://127.0.0.1:9/", "loopback"), ("https://[::1]/", "loopback"),
+                ("http://hooks.example.jp/", "https"), ("ftp://hooks.example.jp/", "https"), ("https://user:pass@hooks.example.jp/", "credentials"),
+                ("https://hooks.example.jp/" + String(repeating: "a", count: 10_000), "2000"), ("not a url", "absolute URL"),
+            ] {
+                let response = try await app.request(.post, "/v1/webhooks", key: admin, json: #"{"url":"\#(url)"}"#)
+                try expectProblem(response, .unprocessableContent, "validation-failed")
+                #expect((try response.json["detail"] as? String)?.contains(words) == true, "\(url): \(response.text)")
+            }
+            #expect(try await app.count("SELECT count(*) FROM webhook_endpoints") == 0)
+            try expectProblem(try await app.request(.get, "/v1/webhooks", key: try await app.keySecret(.supervisor)), .forbidden, "forbidden")
+        }
+    }
+}

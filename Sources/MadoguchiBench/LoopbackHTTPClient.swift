@@ -51,6 +51,11 @@ final class LoopbackHTTPClient {
 
     /// Sends one request and returns the response's status code (the body is read and dropped).
     func send(_ method: String, _ path: String, headers: [String: String] = [:], body: [UInt8] = []) throws -> Int {
+        try exchange(method, path, headers: headers, body: body, keepBody: false).status
+    }
+
+    /// Sends one request and returns the status and the body (responses with `Content-Length`).
+    func exchange(_ method: String, _ path: String, headers: [String: String] = [:], body: [UInt8] = [], keepBody: Bool = true) throws -> (status: Int, body: [UInt8]) {
         var request = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: \(body.count)\r\n"
         for (name, value) in headers { request += "\(name): \(value)\r\n" }
         request += "\r\n"
@@ -71,8 +76,10 @@ final class LoopbackHTTPClient {
             guard parts.count == 2, parts[0].lowercased() == "content-length" else { return nil }
             return Int(parts[1].trimmingCharacters(in: .whitespaces))
         }.first ?? 0
-        try discard(length)
-        return status
+        while buffer.count < length { try fill() }
+        let received = keepBody ? Array(buffer[0..<length]) : []
+        buffer.removeFirst(length)
+        return (status, received)
     }
 
     private func fill() throws {
@@ -94,10 +101,6 @@ final class LoopbackHTTPClient {
         }
     }
 
-    private func discard(_ count: Int) throws {
-        while buffer.count < count { try fill() }
-        buffer.removeFirst(count)
-    }
 }
 
 public struct BenchmarkError: Error, CustomStringConvertible {

@@ -113,7 +113,27 @@ struct GatewayLoad: ParsableArguments {
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks against raw PostgreSQL on this machine (not tests).",
-        subcommands: [ClaimNext.self, Email.self, Webhooks.self, Outbound.self])
+        subcommands: [ClaimNext.self, Email.self, Webhooks.self, Outbound.self, Events.self])
+
+    struct Events: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Feed and stream lag under LINE ingest vs a bare LISTEN follower; webhook deliveries vs a bare client, to a loopback receiver.")
+
+        @OptionGroup var load: GatewayLoad
+
+        @Option(help: "Comma-separated webhook endpoint counts.")
+        var endpoints: String = "1,16"
+
+        func run() async throws {
+            var benchmark = EventsBenchmark()
+            benchmark.seconds = load.seconds
+            benchmark.clients = load.boundedClients
+            benchmark.endpointCounts = endpoints.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.filter { (1...64).contains($0) }
+            var logger = Logger(label: "madoguchi.bench")
+            logger.logLevel = .warning
+            try await benchmark.run(logger: logger) { print($0) }
+        }
+    }
 
     struct Outbound: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -44,6 +44,20 @@ struct BenchmarkSmokeTests {
         #expect(numbers.count == 4 && numbers[1] > 0 && numbers[2] > 0, "\(row)")
     }
 
+    @Test("bench events follows the feed three ways under ingest and delivers webhooks, next to bare clients")
+    func events() async throws {
+        var benchmark = EventsBenchmark()
+        benchmark.seconds = 1
+        benchmark.clients = 1
+        benchmark.endpointCounts = [2]
+        let figures = try await benchmark.run(logger: Self.quiet) { _ in }
+        #expect(figures.events > 0)
+        for (name, lag) in figures.lag {
+            #expect(lag.count == figures.events, "\(name) had \(lag.count) of \(figures.events) events")
+        }
+        #expect(figures.webhooks.count == 1 && figures.webhooks[0].service > 0 && figures.webhooks[0].bare > 0)
+    }
+
     @Test("bench claim-next claims through the service and through pgbench")
     func claimNext() async throws {
         var benchmark = ClaimNextBenchmark()

@@ -86,7 +86,7 @@ struct DeliveryTests {
     static func state(_ reply: [String: Any]) -> String? { (reply["delivery"] as? [String: Any])?["state"] as? String }
 
     /// Python's own `email` package reading the mail: subject and text, as an independent check.
-    static func pythonReads(_ bytes: [UInt8]) throws -> (subject: String, text: String, charset: String) {
+    static func pythonReads(_ bytes: [UInt8]) async throws -> (subject: String, text: String, charset: String) {
         let file = try TestCluster.makeTemporaryDirectory(prefix: "pymail") + "/m.eml"
         FileManager.default.createFile(atPath: file, contents: Data(bytes))
         let out = file + ".json"
@@ -97,8 +97,7 @@ struct DeliveryTests {
             json.dump({'subject': str(m['subject']), 'text': part.get_content(), 'charset': part.get_content_charset()}, open(sys.argv[2], 'w'))
             """
         let process = try ChildProcess.start(SMTPSink.python, ["-c", script, file, out], log: file + ".log")
-        var status: Int32 = 0
-        waitpid(process.pid, &status, 0)
+        await process.exit()
         let json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out))) as? [String: String],
                                 "python: \(process.output)")
         // Text in base64 keeps its canonical CRLF line ends (RFC 2046 §4.1.1); Python hands them over as they are.
@@ -136,7 +135,7 @@ struct DeliveryTests {
             #expect(mail.messageID == "reply-\(reply.lowercased())@shop.example")
             #expect(mail.autoSubmitted == nil, "an agent's reply is not automatic mail")
 
-            let python = try Self.pythonReads(received.bytes)
+            let python = try await Self.pythonReads(received.bytes)
             #expect(python.charset == "iso-2022-jp")
             #expect(python.text.trimmingCharacters(in: .newlines) == body)
             #expect(python.subject == mail.subject)
@@ -153,7 +152,7 @@ struct DeliveryTests {
             #expect(Self.state(try await Self.delivery(conversation, reply)) == "sent")
             let received = try #require(sink.received.first)
             #expect(ParsedMail(received.bytes).text.trimmingCharacters(in: .newlines) == body)
-            let python = try Self.pythonReads(received.bytes)
+            let python = try await Self.pythonReads(received.bytes)
             #expect(python.charset == "utf-8")
             #expect(python.text.trimmingCharacters(in: .newlines) == body)
         }
@@ -350,7 +349,7 @@ struct DeliveryTests {
 
     @Test("STARTTLS required, with AUTH: the certificate is verified against the configured CA and the mail goes over TLS")
     func startTLSWithAuth() async throws {
-        let tls = try SMTPSink.makeCertificate()
+        let tls = try await SMTPSink.makeCertificate()
         let sink = try await SMTPSink(tls: tls, auth: "shop:s3cret")
         try await TestApp.run(configure: Self.configure(sink, credentials: "shop:s3cret")) { app in
             let conversation = try await Self.customerWrites(app, from: "tls@example.jp")
@@ -362,7 +361,7 @@ struct DeliveryTests {
 
     @Test("implicit TLS (smtps://) delivers; a relay whose certificate is not trusted gets nothing, and the reason is kept")
     func implicitTLSAndVerification() async throws {
-        let tls = try SMTPSink.makeCertificate()
+        let tls = try await SMTPSink.makeCertificate()
         let sink = try await SMTPSink(tls: tls, implicitTLS: true)
         try await TestApp.run(configure: Self.configure(sink)) { app in
             let conversation = try await Self.customerWrites(app, from: "smtps@example.jp")
@@ -370,8 +369,8 @@ struct DeliveryTests {
             #expect(Self.state(try await Self.delivery(conversation, reply)) == "sent")
             #expect(sink.received.first?.overTLS == true)
         }
-        let untrusted = try await SMTPSink(tls: try SMTPSink.makeCertificate())
-        let otherCA = try SMTPSink.makeCertificate().certificate
+        let untrusted = try await SMTPSink(tls: try await SMTPSink.makeCertificate())
+        let otherCA = try await SMTPSink.makeCertificate().certificate
         try await TestApp.run(configure: Self.configure(untrusted, caFile: otherCA)) { app in
             let conversation = try await Self.customerWrites(app, from: "untrusted@example.jp")
             let reply = try await Self.answer(conversation, "お送りします。")
@@ -394,8 +393,7 @@ struct DeliveryTests {
         let keyFile = directory + "/dkim.pem", publicFile = directory + "/dkim.pub"
         for arguments in [["genrsa", "-out", keyFile, "2048"], ["rsa", "-in", keyFile, "-pubout", "-out", publicFile]] {
             let process = try ChildProcess.start("/usr/bin/openssl", arguments, log: directory + "/openssl.log")
-            var status: Int32 = 0
-            waitpid(process.pid, &status, 0)
+            await process.exit()
         }
         let pem = try String(contentsOfFile: keyFile, encoding: .utf8)
         try await TestApp.run(configure: { configuration in
@@ -419,8 +417,7 @@ struct DeliveryTests {
                 print('verified' if dkim.verify(open(sys.argv[1], 'rb').read(), dnsfunc=dns) else 'refused')
                 """
             let process = try ChildProcess.start(SMTPSink.python, ["-c", script, mailFile, publicFile], log: directory + "/dkimpy.log")
-            var status: Int32 = 0
-            waitpid(process.pid, &status, 0)
+            await process.exit()
             #expect(process.output.contains("verified"), "\(process.output)")
         }
     }

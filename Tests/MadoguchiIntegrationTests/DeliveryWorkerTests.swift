@@ -72,7 +72,8 @@ struct DeliveryWorkerTests {
             let second = try Self.startWorker(app, sink, name: "second")
             #expect(try await ChildProcess.eventually(timeout: .seconds(30)) { try await Self.outboxState(app, reply: reply) == "sent" }, "\(second.output)")
             #expect(sink.copies(ofMessageID: "reply-\(reply)@shop.example") == 1)
-            #expect(try await app.count("SELECT attempts FROM outbox") == 2)
+            // The killed attempt counts; the second worker's may not be its only one on a loaded machine.
+            #expect(try await app.count("SELECT attempts FROM outbox") >= 2)
             await second.stop()
         }
     }

@@ -1,4 +1,6 @@
 import Foundation
+import HummingbirdTesting
+import NIOCore
 import HTTPTypes
 import PostgresNIO
 import Synchronization
@@ -37,7 +39,7 @@ struct EventFeedTests {
 
     @Test("20 writers committing out of order, some held open: a follower gets every event exactly once, each transaction's together and in order")
     func outOfOrderCommits() async throws {
-        try await TestApp.run { app in
+        try await TestApp.run(followsFeed: true) { app in
             let dashboard = try await app.keySecret(.dashboard)
             let writers = 20, perWriter = 5
             async let reading = Self.follow(app, key: dashboard, expected: writers * perWriter, timeout: .seconds(60), query: "&types=ticket.updated")
@@ -68,56 +70,51 @@ struct EventFeedTests {
         }
     }
 
-    @Test("a long transaction in another database on the cluster does not hold the feed back; one in this database does, until it ends")
-    func horizonIsThisDatabase() async throws {
-        let elsewhere = try await TestCluster.makeDatabase()
-        try await TestApp.run { app in
+    @Test("a long transaction holds later events back until it ends, and the cursor does not move past them")
+    func heldBack() async throws {
+        try await TestApp.run(followsFeed: true) { app in
             let dashboard = try await app.keySecret(.dashboard)
             let start = try #require(try await app.request(.get, "/v1/events?limit=500", key: dashboard).json["next_cursor"] as? String)
             let after = "after=\(start.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)"
-            // Another database's writer, holding its transaction id open while this one's events commit.
-            try await TestCluster.withDatabase(elsewhere) { other in
-                try await other.withTransaction { connection in
-                    try await connection.query("SELECT pg_current_xact_id()", logger: TestCluster.logger)
-                    try await Self.write(app, writer: 1, count: 1, hold: .zero)
-                    let page = try await app.request(.get, "/v1/events?\(after)", key: dashboard).json
-                    #expect((page["items"] as? [[String: Any]])?.count == 1, "held back by another database: \(page)")
-                }
-            }
-            // This database's own older writer holds the next event back until it ends.
-            let cursor = try #require(try await app.request(.get, "/v1/events?\(after)", key: dashboard).json["next_cursor"] as? String)
-            let next = "after=\(cursor.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)"
             try await app.database.withTransaction { connection in
                 try await connection.query("SELECT pg_current_xact_id()", logger: TestCluster.logger)
                 try await Self.write(app, writer: 2, count: 1, hold: .zero)
-                let page = try await app.request(.get, "/v1/events?\(next)", key: dashboard).json
+                let page = try await app.request(.get, "/v1/events?\(after)", key: dashboard).json
                 #expect((page["items"] as? [[String: Any]])?.isEmpty == true, "an event passed an older transaction still running: \(page)")
-                #expect(page["next_cursor"] as? String == cursor, "the cursor moved past an event not yet handed out")
+                #expect(page["next_cursor"] as? String == start, "the cursor moved past an event not yet handed out")
             }
-            let released = try await app.request(.get, "/v1/events?\(next)&wait=5", key: dashboard).json
+            let released = try await app.request(.get, "/v1/events?\(after)&wait=5", key: dashboard).json
             #expect((released["items"] as? [[String: Any]])?.count == 1, "\(released)")
         }
     }
 
     @Test("a long poll returns as soon as an event commits, not at its timeout")
     func longPoll() async throws {
-        try await TestApp.run { app in
+        try await TestApp.run(followsFeed: true) { app in
             let dashboard = try await app.keySecret(.dashboard)
             let end = try await app.request(.get, "/v1/events?limit=500", key: dashboard).json["next_cursor"] as? String ?? ""
-            async let waited = app.request(.get, "/v1/events?wait=20&after=\(end.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)", key: dashboard)
+            let port = try #require(app.client.port)
+            // A client of our own: the app's test client gives up after 20 s.
+            async let waited = TestClient.withClient(host: "localhost", port: port, configuration: TestApp.patient) { client in
+                try await client.execute(.init("/v1/events?wait=60&after=\(end.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)",
+                                               method: .get, headers: [.authorization: "Bearer \(dashboard)"]))
+            }
             try await Task.sleep(for: .milliseconds(500))
             let start = ContinuousClock.now
             try await Self.write(app, writer: 1, count: 1, hold: .zero)
             let response = try await waited
             let elapsed = ContinuousClock.now - start
-            #expect((try response.json["items"] as? [[String: Any]])?.count == 1)
-            #expect(elapsed < .seconds(5), "woken by the commit, not the 20 s timeout (took \(elapsed))")
+            let page = try JSONSerialization.jsonObject(with: Data(buffer: response.body ?? ByteBuffer())) as? [String: Any]
+            #expect((page?["items"] as? [[String: Any]])?.count == 1)
+            // Milliseconds on a quiet machine; the bound only tells a wake-up from the 60 s timeout on a
+            // machine running every other test at once (`madoguchi bench events` measures the lag).
+            #expect(elapsed < .seconds(30), "woken by the commit, not the 60 s timeout (took \(elapsed))")
         }
     }
 
     @Test("Server-Sent Events: 20 writers committing out of order; after a disconnect mid-way, Last-Event-ID resumes exactly where it stopped")
     func serverSentEvents() async throws {
-        try await TestApp.run { app in
+        try await TestApp.run(followsFeed: true) { app in
             let dashboard = try await app.keySecret(.dashboard)
             let port = try #require(app.client.port)
             let writers = 20, perWriter = 2
@@ -157,13 +154,13 @@ struct EventFeedTests {
     @Test("forged, foreign and malformed cursors, unknown types and a bad limit are clear 400s")
     func badInput() async throws {
         let foreignCursor = Mutex("")
-        try await TestApp.run { app in
+        try await TestApp.run(followsFeed: true) { app in
             let dashboard = try await app.keySecret(.dashboard)
             try await Self.write(app, writer: 1, count: 1, hold: .zero)
             let cursor = try await app.request(.get, "/v1/events", key: dashboard).json["next_cursor"] as? String ?? ""
             foreignCursor.withLock { $0 = cursor }
         }
-        try await TestApp.run { app in
+        try await TestApp.run(followsFeed: true) { app in
             let dashboard = try await app.keySecret(.dashboard)
             try await Self.write(app, writer: 1, count: 1, hold: .zero)
             let own = try #require(try await app.request(.get, "/v1/events", key: dashboard).json["next_cursor"] as? String)
@@ -184,7 +181,7 @@ struct EventFeedTests {
 
     @Test("retention removes old events, keeps what an active webhook has yet to receive, and nothing else may delete events")
     func retention() async throws {
-        try await TestApp.run(configure: { $0.webhooks.runsInServe = false }) { app in
+        try await TestApp.run(followsFeed: true, configure: { $0.webhooks.runsInServe = false }) { app in
             try await app.execute("INSERT INTO events (type, occurred_at, data) VALUES ('ticket.updated', now() - interval '40 days', '{\"old\":1}')")
             try await app.execute("INSERT INTO events (type, occurred_at, data) VALUES ('ticket.updated', now() - interval '35 days', '{\"old\":2}')")
             try await app.execute("INSERT INTO events (type, data) VALUES ('ticket.updated', '{\"new\":1}')")

@@ -123,18 +123,11 @@ struct ProblemTests {
 
 /// A bare HTTP/1.1 exchange over a blocking socket, for requests no well-behaved client would send.
 enum RawHTTP {
-    /// On a thread of its own: a blocking read on Swift's cooperative pool (a thread per core) would
-    /// stall the servers running in this same process.
-    static func exchange(port: Int, request: String, timeoutSeconds: Int = 10) async throws -> String {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread { continuation.resume(with: Result { try blockingExchange(port: port, request: request, timeoutSeconds: timeoutSeconds) }) }.start()
-        }
-    }
-
-    private static func blockingExchange(port: Int, request: String, timeoutSeconds: Int) throws -> String {
+    /// A blocking loopback connection to `port` (reads give up after `timeoutSeconds` without data)
+    /// with `request` already sent. The caller closes it.
+    static func connectSending(port: Int, request: String, timeoutSeconds: Int) throws -> Int32 {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard descriptor >= 0 else { throw EmbeddedPostgresError("socket failed") }
-        defer { close(descriptor) }
         var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var address = sockaddr_in()
@@ -144,9 +137,25 @@ enum RawHTTP {
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard connected == 0 else { throw EmbeddedPostgresError("connect failed") }
-        let bytes = Array(request.utf8)
-        _ = bytes.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        guard connected == 0 else {
+            close(descriptor)
+            throw EmbeddedPostgresError("connect failed")
+        }
+        _ = Array(request.utf8).withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        return descriptor
+    }
+
+    /// On a thread of its own: a blocking read on Swift's cooperative pool (a thread per core) would
+    /// stall the servers running in this same process.
+    static func exchange(port: Int, request: String, timeoutSeconds: Int = 10) async throws -> String {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try blockingExchange(port: port, request: request, timeoutSeconds: timeoutSeconds) }) }.start()
+        }
+    }
+
+    private static func blockingExchange(port: Int, request: String, timeoutSeconds: Int) throws -> String {
+        let descriptor = try connectSending(port: port, request: request, timeoutSeconds: timeoutSeconds)
+        defer { close(descriptor) }
         var response = [UInt8]()
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {

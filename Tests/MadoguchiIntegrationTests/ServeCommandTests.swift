@@ -50,10 +50,9 @@ struct ServeCommandTests {
         }
 
         /// Sends `signal` and returns the exit code once the process is gone.
-        func stop(_ signal: Int32 = SIGTERM) -> Int32 {
+        func stop(_ signal: Int32 = SIGTERM) async -> Int32 {
             kill(pid, signal)
-            var status: Int32 = 0
-            while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+            let status = await ChildProcess(pid: pid, log: log).exit()
             return (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
         }
     }
@@ -89,7 +88,7 @@ struct ServeCommandTests {
         #expect(Self.postmasterRunning(directory), "keys create must not stop the server's cluster")
 
         // Graceful stop: exit 0, cluster stopped with it.
-        #expect(first.stop(SIGTERM) == 0)
+        #expect(await first.stop(SIGTERM) == 0)
         #expect(!Self.postmasterRunning(directory))
 
         // Second start reuses the cluster (and the key).
@@ -100,11 +99,11 @@ struct ServeCommandTests {
 
         // Killed outright, the server leaves its postmaster behind; the next start adopts it and, owning
         // it now, stops it on the way out.
-        #expect(second.stop(SIGKILL) == 128 + SIGKILL)
+        #expect(await second.stop(SIGKILL) == 128 + SIGKILL)
         #expect(Self.postmasterRunning(directory))
         let third = try Server.start(dataDirectory: directory, port: try Self.freePort())
         _ = try await third.waitUntilReady()
-        #expect(third.stop(SIGTERM) == 0)
+        #expect(await third.stop(SIGTERM) == 0)
         #expect(!Self.postmasterRunning(directory))
         try? FileManager.default.removeItem(atPath: directory)
     }

@@ -47,8 +47,20 @@ struct ChildProcess: Sendable {
             try? await Task.sleep(for: .milliseconds(100))
         }
         kill(pid, SIGKILL)
+        await exit()
+    }
+
+    /// Waits for the process to end and returns its wait status, polling instead of blocking: a
+    /// blocking `waitpid` on Swift's cooperative pool (a thread per core) stalls every server this
+    /// test process runs.
+    @discardableResult
+    func exit() async -> Int32 {
         var status: Int32 = 0
-        waitpid(pid, &status, 0)
+        while true {
+            let result = waitpid(pid, &status, WNOHANG)
+            if result == pid || (result < 0 && errno != EINTR) { return status }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
     }
 
     /// Polls until `condition` holds (at most `timeout`); false if it never did.

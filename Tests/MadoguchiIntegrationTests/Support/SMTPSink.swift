@@ -112,15 +112,14 @@ final class SMTPSink: Sendable {
     }
 
     /// A throwaway certificate for `localhost`, its own CA.
-    static func makeCertificate() throws -> TLS {
+    static func makeCertificate() async throws -> TLS {
         let directory = try TestCluster.makeTemporaryDirectory(prefix: "smtp-tls")
         let certificate = directory + "/cert.pem", key = directory + "/key.pem"
         let process = try ChildProcess.start("/usr/bin/openssl", [
             "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", certificate, "-days", "2", "-subj", "/CN=localhost",
             "-addext", "subjectAltName=DNS:localhost",
         ], log: directory + "/openssl.log")
-        var status: Int32 = 0
-        waitpid(process.pid, &status, 0)
+        await process.exit()
         guard FileManager.default.fileExists(atPath: certificate) else { throw EmbeddedPostgresError("openssl failed: \(process.output)") }
         return TLS(certificate: certificate, key: key)
     }

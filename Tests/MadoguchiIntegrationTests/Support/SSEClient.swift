@@ -20,21 +20,10 @@ final class SSEClient {
     private(set) var sawComment = false
 
     init(port: Int, path: String, headers: [String: String]) throws {
-        descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard descriptor >= 0 else { throw EmbeddedPostgresError("socket failed") }
-        var timeout = timeval(tv_sec: 1, tv_usec: 0)
-        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { throw EmbeddedPostgresError("connect failed") }
         let request = "GET \(path) HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n"
             + headers.map { "\($0.key): \($0.value)\r\n" }.joined() + "\r\n"
-        _ = Array(request.utf8).withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        // Reads wake every second to check the caller's deadline.
+        descriptor = try RawHTTP.connectSending(port: port, request: request, timeoutSeconds: 1)
     }
 
     deinit { close(descriptor) }

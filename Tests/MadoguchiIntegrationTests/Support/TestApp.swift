@@ -18,13 +18,15 @@ struct TestApp {
     let databaseURL: String
 
     /// Builds the application on a fresh database and runs `body` against it over real HTTP.
+    /// `followsFeed`: on the cluster kept for event-feed tests (see `TestCluster.cluster(forFeed:)`).
     static func run(
+        followsFeed: Bool = false,
         configure: (inout Configuration) -> Void = { _ in },
         _ body: @Sendable (TestApp) async throws -> Void
     ) async throws {
         let (clientConfiguration, url): (PostgresClient.Configuration, String)
         do {
-            (clientConfiguration, url) = try await TestCluster.makeNamedDatabase()
+            (clientConfiguration, url) = try await TestCluster.makeNamedDatabase(forFeed: followsFeed)
         } catch let error as PSQLError {
             throw DatabaseFailure(description: "making the test database: " + String(reflecting: error))
         }

@@ -26,14 +26,25 @@ enum TestCluster {
         get async throws { try await started.value }
     }
 
+    /// A second cluster, for tests of the event feed. The feed hands an event out only once every
+    /// transaction that began before it has finished — on the whole cluster, since transaction ids
+    /// are cluster-wide — so on the shared cluster any other test's long transaction (fifty mails at
+    /// once on one pool hold theirs for tens of seconds) would stall them. Production has the same
+    /// property; deploy/RUNBOOK.md says so.
+    private static let startedForFeed = Task<EmbeddedPostgres, any Error> { try await start() }
+
+    static func cluster(forFeed: Bool) async throws -> EmbeddedPostgres {
+        try await (forFeed ? startedForFeed : started).value
+    }
+
     /// A fresh database cloned from the migrated template, named after nothing in particular.
     static func makeDatabase() async throws -> PostgresClient.Configuration {
         try await makeNamedDatabase().configuration
     }
 
     /// The same, with the `DATABASE_URL` another process (`madoguchi worker`) reaches it by.
-    static func makeNamedDatabase() async throws -> (configuration: PostgresClient.Configuration, url: String) {
-        let cluster = try await cluster
+    static func makeNamedDatabase(forFeed: Bool = false) async throws -> (configuration: PostgresClient.Configuration, url: String) {
+        let cluster = try await cluster(forFeed: forFeed)
         let name = "test_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
         try await cluster.createDatabase(name, template: templateName)
         let socketDirectory = cluster.socketDirectory.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? cluster.socketDirectory

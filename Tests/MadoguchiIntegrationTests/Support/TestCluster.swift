@@ -46,7 +46,16 @@ enum TestCluster {
     static func makeNamedDatabase(forFeed: Bool = false) async throws -> (configuration: PostgresClient.Configuration, url: String) {
         let cluster = try await cluster(forFeed: forFeed)
         let name = "test_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
-        try await cluster.createDatabase(name, template: templateName)
+        // The migrator's connections to the template may still be closing on the server for a moment
+        // after the cluster's start returns (55006, "being accessed by other users"): wait for them.
+        for attempt in 1... {
+            do {
+                try await cluster.createDatabase(name, template: templateName)
+                break
+            } catch let error as PSQLError where error.serverInfo?[.sqlState] == "55006" && attempt < 100 {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
         let socketDirectory = cluster.socketDirectory.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? cluster.socketDirectory
         return (cluster.clientConfiguration(database: name), "postgres://\(EmbeddedPostgres.superuser)@\(socketDirectory):\(cluster.port)/\(name)")
     }

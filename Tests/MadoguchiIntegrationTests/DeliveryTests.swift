@@ -198,11 +198,12 @@ struct DeliveryTests {
     @Test("a lease that runs out mid-attempt: the worker's next attempt takes over and the stale one never sends its copy")
     func leaseExpiresMidAttempt() async throws {
         let sink = try await SMTPSink()
-        // The relay takes 2 s to answer RCPT and the lease is 1 s: the same worker claims the row again
-        // while its first attempt still waits. Then the relay is slow to answer the final dot, so both
-        // attempts reach their hand-over while the row is still being sent: only the current attempt
-        // may hand over; the stale one must abandon without its dot.
-        try sink.control(#"{"delay_rcpt": 2}"#)
+        // The relay takes 4 s to answer RCPT and the lease is 1 s: the same worker claims the row again
+        // while its first attempt still waits (3 s of margin, so a loaded machine still reclaims first).
+        // Then RCPT turns prompt and the final dot slow: the newest attempt hands over and sends while
+        // the stale ones, still waiting on RCPT, reach their hand-over: only the current attempt may
+        // hand over; the stale ones must abandon without their dot.
+        try sink.control(#"{"delay_rcpt": 4}"#)
         try await TestApp.run(configure: { configuration in
             Self.configure(sink)(&configuration)
             configuration.delivery.lease = .seconds(1)
@@ -212,7 +213,7 @@ struct DeliveryTests {
             let conversation = try await Self.customerWrites(app, from: "lease@example.jp")
             let reply = try await Self.answer(conversation, "お待たせしました。")
             #expect(try await ChildProcess.eventually(timeout: .seconds(20)) { try await app.count("SELECT attempts FROM outbox") >= 2 })
-            try sink.control(#"{"delay_after_data": 3}"#)
+            try sink.control(#"{"delay_rcpt": 0, "delay_after_data": 3}"#)
             #expect(Self.state(try await Self.delivery(conversation, reply, until: ["sent"], timeout: .seconds(30))) == "sent")
             try await Task.sleep(for: .seconds(4))
             #expect(sink.copies(ofMessageID: "reply-\(reply)@shop.example") == 1, "\(sink.received.map { $0.reply ?? "dropped" })")

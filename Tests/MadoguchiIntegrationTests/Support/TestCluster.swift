@@ -46,8 +46,7 @@ enum TestCluster {
     static func makeNamedDatabase(forFeed: Bool = false) async throws -> (configuration: PostgresClient.Configuration, url: String) {
         let cluster = try await cluster(forFeed: forFeed)
         let name = "test_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
-        // The migrator's connections to the template may still be closing on the server for a moment
-        // after the cluster's start returns (55006, "being accessed by other users"): wait for them.
+        // A terminated session may take a moment to leave (55006, "being accessed by other users").
         for attempt in 1... {
             do {
                 try await cluster.createDatabase(name, template: templateName)
@@ -81,7 +80,23 @@ enum TestCluster {
         try await withDatabase(cluster.clientConfiguration(database: templateName)) { database in
             try await Migrator.bundled().migrate(database, logger: logger)
         }
+        try await sealTemplate(on: cluster)
         return cluster
+    }
+
+    /// Cloning needs the template to have no session at all (55006 otherwise). A closed pool's
+    /// connections usually end within milliseconds, but a connection the pool was still opening when
+    /// it shut down has been seen to linger for the whole run. So the template takes no new
+    /// connections from here on, and whatever is still connected is ended.
+    private static func sealTemplate(on cluster: EmbeddedPostgres) async throws {
+        try await cluster.withAdminConnection { connection in
+            let template = EmbeddedPostgres.quoteIdentifier(templateName)
+            try await connection.query(PostgresQuery(unsafeSQL: "ALTER DATABASE \(template) WITH ALLOW_CONNECTIONS false"), logger: logger)
+            try await connection.query("""
+                SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                WHERE datname = \(templateName) AND pid <> pg_backend_pid()
+                """, logger: logger)
+        }
     }
 
     /// Runs `body` with a pool on `configuration`, closed afterwards (a template must have no connections).
@@ -106,10 +121,14 @@ enum TestCluster {
     /// The test process exits through `exit`, which runs atexit handlers: stop the cluster and delete
     /// its directory there. A C handler captures nothing, hence the global.
     private static func stopAtExit(_ cluster: EmbeddedPostgres) {
-        clusterToStop.withLock { $0 = cluster }
-        atexit {
-            guard let cluster = TestCluster.clusterToStop.withLock({ $0 }) else { return }
-            TestCluster.stopNow(cluster)
+        let first = clustersToStop.withLock { clusters in
+            clusters.append(cluster)
+            return clusters.count == 1
+        }
+        if first {
+            atexit {
+                for cluster in TestCluster.clustersToStop.withLock({ $0 }) { TestCluster.stopNow(cluster) }
+            }
         }
         startWatchdog(cluster)
     }
@@ -134,7 +153,7 @@ enum TestCluster {
         _ = try? ProcessRunner.spawnAndWait(["/usr/bin/setsid", "-f", "/bin/sh", "-c", script])
     }
 
-    private static let clusterToStop = Mutex<EmbeddedPostgres?>(nil)
+    private static let clustersToStop = Mutex<[EmbeddedPostgres]>([])
 }
 
 import Synchronization

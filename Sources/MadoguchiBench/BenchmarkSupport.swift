@@ -114,9 +114,10 @@ enum BenchmarkSupport {
         return tps
     }
 
-    /// Polls `/health/ready` until the service answers 200 (at most ten seconds).
+    /// Polls `/health/ready` until the service answers 200 (at most a minute: the service migrates a
+    /// fresh cluster first, which on a loaded two-core machine has taken more than ten seconds).
     static func waitUntilReady(port: Int) async throws {
-        for _ in 0..<200 {
+        for _ in 0..<1200 {
             // The client blocks; on the cooperative pool (one thread a core) it could starve the very
             // service it waits for.
             let ready = try await onThread { (try? LoopbackHTTPClient(port: port).send("GET", "/health/ready")) == 200 }

@@ -31,8 +31,9 @@ struct ApprovalTests {
                   AND author_agent_id = \(scene.agent.record.agentID)
                 """)
             #expect(sentBody == 1)
-            #expect(try await app.eventTypes(ticket: scene.ticket).suffix(4) == [
-                "reply.drafted", "reply.submitted", "reply.approved", "reply.sent",
+            // The first answer also opens the new ticket.
+            #expect(try await app.eventTypes(ticket: scene.ticket).suffix(5) == [
+                "reply.drafted", "reply.submitted", "reply.approved", "reply.sent", "ticket.updated",
             ])
         }
     }

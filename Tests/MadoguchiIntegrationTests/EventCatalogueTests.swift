@@ -16,9 +16,24 @@ struct EventCatalogueTests {
         #expect(documented == Self.catalogue, "only in the document: \(documented.subtracting(Self.catalogue)); only in Swift: \(Self.catalogue.subtracting(documented))")
     }
 
+    @Test("the payload check refuses a missing, an undocumented and a mistyped member, and a time in another form")
+    func payloadCheckBites() throws {
+        let agent = UUID().uuidString.lowercased()
+        func passes(_ type: EventType, _ json: String) -> Bool {
+            (try? EventPayloadCheck.decode(type, data: Data(json.utf8))) != nil
+        }
+        #expect(passes(.ticketClaimed, #"{"agent_id":"\#(agent)","expires_at":"2026-12-01T18:00:00Z","via":"queue"}"#))
+        #expect(!passes(.ticketClaimed, #"{"agent_id":"\#(agent)","expires_at":"2026-12-01T18:00:00Z"}"#))
+        #expect(!passes(.ticketClaimed, #"{"agent_id":"\#(agent)","expires_at":"2026-12-01T18:00:00Z","via":"queue","extra":1}"#))
+        #expect(!passes(.ticketClaimed, #"{"agent_id":"\#(agent)","expires_at":"2026-12-01T18:00:00Z","via":"elsewhere"}"#))
+        #expect(!passes(.ticketClaimed, #"{"agent_id":"\#(agent)","expires_at":"2026-12-01 18:00:00.123+00","via":"queue"}"#))
+        #expect(!passes(.customerMerged, #"{"merged_customer_id":"\#(agent)","identities_moved":"2","tickets_moved":1,"messages_moved":1}"#))
+        #expect(!passes(.ticketUpdated, #"{"changes":{"colour":{"from":"a","to":"b"}},"version":2}"#))
+    }
+
     @Test("the database accepts exactly the catalogue's names and refuses any other")
     func databaseAgrees() async throws {
-        try await TestApp.run { app in
+        try await TestApp.run(checksEventPayloads: false) { app in
             let stored = try await app.database.withConnection { connection in
                 let rows = try await connection.query("SELECT name FROM event_types", logger: TestCluster.logger)
                 var names = Set<String>()

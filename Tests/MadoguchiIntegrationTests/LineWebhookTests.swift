@@ -73,7 +73,7 @@ struct LineWebhookTests {
             #expect(try await app.count("SELECT count(*) FROM messages WHERE provider = 'line'") == 3)
             #expect(try await app.count("SELECT count(*) FROM customers") == 1)
             #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE kind = 'line' AND value = \(Self.user)") == 1)
-            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'chat.postback' AND data->>'data' = 'action=contact&order=A-1234'") == 1)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'chat.postback' AND data->>'postback' = 'action=contact&order=A-1234'") == 1)
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'customer.followed'") == 1)
 
             // The stored request shows what became of each event.

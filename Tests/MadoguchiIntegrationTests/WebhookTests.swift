@@ -36,11 +36,10 @@ struct WebhookTests {
         return (try #require((json["webhook"] as? [String: Any])?["id"] as? String), try #require(json["secret"] as? String))
     }
 
+    /// `count` events numbered from `start`, each committed on its own (`EventFeedTests.write`'s form).
     static func events(_ app: TestApp, _ count: Int, start: Int = 0) async throws {
         for n in start..<(start + count) {
-            try await app.database.withConnection { connection in
-                try await EventStore(logger: TestCluster.logger).record(.ticketUpdated, actor: nil, data: ["n": n], on: connection)
-            }
+            try await EventFeedTests.write(app, writer: 0, count: 1, first: n, hold: .zero)
         }
     }
 
@@ -99,7 +98,7 @@ struct WebhookTests {
             // Every attempt before the first success was for the first event, with the same webhook-id.
             #expect((downRequests + requests.prefix(3)).compactMap { $0.headers[HTTPField.Name("webhook-id")!] }.allSatisfy { $0 == ids.first })
             let numbers = accepted.compactMap { request -> Int? in
-                ((try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any]).flatMap { ($0["data"] as? [String: Any])?["n"] as? Int }
+                EventFeedTests.origin(((try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any])?["data"])?.n
             }
             #expect(numbers == [0, 1, 2, 3, 4], "in feed order")
             for request in requests {
@@ -163,6 +162,14 @@ struct WebhookTests {
             let second = receiver.requests[1]
             #expect(second.headers[HTTPField.Name("webhook-signature")!] == Self.expectedSignature(
                 secret: new, id: second.headers[HTTPField.Name("webhook-id")!]!, timestamp: second.headers[HTTPField.Name("webhook-timestamp")!]!, body: second.body))
+
+            // Removed: gone from the API, and nothing more is sent to it.
+            #expect(try await app.request(.delete, "/v1/webhooks/\(webhook)", key: admin).status == .noContent)
+            try expectProblem(try await app.request(.get, "/v1/webhooks/\(webhook)/deliveries", key: admin), .notFound, "not-found")
+            try await Self.events(app, 1, start: 2)
+            try await Task.sleep(for: .seconds(1))
+            #expect(receiver.requests.count == 2)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'webhook.deleted'") == 1)
         }
     }
 

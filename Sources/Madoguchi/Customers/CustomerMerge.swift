@@ -53,7 +53,8 @@ struct CustomerMerge: Sendable {
         try await connection.query("UPDATE customers SET merged_into = \(target) WHERE merged_into = \(other)", logger: logger)
         try await EventStore(logger: logger).record(
             .customerMerged, customerID: target, actor: principal,
-            data: ["merged_customer_id": other.uuidString.lowercased(), "identities": moved.identities, "tickets": moved.tickets, "messages": moved.messages],
+            data: ["merged_customer_id": other.uuidString.lowercased(), "identities_moved": moved.identities,
+                   "tickets_moved": moved.tickets, "messages_moved": moved.messages],
             on: connection)
         return target
     }

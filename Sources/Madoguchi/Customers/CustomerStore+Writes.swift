@@ -26,7 +26,7 @@ extension CustomerStore {
             _ = try await link(kind, value, to: customerID, on: connection)
         }
         try await EventStore(logger: logger).record(.customerCreated, customerID: customerID, actor: principal,
-                                                    data: ["identities": identities.map { $0.0.rawValue }], on: connection)
+                                                    data: ["identities": identities.map { ["kind": $0.0.rawValue, "value": $0.1] }], on: connection)
         return customerID
     }
 

@@ -82,7 +82,7 @@ extension APIHandler {
             let created = try await customers.link(kind, value, to: id, on: connection)
             if created {
                 try await EventStore(logger: logger).record(.customerIdentityAdded, customerID: id, actor: principal,
-                                                            data: ["kind": kind.rawValue], on: connection)
+                                                            data: ["kind": kind.rawValue, "value": value], on: connection)
             }
             return (created, try await customers.customer(id: id, on: connection)!)
         }

@@ -29,7 +29,7 @@ struct IdentityResolver: Sendable {
         }
         let customerID = try await customers.insert(displayName: Self.shownName(displayName), on: connection)
         try await identities.insert(kind: kind, value: value, rawValue: rawValue, customerID: customerID, on: connection)
-        try await events.record(.customerCreated, customerID: customerID, actor: nil, data: ["identity": kind.rawValue], on: connection)
+        try await events.record(.customerCreated, customerID: customerID, actor: nil, data: ["identities": [["kind": kind.rawValue, "value": value]]], on: connection)
         return Resolution(customerID: customerID, created: true)
     }
 
@@ -37,7 +37,7 @@ struct IdentityResolver: Sendable {
     /// visibly unanswerable.
     func anonymousCustomer(on connection: PostgresConnection) async throws -> UUID {
         let customerID = try await customers.insert(displayName: nil, on: connection)
-        try await events.record(.customerCreated, customerID: customerID, actor: nil, data: ["identity": "none"], on: connection)
+        try await events.record(.customerCreated, customerID: customerID, actor: nil, data: ["identities": [Any]()], on: connection)
         return customerID
     }
 
@@ -56,15 +56,22 @@ struct IdentityResolver: Sendable {
         }
         var flags: [String] = []
         let customerID: UUID
-        if let first = owners.first(where: { $0.owner != nil })?.owner {
-            customerID = first
+        let known = owners.first(where: { $0.owner != nil })?.owner
+        if let known {
+            customerID = known
         } else {
             customerID = try await customers.insert(displayName: Self.shownName(displayName), on: connection)
-            try await events.record(.customerCreated, customerID: customerID, actor: nil, data: ["identity": contacts.map(\.kind.rawValue)], on: connection)
+            try await events.record(.customerCreated, customerID: customerID, actor: nil,
+                                    data: ["identities": contacts.map { ["kind": $0.kind.rawValue, "value": $0.value] }], on: connection)
         }
         for (kind, value, owner) in owners {
             if owner == nil {
                 try await identities.insert(kind: kind, value: value, rawValue: value, customerID: customerID, on: connection)
+                // A new customer's identities are listed in its customer.created; a known one's are news.
+                if known != nil {
+                    try await events.record(.customerIdentityAdded, customerID: customerID, actor: nil,
+                                            data: ["kind": kind.rawValue, "value": value, "channel": channel.rawValue], on: connection)
+                }
             } else if let owner, owner != customerID {
                 if !flags.contains("merge-suggested") { flags.append("merge-suggested") }
                 try await events.record(

@@ -38,7 +38,7 @@ struct DeliveryDesk: Sendable {
             case .cancel:
                 try await store.resolveHeld(row.id, to: "cancelled", on: connection)
                 reply = try await replies.setState(.failed, of: replyID, on: connection)
-                _ = try await TicketStore(logger: logger).flagDeliveryFailure(reply.ticketID, on: connection)
+                try await TicketStore(logger: logger).flagDeliveryFailure(reply.ticketID, on: connection)
             }
             try await recordEvent(.replyDeliveryResolved, reply: reply, data: ["decision": decision.rawValue, "comment": comment ?? ""], actor: principal,
                                   on: connection)
@@ -66,7 +66,7 @@ struct DeliveryDesk: Sendable {
                                                          "recipients": recipients])
                 try await MessageStore(logger: logger).recordSend(of: messageID, provider: nil, providerMessageID: nil, delivery: report, on: connection)
             }
-            _ = try await TicketStore(logger: logger).flagDeliveryFailure(reply.ticketID, on: connection)
+            try await TicketStore(logger: logger).flagDeliveryFailure(reply.ticketID, on: connection)
             try await recordEvent(.replyBounced, reply: bounced, data: ["recipients": recipients], actor: nil, on: connection)
         }
     }

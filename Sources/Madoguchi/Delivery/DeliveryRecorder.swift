@@ -19,7 +19,7 @@ struct DeliveryRecorder: Sendable {
                 let reason = attempt.error ?? "the handover got no answer"
                 guard let replyID = try await store.settle(item.id, worker: worker, attempt: item.attempts, .init(
                     state: "held", results: item.results, error: reason, heldReason: reason), on: connection) else { return }
-                try await event(.replyHeld, replyID: replyID, data: ["reason": reason, "attempt": item.attempts], on: connection)
+                try await event(.replyHeld, replyID: replyID, data: ["reason": reason, "attempts": item.attempts], on: connection)
                 return
             }
 
@@ -62,14 +62,10 @@ struct DeliveryRecorder: Sendable {
                 ], on: connection)
             } else {
                 try await event(.replyFailed, replyID: replyID, data: [
-                    "error": attempt.error ?? "", "attempts": item.attempts,
-                    "recipients": failures.map { ["recipient": $0.0, "reply": $0.1.reply] },
+                    "error": attempt.error ?? failures.first?.1.reply ?? "no recipient took it", "attempts": item.attempts,
+                    "refused": failures.map { ["recipient": $0.0, "reply": $0.1.reply] },
                 ], on: connection)
-                if let change = try await TicketStore(logger: logger).flagDeliveryFailure(reply.ticketID, on: connection), change.from != change.to {
-                    try await EventStore(logger: logger).record(
-                        .ticketReopened, ticketID: reply.ticketID, actor: nil, data: ["from": change.from, "to": change.to, "reason": "delivery-failed"],
-                        on: connection)
-                }
+                try await TicketStore(logger: logger).flagDeliveryFailure(reply.ticketID, on: connection)
             }
         }
     }
@@ -94,7 +90,7 @@ struct DeliveryRecorder: Sendable {
             for customerID in try await identities.markUndeliverable(kind: kind, value: value, reason: result.reply, on: connection) {
                 try await EventStore(logger: logger).record(
                     .identityUndeliverable, ticketID: customerTicket, customerID: customerID, actor: nil,
-                    data: ["kind": kind.rawValue, "value": value, "reason": result.reply], on: connection)
+                    data: ["kind": kind.rawValue, "value": value, "reason": result.reply, "source": "relay"], on: connection)
             }
         }
     }

@@ -50,17 +50,18 @@ extension OutboxStore {
     }
 
     /// Rows whose worker stopped after the handover began: the relay or provider may have the
-    /// message, so they are held for a person instead of being sent again. Returns their replies.
-    func holdAbandonedHandovers(on connection: PostgresConnection) async throws -> [(outboxID: UUID, replyID: UUID)] {
+    /// message, so they are held for a person instead of being sent again. Returns their replies and
+    /// the attempts made.
+    func holdAbandonedHandovers(on connection: PostgresConnection) async throws -> [(outboxID: UUID, replyID: UUID, attempts: Int)] {
         let rows = try await connection.query("""
             UPDATE outbox
             SET state = 'held', claimed_by = NULL, lease_expires_at = NULL, updated_at = now(),
                 held_reason = 'the worker stopped while handing the message over (at ' || handover_at::text || '); it may have been delivered'
             WHERE state = 'sending' AND lease_expires_at < now() AND handover_at IS NOT NULL
-            RETURNING id, reply_id
+            RETURNING id, reply_id, attempts
             """, logger: logger)
-        var held: [(UUID, UUID)] = []
-        for try await row in rows.decode((UUID, UUID).self) { held.append(row) }
+        var held: [(UUID, UUID, Int)] = []
+        for try await row in rows.decode((UUID, UUID, Int).self) { held.append(row) }
         return held
     }
 

@@ -132,10 +132,10 @@ public struct OutboxWorker: Service {
 
     private func holdAbandonedHandovers() async throws {
         try await database.withTransaction { connection in
-            for (outboxID, replyID) in try await OutboxStore(logger: logger).holdAbandonedHandovers(on: connection) {
+            for (outboxID, replyID, attempts) in try await OutboxStore(logger: logger).holdAbandonedHandovers(on: connection) {
                 logger.warning("delivery held: its worker stopped during the handover", metadata: ["outbox_id": "\(outboxID)"])
                 try await EventStore(logger: logger).record(
-                    .replyHeld, reply: replyID, actor: nil, data: ["reason": "the worker stopped while handing the message over"], on: connection)
+                    .replyHeld, reply: replyID, actor: nil, data: ["reason": "the worker stopped while handing the message over", "attempts": attempts], on: connection)
             }
         }
     }

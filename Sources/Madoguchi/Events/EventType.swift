@@ -10,7 +10,7 @@ enum EventType: String, CaseIterable, Sendable {
     case ticketCreated = "ticket.created"
     /// Someone changed a ticket's status, priority, queue, category, tags or assignee.
     case ticketUpdated = "ticket.updated"
-    /// A customer wrote on a pending or solved ticket, which opened again.
+    /// A pending or solved ticket opened again: the customer wrote, or a reply did not reach them.
     case ticketReopened = "ticket.reopened"
     /// A priority rule set a new ticket's priority.
     case ticketPrioritized = "ticket.prioritized"

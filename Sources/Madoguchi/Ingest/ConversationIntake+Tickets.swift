@@ -27,10 +27,9 @@ extension ConversationIntake {
             target = Target(id: id, number: number, customerID: customerID, status: .new)
         }
         guard let target else { throw RowNotFound("INSERT INTO tickets … RETURNING") }
-        try await events.record(
-            .ticketCreated, ticketID: target.id, customerID: customerID, actor: nil,
-            data: ["channel": channel.rawValue, "number": target.number, "related_ticket_id": related?.lowercased as Any],
-            on: connection)
+        var data: [String: Any] = ["channel": channel.rawValue, "number": target.number]
+        if let related { data["related_ticket_id"] = related.lowercased }
+        try await events.record(.ticketCreated, ticketID: target.id, customerID: customerID, actor: nil, data: data, on: connection)
         _ = try await RuleStore(logger: logger).prioritize(ticketID: target.id, subject: subject, body: body, on: connection)
         return target
     }
@@ -79,7 +78,7 @@ extension ConversationIntake {
         if reopen {
             try await events.record(
                 .ticketReopened, ticketID: ticket.id, customerID: ticket.customerID, actor: nil,
-                data: ["from": ticket.status.rawValue, "to": status.rawValue], on: connection)
+                data: ["from": ticket.status.rawValue, "to": status.rawValue, "reason": "customer_wrote"], on: connection)
         }
         return status
     }

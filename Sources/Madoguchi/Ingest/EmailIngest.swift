@@ -230,7 +230,7 @@ struct EmailIngest: Sendable {
         let reason = String(Text.clean([recipient.reason, recipient.status, recipient.diagnostic].compactMap { $0 }.joined(separator: " — ")).prefix(2000))
         for customerID in try await identities.markUndeliverable(kind: .email, value: recipient.address, reason: reason, on: connection) {
             try await events.record(.identityUndeliverable, customerID: customerID, actor: nil,
-                                    data: ["kind": "email", "value": recipient.address, "reason": reason], on: connection)
+                                    data: ["kind": "email", "value": recipient.address, "reason": reason, "source": "bounce"], on: connection)
         }
     }
 }

@@ -161,9 +161,9 @@ struct ReplyDesk: Sendable {
         try await OutboxStore(logger: logger).enqueue(
             replyID: reply.id, channel: reply.channel, recipients: reply.recipients, emailMessageID: emailMessageID, on: connection)
         let sent = try await replies.markQueued(reply.id, messageID: messageID, on: connection)
-        try await tickets.recordResponse(ticket.id, on: connection)
         try await events.record(.replySent, ticketID: ticket.id, customerID: ticket.customerID, messageID: messageID, actor: principal,
-                                data: ["reply_id": reply.id.lowercased, "recipients": reply.recipients], on: connection)
+                                data: ["reply_id": reply.id.lowercased, "recipients": reply.recipients, "automatic": false], on: connection)
+        try await tickets.recordResponse(ticket.id, by: principal, on: connection)
         return sent
     }
 

@@ -69,7 +69,8 @@ struct RuleStore: Sendable {
                 """, logger: logger)
             try await EventStore(logger: logger).record(
                 .ticketPrioritized, ticketID: ticketID, customerID: customerID, actor: nil,
-                data: ["rule": match.rule.name, "priority": match.rule.priority.rawValue, "reason": match.reason], on: connection)
+                data: ["rule": match.rule.name, "priority": match.rule.priority.rawValue, "raised": raise, "reason": match.reason,
+                       "requires_approval": match.rule.requiresApproval], on: connection)
             return match
         }
         return nil

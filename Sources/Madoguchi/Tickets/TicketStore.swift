@@ -40,8 +40,9 @@ struct TicketStore: Sendable {
     }
 
     /// A reply did not reach the customer: the ticket is tagged `delivery-failed` and, if it was
-    /// waiting on the customer or solved, open again, so that someone answers another way.
-    func flagDeliveryFailure(_ ticketID: UUID, on connection: PostgresConnection) async throws -> (from: String, to: String)? {
+    /// waiting on the customer or solved, open again, so that someone answers another way. Followers
+    /// of the feed see the tag in a `ticket.updated` and the status in a `ticket.reopened`.
+    func flagDeliveryFailure(_ ticketID: UUID, on connection: PostgresConnection) async throws {
         let rows = try await connection.query("""
             UPDATE tickets t
             SET tags = CASE WHEN 'delivery-failed' = ANY(t.tags) THEN t.tags ELSE array_append(t.tags, 'delivery-failed') END,
@@ -50,21 +51,38 @@ struct TicketStore: Sendable {
                 version = t.version + 1, updated_at = now()
             FROM tickets old
             WHERE t.id = \(ticketID) AND old.id = t.id
-            RETURNING old.status, t.status
+            RETURNING old.status, t.status, old.tags, t.tags, t.version, t.customer_id
             """, logger: logger)
-        for try await row in rows.decode((String, String).self) { return row }
-        return nil
+        let events = EventStore(logger: logger)
+        for try await (from, to, tagsBefore, tags, version, customerID) in rows.decode((String, String, [String], [String], Int64, UUID).self) {
+            if tags != tagsBefore {
+                try await events.record(.ticketUpdated, ticketID: ticketID, customerID: customerID, actor: nil,
+                                        data: ["changes": ["tags": ["from": tagsBefore, "to": tags]], "version": version], on: connection)
+            }
+            if from != to {
+                try await events.record(.ticketReopened, ticketID: ticketID, customerID: customerID, actor: nil,
+                                        data: ["from": from, "to": to, "reason": "delivery_failed"], on: connection)
+            }
+        }
     }
 
-    /// We answered the customer: the first response is stamped once, and a new ticket is open.
-    func recordResponse(_ ticketID: UUID, on connection: PostgresConnection) async throws {
-        try await connection.query("""
-            UPDATE tickets
-            SET first_responded_at = coalesce(first_responded_at, now()),
-                status = CASE WHEN status = 'new' THEN 'open' ELSE status END,
-                version = version + 1, updated_at = now()
-            WHERE id = \(ticketID)
+    /// We answered the customer: the first response is stamped once, and a new ticket is open (a
+    /// `ticket.updated` by whoever answered).
+    func recordResponse(_ ticketID: UUID, by actor: Principal?, on connection: PostgresConnection) async throws {
+        let rows = try await connection.query("""
+            UPDATE tickets t
+            SET first_responded_at = coalesce(t.first_responded_at, now()),
+                status = CASE WHEN t.status = 'new' THEN 'open' ELSE t.status END,
+                version = t.version + 1, updated_at = now()
+            FROM tickets old
+            WHERE t.id = \(ticketID) AND old.id = t.id
+            RETURNING old.status, t.status, t.version, t.customer_id
             """, logger: logger)
+        for try await (from, to, version, customerID) in rows.decode((String, String, Int64, UUID).self) where from != to {
+            try await EventStore(logger: logger).record(
+                .ticketUpdated, ticketID: ticketID, customerID: customerID, actor: actor,
+                data: ["changes": ["status": ["from": from, "to": to]], "version": version], on: connection)
+        }
     }
 
     func ticket(id: UUID, on connection: PostgresConnection) async throws -> Ticket? {

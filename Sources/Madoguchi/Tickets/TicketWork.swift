@@ -33,10 +33,11 @@ struct TicketWork: Sendable {
                 """, logger: logger)
             let claimed = try await Self.single(rows)
             let renewal = ticket.claim?.agentID == agentID && claimLive
+            var data: [String: Any] = ["agent_id": agentID.uuidString.lowercased(), "expires_at": Self.timestamp(claimed.claim?.expiresAt)]
+            if !renewal { data["via"] = "direct" }
             try await events.record(
                 renewal ? .ticketClaimRenewed : .ticketClaimed, ticketID: ticketID, customerID: ticket.customerID,
-                actor: principal, data: ["agent_id": agentID.uuidString.lowercased(), "expires_at": Self.timestamp(claimed.claim?.expiresAt)],
-                on: connection)
+                actor: principal, data: data, on: connection)
             return claimed
         }
     }
@@ -83,7 +84,9 @@ struct TicketWork: Sendable {
     }
 
     /// `$1` the agent, `$2` the lease in seconds, `$3` the API key acting. Kept as one text so that the
-    /// benchmark hands pgbench exactly what the service runs.
+    /// benchmark hands pgbench exactly what the service runs (so no SQL comments: pgbench takes it as
+    /// one line, and a colon before a word is a pgbench variable). The event's `expires_at` has the form
+    /// of every time in events: RFC 3339, UTC, whole seconds (a UTC timestamp's JSON form, plus `Z`).
     static let claimNextSQL = """
         WITH candidate AS (
             SELECT t.id FROM tickets t
@@ -104,7 +107,8 @@ struct TicketWork: Sendable {
         ), event AS (
             INSERT INTO events (type, ticket_id, customer_id, actor_key_id, actor_agent_id, data)
             SELECT '\(EventType.ticketClaimed.rawValue)', id, customer_id, $3, $1,
-                   jsonb_build_object('agent_id', $1, 'via', 'queue', 'expires_at', claim_expires_at)
+                   jsonb_build_object('agent_id', $1, 'via', 'queue',
+                                      'expires_at', (to_json(date_trunc('second', claim_expires_at AT TIME ZONE 'UTC')) #>> '{}') || 'Z')
             FROM claimed
         )
         SELECT * FROM claimed

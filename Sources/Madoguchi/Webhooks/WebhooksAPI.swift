@@ -45,7 +45,7 @@ extension APIHandler {
                 current.id, url: url, description: body.description, eventTypes: body.eventTypes.map { $0.map(\.rawValue) }, active: body.active,
                 secrets: secrets, on: connection)
             try await EventStore(logger: logger).record(.webhookUpdated, actor: principal, data: [
-                "webhook_id": current.id.lowercased, "active": updated.active, "secrets": updated.secrets.count,
+                "webhook_id": current.id.lowercased, "active": updated.active, "secrets": updated.secrets.count, "rotated": false,
             ], on: connection)
             return updated
         }
@@ -71,7 +71,7 @@ extension APIHandler {
             let updated = try await webhookStore.update(
                 current.id, url: nil, description: nil, eventTypes: nil, active: nil, secrets: Array(([secret] + current.secrets).prefix(5)), on: connection)
             try await EventStore(logger: logger).record(.webhookUpdated, actor: principal, data: [
-                "webhook_id": current.id.lowercased, "secrets": updated.secrets.count, "rotated": true,
+                "webhook_id": current.id.lowercased, "active": updated.active, "secrets": updated.secrets.count, "rotated": true,
             ], on: connection)
             return updated
         }

@@ -19,8 +19,11 @@ struct TestApp {
 
     /// Builds the application on a fresh database and runs `body` against it over real HTTP.
     /// `followsFeed`: on the cluster kept for event-feed tests (see `TestCluster.cluster(forFeed:)`).
+    /// `checksEventPayloads`: afterwards, every event in the test's database must match its
+    /// documented schema (`EventPayloadCheck`); off only for tests that write events by hand.
     static func run(
         followsFeed: Bool = false,
+        checksEventPayloads: Bool = true,
         configure: (inout Configuration) -> Void = { _ in },
         _ body: @Sendable (TestApp) async throws -> Void
     ) async throws {
@@ -44,6 +47,7 @@ struct TestApp {
         do {
             try await app.test(.live) { client in
                 try await body(TestApp(database: database, client: client, databaseURL: url))
+                if checksEventPayloads { try await EventPayloadCheck.expectDocumented(in: database) }
             }
         } catch let error as PSQLError {
             // PSQLError's description hides the server's message; a failing test should show it.

@@ -95,7 +95,12 @@ struct LineWebhook: Sendable {
         let blocked = event.type == "unfollow"
         let identities = IdentityStore(logger: logger)
         if blocked {
-            try await identities.markUndeliverable(kind: .line, value: userID, reason: "LINE: the user unfollowed (blocked) the account", on: connection)
+            let reason = "LINE: the user unfollowed (blocked) the account"
+            for customerID in try await identities.markUndeliverable(kind: .line, value: userID, reason: reason, on: connection) {
+                try await EventStore(logger: logger).record(
+                    .identityUndeliverable, customerID: customerID, actor: nil,
+                    data: ["kind": "line", "value": userID, "reason": reason, "source": "line_unfollow"], on: connection)
+            }
         } else {
             try await identities.markDeliverable(kind: .line, value: userID, on: connection)
         }
@@ -111,7 +116,7 @@ struct LineWebhook: Sendable {
         let customer = try await IdentityResolver(logger: logger).resolve(kind: .line, value: userID, rawValue: userID, displayName: nil, on: connection)
         try await EventStore(logger: logger).record(
             .chatPostback, customerID: customer.customerID, actor: nil,
-            data: ["provider": "line", "user_id": userID, "data": event.postback?.data ?? ""], on: connection)
+            data: ["provider": "line", "user_id": userID, "postback": event.postback?.data ?? ""], on: connection)
         return .init(eventID: eventID, type: event.type, result: .recorded)
     }
 

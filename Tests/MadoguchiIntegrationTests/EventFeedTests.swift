@@ -78,6 +78,38 @@ struct EventFeedTests {
         }
     }
 
+    @Test("transaction ids of different lengths (99 → 100 → 1000) are read in numeric order: one event at a time, nothing skipped or repeated")
+    func transactionIDsCrossingAPowerOfTen() async throws {
+        try await TestApp.run(followsFeed: true) { app in
+            let dashboard = try await app.keySecret(.dashboard)
+            let horizon = try await app.count("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+            try #require(horizon > 102, "the cluster has not reached transaction 102 yet (\(horizon))")
+            // Events of finished transactions (below the horizon) around each power of ten, so their ids
+            // differ in length, inserted out of order. Read as text, "100" sorts before "99": a follower
+            // paging by (xid, id) would skip from 99 to 100 and never see 99's neighbours.
+            let powers = sequence(first: 10, next: { $0 * 10 }).prefix { $0 + 2 < horizon }
+            let xids = powers.flatMap { [$0 + 1, $0 - 2, $0, $0 - 1] }.reversed()
+            for xid in xids {
+                try await app.execute("""
+                    INSERT INTO events (type, data, xid)
+                    VALUES ('ticket.updated', jsonb_build_object('changes', '{}'::jsonb, 'version', \(xid)), \(String(xid))::xid8)
+                    """)
+            }
+            for limit in [1, 3] {
+                var versions: [Int] = []
+                var after = ""
+                for _ in 0..<(xids.count + 2) {
+                    let page = try await app.request(.get, "/v1/events?limit=\(limit)\(after)", key: dashboard).json
+                    let items = (page["items"] as? [[String: Any]]) ?? []
+                    versions += items.compactMap { ($0["data"] as? [String: Any])?["version"] as? Int }
+                    after = "&after=" + (try #require(page["next_cursor"] as? String)).addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
+                    if items.isEmpty { break }
+                }
+                #expect(versions == xids.sorted(), "limit \(limit)")
+            }
+        }
+    }
+
     @Test("a long transaction holds later events back until it ends, and the cursor does not move past them")
     func heldBack() async throws {
         try await TestApp.run(followsFeed: true) { app in

@@ -52,6 +52,10 @@ struct FeedEvent: Sendable {
 /// (xid, id) order — a transaction's events together and in their own order, transactions in the
 /// order they began — and the cursor is that pair, so nothing is handed out twice.
 ///
+/// Every query that reads `xid` as text names that output `xid_text`: an output column called `xid`
+/// would be what `ORDER BY xid` sorts by — as text, where "1000" comes before "961", which once made
+/// a follower skip every event between transactions 961 and 1000.
+///
 /// The price: one long-running writing transaction holds back everything that began after it until
 /// it ends. Madoguchi's transactions are short; a manual `BEGIN` left open in psql would show here.
 struct EventFeed: Sendable {
@@ -75,7 +79,7 @@ struct EventFeed: Sendable {
     func page(after cursor: FeedCursor, filter: Filter, limit: Int, on connection: PostgresConnection) async throws -> Page {
         let horizon = try await self.horizon(on: connection)
         let rows = try await connection.query("""
-            SELECT id, xid::text, type, occurred_at, ticket_id, customer_id, message_id, actor_key_id, actor_agent_id, data::text
+            SELECT id, xid::text AS xid_text, type, occurred_at, ticket_id, customer_id, message_id, actor_key_id, actor_agent_id, data::text
             FROM events
             WHERE (xid, id) > (\(String(cursor.xid))::xid8, \(cursor.eventID)) AND xid < \(String(horizon))::xid8
               AND (\(filter.types)::text[] IS NULL OR type = ANY(\(filter.types)::text[]))
@@ -94,7 +98,7 @@ struct EventFeed: Sendable {
         // Not full: everything below the horizon has been seen, whether the filter kept it or not.
         var next = events.last?.cursor ?? cursor
         let latest = try await connection.query("""
-            SELECT xid::text, id FROM events WHERE xid < \(String(horizon))::xid8 ORDER BY xid DESC, id DESC LIMIT 1
+            SELECT xid::text AS xid_text, id FROM events WHERE xid < \(String(horizon))::xid8 ORDER BY xid DESC, id DESC LIMIT 1
             """, logger: logger)
         for try await (xid, id) in latest.decode((String, Int64).self) {
             let candidate = FeedCursor(xid: UInt64(xid) ?? 0, eventID: id)
@@ -124,7 +128,7 @@ struct EventFeed: Sendable {
     func end(on connection: PostgresConnection) async throws -> FeedCursor {
         let horizon = try await self.horizon(on: connection)
         let rows = try await connection.query("""
-            SELECT xid::text, id FROM events WHERE xid < \(String(horizon))::xid8 ORDER BY xid DESC, id DESC LIMIT 1
+            SELECT xid::text AS xid_text, id FROM events WHERE xid < \(String(horizon))::xid8 ORDER BY xid DESC, id DESC LIMIT 1
             """, logger: logger)
         for try await (xid, id) in rows.decode((String, Int64).self) { return FeedCursor(xid: UInt64(xid) ?? 0, eventID: id) }
         return .start

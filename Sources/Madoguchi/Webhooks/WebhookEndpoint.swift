@@ -19,7 +19,7 @@ struct WebhookEndpoint: Sendable {
     var updatedAt: Date
 
     static let columns = """
-        id, url, description, event_types, secrets, active, disabled_reason, disabled_at, failure_streak, cursor_xid::text,
+        id, url, description, event_types, secrets, active, disabled_reason, disabled_at, failure_streak, cursor_xid::text AS cursor_xid_text,
         cursor_event, next_attempt_at, created_at, updated_at
         """
 

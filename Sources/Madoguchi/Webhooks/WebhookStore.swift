@@ -159,7 +159,7 @@ struct WebhookStore: Sendable {
     /// The feed position no active endpoint has passed yet: retention keeps everything from there on.
     func slowestCursor(on connection: PostgresConnection) async throws -> FeedCursor? {
         let rows = try await connection.query("""
-            SELECT cursor_xid::text, cursor_event FROM webhook_endpoints WHERE active ORDER BY cursor_xid, cursor_event LIMIT 1
+            SELECT cursor_xid::text AS cursor_xid_text, cursor_event FROM webhook_endpoints WHERE active ORDER BY cursor_xid, cursor_event LIMIT 1
             """, logger: logger)
         for try await (xid, event) in rows.decode((String, Int64).self) { return FeedCursor(xid: UInt64(xid) ?? 0, eventID: event) }
         return nil

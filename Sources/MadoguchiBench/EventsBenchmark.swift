@@ -17,9 +17,10 @@ import Glibc
 ///   stream (`/v1/events/stream`), next to a bare PostgreSQL client that LISTENs on the same channel
 ///   and reads `id > last` at each notification (the naive follower, which can skip a late commit;
 ///   here only its speed is the yardstick).
-/// - Webhooks: deliveries per second to a loopback receiver with 1 and 16 endpoints, from the start of
-///   the load until every endpoint has every event, next to a bare client posting the same number of
-///   bodies of the same size to the same receiver, one connection per endpoint.
+/// - Webhooks: deliveries per second to a loopback receiver with 1 and 16 endpoints, each working
+///   through the same backlog (the endpoints are paused while the load runs, then resumed): from the
+///   resume until every endpoint has every event, next to a bare client posting the same number of
+///   bodies of the same size to the same receiver, one keep-alive connection per endpoint.
 public struct EventsBenchmark: Sendable {
     public var seconds: Int = 5
     public var clients: Int = 4
@@ -93,12 +94,23 @@ public struct EventsBenchmark: Sendable {
                         else { throw BenchmarkError("creating a webhook answered \(created.status)") }
                         ids.append(id)
                     }
-                    let before = sink.received
-                    let start = Date()
+                    // Paused while the load runs, so that what is measured is delivery alone: every endpoint
+                    // then works through the same backlog.
+                    let pause = { (active: Bool) throws in
+                        for id in ids {
+                            let answer = try http.exchange("PATCH", "/v1/webhooks/\(id)", headers: ["Authorization": "Bearer \(admin)", "Content-Type": "application/json"],
+                                                           body: Array(#"{"active":\#(active)}"#.utf8))
+                            guard answer.status == 200 else { throw BenchmarkError("PATCH /v1/webhooks answered \(answer.status)") }
+                        }
+                    }
+                    try pause(false)
                     let load = try await BenchmarkSupport.drive(port: port, clients: clients, seconds: seconds) { client, sequence in
                         ingest.lineRequest(client: client, sequence: sequence + count * 10_000_000)
                     }
                     let expected = load.requests * count
+                    let before = sink.received
+                    let start = Date()
+                    try pause(true)
                     while sink.received - before < expected && Date().timeIntervalSince(start) < Double(seconds) * 20 {
                         try await Task.sleep(for: .milliseconds(20))
                     }

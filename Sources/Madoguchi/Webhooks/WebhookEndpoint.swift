@@ -64,8 +64,6 @@ struct WebhookDelivery: Sendable {
     var manual: Bool
     var createdAt: Date
 
-    var succeeded: Bool { status.map { (200..<300).contains($0) } ?? false }
-
     static let columns = "id, endpoint_id, event_id, webhook_id, attempt, status, error, duration_ms, manual, created_at"
 
     init(row: PostgresRow) throws {

@@ -117,12 +117,15 @@ struct WebhookStore: Sendable {
 
     // MARK: - The delivery log
 
-    func log(_ endpointID: UUID, event: FeedEvent, webhookID: String, attempt: Int, status: Int?, error: String?, duration: Duration,
-             manual: Bool, on connection: PostgresConnection) async throws -> WebhookDelivery {
+    /// Logs an attempt, numbered after the event's earlier automatic attempts (a manual one is 1).
+    func log(_ endpointID: UUID, event: FeedEvent, attempt: WebhookAttempt, manual: Bool, on connection: PostgresConnection) async throws -> WebhookDelivery {
         let rows = try await connection.query("""
             INSERT INTO webhook_deliveries (endpoint_id, event_id, webhook_id, attempt, status, error, duration_ms, manual)
-            VALUES (\(endpointID), \(event.id), \(webhookID), \(attempt), \(status), \(error.map { String($0.prefix(1000)) }),
-                    \(Int(duration.seconds * 1000)), \(manual))
+            SELECT \(endpointID), \(event.id), \(attempt.webhookID),
+                   CASE WHEN \(manual) THEN 1 ELSE (
+                       SELECT count(*) + 1 FROM webhook_deliveries WHERE endpoint_id = \(endpointID) AND event_id = \(event.id) AND NOT manual
+                   ) END,
+                   \(attempt.status), \(attempt.error.map { String($0.prefix(1000)) }), \(Int(attempt.duration.seconds * 1000)), \(manual)
             RETURNING \(unescaped: WebhookDelivery.columns)
             """, logger: logger)
         for try await row in rows { return try WebhookDelivery(row: row) }
@@ -145,15 +148,6 @@ struct WebhookStore: Sendable {
             """, logger: logger)
         for try await row in rows { return try WebhookDelivery(row: row) }
         throw Problem.notFound("Webhook \(endpointID.lowercased) has no delivery \(id.lowercased).")
-    }
-
-    /// Attempts made so far for one event.
-    func attempts(_ endpointID: UUID, eventID: Int64, on connection: PostgresConnection) async throws -> Int {
-        let rows = try await connection.query("""
-            SELECT count(*)::int FROM webhook_deliveries WHERE endpoint_id = \(endpointID) AND event_id = \(eventID) AND NOT manual
-            """, logger: logger)
-        for try await count in rows.decode(Int.self) { return count }
-        return 0
     }
 
     /// The feed position no active endpoint has passed yet: retention keeps everything from there on.

@@ -61,43 +61,59 @@ struct WebhookWorker: Service {
         (try? await database.withConnection { try await migrator.status($0, logger: logger) }.complete) ?? false
     }
 
-    /// Sends the endpoint its next events in order, while they succeed (up to a batch), then lets go.
+    /// Events an endpoint gets in one turn before the worker lets it go (others get theirs), and
+    /// events read from the feed at a time.
+    static let turn = 100
+    static let pageSize = 20
+
+    /// Sends the endpoint its next events in order, while they succeed (up to a turn), then lets go.
     /// True when it delivered (or tried to deliver) anything.
+    ///
+    /// Events go out one request at a time, in order; each page's attempts are then logged in one
+    /// transaction that also moves the endpoint's cursor past what was taken (or counts the failure).
+    /// A crash before that commit sends those events again, with the same `webhook-id`s — at least
+    /// once, never lost — and costs one commit per page instead of one per event.
     private func serve(_ endpoint: WebhookEndpoint, http: ProviderHTTPClient) async -> Bool {
         var cursor = endpoint.cursor
         var sent = false
         do {
-            for _ in 0..<100 where !Task.isShuttingDownGracefully {
-                let (page, key) = try await database.withConnection { connection in
-                    (try await feed.page(after: cursor, filter: endpoint.filter, limit: 1, on: connection), try await feed.key(on: connection))
+            let key = try await database.withConnection { try await feed.key(on: $0) }
+            var remaining = Self.turn
+            while remaining > 0 && !Task.isShuttingDownGracefully {
+                let limit = min(remaining, Self.pageSize)
+                let page = try await database.withConnection { try await feed.page(after: cursor, filter: endpoint.filter, limit: limit, on: $0) }
+                var attempts: [(event: FeedEvent, attempt: WebhookAttempt)] = []
+                for event in page.events where !Task.isShuttingDownGracefully {
+                    let attempt = try await self.attempt(event, to: endpoint, key: key, http: http)
+                    attempts.append((event, attempt))
+                    if !attempt.succeeded { break }
                 }
-                guard let event = page.events.first else {
-                    // Nothing (for this endpoint) below the horizon: remember what its filter passed over.
-                    if page.next != cursor { _ = try await database.withConnection { try await store.advance(endpoint.id, to: page.next, worker: name, on: $0) } }
-                    // Due again at once: the worker itself waits for the next commit (or its poll).
-                    try await database.withConnection { try await store.release(endpoint.id, worker: name, after: .zero, on: $0) }
-                    return sent
-                }
-                let delivered = try await deliver(event, to: endpoint, key: key, http: http, manual: false)
-                sent = true
-                guard delivered.succeeded else {
-                    try await database.withTransaction { connection in
-                        let streak = try await store.recordFailure(endpoint.id, worker: name, on: connection)
-                        if streak >= settings.disableAfter {
-                            let reason = "\(streak) failed deliveries in a row; the last: \(delivered.error ?? delivered.status.map { "HTTP \($0)" } ?? "no answer")"
-                            try await store.disable(endpoint.id, reason: reason, on: connection)
-                            try await EventStore(logger: logger).record(.webhookDisabled, actor: nil, data: [
-                                "webhook_id": endpoint.id.lowercased, "reason": reason,
-                            ], on: connection)
-                            logger.warning("webhook disabled", metadata: ["webhook": "\(endpoint.id)", "reason": "\(reason)"])
-                        } else {
-                            try await store.release(endpoint.id, worker: name, after: settings.backoff(afterFailures: streak), on: connection)
-                        }
+                remaining -= attempts.count
+                sent = sent || !attempts.isEmpty
+                let failure = attempts.last.flatMap { $0.attempt.succeeded ? nil : $0.attempt }
+                let taken = attempts.last(where: { $0.attempt.succeeded })?.event.cursor
+                // A page that was not full means everything below the horizon has been seen: past what the
+                // filter left out too, unless an event failed or shutdown cut the page short.
+                let seenAll = page.events.count < limit && attempts.count == page.events.count && failure == nil
+                let moveTo = seenAll ? page.next : (taken ?? cursor)
+                let stillOurs = try await database.withTransaction { connection in
+                    for (event, attempt) in attempts {
+                        _ = try await store.log(endpoint.id, event: event, attempt: attempt, manual: false, on: connection)
                     }
-                    return sent
+                    if moveTo != cursor, !(try await store.advance(endpoint.id, to: moveTo, worker: name, on: connection)) { return false }
+                    if let failure {
+                        try await recordFailure(of: endpoint, failure, on: connection)
+                        return false
+                    }
+                    if seenAll {
+                        // Due again at once: the worker itself waits for the next commit (or its poll).
+                        try await store.release(endpoint.id, worker: name, after: .zero, on: connection)
+                        return false
+                    }
+                    return true
                 }
-                cursor = event.cursor
-                guard try await database.withConnection({ try await store.advance(endpoint.id, to: cursor, worker: name, on: $0) }) else { return sent }
+                cursor = moveTo
+                guard stillOurs else { return sent }
             }
             try await database.withConnection { try await store.release(endpoint.id, worker: name, after: .zero, on: $0) }
         } catch {
@@ -107,36 +123,57 @@ struct WebhookWorker: Service {
         return sent
     }
 
-    /// One attempt: the event, signed, to the endpoint's (checked) address; logged whatever happens.
-    func deliver(_ event: FeedEvent, to endpoint: WebhookEndpoint, key: FeedCursor.Key, http: ProviderHTTPClient, manual: Bool) async throws -> WebhookDelivery {
+    /// One more failure in a row: the endpoint backs off, or is disabled (with an event) at the limit.
+    private func recordFailure(of endpoint: WebhookEndpoint, _ attempt: WebhookAttempt, on connection: PostgresConnection) async throws {
+        let streak = try await store.recordFailure(endpoint.id, worker: name, on: connection)
+        guard streak >= settings.disableAfter else {
+            try await store.release(endpoint.id, worker: name, after: settings.backoff(afterFailures: streak), on: connection)
+            return
+        }
+        let reason = "\(streak) failed deliveries in a row; the last: \(attempt.error ?? attempt.status.map { "HTTP \($0)" } ?? "no answer")"
+        try await store.disable(endpoint.id, reason: reason, on: connection)
+        try await EventStore(logger: logger).record(.webhookDisabled, actor: nil, data: [
+            "webhook_id": endpoint.id.lowercased, "reason": reason,
+        ], on: connection)
+        logger.warning("webhook disabled", metadata: ["webhook": "\(endpoint.id)", "reason": "\(reason)"])
+    }
+
+    /// One request: the event, signed, to the endpoint's (checked) address. Whatever happens is
+    /// returned for the delivery log, never thrown.
+    func attempt(_ event: FeedEvent, to endpoint: WebhookEndpoint, key: FeedCursor.Key, http: ProviderHTTPClient) async throws -> WebhookAttempt {
         let body = try WebhookPayload.body(event, key: key)
-        let webhookID = "evt_\(event.id)"
         let start = ContinuousClock.now
-        var status: Int?
-        var failure: String?
+        var attempt = WebhookAttempt(webhookID: "evt_\(event.id)")
         do {
             let address = try WebhookAddress.parse(endpoint.url, allowPrivate: settings.allowPrivateAddresses)
             // getaddrinfo blocks: off the cooperative threads.
             let allowPrivate = settings.allowPrivateAddresses
             let resolved = try await NIOThreadPool.singleton.runIfActive { try address.resolve(allowPrivate: allowPrivate) }
-            var headers = StandardWebhooks.headers(id: webhookID, timestamp: Int(Date().timeIntervalSince1970), body: body, secrets: endpoint.secrets)
+            var headers = StandardWebhooks.headers(id: attempt.webhookID, timestamp: Int(Date().timeIntervalSince1970), body: body, secrets: endpoint.secrets)
             headers.append(("Content-Type", "application/json"))
             let response = try await http.send(.POST, endpoint.url, headers: headers, body: body, connectTo: resolved)
-            status = response.status
+            attempt.status = response.status
             if !(200..<300).contains(response.status) {
-                failure = (300..<400).contains(response.status) ? "redirects are not followed" : String(response.text.prefix(300))
+                attempt.error = (300..<400).contains(response.status) ? "redirects are not followed" : String(response.text.prefix(300))
             }
         } catch let problem as Problem {
-            failure = problem.detail
+            attempt.error = problem.detail
         } catch {
-            failure = String(describing: error)
+            attempt.error = String(describing: error)
         }
-        let attempt = manual ? 1 : (try await database.withConnection { try await store.attempts(endpoint.id, eventID: event.id, on: $0) }) + 1
-        return try await database.withConnection { connection in
-            try await store.log(endpoint.id, event: event, webhookID: webhookID, attempt: attempt, status: status, error: failure,
-                                duration: ContinuousClock.now - start, manual: manual, on: connection)
-        }
+        attempt.duration = ContinuousClock.now - start
+        return attempt
     }
+}
+
+/// What one request to an endpoint came to.
+struct WebhookAttempt: Sendable {
+    var webhookID: String
+    var status: Int?
+    var error: String?
+    var duration: Duration = .zero
+
+    var succeeded: Bool { status.map { (200..<300).contains($0) } ?? false }
 }
 
 /// The body every webhook carries: the event exactly as the feed shows it.

@@ -108,7 +108,8 @@ extension APIHandler {
         _ = logged
         let worker = WebhookWorker(database: database, migrator: migrator, logger: logger, settings: webhooks, notifier: nil)
         let http = try ProviderHTTPClient(group: MultiThreadedEventLoopGroup.singleton, timeout: .milliseconds(Int64(webhooks.timeout.seconds * 1000)))
-        let delivery = try await worker.deliver(event, to: endpoint, key: key, http: http, manual: true)
+        let attempt = try await worker.attempt(event, to: endpoint, key: key, http: http)
+        let delivery = try await database.withConnection { try await webhookStore.log(endpoint.id, event: event, attempt: attempt, manual: true, on: $0) }
         return .ok(.init(body: .json(.init(delivery))))
     }
 }

@@ -13,6 +13,9 @@ public struct ClaimNextBenchmark: Sendable {
     public var agentCounts: [Int] = [1, 8, 32]
     public var seconds: Int = 5
     public var tickets: Int = 100_000
+    /// Tickets held by live claims while agents pull: the most urgent ones, so that a claim that has to
+    /// step past live claims pays for every one of them (a Monday morning, with everyone working).
+    public var liveClaims: Int = 0
 
     public init() {}
 
@@ -58,7 +61,7 @@ public struct ClaimNextBenchmark: Sendable {
                 """, logger: logger)
             return keys
         }
-        report("seeded \(tickets) tickets and \(maxAgents) agents; \(seconds) s per measurement")
+        report("seeded \(tickets) tickets and \(maxAgents) agents; \(liveClaims) live claims on the most urgent; \(seconds) s per measurement")
         report("agents  service claims/s  pgbench claims/s  service/pgbench")
 
         var rows: [Row] = []
@@ -74,12 +77,21 @@ public struct ClaimNextBenchmark: Sendable {
         return rows
     }
 
-    /// Every ticket claimable again, and fresh statistics, so each run starts from the same state.
+    /// Every ticket claimable again but the `liveClaims` most urgent, held for a day by an agent that
+    /// does not pull, and fresh statistics, so each run starts from the same state.
     private func reset(_ database: Database, logger: Logger) async throws {
         try await database.withConnection { connection in
             try await connection.query(
                 "UPDATE tickets SET claim_agent_id = NULL, claim_expires_at = NULL, assignee_id = NULL WHERE claim_agent_id IS NOT NULL",
                 logger: logger)
+            try await connection.query("""
+                INSERT INTO agents (id, display_name) VALUES ('00000000-0000-4000-8000-999999999999', 'bench holder') ON CONFLICT DO NOTHING
+                """, logger: logger)
+            try await connection.query("""
+                UPDATE tickets SET claim_agent_id = '00000000-0000-4000-8000-999999999999', claim_expires_at = now() + interval '1 day'
+                WHERE id IN (SELECT id FROM tickets WHERE status IN ('new', 'open')
+                             ORDER BY priority_rank DESC, first_response_due_at ASC NULLS LAST, created_at ASC LIMIT \(liveClaims))
+                """, logger: logger)
             try await connection.query("VACUUM ANALYZE tickets", logger: logger)
         }
     }

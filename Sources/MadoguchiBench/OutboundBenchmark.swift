@@ -40,7 +40,7 @@ public struct OutboundBenchmark: Sendable {
                     let outbox = try await measureOutbox(workers: workers, relay: relay, sink: sink, database: database, logger: logger)
                     let messages = try await composedMessages(database, limit: replies, logger: logger)
                     let bare = try await measureBare(connections: workers, messages: messages, relay: relay, sink: sink, group: group)
-                    report(String(format: "%7d  %16.0f  %23.0f  %11.2f", workers, outbox, bare, outbox / bare))
+                    report(String(format: "%7d  %16.1f  %23.1f  %11.2f", workers, outbox, bare, outbox / bare))
                     report("         RSS with \(replies) queued: \(rss) MiB; after delivering them: \(Self.residentMegabytes()) MiB")
                     try await BenchmarkSupport.reportStatements(database, logger: logger, report: report)
                     try await database.withConnection { try await $0.query("DELETE FROM outbox", logger: logger) }

@@ -208,7 +208,11 @@ struct Bench: AsyncParsableCommand {
         @Option(help: "Tickets to seed (enough that none runs out).")
         var tickets: Int = 100_000
 
+        @Option(help: "Of those, the most urgent held by live claims while agents pull.")
+        var liveClaims: Int = 0
+
         func run() async throws {
+            guard (0..<tickets).contains(liveClaims) else { throw ValidationError("--live-claims must be below --tickets") }
             var benchmark = ClaimNextBenchmark()
             benchmark.agentCounts = agents.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
             guard !benchmark.agentCounts.isEmpty, benchmark.agentCounts.allSatisfy({ (1...64).contains($0) }) else {
@@ -216,6 +220,7 @@ struct Bench: AsyncParsableCommand {
             }
             benchmark.seconds = seconds
             benchmark.tickets = tickets
+            benchmark.liveClaims = liveClaims
             var logger = Logger(label: "madoguchi.bench")
             logger.logLevel = .warning
             _ = try await benchmark.run(logger: logger) { print($0) }

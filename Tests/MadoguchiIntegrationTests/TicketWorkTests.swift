@@ -128,6 +128,28 @@ struct TicketWorkTests {
         }
     }
 
+    @Test("the queue hands out a lapsed claim in its place by urgency, never a live one, and nothing when only live claims are left")
+    func queueTakesLapsedClaims() async throws {
+        try await TestApp.run { app in
+            let sato = try await app.key(.agent)
+            let suzuki = try await app.key(.agent)
+            let customer = try await app.customer()
+            let (lapsed, free, held) = (try await app.ticket(customer: customer), try await app.ticket(customer: customer), try await app.ticket(customer: customer))
+            try await app.execute("UPDATE tickets SET priority = 'urgent' WHERE id IN (\(lapsed), \(held))")
+            for ticket in [lapsed, held] {
+                #expect(try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: sato.secret).status == .ok)
+            }
+            try await app.execute("UPDATE tickets SET claim_expires_at = now() - interval '1 second' WHERE id = \(lapsed)")
+            // The urgent ticket whose claim lapsed comes before the normal one nobody holds.
+            for expected in [lapsed, free] {
+                let next = try await app.request(.post, "/v1/queue/next", key: suzuki.secret)
+                #expect(next.status == .ok)
+                #expect(try next.json["id"] as? String == expected.uuidString.lowercased())
+            }
+            #expect(try await app.request(.post, "/v1/queue/next", key: suzuki.secret).status == .noContent)
+        }
+    }
+
     @Test("two agents race to claim one ticket, 100 times: exactly one wins each race, the other gets 409")
     func claimRaces() async throws {
         try await TestApp.run { app in

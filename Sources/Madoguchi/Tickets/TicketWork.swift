@@ -69,7 +69,9 @@ struct TicketWork: Sendable {
     ///
     /// One statement picks, claims and records the event: rows other agents are claiming at this
     /// instant are skipped, not waited on, so any number of agents pulling at once each get a
-    /// different ticket, in one round trip.
+    /// different ticket, in one round trip. It looks in two places, each with its own partial index
+    /// (migration 0023): the most urgent ticket nobody holds, and the most urgent whose claim lapsed;
+    /// the better of the two is taken. So a claim never steps past live claims, however many there are.
     func claimNext(by principal: Principal, agentID: UUID) async throws -> Ticket? {
         var binds = PostgresBindings()
         binds.append(agentID)
@@ -88,14 +90,24 @@ struct TicketWork: Sendable {
     /// one line, and a colon before a word is a pgbench variable). The event's `expires_at` has the form
     /// of every time in events: RFC 3339, UTC, whole seconds (a UTC timestamp's JSON form, plus `Z`).
     static let claimNextSQL = """
-        WITH candidate AS (
-            SELECT t.id FROM tickets t
-            WHERE t.status IN ('new', 'open')
-              AND (t.claim_agent_id IS NULL OR t.claim_expires_at <= now())
+        WITH unclaimed AS (
+            SELECT t.id, t.priority_rank, t.first_response_due_at, t.created_at FROM tickets t
+            WHERE t.status IN ('new', 'open') AND t.claim_agent_id IS NULL
               AND (SELECT cardinality(a.queues) = 0 OR t.queue = ANY(a.queues) FROM agents a WHERE a.id = $1)
             ORDER BY t.priority_rank DESC, t.first_response_due_at ASC NULLS LAST, t.created_at ASC
             LIMIT 1
             FOR UPDATE SKIP LOCKED
+        ), lapsed AS (
+            SELECT t.id, t.priority_rank, t.first_response_due_at, t.created_at FROM tickets t
+            WHERE t.status IN ('new', 'open') AND t.claim_agent_id IS NOT NULL AND t.claim_expires_at <= now()
+              AND (SELECT cardinality(a.queues) = 0 OR t.queue = ANY(a.queues) FROM agents a WHERE a.id = $1)
+            ORDER BY t.priority_rank DESC, t.first_response_due_at ASC NULLS LAST, t.created_at ASC
+            LIMIT 1
+            FOR UPDATE SKIP LOCKED
+        ), candidate AS (
+            SELECT id FROM (SELECT * FROM unclaimed UNION ALL SELECT * FROM lapsed) AS both_arms
+            ORDER BY priority_rank DESC, first_response_due_at ASC NULLS LAST, created_at ASC
+            LIMIT 1
         ), claimed AS (
             UPDATE tickets t
             SET claim_agent_id = $1, claim_expires_at = now() + make_interval(secs => $2),

@@ -47,6 +47,23 @@ struct InboundEmailTests {
         }
     }
 
+    @Test("a gateway reads back only the raw payloads it posted; another gateway's are not found; a supervisor reads all")
+    func gatewaysReadTheirOwn() async throws {
+        try await TestApp.run { app in
+            let (poster, other) = (try await app.keySecret(.gateway), try await app.keySecret(.gateway))
+            let posted = try await app.postMail(poster, testMail(subject: "在庫", id: "own@example.jp"))
+            let inbound = try #require(try posted.json["inbound_id"] as? String)
+            func read(_ key: String, raw: Bool) async throws -> TestResponse {
+                try await app.request(.get, "/v1/inbound/\(inbound)", key: key, headers: raw ? [.accept: "message/rfc822"] : [:])
+            }
+            for raw in [false, true] {
+                #expect(try await read(poster, raw: raw).status == .ok)
+                try expectProblem(try await read(other, raw: raw), .notFound, "not-found")
+                #expect(try await read(try await app.keySecret(.supervisor), raw: raw).status == .ok)
+            }
+        }
+    }
+
     @Test("retries: the same Message-ID is one message; the same Idempotency-Key replays, or is 422 with other bytes")
     func idempotency() async throws {
         try await TestApp.run { app in

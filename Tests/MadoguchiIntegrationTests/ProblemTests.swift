@@ -20,6 +20,10 @@ struct ProblemTests {
             #expect(wrongMethod.headers[.allow] == "GET, PATCH")
             #expect(try await app.request(.post, "/v1/tickets").headers[.allow] == "GET")
             #expect(try await app.request(.put, "/v1/api-keys").headers[.allow] == "GET, POST")
+            // The email endpoint is a literal path beside /v1/inbound/{inbound_id}: only POST is allowed there.
+            let emailByGet = try await app.request(.get, "/v1/inbound/email", key: try await app.keySecret(.gateway))
+            try expectProblem(emailByGet, .methodNotAllowed, "method-not-allowed")
+            #expect(emailByGet.headers[.allow] == "POST")
         }
     }
 

@@ -28,6 +28,12 @@ struct HTTPPlumbingTests {
         #expect(table.allowedMethods(forPath: "/v1/tickets/abc/messages") == ["GET"])
         #expect(table.allowedMethods(forPath: "/v1/tickets/abc/notes") == [])
         #expect(table.allowedMethods(forPath: "/v2/tickets") == [])
+
+        // A literal segment wins over a parameter, as in the router: /v1/inbound/email is only POST.
+        table.add(method: .post, path: "/v1/inbound/email")
+        table.add(method: .get, path: "/v1/inbound/{inbound_id}")
+        #expect(table.allowedMethods(forPath: "/v1/inbound/email") == ["POST"])
+        #expect(table.allowedMethods(forPath: "/v1/inbound/abc") == ["GET"])
     }
 
     @Test("request ids from callers are accepted only when they cannot forge a log line")

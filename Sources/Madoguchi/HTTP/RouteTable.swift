@@ -13,19 +13,24 @@ final class RouteTable: Sendable {
         routes.withLock { $0.append((method, path.split(separator: "/"))) }
     }
 
-    /// The methods registered for templates matching `path`, sorted; empty for an unknown path.
+    /// The methods registered for the template the router would pick for `path`, sorted; empty for an
+    /// unknown path. The router prefers a literal segment to a parameter (`/v1/inbound/email` is the
+    /// email endpoint, never payload "email"), so only the most literal matching templates count:
+    /// otherwise `GET /v1/inbound/email` would be told it may GET.
     func allowedMethods(forPath path: String) -> [String] {
         let segments = path.split(separator: "/", omittingEmptySubsequences: true)
-        let methods = routes.withLock { routes in
-            routes.filter { Self.template($0.segments, matches: segments) }.map(\.method.rawValue)
-        }
-        return Set(methods).sorted()
+        let matching = routes.withLock { routes in routes.filter { Self.template($0.segments, matches: segments) } }
+        let literalness = { (template: [Substring]) in template.map { !Self.isParameter($0) } }
+        guard let best = matching.map({ literalness($0.segments) }).max(by: { $0.lexicographicallyPrecedes($1) { !$0 && $1 } }) else { return [] }
+        return Set(matching.filter { literalness($0.segments) == best }.map(\.method.rawValue)).sorted()
     }
+
+    private static func isParameter(_ segment: Substring) -> Bool { segment.hasPrefix("{") && segment.hasSuffix("}") }
 
     private static func template(_ template: [Substring], matches path: [Substring]) -> Bool {
         guard template.count == path.count else { return false }
         return zip(template, path).allSatisfy { pattern, segment in
-            (pattern.hasPrefix("{") && pattern.hasSuffix("}")) || pattern == segment
+            isParameter(pattern) || pattern == segment
         }
     }
 }

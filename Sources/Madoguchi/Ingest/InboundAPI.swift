@@ -24,15 +24,19 @@ extension APIHandler {
     func getInboundPayload(_ input: Operations.GetInboundPayload.Input) async throws -> Operations.GetInboundPayload.Output {
         let id = input.path.inboundId.uuid
         let store = InboundPayloadStore(logger: logger)
+        // A gateway reads only what it posted (another gateway's is "not found", not "forbidden": its
+        // existence is not for it to learn); supervisors and admins read everything.
+        let principal = try principal
+        let postedWith = principal.role == .gateway ? principal.keyID : nil
         let wantsRaw = input.headers.accept.contains { $0.contentType == .messageRfc822 }
             && !input.headers.accept.contains { $0.contentType == .json && $0.quality.doubleValue >= 1 }
         if wantsRaw {
-            guard let bytes = try await database.withConnection({ try await store.body(id: id, on: $0) }) else {
+            guard let bytes = try await database.withConnection({ try await store.body(id: id, postedWith: postedWith, on: $0) }) else {
                 throw Problem.notFound("There is no inbound payload \(id.uuidString.lowercased()).")
             }
             return .ok(.init(body: .messageRfc822(HTTPBody(bytes))))
         }
-        guard let record = try await database.withConnection({ try await store.record(id: id, on: $0) }) else {
+        guard let record = try await database.withConnection({ try await store.record(id: id, postedWith: postedWith, on: $0) }) else {
             throw Problem.notFound("There is no inbound payload \(id.uuidString.lowercased()).")
         }
         return .ok(.init(body: .json(.init(

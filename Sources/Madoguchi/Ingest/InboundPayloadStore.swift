@@ -199,11 +199,12 @@ struct InboundPayloadStore: Sendable {
         var webhookAnswer: ProviderWebhookAnswer?
     }
 
-    func record(id: UUID, on connection: PostgresConnection) async throws -> Record? {
+    /// `postedWith`: only a payload posted with this API key (a gateway reads what it posted, nothing else).
+    func record(id: UUID, postedWith keyID: UUID? = nil, on connection: PostgresConnection) async throws -> Record? {
         let rows = try await connection.query("""
             SELECT id, channel, provider, provider_message_id, idempotency_key, content_type, received_at, processed_at,
                    length(body)::bigint, sha256, parse_status, parse_error, response_body::text
-            FROM inbound_payloads WHERE id = \(id)
+            FROM inbound_payloads WHERE id = \(id) AND (\(keyID)::uuid IS NULL OR api_key_id = \(keyID))
             """, logger: logger)
         for try await row in rows {
             let (id, channel, provider, providerMessageID, key, contentType, receivedAt, processedAt, size, sha256, status, error, body) =
@@ -223,8 +224,9 @@ struct InboundPayloadStore: Sendable {
         return nil
     }
 
-    func body(id: UUID, on connection: PostgresConnection) async throws -> [UInt8]? {
-        let rows = try await connection.query("SELECT body FROM inbound_payloads WHERE id = \(id)", logger: logger)
+    func body(id: UUID, postedWith keyID: UUID? = nil, on connection: PostgresConnection) async throws -> [UInt8]? {
+        let rows = try await connection.query(
+            "SELECT body FROM inbound_payloads WHERE id = \(id) AND (\(keyID)::uuid IS NULL OR api_key_id = \(keyID))", logger: logger)
         for try await body in rows.decode(ByteBuffer.self) { return Array(buffer: body) }
         return nil
     }

@@ -59,10 +59,15 @@ enum EventPayloadCheck {
         }
     }
 
-    /// Records an issue for each stored event its schema refuses.
+    /// Records an issue for each stored event its schema refuses (up to 50 of each type).
     static func expectDocumented(in database: Database) async throws {
         let events = try await database.withConnection { connection in
-            let rows = try await connection.query("SELECT id, type, data::text FROM events ORDER BY id", logger: TestCluster.logger)
+            // The first 50 of each type: every writer of a type shows up in its first events in all but
+            // the load tests, whose thousands of claims are alike and would cost seconds of CPU to decode.
+            let rows = try await connection.query("""
+                SELECT id, type, data::text FROM (SELECT *, row_number() OVER (PARTITION BY type ORDER BY id) AS nth FROM events) AS e
+                WHERE nth <= 50 ORDER BY id
+                """, logger: TestCluster.logger)
             var events: [(Int64, String, String)] = []
             for try await row in rows.decode((Int64, String, String).self) { events.append(row) }
             return events
@@ -74,16 +79,25 @@ enum EventPayloadCheck {
             file.write(Data(events.map { $0.1 + "\n" }.joined().utf8))
             try? file.close()
         }
-        for (id, name, data) in events {
-            guard let type = EventType(rawValue: name) else {
-                Issue.record("event \(id) has a type outside the catalogue: \(name)")
-                continue
-            }
-            do {
-                try decode(type, data: Data(data.utf8))
-            } catch {
-                Issue.record("event \(id) (\(name)) does not match its schema in openapi.yaml: \(error)\n  data: \(data)")
+        // Decoding thousands of events is seconds of CPU in a debug build: off the cooperative threads,
+        // which every other test in the process shares.
+        let failures = await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                var failures: [String] = []
+                for (id, name, data) in events {
+                    guard let type = EventType(rawValue: name) else {
+                        failures.append("event \(id) has a type outside the catalogue: \(name)")
+                        continue
+                    }
+                    do {
+                        try decode(type, data: Data(data.utf8))
+                    } catch {
+                        failures.append("event \(id) (\(name)) does not match its schema in openapi.yaml: \(error)\n  data: \(data)")
+                    }
+                }
+                continuation.resume(returning: failures)
             }
         }
+        for failure in failures { Issue.record(Comment(rawValue: failure)) }
     }
 }

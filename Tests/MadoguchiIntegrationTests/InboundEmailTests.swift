@@ -53,7 +53,7 @@ struct InboundEmailTests {
             let (poster, other) = (try await app.keySecret(.gateway), try await app.keySecret(.gateway))
             let posted = try await app.postMail(poster, testMail(subject: "在庫", id: "own@example.jp"))
             let inbound = try #require(try posted.json["inbound_id"] as? String)
-            func read(_ key: String, raw: Bool) async throws -> TestResponse {
+            func read(_ key: String, raw: Bool) async throws -> TestClient.Response {
                 try await app.request(.get, "/v1/inbound/\(inbound)", key: key, headers: raw ? [.accept: "message/rfc822"] : [:])
             }
             for raw in [false, true] {

@@ -8,7 +8,7 @@ import Testing
 
 @Suite("Web form in: stored as sent, one customer from its contacts, never doubled")
 struct InboundWebformTests {
-    static func post(_ app: TestApp, _ key: String, _ json: String, idempotencyKey: String? = nil) async throws -> TestResponse {
+    static func post(_ app: TestApp, _ key: String, _ json: String, idempotencyKey: String? = nil) async throws -> TestClient.Response {
         var headers: HTTPFields = [:]
         if let idempotencyKey { headers[HTTPField.Name("Idempotency-Key")!] = idempotencyKey }
         return try await app.request(.post, "/v1/inbound/webform", key: key, headers: headers, json: json)

@@ -33,13 +33,13 @@ struct LineWebhookTests {
     }
 
     @discardableResult
-    static func post(_ app: TestApp, _ body: String, secret: String? = "line-new") async throws -> TestResponse {
+    static func post(_ app: TestApp, _ body: String, secret: String? = "line-new") async throws -> TestClient.Response {
         var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
         if let secret { headers[HTTPField.Name("X-Line-Signature")!] = signature(body, secret: secret) }
-        return try await app.client.execute(uri: "/v1/inbound/chat/line", method: .post, headers: headers, body: ByteBuffer(string: body))
+        return try await app.patiently("/v1/inbound/chat/line", method: .post, headers: headers, body: ByteBuffer(string: body))
     }
 
-    static func results(_ response: TestResponse) throws -> [String] {
+    static func results(_ response: some HTTPTestResponse) throws -> [String] {
         ((try response.json["events"] as? [[String: Any]]) ?? []).compactMap { $0["result"] as? String }
     }
 

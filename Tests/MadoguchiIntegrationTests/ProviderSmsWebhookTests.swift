@@ -32,12 +32,12 @@ enum ProviderRequests {
     static func postTwilio(
         _ app: TestApp, _ pairs: [(String, String)], path: String = "/v1/inbound/sms/twilio", token: String?, json: Bool = true,
         base: String = publicURL, tamper: ((String) -> String)? = nil
-    ) async throws -> TestResponse {
+    ) async throws -> TestClient.Response {
         var headers: HTTPFields = [.contentType: "application/x-www-form-urlencoded; charset=utf-8"]
         if let token { headers[HTTPField.Name("X-Twilio-Signature")!] = twilioSignature(path: path, pairs, token: token, base: base) }
         if json { headers[.accept] = "application/json" }
         let body = form(pairs)
-        return try await app.client.execute(uri: path, method: .post, headers: headers, body: ByteBuffer(string: tamper?(body) ?? body))
+        return try await app.patiently(path, method: .post, headers: headers, body: ByteBuffer(string: tamper?(body) ?? body))
     }
 
     /// Vonage `md5hash`/HMAC: `&name=value` for every parameter but `sig`, sorted, `&`/`=` in values as `_`.
@@ -57,13 +57,13 @@ enum ProviderRequests {
     }
 
     @discardableResult
-    static func postVonage(_ app: TestApp, _ fields: [String: String], path: String = "/v1/inbound/sms/vonage", asForm: Bool = false) async throws -> TestResponse {
+    static func postVonage(_ app: TestApp, _ fields: [String: String], path: String = "/v1/inbound/sms/vonage", asForm: Bool = false) async throws -> TestClient.Response {
         if asForm {
-            return try await app.client.execute(uri: path, method: .post, headers: [.contentType: "application/x-www-form-urlencoded"],
-                                                body: ByteBuffer(string: form(fields.sorted { $0.key < $1.key })))
+            return try await app.patiently(path, method: .post, headers: [.contentType: "application/x-www-form-urlencoded"],
+                                           body: ByteBuffer(string: form(fields.sorted { $0.key < $1.key })))
         }
         let data = try JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])
-        return try await app.client.execute(uri: path, method: .post, headers: [.contentType: "application/json"], body: ByteBuffer(data: data))
+        return try await app.patiently(path, method: .post, headers: [.contentType: "application/json"], body: ByteBuffer(data: data))
     }
 }
 

@@ -31,7 +31,7 @@ struct ReplyTests {
         return try #require(try response.json["id"] as? String)
     }
 
-    static func send(_ scene: Scene, _ reply: String, lastSeen: UUID? = nil) async throws -> TestResponse {
+    static func send(_ scene: Scene, _ reply: String, lastSeen: UUID? = nil) async throws -> TestClient.Response {
         try await scene.app.request(
             .post, "/v1/replies/\(reply)/send", key: scene.agent.secret,
             json: #"{"last_seen_message_id":"\#((lastSeen ?? scene.lastMessage).uuidString)"}"#)

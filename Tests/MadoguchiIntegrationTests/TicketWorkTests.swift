@@ -8,7 +8,7 @@ import Testing
 
 @Suite("Claims, the queue, ticket changes and notes")
 struct TicketWorkTests {
-    static func etag(_ response: TestResponse) throws -> String { try #require(response.headers[.eTag]) }
+    static func etag(_ response: some HTTPTestResponse) throws -> String { try #require(response.headers[.eTag]) }
 
     // MARK: - Lifecycle
 

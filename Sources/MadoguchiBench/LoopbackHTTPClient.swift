@@ -16,18 +16,21 @@ final class LoopbackHTTPClient {
         guard descriptor >= 0 else { throw BenchmarkError("socket: \(String(cString: strerror(errno)))") }
         var noDelay: Int32 = 1
         setsockopt(descriptor, Int32(IPPROTO_TCP), TCP_NODELAY, &noDelay, socklen_t(MemoryLayout<Int32>.size))
+        // No close on failure here: a class whose initializer throws once every property is set still
+        // runs deinit, which closes it. Closing twice could close a descriptor another thread just got.
+        try Self.connect(descriptor, port: port)
+    }
+
+    /// Connects `descriptor` to 127.0.0.1:`port`.
+    static func connect(_ descriptor: Int32, port: Int) throws {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard connected == 0 else {
-            // No close here: a class whose initializer throws once every property is set still runs
-            // deinit, which closes it. Closing twice could close a descriptor another thread just got.
-            throw BenchmarkError("connect to 127.0.0.1:\(port): \(String(cString: strerror(errno)))")
-        }
+        guard connected == 0 else { throw BenchmarkError("connect to 127.0.0.1:\(port): \(String(cString: strerror(errno)))") }
     }
 
     deinit { if descriptor >= 0 { close(descriptor) } }

@@ -97,12 +97,8 @@ struct EventFeed: Sendable {
         if events.count == limit, let last = events.last { return Page(events: events, next: last.cursor, heldBack: false) }
         // Not full: everything below the horizon has been seen, whether the filter kept it or not.
         var next = events.last?.cursor ?? cursor
-        let latest = try await connection.query("""
-            SELECT xid::text AS xid_text, id FROM events WHERE xid < \(String(horizon))::xid8 ORDER BY xid DESC, id DESC LIMIT 1
-            """, logger: logger)
-        for try await (xid, id) in latest.decode((String, Int64).self) {
-            let candidate = FeedCursor(xid: UInt64(xid) ?? 0, eventID: id)
-            if (candidate.xid, candidate.eventID) > (next.xid, next.eventID) { next = candidate }
+        if let candidate = try await latest(below: horizon, on: connection), (candidate.xid, candidate.eventID) > (next.xid, next.eventID) {
+            next = candidate
         }
         let held = try await connection.query("SELECT EXISTS (SELECT 1 FROM events WHERE xid >= \(String(horizon))::xid8)", logger: logger)
         var heldBack = false
@@ -126,12 +122,16 @@ struct EventFeed: Sendable {
 
     /// The cursor after the newest event there is (below the horizon): to follow from now on.
     func end(on connection: PostgresConnection) async throws -> FeedCursor {
-        let horizon = try await self.horizon(on: connection)
+        try await latest(below: try await horizon(on: connection), on: connection) ?? .start
+    }
+
+    /// The newest event below the horizon, if any.
+    private func latest(below horizon: UInt64, on connection: PostgresConnection) async throws -> FeedCursor? {
         let rows = try await connection.query("""
             SELECT xid::text AS xid_text, id FROM events WHERE xid < \(String(horizon))::xid8 ORDER BY xid DESC, id DESC LIMIT 1
             """, logger: logger)
         for try await (xid, id) in rows.decode((String, Int64).self) { return FeedCursor(xid: UInt64(xid) ?? 0, eventID: id) }
-        return .start
+        return nil
     }
 
     // MARK: - The installation's cursor key

@@ -24,6 +24,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         // The SMTP and provider clients are written on SwiftNIO directly (already built for the server).
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        // Already built for Hummingbird; named for the HTTP part types our connection handler sees.
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
     ],
     targets: [
         // The HTTP contract: types and server stubs generated from the top-level openapi.yaml.
@@ -41,6 +43,7 @@ let package = Package(
                 "MadoguchiAPI",
                 "MadoguchiMail",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -54,6 +57,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             ],
             plugins: ["EmbedResources"]
         ),

@@ -129,9 +129,11 @@ struct ProblemTests {
 enum RawHTTP {
     /// A blocking loopback connection to `port` (reads give up after `timeoutSeconds` without data)
     /// with `request` already sent. The caller closes it.
-    static func connectSending(port: Int, request: String, timeoutSeconds: Int) throws -> Int32 {
+    /// `receiveBuffer` shrinks the socket's receive buffer (before connecting, so the window stays small).
+    static func connectSending(port: Int, request: String, timeoutSeconds: Int, receiveBuffer: Int32? = nil) throws -> Int32 {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard descriptor >= 0 else { throw EmbeddedPostgresError("socket failed") }
+        if var size = receiveBuffer { setsockopt(descriptor, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size)) }
         var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var address = sockaddr_in()

@@ -1,5 +1,7 @@
 import Hummingbird
+import HummingbirdCore
 import Logging
+import NIOCore
 import MadoguchiAPI
 import OpenAPIHummingbird
 import Prometheus
@@ -8,7 +10,8 @@ import ServiceLifecycle
 /// Builds the HTTP application: one function for the binary and the tests.
 ///
 /// Middleware order, outermost first: request id, access log and metrics; problem rendering; body
-/// limits; then the generated routes, with authentication inside the OpenAPI layer.
+/// limits; then the generated routes, with authentication inside the OpenAPI layer — before any body
+/// is buffered — and the gateway endpoints' raw bodies kept after it.
 /// Migrations run after the database client starts and before the port opens.
 public func buildApplication(
     configuration: Configuration,
@@ -24,12 +27,10 @@ public func buildApplication(
     router.add(middleware: ObservabilityMiddleware(metrics: HTTPMetrics(registry: registry)))
     router.add(middleware: ProblemMiddleware(routes: routes))
     router.add(middleware: BodyLimitMiddleware(
+        budget: BodyBudget(bytes: configuration.http.bodyBudgetBytes),
         defaultLimit: configuration.maxBodyBytes,
         limitsByPath: ["/v1/inbound/email": configuration.maxEmailBytes, "/v1/inbound/webform": configuration.maxEmailBytes,
                        "/v1/inbound/chat": configuration.maxEmailBytes]))
-    router.add(middleware: RawBodyMiddleware(
-        paths: ["/v1/inbound/webform", "/v1/inbound/sms", "/v1/inbound/chat"], prefixes: ["/v1/inbound/sms/", "/v1/inbound/chat/"],
-        limit: configuration.maxEmailBytes))
 
     let notifier = EventNotifier(database: database, logger: logger)
     let handler = APIHandler(
@@ -39,11 +40,20 @@ public func buildApplication(
         webhooks: configuration.webhooks, notifier: notifier)
     try handler.registerHandlers(
         on: RecordingTransport(router: router, table: routes),
-        middlewares: [AuthMiddleware(database: database, keys: handler.keys)])
+        middlewares: [
+            AuthMiddleware(database: database, keys: handler.keys),
+            RawBodyCapture(operations: ["ingestWebform", "ingestSms", "ingestChat"], limit: configuration.maxEmailBytes),
+        ])
 
     var app = Application(
         router: router,
-        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "Madoguchi"),
+        server: .http1(configuration: .init(
+            additionalChannelHandlers: [ConnectionDeadlines(
+                requestTimeout: configuration.http.requestTimeout, writeTimeout: configuration.http.writeTimeout, logger: logger)],
+            idleTimeout: TimeAmount(configuration.http.idleTimeout))),
+        configuration: .init(
+            address: .hostname(configuration.host, port: configuration.port), serverName: "Madoguchi",
+            availableConnectionsDelegate: MaximumAvailableConnections(configuration.http.maxConnections, logger: logger)),
         services: servicesBeforeDatabase + [database.client, notifier, SmsPartsSweeper(parts: handler.smsParts, wait: configuration.smsPartWait)]
             + (configuration.delivery.runsInServe ? [OutboxWorker(database: database, migrator: migrator, settings: configuration.delivery,
                                                                   publicURL: configuration.providers.publicURL, logger: logger)] : [])

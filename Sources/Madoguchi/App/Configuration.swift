@@ -39,6 +39,8 @@ public struct Configuration: Sendable {
     public var delivery = DeliverySettings()
     /// Webhook delivery and event retention.
     public var webhooks = WebhookSettings()
+    /// How long and how many connections and request bodies the HTTP server holds.
+    public var http = HTTPSettings()
     /// `MADOGUCHI_LOG_LEVEL`: trace, debug, info, notice, warning, error, critical.
     public var logLevel: Logger.Level = .info
     /// `MADOGUCHI_LOG_FORMAT`: `text` for a terminal, `json` (one object per line) for journald and log shippers.
@@ -58,13 +60,7 @@ public struct Configuration: Sendable {
             guard let raw = environment[name]?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else { return nil }
             return raw
         }
-        func integer(_ name: String, in range: ClosedRange<Int>) throws -> Int? {
-            guard let raw = value(name) else { return nil }
-            guard let number = Int(raw), range.contains(number) else {
-                throw ConfigurationError("\(name)=\(raw) is not a whole number in \(range.lowerBound)...\(range.upperBound)")
-            }
-            return number
-        }
+        func integer(_ name: String, in range: ClosedRange<Int>) throws -> Int? { try SettingReader(value: value).integer(name, in: range) }
         if let host = value("MADOGUCHI_HOST") { configuration.host = host }
         if let port = try integer("MADOGUCHI_PORT", in: 0...65535) { configuration.port = port }
         configuration.databaseURL = value("DATABASE_URL")
@@ -89,6 +85,7 @@ public struct Configuration: Sendable {
         configuration.providers = try ProviderSettings.fromEnvironment(value)
         configuration.delivery = try DeliverySettings.fromEnvironment(value, providers: configuration.providers)
         configuration.webhooks = try WebhookSettings.fromEnvironment(value)
+        configuration.http = try HTTPSettings.fromEnvironment(SettingReader(value: value), maxBodyBytes: max(configuration.maxBodyBytes, configuration.maxEmailBytes))
         if let level = value("MADOGUCHI_LOG_LEVEL") { configuration.logLevel = try parseLogLevel(level) }
         if let format = value("MADOGUCHI_LOG_FORMAT") {
             guard let parsed = LogFormat(rawValue: format.lowercased()) else {

@@ -105,15 +105,9 @@ public struct DeliverySettings: Sendable {
         ]
     }
 
-    static func fromEnvironment(_ value: (String) -> String?, providers: ProviderSettings) throws -> DeliverySettings {
+    static func fromEnvironment(_ value: @escaping (String) -> String?, providers: ProviderSettings) throws -> DeliverySettings {
         var settings = DeliverySettings()
-        func seconds(_ name: String, in range: ClosedRange<Int>) throws -> Duration? {
-            guard let raw = value(name) else { return nil }
-            guard let number = Int(raw), range.contains(number) else {
-                throw ConfigurationError("\(name)=\(raw) is not a whole number of seconds in \(range.lowerBound)...\(range.upperBound)")
-            }
-            return .seconds(number)
-        }
+        func seconds(_ name: String, in range: ClosedRange<Int>) throws -> Duration? { try SettingReader(value: value).seconds(name, in: range) }
         if let url = value("MADOGUCHI_SMTP_URL") {
             settings.smtp = try SMTPRelay(url: url, caFile: value("MADOGUCHI_SMTP_CA_FILE"), heloName: value("MADOGUCHI_SMTP_HELO"))
             if let caFile = value("MADOGUCHI_SMTP_CA_FILE"), !FileManager.default.isReadableFile(atPath: caFile) {

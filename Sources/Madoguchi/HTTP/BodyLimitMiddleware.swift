@@ -1,12 +1,16 @@
 import Hummingbird
 import NIOCore
+import Synchronization
 
 /// Caps request bodies before anything buffers them: the generated OpenAPI code collects whole bodies
 /// with no limit of its own.
 ///
 /// A declared `Content-Length` over the limit is refused before a byte of the body is read. A chunked
-/// body is counted as it streams and fails the request the moment it passes the limit.
+/// body is counted as it streams and fails the request the moment it passes the limit. And the bodies
+/// of all requests in flight together stay within `budget`: one that would pass it is answered `503`
+/// with `Retry-After` before it is read, so a crowd of large uploads cannot exhaust memory.
 struct BodyLimitMiddleware<Context: RequestContext>: RouterMiddleware {
+    let budget: BodyBudget
     let defaultLimit: Int
     /// Larger (or smaller) limits for particular paths, such as the raw-mail gateway.
     let limitsByPath: [String: Int]
@@ -18,12 +22,35 @@ struct BodyLimitMiddleware<Context: RequestContext>: RouterMiddleware {
                 throw Problem(.badRequest, status: .badRequest, title: "Bad request", detail: "Content-Length '\(declared)' is not a byte count.")
             }
             guard length <= limit else { throw Problem.payloadTooLarge(limit: limit) }
-            return try await next(request, context)
+            return try await budget.holding(length) { try await next(request, context) }
         }
+        guard request.headers[.transferEncoding] != nil else { return try await next(request, context) }
         var request = request
         let body = request.body
         request.body = RequestBody(asyncSequence: LimitedBody(base: body, limit: limit))
-        return try await next(request, context)
+        return try await budget.holding(limit) { try await next(request, context) }
+    }
+}
+
+/// The request bytes the server may hold at once, shared by all connections.
+final class BodyBudget: Sendable {
+    private let capacity: Int
+    private let held = Mutex(0)
+
+    init(bytes: Int) { capacity = bytes }
+
+    /// Runs `work` with `bytes` of the budget held, or refuses at once when they do not fit. A request
+    /// alone in flight always fits, whatever its size.
+    func holding<Result>(_ bytes: Int, _ work: () async throws -> Result) async throws -> Result {
+        guard bytes > 0 else { return try await work() }
+        let admitted = held.withLock { held in
+            guard held == 0 || held + bytes <= capacity else { return false }
+            held += bytes
+            return true
+        }
+        guard admitted else { throw Problem.serverBusy(retryAfterSeconds: 1) }
+        defer { held.withLock { $0 -= bytes } }
+        return try await work()
     }
 }
 

@@ -100,6 +100,8 @@ extension Problem.Kind {
     public static let recipientUndeliverable = Self(rawValue: "recipient-undeliverable")
     public static let deliveryNotHeld = Self(rawValue: "delivery-not-held")
     public static let invalidCursor = Self(rawValue: "invalid-cursor")
+    public static let clientClosedRequest = Self(rawValue: "client-closed-request")
+    public static let serverBusy = Self(rawValue: "server-busy")
 }
 
 extension Problem {
@@ -130,6 +132,22 @@ extension Problem {
             detail: "The request body is larger than this endpoint's limit of \(limit) bytes."
         )
     }
+
+    /// Too much is in flight to take this request now; the caller should try again after the pause.
+    public static func serverBusy(retryAfterSeconds: Int) -> Problem {
+        Problem(.serverBusy, status: .serviceUnavailable, title: "Server busy",
+                detail: "The server is holding as many request bodies as it may; try again in \(retryAfterSeconds) s.",
+                headers: [.retryAfter: String(retryAfterSeconds)])
+    }
+
+    /// The client went away before its request was read in full. Nobody receives this answer; its
+    /// status (nginx's 499) keeps such requests out of the 5xx count an error-rate alarm watches.
+    public static let clientClosedRequest = Problem(
+        .clientClosedRequest,
+        status: .init(code: 499, reasonPhrase: "Client Closed Request"),
+        title: "Client closed request",
+        detail: "The client closed the connection before the request was read in full."
+    )
 
     public static let internalError = Problem(
         .internalError,

@@ -1,5 +1,7 @@
 import Foundation
 import Hummingbird
+import NIOCore
+import NIOHTTP1
 import OpenAPIRuntime
 import PostgresNIO
 
@@ -14,7 +16,9 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             return try await next(request, context)
         } catch {
             let problem = problem(for: error, request: request)
-            if problem.status.code >= 500 {
+            if problem.kind == .clientClosedRequest {
+                context.logger.info("client closed the connection mid-request", metadata: ["error": "\(String(reflecting: error))"])
+            } else if problem.status.code >= 500 {
                 // PSQLError redacts itself in plain descriptions; the log is where its details belong.
                 let cause = (error as? ServerError).map { String(reflecting: $0.underlyingError) } ?? String(reflecting: error)
                 context.logger.error("request failed", metadata: ["error": "\(cause)", "operation": "\((error as? ServerError)?.operationID ?? "-")"])
@@ -29,6 +33,8 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         switch error {
         case let problem as Problem:
             return problem
+        case _ where Self.isClientDisconnect(error):
+            return .clientClosedRequest
         case let error as ServerError:
             return Self.problem(for: error)
         case let error as HTTPError where error.status == .notFound:
@@ -52,6 +58,18 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             )
         default:
             return .internalError
+        }
+    }
+
+    /// Whether reading the request failed because the client closed its connection: the HTTP parser's
+    /// end of input mid-message, or the socket reset or already closed. The generated server wraps it.
+    static func isClientDisconnect(_ error: any Error) -> Bool {
+        switch error {
+        case let error as ServerError: return isClientDisconnect(error.underlyingError)
+        case is HTTPParserError: return true
+        case let error as ChannelError: return [.eof, .ioOnClosedChannel, .alreadyClosed, .inputClosed].contains(error)
+        case let error as IOError: return [ECONNRESET, EPIPE].contains(error.errnoCode)
+        default: return false
         }
     }
 

@@ -52,7 +52,7 @@ public final class RequestScope: Sendable {
     }
 
     /// The request body exactly as it arrived, for gateway endpoints that must store it before the
-    /// generated code decodes it (`RawBodyMiddleware`).
+    /// generated code decodes it (`RawBodyCapture`).
     public var rawBody: [UInt8]? {
         get { state.withLock { $0.rawBody } }
         set { state.withLock { $0.rawBody = newValue } }

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import Logging
 import MadoguchiMail
+import NIOPosix
 import PostgresNIO
 
 /// Takes one raw mail in: stores its bytes, reads it, decides what it is and where it belongs, and
@@ -27,7 +28,7 @@ struct EmailIngest: Sendable {
 
     func ingest(_ bytes: [UInt8], idempotencyKey: String?, apiKeyID: UUID?) async throws -> IngestAnswer {
         // Parsing is CPU work; do it before taking a connection.
-        let mail = ParsedMail(bytes)
+        let mail = try await Self.parse(bytes)
         return try await database.withTransaction { connection in
             if let outcome = try await payloads.replay(idempotencyKey: idempotencyKey, channel: .email, body: bytes, on: connection) {
                 return .replayed(outcome)
@@ -57,8 +58,18 @@ struct EmailIngest: Sendable {
                 throw Problem(.alreadyProcessed, status: .conflict, title: "Rejected payload", detail: "This payload was rejected on arrival and is kept for the record only.")
             }
             let bytes = try await payloads.body(id: payloadID, on: connection) ?? []
-            return try await process(ParsedMail(bytes), bytes: bytes, payloadID: payloadID, on: connection)
+            return try await process(try await Self.parse(bytes), bytes: bytes, payloadID: payloadID, on: connection)
         }
+    }
+
+    /// Mails larger than this are parsed on NIO's blocking-work threads. A large mail is seconds of
+    /// CPU, and Swift's cooperative pool has one thread per core, shared by every request and by the
+    /// server's accept loop: two big mails parsed there would stall everything else.
+    static let offPoolParseBytes = 256 * 1024
+
+    static func parse(_ bytes: [UInt8]) async throws -> ParsedMail {
+        guard bytes.count > offPoolParseBytes else { return ParsedMail(bytes) }
+        return try await NIOThreadPool.singleton.runIfActive { ParsedMail(bytes) }
     }
 
     // MARK: - One mail

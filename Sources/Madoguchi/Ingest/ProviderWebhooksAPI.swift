@@ -3,7 +3,8 @@ import MadoguchiAPI
 import OpenAPIRuntime
 
 /// The provider-format webhooks: `/v1/inbound/{sms|chat}/{provider}`. No API key reaches these; each
-/// provider's webhook verifies the provider's own signature before reading anything.
+/// provider's webhook verifies the provider's own signature before reading anything, and a request
+/// whose headers already show it cannot be verified is refused before its body is read.
 extension APIHandler {
     var smsIngest: SmsIngest { SmsIngest(database: database, logger: logger, conversationWindow: subjectThreadWindow) }
     var smsParts: SmsParts { SmsParts(database: database, logger: logger, sms: smsIngest) }
@@ -12,13 +13,15 @@ extension APIHandler {
 
     func ingestSmsWebhook(_ input: Operations.IngestSmsWebhook.Input) async throws -> Operations.IngestSmsWebhook.Output {
         let provider = input.path.provider
-        let request = try WebhookRequest.current(channel: .sms, provider: provider)
+        guard case .application_Ast_(let body) = input.body else { throw Problem.internalError }
         switch provider {
         case "twilio":
+            let request = try await receive(body, channel: .sms, provider: provider)
             let result = try await twilio.receiveMessage(request)
             // Twilio reads the answer as TwiML: anything else is logged as an error in its console.
             return .ok(.init(body: request.asksForJSON ? .json(.init(result)) : .textXml(HTTPBody(TwilioWebhook.emptyTwiML))))
         case "vonage":
+            let request = try await receive(body, channel: .sms, provider: provider)
             return .ok(.init(body: .json(.init(try await vonage.receiveMessage(request)))))
         default:
             throw Problem.unknownProvider(provider, channel: "SMS", known: ["twilio", "vonage"])
@@ -27,23 +30,37 @@ extension APIHandler {
 
     func ingestSmsStatusWebhook(_ input: Operations.IngestSmsStatusWebhook.Input) async throws -> Operations.IngestSmsStatusWebhook.Output {
         let provider = input.path.provider
-        let request = try WebhookRequest.current(channel: .sms, provider: provider)
+        guard case .application_Ast_(let body) = input.body else { throw Problem.internalError }
         switch provider {
-        case "twilio": return .ok(.init(body: .json(.init(try await twilio.receiveStatus(request)))))
-        case "vonage": return .ok(.init(body: .json(.init(try await vonage.receiveStatus(request)))))
+        case "twilio": return .ok(.init(body: .json(.init(try await twilio.receiveStatus(receive(body, channel: .sms, provider: provider))))))
+        case "vonage": return .ok(.init(body: .json(.init(try await vonage.receiveStatus(receive(body, channel: .sms, provider: provider))))))
         default: throw Problem.unknownProvider(provider, channel: "SMS", known: ["twilio", "vonage"])
         }
     }
 
     func ingestChatWebhook(_ input: Operations.IngestChatWebhook.Input) async throws -> Operations.IngestChatWebhook.Output {
         let provider = input.path.provider
-        let request = try WebhookRequest.current(channel: .chat, provider: provider)
+        guard case .application_Ast_(let body) = input.body else { throw Problem.internalError }
         switch provider {
         case "line":
+            let request = try await receive(body, channel: .chat, provider: provider)
             let chat = ChatIngest(database: database, logger: logger, idleGap: chatIdleGap)
             return .ok(.init(body: .json(.init(try await LineWebhook(database: database, logger: logger, settings: providers, chat: chat).receive(request)))))
         default:
             throw Problem.unknownProvider(provider, channel: "chat", known: ["line"])
         }
+    }
+
+    /// The request with its body read, once the headers alone do not already refuse it: a request
+    /// that cannot be verified (no signature header, no secret configured) never has its body read.
+    private func receive(_ body: HTTPBody, channel: Channel, provider: String) async throws -> WebhookRequest {
+        let headers = RequestScope.current?.requestHeaders ?? [:]
+        let refusal: String? = switch provider {
+        case "twilio": TwilioWebhook.refusalBeforeBody(headers: headers, settings: providers)
+        case "vonage": VonageWebhook.refusalBeforeBody(settings: providers)
+        case "line": LineWebhook.refusalBeforeBody(headers: headers, settings: providers)
+        default: nil
+        }
+        return try await WebhookRequest.receive(body, channel: channel, provider: provider, refusedBeforeBody: refusal, logger: logger)
     }
 }

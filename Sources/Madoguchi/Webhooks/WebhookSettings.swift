@@ -26,23 +26,11 @@ public struct WebhookSettings: Sendable {
 
     public init() {}
 
-    static func fromEnvironment(_ value: (String) -> String?) throws -> WebhookSettings {
+    static func fromEnvironment(_ value: @escaping (String) -> String?) throws -> WebhookSettings {
         var settings = WebhookSettings()
-        func integer(_ name: String, in range: ClosedRange<Int>) throws -> Int? {
-            guard let raw = value(name) else { return nil }
-            guard let number = Int(raw), range.contains(number) else {
-                throw ConfigurationError("\(name)=\(raw) is not a whole number in \(range.lowerBound)...\(range.upperBound)")
-            }
-            return number
-        }
-        func flag(_ name: String) throws -> Bool? {
-            guard let raw = value(name) else { return nil }
-            switch raw.lowercased() {
-            case "true", "on", "1", "yes": return true
-            case "false", "off", "0", "no": return false
-            default: throw ConfigurationError("\(name)=\(raw) is not true or false")
-            }
-        }
+        let reader = SettingReader(value: value)
+        func integer(_ name: String, in range: ClosedRange<Int>) throws -> Int? { try reader.integer(name, in: range) }
+        func flag(_ name: String) throws -> Bool? { try reader.flag(name) }
         if let on = try flag("MADOGUCHI_WEBHOOK_WORKER") { settings.runsInServe = on }
         if let allow = try flag("MADOGUCHI_WEBHOOK_ALLOW_PRIVATE_ADDRESSES") { settings.allowPrivateAddresses = allow }
         if let seconds = try integer("MADOGUCHI_WEBHOOK_TIMEOUT_SECONDS", in: 1...300) { settings.timeout = .seconds(seconds) }

@@ -38,6 +38,10 @@ struct TestApp {
         // Off unless a test wants it: two hundred test servers polling for webhook endpoints they do
         // not have is load the tests that measure time should not carry.
         configuration.webhooks.runsInServe = false
+        // HummingbirdTesting's `client` holds one connection for the whole test and cannot reconnect
+        // when the server closes it, as real clients do; on a loaded machine a test can leave it idle
+        // past the default 30 s. Tests of the idle timeout set their own.
+        configuration.http.idleTimeout = .seconds(3600)
         configure(&configuration)
         let registry = PrometheusCollectorRegistry()
         let database = Database(configuration: clientConfiguration, logger: TestCluster.logger, registry: registry)

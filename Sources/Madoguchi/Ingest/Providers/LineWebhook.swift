@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Logging
 import PostgresNIO
 
@@ -38,14 +39,19 @@ struct LineWebhook: Sendable {
         }
     }
 
-    private func verify(_ request: WebhookRequest) async throws {
+    /// Why a request cannot be verified, known from its headers before its body is read.
+    static func refusalBeforeBody(headers: HTTPFields, settings: ProviderSettings) -> String? {
         guard !settings.lineChannelSecrets.isEmpty else {
-            try await request.refuse("No LINE channel secret is configured (MADOGUCHI_LINE_CHANNEL_SECRETS), so no LINE request can be verified.",
-                                     database: database, logger: logger)
+            return "No LINE channel secret is configured (MADOGUCHI_LINE_CHANNEL_SECRETS), so no LINE request can be verified."
         }
-        guard let presented = request.headers[.init("X-Line-Signature")!], !presented.isEmpty else {
-            try await request.refuse("X-Line-Signature is missing; LINE signs every webhook it sends.", database: database, logger: logger)
+        guard let presented = headers[.lineSignature], !presented.isEmpty else {
+            return "X-Line-Signature is missing; LINE signs every webhook it sends."
         }
+        return nil
+    }
+
+    private func verify(_ request: WebhookRequest) async throws {
+        guard let presented = request.headers[.lineSignature] else { throw Problem.internalError }
         let expected = settings.lineChannelSecrets.map { WebhookSignature.line(body: request.body, channelSecret: $0) }
         guard WebhookSignature.matches(presented, anyOf: expected) else {
             try await request.refuse("X-Line-Signature does not match the body under any configured channel secret.", database: database, logger: logger)
@@ -171,4 +177,8 @@ struct LineWebhook: Sendable {
             return "not JSON"
         }
     }
+}
+
+extension HTTPField.Name {
+    static let lineSignature = Self("X-Line-Signature")!
 }

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Logging
 
 /// Twilio Programmable Messaging: incoming messages and status callbacks, posted as forms and signed
@@ -49,16 +50,21 @@ struct TwilioWebhook: Sendable {
         return try await SmsDeliveryReports(database: database, logger: logger).apply(report, request: request)
     }
 
+    /// Why a request cannot be verified, known from its headers before its body is read.
+    static func refusalBeforeBody(headers: HTTPFields, settings: ProviderSettings) -> String? {
+        guard !settings.twilioAuthTokens.isEmpty else {
+            return "No Twilio auth token is configured (MADOGUCHI_TWILIO_AUTH_TOKENS), so no Twilio request can be verified."
+        }
+        guard let presented = headers[.twilioSignature], !presented.isEmpty else {
+            return "X-Twilio-Signature is missing; Twilio signs every webhook it sends."
+        }
+        return nil
+    }
+
     /// The form's fields, once `X-Twilio-Signature` verifies with one of the configured auth tokens over
     /// one of the URLs Twilio may have called; otherwise the request is kept as rejected and refused.
     private func verifiedFields(_ request: WebhookRequest) async throws -> [String: String] {
-        guard !settings.twilioAuthTokens.isEmpty else {
-            try await request.refuse("No Twilio auth token is configured (MADOGUCHI_TWILIO_AUTH_TOKENS), so no Twilio request can be verified.",
-                                     database: database, logger: logger)
-        }
-        guard let presented = request.headers[.init("X-Twilio-Signature")!], !presented.isEmpty else {
-            try await request.refuse("X-Twilio-Signature is missing; Twilio signs every webhook it sends.", database: database, logger: logger)
-        }
+        guard let presented = request.headers[.twilioSignature] else { throw Problem.internalError }
         let pairs: [(name: String, value: String)]
         do {
             pairs = request.isForm ? try FormFields.parse(request.body) : []
@@ -74,4 +80,8 @@ struct TwilioWebhook: Sendable {
         }
         return Dictionary(pairs.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first })
     }
+}
+
+extension HTTPField.Name {
+    static let twilioSignature = Self("X-Twilio-Signature")!
 }

@@ -51,6 +51,12 @@ struct VonageWebhook: Sendable {
         return try await SmsDeliveryReports(database: database, logger: logger).apply(report, request: request)
     }
 
+    /// Why a request cannot be verified, known before its body is read (Vonage signs inside the body).
+    static func refusalBeforeBody(settings: ProviderSettings) -> String? {
+        guard settings.vonageSignatureSecrets.isEmpty, !settings.vonageAllowUnsigned else { return nil }
+        return "No Vonage signature secret is configured (MADOGUCHI_VONAGE_SIGNATURE_SECRETS), and unsigned Vonage requests are not allowed (MADOGUCHI_VONAGE_ALLOW_UNSIGNED)."
+    }
+
     /// The parameters, from a JSON object or a form, once `sig` verifies with a configured secret
     /// (or, with no secret, when unsigned requests are explicitly allowed).
     private func verifiedFields(_ request: WebhookRequest) async throws -> [String: String] {
@@ -62,12 +68,8 @@ struct VonageWebhook: Sendable {
                                            detail: "A Vonage webhook body is a JSON object or a form: \(error)"),
                                    database: database, logger: logger)
         }
-        guard !settings.vonageSignatureSecrets.isEmpty else {
-            if settings.vonageAllowUnsigned { return fields }
-            try await request.refuse(
-                "No Vonage signature secret is configured (MADOGUCHI_VONAGE_SIGNATURE_SECRETS), and unsigned Vonage requests are not allowed (MADOGUCHI_VONAGE_ALLOW_UNSIGNED).",
-                database: database, logger: logger)
-        }
+        // With no secret, `refusalBeforeBody` let the request through only because unsigned ones are allowed.
+        guard !settings.vonageSignatureSecrets.isEmpty else { return fields }
         guard let presented = fields["sig"], !presented.isEmpty else {
             try await request.refuse("The sig parameter is missing; signed webhooks are configured for Vonage.", database: database, logger: logger)
         }

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Logging
+import OpenAPIRuntime
 
 /// A provider's webhook request as it arrived — the bytes and headers its signature covers — and the
 /// two ways such a request ends before it is read: refused, or unreadable. Both keep the request.
@@ -21,10 +22,18 @@ struct WebhookRequest: Sendable {
     /// The caller asked for JSON by name (providers send `*/*` or nothing).
     var asksForJSON: Bool { headers[.accept]?.lowercased().contains("application/json") ?? false }
 
-    /// The request being handled, from what `RawBodyMiddleware` and `ObservabilityMiddleware` kept.
-    static func current(channel: Channel, provider: String) throws -> WebhookRequest {
-        guard let scope = RequestScope.current, let body = scope.rawBody else { throw Problem.internalError }
-        return WebhookRequest(channel: channel, provider: provider, body: body, headers: scope.requestHeaders, uri: scope.requestURI,
+    /// The request being handled, its body read in full — unless `refusal` says, from the headers
+    /// alone, that it cannot be verified: then it is answered 403 before a byte of the body is read
+    /// (and nothing is stored; the log says why). `BodyLimitMiddleware` has already capped the body.
+    static func receive(_ body: HTTPBody, channel: Channel, provider: String, refusedBeforeBody refusal: String?,
+                        logger: Logger) async throws -> WebhookRequest {
+        guard let scope = RequestScope.current else { throw Problem.internalError }
+        if let refusal {
+            logger.warning("provider webhook refused before its body was read", metadata: ["provider": "\(provider)", "reason": "\(refusal)"])
+            throw Problem.signatureInvalid(refusal)
+        }
+        let bytes = try await [UInt8](collecting: body, upTo: .max)
+        return WebhookRequest(channel: channel, provider: provider, body: bytes, headers: scope.requestHeaders, uri: scope.requestURI,
                               authority: scope.requestAuthority)
     }
 
@@ -57,7 +66,7 @@ struct WebhookRequest: Sendable {
                 channel: channel, provider: provider, body: body, contentType: contentType, rejected: true, reason: reason, on: connection)
         }
         logger.warning("provider webhook refused", metadata: ["provider": "\(provider)", "inbound_id": "\(id)", "reason": "\(reason)"])
-        throw Problem(.signatureInvalid, status: .forbidden, title: "Signature not verified", detail: reason)
+        throw Problem.signatureInvalid(reason)
     }
 
     /// Keeps a verified request that cannot be taken in as `failed` (`GET /v1/inbound/{id}` shows it)
@@ -72,6 +81,10 @@ struct WebhookRequest: Sendable {
 }
 
 extension Problem {
+    static func signatureInvalid(_ reason: String) -> Problem {
+        Problem(.signatureInvalid, status: .forbidden, title: "Signature not verified", detail: reason)
+    }
+
     static func unknownProvider(_ provider: String, channel: String, known: [String]) -> Problem {
         Problem(.unknownProvider, status: .notFound, title: "Unknown provider",
                 detail: "'\(provider)' is not a \(channel) provider this service reads; it takes \(known.joined(separator: ", ")). A gateway of your own can post to the provider-neutral endpoint instead.")

@@ -1,0 +1,40 @@
+/// What one client may hold of the HTTP server: time, connections and memory. The defaults keep an
+/// idle, slow or abandoned client from holding a connection for long, and bound the bodies buffered at
+/// once, without troubling real callers (a 25 MB mail over a slow uplink, a long-poll, an event stream).
+public struct HTTPSettings: Sendable {
+    /// `MADOGUCHI_HTTP_IDLE_SECONDS`: a connection on which nothing complete arrives for this long is
+    /// closed: headers sent a byte at a time, a stalled body, an idle keep-alive connection. A response
+    /// being written (a long-poll, an event stream) is not idle.
+    public var idleTimeout: Duration = .seconds(30)
+    /// `MADOGUCHI_HTTP_REQUEST_SECONDS`: the longest a request's body may take to arrive in full after
+    /// its head, however steadily it trickles.
+    public var requestTimeout: Duration = .seconds(300)
+    /// `MADOGUCHI_HTTP_WRITE_SECONDS`: the longest a client may leave our response unread (its socket
+    /// full) before the connection is dropped.
+    public var writeTimeout: Duration = .seconds(30)
+    /// `MADOGUCHI_HTTP_MAX_CONNECTIONS`: open connections; further ones wait in the listen backlog
+    /// until one closes. Keep it under the process's file descriptor limit.
+    public var maxConnections = 4096
+    /// `MADOGUCHI_HTTP_BODY_BUDGET_BYTES`: request bytes held in memory at once, counted by each
+    /// request's declared length (a chunked body by its path's limit). A request that would exceed it is
+    /// answered `503` with `Retry-After` before its body is read.
+    public var bodyBudgetBytes = 256 * 1_000_000
+
+    public init() {}
+
+    static func fromEnvironment(_ reader: SettingReader, maxBodyBytes: Int) throws -> HTTPSettings {
+        var settings = HTTPSettings()
+        if let idle = try reader.seconds("MADOGUCHI_HTTP_IDLE_SECONDS", in: 1...3600) { settings.idleTimeout = idle }
+        if let request = try reader.seconds("MADOGUCHI_HTTP_REQUEST_SECONDS", in: 1...86_400) { settings.requestTimeout = request }
+        if let write = try reader.seconds("MADOGUCHI_HTTP_WRITE_SECONDS", in: 1...3600) { settings.writeTimeout = write }
+        if let connections = try reader.integer("MADOGUCHI_HTTP_MAX_CONNECTIONS", in: 1...1_000_000) { settings.maxConnections = connections }
+        if let budget = try reader.integer("MADOGUCHI_HTTP_BODY_BUDGET_BYTES", in: 1024...(1 << 40)) {
+            // One request of the largest size allowed must always fit, or it could never be taken in.
+            guard budget >= maxBodyBytes else {
+                throw ConfigurationError("MADOGUCHI_HTTP_BODY_BUDGET_BYTES=\(budget) is below the largest body allowed (\(maxBodyBytes) bytes)")
+            }
+            settings.bodyBudgetBytes = budget
+        }
+        return settings
+    }
+}

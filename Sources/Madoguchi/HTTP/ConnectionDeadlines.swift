@@ -1,0 +1,79 @@
+import Logging
+import NIOCore
+import NIOHTTPTypes
+
+/// Closes a connection whose client is too slow in a way Hummingbird's idle timeout cannot see: a body
+/// that keeps trickling (each byte resets the idle clock) past `requestTimeout` after its head, or a
+/// response left unread — the socket not writable — for `writeTimeout`. One per connection.
+final class ConnectionDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    private let requestTimeout: TimeAmount
+    private let writeTimeout: TimeAmount
+    private let logger: Logger
+    private var requestDeadline: Scheduled<Void>?
+    private var writeDeadline: Scheduled<Void>?
+
+    init(requestTimeout: Duration, writeTimeout: Duration, logger: Logger) {
+        self.requestTimeout = TimeAmount(requestTimeout)
+        self.writeTimeout = TimeAmount(writeTimeout)
+        self.logger = logger
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head:
+            requestDeadline?.cancel()
+            requestDeadline = schedule(after: requestTimeout, context: context, reason: "the request body did not arrive in full in time")
+        case .end:
+            requestDeadline?.cancel()
+            requestDeadline = nil
+        case .body:
+            break
+        }
+        context.fireChannelRead(data)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            writeDeadline?.cancel()
+            writeDeadline = nil
+        } else if writeDeadline == nil {
+            writeDeadline = schedule(after: writeTimeout, context: context, reason: "the client left the response unread")
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        cancelAll()
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        cancelAll()
+    }
+
+    private func schedule(after delay: TimeAmount, context: ChannelHandlerContext, reason: String) -> Scheduled<Void> {
+        context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [logger] in
+            logger.info("closing a slow connection", metadata: ["reason": "\(reason)", "remote": "\(context.remoteAddress?.description ?? "-")"])
+            context.close(promise: nil)
+        }
+    }
+
+    private func cancelAll() {
+        requestDeadline?.cancel()
+        writeDeadline?.cancel()
+        requestDeadline = nil
+        writeDeadline = nil
+    }
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}

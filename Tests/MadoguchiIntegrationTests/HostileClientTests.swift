@@ -1,0 +1,199 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import Testing
+@testable import Madoguchi
+
+/// Clients that do not behave: no key but a large body, a body that never ends, a client that hangs
+/// up halfway. Each is answered (or dropped) without costing the service memory or a false alarm.
+@Suite("Hostile clients are answered early and cheaply")
+struct HostileClientTests {
+    /// A request head declaring a 900 KB body (under every path's limit) followed by a few bytes of
+    /// it. An answer that arrives at all was given before the body was read: the rest never comes.
+    static func head(_ path: String, extra: String = "") -> String {
+        "POST \(path) HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\(extra)Content-Length: 900000\r\n\r\n{\"events\":["
+    }
+
+    @Test("no key, a wrong key, or a webhook with no signature: answered before the body is read, nothing stored")
+    func authenticationBeforeBody() async throws {
+        try await TestApp.run(configure: { $0.providers.lineChannelSecrets = ["line-secret"] }) { app in
+            let port = try #require(app.client.port)
+            let agent = try await app.keySecret(.agent)
+            for path in ["/v1/inbound/webform", "/v1/inbound/chat", "/v1/inbound/sms", "/v1/inbound/email"] {
+                let noKey = try await RawHTTP.exchange(port: port, request: Self.head(path), timeoutSeconds: 60)
+                #expect(noKey.hasPrefix("HTTP/1.1 401"), "\(path): \(noKey)")
+                let wrongKey = try await RawHTTP.exchange(port: port, request: Self.head(path, extra: "Authorization: Bearer mdg_nothing_valid\r\n"),
+                                                    timeoutSeconds: 60)
+                #expect(wrongKey.hasPrefix("HTTP/1.1 401"), "\(path): \(wrongKey)")
+                // A valid key of the wrong role is refused from the headers as well.
+                let wrongRole = try await RawHTTP.exchange(port: port, request: Self.head(path, extra: "Authorization: Bearer \(agent)\r\n"),
+                                                     timeoutSeconds: 60)
+                #expect(wrongRole.hasPrefix("HTTP/1.1 403"), "\(path): \(wrongRole)")
+            }
+            let unsignedLine = try await RawHTTP.exchange(port: port, request: Self.head("/v1/inbound/chat/line"), timeoutSeconds: 60)
+            #expect(unsignedLine.hasPrefix("HTTP/1.1 403") && unsignedLine.contains("X-Line-Signature is missing"), "\(unsignedLine)")
+            // Twilio has no auth token configured here, so no request of its can be verified.
+            let twilio = try await RawHTTP.exchange(port: port, request: Self.head("/v1/inbound/sms/twilio", extra: "X-Twilio-Signature: abc\r\n"),
+                                                  timeoutSeconds: 60)
+            #expect(twilio.hasPrefix("HTTP/1.1 403") && twilio.contains("MADOGUCHI_TWILIO_AUTH_TOKENS"), "\(twilio)")
+            let vonage = try await RawHTTP.exchange(port: port, request: Self.head("/v1/inbound/sms/vonage/status"), timeoutSeconds: 60)
+            #expect(vonage.hasPrefix("HTTP/1.1 403") && vonage.contains("MADOGUCHI_VONAGE_SIGNATURE_SECRETS"), "\(vonage)")
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads") == 0)
+        }
+    }
+}
+
+extension HostileClientTests {
+    @Test("a client hanging up mid-body is counted as a client close (499), never as a 500")
+    func hangupMidBody() async throws {
+        try await TestApp.run { app in
+            let port = try #require(app.client.port)
+            let gateway = try await app.keySecret(.gateway)
+            let admin = try await app.keySecret(.admin)
+            for (path, key) in [("/v1/inbound/webform", gateway), ("/v1/inbound/email", gateway), ("/v1/api-keys", admin)] {
+                let descriptor = try RawHTTP.connectSending(port: port, request: """
+                    POST \(path) HTTP/1.1\r
+                    Host: localhost\r
+                    Authorization: Bearer \(key)\r
+                    Content-Type: \(path.hasSuffix("email") ? "message/rfc822" : "application/json")\r
+                    Content-Length: 100\r
+                    \r
+                    abc
+                    """, timeoutSeconds: 5)
+                try await Task.sleep(for: .milliseconds(200))
+                close(descriptor)
+            }
+            var counted: [Substring] = []
+            let seen = try await ChildProcess.eventually(timeout: .seconds(30)) {
+                counted = try await app.request(.get, "/metrics").text.split(separator: "\n").filter { $0.hasPrefix("madoguchi_http_requests_total{") }
+                return counted.filter { $0.contains(#"status="499""#) }.count >= 3
+            }
+            #expect(seen, "\(counted)")
+            #expect(!counted.contains { $0.contains(#"status="500""#) }, "\(counted)")
+        }
+    }
+}
+
+extension HostileClientTests {
+    static func shortDeadlines(_ configuration: inout Configuration) {
+        configuration.http.idleTimeout = .seconds(2)
+        configuration.http.requestTimeout = .seconds(4)
+    }
+
+    @Test("slow headers, a body that trickles forever and an idle connection are closed; other clients go on")
+    func slowClients() async throws {
+        try await TestApp.run(configure: Self.shortDeadlines) { app in
+            let port = try #require(app.client.port)
+            let gateway = try await app.keySecret(.gateway)
+            async let silent = RawHTTP.closedByServer(port: port, sending: [], every: .zero)
+            // Slowloris: a header line a byte at a time; the head never completes.
+            async let slowHead = RawHTTP.closedByServer(port: port, sending: Array("POST /v1/inbound/webform HTTP/1.1\r\nHost: x\r\nX-Slow: ".utf8),
+                                                       every: .milliseconds(500))
+            // A complete head, then a body a byte every half second: never idle for 2 s, but past the 4 s deadline.
+            let head = "POST /v1/inbound/webform HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(gateway)\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+            async let trickle = RawHTTP.closedByServer(port: port, first: Array(head.utf8), sending: Array(repeating: UInt8(ascii: " "), count: 1000),
+                                                       every: .milliseconds(500))
+            for _ in 0..<5 {
+                #expect(try await app.request(.get, "/health/live").status == .ok)
+                try await Task.sleep(for: .milliseconds(500))
+            }
+            #expect(try await silent, "an idle connection stays open")
+            #expect(try await slowHead, "a head sent a byte at a time stays open")
+            #expect(try await trickle, "a trickling body stays open")
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads") == 0)
+        }
+    }
+
+    @Test("request bodies beyond the in-flight budget are 503 with Retry-After, before they are read")
+    func bodyBudget() async throws {
+        try await TestApp.run(configure: { $0.http.bodyBudgetBytes = 600_000 }) { app in
+            let port = try #require(app.client.port)
+            let admin = try await app.keySecret(.admin)
+            func head(_ length: Int) -> String {
+                "POST /v1/api-keys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(admin)\r\nContent-Type: application/json\r\nContent-Length: \(length)\r\n\r\n{"
+            }
+            // Holds 500 KB of the budget while its body is awaited.
+            let holder = try RawHTTP.connectSending(port: port, request: head(500_000), timeoutSeconds: 5)
+            defer { close(holder) }
+            try await Task.sleep(for: .milliseconds(300))
+            let refused = try await RawHTTP.exchange(port: port, request: head(200_000), timeoutSeconds: 60)
+            #expect(refused.hasPrefix("HTTP/1.1 503"), "\(refused)")
+            #expect(refused.lowercased().contains("retry-after: 1"), "\(refused)")
+            #expect(refused.contains("server-busy"), "\(refused)")
+            // What still fits is read and judged on its content.
+            let body = #"{"name":"fits","role":"dashboard"}"#
+            let fits = try await app.request(.post, "/v1/api-keys", key: admin, json: body)
+            #expect(fits.status == .created)
+        }
+    }
+}
+
+extension HostileClientTests {
+    @Test("a client that leaves a large response unread is dropped after the write timeout")
+    func unreadResponse() async throws {
+        try await TestApp.run(configure: { $0.http.writeTimeout = .seconds(2) }) { app in
+            let gateway = try await app.keySecret(.gateway)
+            let lines = String(repeating: String(repeating: "x", count: 76) + "\n", count: 80_000)
+            let posted = try await app.postMail(gateway, testMail(subject: "大きな添付", id: "big@example.jp", body: lines))
+            let inboundID = try #require(try posted.json["inbound_id"] as? String, "\(posted.text)")
+            let port = try #require(app.client.port)
+            let request = "GET /v1/inbound/\(inboundID) HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(gateway)\r\nAccept: message/rfc822\r\n\r\n"
+            let received = try await RawHTTP.readAfterPause(port: port, request: request, pause: .seconds(6))
+            #expect(received.closed, "the connection was not closed")
+            #expect(received.bytes < 6_000_000, "the whole \(received.bytes)-byte response arrived: nothing dropped the unread connection")
+        }
+    }
+}
+
+extension RawHTTP {
+    /// Sends `request` on a socket with a small receive buffer, waits for the response to start, reads
+    /// nothing more for `pause`, then reads to the end: how many bytes arrived, and whether the server
+    /// closed the connection.
+    static func readAfterPause(port: Int, request: String, pause: Duration) async throws -> (bytes: Int, closed: Bool) {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread {
+                continuation.resume(with: Result {
+                    let descriptor = try connectSending(port: port, request: request, timeoutSeconds: 60, receiveBuffer: 4096)
+                    defer { close(descriptor) }
+                    var buffer = [UInt8](repeating: 0, count: 65536)
+                    var total = max(0, recv(descriptor, &buffer, 1024, 0))
+                    Thread.sleep(forTimeInterval: Double(pause.components.seconds))
+                    while true {
+                        let count = recv(descriptor, &buffer, buffer.count, 0)
+                        if count > 0 { total += count; continue }
+                        return (total, count == 0 || errno == ECONNRESET)
+                    }
+                })
+            }.start()
+        }
+    }
+
+    /// Whether the server closes a connection on which `first`, then `sending` a byte at a time every
+    /// `interval`, is written (nothing more once the bytes run out), within 30 s. A blocking socket on a
+    /// thread of its own, like `exchange`.
+    static func closedByServer(port: Int, first: [UInt8] = [], sending: [UInt8], every interval: Duration) async throws -> Bool {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread {
+                continuation.resume(with: Result {
+                    let descriptor = try connectSending(port: port, request: String(decoding: first, as: UTF8.self), timeoutSeconds: 1)
+                    defer { close(descriptor) }
+                    let start = Date()
+                    var remaining = sending[...]
+                    var buffer = [UInt8](repeating: 0, count: 4096)
+                    while Date().timeIntervalSince(start) < 30 {
+                        if let byte = remaining.popFirst() {
+                            guard [byte].withUnsafeBytes({ send(descriptor, $0.baseAddress, 1, Int32(MSG_NOSIGNAL)) }) == 1 else { return true }
+                            Thread.sleep(forTimeInterval: Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18)
+                        }
+                        // Non-blocking look: 0 is the server's close; data is an answer, which is not a close.
+                        let count = recv(descriptor, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+                        if count == 0 || (count < 0 && errno == ECONNRESET) { return true }
+                        if count > 0 { return false }
+                        if remaining.isEmpty { Thread.sleep(forTimeInterval: 0.1) }
+                    }
+                    return false
+                })
+            }.start()
+        }
+    }
+}

@@ -6,6 +6,10 @@ import Testing
 
 /// Clients that do not behave: no key but a large body, a body that never ends, a client that hangs
 /// up halfway. Each is answered (or dropped) without costing the service memory or a false alarm.
+///
+/// Each test talks to a `madoguchi serve` process of its own (on the test's database, so keys made
+/// through `TestApp` work): what is tested are deadlines and connection handling, which in this
+/// process share event loops and a cooperative pool with two hundred other tests' servers.
 @Suite("Hostile clients are answered early and cheaply")
 struct HostileClientTests {
     /// A request head declaring a 900 KB body (under every path's limit) followed by a few bytes of
@@ -16,8 +20,9 @@ struct HostileClientTests {
 
     @Test("no key, a wrong key, or a webhook with no signature: answered before the body is read, nothing stored")
     func authenticationBeforeBody() async throws {
-        try await TestApp.run(configure: { $0.providers.lineChannelSecrets = ["line-secret"] }) { app in
-            let port = try #require(app.client.port)
+        try await TestApp.run { app in
+            let server = try await Self.startServer(databaseURL: app.databaseURL, [:])
+            let port = server.port
             let agent = try await app.keySecret(.agent)
             for path in ["/v1/inbound/webform", "/v1/inbound/chat", "/v1/inbound/sms", "/v1/inbound/email"] {
                 let noKey = try await RawHTTP.exchange(port: port, request: Self.head(path), timeoutSeconds: 60)
@@ -39,6 +44,7 @@ struct HostileClientTests {
             let vonage = try await RawHTTP.exchange(port: port, request: Self.head("/v1/inbound/sms/vonage/status"), timeoutSeconds: 60)
             #expect(vonage.hasPrefix("HTTP/1.1 403") && vonage.contains("MADOGUCHI_VONAGE_SIGNATURE_SECRETS"), "\(vonage)")
             #expect(try await app.count("SELECT count(*) FROM inbound_payloads") == 0)
+            #expect(await server.stop() == 0)
         }
     }
 }
@@ -46,75 +52,100 @@ struct HostileClientTests {
 extension HostileClientTests {
     @Test("a client hanging up mid-body is counted as a client close (499), never as a 500")
     func hangupMidBody() async throws {
-        try await TestApp.run { app in
-            let port = try #require(app.client.port)
-            let gateway = try await app.keySecret(.gateway)
-            let admin = try await app.keySecret(.admin)
-            for (path, key) in [("/v1/inbound/webform", gateway), ("/v1/inbound/email", gateway), ("/v1/api-keys", admin)] {
-                let descriptor = try RawHTTP.connectSending(port: port, request: """
-                    POST \(path) HTTP/1.1\r
-                    Host: localhost\r
-                    Authorization: Bearer \(key)\r
-                    Content-Type: \(path.hasSuffix("email") ? "message/rfc822" : "application/json")\r
-                    Content-Length: 100\r
-                    \r
-                    abc
-                    """, timeoutSeconds: 5)
-                try await Task.sleep(for: .milliseconds(200))
-                close(descriptor)
-            }
-            var counted: [Substring] = []
-            let seen = try await ChildProcess.eventually(timeout: .seconds(30)) {
-                counted = try await app.request(.get, "/metrics").text.split(separator: "\n").filter { $0.hasPrefix("madoguchi_http_requests_total{") }
-                return counted.filter { $0.contains(#"status="499""#) }.count >= 3
-            }
-            #expect(seen, "\(counted)")
-            #expect(!counted.contains { $0.contains(#"status="500""#) }, "\(counted)")
+        // Two paths that read the body without a key; the email post is 401 from its headers.
+        let server = try await Self.startServer(["MADOGUCHI_VONAGE_ALLOW_UNSIGNED": "true"])
+        for path in ["/v1/inbound/chat/line", "/v1/inbound/sms/vonage", "/v1/inbound/email"] {
+            let descriptor = try RawHTTP.connectSending(port: server.port, request: """
+                POST \(path) HTTP/1.1\r
+                Host: localhost\r
+                X-Line-Signature: c2ln\r
+                Content-Type: application/json\r
+                Content-Length: 100\r
+                \r
+                abc
+                """, timeoutSeconds: 5)
+            try await Task.sleep(for: .milliseconds(200))
+            close(descriptor)
         }
+        var counted: [Substring] = []
+        let seen = try await ChildProcess.eventually(timeout: .seconds(60)) {
+            let metrics = try await RawHTTP.exchange(port: server.port, request: "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                                                     timeoutSeconds: 30)
+            counted = metrics.split(separator: "\n").filter { $0.hasPrefix("madoguchi_http_requests_total{") }
+            return counted.filter { $0.contains(#"status="499""#) }.count >= 2
+        }
+        #expect(seen, "\(counted)")
+        #expect(!counted.contains { $0.contains(#"status="500""#) }, "\(counted)")
+        #expect(await server.stop() == 0)
+        let written = (try? String(contentsOfFile: server.log, encoding: .utf8)) ?? ""
+        #expect(written.contains("client closed the connection mid-request"))
     }
 }
 
 extension HostileClientTests {
-    static func shortDeadlines(_ configuration: inout Configuration) {
-        configuration.http.idleTimeout = .seconds(2)
-        configuration.http.requestTimeout = .seconds(4)
+    /// `madoguchi serve` on `databaseURL` (else a fresh test database) with `environment`, ready. LINE is configured, so a
+    /// request with a signature header has its body read.
+    static func startServer(databaseURL: String? = nil, _ environment: [String: String]) async throws -> ServeCommandTests.Server {
+        let url = if let databaseURL { databaseURL } else { try await TestCluster.makeNamedDatabase().url }
+        let directory = try TestCluster.makeTemporaryDirectory(prefix: "madoguchi-hostile")
+        let port = try ServeCommandTests.freePort()
+        let log = directory + "/serve.log"
+        let process = try ChildProcess.start(ServeCommandTests.binary, ["serve"], environment: [
+            "DATABASE_URL": url, "MADOGUCHI_PORT": String(port), "MADOGUCHI_DATA_DIR": directory, "MADOGUCHI_LINE_CHANNEL_SECRETS": "line-secret",
+            "MADOGUCHI_OUTBOX_WORKER": "off", "MADOGUCHI_WEBHOOK_WORKER": "off",
+        ].merging(environment) { _, new in new }, log: log)
+        let server = ServeCommandTests.Server(pid: process.pid, port: port, log: log)
+        do {
+            _ = try await server.waitUntilReady()
+        } catch {
+            _ = await server.stop(SIGKILL)
+            throw error
+        }
+        return server
     }
 
     @Test("slow headers, a body that trickles forever and an idle connection are closed; other clients go on")
     func slowClients() async throws {
-        try await TestApp.run(configure: Self.shortDeadlines) { app in
-            let port = try #require(app.client.port)
-            let gateway = try await app.keySecret(.gateway)
-            async let silent = RawHTTP.closedByServer(port: port, sending: [], every: .zero)
-            // Slowloris: a header line a byte at a time; the head never completes.
-            async let slowHead = RawHTTP.closedByServer(port: port, sending: Array("POST /v1/inbound/webform HTTP/1.1\r\nHost: x\r\nX-Slow: ".utf8),
-                                                       every: .milliseconds(500))
-            // A complete head, then a body a byte every half second: never idle for 2 s, but past the 4 s deadline.
-            let head = "POST /v1/inbound/webform HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(gateway)\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
-            async let trickle = RawHTTP.closedByServer(port: port, first: Array(head.utf8), sending: Array(repeating: UInt8(ascii: " "), count: 1000),
-                                                       every: .milliseconds(500))
-            for _ in 0..<5 {
-                #expect(try await app.request(.get, "/health/live").status == .ok)
-                try await Task.sleep(for: .milliseconds(500))
-            }
-            #expect(try await silent, "an idle connection stays open")
-            #expect(try await slowHead, "a head sent a byte at a time stays open")
-            #expect(try await trickle, "a trickling body stays open")
-            #expect(try await app.count("SELECT count(*) FROM inbound_payloads") == 0)
+        // A server process of its own: the deadlines are timers on its event loops, which in this
+        // process are shared with two hundred other tests' servers, clusters and sinks.
+        let server = try await Self.startServer(["MADOGUCHI_HTTP_IDLE_SECONDS": "2", "MADOGUCHI_HTTP_REQUEST_SECONDS": "4"])
+        let port = server.port
+
+        async let silent = RawHTTP.closedByServer(port: port, sending: [], every: .zero)
+        // Slowloris: a header line a byte at a time; the head never completes.
+        async let slowHead = RawHTTP.closedByServer(port: port, sending: Array("POST /v1/inbound/chat/line HTTP/1.1\r\nHost: x\r\nX-Slow: ".utf8),
+                                                   every: .milliseconds(500))
+        // A complete head (signed, so the body is read), then a byte every half second: never idle for
+        // 2 s, but past the 4 s deadline.
+        let head = "POST /v1/inbound/chat/line HTTP/1.1\r\nHost: x\r\nX-Line-Signature: c2ln\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+        async let trickle = RawHTTP.closedByServer(port: port, first: Array(head.utf8), sending: Array(repeating: UInt8(ascii: " "), count: 1000),
+                                                   every: .milliseconds(500))
+        for _ in 0..<5 {
+            let live = try await RawHTTP.exchange(port: port, request: "GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeoutSeconds: 60)
+            #expect(live.hasPrefix("HTTP/1.1 200"), "\(live)")
+            try await Task.sleep(for: .milliseconds(500))
         }
+        let (silentEnding, slowHeadEnding, trickleEnding) = try await (silent, slowHead, trickle)
+        #expect(silentEnding == .closed, "an idle connection")
+        #expect(slowHeadEnding.isClosed, "a head sent a byte at a time: \(slowHeadEnding)")
+        #expect(trickleEnding.isClosed, "a trickling body: \(trickleEnding)")
+        #expect(await server.stop() == 0)
+        let written = (try? String(contentsOfFile: server.log, encoding: .utf8)) ?? ""
+        #expect(written.contains("the request body did not arrive in full in time"), "the deadline is logged")
     }
 
     @Test("request bodies beyond the in-flight budget are 503 with Retry-After, before they are read")
     func bodyBudget() async throws {
-        try await TestApp.run(configure: { $0.http.bodyBudgetBytes = 600_000 }) { app in
-            let port = try #require(app.client.port)
+        try await TestApp.run { app in
+            let server = try await Self.startServer(databaseURL: app.databaseURL, [
+                "MADOGUCHI_HTTP_BODY_BUDGET_BYTES": "600000", "MADOGUCHI_MAX_BODY_BYTES": "500000", "MADOGUCHI_MAX_EMAIL_BYTES": "500000"])
+            let port = server.port
             let admin = try await app.keySecret(.admin)
             func head(_ length: Int) -> String {
                 "POST /v1/api-keys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(admin)\r\nContent-Type: application/json\r\nContent-Length: \(length)\r\n\r\n{"
             }
             // Holds 500 KB of the budget while its body is awaited.
             let holder = try RawHTTP.connectSending(port: port, request: head(500_000), timeoutSeconds: 5)
-            defer { close(holder) }
             try await Task.sleep(for: .milliseconds(300))
             let refused = try await RawHTTP.exchange(port: port, request: head(200_000), timeoutSeconds: 60)
             #expect(refused.hasPrefix("HTTP/1.1 503"), "\(refused)")
@@ -122,8 +153,18 @@ extension HostileClientTests {
             #expect(refused.contains("server-busy"), "\(refused)")
             // What still fits is read and judged on its content.
             let body = #"{"name":"fits","role":"dashboard"}"#
-            let fits = try await app.request(.post, "/v1/api-keys", key: admin, json: body)
-            #expect(fits.status == .created)
+            let fits = try await RawHTTP.exchange(port: port, request: """
+                POST /v1/api-keys HTTP/1.1\r
+                Host: x\r
+                Authorization: Bearer \(admin)\r
+                Content-Type: application/json\r
+                Content-Length: \(body.utf8.count)\r
+                \r
+                \(body)
+                """, timeoutSeconds: 60)
+            #expect(fits.hasPrefix("HTTP/1.1 201"), "\(fits)")
+            close(holder)
+            #expect(await server.stop() == 0)
         }
     }
 }
@@ -131,17 +172,30 @@ extension HostileClientTests {
 extension HostileClientTests {
     @Test("a client that leaves a large response unread is dropped after the write timeout")
     func unreadResponse() async throws {
-        try await TestApp.run(configure: { $0.http.writeTimeout = .seconds(2) }) { app in
+        try await TestApp.run { app in
+            let server = try await Self.startServer(databaseURL: app.databaseURL, ["MADOGUCHI_HTTP_WRITE_SECONDS": "2"])
             let gateway = try await app.keySecret(.gateway)
             let lines = String(repeating: String(repeating: "x", count: 76) + "\n", count: 80_000)
             let posted = try await app.postMail(gateway, testMail(subject: "大きな添付", id: "big@example.jp", body: lines))
             let inboundID = try #require(try posted.json["inbound_id"] as? String, "\(posted.text)")
-            let port = try #require(app.client.port)
+            let port = server.port
             let request = "GET /v1/inbound/\(inboundID) HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(gateway)\r\nAccept: message/rfc822\r\n\r\n"
             let received = try await RawHTTP.readAfterPause(port: port, request: request, pause: .seconds(6))
             #expect(received.closed, "the connection was not closed")
             #expect(received.bytes < 6_000_000, "the whole \(received.bytes)-byte response arrived: nothing dropped the unread connection")
+            #expect(await server.stop() == 0)
         }
+    }
+}
+
+enum ServerEnding: Equatable {
+    case closed
+    case closedAfterAnswer(String)
+    case stillOpen(answered: String)
+
+    var isClosed: Bool {
+        if case .stillOpen = self { return false }
+        return true
     }
 }
 
@@ -168,10 +222,10 @@ extension RawHTTP {
         }
     }
 
-    /// Whether the server closes a connection on which `first`, then `sending` a byte at a time every
-    /// `interval`, is written (nothing more once the bytes run out), within 30 s. A blocking socket on a
-    /// thread of its own, like `exchange`.
-    static func closedByServer(port: Int, first: [UInt8] = [], sending: [UInt8], every interval: Duration) async throws -> Bool {
+    /// How the server ends a connection on which `first`, then `sending` a byte at a time every
+    /// `interval`, is written (nothing more once the bytes run out): closed, perhaps after an answer
+    /// (whose start is kept), or still open after 30 s. A blocking socket on a thread of its own.
+    static func closedByServer(port: Int, first: [UInt8] = [], sending: [UInt8], every interval: Duration) async throws -> ServerEnding {
         try await withCheckedThrowingContinuation { continuation in
             Thread {
                 continuation.resume(with: Result {
@@ -180,18 +234,20 @@ extension RawHTTP {
                     let start = Date()
                     var remaining = sending[...]
                     var buffer = [UInt8](repeating: 0, count: 4096)
+                    var answer: [UInt8] = []
+                    let ending = { answer.isEmpty ? ServerEnding.closed : .closedAfterAnswer(String(decoding: answer.prefix(200), as: UTF8.self)) }
                     while Date().timeIntervalSince(start) < 30 {
-                        if let byte = remaining.popFirst() {
-                            guard [byte].withUnsafeBytes({ send(descriptor, $0.baseAddress, 1, Int32(MSG_NOSIGNAL)) }) == 1 else { return true }
+                        if answer.isEmpty, let byte = remaining.popFirst() {
+                            guard [byte].withUnsafeBytes({ send(descriptor, $0.baseAddress, 1, Int32(MSG_NOSIGNAL)) }) == 1 else { return ending() }
                             Thread.sleep(forTimeInterval: Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18)
                         }
-                        // Non-blocking look: 0 is the server's close; data is an answer, which is not a close.
+                        // Non-blocking look: 0 is the server's close.
                         let count = recv(descriptor, &buffer, buffer.count, Int32(MSG_DONTWAIT))
-                        if count == 0 || (count < 0 && errno == ECONNRESET) { return true }
-                        if count > 0 { return false }
-                        if remaining.isEmpty { Thread.sleep(forTimeInterval: 0.1) }
+                        if count == 0 || (count < 0 && errno == ECONNRESET) { return ending() }
+                        if count > 0 { answer += buffer[0..<count] }
+                        if remaining.isEmpty || !answer.isEmpty { Thread.sleep(forTimeInterval: 0.1) }
                     }
-                    return false
+                    return .stillOpen(answered: String(decoding: answer.prefix(200), as: UTF8.self))
                 })
             }.start()
         }

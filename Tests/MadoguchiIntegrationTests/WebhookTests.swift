@@ -76,12 +76,12 @@ struct WebhookTests {
             let admin = try await app.keySecret(.admin)
             let (webhook, secret) = try await Self.create(app, admin: admin, url: "http://127.0.0.1:\(receiver.port)/hook", types: ["ticket.updated"])
             try await Self.events(app, 5)
-            #expect(try await ChildProcess.eventually(timeout: .seconds(10)) {
+            #expect(try await ChildProcess.eventually(timeout: .seconds(60)) {
                 try await app.count("SELECT count(*) FROM webhook_deliveries WHERE status IS NULL") >= 1
             })
             phase.withLock { $0.down = false }
             // Five events accepted after the two 500s (a late 2xx may be retried, so count distinct ids).
-            #expect(try await ChildProcess.eventually(timeout: .seconds(40)) {
+            #expect(try await ChildProcess.eventually(timeout: .seconds(90)) {
                 Set(phase.withLock { $0.upRequests.dropFirst(2) }.compactMap { $0.headers[HTTPField.Name("webhook-id")!] }).count >= 5
             })
             try await Task.sleep(for: .milliseconds(500))
@@ -108,7 +108,7 @@ struct WebhookTests {
                 #expect(abs((Int(timestamp) ?? 0) - Int(Date().timeIntervalSince1970)) < 120)
             }
             // A page's attempts are logged together once it is done: wait for the log to have the 2xx.
-            #expect(try await ChildProcess.eventually(timeout: .seconds(20)) {
+            #expect(try await ChildProcess.eventually(timeout: .seconds(60)) {
                 let log = try await app.request(.get, "/v1/webhooks/\(webhook)/deliveries", key: admin).json["items"] as? [[String: Any]] ?? []
                 return log.contains { $0["status"] as? Int == 500 } && log.contains { $0["status"] == nil } && log.contains { $0["status"] as? Int == 204 }
             })
@@ -125,7 +125,7 @@ struct WebhookTests {
             let admin = try await app.keySecret(.admin)
             let (webhook, _) = try await Self.create(app, admin: admin, url: receiver.url + "/hook", types: ["ticket.updated"])
             try await Self.events(app, 2)
-            #expect(try await ChildProcess.eventually(timeout: .seconds(40)) {
+            #expect(try await ChildProcess.eventually(timeout: .seconds(90)) {
                 (try await app.request(.get, "/v1/webhooks/\(webhook)", key: admin).json["active"] as? Bool) == false
             })
             let disabled = try await app.request(.get, "/v1/webhooks/\(webhook)", key: admin).json
@@ -136,7 +136,7 @@ struct WebhookTests {
 
             hang.withLock { $0 = false }
             #expect(try await app.request(.patch, "/v1/webhooks/\(webhook)", key: admin, json: #"{"active":true}"#).status == .ok)
-            #expect(try await ChildProcess.eventually(timeout: .seconds(20)) {
+            #expect(try await ChildProcess.eventually(timeout: .seconds(60)) {
                 try await app.count("SELECT count(*) FROM webhook_deliveries WHERE status = 200") == 2
             })
         }

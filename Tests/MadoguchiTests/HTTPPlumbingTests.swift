@@ -58,3 +58,27 @@ struct HTTPPlumbingTests {
 }
 
 import Hummingbird
+
+import HTTPTypes
+import NIOCore
+import NIOHTTP1
+import OpenAPIRuntime
+
+extension HTTPPlumbingTests {
+    @Test("a body cut off by the client, bare or wrapped by the generated server, is a client close (499); other errors are not")
+    func clientDisconnects() {
+        func wrapped(_ error: any Error) -> ServerError {
+            ServerError(operationID: "createApiKey", request: HTTPRequest(method: .post, scheme: nil, authority: nil, path: "/v1/api-keys"),
+                        requestBody: nil, requestMetadata: .init(), causeDescription: "Unknown", underlyingError: error)
+        }
+        for error: any Error in [HTTPParserError.invalidEOFState, ChannelError.ioOnClosedChannel, ChannelError.eof,
+                                 IOError(errnoCode: ECONNRESET, reason: "read")] {
+            #expect(ProblemMiddleware<BasicRequestContext>.isClientDisconnect(error), "\(error)")
+            #expect(ProblemMiddleware<BasicRequestContext>.isClientDisconnect(wrapped(wrapped(error))), "\(error)")
+        }
+        for error: any Error in [Problem.internalError, ChannelError.connectTimeout(.seconds(1)), IOError(errnoCode: ENOSPC, reason: "write"),
+                                 DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "x"))] {
+            #expect(!ProblemMiddleware<BasicRequestContext>.isClientDisconnect(wrapped(error)), "\(error)")
+        }
+    }
+}

@@ -253,3 +253,53 @@ extension RawHTTP {
         }
     }
 }
+
+extension HostileClientTests {
+    @Test("PostgreSQL stopped under a running server: ready and every request answer 503 with Retry-After, never hang or 500; back, it serves again")
+    func databaseOutage() async throws {
+        let directory = try TestCluster.makeTemporaryDirectory(prefix: "madoguchi-outage")
+        let cluster = try EmbeddedPostgres(directory: directory, logger: TestCluster.logger)
+        defer { TestCluster.stopNow(cluster) }
+        let port = try ServeCommandTests.freePort()
+        let log = directory + "/serve.log"
+        let process = try ChildProcess.start(ServeCommandTests.binary, ["serve"], environment: [
+            "MADOGUCHI_DATA_DIR": directory, "MADOGUCHI_PORT": String(port), "MADOGUCHI_DB_WAIT_SECONDS": "2",
+            "MADOGUCHI_OUTBOX_WORKER": "off", "MADOGUCHI_WEBHOOK_WORKER": "off",
+        ], removing: ["DATABASE_URL"], log: log)
+        let server = ServeCommandTests.Server(pid: process.pid, port: port, log: log)
+        _ = try await server.waitUntilReady()
+        let keys = try ProcessRunner.spawnAndWait([ServeCommandTests.binary, "keys", "create", "--role", "gateway", "--name", "g", "--data-dir", directory])
+        let key = try #require(keys.output.split(separator: "\n").first { $0.hasPrefix("mdg_") }, "\(keys.output)")
+        let me = "GET /v1/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(key)\r\nConnection: close\r\n\r\n"
+        let ready = "GET /health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        let mail = Array(testMail(subject: "停止中", id: "outage@example.jp").replacingOccurrences(of: "\n", with: "\r\n").utf8)
+        let post = "POST /v1/inbound/email HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(key)\r\nContent-Type: message/rfc822\r\nContent-Length: \(mail.count)\r\nConnection: close\r\n\r\n"
+            + String(decoding: mail, as: UTF8.self)
+        #expect(try await RawHTTP.exchange(port: port, request: me, timeoutSeconds: 60).hasPrefix("HTTP/1.1 200"))
+
+        try await cluster.stop()
+        for (name, request) in [("ready", ready), ("me", me), ("post", post), ("me again", me)] {
+            let start = ContinuousClock.now
+            let answer = try await RawHTTP.exchange(port: port, request: request, timeoutSeconds: 60)
+            let took = ContinuousClock.now - start
+            #expect(answer.hasPrefix("HTTP/1.1 503"), "\(name) after \(took): \(answer)")
+            #expect(took < .seconds(20), "\(name) took \(took): the answer must come within the configured wait, not hang")
+            if name != "ready" {
+                #expect(answer.lowercased().contains("retry-after: 5") && answer.contains("database-unavailable"), "\(name): \(answer)")
+            }
+        }
+
+        _ = try await cluster.start()
+        let recovery = ContinuousClock.now
+        let back = try await ChildProcess.eventually(timeout: .seconds(120)) {
+            try await RawHTTP.exchange(port: port, request: me, timeoutSeconds: 30).hasPrefix("HTTP/1.1 200")
+        }
+        #expect(back, "the server did not serve again within 120 s of PostgreSQL's return")
+        print("database outage: serving again \(ContinuousClock.now - recovery) after PostgreSQL returned")
+        let posted = try await RawHTTP.exchange(port: port, request: post, timeoutSeconds: 60)
+        #expect(posted.hasPrefix("HTTP/1.1 201"), "\(posted)")
+        #expect(await server.stop() == 0)
+        let written = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(!written.contains(#""status":"500""#) && !written.contains("status=500"), "no request was answered 500")
+    }
+}

@@ -37,16 +37,25 @@ struct TicketWorkTests {
         }
     }
 
-    @Test("a write without If-Match is 428, with a stale one 412; the change is recorded as an event")
+    @Test("a write without If-Match is 428; a stale, weak or unmatched one 412, * or a list holding the current tag passes; the change is an event")
     func optimisticConcurrency() async throws {
         try await TestApp.run { app in
             let agent = try await app.keySecret(.agent)
             let ticket = try await app.ticket(customer: try await app.customer())
             try expectProblem(
                 try await app.request(.patch, "/v1/tickets/\(ticket)", key: agent, json: #"{"priority":"high"}"#), .preconditionRequired, "precondition-required")
+            // RFC 9110 §13.1.1: strong comparison, so a weak tag never matches: 412, not a malformed request.
             try expectProblem(
                 try await app.request(.patch, "/v1/tickets/\(ticket)", key: agent, headers: [.ifMatch: "W/\"1\""], json: #"{"priority":"high"}"#),
-                .badRequest, "invalid-parameter")
+                .preconditionFailed, "precondition-failed")
+            try expectProblem(
+                try await app.request(.patch, "/v1/tickets/\(ticket)", key: agent, headers: [.ifMatch: "\"7\", W/\"1\""], json: #"{"priority":"high"}"#),
+                .preconditionFailed, "precondition-failed")
+            for garbage in ["1", "\"1", "\"1\" \"2\"", ","] {
+                try expectProblem(
+                    try await app.request(.patch, "/v1/tickets/\(ticket)", key: agent, headers: [.ifMatch: garbage], json: #"{"priority":"high"}"#),
+                    .badRequest, "invalid-parameter")
+            }
 
             let first = try await app.request(
                 .patch, "/v1/tickets/\(ticket)", key: agent, headers: [.ifMatch: "\"1\""],
@@ -71,6 +80,14 @@ struct TicketWorkTests {
             let cleared = try await app.request(
                 .patch, "/v1/tickets/\(ticket)", key: agent, headers: [.ifMatch: "\"2\""], json: #"{"category":"","unassign":true}"#)
             #expect(try cleared.json["category"] == nil)
+
+            // `*` matches whatever the current version is; a list matches when any strong tag does.
+            let anyVersion = try await app.request(.patch, "/v1/tickets/\(ticket)", key: agent, headers: [.ifMatch: "*"], json: #"{"priority":"low"}"#)
+            #expect(anyVersion.status == .ok, "\(anyVersion.text)")
+            let current = try Self.etag(anyVersion)
+            let listed = try await app.request(.patch, "/v1/tickets/\(ticket)", key: agent, headers: [.ifMatch: "\"1\", \(current)"],
+                                               json: #"{"priority":"urgent"}"#)
+            #expect(listed.status == .ok, "\(listed.text)")
         }
     }
 

@@ -82,3 +82,17 @@ extension HTTPPlumbingTests {
         }
     }
 }
+
+extension HTTPPlumbingTests {
+    @Test("If-Match: *, lists, weak tags and commas inside tags are read as RFC 9110 writes them; anything else is invalid")
+    func ifMatch() throws {
+        #expect(try #require(IfMatch(" * ")).matches("12"))
+        let list = try #require(IfMatch(#"W/"3", "4" ,"a,b""#))
+        #expect(list.tags?.count == 3)
+        #expect(!list.matches("3"), "weak tags never match strongly")
+        #expect(list.matches("4") && list.matches("a,b") && !list.matches("5"))
+        for invalid in ["", "3", #""3"#, #""3" "4""#, ",", #"W/3"#, "*, \"3\""] {
+            #expect(IfMatch(invalid) == nil, "\(invalid)")
+        }
+    }
+}

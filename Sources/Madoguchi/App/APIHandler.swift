@@ -17,6 +17,8 @@ struct APIHandler: APIProtocol {
     let providers: ProviderSettings
     let delivery: DeliverySettings
     let webhooks: WebhookSettings
+    /// How long `/health/ready` may take to reach the database before it says 503.
+    let readinessTimeout: Duration
     /// Wakes the feed's long polls and streams when events commit.
     let notifier: EventNotifier
 

@@ -37,7 +37,7 @@ public func buildApplication(
         database: database, migrator: migrator, registry: registry, baseLogger: logger, claimLease: configuration.claimLease,
         warningWords: configuration.warningWords, subjectThreadWindow: configuration.subjectThreadWindow,
         chatIdleGap: configuration.chatIdleGap, providers: configuration.providers, delivery: configuration.delivery,
-        webhooks: configuration.webhooks, notifier: notifier)
+        webhooks: configuration.webhooks, readinessTimeout: configuration.http.readinessTimeout, notifier: notifier)
     try handler.registerHandlers(
         on: RecordingTransport(router: router, table: routes),
         middlewares: [

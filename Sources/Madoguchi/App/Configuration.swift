@@ -16,6 +16,9 @@ public struct Configuration: Sendable {
     public var postgresBinDirectory: String? = nil
     /// `MADOGUCHI_DB_POOL_SIZE`: the most connections the service opens to PostgreSQL.
     public var databasePoolSize: Int = 20
+    /// `MADOGUCHI_DB_WAIT_SECONDS`: how long a request waits for a database connection before it is
+    /// answered `503` with `Retry-After` (PostgreSQL down, unreachable, or every connection busy).
+    public var databaseWait: Duration = .seconds(5)
     /// `MADOGUCHI_MAX_BODY_BYTES`: the largest JSON request body accepted; larger ones get 413 unread.
     public var maxBodyBytes: Int = 1 << 20
     /// `MADOGUCHI_MAX_EMAIL_BYTES`: the largest raw mail accepted by the email gateway.
@@ -67,6 +70,7 @@ public struct Configuration: Sendable {
         if let directory = value("MADOGUCHI_DATA_DIR") { configuration.dataDirectory = directory }
         configuration.postgresBinDirectory = value("MADOGUCHI_PG_BIN")
         if let size = try integer("MADOGUCHI_DB_POOL_SIZE", in: 1...1000) { configuration.databasePoolSize = size }
+        if let seconds = try integer("MADOGUCHI_DB_WAIT_SECONDS", in: 1...600) { configuration.databaseWait = .seconds(seconds) }
         if let bytes = try integer("MADOGUCHI_MAX_BODY_BYTES", in: 1024...(1 << 30)) { configuration.maxBodyBytes = bytes }
         if let bytes = try integer("MADOGUCHI_MAX_EMAIL_BYTES", in: 1024...(1 << 30)) { configuration.maxEmailBytes = bytes }
         if let seconds = try integer("MADOGUCHI_CLAIM_LEASE_SECONDS", in: 10...86_400) { configuration.claimLease = .seconds(seconds) }

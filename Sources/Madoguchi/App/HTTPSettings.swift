@@ -19,6 +19,9 @@ public struct HTTPSettings: Sendable {
     /// request's declared length (a chunked body by its path's limit). A request that would exceed it is
     /// answered `503` with `Retry-After` before its body is read.
     public var bodyBudgetBytes = 256 * 1_000_000
+    /// How long `/health/ready` may take to reach the database before answering 503: a load
+    /// balancer's probe gets an answer, never a hang.
+    public var readinessTimeout: Duration = .seconds(1)
 
     public init() {}
 

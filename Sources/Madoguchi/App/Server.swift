@@ -9,7 +9,8 @@ public enum Server {
         let migrator = try Migrator.bundled()
         let provisioned = try await DatabaseProvisioner.provision(configuration, exclusive: true, logger: logger)
         let registry = PrometheusCollectorRegistry()
-        let database = Database(configuration: provisioned.clientConfiguration, logger: logger, registry: registry)
+        let database = Database(configuration: provisioned.clientConfiguration, logger: logger, registry: registry,
+                                leaseTimeout: configuration.databaseWait)
         let app: any ApplicationProtocol
         do {
             app = try buildApplication(

@@ -8,7 +8,8 @@ import ServiceLifecycle
 public enum WorkerProcess {
     public static func run(_ configuration: Configuration, logger: Logger) async throws {
         let provisioned = try await DatabaseProvisioner.provision(configuration, exclusive: false, logger: logger)
-        let database = Database(configuration: provisioned.clientConfiguration, logger: logger, registry: PrometheusCollectorRegistry())
+        let database = Database(configuration: provisioned.clientConfiguration, logger: logger, registry: PrometheusCollectorRegistry(),
+                                leaseTimeout: configuration.databaseWait)
         let migrator = try Migrator.bundled()
         let worker = OutboxWorker(
             database: database, migrator: migrator, settings: configuration.delivery, publicURL: configuration.providers.publicURL,

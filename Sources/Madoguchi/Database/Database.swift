@@ -1,6 +1,7 @@
 import Logging
 import PostgresNIO
 import Prometheus
+import Synchronization
 
 /// The service's handle on PostgreSQL: a connection pool plus the two ways to use it.
 ///
@@ -10,20 +11,49 @@ public struct Database: Sendable {
     public let client: PostgresClient
     let logger: Logger
     let metrics: PoolMetrics?
+    /// How long a caller waits for a pooled connection before the database counts as unavailable
+    /// (`MADOGUCHI_DB_WAIT_SECONDS` for the server): during an outage the pool retries connecting
+    /// quietly, and a request would otherwise wait for as long as that lasts.
+    let leaseTimeout: Duration
 
-    public init(configuration: PostgresClient.Configuration, logger: Logger, registry: PrometheusCollectorRegistry? = nil) {
+    public init(configuration: PostgresClient.Configuration, logger: Logger, registry: PrometheusCollectorRegistry? = nil,
+                leaseTimeout: Duration = .seconds(600)) {
         self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.logger = logger
         self.metrics = registry.map { PoolMetrics(registry: $0, maximum: configuration.options.maximumConnections) }
+        self.leaseTimeout = leaseTimeout
     }
 
-    /// Leases a connection for `body`. The connection must not escape the closure.
+    /// Leases a connection for `body`. The connection must not escape the closure. With no connection
+    /// within `leaseTimeout` it throws `DatabaseUnavailable` (a 503 with `Retry-After` to HTTP callers);
+    /// once leased, `body` takes as long as it takes.
     public func withConnection<Result: Sendable>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
         let requested = ContinuousClock.now
-        return try await client.withConnection { connection in
-            metrics?.leased(after: ContinuousClock.now - requested)
-            defer { metrics?.returned() }
-            return try await body(connection)
+        let leased = LeaseFlag()
+        let (client, metrics, limit) = (client, metrics, leaseTimeout)
+        return try await withoutActuallyEscaping(body) { body in
+            // Runs in a child task while this one waits for it: never concurrently with the caller.
+            nonisolated(unsafe) let body = body
+            return try await withThrowingTaskGroup(of: Result?.self) { group in
+                group.addTask {
+                    try await client.withConnection { connection in
+                        leased.set()
+                        metrics?.leased(after: ContinuousClock.now - requested)
+                        defer { metrics?.returned() }
+                        return try await body(connection)
+                    }
+                }
+                group.addTask {
+                    try await Task.sleep(for: limit)
+                    guard leased.isSet else { throw DatabaseUnavailable(waited: limit) }
+                    return nil
+                }
+                defer { group.cancelAll() }
+                while let result = try await group.next() {
+                    if let result { return result }
+                }
+                throw CancellationError()
+            }
         }
     }
 
@@ -80,6 +110,19 @@ extension Database {
 
 public struct DatabaseUnreachable: Error, CustomStringConvertible {
     public let description: String
+}
+
+/// No pooled connection within the lease timeout: PostgreSQL is down, unreachable or saturated.
+public struct DatabaseUnavailable: Error, CustomStringConvertible {
+    public let waited: Duration
+    public var description: String { "no database connection within \(waited)" }
+}
+
+/// Set once the pool has handed over a connection.
+final class LeaseFlag: Sendable {
+    private let value = Mutex(false)
+    var isSet: Bool { value.withLock { $0 } }
+    func set() { value.withLock { $0 = true } }
 }
 
 /// How busy the pool is: connections in use against the maximum, and how long callers wait for one.

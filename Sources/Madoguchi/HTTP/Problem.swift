@@ -102,6 +102,7 @@ extension Problem.Kind {
     public static let invalidCursor = Self(rawValue: "invalid-cursor")
     public static let clientClosedRequest = Self(rawValue: "client-closed-request")
     public static let serverBusy = Self(rawValue: "server-busy")
+    public static let databaseUnavailable = Self(rawValue: "database-unavailable")
 }
 
 extension Problem {
@@ -139,6 +140,12 @@ extension Problem {
                 detail: "The server is holding as many request bodies as it may; try again in \(retryAfterSeconds) s.",
                 headers: [.retryAfter: String(retryAfterSeconds)])
     }
+
+    /// PostgreSQL cannot be reached (or every connection stayed busy): nothing was written; retry.
+    public static let databaseUnavailable = Problem(
+        .databaseUnavailable, status: .serviceUnavailable, title: "Database unavailable",
+        detail: "The database cannot be reached right now; nothing was changed. Try again shortly.",
+        headers: [.retryAfter: "5"])
 
     /// The client went away before its request was read in full. Nobody receives this answer; its
     /// status (nginx's 499) keeps such requests out of the 5xx count an error-rate alarm watches.

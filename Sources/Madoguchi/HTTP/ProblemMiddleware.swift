@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import OpenAPIRuntime
 import PostgresNIO
+import _ConnectionPoolModule
 
 /// Turns every error into an RFC 9457 `application/problem+json` response: our own `Problem`s, the
 /// generated server's decoding and content-type errors, the router's unknown routes and wrong methods.
@@ -35,6 +36,8 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             return problem
         case _ where Self.isClientDisconnect(error):
             return .clientClosedRequest
+        case _ where Self.isDatabaseOutage(error):
+            return .databaseUnavailable
         case let error as ServerError:
             return Self.problem(for: error)
         case let error as HTTPError where error.status == .notFound:
@@ -69,6 +72,21 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         case is HTTPParserError: return true
         case let error as ChannelError: return [.eof, .ioOnClosedChannel, .alreadyClosed, .inputClosed].contains(error)
         case let error as IOError: return [ECONNRESET, EPIPE].contains(error.errnoCode)
+        default: return false
+        }
+    }
+
+    /// Whether the database, not the request, failed: no connection in time, the pool giving up on
+    /// connecting, a connection lost mid-query, or the server shutting down or starting (SQLSTATE
+    /// classes 08 and 57P). Such a request changed nothing and can be retried as it is.
+    static func isDatabaseOutage(_ error: any Error) -> Bool {
+        switch error {
+        case let error as ServerError: return isDatabaseOutage(error.underlyingError)
+        case is DatabaseUnavailable, is ConnectionPoolError: return true
+        case let error as PSQLError:
+            if [.serverClosedConnection, .connectionError, .poolClosed].contains(error.code) { return true }
+            guard let state = error.serverInfo?[.sqlState] else { return false }
+            return state.hasPrefix("08") || state.hasPrefix("57P")
         default: return false
         }
     }

@@ -12,7 +12,17 @@ extension APIHandler {
     func getReady(_ input: Operations.GetReady.Input) async throws -> Operations.GetReady.Output {
         let status: (version: Int, complete: Bool)
         do {
-            status = try await database.withConnection { try await migrator.status($0, logger: logger) }
+            // A load balancer's probe must get an answer, not a hang, however the pool fares.
+            let limit = readinessTimeout
+            status = try await withThrowingTaskGroup(of: (version: Int, complete: Bool).self) { group in
+                group.addTask { try await database.withConnection { try await migrator.status($0, logger: logger) } }
+                group.addTask {
+                    try await Task.sleep(for: limit)
+                    throw DatabaseUnavailable(waited: limit)
+                }
+                defer { group.cancelAll() }
+                return try await group.next()!
+            }
         } catch {
             logger.warning("readiness check failed", metadata: ["error": "\(String(reflecting: error))"])
             throw Problem(.notReady, status: .serviceUnavailable, title: "Not ready", detail: "The database is not reachable.")

@@ -16,13 +16,14 @@ struct TicketChanges: Sendable {
 extension TicketWork {
     /// Applies `changes` if the caller read the current version and may change the ticket now.
     /// Nothing changes (and no event is written) when every requested value is already in place.
-    func update(ticketID: UUID, expectedVersion: Int64, changes: TicketChanges, by principal: Principal, agentID: UUID) async throws -> Ticket {
+    /// `condition` is the caller's `If-Match`: the version it read (or `*`).
+    func update(ticketID: UUID, matching condition: IfMatch, changes: TicketChanges, by principal: Principal, agentID: UUID) async throws -> Ticket {
         try await database.withTransaction { connection in
             let (ticket, claimLive) = try await lockTicket(ticketID, on: connection)
-            guard ticket.version == expectedVersion else {
+            guard condition.matches(String(ticket.version)) else {
                 throw Problem(
                     .preconditionFailed, status: .preconditionFailed, title: "Precondition failed",
-                    detail: "The ticket changed since version \(expectedVersion); it is now at \(ticket.entityTag). Read it again before changing it.")
+                    detail: "If-Match \(condition.description) does not match the ticket's current version \(ticket.entityTag) (a weak tag never does). Read it again before changing it.")
             }
             if let claim = ticket.claim, claimLive, claim.agentID != agentID, principal.role != .supervisor {
                 throw Self.claimHeld(claim)

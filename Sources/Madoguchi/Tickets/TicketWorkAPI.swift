@@ -47,8 +47,8 @@ extension APIHandler {
                 .preconditionRequired, status: .preconditionRequired, title: "Precondition required",
                 detail: "Send the ticket's ETag in If-Match, so that a change made since you read it is not overwritten.")
         }
-        guard let version = Self.version(fromEntityTag: ifMatch) else {
-            throw Problem.invalidParameter("If-Match", "'\(ifMatch)' is not an ETag this server issued (like \"3\")")
+        guard let condition = IfMatch(ifMatch) else {
+            throw Problem.invalidParameter("If-Match", "'\(ifMatch)' is not an entity tag, a list of them, or * (the ticket's ETag looks like \"3\")")
         }
         guard case .json(let body) = input.body else { throw Problem.internalError }
         if body.unassign == true, body.assigneeId != nil {
@@ -67,7 +67,7 @@ extension APIHandler {
             assigneeID: body.assigneeId?.uuid,
             unassign: body.unassign ?? false)
         let ticket = try await work.update(
-            ticketID: input.path.ticketId.uuid, expectedVersion: version, changes: changes, by: principal, agentID: agentID)
+            ticketID: input.path.ticketId.uuid, matching: condition, changes: changes, by: principal, agentID: agentID)
         RequestScope.current?.setResponseHeader(.eTag, ticket.entityTag)
         return .ok(.init(body: .json(.init(ticket))))
     }
@@ -84,12 +84,5 @@ extension APIHandler {
         let note = try await work.addNote(
             ticketID: input.path.ticketId.uuid, body: body.body, mentions: (body.mentions ?? []).map(\.uuid), by: principal, agentID: agentID)
         return .created(.init(body: .json(.init(note))))
-    }
-
-    /// `"3"` → 3. Weak tags are not accepted for writes (RFC 9110 §13.1.1: If-Match uses strong comparison).
-    static func version(fromEntityTag tag: String) -> Int64? {
-        let trimmed = tag.trimmingCharacters(in: .whitespaces)
-        guard trimmed.count >= 3, trimmed.hasPrefix("\""), trimmed.hasSuffix("\"") else { return nil }
-        return Int64(trimmed.dropFirst().dropLast())
     }
 }

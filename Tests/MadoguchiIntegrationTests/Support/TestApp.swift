@@ -42,6 +42,8 @@ struct TestApp {
         // when the server closes it, as real clients do; on a loaded machine a test can leave it idle
         // past the default 30 s. Tests of the idle timeout set their own.
         configuration.http.idleTimeout = .seconds(3600)
+        // The same for readiness: a second is long for a probe, short for a debug build under this load.
+        configuration.http.readinessTimeout = .seconds(120)
         configure(&configuration)
         let registry = PrometheusCollectorRegistry()
         let database = Database(configuration: clientConfiguration, logger: TestCluster.logger, registry: registry)

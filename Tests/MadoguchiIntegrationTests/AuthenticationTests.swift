@@ -166,3 +166,29 @@ struct AuthenticationTests {
         }
     }
 }
+
+extension AuthenticationTests {
+    @Test("over its rate a key gets 429 with Retry-After and RateLimit headers; other keys go on")
+    func rateLimits() async throws {
+        // One token per 1,000 s: however slowly a loaded machine runs the test, the bucket does not refill.
+        try await TestApp.run(configure: { $0.http.rateLimits = [.agent: RateLimit(perSecond: 0.001, burst: 3)] }) { app in
+            let (first, second) = (try await app.keySecret(.agent), try await app.keySecret(.agent))
+            var remaining: [String?] = []
+            for _ in 0..<3 {
+                let allowed = try await app.request(.get, "/v1/me", key: first)
+                #expect(allowed.status == .ok)
+                remaining.append(allowed.headers[HTTPField.Name("RateLimit-Remaining")!])
+            }
+            #expect(remaining == ["2", "1", "0"])
+            let refused = try await app.request(.get, "/v1/me", key: first)
+            try expectProblem(refused, .tooManyRequests, "rate-limited")
+            // 1,000 s for a whole token, less what trickled in while a loaded machine ran the requests.
+            #expect((900...1000).contains(Int(refused.headers[.retryAfter] ?? "") ?? 0), "\(refused.headers)")
+            #expect(refused.headers[HTTPField.Name("RateLimit-Limit")!] == "3")
+            #expect(try await app.request(.get, "/v1/me", key: second).status == .ok)
+            // Gateways are unlimited in this configuration.
+            let gateway = try await app.keySecret(.gateway)
+            for _ in 0..<5 { #expect(try await app.request(.get, "/v1/me", key: gateway).status == .ok) }
+        }
+    }
+}

@@ -96,3 +96,26 @@ extension HTTPPlumbingTests {
         }
     }
 }
+
+extension HTTPPlumbingTests {
+    @Test("a key's bucket: the burst, then one request per 1/rate seconds; each key and role on its own")
+    func rateLimiter() throws {
+        let limiter = RateLimiter(limits: [.agent: RateLimit(perSecond: 2, burst: 3)])
+        let (key, other) = (UUID(), UUID())
+        let start = ContinuousClock.now
+        let burst = (0..<4).map { _ in limiter.take(keyID: key, role: .agent, now: start)! }
+        #expect(burst.map(\.allowed) == [true, true, true, false])
+        #expect(burst.map { $0.headers[.rateLimitRemaining] } == ["2", "1", "0", "0"])
+        #expect(burst[3].retryAfter == 1)
+        #expect(limiter.take(keyID: other, role: .agent, now: start)?.allowed == true, "another key has its own bucket")
+        #expect(limiter.take(keyID: key, role: .gateway, now: start) == nil, "a role without a limit is not limited")
+        // Half a second refills one token at 2/s.
+        #expect(limiter.take(keyID: key, role: .agent, now: start + .milliseconds(500))?.allowed == true)
+        #expect(limiter.take(keyID: key, role: .agent, now: start + .milliseconds(500))?.allowed == false)
+        // Idle long enough, the bucket is full again, never more.
+        let later = start + .seconds(60)
+        #expect((0..<4).map { _ in limiter.take(keyID: key, role: .agent, now: later)!.allowed } == [true, true, true, false])
+        #expect(RateLimit("20/200") == RateLimit(perSecond: 20, burst: 200))
+        #expect(RateLimit("20") == nil && RateLimit("0/5") == nil && RateLimit("x/y") == nil)
+    }
+}

@@ -41,7 +41,7 @@ public func buildApplication(
     try handler.registerHandlers(
         on: RecordingTransport(router: router, table: routes),
         middlewares: [
-            AuthMiddleware(database: database, keys: handler.keys),
+            AuthMiddleware(database: database, keys: handler.keys, rateLimiter: RateLimiter(limits: configuration.http.rateLimits)),
             RawBodyCapture(operations: ["ingestWebform", "ingestSms", "ingestChat"], limit: configuration.maxEmailBytes),
         ])
 

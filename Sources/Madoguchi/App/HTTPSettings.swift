@@ -22,6 +22,16 @@ public struct HTTPSettings: Sendable {
     /// How long `/health/ready` may take to reach the database before answering 503: a load
     /// balancer's probe gets an answer, never a hang.
     public var readinessTimeout: Duration = .seconds(1)
+    /// `MADOGUCHI_RATE_LIMIT_<ROLE>` (`GATEWAY`, `AGENT`, …): `rate/burst` per key, e.g. `20/200`, or
+    /// `off`. Over it, a request is `429` with `Retry-After` and `RateLimit-*` headers.
+    public var rateLimits: [Role: RateLimit] = [
+        .gateway: RateLimit(perSecond: 100, burst: 2000),
+        .agent: RateLimit(perSecond: 20, burst: 200),
+        .supervisor: RateLimit(perSecond: 20, burst: 200),
+        .dashboard: RateLimit(perSecond: 20, burst: 200),
+        .orderSystem: RateLimit(perSecond: 50, burst: 500),
+        .admin: RateLimit(perSecond: 10, burst: 100),
+    ]
 
     public init() {}
 
@@ -30,6 +40,17 @@ public struct HTTPSettings: Sendable {
         if let idle = try reader.seconds("MADOGUCHI_HTTP_IDLE_SECONDS", in: 1...3600) { settings.idleTimeout = idle }
         if let request = try reader.seconds("MADOGUCHI_HTTP_REQUEST_SECONDS", in: 1...86_400) { settings.requestTimeout = request }
         if let write = try reader.seconds("MADOGUCHI_HTTP_WRITE_SECONDS", in: 1...3600) { settings.writeTimeout = write }
+        for role in Role.allCases {
+            let name = "MADOGUCHI_RATE_LIMIT_" + role.rawValue.uppercased()
+            guard let raw = reader.value(name) else { continue }
+            if raw.lowercased() == "off" {
+                settings.rateLimits[role] = nil
+            } else if let limit = RateLimit(raw) {
+                settings.rateLimits[role] = limit
+            } else {
+                throw ConfigurationError("\(name)=\(raw) is not rate/burst (like 20/200) or off")
+            }
+        }
         if let connections = try reader.integer("MADOGUCHI_HTTP_MAX_CONNECTIONS", in: 1...1_000_000) { settings.maxConnections = connections }
         if let budget = try reader.integer("MADOGUCHI_HTTP_BODY_BUDGET_BYTES", in: 1024...(1 << 40)) {
             // One request of the largest size allowed must always fit, or it could never be taken in.

@@ -8,6 +8,8 @@ import OpenAPIRuntime
 struct AuthMiddleware: ServerMiddleware {
     let database: Database
     let keys: APIKeyStore
+    /// Per-key limits, checked once the key is known and before any body is read.
+    let rateLimiter: RateLimiter
 
     func intercept(
         _ request: HTTPRequest,
@@ -23,6 +25,10 @@ struct AuthMiddleware: ServerMiddleware {
         }
         let principal = try await authenticate(request, operationID: operationID)
         scope?.principal = principal
+        if let decision = rateLimiter.take(keyID: principal.keyID, role: principal.role) {
+            guard decision.allowed else { throw Problem.rateLimited(decision, role: principal.role) }
+            for field in decision.headers { scope?.setResponseHeader(field.name, field.value) }
+        }
         guard let allowed = OperationAccess.roles[operationID], allowed.contains(principal.role) else {
             let names = (OperationAccess.roles[operationID] ?? []).map(\.rawValue).sorted().joined(separator: ", ")
             throw Problem(

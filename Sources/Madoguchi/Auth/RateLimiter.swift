@@ -1,0 +1,87 @@
+import Foundation
+import HTTPTypes
+import Synchronization
+
+/// A request rate and a burst: a token bucket that refills `perSecond` tokens a second up to `burst`.
+public struct RateLimit: Sendable, Equatable {
+    public var perSecond: Double
+    public var burst: Int
+
+    public init(perSecond: Double, burst: Int) {
+        self.perSecond = perSecond
+        self.burst = burst
+    }
+
+    /// `"20/200"`: 20 a second, bursts of 200.
+    init?(_ text: String) {
+        let parts = text.split(separator: "/")
+        guard parts.count == 2, let rate = Double(parts[0]), rate > 0, rate <= 1_000_000, let burst = Int(parts[1]), (1...10_000_000).contains(burst)
+        else { return nil }
+        self.init(perSecond: rate, burst: burst)
+    }
+}
+
+/// Per-key request limits, by role. Each key has its own bucket in this process (two instances each
+/// allow the rate). A gateway's burst is large, so a relay catching up after an outage is slowed —
+/// told when to come back — rather than refused.
+final class RateLimiter: Sendable {
+    private let limits: [Role: RateLimit]
+    private let buckets = Mutex<[UUID: Bucket]>([:])
+
+    private struct Bucket {
+        var tokens: Double
+        var updated: ContinuousClock.Instant
+    }
+
+    /// What one request got: allowed or not, and the `RateLimit-*` headers that say so.
+    struct Decision {
+        var allowed: Bool
+        var headers: HTTPFields
+        /// Whole seconds until a request would be allowed (0 when allowed).
+        var retryAfter: Int
+    }
+
+    init(limits: [Role: RateLimit]) { self.limits = limits }
+
+    /// Takes one token from the key's bucket, or says how long to wait; nil when the role is unlimited.
+    func take(keyID: UUID, role: Role, now: ContinuousClock.Instant = .now) -> Decision? {
+        guard let limit = limits[role] else { return nil }
+        return buckets.withLock { buckets in
+            var bucket = buckets[keyID] ?? Bucket(tokens: Double(limit.burst), updated: now)
+            let elapsed = bucket.updated.duration(to: now)
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            bucket.tokens = min(Double(limit.burst), bucket.tokens + max(0, seconds) * limit.perSecond)
+            bucket.updated = now
+            let allowed = bucket.tokens >= 1
+            if allowed { bucket.tokens -= 1 }
+            buckets[keyID] = bucket
+            let untilFull = Int(((Double(limit.burst) - bucket.tokens) / limit.perSecond).rounded(.up))
+            var headers: HTTPFields = [:]
+            headers[.rateLimitLimit] = String(limit.burst)
+            headers[.rateLimitRemaining] = String(Int(bucket.tokens))
+            headers[.rateLimitReset] = String(untilFull)
+            let retryAfter = allowed ? 0 : max(1, Int(((1 - bucket.tokens) / limit.perSecond).rounded(.up)))
+            return Decision(allowed: allowed, headers: headers, retryAfter: retryAfter)
+        }
+    }
+}
+
+extension HTTPField.Name {
+    static let rateLimitLimit = Self("RateLimit-Limit")!
+    static let rateLimitRemaining = Self("RateLimit-Remaining")!
+    static let rateLimitReset = Self("RateLimit-Reset")!
+}
+
+extension Problem.Kind {
+    public static let rateLimited = Self(rawValue: "rate-limited")
+}
+
+extension Problem {
+    static func rateLimited(_ decision: RateLimiter.Decision, role: Role) -> Problem {
+        var headers = decision.headers
+        headers[.retryAfter] = String(decision.retryAfter)
+        return Problem(.rateLimited, status: .tooManyRequests, title: "Too many requests",
+                       detail: "This key has used its requests for now (\(role.rawValue) keys: bursts of \(decision.headers[.rateLimitLimit] ?? "?")); try again in \(decision.retryAfter) s.",
+                       headers: headers)
+    }
+}

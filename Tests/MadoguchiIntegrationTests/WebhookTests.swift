@@ -152,7 +152,7 @@ struct WebhookTests {
             #expect(rotated.status == .created)
             let new = try #require(try rotated.json["secret"] as? String)
             try await Self.events(app, 1)
-            #expect(try await ChildProcess.eventually { receiver.requests.count == 1 })
+            #expect(try await ChildProcess.eventually(timeout: .seconds(120)) { receiver.requests.count == 1 })
             let first = try #require(receiver.requests.first)
             let (id, timestamp) = (first.headers[HTTPField.Name("webhook-id")!]!, first.headers[HTTPField.Name("webhook-timestamp")!]!)
             #expect(first.headers[HTTPField.Name("webhook-signature")!] == [new, old].map {
@@ -161,7 +161,7 @@ struct WebhookTests {
 
             #expect(try await app.request(.patch, "/v1/webhooks/\(webhook)", key: admin, json: #"{"retire_old_secrets":true}"#).status == .ok)
             try await Self.events(app, 1, start: 1)
-            #expect(try await ChildProcess.eventually { receiver.requests.count == 2 })
+            #expect(try await ChildProcess.eventually(timeout: .seconds(120)) { receiver.requests.count == 2 })
             let second = receiver.requests[1]
             #expect(second.headers[HTTPField.Name("webhook-signature")!] == Self.expectedSignature(
                 secret: new, id: second.headers[HTTPField.Name("webhook-id")!]!, timestamp: second.headers[HTTPField.Name("webhook-timestamp")!]!, body: second.body))
@@ -187,10 +187,10 @@ struct WebhookTests {
             let admin = try await app.keySecret(.admin)
             let (webhook, _) = try await Self.create(app, admin: admin, url: receiver.url + "/hook", types: ["ticket.updated"])
             try await Self.events(app, 1)
-            #expect(try await ChildProcess.eventually { try await app.count("SELECT count(*) FROM webhook_deliveries WHERE status = 302") >= 1 })
+            #expect(try await ChildProcess.eventually(timeout: .seconds(120)) { try await app.count("SELECT count(*) FROM webhook_deliveries WHERE status = 302") >= 1 })
             #expect(receiver.requests.allSatisfy { $0.path == "/hook" }, "the redirect was not followed")
             redirect.withLock { $0 = false }
-            #expect(try await ChildProcess.eventually { try await app.count("SELECT count(*) FROM webhook_deliveries WHERE status = 200") == 1 })
+            #expect(try await ChildProcess.eventually(timeout: .seconds(120)) { try await app.count("SELECT count(*) FROM webhook_deliveries WHERE status = 200") == 1 })
             let log = try await app.request(.get, "/v1/webhooks/\(webhook)/deliveries", key: admin).json["items"] as? [[String: Any]] ?? []
             let delivered = try #require(log.first { $0["status"] as? Int == 200 })
             let again = try await app.request(.post, "/v1/webhooks/\(webhook)/deliveries/\(delivered["id"] as! String)/redeliver", key: admin)

@@ -152,8 +152,8 @@ struct ReplyTests {
             let agents = [try await app.key(.agent), try await app.key(.agent)]
             let customer = try await app.customer(name: "山田 花子", email: "hanako@example.jp")
             let port = try #require(app.client.port)
-            try await TestClient.withClient(host: "localhost", port: port) { first in
-                try await TestClient.withClient(host: "localhost", port: port) { second in
+            try await TestClient.withClient(host: "localhost", port: port, configuration: TestApp.patient) { first in
+                try await TestClient.withClient(host: "localhost", port: port, configuration: TestApp.patient) { second in
                     let clients = [first, second]
                     for race in 0..<100 {
                         let ticket = try await app.ticket(customer: customer)

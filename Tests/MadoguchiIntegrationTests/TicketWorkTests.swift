@@ -173,8 +173,8 @@ struct TicketWorkTests {
             let agents = [try await app.key(.agent), try await app.key(.agent)]
             let customer = try await app.customer()
             let port = try #require(app.client.port)
-            try await TestClient.withClient(host: "localhost", port: port) { first in
-                try await TestClient.withClient(host: "localhost", port: port) { second in
+            try await TestClient.withClient(host: "localhost", port: port, configuration: TestApp.patient) { first in
+                try await TestClient.withClient(host: "localhost", port: port, configuration: TestApp.patient) { second in
                     let clients = [first, second]
                     for _ in 0..<100 {
                         let ticket = try await app.ticket(customer: customer)
@@ -262,7 +262,7 @@ struct TicketWorkTests {
                 let claims = try await withThrowingTaskGroup(of: [(String, String)].self) { group in
                     for agent in agents {
                         group.addTask {
-                            try await TestClient.withClient(host: "localhost", port: port) { client in
+                            try await TestClient.withClient(host: "localhost", port: port, configuration: TestApp.patient) { client in
                                 var mine: [(String, String)] = []
                                 while true {
                                     let response = try await client.execute(.init(

@@ -211,7 +211,7 @@ extension RawHTTP {
                     defer { close(descriptor) }
                     var buffer = [UInt8](repeating: 0, count: 65536)
                     var total = max(0, recv(descriptor, &buffer, 1024, 0))
-                    Thread.sleep(forTimeInterval: Double(pause.components.seconds))
+                    Thread.sleep(forTimeInterval: pause.seconds)
                     while true {
                         let count = recv(descriptor, &buffer, buffer.count, 0)
                         if count > 0 { total += count; continue }
@@ -239,7 +239,7 @@ extension RawHTTP {
                     while Date().timeIntervalSince(start) < 30 {
                         if answer.isEmpty, let byte = remaining.popFirst() {
                             guard [byte].withUnsafeBytes({ send(descriptor, $0.baseAddress, 1, Int32(MSG_NOSIGNAL)) }) == 1 else { return ending() }
-                            Thread.sleep(forTimeInterval: Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18)
+                            Thread.sleep(forTimeInterval: interval.seconds)
                         }
                         // Non-blocking look: 0 is the server's close.
                         let count = recv(descriptor, &buffer, buffer.count, Int32(MSG_DONTWAIT))

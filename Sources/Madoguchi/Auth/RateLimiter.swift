@@ -48,9 +48,8 @@ final class RateLimiter: Sendable {
         guard let limit = limits[role] else { return nil }
         return buckets.withLock { buckets in
             var bucket = buckets[keyID] ?? Bucket(tokens: Double(limit.burst), updated: now)
-            let elapsed = bucket.updated.duration(to: now)
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            bucket.tokens = min(Double(limit.burst), bucket.tokens + max(0, seconds) * limit.perSecond)
+            let elapsed = bucket.updated.duration(to: now).seconds
+            bucket.tokens = min(Double(limit.burst), bucket.tokens + max(0, elapsed) * limit.perSecond)
             bucket.updated = now
             let allowed = bucket.tokens >= 1
             if allowed { bucket.tokens -= 1 }

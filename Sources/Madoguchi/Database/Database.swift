@@ -86,19 +86,11 @@ extension Database {
     /// quietly (a wrong host, password or `sslmode` would otherwise surface only as a hang).
     public func checkReachable(timeout: Duration = .seconds(10), describing target: String) async throws {
         do {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    _ = try await withConnection { connection -> Bool in
-                        try await connection.query("SELECT 1", logger: logger)
-                        return true
-                    }
+            _ = try await withDeadline(timeout, orThrow: { DatabaseUnreachable(description: "PostgreSQL at \(target) did not accept a connection within \(timeout)") }) {
+                try await withConnection { connection -> Bool in
+                    try await connection.query("SELECT 1", logger: logger)
+                    return true
                 }
-                group.addTask {
-                    try await Task.sleep(for: timeout)
-                    throw DatabaseUnreachable(description: "PostgreSQL at \(target) did not accept a connection within \(timeout)")
-                }
-                defer { group.cancelAll() }
-                try await group.next()
             }
         } catch let error as DatabaseUnreachable {
             throw error

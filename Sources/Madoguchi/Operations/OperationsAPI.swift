@@ -13,15 +13,9 @@ extension APIHandler {
         let status: (version: Int, complete: Bool)
         do {
             // A load balancer's probe must get an answer, not a hang, however the pool fares.
-            let limit = readinessTimeout
-            status = try await withThrowingTaskGroup(of: (version: Int, complete: Bool).self) { group in
-                group.addTask { try await database.withConnection { try await migrator.status($0, logger: logger) } }
-                group.addTask {
-                    try await Task.sleep(for: limit)
-                    throw DatabaseUnavailable(waited: limit)
-                }
-                defer { group.cancelAll() }
-                return try await group.next()!
+            let (limit, database, migrator, logger) = (readinessTimeout, database, migrator, logger)
+            status = try await withDeadline(limit, orThrow: { DatabaseUnavailable(waited: limit) }) {
+                try await database.withConnection { try await migrator.status($0, logger: logger) }
             }
         } catch {
             logger.warning("readiness check failed", metadata: ["error": "\(String(reflecting: error))"])

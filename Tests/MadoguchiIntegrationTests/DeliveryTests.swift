@@ -74,7 +74,7 @@ struct DeliveryTests {
 
     /// The reply once its delivery reached one of `states` (20 s at most).
     static func delivery(_ conversation: Conversation, _ reply: String, until states: Set<String> = ["sent", "failed", "held", "bounced"],
-                         timeout: Duration = .seconds(20)) async throws -> [String: Any] {
+                         timeout: Duration = .seconds(90)) async throws -> [String: Any] {
         var last: [String: Any] = [:]
         _ = try await ChildProcess.eventually(timeout: timeout) {
             last = try await conversation.app.request(.get, "/v1/replies/\(reply)", key: conversation.agent).json

@@ -8,7 +8,10 @@ import Testing
 /// documented sending API.
 @Suite("Replies reach the customer by SMS and LINE")
 struct ProviderDeliveryTests {
-    static func configure(twilio: FakeProvider? = nil, vonage: FakeProvider? = nil, line: FakeProvider? = nil) -> (inout Configuration) -> Void {
+    /// `providerTimeout` stays at a production-like 30 s unless a test is about the timeout itself: on
+    /// a loaded two-core machine a loopback answer has taken longer than 5 s.
+    static func configure(twilio: FakeProvider? = nil, vonage: FakeProvider? = nil, line: FakeProvider? = nil,
+                          providerTimeout: Duration = .seconds(30)) -> (inout Configuration) -> Void {
         { configuration in
             if let twilio {
                 configuration.delivery.twilio = .init(accountSID: "AC0123", authToken: "token-1", from: "+815012345678", apiURL: twilio.url)
@@ -22,7 +25,7 @@ struct ProviderDeliveryTests {
             configuration.delivery.pollInterval = .milliseconds(100)
             configuration.delivery.retryBase = .milliseconds(200)
             configuration.delivery.retryCap = .seconds(1)
-            configuration.delivery.providerTimeout = .seconds(5)
+            configuration.delivery.providerTimeout = providerTimeout
         }
     }
 
@@ -73,8 +76,8 @@ struct ProviderDeliveryTests {
 
     @Test("Twilio gives no answer in time: the text may exist, so the reply is held; one request only")
     func twilioNoAnswer() async throws {
-        let twilio = try await FakeProvider { _, _ in .init(status: .created, body: #"{"sid":"SMlate"}"#, delay: .seconds(8)) }
-        try await TestApp.run(configure: Self.configure(twilio: twilio)) { app in
+        let twilio = try await FakeProvider { _, _ in .init(status: .created, body: #"{"sid":"SMlate"}"#, delay: .seconds(12)) }
+        try await TestApp.run(configure: Self.configure(twilio: twilio, providerTimeout: .seconds(2))) { app in
             let conversation = try await Self.customerTexts(app)
             let reply = try await DeliveryTests.answer(conversation, "確認します。")
             let held = try await DeliveryTests.delivery(conversation, reply)

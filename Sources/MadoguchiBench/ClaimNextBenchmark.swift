@@ -90,7 +90,7 @@ public struct ClaimNextBenchmark: Sendable {
             try await connection.query("""
                 UPDATE tickets SET claim_agent_id = '00000000-0000-4000-8000-999999999999', claim_expires_at = now() + interval '1 day'
                 WHERE id IN (SELECT id FROM tickets WHERE status IN ('new', 'open')
-                             ORDER BY priority_rank DESC, first_response_due_at ASC NULLS LAST, created_at ASC LIMIT \(liveClaims))
+                             ORDER BY priority_rank DESC, response_due_at ASC NULLS LAST, created_at ASC LIMIT \(liveClaims))
                 """, logger: logger)
             try await connection.query("VACUUM ANALYZE tickets", logger: logger)
         }

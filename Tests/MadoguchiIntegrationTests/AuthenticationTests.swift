@@ -61,6 +61,18 @@ struct AuthenticationTests {
         ("createRule", .post, "/v1/rules", #"{"name":"r","priority":"high","vip_only":true}"#),
         ("updateRule", .put, "/v1/rules/00000000-0000-4000-8000-000000000000", #"{"name":"r","priority":"high","vip_only":true}"#),
         ("renderTemplate", .post, "/v1/templates/00000000-0000-4000-8000-000000000000/render", #"{"ticket_id":"00000000-0000-4000-8000-000000000000"}"#),
+        ("listBusinessCalendars", .get, "/v1/business-calendars", nil),
+        ("getBusinessCalendar", .get, "/v1/business-calendars/00000000-0000-4000-8000-000000000000", nil),
+        ("createBusinessCalendar", .post, "/v1/business-calendars", #"{"name":" ","weekly_hours":[]}"#),
+        ("replaceBusinessCalendar", .put, "/v1/business-calendars/00000000-0000-4000-8000-000000000000", #"{"name":" ","weekly_hours":[]}"#),
+        ("deleteBusinessCalendar", .delete, "/v1/business-calendars/00000000-0000-4000-8000-000000000000", nil),
+        ("getBusinessTime", .get, "/v1/business-calendars/00000000-0000-4000-8000-000000000000/business-time?from=2026-12-01T00:00:00Z", nil),
+        ("listSlaPolicies", .get, "/v1/sla-policies", nil),
+        ("getSlaPolicy", .get, "/v1/sla-policies/00000000-0000-4000-8000-000000000000", nil),
+        ("createSlaPolicy", .post, "/v1/sla-policies", #"{"name":" ","calendar_id":"00000000-0000-4000-8000-000000000000","targets":[]}"#),
+        ("replaceSlaPolicy", .put, "/v1/sla-policies/00000000-0000-4000-8000-000000000000",
+         #"{"name":" ","calendar_id":"00000000-0000-4000-8000-000000000000","targets":[]}"#),
+        ("deleteSlaPolicy", .delete, "/v1/sla-policies/00000000-0000-4000-8000-000000000000", nil),
     ]
 
     @Test("the list above covers every protected operation in the access table")

@@ -196,15 +196,16 @@ struct TicketWorkTests {
 
     // MARK: - The queue
 
-    @Test("the queue takes urgent before high before normal, then the earliest deadline, then the oldest; 204 when empty")
+    @Test("the queue takes urgent before high before normal, then the earliest response deadline, then the oldest; 204 when empty")
     func queueOrder() async throws {
         try await TestApp.run { app in
             let agent = try await app.keySecret(.agent)
             let customer = try await app.customer()
             func make(_ priority: String, due: Int?, age: Int) async throws -> UUID {
                 try await app.insertReturningID("""
-                    INSERT INTO tickets (customer_id, channel, priority, first_response_due_at, created_at)
-                    VALUES (\(customer), 'email', \(priority), now() + make_interval(mins => \(due)::int), now() - make_interval(mins => \(age)::int))
+                    INSERT INTO tickets (customer_id, channel, priority, first_response_due_at, created_at, awaiting_reply_since)
+                    VALUES (\(customer), 'email', \(priority), now() + make_interval(mins => \(due)::int), now() - make_interval(mins => \(age)::int),
+                            now() - make_interval(mins => \(age)::int))
                     RETURNING id
                     """)
             }

@@ -92,6 +92,18 @@ enum EventType: String, CaseIterable, Sendable {
     case ruleCreated = "rule.created"
     /// A supervisor changed a priority rule.
     case ruleUpdated = "rule.updated"
+    /// A supervisor added a business calendar.
+    case calendarCreated = "calendar.created"
+    /// A supervisor changed a business calendar (hours, zone, holidays or closed days).
+    case calendarUpdated = "calendar.updated"
+    /// A supervisor removed a business calendar.
+    case calendarDeleted = "calendar.deleted"
+    /// A supervisor added an SLA policy.
+    case slaPolicyCreated = "sla_policy.created"
+    /// A supervisor changed an SLA policy (targets, calendar, warning point or default).
+    case slaPolicyUpdated = "sla_policy.updated"
+    /// A supervisor removed an SLA policy; its tickets keep the due times they had.
+    case slaPolicyDeleted = "sla_policy.deleted"
 
     // MARK: Webhooks
     /// An admin added a webhook endpoint.

@@ -10,6 +10,8 @@ extension ConversationIntake {
         var number: Int64
         var customerID: UUID
         var status: Ticket.Status
+        /// Opened by this transaction for the message being recorded: its clocks are already set.
+        var opened = false
     }
 
     func open(
@@ -18,13 +20,14 @@ extension ConversationIntake {
     ) async throws -> Target {
         let threadSubject = ThreadSubject.reduce(subject).key
         let rows = try await connection.query("""
-            INSERT INTO tickets (customer_id, subject, channel, thread_subject, related_ticket_id, tags, last_customer_message_at)
-            VALUES (\(customerID), \(String(subject.prefix(2000))), \(channel.rawValue), \(threadSubject), \(related), \(tags), now())
+            INSERT INTO tickets (customer_id, subject, channel, thread_subject, related_ticket_id, tags,
+                                 last_customer_message_at, awaiting_reply_since)
+            VALUES (\(customerID), \(String(subject.prefix(2000))), \(channel.rawValue), \(threadSubject), \(related), \(tags), now(), now())
             RETURNING id, number
             """, logger: logger)
         var target: Target?
         for try await (id, number) in rows.decode((UUID, Int64).self) {
-            target = Target(id: id, number: number, customerID: customerID, status: .new)
+            target = Target(id: id, number: number, customerID: customerID, status: .new, opened: true)
         }
         guard let target else { throw RowNotFound("INSERT INTO tickets … RETURNING") }
         var data: [String: Any] = ["channel": channel.rawValue, "number": target.number]
@@ -64,13 +67,15 @@ extension ConversationIntake {
     }
 
     /// A customer wrote on `ticket` (locked by the caller): pending and solved tickets reopen; the
-    /// clock of the last customer message moves.
+    /// clock of the last customer message moves, and the customer waits for us from now unless they
+    /// already were (see migration 0024 for what starts and ends the wait).
     func customerWrote(on ticket: Target, on connection: PostgresConnection) async throws -> Ticket.Status {
         let reopen = ticket.status == .pending || ticket.status == .solved
         let status = reopen ? Ticket.Status.open : ticket.status
         try await connection.query("""
             UPDATE tickets
             SET status = \(status.rawValue), last_customer_message_at = now(),
+                awaiting_reply_since = coalesce(awaiting_reply_since, now()),
                 solved_at = CASE WHEN \(reopen) THEN NULL ELSE solved_at END,
                 version = version + 1, updated_at = now()
             WHERE id = \(ticket.id)

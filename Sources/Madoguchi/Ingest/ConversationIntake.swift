@@ -90,8 +90,8 @@ struct ConversationIntake: Sendable {
     }
 
     /// The last step every channel shares: writes `message` on `ticket` (row-locked, or just opened,
-    /// by the caller); a customer writing on a ticket that was waiting or solved reopens it when
-    /// `reopens` (auto-replies and bounces do not); records `message.received`. Returns the message
+    /// by the caller); a customer writing (`reopens`; auto-replies and bounces do not) moves the
+    /// ticket's clocks and reopens it if it was waiting or solved; records `message.received`. Returns the message
     /// and the ticket as it now stands.
     func record(
         _ message: NewMessage, on ticket: Target, customerID: UUID, reopens: Bool, eventDetails: [String: String],
@@ -99,7 +99,7 @@ struct ConversationIntake: Sendable {
     ) async throws -> (messageID: UUID, ticket: Target) {
         let messageID = try await MessageStore(logger: logger).insert(message, on: connection)
         var ticket = ticket
-        if reopens && ticket.status != .new {
+        if reopens && !ticket.opened {
             ticket.status = try await customerWrote(on: ticket, on: connection)
         }
         var data: [String: Any] = ["channel": message.channel.rawValue, "threading": message.threadingReason ?? ""]

@@ -26,6 +26,11 @@ public struct Ticket: Sendable, Equatable {
         case low, normal, high, urgent
     }
 
+    /// How the ticket's running SLA clocks stand (`ticket_sla_state`, migration 0026).
+    public enum SLAState: String, Sendable, CaseIterable {
+        case ok, warning, breached
+    }
+
     public var id: UUID
     public var number: Int64
     public var subject: String
@@ -44,6 +49,17 @@ public struct Ticket: Sendable, Equatable {
     /// Bumped by every change; the ETag.
     public var version: Int64
     public var lastCustomerMessageAt: Date?
+    /// Since when the customer has been waiting for a response from us; nil when nobody is.
+    public var awaitingReplySince: Date?
+    public var lastRespondedAt: Date?
+    /// The SLA policy whose clocks run on this ticket, if any, and the clocks' due times.
+    public var slaPolicyID: UUID?
+    public var firstResponseDueAt: Date?
+    public var nextResponseDueAt: Date?
+    public var resolutionDueAt: Date?
+    /// The response clock running now (first or next), which the queue orders by.
+    public var responseDueAt: Date?
+    public var slaState: SLAState?
     public var createdAt: Date
     public var updatedAt: Date
 
@@ -54,11 +70,29 @@ public struct Ticket: Sendable, Equatable {
         left.id == right.id && left.version == right.version
     }
 
-    static let columns = """
-        id, number, subject, status, priority, priority_reason, channel, customer_id, assignee_id, queue,
-        claim_agent_id, claim_expires_at, category, tags, related_ticket_id, version,
-        last_customer_message_at, created_at, updated_at
-        """
+    static let columns = columns(of: nil)
+
+    /// The select list `Ticket(row:)` reads, each column qualified by `alias` when given (for a
+    /// statement that joins). `sla_state` comes from `ticket_sla_state` (migration 0026), the one
+    /// definition of ok, warning and breached.
+    static func columns(of alias: String?) -> String {
+        let table = alias.map { $0 + "." } ?? ""
+        let names = [
+            "id", "number", "subject", "status", "priority", "priority_reason", "channel", "customer_id", "assignee_id", "queue",
+            "claim_agent_id", "claim_expires_at", "category", "tags", "related_ticket_id", "version",
+            "last_customer_message_at", "awaiting_reply_since", "last_responded_at",
+            "sla_policy_id", "first_response_due_at", "next_response_due_at", "resolution_due_at", "response_due_at",
+            "created_at", "updated_at",
+        ]
+        return (names.map { table + $0 } + [slaState(of: alias) + " AS sla_state"]).joined(separator: ", ")
+    }
+
+    /// The ticket's SLA state as SQL, for select lists and filters alike.
+    static func slaState(of alias: String? = nil) -> String {
+        let table = alias.map { $0 + "." } ?? ""
+        let arguments = ["sla_policy_id", "status", "sla_paused_at", "response_due_at", "response_warn_at", "resolution_due_at", "resolution_warn_at"]
+        return "ticket_sla_state(\(arguments.map { table + $0 }.joined(separator: ", ")))"
+    }
 
     init(row: PostgresRow) throws {
         let row = row.makeRandomAccess()
@@ -80,6 +114,14 @@ public struct Ticket: Sendable, Equatable {
         relatedTicketID = try row.value("related_ticket_id")
         version = try row.value("version")
         lastCustomerMessageAt = try row.value("last_customer_message_at")
+        awaitingReplySince = try row.value("awaiting_reply_since")
+        lastRespondedAt = try row.value("last_responded_at")
+        slaPolicyID = try row.value("sla_policy_id")
+        firstResponseDueAt = try row.value("first_response_due_at")
+        nextResponseDueAt = try row.value("next_response_due_at")
+        resolutionDueAt = try row.value("resolution_due_at")
+        responseDueAt = try row.value("response_due_at")
+        slaState = try (row.value("sla_state") as String?).map(Self.enumeration)
         createdAt = try row.value("created_at")
         updatedAt = try row.value("updated_at")
     }

@@ -9,6 +9,38 @@ struct TicketFilter: Sendable {
     var assigneeID: UUID?
     var unassignedOnly = false
     var customerID: UUID?
+    /// `true`: only tickets whose customer waits for us; `false`: only those nobody waits on.
+    var awaitingReply: Bool?
+    var slaStates: [Ticket.SLAState] = []
+}
+
+/// The orders a ticket list can come in besides newest first: each by a time column, earliest
+/// first, listing only tickets where that time is set.
+enum TicketOrder: String, Sendable {
+    /// The unanswered guard (返信漏れ): the customer waiting longest first, from the view
+    /// `tickets_awaiting_reply` (an index scan of `tickets_waiting_since`).
+    case longestWaiting = "longest_waiting"
+    /// The running response clock (first or next response) that falls due soonest first.
+    case responseDue = "response_due"
+    case resolutionDue = "resolution_due"
+
+    var column: String {
+        switch self {
+        case .longestWaiting: "awaiting_reply_since"
+        case .responseDue: "response_due_at"
+        case .resolutionDue: "resolution_due_at"
+        }
+    }
+
+    var relation: String { self == .longestWaiting ? "tickets_awaiting_reply" : "tickets" }
+}
+
+/// Where a page ordered by a time starts: after the ticket numbered `number` whose time was
+/// `microseconds` after the Unix epoch. Whole microseconds, PostgreSQL's own resolution, so no
+/// timestamp is rounded through a cursor.
+struct TimePosition: Sendable {
+    var microseconds: Int64
+    var number: Int64
 }
 
 /// The SQL behind reading tickets and their timelines, and the row lock every writer takes first.
@@ -40,7 +72,8 @@ struct TicketStore: Sendable {
     }
 
     /// A reply did not reach the customer: the ticket is tagged `delivery-failed` and, if it was
-    /// waiting on the customer or solved, open again, so that someone answers another way. Followers
+    /// waiting on the customer or solved, open again, so that someone answers another way; the
+    /// customer is waiting for us again, since their last message. Followers
     /// of the feed see the tag in a `ticket.updated` and the status in a `ticket.reopened`.
     func flagDeliveryFailure(_ ticketID: UUID, on connection: PostgresConnection) async throws {
         let rows = try await connection.query("""
@@ -48,6 +81,7 @@ struct TicketStore: Sendable {
             SET tags = CASE WHEN 'delivery-failed' = ANY(t.tags) THEN t.tags ELSE array_append(t.tags, 'delivery-failed') END,
                 status = CASE WHEN t.status IN ('pending', 'solved') THEN 'open' ELSE t.status END,
                 solved_at = CASE WHEN t.status = 'solved' THEN NULL ELSE t.solved_at END,
+                awaiting_reply_since = coalesce(t.awaiting_reply_since, t.last_customer_message_at),
                 version = t.version + 1, updated_at = now()
             FROM tickets old
             WHERE t.id = \(ticketID) AND old.id = t.id
@@ -66,12 +100,13 @@ struct TicketStore: Sendable {
         }
     }
 
-    /// We answered the customer: the first response is stamped once, and a new ticket is open (a
-    /// `ticket.updated` by whoever answered).
+    /// We answered the customer: the first response is stamped once, nobody is waiting any more, and
+    /// a new ticket is open (a `ticket.updated` by whoever answered).
     func recordResponse(_ ticketID: UUID, by actor: Principal?, on connection: PostgresConnection) async throws {
         let rows = try await connection.query("""
             UPDATE tickets t
             SET first_responded_at = coalesce(t.first_responded_at, now()),
+                last_responded_at = now(), awaiting_reply_since = NULL,
                 status = CASE WHEN t.status = 'new' THEN 'open' ELSE t.status END,
                 version = t.version + 1, updated_at = now()
             FROM tickets old
@@ -96,12 +131,15 @@ struct TicketStore: Sendable {
     /// every combination, so the plan cache stays warm.
     func tickets(matching filter: TicketFilter, before: Int64?, limit: Int, on connection: PostgresConnection) async throws -> [Ticket] {
         let statuses: [String]? = filter.statuses.isEmpty ? nil : filter.statuses.map(\.rawValue)
+        let states: [String]? = filter.slaStates.isEmpty ? nil : filter.slaStates.map(\.rawValue)
         let rows = try await connection.query("""
             SELECT \(unescaped: Ticket.columns) FROM tickets
             WHERE (\(statuses)::text[] IS NULL OR status = ANY(\(statuses)::text[]))
               AND (\(filter.assigneeID)::uuid IS NULL OR assignee_id = \(filter.assigneeID))
               AND (NOT \(filter.unassignedOnly) OR assignee_id IS NULL)
               AND (\(filter.customerID)::uuid IS NULL OR customer_id = \(filter.customerID))
+              AND (\(filter.awaitingReply)::boolean IS NULL OR (awaiting_reply_since IS NOT NULL) = \(filter.awaitingReply))
+              AND (\(states)::text[] IS NULL OR \(unescaped: Ticket.slaState()) = ANY(\(states)::text[]))
               AND (\(before)::bigint IS NULL OR number < \(before))
             ORDER BY number DESC
             LIMIT \(limit)
@@ -109,6 +147,39 @@ struct TicketStore: Sendable {
         var tickets: [Ticket] = []
         for try await row in rows { tickets.append(try Ticket(row: row)) }
         return tickets
+    }
+
+    /// Tickets in `order` (earliest time first, then by number), each with its position for the next
+    /// page's cursor. The order's column comes from a fixed list, never from the request.
+    func tickets(
+        matching filter: TicketFilter, order: TicketOrder, after: TimePosition?, limit: Int, on connection: PostgresConnection
+    ) async throws -> [(ticket: Ticket, position: TimePosition)] {
+        let statuses: [String]? = filter.statuses.isEmpty ? nil : filter.statuses.map(\.rawValue)
+        let states: [String]? = filter.slaStates.isEmpty ? nil : filter.slaStates.map(\.rawValue)
+        let column = order.column
+        let rows = try await connection.query("""
+            SELECT \(unescaped: Ticket.columns), (extract(epoch FROM \(unescaped: column)) * 1000000)::bigint AS position_microseconds
+            FROM \(unescaped: order.relation)
+            WHERE \(unescaped: column) IS NOT NULL
+              AND (\(statuses)::text[] IS NULL OR status = ANY(\(statuses)::text[]))
+              AND (\(filter.assigneeID)::uuid IS NULL OR assignee_id = \(filter.assigneeID))
+              AND (NOT \(filter.unassignedOnly) OR assignee_id IS NULL)
+              AND (\(filter.customerID)::uuid IS NULL OR customer_id = \(filter.customerID))
+              AND (\(filter.awaitingReply)::boolean IS NULL OR (awaiting_reply_since IS NOT NULL) = \(filter.awaitingReply))
+              AND (\(states)::text[] IS NULL OR \(unescaped: Ticket.slaState()) = ANY(\(states)::text[]))
+              AND (\(after?.microseconds)::bigint IS NULL
+                   OR (\(unescaped: column), number)
+                      > (to_timestamp(0) + make_interval(secs => \(after?.microseconds)::bigint / 1000000.0), \(after?.number)::bigint))
+            ORDER BY \(unescaped: column), number
+            LIMIT \(limit)
+            """, logger: logger)
+        var page: [(Ticket, TimePosition)] = []
+        for try await row in rows {
+            let ticket = try Ticket(row: row)
+            let microseconds: Int64 = try row.makeRandomAccess().value("position_microseconds")
+            page.append((ticket, TimePosition(microseconds: microseconds, number: ticket.number)))
+        }
+        return page
     }
 
     /// The ticket's timeline in order of arrival, `limit` messages after the message `after`.

@@ -91,22 +91,22 @@ struct TicketWork: Sendable {
     /// of every time in events: RFC 3339, UTC, whole seconds (a UTC timestamp's JSON form, plus `Z`).
     static let claimNextSQL = """
         WITH unclaimed AS (
-            SELECT t.id, t.priority_rank, t.first_response_due_at, t.created_at FROM tickets t
+            SELECT t.id, t.priority_rank, t.response_due_at, t.created_at FROM tickets t
             WHERE t.status IN ('new', 'open') AND t.claim_agent_id IS NULL
               AND (SELECT cardinality(a.queues) = 0 OR t.queue = ANY(a.queues) FROM agents a WHERE a.id = $1)
-            ORDER BY t.priority_rank DESC, t.first_response_due_at ASC NULLS LAST, t.created_at ASC
+            ORDER BY t.priority_rank DESC, t.response_due_at ASC NULLS LAST, t.created_at ASC
             LIMIT 1
             FOR UPDATE SKIP LOCKED
         ), lapsed AS (
-            SELECT t.id, t.priority_rank, t.first_response_due_at, t.created_at FROM tickets t
+            SELECT t.id, t.priority_rank, t.response_due_at, t.created_at FROM tickets t
             WHERE t.status IN ('new', 'open') AND t.claim_agent_id IS NOT NULL AND t.claim_expires_at <= now()
               AND (SELECT cardinality(a.queues) = 0 OR t.queue = ANY(a.queues) FROM agents a WHERE a.id = $1)
-            ORDER BY t.priority_rank DESC, t.first_response_due_at ASC NULLS LAST, t.created_at ASC
+            ORDER BY t.priority_rank DESC, t.response_due_at ASC NULLS LAST, t.created_at ASC
             LIMIT 1
             FOR UPDATE SKIP LOCKED
         ), candidate AS (
             SELECT id FROM (SELECT * FROM unclaimed UNION ALL SELECT * FROM lapsed) AS both_arms
-            ORDER BY priority_rank DESC, first_response_due_at ASC NULLS LAST, created_at ASC
+            ORDER BY priority_rank DESC, response_due_at ASC NULLS LAST, created_at ASC
             LIMIT 1
         ), claimed AS (
             UPDATE tickets t
@@ -115,7 +115,7 @@ struct TicketWork: Sendable {
                 version = t.version + 1, updated_at = now()
             FROM candidate
             WHERE t.id = candidate.id
-            RETURNING \(Ticket.columns.split(separator: ",").map { "t." + $0.trimmingCharacters(in: .whitespacesAndNewlines) }.joined(separator: ", "))
+            RETURNING \(Ticket.columns(of: "t"))
         ), event AS (
             INSERT INTO events (type, ticket_id, customer_id, actor_key_id, actor_agent_id, data)
             SELECT '\(EventType.ticketClaimed.rawValue)', id, customer_id, $3, $1,

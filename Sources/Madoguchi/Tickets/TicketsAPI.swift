@@ -9,15 +9,21 @@ extension APIHandler {
             throw Problem.invalidParameter("unassigned", "cannot be combined with assignee_id")
         }
         let limit = try PageCursor.limit(query.limit)
-        let before = try query.cursor.map { cursor -> Int64 in
-            guard let number = Int64(try PageCursor.decode(cursor, count: 1)[0]) else { throw PageCursor.invalid }
-            return number
-        }
         let filter = TicketFilter(
             statuses: (query.status ?? []).compactMap { Ticket.Status(rawValue: $0.rawValue) },
             assigneeID: query.assigneeId?.uuid,
             unassignedOnly: query.unassigned ?? false,
-            customerID: query.customerId?.uuid)
+            customerID: query.customerId?.uuid,
+            awaitingReply: query.awaitingReply,
+            slaStates: (query.slaState ?? []).compactMap { Ticket.SLAState(rawValue: $0.rawValue) })
+        let sort = query.sort?.rawValue ?? (query.awaitingReply == true ? TicketOrder.longestWaiting.rawValue : "newest")
+        if let order = TicketOrder(rawValue: sort) {
+            return try await listTickets(filter, in: order, cursor: query.cursor, limit: limit)
+        }
+        let before = try query.cursor.map { cursor -> Int64 in
+            guard let number = Int64(try PageCursor.decode(cursor, count: 1)[0]) else { throw PageCursor.invalid }
+            return number
+        }
         // One row more than asked tells whether there is a next page without a count query.
         var page = try await database.withConnection {
             try await tickets.tickets(matching: filter, before: before, limit: limit + 1, on: $0)
@@ -29,6 +35,26 @@ extension APIHandler {
         }
         PageCursor.setLinkHeader(nextCursor: nextCursor)
         return .ok(.init(body: .json(.init(items: page.map(Components.Schemas.Ticket.init), nextCursor: nextCursor))))
+    }
+
+    /// A list in one of the time orders, with a cursor of the time and the number.
+    private func listTickets(_ filter: TicketFilter, in order: TicketOrder, cursor: String?, limit: Int) async throws -> Operations.ListTickets.Output {
+        let after = try cursor.map { cursor -> TimePosition in
+            let parts = try PageCursor.decode(cursor, count: 3)
+            // A cursor names its order: one from another listing would start the page at a wrong place.
+            guard parts[0] == order.rawValue, let microseconds = Int64(parts[1]), let number = Int64(parts[2]) else { throw PageCursor.invalid }
+            return TimePosition(microseconds: microseconds, number: number)
+        }
+        var page = try await database.withConnection {
+            try await tickets.tickets(matching: filter, order: order, after: after, limit: limit + 1, on: $0)
+        }
+        var nextCursor: String?
+        if page.count > limit {
+            page.removeLast()
+            nextCursor = page.last.map { PageCursor.encode([order.rawValue, String($0.position.microseconds), String($0.position.number)]) }
+        }
+        PageCursor.setLinkHeader(nextCursor: nextCursor)
+        return .ok(.init(body: .json(.init(items: page.map { Components.Schemas.Ticket($0.ticket) }, nextCursor: nextCursor))))
     }
 
     func getTicket(_ input: Operations.GetTicket.Input) async throws -> Operations.GetTicket.Output {
@@ -94,6 +120,14 @@ extension Components.Schemas.Ticket {
             relatedTicketId: ticket.relatedTicketID.resourceID,
             version: ticket.version,
             lastCustomerMessageAt: ticket.lastCustomerMessageAt,
+            awaitingReplySince: ticket.awaitingReplySince,
+            lastRespondedAt: ticket.lastRespondedAt,
+            slaPolicyId: ticket.slaPolicyID.resourceID,
+            firstResponseDueAt: ticket.firstResponseDueAt,
+            nextResponseDueAt: ticket.nextResponseDueAt,
+            resolutionDueAt: ticket.resolutionDueAt,
+            responseDueAt: ticket.responseDueAt,
+            slaState: ticket.slaState.map { .init(rawValue: $0.rawValue)! },
             createdAt: ticket.createdAt,
             updatedAt: ticket.updatedAt)
     }

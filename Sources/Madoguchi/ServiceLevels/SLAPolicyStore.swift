@@ -1,0 +1,99 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// The SQL behind SLA policies (`sla_policies`, `sla_targets`).
+struct SLAPolicyStore: Sendable {
+    let logger: Logger
+
+    func list(on connection: PostgresConnection) async throws -> [SLAPolicy] {
+        let rows = try await connection.query("SELECT \(unescaped: SLAPolicy.columns) FROM sla_policies ORDER BY name, id", logger: logger)
+        var policies: [SLAPolicy] = []
+        for try await row in rows { policies.append(try SLAPolicy(row: row)) }
+        return try await withTargets(policies, on: connection)
+    }
+
+    func policy(id: UUID, on connection: PostgresConnection) async throws -> SLAPolicy {
+        let rows = try await connection.query("SELECT \(unescaped: SLAPolicy.columns) FROM sla_policies WHERE id = \(id)", logger: logger)
+        for try await row in rows { return try await withTargets([try SLAPolicy(row: row)], on: connection)[0] }
+        throw Self.notFound(id)
+    }
+
+    /// Creates (id nil) or replaces a policy with its targets, in the caller's transaction. Becoming
+    /// the default takes the flag from whichever policy had it.
+    func save(id: UUID?, _ draft: SLAPolicyDraft, on connection: PostgresConnection) async throws -> SLAPolicy {
+        let name = draft.name.trimmed
+        do {
+            if draft.isDefault {
+                try await connection.query(
+                    "UPDATE sla_policies SET is_default = false, version = version + 1, updated_at = now() WHERE is_default AND id IS DISTINCT FROM \(id)",
+                    logger: logger)
+            }
+            let rows: PostgresRowSequence
+            if let id {
+                rows = try await connection.query("""
+                    UPDATE sla_policies
+                    SET name = \(name), calendar_id = \(draft.calendarID), warning_fraction = \(draft.warningFraction),
+                        is_default = \(draft.isDefault), version = version + 1, updated_at = now()
+                    WHERE id = \(id)
+                    RETURNING id
+                    """, logger: logger)
+            } else {
+                rows = try await connection.query("""
+                    INSERT INTO sla_policies (name, calendar_id, warning_fraction, is_default)
+                    VALUES (\(name), \(draft.calendarID), \(draft.warningFraction), \(draft.isDefault))
+                    RETURNING id
+                    """, logger: logger)
+            }
+            var saved: UUID?
+            for try await row in rows.decode(UUID.self) { saved = row }
+            guard let saved else { throw Self.notFound(id ?? UUID()) }
+            try await connection.query("DELETE FROM sla_targets WHERE policy_id = \(saved)", logger: logger)
+            // Arrays without NULLs: '' stands for every channel and 0 for a clock that does not run.
+            let targets = draft.targets
+            try await connection.query("""
+                INSERT INTO sla_targets (policy_id, priority, channel, first_response_seconds, next_response_seconds, resolution_seconds)
+                SELECT \(saved), priority, nullif(channel, ''), nullif(first, 0) * 60, nullif(next, 0) * 60, nullif(resolution, 0) * 60
+                FROM unnest(\(targets.map(\.priority.rawValue))::text[], \(targets.map { $0.channel?.rawValue ?? "" })::text[],
+                            \(targets.map { $0.firstResponseMinutes ?? 0 })::int[], \(targets.map { $0.nextResponseMinutes ?? 0 })::int[],
+                            \(targets.map { $0.resolutionMinutes ?? 0 })::int[]) AS t(priority, channel, first, next, resolution)
+                """, logger: logger)
+            return try await policy(id: saved, on: connection)
+        } catch where error.sqlState == .uniqueViolation {
+            throw Problem(Problem.Kind(rawValue: "name-taken"), status: .conflict, title: "Name taken", detail: "Another SLA policy is called \(name).")
+        } catch where error.sqlState == .foreignKeyViolation {
+            throw Problem.validationFailed([.init(pointer: "/calendar_id", message: "there is no business calendar \(draft.calendarID.lowercased)")])
+        }
+    }
+
+    /// Removes a policy; its tickets keep their due times (the reference is cleared). False if there was none.
+    func delete(id: UUID, on connection: PostgresConnection) async throws -> Bool {
+        let rows = try await connection.query("DELETE FROM sla_policies WHERE id = \(id) RETURNING id", logger: logger)
+        for try await _ in rows { return true }
+        return false
+    }
+
+    static func notFound(_ id: UUID) -> Problem {
+        Problem.notFound("There is no SLA policy \(id.lowercased).")
+    }
+
+    private func withTargets(_ policies: [SLAPolicy], on connection: PostgresConnection) async throws -> [SLAPolicy] {
+        guard !policies.isEmpty else { return policies }
+        var targets: [UUID: [SLAPolicy.Target]] = [:]
+        let rows = try await connection.query("""
+            SELECT policy_id, priority, channel, first_response_seconds / 60, next_response_seconds / 60, resolution_seconds / 60
+            FROM sla_targets WHERE policy_id = ANY(\(policies.map(\.id)))
+            ORDER BY array_position(ARRAY['urgent', 'high', 'normal', 'low'], priority), channel NULLS FIRST
+            """, logger: logger)
+        for try await (policy, priority, channel, first, next, resolution) in rows.decode((UUID, String, String?, Int?, Int?, Int?).self) {
+            targets[policy, default: []].append(.init(
+                priority: try Ticket.enumeration(priority), channel: try channel.map(Ticket.enumeration),
+                firstResponseMinutes: first, nextResponseMinutes: next, resolutionMinutes: resolution))
+        }
+        return policies.map { policy in
+            var policy = policy
+            policy.targets = targets[policy.id] ?? []
+            return policy
+        }
+    }
+}

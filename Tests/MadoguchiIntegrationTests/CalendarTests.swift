@@ -1,0 +1,156 @@
+import Foundation
+import HTTPTypes
+import Testing
+@testable import Madoguchi
+
+/// Business calendars and the business time they define, checked against clocks worked out by hand.
+@Suite("Business calendars count only business time")
+struct CalendarTests {
+    static let standard = BusinessCalendar.standardID.uuidString.lowercased()
+
+    /// Business seconds between two instants by `calendar`, through the API (and so the SQL function).
+    static func businessSeconds(_ app: TestApp, _ key: String, _ calendar: String, _ from: String, _ to: String) async throws -> Double? {
+        let response = try await app.request(.get, "/v1/business-calendars/\(calendar)/business-time?from=\(escaped(from))&to=\(escaped(to))", key: key)
+        #expect(response.status == .ok, "\(response.text)")
+        return try response.json["business_seconds"] as? Double
+    }
+
+    /// When `seconds` of business time after `from` run out, as an instant.
+    static func due(_ app: TestApp, _ key: String, _ calendar: String, _ from: String, plus seconds: Int) async throws -> Date? {
+        let response = try await app.request(.get, "/v1/business-calendars/\(calendar)/business-time?from=\(escaped(from))&add_seconds=\(seconds)", key: key)
+        #expect(response.status == .ok, "\(response.text)")
+        return (try response.json["due_at"] as? String).flatMap { try? Date($0, strategy: .iso8601) }
+    }
+
+    static func escaped(_ time: String) -> String { time.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? time }
+
+    static func instant(_ text: String) throws -> Date { try Date(text, strategy: .iso8601) }
+
+    @Test("the standard calendar (weekdays 9–18 Tokyo): Friday 17:55 to Monday 09:10 is 15 minutes; a national holiday and 年末年始 are skipped")
+    func standardCalendar() async throws {
+        try await TestApp.run { app in
+            let dashboard = try await app.keySecret(.dashboard)
+            let list = try await app.request(.get, "/v1/business-calendars", key: dashboard)
+            let standard = try #require((try list.json["items"] as? [[String: Any]])?.first { $0["id"] as? String == Self.standard })
+            #expect(standard["time_zone"] as? String == "Asia/Tokyo")
+            #expect((standard["weekly_hours"] as? [[String: String]])?.count == 5)
+            #expect((standard["weekly_hours"] as? [[String: String]])?.first == ["day": "mon", "opens": "09:00", "closes": "18:00"])
+
+            #expect(try await Self.businessSeconds(app, dashboard, Self.standard, "2026-11-27T17:55:00+09:00", "2026-11-30T09:10:00+09:00") == 900)
+            // Monday 23 November 2026 is 勤労感謝の日.
+            #expect(try await Self.businessSeconds(app, dashboard, Self.standard, "2026-11-20T17:55:00+09:00", "2026-11-24T09:10:00+09:00") == 900)
+            // 28 December (Monday) 17:00–18:00, then nothing until Monday 4 January 09:00–10:00.
+            #expect(try await Self.businessSeconds(app, dashboard, Self.standard, "2026-12-28T17:00:00+09:00", "2027-01-04T10:00:00+09:00") == 7200)
+            // 22 September 2026 is 国民の休日, between 敬老の日 and 秋分の日: Friday 18th to Thursday 24th is one hour.
+            #expect(try await Self.businessSeconds(app, dashboard, Self.standard, "2026-09-18T17:30:00+09:00", "2026-09-24T09:30:00+09:00") == 3600)
+            // Within one open stretch it is plain clock time; wholly inside a weekend it is nothing.
+            #expect(try await Self.businessSeconds(app, dashboard, Self.standard, "2026-12-01T10:00:00+09:00", "2026-12-01T10:00:30+09:00") == 30)
+            #expect(try await Self.businessSeconds(app, dashboard, Self.standard, "2026-11-28T10:00:00+09:00", "2026-11-29T20:00:00+09:00") == 0)
+
+            #expect(try await Self.due(app, dashboard, Self.standard, "2026-11-27T17:55:00+09:00", plus: 900) == Self.instant("2026-11-30T09:10:00+09:00"))
+            #expect(try await Self.due(app, dashboard, Self.standard, "2026-12-28T17:30:00+09:00", plus: 3600) == Self.instant("2027-01-04T09:30:00+09:00"))
+            // A clock started at night runs from the next opening.
+            #expect(try await Self.due(app, dashboard, Self.standard, "2026-12-01T23:00:00+09:00", plus: 60) == Self.instant("2026-12-02T09:01:00+09:00"))
+        }
+    }
+
+    @Test("a split shift, a calendar in New York across the change to summer time, and a calendar with no hours")
+    func ownCalendars() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            let split = try await app.request(.post, "/v1/business-calendars", key: supervisor, json: """
+                {"name":"昼休みあり","weekly_hours":[{"day":"mon","opens":"10:00","closes":"12:00"},{"day":"mon","opens":"13:00","closes":"17:00"}]}
+                """)
+            #expect(split.status == .created, "\(split.text)")
+            let splitID = try #require(try split.json["id"] as? String)
+            #expect(try split.json["national_holidays"] as? String == "jp")
+            #expect(try await Self.businessSeconds(app, supervisor, splitID, "2026-11-30T11:30:00+09:00", "2026-11-30T13:30:00+09:00") == 3600)
+            #expect(try await Self.due(app, supervisor, splitID, "2026-11-30T11:30:00+09:00", plus: 3600) == Self.instant("2026-11-30T13:30:00+09:00"))
+
+            let york = try await app.request(.post, "/v1/business-calendars", key: supervisor, json: """
+                {"name":"New York","time_zone":"America/New_York","national_holidays":"none",
+                 "weekly_hours":[{"day":"mon","opens":"09:00","closes":"17:00"},{"day":"fri","opens":"09:00","closes":"17:00"}],
+                 "closed_days":[{"date":"2026-11-26","name":"Thanksgiving"}]}
+                """)
+            #expect(york.status == .created, "\(york.text)")
+            let yorkID = try #require(try york.json["id"] as? String)
+            // Friday 16:55 EST to Monday 09:10 EST; then the same across 8 March 2026, when clocks go forward.
+            #expect(try await Self.businessSeconds(app, supervisor, yorkID, "2026-11-27T16:55:00-05:00", "2026-11-30T09:10:00-05:00") == 900)
+            #expect(try await Self.businessSeconds(app, supervisor, yorkID, "2026-03-06T16:55:00-05:00", "2026-03-09T09:10:00-04:00") == 900)
+            // Japanese holidays do not close New York: Monday 23 November 2026 is a whole day.
+            #expect(try await Self.businessSeconds(app, supervisor, yorkID, "2026-11-23T00:00:00-05:00", "2026-11-24T00:00:00-05:00") == 8 * 3600)
+
+            let never = try await app.request(.post, "/v1/business-calendars", key: supervisor, json: #"{"name":"休業中","weekly_hours":[]}"#)
+            let neverID = try #require(try never.json["id"] as? String)
+            #expect(try await Self.businessSeconds(app, supervisor, neverID, "2026-11-27T00:00:00Z", "2026-12-27T00:00:00Z") == 0)
+            let noDue = try await app.request(.get, "/v1/business-calendars/\(neverID)/business-time?from=2026-11-27T00:00:00Z&add_seconds=60", key: supervisor)
+            #expect(noDue.status == .ok)
+            #expect(try noDue.json["due_at"] == nil)
+        }
+    }
+
+    @Test("replacing a calendar changes its answers at once and raises its version; deleting it leaves a 404; each change is an event")
+    func replaceAndDelete() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            let created = try await app.request(.post, "/v1/business-calendars", key: supervisor, json: """
+                {"name":"店舗","weekly_hours":[{"day":"tue","opens":"09:00","closes":"18:00"}]}
+                """)
+            let id = try #require(try created.json["id"] as? String)
+            #expect(try created.json["version"] as? Int == 1)
+            #expect(try await Self.businessSeconds(app, supervisor, id, "2026-12-01T00:00:00+09:00", "2026-12-02T00:00:00+09:00") == 9 * 3600)
+
+            let replaced = try await app.request(.put, "/v1/business-calendars/\(id)", key: supervisor, json: """
+                {"name":"店舗","weekly_hours":[{"day":"tue","opens":"09:00","closes":"18:00"}],"closed_days":[{"date":"2026-12-01","name":"棚卸し"}]}
+                """)
+            #expect(replaced.status == .ok, "\(replaced.text)")
+            #expect(try replaced.json["version"] as? Int == 2)
+            #expect((try replaced.json["closed_days"] as? [[String: String]]) == [["date": "2026-12-01", "name": "棚卸し"]])
+            #expect(try await Self.businessSeconds(app, supervisor, id, "2026-12-01T00:00:00+09:00", "2026-12-02T00:00:00+09:00") == 0)
+
+            #expect(try await app.request(.delete, "/v1/business-calendars/\(id)", key: supervisor).status == .noContent)
+            try expectProblem(try await app.request(.get, "/v1/business-calendars/\(id)", key: supervisor), .notFound, "not-found")
+            try expectProblem(try await app.request(.delete, "/v1/business-calendars/\(id)", key: supervisor), .notFound, "not-found")
+            try expectProblem(try await app.request(.get, "/v1/business-calendars/\(id)/business-time?from=2026-12-01T00:00:00Z&to=2026-12-02T00:00:00Z",
+                                                    key: supervisor), .notFound, "not-found")
+            #expect(try await app.count("""
+                SELECT count(*) FROM events WHERE type IN ('calendar.created', 'calendar.updated', 'calendar.deleted') AND data->>'calendar_id' = \(id)
+                """) == 3)
+        }
+    }
+
+    @Test("what a calendar cannot be is a clear problem naming the field, and nothing is written")
+    func refusals() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            func refused(_ json: String, _ status: HTTPResponse.Status, _ type: String, pointer: String? = nil) async throws {
+                let response = try await app.request(.post, "/v1/business-calendars", key: supervisor, json: json)
+                try expectProblem(response, status, type)
+                if let pointer { #expect((try response.json["errors"] as? [[String: String]])?.first?["pointer"] == pointer, "\(response.text)") }
+            }
+            try await refused(#"{"name":"a","weekly_hours":[{"day":"mon","opens":"10:00","closes":"12:00"},{"day":"mon","opens":"11:00","closes":"13:00"}]}"#,
+                              .unprocessableContent, "validation-failed", pointer: "/weekly_hours/1")
+            try await refused(#"{"name":"a","weekly_hours":[{"day":"mon","opens":"18:00","closes":"09:00"}]}"#,
+                              .unprocessableContent, "validation-failed", pointer: "/weekly_hours/0")
+            try await refused(#"{"name":"a","weekly_hours":[{"day":"mon","opens":"9:00","closes":"18:00"}]}"#, .unprocessableContent, "validation-failed")
+            try await refused(#"{"name":"a","time_zone":"Mars/Olympus","weekly_hours":[]}"#, .unprocessableContent, "validation-failed", pointer: "/time_zone")
+            try await refused(#"{"name":"a","weekly_hours":[],"closed_days":[{"date":"2026-02-30"}]}"#,
+                              .unprocessableContent, "validation-failed", pointer: "/closed_days/0/date")
+            try await refused(#"{"name":"a","weekly_hours":[],"closed_days":[{"date":"2026-12-31"},{"date":"2026-12-31"}]}"#,
+                              .unprocessableContent, "validation-failed", pointer: "/closed_days/1/date")
+            try await refused(#"{"name":"  ","weekly_hours":[]}"#, .unprocessableContent, "validation-failed", pointer: "/name")
+            try await refused(#"{"name":"標準","weekly_hours":[]}"#, .conflict, "name-taken")
+            #expect(try await app.count("SELECT count(*) FROM business_calendars") == 1)
+
+            let agent = try await app.keySecret(.agent)
+            #expect(try await app.request(.post, "/v1/business-calendars", key: agent, json: #"{"name":"b","weekly_hours":[]}"#).status == .forbidden)
+
+            let base = "/v1/business-calendars/\(Self.standard)/business-time?from=2026-12-01T00:00:00Z"
+            try expectProblem(try await app.request(.get, base, key: agent), .badRequest, "invalid-parameter")
+            try expectProblem(try await app.request(.get, base + "&to=2026-12-02T00:00:00Z&add_seconds=5", key: agent), .badRequest, "invalid-parameter")
+            try expectProblem(try await app.request(.get, base + "&to=2026-11-30T00:00:00Z", key: agent), .badRequest, "invalid-parameter")
+            try expectProblem(try await app.request(.get, base + "&to=2036-12-02T00:00:00Z", key: agent), .badRequest, "invalid-parameter")
+            try expectProblem(try await app.request(.get, base + "&add_seconds=-1", key: agent), .badRequest, "invalid-parameter")
+        }
+    }
+}

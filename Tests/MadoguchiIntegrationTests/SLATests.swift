@@ -1,0 +1,214 @@
+import Foundation
+import HTTPTypes
+import Testing
+@testable import Madoguchi
+
+/// SLA policies and the clocks they put on tickets: due times in business time, ok → warning →
+/// breached, paused while pending, filterable and sortable on the ticket list.
+@Suite("SLA clocks on tickets")
+struct SLATests {
+    /// A default policy on `calendar`: normal 60 / 30 / 480 minutes, urgent 15 / 10 / 60, SMS normal first response 20.
+    static func defaultPolicy(_ app: TestApp, _ supervisor: String, calendar: String = CalendarTests.standard) async throws -> String {
+        let response = try await app.request(.post, "/v1/sla-policies", key: supervisor, json: """
+            {"name":"標準SLA","calendar_id":"\(calendar)","is_default":true,"targets":[
+              {"priority":"normal","first_response_minutes":60,"next_response_minutes":30,"resolution_minutes":480},
+              {"priority":"normal","channel":"sms","first_response_minutes":20},
+              {"priority":"urgent","first_response_minutes":15,"next_response_minutes":10,"resolution_minutes":60}]}
+            """)
+        #expect(response.status == .created, "\(response.text)")
+        return try #require(try response.json["id"] as? String)
+    }
+
+    /// A calendar open around the clock, so that clocks relative to now are deterministic.
+    static func allHours(_ app: TestApp, _ supervisor: String) async throws -> String {
+        let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"].map { #"{"day":"\#($0)","opens":"00:00","closes":"24:00"}"# }
+        let response = try await app.request(.post, "/v1/business-calendars", key: supervisor, json: """
+            {"name":"24時間","time_zone":"UTC","national_holidays":"none","weekly_hours":[\(days.joined(separator: ","))]}
+            """)
+        #expect(response.status == .created, "\(response.text)")
+        return try #require(try response.json["id"] as? String)
+    }
+
+    /// A ticket a customer opened at `openedAt` (an SQL expression), still waiting.
+    static func ticket(_ app: TestApp, channel: String = "email", openedAt: String) async throws -> String {
+        let customer = try await app.customer()
+        return try await app.insertReturningID("""
+            INSERT INTO tickets (customer_id, channel, created_at, awaiting_reply_since, last_customer_message_at)
+            VALUES (\(customer), \(channel)::channel, \(unescaped: openedAt), \(unescaped: openedAt), \(unescaped: openedAt))
+            RETURNING id
+            """).uuidString.lowercased()
+    }
+
+    static func ago(_ minutes: Int) -> String { "now() - interval '\(minutes) minutes'" }
+
+    static func date(_ value: Any?) -> Date? { (value as? String).flatMap { try? Date($0, strategy: .iso8601) } }
+
+    @Test("due times worked out by hand on the standard calendar: Friday 17:55 plus an hour is Monday 09:55; urgent recomputes from the start; SMS has its own target")
+    func dueTimes() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            let policy = try await Self.defaultPolicy(app, supervisor)
+            let friday = "2026-11-27 17:55:00+09"
+            let id = try await app.insertReturningID("""
+                INSERT INTO tickets (customer_id, channel, created_at, awaiting_reply_since)
+                VALUES (\(try await app.customer()), 'email', \(friday)::timestamptz, \(friday)::timestamptz) RETURNING id
+                """).uuidString.lowercased()
+            var ticket = try await AwaitingReplyTests.ticket(app, id, key: supervisor)
+            #expect(ticket["sla_policy_id"] as? String == policy)
+            #expect(Self.date(ticket["first_response_due_at"]) == (try CalendarTests.instant("2026-11-30T09:55:00+09:00")))
+            #expect(Self.date(ticket["response_due_at"]) == (try CalendarTests.instant("2026-11-30T09:55:00+09:00")))
+            #expect(Self.date(ticket["resolution_due_at"]) == (try CalendarTests.instant("2026-11-30T16:55:00+09:00")))
+            #expect(ticket["sla_state"] as? String == "breached")
+
+            let version = try #require(ticket["version"] as? Int)
+            let urgent = try await app.request(.patch, "/v1/tickets/\(id)", key: supervisor, headers: [.ifMatch: "\"\(version)\""], json: #"{"priority":"urgent"}"#)
+            #expect(urgent.status == .ok, "\(urgent.text)")
+            ticket = try urgent.json
+            #expect(Self.date(ticket["first_response_due_at"]) == (try CalendarTests.instant("2026-11-30T09:10:00+09:00")))
+            #expect(Self.date(ticket["resolution_due_at"]) == (try CalendarTests.instant("2026-11-30T09:55:00+09:00")))
+
+            let sms = try await Self.ticket(app, channel: "sms", openedAt: "'\(friday)'")
+            let text = try await AwaitingReplyTests.ticket(app, sms, key: supervisor)
+            #expect(Self.date(text["first_response_due_at"]) == (try CalendarTests.instant("2026-11-30T09:15:00+09:00")))
+            #expect(text["resolution_due_at"] == nil, "the SMS target sets no resolution clock")
+        }
+    }
+
+    @Test("ok, then warning at three quarters of the target, then breached; a filter and a sort by what falls due")
+    func states() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            _ = try await Self.defaultPolicy(app, supervisor, calendar: try await Self.allHours(app, supervisor))
+            let fresh = try await Self.ticket(app, openedAt: Self.ago(10))
+            let late = try await Self.ticket(app, openedAt: Self.ago(50))
+            let overdue = try await Self.ticket(app, openedAt: Self.ago(70))
+            for (id, state) in [(fresh, "ok"), (late, "warning"), (overdue, "breached")] {
+                #expect(try await AwaitingReplyTests.ticket(app, id, key: supervisor)["sla_state"] as? String == state)
+            }
+            let dashboard = try await app.keySecret(.dashboard)
+            func ids(_ query: String) async throws -> [String] {
+                let response = try await app.request(.get, "/v1/tickets?\(query)", key: dashboard)
+                #expect(response.status == .ok, "\(response.text)")
+                return ((try response.json["items"] as? [[String: Any]]) ?? []).compactMap { $0["id"] as? String }
+            }
+            #expect(try await ids("sla_state=breached") == [overdue])
+            #expect(Set(try await ids("sla_state=warning&sla_state=breached")) == [late, overdue])
+            #expect(try await ids("sort=response_due") == [overdue, late, fresh])
+            #expect(try await ids("sort=response_due&sla_state=ok&sla_state=warning") == [late, fresh])
+            #expect(try await AwaitingReplyTests.waiting(app, key: dashboard, query: "&sort=response_due", pageSize: 1) == [overdue, late, fresh])
+
+            // Answered: the response clock stops (resolution still runs); nobody is waiting.
+            try await app.execute("UPDATE tickets SET first_responded_at = now(), awaiting_reply_since = NULL WHERE id = \(UUID(uuidString: overdue)!)")
+            let answered = try await AwaitingReplyTests.ticket(app, overdue, key: supervisor)
+            #expect(answered["response_due_at"] == nil)
+            #expect(answered["sla_state"] as? String == "ok", "70 of 480 resolution minutes: \(answered)")
+        }
+    }
+
+    @Test("the customer writes again after our answer: the next-response clock starts from that message; our answer stops it")
+    func nextResponse() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            _ = try await Self.defaultPolicy(app, supervisor, calendar: try await Self.allHours(app, supervisor))
+            let conversation = try await DeliveryTests.customerWrites(app, from: "hanako@example.jp")
+            let first = try await AwaitingReplyTests.ticket(app, conversation.ticket, key: supervisor)
+            #expect(first["response_due_at"] as? String == first["first_response_due_at"] as? String)
+            _ = try await DeliveryTests.answer(conversation, "確認いたします。")
+            let answered = try await AwaitingReplyTests.ticket(app, conversation.ticket, key: supervisor)
+            #expect(answered["response_due_at"] == nil)
+            #expect(answered["next_response_due_at"] == nil)
+
+            let gateway = try await app.keySecret(.gateway)
+            let again = try await app.postMail(gateway, testMail(
+                from: "hanako@example.jp", subject: "Re: 注文について", id: "next-1@example.jp",
+                headers: "In-Reply-To: <\(conversation.customerMessageID)>\n"))
+            #expect(try again.json["ticket_id"] as? String == conversation.ticket, "\(again.text)")
+            let waiting = try await AwaitingReplyTests.ticket(app, conversation.ticket, key: supervisor)
+            let since = try #require(Self.date(waiting["awaiting_reply_since"]))
+            let due = try #require(Self.date(waiting["next_response_due_at"]))
+            #expect(abs(due.timeIntervalSince(since) - 30 * 60) < 1, "\(waiting)")
+            #expect(waiting["response_due_at"] as? String == waiting["next_response_due_at"] as? String)
+            #expect(waiting["first_response_due_at"] as? String == first["first_response_due_at"] as? String)
+        }
+    }
+
+    @Test("pending stops every clock: the state is judged when it paused, and reopening pushes each due time back by the time spent waiting")
+    func pendingPauses() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            _ = try await Self.defaultPolicy(app, supervisor, calendar: try await Self.allHours(app, supervisor))
+            let id = try await Self.ticket(app, openedAt: Self.ago(50))
+            let before = try await AwaitingReplyTests.ticket(app, id, key: supervisor)
+            #expect(before["sla_state"] as? String == "warning")
+            let pending = try await app.request(.patch, "/v1/tickets/\(id)", key: supervisor,
+                                                headers: [.ifMatch: "\"\(try #require(before["version"] as? Int))\""], json: #"{"status":"pending"}"#)
+            #expect(pending.status == .ok, "\(pending.text)")
+            #expect(try pending.json["sla_state"] as? String == "warning", "judged when it paused")
+            // Two hours on the customer's side, as if they had passed.
+            try await app.execute("UPDATE tickets SET sla_paused_at = sla_paused_at - interval '2 hours' WHERE id = \(UUID(uuidString: id)!)")
+
+            let paused = try await AwaitingReplyTests.ticket(app, id, key: supervisor)
+            // The pause also lasts as long as these requests take on a loaded machine.
+            let pausedFor = try #require(Self.date(paused["updated_at"]))
+            let reopened = try await app.request(.patch, "/v1/tickets/\(id)", key: supervisor,
+                                                 headers: [.ifMatch: "\"\(try #require(paused["version"] as? Int))\""], json: #"{"status":"open"}"#)
+            #expect(reopened.status == .ok, "\(reopened.text)")
+            let after = try reopened.json
+            let extra = try #require(Self.date(after["updated_at"])).timeIntervalSince(pausedFor)
+            for clock in ["first_response_due_at", "resolution_due_at"] {
+                let shift = try #require(Self.date(after[clock])).timeIntervalSince(try #require(Self.date(before[clock])))
+                #expect(shift >= 7200 - 1 && shift <= 7200 + extra + 2, "\(clock) moved \(shift) s (the pause took \(extra) s more)")
+            }
+            #expect(after["sla_state"] as? String == "ok", "50 of 60 minutes used, then two hours back: \(after)")
+        }
+    }
+
+    @Test("policies: one default at a time, targets checked, a calendar in use cannot go, and a deleted policy leaves its tickets' due times")
+    func policies() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            let first = try await Self.defaultPolicy(app, supervisor)
+            let calendar = try await Self.allHours(app, supervisor)
+            let second = try await app.request(.post, "/v1/sla-policies", key: supervisor, json: """
+                {"name":"夜間","calendar_id":"\(calendar)","is_default":true,"warning_fraction":0.5,"targets":[{"priority":"normal","first_response_minutes":5}]}
+                """)
+            #expect(second.status == .created, "\(second.text)")
+            let secondID = try #require(try second.json["id"] as? String)
+            let listed = try await app.request(.get, "/v1/sla-policies", key: try await app.keySecret(.dashboard))
+            let defaults = ((try listed.json["items"] as? [[String: Any]]) ?? []).filter { $0["is_default"] as? Bool == true }.compactMap { $0["id"] as? String }
+            #expect(defaults == [secondID])
+            let firstNow = try await app.request(.get, "/v1/sla-policies/\(first)", key: supervisor)
+            #expect((try firstNow.json["targets"] as? [[String: Any]])?.count == 3)
+            #expect((try firstNow.json["targets"] as? [[String: Any]])?.first?["priority"] as? String == "urgent")
+
+            let id = try await Self.ticket(app, openedAt: "now()")
+            #expect(try await AwaitingReplyTests.ticket(app, id, key: supervisor)["sla_policy_id"] as? String == secondID)
+
+            func refused(_ json: String, _ status: HTTPResponse.Status, _ type: String, pointer: String? = nil) async throws {
+                let response = try await app.request(.post, "/v1/sla-policies", key: supervisor, json: json)
+                try expectProblem(response, status, type)
+                if let pointer { #expect((try response.json["errors"] as? [[String: String]])?.first?["pointer"] == pointer, "\(response.text)") }
+            }
+            let standard = CalendarTests.standard
+            try await refused(#"{"name":"x","calendar_id":"\#(standard)","targets":[{"priority":"high"},{"priority":"high"}]}"#,
+                              .unprocessableContent, "validation-failed", pointer: "/targets/1")
+            try await refused(#"{"name":"x","calendar_id":"\#(standard)","warning_fraction":1.5,"targets":[]}"#,
+                              .unprocessableContent, "validation-failed", pointer: "/warning_fraction")
+            try await refused(#"{"name":"x","calendar_id":"\#(standard)","targets":[{"priority":"high","first_response_minutes":0}]}"#,
+                              .unprocessableContent, "validation-failed", pointer: "/targets/0/first_response_minutes")
+            try await refused(#"{"name":"x","calendar_id":"\#(UUID().uuidString.lowercased())","targets":[]}"#,
+                              .unprocessableContent, "validation-failed", pointer: "/calendar_id")
+            try await refused(#"{"name":"夜間","calendar_id":"\#(standard)","targets":[]}"#, .conflict, "name-taken")
+            #expect(try await app.count("SELECT count(*) FROM sla_policies") == 2)
+
+            try expectProblem(try await app.request(.delete, "/v1/business-calendars/\(calendar)", key: supervisor), .conflict, "calendar-in-use")
+            let due = try await AwaitingReplyTests.ticket(app, id, key: supervisor)["first_response_due_at"] as? String
+            #expect(try await app.request(.delete, "/v1/sla-policies/\(secondID)", key: supervisor).status == .noContent)
+            let kept = try await AwaitingReplyTests.ticket(app, id, key: supervisor)
+            #expect(kept["sla_policy_id"] == nil)
+            #expect(kept["first_response_due_at"] as? String == due)
+            #expect(kept["sla_state"] == nil)
+            #expect(try await app.request(.delete, "/v1/business-calendars/\(calendar)", key: supervisor).status == .noContent)
+        }
+    }
+}

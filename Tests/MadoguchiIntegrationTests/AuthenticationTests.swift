@@ -73,6 +73,9 @@ struct AuthenticationTests {
         ("replaceSlaPolicy", .put, "/v1/sla-policies/00000000-0000-4000-8000-000000000000",
          #"{"name":" ","calendar_id":"00000000-0000-4000-8000-000000000000","targets":[]}"#),
         ("deleteSlaPolicy", .delete, "/v1/sla-policies/00000000-0000-4000-8000-000000000000", nil),
+        ("getVolumeReport", .get, "/v1/reports/volume?from=2026-12-01&to=2026-12-01", nil),
+        ("getBacklogReport", .get, "/v1/reports/backlog?from=2026-12-01&to=2026-12-01", nil),
+        ("getResponseTimesReport", .get, "/v1/reports/response-times?from=2026-12-01&to=2026-12-01", nil),
     ]
 
     @Test("the list above covers every protected operation in the access table")

@@ -101,17 +101,30 @@ struct TicketStore: Sendable {
     }
 
     /// We answered the customer: the first response is stamped once, nobody is waiting any more, and
-    /// a new ticket is open (a `ticket.updated` by whoever answered).
+    /// a new ticket is open (a `ticket.updated` by whoever answered). A response that ends a wait is
+    /// a fact for the reports (`ticket_responses`): how long the customer waited, in wall-clock and
+    /// in business time on the ticket's SLA calendar (the standard calendar without a policy).
     func recordResponse(_ ticketID: UUID, by actor: Principal?, on connection: PostgresConnection) async throws {
         let rows = try await connection.query("""
-            UPDATE tickets t
-            SET first_responded_at = coalesce(t.first_responded_at, now()),
-                last_responded_at = now(), awaiting_reply_since = NULL,
-                status = CASE WHEN t.status = 'new' THEN 'open' ELSE t.status END,
-                version = t.version + 1, updated_at = now()
-            FROM tickets old
-            WHERE t.id = \(ticketID) AND old.id = t.id
-            RETURNING old.status, t.status, t.version, t.customer_id
+            WITH answered AS (
+                UPDATE tickets t
+                SET first_responded_at = coalesce(t.first_responded_at, now()),
+                    last_responded_at = now(), awaiting_reply_since = NULL,
+                    status = CASE WHEN t.status = 'new' THEN 'open' ELSE t.status END,
+                    version = t.version + 1, updated_at = now()
+                FROM tickets old
+                WHERE t.id = \(ticketID) AND old.id = t.id
+                RETURNING old.status AS old_status, t.status, t.version, t.customer_id, t.sla_policy_id,
+                          old.awaiting_reply_since AS waited_since, old.first_responded_at IS NULL AS is_first
+            ), fact AS (
+                INSERT INTO ticket_responses (ticket_id, agent_id, is_first, waited_since, responded_at, wall_seconds, business_seconds)
+                SELECT \(ticketID), \(actor?.agentID), a.is_first, a.waited_since, now(), extract(epoch FROM now() - a.waited_since),
+                       business_seconds(coalesce((SELECT p.calendar_id FROM sla_policies p WHERE p.id = a.sla_policy_id),
+                                                 \(BusinessCalendar.standardID)), a.waited_since, now())
+                FROM answered a
+                WHERE a.waited_since IS NOT NULL
+            )
+            SELECT old_status, status, version, customer_id FROM answered
             """, logger: logger)
         for try await (from, to, version, customerID) in rows.decode((String, String, Int64, UUID).self) where from != to {
             try await EventStore(logger: logger).record(

@@ -1,0 +1,139 @@
+import Foundation
+import PostgresNIO
+
+/// The reports, each one SQL statement over a view of `sql/views/` (the view's comment says what
+/// counts). Every statement starts from the same two parts: `params`, the request's values as bind
+/// parameters, and `periods`, the local periods of the range in the request's zone. Rows come in
+/// period order, every period present (zeros included), so a chart needs no gap-filling of its own.
+/// JSON and CSV read the same statement.
+enum ReportKind: String, Sendable, CaseIterable {
+    case volume
+    case backlog
+    case responseTimes = "response-times"
+
+    /// The statement's columns, in order; the CSV header.
+    var columns: [String] {
+        switch self {
+        case .volume: ["period", "period_start", "channel", "new_tickets", "inbound_messages"]
+        case .backlog: ["period", "period_end", "status", "open_tickets", "age_under_1d", "age_1d_to_3d", "age_3d_to_7d", "age_7d_to_30d", "age_over_30d"]
+        case .responseTimes: [
+            "period", "period_start", "metric", "count", "wall_median_seconds", "wall_p90_seconds", "wall_mean_seconds",
+            "business_median_seconds", "business_p90_seconds", "business_mean_seconds",
+        ]
+        }
+    }
+
+    func query(_ request: ReportRequest) -> PostgresQuery {
+        let filters = request.filters
+        return """
+            WITH params AS (
+                SELECT \(request.from)::date AS from_day, \(request.to)::date AS to_day, \(request.granularity.rawValue)::text AS unit,
+                       \(request.timeZone)::text AS zone, \(filters.channel?.rawValue)::text AS channel, \(filters.queue)::text AS queue,
+                       \(filters.category)::text AS category, \(filters.tag)::text AS tag, \(filters.agentID)::uuid AS agent_id,
+                       \(filters.priority?.rawValue)::text AS priority
+            ), bounds AS (
+                SELECT date_trunc(unit, from_day::timestamp) AS first_start, from_day::timestamp AS local_from,
+                       (to_day + 1)::timestamp AS local_end, unit, zone,
+                       from_day::timestamp AT TIME ZONE zone AS starts_at, (to_day + 1)::timestamp AT TIME ZONE zone AS ends_at
+                FROM params
+            ), periods AS (
+                SELECT local_start, local_start AT TIME ZONE b.zone AS starts,
+                       least(local_start + ('1 ' || b.unit)::interval, b.local_end) AT TIME ZONE b.zone AS ends,
+                       to_char(local_start, CASE b.unit WHEN 'hour' THEN 'YYYY-MM-DD HH24:00' WHEN 'day' THEN 'YYYY-MM-DD'
+                                                        WHEN 'week' THEN 'IYYY-"W"IW' ELSE 'YYYY-MM' END) AS period
+                FROM bounds b, generate_series(b.first_start, b.local_end - interval '1 microsecond', ('1 ' || b.unit)::interval) AS local_start
+            ), \(unescaped: body)
+            """
+    }
+
+    /// Every filter, on a view row `x` with the columns channel, queue, category, tags, priority, agent_id.
+    private static let filtered = """
+        (p.channel IS NULL OR x.channel = p.channel) AND (p.queue IS NULL OR x.queue = p.queue)
+        AND (p.category IS NULL OR x.category = p.category) AND (p.tag IS NULL OR p.tag = ANY(x.tags))
+        AND (p.priority IS NULL OR x.priority = p.priority) AND (p.agent_id IS NULL OR x.agent_id = p.agent_id)
+        """
+
+    /// The row's time inside the requested range (bounds as scalar subqueries, so an index on it is used).
+    private static func inRange(_ column: String) -> String {
+        "\(column) >= (SELECT starts_at FROM bounds) AND \(column) < (SELECT ends_at FROM bounds)"
+    }
+
+    private static func localPeriod(_ column: String) -> String {
+        "date_trunc((SELECT unit FROM params), \(column) AT TIME ZONE (SELECT zone FROM params))"
+    }
+
+    private var body: String {
+        switch self {
+        case .volume:
+            """
+            channels AS (
+                SELECT c AS channel, ord FROM params p, unnest(ARRAY['email', 'webform', 'sms', 'chat']) WITH ORDINALITY AS u(c, ord)
+                WHERE p.channel IS NULL OR c = p.channel
+            ), counted AS (
+                SELECT \(Self.localPeriod("x.at")) AS local_start, x.channel,
+                       count(*) FILTER (WHERE x.kind = 'ticket') AS new_tickets,
+                       count(*) FILTER (WHERE x.kind = 'message') AS inbound_messages
+                FROM report_arrivals x, params p
+                WHERE \(Self.inRange("x.at")) AND \(Self.filtered)
+                GROUP BY 1, 2
+            )
+            SELECT pe.period, pe.starts AS period_start, c.channel,
+                   coalesce(n.new_tickets, 0)::bigint AS new_tickets, coalesce(n.inbound_messages, 0)::bigint AS inbound_messages
+            FROM periods pe CROSS JOIN channels c
+            LEFT JOIN counted n ON n.local_start = pe.local_start AND n.channel = c.channel
+            ORDER BY pe.local_start, c.ord
+            """
+        case .backlog:
+            """
+            statuses AS (
+                SELECT s AS status, ord FROM unnest(ARRAY['new', 'open', 'pending', 'on_hold']) WITH ORDINALITY AS u(s, ord)
+            ), moments AS (
+                SELECT local_start, period, least(ends, now()) AS at FROM periods
+            ), counted AS (
+                SELECT m.local_start, x.status, count(*) AS open_tickets,
+                       count(*) FILTER (WHERE m.at - x.opened_at < interval '1 day') AS age_under_1d,
+                       count(*) FILTER (WHERE m.at - x.opened_at >= interval '1 day' AND m.at - x.opened_at < interval '3 days') AS age_1d_to_3d,
+                       count(*) FILTER (WHERE m.at - x.opened_at >= interval '3 days' AND m.at - x.opened_at < interval '7 days') AS age_3d_to_7d,
+                       count(*) FILTER (WHERE m.at - x.opened_at >= interval '7 days' AND m.at - x.opened_at < interval '30 days') AS age_7d_to_30d,
+                       count(*) FILTER (WHERE m.at - x.opened_at >= interval '30 days') AS age_over_30d
+                FROM moments m
+                JOIN report_status_periods x ON x.entered_at <= m.at AND (x.left_at IS NULL OR x.left_at > m.at)
+                CROSS JOIN params p
+                WHERE x.status IN ('new', 'open', 'pending', 'on_hold') AND \(Self.filtered)
+                GROUP BY 1, 2
+            )
+            SELECT m.period, m.at AS period_end, s.status, coalesce(c.open_tickets, 0)::bigint AS open_tickets,
+                   coalesce(c.age_under_1d, 0)::bigint AS age_under_1d, coalesce(c.age_1d_to_3d, 0)::bigint AS age_1d_to_3d,
+                   coalesce(c.age_3d_to_7d, 0)::bigint AS age_3d_to_7d, coalesce(c.age_7d_to_30d, 0)::bigint AS age_7d_to_30d,
+                   coalesce(c.age_over_30d, 0)::bigint AS age_over_30d
+            FROM moments m CROSS JOIN statuses s
+            LEFT JOIN counted c ON c.local_start = m.local_start AND c.status = s.status
+            ORDER BY m.local_start, s.ord
+            """
+        case .responseTimes:
+            """
+            metrics AS (
+                SELECT m AS metric, ord FROM unnest(ARRAY['first_response', 'next_response', 'resolution']) WITH ORDINALITY AS u(m, ord)
+            ), measured AS (
+                SELECT \(Self.localPeriod("x.at")) AS local_start, x.metric, count(*) AS count,
+                       percentile_cont(0.5) WITHIN GROUP (ORDER BY x.wall_seconds) AS wall_median,
+                       percentile_cont(0.9) WITHIN GROUP (ORDER BY x.wall_seconds) AS wall_p90,
+                       avg(x.wall_seconds) AS wall_mean,
+                       percentile_cont(0.5) WITHIN GROUP (ORDER BY x.business_seconds) AS business_median,
+                       percentile_cont(0.9) WITHIN GROUP (ORDER BY x.business_seconds) AS business_p90,
+                       avg(x.business_seconds) AS business_mean
+                FROM report_responses x, params p
+                WHERE \(Self.inRange("x.at")) AND \(Self.filtered)
+                GROUP BY 1, 2
+            )
+            SELECT pe.period, pe.starts AS period_start, m.metric, coalesce(r.count, 0)::bigint AS count,
+                   r.wall_median::float8 AS wall_median_seconds, r.wall_p90::float8 AS wall_p90_seconds, r.wall_mean::float8 AS wall_mean_seconds,
+                   r.business_median::float8 AS business_median_seconds, r.business_p90::float8 AS business_p90_seconds,
+                   r.business_mean::float8 AS business_mean_seconds
+            FROM periods pe CROSS JOIN metrics m
+            LEFT JOIN measured r ON r.local_start = pe.local_start AND r.metric = m.metric
+            ORDER BY pe.local_start, m.ord
+            """
+        }
+    }
+}

@@ -1,0 +1,59 @@
+import Foundation
+
+/// What every report is asked: a range of whole local days, how to cut it into periods, in which
+/// time zone, and which tickets to count.
+struct ReportRequest: Sendable {
+    enum Granularity: String, Sendable, CaseIterable {
+        case hour, day, week, month
+    }
+
+    struct Filters: Sendable {
+        var channel: Channel?
+        var queue: String?
+        var category: String?
+        var tag: String?
+        var agentID: UUID?
+        var priority: Ticket.Priority?
+    }
+
+    /// `YYYY-MM-DD`, the first local day counted.
+    var from: String
+    /// `YYYY-MM-DD`, the last local day counted (inclusive).
+    var to: String
+    var granularity: Granularity
+    var timeZone: String
+    var filters: Filters
+
+    /// The most periods one report answers with: a year and a half of hours, 27 years of days.
+    static let maximumPeriods = 10_000
+
+    /// Checks what can be checked without the database (the zone is checked there), naming the
+    /// parameter at fault.
+    init(from: String, to: String, granularity: Granularity?, timeZone: String?, filters: Filters) throws {
+        guard let first = Self.day(from) else { throw Problem.invalidParameter("from", "\(from) is not a date (YYYY-MM-DD)") }
+        guard let last = Self.day(to) else { throw Problem.invalidParameter("to", "\(to) is not a date (YYYY-MM-DD)") }
+        guard first <= last else { throw Problem.invalidParameter("to", "\(to) is before from (\(from))") }
+        let granularity = granularity ?? .day
+        let days = Int(last.timeIntervalSince(first) / 86400) + 1
+        let periods = switch granularity {
+        case .hour: days * 24
+        case .day: days
+        case .week: days / 7 + 2
+        case .month: days / 28 + 2
+        }
+        guard periods <= Self.maximumPeriods else {
+            throw Problem.invalidParameter("granularity", "\(days) days by \(granularity.rawValue) is \(periods) periods; at most \(Self.maximumPeriods) — choose a coarser granularity or a shorter range")
+        }
+        self.from = from
+        self.to = to
+        self.granularity = granularity
+        self.timeZone = timeZone ?? "Asia/Tokyo"
+        self.filters = filters
+    }
+
+    /// A real Gregorian day written `YYYY-MM-DD` (years 2000–2999: reports are about this service's life).
+    static func day(_ text: String) -> Date? {
+        guard BusinessCalendarDraft.isCalendarDate(text), let year = Int(text.prefix(4)), (2000...2999).contains(year) else { return nil }
+        return try? Date(text + "T00:00:00Z", strategy: .iso8601)
+    }
+}

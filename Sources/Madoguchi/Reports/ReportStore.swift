@@ -1,0 +1,71 @@
+import Foundation
+import Logging
+import PostgresNIO
+import Synchronization
+
+/// Runs report statements: all rows at once for JSON (a report has at most a few tens of thousands
+/// of rows: periods × channels), or streamed row by row into CSV with the memory of a few chunks,
+/// however many rows there are.
+struct ReportStore: Sendable {
+    let database: Database
+    let logger: Logger
+
+    func rows(_ kind: ReportKind, _ request: ReportRequest) async throws -> [[ReportCell]] {
+        try await database.withConnection { connection in
+            try await checkTimeZone(request.timeZone, on: connection)
+            var rows: [[ReportCell]] = []
+            for try await row in try await connection.query(kind.query(request), logger: logger) {
+                rows.append(try row.map(ReportCell.init))
+            }
+            return rows
+        }
+    }
+
+    /// The report as CSV, header first. Returns once the statement has been accepted (so a bad
+    /// request is still a problem, not a broken download); the rows follow as the client reads them.
+    /// A client that goes away stops the read and gives the connection back.
+    func csv(_ kind: ReportKind, _ request: ReportRequest, byteOrderMark: Bool) async throws -> ChunkPipe {
+        let pipe = ChunkPipe()
+        let logger = logger
+        let database = database
+        try await withCheckedThrowingContinuation { (started: CheckedContinuation<Void, any Error>) in
+            // Resumed exactly once: when the statement is accepted, or with the error that came first.
+            let waiting = Mutex<CheckedContinuation<Void, any Error>?>(started)
+            let takeWaiting = { waiting.withLock { continuation in defer { continuation = nil }; return continuation } }
+            Task {
+                do {
+                    try await database.withConnection { connection in
+                        try await checkTimeZone(request.timeZone, on: connection)
+                        let rows = try await connection.query(kind.query(request), logger: logger)
+                        takeWaiting()?.resume()
+                        var chunk = (byteOrderMark ? CSV.byteOrderMark : []) + CSV.line(kind.columns)
+                        for try await row in rows {
+                            chunk += CSV.line(try row.map(ReportCell.init))
+                            if chunk.count >= 32 * 1024 {
+                                try await pipe.send(chunk[...])
+                                chunk.removeAll(keepingCapacity: true)
+                            }
+                        }
+                        try await pipe.send(chunk[...])
+                    }
+                    pipe.finish()
+                } catch {
+                    if let waiting = takeWaiting() {
+                        waiting.resume(throwing: error)
+                    } else if !(error is CancellationError) {
+                        logger.error("report CSV stopped", metadata: ["report": "\(kind.rawValue)", "error": "\(String(reflecting: error))"])
+                    }
+                    pipe.finish(throwing: error)
+                }
+            }
+        }
+        return pipe
+    }
+
+    private func checkTimeZone(_ zone: String, on connection: PostgresConnection) async throws {
+        let rows = try await connection.query("SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = \(zone))", logger: logger)
+        for try await known in rows.decode(Bool.self) where !known {
+            throw Problem.invalidParameter("time_zone", "\(zone) is not a time zone this server knows (use an IANA name such as Asia/Tokyo)")
+        }
+    }
+}

@@ -1,0 +1,197 @@
+import Foundation
+import HTTPTypes
+import NIOCore
+import Testing
+@testable import Madoguchi
+
+/// Reports with known answers, built from rows whose times are chosen by hand.
+@Suite("Reports for dashboards")
+struct ReportTests {
+    static func items(_ app: TestApp, _ key: String, _ path: String) async throws -> [[String: Any]] {
+        let response = try await app.request(.get, path, key: key)
+        #expect(response.status == .ok, "\(path): \(response.text)")
+        return (try response.json["items"] as? [[String: Any]]) ?? []
+    }
+
+    /// A ticket opened at `at` on `channel`, with its first customer message at the same time.
+    @discardableResult
+    static func arrival(_ app: TestApp, _ customer: UUID, at: String, channel: String = "email", tags: [String] = [], priority: String = "normal") async throws -> UUID {
+        let ticket = try await app.insertReturningID("""
+            INSERT INTO tickets (customer_id, channel, created_at, tags, priority) VALUES (\(customer), \(channel)::channel, \(at)::timestamptz, \(tags), \(priority))
+            RETURNING id
+            """)
+        try await message(app, ticket, customer, at: at, channel: channel)
+        return ticket
+    }
+
+    static func message(_ app: TestApp, _ ticket: UUID, _ customer: UUID, at: String, channel: String = "email", classification: String = "customer") async throws {
+        try await app.execute("""
+            INSERT INTO messages (ticket_id, direction, channel, classification, customer_id, body_text, created_at)
+            VALUES (\(ticket), 'inbound', \(channel)::channel, \(classification), \(customer), 'x', \(at)::timestamptz)
+            """)
+    }
+
+    @Test("volume: new tickets and customer messages per day and channel, every day present; the time zone, filters and auto-replies change it as they should")
+    func volume() async throws {
+        try await TestApp.run { app in
+            let dashboard = try await app.keySecret(.dashboard)
+            let customer = try await app.customer()
+            // 3 November 08:00 in Tokyo is still 2 November in UTC.
+            let early = try await Self.arrival(app, customer, at: "2026-11-03 08:00+09", tags: ["返品"])
+            try await Self.message(app, early, customer, at: "2026-11-03 09:00+09")
+            try await Self.message(app, early, customer, at: "2026-11-03 09:05+09", classification: "auto_reply")
+            try await Self.arrival(app, customer, at: "2026-11-03 12:00+09", channel: "sms", priority: "urgent")
+            try await Self.arrival(app, customer, at: "2026-11-05 12:00+09", channel: "chat")
+
+            let rows = try await Self.items(app, dashboard, "/v1/reports/volume?from=2026-11-02&to=2026-11-05")
+            #expect(rows.count == 16, "4 days × 4 channels")
+            func row(_ period: String, _ channel: String, in rows: [[String: Any]]) -> (Int, Int)? {
+                rows.first { $0["period"] as? String == period && $0["channel"] as? String == channel }
+                    .map { ($0["new_tickets"] as? Int ?? -1, $0["inbound_messages"] as? Int ?? -1) }
+            }
+            #expect(row("2026-11-03", "email", in: rows)! == (1, 2), "the auto-reply is not volume")
+            #expect(row("2026-11-03", "sms", in: rows)! == (1, 1))
+            #expect(row("2026-11-04", "chat", in: rows)! == (0, 0))
+            #expect(row("2026-11-05", "chat", in: rows)! == (1, 1))
+            #expect(rows.first?["period_start"] as? String == "2026-11-01T15:00:00Z", "Tokyo's 2 November began at 15:00 UTC")
+
+            let utc = try await Self.items(app, dashboard, "/v1/reports/volume?from=2026-11-02&to=2026-11-05&time_zone=UTC")
+            // In UTC the ticket and its first message (23:00) fall on the 2nd, the 09:00 JST message (00:00) on the 3rd.
+            #expect(row("2026-11-02", "email", in: utc)! == (1, 1))
+            #expect(row("2026-11-03", "email", in: utc)! == (0, 1))
+
+            let sms = try await Self.items(app, dashboard, "/v1/reports/volume?from=2026-11-02&to=2026-11-05&channel=sms")
+            #expect(sms.count == 4)
+            #expect(sms.map { $0["new_tickets"] as? Int } == [0, 1, 0, 0])
+            let returns = try await Self.items(app, dashboard, "/v1/reports/volume?from=2026-11-03&to=2026-11-03&tag=%E8%BF%94%E5%93%81")
+            #expect(returns.map { $0["new_tickets"] as? Int ?? 0 }.reduce(0, +) == 1)
+            let urgent = try await Self.items(app, dashboard, "/v1/reports/volume?from=2026-11-01&to=2026-11-30&granularity=month&priority=urgent")
+            #expect(urgent.count == 4)
+            #expect(urgent.first?["period"] as? String == "2026-11")
+            #expect(urgent.map { $0["new_tickets"] as? Int ?? 0 }.reduce(0, +) == 1)
+            let weeks = try await Self.items(app, dashboard, "/v1/reports/volume?from=2026-11-03&to=2026-11-05&granularity=week&channel=email")
+            #expect(weeks.map { $0["period"] as? String } == ["2026-W45"])
+            let hours = try await Self.items(app, dashboard, "/v1/reports/volume?from=2026-11-03&to=2026-11-03&granularity=hour&channel=email")
+            #expect(hours.count == 24)
+            #expect(hours.first { $0["period"] as? String == "2026-11-03 09:00" }?["inbound_messages"] as? Int == 1)
+        }
+    }
+
+    @Test("CSV has the JSON's rows, column for column; streamed with Accept or format=csv; a BOM only when asked")
+    func csvAgreesWithJSON() async throws {
+        try await TestApp.run { app in
+            let dashboard = try await app.keySecret(.dashboard)
+            let customer = try await app.customer()
+            try await Self.arrival(app, customer, at: "2026-11-03 08:00+09")
+            let path = "/v1/reports/volume?from=2026-11-01&to=2026-11-10"
+            let json = try await Self.items(app, dashboard, path)
+            let csv = try await app.request(.get, path, key: dashboard, headers: [.accept: "text/csv"])
+            #expect(csv.status == .ok)
+            #expect(csv.headers[.contentType]?.hasPrefix("text/csv") == true)
+            let lines = csv.text.components(separatedBy: "\r\n").filter { !$0.isEmpty }
+            #expect(lines.first == "period,period_start,channel,new_tickets,inbound_messages")
+            #expect(lines.count == json.count + 1)
+            for (line, row) in zip(lines.dropFirst(), json) {
+                let expected = ["period", "period_start", "channel", "new_tickets", "inbound_messages"].map { "\(row[$0] ?? "")" }
+                #expect(line.components(separatedBy: ",") == expected)
+            }
+            #expect(!csv.text.hasPrefix("\u{FEFF}"))
+
+            let excel = try await app.request(.get, path + "&format=csv&bom=true", key: dashboard)
+            #expect(Array(excel.bodyBuffer.readableBytesView.prefix(3)) == [0xEF, 0xBB, 0xBF])
+            #expect(String(decoding: excel.bodyBuffer.readableBytesView.dropFirst(3), as: UTF8.self) == csv.text)
+        }
+    }
+
+    @Test("backlog: open tickets at each day's end, by status and age, from the status history")
+    func backlog() async throws {
+        try await TestApp.run { app in
+            let dashboard = try await app.keySecret(.dashboard)
+            let customer = try await app.customer()
+            let ticket = try await Self.arrival(app, customer, at: "2026-11-01 10:00+09")
+            // Its history as it happened: new, open from the 2nd, solved on the 3rd.
+            try await app.execute("DELETE FROM ticket_status_periods WHERE ticket_id = \(ticket)")
+            try await app.execute("""
+                INSERT INTO ticket_status_periods (ticket_id, status, entered_at, left_at) VALUES
+                    (\(ticket), 'new', '2026-11-01 10:00+09', '2026-11-02 10:00+09'),
+                    (\(ticket), 'open', '2026-11-02 10:00+09', '2026-11-03 10:00+09'),
+                    (\(ticket), 'solved', '2026-11-03 10:00+09', NULL)
+                """)
+            let rows = try await Self.items(app, dashboard, "/v1/reports/backlog?from=2026-11-01&to=2026-11-04")
+            #expect(rows.count == 16, "4 days × 4 open statuses")
+            func open(_ period: String, _ status: String) -> [String: Any]? {
+                rows.first { $0["period"] as? String == period && $0["status"] as? String == status }
+            }
+            #expect(open("2026-11-01", "new")?["open_tickets"] as? Int == 1)
+            #expect(open("2026-11-01", "new")?["age_under_1d"] as? Int == 1)
+            #expect(open("2026-11-02", "open")?["open_tickets"] as? Int == 1)
+            #expect(open("2026-11-02", "open")?["age_1d_to_3d"] as? Int == 1)
+            #expect(open("2026-11-02", "new")?["open_tickets"] as? Int == 0)
+            #expect(rows.filter { $0["period"] as? String == "2026-11-03" }.allSatisfy { $0["open_tickets"] as? Int == 0 })
+            #expect(open("2026-11-01", "new")?["period_end"] as? String == "2026-11-01T15:00:00Z")
+
+            // Status changes made through the service write the history themselves.
+            let live = try await app.ticket(customer: customer)
+            try await app.execute("UPDATE tickets SET status = 'pending' WHERE id = \(live)")
+            #expect(try await app.count("SELECT count(*) FROM ticket_status_periods WHERE ticket_id = \(live)") == 2)
+            #expect(try await app.count("SELECT count(*) FROM ticket_status_periods WHERE ticket_id = \(live) AND left_at IS NULL AND status = 'pending'") == 1)
+        }
+    }
+
+    @Test("response times: median, p90 and mean of what ended in each period; a reply sent through the service is measured")
+    func responseTimes() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            let customer = try await app.customer()
+            let ticket = try await Self.arrival(app, customer, at: "2026-11-02 09:00+09")
+            for (seconds, first) in [(60, true), (120, false), (180, false), (600, false)] {
+                try await app.execute("""
+                    INSERT INTO ticket_responses (ticket_id, is_first, waited_since, responded_at, wall_seconds, business_seconds)
+                    VALUES (\(ticket), \(first), '2026-11-03 10:00+09'::timestamptz - make_interval(secs => \(seconds)), '2026-11-03 10:00+09',
+                            \(Double(seconds)), \(Double(seconds) / 2))
+                    """)
+            }
+            let rows = try await Self.items(app, supervisor, "/v1/reports/response-times?from=2026-11-03&to=2026-11-03")
+            #expect(rows.map { $0["metric"] as? String } == ["first_response", "next_response", "resolution"])
+            let next = try #require(rows.first { $0["metric"] as? String == "next_response" })
+            #expect(next["count"] as? Int == 3)
+            #expect(next["wall_median_seconds"] as? Double == 180)
+            #expect(next["wall_mean_seconds"] as? Double == 300)
+            #expect(abs((next["wall_p90_seconds"] as? Double ?? 0) - 516) < 0.001, "p90 of 120, 180, 600 is 180 + 0.8 × 420")
+            #expect(next["business_median_seconds"] as? Double == 90)
+            #expect(rows.first { $0["metric"] as? String == "resolution" }?["count"] as? Int == 0)
+            #expect(rows.first { $0["metric"] as? String == "resolution" }?["wall_median_seconds"] == nil)
+
+            // Through the service: a mail, a reply; the wait is recorded as a first response.
+            let conversation = try await DeliveryTests.customerWrites(app, from: "hanako@example.jp")
+            _ = try await DeliveryTests.answer(conversation, "確認いたします。")
+            #expect(try await app.count("""
+                SELECT count(*) FROM ticket_responses WHERE ticket_id = \(UUID(uuidString: conversation.ticket)!) AND is_first
+                  AND agent_id IS NOT NULL AND business_seconds IS NOT NULL AND wall_seconds >= 0
+                """) == 1)
+        }
+    }
+
+    @Test("what a report cannot answer is a clear 400 naming the parameter")
+    func refusals() async throws {
+        try await TestApp.run { app in
+            let dashboard = try await app.keySecret(.dashboard)
+            for (query, parameter) in [
+                ("from=2026-11-05&to=2026-11-01", "to"),
+                ("from=2026-02-30&to=2026-03-01", "from"),
+                ("from=1926-01-01&to=2025-12-31&granularity=hour", "from"),
+                ("from=2000-01-01&to=2099-12-31&granularity=hour", "granularity"),
+                ("from=2026-11-01&to=2026-11-02&time_zone=Mars/Olympus", "time_zone"),
+            ] {
+                let response = try await app.request(.get, "/v1/reports/volume?\(query)", key: dashboard)
+                try expectProblem(response, .badRequest, "invalid-parameter")
+                #expect((try response.json["errors"] as? [[String: String]])?.first?["pointer"] == parameter, "\(query): \(response.text)")
+            }
+            let unknownUnit = try await app.request(.get, "/v1/reports/volume?from=2026-11-01&to=2026-11-02&granularity=fortnight", key: dashboard)
+            #expect(unknownUnit.status == .badRequest, "\(unknownUnit.text)")
+            let csvZone = try await app.request(.get, "/v1/reports/backlog?from=2026-11-01&to=2026-11-02&time_zone=Nowhere&format=csv", key: dashboard)
+            try expectProblem(csvZone, .badRequest, "invalid-parameter")
+            #expect(try await app.request(.get, "/v1/reports/volume?from=2026-11-01&to=2026-11-02", key: try await app.keySecret(.agent)).status == .forbidden)
+        }
+    }
+}

@@ -1,0 +1,65 @@
+import Foundation
+import Testing
+@testable import Madoguchi
+
+@Suite("CSV and the streaming pipe behind report downloads")
+struct ReportCSVTests {
+    @Test("RFC 4180: commas, quotes and line breaks are quoted, quotes doubled; Japanese passes as UTF-8; CRLF ends a line")
+    func quoting() {
+        #expect(CSV.quoted("plain") == "plain")
+        #expect(CSV.quoted("a,b") == "\"a,b\"")
+        #expect(CSV.quoted("say \"hi\"") == "\"say \"\"hi\"\"\"")
+        #expect(CSV.quoted("two\nlines") == "\"two\nlines\"")
+        #expect(CSV.quoted("crlf\r\nline") == "\"crlf\r\nline\"")
+        #expect(CSV.quoted(" padded") == "\" padded\"")
+        #expect(CSV.quoted("返品・交換") == "返品・交換")
+        #expect(String(decoding: CSV.line(["返品, 交換", "x"]), as: UTF8.self) == "\"返品, 交換\",x\r\n")
+        let cells: [ReportCell] = [.text("a"), .integer(3), .number(1.5), .time(Date(timeIntervalSince1970: 0)), .null]
+        #expect(String(decoding: CSV.line(cells), as: UTF8.self) == "a,3,1.5,1970-01-01T00:00:00Z,\r\n")
+    }
+
+    @Test("the producer waits while the pipe is full and goes on as the consumer reads; the consumer sees every chunk in order")
+    func backpressure() async throws {
+        let pipe = ChunkPipe(capacity: 2)
+        let sent = Task {
+            for index in 0..<100 { try await pipe.send([UInt8(index)][...]) }
+            pipe.finish()
+        }
+        var received: [UInt8] = []
+        for try await chunk in pipe { received += chunk }
+        try await sent.value
+        #expect(received == (0..<100).map(UInt8.init))
+    }
+
+    @Test("a consumer that goes away stops the producer: its send throws instead of waiting for ever")
+    func consumerGone() async throws {
+        let pipe = ChunkPipe(capacity: 1)
+        let producer = Task { () -> Int in
+            var sent = 0
+            do {
+                while sent < 1000 {
+                    try await pipe.send([1][...])
+                    sent += 1
+                }
+            } catch is CancellationError {}
+            return sent
+        }
+        do {
+            var iterator = pipe.makeAsyncIterator()
+            _ = try await iterator.next()
+        }
+        // The iterator is gone: the producer is released well before it could send a thousand.
+        #expect(try await producer.value < 1000)
+    }
+
+    @Test("a failure of the producer reaches the consumer after the chunks before it")
+    func failure() async throws {
+        struct Broken: Error {}
+        let pipe = ChunkPipe()
+        try await pipe.send([7][...])
+        pipe.finish(throwing: Broken())
+        var iterator = pipe.makeAsyncIterator()
+        #expect(try await iterator.next() == [7][...])
+        await #expect(throws: Broken.self) { try await iterator.next() }
+    }
+}

@@ -76,6 +76,10 @@ struct AuthenticationTests {
         ("getVolumeReport", .get, "/v1/reports/volume?from=2026-12-01&to=2026-12-01", nil),
         ("getBacklogReport", .get, "/v1/reports/backlog?from=2026-12-01&to=2026-12-01", nil),
         ("getResponseTimesReport", .get, "/v1/reports/response-times?from=2026-12-01&to=2026-12-01", nil),
+        ("getAgentsReport", .get, "/v1/reports/agents?from=2026-12-01&to=2026-12-01", nil),
+        ("getSlaReport", .get, "/v1/reports/sla?from=2026-12-01&to=2026-12-01", nil),
+        ("getSlaBreachesReport", .get, "/v1/reports/sla-breaches?from=2026-12-01&to=2026-12-01", nil),
+        ("getCategoriesReport", .get, "/v1/reports/categories?from=2026-12-01&to=2026-12-01", nil),
     ]
 
     @Test("the list above covers every protected operation in the access table")

@@ -13,11 +13,13 @@ struct ReportTests {
         return (try response.json["items"] as? [[String: Any]]) ?? []
     }
 
-    /// A ticket opened at `at` on `channel`, with its first customer message at the same time.
+    /// A ticket opened at `at` (an SQL expression: `'2026-11-03 08:00+09'`, `now()`) on `channel`, with
+    /// its first customer message at the same time.
     @discardableResult
     static func arrival(_ app: TestApp, _ customer: UUID, at: String, channel: String = "email", tags: [String] = [], priority: String = "normal") async throws -> UUID {
         let ticket = try await app.insertReturningID("""
-            INSERT INTO tickets (customer_id, channel, created_at, tags, priority) VALUES (\(customer), \(channel)::channel, \(at)::timestamptz, \(tags), \(priority))
+            INSERT INTO tickets (customer_id, channel, created_at, tags, priority)
+            VALUES (\(customer), \(channel)::channel, \(unescaped: at), \(tags), \(priority))
             RETURNING id
             """)
         try await message(app, ticket, customer, at: at, channel: channel)
@@ -27,7 +29,7 @@ struct ReportTests {
     static func message(_ app: TestApp, _ ticket: UUID, _ customer: UUID, at: String, channel: String = "email", classification: String = "customer") async throws {
         try await app.execute("""
             INSERT INTO messages (ticket_id, direction, channel, classification, customer_id, body_text, created_at)
-            VALUES (\(ticket), 'inbound', \(channel)::channel, \(classification), \(customer), 'x', \(at)::timestamptz)
+            VALUES (\(ticket), 'inbound', \(channel)::channel, \(classification), \(customer), 'x', \(unescaped: at))
             """)
     }
 
@@ -37,11 +39,11 @@ struct ReportTests {
             let dashboard = try await app.keySecret(.dashboard)
             let customer = try await app.customer()
             // 3 November 08:00 in Tokyo is still 2 November in UTC.
-            let early = try await Self.arrival(app, customer, at: "2026-11-03 08:00+09", tags: ["返品"])
-            try await Self.message(app, early, customer, at: "2026-11-03 09:00+09")
-            try await Self.message(app, early, customer, at: "2026-11-03 09:05+09", classification: "auto_reply")
-            try await Self.arrival(app, customer, at: "2026-11-03 12:00+09", channel: "sms", priority: "urgent")
-            try await Self.arrival(app, customer, at: "2026-11-05 12:00+09", channel: "chat")
+            let early = try await Self.arrival(app, customer, at: "'2026-11-03 08:00+09'", tags: ["返品"])
+            try await Self.message(app, early, customer, at: "'2026-11-03 09:00+09'")
+            try await Self.message(app, early, customer, at: "'2026-11-03 09:05+09'", classification: "auto_reply")
+            try await Self.arrival(app, customer, at: "'2026-11-03 12:00+09'", channel: "sms", priority: "urgent")
+            try await Self.arrival(app, customer, at: "'2026-11-05 12:00+09'", channel: "chat")
 
             let rows = try await Self.items(app, dashboard, "/v1/reports/volume?from=2026-11-02&to=2026-11-05")
             #expect(rows.count == 16, "4 days × 4 channels")
@@ -82,7 +84,7 @@ struct ReportTests {
         try await TestApp.run { app in
             let dashboard = try await app.keySecret(.dashboard)
             let customer = try await app.customer()
-            try await Self.arrival(app, customer, at: "2026-11-03 08:00+09")
+            try await Self.arrival(app, customer, at: "'2026-11-03 08:00+09'")
             let path = "/v1/reports/volume?from=2026-11-01&to=2026-11-10"
             let json = try await Self.items(app, dashboard, path)
             let csv = try await app.request(.get, path, key: dashboard, headers: [.accept: "text/csv"])
@@ -108,7 +110,7 @@ struct ReportTests {
         try await TestApp.run { app in
             let dashboard = try await app.keySecret(.dashboard)
             let customer = try await app.customer()
-            let ticket = try await Self.arrival(app, customer, at: "2026-11-01 10:00+09")
+            let ticket = try await Self.arrival(app, customer, at: "'2026-11-01 10:00+09'")
             // Its history as it happened: new, open from the 2nd, solved on the 3rd.
             try await app.execute("DELETE FROM ticket_status_periods WHERE ticket_id = \(ticket)")
             try await app.execute("""
@@ -143,7 +145,7 @@ struct ReportTests {
         try await TestApp.run { app in
             let supervisor = try await app.keySecret(.supervisor)
             let customer = try await app.customer()
-            let ticket = try await Self.arrival(app, customer, at: "2026-11-02 09:00+09")
+            let ticket = try await Self.arrival(app, customer, at: "'2026-11-02 09:00+09'")
             for (seconds, first) in [(60, true), (120, false), (180, false), (600, false)] {
                 try await app.execute("""
                     INSERT INTO ticket_responses (ticket_id, is_first, waited_since, responded_at, wall_seconds, business_seconds)
@@ -169,6 +171,137 @@ struct ReportTests {
                 SELECT count(*) FROM ticket_responses WHERE ticket_id = \(UUID(uuidString: conversation.ticket)!) AND is_first
                   AND agent_id IS NOT NULL AND business_seconds IS NOT NULL AND wall_seconds >= 0
                 """) == 1)
+        }
+    }
+
+    /// Yesterday to tomorrow in Tokyo: a range that holds "now" whenever the test runs.
+    static var aroundToday: String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "Asia/Tokyo")!
+        func day(_ offset: Int) -> String {
+            let date = calendar.date(byAdding: .day, value: offset, to: Date())!
+            let parts = calendar.dateComponents([.year, .month, .day], from: date)
+            return String(format: "%04d-%02d-%02d", parts.year!, parts.month!, parts.day!)
+        }
+        return "from=\(day(-1))&to=\(day(1))"
+    }
+
+    @Test("agents: replies, notes, first responses, solved and reopened tickets and approval returns, per agent")
+    func agents() async throws {
+        try await TestApp.run { app in
+            let dashboard = try await app.keySecret(.dashboard)
+            let conversation = try await DeliveryTests.customerWrites(app, from: "hanako@example.jp")
+            let agentID = try #require(try await app.request(.get, "/v1/me", key: conversation.agent).json["agent_id"] as? String)
+            let note = try await app.request(.post, "/v1/tickets/\(conversation.ticket)/notes", key: conversation.agent, json: #"{"body":"在庫確認中"}"#)
+            #expect(note.status == .created)
+            let timeline = try await app.request(.get, "/v1/tickets/\(conversation.ticket)/messages", key: conversation.agent).json["items"] as? [[String: Any]]
+            let seen = DeliveryTests.Conversation(app: app, agent: conversation.agent, supervisor: conversation.supervisor, ticket: conversation.ticket,
+                                                  lastMessage: try #require(timeline?.last?["id"] as? String), customerMessageID: conversation.customerMessageID)
+            _ = try await DeliveryTests.answer(seen, "確認いたします。")
+            let ticket = try await AwaitingReplyTests.ticket(app, conversation.ticket, key: conversation.agent)
+            let solved = try await app.request(.patch, "/v1/tickets/\(conversation.ticket)", key: conversation.agent,
+                                               headers: [.ifMatch: "\"\(try #require(ticket["version"] as? Int))\""], json: #"{"status":"solved"}"#)
+            #expect(solved.status == .ok, "\(solved.text)")
+            let gateway = try await app.keySecret(.gateway)
+            let again = try await app.postMail(gateway, testMail(from: "hanako@example.jp", subject: "Re: 注文について", id: "again-2@example.jp",
+                                                                 headers: "In-Reply-To: <\(conversation.customerMessageID)>\n"))
+            #expect(try again.json["ticket_status"] as? String == "open", "\(again.text)")
+
+            // A novice's reply, returned by a supervisor.
+            let novice = try await app.key(.agent, name: "新人")
+            try await app.execute("UPDATE agents SET requires_approval = true WHERE id = \(novice.record.agentID)")
+            let other = try await app.ticket(customer: try await app.customer(email: "b@example.jp"))
+            #expect(try await app.request(.post, "/v1/tickets/\(other)/claim", key: novice.secret).status == .ok)
+            let draft = try await app.request(.post, "/v1/tickets/\(other)/replies", key: novice.secret, json: #"{"body":"ご連絡です。"}"#)
+            let reply = try #require(try draft.json["id"] as? String)
+            #expect(try await app.request(.post, "/v1/replies/\(reply)/submit", key: novice.secret, json: "{}").status == .ok)
+            let returned = try await app.request(.post, "/v1/replies/\(reply)/return", key: conversation.supervisor, json: #"{"comment":"敬語を直して"}"#)
+            #expect(returned.status == .ok, "\(returned.text)")
+
+            let rows = try await Self.items(app, dashboard, "/v1/reports/agents?\(Self.aroundToday)")
+            let mine = try #require(rows.first { $0["agent_id"] as? String == agentID }, "\(rows)")
+            #expect(mine["tickets_handled"] as? Int == 1)
+            #expect(mine["replies_sent"] as? Int == 1)
+            #expect(mine["notes"] as? Int == 1)
+            #expect(mine["first_responses"] as? Int == 1)
+            #expect(mine["first_response_median_wall_seconds"] as? Double != nil)
+            #expect(mine["solved"] as? Int == 1)
+            #expect(mine["reopened"] as? Int == 1)
+            #expect(mine["reopen_rate"] as? Double == 1)
+            let theirs = try #require(rows.first { $0["agent_id"] as? String == novice.record.agentID?.uuidString.lowercased() })
+            #expect(theirs["approval_returns"] as? Int == 1)
+            #expect(theirs["replies_sent"] as? Int == 0)
+            #expect(!rows.contains { $0["agent_id"] as? String == AutomaticReply.agentID.uuidString.lowercased() })
+            let only = try await Self.items(app, dashboard, "/v1/reports/agents?\(Self.aroundToday)&agent_id=\(agentID)")
+            #expect(only.count == 1)
+        }
+    }
+
+    @Test("SLA: attainment per target, a clock still running past due counts as breached, and every breach is listed with how late")
+    func sla() async throws {
+        try await TestApp.run { app in
+            let dashboard = try await app.keySecret(.dashboard)
+            let customer = try await app.customer()
+            let answered = try await Self.arrival(app, customer, at: "now() - interval '3 hours'")
+            for (late, first) in [(-600, true), (600, false)] {
+                try await app.execute("""
+                    INSERT INTO ticket_responses (ticket_id, is_first, waited_since, responded_at, due_at, wall_seconds)
+                    VALUES (\(answered), \(first), now() - interval '2 hours', now() - interval '1 hour',
+                            now() - interval '1 hour' - make_interval(secs => \(late)), 3600)
+                    """)
+            }
+            let waiting = try await app.insertReturningID("""
+                INSERT INTO tickets (customer_id, channel, awaiting_reply_since, first_response_due_at)
+                VALUES (\(customer), 'sms', now() - interval '2 hours', now() - interval '30 minutes') RETURNING id
+                """)
+            let rows = try await Self.items(app, dashboard, "/v1/reports/sla?\(Self.aroundToday)&granularity=month")
+            func total(_ target: String, _ field: String) -> Int {
+                rows.filter { $0["target"] as? String == target }.map { $0[field] as? Int ?? 0 }.reduce(0, +)
+            }
+            #expect(total("first_response", "measured") == 2)
+            #expect(total("first_response", "met") == 1)
+            #expect(total("first_response", "breached") == 1, "the one still waiting")
+            #expect(total("next_response", "breached") == 1)
+            #expect(rows.contains { $0["target"] as? String == "first_response" && $0["attainment"] as? Double == 0.5 })
+
+            let breaches = try await Self.items(app, dashboard, "/v1/reports/sla-breaches?\(Self.aroundToday)")
+            #expect(breaches.count == 2)
+            let late = try #require(breaches.first { $0["target"] as? String == "next_response" })
+            #expect(late["overdue_seconds"] as? Double == 600)
+            #expect(late["ended_at"] != nil)
+            let running = try #require(breaches.first { $0["ticket_id"] as? String == waiting.uuidString.lowercased() })
+            #expect(running["ended_at"] == nil)
+            #expect((running["overdue_seconds"] as? Double ?? 0) >= 1800)
+            let csv = try await app.request(.get, "/v1/reports/sla-breaches?\(Self.aroundToday)&format=csv", key: dashboard)
+            #expect(csv.text.components(separatedBy: "\r\n").filter { !$0.isEmpty }.count == 3)
+        }
+    }
+
+    @Test("categories: tickets under their category and each tag, with customer messages and the median first response")
+    func categories() async throws {
+        try await TestApp.run { app in
+            let dashboard = try await app.keySecret(.dashboard)
+            let customer = try await app.customer()
+            for (category, tags, seconds) in [("返品", ["至急"], 60.0), ("返品", [], 180.0), (nil, ["至急", "VIP"], 600.0)] as [(String?, [String], Double)] {
+                let ticket = try await Self.arrival(app, customer, at: "now() - interval '1 hour'", tags: tags)
+                try await app.execute("UPDATE tickets SET category = \(category) WHERE id = \(ticket)")
+                try await app.execute("""
+                    INSERT INTO ticket_responses (ticket_id, is_first, waited_since, responded_at, wall_seconds, business_seconds)
+                    VALUES (\(ticket), true, now() - interval '1 hour', now(), \(seconds), \(seconds))
+                    """)
+            }
+            let rows = try await Self.items(app, dashboard, "/v1/reports/categories?\(Self.aroundToday)")
+            func row(_ dimension: String, _ value: String) -> [String: Any]? {
+                rows.first { $0["dimension"] as? String == dimension && $0["value"] as? String == value }
+            }
+            #expect(row("category", "返品")?["tickets"] as? Int == 2)
+            #expect(row("category", "返品")?["inbound_messages"] as? Int == 2)
+            #expect(row("category", "返品")?["first_response_median_wall_seconds"] as? Double == 120)
+            #expect(row("category", "(none)")?["tickets"] as? Int == 1)
+            #expect(row("tag", "至急")?["tickets"] as? Int == 2)
+            #expect(row("tag", "至急")?["first_response_median_business_seconds"] as? Double == 330)
+            #expect(row("tag", "VIP")?["tickets"] as? Int == 1)
+            #expect(rows.filter { $0["dimension"] as? String == "category" }.map { $0["value"] as? String } == ["返品", "(none)"])
         }
     }
 

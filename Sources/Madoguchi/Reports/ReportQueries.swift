@@ -10,6 +10,10 @@ enum ReportKind: String, Sendable, CaseIterable {
     case volume
     case backlog
     case responseTimes = "response-times"
+    case agents
+    case sla
+    case slaBreaches = "sla-breaches"
+    case categories
 
     /// The statement's columns, in order; the CSV header.
     var columns: [String] {
@@ -19,6 +23,17 @@ enum ReportKind: String, Sendable, CaseIterable {
         case .responseTimes: [
             "period", "period_start", "metric", "count", "wall_median_seconds", "wall_p90_seconds", "wall_mean_seconds",
             "business_median_seconds", "business_p90_seconds", "business_mean_seconds",
+        ]
+        case .agents: [
+            "agent_id", "agent_name", "tickets_handled", "replies_sent", "notes", "first_responses",
+            "first_response_median_business_seconds", "first_response_median_wall_seconds", "solved", "reopened", "reopen_rate",
+            "approval_returns",
+        ]
+        case .sla: ["period", "period_start", "target", "measured", "met", "breached", "attainment", "overdue_median_seconds"]
+        case .slaBreaches: ["target", "ticket_id", "ticket_number", "due_at", "ended_at", "overdue_seconds", "agent_id", "channel", "priority"]
+        case .categories: [
+            "dimension", "value", "tickets", "inbound_messages", "first_response_median_business_seconds",
+            "first_response_median_wall_seconds", "resolution_median_wall_seconds",
         ]
         }
     }
@@ -133,6 +148,74 @@ enum ReportKind: String, Sendable, CaseIterable {
             FROM periods pe CROSS JOIN metrics m
             LEFT JOIN measured r ON r.local_start = pe.local_start AND r.metric = m.metric
             ORDER BY pe.local_start, m.ord
+            """
+        case .agents:
+            """
+            activity AS (
+                SELECT x.* FROM report_agent_activity x, params p WHERE \(Self.inRange("x.at")) AND \(Self.filtered)
+            )
+            SELECT a.id::text AS agent_id, a.display_name AS agent_name,
+                   count(DISTINCT x.ticket_id) FILTER (WHERE x.kind IN ('reply', 'note'))::bigint AS tickets_handled,
+                   count(*) FILTER (WHERE x.kind = 'reply')::bigint AS replies_sent,
+                   count(*) FILTER (WHERE x.kind = 'note')::bigint AS notes,
+                   count(*) FILTER (WHERE x.kind = 'first_response')::bigint AS first_responses,
+                   (percentile_cont(0.5) WITHIN GROUP (ORDER BY x.business_seconds))::float8 AS first_response_median_business_seconds,
+                   (percentile_cont(0.5) WITHIN GROUP (ORDER BY x.wall_seconds))::float8 AS first_response_median_wall_seconds,
+                   count(*) FILTER (WHERE x.kind = 'solved')::bigint AS solved,
+                   count(*) FILTER (WHERE x.kind = 'reopened')::bigint AS reopened,
+                   (count(*) FILTER (WHERE x.kind = 'reopened')::float8 / nullif(count(*) FILTER (WHERE x.kind = 'solved'), 0))::float8 AS reopen_rate,
+                   count(*) FILTER (WHERE x.kind = 'returned')::bigint AS approval_returns
+            FROM agents a CROSS JOIN params p
+            LEFT JOIN activity x ON x.agent_id = a.id
+            WHERE a.id <> '00000000-0000-4000-8000-00000000a070' AND (p.agent_id IS NULL OR a.id = p.agent_id)
+            GROUP BY a.id, a.display_name, a.active
+            HAVING a.active OR count(x.kind) > 0
+            ORDER BY a.display_name, a.id
+            """
+        case .sla:
+            """
+            targets AS (
+                SELECT g AS target, ord FROM unnest(ARRAY['first_response', 'next_response', 'resolution']) WITH ORDINALITY AS u(g, ord)
+            ), outcomes AS (
+                SELECT \(Self.localPeriod("x.at")) AS local_start, x.target, count(*) AS measured,
+                       count(*) FILTER (WHERE x.met) AS met, count(*) FILTER (WHERE NOT x.met) AS breached,
+                       percentile_cont(0.5) WITHIN GROUP (ORDER BY x.overdue_seconds) FILTER (WHERE NOT x.met) AS overdue_median
+                FROM report_sla_outcomes x, params p
+                WHERE \(Self.inRange("x.at")) AND \(Self.filtered)
+                GROUP BY 1, 2
+            )
+            SELECT pe.period, pe.starts AS period_start, g.target, coalesce(o.measured, 0)::bigint AS measured,
+                   coalesce(o.met, 0)::bigint AS met, coalesce(o.breached, 0)::bigint AS breached,
+                   (o.met::float8 / nullif(o.measured, 0))::float8 AS attainment, o.overdue_median::float8 AS overdue_median_seconds
+            FROM periods pe CROSS JOIN targets g
+            LEFT JOIN outcomes o ON o.local_start = pe.local_start AND o.target = g.target
+            ORDER BY pe.local_start, g.ord
+            """
+        case .slaBreaches:
+            """
+            breaches AS (SELECT 1)
+            SELECT x.target, x.ticket_id::text AS ticket_id, x.ticket_number, x.due_at, x.ended_at, x.overdue_seconds,
+                   x.agent_id::text AS agent_id, x.channel, x.priority
+            FROM report_sla_outcomes x, params p
+            WHERE NOT x.met AND \(Self.inRange("x.at")) AND \(Self.filtered)
+            ORDER BY x.at, x.ticket_number, x.target
+            """
+        case .categories:
+            """
+            counted AS (
+                SELECT x.dimension, x.value, count(*) AS tickets, sum(x.inbound_messages) AS inbound_messages,
+                       percentile_cont(0.5) WITHIN GROUP (ORDER BY x.first_response_business_seconds) AS first_business,
+                       percentile_cont(0.5) WITHIN GROUP (ORDER BY x.first_response_wall_seconds) AS first_wall,
+                       percentile_cont(0.5) WITHIN GROUP (ORDER BY x.resolution_wall_seconds) AS resolution_wall
+                FROM report_categories x, params p
+                WHERE \(Self.inRange("x.at")) AND \(Self.filtered)
+                GROUP BY 1, 2
+            )
+            SELECT dimension, value, tickets::bigint, coalesce(inbound_messages, 0)::bigint AS inbound_messages,
+                   first_business::float8 AS first_response_median_business_seconds, first_wall::float8 AS first_response_median_wall_seconds,
+                   resolution_wall::float8 AS resolution_median_wall_seconds
+            FROM counted
+            ORDER BY dimension, tickets DESC, value
             """
         }
     }

@@ -10,12 +10,14 @@ struct ReportStore: Sendable {
     let database: Database
     let logger: Logger
 
-    func rows(_ kind: ReportKind, _ request: ReportRequest) async throws -> [[ReportCell]] {
+    /// Every row, or the first `limit` (the rest of the statement's rows are left unread).
+    func rows(_ kind: ReportKind, _ request: ReportRequest, limit: Int? = nil) async throws -> [[ReportCell]] {
         try await database.withConnection { connection in
             try await checkTimeZone(request.timeZone, on: connection)
             var rows: [[ReportCell]] = []
             for try await row in try await connection.query(kind.query(request), logger: logger) {
                 rows.append(try row.map(ReportCell.init))
+                if let limit, rows.count >= limit { break }
             }
             return rows
         }

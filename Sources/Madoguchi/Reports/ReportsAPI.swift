@@ -7,73 +7,126 @@ import OpenAPIRuntime
 extension APIHandler {
     var reports: ReportStore { ReportStore(database: database, logger: logger) }
 
-    func getVolumeReport(_ input: Operations.GetVolumeReport.Input) async throws -> Operations.GetVolumeReport.Output {
-        let query = input.query
-        let request = try Self.reportRequest(
-            from: query.from, to: query.to, granularity: query.granularity?.rawValue, timeZone: query.timeZone,
-            channel: query.channel?.rawValue, queue: query.queue, category: query.category, tag: query.tag, agent: query.agentId,
-            priority: query.priority?.rawValue)
-        if Self.wantsCSV(format: query.format?.rawValue, accept: input.headers.accept.map { ($0.contentType.rawValue, $0.quality.doubleValue) }) {
-            let pipe = try await reports.csv(.volume, request, byteOrderMark: query.bom ?? false)
-            return .ok(.init(body: .csv(HTTPBody(pipe, length: .unknown, iterationBehavior: .single))))
+    /// What a report answers with: CSV already streaming, or every row for JSON.
+    enum ReportAnswer {
+        case csv(HTTPBody)
+        case rows(ReportRequest, [[ReportCell]])
+    }
+
+    func report(_ kind: ReportKind, _ query: some ReportQuery, accept: [(type: String, quality: Double)], rowLimit: Int? = nil) async throws -> ReportAnswer {
+        let request = try ReportRequest(
+            from: query.from, to: query.to, granularity: query.granularity.flatMap { ReportRequest.Granularity(rawValue: $0.rawValue) },
+            timeZone: query.timeZone,
+            filters: .init(channel: query.channel.flatMap { Channel(rawValue: $0.rawValue) }, queue: query.queue, category: query.category,
+                           tag: query.tag, agentID: query.agentId?.uuid, priority: query.priority.flatMap { Ticket.Priority(rawValue: $0.rawValue) }))
+        if Self.wantsCSV(format: query.format?.rawValue, accept: accept) {
+            let pipe = try await reports.csv(kind, request, byteOrderMark: query.bom ?? false)
+            return .csv(HTTPBody(pipe, length: .unknown, iterationBehavior: .single))
         }
-        let rows = try await reports.rows(.volume, request)
-        return .ok(.init(body: .json(.init(
-            timeZone: request.timeZone, granularity: .init(rawValue: request.granularity.rawValue)!, from: request.from, to: request.to,
-            items: rows.map { row in
-                .init(period: row[0].text, periodStart: row[1].time, channel: .init(rawValue: row[2].text)!, newTickets: row[3].integer,
-                      inboundMessages: row[4].integer)
-            }))))
+        return .rows(request, try await reports.rows(kind, request, limit: rowLimit))
+    }
+
+    func getVolumeReport(_ input: Operations.GetVolumeReport.Input) async throws -> Operations.GetVolumeReport.Output {
+        switch try await report(.volume, input.query, accept: input.headers.accept.map { ($0.contentType.rawValue, $0.quality.doubleValue) }) {
+        case .csv(let body): return .ok(.init(body: .csv(body)))
+        case .rows(let request, let rows):
+            return .ok(.init(body: .json(.init(
+                timeZone: request.timeZone, granularity: .init(rawValue: request.granularity.rawValue)!, from: request.from, to: request.to,
+                items: rows.map { row in
+                    .init(period: row[0].text, periodStart: row[1].time, channel: .init(rawValue: row[2].text)!, newTickets: row[3].integer,
+                          inboundMessages: row[4].integer)
+                }))))
+        }
     }
 
     func getBacklogReport(_ input: Operations.GetBacklogReport.Input) async throws -> Operations.GetBacklogReport.Output {
-        let query = input.query
-        let request = try Self.reportRequest(
-            from: query.from, to: query.to, granularity: query.granularity?.rawValue, timeZone: query.timeZone,
-            channel: query.channel?.rawValue, queue: query.queue, category: query.category, tag: query.tag, agent: query.agentId,
-            priority: query.priority?.rawValue)
-        if Self.wantsCSV(format: query.format?.rawValue, accept: input.headers.accept.map { ($0.contentType.rawValue, $0.quality.doubleValue) }) {
-            let pipe = try await reports.csv(.backlog, request, byteOrderMark: query.bom ?? false)
-            return .ok(.init(body: .csv(HTTPBody(pipe, length: .unknown, iterationBehavior: .single))))
+        switch try await report(.backlog, input.query, accept: input.headers.accept.map { ($0.contentType.rawValue, $0.quality.doubleValue) }) {
+        case .csv(let body): return .ok(.init(body: .csv(body)))
+        case .rows(let request, let rows):
+            return .ok(.init(body: .json(.init(
+                timeZone: request.timeZone, granularity: .init(rawValue: request.granularity.rawValue)!, from: request.from, to: request.to,
+                items: rows.map { row in
+                    .init(period: row[0].text, periodEnd: row[1].time, status: .init(rawValue: row[2].text)!, openTickets: row[3].integer,
+                          ageUnder1d: row[4].integer, age1dTo3d: row[5].integer, age3dTo7d: row[6].integer,
+                          age7dTo30d: row[7].integer, ageOver30d: row[8].integer)
+                }))))
         }
-        let rows = try await reports.rows(.backlog, request)
-        return .ok(.init(body: .json(.init(
-            timeZone: request.timeZone, granularity: .init(rawValue: request.granularity.rawValue)!, from: request.from, to: request.to,
-            items: rows.map { row in
-                .init(period: row[0].text, periodEnd: row[1].time, status: .init(rawValue: row[2].text)!, openTickets: row[3].integer,
-                      ageUnder1d: row[4].integer, age1dTo3d: row[5].integer, age3dTo7d: row[6].integer,
-                      age7dTo30d: row[7].integer, ageOver30d: row[8].integer)
-            }))))
     }
 
     func getResponseTimesReport(_ input: Operations.GetResponseTimesReport.Input) async throws -> Operations.GetResponseTimesReport.Output {
-        let query = input.query
-        let request = try Self.reportRequest(
-            from: query.from, to: query.to, granularity: query.granularity?.rawValue, timeZone: query.timeZone,
-            channel: query.channel?.rawValue, queue: query.queue, category: query.category, tag: query.tag, agent: query.agentId,
-            priority: query.priority?.rawValue)
-        if Self.wantsCSV(format: query.format?.rawValue, accept: input.headers.accept.map { ($0.contentType.rawValue, $0.quality.doubleValue) }) {
-            let pipe = try await reports.csv(.responseTimes, request, byteOrderMark: query.bom ?? false)
-            return .ok(.init(body: .csv(HTTPBody(pipe, length: .unknown, iterationBehavior: .single))))
+        switch try await report(.responseTimes, input.query, accept: input.headers.accept.map { ($0.contentType.rawValue, $0.quality.doubleValue) }) {
+        case .csv(let body): return .ok(.init(body: .csv(body)))
+        case .rows(let request, let rows):
+            return .ok(.init(body: .json(.init(
+                timeZone: request.timeZone, granularity: .init(rawValue: request.granularity.rawValue)!, from: request.from, to: request.to,
+                items: rows.map { row in
+                    .init(period: row[0].text, periodStart: row[1].time, metric: .init(rawValue: row[2].text)!, count: row[3].integer,
+                          wallMedianSeconds: row[4].number, wallP90Seconds: row[5].number, wallMeanSeconds: row[6].number,
+                          businessMedianSeconds: row[7].number, businessP90Seconds: row[8].number, businessMeanSeconds: row[9].number)
+                }))))
         }
-        let rows = try await reports.rows(.responseTimes, request)
-        return .ok(.init(body: .json(.init(
-            timeZone: request.timeZone, granularity: .init(rawValue: request.granularity.rawValue)!, from: request.from, to: request.to,
-            items: rows.map { row in
-                .init(period: row[0].text, periodStart: row[1].time, metric: .init(rawValue: row[2].text)!, count: row[3].integer,
-                      wallMedianSeconds: row[4].number, wallP90Seconds: row[5].number, wallMeanSeconds: row[6].number,
-                      businessMedianSeconds: row[7].number, businessP90Seconds: row[8].number, businessMeanSeconds: row[9].number)
-            }))))
     }
 
-    static func reportRequest(
-        from: String, to: String, granularity: String?, timeZone: String?, channel: String?, queue: String?, category: String?,
-        tag: String?, agent: Components.Schemas.Identifier?, priority: String?
-    ) throws -> ReportRequest {
-        try ReportRequest(
-            from: from, to: to, granularity: granularity.flatMap(ReportRequest.Granularity.init(rawValue:)), timeZone: timeZone,
-            filters: .init(channel: channel.flatMap(Channel.init(rawValue:)), queue: queue, category: category, tag: tag, agentID: agent?.uuid,
-                           priority: priority.flatMap(Ticket.Priority.init(rawValue:))))
+    func getAgentsReport(_ input: Operations.GetAgentsReport.Input) async throws -> Operations.GetAgentsReport.Output {
+        switch try await report(.agents, input.query, accept: input.headers.accept.map { ($0.contentType.rawValue, $0.quality.doubleValue) }) {
+        case .csv(let body): return .ok(.init(body: .csv(body)))
+        case .rows(let request, let rows):
+            return .ok(.init(body: .json(.init(
+                timeZone: request.timeZone, granularity: .init(rawValue: request.granularity.rawValue)!, from: request.from, to: request.to,
+                items: rows.map { row in
+                    .init(agentId: UUID(uuidString: row[0].text)!.resourceID, agentName: row[1].text, ticketsHandled: row[2].integer,
+                          repliesSent: row[3].integer, notes: row[4].integer, firstResponses: row[5].integer,
+                          firstResponseMedianBusinessSeconds: row[6].number, firstResponseMedianWallSeconds: row[7].number,
+                          solved: row[8].integer, reopened: row[9].integer, reopenRate: row[10].number, approvalReturns: row[11].integer)
+                }))))
+        }
+    }
+
+    func getSlaReport(_ input: Operations.GetSlaReport.Input) async throws -> Operations.GetSlaReport.Output {
+        switch try await report(.sla, input.query, accept: input.headers.accept.map { ($0.contentType.rawValue, $0.quality.doubleValue) }) {
+        case .csv(let body): return .ok(.init(body: .csv(body)))
+        case .rows(let request, let rows):
+            return .ok(.init(body: .json(.init(
+                timeZone: request.timeZone, granularity: .init(rawValue: request.granularity.rawValue)!, from: request.from, to: request.to,
+                items: rows.map { row in
+                    .init(period: row[0].text, periodStart: row[1].time, target: .init(rawValue: row[2].text)!, measured: row[3].integer,
+                          met: row[4].integer, breached: row[5].integer, attainment: row[6].number, overdueMedianSeconds: row[7].number)
+                }))))
+        }
+    }
+
+    /// JSON carries at most this many breaches; CSV carries them all.
+    static let breachRowLimit = 10_000
+
+    func getSlaBreachesReport(_ input: Operations.GetSlaBreachesReport.Input) async throws -> Operations.GetSlaBreachesReport.Output {
+        let accept = input.headers.accept.map { ($0.contentType.rawValue, $0.quality.doubleValue) }
+        switch try await report(.slaBreaches, input.query, accept: accept, rowLimit: Self.breachRowLimit + 1) {
+        case .csv(let body): return .ok(.init(body: .csv(body)))
+        case .rows(let request, let rows):
+            return .ok(.init(body: .json(.init(
+                timeZone: request.timeZone, granularity: .init(rawValue: request.granularity.rawValue)!, from: request.from, to: request.to,
+                truncated: rows.count > Self.breachRowLimit,
+                items: rows.prefix(Self.breachRowLimit).map { row in
+                    .init(target: .init(rawValue: row[0].text)!, ticketId: UUID(uuidString: row[1].text)!.resourceID, ticketNumber: row[2].integer,
+                          dueAt: row[3].time, endedAt: row[4] == .null ? nil : row[4].time, overdueSeconds: row[5].number ?? 0,
+                          agentId: UUID(uuidString: row[6].text)?.resourceID, channel: .init(rawValue: row[7].text)!,
+                          priority: .init(rawValue: row[8].text)!)
+                }))))
+        }
+    }
+
+    func getCategoriesReport(_ input: Operations.GetCategoriesReport.Input) async throws -> Operations.GetCategoriesReport.Output {
+        switch try await report(.categories, input.query, accept: input.headers.accept.map { ($0.contentType.rawValue, $0.quality.doubleValue) }) {
+        case .csv(let body): return .ok(.init(body: .csv(body)))
+        case .rows(let request, let rows):
+            return .ok(.init(body: .json(.init(
+                timeZone: request.timeZone, granularity: .init(rawValue: request.granularity.rawValue)!, from: request.from, to: request.to,
+                items: rows.map { row in
+                    .init(dimension: .init(rawValue: row[0].text)!, value: row[1].text, tickets: row[2].integer, inboundMessages: row[3].integer,
+                          firstResponseMedianBusinessSeconds: row[4].number, firstResponseMedianWallSeconds: row[5].number,
+                          resolutionMedianWallSeconds: row[6].number)
+                }))))
+        }
     }
 
     /// `format=csv`, or an Accept whose most preferred type is `text/csv`; JSON otherwise.
@@ -83,3 +136,28 @@ extension APIHandler {
         return preferred?.type == "text/csv"
     }
 }
+
+/// The query parameters every report takes (the generated types share them through
+/// `components/parameters`).
+protocol ReportQuery {
+    var from: Components.Parameters.ReportFrom { get }
+    var to: Components.Parameters.ReportTo { get }
+    var granularity: Components.Parameters.ReportGranularity? { get }
+    var timeZone: Components.Parameters.ReportTimeZone? { get }
+    var channel: Components.Parameters.ReportChannel? { get }
+    var queue: Components.Parameters.ReportQueue? { get }
+    var category: Components.Parameters.ReportCategory? { get }
+    var tag: Components.Parameters.ReportTag? { get }
+    var agentId: Components.Parameters.ReportAgent? { get }
+    var priority: Components.Parameters.ReportPriority? { get }
+    var format: Components.Parameters.ReportFormat? { get }
+    var bom: Components.Parameters.ReportByteOrderMark? { get }
+}
+
+extension Operations.GetVolumeReport.Input.Query: ReportQuery {}
+extension Operations.GetBacklogReport.Input.Query: ReportQuery {}
+extension Operations.GetResponseTimesReport.Input.Query: ReportQuery {}
+extension Operations.GetAgentsReport.Input.Query: ReportQuery {}
+extension Operations.GetSlaReport.Input.Query: ReportQuery {}
+extension Operations.GetSlaBreachesReport.Input.Query: ReportQuery {}
+extension Operations.GetCategoriesReport.Input.Query: ReportQuery {}

@@ -103,7 +103,8 @@ struct TicketStore: Sendable {
     /// We answered the customer: the first response is stamped once, nobody is waiting any more, and
     /// a new ticket is open (a `ticket.updated` by whoever answered). A response that ends a wait is
     /// a fact for the reports (`ticket_responses`): how long the customer waited, in wall-clock and
-    /// in business time on the ticket's SLA calendar (the standard calendar without a policy).
+    /// in business time on the ticket's SLA calendar (the standard calendar without a policy), and
+    /// the due time the response was measured against.
     func recordResponse(_ ticketID: UUID, by actor: Principal?, on connection: PostgresConnection) async throws {
         let rows = try await connection.query("""
             WITH answered AS (
@@ -115,10 +116,11 @@ struct TicketStore: Sendable {
                 FROM tickets old
                 WHERE t.id = \(ticketID) AND old.id = t.id
                 RETURNING old.status AS old_status, t.status, t.version, t.customer_id, t.sla_policy_id,
-                          old.awaiting_reply_since AS waited_since, old.first_responded_at IS NULL AS is_first
+                          old.awaiting_reply_since AS waited_since, old.first_responded_at IS NULL AS is_first,
+                          old.response_due_at AS due_at
             ), fact AS (
-                INSERT INTO ticket_responses (ticket_id, agent_id, is_first, waited_since, responded_at, wall_seconds, business_seconds)
-                SELECT \(ticketID), \(actor?.agentID), a.is_first, a.waited_since, now(), extract(epoch FROM now() - a.waited_since),
+                INSERT INTO ticket_responses (ticket_id, agent_id, is_first, waited_since, responded_at, due_at, wall_seconds, business_seconds)
+                SELECT \(ticketID), \(actor?.agentID), a.is_first, a.waited_since, now(), a.due_at, extract(epoch FROM now() - a.waited_since),
                        business_seconds(coalesce((SELECT p.calendar_id FROM sla_policies p WHERE p.id = a.sla_policy_id),
                                                  \(BusinessCalendar.standardID)), a.waited_since, now())
                 FROM answered a

@@ -9,7 +9,7 @@ struct MadoguchiCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "madoguchi",
         abstract: "Multichannel customer-support ticketing on PostgreSQL.",
-        subcommands: [Serve.self, Worker.self, Migrate.self, Keys.self, Mailgate.self, Bench.self],
+        subcommands: [Serve.self, Worker.self, Migrate.self, Keys.self, Mailgate.self, Bench.self, Dev.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -113,7 +113,27 @@ struct GatewayLoad: ParsableArguments {
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks against raw PostgreSQL on this machine (not tests).",
-        subcommands: [ClaimNext.self, Email.self, Webhooks.self, Outbound.self, Events.self])
+        subcommands: [ClaimNext.self, Email.self, Webhooks.self, Outbound.self, Events.self, Reports.self])
+
+    struct Reports: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Seed a year of tickets, then each report over HTTP vs the same statement on a bare client, and a CSV export's rows/s and memory.")
+
+        @Option(help: "Tickets to seed (about ten messages each).")
+        var tickets: Int = 100_000
+
+        @Option(help: "Requests per report.")
+        var requests: Int = 20
+
+        func run() async throws {
+            guard (1...10_000_000).contains(tickets), (1...1000).contains(requests) else {
+                throw ValidationError("--tickets takes 1 to 10,000,000 and --requests 1 to 1,000")
+            }
+            var logger = Logger(label: "madoguchi.bench")
+            logger.logLevel = .warning
+            try await ReportsBenchmark(tickets: tickets, requests: requests).run(logger: logger) { print($0) }
+        }
+    }
 
     struct Events: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -224,6 +244,31 @@ struct Bench: AsyncParsableCommand {
             var logger = Logger(label: "madoguchi.bench")
             logger.logLevel = .warning
             _ = try await benchmark.run(logger: logger) { print($0) }
+        }
+    }
+}
+
+struct Dev: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Tools for developing Madoguchi.", subcommands: [Seed.self])
+
+    struct Seed: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Fill the database with a year of realistic tickets, messages and report facts (needs a superuser connection).")
+
+        @OptionGroup var common: CommonOptions
+
+        @Option(help: "Tickets to add (about ten messages each).")
+        var tickets: Int = 10_000
+
+        func run() async throws {
+            guard (1...10_000_000).contains(tickets) else { throw ValidationError("--tickets takes 1 to 10,000,000") }
+            let configuration = try common.configuration()
+            let logger = common.makeLogger(configuration)
+            let outcome = try await OneShotDatabase.run(configuration, logger: logger) { [tickets] database, _ in
+                try await ReportSeeder(tickets: tickets).run(database, logger: logger) { print($0) }
+            }
+            print(String(format: "seeded %d tickets, %d messages in %.1f s (%.0f messages/s)",
+                         outcome.tickets, outcome.messages, outcome.seconds, outcome.messagesPerSecond))
         }
     }
 }

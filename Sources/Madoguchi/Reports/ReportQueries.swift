@@ -6,7 +6,7 @@ import PostgresNIO
 /// parameters, and `periods`, the local periods of the range in the request's zone. Rows come in
 /// period order, every period present (zeros included), so a chart needs no gap-filling of its own.
 /// JSON and CSV read the same statement.
-enum ReportKind: String, Sendable, CaseIterable {
+package enum ReportKind: String, Sendable, CaseIterable {
     case volume
     case backlog
     case responseTimes = "response-times"
@@ -16,7 +16,7 @@ enum ReportKind: String, Sendable, CaseIterable {
     case categories
 
     /// The statement's columns, in order; the CSV header.
-    var columns: [String] {
+    package var columns: [String] {
         switch self {
         case .volume: ["period", "period_start", "channel", "new_tickets", "inbound_messages"]
         case .backlog: ["period", "period_end", "status", "open_tickets", "age_under_1d", "age_1d_to_3d", "age_3d_to_7d", "age_7d_to_30d", "age_over_30d"]
@@ -38,7 +38,7 @@ enum ReportKind: String, Sendable, CaseIterable {
         }
     }
 
-    func query(_ request: ReportRequest) -> PostgresQuery {
+    package func query(_ request: ReportRequest) -> PostgresQuery {
         let filters = request.filters
         return """
             WITH params AS (

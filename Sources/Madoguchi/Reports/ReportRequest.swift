@@ -2,18 +2,28 @@ import Foundation
 
 /// What every report is asked: a range of whole local days, how to cut it into periods, in which
 /// time zone, and which tickets to count.
-struct ReportRequest: Sendable {
-    enum Granularity: String, Sendable, CaseIterable {
+package struct ReportRequest: Sendable {
+    package enum Granularity: String, Sendable, CaseIterable {
         case hour, day, week, month
     }
 
-    struct Filters: Sendable {
+    package struct Filters: Sendable {
         var channel: Channel?
         var queue: String?
         var category: String?
         var tag: String?
         var agentID: UUID?
         var priority: Ticket.Priority?
+
+        package init(channel: Channel? = nil, queue: String? = nil, category: String? = nil, tag: String? = nil, agentID: UUID? = nil,
+                     priority: Ticket.Priority? = nil) {
+            self.channel = channel
+            self.queue = queue
+            self.category = category
+            self.tag = tag
+            self.agentID = agentID
+            self.priority = priority
+        }
     }
 
     /// `YYYY-MM-DD`, the first local day counted.
@@ -29,7 +39,7 @@ struct ReportRequest: Sendable {
 
     /// Checks what can be checked without the database (the zone is checked there), naming the
     /// parameter at fault.
-    init(from: String, to: String, granularity: Granularity?, timeZone: String?, filters: Filters) throws {
+    package init(from: String, to: String, granularity: Granularity?, timeZone: String?, filters: Filters) throws {
         guard let first = Self.day(from) else { throw Problem.invalidParameter("from", "\(from) is not a date (YYYY-MM-DD)") }
         guard let last = Self.day(to) else { throw Problem.invalidParameter("to", "\(to) is not a date (YYYY-MM-DD)") }
         guard first <= last else { throw Problem.invalidParameter("to", "\(to) is before from (\(from))") }

@@ -11,8 +11,8 @@ import PostgresNIO
 ///
 /// Triggers are switched off for the session (`session_replication_role = replica`, which needs a
 /// superuser, as the embedded cluster's is): the seeder writes what they would have derived itself,
-/// consistently and in bulk. Business seconds of seeded responses are an approximation (60 % of
-/// the wall-clock wait); due times are an hour of wall-clock for first and next responses, so about
+/// consistently and in bulk. Business seconds of seeded responses and resolutions are an
+/// approximation (60 % of the wall-clock time); due times are an hour of wall-clock for first and next responses, so about
 /// a third of responses are breaches.
 public struct ReportSeeder: Sendable {
     public var tickets: Int
@@ -136,13 +136,14 @@ public struct ReportSeeder: Sendable {
             FROM seed_messages WHERE answered_at IS NOT NULL
             """, logger: logger)
         try await connection.query("""
-            INSERT INTO ticket_status_periods (ticket_id, status, entered_at, left_at)
-            SELECT id, 'new', created_at, first_responded_at FROM tickets WHERE id IN (SELECT id FROM seed_tickets)
+            INSERT INTO ticket_status_periods (ticket_id, status, entered_at, left_at, business_seconds_since_opened)
+            SELECT id, 'new', created_at, first_responded_at, NULL::float8 FROM tickets WHERE id IN (SELECT id FROM seed_tickets)
             UNION ALL
-            SELECT id, 'open', first_responded_at, CASE status WHEN 'solved' THEN solved_at WHEN 'pending' THEN last_responded_at END
+            SELECT id, 'open', first_responded_at, CASE status WHEN 'solved' THEN solved_at WHEN 'pending' THEN last_responded_at END, NULL
             FROM tickets WHERE id IN (SELECT id FROM seed_tickets) AND first_responded_at IS NOT NULL
             UNION ALL
-            SELECT id, status, coalesce(solved_at, last_responded_at), NULL
+            SELECT id, status, coalesce(solved_at, last_responded_at), NULL,
+                   CASE WHEN status = 'solved' THEN (extract(epoch FROM solved_at - created_at) * 0.6)::float8 END
             FROM tickets WHERE id IN (SELECT id FROM seed_tickets) AND status IN ('solved', 'pending')
             """, logger: logger)
     }

@@ -112,7 +112,7 @@ package enum ReportKind: String, Sendable, CaseIterable {
                        count(*) FILTER (WHERE m.at - x.opened_at >= interval '7 days' AND m.at - x.opened_at < interval '30 days') AS age_7d_to_30d,
                        count(*) FILTER (WHERE m.at - x.opened_at >= interval '30 days') AS age_over_30d
                 FROM moments m
-                JOIN report_status_periods x ON x.entered_at <= m.at AND (x.left_at IS NULL OR x.left_at > m.at)
+                JOIN report_status_periods x ON tstzrange(x.entered_at, x.left_at) @> m.at
                 CROSS JOIN params p
                 WHERE x.status IN ('new', 'open', 'pending', 'on_hold') AND \(Self.filtered)
                 GROUP BY 1, 2
@@ -150,26 +150,34 @@ package enum ReportKind: String, Sendable, CaseIterable {
             ORDER BY pe.local_start, m.ord
             """
         case .agents:
+            // Aggregated per agent first, then joined to the team: joined the other way round, the
+            // activity union was read once per agent.
             """
-            activity AS (
-                SELECT x.* FROM report_agent_activity x, params p WHERE \(Self.inRange("x.at")) AND \(Self.filtered)
+            activity AS MATERIALIZED (
+                SELECT x.agent_id,
+                       count(DISTINCT x.ticket_id) FILTER (WHERE x.kind IN ('reply', 'note')) AS tickets_handled,
+                       count(*) FILTER (WHERE x.kind = 'reply') AS replies_sent,
+                       count(*) FILTER (WHERE x.kind = 'note') AS notes,
+                       count(*) FILTER (WHERE x.kind = 'first_response') AS first_responses,
+                       percentile_cont(0.5) WITHIN GROUP (ORDER BY x.business_seconds) AS first_business,
+                       percentile_cont(0.5) WITHIN GROUP (ORDER BY x.wall_seconds) AS first_wall,
+                       count(*) FILTER (WHERE x.kind = 'solved') AS solved,
+                       count(*) FILTER (WHERE x.kind = 'reopened') AS reopened,
+                       count(*) FILTER (WHERE x.kind = 'returned') AS returned
+                FROM report_agent_activity x, params p
+                WHERE \(Self.inRange("x.at")) AND \(Self.filtered)
+                GROUP BY x.agent_id
             )
             SELECT a.id::text AS agent_id, a.display_name AS agent_name,
-                   count(DISTINCT x.ticket_id) FILTER (WHERE x.kind IN ('reply', 'note'))::bigint AS tickets_handled,
-                   count(*) FILTER (WHERE x.kind = 'reply')::bigint AS replies_sent,
-                   count(*) FILTER (WHERE x.kind = 'note')::bigint AS notes,
-                   count(*) FILTER (WHERE x.kind = 'first_response')::bigint AS first_responses,
-                   (percentile_cont(0.5) WITHIN GROUP (ORDER BY x.business_seconds))::float8 AS first_response_median_business_seconds,
-                   (percentile_cont(0.5) WITHIN GROUP (ORDER BY x.wall_seconds))::float8 AS first_response_median_wall_seconds,
-                   count(*) FILTER (WHERE x.kind = 'solved')::bigint AS solved,
-                   count(*) FILTER (WHERE x.kind = 'reopened')::bigint AS reopened,
-                   (count(*) FILTER (WHERE x.kind = 'reopened')::float8 / nullif(count(*) FILTER (WHERE x.kind = 'solved'), 0))::float8 AS reopen_rate,
-                   count(*) FILTER (WHERE x.kind = 'returned')::bigint AS approval_returns
+                   coalesce(x.tickets_handled, 0)::bigint AS tickets_handled, coalesce(x.replies_sent, 0)::bigint AS replies_sent,
+                   coalesce(x.notes, 0)::bigint AS notes, coalesce(x.first_responses, 0)::bigint AS first_responses,
+                   x.first_business::float8 AS first_response_median_business_seconds, x.first_wall::float8 AS first_response_median_wall_seconds,
+                   coalesce(x.solved, 0)::bigint AS solved, coalesce(x.reopened, 0)::bigint AS reopened,
+                   (x.reopened::float8 / nullif(x.solved, 0))::float8 AS reopen_rate, coalesce(x.returned, 0)::bigint AS approval_returns
             FROM agents a CROSS JOIN params p
             LEFT JOIN activity x ON x.agent_id = a.id
             WHERE a.id <> '00000000-0000-4000-8000-00000000a070' AND (p.agent_id IS NULL OR a.id = p.agent_id)
-            GROUP BY a.id, a.display_name, a.active
-            HAVING a.active OR count(x.kind) > 0
+              AND (a.active OR x.agent_id IS NOT NULL)
             ORDER BY a.display_name, a.id
             """
         case .sla:

@@ -305,6 +305,41 @@ struct ReportTests {
         }
     }
 
+    @Test("a client that hangs up in the middle of a CSV download stops the database read and gives the connection back")
+    func csvClientGone() async throws {
+        try await TestApp.run { app in
+            let dashboard = try await app.keySecret(.dashboard)
+            let port = try #require(app.client.port)
+            // 38,400 rows (400 days by hour × 4 channels), far more than the pipe and the sockets hold.
+            let request = "GET /v1/reports/volume?from=2025-11-01&to=2026-12-05&granularity=hour&format=csv HTTP/1.1\r\n"
+                + "Host: x\r\nAuthorization: Bearer \(dashboard)\r\n\r\n"
+            let received = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int, any Error>) in
+                Thread {
+                    continuation.resume(with: Result {
+                        let descriptor = try RawHTTP.connectSending(port: port, request: request, timeoutSeconds: 60, receiveBuffer: 4096)
+                        var buffer = [UInt8](repeating: 0, count: 4096)
+                        let count = recv(descriptor, &buffer, buffer.count, 0)
+                        // Long enough for the server to fill every buffer on the way and wait.
+                        Thread.sleep(forTimeInterval: 1)
+                        close(descriptor)
+                        return count
+                    })
+                }.start()
+            }
+            #expect(received > 0, "the download began")
+            // The download held a pooled connection; once the client is gone it must come back (the
+            // statement may well have finished: its rows fit in the sockets' buffers).
+            var inUse = ""
+            #expect(try await ChildProcess.eventually(timeout: .seconds(60)) {
+                let metrics = try await app.request(.get, "/metrics").text
+                inUse = metrics.split(separator: "\n").first { $0.hasPrefix("madoguchi_db_connections_in_use ") }.map(String.init) ?? "(absent)"
+                return inUse == "madoguchi_db_connections_in_use 0.0" || inUse == "madoguchi_db_connections_in_use 0"
+            }, "the download's connection went back to the pool: \(inUse)")
+            // And the service goes on answering.
+            #expect(try await app.request(.get, "/v1/reports/volume?from=2026-11-01&to=2026-11-02", key: dashboard).status == .ok)
+        }
+    }
+
     @Test("what a report cannot answer is a clear 400 naming the parameter")
     func refusals() async throws {
         try await TestApp.run { app in

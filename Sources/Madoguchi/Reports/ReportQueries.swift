@@ -3,7 +3,8 @@ import PostgresNIO
 
 /// The reports, each one SQL statement over a view of `sql/views/` (the view's comment says what
 /// counts). Every statement starts from the same two parts: `params`, the request's values as bind
-/// parameters, and `periods`, the local periods of the range in the request's zone. Rows come in
+/// parameters, and `periods`, the local periods of the range in the request's zone; a body adds its
+/// own common table expressions (`, name AS (…)`) or goes straight to its SELECT. Rows come in
 /// period order, every period present (zeros included), so a chart needs no gap-filling of its own.
 /// JSON and CSV read the same statement.
 package enum ReportKind: String, Sendable, CaseIterable {
@@ -57,7 +58,8 @@ package enum ReportKind: String, Sendable, CaseIterable {
                        to_char(local_start, CASE b.unit WHEN 'hour' THEN 'YYYY-MM-DD HH24:00' WHEN 'day' THEN 'YYYY-MM-DD'
                                                         WHEN 'week' THEN 'IYYY-"W"IW' ELSE 'YYYY-MM' END) AS period
                 FROM bounds b, generate_series(b.first_start, b.local_end - interval '1 microsecond', ('1 ' || b.unit)::interval) AS local_start
-            ), \(unescaped: body)
+            )
+            \(unescaped: body)
             """
     }
 
@@ -81,7 +83,7 @@ package enum ReportKind: String, Sendable, CaseIterable {
         switch self {
         case .volume:
             """
-            channels AS (
+            , channels AS (
                 SELECT c AS channel, ord FROM params p, unnest(ARRAY['email', 'webform', 'sms', 'chat']) WITH ORDINALITY AS u(c, ord)
                 WHERE p.channel IS NULL OR c = p.channel
             ), counted AS (
@@ -100,7 +102,7 @@ package enum ReportKind: String, Sendable, CaseIterable {
             """
         case .backlog:
             """
-            statuses AS (
+            , statuses AS (
                 SELECT s AS status, ord FROM unnest(ARRAY['new', 'open', 'pending', 'on_hold']) WITH ORDINALITY AS u(s, ord)
             ), moments AS (
                 SELECT local_start, period, least(ends, now()) AS at FROM periods
@@ -127,7 +129,7 @@ package enum ReportKind: String, Sendable, CaseIterable {
             """
         case .responseTimes:
             """
-            metrics AS (
+            , metrics AS (
                 SELECT m AS metric, ord FROM unnest(ARRAY['first_response', 'next_response', 'resolution']) WITH ORDINALITY AS u(m, ord)
             ), measured AS (
                 SELECT \(Self.localPeriod("x.at")) AS local_start, x.metric, count(*) AS count,
@@ -153,7 +155,7 @@ package enum ReportKind: String, Sendable, CaseIterable {
             // Aggregated per agent first, then joined to the team: joined the other way round, the
             // activity union was read once per agent.
             """
-            activity AS MATERIALIZED (
+            , activity AS MATERIALIZED (
                 SELECT x.agent_id,
                        count(DISTINCT x.ticket_id) FILTER (WHERE x.kind IN ('reply', 'note')) AS tickets_handled,
                        count(*) FILTER (WHERE x.kind = 'reply') AS replies_sent,
@@ -182,7 +184,7 @@ package enum ReportKind: String, Sendable, CaseIterable {
             """
         case .sla:
             """
-            targets AS (
+            , targets AS (
                 SELECT g AS target, ord FROM unnest(ARRAY['first_response', 'next_response', 'resolution']) WITH ORDINALITY AS u(g, ord)
             ), outcomes AS (
                 SELECT \(Self.localPeriod("x.at")) AS local_start, x.target, count(*) AS measured,
@@ -201,7 +203,6 @@ package enum ReportKind: String, Sendable, CaseIterable {
             """
         case .slaBreaches:
             """
-            breaches AS (SELECT 1)
             SELECT x.target, x.ticket_id::text AS ticket_id, x.ticket_number, x.due_at, x.ended_at, x.overdue_seconds,
                    x.agent_id::text AS agent_id, x.channel, x.priority
             FROM report_sla_outcomes x, params p
@@ -210,7 +211,7 @@ package enum ReportKind: String, Sendable, CaseIterable {
             """
         case .categories:
             """
-            counted AS (
+            , counted AS (
                 SELECT x.dimension, x.value, count(*) AS tickets, sum(x.inbound_messages) AS inbound_messages,
                        percentile_cont(0.5) WITHIN GROUP (ORDER BY x.first_response_business_seconds) AS first_business,
                        percentile_cont(0.5) WITHIN GROUP (ORDER BY x.first_response_wall_seconds) AS first_wall,

@@ -139,16 +139,19 @@ struct EventFeedTests {
                 try await client.execute(.init("/v1/events?wait=60&after=\(end.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)",
                                                method: .get, headers: [.authorization: "Bearer \(dashboard)"]))
             }
-            try await Task.sleep(for: .milliseconds(500))
             let start = ContinuousClock.now
+            try await Task.sleep(for: .milliseconds(500))
             try await Self.write(app, writer: 1, count: 1, hold: .zero)
             let response = try await waited
             let elapsed = ContinuousClock.now - start
             let page = try JSONSerialization.jsonObject(with: Data(buffer: response.body ?? ByteBuffer())) as? [String: Any]
             #expect((page?["items"] as? [[String: Any]])?.count == 1)
-            // Milliseconds on a quiet machine; the bound only tells a wake-up from the 60 s timeout on a
-            // machine running every other test at once (`madoguchi bench events` measures the lag).
-            #expect(elapsed < .seconds(30), "woken by the commit, not the 60 s timeout (took \(elapsed))")
+            // Milliseconds on a quiet machine. The feed's horizon is the cluster's oldest running
+            // transaction, and this cluster also creates the databases of every other feed and
+            // webhook test: under a full parallel run that alone held the event back for 36 s. So
+            // the bound only tells a wake-up from the 60 s timeout, counted from the poll's start
+            // (`madoguchi bench events` measures the lag).
+            #expect(elapsed < .seconds(50), "woken by the commit, not the 60 s timeout (took \(elapsed))")
         }
     }
 

@@ -210,7 +210,7 @@ extension ProblemTests {
             let queue = try await app.request(.patch, "/v1/tickets/\(ticket)", key: boss, headers: [.ifMatch: "\"1\""], json: #"{"queue":"Not A Queue"}"#)
             try expectProblem(queue, .unprocessableContent, "validation-failed")
             #expect((try queue.json["errors"] as? [[String: String]])?.first?["pointer"] == "/queue")
-            #expect(try await app.count("SELECT (SELECT count(*) FROM templates) + (SELECT count(*) FROM priority_rules) + (SELECT count(*) FROM events)") == 0)
+            #expect(try await app.count("SELECT (SELECT count(*) FROM templates) + (SELECT count(*) FROM rules) + (SELECT count(*) FROM events)") == 0)
         }
     }
 }

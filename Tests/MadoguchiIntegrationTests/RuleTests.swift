@@ -35,10 +35,10 @@ struct RuleTests {
                 .post, "/v1/rules", key: boss, json: #"{"name":"肌トラブル","priority":"urgent","keywords":["肌に合わない"],"requires_approval":true}"#)
             let scene = try await ReplyTests.scene(app)
             let match = try await app.database.withConnection { connection in
-                try await RuleStore(logger: TestCluster.logger).prioritize(
-                    ticketID: scene.ticket, subject: "返金希望", body: "化粧水が肌に合わないので返金してください", on: connection)
+                try await RuleStore(logger: TestCluster.logger).apply(
+                    ticketID: scene.ticket, subject: "返金希望", body: "化粧水が肌に合わないので返金してください", recipients: [], on: connection)
             }
-            #expect(match?.rule.name == "肌トラブル")
+            #expect(match?.priority?.rule.name == "肌トラブル")
             let ticket = try await app.request(.get, "/v1/tickets/\(scene.ticket)", key: scene.agent.secret)
             #expect(try ticket.json["priority"] as? String == "urgent")
             #expect(try ticket.json["priority_reason"] as? String == "rule 肌トラブル: keyword 肌に合わない")

@@ -57,6 +57,11 @@ struct TicketWorkTests {
                     .badRequest, "invalid-parameter")
             }
 
+            // A queue must exist before a ticket can be moved to it.
+            let nowhere = try await app.request(.patch, "/v1/tickets/\(ticket)", key: agent, headers: [.ifMatch: "\"1\""], json: #"{"queue":"shipping"}"#)
+            try expectProblem(nowhere, .unprocessableContent, "validation-failed")
+            #expect((try nowhere.json["errors"] as? [[String: String]])?.first?["pointer"] == "/queue")
+            try await app.execute("INSERT INTO queues (name) VALUES ('shipping')")
             let first = try await app.request(
                 .patch, "/v1/tickets/\(ticket)", key: agent, headers: [.ifMatch: "\"1\""],
                 json: #"{"priority":"high","tags":["返金"," 至急 ","返金"],"category":"配送","queue":"shipping"}"#)
@@ -234,6 +239,7 @@ struct TicketWorkTests {
         try await TestApp.run { app in
             let shipping = try await app.key(.agent)
             let anyone = try await app.keySecret(.agent)
+            try await app.execute("INSERT INTO queues (name) VALUES ('shipping')")
             try await app.execute("UPDATE agents SET queues = '{shipping}' WHERE id = \(shipping.record.agentID)")
             let customer = try await app.customer()
             let general = try await app.ticket(customer: customer)

@@ -21,6 +21,8 @@ struct APIHandler: APIProtocol {
     let readinessTimeout: Duration
     /// Wakes the feed's long polls and streams when events commit.
     let notifier: EventNotifier
+    /// Wakes this process's auto-assignment when a queue is switched on.
+    var assignment: AssignmentTrigger? = nil
 
     /// The request's logger (its lines carry the request id), or the service's outside a request.
     var logger: Logger { RequestScope.current?.logger ?? baseLogger }

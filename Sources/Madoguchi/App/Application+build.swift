@@ -33,11 +33,13 @@ public func buildApplication(
                        "/v1/inbound/chat": configuration.maxEmailBytes]))
 
     let notifier = EventNotifier(database: database, logger: logger)
+    let assigner = AssignmentWorker(database: database, migrator: migrator, logger: logger, notifier: notifier)
     let handler = APIHandler(
         database: database, migrator: migrator, registry: registry, baseLogger: logger, claimLease: configuration.claimLease,
         warningWords: configuration.warningWords, subjectThreadWindow: configuration.subjectThreadWindow,
         chatIdleGap: configuration.chatIdleGap, providers: configuration.providers, delivery: configuration.delivery,
-        webhooks: configuration.webhooks, readinessTimeout: configuration.http.readinessTimeout, notifier: notifier)
+        webhooks: configuration.webhooks, readinessTimeout: configuration.http.readinessTimeout, notifier: notifier,
+        assignment: assigner.trigger)
     try handler.registerHandlers(
         on: RecordingTransport(router: router, table: routes),
         middlewares: [
@@ -54,7 +56,8 @@ public func buildApplication(
         configuration: .init(
             address: .hostname(configuration.host, port: configuration.port), serverName: "Madoguchi",
             availableConnectionsDelegate: MaximumAvailableConnections(configuration.http.maxConnections, logger: logger)),
-        services: servicesBeforeDatabase + [database.client, notifier, SmsPartsSweeper(parts: handler.smsParts, wait: configuration.smsPartWait)]
+        services: servicesBeforeDatabase + [database.client, notifier, SmsPartsSweeper(parts: handler.smsParts, wait: configuration.smsPartWait),
+                                            assigner]
             + (configuration.delivery.runsInServe ? [OutboxWorker(database: database, migrator: migrator, settings: configuration.delivery,
                                                                   publicURL: configuration.providers.publicURL, logger: logger)] : [])
             + (configuration.webhooks.runsInServe ? [WebhookWorker(database: database, migrator: migrator, logger: logger, settings: configuration.webhooks,

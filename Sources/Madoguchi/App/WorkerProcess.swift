@@ -18,7 +18,8 @@ public enum WorkerProcess {
         let webhooks = WebhookWorker(database: database, migrator: migrator, logger: logger, settings: configuration.webhooks, notifier: notifier)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: database.client), .init(service: notifier), .init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup),
-                       .init(service: webhooks)],
+                       .init(service: webhooks),
+                       .init(service: AssignmentWorker(database: database, migrator: migrator, logger: logger, notifier: notifier))],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()

@@ -79,5 +79,16 @@ enum OperationAccess {
         "listRules": [.agent, .supervisor],
         "createRule": [.supervisor],
         "updateRule": [.supervisor],
+        "listAgents": [.agent, .supervisor, .dashboard, .admin],
+        "createAgent": [.supervisor, .admin],
+        "getAgent": [.agent, .supervisor, .dashboard, .admin],
+        "updateAgent": [.agent, .supervisor, .admin],
+        "deactivateAgent": [.supervisor, .admin],
+        "getAgentWorkload": [.agent, .supervisor, .dashboard, .admin],
+        "listQueues": [.agent, .supervisor, .dashboard, .admin],
+        "createQueue": [.supervisor, .admin],
+        "getQueue": [.agent, .supervisor, .dashboard, .admin],
+        "updateQueue": [.supervisor, .admin],
+        "deleteQueue": [.supervisor, .admin],
     ]
 }

@@ -22,6 +22,10 @@ enum EventType: String, CaseIterable, Sendable {
     case ticketClaimReleased = "ticket.claim_released"
     /// A supervisor took another agent's live claim away.
     case ticketClaimBroken = "ticket.claim_broken"
+    /// Rules set a new ticket's queue, category, tags or required skill.
+    case ticketRouted = "ticket.routed"
+    /// Auto-assignment gave a waiting ticket to an available agent of its queue.
+    case ticketAssigned = "ticket.assigned"
 
     // MARK: Messages
     /// A customer's message (or a bounce or report about our mail) joined a ticket.
@@ -92,6 +96,20 @@ enum EventType: String, CaseIterable, Sendable {
     case ruleCreated = "rule.created"
     /// A supervisor changed a priority rule.
     case ruleUpdated = "rule.updated"
+    /// An admin or supervisor added an agent.
+    case agentCreated = "agent.created"
+    /// An agent's name, email, queues, skills, capacity or approval flag changed.
+    case agentUpdated = "agent.updated"
+    /// An agent went available, away or offline.
+    case agentAvailabilityChanged = "agent.availability_changed"
+    /// An agent left: keys revoked, claims released, open tickets back in their queues.
+    case agentDeactivated = "agent.deactivated"
+    /// A supervisor added a queue.
+    case queueCreated = "queue.created"
+    /// A supervisor changed a queue's description, SLA policy or auto-assignment.
+    case queueUpdated = "queue.updated"
+    /// A supervisor removed a queue no ticket or rule names.
+    case queueDeleted = "queue.deleted"
     /// A supervisor added a business calendar.
     case calendarCreated = "calendar.created"
     /// A supervisor changed a business calendar (hours, zone, holidays or closed days).

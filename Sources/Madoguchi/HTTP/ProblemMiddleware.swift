@@ -115,7 +115,7 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
                 status: status,
                 title: status.reasonPhrase,
                 // The runtime often repeats the underlying error as its cause; say it once.
-                detail: [error.causeDescription, "\(error.underlyingError)"].uniqued().joined(separator: ": ")
+                detail: [error.causeDescription, "\(error.underlyingError)"].uniqued.joined(separator: ": ")
             )
         }
     }
@@ -215,11 +215,5 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         var headers = problem.headers
         headers[.contentType] = "application/problem+json"
         return Response(status: problem.status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
-    }
-}
-
-extension Array where Element == String {
-    fileprivate func uniqued() -> [String] {
-        reduce(into: []) { kept, item in if !kept.contains(item) { kept.append(item) } }
     }
 }

@@ -14,9 +14,10 @@ extension ConversationIntake {
         var opened = false
     }
 
+    /// `recipients`: where the message was sent (To and Cc of a mail), for rules that route by it.
     func open(
         customerID: UUID, channel: Channel, subject: String, body: String, relatedTo related: UUID?, tags: [String] = [],
-        on connection: PostgresConnection
+        recipients: [String] = [], on connection: PostgresConnection
     ) async throws -> Target {
         let threadSubject = ThreadSubject.reduce(subject).key
         let rows = try await connection.query("""
@@ -33,7 +34,7 @@ extension ConversationIntake {
         var data: [String: Any] = ["channel": channel.rawValue, "number": target.number]
         if let related { data["related_ticket_id"] = related.lowercased }
         try await events.record(.ticketCreated, ticketID: target.id, customerID: customerID, actor: nil, data: data, on: connection)
-        _ = try await RuleStore(logger: logger).prioritize(ticketID: target.id, subject: subject, body: body, on: connection)
+        try await RuleStore(logger: logger).apply(ticketID: target.id, subject: subject, body: body, recipients: recipients, on: connection)
         return target
     }
 
@@ -52,7 +53,7 @@ extension ConversationIntake {
     /// linked to it (`reopened-closed`).
     func continueConversation(
         _ candidate: UUID?, reason: String, customerID: UUID, channel: Channel, subject: String?, body: String, tags: [String],
-        on connection: PostgresConnection
+        recipients: [String], on connection: PostgresConnection
     ) async throws -> (ticket: Target, reason: String) {
         var related: UUID?
         if let candidate, let locked = try await lock(candidate, on: connection) {
@@ -62,7 +63,8 @@ extension ConversationIntake {
         let firstLine = body.split(whereSeparator: \.isNewline).first.map { String($0.prefix(60)) } ?? ""
         let title = firstLine.trimmingCharacters(in: .whitespaces).isEmpty ? channel.conversationTitle : firstLine
         let ticket = try await open(
-            customerID: customerID, channel: channel, subject: subject ?? title, body: body, relatedTo: related, tags: tags, on: connection)
+            customerID: customerID, channel: channel, subject: subject ?? title, body: body, relatedTo: related, tags: tags,
+            recipients: recipients, on: connection)
         return (ticket, related == nil ? "new-ticket" : "reopened-closed")
     }
 

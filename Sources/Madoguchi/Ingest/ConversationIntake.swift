@@ -66,12 +66,12 @@ struct ConversationIntake: Sendable {
         case .newTicket(let tags):
             ticket = try await open(
                 customerID: customerID, channel: message.channel, subject: message.subject ?? message.channel.conversationTitle,
-                body: message.writing, relatedTo: nil, tags: tags, on: connection)
+                body: message.writing, relatedTo: nil, tags: tags, recipients: message.to, on: connection)
             reason = "new-ticket"
         case .continuing(let continuingReason, let find):
             (ticket, reason) = try await continueConversation(
                 try await find(customerID, connection), reason: continuingReason, customerID: customerID, channel: message.channel,
-                subject: message.subject, body: message.writing, tags: [], on: connection)
+                subject: message.subject, body: message.writing, tags: [], recipients: message.to, on: connection)
         }
         let row = NewMessage(
             ticketID: ticket.id, direction: .inbound, channel: message.channel, customerID: customerID, inboundPayloadID: payloadID,

@@ -165,7 +165,8 @@ struct EmailIngest: Sendable {
         var opened = false
         if ticket == nil, case .new(let related, let reason) = decision {
             ticket = try await intake.open(customerID: customerID, channel: .email, subject: Text.clean(mail.subject ?? ""),
-                                           body: Text.clean(mail.visibleText), relatedTo: related, on: connection)
+                                           body: Text.clean(mail.visibleText), relatedTo: related,
+                                           recipients: (mail.to + mail.cc).map(\.address), on: connection)
             outcome.threadingReason = reason
             opened = true
         }

@@ -24,6 +24,16 @@ extension Duration {
 
 extension String {
     var trimmed: String { trimmingCharacters(in: .whitespacesAndNewlines) }
+    /// nil for an empty string: "an empty string clears it" fields.
+    var nonEmpty: String? { isEmpty ? nil : self }
+}
+
+extension Array where Element: Hashable {
+    /// The elements in their first order, each once.
+    var uniqued: [Element] {
+        var seen = Set<Element>()
+        return filter { seen.insert($0).inserted }
+    }
 }
 
 extension UUID {

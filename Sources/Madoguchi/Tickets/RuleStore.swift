@@ -2,51 +2,65 @@ import Foundation
 import Logging
 import PostgresNIO
 
-/// The SQL behind priority rules, and their application to a ticket.
+/// The SQL behind rules, and their application to a new ticket.
 struct RuleStore: Sendable {
     let logger: Logger
 
-    static let columns = "id, name, priority, keywords, channels::text[] AS channels, categories, vip_only, requires_approval, active"
+    static let columns = """
+        id, name, position, keywords, channels::text[] AS channels, categories, recipients, vip_only, priority, requires_approval,
+        set_queue, set_category, add_tags, set_skill, active
+        """
 
-    func list(activeOnly: Bool = false, on connection: PostgresConnection) async throws -> [(PriorityRule, active: Bool)] {
+    func list(activeOnly: Bool = false, on connection: PostgresConnection) async throws -> [(Rule, active: Bool)] {
         let rows = try await connection.query("""
-            SELECT \(unescaped: Self.columns) FROM priority_rules WHERE active OR NOT \(activeOnly) ORDER BY name
+            SELECT \(unescaped: Self.columns) FROM rules WHERE active OR NOT \(activeOnly) ORDER BY position, name
             """, logger: logger)
-        var rules: [(PriorityRule, Bool)] = []
+        var rules: [(Rule, Bool)] = []
         for try await row in rows { rules.append(try Self.rule(row)) }
         return rules
     }
 
-    func save(id: UUID?, rule: PriorityRule, active: Bool, on connection: PostgresConnection) async throws -> (PriorityRule, active: Bool) {
+    /// Creates (`id` nil) or replaces a rule. A rule given no position runs after every other.
+    func save(id: UUID?, rule: Rule, position: Int?, active: Bool, on connection: PostgresConnection) async throws -> (Rule, active: Bool) {
         let channels = rule.channels.map(\.rawValue)
+        let priority = rule.priority?.rawValue
         do {
             let rows: PostgresRowSequence
             if let id {
                 rows = try await connection.query("""
-                    UPDATE priority_rules SET name = \(rule.name), priority = \(rule.priority.rawValue), keywords = \(rule.keywords),
-                        channels = \(channels), categories = \(rule.categories), vip_only = \(rule.vipOnly),
-                        requires_approval = \(rule.requiresApproval), active = \(active), updated_at = now()
+                    UPDATE rules SET name = \(rule.name), position = coalesce(\(position), position), keywords = \(rule.keywords),
+                        channels = \(channels), categories = \(rule.categories), recipients = \(rule.recipients), vip_only = \(rule.vipOnly),
+                        priority = \(priority), requires_approval = \(rule.requiresApproval), set_queue = \(rule.queue),
+                        set_category = \(rule.category), add_tags = \(rule.tags), set_skill = \(rule.requiredSkill),
+                        active = \(active), updated_at = now()
                     WHERE id = \(id) RETURNING \(unescaped: Self.columns)
                     """, logger: logger)
             } else {
                 rows = try await connection.query("""
-                    INSERT INTO priority_rules (name, priority, keywords, channels, categories, vip_only, requires_approval, active)
-                    VALUES (\(rule.name), \(rule.priority.rawValue), \(rule.keywords), \(channels), \(rule.categories), \(rule.vipOnly),
-                            \(rule.requiresApproval), \(active))
+                    INSERT INTO rules (name, position, keywords, channels, categories, recipients, vip_only, priority, requires_approval,
+                                       set_queue, set_category, add_tags, set_skill, active)
+                    VALUES (\(rule.name), coalesce(\(position), (SELECT coalesce(max(position), 0) + 1 FROM rules)), \(rule.keywords),
+                            \(channels), \(rule.categories), \(rule.recipients), \(rule.vipOnly), \(priority), \(rule.requiresApproval),
+                            \(rule.queue), \(rule.category), \(rule.tags), \(rule.requiredSkill), \(active))
                     RETURNING \(unescaped: Self.columns)
                     """, logger: logger)
             }
             for try await row in rows { return try Self.rule(row) }
         } catch where error.sqlState == .uniqueViolation {
             throw Problem(Problem.Kind(rawValue: "name-taken"), status: .conflict, title: "Name taken", detail: "Another rule is called \(rule.name).")
+        } catch where error.sqlState == .foreignKeyViolation {
+            throw QueueStore.unknownQueue(rule.queue ?? "", pointer: "/queue")
         }
         throw Problem.notFound("There is no rule \(id?.uuidString.lowercased() ?? "").")
     }
 
-    /// Raises a newly opened ticket's priority to what the active rules say, recording the reason and,
-    /// for a rule that asks for it, that its replies need approval. Ingest calls this in the transaction
-    /// that opens the ticket. Never lowers a priority someone set.
-    func prioritize(ticketID: UUID, subject: String, body: String, on connection: PostgresConnection) async throws -> PriorityRules.Match? {
+    /// Applies the active rules to a ticket just opened, in the transaction that opens it: raises its
+    /// priority (never lowers one), routes it (queue, and the queue's SLA policy; category; tags;
+    /// required skill), marks it for approval, and records why on the ticket and in events.
+    @discardableResult
+    func apply(ticketID: UUID, subject: String, body: String, recipients: [String], on connection: PostgresConnection) async throws
+        -> Rules.Outcome?
+    {
         let rules = try await list(activeOnly: true, on: connection).map(\.0)
         guard !rules.isEmpty else { return nil }
         let rows = try await connection.query("""
@@ -55,35 +69,58 @@ struct RuleStore: Sendable {
             """, logger: logger)
         for try await (channel, category, current, vip, customerID) in rows.decode((String, String?, String, Bool, UUID).self) {
             guard let channel = Channel(rawValue: channel), let current = Ticket.Priority(rawValue: current) else { return nil }
-            guard let match = PriorityRules.evaluate(rules, for: .init(subject: subject, body: body, channel: channel, category: category, isVIP: vip))
-            else { return nil }
+            let outcome = Rules.evaluate(
+                rules, for: .init(subject: subject, body: body, channel: channel, category: category, recipients: recipients, isVIP: vip))
+            guard outcome.priority != nil || !outcome.routing.isEmpty else { return outcome }
             let all = Ticket.Priority.allCases
-            let raise = all.firstIndex(of: match.rule.priority)! > all.firstIndex(of: current)!
+            let raiseTo = outcome.priority.flatMap { match in
+                all.firstIndex(of: match.rule.priority!)! > all.firstIndex(of: current)! ? match : nil
+            }
             try await connection.query("""
-                UPDATE tickets
-                SET priority = CASE WHEN \(raise) THEN \(match.rule.priority.rawValue) ELSE priority END,
-                    priority_reason = CASE WHEN \(raise) THEN \(match.reason) ELSE priority_reason END,
-                    approval_rule = CASE WHEN \(match.rule.requiresApproval) THEN \(match.rule.name) ELSE approval_rule END,
-                    version = version + 1, updated_at = now()
-                WHERE id = \(ticketID)
+                UPDATE tickets t
+                SET priority = coalesce(\(raiseTo?.rule.priority?.rawValue), t.priority),
+                    priority_reason = coalesce(\(raiseTo?.reason), t.priority_reason),
+                    approval_rule = coalesce(\(outcome.approval?.rule.name), t.approval_rule),
+                    queue = coalesce(\(outcome.queue), t.queue),
+                    sla_policy_id = coalesce((SELECT q.sla_policy_id FROM queues q WHERE q.name = \(outcome.queue)), t.sla_policy_id),
+                    category = coalesce(\(outcome.category), t.category),
+                    tags = t.tags || ARRAY(SELECT added FROM unnest(\(outcome.tags)::text[]) AS added WHERE NOT added = ANY (t.tags)),
+                    required_skill = coalesce(\(outcome.requiredSkill), t.required_skill),
+                    routing_reason = coalesce(\(outcome.routingReason.map { String($0.prefix(2000)) }), t.routing_reason),
+                    version = t.version + 1, updated_at = now()
+                WHERE t.id = \(ticketID)
                 """, logger: logger)
-            try await EventStore(logger: logger).record(
-                .ticketPrioritized, ticketID: ticketID, customerID: customerID, actor: nil,
-                data: ["rule": match.rule.name, "priority": match.rule.priority.rawValue, "raised": raise, "reason": match.reason,
-                       "requires_approval": match.rule.requiresApproval], on: connection)
-            return match
+            let events = EventStore(logger: logger)
+            if let match = outcome.priority {
+                try await events.record(
+                    .ticketPrioritized, ticketID: ticketID, customerID: customerID, actor: nil,
+                    data: ["rule": match.rule.name, "priority": match.rule.priority!.rawValue, "raised": raiseTo != nil,
+                           "reason": match.reason, "requires_approval": match.rule.requiresApproval], on: connection)
+            }
+            if let reason = outcome.routingReason {
+                var data: [String: Any] = ["rules": outcome.routing.map(\.rule.name), "reason": reason]
+                if let queue = outcome.queue { data["queue"] = queue }
+                if let category = outcome.category { data["category"] = category }
+                if !outcome.tags.isEmpty { data["tags"] = outcome.tags }
+                if let skill = outcome.requiredSkill { data["required_skill"] = skill }
+                if let approval = outcome.approval { data["approval_rule"] = approval.rule.name }
+                try await events.record(.ticketRouted, ticketID: ticketID, customerID: customerID, actor: nil, data: data, on: connection)
+            }
+            return outcome
         }
         return nil
     }
 
-    private static func rule(_ row: PostgresRow) throws -> (PriorityRule, Bool) {
+    private static func rule(_ row: PostgresRow) throws -> (Rule, Bool) {
         let row = row.makeRandomAccess()
-        let rule = PriorityRule(
-            id: try row.value("id"), name: try row.value("name"), priority: try Ticket.enumeration(row.value("priority")),
+        let rule = Rule(
+            id: try row.value("id"), name: try row.value("name"), position: Int(try row.value("position") as Int32),
             keywords: try row.value("keywords"),
             channels: try (row.value("channels") as [String]).compactMap(Channel.init(rawValue:)),
-            categories: try row.value("categories"), vipOnly: try row.value("vip_only"),
-            requiresApproval: try row.value("requires_approval"))
+            categories: try row.value("categories"), recipients: try row.value("recipients"), vipOnly: try row.value("vip_only"),
+            priority: try (row.value("priority") as String?).map { try Ticket.enumeration($0) },
+            requiresApproval: try row.value("requires_approval"), queue: try row.value("set_queue"),
+            category: try row.value("set_category"), tags: try row.value("add_tags"), requiredSkill: try row.value("set_skill"))
         return (rule, try row.value("active"))
     }
 }

@@ -23,16 +23,43 @@ extension APIHandler {
     private func saveRule(id: UUID?, _ body: Components.Schemas.RuleInput) async throws -> Components.Schemas.Rule {
         let principal = try principal
         try Self.requireName(body.name)
-        let rule = PriorityRule(
-            id: id ?? UUID(), name: body.name.trimmed, priority: Ticket.Priority(rawValue: body.priority.rawValue)!,
+        let rule = Rule(
+            id: id ?? UUID(), name: body.name.trimmed, position: body.position ?? 0,
             keywords: (body.keywords ?? []).map(\.trimmed).filter { !$0.isEmpty },
             channels: Channel.allCases.filter { channel in (body.channels ?? []).contains { $0.rawValue == channel.rawValue } },
-            categories: body.categories ?? [], vipOnly: body.vipOnly ?? false, requiresApproval: body.requiresApproval ?? false)
-        guard !rule.keywords.isEmpty || !rule.channels.isEmpty || !rule.categories.isEmpty || rule.vipOnly else {
-            throw Problem.validationFailed([.init(pointer: nil, message: "a rule needs at least one condition: keywords, channels, categories or vip_only")])
+            categories: body.categories ?? [], recipients: (body.recipients ?? []).map { $0.trimmed.lowercased() }.filter { !$0.isEmpty },
+            vipOnly: body.vipOnly ?? false, priority: body.priority.map { Ticket.Priority(rawValue: $0.rawValue)! },
+            requiresApproval: body.requiresApproval ?? false, queue: body.queue, category: body.category?.trimmed.nonEmpty,
+            tags: (body.tags ?? []).map(\.trimmed).filter { !$0.isEmpty }.uniqued,
+            requiredSkill: body.requiredSkill)
+        var problems: [Problem.FieldError] = []
+        if !rule.hasCondition {
+            problems.append(.init(pointer: nil, message: "a rule needs at least one condition: keywords, channels, categories, recipients or vip_only"))
         }
+        if !rule.hasAction {
+            problems.append(.init(pointer: nil, message: "a rule needs at least one action: priority, requires_approval, queue, category, tags or required_skill"))
+        }
+        if let position = body.position, !(1...100_000).contains(position) {
+            problems.append(.init(pointer: "/position", message: "must be 1 to 100000"))
+        }
+        if let skill = rule.requiredSkill, skill.wholeMatch(of: /[a-z0-9_-]{1,64}/) == nil {
+            problems.append(.init(pointer: "/required_skill", message: "1 to 64 lower-case letters, digits, _ and -"))
+        }
+        if let category = rule.category, category.count > 200 {
+            problems.append(.init(pointer: "/category", message: "at most 200 characters"))
+        }
+        if rule.tags.count > 20 || rule.tags.contains(where: { $0.count > 100 }) {
+            problems.append(.init(pointer: "/tags", message: "at most 20 tags of at most 100 characters each"))
+        }
+        if rule.recipients.count > 50 || rule.recipients.contains(where: { $0.count > 320 }) {
+            problems.append(.init(pointer: "/recipients", message: "at most 50 addresses of at most 320 characters each"))
+        }
+        for (index, recipient) in rule.recipients.enumerated() where !recipient.contains("@") || recipient.hasPrefix("@") {
+            problems.append(.init(pointer: "/recipients/\(index)", message: "must be an address, or a mailbox such as returns@"))
+        }
+        if !problems.isEmpty { throw Problem.validationFailed(problems) }
         let (saved, active) = try await database.withTransaction { connection in
-            let saved = try await rules.save(id: id, rule: rule, active: body.active ?? true, on: connection)
+            let saved = try await rules.save(id: id, rule: rule, position: body.position, active: body.active ?? true, on: connection)
             try await EventStore(logger: logger).record(
                 id == nil ? .ruleCreated : .ruleUpdated, actor: principal, data: ["rule_id": saved.0.id.uuidString.lowercased()], on: connection)
             return saved
@@ -42,10 +69,11 @@ extension APIHandler {
 }
 
 extension Components.Schemas.Rule {
-    init(_ rule: PriorityRule, active: Bool) {
+    init(_ rule: Rule, active: Bool) {
         self.init(
-            id: rule.id.resourceID, name: rule.name, priority: .init(rawValue: rule.priority.rawValue)!, keywords: rule.keywords,
-            channels: rule.channels.map { .init(rawValue: $0.rawValue)! }, categories: rule.categories, vipOnly: rule.vipOnly,
-            requiresApproval: rule.requiresApproval, active: active)
+            id: rule.id.resourceID, name: rule.name, position: rule.position, keywords: rule.keywords,
+            channels: rule.channels.map { .init(rawValue: $0.rawValue)! }, categories: rule.categories, recipients: rule.recipients,
+            vipOnly: rule.vipOnly, priority: rule.priority.map { .init(rawValue: $0.rawValue)! }, requiresApproval: rule.requiresApproval,
+            queue: rule.queue, category: rule.category, tags: rule.tags, requiredSkill: rule.requiredSkill, active: active)
     }
 }

@@ -37,6 +37,10 @@ public struct Ticket: Sendable, Equatable {
     public var status: Status
     public var priority: Priority
     public var priorityReason: String?
+    /// Which rules routed the ticket, and why.
+    public var routingReason: String?
+    /// Set by a rule: auto-assignment gives the ticket only to an agent with this skill.
+    public var requiredSkill: String?
     public var channel: Channel
     public var customerID: UUID
     public var assigneeID: UUID?
@@ -78,7 +82,7 @@ public struct Ticket: Sendable, Equatable {
     static func columns(of alias: String?) -> String {
         let table = alias.map { $0 + "." } ?? ""
         let names = [
-            "id", "number", "subject", "status", "priority", "priority_reason", "channel", "customer_id", "assignee_id", "queue",
+            "id", "number", "subject", "status", "priority", "priority_reason", "routing_reason", "required_skill", "channel", "customer_id", "assignee_id", "queue",
             "claim_agent_id", "claim_expires_at", "category", "tags", "related_ticket_id", "version",
             "last_customer_message_at", "awaiting_reply_since", "last_responded_at",
             "sla_policy_id", "first_response_due_at", "next_response_due_at", "resolution_due_at", "response_due_at",
@@ -102,6 +106,8 @@ public struct Ticket: Sendable, Equatable {
         status = try Self.enumeration(row.value("status"))
         priority = try Self.enumeration(row.value("priority"))
         priorityReason = try row.value("priority_reason")
+        routingReason = try row.value("routing_reason")
+        requiredSkill = try row.value("required_skill")
         channel = try Self.enumeration(row.value("channel"))
         customerID = try row.value("customer_id")
         assigneeID = try row.value("assignee_id")

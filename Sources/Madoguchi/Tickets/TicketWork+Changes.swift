@@ -57,6 +57,9 @@ extension TicketWork {
             note("tags", ticket.tags, tags) { $0 }
             note("assignee_id", ticket.assigneeID, assignee) { $0?.uuidString.lowercased() ?? NSNull() }
             guard !recorded.isEmpty else { return ticket }
+            if let assignee, assignee != ticket.assigneeID, try await !isActive(agent: assignee, on: connection) {
+                throw Problem.validationFailed([.init(pointer: "/assignee_id", message: "agent \(assignee.lowercased) was deactivated")])
+            }
 
             let updated: Ticket
             do {
@@ -72,7 +75,8 @@ extension TicketWork {
                     RETURNING \(unescaped: Ticket.columns)
                     """, logger: logger)
                 updated = try await Self.single(rows)
-            } catch where error.sqlState == .foreignKeyViolation {
+            } catch let error as PSQLError where error.sqlState == .foreignKeyViolation {
+                if error.serverInfo?[.constraintName] == "tickets_queue_known" { throw QueueStore.unknownQueue(queue, pointer: "/queue") }
                 throw Problem.validationFailed([.init(pointer: "/assignee_id", message: "there is no agent \(assignee?.uuidString.lowercased() ?? "")")])
             }
             try await events.record(
@@ -80,6 +84,13 @@ extension TicketWork {
                 data: ["changes": recorded, "version": updated.version], on: connection)
             return updated
         }
+    }
+
+    /// false only for an agent that exists and was deactivated (an unknown one is the foreign key's to refuse).
+    func isActive(agent: UUID, on connection: PostgresConnection) async throws -> Bool {
+        let rows = try await connection.query("SELECT active FROM agents WHERE id = \(agent)", logger: logger)
+        for try await active in rows.decode(Bool.self) { return active }
+        return true
     }
 
     /// Trimmed, de-duplicated, in the order given.

@@ -66,12 +66,15 @@ struct TicketWork: Sendable {
     }
 
     /// Claims the most urgent workable ticket in the agent's queues, or returns nil when none is left.
+    /// Among equally urgent tickets, one assigned to the agent (by a supervisor or auto-assignment,
+    /// whatever its queue) comes first.
     ///
     /// One statement picks, claims and records the event: rows other agents are claiming at this
     /// instant are skipped, not waited on, so any number of agents pulling at once each get a
-    /// different ticket, in one round trip. It looks in two places, each with its own partial index
-    /// (migration 0023): the most urgent ticket nobody holds, and the most urgent whose claim lapsed;
-    /// the better of the two is taken. So a claim never steps past live claims, however many there are.
+    /// different ticket, in one round trip. It looks in three places, each with its own partial index
+    /// (migrations 0023 and 0030): the agent's own most urgent unclaimed ticket, the most urgent ticket
+    /// nobody holds, and the most urgent whose claim lapsed; the best of them is taken. So a claim
+    /// never steps past live claims, however many there are.
     func claimNext(by principal: Principal, agentID: UUID) async throws -> Ticket? {
         var binds = PostgresBindings()
         binds.append(agentID)
@@ -90,23 +93,29 @@ struct TicketWork: Sendable {
     /// one line, and a colon before a word is a pgbench variable). The event's `expires_at` has the form
     /// of every time in events: RFC 3339, UTC, whole seconds (a UTC timestamp's JSON form, plus `Z`).
     static let claimNextSQL = """
-        WITH unclaimed AS (
-            SELECT t.id, t.priority_rank, t.response_due_at, t.created_at FROM tickets t
+        WITH mine AS (
+            SELECT t.id, t.priority_rank, t.response_due_at, t.created_at, true AS own FROM tickets t
+            WHERE t.assignee_id = $1 AND t.status IN ('new', 'open') AND t.claim_agent_id IS NULL
+            ORDER BY t.priority_rank DESC, t.response_due_at ASC NULLS LAST, t.created_at ASC
+            LIMIT 1
+            FOR UPDATE SKIP LOCKED
+        ), unclaimed AS (
+            SELECT t.id, t.priority_rank, t.response_due_at, t.created_at, false AS own FROM tickets t
             WHERE t.status IN ('new', 'open') AND t.claim_agent_id IS NULL
               AND (SELECT cardinality(a.queues) = 0 OR t.queue = ANY(a.queues) FROM agents a WHERE a.id = $1)
             ORDER BY t.priority_rank DESC, t.response_due_at ASC NULLS LAST, t.created_at ASC
             LIMIT 1
             FOR UPDATE SKIP LOCKED
         ), lapsed AS (
-            SELECT t.id, t.priority_rank, t.response_due_at, t.created_at FROM tickets t
+            SELECT t.id, t.priority_rank, t.response_due_at, t.created_at, t.assignee_id IS NOT DISTINCT FROM $1 AS own FROM tickets t
             WHERE t.status IN ('new', 'open') AND t.claim_agent_id IS NOT NULL AND t.claim_expires_at <= now()
               AND (SELECT cardinality(a.queues) = 0 OR t.queue = ANY(a.queues) FROM agents a WHERE a.id = $1)
             ORDER BY t.priority_rank DESC, t.response_due_at ASC NULLS LAST, t.created_at ASC
             LIMIT 1
             FOR UPDATE SKIP LOCKED
         ), candidate AS (
-            SELECT id FROM (SELECT * FROM unclaimed UNION ALL SELECT * FROM lapsed) AS both_arms
-            ORDER BY priority_rank DESC, response_due_at ASC NULLS LAST, created_at ASC
+            SELECT id FROM (SELECT * FROM mine UNION ALL SELECT * FROM unclaimed UNION ALL SELECT * FROM lapsed) AS arms
+            ORDER BY priority_rank DESC, own DESC, response_due_at ASC NULLS LAST, created_at ASC
             LIMIT 1
         ), claimed AS (
             UPDATE tickets t

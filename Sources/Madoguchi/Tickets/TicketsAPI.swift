@@ -110,6 +110,8 @@ extension Components.Schemas.Ticket {
             status: .init(rawValue: ticket.status.rawValue)!,
             priority: .init(rawValue: ticket.priority.rawValue)!,
             priorityReason: ticket.priorityReason,
+            routingReason: ticket.routingReason,
+            requiredSkill: ticket.requiredSkill,
             channel: .init(rawValue: ticket.channel.rawValue)!,
             customerId: ticket.customerID.resourceID,
             assigneeId: ticket.assigneeID.resourceID,

@@ -72,7 +72,7 @@ enum TestCluster {
         let cluster = try EmbeddedPostgres(
             directory: directory,
             // Throwaway data: durability costs time and buys nothing here.
-            settings: ["fsync": "off", "synchronous_commit": "off", "full_page_writes": "off", "max_connections": "400"],
+            settings: ["fsync": "off", "synchronous_commit": "off", "full_page_writes": "off", "max_connections": "600"],
             logger: logger)
         stopAtExit(cluster)
         _ = try await cluster.start()

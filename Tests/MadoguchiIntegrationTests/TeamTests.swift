@@ -1,0 +1,306 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import PostgresNIO
+import Testing
+@testable import Madoguchi
+
+@Suite("The team: agents, queues, routing and auto-assignment")
+struct TeamTests {
+    static func json(_ response: TestClient.Response, _ status: HTTPResponse.Status = .ok) throws -> [String: Any] {
+        #expect(response.status == status, "\(response.text)")
+        return try response.json
+    }
+
+    /// A queue made through the API.
+    static func queue(_ app: TestApp, _ key: String, _ json: String) async throws {
+        _ = try Self.json(try await app.request(.post, "/v1/queues", key: key, json: json), .created)
+    }
+
+    /// An agent made through the API, with an agent key of their own.
+    static func agent(_ app: TestApp, _ admin: String, _ json: String) async throws -> (id: String, key: String) {
+        let agent = try Self.json(try await app.request(.post, "/v1/agents", key: admin, json: json), .created)
+        let id = try #require(agent["id"] as? String)
+        let key = try Self.json(
+            try await app.request(.post, "/v1/api-keys", key: admin, json: #"{"name":"key of \#(id)","role":"agent","agent_id":"\#(id)"}"#),
+            .created)
+        return (id, try #require(key["key"] as? String))
+    }
+
+    /// `count` tickets in `queue`, inserted by `writers` connections at once, each its own commit.
+    static func arrive(_ app: TestApp, count: Int, queue: String, writers: Int = 10) async throws {
+        let customer = try await app.customer()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for writer in 0..<writers {
+                group.addTask {
+                    for n in stride(from: writer, to: count, by: writers) {
+                        try await app.execute("""
+                            INSERT INTO tickets (customer_id, subject, channel, queue) VALUES (\(customer), \("#\(n)"), 'email', \(queue))
+                            """)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    static func assigned(_ app: TestApp, queue: String) async throws -> [String: Int] {
+        try await app.database.withConnection { connection in
+            let rows = try await connection.query(
+                "SELECT assignee_id, count(*) FROM tickets WHERE queue = \(queue) AND assignee_id IS NOT NULL GROUP BY 1",
+                logger: TestCluster.logger)
+            var counts: [String: Int] = [:]
+            for try await (agent, count) in rows.decode((UUID, Int64).self) { counts[agent.lowercased] = Int(count) }
+            return counts
+        }
+    }
+
+    @Test("an admin adds an agent and their key over the API; approval switched on for the new hire holds their reply; agents set only their own availability")
+    func agentsThroughTheAPI() async throws {
+        try await TestApp.run { app in
+            let admin = try await app.keySecret(.admin)
+            let boss = try await app.keySecret(.supervisor)
+            let hire = try await Self.agent(app, admin, #"""
+                {"display_name":"佐藤 新人","email":"sato@shop.example","queues":["general"],"skills":["english"],"capacity":20,
+                 "requires_approval":true}
+                """#)
+            let shown = try Self.json(try await app.request(.get, "/v1/agents/\(hire.id)", key: hire.key))
+            #expect(shown["requires_approval"] as? Bool == true)
+            #expect(shown["capacity"] as? Int == 20)
+            #expect(shown["availability"] as? String == "available")
+            let members = try Self.json(try await app.request(.get, "/v1/agents?queue=general", key: boss))
+            #expect((members["items"] as? [[String: Any]])?.map { $0["id"] as? String } == [hire.id])
+
+            // The approval flow (承認フロー), end to end, for an agent made through the API.
+            let customer = try await app.customer(name: "山田 花子", email: "hanako@example.jp")
+            let ticket = try await app.ticket(customer: customer)
+            let message = try await app.inboundMessage(ticket: ticket, customer: customer, body: "商品がまだ届きません。")
+            _ = try Self.json(try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: hire.key))
+            let draft = try Self.json(
+                try await app.request(.post, "/v1/tickets/\(ticket)/replies", key: hire.key, json: #"{"body":"山田 花子 様\n本日発送いたしました。"}"#),
+                .created)
+            let reply = try #require(draft["id"] as? String)
+            let lastSeen = #"{"last_seen_message_id":"\#(message.uuidString)"}"#
+            try expectProblem(try await app.request(.post, "/v1/replies/\(reply)/send", key: hire.key, json: lastSeen), .conflict, "approval-required")
+            #expect(try Self.json(try await app.request(.post, "/v1/replies/\(reply)/submit", key: hire.key, json: lastSeen))["state"] as? String == "submitted")
+            #expect(try Self.json(try await app.request(.post, "/v1/replies/\(reply)/approve", key: boss, json: lastSeen))["state"] as? String == "queued")
+
+            // Availability: their own, yes; anything else, or anyone else's, no.
+            let away = try Self.json(try await app.request(.patch, "/v1/agents/\(hire.id)", key: hire.key, json: #"{"availability":"away"}"#))
+            #expect(away["availability"] as? String == "away")
+            try expectProblem(
+                try await app.request(.patch, "/v1/agents/\(hire.id)", key: hire.key, json: #"{"requires_approval":false}"#), .forbidden, "forbidden")
+            let other = try await app.key(.agent)
+            try expectProblem(
+                try await app.request(.patch, "/v1/agents/\(other.record.agentID!.lowercased)", key: hire.key, json: #"{"availability":"away"}"#),
+                .forbidden, "forbidden")
+            let lifted = try Self.json(try await app.request(.patch, "/v1/agents/\(hire.id)", key: boss, json: #"{"requires_approval":false}"#))
+            #expect(lifted["requires_approval"] as? Bool == false)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'agent.availability_changed'") == 1)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'agent.updated' AND data->'fields' = '[\"requires_approval\"]'") == 1)
+        }
+    }
+
+    @Test("bad input: capacity 0 or negative, an unknown queue, a customer's address, a rule with no condition or no action — each a clear 4xx, nothing written")
+    func badInput() async throws {
+        try await TestApp.run { app in
+            let admin = try await app.keySecret(.admin)
+            let boss = try await app.keySecret(.supervisor)
+            _ = try await app.customer(name: "客", email: "kyaku@example.jp")
+            func refused(_ json: String, _ pointer: String) async throws {
+                let response = try await app.request(.post, "/v1/agents", key: admin, json: json)
+                try expectProblem(response, .unprocessableContent, "validation-failed")
+                #expect((try response.json["errors"] as? [[String: String]])?.map { $0["pointer"] } == [pointer], "\(response.text)")
+            }
+            try await refused(#"{"display_name":"A","capacity":0}"#, "/capacity")
+            try await refused(#"{"display_name":"A","capacity":-3}"#, "/capacity")
+            try await refused(#"{"display_name":"A","queues":["general","nowhere"]}"#, "/queues/1")
+            try await refused(#"{"display_name":"A","email":"kyaku@example.jp"}"#, "/email")
+            try await refused(#"{"display_name":"A","skills":["Not A Skill"]}"#, "/skills/0")
+            try await refused(#"{"display_name":"  "}"#, "/display_name")
+            #expect(try await app.count("SELECT count(*) FROM agents WHERE display_name = 'A'") == 0)
+
+            _ = try Self.json(try await app.request(.post, "/v1/agents", key: admin, json: #"{"display_name":"B","email":"b@shop.example"}"#), .created)
+            try expectProblem(
+                try await app.request(.post, "/v1/agents", key: admin, json: #"{"display_name":"C","email":"B@shop.example"}"#), .conflict, "email-taken")
+            try expectProblem(try await app.request(.get, "/v1/agents/\(UUID().uuidString)", key: admin), .notFound, "not-found")
+
+            try expectProblem(try await app.request(.post, "/v1/queues", key: boss, json: #"{"name":"Returns Desk"}"#), .unprocessableContent, "validation-failed")
+            try await Self.queue(app, boss, #"{"name":"returns"}"#)
+            try expectProblem(try await app.request(.post, "/v1/queues", key: boss, json: #"{"name":"returns"}"#), .conflict, "name-taken")
+            try expectProblem(
+                try await app.request(.post, "/v1/queues", key: boss, json: #"{"name":"x","sla_policy_id":"\#(UUID().uuidString)"}"#),
+                .unprocessableContent, "validation-failed")
+            try expectProblem(try await app.request(.delete, "/v1/queues/general", key: boss), .conflict, "queue-in-use")
+            try expectProblem(try await app.request(.delete, "/v1/queues/nowhere", key: boss), .notFound, "not-found")
+
+            for rule in [#"{"name":"r","queue":"returns"}"#, #"{"name":"r","keywords":["返品"]}"#] {
+                try expectProblem(try await app.request(.post, "/v1/rules", key: boss, json: rule), .unprocessableContent, "validation-failed")
+            }
+            let unknownQueue = try await app.request(.post, "/v1/rules", key: boss, json: #"{"name":"r","keywords":["返品"],"queue":"nowhere"}"#)
+            try expectProblem(unknownQueue, .unprocessableContent, "validation-failed")
+            #expect((try unknownQueue.json["errors"] as? [[String: String]])?.first?["pointer"] == "/queue")
+            #expect(try await app.count("SELECT count(*) FROM rules") == 0)
+
+            // A queue a rule routes to cannot go; once the rule points elsewhere it can.
+            let rule = try Self.json(
+                try await app.request(.post, "/v1/rules", key: boss, json: #"{"name":"r","keywords":["返品"],"queue":"returns"}"#), .created)
+            try expectProblem(try await app.request(.delete, "/v1/queues/returns", key: boss), .conflict, "queue-in-use")
+            _ = try Self.json(try await app.request(
+                .put, "/v1/rules/\(try #require(rule["id"] as? String))", key: boss, json: #"{"name":"r","keywords":["返品"],"tags":["返品"]}"#))
+            #expect(try await app.request(.delete, "/v1/queues/returns", key: boss).status == .noContent)
+        }
+    }
+
+    @Test("routing: mail to returns@ and a form saying ｈｅｎｐｉｎ land in the returns queue with the rule named; rule order decides conflicts; the queue's SLA policy applies")
+    func routing() async throws {
+        try await TestApp.run { app in
+            let boss = try await app.keySecret(.supervisor)
+            let gateway = try await app.keySecret(.gateway)
+            let policy = try Self.json(try await app.request(.post, "/v1/sla-policies", key: boss, json: #"""
+                {"name":"返品 SLA","calendar_id":"00000000-0000-4000-8000-0000000ca1e0","targets":[{"priority":"normal","first_response_minutes":120}]}
+                """#), .created)
+            let policyID = try #require(policy["id"] as? String)
+            try await Self.queue(app, boss, #"{"name":"returns","description":"返品・交換","sla_policy_id":"\#(policyID)"}"#)
+            try await Self.queue(app, boss, #"{"name":"wholesale"}"#)
+            for rule in [
+                #"{"name":"返品 mailbox","recipients":["returns@"],"queue":"returns"}"#,
+                #"{"name":"返品 words","keywords":["返品","henpin"],"queue":"returns","category":"返品・交換","tags":["返品"]}"#,
+                #"{"name":"卸","keywords":["卸"],"queue":"wholesale","category":"卸"}"#,
+            ] {
+                _ = try Self.json(try await app.request(.post, "/v1/rules", key: boss, json: rule), .created)
+            }
+            let agent = try await app.keySecret(.agent)
+            func ticket(_ outcome: TestClient.Response) async throws -> [String: Any] {
+                let id = try #require(try outcome.json["ticket_id"] as? String, "\(outcome.text)")
+                return try Self.json(try await app.request(.get, "/v1/tickets/\(id)", key: agent))
+            }
+
+            let mailed = try await ticket(try await app.postMail(gateway, """
+                From: Hanako <hanako@example.jp>
+                To: Returns@Shop.Example
+                Subject: 注文について
+                Message-ID: <r1@example.jp>
+
+                サイズが合いませんでした。
+
+                """))
+            #expect(mailed["queue"] as? String == "returns")
+            #expect(mailed["routing_reason"] as? String == "rule 返品 mailbox: recipient returns@shop.example")
+            #expect(mailed["sla_policy_id"] as? String == policyID)
+
+            let form = try await ticket(try await app.request(.post, "/v1/inbound/webform", key: gateway, json: #"""
+                {"form_id":"contact","submission_id":"s-1","name":"山田 花子","email":"hanako@example.jp","subject":"ご相談","body":"ｈｅｎｐｉｎを希望します"}
+                """#))
+            #expect(form["queue"] as? String == "returns")
+            #expect(form["category"] as? String == "返品・交換")
+            #expect(form["tags"] as? [String] == ["返品"])
+            #expect(form["routing_reason"] as? String == "rule 返品 words: keyword henpin")
+
+            // Both rules match; the earlier one decides the queue and category.
+            let both = try await ticket(try await app.request(.post, "/v1/inbound/webform", key: gateway, json: #"""
+                {"form_id":"contact","submission_id":"s-2","name":"山田 花子","email":"hanako@example.jp","subject":"卸と返品","body":"卸で買った分を返品したい"}
+                """#))
+            #expect(both["queue"] as? String == "returns")
+            #expect(both["category"] as? String == "返品・交換")
+            let routed = try await app.count("SELECT count(*) FROM events WHERE type = 'ticket.routed' AND data->'rules' = '[\"返品 words\", \"卸\"]'")
+            #expect(routed == 1)
+        }
+    }
+
+    @Test("1,000 tickets arriving at once into a round-robin queue with 5 available agents of capacity 300: 200 ± 1 each, none to the agent off duty, none twice")
+    func roundRobin() async throws {
+        try await TestApp.run { app in
+            let admin = try await app.keySecret(.admin)
+            try await Self.queue(app, admin, #"{"name":"support","auto_assign":"round_robin"}"#)
+            var onDuty: [String] = []
+            for n in 1...5 { onDuty.append(try await Self.agent(app, admin, #"{"display_name":"担当 \#(n)","queues":["support"],"capacity":300}"#).id) }
+            let offDuty = try await Self.agent(app, admin, #"{"display_name":"休み","queues":["support"],"capacity":300,"availability":"offline"}"#).id
+
+            try await Self.arrive(app, count: 1000, queue: "support")
+            let all = try await ChildProcess.eventually(timeout: .seconds(90)) {
+                try await app.count("SELECT count(*) FROM tickets WHERE queue = 'support' AND assignee_id IS NOT NULL") == 1000
+            }
+            #expect(all, "every ticket assigned")
+            let counts = try await Self.assigned(app, queue: "support")
+            for agent in onDuty { #expect((199...201).contains(counts[agent] ?? 0), "\(counts)") }
+            #expect(counts[offDuty] == nil)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'ticket.assigned'") == 1000)
+            #expect(try await app.count("SELECT count(DISTINCT ticket_id) FROM events WHERE type = 'ticket.assigned'") == 1000)
+        }
+    }
+
+    @Test("balanced: nobody over capacity; an agent going available gets waiting tickets, a solved ticket frees room; a pull prefers the caller's own")
+    func balanced() async throws {
+        try await TestApp.run { app in
+            let admin = try await app.keySecret(.admin)
+            // The oldest ticket waits in the general queue, which nobody is assigned in.
+            let customer = try await app.customer()
+            let oldest = try await app.ticket(customer: customer)
+            try await Self.queue(app, admin, #"{"name":"desk","auto_assign":"balanced"}"#)
+            let a = try await Self.agent(app, admin, #"{"display_name":"A","queues":["desk","general"],"capacity":3}"#)
+            let b = try await Self.agent(app, admin, #"{"display_name":"B","queues":["desk"],"capacity":3}"#)
+            let c = try await Self.agent(app, admin, #"{"display_name":"C","queues":["desk"],"capacity":3,"availability":"offline"}"#)
+            // A already carries one ticket from elsewhere, which counts against capacity.
+            _ = try await app.ticket(customer: customer, assignee: UUID(uuidString: a.id))
+
+            try await Self.arrive(app, count: 10, queue: "desk", writers: 2)
+            #expect(try await ChildProcess.eventually { try await Self.assigned(app, queue: "desk") == [a.id: 2, b.id: 3] })
+            let queue = try Self.json(try await app.request(.get, "/v1/queues/desk", key: admin))
+            #expect(queue["waiting"] as? Int == 5)
+            #expect(Set(queue["members"] as? [String] ?? []) == [a.id, b.id, c.id])
+
+            _ = try Self.json(try await app.request(.patch, "/v1/agents/\(c.id)", key: c.key, json: #"{"availability":"available"}"#))
+            #expect(try await ChildProcess.eventually { try await Self.assigned(app, queue: "desk") == [a.id: 2, b.id: 3, c.id: 3] })
+
+            try await app.execute("UPDATE tickets SET status = 'solved' WHERE id = (SELECT id FROM tickets WHERE assignee_id = \(UUID(uuidString: b.id)) LIMIT 1)")
+            #expect(try await ChildProcess.eventually { try await app.count("SELECT count(*) FROM tickets WHERE queue = 'desk' AND assignee_id IS NULL") == 1 })
+            let workload = try Self.json(try await app.request(.get, "/v1/agents/\(b.id)/workload", key: admin))
+            #expect(workload["open"] as? Int == 3)
+            #expect(workload["capacity"] as? Int == 3)
+
+            // A pull takes the caller's own assigned ticket before an older one nobody has.
+            let pulled = try Self.json(try await app.request(.post, "/v1/queue/next", key: a.key))
+            #expect(pulled["assignee_id"] as? String == a.id)
+            #expect(pulled["id"] as? String != oldest.lowercased)
+        }
+    }
+
+    @Test("deactivation: keys refused at once, claims released, open tickets back in their queue, events written; twice changes nothing")
+    func deactivation() async throws {
+        try await TestApp.run { app in
+            let admin = try await app.keySecret(.admin)
+            let leaver = try await Self.agent(app, admin, #"{"display_name":"退職者","email":"leaver@shop.example"}"#)
+            let agentID = try #require(UUID(uuidString: leaver.id))
+            let customer = try await app.customer()
+            let claimed = try await app.ticket(customer: customer)
+            _ = try Self.json(try await app.request(.post, "/v1/tickets/\(claimed)/claim", key: leaver.key))
+            let assigned = try await app.ticket(customer: customer, status: "open", assignee: agentID)
+            let solved = try await app.ticket(customer: customer, status: "solved", assignee: agentID)
+
+            let gone = try Self.json(try await app.request(.delete, "/v1/agents/\(leaver.id)", key: admin))
+            #expect(gone["active"] as? Bool == false)
+            #expect(gone["availability"] as? String == "offline")
+            try expectProblem(try await app.request(.get, "/v1/me", key: leaver.key), .unauthorized, "unauthenticated")
+            #expect(try await app.count("SELECT count(*) FROM tickets WHERE claim_agent_id = \(agentID) OR (assignee_id = \(agentID) AND id <> \(solved))") == 0)
+            #expect(try await app.count("SELECT count(*) FROM tickets WHERE id = \(solved) AND assignee_id = \(agentID)") == 1, "history keeps its assignee")
+            #expect(try await app.eventTypes(ticket: claimed).suffix(2) == ["ticket.claim_broken", "ticket.updated"])
+            #expect(try await app.eventTypes(ticket: assigned).last == "ticket.updated")
+            #expect(try await app.count("""
+                SELECT count(*) FROM events WHERE type = 'agent.deactivated'
+                  AND data = jsonb_build_object('agent_id', \(leaver.id), 'keys_revoked', 1, 'claims_released', 1, 'tickets_returned', 2)
+                """) == 1)
+
+            #expect(try await app.request(.delete, "/v1/agents/\(leaver.id)", key: admin).status == .ok)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'agent.deactivated'") == 1)
+            try expectProblem(
+                try await app.request(.patch, "/v1/agents/\(leaver.id)", key: admin, json: #"{"display_name":"戻り"}"#), .conflict, "agent-inactive")
+            // The address is free for the next person; the leaver is listed only when asked.
+            _ = try Self.json(try await app.request(.post, "/v1/agents", key: admin, json: #"{"display_name":"後任","email":"leaver@shop.example"}"#), .created)
+            let listed = try Self.json(try await app.request(.get, "/v1/agents", key: admin))
+            #expect((listed["items"] as? [[String: Any]])?.contains { $0["id"] as? String == leaver.id } == false)
+            let everyone = try Self.json(try await app.request(.get, "/v1/agents?include_inactive=true", key: admin))
+            #expect((everyone["items"] as? [[String: Any]])?.contains { $0["id"] as? String == leaver.id } == true)
+        }
+    }
+}

@@ -26,6 +26,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         // Already built for Hummingbird; named for the HTTP part types our connection handler sees.
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        // Build time only, and already built for the OpenAPI generator plugin: turns openapi.yaml into
+        // the JSON the request validator reads, so the running service needs no YAML parser.
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // The HTTP contract: types and server stubs generated from the top-level openapi.yaml.
@@ -63,7 +66,8 @@ let package = Package(
             ],
             plugins: ["EmbedResources"]
         ),
-        .executableTarget(name: "EmbedResourcesTool", path: "Sources/EmbedResourcesTool"),
+        .executableTarget(
+            name: "EmbedResourcesTool", dependencies: [.product(name: "Yams", package: "Yams")], path: "Sources/EmbedResourcesTool"),
         .plugin(name: "EmbedResources", capability: .buildTool(), dependencies: ["EmbedResourcesTool"]),
         // `madoguchi bench …`: load generators and their raw-PostgreSQL yardsticks, kept out of the
         // production library.

@@ -68,6 +68,13 @@ ALTER TABLE tickets
     ADD COLUMN routing_reason  text CHECK (length(routing_reason) <= 2000),
     ADD COLUMN required_skill  text CHECK (required_skill ~ '^[a-z0-9_-]{1,64}$');
 
+-- A ticket assigned to somebody is theirs: the queue hands it to anyone else only once their claim
+-- lapsed. So the scan for unclaimed tickets covers unassigned ones only (and never walks past the
+-- assigned ones at the head of the queue).
+DROP INDEX tickets_claimable;
+CREATE INDEX tickets_claimable ON tickets (priority_rank DESC, response_due_at ASC NULLS LAST, created_at ASC)
+    WHERE status IN ('new', 'open') AND claim_agent_id IS NULL AND assignee_id IS NULL;
+
 -- Auto-assignment's scan: unassigned workable tickets per queue, in the queue's order.
 CREATE INDEX tickets_unassigned ON tickets (queue, priority_rank DESC, response_due_at ASC NULLS LAST, created_at ASC)
     WHERE assignee_id IS NULL AND claim_agent_id IS NULL AND status IN ('new', 'open');
@@ -113,15 +120,25 @@ BEGIN
     SELECT coalesce(array_agg(a.id ORDER BY a.id), '{}'), coalesce(array_agg(agent_workload(a.id) ORDER BY a.id), '{}')
     INTO ids, loads
     FROM agents a
-    WHERE a.active AND a.availability = 'available' AND a.queues && auto_queues;
+    WHERE a.active AND a.availability = 'available' AND a.queues && auto_queues
+      AND (a.capacity IS NULL OR agent_workload(a.id) < a.capacity);
+    -- Nobody on duty with room: nothing to scan.
+    IF cardinality(ids) = 0 THEN
+        RETURN;
+    END IF;
+    -- Only tickets somebody here could take: one nobody can (a skill no one on duty has, a queue
+    -- whose members are all away) waits without holding back the tickets behind it.
     FOR waiting IN
         SELECT t.id, t.queue, t.required_skill, q.auto_assign
         FROM tickets t JOIN queues q ON q.name = t.queue
         WHERE t.queue = ANY (auto_queues) AND t.assignee_id IS NULL AND t.claim_agent_id IS NULL AND t.status IN ('new', 'open')
+          AND EXISTS (SELECT 1 FROM agents a
+                      WHERE a.id = ANY (ids) AND t.queue = ANY (a.queues)
+                        AND (t.required_skill IS NULL OR t.required_skill = ANY (a.skills)))
         ORDER BY t.priority_rank DESC, t.response_due_at ASC NULLS LAST, t.created_at ASC
         LIMIT batch
     LOOP
-        -- Everybody full (or nobody on duty): the rest wait too.
+        -- Everybody full: the rest wait too.
         EXIT WHEN NOT EXISTS (SELECT 1 FROM agents a WHERE a.id = ANY (ids)
                               AND (a.capacity IS NULL OR loads[array_position(ids, a.id)] < a.capacity));
         SELECT a.id INTO chosen
@@ -137,13 +154,22 @@ BEGIN
         WHERE t.id = waiting.id AND t.assignee_id IS NULL AND t.claim_agent_id IS NULL AND t.status IN ('new', 'open')
         FOR UPDATE SKIP LOCKED;
         CONTINUE WHEN NOT FOUND;
+        slot := array_position(ids, chosen);
+        -- The agent's row, rechecked as it is now: one deactivated, gone off duty or filled up (a claim
+        -- of their own) since this call began is dropped from it. Waiting on its lock orders this after
+        -- such a change, never before; those changes lock no unassigned ticket, so the wait cannot
+        -- close a cycle. clock_timestamp, not now(): every assignment here needs its own turn.
+        UPDATE agents a SET last_assigned_at = clock_timestamp()
+        WHERE a.id = chosen AND a.active AND a.availability = 'available'
+          AND (a.capacity IS NULL OR agent_workload(a.id) < a.capacity);
+        IF NOT FOUND THEN
+            ids[slot] := NULL;
+            CONTINUE;
+        END IF;
         UPDATE tickets t SET assignee_id = chosen, version = t.version + 1, updated_at = now()
         WHERE t.id = waiting.id
         RETURNING t.id, t.customer_id, t.assignee_id, t.queue, waiting.auto_assign, t.version
         INTO ticket_id, customer_id, agent_id, queue, mode, version;
-        -- clock_timestamp, not now(): every assignment in this transaction needs its own turn.
-        UPDATE agents a SET last_assigned_at = clock_timestamp() WHERE a.id = chosen;
-        slot := array_position(ids, chosen);
         loads[slot] := loads[slot] + 1;
         RETURN NEXT;
     END LOOP;

@@ -44,6 +44,7 @@ public func buildApplication(
         on: RecordingTransport(router: router, table: routes),
         middlewares: [
             AuthMiddleware(database: database, keys: handler.keys, rateLimiter: RateLimiter(limits: configuration.http.rateLimits)),
+            ContractValidation(contract: .bundled, skipped: ["ingestWebform", "ingestSms", "ingestChat"], limit: configuration.maxBodyBytes),
             RawBodyCapture(operations: ["ingestWebform", "ingestSms", "ingestChat"], limit: configuration.maxEmailBytes),
         ])
 

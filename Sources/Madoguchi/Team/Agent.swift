@@ -77,7 +77,7 @@ struct AgentChanges: Sendable {
         if let displayName, !(1...200).contains(displayName.count) {
             problems.append(.init(pointer: "/display_name", message: "must be 1 to 200 characters after trimming spaces"))
         }
-        if let email, email.count > 320 || !email.contains("@") || email.contains(where: \.isWhitespace) {
+        if let email, !email.isEmpty, email.count > 320 || !email.contains("@") || email.contains(where: \.isWhitespace) {
             problems.append(.init(pointer: "/email", message: "'\(email.prefix(100))' is not an email address"))
         }
         if let capacity, !(1...10_000).contains(capacity) {

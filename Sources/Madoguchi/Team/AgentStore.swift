@@ -22,9 +22,12 @@ struct AgentStore: Sendable {
         return agents
     }
 
+    /// `locked`: for the rest of the transaction, against other changes of the agent — FOR NO KEY
+    /// UPDATE, which the foreign-key checks of the agent's own claims, replies and events do not wait
+    /// on (FOR UPDATE would deadlock with a request of theirs that holds a ticket).
     func agent(id: UUID, locked: Bool = false, on connection: PostgresConnection) async throws -> Agent {
         let rows = try await connection.query("""
-            SELECT \(unescaped: Agent.columns) FROM agents WHERE id = \(id) \(unescaped: locked ? "FOR UPDATE" : "")
+            SELECT \(unescaped: Agent.columns) FROM agents WHERE id = \(id) \(unescaped: locked ? "FOR NO KEY UPDATE" : "")
             """, logger: logger)
         for try await row in rows { return try Agent(row: row) }
         throw Self.notFound(id)
@@ -144,8 +147,10 @@ struct AgentStore: Sendable {
                    (SELECT count(*) FROM tickets t
                     WHERE t.claim_agent_id = a.id AND t.claim_expires_at > now() AND t.status IN \(unescaped: Self.openStatuses)),
                    (SELECT count(*) FROM tickets t WHERE t.assignee_id = a.id AND t.status IN \(unescaped: Self.openStatuses)),
-                   (SELECT count(*) FROM tickets t WHERE t.assignee_id = a.id AND t.awaiting_reply_since IS NOT NULL),
-                   (SELECT min(t.awaiting_reply_since) FROM tickets t WHERE t.assignee_id = a.id)
+                   (SELECT count(*) FROM tickets t
+                    WHERE t.assignee_id = a.id AND t.status IN \(unescaped: Self.openStatuses) AND t.awaiting_reply_since IS NOT NULL),
+                   (SELECT min(t.awaiting_reply_since) FROM tickets t
+                    WHERE t.assignee_id = a.id AND t.status IN \(unescaped: Self.openStatuses))
             FROM agents a WHERE a.id = \(id)
             """, logger: logger)
         for try await (capacity, availability, open, claimed, assigned, awaiting, oldest)

@@ -39,7 +39,7 @@ struct RuleStore: Sendable {
                 rows = try await connection.query("""
                     INSERT INTO rules (name, position, keywords, channels, categories, recipients, vip_only, priority, requires_approval,
                                        set_queue, set_category, add_tags, set_skill, active)
-                    VALUES (\(rule.name), coalesce(\(position), (SELECT coalesce(max(position), 0) + 1 FROM rules)), \(rule.keywords),
+                    VALUES (\(rule.name), coalesce(\(position), (SELECT least(coalesce(max(position), 0) + 1, 100000) FROM rules)), \(rule.keywords),
                             \(channels), \(rule.categories), \(rule.recipients), \(rule.vipOnly), \(priority), \(rule.requiresApproval),
                             \(rule.queue), \(rule.category), \(rule.tags), \(rule.requiredSkill), \(active))
                     RETURNING \(unescaped: Self.columns)
@@ -86,7 +86,7 @@ struct RuleStore: Sendable {
                     category = coalesce(\(outcome.category), t.category),
                     tags = t.tags || ARRAY(SELECT added FROM unnest(\(outcome.tags)::text[]) AS added WHERE NOT added = ANY (t.tags)),
                     required_skill = coalesce(\(outcome.requiredSkill), t.required_skill),
-                    routing_reason = coalesce(\(outcome.routingReason.map { String($0.prefix(2000)) }), t.routing_reason),
+                    routing_reason = coalesce(left(\(outcome.routingReason), 2000), t.routing_reason),
                     version = t.version + 1, updated_at = now()
                 WHERE t.id = \(ticketID)
                 """, logger: logger)

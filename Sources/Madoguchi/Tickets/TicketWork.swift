@@ -66,14 +66,15 @@ struct TicketWork: Sendable {
     }
 
     /// Claims the most urgent workable ticket in the agent's queues, or returns nil when none is left.
-    /// Among equally urgent tickets, one assigned to the agent (by a supervisor or auto-assignment,
-    /// whatever its queue) comes first.
+    /// A ticket assigned to someone (by a supervisor, auto-assignment or an earlier claim) is theirs:
+    /// it is handed to its assignee, whatever its queue, before an equally urgent unassigned one, and
+    /// to anyone else only once a claim on it lapsed.
     ///
     /// One statement picks, claims and records the event: rows other agents are claiming at this
     /// instant are skipped, not waited on, so any number of agents pulling at once each get a
     /// different ticket, in one round trip. It looks in three places, each with its own partial index
     /// (migrations 0023 and 0030): the agent's own most urgent unclaimed ticket, the most urgent ticket
-    /// nobody holds, and the most urgent whose claim lapsed; the best of them is taken. So a claim
+    /// nobody holds or is assigned, and the most urgent whose claim lapsed; the best of them is taken. So a claim
     /// never steps past live claims, however many there are.
     func claimNext(by principal: Principal, agentID: UUID) async throws -> Ticket? {
         var binds = PostgresBindings()
@@ -101,7 +102,7 @@ struct TicketWork: Sendable {
             FOR UPDATE SKIP LOCKED
         ), unclaimed AS (
             SELECT t.id, t.priority_rank, t.response_due_at, t.created_at, false AS own FROM tickets t
-            WHERE t.status IN ('new', 'open') AND t.claim_agent_id IS NULL
+            WHERE t.status IN ('new', 'open') AND t.claim_agent_id IS NULL AND t.assignee_id IS NULL
               AND (SELECT cardinality(a.queues) = 0 OR t.queue = ANY(a.queues) FROM agents a WHERE a.id = $1)
             ORDER BY t.priority_rank DESC, t.response_due_at ASC NULLS LAST, t.created_at ASC
             LIMIT 1

@@ -1,0 +1,149 @@
+import Foundation
+
+/// The request bodies `openapi.yaml` describes, read from its JSON form (embedded at build time), and
+/// what the generated decoder leaves unchecked: it refuses wrong types, missing and unknown members,
+/// but takes a 5,000-character category, a template `order` of a million, or `null` for a field that
+/// may not be null. `problems(in:operation:)` finds those, each with the JSON pointer of the member
+/// and what the contract says, for the 422 `validation-failed` every handler already answers with.
+///
+/// Types, required and unknown members and enum values are left to the decoder (a 400 naming the
+/// member): this only checks values of the right type against lengths, patterns, ranges and item
+/// counts, and that nothing is null (no schema in the contract allows null).
+final class Contract: Sendable {
+    /// The subset of JSON Schema the contract uses.
+    final class Schema: Sendable {
+        let reference: String?
+        let type: String?
+        let properties: [String: Schema]
+        let additionalProperties: Schema?
+        let items: Schema?
+        let minLength: Int?
+        let maxLength: Int?
+        let pattern: String?
+        let minItems: Int?
+        let maxItems: Int?
+        let minimum: Double?
+        let maximum: Double?
+        let exclusiveMinimum: Double?
+        let exclusiveMaximum: Double?
+
+        init(_ json: [String: Any]) {
+            reference = (json["$ref"] as? String).map { String($0.split(separator: "/").last ?? "") }
+            type = json["type"] as? String
+            properties = ((json["properties"] as? [String: Any]) ?? [:]).compactMapValues { ($0 as? [String: Any]).map(Schema.init) }
+            additionalProperties = (json["additionalProperties"] as? [String: Any]).map(Schema.init)
+            items = (json["items"] as? [String: Any]).map(Schema.init)
+            minLength = json["minLength"] as? Int
+            maxLength = json["maxLength"] as? Int
+            pattern = json["pattern"] as? String
+            minItems = json["minItems"] as? Int
+            maxItems = json["maxItems"] as? Int
+            func number(_ key: String) -> Double? { (json[key] as? NSNumber)?.doubleValue }
+            minimum = number("minimum")
+            maximum = number("maximum")
+            exclusiveMinimum = number("exclusiveMinimum")
+            exclusiveMaximum = number("exclusiveMaximum")
+        }
+    }
+
+    /// `#/components/schemas/…` by name.
+    let schemas: [String: Schema]
+    /// The `application/json` request body of each operation that has one, by operation id.
+    let requestBodies: [String: Schema]
+
+    init(json: Data) throws {
+        guard let document = try JSONSerialization.jsonObject(with: json) as? [String: Any] else {
+            throw ContractError("openapi.json is not an object")
+        }
+        let components = (document["components"] as? [String: Any])?["schemas"] as? [String: Any] ?? [:]
+        schemas = components.compactMapValues { ($0 as? [String: Any]).map(Schema.init) }
+        var bodies: [String: Schema] = [:]
+        for case let item as [String: Any] in ((document["paths"] as? [String: Any]) ?? [:]).values {
+            for case let operation as [String: Any] in item.values {
+                guard let id = operation["operationId"] as? String,
+                      let content = (operation["requestBody"] as? [String: Any])?["content"] as? [String: Any],
+                      let schema = (content["application/json"] as? [String: Any])?["schema"] as? [String: Any]
+                else { continue }
+                bodies[id] = Schema(schema)
+            }
+        }
+        requestBodies = bodies
+    }
+
+    /// The contract this binary was built with.
+    static let bundled: Contract = {
+        do {
+            return try Contract(json: Data((EmbeddedResources.files["openapi.json"] ?? "").utf8))
+        } catch {
+            fatalError("the embedded openapi.json does not load: \(error)")
+        }
+    }()
+
+    func problems(in body: Any, operation: String) -> [Problem.FieldError] {
+        guard let schema = requestBodies[operation] else { return [] }
+        var found: [Problem.FieldError] = []
+        check(body, against: schema, at: "", into: &found)
+        return found
+    }
+
+    func resolved(_ schema: Schema) -> Schema {
+        var schema = schema
+        var hops = 0
+        while let name = schema.reference, let target = schemas[name], hops < 20 {
+            schema = target
+            hops += 1
+        }
+        return schema
+    }
+
+    private func check(_ value: Any, against schema: Schema, at pointer: String, into found: inout [Problem.FieldError]) {
+        let schema = resolved(schema)
+        func problem(_ message: String) { found.append(.init(pointer: pointer.isEmpty ? nil : pointer, message: message)) }
+        if value is NSNull {
+            problem("must not be null")
+            return
+        }
+        switch schema.type {
+        case "string":
+            guard let text = value as? String else { return }
+            let length = text.unicodeScalars.count
+            if let minimum = schema.minLength, length < minimum {
+                problem(minimum == 1 ? "must not be empty" : "must be at least \(minimum) characters")
+            }
+            if let maximum = schema.maxLength, length > maximum { problem("must be at most \(maximum) characters (it has \(length))") }
+            if let pattern = schema.pattern, let regex = try? Regex(pattern), (try? regex.firstMatch(in: text)) == nil {
+                problem("must match \(pattern)")
+            }
+        case "integer", "number":
+            guard let number = value as? NSNumber, !(value is Bool) else { return }
+            let x = number.doubleValue
+            let shown: (Double) -> String = { $0.rounded() == $0 ? String(Int64($0)) : String($0) }
+            if let minimum = schema.minimum, x < minimum { problem("must be at least \(shown(minimum))") }
+            if let maximum = schema.maximum, x > maximum { problem("must be at most \(shown(maximum))") }
+            if let bound = schema.exclusiveMinimum, x <= bound { problem("must be more than \(shown(bound))") }
+            if let bound = schema.exclusiveMaximum, x >= bound { problem("must be less than \(shown(bound))") }
+        case "array":
+            guard let items = value as? [Any] else { return }
+            if let minimum = schema.minItems, items.count < minimum { problem("needs at least \(minimum) item\(minimum == 1 ? "" : "s")") }
+            if let maximum = schema.maxItems, items.count > maximum { problem("may have at most \(maximum) items (it has \(items.count))") }
+            if let itemSchema = schema.items {
+                for (index, item) in items.enumerated() { check(item, against: itemSchema, at: pointer + "/\(index)", into: &found) }
+            }
+        case "object", nil:
+            guard let object = value as? [String: Any] else { return }
+            for (key, member) in object.sorted(by: { $0.key < $1.key }) {
+                let escaped = key.replacingOccurrences(of: "~", with: "~0").replacingOccurrences(of: "/", with: "~1")
+                if let memberSchema = schema.properties[key] ?? schema.additionalProperties {
+                    check(member, against: memberSchema, at: pointer + "/" + escaped, into: &found)
+                }
+            }
+        default:
+            return
+        }
+    }
+}
+
+struct ContractError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

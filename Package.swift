@@ -1,6 +1,9 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
+// `Tests/Fuzz/run` builds the mail reader instrumented for libFuzzer, apart from every other build.
+let fuzzing = Context.environment["MADOGUCHI_FUZZ"] != nil
+
 // Every dependency here is rebuilt from scratch on each CI run on two cores; add one only when it
 // replaces a meaningful amount of code we would otherwise own. Crypto comes in through PostgresNIO.
 let package = Package(
@@ -38,7 +41,7 @@ let package = Package(
             plugins: [.plugin(name: "OpenAPIGenerator", package: "swift-openapi-generator")]
         ),
         // Reading raw mail: MIME, charsets, addresses, quoting, bounces. Pure Swift, no database.
-        .target(name: "MadoguchiMail"),
+        .target(name: "MadoguchiMail", swiftSettings: fuzzing ? [.unsafeFlags(["-sanitize=fuzzer,address"])] : []),
         // All behaviour: configuration, database, embedded PostgreSQL, HTTP spine and domains.
         .target(
             name: "Madoguchi",
@@ -66,6 +69,12 @@ let package = Package(
             ],
             plugins: ["EmbedResources"]
         ),
+        // The mail reader under libFuzzer (`Tests/Fuzz/run`, which sets MADOGUCHI_FUZZ); an ordinary
+        // build replays a corpus through the same function.
+        .executableTarget(
+            name: "MailFuzzer", dependencies: ["MadoguchiMail"], path: "Tests/Fuzz/MailFuzzer",
+            swiftSettings: fuzzing ? [.define("FUZZING"), .unsafeFlags(["-sanitize=fuzzer,address"])] : [],
+            linkerSettings: fuzzing ? [.unsafeFlags(["-sanitize=fuzzer,address", "-use-ld=lld"])] : []),
         .executableTarget(
             name: "EmbedResourcesTool", dependencies: [.product(name: "Yams", package: "Yams")], path: "Sources/EmbedResourcesTool"),
         .plugin(name: "EmbedResources", capability: .buildTool(), dependencies: ["EmbedResourcesTool"]),

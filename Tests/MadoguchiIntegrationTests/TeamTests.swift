@@ -68,6 +68,7 @@ struct TeamTests {
             #expect(shown["requires_approval"] as? Bool == true)
             #expect(shown["capacity"] as? Int == 20)
             #expect(shown["availability"] as? String == "available")
+            #expect(shown["roles"] as? [String] == ["agent"])
             let members = try Self.json(try await app.request(.get, "/v1/agents?queue=general", key: boss))
             #expect((members["items"] as? [[String: Any]])?.map { $0["id"] as? String } == [hire.id])
 
@@ -281,6 +282,7 @@ struct TeamTests {
             let gone = try Self.json(try await app.request(.delete, "/v1/agents/\(leaver.id)", key: admin))
             #expect(gone["active"] as? Bool == false)
             #expect(gone["availability"] as? String == "offline")
+            #expect(gone["roles"] as? [String] == [], "its keys are revoked")
             try expectProblem(try await app.request(.get, "/v1/me", key: leaver.key), .unauthorized, "unauthenticated")
             #expect(try await app.count("SELECT count(*) FROM tickets WHERE claim_agent_id = \(agentID) OR (assignee_id = \(agentID) AND id <> \(solved))") == 0)
             #expect(try await app.count("SELECT count(*) FROM tickets WHERE id = \(solved) AND assignee_id = \(agentID)") == 1, "history keeps its assignee")

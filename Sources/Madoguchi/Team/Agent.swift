@@ -25,6 +25,8 @@ public struct Agent: Sendable {
     public var availabilityChangedAt: Date
     /// Their replies go through a supervisor's approval (承認フロー).
     public var requiresApproval: Bool
+    /// The roles of the keys that act for them now (`agent`, `supervisor`): what they may do.
+    public var roles: [String]
     public var active: Bool
     public var deactivatedAt: Date?
     public var version: Int64
@@ -33,7 +35,8 @@ public struct Agent: Sendable {
 
     static let columns = """
         id, display_name, email, queues, skills, capacity, availability, availability_changed_at, requires_approval, active,
-        deactivated_at, version, created_at, updated_at
+        deactivated_at, version, created_at, updated_at,
+        ARRAY(SELECT DISTINCT k.role FROM api_keys k WHERE k.agent_id = agents.id AND k.revoked_at IS NULL ORDER BY 1) AS roles
         """
 
     init(row: PostgresRow) throws {
@@ -47,6 +50,7 @@ public struct Agent: Sendable {
         availability = try Ticket.enumeration(row.value("availability"))
         availabilityChangedAt = try row.value("availability_changed_at")
         requiresApproval = try row.value("requires_approval")
+        roles = try row.value("roles")
         active = try row.value("active")
         deactivatedAt = try row.value("deactivated_at")
         version = try row.value("version")

@@ -138,7 +138,7 @@ struct AgentStore: Sendable {
             .agentDeactivated, actor: principal,
             data: ["agent_id": id.lowercased, "keys_revoked": keysRevoked, "claims_released": released.count, "tickets_returned": returned.count],
             on: connection)
-        return after
+        return try await agent(id: after.id, on: connection)  // as it now stands: keys revoked, no roles
     }
 
     func workload(id: UUID, on connection: PostgresConnection) async throws -> AgentWorkload {

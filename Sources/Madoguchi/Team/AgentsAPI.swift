@@ -71,7 +71,8 @@ extension Components.Schemas.Agent {
         self.init(
             id: agent.id.resourceID, displayName: agent.displayName, email: agent.email, queues: agent.queues, skills: agent.skills,
             capacity: agent.capacity, availability: .init(rawValue: agent.availability.rawValue)!,
-            availabilityChangedAt: agent.availabilityChangedAt, requiresApproval: agent.requiresApproval, active: agent.active,
+            availabilityChangedAt: agent.availabilityChangedAt, requiresApproval: agent.requiresApproval,
+            roles: agent.roles.compactMap(Components.Schemas.Role.init(rawValue:)), active: agent.active,
             deactivatedAt: agent.deactivatedAt, version: agent.version, createdAt: agent.createdAt, updatedAt: agent.updatedAt)
     }
 }

@@ -88,20 +88,26 @@ extension HostileClientTests {
     static func startServer(databaseURL: String? = nil, _ environment: [String: String]) async throws -> ServeCommandTests.Server {
         let url = if let databaseURL { databaseURL } else { try await TestCluster.makeNamedDatabase().url }
         let directory = try TestCluster.makeTemporaryDirectory(prefix: "madoguchi-hostile")
-        let port = try ServeCommandTests.freePort()
-        let log = directory + "/serve.log"
-        let process = try ChildProcess.start(ServeCommandTests.binary, ["serve"], environment: [
-            "DATABASE_URL": url, "MADOGUCHI_PORT": String(port), "MADOGUCHI_DATA_DIR": directory, "MADOGUCHI_LINE_CHANNEL_SECRETS": "line-secret",
-            "MADOGUCHI_OUTBOX_WORKER": "off", "MADOGUCHI_WEBHOOK_WORKER": "off",
-        ].merging(environment) { _, new in new }, log: log)
-        let server = ServeCommandTests.Server(pid: process.pid, port: port, log: log)
-        do {
-            _ = try await server.waitUntilReady()
-        } catch {
-            _ = await server.stop(SIGKILL)
-            throw error
+        // A free port can be taken by another test's process between finding it and binding it (it
+        // happened in CI): then the server exits saying so, and it starts again on another port.
+        for attempt in 1... {
+            let port = try ServeCommandTests.freePort()
+            let log = directory + "/serve-\(attempt).log"
+            let process = try ChildProcess.start(ServeCommandTests.binary, ["serve"], environment: [
+                "DATABASE_URL": url, "MADOGUCHI_PORT": String(port), "MADOGUCHI_DATA_DIR": directory,
+                "MADOGUCHI_LINE_CHANNEL_SECRETS": "line-secret", "MADOGUCHI_OUTBOX_WORKER": "off", "MADOGUCHI_WEBHOOK_WORKER": "off",
+            ].merging(environment) { _, new in new }, log: log)
+            let server = ServeCommandTests.Server(pid: process.pid, port: port, log: log)
+            do {
+                _ = try await server.waitUntilReady()
+                return server
+            } catch {
+                _ = await server.stop(SIGKILL)
+                let said = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+                guard attempt < 3, said.contains("Address already in use") else { throw error }
+            }
         }
-        return server
+        fatalError("unreachable")
     }
 
     @Test("slow headers, a body that trickles forever and an idle connection are closed; other clients go on")

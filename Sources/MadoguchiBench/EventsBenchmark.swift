@@ -58,6 +58,10 @@ public struct EventsBenchmark: Sendable {
                 let polledSeen = SeenEvents(), streamedSeen = SeenEvents()
                 async let polled: Void = BenchmarkSupport.onThread { try Self.longPoll(port: port, key: dashboard, into: polledSeen, until: stop) }
                 async let streamed: Void = BenchmarkSupport.onThread { try Self.stream(port: port, key: dashboard, into: streamedSeen, until: stop) }
+                // A stream without Last-Event-ID starts at the feed's end when it is answered: load
+                // begun before that would be missed (a loaded CI machine once answered it late).
+                let connectDeadline = Date().addingTimeInterval(30)
+                while !streamedSeen.connected && Date() < connectDeadline { try await Task.sleep(for: .milliseconds(20)) }
                 let load = try await BenchmarkSupport.drive(port: port, clients: clients, seconds: seconds) { client, sequence in
                     ingest.lineRequest(client: client, sequence: sequence + 1_000_000)
                 }
@@ -192,6 +196,7 @@ public struct EventsBenchmark: Sendable {
             guard count > 0 else { continue }
             let now = Date().timeIntervalSince1970
             quietSince = Date()
+            seen.markConnected()
             pending += chunk[0..<count]
             // Complete lines only; a data line is one event's JSON.
             while let newline = pending.firstIndex(of: 10) {
@@ -238,6 +243,11 @@ final class BareFollower: Sendable {
 /// When a follower first had each event id; read while it is still following.
 final class SeenEvents: Sendable {
     private let seen = Mutex<[Int64: Double]>([:])
+    private let open = Atomic<Bool>(false)
+
+    /// The stream answered: it follows the feed from here on.
+    var connected: Bool { open.load(ordering: .relaxed) }
+    func markConnected() { open.store(true, ordering: .relaxed) }
 
     func note(_ id: Int64, at time: Double) { seen.withLock { if $0[id] == nil { $0[id] = time } } }
     var times: [Int64: Double] { seen.withLock { $0 } }

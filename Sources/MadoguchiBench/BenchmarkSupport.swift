@@ -18,6 +18,7 @@ enum BenchmarkSupport {
         var configuration = Configuration()
         // A benchmark measures what the service can do, not what one key is allowed.
         configuration.http.rateLimits = [:]
+        configuration.http.providerRateLimit = nil
         configuration.port = try LoopbackHTTPClient.freePort()
         configure(&configuration)
         let database = Database(configuration: cluster.clientConfiguration(database: "bench"), logger: logger, registry: registry)

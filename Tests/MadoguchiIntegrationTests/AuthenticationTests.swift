@@ -221,4 +221,21 @@ extension AuthenticationTests {
             for _ in 0..<5 { #expect(try await app.request(.get, "/v1/me", key: gateway).status == .ok) }
         }
     }
+
+    @Test("provider webhooks carry no key: their limit is per client address, answered before the signature is looked at")
+    func providerWebhookRateLimit() async throws {
+        try await TestApp.run(configure: { $0.http.providerRateLimit = RateLimit(perSecond: 0.001, burst: 2) }) { app in
+            let json: HTTPFields = [.contentType: "application/json"]
+            for _ in 0..<2 {
+                // No signature: refused unread, but it still used a token.
+                let unsigned = try await app.request(.post, "/v1/inbound/chat/line", headers: json, json: #"{"events":[]}"#)
+                #expect(unsigned.status == .forbidden, "\(unsigned.text)")
+            }
+            let refused = try await app.request(.post, "/v1/inbound/chat/line", headers: json, json: #"{"events":[]}"#)
+            try expectProblem(refused, .tooManyRequests, "rate-limited")
+            #expect((900...1000).contains(Int(refused.headers[.retryAfter] ?? "") ?? 0), "\(refused.headers)")
+            // Keyed operations keep their own (here unlimited) buckets.
+            #expect(try await app.request(.get, "/v1/me", key: try await app.keySecret(.gateway)).status == .ok)
+        }
+    }
 }

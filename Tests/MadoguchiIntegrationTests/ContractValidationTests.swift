@@ -39,4 +39,32 @@ struct ContractValidationTests {
             #expect(wrongType.status == .badRequest, "\(wrongType.text)")
         }
     }
+
+    @Test("query and header parameters outside the contract are one 400 naming each; gateway bodies are checked too and nothing is stored")
+    func parametersAndGatewayBodies() async throws {
+        try await TestApp.run { app in
+            let boss = try await app.keySecret(.supervisor)
+            let dashboard = try await app.keySecret(.dashboard)
+            func invalid(_ response: TestClient.Response, _ names: [String]) throws {
+                try expectProblem(response, .badRequest, "invalid-parameter")
+                #expect((try response.json["errors"] as? [[String: String]])?.compactMap { $0["pointer"] } == names, "\(response.text)")
+            }
+            try invalid(try await app.request(.get, "/v1/agents?queue=", key: boss), ["queue"])
+            try invalid(try await app.request(.get, "/v1/customers?external_id=\(String(repeating: "0", count: 513))", key: boss), ["external_id"])
+            // NUL cannot be stored or compared by PostgreSQL: refused before any query runs.
+            try invalid(try await app.request(.get, "/v1/reports/sla?from=2026-01-01&to=2026-01-02&time_zone=Asia%2FTokyo%00", key: dashboard), ["time_zone"])
+            try invalid(try await app.request(.get, "/v1/tickets?limit=500&unassigned=true", key: boss), ["limit"])
+            let gateway = try await app.keySecret(.gateway)
+            let longKey = String(repeating: "k", count: 300)
+            let sms = #"{"provider":"p","provider_message_id":"1","from":"+819012345678","to":"+81312345678","body":"hi","received_at":null}"#
+            try Self.refused(try await app.request(.post, "/v1/inbound/sms", key: gateway, json: sms), at: ["/received_at"])
+            let form = #"{"form_id":"f","submission_id":"s","body":"b","email":"a@example.jp","attachments":null}"#
+            try Self.refused(try await app.request(.post, "/v1/inbound/webform", key: gateway, json: form), at: ["/attachments"])
+            try invalid(try await app.request(.post, "/v1/inbound/webform", key: gateway, headers: [.init("Idempotency-Key")!: longKey],
+                                              json: #"{"form_id":"f","submission_id":"s","body":"b","email":"a@example.jp"}"#), ["idempotency-key"])
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads") == 0)
+            // Well-formed parameters still pass.
+            #expect(try await app.request(.get, "/v1/agents?queue=general", key: boss).status == .ok)
+        }
+    }
 }

@@ -180,3 +180,18 @@ struct ExternalDatabaseTests {
         }
     }
 }
+
+extension EmbeddedPostgresTests {
+    @Test("helper programs start with standard input, output and error only: none of our descriptors")
+    func childrenInheritNoDescriptors() throws {
+        // A descriptor without close-on-exec, as a socket made by plain socket(2) would be.
+        let inheritable = open("/dev/null", O_RDONLY)
+        #expect(inheritable > 2)
+        defer { close(inheritable) }
+        let listing = try ProcessRunner.spawnAndWait(["/bin/sh", "-c", "ls /proc/$$/fd"])
+        let descriptors = Set(listing.output.split(whereSeparator: \.isWhitespace).compactMap { Int32($0) })
+        #expect(!descriptors.contains(inheritable), "\(listing.output)")
+        #expect(descriptors.isSuperset(of: [0, 1, 2]), "\(listing.output)")
+    }
+}
+

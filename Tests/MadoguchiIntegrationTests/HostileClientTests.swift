@@ -284,6 +284,7 @@ extension HostileClientTests {
         #expect(try await RawHTTP.exchange(port: port, request: me, timeoutSeconds: 60).hasPrefix("HTTP/1.1 200"))
 
         try await cluster.stop()
+        let stopped = ContinuousClock.now
         for (name, request) in [("ready", ready), ("me", me), ("post", post), ("me again", me)] {
             let start = ContinuousClock.now
             let answer = try await RawHTTP.exchange(port: port, request: request, timeoutSeconds: 60)
@@ -295,13 +296,32 @@ extension HostileClientTests {
             }
         }
 
-        _ = try await cluster.start()
+        // A long outage: by now PostgresNIO's pool waits ~10 s between connection attempts and its
+        // breaker fails every lease at once. Requests go on being answered 503 meanwhile.
+        while ContinuousClock.now - stopped < .seconds(40) {
+            let answer = try await RawHTTP.exchange(port: port, request: me, timeoutSeconds: 60)
+            #expect(answer.hasPrefix("HTTP/1.1 503"), "\(answer)")
+            try await Task.sleep(for: .seconds(1))
+        }
+
+        do {
+            _ = try await cluster.start()
+        } catch {
+            let written = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            Issue.record("PostgreSQL did not start again: \(error)\nthe server's log ends:\n\(written.split(separator: "\n").suffix(30).joined(separator: "\n"))")
+            throw error
+        }
         let recovery = ContinuousClock.now
         let back = try await ChildProcess.eventually(timeout: .seconds(120)) {
             try await RawHTTP.exchange(port: port, request: me, timeoutSeconds: 30).hasPrefix("HTTP/1.1 200")
         }
+        let took = ContinuousClock.now - recovery
         #expect(back, "the server did not serve again within 120 s of PostgreSQL's return")
-        print("database outage: serving again \(ContinuousClock.now - recovery) after PostgreSQL returned")
+        print("database outage: serving again \(took) after PostgreSQL returned")
+        // Not the stale pool's next attempt, which could be 10 s away: a fresh pool, within seconds.
+        #expect(took < .seconds(10), "serving again took \(took)")
+        let replaced = (try? String(contentsOfFile: log, encoding: .utf8))?.contains("replaced the connection pool") ?? false
+        #expect(replaced || took < .seconds(2), "the stale pool was not replaced, and serving again took \(took)")
         let posted = try await RawHTTP.exchange(port: port, request: post, timeoutSeconds: 60)
         #expect(posted.hasPrefix("HTTP/1.1 201"), "\(posted)")
         #expect(await server.stop() == 0)

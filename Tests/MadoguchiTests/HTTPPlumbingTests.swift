@@ -115,6 +115,11 @@ extension HTTPPlumbingTests {
         // Idle long enough, the bucket is full again, never more.
         let later = start + .seconds(60)
         #expect((0..<4).map { _ in limiter.take(keyID: key, role: .agent, now: later)!.allowed } == [true, true, true, false])
+        let webhooks = RateLimiter(limits: [:], providerLimit: RateLimit(perSecond: 1, burst: 1))
+        #expect(webhooks.takeProviderWebhook(from: "192.0.2.1", now: start)?.allowed == true)
+        #expect(webhooks.takeProviderWebhook(from: "192.0.2.1", now: start)?.allowed == false)
+        #expect(webhooks.takeProviderWebhook(from: "192.0.2.2", now: start)?.allowed == true, "another address has its own bucket")
+        #expect(RateLimiter(limits: [:]).takeProviderWebhook(from: "192.0.2.1") == nil, "unlimited without a provider limit")
         #expect(RateLimit("20/200") == RateLimit(perSecond: 20, burst: 200))
         #expect(RateLimit("20") == nil && RateLimit("0/5") == nil && RateLimit("x/y") == nil)
     }

@@ -22,7 +22,7 @@ public func buildApplication(
     databaseDescription: String = "the configured database",
     servicesBeforeDatabase: [any Service] = []
 ) throws -> some ApplicationProtocol {
-    let router = Router()
+    let router = Router(context: MadoguchiRequestContext.self)
     let routes = RouteTable()
     router.add(middleware: ObservabilityMiddleware(metrics: HTTPMetrics(registry: registry)))
     router.add(middleware: ProblemMiddleware(routes: routes))
@@ -43,9 +43,10 @@ public func buildApplication(
     try handler.registerHandlers(
         on: RecordingTransport(router: router, table: routes),
         middlewares: [
-            AuthMiddleware(database: database, keys: handler.keys, rateLimiter: RateLimiter(limits: configuration.http.rateLimits)),
-            ContractValidation(contract: .bundled, skipped: ["ingestWebform", "ingestSms", "ingestChat"], limit: configuration.maxBodyBytes),
-            RawBodyCapture(operations: ["ingestWebform", "ingestSms", "ingestChat"], limit: configuration.maxEmailBytes),
+            AuthMiddleware(database: database, keys: handler.keys, rateLimiter: RateLimiter(limits: configuration.http.rateLimits,
+                                                                                          providerLimit: configuration.http.providerRateLimit)),
+            ContractValidation(contract: .bundled, limit: configuration.maxBodyBytes,
+                               rawBodyOperations: ["ingestWebform", "ingestSms", "ingestChat"], rawBodyLimit: configuration.maxEmailBytes),
         ])
 
     var app = Application(

@@ -32,6 +32,9 @@ public struct HTTPSettings: Sendable {
         .orderSystem: RateLimit(perSecond: 50, burst: 500),
         .admin: RateLimit(perSecond: 10, burst: 100),
     ]
+    /// `MADOGUCHI_RATE_LIMIT_PROVIDER`: `rate/burst` per client address on the provider webhooks
+    /// (`/v1/inbound/{sms|chat}/{provider}`, which carry no key), or `off`.
+    public var providerRateLimit: RateLimit? = RateLimit(perSecond: 100, burst: 2000)
 
     public init() {}
 
@@ -49,6 +52,15 @@ public struct HTTPSettings: Sendable {
                 settings.rateLimits[role] = limit
             } else {
                 throw ConfigurationError("\(name)=\(raw) is not rate/burst (like 20/200) or off")
+            }
+        }
+        if let raw = reader.value("MADOGUCHI_RATE_LIMIT_PROVIDER") {
+            if raw.lowercased() == "off" {
+                settings.providerRateLimit = nil
+            } else if let limit = RateLimit(raw) {
+                settings.providerRateLimit = limit
+            } else {
+                throw ConfigurationError("MADOGUCHI_RATE_LIMIT_PROVIDER=\(raw) is not rate/burst (like 100/2000) or off")
             }
         }
         if let connections = try reader.integer("MADOGUCHI_HTTP_MAX_CONNECTIONS", in: 1...1_000_000) { settings.maxConnections = connections }

@@ -20,7 +20,14 @@ struct AuthMiddleware: ServerMiddleware {
     ) async throws -> (HTTPResponse, HTTPBody?) {
         let scope = RequestScope.current
         scope?.operationID = operationID
-        if OperationAccess.publicOperations.contains(operationID) || OperationAccess.providerSignedOperations.contains(operationID) {
+        if OperationAccess.publicOperations.contains(operationID) {
+            return try await next(request, body, metadata)
+        }
+        if OperationAccess.providerSignedOperations.contains(operationID) {
+            if let decision = rateLimiter.takeProviderWebhook(from: scope?.clientAddress) {
+                guard decision.allowed else { throw Problem.webhookRateLimited(decision) }
+                for field in decision.headers { scope?.setResponseHeader(field.name, field.value) }
+            }
             return try await next(request, body, metadata)
         }
         let principal = try await authenticate(request, operationID: operationID)

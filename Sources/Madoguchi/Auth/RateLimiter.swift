@@ -21,12 +21,14 @@ public struct RateLimit: Sendable, Equatable {
     }
 }
 
-/// Per-key request limits, by role. Each key has its own bucket in this process (two instances each
-/// allow the rate). A gateway's burst is large, so a relay catching up after an outage is slowed —
-/// told when to come back — rather than refused.
+/// Per-key request limits, by role, and for the provider webhooks (which carry no key) per client
+/// address. Each key or address has its own bucket in this process (two instances each allow the
+/// rate). A gateway's burst is large, so a relay catching up after an outage is slowed — told when to
+/// come back — rather than refused.
 final class RateLimiter: Sendable {
     private let limits: [Role: RateLimit]
-    private let buckets = Mutex<[UUID: Bucket]>([:])
+    let providerLimit: RateLimit?
+    private let buckets = Mutex<[String: Bucket]>([:])
 
     private struct Bucket {
         var tokens: Double
@@ -41,19 +43,32 @@ final class RateLimiter: Sendable {
         var retryAfter: Int
     }
 
-    init(limits: [Role: RateLimit]) { self.limits = limits }
+    init(limits: [Role: RateLimit], providerLimit: RateLimit? = nil) {
+        self.limits = limits
+        self.providerLimit = providerLimit
+    }
 
     /// Takes one token from the key's bucket, or says how long to wait; nil when the role is unlimited.
     func take(keyID: UUID, role: Role, now: ContinuousClock.Instant = .now) -> Decision? {
-        guard let limit = limits[role] else { return nil }
-        return buckets.withLock { buckets in
-            var bucket = buckets[keyID] ?? Bucket(tokens: Double(limit.burst), updated: now)
+        limits[role].map { take(bucket: "key " + keyID.uuidString, limit: $0, now: now) }
+    }
+
+    /// Takes one token from the bucket of a client address calling the provider webhooks; nil when
+    /// they are unlimited. The address, not the provider, so one noisy client cannot use up the
+    /// provider's own allowance.
+    func takeProviderWebhook(from address: String?, now: ContinuousClock.Instant = .now) -> Decision? {
+        providerLimit.map { take(bucket: "webhook " + (address ?? "-"), limit: $0, now: now) }
+    }
+
+    private func take(bucket name: String, limit: RateLimit, now: ContinuousClock.Instant) -> Decision {
+        buckets.withLock { buckets in
+            var bucket = buckets[name] ?? Bucket(tokens: Double(limit.burst), updated: now)
             let elapsed = bucket.updated.duration(to: now).seconds
             bucket.tokens = min(Double(limit.burst), bucket.tokens + max(0, elapsed) * limit.perSecond)
             bucket.updated = now
             let allowed = bucket.tokens >= 1
             if allowed { bucket.tokens -= 1 }
-            buckets[keyID] = bucket
+            buckets[name] = bucket
             let untilFull = Int(((Double(limit.burst) - bucket.tokens) / limit.perSecond).rounded(.up))
             var headers: HTTPFields = [:]
             headers[.rateLimitLimit] = String(limit.burst)
@@ -81,6 +96,14 @@ extension Problem {
         headers[.retryAfter] = String(decision.retryAfter)
         return Problem(.rateLimited, status: .tooManyRequests, title: "Too many requests",
                        detail: "This key has used its requests for now (\(role.rawValue) keys: bursts of \(decision.headers[.rateLimitLimit] ?? "?")); try again in \(decision.retryAfter) s.",
+                       headers: headers)
+    }
+
+    static func webhookRateLimited(_ decision: RateLimiter.Decision) -> Problem {
+        var headers = decision.headers
+        headers[.retryAfter] = String(decision.retryAfter)
+        return Problem(.rateLimited, status: .tooManyRequests, title: "Too many requests",
+                       detail: "This address has used its provider webhook requests for now (bursts of \(decision.headers[.rateLimitLimit] ?? "?")); try again in \(decision.retryAfter) s.",
                        headers: headers)
     }
 }

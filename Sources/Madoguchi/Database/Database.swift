@@ -1,14 +1,17 @@
 import Logging
 import PostgresNIO
+import _ConnectionPoolModule
 import Prometheus
 import Synchronization
 
-/// The service's handle on PostgreSQL: a connection pool plus the two ways to use it.
+/// The service's handle on PostgreSQL: a connection pool (renewed after an outage) plus the two ways
+/// to use it.
 ///
 /// Stores take a `PostgresConnection` rather than the pool, so one use case can compose several of them
 /// inside a single `withTransaction`.
 public struct Database: Sendable {
-    public let client: PostgresClient
+    /// The service to run beside everything that uses this database.
+    public let client: RenewablePool
     let logger: Logger
     let metrics: PoolMetrics?
     /// How long a caller waits for a pooled connection before the database counts as unavailable
@@ -18,7 +21,7 @@ public struct Database: Sendable {
 
     public init(configuration: PostgresClient.Configuration, logger: Logger, registry: PrometheusCollectorRegistry? = nil,
                 leaseTimeout: Duration = .seconds(600)) {
-        self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.client = RenewablePool(configuration: configuration, logger: logger)
         self.logger = logger
         self.metrics = registry.map { PoolMetrics(registry: $0, maximum: configuration.options.maximumConnections) }
         self.leaseTimeout = leaseTimeout
@@ -30,8 +33,28 @@ public struct Database: Sendable {
     public func withConnection<Result: Sendable>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
         let requested = ContinuousClock.now
         let leased = LeaseFlag()
-        let (client, metrics, limit) = (client, metrics, leaseTimeout)
-        return try await withoutActuallyEscaping(body) { body in
+        let (pool, metrics, limit) = (client, metrics, leaseTimeout)
+        let client = pool.current
+        do {
+            return try await lease(from: client, metrics: metrics, limit: limit, requested: requested, leased: leased) { connection in
+                pool.leasedNow.add(1, ordering: .relaxed)
+                defer { pool.leasedNow.subtract(1, ordering: .relaxed) }
+                return try await body(connection)
+            }
+        } catch let error where !leased.isSet
+            && (error is DatabaseUnavailable || (error as? ConnectionPoolError) == .connectionCreationCircuitBreakerTripped) {
+            // No connection at all: perhaps the pool is still backing off from an outage that is over.
+            // (Not a cancelled request: that says nothing about the pool.)
+            pool.connectionFailed()
+            throw error
+        }
+    }
+
+    private func lease<Result: Sendable>(
+        from client: PostgresClient, metrics: PoolMetrics?, limit: Duration, requested: ContinuousClock.Instant, leased: LeaseFlag,
+        _ body: (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
+        try await withoutActuallyEscaping(body) { body in
             // Runs in a child task while this one waits for it: never concurrently with the caller.
             nonisolated(unsafe) let body = body
             return try await withThrowingTaskGroup(of: Result?.self) { group in

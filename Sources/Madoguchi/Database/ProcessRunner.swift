@@ -62,6 +62,7 @@ package struct ProcessRunner: Sendable {
             posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
             posix_spawn_file_actions_adddup2(&actions, writeEnd, 1)
             posix_spawn_file_actions_adddup2(&actions, writeEnd, 2)
+            Self.closeInheritedDescriptors(&actions)
 
             // A child inherits the signal mask of the thread that spawns it, and Dispatch's threads block
             // signals: pgbench then never sees the SIGALRM that ends a timed run. Start every child with
@@ -103,4 +104,21 @@ package struct ProcessRunner: Sendable {
         let exitCode = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
         return Result(status: exitCode, output: String(decoding: output, as: UTF8.self))
     }
+}
+
+extension ProcessRunner {
+    /// Has the child close every descriptor above standard error. Without it a postmaster started by
+    /// `pg_ctl` keeps whatever the spawning process had open (the server's sockets, its listening
+    /// port among them) and, in a busy process, starts with too few left: "insufficient file
+    /// descriptors available to start server process".
+    static func closeInheritedDescriptors(_ actions: inout posix_spawn_file_actions_t) {
+        if let closeFrom = addCloseFrom { _ = closeFrom(&actions, 3) }
+    }
+
+    /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34+), which Swift's Glibc module does not
+    /// export; nil on an older C library, where children inherit as before.
+    private static let addCloseFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+    }()
 }

@@ -50,6 +50,15 @@ final class Contract: Sendable {
     let schemas: [String: Schema]
     /// The `application/json` request body of each operation that has one, by operation id.
     let requestBodies: [String: Schema]
+    /// Each operation's query and header parameters by name (header names lowercased), by operation id.
+    let parameters: [String: [Parameter]]
+
+    struct Parameter: Sendable {
+        enum Location: String, Sendable { case query, header }
+        let name: String
+        let location: Location
+        let schema: Schema
+    }
 
     init(json: Data) throws {
         guard let document = try JSONSerialization.jsonObject(with: json) as? [String: Any] else {
@@ -57,17 +66,31 @@ final class Contract: Sendable {
         }
         let components = (document["components"] as? [String: Any])?["schemas"] as? [String: Any] ?? [:]
         schemas = components.compactMapValues { ($0 as? [String: Any]).map(Schema.init) }
+        let sharedParameters = (document["components"] as? [String: Any])?["parameters"] as? [String: Any] ?? [:]
         var bodies: [String: Schema] = [:]
+        var parameters: [String: [Parameter]] = [:]
         for case let item as [String: Any] in ((document["paths"] as? [String: Any]) ?? [:]).values {
             for case let operation as [String: Any] in item.values {
-                guard let id = operation["operationId"] as? String,
-                      let content = (operation["requestBody"] as? [String: Any])?["content"] as? [String: Any],
+                guard let id = operation["operationId"] as? String else { continue }
+                for case var parameter as [String: Any] in (operation["parameters"] as? [Any]) ?? [] {
+                    if let reference = parameter["$ref"] as? String,
+                       let shared = sharedParameters[String(reference.split(separator: "/").last ?? "")] as? [String: Any] {
+                        parameter = shared
+                    }
+                    guard let name = parameter["name"] as? String, let location = (parameter["in"] as? String).flatMap(Parameter.Location.init),
+                          let schema = parameter["schema"] as? [String: Any]
+                    else { continue }
+                    parameters[id, default: []].append(
+                        Parameter(name: location == .header ? name.lowercased() : name, location: location, schema: Schema(schema)))
+                }
+                guard let content = (operation["requestBody"] as? [String: Any])?["content"] as? [String: Any],
                       let schema = (content["application/json"] as? [String: Any])?["schema"] as? [String: Any]
                 else { continue }
                 bodies[id] = Schema(schema)
             }
         }
         requestBodies = bodies
+        self.parameters = parameters
     }
 
     /// The contract this binary was built with.
@@ -83,6 +106,41 @@ final class Contract: Sendable {
         guard let schema = requestBodies[operation] else { return [] }
         var found: [Problem.FieldError] = []
         check(body, against: schema, at: "", into: &found)
+        return found
+    }
+
+    /// What is wrong with the query and header parameters of a request, each named by its parameter:
+    /// lengths, patterns and ranges, as for bodies, and NUL anywhere (PostgreSQL text cannot hold it).
+    /// A value the decoder cannot read as its type is left to the decoder's own 400.
+    func problems(inQuery query: [(name: String, value: String)], headers: [(name: String, value: String)], operation: String) -> [Problem.FieldError] {
+        var found: [Problem.FieldError] = []
+        let known = parameters[operation] ?? []
+        for (location, items) in [(Parameter.Location.query, query), (.header, headers)] {
+            for item in items {
+                let name = location == .header ? item.name.lowercased() : item.name
+                guard let parameter = known.first(where: { $0.location == location && $0.name == name }) else {
+                    if location == .query && item.value.contains("\u{0}") {
+                        found.append(.init(pointer: item.name, message: "must not contain the NUL character"))
+                    }
+                    continue
+                }
+                if item.value.contains("\u{0}") {
+                    found.append(.init(pointer: parameter.name, message: "must not contain the NUL character"))
+                    continue
+                }
+                var schema = resolved(parameter.schema)
+                if schema.type == "array", let items = schema.items { schema = resolved(items) }
+                switch schema.type {
+                case "string":
+                    check(item.value, against: schema, at: parameter.name, into: &found)
+                case "integer", "number":
+                    guard let number = Double(item.value) else { continue }
+                    check(NSNumber(value: number), against: schema, at: parameter.name, into: &found)
+                default:
+                    continue
+                }
+            }
+        }
         return found
     }
 

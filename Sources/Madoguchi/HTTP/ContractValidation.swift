@@ -2,18 +2,23 @@ import Foundation
 import HTTPTypes
 import OpenAPIRuntime
 
-/// Checks a JSON request body against its schema in `openapi.yaml` (`Contract`) before the generated
-/// decoder sees it, and answers what the contract forbids as one 422 naming every member at fault —
-/// for every operation at once, so no handler has to remember a length or a range.
+/// Checks a request against `openapi.yaml` (`Contract`) before the generated decoder sees it, for
+/// every operation at once, so no handler has to remember a length or a range:
+/// - query and header parameters (lengths, patterns, ranges, NUL): one 400 `invalid-parameter`
+///   naming every parameter at fault;
+/// - a JSON body: one 422 `validation-failed` naming every member at fault.
 ///
-/// It runs after `AuthMiddleware` (nothing is read for a caller without a key) and reads at most
-/// `limit` bytes (`BodyLimitMiddleware` has already refused more). A body that is not JSON passes
-/// through untouched: the decoder's 400 says what is wrong with it. The gateway endpoints are left
-/// out: they keep every request as sent and answer with their own per-field problems.
+/// It runs after `AuthMiddleware`, so nothing is read for a caller without a key. It also keeps the
+/// exact bytes of the gateway JSON endpoints (`rawBodyOperations`: `/v1/inbound/webform`, `/sms`,
+/// `/chat`) in `RequestScope.rawBody`, where their handlers store them as received; those bodies may
+/// be as large as a mail (`rawBodyLimit`), every other one `limit` (`BodyLimitMiddleware`, further out,
+/// has already refused a declared length over the limit and cuts a chunked body off at it). A body
+/// that is not JSON passes through untouched: the decoder's 400 says what is wrong with it.
 struct ContractValidation: ServerMiddleware {
     let contract: Contract
-    let skipped: Set<String>
     let limit: Int
+    let rawBodyOperations: Set<String>
+    let rawBodyLimit: Int
 
     func intercept(
         _ request: HTTPRequest,
@@ -22,14 +27,32 @@ struct ContractValidation: ServerMiddleware {
         operationID: String,
         next: @Sendable (HTTPRequest, HTTPBody?, ServerRequestMetadata) async throws -> (HTTPResponse, HTTPBody?)
     ) async throws -> (HTTPResponse, HTTPBody?) {
-        guard let body, !skipped.contains(operationID), contract.requestBodies[operationID] != nil,
-              request.headerFields[.contentType]?.lowercased().hasPrefix("application/json") ?? false
-        else { return try await next(request, body, metadata) }
-        let bytes = try await [UInt8](collecting: body, upTo: limit)
-        if let value = try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed]) {
+        let parameterProblems = contract.problems(
+            inQuery: Self.queryItems(of: request.path ?? ""),
+            headers: request.headerFields.map { ($0.name.canonicalName, $0.value) },
+            operation: operationID)
+        if !parameterProblems.isEmpty { throw Problem.invalidParameters(parameterProblems) }
+
+        let keepsRawBody = rawBodyOperations.contains(operationID)
+        let isJSON = request.headerFields[.contentType]?.lowercased().hasPrefix("application/json") ?? false
+        guard let body, keepsRawBody || (isJSON && contract.requestBodies[operationID] != nil) else {
+            return try await next(request, body, metadata)
+        }
+        let bytes = try await [UInt8](collecting: body, upTo: keepsRawBody ? rawBodyLimit : limit)
+        if keepsRawBody { RequestScope.current?.rawBody = bytes }
+        if isJSON, let value = try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed]) {
             let problems = contract.problems(in: value, operation: operationID)
             if !problems.isEmpty { throw Problem.validationFailed(problems) }
         }
         return try await next(request, HTTPBody(bytes), metadata)
+    }
+
+    /// The query's names and values, percent-decoded; none when the query is not well-formed (the
+    /// decoder answers that).
+    static func queryItems(of path: String) -> [(name: String, value: String)] {
+        guard let mark = path.firstIndex(of: "?") else { return [] }
+        var components = URLComponents()
+        components.percentEncodedQuery = String(path[path.index(after: mark)...])
+        return (components.queryItems ?? []).map { ($0.name, $0.value ?? "") }
     }
 }

@@ -16,7 +16,8 @@ struct ObservabilityMiddleware<Context: RequestContext>: RouterMiddleware {
         var context = context
         context.logger[metadataKey: "request_id"] = .string(requestID)
         let scope = RequestScope(requestID: requestID, logger: context.logger, requestURI: request.uri.description, requestHeaders: request.headers,
-                                 requestAuthority: request.head.authority)
+                                 requestAuthority: request.head.authority,
+                                 clientAddress: (context as? any RemoteAddressRequestContext)?.remoteAddress?.ipAddress)
 
         var response: Response
         do {

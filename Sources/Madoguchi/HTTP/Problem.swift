@@ -120,6 +120,12 @@ extension Problem {
         )
     }
 
+    /// Query or header parameters at fault, each named (`pointer` is the parameter's name).
+    public static func invalidParameters(_ errors: [FieldError]) -> Problem {
+        let detail = errors.map { ($0.pointer.map { "\($0): " } ?? "") + $0.message }.joined(separator: "; ")
+        return Problem(.invalidParameter, status: .badRequest, title: "Invalid parameter", detail: detail, errors: errors)
+    }
+
     public static func validationFailed(_ errors: [FieldError]) -> Problem {
         let detail = errors.map { ($0.pointer.map { "\($0): " } ?? "") + $0.message }.joined(separator: "; ")
         return Problem(.validationFailed, status: .unprocessableContent, title: "Validation failed", detail: detail, errors: errors)

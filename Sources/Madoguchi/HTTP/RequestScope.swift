@@ -18,6 +18,8 @@ public final class RequestScope: Sendable {
     public let requestHeaders: HTTPFields
     /// The host (and port) the client called, from `Host` (HTTP/1) or `:authority` (HTTP/2).
     public let requestAuthority: String?
+    /// The client's IP address as the socket sees it (a proxy's, behind one); nil in in-process tests.
+    public let clientAddress: String?
     private let state = Mutex(State())
 
     private struct State {
@@ -27,7 +29,9 @@ public final class RequestScope: Sendable {
         var responseHeaders: HTTPFields = [:]
     }
 
-    init(requestID: String, logger: Logger, requestURI: String, requestHeaders: HTTPFields = [:], requestAuthority: String? = nil) {
+    init(requestID: String, logger: Logger, requestURI: String, requestHeaders: HTTPFields = [:], requestAuthority: String? = nil,
+         clientAddress: String? = nil) {
+        self.clientAddress = clientAddress
         self.requestID = requestID
         self.logger = logger
         self.requestURI = requestURI
@@ -52,7 +56,7 @@ public final class RequestScope: Sendable {
     }
 
     /// The request body exactly as it arrived, for gateway endpoints that must store it before the
-    /// generated code decodes it (`RawBodyCapture`).
+    /// generated code decodes it (`ContractValidation` keeps them).
     public var rawBody: [UInt8]? {
         get { state.withLock { $0.rawBody } }
         set { state.withLock { $0.rawBody = newValue } }

@@ -11,9 +11,9 @@ extension APIHandler {
 
     func ingestEmail(_ input: Operations.IngestEmail.Input) async throws -> Operations.IngestEmail.Output {
         let key = try Self.idempotencyKey(input.headers.idempotencyKey)
-        guard case .messageRfc822(let body) = input.body else { throw Problem.internalError }
         // BodyLimitMiddleware has already refused anything over MADOGUCHI_MAX_EMAIL_BYTES.
-        let bytes = try await [UInt8](collecting: body, upTo: .max)
+        var bytes: [UInt8] = []
+        if case .messageRfc822(let body) = input.body { bytes = try await [UInt8](collecting: body, upTo: .max) }
         switch try await emailIngest.ingest(bytes, idempotencyKey: key, apiKeyID: try principal.keyID) {
         case .taken(let outcome): return .created(.init(body: .json(.init(outcome))))
         case .replayed(let outcome): return .ok(.init(body: .json(.init(outcome))))
@@ -71,7 +71,7 @@ extension APIHandler {
     func ingestWebform(_ input: Operations.IngestWebform.Input) async throws -> Operations.IngestWebform.Output {
         let key = try Self.idempotencyKey(input.headers.idempotencyKey)
         guard case .json(let submission) = input.body else { throw Problem.internalError }
-        // The bytes as they came (RawBodyMiddleware); re-encoded only if the middleware was bypassed.
+        // The bytes as they came (ContractValidation keeps them); re-encoded only if the middleware was bypassed.
         let raw = try RequestScope.current?.rawBody ?? Array(JSONEncoder.sorted.encode(submission))
         let answer = try await WebformIngest(database: database, logger: logger)
             .ingest(try InboundWebform(validating: submission), raw: raw, idempotencyKey: key, apiKeyID: try principal.keyID)

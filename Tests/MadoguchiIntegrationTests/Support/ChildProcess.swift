@@ -25,6 +25,7 @@ struct ChildProcess: Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        ProcessRunner.closeInheritedDescriptors(&actions)  // none of the test process's sockets
         var pid: pid_t = 0
         let status = posix_spawn(&pid, executable, &actions, nil, argv, envp)
         guard status == 0 else { throw EmbeddedPostgresError("cannot start \(executable): \(String(cString: strerror(status)))") }

@@ -46,6 +46,7 @@ struct TestApp {
         configuration.http.readinessTimeout = .seconds(120)
         // Tests fire thousands of requests from one key; the limits have tests of their own.
         configuration.http.rateLimits = [:]
+        configuration.http.providerRateLimit = nil
         configure(&configuration)
         let registry = PrometheusCollectorRegistry()
         let database = Database(configuration: clientConfiguration, logger: TestCluster.logger, registry: registry)

@@ -1,0 +1,120 @@
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+import Synchronization
+
+/// The PostgresNIO pool, replaced by a fresh one when an outage has left it backing off.
+///
+/// While PostgreSQL is down the pool retries one connection with a growing pause (100 ms × 1.25ⁿ, up
+/// to a minute) and, after 15 s without one, trips its breaker and fails every lease at once. Neither
+/// can be configured, so after a long outage the service would go on answering 503 for up to a minute
+/// after the database is back. Instead, whenever a lease fails for want of a connection, the caller
+/// asks for a probe (`connectionFailed()`): at most one every `probeInterval`, a new pool is started
+/// and given `probeTimeout` to connect. If it does, it takes over at once and the stale pool is shut
+/// down a little later (`drainDelay`, for any lease it still hands out); if not, the probe is dropped.
+/// A lease that fails while others are held means a saturated pool, not a stale one: no probe then.
+///
+/// It is the `Service` the service groups run in place of the client itself.
+public final class RenewablePool: Service, Sendable {
+    private let configuration: PostgresClient.Configuration
+    private let logger: Logger
+    private let probeInterval: Duration
+    private let probeTimeout: Duration
+    private let drainDelay: Duration
+    private let state: Mutex<State>
+    /// Connections leased right now, from any pool: while some are, the database answers and a failed
+    /// lease means the pool is saturated, which a new pool would only make worse.
+    let leasedNow = Atomic<Int>(0)
+    private let probes: AsyncStream<Void>
+    private let probeRequests: AsyncStream<Void>.Continuation
+
+    private struct State {
+        var client: PostgresClient
+        /// Ends the current pool's run.
+        var stop: AsyncStream<Void>.Continuation?
+        var lastProbe: ContinuousClock.Instant?
+        var renewals = 0
+    }
+
+    init(configuration: PostgresClient.Configuration, logger: Logger, probeInterval: Duration = .seconds(1),
+         probeTimeout: Duration = .seconds(3), drainDelay: Duration = .seconds(30)) {
+        self.configuration = configuration
+        self.logger = logger
+        self.probeInterval = probeInterval
+        self.probeTimeout = probeTimeout
+        self.drainDelay = drainDelay
+        state = Mutex(State(client: PostgresClient(configuration: configuration, backgroundLogger: logger)))
+        (probes, probeRequests) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// The pool leases come from now.
+    var current: PostgresClient { state.withLock { $0.client } }
+
+    /// How many times a stale pool was replaced since start.
+    var renewals: Int { state.withLock { $0.renewals } }
+
+    /// A lease failed for want of a connection: probe with a fresh pool, unless one was tried lately
+    /// or other connections are in use.
+    func connectionFailed() {
+        guard leasedNow.load(ordering: .relaxed) == 0 else { return }
+        let now = ContinuousClock.now
+        let due = state.withLock { state in
+            if let last = state.lastProbe, last.duration(to: now) < probeInterval { return false }
+            state.lastProbe = now
+            return true
+        }
+        if due { probeRequests.yield() }
+    }
+
+    public func run() async {
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                let (firstStopped, firstStop) = AsyncStream<Void>.makeStream()
+                let first = self.state.withLock { state in
+                    state.stop = firstStop
+                    return state.client
+                }
+                group.addTask { await Self.run(first, until: firstStopped) }
+                for await _ in self.probes {
+                    let candidate = PostgresClient(configuration: self.configuration, backgroundLogger: self.logger)
+                    let (stopped, stop) = AsyncStream<Void>.makeStream()
+                    group.addTask { await Self.run(candidate, until: stopped) }
+                    // Let its run() begin first: PostgresNIO warns about a lease before run().
+                    try? await Task.sleep(for: .milliseconds(20))
+                    guard await self.connects(candidate) else {
+                        stop.finish()
+                        continue
+                    }
+                    let staleStop = self.state.withLock { state in
+                        defer { (state.client, state.stop) = (candidate, stop); state.renewals += 1 }
+                        return state.stop
+                    }
+                    self.logger.notice("PostgreSQL answers again: replaced the connection pool that was backing off")
+                    group.addTask {
+                        try? await Task.sleep(for: self.drainDelay)
+                        staleStop?.finish()
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs a pool until `stopped` ends (or the task is cancelled).
+    private static func run(_ client: PostgresClient, until stopped: AsyncStream<Void>) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            for await _ in stopped {}
+            group.cancelAll()
+        }
+    }
+
+    private func connects(_ client: PostgresClient) async -> Bool {
+        let connected = try? await withDeadline(probeTimeout, orThrow: { CancellationError() }) {
+            try await client.withConnection { connection in
+                try await connection.query("SELECT 1", logger: self.logger)
+                return true
+            }
+        }
+        return connected ?? false
+    }
+}

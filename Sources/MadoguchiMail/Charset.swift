@@ -29,7 +29,8 @@ public enum Charset {
         let hasEscape = bytes.contains(0x1B)
         let isASCII = !bytes.contains { $0 >= 0x80 }
 
-        if isASCII && !hasEscape && !name.hasPrefix("utf-16") && !name.hasPrefix("utf-32") {
+        // UTF-7 (RFC 2152, still sent by some Outlook versions) is all ASCII and means something else.
+        if isASCII && !hasEscape && !name.hasPrefix("utf-16") && !name.hasPrefix("utf-32") && name != "utf-7" {
             return Decoded(text: String(decoding: bytes, as: UTF8.self), charset: "us-ascii")
         }
         if !name.isEmpty, let text = strictDecode(bytes, canonical: name) {
@@ -69,6 +70,7 @@ public enum Charset {
         case "iso-8859-1", "latin1", "iso8859-1", "iso_8859-1", "l1", "cp819", "ibm819", "us-ascii8", "windows-1252", "cp1252", "x-cp1252":
             // Mail labelled Latin-1 is in practice Windows-1252 (as the WHATWG encoding standard says).
             return "windows-1252"
+        case "utf-7", "utf7", "unicode-1-1-utf-7", "x-unicode-2-0-utf-7", "csunicode11utf7", "x-utf-7": return "utf-7"
         case "utf-16", "utf16": return "utf-16"
         case "utf-32", "utf32": return "utf-32"
         default:

@@ -5,7 +5,16 @@ public enum HeaderText {
     /// Unstructured text (Subject, Comments, display names): bytes read as UTF-8 or whatever charset
     /// they really are in, then encoded words decoded, then surrounding white space trimmed.
     public static func decode(_ raw: [UInt8]) -> String {
-        decodeEncodedWords(in: bytesToText(raw)).trimmingCharacters(in: .whitespacesAndNewlines)
+        let text: String
+        if raw.contains(where: { $0 >= 0x80 }), raw.indices.dropLast().contains(where: { raw[$0] == 0x3D && raw[$0 + 1] == 0x3F }) {
+            // Encoded words holding raw 8-bit bytes (`=?iso-8859-1?Q?Caf<E9>?=`, common from old
+            // mailers): each word is decoded from its bytes in its own charset, and only the text
+            // between words is left to detection.
+            text = decodeEncodedWords(units: raw.map(UInt32.init), eightBitPayloads: true) { bytesToText($0.map { UInt8($0) }) }
+        } else {
+            text = decodeEncodedWords(in: bytesToText(raw))
+        }
+        return text.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// Header bytes as text. RFC 6532 allows UTF-8; carriers and old clients send raw Shift_JIS or
@@ -21,47 +30,64 @@ public enum HeaderText {
     /// split multibyte characters (and ISO-2022-JP escape runs) across words.
     public static func decodeEncodedWords(in text: String) -> String {
         guard text.contains("=?") else { return text }
+        return decodeEncodedWords(units: text.unicodeScalars.map(\.value), eightBitPayloads: false) { units in
+            String(String.UnicodeScalarView(units.compactMap(Unicode.Scalar.init)))
+        }
+    }
+
+    /// The scanner behind both: `units` are Unicode scalars, or raw bytes when `eightBitPayloads`
+    /// (then an encoded word's text may hold bytes 0x80–0xFF, taken as bytes of its charset); `plain`
+    /// turns the units between encoded words into text.
+    private static func decodeEncodedWords(units: [UInt32], eightBitPayloads: Bool, plain: ([UInt32]) -> String) -> String {
         var output = ""
+        var plainRun: [UInt32] = []
         var pendingBytes: [UInt8] = []
         var pendingCharset: String?
-        var pendingSpace = ""
-        let scalars = Array(text.unicodeScalars)
+        var pendingSpace: [UInt32] = []
         var index = 0
+        let equals = UInt32(UInt8(ascii: "=")), question = UInt32(UInt8(ascii: "?"))
+        let whiteSpace: Set<UInt32> = [0x20, 0x09, 0x0D, 0x0A]
 
-        func flush() {
+        func flushWords() {
             if let charset = pendingCharset {
                 output += Charset.decode(pendingBytes, label: charset).text
             }
             pendingBytes = []
             pendingCharset = nil
         }
+        func flushPlain() {
+            if !plainRun.isEmpty { output += plain(plainRun) }
+            plainRun = []
+        }
 
-        while index < scalars.count {
-            if scalars[index] == "=", index + 1 < scalars.count, scalars[index + 1] == "?",
-               let word = EncodedWord(scalars: scalars, at: index)
+        while index < units.count {
+            if units[index] == equals, index + 1 < units.count, units[index + 1] == question,
+               let word = EncodedWord(units: units, at: index, eightBitPayloads: eightBitPayloads)
             {
+                flushPlain()
                 // Only white space since the previous encoded word: it is dropped.
-                if pendingCharset != nil, pendingCharset != word.charset { flush() }
-                pendingSpace = ""
+                if pendingCharset != nil, pendingCharset != word.charset { flushWords() }
+                pendingSpace = []
                 pendingCharset = word.charset
                 pendingBytes += word.bytes
                 index = word.end
                 continue
             }
-            let scalar = scalars[index]
-            if pendingCharset != nil, scalar == " " || scalar == "\t" || scalar == "\r" || scalar == "\n" {
-                pendingSpace.unicodeScalars.append(scalar)  // kept only if no encoded word follows
+            let unit = units[index]
+            if pendingCharset != nil, whiteSpace.contains(unit) {
+                pendingSpace.append(unit)  // kept only if no encoded word follows
                 index += 1
                 continue
             }
-            flush()
-            output += pendingSpace
-            pendingSpace = ""
-            output.unicodeScalars.append(scalar)
+            flushWords()
+            plainRun += pendingSpace
+            pendingSpace = []
+            plainRun.append(unit)
             index += 1
         }
-        flush()
-        output += pendingSpace
+        flushWords()
+        plainRun += pendingSpace
+        flushPlain()
         return output
     }
 }
@@ -73,30 +99,31 @@ struct EncodedWord {
     /// Index just past the closing `?=`.
     let end: Int
 
-    init?(scalars: [Unicode.Scalar], at start: Int) {
+    init?(units: [UInt32], at start: Int, eightBitPayloads: Bool) {
         // =?charset?E?text?=
+        let question = UInt32(UInt8(ascii: "?")), equals = UInt32(UInt8(ascii: "="))
         var index = start + 2
         var charset = ""
-        while index < scalars.count, scalars[index] != "?" {
-            let scalar = scalars[index]
-            guard scalar.isASCII, scalar.value > 32, charset.count < 64 else { return nil }
-            charset.unicodeScalars.append(scalar)
+        while index < units.count, units[index] != question {
+            let unit = units[index]
+            guard unit > 32, unit < 0x80, charset.count < 64 else { return nil }
+            charset.unicodeScalars.append(Unicode.Scalar(UInt8(unit)))
             index += 1
         }
-        guard index + 2 < scalars.count, !charset.isEmpty, scalars[index + 2] == "?" else { return nil }
-        let encoding = scalars[index + 1]
+        guard index + 2 < units.count, !charset.isEmpty, units[index + 2] == question else { return nil }
+        let encoding = units[index + 1]
         index += 3
         var text: [UInt8] = []
-        while index + 1 < scalars.count, !(scalars[index] == "?" && scalars[index + 1] == "=") {
-            let scalar = scalars[index]
-            guard scalar.isASCII, scalar != " ", scalar != "\t", scalar != "\r", scalar != "\n" else { return nil }
-            text.append(UInt8(scalar.value))
+        while index + 1 < units.count, !(units[index] == question && units[index + 1] == equals) {
+            let unit = units[index]
+            guard ![0x20, 0x09, 0x0D, 0x0A].contains(unit), unit < (eightBitPayloads ? 0x100 : 0x80) else { return nil }
+            text.append(UInt8(unit))
             index += 1
         }
-        guard index + 1 < scalars.count else { return nil }
+        guard index + 1 < units.count else { return nil }
         // RFC 2231 §5: a language may follow the charset ("=?utf-8*ja?B?...?=").
         self.charset = String(charset.split(separator: "*", maxSplits: 1).first ?? "")
-        switch encoding {
+        switch Unicode.Scalar(encoding).map(Character.init) {
         case "B", "b":
             bytes = TransferEncoding.decodeBase64(text)
         case "Q", "q":

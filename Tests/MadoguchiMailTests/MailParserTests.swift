@@ -28,6 +28,21 @@ struct MailParserTests {
         #expect(HeaderText.decodeEncodedWords(in: "=?ISO-2022-JP?B?GyRCJUYlOSVIGyhC?=") == "テスト")
     }
 
+    @Test("encoded words holding raw 8-bit bytes are decoded in their own charset; UTF-7 is decoded")
+    func lenientEncodedWords() {
+        // Old mailers put Latin-1 bytes straight into a Q word instead of =E9.
+        #expect(HeaderText.decode(Array("=?iso-8859-1?Q?Caf".utf8) + [0xE9] + Array("_cr".utf8) + [0xE8] + Array("me?=".utf8)) == "Café crème")
+        // Raw UTF-8 inside a word labelled UTF-8, next to raw Shift_JIS outside any word.
+        let shiftJIS: [UInt8] = [0x83, 0x65, 0x83, 0x58, 0x83, 0x67]  // テスト
+        #expect(HeaderText.decode(shiftJIS + Array(" =?utf-8?Q?".utf8) + Array("日本".utf8) + Array("?=".utf8)) == "テスト 日本")
+        // A word that is not well-formed is still left as written, its bytes decoded as the rest.
+        #expect(HeaderText.decode(Array("=?utf-8?Q?".utf8) + Array("日本 語?=".utf8)) == "=?utf-8?Q?日本 語?=")
+        // UTF-7 (RFC 2152): all ASCII, yet not to be shown as written.
+        #expect(HeaderText.decode(Array("=?utf-7?Q?+ZeVnLIqe-?=".utf8)) == "日本語")
+        #expect(HeaderText.decode(Array("=?unicode-1-1-utf-7?Q?Hi_Mom_-+Jjo--!?=".utf8)) == "Hi Mom -☺-!")
+        #expect(Charset.decode(Array("+ZeVnLIqe-".utf8), label: "UTF-7").text == "日本語")
+    }
+
     @Test("Japanese charsets decode with the extensions carriers and Windows use")
     func japaneseCharsets() {
         // ① ㈱ ～ in CP932

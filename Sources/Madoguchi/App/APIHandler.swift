@@ -7,6 +7,8 @@ import Prometheus
 /// and the stores and domain types decide.
 struct APIHandler: APIProtocol {
     let database: Database
+    /// Where reports read: a read replica (`MADOGUCHI_REPORTS_DATABASE_URL`), else `database`.
+    let reportsDatabase: Database
     let migrator: Migrator
     let registry: PrometheusCollectorRegistry
     let baseLogger: Logger

@@ -34,8 +34,17 @@ public func buildApplication(
 
     let notifier = EventNotifier(database: database, logger: logger)
     let assigner = AssignmentWorker(database: database, migrator: migrator, logger: logger, notifier: notifier)
+    // Reports read a replica when one is configured: its own pool, run beside the primary's.
+    var reportsDatabase = database
+    var replicaServices: [any Service] = []
+    if let url = configuration.reportsDatabaseURL {
+        var replicaConfiguration = try DatabaseURL.configuration(from: url)
+        replicaConfiguration.options.maximumConnections = configuration.databasePoolSize
+        reportsDatabase = Database(configuration: replicaConfiguration, logger: logger, leaseTimeout: configuration.databaseWait)
+        replicaServices = [reportsDatabase.client]
+    }
     let handler = APIHandler(
-        database: database, migrator: migrator, registry: registry, baseLogger: logger, claimLease: configuration.claimLease,
+        database: database, reportsDatabase: reportsDatabase, migrator: migrator, registry: registry, baseLogger: logger, claimLease: configuration.claimLease,
         warningWords: configuration.warningWords, subjectThreadWindow: configuration.subjectThreadWindow,
         chatIdleGap: configuration.chatIdleGap, providers: configuration.providers, delivery: configuration.delivery,
         webhooks: configuration.webhooks, readinessTimeout: configuration.http.readinessTimeout, notifier: notifier,
@@ -58,7 +67,7 @@ public func buildApplication(
         configuration: .init(
             address: .hostname(configuration.host, port: configuration.port), serverName: "Madoguchi",
             availableConnectionsDelegate: MaximumAvailableConnections(configuration.http.maxConnections, logger: logger)),
-        services: servicesBeforeDatabase + [database.client, notifier, SmsPartsSweeper(parts: handler.smsParts, wait: configuration.smsPartWait),
+        services: servicesBeforeDatabase + [database.client] + replicaServices + [notifier, SmsPartsSweeper(parts: handler.smsParts, wait: configuration.smsPartWait),
                                             assigner]
             + (configuration.delivery.runsInServe ? [OutboxWorker(database: database, migrator: migrator, settings: configuration.delivery,
                                                                   publicURL: configuration.providers.publicURL, logger: logger)] : [])

@@ -10,6 +10,10 @@ public struct Configuration: Sendable {
     public var port: Int = 8080
     /// `DATABASE_URL`: an external PostgreSQL. When absent, Madoguchi runs its own cluster under `dataDirectory`.
     public var databaseURL: String? = nil
+    /// `MADOGUCHI_REPORTS_DATABASE_URL`: a read replica (a streaming standby of the database) that
+    /// the reports read from, so aggregation never competes with ingest and claims on the primary.
+    /// When absent, reports read the primary.
+    public var reportsDatabaseURL: String? = nil
     /// `MADOGUCHI_DATA_DIR`: where the embedded cluster lives (`pg/`) and listens (`run/`).
     public var dataDirectory: String = "./.madoguchi"
     /// `MADOGUCHI_PG_BIN`: the directory holding `initdb` and `pg_ctl`; searched for when absent.
@@ -67,6 +71,8 @@ public struct Configuration: Sendable {
         if let host = value("MADOGUCHI_HOST") { configuration.host = host }
         if let port = try integer("MADOGUCHI_PORT", in: 0...65535) { configuration.port = port }
         configuration.databaseURL = value("DATABASE_URL")
+        configuration.reportsDatabaseURL = value("MADOGUCHI_REPORTS_DATABASE_URL")
+        if let url = configuration.reportsDatabaseURL { _ = try DatabaseURL.configuration(from: url) }  // refused at start if malformed
         if let directory = value("MADOGUCHI_DATA_DIR") { configuration.dataDirectory = directory }
         configuration.postgresBinDirectory = value("MADOGUCHI_PG_BIN")
         if let size = try integer("MADOGUCHI_DB_POOL_SIZE", in: 1...1000) { configuration.databasePoolSize = size }

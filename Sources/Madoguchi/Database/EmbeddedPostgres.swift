@@ -99,6 +99,24 @@ public struct EmbeddedPostgres: Sendable {
         return .started
     }
 
+    /// Makes this cluster a streaming standby of `primary` (`pg_basebackup -R`: a copy of the primary
+    /// that follows its WAL, read-only), unless it exists already; `start()` then runs it. For a
+    /// reports replica on one machine, and for the tests of one.
+    public func createStandby(of primary: EmbeddedPostgres) async throws {
+        try prepareDirectories()
+        guard !FileManager.default.fileExists(atPath: clusterDirectory + "/PG_VERSION") else { return }
+        try FileManager.default.createDirectory(atPath: clusterDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        if let user = runner.runAsUser, let account = Self.account(named: user) { _ = chown(clusterDirectory, account.uid, account.gid) }
+        let result = try await runner.run(program("pg_basebackup"), [
+            "-h", primary.socketDirectory, "-p", String(primary.port), "-U", Self.superuser, "-D", clusterDirectory,
+            "--write-recovery-conf", "--wal-method=stream", "--checkpoint=fast", "--no-password",
+        ])
+        guard result.status == 0 else {
+            try? FileManager.default.removeItem(atPath: clusterDirectory)
+            throw EmbeddedPostgresError("pg_basebackup failed (exit \(result.status)): \(result.output.trimmed)")
+        }
+    }
+
     /// The path of one of PostgreSQL's programs (pgbench, pg_dump …): beside `initdb`, or beside the
     /// file a symlinked `pg_ctl` points to (PATH may hold only links to a few of them).
     public func program(_ name: String) -> String {

@@ -1,0 +1,76 @@
+import Foundation
+import PostgresNIO
+import Testing
+@testable import Madoguchi
+
+@Suite("Reports from a read replica")
+struct ReportReplicaTests {
+    @Test("with MADOGUCHI_REPORTS_DATABASE_URL, reports read a real streaming standby: paused replay holds them back, resumed they catch up")
+    func reportsReadTheReplica() async throws {
+        let primaryDirectory = try TestCluster.makeTemporaryDirectory(prefix: "madoguchi-primary")
+        let primary = try EmbeddedPostgres(directory: primaryDirectory, logger: TestCluster.logger)
+        defer { TestCluster.stopNow(primary) }
+        _ = try await primary.start()
+        try await primary.createDatabase("madoguchi")
+        let standbyDirectory = try TestCluster.makeTemporaryDirectory(prefix: "madoguchi-standby")
+        let standby = try EmbeddedPostgres(directory: standbyDirectory, logger: TestCluster.logger)
+        defer { TestCluster.stopNow(standby) }
+        try await standby.createStandby(of: primary)
+        _ = try await standby.start()
+        let inRecovery = try await standby.withAdminConnection { connection in
+            try await connection.query("SELECT pg_is_in_recovery()", logger: TestCluster.logger).collect().first?.decode(Bool.self)
+        }
+        #expect(inRecovery == true, "the standby runs read-only, following the primary")
+
+        func url(_ cluster: EmbeddedPostgres) -> String { "postgresql://postgres@/madoguchi?host=\(cluster.socketDirectory)&port=\(cluster.port)" }
+        func key(_ role: String) throws -> String {
+            let made = try ProcessRunner.spawnAndWait([ServeCommandTests.binary, "keys", "create", "--role", role, "--name", role, "--database-url", url(primary)])
+            return try #require(made.output.split(separator: "\n").first { $0.hasPrefix("mdg_") }.map(String.init), "\(made.output)")
+        }
+        let port = try ServeCommandTests.freePort()
+        let log = primaryDirectory + "/serve.log"
+        let process = try ChildProcess.start(ServeCommandTests.binary, ["serve"], environment: [
+            "DATABASE_URL": url(primary), "MADOGUCHI_REPORTS_DATABASE_URL": url(standby), "MADOGUCHI_PORT": String(port),
+            "MADOGUCHI_OUTBOX_WORKER": "off", "MADOGUCHI_WEBHOOK_WORKER": "off",
+        ], log: log)
+        let server = ServeCommandTests.Server(pid: process.pid, port: port, log: log)
+        _ = try await server.waitUntilReady()
+        let (gateway, dashboard) = (try key("gateway"), try key("dashboard"))
+
+        func post(_ number: Int) async throws {
+            let mail = testMail(subject: "レプリカ \(number)", id: "replica-\(number)@example.jp").replacingOccurrences(of: "\n", with: "\r\n")
+            let request = "POST /v1/inbound/email HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(gateway)\r\nContent-Type: message/rfc822\r\n"
+                + "Content-Length: \(mail.utf8.count)\r\nConnection: close\r\n\r\n" + mail
+            let answer = try await RawHTTP.exchange(port: port, request: request, timeoutSeconds: 60)
+            #expect(answer.hasPrefix("HTTP/1.1 201"), "\(answer)")
+        }
+        // New tickets today, as the report counts them.
+        func reported() async throws -> Int {
+            let today = ISO8601DateFormatter.string(from: Date(), timeZone: TimeZone(identifier: "Asia/Tokyo")!, formatOptions: [.withFullDate])
+            let tomorrow = ISO8601DateFormatter.string(from: Date().addingTimeInterval(86_400), timeZone: TimeZone(identifier: "Asia/Tokyo")!, formatOptions: [.withFullDate])
+            let request = "GET /v1/reports/volume?from=\(today)&to=\(tomorrow)&format=csv HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(dashboard)\r\nConnection: close\r\n\r\n"
+            let answer = try await RawHTTP.exchange(port: port, request: request, timeoutSeconds: 60)
+            #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer)")
+            let body = answer.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n")
+            let lines = body.split(whereSeparator: \.isNewline).map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+            guard let header = lines.first(where: { $0.contains("new_tickets") }), let column = header.firstIndex(of: "new_tickets") else {
+                Issue.record("no new_tickets column in \(answer)")
+                return -1
+            }
+            return lines.dropFirst().compactMap { $0.count > column ? Int($0[column]) : nil }.reduce(0, +)
+        }
+
+        for number in 1...3 { try await post(number) }
+        #expect(try await ChildProcess.eventually(timeout: .seconds(60)) { try await reported() == 3 }, "the standby caught up")
+
+        // Replay paused: what the primary takes in from now on is not on the standby, nor in reports.
+        try await standby.withAdminConnection { try await $0.query("SELECT pg_wal_replay_pause()", logger: TestCluster.logger) }
+        for number in 4...5 { try await post(number) }
+        try await Task.sleep(for: .seconds(1))
+        #expect(try await reported() == 3, "reports read the standby, where replay is paused")
+
+        try await standby.withAdminConnection { try await $0.query("SELECT pg_wal_replay_resume()", logger: TestCluster.logger) }
+        #expect(try await ChildProcess.eventually(timeout: .seconds(60)) { try await reported() == 5 }, "resumed, the standby and the reports catch up")
+        #expect(await server.stop() == 0)
+    }
+}

@@ -32,10 +32,12 @@ public struct MailAddress: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// Parses an address list (From, To, Cc, Reply-To…): groups, comments, quoted and encoded display
-    /// names, route addresses. Whatever cannot be read as a mailbox is skipped, never fatal.
-    public static func list(_ raw: [UInt8]) -> [MailAddress] {
+    /// names, route addresses. Whatever cannot be read as a mailbox is skipped, never fatal — except,
+    /// when `keepingNamesWithoutAddress` (for From), a display name with no address at all, which
+    /// comes back with an empty `address` so the name is not lost.
+    public static func list(_ raw: [UInt8], keepingNamesWithoutAddress: Bool = false) -> [MailAddress] {
         let text = HeaderText.bytesToText(raw)
-        return splitMailboxes(Array(text.unicodeScalars)).compactMap(mailbox)
+        return splitMailboxes(Array(text.unicodeScalars)).compactMap { mailbox($0, keepingNamesWithoutAddress: keepingNamesWithoutAddress) }
     }
 
     /// Top-level commas separate mailboxes; a top-level `:` opens a group whose name is dropped and `;`
@@ -75,7 +77,7 @@ public struct MailAddress: Sendable, Equatable, CustomStringConvertible {
         return chunks
     }
 
-    private static func mailbox(_ scalars: [Unicode.Scalar]) -> MailAddress? {
+    private static func mailbox(_ scalars: [Unicode.Scalar], keepingNamesWithoutAddress: Bool) -> MailAddress? {
         let text = String(String.UnicodeScalarView(scalars))
         var comments: [String] = []
         let withoutComments = stripComments(text, into: &comments)
@@ -91,6 +93,12 @@ public struct MailAddress: Sendable, Equatable, CustomStringConvertible {
             return MailAddress(name: name, address: address)
         }
         let address = withoutComments.filter { !$0.isWhitespace }
+        let written = withoutComments.trimmingCharacters(in: .whitespacesAndNewlines)
+        if keepingNamesWithoutAddress, !address.contains("@"), written.contains(where: \.isWhitespace) || written.hasPrefix("\"") {
+            // Words or a quoted string and no address: a name (a single word such as MAILER-DAEMON
+            // stays an address, as mailers mean it).
+            return displayName(written).map { MailAddress(name: $0, address: "") }
+        }
         guard address.contains("@") || (!address.isEmpty && !address.contains("\"")) else { return nil }
         return MailAddress(name: comments.last.flatMap(displayName), address: address)
     }

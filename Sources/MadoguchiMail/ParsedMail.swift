@@ -45,8 +45,15 @@ public struct ParsedMail: Sendable {
         defects = parser.defects
         let headers = root.headers
 
-        from = headers.field("From").flatMap { MailAddress.list($0.rawValue).first }
-            ?? headers.field("Sender").flatMap { MailAddress.list($0.rawValue).first }
+        // A From with a name and no address (`From: Taro Yamada`) keeps the name; the address then
+        // comes from Sender, if there is one.
+        let author = headers.field("From").flatMap { MailAddress.list($0.rawValue, keepingNamesWithoutAddress: true).first }
+        let sender = headers.field("Sender").flatMap { MailAddress.list($0.rawValue).first }
+        if let author, author.address.isEmpty, let sender {
+            from = MailAddress(name: author.name ?? sender.name, address: sender.address)
+        } else {
+            from = author ?? sender
+        }
         to = headers.all("To").flatMap { MailAddress.list($0.rawValue) }
         cc = headers.all("Cc").flatMap { MailAddress.list($0.rawValue) }
         replyTo = headers.field("Reply-To").map { MailAddress.list($0.rawValue) } ?? []

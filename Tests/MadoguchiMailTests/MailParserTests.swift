@@ -28,6 +28,16 @@ struct MailParserTests {
         #expect(HeaderText.decodeEncodedWords(in: "=?ISO-2022-JP?B?GyRCJUYlOSVIGyhC?=") == "テスト")
     }
 
+    @Test("a From with a name and no address keeps the name (the address from Sender when there is one); a lone word is still an address")
+    func fromWithoutAddress() {
+        #expect(mail("From: Taro Yamada\nSubject: x\n\nbody").from == MailAddress(name: "Taro Yamada", address: ""))
+        #expect(mail("From: \"=?UTF-8?B?5bGx55SwIOWkqumDjg==?=\"\nSender: desk@shop.example\n\nbody").from
+                == MailAddress(name: "山田 太郎", address: "desk@shop.example"))
+        #expect(mail("From: MAILER-DAEMON\n\nbody").from == MailAddress(name: nil, address: "MAILER-DAEMON"))
+        // To and Cc are lists of recipients: a bare name there is not one.
+        #expect(mail("From: a@example.jp\nTo: Undisclosed recipients\n\nbody").to.allSatisfy { !$0.address.isEmpty })
+    }
+
     @Test("encoded words holding raw 8-bit bytes are decoded in their own charset; UTF-7 is decoded")
     func lenientEncodedWords() {
         // Old mailers put Latin-1 bytes straight into a Q word instead of =E9.

@@ -8,7 +8,7 @@ extension NewMessage {
         self.init(
             ticketID: ticketID, direction: .inbound, channel: .email, classification: Message.Classification(mail.classification),
             customerID: customerID, inboundPayloadID: payloadID, provider: "", providerMessageID: providerID,
-            from: mail.from.map { Text.limit($0.address, 1000) }, to: (mail.to + mail.cc).map { Text.limit($0.address, 1000) },
+            from: mail.from.flatMap { $0.address.isEmpty ? nil : Text.limit($0.address, 1000) }, to: (mail.to + mail.cc).map { Text.limit($0.address, 1000) },
             subject: mail.subject.map { Text.limit($0, 2000) }, bodyText: Text.clean(mail.text), bodyHTML: mail.html.map(Text.clean),
             quotedText: Text.clean(mail.quotedText), visibleText: Text.clean(mail.visibleText),
             emailMessageID: mail.messageID, inReplyTo: mail.inReplyTo.first, references: mail.references,

@@ -34,9 +34,8 @@ public struct Database: Sendable {
         let requested = ContinuousClock.now
         let leased = LeaseFlag()
         let (pool, metrics, limit) = (client, metrics, leaseTimeout)
-        let client = pool.current
         do {
-            return try await lease(from: client, metrics: metrics, limit: limit, requested: requested, leased: leased) { connection in
+            return try await lease(from: pool, metrics: metrics, limit: limit, requested: requested, leased: leased) { connection in
                 pool.leasedNow.add(1, ordering: .relaxed)
                 defer { pool.leasedNow.subtract(1, ordering: .relaxed) }
                 return try await body(connection)
@@ -51,7 +50,7 @@ public struct Database: Sendable {
     }
 
     private func lease<Result: Sendable>(
-        from client: PostgresClient, metrics: PoolMetrics?, limit: Duration, requested: ContinuousClock.Instant, leased: LeaseFlag,
+        from pool: RenewablePool, metrics: PoolMetrics?, limit: Duration, requested: ContinuousClock.Instant, leased: LeaseFlag,
         _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         try await withoutActuallyEscaping(body) { body in
@@ -59,7 +58,7 @@ public struct Database: Sendable {
             nonisolated(unsafe) let body = body
             return try await withThrowingTaskGroup(of: Result?.self) { group in
                 group.addTask {
-                    try await client.withConnection { connection in
+                    try await pool.current().withConnection { connection in
                         leased.set()
                         metrics?.leased(after: ContinuousClock.now - requested)
                         defer { metrics?.returned() }
@@ -80,11 +79,33 @@ public struct Database: Sendable {
         }
     }
 
+    /// How many times a transaction runs when PostgreSQL rolls it back for a deadlock or a
+    /// serialization failure, before the error goes to the caller.
+    static let transactionAttempts = 3
+
     /// Runs `body` in one transaction: committed if it returns, rolled back if it throws.
     ///
     /// Unlike PostgresNIO's own helper, the closure's error is rethrown as it was thrown, so a domain
-    /// `Problem` raised inside a transaction still reaches the client as that problem.
+    /// `Problem` raised inside a transaction still reaches the client as that problem. A transaction
+    /// PostgreSQL rolled back as a deadlock victim (or for a serialization failure) is run again, up
+    /// to `transactionAttempts` times, after a short random pause: `body` must only work through
+    /// `connection`, as every caller's does.
     public func withTransaction<Result: Sendable>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
+        var attempt = 1
+        while true {
+            do {
+                return try await transaction(body)
+            } catch let error where (error.sqlState?.isTransient ?? false) && attempt < Self.transactionAttempts {
+                logger.notice("transaction rolled back by PostgreSQL; running it again", metadata: [
+                    "sqlstate": "\(error.sqlState?.rawValue ?? "-")", "attempt": "\(attempt)",
+                ])
+                try await Task.sleep(for: .milliseconds(Int.random(in: 5...50) * attempt))
+                attempt += 1
+            }
+        }
+    }
+
+    private func transaction<Result: Sendable>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
         try await withConnection { connection in
             try await connection.query("BEGIN", logger: logger)
             let result: Result

@@ -10,6 +10,12 @@ enum SQLState: String {
     case lockNotAvailable = "55P03"
     /// Raised by the events table's append-only trigger.
     case insufficientPrivilege = "42501"
+    /// Two transactions waited on each other; PostgreSQL rolled one back.
+    case deadlockDetected = "40P01"
+    case serializationFailure = "40001"
+
+    /// The transaction was rolled back whole and running it again is expected to work.
+    var isTransient: Bool { self == .deadlockDetected || self == .serializationFailure }
 }
 
 extension Error {

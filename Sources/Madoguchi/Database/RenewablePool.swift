@@ -27,6 +27,9 @@ public final class RenewablePool: Service, Sendable {
     let leasedNow = Atomic<Int>(0)
     private let probes: AsyncStream<Void>
     private let probeRequests: AsyncStream<Void>.Continuation
+    /// Pools whose `run()` has begun, and leases waiting for theirs: PostgresNIO warns about (and
+    /// only queues) a lease taken before `run()`, which startup's migrations would otherwise do.
+    private let running = Mutex<(started: Set<ObjectIdentifier>, waiting: [ObjectIdentifier: [CheckedContinuation<Void, Never>]])>(([], [:]))
 
     private struct State {
         var client: PostgresClient
@@ -47,8 +50,34 @@ public final class RenewablePool: Service, Sendable {
         (probes, probeRequests) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
-    /// The pool leases come from now.
-    var current: PostgresClient { state.withLock { $0.client } }
+    /// The pool leases come from now, once it runs.
+    func current() async -> PostgresClient {
+        let client = state.withLock { $0.client }
+        await untilRunning(client)
+        return client
+    }
+
+    private func untilRunning(_ client: PostgresClient) async {
+        let id = ObjectIdentifier(client)
+        if running.withLock({ $0.started.contains(id) }) { return }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = running.withLock { running in
+                if running.started.contains(id) { return true }
+                running.waiting[id, default: []].append(continuation)
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+    }
+
+    private func markRunning(_ client: PostgresClient) {
+        let id = ObjectIdentifier(client)
+        let waiting = running.withLock { running in
+            running.started.insert(id)
+            return running.waiting.removeValue(forKey: id) ?? []
+        }
+        for continuation in waiting { continuation.resume() }
+    }
 
     /// How many times a stale pool was replaced since start.
     var renewals: Int { state.withLock { $0.renewals } }
@@ -74,13 +103,11 @@ public final class RenewablePool: Service, Sendable {
                     state.stop = firstStop
                     return state.client
                 }
-                group.addTask { await Self.run(first, until: firstStopped) }
+                group.addTask { await self.run(first, until: firstStopped) }
                 for await _ in self.probes {
                     let candidate = PostgresClient(configuration: self.configuration, backgroundLogger: self.logger)
                     let (stopped, stop) = AsyncStream<Void>.makeStream()
-                    group.addTask { await Self.run(candidate, until: stopped) }
-                    // Let its run() begin first: PostgresNIO warns about a lease before run().
-                    try? await Task.sleep(for: .milliseconds(20))
+                    group.addTask { await self.run(candidate, until: stopped) }
                     guard await self.connects(candidate) else {
                         stop.finish()
                         continue
@@ -100,15 +127,19 @@ public final class RenewablePool: Service, Sendable {
     }
 
     /// Runs a pool until `stopped` ends (or the task is cancelled).
-    private static func run(_ client: PostgresClient, until stopped: AsyncStream<Void>) async {
+    private func run(_ client: PostgresClient, until stopped: AsyncStream<Void>) async {
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { await client.run() }
+            group.addTask {
+                self.markRunning(client)
+                await client.run()
+            }
             for await _ in stopped {}
             group.cancelAll()
         }
     }
 
     private func connects(_ client: PostgresClient) async -> Bool {
+        await untilRunning(client)
         let connected = try? await withDeadline(probeTimeout, orThrow: { CancellationError() }) {
             try await client.withConnection { connection in
                 try await connection.query("SELECT 1", logger: self.logger)

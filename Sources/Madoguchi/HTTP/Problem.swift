@@ -147,6 +147,13 @@ extension Problem {
                 headers: [.retryAfter: String(retryAfterSeconds)])
     }
 
+    /// PostgreSQL rolled the transaction back as a deadlock victim, on every retry: nothing was
+    /// written; the request can be sent again as it was.
+    public static let transactionConflict = Problem(
+        .serverBusy, status: .serviceUnavailable, title: "Server busy",
+        detail: "Other requests held what this one needed, and it was rolled back; nothing was changed. Try again.",
+        headers: [.retryAfter: "1"])
+
     /// PostgreSQL cannot be reached (or every connection stayed busy): nothing was written; retry.
     public static let databaseUnavailable = Problem(
         .databaseUnavailable, status: .serviceUnavailable, title: "Database unavailable",

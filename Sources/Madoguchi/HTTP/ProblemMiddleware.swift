@@ -104,6 +104,9 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             // The generated server does not enforce maxLength or pattern; the schema's CHECKs do, and
             // name the column (`templates_name_check`). Anything caught here was rolled back whole.
             return .validationFailed([checkViolationField(underlying)])
+        case let underlying where underlying.sqlState?.isTransient ?? false:
+            // A deadlock or serialization failure that outlasted the transaction's retries.
+            return .transactionConflict
         case let underlying where underlying.sqlState == .characterNotInRepertoire:
             // Valid JSON, but PostgreSQL text cannot hold U+0000; the transaction rolled back whole.
             return .validationFailed([.init(pointer: nil, message: "text fields cannot contain the NUL character (\\u0000)")])

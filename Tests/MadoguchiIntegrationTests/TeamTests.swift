@@ -97,6 +97,12 @@ struct TeamTests {
                 .forbidden, "forbidden")
             let lifted = try Self.json(try await app.request(.patch, "/v1/agents/\(hire.id)", key: boss, json: #"{"requires_approval":false}"#))
             #expect(lifted["requires_approval"] as? Bool == false)
+            // Capacity 0 removes the limit; leaving it out keeps it.
+            let unlimited = try Self.json(try await app.request(.patch, "/v1/agents/\(hire.id)", key: boss, json: #"{"capacity":0}"#))
+            #expect(unlimited["capacity"] == nil, "\(unlimited)")
+            let limited = try Self.json(try await app.request(.patch, "/v1/agents/\(hire.id)", key: boss, json: #"{"capacity":5}"#))
+            let kept = try Self.json(try await app.request(.patch, "/v1/agents/\(hire.id)", key: boss, json: #"{"skills":["english","returns"]}"#))
+            #expect(limited["capacity"] as? Int == 5 && kept["capacity"] as? Int == 5)
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'agent.availability_changed'") == 1)
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'agent.updated' AND data->'fields' = '[\"requires_approval\"]'") == 1)
         }

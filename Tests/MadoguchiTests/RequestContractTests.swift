@@ -79,5 +79,10 @@ struct RequestContractTests {
                                          operation: "createRule")
         #expect(problems.map(\.pointer) == ["/category", "/name", "/tags"])
         #expect(problems.first?.message == "must be at most 200 characters (it has 201)")
+        // As the server reads them: JSON numbers 0 and 1 are NSNumbers that also cast to Bool, yet
+        // are held to their ranges; true and false are not numbers at all.
+        let json = { (text: String) in try JSONSerialization.jsonObject(with: Data(text.utf8)) }
+        #expect(contract.problems(in: try json(#"{"display_name":"A","capacity":0}"#), operation: "createAgent").map(\.pointer) == ["/capacity"])
+        #expect(contract.problems(in: try json(#"{"display_name":"A","capacity":1,"requires_approval":true}"#), operation: "createAgent").isEmpty)
     }
 }

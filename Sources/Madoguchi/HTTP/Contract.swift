@@ -173,7 +173,9 @@ final class Contract: Sendable {
                 problem("must match \(pattern)")
             }
         case "integer", "number":
-            guard let number = value as? NSNumber, !(value is Bool) else { return }
+            // JSON true and false come as a boolean NSNumber (objCType "c"). `value is Bool` will not
+            // do: every NSNumber 0 or 1 casts to Bool, and those numbers would escape their ranges.
+            guard let number = value as? NSNumber, String(cString: number.objCType) != "c" else { return }
             let x = number.doubleValue
             let shown: (Double) -> String = { $0.rounded() == $0 ? String(Int64($0)) : String($0) }
             if let minimum = schema.minimum, x < minimum { problem("must be at least \(shown(minimum))") }

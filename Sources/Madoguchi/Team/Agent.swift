@@ -84,8 +84,9 @@ struct AgentChanges: Sendable {
         if let email, !email.isEmpty, email.count > 320 || !email.contains("@") || email.contains(where: \.isWhitespace) {
             problems.append(.init(pointer: "/email", message: "'\(email.prefix(100))' is not an email address"))
         }
-        if let capacity, !(1...10_000).contains(capacity) {
-            problems.append(.init(pointer: "/capacity", message: "must be 1 to 10000 open tickets"))
+        // On an update, 0 removes the limit; an agent is created without one by leaving it out.
+        if let capacity, !(0...10_000).contains(capacity) {
+            problems.append(.init(pointer: "/capacity", message: "must be 1 to 10000 open tickets, or 0 for no limit"))
         }
         let name = /^[a-z0-9_-]{1,64}$/
         for (field, values) in [("queues", queues), ("skills", skills)] {

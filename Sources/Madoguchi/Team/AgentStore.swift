@@ -39,7 +39,7 @@ struct AgentStore: Sendable {
             try await Self.single(try await connection.query("""
                 INSERT INTO agents (display_name, email, queues, skills, capacity, availability, requires_approval)
                 VALUES (\(draft.displayName ?? ""), \(draft.email?.nonEmpty), \(draft.queues ?? []), \(draft.skills ?? []),
-                        \(draft.capacity), \(draft.availability?.rawValue ?? "available"), \(draft.requiresApproval ?? false))
+                        NULLIF(\(draft.capacity), 0), \(draft.availability?.rawValue ?? "available"), \(draft.requiresApproval ?? false))
                 RETURNING \(unescaped: Agent.columns)
                 """, logger: logger))
         }
@@ -63,7 +63,7 @@ struct AgentStore: Sendable {
                 SET display_name = coalesce(\(changes.displayName), display_name),
                     email = CASE WHEN \(changes.email) = '' THEN NULL ELSE coalesce(\(changes.email), email) END,
                     queues = coalesce(\(changes.queues)::text[], queues), skills = coalesce(\(changes.skills)::text[], skills),
-                    capacity = coalesce(\(changes.capacity), capacity),
+                    capacity = CASE WHEN \(changes.capacity) = 0 THEN NULL ELSE coalesce(\(changes.capacity), capacity) END,
                     requires_approval = coalesce(\(changes.requiresApproval), requires_approval),
                     availability_changed_at = CASE WHEN \(availability) <> availability THEN now() ELSE availability_changed_at END,
                     availability = coalesce(\(availability), availability),

@@ -43,26 +43,18 @@ public struct HTTPSettings: Sendable {
         if let idle = try reader.seconds("MADOGUCHI_HTTP_IDLE_SECONDS", in: 1...3600) { settings.idleTimeout = idle }
         if let request = try reader.seconds("MADOGUCHI_HTTP_REQUEST_SECONDS", in: 1...86_400) { settings.requestTimeout = request }
         if let write = try reader.seconds("MADOGUCHI_HTTP_WRITE_SECONDS", in: 1...3600) { settings.writeTimeout = write }
+        /// `rate/burst` or `off` from `name`; `current` when it is not set.
+        func rateLimit(_ name: String, example: String, current: RateLimit?) throws -> RateLimit? {
+            guard let raw = reader.value(name) else { return current }
+            if raw.lowercased() == "off" { return nil }
+            guard let limit = RateLimit(raw) else { throw ConfigurationError("\(name)=\(raw) is not rate/burst (like \(example)) or off") }
+            return limit
+        }
         for role in Role.allCases {
-            let name = "MADOGUCHI_RATE_LIMIT_" + role.rawValue.uppercased()
-            guard let raw = reader.value(name) else { continue }
-            if raw.lowercased() == "off" {
-                settings.rateLimits[role] = nil
-            } else if let limit = RateLimit(raw) {
-                settings.rateLimits[role] = limit
-            } else {
-                throw ConfigurationError("\(name)=\(raw) is not rate/burst (like 20/200) or off")
-            }
+            settings.rateLimits[role] = try rateLimit("MADOGUCHI_RATE_LIMIT_" + role.rawValue.uppercased(), example: "20/200",
+                                                      current: settings.rateLimits[role])
         }
-        if let raw = reader.value("MADOGUCHI_RATE_LIMIT_PROVIDER") {
-            if raw.lowercased() == "off" {
-                settings.providerRateLimit = nil
-            } else if let limit = RateLimit(raw) {
-                settings.providerRateLimit = limit
-            } else {
-                throw ConfigurationError("MADOGUCHI_RATE_LIMIT_PROVIDER=\(raw) is not rate/burst (like 100/2000) or off")
-            }
-        }
+        settings.providerRateLimit = try rateLimit("MADOGUCHI_RATE_LIMIT_PROVIDER", example: "100/2000", current: settings.providerRateLimit)
         if let connections = try reader.integer("MADOGUCHI_HTTP_MAX_CONNECTIONS", in: 1...1_000_000) { settings.maxConnections = connections }
         if let budget = try reader.integer("MADOGUCHI_HTTP_BODY_BUDGET_BYTES", in: 1024...(1 << 40)) {
             // One request of the largest size allowed must always fit, or it could never be taken in.

@@ -92,18 +92,18 @@ extension Problem.Kind {
 
 extension Problem {
     static func rateLimited(_ decision: RateLimiter.Decision, role: Role) -> Problem {
-        var headers = decision.headers
-        headers[.retryAfter] = String(decision.retryAfter)
-        return Problem(.rateLimited, status: .tooManyRequests, title: "Too many requests",
-                       detail: "This key has used its requests for now (\(role.rawValue) keys: bursts of \(decision.headers[.rateLimitLimit] ?? "?")); try again in \(decision.retryAfter) s.",
-                       headers: headers)
+        rateLimited(decision, "This key has used its requests for now", burstOf: "\(role.rawValue) keys: ")
     }
 
     static func webhookRateLimited(_ decision: RateLimiter.Decision) -> Problem {
+        rateLimited(decision, "This address has used its provider webhook requests for now", burstOf: "")
+    }
+
+    private static func rateLimited(_ decision: RateLimiter.Decision, _ sentence: String, burstOf whose: String) -> Problem {
         var headers = decision.headers
         headers[.retryAfter] = String(decision.retryAfter)
         return Problem(.rateLimited, status: .tooManyRequests, title: "Too many requests",
-                       detail: "This address has used its provider webhook requests for now (bursts of \(decision.headers[.rateLimitLimit] ?? "?")); try again in \(decision.retryAfter) s.",
+                       detail: "\(sentence) (\(whose)bursts of \(decision.headers[.rateLimitLimit] ?? "?")); try again in \(decision.retryAfter) s.",
                        headers: headers)
     }
 }

@@ -36,7 +36,6 @@ public final class RenewablePool: Service, Sendable {
         /// Ends the current pool's run.
         var stop: AsyncStream<Void>.Continuation?
         var lastProbe: ContinuousClock.Instant?
-        var renewals = 0
     }
 
     init(configuration: PostgresClient.Configuration, logger: Logger, probeInterval: Duration = .seconds(1),
@@ -79,9 +78,6 @@ public final class RenewablePool: Service, Sendable {
         for continuation in waiting { continuation.resume() }
     }
 
-    /// How many times a stale pool was replaced since start.
-    var renewals: Int { state.withLock { $0.renewals } }
-
     /// A lease failed for want of a connection: probe with a fresh pool, unless one was tried lately
     /// or other connections are in use.
     func connectionFailed() {
@@ -113,7 +109,7 @@ public final class RenewablePool: Service, Sendable {
                         continue
                     }
                     let staleStop = self.state.withLock { state in
-                        defer { (state.client, state.stop) = (candidate, stop); state.renewals += 1 }
+                        defer { (state.client, state.stop) = (candidate, stop) }
                         return state.stop
                     }
                     self.logger.notice("PostgreSQL answers again: replaced the connection pool that was backing off")
@@ -136,6 +132,8 @@ public final class RenewablePool: Service, Sendable {
             for await _ in stopped {}
             group.cancelAll()
         }
+        // Forgotten once it has stopped: a later pool may be allocated at the same address.
+        running.withLock { _ = $0.started.remove(ObjectIdentifier(client)) }
     }
 
     private func connects(_ client: PostgresClient) async -> Bool {

@@ -111,24 +111,21 @@ extension Problem {
     }
 
     public static func invalidParameter(_ name: String, _ message: String) -> Problem {
-        Problem(
-            .invalidParameter,
-            status: .badRequest,
-            title: "Invalid parameter",
-            detail: "\(name): \(message)",
-            errors: [FieldError(pointer: name, message: message)]
-        )
+        invalidParameters([FieldError(pointer: name, message: message)])
     }
 
     /// Query or header parameters at fault, each named (`pointer` is the parameter's name).
     public static func invalidParameters(_ errors: [FieldError]) -> Problem {
-        let detail = errors.map { ($0.pointer.map { "\($0): " } ?? "") + $0.message }.joined(separator: "; ")
-        return Problem(.invalidParameter, status: .badRequest, title: "Invalid parameter", detail: detail, errors: errors)
+        Problem(.invalidParameter, status: .badRequest, title: "Invalid parameter", detail: detail(listing: errors), errors: errors)
     }
 
     public static func validationFailed(_ errors: [FieldError]) -> Problem {
-        let detail = errors.map { ($0.pointer.map { "\($0): " } ?? "") + $0.message }.joined(separator: "; ")
-        return Problem(.validationFailed, status: .unprocessableContent, title: "Validation failed", detail: detail, errors: errors)
+        Problem(.validationFailed, status: .unprocessableContent, title: "Validation failed", detail: detail(listing: errors), errors: errors)
+    }
+
+    /// `pointer: message; …`, the detail of a problem listing field errors.
+    private static func detail(listing errors: [FieldError]) -> String {
+        errors.map { ($0.pointer.map { "\($0): " } ?? "") + $0.message }.joined(separator: "; ")
     }
 
     public static func payloadTooLarge(limit: Int) -> Problem {

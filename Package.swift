@@ -99,6 +99,7 @@ let package = Package(
             dependencies: [
                 "Madoguchi",
                 "MadoguchiBench",
+                "MadoguchiMail",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -249,7 +249,7 @@ struct Bench: AsyncParsableCommand {
 }
 
 struct Dev: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Tools for developing Madoguchi.", subcommands: [Seed.self])
+    static let configuration = CommandConfiguration(abstract: "Tools for developing Madoguchi.", subcommands: [Seed.self, Classify.self])
 
     struct Seed: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -32,9 +32,10 @@ enum MailClassifier {
     static func classify(_ mail: ParsedMail) -> (MailClassification, DeliveryReport?) {
         let reportType = mail.root.contentType["report-type"]?.lowercased()
         let parts = leaves(mail.root)
-        if reportType == "feedback-report" || parts.contains(where: { $0.mediaType == "message/feedback-report" }) {
+        if reportType == "feedback-report" || parts.contains(where: { $0.mediaType == "message/feedback-report" }) || FeedbackLoop.isReport(mail, parts: parts) {
             return (.feedbackReport, nil)
         }
+        if let notification = ESPNotification.read(mail.text) { return notification }
         let original = originalHeaders(parts)
         if let status = parts.first(where: { $0.mediaType == "message/delivery-status" || $0.mediaType == "message/global-delivery-status" }) {
             var recipients = DeliveryStatus.recipients(in: status, fallbackText: mail.text)
@@ -114,9 +115,20 @@ enum DeliveryStatus {
                 bytes = rest[next...]
                 continue
             }
-            guard let recipientField = block["Final-Recipient"] ?? block["Original-Recipient"] else { continue }
-            let address = recipientField.split(separator: ";", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? recipientField
-            let status = block["Status"].flatMap(BounceText.statusCode)
+            // A Final-Recipient that is a source route or a bare "@host" names no mailbox: the
+            // Original-Recipient, or the text, says who it was.
+            let candidates = [block["Final-Recipient"], block["Original-Recipient"]].compactMap { field in
+                field.map { $0.split(separator: ";", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? $0 }
+            }
+            guard !candidates.isEmpty else { continue }
+            guard let address = candidates.first(where: Self.isMailbox) ?? Self.mailboxInText(fallbackText) else { continue }
+            let diagnosticText = block["Diagnostic-Code"] ?? ""
+            // "Status: 5.0.0" says only the class; the remote server's own reply usually says more.
+            var status = block["Status"].flatMap(BounceText.statusCode)
+            if let generic = status, generic.hasSuffix(".0.0"), let specific = BounceText.mostSpecificStatus(in: diagnosticText),
+               specific.first == generic.first {
+                status = specific
+            }
             var action = block["Action"]?.lowercased().trimmingCharacters(in: .whitespaces) ?? ""
             if action.isEmpty { action = status?.hasPrefix("2") == true ? "delivered" : status?.hasPrefix("4") == true ? "delayed" : "failed" }
             let diagnostic = block["Diagnostic-Code"].map { $0.split(separator: ";", maxSplits: 1).last.map(String.init) ?? $0 }?
@@ -128,5 +140,16 @@ enum DeliveryStatus {
                                     action: action, status: status, reason: reason, diagnostic: diagnostic))
         }
         return recipients
+    }
+
+    static func isMailbox(_ value: String) -> Bool {
+        let address = value.trimmingCharacters(in: CharacterSet(charactersIn: "<> "))
+        guard let at = address.lastIndex(of: "@"), at > address.startIndex else { return false }
+        return !address.hasPrefix("@") && !address[..<at].contains(":")
+    }
+
+    private static func mailboxInText(_ text: String) -> String? {
+        let scan = FailedRecipients(errorText: String(FailedRecipients.errorPart(of: text)), excluding: [])
+        return scan.entries.first?.address
     }
 }

@@ -1,0 +1,160 @@
+import Foundation
+
+/// The failed recipients a prose bounce names, each with the lines that explain its failure.
+///
+/// MTAs that do not write RFC 3464 still put each failed recipient in a recognisable place: on a line
+/// of its own (`<addr>:` for qmail and Postfix, `  addr` for Exim, `addr [reason]`, `addr on <date>`
+/// for Exchange 2003, `addr: reason` for OpenSMTPD) or after a label ("Could not be delivered to:",
+/// "Recipient address:", "RCPT TO:" in a details block, "rejected recipient", "* addr"), and they write
+/// the reason on the lines below. Addresses anywhere else are never taken: in prose they name the
+/// reporter's support desk, in echoed commands (`>>> RCPT TO:<…>`, `<<< 550 <…>`) the same recipient
+/// again, in quoted headers the sender, and in parentheses an alias or a Message-ID.
+struct FailedRecipients {
+    struct Entry {
+        var address: String
+        /// The recipient's own line and the lines below it, up to the next recipient.
+        var lines: [String]
+    }
+
+    /// Lines before the first recipient: the report's explanation, shared by every recipient.
+    private(set) var preamble: [String] = []
+    private(set) var entries: [Entry] = []
+
+    init(errorText: String, excluding excluded: Set<String>) {
+        for rawLine in errorText.split(separator: "\n", omittingEmptySubsequences: false) {
+            let line = String(rawLine)
+            if let address = Self.recipient(onLine: line), !Self.isExcluded(address, excluded) {
+                if let existing = entries.firstIndex(where: { $0.address.lowercased() == address.lowercased() }) {
+                    entries[existing].lines.append(line)
+                    // The same recipient again (an echoed reply): later lines still belong to it.
+                    let moved = entries.remove(at: existing)
+                    entries.append(moved)
+                } else {
+                    entries.append(Entry(address: address, lines: [line]))
+                }
+            } else if entries.isEmpty {
+                preamble.append(line)
+            } else {
+                entries[entries.count - 1].lines.append(line)
+            }
+        }
+    }
+
+    // MARK: - Where the error text ends
+
+    /// The report's own text: everything before the copy of the original message that most MTAs
+    /// append in the same text part ("--- Below this line is a copy of the message.",
+    /// "------ This is a copy of the message, including all the headers. ------", …).
+    static func errorPart(of text: String) -> Substring {
+        var offset = text.startIndex
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            if offset > text.startIndex, isOriginalMessageMarker(line) { return text[..<offset] }
+            offset = line.endIndex < text.endIndex ? text.index(after: line.endIndex) : text.endIndex
+        }
+        return text[...]
+    }
+
+    private static func isOriginalMessageMarker(_ line: Substring) -> Bool {
+        let lower = line.trimmingCharacters(in: .whitespaces).lowercased()
+        guard !lower.isEmpty else { return false }
+        if lower.hasPrefix("content-type: message/rfc822") || lower.hasPrefix("content-type: text/rfc822-headers") { return true }
+        let mentionsOriginal = ["original message", "copy of the message", "copy of the mail header", "original mail", "unsent message",
+                                "header of the original message", "original message headers", "returned message", "message headers follow",
+                                "mensaje original", "message text follows", "message header follows", "no message was collected"]
+            .contains { lower.contains($0) }
+        guard mentionsOriginal else { return false }
+        // A banner ("----- Original message -----") or a pointer to what follows, not a sentence that mentions it.
+        return lower.hasPrefix("-") || lower.hasPrefix("=") || lower.hasPrefix("|") || lower.hasPrefix("*")
+            || lower.hasSuffix(":") || lower.hasSuffix("follows.") || lower.hasSuffix("follows") || lower.hasSuffix("following.")
+            || lower.hasPrefix("original message follows") || lower.hasPrefix("original mail as follows")
+            || lower.hasPrefix("the attachment contains the original")
+    }
+
+    // MARK: - Recipient lines
+
+    /// An address as MTAs print one: a dot-atom or quoted local part, a dotted domain.
+    private static let address = #"(?:"[^"\r\n]{1,64}"|[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64})@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"#
+
+    /// Each pattern captures the recipient in group 1. Tried on the line with its indentation removed.
+    private static let patterns: [NSRegularExpression] = [
+        // `<addr>:`, `<addr>... User unknown`, `<addr>` alone (qmail, Postfix, sendmail, X2, GMX).
+        #"^<(ADDR)>(?:\s*$|:|\.\.\.|\s)"#,
+        // `addr`, `addr:`, `addr: reason`, `addr [reason]`, `addr (reason)`, `addr on <date>`, `addr ... failed`.
+        #"^"?(ADDR)"?(?:\s*$|:|\.\.\.|\s+\[|\s+\(|\s+on\s|\s+\.\.\.\s|\s+<[^@>]*>\s*$|\s+-\s|\s+Invalid|\s+ERROR_CODE)"#,
+        // A labelled recipient: KDDI, MessagingServer, Domino, IMail, MailFoundry, DragonFly, X6, James, Mimecast.
+        #"(?i)^(?:could not be delivered to|recipient address|recipient|failed recipient|original-recipient|final-recipient|unknown user|unable to deliver message to|undeliverable to|there was an error delivering your mail to|rejected recipient|smtp server <[^>]*> rejected recipient|the following recipients returned permanent errors|delivery to the following recipient failed[a-z ]*|rcpt to)\s*:?\s*(?:rfc822;\s*)?<?(ADDR)>?"#,
+        #"(?i)(?:rejected recipient|could not be delivered to:|unable to deliver message to:?|error delivering your mail to)\s*<(ADDR)>"#,
+        // Bullets: `* addr` (X3), `-- addr` (Mimecast), `• addr`.
+        #"^(?:\*|-{1,2}|•|・)\s+<?(ADDR)>?\s*$"#,
+        // sendmail's own reply to the recipient: `550 <addr>... User unknown`, `550 5.1.1 addr... User unknown`.
+        #"^[45]\d\d[ -](?:[45]\.\d{1,3}\.\d{1,3}\s+)?<?(ADDR)>?\.\.\."#,
+        // Japanese carriers and ISPs: `宛先: addr`, `送信先：<addr>`.
+        #"^(?:宛先|あて先|送信先|受信者)\s*[:：]\s*<?(ADDR)>?"#,
+    ].map { try! NSRegularExpression(pattern: $0.replacingOccurrences(of: "ADDR", with: address)) }
+
+    /// Lines that quote the original message's headers or echo the SMTP dialogue: the addresses on
+    /// them are the sender's, or a recipient named again.
+    private static let quotedHeaderPrefixes = [
+        "from:", "sender:", "reply-to:", "return-path:", "received:", "message-id:", "message-id", "in-reply-to:", "references:",
+        "subject:", "date:", "mail from:", "original sender:", "sender address:", "cc:", "bcc:", "errors-to:", "delivered-to:",
+        "x-", "authentication-results:", "dkim-signature:", "arc-", "list-", "envelope-to:", ">", "<<<", "from ",
+    ]
+
+    static func recipient(onLine line: String) -> String? {
+        let trimmed = line.trimmingCharacters(in: .whitespaces)
+        guard trimmed.contains("@"), trimmed.count < 1000 else { return nil }
+        let lower = trimmed.lowercased()
+        if quotedHeaderPrefixes.contains(where: { lower.hasPrefix($0) }) { return nil }
+        // `To:` in a quoted header block names the original addressees, unless nothing else does;
+        // only the labelled `RCPT TO:` of a details block (James, Verizon) names the failed one.
+        if lower.hasPrefix("to:") { return nil }
+        let range = NSRange(trimmed.startIndex..., in: trimmed)
+        for pattern in patterns {
+            guard let match = pattern.firstMatch(in: trimmed, range: range), let found = Range(match.range(at: 1), in: trimmed) else { continue }
+            let candidate = MailAddress.normalize(String(trimmed[found]).trimmingCharacters(in: CharacterSet(charactersIn: ".")))
+            return candidate
+        }
+        return nil
+    }
+
+    /// Never blamed: the report's own addresses and ours (passed in), and the mail daemon itself.
+    /// (`postmaster@` can be a real recipient when it stands in a recipient's place; in prose it is
+    /// the reporter's contact, see `isContactMailbox`.)
+    static func isExcluded(_ address: String, _ excluded: Set<String>) -> Bool {
+        let lower = address.lowercased()
+        if excluded.contains(lower) { return true }
+        let local = lower.split(separator: "@").first.map(String.init) ?? lower
+        return ["mailer-daemon", "mail-daemon", "mailerdaemon"].contains(local)
+    }
+
+    /// The mailboxes a report tells you to write to for help: never the failed recipient when they
+    /// only appear in the prose.
+    static func isContactMailbox(_ address: String) -> Bool {
+        let local = address.lowercased().split(separator: "@").first.map(String.init) ?? ""
+        return ["postmaster", "abuse", "support", "help", "noreply", "no-reply", "hostmaster", "webmaster", "admin"].contains(local)
+    }
+
+    /// Addresses in the report's prose, outside quoted headers and echoed commands: the last resort
+    /// when no line stands in a recipient's place.
+    static func proseAddresses(in errorText: String) -> [String] {
+        errorText.split(separator: "\n").flatMap { line -> [String] in
+            let lower = line.trimmingCharacters(in: .whitespaces).lowercased()
+            if quotedHeaderPrefixes.contains(where: { lower.hasPrefix($0) }) || lower.hasPrefix("to:") || lower.contains("message-id") { return [] }
+            return BounceText.addresses(in: String(line))
+        }
+    }
+
+    /// The headers of an original message copied into the text after a marker (non-MIME bounces).
+    static func inlineOriginalHeaders(in text: String) -> HeaderSection? {
+        let rest = text[FailedRecipients.errorPart(of: text).endIndex...]
+        guard !rest.isEmpty else { return nil }
+        let lines = rest.split(separator: "\n", omittingEmptySubsequences: false)
+        guard let start = lines.firstIndex(where: { line in
+            ["received:", "return-path:", "from:", "to:", "date:", "message-id:", "subject:"].contains { line.lowercased().hasPrefix($0) }
+        }) else { return nil }
+        var defects: [String] = []
+        let block = lines[start...].joined(separator: "\n")
+        let section = HeaderSection.split(ArraySlice(Array(block.utf8)), defects: &defects).0
+        return section.fields.isEmpty ? nil : section
+    }
+}

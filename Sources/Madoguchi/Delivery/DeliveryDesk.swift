@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MadoguchiMail
 import PostgresNIO
 
 /// What people and incoming mail do to deliveries after the worker is done: a supervisor decides a
@@ -68,6 +69,24 @@ struct DeliveryDesk: Sendable {
             }
             try await TicketStore(logger: logger).flagDeliveryFailure(reply.ticketID, on: connection)
             try await recordEvent(.replyBounced, reply: bounced, data: ["recipients": recipients], actor: nil, on: connection)
+        }
+    }
+
+    /// A delay notice for one of our replies: recorded on its delivery, nothing more. The reply stays
+    /// sent, nobody is marked undeliverable, and a later bounce or nothing at all settles it.
+    func recordDelay(originalMessageID: String, recipients: [DeliveryReport.Recipient], on connection: PostgresConnection) async throws {
+        let rows = try await connection.query("""
+            SELECT r.id FROM messages m JOIN replies r ON r.message_id = m.id
+            WHERE m.email_message_id = \(originalMessageID) AND m.direction = 'outbound'
+            """, logger: logger)
+        var replyIDs: [UUID] = []
+        for try await id in rows.decode(UUID.self) { replyIDs.append(id) }
+        let outbox = OutboxStore(logger: logger)
+        for replyID in replyIDs {
+            for recipient in recipients {
+                try await outbox.recordNotice(replyID: replyID, recipient: recipient.address, action: recipient.action, status: recipient.status,
+                                              diagnostic: recipient.diagnostic, on: connection)
+            }
         }
     }
 

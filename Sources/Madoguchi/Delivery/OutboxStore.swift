@@ -14,4 +14,21 @@ struct OutboxStore: Sendable {
             VALUES (\(replyID), \(channel.rawValue), \(recipients), \(emailMessageID))
             """, logger: logger)
     }
+
+    /// A delay notice about the reply's mail, kept with its delivery. Only the latest 50 are kept: a
+    /// relay that warns every four hours for days must not grow the row without end.
+    func recordNotice(replyID: UUID, recipient: String, action: String, status: String?, diagnostic: String?,
+                      on connection: PostgresConnection) async throws {
+        var notice: [String: Any] = ["recipient": recipient, "action": action, "reported_at": ISO8601DateFormatter().string(from: Date())]
+        if let status { notice["status"] = status }
+        if let diagnostic { notice["diagnostic"] = String(diagnostic.prefix(1000)) }
+        let json = "[" + (try JSONSerialization.text(notice)) + "]"
+        try await connection.query("""
+            UPDATE outbox SET notices = (
+                SELECT coalesce(jsonb_agg(n ORDER BY i), '[]'::jsonb)
+                FROM jsonb_array_elements(notices || \(json)::jsonb) WITH ORDINALITY AS e(n, i)
+                WHERE i > jsonb_array_length(notices || \(json)::jsonb) - 50)
+            WHERE reply_id = \(replyID)
+            """, logger: logger)
+    }
 }

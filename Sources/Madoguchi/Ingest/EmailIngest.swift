@@ -221,6 +221,11 @@ struct EmailIngest: Sendable {
                 try await DeliveryDesk(database: database, logger: logger).recordBounce(originalMessageID: original, recipients: hard, on: connection)
             }
         }
+        // A delay notice (the relay is still trying) is recorded on the reply it concerns, nothing more.
+        let delayed = recipients.filter { $0.action == "delayed" }
+        if !delayed.isEmpty, let original = mail.deliveryReport?.originalMessageID {
+            try await DeliveryDesk(database: database, logger: logger).recordDelay(originalMessageID: original, recipients: delayed, on: connection)
+        }
         guard let target else {
             outcome.threadingReason = "no-ticket"
             return

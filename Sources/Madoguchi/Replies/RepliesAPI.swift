@@ -113,7 +113,11 @@ extension Components.Schemas.ReplyDelivery {
             recipients: delivery.recipients.map {
                 .init(recipient: $0.recipient, status: .init(rawValue: $0.result?.status.rawValue ?? "pending") ?? .pending, reply: $0.result?.reply)
             },
-            alternatives: delivery.alternatives.isEmpty ? nil : delivery.alternatives.map { .init(kind: $0.kind, value: $0.value) })
+            alternatives: delivery.alternatives.isEmpty ? nil : delivery.alternatives.map { .init(kind: $0.kind, value: $0.value) },
+            notices: delivery.notices.isEmpty ? nil : delivery.notices.map {
+                .init(recipient: $0.recipient, action: $0.action, status: $0.status, diagnostic: $0.diagnostic,
+                      reportedAt: ISO8601DateFormatter().date(from: $0.reportedAt) ?? Date())
+            })
     }
 }
 

@@ -26,6 +26,21 @@ struct ReplyDelivery: Sendable {
     var recipients: [(recipient: String, result: RecipientResult?)]
     /// The customer's other deliverable identities, when this delivery failed or bounced.
     var alternatives: [(kind: String, value: String)] = []
+    /// What receiving systems reported after the relay took it, short of a bounce (delay notices).
+    var notices: [DeliveryNotice] = []
+}
+
+struct DeliveryNotice: Codable, Sendable {
+    var recipient: String
+    var action: String
+    var status: String?
+    var diagnostic: String?
+    var reportedAt: String
+
+    enum CodingKeys: String, CodingKey {
+        case recipient, action, status, diagnostic
+        case reportedAt = "reported_at"
+    }
 }
 
 extension ReplyStore {
@@ -79,17 +94,18 @@ extension ReplyStore {
     func delivery(of reply: Reply, on connection: PostgresConnection) async throws -> ReplyDelivery? {
         let rows = try await connection.query("""
             SELECT state, attempts, CASE WHEN state = 'queued' THEN next_attempt_at END, last_error, held_reason, relay_response,
-                   provider, provider_message_id, sent_at, recipient_results::text
+                   provider, provider_message_id, sent_at, recipient_results::text, notices::text
             FROM outbox WHERE reply_id = \(reply.id)
             """, logger: logger)
-        for try await (state, attempts, next, error, held, response, provider, providerID, sentAt, results)
-            in rows.decode((String, Int, Date?, String?, String?, String?, String?, String?, Date?, String).self)
+        for try await (state, attempts, next, error, held, response, provider, providerID, sentAt, results, notices)
+            in rows.decode((String, Int, Date?, String?, String?, String?, String?, String?, Date?, String, String).self)
         {
             let decoded = (try? JSONDecoder().decode([String: RecipientResult].self, from: Data(results.utf8))) ?? [:]
             var delivery = ReplyDelivery(
                 state: reply.state == .bounced ? "bounced" : state, attempts: attempts, nextAttemptAt: next, lastError: error, heldReason: held,
                 relayResponse: response, provider: provider, providerMessageID: providerID, sentAt: sentAt,
                 recipients: reply.recipients.map { ($0, decoded[$0]) })
+            delivery.notices = (try? JSONDecoder().decode([DeliveryNotice].self, from: Data(notices.utf8))) ?? []
             if ["failed", "bounced"].contains(delivery.state) {
                 delivery.alternatives = try await deliverableIdentities(ofTicket: reply.ticketID, excluding: reply.recipients, on: connection)
             }

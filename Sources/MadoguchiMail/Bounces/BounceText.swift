@@ -28,10 +28,10 @@ enum BounceText {
         if bounceSubject {
             // A customer writing "undelivered parcel" is not a bounce: require mail-system prose too.
             let text = mail.text.lowercased()
-            return ["user unknown", "unknown user", "no such user", "delivery to the following recipient", "could not be delivered",
-                    "permanent error", "the following address", "550 ", "554 ", "5.1.1", "mailbox unavailable", "recipient address rejected",
-                    "host unknown", "以下のアドレス", "宛先", "配信できません", "mailbox is full", "failed recipient", "delivery has failed",
-                    "was not delivered", "could not deliver", "returned to sender", "undeliverable", "the error that the other server returned"].contains { text.contains($0) }
+            // Only mail-system wording counts here: a customer can write "returned to sender" or 宛先.
+            return ["user unknown", "unknown user", "no such user", "delivery to the following recipient", "permanent error",
+                    "the following address", "550 ", "554 ", "5.1.1", "mailbox unavailable", "recipient address rejected", "host unknown",
+                    "mailbox is full", "failed recipient", "the error that the other server returned"].contains { text.contains($0) }
                 || MailClassifier.originalHeaders(MailClassifier.leaves(mail.root)) != nil && fromSystem
                 || (fromSystem || status != nil) && namesFailedRecipient()
         }
@@ -58,9 +58,10 @@ enum BounceText {
                 .map { .init(address: $0, lines: []) }
         }
         if !named.isEmpty {
+            // Each recipient's reason comes from its own lines, then from the text they share, never
+            // from another recipient's lines.
             return named.prefix(200).map { entry in
-                let own = entry.lines.joined(separator: "\n")
-                return recipient(entry.address, ownText: own, reportText: shared + "\n" + errorText)
+                recipient(entry.address, ownText: entry.lines.joined(separator: "\n"), sharedText: shared, reportText: errorText)
             }
         }
         // Nothing in a recipient's place: the first address of the prose that is not a contact
@@ -71,7 +72,7 @@ enum BounceText {
         if fallback == nil, let to = original?.field("To") {
             fallback = MailAddress.list(to.rawValue).map(\.address).first { !FailedRecipients.isExcluded($0, excluded) }
         }
-        return fallback.map { [recipient($0, ownText: "", reportText: errorText)] } ?? []
+        return fallback.map { [recipient($0, ownText: "", sharedText: errorText, reportText: errorText)] } ?? []
     }
 
     /// The report's sender and addressee (the reporter and us), and the bounced mail's envelope
@@ -82,14 +83,14 @@ enum BounceText {
         return Set(([mail.from?.address, originalSender] + mail.to.map(\.address)).compactMap { $0?.lowercased() }.filter { !$0.isEmpty })
     }
 
-    static func recipient(_ address: String, ownText: String, reportText: String) -> DeliveryReport.Recipient {
-        let status = mostSpecificStatus(in: ownText) ?? mostSpecificStatus(in: reportText)
+    static func recipient(_ address: String, ownText: String, sharedText: String, reportText: String) -> DeliveryReport.Recipient {
+        let status = mostSpecificStatus(in: ownText) ?? mostSpecificStatus(in: sharedText)
         // A specific status code is the MTA's own classification; the prose decides only when it is
         // missing or says no more than its class.
         let byStatus = statusReason(status)
         let reason = byStatus != "undefined" && status?.hasSuffix(".0.0") == false
             ? byStatus
-            : self.reason(status: status, diagnostic: ownText.isEmpty ? nil : ownText, text: reportText)
+            : self.reason(status: status, diagnostic: ownText.isEmpty ? nil : ownText, text: sharedText)
         let temporary = status?.hasPrefix("4") == true && !hasGivenUp(reportText)
         let diagnostic = ownText.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             .joined(separator: " ")
@@ -177,10 +178,12 @@ enum BounceText {
 
     static let reasonPhrases: [(String, [String])] = [
         ("mailboxfull", ["mailbox full", "mailbox is full", "quota", "over quota", "insufficient system storage", "mailbox size limit", "too much mail", "容量"]),
-        ("userunknown", ["user unknown", "unknown user", "no such user", "does not exist", "not exist", "invalid recipient", "recipient unknown",
+        ("hostunknown", ["host unknown", "host not found", "domain not found", "name or service not known", "unrouteable mail domain", "no mx",
+                         "domain name not found", "host or domain name not found", "remote domain doesnt exist", "domain doesn't exist",
+                         "domain does not exist", "invalid domain name"]),
+        ("userunknown", ["user doesn't have a", "recipient name is not recognized", "unknown recipient", "(000c05a6)", "user unknown", "unknown user", "no such user", "does not exist", "not exist", "invalid recipient", "recipient unknown",
                          "address rejected", "unknown recipient", "no mailbox", "mailbox not found", "no such mailbox", "unknown or illegal alias",
                          "user not found", "invalid mailbox", "recipient not found", "unrouteable address", "not a valid mailbox", "account does not exist"]),
-        ("hostunknown", ["host unknown", "host not found", "domain not found", "name or service not known", "unrouteable mail domain", "no mx", "domain name not found", "host or domain name not found"]),
         ("suspend", ["disabled", "suspended", "inactive", "deactivated", "account has been", "mailbox unavailable"]),
         ("spamdetected", ["spam", "junk mail"]),
         ("virusdetected", ["virus"]),
@@ -192,6 +195,6 @@ enum BounceText {
         ("exceedlimit", ["exceeds the limit", "exceeded"]),
         ("securityerror", ["authentication required", "authentication failed", "tls required"]),
         ("filtered", ["filtered", "refused by filter"]),
-        ("rejected", ["rejected", "refused", "denied"]),
+        ("rejected", ["rejected", "refused", "denied", "not a member of this mailing list", "not member"]),
     ]
 }

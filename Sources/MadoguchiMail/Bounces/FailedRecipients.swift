@@ -83,7 +83,7 @@ struct FailedRecipients {
         #"^"?(ADDR)"?(?:\s*$|:|\.\.\.|\s+\[|\s+\(|\s+on\s|\s+\.\.\.\s|\s+<[^@>]*>\s*$|\s+-\s|\s+Invalid|\s+ERROR_CODE)"#,
         // A labelled recipient: KDDI, MessagingServer, Domino, IMail, MailFoundry, DragonFly, X6, James, Mimecast.
         #"(?i)^(?:could not be delivered to|recipient address|recipient|failed recipient|original-recipient|final-recipient|unknown user|unable to deliver message to|undeliverable to|there was an error delivering your mail to|rejected recipient|smtp server <[^>]*> rejected recipient|the following recipients returned permanent errors|delivery to the following recipient failed[a-z ]*|rcpt to)\s*:?\s*(?:rfc822;\s*)?<?(ADDR)>?"#,
-        #"(?i)(?:rejected recipient|could not be delivered to:|unable to deliver message to:?|error delivering your mail to)\s*<(ADDR)>"#,
+        #"(?i)(?:rejected recipient|could not be delivered to:|unable to deliver message to:?|error delivering your mail to|member of this mailing list)\s*<(ADDR)>"#,
         // Bullets: `* addr` (X3), `-- addr` (Mimecast), `• addr`.
         #"^(?:\*|-{1,2}|•|・)\s+<?(ADDR)>?\s*$"#,
         // sendmail's own reply to the recipient: `550 <addr>... User unknown`, `550 5.1.1 addr... User unknown`.
@@ -124,7 +124,9 @@ struct FailedRecipients {
         let lower = address.lowercased()
         if excluded.contains(lower) { return true }
         let local = lower.split(separator: "@").first.map(String.init) ?? lower
+        // A list's own control addresses (fml's -ctl and -admin, -request, owner-) run the list.
         return ["mailer-daemon", "mail-daemon", "mailerdaemon"].contains(local)
+            || ["-ctl", "-admin", "-request", "-owner", "-bounces"].contains { local.hasSuffix($0) } || local.hasPrefix("owner-")
     }
 
     /// The mailboxes a report tells you to write to for help: never the failed recipient when they

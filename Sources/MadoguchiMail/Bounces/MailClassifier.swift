@@ -18,9 +18,14 @@ public struct DeliveryReport: Sendable, Equatable {
         public var reason: String
         public var diagnostic: String?
 
-        /// A permanent failure: the address should not be written to again as it is.
-        public var isHardBounce: Bool { action == "failed" && (status?.hasPrefix("5") ?? true) && !Self.softReasons.contains(reason) }
-        static let softReasons: Set = ["mailboxfull", "expired", "toomanyconn", "speeding", "systemerror", "networkerror", "exceedlimit", "onhold", "undefined", "blocked", "spamdetected", "contenterror", "mesgtoobig", "securityerror", "policyviolation", "badreputation", "requireptr", "authfailure", "notcompliantrfc", "virusdetected", "filtered"]
+        /// A permanent failure of the mailbox itself: the address should not be written to again as
+        /// it is. Only reasons that say the mailbox or its domain is gone count (Sisimai's hard
+        /// bounces); a full mailbox, a filter, a policy or a suspended account may pass, and a 4xx
+        /// never is one.
+        public var isHardBounce: Bool {
+            action == "failed" && status?.hasPrefix("4") != true && Self.hardReasons.contains(reason)
+        }
+        static let hardReasons: Set = ["userunknown", "hostunknown", "hasmoved", "notaccept", "suppressed"]
     }
 
     public var recipients: [Recipient]
@@ -49,8 +54,12 @@ enum MailClassifier {
         }
         if reportType == "disposition-notification" { return (.deliveryReport, nil) }
         if BounceText.looksLikeBounce(mail) {
+            // Bounces without MIME copy the original into their text; its Message-ID still says which mail it was.
+            let original = original ?? FailedRecipients.inlineOriginalHeaders(in: mail.text)
             let report = DeliveryReport(recipients: BounceText.recipients(in: mail, original: original),
                                         originalMessageID: original.flatMap { $0.field("Message-ID") }.flatMap { MessageIDs.parse($0.rawValue).first })
+            // A delay notice: the MTA is still trying, nothing has failed yet.
+            if !report.recipients.isEmpty, report.recipients.allSatisfy({ $0.action == "delayed" }) { return (.deliveryReport, report) }
             return (.bounce, report)
         }
         if isAutoReply(mail) { return (.autoReply, nil) }

@@ -33,6 +33,16 @@ extension TestApp {
         try await database.count(query)
     }
 
+    /// The first column of every row, as text.
+    func strings(_ query: PostgresQuery) async throws -> [String] {
+        try await database.withConnection { connection in
+            let rows = try await connection.query(query, logger: TestCluster.logger)
+            var values: [String] = []
+            for try await value in rows.decode(String.self) { values.append(value) }
+            return values
+        }
+    }
+
     /// The types of the ticket's events, oldest first.
     func eventTypes(ticket: UUID) async throws -> [String] {
         try await database.withConnection { connection in

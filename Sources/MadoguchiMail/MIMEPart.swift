@@ -85,7 +85,19 @@ struct MIMEParser {
             }
             if contentType["boundary"] == nil { defects.append("multipart boundary missing; guessed '\(boundary)'") }
             let childDefault = contentType.value == "multipart/digest" ? "message/rfc822" : "text/plain"
-            let pieces = splitMultipart(body, boundary: Array(boundary.utf8))
+            var pieces = splitMultipart(body, boundary: Array(boundary.utf8))
+            // The declared boundary appears nowhere, yet the body has boundary lines (a relay rewrote
+            // one and not the other): split where the body's own lines say, as mail clients do.
+            // A signature's "-- " or a "-----Original Message-----" line is no boundary: the guess
+            // must be one token and divide the body into at least two parts.
+            if pieces.first?.count == body.count, let guessed = guessBoundary(body), guessed != boundary,
+               !guessed.contains(where: \.isWhitespace) {
+                let alternative = splitMultipart(body, boundary: Array(guessed.utf8))
+                if alternative.count >= 2 {
+                    defects.append("multipart boundary '\(boundary)' not in the body; split at '\(guessed)'")
+                    pieces = alternative
+                }
+            }
             part.content = .multipart(pieces.map { parsePart($0, depth: depth + 1, defaultType: childDefault) })
         } else if contentType.value == "message/rfc822" || contentType.value == "message/global" {
             guard !tooDeep else { return part }

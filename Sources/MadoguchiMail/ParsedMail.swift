@@ -91,6 +91,16 @@ public struct MailAttachment: Sendable {
     /// Shown in the body (an image referenced by `cid:`) rather than offered as a download.
     public var isInline: Bool
     public var content: [UInt8]
+    /// For an attached message: the files inside it, listed under it rather than beside it (their
+    /// bytes are part of `content`, the message itself), including those of messages nested in it.
+    public var contained: [ContainedFile] = []
+}
+
+/// A file inside an attached message: named and measured, not stored a second time.
+public struct ContainedFile: Sendable, Equatable {
+    public var filename: String?
+    public var mediaType: String
+    public var size: Int
 }
 
 /// Walks the MIME tree choosing the body: inline text parts in order, the plain alternative of each
@@ -150,13 +160,26 @@ struct BodyCollector {
     }
 
     private mutating func attach(_ part: MIMEPart, defaultName: String?) {
-        // An attached message is kept as the bytes of that message.
+        // An attached message is kept as the bytes of that message, its own files listed under it.
         let content: [UInt8]
-        if case .message(let inner) = part.content { content = Array(inner.sourceBytes) } else { content = part.decodedBody }
+        var contained: [ContainedFile] = []
+        if case .message(let inner) = part.content {
+            content = Array(inner.sourceBytes)
+            var nested = BodyCollector()
+            nested.collect(inner, isRoot: true)
+            contained = nested.attachments.flatMap { file -> [ContainedFile] in
+                // A message inside the message is a container, not a file: its files are listed instead.
+                file.mediaType == "message/rfc822" && !file.contained.isEmpty
+                    ? file.contained
+                    : [ContainedFile(filename: file.filename, mediaType: file.mediaType, size: file.content.count)] + file.contained
+            }
+        } else {
+            content = part.decodedBody
+        }
         let inline = part.disposition?.value == "inline" || (part.disposition == nil && part.contentID != nil)
         attachments.append(MailAttachment(
             filename: part.filename ?? defaultName, mediaType: part.mediaType, contentID: part.contentID,
-            isInline: inline && part.contentID != nil, content: content))
+            isInline: inline && part.contentID != nil, content: content, contained: Array(contained.prefix(1000))))
     }
 
     private func decodeText(_ part: MIMEPart) -> String {

@@ -137,6 +137,84 @@ struct MailParserTests {
         #expect(parsed.defects.contains("multipart close delimiter missing"))
     }
 
+    @Test("an attached message is one file, with the files inside it (and inside messages nested in it) listed under it")
+    func attachedMessageFiles() {
+        let forwarded = mail("""
+            From: a@example.jp
+            Subject: Fwd: invoice
+            Content-Type: multipart/mixed; boundary=outer
+
+            --outer
+            Content-Type: text/plain
+
+            See the forwarded mail.
+            --outer
+            Content-Type: message/rfc822
+
+            From: b@example.jp
+            Subject: invoice
+            Content-Type: multipart/mixed; boundary=inner
+
+            --inner
+            Content-Type: text/plain
+
+            Invoice attached.
+            --inner
+            Content-Type: application/pdf; name=invoice.pdf
+            Content-Transfer-Encoding: base64
+
+            JVBERi0xLjQK
+            --inner
+            Content-Type: message/rfc822
+
+            From: c@example.jp
+            Subject: photo
+            Content-Type: multipart/mixed; boundary=deepest
+
+            --deepest
+            Content-Type: image/png
+            Content-Disposition: attachment
+
+            PNGDATA
+            --deepest--
+            --inner--
+            --outer--
+            """)
+        #expect(forwarded.attachments.count == 1)
+        let message = forwarded.attachments.first
+        #expect(message?.filename == "invoice.eml")
+        #expect(message?.contained == [
+            ContainedFile(filename: "invoice.pdf", mediaType: "application/pdf", size: 9),
+            ContainedFile(filename: nil, mediaType: "image/png", size: 7),
+        ])
+    }
+
+    @Test("a multipart whose declared boundary is nowhere in the body is split at the body's own boundary lines")
+    func rewrittenBoundary() {
+        let broken = mail("""
+            From: a@example.jp
+            Subject: files
+            Content-Type: multipart/mixed; boundary="declared-by-a-relay"
+
+            This is a multi-part message in MIME format.
+            --actual
+            Content-Type: text/plain
+
+            Two files.
+            --actual
+            Content-Type: application/octet-stream
+
+            DATA
+            --actual--
+            """)
+        #expect(broken.text.trimmingCharacters(in: .whitespacesAndNewlines) == "Two files.")
+        #expect(broken.attachments.map(\.mediaType) == ["application/octet-stream"])
+        #expect(broken.defects.contains { $0.contains("not in the body") })
+        // A signature's "-- " line is no boundary: the text stays whole.
+        let signed = mail("From: a@example.jp\nContent-Type: multipart/mixed; boundary=x\n\nHello\n-- \nTaro\n")
+        #expect(signed.text.contains("Hello") && signed.text.contains("Taro"))
+    }
+
     @Test("10,000 nested multiparts end at the depth limit without exhausting the stack")
     func deepNesting() {
         var text = "From: a@x.jp\n"

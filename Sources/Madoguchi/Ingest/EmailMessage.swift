@@ -15,7 +15,10 @@ extension NewMessage {
             threadingReason: threadingReason, metadata: try Self.metadata(of: mail), sentAt: mail.date,
             attachments: mail.attachments.map {
                 NewAttachment(filename: Text.limit($0.filename ?? "", 1000), mediaType: Text.limit($0.mediaType, 255), content: $0.content,
-                              contentID: $0.contentID.map { Text.limit($0, 1000) }, isInline: $0.isInline)
+                              contentID: $0.contentID.map { Text.limit($0, 1000) }, isInline: $0.isInline,
+                              contained: $0.contained.map {
+                                  ContainedFileRecord(filename: Text.limit($0.filename ?? "", 1000), mediaType: Text.limit($0.mediaType, 255), size: Int64($0.size))
+                              })
             })
     }
 

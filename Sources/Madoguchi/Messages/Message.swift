@@ -23,6 +23,8 @@ public struct Message: Sendable {
         public var sha256: [UInt8]
         public var contentID: String?
         public var inline: Bool
+        /// For an attached message: the files inside it.
+        var contained: [ContainedFileRecord] = []
     }
 
     public var id: UUID

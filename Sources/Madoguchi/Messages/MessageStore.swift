@@ -51,9 +51,10 @@ struct MessageStore: Sendable {
     private func insertAttachments(_ files: [NewAttachment], messageID: UUID, on connection: PostgresConnection) async throws {
         for (position, file) in files.enumerated() {
             try await connection.query("""
-                INSERT INTO attachments (message_id, position, filename, media_type, size, sha256, content_id, inline, content)
+                INSERT INTO attachments (message_id, position, filename, media_type, size, sha256, content_id, inline, content, contained)
                 VALUES (\(messageID), \(position), \(file.filename), \(file.mediaType), \(Int64(file.content.count)),
-                        \(ByteBuffer(bytes: SHA256.hash(data: file.content))), \(file.contentID), \(file.isInline), \(ByteBuffer(bytes: file.content)))
+                        \(ByteBuffer(bytes: SHA256.hash(data: file.content))), \(file.contentID), \(file.isInline), \(ByteBuffer(bytes: file.content)),
+                        \(String(decoding: try JSONEncoder().encode(file.contained), as: UTF8.self))::jsonb)
                 """, logger: logger)
         }
     }

@@ -41,6 +41,8 @@ struct NewAttachment: Sendable {
     var content: [UInt8]
     var contentID: String? = nil
     var isInline: Bool = false
+    /// For an attached message: the files inside it (name, type, size), kept as JSON beside it.
+    var contained: [ContainedFileRecord] = []
 
     /// A filename with path separators and line breaks made harmless.
     static func safeName(_ name: String) -> String {
@@ -58,5 +60,17 @@ extension NewMessage {
             json = String(json.dropLast()) + (json == "{}" ? "" : ",") + "\(name):\(value)}"
         }
         return json
+    }
+}
+
+/// A file inside an attached message, as `attachments.contained` keeps it.
+struct ContainedFileRecord: Codable, Sendable, Equatable {
+    var filename: String
+    var mediaType: String
+    var size: Int64
+
+    enum CodingKeys: String, CodingKey {
+        case filename, size
+        case mediaType = "media_type"
     }
 }

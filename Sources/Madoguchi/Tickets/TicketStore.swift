@@ -213,16 +213,17 @@ struct TicketStore: Sendable {
         guard !messages.isEmpty else { return messages }
 
         let attachmentRows = try await connection.query("""
-            SELECT message_id, id, filename, media_type, size, sha256, content_id, inline
+            SELECT message_id, id, filename, media_type, size, sha256, content_id, inline, contained::text
             FROM attachments WHERE message_id = ANY(\(messages.map(\.id)))
             ORDER BY created_at, position, id
             """, logger: logger)
         var attachments: [UUID: [Message.Attachment]] = [:]
-        for try await (messageID, id, filename, mediaType, size, sha256, contentID, inline)
-            in attachmentRows.decode((UUID, UUID, String, String, Int64, ByteBuffer, String?, Bool).self)
+        for try await (messageID, id, filename, mediaType, size, sha256, contentID, inline, contained)
+            in attachmentRows.decode((UUID, UUID, String, String, Int64, ByteBuffer, String?, Bool, String).self)
         {
             attachments[messageID, default: []].append(.init(
-                id: id, filename: filename, mediaType: mediaType, size: size, sha256: Array(buffer: sha256), contentID: contentID, inline: inline))
+                id: id, filename: filename, mediaType: mediaType, size: size, sha256: Array(buffer: sha256), contentID: contentID, inline: inline,
+                contained: (try? JSONDecoder().decode([ContainedFileRecord].self, from: Data(contained.utf8))) ?? []))
         }
         for index in messages.indices { messages[index].attachments = attachments[messages[index].id] ?? [] }
         return messages

@@ -163,7 +163,10 @@ extension Components.Schemas.Message {
                     size: attachment.size,
                     sha256: attachment.sha256.map { String(format: "%02x", $0) }.joined(),
                     contentId: attachment.contentID,
-                    inline: attachment.inline)
+                    inline: attachment.inline,
+                    contains: attachment.contained.isEmpty ? nil : attachment.contained.map {
+                        .init(filename: $0.filename, mediaType: $0.mediaType, size: $0.size)
+                    })
             },
             links: message.links.isEmpty ? nil : message.links.compactMap { link in
                 link["url"].map { .init(url: $0, filename: link["filename"], mediaType: link["media_type"]) }

@@ -62,7 +62,8 @@ enum BounceSignatures {
 
     /// A template sentence near the top of the text, not below someone's own writing.
     static func hasTemplateSentence(_ text: String) -> Bool {
-        let lines = text.split(separator: "\n").lazy.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.prefix(40)
+        // Only the top of the text: a template sentence further down is someone quoting one.
+        let lines = text.prefix(8_000).split(separator: "\n").lazy.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.prefix(40)
         for line in lines {
             let lower = line.lowercased()
             if lower.contains("forwarded message") || lower.contains("original message") || lower.hasPrefix(">") { return false }

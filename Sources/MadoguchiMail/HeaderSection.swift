@@ -17,11 +17,18 @@ public struct HeaderSection: Sendable, Equatable {
     public subscript(_ name: String) -> String? { field(name)?.text }
 
     public func field(_ name: String) -> HeaderField? {
-        fields.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }
+        fields.first { Self.sameName($0.name, name) }
     }
 
     public func all(_ name: String) -> [HeaderField] {
-        fields.filter { $0.name.caseInsensitiveCompare(name) == .orderedSame }
+        fields.filter { Self.sameName($0.name, name) }
+    }
+
+    /// Field names are printable ASCII (RFC 5322 §2.2): compared byte by byte, ignoring ASCII case,
+    /// rather than through Foundation's locale-aware comparison, which was a sixth of parsing time.
+    static func sameName(_ a: String, _ b: String) -> Bool {
+        guard a.utf8.count == b.utf8.count else { return false }
+        return zip(a.utf8, b.utf8).allSatisfy { x, y in x == y || (x | 0x20) == (y | 0x20) && (x | 0x20) >= 0x61 && (x | 0x20) <= 0x7A }
     }
 
     /// The most fields kept from one header section; more is an attack or a loop, not a mail.

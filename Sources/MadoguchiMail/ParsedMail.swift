@@ -110,6 +110,8 @@ struct BodyCollector {
     var html: String?
     var attachments: [MailAttachment] = []
     var defects: [String] = []
+    /// False when only the files are wanted (an attached message's), so its text is not decoded.
+    var readsText = true
 
     mutating func collect(_ part: MIMEPart, isRoot: Bool = false) {
         switch part.content {
@@ -147,7 +149,7 @@ struct BodyCollector {
         var plain: String?
         var richHTML: String?
         for child in children {
-            var nested = BodyCollector()
+            var nested = BodyCollector(readsText: readsText)
             nested.collect(child)
             if plain == nil, !nested.plainTexts.isEmpty { plain = nested.plainTexts.joined(separator: "\n") }
             if let html = nested.html { richHTML = html }
@@ -165,7 +167,7 @@ struct BodyCollector {
         var contained: [ContainedFile] = []
         if case .message(let inner) = part.content {
             content = Array(inner.sourceBytes)
-            var nested = BodyCollector()
+            var nested = BodyCollector(readsText: false)
             nested.collect(inner, isRoot: true)
             contained = nested.attachments.flatMap { file -> [ContainedFile] in
                 // A message inside the message is a container, not a file: its files are listed instead.
@@ -183,11 +185,27 @@ struct BodyCollector {
     }
 
     private func decodeText(_ part: MIMEPart) -> String {
+        guard readsText else { return "" }
         let bytes = part.decodedBody
         var label = part.contentType["charset"]
         if label == nil || label?.isEmpty == true, part.mediaType == "text/html" { label = HTMLText.declaredCharset(bytes) }
         let decoded = Charset.decode(bytes, label: label)
-        return decoded.text.replacingOccurrences(of: "\r\n", with: "\n")
+        return Self.withLineFeeds(decoded.text)
+    }
+
+    /// CRLF to LF on the bytes (a Swift String holds "\r\n" as one Character, and Foundation's
+    /// replacingOccurrences was an eighth of parsing time).
+    static func withLineFeeds(_ text: String) -> String {
+        guard text.utf8.contains(0x0D) else { return text }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(text.utf8.count)
+        var previous: UInt8 = 0
+        for byte in text.utf8 {
+            if byte == 0x0A, previous == 0x0D { bytes.removeLast() }
+            bytes.append(byte)
+            previous = byte
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     static func safeName(_ subject: String) -> String {

@@ -8,7 +8,9 @@ import Foundation
 /// agent can always unfold the history.
 public enum ReplySplitter {
     public static func split(_ text: String) -> (visible: String, quoted: String) {
-        let lines = text.components(separatedBy: "\n").map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
+        let lines = text.utf8.split(separator: 0x0A, omittingEmptySubsequences: false).map { line in
+            String(decoding: line.last == 0x0D ? line.dropLast() : line, as: UTF8.self)
+        }
         var hidden = [Bool](repeating: false, count: lines.count)
         // Trimmed once: Foundation's trimming per check and per line dominated parsing time.
         let trimmed = lines.map(Self.trim)
@@ -74,8 +76,10 @@ public enum ReplySplitter {
     }
 
     private static func isHeaderLine(_ line: String, names: [String]) -> Bool {
-        // Outlook's rich-text replies come through as "*From:* …".
-        let lower = line.lowercased().replacingOccurrences(of: "*", with: "")
+        // Outlook's rich-text replies come through as "*From:* …". (Foundation's
+        // replacingOccurrences on every line was a fifth of all parsing time.)
+        var lower = line.lowercased()
+        if lower.utf8.contains(UInt8(ascii: "*")) { lower.removeAll { $0 == "*" } }
         return names.contains { lower.hasPrefix($0 + ":") || lower.hasPrefix($0 + "：") || lower.hasPrefix($0 + " :") }
     }
 

@@ -62,12 +62,14 @@ enum BounceSignatures {
 
     /// A template sentence near the top of the text, not below someone's own writing.
     static func hasTemplateSentence(_ text: String) -> Bool {
+        // Most mail contains none of them: one byte search each over the top decides that.
+        let head = String(text.prefix(8_000)).lowercased()
+        guard head.containsAnyUTF8(templateSentences) else { return false }
         // Only the top of the text: a template sentence further down is someone quoting one.
-        let lines = text.prefix(8_000).split(separator: "\n").lazy.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.prefix(40)
-        for line in lines {
-            let lower = line.lowercased()
-            if lower.contains("forwarded message") || lower.contains("original message") || lower.hasPrefix(">") { return false }
-            if templateSentences.contains(where: { lower.contains($0) }) { return true }
+        let lines = head.split(separator: "\n").lazy.map { ReplySplitter.trim(String($0)) }.filter { !$0.isEmpty }.prefix(40)
+        for lower in lines {
+            if lower.containsUTF8("forwarded message") || lower.containsUTF8("original message") || lower.hasPrefix(">") { return false }
+            if lower.containsAnyUTF8(templateSentences) { return true }
         }
         return false
     }
@@ -96,6 +98,6 @@ enum BounceSignatures {
 
     static func isSystemSender(_ mail: ParsedMail) -> Bool {
         let from = (mail.root.headers["From"] ?? "").lowercased()
-        return systemSenders.contains { from.contains($0) }
+        return from.containsAnyUTF8(systemSenders)
     }
 }

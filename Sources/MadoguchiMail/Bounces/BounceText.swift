@@ -19,7 +19,7 @@ enum BounceText {
         if !fromSystem, BounceSignatures.isForwardOrReply(subject) { return false }
         if BounceSignatures.hasReportHeader(mail) || BounceSignatures.hasTemplateSentence(mail.text) { return true }
         let lowerSubject = subject.lowercased()
-        let bounceSubject = subjects.contains { lowerSubject.contains($0) } || BounceSignatures.subjectLooksLikeBounce(subject)
+        let bounceSubject = lowerSubject.containsAnyUTF8(subjects) || BounceSignatures.subjectLooksLikeBounce(subject)
         let status = statusCode(in: mail.text)
         if fromSystem && (bounceSubject || mail.subject == nil || status != nil) { return true }
         let namesFailedRecipient = {
@@ -31,7 +31,7 @@ enum BounceText {
             // Only mail-system wording counts here: a customer can write "returned to sender" or 宛先.
             return ["user unknown", "unknown user", "no such user", "delivery to the following recipient", "permanent error",
                     "the following address", "550 ", "554 ", "5.1.1", "mailbox unavailable", "recipient address rejected", "host unknown",
-                    "mailbox is full", "failed recipient", "the error that the other server returned"].contains { text.contains($0) }
+                    "mailbox is full", "failed recipient", "the error that the other server returned"].contains { text.containsUTF8($0) }
                 || MailClassifier.originalHeaders(MailClassifier.leaves(mail.root)) != nil && fromSystem
                 || (fromSystem || status != nil) && namesFailedRecipient()
         }
@@ -149,7 +149,7 @@ enum BounceText {
 
     private static func phraseReason(_ text: String) -> String? {
         let lower = text.lowercased()
-        return reasonPhrases.first { $0.1.contains(where: { lower.contains($0) }) }?.0
+        return reasonPhrases.first { lower.containsAnyUTF8($0.1) }?.0
     }
 
     static func statusReason(_ status: String?) -> String {

@@ -8,7 +8,7 @@ import Foundation
 /// failed recipients — so only `bouncedRecipients`, `complainedRecipients` and `recipients` count.
 enum ESPNotification {
     static func read(_ text: String) -> (MailClassification, DeliveryReport)? {
-        guard text.contains("notificationType") || text.contains("eventType"), let notification = notification(in: text) else { return nil }
+        guard text.containsUTF8("notificationType") || text.containsUTF8("eventType"), let notification = notification(in: text) else { return nil }
         let type = (notification["notificationType"] as? String) ?? (notification["eventType"] as? String) ?? ""
         let mail = notification["mail"] as? [String: Any]
         let originalID = (mail?["commonHeaders"] as? [String: Any])?["messageId"] as? String

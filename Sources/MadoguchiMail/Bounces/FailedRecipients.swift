@@ -55,13 +55,19 @@ struct FailedRecipients {
     }
 
     private static func isOriginalMessageMarker(_ line: Substring) -> Bool {
-        let lower = line.trimmingCharacters(in: .whitespaces).lowercased()
+        // Most lines are prose: only a banner, a pointer ending in ':' or "follows", or a MIME
+        // header can be a marker, and that is cheap to rule out before lower-casing anything.
+        guard let first = line.utf8.first(where: { $0 != 0x20 && $0 != 0x09 }), let last = line.utf8.last(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0D })
+        else { return false }
+        let shaped = "-=|*:.sgOoTtCcBb".utf8.contains(first) || "-=|*:.sg".utf8.contains(last)
+        guard shaped else { return false }
+        let lower = ReplySplitter.trim(String(line)).lowercased()
         guard !lower.isEmpty else { return false }
         if lower.hasPrefix("content-type: message/rfc822") || lower.hasPrefix("content-type: text/rfc822-headers") { return true }
         let mentionsOriginal = ["original message", "copy of the message", "copy of the mail header", "original mail", "unsent message",
                                 "header of the original message", "original message headers", "returned message", "message headers follow",
                                 "mensaje original", "message text follows", "message header follows", "no message was collected"]
-            .contains { lower.contains($0) }
+            .contains { lower.containsUTF8($0) }
         guard mentionsOriginal else { return false }
         // A banner ("----- Original message -----") or a pointer to what follows, not a sentence that mentions it.
         return lower.hasPrefix("-") || lower.hasPrefix("=") || lower.hasPrefix("|") || lower.hasPrefix("*")
@@ -101,8 +107,9 @@ struct FailedRecipients {
     ]
 
     static func recipient(onLine line: String) -> String? {
-        let trimmed = line.trimmingCharacters(in: .whitespaces)
-        guard trimmed.contains("@"), trimmed.count < 1000 else { return nil }
+        guard line.utf8.contains(UInt8(ascii: "@")) else { return nil }
+        let trimmed = ReplySplitter.trim(line)
+        guard trimmed.utf8.count < 4000 else { return nil }
         let lower = trimmed.lowercased()
         if quotedHeaderPrefixes.contains(where: { lower.hasPrefix($0) }) { return nil }
         // `To:` in a quoted header block names the original addressees, unless nothing else does;

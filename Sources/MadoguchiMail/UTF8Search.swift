@@ -1,0 +1,38 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+extension String {
+    /// Whether `needle` occurs in the string, compared byte for byte on UTF-8. Foundation's
+    /// `contains` goes through NSString and UTF-16 and was most of the bounce checks' cost; a
+    /// byte search is exact for the ASCII and UTF-8 phrases they look for.
+    func containsUTF8(_ needle: String) -> Bool {
+        var haystack = self
+        var needle = needle
+        return haystack.withUTF8 { hay in
+            needle.withUTF8 { pin in
+                guard !pin.isEmpty else { return true }
+                guard hay.count >= pin.count, let hayBase = hay.baseAddress, let pinBase = pin.baseAddress else { return false }
+                // memchr to the next occurrence of the first byte, then compare the rest (glibc's
+                // memmem is not visible to Swift without _GNU_SOURCE).
+                let first = Int32(pin[0])
+                var offset = 0
+                let lastStart = hay.count - pin.count
+                while offset <= lastStart {
+                    guard let found = memchr(hayBase + offset, first, lastStart - offset + 1) else { return false }
+                    let position = UnsafeRawPointer(found) - UnsafeRawPointer(hayBase)
+                    if memcmp(hayBase + position, pinBase, pin.count) == 0 { return true }
+                    offset = position + 1
+                }
+                return false
+            }
+        }
+    }
+
+    /// Whether any of `needles` occurs in the string.
+    func containsAnyUTF8(_ needles: [String]) -> Bool {
+        needles.contains { containsUTF8($0) }
+    }
+}

@@ -177,6 +177,18 @@ struct AuthenticationTests {
         }
     }
 
+    @Test("a key revoked by another process (the CLI, another server) stops working within a second")
+    func revokedElsewhere() async throws {
+        try await TestApp.run { app in
+            let (secret, record) = try await app.key(.gateway)
+            #expect(try await app.request(.get, "/v1/me", key: secret).status == .ok)
+            // What `madoguchi keys revoke` does: the row only, this server is not told.
+            try await app.execute("UPDATE api_keys SET revoked_at = now() WHERE id = \(record.id)")
+            try await Task.sleep(for: .milliseconds(1_100))
+            #expect(try await app.request(.get, "/v1/me", key: secret).status == .unauthorized)
+        }
+    }
+
     @Test("an agent key acts for an agent; other roles cannot name one")
     func agentKeys() async throws {
         try await TestApp.run { app in

@@ -25,11 +25,13 @@ struct APIHandler: APIProtocol {
     let notifier: EventNotifier
     /// Wakes this process's auto-assignment when a queue is switched on.
     var assignment: AssignmentTrigger? = nil
+    /// Keys found valid in the last second, shared by authentication and revocation in this process.
+    let keyCache = APIKeyCache()
 
     /// The request's logger (its lines carry the request id), or the service's outside a request.
     var logger: Logger { RequestScope.current?.logger ?? baseLogger }
 
-    var keys: APIKeyStore { APIKeyStore(logger: logger) }
+    var keys: APIKeyStore { APIKeyStore(logger: logger, cache: keyCache) }
     var customers: CustomerStore { CustomerStore(logger: logger) }
     var tickets: TicketStore { TicketStore(logger: logger) }
 

@@ -18,8 +18,16 @@ public struct APIKeyRecord: Sendable, Equatable {
 /// The SQL behind API keys. Shared by the HTTP API and the `madoguchi keys` command.
 public struct APIKeyStore: Sendable {
     let logger: Logger
+    /// Valid keys for a second (see `APIKeyCache`): the service passes its one cache to every store
+    /// it makes, so a revocation here reaches its authentication at once.
+    let cache: APIKeyCache
 
-    public init(logger: Logger) { self.logger = logger }
+    public init(logger: Logger) { self.init(logger: logger, cache: APIKeyCache()) }
+
+    init(logger: Logger, cache: APIKeyCache) {
+        self.logger = logger
+        self.cache = cache
+    }
 
     private static let columns = "id, name, role, prefix, agent_id, created_at, last_used_at, revoked_at"
 
@@ -62,6 +70,7 @@ public struct APIKeyStore: Sendable {
             UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = \(id)
             RETURNING \(unescaped: Self.columns)
             """, logger: logger)
+        cache.forget(keyID: id)
         for try await row in rows.decode(Row.self) { return try Self.record(row) }
         return nil
     }

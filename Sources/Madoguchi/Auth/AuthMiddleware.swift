@@ -70,7 +70,10 @@ struct AuthMiddleware: ServerMiddleware {
     private func principal(for token: String) async throws -> Principal {
         let invalid = Self.unauthenticated("The API key is not valid: unknown, revoked or mistyped.", keyWasSent: true)
         guard let secret = APIKeySecret(token.trimmed) else { throw invalid }
+        let hash = secret.hash
+        if let known = keys.cache.principal(forHash: hash) { return known }
         guard let principal = try await database.withConnection({ try await keys.authenticate(secret, on: $0) }) else { throw invalid }
+        keys.cache.remember(principal, forHash: hash)
         return principal
     }
 

@@ -18,29 +18,29 @@ public struct EmailBenchmark: Sendable {
     public init(directory: String) { self.directory = directory }
 
     /// Every file under `directory` that is not documentation or expectations.
-    func mails() throws -> [[UInt8]] {
+    func mailFiles() throws -> [URL] {
         let root = URL(fileURLWithPath: directory)
         guard let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey]) else {
             throw BenchmarkError("cannot read \(directory)")
         }
-        var mails: [[UInt8]] = []
+        var files: [URL] = []
         for case let url as URL in walker {
             guard (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true else { continue }
             let name = url.lastPathComponent
             if ["json", "jsonl", "md", "txt"].contains(url.pathExtension) && !url.path.contains("/emails/") { continue }
             if name.hasPrefix("LICENSE") || name.hasPrefix("COPYING") { continue }
-            mails.append([UInt8](try Data(contentsOf: url)))
+            files.append(url)
         }
-        guard !mails.isEmpty else { throw BenchmarkError("no mail files under \(directory)") }
-        return mails
+        guard !files.isEmpty else { throw BenchmarkError("no mail files under \(directory)") }
+        return files.sorted { $0.path < $1.path }
     }
 
-    public func run(logger: Logger, report: @Sendable (String) -> Void) async throws {
-        let mails = try mails()
-        let totalBytes = mails.reduce(0) { $0 + $1.count }
-        report("\(mails.count) mails, \(totalBytes / 1024) KiB; \(seconds) s per measurement")
+    func mails() throws -> [[UInt8]] {
+        try mailFiles().map { [UInt8](try Data(contentsOf: $0)) }
+    }
 
-        // The parser alone, on one core.
+    /// The parser alone, on one core, for `seconds`.
+    static func parserRate(_ mails: [[UInt8]], seconds: Int) -> (mailsPerSecond: Double, megabytesPerSecond: Double) {
         var parsed = 0, bytes = 0
         let start = Date()
         while Date().timeIntervalSince(start) < Double(seconds) {
@@ -51,7 +51,16 @@ public struct EmailBenchmark: Sendable {
             }
         }
         let elapsed = Date().timeIntervalSince(start)
-        report(String(format: "parser:   %8.0f messages/s  %7.1f MB/s", Double(parsed) / elapsed, Double(bytes) / elapsed / 1_000_000))
+        return (Double(parsed) / elapsed, Double(bytes) / elapsed / 1_000_000)
+    }
+
+    public func run(logger: Logger, report: @Sendable (String) -> Void) async throws {
+        let mails = try mails()
+        let totalBytes = mails.reduce(0) { $0 + $1.count }
+        report("\(mails.count) mails, \(totalBytes / 1024) KiB; \(seconds) s per measurement")
+
+        let parser = Self.parserRate(mails, seconds: seconds)
+        report(String(format: "parser:   %8.0f messages/s  %7.1f MB/s", parser.mailsPerSecond, parser.megabytesPerSecond))
 
         try await BenchmarkSupport.withCluster(logger: logger) { cluster in
             try await measureEndpoint(mails, cluster: cluster, logger: logger, report: report)

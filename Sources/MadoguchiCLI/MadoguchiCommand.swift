@@ -113,7 +113,31 @@ struct GatewayLoad: ParsableArguments {
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks against raw PostgreSQL on this machine (not tests).",
-        subcommands: [ClaimNext.self, Email.self, Webhooks.self, Outbound.self, Events.self, Reports.self])
+        subcommands: [All.self, ClaimNext.self, Email.self, Webhooks.self, Outbound.self, Events.self, Reports.self])
+
+    struct All: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Every ingest and claim benchmark next to its baselines in one run (parser vs CPython email, email and LINE/Twilio ingest at 1/8/32 clients, claim-next at 1/8/32 agents with 0/10k/100k live claims); results as Markdown and JSON under bench/results/.")
+
+        @Option(help: "A directory of raw mails (every file under it), e.g. ../shared/corpus.")
+        var corpus: String
+
+        @Option(help: "Seconds per measurement.")
+        var seconds: Int = 5
+
+        @Option(help: "Where the results go.")
+        var output: String = "bench/results"
+
+        func run() async throws {
+            guard (1...600).contains(seconds) else { throw ValidationError("--seconds takes 1 to 600") }
+            var benchmark = AllBenchmarks(corpus: corpus)
+            benchmark.seconds = seconds
+            benchmark.output = output
+            var logger = Logger(label: "madoguchi.bench")
+            logger.logLevel = .warning
+            try await benchmark.run(logger: logger) { print($0) }
+        }
+    }
 
     struct Reports: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

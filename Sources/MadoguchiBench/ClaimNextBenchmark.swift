@@ -23,7 +23,10 @@ public struct ClaimNextBenchmark: Sendable {
         public var agents: Int
         public var service: Double
         public var pgbench: Double
+        /// The plain SKIP LOCKED claim every queue on PostgreSQL starts from, on the same tickets.
+        public var anchor: Double
         public var ratio: Double { service / pgbench }
+        public var ownSQLToAnchor: Double { pgbench / anchor }
     }
 
     public func run(logger: Logger, report: @Sendable (String) -> Void) async throws -> [Row] {
@@ -62,7 +65,7 @@ public struct ClaimNextBenchmark: Sendable {
             return keys
         }
         report("seeded \(tickets) tickets and \(maxAgents) agents; \(liveClaims) live claims on the most urgent; \(seconds) s per measurement")
-        report("agents  service claims/s  pgbench claims/s  service/pgbench")
+        report("agents  service claims/s  pgbench claims/s  service/pgbench  anchor claims/s  own SQL/anchor")
 
         var rows: [Row] = []
         for agents in agentCounts {
@@ -70,9 +73,11 @@ public struct ClaimNextBenchmark: Sendable {
             let service = try await measureService(port: port, keys: Array(keys.prefix(agents)))
             try await reset(database, logger: logger)
             let pgbench = try await measurePgbench(cluster: cluster, agents: agents)
-            let row = Row(agents: agents, service: service, pgbench: pgbench)
+            try await reset(database, logger: logger)
+            let anchor = try await measureAnchor(cluster: cluster, agents: agents)
+            let row = Row(agents: agents, service: service, pgbench: pgbench, anchor: anchor)
             rows.append(row)
-            report(String(format: "%6d  %16.0f  %16.0f  %15.2f", agents, service, pgbench, row.ratio))
+            report(String(format: "%6d  %16.0f  %16.0f  %15.2f  %15.0f  %14.2f", agents, service, pgbench, row.ratio, anchor, row.ownSQLToAnchor))
         }
         return rows
     }
@@ -114,5 +119,20 @@ public struct ClaimNextBenchmark: Sendable {
         // pgbench reads one statement per line unless it ends in a semicolon; keep it on one line.
         let script = "\\set agent random(1, \(agents))\n" + statement.split(separator: "\n").joined(separator: " ") + ";\n"
         return try await BenchmarkSupport.pgbenchTPS(script: script, named: "claim-next", clients: agents, seconds: seconds, on: cluster)
+    }
+
+    /// The anchor: one UPDATE of the most urgent unclaimed ticket found with SKIP LOCKED, in the same
+    /// order and on the same index as the service, and nothing else (no queues, no assignee, no
+    /// lapsed claims, no event): what a claim costs PostgreSQL at the least.
+    private func measureAnchor(cluster: EmbeddedPostgres, agents: Int) async throws -> Double {
+        let script = """
+            \\set agent random(1, \(agents))
+            UPDATE tickets SET claim_agent_id = ('00000000-0000-4000-8000-' || lpad(:agent::text, 12, '0'))::uuid, \
+            claim_expires_at = now() + interval '15 minutes' WHERE id = (SELECT id FROM tickets \
+            WHERE status IN ('new', 'open') AND claim_agent_id IS NULL AND assignee_id IS NULL \
+            ORDER BY priority_rank DESC, response_due_at ASC NULLS LAST, created_at ASC LIMIT 1 FOR UPDATE SKIP LOCKED);
+
+            """
+        return try await BenchmarkSupport.pgbenchTPS(script: script, named: "claim-anchor", clients: agents, seconds: seconds, on: cluster)
     }
 }

@@ -18,6 +18,8 @@ public struct Database: Sendable {
     /// (`MADOGUCHI_DB_WAIT_SECONDS` for the server): during an outage the pool retries connecting
     /// quietly, and a request would otherwise wait for as long as that lasts.
     let leaseTimeout: Duration
+    /// Announces committed events to followers everywhere (see `EventAnnouncer`).
+    let announcer = EventAnnouncer()
 
     public init(configuration: PostgresClient.Configuration, logger: Logger, registry: PrometheusCollectorRegistry? = nil,
                 leaseTimeout: Duration = .seconds(600)) {
@@ -31,6 +33,15 @@ public struct Database: Sendable {
     /// within `leaseTimeout` it throws `DatabaseUnavailable` (a 503 with `Retry-After` to HTTP callers);
     /// once leased, `body` takes as long as it takes.
     public func withConnection<Result: Sendable>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
+        // Events written on this lease are announced once it is done: by then they are committed
+        // (a transaction commits inside its lease; a single statement commits as it returns).
+        let writes = EventWrites()
+        let result = try await EventWrites.$current.withValue(writes) { try await leasedConnection(body) }
+        if writes.happened { announcer.announce(on: self) }
+        return result
+    }
+
+    private func leasedConnection<Result: Sendable>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
         let requested = ContinuousClock.now
         let leased = LeaseFlag()
         let (pool, metrics, limit) = (client, metrics, leaseTimeout)

@@ -5,7 +5,7 @@ import ServiceLifecycle
 import Synchronization
 
 /// Wakes the feed's followers when a transaction that wrote events commits: one connection
-/// LISTENs on `madoguchi_events` (sent by the events table's trigger) and every waiter is resumed,
+/// LISTENs on `madoguchi_events` (sent after the commit by `EventAnnouncer`) and every waiter is resumed,
 /// so a long poll or a stream sees a change within milliseconds without querying in a loop.
 ///
 /// The connection is taken only while somebody follows the feed, and given back after

@@ -21,6 +21,7 @@ struct EventStore: Sendable {
             INSERT INTO events (type, ticket_id, customer_id, message_id, actor_key_id, actor_agent_id, data)
             VALUES (\(type.rawValue), \(ticketID), \(customerID), \(messageID), \(actor?.keyID), \(actor?.agentID), \(json)::jsonb)
             """, logger: logger)
+        EventWrites.noteWritten()
     }
 
     /// An event about a reply, on its ticket, customer and message (one statement: no read first).
@@ -34,5 +35,6 @@ struct EventStore: Sendable {
             FROM replies r JOIN tickets t ON t.id = r.ticket_id
             WHERE r.id = \(replyID)
             """, logger: logger)
+        EventWrites.noteWritten()
     }
 }

@@ -70,6 +70,7 @@ struct AssignmentWorker: Service {
                 )
                 SELECT count(*) FROM assigned
                 """, logger: logger)
+            EventWrites.noteWritten()
             for try await count in rows.decode(Int64.self) { return Int(count) }
             return 0
         }

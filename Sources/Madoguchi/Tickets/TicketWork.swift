@@ -85,6 +85,7 @@ struct TicketWork: Sendable {
             let rows = try await connection.query(PostgresQuery(unsafeSQL: Self.claimNextSQL, binds: binds), logger: logger)
             var claimed: Ticket?
             for try await row in rows { claimed = try Ticket(row: row) }
+            if claimed != nil { EventWrites.noteWritten() }
             return claimed
         }
     }

@@ -90,10 +90,15 @@ struct MIMEParser {
             // one and not the other): split where the body's own lines say, as mail clients do.
             // A signature's "-- " or a "-----Original Message-----" line is no boundary: the guess
             // must be one token and divide the body into at least two parts.
+            // And the text before it is only the usual notice, never a person's writing.
             if pieces.first?.count == body.count, let guessed = guessBoundary(body), guessed != boundary,
-               !guessed.contains(where: \.isWhitespace) {
+               !guessed.contains(where: \.isWhitespace), guessed.contains(where: { $0 != "-" && $0 != "=" && $0 != "_" }) {
                 let alternative = splitMultipart(body, boundary: Array(guessed.utf8))
-                if alternative.count >= 2 {
+                let startsWithHeaders = alternative.allSatisfy { piece in
+                    let head = String(decoding: piece.prefix(64), as: UTF8.self).lowercased().drop { $0 == "\r" || $0 == "\n" }
+                    return head.hasPrefix("content-") || head.hasPrefix("mime-version")
+                }
+                if alternative.count >= 2, startsWithHeaders, Self.isOnlyMIMENotice(preambleBefore: "--" + guessed, in: body) {
                     defects.append("multipart boundary '\(boundary)' not in the body; split at '\(guessed)'")
                     pieces = alternative
                 }
@@ -106,6 +111,16 @@ struct MIMEParser {
             part.content = .message(parsePart(inner, depth: depth + 1, defaultType: "text/plain"))
         }
         return part
+    }
+
+    /// Whether the text before the first `delimiter` line is empty or the "This is a multi-part
+    /// message in MIME format." notice mail programs put there.
+    static func isOnlyMIMENotice(preambleBefore delimiter: String, in body: ArraySlice<UInt8>) -> Bool {
+        let text = String(decoding: body.prefix(4096), as: UTF8.self)
+        guard let range = text.range(of: "\n" + delimiter) ?? (text.hasPrefix(delimiter) ? text.startIndex..<text.startIndex : nil) else { return false }
+        let preamble = text[..<range.lowerBound].lowercased().filter { !$0.isWhitespace }
+        return preamble.isEmpty || preamble.hasPrefix("thisisamulti-partmessage") || preamble.hasPrefix("thisisamultipartmessage")
+            || preamble.hasPrefix("thisisamime")
     }
 
     /// A multipart with no boundary parameter: the first line that looks like `--something`.

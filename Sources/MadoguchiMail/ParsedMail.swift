@@ -110,8 +110,10 @@ struct BodyCollector {
     var html: String?
     var attachments: [MailAttachment] = []
     var defects: [String] = []
-    /// False when only the files are wanted (an attached message's), so its text is not decoded.
+    /// False inside an attached message: only its files are wanted, named and measured in
+    /// `containedFiles`, their text not decoded and their bytes not kept.
     var readsText = true
+    var containedFiles: [ContainedFile] = []
 
     mutating func collect(_ part: MIMEPart, isRoot: Bool = false) {
         switch part.content {
@@ -154,6 +156,7 @@ struct BodyCollector {
             if plain == nil, !nested.plainTexts.isEmpty { plain = nested.plainTexts.joined(separator: "\n") }
             if let html = nested.html { richHTML = html }
             attachments += nested.attachments
+            containedFiles += nested.containedFiles
             defects += nested.defects
         }
         if let plain { plainTexts.append(plain) }
@@ -162,26 +165,33 @@ struct BodyCollector {
     }
 
     private mutating func attach(_ part: MIMEPart, defaultName: String?) {
-        // An attached message is kept as the bytes of that message, its own files listed under it.
-        let content: [UInt8]
-        var contained: [ContainedFile] = []
         if case .message(let inner) = part.content {
-            content = Array(inner.sourceBytes)
             var nested = BodyCollector(readsText: false)
             nested.collect(inner, isRoot: true)
-            contained = nested.attachments.flatMap { file -> [ContainedFile] in
-                // A message inside the message is a container, not a file: its files are listed instead.
-                file.mediaType == "message/rfc822" && !file.contained.isEmpty
-                    ? file.contained
-                    : [ContainedFile(filename: file.filename, mediaType: file.mediaType, size: file.content.count)] + file.contained
+            defects += nested.defects
+            let contained = Array(nested.containedFiles.prefix(1000))
+            guard readsText else {
+                // A message inside the attached one is a container: its files are listed instead
+                // (the message itself, when it holds none).
+                containedFiles += contained.isEmpty
+                    ? [ContainedFile(filename: part.filename ?? defaultName, mediaType: part.mediaType, size: inner.sourceBytes.count)]
+                    : contained
+                return
             }
-        } else {
-            content = part.decodedBody
+            // An attached message is kept as the bytes of that message, its own files listed under it.
+            attachments.append(MailAttachment(
+                filename: part.filename ?? defaultName, mediaType: part.mediaType, contentID: part.contentID,
+                isInline: false, content: Array(inner.sourceBytes), contained: contained))
+            return
+        }
+        guard readsText else {
+            containedFiles.append(ContainedFile(filename: part.filename ?? defaultName, mediaType: part.mediaType, size: part.decodedBody.count))
+            return
         }
         let inline = part.disposition?.value == "inline" || (part.disposition == nil && part.contentID != nil)
         attachments.append(MailAttachment(
             filename: part.filename ?? defaultName, mediaType: part.mediaType, contentID: part.contentID,
-            isInline: inline && part.contentID != nil, content: content, contained: Array(contained.prefix(1000))))
+            isInline: inline && part.contentID != nil, content: part.decodedBody))
     }
 
     private func decodeText(_ part: MIMEPart) -> String {

@@ -65,13 +65,18 @@ struct BounceFormatIngestTests {
     func customersStillWrite() async throws {
         try await TestApp.run { app in
             let gateway = try await app.keySecret(.gateway)
-            for file in ["customer-forwards-bounce", "customer-delivery-failure-subject"] {
+            // Each names somebody else's address; the other customer must keep their deliverability.
+            for address in ["hanako@example.org", "cto@example.com"] {
+                _ = try await app.customer(name: address, email: address)
+            }
+            let files = ["customer-forwards-bounce", "customer-delivery-failure-subject", "customer-pasted-gmail-bounce", "customer-ses-json"]
+            for file in files {
                 let response = try await app.postMail(gateway, try Self.fixture(file))
                 #expect(response.status == .created, "\(file)")
                 #expect(try response.json["classification"] as? String == "customer", "\(file)")
                 #expect(try response.json["ticket_id"] as? String != nil, "\(file)")
             }
-            #expect(try await app.count("SELECT count(*) FROM tickets") == 2)
+            #expect(try await app.count("SELECT count(*) FROM tickets") == files.count)
             #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE undeliverable_at IS NOT NULL") == 0)
         }
     }

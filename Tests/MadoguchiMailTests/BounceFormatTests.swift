@@ -38,6 +38,22 @@ struct BounceFormatTests {
         .init(file: "jmrp-complaint", classification: .feedbackReport, recipients: []),
         .init(file: "customer-forwards-bounce", classification: .customer, recipients: []),
         .init(file: "customer-delivery-failure-subject", classification: .customer, recipients: []),
+        // People quoting or pasting what machines write, and people whose mail looks machine-like.
+        .init(file: "customer-pasted-gmail-bounce", classification: .customer, recipients: []),
+        .init(file: "customer-sentence-inline", classification: .customer, recipients: []),
+        .init(file: "customer-version-signature", classification: .customer, recipients: []),
+        .init(file: "customer-ses-json", classification: .customer, recipients: []),
+        .init(file: "customer-webhook-json", classification: .customer, recipients: []),
+        .init(file: "customer-abuse", classification: .customer, recipients: []),
+        .init(file: "customer-appfeedback", classification: .customer, recipients: []),
+        .init(file: "customer-mobile", classification: .customer, recipients: []),
+        .init(file: "customer-from-postmaster", classification: .customer, recipients: []),
+        .init(file: "customer-fwd-arf", classification: .customer, recipients: []),
+        .init(file: "customer-import-list", classification: .customer, recipients: []),
+        // Bounces that mention bystanders: our address, the reporter's postmaster, a help desk, Message-IDs.
+        .init(file: "bystander-dsn-nonmailbox", classification: .bounce, recipients: []),
+        .init(file: "bystander-contact-line", classification: .bounce, recipients: [("customer@example.org", "failed", "5.1.1", true)]),
+        .init(file: "bystander-msgid-continuation", classification: .bounce, recipients: [("customer@example.org", "failed", "5.1.1", true)]),
     ]
 
     static func fixture(_ name: String) throws -> ParsedMail {
@@ -63,6 +79,25 @@ struct BounceFormatTests {
         for expected in Self.cases {
             #expect(try Self.fixture(expected.file).root.headers["X-Fixture-Origin"]?.isEmpty == false, "\(expected.file)")
         }
+    }
+
+    @Test("a multipart whose boundary was lost keeps the person's text: a signature or a rule line is no boundary", arguments: [
+        "boundary-empty-guess", "boundary-rule-guess",
+    ])
+    func lostBoundary(_ file: String) throws {
+        let mail = try Self.fixture(file)
+        #expect(mail.text.contains("Please cancel order 1234, it is urgent."))
+        #expect(mail.classification == .customer)
+    }
+
+    @Test("a report listing 20,000 addresses names at most the recipient limit (the scan is linear; `bench email` measures speed)")
+    func hugeList() {
+        var text = "From: MAILER-DAEMON@mx.example\nSubject: Undelivered Mail Returned to Sender\nReturn-Path: <>\n\n"
+        text += "This is the mail system.\n\n"
+        for index in 0..<20_000 { text += "<user\(index)@example\(index % 97).com>: 550 5.1.1 User unknown\n" }
+        let mail = ParsedMail(Array(text.utf8))
+        #expect(mail.classification == .bounce)
+        #expect(mail.deliveryReport?.recipients.count == 200)
     }
 
     @Test("addresses in prose, quoted headers and echoed commands are never blamed")

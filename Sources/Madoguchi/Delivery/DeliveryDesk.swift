@@ -61,6 +61,9 @@ struct DeliveryDesk: Sendable {
         for replyID in replyIDs {
             let reply = try await replies.reply(id: replyID, lock: true, on: connection)
             guard reply.state != .bounced else { continue }
+            // Only a failure of someone the reply went to bounces it.
+            let addressees = Set(reply.recipients.map { IdentityValue.comparable($0) })
+            guard recipients.contains(where: { addressees.contains(IdentityValue.comparable($0)) }) else { continue }
             let bounced = try await replies.setState(.bounced, of: replyID, on: connection)
             if let messageID = reply.messageID {
                 let report = try JSONSerialization.text(["status": "bounced", "updated_at": ISO8601DateFormatter().string(from: Date()),
@@ -82,8 +85,11 @@ struct DeliveryDesk: Sendable {
         var replyIDs: [UUID] = []
         for try await id in rows.decode(UUID.self) { replyIDs.append(id) }
         let outbox = OutboxStore(logger: logger)
+        let replies = ReplyStore(logger: logger)
         for replyID in replyIDs {
-            for recipient in recipients {
+            // Only notices about someone the reply went to.
+            let addressees = Set(try await replies.reply(id: replyID, lock: false, on: connection).recipients.map { IdentityValue.comparable($0) })
+            for recipient in recipients where addressees.contains(IdentityValue.comparable(recipient.address)) {
                 try await outbox.recordNotice(replyID: replyID, recipient: recipient.address, action: recipient.action, status: recipient.status,
                                               diagnostic: recipient.diagnostic, on: connection)
             }

@@ -19,9 +19,11 @@ struct OutboxStore: Sendable {
     /// relay that warns every four hours for days must not grow the row without end.
     func recordNotice(replyID: UUID, recipient: String, action: String, status: String?, diagnostic: String?,
                       on connection: PostgresConnection) async throws {
-        var notice: [String: Any] = ["recipient": recipient, "action": action, "reported_at": ISO8601DateFormatter().string(from: Date())]
-        if let status { notice["status"] = status }
-        if let diagnostic { notice["diagnostic"] = String(diagnostic.prefix(1000)) }
+        // What a mail said, cleaned as every text from outside is (no NUL: jsonb refuses it).
+        var notice: [String: Any] = ["recipient": Text.limit(Text.clean(recipient), 1000), "action": Text.limit(Text.clean(action), 40),
+                                     "reported_at": ISO8601DateFormatter().string(from: Date())]
+        if let status { notice["status"] = Text.limit(Text.clean(status), 40) }
+        if let diagnostic { notice["diagnostic"] = Text.limit(Text.clean(diagnostic), 1000) }
         let json = "[" + (try JSONSerialization.text(notice)) + "]"
         try await connection.query("""
             UPDATE outbox SET notices = (

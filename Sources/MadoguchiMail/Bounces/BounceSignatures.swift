@@ -34,7 +34,7 @@ enum BounceSignatures {
         "your message to the following recipients cannot be delivered",  // Courier
         "delays in delivering your message",  // Courier's delay notice
         "a message is delayed for more than",  // OpenSMTPD's delay notice
-        "has not yet been delivered to one or more of its recipients",  // Exim's delay notice
+        "a message that you sent has not yet been delivered to one or more of its",  // Exim's delay notice
         "message could not be delivered to mobile",  // Verizon
     ]
 
@@ -69,7 +69,10 @@ enum BounceSignatures {
         let lines = head.split(separator: "\n").lazy.map { ReplySplitter.trim(String($0)) }.filter { !$0.isEmpty }.prefix(40)
         for lower in lines {
             if lower.containsUTF8("forwarded message") || lower.containsUTF8("original message") || lower.hasPrefix(">") { return false }
-            if lower.containsAnyUTF8(templateSentences) { return true }
+            // A template's sentence starts its line; one inside a sentence is somebody quoting it.
+            // (Banners count without their rules: "----- The following addresses had …".)
+            let sentence = String(lower.drop { "-|=* \t".contains($0) })
+            if templateSentences.contains(where: { sentence.hasPrefix($0) || lower.hasPrefix($0) }) { return true }
         }
         return false
     }
@@ -95,6 +98,19 @@ enum BounceSignatures {
         "mail delivery system", "courier mail server", "\"interscan", "interscan messaging", "mail administrator",
         "email delivery system", "microsoftexchange",
     ]
+
+    /// `Return-Path: <>` (or the daemon's own): what a bounce's envelope carries (RFC 5321 §4.5.5).
+    static func hasNullEnvelopeSender(_ mail: ParsedMail) -> Bool {
+        guard let returnPath = mail.root.headers["Return-Path"]?.lowercased() else { return false }
+        let bare = returnPath.filter { !$0.isWhitespace }
+        return bare == "<>" || bare.isEmpty || bare.containsUTF8("mailer-daemon") || bare.containsUTF8("<postmaster@")
+    }
+
+    /// `Auto-Submitted: auto-generated` or `auto-replied` (RFC 3834 §5).
+    static func isAutoSubmitted(_ mail: ParsedMail) -> Bool {
+        guard let value = mail.autoSubmitted?.lowercased() else { return false }
+        return value.hasPrefix("auto-")
+    }
 
     static func isSystemSender(_ mail: ParsedMail) -> Bool {
         let from = (mail.root.headers["From"] ?? "").lowercased()

@@ -17,23 +17,30 @@ enum BounceText {
         let fromSystem = BounceSignatures.isSystemSender(mail)
         // A customer forwarding a bounce to us is asking for help, whatever the bounce inside says.
         if !fromSystem, BounceSignatures.isForwardOrReply(subject) { return false }
-        if BounceSignatures.hasReportHeader(mail) || BounceSignatures.hasTemplateSentence(mail.text) { return true }
+        if BounceSignatures.hasReportHeader(mail) { return true }
+        // Sent by software rather than typed by a person: a mail system's sender, the null envelope
+        // sender bounces travel with, or Auto-Submitted. A person pasting a bounce has none of these.
+        let machineSent = fromSystem || BounceSignatures.hasNullEnvelopeSender(mail) || BounceSignatures.isAutoSubmitted(mail)
+        if machineSent, BounceSignatures.hasTemplateSentence(mail.text) { return true }
         let lowerSubject = subject.lowercased()
         let bounceSubject = lowerSubject.containsAnyUTF8(subjects) || BounceSignatures.subjectLooksLikeBounce(subject)
         let status = statusCode(in: mail.text)
         if fromSystem && (bounceSubject || mail.subject == nil || status != nil) { return true }
+        // The detection scan excludes the sender's own address (a signature) and ours.
         let namesFailedRecipient = {
-            !FailedRecipients(errorText: String(FailedRecipients.errorPart(of: mail.text)), excluding: []).entries.isEmpty
+            let excluded = excludedAddresses(of: mail, original: nil)
+            return !FailedRecipients(errorText: String(FailedRecipients.errorPart(of: mail.text)), excluding: excluded).entries
+                .filter { !FailedRecipients.isContactMailbox($0.address) }.isEmpty
         }
         if bounceSubject {
-            // A customer writing "undelivered parcel" is not a bounce: require mail-system prose too.
+            // A customer writing "undelivered parcel" is not a bounce: mail-system prose, and a sign
+            // that software sent it (or a copy of the original attached), are both needed.
             let text = mail.text.lowercased()
-            // Only mail-system wording counts here: a customer can write "returned to sender" or 宛先.
-            return ["user unknown", "unknown user", "no such user", "delivery to the following recipient", "permanent error",
-                    "the following address", "550 ", "554 ", "5.1.1", "mailbox unavailable", "recipient address rejected", "host unknown",
-                    "mailbox is full", "failed recipient", "the error that the other server returned"].contains { text.containsUTF8($0) }
-                || MailClassifier.originalHeaders(MailClassifier.leaves(mail.root)) != nil && fromSystem
-                || (fromSystem || status != nil) && namesFailedRecipient()
+            let systemProse = ["user unknown", "unknown user", "no such user", "delivery to the following recipient", "permanent error",
+                               "the following address", "550 ", "554 ", "5.1.1", "mailbox unavailable", "recipient address rejected", "host unknown",
+                               "mailbox is full", "failed recipient", "the error that the other server returned"].contains { text.containsUTF8($0) }
+            let originalAttached = MailClassifier.originalHeaders(MailClassifier.leaves(mail.root)) != nil
+            return systemProse && (machineSent || originalAttached) || machineSent && hasSMTPReply(mail.text) && namesFailedRecipient()
         }
         return fromSystem && namesFailedRecipient()
     }
@@ -60,8 +67,10 @@ enum BounceText {
         if !named.isEmpty {
             // Each recipient's reason comes from its own lines, then from the text they share, never
             // from another recipient's lines.
-            return named.prefix(200).map { entry in
-                recipient(entry.address, ownText: entry.lines.joined(separator: "\n"), sharedText: shared, reportText: errorText)
+            let report = ReportWording(errorText)
+            let sharedStatus = mostSpecificStatus(in: shared)
+            return named.prefix(FailedRecipients.entryLimit).map { entry in
+                recipient(entry.address, ownText: entry.lines.joined(separator: "\n"), sharedText: shared, sharedStatus: sharedStatus, report: report)
             }
         }
         // Nothing in a recipient's place: the first address of the prose that is not a contact
@@ -72,7 +81,7 @@ enum BounceText {
         if fallback == nil, let to = original?.field("To") {
             fallback = MailAddress.list(to.rawValue).map(\.address).first { !FailedRecipients.isExcluded($0, excluded) }
         }
-        return fallback.map { [recipient($0, ownText: "", sharedText: errorText, reportText: errorText)] } ?? []
+        return fallback.map { [recipient($0, ownText: "", sharedText: errorText, sharedStatus: mostSpecificStatus(in: errorText), report: ReportWording(errorText))] } ?? []
     }
 
     /// The report's sender and addressee (the reporter and us), and the bounced mail's envelope
@@ -80,37 +89,53 @@ enum BounceText {
     /// mail back to the address that wrote it.
     static func excludedAddresses(of mail: ParsedMail, original: HeaderSection?) -> Set<String> {
         let originalSender = original?.field("Return-Path").flatMap { MailAddress.list($0.rawValue).first?.address }
-        return Set(([mail.from?.address, originalSender] + mail.to.map(\.address)).compactMap { $0?.lowercased() }.filter { !$0.isEmpty })
+        var excluded = Set(([mail.from?.address, originalSender] + mail.to.map(\.address)).compactMap { $0?.lowercased() }.filter { !$0.isEmpty })
+        // The reporting system's own contact mailboxes ("for help write to <postmaster@…>").
+        if let domain = mail.from?.address.split(separator: "@").last.map({ $0.lowercased() }), !domain.isEmpty {
+            for local in FailedRecipients.contactLocalParts { excluded.insert("\(local)@\(domain)") }
+        }
+        return excluded
     }
 
-    static func recipient(_ address: String, ownText: String, sharedText: String, reportText: String) -> DeliveryReport.Recipient {
-        let status = mostSpecificStatus(in: ownText) ?? mostSpecificStatus(in: sharedText)
+    /// What the whole report says about trying again, read once however many recipients it names.
+    struct ReportWording {
+        var givenUp: Bool
+        var delayNotice: Bool
+
+        init(_ text: String) {
+            givenUp = BounceText.hasGivenUp(text)
+            delayNotice = BounceText.isDelayNotice(text, givenUp: givenUp)
+        }
+    }
+
+    static func recipient(_ address: String, ownText: String, sharedText: String, sharedStatus: String?, report: ReportWording) -> DeliveryReport.Recipient {
+        let status = mostSpecificStatus(in: ownText) ?? sharedStatus
         // A specific status code is the MTA's own classification; the prose decides only when it is
         // missing or says no more than its class.
         let byStatus = statusReason(status)
         let reason = byStatus != "undefined" && status?.hasSuffix(".0.0") == false
             ? byStatus
             : self.reason(status: status, diagnostic: ownText.isEmpty ? nil : ownText, text: sharedText)
-        let temporary = status?.hasPrefix("4") == true && !hasGivenUp(reportText)
+        let temporary = status?.hasPrefix("4") == true && !report.givenUp
         let diagnostic = ownText.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             .joined(separator: " ")
-        return .init(address: address, action: temporary || isDelayNotice(reportText) ? "delayed" : "failed", status: status, reason: reason,
+        return .init(address: address, action: temporary || report.delayNotice ? "delayed" : "failed", status: status, reason: reason,
                      diagnostic: diagnostic.isEmpty ? nil : String(diagnostic.prefix(1000)))
     }
 
-    private static func hasGivenUp(_ text: String) -> Bool {
-        let lower = text.lowercased()
+    static func hasGivenUp(_ text: String) -> Bool {
+        let lower = String(text.prefix(50_000)).lowercased()
         return ["giving up", "given up", "gave up", "permanent", "not going to try again", "has been returned", "could not be delivered",
                 "too long", "expired"].contains { lower.contains($0) }
     }
 
     /// Reports that say the MTA is still trying: nothing has failed yet.
-    static func isDelayNotice(_ text: String) -> Bool {
-        let lower = text.lowercased()
+    static func isDelayNotice(_ text: String, givenUp: Bool? = nil) -> Bool {
+        let lower = String(text.prefix(50_000)).lowercased()
         return ["no action is required on your part", "only a temporary failure report", "will continue trying", "will keep trying",
                 "will retry", "still trying", "has not yet been delivered", "has not been delivered yet", "is delayed for more than",
                 "delivery has been delayed", "delays in delivering your message", "message delayed", "遅延"].contains { lower.contains($0) }
-            && !hasGivenUp(text)
+            && !(givenUp ?? hasGivenUp(text))
     }
 
     private static let addressPattern = try! NSRegularExpression(pattern: #"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+"#)
@@ -120,6 +145,15 @@ enum BounceText {
         return addressPattern.matches(in: text, range: range).compactMap { match in
             Range(match.range, in: text).map { String(text[$0]).trimmingCharacters(in: CharacterSet(charactersIn: ".")) }
         }.map(MailAddress.normalize)
+    }
+
+    /// An SMTP reply as MTAs quote one: `550 5.1.1 …`, `550-5.1.1`, `550 - Requested action …`,
+    /// `(#5.1.1)`. A version number or an IP address is none.
+    private static let smtpReplyPattern = try! NSRegularExpression(pattern: #"(?:^|[\s:(\[])(?:[45][0-5]\d(?:[ -]+(?:[45]\.\d{1,3}\.\d{1,3}|[A-Za-z<])|\s+-\s)|#[45]\.\d{1,3}\.\d{1,3})"#, options: [.anchorsMatchLines])
+
+    static func hasSMTPReply(_ text: String) -> Bool {
+        let head = String(text.prefix(20_000))
+        return smtpReplyPattern.firstMatch(in: head, range: NSRange(head.startIndex..., in: head)) != nil
     }
 
     private static let statusPattern = try! NSRegularExpression(pattern: #"\b([245])\.(\d{1,3})\.(\d{1,3})\b"#)

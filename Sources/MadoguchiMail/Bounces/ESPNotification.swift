@@ -7,8 +7,15 @@ import Foundation
 /// original message — its `destination` and `source` are everyone it went to and us, never the
 /// failed recipients — so only `bouncedRecipients`, `complainedRecipients` and `recipients` count.
 enum ESPNotification {
-    static func read(_ text: String) -> (MailClassification, DeliveryReport)? {
-        guard text.containsUTF8("notificationType") || text.containsUTF8("eventType"), let notification = notification(in: text) else { return nil }
+    /// Only mail from SNS (or an SES address) whose text is the notification itself: JSON pasted
+    /// into a customer's question is the customer's question.
+    static func read(_ mail: ParsedMail) -> (MailClassification, DeliveryReport)? {
+        let text = mail.text
+        guard text.containsUTF8("notificationType") || text.containsUTF8("eventType") else { return nil }
+        let from = (mail.root.headers["From"] ?? "").lowercased()
+        let fromAWS = from.containsUTF8("@sns.amazonaws.com") || from.containsUTF8("amazonses.com") || mail.root.headers.field("x-amz-sns-message-id") != nil
+        guard fromAWS, !BounceSignatures.isForwardOrReply(mail.subject ?? ""),
+              text.drop(while: { $0.isWhitespace }).first == "{", let notification = notification(in: text) else { return nil }
         let type = (notification["notificationType"] as? String) ?? (notification["eventType"] as? String) ?? ""
         let mail = notification["mail"] as? [String: Any]
         let originalID = (mail?["commonHeaders"] as? [String: Any])?["messageId"] as? String
@@ -27,7 +34,9 @@ enum ESPNotification {
         case "Delivery":
             let delivery = notification["delivery"] as? [String: Any]
             let response = delivery?["smtpResponse"] as? String
-            let recipients = ((delivery?["recipients"] as? [String]) ?? []).prefix(500).map {
+            let listed = (delivery?["recipients"] as? [String]) ?? []
+            guard !listed.isEmpty else { return nil }
+            let recipients = listed.prefix(500).map {
                 DeliveryReport.Recipient(address: MailAddress.normalize($0), action: "delivered", status: response.flatMap(BounceText.statusCode) ?? "2.0.0",
                                          reason: "delivered", diagnostic: response)
             }

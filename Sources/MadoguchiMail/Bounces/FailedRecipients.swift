@@ -20,24 +20,46 @@ struct FailedRecipients {
     private(set) var preamble: [String] = []
     private(set) var entries: [Entry] = []
 
+    /// At most this many recipients, and lines read: a report naming more is a list, not a bounce,
+    /// and a parse must stay linear however large the mail.
+    static let entryLimit = 200
+    static let lineLimit = 20_000
+
     init(errorText: String, excluding excluded: Set<String>) {
-        for rawLine in errorText.split(separator: "\n", omittingEmptySubsequences: false) {
+        var positions: [String: Int] = [:]
+        var current: Int?
+        var previousWasHeader = false
+        for rawLine in errorText.split(separator: "\n", omittingEmptySubsequences: false).prefix(Self.lineLimit) {
             let line = String(rawLine)
-            if let address = Self.recipient(onLine: line), !Self.isExcluded(address, excluded) {
-                if let existing = entries.firstIndex(where: { $0.address.lowercased() == address.lowercased() }) {
-                    entries[existing].lines.append(line)
+            // A folded continuation of a quoted header (References:, To:) names nobody who failed.
+            let isContinuation = previousWasHeader && (line.hasPrefix(" ") || line.hasPrefix("\t"))
+            previousWasHeader = isContinuation || Self.looksLikeHeaderField(line)
+            if !isContinuation, let (address, bare) = Self.recipientLine(line), !Self.isExcluded(address, excluded),
+               // A help desk's address on a line of its own is a contact, not a failure.
+               !(bare && Self.isContactMailbox(address)) {
+                let key = address.lowercased()
+                if let existing = positions[key] {
                     // The same recipient again (an echoed reply): later lines still belong to it.
-                    let moved = entries.remove(at: existing)
-                    entries.append(moved)
-                } else {
+                    entries[existing].lines.append(line)
+                    current = existing
+                } else if entries.count < Self.entryLimit {
+                    positions[key] = entries.count
+                    current = entries.count
                     entries.append(Entry(address: address, lines: [line]))
                 }
-            } else if entries.isEmpty {
+            } else if let current {
+                if entries[current].lines.count < 200 { entries[current].lines.append(line) }
+            } else if preamble.count < 200 {
                 preamble.append(line)
-            } else {
-                entries[entries.count - 1].lines.append(line)
             }
         }
+    }
+
+    /// `Name: value` with a header field's name: the start of a quoted header.
+    private static func looksLikeHeaderField(_ line: String) -> Bool {
+        guard let colon = line.utf8.firstIndex(of: UInt8(ascii: ":")) else { return false }
+        let name = line.utf8[..<colon]
+        return !name.isEmpty && name.count < 40 && name.allSatisfy { ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x2D }
     }
 
     // MARK: - Where the error text ends
@@ -106,7 +128,9 @@ struct FailedRecipients {
         "x-", "authentication-results:", "dkim-signature:", "arc-", "list-", "envelope-to:", ">", "<<<", "from ",
     ]
 
-    static func recipient(onLine line: String) -> String? {
+    /// The recipient a line names, and whether it is only an address on a line of its own (or a
+    /// bullet), the weakest of the places.
+    static func recipientLine(_ line: String) -> (address: String, bare: Bool)? {
         guard line.utf8.contains(UInt8(ascii: "@")) else { return nil }
         let trimmed = ReplySplitter.trim(line)
         guard trimmed.utf8.count < 4000 else { return nil }
@@ -116,10 +140,10 @@ struct FailedRecipients {
         // only the labelled `RCPT TO:` of a details block (James, Verizon) names the failed one.
         if lower.hasPrefix("to:") { return nil }
         let range = NSRange(trimmed.startIndex..., in: trimmed)
-        for pattern in patterns {
+        for (index, pattern) in patterns.enumerated() {
             guard let match = pattern.firstMatch(in: trimmed, range: range), let found = Range(match.range(at: 1), in: trimmed) else { continue }
             let candidate = MailAddress.normalize(String(trimmed[found]).trimmingCharacters(in: CharacterSet(charactersIn: ".")))
-            return candidate
+            return (candidate, index == 1 || index == 4)
         }
         return nil
     }
@@ -136,17 +160,22 @@ struct FailedRecipients {
             || ["-ctl", "-admin", "-request", "-owner", "-bounces"].contains { local.hasSuffix($0) } || local.hasPrefix("owner-")
     }
 
+    static let contactLocalParts = ["postmaster", "abuse", "support", "help", "helpdesk", "help-desk", "noreply", "no-reply", "hostmaster",
+                                    "webmaster", "admin", "mailer-daemon"]
+
     /// The mailboxes a report tells you to write to for help: never the failed recipient when they
     /// only appear in the prose.
     static func isContactMailbox(_ address: String) -> Bool {
         let local = address.lowercased().split(separator: "@").first.map(String.init) ?? ""
-        return ["postmaster", "abuse", "support", "help", "noreply", "no-reply", "hostmaster", "webmaster", "admin"].contains(local)
+        return contactLocalParts.contains(local)
     }
 
     /// Addresses in the report's prose, outside quoted headers and echoed commands: the last resort
     /// when no line stands in a recipient's place.
     static func proseAddresses(in errorText: String) -> [String] {
-        errorText.split(separator: "\n").flatMap { line -> [String] in
+        errorText.split(separator: "\n").prefix(lineLimit).flatMap { line -> [String] in
+            // The address pattern backtracks on long runs without '@': skip what cannot match.
+            guard line.utf8.contains(UInt8(ascii: "@")), line.utf8.count < 4000 else { return [] }
             let lower = line.trimmingCharacters(in: .whitespaces).lowercased()
             if quotedHeaderPrefixes.contains(where: { lower.hasPrefix($0) }) || lower.hasPrefix("to:") || lower.contains("message-id") { return [] }
             return BounceText.addresses(in: String(line))

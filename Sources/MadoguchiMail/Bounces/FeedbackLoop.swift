@@ -8,6 +8,8 @@ import Foundation
 enum FeedbackLoop {
     static func isReport(_ mail: ParsedMail, parts: [MIMEPart]) -> Bool {
         let headers = mail.root.headers
+        // Someone forwarding a complaint, or answering one, is writing to us.
+        if BounceSignatures.isForwardOrReply(mail.subject ?? "") { return false }
         let from = (headers["From"] ?? "").lowercased()
         let subject = (mail.subject ?? "").lowercased()
         if subject.contains("complaint about message from"),
@@ -21,16 +23,21 @@ enum FeedbackLoop {
         for part in parts {
             if case .message(let inner) = part.content, inner.headers.field("X-HmXmrOriginalRecipient") != nil { return true }
         }
-        return hasReportFields(mail.text) || hasReportPreface(mail.text)
+        // Without ARF's MIME type, only software's reports: sent with a null envelope sender or
+        // Auto-Submitted, or from a feedback loop's mailbox.
+        let machineSent = BounceSignatures.hasNullEnvelopeSender(mail) || BounceSignatures.isAutoSubmitted(mail)
+            || ["abuse", "feedback", "fbl", "complaint", "scomp", "arf"].contains { from.containsUTF8($0) }
+        return machineSent && (hasReportFields(mail.text) || hasReportPreface(mail.text))
     }
 
     /// ARF's required fields (RFC 5965 §3.1) written into a plain-text body.
     private static func hasReportFields(_ text: String) -> Bool {
         let head = String(text.prefix(20_000)).lowercased()
         guard head.containsUTF8("feedback-type:"), head.containsUTF8("user-agent:"), head.containsUTF8("version:") else { return false }
-        let lines = text.prefix(20_000).split(separator: "\n").prefix(200).map { $0.lowercased() }
-        return lines.contains { $0.hasPrefix("feedback-type:") } && lines.contains { $0.hasPrefix("user-agent:") }
-            && lines.contains { $0.hasPrefix("version:") }
+        let lines = text.prefix(20_000).split(separator: "\n").prefix(200).map { $0.lowercased().trimmingCharacters(in: .whitespaces) }
+        let types = ["abuse", "fraud", "virus", "other", "not-spam", "auth-failure"]
+        return lines.contains { line in line.hasPrefix("feedback-type:") && types.contains { line.dropFirst(14).trimmingCharacters(in: .whitespaces) == $0 } }
+            && lines.contains { $0.hasPrefix("user-agent:") } && lines.contains { $0 == "version: 1" || $0 == "version: 0.1" }
     }
 
     /// The opening sentence of abuse and authentication-failure reports sent without ARF's MIME type.

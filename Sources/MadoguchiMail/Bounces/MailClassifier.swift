@@ -40,10 +40,11 @@ enum MailClassifier {
         if reportType == "feedback-report" || parts.contains(where: { $0.mediaType == "message/feedback-report" }) || FeedbackLoop.isReport(mail, parts: parts) {
             return (.feedbackReport, nil)
         }
-        if let notification = ESPNotification.read(mail.text) { return notification }
+        if let notification = ESPNotification.read(mail) { return notification }
         let original = originalHeaders(parts)
         if let status = parts.first(where: { $0.mediaType == "message/delivery-status" || $0.mediaType == "message/global-delivery-status" }) {
-            var recipients = DeliveryStatus.recipients(in: status, fallbackText: mail.text)
+            var recipients = DeliveryStatus.recipients(in: status, fallbackText: mail.text,
+                                                       excluding: BounceText.excludedAddresses(of: mail, original: original))
             if recipients.isEmpty { recipients = BounceText.recipients(in: mail, original: original) }
             let report = DeliveryReport(recipients: recipients, originalMessageID: original.flatMap { $0.field("Message-ID") }.flatMap { MessageIDs.parse($0.rawValue).first })
             // Delivered, relayed, or only delayed (the MTA is still trying): nothing failed yet.
@@ -108,7 +109,16 @@ enum MailClassifier {
 
 /// `message/delivery-status` (RFC 3464 §2): a per-message block, then one block per recipient.
 enum DeliveryStatus {
-    static func recipients(in part: MIMEPart, fallbackText: String) -> [DeliveryReport.Recipient] {
+    static func recipients(in part: MIMEPart, fallbackText: String, excluding excluded: Set<String> = []) -> [DeliveryReport.Recipient] {
+        // Read from the text only if a block needs it, and only once.
+        var textMailbox: String??
+        func mailboxInText() -> String? {
+            if let known = textMailbox { return known }
+            let scan = FailedRecipients(errorText: String(FailedRecipients.errorPart(of: fallbackText)), excluding: excluded)
+            let found = scan.entries.first { !FailedRecipients.isContactMailbox($0.address) }?.address
+            textMailbox = .some(found)
+            return found
+        }
         var bytes = ArraySlice(part.decodedBody)
         if case .message(let inner) = part.content { bytes = inner.sourceBytes }
         var recipients: [DeliveryReport.Recipient] = []
@@ -130,7 +140,9 @@ enum DeliveryStatus {
                 field.map { $0.split(separator: ";", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? $0 }
             }
             guard !candidates.isEmpty else { continue }
-            guard let address = candidates.first(where: Self.isMailbox) ?? Self.mailboxInText(fallbackText) else { continue }
+            guard let address = candidates.first(where: Self.isMailbox) ?? mailboxInText(),
+                  !recipients.contains(where: { $0.address.lowercased() == MailAddress.normalize(address.trimmingCharacters(in: CharacterSet(charactersIn: "<> "))).lowercased() })
+            else { continue }
             let diagnosticText = block["Diagnostic-Code"] ?? ""
             // "Status: 5.0.0" says only the class; the remote server's own reply usually says more.
             var status = block["Status"].flatMap(BounceText.statusCode)
@@ -157,8 +169,4 @@ enum DeliveryStatus {
         return !address.hasPrefix("@") && !address[..<at].contains(":")
     }
 
-    private static func mailboxInText(_ text: String) -> String? {
-        let scan = FailedRecipients(errorText: String(FailedRecipients.errorPart(of: text)), excluding: [])
-        return scan.entries.first?.address
-    }
 }

@@ -51,20 +51,12 @@ struct DeliveryDesk: Sendable {
     /// server did not. The reply is bounced, its message says so, and its ticket is flagged, so that
     /// someone answers another way (the identity was already marked undeliverable by ingest).
     func recordBounce(originalMessageID: String, recipients: [String], on connection: PostgresConnection) async throws {
-        let rows = try await connection.query("""
-            SELECT r.id FROM messages m JOIN replies r ON r.message_id = m.id
-            WHERE m.email_message_id = \(originalMessageID) AND m.direction = 'outbound'
-            """, logger: logger)
-        var replyIDs: [UUID] = []
-        for try await id in rows.decode(UUID.self) { replyIDs.append(id) }
         let replies = ReplyStore(logger: logger)
-        for replyID in replyIDs {
-            let reply = try await replies.reply(id: replyID, lock: true, on: connection)
-            guard reply.state != .bounced else { continue }
+        for reply in try await repliesSent(as: originalMessageID, lock: true, on: connection) where reply.state != .bounced {
             // Only a failure of someone the reply went to bounces it.
-            let addressees = Set(reply.recipients.map { IdentityValue.comparable($0) })
+            let addressees = Self.addressees(of: reply)
             guard recipients.contains(where: { addressees.contains(IdentityValue.comparable($0)) }) else { continue }
-            let bounced = try await replies.setState(.bounced, of: replyID, on: connection)
+            let bounced = try await replies.setState(.bounced, of: reply.id, on: connection)
             if let messageID = reply.messageID {
                 let report = try JSONSerialization.text(["status": "bounced", "updated_at": ISO8601DateFormatter().string(from: Date()),
                                                          "recipients": recipients])
@@ -78,22 +70,34 @@ struct DeliveryDesk: Sendable {
     /// A delay notice for one of our replies: recorded on its delivery, nothing more. The reply stays
     /// sent, nobody is marked undeliverable, and a later bounce or nothing at all settles it.
     func recordDelay(originalMessageID: String, recipients: [DeliveryReport.Recipient], on connection: PostgresConnection) async throws {
-        let rows = try await connection.query("""
-            SELECT r.id FROM messages m JOIN replies r ON r.message_id = m.id
-            WHERE m.email_message_id = \(originalMessageID) AND m.direction = 'outbound'
-            """, logger: logger)
-        var replyIDs: [UUID] = []
-        for try await id in rows.decode(UUID.self) { replyIDs.append(id) }
         let outbox = OutboxStore(logger: logger)
-        let replies = ReplyStore(logger: logger)
-        for replyID in replyIDs {
+        for reply in try await repliesSent(as: originalMessageID, lock: false, on: connection) {
             // Only notices about someone the reply went to.
-            let addressees = Set(try await replies.reply(id: replyID, lock: false, on: connection).recipients.map { IdentityValue.comparable($0) })
+            let addressees = Self.addressees(of: reply)
             for recipient in recipients where addressees.contains(IdentityValue.comparable(recipient.address)) {
-                try await outbox.recordNotice(replyID: replyID, recipient: recipient.address, action: recipient.action, status: recipient.status,
+                try await outbox.recordNotice(replyID: reply.id, recipient: recipient.address, action: recipient.action, status: recipient.status,
                                               diagnostic: recipient.diagnostic, on: connection)
             }
         }
+    }
+
+    /// The replies whose outbound mail carried this Message-ID (what a report names as the original).
+    private func repliesSent(as emailMessageID: String, lock: Bool, on connection: PostgresConnection) async throws -> [Reply] {
+        let rows = try await connection.query("""
+            SELECT r.id FROM messages m JOIN replies r ON r.message_id = m.id
+            WHERE m.email_message_id = \(emailMessageID) AND m.direction = 'outbound'
+            """, logger: logger)
+        var replyIDs: [UUID] = []
+        for try await id in rows.decode(UUID.self) { replyIDs.append(id) }
+        let replies = ReplyStore(logger: logger)
+        var found: [Reply] = []
+        for replyID in replyIDs { found.append(try await replies.reply(id: replyID, lock: lock, on: connection)) }
+        return found
+    }
+
+    /// Whom the reply went to, as identities compare.
+    private static func addressees(of reply: Reply) -> Set<String> {
+        Set(reply.recipients.map { IdentityValue.comparable($0) })
     }
 
     private func recordEvent(_ type: EventType, reply: Reply, data: [String: Any], actor: Principal?, on connection: PostgresConnection) async throws {

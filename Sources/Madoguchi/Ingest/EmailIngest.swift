@@ -211,6 +211,7 @@ struct EmailIngest: Sendable {
                 """, logger: logger)
             for try await (ticketID, customerID) in rows.decode((UUID, UUID).self) { target = (ticketID, customerID, "bounce-recipient") }
         }
+        let desk = DeliveryDesk(database: database, logger: logger)
         if mail.classification == .bounce {
             for recipient in recipients where recipient.isHardBounce {
                 try await markUndeliverable(recipient, on: connection)
@@ -218,13 +219,13 @@ struct EmailIngest: Sendable {
             // A hard bounce of one of our replies closes the loop on that reply.
             let hard = recipients.filter(\.isHardBounce).map(\.address)
             if !hard.isEmpty, let original = mail.deliveryReport?.originalMessageID {
-                try await DeliveryDesk(database: database, logger: logger).recordBounce(originalMessageID: original, recipients: hard, on: connection)
+                try await desk.recordBounce(originalMessageID: original, recipients: hard, on: connection)
             }
         }
         // A delay notice (the relay is still trying) is recorded on the reply it concerns, nothing more.
         let delayed = recipients.filter { $0.action == "delayed" }
         if !delayed.isEmpty, let original = mail.deliveryReport?.originalMessageID {
-            try await DeliveryDesk(database: database, logger: logger).recordDelay(originalMessageID: original, recipients: delayed, on: connection)
+            try await desk.recordDelay(originalMessageID: original, recipients: delayed, on: connection)
         }
         guard let target else {
             outcome.threadingReason = "no-ticket"

@@ -70,8 +70,11 @@ struct AssignmentWorker: Service {
                 )
                 SELECT count(*) FROM assigned
                 """, logger: logger)
-            EventWrites.noteWritten()
-            for try await count in rows.decode(Int64.self) { return Int(count) }
+            for try await count in rows.decode(Int64.self) {
+                // An idle round wrote no event and wakes nobody.
+                if count > 0 { EventWrites.noteWritten() }
+                return Int(count)
+            }
             return 0
         }
     }

@@ -99,12 +99,20 @@ enum BounceText {
 
     /// What the whole report says about trying again, read once however many recipients it names.
     struct ReportWording {
+        /// The MTA has stopped trying ("I've given up", "permanent", "expired").
         var givenUp: Bool
+        /// The MTA is still trying, and says so: nothing has failed yet.
         var delayNotice: Bool
 
         init(_ text: String) {
-            givenUp = BounceText.hasGivenUp(text)
-            delayNotice = BounceText.isDelayNotice(text, givenUp: givenUp)
+            let lower = String(text.prefix(50_000)).lowercased()
+            givenUp = lower.containsAnyUTF8(["giving up", "given up", "gave up", "permanent", "not going to try again", "has been returned",
+                                             "could not be delivered", "too long", "expired"])
+            delayNotice = !givenUp && lower.containsAnyUTF8([
+                "no action is required on your part", "only a temporary failure report", "will continue trying", "will keep trying",
+                "will retry", "still trying", "has not yet been delivered", "has not been delivered yet", "is delayed for more than",
+                "delivery has been delayed", "delays in delivering your message", "message delayed", "遅延",
+            ])
         }
     }
 
@@ -121,21 +129,6 @@ enum BounceText {
             .joined(separator: " ")
         return .init(address: address, action: temporary || report.delayNotice ? "delayed" : "failed", status: status, reason: reason,
                      diagnostic: diagnostic.isEmpty ? nil : String(diagnostic.prefix(1000)))
-    }
-
-    static func hasGivenUp(_ text: String) -> Bool {
-        let lower = String(text.prefix(50_000)).lowercased()
-        return ["giving up", "given up", "gave up", "permanent", "not going to try again", "has been returned", "could not be delivered",
-                "too long", "expired"].contains { lower.contains($0) }
-    }
-
-    /// Reports that say the MTA is still trying: nothing has failed yet.
-    static func isDelayNotice(_ text: String, givenUp: Bool? = nil) -> Bool {
-        let lower = String(text.prefix(50_000)).lowercased()
-        return ["no action is required on your part", "only a temporary failure report", "will continue trying", "will keep trying",
-                "will retry", "still trying", "has not yet been delivered", "has not been delivered yet", "is delayed for more than",
-                "delivery has been delayed", "delays in delivering your message", "message delayed", "遅延"].contains { lower.contains($0) }
-            && !(givenUp ?? hasGivenUp(text))
     }
 
     private static let addressPattern = try! NSRegularExpression(pattern: #"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+"#)
@@ -157,6 +150,15 @@ enum BounceText {
     }
 
     private static let statusPattern = try! NSRegularExpression(pattern: #"\b([245])\.(\d{1,3})\.(\d{1,3})\b"#)
+
+    /// `status` made specific by the remote server's own words: "Status: 5.0.0" says only the class,
+    /// a diagnostic "550 5.1.1 user unknown" says which failure of that class it was.
+    static func refine(_ status: String?, by diagnostic: String?) -> String? {
+        guard let generic = status, generic.hasSuffix(".0.0"), let diagnostic,
+              let specific = mostSpecificStatus(in: diagnostic), specific.first == generic.first
+        else { return status }
+        return specific
+    }
 
     /// The first enhanced status code that says more than its class (`5.1.1` over `5.0.0`).
     static func mostSpecificStatus(in text: String) -> String? {

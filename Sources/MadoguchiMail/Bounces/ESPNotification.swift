@@ -52,12 +52,9 @@ enum ESPNotification {
             // "smtp; 550 5.1.1 user unknown": the type before the first "; ", the remote server's words after it.
             code.range(of: "; ").map { String(code[$0.upperBound...]) } ?? code
         }
-        var status = (entry["status"] as? String).flatMap(BounceText.statusCode)
-        // "status": "5.0.0" says only the class; the remote server's reply may say more.
-        if status == nil || status?.hasSuffix(".0.0") == true, let specific = diagnostic.flatMap(BounceText.mostSpecificStatus),
-           status == nil || specific.first == status?.first {
-            status = specific
-        }
+        // SES may give no status at all: then the remote server's reply says it.
+        let status = BounceText.refine((entry["status"] as? String).flatMap(BounceText.statusCode), by: diagnostic)
+            ?? diagnostic.flatMap(BounceText.mostSpecificStatus)
         let transient = (bounce["bounceType"] as? String) == "Transient"
         let subType = bounce["bounceSubType"] as? String ?? ""
         let reason = subTypeReasons[subType] ?? BounceText.reason(status: status, diagnostic: diagnostic, text: diagnostic ?? "")

@@ -46,25 +46,28 @@ enum MailClassifier {
             var recipients = DeliveryStatus.recipients(in: status, fallbackText: mail.text,
                                                        excluding: BounceText.excludedAddresses(of: mail, original: original))
             if recipients.isEmpty { recipients = BounceText.recipients(in: mail, original: original) }
-            let report = DeliveryReport(recipients: recipients, originalMessageID: original.flatMap { $0.field("Message-ID") }.flatMap { MessageIDs.parse($0.rawValue).first })
-            // Delivered, relayed, or only delayed (the MTA is still trying): nothing failed yet.
-            if !recipients.isEmpty, recipients.allSatisfy({ ["delivered", "relayed", "expanded", "delayed"].contains($0.action) }) {
-                return (.deliveryReport, report)
-            }
-            return (.bounce, report)
+            return classified(DeliveryReport(recipients: recipients, originalMessageID: messageID(of: original)))
         }
         if reportType == "disposition-notification" { return (.deliveryReport, nil) }
         if BounceText.looksLikeBounce(mail) {
             // Bounces without MIME copy the original into their text; its Message-ID still says which mail it was.
             let original = original ?? FailedRecipients.inlineOriginalHeaders(in: mail.text)
-            let report = DeliveryReport(recipients: BounceText.recipients(in: mail, original: original),
-                                        originalMessageID: original.flatMap { $0.field("Message-ID") }.flatMap { MessageIDs.parse($0.rawValue).first })
-            // A delay notice: the MTA is still trying, nothing has failed yet.
-            if !report.recipients.isEmpty, report.recipients.allSatisfy({ $0.action == "delayed" }) { return (.deliveryReport, report) }
-            return (.bounce, report)
+            return classified(DeliveryReport(recipients: BounceText.recipients(in: mail, original: original), originalMessageID: messageID(of: original)))
         }
         if isAutoReply(mail) { return (.autoReply, nil) }
         return (.customer, nil)
+    }
+
+    /// A report whose recipients were all delivered, relayed, or only delayed (the MTA is still
+    /// trying) is a delivery report: nothing failed yet. Otherwise it is a bounce.
+    private static func classified(_ report: DeliveryReport) -> (MailClassification, DeliveryReport) {
+        let nothingFailed = !report.recipients.isEmpty
+            && report.recipients.allSatisfy { ["delivered", "relayed", "expanded", "delayed"].contains($0.action) }
+        return (nothingFailed ? .deliveryReport : .bounce, report)
+    }
+
+    private static func messageID(of original: HeaderSection?) -> String? {
+        original?.field("Message-ID").flatMap { MessageIDs.parse($0.rawValue).first }
     }
 
     /// RFC 3834 and the headers and subjects vacation responders really use.
@@ -122,6 +125,7 @@ enum DeliveryStatus {
         var bytes = ArraySlice(part.decodedBody)
         if case .message(let inner) = part.content { bytes = inner.sourceBytes }
         var recipients: [DeliveryReport.Recipient] = []
+        var seen: Set<String> = []
         var defects: [String] = []
         var blocks = 0
         while !bytes.isEmpty, blocks < 500 {
@@ -140,16 +144,10 @@ enum DeliveryStatus {
                 field.map { $0.split(separator: ";", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? $0 }
             }
             guard !candidates.isEmpty else { continue }
-            guard let address = candidates.first(where: Self.isMailbox) ?? mailboxInText(),
-                  !recipients.contains(where: { $0.address.lowercased() == MailAddress.normalize(address.trimmingCharacters(in: CharacterSet(charactersIn: "<> "))).lowercased() })
-            else { continue }
-            let diagnosticText = block["Diagnostic-Code"] ?? ""
-            // "Status: 5.0.0" says only the class; the remote server's own reply usually says more.
-            var status = block["Status"].flatMap(BounceText.statusCode)
-            if let generic = status, generic.hasSuffix(".0.0"), let specific = BounceText.mostSpecificStatus(in: diagnosticText),
-               specific.first == generic.first {
-                status = specific
-            }
+            guard let named = candidates.first(where: Self.isMailbox) ?? mailboxInText() else { continue }
+            let address = MailAddress.normalize(named.trimmingCharacters(in: CharacterSet(charactersIn: "<> ")))
+            guard seen.insert(address.lowercased()).inserted else { continue }
+            let status = BounceText.refine(block["Status"].flatMap(BounceText.statusCode), by: block["Diagnostic-Code"])
             var action = block["Action"]?.lowercased().trimmingCharacters(in: .whitespaces) ?? ""
             if action.isEmpty { action = status?.hasPrefix("2") == true ? "delivered" : status?.hasPrefix("4") == true ? "delayed" : "failed" }
             let diagnostic = block["Diagnostic-Code"].map { $0.split(separator: ";", maxSplits: 1).last.map(String.init) ?? $0 }?
@@ -157,8 +155,7 @@ enum DeliveryStatus {
             let reason = action == "delivered" || action == "relayed" || action == "expanded"
                 ? "delivered"
                 : BounceText.reason(status: status, diagnostic: diagnostic, text: fallbackText)
-            recipients.append(.init(address: MailAddress.normalize(address.trimmingCharacters(in: CharacterSet(charactersIn: "<> "))),
-                                    action: action, status: status, reason: reason, diagnostic: diagnostic))
+            recipients.append(.init(address: address, action: action, status: status, reason: reason, diagnostic: diagnostic))
         }
         return recipients
     }

@@ -81,6 +81,60 @@ struct BounceFormatIngestTests {
         }
     }
 
+    @Test("a forwarded mail is one attachment, the files inside it listed under it on the timeline")
+    func attachedMessageFiles() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let agent = try await app.keySecret(.agent)
+            // The inner file's name carries a NUL (=00), which jsonb refuses: made harmless as any file name is, and the ingest goes through.
+            let mail = """
+                From: Taro <taro@example.jp>
+                To: support@shop.example
+                Subject: Fwd: invoice
+                Message-ID: <fwd-invoice@example.jp>
+                MIME-Version: 1.0
+                Content-Type: multipart/mixed; boundary=outer
+
+                --outer
+                Content-Type: text/plain
+
+                Please see the forwarded invoice.
+                --outer
+                Content-Type: message/rfc822
+
+                From: billing@vendor.example
+                Subject: invoice
+                MIME-Version: 1.0
+                Content-Type: multipart/mixed; boundary=inner
+
+                --inner
+                Content-Type: text/plain
+
+                Invoice attached.
+                --inner
+                Content-Type: application/pdf; name="=?utf-8?Q?inv=00oice.pdf?="
+                Content-Transfer-Encoding: base64
+
+                JVBERi0xLjQK
+                --inner--
+                --outer--
+                """
+            let response = try await app.postMail(gateway, mail)
+            #expect(response.status == .created, "\(response.text)")
+            let ticket = try #require(try response.json["ticket_id"] as? String)
+            let timeline = try await app.request(.get, "/v1/tickets/\(ticket)/messages", key: agent)
+            let message = try #require((try timeline.json["items"] as? [[String: Any]])?.first)
+            let attachments = try #require(message["attachments"] as? [[String: Any]])
+            #expect(attachments.count == 1)
+            #expect(attachments.first?["media_type"] as? String == "message/rfc822")
+            let contained = try #require(attachments.first?["contains"] as? [[String: Any]])
+            #expect(contained.count == 1)
+            #expect(contained.first?["filename"] as? String == "inv_oice.pdf")
+            #expect(contained.first?["media_type"] as? String == "application/pdf")
+            #expect(contained.first?["size"] as? Int == 9)
+        }
+    }
+
     @Test("a delay notice for one of our replies is recorded on its delivery; the reply stays sent and the address deliverable")
     func delayNoticeOnTheReply() async throws {
         let sink = try await SMTPSink()

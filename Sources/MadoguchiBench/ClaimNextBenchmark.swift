@@ -55,10 +55,16 @@ public struct ClaimNextBenchmark: Sendable {
                 let agentID = UUID(uuidString: "00000000-0000-4000-8000-" + String(format: "%012d", number))!
                 keys.append(try await APIKeyStore(logger: logger).create(name: "bench \(number)", role: .agent, agentID: agentID, on: connection).1.text)
             }
-            try await connection.query("INSERT INTO customers (id, display_name) VALUES ('00000000-0000-4000-8000-000000000000', 'bench')", logger: logger)
+            // One customer per ten tickets, as in a shop: every claim's event names its customer, and a
+            // single customer behind every ticket would make all agents queue on that one row's lock.
+            try await connection.query("""
+                INSERT INTO customers (id, display_name)
+                SELECT ('00000000-0000-4000-8000-' || lpad(n::text, 12, '0'))::uuid, 'bench customer ' || n
+                FROM generate_series(0, \(max(tickets / 10, 1) - 1)) AS n
+                """, logger: logger)
             try await connection.query("""
                 INSERT INTO tickets (customer_id, channel, subject, priority, created_at)
-                SELECT '00000000-0000-4000-8000-000000000000', 'email', 'bench ' || n,
+                SELECT ('00000000-0000-4000-8000-' || lpad((n % \(max(tickets / 10, 1)))::text, 12, '0'))::uuid, 'email', 'bench ' || n,
                        (ARRAY['low','normal','high','urgent'])[1 + n % 4], now() - make_interval(secs => n)
                 FROM generate_series(1, \(tickets)) AS n
                 """, logger: logger)

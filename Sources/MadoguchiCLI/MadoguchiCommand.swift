@@ -149,13 +149,25 @@ struct Bench: AsyncParsableCommand {
         @Option(help: "Requests per report.")
         var requests: Int = 20
 
+        @Option(help: "Reports to measure, comma-separated (default: all).")
+        var reports: String?
+
         func run() async throws {
             guard (1...10_000_000).contains(tickets), (1...1000).contains(requests) else {
                 throw ValidationError("--tickets takes 1 to 10,000,000 and --requests 1 to 1,000")
             }
+            var kinds = ReportKind.allCases
+            if let reports {
+                kinds = try reports.split(separator: ",").map { name in
+                    guard let kind = ReportKind(rawValue: String(name)) else {
+                        throw ValidationError("--reports: \(name) is not one of \(ReportKind.allCases.map(\.rawValue).joined(separator: ", "))")
+                    }
+                    return kind
+                }
+            }
             var logger = Logger(label: "madoguchi.bench")
             logger.logLevel = .warning
-            try await ReportsBenchmark(tickets: tickets, requests: requests).run(logger: logger) { print($0) }
+            try await ReportsBenchmark(tickets: tickets, requests: requests, kinds: kinds).run(logger: logger) { print($0) }
         }
     }
 

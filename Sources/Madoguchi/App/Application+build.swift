@@ -68,7 +68,7 @@ public func buildApplication(
             address: .hostname(configuration.host, port: configuration.port), serverName: "Madoguchi",
             availableConnectionsDelegate: MaximumAvailableConnections(configuration.http.maxConnections, logger: logger)),
         services: servicesBeforeDatabase + [database.client] + replicaServices + [notifier, SmsPartsSweeper(parts: handler.smsParts, wait: configuration.smsPartWait),
-                                            assigner]
+                                            assigner, ReportRollupWorker(database: database, migrator: migrator, logger: logger)]
             + (configuration.delivery.runsInServe ? [OutboxWorker(database: database, migrator: migrator, settings: configuration.delivery,
                                                                   publicURL: configuration.providers.publicURL, logger: logger)] : [])
             + (configuration.webhooks.runsInServe ? [WebhookWorker(database: database, migrator: migrator, logger: logger, settings: configuration.webhooks,

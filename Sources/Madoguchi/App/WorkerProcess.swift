@@ -2,8 +2,8 @@ import Logging
 import Prometheus
 import ServiceLifecycle
 
-/// `madoguchi worker`: the outbox worker and the webhook worker without the HTTP service, for
-/// delivering from processes of their own. It never migrates: it waits for the schema a server
+/// `madoguchi worker`: the outbox, webhook, auto-assignment and report-rollup workers without the
+/// HTTP service, for delivering from processes of their own. It never migrates: it waits for the schema a server
 /// brings up. Stopped gracefully by SIGTERM or SIGINT after the deliveries in progress finish.
 public enum WorkerProcess {
     public static func run(_ configuration: Configuration, logger: Logger) async throws {
@@ -19,7 +19,8 @@ public enum WorkerProcess {
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: database.client), .init(service: notifier), .init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup),
                        .init(service: webhooks),
-                       .init(service: AssignmentWorker(database: database, migrator: migrator, logger: logger, notifier: notifier))],
+                       .init(service: AssignmentWorker(database: database, migrator: migrator, logger: logger, notifier: notifier)),
+                       .init(service: ReportRollupWorker(database: database, migrator: migrator, logger: logger))],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()

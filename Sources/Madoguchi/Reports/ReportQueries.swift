@@ -65,9 +65,23 @@ package enum ReportKind: String, Sendable, CaseIterable {
 
     /// Every filter, on a view row `x` with the columns channel, queue, category, tags, priority, agent_id.
     private static let filtered = """
+        \(dimensionsFiltered) AND (p.tag IS NULL OR p.tag = ANY(x.tags)) AND (p.agent_id IS NULL OR x.agent_id = p.agent_id)
+        """
+
+    /// The filters a rollup kept per hour can answer, on a row `x` with channel, queue, category, priority.
+    private static let dimensionsFiltered = """
         (p.channel IS NULL OR x.channel = p.channel) AND (p.queue IS NULL OR x.queue = p.queue)
-        AND (p.category IS NULL OR x.category = p.category) AND (p.tag IS NULL OR p.tag = ANY(x.tags))
-        AND (p.priority IS NULL OR x.priority = p.priority) AND (p.agent_id IS NULL OR x.agent_id = p.agent_id)
+        AND (p.category IS NULL OR x.category = p.category) AND (p.priority IS NULL OR x.priority = p.priority)
+        """
+
+    /// Whether the hourly rollups answer this request exactly: no filter they do not keep (a tag, an
+    /// agent), and every period starting and ending on a UTC hour (not so in a zone such as
+    /// Asia/Kolkata, +05:30). Evaluated once per statement (an InitPlan), so the arm not taken costs
+    /// nothing.
+    private static let hourlyRollupAnswers = """
+        (SELECT p.tag IS NULL AND p.agent_id IS NULL
+                AND bool_and(pe.starts = date_trunc('hour', pe.starts, 'UTC') AND pe.ends = date_trunc('hour', pe.ends, 'UTC'))
+         FROM params p, periods pe GROUP BY p.tag, p.agent_id)
         """
 
     /// The row's time inside the requested range (bounds as scalar subqueries, so an index on it is used).
@@ -87,11 +101,27 @@ package enum ReportKind: String, Sendable, CaseIterable {
                 SELECT c AS channel, ord FROM params p, unnest(ARRAY['email', 'webform', 'sms', 'chat']) WITH ORDINALITY AS u(c, ord)
                 WHERE p.channel IS NULL OR c = p.channel
             ), counted AS (
+                SELECT \(Self.localPeriod("x.hour")) AS local_start, x.channel,
+                       sum(x.count) FILTER (WHERE x.kind = 'ticket') AS new_tickets,
+                       sum(x.count) FILTER (WHERE x.kind = 'message') AS inbound_messages
+                FROM report_arrival_channel_hours x, params p
+                WHERE \(Self.hourlyRollupAnswers) AND (SELECT queue IS NULL AND category IS NULL AND priority IS NULL FROM params)
+                  AND \(Self.inRange("x.hour")) AND (p.channel IS NULL OR x.channel = p.channel)
+                GROUP BY 1, 2
+                UNION ALL
+                SELECT \(Self.localPeriod("x.hour")) AS local_start, x.channel,
+                       sum(x.count) FILTER (WHERE x.kind = 'ticket') AS new_tickets,
+                       sum(x.count) FILTER (WHERE x.kind = 'message') AS inbound_messages
+                FROM report_arrival_hours x, params p
+                WHERE \(Self.hourlyRollupAnswers) AND NOT (SELECT queue IS NULL AND category IS NULL AND priority IS NULL FROM params)
+                  AND \(Self.inRange("x.hour")) AND \(Self.dimensionsFiltered)
+                GROUP BY 1, 2
+                UNION ALL
                 SELECT \(Self.localPeriod("x.at")) AS local_start, x.channel,
                        count(*) FILTER (WHERE x.kind = 'ticket') AS new_tickets,
                        count(*) FILTER (WHERE x.kind = 'message') AS inbound_messages
                 FROM report_arrivals x, params p
-                WHERE \(Self.inRange("x.at")) AND \(Self.filtered)
+                WHERE NOT \(Self.hourlyRollupAnswers) AND \(Self.inRange("x.at")) AND \(Self.filtered)
                 GROUP BY 1, 2
             )
             SELECT pe.period, pe.starts AS period_start, c.channel,

@@ -88,8 +88,13 @@ struct ReportTests {
                 SELECT hour, kind, channel, queue, category, priority, sum(count)::bigint AS count FROM report_arrival_hours
                 GROUP BY 1, 2, 3, 4, 5, 6 HAVING sum(count) <> 0
             ), totals AS (
-                SELECT hour, kind, channel, sum(count)::bigint AS count FROM report_arrival_channel_hours
-                GROUP BY 1, 2, 3 HAVING sum(count) <> 0
+                SELECT x.hour, v.kind, v.channel, sum(v.count)::bigint AS count
+                FROM report_arrival_channel_hours x
+                CROSS JOIN LATERAL (VALUES ('ticket', 'email', x.email_tickets), ('message', 'email', x.email_messages),
+                                           ('ticket', 'webform', x.webform_tickets), ('message', 'webform', x.webform_messages),
+                                           ('ticket', 'sms', x.sms_tickets), ('message', 'sms', x.sms_messages),
+                                           ('ticket', 'chat', x.chat_tickets), ('message', 'chat', x.chat_messages)) AS v(kind, channel, count)
+                GROUP BY 1, 2, 3 HAVING sum(v.count) <> 0
             ), counted AS (
                 SELECT date_trunc('hour', at, 'UTC') AS hour, kind, channel, queue, category, priority, count(*)::bigint AS count
                 FROM report_arrivals GROUP BY 1, 2, 3, 4, 5, 6

@@ -101,13 +101,19 @@ package enum ReportKind: String, Sendable, CaseIterable {
                 SELECT c AS channel, ord FROM params p, unnest(ARRAY['email', 'webform', 'sms', 'chat']) WITH ORDINALITY AS u(c, ord)
                 WHERE p.channel IS NULL OR c = p.channel
             ), counted AS (
-                SELECT \(Self.localPeriod("x.hour")) AS local_start, x.channel,
-                       sum(x.count) FILTER (WHERE x.kind = 'ticket') AS new_tickets,
-                       sum(x.count) FILTER (WHERE x.kind = 'message') AS inbound_messages
-                FROM report_arrival_channel_hours x, params p
-                WHERE \(Self.hourlyRollupAnswers) AND (SELECT queue IS NULL AND category IS NULL AND priority IS NULL FROM params)
-                  AND \(Self.inRange("x.hour")) AND (p.channel IS NULL OR x.channel = p.channel)
-                GROUP BY 1, 2
+                SELECT t.local_start, v.channel, v.new_tickets, v.inbound_messages
+                FROM (SELECT \(Self.localPeriod("x.hour")) AS local_start,
+                             sum(email_tickets) AS email_tickets, sum(email_messages) AS email_messages,
+                             sum(webform_tickets) AS webform_tickets, sum(webform_messages) AS webform_messages,
+                             sum(sms_tickets) AS sms_tickets, sum(sms_messages) AS sms_messages,
+                             sum(chat_tickets) AS chat_tickets, sum(chat_messages) AS chat_messages
+                      FROM report_arrival_channel_hours x
+                      WHERE \(Self.hourlyRollupAnswers) AND (SELECT queue IS NULL AND category IS NULL AND priority IS NULL FROM params)
+                        AND \(Self.inRange("x.hour"))
+                      GROUP BY 1) AS t
+                CROSS JOIN LATERAL (VALUES ('email', t.email_tickets, t.email_messages), ('webform', t.webform_tickets, t.webform_messages),
+                                           ('sms', t.sms_tickets, t.sms_messages), ('chat', t.chat_tickets, t.chat_messages))
+                    AS v(channel, new_tickets, inbound_messages)
                 UNION ALL
                 SELECT \(Self.localPeriod("x.hour")) AS local_start, x.channel,
                        sum(x.count) FILTER (WHERE x.kind = 'ticket') AS new_tickets,

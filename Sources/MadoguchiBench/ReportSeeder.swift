@@ -56,7 +56,7 @@ public struct ReportSeeder: Sendable {
             }
             try await connection.query("SET session_replication_role = origin", logger: logger)
             // The triggers that keep the report rollups were off too: count them from what was written.
-            try await connection.query("SELECT rebuild_report_arrivals()", logger: logger)
+            try await connection.query("SELECT rebuild_report_arrivals(), rebuild_report_backlog()", logger: logger)
             try await connection.query("ANALYZE", logger: logger)
         }
         return Outcome(tickets: tickets, messages: messages, seconds: Date().timeIntervalSince(start))

@@ -141,8 +141,47 @@ package enum ReportKind: String, Sendable, CaseIterable {
             , statuses AS (
                 SELECT s AS status, ord FROM unnest(ARRAY['new', 'open', 'pending', 'on_hold']) WITH ORDINALITY AS u(s, ord)
             ), moments AS (
-                SELECT local_start, period, least(ends, now()) AS at FROM periods
+                SELECT local_start, period, least(ends, now()) AS at,
+                       lag(least(ends, now())) OVER (ORDER BY local_start) AS previous_at,
+                       \(Self.hourlyRollupAnswers) AND (SELECT channel IS NULL AND queue IS NULL AND category IS NULL AND priority IS NULL FROM params)
+                           AND least(ends, now()) = date_trunc('hour', least(ends, now()), 'UTC') AS rolled_up
+                FROM periods
+            ), rolled AS (
+                SELECT m.local_start, x.status, sum(x.under_1d) AS under_1d, sum(x.d1_to_3d) AS d1_to_3d, sum(x.d3_to_7d) AS d3_to_7d,
+                       sum(x.d7_to_30d) AS d7_to_30d, sum(x.over_30d) AS over_30d
+                FROM moments m
+                JOIN report_backlog_hours x ON x.hour <= m.at AND x.hour > coalesce(m.previous_at, '-infinity')
+                WHERE m.rolled_up
+                GROUP BY 1, 2
+            ), now_open AS (
+                -- The moment now (the current period's end, and any later one's): the stretches covering
+                -- now are the tickets' present statuses (the status trigger keeps them one and the same),
+                -- read from the tickets, once.
+                SELECT x.status, count(*) AS open_tickets,
+                       count(*) FILTER (WHERE now() - x.opened_at < interval '1 day') AS age_under_1d,
+                       count(*) FILTER (WHERE now() - x.opened_at >= interval '1 day' AND now() - x.opened_at < interval '3 days') AS age_1d_to_3d,
+                       count(*) FILTER (WHERE now() - x.opened_at >= interval '3 days' AND now() - x.opened_at < interval '7 days') AS age_3d_to_7d,
+                       count(*) FILTER (WHERE now() - x.opened_at >= interval '7 days' AND now() - x.opened_at < interval '30 days') AS age_7d_to_30d,
+                       count(*) FILTER (WHERE now() - x.opened_at >= interval '30 days') AS age_over_30d
+                FROM (SELECT t.status, t.created_at AS opened_at, t.channel::text AS channel, t.queue, t.category, t.tags, t.priority,
+                             t.assignee_id AS agent_id
+                      FROM tickets t WHERE t.status IN ('new', 'open', 'pending', 'on_hold')) AS x, params p
+                WHERE (SELECT EXISTS (SELECT 1 FROM moments WHERE at = now())) AND \(Self.filtered)
+                GROUP BY x.status
             ), counted AS (
+                SELECT local_start, status, under_1d + d1_to_3d + d3_to_7d + d7_to_30d + over_30d AS open_tickets,
+                       under_1d AS age_under_1d, d1_to_3d AS age_1d_to_3d, d3_to_7d AS age_3d_to_7d, d7_to_30d AS age_7d_to_30d,
+                       over_30d AS age_over_30d
+                FROM (SELECT local_start, status, sum(under_1d) OVER running AS under_1d, sum(d1_to_3d) OVER running AS d1_to_3d,
+                             sum(d3_to_7d) OVER running AS d3_to_7d, sum(d7_to_30d) OVER running AS d7_to_30d,
+                             sum(over_30d) OVER running AS over_30d
+                      FROM (SELECT m.local_start, s.status, coalesce(r.under_1d, 0) AS under_1d, coalesce(r.d1_to_3d, 0) AS d1_to_3d,
+                                   coalesce(r.d3_to_7d, 0) AS d3_to_7d, coalesce(r.d7_to_30d, 0) AS d7_to_30d, coalesce(r.over_30d, 0) AS over_30d
+                            FROM moments m CROSS JOIN statuses s
+                            LEFT JOIN rolled r ON r.local_start = m.local_start AND r.status = s.status
+                            WHERE m.rolled_up) AS per_moment
+                      WINDOW running AS (PARTITION BY status ORDER BY local_start)) AS cumulative
+                UNION ALL
                 SELECT m.local_start, x.status, count(*) AS open_tickets,
                        count(*) FILTER (WHERE m.at - x.opened_at < interval '1 day') AS age_under_1d,
                        count(*) FILTER (WHERE m.at - x.opened_at >= interval '1 day' AND m.at - x.opened_at < interval '3 days') AS age_1d_to_3d,
@@ -152,8 +191,12 @@ package enum ReportKind: String, Sendable, CaseIterable {
                 FROM moments m
                 JOIN report_status_periods x ON tstzrange(x.entered_at, x.left_at) @> m.at
                 CROSS JOIN params p
-                WHERE x.status IN ('new', 'open', 'pending', 'on_hold') AND \(Self.filtered)
+                WHERE NOT m.rolled_up AND m.at < now() AND x.status IN ('new', 'open', 'pending', 'on_hold') AND \(Self.filtered)
                 GROUP BY 1, 2
+                UNION ALL
+                SELECT m.local_start, n.status, n.open_tickets, n.age_under_1d, n.age_1d_to_3d, n.age_3d_to_7d, n.age_7d_to_30d, n.age_over_30d
+                FROM moments m, now_open n
+                WHERE m.at = now()
             )
             SELECT m.period, m.at AS period_end, s.status, coalesce(c.open_tickets, 0)::bigint AS open_tickets,
                    coalesce(c.age_under_1d, 0)::bigint AS age_under_1d, coalesce(c.age_1d_to_3d, 0)::bigint AS age_1d_to_3d,

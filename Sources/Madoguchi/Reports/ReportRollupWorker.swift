@@ -3,8 +3,8 @@ import PostgresNIO
 import ServiceLifecycle
 
 /// Folds the changes that ingest and ticket edits append to the report rollups into their counts
-/// (`compact_report_arrivals`, migration 0035), so that the changes table stays small and a report
-/// reads few rows. Reports are exact without it (they add the unfolded changes); it only keeps them
+/// (`compact_report_arrivals` and `compact_report_backlog`, migrations 0035 and 0036), so that the
+/// changes tables stay small and a report reads few rows. Reports are exact without it (they add the unfolded changes); it only keeps them
 /// fast. Runs in `madoguchi serve` and `madoguchi worker`; any number may run at once.
 struct ReportRollupWorker: Service {
     let database: Database
@@ -28,12 +28,15 @@ struct ReportRollupWorker: Service {
         }
     }
 
-    /// One fold, in its own transaction; returns how many changes it folded.
+    /// One fold of each rollup, each in its own transaction; returns the most changes either folded.
     func foldOnce() async throws -> Int {
         try await database.withConnection { connection in
-            let rows = try await connection.query("SELECT compact_report_arrivals(\(Self.batch)::integer)", logger: logger)
-            for try await folded in rows.decode(Int64.self) { return Int(folded) }
-            return 0
+            var most = 0
+            for function in ["compact_report_arrivals", "compact_report_backlog"] {
+                let rows = try await connection.query(PostgresQuery(unsafeSQL: "SELECT \(function)(\(Self.batch))"), logger: logger)
+                for try await folded in rows.decode(Int64.self) { most = max(most, Int(folded)) }
+            }
+            return most
         }
     }
 

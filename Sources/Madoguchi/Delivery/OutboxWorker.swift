@@ -46,17 +46,11 @@ public struct OutboxWorker: Service {
         let group = MultiThreadedEventLoopGroup.singleton
         let senders = try Senders(worker: self, group: group)
         // Not before the schema this binary needs is in place (the server migrates as it starts).
-        while !Task.isShuttingDownGracefully, !(await schemaIsCurrent()) {
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(250)) }
-        }
+        await migrator.waitUntilCurrent(database, logger: logger)
         logger.info("outbox worker started", metadata: ["worker": "\(name)", "channels": "\(channels.map(\.rawValue))"])
         await deliverUntilShutdown(channels: channels, senders: senders)
         await senders.close()
         logger.info("outbox worker stopped", metadata: ["worker": "\(name)"])
-    }
-
-    private func schemaIsCurrent() async -> Bool {
-        (try? await database.withConnection { try await migrator.status($0, logger: logger) }.complete) ?? false
     }
 
     private enum Finished: Sendable {

@@ -15,9 +15,7 @@ struct ReportRollupWorker: Service {
     static let batch = 100_000
 
     func run() async throws {
-        while !Task.isShuttingDownGracefully, !(await schemaIsCurrent()) {
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(250)) }
-        }
+        await migrator.waitUntilCurrent(database, logger: logger)
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 while try await foldOnce() == Self.batch, !Task.isShuttingDownGracefully {}
@@ -38,9 +36,5 @@ struct ReportRollupWorker: Service {
             }
             return most
         }
-    }
-
-    private func schemaIsCurrent() async -> Bool {
-        (try? await database.withConnection { try await migrator.status($0, logger: logger) }.complete) ?? false
     }
 }

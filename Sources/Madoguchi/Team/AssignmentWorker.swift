@@ -26,9 +26,7 @@ struct AssignmentWorker: Service {
     static let batch = 200
 
     func run() async throws {
-        while !Task.isShuttingDownGracefully, !(await schemaIsCurrent()) {
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(250)) }
-        }
+        await migrator.waitUntilCurrent(database, logger: logger)
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             let seen = notifier?.generation ?? 0
             let pulled = trigger.pulls
@@ -83,10 +81,6 @@ struct AssignmentWorker: Service {
         let rows = try await connection.query("SELECT EXISTS (SELECT 1 FROM queues WHERE auto_assign <> 'off')", logger: logger)
         for try await exists in rows.decode(Bool.self) { return exists }
         return false
-    }
-
-    private func schemaIsCurrent() async -> Bool {
-        (try? await database.withConnection { try await migrator.status($0, logger: logger) }.complete) ?? false
     }
 }
 

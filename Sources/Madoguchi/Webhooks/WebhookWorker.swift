@@ -24,9 +24,7 @@ struct WebhookWorker: Service {
 
     func run() async throws {
         let http = try ProviderHTTPClient(group: MultiThreadedEventLoopGroup.singleton, timeout: .milliseconds(Int64(settings.timeout.seconds * 1000)))
-        while !Task.isShuttingDownGracefully, !(await schemaIsCurrent()) {
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(250)) }
-        }
+        await migrator.waitUntilCurrent(database, logger: logger)
         var lastRetention = ContinuousClock.now - .seconds(3600)
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             let seen = notifier?.generation ?? 0
@@ -55,10 +53,6 @@ struct WebhookWorker: Service {
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: settings.pollInterval) }
             }
         }
-    }
-
-    private func schemaIsCurrent() async -> Bool {
-        (try? await database.withConnection { try await migrator.status($0, logger: logger) }.complete) ?? false
     }
 
     /// Events an endpoint gets in one turn before the worker lets it go (others get theirs), and

@@ -1,0 +1,15 @@
+import Logging
+import ServiceLifecycle
+
+extension Migrator {
+    /// Returns once `database` has every migration this binary knows, or when the service group
+    /// shuts down. Background workers call it first: they never migrate, a server does, and a worker
+    /// started beside a server that is still migrating must not read tables that are not there yet.
+    func waitUntilCurrent(_ database: Database, logger: Logger) async {
+        while !Task.isShuttingDownGracefully {
+            let current = (try? await database.withConnection { try await status($0, logger: logger) }.complete) ?? false
+            if current { return }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(250)) }
+        }
+    }
+}

@@ -18,6 +18,23 @@ struct ReportCSVTests {
         #expect(String(decoding: CSV.line(cells), as: UTF8.self) == "a,3,1.5,1970-01-01T00:00:00Z,\r\n")
     }
 
+    @Test("times are written as Foundation's ISO 8601 style writes them, to the second, from 1970 to 2999")
+    func times() {
+        var generator = SystemRandomNumberGenerator()
+        let samples = [0, 951_782_400, 1_798_761_599.999, 4_102_444_800, 32_503_680_000 - 0.5, 1_700_000_000.25]
+            + (0..<5000).map { _ in Double.random(in: 0..<32_503_680_000, using: &generator) }
+        for seconds in samples {
+            let date = Date(timeIntervalSince1970: seconds)
+            #expect(CSV.rfc3339UTC(date) == date.formatted(.iso8601), "\(seconds)")
+        }
+    }
+
+    @Test("a field needs quotes for a comma, quote or line break anywhere, or a space (ideographic too) at an end")
+    func quotingRule() {
+        for field in ["a,b", "\"", "x\ry", "x\ny", " a", "a ", "\u{3000}全角", "全角\u{3000}"] { #expect(CSV.needsQuotes(field), "\(field)") }
+        for field in ["", "plain", "返品・交換", "a b", "1.5", "2026-12-02T15:04:05Z"] { #expect(!CSV.needsQuotes(field), "\(field)") }
+    }
+
     @Test("the producer waits while the pipe is full and goes on as the consumer reads; the consumer sees every chunk in order")
     func backpressure() async throws {
         let pipe = ChunkPipe(capacity: 2)

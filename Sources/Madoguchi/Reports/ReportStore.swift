@@ -41,8 +41,9 @@ struct ReportStore: Sendable {
                         let rows = try await connection.query(kind.query(request), logger: logger)
                         takeWaiting()?.resume()
                         var chunk = (byteOrderMark ? CSV.byteOrderMark : []) + CSV.line(kind.columns)
+                        chunk.reserveCapacity(40 * 1024)
                         for try await row in rows {
-                            chunk += CSV.line(try row.map(ReportCell.init))
+                            CSV.append(try row.map { CSV.field(try ReportCell($0)) }, to: &chunk)
                             if chunk.count >= 32 * 1024 {
                                 try await pipe.send(chunk[...])
                                 chunk.removeAll(keepingCapacity: true)

@@ -32,16 +32,37 @@ enum ReportCell: Sendable, Equatable {
 
 /// CSV as RFC 4180 writes it: UTF-8, CRLF line ends, a field quoted (quotes doubled) when it holds a
 /// comma, a quote, a line break or leading or trailing space; times in RFC 3339 UTC as in the JSON.
+/// A line is written straight into bytes: an export streams millions of them.
 enum CSV {
     /// The byte-order mark Excel needs to read UTF-8 (日本語 otherwise turns into mojibake).
     static let byteOrderMark: [UInt8] = [0xEF, 0xBB, 0xBF]
 
     static func line(_ fields: [String]) -> [UInt8] {
-        Array((fields.map(quoted).joined(separator: ",") + "\r\n").utf8)
+        var bytes: [UInt8] = []
+        append(fields, to: &bytes)
+        return bytes
     }
 
     static func line(_ cells: [ReportCell]) -> [UInt8] {
         line(cells.map(field))
+    }
+
+    /// Appends one line of `fields` to `bytes`.
+    static func append(_ fields: [String], to bytes: inout [UInt8]) {
+        for (index, field) in fields.enumerated() {
+            if index > 0 { bytes.append(UInt8(ascii: ",")) }
+            if needsQuotes(field) {
+                bytes.append(UInt8(ascii: "\""))
+                for byte in field.utf8 {
+                    if byte == UInt8(ascii: "\"") { bytes.append(byte) }
+                    bytes.append(byte)
+                }
+                bytes.append(UInt8(ascii: "\""))
+            } else {
+                bytes.append(contentsOf: field.utf8)
+            }
+        }
+        bytes.append(contentsOf: [0x0D, 0x0A])
     }
 
     static func field(_ cell: ReportCell) -> String {
@@ -49,14 +70,39 @@ enum CSV {
         case .text(let text): text
         case .integer(let value): String(value)
         case .number(let value): value.isFinite ? String(value) : ""
-        case .time(let date): date.formatted(.iso8601)
+        case .time(let date): rfc3339UTC(date)
         case .null: ""
         }
     }
 
     static func quoted(_ field: String) -> String {
-        let needsQuotes = field.contains { $0 == "," || $0 == "\"" || $0 == "\r" || $0 == "\n" || $0 == "\r\n" }
+        needsQuotes(field) ? "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : field
+    }
+
+    /// A comma, quote, CR or LF anywhere (one byte each in UTF-8, never part of another character),
+    /// or a space of any kind at either end.
+    static func needsQuotes(_ field: String) -> Bool {
+        field.utf8.contains { $0 == UInt8(ascii: ",") || $0 == UInt8(ascii: "\"") || $0 == 0x0D || $0 == 0x0A }
             || field.first?.isWhitespace == true || field.last?.isWhitespace == true
-        return needsQuotes ? "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : field
+    }
+
+    /// `2026-12-02T15:04:05Z`: what `Date.formatted(.iso8601)` writes (seconds rounded down), without
+    /// a formatter: civil date from days since 1970 (H. Hinnant's algorithm).
+    static func rfc3339UTC(_ date: Date) -> String {
+        let seconds = Int64((date.timeIntervalSince1970).rounded(.down))
+        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
+        let secondOfDay = seconds - days * 86_400
+        let shifted = days + 719_468
+        let era = (shifted >= 0 ? shifted : shifted - 146_096) / 146_097
+        let dayOfEra = shifted - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let monthIndex = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * monthIndex + 2) / 5 + 1
+        let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        func two(_ value: Int64) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        let yearText = year < 1000 ? String(repeating: "0", count: 4 - String(year).count) + String(year) : String(year)
+        return "\(yearText)-\(two(month))-\(two(day))T\(two(secondOfDay / 3600)):\(two(secondOfDay % 3600 / 60)):\(two(secondOfDay % 60))Z"
     }
 }

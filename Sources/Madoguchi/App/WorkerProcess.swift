@@ -3,8 +3,9 @@ import Prometheus
 import ServiceLifecycle
 
 /// `madoguchi worker`: the outbox, webhook, auto-assignment and report-rollup workers without the
-/// HTTP service, for delivering from processes of their own. It never migrates: it waits for the schema a server
-/// brings up. Stopped gracefully by SIGTERM or SIGINT after the deliveries in progress finish.
+/// HTTP service, for running them in processes of their own. It never migrates: it waits for the
+/// schema a server brings up. Stopped gracefully by SIGTERM or SIGINT after the deliveries in
+/// progress finish.
 public enum WorkerProcess {
     public static func run(_ configuration: Configuration, logger: Logger) async throws {
         let provisioned = try await DatabaseProvisioner.provision(configuration, exclusive: false, logger: logger)

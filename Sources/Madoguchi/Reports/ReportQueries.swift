@@ -153,21 +153,33 @@ package enum ReportKind: String, Sendable, CaseIterable {
                 JOIN report_backlog_hours x ON x.hour <= m.at AND x.hour > coalesce(m.previous_at, '-infinity')
                 WHERE m.rolled_up
                 GROUP BY 1, 2
-            ), now_open AS (
-                -- The moment now (the current period's end, and any later one's): the stretches covering
-                -- now are the tickets' present statuses (the status trigger keeps them one and the same),
-                -- read from the tickets, once.
-                SELECT x.status, count(*) AS open_tickets,
-                       count(*) FILTER (WHERE now() - x.opened_at < interval '1 day') AS age_under_1d,
-                       count(*) FILTER (WHERE now() - x.opened_at >= interval '1 day' AND now() - x.opened_at < interval '3 days') AS age_1d_to_3d,
-                       count(*) FILTER (WHERE now() - x.opened_at >= interval '3 days' AND now() - x.opened_at < interval '7 days') AS age_3d_to_7d,
-                       count(*) FILTER (WHERE now() - x.opened_at >= interval '7 days' AND now() - x.opened_at < interval '30 days') AS age_7d_to_30d,
-                       count(*) FILTER (WHERE now() - x.opened_at >= interval '30 days') AS age_over_30d
-                FROM (SELECT t.status, t.created_at AS opened_at, t.channel::text AS channel, t.queue, t.category, t.tags, t.priority,
+            ), instants AS (
+                SELECT DISTINCT at FROM moments WHERE NOT rolled_up
+            ), open_at AS (
+                -- What was open at each instant the rollup does not answer: the stretches covering it;
+                -- at now (the current period's end, and any later one's) the tickets' present statuses,
+                -- which the status trigger keeps one and the same as the stretches covering now.
+                SELECT i.at, x.status, x.opened_at
+                FROM instants i
+                JOIN report_status_periods x ON tstzrange(x.entered_at, x.left_at) @> i.at
+                CROSS JOIN params p
+                WHERE i.at < now() AND x.status IN ('new', 'open', 'pending', 'on_hold') AND \(Self.filtered)
+                UNION ALL
+                SELECT i.at, x.status, x.opened_at
+                FROM instants i,
+                     (SELECT t.status, t.created_at AS opened_at, t.channel::text AS channel, t.queue, t.category, t.tags, t.priority,
                              t.assignee_id AS agent_id
                       FROM tickets t WHERE t.status IN ('new', 'open', 'pending', 'on_hold')) AS x, params p
-                WHERE (SELECT EXISTS (SELECT 1 FROM moments WHERE at = now())) AND \(Self.filtered)
-                GROUP BY x.status
+                WHERE i.at = now() AND \(Self.filtered)
+            ), live AS (
+                SELECT x.at, x.status, count(*) AS open_tickets,
+                       count(*) FILTER (WHERE x.at - x.opened_at < interval '1 day') AS age_under_1d,
+                       count(*) FILTER (WHERE x.at - x.opened_at >= interval '1 day' AND x.at - x.opened_at < interval '3 days') AS age_1d_to_3d,
+                       count(*) FILTER (WHERE x.at - x.opened_at >= interval '3 days' AND x.at - x.opened_at < interval '7 days') AS age_3d_to_7d,
+                       count(*) FILTER (WHERE x.at - x.opened_at >= interval '7 days' AND x.at - x.opened_at < interval '30 days') AS age_7d_to_30d,
+                       count(*) FILTER (WHERE x.at - x.opened_at >= interval '30 days') AS age_over_30d
+                FROM open_at x
+                GROUP BY x.at, x.status
             ), counted AS (
                 SELECT local_start, status, under_1d + d1_to_3d + d3_to_7d + d7_to_30d + over_30d AS open_tickets,
                        under_1d AS age_under_1d, d1_to_3d AS age_1d_to_3d, d3_to_7d AS age_3d_to_7d, d7_to_30d AS age_7d_to_30d,
@@ -182,21 +194,9 @@ package enum ReportKind: String, Sendable, CaseIterable {
                             WHERE m.rolled_up) AS per_moment
                       WINDOW running AS (PARTITION BY status ORDER BY local_start)) AS cumulative
                 UNION ALL
-                SELECT m.local_start, x.status, count(*) AS open_tickets,
-                       count(*) FILTER (WHERE m.at - x.opened_at < interval '1 day') AS age_under_1d,
-                       count(*) FILTER (WHERE m.at - x.opened_at >= interval '1 day' AND m.at - x.opened_at < interval '3 days') AS age_1d_to_3d,
-                       count(*) FILTER (WHERE m.at - x.opened_at >= interval '3 days' AND m.at - x.opened_at < interval '7 days') AS age_3d_to_7d,
-                       count(*) FILTER (WHERE m.at - x.opened_at >= interval '7 days' AND m.at - x.opened_at < interval '30 days') AS age_7d_to_30d,
-                       count(*) FILTER (WHERE m.at - x.opened_at >= interval '30 days') AS age_over_30d
-                FROM moments m
-                JOIN report_status_periods x ON tstzrange(x.entered_at, x.left_at) @> m.at
-                CROSS JOIN params p
-                WHERE NOT m.rolled_up AND m.at < now() AND x.status IN ('new', 'open', 'pending', 'on_hold') AND \(Self.filtered)
-                GROUP BY 1, 2
-                UNION ALL
-                SELECT m.local_start, n.status, n.open_tickets, n.age_under_1d, n.age_1d_to_3d, n.age_3d_to_7d, n.age_7d_to_30d, n.age_over_30d
-                FROM moments m, now_open n
-                WHERE m.at = now()
+                SELECT m.local_start, l.status, l.open_tickets, l.age_under_1d, l.age_1d_to_3d, l.age_3d_to_7d, l.age_7d_to_30d, l.age_over_30d
+                FROM moments m JOIN live l ON l.at = m.at
+                WHERE NOT m.rolled_up
             )
             SELECT m.period, m.at AS period_end, s.status, coalesce(c.open_tickets, 0)::bigint AS open_tickets,
                    coalesce(c.age_under_1d, 0)::bigint AS age_under_1d, coalesce(c.age_1d_to_3d, 0)::bigint AS age_1d_to_3d,

@@ -75,8 +75,11 @@ enum CSV {
         }
     }
 
+    /// One field as a line writes it (quoted when it must be).
     static func quoted(_ field: String) -> String {
-        needsQuotes(field) ? "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : field
+        var bytes: [UInt8] = []
+        append([field], to: &bytes)
+        return String(decoding: bytes.dropLast(2), as: UTF8.self)
     }
 
     /// A comma, quote, CR or LF anywhere (one byte each in UTF-8, never part of another character),

@@ -73,9 +73,9 @@ struct TicketWork: Sendable {
     /// One statement picks, claims and records the event: rows other agents are claiming at this
     /// instant are skipped, not waited on, so any number of agents pulling at once each get a
     /// different ticket, in one round trip. It looks in three places, each with its own partial index
-    /// (migrations 0023, 0030 and 0034): the agent's own most urgent unclaimed ticket, the most urgent ticket
-    /// nobody holds or is assigned, and the most urgent whose claim lapsed; the best of them is taken. So a claim
-    /// never steps past live claims, however many there are.
+    /// (migrations 0023, 0030 and 0034): the agent's own most urgent unclaimed ticket, the most urgent
+    /// ticket nobody holds or is assigned, and the most urgent whose claim lapsed; the best of them is
+    /// taken. So a claim never steps past live claims, however many there are.
     func claimNext(by principal: Principal, agentID: UUID) async throws -> Ticket? {
         let statement = ClaimNextStatement(agentID: agentID, leaseSeconds: lease.seconds, keyID: principal.keyID)
         return try await database.withConnection { connection in

@@ -10,12 +10,15 @@ import ServiceLifecycle
 
 /// `madoguchi bench outbound`: replies delivered from the outbox (claim, compose, SMTP, record the
 /// answer, every state change committed) to a loopback SMTP sink, by 1 and by 4 workers, next to
-/// the same composed messages sent by a bare loop of the service's own SMTP client to the same sink,
-/// with 1 and 4 connections. The ratio is the outbox's cost. Also the process's memory with the
-/// whole backlog queued.
+/// the same composed messages sent by a bare loop of the service's own SMTP client to the same sink.
+/// The bare loop runs twice: over as many connections as the outbox may hold (workers × deliveries
+/// per worker), which is the like-for-like comparison and the outbox's cost; and over one connection
+/// per worker. Also the process's memory with the whole backlog queued.
 public struct OutboundBenchmark: Sendable {
     public var replies: Int = 2_000
     public var workerCounts: [Int] = [1, 4]
+    /// Deliveries each worker runs at once (`MADOGUCHI_OUTBOX_CONCURRENCY`), so SMTP connections.
+    public var concurrency = DeliverySettings().concurrency
 
     public init() {}
 
@@ -24,8 +27,8 @@ public struct OutboundBenchmark: Sendable {
         let sink = try await SMTPSinkServer(group: group)
         defer { Task { await sink.close() } }
         let relay = try SMTPRelay(url: "smtp://127.0.0.1:\(sink.port)?starttls=off", heloName: "bench")
-        report("\(replies) replies per measurement, delivered to an SMTP sink on loopback")
-        report("workers  outbox replies/s  bare SMTP client msgs/s  outbox/bare")
+        report("\(replies) replies per measurement, delivered to an SMTP sink on loopback; \(concurrency) deliveries at once per worker")
+        report("workers  connections  outbox replies/s  bare client msgs/s, same connections  outbox/bare  bare client, 1 connection per worker  outbox/bare")
         try await BenchmarkSupport.withCluster(logger: logger) { cluster in
             try await cluster.createDatabase("bench")
             let database = Database(configuration: cluster.clientConfiguration(database: "bench"), logger: logger)
@@ -39,8 +42,11 @@ public struct OutboundBenchmark: Sendable {
                     let rss = Self.residentMegabytes()
                     let outbox = try await measureOutbox(workers: workers, relay: relay, sink: sink, database: database, logger: logger)
                     let messages = try await composedMessages(database, limit: replies, logger: logger)
-                    let bare = try await measureBare(connections: workers, messages: messages, relay: relay, sink: sink, group: group)
-                    report(String(format: "%7d  %16.1f  %23.1f  %11.2f", workers, outbox, bare, outbox / bare))
+                    let connections = workers * concurrency
+                    let bare = try await measureBare(connections: connections, messages: messages, relay: relay, sink: sink, group: group)
+                    let barePerWorker = try await measureBare(connections: workers, messages: messages, relay: relay, sink: sink, group: group)
+                    report(String(format: "%7d  %11d  %16.1f  %36.1f  %11.2f  %36.1f  %11.2f",
+                                  workers, connections, outbox, bare, outbox / bare, barePerWorker, outbox / barePerWorker))
                     report("         RSS with \(replies) queued: \(rss) MiB; after delivering them: \(Self.residentMegabytes()) MiB")
                     try await BenchmarkSupport.reportStatements(database, logger: logger, report: report)
                     try await database.withConnection { try await $0.query("DELETE FROM outbox", logger: logger) }
@@ -100,7 +106,7 @@ public struct OutboundBenchmark: Sendable {
         settings.smtp = relay
         settings.mailFrom = MailAddress(name: "ショップ サポート", address: "support@shop.example")
         settings.pollInterval = .milliseconds(20)
-        settings.concurrency = Int(ProcessInfo.processInfo.environment["MADOGUCHI_BENCH_CONCURRENCY"] ?? "") ?? 8
+        settings.concurrency = concurrency
         let services = (0..<workers).map { _ in
             OutboxWorker(database: database, migrator: try! Migrator.bundled(), settings: settings, publicURL: nil, logger: logger) as any Service
         }

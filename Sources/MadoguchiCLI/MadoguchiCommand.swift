@@ -201,8 +201,12 @@ struct Bench: AsyncParsableCommand {
         @Option(help: "Comma-separated worker counts.")
         var workers: String = "1,4"
 
+        @Option(help: "Deliveries each worker runs at once, as MADOGUCHI_OUTBOX_CONCURRENCY (default: its default).")
+        var concurrency: Int?
+
         func run() async throws {
             var benchmark = OutboundBenchmark()
+            if let concurrency { benchmark.concurrency = max(1, min(concurrency, 64)) }
             benchmark.replies = max(10, min(replies, 100_000))
             benchmark.workerCounts = workers.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.filter { (1...16).contains($0) }
             var logger = Logger(label: "madoguchi.bench")

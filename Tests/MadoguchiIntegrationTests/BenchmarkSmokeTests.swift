@@ -41,7 +41,8 @@ struct BenchmarkSmokeTests {
         let reported = lines.withLock { $0 }
         let row = try #require(reported.first { $0.trimmingCharacters(in: .whitespaces).hasPrefix("1 ") }, "\(reported)")
         let numbers = row.split(separator: " ").compactMap { Double($0) }
-        #expect(numbers.count == 4 && numbers[1] > 0 && numbers[2] > 0, "\(row)")
+        // workers, connections, outbox, bare over as many connections, ratio, bare over one, ratio.
+        #expect(numbers.count == 7 && numbers[2] > 0 && numbers[3] > 0 && numbers[5] > 0, "\(row)")
     }
 
     @Test("bench events follows the feed three ways under ingest and delivers webhooks, next to bare clients")

@@ -25,7 +25,7 @@ struct ReportCSVTests {
             + (0..<5000).map { _ in Double.random(in: 0..<32_503_680_000, using: &generator) }
         for seconds in samples {
             let date = Date(timeIntervalSince1970: seconds)
-            #expect(CSV.rfc3339UTC(date) == date.formatted(.iso8601), "\(seconds)")
+            #expect(date.rfc3339UTC == date.formatted(.iso8601), "\(seconds)")
         }
     }
 

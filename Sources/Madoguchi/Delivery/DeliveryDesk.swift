@@ -58,7 +58,7 @@ struct DeliveryDesk: Sendable {
             guard recipients.contains(where: { addressees.contains(IdentityValue.comparable($0)) }) else { continue }
             let bounced = try await replies.setState(.bounced, of: reply.id, on: connection)
             if let messageID = reply.messageID {
-                let report = try JSONSerialization.text(["status": "bounced", "updated_at": ISO8601DateFormatter().string(from: Date()),
+                let report = try JSONSerialization.text(["status": "bounced", "updated_at": Date().rfc3339UTC,
                                                          "recipients": recipients])
                 try await MessageStore(logger: logger).recordSend(of: messageID, provider: nil, providerMessageID: nil, delivery: report, on: connection)
             }

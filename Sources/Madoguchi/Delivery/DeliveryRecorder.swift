@@ -11,62 +11,126 @@ struct DeliveryRecorder: Sendable {
     let settings: DeliverySettings
     let worker: String
 
-    func record(_ attempt: DeliveryAttempt, for item: OutboxItem) async throws {
+    /// The attempts of several deliveries, in one transaction. Should it fail, each is tried in a
+    /// transaction of its own, so that one attempt that cannot be written does not leave the others'
+    /// rows to lapse (past the handover, a lapsed row is held for a person).
+    func record(_ batch: [Outcome]) async -> [Result<Void, any Error>] {
+        do {
+            try await database.withTransaction { connection in
+                let sent = batch.filter(\.isPlainSend)
+                try await recordSent(sent, on: connection)
+                for outcome in batch where !outcome.isPlainSend { try await record(outcome.attempt, for: outcome.item, on: connection) }
+            }
+            return batch.map { _ in .success(()) }
+        } catch where batch.count > 1 {
+            var results: [Result<Void, any Error>] = []
+            for outcome in batch {
+                do {
+                    try await database.withTransaction { connection in try await record(outcome.attempt, for: outcome.item, on: connection) }
+                    results.append(.success(()))
+                } catch {
+                    results.append(.failure(error))
+                }
+            }
+            return results
+        } catch {
+            return [.failure(error)]
+        }
+    }
+
+    /// One delivery's attempt.
+    struct Outcome: Sendable {
+        var attempt: DeliveryAttempt
+        var item: OutboxItem
+
+        var results: [String: RecipientResult] { item.results.merging(attempt.recipients) { _, new in new } }
+
+        /// A mail every recipient took: by far the most common outcome, written by the batch.
+        var isPlainSend: Bool {
+            attempt.kind == .answered && attempt.provider == nil && !item.recipients.isEmpty
+                && item.recipients.allSatisfy { results[$0]?.status == .sent }
+        }
+    }
+
+    /// Mails every recipient took, a statement per table for all of them: what `record(_:for:on:)`
+    /// writes for such an attempt, row for row (the delivery tests read both paths).
+    private func recordSent(_ batch: [Outcome], on connection: PostgresConnection) async throws {
+        guard !batch.isEmpty else { return }
+        let outcomes = Dictionary(batch.map { (OutboxStore.Claim(id: $0.item.id, attempt: $0.item.attempts), $0) }) { first, _ in first }
+        let settled = try await OutboxStore(logger: logger).settleSent(
+            outcomes.map { .init(claim: $0.key, results: $0.value.results, response: $0.value.attempt.response) }, worker: worker, on: connection)
+        guard !settled.isEmpty else { return }
+        let byReply = Dictionary(settled.compactMap { row in outcomes[row.claim].map { (row.replyID, $0) } }) { first, _ in first }
+        let replies = try await ReplyStore(logger: logger).setState(.sent, of: settled.map(\.replyID), on: connection)
+        let updatedAt = Date().rfc3339UTC
+        try await MessageStore(logger: logger).recordSends(try replies.compactMap { reply in
+            guard let messageID = reply.messageID else { return nil }
+            var report: [String: Any] = ["status": "sent", "updated_at": updatedAt]
+            if let response = byReply[reply.id]?.attempt.response { report["response"] = String(response.prefix(500)) }
+            return (messageID, try JSONSerialization.text(report))
+        }, on: connection)
+        try await EventStore(logger: logger).record(.replyDelivered, replies: settled.compactMap { row in
+            byReply[row.replyID].map { outcome in
+                (row.replyID, ["response": outcome.attempt.response ?? "", "attempts": outcome.item.attempts, "refused": [[String: String]]()] as [String: Any])
+            }
+        }, actor: nil, on: connection)
+    }
+
+    private func record(_ attempt: DeliveryAttempt, for item: OutboxItem, on connection: PostgresConnection) async throws {
+        // Another worker took the row over before the handover; it records what happens.
         guard attempt.kind != .abandoned else { return }
-        try await database.withTransaction { connection in
-            let store = OutboxStore(logger: logger)
-            if attempt.kind == .uncertain {
-                let reason = attempt.error ?? "the handover got no answer"
-                guard let replyID = try await store.settle(item.id, worker: worker, attempt: item.attempts, .init(
-                    state: "held", results: item.results, error: reason, heldReason: reason), on: connection) else { return }
-                try await event(.replyHeld, replyID: replyID, data: ["reason": reason, "attempts": item.attempts], on: connection)
-                return
-            }
-
-            var results = item.results.merging(attempt.recipients) { _, new in new }
-            let pending = item.recipients.filter { (results[$0]?.status ?? .pending) == .pending }
-            if !pending.isEmpty && item.attempts < settings.maxAttempts {
-                let delay = backoff(afterAttempt: item.attempts)
-                _ = try await store.settle(item.id, worker: worker, attempt: item.attempts, .init(
-                    state: "queued", results: results, error: attempt.error, response: attempt.response, provider: attempt.provider,
-                    providerMessageID: attempt.providerMessageID, nextAttemptIn: delay), on: connection)
-                logger.info("delivery deferred", metadata: ["outbox_id": "\(item.id)", "attempt": "\(item.attempts)", "retry_in": "\(delay)",
-                                                            "reason": "\(attempt.error ?? "")"])
-                return
-            }
-            for recipient in pending {
-                results[recipient] = .failed("gave up after \(item.attempts) attempts: \(results[recipient]?.reply ?? attempt.error ?? "")")
-            }
-            let delivered = results.values.contains { $0.status == .sent }
-            let failures = item.recipients.compactMap { recipient in results[recipient].flatMap { $0.status == .failed ? (recipient, $0) : nil } }
+        let store = OutboxStore(logger: logger)
+        if attempt.kind == .uncertain {
+            let reason = attempt.error ?? "the handover got no answer"
             guard let replyID = try await store.settle(item.id, worker: worker, attempt: item.attempts, .init(
-                state: delivered ? "sent" : "failed", results: results, error: delivered ? nil : attempt.error ?? failures.first?.1.reply,
-                response: attempt.response, provider: attempt.provider, providerMessageID: attempt.providerMessageID), on: connection)
-            else { return }
+                state: "held", results: item.results, error: reason, heldReason: reason), on: connection) else { return }
+            try await event(.replyHeld, replyID: replyID, data: ["reason": reason, "attempts": item.attempts], on: connection)
+            return
+        }
 
-            let reply = try await ReplyStore(logger: logger).setState(delivered ? .sent : .failed, of: replyID, on: connection)
-            if let messageID = reply.messageID {
-                var report: [String: Any] = ["status": delivered ? (attempt.provider == nil ? "sent" : "queued") : "failed",
-                                             "updated_at": ISO8601DateFormatter().string(from: Date())]
-                if let response = attempt.response { report["response"] = String(response.prefix(500)) }
-                if !delivered { report["error"] = String((attempt.error ?? failures.first?.1.reply ?? "").prefix(500)) }
-                try await MessageStore(logger: logger).recordSend(
-                    of: messageID, provider: attempt.provider, providerMessageID: attempt.providerMessageID, delivery: try JSONSerialization.text(report),
-                    on: connection)
-            }
-            try await markUndeliverable(failures.filter { $0.1.undeliverable }, channel: item.channel, customerTicket: reply.ticketID, on: connection)
-            if delivered {
-                try await event(.replyDelivered, replyID: replyID, data: [
-                    "response": attempt.response ?? "", "attempts": item.attempts,
-                    "refused": failures.map { ["recipient": $0.0, "reply": $0.1.reply] },
-                ], on: connection)
-            } else {
-                try await event(.replyFailed, replyID: replyID, data: [
-                    "error": attempt.error ?? failures.first?.1.reply ?? "no recipient took it", "attempts": item.attempts,
-                    "refused": failures.map { ["recipient": $0.0, "reply": $0.1.reply] },
-                ], on: connection)
-                try await TicketStore(logger: logger).flagDeliveryFailure(reply.ticketID, on: connection)
-            }
+        var results = item.results.merging(attempt.recipients) { _, new in new }
+        let pending = item.recipients.filter { (results[$0]?.status ?? .pending) == .pending }
+        if !pending.isEmpty && item.attempts < settings.maxAttempts {
+            let delay = backoff(afterAttempt: item.attempts)
+            _ = try await store.settle(item.id, worker: worker, attempt: item.attempts, .init(
+                state: "queued", results: results, error: attempt.error, response: attempt.response, provider: attempt.provider,
+                providerMessageID: attempt.providerMessageID, nextAttemptIn: delay), on: connection)
+            logger.info("delivery deferred", metadata: ["outbox_id": "\(item.id)", "attempt": "\(item.attempts)", "retry_in": "\(delay)",
+                                                        "reason": "\(attempt.error ?? "")"])
+            return
+        }
+        for recipient in pending {
+            results[recipient] = .failed("gave up after \(item.attempts) attempts: \(results[recipient]?.reply ?? attempt.error ?? "")")
+        }
+        let delivered = results.values.contains { $0.status == .sent }
+        let failures = item.recipients.compactMap { recipient in results[recipient].flatMap { $0.status == .failed ? (recipient, $0) : nil } }
+        guard let replyID = try await store.settle(item.id, worker: worker, attempt: item.attempts, .init(
+            state: delivered ? "sent" : "failed", results: results, error: delivered ? nil : attempt.error ?? failures.first?.1.reply,
+            response: attempt.response, provider: attempt.provider, providerMessageID: attempt.providerMessageID), on: connection)
+        else { return }
+
+        let reply = try await ReplyStore(logger: logger).setState(delivered ? .sent : .failed, of: replyID, on: connection)
+        if let messageID = reply.messageID {
+            var report: [String: Any] = ["status": delivered ? (attempt.provider == nil ? "sent" : "queued") : "failed",
+                                         "updated_at": Date().rfc3339UTC]
+            if let response = attempt.response { report["response"] = String(response.prefix(500)) }
+            if !delivered { report["error"] = String((attempt.error ?? failures.first?.1.reply ?? "").prefix(500)) }
+            try await MessageStore(logger: logger).recordSend(
+                of: messageID, provider: attempt.provider, providerMessageID: attempt.providerMessageID, delivery: try JSONSerialization.text(report),
+                on: connection)
+        }
+        try await markUndeliverable(failures.filter { $0.1.undeliverable }, channel: item.channel, customerTicket: reply.ticketID, on: connection)
+        if delivered {
+            try await event(.replyDelivered, replyID: replyID, data: [
+                "response": attempt.response ?? "", "attempts": item.attempts,
+                "refused": failures.map { ["recipient": $0.0, "reply": $0.1.reply] },
+            ], on: connection)
+        } else {
+            try await event(.replyFailed, replyID: replyID, data: [
+                "error": attempt.error ?? failures.first?.1.reply ?? "no recipient took it", "attempts": item.attempts,
+                "refused": failures.map { ["recipient": $0.0, "reply": $0.1.reply] },
+            ], on: connection)
+            try await TicketStore(logger: logger).flagDeliveryFailure(reply.ticketID, on: connection)
         }
     }
 

@@ -31,8 +31,11 @@ public struct DeliverySettings: Sendable {
     /// `MADOGUCHI_OUTBOX_WORKER`: `on` (default) runs the delivery worker inside `madoguchi serve`;
     /// `off` leaves it to `madoguchi worker` processes.
     public var runsInServe = true
-    /// `MADOGUCHI_OUTBOX_CONCURRENCY`: deliveries a worker runs at once.
-    public var concurrency = 4
+    /// `MADOGUCHI_OUTBOX_CONCURRENCY`: deliveries a worker runs at once, each on its own SMTP
+    /// connection. Deliveries in flight together share their commits, so more of them cost the
+    /// database less per reply (`bench outbound`: 4 → 16 made a worker about three times as fast);
+    /// 16 stays well inside what relays accept from one client (Postfix allows 50 by default).
+    public var concurrency = 16
     /// `MADOGUCHI_OUTBOX_LEASE_SECONDS`: how long a claimed row is a worker's before another may take
     /// it over. Longer than the slowest attempt can take.
     public var lease: Duration = .seconds(600)

@@ -17,17 +17,24 @@ struct EmailDelivery: Sendable {
 
     struct LeaseLost: Error {}
 
-    /// `handover` commits the point of no return, with the mail when it was composed by this attempt.
-    func deliver(_ item: OutboxItem, handover: @escaping @Sendable (_ composed: [UInt8]?) async throws -> Void) async -> DeliveryAttempt {
+    /// `composed` is this row's mail from `compose(_:)` (nil when an earlier attempt composed it);
+    /// `handover` commits the point of no return, with the mail when this attempt composed it.
+    func deliver(_ item: OutboxItem, composed: Result<[UInt8], any Error>?,
+                 handover: @escaping @Sendable (_ composed: [UInt8]?) async throws -> Void) async -> DeliveryAttempt {
         let message: [UInt8]
-        let composedNow: Bool
-        do {
-            (message, composedNow) = try await composedMessage(item)
-        } catch let failure as MailComposer.Failure {
+        switch (item.message, composed) {
+        case (let kept?, _):
+            message = kept
+        case (nil, .success(let bytes)?):
+            message = bytes
+        case (nil, .failure(let failure as MailComposer.Failure)?):
             return .refused(item, "the reply cannot be written as a mail: \(failure)")
-        } catch {
+        case (nil, .failure(let error)?):
             return .deferred(item, "composing the mail failed: \(error)")
+        case (nil, nil):
+            return .deferred(item, "the mail was not composed")
         }
+        let composedNow = item.message == nil
         let recipients = item.pendingRecipients
         let envelope = SMTPSession.Envelope(
             from: from.address, recipients: recipients,
@@ -65,22 +72,47 @@ struct EmailDelivery: Sendable {
 
     // MARK: - Composing
 
-    /// The mail as first composed for this row, or composed now (and kept with the handover mark).
-    private func composedMessage(_ item: OutboxItem) async throws -> (bytes: [UInt8], new: Bool) {
-        if let message = item.message { return (message, false) }
-        let composed = try await database.withConnection { connection in
-            try await compose(item, on: connection)
+    /// The mails of the rows that have none yet, composed now: one read for them all (their replies,
+    /// tickets and customers, and the customer's latest mail on each ticket, which the reply answers).
+    func compose(_ items: [OutboxItem]) async -> [UUID: Result<[UInt8], any Error>] {
+        let items = items.filter { $0.message == nil && ($0.channel == .email || $0.channel == .webform) }
+        guard !items.isEmpty else { return [:] }
+        do {
+            return try await database.withConnection { connection in
+                let sources = try await mailSources(of: items.map(\.replyID), on: connection)
+                var mails: [UUID: Result<[UInt8], any Error>] = [:]
+                for item in items {
+                    do {
+                        guard let source = sources[item.replyID] else { throw RowNotFound("the reply of outbox row \(item.id)") }
+                        var bytes = try await compose(item, from: source, on: connection).bytes
+                        if let dkim { bytes = try dkim.sign(bytes) }
+                        mails[item.id] = .success(bytes)
+                    } catch {
+                        mails[item.id] = .failure(error)
+                    }
+                }
+                return mails
+            }
+        } catch {
+            return Dictionary(uniqueKeysWithValues: items.map { ($0.id, .failure(error)) })
         }
-        var bytes = composed.bytes
-        if let dkim { bytes = try dkim.sign(bytes) }
-        return (bytes, true)
     }
 
-    private func compose(_ item: OutboxItem, on connection: PostgresConnection) async throws -> ComposedMail {
-        // The reply, its ticket and customer, and the customer's latest mail on the ticket (the reply
-        // answers it), in one read.
+    /// What a reply's mail is written from.
+    private struct MailSource: Sendable {
+        var subject: String?
+        var body: String
+        var automatic: Bool
+        var ticketNumber: Int64
+        var customerName: String?
+        var parentID: String?
+        var parentReferences: [String]?
+        var hasAttachments: Bool
+    }
+
+    private func mailSources(of replyIDs: [UUID], on connection: PostgresConnection) async throws -> [UUID: MailSource] {
         let rows = try await connection.query("""
-            SELECT r.subject, r.body_text, r.automatic, t.number, c.display_name, p.email_message_id, p.email_references,
+            SELECT r.id, r.subject, r.body_text, r.automatic, t.number, c.display_name, p.email_message_id, p.email_references,
                    EXISTS (SELECT 1 FROM reply_attachments a WHERE a.reply_id = r.id)
             FROM replies r JOIN tickets t ON t.id = r.ticket_id JOIN customers c ON c.id = t.customer_id
             LEFT JOIN LATERAL (
@@ -89,25 +121,32 @@ struct EmailDelivery: Sendable {
                   AND m.email_message_id IS NOT NULL
                 ORDER BY m.created_at DESC, m.id DESC LIMIT 1
             ) p ON true
-            WHERE r.id = \(item.replyID)
+            WHERE r.id = ANY(\(replyIDs)::uuid[])
             """, logger: logger)
-        var found: (String?, String, Bool, Int64, String?, String?, [String]?, Bool)?
-        for try await row in rows.decode((String?, String, Bool, Int64, String?, String?, [String]?, Bool).self) { found = row }
-        guard let (subject, body, automatic, number, customerName, parentID, parentReferences, hasAttachments) = found else {
-            throw RowNotFound("the reply of outbox row \(item.id)")
+        var sources: [UUID: MailSource] = [:]
+        for try await (id, subject, body, automatic, number, customerName, parentID, parentReferences, hasAttachments)
+            in rows.decode((UUID, String?, String, Bool, Int64, String?, String?, [String]?, Bool).self)
+        {
+            sources[id] = MailSource(subject: subject, body: body, automatic: automatic, ticketNumber: number, customerName: customerName,
+                                     parentID: parentID, parentReferences: parentReferences, hasAttachments: hasAttachments)
         }
+        return sources
+    }
+
+    private func compose(_ item: OutboxItem, from source: MailSource, on connection: PostgresConnection) async throws -> ComposedMail {
         // A customer's mailer may write ids we cannot repeat in a header; threading does without them.
-        let parent = parentID.flatMap { id in
-            MailComposer.isWritableMessageID(id) ? (id, (parentReferences ?? []).filter(MailComposer.isWritableMessageID)) : nil
+        let parent = source.parentID.flatMap { id in
+            MailComposer.isWritableMessageID(id) ? (id, (source.parentReferences ?? []).filter(MailComposer.isWritableMessageID)) : nil
         }
+        let number = source.ticketNumber
         let mail = OutgoingMail(
-            from: from, to: item.recipients.map { MailAddress(name: customerName, address: $0) }, replyTo: Self.ticketAddress(from, number: number),
-            subject: subject ?? "[#\(number)]", messageID: item.emailMessageID, inReplyTo: parent?.0,
-            references: parent.map { Array(($0.1 + [$0.0]).suffix(20)) } ?? [], date: Date(), text: body,
-            attachments: hasAttachments ? try await attachments(of: item.replyID, on: connection) : [],
+            from: from, to: item.recipients.map { MailAddress(name: source.customerName, address: $0) }, replyTo: Self.ticketAddress(from, number: number),
+            subject: source.subject ?? "[#\(number)]", messageID: item.emailMessageID, inReplyTo: parent?.0,
+            references: parent.map { Array(($0.1 + [$0.0]).suffix(20)) } ?? [], date: Date(), text: source.body,
+            attachments: source.hasAttachments ? try await attachments(of: item.replyID, on: connection) : [],
             // RFC 3834: automatic mail says so, and other systems' auto-responders stay quiet.
-            autoSubmitted: automatic ? "auto-replied" : nil,
-            extraHeaders: [("X-Madoguchi-Ticket", String(number))] + (automatic ? [("X-Auto-Response-Suppress", "All")] : []))
+            autoSubmitted: source.automatic ? "auto-replied" : nil,
+            extraHeaders: [("X-Madoguchi-Ticket", String(number))] + (source.automatic ? [("X-Auto-Response-Suppress", "All")] : []))
         return try MailComposer.compose(mail, carrierDomains: settings.carrierDomains)
     }
 

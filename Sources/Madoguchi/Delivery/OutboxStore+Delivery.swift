@@ -65,20 +65,41 @@ extension OutboxStore {
         return held
     }
 
-    /// The point of no return, committed before the handover — with the composed mail, when this is
-    /// the attempt that composed it, so that every later attempt sends the same bytes. False when the
-    /// row is no longer this worker's (its lease expired and another took it): then it must not hand
-    /// anything over.
-    func markHandover(of id: UUID, worker: String, attempt: Int, lease: Duration, message: [UInt8]?, on connection: PostgresConnection) async throws -> Bool {
+    /// A row and the attempt that claimed it: a worker can hold a stale attempt of a row beside the
+    /// current one, and only the current one may act.
+    struct Claim: Hashable, Sendable {
+        var id: UUID
+        var attempt: Int
+    }
+
+    /// One delivery's point of no return: its claim, and the mail when this attempt composed it.
+    struct HandoverMark: Sendable {
+        var id: UUID
+        var attempt: Int
+        /// How long the row stays this worker's from now: the wait for the final answer and more.
+        var lease: Duration
+        var message: [UInt8]?
+    }
+
+    /// The points of no return of several deliveries, in one statement — with each composed mail, so
+    /// that every later attempt sends the same bytes. Returns the rows still this worker's; for any
+    /// other (its lease expired and another worker took it) nothing may be handed over.
+    func markHandovers(_ marks: [HandoverMark], worker: String, on connection: PostgresConnection) async throws -> Set<Claim> {
+        let composed = marks.filter { $0.message != nil }
         let rows = try await connection.query("""
-            UPDATE outbox
-            SET handover_at = now(), lease_expires_at = now() + make_interval(secs => \(lease.seconds)), updated_at = now(),
-                message = coalesce(message, \(message.map { ByteBuffer(bytes: $0) }))
-            WHERE id = \(id) AND claimed_by = \(worker) AND attempts = \(attempt) AND state = 'sending'
-            RETURNING id
+            UPDATE outbox o
+            SET handover_at = now(), lease_expires_at = now() + make_interval(secs => m.lease_seconds), updated_at = now(),
+                message = coalesce(o.message, (
+                    SELECT c.message FROM unnest(\(composed.map(\.id))::uuid[], \(composed.map { ByteBuffer(bytes: $0.message!) })::bytea[]) AS c(id, message)
+                    WHERE c.id = o.id))
+            FROM unnest(\(marks.map(\.id))::uuid[], \(marks.map(\.attempt))::int[], \(marks.map(\.lease.seconds))::float8[])
+                AS m(id, attempt, lease_seconds)
+            WHERE o.id = m.id AND o.claimed_by = \(worker) AND o.attempts = m.attempt AND o.state = 'sending'
+            RETURNING o.id, o.attempts
             """, logger: logger)
-        for try await _ in rows { return true }
-        return false
+        var ours: Set<Claim> = []
+        for try await (id, attempt) in rows.decode((UUID, Int).self) { ours.insert(Claim(id: id, attempt: attempt)) }
+        return ours
     }
 
     struct Settlement: Sendable {
@@ -109,6 +130,34 @@ extension OutboxStore {
             """, logger: logger)
         for try await replyID in rows.decode(UUID.self) { return replyID }
         return nil
+    }
+}
+
+extension OutboxStore {
+    /// A delivery every recipient took, as the relay answered it.
+    struct Delivered: Sendable {
+        var claim: Claim
+        var results: [String: RecipientResult]
+        var response: String?
+    }
+
+    /// Several deliveries settled as sent in one statement (the common outcome, by the batch); the
+    /// rows still this worker's, with their replies.
+    func settleSent(_ rows: [Delivered], worker: String, on connection: PostgresConnection) async throws -> [(claim: Claim, replyID: UUID)] {
+        let results = try rows.map { String(decoding: try JSONEncoder.sorted.encode($0.results), as: UTF8.self) }
+        let settled = try await connection.query("""
+            UPDATE outbox o
+            SET state = 'sent', recipient_results = d.results::jsonb, last_error = NULL,
+                relay_response = coalesce(nullif(d.response, ''), o.relay_response), sent_at = now(), next_attempt_at = now(),
+                held_reason = NULL, handover_at = NULL, claimed_by = NULL, lease_expires_at = NULL, updated_at = now()
+            FROM unnest(\(rows.map(\.claim.id))::uuid[], \(rows.map(\.claim.attempt))::int[], \(results)::text[],
+                        \(rows.map { $0.response ?? "" })::text[]) AS d(id, attempt, results, response)
+            WHERE o.id = d.id AND o.claimed_by = \(worker) AND o.attempts = d.attempt AND o.state = 'sending'
+            RETURNING o.id, o.attempts, o.reply_id
+            """, logger: logger)
+        var ours: [(Claim, UUID)] = []
+        for try await (id, attempt, replyID) in settled.decode((UUID, Int, UUID).self) { ours.append((Claim(id: id, attempt: attempt), replyID)) }
+        return ours
     }
 }
 

@@ -21,7 +21,7 @@ struct OutboxStore: Sendable {
                       on connection: PostgresConnection) async throws {
         // What a mail said, cleaned as every text from outside is (no NUL: jsonb refuses it).
         var notice: [String: Any] = ["recipient": Text.limit(Text.clean(recipient), 1000), "action": Text.limit(Text.clean(action), 40),
-                                     "reported_at": ISO8601DateFormatter().string(from: Date())]
+                                     "reported_at": Date().rfc3339UTC]
         if let status { notice["status"] = Text.limit(Text.clean(status), 40) }
         if let diagnostic { notice["diagnostic"] = Text.limit(Text.clean(diagnostic), 1000) }
         let json = "[" + (try JSONSerialization.text(notice)) + "]"

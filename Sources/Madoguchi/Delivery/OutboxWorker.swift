@@ -26,6 +26,8 @@ public struct OutboxWorker: Service {
     let publicURL: String?
     /// Names this worker's claims: host, process and a random part.
     let name: String
+    /// The handover marks of deliveries in flight, committed together.
+    private let handovers: CommitGroup<OutboxStore.HandoverMark, Bool>
 
     public init(database: Database, migrator: Migrator, settings: DeliverySettings, publicURL: String?, logger: Logger) {
         self.database = database
@@ -33,7 +35,18 @@ public struct OutboxWorker: Service {
         self.settings = settings
         self.publicURL = publicURL
         self.logger = logger
-        name = "\(ProcessInfo.processInfo.hostName):\(getpid()):\(UUID().uuidString.prefix(8).lowercased())"
+        let name = "\(ProcessInfo.processInfo.hostName):\(getpid()):\(UUID().uuidString.prefix(8).lowercased())"
+        self.name = name
+        handovers = CommitGroup { marks in
+            do {
+                let ours = try await database.withConnection { connection in
+                    try await OutboxStore(logger: logger).markHandovers(marks, worker: name, on: connection)
+                }
+                return marks.map { .success(ours.contains(.init(id: $0.id, attempt: $0.attempt))) }
+            } catch {
+                return marks.map { _ in .failure(error) }
+            }
+        }
     }
 
     public func run() async throws {
@@ -58,19 +71,22 @@ public struct OutboxWorker: Service {
         case tick
     }
 
-    /// Keeps up to `concurrency` deliveries in flight: a slot that frees is filled at once, rather
-    /// than waiting for the slowest delivery of a batch. Idle, it looks for work every
+    /// Keeps up to `concurrency` deliveries in flight: once half the slots are free they are filled,
+    /// rather than waiting for the slowest delivery of a batch. Idle, it looks for work every
     /// `pollInterval`. On graceful shutdown it claims nothing more and lets every delivery in
     /// flight finish.
     private func deliverUntilShutdown(channels: [Channel], senders: Senders) async {
         let recorder = DeliveryRecorder(database: database, logger: logger, settings: settings, worker: name)
+        let outcomes = CommitGroup<DeliveryRecorder.Outcome, Void> { await recorder.record($0) }
         var lastHoldCheck = ContinuousClock.now - .seconds(60)
         await withTaskGroup(of: Finished.self) { group in
             var inFlight = 0
             var ticking = false
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
                 var claimed: [OutboxItem] = []
-                if inFlight < settings.concurrency {
+                // Refilled by batches, half the slots at a time: one claim statement per row would
+                // cost the database more than the rest of the row's bookkeeping.
+                if settings.concurrency - inFlight >= max(1, settings.concurrency / 2) {
                     do {
                         if ContinuousClock.now - lastHoldCheck > .seconds(1) {
                             try await holdAbandonedHandovers()
@@ -82,12 +98,13 @@ public struct OutboxWorker: Service {
                         logger.warning("outbox claim failed", metadata: ["error": "\(String(reflecting: error))"])
                     }
                 }
+                let mails = await senders.email?.compose(claimed) ?? [:]
                 for item in claimed {
                     inFlight += 1
                     group.addTask {
-                        let attempt = await senders.deliver(item)
+                        let attempt = await senders.deliver(item, composed: mails[item.id])
                         do {
-                            try await recorder.record(attempt, for: item)
+                            try await outcomes.submit(.init(attempt: attempt, item: item))
                         } catch {
                             // The lease expires and the row is taken up again (or held, past its handover).
                             logger.error("recording a delivery failed", metadata: ["outbox_id": "\(item.id)", "error": "\(String(reflecting: error))"])
@@ -141,11 +158,7 @@ public struct OutboxWorker: Service {
         // wait for the relay's or provider's answer (and the commit of that answer).
         let wait = item.channel == .email || item.channel == .webform
             ? Duration.milliseconds(settings.smtpTimeouts.dataEnd.nanoseconds / 1_000_000) : settings.providerTimeout
-        let ours = try await database.withConnection { connection in
-            try await OutboxStore(logger: logger).markHandover(
-                of: item.id, worker: name, attempt: item.attempts, lease: settings.lease + wait + .seconds(10),
-                message: message, on: connection)
-        }
+        let ours = try await handovers.submit(.init(id: item.id, attempt: item.attempts, lease: settings.lease + wait + .seconds(10), message: message))
         guard ours else { throw EmailDelivery.LeaseLost() }
     }
 
@@ -175,13 +188,13 @@ public struct OutboxWorker: Service {
             }
         }
 
-        func deliver(_ item: OutboxItem) async -> DeliveryAttempt {
+        func deliver(_ item: OutboxItem, composed: Result<[UInt8], any Error>?) async -> DeliveryAttempt {
             let worker = self.worker
             let handover: @Sendable () async throws -> Void = { try await worker.handover(item) }
             switch item.channel {
             case .email, .webform:
                 guard let email else { return .deferred(item, "mail delivery is not configured") }
-                return await email.deliver(item) { message in try await worker.handover(item, message: message) }
+                return await email.deliver(item, composed: composed) { message in try await worker.handover(item, message: message) }
             case .sms, .chat:
                 guard let providers else { return .deferred(item, "\(item.channel.rawValue) delivery is not configured") }
                 return await providers.deliver(item, handover: handover)

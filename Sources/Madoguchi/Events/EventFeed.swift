@@ -25,7 +25,7 @@ struct FeedEvent: Sendable {
     func json(key: FeedCursor.Key) throws -> [UInt8] {
         var object: [String: Any] = [
             "id": id, "cursor": cursor.encoded(with: key), "type": type,
-            "occurred_at": ISO8601DateFormatter().string(from: occurredAt),
+            "occurred_at": occurredAt.rfc3339UTC,
             "data": try JSONSerialization.jsonObject(with: Data(data.utf8)),
         ]
         if let ticketID { object["ticket_id"] = ticketID.lowercased }

@@ -37,4 +37,21 @@ struct EventStore: Sendable {
             """, logger: logger)
         EventWrites.noteWritten()
     }
+
+    /// One event of `type` for each of several replies, with each one's data, in one statement.
+    func record(_ type: EventType, replies: [(replyID: UUID, data: [String: Any])], actor: Principal?, on connection: PostgresConnection) async throws {
+        let data = try replies.map { reply in
+            var data = reply.data
+            data["reply_id"] = reply.replyID.lowercased
+            return try JSONSerialization.text(data)
+        }
+        try await connection.query("""
+            INSERT INTO events (type, ticket_id, customer_id, message_id, actor_key_id, actor_agent_id, data)
+            SELECT \(type.rawValue), r.ticket_id, t.customer_id, r.message_id, \(actor?.keyID), \(actor?.agentID), e.data::jsonb
+            FROM unnest(\(replies.map(\.replyID))::uuid[], \(data)::text[]) WITH ORDINALITY AS e(reply_id, data, n)
+            JOIN replies r ON r.id = e.reply_id JOIN tickets t ON t.id = r.ticket_id
+            ORDER BY e.n
+            """, logger: logger)
+        EventWrites.noteWritten()
+    }
 }

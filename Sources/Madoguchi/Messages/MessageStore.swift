@@ -115,6 +115,15 @@ struct MessageStore: Sendable {
             """, logger: logger)
     }
 
+    /// Several sends' delivery reports at once (`delivery` is JSON text, by message).
+    func recordSends(_ reports: [(messageID: UUID, delivery: String)], on connection: PostgresConnection) async throws {
+        try await connection.query("""
+            UPDATE messages m SET metadata = jsonb_set(m.metadata, '{delivery}', r.delivery::jsonb)
+            FROM unnest(\(reports.map(\.messageID))::uuid[], \(reports.map(\.delivery))::text[]) AS r(id, delivery)
+            WHERE m.id = r.id
+            """, logger: logger)
+    }
+
     /// Moves every message of customer `other` to `target` (a merge); returns how many.
     func moveCustomer(from other: UUID, to target: UUID, on connection: PostgresConnection) async throws -> Int {
         let rows = try await connection.query("UPDATE messages SET customer_id = \(target) WHERE customer_id = \(other) RETURNING id", logger: logger)

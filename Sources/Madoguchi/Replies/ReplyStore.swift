@@ -63,6 +63,19 @@ struct ReplyStore: Sendable {
             """, logger: logger))
     }
 
+    /// Several replies' delivery states at once (the outbox worker settles them by the batch); the
+    /// replies, in no particular order.
+    func setState(_ state: Reply.State, of replyIDs: [UUID], on connection: PostgresConnection) async throws -> [Reply] {
+        let rows = try await connection.query("""
+            UPDATE replies SET state = \(state.rawValue), version = version + 1, updated_at = now()
+            WHERE id = ANY(\(replyIDs)::uuid[])
+            RETURNING \(unescaped: Reply.columns)
+            """, logger: logger)
+        var replies: [Reply] = []
+        for try await row in rows { replies.append(try Reply(row: row)) }
+        return replies
+    }
+
     private func single(_ rows: PostgresRowSequence) async throws -> Reply {
         for try await row in rows { return try Reply(row: row) }
         throw RowNotFound("a replies INSERT/UPDATE … RETURNING")

@@ -70,7 +70,7 @@ enum CSV {
         case .text(let text): text
         case .integer(let value): String(value)
         case .number(let value): value.isFinite ? String(value) : ""
-        case .time(let date): rfc3339UTC(date)
+        case .time(let date): date.rfc3339UTC
         case .null: ""
         }
     }
@@ -87,25 +87,5 @@ enum CSV {
     static func needsQuotes(_ field: String) -> Bool {
         field.utf8.contains { $0 == UInt8(ascii: ",") || $0 == UInt8(ascii: "\"") || $0 == 0x0D || $0 == 0x0A }
             || field.first?.isWhitespace == true || field.last?.isWhitespace == true
-    }
-
-    /// `2026-12-02T15:04:05Z`: what `Date.formatted(.iso8601)` writes (seconds rounded down), without
-    /// a formatter: civil date from days since 1970 (H. Hinnant's algorithm).
-    static func rfc3339UTC(_ date: Date) -> String {
-        let seconds = Int64((date.timeIntervalSince1970).rounded(.down))
-        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
-        let secondOfDay = seconds - days * 86_400
-        let shifted = days + 719_468
-        let era = (shifted >= 0 ? shifted : shifted - 146_096) / 146_097
-        let dayOfEra = shifted - era * 146_097
-        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
-        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
-        let monthIndex = (5 * dayOfYear + 2) / 153
-        let day = dayOfYear - (153 * monthIndex + 2) / 5 + 1
-        let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
-        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
-        func two(_ value: Int64) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        let yearText = year < 1000 ? String(repeating: "0", count: 4 - String(year).count) + String(year) : String(year)
-        return "\(yearText)-\(two(month))-\(two(day))T\(two(secondOfDay / 3600)):\(two(secondOfDay % 3600 / 60)):\(two(secondOfDay % 60))Z"
     }
 }

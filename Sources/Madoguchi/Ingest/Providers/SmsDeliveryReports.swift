@@ -62,7 +62,7 @@ struct SmsDeliveryReports: Sendable {
     }
 
     private func record(_ report: SmsDeliveryReport, messageID: UUID, ticketID: UUID, on connection: PostgresConnection) async throws {
-        var delivery: [String: Any] = ["status": report.status, "updated_at": ISO8601DateFormatter().string(from: Date())]
+        var delivery: [String: Any] = ["status": report.status, "updated_at": Date().rfc3339UTC]
         if let code = report.errorCode, !code.isEmpty, code != "0" { delivery["error_code"] = code }
         try await MessageStore(logger: logger).setDelivery(try JSONSerialization.text(delivery), of: messageID, on: connection)
         try await EventStore(logger: logger).record(

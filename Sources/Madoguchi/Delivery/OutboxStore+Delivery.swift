@@ -74,8 +74,7 @@ extension OutboxStore {
 
     /// One delivery's point of no return: its claim, and the mail when this attempt composed it.
     struct HandoverMark: Sendable {
-        var id: UUID
-        var attempt: Int
+        var claim: Claim
         /// How long the row stays this worker's from now: the wait for the final answer and more.
         var lease: Duration
         var message: [UInt8]?
@@ -90,9 +89,11 @@ extension OutboxStore {
             UPDATE outbox o
             SET handover_at = now(), lease_expires_at = now() + make_interval(secs => m.lease_seconds), updated_at = now(),
                 message = coalesce(o.message, (
-                    SELECT c.message FROM unnest(\(composed.map(\.id))::uuid[], \(composed.map { ByteBuffer(bytes: $0.message!) })::bytea[]) AS c(id, message)
-                    WHERE c.id = o.id))
-            FROM unnest(\(marks.map(\.id))::uuid[], \(marks.map(\.attempt))::int[], \(marks.map(\.lease.seconds))::float8[])
+                    SELECT c.message
+                    FROM unnest(\(composed.map(\.claim.id))::uuid[], \(composed.map(\.claim.attempt))::int[],
+                                \(composed.compactMap { $0.message.map { ByteBuffer(bytes: $0) } })::bytea[]) AS c(id, attempt, message)
+                    WHERE c.id = o.id AND c.attempt = o.attempts))
+            FROM unnest(\(marks.map(\.claim.id))::uuid[], \(marks.map(\.claim.attempt))::int[], \(marks.map(\.lease.seconds))::float8[])
                 AS m(id, attempt, lease_seconds)
             WHERE o.id = m.id AND o.claimed_by = \(worker) AND o.attempts = m.attempt AND o.state = 'sending'
             RETURNING o.id, o.attempts

@@ -42,7 +42,7 @@ public struct OutboxWorker: Service {
                 let ours = try await database.withConnection { connection in
                     try await OutboxStore(logger: logger).markHandovers(marks, worker: name, on: connection)
                 }
-                return marks.map { .success(ours.contains(.init(id: $0.id, attempt: $0.attempt))) }
+                return marks.map { .success(ours.contains($0.claim)) }
             } catch {
                 return marks.map { _ in .failure(error) }
             }
@@ -158,7 +158,7 @@ public struct OutboxWorker: Service {
         // wait for the relay's or provider's answer (and the commit of that answer).
         let wait = item.channel == .email || item.channel == .webform
             ? Duration.milliseconds(settings.smtpTimeouts.dataEnd.nanoseconds / 1_000_000) : settings.providerTimeout
-        let ours = try await handovers.submit(.init(id: item.id, attempt: item.attempts, lease: settings.lease + wait + .seconds(10), message: message))
+        let ours = try await handovers.submit(.init(claim: .init(id: item.id, attempt: item.attempts), lease: settings.lease + wait + .seconds(10), message: message))
         guard ours else { throw EmailDelivery.LeaseLost() }
     }
 

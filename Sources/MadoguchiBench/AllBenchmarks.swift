@@ -7,8 +7,9 @@ import Synchronization
 /// each next to its baseline measured in the same run, written to `bench/results/` as Markdown and
 /// JSON with the machine's facts and the commit, so the next change is compared with this one.
 ///
-/// What it runs: mail parsing next to CPython's `email` package on the same files; email ingest and
-/// LINE/Twilio webhooks at 1, 8 and 32 clients next to pgbench storing the same bytes; claim-next at
+/// What it runs: mail parsing next to CPython's `email` package on the same files; email ingest,
+/// LINE and Twilio (SMS) webhooks and web-form submissions at 1, 8 and 32 clients next to pgbench
+/// storing the same bytes; claim-next at
 /// 1, 8 and 32 agents with 0, 10,000 and 100,000 live claims next to pgbench running the service's own
 /// claim statement. Each benchmark starts its own throwaway cluster with the durability settings of
 /// a real one (synchronous_commit on).
@@ -40,7 +41,7 @@ public struct AllBenchmarks: Sendable {
                 benchmark.clients = clients
                 try await benchmark.run(logger: logger, report: log)
             })
-            sections.append(try await section("LINE and Twilio webhooks, \(clients) client\(clients == 1 ? "" : "s")", report: report) { log in
+            sections.append(try await section("LINE and Twilio webhooks and web forms, \(clients) client\(clients == 1 ? "" : "s")", report: report) { log in
                 var benchmark = WebhookBenchmark()
                 benchmark.seconds = seconds
                 benchmark.clients = clients

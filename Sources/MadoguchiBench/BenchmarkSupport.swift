@@ -145,7 +145,7 @@ enum BenchmarkSupport {
             try await connection.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", logger: logger)
             let rows = try await connection.query("""
                 SELECT calls, round(total_exec_time)::bigint, round(mean_exec_time::numeric, 3)::text, left(regexp_replace(query, '\\s+', ' ', 'g'), 110)
-                FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12
+                FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT \(ProcessInfo.processInfo.environment["MADOGUCHI_BENCH_STATEMENTS_LIMIT"].flatMap(Int.init) ?? 12)
                 """, logger: logger)
             report("   calls  total ms  mean ms  statement")
             for try await (calls, total, mean, query) in rows.decode((Int, Int, String, String).self) {

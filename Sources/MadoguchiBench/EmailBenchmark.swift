@@ -72,11 +72,13 @@ public struct EmailBenchmark: Sendable {
             let key = try await database.withConnection { connection in
                 try await APIKeyStore(logger: logger).create(name: "bench gateway", role: .gateway, agentID: nil, on: connection).1.text
             }
-            return try await BenchmarkSupport.drive(port: port, clients: clients, seconds: seconds) { client, sequence in
+            let driven = try await BenchmarkSupport.drive(port: port, clients: clients, seconds: seconds) { client, sequence in
                 // A fresh Message-ID each time, so every post is a new mail, not a replay.
                 let mail = Array("Message-ID: <bench-\(client)-\(sequence)@bench>\r\n".utf8) + mails[(client + sequence * clients) % mails.count]
                 return .init(path: "/v1/inbound/email", headers: ["Authorization": "Bearer \(key)", "Content-Type": "message/rfc822"], body: mail)
             }
+            try await BenchmarkSupport.reportStatements(database, logger: logger, report: report)
+            return driven
         }
         let serviceRate = Double(results.requests) / results.elapsed
         let baseline = try await BenchmarkSupport.pgbenchStorePayload(

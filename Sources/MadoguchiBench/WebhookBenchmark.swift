@@ -2,10 +2,11 @@ import Foundation
 import Logging
 import Madoguchi
 
-/// `madoguchi bench webhooks`: provider webhooks taken in through the service — signature checked,
-/// raw request stored, customer resolved, conversation continued, message and events written — next
-/// to pgbench storing requests of the same size in `inbound_payloads` and nothing else. Customers
-/// write several times each, so both first contacts and continued conversations are measured.
+/// `madoguchi bench webhooks`: provider webhooks (LINE, Twilio SMS) and web-form submissions taken in
+/// through the service — signature or key checked, raw request stored, customer resolved, conversation
+/// continued, message and events written — next to pgbench storing requests of the same size in
+/// `inbound_payloads` and nothing else. Customers write several times each, so both first contacts
+/// and continued conversations are measured.
 public struct WebhookBenchmark: Sendable {
     public var seconds: Int = 5
     public var clients: Int = 4
@@ -25,11 +26,18 @@ public struct WebhookBenchmark: Sendable {
                 $0.providers.lineChannelSecrets = [Self.lineSecret]
                 $0.providers.twilioAuthTokens = [Self.twilioToken]
                 $0.providers.publicURL = Self.publicURL
-            }) { port, _ in
+            }) { port, database in
+                let key = try await database.withConnection { connection in
+                    try await APIKeyStore(logger: logger).create(name: "bench form gateway", role: .gateway, agentID: nil, on: connection).1.text
+                }
                 var runs: [(provider: String, requests: Int, bytes: Int, elapsed: Double)] = []
-                for provider in ["line", "twilio"] {
+                for provider in ["line", "twilio", "webform"] {
                     let result = try await BenchmarkSupport.drive(port: port, clients: clients, seconds: seconds) { client, sequence in
-                        provider == "line" ? lineRequest(client: client, sequence: sequence) : twilioRequest(client: client, sequence: sequence)
+                        switch provider {
+                        case "line": lineRequest(client: client, sequence: sequence)
+                        case "twilio": twilioRequest(client: client, sequence: sequence)
+                        default: webformRequest(client: client, sequence: sequence, key: key)
+                        }
                     }
                     runs.append((provider, result.requests, result.bytes, result.elapsed))
                 }
@@ -38,7 +46,7 @@ public struct WebhookBenchmark: Sendable {
             for run in runs {
                 let rate = Double(run.requests) / run.elapsed
                 let baseline = try await BenchmarkSupport.pgbenchStorePayload(
-                    channel: run.provider == "line" ? .chat : .sms, averageBytes: run.bytes / max(run.requests, 1), clients: clients, seconds: seconds,
+                    channel: run.provider == "line" ? .chat : run.provider == "twilio" ? .sms : .webform, averageBytes: run.bytes / max(run.requests, 1), clients: clients, seconds: seconds,
                     on: cluster)
                 report(run.provider.padding(toLength: 7, withPad: " ", startingAt: 0)
                        + String(format: "%8.1f messages/s   pgbench storing the raw bytes only: %8.0f inserts/s   service/pgbench %.2f", rate, baseline, rate / baseline))
@@ -58,6 +66,15 @@ public struct WebhookBenchmark: Sendable {
         return .init(path: "/v1/inbound/chat/line",
                      headers: ["Content-Type": "application/json", "X-Line-Signature": WebhookSignature.line(body: body, channelSecret: Self.lineSecret)],
                      body: body)
+    }
+
+    /// One contact-form submission, as a form gateway posts it with its key.
+    func webformRequest(client: Int, sequence: Int, key: String) -> BenchmarkSupport.Request {
+        let customer = customer(client, sequence)
+        let body = Array(#"""
+            {"form_id":"contact","submission_id":"bench-\#(client)-\#(sequence)","name":"山田 花子 \#(customer)","email":"customer\#(customer)@example.jp","subject":"ご注文の商品について","body":"注文した商品がまだ届きません。注文番号は 10\#(customer) です。確認をお願いします。","fields":{"order_number":"10\#(customer)","category":"配送"}}
+            """#.utf8)
+        return .init(path: "/v1/inbound/webform", headers: ["Authorization": "Bearer \(key)", "Content-Type": "application/json"], body: body)
     }
 
     /// One incoming SMS, as Twilio posts it, signed with the auth token.

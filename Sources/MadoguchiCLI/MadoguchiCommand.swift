@@ -217,7 +217,7 @@ struct Bench: AsyncParsableCommand {
 
     struct Webhooks: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "LINE and Twilio webhooks through the service vs pgbench storing the same bytes, on a throwaway cluster.")
+            abstract: "LINE and Twilio webhooks and web-form submissions through the service vs pgbench storing the same bytes, on a throwaway cluster.")
 
         @OptionGroup var load: GatewayLoad
 

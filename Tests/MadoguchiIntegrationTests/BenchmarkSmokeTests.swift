@@ -24,7 +24,7 @@ struct BenchmarkSmokeTests {
         let lines = Mutex<[String]>([])
         try await benchmark.run(logger: Self.quiet) { line in lines.withLock { $0.append(line) } }
         let reported = lines.withLock { $0 }
-        for provider in ["line", "twilio"] {
+        for provider in ["line", "twilio", "webform"] {
             let line = try #require(reported.first { $0.hasPrefix(provider) }, "\(reported)")
             let rate = Double(line.dropFirst(provider.count).trimmingCharacters(in: .whitespaces).prefix { $0.isNumber || $0 == "." }) ?? 0
             #expect(rate > 0, "\(line)")

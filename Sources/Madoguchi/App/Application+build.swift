@@ -79,6 +79,8 @@ public func buildApplication(
         try await database.checkReachable(describing: databaseDescription)
         let report = try await migrator.migrate(database, logger: logger)
         logger.info("database ready", metadata: ["schema_version": "\(report.schemaVersion)", "applied": "\(report.applied)"])
+        // Not needed to serve; a failure here only means the first report request reads them.
+        _ = try? await database.withConnection { try await ReportStore(database: database, logger: logger).zoneNames(on: $0) }
     }
     return app
 }

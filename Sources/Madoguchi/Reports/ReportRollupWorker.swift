@@ -3,7 +3,7 @@ import PostgresNIO
 import ServiceLifecycle
 
 /// Folds the changes that ingest and ticket edits append to the report rollups into their counts
-/// (`compact_report_arrivals` and `compact_report_backlog`, migrations 0035 and 0036), so that the
+/// (`compact_report_arrivals` and `compact_report_backlog`, migrations 0035 to 0037), so that the
 /// changes tables stay small and a report reads few rows. Reports are exact without it (they add the
 /// unfolded changes); it only keeps them fast. Runs in `madoguchi serve` and `madoguchi worker`; any
 /// number may run at once.

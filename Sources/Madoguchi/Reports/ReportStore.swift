@@ -66,17 +66,7 @@ struct ReportStore: Sendable {
     }
 
     private func checkTimeZone(_ zone: String, on connection: PostgresConnection) async throws {
-        let known: Set<String>
-        if let loaded = Self.zoneNames.withLock({ $0 }) {
-            known = loaded
-        } else {
-            var names = Set<String>()
-            for try await name in try await connection.query("SELECT name FROM pg_timezone_names", logger: logger).decode(String.self) {
-                names.insert(name)
-            }
-            Self.zoneNames.withLock { $0 = names }
-            known = names
-        }
+        let known = try await zoneNames(on: connection)
         guard known.contains(zone) else {
             throw Problem.invalidParameter("time_zone", "\(zone) is not a time zone this server knows (use an IANA name such as Asia/Tokyo)")
         }
@@ -84,6 +74,18 @@ struct ReportStore: Sendable {
 
     /// The zone names the database knows, read once per process: reading pg_timezone_names walks the
     /// server's time-zone files, 24 ms on every report request when it was asked each time. (They
-    /// change only with the server's time-zone data, which a restart of this service picks up.)
+    /// change only with the server's time-zone data, which a restart of this service picks up.) The
+    /// server reads them as it starts, so that no dashboard's first request waits for them.
+    @discardableResult
+    func zoneNames(on connection: PostgresConnection) async throws -> Set<String> {
+        if let loaded = Self.zoneNames.withLock({ $0 }) { return loaded }
+        var names = Set<String>()
+        for try await name in try await connection.query("SELECT name FROM pg_timezone_names", logger: logger).decode(String.self) {
+            names.insert(name)
+        }
+        Self.zoneNames.withLock { $0 = names }
+        return names
+    }
+
     private static let zoneNames = Mutex<Set<String>?>(nil)
 }

@@ -67,32 +67,51 @@ public struct OutboxWorker: Service {
     }
 
     private enum Finished: Sendable {
-        case delivery
+        /// The relay or provider answered (or not): its SMTP connection is free for the next row.
+        case sent(DeliveryRecorder.Outcome)
+        /// What it came to is committed.
+        case recorded
         case tick
     }
 
     /// Keeps up to `concurrency` deliveries in flight: once half the slots are free they are filled,
-    /// rather than waiting for the slowest delivery of a batch. Idle, it looks for work every
-    /// `pollInterval`. On graceful shutdown it claims nothing more and lets every delivery in
-    /// flight finish.
+    /// rather than waiting for the slowest delivery of a batch. A slot frees when the relay has
+    /// answered; writing down the answer goes on beside the next deliveries (up to `concurrency`
+    /// answers at a time), since it waits for a commit shared with other answers. Idle, it looks for
+    /// work every `pollInterval`. On graceful shutdown it claims nothing more and lets every delivery
+    /// in flight finish and be recorded.
     private func deliverUntilShutdown(channels: [Channel], senders: Senders) async {
         let recorder = DeliveryRecorder(database: database, logger: logger, settings: settings, worker: name)
         let outcomes = CommitGroup<DeliveryRecorder.Outcome, Void> { await recorder.record($0) }
+        let logger = logger
         var lastHoldCheck = ContinuousClock.now - .seconds(60)
         await withTaskGroup(of: Finished.self) { group in
-            var inFlight = 0
+            var sending = 0
+            var recording = 0
             var ticking = false
+            func record(_ outcome: DeliveryRecorder.Outcome) {
+                recording += 1
+                group.addTask {
+                    do {
+                        try await outcomes.submit(outcome)
+                    } catch {
+                        // The lease expires and the row is taken up again (or held, past its handover).
+                        logger.error("recording a delivery failed", metadata: ["outbox_id": "\(outcome.item.id)", "error": "\(String(reflecting: error))"])
+                    }
+                    return .recorded
+                }
+            }
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
                 var claimed: [OutboxItem] = []
                 // Refilled by batches, half the slots at a time: one claim statement per row would
                 // cost the database more than the rest of the row's bookkeeping.
-                if settings.concurrency - inFlight >= max(1, settings.concurrency / 2) {
+                if settings.concurrency - sending >= max(1, settings.concurrency / 2) && recording < settings.concurrency {
                     do {
                         if ContinuousClock.now - lastHoldCheck > .seconds(1) {
                             try await holdAbandonedHandovers()
                             lastHoldCheck = .now
                         }
-                        claimed = try await claim(channels: channels, limit: settings.concurrency - inFlight)
+                        claimed = try await claim(channels: channels, limit: settings.concurrency - sending)
                     } catch {
                         // The database may be restarting; the next look tries again.
                         logger.warning("outbox claim failed", metadata: ["error": "\(String(reflecting: error))"])
@@ -100,23 +119,16 @@ public struct OutboxWorker: Service {
                 }
                 let mails = await senders.email?.compose(claimed) ?? [:]
                 for item in claimed {
-                    inFlight += 1
+                    sending += 1
                     group.addTask {
-                        let attempt = await senders.deliver(item, composed: mails[item.id])
-                        do {
-                            try await outcomes.submit(.init(attempt: attempt, item: item))
-                        } catch {
-                            // The lease expires and the row is taken up again (or held, past its handover).
-                            logger.error("recording a delivery failed", metadata: ["outbox_id": "\(item.id)", "error": "\(String(reflecting: error))"])
-                        }
-                        return .delivery
+                        .sent(.init(attempt: await senders.deliver(item, composed: mails[item.id]), item: item))
                     }
                 }
                 // Full, or nothing to claim: wait for a delivery to finish or for the next look.
-                if claimed.isEmpty || inFlight >= settings.concurrency {
+                if claimed.isEmpty || sending >= settings.concurrency {
                     if !ticking {
                         ticking = true
-                        let interval = inFlight == 0 ? settings.pollInterval : min(settings.pollInterval, .milliseconds(50))
+                        let interval = sending + recording == 0 ? settings.pollInterval : min(settings.pollInterval, .milliseconds(50))
                         group.addTask {
                             // Graceful shutdown ends an idle wait at once.
                             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
@@ -124,13 +136,18 @@ public struct OutboxWorker: Service {
                         }
                     }
                     switch await group.next() {
-                    case .delivery: inFlight -= 1
+                    case .sent(let outcome):
+                        sending -= 1
+                        record(outcome)
+                    case .recorded: recording -= 1
                     case .tick: ticking = false
                     case nil: break
                     }
                 }
             }
-            for await finished in group where finished == .delivery { inFlight -= 1 }
+            while let finished = await group.next() {
+                if case .sent(let outcome) = finished { record(outcome) }
+            }
         }
     }
 

@@ -65,6 +65,19 @@ struct ReportStore: Sendable {
         return pipe
     }
 
+    /// The moment the data reflects: now on the primary; on a replica, the commit time of the last
+    /// change it applied, unless it has applied everything it received (then now, as on the primary).
+    func dataAsOf() async throws -> Date {
+        try await database.withConnection { connection in
+            let rows = try await connection.query("""
+                SELECT CASE WHEN NOT pg_is_in_recovery() OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN now()
+                            ELSE coalesce(pg_last_xact_replay_timestamp(), now()) END
+                """, logger: logger)
+            for try await moment in rows.decode(Date.self) { return moment }
+            return Date()
+        }
+    }
+
     private func checkTimeZone(_ zone: String, on connection: PostgresConnection) async throws {
         let known = try await zoneNames(on: connection)
         guard known.contains(zone) else {

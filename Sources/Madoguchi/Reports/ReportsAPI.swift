@@ -1,5 +1,6 @@
 import Foundation
 import MadoguchiAPI
+import HTTPTypes
 import OpenAPIRuntime
 
 /// Reports over HTTP: JSON by default, CSV streamed when asked (`Accept: text/csv` or `format=csv`).
@@ -19,6 +20,9 @@ extension APIHandler {
             timeZone: query.timeZone,
             filters: .init(channel: query.channel.flatMap { Channel(rawValue: $0.rawValue) }, queue: query.queue, category: query.category,
                            tag: query.tag, agentID: query.agentId?.uuid, priority: query.priority.flatMap { Ticket.Priority(rawValue: $0.rawValue) }))
+        // Read first: the rows reflect at least this much. Set beside the generated code, which would
+        // percent-encode the colons of a date in a header (as with Link).
+        RequestScope.current?.setResponseHeader(.dataAsOf, try await reports.dataAsOf().rfc3339UTC)
         if Self.wantsCSV(format: query.format?.rawValue, accept: accept) {
             let pipe = try await reports.csv(kind, request, byteOrderMark: query.bom ?? false)
             return .csv(HTTPBody(pipe, length: .unknown, iterationBehavior: .single))
@@ -161,3 +165,7 @@ extension Operations.GetAgentsReport.Input.Query: ReportQuery {}
 extension Operations.GetSlaReport.Input.Query: ReportQuery {}
 extension Operations.GetSlaBreachesReport.Input.Query: ReportQuery {}
 extension Operations.GetCategoriesReport.Input.Query: ReportQuery {}
+
+extension HTTPField.Name {
+    static let dataAsOf = Self("X-Data-As-Of")!
+}

@@ -17,9 +17,9 @@ struct DeliveryRecorder: Sendable {
     func record(_ batch: [Outcome]) async -> [Result<Void, any Error>] {
         do {
             try await database.withTransaction { connection in
-                let sent = batch.filter(\.isPlainSend)
-                try await recordSent(sent, on: connection)
-                for outcome in batch where !outcome.isPlainSend { try await record(outcome.attempt, for: outcome.item, on: connection) }
+                let plain = batch.map(\.isPlainSend)
+                try await recordSent(zip(batch, plain).filter(\.1).map(\.0), on: connection)
+                for (outcome, isPlain) in zip(batch, plain) where !isPlain { try await record(outcome.attempt, for: outcome.item, on: connection) }
             }
             return batch.map { _ in .success(()) }
         } catch where batch.count > 1 {
@@ -47,8 +47,10 @@ struct DeliveryRecorder: Sendable {
 
         /// A mail every recipient took: by far the most common outcome, written by the batch.
         var isPlainSend: Bool {
-            attempt.kind == .answered && attempt.provider == nil && !item.recipients.isEmpty
-                && item.recipients.allSatisfy { results[$0]?.status == .sent }
+            guard attempt.kind == .answered && attempt.provider == nil && !item.recipients.isEmpty else { return false }
+            // Merged once, not once per recipient.
+            let results = results
+            return item.recipients.allSatisfy { results[$0]?.status == .sent }
         }
     }
 

@@ -363,6 +363,113 @@ struct ReportTests {
         }
     }
 
+    @Test("response times read the closed periods' rollup: the same rows as the facts computed live, in every granularity, zone and channel, through late facts, a moved channel, cut-short periods and folds")
+    func responseTimeRollup() async throws {
+        try await TestApp.run { app in
+            let dashboard = try await app.keySecret(.dashboard)
+            let customer = try await app.customer()
+            // A calendar off the hour makes its zone one the rollup keeps.
+            try await app.execute("INSERT INTO business_calendars (name, time_zone) VALUES ('Kolkata', 'Asia/Kolkata')")
+            var tickets: [UUID] = []
+            for (index, channel) in ["email", "sms", "email", "chat", "webform", "email"].enumerated() {
+                let opened = "'2026-10-01 08:00Z'::timestamptz + interval '\(index * 29) hours 17 minutes'"
+                let ticket = try await Self.arrival(app, customer, at: opened, channel: channel)
+                tickets.append(ticket)
+                // Whole seconds, so every mean is exact whichever order the rows are added in.
+                for wait in 0..<4 {
+                    try await app.execute("""
+                        INSERT INTO ticket_responses (ticket_id, is_first, waited_since, responded_at, wall_seconds, business_seconds)
+                        VALUES (\(ticket), \(wait == 0), \(unescaped: opened) + make_interval(hours => \(wait * 7)::int),
+                                \(unescaped: opened) + make_interval(hours => \(wait * 7)::int) + make_interval(secs => \(600 + index * 300 + wait * 1_800)),
+                                \(Double(600 + index * 300 + wait * 1_800)), \(Double(300 + index * 60 + wait * 900)))
+                        """)
+                }
+                try await app.execute("""
+                    INSERT INTO ticket_status_periods (ticket_id, status, entered_at, left_at, business_seconds_since_opened)
+                    VALUES (\(ticket), 'solved', \(unescaped: opened) + make_interval(hours => \(30 + index * 11)::int),
+                            \(unescaped: opened) + make_interval(hours => \(31 + index * 11)::int), \(Double(3_600 * (index + 1))))
+                    """)
+            }
+
+            // The rollup answers only without a filter it does not keep: a priority every ticket has
+            // sends the same request to the facts.
+            func rows(_ query: String) async throws -> [String] {
+                try await Self.items(app, dashboard, "/v1/reports/response-times?\(query)").map { row in
+                    ReportKind.responseTimes.columns.map { "\(row[$0] ?? "-")" }.joined(separator: " ")
+                }
+            }
+            let queries = [
+                "from=2026-10-01&to=2026-10-12", "from=2026-10-02&to=2026-10-09&granularity=hour", "from=2026-09-28&to=2026-10-20&granularity=week&time_zone=UTC",
+                "from=2026-10-03&to=2026-10-13&granularity=week", "from=2026-09-01&to=2026-11-30&granularity=month&channel=email",
+                "from=2026-10-01&to=2026-10-10&time_zone=Asia/Kolkata", "from=2026-10-01&to=2026-10-10&granularity=hour&time_zone=Asia/Kolkata&channel=sms",
+            ]
+            func disagreements() async throws -> [String] {
+                var found: [String] = []
+                for query in queries {
+                    let answered = try await rows(query)
+                    let live = try await rows(query + "&priority=normal")
+                    if answered != live || answered.isEmpty { found.append("\(query): \(Set(answered).symmetricDifference(live).sorted())") }
+                }
+                return found
+            }
+            #expect(try await disagreements() == [])
+
+            try await app.execute("SELECT fold_report_response_periods()")
+            #expect(try await app.count("SELECT count(*) FROM report_response_changes") == 0)
+            #expect(try await app.count("SELECT count(DISTINCT zone) FROM report_response_periods") == 3, "Tokyo, UTC and Kolkata")
+            #expect(try await disagreements() == [])
+
+            // Known answers for 2 October in Tokyo: the first email ticket (opened 17:17 on the 1st, first
+            // answer on the 1st) had its next three waits answered that day after 2,400, 4,200 and 6,000
+            // seconds and was solved at 23:17, 30 hours after opening; the SMS ticket opened at 22:17 and
+            // was first answered after 900 seconds.
+            let day = try await rows("from=2026-10-02&to=2026-10-02")
+            let known = try await Self.items(app, dashboard, "/v1/reports/response-times?from=2026-10-02&to=2026-10-02")
+            func metric(_ name: String) -> [String: Any] { known.first { $0["metric"] as? String == name } ?? [:] }
+            #expect(metric("first_response")["count"] as? Int == 1)
+            #expect(metric("first_response")["wall_median_seconds"] as? Double == 900)
+            #expect(metric("next_response")["count"] as? Int == 3)
+            #expect(metric("next_response")["wall_median_seconds"] as? Double == 4_200)
+            #expect(metric("next_response")["wall_mean_seconds"] as? Double == 4_200)
+            #expect(metric("next_response")["business_median_seconds"] as? Double == 2_100)
+            #expect(metric("resolution")["count"] as? Int == 1)
+            #expect(metric("resolution")["wall_median_seconds"] as? Double == 108_000)
+
+            // The rollup is what answers: a period's row changed by hand shows, and a rebuild puts it right.
+            try await app.execute("""
+                UPDATE report_response_periods SET count = 999
+                WHERE zone = 'Asia/Tokyo' AND unit = 'day' AND channel = 'all' AND local_start = '2026-10-02' AND metric = 'next_response'
+                """)
+            #expect(try await rows("from=2026-10-02&to=2026-10-02").contains { $0.hasPrefix("2026-10-02 2026-10-01T15:00:00Z next_response 999 ") })
+            try await app.execute("SELECT rebuild_report_response_periods()")
+            try await app.execute("SELECT fold_report_response_periods()")
+            #expect(try await rows("from=2026-10-02&to=2026-10-02") == day)
+
+            // A late fact, a removed one and a ticket moved to another channel take effect at once (their
+            // periods are computed live until folded again), and after the fold too.
+            try await app.execute("""
+                INSERT INTO ticket_responses (ticket_id, is_first, waited_since, responded_at, wall_seconds, business_seconds)
+                VALUES (\(tickets[1]), false, '2026-10-02 01:00Z', '2026-10-02 03:00Z', 7200, 3600)
+                """)
+            try await app.execute("DELETE FROM ticket_responses WHERE id = (SELECT min(id) FROM ticket_responses WHERE ticket_id = \(tickets[3]))")
+            try await app.execute("UPDATE tickets SET channel = 'sms' WHERE id = \(tickets[2])")
+            #expect(try await app.count("SELECT count(*) FROM report_response_changes") > 0)
+            #expect(try await disagreements() == [])
+            let changed = try await rows("from=2026-10-02&to=2026-10-02")
+            #expect(changed != day)
+            try await app.execute("SELECT fold_report_response_periods()")
+            #expect(try await app.count("SELECT count(*) FROM report_response_changes") == 0)
+            #expect(try await disagreements() == [])
+            #expect(try await rows("from=2026-10-02&to=2026-10-02") == changed)
+
+            // A zone no calendar uses any more is forgotten; its reports are computed from the facts.
+            try await app.execute("DELETE FROM business_calendars WHERE name = 'Kolkata'")
+            try await app.execute("SELECT fold_report_response_periods()")
+            #expect(try await app.count("SELECT count(*) FROM report_response_periods WHERE zone = 'Asia/Kolkata'") == 0)
+            #expect(try await disagreements() == [])
+        }
+    }
+
     /// Yesterday to tomorrow in Tokyo: a range that holds "now" whenever the test runs.
     static var aroundToday: String {
         var calendar = Calendar(identifier: .gregorian)

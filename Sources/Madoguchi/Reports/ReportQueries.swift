@@ -55,8 +55,7 @@ package enum ReportKind: String, Sendable, CaseIterable {
             ), periods AS (
                 SELECT local_start, local_start AT TIME ZONE b.zone AS starts,
                        least(local_start + ('1 ' || b.unit)::interval, b.local_end) AT TIME ZONE b.zone AS ends,
-                       to_char(local_start, CASE b.unit WHEN 'hour' THEN 'YYYY-MM-DD HH24:00' WHEN 'day' THEN 'YYYY-MM-DD'
-                                                        WHEN 'week' THEN 'IYYY-"W"IW' ELSE 'YYYY-MM' END) AS period
+                       \(unescaped: Self.periodLabel("local_start", unit: "b.unit")) AS period
                 FROM bounds b, generate_series(b.first_start, b.local_end - interval '1 microsecond', ('1 ' || b.unit)::interval) AS local_start
             )
             \(unescaped: body)
@@ -83,6 +82,14 @@ package enum ReportKind: String, Sendable, CaseIterable {
                 AND bool_and(pe.starts = date_trunc('hour', pe.starts, 'UTC') AND pe.ends = date_trunc('hour', pe.ends, 'UTC'))
          FROM params p, periods pe GROUP BY p.tag, p.agent_id)
         """
+
+    /// A period's name, as the `period` column shows it: 2026-12-03 14:00, 2026-12-03, 2026-W49, 2026-12.
+    private static func periodLabel(_ localStart: String, unit: String) -> String {
+        """
+        to_char(\(localStart), CASE \(unit) WHEN 'hour' THEN 'YYYY-MM-DD HH24:00' WHEN 'day' THEN 'YYYY-MM-DD'
+                                       WHEN 'week' THEN 'IYYY-"W"IW' ELSE 'YYYY-MM' END)
+        """
+    }
 
     /// The row's time inside the requested range (bounds as scalar subqueries, so an index on it is used).
     private static func inRange(_ column: String) -> String {
@@ -207,10 +214,23 @@ package enum ReportKind: String, Sendable, CaseIterable {
             ORDER BY m.local_start, s.ord
             """
         case .responseTimes:
+            // Closed periods come from the rollup (migration 0038) when it holds them for this zone
+            // and channel and no fact of theirs changed since; the others are computed from the facts.
+            // The rolled rows hold every metric of their period already and go straight to the answer.
             """
             , metrics AS (
                 SELECT m AS metric, ord FROM unnest(ARRAY['first_response', 'next_response', 'resolution']) WITH ORDINALITY AS u(m, ord)
-            ), measured AS (
+            ), rolled AS (
+                SELECT r.local_start, r.starts, r.metric, r.count, r.wall_median, r.wall_p90, r.wall_mean,
+                       r.business_median, r.business_p90, r.business_mean
+                FROM params p, bounds b, report_response_periods r
+                WHERE p.queue IS NULL AND p.category IS NULL AND p.tag IS NULL AND p.agent_id IS NULL AND p.priority IS NULL
+                  AND r.zone = p.zone AND r.unit = p.unit AND r.channel = coalesce(p.channel, 'all')
+                  AND r.local_start >= b.local_from AND r.local_start + ('1 ' || p.unit)::interval <= b.local_end
+                  AND NOT EXISTS (SELECT FROM report_response_changes c WHERE c.at >= r.starts AND c.at < r.ends)
+            ), live_periods AS (
+                SELECT local_start, starts, ends, period FROM periods WHERE local_start NOT IN (SELECT local_start FROM rolled)
+            ), live AS (
                 SELECT \(Self.localPeriod("x.at")) AS local_start, x.metric, count(*) AS count,
                        percentile_cont(0.5) WITHIN GROUP (ORDER BY x.wall_seconds) AS wall_median,
                        percentile_cont(0.9) WITHIN GROUP (ORDER BY x.wall_seconds) AS wall_p90,
@@ -219,16 +239,24 @@ package enum ReportKind: String, Sendable, CaseIterable {
                        percentile_cont(0.9) WITHIN GROUP (ORDER BY x.business_seconds) AS business_p90,
                        avg(x.business_seconds) AS business_mean
                 FROM report_responses x, params p
-                WHERE \(Self.inRange("x.at")) AND \(Self.filtered)
+                WHERE \(Self.inRange("x.at"))
+                  AND x.at >= (SELECT min(starts) FROM live_periods) AND x.at < (SELECT max(ends) FROM live_periods)
+                  AND \(Self.localPeriod("x.at")) IN (SELECT local_start FROM live_periods) AND \(Self.filtered)
                 GROUP BY 1, 2
             )
-            SELECT pe.period, pe.starts AS period_start, m.metric, coalesce(r.count, 0)::bigint AS count,
-                   r.wall_median::float8 AS wall_median_seconds, r.wall_p90::float8 AS wall_p90_seconds, r.wall_mean::float8 AS wall_mean_seconds,
-                   r.business_median::float8 AS business_median_seconds, r.business_p90::float8 AS business_p90_seconds,
-                   r.business_mean::float8 AS business_mean_seconds
-            FROM periods pe CROSS JOIN metrics m
-            LEFT JOIN measured r ON r.local_start = pe.local_start AND r.metric = m.metric
-            ORDER BY pe.local_start, m.ord
+            SELECT period, period_start, metric, count::bigint, wall_median::float8 AS wall_median_seconds,
+                   wall_p90::float8 AS wall_p90_seconds, wall_mean::float8 AS wall_mean_seconds,
+                   business_median::float8 AS business_median_seconds, business_p90::float8 AS business_p90_seconds,
+                   business_mean::float8 AS business_mean_seconds
+            FROM (SELECT r.local_start, \(Self.periodLabel("r.local_start", unit: "p.unit")) AS period, r.starts AS period_start,
+                         m.ord, r.metric, r.count, r.wall_median, r.wall_p90, r.wall_mean, r.business_median, r.business_p90, r.business_mean
+                  FROM rolled r JOIN metrics m USING (metric), params p
+                  UNION ALL
+                  SELECT pe.local_start, pe.period, pe.starts, m.ord, m.metric, coalesce(l.count, 0), l.wall_median, l.wall_p90, l.wall_mean,
+                         l.business_median, l.business_p90, l.business_mean
+                  FROM live_periods pe CROSS JOIN metrics m
+                  LEFT JOIN live l ON l.local_start = pe.local_start AND l.metric = m.metric) AS answered
+            ORDER BY local_start, ord
             """
         case .agents:
             // Aggregated per agent first, then joined to the team: joined the other way round, the

@@ -27,7 +27,9 @@ struct ReportRollupWorker: Service {
         }
     }
 
-    /// One fold of each rollup, each in its own transaction; returns the most changes either folded.
+    /// One fold of each rollup, each in its own transaction; returns the most changes either count
+    /// rollup folded. The response times' periods (migration 0038) are computed as they close, and
+    /// again when a fact of theirs changed.
     func foldOnce() async throws -> Int {
         try await database.withConnection { connection in
             var most = 0
@@ -35,6 +37,7 @@ struct ReportRollupWorker: Service {
                 let rows = try await connection.query(PostgresQuery(unsafeSQL: "SELECT \(function)(\(Self.batch))"), logger: logger)
                 for try await folded in rows.decode(Int64.self) { most = max(most, Int(folded)) }
             }
+            try await connection.query("SELECT fold_report_response_periods()", logger: logger)
             return most
         }
     }

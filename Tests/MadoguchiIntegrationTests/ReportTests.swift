@@ -363,7 +363,7 @@ struct ReportTests {
         }
     }
 
-    @Test("response times read the closed periods' rollup: the same rows as the facts computed live, in every granularity, zone and channel, through late facts, a moved channel, cut-short periods and folds")
+    @Test("response times and SLA read the closed periods' rollup: the same rows as the facts computed live, in every granularity, zone and channel, through late facts, a moved channel, cut-short periods, clocks running past due and folds")
     func responseTimeRollup() async throws {
         try await TestApp.run { app in
             let dashboard = try await app.keySecret(.dashboard)
@@ -378,9 +378,10 @@ struct ReportTests {
                 // Whole seconds, so every mean is exact whichever order the rows are added in.
                 for wait in 0..<4 {
                     try await app.execute("""
-                        INSERT INTO ticket_responses (ticket_id, is_first, waited_since, responded_at, wall_seconds, business_seconds)
+                        INSERT INTO ticket_responses (ticket_id, is_first, waited_since, responded_at, due_at, wall_seconds, business_seconds)
                         VALUES (\(ticket), \(wait == 0), \(unescaped: opened) + make_interval(hours => \(wait * 7)::int),
                                 \(unescaped: opened) + make_interval(hours => \(wait * 7)::int) + make_interval(secs => \(600 + index * 300 + wait * 1_800)),
+                                \(unescaped: opened) + make_interval(hours => \(wait * 7)::int) + make_interval(secs => \(900 + index * 400 + wait * 1_500)),
                                 \(Double(600 + index * 300 + wait * 1_800)), \(Double(300 + index * 60 + wait * 900)))
                         """)
                 }
@@ -391,11 +392,13 @@ struct ReportTests {
                     """)
             }
 
+            try await app.execute("UPDATE tickets SET resolution_due_at = created_at + interval '40 hours' WHERE id = ANY(\(tickets))")
+
             // The rollup answers only without a filter it does not keep: a priority every ticket has
             // sends the same request to the facts.
-            func rows(_ query: String) async throws -> [String] {
-                try await Self.items(app, dashboard, "/v1/reports/response-times?\(query)").map { row in
-                    ReportKind.responseTimes.columns.map { "\(row[$0] ?? "-")" }.joined(separator: " ")
+            func rows(_ query: String, _ kind: ReportKind = .responseTimes) async throws -> [String] {
+                try await Self.items(app, dashboard, "/v1/reports/\(kind.rawValue)?\(query)").map { row in
+                    kind.columns.map { "\(row[$0] ?? "-")" }.joined(separator: " ")
                 }
             }
             let queries = [
@@ -406,9 +409,11 @@ struct ReportTests {
             func disagreements() async throws -> [String] {
                 var found: [String] = []
                 for query in queries {
-                    let answered = try await rows(query)
-                    let live = try await rows(query + "&priority=normal")
-                    if answered != live || answered.isEmpty { found.append("\(query): \(Set(answered).symmetricDifference(live).sorted())") }
+                    for kind in [ReportKind.responseTimes, .sla] {
+                        let answered = try await rows(query, kind)
+                        let live = try await rows(query + "&priority=normal", kind)
+                        if answered != live || answered.isEmpty { found.append("\(kind) \(query): \(Set(answered).symmetricDifference(live).sorted())") }
+                    }
                 }
                 return found
             }
@@ -444,6 +449,21 @@ struct ReportTests {
             try await app.execute("SELECT rebuild_report_response_periods()")
             try await app.execute("SELECT fold_report_response_periods()")
             #expect(try await rows("from=2026-10-02&to=2026-10-02") == day)
+
+            // SLA likewise, except a period holding a clock still running past due: computed live (how
+            // late it is grows), until the customer is answered.
+            try await app.execute("UPDATE report_sla_periods SET measured = 999 WHERE unit = 'day' AND channel = 'all' AND local_start = '2026-10-05'")
+            let waiting = try await app.insertReturningID("""
+                INSERT INTO tickets (customer_id, channel, created_at, awaiting_reply_since, first_response_due_at)
+                VALUES (\(customer), 'email', '2026-10-05 01:00Z', '2026-10-05 01:00Z', '2026-10-05 02:00Z') RETURNING id
+                """)
+            let running = try await rows("from=2026-10-05&to=2026-10-05", .sla)
+            #expect(!running.contains { $0.contains(" 999 ") }, "\(running)")
+            #expect(running.contains { $0.hasPrefix("2026-10-05 2026-10-04T15:00:00Z first_response 2 1 1 0.5 ") }, "one answered in time, one still waiting: \(running)")
+            try await app.execute("UPDATE tickets SET awaiting_reply_since = NULL WHERE id = \(waiting)")
+            #expect(try await rows("from=2026-10-05&to=2026-10-05", .sla).contains { $0.contains(" 999 ") })
+            try await app.execute("SELECT rebuild_report_response_periods()")
+            try await app.execute("SELECT fold_report_response_periods()")
 
             // A late fact, a removed one and a ticket moved to another channel take effect at once (their
             // periods are computed live until folded again), and after the fold too.

@@ -290,23 +290,43 @@ package enum ReportKind: String, Sendable, CaseIterable {
             ORDER BY a.display_name, a.id
             """
         case .sla:
+            // As response times: closed periods from the rollup (migration 0038), except a period
+            // holding a clock still running past due (how late it is grows by the second), which is
+            // computed from the outcomes with the rest.
             """
             , targets AS (
                 SELECT g AS target, ord FROM unnest(ARRAY['first_response', 'next_response', 'resolution']) WITH ORDINALITY AS u(g, ord)
-            ), outcomes AS (
+            ), rolled AS (
+                SELECT r.local_start, r.starts, r.target, r.measured, r.met, r.breached, r.overdue_median
+                FROM params p, bounds b, report_sla_periods r
+                WHERE p.queue IS NULL AND p.category IS NULL AND p.tag IS NULL AND p.agent_id IS NULL AND p.priority IS NULL
+                  AND r.zone = p.zone AND r.unit = p.unit AND r.channel = coalesce(p.channel, 'all')
+                  AND r.local_start >= b.local_from AND r.local_start + ('1 ' || p.unit)::interval <= b.local_end
+                  AND NOT EXISTS (SELECT FROM report_response_changes c WHERE c.at >= r.starts AND c.at < r.ends)
+                  AND NOT EXISTS (SELECT FROM tickets t WHERE t.response_due_at >= r.starts AND t.response_due_at < least(r.ends, now()))
+            ), live_periods AS (
+                SELECT local_start, starts, ends, period FROM periods WHERE local_start NOT IN (SELECT local_start FROM rolled)
+            ), live AS (
                 SELECT \(Self.localPeriod("x.at")) AS local_start, x.target, count(*) AS measured,
                        count(*) FILTER (WHERE x.met) AS met, count(*) FILTER (WHERE NOT x.met) AS breached,
                        percentile_cont(0.5) WITHIN GROUP (ORDER BY x.overdue_seconds) FILTER (WHERE NOT x.met) AS overdue_median
                 FROM report_sla_outcomes x, params p
-                WHERE \(Self.inRange("x.at")) AND \(Self.filtered)
+                WHERE \(Self.inRange("x.at"))
+                  AND x.at >= (SELECT min(starts) FROM live_periods) AND x.at < (SELECT max(ends) FROM live_periods)
+                  AND \(Self.localPeriod("x.at")) IN (SELECT local_start FROM live_periods) AND \(Self.filtered)
                 GROUP BY 1, 2
             )
-            SELECT pe.period, pe.starts AS period_start, g.target, coalesce(o.measured, 0)::bigint AS measured,
-                   coalesce(o.met, 0)::bigint AS met, coalesce(o.breached, 0)::bigint AS breached,
-                   (o.met::float8 / nullif(o.measured, 0))::float8 AS attainment, o.overdue_median::float8 AS overdue_median_seconds
-            FROM periods pe CROSS JOIN targets g
-            LEFT JOIN outcomes o ON o.local_start = pe.local_start AND o.target = g.target
-            ORDER BY pe.local_start, g.ord
+            SELECT period, period_start, target, measured::bigint, met::bigint, breached::bigint,
+                   (met::float8 / nullif(measured, 0))::float8 AS attainment, overdue_median::float8 AS overdue_median_seconds
+            FROM (SELECT r.local_start, \(Self.periodLabel("r.local_start", unit: "p.unit")) AS period, r.starts AS period_start,
+                         g.ord, r.target, r.measured, r.met, r.breached, r.overdue_median
+                  FROM rolled r JOIN targets g USING (target), params p
+                  UNION ALL
+                  SELECT pe.local_start, pe.period, pe.starts, g.ord, g.target, coalesce(l.measured, 0), coalesce(l.met, 0),
+                         coalesce(l.breached, 0), l.overdue_median
+                  FROM live_periods pe CROSS JOIN targets g
+                  LEFT JOIN live l ON l.local_start = pe.local_start AND l.target = g.target) AS answered
+            ORDER BY local_start, ord
             """
         case .slaBreaches:
             """

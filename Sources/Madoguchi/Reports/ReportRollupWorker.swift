@@ -28,8 +28,8 @@ struct ReportRollupWorker: Service {
     }
 
     /// One fold of each rollup, each in its own transaction; returns the most changes either count
-    /// rollup folded. The response times' periods (migration 0038) are computed as they close, and
-    /// again when a fact of theirs changed.
+    /// rollup (arrivals, backlog) folded. The response-time and SLA periods (migration 0038) are
+    /// computed as they close, and again when a fact of theirs changed.
     func foldOnce() async throws -> Int {
         try await database.withConnection { connection in
             var most = 0

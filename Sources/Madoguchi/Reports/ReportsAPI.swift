@@ -14,7 +14,7 @@ extension APIHandler {
         case rows(ReportRequest, [[ReportCell]])
     }
 
-    func report(_ kind: ReportKind, _ query: some ReportQuery, accept: [(type: String, quality: Double)], rowLimit: Int? = nil) async throws -> ReportAnswer {
+    func report(_ kind: ReportKind, _ query: some ReportQuery, accept: [(type: String, quality: Double)]) async throws -> ReportAnswer {
         let request = try ReportRequest(
             from: query.from, to: query.to, granularity: query.granularity.flatMap { ReportRequest.Granularity(rawValue: $0.rawValue) },
             timeZone: query.timeZone,
@@ -27,7 +27,7 @@ extension APIHandler {
             let pipe = try await reports.csv(kind, request, byteOrderMark: query.bom ?? false)
             return .csv(HTTPBody(pipe, length: .unknown, iterationBehavior: .single))
         }
-        return .rows(request, try await reports.rows(kind, request, limit: rowLimit))
+        return .rows(request, try await reports.rows(kind, request, limit: kind.jsonRowsRead))
     }
 
     func getVolumeReport(_ input: Operations.GetVolumeReport.Input) async throws -> Operations.GetVolumeReport.Output {
@@ -101,7 +101,7 @@ extension APIHandler {
 
     func getSlaBreachesReport(_ input: Operations.GetSlaBreachesReport.Input) async throws -> Operations.GetSlaBreachesReport.Output {
         let accept = input.headers.accept.map { ($0.contentType.rawValue, $0.quality.doubleValue) }
-        switch try await report(.slaBreaches, input.query, accept: accept, rowLimit: ReportKind.breachRowLimit + 1) {
+        switch try await report(.slaBreaches, input.query, accept: accept) {
         case .csv(let body): return .ok(.init(body: .csv(body)))
         case .rows(let request, let rows):
             return .ok(.init(body: .json(.init(

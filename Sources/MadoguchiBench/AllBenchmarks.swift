@@ -9,7 +9,7 @@ import Synchronization
 ///
 /// What it runs: mail parsing next to CPython's `email` package on the same files; email ingest,
 /// LINE and Twilio (SMS) webhooks and web-form submissions at 1, 8 and 32 clients next to pgbench
-/// storing the same bytes; claim-next at
+/// replaying the service's own SQL for those requests and pgbench storing the same bytes; claim-next at
 /// 1, 8 and 32 agents with 0, 10,000 and 100,000 live claims next to pgbench running the service's own
 /// claim statement. Each benchmark starts its own throwaway cluster with the durability settings of
 /// a real one (synchronous_commit on).

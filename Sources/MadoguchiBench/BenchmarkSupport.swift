@@ -101,13 +101,27 @@ enum BenchmarkSupport {
     /// Runs `script` through pgbench on the `bench` database with `clients` clients for `seconds`,
     /// prepared statements, and returns its transactions per second.
     static func pgbenchTPS(script: String, named name: String, clients: Int, seconds: Int, on cluster: EmbeddedPostgres) async throws -> Double {
-        let scriptPath = cluster.directory + "/\(name).sql"
-        try script.write(toFile: scriptPath, atomically: true, encoding: .utf8)
-        _ = chmod(scriptPath, 0o644)  // pgbench runs as the cluster's owner
+        try await pgbenchTPS(scripts: [script], named: name, clients: clients, seconds: seconds, on: cluster)
+    }
+
+    /// The same with several scripts, each transaction running one of them chosen at random.
+    static func pgbenchTPS(scripts: [String], named name: String, clients: Int, seconds: Int, on cluster: EmbeddedPostgres) async throws -> Double {
+        var files: [String] = []
+        for (index, script) in scripts.enumerated() {
+            let scriptPath = cluster.directory + "/\(name)\(scripts.count == 1 ? "" : "-\(index)").sql"
+            try script.write(toFile: scriptPath, atomically: true, encoding: .utf8)
+            _ = chmod(scriptPath, 0o644)  // pgbench runs as the cluster's owner
+            files += ["-f", scriptPath]
+            // MADOGUCHI_BENCH_SCRIPTS=dir: keep a copy of every script, to read what was replayed.
+            if let keep = ProcessInfo.processInfo.environment["MADOGUCHI_BENCH_SCRIPTS"] {
+                try? FileManager.default.createDirectory(atPath: keep, withIntermediateDirectories: true)
+                try? script.write(toFile: keep + "/" + (scriptPath as NSString).lastPathComponent, atomically: true, encoding: .utf8)
+            }
+        }
         let result = try await cluster.runner.run(cluster.program("pgbench"), [
             "-h", cluster.socketDirectory, "-p", String(cluster.port), "-U", EmbeddedPostgres.superuser, "-n",
-            "-c", String(clients), "-j", String(min(clients, 2)), "-T", String(seconds), "-M", "prepared", "-f", scriptPath, "bench",
-        ])
+            "-c", String(clients), "-j", String(min(clients, 2)), "-T", String(seconds), "-M", "prepared",
+        ] + files + ["bench"])
         guard result.status == 0,
             let line = result.output.split(separator: "\n").first(where: { $0.hasPrefix("tps = ") }),
             let tps = Double(line.dropFirst("tps = ".count).prefix { $0 == "." || $0.isNumber })

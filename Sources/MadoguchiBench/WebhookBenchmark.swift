@@ -30,26 +30,34 @@ public struct WebhookBenchmark: Sendable {
                 let key = try await database.withConnection { connection in
                     try await APIKeyStore(logger: logger).create(name: "bench form gateway", role: .gateway, agentID: nil, on: connection).1.text
                 }
-                var runs: [(provider: String, requests: Int, bytes: Int, elapsed: Double)] = []
+                var runs: [(provider: String, requests: Int, bytes: Int, elapsed: Double, ownSQL: [String])] = []
                 for provider in ["line", "twilio", "webform"] {
-                    let result = try await BenchmarkSupport.drive(port: port, clients: clients, seconds: seconds) { client, sequence in
+                    let request: @Sendable (Int, Int) -> BenchmarkSupport.Request = { client, sequence in
                         switch provider {
                         case "line": lineRequest(client: client, sequence: sequence)
                         case "twilio": twilioRequest(client: client, sequence: sequence)
                         default: webformRequest(client: client, sequence: sequence, key: key)
                         }
                     }
-                    runs.append((provider, result.requests, result.bytes, result.elapsed))
+                    let result = try await BenchmarkSupport.drive(port: port, clients: clients, seconds: seconds, request)
+                    // The same requests' transactions, from a client of its own (its ids are new,
+                    // its customers are the measurement's).
+                    let ownSQL = try await OwnSQLReplay.captureIngest(port: port, cluster: cluster, database: database, logger: logger) { sequence in
+                        request(99, sequence)
+                    }
+                    runs.append((provider, result.requests, result.bytes, result.elapsed, ownSQL))
                 }
                 return runs
             }
             for run in runs {
                 let rate = Double(run.requests) / run.elapsed
+                let replayed = try await BenchmarkSupport.pgbenchTPS(scripts: run.ownSQL, named: "\(run.provider)-own-sql", clients: clients, seconds: seconds, on: cluster)
                 let baseline = try await BenchmarkSupport.pgbenchStorePayload(
                     channel: run.provider == "line" ? .chat : run.provider == "twilio" ? .sms : .webform, averageBytes: run.bytes / max(run.requests, 1), clients: clients, seconds: seconds,
                     on: cluster)
                 report(run.provider.padding(toLength: 7, withPad: " ", startingAt: 0)
-                       + String(format: "%8.1f messages/s   pgbench storing the raw bytes only: %8.0f inserts/s   service/pgbench %.2f", rate, baseline, rate / baseline))
+                       + String(format: "%8.1f messages/s   own SQL through pgbench: %6.0f/s   service/own SQL %.2f   raw bytes only: %6.0f inserts/s   service/raw %.2f   own SQL/raw %.2f",
+                                rate, replayed, rate / replayed, baseline, rate / baseline, replayed / baseline))
             }
         }
     }

@@ -4,6 +4,7 @@ import Synchronization
 import Testing
 @testable import Madoguchi
 @testable import MadoguchiBench
+import CorpusSupport
 
 /// The benchmarks are not tests of speed (they print ratios; nothing here asserts a rate), but they
 /// must keep running: each is run briefly and must have moved work through the service.
@@ -28,7 +29,71 @@ struct BenchmarkSmokeTests {
             let line = try #require(reported.first { $0.hasPrefix(provider) }, "\(reported)")
             let rate = Double(line.dropFirst(provider.count).trimmingCharacters(in: .whitespaces).prefix { $0.isNumber || $0 == "." }) ?? 0
             #expect(rate > 0, "\(line)")
+            #expect(Self.figure(after: "own SQL through pgbench:", in: line) ?? 0 > 0, "\(line)")
         }
+    }
+
+    @Test("bench email takes mail in through the endpoint and replays the service's own SQL for it through pgbench")
+    func email() async throws {
+        var benchmark = EmailBenchmark(directory: try Corpus.directory.path)
+        benchmark.seconds = 1
+        benchmark.clients = 1
+        let lines = Mutex<[String]>([])
+        try await benchmark.run(logger: Self.quiet) { line in lines.withLock { $0.append(line) } }
+        let reported = lines.withLock { $0 }
+        let endpoint = try #require(reported.first { $0.hasPrefix("endpoint:") }, "\(reported)")
+        #expect(Self.figure(after: "endpoint:", in: endpoint) ?? 0 > 0, "\(endpoint)")
+        let replay = try #require(reported.first { $0.contains("own SQL (") }, "\(reported)")
+        #expect(Self.figure(after: "transactions):", in: replay) ?? 0 > 0, "\(replay)")
+    }
+
+    /// The number printed right after `label`.
+    static func figure(after label: String, in line: String) -> Double? {
+        guard let range = line.range(of: label) else { return nil }
+        return Double(line[range.upperBound...].trimmingCharacters(in: .whitespaces).prefix { $0.isNumber || $0 == "." })
+    }
+
+    @Test("own SQL: statements and parameters read back from the server log become a pgbench script")
+    func ownSQLScript() throws {
+        let log = """
+            2026-12-03 06:23:05.900 UTC [77] LOG:  execute <unnamed>: SELECT 1
+            2026-12-03 06:23:05.911 UTC [41] LOG:  execute <unnamed>: BEGIN
+            2026-12-03 06:23:05.911 UTC [41] LOG:  execute <unnamed>: INSERT INTO inbound_payloads (channel, body)
+            	VALUES ($1, $2)
+            	RETURNING id
+            2026-12-03 06:23:05.911 UTC [41] DETAIL:  parameters: $1 = 'email', $2 = '\\x4142'
+            2026-12-03 06:23:05.912 UTC [42] LOG:  execute <unnamed>: BEGIN
+            2026-12-03 06:23:05.912 UTC [41] LOG:  execute <unnamed>: SELECT pg_advisory_xact_lock(hashtextextended($1, 0))
+            2026-12-03 06:23:05.912 UTC [41] DETAIL:  parameters: $1 = 'email-message:bench-0-7@bench'
+            2026-12-03 06:23:05.912 UTC [42] LOG:  execute <unnamed>: UPDATE agents SET display_name = 'x'
+            2026-12-03 06:23:05.913 UTC [41] LOG:  execute <unnamed>: UPDATE inbound_payloads SET parse_error = $1, response_body = $2 WHERE id = $3
+            2026-12-03 06:23:05.913 UTC [41] DETAIL:  parameters: $1 = 'it''s
+            	fine', $2 = NULL, $3 = '7c2d1c84-54a4-4c67-9a9e-0b2f5c0c1f00'
+            2026-12-03 06:23:05.914 UTC [42] LOG:  execute <unnamed>: COMMIT
+            2026-12-03 06:23:05.914 UTC [41] LOG:  execute <unnamed>: COMMIT
+            """
+        let transactions = OwnSQLReplay.transactions(inLog: log, firstStatement: "INSERT INTO inbound_payloads")
+        // The other process's transaction starts with something else.
+        try #require(transactions.count == 1)
+        let statements = transactions[0].statements
+        #expect(statements.map { $0.parameters.count } == [2, 1, 3])
+        #expect(statements[0].sql == "INSERT INTO inbound_payloads (channel, body)\nVALUES ($1, $2)\nRETURNING id")
+        #expect(statements[2].parameters == ["it's\nfine", nil, "7c2d1c84-54a4-4c67-9a9e-0b2f5c0c1f00"])
+
+        let script = OwnSQLReplay.script(
+            for: transactions[0], generated: ["7c2d1c84-54a4-4c67-9a9e-0b2f5c0c1f00": 0], uniqueTokens: OwnSQLReplay.benchmarkTokens)
+        #expect(script == """
+            \\set unique random(1, 9000000000000000)
+            BEGIN;
+            INSERT INTO inbound_payloads (channel, body)
+            VALUES ('email', '\\x4142')
+            RETURNING id \\gset s0_
+            SELECT pg_advisory_xact_lock(hashtextextended((U&'email-message\\003Abench-0-7@bench.' || CAST(:unique AS text) || ''), 0));
+            UPDATE inbound_payloads SET parse_error = 'it''s
+            fine', response_body = NULL WHERE id = CAST(:s0_id AS uuid);
+            COMMIT;
+
+            """)
     }
 
     @Test("bench outbound delivers from the outbox and with the bare client, and reports the ratio")

@@ -118,10 +118,13 @@ enum BenchmarkSupport {
                 try? script.write(toFile: keep + "/" + (scriptPath as NSString).lastPathComponent, atomically: true, encoding: .utf8)
             }
         }
+        // MADOGUCHI_BENCH_LATENCIES=1: pgbench's latency of every statement, printed to stderr.
+        let latencies = ProcessInfo.processInfo.environment["MADOGUCHI_BENCH_LATENCIES"] == "1"
         let result = try await cluster.runner.run(cluster.program("pgbench"), [
             "-h", cluster.socketDirectory, "-p", String(cluster.port), "-U", EmbeddedPostgres.superuser, "-n",
             "-c", String(clients), "-j", String(min(clients, 2)), "-T", String(seconds), "-M", "prepared",
-        ] + files + ["bench"])
+        ] + (latencies ? ["-r"] : []) + files + ["bench"])
+        if latencies { FileHandle.standardError.write(Data(result.output.utf8)) }
         guard result.status == 0,
             let line = result.output.split(separator: "\n").first(where: { $0.hasPrefix("tps = ") }),
             let tps = Double(line.dropFirst("tps = ".count).prefix { $0 == "." || $0.isNumber })

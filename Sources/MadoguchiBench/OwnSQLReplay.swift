@@ -38,7 +38,7 @@ struct OwnSQLReplay: Sendable {
     /// Scripts kept (pgbench takes at most 128 script files).
     static let maximumScripts = 100
 
-    /// The transactions `body` makes the service run whose first statement starts with
+    /// The transactions `body` makes the service run whose first statement contains
     /// `firstStatement`, read back from the server log.
     static func capture(
         cluster: EmbeddedPostgres, database: Database, logger: Logger, firstStatement: String, during body: () async throws -> Void
@@ -134,7 +134,7 @@ struct OwnSQLReplay: Sendable {
                 open[entry.pid] = []
                 last = nil
             case "COMMIT", "END":
-                if let statements = open.removeValue(forKey: entry.pid), let first = statements.first, first.sql.hasPrefix(firstStatement) {
+                if let statements = open.removeValue(forKey: entry.pid), let first = statements.first, first.sql.contains(firstStatement) {
                     finished.append(Transaction(statements: statements))
                 }
                 last = nil
@@ -272,11 +272,10 @@ struct OwnSQLReplay: Sendable {
         return bindings
     }
 
-    /// `INSERT INTO tickets (…` → "tickets".
+    /// `INSERT INTO tickets (…` → "tickets"; also inside a `WITH` (the statement returns its ids).
     private static func insertedTable(_ sql: String) -> String? {
-        let words = sql.split(whereSeparator: \.isWhitespace)
-        guard words.count > 2, words[0].uppercased() == "INSERT", words[1].uppercased() == "INTO" else { return nil }
-        let table = words[2].prefix { $0.isLetter || $0.isNumber || $0 == "_" }
+        guard let insert = sql.range(of: "INSERT INTO ", options: .caseInsensitive) else { return nil }
+        let table = sql[insert.upperBound...].prefix { $0.isLetter || $0.isNumber || $0 == "_" }
         return table.isEmpty ? nil : String(table)
     }
 

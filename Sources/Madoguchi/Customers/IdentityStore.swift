@@ -26,19 +26,22 @@ struct IdentityStore: Sendable {
     /// finds the survivor) or waits for this transaction — and then moves what it wrote.
     func owner(kind: Customer.Identity.Kind, value: String, on connection: PostgresConnection) async throws -> UUID? {
         for _ in 0..<5 {
-            guard let candidate = try await survivor(kind: kind, value: value, on: connection) else { return nil }
-            let rows = try await connection.query("SELECT merged_into FROM customers WHERE id = \(candidate) FOR SHARE", logger: logger)
-            for try await mergedInto in rows.decode(UUID?.self) where mergedInto == nil { return candidate }
+            // The survivor is found with the statement's snapshot, then its row share-locked: a merge
+            // committed meanwhile shows as `merged_into` on the locked row, and the next turn, with a
+            // new snapshot, follows it.
+            let rows = try await connection.query("""
+                SELECT c.id, c.merged_into IS NULL FROM customers c
+                WHERE c.id = (SELECT customer_survivor(i.customer_id) FROM customer_identities i WHERE i.kind = \(kind.rawValue) AND i.value = \(value))
+                FOR SHARE OF c
+                """, logger: logger)
+            var found = false
+            for try await (id, live) in rows.decode((UUID, Bool).self) {
+                if live { return id }
+                found = true
+            }
+            guard found else { return nil }
         }
         throw Problem(.ticketBusy, status: .conflict, title: "Customer busy", detail: "The customer was being merged; retry.")
-    }
-
-    private func survivor(kind: Customer.Identity.Kind, value: String, on connection: PostgresConnection) async throws -> UUID? {
-        let rows = try await connection.query("""
-            SELECT customer_survivor(customer_id) FROM customer_identities WHERE kind = \(kind.rawValue) AND value = \(value)
-            """, logger: logger)
-        for try await id in rows.decode(UUID?.self) { return id }
-        return nil
     }
 
     /// Links an identity nobody owns to `customerID` (the caller holds its lock and checked `owner`).

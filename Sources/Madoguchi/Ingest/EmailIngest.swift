@@ -29,15 +29,27 @@ struct EmailIngest: Sendable {
     func ingest(_ bytes: [UInt8], idempotencyKey: String?, apiKeyID: UUID?) async throws -> IngestAnswer {
         // Parsing is CPU work; do it before taking a connection.
         let mail = try await Self.parse(bytes)
+        let readable = unreadableReason(mail, bytes: bytes) == nil
+        let providerID = Self.providerID(of: mail, bytes: bytes)
         return try await database.withTransaction { connection in
             if let outcome = try await payloads.replay(idempotencyKey: idempotencyKey, channel: .email, body: bytes, on: connection) {
                 return .replayed(outcome)
             }
             let payloadID = try await payloads.insert(
-                channel: .email, idempotencyKey: idempotencyKey, body: bytes, contentType: "message/rfc822", apiKeyID: apiKeyID, on: connection)
-            return try await process(mail, bytes: bytes, payloadID: payloadID, on: connection)
+                channel: .email, idempotencyKey: idempotencyKey, body: bytes, contentType: "message/rfc822", apiKeyID: apiKeyID,
+                thenLock: readable ? Self.lockKey(providerID) : nil, on: connection)
+            return try await process(mail, bytes: bytes, payloadID: payloadID, providerLocked: readable, on: connection)
         }
     }
+
+    /// The same mail, however it is retried, is one message: its Message-ID, or for a mail without
+    /// one the digest of its bytes.
+    static func providerID(of mail: ParsedMail, bytes: [UInt8]) -> String {
+        mail.messageID ?? "sha256:" + SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// The advisory lock that serializes every attempt to take in one mail.
+    static func lockKey(_ providerID: String) -> String { "email-message:\(providerID)" }
 
     /// Runs a stored payload through ingest again (after a fix for one that could not be read).
     func reprocess(payloadID: UUID) async throws -> IngestAnswer {
@@ -58,7 +70,7 @@ struct EmailIngest: Sendable {
                 throw Problem(.alreadyProcessed, status: .conflict, title: "Rejected payload", detail: "This payload was rejected on arrival and is kept for the record only.")
             }
             let bytes = try await payloads.body(id: payloadID, on: connection) ?? []
-            return try await process(try await Self.parse(bytes), bytes: bytes, payloadID: payloadID, on: connection)
+            return try await process(try await Self.parse(bytes), bytes: bytes, payloadID: payloadID, providerLocked: false, on: connection)
         }
     }
 
@@ -72,7 +84,10 @@ struct EmailIngest: Sendable {
 
     // MARK: - One mail
 
-    private func process(_ mail: ParsedMail, bytes: [UInt8], payloadID: UUID, on connection: PostgresConnection) async throws -> IngestAnswer {
+    /// `providerLocked`: the mail's lock was taken when its payload was stored.
+    private func process(
+        _ mail: ParsedMail, bytes: [UInt8], payloadID: UUID, providerLocked: Bool, on connection: PostgresConnection
+    ) async throws -> IngestAnswer {
         if let reason = unreadableReason(mail, bytes: bytes) {
             var outcome = Outcome(inboundID: payloadID, channel: .email, parseStatus: .failed)
             outcome.parseError = reason
@@ -81,9 +96,8 @@ struct EmailIngest: Sendable {
             return .keptUnreadable(outcome)
         }
 
-        // The same mail, however it is retried, is one message.
-        let providerID = mail.messageID ?? "sha256:" + SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
-        try await AdvisoryLock.take("email-message:\(providerID)", on: connection, logger: logger)
+        let providerID = Self.providerID(of: mail, bytes: bytes)
+        if !providerLocked { try await AdvisoryLock.take(Self.lockKey(providerID), on: connection, logger: logger) }
         if let (firstMessage, outcome) = try await payloads.firstAnswer(
             channel: .email, provider: "", providerMessageID: providerID, excluding: payloadID, on: connection) {
             try await payloads.finish(payloadID, providerMessageID: providerID, answer: .ingest(.replayed(outcome)), messageID: firstMessage, on: connection)

@@ -81,15 +81,21 @@ struct InboundPayloadStore: Sendable {
     }
 
     /// Writes the raw request first; the caller's transaction then adds whatever it produces.
+    /// `thenLock`: an `AdvisoryLock` key (the message's provider id) taken in the same statement,
+    /// right after the row is written: one round trip fewer on every message taken in.
     func insert(
         channel: Channel, provider: String = "", idempotencyKey: String?, body: [UInt8], contentType: String?,
-        apiKeyID: UUID?, on connection: PostgresConnection
+        apiKeyID: UUID?, thenLock lockKey: String? = nil, on connection: PostgresConnection
     ) async throws -> UUID {
         let fingerprint = idempotencyKey.map { _ in ByteBuffer(bytes: SHA256.hash(data: body)) }
+        // pg_advisory_xact_lock is strict: with no key it takes no lock.
         let rows = try await connection.query("""
-            INSERT INTO inbound_payloads (channel, provider, idempotency_key, request_fingerprint, api_key_id, content_type, body)
-            VALUES (\(channel.rawValue), \(provider), \(idempotencyKey), \(fingerprint), \(apiKeyID), \(contentType), \(ByteBuffer(bytes: body)))
-            RETURNING id
+            WITH stored AS (
+                INSERT INTO inbound_payloads (channel, provider, idempotency_key, request_fingerprint, api_key_id, content_type, body)
+                VALUES (\(channel.rawValue), \(provider), \(idempotencyKey), \(fingerprint), \(apiKeyID), \(contentType), \(ByteBuffer(bytes: body)))
+                RETURNING id
+            )
+            SELECT stored.id FROM stored, LATERAL (SELECT pg_advisory_xact_lock(hashtextextended(\(lockKey), 0))) AS locked
             """, logger: logger)
         for try await id in rows.decode(UUID.self) { return id }
         throw RowNotFound("INSERT INTO inbound_payloads … RETURNING id")
@@ -115,8 +121,7 @@ struct InboundPayloadStore: Sendable {
         }
         let payloadID = try await insert(
             channel: channel, provider: provider, idempotencyKey: idempotencyKey, body: body, contentType: contentType,
-            apiKeyID: apiKeyID, on: connection)
-        try await AdvisoryLock.take("\(channel.rawValue):\(provider):\(providerMessageID)", on: connection, logger: logger)
+            apiKeyID: apiKeyID, thenLock: "\(channel.rawValue):\(provider):\(providerMessageID)", on: connection)
         if let earlier = try await firstAnswer(channel: channel, provider: provider, providerMessageID: providerMessageID, excluding: payloadID, on: connection) {
             try await finish(payloadID, providerMessageID: providerMessageID, answer: .ingest(.replayed(earlier.outcome)),
                              messageID: earlier.messageID, on: connection)

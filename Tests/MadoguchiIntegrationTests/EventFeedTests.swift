@@ -13,13 +13,19 @@ import Testing
 struct EventFeedTests {
     /// Writes `count` events from one transaction, held open `hold` before it commits: `ticket.updated`
     /// with no change, the writer and the event's number in it carried as `version` (see `origin`), so
-    /// they still match the documented payload.
+    /// they still match the documented payload. The first event is written (and given its id) before
+    /// the hold, not with the rest at the end as a transaction's events usually are: so that ids are
+    /// taken in one order and committed in another, the case the feed must get right.
     static func write(_ app: TestApp, writer: Int, count: Int, first: Int = 0, hold: Duration) async throws {
         try await app.database.withTransaction { connection in
+            let events = EventStore(logger: TestCluster.logger)
             for n in first..<(first + count) {
-                try await EventStore(logger: TestCluster.logger).record(
+                try await events.record(
                     .ticketUpdated, actor: nil, data: ["changes": [String: Any](), "version": writer * 1000 + n], on: connection)
-                if n == first { try await Task.sleep(for: hold) }
+                if n == first {
+                    try await events.writeHeldBack(on: connection)
+                    try await Task.sleep(for: hold)
+                }
             }
         }
     }
@@ -44,6 +50,41 @@ struct EventFeedTests {
             cursor = json["next_cursor"] as? String
         }
         return seen
+    }
+
+    @Test("a transaction's events are written together as it ends, in the order recorded; a rolled-back one writes none")
+    func eventsWrittenAtTheEnd() async throws {
+        try await TestApp.run { app in
+            let before = try await app.count("SELECT count(*) FROM events")
+            let events = EventStore(logger: TestCluster.logger)
+            let seenInside = try await app.database.withTransaction { connection in
+                for n in 0..<3 {
+                    try await events.record(.ticketUpdated, actor: nil, data: ["changes": [String: Any](), "version": 9000 + n], on: connection)
+                }
+                // Held back until the end: not in the table yet, even to this transaction.
+                let rows = try await connection.query("SELECT count(*)::int FROM events", logger: TestCluster.logger)
+                for try await count in rows.decode(Int.self) { return count }
+                return -1
+            }
+            #expect(seenInside == before)
+            let versions = try await app.database.withConnection { connection in
+                let rows = try await connection.query(
+                    "SELECT (data->>'version')::int FROM events WHERE type = 'ticket.updated' ORDER BY id", logger: TestCluster.logger)
+                var versions: [Int] = []
+                for try await version in rows.decode(Int.self) { versions.append(version) }
+                return versions
+            }
+            #expect(versions == [9000, 9001, 9002])
+
+            struct Abandon: Error {}
+            await #expect(throws: Abandon.self) {
+                try await app.database.withTransaction { connection in
+                    try await events.record(.ticketUpdated, actor: nil, data: ["changes": [String: Any](), "version": 9100], on: connection)
+                    throw Abandon()
+                }
+            }
+            #expect(try await app.count("SELECT count(*) FROM events") == before + 3)
+        }
     }
 
     @Test("20 writers committing out of order, some held open: a follower gets every event exactly once, each transaction's together and in order")

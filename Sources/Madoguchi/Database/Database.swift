@@ -127,7 +127,12 @@ public struct Database: Sendable {
             try await connection.query("BEGIN", logger: logger)
             let result: Result
             do {
-                result = try await body(connection)
+                // The transaction's events are written together at its end (EventBatch).
+                result = try await EventBatch.$current.withValue(EventBatch(for: connection)) {
+                    let result = try await body(connection)
+                    try await EventStore(logger: logger).writeHeldBack(on: connection)
+                    return result
+                }
             } catch {
                 do {
                     try await connection.query("ROLLBACK", logger: logger)

@@ -17,6 +17,12 @@ struct EventStore: Sendable {
         on connection: PostgresConnection
     ) async throws {
         let json = try JSONSerialization.text(data)
+        if let batch = EventBatch.of(connection) {
+            batch.append(.init(type: type.rawValue, ticketID: ticketID, customerID: customerID, messageID: messageID,
+                               actorKeyID: actor?.keyID, actorAgentID: actor?.agentID, data: json))
+            EventWrites.noteWritten()
+            return
+        }
         try await connection.query("""
             INSERT INTO events (type, ticket_id, customer_id, message_id, actor_key_id, actor_agent_id, data)
             VALUES (\(type.rawValue), \(ticketID), \(customerID), \(messageID), \(actor?.keyID), \(actor?.agentID), \(json)::jsonb)
@@ -24,11 +30,30 @@ struct EventStore: Sendable {
         EventWrites.noteWritten()
     }
 
+    /// Writes the events the transaction on `connection` has held back, in the order recorded, in
+    /// one statement (a no-op without any). Also called before an event written at once, so that
+    /// the order of a transaction's events is always the order they were recorded in.
+    func writeHeldBack(on connection: PostgresConnection) async throws {
+        guard let rows = EventBatch.of(connection)?.take(), !rows.isEmpty else { return }
+        // Arrays of optional uuids travel as text; '' is none.
+        func ids(_ path: KeyPath<EventBatch.Row, UUID?>) -> [String] { rows.map { $0[keyPath: path]?.lowercased ?? "" } }
+        try await connection.query("""
+            INSERT INTO events (type, ticket_id, customer_id, message_id, actor_key_id, actor_agent_id, data)
+            SELECT e.type, nullif(e.ticket_id, '')::uuid, nullif(e.customer_id, '')::uuid, nullif(e.message_id, '')::uuid,
+                   nullif(e.actor_key_id, '')::uuid, nullif(e.actor_agent_id, '')::uuid, e.data::jsonb
+            FROM unnest(\(rows.map(\.type))::text[], \(ids(\.ticketID))::text[], \(ids(\.customerID))::text[], \(ids(\.messageID))::text[],
+                        \(ids(\.actorKeyID))::text[], \(ids(\.actorAgentID))::text[], \(rows.map(\.data))::text[])
+                 WITH ORDINALITY AS e(type, ticket_id, customer_id, message_id, actor_key_id, actor_agent_id, data, n)
+            ORDER BY e.n
+            """, logger: logger)
+    }
+
     /// An event about a reply, on its ticket, customer and message (one statement: no read first).
     func record(_ type: EventType, reply replyID: UUID, actor: Principal?, data: [String: Any], on connection: PostgresConnection) async throws {
         var data = data
         data["reply_id"] = replyID.lowercased
         let json = try JSONSerialization.text(data)
+        try await writeHeldBack(on: connection)
         try await connection.query("""
             INSERT INTO events (type, ticket_id, customer_id, message_id, actor_key_id, actor_agent_id, data)
             SELECT \(type.rawValue), r.ticket_id, t.customer_id, r.message_id, \(actor?.keyID), \(actor?.agentID), \(json)::jsonb
@@ -45,6 +70,7 @@ struct EventStore: Sendable {
             data["reply_id"] = reply.replyID.lowercased
             return try JSONSerialization.text(data)
         }
+        try await writeHeldBack(on: connection)
         try await connection.query("""
             INSERT INTO events (type, ticket_id, customer_id, message_id, actor_key_id, actor_agent_id, data)
             SELECT \(type.rawValue), r.ticket_id, t.customer_id, r.message_id, \(actor?.keyID), \(actor?.agentID), e.data::jsonb

@@ -1,0 +1,47 @@
+import Foundation
+import PostgresNIO
+import Synchronization
+
+/// The events a transaction records, held back and written by one statement just before it commits
+/// (`Database.withTransaction`). Taking a message in records two or three (customer, ticket,
+/// message): one round trip each otherwise. Nothing changes for a reader: the events still commit
+/// with the change they record, in the order they were recorded, and the feed sees them only then.
+final class EventBatch: Sendable {
+    @TaskLocal static var current: EventBatch?
+
+    /// The transaction's connection: an event recorded on another connection is not part of it.
+    private let connection: ObjectIdentifier
+    private let rows = Mutex<[Row]>([])
+
+    struct Row: Sendable {
+        var type: String
+        var ticketID: UUID?
+        var customerID: UUID?
+        var messageID: UUID?
+        var actorKeyID: UUID?
+        var actorAgentID: UUID?
+        var data: String
+    }
+
+    init(for connection: PostgresConnection) {
+        self.connection = ObjectIdentifier(connection)
+    }
+
+    /// The batch of the transaction running on `connection`, if any.
+    static func of(_ connection: PostgresConnection) -> EventBatch? {
+        guard let batch = current, batch.connection == ObjectIdentifier(connection) else { return nil }
+        return batch
+    }
+
+    func append(_ row: Row) {
+        rows.withLock { $0.append(row) }
+    }
+
+    /// The events held so far, in order; the batch is empty after.
+    func take() -> [Row] {
+        rows.withLock { rows in
+            defer { rows.removeAll() }
+            return rows
+        }
+    }
+}

@@ -122,7 +122,9 @@ enum BenchmarkSupport {
         let latencies = ProcessInfo.processInfo.environment["MADOGUCHI_BENCH_LATENCIES"] == "1"
         let result = try await cluster.runner.run(cluster.program("pgbench"), [
             "-h", cluster.socketDirectory, "-p", String(cluster.port), "-U", EmbeddedPostgres.superuser, "-n",
-            "-c", String(clients), "-j", String(min(clients, 2)), "-T", String(seconds), "-M", "prepared",
+            "-c", String(clients), "-j", String(min(clients, 2)), "-T", String(seconds),
+            // MADOGUCHI_BENCH_PGBENCH_MODE=extended: parse and plan every statement, as unnamed statements do.
+            "-M", ProcessInfo.processInfo.environment["MADOGUCHI_BENCH_PGBENCH_MODE"] ?? "prepared",
         ] + (latencies ? ["-r"] : []) + files + ["bench"])
         if latencies { FileHandle.standardError.write(Data(result.output.utf8)) }
         guard result.status == 0,

@@ -12,8 +12,11 @@ struct IdentityStore: Sendable {
     /// contacts from one new identity serialize. Callers locking several identities lock them in
     /// sorted order (`lock(_:)`), so two requests never wait on each other.
     func lock(kind: Customer.Identity.Kind, value: String, on connection: PostgresConnection) async throws {
-        try await AdvisoryLock.take("identity:\(kind.rawValue):\(value)", on: connection, logger: logger)
+        try await AdvisoryLock.take(Self.lockKey(kind: kind, value: value), on: connection, logger: logger)
     }
+
+    /// The `AdvisoryLock` key of an identity, for a caller that takes it within another statement.
+    static func lockKey(kind: Customer.Identity.Kind, value: String) -> String { "identity:\(kind.rawValue):\(value)" }
 
     func lock(_ identities: [(kind: Customer.Identity.Kind, value: String)], on connection: PostgresConnection) async throws {
         for identity in identities.sorted(by: { ($0.kind.rawValue, $0.value) < ($1.kind.rawValue, $1.value) }) {

@@ -128,7 +128,9 @@ public struct Database: Sendable {
             let result: Result
             do {
                 // The transaction's events are written together at its end (EventBatch).
-                result = try await EventBatch.$current.withValue(EventBatch(for: connection)) {
+                let events = EventBatch(for: connection)
+                defer { events.close() }
+                result = try await EventBatch.$current.withValue(events) {
                     let result = try await body(connection)
                     try await EventStore(logger: logger).writeHeldBack(on: connection)
                     return result

@@ -12,6 +12,10 @@ final class EventBatch: Sendable {
     /// The transaction's connection: an event recorded on another connection is not part of it.
     private let connection: ObjectIdentifier
     private let rows = Mutex<[Row]>([])
+    /// Closed once its transaction ended: a task started inside the transaction inherits the task
+    /// local, and must never hold an event back in a batch nobody will write (nor in one whose
+    /// connection's identity a later connection happens to reuse).
+    private let open = Atomic<Bool>(true)
 
     struct Row: Sendable {
         var type: String
@@ -29,8 +33,13 @@ final class EventBatch: Sendable {
 
     /// The batch of the transaction running on `connection`, if any.
     static func of(_ connection: PostgresConnection) -> EventBatch? {
-        guard let batch = current, batch.connection == ObjectIdentifier(connection) else { return nil }
+        guard let batch = current, batch.open.load(ordering: .acquiring), batch.connection == ObjectIdentifier(connection) else { return nil }
         return batch
+    }
+
+    /// Its transaction ended (committed or not): from now on events are written at once.
+    func close() {
+        open.store(false, ordering: .releasing)
     }
 
     func append(_ row: Row) {

@@ -98,8 +98,11 @@ struct EmailIngest: Sendable {
 
         let providerID = Self.providerID(of: mail, bytes: bytes)
         if !providerLocked { try await AdvisoryLock.take(Self.lockKey(providerID), on: connection, logger: logger) }
+        // A customer's mail reads its sender's identity next, under the identity's lock: taken here.
+        let sender = mail.classification == .customer || mail.classification == .autoReply ? Self.sender(of: mail) : nil
         if let (firstMessage, outcome) = try await payloads.firstAnswer(
-            channel: .email, provider: "", providerMessageID: providerID, excluding: payloadID, on: connection) {
+            channel: .email, provider: "", providerMessageID: providerID, excluding: payloadID,
+            thenLock: sender.map { IdentityStore.lockKey(kind: .email, value: $0.address) }, on: connection) {
             try await payloads.finish(payloadID, providerMessageID: providerID, answer: .ingest(.replayed(outcome)), messageID: firstMessage, on: connection)
             return .replayed(outcome)
         }
@@ -140,12 +143,17 @@ struct EmailIngest: Sendable {
 
     // MARK: - A customer's mail (or their auto-reply)
 
+    /// The sender a customer's mail is filed under, when its From is a usable address.
+    static func sender(of mail: ParsedMail) -> MailAddress? {
+        mail.from.flatMap { $0.address.contains("@") && $0.address.count <= 512 ? $0 : nil }
+    }
+
+    /// The sender's identity lock is already held (`process` takes it with the replay lookup).
     private func takeCustomerMail(_ delivery: Delivery, outcome: inout Outcome, on connection: PostgresConnection) async throws {
         let mail = delivery.mail
-        let sender = mail.from.flatMap { $0.address.contains("@") && $0.address.count <= 512 ? $0 : nil }
+        let sender = Self.sender(of: mail)
         var customerID: UUID?
         if let sender {
-            try await identities.lock(kind: .email, value: sender.address, on: connection)
             customerID = try await identities.owner(kind: .email, value: sender.address, on: connection)
         }
         let threader = EmailThreader(logger: logger, subjectWindow: subjectWindow)

@@ -131,16 +131,26 @@ struct InboundPayloadStore: Sendable {
     }
 
     /// The answer the first delivery of this provider message got, if one was taken in.
+    /// `thenLock`: an `AdvisoryLock` key taken in the same statement whatever it finds (the sender's
+    /// identity, which the next statement reads under it): one round trip fewer per mail.
     func firstAnswer(
-        channel: Channel, provider: String, providerMessageID: String, excluding payloadID: UUID, on connection: PostgresConnection
+        channel: Channel, provider: String, providerMessageID: String, excluding payloadID: UUID, thenLock lockKey: String? = nil,
+        on connection: PostgresConnection
     ) async throws -> (messageID: UUID?, outcome: Outcome)? {
+        // One row always (the lock's); the payload's columns are NULL when there is no first answer.
+        // pg_advisory_xact_lock is strict: with no key it takes no lock.
         let rows = try await connection.query("""
-            SELECT message_id, response_body::text FROM inbound_payloads
-            WHERE channel = \(channel.rawValue) AND provider = \(provider) AND provider_message_id = \(providerMessageID)
-              AND parse_status = 'parsed' AND response_status = 201 AND id <> \(payloadID)
-            ORDER BY received_at LIMIT 1
+            SELECT first.message_id, first.response_body
+            FROM (SELECT pg_advisory_xact_lock(hashtextextended(\(lockKey), 0))) AS locked
+            LEFT JOIN LATERAL (
+                SELECT message_id, response_body::text AS response_body FROM inbound_payloads
+                WHERE channel = \(channel.rawValue) AND provider = \(provider) AND provider_message_id = \(providerMessageID)
+                  AND parse_status = 'parsed' AND response_status = 201 AND id <> \(payloadID)
+                ORDER BY received_at LIMIT 1
+            ) AS first ON true
             """, logger: logger)
-        for try await (messageID, body) in rows.decode((UUID?, String).self) {
+        for try await (messageID, body) in rows.decode((UUID?, String?).self) {
+            guard let body else { return nil }
             return (messageID, try Self.decodeOutcome(body))
         }
         return nil

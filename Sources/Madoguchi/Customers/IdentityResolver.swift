@@ -19,11 +19,13 @@ struct IdentityResolver: Sendable {
         var created: Bool
     }
 
-    /// The customer of this identity, made (with the identity) if there is none. Takes the lock.
+    /// The customer of this identity, made (with the identity) if there is none. Takes the lock,
+    /// unless the caller holds it (`locked`).
     func resolve(
-        kind: Customer.Identity.Kind, value: String, rawValue: String?, displayName: String?, on connection: PostgresConnection
+        kind: Customer.Identity.Kind, value: String, rawValue: String?, displayName: String?, locked: Bool = false,
+        on connection: PostgresConnection
     ) async throws -> Resolution {
-        try await identities.lock(kind: kind, value: value, on: connection)
+        if !locked { try await identities.lock(kind: kind, value: value, on: connection) }
         if let existing = try await identities.owner(kind: kind, value: value, on: connection) {
             return Resolution(customerID: existing, created: false)
         }
@@ -46,10 +48,11 @@ struct IdentityResolver: Sendable {
     /// told. With no contact at all, a customer with no identity, flagged.
     /// Returns the customer and the flags to report (`no-contact`, `merge-suggested`).
     func resolve(
-        contacts: [(kind: Customer.Identity.Kind, value: String)], displayName: String?, channel: Channel, on connection: PostgresConnection
+        contacts: [(kind: Customer.Identity.Kind, value: String)], displayName: String?, channel: Channel, locked: Bool = false,
+        on connection: PostgresConnection
     ) async throws -> (UUID, [String]) {
         guard !contacts.isEmpty else { return (try await anonymousCustomer(on: connection), ["no-contact"]) }
-        try await identities.lock(contacts, on: connection)
+        if !locked { try await identities.lock(contacts, on: connection) }
         var owners: [(kind: Customer.Identity.Kind, value: String, owner: UUID?)] = []
         for contact in contacts {
             owners.append((contact.kind, contact.value, try await identities.owner(kind: contact.kind, value: contact.value, on: connection)))

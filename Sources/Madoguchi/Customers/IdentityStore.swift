@@ -19,9 +19,14 @@ struct IdentityStore: Sendable {
     static func lockKey(kind: Customer.Identity.Kind, value: String) -> String { "identity:\(kind.rawValue):\(value)" }
 
     func lock(_ identities: [(kind: Customer.Identity.Kind, value: String)], on connection: PostgresConnection) async throws {
-        for identity in identities.sorted(by: { ($0.kind.rawValue, $0.value) < ($1.kind.rawValue, $1.value) }) {
-            try await lock(kind: identity.kind, value: identity.value, on: connection)
+        for key in Self.lockKeys(identities) {
+            try await AdvisoryLock.take(key, on: connection, logger: logger)
         }
+    }
+
+    /// The `AdvisoryLock` keys of several identities, in the order they are always taken.
+    static func lockKeys(_ identities: [(kind: Customer.Identity.Kind, value: String)]) -> [String] {
+        identities.sorted(by: { ($0.kind.rawValue, $0.value) < ($1.kind.rawValue, $1.value) }).map { lockKey(kind: $0.kind, value: $0.value) }
     }
 
     /// The live customer (merges followed) owning this identity, or nil. The customer's row is

@@ -56,10 +56,12 @@ struct ConversationIntake: Sendable {
         case continuing(reason: String, find: @Sendable (_ customerID: UUID, _ connection: PostgresConnection) async throws -> UUID?)
     }
 
-    func take(_ message: CustomerMessage, placement: Placement, payloadID: UUID, on connection: PostgresConnection) async throws
-        -> (messageID: UUID, outcome: InboundOutcome)
-    {
-        let (customerID, flags) = try await resolveSender(message, on: connection)
+    /// `identitiesLocked`: the caller already holds the sender's identity locks (taken with the
+    /// payload's insert, `GatewayIngest.Delivery.senderIdentities`).
+    func take(
+        _ message: CustomerMessage, placement: Placement, payloadID: UUID, identitiesLocked: Bool = false, on connection: PostgresConnection
+    ) async throws -> (messageID: UUID, outcome: InboundOutcome) {
+        let (customerID, flags) = try await resolveSender(message, locked: identitiesLocked, on: connection)
         let ticket: Target
         let reason: String
         switch placement {
@@ -108,14 +110,16 @@ struct ConversationIntake: Sendable {
         return (messageID, ticket)
     }
 
-    private func resolveSender(_ message: CustomerMessage, on connection: PostgresConnection) async throws -> (UUID, [String]) {
+    private func resolveSender(_ message: CustomerMessage, locked: Bool, on connection: PostgresConnection) async throws -> (UUID, [String]) {
         let resolver = IdentityResolver(logger: logger)
         switch message.sender {
         case .identity(let kind, let value, let raw):
-            let resolution = try await resolver.resolve(kind: kind, value: value, rawValue: raw, displayName: message.senderName, on: connection)
+            let resolution = try await resolver.resolve(
+                kind: kind, value: value, rawValue: raw, displayName: message.senderName, locked: locked, on: connection)
             return (resolution.customerID, [])
         case .contacts(let contacts):
-            return try await resolver.resolve(contacts: contacts, displayName: message.senderName, channel: message.channel, on: connection)
+            return try await resolver.resolve(
+                contacts: contacts, displayName: message.senderName, channel: message.channel, locked: locked, on: connection)
         }
     }
 }

@@ -18,6 +18,9 @@ struct GatewayIngest: Sendable {
         var body: [UInt8]
         var contentType: String = "application/json"
         var apiKeyID: UUID?
+        /// The sender's identities when the request names them: their locks are taken with the
+        /// payload's insert, and `take` tells the intake so (`identitiesLocked`).
+        var senderIdentities: [(kind: Customer.Identity.Kind, value: String)] = []
     }
 
     func ingest(
@@ -29,7 +32,7 @@ struct GatewayIngest: Sendable {
             switch try await payloads.open(
                 channel: delivery.channel, provider: delivery.provider, providerMessageID: delivery.providerMessageID,
                 idempotencyKey: delivery.idempotencyKey, body: delivery.body, contentType: delivery.contentType, apiKeyID: delivery.apiKeyID,
-                on: connection) {
+                identityLocks: IdentityStore.lockKeys(delivery.senderIdentities), on: connection) {
             case .replay(let outcome):
                 return .replayed(outcome)
             case .fresh(let payloadID):

@@ -82,10 +82,11 @@ struct InboundPayloadStore: Sendable {
 
     /// Writes the raw request first; the caller's transaction then adds whatever it produces.
     /// `thenLock`: an `AdvisoryLock` key (the message's provider id) taken in the same statement,
-    /// right after the row is written: one round trip fewer on every message taken in.
+    /// right after the row is written, and then `andLock`'s in their order (the sender's
+    /// identities): a round trip fewer for each.
     func insert(
         channel: Channel, provider: String = "", idempotencyKey: String?, body: [UInt8], contentType: String?,
-        apiKeyID: UUID?, thenLock lockKey: String? = nil, on connection: PostgresConnection
+        apiKeyID: UUID?, thenLock lockKey: String? = nil, andLock moreKeys: [String] = [], on connection: PostgresConnection
     ) async throws -> UUID {
         let fingerprint = idempotencyKey.map { _ in ByteBuffer(bytes: SHA256.hash(data: body)) }
         // pg_advisory_xact_lock is strict: with no key it takes no lock.
@@ -95,7 +96,13 @@ struct InboundPayloadStore: Sendable {
                 VALUES (\(channel.rawValue), \(provider), \(idempotencyKey), \(fingerprint), \(apiKeyID), \(contentType), \(ByteBuffer(bytes: body)))
                 RETURNING id
             )
-            SELECT stored.id FROM stored, LATERAL (SELECT pg_advisory_xact_lock(hashtextextended(\(lockKey), 0))) AS locked
+            SELECT stored.id FROM stored, LATERAL (
+                SELECT count(*) FROM (
+                    SELECT pg_advisory_xact_lock(hashtextextended(key, 0))
+                    FROM unnest(array_prepend(\(lockKey)::text, \(moreKeys)::text[])) WITH ORDINALITY AS keys(key, n)
+                    ORDER BY n
+                ) AS taken
+            ) AS locked
             """, logger: logger)
         for try await id in rows.decode(UUID.self) { return id }
         throw RowNotFound("INSERT INTO inbound_payloads … RETURNING id")
@@ -112,16 +119,18 @@ struct InboundPayloadStore: Sendable {
     /// `Idempotency-Key` answers at once; otherwise the raw body is stored, the provider's message id
     /// is locked, and a message already taken in under it is answered with its first answer (the
     /// retry's bytes stay stored, with that answer).
+    /// `identityLocks`: the sender's identities' lock keys (`IdentityStore.lockKeys`), taken with
+    /// the provider message id's, in the same order as if the intake took them.
     func open(
         channel: Channel, provider: String, providerMessageID: String, idempotencyKey: String?, body: [UInt8],
-        contentType: String = "application/json", apiKeyID: UUID?, on connection: PostgresConnection
+        contentType: String = "application/json", apiKeyID: UUID?, identityLocks: [String] = [], on connection: PostgresConnection
     ) async throws -> Opening {
         if let outcome = try await replay(idempotencyKey: idempotencyKey, channel: channel, body: body, on: connection) {
             return .replay(outcome)
         }
         let payloadID = try await insert(
             channel: channel, provider: provider, idempotencyKey: idempotencyKey, body: body, contentType: contentType,
-            apiKeyID: apiKeyID, thenLock: "\(channel.rawValue):\(provider):\(providerMessageID)", on: connection)
+            apiKeyID: apiKeyID, thenLock: "\(channel.rawValue):\(provider):\(providerMessageID)", andLock: identityLocks, on: connection)
         if let earlier = try await firstAnswer(channel: channel, provider: provider, providerMessageID: providerMessageID, excluding: payloadID, on: connection) {
             try await finish(payloadID, providerMessageID: providerMessageID, answer: .ingest(.replayed(earlier.outcome)),
                              messageID: earlier.messageID, on: connection)

@@ -34,7 +34,7 @@ struct WebformIngest: Sendable {
     func ingest(_ form: InboundWebform, raw: [UInt8], idempotencyKey: String?, apiKeyID: UUID?) async throws -> IngestAnswer {
         try await GatewayIngest(database: database, logger: logger).ingest(.init(
             channel: .webform, provider: form.formID, providerMessageID: form.submissionID, idempotencyKey: idempotencyKey,
-            body: raw, apiKeyID: apiKeyID)
+            body: raw, apiKeyID: apiKeyID, senderIdentities: form.contacts)
         ) { payloadID, connection in
             let metadata: [String: Any?] = ["form_id": form.formID, "name": form.name, "email": form.email, "phone": form.phone]
             let message = CustomerMessage(
@@ -45,7 +45,8 @@ struct WebformIngest: Sendable {
                 sentAt: form.submittedAt, attachments: form.attachments, eventDetails: ["form_id": form.formID])
             // A form with no way to answer is still taken in; its ticket says so.
             let tags = form.contacts.isEmpty ? ["no-contact"] : []
-            return try await ConversationIntake(logger: logger).take(message, placement: .newTicket(tags: tags), payloadID: payloadID, on: connection)
+            return try await ConversationIntake(logger: logger).take(
+                message, placement: .newTicket(tags: tags), payloadID: payloadID, identitiesLocked: true, on: connection)
         }
     }
 }

@@ -88,12 +88,12 @@ public struct EmailBenchmark: Sendable {
         }
         let (driven, ownSQL) = results
         let serviceRate = Double(driven.requests) / driven.elapsed
-        let replayed = try await BenchmarkSupport.pgbenchTPS(scripts: ownSQL, named: "email-own-sql", clients: clients, seconds: seconds, on: cluster)
+        let replayed = try await BenchmarkSupport.pgbenchTPS(scripts: ownSQL.scripts, named: "email-own-sql", clients: clients, seconds: seconds, on: cluster)
         let baseline = try await BenchmarkSupport.pgbenchStorePayload(
             channel: .email, averageBytes: driven.bytes / max(driven.requests, 1), clients: clients, seconds: seconds, on: cluster)
         report(String(format: "endpoint: %8.1f messages/s  %7.1f MB/s  (%d clients)", serviceRate, Double(driven.bytes) / driven.elapsed / 1_000_000, clients))
-        report(String(format: "pgbench replaying the service's own SQL (%d requests' transactions): %8.1f mails/s   service/own SQL %.2f",
-                      ownSQL.count, replayed, serviceRate / replayed))
+        report(String(format: "pgbench replaying the service's own SQL (%d requests' transactions): %8.1f mails/s   service/own SQL %.2f   %.2f round trips a mail",
+                      ownSQL.scripts.count, replayed, serviceRate / replayed, ownSQL.roundTrips))
         report(String(format: "pgbench storing the raw bytes only: %8.0f inserts/s   service/pgbench %.2f   own SQL/pgbench %.2f",
                       baseline, serviceRate / baseline, replayed / baseline))
     }

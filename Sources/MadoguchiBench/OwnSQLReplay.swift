@@ -78,16 +78,26 @@ struct OwnSQLReplay: Sendable {
     /// LINE webhook event and message ids, Twilio message SIDs, web-form submission ids.
     nonisolated(unsafe) static let benchmarkTokens = /bench-[a-z0-9]+-\d+(?:@bench)?|m-[a-z0-9]+-\d+|SMbench[a-z0-9]+x\d+/
 
+    /// What a kind of request asks of the database: pgbench scripts, and its round trips.
+    struct Captured: Sendable {
+        var scripts: [String]
+        /// Statements per request's transaction, BEGIN and COMMIT included (each is one round trip),
+        /// averaged over every request captured: the figure a change to the statements moves.
+        var roundTrips: Double
+    }
+
     /// Captures the ingest transactions of one client sending `make`'s requests for a second, as
     /// pgbench scripts; `make` should spread its requests over everything the benchmark sends.
     static func captureIngest(
         port: Int, cluster: EmbeddedPostgres, database: Database, logger: Logger,
         _ make: @escaping @Sendable (_ sequence: Int) throws -> BenchmarkSupport.Request
-    ) async throws -> [String] {
+    ) async throws -> Captured {
         let transactions = try await capture(cluster: cluster, database: database, logger: logger, firstStatement: "INSERT INTO inbound_payloads") {
             _ = try await BenchmarkSupport.drive(port: port, clients: 1, seconds: 1) { _, sequence in try make(sequence) }
         }
-        return try await scripts(for: transactions, uniqueTokens: benchmarkTokens, database: database, logger: logger)
+        let statements = transactions.reduce(0) { $0 + $1.statements.count + 2 }
+        return Captured(scripts: try await scripts(for: transactions, uniqueTokens: benchmarkTokens, database: database, logger: logger),
+                        roundTrips: Double(statements) / Double(max(transactions.count, 1)))
     }
 
     // MARK: - Reading the log

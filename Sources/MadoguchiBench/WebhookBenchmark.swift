@@ -30,7 +30,7 @@ public struct WebhookBenchmark: Sendable {
                 let key = try await database.withConnection { connection in
                     try await APIKeyStore(logger: logger).create(name: "bench form gateway", role: .gateway, agentID: nil, on: connection).1.text
                 }
-                var runs: [(provider: String, requests: Int, bytes: Int, elapsed: Double, ownSQL: [String])] = []
+                var runs: [(provider: String, requests: Int, bytes: Int, elapsed: Double, ownSQL: OwnSQLReplay.Captured)] = []
                 for provider in ["line", "twilio", "webform"] {
                     let request: @Sendable (Int, Int) -> BenchmarkSupport.Request = { client, sequence in
                         switch provider {
@@ -51,13 +51,13 @@ public struct WebhookBenchmark: Sendable {
             }
             for run in runs {
                 let rate = Double(run.requests) / run.elapsed
-                let replayed = try await BenchmarkSupport.pgbenchTPS(scripts: run.ownSQL, named: "\(run.provider)-own-sql", clients: clients, seconds: seconds, on: cluster)
+                let replayed = try await BenchmarkSupport.pgbenchTPS(scripts: run.ownSQL.scripts, named: "\(run.provider)-own-sql", clients: clients, seconds: seconds, on: cluster)
                 let baseline = try await BenchmarkSupport.pgbenchStorePayload(
                     channel: run.provider == "line" ? .chat : run.provider == "twilio" ? .sms : .webform, averageBytes: run.bytes / max(run.requests, 1), clients: clients, seconds: seconds,
                     on: cluster)
                 report(run.provider.padding(toLength: 7, withPad: " ", startingAt: 0)
-                       + String(format: "%8.1f messages/s   own SQL through pgbench: %6.0f/s   service/own SQL %.2f   raw bytes only: %6.0f inserts/s   service/raw %.2f   own SQL/raw %.2f",
-                                rate, replayed, rate / replayed, baseline, rate / baseline, replayed / baseline))
+                       + String(format: "%8.1f messages/s   own SQL through pgbench: %6.0f/s   service/own SQL %.2f   raw bytes only: %6.0f inserts/s   service/raw %.2f   own SQL/raw %.2f   %.2f round trips a message",
+                                rate, replayed, rate / replayed, baseline, rate / baseline, replayed / baseline, run.ownSQL.roundTrips))
             }
         }
     }

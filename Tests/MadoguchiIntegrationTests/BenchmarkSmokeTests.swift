@@ -45,6 +45,9 @@ struct BenchmarkSmokeTests {
         #expect(Self.figure(after: "endpoint:", in: endpoint) ?? 0 > 0, "\(endpoint)")
         let replay = try #require(reported.first { $0.contains("own SQL (") }, "\(reported)")
         #expect(Self.figure(after: "transactions):", in: replay) ?? 0 > 0, "\(replay)")
+        // At least BEGIN, the payload's insert and COMMIT.
+        let roundTrips = replay.components(separatedBy: " round trips a mail").first?.split(separator: " ").last.flatMap { Double($0) } ?? 0
+        #expect(roundTrips >= 3, "\(replay)")
     }
 
     /// The number printed right after `label`.

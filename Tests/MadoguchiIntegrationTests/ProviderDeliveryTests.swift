@@ -160,7 +160,7 @@ struct ProviderDeliveryTests {
             // At least the refused push and the accepted retry (a busy machine may time one out and try again).
             #expect(line.requests.count >= 2)
             let keys = line.requests.map { $0.headers[HTTPField.Name("X-Line-Retry-Key")!] }
-            #expect(keys[0] != nil && Set(keys).count == 1, "the same retry key every time: \(keys)")
+            #expect(keys.first != nil && keys.first! != nil && Set(keys).count == 1, "the same retry key every time: \(keys)")
             #expect(line.requests.first?.headers[.authorization] == "Bearer line-token")
             let push = try #require(line.requests.first)
             let body = try #require(try JSONSerialization.jsonObject(with: Data(push.body)) as? [String: Any])

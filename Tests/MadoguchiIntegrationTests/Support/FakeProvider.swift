@@ -46,20 +46,38 @@ final class FakeProvider: Sendable {
     /// What the service sent (the start-up probe left out).
     var requests: [Request] { recorded.requests.withLock { $0 }.filter { $0.path != "/ready" } }
 
-    /// Starts on a free loopback port; `answer` decides each response from the request and how many came before.
-    init(port: Int? = nil, answer: @escaping @Sendable (Request, Int) -> Answer) async throws {
-        let port = try port ?? ServeCommandTests.freePort()
-        self.port = port
+    /// Starts on a loopback port the kernel picks as it binds (the port is known once it listens);
+    /// `answer` decides each response from the request and how many came before.
+    ///
+    /// Not a port found free beforehand: between finding it and binding it, another test's server
+    /// could take it — this one then failed to bind unnoticed, a probe of "its" port was answered by
+    /// the other, and the service's requests went to the other test's receiver (a webhook test
+    /// waited 240 s in vain while a Twilio fake received its `/hook` posts).
+    init(answer: @escaping @Sendable (Request, Int) -> Answer) async throws {
         let router = Router()
         let recorded = self.recorded
         router.add(middleware: Capture(recorded: recorded, answer: answer))
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: Logger(label: "fake-provider"))
-        serving = Task { try await app.runService(gracefulShutdownSignals: []) }
-        for _ in 0..<100 {
-            if (try? await RawHTTP.exchange(port: port, request: "GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeoutSeconds: 1)) != nil { break }
-            try await Task.sleep(for: .milliseconds(50))
+        let (bound, listening) = AsyncStream<Int>.makeStream()
+        let app = Application(
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { channel in
+                listening.yield(channel.localAddress?.port ?? 0)
+                listening.finish()
+            },
+            logger: Logger(label: "fake-provider"))
+        serving = Task {
+            defer { listening.finish() }
+            try await app.runService(gracefulShutdownSignals: [])
         }
+        var ports = bound.makeAsyncIterator()
+        guard let port = await ports.next(), port > 0 else {
+            serving.cancel()
+            throw FakeProviderDidNotStart()
+        }
+        self.port = port
     }
+
+    struct FakeProviderDidNotStart: Error {}
 
     var url: String { "http://127.0.0.1:\(port)" }
 

@@ -99,7 +99,8 @@ enum BenchmarkSupport {
     }
 
     /// Runs `script` through pgbench on the `bench` database with `clients` clients for `seconds`,
-    /// prepared statements, and returns its transactions per second.
+    /// prepared statements (unless `MADOGUCHI_BENCH_PGBENCH_MODE` says otherwise), and returns its
+    /// transactions per second.
     static func pgbenchTPS(script: String, named name: String, clients: Int, seconds: Int, on cluster: EmbeddedPostgres) async throws -> Double {
         try await pgbenchTPS(scripts: [script], named: name, clients: clients, seconds: seconds, on: cluster)
     }

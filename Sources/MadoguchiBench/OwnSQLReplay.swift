@@ -211,12 +211,16 @@ struct OwnSQLReplay: Sendable {
         guard !transactions.isEmpty else { throw BenchmarkError("no request's transaction was found in the server log") }
         let step = max(1, (transactions.count + maximumScripts - 1) / maximumScripts)
         var scripts: [String] = []
+        // Most statements recur in every transaction: each text is prepared once.
+        var typesOf: [String: [String]] = [:]
         for index in stride(from: 0, to: transactions.count, by: step) {
             let transaction = transactions[index]
             let generated = try await generatedIDs(in: transaction, database: database, logger: logger)
             var typed = transaction
             for position in typed.statements.indices {
-                typed.statements[position].types = try await parameterTypes(of: typed.statements[position].sql, database: database, logger: logger)
+                let sql = typed.statements[position].sql
+                if typesOf[sql] == nil { typesOf[sql] = try await parameterTypes(of: sql, database: database, logger: logger) }
+                typed.statements[position].types = typesOf[sql]!
             }
             scripts.append(script(for: typed, generated: generated, uniqueTokens: uniqueTokens))
         }

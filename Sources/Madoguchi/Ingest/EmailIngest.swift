@@ -37,7 +37,7 @@ struct EmailIngest: Sendable {
             }
             let payloadID = try await payloads.insert(
                 channel: .email, idempotencyKey: idempotencyKey, body: bytes, contentType: "message/rfc822", apiKeyID: apiKeyID,
-                thenLock: readable ? Self.lockKey(providerID) : nil, on: connection)
+                thenLock: readable ? [Self.lockKey(providerID)] : [], on: connection)
             return try await process(mail, bytes: bytes, payloadID: payloadID, providerLocked: readable, on: connection)
         }
     }

@@ -81,15 +81,14 @@ struct InboundPayloadStore: Sendable {
     }
 
     /// Writes the raw request first; the caller's transaction then adds whatever it produces.
-    /// `thenLock`: an `AdvisoryLock` key (the message's provider id) taken in the same statement,
-    /// right after the row is written, and then `andLock`'s in their order (the sender's
-    /// identities): a round trip fewer for each.
+    /// `thenLock`: `AdvisoryLock` keys taken in the same statement, in their order, right after the
+    /// row is written (the message's provider id, then the sender's identities): a round trip
+    /// fewer for each.
     func insert(
         channel: Channel, provider: String = "", idempotencyKey: String?, body: [UInt8], contentType: String?,
-        apiKeyID: UUID?, thenLock lockKey: String? = nil, andLock moreKeys: [String] = [], on connection: PostgresConnection
+        apiKeyID: UUID?, thenLock lockKeys: [String] = [], on connection: PostgresConnection
     ) async throws -> UUID {
         let fingerprint = idempotencyKey.map { _ in ByteBuffer(bytes: SHA256.hash(data: body)) }
-        // pg_advisory_xact_lock is strict: with no key it takes no lock.
         let rows = try await connection.query("""
             WITH stored AS (
                 INSERT INTO inbound_payloads (channel, provider, idempotency_key, request_fingerprint, api_key_id, content_type, body)
@@ -99,7 +98,7 @@ struct InboundPayloadStore: Sendable {
             SELECT stored.id FROM stored, LATERAL (
                 SELECT count(*) FROM (
                     SELECT pg_advisory_xact_lock(hashtextextended(key, 0))
-                    FROM unnest(array_prepend(\(lockKey)::text, \(moreKeys)::text[])) WITH ORDINALITY AS keys(key, n)
+                    FROM unnest(\(lockKeys)::text[]) WITH ORDINALITY AS keys(key, n)
                     ORDER BY n
                 ) AS taken
             ) AS locked
@@ -130,7 +129,7 @@ struct InboundPayloadStore: Sendable {
         }
         let payloadID = try await insert(
             channel: channel, provider: provider, idempotencyKey: idempotencyKey, body: body, contentType: contentType,
-            apiKeyID: apiKeyID, thenLock: "\(channel.rawValue):\(provider):\(providerMessageID)", andLock: identityLocks, on: connection)
+            apiKeyID: apiKeyID, thenLock: ["\(channel.rawValue):\(provider):\(providerMessageID)"] + identityLocks, on: connection)
         if let earlier = try await firstAnswer(channel: channel, provider: provider, providerMessageID: providerMessageID, excluding: payloadID, on: connection) {
             try await finish(payloadID, providerMessageID: providerMessageID, answer: .ingest(.replayed(earlier.outcome)),
                              messageID: earlier.messageID, on: connection)

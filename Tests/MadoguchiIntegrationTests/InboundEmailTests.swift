@@ -47,6 +47,68 @@ struct InboundEmailTests {
         }
     }
 
+    @Test("every attachment of a mail is stored in order with its own size, hash, Content-ID and inline flag; a mail without any stores none")
+    func attachments() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let mail = """
+                From: hanako@example.jp
+                To: support@shop.example
+                Subject: =?UTF-8?B?5rOo5paH5pu4?=
+                Message-ID: <files@example.jp>
+                MIME-Version: 1.0
+                Content-Type: multipart/mixed; boundary="b"
+
+                --b
+                Content-Type: text/plain; charset=UTF-8
+
+                注文書を添付します。
+                --b
+                Content-Type: application/pdf; name="order.pdf"
+                Content-Disposition: attachment; filename*=UTF-8''%E6%B3%A8%E6%96%87%E6%9B%B8.pdf
+                Content-Transfer-Encoding: base64
+
+                YWJj
+                --b
+                Content-Type: image/png
+                Content-Disposition: inline; filename="logo.png"
+                Content-ID: <logo@example.jp>
+                Content-Transfer-Encoding: base64
+
+                iVBORw0KGgo=
+                --b
+                Content-Type: text/csv; name="items.csv"
+                Content-Disposition: attachment; filename="items.csv"
+
+                sku,qty
+                A-1,2
+                --b--
+
+                """
+            let response = try await app.postMail(gateway, mail)
+            #expect(response.status == .created, "\(response.text)")
+            let messageID = try #require(try response.json["message_id"] as? String)
+            let message = try #require(UUID(uuidString: messageID))
+            let rows = try await app.strings("""
+                SELECT concat_ws('|', position, filename, media_type, size, encode(sha256, 'hex') = encode(sha256(content), 'hex'),
+                                 coalesce(content_id, '(none)'), inline)
+                FROM attachments WHERE message_id = \(message) ORDER BY position
+                """)
+            #expect(rows == [
+                "0|注文書.pdf|application/pdf|3|t|(none)|f",
+                "1|logo.png|image/png|8|t|logo@example.jp|t",
+                "2|items.csv|text/csv|14|t|(none)|f",
+            ])
+            #expect(try await app.strings("SELECT convert_from(content, 'UTF8') FROM attachments WHERE message_id = \(message) AND position IN (0, 2) ORDER BY position")
+                    == ["abc", "sku,qty\r\nA-1,2"])
+
+            let plain = try await app.postMail(gateway, testMail(subject: "no files", id: "nofiles@example.jp"))
+            let plainID = try #require(try plain.json["message_id"] as? String)
+            let plainMessage = try #require(UUID(uuidString: plainID))
+            #expect(try await app.count("SELECT count(*) FROM attachments WHERE message_id = \(plainMessage)") == 0)
+        }
+    }
+
     @Test("a gateway reads back only the raw payloads it posted; another gateway's are not found; a supervisor reads all")
     func gatewaysReadTheirOwn() async throws {
         try await TestApp.run { app in

@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import Logging
 import NIOCore
@@ -12,51 +11,49 @@ struct MessageStore: Sendable {
 
     /// Writes the message and its attachments; returns its id.
     func insert(_ message: NewMessage, on connection: PostgresConnection) async throws -> UUID {
-        let rows = try await connection.query(Self.insertQuery(message, returning: "id"), logger: logger)
-        for try await id in rows.decode(UUID.self) {
-            try await insertAttachments(message.attachments, messageID: id, on: connection)
-            return id
-        }
+        let rows = try await connection.query(try Self.insertQuery(message, returning: "id"), logger: logger)
+        for try await id in rows.decode(UUID.self) { return id }
         throw RowNotFound("INSERT INTO messages … RETURNING id")
     }
 
     /// Writes the message and its attachments; returns it as read back.
     func insertReturningMessage(_ message: NewMessage, on connection: PostgresConnection) async throws -> Message {
-        let rows = try await connection.query(Self.insertQuery(message, returning: Message.columns), logger: logger)
-        for try await row in rows {
-            let written = try Message(row: row)
-            try await insertAttachments(message.attachments, messageID: written.id, on: connection)
-            return written
-        }
+        let rows = try await connection.query(try Self.insertQuery(message, returning: Message.columns), logger: logger)
+        for try await row in rows { return try Message(row: row) }
         throw RowNotFound("INSERT INTO messages … RETURNING")
     }
 
-    private static func insertQuery(_ message: NewMessage, returning: String) -> PostgresQuery {
-        """
-        INSERT INTO messages (
-            ticket_id, direction, channel, classification, customer_id, author_agent_id, inbound_payload_id, provider, provider_message_id,
-            from_address, to_addresses, subject, body_text, body_html, quoted_text, visible_text,
-            email_message_id, in_reply_to, email_references, threading_reason, metadata, sent_at)
-        VALUES (
-            \(message.ticketID), \(message.direction.rawValue), \(message.channel.rawValue), \(message.classification.rawValue),
-            \(message.customerID), \(message.authorAgentID), \(message.inboundPayloadID), \(message.provider), \(message.providerMessageID),
-            \(message.from), \(message.to), \(message.subject), \(message.bodyText), \(message.bodyHTML), \(message.quotedText),
-            \(message.visibleText), \(message.emailMessageID), \(message.inReplyTo), \(message.references), \(message.threadingReason),
-            \(message.metadata)::jsonb, \(message.sentAt))
-        RETURNING \(unescaped: returning)
-        """
-    }
-
-    /// Size and sha256 come from the bytes themselves (the table's CHECK holds size to the content).
-    private func insertAttachments(_ files: [NewAttachment], messageID: UUID, on connection: PostgresConnection) async throws {
-        for (position, file) in files.enumerated() {
-            try await connection.query("""
+    /// One statement for the message and all its attachments, whatever their number: a mail with
+    /// ten files costs one round trip, not eleven. Size and sha256 are computed from the bytes by
+    /// the database itself (the table's CHECK holds size to the content).
+    private static func insertQuery(_ message: NewMessage, returning: String) throws -> PostgresQuery {
+        let files = message.attachments
+        let contained = try files.map { String(decoding: try JSONEncoder().encode($0.contained), as: UTF8.self) }
+        return """
+            WITH written AS (
+                INSERT INTO messages (
+                    ticket_id, direction, channel, classification, customer_id, author_agent_id, inbound_payload_id, provider, provider_message_id,
+                    from_address, to_addresses, subject, body_text, body_html, quoted_text, visible_text,
+                    email_message_id, in_reply_to, email_references, threading_reason, metadata, sent_at)
+                VALUES (
+                    \(message.ticketID), \(message.direction.rawValue), \(message.channel.rawValue), \(message.classification.rawValue),
+                    \(message.customerID), \(message.authorAgentID), \(message.inboundPayloadID), \(message.provider), \(message.providerMessageID),
+                    \(message.from), \(message.to), \(message.subject), \(message.bodyText), \(message.bodyHTML), \(message.quotedText),
+                    \(message.visibleText), \(message.emailMessageID), \(message.inReplyTo), \(message.references), \(message.threadingReason),
+                    \(message.metadata)::jsonb, \(message.sentAt))
+                RETURNING *
+            ), files AS (
                 INSERT INTO attachments (message_id, position, filename, media_type, size, sha256, content_id, inline, content, contained)
-                VALUES (\(messageID), \(position), \(file.filename), \(file.mediaType), \(Int64(file.content.count)),
-                        \(ByteBuffer(bytes: SHA256.hash(data: file.content))), \(file.contentID), \(file.isInline), \(ByteBuffer(bytes: file.content)),
-                        \(String(decoding: try JSONEncoder().encode(file.contained), as: UTF8.self))::jsonb)
-                """, logger: logger)
-        }
+                SELECT written.id, f.n - 1, f.filename, f.media_type, octet_length(f.content), sha256(f.content),
+                       CASE WHEN f.has_content_id THEN f.content_id END, f.inline, f.content, f.contained::jsonb
+                FROM written, unnest(
+                    \(files.map(\.filename))::text[], \(files.map(\.mediaType))::text[], \(files.map { $0.contentID != nil })::boolean[],
+                    \(files.map { $0.contentID ?? "" })::text[], \(files.map(\.isInline))::boolean[],
+                    \(files.map { ByteBuffer(bytes: $0.content) })::bytea[], \(contained)::text[]
+                ) WITH ORDINALITY AS f(filename, media_type, has_content_id, content_id, inline, content, contained, n)
+            )
+            SELECT \(unescaped: returning) FROM written
+            """
     }
 
     /// An internal note (申し送り) by `agentID`: on the timeline, never sent. `metadata` says what kind.

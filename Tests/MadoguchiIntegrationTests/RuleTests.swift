@@ -35,8 +35,11 @@ struct RuleTests {
                 .post, "/v1/rules", key: boss, json: #"{"name":"肌トラブル","priority":"urgent","keywords":["肌に合わない"],"requires_approval":true}"#)
             let scene = try await ReplyTests.scene(app)
             let match = try await app.database.withConnection { connection in
-                try await RuleStore(logger: TestCluster.logger).apply(
-                    ticketID: scene.ticket, subject: "返金希望", body: "化粧水が肌に合わないので返金してください", recipients: [], on: connection)
+                let store = RuleStore(logger: TestCluster.logger)
+                return try await store.apply(
+                    try await store.list(activeOnly: true, on: connection).map(\.0), ticketID: scene.ticket, customerID: scene.customer,
+                    channel: .email, facts: .init(category: nil, priority: .normal, isVIP: false),
+                    subject: "返金希望", body: "化粧水が肌に合わないので返金してください", recipients: [], on: connection)
             }
             #expect(match?.priority?.rule.name == "肌トラブル")
             let ticket = try await app.request(.get, "/v1/tickets/\(scene.ticket)", key: scene.agent.secret)

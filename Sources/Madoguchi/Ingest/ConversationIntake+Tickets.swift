@@ -21,20 +21,28 @@ extension ConversationIntake {
     ) async throws -> Target {
         let threadSubject = ThreadSubject.reduce(subject).key
         let rows = try await connection.query("""
-            INSERT INTO tickets (customer_id, subject, channel, thread_subject, related_ticket_id, tags,
-                                 last_customer_message_at, awaiting_reply_since)
-            VALUES (\(customerID), \(String(subject.prefix(2000))), \(channel.rawValue), \(threadSubject), \(related), \(tags), now(), now())
-            RETURNING id, number
+            WITH opened AS (
+                INSERT INTO tickets (customer_id, subject, channel, thread_subject, related_ticket_id, tags,
+                                     last_customer_message_at, awaiting_reply_since)
+                VALUES (\(customerID), \(String(subject.prefix(2000))), \(channel.rawValue), \(threadSubject), \(related), \(tags), now(), now())
+                RETURNING id, number, category, priority, customer_id
+            )
+            \(unescaped: RuleStore.openedTicketWithActiveRules)
             """, logger: logger)
-        var target: Target?
-        for try await (id, number) in rows.decode((UUID, Int64).self) {
-            target = Target(id: id, number: number, customerID: customerID, status: .new, opened: true)
+        var opened: (target: Target, facts: RuleStore.OpenedTicket)?
+        var rules: [Rule] = []
+        for try await row in rows {
+            let (id, number, facts, rule) = try RuleStore.openedTicket(row)
+            opened = opened ?? (Target(id: id, number: number, customerID: customerID, status: .new, opened: true), facts)
+            if let rule { rules.append(rule) }
         }
-        guard let target else { throw RowNotFound("INSERT INTO tickets … RETURNING") }
+        guard let (target, facts) = opened else { throw RowNotFound("INSERT INTO tickets … RETURNING") }
         var data: [String: Any] = ["channel": channel.rawValue, "number": target.number]
         if let related { data["related_ticket_id"] = related.lowercased }
         try await events.record(.ticketCreated, ticketID: target.id, customerID: customerID, actor: nil, data: data, on: connection)
-        try await RuleStore(logger: logger).apply(ticketID: target.id, subject: subject, body: body, recipients: recipients, on: connection)
+        try await RuleStore(logger: logger).apply(
+            rules, ticketID: target.id, customerID: customerID, channel: channel, facts: facts, subject: subject, body: body,
+            recipients: recipients, on: connection)
         return target
     }
 

@@ -6,8 +6,9 @@ import PostgresNIO
 struct RuleStore: Sendable {
     let logger: Logger
 
-    static let columns = """
-        id, name, position, keywords, channels::text[] AS channels, categories, recipients, vip_only, priority, requires_approval,
+    static let columns = "id, " + columnsBesideID
+    private static let columnsBesideID = """
+        name, position, keywords, channels::text[] AS channels, categories, recipients, vip_only, priority, requires_approval,
         set_queue, set_category, add_tags, set_skill, active
         """
 
@@ -54,67 +55,90 @@ struct RuleStore: Sendable {
         throw Problem.notFound("There is no rule \(id?.uuidString.lowercased() ?? "").")
     }
 
-    /// Applies the active rules to a ticket just opened, in the transaction that opens it: raises its
-    /// priority (never lowers one), routes it (queue, and the queue's SLA policy; category; tags;
-    /// required skill), marks it for approval, and records why on the ticket and in events.
-    @discardableResult
-    func apply(ticketID: UUID, subject: String, body: String, recipients: [String], on connection: PostgresConnection) async throws
-        -> Rules.Outcome?
-    {
-        let rules = try await list(activeOnly: true, on: connection).map(\.0)
-        guard !rules.isEmpty else { return nil }
-        let rows = try await connection.query("""
-            SELECT t.channel, t.category, t.priority, c.is_vip, t.customer_id
-            FROM tickets t JOIN customers c ON c.id = t.customer_id WHERE t.id = \(ticketID)
-            """, logger: logger)
-        for try await (channel, category, current, vip, customerID) in rows.decode((String, String?, String, Bool, UUID).self) {
-            guard let channel = Channel(rawValue: channel), let current = Ticket.Priority(rawValue: current) else { return nil }
-            let outcome = Rules.evaluate(
-                rules, for: .init(subject: subject, body: body, channel: channel, category: category, recipients: recipients, isVIP: vip))
-            guard outcome.priority != nil || !outcome.routing.isEmpty else { return outcome }
-            let all = Ticket.Priority.allCases
-            let raiseTo = outcome.priority.flatMap { match in
-                all.firstIndex(of: match.rule.priority!)! > all.firstIndex(of: current)! ? match : nil
-            }
-            try await connection.query("""
-                UPDATE tickets t
-                SET priority = coalesce(\(raiseTo?.rule.priority?.rawValue), t.priority),
-                    priority_reason = coalesce(\(raiseTo?.reason), t.priority_reason),
-                    approval_rule = coalesce(\(outcome.approval?.rule.name), t.approval_rule),
-                    queue = coalesce(\(outcome.queue), t.queue),
-                    sla_policy_id = coalesce((SELECT q.sla_policy_id FROM queues q WHERE q.name = \(outcome.queue)), t.sla_policy_id),
-                    category = coalesce(\(outcome.category), t.category),
-                    tags = t.tags || ARRAY(SELECT added FROM unnest(\(outcome.tags)::text[]) AS added WHERE NOT added = ANY (t.tags)),
-                    required_skill = coalesce(\(outcome.requiredSkill), t.required_skill),
-                    routing_reason = coalesce(left(\(outcome.routingReason), 2000), t.routing_reason),
-                    version = t.version + 1, updated_at = now()
-                WHERE t.id = \(ticketID)
-                """, logger: logger)
-            let events = EventStore(logger: logger)
-            if let match = outcome.priority {
-                try await events.record(
-                    .ticketPrioritized, ticketID: ticketID, customerID: customerID, actor: nil,
-                    data: ["rule": match.rule.name, "priority": match.rule.priority!.rawValue, "raised": raiseTo != nil,
-                           "reason": match.reason, "requires_approval": match.rule.requiresApproval], on: connection)
-            }
-            if let reason = outcome.routingReason {
-                var data: [String: Any] = ["rules": outcome.routing.map(\.rule.name), "reason": reason]
-                if let queue = outcome.queue { data["queue"] = queue }
-                if let category = outcome.category { data["category"] = category }
-                if !outcome.tags.isEmpty { data["tags"] = outcome.tags }
-                if let skill = outcome.requiredSkill { data["required_skill"] = skill }
-                if let approval = outcome.approval { data["approval_rule"] = approval.rule.name }
-                try await events.record(.ticketRouted, ticketID: ticketID, customerID: customerID, actor: nil, data: data, on: connection)
-            }
-            return outcome
-        }
-        return nil
+    /// What the statement opening a ticket reads beside its insert so the rules cost no round trip
+    /// of their own: the ticket's facts the rules test, and every active rule in order, one row each
+    /// (one row of NULL rule columns when there is none). `opened` is the CTE holding the new ticket;
+    /// its id stays `id`, as every insert returns it, and the rule's is `rule_id`.
+    static let openedTicketWithActiveRules = """
+        SELECT opened.id, opened.number AS ticket_number, opened.category AS ticket_category,
+               opened.priority AS ticket_priority, opened_customer.is_vip AS customer_is_vip, active_rule.*
+        FROM opened JOIN customers opened_customer ON opened_customer.id = opened.customer_id
+        LEFT JOIN LATERAL (SELECT id AS rule_id, \(columnsBesideID) FROM rules WHERE active) AS active_rule ON true
+        ORDER BY active_rule.position, active_rule.name
+        """
+
+    /// The ticket and rules one row of `openedTicketWithActiveRules` holds.
+    static func openedTicket(_ row: PostgresRow) throws -> (id: UUID, number: Int64, facts: OpenedTicket, rule: Rule?) {
+        let columns = row.makeRandomAccess()
+        let facts = OpenedTicket(
+            category: try columns.value("ticket_category"), priority: try Ticket.enumeration(try columns.value("ticket_priority") as String),
+            isVIP: try columns.value("customer_is_vip"))
+        let rule = try (columns.value("rule_id") as UUID?) == nil ? nil : Self.rule(row, idColumn: "rule_id").0
+        return (try columns.value("id"), try columns.value("ticket_number"), facts, rule)
     }
 
-    private static func rule(_ row: PostgresRow) throws -> (Rule, Bool) {
+    /// What a rule tests of a ticket just opened, as the insert returned it.
+    struct OpenedTicket: Sendable {
+        var category: String?
+        var priority: Ticket.Priority
+        var isVIP: Bool
+    }
+
+    /// Applies the active `rules` (read by the statement that opened the ticket, so they are the ones
+    /// its transaction sees) to a ticket just opened, in that transaction: raises its priority (never
+    /// lowers one), routes it (queue, and the queue's SLA policy; category; tags; required skill),
+    /// marks it for approval, and records why on the ticket and in events.
+    @discardableResult
+    func apply(
+        _ rules: [Rule], ticketID: UUID, customerID: UUID, channel: Channel, facts: OpenedTicket, subject: String, body: String,
+        recipients: [String], on connection: PostgresConnection
+    ) async throws -> Rules.Outcome? {
+        guard !rules.isEmpty else { return nil }
+        let current = facts.priority
+        let outcome = Rules.evaluate(
+            rules, for: .init(subject: subject, body: body, channel: channel, category: facts.category, recipients: recipients, isVIP: facts.isVIP))
+        guard outcome.priority != nil || !outcome.routing.isEmpty else { return outcome }
+        let all = Ticket.Priority.allCases
+        let raiseTo = outcome.priority.flatMap { match in
+            all.firstIndex(of: match.rule.priority!)! > all.firstIndex(of: current)! ? match : nil
+        }
+        try await connection.query("""
+            UPDATE tickets t
+            SET priority = coalesce(\(raiseTo?.rule.priority?.rawValue), t.priority),
+                priority_reason = coalesce(\(raiseTo?.reason), t.priority_reason),
+                approval_rule = coalesce(\(outcome.approval?.rule.name), t.approval_rule),
+                queue = coalesce(\(outcome.queue), t.queue),
+                sla_policy_id = coalesce((SELECT q.sla_policy_id FROM queues q WHERE q.name = \(outcome.queue)), t.sla_policy_id),
+                category = coalesce(\(outcome.category), t.category),
+                tags = t.tags || ARRAY(SELECT added FROM unnest(\(outcome.tags)::text[]) AS added WHERE NOT added = ANY (t.tags)),
+                required_skill = coalesce(\(outcome.requiredSkill), t.required_skill),
+                routing_reason = coalesce(left(\(outcome.routingReason), 2000), t.routing_reason),
+                version = t.version + 1, updated_at = now()
+            WHERE t.id = \(ticketID)
+            """, logger: logger)
+        let events = EventStore(logger: logger)
+        if let match = outcome.priority {
+            try await events.record(
+                .ticketPrioritized, ticketID: ticketID, customerID: customerID, actor: nil,
+                data: ["rule": match.rule.name, "priority": match.rule.priority!.rawValue, "raised": raiseTo != nil,
+                       "reason": match.reason, "requires_approval": match.rule.requiresApproval], on: connection)
+        }
+        if let reason = outcome.routingReason {
+            var data: [String: Any] = ["rules": outcome.routing.map(\.rule.name), "reason": reason]
+            if let queue = outcome.queue { data["queue"] = queue }
+            if let category = outcome.category { data["category"] = category }
+            if !outcome.tags.isEmpty { data["tags"] = outcome.tags }
+            if let skill = outcome.requiredSkill { data["required_skill"] = skill }
+            if let approval = outcome.approval { data["approval_rule"] = approval.rule.name }
+            try await events.record(.ticketRouted, ticketID: ticketID, customerID: customerID, actor: nil, data: data, on: connection)
+        }
+        return outcome
+    }
+
+    private static func rule(_ row: PostgresRow, idColumn: String = "id") throws -> (Rule, Bool) {
         let row = row.makeRandomAccess()
         let rule = Rule(
-            id: try row.value("id"), name: try row.value("name"), position: Int(try row.value("position") as Int32),
+            id: try row.value(idColumn), name: try row.value("name"), position: Int(try row.value("position") as Int32),
             keywords: try row.value("keywords"),
             channels: try (row.value("channels") as [String]).compactMap(Channel.init(rawValue:)),
             categories: try row.value("categories"), recipients: try row.value("recipients"), vipOnly: try row.value("vip_only"),

@@ -29,7 +29,7 @@ public enum HeaderText {
     /// §6.2), and adjacent words in the same charset are joined before decoding, because mailers
     /// split multibyte characters (and ISO-2022-JP escape runs) across words.
     public static func decodeEncodedWords(in text: String) -> String {
-        guard text.contains("=?") else { return text }
+        guard text.containsUTF8("=?") else { return text }
         return decodeEncodedWords(units: text.unicodeScalars.map(\.value), eightBitPayloads: false) { units in
             String(String.UnicodeScalarView(units.compactMap(Unicode.Scalar.init)))
         }

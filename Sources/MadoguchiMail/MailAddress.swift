@@ -94,12 +94,12 @@ public struct MailAddress: Sendable, Equatable, CustomStringConvertible {
         }
         let address = withoutComments.filter { !$0.isWhitespace }
         let written = withoutComments.trimmingCharacters(in: .whitespacesAndNewlines)
-        if keepingNamesWithoutAddress, !address.contains("@"), written.contains(where: \.isWhitespace) || written.hasPrefix("\"") {
+        if keepingNamesWithoutAddress, !address.utf8.contains(UInt8(ascii: "@")), written.contains(where: \.isWhitespace) || written.hasPrefix("\"") {
             // Words or a quoted string and no address: a name (a single word such as MAILER-DAEMON
             // stays an address, as mailers mean it).
             return displayName(written).map { MailAddress(name: $0, address: "") }
         }
-        guard address.contains("@") || (!address.isEmpty && !address.contains("\"")) else { return nil }
+        guard address.utf8.contains(UInt8(ascii: "@")) || (!address.isEmpty && !address.utf8.contains(UInt8(ascii: "\""))) else { return nil }
         return MailAddress(name: comments.last.flatMap(displayName), address: address)
     }
 

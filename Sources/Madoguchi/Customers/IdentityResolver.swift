@@ -29,10 +29,19 @@ struct IdentityResolver: Sendable {
         if let existing = try await identities.owner(kind: kind, value: value, on: connection) {
             return Resolution(customerID: existing, created: false)
         }
+        return Resolution(customerID: try await create(kind: kind, value: value, rawValue: rawValue, displayName: displayName, on: connection),
+                          created: true)
+    }
+
+    /// A new customer with this one identity, for a caller that holds the identity's lock and, under
+    /// it, found no owner (so nobody else can have made one since): no second lock or lookup.
+    func create(kind: Customer.Identity.Kind, value: String, rawValue: String?, displayName: String?, on connection: PostgresConnection)
+        async throws -> UUID
+    {
         let customerID = try await customers.insert(displayName: Self.shownName(displayName), on: connection)
         try await identities.insert(kind: kind, value: value, rawValue: rawValue, customerID: customerID, on: connection)
         try await events.record(.customerCreated, customerID: customerID, actor: nil, data: ["identities": [["kind": kind.rawValue, "value": value]]], on: connection)
-        return Resolution(customerID: customerID, created: true)
+        return customerID
     }
 
     /// A customer with no identity at all (a mail without a sender): kept, so nothing is lost, and

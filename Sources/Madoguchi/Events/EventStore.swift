@@ -35,17 +35,43 @@ struct EventStore: Sendable {
     /// the order of a transaction's events is always the order they were recorded in.
     func writeHeldBack(on connection: PostgresConnection) async throws {
         guard let rows = EventBatch.of(connection)?.take(), !rows.isEmpty else { return }
+        var query = PostgresQuery(unsafeSQL: "")
+        Self.appendInsert(of: rows, to: &query)
+        try await connection.query(query, logger: logger)
+    }
+
+    /// Runs `write` (one statement of the caller's that returns nothing it needs, typically a
+    /// transaction's last) and writes the events held back so far in the same statement: `write` in
+    /// a CTE, the events' insert after it. The transaction's closing events then cost no round trip
+    /// of their own. `write` must not have a data-modifying WITH of its own (PostgreSQL allows those
+    /// only at the top level).
+    func writeHeldBack(with write: PostgresQuery, on connection: PostgresConnection) async throws {
+        guard let rows = EventBatch.of(connection)?.take(), !rows.isEmpty else {
+            try await connection.query(write, logger: logger)
+            return
+        }
+        var query = write
+        query.sql = "WITH closing_write AS (\n" + write.sql + "\n)\n"
+        Self.appendInsert(of: rows, to: &query)
+        try await connection.query(query, logger: logger)
+    }
+
+    /// Appends the insert of `rows` to `query`, its parameters numbered after those `query` has.
+    private static func appendInsert(of rows: [EventBatch.Row], to query: inout PostgresQuery) {
         // Arrays of optional uuids travel as text; '' is none.
         func ids(_ path: KeyPath<EventBatch.Row, UUID?>) -> [String] { rows.map { $0[keyPath: path]?.lowercased ?? "" } }
-        try await connection.query("""
+        let columns = [rows.map(\.type), ids(\.ticketID), ids(\.customerID), ids(\.messageID), ids(\.actorKeyID), ids(\.actorAgentID), rows.map(\.data)]
+        let first = query.binds.count + 1
+        for column in columns { query.binds.append(column) }
+        let p = (first..<(first + columns.count)).map { "$\($0)::text[]" }
+        query.sql += """
             INSERT INTO events (type, ticket_id, customer_id, message_id, actor_key_id, actor_agent_id, data)
             SELECT e.type, nullif(e.ticket_id, '')::uuid, nullif(e.customer_id, '')::uuid, nullif(e.message_id, '')::uuid,
                    nullif(e.actor_key_id, '')::uuid, nullif(e.actor_agent_id, '')::uuid, e.data::jsonb
-            FROM unnest(\(rows.map(\.type))::text[], \(ids(\.ticketID))::text[], \(ids(\.customerID))::text[], \(ids(\.messageID))::text[],
-                        \(ids(\.actorKeyID))::text[], \(ids(\.actorAgentID))::text[], \(rows.map(\.data))::text[])
+            FROM unnest(\(p.joined(separator: ", ")))
                  WITH ORDINALITY AS e(type, ticket_id, customer_id, message_id, actor_key_id, actor_agent_id, data, n)
             ORDER BY e.n
-            """, logger: logger)
+            """
     }
 
     /// An event about a reply, on its ticket, customer and message (one statement: no read first).

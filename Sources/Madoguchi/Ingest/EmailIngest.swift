@@ -145,7 +145,7 @@ struct EmailIngest: Sendable {
 
     /// The sender a customer's mail is filed under, when its From is a usable address.
     static func sender(of mail: ParsedMail) -> MailAddress? {
-        mail.from.flatMap { $0.address.contains("@") && $0.address.count <= 512 ? $0 : nil }
+        mail.from.flatMap { $0.address.utf8.contains(UInt8(ascii: "@")) && $0.address.count <= 512 ? $0 : nil }
     }
 
     /// The sender's identity lock is already held (`process` takes it with the replay lookup).
@@ -176,9 +176,9 @@ struct EmailIngest: Sendable {
         }
 
         if customerID == nil, let sender {
-            customerID = try await resolver.resolve(
-                kind: .email, value: sender.address, rawValue: sender.address, displayName: sender.name.map(Text.clean), on: connection
-            ).customerID
+            // The sender's lock was taken with the replay lookup, and the owner looked up under it.
+            customerID = try await resolver.create(
+                kind: .email, value: sender.address, rawValue: sender.address, displayName: sender.name.map(Text.clean), on: connection)
         } else if customerID == nil {
             customerID = try await resolver.anonymousCustomer(on: connection)
         }

@@ -165,15 +165,16 @@ struct InboundPayloadStore: Sendable {
     }
 
     /// Records what the payload became and the answer given, for replays and `GET /v1/inbound/{id}`.
+    /// The last write of an ingest: the events its transaction held back go in the same statement.
     func finish(_ id: UUID, providerMessageID: String?, answer: StoredAnswer, messageID: UUID?, on connection: PostgresConnection) async throws {
         let parseError = answer.parseError
-        try await connection.query("""
+        try await EventStore(logger: logger).writeHeldBack(with: """
             UPDATE inbound_payloads
             SET parse_status = \(parseError == nil ? "parsed" : "failed"), parse_error = \(parseError),
                 provider_message_id = \(providerMessageID), response_status = \(answer.responseStatus),
                 response_body = \(try answer.json())::jsonb, message_id = \(messageID), processed_at = now()
             WHERE id = \(id)
-            """, logger: logger)
+            """, on: connection)
     }
 
     /// Keeps a request that was refused (`rejected`: its signature did not verify) or could not be read

@@ -13,7 +13,7 @@ extension JSONEncoder {
 extension JSONSerialization {
     /// A dictionary as sorted-key JSON text, for a `jsonb` bind.
     static func text(_ object: [String: Any]) throws -> String {
-        String(decoding: try data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
+        try JSONText.object(object)
     }
 }
 

@@ -158,6 +158,15 @@ enum BenchmarkSupport {
         }
     }
 
+    /// With MADOGUCHI_BENCH_STATEMENTS=1, forgets the statements so far: the next report covers one measurement.
+    static func forgetStatements(_ database: Database, logger: Logger) async throws {
+        guard ProcessInfo.processInfo.environment["MADOGUCHI_BENCH_STATEMENTS"] == "1" else { return }
+        try await database.withConnection { connection in
+            try await connection.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", logger: logger)
+            try await connection.query("SELECT pg_stat_statements_reset()", logger: logger)
+        }
+    }
+
     /// With MADOGUCHI_BENCH_STATEMENTS=1, the statements that took the database's time, most first.
     static func reportStatements(_ database: Database, logger: Logger, report: (String) -> Void) async throws {
         guard ProcessInfo.processInfo.environment["MADOGUCHI_BENCH_STATEMENTS"] == "1" else { return }

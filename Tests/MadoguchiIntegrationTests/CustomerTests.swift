@@ -125,6 +125,20 @@ struct CustomerTests {
             let later = try await app.postMail(try await app.keySecret(.gateway),
                                                          testMail(from: "b0@example.jp", subject: "また", id: "later@example.jp"))
             #expect(try later.json["customer_id"] as? String == a)
+
+            // A mail's first read that found the owner merged meanwhile (not live once locked) looks
+            // again and follows the merge; identity_owner itself answers with the survivor.
+            let store = IdentityStore(logger: TestCluster.logger)
+            let followed = try await app.database.withTransaction { connection in
+                try await store.owner(kind: .email, value: "b0@example.jp",
+                                      asRead: .init(customerID: UUID(uuidString: b)!, live: false), on: connection)
+            }
+            #expect(followed?.lowercased == a)
+            #expect(try await app.strings("SELECT customer_id::text || ' ' || live FROM identity_owner('email', 'b0@example.jp')") == ["\(a) true"])
+            let none = try await app.database.withTransaction { connection in
+                try await store.owner(kind: .email, value: "nobody@example.jp", asRead: nil, on: connection)
+            }
+            #expect(none == nil)
         }
     }
 

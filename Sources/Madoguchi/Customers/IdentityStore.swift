@@ -36,20 +36,30 @@ struct IdentityStore: Sendable {
         for _ in 0..<5 {
             // The survivor is found with the statement's snapshot, then its row share-locked: a merge
             // committed meanwhile shows as `merged_into` on the locked row, and the next turn, with a
-            // new snapshot, follows it.
-            let rows = try await connection.query("""
-                SELECT c.id, c.merged_into IS NULL FROM customers c
-                WHERE c.id = (SELECT customer_survivor(i.customer_id) FROM customer_identities i WHERE i.kind = \(kind.rawValue) AND i.value = \(value))
-                FOR SHARE OF c
-                """, logger: logger)
-            var found = false
-            for try await (id, live) in rows.decode((UUID, Bool).self) {
-                if live { return id }
-                found = true
-            }
-            guard found else { return nil }
+            // new snapshot, follows it (`identity_owner`, migration 0039).
+            let rows = try await connection.query(
+                "SELECT customer_id, live FROM identity_owner(\(kind.rawValue), \(value))", logger: logger)
+            var found: Owner?
+            for try await (id, live) in rows.decode((UUID, Bool).self) { found = Owner(customerID: id, live: live) }
+            guard let found else { return nil }
+            if found.live { return found.customerID }
         }
         throw Problem(.ticketBusy, status: .conflict, title: "Customer busy", detail: "The customer was being merged; retry.")
+    }
+
+    /// What `identity_owner` found: the customer, and whether it was still live once locked.
+    struct Owner: Sendable {
+        var customerID: UUID
+        var live: Bool
+    }
+
+    /// The owner as another statement read it with `identity_owner`: its customer when it was live,
+    /// nil when there was none, and otherwise (merged meanwhile) a new lookup.
+    func owner(
+        kind: Customer.Identity.Kind, value: String, asRead found: Owner?, on connection: PostgresConnection
+    ) async throws -> UUID? {
+        guard let found else { return nil }
+        return found.live ? found.customerID : try await owner(kind: kind, value: value, on: connection)
     }
 
     /// Links an identity nobody owns to `customerID` (the caller holds its lock and checked `owner`).

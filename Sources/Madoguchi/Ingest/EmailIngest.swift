@@ -35,9 +35,11 @@ struct EmailIngest: Sendable {
             if let outcome = try await payloads.replay(idempotencyKey: idempotencyKey, channel: .email, body: bytes, on: connection) {
                 return .replayed(outcome)
             }
+            // The message's lock, then its sender's identity's: both with the payload's insert.
+            let senderLock = Self.filedSender(of: mail).map { IdentityStore.lockKey(kind: .email, value: $0.address) }
             let payloadID = try await payloads.insert(
                 channel: .email, idempotencyKey: idempotencyKey, body: bytes, contentType: "message/rfc822", apiKeyID: apiKeyID,
-                thenLock: readable ? [Self.lockKey(providerID)] : [], on: connection)
+                thenLock: readable ? [Self.lockKey(providerID)] + (senderLock.map { [$0] } ?? []) : [], on: connection)
             return try await process(mail, bytes: bytes, payloadID: payloadID, providerLocked: readable, on: connection)
         }
     }
@@ -84,7 +86,7 @@ struct EmailIngest: Sendable {
 
     // MARK: - One mail
 
-    /// `providerLocked`: the mail's lock was taken when its payload was stored.
+    /// `providerLocked`: the mail's lock, and its sender's identity's, were taken when its payload was stored.
     private func process(
         _ mail: ParsedMail, bytes: [UInt8], payloadID: UUID, providerLocked: Bool, on connection: PostgresConnection
     ) async throws -> IngestAnswer {
@@ -97,12 +99,24 @@ struct EmailIngest: Sendable {
         }
 
         let providerID = Self.providerID(of: mail, bytes: bytes)
-        if !providerLocked { try await AdvisoryLock.take(Self.lockKey(providerID), on: connection, logger: logger) }
-        // A customer's mail reads its sender's identity next, under the identity's lock: taken here.
-        let sender = mail.classification == .customer || mail.classification == .autoReply ? Self.sender(of: mail) : nil
-        if let (firstMessage, outcome) = try await payloads.firstAnswer(
-            channel: .email, provider: "", providerMessageID: providerID, excluding: payloadID,
-            thenLock: sender.map { IdentityStore.lockKey(kind: .email, value: $0.address) }, on: connection) {
+        let sender = Self.filedSender(of: mail)
+        let first: (messageID: UUID?, outcome: Outcome)?
+        var senderOwner = SenderOwnerRead.notRead
+        if providerLocked, let sender {
+            // Both locks are held: whether the mail was taken in before, and who its sender is, in one read.
+            let read = try await payloads.firstAnswer(
+                channel: .email, provider: "", providerMessageID: providerID, excluding: payloadID,
+                ownerOf: (.email, sender.address), on: connection)
+            (first, senderOwner) = (read.first, .read(read.owner))
+        } else {
+            if !providerLocked { try await AdvisoryLock.take(Self.lockKey(providerID), on: connection, logger: logger) }
+            // A customer's mail reads its sender's identity next, under the identity's lock: taken here
+            // unless it came with the payload's insert.
+            first = try await payloads.firstAnswer(
+                channel: .email, provider: "", providerMessageID: providerID, excluding: payloadID,
+                thenLock: providerLocked ? nil : sender.map { IdentityStore.lockKey(kind: .email, value: $0.address) }, on: connection)
+        }
+        if let (firstMessage, outcome) = first {
             try await payloads.finish(payloadID, providerMessageID: providerID, answer: .ingest(.replayed(outcome)), messageID: firstMessage, on: connection)
             return .replayed(outcome)
         }
@@ -115,7 +129,7 @@ struct EmailIngest: Sendable {
         case .bounce, .feedbackReport, .deliveryReport:
             try await takeReport(delivery, outcome: &outcome, on: connection)
         case .customer, .autoReply:
-            try await takeCustomerMail(delivery, outcome: &outcome, on: connection)
+            try await takeCustomerMail(delivery, senderOwner: senderOwner, outcome: &outcome, on: connection)
         }
         try await payloads.finish(payloadID, providerMessageID: providerID, answer: .ingest(.taken(outcome)), messageID: outcome.messageID, on: connection)
         return .taken(outcome)
@@ -148,13 +162,30 @@ struct EmailIngest: Sendable {
         mail.from.flatMap { $0.address.utf8.contains(UInt8(ascii: "@")) && $0.address.count <= 512 ? $0 : nil }
     }
 
+    /// The sender whose identity a mail's transaction locks and reads: a customer's mail's or an
+    /// auto-reply's (a bounce or a report is filed under nobody).
+    static func filedSender(of mail: ParsedMail) -> MailAddress? {
+        mail.classification == .customer || mail.classification == .autoReply ? sender(of: mail) : nil
+    }
+
+    /// The owner of the sender's identity, when the mail's first read already looked it up.
+    enum SenderOwnerRead {
+        case notRead
+        case read(IdentityStore.Owner?)
+    }
+
     /// The sender's identity lock is already held (`process` takes it with the replay lookup).
-    private func takeCustomerMail(_ delivery: Delivery, outcome: inout Outcome, on connection: PostgresConnection) async throws {
+    private func takeCustomerMail(
+        _ delivery: Delivery, senderOwner: SenderOwnerRead, outcome: inout Outcome, on connection: PostgresConnection
+    ) async throws {
         let mail = delivery.mail
         let sender = Self.sender(of: mail)
         var customerID: UUID?
         if let sender {
-            customerID = try await identities.owner(kind: .email, value: sender.address, on: connection)
+            switch senderOwner {
+            case .read(let owner): customerID = try await identities.owner(kind: .email, value: sender.address, asRead: owner, on: connection)
+            case .notRead: customerID = try await identities.owner(kind: .email, value: sender.address, on: connection)
+            }
         }
         let threader = EmailThreader(logger: logger, subjectWindow: subjectWindow)
         var decision = try await threader.thread(mail, sender: sender, customerID: customerID, on: connection)

@@ -164,6 +164,33 @@ struct InboundPayloadStore: Sendable {
         return nil
     }
 
+    /// `firstAnswer`, and in the same statement the owner of the sender's identity
+    /// (`identity_owner`, read by `IdentityStore.owner(kind:value:asRead:)`), for a caller that
+    /// already holds both the message's lock and the identity's (taken with the payload's insert):
+    /// the two reads a mail needs after its locks, in one round trip.
+    func firstAnswer(
+        channel: Channel, provider: String, providerMessageID: String, excluding payloadID: UUID,
+        ownerOf identity: (kind: Customer.Identity.Kind, value: String), on connection: PostgresConnection
+    ) async throws -> (first: (messageID: UUID?, outcome: Outcome)?, owner: IdentityStore.Owner?) {
+        let rows = try await connection.query("""
+            SELECT first.message_id, first.response_body, owner.customer_id, owner.live
+            FROM (SELECT 1) AS one
+            LEFT JOIN LATERAL (
+                SELECT message_id, response_body::text AS response_body FROM inbound_payloads
+                WHERE channel = \(channel.rawValue) AND provider = \(provider) AND provider_message_id = \(providerMessageID)
+                  AND parse_status = 'parsed' AND response_status = 201 AND id <> \(payloadID)
+                ORDER BY received_at LIMIT 1
+            ) AS first ON true
+            LEFT JOIN LATERAL identity_owner(\(identity.kind.rawValue), \(identity.value)) AS owner ON true
+            """, logger: logger)
+        for try await (messageID, body, customerID, live) in rows.decode((UUID?, String?, UUID?, Bool?).self) {
+            let owner = customerID.map { IdentityStore.Owner(customerID: $0, live: live ?? false) }
+            guard let body else { return (nil, owner) }
+            return ((messageID, try Self.decodeOutcome(body)), owner)
+        }
+        return (nil, nil)
+    }
+
     /// Records what the payload became and the answer given, for replays and `GET /v1/inbound/{id}`.
     /// The last write of an ingest: the events its transaction held back go in the same statement.
     func finish(_ id: UUID, providerMessageID: String?, answer: StoredAnswer, messageID: UUID?, on connection: PostgresConnection) async throws {

@@ -10,4 +10,18 @@ enum AdvisoryLock {
     static func take(_ key: String, on connection: PostgresConnection, logger: Logger) async throws {
         try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(key), 0))", logger: logger)
     }
+
+    /// Several keys in one round trip, taken one after the other in the order given (callers keep
+    /// one order for keys they share, so two transactions never wait on each other crosswise).
+    static func take(_ keys: [String], on connection: PostgresConnection, logger: Logger) async throws {
+        if keys.count == 1 { return try await take(keys[0], on: connection, logger: logger) }
+        guard !keys.isEmpty else { return }
+        try await connection.query("""
+            SELECT count(*) FROM (
+                SELECT pg_advisory_xact_lock(hashtextextended(key, 0))
+                FROM unnest(\(keys)::text[]) WITH ORDINALITY AS keys(key, n)
+                ORDER BY n
+            ) AS taken
+            """, logger: logger)
+    }
 }

@@ -20,13 +20,14 @@ struct IdentityResolver: Sendable {
     }
 
     /// The customer of this identity, made (with the identity) if there is none. Takes the lock,
-    /// unless the caller holds it (`locked`).
+    /// unless the caller holds it (`locked`, and then `ownersRead` may hold its owner, read under it).
     func resolve(
         kind: Customer.Identity.Kind, value: String, rawValue: String?, displayName: String?, locked: Bool = false,
-        on connection: PostgresConnection
+        ownersRead: IdentityStore.OwnersRead = .none, on connection: PostgresConnection
     ) async throws -> Resolution {
         if !locked { try await identities.lock(kind: kind, value: value, on: connection) }
-        if let existing = try await identities.owner(kind: kind, value: value, on: connection) {
+        let read = locked ? ownersRead : .none
+        if let existing = try await identities.owner(kind: kind, value: value, read: read, on: connection) {
             return Resolution(customerID: existing, created: false)
         }
         return Resolution(customerID: try await create(kind: kind, value: value, rawValue: rawValue, displayName: displayName, on: connection),
@@ -58,13 +59,16 @@ struct IdentityResolver: Sendable {
     /// Returns the customer and the flags to report (`no-contact`, `merge-suggested`).
     func resolve(
         contacts: [(kind: Customer.Identity.Kind, value: String)], displayName: String?, channel: Channel, locked: Bool = false,
-        on connection: PostgresConnection
+        ownersRead: IdentityStore.OwnersRead = .none, on connection: PostgresConnection
     ) async throws -> (UUID, [String]) {
         guard !contacts.isEmpty else { return (try await anonymousCustomer(on: connection), ["no-contact"]) }
         if !locked { try await identities.lock(contacts, on: connection) }
+        // Owners read before the locks were taken would prove nothing: only a locked caller's count.
+        let read = locked ? ownersRead : .none
         var owners: [(kind: Customer.Identity.Kind, value: String, owner: UUID?)] = []
         for contact in contacts {
-            owners.append((contact.kind, contact.value, try await identities.owner(kind: contact.kind, value: contact.value, on: connection)))
+            owners.append((contact.kind, contact.value,
+                           try await identities.owner(kind: contact.kind, value: contact.value, read: read, on: connection)))
         }
         var flags: [String] = []
         let customerID: UUID

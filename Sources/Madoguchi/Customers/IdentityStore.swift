@@ -53,6 +53,31 @@ struct IdentityStore: Sendable {
         var live: Bool
     }
 
+    /// The owners an earlier statement of the transaction read with `identity_owner`, under the
+    /// identities' locks, by identity; an identity it did not read is looked up as usual.
+    struct OwnersRead: Sendable {
+        private var owners: [String: Owner?] = [:]
+
+        static let none = OwnersRead()
+
+        init() {}
+
+        init(_ identities: [(kind: Customer.Identity.Kind, value: String)], _ owners: [Owner?]) {
+            for (identity, owner) in zip(identities, owners) { self.owners[IdentityStore.lockKey(kind: identity.kind, value: identity.value)] = owner }
+        }
+
+        /// `.some(owner)` when it was read (the owner itself nil when there was none).
+        func read(kind: Customer.Identity.Kind, value: String) -> Owner?? {
+            owners[IdentityStore.lockKey(kind: kind, value: value)]
+        }
+    }
+
+    /// The owner, from `read` when an earlier statement read it, else looked up now.
+    func owner(kind: Customer.Identity.Kind, value: String, read: OwnersRead, on connection: PostgresConnection) async throws -> UUID? {
+        if let found = read.read(kind: kind, value: value) { return try await owner(kind: kind, value: value, asRead: found, on: connection) }
+        return try await owner(kind: kind, value: value, on: connection)
+    }
+
     /// The owner as another statement read it with `identity_owner`: its customer when it was live,
     /// nil when there was none, and otherwise (merged meanwhile) a new lookup.
     func owner(

@@ -35,7 +35,7 @@ struct ChatIngest: Sendable {
         try await GatewayIngest(database: database, logger: logger).ingest(.init(
             channel: .chat, provider: chat.provider, providerMessageID: chat.providerMessageID, idempotencyKey: idempotencyKey,
             body: raw, apiKeyID: apiKeyID)
-        ) { payloadID, connection in
+        ) { payloadID, _, connection in
             try await take(chat, payloadID: payloadID, on: connection)
         }
     }

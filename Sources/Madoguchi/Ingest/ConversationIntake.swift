@@ -57,11 +57,13 @@ struct ConversationIntake: Sendable {
     }
 
     /// `identitiesLocked`: the caller already holds the sender's identity locks (taken with the
-    /// payload's insert, `GatewayIngest.Delivery.senderIdentities`).
+    /// payload's insert, `GatewayIngest.Delivery.senderIdentities`); `ownersRead`: their owners, when
+    /// the caller read them under those locks.
     func take(
-        _ message: CustomerMessage, placement: Placement, payloadID: UUID, identitiesLocked: Bool = false, on connection: PostgresConnection
+        _ message: CustomerMessage, placement: Placement, payloadID: UUID, identitiesLocked: Bool = false,
+        ownersRead: IdentityStore.OwnersRead = .none, on connection: PostgresConnection
     ) async throws -> (messageID: UUID, outcome: InboundOutcome) {
-        let (customerID, flags) = try await resolveSender(message, locked: identitiesLocked, on: connection)
+        let (customerID, flags) = try await resolveSender(message, locked: identitiesLocked, ownersRead: ownersRead, on: connection)
         let ticket: Target
         let reason: String
         switch placement {
@@ -110,16 +112,19 @@ struct ConversationIntake: Sendable {
         return (messageID, ticket)
     }
 
-    private func resolveSender(_ message: CustomerMessage, locked: Bool, on connection: PostgresConnection) async throws -> (UUID, [String]) {
+    private func resolveSender(
+        _ message: CustomerMessage, locked: Bool, ownersRead: IdentityStore.OwnersRead, on connection: PostgresConnection
+    ) async throws -> (UUID, [String]) {
         let resolver = IdentityResolver(logger: logger)
         switch message.sender {
         case .identity(let kind, let value, let raw):
             let resolution = try await resolver.resolve(
-                kind: kind, value: value, rawValue: raw, displayName: message.senderName, locked: locked, on: connection)
+                kind: kind, value: value, rawValue: raw, displayName: message.senderName, locked: locked, ownersRead: ownersRead, on: connection)
             return (resolution.customerID, [])
         case .contacts(let contacts):
             return try await resolver.resolve(
-                contacts: contacts, displayName: message.senderName, channel: message.channel, locked: locked, on: connection)
+                contacts: contacts, displayName: message.senderName, channel: message.channel, locked: locked, ownersRead: ownersRead,
+                on: connection)
         }
     }
 }

@@ -101,13 +101,13 @@ struct EmailIngest: Sendable {
         let providerID = Self.providerID(of: mail, bytes: bytes)
         let sender = Self.filedSender(of: mail)
         let first: (messageID: UUID?, outcome: Outcome)?
-        var senderOwner = SenderOwnerRead.notRead
+        var senderOwner = IdentityStore.OwnersRead.none
         if providerLocked, let sender {
             // Both locks are held: whether the mail was taken in before, and who its sender is, in one read.
+            let identity = [(kind: Customer.Identity.Kind.email, value: sender.address)]
             let read = try await payloads.firstAnswer(
-                channel: .email, provider: "", providerMessageID: providerID, excluding: payloadID,
-                ownerOf: (.email, sender.address), on: connection)
-            (first, senderOwner) = (read.first, .read(read.owner))
+                channel: .email, provider: "", providerMessageID: providerID, excluding: payloadID, ownersOf: identity, on: connection)
+            (first, senderOwner) = (read.first, IdentityStore.OwnersRead(identity, read.owners))
         } else {
             if !providerLocked { try await AdvisoryLock.take(Self.lockKey(providerID), on: connection, logger: logger) }
             // A customer's mail reads its sender's identity next, under the identity's lock: taken here
@@ -168,24 +168,16 @@ struct EmailIngest: Sendable {
         mail.classification == .customer || mail.classification == .autoReply ? sender(of: mail) : nil
     }
 
-    /// The owner of the sender's identity, when the mail's first read already looked it up.
-    enum SenderOwnerRead {
-        case notRead
-        case read(IdentityStore.Owner?)
-    }
-
-    /// The sender's identity lock is already held (`process` takes it with the replay lookup).
+    /// The sender's identity lock is already held: taken with the payload's insert, or (reprocessing
+    /// a stored payload) with the replay lookup.
     private func takeCustomerMail(
-        _ delivery: Delivery, senderOwner: SenderOwnerRead, outcome: inout Outcome, on connection: PostgresConnection
+        _ delivery: Delivery, senderOwner: IdentityStore.OwnersRead, outcome: inout Outcome, on connection: PostgresConnection
     ) async throws {
         let mail = delivery.mail
         let sender = Self.sender(of: mail)
         var customerID: UUID?
         if let sender {
-            switch senderOwner {
-            case .read(let owner): customerID = try await identities.owner(kind: .email, value: sender.address, asRead: owner, on: connection)
-            case .notRead: customerID = try await identities.owner(kind: .email, value: sender.address, on: connection)
-            }
+            customerID = try await identities.owner(kind: .email, value: sender.address, read: senderOwner, on: connection)
         }
         let threader = EmailThreader(logger: logger, subjectWindow: subjectWindow)
         var decision = try await threader.thread(mail, sender: sender, customerID: customerID, on: connection)
@@ -207,7 +199,7 @@ struct EmailIngest: Sendable {
         }
 
         if customerID == nil, let sender {
-            // The sender's lock was taken with the replay lookup, and the owner looked up under it.
+            // The sender's lock is held (see above) and the owner was looked up under it: none.
             customerID = try await resolver.create(
                 kind: .email, value: sender.address, rawValue: sender.address, displayName: sender.name.map(Text.clean), on: connection)
         } else if customerID == nil {

@@ -19,24 +19,26 @@ struct GatewayIngest: Sendable {
         var contentType: String = "application/json"
         var apiKeyID: UUID?
         /// The sender's identities when the request names them: their locks are taken with the
-        /// payload's insert, and `take` tells the intake so (`identitiesLocked`).
+        /// payload's insert and their owners read with the replay lookup; `take` hands both facts
+        /// to the intake (`identitiesLocked`, `ownersRead`).
         var senderIdentities: [(kind: Customer.Identity.Kind, value: String)] = []
     }
 
     func ingest(
         _ delivery: Delivery,
-        take: (_ payloadID: UUID, _ connection: PostgresConnection) async throws -> (messageID: UUID, outcome: InboundOutcome)
+        take: (_ payloadID: UUID, _ ownersRead: IdentityStore.OwnersRead, _ connection: PostgresConnection) async throws
+            -> (messageID: UUID, outcome: InboundOutcome)
     ) async throws -> IngestAnswer {
         let payloads = InboundPayloadStore(logger: logger)
         return try await database.withTransaction { connection in
             switch try await payloads.open(
                 channel: delivery.channel, provider: delivery.provider, providerMessageID: delivery.providerMessageID,
                 idempotencyKey: delivery.idempotencyKey, body: delivery.body, contentType: delivery.contentType, apiKeyID: delivery.apiKeyID,
-                identityLocks: IdentityStore.lockKeys(delivery.senderIdentities), on: connection) {
+                senderIdentities: delivery.senderIdentities, on: connection) {
             case .replay(let outcome):
                 return .replayed(outcome)
-            case .fresh(let payloadID):
-                let taken = try await take(payloadID, connection)
+            case .fresh(let payloadID, let owners):
+                let taken = try await take(payloadID, owners, connection)
                 try await payloads.finish(payloadID, providerMessageID: delivery.providerMessageID, answer: .ingest(.taken(taken.outcome)),
                                           messageID: taken.messageID, on: connection)
                 return .taken(taken.outcome)

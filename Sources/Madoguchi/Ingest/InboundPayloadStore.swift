@@ -110,32 +110,46 @@ struct InboundPayloadStore: Sendable {
     enum Opening: Sendable {
         /// Already taken in: the first answer, to give again with 200.
         case replay(Outcome)
-        /// New: the stored payload's id. The provider's message id stays locked until commit.
-        case fresh(UUID)
+        /// New: the stored payload's id. The provider's message id and the sender's identities stay
+        /// locked until commit; the identities' owners were read under those locks.
+        case fresh(UUID, owners: IdentityStore.OwnersRead)
     }
 
     /// The start every JSON gateway shares, in the caller's transaction: a replayed
     /// `Idempotency-Key` answers at once; otherwise the raw body is stored, the provider's message id
     /// is locked, and a message already taken in under it is answered with its first answer (the
     /// retry's bytes stay stored, with that answer).
-    /// `identityLocks`: the sender's identities' lock keys (`IdentityStore.lockKeys`), taken with
-    /// the provider message id's, in the same order as if the intake took them.
+    /// `senderIdentities`: the sender's identities; their locks are taken with the provider message
+    /// id's (in `IdentityStore.lockKeys` order, as the intake would take them) and their owners read
+    /// with the replay lookup.
     func open(
         channel: Channel, provider: String, providerMessageID: String, idempotencyKey: String?, body: [UInt8],
-        contentType: String = "application/json", apiKeyID: UUID?, identityLocks: [String] = [], on connection: PostgresConnection
+        contentType: String = "application/json", apiKeyID: UUID?, senderIdentities: [(kind: Customer.Identity.Kind, value: String)] = [],
+        on connection: PostgresConnection
     ) async throws -> Opening {
         if let outcome = try await replay(idempotencyKey: idempotencyKey, channel: channel, body: body, on: connection) {
             return .replay(outcome)
         }
         let payloadID = try await insert(
             channel: channel, provider: provider, idempotencyKey: idempotencyKey, body: body, contentType: contentType,
-            apiKeyID: apiKeyID, thenLock: ["\(channel.rawValue):\(provider):\(providerMessageID)"] + identityLocks, on: connection)
-        if let earlier = try await firstAnswer(channel: channel, provider: provider, providerMessageID: providerMessageID, excluding: payloadID, on: connection) {
+            apiKeyID: apiKeyID, thenLock: ["\(channel.rawValue):\(provider):\(providerMessageID)"] + IdentityStore.lockKeys(senderIdentities),
+            on: connection)
+        let earlier: (messageID: UUID?, outcome: Outcome)?
+        var owners = IdentityStore.OwnersRead.none
+        if senderIdentities.isEmpty {
+            earlier = try await firstAnswer(channel: channel, provider: provider, providerMessageID: providerMessageID, excluding: payloadID, on: connection)
+        } else {
+            let read = try await firstAnswer(
+                channel: channel, provider: provider, providerMessageID: providerMessageID, excluding: payloadID,
+                ownersOf: senderIdentities, on: connection)
+            (earlier, owners) = (read.first, IdentityStore.OwnersRead(senderIdentities, read.owners))
+        }
+        if let earlier {
             try await finish(payloadID, providerMessageID: providerMessageID, answer: .ingest(.replayed(earlier.outcome)),
                              messageID: earlier.messageID, on: connection)
             return .replay(earlier.outcome)
         }
-        return .fresh(payloadID)
+        return .fresh(payloadID, owners: owners)
     }
 
     /// The answer the first delivery of this provider message got, if one was taken in.
@@ -164,16 +178,17 @@ struct InboundPayloadStore: Sendable {
         return nil
     }
 
-    /// `firstAnswer`, and in the same statement the owner of the sender's identity
-    /// (`identity_owner`, read by `IdentityStore.owner(kind:value:asRead:)`), for a caller that
-    /// already holds both the message's lock and the identity's (taken with the payload's insert):
-    /// the two reads a mail needs after its locks, in one round trip.
+    /// `firstAnswer`, and in the same statement the owners of the sender's identities
+    /// (`identity_owner`; see `IdentityStore.OwnersRead`), for a caller that already holds the
+    /// message's lock and the identities' (taken with the payload's insert): the reads a message needs
+    /// after its locks, in one round trip. The owners come in the order of `identities`.
     func firstAnswer(
         channel: Channel, provider: String, providerMessageID: String, excluding payloadID: UUID,
-        ownerOf identity: (kind: Customer.Identity.Kind, value: String), on connection: PostgresConnection
-    ) async throws -> (first: (messageID: UUID?, outcome: Outcome)?, owner: IdentityStore.Owner?) {
+        ownersOf identities: [(kind: Customer.Identity.Kind, value: String)], on connection: PostgresConnection
+    ) async throws -> (first: (messageID: UUID?, outcome: Outcome)?, owners: [IdentityStore.Owner?]) {
+        // One row per identity (one row when there is none), the first answer repeated on each.
         let rows = try await connection.query("""
-            SELECT first.message_id, first.response_body, owner.customer_id, owner.live
+            SELECT first.message_id, first.response_body, sender.n, sender.customer_id, sender.live
             FROM (SELECT 1) AS one
             LEFT JOIN LATERAL (
                 SELECT message_id, response_body::text AS response_body FROM inbound_payloads
@@ -181,14 +196,22 @@ struct InboundPayloadStore: Sendable {
                   AND parse_status = 'parsed' AND response_status = 201 AND id <> \(payloadID)
                 ORDER BY received_at LIMIT 1
             ) AS first ON true
-            LEFT JOIN LATERAL identity_owner(\(identity.kind.rawValue), \(identity.value)) AS owner ON true
+            LEFT JOIN LATERAL (
+                SELECT i.n, o.customer_id, o.live
+                FROM unnest(\(identities.map(\.kind.rawValue))::text[], \(identities.map(\.value))::text[]) WITH ORDINALITY AS i(kind, value, n)
+                LEFT JOIN LATERAL identity_owner(i.kind, i.value) AS o ON true
+            ) AS sender ON true
+            ORDER BY sender.n
             """, logger: logger)
-        for try await (messageID, body, customerID, live) in rows.decode((UUID?, String?, UUID?, Bool?).self) {
-            let owner = customerID.map { IdentityStore.Owner(customerID: $0, live: live ?? false) }
-            guard let body else { return (nil, owner) }
-            return ((messageID, try Self.decodeOutcome(body)), owner)
+        var first: (messageID: UUID?, outcome: Outcome)?
+        var owners = [IdentityStore.Owner?](repeating: nil, count: identities.count)
+        for try await (messageID, body, position, customerID, live) in rows.decode((UUID?, String?, Int64?, UUID?, Bool?).self) {
+            if first == nil, let body { first = (messageID, try Self.decodeOutcome(body)) }
+            if let position, let customerID, position >= 1, position <= owners.count {
+                owners[Int(position) - 1] = IdentityStore.Owner(customerID: customerID, live: live ?? false)
+            }
         }
-        return (nil, nil)
+        return (first, owners)
     }
 
     /// Records what the payload became and the answer given, for replays and `GET /v1/inbound/{id}`.

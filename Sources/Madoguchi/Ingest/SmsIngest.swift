@@ -56,16 +56,18 @@ struct SmsIngest: Sendable {
         return try await GatewayIngest(database: database, logger: logger).ingest(.init(
             channel: .sms, provider: sms.provider, providerMessageID: sms.providerMessageID, idempotencyKey: idempotencyKey,
             body: raw, contentType: contentType, apiKeyID: apiKeyID, senderIdentities: [(.phone, sender.value)])
-        ) { payloadID, connection in
-            try await take(sms, from: sender, payloadID: payloadID, identitiesLocked: true, on: connection)
+        ) { payloadID, ownersRead, connection in
+            try await take(sms, from: sender, payloadID: payloadID, identitiesLocked: true, ownersRead: ownersRead, on: connection)
         }
     }
 
     /// Writes the message of a stored payload (the caller's transaction, which records the answer):
     /// the sender's customer, their ongoing SMS conversation or a new ticket, the message, its event.
-    /// `identitiesLocked`: the caller holds the sender's identity lock.
+    /// `identitiesLocked`: the caller holds the sender's identity lock (and `ownersRead` has its
+    /// owner when the caller read it under the lock).
     func take(
-        _ sms: InboundSms, from sender: Sender, payloadID: UUID, identitiesLocked: Bool = false, on connection: PostgresConnection
+        _ sms: InboundSms, from sender: Sender, payloadID: UUID, identitiesLocked: Bool = false, ownersRead: IdentityStore.OwnersRead = .none,
+        on connection: PostgresConnection
     ) async throws -> (messageID: UUID, outcome: InboundOutcome) {
         var metadata: [String: Any] = sms.details
         metadata["to"] = sms.to ?? ""
@@ -80,7 +82,7 @@ struct SmsIngest: Sendable {
         return try await ConversationIntake(logger: logger).take(
             message, placement: .continuing(reason: "sms-conversation") { customerID, connection in
                 try await Self.ongoingConversation(customerID: customerID, window: window, logger: logger, on: connection)
-            }, payloadID: payloadID, identitiesLocked: identitiesLocked, on: connection)
+            }, payloadID: payloadID, identitiesLocked: identitiesLocked, ownersRead: ownersRead, on: connection)
     }
 
     /// The customer's most recent SMS ticket they wrote on within the window (closed included, so a

@@ -35,7 +35,7 @@ struct WebformIngest: Sendable {
         try await GatewayIngest(database: database, logger: logger).ingest(.init(
             channel: .webform, provider: form.formID, providerMessageID: form.submissionID, idempotencyKey: idempotencyKey,
             body: raw, apiKeyID: apiKeyID, senderIdentities: form.contacts)
-        ) { payloadID, connection in
+        ) { payloadID, ownersRead, connection in
             let metadata: [String: Any?] = ["form_id": form.formID, "name": form.name, "email": form.email, "phone": form.phone]
             let message = CustomerMessage(
                 channel: .webform, provider: form.formID, providerMessageID: form.submissionID, sender: .contacts(form.contacts),
@@ -46,7 +46,7 @@ struct WebformIngest: Sendable {
             // A form with no way to answer is still taken in; its ticket says so.
             let tags = form.contacts.isEmpty ? ["no-contact"] : []
             return try await ConversationIntake(logger: logger).take(
-                message, placement: .newTicket(tags: tags), payloadID: payloadID, identitiesLocked: true, on: connection)
+                message, placement: .newTicket(tags: tags), payloadID: payloadID, identitiesLocked: true, ownersRead: ownersRead, on: connection)
         }
     }
 }

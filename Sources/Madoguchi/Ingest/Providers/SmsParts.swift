@@ -27,7 +27,7 @@ struct SmsParts: Sendable {
                 body: request.body, contentType: request.contentType ?? "", apiKeyID: nil, on: connection) {
             case .replay(let outcome):
                 return (outcome.inboundID, .init(eventID: message.providerMessageID, type: "message", answer: .replayed(outcome)))
-            case .fresh(let id):
+            case .fresh(let id, _):
                 payloadID = id
             }
             try await AdvisoryLock.take("sms-parts:\(message.provider):\(sender.value):\(part.reference)", on: connection, logger: logger)

@@ -42,11 +42,11 @@ struct ChatIngest: Sendable {
 
     /// Writes the message of a stored payload (the caller's transaction, which records the answer):
     /// the sender's customer, the conversation's live ticket or a new one, the message and its files.
-    func take(_ chat: InboundChat, payloadID: UUID, on connection: PostgresConnection) async throws -> (messageID: UUID, outcome: InboundOutcome) {
-        // One conversation at a time, so two of its messages arriving together find one ticket; then
-        // the sender's identities, in the order the intake would take them: one round trip for all.
-        try await AdvisoryLock.take(
-            ["chat-conversation:\(chat.provider):\(chat.conversationID)"] + IdentityStore.lockKeys(chat.contacts), on: connection, logger: logger)
+    /// `locked`: the caller took `lockKeys(chat)` already, in another statement of its own.
+    func take(_ chat: InboundChat, payloadID: UUID, locked: Bool = false, on connection: PostgresConnection) async throws
+        -> (messageID: UUID, outcome: InboundOutcome)
+    {
+        if !locked { try await AdvisoryLock.take(Self.lockKeys(chat), on: connection, logger: logger) }
         var metadata: [String: Any] = chat.details
         metadata["conversation_id"] = chat.conversationID
         metadata["provider_user_id"] = chat.senderUserID
@@ -60,6 +60,13 @@ struct ChatIngest: Sendable {
             message, placement: .continuing(reason: "chat-conversation") { _, connection in
                 try await Self.conversationTicket(chat, idleGap: gap, logger: logger, on: connection)
             }, payloadID: payloadID, identitiesLocked: true, on: connection)
+    }
+
+    /// The locks a chat message is taken under, in order: the conversation's, so two of its messages
+    /// arriving together find one ticket; then the sender's identities, in the order the intake
+    /// would take them.
+    static func lockKeys(_ chat: InboundChat) -> [String] {
+        ["chat-conversation:\(chat.provider):\(chat.conversationID)"] + IdentityStore.lockKeys(chat.contacts)
     }
 
     /// The ticket of the conversation's latest message, if that message is within the idle gap.

@@ -64,18 +64,30 @@ struct LineWebhook: Sendable {
         guard let eventID = event.webhookEventId, !eventID.isEmpty, eventID.count <= 200 else {
             return .init(type: event.type, result: .ignored, detail: "The event has no webhookEventId.")
         }
+        // A new message event also takes its chat's locks, in the same statement and only once its
+        // row is in: a redelivery waits on that row first, as it did when the locks came later.
+        let chat = event.type == "message" ? event.message.map { event.inboundChat($0) } : nil
         let rows = try await connection.query("""
-            INSERT INTO provider_events (provider, event_id, event_type, inbound_payload_id)
-            VALUES ('line', \(eventID), \(String(event.type.prefix(100))), \(payloadID))
-            ON CONFLICT (provider, event_id) DO NOTHING
-            RETURNING event_id
+            WITH stored_event AS (
+                INSERT INTO provider_events (provider, event_id, event_type, inbound_payload_id)
+                VALUES ('line', \(eventID), \(String(event.type.prefix(100))), \(payloadID))
+                ON CONFLICT (provider, event_id) DO NOTHING
+                RETURNING event_id
+            )
+            SELECT stored_event.event_id FROM stored_event, LATERAL (
+                SELECT count(*) FROM (
+                    SELECT pg_advisory_xact_lock(hashtextextended(key, 0))
+                    FROM unnest(\(chat.map(ChatIngest.lockKeys) ?? [])::text[]) WITH ORDINALITY AS keys(key, n)
+                    ORDER BY n
+                ) AS taken
+            ) AS locked
             """, logger: logger)
         var isNew = false
         for try await _ in rows { isNew = true }
         guard isNew else { return try await duplicate(eventID: eventID, type: event.type, on: connection) }
 
         switch event.type {
-        case "message": return try await takeMessage(event, eventID: eventID, payloadID: payloadID, on: connection)
+        case "message": return try await takeMessage(event, chat: chat, eventID: eventID, payloadID: payloadID, on: connection)
         case "follow", "unfollow": return try await takeFollow(event, eventID: eventID, on: connection)
         case "postback": return try await takePostback(event, eventID: eventID, on: connection)
         case "unsend": return try await takeUnsend(event, eventID: eventID, on: connection)
@@ -85,9 +97,12 @@ struct LineWebhook: Sendable {
     }
 
     /// A message joins its conversation (user, group or room) like any chat message.
-    private func takeMessage(_ event: Event, eventID: String, payloadID: UUID, on connection: PostgresConnection) async throws -> ProviderEventAnswer {
-        guard let message = event.message else { return .init(eventID: eventID, type: event.type, result: .ignored, detail: "No message object.") }
-        let taken = try await chat.take(event.inboundChat(message), payloadID: payloadID, on: connection)
+    /// `chat`: the event's message as a chat message, whose locks the event's insert took.
+    private func takeMessage(
+        _ event: Event, chat message: InboundChat?, eventID: String, payloadID: UUID, on connection: PostgresConnection
+    ) async throws -> ProviderEventAnswer {
+        guard let message else { return .init(eventID: eventID, type: event.type, result: .ignored, detail: "No message object.") }
+        let taken = try await chat.take(message, payloadID: payloadID, locked: true, on: connection)
         try await connection.query(
             "UPDATE provider_events SET message_id = \(taken.messageID) WHERE provider = 'line' AND event_id = \(eventID)", logger: logger)
         return .init(eventID: eventID, type: event.type, result: .taken, inbound: taken.outcome)

@@ -35,11 +35,9 @@ struct EmailIngest: Sendable {
             if let outcome = try await payloads.replay(idempotencyKey: idempotencyKey, channel: .email, body: bytes, on: connection) {
                 return .replayed(outcome)
             }
-            // The message's lock, then its sender's identity's: both with the payload's insert.
-            let senderLock = Self.filedSender(of: mail).map { IdentityStore.lockKey(kind: .email, value: $0.address) }
             let payloadID = try await payloads.insert(
                 channel: .email, idempotencyKey: idempotencyKey, body: bytes, contentType: "message/rfc822", apiKeyID: apiKeyID,
-                thenLock: readable ? [Self.lockKey(providerID)] + (senderLock.map { [$0] } ?? []) : [], on: connection)
+                thenLock: readable ? Self.lockKeys(of: mail, providerID: providerID) : [], on: connection)
             return try await process(mail, bytes: bytes, payloadID: payloadID, providerLocked: readable, on: connection)
         }
     }
@@ -52,6 +50,12 @@ struct EmailIngest: Sendable {
 
     /// The advisory lock that serializes every attempt to take in one mail.
     static func lockKey(_ providerID: String) -> String { "email-message:\(providerID)" }
+
+    /// The locks a readable mail is taken in under, in order: the message's, then its sender's
+    /// identity's (`filedSender`), which the mail's first read relies on.
+    static func lockKeys(of mail: ParsedMail, providerID: String) -> [String] {
+        [lockKey(providerID)] + (filedSender(of: mail).map { [IdentityStore.lockKey(kind: .email, value: $0.address)] } ?? [])
+    }
 
     /// Runs a stored payload through ingest again (after a fix for one that could not be read).
     func reprocess(payloadID: UUID) async throws -> IngestAnswer {
@@ -99,24 +103,14 @@ struct EmailIngest: Sendable {
         }
 
         let providerID = Self.providerID(of: mail, bytes: bytes)
-        let sender = Self.filedSender(of: mail)
-        let first: (messageID: UUID?, outcome: Outcome)?
-        var senderOwner = IdentityStore.OwnersRead.none
-        if providerLocked, let sender {
-            // Both locks are held: whether the mail was taken in before, and who its sender is, in one read.
-            let identity = [(kind: Customer.Identity.Kind.email, value: sender.address)]
-            let read = try await payloads.firstAnswer(
-                channel: .email, provider: "", providerMessageID: providerID, excluding: payloadID, ownersOf: identity, on: connection)
-            (first, senderOwner) = (read.first, IdentityStore.OwnersRead(identity, read.owners))
-        } else {
-            if !providerLocked { try await AdvisoryLock.take(Self.lockKey(providerID), on: connection, logger: logger) }
-            // A customer's mail reads its sender's identity next, under the identity's lock: taken here
-            // unless it came with the payload's insert.
-            first = try await payloads.firstAnswer(
-                channel: .email, provider: "", providerMessageID: providerID, excluding: payloadID,
-                thenLock: providerLocked ? nil : sender.map { IdentityStore.lockKey(kind: .email, value: $0.address) }, on: connection)
-        }
-        if let (firstMessage, outcome) = first {
+        // A stored payload reprocessed takes the locks a new one took with its insert.
+        if !providerLocked { try await AdvisoryLock.take(Self.lockKeys(of: mail, providerID: providerID), on: connection, logger: logger) }
+        // Under both locks: whether the mail was taken in before, and who its sender is, in one read.
+        let identities = Self.filedSender(of: mail).map { [(kind: Customer.Identity.Kind.email, value: $0.address)] } ?? []
+        let read = try await payloads.firstAnswer(
+            channel: .email, provider: "", providerMessageID: providerID, excluding: payloadID, ownersOf: identities, on: connection)
+        let senderOwner = IdentityStore.OwnersRead(identities, read.owners)
+        if let (firstMessage, outcome) = read.first {
             try await payloads.finish(payloadID, providerMessageID: providerID, answer: .ingest(.replayed(outcome)), messageID: firstMessage, on: connection)
             return .replayed(outcome)
         }
@@ -168,8 +162,8 @@ struct EmailIngest: Sendable {
         mail.classification == .customer || mail.classification == .autoReply ? sender(of: mail) : nil
     }
 
-    /// The sender's identity lock is already held: taken with the payload's insert, or (reprocessing
-    /// a stored payload) with the replay lookup.
+    /// The sender's identity lock is already held (`lockKeys(of:providerID:)`, taken with the
+    /// payload's insert or, reprocessing a stored payload, by `process`).
     private func takeCustomerMail(
         _ delivery: Delivery, senderOwner: IdentityStore.OwnersRead, outcome: inout Outcome, on connection: PostgresConnection
     ) async throws {

@@ -134,54 +134,22 @@ struct InboundPayloadStore: Sendable {
             channel: channel, provider: provider, idempotencyKey: idempotencyKey, body: body, contentType: contentType,
             apiKeyID: apiKeyID, thenLock: ["\(channel.rawValue):\(provider):\(providerMessageID)"] + IdentityStore.lockKeys(senderIdentities),
             on: connection)
-        let earlier: (messageID: UUID?, outcome: Outcome)?
-        var owners = IdentityStore.OwnersRead.none
-        if senderIdentities.isEmpty {
-            earlier = try await firstAnswer(channel: channel, provider: provider, providerMessageID: providerMessageID, excluding: payloadID, on: connection)
-        } else {
-            let read = try await firstAnswer(
-                channel: channel, provider: provider, providerMessageID: providerMessageID, excluding: payloadID,
-                ownersOf: senderIdentities, on: connection)
-            (earlier, owners) = (read.first, IdentityStore.OwnersRead(senderIdentities, read.owners))
-        }
-        if let earlier {
+        let read = try await firstAnswer(
+            channel: channel, provider: provider, providerMessageID: providerMessageID, excluding: payloadID,
+            ownersOf: senderIdentities, on: connection)
+        if let earlier = read.first {
             try await finish(payloadID, providerMessageID: providerMessageID, answer: .ingest(.replayed(earlier.outcome)),
                              messageID: earlier.messageID, on: connection)
             return .replay(earlier.outcome)
         }
-        return .fresh(payloadID, owners: owners)
+        return .fresh(payloadID, owners: IdentityStore.OwnersRead(senderIdentities, read.owners))
     }
 
-    /// The answer the first delivery of this provider message got, if one was taken in.
-    /// `thenLock`: an `AdvisoryLock` key taken in the same statement whatever it finds (the sender's
-    /// identity, which the next statement reads under it): one round trip fewer per mail.
-    func firstAnswer(
-        channel: Channel, provider: String, providerMessageID: String, excluding payloadID: UUID, thenLock lockKey: String? = nil,
-        on connection: PostgresConnection
-    ) async throws -> (messageID: UUID?, outcome: Outcome)? {
-        // One row always (the lock's); the payload's columns are NULL when there is no first answer.
-        // pg_advisory_xact_lock is strict: with no key it takes no lock.
-        let rows = try await connection.query("""
-            SELECT first.message_id, first.response_body
-            FROM (SELECT pg_advisory_xact_lock(hashtextextended(\(lockKey), 0))) AS locked
-            LEFT JOIN LATERAL (
-                SELECT message_id, response_body::text AS response_body FROM inbound_payloads
-                WHERE channel = \(channel.rawValue) AND provider = \(provider) AND provider_message_id = \(providerMessageID)
-                  AND parse_status = 'parsed' AND response_status = 201 AND id <> \(payloadID)
-                ORDER BY received_at LIMIT 1
-            ) AS first ON true
-            """, logger: logger)
-        for try await (messageID, body) in rows.decode((UUID?, String?).self) {
-            guard let body else { return nil }
-            return (messageID, try Self.decodeOutcome(body))
-        }
-        return nil
-    }
-
-    /// `firstAnswer`, and in the same statement the owners of the sender's identities
-    /// (`identity_owner`; see `IdentityStore.OwnersRead`), for a caller that already holds the
-    /// message's lock and the identities' (taken with the payload's insert): the reads a message needs
-    /// after its locks, in one round trip. The owners come in the order of `identities`.
+    /// The answer the first delivery of this provider message got, if one was taken in, and in the
+    /// same statement the owners of the sender's `identities` (`identity_owner`; see
+    /// `IdentityStore.OwnersRead`), in their order. For a caller that already holds the message's lock
+    /// and the identities' (taken with the payload's insert): the reads a message needs after its
+    /// locks, in one round trip.
     func firstAnswer(
         channel: Channel, provider: String, providerMessageID: String, excluding payloadID: UUID,
         ownersOf identities: [(kind: Customer.Identity.Kind, value: String)], on connection: PostgresConnection

@@ -62,6 +62,15 @@ public struct EventsBenchmark: Sendable {
                 // begun before that would be missed (a loaded CI machine once answered it late).
                 let connectDeadline = Date().addingTimeInterval(30)
                 while !streamedSeen.connected && Date() < connectDeadline { try await Task.sleep(for: .milliseconds(20)) }
+                guard streamedSeen.connected else {
+                    // Every follower ends before the error goes up; the stream's own error, if it had one, goes first.
+                    stop.set()
+                    _ = try? await database.withConnection { try await $0.query("SELECT pg_notify('madoguchi_events', '')", logger: logger) }
+                    try? await polled
+                    try? await bareDone
+                    try await streamed
+                    throw BenchmarkError("GET /v1/events/stream did not answer within 30 s")
+                }
                 let load = try await BenchmarkSupport.drive(port: port, clients: clients, seconds: seconds) { client, sequence in
                     ingest.lineRequest(client: client, sequence: sequence + 1_000_000)
                 }
@@ -190,14 +199,26 @@ public struct EventsBenchmark: Sendable {
         var pending: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         var quietSince = Date()
+        var answered = false
         while !(stop.isSet && Date().timeIntervalSince(quietSince) > 1) {
             let count = recv(descriptor, &chunk, chunk.count, 0)
             if count == 0 { break }
             guard count > 0 else { continue }
             let now = Date().timeIntervalSince1970
             quietSince = Date()
-            seen.markConnected()
             pending += chunk[0..<count]
+            if !answered {
+                // Following starts once the answer's head is in, and only a 200 follows anything: an
+                // error answer ends here with what it said, not with a count of zero events later.
+                guard let headEnd = pending.firstRange(of: Array("\r\n\r\n".utf8)) else { continue }
+                let head = String(decoding: pending[..<headEnd.lowerBound], as: UTF8.self)
+                guard head.hasPrefix("HTTP/1.1 200") else {
+                    throw BenchmarkError("GET /v1/events/stream answered \(head.prefix { $0 != "\r" }): \(String(decoding: pending[headEnd.upperBound...].prefix(500), as: UTF8.self))")
+                }
+                pending.removeSubrange(..<headEnd.upperBound)
+                answered = true
+                seen.markConnected()
+            }
             // Complete lines only; a data line is one event's JSON.
             while let newline = pending.firstIndex(of: 10) {
                 let line = pending[..<newline]

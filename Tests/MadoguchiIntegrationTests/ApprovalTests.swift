@@ -3,7 +3,7 @@ import HTTPTypes
 import Testing
 @testable import Madoguchi
 
-@Suite("Approval flow (承認フロー)")
+@Suite("Approval flow (承認フロー)", .timeLimit(.minutes(15)))
 struct ApprovalTests {
     @Test("a novice cannot send; submits; a supervisor approves and exactly the approved text goes out")
     func approve() async throws {

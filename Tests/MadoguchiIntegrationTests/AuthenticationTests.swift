@@ -3,7 +3,7 @@ import HTTPTypes
 import Testing
 @testable import Madoguchi
 
-@Suite("API keys and roles")
+@Suite("API keys and roles", .timeLimit(.minutes(15)))
 struct AuthenticationTests {
     /// Every /v1 operation, with a request that would succeed for an allowed role.
     static let operations: [(id: String, method: HTTPRequest.Method, path: String, json: String?)] = [

@@ -5,7 +5,7 @@ import Testing
 
 /// The unanswered guard (返信漏れ): `GET /v1/tickets?awaiting_reply=true` lists every customer still
 /// waiting for us, whatever the ticket's status, longest wait first.
-@Suite("The unanswered guard: who is still waiting for us")
+@Suite("The unanswered guard: who is still waiting for us", .timeLimit(.minutes(15)))
 struct AwaitingReplyTests {
     static func ticket(_ app: TestApp, _ id: String, key: String) async throws -> [String: Any] {
         let response = try await app.request(.get, "/v1/tickets/\(id)", key: key)

@@ -8,7 +8,7 @@ import CorpusSupport
 
 /// The benchmarks are not tests of speed (they print ratios; nothing here asserts a rate), but they
 /// must keep running: each is run briefly and must have moved work through the service.
-@Suite("Benchmarks still run")
+@Suite("Benchmarks still run", .timeLimit(.minutes(15)))
 struct BenchmarkSmokeTests {
     static var quiet: Logger {
         var logger = Logger(label: "bench-smoke")

@@ -5,7 +5,7 @@ import Testing
 /// against a real PostgreSQL: none opens a ticket or makes its sender a customer, exactly the
 /// permanently failed recipients become undeliverable, and the bystanders the reports mention (a help
 /// desk, a list's control address, a Message-ID, us) stay as they were.
-@Suite("Bounce formats through the real endpoint")
+@Suite("Bounce formats through the real endpoint", .timeLimit(.minutes(15)))
 struct BounceFormatIngestTests {
     /// file → recipients the report fails for good / addresses it names that must stay deliverable.
     static let cases: [(file: String, undeliverable: [String], untouched: [String])] = [

@@ -4,7 +4,7 @@ import Testing
 @testable import Madoguchi
 
 /// Business calendars and the business time they define, checked against clocks worked out by hand.
-@Suite("Business calendars count only business time")
+@Suite("Business calendars count only business time", .timeLimit(.minutes(15)))
 struct CalendarTests {
     static let standard = BusinessCalendar.standardID.uuidString.lowercased()
 

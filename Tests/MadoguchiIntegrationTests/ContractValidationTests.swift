@@ -4,7 +4,7 @@ import HummingbirdTesting
 import Testing
 @testable import Madoguchi
 
-@Suite("What the contract forbids is refused over HTTP, before anything is written")
+@Suite("What the contract forbids is refused over HTTP, before anything is written", .timeLimit(.minutes(15)))
 struct ContractValidationTests {
     static func refused(_ response: TestClient.Response, at pointers: [String]) throws {
         try expectProblem(response, .unprocessableContent, "validation-failed")

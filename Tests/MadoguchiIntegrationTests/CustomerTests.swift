@@ -6,7 +6,7 @@ import PostgresNIO
 import Testing
 @testable import Madoguchi
 
-@Suite("One customer across channels: order-system lookups, identities, timeline, merge")
+@Suite("One customer across channels: order-system lookups, identities, timeline, merge", .timeLimit(.minutes(15)))
 struct CustomerTests {
     static func id(_ response: some HTTPTestResponse) throws -> String { try #require(try response.json["id"] as? String) }
 

@@ -13,7 +13,7 @@ import Glibc
 
 /// Replies leave through a real SMTP server on loopback (aiosmtpd), which counts every copy it
 /// receives: the invariant is one copy per reply, however the relay or the worker fails.
-@Suite("Replies reach the customer by mail, exactly once")
+@Suite("Replies reach the customer by mail, exactly once", .timeLimit(.minutes(15)))
 struct DeliveryTests {
     static let support = MailAddress(name: "ショップ サポート", address: "support@shop.example")
 
@@ -539,7 +539,7 @@ struct DeliveryTests {
 
 /// The SMTP client against a relay that offers PIPELINING (aiosmtpd does not): the envelope goes in
 /// one write and the replies are matched to their commands.
-@Suite("The SMTP client, pipelined")
+@Suite("The SMTP client, pipelined", .timeLimit(.minutes(15)))
 struct SMTPPipeliningTests {
     @Test("three messages on one connection; a refused recipient among accepted ones is told apart; no valid recipient sends nothing")
     func pipelined() async throws {

@@ -8,7 +8,7 @@ import Glibc
 #endif
 
 /// `madoguchi worker` as an operator runs it: real processes on one outbox, killed without warning.
-@Suite("Outbox workers in processes of their own")
+@Suite("Outbox workers in processes of their own", .timeLimit(.minutes(15)))
 struct DeliveryWorkerTests {
     /// A worker process delivering `app`'s outbox to `sink`.
     static func startWorker(_ app: TestApp, _ sink: SMTPSink, name: String, concurrency: Int = 4) throws -> ChildProcess {

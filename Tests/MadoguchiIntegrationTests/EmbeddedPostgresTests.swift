@@ -9,7 +9,7 @@ import Glibc
 
 /// The private cluster `madoguchi serve` runs when no DATABASE_URL is given. Each test makes its own
 /// cluster (initdb takes well under a second) and removes it afterwards.
-@Suite("Embedded PostgreSQL")
+@Suite("Embedded PostgreSQL", .timeLimit(.minutes(15)))
 struct EmbeddedPostgresTests {
     static func withCluster(_ body: (EmbeddedPostgres) async throws -> Void) async throws {
         let directory = try TestCluster.makeTemporaryDirectory(prefix: "madoguchi-embedded")
@@ -113,7 +113,7 @@ struct EmbeddedPostgresTests {
     }
 }
 
-@Suite("An external PostgreSQL through DATABASE_URL")
+@Suite("An external PostgreSQL through DATABASE_URL", .timeLimit(.minutes(15)))
 struct ExternalDatabaseTests {
     /// A cluster that also listens on a free loopback port, standing in for a database server elsewhere.
     /// A free port can be taken by another test between asking and binding: then another port.

@@ -6,7 +6,7 @@ import Testing
 
 /// The event names are a contract with other systems: Swift's catalogue, the database's and the
 /// document's must be one list.
-@Suite("The event catalogue")
+@Suite("The event catalogue", .timeLimit(.minutes(15)))
 struct EventCatalogueTests {
     static let catalogue = Set(EventType.allCases.map(\.rawValue))
 

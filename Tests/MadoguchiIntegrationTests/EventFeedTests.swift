@@ -9,7 +9,7 @@ import Testing
 
 /// The event feed as dashboards follow it: every event exactly once, even when transactions commit
 /// in another order than they began.
-@Suite("The event feed")
+@Suite("The event feed", .timeLimit(.minutes(15)))
 struct EventFeedTests {
     /// Writes `count` events from one transaction, held open `hold` before it commits: `ticket.updated`
     /// with no change, the writer and the event's number in it carried as `version` (see `origin`), so

@@ -10,7 +10,7 @@ import Testing
 /// Each test talks to a `madoguchi serve` process of its own (on the test's database, so keys made
 /// through `TestApp` work): what is tested are deadlines and connection handling, which in this
 /// process share event loops and a cooperative pool with two hundred other tests' servers.
-@Suite("Hostile clients are answered early and cheaply")
+@Suite("Hostile clients are answered early and cheaply", .timeLimit(.minutes(15)))
 struct HostileClientTests {
     /// A request head declaring a 900 KB body (under every path's limit) followed by a few bytes of
     /// it. An answer that arrives at all was given before the body was read: the rest never comes.

@@ -6,7 +6,7 @@ import PostgresNIO
 import Testing
 @testable import Madoguchi
 
-@Suite("Chat in: a conversation is one ticket while it is live, one customer across channels")
+@Suite("Chat in: a conversation is one ticket while it is live, one customer across channels", .timeLimit(.minutes(15)))
 struct InboundChatTests {
     static func chat(_ id: String, conversation: String = "conv-1", user: String = "u-1", text: String = "こんにちは", extra: String = "") -> String {
         #"{"provider":"intercom","conversation_id":"\#(conversation)","provider_message_id":"\#(id)","sender":{"provider_user_id":"\#(user)"\#(extra)},"text":"\#(text)"}"#

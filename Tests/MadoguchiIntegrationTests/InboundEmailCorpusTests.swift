@@ -13,7 +13,7 @@ import MadoguchiMail
 /// Every mail of the shared corpus through `POST /v1/inbound/email`: accepted without a 5xx, the raw
 /// bytes kept byte for byte, and what was stored matching what other projects' tests assert (the
 /// parser-level run, `CorpusParserTests`, prints the misses with their reasons).
-@Suite("The shared mail corpus, through the endpoint")
+@Suite("The shared mail corpus, through the endpoint", .timeLimit(.minutes(15)))
 struct InboundEmailCorpusTests {
     @Test("every corpus mail is taken in and stored as its expectations say")
     func corpus() async throws {

@@ -8,7 +8,7 @@ import Testing
 @testable import Madoguchi
 @testable import MadoguchiBench
 
-@Suite("Email in: the right message, on the right ticket, for the right customer")
+@Suite("Email in: the right message, on the right ticket, for the right customer", .timeLimit(.minutes(15)))
 struct InboundEmailTests {
     @Test("a first mail makes a customer, a ticket and a message; the raw bytes are kept byte for byte")
     func firstMail() async throws {
@@ -333,7 +333,7 @@ struct InboundEmailTests {
     }
 }
 
-@Suite("madoguchi mailgate: the MTA's side of the email gateway")
+@Suite("madoguchi mailgate: the MTA's side of the email gateway", .timeLimit(.minutes(15)))
 struct MailGateTests {
     @Test("delivers, answers a retry with 0, refuses a bad key with 77 and an unreachable service with 75")
     func exitCodes() async throws {
@@ -362,7 +362,7 @@ struct MailGateTests {
     }
 }
 
-@Suite("Email in: bad input gets a clear outcome and leaves nothing half-written")
+@Suite("Email in: bad input gets a clear outcome and leaves nothing half-written", .timeLimit(.minutes(15)))
 struct InboundEmailBadInputTests {
     static func counts(_ app: TestApp) async throws -> [Int] {
         var counts: [Int] = []

@@ -6,7 +6,7 @@ import PostgresNIO
 import Testing
 @testable import Madoguchi
 
-@Suite("SMS in: one customer by phone number, one conversation, never doubled")
+@Suite("SMS in: one customer by phone number, one conversation, never doubled", .timeLimit(.minutes(15)))
 struct InboundSmsTests {
     static func sms(_ id: String, from: String = "090-1234-5678", body: String = "届きません") -> String {
         #"{"provider":"twilio","provider_message_id":"\#(id)","from":"\#(from)","to":"+815012345678","body":"\#(body)"}"#

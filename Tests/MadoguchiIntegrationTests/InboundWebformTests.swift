@@ -6,7 +6,7 @@ import PostgresNIO
 import Testing
 @testable import Madoguchi
 
-@Suite("Web form in: stored as sent, one customer from its contacts, never doubled")
+@Suite("Web form in: stored as sent, one customer from its contacts, never doubled", .timeLimit(.minutes(15)))
 struct InboundWebformTests {
     static func post(_ app: TestApp, _ key: String, _ json: String, idempotencyKey: String? = nil) async throws -> TestClient.Response {
         var headers: HTTPFields = [:]

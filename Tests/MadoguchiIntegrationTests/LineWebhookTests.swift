@@ -6,7 +6,7 @@ import NIOCore
 import Testing
 @testable import Madoguchi
 
-@Suite("LINE webhook: signed, several events per request, each taken once")
+@Suite("LINE webhook: signed, several events per request, each taken once", .timeLimit(.minutes(15)))
 struct LineWebhookTests {
     static let user = "U4af4980629f1ed0c8e9e0e2fd2e3a0a1"
 

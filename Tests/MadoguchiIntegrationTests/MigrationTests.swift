@@ -3,7 +3,7 @@ import PostgresNIO
 import Testing
 @testable import Madoguchi
 
-@Suite("Migrations")
+@Suite("Migrations", .timeLimit(.minutes(15)))
 struct MigrationTests {
     static let logger = TestCluster.logger
 

@@ -3,7 +3,7 @@ import HTTPTypes
 import Testing
 @testable import Madoguchi
 
-@Suite("Health, metrics and the OpenAPI document")
+@Suite("Health, metrics and the OpenAPI document", .timeLimit(.minutes(15)))
 struct OperationsTests {
     @Test("live and ready answer without a key; ready reports the schema version")
     func health() async throws {

@@ -9,7 +9,7 @@ import Testing
 import Glibc
 #endif
 
-@Suite("Every error is RFC 9457 problem+json with the right status")
+@Suite("Every error is RFC 9457 problem+json with the right status", .timeLimit(.minutes(15)))
 struct ProblemTests {
     @Test("unknown route 404, wrong method 405 with Allow")
     func routing() async throws {

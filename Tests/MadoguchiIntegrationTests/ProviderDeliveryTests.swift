@@ -6,7 +6,7 @@ import Testing
 
 /// Replies by SMS and LINE, through the same outbox, to loopback servers speaking each provider's
 /// documented sending API.
-@Suite("Replies reach the customer by SMS and LINE")
+@Suite("Replies reach the customer by SMS and LINE", .timeLimit(.minutes(15)))
 struct ProviderDeliveryTests {
     /// `providerTimeout` stays at a production-like 30 s unless a test is about the timeout itself: on
     /// a loaded two-core machine a loopback answer has taken longer than 5 s.

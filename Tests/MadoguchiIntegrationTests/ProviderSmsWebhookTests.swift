@@ -67,7 +67,7 @@ enum ProviderRequests {
     }
 }
 
-@Suite("SMS providers' own webhooks: Twilio and Vonage, signed, never doubled")
+@Suite("SMS providers' own webhooks: Twilio and Vonage, signed, never doubled", .timeLimit(.minutes(15)))
 struct ProviderSmsWebhookTests {
     static func twilioConfigured(_ configuration: inout Configuration) {
         configuration.providers.publicURL = ProviderRequests.publicURL

@@ -5,7 +5,7 @@ import PostgresNIO
 import Testing
 @testable import Madoguchi
 
-@Suite("Replies: one answerer, nothing unsafe out")
+@Suite("Replies: one answerer, nothing unsafe out", .timeLimit(.minutes(15)))
 struct ReplyTests {
     struct Scene {
         let app: TestApp

@@ -3,7 +3,7 @@ import PostgresNIO
 import Testing
 @testable import Madoguchi
 
-@Suite("Reports from a read replica")
+@Suite("Reports from a read replica", .timeLimit(.minutes(15)))
 struct ReportReplicaTests {
     @Test("with MADOGUCHI_REPORTS_DATABASE_URL, reports read a real streaming standby: paused replay holds them back, resumed they catch up")
     func reportsReadTheReplica() async throws {

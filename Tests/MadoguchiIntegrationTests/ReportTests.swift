@@ -6,7 +6,7 @@ import Testing
 @testable import Madoguchi
 
 /// Reports with known answers, built from rows whose times are chosen by hand.
-@Suite("Reports for dashboards")
+@Suite("Reports for dashboards", .timeLimit(.minutes(15)))
 struct ReportTests {
     static func items(_ app: TestApp, _ key: String, _ path: String) async throws -> [[String: Any]] {
         let response = try await app.request(.get, path, key: key)

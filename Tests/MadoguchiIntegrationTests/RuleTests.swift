@@ -3,7 +3,7 @@ import HTTPTypes
 import Testing
 @testable import Madoguchi
 
-@Suite("Priority rules, stored and applied")
+@Suite("Priority rules, stored and applied", .timeLimit(.minutes(15)))
 struct RuleTests {
     @Test("supervisors manage rules; agents read them; a rule needs a condition and a unique name")
     func management() async throws {

@@ -5,7 +5,7 @@ import Testing
 
 /// SLA policies and the clocks they put on tickets: due times in business time, ok → warning →
 /// breached, paused while pending, filterable and sortable on the ticket list.
-@Suite("SLA clocks on tickets")
+@Suite("SLA clocks on tickets", .timeLimit(.minutes(15)))
 struct SLATests {
     /// A default policy on `calendar`: normal 60 / 30 / 480 minutes, urgent 15 / 10 / 60, SMS normal first response 20.
     static func defaultPolicy(_ app: TestApp, _ supervisor: String, calendar: String = CalendarTests.standard) async throws -> String {

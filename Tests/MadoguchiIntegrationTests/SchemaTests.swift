@@ -4,7 +4,7 @@ import Testing
 @testable import Madoguchi
 
 /// The invariants the core schema enforces by itself, whatever code writes to it.
-@Suite("Core schema constraints")
+@Suite("Core schema constraints", .timeLimit(.minutes(15)))
 struct SchemaTests {
     static func expectRefused(_ app: TestApp, _ state: SQLState, _ query: PostgresQuery, sourceLocation: SourceLocation = #_sourceLocation) async {
         do {

@@ -9,7 +9,7 @@ import Glibc
 
 /// The `madoguchi` binary itself, as an operator runs it: no DATABASE_URL, an empty data directory.
 /// `swift test` builds it next to the test bundle.
-@Suite("madoguchi serve, end to end")
+@Suite("madoguchi serve, end to end", .timeLimit(.minutes(15)))
 struct ServeCommandTests {
     static var binary: String {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("madoguchi").path

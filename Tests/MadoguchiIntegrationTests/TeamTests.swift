@@ -5,7 +5,7 @@ import PostgresNIO
 import Testing
 @testable import Madoguchi
 
-@Suite("The team: agents, queues, routing and auto-assignment")
+@Suite("The team: agents, queues, routing and auto-assignment", .timeLimit(.minutes(15)))
 struct TeamTests {
     static func json(_ response: TestClient.Response, _ status: HTTPResponse.Status = .ok) throws -> [String: Any] {
         #expect(response.status == status, "\(response.text)")

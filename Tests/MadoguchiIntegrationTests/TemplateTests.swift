@@ -3,7 +3,7 @@ import HTTPTypes
 import Testing
 @testable import Madoguchi
 
-@Suite("Templates")
+@Suite("Templates", .timeLimit(.minutes(15)))
 struct TemplateTests {
     @Test("supervisors write versioned templates; agents read and render them for a ticket")
     func lifecycle() async throws {

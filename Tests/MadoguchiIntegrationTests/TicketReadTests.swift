@@ -3,7 +3,7 @@ import HTTPTypes
 import Testing
 @testable import Madoguchi
 
-@Suite("Reading customers, tickets and timelines")
+@Suite("Reading customers, tickets and timelines", .timeLimit(.minutes(15)))
 struct TicketReadTests {
     @Test("a customer with every identity")
     func customer() async throws {

@@ -6,7 +6,7 @@ import PostgresNIO
 import Testing
 @testable import Madoguchi
 
-@Suite("Claims, the queue, ticket changes and notes")
+@Suite("Claims, the queue, ticket changes and notes", .timeLimit(.minutes(15)))
 struct TicketWorkTests {
     static func etag(_ response: some HTTPTestResponse) throws -> String { try #require(response.headers[.eTag]) }
 

@@ -4,7 +4,7 @@ import Synchronization
 import Testing
 @testable import Madoguchi
 
-@Suite("Transactions PostgreSQL rolls back for a deadlock")
+@Suite("Transactions PostgreSQL rolls back for a deadlock", .timeLimit(.minutes(15)))
 struct TransactionRetryTests {
     /// Two transactions that each lock one row, wait (on their first run only) until the other holds
     /// the second row, then ask for it: they wait on each other until PostgreSQL picks a victim.

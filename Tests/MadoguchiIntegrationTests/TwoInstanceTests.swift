@@ -12,7 +12,7 @@ import Glibc
 
 /// Two `madoguchi serve` processes on one database, behind nothing: what holds for one instance holds
 /// across both, and one killed mid-load loses nothing it acknowledged.
-@Suite("Two instances on one database")
+@Suite("Two instances on one database", .timeLimit(.minutes(15)))
 struct TwoInstanceTests {
     /// Posts `mail` to the instance on `port`: the status, or nil when no answer came (refused, reset).
     static func post(_ mail: String, key: String, port: Int) async -> HTTPResponse.Status? {

@@ -8,7 +8,7 @@ import Testing
 
 /// Webhooks to real HTTP receivers on loopback: every event once per `webhook-id`, in order, signed
 /// as Standard Webhooks says (checked here with our own HMAC, not the code under test).
-@Suite("Webhooks")
+@Suite("Webhooks", .timeLimit(.minutes(15)))
 struct WebhookTests {
     static func configure(_ configuration: inout Configuration) {
         configuration.webhooks.runsInServe = true

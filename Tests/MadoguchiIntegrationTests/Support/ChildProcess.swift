@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 @testable import Madoguchi
 
 #if canImport(Glibc)
@@ -53,13 +54,21 @@ struct ChildProcess: Sendable {
 
     /// Waits for the process to end and returns its wait status, polling instead of blocking: a
     /// blocking `waitpid` on Swift's cooperative pool (a thread per core) stalls every server this
-    /// test process runs.
+    /// test process runs. A process still there after `limit` is a failure of the test, with the end
+    /// of its log, and is killed: a hang must not hold the whole run until CI gives up on it.
     @discardableResult
-    func exit() async -> Int32 {
+    func exit(within limit: Duration = .seconds(300)) async -> Int32 {
+        let start = ContinuousClock.now
+        var killed = false
         var status: Int32 = 0
         while true {
             let result = waitpid(pid, &status, WNOHANG)
             if result == pid || (result < 0 && errno != EINTR) { return status }
+            if !killed && ContinuousClock.now - start > limit {
+                killed = true
+                Issue.record("process \(pid) did not end within \(limit); killed. The end of its log:\n\(output.suffix(4000))")
+                kill(pid, SIGKILL)
+            }
             try? await Task.sleep(for: .milliseconds(20))
         }
     }

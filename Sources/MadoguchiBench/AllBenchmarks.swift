@@ -80,7 +80,12 @@ public struct AllBenchmarks: Sendable {
 
     // MARK: - CPython's email package on the same files
 
-    private func parserVersusCPython() throws -> String {
+    func parserVersusCPython() throws -> String {
+        try Self.parserVersusCPython(corpus: corpus, seconds: seconds)
+    }
+
+    /// `bench parser`: the reader and CPython's `email` package, each for `seconds`, on every file under `corpus`.
+    public static func parserVersusCPython(corpus: String, seconds: Int) throws -> String {
         let script = """
             import email, email.policy, sys, time
             files = []

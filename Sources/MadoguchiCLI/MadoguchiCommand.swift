@@ -113,7 +113,7 @@ struct GatewayLoad: ParsableArguments {
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks against raw PostgreSQL on this machine (not tests).",
-        subcommands: [All.self, ClaimNext.self, Email.self, Webhooks.self, Outbound.self, Events.self, Reports.self])
+        subcommands: [All.self, Parser.self, ClaimNext.self, Email.self, Webhooks.self, Outbound.self, Events.self, Reports.self])
 
     struct All: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -232,6 +232,22 @@ struct Bench: AsyncParsableCommand {
             var logger = Logger(label: "madoguchi.bench")
             logger.logLevel = .warning
             try await benchmark.run(logger: logger) { print($0) }
+        }
+    }
+
+    struct Parser: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The mail reader alone next to CPython's email package (parse and decode every part) on the same files; no cluster.")
+
+        @Option(help: "A directory of raw mails (every file under it), e.g. ../shared/corpus.")
+        var corpus: String
+
+        @Option(help: "Seconds for each of the two.")
+        var seconds: Int = 5
+
+        func run() throws {
+            guard (1...600).contains(seconds) else { throw ValidationError("--seconds takes 1 to 600") }
+            print(try AllBenchmarks.parserVersusCPython(corpus: corpus, seconds: seconds))
         }
     }
 

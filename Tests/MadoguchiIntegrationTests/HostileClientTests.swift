@@ -274,7 +274,7 @@ extension HostileClientTests {
         ], removing: ["DATABASE_URL"], log: log)
         let server = ServeCommandTests.Server(pid: process.pid, port: port, log: log)
         _ = try await server.waitUntilReady()
-        let keys = try ProcessRunner.spawnAndWait([ServeCommandTests.binary, "keys", "create", "--role", "gateway", "--name", "g", "--data-dir", directory])
+        let keys = try await ChildProcess.run([ServeCommandTests.binary, "keys", "create", "--role", "gateway", "--name", "g", "--data-dir", directory])
         let key = try #require(keys.output.split(separator: "\n").first { $0.hasPrefix("mdg_") }, "\(keys.output)")
         let me = "GET /v1/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(key)\r\nConnection: close\r\n\r\n"
         let ready = "GET /health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"

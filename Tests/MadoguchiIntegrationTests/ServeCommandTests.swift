@@ -78,7 +78,7 @@ struct ServeCommandTests {
         #expect(coldStart < .seconds(60))
 
         // The first key, made beside the running server, works at once.
-        let keys = try ProcessRunner.spawnAndWait(
+        let keys = try await ChildProcess.run(
             [Self.binary, "keys", "create", "--role", "admin", "--name", "e2e", "--data-dir", directory])
         #expect(keys.status == 0, "\(keys.output)")
         let key = try #require(keys.output.split(separator: "\n").first { $0.hasPrefix("mdg_") })
@@ -117,7 +117,7 @@ struct ServeCommandTests {
         let server = try Server.start(dataDirectory: directory, port: try Self.freePort())
         _ = try await server.waitUntilReady()
         // It once hung here for good: its workers spun on a wait that cancellation no longer slowed.
-        let psql = try ProcessRunner.spawnAndWait([
+        let psql = try await ChildProcess.run([
             "/usr/lib/postgresql/15/bin/psql", "-h", directory + "/run", "-U", "postgres", "-d", "madoguchi", "-Atc",
             "UPDATE schema_migrations SET checksum = 'tampered' WHERE version = (SELECT max(version) FROM schema_migrations)",
         ])

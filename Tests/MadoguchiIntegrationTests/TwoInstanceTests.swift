@@ -67,7 +67,9 @@ struct TwoInstanceTests {
             // sends what got no answer to the survivor. Each mail ends up stored exactly once.
             let acknowledged = Acknowledged()
             let killer = Task {
-                while acknowledged.count < 10 { try await Task.sleep(for: .milliseconds(20)) }
+                // Part-way: after ten answers, or once every post has had its answer (then the
+                // count below says so) — never a wait for answers that are not coming.
+                while acknowledged.count < 10 && !acknowledged.allAnswered { try await Task.sleep(for: .milliseconds(20)) }
                 _ = await first.stop(SIGKILL)
             }
             let later = (0..<40).map { testMail(from: "Later \($0) <l\($0)@example.jp>", subject: "停止中 \($0)", id: "killed-\($0)@example.jp") }
@@ -81,7 +83,9 @@ struct TwoInstanceTests {
                 }
                 return await group.reduce(into: [Int: HTTPResponse.Status?]()) { $0[$1.0] = $1.1 }
             }
+            acknowledged.finish()
             try await killer.value
+            #expect(acknowledged.count >= 10, "only \(acknowledged.count) of 40 mails were answered before the kill")
             var retried = 0
             for (index, status) in answered where status != .created && status != .ok {
                 retried += 1
@@ -99,7 +103,9 @@ struct TwoInstanceTests {
 
 /// How many posts were acknowledged so far, read while they run.
 final class Acknowledged: Sendable {
-    private let value = Mutex(0)
-    var count: Int { value.withLock { $0 } }
-    func add() { value.withLock { $0 += 1 } }
+    private let value = Mutex((count: 0, allAnswered: false))
+    var count: Int { value.withLock { $0.count } }
+    var allAnswered: Bool { value.withLock { $0.allAnswered } }
+    func add() { value.withLock { $0.count += 1 } }
+    func finish() { value.withLock { $0.allAnswered = true } }
 }

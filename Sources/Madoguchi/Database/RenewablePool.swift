@@ -29,7 +29,10 @@ public final class RenewablePool: Service, Sendable {
     private let probeRequests: AsyncStream<Void>.Continuation
     /// Pools whose `run()` has begun, and leases waiting for theirs: PostgresNIO warns about (and
     /// only queues) a lease taken before `run()`, which startup's migrations would otherwise do.
-    private let running = Mutex<(started: Set<ObjectIdentifier>, waiting: [ObjectIdentifier: [CheckedContinuation<Void, Never>]])>(([], [:]))
+    /// `finished` once this service's run is over: a lease asked for after that must fail (the pool
+    /// refuses it as shut down) rather than wait for a run that will never begin, which held a
+    /// shutdown whose last steps still wrote to the database.
+    private let running = Mutex<(started: Set<ObjectIdentifier>, waiting: [ObjectIdentifier: [CheckedContinuation<Void, Never>]], finished: Bool)>(([], [:], false))
 
     private struct State {
         var client: PostgresClient
@@ -58,10 +61,10 @@ public final class RenewablePool: Service, Sendable {
 
     private func untilRunning(_ client: PostgresClient) async {
         let id = ObjectIdentifier(client)
-        if running.withLock({ $0.started.contains(id) }) { return }
+        if running.withLock({ $0.started.contains(id) || $0.finished }) { return }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let resumeNow = running.withLock { running in
-                if running.started.contains(id) { return true }
+                if running.started.contains(id) || running.finished { return true }
                 running.waiting[id, default: []].append(continuation)
                 return false
             }
@@ -120,6 +123,12 @@ public final class RenewablePool: Service, Sendable {
                 }
             }
         }
+        let waiting = running.withLock { running in
+            running.finished = true
+            defer { running.waiting.removeAll() }
+            return running.waiting.values.flatMap { $0 }
+        }
+        for continuation in waiting { continuation.resume() }
     }
 
     /// Runs a pool until `stopped` ends (or the task is cancelled).

@@ -110,7 +110,9 @@ final class EventNotifier: Service, Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 let resumeNow = state.withLock { state -> Bool in
-                    if state.stopped || !state.waiters.isEmpty || demandedRecently(state) { return true }
+                    // Checked under the lock the cancellation handler takes: a cancellation that
+                    // landed before it found no continuation to resume, and must not park this one.
+                    if Task.isCancelled || state.stopped || !state.waiters.isEmpty || demandedRecently(state) { return true }
                     state.demand = continuation
                     return false
                 }

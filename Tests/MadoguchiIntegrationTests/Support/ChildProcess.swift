@@ -68,6 +68,10 @@ struct ChildProcess: Sendable {
                 killed = true
                 Issue.record("process \(pid) did not end within \(limit); killed. The end of its log:\n\(output.suffix(4000))")
                 kill(pid, SIGKILL)
+            } else if !killed && Task.isCancelled {
+                // The test was cancelled (its time limit): the sleep below no longer waits, so end it now.
+                killed = true
+                kill(pid, SIGKILL)
             }
             try? await Task.sleep(for: .milliseconds(20))
         }
@@ -81,5 +85,14 @@ struct ChildProcess: Sendable {
             try? await Task.sleep(for: .milliseconds(100))
         }
         return try await condition()
+    }
+
+    /// Runs `command` to its end and returns its output, on a thread of its own: `spawnAndWait` blocks
+    /// its thread, and blocking the cooperative pool (a thread per core) stalls every server this test
+    /// process runs, and every timer, the time limits' included.
+    static func run(_ command: [String]) async throws -> ProcessRunner.Result {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try ProcessRunner.spawnAndWait(command) }) }.start()
+        }
     }
 }

@@ -1,11 +1,14 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import HummingbirdTesting
 import Logging
 import NIOCore
 import PostgresNIO
 import Prometheus
+import ServiceLifecycle
+import Synchronization
 import Testing
 @testable import Madoguchi
 
@@ -53,10 +56,13 @@ struct TestApp {
         let app = try buildApplication(
             configuration: configuration, database: database, migrator: try Migrator.bundled(), registry: registry,
             logger: TestCluster.logger)
+        let failures = StartupFailures()
         do {
-            try await app.test(.live) { client in
+            try await StartupGuarded(base: app, failures: failures).test(.live) { client in
+                try failures.check()
                 try await body(TestApp(database: database, client: client, databaseURL: url))
                 if checksEventPayloads { try await EventPayloadCheck.expectDocumented(in: database) }
+                try failures.check()
             }
         } catch let error as PSQLError {
             // PSQLError's description hides the server's message; a failing test should show it.
@@ -194,5 +200,68 @@ extension HTTPTestResponse {
             }
             return object
         }
+    }
+}
+
+/// The application under test, with failures before its server listens kept instead of thrown.
+///
+/// HummingbirdTesting's live runner waits for the server's port before it looks at the service
+/// group again: an error before the server listens (the database refusing a connection on a loaded
+/// machine, a migration failing) or a service failing early would leave the test waiting forever,
+/// and the whole run with it. Kept here, the error fails the test as its body begins (or ends), and
+/// the server then shuts down as after any test.
+struct StartupGuarded<Base: ApplicationProtocol>: ApplicationProtocol {
+    typealias Responder = Base.Responder
+
+    let base: Base
+    let failures: StartupFailures
+
+    var responder: Responder { get async throws { try await base.responder } }
+    var server: HTTPServerBuilder { base.server }
+    var eventLoopGroup: any EventLoopGroup { base.eventLoopGroup }
+    var configuration: ApplicationConfiguration { base.configuration }
+    var logger: Logger { base.logger }
+    @Sendable func onServerRunning(_ channel: any NIOCore.Channel) async { await base.onServerRunning(channel) }
+
+    var services: [any Service] {
+        base.services.map { service in KeptFailure(base: service, failures: failures) }
+    }
+
+    var processesRunBeforeServerStart: [@Sendable () async throws -> Void] {
+        base.processesRunBeforeServerStart.map { process in
+            { [failures] in
+                do { try await process() } catch { failures.keep(error, from: "before the server started") }
+            }
+        }
+    }
+
+    /// A service whose error is kept; it then waits for the shutdown like the services that are still running.
+    struct KeptFailure: Service {
+        let base: any Service
+        let failures: StartupFailures
+
+        func run() async throws {
+            do {
+                try await base.run()
+            } catch {
+                if Task.isCancelled { throw error }
+                failures.keep(error, from: "\(type(of: base))")
+                try? await gracefulShutdown()
+            }
+        }
+    }
+}
+
+/// What went wrong while the application under test started or ran its services.
+final class StartupFailures: Sendable {
+    private let kept = Mutex<[String]>([])
+
+    func keep(_ error: any Error, from place: String) {
+        kept.withLock { $0.append("\(place): \(String(reflecting: error))") }
+    }
+
+    func check() throws {
+        let failures = kept.withLock { $0 }
+        guard failures.isEmpty else { throw TestApp.DatabaseFailure(description: "the application failed: " + failures.joined(separator: "; ")) }
     }
 }

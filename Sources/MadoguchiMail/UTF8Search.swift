@@ -36,3 +36,16 @@ extension String {
         needles.contains { containsUTF8($0) }
     }
 }
+
+extension StringProtocol {
+    /// Whether the text starts with `lowercasePrefix` (ASCII, lowercase) in any ASCII case: what
+    /// `lowercased().hasPrefix(_:)` answers for an ASCII prefix, without lowercasing the line.
+    func hasASCIIPrefixIgnoringCase(_ lowercasePrefix: String) -> Bool {
+        var bytes = utf8.makeIterator()
+        for expected in lowercasePrefix.utf8 {
+            guard let byte = bytes.next() else { return false }
+            if (byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte) != expected { return false }
+        }
+        return true
+    }
+}

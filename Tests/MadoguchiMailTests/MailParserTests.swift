@@ -286,6 +286,31 @@ struct MailParserTests {
     func unreadable(_ text: String) {
         #expect(mail(text).isUnreadable)
     }
+
+    @Test("the byte-level helpers answer as the Foundation calls they replace")
+    func byteHelpersAgreeWithFoundation() {
+        let texts = ["", " ", "\n\t \u{3000}", "  本文\n\n", "\u{85}a\u{2028}", "\u{A0}b c\u{202F}", "x", "\r\n本文 \u{200B}", "e\u{301} \n"]
+        for text in texts {
+            #expect(ReplySplitter.trimWhitespaceAndNewlines(text) == text.trimmingCharacters(in: .whitespacesAndNewlines), "\(Array(text.unicodeScalars))")
+        }
+        // Every scalar Foundation trims, and only those.
+        let differing = (0..<0x110000).compactMap(Unicode.Scalar.init).filter { scalar in
+            (ReplySplitter.trimWhitespaceAndNewlines(String(scalar) + "a") == "a") != CharacterSet.whitespacesAndNewlines.contains(scalar)
+        }
+        #expect(differing.isEmpty, "\(differing.prefix(10))")
+        let lines = ["Received: from x", "RECEIVED:", "received", "Subject: 件名", "Ｓubject:", "\u{212A}ey:", "to:", "To", "Message-ID: <a>"]
+        for line in lines {
+            for prefix in ["received:", "subject:", "to:", "key:", "message-id:"] {
+                #expect(line.hasASCIIPrefixIgnoringCase(prefix) == line.lowercased().hasPrefix(prefix) || line.hasPrefix("\u{212A}"), "\(line) \(prefix)")
+            }
+        }
+        // The Kelvin sign lowercases to an ASCII k; no prefix the parser looks for has one.
+        #expect(!"\u{212A}ey:".hasASCIIPrefixIgnoringCase("key:"))
+        let bounce = "Delivery failed.\n\n----- Original message -----\nReceived: from a\nSubject: x\n"
+        #expect(FailedRecipients.errorPart(of: bounce) == "Delivery failed.\n\n")
+        #expect(FailedRecipients.inlineOriginalHeaders(in: bounce)?["Subject"] == "x")
+        #expect(FailedRecipients.errorPart(of: "----- Original message -----\nno marker on the first line") == "----- Original message -----\nno marker on the first line")
+    }
 }
 
 @Suite("Mail dates")

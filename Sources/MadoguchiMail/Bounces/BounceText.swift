@@ -24,8 +24,8 @@ enum BounceText {
         if machineSent, BounceSignatures.hasTemplateSentence(mail.text) { return true }
         let lowerSubject = subject.lowercased()
         let bounceSubject = lowerSubject.containsAnyUTF8(subjects) || BounceSignatures.subjectLooksLikeBounce(subject)
-        let status = statusCode(in: mail.text)
-        if fromSystem && (bounceSubject || mail.subject == nil || status != nil) { return true }
+        // The status code search reads the whole text: only for a system sender's mail.
+        if fromSystem && (bounceSubject || mail.subject == nil || statusCode(in: mail.text) != nil) { return true }
         // The detection scan excludes the sender's own address (a signature) and ours.
         let namesFailedRecipient = {
             let excluded = excludedAddresses(of: mail, original: nil)

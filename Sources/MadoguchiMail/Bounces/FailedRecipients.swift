@@ -68,10 +68,15 @@ struct FailedRecipients {
     /// append in the same text part ("--- Below this line is a copy of the message.",
     /// "------ This is a copy of the message, including all the headers. ------", …).
     static func errorPart(of text: String) -> Substring {
-        var offset = text.startIndex
-        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            if offset > text.startIndex, isOriginalMessageMarker(line) { return text[..<offset] }
-            offset = line.endIndex < text.endIndex ? text.index(after: line.endIndex) : text.endIndex
+        // Lines found on the UTF-8 bytes: a line feed is always a Character of its own, so these
+        // are the lines a split by Character gives, at a fraction of its cost (it was a twentieth
+        // of parsing, called for every mail that might be a bounce).
+        let bytes = text.utf8
+        var lineStart = bytes.startIndex
+        while lineStart < bytes.endIndex {
+            let lineEnd = bytes[lineStart...].firstIndex(of: 0x0A) ?? bytes.endIndex
+            if lineStart > bytes.startIndex, isOriginalMessageMarker(text[lineStart..<lineEnd]) { return text[..<lineStart] }
+            lineStart = lineEnd < bytes.endIndex ? bytes.index(after: lineEnd) : bytes.endIndex
         }
         return text[...]
     }
@@ -183,16 +188,21 @@ struct FailedRecipients {
     }
 
     /// The headers of an original message copied into the text after a marker (non-MIME bounces).
+    private static let headerFieldStarts = ["received:", "return-path:", "from:", "to:", "date:", "message-id:", "subject:"]
+
     static func inlineOriginalHeaders(in text: String) -> HeaderSection? {
         let rest = text[FailedRecipients.errorPart(of: text).endIndex...]
-        guard !rest.isEmpty else { return nil }
-        let lines = rest.split(separator: "\n", omittingEmptySubsequences: false)
-        guard let start = lines.firstIndex(where: { line in
-            ["received:", "return-path:", "from:", "to:", "date:", "message-id:", "subject:"].contains { line.lowercased().hasPrefix($0) }
-        }) else { return nil }
+        // From the first line that starts like a header field to the end.
+        let bytes = rest.utf8
+        var lineStart = bytes.startIndex
+        while lineStart < bytes.endIndex {
+            let lineEnd = bytes[lineStart...].firstIndex(of: 0x0A) ?? bytes.endIndex
+            if Self.headerFieldStarts.contains(where: rest[lineStart..<lineEnd].hasASCIIPrefixIgnoringCase) { break }
+            lineStart = lineEnd < bytes.endIndex ? bytes.index(after: lineEnd) : bytes.endIndex
+        }
+        guard lineStart < bytes.endIndex else { return nil }
         var defects: [String] = []
-        let block = lines[start...].joined(separator: "\n")
-        let section = HeaderSection.split(ArraySlice(Array(block.utf8)), defects: &defects).0
+        let section = HeaderSection.split(ArraySlice(Array(bytes[lineStart...])), defects: &defects).0
         return section.fields.isEmpty ? nil : section
     }
 }

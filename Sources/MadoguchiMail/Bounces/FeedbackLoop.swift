@@ -12,8 +12,8 @@ enum FeedbackLoop {
         if BounceSignatures.isForwardOrReply(mail.subject ?? "") { return false }
         let from = (headers["From"] ?? "").lowercased()
         let subject = (mail.subject ?? "").lowercased()
-        if subject.contains("complaint about message from"),
-           from.contains("staff@hotmail.com") || from.contains("complaints@email-abuse.amazonses.com") {
+        if subject.containsUTF8("complaint about message from"),
+           from.containsUTF8("staff@hotmail.com") || from.containsUTF8("complaints@email-abuse.amazonses.com") {
             return true
         }
         // Apple's "unsubscribe" notice: the user asked to stop receiving the list's mail.

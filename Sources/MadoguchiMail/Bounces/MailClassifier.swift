@@ -78,8 +78,11 @@ enum MailClassifier {
         if let precedence = mail.precedence?.lowercased(), precedence.contains("auto_reply") || precedence.contains("auto-reply") { return true }
         if headers["X-Auto-Response"] != nil { return true }
         let subject = (mail.subject ?? "").lowercased()
-        return autoReplySubjects.contains { subject.hasPrefix($0) || subject.contains($0 + ":") }
+        return autoReplySubjects.contains { subject.hasPrefix($0) } || subject.containsAnyUTF8(autoReplySubjectLabels)
     }
+
+    /// Each of `autoReplySubjects` as a label ("out of office:") anywhere in a subject.
+    static let autoReplySubjectLabels = autoReplySubjects.map { $0 + ":" }
 
     static let autoReplySubjects = [
         "auto:", "automatic reply", "autoreply", "auto-reply", "auto reply", "out of office", "out of the office", "vacation",

@@ -110,10 +110,15 @@ struct WebhookTests {
             // A page's attempts are logged together once it is done: wait for the log to have the 2xx
             // (in a full parallel run this once took more than a minute, and once more than two: the
             // feed's horizon is the whole test cluster's oldest transaction, which other tests hold back).
-            #expect(try await ChildProcess.eventually(timeout: .seconds(240)) {
+            let logged = try await ChildProcess.eventually(timeout: .seconds(240)) {
                 let log = try await app.request(.get, "/v1/webhooks/\(webhook)/deliveries", key: admin).json["items"] as? [[String: Any]] ?? []
                 return log.contains { $0["status"] as? Int == 500 } && log.contains { $0["status"] == nil } && log.contains { $0["status"] as? Int == 204 }
-            })
+            }
+            // When it did not come, what there was: the log, the endpoint's state and the receiver's count.
+            let log = logged ? [] : (try await app.request(.get, "/v1/webhooks/\(webhook)/deliveries", key: admin).json["items"] as? [[String: Any]] ?? [])
+                .map { "\($0["status"] ?? "-") \($0["attempt"] ?? "-") \($0["error"] ?? "") \($0["created_at"] ?? "")" }
+            let endpoint = logged ? [:] : try await app.request(.get, "/v1/webhooks/\(webhook)", key: admin).json
+            #expect(logged, "log: \(log); endpoint: \(endpoint); receiver had \(phase.withLock { $0.upRequests.count }) requests since it came up")
         }
     }
 

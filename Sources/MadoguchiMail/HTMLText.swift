@@ -46,7 +46,7 @@ public enum HTMLText {
         }
         var collapsed: [String] = []
         for line in lines where !(line.isEmpty && collapsed.last?.isEmpty == true) { collapsed.append(line) }
-        return collapsed.joined(separator: "\n").trimmingCharacters(in: .whitespacesAndNewlines)
+        return collapsed.joined(separator: "\n").trimmingWhitespaceAndNewlines()
     }
 
     private static let named: [String: String] = [

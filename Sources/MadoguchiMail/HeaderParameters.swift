@@ -142,7 +142,7 @@ struct ParameterScanner {
             value.unicodeScalars.append(scalars[index])
             index += 1
         }
-        return value.trimmingCharacters(in: .whitespaces)
+        return value.trimmingWhitespace()
     }
 
     private mutating func skipComment() {

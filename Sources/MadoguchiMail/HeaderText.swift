@@ -14,7 +14,7 @@ public enum HeaderText {
         } else {
             text = decodeEncodedWords(in: bytesToText(raw))
         }
-        return text.trimmingCharacters(in: .whitespacesAndNewlines)
+        return text.trimmingWhitespaceAndNewlines()
     }
 
     /// Header bytes as text. RFC 6532 allows UTF-8; carriers and old clients send raw Shift_JIS or

@@ -32,7 +32,7 @@ public struct MIMEPart: Sendable {
     /// `../../x` can never be taken for a path.
     public var filename: String? {
         let name = disposition?["filename"] ?? contentType["name"]
-        guard let name = name?.trimmingCharacters(in: .whitespacesAndNewlines), !name.isEmpty else { return nil }
+        guard let name = name?.trimmingWhitespaceAndNewlines(), !name.isEmpty else { return nil }
         return String(String.UnicodeScalarView(name.unicodeScalars.map { scalar in
             scalar == "/" || scalar == "\\" || scalar.properties.generalCategory == .control ? "_" : scalar
         }))
@@ -132,7 +132,7 @@ struct MIMEParser {
             var line = body[position..<end]
             if line.last == 0x0D { line = line.dropLast() }
             if line.count > 2, line.starts(with: [0x2D, 0x2D]) {
-                return String(decoding: line.dropFirst(2), as: UTF8.self).trimmingCharacters(in: .whitespaces)
+                return String(decoding: line.dropFirst(2), as: UTF8.self).trimmingWhitespace()
             }
             position = end < body.endIndex ? end + 1 : end
             lines += 1

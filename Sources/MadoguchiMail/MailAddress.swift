@@ -18,7 +18,7 @@ public struct MailAddress: Sendable, Equatable, CustomStringConvertible {
     /// yet are real mailboxes, so nothing is rejected here; quotes around a local part that only needs
     /// them for its dots are removed so both spellings are one identity.
     public static func normalize(_ address: String) -> String {
-        let trimmed = address.trimmingCharacters(in: .whitespacesAndNewlines)
+        let trimmed = address.trimmingWhitespaceAndNewlines()
         guard let at = trimmed.lastIndex(of: "@") else { return trimmed }
         var local = String(trimmed[..<at])
         let domain = trimmed[trimmed.index(after: at)...].lowercased()
@@ -86,14 +86,14 @@ public struct MailAddress: Sendable, Equatable, CustomStringConvertible {
             var address = String(afterOpen.prefix { $0 != ">" })
             // Obsolete route: <@relay1,@relay2:user@host>
             if address.hasPrefix("@"), let colon = address.firstIndex(of: ":") { address = String(address[address.index(after: colon)...]) }
-            address = address.filter { !$0.isWhitespace }
+            address = withoutWhitespace(address)
             guard !address.isEmpty else { return nil }
             var name = displayName(String(withoutComments[..<open]))
             if name == nil { name = comments.last.flatMap(displayName) }
             return MailAddress(name: name, address: address)
         }
-        let address = withoutComments.filter { !$0.isWhitespace }
-        let written = withoutComments.trimmingCharacters(in: .whitespacesAndNewlines)
+        let address = withoutWhitespace(withoutComments)
+        let written = withoutComments.trimmingWhitespaceAndNewlines()
         if keepingNamesWithoutAddress, !address.utf8.contains(UInt8(ascii: "@")), written.contains(where: \.isWhitespace) || written.hasPrefix("\"") {
             // Words or a quoted string and no address: a name (a single word such as MAILER-DAEMON
             // stays an address, as mailers mean it).
@@ -104,15 +104,25 @@ public struct MailAddress: Sendable, Equatable, CustomStringConvertible {
     }
 
     private static func displayName(_ raw: String) -> String? {
-        var name = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+        var name = raw.trimmingWhitespaceAndNewlines()
         if name.count >= 2, name.hasPrefix("\""), name.hasSuffix("\"") {
             name = String(name.dropFirst().dropLast())
-            name = name.replacingOccurrences(of: "\\\"", with: "\"").replacingOccurrences(of: "\\\\", with: "\\")
-        } else {
+            // Foundation's replacing only where there is something to replace: most names have no
+            // backslash, and this ran for every one.
+            if name.utf8.contains(UInt8(ascii: "\\")) {
+                name = name.replacingOccurrences(of: "\\\"", with: "\"").replacingOccurrences(of: "\\\\", with: "\\")
+            }
+        } else if name.utf8.contains(UInt8(ascii: "\"")) {
             name = name.replacingOccurrences(of: "\"", with: "")
         }
-        name = HeaderText.decodeEncodedWords(in: name).trimmingCharacters(in: .whitespacesAndNewlines)
+        name = HeaderText.decodeEncodedWords(in: name).trimmingWhitespaceAndNewlines()
         return name.isEmpty ? nil : name
+    }
+
+    /// `text` without its white space; most addresses are printable ASCII and come back as they are.
+    private static func withoutWhitespace(_ text: String) -> String {
+        if text.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) { return text }
+        return text.filter { !$0.isWhitespace }
     }
 
     private static func stripComments(_ text: String, into comments: inout [String]) -> String {

@@ -112,7 +112,7 @@ struct HeaderWriter {
     /// is not plain ASCII (RFC 2047 §5(3) allows them in a phrase, never inside quotes).
     private func phraseTokens(_ name: String) -> [String] {
         let printable = name.utf8.allSatisfy { (0x20...0x7E).contains($0) }
-        guard printable, !name.contains("=?"), name.utf8.count <= 900, name == name.trimmingCharacters(in: .whitespaces) else {
+        guard printable, !name.contains("=?"), name.utf8.count <= 900, name == name.trimmingWhitespace() else {
             return charset.encodedWords(name)
         }
         if name.utf8.allSatisfy({ Self.isAtext($0) || $0 == 0x20 }), !name.contains("  ") { return [name] }

@@ -220,7 +220,7 @@ struct BodyCollector {
 
     static func safeName(_ subject: String) -> String {
         let cleaned = subject.map { "/\\:*?\"<>|\0".contains($0) || $0.isNewline ? "_" : $0 }
-        let name = String(cleaned).trimmingCharacters(in: .whitespaces)
+        let name = String(cleaned).trimmingWhitespace()
         return name.isEmpty ? "message" : String(name.prefix(200))
     }
 }
@@ -240,7 +240,7 @@ public enum MessageIDs {
             remainder = after[after.index(after: close)...]
         }
         if ids.isEmpty {
-            let bare = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            let bare = text.trimmingWhitespaceAndNewlines()
             if !bare.isEmpty, bare.contains("@"), !bare.contains(" "), bare.count <= 998 { ids.append(bare) }
         }
         return ids

@@ -39,8 +39,8 @@ public enum ReplySplitter {
         var visible = zip(lines, hidden).filter { !$0.1 }.map(\.0)
         while let last = visible.last, trim(last).isEmpty { visible.removeLast() }
         while let first = visible.first, trim(first).isEmpty { visible.removeFirst() }
-        let quoted = trimWhitespaceAndNewlines(zip(lines, hidden).filter { $0.1 }.map(\.0).joined(separator: "\n"))
-        if visible.isEmpty { return (trimWhitespaceAndNewlines(text), quoted.isEmpty ? "" : quoted) }
+        let quoted = zip(lines, hidden).filter { $0.1 }.map(\.0).joined(separator: "\n").trimmingWhitespaceAndNewlines()
+        if visible.isEmpty { return (text.trimmingWhitespaceAndNewlines(), quoted.isEmpty ? "" : quoted) }
         return (visible.joined(separator: "\n"), quoted)
     }
 
@@ -49,17 +49,6 @@ public enum ReplySplitter {
         let scalars = line.unicodeScalars
         guard let first = scalars.firstIndex(where: { $0 != " " && $0 != "\t" && $0 != "\u{3000}" }) else { return "" }
         let last = scalars.lastIndex(where: { $0 != " " && $0 != "\t" && $0 != "\u{3000}" })!
-        return String(scalars[first...last])
-    }
-
-    /// `trimmingCharacters(in: .whitespacesAndNewlines)` without bridging the whole text to NSString
-    /// (a sixth of the splitter's time). Foundation's set is Unicode's White_Space property plus
-    /// U+200B ZERO WIDTH SPACE (checked over every scalar; the unit test holds them together).
-    static func trimWhitespaceAndNewlines(_ text: String) -> String {
-        let scalars = text.unicodeScalars
-        let isSpace = { (scalar: Unicode.Scalar) in scalar.value == 0x200B || scalar.properties.isWhitespace }
-        guard let first = scalars.firstIndex(where: { !isSpace($0) }) else { return "" }
-        let last = scalars.lastIndex(where: { !isSpace($0) })!
         return String(scalars[first...last])
     }
 

@@ -7,7 +7,7 @@ public enum TransferEncoding: Sendable, Equatable {
 
     /// `7bit`, `8bit`, `binary` and unknown values are all taken as the bytes themselves.
     public init(header: String?) {
-        switch header?.trimmingCharacters(in: .whitespaces).lowercased() {
+        switch header?.trimmingWhitespace().lowercased() {
         case "base64": self = .base64
         case "quoted-printable": self = .quotedPrintable
         default: self = .identity

@@ -291,11 +291,13 @@ struct MailParserTests {
     func byteHelpersAgreeWithFoundation() {
         let texts = ["", " ", "\n\t \u{3000}", "  本文\n\n", "\u{85}a\u{2028}", "\u{A0}b c\u{202F}", "x", "\r\n本文 \u{200B}", "e\u{301} \n"]
         for text in texts {
-            #expect(ReplySplitter.trimWhitespaceAndNewlines(text) == text.trimmingCharacters(in: .whitespacesAndNewlines), "\(Array(text.unicodeScalars))")
+            #expect(text.trimmingWhitespaceAndNewlines() == text.trimmingCharacters(in: .whitespacesAndNewlines), "\(Array(text.unicodeScalars))")
+            #expect(text.trimmingWhitespace() == text.trimmingCharacters(in: .whitespaces), "\(Array(text.unicodeScalars))")
         }
-        // Every scalar Foundation trims, and only those.
+        // Every scalar Foundation trims, and only those, in both sets.
         let differing = (0..<0x110000).compactMap(Unicode.Scalar.init).filter { scalar in
-            (ReplySplitter.trimWhitespaceAndNewlines(String(scalar) + "a") == "a") != CharacterSet.whitespacesAndNewlines.contains(scalar)
+            ((String(scalar) + "a").trimmingWhitespaceAndNewlines() == "a") != CharacterSet.whitespacesAndNewlines.contains(scalar)
+                || (("a" + String(scalar)).trimmingWhitespace() == "a") != CharacterSet.whitespaces.contains(scalar)
         }
         #expect(differing.isEmpty, "\(differing.prefix(10))")
         let lines = ["Received: from x", "RECEIVED:", "received", "Subject: 件名", "Ｓubject:", "\u{212A}ey:", "to:", "To", "Message-ID: <a>"]

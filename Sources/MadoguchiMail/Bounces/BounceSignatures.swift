@@ -49,14 +49,14 @@ enum BounceSignatures {
     ]
 
     static func subjectLooksLikeBounce(_ subject: String) -> Bool {
-        let lower = subject.lowercased().trimmingCharacters(in: .whitespaces)
-        let stripped = lower.hasPrefix("[postmaster]") ? String(lower.dropFirst(12)).trimmingCharacters(in: .whitespaces) : lower
+        let lower = subject.lowercased().trimmingWhitespace()
+        let stripped = lower.hasPrefix("[postmaster]") ? String(lower.dropFirst(12)).trimmingWhitespace() : lower
         return subjectPrefixes.contains { stripped.hasPrefix($0) } || stripped.contains("email delivery failure")
     }
 
     /// A customer forwarding a bounce to us is writing to us, whatever the bounce inside says.
     static func isForwardOrReply(_ subject: String) -> Bool {
-        let lower = subject.lowercased().trimmingCharacters(in: .whitespaces)
+        let lower = subject.lowercased().trimmingWhitespace()
         return ["fwd:", "fw:", "re:", "転送:", "転送：", "tr:", "wg:", "aw:"].contains { lower.hasPrefix($0) }
     }
 

@@ -125,7 +125,7 @@ enum BounceText {
             ? byStatus
             : self.reason(status: status, diagnostic: ownText.isEmpty ? nil : ownText, text: sharedText)
         let temporary = status?.hasPrefix("4") == true && !report.givenUp
-        let diagnostic = ownText.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let diagnostic = ownText.split(separator: "\n").map { $0.trimmingWhitespace() }.filter { !$0.isEmpty }
             .joined(separator: " ")
         return .init(address: address, action: temporary || report.delayNotice ? "delayed" : "failed", status: status, reason: reason,
                      diagnostic: diagnostic.isEmpty ? nil : String(diagnostic.prefix(1000)))

@@ -181,7 +181,7 @@ struct FailedRecipients {
         errorText.split(separator: "\n").prefix(lineLimit).flatMap { line -> [String] in
             // The address pattern backtracks on long runs without '@': skip what cannot match.
             guard line.utf8.contains(UInt8(ascii: "@")), line.utf8.count < 4000 else { return [] }
-            let lower = line.trimmingCharacters(in: .whitespaces).lowercased()
+            let lower = line.trimmingWhitespace().lowercased()
             if quotedHeaderPrefixes.contains(where: { lower.hasPrefix($0) }) || lower.hasPrefix("to:") || lower.contains("message-id") { return [] }
             return BounceText.addresses(in: String(line))
         }

@@ -34,9 +34,9 @@ enum FeedbackLoop {
     private static func hasReportFields(_ text: String) -> Bool {
         let head = String(text.prefix(20_000)).lowercased()
         guard head.containsUTF8("feedback-type:"), head.containsUTF8("user-agent:"), head.containsUTF8("version:") else { return false }
-        let lines = text.prefix(20_000).split(separator: "\n").prefix(200).map { $0.lowercased().trimmingCharacters(in: .whitespaces) }
+        let lines = text.prefix(20_000).split(separator: "\n").prefix(200).map { $0.lowercased().trimmingWhitespace() }
         let types = ["abuse", "fraud", "virus", "other", "not-spam", "auth-failure"]
-        return lines.contains { line in line.hasPrefix("feedback-type:") && types.contains { line.dropFirst(14).trimmingCharacters(in: .whitespaces) == $0 } }
+        return lines.contains { line in line.hasPrefix("feedback-type:") && types.contains { line.dropFirst(14).trimmingWhitespace() == $0 } }
             && lines.contains { $0.hasPrefix("user-agent:") } && lines.contains { $0 == "version: 1" || $0 == "version: 0.1" }
     }
 

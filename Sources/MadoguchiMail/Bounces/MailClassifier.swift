@@ -144,17 +144,17 @@ enum DeliveryStatus {
             // A Final-Recipient that is a source route or a bare "@host" names no mailbox: the
             // Original-Recipient, or the text, says who it was.
             let candidates = [block["Final-Recipient"], block["Original-Recipient"]].compactMap { field in
-                field.map { $0.split(separator: ";", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? $0 }
+                field.map { $0.split(separator: ";", maxSplits: 1).last.map { $0.trimmingWhitespace() } ?? $0 }
             }
             guard !candidates.isEmpty else { continue }
             guard let named = candidates.first(where: Self.isMailbox) ?? mailboxInText() else { continue }
             let address = MailAddress.normalize(named.trimmingCharacters(in: CharacterSet(charactersIn: "<> ")))
             guard seen.insert(address.lowercased()).inserted else { continue }
             let status = BounceText.refine(block["Status"].flatMap(BounceText.statusCode), by: block["Diagnostic-Code"])
-            var action = block["Action"]?.lowercased().trimmingCharacters(in: .whitespaces) ?? ""
+            var action = block["Action"]?.lowercased().trimmingWhitespace() ?? ""
             if action.isEmpty { action = status?.hasPrefix("2") == true ? "delivered" : status?.hasPrefix("4") == true ? "delayed" : "failed" }
             let diagnostic = block["Diagnostic-Code"].map { $0.split(separator: ";", maxSplits: 1).last.map(String.init) ?? $0 }?
-                .trimmingCharacters(in: .whitespaces)
+                .trimmingWhitespace()
             let reason = action == "delivered" || action == "relayed" || action == "expanded"
                 ? "delivered"
                 : BounceText.reason(status: status, diagnostic: diagnostic, text: fallbackText)

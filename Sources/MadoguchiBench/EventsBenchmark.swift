@@ -106,41 +106,50 @@ public struct EventsBenchmark: Sendable {
                 let sink = try await HTTPSinkServer(group: MultiThreadedEventLoopGroup.singleton)
                 defer { Task { await sink.close() } }
                 for count in endpointCounts {
-                    let http = try LoopbackHTTPClient(port: port)
-                    var ids: [String] = []
-                    for _ in 0..<count {
-                        let created = try http.exchange("POST", "/v1/webhooks", headers: ["Authorization": "Bearer \(admin)", "Content-Type": "application/json"],
-                                                        body: Array(#"{"url":"http://127.0.0.1:\#(sink.port)/hook","event_types":["message.received"]}"#.utf8))
-                        guard created.status == 201,
-                              let json = try JSONSerialization.jsonObject(with: Data(created.body)) as? [String: Any],
-                              let id = (json["webhook"] as? [String: Any])?["id"] as? String
-                        else { throw BenchmarkError("creating a webhook answered \(created.status)") }
-                        ids.append(id)
+                    // The blocking client on threads of its own: the service answering it runs in this process.
+                    let sinkPort = sink.port
+                    let ids = try await BenchmarkSupport.onThread { () throws -> [String] in
+                        let http = try LoopbackHTTPClient(port: port)
+                        return try (0..<count).map { _ in
+                            let created = try http.exchange("POST", "/v1/webhooks", headers: ["Authorization": "Bearer \(admin)", "Content-Type": "application/json"],
+                                                            body: Array(#"{"url":"http://127.0.0.1:\#(sinkPort)/hook","event_types":["message.received"]}"#.utf8))
+                            guard created.status == 201,
+                                  let json = try JSONSerialization.jsonObject(with: Data(created.body)) as? [String: Any],
+                                  let id = (json["webhook"] as? [String: Any])?["id"] as? String
+                            else { throw BenchmarkError("creating a webhook answered \(created.status)") }
+                            return id
+                        }
                     }
                     // Paused while the load runs, so that what is measured is delivery alone: every endpoint
                     // then works through the same backlog.
-                    let pause = { (active: Bool) throws in
-                        for id in ids {
-                            let answer = try http.exchange("PATCH", "/v1/webhooks/\(id)", headers: ["Authorization": "Bearer \(admin)", "Content-Type": "application/json"],
-                                                           body: Array(#"{"active":\#(active)}"#.utf8))
-                            guard answer.status == 200 else { throw BenchmarkError("PATCH /v1/webhooks answered \(answer.status)") }
+                    let pause = { @Sendable (active: Bool) async throws in
+                        try await BenchmarkSupport.onThread {
+                            let http = try LoopbackHTTPClient(port: port)
+                            for id in ids {
+                                let answer = try http.exchange("PATCH", "/v1/webhooks/\(id)", headers: ["Authorization": "Bearer \(admin)", "Content-Type": "application/json"],
+                                                               body: Array(#"{"active":\#(active)}"#.utf8))
+                                guard answer.status == 200 else { throw BenchmarkError("PATCH /v1/webhooks answered \(answer.status)") }
+                            }
                         }
                     }
-                    try pause(false)
+                    try await pause(false)
                     let load = try await BenchmarkSupport.drive(port: port, clients: clients, seconds: seconds) { client, sequence in
                         ingest.lineRequest(client: client, sequence: sequence + count * 10_000_000)
                     }
                     let expected = load.requests * count
                     let before = sink.received
                     let start = Date()
-                    try pause(true)
+                    try await pause(true)
                     // A loaded machine can take a while; the rate counts only the time actually taken.
                     while sink.received - before < expected && Date().timeIntervalSince(start) < max(60, Double(seconds) * 20) {
                         try await Task.sleep(for: .milliseconds(20))
                     }
                     let delivered = sink.received - before
                     let serviceRate = Double(delivered) / Date().timeIntervalSince(start)
-                    for id in ids { _ = try http.send("DELETE", "/v1/webhooks/\(id)", headers: ["Authorization": "Bearer \(admin)"]) }
+                    try await BenchmarkSupport.onThread {
+                        let http = try LoopbackHTTPClient(port: port)
+                        for id in ids { _ = try http.send("DELETE", "/v1/webhooks/\(id)", headers: ["Authorization": "Bearer \(admin)"]) }
+                    }
                     let body = [UInt8](repeating: UInt8(ascii: "x"), count: 900)
                     let bareStart = Date()
                     try await withThrowingTaskGroup(of: Void.self) { group in

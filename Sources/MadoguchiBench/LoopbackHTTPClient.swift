@@ -7,6 +7,10 @@ import Glibc
 
 /// A minimal blocking HTTP/1.1 client over one keep-alive loopback connection: enough for a benchmark
 /// to drive the service from many threads without a client library of its own.
+///
+/// It blocks its thread: use it on threads of its own (`BenchmarkSupport.onThread`), never on Swift's
+/// cooperative pool (a thread per core), where a wait for the in-process service it talks to can
+/// take the very threads that service needs to answer.
 final class LoopbackHTTPClient {
     private let descriptor: Int32
     private var buffer: [UInt8] = []
@@ -16,6 +20,9 @@ final class LoopbackHTTPClient {
         guard descriptor >= 0 else { throw BenchmarkError("socket: \(String(cString: strerror(errno)))") }
         var noDelay: Int32 = 1
         setsockopt(descriptor, Int32(IPPROTO_TCP), TCP_NODELAY, &noDelay, socklen_t(MemoryLayout<Int32>.size))
+        // A server that never answers is an error after two minutes, not a thread blocked for good.
+        var timeout = timeval(tv_sec: 120, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         // No close on failure here: a class whose initializer throws once every property is set still
         // runs deinit, which closes it. Closing twice could close a descriptor another thread just got.
         try Self.connect(descriptor, port: port)
@@ -88,6 +95,7 @@ final class LoopbackHTTPClient {
     private func fill() throws {
         var chunk = [UInt8](repeating: 0, count: 16384)
         let count = recv(descriptor, &chunk, chunk.count, 0)
+        if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { throw BenchmarkError("no answer within 120 s") }
         guard count > 0 else { throw BenchmarkError("connection closed by the server") }
         buffer += chunk[0..<count]
     }

@@ -122,6 +122,38 @@ struct WebhookTests {
         }
     }
 
+    @Test("a page whose log cannot be written is sent again within seconds, with the same webhook-id, not after the five-minute lease")
+    func logFailureReleasesTheEndpoint() async throws {
+        let received = Mutex<[String]>([])
+        let receiver = try await FakeProvider { request, _ in
+            if request.path == "/hook" { received.withLock { $0.append(request.headers[HTTPField.Name("webhook-id")!] ?? "") } }
+            return .init(status: .noContent, body: "")
+        }
+        defer { receiver.stop() }
+        try await TestApp.run(followsFeed: true, configure: Self.configure) { app in
+            let admin = try await app.keySecret(.admin)
+            let (webhook, _) = try await Self.create(app, admin: admin, url: "http://127.0.0.1:\(receiver.port)/hook", types: ["ticket.updated"])
+            // The delivery log refuses every row for a while, as a database error would.
+            try await app.execute("""
+                CREATE FUNCTION refuse_delivery_log() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN RAISE EXCEPTION 'the delivery log is refused for this test'; END $$
+                """)
+            try await app.execute("CREATE TRIGGER refuse BEFORE INSERT ON webhook_deliveries FOR EACH ROW EXECUTE FUNCTION refuse_delivery_log()")
+            try await Self.events(app, 1)
+            // A second copy comes only after the first page's log failed and the endpoint was let go;
+            // the lease is five minutes, so only letting go at once brings it this soon.
+            #expect(try await ChildProcess.eventually(timeout: .seconds(60)) { received.withLock { $0 }.count >= 2 })
+            try await app.execute("DROP TRIGGER refuse ON webhook_deliveries")
+            let logged = try await ChildProcess.eventually(timeout: .seconds(60)) {
+                let log = try await app.request(.get, "/v1/webhooks/\(webhook)/deliveries", key: admin).json["items"] as? [[String: Any]] ?? []
+                return log.contains { $0["status"] as? Int == 204 }
+            }
+            #expect(logged)
+            let ids = received.withLock { $0 }
+            #expect(Set(ids).count == 1, "the same event each time, under its own webhook-id: \(ids)")
+        }
+    }
+
     @Test("a receiver that hangs is timed out; one that keeps failing is disabled, with an event, and resumes where it stopped once re-enabled")
     func hangingThenDisabled() async throws {
         let hang = Mutex(true)

@@ -111,8 +111,12 @@ struct WebhookWorker: Service {
             }
             try await database.withConnection { try await store.release(endpoint.id, worker: name, after: .zero, on: $0) }
         } catch {
-            // The lease runs out and the endpoint is taken up again from its last recorded cursor.
+            // Taken up again from its last recorded cursor (what was sent since goes again, with the
+            // same webhook-ids): after a short pause, not when the lease runs out five minutes from
+            // now — a database error while logging a page held the endpoint's deliveries that long.
+            // If letting go fails too, the lease still ends.
             logger.warning("webhook delivery failed", metadata: ["webhook": "\(endpoint.id)", "error": "\(String(reflecting: error))"])
+            _ = try? await database.withConnection { try await store.release(endpoint.id, worker: name, after: settings.backoff(afterFailures: 1), on: $0) }
         }
         return sent
     }

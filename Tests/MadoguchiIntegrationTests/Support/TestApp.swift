@@ -30,6 +30,17 @@ struct TestApp {
         configure: (inout Configuration) -> Void = { _ in },
         _ body: @Sendable (TestApp) async throws -> Void
     ) async throws {
+        try await RunWatchdog.noting {
+            try await runNoted(followsFeed: followsFeed, checksEventPayloads: checksEventPayloads, configure: configure, body)
+        }
+    }
+
+    private static func runNoted(
+        followsFeed: Bool,
+        checksEventPayloads: Bool,
+        configure: (inout Configuration) -> Void,
+        _ body: @Sendable (TestApp) async throws -> Void
+    ) async throws {
         let (clientConfiguration, url): (PostgresClient.Configuration, String)
         do {
             (clientConfiguration, url) = try await TestCluster.makeNamedDatabase(forFeed: followsFeed)

@@ -68,17 +68,7 @@ struct FailedRecipients {
     /// append in the same text part ("--- Below this line is a copy of the message.",
     /// "------ This is a copy of the message, including all the headers. ------", …).
     static func errorPart(of text: String) -> Substring {
-        // Lines found on the UTF-8 bytes: a line feed is always a Character of its own, so these
-        // are the lines a split by Character gives, at a fraction of its cost (it was a twentieth
-        // of parsing, called for every mail that might be a bounce).
-        let bytes = text.utf8
-        var lineStart = bytes.startIndex
-        while lineStart < bytes.endIndex {
-            let lineEnd = bytes[lineStart...].firstIndex(of: 0x0A) ?? bytes.endIndex
-            if lineStart > bytes.startIndex, isOriginalMessageMarker(text[lineStart..<lineEnd]) { return text[..<lineStart] }
-            lineStart = lineEnd < bytes.endIndex ? bytes.index(after: lineEnd) : bytes.endIndex
-        }
-        return text[...]
+        text.startOfFirstLine(skippingFirst: true, where: isOriginalMessageMarker).map { text[..<$0] } ?? text[...]
     }
 
     private static func isOriginalMessageMarker(_ line: Substring) -> Bool {
@@ -193,16 +183,9 @@ struct FailedRecipients {
     static func inlineOriginalHeaders(in text: String) -> HeaderSection? {
         let rest = text[FailedRecipients.errorPart(of: text).endIndex...]
         // From the first line that starts like a header field to the end.
-        let bytes = rest.utf8
-        var lineStart = bytes.startIndex
-        while lineStart < bytes.endIndex {
-            let lineEnd = bytes[lineStart...].firstIndex(of: 0x0A) ?? bytes.endIndex
-            if Self.headerFieldStarts.contains(where: rest[lineStart..<lineEnd].hasASCIIPrefixIgnoringCase) { break }
-            lineStart = lineEnd < bytes.endIndex ? bytes.index(after: lineEnd) : bytes.endIndex
-        }
-        guard lineStart < bytes.endIndex else { return nil }
+        guard let start = rest.startOfFirstLine(where: { line in headerFieldStarts.contains(where: line.hasASCIIPrefixIgnoringCase) }) else { return nil }
         var defects: [String] = []
-        let section = HeaderSection.split(ArraySlice(Array(bytes[lineStart...])), defects: &defects).0
+        let section = HeaderSection.split(ArraySlice(Array(rest.utf8[start...])), defects: &defects).0
         return section.fields.isEmpty ? nil : section
     }
 }

@@ -20,7 +20,8 @@ public func buildApplication(
     registry: PrometheusCollectorRegistry,
     logger: Logger,
     databaseDescription: String = "the configured database",
-    servicesBeforeDatabase: [any Service] = []
+    servicesBeforeDatabase: [any Service] = [],
+    onStartupFailure: @escaping @Sendable (any Error) -> Void = { _ in }
 ) throws -> some ApplicationProtocol {
     let router = Router(context: MadoguchiRequestContext.self)
     let routes = RouteTable()
@@ -41,7 +42,7 @@ public func buildApplication(
         var replicaConfiguration = try DatabaseURL.configuration(from: url)
         replicaConfiguration.options.maximumConnections = configuration.databasePoolSize
         reportsDatabase = Database(configuration: replicaConfiguration, logger: logger, leaseTimeout: configuration.databaseWait)
-        replicaServices = [reportsDatabase.client]
+        replicaServices = [NamedService("reports replica pool", reportsDatabase.client, logger: logger)]
     }
     let handler = APIHandler(
         database: database, reportsDatabase: reportsDatabase, migrator: migrator, registry: registry, baseLogger: logger, claimLease: configuration.claimLease,
@@ -67,17 +68,31 @@ public func buildApplication(
         configuration: .init(
             address: .hostname(configuration.host, port: configuration.port), serverName: "Madoguchi",
             availableConnectionsDelegate: MaximumAvailableConnections(configuration.http.maxConnections, logger: logger)),
-        services: servicesBeforeDatabase + [database.client] + replicaServices + [notifier, SmsPartsSweeper(parts: handler.smsParts, wait: configuration.smsPartWait),
-                                            assigner, ReportRollupWorker(database: database, migrator: migrator, logger: logger)]
-            + (configuration.delivery.runsInServe ? [OutboxWorker(database: database, migrator: migrator, settings: configuration.delivery,
-                                                                  publicURL: configuration.providers.publicURL, logger: logger)] : [])
-            + (configuration.webhooks.runsInServe ? [WebhookWorker(database: database, migrator: migrator, logger: logger, settings: configuration.webhooks,
-                                                                   notifier: notifier)] : []),
+        services: servicesBeforeDatabase + [
+            NamedService("database pool", database.client, logger: logger),
+        ] + replicaServices + [
+            NamedService("event notifier", notifier, logger: logger),
+            NamedService("multi-part SMS sweeper", SmsPartsSweeper(parts: handler.smsParts, wait: configuration.smsPartWait), logger: logger),
+            NamedService("assignment worker", assigner, logger: logger),
+            NamedService("report rollup worker", ReportRollupWorker(database: database, migrator: migrator, logger: logger), logger: logger),
+        ] + (configuration.delivery.runsInServe ? [
+            NamedService("outbox worker", OutboxWorker(database: database, migrator: migrator, settings: configuration.delivery,
+                                                       publicURL: configuration.providers.publicURL, logger: logger), logger: logger),
+        ] : []) + (configuration.webhooks.runsInServe ? [
+            NamedService("webhook worker", WebhookWorker(database: database, migrator: migrator, logger: logger, settings: configuration.webhooks,
+                                                         notifier: notifier), logger: logger),
+        ] : []),
         logger: logger)
     app.beforeServerStarts {
         // Before anything listens: a wrong DATABASE_URL is a clear error, not a hang.
-        try await database.checkReachable(describing: databaseDescription)
-        let report = try await migrator.migrate(database, logger: logger)
+        let report: Migrator.Report
+        do {
+            try await database.checkReachable(describing: databaseDescription)
+            report = try await migrator.migrate(database, logger: logger)
+        } catch {
+            onStartupFailure(error)
+            throw error
+        }
         logger.info("database ready", metadata: ["schema_version": "\(report.schemaVersion)", "applied": "\(report.applied)"])
         // Not needed to serve; a failure here only means the first report request reads them.
         _ = try? await database.withConnection { try await ReportStore(database: database, logger: logger).zoneNames(on: $0) }

@@ -75,13 +75,20 @@ public enum DatabaseProvisioner {
 
 /// Keeps the embedded cluster for as long as the service group runs, and stops it last: services stop
 /// in reverse order, so the HTTP server and the pool are closed before PostgreSQL goes.
+///
+/// A group that fails (a migration refused at startup) cancels every service at once, this one with
+/// the workers whose queries are in flight. So it waits for the pool to stop before it stops the
+/// cluster: PostgreSQL closing a connection under a worker between two queries left the worker's next
+/// query waiting forever (PostgresNIO 1.33.2), and the process with it.
 struct EmbeddedClusterService: Service {
     let provisioned: ProvisionedDatabase
+    let pool: RenewablePool
     let logger: Logger
 
     func run() async throws {
         // Returns on graceful shutdown; throws if cancelled. Either way the cluster is stopped.
         try? await gracefulShutdown()
+        await pool.untilStopped(within: .seconds(15))
         await provisioned.release(logger: logger)
     }
 }

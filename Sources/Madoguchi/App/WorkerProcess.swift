@@ -18,10 +18,15 @@ public enum WorkerProcess {
         let notifier = EventNotifier(database: database, logger: logger)
         let webhooks = WebhookWorker(database: database, migrator: migrator, logger: logger, settings: configuration.webhooks, notifier: notifier)
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: database.client), .init(service: notifier), .init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup),
-                       .init(service: webhooks),
-                       .init(service: AssignmentWorker(database: database, migrator: migrator, logger: logger, notifier: notifier)),
-                       .init(service: ReportRollupWorker(database: database, migrator: migrator, logger: logger))],
+            services: [
+                .init(service: NamedService("database pool", database.client, logger: logger)),
+                .init(service: NamedService("event notifier", notifier, logger: logger)),
+                .init(service: NamedService("outbox worker", worker, logger: logger), successTerminationBehavior: .gracefullyShutdownGroup),
+                .init(service: NamedService("webhook worker", webhooks, logger: logger)),
+                .init(service: NamedService("assignment worker", AssignmentWorker(database: database, migrator: migrator, logger: logger, notifier: notifier),
+                                            logger: logger)),
+                .init(service: NamedService("report rollup worker", ReportRollupWorker(database: database, migrator: migrator, logger: logger), logger: logger)),
+            ],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()

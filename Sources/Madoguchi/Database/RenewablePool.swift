@@ -21,6 +21,8 @@ public final class RenewablePool: Service, Sendable {
     private let probeInterval: Duration
     private let probeTimeout: Duration
     private let drainDelay: Duration
+    /// How long a cancelled pool waits for its leases to come back before it closes their connections.
+    private let cancelGrace: Duration
     private let state: Mutex<State>
     /// Connections leased right now, from any pool: while some are, the database answers and a failed
     /// lease means the pool is saturated, which a new pool would only make worse.
@@ -42,12 +44,13 @@ public final class RenewablePool: Service, Sendable {
     }
 
     init(configuration: PostgresClient.Configuration, logger: Logger, probeInterval: Duration = .seconds(1),
-         probeTimeout: Duration = .seconds(3), drainDelay: Duration = .seconds(30)) {
+         probeTimeout: Duration = .seconds(3), drainDelay: Duration = .seconds(30), cancelGrace: Duration = .seconds(5)) {
         self.configuration = configuration
         self.logger = logger
         self.probeInterval = probeInterval
         self.probeTimeout = probeTimeout
         self.drainDelay = drainDelay
+        self.cancelGrace = cancelGrace
         state = Mutex(State(client: PostgresClient(configuration: configuration, backgroundLogger: logger)))
         (probes, probeRequests) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
@@ -131,18 +134,52 @@ public final class RenewablePool: Service, Sendable {
         for continuation in waiting { continuation.resume() }
     }
 
-    /// Runs a pool until `stopped` ends (or the task is cancelled).
+    /// Runs a pool until `stopped` ends, or until this task is cancelled and the leases taken from
+    /// it have come back (at most `cancelGrace` later).
+    ///
+    /// The pool's own run is kept out of this task's cancellation on purpose. A cancelled PostgresNIO
+    /// pool closes every connection at once, leased ones included, and a query that meets that close
+    /// halfway can wait forever (PostgresNIO 1.33.2, seen about once in ten runs on a loaded machine).
+    /// A failed service group cancels every service together, the workers with the pool, and the
+    /// process then never exited. The workers' queries finish on their own once they are cancelled
+    /// (PostgresNIO does not cancel a query in flight), so the pool waits for their leases first.
     private func run(_ client: PostgresClient, until stopped: AsyncStream<Void>) async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                self.markRunning(client)
-                await client.run()
-            }
-            for await _ in stopped {}
-            group.cancelAll()
+        let poolRun = Task {
+            self.markRunning(client)
+            await client.run()
         }
+        for await _ in stopped {}
+        if Task.isCancelled { await untilLeasesReturned(within: cancelGrace) }
+        poolRun.cancel()
+        await poolRun.value
         // Forgotten once it has stopped: a later pool may be allocated at the same address.
         running.withLock { _ = $0.started.remove(ObjectIdentifier(client)) }
+    }
+
+    /// Waits, whatever the calling task's cancellation, until no lease is held or `limit` has passed.
+    private func untilLeasesReturned(within limit: Duration) async {
+        await Self.poll(within: limit) { self.leasedNow.load(ordering: .relaxed) == 0 }
+        let held = leasedNow.load(ordering: .relaxed)
+        if held > 0 {
+            logger.warning("database pool stopping with leases still held", metadata: ["leases": "\(held)", "waited": "\(limit)"])
+        }
+    }
+
+    /// Returns once this service's run is over (every pool stopped, its connections closed), or
+    /// after `limit`, whatever the calling task's cancellation. The embedded cluster waits for it
+    /// before it stops: PostgreSQL closing connections under queries still running would hang them.
+    func untilStopped(within limit: Duration) async {
+        await Self.poll(within: limit) { self.running.withLock { $0.finished } }
+    }
+
+    /// Checks `done` every few milliseconds until it holds or `limit` has passed. The sleeps run in an
+    /// unstructured task, not cancelled with the caller: a cancelled caller's sleeps would not sleep.
+    private static func poll(within limit: Duration, until done: @escaping @Sendable () -> Bool) async {
+        guard !done() else { return }
+        let deadline = ContinuousClock.now + limit
+        await Task {
+            while !done(), ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(5)) }
+        }.value
     }
 
     private func connects(_ client: PostgresClient) async -> Bool {

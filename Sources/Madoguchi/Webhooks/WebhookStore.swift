@@ -76,6 +76,15 @@ struct WebhookStore: Sendable {
         return endpoints
     }
 
+    /// Whether the endpoint still exists, is active and is claimed by `worker`.
+    func isServing(_ id: UUID, worker: String, on connection: PostgresConnection) async throws -> Bool {
+        let rows = try await connection.query("""
+            SELECT 1 FROM webhook_endpoints WHERE id = \(id) AND active AND claimed_by = \(worker)
+            """, logger: logger)
+        for try await _ in rows { return true }
+        return false
+    }
+
     /// The endpoint got (or was passed over for) everything up to `cursor`; the streak is over.
     /// False when the claim is no longer this worker's.
     func advance(_ id: UUID, to cursor: FeedCursor, worker: String, on connection: PostgresConnection) async throws -> Bool {

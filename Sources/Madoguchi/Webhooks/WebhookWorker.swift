@@ -75,7 +75,14 @@ struct WebhookWorker: Service {
             var remaining = Self.turn
             while remaining > 0 && !Task.isShuttingDownGracefully {
                 let limit = min(remaining, Self.pageSize)
-                let page = try await database.withConnection { try await feed.page(after: cursor, filter: endpoint.filter, limit: limit, on: $0) }
+                let (page, serving) = try await database.withConnection { connection in
+                    let page = try await feed.page(after: cursor, filter: endpoint.filter, limit: limit, on: connection)
+                    // Looked at after the page is read: an event committed after the endpoint was deleted,
+                    // disabled or taken over is then never sent by this worker.
+                    let serving = try await page.events.isEmpty ? true : store.isServing(endpoint.id, worker: name, on: connection)
+                    return (page, serving)
+                }
+                guard serving else { return sent }
                 var attempts: [(event: FeedEvent, attempt: WebhookAttempt)] = []
                 for event in page.events where !Task.isShuttingDownGracefully {
                     let attempt = try await self.attempt(event, to: endpoint, key: key, http: http)

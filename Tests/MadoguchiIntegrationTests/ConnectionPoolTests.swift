@@ -1,4 +1,6 @@
+import Foundation
 import PostgresNIO
+import Synchronization
 import Testing
 @testable import Madoguchi
 
@@ -32,5 +34,61 @@ struct ConnectionPoolTests {
         // closed under it; a query then sent on it never answers in PostgresNIO 1.33.2, which is why
         // the grace exists, so no test here can wait for one.)
         await poolRun.value
+    }
+
+    @Test("a statement sent on a connection the server has closed fails at once instead of waiting forever")
+    func statementAfterServerClose() async throws {
+        let database = Database(configuration: try await TestCluster.makeDatabase(), logger: TestCluster.logger)
+        let poolRun = Task { await database.client.run() }
+        let (leased, signalLeased) = AsyncStream<Int32>.makeStream()
+        let (terminated, signalTerminated) = AsyncStream<Void>.makeStream()
+        // Unstructured and never cancelled: should the statement never answer, the test says so and
+        // goes on rather than waiting with it.
+        let work = Task {
+            try await database.withConnection { connection in
+                let rows = try await connection.query("SELECT pg_backend_pid()", logger: TestCluster.logger)
+                for try await pid in rows.decode(Int32.self) { signalLeased.yield(pid) }
+                for await _ in terminated { break }
+                // Until the close has gone all the way through (PostgreSQL's message, then the socket).
+                for _ in 0..<500 where !connection.isClosed { try? await Task.sleep(for: .milliseconds(10)) }
+                try? await Task.sleep(for: .milliseconds(200))
+                // Through the service's own entry point; PostgresNIO's `query` here never answers.
+                try await connection.run("SELECT 1", logger: TestCluster.logger)
+            }
+        }
+        var pid: Int32 = 0
+        for await leasedPid in leased { pid = leasedPid; break }
+        try await database.withConnection { connection in
+            try await connection.query("SELECT pg_terminate_backend(\(pid))", logger: TestCluster.logger)
+        }
+        signalTerminated.yield()
+        let deadline = ContinuousClock.now + .seconds(30)
+        let outcome = Mutex<Result<Void, any Error>?>(nil)
+        let watcher = Task { let result = await work.result; outcome.withLock { $0 = result } }
+        while outcome.withLock({ $0 == nil }), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        let result = outcome.withLock { $0 }
+        #expect(result != nil, "the statement on the closed connection never answered")
+        if case .success = result { Issue.record("the statement on a terminated connection succeeded") }
+        if case .failure(let error) = result { #expect(error is ConnectionLost, "\(String(reflecting: error))") }
+        guard result != nil else { return }  // the pool would wait for the lost lease forever
+        _ = watcher
+        poolRun.cancel()
+        await poolRun.value
+    }
+
+    @Test("the service sends every statement through the closed-connection check")
+    func everyStatementIsChecked() throws {
+        let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Sources/Madoguchi")
+        let files = try #require(FileManager.default.enumerator(at: sources, includingPropertiesForKeys: nil))
+        var offenders: [String] = []
+        for case let file as URL in files where file.pathExtension == "swift" && file.lastPathComponent != "PostgresConnection+Closed.swift" {
+            let text = try String(contentsOf: file, encoding: .utf8)
+            for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated()
+            where line.contains("connection.query(") || line.contains("$0.query(") {
+                offenders.append("\(file.lastPathComponent):\(number + 1)")
+            }
+        }
+        #expect(offenders.isEmpty, "use connection.run(…), not PostgresNIO's query: \(offenders)")
     }
 }

@@ -37,14 +37,14 @@ public struct APIKeyStore: Sendable {
     public func create(name: String, role: Role, agentID: UUID?, on connection: PostgresConnection) async throws -> (APIKeyRecord, APIKeySecret) {
         var agentID = agentID
         if role.actsAsAgent, agentID == nil {
-            let rows = try await connection.query("INSERT INTO agents (display_name) VALUES (\(name)) RETURNING id", logger: logger)
+            let rows = try await connection.run("INSERT INTO agents (display_name) VALUES (\(name)) RETURNING id", logger: logger)
             for try await id in rows.decode(UUID.self) { agentID = id }
         } else if !role.actsAsAgent, agentID != nil {
             throw Problem.validationFailed([.init(pointer: "/agent_id", message: "only agent and supervisor keys act for an agent")])
         }
         let secret = APIKeySecret.generate()
         do {
-            let rows = try await connection.query("""
+            let rows = try await connection.run("""
                 INSERT INTO api_keys (name, role, prefix, secret_hash, agent_id)
                 VALUES (\(name), \(role.rawValue), \(secret.prefix), \(ByteBuffer(bytes: secret.hash)), \(agentID))
                 RETURNING \(unescaped: Self.columns)
@@ -57,7 +57,7 @@ public struct APIKeyStore: Sendable {
     }
 
     public func list(on connection: PostgresConnection) async throws -> [APIKeyRecord] {
-        let rows = try await connection.query(
+        let rows = try await connection.run(
             "SELECT \(unescaped: Self.columns) FROM api_keys ORDER BY created_at DESC, id", logger: logger)
         var records: [APIKeyRecord] = []
         for try await row in rows.decode(Row.self) { records.append(try Self.record(row)) }
@@ -66,7 +66,7 @@ public struct APIKeyStore: Sendable {
 
     /// Marks the key revoked (keeping the first revocation time). nil when there is no such key.
     public func revoke(id: UUID, on connection: PostgresConnection) async throws -> APIKeyRecord? {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = \(id)
             RETURNING \(unescaped: Self.columns)
             """, logger: logger)
@@ -78,7 +78,7 @@ public struct APIKeyStore: Sendable {
     /// The principal a presented key stands for, or nil if it is unknown or revoked.
     /// The row is found by the public prefix; the secret is checked by comparing hashes in constant time.
     public func authenticate(_ secret: APIKeySecret, on connection: PostgresConnection) async throws -> Principal? {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT id, name, role, agent_id, secret_hash, last_used_at < now() - interval '1 minute' OR last_used_at IS NULL
             FROM api_keys WHERE prefix = \(secret.prefix) AND revoked_at IS NULL
             """, logger: logger)
@@ -90,7 +90,7 @@ public struct APIKeyStore: Sendable {
         guard let (principal, stale) = found else { return nil }
         if stale {
             // Coarse on purpose: one write a minute per key, not one per request.
-            try await connection.query("UPDATE api_keys SET last_used_at = now() WHERE id = \(principal.keyID)", logger: logger)
+            try await connection.run("UPDATE api_keys SET last_used_at = now() WHERE id = \(principal.keyID)", logger: logger)
         }
         return principal
     }

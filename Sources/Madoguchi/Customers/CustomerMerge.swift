@@ -18,7 +18,7 @@ struct CustomerMerge: Sendable {
         guard other != target else {
             throw Problem.validationFailed([.init(pointer: "/customer_id", message: "is this customer itself")])
         }
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT id, merged_into FROM customers WHERE id IN (\(target), \(other)) ORDER BY id FOR UPDATE
             """, logger: logger)
         var mergedInto: [UUID: UUID?] = [:]
@@ -37,7 +37,7 @@ struct CustomerMerge: Sendable {
         }
 
         let moved = try await move(from: other, to: target, on: connection)
-        try await connection.query("""
+        try await connection.run("""
             UPDATE customers AS survivor
             SET is_vip = survivor.is_vip OR merged.is_vip,
                 display_name = coalesce(survivor.display_name, merged.display_name),
@@ -48,9 +48,9 @@ struct CustomerMerge: Sendable {
             FROM customers AS merged
             WHERE survivor.id = \(target) AND merged.id = \(other)
             """, logger: logger)
-        try await connection.query("UPDATE customers SET merged_into = \(target), merged_at = now(), updated_at = now() WHERE id = \(other)", logger: logger)
+        try await connection.run("UPDATE customers SET merged_into = \(target), merged_at = now(), updated_at = now() WHERE id = \(other)", logger: logger)
         // Customers merged into the other earlier now point straight at the survivor.
-        try await connection.query("UPDATE customers SET merged_into = \(target) WHERE merged_into = \(other)", logger: logger)
+        try await connection.run("UPDATE customers SET merged_into = \(target) WHERE merged_into = \(other)", logger: logger)
         try await EventStore(logger: logger).record(
             .customerMerged, customerID: target, actor: principal,
             data: ["merged_customer_id": other.uuidString.lowercased(), "identities_moved": moved.identities,
@@ -61,7 +61,7 @@ struct CustomerMerge: Sendable {
 
     private func move(from other: UUID, to target: UUID, on connection: PostgresConnection) async throws -> (identities: Int, tickets: Int, messages: Int) {
         let identities = try await IdentityStore(logger: logger).moveAll(from: other, to: target, on: connection)
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             UPDATE tickets SET customer_id = \(target), version = version + 1, updated_at = now() WHERE customer_id = \(other) RETURNING id
             """, logger: logger)
         var tickets = 0

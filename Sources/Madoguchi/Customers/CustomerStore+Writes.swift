@@ -12,7 +12,7 @@ extension CustomerStore {
 
     /// The one `INSERT INTO customers`: whoever makes a customer (a first contact, the order system).
     func insert(displayName: String?, isVIP: Bool = false, notes: String? = nil, on connection: PostgresConnection) async throws -> UUID {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             INSERT INTO customers (display_name, is_vip, notes) VALUES (\(displayName), \(isVIP), \(notes)) RETURNING id
             """, logger: logger)
         for try await id in rows.decode(UUID.self) { return id }
@@ -31,7 +31,7 @@ extension CustomerStore {
     }
 
     func update(_ id: UUID, _ details: Details, by principal: Principal, on connection: PostgresConnection) async throws {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             UPDATE customers
             SET display_name = CASE WHEN \(details.displayName != nil) THEN \(details.displayName)::text ELSE display_name END,
                 is_vip = coalesce(\(details.isVIP)::boolean, is_vip),
@@ -70,7 +70,7 @@ extension CustomerStore {
 
     /// 404 for an unknown id; 409 naming the survivor for a merged one (it can no longer be changed).
     func missingOrMerged(_ id: UUID, on connection: PostgresConnection) async throws -> Problem {
-        let rows = try await connection.query("SELECT merged_into FROM customers WHERE id = \(id)", logger: logger)
+        let rows = try await connection.run("SELECT merged_into FROM customers WHERE id = \(id)", logger: logger)
         for try await mergedInto in rows.decode(UUID?.self) {
             if let mergedInto {
                 var problem = Problem(.alreadyMerged, status: .conflict, title: "Customer merged",
@@ -84,7 +84,7 @@ extension CustomerStore {
 
     /// The customer this id now stands for: itself, or the survivor of the merges it went through.
     func survivor(of id: UUID, on connection: PostgresConnection) async throws -> UUID? {
-        let rows = try await connection.query("SELECT customer_survivor(\(id))", logger: logger)
+        let rows = try await connection.run("SELECT customer_survivor(\(id))", logger: logger)
         for try await survivor in rows.decode(UUID?.self) { return survivor }
         return nil
     }

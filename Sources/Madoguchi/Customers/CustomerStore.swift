@@ -7,7 +7,7 @@ struct CustomerStore: Sendable {
     let logger: Logger
 
     func customer(id: UUID, on connection: PostgresConnection) async throws -> Customer? {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT id, display_name, is_vip, notes, merged_into, created_at, updated_at
             FROM customers WHERE id = \(id)
             """, logger: logger)
@@ -25,7 +25,7 @@ struct CustomerStore: Sendable {
     }
 
     func identities(of customerID: UUID, on connection: PostgresConnection) async throws -> [Customer.Identity] {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT id, kind, value, verified, undeliverable_reason, undeliverable_at, created_at
             FROM customer_identities WHERE customer_id = \(customerID)
             ORDER BY created_at, id

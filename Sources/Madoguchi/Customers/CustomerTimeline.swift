@@ -27,7 +27,7 @@ struct CustomerTimeline: Sendable {
     /// Newest first; a ticket's first message shares its transaction's time, and sorts as the later
     /// of the two (`rank`).
     func page(customerID: UUID, before: (Int64, UUID)?, limit: Int, on connection: PostgresConnection) async throws -> [Entry] {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT kind, at, (extract(epoch FROM at) * 1000000)::bigint, entry_id, ticket_id, number, status, channel,
                    message_id, direction, classification, subject, excerpt
             FROM (

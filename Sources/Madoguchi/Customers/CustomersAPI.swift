@@ -75,7 +75,7 @@ extension APIHandler {
         let kind = Customer.Identity.Kind(rawValue: body.kind.rawValue)!
         let value = try IdentityValue.normalize(kind, body.value, field: "/value")
         let (created, customer) = try await database.withTransaction { connection -> (Bool, Customer) in
-            let rows = try await connection.query("SELECT merged_into FROM customers WHERE id = \(id) FOR UPDATE", logger: logger)
+            let rows = try await connection.run("SELECT merged_into FROM customers WHERE id = \(id) FOR UPDATE", logger: logger)
             var live = false
             for try await mergedInto in rows.decode(UUID?.self) { live = mergedInto == nil }
             guard live else { throw try await customers.missingOrMerged(id, on: connection) }

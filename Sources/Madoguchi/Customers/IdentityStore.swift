@@ -37,7 +37,7 @@ struct IdentityStore: Sendable {
             // The survivor is found with the statement's snapshot, then its row share-locked: a merge
             // committed meanwhile shows as `merged_into` on the locked row, and the next turn, with a
             // new snapshot, follows it (`identity_owner`, migration 0039).
-            let rows = try await connection.query(
+            let rows = try await connection.run(
                 "SELECT customer_id, live FROM identity_owner(\(kind.rawValue), \(value))", logger: logger)
             var found: Owner?
             for try await (id, live) in rows.decode((UUID, Bool).self) { found = Owner(customerID: id, live: live) }
@@ -89,7 +89,7 @@ struct IdentityStore: Sendable {
 
     /// Links an identity nobody owns to `customerID` (the caller holds its lock and checked `owner`).
     func insert(kind: Customer.Identity.Kind, value: String, rawValue: String?, customerID: UUID, on connection: PostgresConnection) async throws {
-        try await connection.query("""
+        try await connection.run("""
             INSERT INTO customer_identities (customer_id, kind, value, raw_value)
             VALUES (\(customerID), \(kind.rawValue), \(value), \(rawValue.map { String($0.prefix(1024)) }))
             """, logger: logger)
@@ -99,7 +99,7 @@ struct IdentityStore: Sendable {
     /// until `markDeliverable`. Returns the customers it belongs to (none when we do not know it).
     @discardableResult
     func markUndeliverable(kind: Customer.Identity.Kind, value: String, reason: String, on connection: PostgresConnection) async throws -> [UUID] {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             UPDATE customer_identities SET undeliverable_at = now(), undeliverable_reason = \(String(Text.clean(reason).prefix(2000)))
             WHERE kind = \(kind.rawValue) AND value = \(value)
             RETURNING customer_id
@@ -110,7 +110,7 @@ struct IdentityStore: Sendable {
     }
 
     func markDeliverable(kind: Customer.Identity.Kind, value: String, on connection: PostgresConnection) async throws {
-        try await connection.query("""
+        try await connection.run("""
             UPDATE customer_identities SET undeliverable_at = NULL, undeliverable_reason = NULL
             WHERE kind = \(kind.rawValue) AND value = \(value)
             """, logger: logger)
@@ -118,7 +118,7 @@ struct IdentityStore: Sendable {
 
     /// Moves every identity of customer `other` to `target` (a merge); returns how many.
     func moveAll(from other: UUID, to target: UUID, on connection: PostgresConnection) async throws -> Int {
-        let rows = try await connection.query("UPDATE customer_identities SET customer_id = \(target) WHERE customer_id = \(other) RETURNING id", logger: logger)
+        let rows = try await connection.run("UPDATE customer_identities SET customer_id = \(target) WHERE customer_id = \(other) RETURNING id", logger: logger)
         var count = 0
         for try await _ in rows { count += 1 }
         return count

@@ -145,13 +145,13 @@ public struct EmbeddedPostgres: Sendable {
     /// Creates `name` unless it exists, from `template` when given (a cheap file-level copy).
     public func createDatabase(_ name: String, template: String? = nil) async throws {
         try await withAdminConnection { connection in
-            let rows = try await connection.query("SELECT 1 FROM pg_database WHERE datname = \(name)", logger: logger)
+            let rows = try await connection.run("SELECT 1 FROM pg_database WHERE datname = \(name)", logger: logger)
             for try await _ in rows { return }
             // Identifiers cannot be bind parameters; quote them.
             var statement = "CREATE DATABASE \(Self.quoteIdentifier(name))"
             if let template { statement += " TEMPLATE \(Self.quoteIdentifier(template))" }
             do {
-                try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                try await connection.run(PostgresQuery(unsafeSQL: statement), logger: logger)
             } catch where error.sqlState == .uniqueViolation || (error as? PSQLError)?.serverInfo?[.sqlState] == "42P04" {
                 // Another process created it between our check and our CREATE: the goal is met.
             }

@@ -94,14 +94,14 @@ public struct Migrator: Sendable {
     @discardableResult
     public func migrate(_ database: Database, logger: Logger) async throws -> Report {
         try await database.withConnection { connection in
-            try await connection.query("SELECT pg_advisory_lock(\(Self.advisoryLockKey))", logger: logger)
+            try await connection.run("SELECT pg_advisory_lock(\(Self.advisoryLockKey))", logger: logger)
             do {
                 let report = try await migrateHoldingLock(connection, logger: logger)
-                try await connection.query("SELECT pg_advisory_unlock(\(Self.advisoryLockKey))", logger: logger)
+                try await connection.run("SELECT pg_advisory_unlock(\(Self.advisoryLockKey))", logger: logger)
                 return report
             } catch {
                 // The lock is tied to the session; release it so the pooled connection is clean.
-                _ = try? await connection.query("SELECT pg_advisory_unlock(\(Self.advisoryLockKey))", logger: logger)
+                _ = try? await connection.run("SELECT pg_advisory_unlock(\(Self.advisoryLockKey))", logger: logger)
                 throw error
             }
         }
@@ -109,7 +109,7 @@ public struct Migrator: Sendable {
 
     private func migrateHoldingLock(_ connection: PostgresConnection, logger: Logger) async throws -> Report {
         // The bookkeeping table is the one thing that must exist before any migration can be recorded.
-        try await connection.query("""
+        try await connection.run("""
             CREATE TABLE IF NOT EXISTS schema_migrations (
                 version     integer PRIMARY KEY,
                 name        text NOT NULL,
@@ -129,16 +129,16 @@ public struct Migrator: Sendable {
         }
         for migration in pending {
             let start = ContinuousClock.now
-            try await connection.query("BEGIN", logger: logger)
+            try await connection.run("BEGIN", logger: logger)
             do {
                 try await Self.execute(script: migration.sql, on: connection, logger: logger)
-                try await connection.query("""
+                try await connection.run("""
                     INSERT INTO schema_migrations (version, name, checksum)
                     VALUES (\(migration.version), \(migration.name), \(migration.checksum))
                     """, logger: logger)
-                try await connection.query("COMMIT", logger: logger)
+                try await connection.run("COMMIT", logger: logger)
             } catch {
-                _ = try? await connection.query("ROLLBACK", logger: logger)
+                _ = try? await connection.run("ROLLBACK", logger: logger)
                 throw MigrationError(description: "migration \(migration.name).sql failed and was rolled back: \(Self.describe(error))")
             }
             logger.info("applied migration", metadata: ["migration": "\(migration.name)", "duration_ms": "\((ContinuousClock.now - start).milliseconds)"])
@@ -146,7 +146,7 @@ public struct Migrator: Sendable {
             report.schemaVersion = migration.version
         }
 
-        try await connection.query("BEGIN", logger: logger)
+        try await connection.run("BEGIN", logger: logger)
         do {
             for view in views {
                 do {
@@ -155,9 +155,9 @@ public struct Migrator: Sendable {
                     throw MigrationError(description: "view \(view.name).sql failed: \(Self.describe(error))")
                 }
             }
-            try await connection.query("COMMIT", logger: logger)
+            try await connection.run("COMMIT", logger: logger)
         } catch {
-            _ = try? await connection.query("ROLLBACK", logger: logger)
+            _ = try? await connection.run("ROLLBACK", logger: logger)
             throw error
         }
         return report
@@ -166,7 +166,7 @@ public struct Migrator: Sendable {
     private func dropViews(_ connection: PostgresConnection, logger: Logger) async throws {
         for view in views.reversed() {
             do {
-                try await connection.query(PostgresQuery(unsafeSQL: "DROP VIEW IF EXISTS \"\(view.name)\" CASCADE"), logger: logger)
+                try await connection.run(PostgresQuery(unsafeSQL: "DROP VIEW IF EXISTS \"\(view.name)\" CASCADE"), logger: logger)
             } catch {
                 throw MigrationError(description: "dropping view \(view.name) before migrating failed: \(Self.describe(error))")
             }
@@ -175,7 +175,7 @@ public struct Migrator: Sendable {
 
     private func appliedMigrations(_ connection: PostgresConnection, logger: Logger) async throws -> [Int: (name: String, checksum: String)] {
         var applied: [Int: (name: String, checksum: String)] = [:]
-        let rows = try await connection.query("SELECT version, name, checksum FROM schema_migrations", logger: logger)
+        let rows = try await connection.run("SELECT version, name, checksum FROM schema_migrations", logger: logger)
         for try await (version, name, checksum) in rows.decode((Int, String, String).self) {
             applied[version] = (name, checksum)
         }
@@ -205,11 +205,11 @@ public struct Migrator: Sendable {
 
     /// The highest applied version and whether every bundled migration is in; for readiness checks.
     public func status(_ connection: PostgresConnection, logger: Logger) async throws -> (version: Int, complete: Bool) {
-        let tables = try await connection.query("SELECT to_regclass('schema_migrations') IS NOT NULL", logger: logger)
+        let tables = try await connection.run("SELECT to_regclass('schema_migrations') IS NOT NULL", logger: logger)
         for try await exists in tables.decode(Bool.self) where !exists {
             return (0, migrations.isEmpty)
         }
-        let rows = try await connection.query("SELECT coalesce(max(version), 0), count(*) FROM schema_migrations", logger: logger)
+        let rows = try await connection.run("SELECT coalesce(max(version), 0), count(*) FROM schema_migrations", logger: logger)
         for try await (version, count) in rows.decode((Int, Int).self) {
             return (version, version == latestVersion && count == migrations.count)
         }
@@ -221,7 +221,7 @@ public struct Migrator: Sendable {
         let statements = SQLScript.statements(in: script)
         for (number, statement) in statements.enumerated() {
             do {
-                try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                try await connection.run(PostgresQuery(unsafeSQL: statement), logger: logger)
             } catch {
                 throw MigrationError(description: "statement \(number + 1) of \(statements.count) (\(statement.prefix(60))…): \(describe(error))")
             }

@@ -83,7 +83,7 @@ struct DeliveryDesk: Sendable {
 
     /// The replies whose outbound mail carried this Message-ID (what a report names as the original).
     private func repliesSent(as emailMessageID: String, lock: Bool, on connection: PostgresConnection) async throws -> [Reply] {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT r.id FROM messages m JOIN replies r ON r.message_id = m.id
             WHERE m.email_message_id = \(emailMessageID) AND m.direction = 'outbound'
             """, logger: logger)

@@ -111,7 +111,7 @@ struct EmailDelivery: Sendable {
     }
 
     private func mailSources(of replyIDs: [UUID], on connection: PostgresConnection) async throws -> [UUID: MailSource] {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT r.id, r.subject, r.body_text, r.automatic, t.number, c.display_name, p.email_message_id, p.email_references,
                    EXISTS (SELECT 1 FROM reply_attachments a WHERE a.reply_id = r.id)
             FROM replies r JOIN tickets t ON t.id = r.ticket_id JOIN customers c ON c.id = t.customer_id
@@ -151,7 +151,7 @@ struct EmailDelivery: Sendable {
     }
 
     private func attachments(of replyID: UUID, on connection: PostgresConnection) async throws -> [OutgoingMail.Attachment] {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT filename, media_type, content FROM reply_attachments WHERE reply_id = \(replyID) ORDER BY created_at, id
             """, logger: logger)
         var files: [OutgoingMail.Attachment] = []

@@ -12,7 +12,7 @@ extension OutboxStore {
     /// worker's lease expired before it reached the handover (it cannot have sent them). Rows other
     /// workers are claiming are skipped, not waited on.
     func claim(worker: String, channels: [Channel], lease: Duration, limit: Int, on connection: PostgresConnection) async throws -> [OutboxItem] {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             WITH queued AS (
                 -- Each arm reads its own partial index (outbox_due, outbox_leases), so a claim costs the
                 -- same with a million sent rows behind it as with none.
@@ -53,7 +53,7 @@ extension OutboxStore {
     /// message, so they are held for a person instead of being sent again. Returns their replies and
     /// the attempts made.
     func holdAbandonedHandovers(on connection: PostgresConnection) async throws -> [(outboxID: UUID, replyID: UUID, attempts: Int)] {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             UPDATE outbox
             SET state = 'held', claimed_by = NULL, lease_expires_at = NULL, updated_at = now(),
                 held_reason = 'the worker stopped while handing the message over (at ' || handover_at::text || '); it may have been delivered'
@@ -85,7 +85,7 @@ extension OutboxStore {
     /// other (its lease expired and another worker took it) nothing may be handed over.
     func markHandovers(_ marks: [HandoverMark], worker: String, on connection: PostgresConnection) async throws -> Set<Claim> {
         let composed = marks.filter { $0.message != nil }
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             UPDATE outbox o
             SET handover_at = now(), lease_expires_at = now() + make_interval(secs => m.lease_seconds), updated_at = now(),
                 message = coalesce(o.message, (
@@ -117,7 +117,7 @@ extension OutboxStore {
     /// Records where the delivery stands after an attempt; nil when the row is no longer this worker's.
     func settle(_ id: UUID, worker: String, attempt: Int, _ settlement: Settlement, on connection: PostgresConnection) async throws -> UUID? {
         let results = String(decoding: try JSONEncoder.sorted.encode(settlement.results), as: UTF8.self)
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             UPDATE outbox
             SET state = \(settlement.state), recipient_results = \(results)::jsonb, last_error = \(settlement.error),
                 relay_response = coalesce(\(settlement.response), relay_response), provider = coalesce(\(settlement.provider), provider),
@@ -146,7 +146,7 @@ extension OutboxStore {
     /// rows still this worker's, with their replies.
     func settleSent(_ rows: [Delivered], worker: String, on connection: PostgresConnection) async throws -> [(claim: Claim, replyID: UUID)] {
         let results = try rows.map { String(decoding: try JSONEncoder.sorted.encode($0.results), as: UTF8.self) }
-        let settled = try await connection.query("""
+        let settled = try await connection.run("""
             UPDATE outbox o
             SET state = 'sent', recipient_results = d.results::jsonb, last_error = NULL,
                 relay_response = coalesce(nullif(d.response, ''), o.relay_response), sent_at = now(), next_attempt_at = now(),
@@ -165,14 +165,14 @@ extension OutboxStore {
 extension OutboxStore {
     /// The reply's outbox row, locked, and its state.
     func lock(replyID: UUID, on connection: PostgresConnection) async throws -> (id: UUID, state: String)? {
-        let rows = try await connection.query("SELECT id, state FROM outbox WHERE reply_id = \(replyID) FOR UPDATE", logger: logger)
+        let rows = try await connection.run("SELECT id, state FROM outbox WHERE reply_id = \(replyID) FOR UPDATE", logger: logger)
         for try await row in rows.decode((UUID, String).self) { return row }
         return nil
     }
 
     /// A person's decision on a held row: queued again now (same Message-ID), sent, or cancelled.
     func resolveHeld(_ id: UUID, to state: String, on connection: PostgresConnection) async throws {
-        try await connection.query("""
+        try await connection.run("""
             UPDATE outbox
             SET state = \(state), held_reason = NULL, handover_at = NULL, next_attempt_at = now(),
                 sent_at = CASE WHEN \(state) = 'sent' THEN now() ELSE sent_at END, updated_at = now()

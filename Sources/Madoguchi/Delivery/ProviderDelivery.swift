@@ -22,7 +22,7 @@ struct ProviderDelivery: Sendable {
         let text: String
         do {
             text = try await database.withConnection { connection in
-                let rows = try await connection.query("SELECT body_text FROM replies WHERE id = \(item.replyID)", logger: logger)
+                let rows = try await connection.run("SELECT body_text FROM replies WHERE id = \(item.replyID)", logger: logger)
                 for try await body in rows.decode(String.self) { return body }
                 throw RowNotFound("the reply of outbox row \(item.id)")
             }

@@ -30,7 +30,7 @@ final class EventAnnouncer: Sendable {
         Task.detached { [self] in
             repeat {
                 do {
-                    try await database.withConnection { try await $0.query("SELECT pg_notify('madoguchi_events', '')", logger: database.logger) }
+                    try await database.withConnection { try await $0.run("SELECT pg_notify('madoguchi_events', '')", logger: database.logger) }
                 } catch {
                     database.logger.debug("event announcement not sent; followers wake on their timeout", metadata: ["error": "\(error)"])
                 }

@@ -78,7 +78,7 @@ struct EventFeed: Sendable {
 
     func page(after cursor: FeedCursor, filter: Filter, limit: Int, on connection: PostgresConnection) async throws -> Page {
         let horizon = try await self.horizon(on: connection)
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT id, xid::text AS xid_text, type, occurred_at, ticket_id, customer_id, message_id, actor_key_id, actor_agent_id, data::text
             FROM events
             WHERE (xid, id) > (\(String(cursor.xid))::xid8, \(cursor.eventID)) AND xid < \(String(horizon))::xid8
@@ -100,7 +100,7 @@ struct EventFeed: Sendable {
         if let candidate = try await latest(below: horizon, on: connection), (candidate.xid, candidate.eventID) > (next.xid, next.eventID) {
             next = candidate
         }
-        let held = try await connection.query("SELECT EXISTS (SELECT 1 FROM events WHERE xid >= \(String(horizon))::xid8)", logger: logger)
+        let held = try await connection.run("SELECT EXISTS (SELECT 1 FROM events WHERE xid >= \(String(horizon))::xid8)", logger: logger)
         var heldBack = false
         for try await exists in held.decode(Bool.self) { heldBack = exists }
         return Page(events: events, next: next, heldBack: heldBack)
@@ -115,7 +115,7 @@ struct EventFeed: Sendable {
     /// transaction still running here — which then came late and moved a cursor backwards. Until that
     /// is understood, the snapshot's own `xmin`, which PostgreSQL guarantees, is the horizon.
     private func horizon(on connection: PostgresConnection) async throws -> UInt64 {
-        let rows = try await connection.query("SELECT pg_snapshot_xmin(pg_current_snapshot())::text", logger: logger)
+        let rows = try await connection.run("SELECT pg_snapshot_xmin(pg_current_snapshot())::text", logger: logger)
         for try await xmin in rows.decode(String.self) { return UInt64(xmin) ?? 0 }
         throw RowNotFound("SELECT pg_snapshot_xmin(…)")
     }
@@ -127,7 +127,7 @@ struct EventFeed: Sendable {
 
     /// The newest event below the horizon, if any.
     private func latest(below horizon: UInt64, on connection: PostgresConnection) async throws -> FeedCursor? {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT xid::text AS xid_text, id FROM events WHERE xid < \(String(horizon))::xid8 ORDER BY xid DESC, id DESC LIMIT 1
             """, logger: logger)
         for try await (xid, id) in rows.decode((String, Int64).self) { return FeedCursor(xid: UInt64(xid) ?? 0, eventID: id) }
@@ -142,7 +142,7 @@ struct EventFeed: Sendable {
         var secret = [UInt8](repeating: 0, count: 32)
         var generator = SystemRandomNumberGenerator()
         for index in secret.indices { secret[index] = UInt8.random(in: .min ... .max, using: &generator) }
-        try await connection.query("""
+        try await connection.run("""
             INSERT INTO installation (id, cursor_key) VALUES (\(UUID()), \(ByteBuffer(bytes: secret))) ON CONFLICT (singleton) DO NOTHING
             """, logger: logger)
         guard let key = try await storedKey(on: connection) else { throw RowNotFound("SELECT … FROM installation") }
@@ -150,7 +150,7 @@ struct EventFeed: Sendable {
     }
 
     private func storedKey(on connection: PostgresConnection) async throws -> FeedCursor.Key? {
-        let rows = try await connection.query("SELECT id, cursor_key FROM installation", logger: logger)
+        let rows = try await connection.run("SELECT id, cursor_key FROM installation", logger: logger)
         for try await (id, stored) in rows.decode((UUID, ByteBuffer).self) { return FeedCursor.Key(installation: id, secret: Array(buffer: stored)) }
         return nil
     }

@@ -23,7 +23,7 @@ struct EventStore: Sendable {
             EventWrites.noteWritten()
             return
         }
-        try await connection.query("""
+        try await connection.run("""
             INSERT INTO events (type, ticket_id, customer_id, message_id, actor_key_id, actor_agent_id, data)
             VALUES (\(type.rawValue), \(ticketID), \(customerID), \(messageID), \(actor?.keyID), \(actor?.agentID), \(json)::jsonb)
             """, logger: logger)
@@ -37,7 +37,7 @@ struct EventStore: Sendable {
         guard let rows = EventBatch.of(connection)?.take(), !rows.isEmpty else { return }
         var query = PostgresQuery(unsafeSQL: "")
         Self.appendInsert(of: rows, to: &query)
-        try await connection.query(query, logger: logger)
+        try await connection.run(query, logger: logger)
     }
 
     /// Runs `write` (one statement of the caller's that returns nothing it needs, typically a
@@ -47,13 +47,13 @@ struct EventStore: Sendable {
     /// only at the top level).
     func writeHeldBack(with write: PostgresQuery, on connection: PostgresConnection) async throws {
         guard let rows = EventBatch.of(connection)?.take(), !rows.isEmpty else {
-            try await connection.query(write, logger: logger)
+            try await connection.run(write, logger: logger)
             return
         }
         var query = write
         query.sql = "WITH closing_write AS (\n" + write.sql + "\n)\n"
         Self.appendInsert(of: rows, to: &query)
-        try await connection.query(query, logger: logger)
+        try await connection.run(query, logger: logger)
     }
 
     /// Appends the insert of `rows` to `query`, its parameters numbered after those `query` has.
@@ -80,7 +80,7 @@ struct EventStore: Sendable {
         data["reply_id"] = replyID.lowercased
         let json = try JSONSerialization.text(data)
         try await writeHeldBack(on: connection)
-        try await connection.query("""
+        try await connection.run("""
             INSERT INTO events (type, ticket_id, customer_id, message_id, actor_key_id, actor_agent_id, data)
             SELECT \(type.rawValue), r.ticket_id, t.customer_id, r.message_id, \(actor?.keyID), \(actor?.agentID), \(json)::jsonb
             FROM replies r JOIN tickets t ON t.id = r.ticket_id
@@ -97,7 +97,7 @@ struct EventStore: Sendable {
             return try JSONSerialization.text(data)
         }
         try await writeHeldBack(on: connection)
-        try await connection.query("""
+        try await connection.run("""
             INSERT INTO events (type, ticket_id, customer_id, message_id, actor_key_id, actor_agent_id, data)
             SELECT \(type.rawValue), r.ticket_id, t.customer_id, r.message_id, \(actor?.keyID), \(actor?.agentID), e.data::jsonb
             FROM unnest(\(replies.map(\.replyID))::uuid[], \(data)::text[]) WITH ORDINALITY AS e(reply_id, data, n)

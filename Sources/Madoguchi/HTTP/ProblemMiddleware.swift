@@ -82,7 +82,7 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
     static func isDatabaseOutage(_ error: any Error) -> Bool {
         switch error {
         case let error as ServerError: return isDatabaseOutage(error.underlyingError)
-        case is DatabaseUnavailable, is ConnectionPoolError: return true
+        case is DatabaseUnavailable, is ConnectionPoolError, is ConnectionLost: return true
         case let error as PSQLError:
             if [.serverClosedConnection, .connectionError, .poolClosed].contains(error.code) { return true }
             guard let state = error.serverInfo?[.sqlState] else { return false }

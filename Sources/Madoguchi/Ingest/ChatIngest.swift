@@ -71,7 +71,7 @@ struct ChatIngest: Sendable {
 
     /// The ticket of the conversation's latest message, if that message is within the idle gap.
     private static func conversationTicket(_ chat: InboundChat, idleGap: Duration, logger: Logger, on connection: PostgresConnection) async throws -> UUID? {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT ticket_id FROM messages
             WHERE channel = 'chat' AND direction = 'inbound' AND provider = \(chat.provider)
               AND metadata->>'conversation_id' = \(chat.conversationID)

@@ -20,7 +20,7 @@ extension ConversationIntake {
         recipients: [String] = [], on connection: PostgresConnection
     ) async throws -> Target {
         let threadSubject = ThreadSubject.reduce(subject).key
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             WITH opened AS (
                 INSERT INTO tickets (customer_id, subject, channel, thread_subject, related_ticket_id, tags,
                                      last_customer_message_at, awaiting_reply_since)
@@ -48,7 +48,7 @@ extension ConversationIntake {
 
     /// The ticket, row-locked for the rest of the transaction.
     func lock(_ id: UUID, on connection: PostgresConnection) async throws -> Target? {
-        let rows = try await connection.query(
+        let rows = try await connection.run(
             "SELECT id, number, customer_id, status FROM tickets WHERE id = \(id) FOR UPDATE", logger: logger)
         for try await (id, number, customerID, status) in rows.decode((UUID, Int64, UUID, String).self) {
             return Target(id: id, number: number, customerID: customerID, status: try Ticket.enumeration(status))
@@ -82,7 +82,7 @@ extension ConversationIntake {
     func customerWrote(on ticket: Target, on connection: PostgresConnection) async throws -> Ticket.Status {
         let reopen = ticket.status == .pending || ticket.status == .solved
         let status = reopen ? Ticket.Status.open : ticket.status
-        try await connection.query("""
+        try await connection.run("""
             UPDATE tickets
             SET status = \(status.rawValue), last_customer_message_at = now(),
                 awaiting_reply_since = coalesce(awaiting_reply_since, now()),

@@ -60,7 +60,7 @@ struct EmailIngest: Sendable {
     /// Runs a stored payload through ingest again (after a fix for one that could not be read).
     func reprocess(payloadID: UUID) async throws -> IngestAnswer {
         try await database.withTransaction { connection in
-            let rows = try await connection.query(
+            let rows = try await connection.run(
                 "SELECT channel, parse_status FROM inbound_payloads WHERE id = \(payloadID) FOR UPDATE", logger: logger)
             var found: (String, String)?
             for try await row in rows.decode((String, String).self) { found = row }
@@ -235,14 +235,14 @@ struct EmailIngest: Sendable {
         }
         var target: (ticket: UUID, customer: UUID, reason: String)?
         if let original = mail.deliveryReport?.originalMessageID {
-            let rows = try await connection.query("""
+            let rows = try await connection.run("""
                 SELECT t.id, t.customer_id FROM messages m JOIN tickets t ON t.id = m.ticket_id
                 WHERE m.email_message_id = \(original) ORDER BY m.created_at LIMIT 1
                 """, logger: logger)
             for try await (ticketID, customerID) in rows.decode((UUID, UUID).self) { target = (ticketID, customerID, "bounce-message-id") }
         }
         for recipient in recipients where target == nil {
-            let rows = try await connection.query("""
+            let rows = try await connection.run("""
                 SELECT t.id, t.customer_id FROM customer_identities i JOIN tickets t ON t.customer_id = i.customer_id
                 WHERE i.kind = 'email' AND i.value = \(recipient.address)
                 ORDER BY EXISTS (SELECT 1 FROM messages o WHERE o.ticket_id = t.id AND o.direction = 'outbound') DESC, t.updated_at DESC

@@ -31,7 +31,7 @@ struct EmailThreader: Sendable {
         let candidates = mail.inReplyTo.map { ($0, "in-reply-to") } + mail.references.reversed().map { ($0, "references") }
         guard !candidates.isEmpty else { return nil }
         let ids = candidates.map(\.0)
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT m.email_message_id, m.ticket_id, t.customer_id, m.customer_id, m.from_address, m.to_addresses
             FROM messages m JOIN tickets t ON t.id = m.ticket_id
             WHERE m.email_message_id = ANY(\(ids))
@@ -53,7 +53,7 @@ struct EmailThreader: Sendable {
         let number = ThreadSubject.ticketNumber(in: mail.subject)
             ?? (mail.to + mail.cc).lazy.compactMap { ThreadSubject.ticketNumber(inAddress: $0.address) }.first
         guard let number else { return nil }
-        let rows = try await connection.query("SELECT id, customer_id FROM tickets WHERE number = \(number)", logger: logger)
+        let rows = try await connection.run("SELECT id, customer_id FROM tickets WHERE number = \(number)", logger: logger)
         for try await (ticketID, ticketCustomer) in rows.decode((UUID, UUID).self) {
             return customerID == ticketCustomer ? .existing(ticketID, reason: "ticket-token") : .new(relatedTo: ticketID, reason: "token-foreign-sender")
         }
@@ -65,7 +65,7 @@ struct EmailThreader: Sendable {
         let fromCarrier = sender.map { ThreadSubject.isCarrierAddress($0.address) } ?? false
         guard !reduced.key.isEmpty, reduced.isReply || fromCarrier else { return nil }
         let seconds = Double(subjectWindow.components.seconds)
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT id FROM tickets
             WHERE customer_id = \(customerID) AND thread_subject = \(reduced.key) AND status <> 'closed'
               AND coalesce(last_customer_message_at, created_at) > now() - make_interval(secs => \(seconds))

@@ -69,7 +69,7 @@ struct InboundPayloadStore: Sendable {
     }
 
     func prior(idempotencyKey key: String, channel: Channel, on connection: PostgresConnection) async throws -> Prior? {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT id, request_fingerprint, response_body::text
             FROM inbound_payloads
             WHERE channel = \(channel.rawValue) AND idempotency_key = \(key) AND parse_status <> 'rejected'
@@ -89,7 +89,7 @@ struct InboundPayloadStore: Sendable {
         apiKeyID: UUID?, thenLock lockKeys: [String] = [], on connection: PostgresConnection
     ) async throws -> UUID {
         let fingerprint = idempotencyKey.map { _ in ByteBuffer(bytes: SHA256.hash(data: body)) }
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             WITH stored AS (
                 INSERT INTO inbound_payloads (channel, provider, idempotency_key, request_fingerprint, api_key_id, content_type, body)
                 VALUES (\(channel.rawValue), \(provider), \(idempotencyKey), \(fingerprint), \(apiKeyID), \(contentType), \(ByteBuffer(bytes: body)))
@@ -155,7 +155,7 @@ struct InboundPayloadStore: Sendable {
         ownersOf identities: [(kind: Customer.Identity.Kind, value: String)], on connection: PostgresConnection
     ) async throws -> (first: (messageID: UUID?, outcome: Outcome)?, owners: [IdentityStore.Owner?]) {
         // One row per identity (one row when there is none), the first answer repeated on each.
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT first.message_id, first.response_body, sender.n, sender.customer_id, sender.live
             FROM (SELECT 1) AS one
             LEFT JOIN LATERAL (
@@ -202,7 +202,7 @@ struct InboundPayloadStore: Sendable {
         channel: Channel, provider: String, body: [UInt8], contentType: String?, rejected: Bool, reason: String,
         on connection: PostgresConnection
     ) async throws -> UUID {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             INSERT INTO inbound_payloads (channel, provider, content_type, body, parse_status, parse_error, processed_at)
             VALUES (\(channel.rawValue), \(provider), \(contentType.map { String($0.prefix(255)) }), \(ByteBuffer(bytes: body)),
                     \(rejected ? "rejected" : "failed"), \(reason), now())
@@ -215,7 +215,7 @@ struct InboundPayloadStore: Sendable {
     /// The answer the payload that made this message was given (a message assembled from parts
     /// answers every retry of any of its parts with it).
     func answer(forMessage messageID: UUID, on connection: PostgresConnection) async throws -> Outcome? {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT response_body::text FROM inbound_payloads
             WHERE message_id = \(messageID) AND response_status = 201
             ORDER BY received_at LIMIT 1
@@ -243,7 +243,7 @@ struct InboundPayloadStore: Sendable {
 
     /// `postedWith`: only a payload posted with this API key (a gateway reads what it posted, nothing else).
     func record(id: UUID, postedWith keyID: UUID? = nil, on connection: PostgresConnection) async throws -> Record? {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT id, channel, provider, provider_message_id, idempotency_key, content_type, received_at, processed_at,
                    length(body)::bigint, sha256, parse_status, parse_error, response_body::text
             FROM inbound_payloads WHERE id = \(id) AND (\(keyID)::uuid IS NULL OR api_key_id = \(keyID))
@@ -267,7 +267,7 @@ struct InboundPayloadStore: Sendable {
     }
 
     func body(id: UUID, postedWith keyID: UUID? = nil, on connection: PostgresConnection) async throws -> [UInt8]? {
-        let rows = try await connection.query(
+        let rows = try await connection.run(
             "SELECT body FROM inbound_payloads WHERE id = \(id) AND (\(keyID)::uuid IS NULL OR api_key_id = \(keyID))", logger: logger)
         for try await body in rows.decode(ByteBuffer.self) { return Array(buffer: body) }
         return nil

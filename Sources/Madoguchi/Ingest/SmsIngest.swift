@@ -88,7 +88,7 @@ struct SmsIngest: Sendable {
     /// The customer's most recent SMS ticket they wrote on within the window (closed included, so a
     /// message after closing starts a linked ticket rather than an unrelated one).
     private static func ongoingConversation(customerID: UUID, window: Duration, logger: Logger, on connection: PostgresConnection) async throws -> UUID? {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT id FROM tickets
             WHERE customer_id = \(customerID) AND channel = 'sms'
               AND coalesce(last_customer_message_at, created_at) > now() - make_interval(secs => \(window.seconds))

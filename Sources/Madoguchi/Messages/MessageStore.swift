@@ -11,14 +11,14 @@ struct MessageStore: Sendable {
 
     /// Writes the message and its attachments; returns its id.
     func insert(_ message: NewMessage, on connection: PostgresConnection) async throws -> UUID {
-        let rows = try await connection.query(try Self.insertQuery(message, returning: "id"), logger: logger)
+        let rows = try await connection.run(try Self.insertQuery(message, returning: "id"), logger: logger)
         for try await id in rows.decode(UUID.self) { return id }
         throw RowNotFound("INSERT INTO messages … RETURNING id")
     }
 
     /// Writes the message and its attachments; returns it as read back.
     func insertReturningMessage(_ message: NewMessage, on connection: PostgresConnection) async throws -> Message {
-        let rows = try await connection.query(try Self.insertQuery(message, returning: Message.columns), logger: logger)
+        let rows = try await connection.run(try Self.insertQuery(message, returning: Message.columns), logger: logger)
         for try await row in rows { return try Message(row: row) }
         throw RowNotFound("INSERT INTO messages … RETURNING")
     }
@@ -72,7 +72,7 @@ struct MessageStore: Sendable {
     func markWithdrawn(channel: Channel, provider: String, providerMessageID: String, on connection: PostgresConnection) async throws
         -> (id: UUID, ticketID: UUID, customerID: UUID?)?
     {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             UPDATE messages SET metadata = metadata || jsonb_build_object('unsent_at', now())
             WHERE channel = \(channel.rawValue) AND direction = 'inbound' AND provider = \(provider) AND provider_message_id = \(providerMessageID)
             RETURNING id, ticket_id, customer_id
@@ -85,7 +85,7 @@ struct MessageStore: Sendable {
     func lockOutbound(provider: String, providerMessageID: String, on connection: PostgresConnection) async throws
         -> (id: UUID, ticketID: UUID, deliveryStatus: String?)?
     {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT id, ticket_id, metadata->'delivery'->>'status' FROM messages
             WHERE direction = 'outbound' AND provider = \(provider) AND provider_message_id = \(providerMessageID)
             FOR UPDATE
@@ -96,7 +96,7 @@ struct MessageStore: Sendable {
 
     /// Replaces the message's delivery report (`metadata.delivery`) with `delivery`, a JSON object.
     func setDelivery(_ delivery: String, of messageID: UUID, on connection: PostgresConnection) async throws {
-        try await connection.query("""
+        try await connection.run("""
             UPDATE messages SET metadata = jsonb_set(metadata, '{delivery}', \(delivery)::jsonb) WHERE id = \(messageID)
             """, logger: logger)
     }
@@ -104,7 +104,7 @@ struct MessageStore: Sendable {
     /// Our message left (or did not): the provider's id for it (which its delivery reports name) and
     /// the delivery report, a JSON object (`status`, `updated_at`, …).
     func recordSend(of messageID: UUID, provider: String?, providerMessageID: String?, delivery: String, on connection: PostgresConnection) async throws {
-        try await connection.query("""
+        try await connection.run("""
             UPDATE messages
             SET provider = coalesce(\(provider), provider), provider_message_id = coalesce(\(providerMessageID), provider_message_id),
                 metadata = jsonb_set(metadata, '{delivery}', \(delivery)::jsonb)
@@ -114,7 +114,7 @@ struct MessageStore: Sendable {
 
     /// Several sends' delivery reports at once (`delivery` is JSON text, by message).
     func recordSends(_ reports: [(messageID: UUID, delivery: String)], on connection: PostgresConnection) async throws {
-        try await connection.query("""
+        try await connection.run("""
             UPDATE messages m SET metadata = jsonb_set(m.metadata, '{delivery}', r.delivery::jsonb)
             FROM unnest(\(reports.map(\.messageID))::uuid[], \(reports.map(\.delivery))::text[]) AS r(id, delivery)
             WHERE m.id = r.id
@@ -123,7 +123,7 @@ struct MessageStore: Sendable {
 
     /// Moves every message of customer `other` to `target` (a merge); returns how many.
     func moveCustomer(from other: UUID, to target: UUID, on connection: PostgresConnection) async throws -> Int {
-        let rows = try await connection.query("UPDATE messages SET customer_id = \(target) WHERE customer_id = \(other) RETURNING id", logger: logger)
+        let rows = try await connection.run("UPDATE messages SET customer_id = \(target) WHERE customer_id = \(other) RETURNING id", logger: logger)
         var count = 0
         for try await _ in rows { count += 1 }
         return count

@@ -78,7 +78,7 @@ struct AutomaticReply: Sendable {
         if let finding = SendGuard.check(body: rendered[1], attachmentCount: 1).first {
             return try await withhold("the template fails a send guard: \(finding.message)", ticket: ticket, recipient: sender, on: connection)
         }
-        let subjectRows = try await connection.query("SELECT subject FROM tickets WHERE id = \(ticket.id)", logger: logger)
+        let subjectRows = try await connection.run("SELECT subject FROM tickets WHERE id = \(ticket.id)", logger: logger)
         var ticketSubject = ""
         for try await subject in subjectRows.decode(String.self) { ticketSubject = subject }
         let subject = template.subject == nil
@@ -98,7 +98,7 @@ struct AutomaticReply: Sendable {
     }
 
     private func sentToday(_ recipient: String, on connection: PostgresConnection) async throws -> Int {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT count(*)::int FROM replies WHERE automatic AND created_at > now() - interval '24 hours' AND \(recipient) = ANY(recipients)
             """, logger: logger)
         for try await count in rows.decode(Int.self) { return count }
@@ -106,7 +106,7 @@ struct AutomaticReply: Sendable {
     }
 
     private func template(_ nameOrID: String, on connection: PostgresConnection) async throws -> Template? {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT \(unescaped: Template.columns) FROM templates WHERE name = \(nameOrID) OR id::text = \(nameOrID.lowercased()) LIMIT 1
             """, logger: logger)
         for try await row in rows { return try Template(row: row) }

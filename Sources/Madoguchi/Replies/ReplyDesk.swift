@@ -170,7 +170,7 @@ struct ReplyDesk: Sendable {
     /// Why this agent's reply on this ticket needs a supervisor, if it does: the agent is flagged
     /// (a novice), or a priority rule that matched the ticket asks for approval.
     private func approvalReason(agentID: UUID, ticketID: UUID, on connection: PostgresConnection) async throws -> String? {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT a.requires_approval, t.approval_rule FROM agents a, tickets t WHERE a.id = \(agentID) AND t.id = \(ticketID)
             """, logger: logger)
         for try await (flagged, rule) in rows.decode((Bool, String?).self) {
@@ -204,7 +204,7 @@ struct ReplyDesk: Sendable {
         case .sms: ["phone"]
         case .chat: ["line", "chat"]
         }
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT value FROM customer_identities
             WHERE customer_id = \(customerID) AND kind = ANY(\(kinds)) AND undeliverable_at IS NULL
             ORDER BY created_at LIMIT 1

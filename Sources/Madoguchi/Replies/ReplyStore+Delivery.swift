@@ -50,7 +50,7 @@ extension ReplyStore {
     static let attachmentsCountLimit = 10
 
     func addAttachment(to replyID: UUID, filename: String, mediaType: String, content: [UInt8], on connection: PostgresConnection) async throws {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT count(*)::int, coalesce(sum(size), 0)::bigint FROM reply_attachments WHERE reply_id = \(replyID)
             """, logger: logger)
         for try await (count, total) in rows.decode((Int, Int64).self) {
@@ -61,7 +61,7 @@ extension ReplyStore {
                 throw Problem.validationFailed([.init(pointer: "/content_base64", message: "the reply's files would come to more than \(Self.attachmentsTotalLimit) bytes")])
             }
         }
-        try await connection.query("""
+        try await connection.run("""
             INSERT INTO reply_attachments (reply_id, filename, media_type, size, sha256, content)
             VALUES (\(replyID), \(filename), \(mediaType), \(Int64(content.count)), \(ByteBuffer(bytes: SHA256.hash(data: content))),
                     \(ByteBuffer(bytes: content)))
@@ -69,7 +69,7 @@ extension ReplyStore {
     }
 
     func attachments(of replyID: UUID, on connection: PostgresConnection) async throws -> [ReplyAttachment] {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT id, filename, media_type, size, sha256 FROM reply_attachments WHERE reply_id = \(replyID) ORDER BY created_at, id
             """, logger: logger)
         var files: [ReplyAttachment] = []
@@ -81,7 +81,7 @@ extension ReplyStore {
 
     /// The files with their bytes, as the outbound message keeps them.
     func attachmentContents(of replyID: UUID, on connection: PostgresConnection) async throws -> [NewAttachment] {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT filename, media_type, content FROM reply_attachments WHERE reply_id = \(replyID) ORDER BY created_at, id
             """, logger: logger)
         var files: [NewAttachment] = []
@@ -92,7 +92,7 @@ extension ReplyStore {
     }
 
     func delivery(of reply: Reply, on connection: PostgresConnection) async throws -> ReplyDelivery? {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT state, attempts, CASE WHEN state = 'queued' THEN next_attempt_at END, last_error, held_reason, relay_response,
                    provider, provider_message_id, sent_at, recipient_results::text, notices::text
             FROM outbox WHERE reply_id = \(reply.id)
@@ -116,7 +116,7 @@ extension ReplyStore {
 
     /// The ticket customer's identities a reply could still reach, to answer another way.
     func deliverableIdentities(ofTicket ticketID: UUID, excluding: [String], on connection: PostgresConnection) async throws -> [(kind: String, value: String)] {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT i.kind, i.value FROM customer_identities i JOIN tickets t ON t.customer_id = i.customer_id
             WHERE t.id = \(ticketID) AND i.undeliverable_at IS NULL AND i.kind IN ('email', 'phone', 'line') AND NOT (i.value = ANY(\(excluding)))
             ORDER BY i.created_at
@@ -128,7 +128,7 @@ extension ReplyStore {
 
     /// Recipients of a reply that are identities known to be undeliverable, with why.
     func undeliverableRecipients(_ recipients: [String], customerID: UUID, on connection: PostgresConnection) async throws -> [(String, String)] {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT value, coalesce(undeliverable_reason, '') FROM customer_identities
             WHERE customer_id = \(customerID) AND undeliverable_at IS NOT NULL
             """, logger: logger)

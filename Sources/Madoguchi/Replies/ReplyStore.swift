@@ -9,7 +9,7 @@ struct ReplyStore: Sendable {
 
     func insert(ticketID: UUID, authorAgentID: UUID, channel: Channel, recipients: [String], subject: String, body: String,
                 on connection: PostgresConnection) async throws -> Reply {
-        try await single(connection.query("""
+        try await single(connection.run("""
             INSERT INTO replies (ticket_id, author_agent_id, channel, recipients, subject, body_text)
             VALUES (\(ticketID), \(authorAgentID), \(channel.rawValue), \(recipients), \(subject), \(body))
             RETURNING \(unescaped: Reply.columns)
@@ -19,7 +19,7 @@ struct ReplyStore: Sendable {
     /// An automatic reply (no agent wrote it): queued at once, without a draft.
     func insertAutomatic(ticketID: UUID, authorAgentID: UUID, recipients: [String], subject: String, body: String,
                          on connection: PostgresConnection) async throws -> Reply {
-        try await single(connection.query("""
+        try await single(connection.run("""
             INSERT INTO replies (ticket_id, author_agent_id, channel, recipients, subject, body_text, automatic)
             VALUES (\(ticketID), \(authorAgentID), 'email', \(recipients), \(subject), \(body), true)
             RETURNING \(unescaped: Reply.columns)
@@ -28,7 +28,7 @@ struct ReplyStore: Sendable {
 
     /// The reply, row-locked when `lock`; a 404 when there is none.
     func reply(id: UUID, lock: Bool = false, on connection: PostgresConnection) async throws -> Reply {
-        let rows = try await connection.query(
+        let rows = try await connection.run(
             "SELECT \(unescaped: Reply.columns) FROM replies WHERE id = \(id) \(unescaped: lock ? "FOR UPDATE" : "")", logger: logger)
         for try await row in rows { return try Reply(row: row) }
         throw Problem.notFound("There is no reply \(id.lowercased).")
@@ -37,7 +37,7 @@ struct ReplyStore: Sendable {
     /// New text, subject or recipients; the reply is a draft again (what a supervisor approves is
     /// what they saw).
     func edit(_ reply: Reply, body: String?, subject: String?, recipients: [String]?, on connection: PostgresConnection) async throws -> Reply {
-        try await single(connection.query("""
+        try await single(connection.run("""
             UPDATE replies
             SET state = 'draft', body_text = \(body ?? reply.body), subject = \(subject ?? reply.subject),
                 recipients = \(recipients ?? reply.recipients), version = version + 1, updated_at = now()
@@ -47,7 +47,7 @@ struct ReplyStore: Sendable {
     }
 
     func setState(_ state: Reply.State, of replyID: UUID, on connection: PostgresConnection) async throws -> Reply {
-        try await single(connection.query("""
+        try await single(connection.run("""
             UPDATE replies SET state = \(state.rawValue), version = version + 1, updated_at = now()
             WHERE id = \(replyID)
             RETURNING \(unescaped: Reply.columns)
@@ -56,7 +56,7 @@ struct ReplyStore: Sendable {
 
     /// The reply left the desk: it is the outbound message `messageID`, waiting in the outbox.
     func markQueued(_ replyID: UUID, messageID: UUID, on connection: PostgresConnection) async throws -> Reply {
-        try await single(connection.query("""
+        try await single(connection.run("""
             UPDATE replies SET state = 'queued', message_id = \(messageID), sent_at = now(), version = version + 1, updated_at = now()
             WHERE id = \(replyID)
             RETURNING \(unescaped: Reply.columns)
@@ -66,7 +66,7 @@ struct ReplyStore: Sendable {
     /// Several replies' delivery states at once (the outbox worker settles them by the batch); the
     /// replies, in no particular order.
     func setState(_ state: Reply.State, of replyIDs: [UUID], on connection: PostgresConnection) async throws -> [Reply] {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             UPDATE replies SET state = \(state.rawValue), version = version + 1, updated_at = now()
             WHERE id = ANY(\(replyIDs)::uuid[])
             RETURNING \(unescaped: Reply.columns)

@@ -32,14 +32,14 @@ struct SendChecks: Sendable {
     /// Refuses the send when anything but internal notes arrived after the message the agent last saw.
     private func trafficCop(ticketID: UUID, lastSeen: UUID?, on connection: PostgresConnection) async throws {
         if let lastSeen {
-            let known = try await connection.query("SELECT 1 FROM messages WHERE id = \(lastSeen) AND ticket_id = \(ticketID)", logger: logger)
+            let known = try await connection.run("SELECT 1 FROM messages WHERE id = \(lastSeen) AND ticket_id = \(ticketID)", logger: logger)
             var found = false
             for try await _ in known { found = true }
             guard found else {
                 throw Problem.validationFailed([.init(pointer: "/last_seen_message_id", message: "is not a message of this ticket")])
             }
         }
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT id FROM messages
             WHERE ticket_id = \(ticketID) AND direction <> 'internal'
               AND (\(lastSeen)::uuid IS NULL OR (created_at, id) > (SELECT created_at, id FROM messages WHERE id = \(lastSeen)))
@@ -57,7 +57,7 @@ struct SendChecks: Sendable {
 
     /// Every recipient must be an identity of the ticket's customer: never another customer's address.
     private func recipientFindings(_ recipients: [String], customerID: UUID, on connection: PostgresConnection) async throws -> [SendGuard.Finding] {
-        let rows = try await connection.query("SELECT value FROM customer_identities WHERE customer_id = \(customerID)", logger: logger)
+        let rows = try await connection.run("SELECT value FROM customer_identities WHERE customer_id = \(customerID)", logger: logger)
         var known = Set<String>()
         for try await value in rows.decode(String.self) { known.insert(IdentityValue.comparable(value)) }
         return recipients.filter { !known.contains(IdentityValue.comparable($0)) }.map {
@@ -68,7 +68,7 @@ struct SendChecks: Sendable {
     /// A greeting that names another of our customers ("佐藤様" on Yamada's ticket) is refused.
     private func greetingFindings(_ body: String, customerID: UUID, on connection: PostgresConnection) async throws -> [SendGuard.Finding] {
         guard let (name, line) = SendGuard.greetedName(in: body) else { return [] }
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT id, display_name FROM customers
             WHERE display_name IS NOT NULL AND merged_into IS NULL
               AND lower(regexp_replace(display_name, '[[:space:]　]', '', 'g')) = \(name)

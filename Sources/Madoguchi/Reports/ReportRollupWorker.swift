@@ -34,10 +34,10 @@ struct ReportRollupWorker: Service {
         try await database.withConnection { connection in
             var most = 0
             for function in ["compact_report_arrivals", "compact_report_backlog"] {
-                let rows = try await connection.query(PostgresQuery(unsafeSQL: "SELECT \(function)(\(Self.batch))"), logger: logger)
+                let rows = try await connection.run(PostgresQuery(unsafeSQL: "SELECT \(function)(\(Self.batch))"), logger: logger)
                 for try await folded in rows.decode(Int64.self) { most = max(most, Int(folded)) }
             }
-            try await connection.query("SELECT fold_report_response_periods()", logger: logger)
+            try await connection.run("SELECT fold_report_response_periods()", logger: logger)
             return most
         }
     }

@@ -15,7 +15,7 @@ struct ReportStore: Sendable {
         try await database.withConnection { connection in
             try await checkTimeZone(request.timeZone, on: connection)
             var rows: [[ReportCell]] = []
-            for try await row in try await connection.query(kind.query(request, limit: limit), logger: logger) {
+            for try await row in try await connection.run(kind.query(request, limit: limit), logger: logger) {
                 rows.append(try row.map(ReportCell.init))
             }
             return rows
@@ -37,7 +37,7 @@ struct ReportStore: Sendable {
                 do {
                     try await database.withConnection { connection in
                         try await checkTimeZone(request.timeZone, on: connection)
-                        let rows = try await connection.query(kind.query(request), logger: logger)
+                        let rows = try await connection.run(kind.query(request), logger: logger)
                         takeWaiting()?.resume()
                         var chunk = (byteOrderMark ? CSV.byteOrderMark : []) + CSV.line(kind.columns)
                         chunk.reserveCapacity(40 * 1024)
@@ -68,7 +68,7 @@ struct ReportStore: Sendable {
     /// change it applied, unless it has applied everything it received (then now, as on the primary).
     func dataAsOf() async throws -> Date {
         try await database.withConnection { connection in
-            let rows = try await connection.query("""
+            let rows = try await connection.run("""
                 SELECT CASE WHEN NOT pg_is_in_recovery() OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN now()
                             ELSE coalesce(pg_last_xact_replay_timestamp(), now()) END
                 """, logger: logger)
@@ -92,7 +92,7 @@ struct ReportStore: Sendable {
     func zoneNames(on connection: PostgresConnection) async throws -> Set<String> {
         if let loaded = Self.zoneNames.withLock({ $0 }) { return loaded }
         var names = Set<String>()
-        for try await name in try await connection.query("SELECT name FROM pg_timezone_names", logger: logger).decode(String.self) {
+        for try await name in try await connection.run("SELECT name FROM pg_timezone_names", logger: logger).decode(String.self) {
             names.insert(name)
         }
         Self.zoneNames.withLock { $0 = names }

@@ -7,14 +7,14 @@ struct SLAPolicyStore: Sendable {
     let logger: Logger
 
     func list(on connection: PostgresConnection) async throws -> [SLAPolicy] {
-        let rows = try await connection.query("SELECT \(unescaped: SLAPolicy.columns) FROM sla_policies ORDER BY name, id", logger: logger)
+        let rows = try await connection.run("SELECT \(unescaped: SLAPolicy.columns) FROM sla_policies ORDER BY name, id", logger: logger)
         var policies: [SLAPolicy] = []
         for try await row in rows { policies.append(try SLAPolicy(row: row)) }
         return try await withTargets(policies, on: connection)
     }
 
     func policy(id: UUID, on connection: PostgresConnection) async throws -> SLAPolicy {
-        let rows = try await connection.query("SELECT \(unescaped: SLAPolicy.columns) FROM sla_policies WHERE id = \(id)", logger: logger)
+        let rows = try await connection.run("SELECT \(unescaped: SLAPolicy.columns) FROM sla_policies WHERE id = \(id)", logger: logger)
         for try await row in rows { return try await withTargets([try SLAPolicy(row: row)], on: connection)[0] }
         throw Self.notFound(id)
     }
@@ -25,13 +25,13 @@ struct SLAPolicyStore: Sendable {
         let name = draft.name.trimmed
         do {
             if draft.isDefault {
-                try await connection.query(
+                try await connection.run(
                     "UPDATE sla_policies SET is_default = false, version = version + 1, updated_at = now() WHERE is_default AND id IS DISTINCT FROM \(id)",
                     logger: logger)
             }
             let rows: PostgresRowSequence
             if let id {
-                rows = try await connection.query("""
+                rows = try await connection.run("""
                     UPDATE sla_policies
                     SET name = \(name), calendar_id = \(draft.calendarID), warning_fraction = \(draft.warningFraction),
                         is_default = \(draft.isDefault), version = version + 1, updated_at = now()
@@ -39,7 +39,7 @@ struct SLAPolicyStore: Sendable {
                     RETURNING id
                     """, logger: logger)
             } else {
-                rows = try await connection.query("""
+                rows = try await connection.run("""
                     INSERT INTO sla_policies (name, calendar_id, warning_fraction, is_default)
                     VALUES (\(name), \(draft.calendarID), \(draft.warningFraction), \(draft.isDefault))
                     RETURNING id
@@ -48,10 +48,10 @@ struct SLAPolicyStore: Sendable {
             var saved: UUID?
             for try await row in rows.decode(UUID.self) { saved = row }
             guard let saved else { throw Self.notFound(id ?? UUID()) }
-            try await connection.query("DELETE FROM sla_targets WHERE policy_id = \(saved)", logger: logger)
+            try await connection.run("DELETE FROM sla_targets WHERE policy_id = \(saved)", logger: logger)
             // Arrays without NULLs: '' stands for every channel and 0 for a clock that does not run.
             let targets = draft.targets
-            try await connection.query("""
+            try await connection.run("""
                 INSERT INTO sla_targets (policy_id, priority, channel, first_response_seconds, next_response_seconds, resolution_seconds)
                 SELECT \(saved), priority, nullif(channel, ''), nullif(first, 0) * 60, nullif(next, 0) * 60, nullif(resolution, 0) * 60
                 FROM unnest(\(targets.map(\.priority.rawValue))::text[], \(targets.map { $0.channel?.rawValue ?? "" })::text[],
@@ -68,7 +68,7 @@ struct SLAPolicyStore: Sendable {
 
     /// Removes a policy; its tickets keep their due times (the reference is cleared). False if there was none.
     func delete(id: UUID, on connection: PostgresConnection) async throws -> Bool {
-        let rows = try await connection.query("DELETE FROM sla_policies WHERE id = \(id) RETURNING id", logger: logger)
+        let rows = try await connection.run("DELETE FROM sla_policies WHERE id = \(id) RETURNING id", logger: logger)
         for try await _ in rows { return true }
         return false
     }
@@ -80,7 +80,7 @@ struct SLAPolicyStore: Sendable {
     private func withTargets(_ policies: [SLAPolicy], on connection: PostgresConnection) async throws -> [SLAPolicy] {
         guard !policies.isEmpty else { return policies }
         var targets: [UUID: [SLAPolicy.Target]] = [:]
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT policy_id, priority, channel, first_response_seconds / 60, next_response_seconds / 60, resolution_seconds / 60
             FROM sla_targets WHERE policy_id = ANY(\(policies.map(\.id)))
             ORDER BY array_position(ARRAY['urgent', 'high', 'normal', 'low'], priority), channel NULLS FIRST

@@ -12,7 +12,7 @@ struct AgentStore: Sendable {
     static let openStatuses = "('new', 'open', 'pending', 'on_hold')"
 
     func list(queue: String?, includeInactive: Bool, on connection: PostgresConnection) async throws -> [Agent] {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT \(unescaped: Agent.columns) FROM agents
             WHERE (active OR \(includeInactive)) AND (\(queue)::text IS NULL OR \(queue) = ANY (queues))
             ORDER BY active DESC, display_name, id
@@ -26,7 +26,7 @@ struct AgentStore: Sendable {
     /// UPDATE, which the foreign-key checks of the agent's own claims, replies and events do not wait
     /// on (FOR UPDATE would deadlock with a request of theirs that holds a ticket).
     func agent(id: UUID, locked: Bool = false, on connection: PostgresConnection) async throws -> Agent {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT \(unescaped: Agent.columns) FROM agents WHERE id = \(id) \(unescaped: locked ? "FOR NO KEY UPDATE" : "")
             """, logger: logger)
         for try await row in rows { return try Agent(row: row) }
@@ -36,7 +36,7 @@ struct AgentStore: Sendable {
     func create(_ draft: AgentChanges, by principal: Principal, on connection: PostgresConnection) async throws -> Agent {
         try await check(draft, agentID: nil, on: connection)
         let created = try await writing(draft) {
-            try await Self.single(try await connection.query("""
+            try await Self.single(try await connection.run("""
                 INSERT INTO agents (display_name, email, queues, skills, capacity, availability, requires_approval)
                 VALUES (\(draft.displayName ?? ""), \(draft.email?.nonEmpty), \(draft.queues ?? []), \(draft.skills ?? []),
                         NULLIF(\(draft.capacity), 0), \(draft.availability?.rawValue ?? "available"), \(draft.requiresApproval ?? false))
@@ -58,7 +58,7 @@ struct AgentStore: Sendable {
         try await check(changes, agentID: id, on: connection)
         let availability = changes.availability?.rawValue
         let updated = try await writing(changes) {
-            try await Self.single(try await connection.query("""
+            try await Self.single(try await connection.run("""
                 UPDATE agents
                 SET display_name = coalesce(\(changes.displayName), display_name),
                     email = CASE WHEN \(changes.email) = '' THEN NULL ELSE coalesce(\(changes.email), email) END,
@@ -91,7 +91,7 @@ struct AgentStore: Sendable {
     func deactivate(id: UUID, by principal: Principal, on connection: PostgresConnection) async throws -> Agent {
         let before = try await agent(id: id, locked: true, on: connection)
         guard before.active else { return before }
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             UPDATE agents
             SET active = false, deactivated_at = now(), availability = 'offline',
                 availability_changed_at = CASE WHEN availability <> 'offline' THEN now() ELSE availability_changed_at END,
@@ -102,11 +102,11 @@ struct AgentStore: Sendable {
         guard let after = try await Self.single(rows) else { throw Self.notFound(id) }
 
         var keysRevoked = 0
-        let keys = try await connection.query(
+        let keys = try await connection.run(
             "UPDATE api_keys SET revoked_at = now() WHERE agent_id = \(id) AND revoked_at IS NULL RETURNING id", logger: logger)
         for try await _ in keys.decode(UUID.self) { keysRevoked += 1 }
 
-        let claims = try await connection.query("""
+        let claims = try await connection.run("""
             UPDATE tickets SET claim_agent_id = NULL, claim_expires_at = NULL, version = version + 1, updated_at = now()
             WHERE claim_agent_id = \(id)
             RETURNING id, customer_id
@@ -118,7 +118,7 @@ struct AgentStore: Sendable {
                                     data: ["agent_id": id.lowercased], on: connection)
         }
 
-        let handedBack = try await connection.query("""
+        let handedBack = try await connection.run("""
             UPDATE tickets SET assignee_id = NULL, version = version + 1, updated_at = now()
             WHERE assignee_id = \(id) AND status IN \(unescaped: Self.openStatuses)
             RETURNING id, customer_id, version
@@ -142,7 +142,7 @@ struct AgentStore: Sendable {
     }
 
     func workload(id: UUID, on connection: PostgresConnection) async throws -> AgentWorkload {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT a.capacity, a.availability, agent_workload(a.id),
                    (SELECT count(*) FROM tickets t
                     WHERE t.claim_agent_id = a.id AND t.claim_expires_at > now() AND t.status IN \(unescaped: Self.openStatuses)),
@@ -176,7 +176,7 @@ struct AgentStore: Sendable {
             }
         }
         if let email = changes.email?.nonEmpty {
-            let rows = try await connection.query("""
+            let rows = try await connection.run("""
                 SELECT EXISTS (SELECT 1 FROM customer_identities WHERE kind = 'email' AND value = \(IdentityValue.comparable(email)))
                 """, logger: logger)
             for try await taken in rows.decode(Bool.self) where taken {

@@ -57,7 +57,7 @@ struct AssignmentWorker: Service {
     /// Returns how many.
     func assignRound() async throws -> Int {
         try await database.withTransaction { connection in
-            let rows = try await connection.query("""
+            let rows = try await connection.run("""
                 WITH assigned AS (
                     SELECT * FROM assign_waiting_tickets(\(Self.batch)::integer)
                 ), recorded AS (
@@ -78,7 +78,7 @@ struct AssignmentWorker: Service {
     }
 
     static func anyQueueAutoAssigns(on connection: PostgresConnection, logger: Logger) async throws -> Bool {
-        let rows = try await connection.query("SELECT EXISTS (SELECT 1 FROM queues WHERE auto_assign <> 'off')", logger: logger)
+        let rows = try await connection.run("SELECT EXISTS (SELECT 1 FROM queues WHERE auto_assign <> 'off')", logger: logger)
         for try await exists in rows.decode(Bool.self) { return exists }
         return false
     }

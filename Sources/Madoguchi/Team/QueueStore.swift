@@ -55,21 +55,21 @@ struct QueueStore: Sendable {
     static let general = "general"
 
     func list(on connection: PostgresConnection) async throws -> [WorkQueue] {
-        let rows = try await connection.query("SELECT \(unescaped: WorkQueue.columns) FROM queues q ORDER BY q.name", logger: logger)
+        let rows = try await connection.run("SELECT \(unescaped: WorkQueue.columns) FROM queues q ORDER BY q.name", logger: logger)
         var queues: [WorkQueue] = []
         for try await row in rows { queues.append(try WorkQueue(row: row)) }
         return queues
     }
 
     func queue(_ name: String, on connection: PostgresConnection) async throws -> WorkQueue {
-        let rows = try await connection.query("SELECT \(unescaped: WorkQueue.columns) FROM queues q WHERE q.name = \(name)", logger: logger)
+        let rows = try await connection.run("SELECT \(unescaped: WorkQueue.columns) FROM queues q WHERE q.name = \(name)", logger: logger)
         for try await row in rows { return try WorkQueue(row: row) }
         throw Self.notFound(name)
     }
 
     /// The names among `names` that are no queue.
     func unknown(_ names: [String], on connection: PostgresConnection) async throws -> [String] {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT n FROM unnest(\(names)::text[]) AS n WHERE NOT EXISTS (SELECT 1 FROM queues WHERE name = n)
             """, logger: logger)
         var unknown: [String] = []
@@ -81,7 +81,7 @@ struct QueueStore: Sendable {
         async throws -> WorkQueue
     {
         do {
-            let rows = try await connection.query("""
+            let rows = try await connection.run("""
                 INSERT INTO queues (name, description, sla_policy_id, auto_assign)
                 VALUES (\(name), \(description), \(slaPolicyID), \(autoAssign.rawValue))
                 RETURNING name
@@ -101,7 +101,7 @@ struct QueueStore: Sendable {
         on connection: PostgresConnection
     ) async throws -> WorkQueue {
         do {
-            let rows = try await connection.query("""
+            let rows = try await connection.run("""
                 UPDATE queues
                 SET description = coalesce(\(description), description),
                     sla_policy_id = CASE WHEN \(clearPolicy) THEN NULL ELSE coalesce(\(slaPolicyID), sla_policy_id) END,
@@ -123,7 +123,7 @@ struct QueueStore: Sendable {
     /// rule, no agent. Anything else is a 409 that says what still uses it.
     func delete(_ name: String, on connection: PostgresConnection) async throws {
         guard name != Self.general else { throw Self.inUse(name, "every ticket starts there") }
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT EXISTS (SELECT 1 FROM queues WHERE name = \(name)),
                    (SELECT count(*) FROM agents WHERE active AND \(name) = ANY (queues))
             """, logger: logger)
@@ -132,7 +132,7 @@ struct QueueStore: Sendable {
             guard agents == 0 else { throw Self.inUse(name, "\(agents) agent(s) work in it") }
         }
         do {
-            let rows = try await connection.query("DELETE FROM queues WHERE name = \(name) RETURNING name", logger: logger)
+            let rows = try await connection.run("DELETE FROM queues WHERE name = \(name) RETURNING name", logger: logger)
             for try await _ in rows.decode(String.self) {}
         } catch where error.sqlState == .foreignKeyViolation {
             throw Self.inUse(name, "tickets or rules name it")

@@ -32,14 +32,14 @@ struct TemplateStore: Sendable {
     let logger: Logger
 
     func list(on connection: PostgresConnection) async throws -> [Template] {
-        let rows = try await connection.query("SELECT \(unescaped: Template.columns) FROM templates ORDER BY name", logger: logger)
+        let rows = try await connection.run("SELECT \(unescaped: Template.columns) FROM templates ORDER BY name", logger: logger)
         var templates: [Template] = []
         for try await row in rows { templates.append(try Template(row: row)) }
         return templates
     }
 
     func template(id: UUID, on connection: PostgresConnection) async throws -> Template {
-        let rows = try await connection.query("SELECT \(unescaped: Template.columns) FROM templates WHERE id = \(id)", logger: logger)
+        let rows = try await connection.run("SELECT \(unescaped: Template.columns) FROM templates WHERE id = \(id)", logger: logger)
         for try await row in rows { return try Template(row: row) }
         throw Problem.notFound("There is no template \(id.uuidString.lowercased()).")
     }
@@ -50,14 +50,14 @@ struct TemplateStore: Sendable {
         do {
             let rows: PostgresRowSequence
             if let id {
-                rows = try await connection.query("""
+                rows = try await connection.run("""
                     UPDATE templates SET name = \(name), subject = \(subject), body = \(body), version = version + 1,
                         updated_by = \(agentID), updated_at = now()
                     WHERE id = \(id)
                     RETURNING \(unescaped: Template.columns)
                     """, logger: logger)
             } else {
-                rows = try await connection.query("""
+                rows = try await connection.run("""
                     INSERT INTO templates (name, subject, body, updated_by) VALUES (\(name), \(subject), \(body), \(agentID))
                     RETURNING \(unescaped: Template.columns)
                     """, logger: logger)
@@ -69,7 +69,7 @@ struct TemplateStore: Sendable {
         } catch where error.sqlState == .uniqueViolation {
             throw Problem(Problem.Kind(rawValue: "name-taken"), status: .conflict, title: "Name taken", detail: "Another template is called \(name).")
         }
-        try await connection.query("""
+        try await connection.run("""
             INSERT INTO template_versions (template_id, version, name, subject, body, written_by)
             VALUES (\(template.id), \(template.version), \(name), \(subject), \(body), \(agentID))
             """, logger: logger)
@@ -78,7 +78,7 @@ struct TemplateStore: Sendable {
 
     /// What a template's variables stand for on `ticketID`, for `agentID`.
     func values(ticketID: UUID, agentID: UUID, order: [String: String], on connection: PostgresConnection) async throws -> [String: String?] {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT t.number, t.subject, c.display_name, a.display_name
             FROM tickets t JOIN customers c ON c.id = t.customer_id, agents a
             WHERE t.id = \(ticketID) AND a.id = \(agentID)

@@ -13,7 +13,7 @@ struct RuleStore: Sendable {
         """
 
     func list(activeOnly: Bool = false, on connection: PostgresConnection) async throws -> [(Rule, active: Bool)] {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT \(unescaped: Self.columns) FROM rules WHERE active OR NOT \(activeOnly) ORDER BY position, name
             """, logger: logger)
         var rules: [(Rule, Bool)] = []
@@ -28,7 +28,7 @@ struct RuleStore: Sendable {
         do {
             let rows: PostgresRowSequence
             if let id {
-                rows = try await connection.query("""
+                rows = try await connection.run("""
                     UPDATE rules SET name = \(rule.name), position = coalesce(\(position), position), keywords = \(rule.keywords),
                         channels = \(channels), categories = \(rule.categories), recipients = \(rule.recipients), vip_only = \(rule.vipOnly),
                         priority = \(priority), requires_approval = \(rule.requiresApproval), set_queue = \(rule.queue),
@@ -37,7 +37,7 @@ struct RuleStore: Sendable {
                     WHERE id = \(id) RETURNING \(unescaped: Self.columns)
                     """, logger: logger)
             } else {
-                rows = try await connection.query("""
+                rows = try await connection.run("""
                     INSERT INTO rules (name, position, keywords, channels, categories, recipients, vip_only, priority, requires_approval,
                                        set_queue, set_category, add_tags, set_skill, active)
                     VALUES (\(rule.name), coalesce(\(position), (SELECT least(coalesce(max(position), 0) + 1, 100000) FROM rules)), \(rule.keywords),
@@ -102,7 +102,7 @@ struct RuleStore: Sendable {
         let raiseTo = outcome.priority.flatMap { match in
             all.firstIndex(of: match.rule.priority!)! > all.firstIndex(of: current)! ? match : nil
         }
-        try await connection.query("""
+        try await connection.run("""
             UPDATE tickets t
             SET priority = coalesce(\(raiseTo?.rule.priority?.rawValue), t.priority),
                 priority_reason = coalesce(\(raiseTo?.reason), t.priority_reason),

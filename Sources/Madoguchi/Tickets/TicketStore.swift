@@ -53,9 +53,9 @@ struct TicketStore: Sendable {
     /// Locks the ticket's row (waiting at most `lockTimeout`) and says whether its claim is still live,
     /// judged by the database's clock, not ours.
     func lock(_ id: UUID, on connection: PostgresConnection) async throws -> (Ticket, claimLive: Bool) {
-        try await connection.query("SET LOCAL lock_timeout = '\(unescaped: Self.lockTimeout)'", logger: logger)
+        try await connection.run("SET LOCAL lock_timeout = '\(unescaped: Self.lockTimeout)'", logger: logger)
         do {
-            let rows = try await connection.query("""
+            let rows = try await connection.run("""
                 SELECT \(unescaped: Ticket.columns), coalesce(claim_expires_at > now(), false) AS claim_live
                 FROM tickets WHERE id = \(id) FOR UPDATE
                 """, logger: logger)
@@ -76,7 +76,7 @@ struct TicketStore: Sendable {
     /// customer is waiting for us again, since their last message. Followers
     /// of the feed see the tag in a `ticket.updated` and the status in a `ticket.reopened`.
     func flagDeliveryFailure(_ ticketID: UUID, on connection: PostgresConnection) async throws {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             UPDATE tickets t
             SET tags = CASE WHEN 'delivery-failed' = ANY(t.tags) THEN t.tags ELSE array_append(t.tags, 'delivery-failed') END,
                 status = CASE WHEN t.status IN ('pending', 'solved') THEN 'open' ELSE t.status END,
@@ -106,7 +106,7 @@ struct TicketStore: Sendable {
     /// in business time on the ticket's SLA calendar (the standard calendar without a policy), and
     /// the due time the response was measured against.
     func recordResponse(_ ticketID: UUID, by actor: Principal?, on connection: PostgresConnection) async throws {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             WITH answered AS (
                 UPDATE tickets t
                 SET first_responded_at = coalesce(t.first_responded_at, now()),
@@ -136,7 +136,7 @@ struct TicketStore: Sendable {
     }
 
     func ticket(id: UUID, on connection: PostgresConnection) async throws -> Ticket? {
-        let rows = try await connection.query("SELECT \(unescaped: Ticket.columns) FROM tickets WHERE id = \(id)", logger: logger)
+        let rows = try await connection.run("SELECT \(unescaped: Ticket.columns) FROM tickets WHERE id = \(id)", logger: logger)
         for try await row in rows { return try Ticket(row: row) }
         return nil
     }
@@ -147,7 +147,7 @@ struct TicketStore: Sendable {
     func tickets(matching filter: TicketFilter, before: Int64?, limit: Int, on connection: PostgresConnection) async throws -> [Ticket] {
         let statuses: [String]? = filter.statuses.isEmpty ? nil : filter.statuses.map(\.rawValue)
         let states: [String]? = filter.slaStates.isEmpty ? nil : filter.slaStates.map(\.rawValue)
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT \(unescaped: Ticket.columns) FROM tickets
             WHERE (\(statuses)::text[] IS NULL OR status = ANY(\(statuses)::text[]))
               AND (\(filter.assigneeID)::uuid IS NULL OR assignee_id = \(filter.assigneeID))
@@ -172,7 +172,7 @@ struct TicketStore: Sendable {
         let statuses: [String]? = filter.statuses.isEmpty ? nil : filter.statuses.map(\.rawValue)
         let states: [String]? = filter.slaStates.isEmpty ? nil : filter.slaStates.map(\.rawValue)
         let column = order.column
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT \(unescaped: Ticket.columns), (extract(epoch FROM \(unescaped: column)) * 1000000)::bigint AS position_microseconds
             FROM \(unescaped: order.relation)
             WHERE \(unescaped: column) IS NOT NULL
@@ -200,7 +200,7 @@ struct TicketStore: Sendable {
     /// The ticket's timeline in order of arrival, `limit` messages after the message `after`.
     /// The position is read back from the row itself, so no timestamp is ever rounded through a cursor.
     func messages(ticketID: UUID, after: UUID?, limit: Int, on connection: PostgresConnection) async throws -> [Message] {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT \(unescaped: Message.columns) FROM messages
             WHERE ticket_id = \(ticketID)
               AND (\(after)::uuid IS NULL
@@ -212,7 +212,7 @@ struct TicketStore: Sendable {
         for try await row in rows { messages.append(try Message(row: row)) }
         guard !messages.isEmpty else { return messages }
 
-        let attachmentRows = try await connection.query("""
+        let attachmentRows = try await connection.run("""
             SELECT message_id, id, filename, media_type, size, sha256, content_id, inline, contained::text
             FROM attachments WHERE message_id = ANY(\(messages.map(\.id)))
             ORDER BY created_at, position, id

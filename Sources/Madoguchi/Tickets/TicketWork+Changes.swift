@@ -64,7 +64,7 @@ extension TicketWork {
             let updated: Ticket
             do {
                 // PostgresNIO reports a statement's error while its rows are read, so both sit in here.
-                let rows = try await connection.query("""
+                let rows = try await connection.run("""
                     UPDATE tickets
                     SET status = \(status.rawValue), priority = \(priority.rawValue), queue = \(queue),
                         category = \(category), tags = \(tags), assignee_id = \(assignee),
@@ -88,7 +88,7 @@ extension TicketWork {
 
     /// false only for an agent that exists and was deactivated (an unknown one is the foreign key's to refuse).
     func isActive(agent: UUID, on connection: PostgresConnection) async throws -> Bool {
-        let rows = try await connection.query("SELECT active FROM agents WHERE id = \(agent)", logger: logger)
+        let rows = try await connection.run("SELECT active FROM agents WHERE id = \(agent)", logger: logger)
         for try await active in rows.decode(Bool.self) { return active }
         return true
     }
@@ -107,7 +107,7 @@ extension TicketWork {
             }
             let wanted = Array(Set(mentions))
             var known = Set<UUID>()
-            let rows = try await connection.query("SELECT id FROM agents WHERE id = ANY(\(wanted))", logger: logger)
+            let rows = try await connection.run("SELECT id FROM agents WHERE id = ANY(\(wanted))", logger: logger)
             for try await id in rows.decode(UUID.self) { known.insert(id) }
             let unknown = wanted.filter { !known.contains($0) }
             guard unknown.isEmpty else {

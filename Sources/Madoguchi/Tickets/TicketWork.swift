@@ -23,7 +23,7 @@ struct TicketWork: Sendable {
             if let claim = ticket.claim, claimLive, claim.agentID != agentID {
                 throw Self.claimHeld(claim)
             }
-            let rows = try await connection.query("""
+            let rows = try await connection.run("""
                 UPDATE tickets
                 SET claim_agent_id = \(agentID), claim_expires_at = now() + make_interval(secs => \(lease.seconds)),
                     assignee_id = coalesce(assignee_id, \(agentID)),
@@ -52,7 +52,7 @@ struct TicketWork: Sendable {
             if breaking, principal.role != .supervisor {
                 throw Self.claimHeld(claim)
             }
-            let rows = try await connection.query("""
+            let rows = try await connection.run("""
                 UPDATE tickets SET claim_agent_id = NULL, claim_expires_at = NULL, version = version + 1, updated_at = now()
                 WHERE id = \(ticketID)
                 RETURNING \(unescaped: Ticket.columns)

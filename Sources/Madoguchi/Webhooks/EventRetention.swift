@@ -14,9 +14,9 @@ struct EventRetention: Sendable {
         var removed = 0
         while true {
             let count = try await database.withTransaction { connection -> Int in
-                try await connection.query("SET LOCAL madoguchi.retention = 'on'", logger: logger)
+                try await connection.run("SET LOCAL madoguchi.retention = 'on'", logger: logger)
                 let slowest = try await WebhookStore(logger: logger).slowestCursor(on: connection)
-                let rows = try await connection.query("""
+                let rows = try await connection.run("""
                     WITH old AS (
                         SELECT id FROM events
                         WHERE occurred_at < now() - make_interval(days => \(Int32(days)))

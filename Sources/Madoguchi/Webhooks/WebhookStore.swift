@@ -9,7 +9,7 @@ struct WebhookStore: Sendable {
 
     func create(url: String, description: String?, eventTypes: [String], secret: String, startingAfter cursor: FeedCursor,
                 on connection: PostgresConnection) async throws -> WebhookEndpoint {
-        try await single(connection.query("""
+        try await single(connection.run("""
             INSERT INTO webhook_endpoints (url, description, event_types, secrets, cursor_xid, cursor_event)
             VALUES (\(url), \(description), \(eventTypes), \([secret]), \(String(cursor.xid))::xid8, \(cursor.eventID))
             RETURNING \(unescaped: WebhookEndpoint.columns)
@@ -17,14 +17,14 @@ struct WebhookStore: Sendable {
     }
 
     func list(on connection: PostgresConnection) async throws -> [WebhookEndpoint] {
-        let rows = try await connection.query("SELECT \(unescaped: WebhookEndpoint.columns) FROM webhook_endpoints ORDER BY created_at", logger: logger)
+        let rows = try await connection.run("SELECT \(unescaped: WebhookEndpoint.columns) FROM webhook_endpoints ORDER BY created_at", logger: logger)
         var endpoints: [WebhookEndpoint] = []
         for try await row in rows { endpoints.append(try WebhookEndpoint(row: row)) }
         return endpoints
     }
 
     func endpoint(_ id: UUID, lock: Bool = false, on connection: PostgresConnection) async throws -> WebhookEndpoint {
-        let rows = try await connection.query(
+        let rows = try await connection.run(
             "SELECT \(unescaped: WebhookEndpoint.columns) FROM webhook_endpoints WHERE id = \(id) \(unescaped: lock ? "FOR UPDATE" : "")", logger: logger)
         for try await row in rows { return try WebhookEndpoint(row: row) }
         throw Problem.notFound("There is no webhook \(id.lowercased).")
@@ -33,7 +33,7 @@ struct WebhookStore: Sendable {
     /// Applies the changes; re-enabling clears the failure streak and delivers at once.
     func update(_ id: UUID, url: String?, description: String?, eventTypes: [String]?, active: Bool?, secrets: [String]?,
                 on connection: PostgresConnection) async throws -> WebhookEndpoint {
-        try await single(connection.query("""
+        try await single(connection.run("""
             UPDATE webhook_endpoints
             SET url = coalesce(\(url), url), description = coalesce(\(description), description),
                 event_types = coalesce(\(eventTypes)::text[], event_types), secrets = coalesce(\(secrets)::text[], secrets),
@@ -49,7 +49,7 @@ struct WebhookStore: Sendable {
     }
 
     func delete(_ id: UUID, on connection: PostgresConnection) async throws -> Bool {
-        let rows = try await connection.query("DELETE FROM webhook_endpoints WHERE id = \(id) RETURNING id", logger: logger)
+        let rows = try await connection.run("DELETE FROM webhook_endpoints WHERE id = \(id) RETURNING id", logger: logger)
         for try await _ in rows { return true }
         return false
     }
@@ -58,7 +58,7 @@ struct WebhookStore: Sendable {
 
     /// Active endpoints whose next attempt is due and that no live claim holds.
     func claim(worker: String, lease: Duration, limit: Int, on connection: PostgresConnection) async throws -> [WebhookEndpoint] {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             WITH due AS (
                 SELECT id FROM webhook_endpoints
                 WHERE active AND next_attempt_at <= now() AND (lease_expires_at IS NULL OR lease_expires_at < now())
@@ -78,7 +78,7 @@ struct WebhookStore: Sendable {
 
     /// Whether the endpoint still exists, is active and is claimed by `worker`.
     func isServing(_ id: UUID, worker: String, on connection: PostgresConnection) async throws -> Bool {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT 1 FROM webhook_endpoints WHERE id = \(id) AND active AND claimed_by = \(worker)
             """, logger: logger)
         for try await _ in rows { return true }
@@ -88,7 +88,7 @@ struct WebhookStore: Sendable {
     /// The endpoint got (or was passed over for) everything up to `cursor`; the streak is over.
     /// False when the claim is no longer this worker's.
     func advance(_ id: UUID, to cursor: FeedCursor, worker: String, on connection: PostgresConnection) async throws -> Bool {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             UPDATE webhook_endpoints
             SET cursor_xid = \(String(cursor.xid))::xid8, cursor_event = \(cursor.eventID), failure_streak = 0
             WHERE id = \(id) AND claimed_by = \(worker)
@@ -100,7 +100,7 @@ struct WebhookStore: Sendable {
 
     /// Lets go of the claim; the endpoint is looked at again after `delay`.
     func release(_ id: UUID, worker: String, after delay: Duration, on connection: PostgresConnection) async throws {
-        try await connection.query("""
+        try await connection.run("""
             UPDATE webhook_endpoints
             SET claimed_by = NULL, lease_expires_at = NULL, next_attempt_at = now() + make_interval(secs => \(delay.seconds))
             WHERE id = \(id) AND claimed_by = \(worker)
@@ -109,7 +109,7 @@ struct WebhookStore: Sendable {
 
     /// One more failure in a row; returns the streak.
     func recordFailure(_ id: UUID, worker: String, on connection: PostgresConnection) async throws -> Int {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             UPDATE webhook_endpoints SET failure_streak = failure_streak + 1 WHERE id = \(id) AND claimed_by = \(worker) RETURNING failure_streak
             """, logger: logger)
         for try await streak in rows.decode(Int.self) { return streak }
@@ -117,7 +117,7 @@ struct WebhookStore: Sendable {
     }
 
     func disable(_ id: UUID, reason: String, on connection: PostgresConnection) async throws {
-        try await connection.query("""
+        try await connection.run("""
             UPDATE webhook_endpoints
             SET active = false, disabled_reason = \(reason), disabled_at = now(), claimed_by = NULL, lease_expires_at = NULL, updated_at = now()
             WHERE id = \(id)
@@ -128,7 +128,7 @@ struct WebhookStore: Sendable {
 
     /// Logs an attempt, numbered after the event's earlier automatic attempts (a manual one is 1).
     func log(_ endpointID: UUID, event: FeedEvent, attempt: WebhookAttempt, manual: Bool, on connection: PostgresConnection) async throws -> WebhookDelivery {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             INSERT INTO webhook_deliveries (endpoint_id, event_id, webhook_id, attempt, status, error, duration_ms, manual)
             SELECT \(endpointID), \(event.id), \(attempt.webhookID),
                    CASE WHEN \(manual) THEN 1 ELSE (
@@ -142,7 +142,7 @@ struct WebhookStore: Sendable {
     }
 
     func deliveries(of endpointID: UUID, limit: Int, on connection: PostgresConnection) async throws -> [WebhookDelivery] {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT \(unescaped: WebhookDelivery.columns) FROM webhook_deliveries WHERE endpoint_id = \(endpointID)
             ORDER BY created_at DESC LIMIT \(limit)
             """, logger: logger)
@@ -152,7 +152,7 @@ struct WebhookStore: Sendable {
     }
 
     func delivery(_ id: UUID, of endpointID: UUID, on connection: PostgresConnection) async throws -> WebhookDelivery {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT \(unescaped: WebhookDelivery.columns) FROM webhook_deliveries WHERE id = \(id) AND endpoint_id = \(endpointID)
             """, logger: logger)
         for try await row in rows { return try WebhookDelivery(row: row) }
@@ -161,7 +161,7 @@ struct WebhookStore: Sendable {
 
     /// The feed position no active endpoint has passed yet: retention keeps everything from there on.
     func slowestCursor(on connection: PostgresConnection) async throws -> FeedCursor? {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT cursor_xid::text AS cursor_xid_text, cursor_event FROM webhook_endpoints WHERE active ORDER BY cursor_xid, cursor_event LIMIT 1
             """, logger: logger)
         for try await (xid, event) in rows.decode((String, Int64).self) { return FeedCursor(xid: UInt64(xid) ?? 0, eventID: event) }

@@ -92,7 +92,7 @@ extension APIHandler {
         let (endpoint, logged, event, key) = try await database.withConnection { connection in
             let endpoint = try await webhookStore.endpoint(input.path.webhookId.uuid, on: connection)
             let logged = try await webhookStore.delivery(input.path.deliveryId.uuid, of: endpoint.id, on: connection)
-            let rows = try await connection.query("""
+            let rows = try await connection.run("""
                 SELECT id, xid::text AS xid_text, type, occurred_at, ticket_id, customer_id, message_id, actor_key_id, actor_agent_id, data::text
                 FROM events WHERE id = \(logged.eventID)
                 """, logger: logger)

@@ -67,7 +67,7 @@ struct LineWebhook: Sendable {
         // A new message event also takes its chat's locks, in the same statement and only once its
         // row is in: a redelivery waits on that row first, as it did when the locks came later.
         let chat = event.type == "message" ? event.message.map { event.inboundChat($0) } : nil
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             WITH stored_event AS (
                 INSERT INTO provider_events (provider, event_id, event_type, inbound_payload_id)
                 VALUES ('line', \(eventID), \(String(event.type.prefix(100))), \(payloadID))
@@ -103,7 +103,7 @@ struct LineWebhook: Sendable {
     ) async throws -> ProviderEventAnswer {
         guard let message else { return .init(eventID: eventID, type: event.type, result: .ignored, detail: "No message object.") }
         let taken = try await chat.take(message, payloadID: payloadID, locked: true, on: connection)
-        try await connection.query(
+        try await connection.run(
             "UPDATE provider_events SET message_id = \(taken.messageID) WHERE provider = 'line' AND event_id = \(eventID)", logger: logger)
         return .init(eventID: eventID, type: event.type, result: .taken, inbound: taken.outcome)
     }
@@ -155,7 +155,7 @@ struct LineWebhook: Sendable {
 
     private func duplicate(eventID: String, type: String, on connection: PostgresConnection) async throws -> ProviderEventAnswer {
         var result = ProviderEventAnswer(eventID: eventID, type: type, result: .duplicate, detail: "Taken from an earlier delivery of this event.")
-        let rows = try await connection.query(
+        let rows = try await connection.run(
             "SELECT message_id FROM provider_events WHERE provider = 'line' AND event_id = \(eventID)", logger: logger)
         for try await messageID in rows.decode(UUID?.self) {
             if let messageID { result.inbound = try await answer(forMessage: messageID, on: connection) }
@@ -165,7 +165,7 @@ struct LineWebhook: Sendable {
 
     /// Where an earlier delivery's message went, as the ingest answered it then (the ticket's status as it is now).
     private func answer(forMessage messageID: UUID, on connection: PostgresConnection) async throws -> InboundOutcome? {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT m.inbound_payload_id, m.customer_id, m.threading_reason, t.id, t.number, t.customer_id, t.status
             FROM messages m JOIN tickets t ON t.id = m.ticket_id
             WHERE m.id = \(messageID)

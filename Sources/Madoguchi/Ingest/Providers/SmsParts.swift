@@ -31,7 +31,7 @@ struct SmsParts: Sendable {
                 payloadID = id
             }
             try await AdvisoryLock.take("sms-parts:\(message.provider):\(sender.value):\(part.reference)", on: connection, logger: logger)
-            try await connection.query("""
+            try await connection.run("""
                 INSERT INTO sms_parts (provider, provider_message_id, sender, reference, part_count, part_number, body, inbound_payload_id)
                 VALUES (\(message.provider), \(message.providerMessageID), \(sender.value), \(part.reference), \(part.count), \(part.number),
                         \(message.body), \(payloadID))
@@ -69,7 +69,7 @@ struct SmsParts: Sendable {
     /// missing parts marked. Returns how many messages it made.
     func releaseStale(olderThan wait: Duration) async throws -> Int {
         let groups = try await database.withConnection { connection in
-            let rows = try await connection.query("""
+            let rows = try await connection.run("""
                 SELECT provider, sender, reference, part_count FROM sms_parts
                 WHERE message_id IS NULL
                 GROUP BY provider, sender, reference, part_count
@@ -118,7 +118,7 @@ struct SmsParts: Sendable {
         let missing = (1...part.count).filter { texts[$0] == nil }
         if !missing.isEmpty { whole.details["missing_parts"] = missing.map(String.init).joined(separator: ",") }
         let taken = try await sms.take(whole, from: sender, payloadID: payloadID, on: connection)
-        try await connection.query("""
+        try await connection.run("""
             UPDATE sms_parts SET message_id = \(taken.messageID)
             WHERE provider = \(base.provider) AND sender = \(sender.value) AND reference = \(part.reference)
               AND part_count = \(part.count) AND message_id IS NULL
@@ -129,7 +129,7 @@ struct SmsParts: Sendable {
     }
 
     private func assembledMessage(of message: InboundSms, on connection: PostgresConnection) async throws -> UUID? {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT message_id FROM sms_parts WHERE provider = \(message.provider) AND provider_message_id = \(message.providerMessageID)
             """, logger: logger)
         for try await id in rows.decode(UUID?.self) { return id }
@@ -139,7 +139,7 @@ struct SmsParts: Sendable {
     private func waitingParts(
         sender: String, provider: String, part: Part, on connection: PostgresConnection
     ) async throws -> [(number: Int, body: String, providerMessageID: String, payloadID: UUID, receivedAt: Date)] {
-        let rows = try await connection.query("""
+        let rows = try await connection.run("""
             SELECT part_number, body, provider_message_id, inbound_payload_id, received_at FROM sms_parts
             WHERE provider = \(provider) AND sender = \(sender) AND reference = \(part.reference) AND part_count = \(part.count)
               AND message_id IS NULL

@@ -1,0 +1,23 @@
+import Logging
+import PostgresNIO
+
+/// A statement refused because its connection had already closed (a server restart, a terminated
+/// backend, the pool stopping): the request changed nothing and can be retried.
+public struct ConnectionLost: Error, CustomStringConvertible {
+    public var description: String { "the database connection closed before the statement was sent" }
+}
+
+extension PostgresConnection {
+    /// `query`, refused at once on a connection that has closed.
+    ///
+    /// PostgresNIO 1.33.2 hands a statement to its channel without a promise. Once the channel has
+    /// closed and its handlers are gone, nothing ever answers: the caller waits forever, holding its
+    /// lease, and a pool that stops waits for that lease forever too. A backend terminated between
+    /// two statements of one lease did exactly that (ConnectionPoolTests). Every statement the
+    /// service sends goes through here; only the moment between this check and the send is left.
+    @discardableResult
+    func run(_ query: PostgresQuery, logger: Logger, file: String = #fileID, line: Int = #line) async throws -> PostgresRowSequence {
+        guard !isClosed else { throw ConnectionLost() }
+        return try await self.query(query, logger: logger, file: file, line: line)
+    }
+}

@@ -85,10 +85,10 @@ struct ConnectionPoolTests {
         for case let file as URL in files where file.pathExtension == "swift" && file.lastPathComponent != "PostgresConnection+Closed.swift" {
             let text = try String(contentsOf: file, encoding: .utf8)
             for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated()
-            where line.contains("connection.query(") || line.contains("$0.query(") {
+            where ["connection.query(", "$0.query(", "connection.execute(", "connection.listen("].contains(where: line.contains) {
                 offenders.append("\(file.lastPathComponent):\(number + 1)")
             }
         }
-        #expect(offenders.isEmpty, "use connection.run(…), not PostgresNIO's query: \(offenders)")
+        #expect(offenders.isEmpty, "use connection.run(…) or listenUnlessClosed, not PostgresNIO's query, execute or listen: \(offenders)")
     }
 }

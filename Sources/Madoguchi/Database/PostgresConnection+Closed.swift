@@ -20,4 +20,20 @@ extension PostgresConnection {
         guard !isClosed else { throw ConnectionLost() }
         return try await self.query(query, logger: logger, file: file, line: line)
     }
+
+    /// A prepared statement, refused the same way.
+    func run<Statement: PostgresPreparedStatement, Row>(
+        _ statement: Statement, logger: Logger, file: String = #fileID, line: Int = #line
+    ) async throws -> AsyncThrowingMapSequence<PostgresRowSequence, Row> where Row == Statement.Row {
+        guard !isClosed else { throw ConnectionLost() }
+        return try await execute(statement, logger: logger, file: file, line: line)
+    }
+
+    /// `listen`, refused the same way: its request goes to the channel without a promise too.
+    func listenUnlessClosed<Value>(
+        on channel: String, consume: (PostgresNotificationSequence) async throws -> Value
+    ) async throws -> Value {
+        guard !isClosed else { throw ConnectionLost() }
+        return try await listen(on: channel, consume: consume)
+    }
 }

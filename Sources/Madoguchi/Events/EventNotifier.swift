@@ -82,7 +82,7 @@ final class EventNotifier: Service, Sendable {
 
     private func listenWhileFollowed() async throws {
         try await database.withConnection { connection in
-            try await connection.listen(on: "madoguchi_events") { notifications in
+            try await connection.listenUnlessClosed(on: "madoguchi_events") { notifications in
                 self.wakeAll()  // anything committed while nobody listened
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { for try await _ in notifications { self.wakeAll() } }

@@ -80,7 +80,7 @@ struct TicketWork: Sendable {
         let statement = ClaimNextStatement(agentID: agentID, leaseSeconds: lease.seconds, keyID: principal.keyID)
         return try await database.withConnection { connection in
             var claimed: Ticket?
-            for try await ticket in try await connection.execute(statement, logger: logger) { claimed = ticket }
+            for try await ticket in try await connection.run(statement, logger: logger) { claimed = ticket }
             if claimed != nil { EventWrites.noteWritten() }
             return claimed
         }

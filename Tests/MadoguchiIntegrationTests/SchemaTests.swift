@@ -15,6 +15,24 @@ struct SchemaTests {
         }
     }
 
+    @Test("raw mails, bodies and attachments are compressed with lz4 (migration 0040), not pglz")
+    func largeValuesUseLZ4() async throws {
+        try await TestApp.run { app in
+            let columns = ["inbound_payloads.body", "messages.body_text", "messages.body_html", "messages.visible_text",
+                           "messages.quoted_text", "attachments.content", "reply_attachments.content", "outbox.message"]
+            for column in columns {
+                let parts = column.split(separator: ".").map(String.init)
+                #expect(try await app.count("""
+                    SELECT count(*) FROM pg_attribute
+                    WHERE attrelid = \(parts[0])::regclass AND attname = \(parts[1]) AND attcompression = 'l'
+                    """) == 1, "\(column)")
+            }
+            // And a large body written now is stored with it.
+            try await app.execute("INSERT INTO inbound_payloads (channel, content_type, body) VALUES ('email', 'message/rfc822', convert_to(repeat('窓口', 5000), 'UTF8'))")
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads WHERE pg_column_compression(body) = 'lz4'") == 1)
+        }
+    }
+
     @Test("one identity belongs to one customer")
     func uniqueIdentity() async throws {
         try await TestApp.run { app in

@@ -64,14 +64,13 @@ struct ConnectionPoolTests {
         signalTerminated.yield()
         let deadline = ContinuousClock.now + .seconds(30)
         let outcome = Mutex<Result<Void, any Error>?>(nil)
-        let watcher = Task { let result = await work.result; outcome.withLock { $0 = result } }
+        Task { let result = await work.result; outcome.withLock { $0 = result } }
         while outcome.withLock({ $0 == nil }), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
         let result = outcome.withLock { $0 }
         #expect(result != nil, "the statement on the closed connection never answered")
         if case .success = result { Issue.record("the statement on a terminated connection succeeded") }
         if case .failure(let error) = result { #expect(error is ConnectionLost, "\(String(reflecting: error))") }
         guard result != nil else { return }  // the pool would wait for the lost lease forever
-        _ = watcher
         poolRun.cancel()
         await poolRun.value
     }

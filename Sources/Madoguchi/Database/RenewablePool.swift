@@ -138,10 +138,11 @@ public final class RenewablePool: Service, Sendable {
     /// it have come back (at most `cancelGrace` later).
     ///
     /// The pool's own run is kept out of this task's cancellation on purpose. A cancelled PostgresNIO
-    /// pool closes every connection at once, leased ones included, and a query that meets that close
-    /// halfway can wait forever (PostgresNIO 1.33.2, seen about once in ten runs on a loaded machine).
-    /// A failed service group cancels every service together, the workers with the pool, and the
-    /// process then never exited. The workers' queries finish on their own once they are cancelled
+    /// pool closes every connection at once, leased ones included, and a statement sent on a closed
+    /// connection is never answered in PostgresNIO 1.33.2 (`PostgresConnection.run` refuses a statement
+    /// once the close shows, not one already on its way). A failed service group cancels every service
+    /// together, the workers with the pool, and the process then never exited (2 to 6 starts in 25
+    /// on a loaded machine). The workers' queries finish on their own once they are cancelled
     /// (PostgresNIO does not cancel a query in flight), so the pool waits for their leases first.
     private func run(_ client: PostgresClient, until stopped: AsyncStream<Void>) async {
         let poolRun = Task {

@@ -593,6 +593,54 @@ struct ReportTests {
         }
     }
 
+    @Test("SLA breaches: a page is the full report's first rows in its order, for each filter, ties and every kind of clock included")
+    func breachPage() async throws {
+        try await TestApp.run { app in
+            let customer = try await app.customer()
+            let agent = try #require(try await app.key(.agent, name: "担当").record.agentID)
+            let email = try await Self.arrival(app, customer, at: "now() - interval '5 hours'", tags: ["至急"], priority: "high")
+            let sms = try await Self.arrival(app, customer, at: "now() - interval '5 hours'", channel: "sms")
+            try await app.execute("UPDATE tickets SET assignee_id = \(agent) WHERE id = \(email)")
+            // Two tickets breached at the same instant (the order falls to the ticket number), a next
+            // response, and a response in time, which is no breach.
+            try await app.execute("""
+                INSERT INTO ticket_responses (ticket_id, agent_id, is_first, waited_since, responded_at, due_at, wall_seconds)
+                SELECT ticket, \(agent), first, now() - interval '4 hours', now() - interval '3 hours' + make_interval(secs => CASE WHEN first THEN 0 ELSE 1 END),
+                       now() - interval '3 hours' - make_interval(secs => late), 3600
+                FROM (VALUES (\(email), true, 600), (\(sms), true, 60), (\(email), false, 30), (\(sms), false, -30)) AS r(ticket, first, late)
+                """)
+            // A resolution after its due time, and a customer still waiting past due.
+            try await app.execute("UPDATE tickets SET resolution_due_at = now() - interval '1 hour' WHERE id = \(sms)")
+            try await app.execute("UPDATE tickets SET status = 'solved' WHERE id = \(sms)")
+            try await app.execute("""
+                INSERT INTO tickets (customer_id, channel, awaiting_reply_since, first_response_due_at, tags, assignee_id)
+                VALUES (\(customer), 'chat', now() - interval '2 hours', now() - interval '30 minutes', '{至急}', \(agent))
+                """)
+
+            let store = ReportStore(database: app.database, logger: TestCluster.logger)
+            let range = Self.aroundToday.split(separator: "&").map { $0.split(separator: "=")[1] }
+            // How late a running clock is grows by the second: compared without it.
+            func comparable(_ rows: [[ReportCell]]) -> [[ReportCell]] {
+                rows.map { row in row[4] == .null ? row.enumerated().map { $0.offset == 5 ? .null : $0.element } : row }
+            }
+            let filters: [ReportRequest.Filters] = [.init(), .init(channel: .sms), .init(tag: "至急"), .init(agentID: agent), .init(priority: .high),
+                                                    .init(queue: "general", category: "なし")]
+            // All; the SMS ticket's first response and resolution; the tagged ticket's two responses and
+            // the waiting customer; the agent's three responses and the waiting customer; the high one's
+            // two; none.
+            let expected = [5, 2, 3, 4, 2, 0]
+            for (index, filter) in filters.enumerated() {
+                let request = try ReportRequest(from: String(range[0]), to: String(range[1]), granularity: nil, timeZone: nil, filters: filter)
+                let full = comparable(try await store.rows(.slaBreaches, request))
+                #expect(full.count == expected[index], "\(filter): \(full)")
+                for limit in 1...full.count + 1 {
+                    let page = comparable(try await store.rows(.slaBreaches, request, limit: limit))
+                    #expect(page == Array(full.prefix(limit)), "\(filter), limit \(limit)")
+                }
+            }
+        }
+    }
+
     @Test("categories: tickets under their category and each tag, with customer messages and the median first response")
     func categories() async throws {
         try await TestApp.run { app in

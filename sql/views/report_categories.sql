@@ -16,6 +16,9 @@ CROSS JOIN LATERAL (
     FROM (SELECT NULL) AS one
     LEFT JOIN LATERAL (SELECT business_seconds, wall_seconds FROM ticket_responses r WHERE r.ticket_id = t.id AND r.is_first
                        ORDER BY r.responded_at LIMIT 1) r ON true
+    -- Kept a subquery of its own (not pulled up into the outer query), so the measures are read
+    -- once per ticket before the ticket is repeated for each of its tags.
+    OFFSET 0
 ) m
 CROSS JOIN LATERAL (
     SELECT 'category'::text, coalesce(t.category, '(none)')

@@ -49,6 +49,7 @@ package enum ReportKind: String, Sendable, CaseIterable {
     /// The report's statement; with a `limit`, only its first rows, which lets the database stop
     /// early (a JSON page of breaches reads the facts in time order instead of sorting a year of them).
     package func query(_ request: ReportRequest, limit: Int? = nil) -> PostgresQuery {
+        if self == .slaBreaches, let limit { return Self.breachPage(request, limit: limit) }
         let filters = request.filters
         return """
             WITH params AS (
@@ -72,16 +73,62 @@ package enum ReportKind: String, Sendable, CaseIterable {
             """
     }
 
+    /// The first `limit` breaches of the range, in the order of the full report. Each kind of clock
+    /// (a view of its own, see `report_sla_outcomes`) is read in time order through its index and
+    /// stops after `limit` rows; the page is the first `limit` of those. Unlike every other
+    /// statement, the range and the filters are the bind parameters themselves rather than `params`:
+    /// the planner then sees them, folds away every absent filter and knows how many rows the range
+    /// holds, and so reads the index in order instead of sorting a year of breaches (at 100,000
+    /// tickets, 770 ms before, migration 0041).
+    private static func breachPage(_ request: ReportRequest, limit: Int) -> PostgresQuery {
+        let filters = request.filters
+        var binds = PostgresBindings()
+        binds.append(request.from)
+        binds.append(request.to)
+        binds.append(request.timeZone)
+        let filterValues = ["channel": "$4::text", "queue": "$5::text", "category": "$6::text", "tag": "$7::text", "agent_id": "$8::uuid",
+                            "priority": "$9::text"]
+        binds.append(filters.channel?.rawValue)
+        binds.append(filters.queue)
+        binds.append(filters.category)
+        binds.append(filters.tag)
+        binds.append(filters.agentID)
+        binds.append(filters.priority?.rawValue)
+        let clocks = ["report_sla_clock_responses", "report_sla_clock_resolutions", "report_sla_clock_running"].map { view in
+            """
+            (SELECT x.target, x.ticket_id, x.ticket_number, x.due_at, x.ended_at, x.overdue_seconds, x.agent_id, x.channel, x.priority, x.at
+             FROM \(view) x
+             WHERE NOT x.met AND x.at >= ($1::date::timestamp AT TIME ZONE $3::text) AND x.at < (($2::date + 1)::timestamp AT TIME ZONE $3::text)
+               AND \(Self.filters { filterValues[$0]! })
+             ORDER BY x.at, x.ticket_number, x.target
+             LIMIT \(limit))
+            """
+        }
+        return PostgresQuery(unsafeSQL: """
+            SELECT target, ticket_id::text AS ticket_id, ticket_number, due_at, ended_at, overdue_seconds, agent_id::text AS agent_id, channel, priority
+            FROM (\(clocks.joined(separator: "\nUNION ALL\n"))) AS x
+            ORDER BY at, ticket_number, target
+            LIMIT \(limit)
+            """, binds: binds)
+    }
+
     /// Every filter, on a view row `x` with the columns channel, queue, category, tags, priority, agent_id.
-    private static let filtered = """
-        \(dimensionsFiltered) AND (p.tag IS NULL OR p.tag = ANY(x.tags)) AND (p.agent_id IS NULL OR x.agent_id = p.agent_id)
+    private static let filtered = filters { "p.\($0)" }
+
+    /// Every filter, with each filter's value written by `value` (given the `params` column's name).
+    private static func filters(_ value: (String) -> String) -> String {
         """
+        \(dimensionsFiltered(value)) AND (\(value("tag")) IS NULL OR \(value("tag")) = ANY(x.tags))
+        AND (\(value("agent_id")) IS NULL OR x.agent_id = \(value("agent_id")))
+        """
+    }
 
     /// The filters a rollup kept per hour can answer, on a row `x` with channel, queue, category, priority.
-    private static let dimensionsFiltered = """
-        (p.channel IS NULL OR x.channel = p.channel) AND (p.queue IS NULL OR x.queue = p.queue)
-        AND (p.category IS NULL OR x.category = p.category) AND (p.priority IS NULL OR x.priority = p.priority)
-        """
+    private static let dimensionsFiltered = dimensionsFiltered { "p.\($0)" }
+
+    private static func dimensionsFiltered(_ value: (String) -> String) -> String {
+        ["channel", "queue", "category", "priority"].map { "(\(value($0)) IS NULL OR x.\($0) = \(value($0)))" }.joined(separator: " AND ")
+    }
 
     /// Whether the hourly rollups answer this request exactly: no filter they do not keep (a tag, an
     /// agent), and every period starting and ending on a UTC hour (not so in a zone such as

@@ -1,0 +1,10 @@
+-- SLA outcomes of the response clocks still running past their due time: a breach already
+-- (ended_at NULL, counted at the moment it fell due), so a report never hides a customer left
+-- waiting; how late grows by the second (see `report_sla_outcomes`).
+CREATE OR REPLACE VIEW report_sla_clock_running AS
+SELECT CASE WHEN t.first_responded_at IS NULL THEN 'first_response' ELSE 'next_response' END AS target, t.id AS ticket_id,
+       t.number AS ticket_number, t.response_due_at AS due_at, NULL::timestamptz AS ended_at, t.response_due_at AS at, false AS met,
+       extract(epoch FROM now() - t.response_due_at)::double precision AS overdue_seconds,
+       t.assignee_id AS agent_id, t.channel::text AS channel, t.queue, t.category, t.tags, t.priority
+FROM tickets t
+WHERE t.response_due_at < now();

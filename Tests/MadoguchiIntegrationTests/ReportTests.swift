@@ -590,10 +590,27 @@ struct ReportTests {
             #expect((running["overdue_seconds"] as? Double ?? 0) >= 1800)
             let csv = try await app.request(.get, "/v1/reports/sla-breaches?\(Self.aroundToday)&format=csv", key: dashboard)
             #expect(csv.text.components(separatedBy: "\r\n").filter { !$0.isEmpty }.count == 3)
+
+            // A page at a time: `truncated`, `next_cursor` and the Link header lead to the next page.
+            let first = try await app.request(.get, "/v1/reports/sla-breaches?\(Self.aroundToday)&limit=1", key: dashboard)
+            #expect(try first.json["truncated"] as? Bool == true)
+            let cursor = try #require(try first.json["next_cursor"] as? String)
+            #expect(first.headers[.link]?.contains("cursor=\(cursor)") == true, "\(first.headers)")
+            let second = try await app.request(.get, "/v1/reports/sla-breaches?\(Self.aroundToday)&limit=1&cursor=\(cursor)", key: dashboard)
+            #expect(try second.json["truncated"] as? Bool == false)
+            #expect(try second.json["next_cursor"] == nil)
+            #expect(second.headers[.link] == nil)
+            let paged = [try first.json["items"], try second.json["items"]].compactMap { $0 as? [[String: Any]] }.flatMap { $0 }
+            #expect(paged.map { $0["ticket_id"] as? String } == breaches.map { $0["ticket_id"] as? String })
+            #expect(paged.map { $0["target"] as? String } == breaches.map { $0["target"] as? String })
+            for bad in ["limit=0", "limit=10001", "cursor=bm90LWEtY3Vyc29y", "cursor=\(PageCursor.encode(["1", "2", "closed"]))"] {
+                let refused = try await app.request(.get, "/v1/reports/sla-breaches?\(Self.aroundToday)&\(bad)", key: dashboard)
+                #expect(refused.status == .badRequest, "\(bad): \(refused.text)")
+            }
         }
     }
 
-    @Test("SLA breaches: a page is the full report's first rows in its order, for each filter, ties and every kind of clock included")
+    @Test("SLA breaches: pages read through their cursors are the full report in its order, for each filter, ties and every kind of clock included")
     func breachPage() async throws {
         try await TestApp.run { app in
             let customer = try await app.customer()
@@ -634,8 +651,16 @@ struct ReportTests {
                 let full = comparable(try await store.rows(.slaBreaches, request))
                 #expect(full.count == expected[index], "\(filter): \(full)")
                 for limit in 1...full.count + 1 {
-                    let page = comparable(try await store.rows(.slaBreaches, request, limit: limit))
-                    #expect(page == Array(full.prefix(limit)), "\(filter), limit \(limit)")
+                    // Page after page from the cursors: the full report, each row once.
+                    var read: [[ReportCell]] = []
+                    var after: BreachPage.Cursor?
+                    for _ in 0...full.count {
+                        let rows = try await store.breaches(request, BreachPage(limit: limit, after: after))
+                        read += comparable(rows.prefix(limit).map { Array($0.prefix(9)) })
+                        guard rows.count > limit else { break }
+                        after = try BreachPage.Cursor(BreachPage.cursor(after: rows[limit - 1]).text)
+                    }
+                    #expect(read == full, "\(filter), \(limit) a page")
                 }
             }
         }

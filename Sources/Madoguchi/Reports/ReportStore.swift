@@ -12,10 +12,19 @@ struct ReportStore: Sendable {
 
     /// Every row, or the first `limit` (the rest of the statement's rows are left unread).
     func rows(_ kind: ReportKind, _ request: ReportRequest, limit: Int? = nil) async throws -> [[ReportCell]] {
+        try await rows(kind.query(request, limit: limit), timeZone: request.timeZone)
+    }
+
+    /// A page of SLA breaches, and one row more when there are more.
+    func breaches(_ request: ReportRequest, _ page: BreachPage) async throws -> [[ReportCell]] {
+        try await rows(page.query(request), timeZone: request.timeZone)
+    }
+
+    private func rows(_ query: PostgresQuery, timeZone: String) async throws -> [[ReportCell]] {
         try await database.withConnection { connection in
-            try await checkTimeZone(request.timeZone, on: connection)
+            try await checkTimeZone(timeZone, on: connection)
             var rows: [[ReportCell]] = []
-            for try await row in try await connection.run(kind.query(request, limit: limit), logger: logger) {
+            for try await row in try await connection.run(query, logger: logger) {
                 rows.append(try row.map(ReportCell.init))
             }
             return rows

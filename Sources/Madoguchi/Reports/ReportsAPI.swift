@@ -14,7 +14,8 @@ extension APIHandler {
         case rows(ReportRequest, [[ReportCell]])
     }
 
-    func report(_ kind: ReportKind, _ query: some ReportQuery, accept: [(type: String, quality: Double)]) async throws -> ReportAnswer {
+    /// `kind` answered as the request asks; JSON reads `page` of it when given (the breaches).
+    func report(_ kind: ReportKind, _ query: some ReportQuery, accept: [(type: String, quality: Double)], page: BreachPage? = nil) async throws -> ReportAnswer {
         let request = try ReportRequest(
             from: query.from, to: query.to, granularity: query.granularity.flatMap { ReportRequest.Granularity(rawValue: $0.rawValue) },
             timeZone: query.timeZone,
@@ -27,7 +28,8 @@ extension APIHandler {
             let pipe = try await reports.csv(kind, request, byteOrderMark: query.bom ?? false)
             return .csv(HTTPBody(pipe, length: .unknown, iterationBehavior: .single))
         }
-        return .rows(request, try await reports.rows(kind, request, limit: kind.jsonRowsRead))
+        if let page { return .rows(request, try await reports.breaches(request, page)) }
+        return .rows(request, try await reports.rows(kind, request))
     }
 
     func getVolumeReport(_ input: Operations.GetVolumeReport.Input) async throws -> Operations.GetVolumeReport.Output {
@@ -101,13 +103,16 @@ extension APIHandler {
 
     func getSlaBreachesReport(_ input: Operations.GetSlaBreachesReport.Input) async throws -> Operations.GetSlaBreachesReport.Output {
         let accept = input.headers.accept.map { ($0.contentType.rawValue, $0.quality.doubleValue) }
-        switch try await report(.slaBreaches, input.query, accept: accept) {
+        let page = BreachPage(limit: try BreachPage.limit(input.query.limit), after: try input.query.cursor.map(BreachPage.Cursor.init))
+        switch try await report(.slaBreaches, input.query, accept: accept, page: page) {
         case .csv(let body): return .ok(.init(body: .csv(body)))
         case .rows(let request, let rows):
+            let next = rows.count > page.limit ? BreachPage.cursor(after: rows[page.limit - 1]).text : nil
+            PageCursor.setLinkHeader(nextCursor: next)
             return .ok(.init(body: .json(.init(
                 timeZone: request.timeZone, granularity: .init(rawValue: request.granularity.rawValue)!, from: request.from, to: request.to,
-                truncated: rows.count > ReportKind.breachRowLimit,
-                items: rows.prefix(ReportKind.breachRowLimit).map { row in
+                truncated: next != nil, nextCursor: next,
+                items: rows.prefix(page.limit).map { row in
                     .init(target: .init(rawValue: row[0].text)!, ticketId: UUID(uuidString: row[1].text)!.resourceID, ticketNumber: row[2].integer,
                           dueAt: row[3].time, endedAt: row[4] == .null ? nil : row[4].time, overdueSeconds: row[5].number ?? 0,
                           agentId: UUID(uuidString: row[6].text)?.resourceID, channel: .init(rawValue: row[7].text)!,

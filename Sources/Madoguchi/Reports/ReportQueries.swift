@@ -16,9 +16,11 @@ package enum ReportKind: String, Sendable, CaseIterable {
     case slaBreaches = "sla-breaches"
     case categories
 
-    /// The rows a JSON answer reads: for breaches a page and one more, to tell whether there are
-    /// more; every row otherwise.
-    package var jsonRowsRead: Int? { self == .slaBreaches ? BreachPage.defaultLimit + 1 : nil }
+    /// The statement a JSON answer runs when asked with no paging parameters: for breaches the
+    /// first page (`BreachPage`), the whole report otherwise.
+    package func jsonQuery(_ request: ReportRequest) -> PostgresQuery {
+        self == .slaBreaches ? BreachPage(limit: BreachPage.defaultLimit).query(request) : query(request)
+    }
 
     /// The statement's columns, in order; the CSV header.
     package var columns: [String] {
@@ -43,10 +45,8 @@ package enum ReportKind: String, Sendable, CaseIterable {
         }
     }
 
-    /// The report's statement; with a `limit`, only its first rows (for breaches, the first page's
-    /// statement, which reads the facts in time order instead of sorting a year of them).
-    package func query(_ request: ReportRequest, limit: Int? = nil) -> PostgresQuery {
-        if self == .slaBreaches, let limit { return BreachPage(limit: limit - 1).query(request) }
+    /// The report's statement: every row, as CSV carries them.
+    package func query(_ request: ReportRequest) -> PostgresQuery {
         let filters = request.filters
         return """
             WITH params AS (
@@ -66,7 +66,6 @@ package enum ReportKind: String, Sendable, CaseIterable {
                 FROM bounds b, generate_series(b.first_start, b.local_end - interval '1 microsecond', ('1 ' || b.unit)::interval) AS local_start
             )
             \(unescaped: body)
-            \(unescaped: limit.map { "LIMIT \($0)" } ?? "")
             """
     }
 
@@ -106,22 +105,21 @@ package enum ReportKind: String, Sendable, CaseIterable {
         """
     }
 
-    /// Whether the request filters on nothing a ticket has (the agent aside). Evaluated once per
-    /// statement (an InitPlan), so the arm not taken costs nothing.
-    private static let dimensionless = """
-        (SELECT channel IS NULL AND queue IS NULL AND category IS NULL AND tag IS NULL AND priority IS NULL FROM params)
-        """
+    /// Whether the request sets none of these filters (`params` columns). Evaluated once per
+    /// statement (an InitPlan), so the arm it turns off costs nothing.
+    private static func absent(_ filters: String...) -> String {
+        "(SELECT \(filters.map { "\($0) IS NULL" }.joined(separator: " AND ")) FROM params)"
+    }
 
-    /// Whether the request has no filter at all. Evaluated once per statement (an InitPlan).
-    private static let unfiltered = """
-        (SELECT channel IS NULL AND queue IS NULL AND category IS NULL AND tag IS NULL AND agent_id IS NULL AND priority IS NULL FROM params)
-        """
+    /// Whether the request filters on nothing a ticket has (the agent aside).
+    private static let dimensionless = absent("channel", "queue", "category", "tag", "priority")
+
+    /// Whether the request has no filter at all.
+    private static let unfiltered = absent("channel", "queue", "category", "tag", "agent_id", "priority")
 
     /// Whether the response-time and SLA rollups (migration 0038) can answer this request: no filter
     /// but the channel, which they keep. Evaluated once per statement (an InitPlan).
-    private static let periodRollupAnswers = """
-        (SELECT queue IS NULL AND category IS NULL AND tag IS NULL AND agent_id IS NULL AND priority IS NULL FROM params)
-        """
+    private static let periodRollupAnswers = absent("queue", "category", "tag", "agent_id", "priority")
 
     /// A rollup row `r` (migration 0038) that answers for its period: this request's zone,
     /// granularity and channel, a period whole inside the range, and no fact of it changed since it
@@ -181,7 +179,7 @@ package enum ReportKind: String, Sendable, CaseIterable {
                              sum(sms_tickets) AS sms_tickets, sum(sms_messages) AS sms_messages,
                              sum(chat_tickets) AS chat_tickets, sum(chat_messages) AS chat_messages
                       FROM report_arrival_channel_hours x
-                      WHERE \(Self.hourlyRollupAnswers) AND (SELECT queue IS NULL AND category IS NULL AND priority IS NULL FROM params)
+                      WHERE \(Self.hourlyRollupAnswers) AND \(Self.absent("queue", "category", "priority"))
                         AND \(Self.inRange("x.hour"))
                       GROUP BY 1) AS t
                 CROSS JOIN LATERAL (VALUES ('email', t.email_tickets, t.email_messages), ('webform', t.webform_tickets, t.webform_messages),
@@ -192,7 +190,7 @@ package enum ReportKind: String, Sendable, CaseIterable {
                        sum(x.count) FILTER (WHERE x.kind = 'ticket') AS new_tickets,
                        sum(x.count) FILTER (WHERE x.kind = 'message') AS inbound_messages
                 FROM report_arrival_hours x, params p
-                WHERE \(Self.hourlyRollupAnswers) AND NOT (SELECT queue IS NULL AND category IS NULL AND priority IS NULL FROM params)
+                WHERE \(Self.hourlyRollupAnswers) AND NOT \(Self.absent("queue", "category", "priority"))
                   AND \(Self.inRange("x.hour")) AND \(Self.dimensionsFiltered)
                 GROUP BY 1, 2
                 UNION ALL
@@ -216,7 +214,7 @@ package enum ReportKind: String, Sendable, CaseIterable {
             ), moments AS (
                 SELECT local_start, period, least(ends, now()) AS at,
                        lag(least(ends, now())) OVER (ORDER BY local_start) AS previous_at,
-                       \(Self.hourlyRollupAnswers) AND (SELECT channel IS NULL AND queue IS NULL AND category IS NULL AND priority IS NULL FROM params)
+                       \(Self.hourlyRollupAnswers) AND \(Self.absent("channel", "queue", "category", "priority"))
                            AND least(ends, now()) = date_trunc('hour', least(ends, now()), 'UTC') AS rolled_up
                 FROM periods
             ), rolled AS (

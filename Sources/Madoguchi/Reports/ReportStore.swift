@@ -10,9 +10,9 @@ struct ReportStore: Sendable {
     let database: Database
     let logger: Logger
 
-    /// Every row, or the first `limit` (the rest of the statement's rows are left unread).
-    func rows(_ kind: ReportKind, _ request: ReportRequest, limit: Int? = nil) async throws -> [[ReportCell]] {
-        try await rows(kind.query(request, limit: limit), timeZone: request.timeZone)
+    /// Every row.
+    func rows(_ kind: ReportKind, _ request: ReportRequest) async throws -> [[ReportCell]] {
+        try await rows(kind.query(request), timeZone: request.timeZone)
     }
 
     /// A page of SLA breaches, and one row more when there are more.

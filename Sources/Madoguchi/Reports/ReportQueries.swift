@@ -325,27 +325,41 @@ package enum ReportKind: String, Sendable, CaseIterable {
             """
         case .agents:
             // Aggregated per agent first, then joined to the team: joined the other way round, the
-            // activity union was read once per agent.
+            // actions were read once per agent. What an agent wrote (replies, notes: many rows) and
+            // everything else (first responses, solves: one or so per ticket) are aggregated apart,
+            // each reading only its own arms of the view: tickets handled are distinct (agent,
+            // ticket) pairs, and only the first responses are sorted for their medians. One
+            // aggregate over every row sorted all of them (at 100,000 tickets, a year: 663,000 rows).
             """
-            , activity AS MATERIALIZED (
+            , actions AS NOT MATERIALIZED (
+                SELECT x.agent_id, x.ticket_id, x.kind, x.business_seconds, x.wall_seconds
+                FROM report_agent_actions x, params p
+                WHERE \(Self.dimensionless) AND \(Self.inRange("x.at")) AND (p.agent_id IS NULL OR x.agent_id = p.agent_id)
+                UNION ALL
+                SELECT x.agent_id, x.ticket_id, x.kind, x.business_seconds, x.wall_seconds
+                FROM report_agent_activity x, params p
+                WHERE NOT \(Self.dimensionless) AND \(Self.inRange("x.at")) AND \(Self.filtered)
+            ), written AS MATERIALIZED (
+                SELECT w.agent_id, count(*) AS tickets_handled, sum(w.replies) AS replies_sent, sum(w.notes) AS notes
+                FROM (SELECT x.agent_id, x.ticket_id, count(*) FILTER (WHERE x.kind = 'reply') AS replies,
+                             count(*) FILTER (WHERE x.kind = 'note') AS notes
+                      FROM actions x WHERE x.kind IN ('reply', 'note')
+                      GROUP BY x.agent_id, x.ticket_id) AS w
+                GROUP BY w.agent_id
+            ), settled AS MATERIALIZED (
                 SELECT x.agent_id,
-                       count(DISTINCT x.ticket_id) FILTER (WHERE x.kind IN ('reply', 'note')) AS tickets_handled,
-                       count(*) FILTER (WHERE x.kind = 'reply') AS replies_sent,
-                       count(*) FILTER (WHERE x.kind = 'note') AS notes,
                        count(*) FILTER (WHERE x.kind = 'first_response') AS first_responses,
                        percentile_cont(0.5) WITHIN GROUP (ORDER BY x.business_seconds) AS first_business,
                        percentile_cont(0.5) WITHIN GROUP (ORDER BY x.wall_seconds) AS first_wall,
                        count(*) FILTER (WHERE x.kind = 'solved') AS solved,
                        count(*) FILTER (WHERE x.kind = 'reopened') AS reopened,
                        count(*) FILTER (WHERE x.kind = 'returned') AS returned
-                FROM (SELECT x.agent_id, x.ticket_id, x.kind, x.business_seconds, x.wall_seconds
-                      FROM report_agent_actions x, params p
-                      WHERE \(Self.dimensionless) AND \(Self.inRange("x.at")) AND (p.agent_id IS NULL OR x.agent_id = p.agent_id)
-                      UNION ALL
-                      SELECT x.agent_id, x.ticket_id, x.kind, x.business_seconds, x.wall_seconds
-                      FROM report_agent_activity x, params p
-                      WHERE NOT \(Self.dimensionless) AND \(Self.inRange("x.at")) AND \(Self.filtered)) AS x
+                FROM actions x WHERE x.kind IN ('first_response', 'solved', 'reopened', 'returned')
                 GROUP BY x.agent_id
+            ), activity AS (
+                SELECT coalesce(w.agent_id, s.agent_id) AS agent_id, w.tickets_handled, w.replies_sent, w.notes,
+                       s.first_responses, s.first_business, s.first_wall, s.solved, s.reopened, s.returned
+                FROM written w FULL JOIN settled s ON s.agent_id = w.agent_id
             )
             SELECT a.id::text AS agent_id, a.display_name AS agent_name,
                    coalesce(x.tickets_handled, 0)::bigint AS tickets_handled, coalesce(x.replies_sent, 0)::bigint AS replies_sent,

@@ -1,8 +1,9 @@
 -- Voice of the customer (問い合わせ内容別): each ticket once under its category and once under each
 -- of its tags, with when it opened, its customer messages, and its first response and resolution
 -- times (business and wall seconds; resolution to its first time solved). A ticket without a category
--- counts under '(none)'. The measures are read once per ticket (not once per tag), and a filter on
--- the opening time reaches the tickets' index.
+-- counts under '(none)'. The measures are read once per ticket (not once per tag), each from an
+-- index alone (customer messages: `messages_customer_by_ticket`), and a filter on the opening time
+-- reaches the tickets' index.
 CREATE OR REPLACE VIEW report_categories AS
 SELECT d.dimension, d.value, t.id, t.created_at AS at, t.channel::text AS channel, t.queue, t.category, t.tags, t.priority,
        t.assignee_id AS agent_id, m.inbound_messages, m.first_response_business_seconds, m.first_response_wall_seconds,

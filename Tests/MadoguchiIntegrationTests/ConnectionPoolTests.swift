@@ -75,6 +75,47 @@ struct ConnectionPoolTests {
         await poolRun.value
     }
 
+    /// Sites of their own, so that no other test's texts are involved.
+    private enum FirstTouchedInAbortedTransaction: PreparedSite { static let name = "test_first_touched_in_aborted_transaction" }
+    private enum TwoTexts: PreparedSite { static let name = "test_two_texts" }
+
+    @Test("a prepared site first used in an aborted transaction closes its connection, and the next lease prepares it afresh")
+    func preparedSiteAfterAbortedTransaction() async throws {
+        let database = Database(configuration: try await TestCluster.makeDatabase(), logger: TestCluster.logger)
+        let poolRun = Task { await database.client.run() }
+        let logger = TestCluster.logger
+        let closed = try await database.withConnection { connection -> Bool in
+            try await connection.run("BEGIN", logger: logger)
+            await #expect(throws: PSQLError.self) { try await connection.run("SELECT 1 / 0", logger: logger) }
+            // Preparing is refused in the aborted transaction; PostgresNIO would keep that refusal
+            // for every later use of the name on this connection.
+            do {
+                _ = try await connection.rows("SELECT \(7)::int8 AS n", preparedAs: FirstTouchedInAbortedTransaction.self, logger: logger)
+                Issue.record("a statement ran in an aborted transaction")
+            } catch {
+                #expect((error as? PSQLError)?.serverInfo?[.sqlState] == "25P02", "\(String(reflecting: error))")
+            }
+            return connection.isClosed
+        }
+        #expect(closed)
+        // Every connection the pool hands out now runs the site.
+        for value in 1...4 {
+            let rows = try await database.withConnection { connection in
+                try await connection.rows("SELECT \(value)::int8 AS n", preparedAs: FirstTouchedInAbortedTransaction.self, logger: logger)
+            }
+            #expect(try rows.map { try $0.decode(Int.self) } == [value])
+        }
+        // A second text at one site runs, unprepared, rather than under the first text's name.
+        let texts = try await database.withConnection { connection in
+            let first = try await connection.rows("SELECT \(1)::int8 AS n", preparedAs: TwoTexts.self, logger: logger)
+            let second = try await connection.rows("SELECT \(2)::int8 + 40 AS n", preparedAs: TwoTexts.self, logger: logger)
+            return try (first + second).map { try $0.decode(Int.self) }
+        }
+        #expect(texts == [1, 42])
+        poolRun.cancel()
+        await poolRun.value
+    }
+
     @Test("the service sends every statement through the closed-connection check")
     func everyStatementIsChecked() throws {
         let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

@@ -47,7 +47,7 @@ final class EventAnnouncer: Sendable {
                 }
                 state.withLock { $0.sent = clock.now }
                 do {
-                    try await database.withConnection { try await $0.run("SELECT pg_notify('madoguchi_events', '')", logger: database.logger) }
+                    _ = try await database.withConnection { try await $0.run("SELECT pg_notify('madoguchi_events', '')", logger: database.logger) }
                 } catch {
                     database.logger.debug("event announcement not sent; followers wake on their timeout", metadata: ["error": "\(error)"])
                 }

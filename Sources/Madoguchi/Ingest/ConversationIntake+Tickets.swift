@@ -20,7 +20,7 @@ extension ConversationIntake {
         recipients: [String] = [], on connection: PostgresConnection
     ) async throws -> Target {
         let threadSubject = ThreadSubject.reduce(subject).key
-        let rows = try await connection.run("""
+        let rows = try await connection.rows("""
             WITH opened AS (
                 INSERT INTO tickets (customer_id, subject, channel, thread_subject, related_ticket_id, tags,
                                      last_customer_message_at, awaiting_reply_since)
@@ -28,10 +28,10 @@ extension ConversationIntake {
                 RETURNING id, number, category, priority, customer_id
             )
             \(unescaped: RuleStore.openedTicketWithActiveRules)
-            """, logger: logger)
+            """, preparedAs: OpenTicket.self, logger: logger)
         var opened: (target: Target, facts: RuleStore.OpenedTicket)?
         var rules: [Rule] = []
-        for try await row in rows {
+        for row in rows {
             let (id, number, facts, rule) = try RuleStore.openedTicket(row)
             opened = opened ?? (Target(id: id, number: number, customerID: customerID, status: .new, opened: true), facts)
             if let rule { rules.append(rule) }
@@ -45,6 +45,9 @@ extension ConversationIntake {
             recipients: recipients, on: connection)
         return target
     }
+
+    /// Every message that starts a conversation opens a ticket through `open`.
+    private enum OpenTicket: PreparedSite { static let name = "madoguchi_open_ticket" }
 
     /// The ticket, row-locked for the rest of the transaction.
     func lock(_ id: UUID, on connection: PostgresConnection) async throws -> Target? {

@@ -89,7 +89,7 @@ struct InboundPayloadStore: Sendable {
         apiKeyID: UUID?, thenLock lockKeys: [String] = [], on connection: PostgresConnection
     ) async throws -> UUID {
         let fingerprint = idempotencyKey.map { _ in ByteBuffer(bytes: SHA256.hash(data: body)) }
-        let rows = try await connection.run("""
+        let rows = try await connection.rows("""
             WITH stored AS (
                 INSERT INTO inbound_payloads (channel, provider, idempotency_key, request_fingerprint, api_key_id, content_type, body)
                 VALUES (\(channel.rawValue), \(provider), \(idempotencyKey), \(fingerprint), \(apiKeyID), \(contentType), \(ByteBuffer(bytes: body)))
@@ -102,10 +102,14 @@ struct InboundPayloadStore: Sendable {
                     ORDER BY n
                 ) AS taken
             ) AS locked
-            """, logger: logger)
-        for try await id in rows.decode(UUID.self) { return id }
-        throw RowNotFound("INSERT INTO inbound_payloads … RETURNING id")
+            """, preparedAs: InsertPayload.self, logger: logger)
+        guard let row = rows.first else { throw RowNotFound("INSERT INTO inbound_payloads … RETURNING id") }
+        return try row.decode(UUID.self)
     }
+
+    /// Every request that comes in is stored through `insert`, and looked up by `firstAnswer`.
+    private enum InsertPayload: PreparedSite { static let name = "madoguchi_insert_payload" }
+    private enum FirstAnswer: PreparedSite { static let name = "madoguchi_first_answer" }
 
     enum Opening: Sendable {
         /// Already taken in: the first answer, to give again with 200.
@@ -155,7 +159,7 @@ struct InboundPayloadStore: Sendable {
         ownersOf identities: [(kind: Customer.Identity.Kind, value: String)], on connection: PostgresConnection
     ) async throws -> (first: (messageID: UUID?, outcome: Outcome)?, owners: [IdentityStore.Owner?]) {
         // One row per identity (one row when there is none), the first answer repeated on each.
-        let rows = try await connection.run("""
+        let rows = try await connection.rows("""
             SELECT first.message_id, first.response_body, sender.n, sender.customer_id, sender.live
             FROM (SELECT 1) AS one
             LEFT JOIN LATERAL (
@@ -170,10 +174,11 @@ struct InboundPayloadStore: Sendable {
                 LEFT JOIN LATERAL identity_owner(i.kind, i.value) AS o ON true
             ) AS sender ON true
             ORDER BY sender.n
-            """, logger: logger)
+            """, preparedAs: FirstAnswer.self, logger: logger)
         var first: (messageID: UUID?, outcome: Outcome)?
         var owners = [IdentityStore.Owner?](repeating: nil, count: identities.count)
-        for try await (messageID, body, position, customerID, live) in rows.decode((UUID?, String?, Int64?, UUID?, Bool?).self) {
+        for row in rows {
+            let (messageID, body, position, customerID, live) = try row.decode((UUID?, String?, Int64?, UUID?, Bool?).self)
             if first == nil, let body { first = (messageID, try Self.decodeOutcome(body)) }
             if let position, let customerID, position >= 1, position <= owners.count {
                 owners[Int(position) - 1] = IdentityStore.Owner(customerID: customerID, live: live ?? false)

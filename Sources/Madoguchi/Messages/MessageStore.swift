@@ -11,10 +11,13 @@ struct MessageStore: Sendable {
 
     /// Writes the message and its attachments; returns its id.
     func insert(_ message: NewMessage, on connection: PostgresConnection) async throws -> UUID {
-        let rows = try await connection.run(try Self.insertQuery(message, returning: "id"), logger: logger)
-        for try await id in rows.decode(UUID.self) { return id }
-        throw RowNotFound("INSERT INTO messages … RETURNING id")
+        let rows = try await connection.rows(try Self.insertQuery(message, returning: "id"), preparedAs: InsertMessage.self, logger: logger)
+        guard let row = rows.first else { throw RowNotFound("INSERT INTO messages … RETURNING id") }
+        return try row.decode(UUID.self)
     }
+
+    /// Every inbound message of every channel goes through `insert`.
+    private enum InsertMessage: PreparedSite { static let name = "madoguchi_insert_message" }
 
     /// Writes the message and its attachments; returns it as read back.
     func insertReturningMessage(_ message: NewMessage, on connection: PostgresConnection) async throws -> Message {
@@ -40,7 +43,7 @@ struct MessageStore: Sendable {
                     \(message.customerID), \(message.authorAgentID), \(message.inboundPayloadID), \(message.provider), \(message.providerMessageID),
                     \(message.from), \(message.to), \(message.subject), \(message.bodyText), \(message.bodyHTML), \(message.quotedText),
                     \(message.visibleText), \(message.emailMessageID), \(message.inReplyTo), \(message.references), \(message.threadingReason),
-                    \(message.metadata)::jsonb, \(message.sentAt))
+                    \(message.metadata)::text::jsonb, \(message.sentAt))
                 RETURNING *
             ), files AS (
                 INSERT INTO attachments (message_id, position, filename, media_type, size, sha256, content_id, inline, content, contained)

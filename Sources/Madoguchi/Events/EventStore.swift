@@ -45,15 +45,20 @@ struct EventStore: Sendable {
     /// a CTE, the events' insert after it. The transaction's closing events then cost no round trip
     /// of their own. `write` must not have a data-modifying WITH of its own (PostgreSQL allows those
     /// only at the top level).
-    func writeHeldBack(with write: PostgresQuery, on connection: PostgresConnection) async throws {
+    ///
+    /// `preparedAs`: the sites (`PreparedSite`) of the write alone and of the write with events, for a
+    /// write every request makes; their texts do not depend on the number of events.
+    func writeHeldBack<Alone: PreparedSite, WithEvents: PreparedSite>(
+        with write: PostgresQuery, preparedAs sites: (alone: Alone.Type, withEvents: WithEvents.Type), on connection: PostgresConnection
+    ) async throws {
         guard let rows = EventBatch.of(connection)?.take(), !rows.isEmpty else {
-            try await connection.run(write, logger: logger)
+            _ = try await connection.rows(write, preparedAs: sites.alone, logger: logger)
             return
         }
         var query = write
         query.sql = "WITH closing_write AS (\n" + write.sql + "\n)\n"
         Self.appendInsert(of: rows, to: &query)
-        try await connection.run(query, logger: logger)
+        _ = try await connection.rows(query, preparedAs: sites.withEvents, logger: logger)
     }
 
     /// Appends the insert of `rows` to `query`, its parameters numbered after those `query` has.

@@ -194,11 +194,15 @@ struct InboundPayloadStore: Sendable {
         try await EventStore(logger: logger).writeHeldBack(with: """
             UPDATE inbound_payloads
             SET parse_status = \(parseError == nil ? "parsed" : "failed"), parse_error = \(parseError),
-                provider_message_id = \(providerMessageID), response_status = \(answer.responseStatus),
-                response_body = \(try answer.json())::jsonb, message_id = \(messageID), processed_at = now()
+                provider_message_id = \(providerMessageID), response_status = \(answer.responseStatus)::int8,
+                response_body = \(try answer.json())::text::jsonb, message_id = \(messageID), processed_at = now()
             WHERE id = \(id)
-            """, on: connection)
+            """, preparedAs: (Finish.self, FinishWithEvents.self), on: connection)
     }
+
+    /// Every request's last write goes through `finish`, with the events its transaction made or alone.
+    private enum Finish: PreparedSite { static let name = "madoguchi_finish_payload" }
+    private enum FinishWithEvents: PreparedSite { static let name = "madoguchi_finish_payload_with_events" }
 
     /// Keeps a request that was refused (`rejected`: its signature did not verify) or could not be read
     /// (`failed`), in a transaction of its own, with the reason: the record of what came in, and

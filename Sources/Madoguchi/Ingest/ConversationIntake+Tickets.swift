@@ -51,13 +51,16 @@ extension ConversationIntake {
 
     /// The ticket, row-locked for the rest of the transaction.
     func lock(_ id: UUID, on connection: PostgresConnection) async throws -> Target? {
-        let rows = try await connection.run(
-            "SELECT id, number, customer_id, status FROM tickets WHERE id = \(id) FOR UPDATE", logger: logger)
-        for try await (id, number, customerID, status) in rows.decode((UUID, Int64, UUID, String).self) {
-            return Target(id: id, number: number, customerID: customerID, status: try Ticket.enumeration(status))
-        }
-        return nil
+        let rows = try await connection.rows(
+            "SELECT id, number, customer_id, status FROM tickets WHERE id = \(id) FOR UPDATE", preparedAs: LockTicket.self, logger: logger)
+        guard let row = rows.first else { return nil }
+        let (id, number, customerID, status) = try row.decode((UUID, Int64, UUID, String).self)
+        return Target(id: id, number: number, customerID: customerID, status: try Ticket.enumeration(status))
     }
+
+    /// Every message that continues a conversation locks its ticket and moves its clocks.
+    private enum LockTicket: PreparedSite { static let name = "madoguchi_lock_ticket" }
+    private enum CustomerWrote: PreparedSite { static let name = "madoguchi_customer_wrote" }
 
     /// Where a message of an ongoing conversation goes: on `candidate`, row-locked, with `reason`; if
     /// there is no candidate, a new ticket (`new-ticket`); if the candidate is closed, a new ticket
@@ -85,14 +88,14 @@ extension ConversationIntake {
     func customerWrote(on ticket: Target, on connection: PostgresConnection) async throws -> Ticket.Status {
         let reopen = ticket.status == .pending || ticket.status == .solved
         let status = reopen ? Ticket.Status.open : ticket.status
-        try await connection.run("""
+        _ = try await connection.rows("""
             UPDATE tickets
             SET status = \(status.rawValue), last_customer_message_at = now(),
                 awaiting_reply_since = coalesce(awaiting_reply_since, now()),
                 solved_at = CASE WHEN \(reopen) THEN NULL ELSE solved_at END,
                 version = version + 1, updated_at = now()
             WHERE id = \(ticket.id)
-            """, logger: logger)
+            """, preparedAs: CustomerWrote.self, logger: logger)
         if reopen {
             try await events.record(
                 .ticketReopened, ticketID: ticket.id, customerID: ticket.customerID, actor: nil,

@@ -93,7 +93,7 @@ struct ConnectionPoolTests {
                 _ = try await connection.rows("SELECT \(7)::int8 AS n", preparedAs: FirstTouchedInAbortedTransaction.self, logger: logger)
                 Issue.record("a statement ran in an aborted transaction")
             } catch {
-                #expect((error as? PSQLError)?.serverInfo?[.sqlState] == "25P02", "\(String(reflecting: error))")
+                #expect(error.sqlState == .inFailedTransaction, "\(String(reflecting: error))")
             }
             return connection.isClosed
         }

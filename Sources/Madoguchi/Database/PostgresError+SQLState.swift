@@ -13,6 +13,8 @@ enum SQLState: String {
     /// Two transactions waited on each other; PostgreSQL rolled one back.
     case deadlockDetected = "40P01"
     case serializationFailure = "40001"
+    /// A statement sent in a transaction an earlier error aborted.
+    case inFailedTransaction = "25P02"
 
     /// The transaction was rolled back whole and running it again is expected to work.
     var isTransient: Bool { self == .deadlockDetected || self == .serializationFailure }
@@ -23,5 +25,13 @@ extension Error {
     var sqlState: SQLState? {
         guard let error = self as? PSQLError, let code = error.serverInfo?[.sqlState] else { return nil }
         return SQLState(rawValue: code)
+    }
+
+    /// A server error that preparing a statement can raise too: any but a data exception (class 22),
+    /// an integrity constraint (23) or a transaction rollback (40), which only executing it raises.
+    /// See `PostgresConnection.rows(_:preparedAs:)`.
+    var mayComeFromPreparing: Bool {
+        guard let error = self as? PSQLError, let code = error.serverInfo?[.sqlState] else { return false }
+        return !["22", "23", "40"].contains(code.prefix(2))
     }
 }

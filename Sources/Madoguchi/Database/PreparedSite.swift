@@ -61,10 +61,8 @@ extension PostgresConnection {
             for try await row in try await run(PreparedSiteStatement<Site>(bindings: query.binds), logger: logger, file: file, line: line) {
                 rows.append(row)
             }
-        } catch let error as PSQLError {
-            if let state = error.serverInfo?[.sqlState], !["22", "23", "40"].contains(state.prefix(2)) {
-                try? await close()
-            }
+        } catch {
+            if error.mayComeFromPreparing { try? await close() }
             throw error
         }
         return rows

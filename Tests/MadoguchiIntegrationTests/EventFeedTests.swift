@@ -11,6 +11,41 @@ import Testing
 /// in another order than they began.
 @Suite("The event feed", .timeLimit(.minutes(15)))
 struct EventFeedTests {
+    @Test("announcements are paced: the first of a burst goes out at once, then at most one per interval")
+    func pacedAnnouncements() async throws {
+        let database = Database(configuration: try await TestCluster.makeDatabase(), logger: TestCluster.logger)
+        let poolRun = Task { await database.client.run() }
+        let heard = Atomic<Int>(0)
+        let (listening, signalListening) = AsyncStream<Void>.makeStream()
+        let listener = Task {
+            try await database.withConnection { connection in
+                try await connection.listenUnlessClosed(on: "madoguchi_events") { notifications in
+                    signalListening.yield()
+                    for try await _ in notifications { heard.add(1, ordering: .relaxed) }
+                }
+            }
+        }
+        for await _ in listening { break }
+        let announcer = EventAnnouncer()
+        let started = ContinuousClock.now
+        for _ in 0..<200 {
+            announcer.announce(on: database)
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        let elapsed = ContinuousClock.now - started
+        // Long enough for the last announcement asked for to go out and be heard.
+        try await Task.sleep(for: .milliseconds(500))
+        let count = heard.load(ordering: .relaxed)
+        #expect(count >= 2, "the burst's first and last commits are both announced")
+        // Paced: one at the start, one per interval while commits came, and the burst's last, which may
+        // go out an interval and a round trip after it ended. Unpaced, nearly every other commit sent
+        // one (one in flight at a time, the rest coalesced): about a hundred here.
+        #expect(Double(count) <= elapsed / EventAnnouncer.minimumInterval + 3, "\(count) announcements in \(elapsed)")
+        listener.cancel()
+        poolRun.cancel()
+        await poolRun.value
+    }
+
     /// Writes `count` events from one transaction, held open `hold` before it commits: `ticket.updated`
     /// with no change, the writer and the event's number in it carried as `version` (see `origin`), so
     /// they still match the documented payload. The first event is written (and given its id) before

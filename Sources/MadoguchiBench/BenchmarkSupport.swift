@@ -77,8 +77,15 @@ enum BenchmarkSupport {
         let directory = try EmbeddedPostgres.makeTemporaryDirectory(prefix: "madoguchi-bench")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var settings = ["max_connections": String(maxConnections)]
-        // MADOGUCHI_BENCH_STATEMENTS=1: load pg_stat_statements, so a benchmark can say where the database's time went.
-        if ProcessInfo.processInfo.environment["MADOGUCHI_BENCH_STATEMENTS"] == "1" { settings["shared_preload_libraries"] = "pg_stat_statements" }
+        // MADOGUCHI_BENCH_STATEMENTS=1: load pg_stat_statements, so a benchmark can say where the database's time went;
+        // =nested also counts the statements run inside triggers and functions, and the functions themselves.
+        if tracksStatements { settings["shared_preload_libraries"] = "pg_stat_statements" }
+        if tracksNestedStatements { settings["pg_stat_statements.track"] = "all"; settings["track_functions"] = "pl" }
+        // MADOGUCHI_BENCH_PG_SETTINGS="name=value,name=value": server settings to try, e.g. a planner setting.
+        for pair in (ProcessInfo.processInfo.environment["MADOGUCHI_BENCH_PG_SETTINGS"] ?? "").split(separator: ",") {
+            let parts = pair.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            if parts.count == 2 { settings[parts[0]] = parts[1] }
+        }
         let cluster = try EmbeddedPostgres(directory: directory, settings: settings, logger: logger)
         _ = try await cluster.start()
         do {
@@ -158,27 +165,42 @@ enum BenchmarkSupport {
         }
     }
 
-    /// With MADOGUCHI_BENCH_STATEMENTS=1, forgets the statements so far: the next report covers one measurement.
+    static var tracksStatements: Bool { ["1", "nested"].contains(ProcessInfo.processInfo.environment["MADOGUCHI_BENCH_STATEMENTS"]) }
+    static var tracksNestedStatements: Bool { ProcessInfo.processInfo.environment["MADOGUCHI_BENCH_STATEMENTS"] == "nested" }
+
+    /// With MADOGUCHI_BENCH_STATEMENTS set, forgets the statements so far: the next report covers one measurement.
     static func forgetStatements(_ database: Database, logger: Logger) async throws {
-        guard ProcessInfo.processInfo.environment["MADOGUCHI_BENCH_STATEMENTS"] == "1" else { return }
+        guard tracksStatements else { return }
         try await database.withConnection { connection in
             try await connection.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", logger: logger)
-            try await connection.query("SELECT pg_stat_statements_reset()", logger: logger)
+            try await connection.query("SELECT pg_stat_statements_reset(), pg_stat_reset()", logger: logger)
         }
     }
 
-    /// With MADOGUCHI_BENCH_STATEMENTS=1, the statements that took the database's time, most first.
+    /// With MADOGUCHI_BENCH_STATEMENTS set, the statements that took the database's time, most first
+    /// (nested ones marked `>`), and with =nested the trigger functions' own time.
     static func reportStatements(_ database: Database, logger: Logger, report: (String) -> Void) async throws {
-        guard ProcessInfo.processInfo.environment["MADOGUCHI_BENCH_STATEMENTS"] == "1" else { return }
+        guard tracksStatements else { return }
         try await database.withConnection { connection in
             try await connection.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", logger: logger)
             let rows = try await connection.query("""
-                SELECT calls, round(total_exec_time)::bigint, round(mean_exec_time::numeric, 3)::text, left(regexp_replace(query, '\\s+', ' ', 'g'), 110)
+                SELECT calls, round(total_exec_time)::bigint, round(mean_exec_time::numeric, 3)::text,
+                       CASE WHEN toplevel THEN '' ELSE '> ' END || left(regexp_replace(query, '\\s+', ' ', 'g'), 110)
                 FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT \(ProcessInfo.processInfo.environment["MADOGUCHI_BENCH_STATEMENTS_LIMIT"].flatMap(Int.init) ?? 12)
                 """, logger: logger)
             report("   calls  total ms  mean ms  statement")
             for try await (calls, total, mean, query) in rows.decode((Int, Int, String, String).self) {
                 report(String(format: "%8d  %8d  %7@  %@", calls, total, mean, query))
+            }
+            if tracksNestedStatements {
+                let functions = try await connection.query("""
+                    SELECT calls, round(total_time)::bigint, round(self_time)::bigint, funcname
+                    FROM pg_stat_user_functions ORDER BY total_time DESC LIMIT 12
+                    """, logger: logger)
+                report("   calls  total ms   self ms  function")
+                for try await (calls, total, ownTime, name) in functions.decode((Int, Int, Int, String).self) {
+                    report(String(format: "%8d  %8d  %8d  %@", calls, total, ownTime, name))
+                }
             }
             try await connection.query("SELECT pg_stat_statements_reset()", logger: logger)
         }

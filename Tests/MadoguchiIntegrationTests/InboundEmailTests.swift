@@ -230,6 +230,20 @@ struct InboundEmailTests {
             #expect(try vacation.json["classification"] as? String == "auto_reply")
             #expect(try vacation.json["ticket_id"] as? String == ticket)
             #expect(try vacation.json["ticket_status"] as? String == "pending")
+            // Nor does it move the clocks: the customer's last message is still the first one.
+            let ticketID = UUID(uuidString: ticket)!
+            #expect(try await app.count("""
+                SELECT count(*) FROM tickets WHERE id = \(ticketID) AND last_customer_message_at = created_at
+                """) == 1)
+            // The customer writing again reopens it and moves the clock, in the statement that locks it.
+            let again = try await app.postMail(gateway, testMail(subject: "Re: 問い合わせ", id: "a4@example.jp", headers: "In-Reply-To: <a1@example.jp>\n"))
+            #expect(try again.json["ticket_id"] as? String == ticket)
+            #expect(try again.json["ticket_status"] as? String == "open")
+            #expect(try await app.count("SELECT count(*) FROM tickets WHERE id = \(ticketID) AND last_customer_message_at > created_at") == 1)
+            #expect(try await app.count("""
+                SELECT count(*) FROM events WHERE type = 'ticket.reopened' AND ticket_id = \(ticketID)
+                  AND data->>'from' = 'pending' AND data->>'to' = 'open'
+                """) == 1)
 
             let stray = try await app.postMail(gateway, testMail(from: "nobody@example.org", subject: "Out of Office", id: "a3@example.org",
                                                                     headers: "Auto-Submitted: auto-replied\n"))

@@ -10,8 +10,6 @@ extension ConversationIntake {
         var number: Int64
         var customerID: UUID
         var status: Ticket.Status
-        /// Opened by this transaction for the message being recorded: its clocks are already set.
-        var opened = false
     }
 
     /// `recipients`: where the message was sent (To and Cc of a mail), for rules that route by it.
@@ -33,7 +31,7 @@ extension ConversationIntake {
         var rules: [Rule] = []
         for row in rows {
             let (id, number, facts, rule) = try RuleStore.openedTicket(row)
-            opened = opened ?? (Target(id: id, number: number, customerID: customerID, status: .new, opened: true), facts)
+            opened = opened ?? (Target(id: id, number: number, customerID: customerID, status: .new), facts)
             if let rule { rules.append(rule) }
         }
         guard let (target, facts) = opened else { throw RowNotFound("INSERT INTO tickets … RETURNING") }
@@ -49,18 +47,44 @@ extension ConversationIntake {
     /// Every message that starts a conversation opens a ticket through `open`.
     private enum OpenTicket: PreparedSite { static let name = "madoguchi_open_ticket" }
 
-    /// The ticket, row-locked for the rest of the transaction.
-    func lock(_ id: UUID, on connection: PostgresConnection) async throws -> Target? {
-        let rows = try await connection.rows(
-            "SELECT id, number, customer_id, status FROM tickets WHERE id = \(id) FOR UPDATE", preparedAs: LockTicket.self, logger: logger)
+    /// The ticket a message continues, row-locked for the rest of the transaction; nil when there is
+    /// none. When the customer writes (`customerWrites`; an auto-reply does not), the same statement
+    /// moves the ticket's clocks and reopens it if it was waiting or solved: the customer waits for us
+    /// from now unless they already were (see migration 0024 for what starts and ends the wait). A
+    /// closed ticket is left as it is: the customer's message starts a new ticket linked to it. The
+    /// returned status is the ticket's as it now stands.
+    ///
+    /// One round trip for what every continued conversation needs: a lock and then an update took two.
+    func lock(_ id: UUID, customerWrites: Bool, on connection: PostgresConnection) async throws -> Target? {
+        let rows = try await connection.rows("""
+            WITH locked AS (
+                SELECT id, number, customer_id, status FROM tickets WHERE id = \(id) FOR UPDATE
+            ), moved AS (
+                UPDATE tickets t
+                SET status = CASE WHEN l.status IN ('pending', 'solved') THEN 'open' ELSE l.status END,
+                    last_customer_message_at = now(), awaiting_reply_since = coalesce(t.awaiting_reply_since, now()),
+                    solved_at = CASE WHEN l.status IN ('pending', 'solved') THEN NULL ELSE t.solved_at END,
+                    version = t.version + 1, updated_at = now()
+                FROM locked l
+                WHERE t.id = l.id AND \(customerWrites) AND l.status <> 'closed'
+                RETURNING t.status
+            )
+            SELECT l.id, l.number, l.customer_id, l.status, (SELECT status FROM moved) AS moved_to FROM locked l
+            """, preparedAs: LockTicket.self, logger: logger)
         guard let row = rows.first else { return nil }
-        let (id, number, customerID, status) = try row.decode((UUID, Int64, UUID, String).self)
-        return Target(id: id, number: number, customerID: customerID, status: try Ticket.enumeration(status))
+        let (id, number, customerID, status, movedTo) = try row.decode((UUID, Int64, UUID, String, String?).self)
+        let before = try Ticket.enumeration(status) as Ticket.Status
+        let now = try movedTo.map { try Ticket.enumeration($0) as Ticket.Status } ?? before
+        if now != before {
+            try await events.record(
+                .ticketReopened, ticketID: id, customerID: customerID, actor: nil,
+                data: ["from": before.rawValue, "to": now.rawValue, "reason": "customer_wrote"], on: connection)
+        }
+        return Target(id: id, number: number, customerID: customerID, status: now)
     }
 
-    /// Every message that continues a conversation locks its ticket and moves its clocks.
-    private enum LockTicket: PreparedSite { static let name = "madoguchi_lock_ticket" }
-    private enum CustomerWrote: PreparedSite { static let name = "madoguchi_customer_wrote" }
+    /// Every message that continues a conversation locks its ticket (and moves its clocks) through `lock`.
+    private enum LockTicket: PreparedSite { static let name = "madoguchi_lock_ticket_for_message" }
 
     /// Where a message of an ongoing conversation goes: on `candidate`, row-locked, with `reason`; if
     /// there is no candidate, a new ticket (`new-ticket`); if the candidate is closed, a new ticket
@@ -70,7 +94,7 @@ extension ConversationIntake {
         recipients: [String], on connection: PostgresConnection
     ) async throws -> (ticket: Target, reason: String) {
         var related: UUID?
-        if let candidate, let locked = try await lock(candidate, on: connection) {
+        if let candidate, let locked = try await lock(candidate, customerWrites: true, on: connection) {
             guard locked.status == .closed else { return (locked, reason) }
             related = locked.id
         }
@@ -80,28 +104,6 @@ extension ConversationIntake {
             customerID: customerID, channel: channel, subject: subject ?? title, body: body, relatedTo: related, tags: tags,
             recipients: recipients, on: connection)
         return (ticket, related == nil ? "new-ticket" : "reopened-closed")
-    }
-
-    /// A customer wrote on `ticket` (locked by the caller): pending and solved tickets reopen; the
-    /// clock of the last customer message moves, and the customer waits for us from now unless they
-    /// already were (see migration 0024 for what starts and ends the wait).
-    func customerWrote(on ticket: Target, on connection: PostgresConnection) async throws -> Ticket.Status {
-        let reopen = ticket.status == .pending || ticket.status == .solved
-        let status = reopen ? Ticket.Status.open : ticket.status
-        _ = try await connection.rows("""
-            UPDATE tickets
-            SET status = \(status.rawValue), last_customer_message_at = now(),
-                awaiting_reply_since = coalesce(awaiting_reply_since, now()),
-                solved_at = CASE WHEN \(reopen) THEN NULL ELSE solved_at END,
-                version = version + 1, updated_at = now()
-            WHERE id = \(ticket.id)
-            """, preparedAs: CustomerWrote.self, logger: logger)
-        if reopen {
-            try await events.record(
-                .ticketReopened, ticketID: ticket.id, customerID: ticket.customerID, actor: nil,
-                data: ["from": ticket.status.rawValue, "to": status.rawValue, "reason": "customer_wrote"], on: connection)
-        }
-        return status
     }
 }
 

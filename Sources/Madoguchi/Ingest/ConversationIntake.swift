@@ -82,7 +82,7 @@ struct ConversationIntake: Sendable {
             provider: message.provider, providerMessageID: message.providerMessageID, from: message.from, to: message.to,
             subject: message.subject, bodyText: message.text, visibleText: message.writing, threadingReason: reason,
             metadata: message.metadata, sentAt: message.sentAt, attachments: message.attachments)
-        let (messageID, now) = try await record(row, on: ticket, customerID: customerID, reopens: true, eventDetails: message.eventDetails, on: connection)
+        let (messageID, now) = try await record(row, on: ticket, customerID: customerID, eventDetails: message.eventDetails, on: connection)
 
         var outcome = InboundOutcome(inboundID: payloadID, channel: message.channel)
         outcome.classification = .customer
@@ -93,19 +93,14 @@ struct ConversationIntake: Sendable {
         return (messageID, outcome)
     }
 
-    /// The last step every channel shares: writes `message` on `ticket` (row-locked, or just opened,
-    /// by the caller); a customer writing (`reopens`; auto-replies and bounces do not) moves the
-    /// ticket's clocks and reopens it if it was waiting or solved; records `message.received`. Returns the message
-    /// and the ticket as it now stands.
+    /// The last step every channel shares: writes `message` on `ticket` and records
+    /// `message.received`. The caller opened the ticket, or locked it (`lock(_:customerWrites:on:)`,
+    /// which moved its clocks if a customer writes); a bounce joins its ticket unlocked. Returns the
+    /// message and the ticket.
     func record(
-        _ message: NewMessage, on ticket: Target, customerID: UUID, reopens: Bool, eventDetails: [String: String],
-        on connection: PostgresConnection
+        _ message: NewMessage, on ticket: Target, customerID: UUID, eventDetails: [String: String], on connection: PostgresConnection
     ) async throws -> (messageID: UUID, ticket: Target) {
         let messageID = try await MessageStore(logger: logger).insert(message, on: connection)
-        var ticket = ticket
-        if reopens && !ticket.opened {
-            ticket.status = try await customerWrote(on: ticket, on: connection)
-        }
         var data: [String: Any] = ["channel": message.channel.rawValue, "threading": message.threadingReason ?? ""]
         data.merge(eventDetails) { _, detail in detail }
         try await events.record(.messageReceived, ticketID: ticket.id, customerID: customerID, messageID: messageID, actor: nil, data: data, on: connection)

@@ -178,7 +178,9 @@ struct EmailIngest: Sendable {
         let isAutoReply = mail.classification == .autoReply
 
         var ticket: ConversationIntake.Target?
-        if case .existing(let ticketID, let reason) = decision, let locked = try await intake.lock(ticketID, on: connection) {
+        // An auto-reply is kept on its ticket but never reopens it nor moves its clocks.
+        if case .existing(let ticketID, let reason) = decision,
+           let locked = try await intake.lock(ticketID, customerWrites: !isAutoReply, on: connection) {
             if locked.status == .closed && !isAutoReply {
                 decision = .new(relatedTo: locked.id, reason: "reopened-closed")
             } else {
@@ -211,10 +213,9 @@ struct EmailIngest: Sendable {
         }
         guard let ticket else { throw Problem.internalError }
 
-        // An auto-reply is kept on its ticket but never reopens it.
         let (messageID, now) = try await intake.record(
             try delivery.message(ticketID: ticket.id, customerID: customerID, threadingReason: outcome.threadingReason), on: ticket,
-            customerID: customerID, reopens: !isAutoReply, eventDetails: ["classification": mail.classification.rawValue], on: connection)
+            customerID: customerID, eventDetails: ["classification": mail.classification.rawValue], on: connection)
         outcome.took(message: messageID, on: now, customerID: customerID)
         if opened, let sender {
             try await AutomaticReply(logger: logger, settings: automaticReply).acknowledge(mail, sender: sender.address, ticket: now, on: connection)
@@ -274,7 +275,7 @@ struct EmailIngest: Sendable {
         let ticket = ConversationIntake.Target(id: target.ticket, number: 0, customerID: target.customer, status: .new)
         let (messageID, _) = try await intake.record(
             try delivery.message(ticketID: target.ticket, customerID: target.customer, threadingReason: target.reason), on: ticket,
-            customerID: target.customer, reopens: false, eventDetails: ["classification": mail.classification.rawValue], on: connection)
+            customerID: target.customer, eventDetails: ["classification": mail.classification.rawValue], on: connection)
         outcome.messageID = messageID
         outcome.ticketID = target.ticket
         outcome.customerID = target.customer

@@ -84,7 +84,7 @@ struct LineWebhook: Sendable {
             """, logger: logger)
         var isNew = false
         for try await _ in rows { isNew = true }
-        guard isNew else { return try await duplicate(eventID: eventID, type: event.type, on: connection) }
+        guard isNew else { return try await duplicate(event, eventID: eventID, chat: chat, on: connection) }
 
         switch event.type {
         case "message": return try await takeMessage(event, chat: chat, eventID: eventID, payloadID: payloadID, on: connection)
@@ -103,8 +103,6 @@ struct LineWebhook: Sendable {
     ) async throws -> ProviderEventAnswer {
         guard let message else { return .init(eventID: eventID, type: event.type, result: .ignored, detail: "No message object.") }
         let taken = try await chat.take(message, payloadID: payloadID, locked: true, on: connection)
-        try await connection.run(
-            "UPDATE provider_events SET message_id = \(taken.messageID) WHERE provider = 'line' AND event_id = \(eventID)", logger: logger)
         return .init(eventID: eventID, type: event.type, result: .taken, inbound: taken.outcome)
     }
 
@@ -153,12 +151,20 @@ struct LineWebhook: Sendable {
         return .init(eventID: eventID, type: event.type, result: .noMatchingMessage)
     }
 
-    private func duplicate(eventID: String, type: String, on connection: PostgresConnection) async throws -> ProviderEventAnswer {
-        var result = ProviderEventAnswer(eventID: eventID, type: type, result: .duplicate, detail: "Taken from an earlier delivery of this event.")
-        let rows = try await connection.run(
-            "SELECT message_id FROM provider_events WHERE provider = 'line' AND event_id = \(eventID)", logger: logger)
-        for try await messageID in rows.decode(UUID?.self) {
-            if let messageID { result.inbound = try await answer(forMessage: messageID, on: connection) }
+    /// A redelivered event. For a message event, the answer names the message the first delivery
+    /// made, found by LINE's message id (the same in every delivery of the event), so taking an
+    /// event costs no write beyond its row in `provider_events`.
+    private func duplicate(_ event: Event, eventID: String, chat message: InboundChat?, on connection: PostgresConnection) async throws
+        -> ProviderEventAnswer
+    {
+        var result = ProviderEventAnswer(eventID: eventID, type: event.type, result: .duplicate, detail: "Taken from an earlier delivery of this event.")
+        guard let message else { return result }
+        let rows = try await connection.run("""
+            SELECT id FROM messages
+            WHERE channel = 'chat' AND provider = \(message.provider) AND provider_message_id = \(message.providerMessageID) AND direction = 'inbound'
+            """, logger: logger)
+        for try await messageID in rows.decode(UUID.self) {
+            result.inbound = try await answer(forMessage: messageID, on: connection)
         }
         return result
     }

@@ -107,8 +107,10 @@ struct EmailIngest: Sendable {
         if !providerLocked { try await AdvisoryLock.take(Self.lockKeys(of: mail, providerID: providerID), on: connection, logger: logger) }
         // Under both locks: whether the mail was taken in before, and who its sender is, in one read.
         let identities = Self.filedSender(of: mail).map { [(kind: Customer.Identity.Kind.email, value: $0.address)] } ?? []
+        let filed = mail.classification == .customer || mail.classification == .autoReply
         let read = try await payloads.firstAnswer(
-            channel: .email, provider: "", providerMessageID: providerID, excluding: payloadID, ownersOf: identities, on: connection)
+            channel: .email, provider: "", providerMessageID: providerID, excluding: payloadID, ownersOf: identities,
+            threadIDs: filed ? EmailThreader.headerCandidates(of: mail).map(\.id) : [], on: connection)
         let senderOwner = IdentityStore.OwnersRead(identities, read.owners)
         if let (firstMessage, outcome) = read.first {
             try await payloads.finish(payloadID, providerMessageID: providerID, answer: .ingest(.replayed(outcome)), messageID: firstMessage, on: connection)
@@ -118,7 +120,7 @@ struct EmailIngest: Sendable {
         var outcome = Outcome(inboundID: payloadID, channel: .email)
         outcome.classification = Message.Classification(mail.classification)
         outcome.defects = mail.defects.isEmpty ? nil : mail.defects.map(Text.clean)
-        let delivery = Delivery(mail: mail, payloadID: payloadID, providerID: providerID)
+        let delivery = Delivery(mail: mail, payloadID: payloadID, providerID: providerID, threadMatches: read.threadMatches)
         switch mail.classification {
         case .bounce, .feedbackReport, .deliveryReport:
             try await takeReport(delivery, outcome: &outcome, on: connection)
@@ -135,6 +137,8 @@ struct EmailIngest: Sendable {
         let payloadID: UUID
         /// The Message-ID, or the bytes' digest for a mail without one.
         let providerID: String
+        /// The messages its thread headers name, read with its first read.
+        let threadMatches: [EmailThreader.HeaderMatch]
 
         func message(ticketID: UUID, customerID: UUID, threadingReason: String?) throws -> NewMessage {
             try NewMessage(mail: mail, payloadID: payloadID, providerID: providerID, ticketID: ticketID, customerID: customerID,
@@ -174,7 +178,7 @@ struct EmailIngest: Sendable {
             customerID = try await identities.owner(kind: .email, value: sender.address, read: senderOwner, on: connection)
         }
         let threader = EmailThreader(logger: logger, subjectWindow: subjectWindow)
-        var decision = try await threader.thread(mail, sender: sender, customerID: customerID, on: connection)
+        var decision = try await threader.thread(mail, sender: sender, customerID: customerID, headerMatches: delivery.threadMatches, on: connection)
         let isAutoReply = mail.classification == .autoReply
 
         var ticket: ConversationIntake.Target?

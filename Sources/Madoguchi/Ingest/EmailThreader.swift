@@ -19,32 +19,51 @@ struct EmailThreader: Sendable {
         case new(relatedTo: UUID?, reason: String)
     }
 
-    func thread(_ mail: ParsedMail, sender: MailAddress?, customerID: UUID?, on connection: PostgresConnection) async throws -> Decision {
-        if let decision = try await byHeaders(mail, sender: sender, customerID: customerID, on: connection) { return decision }
+    /// A message we hold that a mail's thread headers name, with its ticket: read for the threader
+    /// with the mail's first read (`InboundPayloadStore.firstAnswer`, `threadIDs`), a round trip
+    /// fewer for every reply.
+    struct HeaderMatch: Sendable, Decodable {
+        var emailMessageID: String
+        var ticketID: UUID
+        var ticketCustomerID: UUID
+        var messageCustomerID: UUID?
+        var fromAddress: String?
+        var toAddresses: [String]?
+
+        enum CodingKeys: String, CodingKey {
+            case emailMessageID = "email_message_id", ticketID = "ticket_id", ticketCustomerID = "ticket_customer_id"
+            case messageCustomerID = "message_customer_id", fromAddress = "from_address", toAddresses = "to_addresses"
+        }
+
+        static func decode(_ json: String) throws -> [HeaderMatch] {
+            try JSONDecoder().decode([HeaderMatch].self, from: Data(json.utf8))
+        }
+    }
+
+    /// The Message-IDs a mail's thread headers name, the most specific first: the message answered,
+    /// then the thread from its newest end.
+    static func headerCandidates(of mail: ParsedMail) -> [(id: String, reason: String)] {
+        mail.inReplyTo.map { ($0, "in-reply-to") } + mail.references.reversed().map { ($0, "references") }
+    }
+
+    /// `headerMatches`: the messages `headerCandidates(of: mail)` name, as the mail's first read found them.
+    func thread(
+        _ mail: ParsedMail, sender: MailAddress?, customerID: UUID?, headerMatches: [HeaderMatch], on connection: PostgresConnection
+    ) async throws -> Decision {
+        if let decision = byHeaders(mail, sender: sender, customerID: customerID, matches: headerMatches) { return decision }
         if let decision = try await byToken(mail, customerID: customerID, on: connection) { return decision }
         if let customerID, let decision = try await bySubject(mail, sender: sender, customerID: customerID, on: connection) { return decision }
         return .new(relatedTo: nil, reason: "new-ticket")
     }
 
-    private func byHeaders(_ mail: ParsedMail, sender: MailAddress?, customerID: UUID?, on connection: PostgresConnection) async throws -> Decision? {
-        // Most specific first: the message answered, then the thread from its newest end.
-        let candidates = mail.inReplyTo.map { ($0, "in-reply-to") } + mail.references.reversed().map { ($0, "references") }
-        guard !candidates.isEmpty else { return nil }
-        let ids = candidates.map(\.0)
-        let rows = try await connection.run("""
-            SELECT m.email_message_id, m.ticket_id, t.customer_id, m.customer_id, m.from_address, m.to_addresses
-            FROM messages m JOIN tickets t ON t.id = m.ticket_id
-            WHERE m.email_message_id = ANY(\(ids))
-            """, logger: logger)
-        var found: [String: (ticket: UUID, ticketCustomer: UUID, participants: Set<String>, messageCustomer: UUID?)] = [:]
-        for try await (messageID, ticketID, ticketCustomer, messageCustomer, from, to) in rows.decode((String, UUID, UUID, UUID?, String?, [String]).self) {
-            found[messageID] = (ticketID, ticketCustomer, Set((to + [from].compactMap { $0 }).map { $0.lowercased() }), messageCustomer)
-        }
-        for (id, reason) in candidates {
+    private func byHeaders(_ mail: ParsedMail, sender: MailAddress?, customerID: UUID?, matches: [HeaderMatch]) -> Decision? {
+        let found = Dictionary(matches.map { ($0.emailMessageID, $0) }) { first, _ in first }
+        for (id, reason) in Self.headerCandidates(of: mail) {
             guard let match = found[id] else { continue }
-            let isParticipant = customerID != nil && (customerID == match.ticketCustomer || customerID == match.messageCustomer)
-                || sender.map { match.participants.contains($0.address.lowercased()) } == true
-            return isParticipant ? .existing(match.ticket, reason: reason) : .new(relatedTo: match.ticket, reason: "header-foreign-sender")
+            let participants = Set(((match.toAddresses ?? []) + [match.fromAddress].compactMap { $0 }).map { $0.lowercased() })
+            let isParticipant = customerID != nil && (customerID == match.ticketCustomerID || customerID == match.messageCustomerID)
+                || sender.map { participants.contains($0.address.lowercased()) } == true
+            return isParticipant ? .existing(match.ticketID, reason: reason) : .new(relatedTo: match.ticketID, reason: "header-foreign-sender")
         }
         return nil
     }

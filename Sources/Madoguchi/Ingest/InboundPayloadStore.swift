@@ -151,16 +151,18 @@ struct InboundPayloadStore: Sendable {
 
     /// The answer the first delivery of this provider message got, if one was taken in, and in the
     /// same statement the owners of the sender's `identities` (`identity_owner`; see
-    /// `IdentityStore.OwnersRead`), in their order. For a caller that already holds the message's lock
-    /// and the identities' (taken with the payload's insert): the reads a message needs after its
-    /// locks, in one round trip.
+    /// `IdentityStore.OwnersRead`), in their order, and the messages a mail's thread headers name
+    /// (`threadIDs`: its In-Reply-To and References; `EmailThreader.HeaderMatch`). For a caller that
+    /// already holds the message's lock and the identities' (taken with the payload's insert): the
+    /// reads a message needs after its locks, in one round trip.
     func firstAnswer(
         channel: Channel, provider: String, providerMessageID: String, excluding payloadID: UUID,
-        ownersOf identities: [(kind: Customer.Identity.Kind, value: String)], on connection: PostgresConnection
-    ) async throws -> (first: (messageID: UUID?, outcome: Outcome)?, owners: [IdentityStore.Owner?]) {
-        // One row per identity (one row when there is none), the first answer repeated on each.
+        ownersOf identities: [(kind: Customer.Identity.Kind, value: String)], threadIDs: [String] = [], on connection: PostgresConnection
+    ) async throws -> FirstRead {
+        // One row per identity (one row when there is none), the first answer and the thread's
+        // messages repeated on each.
         let rows = try await connection.rows("""
-            SELECT first.message_id, first.response_body, sender.n, sender.customer_id, sender.live
+            SELECT first.message_id, first.response_body, sender.n, sender.customer_id, sender.live, thread.matches::text
             FROM (SELECT 1) AS one
             LEFT JOIN LATERAL (
                 SELECT message_id, response_body::text AS response_body FROM inbound_payloads
@@ -173,18 +175,32 @@ struct InboundPayloadStore: Sendable {
                 FROM unnest(\(identities.map(\.kind.rawValue))::text[], \(identities.map(\.value))::text[]) WITH ORDINALITY AS i(kind, value, n)
                 LEFT JOIN LATERAL identity_owner(i.kind, i.value) AS o ON true
             ) AS sender ON true
+            LEFT JOIN LATERAL (
+                SELECT jsonb_agg(jsonb_build_object(
+                           'email_message_id', m.email_message_id, 'ticket_id', m.ticket_id, 'ticket_customer_id', t.customer_id,
+                           'message_customer_id', m.customer_id, 'from_address', m.from_address, 'to_addresses', m.to_addresses)) AS matches
+                FROM messages m JOIN tickets t ON t.id = m.ticket_id
+                WHERE m.email_message_id = ANY(\(threadIDs)::text[])
+            ) AS thread ON true
             ORDER BY sender.n
             """, preparedAs: FirstAnswer.self, logger: logger)
-        var first: (messageID: UUID?, outcome: Outcome)?
-        var owners = [IdentityStore.Owner?](repeating: nil, count: identities.count)
+        var read = FirstRead(owners: [IdentityStore.Owner?](repeating: nil, count: identities.count))
         for row in rows {
-            let (messageID, body, position, customerID, live) = try row.decode((UUID?, String?, Int64?, UUID?, Bool?).self)
-            if first == nil, let body { first = (messageID, try Self.decodeOutcome(body)) }
-            if let position, let customerID, position >= 1, position <= owners.count {
-                owners[Int(position) - 1] = IdentityStore.Owner(customerID: customerID, live: live ?? false)
+            let (messageID, body, position, customerID, live, matches) = try row.decode((UUID?, String?, Int64?, UUID?, Bool?, String?).self)
+            if read.first == nil, let body { read.first = (messageID, try Self.decodeOutcome(body)) }
+            if let position, let customerID, position >= 1, position <= identities.count {
+                read.owners[Int(position) - 1] = IdentityStore.Owner(customerID: customerID, live: live ?? false)
             }
+            if read.threadMatches.isEmpty, let matches { read.threadMatches = try EmailThreader.HeaderMatch.decode(matches) }
         }
-        return (first, owners)
+        return read
+    }
+
+    /// What `firstAnswer` read.
+    struct FirstRead: Sendable {
+        var first: (messageID: UUID?, outcome: Outcome)?
+        var owners: [IdentityStore.Owner?]
+        var threadMatches: [EmailThreader.HeaderMatch] = []
     }
 
     /// Records what the payload became and the answer given, for replays and `GET /v1/inbound/{id}`.

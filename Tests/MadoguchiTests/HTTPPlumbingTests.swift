@@ -84,6 +84,29 @@ extension HTTPPlumbingTests {
 }
 
 extension HTTPPlumbingTests {
+    @Test("a DecodingError is the client's (400) only while the request is decoded; one the handler meets in our own data is a 500")
+    func decodingErrors() {
+        let error = DecodingError.keyNotFound(
+            AnyCodingKey("ticket_id"), .init(codingPath: [], debugDescription: "No value associated with key ticket_id."))
+        var wrapped = ServerError(
+            operationID: "ingestEmail", request: HTTPRequest(method: .post, scheme: nil, authority: nil, path: "/v1/inbound/email",
+                                                             headerFields: [.contentLength: "10"]),
+            requestBody: nil, requestMetadata: .init(), causeDescription: "Unknown", underlyingError: error)
+        #expect(ProblemMiddleware<BasicRequestContext>.problem(for: wrapped).status == .badRequest)
+        wrapped.operationInput = "the decoded input"
+        #expect(ProblemMiddleware<BasicRequestContext>.problem(for: wrapped).status == .internalServerError)
+    }
+
+    private struct AnyCodingKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(_ string: String) { stringValue = string }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+}
+
+extension HTTPPlumbingTests {
     @Test("If-Match: *, lists, weak tags and commas inside tags are read as RFC 9110 writes them; anything else is invalid")
     func ifMatch() throws {
         #expect(try #require(IfMatch(" * ")).matches("12"))

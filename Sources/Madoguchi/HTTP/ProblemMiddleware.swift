@@ -98,7 +98,10 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             return problem
         case let nested as ServerError:
             return problem(for: nested)
-        case let decoding as DecodingError:
+        case let decoding as DecodingError where error.operationInput == nil:
+            // The request did not decode: the client's to fix. One that did decode and then met a
+            // DecodingError in its handler met it in data of ours (a stored answer, a jsonb column):
+            // that is the service's fault, a 500, never a "malformed request body".
             return problem(for: decoding, operation: error)
         case let underlying where underlying.sqlState == .checkViolation:
             // The generated server does not enforce maxLength or pattern; the schema's CHECKs do, and

@@ -55,11 +55,10 @@ struct ChatIngest: Sendable {
             channel: .chat, provider: chat.provider, providerMessageID: chat.providerMessageID, sender: .contacts(chat.contacts),
             senderName: chat.name, from: chat.contacts.first?.value, text: chat.text, metadata: try JSONSerialization.text(metadata),
             sentAt: chat.sentAt, attachments: chat.files, eventDetails: ["provider": chat.provider])
-        let (gap, logger) = (idleGap, logger)
+        let read = try await firstRead(chat, on: connection)
         return try await ConversationIntake(logger: logger).take(
-            message, placement: .continuing(reason: "chat-conversation") { _, connection in
-                try await Self.conversationTicket(chat, idleGap: gap, logger: logger, on: connection)
-            }, payloadID: payloadID, identitiesLocked: true, on: connection)
+            message, placement: .continuing(reason: "chat-conversation") { _, _ in read.conversationTicket },
+            payloadID: payloadID, identitiesLocked: true, ownersRead: read.owners, on: connection)
     }
 
     /// The locks a chat message is taken under, in order: the conversation's, so two of its messages
@@ -69,17 +68,44 @@ struct ChatIngest: Sendable {
         ["chat-conversation:\(chat.provider):\(chat.conversationID)"] + IdentityStore.lockKeys(chat.contacts)
     }
 
-    /// The ticket of the conversation's latest message, if that message is within the idle gap.
-    private static func conversationTicket(_ chat: InboundChat, idleGap: Duration, logger: Logger, on connection: PostgresConnection) async throws -> UUID? {
-        let rows = try await connection.run("""
-            SELECT ticket_id FROM messages
-            WHERE channel = 'chat' AND direction = 'inbound' AND provider = \(chat.provider)
-              AND metadata->>'conversation_id' = \(chat.conversationID)
-              AND created_at > now() - make_interval(secs => \(idleGap.seconds))
-            ORDER BY created_at DESC
-            LIMIT 1
-            """, logger: logger)
-        for try await id in rows.decode(UUID.self) { return id }
-        return nil
+    /// What a chat message needs to know once its locks are held, in one statement: the owners of
+    /// the sender's identities (`identity_owner`, in `chat.contacts` order; see
+    /// `IdentityStore.OwnersRead`) and the ticket of the conversation's latest message, if that
+    /// message is within the idle gap. Read after the conversation's lock, so two messages of one
+    /// conversation arriving together find one ticket.
+    private func firstRead(_ chat: InboundChat, on connection: PostgresConnection) async throws
+        -> (owners: IdentityStore.OwnersRead, conversationTicket: UUID?)
+    {
+        let rows = try await connection.rows("""
+            SELECT sender.n, sender.customer_id, sender.live, conversation.ticket_id
+            FROM (SELECT 1) AS one
+            LEFT JOIN LATERAL (
+                SELECT i.n, o.customer_id, o.live
+                FROM unnest(\(chat.contacts.map(\.kind.rawValue))::text[], \(chat.contacts.map(\.value))::text[]) WITH ORDINALITY AS i(kind, value, n)
+                LEFT JOIN LATERAL identity_owner(i.kind, i.value) AS o ON true
+            ) AS sender ON true
+            LEFT JOIN LATERAL (
+                SELECT ticket_id FROM messages
+                WHERE channel = 'chat' AND direction = 'inbound' AND provider = \(chat.provider)
+                  AND metadata->>'conversation_id' = \(chat.conversationID)
+                  AND created_at > now() - make_interval(secs => \(idleGap.seconds)::float8)
+                ORDER BY created_at DESC
+                LIMIT 1
+            ) AS conversation ON true
+            ORDER BY sender.n
+            """, preparedAs: FirstRead.self, logger: logger)
+        var owners = [IdentityStore.Owner?](repeating: nil, count: chat.contacts.count)
+        var ticket: UUID?
+        for row in rows {
+            let (position, customerID, live, ticketID) = try row.decode((Int64?, UUID?, Bool?, UUID?).self)
+            ticket = ticket ?? ticketID
+            if let position, let customerID, position >= 1, position <= owners.count {
+                owners[Int(position) - 1] = IdentityStore.Owner(customerID: customerID, live: live ?? false)
+            }
+        }
+        return (IdentityStore.OwnersRead(chat.contacts, owners), ticket)
     }
+
+    /// Every chat message (LINE's and the generic gateway's) is read through `firstRead`.
+    private enum FirstRead: PreparedSite { static let name = "madoguchi_chat_first_read" }
 }

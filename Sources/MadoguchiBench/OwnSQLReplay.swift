@@ -353,10 +353,31 @@ struct OwnSQLReplay: Sendable {
         return "(" + parts.joined(separator: " || ") + ")"
     }
 
-    /// A first contact's new identity (`INSERT INTO customer_identities (customer_id, kind, value,
-    /// raw_value)`) must be new on every replay too, or the replay breaks its unique index.
+    /// A first contact's new identities (`INSERT INTO customer_identities`, whose third and fourth
+    /// parameters are the values and their raw spellings, as arrays) must be new on every replay too,
+    /// or the replay breaks their unique index.
     static func newIdentities(in transaction: Transaction) -> [String] {
         transaction.statements.filter { $0.sql.hasPrefix("INSERT INTO customer_identities") }
-            .flatMap { $0.parameters.dropFirst(2).compactMap { $0 } }
+            .flatMap { $0.parameters.dropFirst(2).prefix(2).compactMap { $0 }.flatMap(arrayElements) }
+    }
+
+    /// The elements of an array literal as the server logs it (`{a,"b c"}`); a plain value as itself.
+    static func arrayElements(_ literal: String) -> [String] {
+        guard literal.hasPrefix("{"), literal.hasSuffix("}") else { return [literal] }
+        var elements: [String] = []
+        var current = ""
+        var quoted = false
+        var escaped = false
+        for character in literal.dropFirst().dropLast() {
+            if escaped { current.append(character); escaped = false; continue }
+            switch character {
+            case "\\" where quoted: escaped = true
+            case "\"": quoted.toggle()
+            case "," where !quoted: elements.append(current); current = ""
+            default: current.append(character)
+            }
+        }
+        elements.append(current)
+        return elements.filter { !$0.isEmpty && $0 != "NULL" }
     }
 }

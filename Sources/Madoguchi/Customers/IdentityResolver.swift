@@ -80,9 +80,10 @@ struct IdentityResolver: Sendable {
             try await events.record(.customerCreated, customerID: customerID, actor: nil,
                                     data: ["identities": contacts.map { ["kind": $0.kind.rawValue, "value": $0.value] }], on: connection)
         }
+        // The contacts nobody owns join the customer in one statement.
+        try await identities.insert(owners.filter { $0.owner == nil }.map { ($0.kind, $0.value, $0.value) }, customerID: customerID, on: connection)
         for (kind, value, owner) in owners {
             if owner == nil {
-                try await identities.insert(kind: kind, value: value, rawValue: value, customerID: customerID, on: connection)
                 // A new customer's identities are listed in its customer.created; a known one's are news.
                 if known != nil {
                     try await events.record(.customerIdentityAdded, customerID: customerID, actor: nil,

@@ -89,9 +89,22 @@ struct IdentityStore: Sendable {
 
     /// Links an identity nobody owns to `customerID` (the caller holds its lock and checked `owner`).
     func insert(kind: Customer.Identity.Kind, value: String, rawValue: String?, customerID: UUID, on connection: PostgresConnection) async throws {
+        try await insert([(kind, value, rawValue)], customerID: customerID, on: connection)
+    }
+
+    /// Links several identities nobody owns to `customerID`, in one statement (a form's email and
+    /// phone, a chat's id and the email it collected).
+    func insert(
+        _ identities: [(kind: Customer.Identity.Kind, value: String, rawValue: String?)], customerID: UUID, on connection: PostgresConnection
+    ) async throws {
+        guard !identities.isEmpty else { return }
         try await connection.run("""
             INSERT INTO customer_identities (customer_id, kind, value, raw_value)
-            VALUES (\(customerID), \(kind.rawValue), \(value), \(rawValue.map { String($0.prefix(1024)) }))
+            SELECT \(customerID), i.kind, i.value, CASE WHEN i.has_raw THEN i.raw_value END
+            FROM unnest(\(identities.map(\.kind.rawValue))::text[], \(identities.map(\.value))::text[],
+                        \(identities.map { String(($0.rawValue ?? "").prefix(1024)) })::text[], \(identities.map { $0.rawValue != nil })::boolean[])
+                 WITH ORDINALITY AS i(kind, value, raw_value, has_raw, n)
+            ORDER BY i.n
             """, logger: logger)
     }
 

@@ -99,9 +99,7 @@ struct ChatIngest: Sendable {
         for row in rows {
             let (position, customerID, live, ticketID) = try row.decode((Int64?, UUID?, Bool?, UUID?).self)
             ticket = ticket ?? ticketID
-            if let position, let customerID, position >= 1, position <= owners.count {
-                owners[Int(position) - 1] = IdentityStore.Owner(customerID: customerID, live: live ?? false)
-            }
+            IdentityStore.Owner.place(position: position, customerID: customerID, live: live, in: &owners)
         }
         return (IdentityStore.OwnersRead(chat.contacts, owners), ticket)
     }

@@ -107,10 +107,9 @@ struct EmailIngest: Sendable {
         if !providerLocked { try await AdvisoryLock.take(Self.lockKeys(of: mail, providerID: providerID), on: connection, logger: logger) }
         // Under both locks: whether the mail was taken in before, and who its sender is, in one read.
         let identities = Self.filedSender(of: mail).map { [(kind: Customer.Identity.Kind.email, value: $0.address)] } ?? []
-        let filed = mail.classification == .customer || mail.classification == .autoReply
         let read = try await payloads.firstAnswer(
             channel: .email, provider: "", providerMessageID: providerID, excluding: payloadID, ownersOf: identities,
-            threadIDs: filed ? EmailThreader.headerCandidates(of: mail).map(\.id) : [], on: connection)
+            threadIDs: Self.isFiled(mail) ? EmailThreader.headerCandidates(of: mail).map(\.id) : [], on: connection)
         let senderOwner = IdentityStore.OwnersRead(identities, read.owners)
         if let (firstMessage, outcome) = read.first {
             try await payloads.finish(payloadID, providerMessageID: providerID, answer: .ingest(.replayed(outcome)), messageID: firstMessage, on: connection)
@@ -160,10 +159,15 @@ struct EmailIngest: Sendable {
         mail.from.flatMap { $0.address.utf8.contains(UInt8(ascii: "@")) && $0.address.count <= 512 ? $0 : nil }
     }
 
-    /// The sender whose identity a mail's transaction locks and reads: a customer's mail's or an
-    /// auto-reply's (a bounce or a report is filed under nobody).
+    /// A customer's mail or an auto-reply: filed under its sender, on a ticket its thread finds (a
+    /// bounce or a report is filed under nobody and joins the ticket of the mail it reports on).
+    static func isFiled(_ mail: ParsedMail) -> Bool {
+        mail.classification == .customer || mail.classification == .autoReply
+    }
+
+    /// The sender whose identity a mail's transaction locks and reads, when the mail `isFiled`.
     static func filedSender(of mail: ParsedMail) -> MailAddress? {
-        mail.classification == .customer || mail.classification == .autoReply ? sender(of: mail) : nil
+        isFiled(mail) ? sender(of: mail) : nil
     }
 
     /// The sender's identity lock is already held (`lockKeys(of:providerID:)`, taken with the

@@ -188,9 +188,7 @@ struct InboundPayloadStore: Sendable {
         for row in rows {
             let (messageID, body, position, customerID, live, matches) = try row.decode((UUID?, String?, Int64?, UUID?, Bool?, String?).self)
             if read.first == nil, let body { read.first = (messageID, try Self.decodeOutcome(body)) }
-            if let position, let customerID, position >= 1, position <= identities.count {
-                read.owners[Int(position) - 1] = IdentityStore.Owner(customerID: customerID, live: live ?? false)
-            }
+            IdentityStore.Owner.place(position: position, customerID: customerID, live: live, in: &read.owners)
             if read.threadMatches.isEmpty, let matches { read.threadMatches = try EmailThreader.HeaderMatch.decode(matches) }
         }
         return read

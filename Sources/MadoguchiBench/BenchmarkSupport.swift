@@ -184,13 +184,15 @@ enum BenchmarkSupport {
         try await database.withConnection { connection in
             try await connection.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", logger: logger)
             let rows = try await connection.query("""
-                SELECT calls, round(total_exec_time)::bigint, round(mean_exec_time::numeric, 3)::text,
+                SELECT calls, round(total_exec_time)::bigint, round(mean_exec_time::numeric, 3)::text, plans, round(total_plan_time)::bigint,
                        CASE WHEN toplevel THEN '' ELSE '> ' END || left(regexp_replace(query, '\\s+', ' ', 'g'), 110)
-                FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT \(ProcessInfo.processInfo.environment["MADOGUCHI_BENCH_STATEMENTS_LIMIT"].flatMap(Int.init) ?? 12)
+                FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC
+                LIMIT \(ProcessInfo.processInfo.environment["MADOGUCHI_BENCH_STATEMENTS_LIMIT"].flatMap(Int.init) ?? 12)
                 """, logger: logger)
-            report("   calls  total ms  mean ms  statement")
-            for try await (calls, total, mean, query) in rows.decode((Int, Int, String, String).self) {
-                report(String(format: "%8d  %8d  %7@  %@", calls, total, mean, query))
+            // Planning is counted only with pg_stat_statements.track_planning=on (MADOGUCHI_BENCH_PG_SETTINGS).
+            report("   calls  total ms  mean ms    plans  plan ms  statement")
+            for try await (calls, total, mean, plans, planned, query) in rows.decode((Int, Int, String, Int, Int, String).self) {
+                report(String(format: "%8d  %8d  %7@  %7d  %7d  %@", calls, total, mean, plans, planned, query))
             }
             if tracksNestedStatements {
                 let functions = try await connection.query("""

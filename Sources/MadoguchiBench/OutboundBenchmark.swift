@@ -29,6 +29,7 @@ public struct OutboundBenchmark: Sendable {
         let relay = try SMTPRelay(url: "smtp://127.0.0.1:\(sink.port)?starttls=off", heloName: "bench")
         report("\(replies) replies per measurement, delivered to an SMTP sink on loopback; \(concurrency) deliveries at once per worker")
         report("workers  connections  outbox replies/s  bare client msgs/s, same connections  outbox/bare  bare client, 1 connection per worker  outbox/bare")
+        report("         (machine CPU per message: every process's busy time, the database's and the sink's too)")
         try await BenchmarkSupport.withCluster(logger: logger) { cluster in
             try await cluster.createDatabase("bench")
             let database = Database(configuration: cluster.clientConfiguration(database: "bench"), logger: logger)
@@ -40,13 +41,21 @@ public struct OutboundBenchmark: Sendable {
                 for workers in workerCounts {
                     try await seed(replies, agent: agent, database, logger: logger)
                     let rss = Self.residentMegabytes()
+                    let outboxCPU = MachineCPU.now()
                     let outbox = try await measureOutbox(workers: workers, relay: relay, sink: sink, database: database, logger: logger)
+                    let outboxCPUms = outboxCPU.millisecondsPer(replies)
                     let messages = try await composedMessages(database, limit: replies, logger: logger)
                     let connections = workers * concurrency
+                    let bareCPU = MachineCPU.now()
                     let bare = try await measureBare(connections: connections, messages: messages, relay: relay, sink: sink, group: group)
+                    let bareCPUms = bareCPU.millisecondsPer(messages.count)
                     let barePerWorker = try await measureBare(connections: workers, messages: messages, relay: relay, sink: sink, group: group)
                     report(String(format: "%7d  %11d  %16.1f  %36.1f  %11.2f  %36.1f  %11.2f",
                                   workers, connections, outbox, bare, outbox / bare, barePerWorker, outbox / barePerWorker))
+                    if let outboxCPUms, let bareCPUms {
+                        report(String(format: "         machine CPU per message: outbox %.3f ms, bare client (same connections) %.3f ms, %.1f×",
+                                      outboxCPUms, bareCPUms, outboxCPUms / bareCPUms))
+                    }
                     report("         RSS with \(replies) queued: \(rss) MiB; after delivering them: \(Self.residentMegabytes()) MiB")
                     try await BenchmarkSupport.reportStatements(database, logger: logger, report: report)
                     try await database.withConnection { try await $0.query("DELETE FROM outbox", logger: logger) }

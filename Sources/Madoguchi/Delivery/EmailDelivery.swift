@@ -72,68 +72,25 @@ struct EmailDelivery: Sendable {
 
     // MARK: - Composing
 
-    /// The mails of the rows that have none yet, composed now: one read for them all (their replies,
-    /// tickets and customers, and the customer's latest mail on each ticket, which the reply answers).
+    /// The mails of the rows that have none yet, composed now from what their claim read
+    /// (`OutboxItem.source`); only a reply with files reads more, its files.
     func compose(_ items: [OutboxItem]) async -> [UUID: Result<[UInt8], any Error>] {
-        let items = items.filter { $0.message == nil && ($0.channel == .email || $0.channel == .webform) }
-        guard !items.isEmpty else { return [:] }
-        do {
-            return try await database.withConnection { connection in
-                let sources = try await mailSources(of: items.map(\.replyID), on: connection)
-                var mails: [UUID: Result<[UInt8], any Error>] = [:]
-                for item in items {
-                    do {
-                        guard let source = sources[item.replyID] else { throw RowNotFound("the reply of outbox row \(item.id)") }
-                        var bytes = try await compose(item, from: source, on: connection).bytes
-                        if let dkim { bytes = try dkim.sign(bytes) }
-                        mails[item.id] = .success(bytes)
-                    } catch {
-                        mails[item.id] = .failure(error)
-                    }
-                }
-                return mails
+        var mails: [UUID: Result<[UInt8], any Error>] = [:]
+        for item in items where item.message == nil && (item.channel == .email || item.channel == .webform) {
+            do {
+                guard let source = item.source else { throw RowNotFound("the reply of outbox row \(item.id)") }
+                let files = source.hasAttachments ? try await attachments(of: item.replyID) : []
+                var bytes = try compose(item, from: source, attachments: files).bytes
+                if let dkim { bytes = try dkim.sign(bytes) }
+                mails[item.id] = .success(bytes)
+            } catch {
+                mails[item.id] = .failure(error)
             }
-        } catch {
-            return Dictionary(uniqueKeysWithValues: items.map { ($0.id, .failure(error)) })
         }
+        return mails
     }
 
-    /// What a reply's mail is written from.
-    private struct MailSource: Sendable {
-        var subject: String?
-        var body: String
-        var automatic: Bool
-        var ticketNumber: Int64
-        var customerName: String?
-        var parentID: String?
-        var parentReferences: [String]?
-        var hasAttachments: Bool
-    }
-
-    private func mailSources(of replyIDs: [UUID], on connection: PostgresConnection) async throws -> [UUID: MailSource] {
-        let rows = try await connection.run("""
-            SELECT r.id, r.subject, r.body_text, r.automatic, t.number, c.display_name, p.email_message_id, p.email_references,
-                   EXISTS (SELECT 1 FROM reply_attachments a WHERE a.reply_id = r.id)
-            FROM replies r JOIN tickets t ON t.id = r.ticket_id JOIN customers c ON c.id = t.customer_id
-            LEFT JOIN LATERAL (
-                SELECT m.email_message_id, m.email_references FROM messages m
-                WHERE m.ticket_id = t.id AND m.direction = 'inbound' AND m.channel = 'email' AND m.classification = 'customer'
-                  AND m.email_message_id IS NOT NULL
-                ORDER BY m.created_at DESC, m.id DESC LIMIT 1
-            ) p ON true
-            WHERE r.id = ANY(\(replyIDs)::uuid[])
-            """, logger: logger)
-        var sources: [UUID: MailSource] = [:]
-        for try await (id, subject, body, automatic, number, customerName, parentID, parentReferences, hasAttachments)
-            in rows.decode((UUID, String?, String, Bool, Int64, String?, String?, [String]?, Bool).self)
-        {
-            sources[id] = MailSource(subject: subject, body: body, automatic: automatic, ticketNumber: number, customerName: customerName,
-                                     parentID: parentID, parentReferences: parentReferences, hasAttachments: hasAttachments)
-        }
-        return sources
-    }
-
-    private func compose(_ item: OutboxItem, from source: MailSource, on connection: PostgresConnection) async throws -> ComposedMail {
+    private func compose(_ item: OutboxItem, from source: ReplySource, attachments: [OutgoingMail.Attachment]) throws -> ComposedMail {
         // A customer's mailer may write ids we cannot repeat in a header; threading does without them.
         let parent = source.parentID.flatMap { id in
             MailComposer.isWritableMessageID(id) ? (id, (source.parentReferences ?? []).filter(MailComposer.isWritableMessageID)) : nil
@@ -143,22 +100,19 @@ struct EmailDelivery: Sendable {
             from: from, to: item.recipients.map { MailAddress(name: source.customerName, address: $0) }, replyTo: Self.ticketAddress(from, number: number),
             subject: source.subject ?? "[#\(number)]", messageID: item.emailMessageID, inReplyTo: parent?.0,
             references: parent.map { Array(($0.1 + [$0.0]).suffix(20)) } ?? [], date: Date(), text: source.body,
-            attachments: source.hasAttachments ? try await attachments(of: item.replyID, on: connection) : [],
+            attachments: attachments,
             // RFC 3834: automatic mail says so, and other systems' auto-responders stay quiet.
             autoSubmitted: source.automatic ? "auto-replied" : nil,
             extraHeaders: [("X-Madoguchi-Ticket", String(number))] + (source.automatic ? [("X-Auto-Response-Suppress", "All")] : []))
         return try MailComposer.compose(mail, carrierDomains: settings.carrierDomains)
     }
 
-    private func attachments(of replyID: UUID, on connection: PostgresConnection) async throws -> [OutgoingMail.Attachment] {
-        let rows = try await connection.run("""
-            SELECT filename, media_type, content FROM reply_attachments WHERE reply_id = \(replyID) ORDER BY created_at, id
-            """, logger: logger)
-        var files: [OutgoingMail.Attachment] = []
-        for try await (name, type, content) in rows.decode((String, String, ByteBuffer).self) {
-            files.append(.init(filename: name, mediaType: type, content: Array(buffer: content)))
+    private func attachments(of replyID: UUID) async throws -> [OutgoingMail.Attachment] {
+        try await database.withConnection { connection in
+            try await ReplyStore(logger: logger).attachmentContents(of: replyID, on: connection).map {
+                OutgoingMail.Attachment(filename: $0.filename, mediaType: $0.mediaType, content: $0.content)
+            }
         }
-        return files
     }
 
     /// `support+t1234@shop.example`: the customer's answer to it threads to the ticket by its token.

@@ -15,11 +15,27 @@ struct OutboxItem: Sendable {
     var results: [String: RecipientResult]
     /// Sent with every try of an API that deduplicates on it (LINE).
     var retryKey: UUID
+    /// What the reply is written from; nil when the reply is gone.
+    var source: ReplySource?
 
     /// Recipients not yet settled: every recipient on the first attempt, the deferred ones after.
     var pendingRecipients: [String] {
         recipients.filter { results[$0].map { $0.status == .pending } ?? true }
     }
+}
+
+/// What a reply's message is written from, read with its claim: the text, for every channel; for a
+/// mail, its subject, ticket and customer, the customer's latest mail on the ticket (which it answers,
+/// read only when the mail is composed now) and whether files go with it.
+struct ReplySource: Sendable {
+    var body: String
+    var subject: String?
+    var automatic: Bool
+    var ticketNumber: Int64
+    var customerName: String?
+    var parentID: String?
+    var parentReferences: [String]?
+    var hasAttachments: Bool
 }
 
 /// Where one recipient's delivery stands, with what the relay or provider said.

@@ -10,9 +10,11 @@ import PostgresNIO
 extension OutboxStore {
     /// Claims up to `limit` due rows for `worker`: queued ones whose time has come, and ones whose
     /// worker's lease expired before it reached the handover (it cannot have sent them). Rows other
-    /// workers are claiming are skipped, not waited on.
+    /// workers are claiming are skipped, not waited on. Each comes with what its reply is written
+    /// from (`ReplySource`), read in the same statement: the claim is on the way of every delivery,
+    /// and a second round trip to read the replies made the batch wait as long as the claim did.
     func claim(worker: String, channels: [Channel], lease: Duration, limit: Int, on connection: PostgresConnection) async throws -> [OutboxItem] {
-        let rows = try await connection.run("""
+        let rows = try await connection.rows("""
             WITH queued AS (
                 -- Each arm reads its own partial index (outbox_due, outbox_leases), so a claim costs the
                 -- same with a million sent rows behind it as with none.
@@ -29,25 +31,48 @@ extension OutboxStore {
                 FOR UPDATE SKIP LOCKED
             ), due AS (
                 SELECT id FROM abandoned UNION SELECT id FROM queued LIMIT \(limit)
+            ), claimed AS (
+                UPDATE outbox o
+                SET state = 'sending', claimed_by = \(worker), lease_expires_at = now() + make_interval(secs => \(lease.seconds)),
+                    attempts = o.attempts + 1, updated_at = now()
+                FROM due WHERE o.id = due.id
+                RETURNING o.id, o.reply_id, o.channel, o.recipients, o.email_message_id, o.attempts, o.message, o.recipient_results, o.retry_key
             )
-            UPDATE outbox o
-            SET state = 'sending', claimed_by = \(worker), lease_expires_at = now() + make_interval(secs => \(lease.seconds)),
-                attempts = o.attempts + 1, updated_at = now()
-            FROM due WHERE o.id = due.id
-            RETURNING o.id, o.reply_id, o.channel::text, o.recipients, o.email_message_id, o.attempts, o.message,
-                      o.recipient_results::text, o.retry_key
-            """, logger: logger)
-        var items: [OutboxItem] = []
-        for try await (id, replyID, channel, recipients, messageID, attempts, message, results, retryKey)
-            in rows.decode((UUID, UUID, String, [String], String, Int, ByteBuffer?, String, UUID).self)
-        {
-            items.append(OutboxItem(
-                id: id, replyID: replyID, channel: try Ticket.enumeration(channel), recipients: recipients, emailMessageID: messageID,
-                attempts: attempts, message: message.map { Array(buffer: $0) },
-                results: (try? JSONDecoder().decode([String: RecipientResult].self, from: Data(results.utf8))) ?? [:], retryKey: retryKey))
+            SELECT c.id, c.reply_id, c.channel::text, c.recipients, c.email_message_id, c.attempts, c.message,
+                   c.recipient_results::text, c.retry_key,
+                   r.body_text, r.subject, r.automatic, t.number, cu.display_name, parent.email_message_id, parent.email_references,
+                   EXISTS (SELECT 1 FROM reply_attachments a WHERE a.reply_id = r.id)
+            FROM claimed c
+            LEFT JOIN replies r ON r.id = c.reply_id
+            LEFT JOIN tickets t ON t.id = r.ticket_id
+            LEFT JOIN customers cu ON cu.id = t.customer_id
+            -- A mail composed now answers the customer's latest mail on the ticket.
+            LEFT JOIN LATERAL (
+                SELECT m.email_message_id, m.email_references FROM messages m
+                WHERE c.message IS NULL AND c.channel IN ('email', 'webform')
+                  AND m.ticket_id = t.id AND m.direction = 'inbound' AND m.channel = 'email' AND m.classification = 'customer'
+                  AND m.email_message_id IS NOT NULL
+                ORDER BY m.created_at DESC, m.id DESC LIMIT 1
+            ) parent ON true
+            """, preparedAs: ClaimStatement.self, logger: logger)
+        return try rows.map { row in
+            let cells = row.makeRandomAccess()
+            func cell<T: PostgresDecodable>(_ index: Int, _ type: T.Type = T.self) throws -> T { try cells[index].decode(T.self) }
+            let source = try cell(9, String?.self).map { body in
+                ReplySource(
+                    body: body, subject: try cell(10), automatic: try cell(11, Bool?.self) ?? false, ticketNumber: try cell(12, Int64?.self) ?? 0,
+                    customerName: try cell(13), parentID: try cell(14), parentReferences: try cell(15), hasAttachments: try cell(16))
+            }
+            return OutboxItem(
+                id: try cell(0), replyID: try cell(1), channel: try Ticket.enumeration(try cell(2, String.self)), recipients: try cell(3),
+                emailMessageID: try cell(4), attempts: try cell(5), message: try cell(6, ByteBuffer?.self).map { Array(buffer: $0) },
+                results: (try? JSONDecoder().decode([String: RecipientResult].self, from: Data(try cell(7, String.self).utf8))) ?? [:],
+                retryKey: try cell(8), source: source)
         }
-        return items
     }
+
+    /// Every worker's claim, every few milliseconds under load.
+    private enum ClaimStatement: PreparedSite { static let name = "madoguchi_outbox_claim" }
 
     /// Rows whose worker stopped after the handover began: the relay or provider may have the
     /// message, so they are held for a person instead of being sent again. Returns their replies and
@@ -85,23 +110,26 @@ extension OutboxStore {
     /// other (its lease expired and another worker took it) nothing may be handed over.
     func markHandovers(_ marks: [HandoverMark], worker: String, on connection: PostgresConnection) async throws -> Set<Claim> {
         let composed = marks.filter { $0.message != nil }
-        let rows = try await connection.run("""
+        let rows = try await connection.rows("""
             UPDATE outbox o
             SET handover_at = now(), lease_expires_at = now() + make_interval(secs => m.lease_seconds), updated_at = now(),
                 message = coalesce(o.message, (
                     SELECT c.message
-                    FROM unnest(\(composed.map(\.claim.id))::uuid[], \(composed.map(\.claim.attempt))::int[],
+                    FROM unnest(\(composed.map(\.claim.id))::uuid[], \(composed.map(\.claim.attempt))::int8[],
                                 \(composed.compactMap { $0.message.map { ByteBuffer(bytes: $0) } })::bytea[]) AS c(id, attempt, message)
                     WHERE c.id = o.id AND c.attempt = o.attempts))
-            FROM unnest(\(marks.map(\.claim.id))::uuid[], \(marks.map(\.claim.attempt))::int[], \(marks.map(\.lease.seconds))::float8[])
+            FROM unnest(\(marks.map(\.claim.id))::uuid[], \(marks.map(\.claim.attempt))::int8[], \(marks.map(\.lease.seconds))::float8[])
                 AS m(id, attempt, lease_seconds)
             WHERE o.id = m.id AND o.claimed_by = \(worker) AND o.attempts = m.attempt AND o.state = 'sending'
             RETURNING o.id, o.attempts
-            """, logger: logger)
-        var ours: Set<Claim> = []
-        for try await (id, attempt) in rows.decode((UUID, Int).self) { ours.insert(Claim(id: id, attempt: attempt)) }
-        return ours
+            """, preparedAs: HandoverStatement.self, logger: logger)
+        return Set(try rows.map { row in
+            let (id, attempt) = try row.decode((UUID, Int).self)
+            return Claim(id: id, attempt: attempt)
+        })
     }
+
+    private enum HandoverStatement: PreparedSite { static let name = "madoguchi_outbox_handover" }
 
     struct Settlement: Sendable {
         var state: String
@@ -146,20 +174,23 @@ extension OutboxStore {
     /// rows still this worker's, with their replies.
     func settleSent(_ rows: [Delivered], worker: String, on connection: PostgresConnection) async throws -> [(claim: Claim, replyID: UUID)] {
         let results = try rows.map { String(decoding: try JSONEncoder.sorted.encode($0.results), as: UTF8.self) }
-        let settled = try await connection.run("""
+        let settled = try await connection.rows("""
             UPDATE outbox o
             SET state = 'sent', recipient_results = d.results::jsonb, last_error = NULL,
                 relay_response = coalesce(nullif(d.response, ''), o.relay_response), sent_at = now(), next_attempt_at = now(),
                 held_reason = NULL, handover_at = NULL, claimed_by = NULL, lease_expires_at = NULL, updated_at = now()
-            FROM unnest(\(rows.map(\.claim.id))::uuid[], \(rows.map(\.claim.attempt))::int[], \(results)::text[],
+            FROM unnest(\(rows.map(\.claim.id))::uuid[], \(rows.map(\.claim.attempt))::int8[], \(results)::text[],
                         \(rows.map { $0.response ?? "" })::text[]) AS d(id, attempt, results, response)
             WHERE o.id = d.id AND o.claimed_by = \(worker) AND o.attempts = d.attempt AND o.state = 'sending'
             RETURNING o.id, o.attempts, o.reply_id
-            """, logger: logger)
-        var ours: [(Claim, UUID)] = []
-        for try await (id, attempt, replyID) in settled.decode((UUID, Int, UUID).self) { ours.append((Claim(id: id, attempt: attempt), replyID)) }
-        return ours
+            """, preparedAs: SettleSentStatement.self, logger: logger)
+        return try settled.map { row in
+            let (id, attempt, replyID) = try row.decode((UUID, Int, UUID).self)
+            return (Claim(id: id, attempt: attempt), replyID)
+        }
     }
+
+    private enum SettleSentStatement: PreparedSite { static let name = "madoguchi_outbox_settle_sent" }
 }
 
 extension OutboxStore {

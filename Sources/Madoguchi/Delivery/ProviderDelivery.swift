@@ -19,16 +19,7 @@ struct ProviderDelivery: Sendable {
     let publicURL: String?
 
     func deliver(_ item: OutboxItem, handover: @escaping @Sendable () async throws -> Void) async -> DeliveryAttempt {
-        let text: String
-        do {
-            text = try await database.withConnection { connection in
-                let rows = try await connection.run("SELECT body_text FROM replies WHERE id = \(item.replyID)", logger: logger)
-                for try await body in rows.decode(String.self) { return body }
-                throw RowNotFound("the reply of outbox row \(item.id)")
-            }
-        } catch {
-            return .deferred(item, "reading the reply failed: \(error)")
-        }
+        guard let text = item.source?.body else { return .deferred(item, "the reply of outbox row \(item.id) was not found") }
         // SMS has no way to undo or deduplicate a text, so its handover is the point of no return;
         // LINE's retry key makes a repeated push harmless, so a crash there needs no person.
         if item.channel == .sms {

@@ -102,13 +102,16 @@ struct EventStore: Sendable {
             return try JSONSerialization.text(data)
         }
         try await writeHeldBack(on: connection)
-        try await connection.run("""
+        _ = try await connection.rows("""
             INSERT INTO events (type, ticket_id, customer_id, message_id, actor_key_id, actor_agent_id, data)
-            SELECT \(type.rawValue), r.ticket_id, t.customer_id, r.message_id, \(actor?.keyID), \(actor?.agentID), e.data::jsonb
+            SELECT \(type.rawValue), r.ticket_id, t.customer_id, r.message_id, \(actor?.keyID)::uuid, \(actor?.agentID)::uuid, e.data::jsonb
             FROM unnest(\(replies.map(\.replyID))::uuid[], \(data)::text[]) WITH ORDINALITY AS e(reply_id, data, n)
             JOIN replies r ON r.id = e.reply_id JOIN tickets t ON t.id = r.ticket_id
             ORDER BY e.n
-            """, logger: logger)
+            """, preparedAs: ReplyEvents.self, logger: logger)
         EventWrites.noteWritten()
     }
 }
+
+/// One statement for the events of a batch of replies (the outbox worker's, once per batch).
+private enum ReplyEvents: PreparedSite { static let name = "madoguchi_reply_events" }

@@ -117,12 +117,15 @@ struct MessageStore: Sendable {
 
     /// Several sends' delivery reports at once (`delivery` is JSON text, by message).
     func recordSends(_ reports: [(messageID: UUID, delivery: String)], on connection: PostgresConnection) async throws {
-        try await connection.run("""
+        _ = try await connection.rows("""
             UPDATE messages m SET metadata = jsonb_set(m.metadata, '{delivery}', r.delivery::jsonb)
             FROM unnest(\(reports.map(\.messageID))::uuid[], \(reports.map(\.delivery))::text[]) AS r(id, delivery)
             WHERE m.id = r.id
-            """, logger: logger)
+            """, preparedAs: RecordSends.self, logger: logger)
     }
+
+    /// The outbox worker's, once per batch of deliveries.
+    private enum RecordSends: PreparedSite { static let name = "madoguchi_messages_record_sends" }
 
     /// Moves every message of customer `other` to `target` (a merge); returns how many.
     func moveCustomer(from other: UUID, to target: UUID, on connection: PostgresConnection) async throws -> Int {

@@ -66,15 +66,15 @@ struct ReplyStore: Sendable {
     /// Several replies' delivery states at once (the outbox worker settles them by the batch); the
     /// replies, in no particular order.
     func setState(_ state: Reply.State, of replyIDs: [UUID], on connection: PostgresConnection) async throws -> [Reply] {
-        let rows = try await connection.run("""
+        try await connection.rows("""
             UPDATE replies SET state = \(state.rawValue), version = version + 1, updated_at = now()
             WHERE id = ANY(\(replyIDs)::uuid[])
             RETURNING \(unescaped: Reply.columns)
-            """, logger: logger)
-        var replies: [Reply] = []
-        for try await row in rows { replies.append(try Reply(row: row)) }
-        return replies
+            """, preparedAs: BatchState.self, logger: logger).map(Reply.init(row:))
     }
+
+    /// The outbox worker's, once per batch of deliveries.
+    private enum BatchState: PreparedSite { static let name = "madoguchi_replies_batch_state" }
 
     private func single(_ rows: PostgresRowSequence) async throws -> Reply {
         for try await row in rows { return try Reply(row: row) }

@@ -85,6 +85,13 @@ struct DeliveryTests {
 
     static func state(_ reply: [String: Any]) -> String? { (reply["delivery"] as? [String: Any])?["state"] as? String }
 
+    /// The reply's outbound message as the ticket's timeline shows it: its `delivery`.
+    static func timelineDelivery(_ app: TestApp, _ conversation: Conversation, _ reply: [String: Any]) async throws -> [String: Any]? {
+        let messageID = try #require(reply["message_id"] as? String)
+        let timeline = try await app.request(.get, "/v1/tickets/\(conversation.ticket)/messages", key: conversation.agent).json["items"] as? [[String: Any]]
+        return timeline?.first { $0["id"] as? String == messageID }?["delivery"] as? [String: Any]
+    }
+
     /// Python's own `email` package reading the mail: subject and text, as an independent check.
     static func pythonReads(_ bytes: [UInt8]) async throws -> (subject: String, text: String, charset: String) {
         let file = try TestCluster.makeTemporaryDirectory(prefix: "pymail") + "/m.eml"
@@ -118,6 +125,10 @@ struct DeliveryTests {
             #expect(sent["state"] as? String == "sent")
             let relayResponse = (sent["delivery"] as? [String: Any])?["relay_response"] as? String
             #expect(relayResponse?.contains("queued as") == true)
+            // The timeline shows the mail's delivery from its outbox row.
+            let shown = try await Self.timelineDelivery(app, conversation, sent)
+            #expect(shown?["status"] as? String == "sent", "\(String(describing: shown))")
+            #expect(shown?["response"] as? String == relayResponse)
 
             let received = try #require(sink.received.first)
             #expect(sink.received.count == 1)
@@ -275,6 +286,9 @@ struct DeliveryTests {
             let recipients = (failed["delivery"] as? [String: Any])?["recipients"] as? [[String: Any]]
             #expect((recipients?.first?["reply"] as? String)?.contains("550") == true)
             #expect(sink.received.isEmpty)
+            let shown = try await Self.timelineDelivery(app, conversation, failed)
+            #expect(shown?["status"] as? String == "failed", "\(String(describing: shown))")
+            #expect((shown?["error"] as? String)?.contains("550") == true, "\(String(describing: shown))")
             let ticket = try await app.request(.get, "/v1/tickets/\(conversation.ticket)", key: conversation.agent).json
             #expect((ticket["tags"] as? [String])?.contains("delivery-failed") == true)
             #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = 'gone@example.jp' AND undeliverable_at IS NOT NULL") == 1)
@@ -341,6 +355,7 @@ struct DeliveryTests {
             let bounced = try await app.request(.get, "/v1/replies/\(reply)", key: conversation.agent).json
             #expect(bounced["state"] as? String == "bounced", "\(bounced)")
             #expect(Self.state(bounced) == "bounced")
+            #expect(try await Self.timelineDelivery(app, conversation, bounced)?["status"] as? String == "bounced")
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'reply.bounced'") == 1)
             let ticket = try await app.request(.get, "/v1/tickets/\(conversation.ticket)", key: conversation.agent).json
             #expect((ticket["tags"] as? [String])?.contains("delivery-failed") == true)

@@ -48,7 +48,7 @@ struct DeliveryDesk: Sendable {
     }
 
     /// A hard bounce names the Message-ID of one of our replies: the relay took it, the recipient's
-    /// server did not. The reply is bounced, its message says so, and its ticket is flagged, so that
+    /// server did not. The reply is bounced (its message shows it), and its ticket is flagged, so that
     /// someone answers another way (the identity was already marked undeliverable by ingest).
     func recordBounce(originalMessageID: String, recipients: [String], on connection: PostgresConnection) async throws {
         let replies = ReplyStore(logger: logger)
@@ -56,12 +56,8 @@ struct DeliveryDesk: Sendable {
             // Only a failure of someone the reply went to bounces it.
             let addressees = Self.addressees(of: reply)
             guard recipients.contains(where: { addressees.contains(IdentityValue.comparable($0)) }) else { continue }
+            // Its message shows `bounced` from the reply's state (`Message.columns`).
             let bounced = try await replies.setState(.bounced, of: reply.id, on: connection)
-            if let messageID = reply.messageID {
-                let report = try JSONSerialization.text(["status": "bounced", "updated_at": Date().rfc3339UTC,
-                                                         "recipients": recipients])
-                try await MessageStore(logger: logger).recordSend(of: messageID, provider: nil, providerMessageID: nil, delivery: report, on: connection)
-            }
             try await TicketStore(logger: logger).flagDeliveryFailure(reply.ticketID, on: connection)
             try await recordEvent(.replyBounced, reply: bounced, data: ["recipients": recipients], actor: nil, on: connection)
         }

@@ -3,7 +3,7 @@ import Logging
 import PostgresNIO
 
 /// Writes down what a delivery attempt came to, in one transaction: the outbox row (sent, failed,
-/// queued again with backoff, or held), the reply's state, the outbound message's delivery report,
+/// queued again with backoff, or held), the reply's state, an SMS or LINE message's delivery report,
 /// identities a relay refused for good, a ticket a failed reply leaves unanswered, and the events.
 struct DeliveryRecorder: Sendable {
     let database: Database
@@ -63,14 +63,8 @@ struct DeliveryRecorder: Sendable {
             outcomes.map { .init(claim: $0.key, results: $0.value.results, response: $0.value.attempt.response) }, worker: worker, on: connection)
         guard !settled.isEmpty else { return }
         let byReply = Dictionary(settled.compactMap { row in outcomes[row.claim].map { (row.replyID, $0) } }) { first, _ in first }
-        let replies = try await ReplyStore(logger: logger).setState(.sent, of: settled.map(\.replyID), on: connection)
-        let updatedAt = Date().rfc3339UTC
-        try await MessageStore(logger: logger).recordSends(try replies.compactMap { reply in
-            guard let messageID = reply.messageID else { return nil }
-            var report: [String: Any] = ["status": "sent", "updated_at": updatedAt]
-            if let response = byReply[reply.id]?.attempt.response { report["response"] = String(response.prefix(500)) }
-            return (messageID, try JSONSerialization.text(report))
-        }, on: connection)
+        // A mail's message shows its outbox row as its delivery (`Message.columns`); nothing to copy.
+        _ = try await ReplyStore(logger: logger).setState(.sent, of: settled.map(\.replyID), on: connection)
         try await EventStore(logger: logger).record(.replyDelivered, replies: settled.compactMap { row in
             byReply[row.replyID].map { outcome in
                 (row.replyID, ["response": outcome.attempt.response ?? "", "attempts": outcome.item.attempts, "refused": [[String: String]]()] as [String: Any])
@@ -112,7 +106,9 @@ struct DeliveryRecorder: Sendable {
         else { return }
 
         let reply = try await ReplyStore(logger: logger).setState(delivered ? .sent : .failed, of: replyID, on: connection)
-        if let messageID = reply.messageID {
+        // A provider's message keeps the provider's id (its status callbacks name it) and report; a
+        // mail's message shows its outbox row instead (`Message.columns`).
+        if let messageID = reply.messageID, item.channel == .sms || item.channel == .chat {
             var report: [String: Any] = ["status": delivered ? (attempt.provider == nil ? "sent" : "queued") : "failed",
                                          "updated_at": Date().rfc3339UTC]
             if let response = attempt.response { report["response"] = String(response.prefix(500)) }

@@ -48,17 +48,29 @@ public struct Message: Sendable {
     public var attachments: [Attachment] = []
     /// Files the sender's platform hosts, kept as links: `url`, `filename`, `media_type`.
     public var links: [[String: String]] = []
-    /// Outbound: the provider's latest delivery report (`status`, `error_code`, `updated_at`).
+    /// Outbound: where its delivery stands (`status`, `updated_at`, …): the provider's latest report,
+    /// or a mail's outbox row.
     public var delivery: [String: String]?
     /// The customer unsent it (LINE).
     public var withdrawnAt: Date?
     public var sentAt: Date?
     public var createdAt: Date
 
+    /// Read from a row named `message`. A provider's delivery reports are written onto the message
+    /// (`metadata.delivery`); a mail's delivery is its outbox row, read here, rather than copied onto
+    /// the message at every send (an update of the whole row and of every index on it).
     static let columns = """
         id, ticket_id, direction, channel, classification, customer_id, author_agent_id, from_address,
         to_addresses, subject, body_text, body_html, quoted_text, visible_text, email_message_id, in_reply_to,
-        threading_reason, sent_at, created_at, (metadata->'links')::text AS links, (metadata->'delivery')::text AS delivery,
+        threading_reason, sent_at, created_at, (metadata->'links')::text AS links,
+        coalesce(message.metadata->'delivery', (
+            SELECT jsonb_strip_nulls(jsonb_build_object(
+                'status', CASE WHEN r.state = 'bounced' THEN 'bounced' ELSE o.state END,
+                'updated_at', to_char(o.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                'response', left(o.relay_response, 500), 'error', left(o.last_error, 500)))
+            FROM replies r JOIN outbox o ON o.reply_id = r.id
+            WHERE r.message_id = message.id AND message.direction = 'outbound' AND message.channel IN ('email', 'webform')
+        ))::text AS delivery,
         (metadata->>'unsent_at')::timestamptz AS withdrawn_at
         """
 

@@ -55,7 +55,7 @@ struct MessageStore: Sendable {
                     \(files.map { ByteBuffer(bytes: $0.content) })::bytea[], \(contained)::text[]
                 ) WITH ORDINALITY AS f(filename, media_type, has_content_id, content_id, inline, content, contained, n)
             )
-            SELECT \(unescaped: returning) FROM written
+            SELECT \(unescaped: returning) FROM written AS message
             """
     }
 
@@ -114,18 +114,6 @@ struct MessageStore: Sendable {
             WHERE id = \(messageID)
             """, logger: logger)
     }
-
-    /// Several sends' delivery reports at once (`delivery` is JSON text, by message).
-    func recordSends(_ reports: [(messageID: UUID, delivery: String)], on connection: PostgresConnection) async throws {
-        _ = try await connection.rows("""
-            UPDATE messages m SET metadata = jsonb_set(m.metadata, '{delivery}', r.delivery::jsonb)
-            FROM unnest(\(reports.map(\.messageID))::uuid[], \(reports.map(\.delivery))::text[]) AS r(id, delivery)
-            WHERE m.id = r.id
-            """, preparedAs: RecordSends.self, logger: logger)
-    }
-
-    /// The outbox worker's, once per batch of deliveries.
-    private enum RecordSends: PreparedSite { static let name = "madoguchi_messages_record_sends" }
 
     /// Moves every message of customer `other` to `target` (a merge); returns how many.
     func moveCustomer(from other: UUID, to target: UUID, on connection: PostgresConnection) async throws -> Int {

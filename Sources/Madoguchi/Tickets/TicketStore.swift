@@ -201,7 +201,7 @@ struct TicketStore: Sendable {
     /// The position is read back from the row itself, so no timestamp is ever rounded through a cursor.
     func messages(ticketID: UUID, after: UUID?, limit: Int, on connection: PostgresConnection) async throws -> [Message] {
         let rows = try await connection.run("""
-            SELECT \(unescaped: Message.columns) FROM messages
+            SELECT \(unescaped: Message.columns) FROM messages AS message
             WHERE ticket_id = \(ticketID)
               AND (\(after)::uuid IS NULL
                    OR (created_at, id) > (SELECT created_at, id FROM messages WHERE id = \(after) AND ticket_id = \(ticketID)))

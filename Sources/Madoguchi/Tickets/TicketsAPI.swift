@@ -173,7 +173,8 @@ extension Components.Schemas.Message {
             },
             delivery: message.delivery.flatMap { delivery in
                 delivery["status"].map {
-                    .init(status: $0, errorCode: delivery["error_code"], updatedAt: delivery["updated_at"].flatMap { try? Date($0, strategy: .iso8601) })
+                    .init(status: $0, errorCode: delivery["error_code"], response: delivery["response"], error: delivery["error"],
+                          updatedAt: delivery["updated_at"].flatMap { try? Date($0, strategy: .iso8601) })
                 }
             },
             withdrawnAt: message.withdrawnAt,

@@ -72,11 +72,13 @@ public struct EmailBenchmark: Sendable {
             let key = try await database.withConnection { connection in
                 try await APIKeyStore(logger: logger).create(name: "bench gateway", role: .gateway, agentID: nil, on: connection).1.text
             }
+            let cpu = MachineCPU.now()
             let driven = try await BenchmarkSupport.drive(port: port, clients: clients, seconds: seconds) { client, sequence in
                 // A fresh Message-ID each time, so every post is a new mail, not a replay.
                 let mail = Array("Message-ID: <bench-\(client)-\(sequence)@bench>\r\n".utf8) + mails[(client + sequence * clients) % mails.count]
                 return .init(path: "/v1/inbound/email", headers: ["Authorization": "Bearer \(key)", "Content-Type": "message/rfc822"], body: mail)
             }
+            let serviceCPU = cpu.millisecondsPer(driven.requests)
             try await BenchmarkSupport.reportStatements(database, logger: logger, report: report)
             // The same requests' transactions, for mails spread over the whole corpus; the senders
             // are known by then, as in the measurement's steady state.
@@ -84,16 +86,22 @@ public struct EmailBenchmark: Sendable {
                 let mail = Array("Message-ID: <bench-capture-\(sequence)@bench>\r\n".utf8) + mails[(sequence * 37) % mails.count]
                 return .init(path: "/v1/inbound/email", headers: ["Authorization": "Bearer \(key)", "Content-Type": "message/rfc822"], body: mail)
             }
-            return (driven, ownSQL)
+            return (driven, ownSQL, serviceCPU)
         }
-        let (driven, ownSQL) = results
+        let (driven, ownSQL, serviceCPU) = results
         let serviceRate = Double(driven.requests) / driven.elapsed
+        let replayCPU = MachineCPU.now()
         let replayed = try await BenchmarkSupport.pgbenchTPS(scripts: ownSQL.scripts, named: "email-own-sql", clients: clients, seconds: seconds, on: cluster)
+        let ownSQLCPU = replayCPU.millisecondsPer(Int(replayed * Double(seconds)))
         let baseline = try await BenchmarkSupport.pgbenchStorePayload(
             channel: .email, averageBytes: driven.bytes / max(driven.requests, 1), clients: clients, seconds: seconds, on: cluster)
         report(String(format: "endpoint: %8.1f messages/s  %7.1f MB/s  (%d clients)", serviceRate, Double(driven.bytes) / driven.elapsed / 1_000_000, clients))
         report(String(format: "pgbench replaying the service's own SQL (%d requests' transactions): %8.1f mails/s   service/own SQL %.2f   %.2f round trips a mail",
                       ownSQL.scripts.count, replayed, serviceRate / replayed, ownSQL.roundTrips))
+        if let serviceCPU, let ownSQLCPU {
+            // Busy time of every process on the machine (the load generator and pgbench included).
+            report(String(format: "machine CPU per mail: service %.2f ms, its own SQL through pgbench %.2f ms", serviceCPU, ownSQLCPU))
+        }
         report(String(format: "pgbench storing the raw bytes only: %8.0f inserts/s   service/pgbench %.2f   own SQL/pgbench %.2f",
                       baseline, serviceRate / baseline, replayed / baseline))
     }

@@ -79,17 +79,18 @@ struct DeliveryDesk: Sendable {
 
     /// The replies whose outbound mail carried this Message-ID (what a report names as the original).
     private func repliesSent(as emailMessageID: String, lock: Bool, on connection: PostgresConnection) async throws -> [Reply] {
-        let rows = try await connection.run("""
+        let replyIDs = try await connection.rows("""
             SELECT r.id FROM messages m JOIN replies r ON r.message_id = m.id
             WHERE m.email_message_id = \(emailMessageID) AND m.direction = 'outbound'
-            """, logger: logger)
-        var replyIDs: [UUID] = []
-        for try await id in rows.decode(UUID.self) { replyIDs.append(id) }
+            """, preparedAs: RepliesSent.self, logger: logger).map { try $0.decode(UUID.self) }
         let replies = ReplyStore(logger: logger)
         var found: [Reply] = []
         for replyID in replyIDs { found.append(try await replies.reply(id: replyID, lock: lock, on: connection)) }
         return found
     }
+
+    /// Every bounce and delay notice that names a Message-ID asks.
+    private enum RepliesSent: PreparedSite { static let name = "madoguchi_replies_sent_as" }
 
     /// Whom the reply went to, as identities compare.
     private static func addressees(of reply: Reply) -> Set<String> {

@@ -244,20 +244,24 @@ struct EmailIngest: Sendable {
         }
         var target: (ticket: UUID, customer: UUID, reason: String)?
         if let original = mail.deliveryReport?.originalMessageID {
-            let rows = try await connection.run("""
+            for row in try await connection.rows("""
                 SELECT t.id, t.customer_id FROM messages m JOIN tickets t ON t.id = m.ticket_id
                 WHERE m.email_message_id = \(original) ORDER BY m.created_at LIMIT 1
-                """, logger: logger)
-            for try await (ticketID, customerID) in rows.decode((UUID, UUID).self) { target = (ticketID, customerID, "bounce-message-id") }
+                """, preparedAs: ReportedMail.self, logger: logger) {
+                let (ticketID, customerID) = try row.decode((UUID, UUID).self)
+                target = (ticketID, customerID, "bounce-message-id")
+            }
         }
         for recipient in recipients where target == nil {
-            let rows = try await connection.run("""
+            for row in try await connection.rows("""
                 SELECT t.id, t.customer_id FROM customer_identities i JOIN tickets t ON t.customer_id = i.customer_id
                 WHERE i.kind = 'email' AND i.value = \(recipient.address)
                 ORDER BY EXISTS (SELECT 1 FROM messages o WHERE o.ticket_id = t.id AND o.direction = 'outbound') DESC, t.updated_at DESC
                 LIMIT 1
-                """, logger: logger)
-            for try await (ticketID, customerID) in rows.decode((UUID, UUID).self) { target = (ticketID, customerID, "bounce-recipient") }
+                """, preparedAs: ReportedRecipient.self, logger: logger) {
+                let (ticketID, customerID) = try row.decode((UUID, UUID).self)
+                target = (ticketID, customerID, "bounce-recipient")
+            }
         }
         let desk = DeliveryDesk(database: database, logger: logger)
         if mail.classification == .bounce {
@@ -289,6 +293,11 @@ struct EmailIngest: Sendable {
         outcome.customerID = target.customer
         outcome.threadingReason = target.reason
     }
+
+    /// Where a report belongs: by the Message-ID it names, else by its recipient (bounces are many
+    /// among what a shop's address receives, so these are prepared like the rest of ingest).
+    private enum ReportedMail: PreparedSite { static let name = "madoguchi_report_by_message_id" }
+    private enum ReportedRecipient: PreparedSite { static let name = "madoguchi_report_by_recipient" }
 
     private func markUndeliverable(_ recipient: DeliveryReport.Recipient, on connection: PostgresConnection) async throws {
         let reason = String(Text.clean([recipient.reason, recipient.status, recipient.diagnostic].compactMap { $0 }.joined(separator: " — ")).prefix(2000))

@@ -84,14 +84,16 @@ struct EmailThreader: Sendable {
         let fromCarrier = sender.map { ThreadSubject.isCarrierAddress($0.address) } ?? false
         guard !reduced.key.isEmpty, reduced.isReply || fromCarrier else { return nil }
         let seconds = Double(subjectWindow.components.seconds)
-        let rows = try await connection.run("""
+        let rows = try await connection.rows("""
             SELECT id FROM tickets
             WHERE customer_id = \(customerID) AND thread_subject = \(reduced.key) AND status <> 'closed'
-              AND coalesce(last_customer_message_at, created_at) > now() - make_interval(secs => \(seconds))
+              AND coalesce(last_customer_message_at, created_at) > now() - make_interval(secs => \(seconds)::float8)
             ORDER BY updated_at DESC
             LIMIT 1
-            """, logger: logger)
-        for try await ticketID in rows.decode(UUID.self) { return .existing(ticketID, reason: "subject") }
-        return nil
+            """, preparedAs: BySubject.self, logger: logger)
+        return try rows.first.map { .existing(try $0.decode(UUID.self), reason: "subject") }
     }
+
+    /// Every reply without thread headers that names no ticket asks.
+    private enum BySubject: PreparedSite { static let name = "madoguchi_thread_by_subject" }
 }

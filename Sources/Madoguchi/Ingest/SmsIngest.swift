@@ -88,14 +88,15 @@ struct SmsIngest: Sendable {
     /// The customer's most recent SMS ticket they wrote on within the window (closed included, so a
     /// message after closing starts a linked ticket rather than an unrelated one).
     private static func ongoingConversation(customerID: UUID, window: Duration, logger: Logger, on connection: PostgresConnection) async throws -> UUID? {
-        let rows = try await connection.run("""
+        try await connection.rows("""
             SELECT id FROM tickets
             WHERE customer_id = \(customerID) AND channel = 'sms'
-              AND coalesce(last_customer_message_at, created_at) > now() - make_interval(secs => \(window.seconds))
+              AND coalesce(last_customer_message_at, created_at) > now() - make_interval(secs => \(window.seconds)::float8)
             ORDER BY coalesce(last_customer_message_at, created_at) DESC
             LIMIT 1
-            """, logger: logger)
-        for try await id in rows.decode(UUID.self) { return id }
-        return nil
+            """, preparedAs: OngoingConversation.self, logger: logger).first.map { try $0.decode(UUID.self) }
     }
+
+    /// Every text from a known customer asks.
+    private enum OngoingConversation: PreparedSite { static let name = "madoguchi_sms_ongoing_conversation" }
 }

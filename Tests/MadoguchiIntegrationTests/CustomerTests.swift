@@ -142,6 +142,34 @@ struct CustomerTests {
         }
     }
 
+    @Test("customer_survivor follows a merge chain to its end: unknown customers and chains past 32 merges have none")
+    func survivorChains() async throws {
+        try await TestApp.run { app in
+            // 40 customers, each merged into the one before: 0 ← 1 ← … ← 39.
+            try await app.database.withConnection { connection in
+                try await connection.query("""
+                    INSERT INTO customers (display_name) SELECT 'chain ' || n FROM generate_series(0, 39) AS n
+                    """, logger: TestCluster.logger)
+                try await connection.query("""
+                    UPDATE customers c SET merged_into = before.id, merged_at = now()
+                    FROM customers before
+                    WHERE c.display_name LIKE 'chain %' AND before.display_name = 'chain ' || (substr(c.display_name, 7)::int - 1)
+                    """, logger: TestCluster.logger)
+            }
+            func survivor(of n: Int) async throws -> [String] {
+                try await app.strings("""
+                    SELECT coalesce((SELECT display_name FROM customers WHERE id = customer_survivor(c.id)), 'none')
+                    FROM customers c WHERE c.display_name = \("chain \(n)")
+                    """)
+            }
+            #expect(try await survivor(of: 0) == ["chain 0"])
+            #expect(try await survivor(of: 1) == ["chain 0"])
+            #expect(try await survivor(of: 32) == ["chain 0"])
+            #expect(try await survivor(of: 33) == ["none"])
+            #expect(try await app.strings("SELECT coalesce(customer_survivor(gen_random_uuid())::text, 'none')") == ["none"])
+        }
+    }
+
     @Test("A←B and B←A at once, 20 times: one survivor each time, no row lost, no error but the loser's answer")
     func concurrentMerges() async throws {
         try await TestApp.run { app in

@@ -110,7 +110,6 @@ struct InboundPayloadStore: Sendable {
     /// Every request that comes in is stored through `insert`, and looked up by `firstAnswer`.
     private enum InsertPayload: PreparedSite { static let name = "madoguchi_insert_payload" }
     private enum FirstAnswer: PreparedSite { static let name = "madoguchi_first_answer" }
-    private enum FirstAnswerWithThread: PreparedSite { static let name = "madoguchi_first_answer_with_thread" }
 
     enum Opening: Sendable {
         /// Already taken in: the first answer, to give again with 200.
@@ -153,7 +152,7 @@ struct InboundPayloadStore: Sendable {
     /// The answer the first delivery of this provider message got, if one was taken in, and in the
     /// same statement the owners of the sender's `identities` (`identity_owner`; see
     /// `IdentityStore.OwnersRead`), in their order, and the messages a mail's thread headers name
-    /// (`threadIDs`: its In-Reply-To and References; `EmailThreader.HeaderMatch`). For a caller that
+    /// (`threadIDs`: its In-Reply-To and References; `email_thread_matches`, `EmailThreader.HeaderMatch`). For a caller that
     /// already holds the message's lock and the identities' (taken with the payload's insert): the
     /// reads a message needs after its locks, in one round trip.
     func firstAnswer(
@@ -161,12 +160,10 @@ struct InboundPayloadStore: Sendable {
         ownersOf identities: [(kind: Customer.Identity.Kind, value: String)], threadIDs: [String] = [], on connection: PostgresConnection
     ) async throws -> FirstRead {
         // One row per identity (one row when there is none), the first answer and the thread's
-        // messages repeated on each. Without thread headers (every message but a mail's reply) the
-        // thread's lateral is left out, as a statement of its own: kept in, PostgreSQL costed the
-        // lookup of an empty list as nothing in a custom plan but not in the generic one, and so
-        // planned the statement afresh at every request (0.65 ms of planning per message).
-        var query: PostgresQuery = """
-            SELECT first.message_id, first.response_body, sender.n, sender.customer_id, sender.live, \(unescaped: threadIDs.isEmpty ? "NULL::text" : "thread.matches::text")
+        // messages repeated on each.
+        let rows = try await connection.rows("""
+            SELECT first.message_id, first.response_body, sender.n, sender.customer_id, sender.live,
+                   email_thread_matches(\(threadIDs)::text[])::text
             FROM (SELECT 1) AS one
             LEFT JOIN LATERAL (
                 SELECT message_id, response_body::text AS response_body FROM inbound_payloads
@@ -179,24 +176,8 @@ struct InboundPayloadStore: Sendable {
                 FROM unnest(\(identities.map(\.kind.rawValue))::text[], \(identities.map(\.value))::text[]) WITH ORDINALITY AS i(kind, value, n)
                 LEFT JOIN LATERAL identity_owner(i.kind, i.value) AS o ON true
             ) AS sender ON true
-            """
-        if !threadIDs.isEmpty {
-            query.binds.append(threadIDs)
-            query.sql += """
-
-                LEFT JOIN LATERAL (
-                    SELECT jsonb_agg(jsonb_build_object(
-                               'email_message_id', m.email_message_id, 'ticket_id', m.ticket_id, 'ticket_customer_id', t.customer_id,
-                               'message_customer_id', m.customer_id, 'from_address', m.from_address, 'to_addresses', m.to_addresses)) AS matches
-                    FROM messages m JOIN tickets t ON t.id = m.ticket_id
-                    WHERE m.email_message_id = ANY($\(query.binds.count)::text[])
-                ) AS thread ON true
-                """
-        }
-        query.sql += "\nORDER BY sender.n"
-        let rows = threadIDs.isEmpty
-            ? try await connection.rows(query, preparedAs: FirstAnswer.self, logger: logger)
-            : try await connection.rows(query, preparedAs: FirstAnswerWithThread.self, logger: logger)
+            ORDER BY sender.n
+            """, preparedAs: FirstAnswer.self, logger: logger)
         var read = FirstRead(owners: [IdentityStore.Owner?](repeating: nil, count: identities.count))
         for row in rows {
             let (messageID, body, position, customerID, live, matches) = try row.decode((UUID?, String?, Int64?, UUID?, Bool?, String?).self)

@@ -197,7 +197,7 @@ public struct OutboxWorker: Service {
                 email = nil
             }
             if settings.twilio != nil || settings.vonage != nil || settings.line != nil {
-                providers = ProviderDelivery(database: worker.database, logger: worker.logger, settings: settings,
+                providers = ProviderDelivery(logger: worker.logger, settings: settings,
                                              http: try ProviderHTTPClient(group: group, timeout: .milliseconds(Int64(settings.providerTimeout.seconds * 1000))),
                                              publicURL: worker.publicURL)
             } else {

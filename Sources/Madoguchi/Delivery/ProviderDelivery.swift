@@ -12,7 +12,6 @@ import PostgresNIO
 /// key: a request that got no answer may have made a message, so the row is held for a person
 /// (at most once, never a second text); a request refused with an answer is retried or failed.
 struct ProviderDelivery: Sendable {
-    let database: Database
     let logger: Logger
     let settings: DeliverySettings
     let http: ProviderHTTPClient

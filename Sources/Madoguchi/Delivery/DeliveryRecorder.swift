@@ -64,7 +64,7 @@ struct DeliveryRecorder: Sendable {
         guard !settled.isEmpty else { return }
         let byReply = Dictionary(settled.compactMap { row in outcomes[row.claim].map { (row.replyID, $0) } }) { first, _ in first }
         // A mail's message shows its outbox row as its delivery (`Message.columns`); nothing to copy.
-        _ = try await ReplyStore(logger: logger).setState(.sent, of: settled.map(\.replyID), on: connection)
+        try await ReplyStore(logger: logger).setState(.sent, of: settled.map(\.replyID), on: connection)
         try await EventStore(logger: logger).record(.replyDelivered, replies: settled.compactMap { row in
             byReply[row.replyID].map { outcome in
                 (row.replyID, ["response": outcome.attempt.response ?? "", "attempts": outcome.item.attempts, "refused": [[String: String]]()] as [String: Any])

@@ -63,14 +63,12 @@ struct ReplyStore: Sendable {
             """, logger: logger))
     }
 
-    /// Several replies' delivery states at once (the outbox worker settles them by the batch); the
-    /// replies, in no particular order.
-    func setState(_ state: Reply.State, of replyIDs: [UUID], on connection: PostgresConnection) async throws -> [Reply] {
-        try await connection.rows("""
+    /// Several replies' delivery states at once (the outbox worker settles them by the batch).
+    func setState(_ state: Reply.State, of replyIDs: [UUID], on connection: PostgresConnection) async throws {
+        _ = try await connection.rows("""
             UPDATE replies SET state = \(state.rawValue), version = version + 1, updated_at = now()
             WHERE id = ANY(\(replyIDs)::uuid[])
-            RETURNING \(unescaped: Reply.columns)
-            """, preparedAs: BatchState.self, logger: logger).map(Reply.init(row:))
+            """, preparedAs: BatchState.self, logger: logger)
     }
 
     /// The outbox worker's, once per batch of deliveries.

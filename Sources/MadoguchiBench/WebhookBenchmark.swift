@@ -41,7 +41,7 @@ public struct WebhookBenchmark: Sendable {
                     }
                     let result = try await BenchmarkSupport.drive(port: port, clients: clients, seconds: seconds, request)
                     // MADOGUCHI_BENCH_STATEMENTS=1: where the database's time went, for this channel alone.
-                    try await BenchmarkSupport.reportStatements(database, logger: logger) { report("\(provider): \($0)") }
+                    try await BenchmarkSupport.reportStatements(database, logger: logger) { report("[\(provider)] \($0)") }
                     // The same requests' transactions, from a client of its own (its ids are new,
                     // its customers are the measurement's).
                     let ownSQL = try await OwnSQLReplay.captureIngest(port: port, cluster: cluster, database: database, logger: logger) { sequence in

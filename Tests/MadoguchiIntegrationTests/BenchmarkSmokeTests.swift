@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import PostgresNIO
 import Synchronization
 import Testing
 @testable import Madoguchi
@@ -136,5 +137,40 @@ struct BenchmarkSmokeTests {
         let rows = try await benchmark.run(logger: Self.quiet) { _ in }
         #expect(rows.count == 1)
         #expect(rows[0].service > 0 && rows[0].pgbench > 0)
+    }
+
+    @Test("dev seed: a seed that at least doubles the tickets rebuilds the same indexes once the rows are in; a smaller one keeps them")
+    func seed() async throws {
+        try await TestApp.run(checksEventPayloads: false) { app in
+            let indexes: PostgresQuery = """
+                SELECT c.oid::text || ' ' || pg_get_indexdef(i.indexrelid) || ' ' || i.indisvalid::text
+                FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                WHERE i.indrelid = ANY(ARRAY['customers', 'tickets', 'messages', 'ticket_responses', 'ticket_status_periods']::regclass[])
+                ORDER BY c.relname
+                """
+            // Each index's definition and validity, without the oid that a rebuild changes.
+            func definitions(_ rows: [String]) -> [String] { rows.map { String($0.drop { $0 != " " }) } }
+            let migrated = try await app.strings(indexes)
+
+            var seeder = ReportSeeder(tickets: 300)
+            seeder.batch = 120
+            let first = try await seeder.run(app.database, logger: Self.quiet) { _ in }
+            let rebuilt = try await app.strings(indexes)
+            #expect(definitions(rebuilt) == definitions(migrated))
+            #expect(rebuilt.allSatisfy { $0.hasSuffix(" true") })
+            // The secondary indexes were built anew (new oids); the constraints' were kept.
+            func index(_ name: String, in rows: [String]) -> String? { rows.first { $0.contains(" INDEX \(name) ON ") } }
+            #expect(index("messages_ticket_timeline", in: rebuilt) != nil)
+            #expect(index("messages_ticket_timeline", in: rebuilt) != index("messages_ticket_timeline", in: migrated))
+            #expect(index("tickets_pkey", in: rebuilt) != nil)
+            #expect(index("tickets_pkey", in: rebuilt) == index("tickets_pkey", in: migrated))
+            #expect(try await app.count("SELECT count(*) FROM tickets") == 300)
+            #expect(try await app.count("SELECT count(*) FROM messages") == first.messages)
+
+            let second = try await ReportSeeder(tickets: 100).run(app.database, logger: Self.quiet) { _ in }
+            #expect(try await app.strings(indexes) == rebuilt)
+            #expect(try await app.count("SELECT count(*) FROM tickets") == 400)
+            #expect(try await app.count("SELECT count(*) FROM messages") == first.messages + second.messages)
+        }
     }
 }

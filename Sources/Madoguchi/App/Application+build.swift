@@ -52,6 +52,7 @@ public func buildApplication(
         assignment: assigner.trigger)
     try handler.registerHandlers(
         on: RecordingTransport(router: router, table: routes),
+        configuration: ResponseEncoding.configuration,
         middlewares: [
             AuthMiddleware(database: database, keys: handler.keys, rateLimiter: RateLimiter(limits: configuration.http.rateLimits,
                                                                                           providerLimit: configuration.http.providerRateLimit)),

@@ -1,0 +1,23 @@
+import Foundation
+import OpenAPIRuntime
+
+/// How the generated code writes JSON bodies and dates. Its defaults are for people reading a
+/// response in a terminal: every body pretty-printed, every date through `ISO8601DateFormatter`.
+/// Our callers are programs, and a report is thousands of rows: at 1,000,000 tickets a year's backlog
+/// by day was 415 KB of mostly indentation, and encoding took a third of the request.
+enum ResponseEncoding {
+    static let configuration = OpenAPIRuntime.Configuration(
+        dateTranscoder: UTCSecondsDateTranscoder(),
+        // Sorted keys keep bodies stable for caches, diffs and tests; `/` needs no escape in JSON.
+        jsonEncodingOptions: [.sortedKeys, .withoutEscapingSlashes])
+}
+
+/// Writes a date as RFC 3339 in UTC to the second (`2026-12-04T15:00:00Z`), as the default
+/// transcoder does, without a formatter or its lock; reads dates exactly as the default does.
+struct UTCSecondsDateTranscoder: DateTranscoder {
+    private let reading = ISO8601DateTranscoder()
+
+    func encode(_ date: Date) throws -> String { date.rfc3339UTC }
+
+    func decode(_ text: String) throws -> Date { try reading.decode(text) }
+}

@@ -81,7 +81,7 @@ public struct ClaimNextBenchmark: Sendable {
             let deadline = ContinuousClock.now + .seconds(300)
             while left && ContinuousClock.now < deadline {
                 for function in ["compact_report_arrivals", "compact_report_backlog"] {
-                    try await connection.query(PostgresQuery(unsafeSQL: "SELECT \(function)(100000)"), logger: logger)
+                    try await connection.perform(PostgresQuery(unsafeSQL: "SELECT \(function)(100000)"), logger: logger)
                 }
                 let rows = try await connection.query("""
                     SELECT EXISTS (SELECT 1 FROM report_arrival_changes) OR EXISTS (SELECT 1 FROM report_backlog_changes)

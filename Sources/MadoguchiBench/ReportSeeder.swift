@@ -45,6 +45,11 @@ public struct ReportSeeder: Sendable {
             // One transaction for the whole seed: a seed cut short leaves nothing behind, not even
             // the indexes set aside below.
             try await connection.query("BEGIN", logger: logger)
+            // The lock the rollup worker's fold of response periods takes first (migration 0038), and
+            // the rebuild at the end takes too: taken now, a running service's fold waits for the
+            // seed. Taken last, it deadlocked with a fold waiting on the tables the seed holds, and
+            // PostgreSQL aborted the seed.
+            try await connection.perform("SELECT pg_advisory_xact_lock(7382660038)", logger: logger)
             try await connection.query("SET LOCAL session_replication_role = replica", logger: logger)
             try await connection.query("""
                 INSERT INTO agents (id, display_name)
@@ -75,7 +80,7 @@ public struct ReportSeeder: Sendable {
             }
             try await connection.query("SET LOCAL session_replication_role = origin", logger: logger)
             // The triggers that keep the report rollups were off too: count them from what was written.
-            try await connection.query("SELECT rebuild_report_arrivals(), rebuild_report_backlog(), rebuild_report_response_periods()", logger: logger)
+            try await connection.perform("SELECT rebuild_report_arrivals(), rebuild_report_backlog(), rebuild_report_response_periods()", logger: logger)
             try await connection.query("COMMIT", logger: logger)
             try await connection.query("ANALYZE", logger: logger)
         }

@@ -53,7 +53,7 @@ struct ConnectionPoolTests {
                 for _ in 0..<500 where !connection.isClosed { try? await Task.sleep(for: .milliseconds(10)) }
                 try? await Task.sleep(for: .milliseconds(200))
                 // Through the service's own entry point; PostgresNIO's `query` here never answers.
-                try await connection.run("SELECT 1", logger: TestCluster.logger)
+                try await connection.perform("SELECT 1", logger: TestCluster.logger)
             }
         }
         var pid: Int32 = 0
@@ -85,7 +85,7 @@ struct ConnectionPoolTests {
         let poolRun = Task { await database.client.run() }
         let logger = TestCluster.logger
         let closed = try await database.withConnection { connection -> Bool in
-            try await connection.run("BEGIN", logger: logger)
+            try await connection.perform("BEGIN", logger: logger)
             await #expect(throws: PSQLError.self) { try await connection.run("SELECT 1 / 0", logger: logger) }
             // Preparing is refused in the aborted transaction; PostgresNIO would keep that refusal
             // for every later use of the name on this connection.

@@ -90,7 +90,7 @@ public struct APIKeyStore: Sendable {
         guard let (principal, stale) = found else { return nil }
         if stale {
             // Coarse on purpose: one write a minute per key, not one per request.
-            try await connection.run("UPDATE api_keys SET last_used_at = now() WHERE id = \(principal.keyID)", logger: logger)
+            try await connection.perform("UPDATE api_keys SET last_used_at = now() WHERE id = \(principal.keyID)", logger: logger)
         }
         return principal
     }

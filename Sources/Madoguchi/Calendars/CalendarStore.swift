@@ -50,15 +50,15 @@ struct CalendarStore: Sendable {
             var saved: UUID?
             for try await row in rows.decode(UUID.self) { saved = row }
             guard let saved else { throw Self.notFound(id ?? UUID()) }
-            try await connection.run("DELETE FROM business_hours WHERE calendar_id = \(saved)", logger: logger)
-            try await connection.run("""
+            try await connection.perform("DELETE FROM business_hours WHERE calendar_id = \(saved)", logger: logger)
+            try await connection.perform("""
                 INSERT INTO business_hours (calendar_id, weekday, opens, closes)
                 SELECT \(saved), weekday, opens::time, closes::time
                 FROM unnest(\(draft.hours.map { $0.weekday })::int[], \(draft.hours.map(\.opens))::text[], \(draft.hours.map(\.closes))::text[])
                      AS h(weekday, opens, closes)
                 """, logger: logger)
-            try await connection.run("DELETE FROM business_closed_days WHERE calendar_id = \(saved)", logger: logger)
-            try await connection.run("""
+            try await connection.perform("DELETE FROM business_closed_days WHERE calendar_id = \(saved)", logger: logger)
+            try await connection.perform("""
                 INSERT INTO business_closed_days (calendar_id, day, name)
                 SELECT \(saved), day::date, name
                 FROM unnest(\(draft.closedDays.map(\.date))::text[], \(draft.closedDays.map(\.name))::text[]) AS d(day, name)

@@ -37,7 +37,7 @@ struct CustomerMerge: Sendable {
         }
 
         let moved = try await move(from: other, to: target, on: connection)
-        try await connection.run("""
+        try await connection.perform("""
             UPDATE customers AS survivor
             SET is_vip = survivor.is_vip OR merged.is_vip,
                 display_name = coalesce(survivor.display_name, merged.display_name),
@@ -48,9 +48,9 @@ struct CustomerMerge: Sendable {
             FROM customers AS merged
             WHERE survivor.id = \(target) AND merged.id = \(other)
             """, logger: logger)
-        try await connection.run("UPDATE customers SET merged_into = \(target), merged_at = now(), updated_at = now() WHERE id = \(other)", logger: logger)
+        try await connection.perform("UPDATE customers SET merged_into = \(target), merged_at = now(), updated_at = now() WHERE id = \(other)", logger: logger)
         // Customers merged into the other earlier now point straight at the survivor.
-        try await connection.run("UPDATE customers SET merged_into = \(target) WHERE merged_into = \(other)", logger: logger)
+        try await connection.perform("UPDATE customers SET merged_into = \(target) WHERE merged_into = \(other)", logger: logger)
         try await EventStore(logger: logger).record(
             .customerMerged, customerID: target, actor: principal,
             data: ["merged_customer_id": other.uuidString.lowercased(), "identities_moved": moved.identities,

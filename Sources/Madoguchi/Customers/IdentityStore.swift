@@ -106,7 +106,7 @@ struct IdentityStore: Sendable {
         _ identities: [(kind: Customer.Identity.Kind, value: String, rawValue: String?)], customerID: UUID, on connection: PostgresConnection
     ) async throws {
         guard !identities.isEmpty else { return }
-        try await connection.run("""
+        try await connection.perform("""
             INSERT INTO customer_identities (customer_id, kind, value, raw_value)
             SELECT \(customerID), i.kind, i.value, CASE WHEN i.has_raw THEN i.raw_value END
             FROM unnest(\(identities.map(\.kind.rawValue))::text[], \(identities.map(\.value))::text[],
@@ -131,7 +131,7 @@ struct IdentityStore: Sendable {
     }
 
     func markDeliverable(kind: Customer.Identity.Kind, value: String, on connection: PostgresConnection) async throws {
-        try await connection.run("""
+        try await connection.perform("""
             UPDATE customer_identities SET undeliverable_at = NULL, undeliverable_reason = NULL
             WHERE kind = \(kind.rawValue) AND value = \(value)
             """, logger: logger)

@@ -8,7 +8,7 @@ import PostgresNIO
 /// other's uncommitted row.
 enum AdvisoryLock {
     static func take(_ key: String, on connection: PostgresConnection, logger: Logger) async throws {
-        try await connection.run("SELECT pg_advisory_xact_lock(hashtextextended(\(key), 0))", logger: logger)
+        try await connection.perform("SELECT pg_advisory_xact_lock(hashtextextended(\(key), 0))", logger: logger)
     }
 
     /// Several keys in one round trip, taken one after the other in the order given (callers keep
@@ -16,7 +16,7 @@ enum AdvisoryLock {
     static func take(_ keys: [String], on connection: PostgresConnection, logger: Logger) async throws {
         if keys.count == 1 { return try await take(keys[0], on: connection, logger: logger) }
         guard !keys.isEmpty else { return }
-        try await connection.run("""
+        try await connection.perform("""
             SELECT count(*) FROM (
                 SELECT pg_advisory_xact_lock(hashtextextended(key, 0))
                 FROM unnest(\(keys)::text[]) WITH ORDINALITY AS keys(key, n)

@@ -124,7 +124,7 @@ public struct Database: Sendable {
 
     private func transaction<Result: Sendable>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
         try await withConnection { connection in
-            try await connection.run("BEGIN", logger: logger)
+            try await connection.perform("BEGIN", logger: logger)
             let result: Result
             do {
                 // The transaction's events are written together at its end (EventBatch).
@@ -137,13 +137,13 @@ public struct Database: Sendable {
                 }
             } catch {
                 do {
-                    try await connection.run("ROLLBACK", logger: logger)
+                    try await connection.perform("ROLLBACK", logger: logger)
                 } catch let rollbackError {
                     logger.warning("rollback failed", metadata: ["error": "\(String(reflecting: rollbackError))"])
                 }
                 throw error
             }
-            try await connection.run("COMMIT", logger: logger)
+            try await connection.perform("COMMIT", logger: logger)
             return result
         }
     }
@@ -156,7 +156,7 @@ extension Database {
         do {
             _ = try await withDeadline(timeout, orThrow: { DatabaseUnreachable(description: "PostgreSQL at \(target) did not accept a connection within \(timeout)") }) {
                 try await withConnection { connection -> Bool in
-                    try await connection.run("SELECT 1", logger: logger)
+                    try await connection.perform("SELECT 1", logger: logger)
                     return true
                 }
             }

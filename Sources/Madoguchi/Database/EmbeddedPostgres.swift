@@ -151,7 +151,7 @@ public struct EmbeddedPostgres: Sendable {
             var statement = "CREATE DATABASE \(Self.quoteIdentifier(name))"
             if let template { statement += " TEMPLATE \(Self.quoteIdentifier(template))" }
             do {
-                try await connection.run(PostgresQuery(unsafeSQL: statement), logger: logger)
+                try await connection.perform(PostgresQuery(unsafeSQL: statement), logger: logger)
             } catch where error.sqlState == .uniqueViolation || (error as? PSQLError)?.serverInfo?[.sqlState] == "42P04" {
                 // Another process created it between our check and our CREATE: the goal is met.
             }

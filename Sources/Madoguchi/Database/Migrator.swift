@@ -94,10 +94,10 @@ public struct Migrator: Sendable {
     @discardableResult
     public func migrate(_ database: Database, logger: Logger) async throws -> Report {
         try await database.withConnection { connection in
-            try await connection.run("SELECT pg_advisory_lock(\(Self.advisoryLockKey))", logger: logger)
+            try await connection.perform("SELECT pg_advisory_lock(\(Self.advisoryLockKey))", logger: logger)
             do {
                 let report = try await migrateHoldingLock(connection, logger: logger)
-                try await connection.run("SELECT pg_advisory_unlock(\(Self.advisoryLockKey))", logger: logger)
+                try await connection.perform("SELECT pg_advisory_unlock(\(Self.advisoryLockKey))", logger: logger)
                 return report
             } catch {
                 // The lock is tied to the session; release it so the pooled connection is clean.
@@ -109,7 +109,7 @@ public struct Migrator: Sendable {
 
     private func migrateHoldingLock(_ connection: PostgresConnection, logger: Logger) async throws -> Report {
         // The bookkeeping table is the one thing that must exist before any migration can be recorded.
-        try await connection.run("""
+        try await connection.perform("""
             CREATE TABLE IF NOT EXISTS schema_migrations (
                 version     integer PRIMARY KEY,
                 name        text NOT NULL,
@@ -129,14 +129,14 @@ public struct Migrator: Sendable {
         }
         for migration in pending {
             let start = ContinuousClock.now
-            try await connection.run("BEGIN", logger: logger)
+            try await connection.perform("BEGIN", logger: logger)
             do {
                 try await Self.execute(script: migration.sql, on: connection, logger: logger)
-                try await connection.run("""
+                try await connection.perform("""
                     INSERT INTO schema_migrations (version, name, checksum)
                     VALUES (\(migration.version), \(migration.name), \(migration.checksum))
                     """, logger: logger)
-                try await connection.run("COMMIT", logger: logger)
+                try await connection.perform("COMMIT", logger: logger)
             } catch {
                 _ = try? await connection.run("ROLLBACK", logger: logger)
                 throw MigrationError(description: "migration \(migration.name).sql failed and was rolled back: \(Self.describe(error))")
@@ -146,7 +146,7 @@ public struct Migrator: Sendable {
             report.schemaVersion = migration.version
         }
 
-        try await connection.run("BEGIN", logger: logger)
+        try await connection.perform("BEGIN", logger: logger)
         do {
             for view in views {
                 do {
@@ -155,7 +155,7 @@ public struct Migrator: Sendable {
                     throw MigrationError(description: "view \(view.name).sql failed: \(Self.describe(error))")
                 }
             }
-            try await connection.run("COMMIT", logger: logger)
+            try await connection.perform("COMMIT", logger: logger)
         } catch {
             _ = try? await connection.run("ROLLBACK", logger: logger)
             throw error
@@ -166,7 +166,7 @@ public struct Migrator: Sendable {
     private func dropViews(_ connection: PostgresConnection, logger: Logger) async throws {
         for view in views.reversed() {
             do {
-                try await connection.run(PostgresQuery(unsafeSQL: "DROP VIEW IF EXISTS \"\(view.name)\" CASCADE"), logger: logger)
+                try await connection.perform(PostgresQuery(unsafeSQL: "DROP VIEW IF EXISTS \"\(view.name)\" CASCADE"), logger: logger)
             } catch {
                 throw MigrationError(description: "dropping view \(view.name) before migrating failed: \(Self.describe(error))")
             }
@@ -221,7 +221,7 @@ public struct Migrator: Sendable {
         let statements = SQLScript.statements(in: script)
         for (number, statement) in statements.enumerated() {
             do {
-                try await connection.run(PostgresQuery(unsafeSQL: statement), logger: logger)
+                try await connection.perform(PostgresQuery(unsafeSQL: statement), logger: logger)
             } catch {
                 throw MigrationError(description: "statement \(number + 1) of \(statements.count) (\(statement.prefix(60))…): \(describe(error))")
             }

@@ -15,10 +15,22 @@ extension PostgresConnection {
     /// lease, and a pool that stops waits for that lease forever too. A backend terminated between
     /// two statements of one lease did exactly that (ConnectionPoolTests). Every statement the
     /// service sends goes through here; only the moment between this check and the send is left.
-    @discardableResult
+    ///
+    /// The rows must be read to their end (or the statement run with `perform`): PostgresNIO hands
+    /// the rows over once PostgreSQL has described them, so an error while the statement runs (a
+    /// deadlock, a constraint, a cancelled lock wait) arrives with the rows, and nobody sees it when
+    /// nobody reads them. In a transaction that is worse than a lost error: PostgreSQL has aborted
+    /// it, and the COMMIT that follows answers as a ROLLBACK would, without an error, so a caller
+    /// would report success for writes that were thrown away (StatementErrorTests).
     func run(_ query: PostgresQuery, logger: Logger, file: String = #fileID, line: Int = #line) async throws -> PostgresRowSequence {
         guard !isClosed else { throw ConnectionLost() }
         return try await self.query(query, logger: logger, file: file, line: line)
+    }
+
+    /// Runs a statement whose rows, if it returns any, are not needed, to its end: an error it
+    /// meets on the way is thrown here (see `run`).
+    package func perform(_ query: PostgresQuery, logger: Logger, file: String = #fileID, line: Int = #line) async throws {
+        for try await _ in try await run(query, logger: logger, file: file, line: line) {}
     }
 
     /// A prepared statement, refused the same way.

@@ -187,7 +187,7 @@ public final class RenewablePool: Service, Sendable {
         await untilRunning(client)
         let connected = try? await withDeadline(probeTimeout, orThrow: { CancellationError() }) {
             try await client.withConnection { connection in
-                try await connection.run("SELECT 1", logger: self.logger)
+                try await connection.perform("SELECT 1", logger: self.logger)
                 return true
             }
         }

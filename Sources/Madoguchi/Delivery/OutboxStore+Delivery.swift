@@ -209,7 +209,7 @@ extension OutboxStore {
 
     /// A person's decision on a held row: queued again now (same Message-ID), sent, or cancelled.
     func resolveHeld(_ id: UUID, to state: String, on connection: PostgresConnection) async throws {
-        try await connection.run("""
+        try await connection.perform("""
             UPDATE outbox
             SET state = \(state), held_reason = NULL, handover_at = NULL, next_attempt_at = now(),
                 sent_at = CASE WHEN \(state) = 'sent' THEN now() ELSE sent_at END, updated_at = now()

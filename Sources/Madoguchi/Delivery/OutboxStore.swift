@@ -9,7 +9,7 @@ struct OutboxStore: Sendable {
     let logger: Logger
 
     func enqueue(replyID: UUID, channel: Channel, recipients: [String], emailMessageID: String, on connection: PostgresConnection) async throws {
-        try await connection.run("""
+        try await connection.perform("""
             INSERT INTO outbox (reply_id, channel, recipients, email_message_id)
             VALUES (\(replyID), \(channel.rawValue), \(recipients), \(emailMessageID))
             """, logger: logger)
@@ -25,7 +25,7 @@ struct OutboxStore: Sendable {
         if let status { notice["status"] = Text.limit(Text.clean(status), 40) }
         if let diagnostic { notice["diagnostic"] = Text.limit(Text.clean(diagnostic), 1000) }
         let json = "[" + (try JSONSerialization.text(notice)) + "]"
-        try await connection.run("""
+        try await connection.perform("""
             UPDATE outbox SET notices = (
                 SELECT coalesce(jsonb_agg(n ORDER BY i), '[]'::jsonb)
                 FROM jsonb_array_elements(notices || \(json)::jsonb) WITH ORDINALITY AS e(n, i)

@@ -142,7 +142,7 @@ struct EventFeed: Sendable {
         var secret = [UInt8](repeating: 0, count: 32)
         var generator = SystemRandomNumberGenerator()
         for index in secret.indices { secret[index] = UInt8.random(in: .min ... .max, using: &generator) }
-        try await connection.run("""
+        try await connection.perform("""
             INSERT INTO installation (id, cursor_key) VALUES (\(UUID()), \(ByteBuffer(bytes: secret))) ON CONFLICT (singleton) DO NOTHING
             """, logger: logger)
         guard let key = try await storedKey(on: connection) else { throw RowNotFound("SELECT … FROM installation") }

@@ -23,7 +23,7 @@ struct EventStore: Sendable {
             EventWrites.noteWritten()
             return
         }
-        try await connection.run("""
+        try await connection.perform("""
             INSERT INTO events (type, ticket_id, customer_id, message_id, actor_key_id, actor_agent_id, data)
             VALUES (\(type.rawValue), \(ticketID), \(customerID), \(messageID), \(actor?.keyID), \(actor?.agentID), \(json)::jsonb)
             """, logger: logger)
@@ -37,7 +37,7 @@ struct EventStore: Sendable {
         guard let rows = EventBatch.of(connection)?.take(), !rows.isEmpty else { return }
         var query = PostgresQuery(unsafeSQL: "")
         Self.appendInsert(of: rows, to: &query)
-        try await connection.run(query, logger: logger)
+        try await connection.perform(query, logger: logger)
     }
 
     /// Runs `write` (one statement of the caller's that returns nothing it needs, typically a
@@ -85,7 +85,7 @@ struct EventStore: Sendable {
         data["reply_id"] = replyID.lowercased
         let json = try JSONSerialization.text(data)
         try await writeHeldBack(on: connection)
-        try await connection.run("""
+        try await connection.perform("""
             INSERT INTO events (type, ticket_id, customer_id, message_id, actor_key_id, actor_agent_id, data)
             SELECT \(type.rawValue), r.ticket_id, t.customer_id, r.message_id, \(actor?.keyID), \(actor?.agentID), \(json)::jsonb
             FROM replies r JOIN tickets t ON t.id = r.ticket_id

@@ -99,7 +99,7 @@ struct MessageStore: Sendable {
 
     /// Replaces the message's delivery report (`metadata.delivery`) with `delivery`, a JSON object.
     func setDelivery(_ delivery: String, of messageID: UUID, on connection: PostgresConnection) async throws {
-        try await connection.run("""
+        try await connection.perform("""
             UPDATE messages SET metadata = jsonb_set(metadata, '{delivery}', \(delivery)::jsonb) WHERE id = \(messageID)
             """, logger: logger)
     }
@@ -107,7 +107,7 @@ struct MessageStore: Sendable {
     /// Our message left (or did not): the provider's id for it (which its delivery reports name) and
     /// the delivery report, a JSON object (`status`, `updated_at`, …).
     func recordSend(of messageID: UUID, provider: String?, providerMessageID: String?, delivery: String, on connection: PostgresConnection) async throws {
-        try await connection.run("""
+        try await connection.perform("""
             UPDATE messages
             SET provider = coalesce(\(provider), provider), provider_message_id = coalesce(\(providerMessageID), provider_message_id),
                 metadata = jsonb_set(metadata, '{delivery}', \(delivery)::jsonb)

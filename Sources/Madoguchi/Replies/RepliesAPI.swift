@@ -11,7 +11,7 @@ extension APIHandler {
     func replyResource(_ reply: Reply) async throws -> Components.Schemas.Reply {
         let store = ReplyStore(logger: logger)
         let (current, attachments, delivery) = try await database.withTransaction { connection in
-            try await connection.run("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", logger: logger)
+            try await connection.perform("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", logger: logger)
             let current = try await store.reply(id: reply.id, on: connection)
             return (current, try await store.attachments(of: reply.id, on: connection), try await store.delivery(of: current, on: connection))
         }

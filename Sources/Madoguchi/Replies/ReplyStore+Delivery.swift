@@ -61,7 +61,7 @@ extension ReplyStore {
                 throw Problem.validationFailed([.init(pointer: "/content_base64", message: "the reply's files would come to more than \(Self.attachmentsTotalLimit) bytes")])
             }
         }
-        try await connection.run("""
+        try await connection.perform("""
             INSERT INTO reply_attachments (reply_id, filename, media_type, size, sha256, content)
             VALUES (\(replyID), \(filename), \(mediaType), \(Int64(content.count)), \(ByteBuffer(bytes: SHA256.hash(data: content))),
                     \(ByteBuffer(bytes: content)))

@@ -37,7 +37,7 @@ struct ReportRollupWorker: Service {
                 let rows = try await connection.run(PostgresQuery(unsafeSQL: "SELECT \(function)(\(Self.batch))"), logger: logger)
                 for try await folded in rows.decode(Int64.self) { most = max(most, Int(folded)) }
             }
-            try await connection.run("SELECT fold_report_response_periods()", logger: logger)
+            try await connection.perform("SELECT fold_report_response_periods()", logger: logger)
             return most
         }
     }

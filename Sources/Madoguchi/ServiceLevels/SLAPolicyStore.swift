@@ -25,7 +25,7 @@ struct SLAPolicyStore: Sendable {
         let name = draft.name.trimmed
         do {
             if draft.isDefault {
-                try await connection.run(
+                try await connection.perform(
                     "UPDATE sla_policies SET is_default = false, version = version + 1, updated_at = now() WHERE is_default AND id IS DISTINCT FROM \(id)",
                     logger: logger)
             }
@@ -48,10 +48,10 @@ struct SLAPolicyStore: Sendable {
             var saved: UUID?
             for try await row in rows.decode(UUID.self) { saved = row }
             guard let saved else { throw Self.notFound(id ?? UUID()) }
-            try await connection.run("DELETE FROM sla_targets WHERE policy_id = \(saved)", logger: logger)
+            try await connection.perform("DELETE FROM sla_targets WHERE policy_id = \(saved)", logger: logger)
             // Arrays without NULLs: '' stands for every channel and 0 for a clock that does not run.
             let targets = draft.targets
-            try await connection.run("""
+            try await connection.perform("""
                 INSERT INTO sla_targets (policy_id, priority, channel, first_response_seconds, next_response_seconds, resolution_seconds)
                 SELECT \(saved), priority, nullif(channel, ''), nullif(first, 0) * 60, nullif(next, 0) * 60, nullif(resolution, 0) * 60
                 FROM unnest(\(targets.map(\.priority.rawValue))::text[], \(targets.map { $0.channel?.rawValue ?? "" })::text[],

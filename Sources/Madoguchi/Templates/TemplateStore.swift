@@ -69,7 +69,7 @@ struct TemplateStore: Sendable {
         } catch where error.sqlState == .uniqueViolation {
             throw Problem(Problem.Kind(rawValue: "name-taken"), status: .conflict, title: "Name taken", detail: "Another template is called \(name).")
         }
-        try await connection.run("""
+        try await connection.perform("""
             INSERT INTO template_versions (template_id, version, name, subject, body, written_by)
             VALUES (\(template.id), \(template.version), \(name), \(subject), \(body), \(agentID))
             """, logger: logger)

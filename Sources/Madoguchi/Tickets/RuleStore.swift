@@ -102,7 +102,7 @@ struct RuleStore: Sendable {
         let raiseTo = outcome.priority.flatMap { match in
             all.firstIndex(of: match.rule.priority!)! > all.firstIndex(of: current)! ? match : nil
         }
-        try await connection.run("""
+        try await connection.perform("""
             UPDATE tickets t
             SET priority = coalesce(\(raiseTo?.rule.priority?.rawValue), t.priority),
                 priority_reason = coalesce(\(raiseTo?.reason), t.priority_reason),

@@ -53,7 +53,7 @@ struct TicketStore: Sendable {
     /// Locks the ticket's row (waiting at most `lockTimeout`) and says whether its claim is still live,
     /// judged by the database's clock, not ours.
     func lock(_ id: UUID, on connection: PostgresConnection) async throws -> (Ticket, claimLive: Bool) {
-        try await connection.run("SET LOCAL lock_timeout = '\(unescaped: Self.lockTimeout)'", logger: logger)
+        try await connection.perform("SET LOCAL lock_timeout = '\(unescaped: Self.lockTimeout)'", logger: logger)
         do {
             let rows = try await connection.run("""
                 SELECT \(unescaped: Ticket.columns), coalesce(claim_expires_at > now(), false) AS claim_live

@@ -14,7 +14,7 @@ struct EventRetention: Sendable {
         var removed = 0
         while true {
             let count = try await database.withTransaction { connection -> Int in
-                try await connection.run("SET LOCAL madoguchi.retention = 'on'", logger: logger)
+                try await connection.perform("SET LOCAL madoguchi.retention = 'on'", logger: logger)
                 let slowest = try await WebhookStore(logger: logger).slowestCursor(on: connection)
                 let rows = try await connection.run("""
                     WITH old AS (

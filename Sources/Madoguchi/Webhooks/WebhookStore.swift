@@ -100,7 +100,7 @@ struct WebhookStore: Sendable {
 
     /// Lets go of the claim; the endpoint is looked at again after `delay`.
     func release(_ id: UUID, worker: String, after delay: Duration, on connection: PostgresConnection) async throws {
-        try await connection.run("""
+        try await connection.perform("""
             UPDATE webhook_endpoints
             SET claimed_by = NULL, lease_expires_at = NULL, next_attempt_at = now() + make_interval(secs => \(delay.seconds))
             WHERE id = \(id) AND claimed_by = \(worker)
@@ -117,7 +117,7 @@ struct WebhookStore: Sendable {
     }
 
     func disable(_ id: UUID, reason: String, on connection: PostgresConnection) async throws {
-        try await connection.run("""
+        try await connection.perform("""
             UPDATE webhook_endpoints
             SET active = false, disabled_reason = \(reason), disabled_at = now(), claimed_by = NULL, lease_expires_at = NULL, updated_at = now()
             WHERE id = \(id)

@@ -31,7 +31,7 @@ struct SmsParts: Sendable {
                 payloadID = id
             }
             try await AdvisoryLock.take("sms-parts:\(message.provider):\(sender.value):\(part.reference)", on: connection, logger: logger)
-            try await connection.run("""
+            try await connection.perform("""
                 INSERT INTO sms_parts (provider, provider_message_id, sender, reference, part_count, part_number, body, inbound_payload_id)
                 VALUES (\(message.provider), \(message.providerMessageID), \(sender.value), \(part.reference), \(part.count), \(part.number),
                         \(message.body), \(payloadID))
@@ -118,7 +118,7 @@ struct SmsParts: Sendable {
         let missing = (1...part.count).filter { texts[$0] == nil }
         if !missing.isEmpty { whole.details["missing_parts"] = missing.map(String.init).joined(separator: ",") }
         let taken = try await sms.take(whole, from: sender, payloadID: payloadID, on: connection)
-        try await connection.run("""
+        try await connection.perform("""
             UPDATE sms_parts SET message_id = \(taken.messageID)
             WHERE provider = \(base.provider) AND sender = \(sender.value) AND reference = \(part.reference)
               AND part_count = \(part.count) AND message_id IS NULL

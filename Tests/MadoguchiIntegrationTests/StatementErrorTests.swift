@@ -1,0 +1,41 @@
+import Logging
+import PostgresNIO
+import Testing
+@testable import Madoguchi
+
+/// PostgresNIO hands a statement's rows over as soon as PostgreSQL has described them; an error met
+/// while the statement runs comes with the rows. `perform` reads them to the end, so such an error
+/// is thrown where the statement was sent, and a transaction it aborted is not committed as if it
+/// had succeeded (a COMMIT after it answers as a ROLLBACK would, without an error).
+@Suite("Errors of statements whose rows nobody needs")
+struct StatementErrorTests {
+    /// Fails while it runs, after its rows were described: `x / 0` is not folded at planning.
+    static let failsWhileRunning: PostgresQuery = "SELECT x / 0 FROM generate_series(0, 0) AS x"
+
+    @Test("perform throws an error met while the statement runs")
+    func performThrows() async throws {
+        try await TestCluster.withDatabase(try await TestCluster.makeDatabase()) { database in
+            try await database.withConnection { connection in
+                await #expect(throws: PSQLError.self) {
+                    try await connection.perform(Self.failsWhileRunning, logger: TestCluster.logger)
+                }
+            }
+        }
+    }
+
+    @Test("a transaction whose statement failed while running throws, and none of its writes are kept")
+    func transactionThrows() async throws {
+        try await TestCluster.withDatabase(try await TestCluster.makeDatabase()) { database in
+            try await database.withConnection { connection in
+                try await connection.perform("CREATE TABLE kept (v int)", logger: TestCluster.logger)
+            }
+            await #expect(throws: PSQLError.self) {
+                try await database.withTransaction { connection in
+                    try await connection.perform("INSERT INTO kept VALUES (1)", logger: TestCluster.logger)
+                    try await connection.perform(Self.failsWhileRunning, logger: TestCluster.logger)
+                }
+            }
+            #expect(try await database.count("SELECT count(*) FROM kept") == 0)
+        }
+    }
+}

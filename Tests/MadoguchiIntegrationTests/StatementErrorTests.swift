@@ -38,4 +38,26 @@ struct StatementErrorTests {
             #expect(try await database.count("SELECT count(*) FROM kept") == 0)
         }
     }
+
+    @Test("a transaction aborted by an error nobody read throws at its COMMIT instead of reporting success")
+    func commitChecksTheTag() async throws {
+        try await TestCluster.withDatabase(try await TestCluster.makeDatabase()) { database in
+            try await database.withConnection { connection in
+                try await connection.perform("CREATE TABLE kept (v int)", logger: TestCluster.logger)
+            }
+            await #expect(throws: TransactionRolledBack.self) {
+                try await database.withTransaction { connection in
+                    try await connection.perform("INSERT INTO kept VALUES (1)", logger: TestCluster.logger)
+                    // Rows nobody reads, as a call site that forgot `perform` would leave them.
+                    _ = try await connection.run(Self.failsWhileRunning, logger: TestCluster.logger)
+                }
+            }
+            #expect(try await database.count("SELECT count(*) FROM kept") == 0)
+            // A transaction that went well still commits.
+            try await database.withTransaction { connection in
+                try await connection.perform("INSERT INTO kept VALUES (2)", logger: TestCluster.logger)
+            }
+            #expect(try await database.count("SELECT count(*) FROM kept") == 1)
+        }
+    }
 }

@@ -143,7 +143,7 @@ public struct Database: Sendable {
                 }
                 throw error
             }
-            try await connection.perform("COMMIT", logger: logger)
+            try await connection.commit(logger: logger)
             return result
         }
     }

@@ -136,7 +136,7 @@ public struct Migrator: Sendable {
                     INSERT INTO schema_migrations (version, name, checksum)
                     VALUES (\(migration.version), \(migration.name), \(migration.checksum))
                     """, logger: logger)
-                try await connection.perform("COMMIT", logger: logger)
+                try await connection.commit(logger: logger)
             } catch {
                 _ = try? await connection.run("ROLLBACK", logger: logger)
                 throw MigrationError(description: "migration \(migration.name).sql failed and was rolled back: \(Self.describe(error))")
@@ -155,7 +155,7 @@ public struct Migrator: Sendable {
                     throw MigrationError(description: "view \(view.name).sql failed: \(Self.describe(error))")
                 }
             }
-            try await connection.perform("COMMIT", logger: logger)
+            try await connection.commit(logger: logger)
         } catch {
             _ = try? await connection.run("ROLLBACK", logger: logger)
             throw error

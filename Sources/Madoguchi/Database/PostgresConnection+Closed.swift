@@ -7,6 +7,13 @@ public struct ConnectionLost: Error, CustomStringConvertible {
     public var description: String { "the database connection closed before the statement was sent" }
 }
 
+/// A COMMIT that PostgreSQL answered by rolling the transaction back (see `commit`): nothing of the
+/// transaction was kept.
+public struct TransactionRolledBack: Error, CustomStringConvertible {
+    var tag: String
+    public var description: String { "PostgreSQL answered COMMIT with \(tag): an earlier statement of the transaction had failed" }
+}
+
 extension PostgresConnection {
     /// `query`, refused at once on a connection that has closed.
     ///
@@ -31,6 +38,18 @@ extension PostgresConnection {
     /// meets on the way is thrown here (see `run`).
     package func perform(_ query: PostgresQuery, logger: Logger, file: String = #fileID, line: Int = #line) async throws {
         for try await _ in try await run(query, logger: logger, file: file, line: line) {}
+    }
+
+    /// Commits the open transaction, or throws `TransactionRolledBack` when PostgreSQL rolled it
+    /// back instead: it does so, answering COMMIT with a ROLLBACK tag and no error, when a statement
+    /// of the transaction failed and that error was never read (see `run`). `perform` reads such
+    /// errors where they happen; this is the net under any statement whose rows were left unread,
+    /// so that no caller ever answers success for writes PostgreSQL threw away.
+    package func commit(logger: Logger) async throws {
+        guard !isClosed else { throw ConnectionLost() }
+        // The command tag is only in the result of this older interface.
+        let result = try await query("COMMIT", []).get()
+        guard result.metadata.command == "COMMIT" else { throw TransactionRolledBack(tag: result.metadata.command) }
     }
 
     /// A prepared statement, refused the same way.

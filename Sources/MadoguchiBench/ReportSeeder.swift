@@ -132,16 +132,17 @@ public struct ReportSeeder: Sendable {
             CREATE TEMP TABLE seed_tickets ON COMMIT DROP AS
             SELECT gen_random_uuid() AS id, gen_random_uuid() AS customer_id, n,
                    (ARRAY['email', 'email', 'email', 'webform', 'sms', 'chat'])[1 + n % 6] AS channel,
-                   now() - make_interval(secs => (n * 7919) % (365 * 86400)) AS opened_at,
-                   1 + (n * 31) % 9 AS exchanges,
-                   make_interval(secs => 600 + (n * 104729) % 20000) AS step,
+                   -- Early enough that its last exchange (and a solve an hour later) is past, not future.
+                   now() - make_interval(secs => (n * 7919) % (365 * 86400)) - shape.step * (2 * shape.exchanges) - interval '1 hour' AS opened_at,
+                   shape.exchanges, shape.step,
                    CASE WHEN n % 10 < 7 THEN 'solved' WHEN n % 10 = 7 THEN 'open' WHEN n % 10 = 8 THEN 'pending' ELSE 'new' END AS final_status,
                    (ARRAY['low', 'normal', 'normal', 'normal', 'high', 'urgent'])[1 + n % 6] AS priority,
                    (ARRAY['返品', '配送', '支払い', '商品について', 'アカウント', NULL])[1 + (n / 7) % 6] AS category,
                    CASE n % 5 WHEN 0 THEN ARRAY['至急'] WHEN 1 THEN ARRAY['VIP', '再送'] ELSE '{}'::text[] END AS tags,
                    ('00000000-0000-4000-8000-5eed' || lpad((1 + n % 20)::text, 8, '0'))::uuid AS agent_id,
                    n % 3 = 0 AS english
-            FROM generate_series(\(first + 1), \(first + count)) AS n
+            FROM generate_series(\(first + 1), \(first + count)) AS n,
+                 LATERAL (SELECT 1 + (n * 31) % 9 AS exchanges, make_interval(secs => 600 + (n * 104729) % 20000) AS step) AS shape
             """, logger: logger)
         try await connection.query("""
             INSERT INTO customers (id, display_name, created_at)

@@ -166,6 +166,13 @@ struct BenchmarkSmokeTests {
             #expect(index("tickets_pkey", in: rebuilt) == index("tickets_pkey", in: migrated))
             #expect(try await app.count("SELECT count(*) FROM tickets") == 300)
             #expect(try await app.count("SELECT count(*) FROM messages") == first.messages)
+            // A year that has happened: nothing written, answered, entered or left in the future.
+            #expect(try await app.count("""
+                SELECT (SELECT count(*) FROM tickets WHERE created_at > now() OR solved_at > now() OR updated_at > now())
+                     + (SELECT count(*) FROM messages WHERE created_at > now())
+                     + (SELECT count(*) FROM ticket_responses WHERE responded_at > now())
+                     + (SELECT count(*) FROM ticket_status_periods WHERE entered_at > now() OR left_at > now())
+                """) == 0)
 
             let second = try await ReportSeeder(tickets: 100).run(app.database, logger: Self.quiet) { _ in }
             #expect(try await app.strings(indexes) == rebuilt)

@@ -41,10 +41,10 @@ public struct ReportSeeder: Sendable {
     public func run(_ database: Database, logger: Logger, progress: (String) -> Void) async throws -> Outcome {
         let start = Date()
         var messages = 0
-        try await database.withConnection { connection in
-            // One transaction for the whole seed: a seed cut short leaves nothing behind, not even
-            // the indexes set aside below.
-            try await connection.query("BEGIN", logger: logger)
+        // One transaction for the whole seed: a seed cut short leaves nothing behind, not even the
+        // indexes set aside below. Run again whole should PostgreSQL pick it as a deadlock victim.
+        try await database.withTransaction { connection in
+            messages = 0
             // The lock the rollup worker's fold of response periods takes first (migration 0038), and
             // the rebuild at the end takes too: taken now, a running service's fold waits for the
             // seed. Taken last, it deadlocked with a fold waiting on the tables the seed holds, and
@@ -81,12 +81,11 @@ public struct ReportSeeder: Sendable {
             try await connection.query("SET LOCAL session_replication_role = origin", logger: logger)
             // The triggers that keep the report rollups were off too: count them from what was written.
             try await connection.perform("SELECT rebuild_report_arrivals(), rebuild_report_backlog(), rebuild_report_response_periods()", logger: logger)
-            try await connection.commit(logger: logger)
-            // As autovacuum would soon: statistics, and the visibility map, without which every
-            // index-only read of the new rows visits the table too. A running service's tables are
-            // vacuumed; the reports are measured in that state.
-            try await connection.query("VACUUM (ANALYZE)", logger: logger)
         }
+        // As autovacuum would soon: statistics, and the visibility map, without which every
+        // index-only read of the new rows visits the table too. A running service's tables are
+        // vacuumed; the reports are measured in that state.
+        try await database.withConnection { try await $0.query("VACUUM (ANALYZE)", logger: logger) }
         return Outcome(tickets: tickets, messages: messages, seconds: Date().timeIntervalSince(start))
     }
 

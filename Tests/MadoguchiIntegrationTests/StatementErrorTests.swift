@@ -12,6 +12,16 @@ struct StatementErrorTests {
     /// Fails while it runs, after its rows were described: `x / 0` is not folded at planning.
     static let failsWhileRunning: PostgresQuery = "SELECT x / 0 FROM generate_series(0, 0) AS x"
 
+    /// A database of its own with an empty table `kept (v int)`, for transactions to write to.
+    static func withKeptTable(_ body: (Database) async throws -> Void) async throws {
+        try await TestCluster.withDatabase(try await TestCluster.makeDatabase()) { database in
+            try await database.withConnection { connection in
+                try await connection.perform("CREATE TABLE kept (v int)", logger: TestCluster.logger)
+            }
+            try await body(database)
+        }
+    }
+
     @Test("perform throws an error met while the statement runs")
     func performThrows() async throws {
         try await TestCluster.withDatabase(try await TestCluster.makeDatabase()) { database in
@@ -25,10 +35,7 @@ struct StatementErrorTests {
 
     @Test("a transaction whose statement failed while running throws, and none of its writes are kept")
     func transactionThrows() async throws {
-        try await TestCluster.withDatabase(try await TestCluster.makeDatabase()) { database in
-            try await database.withConnection { connection in
-                try await connection.perform("CREATE TABLE kept (v int)", logger: TestCluster.logger)
-            }
+        try await Self.withKeptTable { (database: Database) async throws in
             await #expect(throws: PSQLError.self) {
                 try await database.withTransaction { connection in
                     try await connection.perform("INSERT INTO kept VALUES (1)", logger: TestCluster.logger)
@@ -41,10 +48,7 @@ struct StatementErrorTests {
 
     @Test("a transaction aborted by an error nobody read throws at its COMMIT instead of reporting success")
     func commitChecksTheTag() async throws {
-        try await TestCluster.withDatabase(try await TestCluster.makeDatabase()) { database in
-            try await database.withConnection { connection in
-                try await connection.perform("CREATE TABLE kept (v int)", logger: TestCluster.logger)
-            }
+        try await Self.withKeptTable { (database: Database) async throws in
             await #expect(throws: TransactionRolledBack.self) {
                 try await database.withTransaction { connection in
                     try await connection.perform("INSERT INTO kept VALUES (1)", logger: TestCluster.logger)

@@ -211,19 +211,20 @@ package enum ReportKind: String, Sendable, CaseIterable {
             """
             , statuses AS (
                 SELECT s AS status, ord FROM unnest(ARRAY['new', 'open', 'pending', 'on_hold']) WITH ORDINALITY AS u(s, ord)
+            ), boundary AS (
+                -- The last hour boundary before now.
+                SELECT date_trunc('hour', now(), 'UTC') AS at, now() AS now
             ), answered AS (
                 -- `rollup_at`: the hour boundary the rollup answers for the period's end; for a
-                -- period still running (its end is now), the last boundary before now, to which
+                -- period still `running` (its end is now), the last boundary before now, to which
                 -- `since_boundary` adds what changed since.
-                SELECT local_start, period, ends, least(ends, now()) AS at,
-                       CASE WHEN ends > now() THEN date_trunc('hour', now(), 'UTC') ELSE ends END AS rollup_at,
+                SELECT p.local_start, p.period, least(p.ends, b.now) AS at, p.ends > b.now AS running,
+                       CASE WHEN p.ends > b.now THEN b.at ELSE p.ends END AS rollup_at,
                        \(Self.hourlyRollupAnswers) AND \(Self.absent("channel", "queue", "category", "priority")) AS rolled_up
-                FROM periods
+                FROM periods p, boundary b
             ), moments AS (
-                SELECT local_start, period, ends, at, rollup_at, lag(rollup_at) OVER (ORDER BY local_start) AS previous_rollup_at, rolled_up
+                SELECT local_start, period, at, running, rollup_at, lag(rollup_at) OVER (ORDER BY local_start) AS previous_rollup_at, rolled_up
                 FROM answered
-            ), boundary AS (
-                SELECT date_trunc('hour', now(), 'UTC') AS at, now() AS now
             ), since_boundary AS (
                 -- The backlog at now minus the backlog at the boundary, per status and age bucket,
                 -- from the only stretches whose count or bucket can differ between the two: entered
@@ -260,7 +261,7 @@ package enum ReportKind: String, Sendable, CaseIterable {
                 CROSS JOIN LATERAL (VALUES (b.at, -1), (b.now, 1)) AS instant(at, sign)
                 CROSS JOIN LATERAL (SELECT instant.sign AS sign, instant.at - t.created_at AS age) AS e
                 WHERE x.entered_at <= instant.at AND (x.left_at IS NULL OR x.left_at > instant.at)
-                  AND EXISTS (SELECT FROM moments WHERE rolled_up AND ends > now())
+                  AND EXISTS (SELECT FROM moments WHERE rolled_up AND running)
                 GROUP BY x.status
             ), rolled AS (
                 SELECT r.local_start, r.status, sum(r.under_1d) AS under_1d, sum(r.d1_to_3d) AS d1_to_3d, sum(r.d3_to_7d) AS d3_to_7d,
@@ -271,7 +272,7 @@ package enum ReportKind: String, Sendable, CaseIterable {
                       WHERE m.rolled_up
                       UNION ALL
                       -- Carried to the later periods by the running sum, as every change is.
-                      SELECT (SELECT min(local_start) FROM moments WHERE rolled_up AND ends > now()), c.status,
+                      SELECT (SELECT min(local_start) FROM moments WHERE rolled_up AND running), c.status,
                              coalesce(c.under_1d, 0), coalesce(c.d1_to_3d, 0), coalesce(c.d3_to_7d, 0), coalesce(c.d7_to_30d, 0),
                              coalesce(c.over_30d, 0)
                       FROM since_boundary c) AS r

@@ -10,9 +10,19 @@ struct ReportStore: Sendable {
     let database: Database
     let logger: Logger
 
-    /// Every row.
+    /// Every row, from the report's statement prepared once per connection. Planning it was 3–9 ms
+    /// of every 18–43 ms request (a year by day at 100,000 tickets), and one plan serves every
+    /// request: all of a report's values are in its `params` expression, which the planner cannot
+    /// see into either way, so a plan made for one request's values is the plan for any other's.
+    /// (The breaches' page is not prepared: its range is compared in the open, and a plan for a
+    /// day's range is not the plan for a year's.)
     func rows(_ kind: ReportKind, _ request: ReportRequest) async throws -> [[ReportCell]] {
-        try await rows(kind.query(request), timeZone: request.timeZone)
+        try await database.withConnection { connection in
+            try await checkTimeZone(request.timeZone, on: connection)
+            return try await connection.rows(kind.query(request), preparedAs: kind.preparedSite, logger: logger).map { row in
+                try row.map(ReportCell.init)
+            }
+        }
     }
 
     /// A page of SLA breaches, and one row more when there are more.
@@ -109,4 +119,27 @@ struct ReportStore: Sendable {
     }
 
     private static let zoneNames = Mutex<Set<String>?>(nil)
+}
+
+extension ReportKind {
+    /// The name the report's statement is prepared under on a connection.
+    fileprivate var preparedSite: any PreparedSite.Type {
+        switch self {
+        case .volume: VolumeReport.self
+        case .backlog: BacklogReport.self
+        case .responseTimes: ResponseTimesReport.self
+        case .agents: AgentsReport.self
+        case .sla: SLAReport.self
+        case .slaBreaches: SLABreachesReport.self
+        case .categories: CategoriesReport.self
+        }
+    }
+
+    private enum VolumeReport: PreparedSite { static let name = "madoguchi_report_volume" }
+    private enum BacklogReport: PreparedSite { static let name = "madoguchi_report_backlog" }
+    private enum ResponseTimesReport: PreparedSite { static let name = "madoguchi_report_response_times" }
+    private enum AgentsReport: PreparedSite { static let name = "madoguchi_report_agents" }
+    private enum SLAReport: PreparedSite { static let name = "madoguchi_report_sla" }
+    private enum SLABreachesReport: PreparedSite { static let name = "madoguchi_report_sla_breaches" }
+    private enum CategoriesReport: PreparedSite { static let name = "madoguchi_report_categories" }
 }

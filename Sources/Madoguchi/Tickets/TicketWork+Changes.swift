@@ -53,9 +53,9 @@ extension TicketWork {
             note("status", ticket.status, status) { $0.rawValue }
             note("priority", ticket.priority, priority) { $0.rawValue }
             note("queue", ticket.queue, queue) { $0 }
-            note("category", ticket.category, category) { $0 ?? NSNull() }
+            note("category", ticket.category, category) { $0.map { $0 as Any } ?? (NSNull() as Any) }
             note("tags", ticket.tags, tags) { $0 }
-            note("assignee_id", ticket.assigneeID, assignee) { $0?.uuidString.lowercased() ?? NSNull() }
+            note("assignee_id", ticket.assigneeID, assignee) { $0.map { $0.uuidString.lowercased() as Any } ?? (NSNull() as Any) }
             guard !recorded.isEmpty else { return ticket }
             if let assignee, assignee != ticket.assigneeID, try await !isActive(agent: assignee, on: connection) {
                 throw Problem.validationFailed([.init(pointer: "/assignee_id", message: "agent \(assignee.lowercased) was deactivated")])

@@ -58,7 +58,7 @@ public struct OutboundBenchmark: Sendable {
                     }
                     report("         RSS with \(replies) queued: \(rss) MiB; after delivering them: \(Self.residentMegabytes()) MiB")
                     try await BenchmarkSupport.reportStatements(database, logger: logger, report: report)
-                    try await database.withConnection { try await $0.query("DELETE FROM outbox", logger: logger) }
+                    try await database.withConnection { try await $0.perform("DELETE FROM outbox", logger: logger) }
                 }
             }
         }

@@ -678,7 +678,8 @@ struct ReportTests {
                 VALUES (\(customer), 'chat', now() - interval '2 hours', now() - interval '30 minutes', '{至急}', \(agent))
                 """)
 
-            let store = ReportStore(database: app.database, logger: TestCluster.logger)
+            let store = ReportStore(database: app.database, gate: ReportGate(concurrency: 1, wait: .seconds(5)), timeout: .seconds(60),
+                                    logger: TestCluster.logger)
             let range = Self.aroundToday.split(separator: "&").map { $0.split(separator: "=")[1] }
             // How late a running clock is grows by the second: compared without it.
             func comparable(_ rows: [[ReportCell]]) -> [[ReportCell]] {

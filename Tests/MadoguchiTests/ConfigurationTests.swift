@@ -26,7 +26,11 @@ struct ConfigurationTests {
             "MADOGUCHI_DATA_DIR": "/var/lib/madoguchi", "MADOGUCHI_MAX_BODY_BYTES": "2048", "MADOGUCHI_LOG_LEVEL": "DEBUG",
             "MADOGUCHI_LOG_FORMAT": "json", "MADOGUCHI_DB_POOL_SIZE": "5",
             "MADOGUCHI_CLAIM_LEASE_SECONDS": "600", "MADOGUCHI_WARNING_WORDS": "要確認, TODO ,,",
+            "MADOGUCHI_REPORT_CONCURRENCY": "3", "MADOGUCHI_REPORT_TIMEOUT_SECONDS": "90",
         ])
+        #expect(configuration.reportConcurrency == 3)
+        #expect(configuration.reportTimeout == .seconds(90))
+        #expect(Configuration().reportConcurrency == nil && Configuration().reportTimeout == .seconds(60))
         #expect(configuration.claimLease == .seconds(600))
         #expect(configuration.warningWords == ["要確認", "TODO"])
         #expect(configuration.host == "0.0.0.0")
@@ -37,7 +41,8 @@ struct ConfigurationTests {
         #expect(configuration.logLevel == .debug)
         #expect(configuration.logFormat == .json)
         #expect(configuration.databasePoolSize == 5)
-        for (name, value) in [("MADOGUCHI_PORT", "http"), ("MADOGUCHI_PORT", "70000"), ("MADOGUCHI_CLAIM_LEASE_SECONDS", "5"), ("MADOGUCHI_LOG_LEVEL", "loud"), ("MADOGUCHI_LOG_FORMAT", "xml")] {
+        for (name, value) in [("MADOGUCHI_PORT", "http"), ("MADOGUCHI_PORT", "70000"), ("MADOGUCHI_CLAIM_LEASE_SECONDS", "5"), ("MADOGUCHI_LOG_LEVEL", "loud"), ("MADOGUCHI_LOG_FORMAT", "xml"),
+                              ("MADOGUCHI_REPORT_CONCURRENCY", "0"), ("MADOGUCHI_REPORT_TIMEOUT_SECONDS", "soon")] {
             let error = #expect(throws: ConfigurationError.self) { try Configuration.fromEnvironment([name: value]) }
             #expect(error?.description.contains(name == "MADOGUCHI_LOG_LEVEL" ? "loud" : name) == true)
         }

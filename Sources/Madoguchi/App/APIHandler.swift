@@ -25,6 +25,10 @@ struct APIHandler: APIProtocol {
     let notifier: EventNotifier
     /// Wakes this process's auto-assignment when a queue is switched on.
     var assignment: AssignmentTrigger? = nil
+    /// The reports' share of the database (`MADOGUCHI_REPORT_CONCURRENCY`).
+    let reportGate: ReportGate
+    /// How long one JSON report's statement may run (`MADOGUCHI_REPORT_TIMEOUT_SECONDS`).
+    let reportTimeout: Duration
     /// Keys found valid in the last second, shared by authentication and revocation in this process.
     let keyCache = APIKeyCache()
 

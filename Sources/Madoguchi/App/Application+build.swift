@@ -49,7 +49,10 @@ public func buildApplication(
         warningWords: configuration.warningWords, subjectThreadWindow: configuration.subjectThreadWindow,
         chatIdleGap: configuration.chatIdleGap, providers: configuration.providers, delivery: configuration.delivery,
         webhooks: configuration.webhooks, readinessTimeout: configuration.http.readinessTimeout, notifier: notifier,
-        assignment: assigner.trigger)
+        assignment: assigner.trigger,
+        reportGate: ReportGate(concurrency: configuration.reportConcurrency ?? max(1, configuration.databasePoolSize / 4),
+                               wait: configuration.databaseWait),
+        reportTimeout: configuration.reportTimeout)
     try handler.registerHandlers(
         on: RecordingTransport(router: router, table: routes),
         configuration: ResponseEncoding.configuration,
@@ -96,7 +99,7 @@ public func buildApplication(
         }
         logger.info("database ready", metadata: ["schema_version": "\(report.schemaVersion)", "applied": "\(report.applied)"])
         // Not needed to serve; a failure here only means the first report request reads them.
-        _ = try? await database.withConnection { try await ReportStore(database: database, logger: logger).zoneNames(on: $0) }
+        _ = try? await database.withConnection { try await ReportStore.zoneNames(on: $0, logger: logger) }
     }
     return app
 }

@@ -23,6 +23,15 @@ public struct Configuration: Sendable {
     /// `MADOGUCHI_DB_WAIT_SECONDS`: how long a request waits for a database connection before it is
     /// answered `503` with `Retry-After` (PostgreSQL down, unreachable, or every connection busy).
     public var databaseWait: Duration = .seconds(5)
+    /// `MADOGUCHI_REPORT_CONCURRENCY`: the most report statements (JSON or CSV) running at once, so that
+    /// dashboards never take the connections ingest, claims and replies need; a quarter of
+    /// `MADOGUCHI_DB_POOL_SIZE` (at least one) when unset. A report finding them all busy waits up to
+    /// `MADOGUCHI_DB_WAIT_SECONDS`, then is `503` (`reports-busy`).
+    public var reportConcurrency: Int? = nil
+    /// `MADOGUCHI_REPORT_TIMEOUT_SECONDS`: how long one JSON report's statement may run before
+    /// PostgreSQL stops it (`503`, `report-timeout`). A CSV export has no such limit: it streams as
+    /// fast as its client reads.
+    public var reportTimeout: Duration = .seconds(60)
     /// `MADOGUCHI_MAX_BODY_BYTES`: the largest JSON request body accepted; larger ones get 413 unread.
     public var maxBodyBytes: Int = 1 << 20
     /// `MADOGUCHI_MAX_EMAIL_BYTES`: the largest raw mail accepted by the email gateway.
@@ -77,6 +86,8 @@ public struct Configuration: Sendable {
         configuration.postgresBinDirectory = value("MADOGUCHI_PG_BIN")
         if let size = try integer("MADOGUCHI_DB_POOL_SIZE", in: 1...1000) { configuration.databasePoolSize = size }
         if let seconds = try integer("MADOGUCHI_DB_WAIT_SECONDS", in: 1...600) { configuration.databaseWait = .seconds(seconds) }
+        if let slots = try integer("MADOGUCHI_REPORT_CONCURRENCY", in: 1...1000) { configuration.reportConcurrency = slots }
+        if let seconds = try integer("MADOGUCHI_REPORT_TIMEOUT_SECONDS", in: 1...86_400) { configuration.reportTimeout = .seconds(seconds) }
         if let bytes = try integer("MADOGUCHI_MAX_BODY_BYTES", in: 1024...(1 << 30)) { configuration.maxBodyBytes = bytes }
         if let bytes = try integer("MADOGUCHI_MAX_EMAIL_BYTES", in: 1024...(1 << 30)) { configuration.maxEmailBytes = bytes }
         if let seconds = try integer("MADOGUCHI_CLAIM_LEASE_SECONDS", in: 10...86_400) { configuration.claimLease = .seconds(seconds) }

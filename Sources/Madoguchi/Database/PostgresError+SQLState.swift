@@ -13,6 +13,8 @@ enum SQLState: String {
     /// Two transactions waited on each other; PostgreSQL rolled one back.
     case deadlockDetected = "40P01"
     case serializationFailure = "40001"
+    /// A statement stopped by `statement_timeout` (or cancelled).
+    case queryCanceled = "57014"
     /// A statement sent in a transaction an earlier error aborted.
     case inFailedTransaction = "25P02"
 

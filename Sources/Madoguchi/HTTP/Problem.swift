@@ -103,6 +103,8 @@ extension Problem.Kind {
     public static let clientClosedRequest = Self(rawValue: "client-closed-request")
     public static let serverBusy = Self(rawValue: "server-busy")
     public static let databaseUnavailable = Self(rawValue: "database-unavailable")
+    public static let reportsBusy = Self(rawValue: "reports-busy")
+    public static let reportTimeout = Self(rawValue: "report-timeout")
 }
 
 extension Problem {
@@ -150,6 +152,22 @@ extension Problem {
         .serverBusy, status: .serviceUnavailable, title: "Server busy",
         detail: "Other requests held what this one needed, and it was rolled back; nothing was changed. Try again.",
         headers: [.retryAfter: "1"])
+
+    /// As many reports as may run at once are running (`ReportGate`), and none ended in time.
+    static func reportsBusy(concurrency: Int, retryAfterSeconds: Int) -> Problem {
+        Problem(.reportsBusy, status: .serviceUnavailable, title: "Reports busy",
+                detail: "\(concurrency) report\(concurrency == 1 ? " is" : "s are") running, as many as may run at once "
+                    + "(MADOGUCHI_REPORT_CONCURRENCY), and none ended in time; try again in \(retryAfterSeconds) s.",
+                headers: [.retryAfter: String(retryAfterSeconds)])
+    }
+
+    /// A report's statement ran past `MADOGUCHI_REPORT_TIMEOUT_SECONDS` and PostgreSQL stopped it.
+    static func reportTimeout(seconds: Int) -> Problem {
+        Problem(.reportTimeout, status: .serviceUnavailable, title: "Report took too long",
+                detail: "The report ran longer than \(seconds) s (MADOGUCHI_REPORT_TIMEOUT_SECONDS) and was stopped. "
+                    + "Ask for a shorter range, or take it as CSV, which has no time limit; or try again when the server is less busy.",
+                headers: [.retryAfter: "30"])
+    }
 
     /// PostgreSQL cannot be reached (or every connection stayed busy): nothing was written; retry.
     public static let databaseUnavailable = Problem(

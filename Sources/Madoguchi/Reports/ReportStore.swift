@@ -5,9 +5,12 @@ import Synchronization
 
 /// Runs report statements: all rows at once for JSON (a report has at most a few tens of thousands
 /// of rows: periods × channels), or streamed row by row into CSV with the memory of a few chunks,
-/// however many rows there are.
+/// however many rows there are. Each statement holds one of the reports' slots (`ReportGate`) while
+/// it runs; a JSON one is stopped after `timeout`.
 struct ReportStore: Sendable {
     let database: Database
+    let gate: ReportGate
+    let timeout: Duration
     let logger: Logger
 
     /// Every row, from the report's statement prepared once per connection. Planning it was 3–9 ms
@@ -17,9 +20,8 @@ struct ReportStore: Sendable {
     /// (The breaches' page is not prepared: its range is compared in the open, and a plan for a
     /// day's range is not the plan for a year's.)
     func rows(_ kind: ReportKind, _ request: ReportRequest) async throws -> [[ReportCell]] {
-        try await database.withConnection { connection in
-            try await checkTimeZone(request.timeZone, on: connection)
-            return try await connection.rows(kind.query(request), preparedAs: kind.preparedSite, logger: logger).map { row in
+        try await timeLimited(request) { connection in
+            try await connection.rows(kind.query(request), preparedAs: kind.preparedSite, logger: logger).map { row in
                 try row.map(ReportCell.init)
             }
         }
@@ -27,17 +29,33 @@ struct ReportStore: Sendable {
 
     /// A page of SLA breaches, and one row more when there are more.
     func breaches(_ request: ReportRequest, _ page: BreachPage) async throws -> [[ReportCell]] {
-        try await rows(page.query(request), timeZone: request.timeZone)
-    }
-
-    private func rows(_ query: PostgresQuery, timeZone: String) async throws -> [[ReportCell]] {
-        try await database.withConnection { connection in
-            try await checkTimeZone(timeZone, on: connection)
+        try await timeLimited(request) { connection in
             var rows: [[ReportCell]] = []
-            for try await row in try await connection.run(query, logger: logger) {
+            for try await row in try await connection.run(page.query(request), logger: logger) {
                 rows.append(try row.map(ReportCell.init))
             }
             return rows
+        }
+    }
+
+    /// `read` run holding a report slot, in a read-only transaction whose statements PostgreSQL stops
+    /// after `timeout` (a setting of this transaction alone, so the pooled connection's other users
+    /// keep theirs).
+    private func timeLimited(
+        _ request: ReportRequest, _ read: @escaping (PostgresConnection) async throws -> [[ReportCell]]
+    ) async throws -> [[ReportCell]] {
+        let milliseconds = timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000
+        do {
+            return try await gate.withSlot {
+                try await database.withTransaction { connection in
+                    try await connection.perform("SELECT set_config('statement_timeout', \(String(milliseconds)), true)", logger: logger)
+                    try await checkTimeZone(request.timeZone, on: connection)
+                    return try await read(connection)
+                }
+            }
+        } catch let error where error.sqlState == .queryCanceled {
+            logger.warning("a report ran past its time limit", metadata: ["seconds": "\(timeout.components.seconds)"])
+            throw Problem.reportTimeout(seconds: Int(timeout.components.seconds))
         }
     }
 
@@ -45,14 +63,19 @@ struct ReportStore: Sendable {
     /// request is still a problem, not a broken download); the rows follow as the client reads them.
     /// A client that goes away stops the read and gives the connection back.
     func csv(_ kind: ReportKind, _ request: ReportRequest, byteOrderMark: Bool) async throws -> ChunkPipe {
+        // The slot is held from here until the last row is sent (or the stream fails): a CSV
+        // export's connection is busy as long as its client takes to read it.
+        try await gate.acquire()
         let pipe = ChunkPipe()
         let logger = logger
         let database = database
+        let gate = gate
         try await withCheckedThrowingContinuation { (started: CheckedContinuation<Void, any Error>) in
             // Resumed exactly once: when the statement is accepted, or with the error that came first.
             let waiting = Mutex<CheckedContinuation<Void, any Error>?>(started)
             let takeWaiting = { waiting.withLock { continuation in defer { continuation = nil }; return continuation } }
             Task {
+                defer { gate.release() }
                 do {
                     try await database.withConnection { connection in
                         try await checkTimeZone(request.timeZone, on: connection)
@@ -97,7 +120,7 @@ struct ReportStore: Sendable {
     }
 
     private func checkTimeZone(_ zone: String, on connection: PostgresConnection) async throws {
-        let known = try await zoneNames(on: connection)
+        let known = try await Self.zoneNames(on: connection, logger: logger)
         guard known.contains(zone) else {
             throw Problem.invalidParameter("time_zone", "\(zone) is not a time zone this server knows (use an IANA name such as Asia/Tokyo)")
         }
@@ -108,17 +131,17 @@ struct ReportStore: Sendable {
     /// change only with the server's time-zone data, which a restart of this service picks up.) The
     /// server reads them as it starts, so that no dashboard's first request waits for them.
     @discardableResult
-    func zoneNames(on connection: PostgresConnection) async throws -> Set<String> {
-        if let loaded = Self.zoneNames.withLock({ $0 }) { return loaded }
+    static func zoneNames(on connection: PostgresConnection, logger: Logger) async throws -> Set<String> {
+        if let loaded = loadedZoneNames.withLock({ $0 }) { return loaded }
         var names = Set<String>()
         for try await name in try await connection.run("SELECT name FROM pg_timezone_names", logger: logger).decode(String.self) {
             names.insert(name)
         }
-        Self.zoneNames.withLock { $0 = names }
+        loadedZoneNames.withLock { $0 = names }
         return names
     }
 
-    private static let zoneNames = Mutex<Set<String>?>(nil)
+    private static let loadedZoneNames = Mutex<Set<String>?>(nil)
 }
 
 extension ReportKind {

@@ -6,7 +6,7 @@ import OpenAPIRuntime
 /// Reports over HTTP: JSON by default, CSV streamed when asked (`Accept: text/csv` or `format=csv`).
 /// Every number comes from SQL; Swift only turns rows into JSON members or CSV lines.
 extension APIHandler {
-    var reports: ReportStore { ReportStore(database: reportsDatabase, logger: logger) }
+    var reports: ReportStore { ReportStore(database: reportsDatabase, gate: reportGate, timeout: reportTimeout, logger: logger) }
 
     /// What a report answers with: CSV already streaming, or every row for JSON.
     enum ReportAnswer {

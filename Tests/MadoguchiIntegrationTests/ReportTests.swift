@@ -739,9 +739,10 @@ struct ReportTests {
         }
     }
 
-    @Test("a client that hangs up in the middle of a CSV download stops the database read and gives the connection back")
+    @Test("a client that hangs up in the middle of a CSV download stops the database read and gives the connection and the report slot back")
     func csvClientGone() async throws {
-        try await TestApp.run { app in
+        // One report slot: the last request is answered only if the download gave its slot back.
+        try await TestApp.run(configure: { $0.reportConcurrency = 1 }) { app in
             let dashboard = try await app.keySecret(.dashboard)
             let port = try #require(app.client.port)
             // 38,400 rows (400 days by hour × 4 channels), far more than the pipe and the sockets hold.
@@ -769,8 +770,9 @@ struct ReportTests {
                 inUse = metrics.split(separator: "\n").first { $0.hasPrefix("madoguchi_db_connections_in_use ") }.map(String.init) ?? "(absent)"
                 return inUse == "madoguchi_db_connections_in_use 0.0" || inUse == "madoguchi_db_connections_in_use 0"
             }, "the download's connection went back to the pool: \(inUse)")
-            // And the service goes on answering.
-            #expect(try await app.request(.get, "/v1/reports/volume?from=2026-11-01&to=2026-11-02", key: dashboard).status == .ok)
+            // And the service goes on answering reports.
+            let next = try await app.request(.get, "/v1/reports/volume?from=2026-11-01&to=2026-11-02", key: dashboard)
+            #expect(next.status == .ok, "\(next.text)")
         }
     }
 

@@ -111,14 +111,18 @@ struct ReportLimitTests {
         }
     }
 
-    /// Returns once a statement waits on a lock (the volume report on the rollup's table).
+    /// Returns once a report's statement waits on a lock (the volume report on the rollup's table).
     static func waitForReportOnLock(_ app: TestApp) async throws {
         let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline {
             let waiting = try await app.database.withConnection { connection in
                 var count = 0
                 for try await n in try await connection.query(
-                    "SELECT count(*)::int FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+                    // A report's statement, not the rollup worker's fold, which may wait on the lock too.
+                    """
+                    SELECT count(*)::int FROM pg_stat_activity
+                    WHERE wait_event_type = 'Lock' AND datname = current_database() AND query LIKE 'WITH params AS%'
+                    """,
                     logger: TestCluster.logger
                 ).decode(Int.self) { count = n }
                 return count

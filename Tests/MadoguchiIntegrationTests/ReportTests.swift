@@ -739,6 +739,88 @@ struct ReportTests {
         }
     }
 
+    @Test("categories: a range holding a fifth of the tickets or more reads the view aggregated over all tickets, a shorter one reads ticket by ticket; both views give the same rows")
+    func categoriesBothWays() async throws {
+        try await TestApp.run { app in
+            let dashboard = try await app.keySecret(.dashboard)
+            let customer = try await app.customer()
+            // Thirty tickets over thirty days: categories, tags, customer messages, first responses
+            // (and a later, second response), solved ones and one reopened and solved again.
+            for day in 0..<30 {
+                let at = "now() - interval '\(day) days' - interval '1 hour'"
+                let ticket = try await Self.arrival(app, customer, at: at, tags: day % 3 == 0 ? ["至急", "VIP"] : day % 3 == 1 ? ["VIP"] : [])
+                try await app.execute("UPDATE tickets SET category = \(day % 2 == 0 ? "返品" : nil as String?) WHERE id = \(ticket)")
+                for extra in 0..<(day % 4) { try await Self.message(app, ticket, customer, at: "\(at) + interval '\(extra + 1) minutes'") }
+                // Not the customer's: an auto-reply and a bounce count as no message of theirs.
+                if day % 3 == 2 {
+                    try await Self.message(app, ticket, customer, at: "\(at) + interval '9 minutes'", classification: "auto_reply")
+                    try await Self.message(app, ticket, customer, at: "\(at) + interval '10 minutes'", classification: "bounce")
+                }
+                if day % 5 != 4 {
+                    try await app.execute("""
+                        INSERT INTO ticket_responses (ticket_id, is_first, waited_since, responded_at, wall_seconds, business_seconds)
+                        VALUES (\(ticket), true, \(unescaped: at), \(unescaped: at) + make_interval(secs => \(60 * (day + 1))), \(Double(60 * (day + 1))), \(Double(30 * (day + 1)))),
+                               (\(ticket), false, \(unescaped: at), \(unescaped: at) + interval '5 hours', 18000, 9000)
+                        """)
+                }
+                if day % 2 == 1 { try await app.execute("UPDATE tickets SET status = 'solved' WHERE id = \(ticket)") }
+                if day == 3 {
+                    try await app.execute("UPDATE tickets SET status = 'open' WHERE id = \(ticket)")
+                    try await app.execute("UPDATE tickets SET status = 'solved' WHERE id = \(ticket)")
+                }
+            }
+            try await app.execute("ANALYZE tickets")
+
+            // The two views, row for row, over ranges that hold none, some and all of the tickets.
+            func rows(_ view: String, since: String, until: String, tag: String?) async throws -> [String] {
+                try await app.database.withConnection { connection in
+                    var rows: [String] = []
+                    for try await row in try await connection.query("""
+                        SELECT concat_ws('|', x.dimension, x.value, x.id, x.at, x.inbound_messages, x.first_response_business_seconds,
+                                         x.first_response_wall_seconds, round(x.resolution_wall_seconds::numeric, 3))
+                        FROM \(unescaped: view) x
+                        WHERE x.at >= now() - \(since)::interval AND x.at < now() - \(until)::interval AND (\(tag)::text IS NULL OR \(tag)::text = ANY(x.tags))
+                        ORDER BY 1
+                        """, logger: TestCluster.logger).decode(String.self) { rows.append(row) }
+                    return rows
+                }
+            }
+            for (since, until) in [("40 days", "0 seconds"), ("3 days", "0 seconds"), ("8 days", "4 days"), ("60 days", "40 days")] {
+                for tag in [nil, "VIP"] as [String?] {
+                    let byTicket = try await rows("report_categories", since: since, until: until, tag: tag)
+                    #expect(byTicket == (try await rows("report_categories_all", since: since, until: until, tag: tag)), "\(since) to \(until), tag \(tag ?? "-")")
+                }
+            }
+            #expect(try await rows("report_categories", since: "40 days", until: "0 seconds", tag: nil).count == 30 + 20 + 10)
+
+            // Through the report, against the tickets themselves: around today (a few of the thirty,
+            // under a fifth: read ticket by ticket) and the whole month (read from the aggregate).
+            var calendar = Calendar(identifier: .gregorian)
+            calendar.timeZone = TimeZone(identifier: "Asia/Tokyo")!
+            let formatter = DateFormatter()
+            formatter.calendar = calendar
+            formatter.timeZone = calendar.timeZone
+            formatter.dateFormat = "yyyy-MM-dd"
+            func day(_ offset: Int) -> String { formatter.string(from: calendar.date(byAdding: .day, value: offset, to: Date())!) }
+            for (from, to) in [(day(-1), day(1)), (day(-40), day(1))] {
+                let answer = try await Self.items(app, dashboard, "/v1/reports/categories?from=\(from)&to=\(to)")
+                let counted = try await app.database.withConnection { connection in
+                    var counted: [String] = []
+                    for try await row in try await connection.query("""
+                        SELECT d || ':' || count(*) FROM tickets t,
+                             LATERAL (SELECT 'category/' || coalesce(t.category, '(none)') UNION ALL SELECT 'tag/' || tag FROM unnest(t.tags) tag) AS x(d)
+                        WHERE t.created_at >= \(from)::date::timestamp AT TIME ZONE 'Asia/Tokyo'
+                          AND t.created_at < (\(to)::date + 1)::timestamp AT TIME ZONE 'Asia/Tokyo'
+                        GROUP BY d
+                        """, logger: TestCluster.logger).decode(String.self) { counted.append(row) }
+                    return counted
+                }
+                #expect(answer.map { "\($0["dimension"] ?? "")/\($0["value"] ?? ""):\($0["tickets"] ?? "")" }.sorted() == counted.sorted(),
+                        "\(from) to \(to): \(answer)")
+            }
+        }
+    }
+
     @Test("a client that hangs up in the middle of a CSV download stops the database read and gives the connection and the report slot back")
     func csvClientGone() async throws {
         // One report slot: the last request is answered only if the download gave its slot back.

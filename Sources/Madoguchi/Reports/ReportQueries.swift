@@ -114,6 +114,12 @@ package enum ReportKind: String, Sendable, CaseIterable {
     /// Whether the request filters on nothing a ticket has (the agent aside).
     private static let dimensionless = absent("channel", "queue", "category", "tag", "priority")
 
+    /// The columns the categories report reads from either of its views.
+    private static let categoryColumns = """
+        x.dimension, x.value, x.inbound_messages, x.first_response_business_seconds, x.first_response_wall_seconds,
+        x.resolution_wall_seconds
+        """
+
     /// Whether the request has no filter at all.
     private static let unfiltered = absent("channel", "queue", "category", "tag", "agent_id", "priority")
 
@@ -472,14 +478,25 @@ package enum ReportKind: String, Sendable, CaseIterable {
             ORDER BY x.at, x.ticket_number, x.target
             """
         case .categories:
+            // The same rows two ways: a range holding a fifth of all tickets or more reads
+            // `report_categories_all` (each measure aggregated once over every ticket), a shorter one
+            // `report_categories` (each ticket's measures read by its key). `wide` counts the range's
+            // tickets up to that fifth and no further (the table's row estimate gives the total).
             """
-            , counted AS (
+            , wide AS MATERIALIZED (
+                SELECT count(*) >= (SELECT greatest(c.reltuples, 0) / 5 FROM pg_class c WHERE c.oid = 'tickets'::regclass) AS wide
+                FROM (SELECT FROM tickets t WHERE \(Self.inRange("t.created_at"))
+                      LIMIT (SELECT greatest(c.reltuples::bigint / 5, 1) FROM pg_class c WHERE c.oid = 'tickets'::regclass)) AS counted
+            ), counted AS (
                 SELECT x.dimension, x.value, count(*) AS tickets, sum(x.inbound_messages) AS inbound_messages,
                        percentile_cont(0.5) WITHIN GROUP (ORDER BY x.first_response_business_seconds) AS first_business,
                        percentile_cont(0.5) WITHIN GROUP (ORDER BY x.first_response_wall_seconds) AS first_wall,
                        percentile_cont(0.5) WITHIN GROUP (ORDER BY x.resolution_wall_seconds) AS resolution_wall
-                FROM report_categories x, params p
-                WHERE \(Self.inRange("x.at")) AND \(Self.filtered)
+                FROM (SELECT \(Self.categoryColumns) FROM report_categories x, params p
+                      WHERE NOT (SELECT wide FROM wide) AND \(Self.inRange("x.at")) AND \(Self.filtered)
+                      UNION ALL
+                      SELECT \(Self.categoryColumns) FROM report_categories_all x, params p
+                      WHERE (SELECT wide FROM wide) AND \(Self.inRange("x.at")) AND \(Self.filtered)) AS x
                 GROUP BY 1, 2
             )
             SELECT dimension, value, tickets::bigint, coalesce(inbound_messages, 0)::bigint AS inbound_messages,

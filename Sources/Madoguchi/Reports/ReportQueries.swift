@@ -481,12 +481,14 @@ package enum ReportKind: String, Sendable, CaseIterable {
             // The same rows two ways: a range holding a fifth of all tickets or more reads
             // `report_categories_all` (each measure aggregated once over every ticket), a shorter one
             // `report_categories` (each ticket's measures read by its key). `wide` counts the range's
-            // tickets up to that fifth and no further (the table's row estimate gives the total).
+            // tickets up to that fifth and no further (the table's row estimate gives the total; -1,
+            // never analyzed, makes the fifth one ticket).
             """
-            , wide AS MATERIALIZED (
-                SELECT count(*) >= (SELECT greatest(c.reltuples, 0) / 5 FROM pg_class c WHERE c.oid = 'tickets'::regclass) AS wide
-                FROM (SELECT FROM tickets t WHERE \(Self.inRange("t.created_at"))
-                      LIMIT (SELECT greatest(c.reltuples::bigint / 5, 1) FROM pg_class c WHERE c.oid = 'tickets'::regclass)) AS counted
+            , fifth AS MATERIALIZED (
+                SELECT greatest(c.reltuples::bigint / 5, 1) AS tickets FROM pg_class c WHERE c.oid = 'tickets'::regclass
+            ), wide AS MATERIALIZED (
+                SELECT (SELECT count(*) FROM (SELECT FROM tickets t WHERE \(Self.inRange("t.created_at"))
+                                              LIMIT (SELECT tickets FROM fifth)) AS counted) >= (SELECT tickets FROM fifth) AS wide
             ), counted AS (
                 SELECT x.dimension, x.value, count(*) AS tickets, sum(x.inbound_messages) AS inbound_messages,
                        percentile_cont(0.5) WITHIN GROUP (ORDER BY x.first_response_business_seconds) AS first_business,

@@ -38,9 +38,9 @@ struct ReportStore: Sendable {
         }
     }
 
-    /// `read` run holding a report slot, in a read-only transaction whose statements PostgreSQL stops
-    /// after `timeout` (a setting of this transaction alone, so the pooled connection's other users
-    /// keep theirs).
+    /// `read` run holding a report slot, in a transaction of its own whose statements PostgreSQL
+    /// stops after `timeout` (a setting of this transaction alone, so the pooled connection's other
+    /// users keep theirs). A statement cancelled because the client went away is no time-out.
     private func timeLimited(
         _ request: ReportRequest, _ read: @escaping (PostgresConnection) async throws -> [[ReportCell]]
     ) async throws -> [[ReportCell]] {
@@ -53,7 +53,7 @@ struct ReportStore: Sendable {
                     return try await read(connection)
                 }
             }
-        } catch let error where error.sqlState == .queryCanceled {
+        } catch let error where error.sqlState == .queryCanceled && !Task.isCancelled {
             logger.warning("a report ran past its time limit", metadata: ["seconds": "\(timeout.components.seconds)"])
             throw Problem.reportTimeout(seconds: Int(timeout.components.seconds))
         }

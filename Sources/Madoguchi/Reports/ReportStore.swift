@@ -44,11 +44,10 @@ struct ReportStore: Sendable {
     private func timeLimited(
         _ request: ReportRequest, _ read: @escaping (PostgresConnection) async throws -> [[ReportCell]]
     ) async throws -> [[ReportCell]] {
-        let milliseconds = timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000
         do {
             return try await gate.withSlot {
                 try await database.withTransaction { connection in
-                    try await connection.perform("SELECT set_config('statement_timeout', \(String(milliseconds)), true)", logger: logger)
+                    try await connection.perform("SELECT set_config('statement_timeout', \(String(Int(timeout.milliseconds))), true)", logger: logger)
                     try await checkTimeZone(request.timeZone, on: connection)
                     return try await read(connection)
                 }

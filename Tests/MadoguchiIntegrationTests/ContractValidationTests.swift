@@ -67,4 +67,20 @@ struct ContractValidationTests {
             #expect(try await app.request(.get, "/v1/agents?queue=general", key: boss).status == .ok)
         }
     }
+
+    @Test("a malformed percent escape in the query is answered, with or without a key, and the service goes on answering")
+    func malformedEscapes() async throws {
+        try await TestApp.run { app in
+            let boss = try await app.keySecret(.supervisor)
+            for query in ["a=%", "a=%zz", "%=1", "limit=10%", "limit=%E3%81"] {
+                let open = try await app.request(.get, "/health/live?\(query)")
+                #expect(open.status.code < 500, "\(query): \(open.status) \(open.text)")
+                let tickets = try await app.request(.get, "/v1/tickets?\(query)", key: boss)
+                #expect(tickets.status.code >= 400 && tickets.status.code < 500 || tickets.status == .ok, "\(query): \(tickets.status) \(tickets.text)")
+            }
+            let bad = try await app.request(.get, "/v1/tickets?limit=%zz", key: boss)
+            #expect(bad.status == .badRequest, "\(bad.text)")
+            #expect(try await app.request(.get, "/v1/tickets?limit=5", key: boss).status == .ok)
+        }
+    }
 }

@@ -48,11 +48,18 @@ struct ContractValidation: ServerMiddleware {
     }
 
     /// The query's names and values, percent-decoded; none when the query is not well-formed (the
-    /// decoder answers that).
+    /// decoder answers that). Split by hand: Foundation's `URLComponents.percentEncodedQuery` setter
+    /// stops the process on a malformed escape (`?a=%`), and this runs before any key is checked.
     static func queryItems(of path: String) -> [(name: String, value: String)] {
         guard let mark = path.firstIndex(of: "?") else { return [] }
-        var components = URLComponents()
-        components.percentEncodedQuery = String(path[path.index(after: mark)...])
-        return (components.queryItems ?? []).map { ($0.name, $0.value ?? "") }
+        var items: [(name: String, value: String)] = []
+        for pair in path[path.index(after: mark)...].split(separator: "&") {
+            let equals = pair.firstIndex(of: "=")
+            let name = equals.map { pair[..<$0] } ?? pair[...]
+            let value = equals.map { pair[pair.index(after: $0)...] } ?? ""
+            guard let decodedName = name.removingPercentEncoding, let decodedValue = value.removingPercentEncoding else { return [] }
+            items.append((decodedName, decodedValue))
+        }
+        return items
     }
 }

@@ -211,4 +211,98 @@ struct SLATests {
             #expect(try await app.request(.delete, "/v1/business-calendars/\(calendar)", key: supervisor).status == .noContent)
         }
     }
+
+    /// Sets the pending stretch running on `id` back by `hours`, as if it had lasted that much longer:
+    /// the pause the clocks push back by (`sla_paused_at`) and the stretch a recomputation reads
+    /// (the stretch before it must have begun more than `hours` ago).
+    static func lengthenPause(_ app: TestApp, _ id: String, hours: Int) async throws {
+        let ticket = try #require(UUID(uuidString: id))
+        try await app.execute("""
+            UPDATE ticket_status_periods SET left_at = left_at - make_interval(hours => \(hours)::int)
+            WHERE ticket_id = \(ticket) AND left_at = (SELECT entered_at FROM ticket_status_periods WHERE ticket_id = \(ticket) AND left_at IS NULL)
+            """)
+        try await app.execute("""
+            UPDATE ticket_status_periods SET entered_at = entered_at - make_interval(hours => \(hours)::int) WHERE ticket_id = \(ticket) AND left_at IS NULL
+            """)
+        try await app.execute("UPDATE tickets SET sla_paused_at = sla_paused_at - make_interval(hours => \(hours)::int) WHERE id = \(ticket)")
+    }
+
+    static func patch(_ app: TestApp, _ id: String, key: String, _ json: String) async throws -> [String: Any] {
+        let current = try await AwaitingReplyTests.ticket(app, id, key: key)
+        let response = try await app.request(.patch, "/v1/tickets/\(id)", key: key,
+                                             headers: [.ifMatch: "\"\(try #require(current["version"] as? Int))\""], json: json)
+        #expect(response.status == .ok, "\(response.text)")
+        return try response.json
+    }
+
+    @Test("the customer writing on a pending ticket starts the next-response clock from that message: the pause before it pushes nothing back")
+    func nextResponseAfterPause() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            _ = try await Self.defaultPolicy(app, supervisor, calendar: try await Self.allHours(app, supervisor))
+            let conversation = try await DeliveryTests.customerWrites(app, from: "hanako@example.jp")
+            _ = try await DeliveryTests.answer(conversation, "ご確認のうえご連絡ください。")
+            #expect(try await Self.patch(app, conversation.ticket, key: supervisor, #"{"status":"pending"}"#)["status"] as? String == "pending")
+            // Two hours on the customer's side, as far as the clocks know (the ticket is minutes old).
+            try await app.execute("UPDATE tickets SET sla_paused_at = sla_paused_at - interval '2 hours' WHERE id = \(UUID(uuidString: conversation.ticket)!)")
+
+            let gateway = try await app.keySecret(.gateway)
+            let again = try await app.postMail(gateway, testMail(
+                from: "hanako@example.jp", subject: "Re: 注文について", id: "after-pause@example.jp",
+                headers: "In-Reply-To: <\(conversation.customerMessageID)>\n"))
+            #expect(try again.json["ticket_id"] as? String == conversation.ticket, "\(again.text)")
+            let waiting = try await AwaitingReplyTests.ticket(app, conversation.ticket, key: supervisor)
+            #expect(waiting["status"] as? String == "open")
+            let since = try #require(Self.date(waiting["awaiting_reply_since"]))
+            let due = try #require(Self.date(waiting["next_response_due_at"]))
+            #expect(abs(due.timeIntervalSince(since) - 30 * 60) < 1, "30 minutes from the customer's message, not 2 hours more: \(waiting)")
+            #expect(waiting["sla_state"] as? String == "ok")
+        }
+    }
+
+    @Test("a priority raised after a pause keeps the pause: the recomputed clocks add the time spent waiting on the customer")
+    func priorityAfterPause() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            _ = try await Self.defaultPolicy(app, supervisor, calendar: try await Self.allHours(app, supervisor))
+            let id = try await Self.ticket(app, openedAt: Self.ago(170))
+            let opened = try #require(Self.date(try await AwaitingReplyTests.ticket(app, id, key: supervisor)["created_at"]))
+            _ = try await Self.patch(app, id, key: supervisor, #"{"status":"pending"}"#)
+            try await Self.lengthenPause(app, id, hours: 2)
+            let pausedAt = Date()
+            _ = try await Self.patch(app, id, key: supervisor, #"{"status":"open"}"#)
+            let urgent = try await Self.patch(app, id, key: supervisor, #"{"priority":"urgent"}"#)
+            // The pause lasted two hours plus as long as these requests took.
+            let extra = Date().timeIntervalSince(pausedAt)
+            for (clock, minutes) in [("first_response_due_at", 15), ("resolution_due_at", 60)] {
+                let pushed = try #require(Self.date(urgent[clock])).timeIntervalSince(opened) - Double(minutes * 60)
+                #expect(pushed >= 7200 - 1 && pushed <= 7200 + extra + 2, "\(clock) pushed back \(pushed) s")
+            }
+            #expect(urgent["sla_state"] as? String == "breached", "170 minutes open, 2 hours of them pending: 50 of 15 minutes")
+            // Pending again, the running pause is not counted twice.
+            _ = try await Self.patch(app, id, key: supervisor, #"{"status":"pending"}"#)
+            let normal = try await Self.patch(app, id, key: supervisor, #"{"priority":"normal"}"#)
+            let pushed = try #require(Self.date(normal["resolution_due_at"])).timeIntervalSince(opened) - 480 * 60
+            #expect(pushed >= 7200 - 1 && pushed <= 7200 + extra + 4, "resolution pushed back \(pushed) s")
+        }
+    }
+
+    @Test("no business time added is the instant itself: a pause outside opening hours leaves a clock due at closing time where it was")
+    func zeroBusinessTime() async throws {
+        try await TestApp.run { app in
+            let standard = BusinessCalendar.standardID
+            let atClosing = try await app.count("""
+                SELECT count(*) FROM (VALUES (business_time_add(\(standard), '2026-11-30 18:00+09', 0))) AS v(at) WHERE at = '2026-11-30 18:00+09'
+                """)
+            #expect(atClosing == 1)
+            let toClosing = try await app.count("""
+                SELECT count(*) FROM (VALUES (business_time_add(\(standard), '2026-11-30 17:00+09', 3600))) AS v(at) WHERE at = '2026-11-30 18:00+09'
+                """)
+            #expect(toClosing == 1, "an hour before closing plus an hour is closing time")
+            let pastClosing = try await app.count("""
+                SELECT count(*) FROM (VALUES (business_time_add(\(standard), '2026-11-30 18:00+09', 60))) AS v(at) WHERE at = '2026-12-01 09:01+09'
+                """)
+            #expect(pastClosing == 1)
+        }
+    }
 }

@@ -10,6 +10,7 @@ struct ApprovalTests {
         try await TestApp.run { app in
             let scene = try await ReplyTests.scene(app)
             try await app.execute("UPDATE agents SET requires_approval = true WHERE id = \(scene.agent.record.agentID)")
+            try await app.execute("UPDATE tickets SET awaiting_reply_since = now() WHERE id = \(scene.ticket)")
             let boss = try await app.keySecret(.supervisor)
             let reply = try await ReplyTests.draft(scene, #"{"body":"山田 花子 様\n本日発送いたしました。"}"#)
             let lastSeen = #"{"last_seen_message_id":"\#(scene.lastMessage.uuidString)"}"#
@@ -31,6 +32,11 @@ struct ApprovalTests {
                   AND author_agent_id = \(scene.agent.record.agentID)
                 """)
             #expect(sentBody == 1)
+            // The response is the author's in the reports, not the approver's.
+            let response = try await app.count("""
+                SELECT count(*) FROM ticket_responses WHERE ticket_id = \(scene.ticket) AND is_first AND agent_id = \(scene.agent.record.agentID)
+                """)
+            #expect(response == 1)
             // The first answer also opens the new ticket.
             #expect(try await app.eventTypes(ticket: scene.ticket).suffix(5) == [
                 "reply.drafted", "reply.submitted", "reply.approved", "reply.sent", "ticket.updated",

@@ -526,6 +526,21 @@ struct ReportTests {
             #expect(try await disagreements() == [])
             #expect(try await rows("from=2026-10-02&to=2026-10-02") == changed)
 
+            // A due time the clocks' own trigger moves (a policy given to a ticket recomputes its
+            // resolution due) takes effect at once too, though no UPDATE names that column: the solve
+            // on 2 October, met against the old due time, is late against an hour's target.
+            let policy = try await app.insertReturningID("""
+                INSERT INTO sla_policies (name, calendar_id) VALUES ('速達', \(BusinessCalendar.standardID)) RETURNING id
+                """)
+            try await app.execute("INSERT INTO sla_targets (policy_id, priority, resolution_seconds) VALUES (\(policy), 'normal', 3600)")
+            let solvedBefore = try await rows("from=2026-10-02&to=2026-10-02", .sla)
+            try await app.execute("UPDATE tickets SET sla_policy_id = \(policy) WHERE id = \(tickets[0])")
+            #expect(try await app.count("SELECT count(*) FROM report_response_changes") > 0)
+            #expect(try await disagreements() == [])
+            #expect(try await rows("from=2026-10-02&to=2026-10-02", .sla) != solvedBefore)
+            try await app.execute("SELECT fold_report_response_periods()")
+            #expect(try await disagreements() == [])
+
             // A zone no calendar uses any more is forgotten; its reports are computed from the facts.
             try await app.execute("DELETE FROM business_calendars WHERE name = 'Kolkata'")
             try await app.execute("SELECT fold_report_response_periods()")
@@ -651,6 +666,21 @@ struct ReportTests {
                 let refused = try await app.request(.get, "/v1/reports/sla-breaches?\(Self.aroundToday)&\(bad)", key: dashboard)
                 #expect(refused.status == .badRequest, "\(bad): \(refused.text)")
             }
+
+            // Waiting on the customer (pending) stops a clock where it was: a response that fell due
+            // during the pause is not late, and one already late stays as late as it was when it paused.
+            try await app.execute("UPDATE tickets SET status = 'pending', sla_paused_at = now() - interval '40 minutes' WHERE id = \(waiting)")
+            let lateThenPaused = try await app.insertReturningID("""
+                INSERT INTO tickets (customer_id, channel, status, awaiting_reply_since, first_response_due_at, sla_paused_at)
+                VALUES (\(customer), 'sms', 'pending', now() - interval '2 hours', now() - interval '30 minutes', now() - interval '10 minutes')
+                RETURNING id
+                """)
+            let whilePaused = try await Self.items(app, dashboard, "/v1/reports/sla-breaches?\(Self.aroundToday)")
+            #expect(!whilePaused.contains { $0["ticket_id"] as? String == waiting.uuidString.lowercased() }, "fell due while paused: \(whilePaused)")
+            let frozen = try #require(whilePaused.first { $0["ticket_id"] as? String == lateThenPaused.uuidString.lowercased() })
+            #expect(frozen["overdue_seconds"] as? Double == 1200)
+            let pausedRows = try await Self.items(app, dashboard, "/v1/reports/sla?\(Self.aroundToday)&granularity=month&channel=sms")
+            #expect(pausedRows.filter { $0["target"] as? String == "first_response" }.map { $0["breached"] as? Int ?? 0 }.reduce(0, +) == 1)
         }
     }
 

@@ -14,6 +14,6 @@ FROM ticket_status_periods s JOIN tickets t ON t.id = s.ticket_id
 WHERE s.status = 'solved' AND t.resolution_due_at IS NOT NULL
 UNION ALL
 SELECT CASE WHEN t.first_responded_at IS NULL THEN 'first_response' ELSE 'next_response' END, t.response_due_at, false,
-       extract(epoch FROM now() - t.response_due_at)::double precision, t.channel::text
+       extract(epoch FROM coalesce(t.sla_paused_at, now()) - t.response_due_at)::double precision, t.channel::text
 FROM tickets t
-WHERE t.response_due_at < now();
+WHERE t.response_due_at < now() AND (t.sla_paused_at IS NULL OR t.response_due_at < t.sla_paused_at);

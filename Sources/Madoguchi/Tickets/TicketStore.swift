@@ -104,8 +104,9 @@ struct TicketStore: Sendable {
     /// a new ticket is open (a `ticket.updated` by whoever answered). A response that ends a wait is
     /// a fact for the reports (`ticket_responses`): how long the customer waited, in wall-clock and
     /// in business time on the ticket's SLA calendar (the standard calendar without a policy), and
-    /// the due time the response was measured against.
-    func recordResponse(_ ticketID: UUID, by actor: Principal?, on connection: PostgresConnection) async throws {
+    /// the due time the response was measured against. The response is `responder`'s, the reply's
+    /// author, even when `actor` is the supervisor whose approval sent it.
+    func recordResponse(_ ticketID: UUID, by responder: UUID?, actor: Principal?, on connection: PostgresConnection) async throws {
         let rows = try await connection.run("""
             WITH answered AS (
                 UPDATE tickets t
@@ -120,7 +121,7 @@ struct TicketStore: Sendable {
                           old.response_due_at AS due_at
             ), fact AS (
                 INSERT INTO ticket_responses (ticket_id, agent_id, is_first, waited_since, responded_at, due_at, wall_seconds, business_seconds)
-                SELECT \(ticketID), \(actor?.agentID), a.is_first, a.waited_since, now(), a.due_at, extract(epoch FROM now() - a.waited_since),
+                SELECT \(ticketID), \(responder), a.is_first, a.waited_since, now(), a.due_at, extract(epoch FROM now() - a.waited_since),
                        business_seconds(coalesce((SELECT p.calendar_id FROM sla_policies p WHERE p.id = a.sla_policy_id),
                                                  \(BusinessCalendar.standardID)), a.waited_since, now())
                 FROM answered a

@@ -81,6 +81,17 @@ struct ContractValidationTests {
             let bad = try await app.request(.get, "/v1/tickets?limit=%zz", key: boss)
             #expect(bad.status == .badRequest, "\(bad.text)")
             #expect(try await app.request(.get, "/v1/tickets?limit=5", key: boss).status == .ok)
+
+            // A cursor whose instant PostgreSQL cannot compute with is refused like any other forged one.
+            func cursor(_ parts: [String]) -> String { PageCursor.encode(parts).addingPercentEncoding(withAllowedCharacters: .alphanumerics)! }
+            let far = "-9000000000000000000"
+            let customer = try await app.customer()
+            for path in ["/v1/tickets?sort=response_due&cursor=\(cursor(["response_due", far, "1"]))",
+                         "/v1/customers/\(customer)/timeline?cursor=\(cursor([far, UUID().uuidString]))",
+                         "/v1/reports/sla-breaches?from=2026-01-01&to=2026-01-02&cursor=\(cursor([far, "1", "first_response"]))"] {
+                let refused = try await app.request(.get, path, key: boss)
+                try expectProblem(refused, .badRequest, "invalid-parameter")
+            }
         }
     }
 }

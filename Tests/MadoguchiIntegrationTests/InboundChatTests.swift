@@ -68,6 +68,13 @@ struct InboundChatTests {
             #expect(pointers == ["/provider", "/conversation_id", "/sender/email", "/attachments/0/url", "/text"])
             try expectProblem(try await app.request(.post, "/v1/inbound/chat", key: gateway, json: #"{"provider":"x"}"#), .badRequest, "malformed-body")
             #expect(try await app.count("SELECT count(*) FROM inbound_payloads") == 0)
+            // A NUL bound for a jsonb column (an attachment's media type) is a 422 like one bound for text.
+            let nul = try await app.request(.post, "/v1/inbound/chat", key: gateway, json: #"""
+                {"provider":"line","conversation_id":"c1","provider_message_id":"m1","sender":{"provider_user_id":"u1"},"text":"写真です",
+                 "attachments":[{"filename":"a.png","media_type":"image/png\u0000","url":"https://files.example/a.png"}]}
+                """#)
+            try expectProblem(nul, .unprocessableContent, "validation-failed")
+            #expect(try await app.count("SELECT count(*) FROM messages") == 0)
         }
     }
 }

@@ -309,6 +309,15 @@ struct InboundEmailTests {
             #expect(orphan.status == .created)
             #expect(try orphan.json["ticket_id"] == nil)
             #expect(try await app.count("SELECT count(*) FROM tickets") == 1)
+
+            // A NUL in the report's fields (PostgreSQL text cannot hold one) is dropped, not a 500 the
+            // relay would retry for days: the bounce is taken in and still finds the reply it reports on.
+            let withNUL = try await app.postMail(gateway, bounce.replacingOccurrences(of: "Action: failed", with: "Action: failed\u{0}")
+                .replacingOccurrences(of: "Status: 5.1.1", with: "Status: 5.1.1\u{0}")
+                .replacingOccurrences(of: "<reply-b@madoguchi>", with: "<reply-b@madoguchi\u{0}>").replacingOccurrences(of: "bounce-1@", with: "bounce-3@"))
+            #expect(withNUL.status == .created, "\(withNUL.text)")
+            #expect(try withNUL.json["ticket_id"] as? String == ticket.uuidString.lowercased())
+            #expect((try withNUL.json["bounced_recipients"] as? [[String: Any]])?.first?["action"] as? String == "failed")
         }
     }
 
@@ -474,6 +483,19 @@ struct InboundEmailBadInputTests {
             let tooLarge = try await app.postMail(gateway, garbage + Array(repeating: UInt8(ascii: "A"), count: 1_100_000))
             try expectProblem(tooLarge, .contentTooLarge, "payload-too-large")
             #expect(try await app.count("SELECT count(*) FROM inbound_payloads") == 4)
+        }
+    }
+
+    @Test("a subject and a sender's name cut to their limits as PostgreSQL counts characters: 1,500 ❤️ (3,000 code points) are taken in, not refused")
+    func limitsInCodePoints() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let hearts = String(repeating: "❤️", count: 1_500)
+            let response = try await app.postMail(gateway, testMail(
+                from: "\(String(repeating: "か\u{3099}", count: 300)) <heart@example.jp>", subject: hearts, id: "hearts@example.jp"))
+            #expect(response.status == .created, "\(response.text)")
+            #expect(try await app.count("SELECT length(subject) FROM tickets") == 2_000)
+            #expect(try await app.count("SELECT length(display_name) FROM customers") == 500)
         }
     }
 }

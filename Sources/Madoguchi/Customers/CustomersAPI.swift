@@ -104,7 +104,7 @@ extension APIHandler {
         let limit = try PageCursor.limit(input.query.limit)
         let before = try input.query.cursor.map { cursor -> (Int64, UUID) in
             let parts = try PageCursor.decode(cursor, count: 2)
-            guard let micros = Int64(parts[0]), let entry = UUID(uuidString: parts[1]) else { throw PageCursor.invalid }
+            guard let micros = PageCursor.microseconds(parts[0]), let entry = UUID(uuidString: parts[1]) else { throw PageCursor.invalid }
             return (micros, entry)
         }
         var page = try await database.withConnection { connection -> [CustomerTimeline.Entry] in

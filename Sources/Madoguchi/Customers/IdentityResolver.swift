@@ -102,6 +102,6 @@ struct IdentityResolver: Sendable {
 
     /// A name as a sender gave it, fit for `customers.display_name`; nil when there is none.
     static func shownName(_ name: String?) -> String? {
-        name.map { String($0.prefix(500)) }.flatMap { $0.isEmpty ? nil : $0 }
+        name.map { Text.prefix($0, 500) }.flatMap { $0.isEmpty ? nil : $0 }
     }
 }

@@ -121,7 +121,7 @@ struct IdentityStore: Sendable {
     @discardableResult
     func markUndeliverable(kind: Customer.Identity.Kind, value: String, reason: String, on connection: PostgresConnection) async throws -> [UUID] {
         let rows = try await connection.run("""
-            UPDATE customer_identities SET undeliverable_at = now(), undeliverable_reason = \(String(Text.clean(reason).prefix(2000)))
+            UPDATE customer_identities SET undeliverable_at = now(), undeliverable_reason = \(Text.limit(reason, 2000))
             WHERE kind = \(kind.rawValue) AND value = \(value)
             RETURNING customer_id
             """, logger: logger)

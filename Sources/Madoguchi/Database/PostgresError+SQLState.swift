@@ -7,6 +7,8 @@ enum SQLState: String {
     case checkViolation = "23514"
     /// A NUL character in text: PostgreSQL cannot store U+0000 in `text`.
     case characterNotInRepertoire = "22021"
+    /// A NUL character (`\u0000`) cast to `jsonb`, which cannot hold it either.
+    case untranslatableCharacter = "22P05"
     case lockNotAvailable = "55P03"
     /// Raised by the events table's append-only trigger.
     case insufficientPrivilege = "42501"

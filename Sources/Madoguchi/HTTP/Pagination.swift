@@ -26,6 +26,14 @@ enum PageCursor {
 
     static let invalid = Problem.invalidParameter("cursor", "not a cursor this server issued; pass next_cursor from the previous page unchanged")
 
+    /// An instant a cursor carries, in microseconds since 1970: nil when it is not one, or lies
+    /// outside the years 1–9999, which no page of ours starts at (further out, PostgreSQL's
+    /// arithmetic on it overflows: an error, not a page).
+    static func microseconds(_ text: String) -> Int64? {
+        guard let value = Int64(text), (-62_135_596_800_000_000...253_402_300_799_999_999).contains(value) else { return nil }
+        return value
+    }
+
     /// A page size within 1...200, 50 when not given.
     static func limit(_ requested: Int?) throws -> Int {
         guard let requested else { return 50 }

@@ -110,7 +110,7 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         case let underlying where underlying.sqlState?.isTransient ?? false:
             // A deadlock or serialization failure that outlasted the transaction's retries.
             return .transactionConflict
-        case let underlying where underlying.sqlState == .characterNotInRepertoire:
+        case let underlying where underlying.sqlState == .characterNotInRepertoire || underlying.sqlState == .untranslatableCharacter:
             // Valid JSON, but PostgreSQL text cannot hold U+0000; the transaction rolled back whole.
             return .validationFailed([.init(pointer: nil, message: "text fields cannot contain the NUL character (\\u0000)")])
         default:

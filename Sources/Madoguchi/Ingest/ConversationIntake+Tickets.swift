@@ -22,7 +22,7 @@ extension ConversationIntake {
             WITH opened AS (
                 INSERT INTO tickets (customer_id, subject, channel, thread_subject, related_ticket_id, tags,
                                      last_customer_message_at, awaiting_reply_since)
-                VALUES (\(customerID), \(String(subject.prefix(2000))), \(channel.rawValue), \(threadSubject), \(related), \(tags), now(), now())
+                VALUES (\(customerID), \(Text.prefix(subject, 2000)), \(channel.rawValue), \(threadSubject), \(related), \(tags), now(), now())
                 RETURNING id, number, category, priority, customer_id
             )
             \(unescaped: RuleStore.openedTicketWithActiveRules)

@@ -156,7 +156,7 @@ struct EmailIngest: Sendable {
 
     /// The sender a customer's mail is filed under, when its From is a usable address.
     static func sender(of mail: ParsedMail) -> MailAddress? {
-        mail.from.flatMap { $0.address.utf8.contains(UInt8(ascii: "@")) && $0.address.count <= 512 ? $0 : nil }
+        mail.from.flatMap { $0.address.utf8.contains(UInt8(ascii: "@")) && Text.length($0.address) <= 512 ? $0 : nil }
     }
 
     /// A customer's mail or an auto-reply: filed under its sender, on a ticket its thread finds (a
@@ -236,14 +236,16 @@ struct EmailIngest: Sendable {
     /// found, and a hard bounce marks the address undeliverable.
     private func takeReport(_ delivery: Delivery, outcome: inout Outcome, on connection: PostgresConnection) async throws {
         let mail = delivery.mail
-        let recipients = mail.deliveryReport?.recipients ?? []
+        // Looked up and stored field by field: a NUL in one (PostgreSQL text cannot hold it) is dropped.
+        let report = mail.deliveryReport.map(Text.clean)
+        let recipients = report?.recipients ?? []
         if !recipients.isEmpty {
             outcome.bouncedRecipients = recipients.map {
-                .init(address: Text.clean($0.address), action: $0.action, status: $0.status, reason: $0.reason, hard: mail.classification == .bounce && $0.isHardBounce)
+                .init(address: $0.address, action: $0.action, status: $0.status, reason: $0.reason, hard: mail.classification == .bounce && $0.isHardBounce)
             }
         }
         var target: (ticket: UUID, customer: UUID, reason: String)?
-        if let original = mail.deliveryReport?.originalMessageID {
+        if let original = report?.originalMessageID {
             for row in try await connection.rows("""
                 SELECT t.id, t.customer_id FROM messages m JOIN tickets t ON t.id = m.ticket_id
                 WHERE m.email_message_id = \(original) ORDER BY m.created_at LIMIT 1
@@ -270,13 +272,13 @@ struct EmailIngest: Sendable {
             }
             // A hard bounce of one of our replies closes the loop on that reply.
             let hard = recipients.filter(\.isHardBounce).map(\.address)
-            if !hard.isEmpty, let original = mail.deliveryReport?.originalMessageID {
+            if !hard.isEmpty, let original = report?.originalMessageID {
                 try await desk.recordBounce(originalMessageID: original, recipients: hard, on: connection)
             }
         }
         // A delay notice (the relay is still trying) is recorded on the reply it concerns, nothing more.
         let delayed = recipients.filter { $0.action == "delayed" }
-        if !delayed.isEmpty, let original = mail.deliveryReport?.originalMessageID {
+        if !delayed.isEmpty, let original = report?.originalMessageID {
             try await desk.recordDelay(originalMessageID: original, recipients: delayed, on: connection)
         }
         guard let target else {
@@ -300,7 +302,7 @@ struct EmailIngest: Sendable {
     private enum ReportedRecipient: PreparedSite { static let name = "madoguchi_report_by_recipient" }
 
     private func markUndeliverable(_ recipient: DeliveryReport.Recipient, on connection: PostgresConnection) async throws {
-        let reason = String(Text.clean([recipient.reason, recipient.status, recipient.diagnostic].compactMap { $0 }.joined(separator: " — ")).prefix(2000))
+        let reason = Text.limit([recipient.reason, recipient.status, recipient.diagnostic].compactMap { $0 }.joined(separator: " — "), 2000)
         for customerID in try await identities.markUndeliverable(kind: .email, value: recipient.address, reason: reason, on: connection) {
             try await events.record(.identityUndeliverable, customerID: customerID, actor: nil,
                                     data: ["kind": "email", "value": recipient.address, "reason": reason, "source": "bounce"], on: connection)

@@ -33,9 +33,9 @@ extension NewMessage {
         if let value = mail.precedence { object["precedence"] = Text.clean(value) }
         if let value = mail.listID { object["list_id"] = Text.clean(value) }
         if !mail.defects.isEmpty { object["defects"] = mail.defects.map(Text.clean) }
-        if let report = mail.deliveryReport {
+        if let report = mail.deliveryReport.map(Text.clean) {
             object["delivery_report"] = report.recipients.map { recipient -> [String: Any] in
-                var entry: [String: Any] = ["address": Text.clean(recipient.address), "action": recipient.action, "reason": recipient.reason]
+                var entry: [String: Any] = ["address": recipient.address, "action": recipient.action, "reason": recipient.reason]
                 if let status = recipient.status { entry["status"] = status }
                 if let diagnostic = recipient.diagnostic { entry["diagnostic"] = Text.limit(diagnostic, 2000) }
                 return entry

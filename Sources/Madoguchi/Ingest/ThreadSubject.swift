@@ -26,7 +26,7 @@ enum ThreadSubject {
             isReply = true
         }
         let key = text.lowercased().split(whereSeparator: { $0.isWhitespace }).joined(separator: " ")
-        return Reduced(key: String(key.prefix(2000)), isReply: isReply)
+        return Reduced(key: Text.prefix(key, 2000), isReply: isReply)
     }
 
     /// The ticket number in an `[#1234]` token in the subject.

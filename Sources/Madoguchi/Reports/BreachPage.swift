@@ -22,7 +22,7 @@ package struct BreachPage: Sendable {
         /// A cursor this server issued (`text`), or a 400 naming `cursor`.
         init(_ text: String) throws {
             let parts = try PageCursor.decode(text, count: 3)
-            guard let at = Int64(parts[0]), let number = Int64(parts[1]), Self.targets.contains(parts[2]) else { throw PageCursor.invalid }
+            guard let at = PageCursor.microseconds(parts[0]), let number = Int64(parts[1]), Self.targets.contains(parts[2]) else { throw PageCursor.invalid }
             self.init(atMicroseconds: at, ticketNumber: number, target: parts[2])
         }
 

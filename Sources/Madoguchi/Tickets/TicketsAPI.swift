@@ -42,7 +42,7 @@ extension APIHandler {
         let after = try cursor.map { cursor -> TimePosition in
             let parts = try PageCursor.decode(cursor, count: 3)
             // A cursor names its order: one from another listing would start the page at a wrong place.
-            guard parts[0] == order.rawValue, let microseconds = Int64(parts[1]), let number = Int64(parts[2]) else { throw PageCursor.invalid }
+            guard parts[0] == order.rawValue, let microseconds = PageCursor.microseconds(parts[1]), let number = Int64(parts[2]) else { throw PageCursor.invalid }
             return TimePosition(microseconds: microseconds, number: number)
         }
         var page = try await database.withConnection {

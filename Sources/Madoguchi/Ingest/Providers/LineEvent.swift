@@ -88,7 +88,7 @@ extension LineWebhook.Event {
             if let userID = source?.userId { [(.line, userID)] } else if source?.type == "group" || source?.type == "room" { [(.chat, "line:\(conversation)")] } else { [] }
         return InboundChat(
             provider: "line", conversationID: conversation, providerMessageID: message.id, senderUserID: source?.userId ?? "",
-            contacts: contacts, name: nil, text: String(text.replacingOccurrences(of: "\u{0}", with: "").prefix(20_000)), links: links,
+            contacts: contacts, name: nil, text: Text.limit(text, 20_000), links: links,
             sentAt: timestamp.map { Date(timeIntervalSince1970: Double($0) / 1000) }, details: details)
     }
 }

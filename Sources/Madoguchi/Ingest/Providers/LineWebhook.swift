@@ -70,7 +70,7 @@ struct LineWebhook: Sendable {
         let rows = try await connection.run("""
             WITH stored_event AS (
                 INSERT INTO provider_events (provider, event_id, event_type, inbound_payload_id)
-                VALUES ('line', \(eventID), \(String(event.type.prefix(100))), \(payloadID))
+                VALUES ('line', \(eventID), \(Text.prefix(event.type, 100)), \(payloadID))
                 ON CONFLICT (provider, event_id) DO NOTHING
                 RETURNING event_id
             )

@@ -376,6 +376,28 @@ struct DeliveryTests {
         }
     }
 
+    @Test("a relay that stops offering the STARTTLS our settings require fails no reply: it waits, with the reason kept, for someone to fix it")
+    func sessionRefusalWaits() async throws {
+        // Like a rotated password's 535 to AUTH: the session, not the mail, is refused.
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: { configuration in
+            Self.configure(sink)(&configuration)
+            configuration.delivery.smtp = try! SMTPRelay(url: sink.url.replacingOccurrences(of: "starttls=off", with: "starttls=required"), caFile: nil, heloName: "madoguchi.test")
+        }) { app in
+            let conversation = try await Self.customerWrites(app, from: "session@example.jp")
+            let reply = try await Self.answer(conversation, "お送りします。")
+            _ = try await ChildProcess.eventually(timeout: .seconds(30)) {
+                ((try await app.request(.get, "/v1/replies/\(reply)", key: conversation.agent).json["delivery"] as? [String: Any])?["last_error"] as? String) != nil
+            }
+            let delivery = try #require(try await app.request(.get, "/v1/replies/\(reply)", key: conversation.agent).json["delivery"] as? [String: Any])
+            #expect(["queued", "sending"].contains(delivery["state"] as? String ?? ""), "\(delivery)")
+            #expect((delivery["last_error"] as? String)?.contains("STARTTLS") == true, "\(delivery)")
+            let ticket = try await app.request(.get, "/v1/tickets/\(conversation.ticket)", key: conversation.agent).json
+            #expect((ticket["tags"] as? [String])?.contains("delivery-failed") != true)
+            #expect(sink.received.isEmpty)
+        }
+    }
+
     @Test("implicit TLS (smtps://) delivers; a relay whose certificate is not trusted gets nothing, and the reason is kept")
     func implicitTLSAndVerification() async throws {
         let tls = try await SMTPSink.makeCertificate()

@@ -87,6 +87,39 @@ struct ProviderDeliveryTests {
         }
     }
 
+    @Test("a text to two numbers whose second request gets no answer is held with the first kept as sent: a resend texts the second number only")
+    func twilioHeldKeepsSettled() async throws {
+        let twilio = try await FakeProvider { request, _ in
+            request.form["To"] == "+819033334444" && request.form["Body"] == "確認します。"
+                ? .init(status: .created, body: #"{"sid":"SMlate"}"#, delay: .seconds(12))
+                : .init(status: .created, body: #"{"sid":"SM\#(UUID().uuidString.prefix(6))","status":"queued"}"#)
+        }
+        try await TestApp.run(configure: Self.configure(twilio: twilio, providerTimeout: .seconds(2))) { app in
+            let conversation = try await Self.customerTexts(app)
+            try await app.execute("""
+                INSERT INTO customer_identities (customer_id, kind, value)
+                SELECT customer_id, 'phone', '+819033334444' FROM tickets WHERE id = \(UUID(uuidString: conversation.ticket)!)
+                """)
+            let draft = try await app.request(.post, "/v1/tickets/\(conversation.ticket)/replies", key: conversation.agent,
+                                              json: #"{"body":"確認します。","recipients":["+819011112222","+819033334444"]}"#)
+            #expect(draft.status == .created, "\(draft.text)")
+            let reply = try #require(try draft.json["id"] as? String)
+            let sent = try await app.request(.post, "/v1/replies/\(reply)/send", key: conversation.agent,
+                                             json: #"{"last_seen_message_id":"\#(conversation.lastMessage)"}"#)
+            #expect(sent.status == .ok, "\(sent.text)")
+            let held = try await DeliveryTests.delivery(conversation, reply)
+            #expect(DeliveryTests.state(held) == "held", "\(held)")
+            #expect(twilio.requests.map { $0.form["To"] } == ["+819011112222", "+819033334444"])
+
+            let resend = try await app.request(.post, "/v1/replies/\(reply)/delivery", key: conversation.supervisor,
+                                               json: #"{"action":"resend","comment":"the second number never got it"}"#)
+            #expect(resend.status == .ok, "\(resend.text)")
+            _ = try await ChildProcess.eventually(timeout: .seconds(60)) { twilio.requests.count >= 3 }
+            try await Task.sleep(for: .seconds(1))
+            #expect(twilio.requests.map { $0.form["To"] } == ["+819011112222", "+819033334444", "+819033334444"], "the first number is not texted twice")
+        }
+    }
+
     @Test("Twilio refuses an invalid number (21211): the reply fails and the number is marked undeliverable; a 429 is retried")
     func twilioRefusals() async throws {
         let twilio = try await FakeProvider { request, index in

@@ -79,7 +79,8 @@ struct DeliveryRecorder: Sendable {
         if attempt.kind == .uncertain {
             let reason = attempt.error ?? "the handover got no answer"
             guard let replyID = try await store.settle(item.id, worker: worker, attempt: item.attempts, .init(
-                state: "held", results: item.results, error: reason, heldReason: reason), on: connection) else { return }
+                state: "held", results: item.results.merging(attempt.recipients) { _, new in new }, error: reason, heldReason: reason),
+                on: connection) else { return }
             try await event(.replyHeld, replyID: replyID, data: ["reason": reason, "attempts": item.attempts], on: connection)
             return
         }

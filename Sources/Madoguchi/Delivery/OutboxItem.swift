@@ -91,5 +91,9 @@ struct DeliveryAttempt: Sendable {
         .answered(Dictionary(uniqueKeysWithValues: item.pendingRecipients.map { ($0, .failed(reason, undeliverable: undeliverable)) }), error: reason)
     }
 
-    static func uncertain(_ reason: String) -> DeliveryAttempt { DeliveryAttempt(kind: .uncertain, error: reason) }
+    /// Held for a person; `settled`: the recipients this attempt already settled (an SMS to several
+    /// numbers whose last request got no answer), kept so that a resend sends to none of them again.
+    static func uncertain(_ reason: String, settled: [String: RecipientResult] = [:]) -> DeliveryAttempt {
+        DeliveryAttempt(kind: .uncertain, recipients: settled, error: reason)
+    }
 }

@@ -172,9 +172,11 @@ public struct OutboxWorker: Service {
     /// row is no longer this worker's.
     func handover(_ item: OutboxItem, message: [UInt8]? = nil) async throws {
         // From here the row is held, not retried, if its lease runs out; so the lease must outlast the
-        // wait for the relay's or provider's answer (and the commit of that answer).
+        // wait for the relay's or provider's answer (and the commit of that answer). A provider gets one
+        // request per recipient still pending, each up to its connect timeout (10 s) and the exchange's.
         let wait = item.channel == .email || item.channel == .webform
-            ? Duration.milliseconds(settings.smtpTimeouts.dataEnd.nanoseconds / 1_000_000) : settings.providerTimeout
+            ? Duration.milliseconds(settings.smtpTimeouts.dataEnd.nanoseconds / 1_000_000)
+            : (settings.providerTimeout + .seconds(10)) * max(item.pendingRecipients.count, 1)
         let ours = try await handovers.submit(.init(claim: .init(id: item.id, attempt: item.attempts), lease: settings.lease + wait + .seconds(10), message: message))
         guard ours else { throw EmailDelivery.LeaseLost() }
     }

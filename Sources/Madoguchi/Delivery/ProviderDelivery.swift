@@ -53,7 +53,7 @@ struct ProviderDelivery: Sendable {
                 if let id { providerIDs.append(id) }
             case .uncertain(let reason):
                 // What was settled so far stays settled; the rest waits for a person.
-                return .uncertain("\(recipient): \(reason)")
+                return .uncertain("\(recipient): \(reason)", settled: results)
             }
         }
         let firstError = results.values.first { $0.status != .sent }?.reply

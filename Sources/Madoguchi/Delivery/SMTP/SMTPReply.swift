@@ -25,6 +25,10 @@ enum SMTPError: Error, CustomStringConvertible {
     case garbled(String)
     /// Something we required is not offered (STARTTLS, AUTH, SMTPUTF8, a size the server accepts).
     case unsupported(String)
+    /// Setting up the session failed (greeting, EHLO, STARTTLS, AUTH): the relay or our settings for it
+    /// are at fault, not the mail, so even a 5xx there (a rotated password's 535) is worth waiting out
+    /// for someone to fix; failing every reply for good at once would not be.
+    indirect case session(SMTPError)
 
     var description: String {
         switch self {
@@ -33,13 +37,16 @@ enum SMTPError: Error, CustomStringConvertible {
         case .connection(let reason): "connection: \(reason)"
         case .garbled(let line): "not an SMTP reply: \(line.prefix(200))"
         case .unsupported(let what): what
+        case .session(let error): "setting up the session with the relay: \(error)"
         }
     }
 
-    /// Whether waiting and trying again could help: 4xx replies, timeouts and broken connections can;
-    /// 5xx replies and missing capabilities cannot.
+    /// Whether waiting and trying again could help: 4xx replies, timeouts and broken connections can,
+    /// and anything that stopped the session before a mail was offered; 5xx replies to the mail and
+    /// missing capabilities it needs cannot.
     var isTransient: Bool {
         switch self {
+        case .session: true
         case .rejected(_, let reply): !reply.isPermanent
         case .timedOut, .connection, .garbled: true
         case .unsupported: false

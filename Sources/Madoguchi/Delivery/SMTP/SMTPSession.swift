@@ -64,7 +64,7 @@ package final class SMTPSession: Sendable {
         let eventLoop = group.next()
         let handler = SMTPReplyHandler(eventLoop: eventLoop)
         let implicitTLS = relay.security == .implicitTLS
-        if implicitTLS && tls == nil { throw SMTPError.unsupported("smtps:// needs a TLS context") }
+        if implicitTLS && tls == nil { throw SMTPError.session(.unsupported("smtps:// needs a TLS context")) }
         let serverName = Self.serverName(relay.host)
         let channel: any NIOCore.Channel
         do {
@@ -101,6 +101,9 @@ package final class SMTPSession: Sendable {
             session = SMTPSession(relay: relay, channel: channel, handler: handler, capabilities: capabilities, isSecure: session.isSecure, timeouts: timeouts)
             try await session.authenticate()
             return session
+        } catch let error as SMTPError {
+            try? await channel.close()
+            throw SMTPError.session(error)
         } catch {
             try? await channel.close()
             throw error
@@ -304,10 +307,20 @@ package final class SMTPSession: Sendable {
         }
     }
 
+    /// The message, before its final dot. A relay that stops reading (its window stays shut) would
+    /// hold the write forever, and with it the worker's slot and connection: after the end-of-DATA
+    /// timeout the connection is closed, and without the dot the relay keeps nothing.
     private func write(_ bytes: [UInt8]) async throws {
+        let fired = TimeoutFlag()
+        let timer = channel.eventLoop.scheduleTask(in: timeouts.dataEnd) { [channel] in
+            fired.set()
+            channel.close(promise: nil)
+        }
+        defer { timer.cancel() }
         do {
             try await channel.writeAndFlush(ByteBuffer(bytes: bytes))
         } catch {
+            if fired.isSet { throw SMTPError.timedOut(step: "writing the message") }
             throw SMTPError.connection("writing the message failed: \(error)")
         }
     }

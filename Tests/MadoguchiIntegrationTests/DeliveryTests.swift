@@ -313,6 +313,57 @@ struct DeliveryTests {
         }
     }
 
+    @Test("a held reply whose bounce arrives stays bounced when a supervisor then marks it sent")
+    func bounceOutlastsMarkSent() async throws {
+        let sink = try await SMTPSink()
+        try sink.control(#"{"drop_after_data": 1}"#)
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let conversation = try await Self.customerWrites(app, from: "held.bounce@example.jp")
+            let reply = try await Self.answer(conversation, "ご案内いたします。")
+            #expect(Self.state(try await Self.delivery(conversation, reply)) == "held")
+            #expect(try await app.postMail(try await app.keySecret(.gateway), Self.bounce(of: reply, to: "held.bounce@example.jp")).status == .created)
+            let resolved = try await app.request(.post, "/v1/replies/\(reply)/delivery", key: conversation.supervisor,
+                                                 json: #"{"action":"mark_sent","comment":"the relay log shows it queued"}"#)
+            #expect(resolved.status == .ok, "\(resolved.text)")
+            #expect(try resolved.json["state"] as? String == "bounced", "\(resolved.text)")
+            #expect(try await app.request(.get, "/v1/replies/\(reply)", key: conversation.agent).json["state"] as? String == "bounced")
+        }
+    }
+
+    /// A relay's bounce (RFC 3464) of our reply `reply` to `address`.
+    static func bounce(of reply: String, to address: String) -> String {
+        """
+            From: MAILER-DAEMON@mx.example.jp
+            To: support@shop.example
+            Subject: Undelivered Mail Returned to Sender
+            Message-ID: <bounce-\(reply)@mx.example.jp>
+            MIME-Version: 1.0
+            Content-Type: multipart/report; report-type=delivery-status; boundary="b"
+
+            --b
+            Content-Type: text/plain
+
+            The mail could not be delivered.
+            --b
+            Content-Type: message/delivery-status
+
+            Reporting-MTA: dns; mx.example.jp
+
+            Final-Recipient: rfc822; \(address)
+            Action: failed
+            Status: 5.1.1
+            Diagnostic-Code: smtp; 550 5.1.1 user unknown
+
+            --b
+            Content-Type: text/rfc822-headers
+
+            Message-ID: <reply-\(reply)@shop.example>
+            Subject: Re: 注文について
+
+            --b--
+            """
+    }
+
     @Test("a bounce for our Message-ID marks the sent reply bounced and flags the ticket")
     func bounceClosesTheLoop() async throws {
         let sink = try await SMTPSink()
@@ -320,36 +371,7 @@ struct DeliveryTests {
             let conversation = try await Self.customerWrites(app, from: "bounce.me@example.jp")
             let reply = try await Self.answer(conversation, "ご案内いたします。")
             #expect(Self.state(try await Self.delivery(conversation, reply)) == "sent")
-            let bounce = """
-                From: MAILER-DAEMON@mx.example.jp
-                To: support@shop.example
-                Subject: Undelivered Mail Returned to Sender
-                Message-ID: <bounce-\(reply)@mx.example.jp>
-                MIME-Version: 1.0
-                Content-Type: multipart/report; report-type=delivery-status; boundary="b"
-
-                --b
-                Content-Type: text/plain
-
-                The mail could not be delivered.
-                --b
-                Content-Type: message/delivery-status
-
-                Reporting-MTA: dns; mx.example.jp
-
-                Final-Recipient: rfc822; bounce.me@example.jp
-                Action: failed
-                Status: 5.1.1
-                Diagnostic-Code: smtp; 550 5.1.1 user unknown
-
-                --b
-                Content-Type: text/rfc822-headers
-
-                Message-ID: <reply-\(reply)@shop.example>
-                Subject: Re: 注文について
-
-                --b--
-                """
+            let bounce = Self.bounce(of: reply, to: "bounce.me@example.jp")
             let gateway = try await app.keySecret(.gateway)
             #expect(try await app.postMail(gateway, bounce).status == .created)
             let bounced = try await app.request(.get, "/v1/replies/\(reply)", key: conversation.agent).json

@@ -22,6 +22,9 @@ public struct OutboxWorker: Service {
     let database: Database
     let migrator: Migrator
     let logger: Logger
+
+    /// Writes of one delivery's outcome before it is left to its lease: 0.25 + 0.5 + 1 + 2 s apart.
+    static let recordingAttempts = 5
     let settings: DeliverySettings
     let publicURL: String?
     /// Names this worker's claims: host, process and a random part.
@@ -92,11 +95,26 @@ public struct OutboxWorker: Service {
             func record(_ outcome: DeliveryRecorder.Outcome) {
                 recording += 1
                 group.addTask {
-                    do {
-                        try await outcomes.submit(outcome)
-                    } catch {
-                        // The lease expires and the row is taken up again (or held, past its handover).
-                        logger.error("recording a delivery failed", metadata: ["outbox_id": "\(outcome.item.id)", "error": "\(String(reflecting: error))"])
+                    // An answer not written down leaves the row to lapse, and past its handover a row that
+                    // lapses is held for a person, though the relay said 250. A passing database error (a
+                    // dropped connection, a failover) is waited out a few times first, well within the
+                    // handover's lease; writing it again is safe, as settling matches this attempt only.
+                    var pause = Duration.milliseconds(250)
+                    for attempt in 1...Self.recordingAttempts {
+                        do {
+                            try await outcomes.submit(outcome)
+                            return .recorded
+                        } catch {
+                            let metadata: Logger.Metadata = ["outbox_id": "\(outcome.item.id)", "error": "\(String(reflecting: error))"]
+                            guard attempt < Self.recordingAttempts, !Task.isCancelled else {
+                                // The lease expires and the row is taken up again (or held, past its handover).
+                                logger.error("recording a delivery failed", metadata: metadata)
+                                return .recorded
+                            }
+                            logger.warning("recording a delivery failed; trying again", metadata: metadata)
+                            try? await Task.sleep(for: pause)
+                            pause *= 2
+                        }
                     }
                     return .recorded
                 }

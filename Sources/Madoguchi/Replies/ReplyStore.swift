@@ -46,9 +46,12 @@ struct ReplyStore: Sendable {
             """, logger: logger))
     }
 
+    /// A bounce is the last word on a delivery: a `sent` recorded after it (a held reply marked sent
+    /// by a supervisor, or a worker's 250 written after a fast bounce) leaves the reply `bounced`.
     func setState(_ state: Reply.State, of replyID: UUID, on connection: PostgresConnection) async throws -> Reply {
         try await single(connection.run("""
-            UPDATE replies SET state = \(state.rawValue), version = version + 1, updated_at = now()
+            UPDATE replies SET state = CASE WHEN state = 'bounced' AND \(state.rawValue) = 'sent' THEN state ELSE \(state.rawValue) END,
+                               version = version + 1, updated_at = now()
             WHERE id = \(replyID)
             RETURNING \(unescaped: Reply.columns)
             """, logger: logger))
@@ -63,10 +66,12 @@ struct ReplyStore: Sendable {
             """, logger: logger))
     }
 
-    /// Several replies' delivery states at once (the outbox worker settles them by the batch).
+    /// Several replies' delivery states at once (the outbox worker settles them by the batch); a
+    /// bounce stays, as above.
     func setState(_ state: Reply.State, of replyIDs: [UUID], on connection: PostgresConnection) async throws {
         _ = try await connection.rows("""
-            UPDATE replies SET state = \(state.rawValue), version = version + 1, updated_at = now()
+            UPDATE replies SET state = CASE WHEN state = 'bounced' AND \(state.rawValue)::text = 'sent' THEN state ELSE \(state.rawValue) END,
+                               version = version + 1, updated_at = now()
             WHERE id = ANY(\(replyIDs)::uuid[])
             """, preparedAs: BatchState.self, logger: logger)
     }

@@ -62,6 +62,16 @@ struct InboundWebformTests {
             try expectProblem(
                 try await Self.post(app, gateway, #"{"form_id":"contact","submission_id":"k2","body":"別"}"#, idempotencyKey: "form-k"),
                 .unprocessableContent, "idempotency-key-reused")
+
+            // The key is the caller's: another gateway picking the same one sends its own request,
+            // and is told nothing of the first gateway's.
+            let other = try await app.keySecret(.gateway)
+            let theirs = try await Self.post(app, other, #"{"form_id":"contact","submission_id":"k3","email":"b@example.jp","body":"別の窓口"}"#,
+                                             idempotencyKey: "form-k")
+            #expect(theirs.status == .created, "\(theirs.text)")
+            #expect(try await Self.post(app, other, #"{"form_id":"contact","submission_id":"k3","email":"b@example.jp","body":"別の窓口"}"#,
+                                        idempotencyKey: "form-k").status == .ok)
+            #expect(try await app.count("SELECT count(*) FROM messages") == 3)
         }
     }
 

@@ -32,7 +32,7 @@ struct EmailIngest: Sendable {
         let readable = unreadableReason(mail, bytes: bytes) == nil
         let providerID = Self.providerID(of: mail, bytes: bytes)
         return try await database.withTransaction { connection in
-            if let outcome = try await payloads.replay(idempotencyKey: idempotencyKey, channel: .email, body: bytes, on: connection) {
+            if let outcome = try await payloads.replay(idempotencyKey: idempotencyKey, channel: .email, apiKeyID: apiKeyID, body: bytes, on: connection) {
                 return .replayed(outcome)
             }
             let payloadID = try await payloads.insert(

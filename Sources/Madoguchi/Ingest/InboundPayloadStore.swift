@@ -51,16 +51,16 @@ struct InboundPayloadStore: Sendable {
 
     /// Serializes every request carrying this key (in the caller's transaction), so two concurrent
     /// retries cannot both miss each other's row.
-    func lockIdempotencyKey(_ key: String, channel: Channel, on connection: PostgresConnection) async throws {
-        try await AdvisoryLock.take("idempotency:\(channel.rawValue):\(key)", on: connection, logger: logger)
+    func lockIdempotencyKey(_ key: String, channel: Channel, apiKeyID: UUID?, on connection: PostgresConnection) async throws {
+        try await AdvisoryLock.take("idempotency:\(channel.rawValue):\(apiKeyID?.uuidString ?? "-"):\(key)", on: connection, logger: logger)
     }
 
     /// The first answer, when this `Idempotency-Key` came before with these bytes; a 422 when it came
     /// with other bytes; nil for a new key. Holds the key's lock for the rest of the transaction.
-    func replay(idempotencyKey key: String?, channel: Channel, body: [UInt8], on connection: PostgresConnection) async throws -> Outcome? {
+    func replay(idempotencyKey key: String?, channel: Channel, apiKeyID: UUID?, body: [UInt8], on connection: PostgresConnection) async throws -> Outcome? {
         guard let key else { return nil }
-        try await lockIdempotencyKey(key, channel: channel, on: connection)
-        guard let prior = try await prior(idempotencyKey: key, channel: channel, on: connection) else { return nil }
+        try await lockIdempotencyKey(key, channel: channel, apiKeyID: apiKeyID, on: connection)
+        guard let prior = try await prior(idempotencyKey: key, channel: channel, apiKeyID: apiKeyID, on: connection) else { return nil }
         guard prior.fingerprint == Array(SHA256.hash(data: body)) else {
             throw Problem(.idempotencyKeyReused, status: .unprocessableContent, title: "Idempotency key reused",
                           detail: "Idempotency-Key '\(key)' was used before with a different body (inbound \(prior.id.uuidString.lowercased())). Use a new key for a new request.")
@@ -68,11 +68,12 @@ struct InboundPayloadStore: Sendable {
         return prior.outcome
     }
 
-    func prior(idempotencyKey key: String, channel: Channel, on connection: PostgresConnection) async throws -> Prior? {
+    func prior(idempotencyKey key: String, channel: Channel, apiKeyID: UUID?, on connection: PostgresConnection) async throws -> Prior? {
         let rows = try await connection.run("""
             SELECT id, request_fingerprint, response_body::text
             FROM inbound_payloads
-            WHERE channel = \(channel.rawValue) AND idempotency_key = \(key) AND parse_status <> 'rejected'
+            WHERE channel = \(channel.rawValue) AND api_key_id IS NOT DISTINCT FROM \(apiKeyID) AND idempotency_key = \(key)
+              AND parse_status <> 'rejected'
             """, logger: logger)
         for try await (id, fingerprint, body) in rows.decode((UUID, ByteBuffer?, String?).self) {
             return Prior(id: id, fingerprint: fingerprint.map { Array(buffer: $0) }, outcome: try body.map(Self.decodeOutcome))
@@ -131,7 +132,7 @@ struct InboundPayloadStore: Sendable {
         contentType: String = "application/json", apiKeyID: UUID?, senderIdentities: [(kind: Customer.Identity.Kind, value: String)] = [],
         on connection: PostgresConnection
     ) async throws -> Opening {
-        if let outcome = try await replay(idempotencyKey: idempotencyKey, channel: channel, body: body, on: connection) {
+        if let outcome = try await replay(idempotencyKey: idempotencyKey, channel: channel, apiKeyID: apiKeyID, body: body, on: connection) {
             return .replay(outcome)
         }
         let payloadID = try await insert(

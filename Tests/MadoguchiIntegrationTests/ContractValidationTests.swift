@@ -78,6 +78,23 @@ struct ContractValidationTests {
                 let tickets = try await app.request(.get, "/v1/tickets?\(query)", key: boss)
                 #expect(tickets.status.code >= 400 && tickets.status.code < 500 || tickets.status == .ok, "\(query): \(tickets.status) \(tickets.text)")
             }
+            // A member named twice: the contract check and the decoder would each read another value.
+            let gateway = try await app.keySecret(.gateway)
+            let links = (0..<50).map { #"{"filename":"a\#($0).png","media_type":"image/png","url":"https://files.example/\#($0).png"}"# }
+            for body in [
+                #"{"provider":"line","conversation_id":"c1","provider_message_id":"m1","sender":{"provider_user_id":"u1"},"text":"写真","attachments":[\#(links.joined(separator: ","))],"attachments":[]}"#,
+                #"{"provider":"line","conversation_id":"c1","provider_message_id":"m1","sender":{"provider_user_id":"u1","provider_user_\u0069d":"u2"},"text":"写真"}"#,
+            ] {
+                let twice = try await app.request(.post, "/v1/inbound/chat", key: gateway, json: body)
+                try expectProblem(twice, .badRequest, "malformed-body")
+            }
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads") == 0)
+            let once = try await app.request(.post, "/v1/inbound/chat", key: gateway, json: #"""
+                {"provider":"line","conversation_id":"c1","provider_message_id":"m1","sender":{"provider_user_id":"u1"},"text":"\"attachments\":[]",
+                 "attachments":[{"filename":"a.png","media_type":"image/png","url":"https://files.example/a.png"}]}
+                """#)
+            #expect(once.status == .created, "\(once.text)")
+
             let bad = try await app.request(.get, "/v1/tickets?limit=%zz", key: boss)
             #expect(bad.status == .badRequest, "\(bad.text)")
             #expect(try await app.request(.get, "/v1/tickets?limit=5", key: boss).status == .ok)

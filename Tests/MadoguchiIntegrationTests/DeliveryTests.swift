@@ -525,6 +525,8 @@ struct DeliveryTests {
             let injected = try await app.request(.patch, "/v1/replies/\(reply)", key: conversation.agent,
                                                  json: #"{"recipients":["awkward@example.jp\r\nBcc: victim@example.com"]}"#)
             #expect(injected.status == .ok)
+            try expectProblem(try await app.request(.patch, "/v1/replies/\(reply)", key: conversation.agent,
+                                                    json: #"{"subject":"ご注文\r\nBcc: victim@example.com"}"#), .unprocessableContent, "validation-failed")
             try expectProblem(try await app.request(.post, "/v1/replies/\(reply)/send", key: conversation.agent, json: send),
                               .unprocessableContent, "unknown-recipient")
             #expect(try await app.request(.patch, "/v1/replies/\(reply)", key: conversation.agent, json: #"{"recipients":["awkward@example.jp"]}"#).status == .ok)
@@ -536,6 +538,19 @@ struct DeliveryTests {
             #expect(mail.attachments.first?.content == pdf)
             // The outbound message on the timeline carries the file too.
             #expect(try await app.count("SELECT count(*) FROM attachments a JOIN messages m ON m.id = a.message_id WHERE m.direction = 'outbound'") == 1)
+        }
+    }
+
+    @Test("a customer's subject with an encoded line break: the reply's subject is one line, and the reply goes out")
+    func subjectWithLineBreak() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let conversation = try await Self.customerWrites(app, from: "linebreak@example.jp", subject: "=?UTF-8?B?44GU5rOo5paHDQpCY2M6IHZpY3RpbUBleGFtcGxlLmNvbQ==?=")
+            let reply = try await Self.answer(conversation, "承知しました。")
+            #expect(Self.state(try await Self.delivery(conversation, reply)) == "sent")
+            let subject = ParsedMail(try #require(sink.received.first).bytes).subject ?? ""
+            #expect(subject.hasPrefix("Re: ご注文 Bcc: victim@example.com [#"), "\(subject)")
+            #expect(sink.received.first?.recipients == ["linebreak@example.jp"])
         }
     }
 

@@ -41,6 +41,10 @@ struct ContractValidation: ServerMiddleware {
         let bytes = try await [UInt8](collecting: body, upTo: keepsRawBody ? rawBodyLimit : limit)
         if keepsRawBody { RequestScope.current?.rawBody = bytes }
         if isJSON, let value = try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed]) {
+            if let name = DuplicateMembers.first(in: bytes) {
+                throw Problem(.malformedBody, status: .badRequest, title: "Malformed request body",
+                              detail: "The member \"\(name.prefix(100))\" appears twice in one object; send each member once.")
+            }
             let problems = contract.problems(in: value, operation: operationID)
             if !problems.isEmpty { throw Problem.validationFailed(problems) }
         }

@@ -21,6 +21,7 @@ extension APIHandler {
     func createReply(_ input: Operations.CreateReply.Input) async throws -> Operations.CreateReply.Output {
         let (principal, agentID) = try actingAgent
         guard case .json(let body) = input.body else { throw Problem.internalError }
+        try ReplyDesk.checkSubject(body.subject)
         let draft = ReplyDesk.Draft(
             body: body.body, subject: body.subject, channel: body.channel.flatMap { Channel(rawValue: $0.rawValue) }, recipients: body.recipients)
         let reply = try await replies.create(ticketID: input.path.ticketId.uuid, draft: draft, by: principal, agentID: agentID)
@@ -35,6 +36,7 @@ extension APIHandler {
     func updateReply(_ input: Operations.UpdateReply.Input) async throws -> Operations.UpdateReply.Output {
         let (principal, agentID) = try actingAgent
         guard case .json(let body) = input.body else { throw Problem.internalError }
+        try ReplyDesk.checkSubject(body.subject)
         let reply = try await replies.update(
             replyID: input.path.replyId.uuid, body: body.body, subject: body.subject, recipients: body.recipients, by: principal, agentID: agentID)
         return .ok(.init(body: .json(try await replyResource(reply))))

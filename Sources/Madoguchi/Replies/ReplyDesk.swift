@@ -213,8 +213,17 @@ struct ReplyDesk: Sendable {
         throw Problem.validationFailed([.init(pointer: "/recipients", message: "the customer has no deliverable \(kinds.joined(separator: " or ")) identity; name the recipients")])
     }
 
+    /// The customer's subject can hold line breaks (an encoded word may carry one); a header line
+    /// cannot, and the composer refuses them rather than let them add header fields. Each run of
+    /// them becomes one space here, so that a reply to such a mail does not fail at delivery.
     static func replySubject(_ ticket: Ticket) -> String {
-        let subject = ticket.subject.isEmpty ? "お問い合わせ" : ticket.subject
-        return "Re: \(subject) [#\(ticket.number)]"
+        let subject = ticket.subject.split(whereSeparator: { $0.isNewline }).joined(separator: " ")
+        return "Re: \(subject.isEmpty ? "お問い合わせ" : subject) [#\(ticket.number)]"
+    }
+
+    /// A subject an agent gives: one header line.
+    static func checkSubject(_ subject: String?) throws {
+        guard let subject, subject.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A }) else { return }
+        throw Problem.validationFailed([.init(pointer: "/subject", message: "a subject is one line: it cannot contain line breaks")])
     }
 }

@@ -120,6 +120,39 @@ struct ProviderDeliveryTests {
         }
     }
 
+    @Test("LINE keeps a retry key 24 hours: a push still failing later than that is held for a person, not pushed again; a resend pushes")
+    func lineRetryWindow() async throws {
+        let line = try await FakeProvider { _, _ in .init(status: .internalServerError, body: #"{"message":"An error occurred"}"#) }
+        try await TestApp.run(configure: Self.configure(line: line)) { app in
+            let customer = try await app.customer(name: "ライン 花子")
+            try await app.execute("INSERT INTO customer_identities (customer_id, kind, value) VALUES (\(customer), 'line', 'U4af4980630')")
+            let ticket = try await app.insertReturningID("INSERT INTO tickets (customer_id, subject, channel) VALUES (\(customer), 'LINE', 'chat') RETURNING id")
+            let message = try await app.insertReturningID("""
+                INSERT INTO messages (ticket_id, customer_id, direction, channel, provider, body_text) VALUES (\(ticket), \(customer), 'inbound', 'chat', 'line', 'こんにちは')
+                RETURNING id
+                """)
+            let agent = try await app.keySecret(.agent)
+            #expect(try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: agent).status == .ok)
+            let conversation = DeliveryTests.Conversation(app: app, agent: agent, supervisor: try await app.keySecret(.supervisor),
+                                                          ticket: ticket.uuidString.lowercased(), lastMessage: message.uuidString.lowercased(),
+                                                          customerMessageID: "")
+            let reply = try await DeliveryTests.answer(conversation, "確認いたします。")
+            _ = try await ChildProcess.eventually(timeout: .seconds(60)) { !line.requests.isEmpty }
+            // As if the first push had been a day ago.
+            try await app.execute("UPDATE outbox SET first_attempt_at = now() - interval '25 hours'")
+            let held = try await DeliveryTests.delivery(conversation, reply, until: ["held", "failed", "sent"])
+            #expect(DeliveryTests.state(held) == "held", "\(held)")
+            #expect(((held["delivery"] as? [String: Any])?["held_reason"] as? String)?.contains("24 hours") == true, "\(held)")
+            let pushes = line.requests.count
+            try await Task.sleep(for: .seconds(1))
+            #expect(line.requests.count == pushes, "nothing pushed once held")
+
+            let resend = try await app.request(.post, "/v1/replies/\(reply)/delivery", key: conversation.supervisor, json: #"{"action":"resend"}"#)
+            #expect(resend.status == .ok, "\(resend.text)")
+            _ = try await ChildProcess.eventually(timeout: .seconds(30)) { line.requests.count > pushes }
+        }
+    }
+
     @Test("Twilio refuses an invalid number (21211): the reply fails and the number is marked undeliverable; a 429 is retried")
     func twilioRefusals() async throws {
         let twilio = try await FakeProvider { request, index in

@@ -17,6 +17,8 @@ struct OutboxItem: Sendable {
     var retryKey: UUID
     /// What the reply is written from; nil when the reply is gone.
     var source: ReplySource?
+    /// When the row was first tried (this attempt, on the first).
+    var firstAttemptAt: Date
 
     /// Recipients not yet settled: every recipient on the first attempt, the deferred ones after.
     var pendingRecipients: [String] {

@@ -40,14 +40,15 @@ extension OutboxStore {
             ), claimed AS (
                 UPDATE outbox o
                 SET state = 'sending', claimed_by = \(worker), lease_expires_at = now() + make_interval(secs => \(lease.seconds)),
-                    attempts = o.attempts + 1, updated_at = now()
+                    attempts = o.attempts + 1, first_attempt_at = coalesce(o.first_attempt_at, now()), updated_at = now()
                 FROM due WHERE o.id = due.id
-                RETURNING o.id, o.reply_id, o.channel, o.recipients, o.email_message_id, o.attempts, o.message, o.recipient_results, o.retry_key
+                RETURNING o.id, o.reply_id, o.channel, o.recipients, o.email_message_id, o.attempts, o.message, o.recipient_results, o.retry_key,
+                          o.first_attempt_at
             )
             SELECT c.id, c.reply_id, c.channel::text, c.recipients, c.email_message_id, c.attempts, c.message,
                    c.recipient_results::text, c.retry_key,
                    r.body_text, r.subject, r.automatic, t.number, cu.display_name, parent.email_message_id, parent.email_references,
-                   EXISTS (SELECT 1 FROM reply_attachments a WHERE a.reply_id = r.id)
+                   EXISTS (SELECT 1 FROM reply_attachments a WHERE a.reply_id = r.id), c.first_attempt_at
             FROM claimed c
             LEFT JOIN replies r ON r.id = c.reply_id
             LEFT JOIN tickets t ON t.id = r.ticket_id
@@ -73,7 +74,7 @@ extension OutboxStore {
                 id: try cell(0), replyID: try cell(1), channel: try Ticket.enumeration(try cell(2, String.self)), recipients: try cell(3),
                 emailMessageID: try cell(4), attempts: try cell(5), message: try cell(6, ByteBuffer?.self).map { Array(buffer: $0) },
                 results: (try? JSONDecoder().decode([String: RecipientResult].self, from: Data(try cell(7, String.self).utf8))) ?? [:],
-                retryKey: try cell(8), source: source)
+                retryKey: try cell(8), source: source, firstAttemptAt: try cell(17))
         }
     }
 
@@ -207,11 +208,12 @@ extension OutboxStore {
         return nil
     }
 
-    /// A person's decision on a held row: queued again now (same Message-ID), sent, or cancelled.
+    /// A person's decision on a held row: queued again now (same Message-ID), sent, or cancelled. A
+    /// row queued again counts its attempts' time afresh (`first_attempt_at`): the person chose to send.
     func resolveHeld(_ id: UUID, to state: String, on connection: PostgresConnection) async throws {
         try await connection.perform("""
             UPDATE outbox
-            SET state = \(state), held_reason = NULL, handover_at = NULL, next_attempt_at = now(),
+            SET state = \(state), held_reason = NULL, handover_at = NULL, next_attempt_at = now(), first_attempt_at = NULL,
                 sent_at = CASE WHEN \(state) = 'sent' THEN now() ELSE sent_at END, updated_at = now()
             WHERE id = \(id) AND state = 'held'
             """, logger: logger)

@@ -39,7 +39,14 @@ struct ProviderDelivery: Sendable {
                 else if let vonage = settings.vonage { outcome = await sendVonage(text, to: recipient, item: item, vonage) }
                 else { outcome = .result(.pending("SMS sending is not configured")) }
             case .chat:
-                if let line = settings.line, !recipient.contains(":") { outcome = await sendLine(text, to: recipient, item: item, line) }
+                if let line = settings.line, !recipient.contains(":") {
+                    if item.attempts > 1 && Date().timeIntervalSince(item.firstAttemptAt) > Self.lineRetryWindow {
+                        outcome = .uncertain("LINE honours a retry key for 24 hours after the first push and this retry comes later; "
+                                             + "an earlier push may have been accepted, so a person decides")
+                    } else {
+                        outcome = await sendLine(text, to: recipient, item: item, line)
+                    }
+                }
                 else { outcome = .result(.failed("no sending integration for the chat identity \(recipient); answer in the provider's console")) }
             case .email, .webform:
                 outcome = .result(.failed("not a provider channel"))
@@ -59,6 +66,10 @@ struct ProviderDelivery: Sendable {
         let firstError = results.values.first { $0.status != .sent }?.reply
         return .answered(results, response: providerIDs.first, provider: provider, providerMessageID: providerIDs.first, error: firstError)
     }
+
+    /// How long after a row's first push its retry key still protects a retry: LINE's 24 hours, less
+    /// an hour for the attempt itself and clocks that disagree.
+    static let lineRetryWindow: TimeInterval = 23 * 3600
 
     private enum Outcome {
         case result(RecipientResult)

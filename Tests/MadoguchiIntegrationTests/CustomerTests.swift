@@ -115,6 +115,12 @@ struct CustomerTests {
             let old = try await app.request(.get, "/v1/customers/\(b)", key: supervisor)
             #expect(try old.json["id"] as? String == a)
             #expect(old.headers[.contentLocation] == "/v1/customers/\(a)")
+            // The ticket list follows the merge too: the old id lists the survivor's tickets.
+            let oldTickets = try await app.request(.get, "/v1/tickets?customer_id=\(b)", key: supervisor)
+            #expect(((try oldTickets.json["items"] as? [[String: Any]]) ?? []).count == 2, "\(oldTickets.text)")
+            let waitingTickets = try await app.request(.get, "/v1/tickets?customer_id=\(b)&sort=longest_waiting", key: supervisor)
+            let waiting = try await app.count("SELECT count(*) FROM tickets WHERE customer_id = \(UUID(uuidString: a)!) AND awaiting_reply_since IS NOT NULL")
+            #expect(((try waitingTickets.json["items"] as? [[String: Any]]) ?? []).count == waiting, "\(waitingTickets.text)")
             let byOldEmail = try await app.request(.get, "/v1/customers?email=b0@example.jp", key: supervisor)
             #expect(((try byOldEmail.json["items"] as? [[String: Any]])?.first?["id"] as? String) == a)
             let again = try await app.request(.post, "/v1/customers/\(a)/merge", key: supervisor, json: #"{"customer_id":"\#(b)"}"#)

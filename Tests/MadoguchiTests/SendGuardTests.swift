@@ -12,6 +12,11 @@ struct SendGuardTests {
         ("Order XX has shipped", "XX", 1, 7),
         ("【お客様名】様", "【お客様名】", 1, 1),
         ("返金額は××円です", "××", 1, 5),
+        ("〇〇様", "〇〇", 1, 1),
+        ("｛｛お名前｝｝ 様", "｛｛お名前｝｝", 1, 1),
+        ("注文番号ＸＸ", "ＸＸ", 1, 5),
+        ("お届け先：■■県", "■■", 1, 6),
+        ("> お客様のご質問\n担当：●●", "●●", 2, 4),
     ])
     func placeholders(_ body: String, _ text: String, _ line: Int, _ column: Int) {
         let findings = SendGuard.check(body: body, attachmentCount: 1)
@@ -25,6 +30,8 @@ struct SendGuardTests {
         "山田 花子 様\n\nお問い合わせありがとうございます。\n商品は本日発送いたしました。",
         "Dear Hanako,\n\nYour order 12345 (XXL size) has shipped. Reply with [1] or [2].",
         "●ご注文内容\n・Tシャツ ×1",
+        "山田様\n\n> 型番XX-100の○○色はありますか\n＞ ●●までにほしいです\n\n在庫がございます。",
+        "カード番号 ****1234 でお支払いいただきました。",
     ])
     func clean(_ body: String) {
         #expect(SendGuard.check(body: body, attachmentCount: 0).isEmpty)
@@ -42,6 +49,14 @@ struct SendGuardTests {
         #expect(SendGuard.check(body: "Please see the attached invoice.", attachmentCount: 0).map(\.kind) == [.missingAttachment])
         #expect(SendGuard.check(body: "Please see the attached invoice.", attachmentCount: 1).isEmpty)
         #expect(SendGuard.check(body: "要確認：返金額", attachmentCount: 0, extraWarningWords: ["要確認"]).first?.text == "要確認")
+    }
+
+    @Test("a subject is checked for placeholders and warning words too")
+    func subjects() {
+        #expect(SendGuard.checkSubject("●●様 お問い合わせありがとうございます").first?.text == "●●")
+        #expect(SendGuard.checkSubject("{{お客様名}}様へのご案内").first?.kind == .leftoverPlaceholder)
+        #expect(SendGuard.checkSubject("要確認 ご注文の件", extraWarningWords: ["要確認"]).first?.text == "要確認")
+        #expect(SendGuard.checkSubject("Re: ご注文の件 [#1234]").isEmpty)
     }
 
     @Test("the greeting's name is read from the first line only")

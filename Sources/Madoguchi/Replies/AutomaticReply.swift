@@ -23,6 +23,8 @@ struct AutomaticReply: Sendable {
         /// Our own address (`MADOGUCHI_MAIL_FROM`): never answered, in any `+tag` form.
         var ownAddress: String?
         var messageIDDomain: String = "madoguchi"
+        /// `MADOGUCHI_WARNING_WORDS`: refused in an automatic reply as in any other.
+        var warningWords: [String] = []
     }
 
     static let agentID = UUID(uuidString: "00000000-0000-4000-8000-00000000a070")!
@@ -75,7 +77,9 @@ struct AutomaticReply: Sendable {
             return try await withhold("the template leaves \((error.unknown + error.unfilled).joined(separator: ", ")) unfilled", ticket: ticket,
                                       recipient: sender, on: connection)
         }
-        if let finding = SendGuard.check(body: rendered[1], attachmentCount: 1).first {
+        let findings = SendGuard.checkSubject(rendered[0], extraWarningWords: settings.warningWords)
+            + SendGuard.check(body: rendered[1], attachmentCount: 1, extraWarningWords: settings.warningWords)
+        if let finding = findings.first {
             return try await withhold("the template fails a send guard: \(finding.message)", ticket: ticket, recipient: sender, on: connection)
         }
         let subjectRows = try await connection.run("SELECT subject FROM tickets WHERE id = \(ticket.id)", logger: logger)

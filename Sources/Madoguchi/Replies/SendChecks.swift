@@ -17,7 +17,8 @@ struct SendChecks: Sendable {
         try await trafficCop(ticketID: ticket.id, lastSeen: lastSeen, on: connection)
         let store = ReplyStore(logger: logger)
         let attachments = try await store.attachments(of: reply.id, on: connection)
-        var findings = SendGuard.check(body: reply.body, attachmentCount: attachments.count, extraWarningWords: warningWords)
+        var findings = SendGuard.checkSubject(reply.subject ?? "", extraWarningWords: warningWords)
+        findings += SendGuard.check(body: reply.body, attachmentCount: attachments.count, extraWarningWords: warningWords)
         findings += try await recipientFindings(reply.recipients, customerID: ticket.customerID, on: connection)
         findings += try await greetingFindings(reply.body, customerID: ticket.customerID, on: connection)
         if let first = findings.first { throw Problem.sendGuard(first.kind, findings) }

@@ -21,11 +21,13 @@ enum SendGuard {
         var text: String?
     }
 
-    /// Unfilled template markers. `{{…}}` variables; the runs of ● ○ ◯ ＊ × that Japanese templates
-    /// use as blanks; `XX`/`XXX` as a whole word; and `[NAME]`-style bracketed capitals.
+    /// Unfilled template markers. `{{…}}` variables; the runs of ● ○ 〇 ◯ ■ □ ＊ × that Japanese
+    /// templates use as blanks; `XX`/`XXX` as a whole word; and `[NAME]`-style bracketed capitals.
+    /// Matched on the text with full-width ASCII folded to ASCII (`foldedWidth`), so ｛｛お名前｝｝
+    /// and ＸＸ are caught as {{…}} and XX are.
     static let placeholderPatterns: [NSRegularExpression] = [
         #"\{\{[^{}\n]{0,100}\}\}"#,
-        #"[●○◯＊×✕]{2,}"#,
+        #"[●○〇◯■□＊×✕]{2,}"#,
         #"(?<![A-Za-z0-9])X{2,}(?![A-Za-z0-9])"#,
         #"\[[A-Z][A-Z0-9_ ]{1,40}\]"#,
         #"【[^】\n]{0,20}(名前|氏名|様名|商品名|注文番号|日付|NAME)[^】\n]{0,20}】"#,
@@ -39,12 +41,7 @@ enum SendGuard {
         if body.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
             return [Finding(kind: .emptyBody, message: "the reply has no text")]
         }
-        for pattern in placeholderPatterns {
-            for match in pattern.matches(in: body, range: NSRange(body.startIndex..., in: body)) {
-                guard let range = Range(match.range, in: body) else { continue }
-                findings.append(finding(.leftoverPlaceholder, "placeholder \(body[range]) was not filled in", at: range, in: body))
-            }
-        }
+        findings += placeholders(in: body)
         for word in extraWarningWords where !word.isEmpty {
             var searchStart = body.startIndex
             while let range = body.range(of: word, range: searchStart..<body.endIndex) {
@@ -64,6 +61,47 @@ enum SendGuard {
             }
         }
         return findings.sorted { ($0.line ?? 0, $0.column ?? 0) < ($1.line ?? 0, $1.column ?? 0) }
+    }
+
+    /// What the body's guards find in a subject (placeholders, warning words), without a place: the
+    /// customer reads a subject first, and a template's ●● there is as unsent as one in the body.
+    static func checkSubject(_ subject: String, extraWarningWords: [String] = []) -> [Finding] {
+        var findings = placeholders(in: subject).map {
+            Finding(kind: .leftoverPlaceholder, message: "in the subject, \($0.message)", text: $0.text)
+        }
+        for word in extraWarningWords where !word.isEmpty && subject.contains(word) {
+            findings.append(Finding(kind: .leftoverPlaceholder, message: "the subject contains the warning word \(word)", text: word))
+        }
+        return findings
+    }
+
+    /// The unfilled markers in `text`, outside quoted lines (`> …`, `＞ …`): what the customer wrote
+    /// and the reply quotes (a product code XX-100, their own ○○) is theirs, not a blank of ours.
+    static func placeholders(in text: String) -> [Finding] {
+        let folded = foldedWidth(text)
+        var findings: [Finding] = []
+        for pattern in placeholderPatterns {
+            for match in pattern.matches(in: folded, range: NSRange(folded.startIndex..., in: folded)) {
+                // Folding keeps every UTF-16 offset, so the match's range is the same in the text.
+                guard let range = Range(match.range, in: text), !isQuoted(range.lowerBound, in: text) else { continue }
+                findings.append(finding(.leftoverPlaceholder, "placeholder \(text[range]) was not filled in", at: range, in: text))
+            }
+        }
+        return findings
+    }
+
+    /// `text` with full-width ASCII (U+FF01–FF5E) as ASCII: one UTF-16 unit for one, offsets unchanged.
+    /// Not ＊, a blank of its own whose ASCII twin is not (a masked card number, ****1234).
+    static func foldedWidth(_ text: String) -> String {
+        String(String.UnicodeScalarView(text.unicodeScalars.map { scalar in
+            (0xFF01...0xFF5E).contains(scalar.value) && scalar.value != 0xFF0A ? Unicode.Scalar(scalar.value - 0xFEE0)! : scalar
+        }))
+    }
+
+    /// Whether the line holding `index` is quoted: its first non-blank character is > or ＞.
+    static func isQuoted(_ index: String.Index, in text: String) -> Bool {
+        let lineStart = text[..<index].lastIndex(of: "\n").map { text.index(after: $0) } ?? text.startIndex
+        return text[lineStart...].first { $0 != " " && $0 != "\u{3000}" && $0 != "\t" }.map { $0 == ">" || $0 == "＞" } ?? false
     }
 
     /// The name a reply greets, from its first non-blank line: "山田 花子 様", "山田様", "Dear Hanako Yamada,".

@@ -153,7 +153,7 @@ struct TicketStore: Sendable {
             WHERE (\(statuses)::text[] IS NULL OR status = ANY(\(statuses)::text[]))
               AND (\(filter.assigneeID)::uuid IS NULL OR assignee_id = \(filter.assigneeID))
               AND (NOT \(filter.unassignedOnly) OR assignee_id IS NULL)
-              AND (\(filter.customerID)::uuid IS NULL OR customer_id = \(filter.customerID))
+              AND (\(filter.customerID)::uuid IS NULL OR customer_id = (SELECT customer_survivor(\(filter.customerID))))
               AND (\(filter.awaitingReply)::boolean IS NULL OR (awaiting_reply_since IS NOT NULL) = \(filter.awaitingReply))
               AND (\(states)::text[] IS NULL OR \(unescaped: Ticket.slaState()) = ANY(\(states)::text[]))
               AND (\(before)::bigint IS NULL OR number < \(before))
@@ -180,7 +180,7 @@ struct TicketStore: Sendable {
               AND (\(statuses)::text[] IS NULL OR status = ANY(\(statuses)::text[]))
               AND (\(filter.assigneeID)::uuid IS NULL OR assignee_id = \(filter.assigneeID))
               AND (NOT \(filter.unassignedOnly) OR assignee_id IS NULL)
-              AND (\(filter.customerID)::uuid IS NULL OR customer_id = \(filter.customerID))
+              AND (\(filter.customerID)::uuid IS NULL OR customer_id = (SELECT customer_survivor(\(filter.customerID))))
               AND (\(filter.awaitingReply)::boolean IS NULL OR (awaiting_reply_since IS NOT NULL) = \(filter.awaitingReply))
               AND (\(states)::text[] IS NULL OR \(unescaped: Ticket.slaState()) = ANY(\(states)::text[]))
               AND (\(after?.microseconds)::bigint IS NULL

@@ -102,9 +102,10 @@ extension TicketWork {
     /// Adds an internal note (申し送り) to the ticket's timeline; it is never sent to the customer.
     func addNote(ticketID: UUID, body: String, mentions: [UUID], by principal: Principal, agentID: UUID) async throws -> Message {
         try await database.withTransaction { connection in
-            guard let ticket = try await tickets.ticket(id: ticketID, on: connection) else {
-                throw Problem.notFound("There is no ticket \(ticketID.uuidString.lowercased()).")
-            }
+            // Under the ticket's row lock, as every writer of its timeline: a note committed while a
+            // customer's message waits to commit would otherwise show as the newest message without
+            // it, and a reply sent with the note as last seen would pass the traffic cop unread.
+            let (ticket, _) = try await tickets.lock(ticketID, on: connection)
             let wanted = Array(Set(mentions))
             var known = Set<UUID>()
             let rows = try await connection.run("SELECT id FROM agents WHERE id = ANY(\(wanted))", logger: logger)

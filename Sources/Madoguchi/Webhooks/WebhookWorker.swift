@@ -70,10 +70,15 @@ struct WebhookWorker: Service {
     private func serve(_ endpoint: WebhookEndpoint, http: ProviderHTTPClient) async -> Bool {
         var cursor = endpoint.cursor
         var sent = false
+        // The endpoint's lease is not renewed during a turn: past it another worker may take the
+        // endpoint up from the last recorded cursor and send the same events again, interleaved with
+        // ours. So the turn ends while one more request (connect, answer) and its logging still fit.
+        let started = ContinuousClock.now
+        func leaseLeft() -> Bool { ContinuousClock.now - started + settings.timeout + .seconds(30) < settings.lease }
         do {
             let key = try await database.withConnection { try await feed.key(on: $0) }
             var remaining = Self.turn
-            while remaining > 0 && !Task.isShuttingDownGracefully {
+            while remaining > 0 && !Task.isShuttingDownGracefully && leaseLeft() {
                 let limit = min(remaining, Self.pageSize)
                 let (page, serving) = try await database.withConnection { connection in
                     let page = try await feed.page(after: cursor, filter: endpoint.filter, limit: limit, on: connection)
@@ -84,7 +89,7 @@ struct WebhookWorker: Service {
                 }
                 guard serving else { return sent }
                 var attempts: [(event: FeedEvent, attempt: WebhookAttempt)] = []
-                for event in page.events where !Task.isShuttingDownGracefully {
+                for event in page.events where !Task.isShuttingDownGracefully && leaseLeft() {
                     let attempt = try await self.attempt(event, to: endpoint, key: key, http: http)
                     attempts.append((event, attempt))
                     if !attempt.succeeded { break }

@@ -69,7 +69,7 @@ extension TicketWork {
                     SET status = \(status.rawValue), priority = \(priority.rawValue), queue = \(queue),
                         category = \(category), tags = \(tags), assignee_id = \(assignee),
                         solved_at = CASE WHEN \(status.rawValue) = 'solved' THEN coalesce(solved_at, now()) ELSE NULL END,
-                        closed_at = CASE WHEN \(status.rawValue) = 'closed' THEN now() ELSE NULL END,
+                        closed_at = CASE WHEN \(status.rawValue) = 'closed' THEN coalesce(closed_at, now()) ELSE NULL END,
                         version = version + 1, updated_at = now()
                     WHERE id = \(ticketID)
                     RETURNING \(unescaped: Ticket.columns)

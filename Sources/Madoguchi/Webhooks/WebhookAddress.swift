@@ -85,15 +85,25 @@ struct WebhookAddress: Sendable {
         return (try? SocketAddress(ipAddress: bare, port: 0)) != nil ? bare : nil
     }
 
-    /// Why an IP address is off limits, if it is.
+    /// Why an IP address is off limits, if it is. IPv6 is read as its 16 bytes, so every way of writing
+    /// an IPv4 address inside one (mapped, compatible, NAT64, 6to4) is judged as that IPv4 address.
     static func forbidden(_ ip: String) -> String? {
         if ip.contains(":") {
-            let lower = ip.lowercased()
-            if lower == "::1" { return "the loopback address" }
-            if lower == "::" { return "the unspecified address" }
-            if lower.hasPrefix("fe8") || lower.hasPrefix("fe9") || lower.hasPrefix("fea") || lower.hasPrefix("feb") { return "a link-local address" }
-            if lower.hasPrefix("fc") || lower.hasPrefix("fd") { return "a private (unique local) address" }
-            if lower.hasPrefix("::ffff:") { return forbidden(String(lower.dropFirst(7))) }
+            var address = in6_addr()
+            guard inet_pton(AF_INET6, ip, &address) == 1 else { return "an address that cannot be checked" }
+            let b = withUnsafeBytes(of: &address) { Array($0) }
+            func ipv4(_ from: Int) -> String { b[from..<from + 4].map(String.init).joined(separator: ".") }
+            let zeroTo = { (end: Int) in b[0..<end].allSatisfy { $0 == 0 } }
+            if zeroTo(16) { return "the unspecified address" }
+            if zeroTo(15) && b[15] == 1 { return "the loopback address" }
+            if b[0] == 0xFE && b[1] & 0xC0 == 0x80 { return "a link-local address" }
+            if b[0] == 0xFE && b[1] & 0xC0 == 0xC0 { return "a site-local address" }
+            if b[0] & 0xFE == 0xFC { return "a private (unique local) address" }
+            if b[0] == 0xFF { return "a multicast address" }
+            if zeroTo(10) && b[10] == 0xFF && b[11] == 0xFF { return forbidden(ipv4(12)) }
+            if zeroTo(12) { return "an IPv4-compatible address (deprecated)" }
+            if b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xFF && b[3] == 0x9B && b[4..<12].allSatisfy({ $0 == 0 }) { return forbidden(ipv4(12)) }
+            if b[0] == 0x20 && b[1] == 0x02 { return forbidden(ipv4(2)) }
             return nil
         }
         let octets = ip.split(separator: ".").compactMap { Int($0) }
@@ -103,6 +113,9 @@ struct WebhookAddress: Sendable {
         case (10, _), (172, 16...31), (192, 168): return "a private network"
         case (169, 254): return "a link-local address (cloud metadata lives at 169.254.169.254)"
         case (100, 64...127): return "the carrier-grade NAT range"
+        case (198, 18...19): return "the benchmarking network"
+        case (192, 0) where octets[2] == 0 || octets[2] == 2: return "a reserved or documentation network"
+        case (198, 51) where octets[2] == 100, (203, 0) where octets[2] == 113: return "a documentation network"
         case (0, _): return "the unspecified network"
         case (224...255, _): return "a multicast or reserved address"
         default: return nil

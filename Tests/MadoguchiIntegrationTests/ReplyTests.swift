@@ -134,6 +134,17 @@ struct ReplyTests {
         }
     }
 
+    @Test("a recipient must be the customer's identity of the reply's kind: their phone number is no email recipient")
+    func recipientKind() async throws {
+        try await TestApp.run { app in
+            let scene = try await Self.scene(app)
+            try await app.execute("INSERT INTO customer_identities (customer_id, kind, value) VALUES (\(scene.customer), 'phone', '+819012345678')")
+            let reply = try await Self.draft(scene, #"{"body":"山田 花子 様\nご確認ください。","recipients":["+819012345678"]}"#)
+            try expectProblem(try await Self.send(scene, reply), .unprocessableContent, "unknown-recipient")
+            #expect(try await Self.outboxCount(app) == 0)
+        }
+    }
+
     @Test("after a lease expires and another agent takes over, the old holder's send fails")
     func expiredLeaseSend() async throws {
         try await TestApp.run { app in

@@ -285,7 +285,10 @@ struct EmailIngest: Sendable {
             outcome.threadingReason = "no-ticket"
             return
         }
-        // A report joins its ticket without locking or reopening it: it is about our mail, not the customer writing.
+        // A report joins its ticket without reopening it: it is about our mail, not the customer writing.
+        // It does take the ticket's row lock, as every writer of a timeline does, so that a reply sent
+        // meanwhile either sees it or is told of it by the traffic cop.
+        _ = try await intake.lock(target.ticket, customerWrites: false, on: connection)
         let ticket = ConversationIntake.Target(id: target.ticket, number: 0, customerID: target.customer, status: .new)
         let (messageID, _) = try await intake.record(
             try delivery.message(ticketID: target.ticket, customerID: target.customer, threadingReason: target.reason), on: ticket,

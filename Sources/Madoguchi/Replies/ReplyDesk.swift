@@ -198,12 +198,17 @@ struct ReplyDesk: Sendable {
         return ticket
     }
 
-    private func defaultRecipients(customerID: UUID, channel: Channel, on connection: PostgresConnection) async throws -> [String] {
-        let kinds: [String] = switch channel {
+    /// The identity kinds a reply on `channel` can go to.
+    static func recipientKinds(of channel: Channel) -> [String] {
+        switch channel {
         case .email, .webform: ["email"]
         case .sms: ["phone"]
         case .chat: ["line", "chat"]
         }
+    }
+
+    private func defaultRecipients(customerID: UUID, channel: Channel, on connection: PostgresConnection) async throws -> [String] {
+        let kinds = Self.recipientKinds(of: channel)
         let rows = try await connection.run("""
             SELECT value FROM customer_identities
             WHERE customer_id = \(customerID) AND kind = ANY(\(kinds)) AND undeliverable_at IS NULL

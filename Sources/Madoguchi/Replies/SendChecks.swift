@@ -19,7 +19,7 @@ struct SendChecks: Sendable {
         let attachments = try await store.attachments(of: reply.id, on: connection)
         var findings = SendGuard.checkSubject(reply.subject ?? "", extraWarningWords: warningWords)
         findings += SendGuard.check(body: reply.body, attachmentCount: attachments.count, extraWarningWords: warningWords)
-        findings += try await recipientFindings(reply.recipients, customerID: ticket.customerID, on: connection)
+        findings += try await recipientFindings(reply.recipients, channel: reply.channel, customerID: ticket.customerID, on: connection)
         findings += try await greetingFindings(reply.body, customerID: ticket.customerID, on: connection)
         if let first = findings.first { throw Problem.sendGuard(first.kind, findings) }
         guard !confirmUndeliverable else { return }
@@ -56,13 +56,20 @@ struct SendChecks: Sendable {
         }
     }
 
-    /// Every recipient must be an identity of the ticket's customer: never another customer's address.
-    private func recipientFindings(_ recipients: [String], customerID: UUID, on connection: PostgresConnection) async throws -> [SendGuard.Finding] {
-        let rows = try await connection.run("SELECT value FROM customer_identities WHERE customer_id = \(customerID)", logger: logger)
+    /// Every recipient must be an identity of the ticket's customer, of a kind the reply's channel
+    /// sends to: never another customer's address, nor (say) the customer's LINE id as an SMS number.
+    private func recipientFindings(
+        _ recipients: [String], channel: Channel, customerID: UUID, on connection: PostgresConnection
+    ) async throws -> [SendGuard.Finding] {
+        let kinds = ReplyDesk.recipientKinds(of: channel)
+        let rows = try await connection.run("""
+            SELECT value FROM customer_identities WHERE customer_id = \(customerID) AND kind = ANY(\(kinds))
+            """, logger: logger)
         var known = Set<String>()
         for try await value in rows.decode(String.self) { known.insert(IdentityValue.comparable(value)) }
         return recipients.filter { !known.contains(IdentityValue.comparable($0)) }.map {
-            SendGuard.Finding(kind: .unknownRecipient, message: "\($0) is not an address of this ticket's customer", text: $0)
+            SendGuard.Finding(kind: .unknownRecipient, message: "\($0) is not an address of this ticket's customer that a \(channel.rawValue) reply can go to",
+                              text: $0)
         }
     }
 

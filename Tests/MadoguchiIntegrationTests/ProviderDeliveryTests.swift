@@ -153,6 +153,23 @@ struct ProviderDeliveryTests {
         }
     }
 
+    @Test("an SMS recipient typed the Japanese way (090-1111-2222) is the customer's number; a stranger's is refused by name")
+    func typedNumber() async throws {
+        try await TestApp.run { app in
+            let conversation = try await Self.customerTexts(app)
+            let draft = try await app.request(.post, "/v1/tickets/\(conversation.ticket)/replies", key: conversation.agent,
+                                              json: #"{"body":"確認します。","recipients":["090-1111-2222"]}"#)
+            #expect(draft.status == .created, "\(draft.text)")
+            #expect(try draft.json["recipients"] as? [String] == ["+819011112222"])
+            let reply = try #require(try draft.json["id"] as? String)
+            let stranger = try await app.request(.patch, "/v1/replies/\(reply)", key: conversation.agent, json: #"{"recipients":["080 9999 0000"]}"#)
+            #expect(try stranger.json["recipients"] as? [String] == ["+818099990000"], "\(stranger.text)")
+            let send = try await app.request(.post, "/v1/replies/\(reply)/send", key: conversation.agent,
+                                             json: #"{"last_seen_message_id":"\#(conversation.lastMessage)"}"#)
+            try expectProblem(send, .unprocessableContent, "unknown-recipient")
+        }
+    }
+
     @Test("Twilio refuses an invalid number (21211): the reply fails and the number is marked undeliverable; a 429 is retried")
     func twilioRefusals() async throws {
         let twilio = try await FakeProvider { request, index in

@@ -37,7 +37,7 @@ struct ReplyDesk: Sendable {
             let channel = draft.channel ?? ticket.channel
             let recipients: [String]
             if let given = draft.recipients {
-                recipients = given.map { $0.trimmingCharacters(in: .whitespaces) }
+                recipients = given.map { Self.recipient($0, channel: channel) }
             } else {
                 recipients = try await defaultRecipients(customerID: ticket.customerID, channel: channel, on: connection)
             }
@@ -60,7 +60,7 @@ struct ReplyDesk: Sendable {
             // Editing a submitted reply takes it back to draft: what a supervisor approves is what they saw.
             guard reply.state == .draft || reply.state == .submitted else { throw Problem.replyNotDraft(reply) }
             let updated = try await replies.edit(
-                reply, body: body, subject: subject, recipients: recipients?.map { $0.trimmingCharacters(in: .whitespaces) }, on: connection)
+                reply, body: body, subject: subject, recipients: recipients?.map { Self.recipient($0, channel: reply.channel) }, on: connection)
             try await events.record(.replyEdited, ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
                                     data: ["reply_id": replyID.lowercased], on: connection)
             return updated
@@ -196,6 +196,15 @@ struct ReplyDesk: Sendable {
         guard let claim = ticket.claim, live else { throw Problem.claimRequired(ticketID) }
         guard claim.agentID == agentID else { throw TicketWork.claimHeld(claim) }
         return ticket
+    }
+
+    /// A recipient as an agent typed it, in the form identities are stored in: an SMS number written
+    /// the Japanese way (090-1234-5678) is the customer's +819012345678. Anything that does not read
+    /// as one is kept as typed, for the recipient guard to refuse by name.
+    static func recipient(_ typed: String, channel: Channel) -> String {
+        let trimmed = typed.trimmingCharacters(in: .whitespaces)
+        guard channel == .sms, case .valid(let e164) = PhoneNumber.normalize(trimmed) else { return trimmed }
+        return e164
     }
 
     /// The identity kinds a reply on `channel` can go to.

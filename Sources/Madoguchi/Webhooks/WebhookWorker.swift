@@ -151,9 +151,19 @@ struct WebhookWorker: Service {
     /// One request: the event, signed, to the endpoint's (checked) address. Whatever happens is
     /// returned for the delivery log, never thrown.
     func attempt(_ event: FeedEvent, to endpoint: WebhookEndpoint, key: FeedCursor.Key, http: ProviderHTTPClient) async throws -> WebhookAttempt {
-        let body = try WebhookPayload.body(event, key: key)
         let start = ContinuousClock.now
         var attempt = WebhookAttempt(webhookID: "evt_\(event.id)")
+        let body: [UInt8]
+        do {
+            body = try WebhookPayload.body(event, key: key)
+        } catch {
+            // A failed attempt like any other (logged, counted towards disabling the endpoint, shown in
+            // its deliveries), not an error that lets the endpoint go and takes it up at the same event
+            // every few seconds for ever.
+            logger.error("a webhook event could not be written", metadata: ["event": "\(event.id)", "error": "\(String(reflecting: error))"])
+            attempt.error = "the event could not be written as JSON: \(error)"
+            return attempt
+        }
         do {
             let address = try WebhookAddress.parse(endpoint.url, allowPrivate: settings.allowPrivateAddresses)
             // getaddrinfo blocks: off the cooperative threads.

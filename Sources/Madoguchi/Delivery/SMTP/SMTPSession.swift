@@ -310,15 +310,19 @@ package final class SMTPSession: Sendable {
     /// The message, before its final dot. A relay that stops reading (its window stays shut) would
     /// hold the write forever, and with it the worker's slot and connection: after the end-of-DATA
     /// timeout the connection is closed, and without the dot the relay keeps nothing.
+    /// The timer is armed and cancelled on the channel's event loop, in the hop the write makes anyway:
+    /// armed from outside, each would wake the loop once more per message.
     private func write(_ bytes: [UInt8]) async throws {
         let fired = TimeoutFlag()
-        let timer = channel.eventLoop.scheduleTask(in: timeouts.dataEnd) { [channel] in
-            fired.set()
-            channel.close(promise: nil)
-        }
-        defer { timer.cancel() }
+        let timeout = timeouts.dataEnd
         do {
-            try await channel.writeAndFlush(ByteBuffer(bytes: bytes))
+            try await channel.eventLoop.flatSubmit { [channel] in
+                let timer = channel.eventLoop.scheduleTask(in: timeout) {
+                    fired.set()
+                    channel.close(promise: nil)
+                }
+                return channel.writeAndFlush(ByteBuffer(bytes: bytes)).always { _ in timer.cancel() }
+            }.get()
         } catch {
             if fired.isSet { throw SMTPError.timedOut(step: "writing the message") }
             throw SMTPError.connection("writing the message failed: \(error)")

@@ -43,6 +43,21 @@ struct ProviderDeliveryTests {
                      lastMessage: try #require(try sms.json["message_id"] as? String), customerMessageID: "")
     }
 
+    /// A customer known by their LINE user id who wrote on a chat ticket, claimed by an agent.
+    static func customerOnLine(_ app: TestApp, name: String, userID: String) async throws -> DeliveryTests.Conversation {
+        let customer = try await app.customer(name: name)
+        try await app.execute("INSERT INTO customer_identities (customer_id, kind, value) VALUES (\(customer), 'line', \(userID))")
+        let ticket = try await app.insertReturningID("INSERT INTO tickets (customer_id, subject, channel) VALUES (\(customer), 'LINE', 'chat') RETURNING id")
+        let message = try await app.insertReturningID("""
+            INSERT INTO messages (ticket_id, customer_id, direction, channel, provider, body_text) VALUES (\(ticket), \(customer), 'inbound', 'chat', 'line', 'こんにちは')
+            RETURNING id
+            """)
+        let agent = try await app.keySecret(.agent)
+        #expect(try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: agent).status == .ok)
+        return DeliveryTests.Conversation(app: app, agent: agent, supervisor: try await app.keySecret(.supervisor),
+                                          ticket: ticket.uuidString.lowercased(), lastMessage: message.uuidString.lowercased(), customerMessageID: "")
+    }
+
     @Test("Twilio: one Messages request with the number, text and status callback; the SID is kept and its status callback moves the delivery on")
     func twilio() async throws {
         let twilio = try await FakeProvider { _, _ in
@@ -124,18 +139,7 @@ struct ProviderDeliveryTests {
     func lineRetryWindow() async throws {
         let line = try await FakeProvider { _, _ in .init(status: .internalServerError, body: #"{"message":"An error occurred"}"#) }
         try await TestApp.run(configure: Self.configure(line: line)) { app in
-            let customer = try await app.customer(name: "ライン 花子")
-            try await app.execute("INSERT INTO customer_identities (customer_id, kind, value) VALUES (\(customer), 'line', 'U4af4980630')")
-            let ticket = try await app.insertReturningID("INSERT INTO tickets (customer_id, subject, channel) VALUES (\(customer), 'LINE', 'chat') RETURNING id")
-            let message = try await app.insertReturningID("""
-                INSERT INTO messages (ticket_id, customer_id, direction, channel, provider, body_text) VALUES (\(ticket), \(customer), 'inbound', 'chat', 'line', 'こんにちは')
-                RETURNING id
-                """)
-            let agent = try await app.keySecret(.agent)
-            #expect(try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: agent).status == .ok)
-            let conversation = DeliveryTests.Conversation(app: app, agent: agent, supervisor: try await app.keySecret(.supervisor),
-                                                          ticket: ticket.uuidString.lowercased(), lastMessage: message.uuidString.lowercased(),
-                                                          customerMessageID: "")
+            let conversation = try await Self.customerOnLine(app, name: "ライン 花子", userID: "U4af4980630")
             let reply = try await DeliveryTests.answer(conversation, "確認いたします。")
             _ = try await ChildProcess.eventually(timeout: .seconds(60)) { !line.requests.isEmpty }
             // As if the first push had been a day ago.
@@ -223,20 +227,7 @@ struct ProviderDeliveryTests {
             }
         }
         try await TestApp.run(configure: Self.configure(line: line)) { app in
-            let customer = try await app.customer(name: "ライン 太郎")
-            try await app.execute("INSERT INTO customer_identities (customer_id, kind, value) VALUES (\(customer), 'line', 'U4af4980629')")
-            let ticket = try await app.insertReturningID("""
-                INSERT INTO tickets (customer_id, subject, channel) VALUES (\(customer), 'LINE', 'chat') RETURNING id
-                """)
-            let message = try await app.insertReturningID("""
-                INSERT INTO messages (ticket_id, customer_id, direction, channel, provider, body_text) VALUES (\(ticket), \(customer), 'inbound', 'chat', 'line', 'こんにちは')
-                RETURNING id
-                """)
-            let agent = try await app.keySecret(.agent)
-            #expect(try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: agent).status == .ok)
-            let conversation = DeliveryTests.Conversation(app: app, agent: agent, supervisor: try await app.keySecret(.supervisor),
-                                                          ticket: ticket.uuidString.lowercased(), lastMessage: message.uuidString.lowercased(),
-                                                          customerMessageID: "")
+            let conversation = try await Self.customerOnLine(app, name: "ライン 太郎", userID: "U4af4980629")
             let reply = try await DeliveryTests.answer(conversation, "お問い合わせありがとうございます。")
             let sent = try await DeliveryTests.delivery(conversation, reply)
             #expect(DeliveryTests.state(sent) == "sent", "\(sent)")

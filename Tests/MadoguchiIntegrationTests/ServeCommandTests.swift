@@ -50,7 +50,11 @@ struct ServeCommandTests {
         func waitUntilReady(timeout: Duration = .seconds(60)) async throws -> Duration {
             let start = ContinuousClock.now
             while ContinuousClock.now - start < timeout {
-                if let answer = try? await RawHTTP.exchange(port: port, request: "GET /health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeoutSeconds: 2),
+                // Only once our server says it listens on the port: another test's server that took
+                // the port first would answer /health/ready too, and every request after it.
+                if let written = try? String(contentsOfFile: log, encoding: .utf8),
+                    written.contains("Server started and listening on"), written.contains(":\(port)"),
+                    let answer = try? await RawHTTP.exchange(port: port, request: "GET /health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeoutSeconds: 2),
                     answer.hasPrefix("HTTP/1.1 200")
                 {
                     return ContinuousClock.now - start

@@ -126,6 +126,48 @@ struct WebhookTests {
         }
     }
 
+    /// The distinct `webhook-id`s a receiver got on `/hook`.
+    static func ids(_ receiver: FakeProvider) -> Set<String> {
+        Set(receiver.requests.filter { $0.path == "/hook" }.compactMap { $0.headers[HTTPField.Name("webhook-id")!] })
+    }
+
+    @Test("a slow receiver holds only its own deliveries: another endpoint gets new events while the slow one has not answered its first")
+    func slowReceiverHoldsOnlyItself() async throws {
+        let released = Gate()
+        // Holds each request until the test lets go (well within the webhook timeout set below).
+        let slow = try await FakeProvider { _, _ in .init(status: .ok, body: "{}", delay: .seconds(200), until: { released.isOpen }) }
+        let fast = try await FakeProvider { _, _ in .init(status: .ok, body: "{}") }
+        defer {
+            released.open()
+            slow.stop()
+            fast.stop()
+        }
+        try await TestApp.run(followsFeed: true, configure: { configuration in
+            Self.configure(&configuration)
+            configuration.webhooks.timeout = .seconds(150)
+        }) { app in
+            let admin = try await app.keySecret(.admin)
+            _ = try await Self.create(app, admin: admin, url: slow.url + "/hook", types: ["ticket.updated"])
+            _ = try await Self.create(app, admin: admin, url: fast.url + "/hook", types: ["ticket.updated"])
+            try await Self.events(app, 1)
+            let bothGotTheFirst = await ChildProcess.eventually(timeout: .seconds(120)) { Self.ids(slow).count == 1 && Self.ids(fast).count == 1 }
+            #expect(bothGotTheFirst)
+
+            // The slow receiver is still on event 0. Before, a worker's round waited for every endpoint
+            // it had claimed, so the fast one got nothing more until the slow one answered (or timed out).
+            try await Self.events(app, 3, start: 1)
+            let caughtUp = await ChildProcess.eventually(timeout: .seconds(100)) { Self.ids(fast).count == 4 }
+            let fastGot = Self.ids(fast).count
+            let slowGot = slow.requests.filter { $0.path == "/hook" }.count
+            #expect(caughtUp, "the fast receiver got \(fastGot) of 4 events while the slow one was answering")
+            #expect(slowGot == 1, "the slow receiver is still answering its first request")
+
+            released.open()
+            let slowCaughtUp = await ChildProcess.eventually(timeout: .seconds(120)) { Self.ids(slow).count == 4 }
+            #expect(slowCaughtUp)
+        }
+    }
+
     @Test("a page whose log cannot be written is sent again within seconds, with the same webhook-id, not after the five-minute lease")
     func logFailureReleasesTheEndpoint() async throws {
         let received = Mutex<[String]>([])

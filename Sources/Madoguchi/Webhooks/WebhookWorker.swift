@@ -25,33 +25,81 @@ struct WebhookWorker: Service {
     func run() async throws {
         let http = try ProviderHTTPClient(group: MultiThreadedEventLoopGroup.singleton, timeout: .milliseconds(Int64(settings.timeout.seconds * 1000)))
         await migrator.waitUntilCurrent(database, logger: logger)
+        await serveUntilShutdown(http: http)
+    }
+
+    private enum Finished: Sendable {
+        /// An endpoint's turn ended; whether it delivered (or tried to deliver) anything.
+        case served(delivered: Bool)
+        /// A commit wrote events, or the poll interval passed.
+        case woken
+    }
+
+    /// Keeps up to `concurrency` endpoints served at once, each on its own turn: a slot that frees is
+    /// filled at once, so a slow receiver (every request taking most of the timeout, for a hundred
+    /// events) holds only its own slot, never the deliveries to the others. A turn that delivered
+    /// something looks for more work at once (its endpoint is due again while events remain); an
+    /// endpoint found caught up waits, with the rest, for the next commit that writes events (or the
+    /// poll interval, which also brings back endpoints whose backoff ended). On graceful shutdown it
+    /// claims nothing more and lets the turns in flight end (each stops after its current request).
+    private func serveUntilShutdown(http: ProviderHTTPClient) async {
         var lastRetention = ContinuousClock.now - .seconds(3600)
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            let seen = notifier?.generation ?? 0
-            var delivered = false
-            var claimed = false
-            do {
-                let endpoints = try await database.withConnection { try await store.claim(worker: name, lease: settings.lease, limit: settings.concurrency, on: $0) }
-                claimed = !endpoints.isEmpty
-                delivered = await withTaskGroup(of: Bool.self) { group in
-                    for endpoint in endpoints { group.addTask { await serve(endpoint, http: http) } }
-                    return await group.contains(true)
+        await withTaskGroup(of: Finished.self) { group in
+            var serving = 0
+            var waking = false
+            var lookNow = true
+            var foundNone = false
+            while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                let seen = notifier?.generation ?? 0
+                if lookNow && serving < settings.concurrency {
+                    lookNow = false
+                    do {
+                        let endpoints = try await database.withConnection {
+                            try await store.claim(worker: name, lease: settings.lease, limit: settings.concurrency - serving, on: $0)
+                        }
+                        foundNone = endpoints.isEmpty
+                        for endpoint in endpoints {
+                            serving += 1
+                            group.addTask { .served(delivered: await serve(endpoint, http: http)) }
+                        }
+                        if let days = settings.retentionDays, ContinuousClock.now - lastRetention > .seconds(3600) {
+                            lastRetention = .now
+                            try await EventRetention(database: database, logger: logger).removeEvents(olderThan: days)
+                        }
+                    } catch {
+                        // The database may be restarting: the next wake tries again.
+                        foundNone = true
+                        logger.warning("webhook claim failed", metadata: ["error": "\(String(reflecting: error))"])
+                    }
                 }
-                if let days = settings.retentionDays, ContinuousClock.now - lastRetention > .seconds(3600) {
-                    lastRetention = .now
-                    try await EventRetention(database: database, logger: logger).removeEvents(olderThan: days)
+                if !waking {
+                    waking = true
+                    let notifier = foundNone && serving == 0 ? nil : notifier
+                    let interval = settings.pollInterval
+                    group.addTask {
+                        if let notifier {
+                            // Endpoints are being served or waiting for events: the next commit wakes the worker.
+                            await notifier.wait(after: seen, upTo: interval)
+                        } else {
+                            // No endpoint to serve (none, or all backing off): no reason to hold a listening connection.
+                            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+                        }
+                        return .woken
+                    }
                 }
-            } catch {
-                logger.warning("webhook round failed", metadata: ["error": "\(String(reflecting: error))"])
+                switch await group.next() {
+                case .served(let delivered):
+                    serving -= 1
+                    lookNow = lookNow || delivered
+                case .woken:
+                    waking = false
+                    lookNow = true
+                case nil:
+                    break
+                }
             }
-            guard !delivered else { continue }
-            if claimed, let notifier {
-                // Endpoints are waiting for events: the next commit wakes the worker at once.
-                await notifier.wait(after: seen, upTo: settings.pollInterval)
-            } else {
-                // No endpoint to serve (none, or all backing off): no reason to hold a listening connection.
-                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: settings.pollInterval) }
-            }
+            // Graceful shutdown: the turns in flight end after their current request; the waker at once.
+            while await group.next() != nil {}
         }
     }
 

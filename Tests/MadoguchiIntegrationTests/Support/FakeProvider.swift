@@ -32,6 +32,8 @@ final class FakeProvider: Sendable {
         var body: String
         /// Wait this long first (a provider that does not answer in time).
         var delay: Duration = .zero
+        /// With a delay: answer as soon as this turns true (a receiver the test holds, then lets go).
+        var until: (@Sendable () -> Bool)? = nil
     }
 
     /// Shared with the server's middleware.
@@ -99,10 +101,22 @@ final class FakeProvider: Sendable {
                 return requests.filter { $0.path != "/ready" }.count - 1
             }
             let answer = answer(captured, index)
-            if answer.delay > .zero { try await Task.sleep(for: answer.delay) }
+            if let until = answer.until {
+                let start = ContinuousClock.now
+                while !until() && ContinuousClock.now - start < answer.delay { try await Task.sleep(for: .milliseconds(50)) }
+            } else if answer.delay > .zero {
+                try await Task.sleep(for: answer.delay)
+            }
             var headers = answer.headers
             headers[.contentType] = "application/json"
             return Response(status: answer.status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: answer.body)))
         }
     }
+}
+
+/// Holds a fake receiver's answers until the test opens it.
+final class Gate: Sendable {
+    private let state = Mutex(false)
+    var isOpen: Bool { state.withLock { $0 } }
+    func open() { state.withLock { $0 = true } }
 }

@@ -168,6 +168,40 @@ struct WebhookTests {
         }
     }
 
+    @Test("an address changed while a page is being sent: the rest of the page goes to the new address, none to the old")
+    func addressChangedMidPage() async throws {
+        let released = Gate()
+        let old = try await FakeProvider { _, _ in .init(status: .ok, body: "{}", delay: .seconds(200), until: { released.isOpen }) }
+        let new = try await FakeProvider { _, _ in .init(status: .ok, body: "{}") }
+        defer {
+            released.open()
+            old.stop()
+            new.stop()
+        }
+        try await TestApp.run(followsFeed: true, configure: { configuration in
+            Self.configure(&configuration)
+            configuration.webhooks.timeout = .seconds(150)
+        }) { app in
+            let admin = try await app.keySecret(.admin)
+            let (webhook, _) = try await Self.create(app, admin: admin, url: old.url + "/hook", types: ["ticket.updated"])
+            // Four events in one transaction: one page.
+            try await EventFeedTests.write(app, writer: 0, count: 4, hold: .zero)
+            let firstArrived = await ChildProcess.eventually(timeout: .seconds(120)) { Self.ids(old).count == 1 }
+            #expect(firstArrived)
+            let patched = try await app.request(.patch, "/v1/webhooks/\(webhook)", key: admin, json: #"{"url":"\#(new.url)/hook"}"#)
+            #expect(patched.status == .ok, "\(patched.text)")
+            // The old receiver answers the request it holds only after the turn's last look is a second old.
+            try await Task.sleep(for: .milliseconds(1500))
+            released.open()
+            let restArrived = await ChildProcess.eventually(timeout: .seconds(120)) { Self.ids(new).count == 3 }
+            #expect(restArrived, "the new address got \(Self.ids(new).count) of the 3 events after the change")
+            try await Task.sleep(for: .milliseconds(500))
+            let oldGot = Self.ids(old).count
+            #expect(oldGot == 1, "the old address got \(oldGot) events; only the one in flight when the address changed belongs there")
+            #expect(Self.ids(old).isDisjoint(with: Self.ids(new)))
+        }
+    }
+
     @Test("a page whose log cannot be written is sent again within seconds, with the same webhook-id, not after the five-minute lease")
     func logFailureReleasesTheEndpoint() async throws {
         let received = Mutex<[String]>([])

@@ -76,13 +76,23 @@ struct WebhookStore: Sendable {
         return endpoints
     }
 
-    /// Whether the endpoint still exists, is active and is claimed by `worker`.
-    func isServing(_ id: UUID, worker: String, on connection: PostgresConnection) async throws -> Bool {
+    /// Where a worker's turn on an endpoint stands.
+    enum Standing {
+        /// Still active, still claimed by the worker, still posting as it did when claimed.
+        case serving
+        /// Claimed by the worker, but its address, event types or secrets were changed since.
+        case changed
+        /// Deleted, disabled or taken over by another worker.
+        case gone
+    }
+
+    func standing(of endpoint: WebhookEndpoint, worker: String, on connection: PostgresConnection) async throws -> Standing {
         let rows = try await connection.run("""
-            SELECT 1 FROM webhook_endpoints WHERE id = \(id) AND active AND claimed_by = \(worker)
+            SELECT url = \(endpoint.url) AND event_types = \(endpoint.eventTypes)::text[] AND secrets = \(endpoint.secrets)::text[]
+            FROM webhook_endpoints WHERE id = \(endpoint.id) AND active AND claimed_by = \(worker)
             """, logger: logger)
-        for try await _ in rows { return true }
-        return false
+        for try await row in rows { return try row.decode(Bool.self) ? .serving : .changed }
+        return .gone
     }
 
     /// The endpoint got (or was passed over for) everything up to `cursor`; the streak is over.

@@ -107,14 +107,24 @@ struct WebhookWorker: Service {
     /// events read from the feed at a time.
     static let turn = 100
     static let pageSize = 20
+    /// How long a turn goes on sending before it looks again whether the endpoint was changed, disabled
+    /// or deleted meanwhile: a slow receiver's page can take minutes.
+    static let lookAgainAfter = Duration.seconds(1)
 
     /// Sends the endpoint its next events in order, while they succeed (up to a turn), then lets go.
-    /// True when it delivered (or tried to deliver) anything.
+    /// True when it delivered (or tried to deliver) anything, or let go of a changed endpoint to take
+    /// it up again as it now is.
     ///
     /// Events go out one request at a time, in order; each page's attempts are then logged in one
     /// transaction that also moves the endpoint's cursor past what was taken (or counts the failure).
     /// A crash before that commit sends those events again, with the same `webhook-id`s — at least
     /// once, never lost — and costs one commit per page instead of one per event.
+    ///
+    /// The endpoint is read when it is claimed. Whether it is still as read, still active and still
+    /// this worker's is looked at after each page is read and again before a request once a second has
+    /// passed, so an admin's change takes effect within about a second and one request: no event goes
+    /// to an address the endpoint no longer has, is signed only with secrets it no longer holds, or is
+    /// passed over by a cursor moved on under event types it no longer filters by.
     private func serve(_ endpoint: WebhookEndpoint, http: ProviderHTTPClient) async -> Bool {
         var cursor = endpoint.cursor
         var sent = false
@@ -128,27 +138,31 @@ struct WebhookWorker: Service {
             var remaining = Self.turn
             while remaining > 0 && !Task.isShuttingDownGracefully && leaseLeft() {
                 let limit = min(remaining, Self.pageSize)
-                let (page, serving) = try await database.withConnection { connection in
+                // Looked at after the page is read: an event committed after the endpoint was deleted,
+                // disabled, changed or taken over is then never sent by this worker.
+                var (page, standing) = try await database.withConnection { connection in
                     let page = try await feed.page(after: cursor, filter: endpoint.filter, limit: limit, on: connection)
-                    // Looked at after the page is read: an event committed after the endpoint was deleted,
-                    // disabled or taken over is then never sent by this worker.
-                    let serving = try await page.events.isEmpty ? true : store.isServing(endpoint.id, worker: name, on: connection)
-                    return (page, serving)
+                    return (page, try await store.standing(of: endpoint, worker: name, on: connection))
                 }
-                guard serving else { return sent }
+                var lastLook = ContinuousClock.now
                 var attempts: [(event: FeedEvent, attempt: WebhookAttempt)] = []
-                for event in page.events where !Task.isShuttingDownGracefully && leaseLeft() {
+                for event in page.events where standing == .serving && !Task.isShuttingDownGracefully && leaseLeft() {
+                    if ContinuousClock.now - lastLook > Self.lookAgainAfter {
+                        standing = try await database.withConnection { try await store.standing(of: endpoint, worker: name, on: $0) }
+                        lastLook = .now
+                        guard standing == .serving else { break }
+                    }
                     let attempt = try await self.attempt(event, to: endpoint, key: key, http: http)
                     attempts.append((event, attempt))
                     if !attempt.succeeded { break }
                 }
                 remaining -= attempts.count
-                sent = sent || !attempts.isEmpty
+                sent = sent || !attempts.isEmpty || standing == .changed
                 let failure = attempts.last.flatMap { $0.attempt.succeeded ? nil : $0.attempt }
                 let taken = attempts.last(where: { $0.attempt.succeeded })?.event.cursor
                 // A page that was not full means everything below the horizon has been seen: past what the
-                // filter left out too, unless an event failed or shutdown cut the page short.
-                let seenAll = page.events.count < limit && attempts.count == page.events.count && failure == nil
+                // filter left out too, unless an event failed, or shutdown or a change cut the page short.
+                let seenAll = page.events.count < limit && attempts.count == page.events.count && failure == nil && standing == .serving
                 let moveTo = seenAll ? page.next : (taken ?? cursor)
                 let stillOurs = try await database.withTransaction { connection in
                     for (event, attempt) in attempts {
@@ -159,8 +173,9 @@ struct WebhookWorker: Service {
                         try await recordFailure(of: endpoint, failure, on: connection)
                         return false
                     }
-                    if seenAll {
-                        // Due again at once: the worker itself waits for the next commit (or its poll).
+                    if seenAll || standing != .serving {
+                        // Due again at once: the worker itself waits for the next commit (or its poll), or
+                        // takes a changed endpoint up again as it now is. (A no-op once another worker has it.)
                         try await store.release(endpoint.id, worker: name, after: .zero, on: connection)
                         return false
                     }

@@ -258,6 +258,33 @@ struct DeliveryTests {
         }
     }
 
+    @Test("the relay's 250 cannot be written down at first (a passing database error): writing it is tried again, and the reply is sent, not held")
+    func recordingRetried() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            // The first two writes of a 'sent' outbox row fail, as a dropped connection or a failover would.
+            // (A sequence counts them: nextval is not rolled back with the failed transaction.)
+            try await app.execute("CREATE SEQUENCE refused_settles")
+            try await app.execute("""
+                CREATE FUNCTION refuse_two_settles() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF nextval('refused_settles') <= 2 THEN RAISE EXCEPTION 'the outbox refuses this write for the test'; END IF;
+                    RETURN NEW;
+                END $$
+                """)
+            try await app.execute("""
+                CREATE TRIGGER refuse_settle BEFORE UPDATE ON outbox FOR EACH ROW WHEN (NEW.state = 'sent') EXECUTE FUNCTION refuse_two_settles()
+                """)
+            let conversation = try await Self.customerWrites(app, from: "recording@example.jp")
+            let reply = try await Self.answer(conversation, "確認いたしました。")
+            let delivered = try await Self.delivery(conversation, reply)
+            #expect(Self.state(delivered) == "sent", "\(delivered)")
+            #expect(try await app.count("SELECT last_value FROM refused_settles") == 3, "two refused writes, then the one that stood")
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'reply.held'") == 0)
+            #expect(sink.copies(ofMessageID: "reply-\(reply)@shop.example") == 1)
+        }
+    }
+
     @Test("a held reply resent by a supervisor goes out with the same Message-ID")
     func heldThenResent() async throws {
         let sink = try await SMTPSink()
@@ -638,5 +665,87 @@ struct SMTPPipeliningTests {
         #expect(sink.received == 3)
         await session.close()
         await sink.close()
+    }
+}
+
+/// The SMTP client against a relay that takes the envelope, says 354 and then stops reading: the
+/// body's write fills the socket buffers and would wait for ever, holding the worker's slot.
+@Suite("The SMTP client, a relay that stops reading", .timeLimit(.minutes(5)))
+struct SMTPStalledWriteTests {
+    /// Answers the envelope, then reads nothing after DATA.
+    final class StallingRelay: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        private var pending = ""
+
+        func channelActive(context: ChannelHandlerContext) {
+            reply("220 stall.test ESMTP", context)
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            pending += String(buffer: unwrapInboundIn(data))
+            while let end = pending.range(of: "\r\n") {
+                let line = pending[..<end.lowerBound].uppercased()
+                pending.removeSubrange(..<end.upperBound)
+                if line.hasPrefix("EHLO") {
+                    reply("250 stall.test", context)
+                } else if line.hasPrefix("DATA") {
+                    reply("354 go ahead", context)
+                    // From here the relay's window stays shut.
+                    context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+                    pending = ""
+                    return
+                } else {
+                    reply("250 ok", context)
+                }
+            }
+        }
+
+        private func reply(_ line: String, _ context: ChannelHandlerContext) {
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: line + "\r\n")), promise: nil)
+        }
+    }
+
+    @Test("the body's write gives up after the end-of-DATA timeout, closes the connection, and never reaches the point of no return")
+    func stalledBodyWrite() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let server = try await ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.so_rcvbuf), value: 4096)
+            .childChannelInitializer { channel in channel.pipeline.addHandler(StallingRelay()) }
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { server.close(promise: nil) }
+        let relay = try SMTPRelay(url: "smtp://127.0.0.1:\(server.localAddress!.port!)?starttls=off", heloName: "test")
+        var timeouts = SMTPTimeouts()
+        timeouts.dataEnd = .seconds(2)
+        let session = try await SMTPSession.open(relay: relay, tls: nil, timeouts: timeouts, group: group)
+        // Far more than the socket buffers on both sides hold.
+        let message = Array("Subject: large\r\n\r\n".utf8) + [UInt8](repeating: UInt8(ascii: "a"), count: 16 << 20)
+        let reachedPointOfNoReturn = Gate()
+        let started = ContinuousClock.now
+        let outcome = await withTaskGroup(of: String?.self) { group in
+            group.addTask {
+                do {
+                    _ = try await session.send(message, envelope: .init(from: "support@shop.example", recipients: ["a@example.jp"], needsSMTPUTF8: false),
+                                               pointOfNoReturn: { reachedPointOfNoReturn.open() })
+                    return "sent"
+                } catch {
+                    return "\(error)"
+                }
+            }
+            group.addTask {
+                // A bound for the test itself: the write must give up long before.
+                try? await Task.sleep(for: .seconds(60))
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            if first == nil { await session.close() }
+            return first
+        }
+        #expect(outcome?.contains("writing the message") == true, "the write ended with: \(outcome ?? "nothing within 60 s")")
+        #expect(ContinuousClock.now - started < .seconds(30))
+        #expect(!reachedPointOfNoReturn.isOpen)
+        await session.close()
     }
 }

@@ -202,6 +202,56 @@ struct WebhookTests {
         }
     }
 
+    @Test("name servers that do not answer: each attempt fails within the webhook timeout, and inbound mail is parsed meanwhile")
+    func hangingNameServers() async throws {
+        let released = Gate()
+        let lookups = Mutex(0)
+        // One endpoint more than the shared blocking pool has threads (one per core), where the
+        // lookups used to run, and where every inbound mail is parsed.
+        let endpoints = System.coreCount + 1
+        defer { released.open() }
+        try await TestApp.run(followsFeed: true, configure: { configuration in
+            Self.configure(&configuration)
+            configuration.webhooks.concurrency = max(endpoints, configuration.webhooks.concurrency)
+            configuration.webhooks.lookUp = { address, allowPrivate in
+                guard address.host == "hang.test" else { return try address.resolve(allowPrivate: allowPrivate) }
+                lookups.withLock { $0 += 1 }
+                // getaddrinfo waiting on a name server that is down: the thread is held, nothing cuts it short.
+                while !released.isOpen { Thread.sleep(forTimeInterval: 0.05) }
+                throw WebhookAddressError(description: "hang.test does not resolve")
+            }
+        }) { app in
+            let admin = try await app.keySecret(.admin)
+            for _ in 0..<endpoints { _ = try await Self.create(app, admin: admin, url: "https://hang.test/hook", types: ["ticket.updated"]) }
+            try await Self.events(app, 1)
+            let allHanging = await ChildProcess.eventually(timeout: .seconds(60)) { lookups.withLock { $0 } >= endpoints }
+            #expect(allHanging, "\(lookups.withLock { $0 }) lookups under way")
+
+            // Each attempt failed when the webhook timeout (2 s) ran out, not when the lookup ended.
+            let timedOut = try await ChildProcess.eventually(timeout: .seconds(60)) {
+                try await app.count("SELECT count(*) FROM webhook_deliveries WHERE error = 'looking up hang.test took longer than 2 s'") >= 1
+            }
+            #expect(timedOut)
+
+            // A mail comes in while every lookup hangs: it is parsed and taken.
+            let gateway = try await app.keySecret(.gateway)
+            let mail = testMail(subject: "名前解決が止まっている間の問い合わせ", id: "dns-\(UUID().uuidString.prefix(8))@example.jp", body: "届いていますか。")
+            let taken = await withTaskGroup(of: Int?.self) { group in
+                group.addTask { try? await Int(app.postMail(gateway, mail).status.code) }
+                group.addTask {
+                    try? await Task.sleep(for: .seconds(30))
+                    return nil
+                }
+                let first = await group.next() ?? nil
+                group.cancelAll()
+                released.open()  // lets a mail stuck behind the lookups finish, so the group can end
+                await group.waitForAll()
+                return first
+            }
+            #expect(taken == 201, "the mail was answered \(taken.map(String.init) ?? "nothing within 30 s")")
+        }
+    }
+
     @Test("a page whose log cannot be written is sent again within seconds, with the same webhook-id, not after the five-minute lease")
     func logFailureReleasesTheEndpoint() async throws {
         let received = Mutex<[String]>([])

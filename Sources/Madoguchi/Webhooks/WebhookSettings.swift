@@ -26,6 +26,10 @@ public struct WebhookSettings: Sendable {
     /// webhook has yet to receive); unset keeps them all.
     public var retentionDays: Int?
 
+    /// How a webhook's host name becomes the address to connect to (tests put a name server that
+    /// does not answer in its place).
+    var lookUp: WebhookResolver.LookUp = { address, allowPrivate in try address.resolve(allowPrivate: allowPrivate) }
+
     public init() {}
 
     static func fromEnvironment(_ value: @escaping (String) -> String?) throws -> WebhookSettings {

@@ -24,8 +24,10 @@ struct WebhookWorker: Service {
 
     func run() async throws {
         let http = try ProviderHTTPClient(group: MultiThreadedEventLoopGroup.singleton, timeout: .milliseconds(Int64(settings.timeout.seconds * 1000)))
+        let resolver = WebhookResolver(threads: settings.concurrency, settings: settings)
+        defer { resolver.shutdown() }
         await migrator.waitUntilCurrent(database, logger: logger)
-        await serveUntilShutdown(http: http)
+        await serveUntilShutdown(http: http, resolver: resolver)
     }
 
     private enum Finished: Sendable {
@@ -42,7 +44,7 @@ struct WebhookWorker: Service {
     /// endpoint found caught up waits, with the rest, for the next commit that writes events (or the
     /// poll interval, which also brings back endpoints whose backoff ended). On graceful shutdown it
     /// claims nothing more and lets the turns in flight end (each stops after its current request).
-    private func serveUntilShutdown(http: ProviderHTTPClient) async {
+    private func serveUntilShutdown(http: ProviderHTTPClient, resolver: WebhookResolver) async {
         var lastRetention = ContinuousClock.now - .seconds(3600)
         await withTaskGroup(of: Finished.self) { group in
             var serving = 0
@@ -60,7 +62,7 @@ struct WebhookWorker: Service {
                         foundNone = endpoints.isEmpty
                         for endpoint in endpoints {
                             serving += 1
-                            group.addTask { .served(delivered: await serve(endpoint, http: http)) }
+                            group.addTask { .served(delivered: await serve(endpoint, http: http, resolver: resolver)) }
                         }
                         if let days = settings.retentionDays, ContinuousClock.now - lastRetention > .seconds(3600) {
                             lastRetention = .now
@@ -125,7 +127,7 @@ struct WebhookWorker: Service {
     /// passed, so an admin's change takes effect within about a second and one request: no event goes
     /// to an address the endpoint no longer has, is signed only with secrets it no longer holds, or is
     /// passed over by a cursor moved on under event types it no longer filters by.
-    private func serve(_ endpoint: WebhookEndpoint, http: ProviderHTTPClient) async -> Bool {
+    private func serve(_ endpoint: WebhookEndpoint, http: ProviderHTTPClient, resolver: WebhookResolver) async -> Bool {
         var cursor = endpoint.cursor
         var sent = false
         // The endpoint's lease is not renewed during a turn: past it another worker may take the
@@ -152,7 +154,7 @@ struct WebhookWorker: Service {
                         lastLook = .now
                         guard standing == .serving else { break }
                     }
-                    let attempt = try await self.attempt(event, to: endpoint, key: key, http: http)
+                    let attempt = try await self.attempt(event, to: endpoint, key: key, http: http, resolver: resolver)
                     attempts.append((event, attempt))
                     if !attempt.succeeded { break }
                 }
@@ -213,7 +215,7 @@ struct WebhookWorker: Service {
 
     /// One request: the event, signed, to the endpoint's (checked) address. Whatever happens is
     /// returned for the delivery log, never thrown.
-    func attempt(_ event: FeedEvent, to endpoint: WebhookEndpoint, key: FeedCursor.Key, http: ProviderHTTPClient) async throws -> WebhookAttempt {
+    func attempt(_ event: FeedEvent, to endpoint: WebhookEndpoint, key: FeedCursor.Key, http: ProviderHTTPClient, resolver: WebhookResolver) async throws -> WebhookAttempt {
         let start = ContinuousClock.now
         var attempt = WebhookAttempt(webhookID: "evt_\(event.id)")
         let body: [UInt8]
@@ -229,9 +231,7 @@ struct WebhookWorker: Service {
         }
         do {
             let address = try WebhookAddress.parse(endpoint.url, allowPrivate: settings.allowPrivateAddresses)
-            // getaddrinfo blocks: off the cooperative threads.
-            let allowPrivate = settings.allowPrivateAddresses
-            let resolved = try await NIOThreadPool.singleton.runIfActive { try address.resolve(allowPrivate: allowPrivate) }
+            let resolved = try await resolver.resolve(address, allowPrivate: settings.allowPrivateAddresses)
             var headers = StandardWebhooks.headers(id: attempt.webhookID, timestamp: Int(Date().timeIntervalSince1970), body: body, secrets: endpoint.secrets)
             headers.append(("Content-Type", "application/json"))
             let response = try await http.send(.POST, endpoint.url, headers: headers, body: body, connectTo: resolved)

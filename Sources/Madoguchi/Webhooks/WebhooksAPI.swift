@@ -108,7 +108,10 @@ extension APIHandler {
         _ = logged
         let worker = WebhookWorker(database: database, migrator: migrator, logger: logger, settings: webhooks, notifier: nil)
         let http = try ProviderHTTPClient(group: MultiThreadedEventLoopGroup.singleton, timeout: .milliseconds(Int64(webhooks.timeout.seconds * 1000)))
-        let attempt = try await worker.attempt(event, to: endpoint, key: key, http: http)
+        // An admin's one request: one thread, let go when it is done (or, if the name servers hang, when they give up).
+        let resolver = WebhookResolver(threads: 1, settings: webhooks)
+        defer { resolver.shutdown() }
+        let attempt = try await worker.attempt(event, to: endpoint, key: key, http: http, resolver: resolver)
         let delivery = try await database.withConnection { try await webhookStore.log(endpoint.id, event: event, attempt: attempt, manual: true, on: $0) }
         return .ok(.init(body: .json(.init(delivery))))
     }

@@ -79,6 +79,29 @@ struct ProblemTests {
         }
     }
 
+    @Test("an instant past the year 9999 (which PostgresNIO traps on) is a 400 naming it, or no time at all in a mail's Date; the server stays up")
+    func yearsBeyondFourDigits() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            let gateway = try await app.keySecret(.gateway)
+            let query = try await app.request(
+                .get, "/v1/business-calendars/\(UUID())/business-time?from=300000-01-01T00:00:00Z&add_seconds=60", key: supervisor)
+            try expectProblem(query, .badRequest, "invalid-parameter")
+            #expect(query.text.contains("from"), "\(query.text)")
+            let form = try await app.request(.post, "/v1/inbound/webform", key: gateway, json: #"""
+                {"form_id":"contact","submission_id":"far-future","email":"future@example.jp","body":"x","submitted_at":"300000-01-01T00:00:00Z"}
+                """#)
+            #expect(form.status == .badRequest, "\(form.text)")
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads") == 0)
+
+            // A mail is taken whatever its Date says; a date no mailer meant is no date.
+            let mail = try await app.postMail(gateway, testMail(subject: "未来から", id: "far-future@example.jp", headers: "Date: Sat, 1 Jan 300000 00:00:00 +0000\n"))
+            #expect(mail.status == .created, "\(mail.text)")
+            #expect(try await app.count("SELECT count(*) FROM messages WHERE provider_message_id IS NOT NULL AND sent_at IS NULL") == 1)
+            #expect(try await app.request(.get, "/health/live").status == .ok)
+        }
+    }
+
     @Test("a body over the limit is refused from its Content-Length before it is sent, and mid-stream when chunked")
     func oversizeBodies() async throws {
         try await TestApp.run(configure: { $0.maxBodyBytes = 4096 }) { app in

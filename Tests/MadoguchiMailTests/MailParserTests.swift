@@ -327,7 +327,10 @@ struct MailDateTests {
         #expect(MailDate.parse(text)?.timeIntervalSince1970 == epoch)
     }
 
-    @Test("nonsense is no date", arguments: ["", "yesterday", "32 Nov 1997 10:00:00 +0000", "1 Foo 2000 10:00"])
+    @Test("nonsense is no date", arguments: [
+        "", "yesterday", "32 Nov 1997 10:00:00 +0000", "1 Foo 2000 10:00",
+        "Sat, 1 Jan 300000 00:00:00 +0000", "Sat, 1 Jan 10000 00:00:00 +0000", "1 Jan 99999999999999999999 00:00 +0000",
+    ])
     func refuses(_ text: String) {
         #expect(MailDate.parse(text) == nil)
     }

@@ -43,7 +43,7 @@ struct MessageStore: Sendable {
                     \(message.customerID), \(message.authorAgentID), \(message.inboundPayloadID), \(message.provider), \(message.providerMessageID),
                     \(message.from), \(message.to), \(message.subject), \(message.bodyText), \(message.bodyHTML), \(message.quotedText),
                     \(message.visibleText), \(message.emailMessageID), \(message.inReplyTo), \(message.references), \(message.threadingReason),
-                    \(message.metadata)::text::jsonb, \(message.sentAt))
+                    \(message.metadata)::text::jsonb, \(message.storedSentAt))
                 RETURNING *
             ), files AS (
                 INSERT INTO attachments (message_id, position, filename, media_type, size, sha256, content_id, inline, content, contained)

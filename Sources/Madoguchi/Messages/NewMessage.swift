@@ -29,8 +29,15 @@ struct NewMessage: Sendable {
     var threadingReason: String? = nil
     /// A JSON object: what a channel keeps that has no column (names, links, form fields…).
     var metadata: String = "{}"
+    /// When the sender says it was sent (a mail's Date, a provider's timestamp); stored only when
+    /// plausible (`storedSentAt`).
     var sentAt: Date? = nil
     var attachments: [NewAttachment] = []
+
+    /// `sentAt` within the years 1000–9999, else none. Outside them it is no time anyone meant, and
+    /// PostgresNIO traps on an instant beyond ±292,277 years rather than throwing: the server stopped
+    /// mid-request, and the relay's retry stopped the next one.
+    var storedSentAt: Date? { sentAt.flatMap { Date.fourDigitYears.contains($0) ? $0 : nil } }
 }
 
 /// A file on a message, in the order the sender gave it.

@@ -63,3 +63,9 @@ extension UUID {
     /// Lower-case, as every id appears in JSON, events and problem details.
     var lowercased: String { uuidString.lowercased() }
 }
+
+extension Date {
+    /// 1000-01-01T00:00:00Z up to 9999-12-31T23:59:59Z: the instants the service takes from outside.
+    /// PostgresNIO traps (rather than throws) on one past ±292,277 years.
+    static let fourDigitYears = Date(timeIntervalSince1970: -30_610_224_000)...Date(timeIntervalSince1970: 253_402_300_799)
+}

@@ -285,6 +285,8 @@ struct TeamTests {
             let assigned = try await app.ticket(customer: customer, status: "open", assignee: agentID)
             let solved = try await app.ticket(customer: customer, status: "solved", assignee: agentID)
 
+            // Just used, so the key is in this process's one-second cache: refused all the same after.
+            #expect(try await app.request(.get, "/v1/me", key: leaver.key).status == .ok)
             let gone = try Self.json(try await app.request(.delete, "/v1/agents/\(leaver.id)", key: admin))
             #expect(gone["active"] as? Bool == false)
             #expect(gone["availability"] as? String == "offline")
@@ -301,6 +303,12 @@ struct TeamTests {
 
             #expect(try await app.request(.delete, "/v1/agents/\(leaver.id)", key: admin).status == .ok)
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'agent.deactivated'") == 1)
+            // No new key acts for the leaver, nor for the automatic agent.
+            for agent in [leaver.id, "00000000-0000-4000-8000-00000000a070"] {
+                let key = try await app.request(.post, "/v1/api-keys", key: admin, json: #"{"name":"again","role":"agent","agent_id":"\#(agent)"}"#)
+                try expectProblem(key, .unprocessableContent, "validation-failed")
+                #expect(key.text.contains("/agent_id"), "\(key.text)")
+            }
             try expectProblem(
                 try await app.request(.patch, "/v1/agents/\(leaver.id)", key: admin, json: #"{"display_name":"戻り"}"#), .conflict, "agent-inactive")
             // The address is free for the next person; the leaver is listed only when asked.

@@ -41,6 +41,22 @@ public struct APIKeyStore: Sendable {
             for try await id in rows.decode(UUID.self) { agentID = id }
         } else if !role.actsAsAgent, agentID != nil {
             throw Problem.validationFailed([.init(pointer: "/agent_id", message: "only agent and supervisor keys act for an agent")])
+        } else if let agentID {
+            // A key for a deactivated agent would let them claim and answer again (and deactivating once
+            // more revokes nothing: it already happened); the automatic agent writes only acknowledgements.
+            // Share-locked, so a deactivation cannot commit between this look and the key.
+            guard agentID != AutomaticReply.agentID else {
+                throw Problem.validationFailed([.init(pointer: "/agent_id", message: "is the automatic agent, which no key acts for")])
+            }
+            let rows = try await connection.run("SELECT active FROM agents WHERE id = \(agentID) FOR SHARE", logger: logger)
+            var active: Bool?
+            for try await value in rows.decode(Bool.self) { active = value }
+            guard let active else {
+                throw Problem.validationFailed([.init(pointer: "/agent_id", message: "there is no agent \(agentID.uuidString.lowercased())")])
+            }
+            guard active else {
+                throw Problem.validationFailed([.init(pointer: "/agent_id", message: "agent \(agentID.uuidString.lowercased()) was deactivated; no new key acts for it")])
+            }
         }
         let secret = APIKeySecret.generate()
         do {
@@ -65,12 +81,12 @@ public struct APIKeyStore: Sendable {
     }
 
     /// Marks the key revoked (keeping the first revocation time). nil when there is no such key.
+    /// The caller forgets it in the cache (`APIKeyCache.forget(keyID:)`) once this has committed.
     public func revoke(id: UUID, on connection: PostgresConnection) async throws -> APIKeyRecord? {
         let rows = try await connection.run("""
             UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = \(id)
             RETURNING \(unescaped: Self.columns)
             """, logger: logger)
-        cache.forget(keyID: id)
         for try await row in rows.decode(Row.self) { return try Self.record(row) }
         return nil
     }

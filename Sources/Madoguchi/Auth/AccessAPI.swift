@@ -32,6 +32,7 @@ extension APIHandler {
         guard let record = try await database.withConnection({ try await keys.revoke(id: input.path.keyId.uuid, on: $0) }) else {
             throw Problem.notFound("There is no API key \(input.path.keyId).")
         }
+        keyCache.forget(keyID: record.id)
         logger.notice("api key revoked", metadata: ["key_id": "\(record.id)", "prefix": "\(record.prefix)"])
         return .ok(.init(body: .json(.init(record))))
     }

@@ -72,8 +72,9 @@ struct AuthMiddleware: ServerMiddleware {
         guard let secret = APIKeySecret(token.trimmed) else { throw invalid }
         let hash = secret.hash
         if let known = keys.cache.principal(forHash: hash) { return known }
+        let generation = keys.cache.generation
         guard let principal = try await database.withConnection({ try await keys.authenticate(secret, on: $0) }) else { throw invalid }
-        keys.cache.remember(principal, forHash: hash)
+        keys.cache.remember(principal, forHash: hash, lookedUpAt: generation)
         return principal
     }
 

@@ -53,6 +53,8 @@ extension APIHandler {
     func deactivateAgent(_ input: Operations.DeactivateAgent.Input) async throws -> Operations.DeactivateAgent.Output {
         let principal = try principal
         let agent = try await database.withTransaction { try await agents.deactivate(id: input.path.agentId.uuid, by: principal, on: $0) }
+        // Its keys were revoked in that transaction: refused from the next request here, too.
+        keyCache.forget(agentID: agent.id)
         logger.notice("agent deactivated", metadata: ["agent_id": "\(agent.id.lowercased)"])
         return .ok(.init(body: .json(.init(agent))))
     }

@@ -87,8 +87,11 @@ extension TicketWork {
     }
 
     /// false only for an agent that exists and was deactivated (an unknown one is the foreign key's to refuse).
+    /// Share-locked until the change commits: a deactivation running meanwhile (which hands the agent's
+    /// open tickets back) either comes first and is seen here, or waits and then hands this one back
+    /// too; unlocked, the ticket could be left with a gone assignee that no queue ever offers again.
     func isActive(agent: UUID, on connection: PostgresConnection) async throws -> Bool {
-        let rows = try await connection.run("SELECT active FROM agents WHERE id = \(agent)", logger: logger)
+        let rows = try await connection.run("SELECT active FROM agents WHERE id = \(agent) FOR SHARE", logger: logger)
         for try await active in rows.decode(Bool.self) { return active }
         return true
     }

@@ -119,10 +119,13 @@ public struct MailAddress: Sendable, Equatable, CustomStringConvertible {
         return name.isEmpty ? nil : name
     }
 
-    /// `text` without its white space; most addresses are printable ASCII and come back as they are.
+    /// `text` without its white space and control characters (a NUL in an address cannot be stored,
+    /// and no mailer means one); most addresses are printable ASCII and come back as they are.
     private static func withoutWhitespace(_ text: String) -> String {
         if text.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) { return text }
-        return text.filter { !$0.isWhitespace }
+        return text.filter { character in
+            !character.isWhitespace && !character.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F }
+        }
     }
 
     private static func stripComments(_ text: String, into comments: inout [String]) -> String {

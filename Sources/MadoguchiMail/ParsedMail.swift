@@ -236,12 +236,13 @@ public enum MessageIDs {
             let after = remainder[remainder.index(after: open)...]
             guard let close = after.firstIndex(of: ">") else { break }
             let id = after[..<close].filter { !$0.isWhitespace && $0 != "\0" }
-            if !id.isEmpty, id.count <= 998 { ids.append(String(id)) }
+            // Counted in code points, as the schema's CHECKs count: 600 decomposed é are 1,200 of them.
+            if !id.isEmpty, id.unicodeScalars.count <= 998 { ids.append(String(id)) }
             remainder = after[after.index(after: close)...]
         }
         if ids.isEmpty {
-            let bare = text.trimmingWhitespaceAndNewlines()
-            if !bare.isEmpty, bare.contains("@"), !bare.contains(" "), bare.count <= 998 { ids.append(bare) }
+            let bare = text.trimmingWhitespaceAndNewlines().filter { $0 != "\0" }
+            if !bare.isEmpty, bare.contains("@"), !bare.contains(" "), bare.unicodeScalars.count <= 998 { ids.append(bare) }
         }
         return ids
     }

@@ -486,6 +486,25 @@ struct InboundEmailBadInputTests {
         }
     }
 
+    @Test("a NUL in the sender's address or in a known customer's reply subject, and a Message-ID of 1,200 code points, are taken in, never lost")
+    func oddHeadersTakenIn() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let nulSender = try await app.postMail(gateway, testMail(from: "Taro <ta\u{0}ro@example.jp>", subject: "注文", id: "nul-from@example.jp"))
+            #expect(nulSender.status == .created, "\(nulSender.text)")
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = 'taro@example.jp'") == 1)
+            let first = try await app.postMail(gateway, testMail(from: "hanako@example.jp", subject: "返品", id: "first@example.jp"))
+            let reply = try await app.postMail(gateway, testMail(from: "hanako@example.jp", subject: "Re: 返品\u{0}", id: "nul-subject@example.jp"))
+            #expect(reply.status == .created, "\(reply.text)")
+            #expect(try reply.json["ticket_id"] as? String == (try first.json["ticket_id"] as? String), "joined by its subject")
+
+            let decomposed = String(repeating: "e\u{301}", count: 600) + "@example.jp"
+            let longID = try await app.postMail(gateway, testMail(from: "jiro@example.jp", subject: "長いID", id: decomposed))
+            #expect(longID.status == .created, "\(longID.text)")
+            #expect(try await app.count("SELECT count(*) FROM messages WHERE provider_message_id LIKE 'sha256:%'") == 1, "a digest stands for the id")
+        }
+    }
+
     @Test("a subject and a sender's name cut to their limits as PostgreSQL counts characters: 1,500 ❤️ (3,000 code points) are taken in, not refused")
     func limitsInCodePoints() async throws {
         try await TestApp.run { app in

@@ -80,7 +80,8 @@ struct EmailThreader: Sendable {
     }
 
     private func bySubject(_ mail: ParsedMail, sender: MailAddress?, customerID: UUID, on connection: PostgresConnection) async throws -> Decision? {
-        let reduced = ThreadSubject.reduce(mail.subject)
+        // Cleaned as the ticket's own subject was when it was opened (a NUL cannot be a query's text).
+        let reduced = ThreadSubject.reduce(mail.subject.map(Text.clean))
         let fromCarrier = sender.map { ThreadSubject.isCarrierAddress($0.address) } ?? false
         guard !reduced.key.isEmpty, reduced.isReply || fromCarrier else { return nil }
         let seconds = Double(subjectWindow.components.seconds)

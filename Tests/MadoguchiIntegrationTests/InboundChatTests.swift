@@ -36,6 +36,31 @@ struct InboundChatTests {
         }
     }
 
+    @Test("an agent's answer keeps the conversation going: the customer's reply to it joins the ticket, however long ago they last wrote")
+    func answerKeepsConversation() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let first = try await app.request(.post, "/v1/inbound/chat", key: gateway, json: Self.chat("a1", conversation: "conv-answer"))
+            let ticket = try #require(try first.json["ticket_id"] as? String)
+            let agent = try await app.keySecret(.agent)
+            #expect(try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: agent).status == .ok)
+            let draft = try await app.request(.post, "/v1/tickets/\(ticket)/replies", key: agent, json: #"{"body":"ご連絡ありがとうございます。確認します。"}"#)
+            let reply = try #require(try draft.json["id"] as? String, "\(draft.text)")
+            let sent = try await app.request(.post, "/v1/replies/\(reply)/send", key: agent,
+                                             json: #"{"last_seen_message_id":"\#(try #require(try first.json["message_id"] as? String))"}"#)
+            #expect(sent.status == .ok, "\(sent.text)")
+            // The customer wrote 45 minutes ago (the idle gap is 30); our answer went out just now.
+            try await app.execute("UPDATE messages SET created_at = now() - interval '45 minutes' WHERE direction = 'inbound'")
+            let answer = try await app.request(.post, "/v1/inbound/chat", key: gateway, json: Self.chat("a2", conversation: "conv-answer", text: "了解です"))
+            #expect(try answer.json["ticket_id"] as? String == ticket, "\(answer.text)")
+
+            // Quiet on both sides for longer than the gap: a new ticket.
+            try await app.execute("UPDATE messages SET created_at = now() - interval '2 hours'")
+            let later = try await app.request(.post, "/v1/inbound/chat", key: gateway, json: Self.chat("a3", conversation: "conv-answer", text: "別件です"))
+            #expect(try later.json["ticket_id"] as? String != ticket)
+        }
+    }
+
     @Test("a redelivered message is one message; the chat's email links to the customer who mailed before")
     func dedupeAndIdentity() async throws {
         try await TestApp.run { app in

@@ -51,6 +51,32 @@ struct InboundSmsTests {
         }
     }
 
+    @Test("a text answering ours continues the ticket, however long ago the customer last texted; a week quiet on both sides starts a new one")
+    func answerKeepsConversation() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let first = try await app.request(.post, "/v1/inbound/sms", key: gateway, json: Self.sms("SA1"))
+            let ticket = try #require(try first.json["ticket_id"] as? String)
+            let agent = try await app.keySecret(.agent)
+            #expect(try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: agent).status == .ok)
+            let draft = try await app.request(.post, "/v1/tickets/\(ticket)/replies", key: agent, json: #"{"body":"お調べしてご連絡します。"}"#)
+            let reply = try #require(try draft.json["id"] as? String, "\(draft.text)")
+            let sent = try await app.request(.post, "/v1/replies/\(reply)/send", key: agent,
+                                             json: #"{"last_seen_message_id":"\#(try #require(try first.json["message_id"] as? String))"}"#)
+            #expect(sent.status == .ok, "\(sent.text)")
+            // The customer texted eight days ago (the window is seven); our answer went out just now.
+            try await app.execute("UPDATE messages SET created_at = now() - interval '8 days' WHERE direction = 'inbound'")
+            try await app.execute("UPDATE tickets SET created_at = now() - interval '8 days', last_customer_message_at = now() - interval '8 days'")
+            let answer = try await app.request(.post, "/v1/inbound/sms", key: gateway, json: Self.sms("SA2", body: "ありがとうございます"))
+            #expect(try answer.json["ticket_id"] as? String == ticket, "\(answer.text)")
+
+            try await app.execute("UPDATE messages SET created_at = now() - interval '9 days'")
+            try await app.execute("UPDATE tickets SET created_at = now() - interval '9 days', last_customer_message_at = now() - interval '9 days'")
+            let later = try await app.request(.post, "/v1/inbound/sms", key: gateway, json: Self.sms("SA3", body: "別の注文です"))
+            #expect(try later.json["ticket_id"] as? String != ticket)
+        }
+    }
+
     @Test("a customer who mails, then gives a phone on a web form, then texts from it: one customer, one timeline, in order")
     func crossChannel() async throws {
         try await TestApp.run { app in

@@ -70,9 +70,10 @@ struct ChatIngest: Sendable {
 
     /// What a chat message needs to know once its locks are held, in one statement: the owners of
     /// the sender's identities (`identity_owner`, in `chat.contacts` order; see
-    /// `IdentityStore.OwnersRead`) and the ticket of the conversation's latest message, if that
-    /// message is within the idle gap. Read after the conversation's lock, so two messages of one
-    /// conversation arriving together find one ticket.
+    /// `IdentityStore.OwnersRead`) and the ticket of the conversation's latest message, if that ticket
+    /// has heard from either side within the idle gap: an agent's answer keeps the conversation
+    /// going, so the customer's reply to it half an hour later is not a new ticket. Read after the
+    /// conversation's lock, so two messages of one conversation arriving together find one ticket.
     private func firstRead(_ chat: InboundChat, on connection: PostgresConnection) async throws
         -> (owners: IdentityStore.OwnersRead, conversationTicket: UUID?)
     {
@@ -85,12 +86,18 @@ struct ChatIngest: Sendable {
                 LEFT JOIN LATERAL identity_owner(i.kind, i.value) AS o ON true
             ) AS sender ON true
             LEFT JOIN LATERAL (
-                SELECT ticket_id FROM messages
-                WHERE channel = 'chat' AND direction = 'inbound' AND provider = \(chat.provider)
-                  AND metadata->>'conversation_id' = \(chat.conversationID)
-                  AND created_at > now() - make_interval(secs => \(idleGap.seconds)::float8)
-                ORDER BY created_at DESC
-                LIMIT 1
+                SELECT latest.ticket_id
+                FROM (
+                    SELECT ticket_id FROM messages
+                    WHERE channel = 'chat' AND direction = 'inbound' AND provider = \(chat.provider)
+                      AND metadata->>'conversation_id' = \(chat.conversationID)
+                    ORDER BY created_at DESC
+                    LIMIT 1
+                ) AS latest
+                WHERE EXISTS (
+                    SELECT 1 FROM messages m
+                    WHERE m.ticket_id = latest.ticket_id AND m.direction <> 'internal'
+                      AND m.created_at > now() - make_interval(secs => \(idleGap.seconds)::float8))
             ) AS conversation ON true
             ORDER BY sender.n
             """, preparedAs: FirstRead.self, logger: logger)

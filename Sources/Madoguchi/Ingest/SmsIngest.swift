@@ -85,14 +85,19 @@ struct SmsIngest: Sendable {
             }, payloadID: payloadID, identitiesLocked: identitiesLocked, ownersRead: ownersRead, on: connection)
     }
 
-    /// The customer's most recent SMS ticket they wrote on within the window (closed included, so a
-    /// message after closing starts a linked ticket rather than an unrelated one).
+    /// The customer's most recent SMS ticket where either side wrote within the window (closed
+    /// included, so a message after closing starts a linked ticket rather than an unrelated one): a
+    /// text answering ours of yesterday continues that ticket, however long ago the customer last wrote.
     private static func ongoingConversation(customerID: UUID, window: Duration, logger: Logger, on connection: PostgresConnection) async throws -> UUID? {
         try await connection.rows("""
-            SELECT id FROM tickets
-            WHERE customer_id = \(customerID) AND channel = 'sms'
-              AND coalesce(last_customer_message_at, created_at) > now() - make_interval(secs => \(window.seconds)::float8)
-            ORDER BY coalesce(last_customer_message_at, created_at) DESC
+            SELECT t.id FROM tickets t
+            CROSS JOIN LATERAL (
+                SELECT greatest(coalesce(t.last_customer_message_at, t.created_at),
+                                (SELECT max(m.created_at) FROM messages m WHERE m.ticket_id = t.id AND m.direction = 'outbound')) AS at
+            ) AS last
+            WHERE t.customer_id = \(customerID) AND t.channel = 'sms'
+              AND last.at > now() - make_interval(secs => \(window.seconds)::float8)
+            ORDER BY last.at DESC
             LIMIT 1
             """, preparedAs: OngoingConversation.self, logger: logger).first.map { try $0.decode(UUID.self) }
     }

@@ -146,4 +146,22 @@ extension HTTPPlumbingTests {
         #expect(RateLimit("20/200") == RateLimit(perSecond: 20, burst: 200))
         #expect(RateLimit("20") == nil && RateLimit("0/5") == nil && RateLimit("x/y") == nil)
     }
+
+    @Test("the provider webhooks' buckets, one per client address, do not grow for ever: refilled ones are dropped")
+    func rateLimiterForgetsRefilledBuckets() {
+        let limiter = RateLimiter(limits: [:], providerLimit: RateLimit(perSecond: 100, burst: 10))
+        let start = ContinuousClock.now
+        // 30,000 addresses over 30 s, each calling once (rotating IPv6 addresses, say); a bucket refills in 10 ms.
+        for n in 0..<30_000 {
+            _ = limiter.takeProviderWebhook(from: "2001:db8::\(String(n, radix: 16))", now: start + .milliseconds(n))
+        }
+        #expect(limiter.bucketCount <= RateLimiter.sweepAbove + 1_000, "\(limiter.bucketCount) buckets")
+        // A bucket still refilling is kept: its address is still limited.
+        let busy = RateLimiter(limits: [:], providerLimit: RateLimit(perSecond: 1, burst: 1))
+        #expect(busy.takeProviderWebhook(from: "192.0.2.9", now: start)?.allowed == true)
+        for n in 0..<(RateLimiter.sweepAbove + 10) {
+            _ = busy.takeProviderWebhook(from: "198.51.100.\(n)", now: start + .milliseconds(500))
+        }
+        #expect(busy.takeProviderWebhook(from: "192.0.2.9", now: start + .milliseconds(600))?.allowed == false)
+    }
 }

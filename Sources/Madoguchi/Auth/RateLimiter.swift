@@ -25,15 +25,32 @@ public struct RateLimit: Sendable, Equatable {
 /// address. Each key or address has its own bucket in this process (two instances each allow the
 /// rate). A gateway's burst is large, so a relay catching up after an outage is slowed — told when to
 /// come back — rather than refused.
+///
+/// A bucket that has refilled is the same as none, so buckets are dropped once full: without that, the
+/// provider webhooks (no key, a bucket per client address, made before any signature is checked) grew
+/// one bucket for every address that ever called, for as long as the process ran.
 final class RateLimiter: Sendable {
     private let limits: [Role: RateLimit]
     let providerLimit: RateLimit?
-    private let buckets = Mutex<[String: Bucket]>([:])
+    private let state = Mutex(State())
+
+    private struct State {
+        var buckets: [String: Bucket] = [:]
+        var lastSweep: ContinuousClock.Instant?
+    }
 
     private struct Bucket {
         var tokens: Double
         var updated: ContinuousClock.Instant
+        /// From then on it is full again: as good as no bucket.
+        var fullAt: ContinuousClock.Instant
     }
+
+    /// Buckets kept before the full ones are swept out (at most once a second).
+    static let sweepAbove = 10_000
+
+    /// How many buckets are kept now (for tests).
+    var bucketCount: Int { state.withLock { $0.buckets.count } }
 
     /// What one request got: allowed or not, and the `RateLimit-*` headers that say so.
     struct Decision {
@@ -61,15 +78,21 @@ final class RateLimiter: Sendable {
     }
 
     private func take(bucket name: String, limit: RateLimit, now: ContinuousClock.Instant) -> Decision {
-        buckets.withLock { buckets in
-            var bucket = buckets[name] ?? Bucket(tokens: Double(limit.burst), updated: now)
+        state.withLock { state in
+            var bucket = state.buckets[name] ?? Bucket(tokens: Double(limit.burst), updated: now, fullAt: now)
             let elapsed = bucket.updated.duration(to: now).seconds
             bucket.tokens = min(Double(limit.burst), bucket.tokens + max(0, elapsed) * limit.perSecond)
             bucket.updated = now
             let allowed = bucket.tokens >= 1
             if allowed { bucket.tokens -= 1 }
-            buckets[name] = bucket
-            let untilFull = Int(((Double(limit.burst) - bucket.tokens) / limit.perSecond).rounded(.up))
+            let secondsUntilFull = (Double(limit.burst) - bucket.tokens) / limit.perSecond
+            bucket.fullAt = now + .milliseconds(Int64((secondsUntilFull * 1000).rounded(.up)))
+            state.buckets[name] = bucket
+            if state.buckets.count > Self.sweepAbove, state.lastSweep.map({ $0.duration(to: now) >= .seconds(1) }) ?? true {
+                state.lastSweep = now
+                state.buckets = state.buckets.filter { $0.value.fullAt > now }
+            }
+            let untilFull = Int(secondsUntilFull.rounded(.up))
             var headers: HTTPFields = [:]
             headers[.rateLimitLimit] = String(limit.burst)
             headers[.rateLimitRemaining] = String(Int(bucket.tokens))

@@ -33,7 +33,8 @@ struct FeedCursor: Sendable, Equatable {
         guard installation == key.installation else {
             throw invalid("comes from another Madoguchi installation (\(installation.lowercased)); start without a cursor to read this one's feed")
         }
-        guard Array(HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: key.secret))) == mac else {
+        // Compared in constant time, like an API key's hash.
+        guard HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: body, using: SymmetricKey(data: key.secret)) else {
             throw invalid("was altered: its signature does not match")
         }
         return FeedCursor(xid: xid, eventID: eventID)

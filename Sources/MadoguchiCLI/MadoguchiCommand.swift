@@ -12,6 +12,26 @@ struct MadoguchiCommand: AsyncParsableCommand {
         subcommands: [Serve.self, Worker.self, Migrate.self, Keys.self, Mailgate.self, Bench.self, Dev.self],
         defaultSubcommand: Serve.self
     )
+
+    /// As ArgumentParser's, except for `mailgate`: an MTA bounces a mail on a usage error's 64 (a typo
+    /// in master.cf would bounce every customer mail), so there it is 75, and the mail stays queued.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asynchronous = command as? AsyncParsableCommand {
+                try await asynchronous.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            let isMailgate = CommandLine.arguments.dropFirst().first == "mailgate"
+            if isMailgate, !(error is ExitCode), exitCode(for: error) != .success {
+                FileHandle.standardError.write(Data("madoguchi mailgate: \(fullMessage(for: error)); the mail stays queued until this is fixed\n".utf8))
+                Foundation.exit(75)
+            }
+            exit(withError: error)
+        }
+    }
 }
 
 /// Settings every command shares. A flag wins over its environment variable, which wins over the default.

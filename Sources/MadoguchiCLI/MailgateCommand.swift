@@ -7,7 +7,7 @@ import Madoguchi
 struct Mailgate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Post one raw mail from standard input to /v1/inbound/email (for an MTA's pipe transport).",
-        discussion: "Exit codes: 0 delivered, 75 temporary failure (the MTA retries), 65 the mail was refused, 77 the key was refused, 78 bad configuration.")
+        discussion: "Exit codes: 0 delivered, 65 the mail was refused for what it is, 75 anything else (the MTA keeps the mail queued and retries): the service unreachable, the key refused, bad configuration.")
 
     @Option(help: "The gateway URL, e.g. http://127.0.0.1:8080/v1/inbound/email.")
     var url: String
@@ -26,12 +26,12 @@ struct Mailgate: AsyncParsableCommand {
 
     private func deliver() async -> MailGate.Result {
         guard let endpoint = URL(string: url), endpoint.scheme == "http" || endpoint.scheme == "https" else {
-            return .init(code: .configError, message: "--url \(url) is not an http(s) URL")
+            return .init(code: .tempFail, message: "--url \(url) is not an http(s) URL; the mail stays queued until it is fixed")
         }
         guard let keyData = FileManager.default.contents(atPath: keyFile),
               let key = String(data: keyData, encoding: .utf8)?.trimmingCharacters(in: .whitespacesAndNewlines), !key.isEmpty
         else {
-            return .init(code: .configError, message: "cannot read an API key from \(keyFile)")
+            return .init(code: .tempFail, message: "cannot read an API key from \(keyFile); the mail stays queued until it can")
         }
         let mail = [UInt8](FileHandle.standardInput.readDataToEndOfFile())
         var gate = MailGate(endpoint: endpoint, apiKey: key)

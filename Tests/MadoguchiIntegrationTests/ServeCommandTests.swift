@@ -156,3 +156,16 @@ struct ServeCommandTests {
         try? FileManager.default.removeItem(atPath: directory)
     }
 }
+
+extension ServeCommandTests {
+    @Test("madoguchi mailgate with a mistyped option or an unreadable key file exits 75, so the MTA keeps the mail queued (Postfix bounces on 64, 77, 78)")
+    func mailgateSetupMistakes() async throws {
+        let typo = try await ChildProcess.run([Self.binary, "mailgate", "--urll", "http://127.0.0.1:1/v1/inbound/email", "--key-file", "/nonexistent"])
+        #expect(typo.status == 75, "\(typo.output)")
+        let unreadable = try await ChildProcess.run([Self.binary, "mailgate", "--url", "http://127.0.0.1:1/v1/inbound/email", "--key-file", "/nonexistent"])
+        #expect(unreadable.status == 75, "\(unreadable.output)")
+        #expect(unreadable.output.contains("stays queued"))
+        // Other commands keep ArgumentParser's usage error.
+        #expect(try await ChildProcess.run([Self.binary, "keys", "--bogus"]).status == 64)
+    }
+}

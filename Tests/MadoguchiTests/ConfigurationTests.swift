@@ -57,6 +57,13 @@ struct ConfigurationTests {
         #expect(tcp.password == "p@ss")
         #expect(tcp.database == "support")
 
+        // Percent signs in a password and a database name are decoded once; an IPv6 host loses its brackets.
+        let percent = try DatabaseURL.configuration(from: "postgres://m%25do:50%25off%2541@[2001:db8::5]:5432/sup%25port")
+        #expect(percent.username == "m%do")
+        #expect(percent.password == "50%off%41")
+        #expect(percent.database == "sup%port")
+        #expect(percent.host == "2001:db8::5")
+
         let socket = try DatabaseURL.configuration(from: "postgresql:///support?host=/var/run/postgresql&user=mado")
         #expect(socket.unixSocketPath == "/var/run/postgresql/.s.PGSQL.5432")
         #expect(socket.username == "mado")

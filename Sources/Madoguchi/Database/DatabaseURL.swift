@@ -15,14 +15,18 @@ public enum DatabaseURL {
             throw ConfigurationError("DATABASE_URL must look like postgres://user:password@host:5432/database (got something else)")
         }
         let query = Dictionary((components.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { _, last in last })
-        let username = components.user.flatMap { $0.removingPercentEncoding } ?? query["user"] ?? "postgres"
-        let password = components.password.flatMap { $0.removingPercentEncoding } ?? query["password"]
+        // Decoded once, as libpq does (URLComponents' `user`, `password` and `path` are decoded already:
+        // decoding them again turned a password `50%25off` into none at all, and `ab%2541` into `abA`).
+        let username = components.user ?? query["user"] ?? "postgres"
+        let password = components.password ?? query["password"]
         var database = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
-        database = database.removingPercentEncoding ?? database
         if database.isEmpty { database = query["dbname"] ?? username }
         let port = components.port ?? query["port"].flatMap(Int.init) ?? 5432
 
-        let host = (components.percentEncodedHost?.removingPercentEncoding).flatMap { $0.isEmpty ? nil : $0 } ?? query["host"]
+        // An IPv6 address is written in brackets (`[2001:db8::5]`); the connection wants it without.
+        let host = (components.percentEncodedHost?.removingPercentEncoding)
+            .map { $0.hasPrefix("[") && $0.hasSuffix("]") ? String($0.dropFirst().dropLast()) : $0 }
+            .flatMap { $0.isEmpty ? nil : $0 } ?? query["host"]
         if let host, host.hasPrefix("/") {
             return PostgresClient.Configuration(
                 unixSocketPath: "\(host)/.s.PGSQL.\(port)", username: username, password: password, database: database)

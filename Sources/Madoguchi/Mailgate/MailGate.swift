@@ -5,8 +5,12 @@ import FoundationNetworking
 #endif
 
 /// Hands one mail from a mail server to `POST /v1/inbound/email`, speaking the MTA's language
-/// (sysexits.h): `0` delivered, `75` try again later (the MTA keeps the mail queued and retries),
-/// `65` refused for what the mail is, `77` refused for who we are, `78` misconfigured.
+/// (sysexits.h): `0` delivered, `65` refused for what the mail is (too large, not a mail), and `75`
+/// for everything else: the MTA keeps the mail queued and retries.
+///
+/// A refused key or a setup mistake is `75` too, not `77`/`78`: Postfix bounces every code but 71
+/// and 75 (its sys_exits table), so a revoked or rotated gateway key bounced every customer mail
+/// until someone noticed, with nothing left in the queue to deliver once the key was fixed.
 ///
 /// Postfix's pipe transport, Exim's pipe and `.forward`/procmail all run it with the message on
 /// stdin. Every attempt carries an `Idempotency-Key` made from the bytes, so the MTA retrying a mail
@@ -28,8 +32,6 @@ public struct MailGate: Sendable {
         case delivered = 0
         case dataError = 65
         case tempFail = 75
-        case noPermission = 77
-        case configError = 78
     }
 
     public struct Result: Sendable {
@@ -74,7 +76,8 @@ public struct MailGate: Sendable {
             let detail = Self.detail(data)
             switch status {
             case 200...299: return Result(code: .delivered, message: "accepted (\(status)) \(detail)")
-            case 401, 403: return Result(code: .noPermission, message: "refused (\(status)): \(detail)")
+            case 401, 403:
+                return Result(code: .tempFail, message: "the gateway key was refused (\(status)): \(detail); the mail stays queued until the key is fixed")
             case 400, 413, 415, 422: return Result(code: .dataError, message: "refused (\(status)): \(detail)")
             default: return Result(code: .tempFail, message: "server answered \(status): \(detail)")
             }

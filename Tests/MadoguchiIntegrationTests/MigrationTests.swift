@@ -27,6 +27,47 @@ struct MigrationTests {
         }
     }
 
+    @Test("unchanged views are not re-created on a restart, so a reader holding one (a CSV export) does not hold the restart up; a changed one is")
+    func unchangedViewsLeftAlone() async throws {
+        try await TestCluster.withDatabase(try await TestCluster.makeEmptyDatabase()) { (database: Database) async throws in
+            let bundled = try Migrator.bundled()
+            let migrator = try Migrator(migrations: bundled.migrations, views: bundled.views + [Self.channelView])
+            _ = try await migrator.migrate(database, logger: Self.logger)
+            let released = Gate()
+            let reading = Gate()
+            // Another instance streaming an export: a transaction that has read the view and goes on.
+            let reader = Task {
+                try await database.withConnection { connection in
+                    try await connection.perform("BEGIN", logger: Self.logger)
+                    _ = try await connection.query("SELECT * FROM tickets_by_channel", logger: Self.logger).collect()
+                    reading.open()
+                    while !released.isOpen { try await Task.sleep(for: .milliseconds(50)) }
+                    try await connection.perform("COMMIT", logger: Self.logger)
+                }
+            }
+            while !reading.isOpen { try await Task.sleep(for: .milliseconds(20)) }
+            let restarted = await withTaskGroup(of: Bool.self) { group in
+                group.addTask { (try? await migrator.migrate(database, logger: Self.logger)) != nil }
+                group.addTask {
+                    try? await Task.sleep(for: .seconds(30))
+                    return false
+                }
+                let first = await group.next() ?? false
+                released.open()  // lets a migrate stuck behind the reader finish, so the group can end
+                group.cancelAll()
+                await group.waitForAll()
+                return first
+            }
+            try await reader.value
+            #expect(restarted, "the second migrate waited for the reader")
+
+            // A view whose file changed is re-created.
+            let changed = ViewDefinition(name: "tickets_by_channel", sql: "CREATE OR REPLACE VIEW tickets_by_channel AS SELECT channel, count(*) AS tickets, 1 AS changed FROM tickets GROUP BY channel")
+            _ = try await Migrator(migrations: bundled.migrations, views: bundled.views + [changed]).migrate(database, logger: Self.logger)
+            #expect(try await database.count("SELECT count(*) FROM information_schema.columns WHERE table_name = 'tickets_by_channel' AND column_name = 'changed'") == 1)
+        }
+    }
+
     @Test("a migration may change a column a view reads: views are dropped before pending migrations and re-created after")
     func viewsDoNotBlockMigrations() async throws {
         try await TestCluster.withDatabase(try await TestCluster.makeEmptyDatabase()) { (database: Database) async throws in

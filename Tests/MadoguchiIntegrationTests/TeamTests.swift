@@ -303,8 +303,8 @@ struct TeamTests {
 
             #expect(try await app.request(.delete, "/v1/agents/\(leaver.id)", key: admin).status == .ok)
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'agent.deactivated'") == 1)
-            // No new key acts for the leaver, nor for the automatic agent.
-            for agent in [leaver.id, "00000000-0000-4000-8000-00000000a070"] {
+            // No new key acts for the leaver, nor for the automatic agent, nor for an agent that never was.
+            for agent in [leaver.id, "00000000-0000-4000-8000-00000000a070", UUID().uuidString.lowercased()] {
                 let key = try await app.request(.post, "/v1/api-keys", key: admin, json: #"{"name":"again","role":"agent","agent_id":"\#(agent)"}"#)
                 try expectProblem(key, .unprocessableContent, "validation-failed")
                 #expect(key.text.contains("/agent_id"), "\(key.text)")

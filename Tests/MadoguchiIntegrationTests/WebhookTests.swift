@@ -131,21 +131,38 @@ struct WebhookTests {
         Set(receiver.requests.filter { $0.path == "/hook" }.compactMap { $0.headers[HTTPField.Name("webhook-id")!] })
     }
 
+    /// A receiver that holds every request until `released` opens (at most 200 s), and one that answers
+    /// at once; stopped, and the hold let go, by `stop()`.
+    struct HeldAndPrompt {
+        let released = Gate()
+        let held: FakeProvider
+        let prompt: FakeProvider
+
+        init() async throws {
+            let released = released
+            held = try await FakeProvider { _, _ in .init(status: .ok, body: "{}", delay: .seconds(200), until: { released.isOpen }) }
+            prompt = try await FakeProvider { _, _ in .init(status: .ok, body: "{}") }
+        }
+
+        func stop() {
+            released.open()
+            held.stop()
+            prompt.stop()
+        }
+    }
+
+    /// `configure` with a webhook timeout well past what a test holds a receiver for.
+    static func configureForHeldReceivers(_ configuration: inout Configuration) {
+        configure(&configuration)
+        configuration.webhooks.timeout = .seconds(150)
+    }
+
     @Test("a slow receiver holds only its own deliveries: another endpoint gets new events while the slow one has not answered its first")
     func slowReceiverHoldsOnlyItself() async throws {
-        let released = Gate()
-        // Holds each request until the test lets go (well within the webhook timeout set below).
-        let slow = try await FakeProvider { _, _ in .init(status: .ok, body: "{}", delay: .seconds(200), until: { released.isOpen }) }
-        let fast = try await FakeProvider { _, _ in .init(status: .ok, body: "{}") }
-        defer {
-            released.open()
-            slow.stop()
-            fast.stop()
-        }
-        try await TestApp.run(followsFeed: true, configure: { configuration in
-            Self.configure(&configuration)
-            configuration.webhooks.timeout = .seconds(150)
-        }) { app in
+        let receivers = try await HeldAndPrompt()
+        defer { receivers.stop() }
+        let (slow, fast, released) = (receivers.held, receivers.prompt, receivers.released)
+        try await TestApp.run(followsFeed: true, configure: Self.configureForHeldReceivers) { app in
             let admin = try await app.keySecret(.admin)
             _ = try await Self.create(app, admin: admin, url: slow.url + "/hook", types: ["ticket.updated"])
             _ = try await Self.create(app, admin: admin, url: fast.url + "/hook", types: ["ticket.updated"])
@@ -170,18 +187,10 @@ struct WebhookTests {
 
     @Test("an address changed while a page is being sent: the rest of the page goes to the new address, none to the old")
     func addressChangedMidPage() async throws {
-        let released = Gate()
-        let old = try await FakeProvider { _, _ in .init(status: .ok, body: "{}", delay: .seconds(200), until: { released.isOpen }) }
-        let new = try await FakeProvider { _, _ in .init(status: .ok, body: "{}") }
-        defer {
-            released.open()
-            old.stop()
-            new.stop()
-        }
-        try await TestApp.run(followsFeed: true, configure: { configuration in
-            Self.configure(&configuration)
-            configuration.webhooks.timeout = .seconds(150)
-        }) { app in
+        let receivers = try await HeldAndPrompt()
+        defer { receivers.stop() }
+        let (old, new, released) = (receivers.held, receivers.prompt, receivers.released)
+        try await TestApp.run(followsFeed: true, configure: Self.configureForHeldReceivers) { app in
             let admin = try await app.keySecret(.admin)
             let (webhook, _) = try await Self.create(app, admin: admin, url: old.url + "/hook", types: ["ticket.updated"])
             // Four events in one transaction: one page.

@@ -44,16 +44,14 @@ public struct APIKeyStore: Sendable {
         } else if let agentID {
             // A key for a deactivated agent would let them claim and answer again (and deactivating once
             // more revokes nothing: it already happened); the automatic agent writes only acknowledgements.
-            // Share-locked, so a deactivation cannot commit between this look and the key.
+            // Share-locked, so a deactivation cannot commit between this look and the key. An unknown
+            // agent is the foreign key's to refuse, below.
             guard agentID != AutomaticReply.agentID else {
                 throw Problem.validationFailed([.init(pointer: "/agent_id", message: "is the automatic agent, which no key acts for")])
             }
             let rows = try await connection.run("SELECT active FROM agents WHERE id = \(agentID) FOR SHARE", logger: logger)
-            var active: Bool?
+            var active = true
             for try await value in rows.decode(Bool.self) { active = value }
-            guard let active else {
-                throw Problem.validationFailed([.init(pointer: "/agent_id", message: "there is no agent \(agentID.uuidString.lowercased())")])
-            }
             guard active else {
                 throw Problem.validationFailed([.init(pointer: "/agent_id", message: "agent \(agentID.uuidString.lowercased()) was deactivated; no new key acts for it")])
             }

@@ -10,9 +10,7 @@ public struct Migration: Sendable, Equatable {
     public let sql: String
 
     /// Hex SHA-256 of the file, recorded when applied; a later mismatch means the file was edited.
-    public var checksum: String {
-        SHA256.hash(data: Array(sql.utf8)).map { String(format: "%02x", $0) }.joined()
-    }
+    public var checksum: String { sqlChecksum(sql) }
 
     public init(version: Int, name: String, sql: String) {
         self.version = version
@@ -35,14 +33,17 @@ public struct ViewDefinition: Sendable, Equatable {
     public let sql: String
 
     /// Hex SHA-256 of the file, recorded when the view is created (`schema_views`).
-    public var checksum: String {
-        SHA256.hash(data: Array(sql.utf8)).map { String(format: "%02x", $0) }.joined()
-    }
+    public var checksum: String { sqlChecksum(sql) }
 
     public init(name: String, sql: String) {
         self.name = name
         self.sql = sql
     }
+}
+
+/// Hex SHA-256 of an SQL file's text: how the migrator tells a file changed since it was run.
+private func sqlChecksum(_ sql: String) -> String {
+    SHA256.hash(data: Array(sql.utf8)).map { String(format: "%02x", $0) }.joined()
 }
 
 public struct MigrationError: Error, CustomStringConvertible {

@@ -103,13 +103,31 @@ struct EmbeddedPostgresTests {
         defer { if let cluster = try? EmbeddedPostgres(directory: directory, logger: TestCluster.logger) { TestCluster.stopNow(cluster) } }
         var configuration = Configuration()
         configuration.dataDirectory = directory
-        let owner = try await DatabaseProvisioner.provision(configuration, exclusive: true, logger: TestCluster.logger)
-        let borrower = try await DatabaseProvisioner.provision(configuration, exclusive: false, logger: TestCluster.logger)
+        let owner = try await DatabaseProvisioner.provision(configuration, use: .own, logger: TestCluster.logger)
+        let borrower = try await DatabaseProvisioner.provision(configuration, use: .borrowOrOwnBriefly, logger: TestCluster.logger)
         await borrower.release(logger: TestCluster.logger)
         let cluster = try #require(owner.cluster)
         #expect(try await Self.answers(cluster), "a borrower must not stop the owner's cluster")
         await owner.release(logger: TestCluster.logger)
         #expect(!FileManager.default.fileExists(atPath: cluster.clusterDirectory + "/postmaster.pid"), "the owner stops it")
+    }
+
+    @Test("a worker started before the server waits for it instead of taking the cluster, and the server still starts")
+    func workerNeverOwns() async throws {
+        let directory = try TestCluster.makeTemporaryDirectory(prefix: "madoguchi-provision")
+        defer { if let cluster = try? EmbeddedPostgres(directory: directory, logger: TestCluster.logger) { TestCluster.stopNow(cluster) } }
+        var configuration = Configuration()
+        configuration.dataDirectory = directory
+        let worker = Task { try await DatabaseProvisioner.provision(configuration, use: .borrow, logger: TestCluster.logger) }
+        try await Task.sleep(for: .seconds(2))
+        // Before, the worker owned the cluster by now and the server gave up after ten seconds.
+        let server = try await DatabaseProvisioner.provision(configuration, use: .own, logger: TestCluster.logger)
+        let borrowed = try await worker.value
+        #expect(borrowed.lock == nil, "the worker borrows")
+        await borrowed.release(logger: TestCluster.logger)
+        let cluster = try #require(server.cluster)
+        #expect(try await Self.answers(cluster), "the worker leaves the server's cluster running")
+        await server.release(logger: TestCluster.logger)
     }
 }
 
@@ -149,7 +167,7 @@ struct ExternalDatabaseTests {
             var configuration = Configuration()
             configuration.databaseURL = url
             configuration.dataDirectory = directory + "/never-used"
-            let provisioned = try await DatabaseProvisioner.provision(configuration, exclusive: true, logger: TestCluster.logger)
+            let provisioned = try await DatabaseProvisioner.provision(configuration, use: .own, logger: TestCluster.logger)
             #expect(provisioned.cluster == nil)
             let report = try await TestCluster.withDatabase(provisioned.clientConfiguration) { database in
                 try await Migrator.bundled().migrate(database, logger: TestCluster.logger)
@@ -168,7 +186,7 @@ struct ExternalDatabaseTests {
         for url in ["postgres://postgres@127.0.0.1:\(port)/postgres?sslmode=require", "postgres://postgres@127.0.0.1:\(try ServeCommandTests.freePort())/postgres"] {
             var configuration = Configuration()
             configuration.databaseURL = url
-            let provisioned = try await DatabaseProvisioner.provision(configuration, exclusive: true, logger: TestCluster.logger)
+            let provisioned = try await DatabaseProvisioner.provision(configuration, use: .own, logger: TestCluster.logger)
             let started = ContinuousClock.now
             let error = await #expect(throws: DatabaseUnreachable.self) {
                 try await TestCluster.withDatabase(provisioned.clientConfiguration) { database in

@@ -11,7 +11,7 @@ public enum OneShotDatabase {
         _ body: @Sendable (Database, Migrator.Report) async throws -> Result
     ) async throws -> Result {
         let migrator = try Migrator.bundled()
-        let provisioned = try await DatabaseProvisioner.provision(configuration, exclusive: false, logger: logger)
+        let provisioned = try await DatabaseProvisioner.provision(configuration, use: .borrowOrOwnBriefly, logger: logger)
         let database = Database(configuration: provisioned.clientConfiguration, logger: logger)
         do {
             let result = try await withThrowingTaskGroup(of: Void.self) { group in

@@ -11,7 +11,7 @@ public enum Server {
 
     public static func run(_ configuration: Configuration, logger: Logger) async throws {
         let migrator = try Migrator.bundled()
-        let provisioned = try await DatabaseProvisioner.provision(configuration, exclusive: true, logger: logger)
+        let provisioned = try await DatabaseProvisioner.provision(configuration, use: .own, logger: logger)
         let registry = PrometheusCollectorRegistry()
         let database = Database(configuration: provisioned.clientConfiguration, logger: logger, registry: registry,
                                 leaseTimeout: configuration.databaseWait)

@@ -8,7 +8,7 @@ import ServiceLifecycle
 /// progress finish.
 public enum WorkerProcess {
     public static func run(_ configuration: Configuration, logger: Logger) async throws {
-        let provisioned = try await DatabaseProvisioner.provision(configuration, exclusive: false, logger: logger)
+        let provisioned = try await DatabaseProvisioner.provision(configuration, use: .borrow, logger: logger)
         let database = Database(configuration: provisioned.clientConfiguration, logger: logger, registry: PrometheusCollectorRegistry(),
                                 leaseTimeout: configuration.databaseWait)
         let migrator = try Migrator.bundled()

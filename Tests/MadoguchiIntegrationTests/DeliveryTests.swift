@@ -191,7 +191,13 @@ struct DeliveryTests {
     func relayDownThenBack() async throws {
         let sink = try await SMTPSink()
         await sink.stop()
-        try await TestApp.run(configure: Self.configure(sink)) { app in
+        let configure = Self.configure(sink)
+        try await TestApp.run(configure: {
+            configure(&$0)
+            // Retries come every second at most; restarting the sink on a loaded machine took longer
+            // than the default twelve attempts, and the reply failed for good before it was back.
+            $0.delivery.maxAttempts = 1000
+        }) { app in
             let conversation = try await Self.customerWrites(app, from: "jiro@example.jp")
             let reply = try await Self.answer(conversation, "お待たせしました。")
             let waiting = try await Self.delivery(conversation, reply, until: ["queued"])

@@ -23,12 +23,8 @@ public struct Database: Sendable {
 
     public init(configuration: PostgresClient.Configuration, logger: Logger, registry: PrometheusCollectorRegistry? = nil,
                 leaseTimeout: Duration = .seconds(600)) {
-        var configuration = configuration
-        // No JIT compilation on our sessions. Every statement here is short or reads a rollup, but a
-        // report statement carries arms it skips at run time (the rows a rollup replaces), which the
-        // planner still costs: at 1 M tickets the volume report's estimate passed jit_above_cost and
-        // compiling took longer than running it (9.8 ms run; 1,243 ms with JIT forced to compile all).
-        configuration.options.additionalStartupParameters.append(("jit", "off"))
+        // No startup parameters beyond PostgresNIO's own: PgBouncer closes a connection that sends one
+        // it does not track. (JIT is off for our sessions by a role setting, migration 0054.)
         self.client = RenewablePool(configuration: configuration, logger: logger)
         self.logger = logger
         self.metrics = registry.map { PoolMetrics(registry: $0, maximum: configuration.options.maximumConnections) }

@@ -234,6 +234,34 @@ extension AuthenticationTests {
         }
     }
 
+    @Test("wrong keys are limited per client address: over the allowance, unknown keys are refused without a lookup; cached valid keys still pass")
+    func wrongKeyRateLimit() async throws {
+        try await TestApp.run(configure: { $0.http.wrongKeyRateLimit = RateLimit(perSecond: 0.001, burst: 3) }) { app in
+            let valid = try await app.keySecret(.agent)
+            let gateway = try await app.key(.gateway)
+            // Found valid once: cached for a second from here (APIKeyCache.lifetime).
+            #expect(try await app.request(.get, "/v1/me", key: valid).status == .ok)
+            let cachedUntil = ContinuousClock.now + APIKeyCache.lifetime
+            for _ in 0..<3 {
+                try expectProblem(try await app.request(.get, "/v1/me", key: APIKeySecret.generate().text), .unauthorized, "unauthenticated")
+            }
+            let cachedAnswer = try await app.request(.get, "/v1/me", key: valid).status
+            // Only a loaded machine takes a second over four requests; then the key has left the cache.
+            if ContinuousClock.now < cachedUntil { #expect(cachedAnswer == .ok, "a key found valid a moment ago is cached, and passes") }
+            // Even a key that would be valid is not looked up now: every lookup could be a guess.
+            let refused = try await app.request(.get, "/v1/me", key: gateway.secret)
+            try expectProblem(refused, .tooManyRequests, "rate-limited")
+            #expect((900...1000).contains(Int(refused.headers[.retryAfter] ?? "") ?? 0), "\(refused.headers)")
+            #expect(try await Self.lastUsed(gateway.record.id, app) == nil, "refused without a lookup (a lookup marks the key used)")
+        }
+    }
+
+    static func lastUsed(_ key: UUID, _ app: TestApp) async throws -> Date? {
+        try await app.database.withConnection { connection in
+            try await connection.query("SELECT last_used_at FROM api_keys WHERE id = \(key)", logger: TestCluster.logger).collect().first?.decode(Date?.self)
+        }
+    }
+
     @Test("provider webhooks carry no key: their limit is per client address, answered before the signature is looked at")
     func providerWebhookRateLimit() async throws {
         try await TestApp.run(configure: { $0.http.providerRateLimit = RateLimit(perSecond: 0.001, burst: 2) }) { app in

@@ -57,8 +57,9 @@ public func buildApplication(
         on: RecordingTransport(router: router, table: routes),
         configuration: ResponseEncoding.configuration,
         middlewares: [
-            AuthMiddleware(database: database, keys: handler.keys, rateLimiter: RateLimiter(limits: configuration.http.rateLimits,
-                                                                                          providerLimit: configuration.http.providerRateLimit)),
+            AuthMiddleware(database: database, keys: handler.keys, rateLimiter: RateLimiter(
+                limits: configuration.http.rateLimits, providerLimit: configuration.http.providerRateLimit,
+                wrongKeyLimit: configuration.http.wrongKeyRateLimit)),
             ContractValidation(contract: .bundled, limit: configuration.maxBodyBytes,
                                rawBodyOperations: ["ingestWebform", "ingestSms", "ingestChat"], rawBodyLimit: configuration.maxEmailBytes),
         ])

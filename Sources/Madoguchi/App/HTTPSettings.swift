@@ -35,6 +35,9 @@ public struct HTTPSettings: Sendable {
     /// `MADOGUCHI_RATE_LIMIT_PROVIDER`: `rate/burst` per client address on the provider webhooks
     /// (`/v1/inbound/{sms|chat}/{provider}`, which carry no key), or `off`.
     public var providerRateLimit: RateLimit? = RateLimit(perSecond: 100, burst: 2000)
+    /// `MADOGUCHI_RATE_LIMIT_WRONG_KEYS`: `rate/burst` of unknown or revoked keys per client address,
+    /// or `off`. Over it, keys not recently found valid are `429` without a database lookup.
+    public var wrongKeyRateLimit: RateLimit? = RateLimit(perSecond: 10, burst: 100)
 
     public init() {}
 
@@ -55,6 +58,7 @@ public struct HTTPSettings: Sendable {
                                                       current: settings.rateLimits[role])
         }
         settings.providerRateLimit = try rateLimit("MADOGUCHI_RATE_LIMIT_PROVIDER", example: "100/2000", current: settings.providerRateLimit)
+        settings.wrongKeyRateLimit = try rateLimit("MADOGUCHI_RATE_LIMIT_WRONG_KEYS", example: "10/100", current: settings.wrongKeyRateLimit)
         if let connections = try reader.integer("MADOGUCHI_HTTP_MAX_CONNECTIONS", in: 1...1_000_000) { settings.maxConnections = connections }
         if let budget = try reader.integer("MADOGUCHI_HTTP_BODY_BUDGET_BYTES", in: 1024...(1 << 40)) {
             // One request of the largest size allowed must always fit, or it could never be taken in.

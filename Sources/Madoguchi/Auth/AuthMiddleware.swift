@@ -30,7 +30,7 @@ struct AuthMiddleware: ServerMiddleware {
             }
             return try await next(request, body, metadata)
         }
-        let principal = try await authenticate(request, operationID: operationID)
+        let principal = try await authenticate(request, operationID: operationID, from: scope?.clientAddress)
         scope?.principal = principal
         if let decision = rateLimiter.take(keyID: principal.keyID, role: principal.role) {
             guard decision.allowed else { throw Problem.rateLimited(decision, role: principal.role) }
@@ -52,10 +52,10 @@ struct AuthMiddleware: ServerMiddleware {
     /// `?access_token=` (RFC 6750 §2.3) there and nowhere else.
     static let queryTokenOperations: Set<String> = ["streamEvents"]
 
-    private func authenticate(_ request: HTTPRequest, operationID: String) async throws -> Principal {
+    private func authenticate(_ request: HTTPRequest, operationID: String, from address: String?) async throws -> Principal {
         if request.headerFields[.authorization] == nil, Self.queryTokenOperations.contains(operationID),
            let token = URLComponents(string: request.path ?? "")?.queryItems?.first(where: { $0.name == "access_token" })?.value {
-            return try await principal(for: token)
+            return try await principal(for: token, from: address)
         }
         guard let header = request.headerFields[.authorization] else {
             throw Self.unauthenticated("This operation needs an API key: send Authorization: Bearer <key>.", keyWasSent: false)
@@ -64,16 +64,20 @@ struct AuthMiddleware: ServerMiddleware {
         guard parts.count == 2, parts[0].lowercased() == "bearer" else {
             throw Self.unauthenticated("The Authorization header must use the Bearer scheme: Authorization: Bearer <key>.", keyWasSent: false)
         }
-        return try await principal(for: String(parts[1]))
+        return try await principal(for: String(parts[1]), from: address)
     }
 
-    private func principal(for token: String) async throws -> Principal {
+    private func principal(for token: String, from address: String?) async throws -> Principal {
         let invalid = Self.unauthenticated("The API key is not valid: unknown, revoked or mistyped.", keyWasSent: true)
         guard let secret = APIKeySecret(token.trimmed) else { throw invalid }
         let hash = secret.hash
         if let known = keys.cache.principal(forHash: hash) { return known }
+        if let decision = rateLimiter.mayLookUpKey(from: address), !decision.allowed { throw Problem.wrongKeysRateLimited(decision) }
         let generation = keys.cache.generation
-        guard let principal = try await database.withConnection({ try await keys.authenticate(secret, on: $0) }) else { throw invalid }
+        guard let principal = try await database.withConnection({ try await keys.authenticate(secret, on: $0) }) else {
+            rateLimiter.countWrongKey(from: address)
+            throw invalid
+        }
         keys.cache.remember(principal, forHash: hash, lookedUpAt: generation)
         return principal
     }

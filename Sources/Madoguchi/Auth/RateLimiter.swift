@@ -21,8 +21,8 @@ public struct RateLimit: Sendable, Equatable {
     }
 }
 
-/// Per-key request limits, by role, and for the provider webhooks (which carry no key) per client
-/// address. Each key or address has its own bucket in this process (two instances each allow the
+/// Per-key request limits, by role; for the provider webhooks (which carry no key) per client
+/// address; and wrong keys per client address (`wrongKeyLimit`). Each key or address has its own bucket in this process (two instances each allow the
 /// rate). A gateway's burst is large, so a relay catching up after an outage is slowed — told when to
 /// come back — rather than refused.
 ///
@@ -32,6 +32,11 @@ public struct RateLimit: Sendable, Equatable {
 final class RateLimiter: Sendable {
     private let limits: [Role: RateLimit]
     let providerLimit: RateLimit?
+    /// Wrong keys one client address may send. Each costs a database lookup and a pooled connection
+    /// (only valid keys are cached), so without it a stream of made-up keys took the connections
+    /// ingest and agents need. Once an address has used its allowance, keys not already cached as
+    /// valid are refused unread until a token trickles back; cached ones still pass.
+    let wrongKeyLimit: RateLimit?
     private let state = Mutex(State())
 
     private struct State {
@@ -60,9 +65,10 @@ final class RateLimiter: Sendable {
         var retryAfter: Int
     }
 
-    init(limits: [Role: RateLimit], providerLimit: RateLimit? = nil) {
+    init(limits: [Role: RateLimit], providerLimit: RateLimit? = nil, wrongKeyLimit: RateLimit? = nil) {
         self.limits = limits
         self.providerLimit = providerLimit
+        self.wrongKeyLimit = wrongKeyLimit
     }
 
     /// Takes one token from the key's bucket, or says how long to wait; nil when the role is unlimited.
@@ -77,14 +83,28 @@ final class RateLimiter: Sendable {
         providerLimit.map { take(bucket: "webhook " + (address ?? "-"), limit: $0, now: now) }
     }
 
-    private func take(bucket name: String, limit: RateLimit, now: ContinuousClock.Instant) -> Decision {
+    /// Whether a key from this address may be looked up: refused while the address has no wrong-key
+    /// token left. Looking takes no token; `countWrongKey(from:)` does. Nil when unlimited.
+    func mayLookUpKey(from address: String?, now: ContinuousClock.Instant = .now) -> Decision? {
+        wrongKeyLimit.map { take(bucket: Self.wrongKeyBucket(address), limit: $0, now: now, taking: false) }
+    }
+
+    /// Takes a token for a wrong key from this address.
+    func countWrongKey(from address: String?, now: ContinuousClock.Instant = .now) {
+        if let limit = wrongKeyLimit { _ = take(bucket: Self.wrongKeyBucket(address), limit: limit, now: now) }
+    }
+
+    private static func wrongKeyBucket(_ address: String?) -> String { "wrong keys " + (address ?? "-") }
+
+    /// `taking: false` only looks: allowed while a whole token is left, none taken.
+    private func take(bucket name: String, limit: RateLimit, now: ContinuousClock.Instant, taking: Bool = true) -> Decision {
         state.withLock { state in
             var bucket = state.buckets[name] ?? Bucket(tokens: Double(limit.burst), updated: now, fullAt: now)
             let elapsed = bucket.updated.duration(to: now).seconds
             bucket.tokens = min(Double(limit.burst), bucket.tokens + max(0, elapsed) * limit.perSecond)
             bucket.updated = now
             let allowed = bucket.tokens >= 1
-            if allowed { bucket.tokens -= 1 }
+            if allowed && taking { bucket.tokens -= 1 }
             let secondsUntilFull = (Double(limit.burst) - bucket.tokens) / limit.perSecond
             bucket.fullAt = now + .milliseconds(Int64((secondsUntilFull * 1000).rounded(.up)))
             state.buckets[name] = bucket
@@ -120,6 +140,10 @@ extension Problem {
 
     static func webhookRateLimited(_ decision: RateLimiter.Decision) -> Problem {
         rateLimited(decision, "This address has used its provider webhook requests for now", burstOf: "")
+    }
+
+    static func wrongKeysRateLimited(_ decision: RateLimiter.Decision) -> Problem {
+        rateLimited(decision, "This address has sent too many wrong API keys; keys are not looked up for it for now", burstOf: "")
     }
 
     private static func rateLimited(_ decision: RateLimiter.Decision, _ sentence: String, burstOf whose: String) -> Problem {

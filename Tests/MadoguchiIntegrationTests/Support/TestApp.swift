@@ -61,6 +61,7 @@ struct TestApp {
         // Tests fire thousands of requests from one key; the limits have tests of their own.
         configuration.http.rateLimits = [:]
         configuration.http.providerRateLimit = nil
+        configuration.http.wrongKeyRateLimit = nil
         configure(&configuration)
         let registry = PrometheusCollectorRegistry()
         let database = Database(configuration: clientConfiguration, logger: TestCluster.logger, registry: registry)

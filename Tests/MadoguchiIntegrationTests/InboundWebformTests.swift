@@ -109,6 +109,10 @@ struct InboundWebformTests {
             try expectProblem(bad, .unprocessableContent, "validation-failed")
             let pointers = Set(((try bad.json["errors"] as? [[String: Any]]) ?? []).compactMap { $0["pointer"] as? String })
             #expect(pointers.isSuperset(of: ["/email", "/phone", "/attachments/0/media_type"]))
+            // Longer than an identity may be: named by its own field, not by the table's column.
+            let long = try await Self.post(app, gateway, #"{"form_id":"f","submission_id":"long","external_id":""# + String(repeating: "会", count: 513) + #"","body":"x"}"#)
+            try expectProblem(long, .unprocessableContent, "validation-failed")
+            #expect(((try long.json["errors"] as? [[String: Any]]) ?? []).compactMap { $0["pointer"] as? String } == ["/external_id"], "\(long.text)")
             try expectProblem(try await Self.post(app, gateway, #"{"form_id":"f","body":"x"}"#), .badRequest, "malformed-body")
             try expectProblem(try await Self.post(app, gateway, #"{"form_id":"f","submission_id":1,"body":"x"}"#), .badRequest, "malformed-body")
             let huge = #"{"form_id":"f","submission_id":"big","body":""# + String(repeating: "あ", count: 400_000) + #""}"#

@@ -4,12 +4,17 @@ import MadoguchiMail
 /// system, a supervisor): email with its domain lower-cased and the local part as sent, phone in
 /// E.164 (Japan the default region), chat as `provider:user id`, the rest trimmed.
 enum IdentityValue {
+    /// Characters, as PostgreSQL counts them: the column's limit.
+    static let maximumLength = 512
+
     /// The stored form, or a 422 naming `field` and saying what is wrong.
     static func normalize(_ kind: Customer.Identity.Kind, _ raw: String, field: String) throws -> String {
         let value = raw.trimmingCharacters(in: .whitespacesAndNewlines)
         func invalid(_ message: String) -> Problem { Problem.validationFailed([.init(pointer: field, message: message)]) }
         guard !value.isEmpty else { throw invalid("is empty") }
         guard !value.contains("\u{0}") else { throw invalid("contains a NUL character") }
+        // The column's own check (customer_identities.value) would refuse it too, naming no field.
+        guard Text.length(value) <= maximumLength else { throw invalid("is longer than \(maximumLength) characters") }
         switch kind {
         case .email:
             let address = MailAddress.normalize(value)

@@ -13,6 +13,33 @@ public struct MailAddress: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String { name.map { "\($0) <\(address)>" } ?? address }
 
+    /// A person's name as one line: every run of line breaks and other control characters (a name
+    /// typed into a form with a newline, an encoded word that decodes to one) becomes one space; nil
+    /// when nothing is left. A header can hold no line break, so a name with one could not be
+    /// written on any reply to that person.
+    public static func oneLineName(_ name: String) -> String? {
+        func isBreak(_ scalar: Unicode.Scalar) -> Bool {
+            scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar == "\u{2028}" || scalar == "\u{2029}"
+        }
+        guard name.unicodeScalars.contains(where: isBreak) else {
+            let trimmed = name.trimmingWhitespaceAndNewlines()
+            return trimmed.isEmpty ? nil : trimmed
+        }
+        var scalars = String.UnicodeScalarView()
+        var inBreak = false
+        for scalar in name.unicodeScalars {
+            if isBreak(scalar) {
+                if !inBreak { scalars.append(" ") }
+                inBreak = true
+            } else {
+                scalars.append(scalar)
+                inBreak = false
+            }
+        }
+        let joined = String(scalars).trimmingWhitespaceAndNewlines()
+        return joined.isEmpty ? nil : joined
+    }
+
     /// Lower-cases the domain and keeps the local part as sent (RFC 5321 §2.4 leaves it to the
     /// receiving host). Japanese carrier addresses such as `taro..yamada.@docomo.ne.jp` break RFC 5322
     /// yet are real mailboxes, so nothing is rejected here; quotes around a local part that only needs
@@ -115,8 +142,7 @@ public struct MailAddress: Sendable, Equatable, CustomStringConvertible {
         } else if name.utf8.contains(UInt8(ascii: "\"")) {
             name = name.replacingOccurrences(of: "\"", with: "")
         }
-        name = HeaderText.decodeEncodedWords(in: name).trimmingWhitespaceAndNewlines()
-        return name.isEmpty ? nil : name
+        return oneLineName(HeaderText.decodeEncodedWords(in: name))
     }
 
     /// `text` without its white space and control characters (a NUL in an address cannot be stored,

@@ -117,6 +117,8 @@ struct HeaderWriter {
         }
         if name.utf8.allSatisfy({ Self.isAtext($0) || $0 == 0x20 }), !name.contains("  ") { return [name] }
         let escaped = name.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+        // Escaping can double it, and a quoted string is one token that folding cannot split.
+        guard escaped.utf8.count <= 900 else { return charset.encodedWords(name) }
         return ["\"" + escaped + "\""]
     }
 

@@ -169,6 +169,24 @@ struct DeliveryTests {
         }
     }
 
+    @Test("a customer name with a line break (stored before ingest made names one line, or set by hand) is written on one line, and the reply goes")
+    func nameWithLineBreak() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let conversation = try await Self.customerWrites(app, from: "yamada@example.jp")
+            try await app.execute("""
+                UPDATE customers SET display_name = E'山田\\r\\n太郎'
+                WHERE id = (SELECT customer_id FROM tickets WHERE id = \(UUID(uuidString: conversation.ticket)!))
+                """)
+            let reply = try await Self.answer(conversation, "お問い合わせありがとうございます。")
+            let sent = try await Self.delivery(conversation, reply)
+            // Before, the composer refused the name as header injection and the reply failed for good.
+            #expect(Self.state(sent) == "sent", "\(sent)")
+            let received = try #require(sink.received.first)
+            #expect(ParsedMail(received.bytes).to == [MailAddress(name: "山田 太郎", address: "yamada@example.jp")])
+        }
+    }
+
     // MARK: - Faults, counted at the server
 
     @Test("451 at the end of DATA, then 250: one accepted copy, delivered on the second attempt")

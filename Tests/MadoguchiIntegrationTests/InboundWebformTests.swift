@@ -97,6 +97,16 @@ struct InboundWebformTests {
         }
     }
 
+    @Test("a name typed with line breaks is kept on one line: every reply's To header carries it")
+    func nameOnOneLine() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let posted = try await Self.post(app, gateway, #"{"form_id":"f","submission_id":"n","email":"named@example.jp","name":"山田\r\n\n太郎","body":"x"}"#)
+            #expect(posted.status == .created, "\(posted.text)")
+            #expect(try await app.count("SELECT count(*) FROM customers WHERE display_name = '山田 太郎'") == 1)
+        }
+    }
+
     @Test("no contact at all is taken in and flagged; bad fields are 422 naming each, and nothing is written")
     func badInput() async throws {
         try await TestApp.run { app in

@@ -222,6 +222,25 @@ struct MailComposerTests {
         #expect(throws: MailComposer.Failure.headerInjection(field: "X-Note")) { try MailComposer.compose(badExtra) }
     }
 
+    @Test("a name with line breaks is one line: read from an encoded word, and made so for writing")
+    func namesOnOneLine() throws {
+        // 山田, a line feed, 太郎: an encoded word may decode to anything.
+        let encoded = Data("山田\n太郎".utf8).base64EncodedString()
+        #expect(MailAddress.list(Array("=?UTF-8?B?\(encoded)?= <yamada@example.jp>".utf8)) == [MailAddress(name: "山田 太郎", address: "yamada@example.jp")])
+        #expect(MailAddress.oneLineName("佐藤\r\n\r\n花子\u{2028}様") == "佐藤 花子 様")
+        #expect(MailAddress.oneLineName(" \n\t ") == nil)
+        #expect(MailAddress.oneLineName("Taro Yamada") == "Taro Yamada")
+    }
+
+    @Test("a quoted name that escaping takes past the line limit goes as encoded words instead")
+    func longQuotedName() throws {
+        var long = mail(to: "taro@example.jp")
+        long.to = [MailAddress(name: String(repeating: "\"", count: 500), address: "taro@example.jp")]
+        let composed = try MailComposer.compose(long)
+        #expect(lines(composed.bytes).allSatisfy { $0.count <= 998 }, "every line within 998 octets")
+        #expect(ParsedMail(composed.bytes).to.first?.name == String(repeating: "\"", count: 500))
+    }
+
     @Test("other refusals: non-ASCII ids and extras, reserved extras, bad addresses and media types")
     func refusals() {
         var outgoing = mail()

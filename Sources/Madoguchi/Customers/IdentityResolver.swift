@@ -1,3 +1,4 @@
+import MadoguchiMail
 import Foundation
 import Logging
 import PostgresNIO
@@ -101,7 +102,8 @@ struct IdentityResolver: Sendable {
     }
 
     /// A name as a sender gave it, fit for `customers.display_name`; nil when there is none.
+    /// On one line (a reply's To header carries it) and at most 500 characters.
     static func shownName(_ name: String?) -> String? {
-        name.map { Text.prefix($0, 500) }.flatMap { $0.isEmpty ? nil : $0 }
+        name.flatMap(MailAddress.oneLineName).map { Text.prefix($0, 500) }
     }
 }

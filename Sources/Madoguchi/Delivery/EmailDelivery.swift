@@ -97,7 +97,9 @@ struct EmailDelivery: Sendable {
         }
         let number = source.ticketNumber
         let mail = OutgoingMail(
-            from: from, to: item.recipients.map { MailAddress(name: source.customerName, address: $0) }, replyTo: Self.ticketAddress(from, number: number),
+            // One line: names stored before ingest made them so, or set by hand, may hold a break.
+            from: from, to: item.recipients.map { MailAddress(name: source.customerName.flatMap(MailAddress.oneLineName), address: $0) },
+            replyTo: Self.ticketAddress(from, number: number),
             subject: source.subject ?? "[#\(number)]", messageID: item.emailMessageID, inReplyTo: parent?.0,
             references: parent.map { Array(($0.1 + [$0.0]).suffix(20)) } ?? [], date: Date(), text: source.body,
             attachments: attachments,

@@ -3,6 +3,7 @@ import Logging
 import Madoguchi
 import Prometheus
 import ServiceLifecycle
+import Synchronization
 
 /// What every benchmark shares: pgbench as the raw-PostgreSQL yardstick, the service on a fresh
 /// database, and gateway clients driving it.
@@ -19,16 +20,23 @@ enum BenchmarkSupport {
         // A benchmark measures what the service can do, not what one key is allowed.
         configuration.http.rateLimits = [:]
         configuration.http.providerRateLimit = nil
-        configuration.port = try LoopbackHTTPClient.freePort()
+        configuration.http.wrongKeyRateLimit = nil
+        // The port the kernel gives, as the server reports it bound: a port picked free beforehand
+        // could be taken before the bind by a server running beside (the test suite runs many), and
+        // the benchmark then talked to that one (its keys unknown there: 401).
+        configuration.port = 0
         configure(&configuration)
         let database = Database(configuration: cluster.clientConfiguration(database: "bench"), logger: logger, registry: registry)
+        let bound = BoundPort()
         let app = try buildApplication(
-            configuration: configuration, database: database, migrator: try Migrator.bundled(), registry: registry, logger: logger)
+            configuration: configuration, database: database, migrator: try Migrator.bundled(), registry: registry, logger: logger,
+            onServerRunning: { channel in bound.set(channel.localAddress?.port) })
         let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
         let serving = Task { try await group.run() }
         defer { serving.cancel() }
-        try await waitUntilReady(port: configuration.port)
-        let result = try await body(configuration.port, database)
+        let port = try await bound.value(orFailureOf: serving)
+        try await waitUntilReady(port: port)
+        let result = try await body(port, database)
         await group.triggerGracefulShutdown()
         _ = try? await serving.value
         return result
@@ -146,6 +154,23 @@ enum BenchmarkSupport {
 
     /// Polls `/health/ready` until the service answers 200 (at most a minute: the service migrates a
     /// fresh cluster first, which on a loaded two-core machine has taken more than ten seconds).
+    /// The server's port once it listens; the service group's error if it stops before (a minute at most).
+    final class BoundPort: Sendable {
+        private let port = Mutex<Int?>(nil)
+
+        func set(_ value: Int?) { port.withLock { $0 = value } }
+
+        func value(orFailureOf serving: Task<Void, any Error>) async throws -> Int {
+            for _ in 0..<1200 {
+                if let port = port.withLock({ $0 }) { return port }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            serving.cancel()
+            try await serving.value
+            throw BenchmarkError("the service did not start listening within a minute")
+        }
+    }
+
     static func waitUntilReady(port: Int) async throws {
         for _ in 0..<1200 {
             // The client blocks; on the cooperative pool (one thread a core) it could starve the very

@@ -21,7 +21,8 @@ public func buildApplication(
     logger: Logger,
     databaseDescription: String = "the configured database",
     servicesBeforeDatabase: [any Service] = [],
-    onStartupFailure: @escaping @Sendable (any Error) -> Void = { _ in }
+    onStartupFailure: @escaping @Sendable (any Error) -> Void = { _ in },
+    onServerRunning: @escaping @Sendable (any NIOCore.Channel) async -> Void = { _ in }
 ) throws -> some ApplicationProtocol {
     let router = Router(context: MadoguchiRequestContext.self)
     let routes = RouteTable()
@@ -87,6 +88,7 @@ public func buildApplication(
             NamedService("webhook worker", WebhookWorker(database: database, migrator: migrator, logger: logger, settings: configuration.webhooks,
                                                          notifier: notifier), logger: logger),
         ] : []),
+        onServerRunning: onServerRunning,
         logger: logger)
     app.beforeServerStarts {
         // Before anything listens: a wrong DATABASE_URL is a clear error, not a hang.

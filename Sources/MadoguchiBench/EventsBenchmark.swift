@@ -74,14 +74,27 @@ public struct EventsBenchmark: Sendable {
                 let load = try await BenchmarkSupport.drive(port: port, clients: clients, seconds: seconds) { client, sequence in
                     ingest.lineRequest(client: client, sequence: sequence + 1_000_000)
                 }
-                // Let the followers catch up: 2 s, and on a loaded machine until both service followers
-                // have every event the bare one saw (up to a minute). Lag is measured from timestamps,
-                // so waiting longer changes no figure; it only stops a slow follower being cut off.
+                // Every event the load committed, from the table itself: each request has returned, so
+                // they are all there. (Taken from the bare follower's memory, the set was empty when it
+                // had not read yet, the wait below ended at once, and the stream was cut off with none.)
+                let committed = try await database.withConnection { connection in
+                    var rows: [Int64: Double] = [:]
+                    for try await (id, occurredAt) in try await connection.query("""
+                        SELECT id, extract(epoch FROM occurred_at)::float8 FROM events WHERE occurred_at >= \(loadStart)
+                        """, logger: logger).decode((Int64, Double).self) {
+                        rows[id] = occurredAt
+                    }
+                    return rows
+                }
+                // Let the followers catch up: 2 s, and on a loaded machine until all three have every
+                // event (up to a minute). Lag is measured from timestamps, so waiting longer changes no
+                // figure; it only stops a slow follower being cut off.
                 try await Task.sleep(for: .seconds(2))
                 let catchUpDeadline = Date().addingTimeInterval(60)
+                let expected = Set(committed.keys)
                 while Date() < catchUpDeadline {
-                    let expected = Set(bare.seen.withLock { $0 }.filter { $0.value.occurredAt >= loadStart.timeIntervalSince1970 }.keys)
-                    if expected.isSubset(of: polledSeen.ids) && expected.isSubset(of: streamedSeen.ids) { break }
+                    let bareIDs = Set(bare.seen.withLock { $0 }.keys)
+                    if expected.isSubset(of: bareIDs) && expected.isSubset(of: polledSeen.ids) && expected.isSubset(of: streamedSeen.ids) { break }
                     try await Task.sleep(for: .milliseconds(100))
                 }
                 stop.set()
@@ -89,12 +102,11 @@ public struct EventsBenchmark: Sendable {
                 _ = try await database.withConnection { try await $0.query("SELECT pg_notify('madoguchi_events', '')", logger: logger) }
                 try await (polled, streamed)
                 try await bareDone
-                let committed = bare.seen.withLock { $0 }.filter { $0.value.occurredAt >= loadStart.timeIntervalSince1970 }
                 figures.events = committed.count
                 report(String(format: "ingest: %d messages in %.1f s, %d events", load.requests, load.elapsed, committed.count))
                 for (name, seen) in [("bare LISTEN + SELECT", bare.seen.withLock { $0 }.mapValues(\.seenAt)), ("GET /v1/events?wait", polledSeen.times),
                                      ("/v1/events/stream", streamedSeen.times)] {
-                    let lags = committed.compactMap { id, row in seen[id].map { ($0 - row.occurredAt) * 1000 } }.sorted()
+                    let lags = committed.compactMap { id, occurredAt in seen[id].map { ($0 - occurredAt) * 1000 } }.sorted()
                     let stats = (p50: Self.percentile(lags, 0.5), p99: Self.percentile(lags, 0.99), count: lags.count)
                     figures.lag[name] = stats
                     report(name.padding(toLength: 22, withPad: " ", startingAt: 0)
@@ -209,7 +221,15 @@ public struct EventsBenchmark: Sendable {
         var chunk = [UInt8](repeating: 0, count: 65536)
         var quietSince = Date()
         var answered = false
-        while !(stop.isSet && Date().timeIntervalSince(quietSince) > 1) {
+        // Like the long poll, it reads on for a second of quiet after being told to stop, counted from
+        // then at the earliest: what is on its way when the stop comes is still had.
+        var stoppedAt: Date?
+        while true {
+            if stop.isSet {
+                let since = stoppedAt ?? Date()
+                stoppedAt = since
+                if Date().timeIntervalSince(max(quietSince, since)) > 1 { break }
+            }
             let count = recv(descriptor, &chunk, chunk.count, 0)
             if count == 0 { break }
             guard count > 0 else { continue }

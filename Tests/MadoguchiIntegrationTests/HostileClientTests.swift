@@ -96,6 +96,9 @@ extension HostileClientTests {
             let process = try ChildProcess.start(ServeCommandTests.binary, ["serve"], environment: [
                 "DATABASE_URL": url, "MADOGUCHI_PORT": String(port), "MADOGUCHI_DATA_DIR": directory,
                 "MADOGUCHI_LINE_CHANNEL_SECRETS": "line-secret", "MADOGUCHI_OUTBOX_WORKER": "off", "MADOGUCHI_WEBHOOK_WORKER": "off",
+                // At the peak of a full run a first connection to the shared cluster took longer than
+                // the default 5 s, and the server gave up at startup.
+                "MADOGUCHI_DB_WAIT_SECONDS": "30",
             ].merging(environment) { _, new in new }, log: log)
             let server = ServeCommandTests.Server(pid: process.pid, port: port, log: log)
             do {

@@ -206,6 +206,37 @@ extension ProblemTests {
             try expectProblem(response, .notAcceptable, "not-acceptable")
             let detail = try #require(try response.json["detail"] as? String)
             #expect(detail.components(separatedBy: "not acceptable").count == 2, "\(detail)")
+            // q=0 says "not this"; wildcards and a parameter-laden JSON are fine.
+            let agent = try await app.keySecret(.agent)
+            try expectProblem(try await app.request(.get, "/v1/me", key: agent, headers: [.accept: "application/json;q=0, text/html"]),
+                              .notAcceptable, "not-acceptable")
+            for accept in ["*/*", "application/*", "application/json; charset=utf-8", "text/html;q=0.9, */*;q=0.1"] {
+                #expect(try await app.request(.get, "/v1/me", key: agent, headers: [.accept: accept]).status == .ok, "\(accept)")
+            }
+        }
+    }
+
+    @Test("Accept is judged before the handler runs: a write it refuses is not made, and a CSV export it refuses never starts")
+    func notAcceptableBeforeWork() async throws {
+        try await TestApp.run(configure: { $0.reportConcurrency = 1 }) { app in
+            let admin = try await app.keySecret(.admin)
+            let keys = try await app.count("SELECT count(*) FROM api_keys")
+            let refused = try await app.request(.post, "/v1/api-keys", key: admin, headers: [.accept: "text/plain"],
+                                                json: #"{"name":"dashboard","role":"dashboard"}"#)
+            try expectProblem(refused, .notAcceptable, "not-acceptable")
+            // Before, the key was made and its secret, shown only in that answer, lost.
+            #expect(try await app.count("SELECT count(*) FROM api_keys") == keys)
+
+            let dashboard = try await app.keySecret(.dashboard)
+            let range = "from=2026-01-01&to=2026-02-01"
+            for _ in 0..<3 {
+                let csvRefused = try await app.request(.get, "/v1/reports/sla-breaches?\(range)&format=csv", key: dashboard, headers: [.accept: "application/json"])
+                try expectProblem(csvRefused, .notAcceptable, "not-acceptable")
+            }
+            // One slot, and it is free. (A refused export that had started kept its slot and connection
+            // for good once its rows passed the pipe's four chunks: ChunkPipe's reader test.)
+            let csv = try await app.request(.get, "/v1/reports/sla-breaches?\(range)&format=csv", key: dashboard)
+            #expect(csv.status == .ok, "\(csv.text)")
         }
     }
 }

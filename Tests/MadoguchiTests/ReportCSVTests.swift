@@ -43,7 +43,7 @@ struct ReportCSVTests {
             pipe.finish()
         }
         var received: [UInt8] = []
-        for try await chunk in pipe { received += chunk }
+        for try await chunk in pipe.reader() { received += chunk }
         try await sent.value
         #expect(received == (0..<100).map(UInt8.init))
     }
@@ -62,10 +62,27 @@ struct ReportCSVTests {
             return sent
         }
         do {
-            var iterator = pipe.makeAsyncIterator()
+            var iterator = pipe.reader().makeAsyncIterator()
             _ = try await iterator.next()
         }
         // The iterator is gone: the producer is released well before it could send a thousand.
+        #expect(try await producer.value < 1000)
+    }
+
+    @Test("a reader dropped before anyone reads it stops the producer too (a response refused after its handler ran)")
+    func readerNeverRead() async throws {
+        let pipe = ChunkPipe(capacity: 1)
+        let producer = Task { () -> Int in
+            var sent = 0
+            do {
+                while sent < 1000 {
+                    try await pipe.send([1][...])
+                    sent += 1
+                }
+            } catch is CancellationError {}
+            return sent
+        }
+        do { _ = pipe.reader() }
         #expect(try await producer.value < 1000)
     }
 
@@ -75,7 +92,7 @@ struct ReportCSVTests {
         let pipe = ChunkPipe()
         try await pipe.send([7][...])
         pipe.finish(throwing: Broken())
-        var iterator = pipe.makeAsyncIterator()
+        var iterator = pipe.reader().makeAsyncIterator()
         #expect(try await iterator.next() == [7][...])
         await #expect(throws: Broken.self) { try await iterator.next() }
     }

@@ -52,6 +52,8 @@ final class Contract: Sendable {
     let requestBodies: [String: Schema]
     /// Each operation's query and header parameters by name (header names lowercased), by operation id.
     let parameters: [String: [Parameter]]
+    /// The media types each operation's 2xx answers come in, by operation id.
+    let successMediaTypes: [String: Set<String>]
 
     struct Parameter: Sendable {
         enum Location: String, Sendable { case query, header }
@@ -69,6 +71,7 @@ final class Contract: Sendable {
         let sharedParameters = (document["components"] as? [String: Any])?["parameters"] as? [String: Any] ?? [:]
         var bodies: [String: Schema] = [:]
         var parameters: [String: [Parameter]] = [:]
+        var mediaTypes: [String: Set<String>] = [:]
         for case let item as [String: Any] in ((document["paths"] as? [String: Any]) ?? [:]).values {
             for case let operation as [String: Any] in item.values {
                 guard let id = operation["operationId"] as? String else { continue }
@@ -83,6 +86,9 @@ final class Contract: Sendable {
                     parameters[id, default: []].append(
                         Parameter(name: location == .header ? name.lowercased() : name, location: location, schema: Schema(schema)))
                 }
+                for case let (status, response as [String: Any]) in (operation["responses"] as? [String: Any]) ?? [:] where status.hasPrefix("2") {
+                    mediaTypes[id, default: []].formUnion(((response["content"] as? [String: Any]) ?? [:]).keys.map { $0.lowercased() })
+                }
                 guard let content = (operation["requestBody"] as? [String: Any])?["content"] as? [String: Any],
                       let schema = (content["application/json"] as? [String: Any])?["schema"] as? [String: Any]
                 else { continue }
@@ -91,6 +97,7 @@ final class Contract: Sendable {
         }
         requestBodies = bodies
         self.parameters = parameters
+        successMediaTypes = mediaTypes
     }
 
     /// The contract this binary was built with.

@@ -27,6 +27,12 @@ struct ContractValidation: ServerMiddleware {
         operationID: String,
         next: @Sendable (HTTPRequest, HTTPBody?, ServerRequestMetadata) async throws -> (HTTPResponse, HTTPBody?)
     ) async throws -> (HTTPResponse, HTTPBody?) {
+        // Before the handler: the generated code checks Accept only as it writes the answer, after a
+        // write has committed (a new API key, its secret then lost) or a CSV export has started.
+        if let accept = request.headerFields[.accept], let offered = contract.successMediaTypes[operationID], !offered.isEmpty,
+           !offered.contains(where: { AcceptHeader(accept).allows($0) }) {
+            throw Problem.notAcceptable(offered: offered)
+        }
         let parameterProblems = contract.problems(
             inQuery: Self.queryItems(of: request.path ?? ""),
             headers: request.headerFields.map { ($0.name.canonicalName, $0.value) },

@@ -23,10 +23,16 @@ extension APIHandler {
                            tag: query.tag, agentID: query.agentId?.uuid, priority: query.priority.flatMap { Ticket.Priority(rawValue: $0.rawValue) }))
         // Read first: the rows reflect at least this much. Set beside the generated code, which would
         // percent-encode the colons of a date in a header (as with Link).
+        let csv = Self.wantsCSV(format: query.format?.rawValue, accept: accept)
+        // format= can ask for what Accept excludes; refused before any work, not after the export began.
+        let chosen = csv ? "text/csv" : "application/json"
+        if !accept.isEmpty, !AcceptHeader(accept.map { "\($0.type);q=\($0.quality)" }.joined(separator: ",")).allows(chosen) {
+            throw Problem.notAcceptable(offered: [chosen])
+        }
         RequestScope.current?.setResponseHeader(.dataAsOf, try await reports.dataAsOf().rfc3339UTC)
-        if Self.wantsCSV(format: query.format?.rawValue, accept: accept) {
+        if csv {
             let pipe = try await reports.csv(kind, request, byteOrderMark: query.bom ?? false)
-            return .csv(HTTPBody(pipe, length: .unknown, iterationBehavior: .single))
+            return .csv(HTTPBody(pipe.reader(), length: .unknown, iterationBehavior: .single))
         }
         if let page { return .rows(request, try await reports.breaches(request, page)) }
         return .rows(request, try await reports.rows(kind, request))

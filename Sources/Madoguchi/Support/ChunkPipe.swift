@@ -1,11 +1,11 @@
 import Synchronization
 
 /// A bounded hand-over of byte chunks from one producer task to one consumer (an HTTP response
-/// body): the producer waits while `capacity` chunks are unread, so a slow client slows the database
-/// read instead of growing memory. When the consumer goes away (the client hung up, the response was
-/// dropped), the producer's next `send` throws `CancellationError` and it can let go of what it holds.
-final class ChunkPipe: AsyncSequence, Sendable {
-    typealias Element = ArraySlice<UInt8>
+/// body, `reader`): the producer waits while `capacity` chunks are unread, so a slow client slows the
+/// database read instead of growing memory. When the consumer goes away (the client hung up, the
+/// response was dropped, even before it was read at all), the producer's next `send` throws
+/// `CancellationError` and it can let go of what it holds.
+final class ChunkPipe: Sendable {
 
     private struct State {
         var chunks: [ArraySlice<UInt8>] = []
@@ -102,22 +102,31 @@ final class ChunkPipe: AsyncSequence, Sendable {
         }
     }
 
-    struct AsyncIterator: AsyncIteratorProtocol {
-        /// Shared by every copy of the iterator; when the last one is gone, so is the consumer.
-        fileprivate final class Consumer: Sendable {
-            let pipe: ChunkPipe
-            init(pipe: ChunkPipe) { self.pipe = pipe }
-            deinit { pipe.cancel() }
-        }
+    /// The consumer's side, made once. When the reader and every iterator made from it are gone,
+    /// the consumer is: a response dropped unread (the framework refusing it after the handler ran)
+    /// releases the producer as a client hanging up does.
+    func reader() -> Reader { Reader(consumer: Consumer(pipe: self)) }
 
+    /// Cancels the pipe when the last holder of it goes.
+    fileprivate final class Consumer: Sendable {
+        let pipe: ChunkPipe
+        init(pipe: ChunkPipe) { self.pipe = pipe }
+        deinit { pipe.cancel() }
+    }
+
+    struct Reader: AsyncSequence, Sendable {
+        typealias Element = ArraySlice<UInt8>
+
+        fileprivate let consumer: Consumer
+
+        func makeAsyncIterator() -> AsyncIterator { AsyncIterator(consumer: consumer) }
+    }
+
+    struct AsyncIterator: AsyncIteratorProtocol {
         fileprivate let consumer: Consumer
 
         mutating func next() async throws -> ArraySlice<UInt8>? {
             try await consumer.pipe.next()
         }
-    }
-
-    func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(consumer: .init(pipe: self))
     }
 }

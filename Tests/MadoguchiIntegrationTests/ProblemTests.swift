@@ -216,6 +216,22 @@ extension ProblemTests {
         }
     }
 
+    @Test("a query that is not name=value pairs, or has a broken percent-escape, is a 400 naming the part, never a 500 or a silent empty filter")
+    func malformedQueries() async throws {
+        try await TestApp.run { app in
+            let agent = try await app.keySecret(.agent)
+            for query in ["unassigned", "&limit=5", "limit=5&&status=open", "status=open&x", "category=100%", "queue=a%zz"] {
+                let response = try await app.request(.get, "/v1/tickets?\(query)", key: agent)
+                try expectProblem(response, .badRequest, "invalid-parameter")
+                #expect((try response.json["detail"] as? String)?.isEmpty == false, "\(query): \(response.text)")
+            }
+            for query in ["", "limit=5", "limit=5&", "q=a%2Bb&limit=5"] {
+                let response = try await app.request(.get, "/v1/tickets?\(query)", key: agent)
+                #expect(response.status == .ok, "\(query): \(response.text)")
+            }
+        }
+    }
+
     @Test("Accept is judged before the handler runs: a write it refuses is not made, and a CSV export it refuses never starts")
     func notAcceptableBeforeWork() async throws {
         try await TestApp.run(configure: { $0.reportConcurrency = 1 }) { app in

@@ -17,6 +17,8 @@ import OpenAPIRuntime
 struct ContractValidation: ServerMiddleware {
     let contract: Contract
     let limit: Int
+    /// Operations whose JSON bodies may be larger than `limit` (a reply's attachment, in base64).
+    var limitsByOperation: [String: Int] = [:]
     let rawBodyOperations: Set<String>
     let rawBodyLimit: Int
 
@@ -34,7 +36,7 @@ struct ContractValidation: ServerMiddleware {
             throw Problem.notAcceptable(offered: offered)
         }
         let parameterProblems = contract.problems(
-            inQuery: Self.queryItems(of: request.path ?? ""),
+            inQuery: try Self.queryItems(of: request.path ?? ""),
             headers: request.headerFields.map { ($0.name.canonicalName, $0.value) },
             operation: operationID)
         if !parameterProblems.isEmpty { throw Problem.invalidParameters(parameterProblems) }
@@ -44,7 +46,7 @@ struct ContractValidation: ServerMiddleware {
         guard let body, keepsRawBody || (isJSON && contract.requestBodies[operationID] != nil) else {
             return try await next(request, body, metadata)
         }
-        let bytes = try await [UInt8](collecting: body, upTo: keepsRawBody ? rawBodyLimit : limit)
+        let bytes = try await [UInt8](collecting: body, upTo: keepsRawBody ? rawBodyLimit : limitsByOperation[operationID] ?? limit)
         if keepsRawBody { RequestScope.current?.rawBody = bytes }
         if isJSON, let value = try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed]) {
             if let name = DuplicateMembers.first(in: bytes) {
@@ -57,18 +59,27 @@ struct ContractValidation: ServerMiddleware {
         return try await next(request, HTTPBody(bytes), metadata)
     }
 
-    /// The query's names and values, percent-decoded; none when the query is not well-formed (the
-    /// decoder answers that). Split by hand: Foundation's `URLComponents.percentEncodedQuery` setter
-    /// stops the process on a malformed escape (`?a=%`), and this runs before any key is checked.
-    static func queryItems(of path: String) -> [(name: String, value: String)] {
+    /// The query's names and values, percent-decoded. Split by hand: Foundation's
+    /// `URLComponents.percentEncodedQuery` setter stops the process on a malformed escape (`?a=%`),
+    /// and this runs before any key is checked. What the generated decoder cannot read is refused
+    /// here with a 400 naming it: a part without `=` or an empty one (the decoder threw an error
+    /// that became a 500), and a broken escape (the decoder read it as an empty value, so `?category=100%`
+    /// filtered on "" and answered an empty report). One `&` at the very end is harmless.
+    static func queryItems(of path: String) throws -> [(name: String, value: String)] {
         guard let mark = path.firstIndex(of: "?") else { return [] }
+        var pairs = path[path.index(after: mark)...].split(separator: "&", omittingEmptySubsequences: false)
+        if pairs.last?.isEmpty == true { pairs.removeLast() }
         var items: [(name: String, value: String)] = []
-        for pair in path[path.index(after: mark)...].split(separator: "&") {
-            let equals = pair.firstIndex(of: "=")
-            let name = equals.map { pair[..<$0] } ?? pair[...]
-            let value = equals.map { pair[pair.index(after: $0)...] } ?? ""
-            guard let decodedName = name.removingPercentEncoding, let decodedValue = value.removingPercentEncoding else { return [] }
-            items.append((decodedName, decodedValue))
+        for pair in pairs {
+            let shown = String(pair.prefix(100))
+            guard let equals = pair.firstIndex(of: "="), equals != pair.startIndex else {
+                throw Problem.invalidParameter(shown.isEmpty ? "(query)" : shown,
+                                               pair.isEmpty ? "the query has an empty part (two & in a row, or one first)" : "is not name=value")
+            }
+            guard let name = pair[..<equals].removingPercentEncoding, let value = pair[pair.index(after: equals)...].removingPercentEncoding else {
+                throw Problem.invalidParameter(shown, "has a broken percent-escape (a % must be followed by two hexadecimal digits; send a literal % as %25)")
+            }
+            items.append((name, value))
         }
         return items
     }

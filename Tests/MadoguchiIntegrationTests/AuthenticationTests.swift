@@ -228,6 +228,10 @@ extension AuthenticationTests {
             #expect((900...1000).contains(Int(refused.headers[.retryAfter] ?? "") ?? 0), "\(refused.headers)")
             #expect(refused.headers[HTTPField.Name("RateLimit-Limit")!] == "3")
             #expect(try await app.request(.get, "/v1/me", key: second).status == .ok)
+            // An answer that is an error still says where the key stands.
+            let missing = try await app.request(.get, "/v1/tickets/\(UUID())", key: second)
+            #expect(missing.status == .notFound)
+            #expect(missing.headers[HTTPField.Name("RateLimit-Remaining")!] == "1", "\(missing.headers)")
             // Gateways are unlimited in this configuration.
             let gateway = try await app.keySecret(.gateway)
             for _ in 0..<5 { #expect(try await app.request(.get, "/v1/me", key: gateway).status == .ok) }

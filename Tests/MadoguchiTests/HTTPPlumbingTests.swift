@@ -17,6 +17,14 @@ struct HTTPPlumbingTests {
         #expect(throws: Problem.self) { try PageCursor.limit(201) }
     }
 
+    @Test("the next page's link keeps every other parameter exactly as sent, and replaces only the cursor")
+    func nextPageLink() {
+        #expect(PageCursor.nextPage(of: "/v1/reports/sla-breaches?tag=c%2B%2B&cursor=old&from=2026-01-01", cursor: "abc")
+                == "/v1/reports/sla-breaches?tag=c%2B%2B&from=2026-01-01&cursor=abc")
+        #expect(PageCursor.nextPage(of: "/v1/tickets", cursor: "a+b/c") == "/v1/tickets?cursor=a%2Bb%2Fc")
+        #expect(PageCursor.nextPage(of: "/v1/tickets?q=%E5%B1%B1+x&c%75rsor=1", cursor: "n") == "/v1/tickets?q=%E5%B1%B1+x&cursor=n")
+    }
+
     @Test("the route table matches templates and lists allowed methods")
     func routeTable() {
         let table = RouteTable()
@@ -163,5 +171,18 @@ extension HTTPPlumbingTests {
             _ = busy.takeProviderWebhook(from: "198.51.100.\(n)", now: start + .milliseconds(500))
         }
         #expect(busy.takeProviderWebhook(from: "192.0.2.9", now: start + .milliseconds(600))?.allowed == false)
+    }
+}
+
+extension HTTPPlumbingTests {
+    @Test("body limits by route: templates match one segment, empty segments count for nothing")
+    func bodyLimitRoutes() {
+        let limits = ["/v1/inbound/email": 25, "/v1/replies/{reply_id}/attachments": 14]
+        #expect(BodyLimitMiddleware<MadoguchiRequestContext>.limit(for: "/v1/inbound/email", in: limits) == 25)
+        #expect(BodyLimitMiddleware<MadoguchiRequestContext>.limit(for: "/v1/inbound/email/", in: limits) == 25)
+        #expect(BodyLimitMiddleware<MadoguchiRequestContext>.limit(for: "//v1//inbound/email", in: limits) == 25)
+        #expect(BodyLimitMiddleware<MadoguchiRequestContext>.limit(for: "/v1/replies/0b7e/attachments", in: limits) == 14)
+        #expect(BodyLimitMiddleware<MadoguchiRequestContext>.limit(for: "/v1/replies/0b7e", in: limits) == nil)
+        #expect(BodyLimitMiddleware<MadoguchiRequestContext>.limit(for: "/v1/inbound/emails", in: limits) == nil)
     }
 }

@@ -31,6 +31,12 @@ struct ObservabilityMiddleware<Context: RequestContext>: RouterMiddleware {
         }
         if response.status.code < 400 {
             for field in scope.responseHeaders { response.headers[field.name] = field.value }
+        } else {
+            // An error keeps none of what the handler meant for its answer (Link, X-Data-As-Of), but
+            // the key's rate-limit state is true of every answer (openapi: "every answer carries").
+            for field in scope.responseHeaders where [.rateLimitLimit, .rateLimitRemaining, .rateLimitReset].contains(field.name) && response.headers[field.name] == nil {
+                response.headers[field.name] = field.value
+            }
         }
         response.headers[.xRequestID] = requestID
 

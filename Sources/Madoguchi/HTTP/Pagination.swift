@@ -44,11 +44,24 @@ enum PageCursor {
     /// Sets `Link: <same path and query, with cursor=next>; rel="next"` on the response when there is
     /// a next page. The target is relative to the request, as RFC 8288 allows.
     static func setLinkHeader(nextCursor: String?) {
-        guard let nextCursor, let scope = RequestScope.current, var components = URLComponents(string: scope.requestURI) else { return }
-        var items = (components.queryItems ?? []).filter { $0.name != "cursor" }
-        items.append(URLQueryItem(name: "cursor", value: nextCursor))
-        components.queryItems = items
-        scope.setResponseHeader(.link, "<\(components.string ?? scope.requestURI)>; rel=\"next\"")
+        guard let nextCursor, let scope = RequestScope.current else { return }
+        scope.setResponseHeader(.link, "<\(nextPage(of: scope.requestURI, cursor: nextCursor))>; rel=\"next\"")
+    }
+
+    /// The request's own path and query, its `cursor` replaced. The other parameters are copied as
+    /// sent: decoding and encoding them again (URLComponents) turned `tag=c%2B%2B` into `tag=c++`,
+    /// which reads back as "c  ", and the next page filtered on something else.
+    static func nextPage(of requestURI: String, cursor: String) -> String {
+        let mark = requestURI.firstIndex(of: "?")
+        let path = mark.map { requestURI[..<$0] } ?? requestURI[...]
+        let pairs = mark.map { requestURI[requestURI.index(after: $0)...].split(separator: "&") } ?? []
+        let kept = pairs.filter { pair in
+            let name = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+            return (String(name).removingPercentEncoding ?? String(name)) != "cursor"
+        }
+        let unreserved = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+        let encoded = cursor.addingPercentEncoding(withAllowedCharacters: unreserved) ?? cursor
+        return path + "?" + (kept.map(String.init) + ["cursor=" + encoded]).joined(separator: "&")
     }
 }
 

@@ -592,6 +592,21 @@ struct DeliveryTests {
         }
     }
 
+    @Test("a reply takes attachments up to its own limit (10 MB), not the 1 MiB of other JSON bodies")
+    func largeAttachment() async throws {
+        try await TestApp.run { app in
+            let conversation = try await Self.customerWrites(app, from: "large@example.jp")
+            let draft = try await app.request(.post, "/v1/tickets/\(conversation.ticket)/replies", key: conversation.agent, json: #"{"body":"カタログをお送りします。"}"#)
+            let reply = try #require(try draft.json["id"] as? String)
+            let file = [UInt8](repeating: 0x25, count: 3_000_000)
+            // 4 MB of base64: refused as over the server's 1 MiB body limit before.
+            let attached = try await app.request(.post, "/v1/replies/\(reply)/attachments", key: conversation.agent,
+                                                 json: #"{"filename":"catalog.pdf","media_type":"application/pdf","content_base64":"\#(Data(file).base64EncodedString())"}"#)
+            #expect(attached.status == .created, "\(attached.text.prefix(300))")
+            #expect((try attached.json["attachments"] as? [[String: Any]])?.first?["size"] as? Int == file.count)
+        }
+    }
+
     @Test("a customer's subject with an encoded line break: the reply's subject is one line, and the reply goes out")
     func subjectWithLineBreak() async throws {
         let sink = try await SMTPSink()

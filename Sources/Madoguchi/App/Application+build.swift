@@ -32,7 +32,8 @@ public func buildApplication(
         budget: BodyBudget(bytes: configuration.http.bodyBudgetBytes),
         defaultLimit: configuration.maxBodyBytes,
         limitsByPath: ["/v1/inbound/email": configuration.maxEmailBytes, "/v1/inbound/webform": configuration.maxEmailBytes,
-                       "/v1/inbound/chat": configuration.maxEmailBytes]))
+                       "/v1/inbound/chat": configuration.maxEmailBytes,
+                       "/v1/replies/{reply_id}/attachments": max(configuration.maxBodyBytes, ReplyStore.attachmentRequestLimit)]))
 
     let notifier = EventNotifier(database: database, logger: logger)
     let assigner = AssignmentWorker(database: database, migrator: migrator, logger: logger, notifier: notifier)
@@ -62,6 +63,7 @@ public func buildApplication(
                 limits: configuration.http.rateLimits, providerLimit: configuration.http.providerRateLimit,
                 wrongKeyLimit: configuration.http.wrongKeyRateLimit)),
             ContractValidation(contract: .bundled, limit: configuration.maxBodyBytes,
+                               limitsByOperation: ["addReplyAttachment": max(configuration.maxBodyBytes, ReplyStore.attachmentRequestLimit)],
                                rawBodyOperations: ["ingestWebform", "ingestSms", "ingestChat"], rawBodyLimit: configuration.maxEmailBytes),
         ])
 

@@ -12,11 +12,12 @@ import Synchronization
 struct BodyLimitMiddleware<Context: RequestContext>: RouterMiddleware {
     let budget: BodyBudget
     let defaultLimit: Int
-    /// Larger (or smaller) limits for particular paths, such as the raw-mail gateway.
+    /// Larger (or smaller) limits for particular routes, such as the raw-mail gateway: path templates,
+    /// `{…}` matching any one segment (`/v1/replies/{reply_id}/attachments`).
     let limitsByPath: [String: Int]
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let limit = limitsByPath[request.uri.path] ?? defaultLimit
+        let limit = Self.limit(for: request.uri.path, in: limitsByPath) ?? defaultLimit
         if let declared = request.headers[.contentLength] {
             guard let length = Int(declared), length >= 0 else {
                 throw Problem(.badRequest, status: .badRequest, title: "Bad request", detail: "Content-Length '\(declared)' is not a byte count.")
@@ -29,6 +30,18 @@ struct BodyLimitMiddleware<Context: RequestContext>: RouterMiddleware {
         let body = request.body
         request.body = RequestBody(asyncSequence: LimitedBody(base: body, limit: limit))
         return try await budget.holding(limit) { try await next(request, context) }
+    }
+}
+
+extension BodyLimitMiddleware {
+    /// The limit of the route `path` takes, compared segment by segment as the router does: empty
+    /// segments (`//`, a trailing `/`) do not count, so `/v1/inbound/email/` is the mail gateway too.
+    static func limit(for path: String, in limits: [String: Int]) -> Int? {
+        let segments = path.split(separator: "/")
+        return limits.first { template, _ in
+            let parts = template.split(separator: "/")
+            return parts.count == segments.count && zip(parts, segments).allSatisfy { $0.hasPrefix("{") || $0 == $1 }
+        }?.value
     }
 }
 

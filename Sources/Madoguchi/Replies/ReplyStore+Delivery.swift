@@ -46,6 +46,8 @@ struct DeliveryNotice: Codable, Sendable {
 extension ReplyStore {
     /// Files are limited one by one and together: a relay refuses large mail, and carriers smaller still.
     static let attachmentLimit = 10 * 1_000_000
+    /// The request that carries one: its base64 (4/3 of the file, 13.4 MB at most) and the JSON around it.
+    static let attachmentRequestLimit = 14 * 1_000_000
     static let attachmentsTotalLimit = 20 * 1_000_000
     static let attachmentsCountLimit = 10
 

@@ -122,6 +122,8 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 // Signs provider webhooks independently of the code under test.
                 .product(name: "Crypto", package: "swift-crypto"),
+                // TLS contexts for the SMTP client under test.
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             // The real SMTP server the delivery tests start (Python, aiosmtpd).
             exclude: ["Support/smtp_sink.py"]

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import MadoguchiMail
 import NIOPosix
+import NIOSSL
 import PostgresNIO
 import Testing
 @testable import Madoguchi
@@ -785,6 +786,114 @@ struct SMTPStalledWriteTests {
         #expect(outcome?.contains("writing the message") == true, "the write ended with: \(outcome ?? "nothing within 60 s")")
         #expect(ContinuousClock.now - started < .seconds(30))
         #expect(!reachedPointOfNoReturn.isOpen)
+        await session.close()
+    }
+}
+
+/// The SMTP client against a relay (or someone between us and it) that appends clear text to its
+/// 220 for STARTTLS: that text must not be read as the first answers over TLS.
+@Suite("The SMTP client, text injected after STARTTLS", .timeLimit(.minutes(5)))
+struct SMTPStartTLSInjectionTests {
+    final class InjectingRelay: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        private var pending = ""
+
+        func channelActive(context: ChannelHandlerContext) {
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "220 inject.test ESMTP\r\n")), promise: nil)
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            pending += String(buffer: unwrapInboundIn(data))
+            while let end = pending.range(of: "\r\n") {
+                let line = pending[..<end.lowerBound].uppercased()
+                pending.removeSubrange(..<end.upperBound)
+                let answer = line.hasPrefix("EHLO") ? "250-inject.test\r\n250 STARTTLS\r\n"
+                    : line.hasPrefix("STARTTLS") ? "220 go ahead\r\n250 SIZE 1\r\n" : "250 ok\r\n"
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer)), promise: nil)
+            }
+        }
+    }
+
+    @Test("clear text after STARTTLS's 220 ends the session before TLS starts")
+    func injectedAfterStartTLS() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let server = try await ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in channel.pipeline.addHandler(InjectingRelay()) }
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { server.close(promise: nil) }
+        let relay = try SMTPRelay(url: "smtp://127.0.0.1:\(server.localAddress!.port!)?starttls=required", heloName: "test")
+        var timeouts = SMTPTimeouts()
+        timeouts.command = .seconds(5)
+        let tls = try NIOSSLContext(configuration: .makeClientConfiguration())
+        do {
+            let session = try await SMTPSession.open(relay: relay, tls: tls, timeouts: timeouts, group: group)
+            await session.close()
+            Issue.record("the session opened")
+        } catch {
+            #expect("\(error)".contains("clear text after agreeing to STARTTLS"), "\(error)")
+        }
+    }
+}
+
+/// The SMTP client against a relay that takes one recipient, defers another, and refuses DATA.
+@Suite("The SMTP client, DATA refused", .timeLimit(.minutes(5)))
+struct SMTPDataRefusedTests {
+    final class RefusingRelay: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        private var pending = ""
+
+        func channelActive(context: ChannelHandlerContext) {
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "220 refuse.test ESMTP\r\n")), promise: nil)
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            pending += String(buffer: unwrapInboundIn(data))
+            while let end = pending.range(of: "\r\n") {
+                let line = pending[..<end.lowerBound].uppercased()
+                pending.removeSubrange(..<end.upperBound)
+                let answer = line.hasPrefix("EHLO") ? "250-refuse.test\r\n250 PIPELINING\r\n"
+                    : line.hasPrefix("RCPT TO:<BUSY@") ? "450 4.2.1 mailbox busy\r\n"
+                    : line.hasPrefix("DATA") ? "554 5.7.1 policy: not now, not ever\r\n" : "250 ok\r\n"
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer)), promise: nil)
+            }
+        }
+    }
+
+    @Test("References keeps the thread's first id and its latest 19")
+    func referencesKeepTheRoot() {
+        let ids = (1...30).map { "m\($0)@example.jp" }
+        #expect(EmailDelivery.references(ids) == ["m1@example.jp"] + (12...30).map { "m\($0)@example.jp" })
+        #expect(EmailDelivery.references(Array(ids.prefix(5))) == Array(ids.prefix(5)))
+    }
+
+    @Test("a 554 to DATA fails only the recipients the relay had taken; one it deferred stays deferred")
+    func dataRefused() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let server = try await ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in channel.pipeline.addHandler(RefusingRelay()) }
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { server.close(promise: nil) }
+        let relay = try SMTPRelay(url: "smtp://127.0.0.1:\(server.localAddress!.port!)?starttls=off", heloName: "test")
+        let session = try await SMTPSession.open(relay: relay, tls: nil, timeouts: SMTPTimeouts(), group: group)
+        let reachedPointOfNoReturn = Gate()
+        let outcome = try await session.send(
+            Array("Subject: x\r\n\r\nbody\r\n".utf8),
+            envelope: .init(from: "support@shop.example", recipients: ["taken@example.jp", "busy@example.jp"], needsSMTPUTF8: false),
+            pointOfNoReturn: { reachedPointOfNoReturn.open() })
+        #expect(outcome.accepted == ["taken@example.jp"])
+        #expect(outcome.refused.map(\.recipient) == ["busy@example.jp"])
+        #expect(outcome.refusedData?.code == 554)
+        #expect(outcome.finalReply == nil)
+        #expect(!reachedPointOfNoReturn.isOpen, "nothing was handed over")
+        // The taken recipient failed for good (a 5xx), the deferred one waits for the next attempt.
+        let attempt = EmailDelivery.attempt(from: outcome)
+        #expect(attempt.recipients["taken@example.jp"]?.status == .failed)
+        #expect(attempt.recipients["busy@example.jp"]?.status == .pending)
+        #expect(attempt.recipients["busy@example.jp"]?.undeliverable == false)
         await session.close()
     }
 }

@@ -36,14 +36,16 @@ struct EmailDelivery: Sendable {
         }
         let composedNow = item.message == nil
         let recipients = item.pendingRecipients
+        // Judged on every recipient, not only those still pending: the mail's To header lists them
+        // all, and a raw UTF-8 address there needs SMTPUTF8 on a retry to the others too.
         let envelope = SMTPSession.Envelope(
             from: from.address, recipients: recipients,
-            needsSMTPUTF8: !from.address.allSatisfy(\.isASCII) || recipients.contains { !$0.allSatisfy(\.isASCII) })
+            needsSMTPUTF8: !from.address.allSatisfy(\.isASCII) || item.recipients.contains { !$0.allSatisfy(\.isASCII) })
         do {
             let outcome = try await pool.withSession { session in
                 try await session.send(message, envelope: envelope) { try await handover(composedNow ? message : nil) }
             }
-            return attempt(from: outcome)
+            return Self.attempt(from: outcome)
         } catch is LeaseLost {
             return DeliveryAttempt(kind: .abandoned)
         } catch let error as SMTPSession.AfterFinalDot {
@@ -55,10 +57,19 @@ struct EmailDelivery: Sendable {
         }
     }
 
-    private func attempt(from outcome: SMTPSession.Outcome) -> DeliveryAttempt {
+    /// What the relay's replies mean for each recipient.
+    static func attempt(from outcome: SMTPSession.Outcome) -> DeliveryAttempt {
         var results: [String: RecipientResult] = [:]
         for (recipient, reply) in outcome.refused {
             results[recipient] = reply.isPermanent ? .failed("RCPT TO: \(reply)", undeliverable: true) : .pending("RCPT TO: \(reply)")
+        }
+        if let refused = outcome.refusedData {
+            // Before, the DATA refusal was thrown and failed every pending recipient for good, a 4xx
+            // to RCPT and a 5xx's undeliverable mark included.
+            for recipient in outcome.accepted {
+                results[recipient] = refused.isPermanent ? .failed("DATA: \(refused)") : .pending("DATA: \(refused)")
+            }
+            return .answered(results, error: "DATA: \(refused)")
         }
         guard let final = outcome.finalReply else {
             return .answered(results, error: outcome.refused.first.map { "RCPT TO: \($0.reply)" })
@@ -97,11 +108,12 @@ struct EmailDelivery: Sendable {
         }
         let number = source.ticketNumber
         let mail = OutgoingMail(
+            // Every recipient is one of the customer's own addresses (a send guard, unknown-recipient).
             // One line: names stored before ingest made them so, or set by hand, may hold a break.
             from: from, to: item.recipients.map { MailAddress(name: source.customerName.flatMap(MailAddress.oneLineName), address: $0) },
             replyTo: Self.ticketAddress(from, number: number),
             subject: source.subject ?? "[#\(number)]", messageID: item.emailMessageID, inReplyTo: parent?.0,
-            references: parent.map { Array(($0.1 + [$0.0]).suffix(20)) } ?? [], date: Date(), text: source.body,
+            references: parent.map { Self.references($0.1 + [$0.0]) } ?? [], date: Date(), text: source.body,
             attachments: attachments,
             // RFC 3834: automatic mail says so, and other systems' auto-responders stay quiet.
             autoSubmitted: source.automatic ? "auto-replied" : nil,
@@ -115,6 +127,12 @@ struct EmailDelivery: Sendable {
                 OutgoingMail.Attachment(filename: $0.filename, mediaType: $0.mediaType, content: $0.content)
             }
         }
+    }
+
+    /// At most 20 ids: the thread's first and its latest 19 (RFC 5322 §3.6.4's practice). Mailers
+    /// thread by the root; keeping only the latest 20 dropped it from long threads.
+    static func references(_ ids: [String]) -> [String] {
+        ids.count <= 20 ? ids : [ids[0]] + ids.suffix(19)
     }
 
     /// `support+t1234@shop.example`: the customer's answer to it threads to the ticket by its token.

@@ -32,8 +32,13 @@ final class SMTPReplyHandler: ChannelInboundHandler, @unchecked Sendable {
         return promise.futureResult
     }
 
-    /// Replies nobody has asked for yet (a server talking out of turn).
-    var unreadReplies: Int { replies.count }
+    /// Nothing the server sent is left unread: no reply, no part of one. Checked as TLS starts:
+    /// whatever is left came in clear text after STARTTLS's 220 and would otherwise be read as the
+    /// first answers over TLS (the command injection of CVE-2011-0411, from the other side).
+    var isDrained: Bool {
+        eventLoop.preconditionInEventLoop()
+        return replies.isEmpty && lines.isEmpty && pending.readableBytes == 0
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)

@@ -90,7 +90,13 @@ package final class SMTPSession: Sendable {
             if !implicitTLS, relay.security != .plain {
                 if capabilities.offers("STARTTLS"), let tls {
                     try session.expect(try await session.command("STARTTLS"), 220, "STARTTLS")
-                    try await channel.pipeline.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: serverName), position: .first)
+                    // On the event loop, so that no clear-text byte can arrive between the check and TLS.
+                    try await channel.eventLoop.submit {
+                        guard handler.isDrained else {
+                            throw SMTPError.garbled("the relay sent more in clear text after agreeing to STARTTLS; the connection is not trusted")
+                        }
+                        try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: serverName), position: .first)
+                    }.get()
                     session = SMTPSession(relay: relay, channel: channel, handler: handler, capabilities: capabilities, isSecure: true, timeouts: timeouts)
                     // RFC 3207 §4.2: forget everything learnt before TLS and ask again.
                     capabilities = try await session.ehlo()
@@ -160,6 +166,8 @@ package final class SMTPSession: Sendable {
         var refused: [(recipient: String, reply: SMTPReply)] = []
         /// The reply to the final dot, when DATA was sent.
         package var finalReply: SMTPReply?
+        /// The reply to DATA when it was not 354: nothing was sent, and `accepted` got nothing.
+        package var refusedData: SMTPReply?
     }
 
     /// Failures after the final dot was sent: the relay may have taken the mail, so the caller must
@@ -214,7 +222,12 @@ package final class SMTPSession: Sendable {
             return outcome
         }
         if dataReply == nil { dataReply = try await command("DATA") }
-        try expect(dataReply!, 354, "DATA")
+        if let refused = dataReply, refused.code != 354 {
+            // What each recipient was told stands; the accepted ones got no mail, for the reason DATA gives.
+            outcome.refusedData = refused
+            _ = try? await command("RSET")
+            return outcome
+        }
         try await write(Self.dotStuffed(message))
         do {
             try await pointOfNoReturn()

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import HummingbirdTesting
+import NIOCore
 import Testing
 @testable import Madoguchi
 
@@ -37,6 +38,14 @@ struct ContractValidationTests {
             // Wrong types are still the decoder's 400, naming the member.
             let wrongType = try await app.request(.post, "/v1/templates", key: boss, json: #"{"name":"t","body":12}"#)
             #expect(wrongType.status == .badRequest, "\(wrongType.text)")
+            // Without a Content-Type, or with a wildcard one, the body is decoded as JSON: checked as JSON too.
+            let rule = #"{"name":"r","categories":["\#(String(repeating: "長", count: 5000))"],"priority":"high"}"#
+            for contentType in [nil, "*/*", "application/*"] {
+                var headers: HTTPFields = [.authorization: "Bearer \(boss)"]
+                if let contentType { headers[.contentType] = contentType }
+                try Self.refused(try await app.patiently("/v1/rules", method: .post, headers: headers, body: ByteBuffer(string: rule)), at: ["/categories/0"])
+            }
+            #expect(try await app.count("SELECT count(*) FROM rules") == 0)
         }
     }
 

@@ -232,6 +232,25 @@ extension ProblemTests {
         }
     }
 
+    @Test("HEAD is answered wherever GET is; a compressed body is 415, not stored or misread")
+    func headAndContentEncoding() async throws {
+        try await TestApp.run { app in
+            let agent = try await app.keySecret(.agent)
+            let live = try await app.patiently("/health/live", method: .head, headers: [:], body: nil)
+            #expect(live.status == .ok, "\(live.status)")
+            #expect((live.body?.readableBytes ?? 0) == 0)
+            let tickets = try await app.patiently("/v1/tickets", method: .head, headers: [.authorization: "Bearer \(agent)"], body: nil)
+            #expect(tickets.status == .ok, "\(tickets.status)")
+            #expect(try await app.patiently("/v1/tickets", method: .head, headers: [:], body: nil).status == .unauthorized)
+
+            let boss = try await app.keySecret(.supervisor)
+            let gzipped = try await app.request(.post, "/v1/templates", key: boss, headers: [.contentEncoding: "gzip"], json: #"{"name":"t","body":"x"}"#)
+            try expectProblem(gzipped, .unsupportedMediaType, "unsupported-media-type")
+            #expect(gzipped.headers[.acceptEncoding] == "identity")
+            #expect(try await app.count("SELECT count(*) FROM templates") == 0)
+        }
+    }
+
     @Test("Accept is judged before the handler runs: a write it refuses is not made, and a CSV export it refuses never starts")
     func notAcceptableBeforeWork() async throws {
         try await TestApp.run(configure: { $0.reportConcurrency = 1 }) { app in

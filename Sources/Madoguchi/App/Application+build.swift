@@ -24,7 +24,8 @@ public func buildApplication(
     onStartupFailure: @escaping @Sendable (any Error) -> Void = { _ in },
     onServerRunning: @escaping @Sendable (any NIOCore.Channel) async -> Void = { _ in }
 ) throws -> some ApplicationProtocol {
-    let router = Router(context: MadoguchiRequestContext.self)
+    // HEAD wherever GET is (RFC 9110 §9.3.2): a monitor's `curl -I` on /health/ready was 405.
+    let router = Router(context: MadoguchiRequestContext.self, options: .autoGenerateHeadEndpoints)
     let routes = RouteTable()
     router.add(middleware: ObservabilityMiddleware(metrics: HTTPMetrics(registry: registry)))
     router.add(middleware: ProblemMiddleware(routes: routes))

@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 import NIOCore
 import Synchronization
@@ -17,6 +18,13 @@ struct BodyLimitMiddleware<Context: RequestContext>: RouterMiddleware {
     let limitsByPath: [String: Int]
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        // Nothing here inflates a body: a compressed one would be stored as received (a gzipped mail
+        // kept as garbage) or refused as malformed JSON with a misleading message.
+        if let encoding = request.headers[.contentEncoding], encoding.trimmingCharacters(in: .whitespaces).lowercased() != "identity" {
+            throw Problem(.unsupportedMediaType, status: .unsupportedMediaType, title: "Unsupported media type",
+                          detail: "Content-Encoding \(encoding.prefix(50)) is not taken; send the body uncompressed.",
+                          headers: [.acceptEncoding: "identity"])
+        }
         let limit = Self.limit(for: request.uri.path, in: limitsByPath) ?? defaultLimit
         if let declared = request.headers[.contentLength] {
             guard let length = Int(declared), length >= 0 else {

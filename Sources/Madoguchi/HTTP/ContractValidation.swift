@@ -42,7 +42,10 @@ struct ContractValidation: ServerMiddleware {
         if !parameterProblems.isEmpty { throw Problem.invalidParameters(parameterProblems) }
 
         let keepsRawBody = rawBodyOperations.contains(operationID)
-        let isJSON = request.headerFields[.contentType]?.lowercased().hasPrefix("application/json") ?? false
+        // No Content-Type, or a wildcard one, is decoded as JSON by the generated code (its first
+        // choice), so it is checked as JSON too: skipping it let such a body past every length and count.
+        let contentType = request.headerFields[.contentType]?.lowercased().trimmingCharacters(in: .whitespaces)
+        let isJSON = contentType.map { $0.hasPrefix("application/json") || $0.hasPrefix("*/*") || $0.hasPrefix("application/*") } ?? true
         guard let body, keepsRawBody || (isJSON && contract.requestBodies[operationID] != nil) else {
             return try await next(request, body, metadata)
         }

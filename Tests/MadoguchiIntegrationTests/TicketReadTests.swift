@@ -139,6 +139,13 @@ struct TicketReadTests {
             let items2 = try #require(try page2.json["items"] as? [[String: Any]])
             #expect(items2.compactMap { $0["id"] as? String } == [third.uuidString.lowercased()])
             #expect(try page2.json["next_cursor"] == nil)
+            // The end of a timeline is an empty page; another ticket's cursor is no end but a mistake.
+            let other = try await app.ticket(customer: customer, subject: "別件")
+            let lastCursor = PageCursor.encode([third.uuidString])
+            let end = try await app.request(.get, "/v1/tickets/\(ticket)/messages?cursor=\(lastCursor)", key: agent)
+            #expect((try end.json["items"] as? [[String: Any]])?.isEmpty == true, "\(end.text)")
+            try expectProblem(try await app.request(.get, "/v1/tickets/\(other)/messages?cursor=\(lastCursor)", key: agent),
+                              .badRequest, "invalid-parameter")
 
             #expect(try await app.request(.get, "/v1/tickets/\(UUID())/messages", key: agent).status == .notFound)
         }

@@ -198,6 +198,12 @@ struct TicketStore: Sendable {
         return page
     }
 
+    func hasMessage(_ id: UUID, onTicket ticketID: UUID, on connection: PostgresConnection) async throws -> Bool {
+        let rows = try await connection.run("SELECT EXISTS (SELECT 1 FROM messages WHERE id = \(id) AND ticket_id = \(ticketID))", logger: logger)
+        for try await found in rows.decode(Bool.self) { return found }
+        return false
+    }
+
     /// The ticket's timeline in order of arrival, `limit` messages after the message `after`.
     /// The position is read back from the row itself, so no timestamp is ever rounded through a cursor.
     func messages(ticketID: UUID, after: UUID?, limit: Int, on connection: PostgresConnection) async throws -> [Message] {

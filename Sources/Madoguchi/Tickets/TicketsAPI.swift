@@ -78,7 +78,13 @@ extension APIHandler {
         }
         let page = try await database.withConnection { connection -> [Message]? in
             guard try await tickets.ticket(id: ticketID, on: connection) != nil else { return nil }
-            return try await tickets.messages(ticketID: ticketID, after: after, limit: limit + 1, on: connection)
+            let messages = try await tickets.messages(ticketID: ticketID, after: after, limit: limit + 1, on: connection)
+            // An empty page after a cursor: the end, or a cursor from another ticket's timeline, which
+            // must not read as "no more messages".
+            if messages.isEmpty, let after, try await !tickets.hasMessage(after, onTicket: ticketID, on: connection) {
+                throw Problem.invalidParameter("cursor", "belongs to another ticket's messages; start this ticket's from its first page")
+            }
+            return messages
         }
         guard var messages = page else {
             throw Problem.notFound("There is no ticket \(ticketID.uuidString.lowercased()).")

@@ -86,7 +86,10 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         var configuration = try common.configuration()
         if let host { configuration.host = host }
-        if let port { configuration.port = port }
+        if let port {
+            guard (1...65535).contains(port) else { throw ValidationError("--port \(port) is not a port (1-65535)") }
+            configuration.port = port
+        }
         let logger = common.makeLogger(configuration)
         try await Server.run(configuration, logger: logger)
     }

@@ -48,6 +48,33 @@ struct ConfigurationTests {
         }
     }
 
+    @Test("settings that cannot work are refused, naming the setting: a pool too small to follow the feed, a retry cap below the first retry, port 0, a bad replica URL")
+    func refusedCombinations() throws {
+        for (environment, named) in [
+            (["MADOGUCHI_DB_POOL_SIZE": "1"], "MADOGUCHI_DB_POOL_SIZE"),
+            (["MADOGUCHI_PORT": "0"], "MADOGUCHI_PORT"),
+            (["MADOGUCHI_OUTBOX_RETRY_CAP_SECONDS": "0"], "MADOGUCHI_OUTBOX_RETRY_CAP_SECONDS"),
+            (["MADOGUCHI_WEBHOOK_RETRY_SECONDS": "60", "MADOGUCHI_WEBHOOK_RETRY_CAP_SECONDS": "30"], "MADOGUCHI_WEBHOOK_RETRY_CAP_SECONDS"),
+            (["MADOGUCHI_REPORTS_DATABASE_URL": "postgres://u@replica/x?sslmode=verify_full"], "MADOGUCHI_REPORTS_DATABASE_URL"),
+        ] {
+            let error = #expect(throws: ConfigurationError.self) { try Configuration.fromEnvironment(environment) }
+            #expect(error?.description.contains(named) == true, "\(environment): \(String(describing: error))")
+        }
+        // Retrying at once stays possible (the tests do), with a cap of 0 as well.
+        #expect(try Configuration.fromEnvironment(["MADOGUCHI_OUTBOX_RETRY_SECONDS": "0", "MADOGUCHI_OUTBOX_RETRY_CAP_SECONDS": "0"]).delivery.retryCap == .zero)
+    }
+
+    @Test("an SMTP URL that does not parse is printed without anything between // and the last @")
+    func smtpPasswordNeverPrinted() {
+        for url in ["smtp://support:ab/cd@mail.example.jp:587", "smtp://support:p@ss@mail.example.jp:x", "smtps://u:a?b@host:99999"] {
+            let error = #expect(throws: ConfigurationError.self) { try SMTPRelay(url: url) }
+            let text = error?.description ?? ""
+            #expect(!text.contains("ab/cd") && !text.contains("p@ss") && !text.contains("a?b"), "\(text)")
+        }
+        #expect(SMTPRelay.redacted("smtp://support:ab/cd@mail.example.jp:587") == "smtp://***@mail.example.jp:587")
+        #expect(SMTPRelay.redacted("smtp://mail.example.jp") == "smtp://mail.example.jp")
+    }
+
     @Test("DATABASE_URL: TCP with credentials and TLS modes, and Unix sockets")
     func databaseURLs() throws {
         let tcp = try DatabaseURL.configuration(from: "postgres://mado:p%40ss@db.internal:6543/support?sslmode=disable")

@@ -42,7 +42,7 @@ public func buildApplication(
     var reportsDatabase = database
     var replicaServices: [any Service] = []
     if let url = configuration.reportsDatabaseURL {
-        var replicaConfiguration = try DatabaseURL.configuration(from: url)
+        var replicaConfiguration = try DatabaseURL.configuration(from: url, variable: "MADOGUCHI_REPORTS_DATABASE_URL")
         replicaConfiguration.options.maximumConnections = configuration.databasePoolSize
         reportsDatabase = Database(configuration: replicaConfiguration, logger: logger, leaseTimeout: configuration.databaseWait)
         replicaServices = [NamedService("reports replica pool", reportsDatabase.client, logger: logger)]

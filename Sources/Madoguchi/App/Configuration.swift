@@ -78,13 +78,16 @@ public struct Configuration: Sendable {
         }
         func integer(_ name: String, in range: ClosedRange<Int>) throws -> Int? { try SettingReader(value: value).integer(name, in: range) }
         if let host = value("MADOGUCHI_HOST") { configuration.host = host }
-        if let port = try integer("MADOGUCHI_PORT", in: 0...65535) { configuration.port = port }
+        if let port = try integer("MADOGUCHI_PORT", in: 1...65535) { configuration.port = port }
         configuration.databaseURL = value("DATABASE_URL")
         configuration.reportsDatabaseURL = value("MADOGUCHI_REPORTS_DATABASE_URL")
-        if let url = configuration.reportsDatabaseURL { _ = try DatabaseURL.configuration(from: url) }  // refused at start if malformed
+        // Refused at start if malformed, naming this variable, not DATABASE_URL.
+        if let url = configuration.reportsDatabaseURL { _ = try DatabaseURL.configuration(from: url, variable: "MADOGUCHI_REPORTS_DATABASE_URL") }
         if let directory = value("MADOGUCHI_DATA_DIR") { configuration.dataDirectory = directory }
         configuration.postgresBinDirectory = value("MADOGUCHI_PG_BIN")
-        if let size = try integer("MADOGUCHI_DB_POOL_SIZE", in: 1...1000) { configuration.databasePoolSize = size }
+        // At least 4: following the event feed holds one connection for its LISTEN while anyone waits
+        // for events (the assignment and webhook workers always do), and requests need the others.
+        if let size = try integer("MADOGUCHI_DB_POOL_SIZE", in: 4...1000) { configuration.databasePoolSize = size }
         if let seconds = try integer("MADOGUCHI_DB_WAIT_SECONDS", in: 1...600) { configuration.databaseWait = .seconds(seconds) }
         if let slots = try integer("MADOGUCHI_REPORT_CONCURRENCY", in: 1...1000) { configuration.reportConcurrency = slots }
         if let seconds = try integer("MADOGUCHI_REPORT_TIMEOUT_SECONDS", in: 1...86_400) { configuration.reportTimeout = .seconds(seconds) }

@@ -8,11 +8,12 @@ import PostgresNIO
 /// host) over a Unix socket. `sslmode` is `disable`, `prefer` (the default), `require` (encrypt, trust
 /// any certificate, as libpq does) or `verify-full`; `sslrootcert` names a CA file.
 public enum DatabaseURL {
-    public static func configuration(from text: String) throws -> PostgresClient.Configuration {
+    /// - Parameter variable: the setting it came from, for messages (`MADOGUCHI_REPORTS_DATABASE_URL` too).
+    public static func configuration(from text: String, variable: String = "DATABASE_URL") throws -> PostgresClient.Configuration {
         guard let components = URLComponents(string: text),
             let scheme = components.scheme, ["postgres", "postgresql"].contains(scheme)
         else {
-            throw ConfigurationError("DATABASE_URL must look like postgres://user:password@host:5432/database (got something else)")
+            throw ConfigurationError("\(variable) must look like postgres://user:password@host:5432/database (got something else)")
         }
         let query = Dictionary((components.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { _, last in last })
         // Decoded once, as libpq does (URLComponents' `user`, `password` and `path` are decoded already:
@@ -31,12 +32,12 @@ public enum DatabaseURL {
             return PostgresClient.Configuration(
                 unixSocketPath: "\(host)/.s.PGSQL.\(port)", username: username, password: password, database: database)
         }
-        let tls = try tlsMode(query["sslmode"] ?? "prefer", rootCertificate: query["sslrootcert"])
+        let tls = try tlsMode(query["sslmode"] ?? "prefer", rootCertificate: query["sslrootcert"], variable: variable)
         return PostgresClient.Configuration(
             host: host ?? "localhost", port: port, username: username, password: password, database: database, tls: tls)
     }
 
-    static func tlsMode(_ mode: String, rootCertificate: String?) throws -> PostgresClient.Configuration.TLS {
+    static func tlsMode(_ mode: String, rootCertificate: String?, variable: String) throws -> PostgresClient.Configuration.TLS {
         var tls = TLSConfiguration.makeClientConfiguration()
         if let rootCertificate {
             tls.trustRoots = .file(rootCertificate)
@@ -56,7 +57,7 @@ public enum DatabaseURL {
         case "verify-full":
             return .require(tls)
         default:
-            throw ConfigurationError("DATABASE_URL sslmode=\(mode) is not one of disable, prefer, require, verify-ca, verify-full")
+            throw ConfigurationError("\(variable) sslmode=\(mode) is not one of disable, prefer, require, verify-ca, verify-full")
         }
     }
 }

@@ -63,7 +63,10 @@ public struct SMTPRelay: Sendable, Equatable, CustomStringConvertible {
     /// Host, port and security, never the password: for logs, `/health/ready` and errors.
     public var description: String { "\(security == .implicitTLS ? "smtps" : "smtp")://\(host):\(port) (\(security.rawValue))" }
 
+    /// Everything between `//` and the last `@`: a password may hold `/`, `@` or `?` unescaped (a
+    /// base64 one often does), and such a URL is exactly the one that fails to parse and is printed.
     static func redacted(_ url: String) -> String {
-        url.replacingOccurrences(of: #"//[^@/]*@"#, with: "//***@", options: .regularExpression)
+        guard let slashes = url.range(of: "//"), let at = url[slashes.upperBound...].lastIndex(of: "@") else { return url }
+        return url[..<slashes.upperBound] + "***" + url[at...]
     }
 }

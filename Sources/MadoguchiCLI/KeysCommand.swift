@@ -32,7 +32,7 @@ struct Keys: AsyncParsableCommand {
             let configuration = try common.configuration()
             let logger = common.makeLogger(configuration)
             let store = APIKeyStore(logger: logger)
-            let (record, secret) = try await OneShotDatabase.run(configuration, logger: logger) { database, _ in
+            let (record, secret) = try await OneShotDatabase.run(configuration, logger: logger, migrating: .onlyANewDatabase) { database, _ in
                 try await database.withTransaction { try await store.create(name: name, role: role, agentID: agent, on: $0) }
             }
             FileHandle.standardError.write(Data("created \(record.role.rawValue) key \(record.prefix) (\(record.id.uuidString.lowercased())) for \(record.name); it is shown only this once:\n".utf8))
@@ -49,7 +49,7 @@ struct Keys: AsyncParsableCommand {
             let configuration = try common.configuration()
             let logger = common.makeLogger(configuration)
             let store = APIKeyStore(logger: logger)
-            let records = try await OneShotDatabase.run(configuration, logger: logger) { database, _ in
+            let records = try await OneShotDatabase.run(configuration, logger: logger, migrating: .onlyANewDatabase) { database, _ in
                 try await database.withConnection { try await store.list(on: $0) }
             }
             let formatter = ISO8601DateFormatter()
@@ -78,7 +78,7 @@ struct Keys: AsyncParsableCommand {
             let logger = common.makeLogger(configuration)
             let store = APIKeyStore(logger: logger)
             let wanted = key
-            let revoked = try await OneShotDatabase.run(configuration, logger: logger) { database, _ in
+            let revoked = try await OneShotDatabase.run(configuration, logger: logger, migrating: .onlyANewDatabase) { database, _ in
                 try await database.withConnection { connection -> APIKeyRecord? in
                     let match = try await store.list(on: connection).first {
                         $0.id.uuidString.lowercased() == wanted.lowercased() || $0.prefix == wanted

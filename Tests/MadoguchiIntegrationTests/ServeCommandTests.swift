@@ -169,3 +169,28 @@ extension ServeCommandTests {
         #expect(try await ChildProcess.run([Self.binary, "keys", "--bogus"]).status == 64)
     }
 }
+
+extension ServeCommandTests {
+    @Test("keys commands migrate a new database but never an existing one: a database behind this binary is refused until `migrate`")
+    func keysNeverMigrateAnExistingDatabase() async throws {
+        let (configuration, url) = try await TestCluster.makeNamedDatabase()
+        let latest = try Migrator.bundled().latestVersion
+        // As a database left by the previous release looks: everything but the newest migration.
+        try await TestCluster.withDatabase(configuration) { database in
+            try await database.withConnection { try await $0.query("DELETE FROM schema_migrations WHERE version = \(latest)", logger: TestCluster.logger) }
+        }
+        let listed = try await ChildProcess.run([Self.binary, "keys", "list", "--database-url", url])
+        #expect(listed.status != 0, "\(listed.output)")
+        #expect(listed.output.contains("run `madoguchi migrate` first"), "\(listed.output)")
+        let stillBehind = try await TestCluster.withDatabase(configuration) { database in
+            try await database.withConnection { connection in
+                try await connection.query("SELECT count(*)::int FROM schema_migrations WHERE version = \(latest)", logger: TestCluster.logger).collect().first?.decode(Int.self)
+            }
+        }
+        #expect(stillBehind == 0, "keys list migrated the database")
+        let migrated = try await ChildProcess.run([Self.binary, "migrate", "--database-url", url])
+        #expect(migrated.status == 0, "\(migrated.output)")
+        let again = try await ChildProcess.run([Self.binary, "keys", "list", "--database-url", url])
+        #expect(again.status == 0, "\(again.output)")
+    }
+}

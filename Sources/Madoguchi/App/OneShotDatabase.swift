@@ -2,12 +2,23 @@ import Logging
 import PostgresNIO
 
 /// For commands that do one thing and exit (`migrate`, `keys …`): provision the database, bring the
-/// schema up to date, run `body`, and leave everything as found (an embedded cluster this process
-/// started is stopped again; one a server is using is left running).
+/// schema up to date as `migrating` says, run `body`, and leave everything as found (an embedded
+/// cluster this process started is stopped again; one a server is using is left running).
 public enum OneShotDatabase {
+    public enum Migrating: Sendable {
+        /// `migrate`, `dev seed`.
+        case always
+        /// `keys …`: a new database is set up (the first key is made before the first start), but an
+        /// existing one is migrated only by `migrate` or `serve`. A new binary's `keys list`, run to
+        /// check something before an upgrade, moved the schema on under every server still running the
+        /// old one, which then answered 503 (deploy/RUNBOOK.md, Upgrade).
+        case onlyANewDatabase
+    }
+
     public static func run<Result: Sendable>(
         _ configuration: Configuration,
         logger: Logger,
+        migrating: Migrating = .always,
         _ body: @Sendable (Database, Migrator.Report) async throws -> Result
     ) async throws -> Result {
         let migrator = try Migrator.bundled()
@@ -19,6 +30,18 @@ public enum OneShotDatabase {
                 defer { group.cancelAll() }
                 await Task.yield()  // let run() begin before the first lease, or PostgresNIO warns
                 try await database.checkReachable(describing: provisioned.target)
+                if migrating == .onlyANewDatabase {
+                    let (version, complete) = try await database.withConnection { try await migrator.status($0, logger: logger) }
+                    if version != 0 {
+                        guard complete else {
+                            throw CommandError(description: version < migrator.latestVersion
+                                ? "the database's schema is at version \(version) and this madoguchi needs \(migrator.latestVersion): "
+                                    + "run `madoguchi migrate` first, with every server and worker stopped (deploy/RUNBOOK.md, Upgrade)"
+                                : "the database's schema (version \(version)) is newer than this madoguchi (\(migrator.latestVersion)): use the newer binary")
+                        }
+                        return try await body(database, Migrator.Report(applied: [], schemaVersion: version))
+                    }
+                }
                 let report = try await migrator.migrate(database, logger: logger)
                 return try await body(database, report)
             }

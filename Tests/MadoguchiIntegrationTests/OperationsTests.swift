@@ -16,6 +16,32 @@ struct OperationsTests {
         }
     }
 
+    @Test("a pool busy with work is still ready while the database answers that work; a pool stuck for longer is not")
+    func readyUnderLoad() async throws {
+        try await TestApp.run(configure: { $0.databasePoolSize = 4; $0.http.readinessTimeout = .seconds(1) }) { app in
+            // A loaded machine may take longer than the probe's second for the first connections.
+            #expect(try await ChildProcess.eventually(timeout: .seconds(60)) { try await app.request(.get, "/health/ready").status == .ok })
+            let lastAnswer = ContinuousClock.now
+            // Every connection taken, as by long requests at a load peak.
+            let release = Gate()
+            let holders = (0..<4).map { _ in
+                Task { try await app.database.withConnection { _ in while !release.isOpen { try await Task.sleep(for: .milliseconds(20)) } } }
+            }
+            defer { release.open() }
+            #expect(try await ChildProcess.eventually(timeout: .seconds(60)) { app.database.client.leasedNow.load(ordering: .relaxed) == 4 })
+            // Before, this was 503 "not reachable", and a load balancer took every busy instance out at once.
+            let busy = try await app.request(.get, "/health/ready")
+            // (Only a loaded machine takes five seconds to get here: then nothing has answered lately.)
+            if ContinuousClock.now - lastAnswer < .seconds(4) { #expect(busy.status == .ok, "\(busy.text)") }
+            // Nothing has finished for longer than that: no longer evidence that the database answers.
+            try await Task.sleep(for: .seconds(6))
+            #expect(try await app.request(.get, "/health/ready").status == .serviceUnavailable)
+            release.open()
+            for holder in holders { try await holder.value }
+            #expect(try await app.request(.get, "/health/ready").status == .ok)
+        }
+    }
+
     @Test("ready is 503 while a migration this build knows is missing")
     func notReadyWhenBehind() async throws {
         try await TestApp.run { app in

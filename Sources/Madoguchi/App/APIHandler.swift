@@ -31,6 +31,7 @@ struct APIHandler: APIProtocol {
     let reportTimeout: Duration
     /// Keys found valid in the last second, shared by authentication and revocation in this process.
     let keyCache = APIKeyCache()
+    let readiness = ReadinessMemory()
 
     /// The request's logger (its lines carry the request id), or the service's outside a request.
     var logger: Logger { RequestScope.current?.logger ?? baseLogger }

@@ -20,6 +20,23 @@ public struct Database: Sendable {
     let leaseTimeout: Duration
     /// Announces committed events to followers everywhere (see `EventAnnouncer`).
     let announcer = EventAnnouncer()
+    /// When a lease last ended with its work done: the database answered then.
+    private let lastAnswered = LastAnswered()
+
+    /// The most connections the pool opens.
+    let maximumConnections: Int
+
+    /// Busy, not broken: every connection is leased to work, and some lease's work was done within
+    /// `interval`, so the database answers. (With the database gone, connections fail and leases end:
+    /// the pool is not full of them.)
+    func isBusyButAnswering(within interval: Duration) -> Bool {
+        client.leasedNow.load(ordering: .relaxed) >= maximumConnections
+            && lastAnswered.instant.withLock { $0.map { ContinuousClock.now - $0 <= interval } ?? false }
+    }
+
+    private final class LastAnswered: Sendable {
+        let instant = Mutex<ContinuousClock.Instant?>(nil)
+    }
 
     public init(configuration: PostgresClient.Configuration, logger: Logger, registry: PrometheusCollectorRegistry? = nil,
                 leaseTimeout: Duration = .seconds(600)) {
@@ -28,6 +45,7 @@ public struct Database: Sendable {
         self.client = RenewablePool(configuration: configuration, logger: logger)
         self.logger = logger
         self.metrics = registry.map { PoolMetrics(registry: $0, maximum: configuration.options.maximumConnections) }
+        self.maximumConnections = configuration.options.maximumConnections
         self.leaseTimeout = leaseTimeout
     }
 
@@ -51,7 +69,9 @@ public struct Database: Sendable {
             return try await lease(from: pool, metrics: metrics, limit: limit, requested: requested, leased: leased) { connection in
                 pool.leasedNow.add(1, ordering: .relaxed)
                 defer { pool.leasedNow.subtract(1, ordering: .relaxed) }
-                return try await body(connection)
+                let result = try await body(connection)
+                lastAnswered.instant.withLock { $0 = .now }
+                return result
             }
         } catch let error where !leased.isSet
             && (error is DatabaseUnavailable || (error as? ConnectionPoolError) == .connectionCreationCircuitBreakerTripped) {

@@ -63,8 +63,11 @@ struct TestApp {
         configuration.http.providerRateLimit = nil
         configuration.http.wrongKeyRateLimit = nil
         configure(&configuration)
+        // The pool the configuration asks for, as DatabaseProvisioner gives the service.
+        var poolConfiguration = clientConfiguration
+        poolConfiguration.options.maximumConnections = configuration.databasePoolSize
         let registry = PrometheusCollectorRegistry()
-        let database = Database(configuration: clientConfiguration, logger: TestCluster.logger, registry: registry)
+        let database = Database(configuration: poolConfiguration, logger: TestCluster.logger, registry: registry)
         let app = try buildApplication(
             configuration: configuration, database: database, migrator: try Migrator.bundled(), registry: registry,
             logger: TestCluster.logger)

@@ -58,7 +58,8 @@ struct CommonOptions: ParsableArguments {
         if let pgBin { configuration.postgresBinDirectory = pgBin }
         if let logLevel { configuration.logLevel = try Configuration.parseLogLevel(logLevel) }
         if let logFormat {
-            guard let format = Configuration.LogFormat(rawValue: logFormat) else {
+            // Case as the environment variable takes it.
+            guard let format = Configuration.LogFormat(rawValue: logFormat.lowercased()) else {
                 throw ValidationError("--log-format must be text or json")
             }
             configuration.logFormat = format

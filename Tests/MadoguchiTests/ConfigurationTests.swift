@@ -60,6 +60,8 @@ struct ConfigurationTests {
             let error = #expect(throws: ConfigurationError.self) { try Configuration.fromEnvironment(environment) }
             #expect(error?.description.contains(named) == true, "\(environment): \(String(describing: error))")
         }
+        // On/off settings take the same words everywhere.
+        #expect(try Configuration.fromEnvironment(["MADOGUCHI_VONAGE_ALLOW_UNSIGNED": "on"]).providers.vonageAllowUnsigned)
         // Retrying at once stays possible (the tests do), with a cap of 0 as well.
         #expect(try Configuration.fromEnvironment(["MADOGUCHI_OUTBOX_RETRY_SECONDS": "0", "MADOGUCHI_OUTBOX_RETRY_CAP_SECONDS": "0"]).delivery.retryCap == .zero)
     }

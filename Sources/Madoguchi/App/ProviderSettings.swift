@@ -46,13 +46,9 @@ public struct ProviderSettings: Sendable {
             }
             settings.vonageSignatureMethod = parsed
         }
-        if let allow = value("MADOGUCHI_VONAGE_ALLOW_UNSIGNED") {
-            switch allow.lowercased() {
-            case "true", "1", "yes": settings.vonageAllowUnsigned = true
-            case "false", "0", "no": settings.vonageAllowUnsigned = false
-            default: throw ConfigurationError("MADOGUCHI_VONAGE_ALLOW_UNSIGNED=\(allow) is not true or false")
-            }
-        }
+        // The same words as every other on/off setting (on and off were refused here alone).
+        let allowUnsigned = try withoutActuallyEscaping(value) { try SettingReader(value: $0).flag("MADOGUCHI_VONAGE_ALLOW_UNSIGNED") }
+        if let allowUnsigned { settings.vonageAllowUnsigned = allowUnsigned }
         settings.lineChannelSecrets = list("MADOGUCHI_LINE_CHANNEL_SECRETS")
         return settings
     }

@@ -268,6 +268,10 @@ extension ProblemTests {
                 let csvRefused = try await app.request(.get, "/v1/reports/sla-breaches?\(range)&format=csv", key: dashboard, headers: [.accept: "application/json"])
                 try expectProblem(csvRefused, .notAcceptable, "not-acceptable")
             }
+            // An Accept that allows CSV but not JSON gets CSV without format=.
+            let textAny = try await app.request(.get, "/v1/reports/volume?\(range)", key: dashboard, headers: [.accept: "text/*"])
+            #expect(textAny.status == .ok, "\(textAny.text)")
+            #expect(textAny.headers[.contentType]?.hasPrefix("text/csv") == true, "\(textAny.headers)")
             // One slot, and it is free. (A refused export that had started kept its slot and connection
             // for good once its rows passed the pipe's four chunks: ChunkPipe's reader test.)
             let csv = try await app.request(.get, "/v1/reports/sla-breaches?\(range)&format=csv", key: dashboard)

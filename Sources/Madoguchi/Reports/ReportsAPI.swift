@@ -141,11 +141,14 @@ extension APIHandler {
         }
     }
 
-    /// `format=csv`, or an Accept whose most preferred type is `text/csv`; JSON otherwise.
+    /// `format=csv`, or an Accept whose most preferred type is `text/csv`, or one that allows CSV but
+    /// not JSON (`text/*`); JSON otherwise.
     static func wantsCSV(format: String?, accept: [(type: String, quality: Double)]) -> Bool {
         if let format { return format == "csv" }
         let preferred = accept.filter { $0.quality > 0 }.max { $0.quality < $1.quality }
-        return preferred?.type == "text/csv"
+        if preferred?.type == "text/csv" { return true }
+        let header = AcceptHeader(accept.map { "\($0.type);q=\($0.quality)" }.joined(separator: ","))
+        return !accept.isEmpty && header.allows("text/csv") && !header.allows("application/json")
     }
 }
 

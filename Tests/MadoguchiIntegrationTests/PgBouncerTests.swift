@@ -12,7 +12,6 @@ struct PgBouncerTests {
         #expect(FileManager.default.isExecutableFile(atPath: PgBouncer.executable), ".ci/run installs pgbouncer")
         let cluster = try await TestCluster.cluster
         let bouncer = try await PgBouncer.start(inFrontOf: cluster)
-        defer { kill(bouncer.process.pid, SIGKILL) }
         let database = try #require(try await TestCluster.makeEmptyDatabase().database)
         let url = bouncer.url(database: database)
 
@@ -56,5 +55,7 @@ struct PgBouncerTests {
         }
         #expect(jit == "off")
         #expect(await server.stop() == 0)
+        // PgBouncer itself, not only the runuser that started it (SIGKILL to that left it running).
+        #expect(await bouncer.stop(), "PgBouncer stopped")
     }
 }

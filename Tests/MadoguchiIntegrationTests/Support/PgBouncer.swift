@@ -11,7 +11,9 @@ struct PgBouncer {
     static let executable = "/usr/sbin/pgbouncer"
 
     let port: Int
+    /// As root, `runuser`, which SIGKILL would take down without PgBouncer beneath it.
     let process: ChildProcess
+    let pidFile: String
 
     /// `url(database:)` reaches `cluster`'s databases through it. A port taken between choosing and
     /// binding (other tests run alongside) means another try on another port.
@@ -31,6 +33,7 @@ struct PgBouncer {
                 auth_file = \(directory)/users.txt
                 pool_mode = session
                 logfile = \(directory)/pgbouncer.log
+                pidfile = \(directory)/pgbouncer.pid
 
                 """
             try configuration.write(toFile: directory + "/pgbouncer.ini", atomically: true, encoding: .utf8)
@@ -44,8 +47,9 @@ struct PgBouncer {
                 let log = (try? String(contentsOfFile: directory + "/pgbouncer.log", encoding: .utf8)) ?? ""
                 return log.contains("listening on 127.0.0.1:\(port)") || !process.isRunning
             }
-            if listening && process.isRunning { return PgBouncer(port: port, process: process) }
-            await process.stop(SIGKILL)
+            let bouncer = PgBouncer(port: port, process: process, pidFile: directory + "/pgbouncer.pid")
+            if listening && process.isRunning { return bouncer }
+            await bouncer.stop()
             let log = (try? String(contentsOfFile: directory + "/pgbouncer.log", encoding: .utf8)) ?? process.output
             if attempt < 3 && log.contains("Address already in use") { continue }
             throw EmbeddedPostgresError("pgbouncer did not start: \(log)")
@@ -57,5 +61,17 @@ struct PgBouncer {
         "postgres://\(EmbeddedPostgres.superuser)@127.0.0.1:\(port)/\(database)?sslmode=disable"
     }
 
-    func stop() async { await process.stop() }
+    /// Stops PgBouncer itself (by its pid file), then whatever started it; returns whether PgBouncer
+    /// is gone. SIGKILL: a throwaway pooler needs no grace, and SIGTERM did nothing to it here (it
+    /// left one PgBouncer running after every test run).
+    @discardableResult
+    func stop() async -> Bool {
+        var gone = true
+        if let text = try? String(contentsOfFile: pidFile, encoding: .utf8), let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+            kill(pid, SIGKILL)
+            gone = (try? await ChildProcess.eventually(timeout: .seconds(10)) { kill(pid, 0) != 0 }) ?? false
+        }
+        await process.stop()
+        return gone
+    }
 }

@@ -42,14 +42,10 @@ struct BodyLimitMiddleware<Context: RequestContext>: RouterMiddleware {
 }
 
 extension BodyLimitMiddleware {
-    /// The limit of the route `path` takes, compared segment by segment as the router does: empty
-    /// segments (`//`, a trailing `/`) do not count, so `/v1/inbound/email/` is the mail gateway too.
+    /// The limit of the route `path` takes, matched as the router matches it (`RouteTable`), so that
+    /// `/v1/inbound/email/` is the mail gateway too.
     static func limit(for path: String, in limits: [String: Int]) -> Int? {
-        let segments = path.split(separator: "/")
-        return limits.first { template, _ in
-            let parts = template.split(separator: "/")
-            return parts.count == segments.count && zip(parts, segments).allSatisfy { $0.hasPrefix("{") || $0 == $1 }
-        }?.value
+        limits.first { template, _ in RouteTable.template(template, matches: path) }?.value
     }
 }
 

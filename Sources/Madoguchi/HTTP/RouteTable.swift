@@ -27,6 +27,12 @@ final class RouteTable: Sendable {
 
     private static func isParameter(_ segment: Substring) -> Bool { segment.hasPrefix("{") && segment.hasSuffix("}") }
 
+    /// Whether `path` is one the template `/v1/replies/{reply_id}/attachments` stands for, segment by
+    /// segment as the router compares them (empty segments, `//` or a trailing `/`, count for nothing).
+    static func template(_ template: String, matches path: String) -> Bool {
+        Self.template(template.split(separator: "/"), matches: path.split(separator: "/"))
+    }
+
     private static func template(_ template: [Substring], matches path: [Substring]) -> Bool {
         guard template.count == path.count else { return false }
         return zip(template, path).allSatisfy { pattern, segment in

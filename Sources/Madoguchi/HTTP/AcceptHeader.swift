@@ -12,15 +12,22 @@ struct AcceptHeader {
     private let ranges: [Range]
 
     init(_ header: String) {
-        ranges = header.split(separator: ",").compactMap { element in
-            let parts = element.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
-            let media = parts.first?.split(separator: "/", maxSplits: 1).map(String.init) ?? []
-            guard media.count == 2, !media[0].isEmpty, !media[1].isEmpty else { return nil }
+        self.init(ranges: header.split(separator: ",").map { element in
+            let parts = element.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
             var quality = 1.0
-            for parameter in parts.dropFirst() where parameter.hasPrefix("q=") {
-                quality = Double(parameter.dropFirst(2)).map { min(max($0, 0), 1) } ?? 1
+            for parameter in parts.dropFirst() where parameter.lowercased().hasPrefix("q=") {
+                quality = Double(parameter.dropFirst(2)) ?? 1
             }
-            return Range(type: media[0], subtype: media[1], quality: quality)
+            return (parts.first ?? "", quality)
+        })
+    }
+
+    /// Ranges already read, as the generated code hands them over (`type/subtype`, weight).
+    init(ranges: [(type: String, quality: Double)]) {
+        self.ranges = ranges.compactMap { range in
+            let media = range.type.lowercased().split(separator: "/", maxSplits: 1).map(String.init)
+            guard media.count == 2, !media[0].isEmpty, !media[1].isEmpty else { return nil }
+            return Range(type: media[0], subtype: media[1], quality: min(max(range.quality, 0), 1))
         }
     }
 

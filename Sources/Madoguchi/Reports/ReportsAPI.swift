@@ -23,12 +23,11 @@ extension APIHandler {
                            tag: query.tag, agentID: query.agentId?.uuid, priority: query.priority.flatMap { Ticket.Priority(rawValue: $0.rawValue) }))
         // Read first: the rows reflect at least this much. Set beside the generated code, which would
         // percent-encode the colons of a date in a header (as with Link).
-        let csv = Self.wantsCSV(format: query.format?.rawValue, accept: accept)
+        let acceptable = AcceptHeader(ranges: accept)
+        let csv = Self.wantsCSV(format: query.format?.rawValue, accept: accept, acceptable: acceptable)
         // format= can ask for what Accept excludes; refused before any work, not after the export began.
         let chosen = csv ? "text/csv" : "application/json"
-        if !accept.isEmpty, !AcceptHeader(accept.map { "\($0.type);q=\($0.quality)" }.joined(separator: ",")).allows(chosen) {
-            throw Problem.notAcceptable(offered: [chosen])
-        }
+        guard acceptable.allows(chosen) else { throw Problem.notAcceptable(offered: [chosen]) }
         RequestScope.current?.setResponseHeader(.dataAsOf, try await reports.dataAsOf().rfc3339UTC)
         if csv {
             let pipe = try await reports.csv(kind, request, byteOrderMark: query.bom ?? false)
@@ -143,12 +142,11 @@ extension APIHandler {
 
     /// `format=csv`, or an Accept whose most preferred type is `text/csv`, or one that allows CSV but
     /// not JSON (`text/*`); JSON otherwise.
-    static func wantsCSV(format: String?, accept: [(type: String, quality: Double)]) -> Bool {
+    static func wantsCSV(format: String?, accept: [(type: String, quality: Double)], acceptable: AcceptHeader) -> Bool {
         if let format { return format == "csv" }
         let preferred = accept.filter { $0.quality > 0 }.max { $0.quality < $1.quality }
         if preferred?.type == "text/csv" { return true }
-        let header = AcceptHeader(accept.map { "\($0.type);q=\($0.quality)" }.joined(separator: ","))
-        return !accept.isEmpty && header.allows("text/csv") && !header.allows("application/json")
+        return acceptable.allows("text/csv") && !acceptable.allows("application/json")
     }
 }
 

@@ -16,6 +16,15 @@ struct SettingReader {
         try integer(name, in: range).map { .seconds($0) }
     }
 
+    /// A backoff's cap is the longest wait between attempts, so never below the first retry's delay:
+    /// a cap of 0, read as "no cap", meant no backoff at all, every attempt used up within seconds.
+    static func checkRetryCap(_ cap: Duration, _ capName: String, atLeast base: Duration, _ baseName: String) throws {
+        guard cap >= base else {
+            throw ConfigurationError("\(capName) (\(cap.components.seconds)) is below the first retry's delay, \(baseName) "
+                                     + "(\(base.components.seconds)): the cap is the longest wait between attempts")
+        }
+    }
+
     func flag(_ name: String) throws -> Bool? {
         guard let raw = value(name) else { return nil }
         switch raw.lowercased() {

@@ -185,11 +185,7 @@ public struct DeliverySettings: Sendable {
         }
         if let base = try seconds("MADOGUCHI_OUTBOX_RETRY_SECONDS", in: 0...86_400) { settings.retryBase = base }
         if let cap = try seconds("MADOGUCHI_OUTBOX_RETRY_CAP_SECONDS", in: 0...(7 * 86_400)) { settings.retryCap = cap }
-        // A cap of 0 read as "no cap" meant no backoff at all: every attempt used up in seconds of an outage.
-        guard settings.retryCap >= settings.retryBase else {
-            throw ConfigurationError("MADOGUCHI_OUTBOX_RETRY_CAP_SECONDS (\(settings.retryCap.components.seconds)) is below the first retry's delay, "
-                                     + "MADOGUCHI_OUTBOX_RETRY_SECONDS (\(settings.retryBase.components.seconds)): the cap is the longest wait between attempts")
-        }
+        try SettingReader.checkRetryCap(settings.retryCap, "MADOGUCHI_OUTBOX_RETRY_CAP_SECONDS", atLeast: settings.retryBase, "MADOGUCHI_OUTBOX_RETRY_SECONDS")
         return settings
     }
 

@@ -43,10 +43,7 @@ public struct WebhookSettings: Sendable {
         if let count = try integer("MADOGUCHI_WEBHOOK_DISABLE_AFTER", in: 1...10_000) { settings.disableAfter = count }
         if let seconds = try integer("MADOGUCHI_WEBHOOK_RETRY_SECONDS", in: 0...86_400) { settings.retryBase = .seconds(seconds) }
         if let seconds = try integer("MADOGUCHI_WEBHOOK_RETRY_CAP_SECONDS", in: 0...(7 * 86_400)) { settings.retryCap = .seconds(seconds) }
-        guard settings.retryCap >= settings.retryBase else {
-            throw ConfigurationError("MADOGUCHI_WEBHOOK_RETRY_CAP_SECONDS (\(settings.retryCap.components.seconds)) is below the first retry's delay, "
-                                     + "MADOGUCHI_WEBHOOK_RETRY_SECONDS (\(settings.retryBase.components.seconds)): the cap is the longest wait between attempts")
-        }
+        try SettingReader.checkRetryCap(settings.retryCap, "MADOGUCHI_WEBHOOK_RETRY_CAP_SECONDS", atLeast: settings.retryBase, "MADOGUCHI_WEBHOOK_RETRY_SECONDS")
         settings.retentionDays = try integer("MADOGUCHI_EVENT_RETENTION_DAYS", in: 1...36_500)
         return settings
     }

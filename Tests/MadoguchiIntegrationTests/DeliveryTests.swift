@@ -794,34 +794,13 @@ struct SMTPStalledWriteTests {
 /// 220 for STARTTLS: that text must not be read as the first answers over TLS.
 @Suite("The SMTP client, text injected after STARTTLS", .timeLimit(.minutes(5)))
 struct SMTPStartTLSInjectionTests {
-    final class InjectingRelay: ChannelInboundHandler, @unchecked Sendable {
-        typealias InboundIn = ByteBuffer
-        typealias OutboundOut = ByteBuffer
-        private var pending = ""
-
-        func channelActive(context: ChannelHandlerContext) {
-            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "220 inject.test ESMTP\r\n")), promise: nil)
-        }
-
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            pending += String(buffer: unwrapInboundIn(data))
-            while let end = pending.range(of: "\r\n") {
-                let line = pending[..<end.lowerBound].uppercased()
-                pending.removeSubrange(..<end.upperBound)
-                let answer = line.hasPrefix("EHLO") ? "250-inject.test\r\n250 STARTTLS\r\n"
-                    : line.hasPrefix("STARTTLS") ? "220 go ahead\r\n250 SIZE 1\r\n" : "250 ok\r\n"
-                context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer)), promise: nil)
-            }
-        }
-    }
-
     @Test("clear text after STARTTLS's 220 ends the session before TLS starts")
     func injectedAfterStartTLS() async throws {
         let group = MultiThreadedEventLoopGroup.singleton
-        let server = try await ServerBootstrap(group: group)
-            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in channel.pipeline.addHandler(InjectingRelay()) }
-            .bind(host: "127.0.0.1", port: 0).get()
+        let server = try await ScriptedRelay.start(greeting: "220 inject.test ESMTP") { line in
+            line.hasPrefix("EHLO") ? "250-inject.test\r\n250 STARTTLS\r\n"
+                : line.hasPrefix("STARTTLS") ? "220 go ahead\r\n250 SIZE 1\r\n" : "250 ok\r\n"
+        }
         defer { server.close(promise: nil) }
         let relay = try SMTPRelay(url: "smtp://127.0.0.1:\(server.localAddress!.port!)?starttls=required", heloName: "test")
         var timeouts = SMTPTimeouts()
@@ -840,28 +819,6 @@ struct SMTPStartTLSInjectionTests {
 /// The SMTP client against a relay that takes one recipient, defers another, and refuses DATA.
 @Suite("The SMTP client, DATA refused", .timeLimit(.minutes(5)))
 struct SMTPDataRefusedTests {
-    final class RefusingRelay: ChannelInboundHandler, @unchecked Sendable {
-        typealias InboundIn = ByteBuffer
-        typealias OutboundOut = ByteBuffer
-        private var pending = ""
-
-        func channelActive(context: ChannelHandlerContext) {
-            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "220 refuse.test ESMTP\r\n")), promise: nil)
-        }
-
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            pending += String(buffer: unwrapInboundIn(data))
-            while let end = pending.range(of: "\r\n") {
-                let line = pending[..<end.lowerBound].uppercased()
-                pending.removeSubrange(..<end.upperBound)
-                let answer = line.hasPrefix("EHLO") ? "250-refuse.test\r\n250 PIPELINING\r\n"
-                    : line.hasPrefix("RCPT TO:<BUSY@") ? "450 4.2.1 mailbox busy\r\n"
-                    : line.hasPrefix("DATA") ? "554 5.7.1 policy: not now, not ever\r\n" : "250 ok\r\n"
-                context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer)), promise: nil)
-            }
-        }
-    }
-
     @Test("References keeps the thread's first id and its latest 19")
     func referencesKeepTheRoot() {
         let ids = (1...30).map { "m\($0)@example.jp" }
@@ -872,10 +829,11 @@ struct SMTPDataRefusedTests {
     @Test("a 554 to DATA fails only the recipients the relay had taken; one it deferred stays deferred")
     func dataRefused() async throws {
         let group = MultiThreadedEventLoopGroup.singleton
-        let server = try await ServerBootstrap(group: group)
-            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in channel.pipeline.addHandler(RefusingRelay()) }
-            .bind(host: "127.0.0.1", port: 0).get()
+        let server = try await ScriptedRelay.start(greeting: "220 refuse.test ESMTP") { line in
+            line.hasPrefix("EHLO") ? "250-refuse.test\r\n250 PIPELINING\r\n"
+                : line.hasPrefix("RCPT TO:<BUSY@") ? "450 4.2.1 mailbox busy\r\n"
+                : line.hasPrefix("DATA") ? "554 5.7.1 policy: not now, not ever\r\n" : "250 ok\r\n"
+        }
         defer { server.close(promise: nil) }
         let relay = try SMTPRelay(url: "smtp://127.0.0.1:\(server.localAddress!.port!)?starttls=off", heloName: "test")
         let session = try await SMTPSession.open(relay: relay, tls: nil, timeouts: SMTPTimeouts(), group: group)
@@ -895,5 +853,41 @@ struct SMTPDataRefusedTests {
         #expect(attempt.recipients["busy@example.jp"]?.status == .pending)
         #expect(attempt.recipients["busy@example.jp"]?.undeliverable == false)
         await session.close()
+    }
+}
+
+/// A relay on loopback for the SMTP client's own edge cases: it greets, then answers each command
+/// line (upper-cased) with what `answer` returns, CRLFs included.
+final class ScriptedRelay: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    private let greeting: String
+    private let answer: @Sendable (String) -> String
+    private var pending = ""
+
+    init(greeting: String, answer: @escaping @Sendable (String) -> String) {
+        self.greeting = greeting
+        self.answer = answer
+    }
+
+    /// Listening on a loopback port of its own; close the channel when done.
+    static func start(greeting: String, answer: @escaping @Sendable (String) -> String) async throws -> any NIOCore.Channel {
+        try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in channel.pipeline.addHandler(ScriptedRelay(greeting: greeting, answer: answer)) }
+            .bind(host: "127.0.0.1", port: 0).get()
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: greeting + "\r\n")), promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        pending += String(buffer: unwrapInboundIn(data))
+        while let end = pending.range(of: "\r\n") {
+            let line = pending[..<end.lowerBound].uppercased()
+            pending.removeSubrange(..<end.upperBound)
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer(line))), promise: nil)
+        }
     }
 }

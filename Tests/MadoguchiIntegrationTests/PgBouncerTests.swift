@@ -27,11 +27,8 @@ struct PgBouncerTests {
         defer { kill(server.pid, SIGKILL) }
         _ = try await server.waitUntilReady()
 
-        func key(_ role: String) async throws -> String {
-            let made = try await ChildProcess.run([ServeCommandTests.binary, "keys", "create", "--role", role, "--name", role, "--database-url", url])
-            return try #require(made.output.split(separator: "\n").first { $0.hasPrefix("mdg_") }.map(String.init), "\(made.output)")
-        }
-        let (gateway, dashboard) = (try await key("gateway"), try await key("dashboard"))
+        let gateway = try await ServeCommandTests.createKey("gateway", databaseURL: url)
+        let dashboard = try await ServeCommandTests.createKey("dashboard", databaseURL: url)
         let mail = testMail(subject: "PgBouncer 経由", id: "bouncer-1@example.jp").replacingOccurrences(of: "\n", with: "\r\n")
         let posted = try await RawHTTP.exchange(port: port, request: "POST /v1/inbound/email HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(gateway)\r\n"
             + "Content-Type: message/rfc822\r\nContent-Length: \(mail.utf8.count)\r\nConnection: close\r\n\r\n" + mail, timeoutSeconds: 60)

@@ -23,10 +23,6 @@ struct ReportReplicaTests {
         #expect(inRecovery == true, "the standby runs read-only, following the primary")
 
         func url(_ cluster: EmbeddedPostgres) -> String { "postgresql://postgres@/madoguchi?host=\(cluster.socketDirectory)&port=\(cluster.port)" }
-        func key(_ role: String) async throws -> String {
-            let made = try await ChildProcess.run([ServeCommandTests.binary, "keys", "create", "--role", role, "--name", role, "--database-url", url(primary)])
-            return try #require(made.output.split(separator: "\n").first { $0.hasPrefix("mdg_") }.map(String.init), "\(made.output)")
-        }
         let port = try ServeCommandTests.freePort()
         let log = primaryDirectory + "/serve.log"
         let process = try ChildProcess.start(ServeCommandTests.binary, ["serve"], environment: [
@@ -35,7 +31,8 @@ struct ReportReplicaTests {
         ], log: log)
         let server = ServeCommandTests.Server(pid: process.pid, port: port, log: log)
         _ = try await server.waitUntilReady()
-        let (gateway, dashboard) = (try await key("gateway"), try await key("dashboard"))
+        let gateway = try await ServeCommandTests.createKey("gateway", databaseURL: url(primary))
+        let dashboard = try await ServeCommandTests.createKey("dashboard", databaseURL: url(primary))
 
         func post(_ number: Int) async throws {
             let mail = testMail(subject: "レプリカ \(number)", id: "replica-\(number)@example.jp").replacingOccurrences(of: "\n", with: "\r\n")

@@ -15,6 +15,12 @@ struct ServeCommandTests {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("madoguchi").path
     }
 
+    /// A key of `role` made by `madoguchi keys create` against `databaseURL`, as an operator makes one.
+    static func createKey(_ role: String, databaseURL: String) async throws -> String {
+        let made = try await ChildProcess.run([binary, "keys", "create", "--role", role, "--name", role, "--database-url", databaseURL])
+        return try #require(made.output.split(separator: "\n").first { $0.hasPrefix("mdg_") }.map(String.init), "\(made.output)")
+    }
+
     /// A port nobody listens on right now.
     static func freePort() throws -> Int { try LoopbackHTTPClient.freePort() }
 

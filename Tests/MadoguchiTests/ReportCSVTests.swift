@@ -51,16 +51,7 @@ struct ReportCSVTests {
     @Test("a consumer that goes away stops the producer: its send throws instead of waiting for ever")
     func consumerGone() async throws {
         let pipe = ChunkPipe(capacity: 1)
-        let producer = Task { () -> Int in
-            var sent = 0
-            do {
-                while sent < 1000 {
-                    try await pipe.send([1][...])
-                    sent += 1
-                }
-            } catch is CancellationError {}
-            return sent
-        }
+        let producer = Self.sendThousand(into: pipe)
         do {
             var iterator = pipe.reader().makeAsyncIterator()
             _ = try await iterator.next()
@@ -72,7 +63,15 @@ struct ReportCSVTests {
     @Test("a reader dropped before anyone reads it stops the producer too (a response refused after its handler ran)")
     func readerNeverRead() async throws {
         let pipe = ChunkPipe(capacity: 1)
-        let producer = Task { () -> Int in
+        let producer = Self.sendThousand(into: pipe)
+        do { _ = pipe.reader() }
+        #expect(try await producer.value < 1000)
+    }
+
+    /// A producer that sends up to a thousand one-byte chunks and stops when the consumer is gone;
+    /// its value is how many it sent.
+    static func sendThousand(into pipe: ChunkPipe) -> Task<Int, any Error> {
+        Task {
             var sent = 0
             do {
                 while sent < 1000 {
@@ -82,8 +81,6 @@ struct ReportCSVTests {
             } catch is CancellationError {}
             return sent
         }
-        do { _ = pipe.reader() }
-        #expect(try await producer.value < 1000)
     }
 
     @Test("a failure of the producer reaches the consumer after the chunks before it")

@@ -29,14 +29,16 @@ struct HeaderWriter {
     }
 
     /// Joins the tokens with single spaces, breaking the line before a token that would pass 78
-    /// characters. The first token stays beside the field name, and a token is never split, so the
-    /// callers keep tokens short (encoded words, message ids, addresses).
+    /// characters, or 76 in a field with encoded words (RFC 2047 §2 limits each line holding one to
+    /// 76). The first token stays beside the field name, and a token is never split, so the callers
+    /// keep tokens short (encoded words, message ids, addresses).
     static func fold(_ name: String, _ tokens: [String]) -> String {
+        let limit = tokens.contains(where: Self.isEncodedWord) ? 76 : 78
         var output = name + ":"
         var lineLength = output.utf8.count
         for (index, token) in tokens.enumerated() {
             let length = token.utf8.count
-            if index > 0, lineLength + 1 + length > 78 {
+            if index > 0, lineLength + 1 + length > limit {
                 output += "\r\n"
                 lineLength = 0
             }
@@ -44,6 +46,12 @@ struct HeaderWriter {
             lineLength += 1 + length
         }
         return output
+    }
+
+    /// A token written as an RFC 2047 encoded word (a mailbox's name may end in the comma that
+    /// separates it from the next mailbox).
+    static func isEncodedWord(_ token: String) -> Bool {
+        token.hasPrefix("=?") && (token.hasSuffix("?=") || token.hasSuffix("?=,"))
     }
 
     // MARK: Unstructured text

@@ -225,10 +225,37 @@ extension ProblemTests {
                 try expectProblem(response, .badRequest, "invalid-parameter")
                 #expect((try response.json["detail"] as? String)?.isEmpty == false, "\(query): \(response.text)")
             }
-            for query in ["", "limit=5", "limit=5&", "q=a%2Bb&limit=5"] {
+            for query in ["", "limit=5", "limit=5&", "status=op%65n&limit=5"] {
                 let response = try await app.request(.get, "/v1/tickets?\(query)", key: agent)
                 #expect(response.status == .ok, "\(query): \(response.text)")
             }
+        }
+    }
+
+    @Test("a query parameter the operation does not take is a 400 naming it and listing the ones it takes; a provider webhook takes any")
+    func unknownQueryParameters() async throws {
+        try await TestApp.run { app in
+            let agent = try await app.keySecret(.agent)
+            let misspelt = try await app.request(.get, "/v1/tickets?stauts=open&limit=5", key: agent)
+            try expectProblem(misspelt, .badRequest, "invalid-parameter")
+            let errors = try #require(try misspelt.json["errors"] as? [[String: Any]])
+            #expect(errors.count == 1)
+            #expect(errors.first?["pointer"] as? String == "stauts")
+            let message = try #require(errors.first?["message"] as? String)
+            #expect(message.contains("status") && message.contains("limit"), "\(message)")
+
+            // An operation without query parameters says so; the report's own `format` and `bom` pass.
+            let none = try await app.request(.get, "/v1/me?verbose=1", key: agent)
+            try expectProblem(none, .badRequest, "invalid-parameter")
+            #expect(none.text.contains("takes no query parameters"), "\(none.text)")
+            let dashboard = try await app.keySecret(.dashboard)
+            let csv = try await app.request(.get, "/v1/reports/volume?from=2026-11-01&to=2026-11-02&format=csv&bom=true", key: dashboard)
+            #expect(csv.status == .ok, "\(csv.text)")
+
+            // LINE's webhook at a URL with the operator's own query: checked on its signature only.
+            let line = try await app.request(.post, "/v1/inbound/chat/line?shop=tokyo", json: #"{"destination":"U1","events":[]}"#)
+            #expect(line.status != .badRequest, "\(line.text)")
+            #expect(!line.text.contains("invalid-parameter"), "\(line.text)")
         }
     }
 

@@ -138,10 +138,26 @@ struct MailComposerTests {
         let subject = String(repeating: "日本語の件名です。", count: 223).prefix(2_000)
         let (composed, parsed) = try roundTrip(mail(to: recipient, subject: String(subject)))
         let headers = sections(composed.bytes).headerLines
-        #expect(headers.allSatisfy { $0.utf8.count <= 78 })
+        #expect(headers.allSatisfy { $0.utf8.count <= 76 })
         #expect(encodedWords(headers).count > 100)
         #expect(encodedWords(headers).allSatisfy { $0.count <= 75 })
         #expect(parsed.subject == String(subject))
+    }
+
+    @Test("every header line holding an encoded word is at most 76 characters (RFC 2047 §2), whatever follows the word")
+    func encodedWordLines() throws {
+        for count in 1...45 {
+            let japanese = String(repeating: "あ", count: count)
+            var outgoing = mail(to: "taro@example.jp", subject: "Re: " + japanese + " order-1234567 " + japanese + " [#12345]")
+            outgoing.to[0].name = japanese + " 様"
+            outgoing.from.name = "Shop " + japanese
+            let (composed, parsed) = try roundTrip(outgoing)
+            let lines = sections(composed.bytes).headerLines
+            let tooLong = lines.filter { $0.contains("=?") && $0.utf8.count > 76 }
+            #expect(tooLong.isEmpty, "\(count): \(tooLong)")
+            #expect(parsed.subject == outgoing.subject)
+            #expect(parsed.to.first?.name == outgoing.to[0].name)
+        }
     }
 
     @Test("ASCII subjects fold at spaces; mixed ones encode only the words that need it, spaces kept")

@@ -54,6 +54,9 @@ final class Contract: Sendable {
     let parameters: [String: [Parameter]]
     /// The media types each operation's 2xx answers come in, by operation id.
     let successMediaTypes: [String: Set<String>]
+    /// Operations whose query may hold parameters of the caller's own (`x-madoguchi-any-query`): the
+    /// provider webhooks, at whatever URL the operator set at the provider.
+    let operationsTakingAnyQuery: Set<String>
 
     struct Parameter: Sendable {
         enum Location: String, Sendable { case query, header }
@@ -72,9 +75,11 @@ final class Contract: Sendable {
         var bodies: [String: Schema] = [:]
         var parameters: [String: [Parameter]] = [:]
         var mediaTypes: [String: Set<String>] = [:]
+        var anyQuery: Set<String> = []
         for case let item as [String: Any] in ((document["paths"] as? [String: Any]) ?? [:]).values {
             for case let operation as [String: Any] in item.values {
                 guard let id = operation["operationId"] as? String else { continue }
+                if operation["x-madoguchi-any-query"] as? Bool == true { anyQuery.insert(id) }
                 for case var parameter as [String: Any] in (operation["parameters"] as? [Any]) ?? [] {
                     if let reference = parameter["$ref"] as? String,
                        let shared = sharedParameters[String(reference.split(separator: "/").last ?? "")] as? [String: Any] {
@@ -98,6 +103,7 @@ final class Contract: Sendable {
         requestBodies = bodies
         self.parameters = parameters
         successMediaTypes = mediaTypes
+        operationsTakingAnyQuery = anyQuery
     }
 
     /// The contract this binary was built with.
@@ -126,8 +132,10 @@ final class Contract: Sendable {
             for item in items {
                 let name = location == .header ? item.name.lowercased() : item.name
                 guard let parameter = known.first(where: { $0.location == location && $0.name == name }) else {
-                    if location == .query && item.value.contains("\u{0}") {
-                        found.append(.init(pointer: item.name, message: "must not contain the NUL character"))
+                    // A misspelt filter (`?stauts=open`) ignored would answer every ticket as if it
+                    // had been applied: a dashboard would show wrong figures without a sign.
+                    if location == .query && !operationsTakingAnyQuery.contains(operation) {
+                        found.append(.init(pointer: Text.clean(String(item.name.prefix(100))), message: Self.unknownQueryMessage(known)))
                     }
                     continue
                 }
@@ -149,6 +157,14 @@ final class Contract: Sendable {
             }
         }
         return found
+    }
+
+    /// What a query parameter the operation does not take is told, with the ones it does take.
+    static func unknownQueryMessage(_ known: [Parameter]) -> String {
+        let names = known.filter { $0.location == .query }.map(\.name).sorted()
+        return names.isEmpty
+            ? "is not a parameter of this operation, which takes no query parameters"
+            : "is not a parameter of this operation, which takes: " + names.joined(separator: ", ")
     }
 
     func resolved(_ schema: Schema) -> Schema {

@@ -60,9 +60,13 @@ public enum HeaderText {
             plainRun = []
         }
 
+        // Where the last failed word's text ran into white space or the end: no word starting before
+        // it can end with `?=` either (its text would run into the same place first), so none is tried.
+        // Without this, `=?a?Q?x` repeated a million times was a million scans of the rest of the field.
+        var noWordBefore = 0
         while index < units.count {
-            if units[index] == equals, index + 1 < units.count, units[index + 1] == question,
-               let word = EncodedWord(units: units, at: index, eightBitPayloads: eightBitPayloads)
+            if index >= noWordBefore, units[index] == equals, index + 1 < units.count, units[index + 1] == question,
+               let word = EncodedWord(units: units, at: index, eightBitPayloads: eightBitPayloads, textStoppedAt: &noWordBefore)
             {
                 flushPlain()
                 // Only white space since the previous encoded word: it is dropped.
@@ -99,7 +103,9 @@ struct EncodedWord {
     /// Index just past the closing `?=`.
     let end: Int
 
-    init?(units: [UInt32], at start: Int, eightBitPayloads: Bool) {
+    /// `textStoppedAt`: set when the word fails in its text, to where the text ran into white space,
+    /// a byte it may not hold, or the end of the field.
+    init?(units: [UInt32], at start: Int, eightBitPayloads: Bool, textStoppedAt: inout Int) {
         // =?charset?E?text?=
         let question = UInt32(UInt8(ascii: "?")), equals = UInt32(UInt8(ascii: "="))
         var index = start + 2
@@ -116,11 +122,17 @@ struct EncodedWord {
         var text: [UInt8] = []
         while index + 1 < units.count, !(units[index] == question && units[index + 1] == equals) {
             let unit = units[index]
-            guard ![0x20, 0x09, 0x0D, 0x0A].contains(unit), unit < (eightBitPayloads ? 0x100 : 0x80) else { return nil }
+            guard ![0x20, 0x09, 0x0D, 0x0A].contains(unit), unit < (eightBitPayloads ? 0x100 : 0x80) else {
+                textStoppedAt = index
+                return nil
+            }
             text.append(UInt8(unit))
             index += 1
         }
-        guard index + 1 < units.count else { return nil }
+        guard index + 1 < units.count else {
+            textStoppedAt = units.count
+            return nil
+        }
         // RFC 2231 §5: a language may follow the charset ("=?utf-8*ja?B?...?=").
         self.charset = String(charset.split(separator: "*", maxSplits: 1).first ?? "")
         switch Unicode.Scalar(encoding).map(Character.init) {

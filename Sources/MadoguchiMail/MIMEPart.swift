@@ -152,7 +152,9 @@ struct MIMEParser {
         while position < body.endIndex {
             let lineEnd = body[position...].firstIndex(of: 0x0A) ?? body.endIndex
             let next = lineEnd < body.endIndex ? lineEnd + 1 : lineEnd
-            if body[position...].starts(with: delimiter) {
+            // A boundary line holds the whole delimiter: one with a line break in it (a boundary
+            // parameter decoded to "\n" from an encoded word or an RFC 2231 escape) matches no line.
+            if position + delimiter.count <= lineEnd, body[position...].starts(with: delimiter) {
                 var rest = body[(position + delimiter.count)..<lineEnd]
                 let isClose = rest.starts(with: [0x2D, 0x2D])
                 if isClose { rest = rest.dropFirst(2) }

@@ -72,32 +72,40 @@ public struct MailAddress: Sendable, Equatable, CustomStringConvertible {
     private static func splitMailboxes(_ scalars: [Unicode.Scalar]) -> [[Unicode.Scalar]] {
         var chunks: [[Unicode.Scalar]] = []
         var current: [Unicode.Scalar] = []
+        // Whether `current` holds an "@", kept as it grows: asking `current.contains("@")` at every
+        // colon read the whole chunk again each time (a long address followed by a million colons).
+        var currentHasAt = false
+        func take(_ scalar: Unicode.Scalar) {
+            current.append(scalar)
+            if scalar == "@" { currentHasAt = true }
+        }
         var inQuote = false, inAngle = false, commentDepth = 0
         var index = 0
         while index < scalars.count {
             let scalar = scalars[index]
             defer { index += 1 }
             if inQuote {
-                current.append(scalar)
-                if scalar == "\\", index + 1 < scalars.count { current.append(scalars[index + 1]); index += 1 }
+                take(scalar)
+                if scalar == "\\", index + 1 < scalars.count { take(scalars[index + 1]); index += 1 }
                 else if scalar == "\"" { inQuote = false }
                 continue
             }
             if commentDepth > 0 {
-                current.append(scalar)
+                take(scalar)
                 if scalar == "(" { commentDepth += 1 } else if scalar == ")" { commentDepth -= 1 }
                 continue
             }
             switch scalar {
-            case "\"": inQuote = true; current.append(scalar)
-            case "(": commentDepth = 1; current.append(scalar)
-            case "<": inAngle = true; current.append(scalar)
-            case ">": inAngle = false; current.append(scalar)
+            case "\"": inQuote = true; take(scalar)
+            case "(": commentDepth = 1; take(scalar)
+            case "<": inAngle = true; take(scalar)
+            case ">": inAngle = false; take(scalar)
             case "," where !inAngle, ";" where !inAngle:
-                chunks.append(current); current = []
-            case ":" where !inAngle && !current.contains("@"):
+                chunks.append(current); current = []; currentHasAt = false
+            case ":" where !inAngle && !currentHasAt:
                 current = []  // group name
-            default: current.append(scalar)
+                currentHasAt = false
+            default: take(scalar)
             }
         }
         chunks.append(current)

@@ -38,7 +38,8 @@ public enum ReplySplitter {
 
         var visible = zip(lines, hidden).filter { !$0.1 }.map(\.0)
         while let last = visible.last, trim(last).isEmpty { visible.removeLast() }
-        while let first = visible.first, trim(first).isEmpty { visible.removeFirst() }
+        // Cut once: removing the first line a million times (a body of blank lines) moved the rest each time.
+        visible.removeFirst(visible.firstIndex { !trim($0).isEmpty } ?? visible.count)
         let quoted = zip(lines, hidden).filter { $0.1 }.map(\.0).joined(separator: "\n").trimmingWhitespaceAndNewlines()
         if visible.isEmpty { return (text.trimmingWhitespaceAndNewlines(), quoted.isEmpty ? "" : quoted) }
         return (visible.joined(separator: "\n"), quoted)

@@ -383,7 +383,7 @@ struct DeliveryTests {
     }
 
     /// A relay's bounce (RFC 3464) of our reply `reply` to `address`.
-    static func bounce(of reply: String, to address: String) -> String {
+    static func bounce(of reply: String, to address: String, status: String = "5.1.1", diagnostic: String = "550 5.1.1 user unknown") -> String {
         """
             From: MAILER-DAEMON@mx.example.jp
             To: support@shop.example
@@ -403,8 +403,8 @@ struct DeliveryTests {
 
             Final-Recipient: rfc822; \(address)
             Action: failed
-            Status: 5.1.1
-            Diagnostic-Code: smtp; 550 5.1.1 user unknown
+            Status: \(status)
+            Diagnostic-Code: smtp; \(diagnostic)
 
             --b
             Content-Type: text/rfc822-headers
@@ -433,6 +433,54 @@ struct DeliveryTests {
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'reply.bounced'") == 1)
             let ticket = try await app.request(.get, "/v1/tickets/\(conversation.ticket)", key: conversation.agent).json
             #expect((ticket["tags"] as? [String])?.contains("delivery-failed") == true)
+        }
+    }
+
+    @Test("a full mailbox's or a filter's bounce bounces the reply and flags the ticket, and leaves the address deliverable")
+    func softBounceClosesTheLoop() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            for (address, status, diagnostic) in [("full@example.jp", "5.2.2", "552 5.2.2 mailbox full"),
+                                                  ("filtered@docomo.ne.jp", "5.7.1", "554 5.7.1 rejected by the recipient's filter")] {
+                let conversation = try await Self.customerWrites(app, from: address)
+                let reply = try await Self.answer(conversation, "ご案内いたします。")
+                #expect(Self.state(try await Self.delivery(conversation, reply)) == "sent")
+                let gateway = try await app.keySecret(.gateway)
+                #expect(try await app.postMail(gateway, Self.bounce(of: reply, to: address, status: status, diagnostic: diagnostic)).status == .created)
+                let bounced = try await app.request(.get, "/v1/replies/\(reply)", key: conversation.agent).json
+                #expect(bounced["state"] as? String == "bounced", "\(address): \(bounced)")
+                let ticket = try await app.request(.get, "/v1/tickets/\(conversation.ticket)", key: conversation.agent).json
+                #expect((ticket["tags"] as? [String])?.contains("delivery-failed") == true, "\(address)")
+                #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = \(address) AND undeliverable_at IS NOT NULL") == 0)
+            }
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'reply.bounced'") == 2)
+        }
+    }
+
+    @Test("a customer writing again from an address a bounce marked undeliverable makes it deliverable; their auto-reply does not")
+    func customerWritingAgainClearsTheMark() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let address = "fixed.filter@docomo.ne.jp"
+            let conversation = try await Self.customerWrites(app, from: address)
+            let reply = try await Self.answer(conversation, "ご案内いたします。")
+            #expect(Self.state(try await Self.delivery(conversation, reply)) == "sent")
+            let gateway = try await app.keySecret(.gateway)
+            #expect(try await app.postMail(gateway, Self.bounce(of: reply, to: address)).status == .created)
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = \(address) AND undeliverable_at IS NOT NULL") == 1)
+
+            // Their vacation responder answering our next mail says nothing about the mailbox.
+            let vacation = "From: \(address)\nTo: support@shop.example\nSubject: 不在: Re: 注文について\nAuto-Submitted: auto-replied\n"
+                + "Message-ID: <vacation-1@docomo.ne.jp>\nIn-Reply-To: <\(conversation.customerMessageID)>\n\n休暇中です。\n"
+            #expect(try await app.postMail(gateway, vacation).status == .created)
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = \(address) AND undeliverable_at IS NOT NULL") == 1)
+
+            _ = try await Self.customerWrites(app, from: address, subject: "受信設定を直しました", body: "もう一度送ってください。")
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = \(address) AND undeliverable_at IS NOT NULL") == 0)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'identity.deliverable' AND data->>'value' = \(address)") == 1)
+            let customer = try #require(try await app.request(.get, "/v1/tickets/\(conversation.ticket)", key: conversation.agent).json["customer_id"] as? String)
+            let identities = try #require(try await app.request(.get, "/v1/customers/\(customer)", key: conversation.agent).json["identities"] as? [[String: Any]])
+            #expect(identities.first { $0["value"] as? String == address }?["undeliverable"] as? Bool == false, "\(identities)")
         }
     }
 

@@ -282,6 +282,50 @@ struct MailParserTests {
         #expect(mail("From: a@x.jp\nSubject: 荷物が届かない\n\n届かないのですが").classification == .customer)
     }
 
+    @Test("a customer's subject that merely begins with an auto-reply word is a customer's mail; a responder's label or reply is not")
+    func autoReplySubjects() {
+        // New mails from customers: nothing but the subject, which a responder would write as a label.
+        for subject in ["自動返信メールが届きません", "不在票が入っていましたが再配達できますか", "自動送信メールが来ない", "Vacation rental question",
+                        "Auto-reply not received for order 1234", "【至急】自動返信が来ない"] {
+            #expect(mail("From: hanako@example.jp\nSubject: \(subject)\n\nよろしくお願いします").classification == .customer, "\(subject)")
+        }
+        // Responders: a label anywhere, or the word opening a reply to another mail.
+        for subject in ["【自動返信】お問い合わせありがとうございます", "[自動応答] 不在にしております", "Re: ご注文の件（自動返信）", "不在: Re: ご注文の件",
+                        "Automatic reply: Your order", "Out of Office: Re: [#12]", "自動返信：ご注文の件"] {
+            #expect(mail("From: a@x.jp\nSubject: \(subject)\n\n休暇中です").classification == .autoReply, "\(subject)")
+        }
+        #expect(mail("From: a@x.jp\nIn-Reply-To: <reply-1@shop.example>\nSubject: 不在のお知らせ\n\n休暇中です").classification == .autoReply)
+    }
+
+    @Test("a customer's complaint with a bounce-like subject and an attached mail is not a bounce for a date like 2025.1.15")
+    func complaintWithAttachedMail() {
+        let complaint = """
+            From: hanako@example.jp
+            Subject: 注文した商品が届きませんでした
+            MIME-Version: 1.0
+            Content-Type: multipart/mixed; boundary="b"
+
+            --b
+            Content-Type: text/plain; charset=utf-8
+
+            2025.1.15に注文しましたが、まだ届きません。注文番号 A-550 です。
+            --b
+            Content-Type: message/rfc822
+
+            From: shop@shop.example
+            To: hanako@example.jp
+            Subject: ご注文ありがとうございます
+            Message-ID: <order-1@shop.example>
+
+            ご注文を承りました。
+            --b--
+            """
+        #expect(mail(complaint).classification == .customer)
+        #expect(BounceText.hasFailureCode("Remote server replied: 550 5.1.1 <a@b.example>: user unknown"))
+        #expect(BounceText.hasFailureCode("554-rejected"))
+        #expect(!BounceText.hasFailureCode("2025.1.15 注文 A-550 と 15501 と 5.1.10"))
+    }
+
     @Test("nothing recognisable as a mail is flagged, never a crash", arguments: ["", "just some words\nand more", "\u{0}\u{0}\u{0}"])
     func unreadable(_ text: String) {
         #expect(mail(text).isUnreadable)
@@ -333,5 +377,40 @@ struct MailDateTests {
     ])
     func refuses(_ text: String) {
         #expect(MailDate.parse(text) == nil)
+    }
+}
+
+/// Inputs that once made the reader's work grow with the square of their size: each is a few MB at
+/// most, within the gateway's limit, and must be read in about the time its size takes. The time
+/// limit only stops a run that would otherwise take hours; nothing here measures speed.
+@Suite("Pathological mail is read in time proportional to its size", .timeLimit(.minutes(2)))
+struct PathologicalMailTests {
+    @Test("a boundary that decodes to a line feed (encoded word or RFC 2231 escape) is no boundary, never a crash")
+    func lineFeedBoundary() {
+        for header in [#"boundary="=?utf-8?Q?=0A?=""#, "boundary*=%0A"] {
+            let mail = ParsedMail(Array("Content-Type: multipart/mixed; \(header)\n\n--\n--\nbody\n".utf8))
+            #expect(!mail.isUnreadable, "\(header)")
+        }
+    }
+
+    @Test("a field of encoded words that never close")
+    func unclosedEncodedWords() {
+        let subject = String(repeating: "=?a?Q?x", count: 300_000)
+        let mail = ParsedMail(Array("From: a@example.jp\nSubject: \(subject)\n\nbody\n".utf8))
+        #expect(mail.subject?.utf8.count == subject.utf8.count)
+        #expect(HeaderText.decode(Array((String(repeating: "=?a?Q?x", count: 300_000) + " ?=").utf8)).hasPrefix("=?a?Q?x"))
+    }
+
+    @Test("a body of a million blank lines before its text")
+    func leadingBlankLines() {
+        let split = ReplySplitter.split(String(repeating: "\n", count: 1_000_000) + "ご注文の件です。")
+        #expect(split.visible == "ご注文の件です。")
+    }
+
+    @Test("a long address followed by a million colons")
+    func colonsAfterAnAddress() {
+        let field = String(repeating: "a", count: 500_000) + "@example.jp" + String(repeating: ":", count: 500_000)
+        _ = MailAddress.list(Array(field.utf8))
+        #expect(MailAddress.list(Array("Team: taro@example.jp, hanako@example.jp;".utf8)).map(\.address) == ["taro@example.jp", "hanako@example.jp"])
     }
 }

@@ -47,9 +47,10 @@ struct DeliveryDesk: Sendable {
         }
     }
 
-    /// A hard bounce names the Message-ID of one of our replies: the relay took it, the recipient's
-    /// server did not. The reply is bounced (its message shows it), and its ticket is flagged, so that
-    /// someone answers another way (the identity was already marked undeliverable by ingest).
+    /// A bounce names the Message-ID of one of our replies: the relay took it, the recipient's server
+    /// did not, for good. The reply is bounced (its message shows it), and its ticket is flagged, so
+    /// that someone answers another way (a hard bounce's identity was already marked undeliverable by
+    /// ingest; a full mailbox or a filter leaves the address as it is).
     func recordBounce(originalMessageID: String, recipients: [String], on connection: PostgresConnection) async throws {
         let replies = ReplyStore(logger: logger)
         for reply in try await repliesSent(as: originalMessageID, lock: true, on: connection) where reply.state != .bounced {

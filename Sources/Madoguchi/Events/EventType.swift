@@ -82,6 +82,8 @@ enum EventType: String, CaseIterable, Sendable {
     case customerUnfollowed = "customer.unfollowed"
     /// A hard bounce marked an address undeliverable.
     case identityUndeliverable = "identity.undeliverable"
+    /// A customer wrote in from an address marked undeliverable: it is deliverable again.
+    case identityDeliverable = "identity.deliverable"
 
     // MARK: Chat
     /// A customer tapped a button or rich-menu item in a chat (LINE postback).

@@ -124,7 +124,7 @@ struct EmailIngest: Sendable {
         case .bounce, .feedbackReport, .deliveryReport:
             try await takeReport(delivery, outcome: &outcome, on: connection)
         case .customer, .autoReply:
-            try await takeCustomerMail(delivery, senderOwner: senderOwner, outcome: &outcome, on: connection)
+            try await takeCustomerMail(delivery, senderOwner: senderOwner, senderUndeliverable: read.undeliverable.contains(0), outcome: &outcome, on: connection)
         }
         try await payloads.finish(payloadID, providerMessageID: providerID, answer: .ingest(.taken(outcome)), messageID: outcome.messageID, on: connection)
         return .taken(outcome)
@@ -173,7 +173,7 @@ struct EmailIngest: Sendable {
     /// The sender's identity lock is already held (`lockKeys(of:providerID:)`, taken with the
     /// payload's insert or, reprocessing a stored payload, by `process`).
     private func takeCustomerMail(
-        _ delivery: Delivery, senderOwner: IdentityStore.OwnersRead, outcome: inout Outcome, on connection: PostgresConnection
+        _ delivery: Delivery, senderOwner: IdentityStore.OwnersRead, senderUndeliverable: Bool, outcome: inout Outcome, on connection: PostgresConnection
     ) async throws {
         let mail = delivery.mail
         let sender = Self.sender(of: mail)
@@ -225,6 +225,9 @@ struct EmailIngest: Sendable {
             try delivery.message(ticketID: ticket.id, customerID: customerID, threadingReason: outcome.threadingReason), on: ticket,
             customerID: customerID, eventDetails: ["classification": mail.classification.rawValue], on: connection)
         outcome.took(message: messageID, on: now, customerID: customerID)
+        if senderUndeliverable, !isAutoReply, let sender {
+            try await markDeliverableAgain(sender.address, customerID: customerID, on: connection)
+        }
         if opened, let sender {
             try await AutomaticReply(logger: logger, settings: automaticReply).acknowledge(mail, sender: sender.address, ticket: now, on: connection)
         }
@@ -270,10 +273,13 @@ struct EmailIngest: Sendable {
             for recipient in recipients where recipient.isHardBounce {
                 try await markUndeliverable(recipient, on: connection)
             }
-            // A hard bounce of one of our replies closes the loop on that reply.
-            let hard = recipients.filter(\.isHardBounce).map(\.address)
-            if !hard.isEmpty, let original = report?.originalMessageID {
-                try await desk.recordBounce(originalMessageID: original, recipients: hard, on: connection)
+            // Any recipient the report says failed (RFC 3464 §2.3.3: it could not be delivered, and the
+            // relay has stopped trying) bounces our reply: a full mailbox or a carrier's filter keeps
+            // the answer from the customer as surely as a gone address, and someone must answer
+            // another way. Only a hard bounce marks the address itself (above).
+            let failed = recipients.filter { $0.action == "failed" }.map(\.address)
+            if !failed.isEmpty, let original = report?.originalMessageID {
+                try await desk.recordBounce(originalMessageID: original, recipients: failed, on: connection)
             }
         }
         // A delay notice (the relay is still trying) is recorded on the reply it concerns, nothing more.
@@ -303,6 +309,15 @@ struct EmailIngest: Sendable {
     /// among what a shop's address receives, so these are prepared like the rest of ingest).
     private enum ReportedMail: PreparedSite { static let name = "madoguchi_report_by_message_id" }
     private enum ReportedRecipient: PreparedSite { static let name = "madoguchi_report_by_recipient" }
+
+    /// The customer wrote from an address a bounce marked undeliverable: the mailbox takes mail again
+    /// (a carrier's reception filter (指定受信) set right, a full mailbox emptied, a bounce that was
+    /// wrong), so replies go there again without a confirmation. Another bounce marks it again.
+    private func markDeliverableAgain(_ address: String, customerID: UUID, on connection: PostgresConnection) async throws {
+        try await identities.markDeliverable(kind: .email, value: address, on: connection)
+        try await events.record(.identityDeliverable, customerID: customerID, actor: nil,
+                                data: ["kind": "email", "value": address, "source": "customer_mail"], on: connection)
+    }
 
     private func markUndeliverable(_ recipient: DeliveryReport.Recipient, on connection: PostgresConnection) async throws {
         let reason = Text.limit([recipient.reason, recipient.status, recipient.diagnostic].compactMap { $0 }.joined(separator: " — "), 2000)

@@ -164,7 +164,7 @@ struct InboundPayloadStore: Sendable {
         // messages repeated on each.
         let rows = try await connection.rows("""
             SELECT first.message_id, first.response_body, sender.n, sender.customer_id, sender.live,
-                   email_thread_matches(\(threadIDs)::text[])::text
+                   email_thread_matches(\(threadIDs)::text[])::text, sender.undeliverable
             FROM (SELECT 1) AS one
             LEFT JOIN LATERAL (
                 SELECT message_id, response_body::text AS response_body FROM inbound_payloads
@@ -173,7 +173,9 @@ struct InboundPayloadStore: Sendable {
                 ORDER BY received_at LIMIT 1
             ) AS first ON true
             LEFT JOIN LATERAL (
-                SELECT i.n, o.customer_id, o.live
+                SELECT i.n, o.customer_id, o.live,
+                       EXISTS (SELECT 1 FROM customer_identities u
+                               WHERE u.kind = i.kind AND u.value = i.value AND u.undeliverable_at IS NOT NULL) AS undeliverable
                 FROM unnest(\(identities.map(\.kind.rawValue))::text[], \(identities.map(\.value))::text[]) WITH ORDINALITY AS i(kind, value, n)
                 LEFT JOIN LATERAL identity_owner(i.kind, i.value) AS o ON true
             ) AS sender ON true
@@ -181,9 +183,11 @@ struct InboundPayloadStore: Sendable {
             """, preparedAs: FirstAnswer.self, logger: logger)
         var read = FirstRead(owners: [IdentityStore.Owner?](repeating: nil, count: identities.count))
         for row in rows {
-            let (messageID, body, position, customerID, live, matches) = try row.decode((UUID?, String?, Int64?, UUID?, Bool?, String?).self)
+            let (messageID, body, position, customerID, live, matches, undeliverable) =
+                try row.decode((UUID?, String?, Int64?, UUID?, Bool?, String?, Bool?).self)
             if read.first == nil, let body { read.first = (messageID, try Self.decodeOutcome(body)) }
             IdentityStore.Owner.place(position: position, customerID: customerID, live: live, in: &read.owners)
+            if undeliverable == true, let position { read.undeliverable.insert(Int(position) - 1) }
             if read.threadMatches.isEmpty, let matches { read.threadMatches = try EmailThreader.HeaderMatch.decode(matches) }
         }
         return read
@@ -194,6 +198,8 @@ struct InboundPayloadStore: Sendable {
         var first: (messageID: UUID?, outcome: Outcome)?
         var owners: [IdentityStore.Owner?]
         var threadMatches: [EmailThreader.HeaderMatch] = []
+        /// The positions (in `ownersOf`) of identities marked undeliverable.
+        var undeliverable: Set<Int> = []
     }
 
     /// Records what the payload became and the answer given, for replays and `GET /v1/inbound/{id}`.

@@ -37,12 +37,38 @@ enum BounceText {
             // that software sent it (or a copy of the original attached), are both needed.
             let text = mail.text.lowercased()
             let systemProse = ["user unknown", "unknown user", "no such user", "delivery to the following recipient", "permanent error",
-                               "the following address", "550 ", "554 ", "5.1.1", "mailbox unavailable", "recipient address rejected", "host unknown",
+                               "the following address", "mailbox unavailable", "recipient address rejected", "host unknown",
                                "mailbox is full", "failed recipient", "the error that the other server returned"].contains { text.containsUTF8($0) }
+                || hasFailureCode(text)
             let originalAttached = MailClassifier.originalHeaders(MailClassifier.leaves(mail.root)) != nil
             return systemProse && (machineSent || originalAttached) || machineSent && hasSMTPReply(mail.text) && namesFailedRecipient()
         }
         return fromSystem && namesFailedRecipient()
+    }
+
+    /// An SMTP failure reply or a mailbox-unknown status as a word of its own: `550 `, `554-`, `5.1.1`,
+    /// not inside a date or a number ("2025.1.15に注文", "A-5500").
+    static func hasFailureCode(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        func isDigitOrDot(_ index: Int) -> Bool {
+            index >= 0 && index < bytes.count && (bytes[index] == UInt8(ascii: ".") || (0x30...0x39).contains(bytes[index]))
+        }
+        for code in ["550", "554", "5.1.1"] {
+            let needle = Array(code.utf8)
+            var index = 0
+            while let found = bytes[index...].firstRange(of: needle) {
+                index = found.lowerBound + 1
+                let before = found.lowerBound - 1
+                guard before < 0 || !(isDigitOrDot(before) || bytes[before] == UInt8(ascii: "-")) else { continue }
+                let after = found.upperBound
+                if code.contains(".") {
+                    if !isDigitOrDot(after) { return true }
+                } else if after < bytes.count, bytes[after] == UInt8(ascii: " ") || bytes[after] == UInt8(ascii: "-") {
+                    return true
+                }
+            }
+        }
+        return false
     }
 
     /// Every failed recipient the report names, each with its own status and reason. Exim's

@@ -77,12 +77,24 @@ enum MailClassifier {
         if headers.field("X-Autoreply") != nil || headers.field("X-Autorespond") != nil || headers.field("X-Auto-Reply") != nil { return true }
         if let precedence = mail.precedence?.lowercased(), precedence.contains("auto_reply") || precedence.contains("auto-reply") { return true }
         if headers["X-Auto-Response"] != nil { return true }
+        // Customers begin subjects with these words too (「自動返信メールが届きません」「不在票が入っていました」,
+        // "Vacation rental question"), and an auto-reply that answers none of our tickets is dropped.
+        // Without a header, a word counts only as a responder writes it: as a label ("不在:", "【自動返信】",
+        // "Automatic reply: …"), or at the start of a mail that answers another.
         let subject = (mail.subject ?? "").lowercased()
-        return autoReplySubjects.contains { subject.hasPrefix($0) } || subject.containsAnyUTF8(autoReplySubjectLabels)
+        if subject.containsAnyUTF8(autoReplySubjectLabels) { return true }
+        let answersAMail = !mail.inReplyTo.isEmpty || !mail.references.isEmpty
+        return answersAMail && autoReplySubjects.contains { subject.hasPrefix($0) }
     }
 
-    /// Each of `autoReplySubjects` as a label ("out of office:") anywhere in a subject.
-    static let autoReplySubjectLabels = autoReplySubjects.map { $0 + ":" }
+    /// Each of `autoReplySubjects` as a label anywhere in a subject: before a colon, or opening a
+    /// bracket ("[auto-reply]", "【自動返信】", "（不在）").
+    static let autoReplySubjectLabels: [String] = autoReplySubjects.flatMap { (word: String) -> [String] in
+        if word.hasSuffix(":") { return [word] }
+        let after = [":", "："].map { word + $0 }
+        let before = ["[", "【", "(", "（", "〔", "《", "<"].map { $0 + word }
+        return after + before
+    }
 
     static let autoReplySubjects = [
         "auto:", "automatic reply", "autoreply", "auto-reply", "auto reply", "out of office", "out of the office", "vacation",

@@ -49,6 +49,7 @@ enum EventPayloadCheck {
         case .customerFollowed: try check(Components.Schemas.CustomerFollowedEventData.self)
         case .customerUnfollowed: try check(Components.Schemas.CustomerUnfollowedEventData.self)
         case .identityUndeliverable: try check(Components.Schemas.IdentityUndeliverableEventData.self)
+        case .identityDeliverable: try check(Components.Schemas.IdentityDeliverableEventData.self)
         case .chatPostback: try check(Components.Schemas.ChatPostbackEventData.self)
         case .templateCreated: try check(Components.Schemas.TemplateCreatedEventData.self)
         case .templateUpdated: try check(Components.Schemas.TemplateUpdatedEventData.self)

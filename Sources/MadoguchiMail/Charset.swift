@@ -33,6 +33,12 @@ public enum Charset {
         if isASCII && !hasEscape && !name.hasPrefix("utf-16") && !name.hasPrefix("utf-32") && name != "utf-7" {
             return Decoded(text: String(decoding: bytes, as: UTF8.self), charset: "us-ascii")
         }
+        // ISO-2022-JP's escapes under an ASCII or UTF-8 label (a gateway that relabelled the part):
+        // both labels would take the escapes as text, so the bytes' own charset goes first.
+        if isASCII, hasEscape, name == "us-ascii" || name == "utf-8", hasISO2022JPEscape(bytes),
+           let text = strictDecode(bytes, canonical: "iso-2022-jp") {
+            return Decoded(text: text, charset: "iso-2022-jp", defect: "bytes labelled \(label ?? "") decoded as iso-2022-jp")
+        }
         if !name.isEmpty, let text = strictDecode(bytes, canonical: name) {
             return Decoded(text: text, charset: name)
         }
@@ -46,9 +52,21 @@ public enum Charset {
                        defect: "undecodable bytes replaced with U+FFFD")
     }
 
-    /// Lower-cased, aliases folded onto the decoder that handles them best.
+    /// ESC $ B, ESC $ @ (JIS X 0208) or ESC ( I (half-width kana) somewhere in the bytes.
+    static func hasISO2022JPEscape(_ bytes: [UInt8]) -> Bool {
+        guard bytes.count >= 3 else { return false }
+        for index in 0..<(bytes.count - 2) where bytes[index] == 0x1B {
+            let (first, second) = (bytes[index + 1], bytes[index + 2])
+            if first == 0x24 && (second == 0x42 || second == 0x40) || first == 0x28 && second == 0x49 { return true }
+        }
+        return false
+    }
+
+    /// Lower-cased, aliases folded onto the decoder that handles them best. A comment after the
+    /// label (RFC 2045 §5.1's own example: `charset=us-ascii (Plain text)`) is not part of it.
     static func canonicalName(_ label: String) -> String {
-        let name = label.trimmingCharacters(in: CharacterSet(charactersIn: "\"' \t")).lowercased()
+        let uncommented = label.firstIndex(of: "(").map { String(label[..<$0]) } ?? label
+        let name = uncommented.trimmingCharacters(in: CharacterSet(charactersIn: "\"' \t")).lowercased()
         switch name {
         case "utf8", "utf-8", "unicode-1-1-utf-8", "x-unicode20utf8": return "utf-8"
         case "us-ascii", "ascii", "ansi_x3.4-1968", "iso646-us", "us", "646", "7bit", "8bit", "default", "unknown-8bit", "x-unknown":

@@ -200,7 +200,39 @@ struct BodyCollector {
         var label = part.contentType["charset"]
         if label == nil || label?.isEmpty == true, part.mediaType == "text/html" { label = HTMLText.declaredCharset(bytes) }
         let decoded = Charset.decode(bytes, label: label)
-        return Self.withLineFeeds(decoded.text)
+        let text = Self.withLineFeeds(decoded.text)
+        guard part.mediaType == "text/plain", part.contentType["format"]?.lowercased() == "flowed" else { return text }
+        return Self.unflowed(text, deleteSpace: part.contentType["delsp"]?.lowercased() == "yes")
+    }
+
+    /// RFC 3676 `format=flowed`: a line ending in a space goes on in the next line of the same quote
+    /// depth, without that space when `DelSp=yes` (as Thunderbird sends Japanese text, which has no
+    /// spaces between words: read as sent, "届いていま \nせん" broke words every 36 characters and
+    /// every search for them). Space-stuffing is undone; the signature separator `-- ` stays a line.
+    static func unflowed(_ text: String, deleteSpace: Bool) -> String {
+        var output: [String] = []
+        var paragraph = ""
+        var paragraphDepth: Int?
+        func finish() {
+            guard let depth = paragraphDepth else { return }
+            output.append(depth == 0 ? paragraph : String(repeating: ">", count: depth) + " " + paragraph)
+            paragraph = ""
+            paragraphDepth = nil
+        }
+        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            var line = Substring(raw)
+            let depth = line.prefix { $0 == ">" }.count
+            line = line.dropFirst(depth)
+            if line.first == " " { line = line.dropFirst() }
+            // A flowed line never continues into another quote depth (§4.5).
+            if let open = paragraphDepth, open != depth { finish() }
+            let flowed = line.last == " " && line != "-- "
+            paragraph += flowed && deleteSpace ? line.dropLast() : line
+            paragraphDepth = depth
+            if !flowed { finish() }
+        }
+        finish()
+        return output.joined(separator: "\n")
     }
 
     /// CRLF to LF on the bytes (a Swift String holds "\r\n" as one Character, and Foundation's

@@ -383,7 +383,8 @@ struct DeliveryTests {
     }
 
     /// A relay's bounce (RFC 3464) of our reply `reply` to `address`.
-    static func bounce(of reply: String, to address: String, status: String = "5.1.1", diagnostic: String = "550 5.1.1 user unknown") -> String {
+    static func bounce(of reply: String, to address: String, status: String = "5.1.1", diagnostic: String = "550 5.1.1 user unknown",
+                       forwardedTo final: String? = nil) -> String {
         """
             From: MAILER-DAEMON@mx.example.jp
             To: support@shop.example
@@ -401,7 +402,7 @@ struct DeliveryTests {
 
             Reporting-MTA: dns; mx.example.jp
 
-            Final-Recipient: rfc822; \(address)
+            Final-Recipient: rfc822; \(final ?? address)\(final == nil ? "" : "\nOriginal-Recipient: rfc822; \(address)")
             Action: failed
             Status: \(status)
             Diagnostic-Code: smtp; \(diagnostic)
@@ -433,6 +434,21 @@ struct DeliveryTests {
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'reply.bounced'") == 1)
             let ticket = try await app.request(.get, "/v1/tickets/\(conversation.ticket)", key: conversation.agent).json
             #expect((ticket["tags"] as? [String])?.contains("delivery-failed") == true)
+        }
+    }
+
+    @Test("a bounce from where the customer's address forwards to (Original-Recipient ours, Final-Recipient theirs) bounces the reply and marks our address")
+    func forwardedBounce() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let address = "taro@old-isp.example"
+            let conversation = try await Self.customerWrites(app, from: address)
+            let reply = try await Self.answer(conversation, "ご案内いたします。")
+            #expect(Self.state(try await Self.delivery(conversation, reply)) == "sent")
+            let gateway = try await app.keySecret(.gateway)
+            #expect(try await app.postMail(gateway, Self.bounce(of: reply, to: address, forwardedTo: "taro.new@gmail.example")).status == .created)
+            #expect(try await app.request(.get, "/v1/replies/\(reply)", key: conversation.agent).json["state"] as? String == "bounced")
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = \(address) AND undeliverable_at IS NOT NULL") == 1)
         }
     }
 

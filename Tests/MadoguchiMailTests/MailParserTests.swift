@@ -326,6 +326,36 @@ struct MailParserTests {
         #expect(!BounceText.hasFailureCode("2025.1.15 注文 A-550 と 15501 と 5.1.10"))
     }
 
+    @Test("an SPF or DMARC refusal worded 'Recipient address rejected' is our mail refused, not the customer's address gone")
+    func policyRefusalIsNotUserUnknown() {
+        let spf = BounceText.reason(status: "5.7.23", diagnostic: "550 5.7.23 <taro@example.jp>: Recipient address rejected: Message rejected due to: SPF fail - not authorized.", text: "")
+        #expect(spf == "authfailure")
+        let dmarc = BounceText.reason(status: "5.7.1", diagnostic: "550 5.7.1 Recipient address rejected: DMARC policy violation", text: "")
+        #expect(dmarc == "authfailure")
+        #expect(BounceText.reason(status: "5.1.1", diagnostic: "550 5.1.1 <taro@example.jp>: Recipient address rejected: User unknown in local recipient table", text: "") == "userunknown")
+    }
+
+    @Test("format=flowed (RFC 3676): soft breaks joined, DelSp's space dropped, quote depths and the signature kept")
+    func formatFlowed() {
+        let japanese = ParsedMail(Array("From: a@example.jp\r\nContent-Type: text/plain; charset=UTF-8; format=flowed; delsp=yes\r\n\r\nご注文の商品が届いていま \r\nせん。\r\n\r\n> 先日の \r\n> お返事です。\r\n-- \r\n山田\r\n".utf8))
+        #expect(japanese.text == "ご注文の商品が届いていません。\n\n> 先日のお返事です。\n-- \n山田\n")
+        let english = ParsedMail(Array("From: a@example.jp\nContent-Type: text/plain; format=flowed\n\nThe parcel has not \narrived yet.\n From the stuffed line.\n".utf8))
+        #expect(english.text == "The parcel has not arrived yet.\nFrom the stuffed line.\n")
+        // Without format=flowed a trailing space is text.
+        #expect(ParsedMail(Array("From: a@example.jp\n\nline one \nline two\n".utf8)).text == "line one \nline two\n")
+    }
+
+    @Test("ISO-2022-JP under an ASCII or UTF-8 label is read as ISO-2022-JP; a comment after a charset is no part of it")
+    func mislabelledJIS() {
+        let jis: [UInt8] = [0x1B, 0x24, 0x42, 0x46, 0x7C, 0x4B, 0x5C, 0x1B, 0x28, 0x42]
+        for label in ["us-ascii", "utf-8"] {
+            let mail = ParsedMail(Array("From: a@example.jp\nContent-Type: text/plain; charset=\(label)\n\n".utf8) + jis + [0x0A])
+            #expect(mail.text == "日本\n", "\(label)")
+        }
+        let latin = ParsedMail(Array("From: a@example.jp\nContent-Type: text/plain; charset=iso-8859-1 (Latin)\n\nCaf".utf8) + [0xE9, 0x0A])
+        #expect(latin.text == "Café\n")
+    }
+
     @Test("nothing recognisable as a mail is flagged, never a crash", arguments: ["", "just some words\nand more", "\u{0}\u{0}\u{0}"])
     func unreadable(_ text: String) {
         #expect(mail(text).isUnreadable)

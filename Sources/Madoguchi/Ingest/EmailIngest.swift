@@ -257,10 +257,10 @@ struct EmailIngest: Sendable {
                 target = (ticketID, customerID, "bounce-message-id")
             }
         }
-        for recipient in recipients where target == nil {
+        for address in recipients.flatMap(\.addresses) where target == nil {
             for row in try await connection.rows("""
                 SELECT t.id, t.customer_id FROM customer_identities i JOIN tickets t ON t.customer_id = i.customer_id
-                WHERE i.kind = 'email' AND i.value = \(recipient.address)
+                WHERE i.kind = 'email' AND i.value = \(address)
                 ORDER BY EXISTS (SELECT 1 FROM messages o WHERE o.ticket_id = t.id AND o.direction = 'outbound') DESC, t.updated_at DESC
                 LIMIT 1
                 """, preparedAs: ReportedRecipient.self, logger: logger) {
@@ -277,7 +277,7 @@ struct EmailIngest: Sendable {
             // relay has stopped trying) bounces our reply: a full mailbox or a carrier's filter keeps
             // the answer from the customer as surely as a gone address, and someone must answer
             // another way. Only a hard bounce marks the address itself (above).
-            let failed = recipients.filter { $0.action == "failed" }.map(\.address)
+            let failed = recipients.filter { $0.action == "failed" }.flatMap(\.addresses)
             if !failed.isEmpty, let original = report?.originalMessageID {
                 try await desk.recordBounce(originalMessageID: original, recipients: failed, on: connection)
             }
@@ -321,9 +321,12 @@ struct EmailIngest: Sendable {
 
     private func markUndeliverable(_ recipient: DeliveryReport.Recipient, on connection: PostgresConnection) async throws {
         let reason = Text.limit([recipient.reason, recipient.status, recipient.diagnostic].compactMap { $0 }.joined(separator: " — "), 2000)
-        for customerID in try await identities.markUndeliverable(kind: .email, value: recipient.address, reason: reason, on: connection) {
-            try await events.record(.identityUndeliverable, customerID: customerID, actor: nil,
-                                    data: ["kind": "email", "value": recipient.address, "reason": reason, "source": "bounce"], on: connection)
+        // Under the address we sent to (a forward's dead end is the Final-Recipient, unknown to us).
+        for address in recipient.addresses {
+            for customerID in try await identities.markUndeliverable(kind: .email, value: address, reason: reason, on: connection) {
+                try await events.record(.identityUndeliverable, customerID: customerID, actor: nil,
+                                        data: ["kind": "email", "value": address, "reason": reason, "source": "bounce"], on: connection)
+            }
         }
     }
 }

@@ -39,6 +39,7 @@ extension Text {
             recipient.status = recipient.status.map(clean)
             recipient.reason = clean(recipient.reason)
             recipient.diagnostic = recipient.diagnostic.map(clean)
+            recipient.originalRecipient = recipient.originalRecipient.map(clean)
             return recipient
         }
         return report

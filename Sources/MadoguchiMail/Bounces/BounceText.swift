@@ -243,6 +243,9 @@ enum BounceText {
         ("hostunknown", ["host unknown", "host not found", "domain not found", "name or service not known", "unrouteable mail domain", "no mx",
                          "domain name not found", "host or domain name not found", "remote domain doesnt exist", "domain doesn't exist",
                          "domain does not exist", "invalid domain name"]),
+        // Before "address rejected": Postfix refuses on SPF or DMARC with "Recipient address rejected:
+        // … SPF fail", a refusal of our mail that says nothing of the customer's address.
+        ("authfailure", ["spf fail", "spf check", "spf validation", "spf record", "dmarc", "sender policy framework", "not authorized to send"]),
         ("userunknown", ["user doesn't have a", "recipient name is not recognized", "unknown recipient", "(000c05a6)", "user unknown", "unknown user", "no such user", "does not exist", "not exist", "invalid recipient", "recipient unknown",
                          "address rejected", "unknown recipient", "no mailbox", "mailbox not found", "no such mailbox", "unknown or illegal alias",
                          "user not found", "invalid mailbox", "recipient not found", "unrouteable address", "not a valid mailbox", "account does not exist"]),

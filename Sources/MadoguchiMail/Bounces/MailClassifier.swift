@@ -17,6 +17,12 @@ public struct DeliveryReport: Sendable, Equatable {
         /// Why, in a stable word: `userunknown`, `mailboxfull`, `hostunknown`, … (Sisimai's vocabulary).
         public var reason: String
         public var diagnostic: String?
+        /// The report's Original-Recipient when it differs from `address`: the address as we sent to
+        /// it (RFC 3464 §2.3.1), where `address` (the Final-Recipient) is where a forward led.
+        public var originalRecipient: String? = nil
+
+        /// The addresses this failure may be known to us by: ours first, then the final one.
+        public var addresses: [String] { (originalRecipient.map { [$0] } ?? []) + [address] }
 
         /// A permanent failure of the mailbox itself: the address should not be written to again as
         /// it is. Only reasons that say the mailbox or its domain is gone count (Sisimai's hard
@@ -170,7 +176,13 @@ enum DeliveryStatus {
             let reason = action == "delivered" || action == "relayed" || action == "expanded"
                 ? "delivered"
                 : BounceText.reason(status: status, diagnostic: diagnostic, text: fallbackText)
-            recipients.append(.init(address: address, action: action, status: status, reason: reason, diagnostic: diagnostic))
+            var recipient = DeliveryReport.Recipient(address: address, action: action, status: status, reason: reason, diagnostic: diagnostic)
+            if let original = block["Original-Recipient"].flatMap({ $0.split(separator: ";", maxSplits: 1).last.map { $0.trimmingWhitespace() } }),
+               Self.isMailbox(original) {
+                let normalized = MailAddress.normalize(original.trimmingCharacters(in: CharacterSet(charactersIn: "<> ")))
+                if normalized.lowercased() != address.lowercased() { recipient.originalRecipient = normalized }
+            }
+            recipients.append(recipient)
         }
         return recipients
     }

@@ -74,6 +74,30 @@ struct ApprovalTests {
         }
     }
 
+    @Test("another agent who takes the ticket over cannot send a flagged agent's reply without approval")
+    func takeoverNeedsApproval() async throws {
+        try await TestApp.run { app in
+            let scene = try await ReplyTests.scene(app)
+            try await app.execute("UPDATE agents SET requires_approval = true WHERE id = \(scene.agent.record.agentID)")
+            let lastSeen = #"{"last_seen_message_id":"\#(scene.lastMessage.uuidString)"}"#
+            let reply = try await ReplyTests.draft(scene, #"{"body":"山田 花子 様\n全額返金いたします。"}"#)
+            #expect(try await app.request(.post, "/v1/replies/\(reply)/submit", key: scene.agent.secret, json: lastSeen).status == .ok)
+            // The novice's claim lapses; a colleague without the flag takes the ticket and the draft.
+            try await app.execute("UPDATE tickets SET claim_expires_at = now() - interval '1 second' WHERE id = \(scene.ticket)")
+            let colleague = try await app.key(.agent)
+            #expect(try await app.request(.post, "/v1/tickets/\(scene.ticket)/claim", key: colleague.secret).status == .ok)
+            let edited = try await app.request(.patch, "/v1/replies/\(reply)", key: colleague.secret, json: "{}")
+            #expect(try edited.json["state"] as? String == "draft", "\(edited.text)")
+            try expectProblem(try await app.request(.post, "/v1/replies/\(reply)/send", key: colleague.secret, json: lastSeen),
+                              .conflict, "approval-required")
+            #expect(try await ReplyTests.outboxCount(app) == 0)
+            // Their own reply goes as usual.
+            let own = try await app.request(.post, "/v1/tickets/\(scene.ticket)/replies", key: colleague.secret, json: #"{"body":"山田 花子 様\n確認いたします。"}"#)
+            let ownID = try #require(try own.json["id"] as? String)
+            #expect(try await app.request(.post, "/v1/replies/\(ownID)/send", key: colleague.secret, json: lastSeen).status == .ok)
+        }
+    }
+
     @Test("a supervisor cannot approve their own reply, and an approval needs the author's claim to be live")
     func approvalBoundaries() async throws {
         try await TestApp.run { app in

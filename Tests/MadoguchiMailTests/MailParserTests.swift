@@ -356,6 +356,41 @@ struct MailParserTests {
         #expect(latin.text == "Café\n")
     }
 
+    @Test("an ARF complaint names the mail complained of, so it can join that mail's ticket")
+    func feedbackReportNamesOurMail() {
+        let arf = """
+            From: abuse@isp.example
+            Subject: complaint
+            MIME-Version: 1.0
+            Content-Type: multipart/report; report-type=feedback-report; boundary=f
+
+            --f
+            Content-Type: text/plain
+
+            This is an abuse report
+            --f
+            Content-Type: message/feedback-report
+
+            Feedback-Type: abuse
+            User-Agent: x/1
+            Version: 1
+            --f
+            Content-Type: message/rfc822
+
+            From: support@shop.example
+            To: taro@isp.example
+            Message-ID: <reply-9@shop.example>
+            Subject: Re: ご注文
+
+            ご案内です。
+            --f--
+            """
+        let report = mail(arf)
+        #expect(report.classification == .feedbackReport)
+        #expect(report.deliveryReport?.originalMessageID == "reply-9@shop.example")
+        #expect(report.deliveryReport?.recipients.isEmpty == true)
+    }
+
     @Test("nothing recognisable as a mail is flagged, never a crash", arguments: ["", "just some words\nand more", "\u{0}\u{0}\u{0}"])
     func unreadable(_ text: String) {
         #expect(mail(text).isUnreadable)

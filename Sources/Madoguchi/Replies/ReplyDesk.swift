@@ -73,7 +73,7 @@ struct ReplyDesk: Sendable {
         try await database.withTransaction { connection in
             let (ticket, reply) = try await lockReplyHoldingClaim(replyID, agentID: agentID, on: connection)
             guard reply.state == .draft else { throw Problem.replyNotDraft(reply) }
-            if let reason = try await approvalReason(agentID: agentID, ticketID: ticket.id, on: connection) {
+            if let reason = try await approvalReason(agentID: agentID, author: reply.authorAgentID, ticketID: ticket.id, on: connection) {
                 throw Problem(.approvalRequired, status: .conflict, title: "Approval required",
                               detail: "\(reason): submit this reply (POST /v1/replies/\(replyID.lowercased)/submit) for a supervisor to approve.")
             }
@@ -169,12 +169,17 @@ struct ReplyDesk: Sendable {
 
     /// Why this agent's reply on this ticket needs a supervisor, if it does: the agent is flagged
     /// (a novice), or a priority rule that matched the ticket asks for approval.
-    private func approvalReason(agentID: UUID, ticketID: UUID, on connection: PostgresConnection) async throws -> String? {
+    /// Why this reply must be approved before it goes, if it must: its sender's or its author's flag
+    /// (another agent who takes the ticket over and sends a flagged agent's draft sends words no
+    /// supervisor saw), or a rule on the ticket.
+    private func approvalReason(agentID: UUID, author: UUID, ticketID: UUID, on connection: PostgresConnection) async throws -> String? {
         let rows = try await connection.run("""
-            SELECT a.requires_approval, t.approval_rule FROM agents a, tickets t WHERE a.id = \(agentID) AND t.id = \(ticketID)
+            SELECT bool_or(a.id = \(agentID) AND a.requires_approval), bool_or(a.id = \(author) AND a.requires_approval), min(t.approval_rule)
+            FROM agents a, tickets t WHERE a.id IN (\(agentID), \(author)) AND t.id = \(ticketID)
             """, logger: logger)
-        for try await (flagged, rule) in rows.decode((Bool, String?).self) {
-            if flagged { return "Your replies go through a supervisor" }
+        for try await (senderFlagged, authorFlagged, rule) in rows.decode((Bool?, Bool?, String?).self) {
+            if senderFlagged == true { return "Your replies go through a supervisor" }
+            if authorFlagged == true { return "This reply's author's replies go through a supervisor" }
             if let rule { return "Rule \(rule) sends replies on this ticket through a supervisor" }
         }
         return nil

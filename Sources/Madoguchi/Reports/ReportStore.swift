@@ -87,7 +87,7 @@ struct ReportStore: Sendable {
                         var chunk = (byteOrderMark ? CSV.byteOrderMark : []) + CSV.line(kind.columns)
                         chunk.reserveCapacity(40 * 1024)
                         for try await row in rows {
-                            CSV.append(try row.map { CSV.field(try ReportCell($0)) }, to: &chunk)
+                            CSV.append(try row.map { CSV.field(try ReportCell($0), forSpreadsheet: byteOrderMark) }, to: &chunk)
                             if chunk.count >= 32 * 1024 {
                                 try await pipe.send(chunk[...])
                                 chunk.removeAll(keepingCapacity: true)

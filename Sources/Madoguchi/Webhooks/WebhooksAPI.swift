@@ -22,8 +22,10 @@ extension APIHandler {
             let endpoint = try await webhookStore.create(
                 url: address.url.absoluteString, description: body.description, eventTypes: (body.eventTypes ?? []).map(\.rawValue), secret: secret,
                 startingAfter: try await feed.end(on: connection), on: connection)
-            try await EventStore(logger: logger).record(.webhookCreated, actor: principal, data: ["webhook_id": endpoint.id.lowercased, "url": endpoint.url],
-                                                        on: connection)
+            // The host only: the feed and every other endpoint see this event, and Slack-like URLs
+            // carry their token in the path or query.
+            try await EventStore(logger: logger).record(
+                .webhookCreated, actor: principal, data: ["webhook_id": endpoint.id.lowercased, "host": address.url.host ?? ""], on: connection)
             return endpoint
         }
         return .created(.init(body: .json(.init(webhook: .init(endpoint), secret: secret))))

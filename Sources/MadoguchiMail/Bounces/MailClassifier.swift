@@ -44,7 +44,10 @@ enum MailClassifier {
         let reportType = mail.root.contentType["report-type"]?.lowercased()
         let parts = leaves(mail.root)
         if reportType == "feedback-report" || parts.contains(where: { $0.mediaType == "message/feedback-report" }) || FeedbackLoop.isReport(mail, parts: parts) {
-            return (.feedbackReport, nil)
+            // No recipient failed; the complained-of mail (RFC 5965 §2, its third part) says which
+            // of ours it was, so the complaint joins that ticket.
+            let original = messageID(of: originalHeaders(parts))
+            return (.feedbackReport, original.map { DeliveryReport(recipients: [], originalMessageID: $0) })
         }
         if let notification = ESPNotification.read(mail) { return notification }
         let original = originalHeaders(parts)

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import HTTPTypes
 import Logging
@@ -59,15 +60,24 @@ struct WebhookRequest: Sendable {
     }
 
     /// Keeps the request as `rejected` and answers 403 with `reason`: a request whose signature does
-    /// not verify writes nothing else.
+    /// not verify writes nothing else. Of its body only the first `rejectedBodyKept` bytes are kept,
+    /// with its length and digest: anyone can send these without a key, and kept whole (a megabyte
+    /// each, a hundred a second from every address) they would fill the database's disk.
     func refuse(_ reason: String, database: Database, logger: Logger) async throws -> Never {
+        let kept = Array(body.prefix(Self.rejectedBodyKept))
+        let noted = kept.count == body.count ? reason
+            : reason + " (the first \(kept.count) of \(body.count) bytes are kept; SHA-256 of all: "
+                + SHA256.hash(data: body).map { String(format: "%02x", $0) }.joined() + ")"
         let id = try await database.withConnection { connection in
             try await InboundPayloadStore(logger: logger).keepUnused(
-                channel: channel, provider: provider, body: body, contentType: contentType, rejected: true, reason: reason, on: connection)
+                channel: channel, provider: provider, body: kept, contentType: contentType, rejected: true, reason: noted, on: connection)
         }
         logger.warning("provider webhook refused", metadata: ["provider": "\(provider)", "inbound_id": "\(id)", "reason": "\(reason)"])
         throw Problem.signatureInvalid(reason)
     }
+
+    /// How much of an unsigned or wrongly signed request's body is kept: enough to see what it was.
+    static let rejectedBodyKept = 4096
 
     /// Keeps a verified request that cannot be taken in as `failed` (`GET /v1/inbound/{id}` shows it)
     /// and answers with `problem`.

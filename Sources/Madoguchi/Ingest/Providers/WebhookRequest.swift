@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Logging
 import OpenAPIRuntime
+import Synchronization
 
 /// A provider's webhook request as it arrived — the bytes and headers its signature covers — and the
 /// two ways such a request ends before it is read: refused, or unreadable. Both keep the request.
@@ -64,6 +65,15 @@ struct WebhookRequest: Sendable {
     /// with its length and digest: anyone can send these without a key, and kept whole (a megabyte
     /// each, a hundred a second from every address) they would fill the database's disk.
     func refuse(_ reason: String, database: Database, logger: Logger) async throws -> Never {
+        // Past the budget, a refusal is logged (once a minute) but not kept: a flood from many
+        // addresses would otherwise still grow the table without bound.
+        guard RejectedPayloadBudget.shared.mayKeep() else {
+            if let dropped = RejectedPayloadBudget.shared.droppedToReport() {
+                logger.warning("provider webhooks refused and not kept: over the budget of rejected payloads",
+                               metadata: ["provider": "\(provider)", "not_kept": "\(dropped)", "budget": "\(RejectedPayloadBudget.perWindow) per 10 minutes"])
+            }
+            throw Problem.signatureInvalid(reason)
+        }
         let kept = Array(body.prefix(Self.rejectedBodyKept))
         let noted = kept.count == body.count ? reason
             : reason + " (the first \(kept.count) of \(body.count) bytes are kept; SHA-256 of all: "
@@ -98,5 +108,44 @@ extension Problem {
     static func unknownProvider(_ provider: String, channel: String, known: [String]) -> Problem {
         Problem(.unknownProvider, status: .notFound, title: "Unknown provider",
                 detail: "'\(provider)' is not a \(channel) provider this service reads; it takes \(known.joined(separator: ", ")). A gateway of your own can post to the provider-neutral endpoint instead.")
+    }
+}
+
+/// How many refused webhook requests a process keeps: `perWindow` every ten minutes (at 4 KiB each,
+/// at most about 2 MB), so that a flood of made-up signatures from many addresses cannot grow
+/// `inbound_payloads` without bound. One budget for the process, across providers.
+final class RejectedPayloadBudget: Sendable {
+    static let shared = RejectedPayloadBudget()
+    static let perWindow = 500
+    static let window = Duration.seconds(600)
+
+    private struct State {
+        var windowStart = ContinuousClock.now
+        var kept = 0
+        var dropped = 0
+        var lastReport = ContinuousClock.now - .seconds(60)
+    }
+    private let state = Mutex(State())
+
+    /// Whether one more refused request may be kept; counts it either way.
+    func mayKeep(now: ContinuousClock.Instant = .now) -> Bool {
+        state.withLock { state in
+            if now - state.windowStart >= Self.window { state = State(windowStart: now, lastReport: state.lastReport) }
+            guard state.kept < Self.perWindow else {
+                state.dropped += 1
+                return false
+            }
+            state.kept += 1
+            return true
+        }
+    }
+
+    /// How many were not kept since the last report, at most once a minute.
+    func droppedToReport(now: ContinuousClock.Instant = .now) -> Int? {
+        state.withLock { state in
+            guard state.dropped > 0, now - state.lastReport >= .seconds(60) else { return nil }
+            defer { state.dropped = 0; state.lastReport = now }
+            return state.dropped
+        }
     }
 }

@@ -9,8 +9,9 @@ import PostgresNIO
 ///
 /// Loop protection, before anything is written: never to a sender that is itself automatic
 /// (Auto-Submitted, Precedence bulk/list/junk, a mailing list), never to a no-reply or mailer
-/// address, never to ourselves, and at most `dailyCap` automatic mails per recipient a day — a
-/// misconfigured auto-responder answering us gets one answer, not a loop (FreeScout's 4 → 16 → 64).
+/// address, never to ourselves, never to a From its domain disowns (DMARC fail), and at most
+/// `dailyCap` automatic mails per recipient a day — a misconfigured auto-responder answering us gets
+/// one answer, not a loop (FreeScout's 4 → 16 → 64).
 struct AutomaticReply: Sendable {
     let logger: Logger
     let settings: Settings
@@ -43,7 +44,20 @@ struct AutomaticReply: Sendable {
             return "\(sender) is a machine's address"
         }
         if let own = ownAddress, Self.baseAddress(sender) == Self.baseAddress(own) { return "\(sender) is our own address" }
+        if failsDMARC(mail) { return "the sender's domain disowns the mail (DMARC fail): \(sender) may be forged" }
         return nil
+    }
+
+    /// An `Authentication-Results` field (RFC 8601) saying `dmarc=fail`: the From domain's owner says
+    /// this mail is not theirs. Answered anyway, a forged From would get our mail, DKIM-signed, with
+    /// the forger's subject and name in it (phishing and backscatter under the shop's name). Only a
+    /// failure is acted on, so a field the sender wrote themselves can only withhold their own
+    /// acknowledgement; the ticket is opened either way.
+    static func failsDMARC(_ mail: ParsedMail) -> Bool {
+        mail.root.headers.all("Authentication-Results").contains { field in
+            field.text.lowercased().split(whereSeparator: { $0 == ";" || $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" })
+                .contains { $0 == "dmarc=fail" }
+        }
     }
 
     /// `support+t12@shop.example` and `support@shop.example` are one mailbox.

@@ -625,6 +625,9 @@ struct DeliveryTests {
             let received = try #require(sink.received.first)
             #expect(received.text.hasPrefix("DKIM-Signature: v=1;"))
             #expect(received.text.contains("d=shop.example;") && received.text.contains("s=mado2026;"))
+            // Every line of the field within 78 characters, the signature's included.
+            let fieldLines = received.text.components(separatedBy: "\r\n").prefix { $0.hasPrefix("DKIM-Signature:") || $0.hasPrefix(" ") }
+            #expect(fieldLines.count > 5 && fieldLines.allSatisfy { $0.utf8.count <= 78 }, "\(fieldLines)")
             let mailFile = directory + "/signed.eml"
             FileManager.default.createFile(atPath: mailFile, contents: Data(received.bytes))
             let script = """

@@ -32,8 +32,11 @@ struct DKIMSigner: Sendable {
         let (fields, body) = DKIMCanonicalization.split(message)
         let bodyHash = Data(SHA256.hash(data: DKIMCanonicalization.relaxedBody(body))).base64EncodedString()
         let signed = Self.signedFields.filter { name in fields.contains { $0.name.lowercased() == name } }
-        let tags = "v=1; a=rsa-sha256; c=relaxed/relaxed; d=\(domain); s=\(selector); t=\(Int(date.timeIntervalSince1970)); "
-            + "h=\(signed.joined(separator: ":")); bh=\(bodyHash); b="
+        // Folded as it is sent: at the tag separators, and the h= list at a colon once its line is
+        // long (FWS is allowed there, RFC 6376 §3.5). The signed input is the relaxed form of exactly
+        // these bytes, so the folds cannot break the signature.
+        let tags = ("v=1; a=rsa-sha256; c=relaxed/relaxed; d=\(domain); s=\(selector); t=\(Int(date.timeIntervalSince1970)); "
+            + "h=\(Self.foldedNames(signed)); bh=\(bodyHash); b=").replacingOccurrences(of: "; ", with: ";\r\n ")
         var input = ""
         for name in signed {
             // Each name once, so the last (bottom-most) instance is the one signed (RFC 6376 §5.4.2).
@@ -43,9 +46,33 @@ struct DKIMSigner: Sendable {
         // The signature field itself, with an empty b=, and without its line end (§3.7).
         input += DKIMCanonicalization.relaxedHeader(name: "DKIM-Signature", value: " " + tags)
         let signature = try key.signature(for: Data(input.utf8), padding: .insecurePKCS1v1_5)
-        // Folded at the tag separators: relaxed canonicalization reads the fold as the space it replaced.
-        let field = "DKIM-Signature: " + tags.replacingOccurrences(of: "; ", with: ";\r\n ") + signature.rawRepresentation.base64EncodedString() + "\r\n"
+        // The signature itself (344 characters for a 2048-bit key) is folded every 72 characters, so
+        // every line stays within RFC 5322's 78: a verifier drops b='s value, folds and all (§3.5).
+        let value = signature.rawRepresentation.base64EncodedString()
+        let folded = stride(from: 0, to: value.count, by: 72).map { start in
+            let from = value.index(value.startIndex, offsetBy: start)
+            return String(value[from..<(value.index(from, offsetBy: 72, limitedBy: value.endIndex) ?? value.endIndex)])
+        }.joined(separator: "\r\n ")
+        let field = "DKIM-Signature: " + tags + folded + "\r\n"
         return Array(field.utf8) + message
+    }
+
+    /// `from:to:…` with a fold after a colon before a line would pass 70 characters.
+    static func foldedNames(_ names: [String]) -> String {
+        var output = "", line = 3  // " h="
+        for (index, name) in names.enumerated() {
+            if index > 0 {
+                output += ":"
+                line += 1
+                if line + name.count > 70 {
+                    output += "\r\n "
+                    line = 1
+                }
+            }
+            output += name
+            line += name.count
+        }
+        return output
     }
 }
 

@@ -154,6 +154,11 @@ public struct AllBenchmarks: Sendable {
             "kernel": Self.command("/usr/bin/uname", ["-sr"]) ?? "",
             "postgresql": ((try? EmbeddedPostgres.locateBinaries()).flatMap { Self.command($0 + "/postgres", ["--version"]) }) ?? "",
             "swift": ((Self.command("/usr/bin/env", ["swift", "--version"]) ?? "").split(separator: "\n").first).map(String.init) ?? "",
+            // What changes what is measured, written down so a run with other settings cannot pass
+            // for this one: the cluster is initdb's (fsync, synchronous_commit, full_page_writes on)
+            // plus these.
+            "bench_pg_settings": ProcessInfo.processInfo.environment["MADOGUCHI_BENCH_PG_SETTINGS"] ?? "(none)",
+            "pgbench_mode": ProcessInfo.processInfo.environment["MADOGUCHI_BENCH_PGBENCH_MODE"] ?? "prepared",
         ]
         let day = ISO8601DateFormatter.string(from: started, timeZone: TimeZone(identifier: "UTC")!, formatOptions: [.withFullDate])
         let base = "\(output)/\(day)-\(commit)"

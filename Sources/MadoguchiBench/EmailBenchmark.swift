@@ -90,9 +90,8 @@ public struct EmailBenchmark: Sendable {
         }
         let (driven, ownSQL, serviceCPU) = results
         let serviceRate = Double(driven.requests) / driven.elapsed
-        let replayCPU = MachineCPU.now()
-        let replayed = try await BenchmarkSupport.pgbenchTPS(scripts: ownSQL.scripts, named: "email-own-sql", clients: clients, seconds: seconds, on: cluster)
-        let ownSQLCPU = replayCPU.millisecondsPer(Int(replayed * Double(seconds)))
+        let replay = try await BenchmarkSupport.pgbenchRun(scripts: ownSQL.scripts, named: "email-own-sql", clients: clients, seconds: seconds, on: cluster)
+        let (replayed, ownSQLCPU) = (replay.tps, replay.cpuMillisecondsPerTransaction)
         let baseline = try await BenchmarkSupport.pgbenchStorePayload(
             channel: .email, averageBytes: driven.bytes / max(driven.requests, 1), clients: clients, seconds: seconds, on: cluster)
         report(String(format: "endpoint: %8.1f messages/s  %7.1f MB/s  (%d clients)", serviceRate, Double(driven.bytes) / driven.elapsed / 1_000_000, clients))

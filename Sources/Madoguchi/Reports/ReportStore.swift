@@ -154,6 +154,18 @@ struct ReportStore: Sendable {
 }
 
 extension ReportKind {
+    /// The report's JSON statement as the service runs it, prepared on `connection` (the breaches'
+    /// page unprepared, as the service runs it): what a benchmark's bare client must time beside the
+    /// service, rather than the same text parsed and planned on every run. Returns the row count.
+    package func runAsTheServiceDoes(_ request: ReportRequest, on connection: PostgresConnection, logger: Logger) async throws -> Int {
+        if self == .slaBreaches {
+            var count = 0
+            for try await _ in try await connection.run(jsonQuery(request), logger: logger) { count += 1 }
+            return count
+        }
+        return try await connection.rows(query(request), preparedAs: preparedSite, logger: logger).count
+    }
+
     /// The name the report's statement is prepared under on a connection.
     fileprivate var preparedSite: any PreparedSite.Type {
         switch self {

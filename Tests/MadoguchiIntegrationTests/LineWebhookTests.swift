@@ -108,6 +108,22 @@ struct LineWebhookTests {
         }
     }
 
+    @Test("refused requests older than MADOGUCHI_REJECTED_PAYLOAD_DAYS are removed; newer ones and every other payload stay")
+    func rejectedRetention() async throws {
+        try await TestApp.run { app in
+            for (status, age) in [("rejected", "40 days"), ("rejected", "31 days"), ("rejected", "29 days"), ("failed", "40 days"), ("parsed", "400 days")] {
+                try await app.execute("""
+                    INSERT INTO inbound_payloads (channel, provider, body, parse_status, parse_error, received_at)
+                    VALUES ('chat', 'line', '\\x7b7d', \(status), \(status == "parsed" ? nil : "x"), now() - \(age)::text::interval)
+                    """)
+            }
+            let removed = try await InboundPayloadStore(logger: TestCluster.logger).removeRejected(olderThanDays: 30, database: app.database)
+            #expect(removed == 2)
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads WHERE parse_status = 'rejected'") == 1)
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads WHERE parse_status <> 'rejected'") == 2)
+        }
+    }
+
     @Test("missing, wrong and retired signatures are 403 — the wrong ones kept as rejected, the missing one refused unread; bad JSON is kept as failed")
     func signatures() async throws {
         try await TestApp.run(configure: Self.configured) { app in

@@ -82,6 +82,8 @@ public func buildApplication(
         ] + replicaServices + [
             NamedService("event notifier", notifier, logger: logger),
             NamedService("multi-part SMS sweeper", SmsPartsSweeper(parts: handler.smsParts, wait: configuration.smsPartWait), logger: logger),
+            NamedService("refused webhook sweeper", RejectedPayloadSweeper(database: database, days: configuration.rejectedPayloadDays, logger: logger),
+                         logger: logger),
             NamedService("assignment worker", assigner, logger: logger),
             NamedService("report rollup worker", ReportRollupWorker(database: database, migrator: migrator, logger: logger), logger: logger),
         ] + (configuration.delivery.runsInServe ? [

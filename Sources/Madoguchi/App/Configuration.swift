@@ -49,6 +49,9 @@ public struct Configuration: Sendable {
     /// `MADOGUCHI_SMS_PART_WAIT_MINUTES`: how long the parts of a long text wait for a missing one before
     /// they become a message with the gap marked.
     public var smsPartWait: Duration = .seconds(10 * 60)
+    /// `MADOGUCHI_REJECTED_PAYLOAD_DAYS`: how long a refused provider webhook (a signature that did not
+    /// verify) is kept for the record before it is removed.
+    public var rejectedPayloadDays = 30
     /// Secrets that verify provider webhooks (Twilio, Vonage, LINE) and the public URL they call.
     public var providers = ProviderSettings()
     /// How replies leave: SMTP relay, sender address, SMS and LINE sending, the outbox worker.
@@ -106,6 +109,7 @@ public struct Configuration: Sendable {
         if let minutes = try integer("MADOGUCHI_SMS_PART_WAIT_MINUTES", in: 1...(60 * 24)) {
             configuration.smsPartWait = .seconds(minutes * 60)
         }
+        if let days = try integer("MADOGUCHI_REJECTED_PAYLOAD_DAYS", in: 1...36_500) { configuration.rejectedPayloadDays = days }
         configuration.providers = try ProviderSettings.fromEnvironment(value)
         configuration.delivery = try DeliverySettings.fromEnvironment(value, providers: configuration.providers)
         configuration.webhooks = try WebhookSettings.fromEnvironment(value)

@@ -236,6 +236,28 @@ struct InboundPayloadStore: Sendable {
         throw RowNotFound("INSERT INTO inbound_payloads … RETURNING id")
     }
 
+    /// Removes refused requests (`rejected`) received more than `days` ago, ten thousand to a
+    /// transaction so that no removal holds many locks for long; how many went.
+    func removeRejected(olderThanDays days: Int, database: Database) async throws -> Int {
+        var removed = 0
+        while true {
+            let batch = try await database.withConnection { connection in
+                let rows = try await connection.run("""
+                    DELETE FROM inbound_payloads WHERE id IN (
+                        SELECT id FROM inbound_payloads
+                        WHERE parse_status = 'rejected' AND received_at < now() - make_interval(days => \(days)::int)
+                        LIMIT 10000)
+                    RETURNING 1
+                    """, logger: logger)
+                var count = 0
+                for try await _ in rows { count += 1 }
+                return count
+            }
+            removed += batch
+            if batch < 10_000 { return removed }
+        }
+    }
+
     /// The answer the payload that made this message was given (a message assembled from parts
     /// answers every retry of any of its parts with it).
     func answer(forMessage messageID: UUID, on connection: PostgresConnection) async throws -> Outcome? {

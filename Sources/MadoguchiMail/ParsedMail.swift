@@ -224,9 +224,11 @@ struct BodyCollector {
             let depth = line.prefix { $0 == ">" }.count
             line = line.dropFirst(depth)
             if line.first == " " { line = line.dropFirst() }
-            // A flowed line never continues into another quote depth (§4.5).
-            if let open = paragraphDepth, open != depth { finish() }
-            let flowed = line.last == " " && line != "-- "
+            // A flowed line never continues into another quote depth (§4.5), nor into the signature
+            // separator, which stays a line of its own (§4.3).
+            let isSeparator = line == "-- "
+            if let open = paragraphDepth, open != depth || isSeparator { finish() }
+            let flowed = line.last == " " && !isSeparator
             paragraph += flowed && deleteSpace ? line.dropLast() : line
             paragraphDepth = depth
             if !flowed { finish() }

@@ -286,7 +286,8 @@ struct MailParserTests {
     func autoReplySubjects() {
         // New mails from customers: nothing but the subject, which a responder would write as a label.
         for subject in ["自動返信メールが届きません", "不在票が入っていましたが再配達できますか", "自動送信メールが来ない", "Vacation rental question",
-                        "Auto-reply not received for order 1234", "【至急】自動返信が来ない"] {
+                        "Auto-reply not received for order 1234", "【至急】自動返信が来ない", "【不在票】再配達をお願いします",
+                        "再配達希望（不在票あり）", "【自動送信メールが届きません】", "[Vacation rental] question"] {
             #expect(mail("From: hanako@example.jp\nSubject: \(subject)\n\nよろしくお願いします").classification == .customer, "\(subject)")
         }
         // Responders: a label anywhere, or the word opening a reply to another mail.
@@ -339,6 +340,9 @@ struct MailParserTests {
     func formatFlowed() {
         let japanese = ParsedMail(Array("From: a@example.jp\r\nContent-Type: text/plain; charset=UTF-8; format=flowed; delsp=yes\r\n\r\nご注文の商品が届いていま \r\nせん。\r\n\r\n> 先日の \r\n> お返事です。\r\n-- \r\n山田\r\n".utf8))
         #expect(japanese.text == "ご注文の商品が届いていません。\n\n> 先日のお返事です。\n-- \n山田\n")
+        // A flowed line before the signature separator does not take the separator in.
+        let signed = ParsedMail(Array("From: a@example.jp\nContent-Type: text/plain; format=flowed; delsp=yes\n\nよろしくお願いしま \n-- \n山田\n".utf8))
+        #expect(signed.text == "よろしくお願いしま\n-- \n山田\n")
         let english = ParsedMail(Array("From: a@example.jp\nContent-Type: text/plain; format=flowed\n\nThe parcel has not \narrived yet.\n From the stuffed line.\n".utf8))
         #expect(english.text == "The parcel has not arrived yet.\nFrom the stuffed line.\n")
         // Without format=flowed a trailing space is text.

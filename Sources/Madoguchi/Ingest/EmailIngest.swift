@@ -225,7 +225,8 @@ struct EmailIngest: Sendable {
             try delivery.message(ticketID: ticket.id, customerID: customerID, threadingReason: outcome.threadingReason), on: ticket,
             customerID: customerID, eventDetails: ["classification": mail.classification.rawValue], on: connection)
         outcome.took(message: messageID, on: now, customerID: customerID)
-        if senderUndeliverable, !isAutoReply, let sender {
+        // Not for a From its domain disowns: one forged mail would otherwise lift the mark.
+        if senderUndeliverable, !isAutoReply, !AutomaticReply.failsDMARC(mail), let sender {
             try await markDeliverableAgain(sender.address, customerID: customerID, on: connection)
         }
         if opened, let sender {

@@ -96,13 +96,14 @@ enum MailClassifier {
         return answersAMail && autoReplySubjects.contains { subject.hasPrefix($0) }
     }
 
-    /// Each of `autoReplySubjects` as a label anywhere in a subject: before a colon, or opening a
-    /// bracket ("[auto-reply]", "【自動返信】", "（不在）").
+    /// Each of `autoReplySubjects` as a label anywhere in a subject: before a colon, or alone in a
+    /// bracket ("[auto-reply]", "【自動返信】", "（不在）"). The bracket must close right after the
+    /// word: 「【不在票】再配達をお願いします」 and 「再配達希望（不在票あり）」 are customers writing.
     static let autoReplySubjectLabels: [String] = autoReplySubjects.flatMap { (word: String) -> [String] in
         if word.hasSuffix(":") { return [word] }
         let after = [":", "："].map { word + $0 }
-        let before = ["[", "【", "(", "（", "〔", "《", "<"].map { $0 + word }
-        return after + before
+        let enclosed = [("[", "]"), ("【", "】"), ("(", ")"), ("（", "）"), ("〔", "〕"), ("《", "》"), ("<", ">")].map { $0.0 + word + $0.1 }
+        return after + enclosed
     }
 
     static let autoReplySubjects = [

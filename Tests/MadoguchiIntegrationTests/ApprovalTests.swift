@@ -74,16 +74,23 @@ struct ApprovalTests {
         }
     }
 
+    /// A reply drafted and submitted by an agent whose replies need approval, whose claim on the
+    /// ticket has then lapsed; with the `last_seen_message_id` body it was submitted with.
+    static func submittedThenLapsed(_ app: TestApp, _ draft: String) async throws -> (scene: ReplyTests.Scene, reply: String, lastSeen: String) {
+        let scene = try await ReplyTests.scene(app)
+        try await app.execute("UPDATE agents SET requires_approval = true WHERE id = \(scene.agent.record.agentID)")
+        let lastSeen = #"{"last_seen_message_id":"\#(scene.lastMessage.uuidString)"}"#
+        let reply = try await ReplyTests.draft(scene, draft)
+        #expect(try await app.request(.post, "/v1/replies/\(reply)/submit", key: scene.agent.secret, json: lastSeen).status == .ok)
+        try await app.execute("UPDATE tickets SET claim_expires_at = now() - interval '1 second' WHERE id = \(scene.ticket)")
+        return (scene, reply, lastSeen)
+    }
+
     @Test("another agent who takes the ticket over cannot send a flagged agent's reply without approval")
     func takeoverNeedsApproval() async throws {
         try await TestApp.run { app in
-            let scene = try await ReplyTests.scene(app)
-            try await app.execute("UPDATE agents SET requires_approval = true WHERE id = \(scene.agent.record.agentID)")
-            let lastSeen = #"{"last_seen_message_id":"\#(scene.lastMessage.uuidString)"}"#
-            let reply = try await ReplyTests.draft(scene, #"{"body":"山田 花子 様\n全額返金いたします。"}"#)
-            #expect(try await app.request(.post, "/v1/replies/\(reply)/submit", key: scene.agent.secret, json: lastSeen).status == .ok)
-            // The novice's claim lapses; a colleague without the flag takes the ticket and the draft.
-            try await app.execute("UPDATE tickets SET claim_expires_at = now() - interval '1 second' WHERE id = \(scene.ticket)")
+            let (scene, reply, lastSeen) = try await Self.submittedThenLapsed(app, #"{"body":"山田 花子 様\n全額返金いたします。"}"#)
+            // The novice's claim has lapsed; a colleague without the flag takes the ticket and the draft.
             let colleague = try await app.key(.agent)
             #expect(try await app.request(.post, "/v1/tickets/\(scene.ticket)/claim", key: colleague.secret).status == .ok)
             let edited = try await app.request(.patch, "/v1/replies/\(reply)", key: colleague.secret, json: "{}")
@@ -101,12 +108,7 @@ struct ApprovalTests {
     @Test("a supervisor cannot approve their own reply, and an approval needs the author's claim to be live")
     func approvalBoundaries() async throws {
         try await TestApp.run { app in
-            let scene = try await ReplyTests.scene(app)
-            try await app.execute("UPDATE agents SET requires_approval = true WHERE id = \(scene.agent.record.agentID)")
-            let lastSeen = #"{"last_seen_message_id":"\#(scene.lastMessage.uuidString)"}"#
-            let reply = try await ReplyTests.draft(scene, #"{"body":"山田 花子 様\n承知しました。"}"#)
-            #expect(try await app.request(.post, "/v1/replies/\(reply)/submit", key: scene.agent.secret, json: lastSeen).status == .ok)
-            try await app.execute("UPDATE tickets SET claim_expires_at = now() - interval '1 second' WHERE id = \(scene.ticket)")
+            let (scene, reply, lastSeen) = try await Self.submittedThenLapsed(app, #"{"body":"山田 花子 様\n承知しました。"}"#)
             try expectProblem(
                 try await app.request(.post, "/v1/replies/\(reply)/approve", key: try await app.keySecret(.supervisor), json: lastSeen),
                 .conflict, "claim-required")

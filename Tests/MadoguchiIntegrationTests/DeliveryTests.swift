@@ -73,6 +73,15 @@ struct DeliveryTests {
         return reply
     }
 
+    /// A customer's mail from `address` answered with a short reply that the relay took: the start of
+    /// every test of what comes back about a sent reply (bounces, complaints).
+    static func sentReply(_ app: TestApp, to address: String) async throws -> (conversation: Conversation, reply: String) {
+        let conversation = try await customerWrites(app, from: address)
+        let reply = try await answer(conversation, "ご案内いたします。")
+        #expect(state(try await delivery(conversation, reply)) == "sent")
+        return (conversation, reply)
+    }
+
     /// The reply once its delivery reached one of `states` (20 s at most).
     static func delivery(_ conversation: Conversation, _ reply: String, until states: Set<String> = ["sent", "failed", "held", "bounced"],
                          timeout: Duration = .seconds(90)) async throws -> [String: Any] {
@@ -421,9 +430,7 @@ struct DeliveryTests {
     func bounceClosesTheLoop() async throws {
         let sink = try await SMTPSink()
         try await TestApp.run(configure: Self.configure(sink)) { app in
-            let conversation = try await Self.customerWrites(app, from: "bounce.me@example.jp")
-            let reply = try await Self.answer(conversation, "ご案内いたします。")
-            #expect(Self.state(try await Self.delivery(conversation, reply)) == "sent")
+            let (conversation, reply) = try await Self.sentReply(app, to: "bounce.me@example.jp")
             let bounce = Self.bounce(of: reply, to: "bounce.me@example.jp")
             let gateway = try await app.keySecret(.gateway)
             #expect(try await app.postMail(gateway, bounce).status == .created)
@@ -442,9 +449,7 @@ struct DeliveryTests {
         let sink = try await SMTPSink()
         try await TestApp.run(configure: Self.configure(sink)) { app in
             let address = "taro@old-isp.example"
-            let conversation = try await Self.customerWrites(app, from: address)
-            let reply = try await Self.answer(conversation, "ご案内いたします。")
-            #expect(Self.state(try await Self.delivery(conversation, reply)) == "sent")
+            let (conversation, reply) = try await Self.sentReply(app, to: address)
             let gateway = try await app.keySecret(.gateway)
             #expect(try await app.postMail(gateway, Self.bounce(of: reply, to: address, forwardedTo: "taro.new@gmail.example")).status == .created)
             #expect(try await app.request(.get, "/v1/replies/\(reply)", key: conversation.agent).json["state"] as? String == "bounced")
@@ -457,9 +462,7 @@ struct DeliveryTests {
         let sink = try await SMTPSink()
         try await TestApp.run(configure: Self.configure(sink)) { app in
             let address = "complains@isp.example"
-            let conversation = try await Self.customerWrites(app, from: address)
-            let reply = try await Self.answer(conversation, "ご案内いたします。")
-            #expect(Self.state(try await Self.delivery(conversation, reply)) == "sent")
+            let (conversation, reply) = try await Self.sentReply(app, to: address)
             let arf = """
                 From: abuse@isp.example
                 To: support@shop.example
@@ -500,9 +503,7 @@ struct DeliveryTests {
         try await TestApp.run(configure: Self.configure(sink)) { app in
             for (address, status, diagnostic) in [("full@example.jp", "5.2.2", "552 5.2.2 mailbox full"),
                                                   ("filtered@docomo.ne.jp", "5.7.1", "554 5.7.1 rejected by the recipient's filter")] {
-                let conversation = try await Self.customerWrites(app, from: address)
-                let reply = try await Self.answer(conversation, "ご案内いたします。")
-                #expect(Self.state(try await Self.delivery(conversation, reply)) == "sent")
+                let (conversation, reply) = try await Self.sentReply(app, to: address)
                 let gateway = try await app.keySecret(.gateway)
                 #expect(try await app.postMail(gateway, Self.bounce(of: reply, to: address, status: status, diagnostic: diagnostic)).status == .created)
                 let bounced = try await app.request(.get, "/v1/replies/\(reply)", key: conversation.agent).json
@@ -520,9 +521,7 @@ struct DeliveryTests {
         let sink = try await SMTPSink()
         try await TestApp.run(configure: Self.configure(sink)) { app in
             let address = "fixed.filter@docomo.ne.jp"
-            let conversation = try await Self.customerWrites(app, from: address)
-            let reply = try await Self.answer(conversation, "ご案内いたします。")
-            #expect(Self.state(try await Self.delivery(conversation, reply)) == "sent")
+            let (conversation, reply) = try await Self.sentReply(app, to: address)
             let gateway = try await app.keySecret(.gateway)
             #expect(try await app.postMail(gateway, Self.bounce(of: reply, to: address)).status == .created)
             #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = \(address) AND undeliverable_at IS NOT NULL") == 1)

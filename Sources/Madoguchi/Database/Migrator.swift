@@ -43,7 +43,7 @@ public struct ViewDefinition: Sendable, Equatable {
 
 /// Hex SHA-256 of an SQL file's text: how the migrator tells a file changed since it was run.
 private func sqlChecksum(_ sql: String) -> String {
-    SHA256.hash(data: Array(sql.utf8)).map { String(format: "%02x", $0) }.joined()
+    SHA256.hash(data: Array(sql.utf8)).lowercaseHex
 }
 
 public struct MigrationError: Error, CustomStringConvertible {

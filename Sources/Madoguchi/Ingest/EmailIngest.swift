@@ -45,7 +45,7 @@ struct EmailIngest: Sendable {
     /// The same mail, however it is retried, is one message: its Message-ID, or for a mail without
     /// one the digest of its bytes.
     static func providerID(of mail: ParsedMail, bytes: [UInt8]) -> String {
-        mail.messageID ?? "sha256:" + SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+        mail.messageID ?? "sha256:" + SHA256.hash(data: bytes).lowercaseHex
     }
 
     /// The advisory lock that serializes every attempt to take in one mail.

@@ -43,7 +43,7 @@ extension APIHandler {
             id: record.id.resourceID, channel: .init(rawValue: record.channel.rawValue)!, provider: record.provider,
             providerMessageId: record.providerMessageID, idempotencyKey: record.idempotencyKey, contentType: record.contentType,
             receivedAt: record.receivedAt, processedAt: record.processedAt, size: record.size,
-            sha256: record.sha256.map { String(format: "%02x", $0) }.joined(),
+            sha256: record.sha256.lowercaseHex,
             parseStatus: .init(rawValue: record.parseStatus)!, parseError: record.parseError, outcome: record.outcome.map { .init($0) },
             webhookResult: record.webhookAnswer.map { .init($0) }))))
     }

@@ -47,7 +47,7 @@ public struct MailGate: Sendable {
 
     /// The key the server dedupes on: the same bytes are the same delivery.
     public static func idempotencyKey(for mail: [UInt8]) -> String {
-        "mailgate-" + SHA256.hash(data: mail).prefix(20).map { String(format: "%02x", $0) }.joined()
+        "mailgate-" + SHA256.hash(data: mail).prefix(20).lowercaseHex
     }
 
     public func deliver(_ mail: [UInt8]) async -> Result {

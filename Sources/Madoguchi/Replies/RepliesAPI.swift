@@ -66,7 +66,7 @@ extension Components.Schemas.Reply {
             messageId: reply.messageID.resourceID,
             attachments: attachments.map {
                 .init(id: $0.id.resourceID, filename: $0.filename, mediaType: $0.mediaType, size: $0.size,
-                      sha256: $0.sha256.map { String(format: "%02x", $0) }.joined())
+                      sha256: $0.sha256.lowercaseHex)
             },
             delivery: delivery.map(Components.Schemas.ReplyDelivery.init),
             version: reply.version,

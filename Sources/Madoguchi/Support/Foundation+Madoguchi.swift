@@ -69,3 +69,11 @@ extension Date {
     /// PostgresNIO traps (rather than throws) on one past ±292,277 years.
     static let fourDigitYears = Date(timeIntervalSince1970: -30_610_224_000)...Date(timeIntervalSince1970: 253_402_300_799)
 }
+
+extension Sequence<UInt8> {
+    /// Lowercase hexadecimal, two digits a byte: how digests and signatures are written everywhere
+    /// the service shows or compares one (`sha256` members, migration checksums, Twilio's signature).
+    var lowercaseHex: String {
+        map { String(format: "%02x", $0) }.joined()
+    }
+}

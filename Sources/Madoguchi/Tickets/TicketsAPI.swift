@@ -167,7 +167,7 @@ extension Components.Schemas.Message {
                     filename: attachment.filename,
                     mediaType: attachment.mediaType,
                     size: attachment.size,
-                    sha256: attachment.sha256.map { String(format: "%02x", $0) }.joined(),
+                    sha256: attachment.sha256.lowercaseHex,
                     contentId: attachment.contentID,
                     inline: attachment.inline,
                     contains: attachment.contained.isEmpty ? nil : attachment.contained.map {

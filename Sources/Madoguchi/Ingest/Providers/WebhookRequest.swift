@@ -77,7 +77,7 @@ struct WebhookRequest: Sendable {
         let kept = Array(body.prefix(Self.rejectedBodyKept))
         let noted = kept.count == body.count ? reason
             : reason + " (the first \(kept.count) of \(body.count) bytes are kept; SHA-256 of all: "
-                + SHA256.hash(data: body).map { String(format: "%02x", $0) }.joined() + ")"
+                + SHA256.hash(data: body).lowercaseHex + ")"
         let id = try await database.withConnection { connection in
             try await InboundPayloadStore(logger: logger).keepUnused(
                 channel: channel, provider: provider, body: kept, contentType: contentType, rejected: true, reason: noted, on: connection)

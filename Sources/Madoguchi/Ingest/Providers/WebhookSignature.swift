@@ -40,7 +40,7 @@ package enum WebhookSignature {
         case .sha256: Array(HMAC<SHA256>.authenticationCode(for: message, using: key))
         case .sha512: Array(HMAC<SHA512>.authenticationCode(for: message, using: key))
         }
-        return digest.map { String(format: "%02x", $0) }.joined()
+        return digest.lowercaseHex
     }
 
     enum VonageMethod: String, Sendable, CaseIterable {

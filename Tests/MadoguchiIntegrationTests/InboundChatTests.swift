@@ -61,13 +61,13 @@ struct InboundChatTests {
         }
     }
 
-    @Test("a redelivered message is one message; the chat's email links to the customer who mailed before")
+    @Test("a redelivered message is one message; the chat's checked email links to the customer who mailed before")
     func dedupeAndIdentity() async throws {
         try await TestApp.run { app in
             let gateway = try await app.keySecret(.gateway)
             let mail = try await app.postMail(gateway, testMail(subject: "件名", id: "c1@example.jp"))
             let customer = try #require(try mail.json["customer_id"] as? String)
-            let body = Self.chat("m1", extra: #","name":"花子","email":"hanako@example.jp""#)
+            let body = Self.chat("m1", extra: #","name":"花子","email":"hanako@example.jp","contacts_verified":true"#)
             let statuses = try await app.postConcurrently(
                 "/v1/inbound/chat", headers: [.authorization: "Bearer \(gateway)", .contentType: "application/json"],
                 bodies: Array(repeating: ByteBuffer(string: body), count: 5))
@@ -77,6 +77,32 @@ struct InboundChatTests {
             let identities = ((try found.json["items"] as? [[String: Any]])?.first?["identities"] as? [[String: Any]]) ?? []
             #expect(Set(identities.compactMap { $0["kind"] as? String }) == ["email", "chat"])
             #expect(((try found.json["items"] as? [[String: Any]])?.first?["id"] as? String) == customer)
+        }
+    }
+
+    @Test("an unchecked email typed into a chat links nothing: a new chat customer, a merge suggestion, the email kept with the message")
+    func uncheckedEmail() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let known = try await app.customer(name: "花子", email: "hanako@example.jp")
+            let chat = try await app.request(.post, "/v1/inbound/chat", key: gateway,
+                                             json: Self.chat("m1", user: "u-9", extra: #","email":"hanako@example.jp","phone":"090-5555-6666""#))
+            #expect(chat.status == .created, "\(chat.text)")
+            let customer = try #require(try chat.json["customer_id"] as? String)
+            #expect(customer != known.uuidString.lowercased())
+            #expect(try chat.json["flags"] as? [String] == ["merge-suggested"])
+            // The new chat customer takes the phone nobody had; the known customer gains nothing.
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE customer_id = \(customer)::uuid") == 2)
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE customer_id = \(known)") == 1)
+            let messageID = try #require(try chat.json["message_id"] as? String)
+            #expect(try await app.count("SELECT count(*) FROM messages WHERE id = \(messageID)::uuid AND metadata->>'email' = 'hanako@example.jp'") == 1)
+
+            // The same chat user later typing a new email: their customer is known now, so it is left out.
+            let later = try await app.request(.post, "/v1/inbound/chat", key: gateway,
+                                              json: Self.chat("m2", user: "u-9", extra: #","email":"someone@example.jp""#))
+            #expect(try later.json["customer_id"] as? String == customer)
+            #expect(try later.json["flags"] as? [String] == ["contact-not-linked"])
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = 'someone@example.jp'") == 0)
         }
     }
 

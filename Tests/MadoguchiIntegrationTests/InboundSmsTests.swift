@@ -77,14 +77,14 @@ struct InboundSmsTests {
         }
     }
 
-    @Test("a customer who mails, then gives a phone on a web form, then texts from it: one customer, one timeline, in order")
+    @Test("a customer who mails, then gives a phone on a members' web form, then texts from it: one customer, one timeline, in order")
     func crossChannel() async throws {
         try await TestApp.run { app in
             let gateway = try await app.keySecret(.gateway)
             let mail = try await app.postMail(gateway, testMail(subject: "注文の件", id: "x1@example.jp"))
             let customer = try #require(try mail.json["customer_id"] as? String)
             let form = try await app.request(.post, "/v1/inbound/webform", key: gateway,
-                                             json: #"{"form_id":"contact","submission_id":"x2","email":"hanako@example.jp","phone":"080-1111-2222","body":"電話番号です"}"#)
+                                             json: #"{"form_id":"contact","submission_id":"x2","email":"hanako@example.jp","phone":"080-1111-2222","contacts_verified":true,"body":"電話番号です"}"#)
             #expect(try form.json["customer_id"] as? String == customer)
             let sms = try await app.request(.post, "/v1/inbound/sms", key: gateway, json: Self.sms("SMx", from: "０８０－１１１１－２２２２", body: "SMSです"))
             #expect(try sms.json["customer_id"] as? String == customer, "\(sms.text)")

@@ -75,17 +75,17 @@ struct InboundWebformTests {
         }
     }
 
-    @Test("a known email brings a new phone to its customer; contacts of two customers go to the first, with a merge suggestion")
+    @Test("checked contacts: a known email brings a new phone to its customer; contacts of two customers go to the first, with a merge suggestion")
     func identities() async throws {
         try await TestApp.run { app in
             let gateway = try await app.keySecret(.gateway)
             let known = try await app.customer(name: "既存", email: "known@example.jp")
-            let first = try await Self.post(app, gateway, #"{"form_id":"f","submission_id":"1","email":"known@example.jp","phone":"03-1234-5678","body":"x"}"#)
+            let first = try await Self.post(app, gateway, #"{"form_id":"f","submission_id":"1","email":"known@example.jp","phone":"03-1234-5678","contacts_verified":true,"body":"x"}"#)
             #expect(try first.json["customer_id"] as? String == known.uuidString.lowercased())
             #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE customer_id = \(known)") == 2)
 
             let other = try await app.customer(name: "別人", email: "other@example.jp")
-            let both = try await Self.post(app, gateway, #"{"form_id":"f","submission_id":"2","email":"known@example.jp","external_id":"C-9","phone":"(03) 1234-5678","body":"y"}"#)
+            let both = try await Self.post(app, gateway, #"{"form_id":"f","submission_id":"2","email":"known@example.jp","external_id":"C-9","phone":"(03) 1234-5678","contacts_verified":true,"body":"y"}"#)
             #expect(try both.json["customer_id"] as? String == known.uuidString.lowercased())
             #expect(try both.json["flags"] == nil)
             try await app.execute("INSERT INTO customer_identities (customer_id, kind, value) VALUES (\(other), 'external', 'C-10')")
@@ -94,6 +94,47 @@ struct InboundWebformTests {
             #expect(try clash.json["flags"] as? [String] == ["merge-suggested"])
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'customer.merge_suggested'") == 1)
             #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE customer_id = \(other)") == 2)
+
+            // Checked, a known phone finds its customer for a new email, which joins it.
+            let member = try await Self.post(app, gateway, #"{"form_id":"f","submission_id":"4","email":"new@example.jp","phone":"03-1234-5678","contacts_verified":true,"body":"w"}"#)
+            #expect(try member.json["customer_id"] as? String == known.uuidString.lowercased())
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE customer_id = \(known) AND value = 'new@example.jp'") == 1)
+        }
+    }
+
+    @Test("unchecked contacts never reach into a known customer: a stranger's phone beside a new email, or a new phone beside a known email")
+    func uncheckedContacts() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let victim = try await app.customer(name: "顧客", email: "victim@example.jp")
+            try await app.execute("INSERT INTO customer_identities (customer_id, kind, value) VALUES (\(victim), 'phone', '+81312345678')")
+
+            // Someone else's email beside the customer's phone: a new customer for the email (replies
+            // go there), the phone stays the customer's, and a person is asked.
+            let stranger = try await Self.post(app, gateway, #"{"form_id":"f","submission_id":"1","email":"stranger@example.jp","phone":"03-1234-5678","body":"注文の配送先を変えてください"}"#)
+            let strangerID = try #require(try stranger.json["customer_id"] as? String)
+            #expect(strangerID != victim.uuidString.lowercased())
+            #expect(try stranger.json["flags"] as? [String] == ["merge-suggested"])
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE customer_id = \(victim)") == 2)
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = 'stranger@example.jp' AND customer_id = \(victim)") == 0)
+            #expect(try await app.count("""
+                SELECT count(*) FROM events WHERE type = 'customer.merge_suggested' AND data->>'other_customer_id' = \(victim.uuidString.lowercased())
+                """) == 1)
+
+            // The customer's email beside a phone nobody has: the message is the customer's (replies go
+            // to their address), the phone is kept with it but not added to them.
+            let typed = try await Self.post(app, gateway, #"{"form_id":"f","submission_id":"2","email":"victim@example.jp","phone":"090-1111-2222","body":"電話番号が変わりました"}"#)
+            #expect(try typed.json["customer_id"] as? String == victim.uuidString.lowercased())
+            #expect(try typed.json["flags"] as? [String] == ["contact-not-linked"])
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = '+819011112222'") == 0)
+            let messageID = try #require(try typed.json["message_id"] as? String)
+            #expect(try await app.count("SELECT count(*) FROM messages WHERE id = \(messageID)::uuid AND metadata->>'phone' = '090-1111-2222'") == 1)
+
+            // A first contact: the new customer takes every contact nobody has, unchecked or not.
+            let fresh = try await Self.post(app, gateway, #"{"form_id":"f","submission_id":"3","email":"fresh@example.jp","phone":"090-3333-4444","body":"初めて"}"#)
+            let freshID = try #require(try fresh.json["customer_id"] as? String)
+            #expect(try fresh.json["flags"] == nil)
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE customer_id = \(freshID)::uuid") == 2)
         }
     }
 

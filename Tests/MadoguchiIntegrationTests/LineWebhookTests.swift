@@ -208,7 +208,7 @@ struct LineWebhookTests {
         }
     }
 
-    @Test("mail, then SMS from the phone given on a web form, then LINE once the order system linked the id: one customer, one timeline, in order")
+    @Test("mail, then SMS from the phone given on a members' web form, then LINE once the order system linked the id: one customer, one timeline, in order")
     func crossChannel() async throws {
         try await TestApp.run(configure: {
             Self.configured(&$0)
@@ -219,7 +219,7 @@ struct LineWebhookTests {
             let mail = try await app.postMail(gateway, testMail(subject: "注文の件", id: "x1@example.jp"))
             let customer = try #require(try mail.json["customer_id"] as? String)
             let form = try await app.request(.post, "/v1/inbound/webform", key: gateway,
-                                             json: #"{"form_id":"contact","submission_id":"x2","email":"hanako@example.jp","phone":"080-1111-2222","body":"電話番号です"}"#)
+                                             json: #"{"form_id":"contact","submission_id":"x2","email":"hanako@example.jp","phone":"080-1111-2222","contacts_verified":true,"body":"電話番号です"}"#)
             #expect(try form.json["customer_id"] as? String == customer)
             let sms = try await ProviderRequests.postTwilio(app, ProviderRequests.twilioMessage("SMx", from: "+818011112222", body: "SMSです"), token: "new-token")
             #expect(((try sms.json["events"] as? [[String: Any]])?.first?["inbound"] as? [String: Any])?["customer_id"] as? String == customer, "\(sms.text)")

@@ -54,13 +54,24 @@ struct IdentityResolver: Sendable {
         return customerID
     }
 
-    /// Any known contact finds the customer; unknown ones join it. Contacts of two different
-    /// customers are never merged here: the first in `contacts` wins and a supervisor is
-    /// told. With no contact at all, a customer with no identity, flagged.
-    /// Returns the customer and the flags to report (`no-contact`, `merge-suggested`).
+    /// The customer of a message that carries several contacts. The first is the sender's own: the
+    /// one a reply goes to (a chat's user id, which the gateway's key vouches for; a form's email,
+    /// else its phone). The others are what the sender typed in, and anyone can type anyone's phone:
+    /// unless the gateway says it checked them (`claimsVerified`: a logged-in member, a confirmed
+    /// address), a typed contact never brings a stranger's address into a customer's history, nor
+    /// the sender into a stranger's.
+    /// - The sender's own contact finds its customer. When nobody has it yet, a checked typed contact
+    ///   that somebody has finds theirs instead (a member who mailed before, now chatting logged in),
+    ///   and the own contact joins them; otherwise a new customer is made.
+    /// - A typed contact nobody has joins the customer when it was checked, or when the customer was
+    ///   made by this very message (nothing of anyone's to see); otherwise it is left out, flagged
+    ///   `contact-not-linked`, and kept in the message for an agent to link by hand.
+    /// - A contact of another customer is never moved here: a supervisor is told
+    ///   (`merge-suggested`).
+    /// With no contact at all, a customer with no identity, flagged `no-contact`.
     func resolve(
-        contacts: [(kind: Customer.Identity.Kind, value: String)], displayName: String?, channel: Channel, locked: Bool = false,
-        ownersRead: IdentityStore.OwnersRead = .none, on connection: PostgresConnection
+        contacts: [(kind: Customer.Identity.Kind, value: String)], claimsVerified: Bool, displayName: String?, channel: Channel,
+        locked: Bool = false, ownersRead: IdentityStore.OwnersRead = .none, on connection: PostgresConnection
     ) async throws -> (UUID, [String]) {
         guard !contacts.isEmpty else { return (try await anonymousCustomer(on: connection), ["no-contact"]) }
         if !locked { try await identities.lock(contacts, on: connection) }
@@ -73,30 +84,36 @@ struct IdentityResolver: Sendable {
         }
         var flags: [String] = []
         let customerID: UUID
-        let known = owners.first(where: { $0.owner != nil })?.owner
+        let known = owners[0].owner ?? (claimsVerified ? owners.dropFirst().first(where: { $0.owner != nil })?.owner : nil)
         if let known {
             customerID = known
         } else {
+            // Made with the contacts that will join it: the sender's own and the typed ones nobody has.
             customerID = try await customers.insert(displayName: Self.shownName(displayName), on: connection)
             try await events.record(.customerCreated, customerID: customerID, actor: nil,
-                                    data: ["identities": contacts.map { ["kind": $0.kind.rawValue, "value": $0.value] }], on: connection)
+                                    data: ["identities": owners.filter { $0.owner == nil }.map { ["kind": $0.kind.rawValue, "value": $0.value] }],
+                                    on: connection)
         }
-        // The contacts nobody owns join the customer in one statement.
-        try await identities.insert(owners.filter { $0.owner == nil }.map { ($0.kind, $0.value, $0.value) }, customerID: customerID, on: connection)
-        for (kind, value, owner) in owners {
-            if owner == nil {
-                // A new customer's identities are listed in its customer.created; a known one's are news.
-                if known != nil {
-                    try await events.record(.customerIdentityAdded, customerID: customerID, actor: nil,
-                                            data: ["kind": kind.rawValue, "value": value, "channel": channel.rawValue], on: connection)
-                }
-            } else if let owner, owner != customerID {
-                if !flags.contains("merge-suggested") { flags.append("merge-suggested") }
-                try await events.record(
-                    .customerMergeSuggested, customerID: customerID, actor: nil,
-                    data: ["other_customer_id": owner.lowercased, "kind": kind.rawValue, "value": value, "channel": channel.rawValue],
-                    on: connection)
+        let joining = owners.enumerated().filter { index, contact in
+            contact.owner == nil && (index == 0 || claimsVerified || known == nil)
+        }.map(\.element)
+        if joining.count < owners.filter({ $0.owner == nil }).count { flags.append("contact-not-linked") }
+        // The contacts that join, in one statement.
+        try await identities.insert(joining.map { ($0.kind, $0.value, $0.value) }, customerID: customerID, on: connection)
+        // A new customer's identities are listed in its customer.created; a known one's are news.
+        if known != nil {
+            for (kind, value, _) in joining {
+                try await events.record(.customerIdentityAdded, customerID: customerID, actor: nil,
+                                        data: ["kind": kind.rawValue, "value": value, "channel": channel.rawValue], on: connection)
             }
+        }
+        for (kind, value, owner) in owners {
+            guard let owner, owner != customerID else { continue }
+            if !flags.contains("merge-suggested") { flags.append("merge-suggested") }
+            try await events.record(
+                .customerMergeSuggested, customerID: customerID, actor: nil,
+                data: ["other_customer_id": owner.lowercased, "kind": kind.rawValue, "value": value, "channel": channel.rawValue],
+                on: connection)
         }
         return (customerID, flags)
     }

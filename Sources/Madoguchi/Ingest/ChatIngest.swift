@@ -10,6 +10,9 @@ struct InboundChat: Sendable {
     var senderUserID: String
     /// The sender's chat identity first (`chat` or `line`), then any email or phone the chat collected.
     var contacts: [(kind: Customer.Identity.Kind, value: String)]
+    /// The gateway checked that the email and phone are the sender's (a logged-in member): only then
+    /// may they link the chat to a customer who has them (`IdentityResolver`).
+    var contactsVerified = false
     var name: String?
     var text: String
     var files: [NewAttachment] = []
@@ -51,8 +54,10 @@ struct ChatIngest: Sendable {
         metadata["conversation_id"] = chat.conversationID
         metadata["provider_user_id"] = chat.senderUserID
         metadata["links"] = chat.links
+        // What the sender typed in stays with the message, linked to the customer or not.
+        for (kind, value) in chat.contacts.dropFirst() { metadata[kind.rawValue] = value }
         let message = CustomerMessage(
-            channel: .chat, provider: chat.provider, providerMessageID: chat.providerMessageID, sender: .contacts(chat.contacts),
+            channel: .chat, provider: chat.provider, providerMessageID: chat.providerMessageID, sender: .contacts(chat.contacts, verified: chat.contactsVerified),
             senderName: chat.name, from: chat.contacts.first?.value, text: chat.text, metadata: try JSONSerialization.text(metadata),
             sentAt: chat.sentAt, attachments: chat.files, eventDetails: ["provider": chat.provider])
         let read = try await firstRead(chat, on: connection)

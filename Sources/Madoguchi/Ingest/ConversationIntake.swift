@@ -7,9 +7,9 @@ struct CustomerMessage: Sendable {
     enum Sender: Sendable {
         /// One identity of the channel's own (an SMS sender's number), kept with its raw spelling.
         case identity(kind: Customer.Identity.Kind, value: String, raw: String)
-        /// The channel's identity first, then whatever contacts the sender gave (a chat's email, a
-        /// form's phone): any known one finds the customer, unknown ones join it.
-        case contacts([(kind: Customer.Identity.Kind, value: String)])
+        /// The channel's identity first, then whatever contacts the sender typed in (a chat's email,
+        /// a form's phone), and whether the gateway checked those (see `IdentityResolver`).
+        case contacts([(kind: Customer.Identity.Kind, value: String)], verified: Bool)
     }
 
     var channel: Channel
@@ -116,9 +116,9 @@ struct ConversationIntake: Sendable {
             let resolution = try await resolver.resolve(
                 kind: kind, value: value, rawValue: raw, displayName: message.senderName, locked: locked, ownersRead: ownersRead, on: connection)
             return (resolution.customerID, [])
-        case .contacts(let contacts):
+        case .contacts(let contacts, let verified):
             return try await resolver.resolve(
-                contacts: contacts, displayName: message.senderName, channel: message.channel, locked: locked, ownersRead: ownersRead,
+                contacts: contacts, claimsVerified: verified, displayName: message.senderName, channel: message.channel, locked: locked, ownersRead: ownersRead,
                 on: connection)
         }
     }

@@ -57,7 +57,8 @@ extension InboundWebform {
         let name = submission.name?.trimmingCharacters(in: .whitespacesAndNewlines)
         let subject = submission.subject?.trimmingCharacters(in: .whitespacesAndNewlines)
         self.init(
-            formID: submission.formId, submissionID: submission.submissionId, contacts: contacts, name: name?.isEmpty == false ? name : nil,
+            formID: submission.formId, submissionID: submission.submissionId, contacts: contacts,
+            contactsVerified: submission.contactsVerified ?? false, name: name?.isEmpty == false ? name : nil,
             subject: subject?.isEmpty == false ? subject! : "Web form \(submission.formId)",
             body: submission.body, fieldsJSON: fieldsJSON, fieldsText: fieldsText, email: submission.email, phone: submission.phone,
             submittedAt: submission.submittedAt, attachments: attachments)
@@ -136,7 +137,7 @@ extension InboundChat {
         let name = chat.sender.name?.trimmingCharacters(in: .whitespacesAndNewlines)
         self.init(
             provider: chat.provider, conversationID: chat.conversationId, providerMessageID: chat.providerMessageId,
-            senderUserID: chat.sender.providerUserId, contacts: contacts, name: name?.isEmpty == false ? name : nil, text: text,
+            senderUserID: chat.sender.providerUserId, contacts: contacts, contactsVerified: chat.sender.contactsVerified ?? false, name: name?.isEmpty == false ? name : nil, text: text,
             files: files, links: links, sentAt: chat.sentAt)
     }
 }

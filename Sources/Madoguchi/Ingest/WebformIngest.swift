@@ -7,6 +7,8 @@ struct InboundWebform: Sendable {
     var formID: String
     var submissionID: String
     var contacts: [(kind: Customer.Identity.Kind, value: String)]
+    /// The form's gateway checked that the contacts are the sender's (`IdentityResolver`).
+    var contactsVerified: Bool
     var name: String?
     var subject: String
     var body: String
@@ -38,7 +40,7 @@ struct WebformIngest: Sendable {
         ) { payloadID, ownersRead, connection in
             let metadata: [String: Any?] = ["form_id": form.formID, "name": form.name, "email": form.email, "phone": form.phone]
             let message = CustomerMessage(
-                channel: .webform, provider: form.formID, providerMessageID: form.submissionID, sender: .contacts(form.contacts),
+                channel: .webform, provider: form.formID, providerMessageID: form.submissionID, sender: .contacts(form.contacts, verified: form.contactsVerified),
                 senderName: form.name, subject: form.subject, from: form.contacts.first?.value,
                 text: form.fieldsText.isEmpty ? form.body : form.body + "\n\n――――\n" + form.fieldsText, visibleText: form.body,
                 metadata: try NewMessage.metadata(metadata.compactMapValues { $0 }, embedding: ["fields": form.fieldsJSON]),

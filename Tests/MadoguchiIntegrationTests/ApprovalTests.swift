@@ -105,6 +105,30 @@ struct ApprovalTests {
         }
     }
 
+    @Test("a colleague who took the ticket over submits the flagged author's draft and the approval sends it; before that, approval names who holds the ticket")
+    func takeoverSubmitted() async throws {
+        try await TestApp.run { app in
+            let (scene, reply, lastSeen) = try await Self.submittedThenLapsed(app, #"{"body":"山田 花子 様\n全額返金いたします。"}"#)
+            let colleague = try await app.key(.agent)
+            let supervisor = try await app.keySecret(.supervisor)
+            #expect(try await app.request(.post, "/v1/tickets/\(scene.ticket)/claim", key: colleague.secret).status == .ok)
+            // Submitted by its author, who no longer holds the ticket: the colleague does, and is named.
+            let early = try await app.request(.post, "/v1/replies/\(reply)/approve", key: supervisor, json: lastSeen)
+            try expectProblem(early, .conflict, "claim-held")
+            #expect(try (early.json["detail"] as? String)?.contains(colleague.record.agentID?.uuidString.lowercased() ?? "-") == true, "\(early.text)")
+            #expect(try await ReplyTests.outboxCount(app) == 0)
+
+            // The colleague takes the draft back and submits it; the supervisor's approval sends it.
+            #expect(try await app.request(.patch, "/v1/replies/\(reply)", key: colleague.secret, json: "{}").status == .ok)
+            let submitted = try await app.request(.post, "/v1/replies/\(reply)/submit", key: colleague.secret, json: lastSeen)
+            #expect(try submitted.json["state"] as? String == "submitted", "\(submitted.text)")
+            let approved = try await app.request(.post, "/v1/replies/\(reply)/approve", key: supervisor, json: lastSeen)
+            #expect(approved.status == .ok, "\(approved.text)")
+            #expect(try approved.json["state"] as? String == "queued")
+            #expect(try await ReplyTests.outboxCount(app) == 1)
+        }
+    }
+
     @Test("a supervisor cannot approve their own reply, and an approval needs the author's claim to be live")
     func approvalBoundaries() async throws {
         try await TestApp.run { app in

@@ -95,15 +95,23 @@ struct ReplyDesk: Sendable {
         }
     }
 
-    /// A supervisor approves a submitted reply, which is sent at once, exactly as it stands. Its author
-    /// must still hold the claim: if the ticket has moved on to someone else, the answer is theirs now.
+    /// A supervisor approves a submitted reply, which is sent at once, exactly as it stands. It goes on
+    /// behalf of the agent who submitted it (its author, or a colleague who took the ticket over and
+    /// submitted the author's draft), who must still hold the claim: if the ticket has moved on to
+    /// someone else since, the answer is theirs now, and they submit it again if they want it sent.
     func approve(replyID: UUID, lastSeenMessageID: UUID?, confirmUndeliverable: Bool = false, by principal: Principal, agentID: UUID) async throws -> Reply {
         try await database.withTransaction { connection in
             let current = try await replies.reply(id: replyID, on: connection)
             guard current.authorAgentID != agentID else {
                 throw Problem(.forbidden, status: .forbidden, title: "Forbidden", detail: "A reply is approved by someone other than its author.")
             }
-            let ticket = try await lockTicketHoldingClaim(current.ticketID, agentID: current.authorAgentID, on: connection)
+            let (ticket, live) = try await tickets.lock(current.ticketID, on: connection)
+            // Read under the ticket's lock, which every submission takes: it cannot change now.
+            let submitter = try await events.lastActingAgent(.replySubmitted, reply: replyID, ticketID: ticket.id, on: connection)
+                ?? current.authorAgentID
+            guard let claim = ticket.claim, live, claim.agentID == submitter else {
+                throw Self.submitterLeft(submitter, ticket: ticket, claimLive: live)
+            }
             let reply = try await replies.reply(id: replyID, lock: true, on: connection)
             guard reply.state == .submitted else { throw Problem.replyNotSubmitted(reply) }
             try await events.record(.replyApproved, ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
@@ -111,6 +119,20 @@ struct ReplyDesk: Sendable {
             return try await deliver(reply, ticket: ticket, lastSeen: lastSeenMessageID, confirmUndeliverable: confirmUndeliverable, by: principal,
                                      on: connection)
         }
+    }
+
+    /// The submitter of a reply awaiting approval no longer holds its ticket: approving would answer
+    /// the customer over the head of whoever holds it now.
+    static func submitterLeft(_ submitter: UUID, ticket: Ticket, claimLive: Bool) -> Problem {
+        let who = "Agent \(submitter.lowercased), who submitted this reply,"
+        guard let claim = ticket.claim, claimLive else {
+            return Problem(.claimRequired, status: .conflict, title: "Claim required",
+                           detail: "\(who) no longer holds the ticket's claim. Whoever claims the ticket next can submit the reply again.")
+        }
+        var problem = TicketWork.claimHeld(claim)
+        problem.detail = "\(who) no longer holds the ticket: agent \(claim.agentID.lowercased) does, until \(TicketWork.timestamp(claim.expiresAt)). "
+            + "They can submit the reply again for it to be approved."
+        return problem
     }
 
     /// A supervisor sends a submitted reply back; the comment joins the timeline as an internal note.

@@ -47,7 +47,7 @@ struct FeedEvent: Sendable {
 /// commits, so a reader that has seen id 12 can later find id 11 appear — a transaction that began
 /// first and committed last — and a cursor past 12 would skip it forever. Instead every event stores
 /// its transaction's id (`xid`), and a read hands out only events whose transaction is older than the
-/// oldest transaction still running (`pg_snapshot_xmin(pg_current_snapshot())`, the horizon): every
+/// oldest transaction still running that could write here (the horizon, see `horizon`): every
 /// such transaction has finished, so no event below the horizon can appear later. Events come in
 /// (xid, id) order — a transaction's events together and in their own order, transactions in the
 /// order they began — and the cursor is that pair, so nothing is handed out twice.
@@ -56,8 +56,9 @@ struct FeedEvent: Sendable {
 /// would be what `ORDER BY xid` sorts by — as text, where "1000" comes before "961", which once made
 /// a follower skip every event between transactions 961 and 1000.
 ///
-/// The price: one long-running writing transaction holds back everything that began after it until
-/// it ends. Madoguchi's transactions are short; a manual `BEGIN` left open in psql would show here.
+/// The price: one long-running writing transaction in this database holds back everything that
+/// began after it until it ends. Madoguchi's transactions are short; a manual `BEGIN` left open in
+/// psql would show here. Another database's transactions do not (see `horizon`).
 struct EventFeed: Sendable {
     let logger: Logger
 
@@ -106,18 +107,37 @@ struct EventFeed: Sendable {
         return Page(events: events, next: next, heldBack: heldBack)
     }
 
-    /// The oldest transaction still running anywhere on the cluster: every event of an older
-    /// transaction is final.
+    /// The oldest transaction that may still write to this database's events: every event of an
+    /// older transaction is final.
     ///
-    /// Transaction ids are cluster-wide, so a long writing transaction in another database on the
-    /// same cluster holds this feed back too. Narrowing the horizon to this database's transactions
-    /// (from `pg_stat_activity`) was tried and, under a loaded CI run, once let an event pass an older
-    /// transaction still running here — which then came late and moved a cursor backwards. Until that
-    /// is understood, the snapshot's own `xmin`, which PostgreSQL guarantees, is the horizon.
+    /// Transaction ids are cluster-wide, so the snapshot's own `xmin` would let a long writing
+    /// transaction in another database on the same cluster (another application's batch on a
+    /// shared server) hold this feed back for as long as it runs. So the horizon is the oldest
+    /// transaction the snapshot saw running (`xip`) that is not *proven* to be another database's,
+    /// or the snapshot's `xmax` when there is none. Proof is positive only: a backend connected to
+    /// another database holding that transaction's id (`pg_stat_activity`), and holding its lock
+    /// (`pg_locks`, the same process: a backend slot reused between the two halves of a
+    /// `pg_stat_activity` read cannot pass), or a prepared transaction of another database. A
+    /// transaction that ended before it could be looked up, or that cannot be seen, counts as ours
+    /// and holds the feed, as every transaction did before. (An earlier attempt took "found in
+    /// this database" as proof the other way round; a transaction of ours that had just ended then
+    /// counted as another's, its events invisible to the snapshot, and a cursor passed them.)
     private func horizon(on connection: PostgresConnection) async throws -> UInt64 {
-        let rows = try await connection.run("SELECT pg_snapshot_xmin(pg_current_snapshot())::text", logger: logger)
-        for try await xmin in rows.decode(String.self) { return UInt64(xmin) ?? 0 }
-        throw RowNotFound("SELECT pg_snapshot_xmin(…)")
+        let rows = try await connection.run("""
+            WITH snap AS MATERIALIZED (SELECT pg_current_snapshot() AS s),
+            here AS MATERIALIZED (SELECT oid FROM pg_database WHERE datname = current_database())
+            SELECT coalesce(
+                (SELECT min(x) FROM snap, pg_snapshot_xip(snap.s) AS x
+                 WHERE NOT EXISTS (
+                         SELECT 1 FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid
+                         WHERE a.backend_xid = xid(x) AND a.datid <> (SELECT oid FROM here)
+                           AND l.locktype = 'transactionid' AND l.transactionid = xid(x) AND l.granted)
+                   AND NOT EXISTS (
+                         SELECT 1 FROM pg_prepared_xacts p WHERE p.transaction = xid(x) AND p.database <> current_database())),
+                (SELECT pg_snapshot_xmax(s) FROM snap))::text
+            """, logger: logger)
+        for try await horizon in rows.decode(String.self) { return UInt64(horizon) ?? 0 }
+        throw RowNotFound("the event feed's horizon")
     }
 
     /// The cursor after the newest event there is (below the horizon): to follow from now on.

@@ -26,11 +26,9 @@ enum TestCluster {
         get async throws { try await started.value }
     }
 
-    /// A second cluster, for tests of the event feed. The feed hands an event out only once every
-    /// transaction that began before it has finished — on the whole cluster, since transaction ids
-    /// are cluster-wide — so on the shared cluster any other test's long transaction (fifty mails at
-    /// once on one pool hold theirs for tens of seconds) would stall them. Production has the same
-    /// property; deploy/RUNBOOK.md says so.
+    /// A second cluster, for tests of the event feed. Before the feed's horizon learned to pass other
+    /// databases' transactions (`EventFeed.horizon`), any other test's long transaction stalled them
+    /// here; it is kept so that their timing does not depend on the load of a full run.
     private static let startedForFeed = Task<EmbeddedPostgres, any Error> { try await start() }
 
     static func cluster(forFeed: Bool) async throws -> EmbeddedPostgres {

@@ -130,7 +130,8 @@ final class RejectedPayloadBudget: Sendable {
     /// Whether one more refused request may be kept; counts it either way.
     func mayKeep(now: ContinuousClock.Instant = .now) -> Bool {
         state.withLock { state in
-            if now - state.windowStart >= Self.window { state = State(windowStart: now, lastReport: state.lastReport) }
+            // A new window's allowance; drops not yet reported carry over, so the log counts them all.
+            if now - state.windowStart >= Self.window { state = State(windowStart: now, dropped: state.dropped, lastReport: state.lastReport) }
             guard state.kept < Self.perWindow else {
                 state.dropped += 1
                 return false

@@ -50,10 +50,17 @@ public enum MailComposer {
     }
 
     /// The whole message, or a `Failure` before any byte is written.
-    public static func compose(_ mail: OutgoingMail, carrierDomains: Set<String> = MailComposer.carrierDomains) throws -> ComposedMail {
-        try validate(mail)
-        let toCarrier = (mail.to + mail.cc).contains { isCarrier($0.address, carrierDomains: carrierDomains) }
-        let (charset, mail) = chooseCharset(mail, toCarrier: toCarrier)
+    public static func compose(_ given: OutgoingMail, carrierDomains: Set<String> = MailComposer.carrierDomains) throws -> ComposedMail {
+        // Domains as A-labels: with an ASCII local part, the mail then needs no SMTPUTF8.
+        var addressed = given
+        func ascii(_ address: MailAddress) -> MailAddress { MailAddress(name: address.name, address: IDNA.asciiAddress(address.address)) }
+        addressed.from = ascii(given.from)
+        addressed.to = given.to.map(ascii)
+        addressed.cc = given.cc.map(ascii)
+        addressed.replyTo = given.replyTo.map(ascii)
+        try validate(addressed)
+        let toCarrier = (addressed.to + addressed.cc).contains { isCarrier($0.address, carrierDomains: carrierDomains) }
+        let (charset, mail) = chooseCharset(addressed, toCarrier: toCarrier)
 
         let body = bodyEntity(mail, charset: charset)
         var header = HeaderWriter(charset: charset)

@@ -179,6 +179,61 @@ struct DeliveryTests {
         }
     }
 
+    @Test("a reply to an address at a Japanese domain goes to its A-label (xn--), in the envelope and the header, without needing SMTPUTF8")
+    func internationalDomain() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let conversation = try await Self.customerWrites(app, from: "taro@日本語.jp")
+            let reply = try await Self.answer(conversation, "お問い合わせありがとうございます。")
+            let sent = try await Self.delivery(conversation, reply)
+            // Recorded against the address as stored: the relay's answer for the A-label is its answer.
+            #expect(Self.state(sent) == "sent", "\(sent)")
+            let received = try #require(sink.received.first)
+            #expect(sink.received.count == 1, "one copy")
+            #expect(received.recipients == ["taro@xn--wgv71a119e.jp"])
+            #expect(try await app.count("""
+                SELECT count(*) FROM outbox WHERE reply_id = \(UUID(uuidString: reply)!) AND attempts = 1 AND recipient_results ? 'taro@日本語.jp'
+                """) == 1, "recorded against the stored address, on the first attempt")
+            #expect(!received.mailOptions.contains { $0.uppercased() == "SMTPUTF8" }, "\(received.mailOptions)")
+            #expect(ParsedMail(received.bytes).to.map(\.address) == ["taro@xn--wgv71a119e.jp"])
+
+            // The relay's bounce names the A-label: it bounces the reply and marks the address as stored.
+            #expect(try await app.postMail(try await app.keySecret(.gateway), Self.bounce(of: reply, to: "taro@xn--wgv71a119e.jp")).status == .created)
+            let bounced = try await app.request(.get, "/v1/replies/\(reply)", key: conversation.agent).json
+            #expect(bounced["state"] as? String == "bounced", "\(bounced)")
+            #expect(try await app.count("""
+                SELECT count(*) FROM customer_identities WHERE value = 'taro@日本語.jp' AND undeliverable_at IS NOT NULL
+                """) == 1)
+        }
+    }
+
+    @Test("one mailbox stored in both spellings (U-label and A-label) is one recipient: one RCPT, one copy, both answered")
+    func internationalDomainTwice() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let conversation = try await Self.customerWrites(app, from: "hanako@ドメイン名例.jp")
+            let ticket = try #require(UUID(uuidString: conversation.ticket))
+            try await app.execute("""
+                INSERT INTO customer_identities (customer_id, kind, value)
+                SELECT customer_id, 'email', 'hanako@xn--eckwd4c7cu47r2wf.jp' FROM tickets WHERE id = \(ticket)
+                """)
+            let draft = try await app.request(.post, "/v1/tickets/\(conversation.ticket)/replies", key: conversation.agent,
+                                              json: #"{"body":"ご案内します。","recipients":["hanako@ドメイン名例.jp","hanako@xn--eckwd4c7cu47r2wf.jp"]}"#)
+            #expect(draft.status == .created, "\(draft.text)")
+            let reply = try #require(try draft.json["id"] as? String)
+            let sent = try await app.request(.post, "/v1/replies/\(reply)/send", key: conversation.agent,
+                                             json: #"{"last_seen_message_id":"\#(conversation.lastMessage)"}"#)
+            #expect(sent.status == .ok, "\(sent.text)")
+            #expect(Self.state(try await Self.delivery(conversation, reply)) == "sent")
+            #expect(sink.received.count == 1, "one copy")
+            #expect(sink.received.first?.recipients == ["hanako@xn--eckwd4c7cu47r2wf.jp"])
+            #expect(try await app.count("""
+                SELECT count(*) FROM outbox WHERE reply_id = \(UUID(uuidString: reply)!) AND attempts = 1
+                  AND recipient_results ? 'hanako@ドメイン名例.jp' AND recipient_results ? 'hanako@xn--eckwd4c7cu47r2wf.jp'
+                """) == 1)
+        }
+    }
+
     @Test("a customer name with a line break (stored before ingest made names one line, or set by hand) is written on one line, and the reply goes")
     func nameWithLineBreak() async throws {
         let sink = try await SMTPSink()

@@ -94,8 +94,18 @@ struct DeliveryDesk: Sendable {
     private enum RepliesSent: PreparedSite { static let name = "madoguchi_replies_sent_as" }
 
     /// Whom the reply went to, as identities compare.
+    /// Each in the form the mail went out in as well (`IDNA`): a relay reports `taro@xn--wgv71a119e.jp`
+    /// for a reply to `taro@日本語.jp`.
     private static func addressees(of reply: Reply) -> Set<String> {
-        Set(reply.recipients.map { IdentityValue.comparable($0) })
+        Set(reply.recipients.flatMap { [IdentityValue.comparable($0), IdentityValue.comparable(IDNA.asciiAddress($0))] })
+    }
+
+    /// The addresses, as stored, that the replies sent as `emailMessageID` went to and that `reported`
+    /// names, in whichever spelling of its domain: the identities a hard bounce marks.
+    func storedRecipients(sentAs emailMessageID: String, matching reported: String, on connection: PostgresConnection) async throws -> [String] {
+        let wanted = IdentityValue.comparable(IDNA.asciiAddress(reported))
+        return try await repliesSent(as: emailMessageID, lock: false, on: connection).flatMap(\.recipients)
+            .filter { IdentityValue.comparable(IDNA.asciiAddress($0)) == wanted }
     }
 
     private func recordEvent(_ type: EventType, reply: Reply, data: [String: Any], actor: Principal?, on connection: PostgresConnection) async throws {

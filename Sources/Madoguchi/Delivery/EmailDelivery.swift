@@ -35,17 +35,28 @@ struct EmailDelivery: Sendable {
             return .deferred(item, "the mail was not composed")
         }
         let composedNow = item.message == nil
-        let recipients = item.pendingRecipients
+        // Domains as A-labels (`IDNA`), as the composer writes them in the headers. Two stored spellings
+        // of one mailbox (`日本語.jp` and `xn--wgv71a119e.jp`) are one recipient, answered for both.
+        var stored: [String: [String]] = [:]
+        var recipients: [String] = []
+        for recipient in item.pendingRecipients {
+            let ascii = IDNA.asciiAddress(recipient)
+            if stored[ascii] == nil { recipients.append(ascii) }
+            stored[ascii, default: []].append(recipient)
+        }
+        let sender = IDNA.asciiAddress(from.address)
         // Judged on every recipient, not only those still pending: the mail's To header lists them
         // all, and a raw UTF-8 address there needs SMTPUTF8 on a retry to the others too.
         let envelope = SMTPSession.Envelope(
-            from: from.address, recipients: recipients,
-            needsSMTPUTF8: !from.address.allSatisfy(\.isASCII) || item.recipients.contains { !$0.allSatisfy(\.isASCII) })
+            from: sender, recipients: recipients,
+            needsSMTPUTF8: !sender.allSatisfy(\.isASCII) || item.recipients.map(IDNA.asciiAddress).contains { !$0.allSatisfy(\.isASCII) })
         do {
             let outcome = try await pool.withSession { session in
                 try await session.send(message, envelope: envelope) { try await handover(composedNow ? message : nil) }
             }
-            return Self.attempt(from: outcome)
+            // The relay answered for the addresses as sent; the row knows them as stored. A recipient
+            // left unanswered would stay pending, and be sent the mail again on the next attempt.
+            return Self.attempt(from: outcome, storedAs: { stored[$0] ?? [$0] })
         } catch is LeaseLost {
             return DeliveryAttempt(kind: .abandoned)
         } catch let error as SMTPSession.AfterFinalDot {
@@ -58,7 +69,10 @@ struct EmailDelivery: Sendable {
     }
 
     /// What the relay's replies mean for each recipient.
-    static func attempt(from outcome: SMTPSession.Outcome) -> DeliveryAttempt {
+    static func attempt(from outcome: SMTPSession.Outcome, storedAs stored: (String) -> [String] = { [$0] }) -> DeliveryAttempt {
+        var outcome = outcome
+        outcome.accepted = outcome.accepted.flatMap(stored)
+        outcome.refused = outcome.refused.flatMap { refused in stored(refused.recipient).map { ($0, refused.reply) } }
         var results: [String: RecipientResult] = [:]
         for (recipient, reply) in outcome.refused {
             results[recipient] = reply.isPermanent ? .failed("RCPT TO: \(reply)", undeliverable: true) : .pending("RCPT TO: \(reply)")

@@ -272,7 +272,14 @@ struct EmailIngest: Sendable {
         let desk = DeliveryDesk(database: database, logger: logger)
         if mail.classification == .bounce {
             for recipient in recipients where recipient.isHardBounce {
-                try await markUndeliverable(recipient, on: connection)
+                // The address as stored when our mail went out with its domain as an A-label (`IDNA`).
+                var stored: [String] = []
+                if let original = report?.originalMessageID, recipient.addresses.contains(where: { $0.contains("xn--") }) {
+                    for address in recipient.addresses {
+                        stored += try await desk.storedRecipients(sentAs: original, matching: address, on: connection)
+                    }
+                }
+                try await markUndeliverable(recipient, alsoAs: stored, on: connection)
             }
             // Any recipient the report says failed (RFC 3464 §2.3.3: it could not be delivered, and the
             // relay has stopped trying) bounces our reply: a full mailbox or a carrier's filter keeps
@@ -320,10 +327,10 @@ struct EmailIngest: Sendable {
                                 data: ["kind": "email", "value": address, "source": "customer_mail"], on: connection)
     }
 
-    private func markUndeliverable(_ recipient: DeliveryReport.Recipient, on connection: PostgresConnection) async throws {
+    private func markUndeliverable(_ recipient: DeliveryReport.Recipient, alsoAs stored: [String], on connection: PostgresConnection) async throws {
         let reason = Text.limit([recipient.reason, recipient.status, recipient.diagnostic].compactMap { $0 }.joined(separator: " — "), 2000)
         // Under the address we sent to (a forward's dead end is the Final-Recipient, unknown to us).
-        for address in recipient.addresses {
+        for address in recipient.addresses + stored.filter({ !recipient.addresses.contains($0) }) {
             for customerID in try await identities.markUndeliverable(kind: .email, value: address, reason: reason, on: connection) {
                 try await events.record(.identityUndeliverable, customerID: customerID, actor: nil,
                                         data: ["kind": "email", "value": address, "reason": reason, "source": "bounce"], on: connection)

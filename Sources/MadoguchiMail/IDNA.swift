@@ -22,13 +22,20 @@ public enum IDNA {
         return local + "@" + ascii
     }
 
-    /// The domain with every label that is not ASCII as its A-label; nil when a label would be empty
-    /// or longer than 63 characters.
+    /// The domain with every label that is not ASCII as its A-label; nil when a label would be empty,
+    /// longer than 63 characters, or hold anything but letters, digits, marks and hyphens once mapped
+    /// (NFKC turns `＠` into `@` and `⒈` into `1.`: not a domain to write anywhere).
     public static func asciiDomain(_ domain: String) -> String? {
+        // Each character as typed must map to label characters or be a dot: `⒈` maps to `1.`,
+        // which would make a label of nothing a person wrote.
+        for scalar in domain.unicodeScalars where !dots.contains(scalar) {
+            guard String(scalar).precomposedStringWithCompatibilityMapping.lowercased().unicodeScalars.allSatisfy(isLabelScalar) else { return nil }
+        }
         let mapped = domain.precomposedStringWithCompatibilityMapping.lowercased()
             .replacingOccurrences(of: "\u{3002}", with: ".")
         var labels: [String] = []
         for label in mapped.split(separator: ".", omittingEmptySubsequences: false) {
+            guard label.unicodeScalars.allSatisfy(isLabelScalar) else { return nil }
             let ascii: String
             if label.utf8.allSatisfy({ $0 < 0x80 }) {
                 ascii = String(label)
@@ -42,6 +49,23 @@ public enum IDNA {
         // A trailing dot (the root) is kept as written; any other empty label is not a domain.
         guard labels.dropLast().allSatisfy({ !$0.isEmpty }), labels.first?.isEmpty == false else { return nil }
         return labels.joined(separator: ".")
+    }
+
+    /// Full stop, ideographic full stop, full-width full stop, half-width ideographic full stop.
+    private static let dots: Set<Unicode.Scalar> = [".", "\u{3002}", "\u{FF0E}", "\u{FF61}"]
+
+    /// ASCII letters, digits and hyphen (RFC 1123), or a letter, mark or digit beyond ASCII.
+    private static func isLabelScalar(_ scalar: Unicode.Scalar) -> Bool {
+        if scalar.isASCII {
+            return (scalar >= "a" && scalar <= "z") || (scalar >= "0" && scalar <= "9") || scalar == "-"
+        }
+        switch scalar.properties.generalCategory {
+        case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter,
+             .nonspacingMark, .spacingMark, .enclosingMark, .decimalNumber:
+            return true
+        default:
+            return false
+        }
     }
 
     // MARK: - Punycode (RFC 3492)

@@ -129,6 +129,23 @@ struct ApprovalTests {
         }
     }
 
+    @Test("a supervisor who takes the ticket over and submits a flagged agent's draft cannot approve it too; another supervisor can")
+    func submitterDoesNotApprove() async throws {
+        try await TestApp.run { app in
+            let (scene, reply, lastSeen) = try await Self.submittedThenLapsed(app, #"{"body":"山田 花子 様\n確認いたします。"}"#)
+            let boss = try await app.key(.supervisor)
+            #expect(try await app.request(.post, "/v1/tickets/\(scene.ticket)/claim", key: boss.secret).status == .ok)
+            let edited = try await app.request(.patch, "/v1/replies/\(reply)", key: boss.secret, json: #"{"body":"山田 花子 様\n全額返金いたします。"}"#)
+            #expect(edited.status == .ok, "\(edited.text)")
+            #expect(try await app.request(.post, "/v1/replies/\(reply)/submit", key: boss.secret, json: lastSeen).status == .ok)
+            try expectProblem(try await app.request(.post, "/v1/replies/\(reply)/approve", key: boss.secret, json: lastSeen), .forbidden, "forbidden")
+            #expect(try await ReplyTests.outboxCount(app) == 0)
+            let approved = try await app.request(.post, "/v1/replies/\(reply)/approve", key: try await app.keySecret(.supervisor), json: lastSeen)
+            #expect(approved.status == .ok, "\(approved.text)")
+            #expect(try await ReplyTests.outboxCount(app) == 1)
+        }
+    }
+
     @Test("a supervisor cannot approve their own reply, and an approval needs the author's claim to be live")
     func approvalBoundaries() async throws {
         try await TestApp.run { app in

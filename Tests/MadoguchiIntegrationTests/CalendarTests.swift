@@ -49,6 +49,8 @@ struct CalendarTests {
 
             #expect(try await Self.due(app, dashboard, Self.standard, "2026-11-27T17:55:00+09:00", plus: 900) == Self.instant("2026-11-30T09:10:00+09:00"))
             #expect(try await Self.due(app, dashboard, Self.standard, "2026-12-28T17:30:00+09:00", plus: 3600) == Self.instant("2027-01-04T09:30:00+09:00"))
+            // The last 年末年始 the national holidays reach: 2027-12-29 (Wednesday) to 2028-01-03 (migration 0058).
+            #expect(try await Self.due(app, dashboard, Self.standard, "2027-12-28T17:00:00+09:00", plus: 7200) == Self.instant("2028-01-04T10:00:00+09:00"))
             // A clock started at night runs from the next opening.
             #expect(try await Self.due(app, dashboard, Self.standard, "2026-12-01T23:00:00+09:00", plus: 60) == Self.instant("2026-12-02T09:01:00+09:00"))
         }

@@ -90,9 +90,10 @@ struct InboundChatTests {
             #expect(chat.status == .created, "\(chat.text)")
             let customer = try #require(try chat.json["customer_id"] as? String)
             #expect(customer != known.uuidString.lowercased())
-            #expect(try chat.json["flags"] as? [String] == ["merge-suggested"])
-            // The new chat customer takes the phone nobody had; the known customer gains nothing.
-            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE customer_id = \(customer)::uuid") == 2)
+            #expect(try chat.json["flags"] as? [String] == ["contact-not-linked", "merge-suggested"])
+            // The new chat customer has its chat id only; the typed phone nobody had is not made one.
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE customer_id = \(customer)::uuid") == 1)
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = '+819055556666'") == 0)
             #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE customer_id = \(known)") == 1)
             let messageID = try #require(try chat.json["message_id"] as? String)
             #expect(try await app.count("SELECT count(*) FROM messages WHERE id = \(messageID)::uuid AND metadata->>'email' = 'hanako@example.jp'") == 1)

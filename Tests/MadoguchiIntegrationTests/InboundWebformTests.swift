@@ -20,7 +20,7 @@ struct InboundWebformTests {
             let gateway = try await app.keySecret(.gateway)
             let json = #"""
                 {"form_id":"contact","submission_id":"s-1","name":"山田 花子","email":"Hanako@Example.JP","phone":"０９０－１２３４－５６７８",
-                 "subject":"返品について","body":"サイズが合いませんでした。","fields":{"order_no":"A-1001","size":"M"},
+                 "contacts_verified":true,"subject":"返品について","body":"サイズが合いませんでした。","fields":{"order_no":"A-1001","size":"M"},
                  "attachments":[{"filename":"../receipt.png","media_type":"image/png","content_base64":"aGVsbG8="}]}
                 """#
             let response = try await Self.post(app, gateway, json)
@@ -130,11 +130,17 @@ struct InboundWebformTests {
             let messageID = try #require(try typed.json["message_id"] as? String)
             #expect(try await app.count("SELECT count(*) FROM messages WHERE id = \(messageID)::uuid AND metadata->>'phone' = '090-1111-2222'") == 1)
 
-            // A first contact: the new customer takes every contact nobody has, unchecked or not.
+            // A first contact: the new customer has the address answers go to; the typed phone stays in
+            // the message (as an identity, someone's later SMS from it would land in this history).
             let fresh = try await Self.post(app, gateway, #"{"form_id":"f","submission_id":"3","email":"fresh@example.jp","phone":"090-3333-4444","body":"初めて"}"#)
             let freshID = try #require(try fresh.json["customer_id"] as? String)
-            #expect(try fresh.json["flags"] == nil)
-            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE customer_id = \(freshID)::uuid") == 2)
+            #expect(try fresh.json["flags"] as? [String] == ["contact-not-linked"])
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE customer_id = \(freshID)::uuid") == 1)
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = '+819033334444'") == 0)
+
+            // A phone alone is the form's answer address: it finds its customer, as an email does.
+            let phoneOnly = try await Self.post(app, gateway, #"{"form_id":"f","submission_id":"4","phone":"03-1234-5678","body":"電話でお願いします"}"#)
+            #expect(try phoneOnly.json["customer_id"] as? String == victim.uuidString.lowercased())
         }
     }
 

@@ -235,6 +235,25 @@ struct SLATests {
         return try response.json
     }
 
+    @Test("a reply sent while the ticket is pending is measured against the due time pushed back by the pause so far")
+    func responseWhilePending() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            _ = try await Self.defaultPolicy(app, supervisor, calendar: try await Self.allHours(app, supervisor))
+            let conversation = try await DeliveryTests.customerWrites(app, from: "hanako@example.jp")
+            #expect(try await Self.patch(app, conversation.ticket, key: supervisor, #"{"status":"pending"}"#)["status"] as? String == "pending")
+            // Paused two hours ago, an hour before the first response fell due: an hour was left.
+            let ticket = try #require(UUID(uuidString: conversation.ticket))
+            try await app.execute("""
+                UPDATE tickets SET sla_paused_at = now() - interval '2 hours', first_response_due_at = now() - interval '1 hour' WHERE id = \(ticket)
+                """)
+            _ = try await DeliveryTests.answer(conversation, "お待たせしました。")
+            #expect(try await app.count("""
+                SELECT count(*) FROM ticket_responses WHERE ticket_id = \(ticket) AND is_first AND due_at > responded_at + interval '50 minutes'
+                """) == 1, "in time, with about an hour to spare")
+        }
+    }
+
     @Test("the customer writing on a pending ticket starts the next-response clock from that message: the pause before it pushes nothing back")
     func nextResponseAfterPause() async throws {
         try await TestApp.run { app in

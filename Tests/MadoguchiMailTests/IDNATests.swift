@@ -30,7 +30,10 @@ struct IDNATests {
         #expect(IDNA.asciiAddress("花子@日本語.jp") == "花子@日本語.jp", "a UTF-8 local part needs SMTPUTF8 anyway")
         #expect(IDNA.asciiAddress("no-at-sign") == "no-at-sign")
         #expect(IDNA.asciiAddress("a@日本語..jp") == "a@日本語..jp", "an empty label")
-        // 40 different ideographs: 79 characters as an A-label (Punycode packs repeats, so not 40 of one).
+        #expect(IDNA.asciiAddress("a@日本語＠evil.jp") == "a@日本語＠evil.jp", "NFKC makes ＠ an @: not a domain")
+        #expect(IDNA.asciiAddress("a@例⒈jp") == "a@例⒈jp", "NFKC makes ⒈ a 1 and a dot")
+        #expect(IDNA.asciiAddress("a@日本語／x.jp") == "a@日本語／x.jp")
+        // 40 different ideographs: 83 characters as an A-label (Punycode packs repeats, so not 40 of one).
         let long = String(String.UnicodeScalarView((0..<40).map { Unicode.Scalar(0x4E00 + $0 * 7)! }))
         #expect(IDNA.asciiAddress("a@" + long + ".jp") == "a@" + long + ".jp", "a label longer than 63 as an A-label")
     }

@@ -54,18 +54,20 @@ struct IdentityResolver: Sendable {
         return customerID
     }
 
-    /// The customer of a message that carries several contacts. The first is the sender's own: the
-    /// one a reply goes to (a chat's user id, which the gateway's key vouches for; a form's email,
-    /// else its phone). The others are what the sender typed in, and anyone can type anyone's phone:
-    /// unless the gateway says it checked them (`claimsVerified`: a logged-in member, a confirmed
-    /// address), a typed contact never brings a stranger's address into a customer's history, nor
-    /// the sender into a stranger's.
-    /// - The sender's own contact finds its customer. When nobody has it yet, a checked typed contact
-    ///   that somebody has finds theirs instead (a member who mailed before, now chatting logged in),
-    ///   and the own contact joins them; otherwise a new customer is made.
-    /// - A typed contact nobody has joins the customer when it was checked, or when the customer was
-    ///   made by this very message (nothing of anyone's to see); otherwise it is left out, flagged
-    ///   `contact-not-linked`, and kept in the message for an agent to link by hand.
+    /// The customer of a message that carries several contacts. The first is the sender's own: a
+    /// chat's user id, which the gateway's key vouches for, or a form's email (else its phone, else
+    /// the order system's id), the address the form asks answers to go to. It finds its customer or
+    /// makes one, so what is written there reaches that customer's history, and what we write back
+    /// reaches the owner of that address, not the person who typed it. The others are what the
+    /// sender typed in beside it, and anyone can type anyone's phone: unless the gateway says it
+    /// checked them (`claimsVerified`: a logged-in member, a confirmed address), a typed contact
+    /// never becomes an identity. As one it would bring a stranger's messages into a customer's
+    /// history later (an SMS from that phone), or hand the order system the wrong customer for it.
+    /// - When nobody has the sender's own contact yet, a checked typed contact that somebody has
+    ///   finds theirs instead (a member who mailed before, now chatting logged in), and the own
+    ///   contact joins them; otherwise a new customer is made.
+    /// - A checked typed contact nobody has joins the customer. An unchecked one is left out,
+    ///   flagged `contact-not-linked`, and kept in the message for an agent to link by hand.
     /// - A contact of another customer is never moved here: a supervisor is told
     ///   (`merge-suggested`).
     /// With no contact at all, a customer with no identity, flagged `no-contact`.
@@ -83,21 +85,18 @@ struct IdentityResolver: Sendable {
                            try await identities.owner(kind: contact.kind, value: contact.value, read: read, on: connection)))
         }
         var flags: [String] = []
+        let joining = owners.enumerated().filter { index, contact in contact.owner == nil && (index == 0 || claimsVerified) }.map(\.element)
+        if joining.count < owners.filter({ $0.owner == nil }).count { flags.append("contact-not-linked") }
         let customerID: UUID
         let known = owners[0].owner ?? (claimsVerified ? owners.dropFirst().first(where: { $0.owner != nil })?.owner : nil)
         if let known {
             customerID = known
         } else {
-            // Made with the contacts that will join it: the sender's own and the typed ones nobody has.
+            // Made with the contacts that join it (below): the sender's own, and the checked ones nobody has.
             customerID = try await customers.insert(displayName: Self.shownName(displayName), on: connection)
             try await events.record(.customerCreated, customerID: customerID, actor: nil,
-                                    data: ["identities": owners.filter { $0.owner == nil }.map { ["kind": $0.kind.rawValue, "value": $0.value] }],
-                                    on: connection)
+                                    data: ["identities": joining.map { ["kind": $0.kind.rawValue, "value": $0.value] }], on: connection)
         }
-        let joining = owners.enumerated().filter { index, contact in
-            contact.owner == nil && (index == 0 || claimsVerified || known == nil)
-        }.map(\.element)
-        if joining.count < owners.filter({ $0.owner == nil }).count { flags.append("contact-not-linked") }
         // The contacts that join, in one statement.
         try await identities.insert(joining.map { ($0.kind, $0.value, $0.value) }, customerID: customerID, on: connection)
         // A new customer's identities are listed in its customer.created; a known one's are news.

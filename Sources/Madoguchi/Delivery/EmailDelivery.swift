@@ -45,11 +45,13 @@ struct EmailDelivery: Sendable {
             stored[ascii, default: []].append(recipient)
         }
         let sender = IDNA.asciiAddress(from.address)
-        // Judged on every recipient, not only those still pending: the mail's To header lists them
-        // all, and a raw UTF-8 address there needs SMTPUTF8 on a retry to the others too.
+        // Judged on the mail as written, not only on the recipients still pending: its header lists
+        // them all, and a raw UTF-8 address there (the composer encodes everything else) needs
+        // SMTPUTF8 on a retry to the others too, and in a mail stored before the composer wrote
+        // A-labels.
         let envelope = SMTPSession.Envelope(
             from: sender, recipients: recipients,
-            needsSMTPUTF8: !sender.allSatisfy(\.isASCII) || item.recipients.map(IDNA.asciiAddress).contains { !$0.allSatisfy(\.isASCII) })
+            needsSMTPUTF8: !sender.allSatisfy(\.isASCII) || recipients.contains { !$0.allSatisfy(\.isASCII) } || Self.headerIsNotASCII(message))
         do {
             let outcome = try await pool.withSession { session in
                 try await session.send(message, envelope: envelope) { try await handover(composedNow ? message : nil) }
@@ -66,6 +68,18 @@ struct EmailDelivery: Sendable {
         } catch {
             return .deferred(item, String(describing: error))
         }
+    }
+
+    /// Whether the mail's header section holds a byte that is not ASCII.
+    static func headerIsNotASCII(_ message: [UInt8]) -> Bool {
+        var previous: (UInt8, UInt8, UInt8) = (0, 0, 0)
+        for byte in message {
+            if byte >= 0x80 { return true }
+            // The blank line after the header: CR LF CR LF.
+            if byte == 0x0A, previous == (0x0D, 0x0A, 0x0D) { return false }
+            previous = (previous.1, previous.2, byte)
+        }
+        return false
     }
 
     /// What the relay's replies mean for each recipient.

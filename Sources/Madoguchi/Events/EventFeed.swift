@@ -122,11 +122,13 @@ struct EventFeed: Sendable {
     /// and holds the feed, as every transaction did before. (An earlier attempt took "found in
     /// this database" as proof the other way round; a transaction of ours that had just ended then
     /// counted as another's, its events invisible to the snapshot, and a cursor passed them.)
+    /// A snapshot leaves out the reader's own transaction, so a read inside a transaction that has
+    /// written stops below it too (`least`, which passes over NULL when it has not).
     private func horizon(on connection: PostgresConnection) async throws -> UInt64 {
         let rows = try await connection.run("""
             WITH snap AS MATERIALIZED (SELECT pg_current_snapshot() AS s),
             here AS MATERIALIZED (SELECT oid FROM pg_database WHERE datname = current_database())
-            SELECT coalesce(
+            SELECT least(coalesce(
                 (SELECT min(x) FROM snap, pg_snapshot_xip(snap.s) AS x
                  WHERE NOT EXISTS (
                          SELECT 1 FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid
@@ -134,7 +136,7 @@ struct EventFeed: Sendable {
                            AND l.locktype = 'transactionid' AND l.transactionid = xid(x) AND l.granted)
                    AND NOT EXISTS (
                          SELECT 1 FROM pg_prepared_xacts p WHERE p.transaction = xid(x) AND p.database <> current_database())),
-                (SELECT pg_snapshot_xmax(s) FROM snap))::text
+                (SELECT pg_snapshot_xmax(s) FROM snap)), pg_current_xact_id_if_assigned())::text
             """, logger: logger)
         for try await horizon in rows.decode(String.self) { return UInt64(horizon) ?? 0 }
         throw RowNotFound("the event feed's horizon")

@@ -30,18 +30,6 @@ struct EventStore: Sendable {
         EventWrites.noteWritten()
     }
 
-    /// The agent of the latest event of `type` about this reply (who last submitted it, say), if any.
-    /// Found through the ticket's events, newest first.
-    func lastActingAgent(_ type: EventType, reply replyID: UUID, ticketID: UUID, on connection: PostgresConnection) async throws -> UUID? {
-        let rows = try await connection.run("""
-            SELECT actor_agent_id FROM events
-            WHERE ticket_id = \(ticketID) AND type = \(type.rawValue) AND data->>'reply_id' = \(replyID.lowercased)
-            ORDER BY id DESC LIMIT 1
-            """, logger: logger)
-        for try await agent in rows.decode(UUID?.self) { return agent }
-        return nil
-    }
-
     /// Writes the events the transaction on `connection` has held back, in the order recorded, in
     /// one statement (a no-op without any). Also called before an event written at once, so that
     /// the order of a transaction's events is always the order they were recorded in.

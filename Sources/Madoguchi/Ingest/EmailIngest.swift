@@ -272,9 +272,10 @@ struct EmailIngest: Sendable {
         let desk = DeliveryDesk(database: database, logger: logger)
         if mail.classification == .bounce {
             for recipient in recipients where recipient.isHardBounce {
-                // The address as stored when our mail went out with its domain as an A-label (`IDNA`).
+                // The address as stored, when our mail went out in another spelling of it (`IDNA`: an
+                // A-label, or full-width letters typed into a form sent as ASCII).
                 var stored: [String] = []
-                if let original = report?.originalMessageID, recipient.addresses.contains(where: { $0.contains("xn--") }) {
+                if let original = report?.originalMessageID {
                     for address in recipient.addresses {
                         stored += try await desk.storedRecipients(sentAs: original, matching: address, on: connection)
                     }

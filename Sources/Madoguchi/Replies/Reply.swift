@@ -20,10 +20,13 @@ public struct Reply: Sendable {
     public var createdAt: Date
     public var updatedAt: Date
     public var sentAt: Date?
+    /// Who submitted it for approval, while it awaits one: its author, or a colleague who took the
+    /// ticket over. The approval goes out on their behalf.
+    public var submittedBy: UUID?
 
     static let columns = """
         id, ticket_id, author_agent_id, channel, recipients, subject, body_text, state, message_id, version,
-        created_at, updated_at, sent_at
+        created_at, updated_at, sent_at, submitted_by
         """
 
     init(row: PostgresRow) throws {
@@ -41,5 +44,6 @@ public struct Reply: Sendable {
         createdAt = try row.value("created_at")
         updatedAt = try row.value("updated_at")
         sentAt = try row.value("sent_at")
+        submittedBy = try row.value("submitted_by")
     }
 }

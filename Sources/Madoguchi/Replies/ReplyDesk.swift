@@ -88,7 +88,7 @@ struct ReplyDesk: Sendable {
             let (ticket, reply) = try await lockReplyHoldingClaim(replyID, agentID: agentID, on: connection)
             guard reply.state == .draft else { throw Problem.replyNotDraft(reply) }
             try await checks.check(reply, ticket: ticket, lastSeen: lastSeenMessageID, confirmUndeliverable: confirmUndeliverable, on: connection)
-            let submitted = try await replies.setState(.submitted, of: replyID, on: connection)
+            let submitted = try await replies.submit(replyID, by: agentID, on: connection)
             try await events.record(.replySubmitted, ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
                                     data: ["reply_id": replyID.lowercased], on: connection)
             return submitted
@@ -102,18 +102,20 @@ struct ReplyDesk: Sendable {
     func approve(replyID: UUID, lastSeenMessageID: UUID?, confirmUndeliverable: Bool = false, by principal: Principal, agentID: UUID) async throws -> Reply {
         try await database.withTransaction { connection in
             let current = try await replies.reply(id: replyID, on: connection)
-            guard current.authorAgentID != agentID else {
-                throw Problem(.forbidden, status: .forbidden, title: "Forbidden", detail: "A reply is approved by someone other than its author.")
-            }
             let (ticket, live) = try await tickets.lock(current.ticketID, on: connection)
             // Read under the ticket's lock, which every submission takes: it cannot change now.
-            let submitter = try await events.lastActingAgent(.replySubmitted, reply: replyID, ticketID: ticket.id, on: connection)
-                ?? current.authorAgentID
+            let reply = try await replies.reply(id: replyID, lock: true, on: connection)
+            guard reply.state == .submitted else { throw Problem.replyNotSubmitted(reply) }
+            // A second pair of eyes: neither whoever wrote the words nor whoever submitted them (a
+            // supervisor who took the ticket over and edited a flagged agent's draft) approves them.
+            let submitter = reply.submittedBy ?? reply.authorAgentID
+            guard reply.authorAgentID != agentID, submitter != agentID else {
+                throw Problem(.forbidden, status: .forbidden, title: "Forbidden",
+                              detail: "A reply is approved by someone other than its author and whoever submitted it.")
+            }
             guard let claim = ticket.claim, live, claim.agentID == submitter else {
                 throw Self.submitterLeft(submitter, ticket: ticket, claimLive: live)
             }
-            let reply = try await replies.reply(id: replyID, lock: true, on: connection)
-            guard reply.state == .submitted else { throw Problem.replyNotSubmitted(reply) }
             try await events.record(.replyApproved, ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
                                     data: ["reply_id": replyID.lowercased], on: connection)
             return try await deliver(reply, ticket: ticket, lastSeen: lastSeenMessageID, confirmUndeliverable: confirmUndeliverable, by: principal,

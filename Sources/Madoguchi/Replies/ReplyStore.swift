@@ -46,6 +46,15 @@ struct ReplyStore: Sendable {
             """, logger: logger))
     }
 
+    /// `agent` asks for approval of the reply as it stands.
+    func submit(_ replyID: UUID, by agent: UUID, on connection: PostgresConnection) async throws -> Reply {
+        try await single(connection.run("""
+            UPDATE replies SET state = 'submitted', submitted_by = \(agent), version = version + 1, updated_at = now()
+            WHERE id = \(replyID)
+            RETURNING \(unescaped: Reply.columns)
+            """, logger: logger))
+    }
+
     /// A bounce is the last word on a delivery: a `sent` recorded after it (a held reply marked sent
     /// by a supervisor, or a worker's 250 written after a fast bounce) leaves the reply `bounced`.
     func setState(_ state: Reply.State, of replyID: UUID, on connection: PostgresConnection) async throws -> Reply {

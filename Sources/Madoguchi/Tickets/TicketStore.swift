@@ -118,13 +118,18 @@ struct TicketStore: Sendable {
                 WHERE t.id = \(ticketID) AND old.id = t.id
                 RETURNING old.status AS old_status, t.status, t.version, t.customer_id, t.sla_policy_id,
                           old.awaiting_reply_since AS waited_since, old.first_responded_at IS NULL AS is_first,
-                          old.response_due_at AS due_at
+                          old.response_due_at AS due_at, old.sla_paused_at AS paused_at
             ), fact AS (
+                -- Answered while the ticket is pending, the clock is measured as it stands at this
+                -- instant: pushed back by the pause so far, as it would be were the pause to end now.
                 INSERT INTO ticket_responses (ticket_id, agent_id, is_first, waited_since, responded_at, due_at, wall_seconds, business_seconds)
-                SELECT \(ticketID), \(responder), a.is_first, a.waited_since, now(), a.due_at, extract(epoch FROM now() - a.waited_since),
-                       business_seconds(coalesce((SELECT p.calendar_id FROM sla_policies p WHERE p.id = a.sla_policy_id),
-                                                 \(BusinessCalendar.standardID)), a.waited_since, now())
+                SELECT \(ticketID), \(responder), a.is_first, a.waited_since, now(),
+                       CASE WHEN a.paused_at IS NULL THEN a.due_at
+                            ELSE business_time_add(c.calendar, a.due_at, business_seconds(c.calendar, a.paused_at, now())) END,
+                       extract(epoch FROM now() - a.waited_since), business_seconds(c.calendar, a.waited_since, now())
                 FROM answered a
+                CROSS JOIN LATERAL (SELECT coalesce((SELECT p.calendar_id FROM sla_policies p WHERE p.id = a.sla_policy_id),
+                                                    \(BusinessCalendar.standardID)) AS calendar) AS c
                 WHERE a.waited_since IS NOT NULL
             )
             SELECT old_status, status, version, customer_id FROM answered

@@ -67,13 +67,13 @@ struct WebhookRequest: Sendable {
     func refuse(_ reason: String, database: Database, logger: Logger) async throws -> Never {
         // Past the budget, a refusal is logged (once a minute) but not kept: a flood from many
         // addresses would otherwise still grow the table without bound.
-        guard RejectedPayloadBudget.shared.mayKeep() else {
-            if let dropped = RejectedPayloadBudget.shared.droppedToReport() {
-                logger.warning("provider webhooks refused and not kept: over the budget of rejected payloads",
-                               metadata: ["provider": "\(provider)", "not_kept": "\(dropped)", "budget": "\(RejectedPayloadBudget.perWindow) per 10 minutes"])
-            }
-            throw Problem.signatureInvalid(reason)
+        let keep = RejectedPayloadBudget.shared.mayKeep()
+        // Asked on every refusal, kept or not: drops carried over a window's end are reported too.
+        if let dropped = RejectedPayloadBudget.shared.droppedToReport() {
+            logger.warning("provider webhooks refused and not kept: over the budget of rejected payloads",
+                           metadata: ["provider": "\(provider)", "not_kept": "\(dropped)", "budget": "\(RejectedPayloadBudget.perWindow) per 10 minutes"])
         }
+        guard keep else { throw Problem.signatureInvalid(reason) }
         let kept = Array(body.prefix(Self.rejectedBodyKept))
         let noted = kept.count == body.count ? reason
             : reason + " (the first \(kept.count) of \(body.count) bytes are kept; SHA-256 of all: "

@@ -453,7 +453,11 @@ struct ReportTests {
                     """)
             }
 
-            try await app.execute("UPDATE tickets SET resolution_due_at = created_at + interval '40 hours' WHERE id = ANY(\(tickets))")
+            // Each solve judged against the due time in force then (migration 0059); no clock still runs.
+            try await app.execute("""
+                UPDATE ticket_status_periods s SET resolution_due_at = t.created_at + interval '40 hours'
+                FROM tickets t WHERE t.id = s.ticket_id AND s.ticket_id = ANY(\(tickets)) AND s.status = 'solved'
+                """)
 
             // The rollup answers only without a filter it does not keep: a priority every ticket has
             // sends the same request to the facts.
@@ -544,8 +548,9 @@ struct ReportTests {
             #expect(try await rows("from=2026-10-02&to=2026-10-02") == changed)
 
             // A due time the clocks' own trigger moves (a policy given to a ticket recomputes its
-            // resolution due) takes effect at once too, though no UPDATE names that column: the solve
-            // on 2 October, met against the old due time, is late against an hour's target.
+            // resolution due) leaves the solves already judged as they were (migration 0059: each is
+            // judged against the due time in force when it happened), though the periods holding
+            // them are told and computed live until folded again.
             let policy = try await app.insertReturningID("""
                 INSERT INTO sla_policies (name, calendar_id) VALUES ('速達', \(BusinessCalendar.standardID)) RETURNING id
                 """)
@@ -553,8 +558,12 @@ struct ReportTests {
             let solvedBefore = try await rows("from=2026-10-02&to=2026-10-02", .sla)
             try await app.execute("UPDATE tickets SET sla_policy_id = \(policy) WHERE id = \(tickets[0])")
             #expect(try await app.count("SELECT count(*) FROM report_response_changes") > 0)
+            // Open still, its resolution clock now runs past due: a breach from the moment it fell due.
+            #expect(try await app.count("SELECT count(*) FROM report_sla_clock_running WHERE ticket_id = \(tickets[0]) AND target = 'resolution'") == 1)
+            // Closed, it runs no more (and how late it is stops growing between two requests).
+            try await app.execute("UPDATE tickets SET status = 'closed' WHERE id = \(tickets[0])")
             #expect(try await disagreements() == [])
-            #expect(try await rows("from=2026-10-02&to=2026-10-02", .sla) != solvedBefore)
+            #expect(try await rows("from=2026-10-02&to=2026-10-02", .sla) == solvedBefore)
             try await app.execute("SELECT fold_report_response_periods()")
             #expect(try await disagreements() == [])
 

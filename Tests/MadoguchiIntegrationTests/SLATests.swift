@@ -235,6 +235,93 @@ struct SLATests {
         return try response.json
     }
 
+    /// Moves the stretch `id` is in now back to have begun `hours` ago (and the one before it to have
+    /// ended then), with the clock pause that stretch holds (`column`).
+    static func lengthenStretch(_ app: TestApp, _ id: String, hours: Int, pausedColumn column: String) async throws {
+        let ticket = try #require(UUID(uuidString: id))
+        try await app.execute("""
+            UPDATE ticket_status_periods SET left_at = left_at - make_interval(hours => \(hours)::int)
+            WHERE ticket_id = \(ticket) AND left_at = (SELECT entered_at FROM ticket_status_periods WHERE ticket_id = \(ticket) AND left_at IS NULL)
+            """)
+        try await app.execute("""
+            UPDATE ticket_status_periods SET entered_at = entered_at - make_interval(hours => \(hours)::int) WHERE ticket_id = \(ticket) AND left_at IS NULL
+            """)
+        try await app.execute("UPDATE tickets SET \(unescaped: column) = \(unescaped: column) - make_interval(hours => \(hours)::int) WHERE id = \(ticket)")
+    }
+
+    @Test("solved pauses the resolution clock: a question three hours after the solve finds the clock where the solve left it")
+    func solvedPausesResolution() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            _ = try await Self.defaultPolicy(app, supervisor, calendar: try await Self.allHours(app, supervisor))
+            // Opened four hours ago: four of its eight hours to resolution left.
+            let id = try await Self.ticket(app, openedAt: Self.ago(240))
+            _ = try await Self.patch(app, id, key: supervisor, #"{"status":"solved"}"#)
+            try await Self.lengthenStretch(app, id, hours: 3, pausedColumn: "resolution_paused_at")
+            // Solved an hour after it opened, three hours ago: seven of its eight hours are left, not four.
+            let reopened = try await Self.patch(app, id, key: supervisor, #"{"status":"open"}"#)
+            let due = try #require(Self.date(reopened["resolution_due_at"]))
+            #expect(due.timeIntervalSinceNow > 6.5 * 3600 && due.timeIntervalSinceNow < 7.5 * 3600, "\(reopened)")
+        }
+    }
+
+    @Test("a late solve stays late when the due time moves afterwards; a resolution clock running past due is a breach in the reports")
+    func resolutionOutcomes() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            _ = try await Self.defaultPolicy(app, supervisor, calendar: try await Self.allHours(app, supervisor))
+            // Opened ten hours ago: the eight-hour resolution fell due two hours ago, and it is still open.
+            let id = try await Self.ticket(app, openedAt: Self.ago(600))
+            let ticket = try #require(UUID(uuidString: id))
+            #expect(try await app.count("""
+                SELECT count(*) FROM report_sla_clock_running WHERE ticket_id = \(ticket) AND target = 'resolution' AND NOT met
+                """) == 1, "running past due")
+            #expect(try await app.count("""
+                SELECT count(*) FROM report_sla_facts WHERE target = 'resolution' AND NOT met AND at < now() - interval '110 minutes'
+                """) == 1)
+
+            _ = try await Self.patch(app, id, key: supervisor, #"{"status":"solved"}"#)
+            #expect(try await app.count("SELECT count(*) FROM report_sla_clock_running WHERE ticket_id = \(ticket) AND target = 'resolution'") == 0)
+            // Reopened, then five hours pending: the ticket's due time moves three hours past now.
+            _ = try await Self.patch(app, id, key: supervisor, #"{"status":"open"}"#)
+            _ = try await Self.patch(app, id, key: supervisor, #"{"status":"pending"}"#)
+            try await app.execute("UPDATE tickets SET sla_paused_at = sla_paused_at - interval '5 hours' WHERE id = \(ticket)")
+            let reopened = try await Self.patch(app, id, key: supervisor, #"{"status":"open"}"#)
+            #expect(try #require(Self.date(reopened["resolution_due_at"])).timeIntervalSinceNow > 2 * 3600, "\(reopened)")
+            // The solve was two hours late when it happened, and stays so.
+            #expect(try await app.count("""
+                SELECT count(*) FROM report_sla_clock_resolutions WHERE ticket_id = \(ticket) AND NOT met AND overdue_seconds > 7000
+                """) == 1)
+        }
+    }
+
+    @Test("business time in the response facts leaves out the time spent pending, as the clock does")
+    func responseBusinessTimeWithoutPending() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            _ = try await Self.defaultPolicy(app, supervisor, calendar: try await Self.allHours(app, supervisor))
+            let conversation = try await DeliveryTests.customerWrites(app, from: "hanako@example.jp")
+            let ticket = try #require(UUID(uuidString: conversation.ticket))
+            _ = try await Self.patch(app, conversation.ticket, key: supervisor, #"{"status":"pending"}"#)
+            // Waiting four hours, the last three of them pending: every stretch moved back three hours,
+            // and the pending one, still running, begun then.
+            try await app.execute("""
+                UPDATE ticket_status_periods SET entered_at = entered_at - interval '3 hours', left_at = left_at - interval '3 hours'
+                WHERE ticket_id = \(ticket) AND left_at IS NOT NULL
+                """)
+            try await app.execute("UPDATE ticket_status_periods SET entered_at = entered_at - interval '3 hours' WHERE ticket_id = \(ticket) AND left_at IS NULL")
+            try await app.execute("""
+                UPDATE tickets SET sla_paused_at = sla_paused_at - interval '3 hours', awaiting_reply_since = now() - interval '4 hours' WHERE id = \(ticket)
+                """)
+            _ = try await Self.patch(app, conversation.ticket, key: supervisor, #"{"status":"open"}"#)
+            _ = try await DeliveryTests.answer(conversation, "お待たせしました。")
+            #expect(try await app.count("""
+                SELECT count(*) FROM ticket_responses WHERE ticket_id = \(ticket) AND is_first
+                  AND wall_seconds > 4 * 3600 - 60 AND business_seconds BETWEEN 3600 - 60 AND 3600 + 60
+                """) == 1)
+        }
+    }
+
     @Test("a reply sent while the ticket is pending is measured against the due time pushed back by the pause so far")
     func responseWhilePending() async throws {
         try await TestApp.run { app in

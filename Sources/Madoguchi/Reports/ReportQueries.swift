@@ -447,6 +447,8 @@ package enum ReportKind: String, Sendable, CaseIterable {
                 FROM report_sla_periods r
                 WHERE \(Self.periodRollupAnswers) AND \(Self.rolledPeriodAnswers)
                   AND NOT EXISTS (SELECT FROM tickets t WHERE t.response_due_at >= r.starts AND t.response_due_at < least(r.ends, now()))
+                  AND NOT EXISTS (SELECT FROM tickets t WHERE t.resolution_due_at >= r.starts AND t.resolution_due_at < least(r.ends, now())
+                                    AND t.status NOT IN ('solved', 'closed'))
             ), live_periods AS (
                 SELECT local_start, starts, ends, period FROM periods WHERE local_start NOT IN (SELECT local_start FROM rolled)
             ), live AS (

@@ -126,7 +126,10 @@ struct TicketStore: Sendable {
                 SELECT \(ticketID), \(responder), a.is_first, a.waited_since, now(),
                        CASE WHEN a.paused_at IS NULL THEN a.due_at
                             ELSE business_time_add(c.calendar, a.due_at, business_seconds(c.calendar, a.paused_at, now())) END,
-                       extract(epoch FROM now() - a.waited_since), business_seconds(c.calendar, a.waited_since, now())
+                       extract(epoch FROM now() - a.waited_since),
+                       -- Business time as the clock counts it: without the stretches spent pending.
+                       business_seconds(c.calendar, a.waited_since, now())
+                       - ticket_stretch_seconds(c.calendar, \(ticketID), ARRAY['pending'], a.waited_since, now())
                 FROM answered a
                 CROSS JOIN LATERAL (SELECT coalesce((SELECT p.calendar_id FROM sla_policies p WHERE p.id = a.sla_policy_id),
                                                     \(BusinessCalendar.standardID)) AS calendar) AS c

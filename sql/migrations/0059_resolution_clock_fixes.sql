@@ -149,17 +149,18 @@ BEGIN
 END
 $$;
 
--- A solve's due time is one of its facts now: the rollup hears of it changing.
-DROP TRIGGER IF EXISTS ticket_status_periods_report_changes ON ticket_status_periods;
-CREATE TRIGGER ticket_status_periods_report_changes
-    AFTER INSERT OR DELETE OR UPDATE OF status, entered_at, ticket_id, business_seconds_since_opened, resolution_due_at
-    ON ticket_status_periods FOR EACH ROW EXECUTE FUNCTION ticket_status_periods_report_changes();
-
 -- Solves and responses written before this migration. Their triggers tell the rollup
 -- (migration 0038), which recomputes the periods they fall in.
 UPDATE ticket_status_periods s SET resolution_due_at = t.resolution_due_at
 FROM tickets t
 WHERE t.id = s.ticket_id AND s.status = 'solved' AND s.resolution_due_at IS NULL AND t.resolution_due_at IS NOT NULL;
+
+-- A solve's due time is one of its facts now: the rollup hears of it changing. (Not of the line
+-- above: the rollup computed those solves against the very same due times.)
+DROP TRIGGER IF EXISTS ticket_status_periods_report_changes ON ticket_status_periods;
+CREATE TRIGGER ticket_status_periods_report_changes
+    AFTER INSERT OR DELETE OR UPDATE OF status, entered_at, ticket_id, business_seconds_since_opened, resolution_due_at
+    ON ticket_status_periods FOR EACH ROW EXECUTE FUNCTION ticket_status_periods_report_changes();
 
 UPDATE ticket_status_periods s
 SET business_seconds_since_opened = business_seconds(ticket_calendar(t.sla_policy_id), t.created_at, s.entered_at)

@@ -557,11 +557,15 @@ struct ReportTests {
             try await app.execute("INSERT INTO sla_targets (policy_id, priority, resolution_seconds) VALUES (\(policy), 'normal', 3600)")
             let solvedBefore = try await rows("from=2026-10-02&to=2026-10-02", .sla)
             try await app.execute("UPDATE tickets SET sla_policy_id = \(policy) WHERE id = \(tickets[0])")
-            #expect(try await app.count("SELECT count(*) FROM report_response_changes") > 0)
+            #expect(try await app.count("SELECT count(*) FROM report_response_changes") == 0, "no stopped clock reads the ticket's due time")
             // Open still, its resolution clock now runs past due: a breach from the moment it fell due.
             #expect(try await app.count("SELECT count(*) FROM report_sla_clock_running WHERE ticket_id = \(tickets[0]) AND target = 'resolution'") == 1)
-            // Closed, it runs no more (and how late it is stops growing between two requests).
+            // Closed without a solve, that clock ends today, a late one (and how late stops growing
+            // between two requests); the days asked about below are long past.
             try await app.execute("UPDATE tickets SET status = 'closed' WHERE id = \(tickets[0])")
+            #expect(try await app.count("""
+                SELECT count(*) FROM report_sla_clock_resolutions WHERE ticket_id = \(tickets[0]) AND NOT met AND ended_at > now() - interval '1 minute'
+                """) == 1)
             #expect(try await disagreements() == [])
             #expect(try await rows("from=2026-10-02&to=2026-10-02", .sla) == solvedBefore)
             try await app.execute("SELECT fold_report_response_periods()")

@@ -262,6 +262,15 @@ struct SLATests {
             let reopened = try await Self.patch(app, id, key: supervisor, #"{"status":"open"}"#)
             let due = try #require(Self.date(reopened["resolution_due_at"]))
             #expect(due.timeIntervalSinceNow > 6.5 * 3600 && due.timeIntervalSinceNow < 7.5 * 3600, "\(reopened)")
+
+            // Imported already solved, ten days after it opened: it has rested since it opened.
+            let customer = try await app.customer()
+            let imported = try await app.insertReturningID("""
+                INSERT INTO tickets (customer_id, channel, status, created_at) VALUES (\(customer), 'email', 'solved', now() - interval '10 days') RETURNING id
+                """).uuidString.lowercased()
+            let back = try await Self.patch(app, imported, key: supervisor, #"{"status":"open"}"#)
+            let importedDue = try #require(Self.date(back["resolution_due_at"]))
+            #expect(importedDue.timeIntervalSinceNow > 7.5 * 3600 && importedDue.timeIntervalSinceNow < 8.5 * 3600, "\(back)")
         }
     }
 
@@ -291,6 +300,14 @@ struct SLATests {
             // The solve was two hours late when it happened, and stays so.
             #expect(try await app.count("""
                 SELECT count(*) FROM report_sla_clock_resolutions WHERE ticket_id = \(ticket) AND NOT met AND overdue_seconds > 7000
+                """) == 1)
+
+            // Another ticket past due, closed without a solve: its breach does not vanish with the close.
+            let closed = try #require(UUID(uuidString: try await Self.ticket(app, openedAt: Self.ago(600))))
+            _ = try await Self.patch(app, closed.uuidString.lowercased(), key: supervisor, #"{"status":"closed"}"#)
+            #expect(try await app.count("SELECT count(*) FROM report_sla_clock_running WHERE ticket_id = \(closed) AND target = 'resolution'") == 0)
+            #expect(try await app.count("""
+                SELECT count(*) FROM report_sla_clock_resolutions WHERE ticket_id = \(closed) AND NOT met AND overdue_seconds > 7000
                 """) == 1)
         }
     }

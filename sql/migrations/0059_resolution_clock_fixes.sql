@@ -15,7 +15,11 @@
 --    leave those stretches out, as the clocks do; the facts already written are corrected (their
 --    triggers tell the rollup, which recomputes the periods they fall in).
 -- 4. (views) A resolution clock still running past its due time was no breach in any report,
---    though the ticket's `sla_state` said breached: `report_sla_clock_running` has it now.
+--    though the ticket's `sla_state` said breached: `report_sla_clock_running` has it now. A
+--    ticket closed without being solved ends its resolution clock there, judged like a solve (or
+--    closing a ticket past due would make its breach vanish).
+-- 5. A ticket inserted already pending or solved (an import) started its pause at the insert, not
+--    at its opening.
 
 -- Business seconds `ticket` spent in one of `statuses` between two instants, on `calendar`.
 CREATE OR REPLACE FUNCTION ticket_stretch_seconds(calendar uuid, ticket uuid, statuses text[], from_time timestamptz, to_time timestamptz)
@@ -36,9 +40,6 @@ $$;
 ALTER TABLE ticket_status_periods ADD COLUMN IF NOT EXISTS resolution_due_at timestamptz;
 ALTER TABLE tickets ADD COLUMN IF NOT EXISTS resolution_paused_at timestamptz;
 
--- Solves that were late, in time order: the page of breaches reads them so (as responses, 0041).
-CREATE INDEX IF NOT EXISTS ticket_status_periods_late_solves ON ticket_status_periods (entered_at)
-    WHERE status = 'solved' AND entered_at > resolution_due_at;
 -- Resolution clocks still running, by due time: the few past due among every open ticket.
 CREATE INDEX IF NOT EXISTS tickets_resolution_running ON tickets (resolution_due_at)
     WHERE resolution_due_at IS NOT NULL AND status NOT IN ('solved', 'closed');
@@ -62,7 +63,9 @@ BEGIN
                 business_seconds(ticket_calendar(NEW.sla_policy_id), NEW.created_at, entered)
                 - ticket_stretch_seconds(ticket_calendar(NEW.sla_policy_id), NEW.id, ARRAY['pending', 'solved'], NEW.created_at, entered)
             END,
-            CASE WHEN NEW.status = 'solved' THEN NEW.resolution_due_at END);
+            -- A close straight from another status ends the resolution clock as a solve does.
+            CASE WHEN NEW.status = 'solved' OR (NEW.status = 'closed' AND (TG_OP = 'INSERT' OR OLD.status <> 'solved'))
+                 THEN NEW.resolution_due_at END);
     RETURN NULL;
 END
 $$;
@@ -139,11 +142,12 @@ BEGIN
         END IF;
     END IF;
 
+    -- A ticket inserted pending or solved (an import) has rested since it opened.
     IF NEW.status = 'pending' AND (TG_OP = 'INSERT' OR OLD.status <> 'pending') THEN
-        NEW.sla_paused_at := now();
+        NEW.sla_paused_at := CASE WHEN TG_OP = 'INSERT' THEN NEW.created_at ELSE now() END;
     END IF;
     IF NEW.status = 'solved' AND (TG_OP = 'INSERT' OR OLD.status <> 'solved') THEN
-        NEW.resolution_paused_at := now();
+        NEW.resolution_paused_at := CASE WHEN TG_OP = 'INSERT' THEN NEW.created_at ELSE now() END;
     END IF;
     RETURN NEW;
 END
@@ -154,6 +158,29 @@ $$;
 UPDATE ticket_status_periods s SET resolution_due_at = t.resolution_due_at
 FROM tickets t
 WHERE t.id = s.ticket_id AND s.status = 'solved' AND s.resolution_due_at IS NULL AND t.resolution_due_at IS NOT NULL;
+
+-- A solve's facts, and a close straight from another status (its due time set): the rollup hears
+-- of them changing.
+CREATE OR REPLACE FUNCTION ticket_status_periods_report_changes() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') AND (OLD.status = 'solved' OR OLD.resolution_due_at IS NOT NULL) THEN
+        INSERT INTO report_response_changes (at) VALUES (OLD.entered_at);
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') AND (NEW.status = 'solved' OR NEW.resolution_due_at IS NOT NULL) THEN
+        INSERT INTO report_response_changes (at) VALUES (NEW.entered_at);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- A ticket's resolution due time no longer judges past solves (each keeps its own): its changing
+-- (every reopen, every priority change) leaves the rollup alone. Channel and opening still count.
+DROP TRIGGER IF EXISTS tickets_report_response_changes ON tickets;
+CREATE TRIGGER tickets_report_response_changes
+    AFTER UPDATE OF channel, created_at ON tickets
+    FOR EACH ROW WHEN (OLD.channel IS DISTINCT FROM NEW.channel OR OLD.created_at IS DISTINCT FROM NEW.created_at)
+    EXECUTE FUNCTION tickets_report_response_changes();
 
 -- A solve's due time is one of its facts now: the rollup hears of it changing. (Not of the line
 -- above: the rollup computed those solves against the very same due times.)
@@ -167,6 +194,9 @@ SET business_seconds_since_opened = business_seconds(ticket_calendar(t.sla_polic
     - ticket_stretch_seconds(ticket_calendar(t.sla_policy_id), t.id, ARRAY['pending', 'solved'], t.created_at, s.entered_at)
 FROM tickets t
 WHERE t.id = s.ticket_id AND s.status = 'solved'
+  -- Rewritten (and the rollup told) only when the figure changes: a second run changes nothing.
+  AND s.business_seconds_since_opened IS DISTINCT FROM business_seconds(ticket_calendar(t.sla_policy_id), t.created_at, s.entered_at)
+      - ticket_stretch_seconds(ticket_calendar(t.sla_policy_id), t.id, ARRAY['pending', 'solved'], t.created_at, s.entered_at)
   AND EXISTS (SELECT 1 FROM ticket_status_periods p
               WHERE p.ticket_id = s.ticket_id AND p.status IN ('pending', 'solved') AND p.entered_at < s.entered_at);
 
@@ -175,6 +205,8 @@ SET business_seconds = business_seconds(ticket_calendar(t.sla_policy_id), r.wait
     - ticket_stretch_seconds(ticket_calendar(t.sla_policy_id), t.id, ARRAY['pending'], r.waited_since, r.responded_at)
 FROM tickets t
 WHERE t.id = r.ticket_id
+  AND r.business_seconds IS DISTINCT FROM business_seconds(ticket_calendar(t.sla_policy_id), r.waited_since, r.responded_at)
+      - ticket_stretch_seconds(ticket_calendar(t.sla_policy_id), t.id, ARRAY['pending'], r.waited_since, r.responded_at)
   AND EXISTS (SELECT 1 FROM ticket_status_periods p
               WHERE p.ticket_id = r.ticket_id AND p.status = 'pending' AND p.entered_at < r.responded_at
                 AND coalesce(p.left_at, r.responded_at) > r.waited_since);
@@ -183,3 +215,9 @@ WHERE t.id = r.ticket_id
 UPDATE tickets t SET resolution_paused_at = s.entered_at
 FROM ticket_status_periods s
 WHERE s.ticket_id = t.id AND s.left_at IS NULL AND s.status = 'solved' AND t.status = 'solved' AND t.resolution_paused_at IS NULL;
+
+-- Resolution clocks that ended late (a solve, or a close straight from another status), in time
+-- order: the page of breaches reads them so, as it reads responses (migration 0041). Built after
+-- the backfills above, whose rows it would otherwise have had to follow.
+CREATE INDEX IF NOT EXISTS ticket_status_periods_late_solves ON ticket_status_periods (entered_at)
+    WHERE status IN ('solved', 'closed') AND entered_at > resolution_due_at;

@@ -12,7 +12,7 @@ SELECT 'resolution', s.entered_at, s.entered_at <= s.resolution_due_at,
        greatest(extract(epoch FROM s.entered_at - s.resolution_due_at), 0)::double precision,
        (SELECT t.channel::text FROM tickets t WHERE t.id = s.ticket_id)
 FROM ticket_status_periods s
-WHERE s.status = 'solved' AND s.resolution_due_at IS NOT NULL
+WHERE s.status IN ('solved', 'closed') AND s.resolution_due_at IS NOT NULL
 UNION ALL
 SELECT CASE WHEN t.first_responded_at IS NULL THEN 'first_response' ELSE 'next_response' END, t.response_due_at, false,
        extract(epoch FROM coalesce(t.sla_paused_at, now()) - t.response_due_at)::double precision, t.channel::text

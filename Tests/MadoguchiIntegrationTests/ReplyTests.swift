@@ -90,6 +90,22 @@ struct ReplyTests {
         }
     }
 
+    @Test("a customer with two addresses is answered at the one they wrote from; an undeliverable one falls back to the oldest")
+    func answeredWhereTheyWrote() async throws {
+        try await TestApp.run { app in
+            let customer = try await app.customer(name: "山田 花子", email: "hanako@work.example.jp")
+            try await app.execute("INSERT INTO customer_identities (customer_id, kind, value) VALUES (\(customer), 'email', 'hanako@home.example.jp')")
+            let conversation = try await DeliveryTests.customerWrites(app, from: "hanako@home.example.jp")
+            func drafted() async throws -> [String]? {
+                let draft = try await app.request(.post, "/v1/tickets/\(conversation.ticket)/replies", key: conversation.agent, json: #"{"body":"ご案内します。"}"#)
+                return try draft.json["recipients"] as? [String]
+            }
+            #expect(try await drafted() == ["hanako@home.example.jp"], "where they wrote from, not their oldest address")
+            try await app.execute("UPDATE customer_identities SET undeliverable_at = now(), undeliverable_reason = 'userunknown' WHERE value = 'hanako@home.example.jp'")
+            #expect(try await drafted() == ["hanako@work.example.jp"])
+        }
+    }
+
     @Test("traffic cop: a customer message after the one the agent saw stops the send, naming it")
     func trafficCop() async throws {
         try await TestApp.run { app in

@@ -39,7 +39,7 @@ struct ReplyDesk: Sendable {
             if let given = draft.recipients {
                 recipients = given.map { Self.recipient($0, channel: channel) }
             } else {
-                recipients = try await defaultRecipients(customerID: ticket.customerID, channel: channel, on: connection)
+                recipients = try await defaultRecipients(ticketID: ticketID, customerID: ticket.customerID, channel: channel, on: connection)
             }
             let reply = try await replies.insert(
                 ticketID: ticketID, authorAgentID: agentID, channel: channel, recipients: recipients,
@@ -245,12 +245,20 @@ struct ReplyDesk: Sendable {
         }
     }
 
-    private func defaultRecipients(customerID: UUID, channel: Channel, on connection: PostgresConnection) async throws -> [String] {
+    /// Where a reply goes when the agent names no one: the address the customer last wrote to this
+    /// ticket from, when it is a deliverable identity of theirs of the reply's kind (a customer with
+    /// a work and a home address is answered where they wrote from); otherwise their oldest
+    /// deliverable identity of that kind.
+    private func defaultRecipients(ticketID: UUID, customerID: UUID, channel: Channel, on connection: PostgresConnection) async throws -> [String] {
         let kinds = Self.recipientKinds(of: channel)
         let rows = try await connection.run("""
-            SELECT value FROM customer_identities
-            WHERE customer_id = \(customerID) AND kind = ANY(\(kinds)) AND undeliverable_at IS NULL
-            ORDER BY created_at LIMIT 1
+            SELECT i.value FROM customer_identities i
+            WHERE i.customer_id = \(customerID) AND i.kind = ANY(\(kinds)) AND i.undeliverable_at IS NULL
+            ORDER BY i.value = (SELECT m.from_address FROM messages m
+                                WHERE m.ticket_id = \(ticketID) AND m.direction = 'inbound' AND m.classification = 'customer'
+                                ORDER BY m.created_at DESC, m.id DESC LIMIT 1) DESC NULLS LAST,
+                     i.created_at
+            LIMIT 1
             """, logger: logger)
         for try await value in rows.decode(String.self) { return [value] }
         throw Problem.validationFailed([.init(pointer: "/recipients", message: "the customer has no deliverable \(kinds.joined(separator: " or ")) identity; name the recipients")])

@@ -12,6 +12,7 @@ struct PgBouncerTests {
         #expect(FileManager.default.isExecutableFile(atPath: PgBouncer.executable), ".ci/run installs pgbouncer")
         let cluster = try await TestCluster.cluster
         let bouncer = try await PgBouncer.start(inFrontOf: cluster)
+        defer { bouncer.killNow() }
         let database = try #require(try await TestCluster.makeEmptyDatabase().database)
         let url = bouncer.url(database: database)
 

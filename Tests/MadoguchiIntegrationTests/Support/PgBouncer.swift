@@ -61,6 +61,14 @@ struct PgBouncer {
         "postgres://\(EmbeddedPostgres.superuser)@127.0.0.1:\(port)/\(database)?sslmode=disable"
     }
 
+    /// Kills PgBouncer at once, waiting for nothing: for a `defer`, so that a test that fails halfway
+    /// leaves no PgBouncer running (CI left one so). The `runuser` that started it ends with it.
+    func killNow() {
+        if let text = try? String(contentsOfFile: pidFile, encoding: .utf8), let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+            kill(pid, SIGKILL)
+        }
+    }
+
     /// Stops PgBouncer itself (by its pid file), then whatever started it; returns whether PgBouncer
     /// is gone. SIGKILL: a throwaway pooler needs no grace, and SIGTERM did nothing to it here (it
     /// left one PgBouncer running after every test run).

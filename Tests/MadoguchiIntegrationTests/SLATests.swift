@@ -216,15 +216,7 @@ struct SLATests {
     /// the pause the clocks push back by (`sla_paused_at`) and the stretch a recomputation reads
     /// (the stretch before it must have begun more than `hours` ago).
     static func lengthenPause(_ app: TestApp, _ id: String, hours: Int) async throws {
-        let ticket = try #require(UUID(uuidString: id))
-        try await app.execute("""
-            UPDATE ticket_status_periods SET left_at = left_at - make_interval(hours => \(hours)::int)
-            WHERE ticket_id = \(ticket) AND left_at = (SELECT entered_at FROM ticket_status_periods WHERE ticket_id = \(ticket) AND left_at IS NULL)
-            """)
-        try await app.execute("""
-            UPDATE ticket_status_periods SET entered_at = entered_at - make_interval(hours => \(hours)::int) WHERE ticket_id = \(ticket) AND left_at IS NULL
-            """)
-        try await app.execute("UPDATE tickets SET sla_paused_at = sla_paused_at - make_interval(hours => \(hours)::int) WHERE id = \(ticket)")
+        try await lengthenStretch(app, id, hours: hours, pausedColumn: "sla_paused_at")
     }
 
     static func patch(_ app: TestApp, _ id: String, key: String, _ json: String) async throws -> [String: Any] {

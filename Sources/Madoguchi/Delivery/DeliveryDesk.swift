@@ -100,12 +100,16 @@ struct DeliveryDesk: Sendable {
         Set(reply.recipients.flatMap { [IdentityValue.comparable($0), IdentityValue.comparable(IDNA.asciiAddress($0))] })
     }
 
-    /// The addresses, as stored, that the replies sent as `emailMessageID` went to and that `reported`
-    /// names, in whichever spelling of its domain: the identities a hard bounce marks.
-    func storedRecipients(sentAs emailMessageID: String, matching reported: String, on connection: PostgresConnection) async throws -> [String] {
-        let wanted = IdentityValue.comparable(IDNA.asciiAddress(reported))
-        return try await repliesSent(as: emailMessageID, lock: false, on: connection).flatMap(\.recipients)
-            .filter { IdentityValue.comparable(IDNA.asciiAddress($0)) == wanted }
+    /// The addresses, as stored, that the replies sent as `emailMessageID` went to: the identities a
+    /// hard bounce for one of them marks, whichever spelling of its domain the report uses
+    /// (`sameMailbox`).
+    func storedRecipients(sentAs emailMessageID: String, on connection: PostgresConnection) async throws -> [String] {
+        try await repliesSent(as: emailMessageID, lock: false, on: connection).flatMap(\.recipients)
+    }
+
+    /// One mailbox, however its domain is spelled (`IDNA`: an A-label, full-width letters).
+    static func sameMailbox(_ one: String, _ other: String) -> Bool {
+        IdentityValue.comparable(IDNA.asciiAddress(one)) == IdentityValue.comparable(IDNA.asciiAddress(other))
     }
 
     private func recordEvent(_ type: EventType, reply: Reply, data: [String: Any], actor: Principal?, on connection: PostgresConnection) async throws {

@@ -271,15 +271,15 @@ struct EmailIngest: Sendable {
         }
         let desk = DeliveryDesk(database: database, logger: logger)
         if mail.classification == .bounce {
-            for recipient in recipients where recipient.isHardBounce {
-                // The address as stored, when our mail went out in another spelling of it (`IDNA`: an
-                // A-label, or full-width letters typed into a form sent as ASCII).
-                var stored: [String] = []
-                if let original = report?.originalMessageID {
-                    for address in recipient.addresses {
-                        stored += try await desk.storedRecipients(sentAs: original, matching: address, on: connection)
-                    }
-                }
+            let hardBounces = recipients.filter(\.isHardBounce)
+            // The addresses as stored, when our mail went out in another spelling of them (`IDNA`: an
+            // A-label, or full-width letters typed into a form sent as ASCII); read once for all.
+            var sentTo: [String] = []
+            if !hardBounces.isEmpty, let original = report?.originalMessageID {
+                sentTo = try await desk.storedRecipients(sentAs: original, on: connection)
+            }
+            for recipient in hardBounces {
+                let stored = sentTo.filter { sent in recipient.addresses.contains { DeliveryDesk.sameMailbox(sent, $0) } }
                 try await markUndeliverable(recipient, alsoAs: stored, on: connection)
             }
             // Any recipient the report says failed (RFC 3464 §2.3.3: it could not be delivered, and the

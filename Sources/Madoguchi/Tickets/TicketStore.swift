@@ -131,8 +131,7 @@ struct TicketStore: Sendable {
                        business_seconds(c.calendar, a.waited_since, now())
                        - ticket_stretch_seconds(c.calendar, \(ticketID), ARRAY['pending'], a.waited_since, now())
                 FROM answered a
-                CROSS JOIN LATERAL (SELECT coalesce((SELECT p.calendar_id FROM sla_policies p WHERE p.id = a.sla_policy_id),
-                                                    \(BusinessCalendar.standardID)) AS calendar) AS c
+                CROSS JOIN LATERAL (SELECT ticket_calendar(a.sla_policy_id) AS calendar) AS c
                 WHERE a.waited_since IS NOT NULL
             )
             SELECT old_status, status, version, customer_id FROM answered

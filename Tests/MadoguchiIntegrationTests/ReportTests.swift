@@ -62,6 +62,12 @@ struct ReportTests {
             // In UTC the ticket and its first message (23:00) fall on the 2nd, the 09:00 JST message (00:00) on the 3rd.
             #expect(row("2026-11-02", "email", in: utc)! == (1, 1))
             #expect(row("2026-11-03", "email", in: utc)! == (0, 1))
+            // With no zone asked, the standard calendar's: a shop that moved it to UTC sees UTC days.
+            try await app.execute("UPDATE business_calendars SET time_zone = 'UTC' WHERE id = \(BusinessCalendar.standardID)")
+            let standard = try await app.request(.get, "/v1/reports/volume?from=2026-11-02&to=2026-11-05", key: dashboard)
+            #expect(try standard.json["time_zone"] as? String == "UTC")
+            #expect(row("2026-11-02", "email", in: (try standard.json["items"] as? [[String: Any]]) ?? [])! == (1, 1))
+            try await app.execute("UPDATE business_calendars SET time_zone = 'Asia/Tokyo' WHERE id = \(BusinessCalendar.standardID)")
 
             let sms = try await Self.items(app, dashboard, "/v1/reports/volume?from=2026-11-02&to=2026-11-05&channel=sms")
             #expect(sms.count == 4)

@@ -31,6 +31,8 @@ package struct ReportRequest: Sendable {
     /// `YYYY-MM-DD`, the last local day counted (inclusive).
     var to: String
     var granularity: Granularity
+    /// Asia/Tokyo when not given; the API puts the standard calendar's zone in its place
+    /// (`ReportStore.defaultZone`).
     var timeZone: String
     var filters: Filters
 

@@ -109,6 +109,18 @@ struct ReportStore: Sendable {
         return pipe
     }
 
+    /// The zone a report is cut in when the request names none: the standard calendar's (標準, the
+    /// one a ticket without an SLA policy counts on), so a shop that moved it to its own zone sees its
+    /// own days; Asia/Tokyo if that calendar was deleted.
+    func defaultZone() async throws -> String {
+        try await database.withConnection { connection in
+            let rows = try await connection.run(
+                "SELECT time_zone FROM business_calendars WHERE id = \(BusinessCalendar.standardID)", logger: logger)
+            for try await zone in rows.decode(String.self) { return zone }
+            return "Asia/Tokyo"
+        }
+    }
+
     /// The moment the data reflects: now on the primary; on a replica, the commit time of the last
     /// change it applied, unless it has applied everything it received (then now, as on the primary).
     func dataAsOf() async throws -> Date {

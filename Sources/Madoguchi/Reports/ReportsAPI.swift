@@ -16,11 +16,12 @@ extension APIHandler {
 
     /// `kind` answered as the request asks; JSON reads `page` of it when given (the breaches).
     func report(_ kind: ReportKind, _ query: some ReportQuery, accept: [(type: String, quality: Double)], page: BreachPage? = nil) async throws -> ReportAnswer {
-        let request = try ReportRequest(
+        var request = try ReportRequest(
             from: query.from, to: query.to, granularity: query.granularity.flatMap { ReportRequest.Granularity(rawValue: $0.rawValue) },
             timeZone: query.timeZone,
             filters: .init(channel: query.channel.flatMap { Channel(rawValue: $0.rawValue) }, queue: query.queue, category: query.category,
                            tag: query.tag, agentID: query.agentId?.uuid, priority: query.priority.flatMap { Ticket.Priority(rawValue: $0.rawValue) }))
+        if query.timeZone == nil { request.timeZone = try await reports.defaultZone() }
         // Read first: the rows reflect at least this much. Set beside the generated code, which would
         // percent-encode the colons of a date in a header (as with Link).
         let acceptable = AcceptHeader(ranges: accept)

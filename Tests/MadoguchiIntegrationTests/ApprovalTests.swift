@@ -5,6 +5,12 @@ import Testing
 
 @Suite("Approval flow (承認フロー)", .timeLimit(.minutes(15)))
 struct ApprovalTests {
+    /// An approval's body: `fields` (a JSON object) with the reply's version as a supervisor reads it now.
+    static func approval(_ app: TestApp, _ reply: some CustomStringConvertible, _ fields: String) async throws -> String {
+        let version = try await app.count("SELECT version FROM replies WHERE id = \(reply.description)::uuid")
+        return fields.dropLast() + (fields == "{}" ? "" : ",") + #""version":\#(version)}"#
+    }
+
     @Test("a novice cannot send; submits; a supervisor approves and exactly the approved text goes out")
     func approve() async throws {
         try await TestApp.run { app in
@@ -20,10 +26,10 @@ struct ApprovalTests {
             #expect(try submitted.json["state"] as? String == "submitted", "\(submitted.text)")
             // An agent cannot approve, not even someone else's reply.
             try expectProblem(
-                try await app.request(.post, "/v1/replies/\(reply)/approve", key: try await app.keySecret(.agent), json: lastSeen),
+                try await app.request(.post, "/v1/replies/\(reply)/approve", key: try await app.keySecret(.agent), json: try await Self.approval(app, reply, lastSeen)),
                 .forbidden, "forbidden")
 
-            let approved = try await app.request(.post, "/v1/replies/\(reply)/approve", key: boss, json: lastSeen)
+            let approved = try await app.request(.post, "/v1/replies/\(reply)/approve", key: boss, json: try await Self.approval(app, reply, lastSeen))
             #expect(approved.status == .ok, "\(approved.text)")
             #expect(try approved.json["state"] as? String == "queued")
             #expect(try await ReplyTests.outboxCount(app) == 1)
@@ -44,7 +50,7 @@ struct ApprovalTests {
         }
     }
 
-    @Test("guards run at submit; an edit after submitting returns the reply to draft; a return comes with a note")
+    @Test("guards run at submit; an edit after submitting returns the reply to draft; an approval of a version since edited is refused; a return comes with a note")
     func editAndReturn() async throws {
         try await TestApp.run { app in
             let scene = try await ReplyTests.scene(app)
@@ -61,9 +67,18 @@ struct ApprovalTests {
             let edited = try await app.request(.patch, "/v1/replies/\(unsafe)", key: scene.agent.secret, json: #"{"body":"山田 花子 様\n1,500円を返金します。"}"#)
             #expect(try edited.json["state"] as? String == "draft")
             try expectProblem(
-                try await app.request(.post, "/v1/replies/\(unsafe)/approve", key: boss, json: lastSeen), .conflict, "reply-not-draft")
+                try await app.request(.post, "/v1/replies/\(unsafe)/approve", key: boss, json: try await Self.approval(app, unsafe, lastSeen)), .conflict, "reply-not-draft")
 
+            // The supervisor reads the reply as submitted; the author edits and submits it again before
+            // the approval arrives: what the supervisor read is not what would go out.
+            let read = try await Self.approval(app, unsafe, lastSeen)
             #expect(try await app.request(.post, "/v1/replies/\(unsafe)/submit", key: scene.agent.secret, json: lastSeen).status == .ok)
+            try expectProblem(try await app.request(.post, "/v1/replies/\(unsafe)/approve", key: boss, json: read), .conflict, "reply-changed")
+            #expect(try await ReplyTests.outboxCount(app) == 0)
+            _ = try await app.request(.patch, "/v1/replies/\(unsafe)", key: scene.agent.secret, json: #"{"body":"山田 花子 様\n1,800円を返金します。"}"#)
+            #expect(try await app.request(.post, "/v1/replies/\(unsafe)/submit", key: scene.agent.secret, json: lastSeen).status == .ok)
+            try expectProblem(try await app.request(.post, "/v1/replies/\(unsafe)/approve", key: boss, json: read), .conflict, "reply-changed")
+            #expect(try await ReplyTests.outboxCount(app) == 0)
             let returned = try await app.request(.post, "/v1/replies/\(unsafe)/return", key: boss, json: #"{"comment":"金額を注文履歴で確認してください"}"#)
             #expect(try returned.json["state"] as? String == "draft")
             let timeline = try await app.request(.get, "/v1/tickets/\(scene.ticket)/messages", key: scene.agent.secret)
@@ -113,7 +128,7 @@ struct ApprovalTests {
             let supervisor = try await app.keySecret(.supervisor)
             #expect(try await app.request(.post, "/v1/tickets/\(scene.ticket)/claim", key: colleague.secret).status == .ok)
             // Submitted by its author, who no longer holds the ticket: the colleague does, and is named.
-            let early = try await app.request(.post, "/v1/replies/\(reply)/approve", key: supervisor, json: lastSeen)
+            let early = try await app.request(.post, "/v1/replies/\(reply)/approve", key: supervisor, json: try await Self.approval(app, reply, lastSeen))
             try expectProblem(early, .conflict, "claim-held")
             #expect(try (early.json["detail"] as? String)?.contains(colleague.record.agentID?.uuidString.lowercased() ?? "-") == true, "\(early.text)")
             #expect(try await ReplyTests.outboxCount(app) == 0)
@@ -122,7 +137,7 @@ struct ApprovalTests {
             #expect(try await app.request(.patch, "/v1/replies/\(reply)", key: colleague.secret, json: "{}").status == .ok)
             let submitted = try await app.request(.post, "/v1/replies/\(reply)/submit", key: colleague.secret, json: lastSeen)
             #expect(try submitted.json["state"] as? String == "submitted", "\(submitted.text)")
-            let approved = try await app.request(.post, "/v1/replies/\(reply)/approve", key: supervisor, json: lastSeen)
+            let approved = try await app.request(.post, "/v1/replies/\(reply)/approve", key: supervisor, json: try await Self.approval(app, reply, lastSeen))
             #expect(approved.status == .ok, "\(approved.text)")
             #expect(try approved.json["state"] as? String == "queued")
             #expect(try await ReplyTests.outboxCount(app) == 1)
@@ -138,9 +153,9 @@ struct ApprovalTests {
             let edited = try await app.request(.patch, "/v1/replies/\(reply)", key: boss.secret, json: #"{"body":"山田 花子 様\n全額返金いたします。"}"#)
             #expect(edited.status == .ok, "\(edited.text)")
             #expect(try await app.request(.post, "/v1/replies/\(reply)/submit", key: boss.secret, json: lastSeen).status == .ok)
-            try expectProblem(try await app.request(.post, "/v1/replies/\(reply)/approve", key: boss.secret, json: lastSeen), .forbidden, "forbidden")
+            try expectProblem(try await app.request(.post, "/v1/replies/\(reply)/approve", key: boss.secret, json: try await Self.approval(app, reply, lastSeen)), .forbidden, "forbidden")
             #expect(try await ReplyTests.outboxCount(app) == 0)
-            let approved = try await app.request(.post, "/v1/replies/\(reply)/approve", key: try await app.keySecret(.supervisor), json: lastSeen)
+            let approved = try await app.request(.post, "/v1/replies/\(reply)/approve", key: try await app.keySecret(.supervisor), json: try await Self.approval(app, reply, lastSeen))
             #expect(approved.status == .ok, "\(approved.text)")
             #expect(try await ReplyTests.outboxCount(app) == 1)
         }
@@ -151,7 +166,7 @@ struct ApprovalTests {
         try await TestApp.run { app in
             let (scene, reply, lastSeen) = try await Self.submittedThenLapsed(app, #"{"body":"山田 花子 様\n承知しました。"}"#)
             try expectProblem(
-                try await app.request(.post, "/v1/replies/\(reply)/approve", key: try await app.keySecret(.supervisor), json: lastSeen),
+                try await app.request(.post, "/v1/replies/\(reply)/approve", key: try await app.keySecret(.supervisor), json: try await Self.approval(app, reply, lastSeen)),
                 .conflict, "claim-required")
 
             // A supervisor's own draft: approved by someone else, never by themselves.
@@ -162,7 +177,7 @@ struct ApprovalTests {
             let ownID = try #require(try own.json["id"] as? String)
             #expect(try await app.request(.post, "/v1/replies/\(ownID)/submit", key: boss.secret, json: "{}").status == .ok)
             try expectProblem(
-                try await app.request(.post, "/v1/replies/\(ownID)/approve", key: boss.secret, json: "{}"), .forbidden, "forbidden")
+                try await app.request(.post, "/v1/replies/\(ownID)/approve", key: boss.secret, json: try await Self.approval(app, ownID, "{}")), .forbidden, "forbidden")
         }
     }
 }

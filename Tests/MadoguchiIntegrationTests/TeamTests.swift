@@ -84,7 +84,7 @@ struct TeamTests {
             let lastSeen = #"{"last_seen_message_id":"\#(message.uuidString)"}"#
             try expectProblem(try await app.request(.post, "/v1/replies/\(reply)/send", key: hire.key, json: lastSeen), .conflict, "approval-required")
             #expect(try Self.json(try await app.request(.post, "/v1/replies/\(reply)/submit", key: hire.key, json: lastSeen))["state"] as? String == "submitted")
-            #expect(try Self.json(try await app.request(.post, "/v1/replies/\(reply)/approve", key: boss, json: lastSeen))["state"] as? String == "queued")
+            #expect(try Self.json(try await app.request(.post, "/v1/replies/\(reply)/approve", key: boss, json: try await ApprovalTests.approval(app, reply, lastSeen)))["state"] as? String == "queued")
 
             // Availability: their own, yes; anything else, or anyone else's, no.
             let away = try Self.json(try await app.request(.patch, "/v1/agents/\(hire.id)", key: hire.key, json: #"{"availability":"away"}"#))

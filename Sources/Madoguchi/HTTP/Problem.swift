@@ -90,6 +90,7 @@ extension Problem.Kind {
     public static let newActivity = Self(rawValue: "new-activity")
     public static let replyNotDraft = Self(rawValue: "reply-not-draft")
     public static let approvalRequired = Self(rawValue: "approval-required")
+    public static let replyChanged = Self(rawValue: "reply-changed")
     public static let identityTaken = Self(rawValue: "identity-taken")
     public static let alreadyMerged = Self(rawValue: "already-merged")
     public static let idempotencyKeyReused = Self(rawValue: "idempotency-key-reused")

@@ -90,7 +90,7 @@ extension APIHandler {
         let (principal, agentID) = try actingAgent
         guard case .json(let body) = input.body else { throw Problem.internalError }
         let reply = try await replies.approve(
-            replyID: input.path.replyId.uuid, lastSeenMessageID: body.lastSeenMessageId?.uuid, confirmUndeliverable: body.confirmUndeliverable ?? false,
+            replyID: input.path.replyId.uuid, version: body.version, lastSeenMessageID: body.lastSeenMessageId?.uuid, confirmUndeliverable: body.confirmUndeliverable ?? false,
             by: principal, agentID: agentID)
         return .ok(.init(body: .json(try await replyResource(reply))))
     }

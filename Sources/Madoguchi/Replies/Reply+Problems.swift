@@ -27,6 +27,11 @@ extension Problem {
         Problem(.replyNotDraft, status: .conflict, title: "Not submitted", detail: "The reply is \(reply.state.rawValue); only a submitted reply can be approved or returned.")
     }
 
+    static func replyChanged(_ reply: Reply, approved version: Int64) -> Problem {
+        Problem(.replyChanged, status: .conflict, title: "Reply changed",
+                detail: "The reply is at version \(reply.version), not \(version): it was edited since it was read. Read it again before approving it.")
+    }
+
     static func claimRequired(_ ticketID: UUID) -> Problem {
         Problem(.claimRequired, status: .conflict, title: "Claim required",
                 detail: "Claim the ticket first (POST /v1/tickets/\(ticketID.lowercased)/claim); a reply needs your live claim.")

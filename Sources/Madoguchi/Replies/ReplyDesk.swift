@@ -99,7 +99,8 @@ struct ReplyDesk: Sendable {
     /// behalf of the agent who submitted it (its author, or a colleague who took the ticket over and
     /// submitted the author's draft), who must still hold the claim: if the ticket has moved on to
     /// someone else since, the answer is theirs now, and they submit it again if they want it sent.
-    func approve(replyID: UUID, lastSeenMessageID: UUID?, confirmUndeliverable: Bool = false, by principal: Principal, agentID: UUID) async throws -> Reply {
+    /// `version` is the one the supervisor read: a reply edited and submitted again since is not sent.
+    func approve(replyID: UUID, version: Int64, lastSeenMessageID: UUID?, confirmUndeliverable: Bool = false, by principal: Principal, agentID: UUID) async throws -> Reply {
         try await database.withTransaction { connection in
             let current = try await replies.reply(id: replyID, on: connection)
             let (ticket, live) = try await tickets.lock(current.ticketID, on: connection)
@@ -113,6 +114,7 @@ struct ReplyDesk: Sendable {
                 throw Problem(.forbidden, status: .forbidden, title: "Forbidden",
                               detail: "A reply is approved by someone other than its author and whoever submitted it.")
             }
+            guard reply.version == version else { throw Problem.replyChanged(reply, approved: version) }
             guard let claim = ticket.claim, live, claim.agentID == submitter else {
                 throw Self.submitterLeft(submitter, ticket: ticket, claimLive: live)
             }

@@ -161,6 +161,42 @@ struct ApprovalTests {
         }
     }
 
+    @Test("a flagged agent's edit of a colleague's draft needs approval when the colleague sends it; a supervisor who edited it does not approve it")
+    func flaggedEditor() async throws {
+        try await TestApp.run { app in
+            let scene = try await ReplyTests.scene(app)
+            let lastSeen = #"{"last_seen_message_id":"\#(scene.lastMessage.uuidString)"}"#
+            let reply = try await ReplyTests.draft(scene, #"{"body":"山田 花子 様\n確認いたします。"}"#)
+            func handOver(to key: String) async throws {
+                try await app.execute("UPDATE tickets SET claim_expires_at = now() - interval '1 second' WHERE id = \(scene.ticket)")
+                #expect(try await app.request(.post, "/v1/tickets/\(scene.ticket)/claim", key: key).status == .ok)
+            }
+            // A novice takes the ticket over, rewrites the colleague's draft and hands the ticket back.
+            let novice = try await app.key(.agent)
+            try await app.execute("UPDATE agents SET requires_approval = true WHERE id = \(novice.record.agentID)")
+            try await handOver(to: novice.secret)
+            #expect(try await app.request(.patch, "/v1/replies/\(reply)", key: novice.secret, json: #"{"body":"山田 花子 様\n全額返金いたします。"}"#).status == .ok)
+            try await handOver(to: scene.agent.secret)
+            let refused = try await ReplyTests.send(scene, reply)
+            try expectProblem(refused, .conflict, "approval-required")
+            #expect(try (refused.json["detail"] as? String)?.contains("edited this reply") == true, "\(refused.text)")
+            #expect(try await ReplyTests.outboxCount(app) == 0)
+
+            // A supervisor edits it in turn; the author submits it: that supervisor is no second pair of eyes.
+            let boss = try await app.key(.supervisor)
+            try await handOver(to: boss.secret)
+            #expect(try await app.request(.patch, "/v1/replies/\(reply)", key: boss.secret, json: #"{"body":"山田 花子 様\n半額を返金いたします。"}"#).status == .ok)
+            try await handOver(to: scene.agent.secret)
+            #expect(try await app.request(.post, "/v1/replies/\(reply)/submit", key: scene.agent.secret, json: lastSeen).status == .ok)
+            try expectProblem(try await app.request(.post, "/v1/replies/\(reply)/approve", key: boss.secret, json: try await Self.approval(app, reply, lastSeen)),
+                              .forbidden, "forbidden")
+            let approved = try await app.request(.post, "/v1/replies/\(reply)/approve", key: try await app.keySecret(.supervisor),
+                                                 json: try await Self.approval(app, reply, lastSeen))
+            #expect(approved.status == .ok, "\(approved.text)")
+            #expect(try await ReplyTests.outboxCount(app) == 1)
+        }
+    }
+
     @Test("a supervisor cannot approve their own reply, and an approval needs the author's claim to be live")
     func approvalBoundaries() async throws {
         try await TestApp.run { app in

@@ -23,10 +23,13 @@ public struct Reply: Sendable {
     /// Who submitted it for approval, while it awaits one: its author, or a colleague who took the
     /// ticket over. The approval goes out on their behalf.
     public var submittedBy: UUID?
+    /// Agents other than the author who changed it before it went (migration 0060): a flagged one's
+    /// words need approval whoever sends them, and none of them approves it.
+    public var editors: [UUID]
 
     static let columns = """
         id, ticket_id, author_agent_id, channel, recipients, subject, body_text, state, message_id, version,
-        created_at, updated_at, sent_at, submitted_by
+        created_at, updated_at, sent_at, submitted_by, editors
         """
 
     init(row: PostgresRow) throws {
@@ -45,5 +48,6 @@ public struct Reply: Sendable {
         updatedAt = try row.value("updated_at")
         sentAt = try row.value("sent_at")
         submittedBy = try row.value("submitted_by")
+        editors = try row.value("editors")
     }
 }

@@ -60,7 +60,8 @@ struct ReplyDesk: Sendable {
             // Editing a submitted reply takes it back to draft: what a supervisor approves is what they saw.
             guard reply.state == .draft || reply.state == .submitted else { throw Problem.replyNotDraft(reply) }
             let updated = try await replies.edit(
-                reply, body: body, subject: subject, recipients: recipients?.map { Self.recipient($0, channel: reply.channel) }, on: connection)
+                reply, body: body, subject: subject, recipients: recipients?.map { Self.recipient($0, channel: reply.channel) }, by: agentID,
+                on: connection)
             try await events.record(.replyEdited, ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
                                     data: ["reply_id": replyID.lowercased], on: connection)
             return updated
@@ -73,7 +74,7 @@ struct ReplyDesk: Sendable {
         try await database.withTransaction { connection in
             let (ticket, reply) = try await lockReplyHoldingClaim(replyID, agentID: agentID, on: connection)
             guard reply.state == .draft else { throw Problem.replyNotDraft(reply) }
-            if let reason = try await approvalReason(agentID: agentID, author: reply.authorAgentID, ticketID: ticket.id, on: connection) {
+            if let reason = try await approvalReason(agentID: agentID, reply: reply, ticketID: ticket.id, on: connection) {
                 throw Problem(.approvalRequired, status: .conflict, title: "Approval required",
                               detail: "\(reason): submit this reply (POST /v1/replies/\(replyID.lowercased)/submit) for a supervisor to approve.")
             }
@@ -107,12 +108,12 @@ struct ReplyDesk: Sendable {
             // Read under the ticket's lock, which every submission takes: it cannot change now.
             let reply = try await replies.reply(id: replyID, lock: true, on: connection)
             guard reply.state == .submitted else { throw Problem.replyNotSubmitted(reply) }
-            // A second pair of eyes: neither whoever wrote the words nor whoever submitted them (a
-            // supervisor who took the ticket over and edited a flagged agent's draft) approves them.
+            // A second pair of eyes: neither whoever wrote the words, nor edited them, nor submitted
+            // them (a supervisor who took the ticket over and edited a flagged agent's draft) approves them.
             let submitter = reply.submittedBy ?? reply.authorAgentID
-            guard reply.authorAgentID != agentID, submitter != agentID else {
+            guard reply.authorAgentID != agentID, submitter != agentID, !reply.editors.contains(agentID) else {
                 throw Problem(.forbidden, status: .forbidden, title: "Forbidden",
-                              detail: "A reply is approved by someone other than its author and whoever submitted it.")
+                              detail: "A reply is approved by someone other than its author, its editors and whoever submitted it.")
             }
             guard reply.version == version else { throw Problem.replyChanged(reply, approved: version) }
             guard let claim = ticket.claim, live, claim.agentID == submitter else {
@@ -163,7 +164,7 @@ struct ReplyDesk: Sendable {
             let (ticket, reply) = try await lockReplyHoldingClaim(replyID, agentID: agentID, on: connection)
             guard reply.state == .draft || reply.state == .submitted else { throw Problem.replyNotDraft(reply) }
             try await replies.addAttachment(to: replyID, filename: filename, mediaType: mediaType, content: content, on: connection)
-            let updated = reply.state == .submitted ? try await replies.setState(.draft, of: replyID, on: connection) : reply
+            let updated = try await replies.filesChanged(replyID, by: agentID, on: connection)
             try await events.record(.replyEdited, ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
                                     data: ["reply_id": replyID.lowercased, "attached": filename], on: connection)
             return updated
@@ -193,19 +194,20 @@ struct ReplyDesk: Sendable {
         return sent
     }
 
-    /// Why this agent's reply on this ticket needs a supervisor, if it does: the agent is flagged
-    /// (a novice), or a priority rule that matched the ticket asks for approval.
-    /// Why this reply must be approved before it goes, if it must: its sender's or its author's flag
-    /// (another agent who takes the ticket over and sends a flagged agent's draft sends words no
-    /// supervisor saw), or a rule on the ticket.
-    private func approvalReason(agentID: UUID, author: UUID, ticketID: UUID, on connection: PostgresConnection) async throws -> String? {
+    /// Why this reply must be approved before it goes, if it must: its sender, its author or one of
+    /// its editors is flagged (a novice; another agent who takes the ticket over and sends a flagged
+    /// agent's words sends words no supervisor saw), or a priority rule that matched the ticket asks
+    /// for approval.
+    private func approvalReason(agentID: UUID, reply: Reply, ticketID: UUID, on connection: PostgresConnection) async throws -> String? {
         let rows = try await connection.run("""
-            SELECT bool_or(a.id = \(agentID) AND a.requires_approval), bool_or(a.id = \(author) AND a.requires_approval), min(t.approval_rule)
-            FROM agents a, tickets t WHERE a.id IN (\(agentID), \(author)) AND t.id = \(ticketID)
+            SELECT bool_or(a.id = \(agentID) AND a.requires_approval), bool_or(a.id = \(reply.authorAgentID) AND a.requires_approval),
+                   bool_or(a.id = ANY(\(reply.editors)::uuid[]) AND a.requires_approval), min(t.approval_rule)
+            FROM agents a, tickets t WHERE (a.id IN (\(agentID), \(reply.authorAgentID)) OR a.id = ANY(\(reply.editors)::uuid[])) AND t.id = \(ticketID)
             """, logger: logger)
-        for try await (senderFlagged, authorFlagged, rule) in rows.decode((Bool?, Bool?, String?).self) {
+        for try await (senderFlagged, authorFlagged, editorFlagged, rule) in rows.decode((Bool?, Bool?, Bool?, String?).self) {
             if senderFlagged == true { return "Your replies go through a supervisor" }
             if authorFlagged == true { return "This reply's author's replies go through a supervisor" }
+            if editorFlagged == true { return "An agent whose replies go through a supervisor edited this reply" }
             if let rule { return "Rule \(rule) sends replies on this ticket through a supervisor" }
         }
         return nil

@@ -34,16 +34,33 @@ struct ReplyStore: Sendable {
         throw Problem.notFound("There is no reply \(id.lowercased).")
     }
 
-    /// New text, subject or recipients; the reply is a draft again (what a supervisor approves is
-    /// what they saw).
-    func edit(_ reply: Reply, body: String?, subject: String?, recipients: [String]?, on connection: PostgresConnection) async throws -> Reply {
+    /// New text, subject or recipients by `editor`; the reply is a draft again (what a supervisor
+    /// approves is what they saw).
+    func edit(_ reply: Reply, body: String?, subject: String?, recipients: [String]?, by editor: UUID,
+              on connection: PostgresConnection) async throws -> Reply {
         try await single(connection.run("""
             UPDATE replies
             SET state = 'draft', body_text = \(body ?? reply.body), subject = \(subject ?? reply.subject),
-                recipients = \(recipients ?? reply.recipients), version = version + 1, updated_at = now()
+                recipients = \(recipients ?? reply.recipients), \(unescaped: Self.editedBy(editor.lowercased)),
+                version = version + 1, updated_at = now()
             WHERE id = \(reply.id)
             RETURNING \(unescaped: Reply.columns)
             """, logger: logger))
+    }
+
+    /// `editor` changed the reply's files: a draft again, as for `edit`.
+    func filesChanged(_ replyID: UUID, by editor: UUID, on connection: PostgresConnection) async throws -> Reply {
+        try await single(connection.run("""
+            UPDATE replies SET state = 'draft', \(unescaped: Self.editedBy(editor.lowercased)), version = version + 1, updated_at = now()
+            WHERE id = \(replyID)
+            RETURNING \(unescaped: Reply.columns)
+            """, logger: logger))
+    }
+
+    /// The `editors` assignment for an edit by `agent` (a UUID's text, so safe to write inline): the
+    /// author is no editor of their own reply, and each editor is listed once.
+    private static func editedBy(_ agent: String) -> String {
+        "editors = CASE WHEN author_agent_id = '\(agent)' OR '\(agent)' = ANY(editors) THEN editors ELSE editors || '\(agent)'::uuid END"
     }
 
     /// `agent` asks for approval of the reply as it stands.

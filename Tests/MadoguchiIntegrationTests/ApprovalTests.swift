@@ -197,6 +197,29 @@ struct ApprovalTests {
         }
     }
 
+    @Test("a closed ticket takes no reply: a submitted reply is not approved, a draft not sent, no new one drafted")
+    func closedTicket() async throws {
+        try await TestApp.run { app in
+            let scene = try await ReplyTests.scene(app)
+            try await app.execute("UPDATE agents SET requires_approval = true WHERE id = \(scene.agent.record.agentID)")
+            let lastSeen = #"{"last_seen_message_id":"\#(scene.lastMessage.uuidString)"}"#
+            let submitted = try await ReplyTests.draft(scene, #"{"body":"山田 花子 様\n確認いたします。"}"#)
+            #expect(try await app.request(.post, "/v1/replies/\(submitted)/submit", key: scene.agent.secret, json: lastSeen).status == .ok)
+            let draft = try await ReplyTests.draft(scene, #"{"body":"山田 花子 様\n承知しました。"}"#)
+            // A supervisor closes the ticket (spam, a duplicate) while both wait; the claim stays.
+            let boss = try await app.keySecret(.supervisor)
+            let closed = try await app.request(.patch, "/v1/tickets/\(scene.ticket)", key: boss, headers: [.ifMatch: "*"], json: #"{"status":"closed"}"#)
+            #expect(closed.status == .ok, "\(closed.text)")
+            try expectProblem(try await app.request(.post, "/v1/replies/\(submitted)/approve", key: boss, json: try await Self.approval(app, submitted, lastSeen)),
+                              .conflict, "ticket-closed")
+            try await app.execute("UPDATE agents SET requires_approval = false WHERE id = \(scene.agent.record.agentID)")
+            try expectProblem(try await ReplyTests.send(scene, draft), .conflict, "ticket-closed")
+            try expectProblem(try await app.request(.post, "/v1/tickets/\(scene.ticket)/replies", key: scene.agent.secret, json: #"{"body":"x"}"#),
+                              .conflict, "ticket-closed")
+            #expect(try await ReplyTests.outboxCount(app) == 0)
+        }
+    }
+
     @Test("a supervisor cannot approve their own reply, and an approval needs the author's claim to be live")
     func approvalBoundaries() async throws {
         try await TestApp.run { app in

@@ -91,6 +91,7 @@ extension Problem.Kind {
     public static let replyNotDraft = Self(rawValue: "reply-not-draft")
     public static let approvalRequired = Self(rawValue: "approval-required")
     public static let replyChanged = Self(rawValue: "reply-changed")
+    public static let ticketClosed = Self(rawValue: "ticket-closed")
     public static let identityTaken = Self(rawValue: "identity-taken")
     public static let alreadyMerged = Self(rawValue: "already-merged")
     public static let idempotencyKeyReused = Self(rawValue: "idempotency-key-reused")

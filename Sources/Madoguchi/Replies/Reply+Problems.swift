@@ -32,6 +32,13 @@ extension Problem {
                 detail: "The reply is at version \(reply.version), not \(version): it was edited since it was read. Read it again before approving it.")
     }
 
+    /// Closed is final: the customer's answer to a reply from a closed ticket would start a new
+    /// ticket, away from the conversation it answers.
+    static func ticketClosed(_ ticketID: UUID) -> Problem {
+        Problem(.ticketClosed, status: .conflict, title: "Ticket closed",
+                detail: "Ticket \(ticketID.lowercased) is closed and takes no reply; answer on the customer's newer ticket, or open one.")
+    }
+
     static func claimRequired(_ ticketID: UUID) -> Problem {
         Problem(.claimRequired, status: .conflict, title: "Claim required",
                 detail: "Claim the ticket first (POST /v1/tickets/\(ticketID.lowercased)/claim); a reply needs your live claim.")

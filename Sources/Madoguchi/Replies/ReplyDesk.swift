@@ -108,6 +108,7 @@ struct ReplyDesk: Sendable {
             // Read under the ticket's lock, which every submission takes: it cannot change now.
             let reply = try await replies.reply(id: replyID, lock: true, on: connection)
             guard reply.state == .submitted else { throw Problem.replyNotSubmitted(reply) }
+            guard ticket.status != .closed else { throw Problem.ticketClosed(ticket.id) }
             // A second pair of eyes: neither whoever wrote the words, nor edited them, nor submitted
             // them (a supervisor who took the ticket over and edited a flagged agent's draft) approves them.
             let submitter = reply.submittedBy ?? reply.authorAgentID
@@ -223,11 +224,12 @@ struct ReplyDesk: Sendable {
         return (ticket, try await replies.reply(id: replyID, lock: true, on: connection))
     }
 
-    /// The ticket, locked, provided the caller holds its live claim.
+    /// The ticket, locked, provided the caller holds its live claim and it is not closed.
     private func lockTicketHoldingClaim(_ ticketID: UUID, agentID: UUID, on connection: PostgresConnection) async throws -> Ticket {
         let (ticket, live) = try await tickets.lock(ticketID, on: connection)
         guard let claim = ticket.claim, live else { throw Problem.claimRequired(ticketID) }
         guard claim.agentID == agentID else { throw TicketWork.claimHeld(claim) }
+        guard ticket.status != .closed else { throw Problem.ticketClosed(ticketID) }
         return ticket
     }
 

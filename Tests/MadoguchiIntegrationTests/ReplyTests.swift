@@ -127,6 +127,7 @@ struct ReplyTests {
         (#"{"body":"山田 花子 様\n請求書を添付いたします。"}"#, "missing-attachment", 1),
         (#"{"body":"山田 花子 様\nご確認ください。","recipients":["taro@example.jp"]}"#, "unknown-recipient", 1),
         (#"{"body":"佐藤 次郎 様\nご確認ください。"}"#, "wrong-customer-name", 1),
+        (#"{"body":"佐藤様\nご確認ください。"}"#, "wrong-customer-name", 1),
         (#"{"body":"山田 花子 様\nご確認ください。","subject":"〇〇様 ご注文の件"}"#, "leftover-placeholder", 1),
     ])
     func guards(_ draft: String, _ type: String, _ findings: Int) async throws {
@@ -147,6 +148,46 @@ struct ReplyTests {
             #expect(try await Self.outboxCount(app) == 0)
             let stored = try await app.request(.get, "/v1/replies/\(reply)", key: scene.agent.secret)
             #expect(try stored.json["state"] as? String == "draft")
+        }
+    }
+
+    @Test("the greeting guard: the family or given name alone is the customer's or another's; merged customers count with their survivor; a nameless customer's ticket refuses only whole names")
+    func greetedNames() async throws {
+        try await TestApp.run { app in
+            let scene = try await Self.scene(app)
+            _ = try await app.customer(name: "佐藤 次郎")
+            // 鈴木 一郎 was merged into I. Suzuki: still another customer's name.
+            let suzuki = try await app.customer(name: "I. Suzuki")
+            try await app.execute("INSERT INTO customers (display_name, merged_into, merged_at) VALUES ('鈴木 一郎', \(suzuki), now())")
+            // Hanako's older record under another spelling, merged into her.
+            try await app.execute("INSERT INTO customers (display_name, merged_into, merged_at) VALUES ('山田 はなこ', \(scene.customer), now())")
+            // A namesake family: 山田 is also someone else's family name, but Hanako is a 山田 too.
+            _ = try await app.customer(name: "山田 太郎")
+            func verdict(_ greeting: String, on scene: Scene) async throws -> String? {
+                let reply = try await Self.draft(scene, #"{"body":"\#(greeting)\nご確認ください。"}"#)
+                // Each sent reply is a newer message on the ticket: the agent has seen it.
+                let newest = try await app.insertReturningID(
+                    "SELECT id FROM messages WHERE ticket_id = \(scene.ticket) ORDER BY created_at DESC, id DESC LIMIT 1")
+                let answer = try await Self.send(scene, reply, lastSeen: newest)
+                if answer.status == .ok { return nil }
+                return (try answer.json["findings"] as? [[String: Any]])?.first?["type"] as? String ?? answer.text
+            }
+            do { let found = try await verdict("山田様", on: scene); #expect(found == nil, "\(found ?? "sent")") }
+            do { let found = try await verdict("花子 様", on: scene); #expect(found == nil, "\(found ?? "sent")") }
+            do { let found = try await verdict("はなこ様", on: scene); #expect(found == nil, "\(found ?? "sent")") }
+            do { let found = try await verdict("Dear Hanako,", on: scene); #expect(found == nil, "\(found ?? "sent")") }
+            do { let found = try await verdict("鈴木様", on: scene); #expect(found == "wrong-customer-name", "\(found ?? "sent")") }
+            do { let found = try await verdict("次郎様", on: scene); #expect(found == "wrong-customer-name", "\(found ?? "sent")") }
+
+            // A customer with no name on record (a LINE friend): a family name alone proves nothing.
+            let nameless = try await app.insertReturningID("INSERT INTO customers (display_name) VALUES (NULL) RETURNING id")
+            try await app.execute("INSERT INTO customer_identities (customer_id, kind, value, raw_value) VALUES (\(nameless), 'email', 'anon@example.jp', 'anon@example.jp')")
+            let ticket = try await app.ticket(customer: nameless)
+            let message = try await app.inboundMessage(ticket: ticket, customer: nameless, body: "質問です")
+            #expect(try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: scene.agent.secret).status == .ok)
+            let unnamed = Scene(app: app, agent: scene.agent, customer: nameless, ticket: ticket, lastMessage: message)
+            do { let found = try await verdict("佐藤様", on: unnamed); #expect(found == nil, "\(found ?? "sent")") }
+            do { let found = try await verdict("佐藤 次郎 様", on: unnamed); #expect(found == "wrong-customer-name", "\(found ?? "sent")") }
         }
     }
 

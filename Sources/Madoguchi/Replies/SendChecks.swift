@@ -73,20 +73,34 @@ struct SendChecks: Sendable {
         }
     }
 
-    /// A greeting that names another of our customers ("佐藤様" on Yamada's ticket) is refused.
+    /// A greeting that names another of our customers ("佐藤様" or "佐藤 次郎様" on Yamada's ticket)
+    /// is refused. A greeting matches a name whole or by one of its parts (the family name alone is
+    /// the commonest greeting); the ticket's customer includes everyone merged into them. When the
+    /// ticket's customer has no name on record, only another customer's whole name counts: a family
+    /// name alone says nothing then, and common ones belong to many customers. The second part runs
+    /// only for a greeting that is not the customer's; its ORDER BY keeps it on the name index (with a
+    /// bare LIMIT the planner may hope to find a row early by a scan of every customer).
     private func greetingFindings(_ body: String, customerID: UUID, on connection: PostgresConnection) async throws -> [SendGuard.Finding] {
         guard let (name, line) = SendGuard.greetedName(in: body) else { return [] }
         let rows = try await connection.run("""
-            SELECT id, display_name FROM customers
-            WHERE display_name IS NOT NULL AND merged_into IS NULL
-              AND lower(regexp_replace(display_name, '[[:space:]　]', '', 'g')) = \(name)
+            WITH ours AS (
+                SELECT bool_or(customer_name_parts(display_name) @> ARRAY[\(name)]::text[]) AS greeted,
+                       bool_or(display_name IS NOT NULL) AS named
+                FROM customers WHERE id = \(customerID) OR merged_into = \(customerID)
+            )
+            SELECT other.display_name
+            FROM ours
+            CROSS JOIN LATERAL (
+                SELECT c.display_name FROM customers c
+                WHERE c.display_name IS NOT NULL AND customer_name_parts(c.display_name) @> ARRAY[\(name)]::text[]
+                  AND c.id <> \(customerID) AND c.merged_into IS DISTINCT FROM \(customerID)
+                  AND (coalesce(ours.named, false) OR lower(regexp_replace(c.display_name, '[[:space:]　]', '', 'g')) = \(name))
+                ORDER BY c.created_at, c.id LIMIT 1) AS other
+            WHERE NOT coalesce(ours.greeted, false)
             """, logger: logger)
-        var others: [String] = []
-        var ours = false
-        for try await (id, displayName) in rows.decode((UUID, String).self) {
-            if id == customerID { ours = true } else { others.append(displayName) }
+        for try await other in rows.decode(String.self) {
+            return [SendGuard.Finding(kind: .wrongCustomerName, message: "the greeting names \(other), another customer", line: line, column: 1, text: other)]
         }
-        guard !ours, let other = others.first else { return [] }
-        return [SendGuard.Finding(kind: .wrongCustomerName, message: "the greeting names \(other), another customer", line: line, column: 1, text: other)]
+        return []
     }
 }

@@ -17,6 +17,11 @@ struct SendGuardTests {
         ("注文番号ＸＸ", "ＸＸ", 1, 5),
         ("お届け先：■■県", "■■", 1, 6),
         ("> お客様のご質問\n担当：●●", "●●", 2, 4),
+        ("> お客様のご質問\r\n担当：●●", "●●", 2, 4),
+        ("> お客様のご質問\r担当：●●", "●●", 2, 4),
+        ("ご注文の△△について", "△△", 1, 5),
+        ("お届け予定日：YYYY年MM月DD日", "YYYY年", 1, 8),
+        ("発送日 YYYY/MM/DD", "YYYY/MM/DD", 1, 5),
     ])
     func placeholders(_ body: String, _ text: String, _ line: Int, _ column: Int) {
         let findings = SendGuard.check(body: body, attachmentCount: 1)
@@ -32,6 +37,8 @@ struct SendGuardTests {
         "●ご注文内容\n・Tシャツ ×1",
         "山田様\n\n> 型番XX-100の○○色はありますか\n＞ ●●までにほしいです\n\n在庫がございます。",
         "カード番号 ****1234 でお支払いいただきました。",
+        "山田様\r\n\r\n> 型番XX-100の○○色はありますか\r\n\r\n在庫がございます。",
+        "MMの件、DDR4メモリ、YYYYMMDD形式のファイル名",
     ])
     func clean(_ body: String) {
         #expect(SendGuard.check(body: body, attachmentCount: 0).isEmpty)
@@ -49,6 +56,10 @@ struct SendGuardTests {
         #expect(SendGuard.check(body: "Please see the attached invoice.", attachmentCount: 0).map(\.kind) == [.missingAttachment])
         #expect(SendGuard.check(body: "Please see the attached invoice.", attachmentCount: 1).isEmpty)
         #expect(SendGuard.check(body: "要確認：返金額", attachmentCount: 0, extraWarningWords: ["要確認"]).first?.text == "要確認")
+        // Whatever its case or width.
+        #expect(SendGuard.check(body: "返金額 todo", attachmentCount: 0, extraWarningWords: ["TODO"]).first?.text == "todo")
+        #expect(SendGuard.check(body: "返金額 ＴＯＤＯ", attachmentCount: 0, extraWarningWords: ["TODO"]).first?.text == "ＴＯＤＯ")
+        #expect(SendGuard.checkSubject("Todo: ご注文の件", extraWarningWords: ["TODO"]).first?.kind == .leftoverPlaceholder)
     }
 
     @Test("a subject is checked for placeholders and warning words too")
@@ -65,5 +76,9 @@ struct SendGuardTests {
         #expect(SendGuard.greetedName(in: "山田さま")?.name == "山田")
         #expect(SendGuard.greetedName(in: "Dear Hanako Yamada,\nThanks")?.name == "hanakoyamada")
         #expect(SendGuard.greetedName(in: "お問い合わせありがとうございます。\n山田様") == nil)
+        // A textarea's CRLF: still the first line only.
+        #expect(SendGuard.greetedName(in: "\r\n佐藤 次郎 様\r\n本文")?.name == "佐藤次郎")
+        #expect(SendGuard.greetedName(in: "\r\n佐藤 次郎 様\r\n本文")?.line == 2)
+        #expect(SendGuard.greetedName(in: "お問い合わせありがとうございます。\r\n山田様") == nil)
     }
 }

@@ -21,22 +21,28 @@ enum SendGuard {
         var text: String?
     }
 
-    /// Unfilled template markers. `{{…}}` variables; the runs of ● ○ 〇 ◯ ■ □ ＊ × that Japanese
-    /// templates use as blanks; `XX`/`XXX` as a whole word; and `[NAME]`-style bracketed capitals.
+    /// Unfilled template markers. `{{…}}` variables; the runs of ● ○ 〇 ◯ ■ □ △ ▲ ＊ × that Japanese
+    /// templates use as blanks; `XX`/`XXX` as a whole word; `[NAME]`-style bracketed capitals; and
+    /// date blanks (YYYY年MM月DD日, YYYY/MM/DD).
     /// Matched on the text with full-width ASCII folded to ASCII (`foldedWidth`), so ｛｛お名前｝｝
     /// and ＸＸ are caught as {{…}} and XX are.
     static let placeholderPatterns: [NSRegularExpression] = [
         #"\{\{[^{}\n]{0,100}\}\}"#,
-        #"[●○〇◯■□＊×✕]{2,}"#,
+        #"[●○〇◯■□△▲＊×✕]{2,}"#,
         #"(?<![A-Za-z0-9])X{2,}(?![A-Za-z0-9])"#,
         #"\[[A-Z][A-Z0-9_ ]{1,40}\]"#,
         #"【[^】\n]{0,20}(名前|氏名|様名|商品名|注文番号|日付|NAME)[^】\n]{0,20}】"#,
+        #"(?<![A-Za-z])(YYYY|MM|DD)[年月日]"#,
+        #"(?<![A-Za-z])YYYY[/.-]MM[/.-]DD(?![A-Za-z])"#,
     ].map { try! NSRegularExpression(pattern: $0) }
 
     /// Words that say something is attached.
     static let attachmentWords = ["添付", "attached", "attachment", "enclosed"]
 
+    /// Findings in `body`, placed by line and column of the body with its line breaks as LF
+    /// (`lineBreaksAsLF`).
     static func check(body: String, attachmentCount: Int, extraWarningWords: [String] = []) -> [Finding] {
+        let body = lineBreaksAsLF(body)
         var findings: [Finding] = []
         if body.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
             return [Finding(kind: .emptyBody, message: "the reply has no text")]
@@ -44,7 +50,7 @@ enum SendGuard {
         findings += placeholders(in: body)
         for word in extraWarningWords where !word.isEmpty {
             var searchStart = body.startIndex
-            while let range = body.range(of: word, range: searchStart..<body.endIndex) {
+            while let range = body.range(of: word, options: warningWordMatching, range: searchStart..<body.endIndex) {
                 findings.append(finding(.leftoverPlaceholder, "the reply contains the warning word \(word)", at: range, in: body))
                 searchStart = range.upperBound
             }
@@ -69,10 +75,19 @@ enum SendGuard {
         var findings = placeholders(in: subject).map {
             Finding(kind: .leftoverPlaceholder, message: "in the subject, \($0.message)", text: $0.text)
         }
-        for word in extraWarningWords where !word.isEmpty && subject.contains(word) {
+        for word in extraWarningWords where !word.isEmpty && subject.range(of: word, options: warningWordMatching) != nil {
             findings.append(Finding(kind: .leftoverPlaceholder, message: "the subject contains the warning word \(word)", text: word))
         }
         return findings
+    }
+
+    /// A warning word matches whatever its case and width: TODO, todo and ＴＯＤＯ.
+    static let warningWordMatching: String.CompareOptions = [.caseInsensitive, .widthInsensitive]
+
+    /// `text` with CRLF and lone CR line breaks as LF. A body from a web form's textarea comes with
+    /// CRLF, which Swift reads as one character: not "\n", so a line-by-line check saw one line.
+    static func lineBreaksAsLF(_ text: String) -> String {
+        text.contains("\r") ? text.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n") : text
     }
 
     /// The unfilled markers in `text`, outside quoted lines (`> …`, `＞ …`): what the customer wrote
@@ -106,7 +121,7 @@ enum SendGuard {
 
     /// The name a reply greets, from its first non-blank line: "山田 花子 様", "山田様", "Dear Hanako Yamada,".
     static func greetedName(in body: String) -> (name: String, line: Int)? {
-        for (index, rawLine) in body.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (index, rawLine) in lineBreaksAsLF(body).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = rawLine.trimmingCharacters(in: .whitespaces)
             guard !line.isEmpty else { continue }
             for honorific in ["様", "さま", "殿"] {

@@ -202,6 +202,24 @@ struct ReplyTests {
         }
     }
 
+    @Test("a second send of a reply that has left answers reply-not-draft at once, even while its delivery is being recorded")
+    func sendAfterLeaving() async throws {
+        try await TestApp.run { app in
+            let scene = try await Self.scene(app)
+            let reply = try await Self.draft(scene, #"{"body":"山田 花子 様\n発送しました。"}"#)
+            #expect(try await Self.send(scene, reply).status == .ok)
+            let sent = try await app.insertReturningID(
+                "SELECT id FROM messages WHERE ticket_id = \(scene.ticket) ORDER BY created_at DESC, id DESC LIMIT 1")
+            // The delivery recorder holds the reply's row (it then takes a key-share lock on the ticket
+            // for its events): a send that waited for the row while holding the ticket would deadlock.
+            try await app.database.withTransaction { connection in
+                try await connection.query("SELECT 1 FROM replies WHERE id = \(reply)::uuid FOR UPDATE", logger: TestCluster.logger)
+                try expectProblem(try await Self.send(scene, reply, lastSeen: sent), .conflict, "reply-not-draft")
+            }
+            #expect(try await Self.outboxCount(app) == 1)
+        }
+    }
+
     @Test("after a lease expires and another agent takes over, the old holder's send fails")
     func expiredLeaseSend() async throws {
         try await TestApp.run { app in

@@ -106,7 +106,7 @@ struct ReplyDesk: Sendable {
             let current = try await replies.reply(id: replyID, on: connection)
             let (ticket, live) = try await tickets.lock(current.ticketID, on: connection)
             // Read under the ticket's lock, which every submission takes: it cannot change now.
-            let reply = try await replies.reply(id: replyID, lock: true, on: connection)
+            let reply = try await replies.replyAtDesk(id: replyID, on: connection)
             guard reply.state == .submitted else { throw Problem.replyNotSubmitted(reply) }
             guard ticket.status != .closed else { throw Problem.ticketClosed(ticket.id) }
             // A second pair of eyes: neither whoever wrote the words, nor edited them, nor submitted
@@ -146,7 +146,7 @@ struct ReplyDesk: Sendable {
         try await database.withTransaction { connection in
             let current = try await replies.reply(id: replyID, on: connection)
             let (ticket, _) = try await tickets.lock(current.ticketID, on: connection)
-            let reply = try await replies.reply(id: replyID, lock: true, on: connection)
+            let reply = try await replies.replyAtDesk(id: replyID, on: connection)
             guard reply.state == .submitted else { throw Problem.replyNotSubmitted(reply) }
             _ = try await MessageStore(logger: logger).insertNote(
                 ticketID: ticket.id, channel: ticket.channel, agentID: agentID, body: comment,
@@ -221,7 +221,7 @@ struct ReplyDesk: Sendable {
     private func lockReplyHoldingClaim(_ replyID: UUID, agentID: UUID, on connection: PostgresConnection) async throws -> (Ticket, Reply) {
         let unlocked = try await replies.reply(id: replyID, on: connection)
         let ticket = try await lockTicketHoldingClaim(unlocked.ticketID, agentID: agentID, on: connection)
-        return (ticket, try await replies.reply(id: replyID, lock: true, on: connection))
+        return (ticket, try await replies.replyAtDesk(id: replyID, on: connection))
     }
 
     /// The ticket, locked, provided the caller holds its live claim and it is not closed.

@@ -34,6 +34,17 @@ struct ReplyStore: Sendable {
         throw Problem.notFound("There is no reply \(id.lowercased).")
     }
 
+    /// The reply, row-locked if it is still at the desk (a draft, or submitted): only then can the
+    /// caller change it. One that has left is read as it stands, unlocked. The delivery recorder
+    /// updates a reply that has left and then, for its events, takes a key-share lock on the ticket,
+    /// which the desk holds: waiting here for that reply's lock would be a deadlock.
+    func replyAtDesk(id: UUID, on connection: PostgresConnection) async throws -> Reply {
+        let rows = try await connection.run(
+            "SELECT \(unescaped: Reply.columns) FROM replies WHERE id = \(id) AND state IN ('draft', 'submitted') FOR UPDATE", logger: logger)
+        for try await row in rows { return try Reply(row: row) }
+        return try await reply(id: id, on: connection)
+    }
+
     /// New text, subject or recipients by `editor`; the reply is a draft again (what a supervisor
     /// approves is what they saw).
     func edit(_ reply: Reply, body: String?, subject: String?, recipients: [String]?, by editor: UUID,

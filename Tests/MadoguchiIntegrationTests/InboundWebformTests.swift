@@ -144,6 +144,21 @@ struct InboundWebformTests {
         }
     }
 
+    @Test("an address typed full-width or with a Japanese domain is the mailbox mail comes from: the customer's mail joins them")
+    func addressSpellings() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            for (typed, mailed) in [("taro@ｅｘａｍｐｌｅ．ｃｏ．ｊｐ", "taro@example.co.jp"), ("ｊｉｒｏ＠example.jp", "jiro@example.jp"),
+                                    ("hanako@日本語.jp", "hanako@xn--wgv71a119e.jp")] {
+                let form = try await Self.post(app, gateway, #"{"form_id":"contact","submission_id":"\#(typed)","email":"\#(typed)","body":"質問です"}"#)
+                #expect(form.status == .created, "\(form.text)")
+                let mail = try await app.postMail(gateway, "From: \(mailed)\r\nTo: support@shop.example\r\nSubject: 追記\r\nMessage-ID: <\(UUID())@example>\r\n\r\n追記です\r\n")
+                #expect(mail.status == .created, "\(mail.text)")
+                #expect(try mail.json["customer_id"] as? String == (try form.json["customer_id"] as? String), "\(typed) and \(mailed) are one customer")
+            }
+        }
+    }
+
     @Test("a name typed with line breaks is kept on one line: every reply's To header carries it")
     func nameOnOneLine() async throws {
         try await TestApp.run { app in

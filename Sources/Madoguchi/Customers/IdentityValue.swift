@@ -1,7 +1,8 @@
 import MadoguchiMail
 
 /// Identities in the one form they are stored and matched in, whoever supplies them (ingest, the order
-/// system, a supervisor): email with its domain lower-cased and the local part as sent, phone in
+/// system, a supervisor): email with its domain lower-cased (and as A-labels) and the local part as
+/// sent (full-width ASCII folded), phone in
 /// E.164 (Japan the default region), chat as `provider:user id`, the rest trimmed.
 enum IdentityValue {
     /// Characters, as PostgreSQL counts them: the column's limit.
@@ -17,7 +18,7 @@ enum IdentityValue {
         guard Text.length(value) <= maximumLength else { throw invalid("is longer than \(maximumLength) characters") }
         switch kind {
         case .email:
-            let address = MailAddress.normalize(value)
+            let address = email(value)
             guard let at = address.lastIndex(of: "@"), at != address.startIndex, address.index(after: at) != address.endIndex,
                   !address.contains(where: { $0.isWhitespace })
             else { throw invalid("'\(value)' is not an email address") }
@@ -37,11 +38,31 @@ enum IdentityValue {
         }
     }
 
-    /// For comparing an address someone typed with stored identities: trimmed, and an email's
-    /// domain lower-cased as identities are stored (the local part is kept as written).
+    /// For comparing an address someone typed with stored identities: trimmed, and an email in the
+    /// form identities are stored in (`MailAddress.normalize`: the domain lower-cased and as
+    /// A-labels, full-width ASCII as ASCII; the local part otherwise as written).
     static func comparable(_ address: String) -> String {
         let trimmed = address.trimmingCharacters(in: .whitespaces)
-        guard let at = trimmed.lastIndex(of: "@") else { return trimmed }
-        return String(trimmed[..<at]) + trimmed[at...].lowercased()
+        guard trimmed.contains("@") || trimmed.contains("＠") else { return trimmed }
+        return email(trimmed)
+    }
+
+    /// An email address in its stored form, one spelling per mailbox whichever way it reaches us:
+    /// `MailAddress.normalize` (the domain lower-cased, needless quotes gone), full-width ASCII typed
+    /// with a Japanese input method as ASCII (`ｔａｒｏ＠ｅｘａｍｐｌｅ．ｃｏ．ｊｐ`), and an
+    /// internationalized domain as its A-labels (`日本語.jp` is `xn--wgv71a119e.jp`): the form our
+    /// replies go out to, and the one the customer's answers come back from. A domain that cannot be
+    /// converted is only lower-cased. (The parser keeps addresses as written; this is the identity's form.)
+    static func email(_ address: String) -> String {
+        let folded = address.unicodeScalars.contains { (0xFF01...0xFF5E).contains($0.value) }
+            ? String(String.UnicodeScalarView(address.unicodeScalars.map { scalar in
+                (0xFF01...0xFF5E).contains(scalar.value) ? Unicode.Scalar(scalar.value - 0xFEE0)! : scalar
+            }))
+            : address
+        let normalized = MailAddress.normalize(folded)
+        guard let at = normalized.lastIndex(of: "@") else { return normalized }
+        let domain = String(normalized[normalized.index(after: at)...])
+        guard !domain.utf8.allSatisfy({ $0 < 0x80 }), let ascii = IDNA.asciiDomain(domain) else { return normalized }
+        return normalized[...at] + ascii
     }
 }

@@ -155,8 +155,14 @@ struct EmailIngest: Sendable {
     // MARK: - A customer's mail (or their auto-reply)
 
     /// The sender a customer's mail is filed under, when its From is a usable address.
+    /// The mail's sender, its address in the form its identity is stored in (`IdentityValue.email`).
     static func sender(of mail: ParsedMail) -> MailAddress? {
-        mail.from.flatMap { $0.address.utf8.contains(UInt8(ascii: "@")) && Text.length($0.address) <= 512 ? $0 : nil }
+        mail.from.flatMap { from in
+            guard from.address.utf8.contains(UInt8(ascii: "@")) && Text.length(from.address) <= 512 else { return nil }
+            var sender = from
+            sender.address = IdentityValue.email(from.address)
+            return sender
+        }
     }
 
     /// A customer's mail or an auto-reply: filed under its sender, on a ticket its thread finds (a
@@ -205,7 +211,7 @@ struct EmailIngest: Sendable {
         if customerID == nil, let sender {
             // The sender's lock is held (see above) and the owner was looked up under it: none.
             customerID = try await resolver.create(
-                kind: .email, value: sender.address, rawValue: sender.address, displayName: sender.name.map(Text.clean), on: connection)
+                kind: .email, value: sender.address, rawValue: mail.from?.address ?? sender.address, displayName: sender.name.map(Text.clean), on: connection)
         } else if customerID == nil {
             customerID = try await resolver.anonymousCustomer(on: connection)
         }

@@ -23,10 +23,11 @@ struct ProviderHTTPClient: Sendable {
         var text: String { String(decoding: body, as: UTF8.self) }
     }
 
-    init(group: any EventLoopGroup, timeout: TimeAmount = .seconds(30)) throws {
+    /// `tls`: the system's trust roots and full verification unless given (tests trust their own CA).
+    init(group: any EventLoopGroup, timeout: TimeAmount = .seconds(30), tls: NIOSSLContext? = nil) throws {
         self.group = group
         self.timeout = timeout
-        tls = try NIOSSLContext(configuration: .makeClientConfiguration())
+        self.tls = try tls ?? NIOSSLContext(configuration: .makeClientConfiguration())
     }
 
     /// `connectTo`: an address already resolved (and checked) for the URL's host; the URL's host
@@ -47,7 +48,8 @@ struct ProviderHTTPClient: Sendable {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         if let tls {
-                            try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: host))
+                            try channel.pipeline.syncOperations.addHandler(
+                                try NIOSSLClientHandler(context: tls, serverHostname: TLSServerName.forHost(host)))
                         }
                         try channel.pipeline.syncOperations.addHTTPClientHandlers()
                         try channel.pipeline.syncOperations.addHandler(collector)

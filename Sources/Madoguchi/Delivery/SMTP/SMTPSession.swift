@@ -65,7 +65,7 @@ package final class SMTPSession: Sendable {
         let handler = SMTPReplyHandler(eventLoop: eventLoop)
         let implicitTLS = relay.security == .implicitTLS
         if implicitTLS && tls == nil { throw SMTPError.session(.unsupported("smtps:// needs a TLS context")) }
-        let serverName = Self.serverName(relay.host)
+        let serverName = TLSServerName.forHost(relay.host)
         let channel: any NIOCore.Channel
         do {
             channel = try await ClientBootstrap(group: eventLoop)
@@ -114,11 +114,6 @@ package final class SMTPSession: Sendable {
             try? await channel.close()
             throw error
         }
-    }
-
-    /// SNI and certificate checks want a host name; an address literal gets neither.
-    private static func serverName(_ host: String) -> String? {
-        host.contains(":") || host.split(separator: ".").allSatisfy({ Int($0) != nil }) ? nil : host
     }
 
     private func ehlo() async throws -> Capabilities {

@@ -328,7 +328,7 @@ struct EventFeedTests {
         }
     }
 
-    @Test("retention removes old events, keeps what an active webhook has yet to receive, and nothing else may delete events")
+    @Test("retention removes old events, keeps what an active webhook has yet to receive, and nothing else may delete events; the delivery log's old attempts go too")
     func retention() async throws {
         try await TestApp.run(followsFeed: true, checksEventPayloads: false, configure: { $0.webhooks.runsInServe = false }) { app in
             try await app.execute("INSERT INTO events (type, occurred_at, data) VALUES ('ticket.updated', now() - interval '40 days', '{\"old\":1}')")
@@ -344,6 +344,16 @@ struct EventFeedTests {
             #expect(try await app.count("SELECT count(*) FROM events WHERE data ? 'old'") == 1)
             #expect(try await app.count("SELECT count(*) FROM events WHERE data ? 'new'") == 1)
             await SchemaTests.expectRefused(app, .insufficientPrivilege, "DELETE FROM events")
+
+            // The delivery log goes with the same age: an old attempt, not a recent one.
+            try await app.execute("""
+                INSERT INTO webhook_deliveries (endpoint_id, event_id, webhook_id, attempt, status, created_at)
+                SELECT id, 1, 'msg_old', 1, 500, now() - interval '31 days' FROM webhook_endpoints
+                UNION ALL SELECT id, 2, 'msg_new', 1, 200, now() - interval '29 days' FROM webhook_endpoints
+                """)
+            let forgotten = try await EventRetention(database: app.database, logger: TestCluster.logger).removeDeliveries(olderThan: 30, batch: 1)
+            #expect(forgotten == 1)
+            #expect(try await app.count("SELECT count(*) FROM webhook_deliveries WHERE webhook_id = 'msg_new'") == 1)
         }
     }
 }

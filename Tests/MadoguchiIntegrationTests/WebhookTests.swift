@@ -320,6 +320,24 @@ struct WebhookTests {
         }
     }
 
+    @Test("a new address for a failing endpoint is tried at once, with a fresh failure streak; other changes keep the backoff")
+    func newAddressRetriesNow() async throws {
+        try await TestApp.run(followsFeed: true, configure: { Self.configure(&$0); $0.webhooks.runsInServe = false }) { app in
+            let admin = try await app.keySecret(.admin)
+            let (webhook, _) = try await Self.create(app, admin: admin, url: "https://hooks.example.jp/old")
+            let id = try #require(UUID(uuidString: webhook))
+            try await app.execute("UPDATE webhook_endpoints SET failure_streak = 3, next_attempt_at = now() + interval '1 hour' WHERE id = \(id)")
+            let backingOff: PostgresQuery =
+                "SELECT count(*) FROM webhook_endpoints WHERE id = \(id) AND failure_streak = 3 AND next_attempt_at > now() + interval '50 minutes'"
+            #expect(try await app.request(.patch, "/v1/webhooks/\(webhook)", key: admin, json: #"{"description":"dashboard"}"#).status == .ok)
+            #expect(try await app.count(backingOff) == 1)
+            #expect(try await app.request(.patch, "/v1/webhooks/\(webhook)", key: admin, json: #"{"url":"https://hooks.example.jp/old"}"#).status == .ok)
+            #expect(try await app.count(backingOff) == 1, "the same address is no new one")
+            #expect(try await app.request(.patch, "/v1/webhooks/\(webhook)", key: admin, json: #"{"url":"https://hooks.example.jp/fixed"}"#).status == .ok)
+            #expect(try await app.count("SELECT count(*) FROM webhook_endpoints WHERE id = \(id) AND failure_streak = 0 AND next_attempt_at <= now()") == 1)
+        }
+    }
+
     @Test("rotation: during the overlap both secrets sign; after retiring, only the new one")
     func rotation() async throws {
         let receiver = try await FakeProvider { _, _ in .init(status: .ok, body: "{}") }

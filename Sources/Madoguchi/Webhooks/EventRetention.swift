@@ -3,8 +3,9 @@ import Logging
 import PostgresNIO
 
 /// Removes events older than the retention period, in batches, never one an active webhook has yet
-/// to receive. The only writer allowed to delete from `events` (it sets `madoguchi.retention` for
-/// its own transaction; the append-only trigger refuses everyone else).
+/// to receive, and the webhook delivery log's attempts as old. The only writer allowed to delete
+/// from `events` (it sets `madoguchi.retention` for its own transaction; the append-only trigger
+/// refuses everyone else).
 struct EventRetention: Sendable {
     let database: Database
     let logger: Logger
@@ -34,6 +35,21 @@ struct EventRetention: Sendable {
             if count < batch { break }
         }
         if removed > 0 { logger.info("event retention", metadata: ["removed": "\(removed)", "older_than_days": "\(days)"]) }
+        return removed
+    }
+
+    /// The delivery log's attempts older than `days`, in batches. Returns how many went.
+    @discardableResult
+    func removeDeliveries(olderThan days: Int, batch: Int = 10_000) async throws -> Int {
+        var removed = 0
+        while true {
+            let count = try await database.withTransaction { connection in
+                try await WebhookStore(logger: logger).forgetDeliveries(olderThan: days, limit: batch, on: connection)
+            }
+            removed += count
+            if count < batch { break }
+        }
+        if removed > 0 { logger.info("webhook delivery log retention", metadata: ["removed": "\(removed)", "older_than_days": "\(days)"]) }
         return removed
     }
 }

@@ -30,7 +30,9 @@ struct WebhookStore: Sendable {
         throw Problem.notFound("There is no webhook \(id.lowercased).")
     }
 
-    /// Applies the changes; re-enabling clears the failure streak and delivers at once.
+    /// Applies the changes; re-enabling clears the failure streak and delivers at once, and so does a
+    /// new address (the fix for a receiver that kept failing: tried now, with a fresh streak, not
+    /// after the old address's backoff and one failure short of being disabled).
     func update(_ id: UUID, url: String?, description: String?, eventTypes: [String]?, active: Bool?, secrets: [String]?,
                 on connection: PostgresConnection) async throws -> WebhookEndpoint {
         try await single(connection.run("""
@@ -38,10 +40,10 @@ struct WebhookStore: Sendable {
             SET url = coalesce(\(url), url), description = coalesce(\(description), description),
                 event_types = coalesce(\(eventTypes)::text[], event_types), secrets = coalesce(\(secrets)::text[], secrets),
                 active = coalesce(\(active), active),
-                failure_streak = CASE WHEN \(active) AND NOT active THEN 0 ELSE failure_streak END,
+                failure_streak = CASE WHEN (\(active) AND NOT active) OR \(url)::text <> url THEN 0 ELSE failure_streak END,
                 disabled_reason = CASE WHEN \(active) THEN NULL ELSE disabled_reason END,
                 disabled_at = CASE WHEN \(active) THEN NULL ELSE disabled_at END,
-                next_attempt_at = CASE WHEN \(active) THEN now() ELSE next_attempt_at END,
+                next_attempt_at = CASE WHEN \(active) OR \(url)::text <> url THEN now() ELSE next_attempt_at END,
                 updated_at = now()
             WHERE id = \(id)
             RETURNING \(unescaped: WebhookEndpoint.columns)
@@ -167,6 +169,26 @@ struct WebhookStore: Sendable {
             """, logger: logger)
         for try await row in rows { return try WebhookDelivery(row: row) }
         throw Problem.notFound("Webhook \(endpointID.lowercased) has no delivery \(id.lowercased).")
+    }
+
+    /// Forgets up to `limit` delivery attempts older than `days` (the log of `GET …/deliveries`, one
+    /// row per event per endpoint and per retry, which would otherwise outgrow the events it logs),
+    /// each endpoint's oldest first through its own index. Returns how many.
+    func forgetDeliveries(olderThan days: Int, limit: Int, on connection: PostgresConnection) async throws -> Int {
+        let rows = try await connection.run("""
+            WITH old AS (
+                SELECT d.id FROM webhook_endpoints w
+                CROSS JOIN LATERAL (SELECT id FROM webhook_deliveries
+                                    WHERE endpoint_id = w.id AND created_at < now() - make_interval(days => \(Int32(days)))
+                                    ORDER BY created_at LIMIT \(limit)) AS d
+                LIMIT \(limit)
+            )
+            DELETE FROM webhook_deliveries d USING old WHERE d.id = old.id
+            RETURNING d.id
+            """, logger: logger)
+        var count = 0
+        for try await _ in rows { count += 1 }
+        return count
     }
 
     /// The feed position no active endpoint has passed yet: retention keeps everything from there on.

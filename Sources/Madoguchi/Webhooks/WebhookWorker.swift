@@ -66,7 +66,9 @@ struct WebhookWorker: Service {
                         }
                         if let days = settings.retentionDays, ContinuousClock.now - lastRetention > .seconds(3600) {
                             lastRetention = .now
-                            try await EventRetention(database: database, logger: logger).removeEvents(olderThan: days)
+                            let retention = EventRetention(database: database, logger: logger)
+                            try await retention.removeEvents(olderThan: days)
+                            try await retention.removeDeliveries(olderThan: days)
                         }
                     } catch {
                         // The database may be restarting: the next wake tries again.

@@ -211,6 +211,33 @@ struct DeliveryTests {
         }
     }
 
+    @Test("a bounce that waits for its ticket while a merge moves it files under the survivor, not the merged-away customer")
+    func bounceDuringMerge() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let conversation = try await Self.customerWrites(app, from: "merged@example.jp")
+            let reply = try await Self.answer(conversation, "お問い合わせありがとうございます。")
+            #expect(Self.state(try await Self.delivery(conversation, reply)) == "sent")
+            let ticket = try #require(UUID(uuidString: conversation.ticket))
+            let survivor = try await app.customer(name: "統合先")
+            let gateway = try await app.keySecret(.gateway)
+            // The merge holds the ticket while the bounce, having found it, waits for it.
+            let posted = try await app.database.withTransaction { connection in
+                try await connection.query("SELECT 1 FROM tickets WHERE id = \(ticket) FOR UPDATE", logger: TestCluster.logger)
+                let posting = Task { try await app.postMail(gateway, Self.bounce(of: reply, to: "merged@example.jp")) }
+                #expect(try await ChildProcess.eventually(timeout: .seconds(30)) {
+                    try await app.count("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()") > 0
+                })
+                try await connection.query("UPDATE tickets SET customer_id = \(survivor) WHERE id = \(ticket)", logger: TestCluster.logger)
+                return posting
+            }
+            #expect(try await posted.value.status == .created)
+            #expect(try await app.count("""
+                SELECT count(*) FROM messages WHERE ticket_id = \(ticket) AND classification = 'bounce' AND customer_id = \(survivor)
+                """) == 1)
+        }
+    }
+
     @Test("one mailbox stored in both spellings (a U-label stored before identities took A-labels, and the A-label) is one recipient: one RCPT, one copy, both answered")
     func internationalDomainTwice() async throws {
         let sink = try await SMTPSink()

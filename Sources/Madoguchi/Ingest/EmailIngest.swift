@@ -309,14 +309,17 @@ struct EmailIngest: Sendable {
         // A report joins its ticket without reopening it: it is about our mail, not the customer writing.
         // It does take the ticket's row lock, as every writer of a timeline does, so that a reply sent
         // meanwhile either sees it or is told of it by the traffic cop.
-        _ = try await intake.lock(target.ticket, customerWrites: false, on: connection)
-        let ticket = ConversationIntake.Target(id: target.ticket, number: 0, customerID: target.customer, status: .new)
+        // The customer is read again under that lock: a merge committed since the lookup above moved
+        // the ticket to the survivor, and the report is filed there, not under the merged-away customer.
+        let locked = try await intake.lock(target.ticket, customerWrites: false, on: connection)
+        let customerID = locked?.customerID ?? target.customer
+        let ticket = ConversationIntake.Target(id: target.ticket, number: 0, customerID: customerID, status: .new)
         let (messageID, _) = try await intake.record(
-            try delivery.message(ticketID: target.ticket, customerID: target.customer, threadingReason: target.reason), on: ticket,
-            customerID: target.customer, eventDetails: ["classification": mail.classification.rawValue], on: connection)
+            try delivery.message(ticketID: target.ticket, customerID: customerID, threadingReason: target.reason), on: ticket,
+            customerID: customerID, eventDetails: ["classification": mail.classification.rawValue], on: connection)
         outcome.messageID = messageID
         outcome.ticketID = target.ticket
-        outcome.customerID = target.customer
+        outcome.customerID = customerID
         outcome.threadingReason = target.reason
     }
 

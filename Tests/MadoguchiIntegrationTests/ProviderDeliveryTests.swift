@@ -217,6 +217,67 @@ struct ProviderDeliveryTests {
         }
     }
 
+    @Test("Vonage: a long text in parts, one throttled, is sent (never again, which would send the others twice); 15, a sender we may not use, is retried and marks no number; 6 marks it")
+    func vonageParts() async throws {
+        let vonage = try await FakeProvider { request, index in
+            switch request.form["to"] {
+            case "819011112222":
+                .init(status: .ok, body: #"{"message-count":"2","messages":[{"message-id":"V-1","status":"1","error-text":"Throttled"},{"message-id":"V-2","status":"0"}]}"#)
+            case "819033334444" where index < 3:
+                .init(status: .ok, body: #"{"message-count":"1","messages":[{"status":"15","error-text":"Illegal Sender Address - rejected"}]}"#)
+            case "819055556666":
+                .init(status: .ok, body: #"{"message-count":"1","messages":[{"status":"6","error-text":"Unroutable message"}]}"#)
+            default:
+                .init(status: .ok, body: #"{"message-count":"1","messages":[{"message-id":"V-9","status":"0"}]}"#)
+            }
+        }
+        try await TestApp.run(configure: Self.configure(vonage: vonage)) { app in
+            let parts = try await Self.customerTexts(app)
+            let sent = try await DeliveryTests.delivery(parts, try await DeliveryTests.answer(parts, String(repeating: "本日発送しました。", count: 20)))
+            #expect(DeliveryTests.state(sent) == "sent", "\(sent)")
+            #expect((sent["delivery"] as? [String: Any])?["provider_message_id"] as? String == "V-2")
+            #expect(vonage.requests.filter { $0.form["to"] == "819011112222" }.count == 1)
+
+            let sender = try await Self.customerTexts(app, from: "+819033334444")
+            let retried = try await DeliveryTests.delivery(sender, try await DeliveryTests.answer(sender, "ご連絡です。"))
+            #expect(DeliveryTests.state(retried) == "sent", "\(retried)")
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = '+819033334444' AND undeliverable_at IS NOT NULL") == 0)
+
+            let unroutable = try await Self.customerTexts(app, from: "+819055556666")
+            let failed = try await DeliveryTests.delivery(unroutable, try await DeliveryTests.answer(unroutable, "ご連絡です。"))
+            #expect(DeliveryTests.state(failed) == "failed")
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = '+819055556666' AND undeliverable_at IS NOT NULL") == 1)
+        }
+    }
+
+    @Test("LINE: a group known only as its conversation gets the push in the group; an expired token (401) is retried, not failed")
+    func lineGroup() async throws {
+        let line = try await FakeProvider { _, index in
+            index == 0 ? .init(status: .unauthorized, body: #"{"message":"Authentication failed. Confirm that the access token in the authorization header is valid."}"#)
+                : .init(status: .ok, body: #"{"sentMessages":[{"id":"461230966842064897","quoteToken":"q"}]}"#)
+        }
+        try await TestApp.run(configure: Self.configure(line: line)) { app in
+            let group = "C1234567890abcdef1234567890abcdef"
+            let customer = try await app.customer(name: "グループ")
+            try await app.execute("INSERT INTO customer_identities (customer_id, kind, value) VALUES (\(customer), 'chat', \("line:" + group))")
+            let ticket = try await app.insertReturningID("INSERT INTO tickets (customer_id, subject, channel) VALUES (\(customer), 'LINE', 'chat') RETURNING id")
+            let message = try await app.insertReturningID("""
+                INSERT INTO messages (ticket_id, customer_id, direction, channel, provider, body_text) VALUES (\(ticket), \(customer), 'inbound', 'chat', 'line', '質問です')
+                RETURNING id
+                """)
+            let agent = try await app.keySecret(.agent)
+            #expect(try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: agent).status == .ok)
+            let conversation = DeliveryTests.Conversation(app: app, agent: agent, supervisor: try await app.keySecret(.supervisor),
+                                                          ticket: ticket.uuidString.lowercased(), lastMessage: message.uuidString.lowercased(), customerMessageID: "")
+            let sent = try await DeliveryTests.delivery(conversation, try await DeliveryTests.answer(conversation, "皆さま、お問い合わせありがとうございます。"))
+            #expect(DeliveryTests.state(sent) == "sent", "\(sent)")
+            let push = try #require(line.requests.last)
+            let body = try #require(try JSONSerialization.jsonObject(with: Data(push.body)) as? [String: Any])
+            #expect(body["to"] as? String == group)
+            #expect(line.requests.count == 2)
+        }
+    }
+
     @Test("LINE: a push with a retry key; a failed push is sent again with the same key, and LINE's 409 'already accepted' counts as sent, once")
     func line() async throws {
         let line = try await FakeProvider { _, index in

@@ -39,12 +39,12 @@ struct ProviderDelivery: Sendable {
                 else if let vonage = settings.vonage { outcome = await sendVonage(text, to: recipient, item: item, vonage) }
                 else { outcome = .result(.pending("SMS sending is not configured")) }
             case .chat:
-                if let line = settings.line, !recipient.contains(":") {
+                if let line = settings.line, let to = Self.linePushTarget(recipient) {
                     if item.attempts > 1 && Date().timeIntervalSince(item.firstAttemptAt) > Self.lineRetryWindow {
                         outcome = .uncertain("LINE honours a retry key for 24 hours after the first push and this retry comes later; "
                                              + "an earlier push may have been accepted, so a person decides")
                     } else {
-                        outcome = await sendLine(text, to: recipient, item: item, line)
+                        outcome = await sendLine(text, to: to, recipient: recipient, item: item, line)
                     }
                 }
                 else { outcome = .result(.failed("no sending integration for the chat identity \(recipient); answer in the provider's console")) }
@@ -94,13 +94,17 @@ struct ProviderDelivery: Sendable {
             case 200..<300:
                 let sid = json["sid"] as? String
                 return .sent(provider: "twilio", id: sid, reply: "twilio \(response.status) \(sid ?? "") \(json["status"] as? String ?? "")")
-            case 429, 500...599:
+            case 401, 403, 429, 500...599:
+                // 401/403: our credentials or account (20003), which a person fixes: every reply would
+                // otherwise fail at once, so they wait and are tried again, as a relay's refusal of our
+                // session is (RUNBOOK, "Outbound mail").
                 return .result(.pending("twilio \(response.status): \(json["message"] as? String ?? response.text.prefix(200).description)"))
             default:
-                // 21211 invalid number, 21610 the recipient replied STOP, 21614 not a mobile number.
+                // 21211 invalid number, 21610 the recipient replied STOP, 21614 not a mobile number: the
+                // number's own doing. (21612, "cannot route between these numbers", depends on our sender.)
                 let code = json["code"] as? Int
                 let reason = "twilio \(response.status) \(code.map(String.init) ?? ""): \(json["message"] as? String ?? response.text.prefix(200).description)"
-                return .result(.failed(reason, undeliverable: [21211, 21610, 21612, 21614].contains(code ?? 0)))
+                return .result(.failed(reason, undeliverable: [21211, 21610, 21614].contains(code ?? 0)))
             }
         } catch ProviderHTTPError.notSent(let reason) {
             return .result(.pending("twilio: \(reason)"))
@@ -123,21 +127,31 @@ struct ProviderDelivery: Sendable {
             ], body: Array(Self.formEncoded(form).utf8))
             guard response.status == 200,
                   let json = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any],
-                  let first = (json["messages"] as? [[String: Any]])?.first
+                  let parts = json["messages"] as? [[String: Any]], let first = parts.first
             else {
                 return .result(.pending("vonage \(response.status): \(response.text.prefix(200))"))
+            }
+            // A long text goes as several parts, each with its own status and message-id. One part
+            // accepted means the customer gets text: sending again would send those parts twice, so
+            // the reply counts as sent (the first accepted part's id is kept), whatever the others say.
+            if let accepted = parts.first(where: { $0["status"] as? String == "0" }) {
+                let id = accepted["message-id"] as? String
+                let refused = parts.filter { $0["status"] as? String != "0" }
+                    .map { "part refused, status \($0["status"] as? String ?? ""): \($0["error-text"] as? String ?? "")" }
+                return .sent(provider: "vonage", id: id, reply: (["vonage accepted \(id ?? "") (\(parts.count) part(s))"] + refused).joined(separator: "; "))
             }
             let status = first["status"] as? String ?? ""
             let detail = first["error-text"] as? String ?? ""
             switch status {
-            case "0":
-                let id = first["message-id"] as? String
-                return .sent(provider: "vonage", id: id, reply: "vonage accepted \(id ?? "")")
-            case "1", "5":  // throttled; internal error before sending
+            case "1", "5", "4", "8", "9", "10", "15", "29":
+                // Throttled, or an internal error before sending; or our account, which a person
+                // fixes: 4 bad credentials, 8 account barred, 9 out of credit, 10 too many binds,
+                // 15 a sender id not allowed (our `from`), 29 not on the trial allow-list. Tried again
+                // with backoff, rather than failing every reply at once.
                 return .result(.pending("vonage status \(status): \(detail)"))
             default:
-                // 6 unroutable, 15 invalid destination, 29 not on the trial allow-list.
-                return .result(.failed("vonage status \(status): \(detail)", undeliverable: ["6", "15"].contains(status)))
+                // 6 unroutable: the number's own doing.
+                return .result(.failed("vonage status \(status): \(detail)", undeliverable: status == "6"))
             }
         } catch ProviderHTTPError.notSent(let reason) {
             return .result(.pending("vonage: \(reason)"))
@@ -148,9 +162,10 @@ struct ProviderDelivery: Sendable {
 
     // MARK: - LINE
 
-    private func sendLine(_ text: String, to userID: String, item: OutboxItem, _ line: DeliverySettings.LineSending) async -> Outcome {
-        let body: [String: Any] = ["to": userID, "messages": [["type": "text", "text": String(text.prefix(5000))]]]
-        let retryKey = Self.retryKey(item.retryKey, recipient: userID)
+    /// `to`: a user, group or room id; `recipient`: the identity as stored, which keys the retry.
+    private func sendLine(_ text: String, to: String, recipient: String, item: OutboxItem, _ line: DeliverySettings.LineSending) async -> Outcome {
+        let body: [String: Any] = ["to": to, "messages": Self.lineTexts(text).map { ["type": "text", "text": $0] }]
+        let retryKey = Self.retryKey(item.retryKey, recipient: recipient)
         do {
             let response = try await http.send(.POST, "\(line.apiURL)/v2/bot/message/push", headers: [
                 ("Authorization", "Bearer \(line.channelAccessToken)"), ("Content-Type", "application/json"), ("X-Line-Retry-Key", retryKey),
@@ -165,7 +180,8 @@ struct ProviderDelivery: Sendable {
                 // A retry of a push LINE already accepted: it was sent, once.
                 let accepted = response.headers.first(name: "x-line-accepted-request-id")
                 return .sent(provider: "line", id: accepted, reply: "line: already accepted as \(accepted ?? "")")
-            case 429, 500...599:
+            case 401, 403, 429, 500...599:
+                // 401/403: the channel access token expired or was revoked (ours to fix): wait, as above.
                 return .result(.pending("line \(response.status): \(response.text.prefix(200))"))
             default:
                 return .result(.failed("line \(response.status): \(response.text.prefix(200))"))
@@ -174,6 +190,47 @@ struct ProviderDelivery: Sendable {
             // The retry key makes sending again harmless, whatever happened to this request.
             return .result(.pending("line: \(error)"))
         }
+    }
+
+    /// Where a push to a chat identity goes: a LINE user id as it is (`U…`); a group or room known only
+    /// as the conversation (`line:C…`, `line:R…`, when its members have not shared their ids) to that
+    /// group or room, as the push API accepts. Any other chat identity has no sending integration.
+    static func linePushTarget(_ recipient: String) -> String? {
+        if !recipient.contains(":") { return recipient }
+        guard recipient.hasPrefix("line:") else { return nil }
+        let id = recipient.dropFirst("line:".count)
+        return (id.hasPrefix("C") || id.hasPrefix("R")) && !id.contains(":") ? String(id) : nil
+    }
+
+    /// The text as LINE text messages: each at most 5,000 characters as LINE counts them (UTF-16
+    /// units: 𠮷 or an emoji is two), cut at a line break where one is near, at most five (a push's
+    /// limit); what would not fit in five is cut, said so at its end.
+    static func lineTexts(_ text: String) -> [String] {
+        let limit = 5000
+        var parts: [String] = []
+        var rest = Substring(text)
+        while !rest.isEmpty && parts.count < 5 {
+            if rest.utf16.count <= limit { parts.append(String(rest)); rest = ""; break }
+            var end = rest.startIndex
+            var units = 0
+            for index in rest.indices {
+                let width = rest[index].utf16.count
+                if units + width > limit { break }
+                units += width
+                end = rest.index(after: index)
+            }
+            // Cut after the last line break in the part's final fifth, if there is one.
+            let tail = rest[rest.index(end, offsetBy: -min(1000, rest.distance(from: rest.startIndex, to: end)))..<end]
+            if let lineBreak = tail.lastIndex(where: \.isNewline) { end = rest.index(after: lineBreak) }
+            parts.append(String(rest[..<end]))
+            rest = rest[end...]
+        }
+        if !rest.isEmpty, var last = parts.popLast() {
+            let marker = "…(以下省略)"
+            while last.utf16.count + marker.utf16.count > limit { last.removeLast() }
+            parts.append(last + marker)
+        }
+        return parts
     }
 
     /// One stable key per (row, recipient), so a retried push is recognised by LINE.

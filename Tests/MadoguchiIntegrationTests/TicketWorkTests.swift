@@ -135,6 +135,31 @@ struct TicketWorkTests {
         }
     }
 
+    @Test("a ticket handed to another agent ends the old holder's live claim: they can no longer answer, the new assignee claims at once")
+    func reassignedClaim() async throws {
+        try await TestApp.run { app in
+            let sato = try await app.key(.agent, name: "佐藤")
+            let suzuki = try await app.key(.agent, name: "鈴木")
+            let boss = try await app.keySecret(.supervisor)
+            let ticket = try await app.ticket(customer: try await app.customer())
+            #expect(try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: sato.secret).status == .ok)
+            let handed = try await app.request(.patch, "/v1/tickets/\(ticket)", key: boss, headers: [.ifMatch: "*"],
+                                               json: #"{"assignee_id":"\#(suzuki.record.agentID!.uuidString.lowercased())"}"#)
+            #expect(handed.status == .ok, "\(handed.text)")
+            #expect(try handed.json["claim"] == nil)
+            try expectProblem(try await app.request(.post, "/v1/tickets/\(ticket)/replies", key: sato.secret, json: #"{"body":"x"}"#),
+                              .conflict, "claim-required")
+            #expect(try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: suzuki.secret).status == .ok)
+            #expect(try await app.eventTypes(ticket: ticket).suffix(3) == ["ticket.updated", "ticket.claim_broken", "ticket.claimed"])
+            // The holder handing it over themselves releases their claim; a change that keeps the assignee keeps the claim.
+            let own = try await app.request(.patch, "/v1/tickets/\(ticket)", key: suzuki.secret, headers: [.ifMatch: "*"], json: #"{"priority":"high"}"#)
+            #expect(try own.json["claim"] != nil)
+            let away = try await app.request(.patch, "/v1/tickets/\(ticket)", key: suzuki.secret, headers: [.ifMatch: "*"], json: #"{"unassign":true}"#)
+            #expect(try away.json["claim"] == nil)
+            #expect(try await app.eventTypes(ticket: ticket).suffix(2) == ["ticket.updated", "ticket.claim_released"])
+        }
+    }
+
     @Test("an expired lease can be taken over")
     func expiredLease() async throws {
         try await TestApp.run { app in

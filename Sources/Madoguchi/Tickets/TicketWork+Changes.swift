@@ -60,6 +60,11 @@ extension TicketWork {
             if let assignee, assignee != ticket.assigneeID, try await !isActive(agent: assignee, on: connection) {
                 throw Problem.validationFailed([.init(pointer: "/assignee_id", message: "agent \(assignee.lowercased) was deactivated")])
             }
+            // Handed to someone else: a live claim by anyone but the new assignee ends with it, so the
+            // old holder can no longer answer, and the new assignee can claim the ticket at once.
+            let endedClaim = ticket.claim.flatMap { claim in
+                claimLive && assignee != ticket.assigneeID && claim.agentID != assignee ? claim : nil
+            }
 
             let updated: Ticket
             do {
@@ -70,6 +75,8 @@ extension TicketWork {
                         category = \(category), tags = \(tags), assignee_id = \(assignee),
                         solved_at = CASE WHEN \(status.rawValue) = 'solved' THEN coalesce(solved_at, now()) ELSE NULL END,
                         closed_at = CASE WHEN \(status.rawValue) = 'closed' THEN coalesce(closed_at, now()) ELSE NULL END,
+                        claim_agent_id = CASE WHEN \(endedClaim != nil) THEN NULL ELSE claim_agent_id END,
+                        claim_expires_at = CASE WHEN \(endedClaim != nil) THEN NULL ELSE claim_expires_at END,
                         version = version + 1, updated_at = now()
                     WHERE id = \(ticketID)
                     RETURNING \(unescaped: Ticket.columns)
@@ -82,6 +89,11 @@ extension TicketWork {
             try await events.record(
                 .ticketUpdated, ticketID: ticketID, customerID: ticket.customerID, actor: principal,
                 data: ["changes": recorded, "version": updated.version], on: connection)
+            if let endedClaim {
+                try await events.record(
+                    endedClaim.agentID == agentID ? .ticketClaimReleased : .ticketClaimBroken, ticketID: ticketID, customerID: ticket.customerID,
+                    actor: principal, data: ["agent_id": endedClaim.agentID.uuidString.lowercased(), "reason": "reassigned"], on: connection)
+            }
             return updated
         }
     }

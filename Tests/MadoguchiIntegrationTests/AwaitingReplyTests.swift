@@ -1,5 +1,6 @@
 import Foundation
 import HTTPTypes
+import PostgresNIO
 import Testing
 @testable import Madoguchi
 
@@ -94,6 +95,20 @@ struct AwaitingReplyTests {
             #expect(try await Self.waiting(app, key: agent) == [id])
             #expect(try await Self.waiting(app, key: agent, query: "&status=solved") == [id])
             #expect(try await Self.waiting(app, key: agent, query: "&status=open").isEmpty)
+
+            // Closed while she waits: replies are refused now, and 対応不要 (no reply needed) ends the wait.
+            let closed = try await app.request(.patch, "/v1/tickets/\(id)", key: agent, headers: [.ifMatch: "*"], json: #"{"status":"closed"}"#)
+            #expect(closed.status == .ok, "\(closed.text)")
+            #expect(try await Self.waiting(app, key: agent) == [id])
+            let responses: PostgresQuery = "SELECT count(*) FROM ticket_responses WHERE ticket_id = \(UUID(uuidString: id)!)"
+            let respondedBefore = try await app.count(responses)
+            let dismissed = try await app.request(.patch, "/v1/tickets/\(id)", key: agent, headers: [.ifMatch: "*"], json: #"{"no_reply_needed":true}"#)
+            #expect(dismissed.status == .ok, "\(dismissed.text)")
+            #expect(try dismissed.json["awaiting_reply_since"] == nil)
+            #expect(try dismissed.json["response_due"] == nil)
+            #expect(try await Self.waiting(app, key: agent).isEmpty)
+            #expect(try await app.count(responses) == respondedBefore, "no response counted")
+            #expect(try await app.eventTypes(ticket: UUID(uuidString: id)!).last == "ticket.updated")
         }
     }
 

@@ -11,6 +11,9 @@ struct TicketChanges: Sendable {
     var tags: [String]?
     var assigneeID: UUID?
     var unassign = false
+    /// 対応不要: the customer's latest message needs no answer (a thank-you, spam, a ticket closed
+    /// before anyone answered): the wait ends without a reply, and with it the response clock.
+    var noReplyNeeded = false
 }
 
 extension TicketWork {
@@ -50,12 +53,14 @@ extension TicketWork {
             let category = changes.category.map { $0.isEmpty ? nil : $0 } ?? ticket.category
             let tags = changes.tags.map(Self.normalizedTags) ?? ticket.tags
             let assignee = changes.unassign ? nil : (changes.assigneeID ?? ticket.assigneeID)
+            let awaitingSince = changes.noReplyNeeded ? nil : ticket.awaitingReplySince
             note("status", ticket.status, status) { $0.rawValue }
             note("priority", ticket.priority, priority) { $0.rawValue }
             note("queue", ticket.queue, queue) { $0 }
             note("category", ticket.category, category) { $0.map { $0 as Any } ?? (NSNull() as Any) }
             note("tags", ticket.tags, tags) { $0 }
             note("assignee_id", ticket.assigneeID, assignee) { $0.map { $0.uuidString.lowercased() as Any } ?? (NSNull() as Any) }
+            note("awaiting_reply_since", ticket.awaitingReplySince, awaitingSince) { $0.map { $0.rfc3339UTC as Any } ?? (NSNull() as Any) }
             guard !recorded.isEmpty else { return ticket }
             if let assignee, assignee != ticket.assigneeID, try await !isActive(agent: assignee, on: connection) {
                 throw Problem.validationFailed([.init(pointer: "/assignee_id", message: "agent \(assignee.lowercased) was deactivated")])
@@ -73,6 +78,7 @@ extension TicketWork {
                     UPDATE tickets
                     SET status = \(status.rawValue), priority = \(priority.rawValue), queue = \(queue),
                         category = \(category), tags = \(tags), assignee_id = \(assignee),
+                        awaiting_reply_since = CASE WHEN \(changes.noReplyNeeded) THEN NULL ELSE awaiting_reply_since END,
                         solved_at = CASE WHEN \(status.rawValue) = 'solved' THEN coalesce(solved_at, now()) ELSE NULL END,
                         closed_at = CASE WHEN \(status.rawValue) = 'closed' THEN coalesce(closed_at, now()) ELSE NULL END,
                         claim_agent_id = CASE WHEN \(endedClaim != nil) THEN NULL ELSE claim_agent_id END,

@@ -65,7 +65,8 @@ extension APIHandler {
             category: body.category,
             tags: body.tags,
             assigneeID: body.assigneeId?.uuid,
-            unassign: body.unassign ?? false)
+            unassign: body.unassign ?? false,
+            noReplyNeeded: body.noReplyNeeded ?? false)
         let ticket = try await work.update(
             ticketID: input.path.ticketId.uuid, matching: condition, changes: changes, by: principal, agentID: agentID)
         RequestScope.current?.setResponseHeader(.eTag, ticket.entityTag)

@@ -197,6 +197,28 @@ struct TicketWorkTests {
         }
     }
 
+    @Test("a ticket assigned to an agent whose claim on it lapsed comes back to them from the queue, whatever its queue, before another's lapsed one")
+    func ownLapsedClaim() async throws {
+        try await TestApp.run { app in
+            let sato = try await app.key(.agent)
+            let suzuki = try await app.key(.agent)
+            try await app.execute("INSERT INTO queues (name) VALUES ('returns')")
+            try await app.execute("UPDATE agents SET queues = '{general}' WHERE id = \(sato.record.agentID)")
+            let customer = try await app.customer()
+            // The other's ticket is the older: by age alone it would come first.
+            let others = try await app.insertReturningID("INSERT INTO tickets (customer_id, channel, queue) VALUES (\(customer), 'email', 'general') RETURNING id")
+            let returns = try await app.insertReturningID("INSERT INTO tickets (customer_id, channel, queue) VALUES (\(customer), 'email', 'returns') RETURNING id")
+            // Suzuki's claim on a general ticket lapsed first, then Sato's on the returns ticket a supervisor gave him.
+            #expect(try await app.request(.post, "/v1/tickets/\(others)/claim", key: suzuki.secret).status == .ok)
+            #expect(try await app.request(.post, "/v1/tickets/\(returns)/claim", key: sato.secret).status == .ok)
+            try await app.execute("UPDATE tickets SET claim_expires_at = now() - interval '2 seconds' WHERE id = \(others)")
+            try await app.execute("UPDATE tickets SET claim_expires_at = now() - interval '1 second' WHERE id = \(returns)")
+            let next = try await app.request(.post, "/v1/queue/next", key: sato.secret)
+            #expect(try next.json["id"] as? String == returns.uuidString.lowercased(), "\(next.text)")
+            #expect(try await app.request(.post, "/v1/queue/next", key: sato.secret).json["id"] as? String == others.uuidString.lowercased())
+        }
+    }
+
     @Test("two agents race to claim one ticket, 100 times: exactly one wins each race, the other gets 409")
     func claimRaces() async throws {
         try await TestApp.run { app in

@@ -160,6 +160,22 @@ struct TicketWorkTests {
         }
     }
 
+    @Test("an assignment that waits past the lock timeout for the agent's row (a long deactivation) is 503 try again, not a 500")
+    func assigneeRowBusy() async throws {
+        try await TestApp.run { app in
+            let suzuki = try await app.key(.agent, name: "鈴木")
+            let boss = try await app.keySecret(.supervisor)
+            let ticket = try await app.ticket(customer: try await app.customer())
+            try await app.database.withTransaction { connection in
+                try await connection.query("SELECT 1 FROM agents WHERE id = \(suzuki.record.agentID) FOR UPDATE", logger: TestCluster.logger)
+                let busy = try await app.request(.patch, "/v1/tickets/\(ticket)", key: boss, headers: [.ifMatch: "*"],
+                                                 json: #"{"assignee_id":"\#(suzuki.record.agentID!.uuidString.lowercased())"}"#)
+                try expectProblem(busy, .serviceUnavailable, "server-busy")
+            }
+            #expect(try await app.count("SELECT count(*) FROM tickets WHERE id = \(ticket) AND assignee_id IS NULL") == 1)
+        }
+    }
+
     @Test("an expired lease can be taken over")
     func expiredLease() async throws {
         try await TestApp.run { app in

@@ -107,8 +107,10 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             // The generated server does not enforce maxLength or pattern; the schema's CHECKs do, and
             // name the column (`templates_name_check`). Anything caught here was rolled back whole.
             return .validationFailed([checkViolationField(underlying)])
-        case let underlying where underlying.sqlState?.isTransient ?? false:
-            // A deadlock or serialization failure that outlasted the transaction's retries.
+        case let underlying where (underlying.sqlState?.isTransient ?? false) || underlying.sqlState == .lockNotAvailable:
+            // A deadlock or serialization failure that outlasted the transaction's retries, or a row
+            // lock held past the request's lock_timeout (an agent's row during a long deactivation,
+            // met by a PATCH that assigns to them): rolled back whole, worth trying again.
             return .transactionConflict
         case let underlying where underlying.sqlState == .characterNotInRepertoire || underlying.sqlState == .untranslatableCharacter:
             // Valid JSON, but PostgreSQL text cannot hold U+0000; the transaction rolled back whole.

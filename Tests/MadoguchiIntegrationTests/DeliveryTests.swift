@@ -238,7 +238,7 @@ struct DeliveryTests {
         }
     }
 
-    @Test("one mailbox stored in both spellings (a U-label stored before identities took A-labels, and the A-label) is one recipient: one RCPT, one copy, both answered")
+    @Test("one mailbox stored in both spellings (a U-label stored before identities took A-labels, and the A-label) and typed in both is one recipient: one RCPT, one copy")
     func internationalDomainTwice() async throws {
         let sink = try await SMTPSink()
         try await TestApp.run(configure: Self.configure(sink)) { app in
@@ -251,6 +251,8 @@ struct DeliveryTests {
             let draft = try await app.request(.post, "/v1/tickets/\(conversation.ticket)/replies", key: conversation.agent,
                                               json: #"{"body":"ご案内します。","recipients":["hanako@ドメイン名例.jp","hanako@xn--eckwd4c7cu47r2wf.jp"]}"#)
             #expect(draft.status == .created, "\(draft.text)")
+            // Typed in both spellings, the mailbox is one recipient, in the form the mail goes to.
+            #expect(try draft.json["recipients"] as? [String] == ["hanako@xn--eckwd4c7cu47r2wf.jp"])
             let reply = try #require(try draft.json["id"] as? String)
             let sent = try await app.request(.post, "/v1/replies/\(reply)/send", key: conversation.agent,
                                              json: #"{"last_seen_message_id":"\#(conversation.lastMessage)"}"#)
@@ -260,7 +262,7 @@ struct DeliveryTests {
             #expect(sink.received.first?.recipients == ["hanako@xn--eckwd4c7cu47r2wf.jp"])
             #expect(try await app.count("""
                 SELECT count(*) FROM outbox WHERE reply_id = \(UUID(uuidString: reply)!) AND attempts = 1
-                  AND recipient_results ? 'hanako@ドメイン名例.jp' AND recipient_results ? 'hanako@xn--eckwd4c7cu47r2wf.jp'
+                  AND recipient_results ? 'hanako@xn--eckwd4c7cu47r2wf.jp'
                 """) == 1)
         }
     }
@@ -1014,8 +1016,8 @@ struct SMTPStartTLSInjectionTests {
             // TLS (a busy machine can split the write), it breaks the handshake instead. Either way
             // nothing the relay wrote in clear text is taken as an answer over TLS.
             let described = "\(error)"
-            #expect(described.contains("clear text after agreeing to STARTTLS") || described.contains("the server closed the connection")
-                    || described.contains("TLS"), "\(described)")
+            #expect(described.contains("clear text after agreeing to STARTTLS") || described.contains("the server closed the connection"),
+                    "\(described)")
         }
     }
 }

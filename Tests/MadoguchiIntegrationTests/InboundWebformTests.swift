@@ -194,3 +194,35 @@ struct InboundWebformTests {
         }
     }
 }
+
+/// Migration 0062's second half, in Swift: identities stored under an internationalized domain before
+/// identities took one spelling are converted to the A-label their mail comes back from.
+@Suite("Email identities stored in an older spelling", .timeLimit(.minutes(5)))
+struct EmailIdentitySpellingTests {
+    @Test("a U-label domain becomes its A-label, oldest first, never onto an address another identity holds")
+    func convertsLegacySpellings() async throws {
+        try await TestApp.run { app in
+            let first = try await app.customer(name: "一")
+            let second = try await app.customer(name: "二")
+            try await app.execute("""
+                INSERT INTO customer_identities (customer_id, kind, value, created_at) VALUES
+                    (\(first), 'email', 'hanako@日本語.jp', now() - interval '2 days'),
+                    (\(first), 'email', 'taro@例え.jp', now() - interval '2 days'),
+                    (\(second), 'email', 'taro@xn--r8jz45g.jp', now() - interval '1 day'),
+                    (\(second), 'email', 'jiro@日本語.JP', now())
+                """)
+            let converted = try await app.database.withConnection { connection in
+                try await EmailIdentitySpellings.convert(on: connection, logger: TestCluster.logger)
+            }
+            #expect(converted == 2)
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = 'hanako@xn--wgv71a119e.jp' AND customer_id = \(first)") == 1)
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = 'jiro@xn--wgv71a119e.jp'") == 1)
+            // The A-label was already another identity's: both stay, for a person to merge.
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value IN ('taro@例え.jp', 'taro@xn--r8jz45g.jp')") == 2)
+            // Now found by the spelling mail comes back from.
+            let gateway = try await app.keySecret(.gateway)
+            let mail = try await app.postMail(gateway, "From: hanako@xn--wgv71a119e.jp\r\nTo: support@shop.example\r\nSubject: 再送\r\nMessage-ID: <\(UUID())@example>\r\n\r\nよろしく\r\n")
+            #expect(try mail.json["customer_id"] as? String == first.uuidString.lowercased(), "\(mail.text)")
+        }
+    }
+}

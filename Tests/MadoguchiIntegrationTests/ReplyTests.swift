@@ -188,6 +188,21 @@ struct ReplyTests {
             let unnamed = Scene(app: app, agent: scene.agent, customer: nameless, ticket: ticket, lastMessage: message)
             do { let found = try await verdict("佐藤様", on: unnamed); #expect(found == nil, "\(found ?? "sent")") }
             do { let found = try await verdict("佐藤 次郎 様", on: unnamed); #expect(found == "wrong-customer-name", "\(found ?? "sent")") }
+
+            // A name on record in another script (from a mail's From) or a company: 山田様 is no proof of anyone else.
+            for name in ["Hanako Yamada", "株式会社山田商店"] {
+                let other = try await app.customer(name: name, email: "\(UUID().uuidString.prefix(8))@example.jp")
+                let ticket = try await app.ticket(customer: other)
+                let message = try await app.inboundMessage(ticket: ticket, customer: other, body: "質問です")
+                #expect(try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: scene.agent.secret).status == .ok)
+                let named = Scene(app: app, agent: scene.agent, customer: other, ticket: ticket, lastMessage: message)
+                do { let found = try await verdict("山田様", on: named); #expect(found == nil, "\(name): \(found ?? "sent")") }
+                do { let found = try await verdict("佐藤 次郎 様", on: named); #expect(found == "wrong-customer-name", "\(name): \(found ?? "sent")") }
+            }
+            // A recipient typed full-width is the address the mail goes to.
+            let typed = try await app.request(.post, "/v1/tickets/\(scene.ticket)/replies", key: scene.agent.secret,
+                                              json: #"{"body":"山田様\nご確認ください。","recipients":["ｈａｎａｋｏ＠ｅｘａｍｐｌｅ．ｊｐ"]}"#)
+            #expect(try typed.json["recipients"] as? [String] == ["hanako@example.jp"], "\(typed.text)")
         }
     }
 

@@ -4,10 +4,10 @@
 -- customer's answer from there found no owner and made a second customer, its thread flagged as a
 -- foreign sender's. New identities are stored converted; this converts those already stored where
 -- SQL can: full-width ASCII folded, the domain lower-cased, when that leaves the domain ASCII. A
--- domain with other characters (日本語.jp) needs its A-label (Punycode), which SQL cannot write: such
--- an identity stays as it is; replies to it still go to the A-label (DeliveryDesk matches both
--- spellings). An address whose converted form another identity already holds also stays, so that
--- no customer loses an identity: the two are the same mailbox, for a person to merge.
+-- domain with other characters (日本語.jp) needs its A-label (Punycode), which SQL cannot write: the
+-- migrator converts those in Swift, in this migration's transaction (`EmailIdentitySpellings`). An
+-- address whose converted form another identity already holds stays, so that no customer loses an
+-- identity: the two are the same mailbox, for a person to merge.
 
 WITH converted AS (
     SELECT id, canonical FROM (

@@ -146,6 +146,8 @@ public struct Migrator: Sendable {
             try await connection.perform("BEGIN", logger: logger)
             do {
                 try await Self.execute(script: migration.sql, on: connection, logger: logger)
+                // What SQL cannot write, in the migration's own transaction.
+                if migration.version == EmailIdentitySpellings.migration { try await EmailIdentitySpellings.convert(on: connection, logger: logger) }
                 try await connection.perform("""
                     INSERT INTO schema_migrations (version, name, checksum)
                     VALUES (\(migration.version), \(migration.name), \(migration.checksum))

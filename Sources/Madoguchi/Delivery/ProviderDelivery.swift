@@ -219,6 +219,9 @@ struct ProviderDelivery: Sendable {
                 units += width
                 end = rest.index(after: index)
             }
+            // A single character longer than the limit (only crafted text has one) goes whole: LINE
+            // refuses it, rather than a run of empty messages being pushed.
+            if end == rest.startIndex { end = rest.index(after: end) }
             // Cut after the last line break in the part's final fifth, if there is one.
             let tail = rest[rest.index(end, offsetBy: -min(1000, rest.distance(from: rest.startIndex, to: end)))..<end]
             if let lineBreak = tail.lastIndex(where: \.isNewline) { end = rest.index(after: lineBreak) }

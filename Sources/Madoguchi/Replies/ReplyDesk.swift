@@ -37,7 +37,7 @@ struct ReplyDesk: Sendable {
             let channel = draft.channel ?? ticket.channel
             let recipients: [String]
             if let given = draft.recipients {
-                recipients = given.map { Self.recipient($0, channel: channel) }
+                recipients = Self.recipients(given, channel: channel)
             } else {
                 recipients = try await defaultRecipients(ticketID: ticketID, customerID: ticket.customerID, channel: channel, on: connection)
             }
@@ -60,7 +60,7 @@ struct ReplyDesk: Sendable {
             // Editing a submitted reply takes it back to draft: what a supervisor approves is what they saw.
             guard reply.state == .draft || reply.state == .submitted else { throw Problem.replyNotDraft(reply) }
             let updated = try await replies.edit(
-                reply, body: body, subject: subject, recipients: recipients?.map { Self.recipient($0, channel: reply.channel) }, by: agentID,
+                reply, body: body, subject: subject, recipients: recipients.map { Self.recipients($0, channel: reply.channel) }, by: agentID,
                 on: connection)
             try await events.record(.replyEdited, ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
                                     data: ["reply_id": replyID.lowercased], on: connection)
@@ -234,10 +234,18 @@ struct ReplyDesk: Sendable {
     }
 
     /// A recipient as an agent typed it, in the form identities are stored in: an SMS number written
-    /// the Japanese way (090-1234-5678) is the customer's +819012345678. Anything that does not read
+    /// the Japanese way (090-1234-5678) is the customer's +819012345678, an address typed full-width
+    /// (ｔａｒｏ@example.jp) the ASCII one the mail goes to. Anything that does not read
     /// as one is kept as typed, for the recipient guard to refuse by name.
+    /// Each recipient in its stored form (`recipient`), once: two spellings of one mailbox are one.
+    static func recipients(_ typed: [String], channel: Channel) -> [String] {
+        var seen = Set<String>()
+        return typed.map { recipient($0, channel: channel) }.filter { seen.insert($0).inserted }
+    }
+
     static func recipient(_ typed: String, channel: Channel) -> String {
         let trimmed = typed.trimmingCharacters(in: .whitespaces)
+        if channel == .email, trimmed.contains("@") || trimmed.contains("＠") { return IdentityValue.email(trimmed) }
         guard channel == .sms, case .valid(let e164) = PhoneNumber.normalize(trimmed) else { return trimmed }
         return e164
     }

@@ -75,17 +75,20 @@ struct SendChecks: Sendable {
 
     /// A greeting that names another of our customers ("佐藤様" or "佐藤 次郎様" on Yamada's ticket)
     /// is refused. A greeting matches a name whole or by one of its parts (the family name alone is
-    /// the commonest greeting); the ticket's customer includes everyone merged into them. When the
-    /// ticket's customer has no name on record, only another customer's whole name counts: a family
-    /// name alone says nothing then, and common ones belong to many customers. The second part runs
+    /// the commonest greeting); the ticket's customer includes everyone merged into them, and a
+    /// greeting found anywhere in their name is theirs (山田様 for 株式会社山田商店). When the ticket's
+    /// customer has no name on record, or only one in another script (Hanako Yamada, greeted 山田様),
+    /// only another customer's whole name counts: a family name alone proves nothing then, and common
+    /// ones belong to many customers. The second part runs
     /// only for a greeting that is not the customer's; its ORDER BY keeps it on the name index (with a
     /// bare LIMIT the planner may hope to find a row early by a scan of every customer).
     private func greetingFindings(_ body: String, customerID: UUID, on connection: PostgresConnection) async throws -> [SendGuard.Finding] {
         guard let (name, line) = SendGuard.greetedName(in: body) else { return [] }
         let rows = try await connection.run("""
             WITH ours AS (
-                SELECT bool_or(customer_name_parts(display_name) @> ARRAY[\(name)]::text[]) AS greeted,
-                       bool_or(display_name IS NOT NULL) AS named
+                SELECT bool_or(customer_name_parts(display_name) @> ARRAY[\(name)]::text[]
+                               OR strpos(lower(regexp_replace(display_name, '[[:space:]　]', '', 'g')), \(name)) > 0) AS greeted,
+                       bool_or(display_name IS NOT NULL AND (display_name ~ '[^[:ascii:]]') = (\(name) ~ '[^[:ascii:]]')) AS named
                 FROM customers WHERE id = \(customerID) OR merged_into = \(customerID)
             )
             SELECT other.display_name

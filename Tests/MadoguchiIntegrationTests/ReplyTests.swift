@@ -179,23 +179,24 @@ struct ReplyTests {
             do { let found = try await verdict("鈴木様", on: scene); #expect(found == "wrong-customer-name", "\(found ?? "sent")") }
             do { let found = try await verdict("次郎様", on: scene); #expect(found == "wrong-customer-name", "\(found ?? "sent")") }
 
+            /// The same agent on a claimed ticket of `customer`, who wrote once.
+            func claimed(by customer: UUID) async throws -> Scene {
+                let ticket = try await app.ticket(customer: customer)
+                let message = try await app.inboundMessage(ticket: ticket, customer: customer, body: "質問です")
+                #expect(try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: scene.agent.secret).status == .ok)
+                return Scene(app: app, agent: scene.agent, customer: customer, ticket: ticket, lastMessage: message)
+            }
+
             // A customer with no name on record (a LINE friend): a family name alone proves nothing.
             let nameless = try await app.insertReturningID("INSERT INTO customers (display_name) VALUES (NULL) RETURNING id")
             try await app.execute("INSERT INTO customer_identities (customer_id, kind, value, raw_value) VALUES (\(nameless), 'email', 'anon@example.jp', 'anon@example.jp')")
-            let ticket = try await app.ticket(customer: nameless)
-            let message = try await app.inboundMessage(ticket: ticket, customer: nameless, body: "質問です")
-            #expect(try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: scene.agent.secret).status == .ok)
-            let unnamed = Scene(app: app, agent: scene.agent, customer: nameless, ticket: ticket, lastMessage: message)
+            let unnamed = try await claimed(by: nameless)
             do { let found = try await verdict("佐藤様", on: unnamed); #expect(found == nil, "\(found ?? "sent")") }
             do { let found = try await verdict("佐藤 次郎 様", on: unnamed); #expect(found == "wrong-customer-name", "\(found ?? "sent")") }
 
             // A name on record in another script (from a mail's From) or a company: 山田様 is no proof of anyone else.
             for name in ["Hanako Yamada", "株式会社山田商店"] {
-                let other = try await app.customer(name: name, email: "\(UUID().uuidString.prefix(8))@example.jp")
-                let ticket = try await app.ticket(customer: other)
-                let message = try await app.inboundMessage(ticket: ticket, customer: other, body: "質問です")
-                #expect(try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: scene.agent.secret).status == .ok)
-                let named = Scene(app: app, agent: scene.agent, customer: other, ticket: ticket, lastMessage: message)
+                let named = try await claimed(by: try await app.customer(name: name, email: "\(UUID().uuidString.prefix(8))@example.jp"))
                 do { let found = try await verdict("山田様", on: named); #expect(found == nil, "\(name): \(found ?? "sent")") }
                 do { let found = try await verdict("佐藤 次郎 様", on: named); #expect(found == "wrong-customer-name", "\(name): \(found ?? "sent")") }
             }

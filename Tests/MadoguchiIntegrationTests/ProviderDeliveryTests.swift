@@ -44,9 +44,10 @@ struct ProviderDeliveryTests {
     }
 
     /// A customer known by their LINE user id who wrote on a chat ticket, claimed by an agent.
-    static func customerOnLine(_ app: TestApp, name: String, userID: String) async throws -> DeliveryTests.Conversation {
+    /// `kind` `chat` with `line:C…` is a LINE group known only as the conversation.
+    static func customerOnLine(_ app: TestApp, name: String, userID: String, kind: String = "line") async throws -> DeliveryTests.Conversation {
         let customer = try await app.customer(name: name)
-        try await app.execute("INSERT INTO customer_identities (customer_id, kind, value) VALUES (\(customer), 'line', \(userID))")
+        try await app.execute("INSERT INTO customer_identities (customer_id, kind, value) VALUES (\(customer), \(kind), \(userID))")
         let ticket = try await app.insertReturningID("INSERT INTO tickets (customer_id, subject, channel) VALUES (\(customer), 'LINE', 'chat') RETURNING id")
         let message = try await app.insertReturningID("""
             INSERT INTO messages (ticket_id, customer_id, direction, channel, provider, body_text) VALUES (\(ticket), \(customer), 'inbound', 'chat', 'line', 'こんにちは')
@@ -258,17 +259,7 @@ struct ProviderDeliveryTests {
         }
         try await TestApp.run(configure: Self.configure(line: line)) { app in
             let group = "C1234567890abcdef1234567890abcdef"
-            let customer = try await app.customer(name: "グループ")
-            try await app.execute("INSERT INTO customer_identities (customer_id, kind, value) VALUES (\(customer), 'chat', \("line:" + group))")
-            let ticket = try await app.insertReturningID("INSERT INTO tickets (customer_id, subject, channel) VALUES (\(customer), 'LINE', 'chat') RETURNING id")
-            let message = try await app.insertReturningID("""
-                INSERT INTO messages (ticket_id, customer_id, direction, channel, provider, body_text) VALUES (\(ticket), \(customer), 'inbound', 'chat', 'line', '質問です')
-                RETURNING id
-                """)
-            let agent = try await app.keySecret(.agent)
-            #expect(try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: agent).status == .ok)
-            let conversation = DeliveryTests.Conversation(app: app, agent: agent, supervisor: try await app.keySecret(.supervisor),
-                                                          ticket: ticket.uuidString.lowercased(), lastMessage: message.uuidString.lowercased(), customerMessageID: "")
+            let conversation = try await Self.customerOnLine(app, name: "グループ", userID: "line:" + group, kind: "chat")
             let sent = try await DeliveryTests.delivery(conversation, try await DeliveryTests.answer(conversation, "皆さま、お問い合わせありがとうございます。"))
             #expect(DeliveryTests.state(sent) == "sent", "\(sent)")
             let push = try #require(line.requests.last)

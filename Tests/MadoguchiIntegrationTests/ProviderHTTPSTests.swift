@@ -13,14 +13,9 @@ import Testing
 struct ProviderHTTPSTests {
     @Test("https to an address literal is delivered when its certificate names the address, and refused when it is not trusted")
     func addressLiteral() async throws {
-        let directory = try TestCluster.makeTemporaryDirectory(prefix: "https-ip")
-        let certificate = directory + "/cert.pem", key = directory + "/key.pem"
-        let openssl = try ChildProcess.start("/usr/bin/openssl", [
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", certificate, "-days", "2", "-subj", "/CN=receiver",
-            "-addext", "subjectAltName=IP:127.0.0.1",
-        ], log: directory + "/openssl.log")
-        await openssl.exit()
-        let server = try await Self.receiver(certificate: certificate, key: key)
+        let tls = try await SMTPSink.makeCertificate(subjectAltName: "IP:127.0.0.1")
+        let certificate = tls.certificate
+        let server = try await Self.receiver(certificate: certificate, key: tls.key)
         defer { server.close(promise: nil) }
         let url = "https://127.0.0.1:\(server.localAddress!.port!)/hook"
 

@@ -54,12 +54,7 @@ enum IdentityValue {
     /// replies go out to, and the one the customer's answers come back from. A domain that cannot be
     /// converted is only lower-cased. (The parser keeps addresses as written; this is the identity's form.)
     static func email(_ address: String) -> String {
-        let folded = address.unicodeScalars.contains { (0xFF01...0xFF5E).contains($0.value) }
-            ? String(String.UnicodeScalarView(address.unicodeScalars.map { scalar in
-                (0xFF01...0xFF5E).contains(scalar.value) ? Unicode.Scalar(scalar.value - 0xFEE0)! : scalar
-            }))
-            : address
-        let normalized = MailAddress.normalize(folded)
+        let normalized = MailAddress.normalize(Text.foldingFullWidthASCII(address))
         guard let at = normalized.lastIndex(of: "@") else { return normalized }
         let domain = String(normalized[normalized.index(after: at)...])
         guard !domain.utf8.allSatisfy({ $0 < 0x80 }), let ascii = IDNA.asciiDomain(domain) else { return normalized }

@@ -108,9 +108,7 @@ enum SendGuard {
     /// `text` with full-width ASCII (U+FF01–FF5E) as ASCII: one UTF-16 unit for one, offsets unchanged.
     /// Not ＊, a blank of its own whose ASCII twin is not (a masked card number, ****1234).
     static func foldedWidth(_ text: String) -> String {
-        String(String.UnicodeScalarView(text.unicodeScalars.map { scalar in
-            (0xFF01...0xFF5E).contains(scalar.value) && scalar.value != 0xFF0A ? Unicode.Scalar(scalar.value - 0xFEE0)! : scalar
-        }))
+        Text.foldingFullWidthASCII(text, keeping: [0xFF0A])
     }
 
     /// Whether the line holding `index` is quoted: its first non-blank character is > or ＞.

@@ -12,44 +12,44 @@ struct EventRetention: Sendable {
 
     @discardableResult
     func removeEvents(olderThan days: Int, batch: Int = 10_000) async throws -> Int {
-        var removed = 0
-        while true {
-            let count = try await database.withTransaction { connection -> Int in
-                try await connection.perform("SET LOCAL madoguchi.retention = 'on'", logger: logger)
-                let slowest = try await WebhookStore(logger: logger).slowestCursor(on: connection)
-                let rows = try await connection.run("""
-                    WITH old AS (
-                        SELECT id FROM events
-                        WHERE occurred_at < now() - make_interval(days => \(Int32(days)))
-                          AND (\(slowest.map { String($0.xid) })::xid8 IS NULL OR (xid, id) <= (\(slowest.map { String($0.xid) })::xid8, \(slowest?.eventID)))
-                        LIMIT \(batch)
-                    )
-                    DELETE FROM events e USING old WHERE e.id = old.id
-                    RETURNING e.id
-                    """, logger: logger)
-                var count = 0
-                for try await _ in rows { count += 1 }
-                return count
-            }
-            removed += count
-            if count < batch { break }
+        try await inBatches(of: batch, olderThan: days, log: "event retention") { connection in
+            try await connection.perform("SET LOCAL madoguchi.retention = 'on'", logger: logger)
+            let slowest = try await WebhookStore(logger: logger).slowestCursor(on: connection)
+            let rows = try await connection.run("""
+                WITH old AS (
+                    SELECT id FROM events
+                    WHERE occurred_at < now() - make_interval(days => \(Int32(days)))
+                      AND (\(slowest.map { String($0.xid) })::xid8 IS NULL OR (xid, id) <= (\(slowest.map { String($0.xid) })::xid8, \(slowest?.eventID)))
+                    LIMIT \(batch)
+                )
+                DELETE FROM events e USING old WHERE e.id = old.id
+                RETURNING e.id
+                """, logger: logger)
+            var count = 0
+            for try await _ in rows { count += 1 }
+            return count
         }
-        if removed > 0 { logger.info("event retention", metadata: ["removed": "\(removed)", "older_than_days": "\(days)"]) }
-        return removed
     }
 
     /// The delivery log's attempts older than `days`, in batches. Returns how many went.
     @discardableResult
     func removeDeliveries(olderThan days: Int, batch: Int = 10_000) async throws -> Int {
+        try await inBatches(of: batch, olderThan: days, log: "webhook delivery log retention") { connection in
+            try await WebhookStore(logger: logger).forgetDeliveries(olderThan: days, limit: batch, on: connection)
+        }
+    }
+
+    /// `removeBatch` in a transaction of its own, again until it removes fewer than `batch` rows;
+    /// the total, logged when there was any.
+    private func inBatches(of batch: Int, olderThan days: Int, log message: Logger.Message,
+                           _ removeBatch: (PostgresConnection) async throws -> Int) async throws -> Int {
         var removed = 0
         while true {
-            let count = try await database.withTransaction { connection in
-                try await WebhookStore(logger: logger).forgetDeliveries(olderThan: days, limit: batch, on: connection)
-            }
+            let count = try await database.withTransaction { connection in try await removeBatch(connection) }
             removed += count
             if count < batch { break }
         }
-        if removed > 0 { logger.info("webhook delivery log retention", metadata: ["removed": "\(removed)", "older_than_days": "\(days)"]) }
+        if removed > 0 { logger.info(message, metadata: ["removed": "\(removed)", "older_than_days": "\(days)"]) }
         return removed
     }
 }

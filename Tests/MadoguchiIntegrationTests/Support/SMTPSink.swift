@@ -112,12 +112,13 @@ final class SMTPSink: Sendable {
     }
 
     /// A throwaway certificate for `localhost`, its own CA.
-    static func makeCertificate() async throws -> TLS {
+    /// A self-signed certificate and its key, for `subjectAltName` (`DNS:localhost`, `IP:127.0.0.1`).
+    static func makeCertificate(subjectAltName: String = "DNS:localhost") async throws -> TLS {
         let directory = try TestCluster.makeTemporaryDirectory(prefix: "smtp-tls")
         let certificate = directory + "/cert.pem", key = directory + "/key.pem"
         let process = try ChildProcess.start("/usr/bin/openssl", [
             "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", certificate, "-days", "2", "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=DNS:localhost",
+            "-addext", "subjectAltName=\(subjectAltName)",
         ], log: directory + "/openssl.log")
         await process.exit()
         guard FileManager.default.fileExists(atPath: certificate) else { throw EmbeddedPostgresError("openssl failed: \(process.output)") }

@@ -27,7 +27,9 @@ struct ConfigurationTests {
             "MADOGUCHI_LOG_FORMAT": "json", "MADOGUCHI_DB_POOL_SIZE": "5",
             "MADOGUCHI_CLAIM_LEASE_SECONDS": "600", "MADOGUCHI_WARNING_WORDS": "要確認, TODO ,,",
             "MADOGUCHI_REPORT_CONCURRENCY": "3", "MADOGUCHI_REPORT_TIMEOUT_SECONDS": "90",
+            "MADOGUCHI_DB_START_WAIT_SECONDS": "45",
         ])
+        #expect(configuration.databaseStartWait == .seconds(45) && Configuration().databaseStartWait == .seconds(10))
         #expect(configuration.reportConcurrency == 3)
         #expect(configuration.reportTimeout == .seconds(90))
         #expect(Configuration().reportConcurrency == nil && Configuration().reportTimeout == .seconds(60))
@@ -42,7 +44,8 @@ struct ConfigurationTests {
         #expect(configuration.logFormat == .json)
         #expect(configuration.databasePoolSize == 5)
         for (name, value) in [("MADOGUCHI_PORT", "http"), ("MADOGUCHI_PORT", "70000"), ("MADOGUCHI_CLAIM_LEASE_SECONDS", "5"), ("MADOGUCHI_LOG_LEVEL", "loud"), ("MADOGUCHI_LOG_FORMAT", "xml"),
-                              ("MADOGUCHI_REPORT_CONCURRENCY", "0"), ("MADOGUCHI_REPORT_TIMEOUT_SECONDS", "soon")] {
+                              ("MADOGUCHI_REPORT_CONCURRENCY", "0"), ("MADOGUCHI_REPORT_TIMEOUT_SECONDS", "soon"),
+                              ("MADOGUCHI_DB_START_WAIT_SECONDS", "0")] {
             let error = #expect(throws: ConfigurationError.self) { try Configuration.fromEnvironment([name: value]) }
             #expect(error?.description.contains(name == "MADOGUCHI_LOG_LEVEL" ? "loud" : name) == true)
         }

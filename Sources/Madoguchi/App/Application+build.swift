@@ -99,7 +99,7 @@ public func buildApplication(
         // Before anything listens: a wrong DATABASE_URL is a clear error, not a hang.
         let report: Migrator.Report
         do {
-            try await database.checkReachable(describing: databaseDescription)
+            try await database.checkReachable(timeout: configuration.databaseStartWait, describing: databaseDescription)
             report = try await migrator.migrate(database, logger: logger)
         } catch {
             onStartupFailure(error)

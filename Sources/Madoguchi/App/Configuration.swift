@@ -23,6 +23,11 @@ public struct Configuration: Sendable {
     /// `MADOGUCHI_DB_WAIT_SECONDS`: how long a request waits for a database connection before it is
     /// answered `503` with `Retry-After` (PostgreSQL down, unreachable, or every connection busy).
     public var databaseWait: Duration = .seconds(5)
+    /// `MADOGUCHI_DB_START_WAIT_SECONDS`: how long `serve`, `migrate` and `keys` wait at start for PostgreSQL to
+    /// accept a first connection before they stop with an error naming the database (a wrong host,
+    /// password or `sslmode` would otherwise be a silent hang). Longer where PostgreSQL starts
+    /// alongside the service or a loaded machine answers slowly.
+    public var databaseStartWait: Duration = .seconds(10)
     /// `MADOGUCHI_REPORT_CONCURRENCY`: the most report statements (JSON or CSV) running at once, so that
     /// dashboards never take the connections ingest, claims and replies need; a quarter of
     /// `MADOGUCHI_DB_POOL_SIZE` (at least one) when unset. A report finding them all busy waits up to
@@ -92,6 +97,7 @@ public struct Configuration: Sendable {
         // for events (the assignment and webhook workers always do), and requests need the others.
         if let size = try integer("MADOGUCHI_DB_POOL_SIZE", in: 4...1000) { configuration.databasePoolSize = size }
         if let seconds = try integer("MADOGUCHI_DB_WAIT_SECONDS", in: 1...600) { configuration.databaseWait = .seconds(seconds) }
+        if let seconds = try integer("MADOGUCHI_DB_START_WAIT_SECONDS", in: 1...3600) { configuration.databaseStartWait = .seconds(seconds) }
         if let slots = try integer("MADOGUCHI_REPORT_CONCURRENCY", in: 1...1000) { configuration.reportConcurrency = slots }
         if let seconds = try integer("MADOGUCHI_REPORT_TIMEOUT_SECONDS", in: 1...86_400) { configuration.reportTimeout = .seconds(seconds) }
         if let bytes = try integer("MADOGUCHI_MAX_BODY_BYTES", in: 1024...(1 << 30)) { configuration.maxBodyBytes = bytes }

@@ -29,7 +29,7 @@ public enum OneShotDatabase {
                 group.addTask { await database.client.run() }
                 defer { group.cancelAll() }
                 await Task.yield()  // let run() begin before the first lease, or PostgresNIO warns
-                try await database.checkReachable(describing: provisioned.target)
+                try await database.checkReachable(timeout: configuration.databaseStartWait, describing: provisioned.target)
                 if migrating == .onlyANewDatabase {
                     let (version, complete) = try await database.withConnection { try await migrator.status($0, logger: logger) }
                     if version != 0 {

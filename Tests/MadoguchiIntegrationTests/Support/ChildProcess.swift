@@ -16,6 +16,8 @@ struct ChildProcess: Sendable {
         _ executable: String, _ arguments: [String], environment: [String: String] = [:], removing: Set<String> = [], log: String
     ) throws -> ChildProcess {
         var merged = ProcessInfo.processInfo.environment.filter { !removing.contains($0.key) }
+        // As TestApp: at the peak of a full run a starting server may wait long for its first connection.
+        if merged["MADOGUCHI_DB_START_WAIT_SECONDS"] == nil { merged["MADOGUCHI_DB_START_WAIT_SECONDS"] = "120" }
         merged.merge(environment) { _, new in new }
         let envp = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]

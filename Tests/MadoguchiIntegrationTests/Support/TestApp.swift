@@ -58,6 +58,9 @@ struct TestApp {
         configuration.http.idleTimeout = .seconds(3600)
         // The same for readiness: a second is long for a probe, short for a debug build under this load.
         configuration.http.readinessTimeout = .seconds(120)
+        // And for the first connection at start: at the peak of a full run, two hundred servers start
+        // at once on two cores, and CI once waited out the default 10 s.
+        configuration.databaseStartWait = .seconds(120)
         // Tests fire thousands of requests from one key; the limits have tests of their own.
         configuration.http.rateLimits = [:]
         configuration.http.providerRateLimit = nil

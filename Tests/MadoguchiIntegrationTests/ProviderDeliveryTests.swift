@@ -90,6 +90,29 @@ struct ProviderDeliveryTests {
         }
     }
 
+    @Test("Twilio reports the text undelivered before its own answer to our request was recorded: the report waits and is applied with the send")
+    func twilioReportBeforeSend() async throws {
+        let twilio = try await FakeProvider { _, _ in
+            .init(status: .created, body: #"{"sid":"SMearly","status":"queued"}"#, delay: .seconds(2))
+        }
+        try await TestApp.run(configure: Self.configure(twilio: twilio)) { app in
+            let conversation = try await Self.customerTexts(app)
+            let reply = try await DeliveryTests.answer(conversation, "本日発送しました。")
+            _ = try await ChildProcess.eventually(timeout: .seconds(60)) { twilio.requests.count == 1 }
+            let early = try await ProviderRequests.postTwilio(
+                app, [("MessageSid", "SMearly"), ("MessageStatus", "undelivered"), ("ErrorCode", "30003"), ("To", "+819011112222")],
+                path: "/v1/inbound/sms/twilio/status", token: "token-1")
+            #expect(early.status == .ok, "\(early.text)")
+            #expect(DeliveryTests.state(try await DeliveryTests.delivery(conversation, reply)) == "sent")
+            let messages = try await app.request(.get, "/v1/tickets/\(conversation.ticket)/messages", key: conversation.agent).json
+            let outbound = (messages["items"] as? [[String: Any]])?.first { $0["direction"] as? String == "outbound" }
+            let delivery = outbound?["delivery"] as? [String: Any]
+            #expect(delivery?["status"] as? String == "undelivered", "\(String(describing: outbound))")
+            #expect(delivery?["error_code"] as? String == "30003")
+            #expect(try await app.count("SELECT count(*) FROM sms_reports_before_send") == 0, "applied, then gone")
+        }
+    }
+
     @Test("Twilio gives no answer in time: the text may exist, so the reply is held; one request only")
     func twilioNoAnswer() async throws {
         let twilio = try await FakeProvider { _, _ in .init(status: .created, body: #"{"sid":"SMlate"}"#, delay: .seconds(12)) }
@@ -100,6 +123,41 @@ struct ProviderDeliveryTests {
             #expect(DeliveryTests.state(held) == "held", "\(held)")
             try await Task.sleep(for: .seconds(1))
             #expect(twilio.requests.count == 1)
+        }
+    }
+
+    @Test("an answer that may come after the text was made (Twilio 500, Vonage 504, a Vonage 200 we cannot read) holds the reply after one request; Twilio 503 is retried")
+    func providerErrorsAfterTheText() async throws {
+        let twilio = try await FakeProvider { request, index in
+            switch request.form["To"] {
+            case "+819011112222": .init(status: .internalServerError, body: #"{"code":20500,"message":"Internal Server Error"}"#)
+            default: index == 1 ? .init(status: .serviceUnavailable, body: #"{"code":20503,"message":"Service Unavailable"}"#)
+                : .init(status: .created, body: #"{"sid":"SMok","status":"queued"}"#)
+            }
+        }
+        try await TestApp.run(configure: Self.configure(twilio: twilio)) { app in
+            let internalError = try await Self.customerTexts(app)
+            let held = try await DeliveryTests.delivery(internalError, try await DeliveryTests.answer(internalError, "確認します。"))
+            #expect(DeliveryTests.state(held) == "held", "\(held)")
+            let unavailable = try await Self.customerTexts(app, from: "+819088880000")
+            let sent = try await DeliveryTests.delivery(unavailable, try await DeliveryTests.answer(unavailable, "確認します。"))
+            #expect(DeliveryTests.state(sent) == "sent", "\(sent)")
+            try await Task.sleep(for: .seconds(1))
+            #expect(twilio.requests.filter { $0.form["To"] == "+819011112222" }.count == 1, "the 500 is not retried")
+            #expect(twilio.requests.filter { $0.form["To"] == "+819088880000" }.count == 2, "the 503 is")
+        }
+        let vonage = try await FakeProvider { request, _ in
+            request.form["to"] == "819011112222" ? .init(status: .gatewayTimeout, body: "upstream timed out")
+                : .init(status: .ok, body: "<html>maintenance</html>")
+        }
+        try await TestApp.run(configure: Self.configure(vonage: vonage)) { app in
+            for phone in ["+819011112222", "+819088880000"] {
+                let conversation = try await Self.customerTexts(app, from: phone)
+                let held = try await DeliveryTests.delivery(conversation, try await DeliveryTests.answer(conversation, "確認します。"))
+                #expect(DeliveryTests.state(held) == "held", "\(phone): \(held)")
+            }
+            try await Task.sleep(for: .seconds(1))
+            #expect(vonage.requests.count == 2)
         }
     }
 

@@ -117,6 +117,11 @@ struct DeliveryRecorder: Sendable {
             try await MessageStore(logger: logger).recordSend(
                 of: messageID, provider: attempt.provider, providerMessageID: attempt.providerMessageID, delivery: try JSONSerialization.text(report),
                 on: connection)
+            if item.channel == .sms, delivered, let provider = attempt.provider, let providerMessageID = attempt.providerMessageID {
+                try await SmsDeliveryReports(database: database, logger: logger).applyReportsBeforeSend(
+                    provider: provider, providerMessageID: providerMessageID, messageID: messageID, ticketID: reply.ticketID,
+                    status: report["status"] as? String ?? "queued", on: connection)
+            }
         }
         try await markUndeliverable(failures.filter { $0.1.undeliverable }, channel: item.channel, customerTicket: reply.ticketID, on: connection)
         if delivered {

@@ -9,8 +9,10 @@ import PostgresNIO
 ///
 /// What each can promise: LINE deduplicates a push on its `X-Line-Retry-Key`, which we fix per row,
 /// so a push that got no answer is simply sent again — exactly once. Twilio and Vonage offer no such
-/// key: a request that got no answer may have made a message, so the row is held for a person
-/// (at most once, never a second text); a request refused with an answer is retried or failed.
+/// key: a request that got no answer, or an answer that may come after the text was made (a 500, a
+/// gateway's 502 or 504, a 200 we cannot read), is held for a person (at most once, never a second
+/// text); a request turned away before processing (429, 503, our credentials) is retried, one the
+/// number refused is failed.
 struct ProviderDelivery: Sendable {
     let logger: Logger
     let settings: DeliverySettings
@@ -94,11 +96,15 @@ struct ProviderDelivery: Sendable {
             case 200..<300:
                 let sid = json["sid"] as? String
                 return .sent(provider: "twilio", id: sid, reply: "twilio \(response.status) \(sid ?? "") \(json["status"] as? String ?? "")")
-            case 401, 403, 429, 500...599:
+            case 401, 403, 429, 503:
                 // 401/403: our credentials or account (20003), which a person fixes: every reply would
                 // otherwise fail at once, so they wait and are tried again, as a relay's refusal of our
-                // session is (RUNBOOK, "Outbound mail").
+                // session is (RUNBOOK, "Outbound mail"). 429 and 503 are Twilio turning the request
+                // away before it is processed: no message was made.
                 return .result(.pending("twilio \(response.status): \(json["message"] as? String ?? response.text.prefix(200).description)"))
+            case 500...599:
+                // An internal error or a gateway's timeout may come after the message was made.
+                return .uncertain("twilio \(response.status) after the request was sent: \(json["message"] as? String ?? response.text.prefix(200).description)")
             default:
                 // 21211 invalid number, 21610 the recipient replied STOP, 21614 not a mobile number: the
                 // number's own doing. (21612, "cannot route between these numbers", depends on our sender.)
@@ -129,7 +135,12 @@ struct ProviderDelivery: Sendable {
                   let json = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any],
                   let parts = json["messages"] as? [[String: Any]], let first = parts.first
             else {
-                return .result(.pending("vonage \(response.status): \(response.text.prefix(200))"))
+                // Turned away before processing (throttled, unavailable, our credentials): no text was
+                // made. Any other answer, a 200 we cannot read included, may come after one was.
+                if (400..<500).contains(response.status) || response.status == 503 {
+                    return .result(.pending("vonage \(response.status): \(response.text.prefix(200))"))
+                }
+                return .uncertain("vonage \(response.status) after the request was sent: \(response.text.prefix(200))")
             }
             // A long text goes as several parts, each with its own status and message-id. One part
             // accepted means the customer gets text: sending again would send those parts twice, so

@@ -26,7 +26,8 @@ struct SmsDeliveryReport: Sendable {
     var isFailure: Bool { ["undelivered", "failed", "expired", "rejected"].contains(status) }
 }
 
-/// Applies delivery reports to our outbound messages, keeping every report's request.
+/// Applies delivery reports to our outbound messages, keeping every report's request. Owns
+/// `sms_reports_before_send`: reports that came before the send they name was recorded.
 struct SmsDeliveryReports: Sendable {
     let database: Database
     let logger: Logger
@@ -39,26 +40,67 @@ struct SmsDeliveryReports: Sendable {
                 apiKeyID: nil, on: connection)
             var event = ProviderEventAnswer(eventID: report.providerMessageID, type: "status", result: .noMatchingMessage)
             var messageID: UUID?
+            try await lockProviderID(report.provider, report.providerMessageID, on: connection)
             if let (id, ticketID, currentStatus) = try await MessageStore(logger: logger).lockOutbound(
                 provider: report.provider, providerMessageID: report.providerMessageID, on: connection) {
                 messageID = id
-                let current = SmsDeliveryReport(provider: report.provider, providerMessageID: report.providerMessageID, status: currentStatus ?? "")
                 event.result = .recorded
-                if let currentStatus, currentStatus == report.status {
-                    event.detail = "The message was already '\(currentStatus)'."
-                } else if let currentStatus, report.stage <= current.stage {
-                    event.detail = "Kept '\(currentStatus)': '\(report.status)' is no later stage, so it was reported late."
-                } else {
-                    try await record(report, messageID: id, ticketID: ticketID, on: connection)
-                    event.detail = "The message is now '\(report.status)'."
-                }
+                event.detail = try await advance(id, ticketID: ticketID, from: currentStatus, to: report, on: connection)
             } else {
-                event.detail = "No message was sent through \(report.provider) with id \(report.providerMessageID)."
+                try await connection.perform("""
+                    INSERT INTO sms_reports_before_send (provider, provider_message_id, status, error_code)
+                    VALUES (\(report.provider), \(report.providerMessageID), \(report.status), \(report.errorCode))
+                    ON CONFLICT DO NOTHING
+                    """, logger: logger)
+                event.detail = "No message was sent through \(report.provider) with id \(report.providerMessageID) yet; "
+                    + "the report is kept for a day, for a send that is still being recorded."
             }
             let result = ProviderWebhookAnswer(inboundID: payloadID, provider: report.provider, events: [event])
             try await payloads.finish(payloadID, providerMessageID: report.providerMessageID, answer: .webhook(result), messageID: messageID, on: connection)
             return result
         }
+    }
+
+    /// A send the worker is recording now (`providerMessageID` just written on `messageID`, with
+    /// `status`): reports that came before it are applied, and go. A day's reports that no send
+    /// claimed go too.
+    func applyReportsBeforeSend(provider: String, providerMessageID: String, messageID: UUID, ticketID: UUID, status: String,
+                                on connection: PostgresConnection) async throws {
+        try await lockProviderID(provider, providerMessageID, on: connection)
+        let rows = try await connection.run("""
+            DELETE FROM sms_reports_before_send
+            WHERE (provider = \(provider) AND provider_message_id = \(providerMessageID)) OR received_at < now() - interval '1 day'
+            RETURNING provider = \(provider) AND provider_message_id = \(providerMessageID), status, error_code
+            """, logger: logger)
+        var reports: [SmsDeliveryReport] = []
+        for try await (ours, status, errorCode) in rows.decode((Bool, String, String?).self) where ours {
+            reports.append(SmsDeliveryReport(provider: provider, providerMessageID: providerMessageID, status: status, errorCode: errorCode))
+        }
+        // The latest stage is what the message has reached; the ones before it add nothing.
+        if let latest = reports.max(by: { $0.stage < $1.stage }) {
+            _ = try await advance(messageID, ticketID: ticketID, from: status, to: latest, on: connection)
+        }
+    }
+
+    /// A report and the send it names are written in either order; both sides take this lock first,
+    /// so whichever comes second sees the other committed.
+    private func lockProviderID(_ provider: String, _ providerMessageID: String, on connection: PostgresConnection) async throws {
+        try await connection.perform("""
+            SELECT pg_advisory_xact_lock(hashtextextended('sms report ' || \(provider) || ' ' || \(providerMessageID), 0))
+            """, logger: logger)
+    }
+
+    /// Moves the message on to `report`'s status unless it is already there or further; says which.
+    private func advance(_ messageID: UUID, ticketID: UUID, from currentStatus: String?, to report: SmsDeliveryReport,
+                         on connection: PostgresConnection) async throws -> String {
+        let current = SmsDeliveryReport(provider: report.provider, providerMessageID: report.providerMessageID, status: currentStatus ?? "")
+        if let currentStatus, currentStatus == report.status {
+            return "The message was already '\(currentStatus)'."
+        } else if let currentStatus, report.stage <= current.stage {
+            return "Kept '\(currentStatus)': '\(report.status)' is no later stage, so it was reported late."
+        }
+        try await record(report, messageID: messageID, ticketID: ticketID, on: connection)
+        return "The message is now '\(report.status)'."
     }
 
     private func record(_ report: SmsDeliveryReport, messageID: UUID, ticketID: UUID, on connection: PostgresConnection) async throws {

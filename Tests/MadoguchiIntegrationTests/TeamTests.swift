@@ -212,6 +212,20 @@ struct TeamTests {
             #expect(both["category"] as? String == "返品・交換")
             let routed = try await app.count("SELECT count(*) FROM events WHERE type = 'ticket.routed' AND data->'rules' = '[\"返品 words\", \"卸\"]'")
             #expect(routed == 1)
+
+            // Moved by hand, a ticket takes its new queue's policy (the default one where the queue has none),
+            // and its clocks follow.
+            let standard = try await SLATests.defaultPolicy(app, boss)
+            let moved = try Self.json(try await app.request(.patch, "/v1/tickets/\(try #require(form["id"] as? String))", key: boss,
+                                                            headers: [.ifMatch: "*"], json: #"{"queue":"wholesale"}"#))
+            #expect(moved["sla_policy_id"] as? String == standard)
+            let back = try Self.json(try await app.request(.patch, "/v1/tickets/\(try #require(form["id"] as? String))", key: boss,
+                                                           headers: [.ifMatch: "*"], json: #"{"queue":"returns"}"#))
+            #expect(back["sla_policy_id"] as? String == policyID)
+            // From the same opening on the same calendar: 60 business minutes end before 120 do.
+            let standardDue = try #require(SLATests.date(moved["first_response_due_at"]))
+            let returnsDue = try #require(SLATests.date(back["first_response_due_at"]))
+            #expect(returnsDue > standardDue, "\(moved) \(back)")
         }
     }
 

@@ -78,6 +78,12 @@ extension TicketWork {
                     UPDATE tickets
                     SET status = \(status.rawValue), priority = \(priority.rawValue), queue = \(queue),
                         category = \(category), tags = \(tags), assignee_id = \(assignee),
+                        -- Moved to another queue: that queue's SLA policy, as a rule routing it there
+                        -- gives, or the default one (the clocks are recomputed by the trigger).
+                        sla_policy_id = CASE WHEN \(queue) IS DISTINCT FROM queue
+                                             THEN coalesce((SELECT q.sla_policy_id FROM queues q WHERE q.name = \(queue)),
+                                                           (SELECT p.id FROM sla_policies p WHERE p.is_default), sla_policy_id)
+                                             ELSE sla_policy_id END,
                         awaiting_reply_since = CASE WHEN \(changes.noReplyNeeded) THEN NULL ELSE awaiting_reply_since END,
                         solved_at = CASE WHEN \(status.rawValue) = 'solved' THEN coalesce(solved_at, now()) ELSE NULL END,
                         closed_at = CASE WHEN \(status.rawValue) = 'closed' THEN coalesce(closed_at, now()) ELSE NULL END,

@@ -532,6 +532,54 @@ struct DeliveryTests {
         }
     }
 
+    @Test("replies that bounce after their ticket closed: it stays closed, and one follow-up linked to it takes the failures, where an agent answers")
+    func bounceAfterClose() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let (conversation, first) = try await Self.sentReply(app, to: "full.box@example.jp")
+            let firstMessage = try #require(try await app.request(.get, "/v1/replies/\(first)", key: conversation.agent).json["message_id"] as? String)
+            let again = Conversation(app: app, agent: conversation.agent, supervisor: conversation.supervisor, ticket: conversation.ticket,
+                                     lastMessage: firstMessage, customerMessageID: conversation.customerMessageID)
+            let second = try await Self.answer(again, "追伸です。")
+            #expect(Self.state(try await Self.delivery(conversation, second)) == "sent")
+            let closed = try await app.request(.patch, "/v1/tickets/\(conversation.ticket)", key: conversation.supervisor, headers: [.ifMatch: "*"],
+                                               json: #"{"status":"closed"}"#)
+            #expect(closed.status == .ok, "\(closed.text)")
+
+            let gateway = try await app.keySecret(.gateway)
+            for reply in [first, second] {
+                // A full mailbox: the reply bounced, the address still deliverable.
+                let bounce = Self.bounce(of: reply, to: "full.box@example.jp", status: "5.2.2", diagnostic: "552 5.2.2 mailbox full")
+                #expect(try await app.postMail(gateway, bounce).status == .created)
+                #expect(try await app.request(.get, "/v1/replies/\(reply)", key: conversation.agent).json["state"] as? String == "bounced")
+            }
+            let old = try await app.request(.get, "/v1/tickets/\(conversation.ticket)", key: conversation.agent).json
+            #expect(old["status"] as? String == "closed")
+            let followUps = try await app.request(.get, "/v1/tickets?awaiting_reply=true", key: conversation.agent).json["items"] as? [[String: Any]]
+            #expect(followUps?.count == 1, "one follow-up for both failures: \(String(describing: followUps))")
+            let followUp = try #require(followUps?.first)
+            #expect(followUp["related_ticket_id"] as? String == conversation.ticket)
+            #expect((followUp["tags"] as? [String])?.contains("delivery-failed") == true)
+            #expect(followUp["customer_id"] as? String == old["customer_id"] as? String)
+            #expect(followUp["subject"] as? String == old["subject"] as? String)
+            let followUpID = try #require(followUp["id"] as? String)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'ticket.created' AND ticket_id = \(UUID(uuidString: followUpID)!)") == 1)
+
+            // Answered there: the reply goes out, and the customer waits no more.
+            #expect(try await app.request(.post, "/v1/tickets/\(followUpID)/claim", key: conversation.agent).status == .ok)
+            let draft = try await app.request(.post, "/v1/tickets/\(followUpID)/replies", key: conversation.agent, json: #"{"body":"再送いたします。"}"#)
+            #expect(draft.status == .created, "\(draft.text)")
+            let retry = try #require(try draft.json["id"] as? String)
+            let sent = try await app.request(.post, "/v1/replies/\(retry)/send", key: conversation.agent, json: "{}")
+            #expect(sent.status == .ok, "\(sent.text)")
+            let followUpConversation = Conversation(app: app, agent: conversation.agent, supervisor: conversation.supervisor, ticket: followUpID,
+                                                    lastMessage: "", customerMessageID: "")
+            #expect(Self.state(try await Self.delivery(followUpConversation, retry)) == "sent")
+            let waiting = try await app.request(.get, "/v1/tickets?awaiting_reply=true", key: conversation.agent).json["items"] as? [[String: Any]]
+            #expect(waiting?.isEmpty == true, "\(String(describing: waiting))")
+        }
+    }
+
     @Test("a bounce from where the customer's address forwards to (Original-Recipient ours, Final-Recipient theirs) bounces the reply and marks our address")
     func forwardedBounce() async throws {
         let sink = try await SMTPSink()

@@ -75,7 +75,12 @@ struct TicketStore: Sendable {
     /// waiting on the customer or solved, open again, so that someone answers another way; the
     /// customer is waiting for us again, since their last message. Followers
     /// of the feed see the tag in a `ticket.updated` and the status in a `ticket.reopened`.
+    /// A closed ticket stays closed and takes no reply: the failure goes to its follow-up instead
+    /// (`followUpForFailure`), where someone can answer.
     func flagDeliveryFailure(_ ticketID: UUID, on connection: PostgresConnection) async throws {
+        if let followUp = try await followUpForFailure(onClosed: ticketID, on: connection) {
+            return try await flagDeliveryFailure(followUp, on: connection)
+        }
         let rows = try await connection.run("""
             UPDATE tickets t
             SET tags = CASE WHEN 'delivery-failed' = ANY(t.tags) THEN t.tags ELSE array_append(t.tags, 'delivery-failed') END,
@@ -98,6 +103,42 @@ struct TicketStore: Sendable {
                                         data: ["from": from, "to": to, "reason": "delivery_failed"], on: connection)
             }
         }
+    }
+
+    /// For a failure on a closed ticket (row-locked here): its open follow-up for failures, or a new
+    /// one, as a customer writing on a closed ticket starts a new ticket linked to it. It carries
+    /// the closed ticket's customer, subject, queue, priority, category, assignee and SLA policy,
+    /// and the customer waits on it from its opening. nil for a ticket that is not closed.
+    private func followUpForFailure(onClosed ticketID: UUID, on connection: PostgresConnection) async throws -> UUID? {
+        let found = try await connection.run("""
+            SELECT t.status = 'closed',
+                   (SELECT f.id FROM tickets f
+                    WHERE f.related_ticket_id = t.id AND f.status <> 'closed' AND 'delivery-failed' = ANY (f.tags)
+                    ORDER BY f.number LIMIT 1)
+            FROM tickets t WHERE t.id = \(ticketID)
+            FOR UPDATE OF t
+            """, logger: logger)
+        var closed = false, existing: UUID?
+        for try await (isClosed, followUp) in found.decode((Bool, UUID?).self) { (closed, existing) = (isClosed, followUp) }
+        guard closed else { return nil }
+        if let existing { return existing }
+        let opened = try await connection.run("""
+            INSERT INTO tickets (customer_id, subject, channel, thread_subject, related_ticket_id, queue, priority, priority_reason,
+                                 approval_rule, required_skill, category, assignee_id, sla_policy_id, tags,
+                                 last_customer_message_at, awaiting_reply_since)
+            SELECT c.customer_id, c.subject, c.channel, c.thread_subject, c.id, c.queue, c.priority, c.priority_reason,
+                   c.approval_rule, c.required_skill, c.category, c.assignee_id, c.sla_policy_id,
+                   array_remove(c.tags, 'delivery-failed'), c.last_customer_message_at, now()
+            FROM tickets c WHERE c.id = \(ticketID)
+            RETURNING id, number, customer_id, channel::text
+            """, logger: logger)
+        for try await (id, number, customerID, channel) in opened.decode((UUID, Int64, UUID, String).self) {
+            try await EventStore(logger: logger).record(
+                .ticketCreated, ticketID: id, customerID: customerID, actor: nil,
+                data: ["channel": channel, "number": number, "related_ticket_id": ticketID.lowercased], on: connection)
+            return id
+        }
+        return nil
     }
 
     /// We answered the customer: the first response is stamped once, nobody is waiting any more, and

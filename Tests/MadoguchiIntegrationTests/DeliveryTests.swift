@@ -1080,6 +1080,26 @@ struct SMTPDataRefusedTests {
         #expect(EmailDelivery.references(Array(ids.prefix(5))) == Array(ids.prefix(5)))
     }
 
+    @Test("a refusal of RCPT marks the address only when it is about the address (5.1.x, a bare 550/551/553); 552 is tried again; policy fails the mail alone")
+    func recipientRefusals() {
+        let refusals: [(String, SMTPReply, RecipientResult.Status, Bool)] = [
+            ("unknown@example.jp", SMTPReply(code: 550, lines: ["5.1.1 <unknown@example.jp>: Recipient address rejected: User unknown"]), .failed, true),
+            ("nodomain@example.jp", SMTPReply(code: 554, lines: ["5.1.10 null MX"]), .failed, true),
+            ("plain@example.jp", SMTPReply(code: 550, lines: ["No such user here"]), .failed, true),
+            ("relay@example.jp", SMTPReply(code: 554, lines: ["5.7.1 <relay@example.jp>: Relay access denied"]), .failed, false),
+            ("spam@example.jp", SMTPReply(code: 550, lines: ["5.7.1 Message rejected as spam"]), .failed, false),
+            ("disabled@example.jp", SMTPReply(code: 550, lines: ["5.2.1 mailbox disabled"]), .failed, false),
+            ("full@example.jp", SMTPReply(code: 552, lines: ["5.2.2 mailbox full"]), .pending, false),
+            ("busy@example.jp", SMTPReply(code: 450, lines: ["4.2.1 mailbox busy"]), .pending, false),
+        ]
+        let outcome = SMTPSession.Outcome(accepted: [], refused: refusals.map { ($0.0, $0.1) }, finalReply: nil, refusedData: nil)
+        let attempt = EmailDelivery.attempt(from: outcome)
+        for (recipient, _, status, undeliverable) in refusals {
+            #expect(attempt.recipients[recipient]?.status == status, "\(recipient)")
+            #expect(attempt.recipients[recipient]?.undeliverable == undeliverable, "\(recipient)")
+        }
+    }
+
     @Test("a 554 to DATA fails only the recipients the relay had taken; one it deferred stays deferred")
     func dataRefused() async throws {
         let group = MultiThreadedEventLoopGroup.singleton

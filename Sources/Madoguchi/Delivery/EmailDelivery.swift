@@ -89,7 +89,11 @@ struct EmailDelivery: Sendable {
         outcome.refused = outcome.refused.flatMap { refused in stored(refused.recipient).map { ($0, refused.reply) } }
         var results: [String: RecipientResult] = [:]
         for (recipient, reply) in outcome.refused {
-            results[recipient] = reply.isPermanent ? .failed("RCPT TO: \(reply)", undeliverable: true) : .pending("RCPT TO: \(reply)")
+            // 552 to RCPT is "too many recipients" or a full mailbox, which RFC 5321 (§4.5.3.1.10)
+            // says to treat as temporary. A refusal for the relay's or the message's sake fails the
+            // mail without marking an address that may be fine.
+            results[recipient] = !reply.isPermanent || reply.code == 552 ? .pending("RCPT TO: \(reply)")
+                : .failed("RCPT TO: \(reply)", undeliverable: reply.refusesTheAddress)
         }
         if let refused = outcome.refusedData {
             // Before, the DATA refusal was thrown and failed every pending recipient for good, a 4xx

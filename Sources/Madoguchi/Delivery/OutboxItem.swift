@@ -48,7 +48,7 @@ struct RecipientResult: Codable, Sendable, Equatable {
 
     var status: Status
     var reply: String
-    /// Refused for good as an address (SMTP 5xx to RCPT, a provider's "no such number"): the
+    /// Refused for good as an address (SMTP 5.1.x to RCPT, a provider's "no such number"): the
     /// identity is marked undeliverable.
     var undeliverable: Bool = false
 

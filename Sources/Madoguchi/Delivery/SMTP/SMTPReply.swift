@@ -9,6 +9,24 @@ package struct SMTPReply: Sendable, Equatable, CustomStringConvertible {
     /// 5xx: it will not, for this request.
     var isPermanent: Bool { (500..<600).contains(code) }
 
+    /// The enhanced status code the text begins with (RFC 3463: `5.1.1`), if any.
+    var enhancedStatus: (class: Int, subject: Int, detail: Int)? {
+        let parts = (lines.first ?? "").prefix { $0 != " " }.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, let first = Int(parts[0]), let subject = Int(parts[1]), let detail = Int(parts[2]),
+              [2, 4, 5].contains(first), String(first) == String(code / 100) else { return nil }
+        return (first, subject, detail)
+    }
+
+    /// A permanent refusal of RCPT that is about the address itself (no such mailbox, a bad
+    /// domain: RFC 3463's 5.1.x, or a bare 550, 551 or 553, which servers give for an unknown user),
+    /// rather than about the relay, our sender or the message (5.7.x policy, "relay access denied",
+    /// 5.2.x mailbox status, 5.3.x system). Only these mark the customer's address undeliverable.
+    var refusesTheAddress: Bool {
+        guard isPermanent else { return false }
+        if let status = enhancedStatus { return status.subject == 1 }
+        return [550, 551, 553].contains(code)
+    }
+
     var text: String { lines.joined(separator: " ") }
     package var description: String { "\(code) \(text)" }
 }

@@ -924,6 +924,36 @@ struct DeliveryTests {
             #expect(try await app.count("SELECT count(*) FROM replies WHERE automatic") == 4)
         }
     }
+
+    @Test("a subject carrying a line break in an encoded word is acknowledged on one line, by the default subject and by a template's {{ticket.subject}}")
+    func acknowledgementOfABrokenSubject() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: { configuration in
+            Self.configure(sink)(&configuration)
+            configuration.delivery.autoReplyTemplate = "受付確認"
+        }) { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            let template = try await app.request(.post, "/v1/templates", key: supervisor, json: #"{"name":"受付確認","body":"お問い合わせを受け付けました。"}"#)
+            let templateID = try #require(try template.json["id"] as? String)
+            let gateway = try await app.keySecret(.gateway)
+            let subject = "=?UTF-8?B?" + Data("ご注文\r\nBcc: victim@example.com".utf8).base64EncodedString() + "?="
+            #expect(try await app.postMail(gateway, testMail(from: "hanako@example.jp", subject: subject, id: "broken-1@example.jp")).status == .created)
+            #expect(await ChildProcess.eventually(timeout: .seconds(20)) { sink.received.count == 1 })
+            #expect(ParsedMail(try #require(sink.received.first).bytes).subject == "Re: ご注文 Bcc: victim@example.com [#1]")
+
+            #expect(try await app.request(.put, "/v1/templates/\(templateID)", key: supervisor, headers: [.ifMatch: "*"], json: """
+                {"name":"受付確認","subject":"受付: {{ticket.subject}}","body":"お問い合わせを受け付けました。"}
+                """).status == .ok)
+            #expect(try await app.postMail(gateway, testMail(from: "taro@example.jp", subject: subject, id: "broken-2@example.jp")).status == .created)
+            #expect(await ChildProcess.eventually(timeout: .seconds(20)) { sink.received.count == 2 })
+            #expect(sink.received.map { ParsedMail($0.bytes).subject }.contains("受付: ご注文 Bcc: victim@example.com"))
+            #expect(!sink.received.contains { $0.text.contains("victim@example.com>") || $0.text.lowercased().contains("\nbcc:") })
+            // Recorded once the relay's answer is committed, a moment after the sink has the mail.
+            #expect(try await ChildProcess.eventually(timeout: .seconds(20)) {
+                try await app.count("SELECT count(*) FROM replies WHERE automatic AND state = 'sent'") == 2
+            })
+        }
+    }
 }
 
 

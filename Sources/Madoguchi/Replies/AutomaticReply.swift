@@ -99,8 +99,7 @@ struct AutomaticReply: Sendable {
         let subjectRows = try await connection.run("SELECT subject FROM tickets WHERE id = \(ticket.id)", logger: logger)
         var ticketSubject = ""
         for try await subject in subjectRows.decode(String.self) { ticketSubject = subject }
-        let subject = template.subject == nil
-            ? "Re: \(ticketSubject.isEmpty ? "お問い合わせ" : ticketSubject) [#\(ticket.number)]" : rendered[0]
+        let subject = template.subject == nil ? ReplyDesk.replySubject(ticketSubject, number: ticket.number) : rendered[0]
         let reply = try await ReplyStore(logger: logger).insertAutomatic(
             ticketID: ticket.id, authorAgentID: Self.agentID, recipients: [sender], subject: subject, body: rendered[1], on: connection)
         let emailMessageID = "reply-\(reply.id.lowercased)@\(settings.messageIDDomain)"

@@ -278,12 +278,14 @@ struct ReplyDesk: Sendable {
         throw Problem.validationFailed([.init(pointer: "/recipients", message: "the customer has no deliverable \(kinds.joined(separator: " or ")) identity; name the recipients")])
     }
 
-    /// The customer's subject can hold line breaks (an encoded word may carry one); a header line
-    /// cannot, and the composer refuses them rather than let them add header fields. Each run of
-    /// them becomes one space here, so that a reply to such a mail does not fail at delivery.
+    /// On one line (`Text.oneLine`), so that a reply to a subject with line breaks does not fail at delivery.
     static func replySubject(_ ticket: Ticket) -> String {
-        let subject = ticket.subject.split(whereSeparator: { $0.isNewline }).joined(separator: " ")
-        return "Re: \(subject.isEmpty ? "お問い合わせ" : subject) [#\(ticket.number)]"
+        replySubject(ticket.subject, number: ticket.number)
+    }
+
+    static func replySubject(_ subject: String, number: Int64) -> String {
+        let subject = Text.oneLine(subject)
+        return "Re: \(subject.isEmpty ? "お問い合わせ" : subject) [#\(number)]"
     }
 
     /// A subject an agent gives: one header line.

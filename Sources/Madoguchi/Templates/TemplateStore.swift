@@ -87,7 +87,8 @@ struct TemplateStore: Sendable {
             var values: [String: String?] = [
                 "customer.name": customerName,
                 "ticket.number": String(number),
-                "ticket.subject": subject.isEmpty ? nil : subject,
+                // On one line: a template's subject may hold it, and a subject is one header line.
+                "ticket.subject": subject.isEmpty ? nil : Text.oneLine(subject),
                 "agent.name": agentName,
             ]
             for (field, value) in order { values["order.\(field)"] = value }

@@ -68,7 +68,9 @@ struct HeaderWriter {
             pending = []
         }
         for word in Self.words(text) {
-            if Self.isPlain(word.drop { $0 == " " }) {
+            // The spaces a word carries in front go on its line too: a long run of them (folding
+            // never splits a token) goes inside encoded words instead.
+            if Self.isPlain(word.drop { $0 == " " }) && word.utf8.count <= 900 {
                 flush()
                 tokens.append(word)
             } else {

@@ -248,6 +248,15 @@ struct MailComposerTests {
         #expect(MailAddress.oneLineName("Taro Yamada") == "Taro Yamada")
     }
 
+    @Test("a run of spaces too long for one line goes inside encoded words: every line within 998 octets, the subject exact", arguments: ["taro@docomo.ne.jp", "taro@example.jp"])
+    func subjectWithALongRunOfSpaces(to recipient: String) throws {
+        for subject in ["Re: a" + String(repeating: " ", count: 1_200) + "b [#12]", "日本" + String(repeating: " ", count: 1_000) + "abc"] {
+            let (composed, parsed) = try roundTrip(mail(to: recipient, subject: subject))
+            #expect(lines(composed.bytes).allSatisfy { $0.count <= 998 }, "every line within 998 octets")
+            #expect(parsed.subject == subject)
+        }
+    }
+
     @Test("a quoted name that escaping takes past the line limit goes as encoded words instead")
     func longQuotedName() throws {
         var long = mail(to: "taro@example.jp")

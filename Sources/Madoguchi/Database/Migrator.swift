@@ -72,6 +72,11 @@ public struct Migrator: Sendable {
     }
 
     /// The migrations and views compiled into this binary from `sql/`.
+    /// What SQL cannot write (IDNA, for one), run after a migration's SQL in its own transaction.
+    static let swiftSteps: [Int: @Sendable (PostgresConnection, Logger) async throws -> Void] = [
+        EmailIdentitySpellings.migration: { try await EmailIdentitySpellings.convert(on: $0, logger: $1) },
+    ]
+
     public static func bundled() throws -> Migrator {
         var migrations: [Migration] = []
         var views: [ViewDefinition] = []
@@ -146,8 +151,7 @@ public struct Migrator: Sendable {
             try await connection.perform("BEGIN", logger: logger)
             do {
                 try await Self.execute(script: migration.sql, on: connection, logger: logger)
-                // What SQL cannot write, in the migration's own transaction.
-                if migration.version == EmailIdentitySpellings.migration { try await EmailIdentitySpellings.convert(on: connection, logger: logger) }
+                try await Self.swiftSteps[migration.version]?(connection, logger)
                 try await connection.perform("""
                     INSERT INTO schema_migrations (version, name, checksum)
                     VALUES (\(migration.version), \(migration.name), \(migration.checksum))

@@ -109,28 +109,21 @@ struct ReportStore: Sendable {
         return pipe
     }
 
-    /// The zone a report is cut in when the request names none: the standard calendar's (標準, the
-    /// one a ticket without an SLA policy counts on), so a shop that moved it to its own zone sees its
-    /// own days; Asia/Tokyo if that calendar was deleted.
-    func defaultZone() async throws -> String {
-        try await database.withConnection { connection in
-            let rows = try await connection.run(
-                "SELECT time_zone FROM business_calendars WHERE id = \(BusinessCalendar.standardID)", logger: logger)
-            for try await zone in rows.decode(String.self) { return zone }
-            return "Asia/Tokyo"
-        }
-    }
-
-    /// The moment the data reflects: now on the primary; on a replica, the commit time of the last
-    /// change it applied, unless it has applied everything it received (then now, as on the primary).
-    func dataAsOf() async throws -> Date {
+    /// What every report reads before its rows, in one round trip:
+    /// - the zone a report is cut in when the request names none: the standard calendar's (標準, the
+    ///   one a ticket without an SLA policy counts on), so a shop that moved it to its own zone sees
+    ///   its own days; Asia/Tokyo if that calendar was deleted;
+    /// - the moment the data reflects: now on the primary; on a replica, the commit time of the last
+    ///   change it applied, unless it has applied everything it received (then now, as on the primary).
+    func context() async throws -> (defaultZone: String, dataAsOf: Date) {
         try await database.withConnection { connection in
             let rows = try await connection.run("""
-                SELECT CASE WHEN NOT pg_is_in_recovery() OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN now()
+                SELECT coalesce((SELECT time_zone FROM business_calendars WHERE id = \(BusinessCalendar.standardID)), 'Asia/Tokyo'),
+                       CASE WHEN NOT pg_is_in_recovery() OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN now()
                             ELSE coalesce(pg_last_xact_replay_timestamp(), now()) END
                 """, logger: logger)
-            for try await moment in rows.decode(Date.self) { return moment }
-            return Date()
+            for try await (zone, moment) in rows.decode((String, Date).self) { return (zone, moment) }
+            return ("Asia/Tokyo", Date())
         }
     }
 

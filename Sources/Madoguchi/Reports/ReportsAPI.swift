@@ -21,15 +21,16 @@ extension APIHandler {
             timeZone: query.timeZone,
             filters: .init(channel: query.channel.flatMap { Channel(rawValue: $0.rawValue) }, queue: query.queue, category: query.category,
                            tag: query.tag, agentID: query.agentId?.uuid, priority: query.priority.flatMap { Ticket.Priority(rawValue: $0.rawValue) }))
-        if query.timeZone == nil { request.timeZone = try await reports.defaultZone() }
-        // Read first: the rows reflect at least this much. Set beside the generated code, which would
-        // percent-encode the colons of a date in a header (as with Link).
+        // Read first: the rows reflect at least the moment it gives.
+        let context = try await reports.context()
+        if query.timeZone == nil { request.timeZone = context.defaultZone }
         let acceptable = AcceptHeader(ranges: accept)
         let csv = Self.wantsCSV(format: query.format?.rawValue, accept: accept, acceptable: acceptable)
         // format= can ask for what Accept excludes; refused before any work, not after the export began.
         let chosen = csv ? "text/csv" : "application/json"
         guard acceptable.allows(chosen) else { throw Problem.notAcceptable(offered: [chosen]) }
-        RequestScope.current?.setResponseHeader(.dataAsOf, try await reports.dataAsOf().rfc3339UTC)
+        // Set beside the generated code, which would percent-encode the colons of a date in a header (as with Link).
+        RequestScope.current?.setResponseHeader(.dataAsOf, context.dataAsOf.rfc3339UTC)
         if csv {
             let pipe = try await reports.csv(kind, request, byteOrderMark: query.bom ?? false)
             return .csv(HTTPBody(pipe.reader(), length: .unknown, iterationBehavior: .single))

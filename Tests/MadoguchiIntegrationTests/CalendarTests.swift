@@ -1,5 +1,6 @@
 import Foundation
 import HTTPTypes
+import PostgresNIO
 import Testing
 @testable import Madoguchi
 
@@ -53,6 +54,37 @@ struct CalendarTests {
             #expect(try await Self.due(app, dashboard, Self.standard, "2027-12-28T17:00:00+09:00", plus: 7200) == Self.instant("2028-01-04T10:00:00+09:00"))
             // A clock started at night runs from the next opening.
             #expect(try await Self.due(app, dashboard, Self.standard, "2026-12-01T23:00:00+09:00", plus: 60) == Self.instant("2026-12-02T09:01:00+09:00"))
+        }
+    }
+
+    @Test("business time does not depend on the session's time zone, even one that moves its clocks at midnight; a year of business time has a due time")
+    func sessionZoneAndLongTargets() async throws {
+        try await TestApp.run { app in
+            let standard = BusinessCalendar.standardID
+            try await app.database.withConnection { connection in
+                // Cairo moved its clocks from 00:00 to 01:00 on Friday 25 April 2025.
+                for zone in ["Africa/Cairo", "America/Santiago", "UTC"] {
+                    try await connection.query(PostgresQuery(unsafeSQL: "SET TimeZone = '\(zone)'"), logger: TestCluster.logger)
+                    let rows = try await connection.query("""
+                        SELECT business_seconds(\(standard), '2025-04-25 17:55+09', '2025-04-28 09:10+09'),
+                               business_time_add(\(standard), '2025-04-25 17:55+09', 900) = '2025-04-28 09:10+09'
+                        """, logger: TestCluster.logger)
+                    for try await (seconds, due) in rows.decode((Double, Bool).self) {
+                        #expect(seconds == 900, "\(zone)")
+                        #expect(due, "\(zone)")
+                    }
+                }
+                try await connection.query("RESET TimeZone", logger: TestCluster.logger)
+            }
+            // A year of business time (the most a policy's target takes) on weekdays 9–18: about four years.
+            let dashboard = try await app.keySecret(.dashboard)
+            let due = try #require(try await Self.due(app, dashboard, Self.standard, "2026-06-01T09:00:00+09:00", plus: 31_536_000))
+            #expect(due > (try Self.instant("2030-01-01T00:00:00+09:00")))
+            try await app.database.withConnection { connection in
+                let rows = try await connection.query(
+                    "SELECT business_seconds(\(standard), '2026-06-01 09:00+09', \(due))", logger: TestCluster.logger)
+                for try await seconds in rows.decode(Double.self) { #expect(seconds == 31_536_000) }
+            }
         }
     }
 

@@ -174,6 +174,40 @@ struct SLATests {
         }
     }
 
+    @Test("a reply that bounces after the ticket waited on the customer: the next-response clock from their last message leaves the pending time out, as the response's own figure does")
+    func nextResponseAfterFailedDelivery() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: DeliveryTests.configure(sink)) { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            _ = try await Self.defaultPolicy(app, supervisor, calendar: try await Self.allHours(app, supervisor))
+            let (conversation, reply) = try await DeliveryTests.sentReply(app, to: "full.box@example.jp")
+            _ = try await Self.patch(app, conversation.ticket, key: supervisor, #"{"status":"pending"}"#)
+            // The customer wrote 2 h 10 min ago, was answered, and the ticket has waited on them for two
+            // hours since (as far as we knew); then the bounce.
+            let ticket = try #require(UUID(uuidString: conversation.ticket))
+            try await app.execute("""
+                UPDATE ticket_status_periods SET entered_at = entered_at - interval '3 hours', left_at = left_at - interval '3 hours'
+                WHERE ticket_id = \(ticket)
+                """)
+            try await app.execute("UPDATE ticket_status_periods SET left_at = now() - interval '2 hours' WHERE ticket_id = \(ticket) AND left_at IS NOT NULL AND left_at = (SELECT max(left_at) FROM ticket_status_periods WHERE ticket_id = \(ticket))")
+            try await app.execute("UPDATE ticket_status_periods SET entered_at = now() - interval '2 hours' WHERE ticket_id = \(ticket) AND left_at IS NULL")
+            try await app.execute("""
+                UPDATE tickets SET created_at = created_at - interval '3 hours', sla_paused_at = now() - interval '2 hours',
+                                   last_customer_message_at = now() - interval '2 hours 10 minutes'
+                WHERE id = \(ticket)
+                """)
+            let bounce = DeliveryTests.bounce(of: reply, to: "full.box@example.jp", status: "5.2.2", diagnostic: "552 5.2.2 mailbox full")
+            #expect(try await app.postMail(try await app.keySecret(.gateway), bounce).status == .created)
+            let flagged = try await AwaitingReplyTests.ticket(app, conversation.ticket, key: supervisor)
+            #expect(flagged["status"] as? String == "open", "\(flagged)")
+            let since = try #require(Self.date(flagged["awaiting_reply_since"]))
+            let due = try #require(Self.date(flagged["next_response_due_at"]))
+            // 30 minutes of the customer's wait, not counting the two hours pending: 10 minutes were spent before.
+            #expect(abs(due.timeIntervalSince(since) - (30 * 60 + 2 * 3600)) < 5, "\(flagged)")
+            #expect(flagged["sla_state"] as? String != "breached", "\(flagged)")
+        }
+    }
+
     @Test("pending stops every clock: the state is judged when it paused, and reopening pushes each due time back by the time spent waiting")
     func pendingPauses() async throws {
         try await TestApp.run { app in

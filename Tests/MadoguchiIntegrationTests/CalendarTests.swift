@@ -52,6 +52,9 @@ struct CalendarTests {
             #expect(try await Self.due(app, dashboard, Self.standard, "2026-12-28T17:30:00+09:00", plus: 3600) == Self.instant("2027-01-04T09:30:00+09:00"))
             // The last 年末年始 the national holidays reach: 2027-12-29 (Wednesday) to 2028-01-03 (migration 0058).
             #expect(try await Self.due(app, dashboard, Self.standard, "2027-12-28T17:00:00+09:00", plus: 7200) == Self.instant("2028-01-04T10:00:00+09:00"))
+            // 2028: Monday 20 March is 春分の日; 2028-12-29 to 2029-01-03 is 年末年始 (migration 0066).
+            #expect(try await Self.businessSeconds(app, dashboard, Self.standard, "2028-03-17T17:55:00+09:00", "2028-03-21T09:10:00+09:00") == 900)
+            #expect(try await Self.due(app, dashboard, Self.standard, "2028-12-28T17:30:00+09:00", plus: 3600) == Self.instant("2029-01-04T09:30:00+09:00"))
             // A clock started at night runs from the next opening.
             #expect(try await Self.due(app, dashboard, Self.standard, "2026-12-01T23:00:00+09:00", plus: 60) == Self.instant("2026-12-02T09:01:00+09:00"))
         }

@@ -153,6 +153,27 @@ struct InboundEmailTests {
         }
     }
 
+    @Test("the same Message-ID from another sender is another mail, never swallowed as a retry; its own retry is one message")
+    func messageIDCollision() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let taro = try await app.postMail(gateway, testMail(from: "taro@example.jp", subject: "在庫", id: "1234@localhost"))
+            #expect(taro.status == .created)
+            let hanakoMail = testMail(from: "hanako@other.jp", subject: "返品", id: "1234@localhost", body: "返品したいです。")
+            let hanako = try await app.postMail(gateway, hanakoMail)
+            #expect(hanako.status == .created, "\(hanako.text)")
+            #expect(try hanako.json["message_id"] as? String != (try taro.json["message_id"] as? String))
+            #expect(try hanako.json["customer_id"] as? String != (try taro.json["customer_id"] as? String))
+            let retried = try await app.postMail(gateway, "Received: from relay\n" + hanakoMail)
+            #expect(retried.status == .ok)
+            #expect(try retried.json["message_id"] as? String == (try hanako.json["message_id"] as? String))
+            let sameSender = try await app.postMail(gateway, testMail(from: "TARO@example.jp", subject: "在庫", id: "1234@localhost"))
+            #expect(sameSender.status == .ok, "the same sender is a retry")
+            #expect(try await app.count("SELECT count(*) FROM messages") == 2)
+            #expect(try await app.count("SELECT count(*) FROM messages WHERE body_text LIKE '返品したいです。%'") == 1)
+        }
+    }
+
     @Test("RFC 5322 Appendix A: example05 → 06 → 07 is one ticket, threaded by In-Reply-To")
     func appendixAThread() async throws {
         try await TestApp.run { app in

@@ -72,6 +72,15 @@ struct InboundWebformTests {
             #expect(try await Self.post(app, other, #"{"form_id":"contact","submission_id":"k3","email":"b@example.jp","body":"別の窓口"}"#,
                                         idempotencyKey: "form-k").status == .ok)
             #expect(try await app.count("SELECT count(*) FROM messages") == 3)
+
+            // A submission id used again for someone else (another site's form counting from 1) is
+            // no retry: 422, nothing stored, rather than a 200 with the first sender's message.
+            let payloads = try await app.count("SELECT count(*) FROM inbound_payloads")
+            let reused = try await Self.post(app, other, #"{"form_id":"contact","submission_id":"same","email":"c@example.jp","body":"別の人"}"#)
+            try expectProblem(reused, .unprocessableContent, "provider-message-id-reused")
+            #expect(!reused.text.contains("一度だけ") && !reused.text.contains("a@example.jp"), "nothing of the first sender's")
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads") == payloads)
+            #expect(try await app.count("SELECT count(*) FROM messages") == 3)
         }
     }
 

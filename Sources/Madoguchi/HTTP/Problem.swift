@@ -95,6 +95,7 @@ extension Problem.Kind {
     public static let identityTaken = Self(rawValue: "identity-taken")
     public static let alreadyMerged = Self(rawValue: "already-merged")
     public static let idempotencyKeyReused = Self(rawValue: "idempotency-key-reused")
+    public static let providerMessageIDReused = Self(rawValue: "provider-message-id-reused")
     public static let alreadyProcessed = Self(rawValue: "already-processed")
     public static let internalError = Self(rawValue: "internal-error")
     public static let signatureInvalid = Self(rawValue: "signature-invalid")

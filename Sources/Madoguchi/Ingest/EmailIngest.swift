@@ -48,6 +48,11 @@ struct EmailIngest: Sendable {
         mail.messageID ?? "sha256:" + SHA256.hash(data: bytes).lowercaseHex
     }
 
+    /// The id of a mail whose Message-ID another sender's mail already has.
+    static func collidingID(_ messageID: String, sender: String) -> String {
+        "sha256:" + SHA256.hash(data: Array("\(messageID)\n\(sender.lowercased())".utf8)).lowercaseHex
+    }
+
     /// The advisory lock that serializes every attempt to take in one mail.
     static func lockKey(_ providerID: String) -> String { "email-message:\(providerID)" }
 
@@ -102,14 +107,24 @@ struct EmailIngest: Sendable {
             return .keptUnreadable(outcome)
         }
 
-        let providerID = Self.providerID(of: mail, bytes: bytes)
+        var providerID = Self.providerID(of: mail, bytes: bytes)
         // A stored payload reprocessed takes the locks a new one took with its insert.
         if !providerLocked { try await AdvisoryLock.take(Self.lockKeys(of: mail, providerID: providerID), on: connection, logger: logger) }
         // Under both locks: whether the mail was taken in before, and who its sender is, in one read.
         let identities = Self.filedSender(of: mail).map { [(kind: Customer.Identity.Kind.email, value: $0.address)] } ?? []
-        let read = try await payloads.firstAnswer(
+        let threadIDs = Self.isFiled(mail) ? EmailThreader.headerCandidates(of: mail).map(\.id) : []
+        var read = try await payloads.firstAnswer(
             channel: .email, provider: "", providerMessageID: providerID, excluding: payloadID, ownersOf: identities,
-            threadIDs: Self.isFiled(mail) ? EmailThreader.headerCandidates(of: mail).map(\.id) : [], on: connection)
+            threadIDs: threadIDs, on: connection)
+        // The same Message-ID from someone else is not a retry of that mail (a mailer reusing ids, or
+        // a copied one): it is taken in under an id of its own, which its own retries find.
+        if let firstSender = read.firstSender, let sender = mail.from?.address, !sender.isEmpty, let messageID = mail.messageID,
+           firstSender.lowercased() != sender.lowercased() {
+            providerID = Self.collidingID(messageID, sender: sender)
+            read = try await payloads.firstAnswer(
+                channel: .email, provider: "", providerMessageID: providerID, excluding: payloadID, ownersOf: identities,
+                threadIDs: threadIDs, on: connection)
+        }
         let senderOwner = IdentityStore.OwnersRead(identities, read.owners)
         if let (firstMessage, outcome) = read.first {
             try await payloads.finish(payloadID, providerMessageID: providerID, answer: .ingest(.replayed(outcome)), messageID: firstMessage, on: connection)

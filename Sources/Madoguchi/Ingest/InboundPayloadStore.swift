@@ -143,6 +143,15 @@ struct InboundPayloadStore: Sendable {
             channel: channel, provider: provider, providerMessageID: providerMessageID, excluding: payloadID,
             ownersOf: senderIdentities, on: connection)
         if let earlier = read.first {
+            // From someone else, it is not a retry: a gateway numbering submissions afresh (another
+            // site's form), or reusing ids. Said so, rather than answered with another sender's
+            // message as if this one had been taken in.
+            if let firstSender = read.firstSender, !senderIdentities.isEmpty,
+               !senderIdentities.contains(where: { $0.value.lowercased() == firstSender.lowercased() }) {
+                throw Problem(.providerMessageIDReused, status: .unprocessableContent, title: "Message id reused",
+                              detail: "Message id '\(providerMessageID)' (\(provider)) was taken in before from another sender; "
+                                + "nothing was stored. Ids must be unique per \(channel == .webform ? "form" : "provider").")
+            }
             try await finish(payloadID, providerMessageID: providerMessageID, answer: .ingest(.replayed(earlier.outcome)),
                              messageID: earlier.messageID, on: connection)
             return .replay(earlier.outcome)
@@ -164,7 +173,8 @@ struct InboundPayloadStore: Sendable {
         // messages repeated on each.
         let rows = try await connection.rows("""
             SELECT first.message_id, first.response_body, sender.n, sender.customer_id, sender.live,
-                   email_thread_matches(\(threadIDs)::text[])::text, sender.undeliverable
+                   email_thread_matches(\(threadIDs)::text[])::text, sender.undeliverable,
+                   (SELECT m.from_address FROM messages m WHERE m.id = first.message_id)
             FROM (SELECT 1) AS one
             LEFT JOIN LATERAL (
                 SELECT message_id, response_body::text AS response_body FROM inbound_payloads
@@ -183,9 +193,9 @@ struct InboundPayloadStore: Sendable {
             """, preparedAs: FirstAnswer.self, logger: logger)
         var read = FirstRead(owners: [IdentityStore.Owner?](repeating: nil, count: identities.count))
         for row in rows {
-            let (messageID, body, position, customerID, live, matches, undeliverable) =
-                try row.decode((UUID?, String?, Int64?, UUID?, Bool?, String?, Bool?).self)
-            if read.first == nil, let body { read.first = (messageID, try Self.decodeOutcome(body)) }
+            let (messageID, body, position, customerID, live, matches, undeliverable, from) =
+                try row.decode((UUID?, String?, Int64?, UUID?, Bool?, String?, Bool?, String?).self)
+            if read.first == nil, let body { read.first = (messageID, try Self.decodeOutcome(body)); read.firstSender = from }
             IdentityStore.Owner.place(position: position, customerID: customerID, live: live, in: &read.owners)
             if undeliverable == true, let position { read.undeliverable.insert(Int(position) - 1) }
             if read.threadMatches.isEmpty, let matches { read.threadMatches = try EmailThreader.HeaderMatch.decode(matches) }
@@ -196,6 +206,8 @@ struct InboundPayloadStore: Sendable {
     /// What `firstAnswer` read.
     struct FirstRead: Sendable {
         var first: (messageID: UUID?, outcome: Outcome)?
+        /// Who the first one's message came from, when it made one with a sender.
+        var firstSender: String?
         var owners: [IdentityStore.Owner?]
         var threadMatches: [EmailThreader.HeaderMatch] = []
         /// The positions (in `ownersOf`) of identities marked undeliverable.

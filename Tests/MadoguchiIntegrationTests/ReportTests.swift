@@ -802,6 +802,19 @@ struct ReportTests {
             #expect(row("tag", "至急")?["first_response_median_business_seconds"] as? Double == 330)
             #expect(row("tag", "VIP")?["tickets"] as? Int == 1)
             #expect(rows.filter { $0["dimension"] as? String == "category" }.map { $0["value"] as? String } == ["返品", "(none)"])
+
+            // The (none) row's filter reaches the tickets without a category, here and in the other reports;
+            // no ticket can be given (none) as its category.
+            let none = try await Self.items(app, dashboard, "/v1/reports/categories?\(Self.aroundToday)&category=(none)")
+            #expect(none.first { $0["dimension"] as? String == "category" }?["value"] as? String == "(none)")
+            #expect(none.first { $0["dimension"] as? String == "category" }?["tickets"] as? Int == 1)
+            #expect(none.first { $0["value"] as? String == "VIP" }?["tickets"] as? Int == 1)
+            let volume = try await Self.items(app, dashboard, "/v1/reports/volume?\(Self.aroundToday)&granularity=month&category=(none)")
+            #expect(volume.reduce(0) { $0 + ($1["new_tickets"] as? Int ?? 0) } == 1, "\(volume)")
+            let ticket = try await app.insertReturningID("SELECT id FROM tickets WHERE category IS NULL")
+            let supervisor = try await app.keySecret(.supervisor)
+            try expectProblem(try await app.request(.patch, "/v1/tickets/\(ticket.uuidString.lowercased())", key: supervisor, headers: [.ifMatch: "*"],
+                                                    json: #"{"category":"(none)"}"#), .unprocessableContent, "validation-failed")
         }
     }
 

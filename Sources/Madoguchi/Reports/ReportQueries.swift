@@ -84,7 +84,12 @@ package enum ReportKind: String, Sendable, CaseIterable {
     private static let dimensionsFiltered = dimensionsFiltered { "p.\($0)" }
 
     private static func dimensionsFiltered(_ value: (String) -> String) -> String {
-        ["channel", "queue", "category", "priority"].map { "(\(value($0)) IS NULL OR x.\($0) = \(value($0)))" }.joined(separator: " AND ")
+        // category=(none) is the tickets without one, as the categories report names them.
+        ["channel", "queue", "category", "priority"].map { column in
+            column == "category"
+                ? "(\(value(column)) IS NULL OR x.category IS NOT DISTINCT FROM nullif(\(value(column)), '\(Ticket.noCategory)'))"
+                : "(\(value(column)) IS NULL OR x.\(column) = \(value(column)))"
+        }.joined(separator: " AND ")
     }
 
     /// Whether the hourly rollups answer this request exactly: no filter they do not keep (a tag, an

@@ -33,6 +33,9 @@ extension APIHandler {
             tags: (body.tags ?? []).map(\.trimmed).filter { !$0.isEmpty }.uniqued,
             requiredSkill: body.requiredSkill)
         var problems: [Problem.FieldError] = []
+        if rule.category == Ticket.noCategory {
+            problems.append(.init(pointer: "/category", message: "\(Ticket.noCategory) is how reports name no category"))
+        }
         if !rule.hasCondition {
             problems.append(.init(pointer: nil, message: "a rule needs at least one condition: keywords, channels, categories, recipients or vip_only"))
         }

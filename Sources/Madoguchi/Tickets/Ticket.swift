@@ -3,6 +3,10 @@ import PostgresNIO
 
 /// One customer's matter, across however many messages and channels it takes.
 public struct Ticket: Sendable, Equatable {
+    /// How the reports name a ticket without a category (`report_categories`), and the `category`
+    /// filter that reaches those tickets; no ticket's category can be it.
+    static let noCategory = "(none)"
+
     public enum Status: String, Sendable, CaseIterable {
         case new, open, pending
         case onHold = "on_hold"

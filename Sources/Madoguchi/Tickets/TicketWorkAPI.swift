@@ -58,6 +58,9 @@ extension APIHandler {
         if let tags = body.tags, tags.count > 50 || tags.contains(where: { $0.count > 100 }) {
             throw Problem.validationFailed([.init(pointer: "/tags", message: "at most 50 tags of at most 100 characters each")])
         }
+        if body.category == Ticket.noCategory {
+            throw Problem.validationFailed([.init(pointer: "/category", message: "\(Ticket.noCategory) is how reports name no category; send \"\" to clear it")])
+        }
         let changes = TicketChanges(
             status: body.status.flatMap { Ticket.Status(rawValue: $0.rawValue) },
             priority: body.priority.flatMap { Ticket.Priority(rawValue: $0.rawValue) },

@@ -645,6 +645,14 @@ struct ReportTests {
             #expect(!rows.contains { $0["agent_id"] as? String == AutomaticReply.agentID.uuidString.lowercased() })
             let only = try await Self.items(app, dashboard, "/v1/reports/agents?\(Self.aroundToday)&agent_id=\(agentID)")
             #expect(only.count == 1)
+
+            // The return's event removed by retention: the return still counts (read from its note).
+            try await app.database.withTransaction { connection in
+                try await connection.perform("SET LOCAL madoguchi.retention = 'on'", logger: TestCluster.logger)
+                try await connection.perform("DELETE FROM events WHERE type = 'reply.returned'", logger: TestCluster.logger)
+            }
+            let later = try await Self.items(app, dashboard, "/v1/reports/agents?\(Self.aroundToday)")
+            #expect(later.first { $0["agent_id"] as? String == novice.record.agentID?.uuidString.lowercased() }?["approval_returns"] as? Int == 1)
         }
     }
 

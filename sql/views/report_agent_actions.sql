@@ -9,7 +9,8 @@
 -- - first_response: a first response of theirs, with the customer's wait (business and wall seconds);
 -- - solved / reopened: a ticket assigned to them became solved, or left solved for an open status
 --   (the assignee is today's, not the one at that moment);
--- - returned: a supervisor returned one of their replies unapproved (承認差し戻し).
+-- - returned: a supervisor returned one of their replies unapproved (承認差し戻し), read from the
+--   note the return leaves on the timeline (events may be removed by retention; notes stay).
 CREATE OR REPLACE VIEW report_agent_actions AS
 SELECT 'reply'::text AS kind, m.author_agent_id AS agent_id, m.ticket_id, m.created_at AS at,
        NULL::double precision AS business_seconds, NULL::double precision AS wall_seconds
@@ -34,6 +35,6 @@ WHERE s.status = 'solved' AND s.left_at IS NOT NULL AND t.assignee_id IS NOT NUL
   AND EXISTS (SELECT 1 FROM ticket_status_periods n
               WHERE n.ticket_id = s.ticket_id AND n.entered_at = s.left_at AND n.status IN ('new', 'open', 'pending', 'on_hold'))
 UNION ALL
-SELECT 'returned', r.author_agent_id, e.ticket_id, e.occurred_at, NULL, NULL
-FROM events e JOIN replies r ON r.id = (e.data->>'reply_id')::uuid
-WHERE e.type = 'reply.returned';
+SELECT 'returned', r.author_agent_id, m.ticket_id, m.created_at, NULL, NULL
+FROM messages m JOIN replies r ON r.id = (m.metadata->>'reply_id')::uuid
+WHERE m.direction = 'internal' AND m.metadata->>'kind' = 'approval_returned';

@@ -43,12 +43,28 @@ final class LoopbackHTTPClient {
     deinit { if descriptor >= 0 { close(descriptor) } }
 
     /// A loopback port nobody listens on right now (the kernel's pick for port 0).
+    /// A port free on loopback now, for a server started next. Picked below the kernel's ephemeral
+    /// range: a port the kernel hands out for port 0 is one it also hands to outgoing connections,
+    /// which the many clients of a test run took before the server could bind it (CI failed on it).
     static func freePort() throws -> Int {
+        let firstEphemeral = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))
+            .flatMap { $0.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } } ?? 32768
+        let candidates = 10_000..<max(10_001, min(firstEphemeral, 32768))
+        for _ in 0..<200 {
+            let port = Int.random(in: candidates)
+            if (try? bound(port: port)) != nil { return port }
+        }
+        return try bound(port: 0)
+    }
+
+    /// Binds `port` (0: any) on 127.0.0.1 and lets it go; the port bound.
+    private static func bound(port: Int) throws -> Int {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(descriptor) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let status = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in

@@ -94,6 +94,32 @@ struct LineWebhookTests {
         }
     }
 
+    @Test("a LINE message a gateway already relayed through /v1/inbound/chat is a duplicate there; the other events of the webhook are taken")
+    func takenThroughTheGateway() async throws {
+        try await TestApp.run(configure: Self.configured) { app in
+            let gateway = try await app.keySecret(.gateway)
+            let relayed = try await app.request(.post, "/v1/inbound/chat", key: gateway, json: """
+                {"provider":"line","conversation_id":"\(Self.user)","provider_message_id":"5001","sender":{"provider_user_id":"\(Self.user)"},"text":"注文番号です"}
+                """)
+            #expect(relayed.status == .created, "\(relayed.text)")
+            let response = try await Self.post(app, Self.body([
+                Self.text("ev-1", messageID: "5001", "注文番号です"),
+                Self.text("ev-2", messageID: "5002", "届きません", user: "U0000000000000000000000000000other"),
+            ]))
+            #expect(response.status == .ok, "\(response.text)")
+            #expect(try Self.results(response) == ["duplicate", "taken"])
+            #expect(try await app.count("SELECT count(*) FROM messages WHERE channel = 'chat'") == 2)
+
+            // The other way round: LINE's webhook first, then the gateway relays the same message.
+            let again = try await app.request(.post, "/v1/inbound/chat", key: gateway, json: """
+                {"provider":"line","conversation_id":"U0000000000000000000000000000other","provider_message_id":"5002",
+                 "sender":{"provider_user_id":"U0000000000000000000000000000other"},"text":"届きません"}
+                """)
+            #expect(again.status == .ok, "\(again.text)")
+            #expect(try await app.count("SELECT count(*) FROM messages WHERE channel = 'chat'") == 2)
+        }
+    }
+
     @Test("the same webhook redelivered 5 times at once is one message")
     func concurrentRedelivery() async throws {
         try await TestApp.run(configure: Self.configured) { app in

@@ -156,7 +156,36 @@ struct InboundPayloadStore: Sendable {
                              messageID: earlier.messageID, on: connection)
             return .replay(earlier.outcome)
         }
+        // Taken in through another route (a provider's own webhook, whose payload names no single
+        // message): that message is the answer, not a second one.
+        if read.messageExists,
+           let outcome = try await earlierMessage(channel: channel, provider: provider, providerMessageID: providerMessageID, on: connection) {
+            try await finish(payloadID, providerMessageID: providerMessageID, answer: .ingest(.replayed(outcome)),
+                             messageID: outcome.messageID, on: connection)
+            return .replay(outcome)
+        }
         return .fresh(payloadID, owners: IdentityStore.OwnersRead(senderIdentities, read.owners))
+    }
+
+    /// The customer's message already taken in with this provider id, as ingest answers for it (the
+    /// ticket's status as it is now); nil when there is none.
+    func earlierMessage(channel: Channel, provider: String, providerMessageID: String, on connection: PostgresConnection) async throws -> InboundOutcome? {
+        let rows = try await connection.run("""
+            SELECT m.id, m.inbound_payload_id, m.customer_id, m.threading_reason, t.id, t.number, t.customer_id, t.status
+            FROM messages m JOIN tickets t ON t.id = m.ticket_id
+            WHERE m.channel = \(channel.rawValue) AND m.provider = \(provider) AND m.provider_message_id = \(providerMessageID)
+              AND m.direction = 'inbound'
+            """, logger: logger)
+        for try await (messageID, payloadID, customerID, reason, ticketID, number, ticketCustomer, status) in
+            rows.decode((UUID, UUID?, UUID?, String?, UUID, Int64, UUID, String).self) {
+            var outcome = InboundOutcome(inboundID: payloadID ?? messageID, channel: channel)
+            outcome.classification = .customer
+            outcome.took(message: messageID, on: .init(id: ticketID, number: number, customerID: ticketCustomer, status: try Ticket.enumeration(status)),
+                         customerID: customerID ?? ticketCustomer)
+            outcome.threadingReason = reason
+            return outcome
+        }
+        return nil
     }
 
     /// The answer the first delivery of this provider message got, if one was taken in, and in the
@@ -174,7 +203,9 @@ struct InboundPayloadStore: Sendable {
         let rows = try await connection.rows("""
             SELECT first.message_id, first.response_body, sender.n, sender.customer_id, sender.live,
                    email_thread_matches(\(threadIDs)::text[])::text, sender.undeliverable,
-                   (SELECT m.from_address FROM messages m WHERE m.id = first.message_id)
+                   (SELECT m.from_address FROM messages m WHERE m.id = first.message_id),
+                   EXISTS (SELECT 1 FROM messages m WHERE m.channel = \(channel.rawValue) AND m.provider = \(provider)
+                           AND m.provider_message_id = \(providerMessageID) AND m.direction = 'inbound')
             FROM (SELECT 1) AS one
             LEFT JOIN LATERAL (
                 SELECT message_id, response_body::text AS response_body FROM inbound_payloads
@@ -193,8 +224,9 @@ struct InboundPayloadStore: Sendable {
             """, preparedAs: FirstAnswer.self, logger: logger)
         var read = FirstRead(owners: [IdentityStore.Owner?](repeating: nil, count: identities.count))
         for row in rows {
-            let (messageID, body, position, customerID, live, matches, undeliverable, from) =
-                try row.decode((UUID?, String?, Int64?, UUID?, Bool?, String?, Bool?, String?).self)
+            let (messageID, body, position, customerID, live, matches, undeliverable, from, taken) =
+                try row.decode((UUID?, String?, Int64?, UUID?, Bool?, String?, Bool?, String?, Bool).self)
+            read.messageExists = taken
             if read.first == nil, let body { read.first = (messageID, try Self.decodeOutcome(body)); read.firstSender = from }
             IdentityStore.Owner.place(position: position, customerID: customerID, live: live, in: &read.owners)
             if undeliverable == true, let position { read.undeliverable.insert(Int(position) - 1) }
@@ -208,6 +240,8 @@ struct InboundPayloadStore: Sendable {
         var first: (messageID: UUID?, outcome: Outcome)?
         /// Who the first one's message came from, when it made one with a sender.
         var firstSender: String?
+        /// Whether a customer's message with this provider id exists, however it came in.
+        var messageExists = false
         var owners: [IdentityStore.Owner?]
         var threadMatches: [EmailThreader.HeaderMatch] = []
         /// The positions (in `ownersOf`) of identities marked undeliverable.

@@ -102,6 +102,14 @@ struct LineWebhook: Sendable {
         _ event: Event, chat message: InboundChat?, eventID: String, payloadID: UUID, on connection: PostgresConnection
     ) async throws -> ProviderEventAnswer {
         guard let message else { return .init(eventID: eventID, type: event.type, result: .ignored, detail: "No message object.") }
+        // Taken in before through /v1/inbound/chat (a gateway relaying the same LINE message): that
+        // message is the answer. Inserting it again would fail the whole batch, other events with it.
+        let earlier = try await duplicate(event, eventID: eventID, chat: message, on: connection)
+        if earlier.inbound != nil {
+            var answer = earlier
+            answer.detail = "The message was taken in before, through the chat gateway."
+            return answer
+        }
         let taken = try await chat.take(message, payloadID: payloadID, locked: true, on: connection)
         return .init(eventID: eventID, type: event.type, result: .taken, inbound: taken.outcome)
     }
@@ -159,33 +167,9 @@ struct LineWebhook: Sendable {
     {
         var result = ProviderEventAnswer(eventID: eventID, type: event.type, result: .duplicate, detail: "Taken from an earlier delivery of this event.")
         guard let message else { return result }
-        let rows = try await connection.run("""
-            SELECT id FROM messages
-            WHERE channel = 'chat' AND provider = \(message.provider) AND provider_message_id = \(message.providerMessageID) AND direction = 'inbound'
-            """, logger: logger)
-        for try await messageID in rows.decode(UUID.self) {
-            result.inbound = try await answer(forMessage: messageID, on: connection)
-        }
+        result.inbound = try await InboundPayloadStore(logger: logger).earlierMessage(
+            channel: .chat, provider: message.provider, providerMessageID: message.providerMessageID, on: connection)
         return result
-    }
-
-    /// Where an earlier delivery's message went, as the ingest answered it then (the ticket's status as it is now).
-    private func answer(forMessage messageID: UUID, on connection: PostgresConnection) async throws -> InboundOutcome? {
-        let rows = try await connection.run("""
-            SELECT m.inbound_payload_id, m.customer_id, m.threading_reason, t.id, t.number, t.customer_id, t.status
-            FROM messages m JOIN tickets t ON t.id = m.ticket_id
-            WHERE m.id = \(messageID)
-            """, logger: logger)
-        for try await (payloadID, customerID, reason, ticketID, number, ticketCustomer, status) in
-            rows.decode((UUID?, UUID?, String?, UUID, Int64, UUID, String).self) {
-            var outcome = InboundOutcome(inboundID: payloadID ?? messageID, channel: .chat)
-            outcome.classification = .customer
-            outcome.took(message: messageID, on: .init(id: ticketID, number: number, customerID: ticketCustomer, status: try Ticket.enumeration(status)),
-                         customerID: customerID ?? ticketCustomer)
-            outcome.threadingReason = reason
-            return outcome
-        }
-        return nil
     }
 
     private static func describe(_ error: any Error) -> String {

@@ -174,6 +174,24 @@ struct InboundEmailTests {
         }
     }
 
+    @Test("a mail without a Message-ID, retried through another relay (a Received line more, CRLF line ends), is one message; another body is another")
+    func withoutMessageID() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let mail = "From: taro@example.jp\nTo: support@shop.example\nSubject: 在庫\nDate: Sat, 5 Dec 2026 10:00:00 +0900\n"
+                + "Content-Type: text/plain; charset=UTF-8\n\n在庫はありますか。\n"
+            let first = try await app.postMail(gateway, "Received: from mx1.example.jp\n" + mail)
+            #expect(first.status == .created, "\(first.text)")
+            let relayed = ("Received: from mx2.example.jp\nReceived: from relay\nX-Spam-Score: 0.1\n" + mail).replacingOccurrences(of: "\n", with: "\r\n")
+            let again = try await app.postMail(gateway, relayed)
+            #expect(again.status == .ok, "\(again.text)")
+            #expect(try again.json["message_id"] as? String == (try first.json["message_id"] as? String))
+            let other = try await app.postMail(gateway, mail.replacingOccurrences(of: "在庫はありますか。", with: "入荷はいつですか。"))
+            #expect(other.status == .created)
+            #expect(try await app.count("SELECT count(*) FROM messages") == 2)
+        }
+    }
+
     @Test("RFC 5322 Appendix A: example05 → 06 → 07 is one ticket, threaded by In-Reply-To")
     func appendixAThread() async throws {
         try await TestApp.run { app in

@@ -43,9 +43,42 @@ struct EmailIngest: Sendable {
     }
 
     /// The same mail, however it is retried, is one message: its Message-ID, or for a mail without
-    /// one the digest of its bytes.
+    /// one the digest of what its sender wrote (`sendersBytes`).
     static func providerID(of mail: ParsedMail, bytes: [UInt8]) -> String {
-        mail.messageID ?? "sha256:" + SHA256.hash(data: bytes).lowercaseHex
+        mail.messageID ?? "sha256:" + SHA256.hash(data: sendersBytes(of: bytes)).lowercaseHex
+    }
+
+    /// The mail without what relays add on the way: trace fields (Received, Return-Path,
+    /// Delivered-To, Authentication-Results, ARC-…) and X- fields dropped, each field unfolded and its
+    /// white space collapsed, line ends as LF. The same mail retried by its sender's server, or
+    /// arriving through two MX hosts, gives the same bytes; a digest of the raw bytes did not.
+    static func sendersBytes(of bytes: [UInt8]) -> [UInt8] {
+        let lf = UInt8(ascii: "\n"), cr = UInt8(ascii: "\r")
+        let text = bytes.filter { $0 != cr }
+        var headerEnd = text.count
+        for index in text.indices.dropLast() where text[index] == lf && text[index + 1] == lf {
+            headerEnd = index + 1
+            break
+        }
+        if text.first == lf { headerEnd = 0 }
+        var fields: [[UInt8]] = []
+        for line in text[..<headerEnd].split(separator: lf, omittingEmptySubsequences: true) {
+            if let first = line.first, first == UInt8(ascii: " ") || first == UInt8(ascii: "\t"), !fields.isEmpty {
+                fields[fields.count - 1] += [UInt8(ascii: " ")] + line
+            } else {
+                fields.append(Array(line))
+            }
+        }
+        let added: Set<String> = ["received", "return-path", "delivered-to", "authentication-results", "received-spf",
+                                  "dkim-filter", "envelope-to", "original-recipient"]
+        var kept: [UInt8] = []
+        for field in fields {
+            let name = String(decoding: field.prefix { $0 != UInt8(ascii: ":") }, as: UTF8.self).trimmingCharacters(in: .whitespaces).lowercased()
+            if added.contains(name) || name.hasPrefix("x-") || name.hasPrefix("arc-") { continue }
+            let collapsed = String(decoding: field, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ")
+            kept += Array(collapsed.utf8) + [lf]
+        }
+        return kept + [lf] + text[headerEnd...]
     }
 
     /// The id of a mail whose Message-ID another sender's mail already has.

@@ -42,7 +42,6 @@ final class LoopbackHTTPClient {
 
     deinit { if descriptor >= 0 { close(descriptor) } }
 
-    /// A loopback port nobody listens on right now (the kernel's pick for port 0).
     /// A port free on loopback now, for a server started next. Picked below the kernel's ephemeral
     /// range: a port the kernel hands out for port 0 is one it also hands to outgoing connections,
     /// which the many clients of a test run took before the server could bind it (CI failed on it).

@@ -166,9 +166,10 @@ public struct Database: Sendable {
 }
 
 extension Database {
-    /// Fails within `timeout` when no connection can be made, instead of leaving the pool to retry
-    /// quietly (a wrong host, password or `sslmode` would otherwise surface only as a hang).
-    public func checkReachable(timeout: Duration = .seconds(10), describing target: String) async throws {
+    /// Fails within `timeout` (`MADOGUCHI_DB_START_WAIT_SECONDS` at start) when no connection can be
+    /// made, instead of leaving the pool to retry quietly (a wrong host, password or `sslmode` would
+    /// otherwise surface only as a hang).
+    public func checkReachable(timeout: Duration, describing target: String) async throws {
         do {
             _ = try await withDeadline(timeout, orThrow: { DatabaseUnreachable(description: "PostgreSQL at \(target) did not accept a connection within \(timeout)") }) {
                 try await withConnection { connection -> Bool in

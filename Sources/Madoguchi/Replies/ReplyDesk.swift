@@ -233,16 +233,16 @@ struct ReplyDesk: Sendable {
         return ticket
     }
 
-    /// A recipient as an agent typed it, in the form identities are stored in: an SMS number written
-    /// the Japanese way (090-1234-5678) is the customer's +819012345678, an address typed full-width
-    /// (ｔａｒｏ@example.jp) the ASCII one the mail goes to. Anything that does not read
-    /// as one is kept as typed, for the recipient guard to refuse by name.
     /// Each recipient in its stored form (`recipient`), once: two spellings of one mailbox are one.
     static func recipients(_ typed: [String], channel: Channel) -> [String] {
         var seen = Set<String>()
         return typed.map { recipient($0, channel: channel) }.filter { seen.insert($0).inserted }
     }
 
+    /// A recipient as an agent typed it, in the form identities are stored in: an SMS number written
+    /// the Japanese way (090-1234-5678) is the customer's +819012345678, an address typed full-width
+    /// (ｔａｒｏ@example.jp) the ASCII one the mail goes to. Anything that does not read
+    /// as one is kept as typed, for the recipient guard to refuse by name.
     static func recipient(_ typed: String, channel: Channel) -> String {
         let trimmed = typed.trimmingCharacters(in: .whitespaces)
         if channel == .email, trimmed.contains("@") || trimmed.contains("＠") { return IdentityValue.email(trimmed) }

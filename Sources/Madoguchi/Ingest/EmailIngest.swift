@@ -49,36 +49,23 @@ struct EmailIngest: Sendable {
     }
 
     /// The mail without what relays add on the way: trace fields (Received, Return-Path,
-    /// Delivered-To, Authentication-Results, ARC-…) and X- fields dropped, each field unfolded and its
-    /// white space collapsed, line ends as LF. The same mail retried by its sender's server, or
-    /// arriving through two MX hosts, gives the same bytes; a digest of the raw bytes did not.
+    /// Delivered-To, Authentication-Results, ARC-…) and X- fields dropped, the others in DKIM's
+    /// relaxed form (unfolded, white space runs as one), line ends as LF. The same mail retried by its
+    /// sender's server, or arriving through two MX hosts, gives the same bytes; a digest of the raw
+    /// bytes did not.
     static func sendersBytes(of bytes: [UInt8]) -> [UInt8] {
-        let lf = UInt8(ascii: "\n"), cr = UInt8(ascii: "\r")
-        let text = bytes.filter { $0 != cr }
-        var headerEnd = text.count
-        for index in text.indices.dropLast() where text[index] == lf && text[index + 1] == lf {
-            headerEnd = index + 1
-            break
-        }
-        if text.first == lf { headerEnd = 0 }
-        var fields: [[UInt8]] = []
-        for line in text[..<headerEnd].split(separator: lf, omittingEmptySubsequences: true) {
-            if let first = line.first, first == UInt8(ascii: " ") || first == UInt8(ascii: "\t"), !fields.isEmpty {
-                fields[fields.count - 1] += [UInt8(ascii: " ")] + line
-            } else {
-                fields.append(Array(line))
-            }
-        }
+        // Line ends as LF first: a relay's stray CRs must not hide the blank line after the header.
+        let (fields, body) = DKIMCanonicalization.split(bytes.filter { $0 != 0x0D })
         let added: Set<String> = ["received", "return-path", "delivered-to", "authentication-results", "received-spf",
                                   "dkim-filter", "envelope-to", "original-recipient"]
         var kept: [UInt8] = []
         for field in fields {
-            let name = String(decoding: field.prefix { $0 != UInt8(ascii: ":") }, as: UTF8.self).trimmingCharacters(in: .whitespaces).lowercased()
-            if added.contains(name) || name.hasPrefix("x-") || name.hasPrefix("arc-") { continue }
-            let collapsed = String(decoding: field, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ")
-            kept += Array(collapsed.utf8) + [lf]
+            let relaxed = DKIMCanonicalization.relaxedHeader(name: field.name, value: field.value)
+            let name = relaxed.prefix { $0 != ":" }
+            if added.contains(String(name)) || name.hasPrefix("x-") || name.hasPrefix("arc-") { continue }
+            kept += Array(relaxed.utf8) + [0x0A]
         }
-        return kept + [lf] + text[headerEnd...]
+        return kept + [0x0A] + body
     }
 
     /// The id of a mail whose Message-ID another sender's mail already has.

@@ -4,6 +4,11 @@
 -- due time long past. The first-response clock now runs from when the customer began waiting for
 -- that first answer: the opening, as before, for every ticket answered in one go; the new message
 -- after a 対応不要. A recomputation (a new priority or policy) starts from the same instant.
+--
+-- Also: a failed delivery makes the customer wait again from their last message; the next-response
+-- clock started there counted the time the ticket had spent pending since, which the response's
+-- own business time leaves out, so a response well within its target was judged a breach. The
+-- clock now leaves it out too.
 
 CREATE OR REPLACE FUNCTION tickets_sla_clocks() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -76,8 +81,16 @@ BEGIN
             NEW.next_response_due_at := NULL;
             NEW.next_response_warn_at := NULL;
         ELSIF OLD.awaiting_reply_since IS NULL AND NEW.first_responded_at IS NOT NULL THEN
-            NEW.next_response_due_at := business_time_add(calendar, NEW.awaiting_reply_since, target.next_response_seconds);
-            NEW.next_response_warn_at := business_time_add(calendar, NEW.awaiting_reply_since, target.next_response_seconds * fraction);
+            -- A wait that began earlier (a failed delivery: since the customer's last message) leaves
+            -- out the time the ticket spent pending since, as the response's business time does.
+            paused := 0;
+            IF NEW.awaiting_reply_since < now() THEN
+                paused := ticket_paused_seconds(calendar, NEW.id, NEW.awaiting_reply_since)
+                    + CASE WHEN OLD.sla_paused_at IS NOT NULL AND NEW.status <> 'pending'
+                           THEN business_seconds(calendar, greatest(OLD.sla_paused_at, NEW.awaiting_reply_since), now()) ELSE 0 END;
+            END IF;
+            NEW.next_response_due_at := business_time_add(calendar, NEW.awaiting_reply_since, target.next_response_seconds + paused);
+            NEW.next_response_warn_at := business_time_add(calendar, NEW.awaiting_reply_since, target.next_response_seconds * fraction + paused);
         ELSIF OLD.awaiting_reply_since IS NULL THEN
             -- Never answered, and the wait had ended without a reply (対応不要): the customer's first
             -- answer is owed from now, not from the ticket's opening.

@@ -882,13 +882,18 @@ struct DeliveryTests {
 
     // MARK: - Automatic replies and loop protection
 
+    /// Delivering to `sink`, and acknowledging new mail from the template 受付確認.
+    static func acknowledging(_ sink: SMTPSink) -> (inout Configuration) -> Void {
+        { configuration in
+            configure(sink)(&configuration)
+            configuration.delivery.autoReplyTemplate = "受付確認"
+        }
+    }
+
     @Test("a new mail ticket is acknowledged from the team's template, marked Auto-Submitted; machines, lists, ourselves and a fourth mail in a day are not answered")
     func automaticAcknowledgement() async throws {
         let sink = try await SMTPSink()
-        try await TestApp.run(configure: { configuration in
-            Self.configure(sink)(&configuration)
-            configuration.delivery.autoReplyTemplate = "受付確認"
-        }) { app in
+        try await TestApp.run(configure: Self.acknowledging(sink)) { app in
             let supervisor = try await app.keySecret(.supervisor)
             #expect(try await app.request(.post, "/v1/templates", key: supervisor, json: """
                 {"name":"受付確認","body":"{{customer.name}} 様\\n\\nお問い合わせを受け付けました。受付番号は {{ticket.number}} です。\\n担当者より改めてご連絡いたします。"}
@@ -928,10 +933,7 @@ struct DeliveryTests {
     @Test("a subject carrying a line break in an encoded word is acknowledged on one line, by the default subject and by a template's {{ticket.subject}}")
     func acknowledgementOfABrokenSubject() async throws {
         let sink = try await SMTPSink()
-        try await TestApp.run(configure: { configuration in
-            Self.configure(sink)(&configuration)
-            configuration.delivery.autoReplyTemplate = "受付確認"
-        }) { app in
+        try await TestApp.run(configure: Self.acknowledging(sink)) { app in
             let supervisor = try await app.keySecret(.supervisor)
             let template = try await app.request(.post, "/v1/templates", key: supervisor, json: #"{"name":"受付確認","body":"お問い合わせを受け付けました。"}"#)
             let templateID = try #require(try template.json["id"] as? String)

@@ -1,5 +1,6 @@
 import Foundation
 import HTTPTypes
+import HummingbirdTesting
 import Testing
 @testable import Madoguchi
 
@@ -40,6 +41,16 @@ struct SLATests {
     }
 
     static func ago(_ minutes: Int) -> String { "now() - interval '\(minutes) minutes'" }
+
+    /// The customer of `conversation` (hanako@example.jp) answers its first mail by mail: the answer
+    /// joins the ticket. The response, and the ticket as a supervisor then reads it.
+    static func customerWritesAgain(_ conversation: DeliveryTests.Conversation, id: String) async throws -> (TestClient.Response, [String: Any]) {
+        let app = conversation.app
+        let again = try await app.postMail(try await app.keySecret(.gateway), testMail(
+            from: "hanako@example.jp", subject: "Re: 注文について", id: id, headers: "In-Reply-To: <\(conversation.customerMessageID)>\n"))
+        #expect(try again.json["ticket_id"] as? String == conversation.ticket, "\(again.text)")
+        return (again, try await AwaitingReplyTests.ticket(app, conversation.ticket, key: conversation.supervisor))
+    }
 
     static func date(_ value: Any?) -> Date? { (value as? String).flatMap { try? Date($0, strategy: .iso8601) } }
 
@@ -118,12 +129,7 @@ struct SLATests {
             #expect(answered["response_due_at"] == nil)
             #expect(answered["next_response_due_at"] == nil)
 
-            let gateway = try await app.keySecret(.gateway)
-            let again = try await app.postMail(gateway, testMail(
-                from: "hanako@example.jp", subject: "Re: 注文について", id: "next-1@example.jp",
-                headers: "In-Reply-To: <\(conversation.customerMessageID)>\n"))
-            #expect(try again.json["ticket_id"] as? String == conversation.ticket, "\(again.text)")
-            let waiting = try await AwaitingReplyTests.ticket(app, conversation.ticket, key: supervisor)
+            let (_, waiting) = try await Self.customerWritesAgain(conversation, id: "next-1@example.jp")
             let since = try #require(Self.date(waiting["awaiting_reply_since"]))
             let due = try #require(Self.date(waiting["next_response_due_at"]))
             #expect(abs(due.timeIntervalSince(since) - 30 * 60) < 1, "\(waiting)")
@@ -148,12 +154,7 @@ struct SLATests {
                                                   json: #"{"no_reply_needed":true}"#)
             #expect(dismissed.status == .ok, "\(dismissed.text)")
 
-            let gateway = try await app.keySecret(.gateway)
-            let again = try await app.postMail(gateway, testMail(
-                from: "hanako@example.jp", subject: "Re: 注文について", id: "again-1@example.jp",
-                headers: "In-Reply-To: <\(conversation.customerMessageID)>\n"))
-            #expect(try again.json["ticket_id"] as? String == conversation.ticket, "\(again.text)")
-            let waiting = try await AwaitingReplyTests.ticket(app, conversation.ticket, key: supervisor)
+            let (again, waiting) = try await Self.customerWritesAgain(conversation, id: "again-1@example.jp")
             let since = try #require(Self.date(waiting["awaiting_reply_since"]))
             let due = try #require(Self.date(waiting["first_response_due_at"]))
             #expect(abs(due.timeIntervalSince(since) - 60 * 60) < 1, "\(waiting)")

@@ -21,10 +21,10 @@ struct CustomerTests {
             #expect(created.status == .created, "\(created.text)")
             let customer = try Self.id(created)
             let values = Set(((try created.json["identities"] as? [[String: Any]]) ?? []).compactMap { $0["value"] as? String })
-            #expect(values == ["C-1001", "+819012345678", "Hanako@example.jp"])
+            #expect(values == ["C-1001", "+819012345678", "hanako@example.jp"])
 
             for query in ["phone=%2B81%2090%201234%205678", "phone=090-1234-5678", "phone=%EF%BC%90%EF%BC%99%EF%BC%90%EF%BC%8D%EF%BC%91%EF%BC%92%EF%BC%93%EF%BC%94%EF%BC%8D%EF%BC%95%EF%BC%96%EF%BC%97%EF%BC%98",
-                          "email=Hanako@example.jp", "external_id=C-1001"] {
+                          "email=Hanako@example.jp", "email=HANAKO@EXAMPLE.JP", "email=hanako@example.jp", "external_id=C-1001"] {
                 let found = try await app.request(.get, "/v1/customers?\(query)", key: orders)
                 #expect(found.status == .ok, "\(query): \(found.text)")
                 #expect(((try found.json["items"] as? [[String: Any]])?.first?["id"] as? String) == customer, "\(query)")

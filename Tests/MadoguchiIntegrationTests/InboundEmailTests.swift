@@ -26,7 +26,7 @@ struct InboundEmailTests {
             let customer = try await app.request(.get, "/v1/customers/\(json["customer_id"] as! String)", key: try await app.keySecret(.supervisor))
             #expect(try customer.json["display_name"] as? String == "山田 花子")
             let identities = try #require(try customer.json["identities"] as? [[String: Any]])
-            #expect(identities.map { $0["value"] as? String } == ["Hanako@example.jp"])   // domain lower-cased, local part as sent
+            #expect(identities.map { $0["value"] as? String } == ["hanako@example.jp"])   // one spelling per mailbox: lower-cased
 
             let agent = try await app.keySecret(.agent)
             let messages = try await app.request(.get, "/v1/tickets/\(json["ticket_id"] as! String)/messages", key: agent)

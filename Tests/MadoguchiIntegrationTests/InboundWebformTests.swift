@@ -37,7 +37,8 @@ struct InboundWebformTests {
 
             let customer = try await app.request(.get, "/v1/customers/\(outcome["customer_id"] as! String)", key: agent)
             let values = Set(((try customer.json["identities"] as? [[String: Any]]) ?? []).compactMap { $0["value"] as? String })
-            #expect(values == ["Hanako@example.jp", "+819012345678"])
+            // Typed `Hanako@Example.JP`: stored in the one spelling mail to and from it is matched in.
+            #expect(values == ["hanako@example.jp", "+819012345678"])
             #expect(try await app.count("""
                 SELECT count(*) FROM inbound_payloads WHERE channel = 'webform' AND body = \(ByteBuffer(string: json))
                 """) == 1)
@@ -153,12 +154,13 @@ struct InboundWebformTests {
         }
     }
 
-    @Test("an address typed full-width or with a Japanese domain is the mailbox mail comes from: the customer's mail joins them")
+    @Test("an address typed full-width, capitalized or with a Japanese domain is the mailbox mail comes from: the customer's mail joins them")
     func addressSpellings() async throws {
         try await TestApp.run { app in
             let gateway = try await app.keySecret(.gateway)
             for (typed, mailed) in [("taro@ｅｘａｍｐｌｅ．ｃｏ．ｊｐ", "taro@example.co.jp"), ("ｊｉｒｏ＠example.jp", "jiro@example.jp"),
-                                    ("hanako@日本語.jp", "hanako@xn--wgv71a119e.jp")] {
+                                    ("hanako@日本語.jp", "hanako@xn--wgv71a119e.jp"), ("Saburo.Sato@Example.JP", "saburo.sato@example.jp"),
+                                    ("shiro@example.jp", "Shiro@example.jp")] {
                 let form = try await Self.post(app, gateway, #"{"form_id":"contact","submission_id":"\#(typed)","email":"\#(typed)","body":"質問です"}"#)
                 #expect(form.status == .created, "\(form.text)")
                 let mail = try await app.postMail(gateway, "From: \(mailed)\r\nTo: support@shop.example\r\nSubject: 追記\r\nMessage-ID: <\(UUID())@example>\r\n\r\n追記です\r\n")
@@ -231,6 +233,44 @@ struct EmailIdentitySpellingTests {
             // Now found by the spelling mail comes back from.
             let gateway = try await app.keySecret(.gateway)
             let mail = try await app.postMail(gateway, "From: hanako@xn--wgv71a119e.jp\r\nTo: support@shop.example\r\nSubject: 再送\r\nMessage-ID: <\(UUID())@example>\r\n\r\nよろしく\r\n")
+            #expect(try mail.json["customer_id"] as? String == first.uuidString.lowercased(), "\(mail.text)")
+        }
+    }
+
+    @Test("migration 0068: a capitalized address is lower-cased, oldest first; one another customer holds stays and a merge is suggested, once")
+    func lowerCasesLocalParts() async throws {
+        try await TestApp.run { app in
+            let first = try await app.customer(name: "一")
+            let second = try await app.customer(name: "二")
+            try await app.execute("""
+                INSERT INTO customer_identities (customer_id, kind, value, created_at) VALUES
+                    (\(first), 'email', 'Hanako.Yamada@example.jp', now() - interval '3 days'),
+                    (\(first), 'email', 'hanako.yamada@example.jp', now() - interval '2 days'),
+                    (\(first), 'email', 'Taro@docomo.ne.jp', now() - interval '2 days'),
+                    (\(second), 'email', 'TARO@docomo.ne.jp', now() - interval '1 day'),
+                    (\(second), 'email', 'Jiro@example.jp', now()),
+                    (\(second), 'email', 'Ünïcode@example.jp', now()),
+                    (\(second), 'external', 'ORDER-1', now())
+                """)
+            // Run 0068 twice, as a redeploy after a failed start may.
+            for _ in 0..<2 {
+                try await app.execute("DELETE FROM schema_migrations WHERE version = 68")
+                try await Migrator.bundled().migrate(app.database, logger: TestCluster.logger)
+            }
+            let values = Set(try await app.strings("SELECT value FROM customer_identities WHERE customer_id = \(second)"))
+            #expect(values == ["ORDER-1", "TARO@docomo.ne.jp", "jiro@example.jp", "Ünïcode@example.jp"])
+            // The oldest Taro took the one spelling; the other stays for a person to merge, named once.
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = 'taro@docomo.ne.jp' AND customer_id = \(first)") == 1)
+            #expect(try await app.count("""
+                SELECT count(*) FROM events WHERE type = 'customer.merge_suggested' AND customer_id = \(second)
+                  AND data = jsonb_build_object('other_customer_id', \(first)::text, 'kind', 'email', 'value', 'TARO@docomo.ne.jp', 'channel', 'email')
+                """) == 1)
+            // One customer's two spellings: the lower-cased one was there already; nothing to suggest.
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value IN ('Hanako.Yamada@example.jp', 'hanako.yamada@example.jp')") == 2)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'customer.merge_suggested'") == 1)
+            // The next mail in any case joins the customer that holds the one spelling.
+            let gateway = try await app.keySecret(.gateway)
+            let mail = try await app.postMail(gateway, "From: TaRo@docomo.ne.jp\r\nTo: support@shop.example\r\nSubject: 再送\r\nMessage-ID: <\(UUID())@example>\r\n\r\nよろしく\r\n")
             #expect(try mail.json["customer_id"] as? String == first.uuidString.lowercased(), "\(mail.text)")
         }
     }

@@ -95,7 +95,9 @@ struct ReplyTests {
         try await TestApp.run { app in
             let customer = try await app.customer(name: "山田 花子", email: "hanako@work.example.jp")
             try await app.execute("INSERT INTO customer_identities (customer_id, kind, value) VALUES (\(customer), 'email', 'hanako@home.example.jp')")
-            let conversation = try await DeliveryTests.customerWrites(app, from: "hanako@home.example.jp")
+            // Written as a phone keyboard writes it: the message keeps that spelling, the identity is
+            // stored lower-cased, and the two are still the one mailbox.
+            let conversation = try await DeliveryTests.customerWrites(app, from: "Hanako@Home.Example.JP")
             func drafted() async throws -> [String]? {
                 let draft = try await app.request(.post, "/v1/tickets/\(conversation.ticket)/replies", key: conversation.agent, json: #"{"body":"ご案内します。"}"#)
                 return try draft.json["recipients"] as? [String]

@@ -1,8 +1,8 @@
 import MadoguchiMail
 
 /// Identities in the one form they are stored and matched in, whoever supplies them (ingest, the order
-/// system, a supervisor): email with its domain lower-cased (and as A-labels) and the local part as
-/// sent (full-width ASCII folded), phone in
+/// system, a supervisor): email with its ASCII letters lower-cased, the domain as A-labels (full-width
+/// ASCII folded), phone in
 /// E.164 (Japan the default region), chat as `provider:user id`, the rest trimmed.
 enum IdentityValue {
     /// Characters, as PostgreSQL counts them: the column's limit.
@@ -39,8 +39,7 @@ enum IdentityValue {
     }
 
     /// For comparing an address someone typed with stored identities: trimmed, and an email in the
-    /// form identities are stored in (`MailAddress.normalize`: the domain lower-cased and as
-    /// A-labels, full-width ASCII as ASCII; the local part otherwise as written).
+    /// form identities are stored in (`email`).
     static func comparable(_ address: String) -> String {
         let trimmed = address.trimmingCharacters(in: .whitespaces)
         guard trimmed.contains("@") || trimmed.contains("＠") else { return trimmed }
@@ -49,15 +48,29 @@ enum IdentityValue {
 
     /// An email address in its stored form, one spelling per mailbox whichever way it reaches us:
     /// `MailAddress.normalize` (the domain lower-cased, needless quotes gone), full-width ASCII typed
-    /// with a Japanese input method as ASCII (`ｔａｒｏ＠ｅｘａｍｐｌｅ．ｃｏ．ｊｐ`), and an
-    /// internationalized domain as its A-labels (`日本語.jp` is `xn--wgv71a119e.jp`): the form our
-    /// replies go out to, and the one the customer's answers come back from. A domain that cannot be
-    /// converted is only lower-cased. (The parser keeps addresses as written; this is the identity's form.)
+    /// with a Japanese input method as ASCII (`ｔａｒｏ＠ｅｘａｍｐｌｅ．ｃｏ．ｊｐ`), an
+    /// internationalized domain as its A-labels (`日本語.jp` is `xn--wgv71a119e.jp`), and the local
+    /// part's ASCII letters lower-cased: the form our replies go out to, and the one the customer's
+    /// answers come back from. A domain that cannot be converted is only lower-cased. (The parser
+    /// keeps addresses as written; this is the identity's form.)
+    ///
+    /// The local part's case: RFC 5321 (2.4) leaves it to the receiving host, and discourages relying
+    /// on it. Every mailbox provider our customers write from (carriers, Gmail, Yahoo!, Outlook)
+    /// ignores it, while phone keyboards capitalize the first letter: `Taro@docomo.ne.jp` one day
+    /// and `taro@docomo.ne.jp` the next made two customers and split one person's history.
+    /// Non-ASCII letters (an SMTPUTF8 local part) stay as written: their case rules are the host's.
     static func email(_ address: String) -> String {
         let normalized = MailAddress.normalize(Text.foldingFullWidthASCII(address))
         guard let at = normalized.lastIndex(of: "@") else { return normalized }
+        let local = asciiLowercased(normalized[..<at])
         let domain = String(normalized[normalized.index(after: at)...])
-        guard !domain.utf8.allSatisfy({ $0 < 0x80 }), let ascii = IDNA.asciiDomain(domain) else { return normalized }
-        return normalized[...at] + ascii
+        guard !domain.utf8.allSatisfy({ $0 < 0x80 }), let ascii = IDNA.asciiDomain(domain) else { return local + "@" + domain }
+        return local + "@" + ascii
+    }
+
+    /// `text` with A–Z as a–z and every other character as it was.
+    private static func asciiLowercased(_ text: Substring) -> String {
+        guard text.utf8.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) else { return String(text) }
+        return String(decoding: text.utf8.map { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") ? $0 + 32 : $0 }, as: UTF8.self)
     }
 }

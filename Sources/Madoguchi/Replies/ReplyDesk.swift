@@ -262,19 +262,25 @@ struct ReplyDesk: Sendable {
     /// Where a reply goes when the agent names no one: the address the customer last wrote to this
     /// ticket from, when it is a deliverable identity of theirs of the reply's kind (a customer with
     /// a work and a home address is answered where they wrote from); otherwise their oldest
-    /// deliverable identity of that kind.
+    /// deliverable identity of that kind. A message keeps its sender as written (`Taro@Example.JP`)
+    /// and identities are stored in one spelling, so the two are compared in that spelling
+    /// (`recipient`), which SQL cannot write.
     private func defaultRecipients(ticketID: UUID, customerID: UUID, channel: Channel, on connection: PostgresConnection) async throws -> [String] {
         let kinds = Self.recipientKinds(of: channel)
         let rows = try await connection.run("""
-            SELECT i.value FROM customer_identities i
+            SELECT i.value, (SELECT m.from_address FROM messages m
+                             WHERE m.ticket_id = \(ticketID) AND m.direction = 'inbound' AND m.classification = 'customer'
+                             ORDER BY m.created_at DESC, m.id DESC LIMIT 1)
+            FROM customer_identities i
             WHERE i.customer_id = \(customerID) AND i.kind = ANY(\(kinds)) AND i.undeliverable_at IS NULL
-            ORDER BY i.value = (SELECT m.from_address FROM messages m
-                                WHERE m.ticket_id = \(ticketID) AND m.direction = 'inbound' AND m.classification = 'customer'
-                                ORDER BY m.created_at DESC, m.id DESC LIMIT 1) DESC NULLS LAST,
-                     i.created_at
-            LIMIT 1
+            ORDER BY i.created_at, i.id
             """, logger: logger)
-        for try await value in rows.decode(String.self) { return [value] }
+        var oldest: String?
+        for try await (value, lastSender) in rows.decode((String, String?).self) {
+            if let lastSender, Self.recipient(lastSender, channel: channel) == value { return [value] }
+            oldest = oldest ?? value
+        }
+        if let oldest { return [oldest] }
         throw Problem.validationFailed([.init(pointer: "/recipients", message: "the customer has no deliverable \(kinds.joined(separator: " or ")) identity; name the recipients")])
     }
 

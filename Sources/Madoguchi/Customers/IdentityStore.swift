@@ -52,9 +52,8 @@ struct IdentityStore: Sendable {
         var customerID: UUID
         var live: Bool
 
-        /// Places one row of an `identity_owner` lateral over the identities `unnest`ed `WITH
-        /// ORDINALITY` (`n`, `customer_id`, `live`; all null when the statement had no identity) at its
-        /// identity's position in `owners`.
+        /// Places one row of `identity_owners` (`n`, `customer_id`, `live`; all null when the
+        /// statement had no identity) at its identity's position in `owners`.
         static func place(position: Int64?, customerID: UUID?, live: Bool?, in owners: inout [Owner?]) {
             guard let position, let customerID, position >= 1, position <= owners.count else { return }
             owners[Int(position) - 1] = Owner(customerID: customerID, live: live ?? false)

@@ -74,7 +74,7 @@ struct ChatIngest: Sendable {
     }
 
     /// What a chat message needs to know once its locks are held, in one statement: the owners of
-    /// the sender's identities (`identity_owner`, in `chat.contacts` order; see
+    /// the sender's identities (`identity_owners`, in `chat.contacts` order; see
     /// `IdentityStore.OwnersRead`) and the ticket of the conversation's latest message, if that ticket
     /// has heard from either side within the idle gap: an agent's answer keeps the conversation
     /// going, so the customer's reply to it half an hour later is not a new ticket. Read after the
@@ -85,11 +85,7 @@ struct ChatIngest: Sendable {
         let rows = try await connection.rows("""
             SELECT sender.n, sender.customer_id, sender.live, conversation.ticket_id
             FROM (SELECT 1) AS one
-            LEFT JOIN LATERAL (
-                SELECT i.n, o.customer_id, o.live
-                FROM unnest(\(chat.contacts.map(\.kind.rawValue))::text[], \(chat.contacts.map(\.value))::text[]) WITH ORDINALITY AS i(kind, value, n)
-                LEFT JOIN LATERAL identity_owner(i.kind, i.value) AS o ON true
-            ) AS sender ON true
+            LEFT JOIN LATERAL identity_owners(\(chat.contacts.map(\.kind.rawValue))::text[], \(chat.contacts.map(\.value))::text[]) AS sender ON true
             LEFT JOIN LATERAL (
                 SELECT latest.ticket_id
                 FROM (

@@ -111,6 +111,7 @@ struct InboundPayloadStore: Sendable {
     /// Every request that comes in is stored through `insert`, and looked up by `firstAnswer`.
     private enum InsertPayload: PreparedSite { static let name = "madoguchi_insert_payload" }
     private enum FirstAnswer: PreparedSite { static let name = "madoguchi_first_answer" }
+    private enum EarlierMessage: PreparedSite { static let name = "madoguchi_earlier_message" }
 
     enum Opening: Sendable {
         /// Already taken in: the first answer, to give again with 200.
@@ -170,14 +171,16 @@ struct InboundPayloadStore: Sendable {
     /// The customer's message already taken in with this provider id, as ingest answers for it (the
     /// ticket's status as it is now); nil when there is none.
     func earlierMessage(channel: Channel, provider: String, providerMessageID: String, on connection: PostgresConnection) async throws -> InboundOutcome? {
-        let rows = try await connection.run("""
+        // Prepared: every LINE message event asks it (was it relayed through the gateway first?).
+        let rows = try await connection.rows("""
             SELECT m.id, m.inbound_payload_id, m.customer_id, m.threading_reason, t.id, t.number, t.customer_id, t.status
             FROM messages m JOIN tickets t ON t.id = m.ticket_id
             WHERE m.channel = \(channel.rawValue) AND m.provider = \(provider) AND m.provider_message_id = \(providerMessageID)
               AND m.direction = 'inbound'
-            """, logger: logger)
-        for try await (messageID, payloadID, customerID, reason, ticketID, number, ticketCustomer, status) in
-            rows.decode((UUID, UUID?, UUID?, String?, UUID, Int64, UUID, String).self) {
+            """, preparedAs: EarlierMessage.self, logger: logger)
+        for row in rows {
+            let (messageID, payloadID, customerID, reason, ticketID, number, ticketCustomer, status) =
+                try row.decode((UUID, UUID?, UUID?, String?, UUID, Int64, UUID, String).self)
             var outcome = InboundOutcome(inboundID: payloadID ?? messageID, channel: channel)
             outcome.classification = .customer
             outcome.took(message: messageID, on: .init(id: ticketID, number: number, customerID: ticketCustomer, status: try Ticket.enumeration(status)),
@@ -189,7 +192,7 @@ struct InboundPayloadStore: Sendable {
     }
 
     /// The answer the first delivery of this provider message got, if one was taken in, and in the
-    /// same statement the owners of the sender's `identities` (`identity_owner`; see
+    /// same statement the owners of the sender's `identities` (`identity_owners`; see
     /// `IdentityStore.OwnersRead`), in their order, and the messages a mail's thread headers name
     /// (`threadIDs`: its In-Reply-To and References; `email_thread_matches`, `EmailThreader.HeaderMatch`). For a caller that
     /// already holds the message's lock and the identities' (taken with the payload's insert): the
@@ -213,13 +216,7 @@ struct InboundPayloadStore: Sendable {
                   AND parse_status = 'parsed' AND response_status = 201 AND id <> \(payloadID)
                 ORDER BY received_at LIMIT 1
             ) AS first ON true
-            LEFT JOIN LATERAL (
-                SELECT i.n, o.customer_id, o.live,
-                       EXISTS (SELECT 1 FROM customer_identities u
-                               WHERE u.kind = i.kind AND u.value = i.value AND u.undeliverable_at IS NOT NULL) AS undeliverable
-                FROM unnest(\(identities.map(\.kind.rawValue))::text[], \(identities.map(\.value))::text[]) WITH ORDINALITY AS i(kind, value, n)
-                LEFT JOIN LATERAL identity_owner(i.kind, i.value) AS o ON true
-            ) AS sender ON true
+            LEFT JOIN LATERAL identity_owners(\(identities.map(\.kind.rawValue))::text[], \(identities.map(\.value))::text[]) AS sender ON true
             ORDER BY sender.n
             """, preparedAs: FirstAnswer.self, logger: logger)
         var read = FirstRead(owners: [IdentityStore.Owner?](repeating: nil, count: identities.count))

@@ -67,7 +67,7 @@ struct LineWebhook: Sendable {
         // A new message event also takes its chat's locks, in the same statement and only once its
         // row is in: a redelivery waits on that row first, as it did when the locks came later.
         let chat = event.type == "message" ? event.message.map { event.inboundChat($0) } : nil
-        let rows = try await connection.run("""
+        let rows = try await connection.rows("""
             WITH stored_event AS (
                 INSERT INTO provider_events (provider, event_id, event_type, inbound_payload_id)
                 VALUES ('line', \(eventID), \(Text.prefix(event.type, 100)), \(payloadID))
@@ -81,9 +81,8 @@ struct LineWebhook: Sendable {
                     ORDER BY n
                 ) AS taken
             ) AS locked
-            """, logger: logger)
-        var isNew = false
-        for try await _ in rows { isNew = true }
+            """, preparedAs: StoreEvent.self, logger: logger)
+        let isNew = !rows.isEmpty
         guard isNew else { return try await duplicate(event, eventID: eventID, chat: chat, on: connection) }
 
         switch event.type {
@@ -171,6 +170,9 @@ struct LineWebhook: Sendable {
             channel: .chat, provider: message.provider, providerMessageID: message.providerMessageID, on: connection)
         return result
     }
+
+    /// Every event's first statement, prepared: its row in `provider_events` and its chat's locks.
+    private enum StoreEvent: PreparedSite { static let name = "madoguchi_line_store_event" }
 
     private static func describe(_ error: any Error) -> String {
         switch error {

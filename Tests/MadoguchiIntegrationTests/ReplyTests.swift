@@ -153,6 +153,48 @@ struct ReplyTests {
         }
     }
 
+    @Test("the customer's own words are not our blanks: their subject repeated in ours, and a line quoting their attachment")
+    func customersOwnWords() async throws {
+        try await TestApp.run { app in
+            let agent = try await app.key(.agent)
+            let customer = try await app.customer(name: "山田 花子", email: "hanako@example.jp")
+            let ticket = try await app.ticket(customer: customer, subject: "【注文番号 A123】[URGENT] 型番XX-100が届かない")
+            let message = try await app.inboundMessage(ticket: ticket, customer: customer, body: "商品の写真を添付しました。")
+            #expect(try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: agent.secret).status == .ok)
+            let scene = Scene(app: app, agent: agent, customer: customer, ticket: ticket, lastMessage: message)
+
+            // The subject the service wrote ("Re: 【注文番号 A123】… [#n]") and a body quoting the photo.
+            let reply = try await Self.draft(scene, #"{"body":"山田 花子 様\n> 商品の写真を添付しました。\n拝見しました。交換いたします。"}"#)
+            let sent = try await Self.send(scene, reply)
+            #expect(sent.status == .ok, "\(sent.text)")
+
+            // Our own blanks in the subject and an unquoted mention of an attachment still stop the send.
+            let newest = try await app.insertReturningID("SELECT id FROM messages WHERE ticket_id = \(ticket) ORDER BY created_at DESC, id DESC LIMIT 1")
+            let blank = try await Self.draft(scene, #"{"body":"山田 花子 様\nご確認ください。","subject":"Re: 【注文番号 A123】●●のご案内"}"#)
+            let refused = try await Self.send(scene, blank, lastSeen: newest)
+            try expectProblem(refused, .unprocessableContent, "leftover-placeholder")
+            #expect((try refused.json["findings"] as? [[String: Any]])?.map { $0["text"] as? String } == ["●●"])
+            let attached = try await Self.draft(scene, #"{"body":"山田 花子 様\n> 写真を添付しました\n伝票を添付します。"}"#)
+            try expectProblem(try await Self.send(scene, attached, lastSeen: newest), .unprocessableContent, "missing-attachment")
+        }
+    }
+
+    @Test("a web form's reply goes by mail: recipients typed full-width or capitalized are the one address")
+    func webformRecipients() async throws {
+        try await TestApp.run { app in
+            let agent = try await app.key(.agent)
+            let customer = try await app.customer(name: "山田 花子", email: "hanako@example.jp")
+            let ticket = try await app.insertReturningID(
+                "INSERT INTO tickets (customer_id, subject, status, channel) VALUES (\(customer), 'お問い合わせ', 'new', 'webform') RETURNING id")
+            #expect(try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: agent.secret).status == .ok)
+            let draft = try await app.request(.post, "/v1/tickets/\(ticket)/replies", key: agent.secret,
+                                              json: #"{"body":"山田 花子 様\nご案内します。","recipients":["ｈａｎａｋｏ＠ｅｘａｍｐｌｅ．ｊｐ","Hanako@Example.JP"]}"#)
+            #expect(draft.status == .created, "\(draft.text)")
+            #expect(try draft.json["channel"] as? String == "webform")
+            #expect(try draft.json["recipients"] as? [String] == ["hanako@example.jp"])
+        }
+    }
+
     @Test("the greeting guard: the family or given name alone is the customer's or another's; merged customers count with their survivor; a nameless customer's ticket refuses only whole names")
     func greetedNames() async throws {
         try await TestApp.run { app in

@@ -91,14 +91,15 @@ struct AutomaticReply: Sendable {
             return try await withhold("the template leaves \((error.unknown + error.unfilled).joined(separator: ", ")) unfilled", ticket: ticket,
                                       recipient: sender, on: connection)
         }
-        let findings = SendGuard.checkSubject(rendered[0], extraWarningWords: settings.warningWords)
-            + SendGuard.check(body: rendered[1], attachmentCount: 1, extraWarningWords: settings.warningWords)
-        if let finding = findings.first {
-            return try await withhold("the template fails a send guard: \(finding.message)", ticket: ticket, recipient: sender, on: connection)
-        }
         let subjectRows = try await connection.run("SELECT subject FROM tickets WHERE id = \(ticket.id)", logger: logger)
         var ticketSubject = ""
         for try await subject in subjectRows.decode(String.self) { ticketSubject = subject }
+        // The customer's subject, repeated by the template ({{ticket.subject}}), is their words.
+        let findings = SendGuard.checkSubject(rendered[0], customerSubject: ticketSubject, extraWarningWords: settings.warningWords)
+            + SendGuard.check(body: rendered[1], attachmentCount: 1, extraWarningWords: settings.warningWords, customerSubject: ticketSubject)
+        if let finding = findings.first {
+            return try await withhold("the template fails a send guard: \(finding.message)", ticket: ticket, recipient: sender, on: connection)
+        }
         let subject = template.subject == nil ? ReplyDesk.replySubject(ticketSubject, number: ticket.number) : rendered[0]
         let reply = try await ReplyStore(logger: logger).insertAutomatic(
             ticketID: ticket.id, authorAgentID: Self.agentID, recipients: [sender], subject: subject, body: rendered[1], on: connection)

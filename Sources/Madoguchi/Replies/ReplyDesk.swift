@@ -245,7 +245,8 @@ struct ReplyDesk: Sendable {
     /// as one is kept as typed, for the recipient guard to refuse by name.
     static func recipient(_ typed: String, channel: Channel) -> String {
         let trimmed = typed.trimmingCharacters(in: .whitespaces)
-        if channel == .email, trimmed.contains("@") || trimmed.contains("＠") { return IdentityValue.email(trimmed) }
+        // A web form's reply goes out by mail too.
+        if recipientKinds(of: channel) == ["email"], trimmed.contains("@") || trimmed.contains("＠") { return IdentityValue.email(trimmed) }
         guard channel == .sms, case .valid(let e164) = PhoneNumber.normalize(trimmed) else { return trimmed }
         return e164
     }

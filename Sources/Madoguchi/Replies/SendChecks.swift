@@ -17,7 +17,7 @@ struct SendChecks: Sendable {
         try await trafficCop(ticketID: ticket.id, lastSeen: lastSeen, on: connection)
         let store = ReplyStore(logger: logger)
         let attachments = try await store.attachments(of: reply.id, on: connection)
-        var findings = SendGuard.checkSubject(reply.subject ?? "", extraWarningWords: warningWords)
+        var findings = SendGuard.checkSubject(reply.subject ?? "", customerSubject: ticket.subject, extraWarningWords: warningWords)
         findings += SendGuard.check(body: reply.body, attachmentCount: attachments.count, extraWarningWords: warningWords)
         findings += try await recipientFindings(reply.recipients, channel: reply.channel, customerID: ticket.customerID, on: connection)
         findings += try await greetingFindings(reply.body, customerID: ticket.customerID, on: connection)

@@ -41,13 +41,17 @@ enum SendGuard {
 
     /// Findings in `body`, placed by line and column of the body with its line breaks as LF
     /// (`lineBreaksAsLF`).
-    static func check(body: String, attachmentCount: Int, extraWarningWords: [String] = []) -> [Finding] {
+    /// `customerSubject`: for a body a template wrote with `{{ticket.subject}}` (the automatic
+    /// reply), whose markers found in the customer's subject are theirs (see `checkSubject`). An
+    /// agent's body quotes the customer with `>` instead, and gets no such allowance.
+    static func check(body: String, attachmentCount: Int, extraWarningWords: [String] = [], customerSubject: String = "") -> [Finding] {
         let body = lineBreaksAsLF(body)
         var findings: [Finding] = []
         if body.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
             return [Finding(kind: .emptyBody, message: "the reply has no text")]
         }
-        findings += placeholders(in: body)
+        let theirs = foldedWidth(customerSubject)
+        findings += placeholders(in: body).filter { customerSubject.isEmpty || !theirs.contains(foldedWidth($0.text ?? "")) }
         for word in extraWarningWords where !word.isEmpty {
             var searchStart = body.startIndex
             while let range = body.range(of: word, options: warningWordMatching, range: searchStart..<body.endIndex) {
@@ -55,27 +59,38 @@ enum SendGuard {
                 searchStart = range.upperBound
             }
         }
-        if attachmentCount == 0 {
-            let lowered = body.lowercased()
-            for word in attachmentWords {
-                if let range = lowered.range(of: word) {
-                    let original = body.index(body.startIndex, offsetBy: lowered.distance(from: lowered.startIndex, to: range.lowerBound))
-                    let end = body.index(original, offsetBy: word.count, limitedBy: body.endIndex) ?? body.endIndex
-                    findings.append(finding(.missingAttachment, "the reply mentions an attachment (\(word)) but has none", at: original..<end, in: body))
-                    break
-                }
-            }
+        if attachmentCount == 0, let mention = attachmentMention(in: body) {
+            findings.append(finding(.missingAttachment, "the reply mentions an attachment (\(body[mention])) but has none", at: mention, in: body))
         }
         return findings.sorted { ($0.line ?? 0, $0.column ?? 0) < ($1.line ?? 0, $1.column ?? 0) }
     }
 
+    /// The first word saying something is attached, outside quoted lines: the customer's "写真を添付
+    /// しました", quoted back to them, is their attachment, not one the reply forgot.
+    private static func attachmentMention(in body: String) -> Range<String.Index>? {
+        for word in attachmentWords {
+            var searchStart = body.startIndex
+            while let range = body.range(of: word, options: .caseInsensitive, range: searchStart..<body.endIndex) {
+                if !isQuoted(range.lowerBound, in: body) { return range }
+                searchStart = range.upperBound
+            }
+        }
+        return nil
+    }
+
     /// What the body's guards find in a subject (placeholders, warning words), without a place: the
     /// customer reads a subject first, and a template's ●● there is as unsent as one in the body.
-    static func checkSubject(_ subject: String, extraWarningWords: [String] = []) -> [Finding] {
-        var findings = placeholders(in: subject).map {
+    ///
+    /// Not what the customer wrote: a reply's subject repeats theirs ("Re: 【注文番号 A123】未着 [#12]",
+    /// "Re: [URGENT] 型番XX-100"), and a marker found in `customerSubject` is their words, as a quoted
+    /// line is in the body. Without this, the subject the service itself wrote could not be sent.
+    static func checkSubject(_ subject: String, customerSubject: String = "", extraWarningWords: [String] = []) -> [Finding] {
+        let theirs = foldedWidth(customerSubject)
+        var findings = placeholders(in: subject).filter { !theirs.contains(foldedWidth($0.text ?? "")) }.map {
             Finding(kind: .leftoverPlaceholder, message: "in the subject, \($0.message)", text: $0.text)
         }
-        for word in extraWarningWords where !word.isEmpty && subject.range(of: word, options: warningWordMatching) != nil {
+        for word in extraWarningWords where !word.isEmpty && subject.range(of: word, options: warningWordMatching) != nil
+            && customerSubject.range(of: word, options: warningWordMatching) == nil {
             findings.append(Finding(kind: .leftoverPlaceholder, message: "the subject contains the warning word \(word)", text: word))
         }
         return findings

@@ -300,6 +300,23 @@ struct EventFeedTests {
         }
     }
 
+    @Test("Server-Sent Events: a stream opened without a cursor that breaks before any event resumes where it started")
+    func quietStreamResumes() async throws {
+        try await TestApp.run(followsFeed: true) { app in
+            let dashboard = try await app.keySecret(.dashboard)
+            let port = try #require(app.client.port)
+            var first: SSEClient! = try SSEClient(port: port, path: "/v1/events/stream?types=ticket.updated", headers: ["Authorization": "Bearer \(dashboard)"])
+            #expect(await first.head(timeout: .seconds(20)).hasPrefix("HTTP/1.1 200"))
+            let last = try #require(await first.lastID(timeout: .seconds(20)), "the stream's first block names where it starts")
+            first = nil  // a deploy, a proxy: the connection breaks while nothing happened
+            // Written while EventSource waits to reconnect.
+            try await Self.write(app, writer: 7, count: 1, hold: .zero)
+            let second = try SSEClient(port: port, path: "/v1/events/stream?types=ticket.updated&access_token=\(dashboard)", headers: ["Last-Event-ID": last])
+            let missed = await second.read(count: 1, timeout: .seconds(60))
+            #expect(missed.count == 1 && missed.first?.type == "ticket.updated", "the event written between the two connections")
+        }
+    }
+
     @Test("forged, foreign and malformed cursors, unknown types and a bad limit are clear 400s")
     func badInput() async throws {
         let foreignCursor = Mutex("")

@@ -3,8 +3,8 @@ import Logging
 import ServiceLifecycle
 
 /// The feed as Server-Sent Events (text/event-stream): every event as an `id:` (its cursor),
-/// `event:` (its type) and `data:` (its JSON) block, pushed as it commits; a comment line when
-/// nothing happened for `heartbeat`, so proxies keep an idle stream open.
+/// `event:` (its type) and `data:` (its JSON) block, pushed as it commits; a comment line (with the
+/// cursor as `id:`) when nothing happened for `heartbeat`, so proxies keep an idle stream open.
 ///
 /// Pulled, not pushed: the next page is read only when the response writer asks for more, so a slow
 /// client slows its own stream instead of making the server buffer (or drop) events for it. It ends
@@ -33,8 +33,11 @@ struct EventStream: AsyncSequence, Sendable {
         mutating func next() async throws -> ArraySlice<UInt8>? {
             if !greeted {
                 greeted = true
-                // Tell EventSource how long to wait before reconnecting.
-                return ArraySlice("retry: 2000\n\n".utf8)
+                // How long EventSource waits before reconnecting, and where it resumes if it must
+                // before any event came: an `id` alone sets its last event id (the SSE spec sets it
+                // before it drops a block with no data). Without it, a stream opened at "now" that
+                // broke while quiet came back at a later "now", and what happened between was lost.
+                return ArraySlice("retry: 2000\nid: \(cursor.encoded(with: stream.key))\n\n".utf8)
             }
             // Ends when the server shuts down: EventSource reconnects (to another instance) and resumes.
             while !Task.isCancelled && !Task.isShuttingDownGracefully {
@@ -56,7 +59,8 @@ struct EventStream: AsyncSequence, Sendable {
                 let quiet = ContinuousClock.now - quietSince
                 if quiet >= stream.heartbeat {
                     quietSince = .now
-                    return ArraySlice(": keep-alive\n\n".utf8)
+                    // With the cursor past events the filter skipped, so a reconnect does not read them again.
+                    return ArraySlice(": keep-alive\nid: \(cursor.encoded(with: stream.key))\n\n".utf8)
                 }
                 // Committed events held back by an older transaction bring no second notification
                 // when that one ends: look again shortly.

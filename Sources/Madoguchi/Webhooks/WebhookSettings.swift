@@ -19,8 +19,9 @@ public struct WebhookSettings: Sendable {
     /// Endpoints one worker serves at once (each endpoint's events go one at a time, in order).
     public var concurrency = 8
     /// How long a worker holds an endpoint for a turn: five minutes, and always room for a few
-    /// requests that each take the whole timeout (a turn ends before it would outlast the lease).
-    public var lease: Duration { max(.seconds(300), timeout * 4 + .seconds(60)) }
+    /// requests that each take the whole timeout twice, looking the receiver up and then talking to
+    /// it (a turn ends before it would outlast the lease).
+    public var lease: Duration { max(.seconds(300), timeout * 8 + .seconds(60)) }
     public var pollInterval: Duration = .seconds(1)
     /// `MADOGUCHI_EVENT_RETENTION_DAYS`: events older than this are removed (never ones an active
     /// webhook has yet to receive); unset keeps them all.

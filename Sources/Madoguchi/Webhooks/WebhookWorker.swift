@@ -134,9 +134,10 @@ struct WebhookWorker: Service {
         var sent = false
         // The endpoint's lease is not renewed during a turn: past it another worker may take the
         // endpoint up from the last recorded cursor and send the same events again, interleaved with
-        // ours. So the turn ends while one more request (connect, answer) and its logging still fit.
+        // ours. So the turn ends while one more request and its logging still fit: the receiver's
+        // name looked up (up to the timeout, WebhookResolver) and then the exchange (up to it again).
         let started = ContinuousClock.now
-        func leaseLeft() -> Bool { ContinuousClock.now - started + settings.timeout + .seconds(30) < settings.lease }
+        func leaseLeft() -> Bool { ContinuousClock.now - started + settings.timeout * 2 + .seconds(30) < settings.lease }
         do {
             let key = try await database.withConnection { try await feed.key(on: $0) }
             var remaining = Self.turn

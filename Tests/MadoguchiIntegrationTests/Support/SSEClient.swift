@@ -18,6 +18,8 @@ final class SSEClient {
     private var buffer = ""
     private(set) var status: String = ""
     private(set) var sawComment = false
+    /// As EventSource keeps it: the last `id:` the stream sent, in an event or in a block of its own.
+    private(set) var lastEventID: String?
 
     init(port: Int, path: String, headers: [String: String]) throws {
         let request = "GET \(path) HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n"
@@ -44,13 +46,24 @@ final class SSEClient {
         return status
     }
 
-    private func readBlocking(count: Int, timeout: Duration) -> [Event] {
+    /// The stream's last `id:` once one came (a block of its own counts), or nil after `timeout`.
+    func lastID(timeout: Duration) async -> String? {
+        await withCheckedContinuation { continuation in
+            nonisolated(unsafe) let client = self
+            Thread {
+                _ = client.readBlocking(count: 0, timeout: timeout, until: { client.lastEventID != nil })
+                continuation.resume(returning: client.lastEventID)
+            }.start()
+        }
+    }
+
+    private func readBlocking(count: Int, timeout: Duration, until enough: () -> Bool = { true }) -> [Event] {
         var events: [Event] = []
         let start = ContinuousClock.now
         var bytes = [UInt8](repeating: 0, count: 65536)
-        while (events.count < count || status.isEmpty) && ContinuousClock.now - start < timeout {
+        while (events.count < count || status.isEmpty || !enough()) && ContinuousClock.now - start < timeout {
             events += takeEvents(limit: count - events.count)
-            if events.count >= count && !status.isEmpty { break }
+            if events.count >= count && !status.isEmpty && enough() { break }
             let received = recv(descriptor, &bytes, bytes.count, 0)
             if received == 0 { break }
             if received > 0 { buffer += String(decoding: bytes[0..<received], as: UTF8.self) }
@@ -71,16 +84,20 @@ final class SSEClient {
         var blocks = cleaned.components(separatedBy: "\n\n")
         let rest = blocks.removeLast()
         var consumed = 0
-        for block in blocks where events.count < limit {
-            consumed += 1
+        for block in blocks {
             var event = Event(data: "")
-            var isEvent = false
+            var isEvent = false, isComment = false
             for line in block.split(separator: "\n") {
-                if line.hasPrefix(":") { sawComment = true }
+                if line.hasPrefix(":") { isComment = true }
                 else if line.hasPrefix("id: ") { event.id = String(line.dropFirst(4)) }
                 else if line.hasPrefix("event: ") { event.type = String(line.dropFirst(7)); isEvent = true }
                 else if line.hasPrefix("data: ") { event.data += String(line.dropFirst(6)) }
             }
+            // An event past the limit waits for the next read; a block that is no event is taken now.
+            if isEvent && events.count >= limit { break }
+            consumed += 1
+            if isComment { sawComment = true }
+            if let id = event.id { lastEventID = id }
             if isEvent { events.append(event) }
         }
         buffer = (Array(blocks.dropFirst(consumed)) + [rest]).joined(separator: "\n\n")

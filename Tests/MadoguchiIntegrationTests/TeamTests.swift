@@ -287,6 +287,33 @@ struct TeamTests {
         }
     }
 
+    @Test("a pull gives a ticket that needs a skill only to an agent with it; one assigned to the caller is theirs anyway")
+    func pullsBySkill() async throws {
+        try await TestApp.run { app in
+            let admin = try await app.keySecret(.admin)
+            let english = try await Self.agent(app, admin, #"{"display_name":"English","skills":["english"]}"#)
+            let other = try await Self.agent(app, admin, #"{"display_name":"日本語のみ"}"#)
+            let customer = try await app.customer()
+            // The most urgent ticket needs English; an older plain one waits behind it.
+            let needsEnglish = try await app.ticket(customer: customer)
+            try await app.execute("UPDATE tickets SET required_skill = 'english', priority = 'urgent' WHERE id = \(needsEnglish)")
+            let plain = try await app.ticket(customer: customer)
+            let pulled = try Self.json(try await app.request(.post, "/v1/queue/next", key: other.key))
+            #expect(pulled["id"] as? String == plain.lowercased, "not the ticket that needs English")
+            #expect(try await app.request(.post, "/v1/queue/next", key: other.key).status == .noContent)
+            // Its claim lapses: still not for the agent without the skill.
+            try await app.execute("UPDATE tickets SET claim_agent_id = \(UUID(uuidString: english.id)), claim_expires_at = now() - interval '1 minute' WHERE id = \(needsEnglish)")
+            #expect(try await app.request(.post, "/v1/queue/next", key: other.key).status == .noContent)
+            let taken = try Self.json(try await app.request(.post, "/v1/queue/next", key: english.key))
+            #expect(taken["id"] as? String == needsEnglish.lowercased)
+            // Assigned to the agent without the skill (a supervisor's choice): theirs to pull.
+            let assigned = try await app.ticket(customer: customer, assignee: UUID(uuidString: other.id))
+            try await app.execute("UPDATE tickets SET required_skill = 'english' WHERE id = \(assigned)")
+            let own = try Self.json(try await app.request(.post, "/v1/queue/next", key: other.key))
+            #expect(own["id"] as? String == assigned.lowercased)
+        }
+    }
+
     @Test("deactivation: keys refused at once, claims released, open tickets back in their queue, events written; twice changes nothing")
     func deactivation() async throws {
         try await TestApp.run { app in

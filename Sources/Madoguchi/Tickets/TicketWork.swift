@@ -94,9 +94,13 @@ struct TicketWork: Sendable {
     /// every ticket the scan looks at: correlated, that lookup halved the claims per second at 32 agents.
     /// A lapsed claim on a ticket assigned to the caller is theirs again whatever its queue, and comes
     /// before an equally urgent lapsed one of someone else's (as `mine` does among unclaimed ones).
+    /// A ticket whose rule set a required skill (a question in English, a return) goes only to an
+    /// agent with that skill, as auto-assignment gives it; one assigned to the caller is theirs anyway.
+    /// Without the check, the skill ticket auto-assignment left waiting because nobody on duty had
+    /// the skill was exactly what the next agent without it pulled.
     static let claimNextSQL = """
         WITH me AS (
-            SELECT cardinality(a.queues) = 0 AS any_queue, a.queues FROM agents a WHERE a.id = $1
+            SELECT cardinality(a.queues) = 0 AS any_queue, a.queues, a.skills FROM agents a WHERE a.id = $1
         ), mine AS (
             SELECT t.id, t.priority_rank, t.response_due_at, t.created_at, true AS own FROM tickets t
             WHERE t.assignee_id = $1 AND t.status IN ('new', 'open') AND t.claim_agent_id IS NULL
@@ -107,13 +111,16 @@ struct TicketWork: Sendable {
             SELECT t.id, t.priority_rank, t.response_due_at, t.created_at, false AS own FROM tickets t
             WHERE t.status IN ('new', 'open') AND t.claim_agent_id IS NULL AND t.assignee_id IS NULL
               AND ((SELECT any_queue FROM me) OR t.queue = ANY((SELECT queues FROM me)::text[]))
+              AND (t.required_skill IS NULL OR t.required_skill = ANY((SELECT skills FROM me)::text[]))
             ORDER BY t.priority_rank DESC, t.response_due_at ASC NULLS LAST, t.created_at ASC
             LIMIT 1
             FOR UPDATE SKIP LOCKED
         ), lapsed AS (
             SELECT t.id, t.priority_rank, t.response_due_at, t.created_at, t.assignee_id IS NOT DISTINCT FROM $1 AS own FROM tickets t
             WHERE t.status IN ('new', 'open') AND t.claim_expires_at <= now()
-              AND (t.assignee_id = $1 OR (SELECT any_queue FROM me) OR t.queue = ANY((SELECT queues FROM me)::text[]))
+              AND (t.assignee_id = $1
+                   OR (((SELECT any_queue FROM me) OR t.queue = ANY((SELECT queues FROM me)::text[]))
+                       AND (t.required_skill IS NULL OR t.required_skill = ANY((SELECT skills FROM me)::text[]))))
             ORDER BY t.priority_rank DESC, own DESC, t.response_due_at ASC NULLS LAST, t.created_at ASC
             LIMIT 1
             FOR UPDATE SKIP LOCKED

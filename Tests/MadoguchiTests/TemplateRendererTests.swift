@@ -20,6 +20,15 @@ struct TemplateRendererTests {
         }
     }
 
+    @Test("a variable named in Japanese or with spaces is unknown, not text left in the reply; one typed full-width is filled")
+    func anyName() throws {
+        #expect(throws: TemplateRenderer.Failure(unknown: ["お名前", "customer name"], unfilled: [])) {
+            try renderer.render(["{{お名前}} 様", "{{ customer name }}"])
+        }
+        #expect(try renderer.render(["｛｛ｃｕｓｔｏｍｅｒ．ｎａｍｅ｝｝ 様（{{ticket.number}}）"]) == ["山田 花子 様（1234）"])
+        #expect(TemplateRenderer.variables(in: "{{お名前}} {{customer.name}}") == ["お名前", "customer.name"])
+    }
+
     @Test("variables are listed in order of first use")
     func variables() {
         #expect(TemplateRenderer.variables(in: "{{a.b}} {{c}} {{a.b}}") == ["a.b", "c"])

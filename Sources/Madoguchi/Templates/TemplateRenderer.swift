@@ -13,14 +13,28 @@ struct TemplateRenderer: Sendable {
     /// Namespaces whose fields come from the caller (`order.*`): any field is known, filled or not.
     var openNamespaces: Set<String> = ["order"]
 
-    static let pattern = try! NSRegularExpression(pattern: #"\{\{\s*([A-Za-z0-9_.\-]+)\s*\}\}"#)
+    /// Any `{{…}}` on one line is a variable, whatever its name: one no template knows
+    /// (`{{お名前}}`, `{{customer name}}`) is an unknown variable, refused, not text left as it is.
+    /// Matched on the text with full-width ASCII folded (`｛｛ｃｕｓｔｏｍｅｒ．ｎａｍｅ｝｝`, typed with a
+    /// Japanese input method, is `{{customer.name}}`); folding keeps every UTF-16 offset, so a
+    /// match's range is the same in the text as written.
+    static let pattern = try! NSRegularExpression(pattern: #"\{\{([^{}\n]{1,100}?)\}\}"#)
+
+    /// `{{ name }}` matches in `text`, each with its name (trimmed, full-width ASCII folded) and
+    /// where the whole marker is, as UTF-16 offsets that hold in `text` as written.
+    private static func markers(in text: String) -> [(name: String, range: NSRange)] {
+        let folded = Text.foldingFullWidthASCII(text)
+        return pattern.matches(in: folded, range: NSRange(folded.startIndex..., in: folded)).compactMap { match in
+            guard let name = Range(match.range(at: 1), in: folded) else { return nil }
+            let trimmed = folded[name].trimmingCharacters(in: .whitespaces)
+            return trimmed.isEmpty ? nil : (trimmed, match.range)
+        }
+    }
 
     /// The variable names in `text`, in order of first use.
     static func variables(in text: String) -> [String] {
         var seen = Set<String>()
-        return pattern.matches(in: text, range: NSRange(text.startIndex..., in: text)).compactMap { match in
-            Range(match.range(at: 1), in: text).map { String(text[$0]) }
-        }.filter { seen.insert($0).inserted }
+        return markers(in: text).map(\.name).filter { seen.insert($0).inserted }
     }
 
     func render(_ texts: [String]) throws(Failure) -> [String] {
@@ -39,12 +53,9 @@ struct TemplateRenderer: Sendable {
         }
         guard unknown.isEmpty, unfilled.isEmpty else { throw Failure(unknown: unknown, unfilled: unfilled) }
         return texts.map { text in
-            let matches = Self.pattern.matches(in: text, range: NSRange(text.startIndex..., in: text))
             var result = text
-            for match in matches.reversed() {
-                guard let whole = Range(match.range, in: result), let name = Range(match.range(at: 1), in: result),
-                    let value = values[String(result[name])] ?? nil
-                else { continue }
+            for marker in Self.markers(in: text).reversed() {
+                guard let whole = Range(marker.range, in: result), let value = values[marker.name] ?? nil else { continue }
                 result.replaceSubrange(whole, with: value)
             }
             return result

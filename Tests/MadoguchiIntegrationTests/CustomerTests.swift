@@ -47,6 +47,24 @@ struct CustomerTests {
         }
     }
 
+    @Test("a lookup whose customer was merged after it was found answers with the survivor and its identities")
+    func lookupFollowsALateMerge() async throws {
+        try await TestApp.run { app in
+            let survivor = try await app.customer(name: "山田 花子", email: "hanako@example.jp")
+            let merged = try await app.customer(name: "山田 はなこ", email: "hanako@home.example.jp")
+            // What a merge committing between the lookup and the read leaves: the found customer
+            // marked merged, its identities moved.
+            try await app.execute("UPDATE customer_identities SET customer_id = \(survivor) WHERE customer_id = \(merged)")
+            try await app.execute("UPDATE customers SET merged_into = \(survivor), merged_at = now() WHERE id = \(merged)")
+            let read = try await app.database.withConnection { connection in
+                try await CustomerStore(logger: TestCluster.logger).live(from: merged, on: connection)
+            }
+            #expect(read?.id == survivor)
+            #expect(Set(read?.identities.map(\.value) ?? []) == ["hanako@example.jp", "hanako@home.example.jp"])
+            #expect(read?.mergedInto == nil)
+        }
+    }
+
     @Test("bad lookups and identities are refused naming the field, and nothing is written")
     func badInput() async throws {
         try await TestApp.run { app in

@@ -6,39 +6,48 @@ import PostgresNIO
 struct CustomerStore: Sendable {
     let logger: Logger
 
+    /// The customer, its row and its identities read in one statement (one snapshot): read in two,
+    /// a merge committing between them showed a customer not yet merged with no identity left.
     func customer(id: UUID, on connection: PostgresConnection) async throws -> Customer? {
         let rows = try await connection.run("""
-            SELECT id, display_name, is_vip, notes, merged_into, created_at, updated_at
-            FROM customers WHERE id = \(id)
+            SELECT c.id, c.display_name, c.is_vip, c.notes, c.merged_into, c.created_at, c.updated_at,
+                   i.id, i.kind, i.value, i.verified, i.undeliverable_reason, i.undeliverable_at, i.created_at
+            FROM customers c LEFT JOIN customer_identities i ON i.customer_id = c.id
+            WHERE c.id = \(id)
+            ORDER BY i.created_at, i.id
             """, logger: logger)
         var customer: Customer?
-        for try await (id, name, vip, notes, mergedInto, createdAt, updatedAt)
-            in rows.decode((UUID, String?, Bool, String?, UUID?, Date, Date).self)
-        {
-            customer = Customer(
-                id: id, displayName: name, isVIP: vip, notes: notes, mergedInto: mergedInto,
-                identities: [], createdAt: createdAt, updatedAt: updatedAt)
+        for try await row in rows {
+            let (id, name, vip, notes, mergedInto, createdAt, updatedAt) = try row.decode(
+                (UUID, String?, Bool, String?, UUID?, Date, Date).self)
+            if customer == nil {
+                customer = Customer(
+                    id: id, displayName: name, isVIP: vip, notes: notes, mergedInto: mergedInto,
+                    identities: [], createdAt: createdAt, updatedAt: updatedAt)
+            }
+            let columns = row.makeRandomAccess()
+            guard let identityID = try columns[7].decode(UUID?.self), let kind = Customer.Identity.Kind(rawValue: try columns[8].decode(String.self))
+            else { continue }
+            customer?.identities.append(.init(
+                id: identityID, kind: kind, value: try columns[9].decode(String.self), verified: try columns[10].decode(Bool.self),
+                undeliverableReason: try columns[11].decode(String?.self), undeliverableAt: try columns[12].decode(Date?.self),
+                createdAt: try columns[13].decode(Date.self)))
         }
-        guard var customer else { return nil }
-        customer.identities = try await identities(of: id, on: connection)
         return customer
     }
 
-    func identities(of customerID: UUID, on connection: PostgresConnection) async throws -> [Customer.Identity] {
-        let rows = try await connection.run("""
-            SELECT id, kind, value, verified, undeliverable_reason, undeliverable_at, created_at
-            FROM customer_identities WHERE customer_id = \(customerID)
-            ORDER BY created_at, id
-            """, logger: logger)
-        var identities: [Customer.Identity] = []
-        for try await (id, kind, value, verified, reason, undeliverableAt, createdAt)
-            in rows.decode((UUID, String, String, Bool, String?, Date?, Date).self)
-        {
-            guard let kind = Customer.Identity.Kind(rawValue: kind) else { continue }
-            identities.append(.init(
-                id: id, kind: kind, value: value, verified: verified,
-                undeliverableReason: reason, undeliverableAt: undeliverableAt, createdAt: createdAt))
+    /// The live customer, starting from `survivor` (as `customer_survivor` or `identity_owner` found
+    /// it): a merge that committed since moves the answer on to the customer it was merged into,
+    /// never to a customer marked merged with no identities.
+    func live(from survivor: UUID, on connection: PostgresConnection) async throws -> Customer? {
+        var id = survivor
+        var customer: Customer?
+        // Each hop is a merge that committed within this request: a handful is already absurd.
+        for _ in 0..<5 {
+            customer = try await self.customer(id: id, on: connection)
+            guard let merged = customer?.mergedInto, let next = try await self.survivor(of: merged, on: connection) else { break }
+            id = next
         }
-        return identities
+        return customer
     }
 }

@@ -8,7 +8,7 @@ extension APIHandler {
         let id = input.path.customerId.uuid
         let customer = try await database.withConnection { connection -> Customer? in
             guard let survivor = try await customers.survivor(of: id, on: connection) else { return nil }
-            return try await customers.customer(id: survivor, on: connection)
+            return try await customers.live(from: survivor, on: connection)
         }
         guard let customer else { throw Problem.notFound("There is no customer \(id.uuidString.lowercased()).") }
         if customer.id != id {
@@ -33,7 +33,7 @@ extension APIHandler {
         }
         let found = try await database.withConnection { connection -> Customer? in
             guard let id = try await IdentityStore(logger: logger).owner(kind: kind, value: value, on: connection) else { return nil }
-            return try await customers.customer(id: id, on: connection)
+            return try await customers.live(from: id, on: connection)
         }
         return .ok(.init(body: .json(.init(items: found.map { [.init($0)] } ?? []))))
     }

@@ -99,7 +99,8 @@ struct ReplyDesk: Sendable {
     /// A supervisor approves a submitted reply, which is sent at once, exactly as it stands. It goes on
     /// behalf of the agent who submitted it (its author, or a colleague who took the ticket over and
     /// submitted the author's draft), who must still hold the claim: if the ticket has moved on to
-    /// someone else since, the answer is theirs now, and they submit it again if they want it sent.
+    /// someone else since, the answer is theirs now: they edit it (which takes it back to a draft) and
+    /// submit it again if they want it sent.
     /// `version` is the one the supervisor read: a reply edited and submitted again since is not sent.
     func approve(replyID: UUID, version: Int64, lastSeenMessageID: UUID?, confirmUndeliverable: Bool = false, by principal: Principal, agentID: UUID) async throws -> Reply {
         try await database.withTransaction { connection in
@@ -133,11 +134,12 @@ struct ReplyDesk: Sendable {
         let who = "Agent \(submitter.lowercased), who submitted this reply,"
         guard let claim = ticket.claim, claimLive else {
             return Problem(.claimRequired, status: .conflict, title: "Claim required",
-                           detail: "\(who) no longer holds the ticket's claim. Whoever claims the ticket next can submit the reply again.")
+                           detail: "\(who) no longer holds the ticket's claim. Whoever claims the ticket next can take the reply back to a draft "
+                               + "(any PATCH of it, even an empty one) and submit it again.")
         }
         var problem = TicketWork.claimHeld(claim)
         problem.detail = "\(who) no longer holds the ticket: agent \(claim.agentID.lowercased) does, until \(TicketWork.timestamp(claim.expiresAt)). "
-            + "They can submit the reply again for it to be approved."
+            + "They can take the reply back to a draft (any PATCH of it, even an empty one) and submit it again for approval."
         return problem
     }
 

@@ -930,6 +930,23 @@ struct DeliveryTests {
         }
     }
 
+    @Test("a customer's subject with 【注文番号 …】 or [URGENT], repeated by the template, is acknowledged, not withheld as our blank")
+    func acknowledgementRepeatingTheCustomersSubject() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: Self.acknowledging(sink)) { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            #expect(try await app.request(.post, "/v1/templates", key: supervisor, json: """
+                {"name":"受付確認","subject":"受付: {{ticket.subject}}","body":"件名「{{ticket.subject}}」のお問い合わせを受け付けました。"}
+                """).status == .created)
+            let gateway = try await app.keySecret(.gateway)
+            let subject = "=?UTF-8?B?" + Data("【注文番号 A123】[URGENT] 未着".utf8).base64EncodedString() + "?="
+            #expect(try await app.postMail(gateway, testMail(from: "hanako@example.jp", subject: subject, id: "theirs-1@example.jp")).status == .created)
+            #expect(await ChildProcess.eventually(timeout: .seconds(20)) { sink.received.count == 1 })
+            #expect(ParsedMail(try #require(sink.received.first).bytes).subject == "受付: 【注文番号 A123】[URGENT] 未着")
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'reply.automatic_withheld'") == 0)
+        }
+    }
+
     @Test("a subject carrying a line break in an encoded word is acknowledged on one line, by the default subject and by a template's {{ticket.subject}}")
     func acknowledgementOfABrokenSubject() async throws {
         let sink = try await SMTPSink()

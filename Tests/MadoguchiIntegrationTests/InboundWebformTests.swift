@@ -210,6 +210,13 @@ struct InboundWebformTests {
 /// identities took one spelling are converted to the A-label their mail comes back from.
 @Suite("Email identities stored in an older spelling", .timeLimit(.minutes(5)))
 struct EmailIdentitySpellingTests {
+    /// A new mail from `address` is filed under `customer`.
+    static func expectMail(from address: String, joins customer: UUID, in app: TestApp) async throws {
+        let gateway = try await app.keySecret(.gateway)
+        let mail = try await app.postMail(gateway, "From: \(address)\r\nTo: support@shop.example\r\nSubject: 再送\r\nMessage-ID: <\(UUID())@example>\r\n\r\nよろしく\r\n")
+        #expect(try mail.json["customer_id"] as? String == customer.uuidString.lowercased(), "\(mail.text)")
+    }
+
     @Test("a U-label domain becomes its A-label, oldest first, never onto an address another identity holds")
     func convertsLegacySpellings() async throws {
         try await TestApp.run { app in
@@ -231,9 +238,7 @@ struct EmailIdentitySpellingTests {
             // The A-label was already another identity's: both stay, for a person to merge.
             #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value IN ('taro@例え.jp', 'taro@xn--r8jz45g.jp')") == 2)
             // Now found by the spelling mail comes back from.
-            let gateway = try await app.keySecret(.gateway)
-            let mail = try await app.postMail(gateway, "From: hanako@xn--wgv71a119e.jp\r\nTo: support@shop.example\r\nSubject: 再送\r\nMessage-ID: <\(UUID())@example>\r\n\r\nよろしく\r\n")
-            #expect(try mail.json["customer_id"] as? String == first.uuidString.lowercased(), "\(mail.text)")
+            try await Self.expectMail(from: "hanako@xn--wgv71a119e.jp", joins: first, in: app)
         }
     }
 
@@ -269,9 +274,7 @@ struct EmailIdentitySpellingTests {
             #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value IN ('Hanako.Yamada@example.jp', 'hanako.yamada@example.jp')") == 2)
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'customer.merge_suggested'") == 1)
             // The next mail in any case joins the customer that holds the one spelling.
-            let gateway = try await app.keySecret(.gateway)
-            let mail = try await app.postMail(gateway, "From: TaRo@docomo.ne.jp\r\nTo: support@shop.example\r\nSubject: 再送\r\nMessage-ID: <\(UUID())@example>\r\n\r\nよろしく\r\n")
-            #expect(try mail.json["customer_id"] as? String == first.uuidString.lowercased(), "\(mail.text)")
+            try await Self.expectMail(from: "TaRo@docomo.ne.jp", joins: first, in: app)
         }
     }
 }

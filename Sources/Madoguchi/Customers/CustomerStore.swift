@@ -17,21 +17,21 @@ struct CustomerStore: Sendable {
             ORDER BY i.created_at, i.id
             """, logger: logger)
         var customer: Customer?
-        for try await row in rows {
-            let (id, name, vip, notes, mergedInto, createdAt, updatedAt) = try row.decode(
-                (UUID, String?, Bool, String?, UUID?, Date, Date).self)
+        for try await (id, name, vip, notes, mergedInto, createdAt, updatedAt,
+                       identityID, kind, value, verified, reason, undeliverableAt, identityCreatedAt)
+            in rows.decode((UUID, String?, Bool, String?, UUID?, Date, Date, UUID?, String?, String?, Bool?, String?, Date?, Date?).self)
+        {
             if customer == nil {
                 customer = Customer(
                     id: id, displayName: name, isVIP: vip, notes: notes, mergedInto: mergedInto,
                     identities: [], createdAt: createdAt, updatedAt: updatedAt)
             }
-            let columns = row.makeRandomAccess()
-            guard let identityID = try columns[7].decode(UUID?.self), let kind = Customer.Identity.Kind(rawValue: try columns[8].decode(String.self))
+            // No identity: the left join's one row of nulls.
+            guard let identityID, let kind = kind.flatMap(Customer.Identity.Kind.init(rawValue:)), let value, let verified, let identityCreatedAt
             else { continue }
             customer?.identities.append(.init(
-                id: identityID, kind: kind, value: try columns[9].decode(String.self), verified: try columns[10].decode(Bool.self),
-                undeliverableReason: try columns[11].decode(String?.self), undeliverableAt: try columns[12].decode(Date?.self),
-                createdAt: try columns[13].decode(Date.self)))
+                id: identityID, kind: kind, value: value, verified: verified,
+                undeliverableReason: reason, undeliverableAt: undeliverableAt, createdAt: identityCreatedAt))
         }
         return customer
     }

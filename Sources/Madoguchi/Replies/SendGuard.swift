@@ -50,8 +50,7 @@ enum SendGuard {
         if body.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
             return [Finding(kind: .emptyBody, message: "the reply has no text")]
         }
-        let theirs = foldedWidth(customerSubject)
-        findings += placeholders(in: body).filter { customerSubject.isEmpty || !theirs.contains(foldedWidth($0.text ?? "")) }
+        findings += placeholders(in: body, theirs: customerSubject)
         for word in extraWarningWords where !word.isEmpty {
             var searchStart = body.startIndex
             while let range = body.range(of: word, options: warningWordMatching, range: searchStart..<body.endIndex) {
@@ -85,8 +84,7 @@ enum SendGuard {
     /// "Re: [URGENT] 型番XX-100"), and a marker found in `customerSubject` is their words, as a quoted
     /// line is in the body. Without this, the subject the service itself wrote could not be sent.
     static func checkSubject(_ subject: String, customerSubject: String = "", extraWarningWords: [String] = []) -> [Finding] {
-        let theirs = foldedWidth(customerSubject)
-        var findings = placeholders(in: subject).filter { !theirs.contains(foldedWidth($0.text ?? "")) }.map {
+        var findings = placeholders(in: subject, theirs: customerSubject).map {
             Finding(kind: .leftoverPlaceholder, message: "in the subject, \($0.message)", text: $0.text)
         }
         for word in extraWarningWords where !word.isEmpty && subject.range(of: word, options: warningWordMatching) != nil
@@ -107,13 +105,17 @@ enum SendGuard {
 
     /// The unfilled markers in `text`, outside quoted lines (`> …`, `＞ …`): what the customer wrote
     /// and the reply quotes (a product code XX-100, their own ○○) is theirs, not a blank of ours.
-    static func placeholders(in text: String) -> [Finding] {
+    /// So is a marker found in `theirs` (the customer's subject, which ours repeats).
+    static func placeholders(in text: String, theirs: String = "") -> [Finding] {
         let folded = foldedWidth(text)
+        let theirs = foldedWidth(theirs)
         var findings: [Finding] = []
         for pattern in placeholderPatterns {
             for match in pattern.matches(in: folded, range: NSRange(folded.startIndex..., in: folded)) {
                 // Folding keeps every UTF-16 offset, so the match's range is the same in the text.
-                guard let range = Range(match.range, in: text), !isQuoted(range.lowerBound, in: text) else { continue }
+                guard let range = Range(match.range, in: text), !isQuoted(range.lowerBound, in: text),
+                      let marker = Range(match.range, in: folded), theirs.isEmpty || !theirs.contains(folded[marker])
+                else { continue }
                 findings.append(finding(.leftoverPlaceholder, "placeholder \(text[range]) was not filled in", at: range, in: text))
             }
         }

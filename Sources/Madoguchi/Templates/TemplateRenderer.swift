@@ -38,9 +38,11 @@ struct TemplateRenderer: Sendable {
     }
 
     func render(_ texts: [String]) throws(Failure) -> [String] {
+        // Each text's markers, found once: checked first, then replaced.
+        let markers = texts.map(Self.markers(in:))
         var unknown: [String] = []
         var unfilled: [String] = []
-        for name in texts.flatMap(Self.variables(in:)) where !unknown.contains(name) && !unfilled.contains(name) {
+        for name in markers.joined().map(\.name) where !unknown.contains(name) && !unfilled.contains(name) {
             switch values[name] {
             case .some(.some(let value)) where !value.trimmingCharacters(in: .whitespaces).isEmpty:
                 continue
@@ -52,9 +54,9 @@ struct TemplateRenderer: Sendable {
             }
         }
         guard unknown.isEmpty, unfilled.isEmpty else { throw Failure(unknown: unknown, unfilled: unfilled) }
-        return texts.map { text in
+        return zip(texts, markers).map { text, markers in
             var result = text
-            for marker in Self.markers(in: text).reversed() {
+            for marker in markers.reversed() {
                 guard let whole = Range(marker.range, in: result), let value = values[marker.name] ?? nil else { continue }
                 result.replaceSubrange(whole, with: value)
             }

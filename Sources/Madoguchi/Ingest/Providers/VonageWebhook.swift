@@ -63,6 +63,13 @@ struct VonageWebhook: Sendable {
         let fields: [String: String]
         do {
             fields = try Self.parameters(request)
+        } catch where !settings.vonageSignatureSecrets.isEmpty {
+            // Vonage signs inside the body: one that cannot be read cannot be verified, and is
+            // refused as an unsigned request is (its first 4 KiB kept, within the refused budget),
+            // not kept whole as a verified request that failed: else anyone could store a megabyte
+            // a request, for good.
+            try await request.refuse("The body is neither a JSON object nor a form, so its sig cannot be verified: \(error)",
+                                     database: database, logger: logger)
         } catch {
             try await request.fail(Problem(.malformedBody, status: .badRequest, title: "Malformed body",
                                            detail: "A Vonage webhook body is a JSON object or a form: \(error)"),

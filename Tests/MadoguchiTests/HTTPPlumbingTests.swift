@@ -129,6 +129,28 @@ extension HTTPPlumbingTests {
 }
 
 extension HTTPPlumbingTests {
+    @Test("a key lookup takes its wrong-key token before it starts: lookups in flight at once cannot share the last one")
+    func wrongKeyLookupsReserve() {
+        let limiter = RateLimiter(limits: [:], wrongKeyLimit: RateLimit(perSecond: 0.001, burst: 2))
+        let start = ContinuousClock.now
+        // Three lookups started before any has answered: the third finds no token left.
+        let inFlight = (0..<3).map { _ in limiter.reserveKeyLookup(from: "192.0.2.1", now: start)!.allowed }
+        #expect(inFlight == [true, true, false])
+        // One key proved valid: its token comes back, for one more lookup.
+        limiter.giveBackKeyLookup(from: "192.0.2.1")
+        #expect(limiter.reserveKeyLookup(from: "192.0.2.1", now: start)?.allowed == true)
+        #expect(limiter.reserveKeyLookup(from: "192.0.2.1", now: start)?.allowed == false)
+        // Valid keys cost nothing in the end, however many; never more than the burst comes back.
+        let other = RateLimiter(limits: [:], wrongKeyLimit: RateLimit(perSecond: 0.001, burst: 2))
+        for _ in 0..<10 {
+            #expect(other.reserveKeyLookup(from: "192.0.2.2", now: start)?.allowed == true)
+            other.giveBackKeyLookup(from: "192.0.2.2")
+            other.giveBackKeyLookup(from: "192.0.2.2")
+        }
+        #expect((0..<3).map { _ in other.reserveKeyLookup(from: "192.0.2.2", now: start)!.allowed } == [true, true, false])
+        #expect(RateLimiter(limits: [:]).reserveKeyLookup(from: "192.0.2.1") == nil, "unlimited without a wrong-key limit")
+    }
+
     @Test("a key's bucket: the burst, then one request per 1/rate seconds; each key and role on its own")
     func rateLimiter() throws {
         let limiter = RateLimiter(limits: [.agent: RateLimit(perSecond: 2, burst: 3)])
@@ -153,6 +175,11 @@ extension HTTPPlumbingTests {
         #expect(RateLimiter(limits: [:]).takeProviderWebhook(from: "192.0.2.1") == nil, "unlimited without a provider limit")
         #expect(RateLimit("20/200") == RateLimit(perSecond: 20, burst: 200))
         #expect(RateLimit("20") == nil && RateLimit("0/5") == nil && RateLimit("x/y") == nil)
+        // So small that the time to refill overflowed: refused as a setting, not a crash at the first request.
+        #expect(RateLimit("1e-17/1") == nil && RateLimit("0.001/10000000") != nil)
+        let slowest = RateLimiter(limits: [.agent: RateLimit("0.001/1")!])
+        #expect((0..<3).map { _ in slowest.take(keyID: key, role: .agent, now: start)!.allowed } == [true, false, false])
+        #expect(slowest.take(keyID: key, role: .agent, now: start)?.retryAfter == 1000)
     }
 
     @Test("the provider webhooks' buckets, one per client address, do not grow for ever: refilled ones are dropped")

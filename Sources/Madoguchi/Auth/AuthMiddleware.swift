@@ -72,12 +72,17 @@ struct AuthMiddleware: ServerMiddleware {
         guard let secret = APIKeySecret(token.trimmed) else { throw invalid }
         let hash = secret.hash
         if let known = keys.cache.principal(forHash: hash) { return known }
-        if let decision = rateLimiter.mayLookUpKey(from: address), !decision.allowed { throw Problem.wrongKeysRateLimited(decision) }
+        if let decision = rateLimiter.reserveKeyLookup(from: address), !decision.allowed { throw Problem.wrongKeysRateLimited(decision) }
         let generation = keys.cache.generation
-        guard let principal = try await database.withConnection({ try await keys.authenticate(secret, on: $0) }) else {
-            rateLimiter.countWrongKey(from: address)
-            throw invalid
+        let found: Principal?
+        do {
+            found = try await database.withConnection { try await keys.authenticate(secret, on: $0) }
+        } catch {
+            rateLimiter.giveBackKeyLookup(from: address)  // the database did not answer: no wrong key
+            throw error
         }
+        guard let principal = found else { throw invalid }
+        rateLimiter.giveBackKeyLookup(from: address)
         keys.cache.remember(principal, forHash: hash, lookedUpAt: generation)
         return principal
     }

@@ -12,10 +12,12 @@ public struct RateLimit: Sendable, Equatable {
         self.burst = burst
     }
 
-    /// `"20/200"`: 20 a second, bursts of 200.
+    /// `"20/200"`: 20 a second, bursts of 200. The rate is at least one every 1,000 seconds: the time a
+    /// bucket takes to refill is kept in milliseconds, and a rate of almost nothing made that number
+    /// overflow (the process stopped at its first request).
     init?(_ text: String) {
         let parts = text.split(separator: "/")
-        guard parts.count == 2, let rate = Double(parts[0]), rate > 0, rate <= 1_000_000, let burst = Int(parts[1]), (1...10_000_000).contains(burst)
+        guard parts.count == 2, let rate = Double(parts[0]), rate >= 0.001, rate <= 1_000_000, let burst = Int(parts[1]), (1...10_000_000).contains(burst)
         else { return nil }
         self.init(perSecond: rate, burst: burst)
     }
@@ -84,27 +86,33 @@ final class RateLimiter: Sendable {
     }
 
     /// Whether a key from this address may be looked up: refused while the address has no wrong-key
-    /// token left. Looking takes no token; `countWrongKey(from:)` does. Nil when unlimited.
-    func mayLookUpKey(from address: String?, now: ContinuousClock.Instant = .now) -> Decision? {
-        wrongKeyLimit.map { take(bucket: Self.wrongKeyBucket(address), limit: $0, now: now, taking: false) }
+    /// token left. A lookup takes its token before it starts, and `giveBackKeyLookup(from:)` returns it
+    /// when the key was valid: taken only once a key had proved wrong, any number of lookups in flight at
+    /// once all passed on the one token left and together cost one. Nil when unlimited.
+    func reserveKeyLookup(from address: String?, now: ContinuousClock.Instant = .now) -> Decision? {
+        wrongKeyLimit.map { take(bucket: Self.wrongKeyBucket(address), limit: $0, now: now) }
     }
 
-    /// Takes a token for a wrong key from this address.
-    func countWrongKey(from address: String?, now: ContinuousClock.Instant = .now) {
-        if let limit = wrongKeyLimit { _ = take(bucket: Self.wrongKeyBucket(address), limit: limit, now: now) }
+    /// The key `reserveKeyLookup(from:)` was taken for was valid (or could not be looked up): its
+    /// token goes back.
+    func giveBackKeyLookup(from address: String?) {
+        guard let limit = wrongKeyLimit else { return }
+        state.withLock { state in
+            // A bucket swept meanwhile was full: nothing to give back.
+            state.buckets[Self.wrongKeyBucket(address)]?.tokens.addAndCap(1, Double(limit.burst))
+        }
     }
 
     private static func wrongKeyBucket(_ address: String?) -> String { "wrong keys " + (address ?? "-") }
 
-    /// `taking: false` only looks: allowed while a whole token is left, none taken.
-    private func take(bucket name: String, limit: RateLimit, now: ContinuousClock.Instant, taking: Bool = true) -> Decision {
+    private func take(bucket name: String, limit: RateLimit, now: ContinuousClock.Instant) -> Decision {
         state.withLock { state in
             var bucket = state.buckets[name] ?? Bucket(tokens: Double(limit.burst), updated: now, fullAt: now)
             let elapsed = bucket.updated.duration(to: now).seconds
             bucket.tokens = min(Double(limit.burst), bucket.tokens + max(0, elapsed) * limit.perSecond)
             bucket.updated = now
             let allowed = bucket.tokens >= 1
-            if allowed && taking { bucket.tokens -= 1 }
+            if allowed { bucket.tokens -= 1 }
             let secondsUntilFull = (Double(limit.burst) - bucket.tokens) / limit.perSecond
             bucket.fullAt = now + .milliseconds(Int64((secondsUntilFull * 1000).rounded(.up)))
             state.buckets[name] = bucket
@@ -121,6 +129,10 @@ final class RateLimiter: Sendable {
             return Decision(allowed: allowed, headers: headers, retryAfter: retryAfter)
         }
     }
+}
+
+private extension Double {
+    mutating func addAndCap(_ amount: Double, _ cap: Double) { self = Swift.min(cap, self + amount) }
 }
 
 extension HTTPField.Name {

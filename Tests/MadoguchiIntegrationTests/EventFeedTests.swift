@@ -300,6 +300,22 @@ struct EventFeedTests {
         }
     }
 
+    @Test("a stream ends within a second or two of its key's revocation; reopened with it, 401")
+    func streamEndsWhenItsKeyIsRevoked() async throws {
+        try await TestApp.run(followsFeed: true) { app in
+            let (dashboard, record) = try await app.key(.dashboard)
+            let port = try #require(app.client.port)
+            let stream = try SSEClient(port: port, path: "/v1/events/stream", headers: ["Authorization": "Bearer \(dashboard)"])
+            #expect(await stream.head(timeout: .seconds(20)).hasPrefix("HTTP/1.1 200"))
+            #expect(await !stream.ends(within: .seconds(3)), "a stream whose key is in force stays open")
+            let admin = try await app.keySecret(.admin)
+            #expect(try await app.request(.delete, "/v1/api-keys/\(record.id.uuidString.lowercased())", key: admin).status == .ok)
+            #expect(await stream.ends(within: .seconds(10)), "the revoked key's stream is over")
+            let reopened = try SSEClient(port: port, path: "/v1/events/stream", headers: ["Authorization": "Bearer \(dashboard)"])
+            #expect(await reopened.head(timeout: .seconds(20)).hasPrefix("HTTP/1.1 401"))
+        }
+    }
+
     @Test("Server-Sent Events: a stream opened without a cursor that breaks before any event resumes where it started")
     func quietStreamResumes() async throws {
         try await TestApp.run(followsFeed: true) { app in

@@ -109,6 +109,14 @@ public struct APIKeyStore: Sendable {
         return principal
     }
 
+    /// Whether the key is still in force (not revoked; deactivating an agent revokes its keys): for a
+    /// response that outlives its request's check, such as the event stream.
+    func isInForce(_ keyID: UUID, on connection: PostgresConnection) async throws -> Bool {
+        let rows = try await connection.run("SELECT EXISTS (SELECT FROM api_keys WHERE id = \(keyID) AND revoked_at IS NULL)", logger: logger)
+        for try await inForce in rows.decode(Bool.self) { return inForce }
+        return false
+    }
+
     private typealias Row = (UUID, String, String, String, UUID?, Date, Date?, Date?)
 
     private static func record(_ row: Row) throws -> APIKeyRecord {

@@ -8,8 +8,10 @@ import ServiceLifecycle
 ///
 /// Pulled, not pushed: the next page is read only when the response writer asks for more, so a slow
 /// client slows its own stream instead of making the server buffer (or drop) events for it. It ends
-/// when the client goes away (the next write fails and the writer stops pulling) or the server
-/// shuts down.
+/// when the client goes away (the next write fails and the writer stops pulling), the server shuts
+/// down, or the key that opened it is revoked (looked at, with the feed, at most every
+/// `keyCheckInterval`): a key checked only when the stream opened went on reading every event,
+/// recipients and comments included, for as long as the connection lasted.
 struct EventStream: AsyncSequence, Sendable {
     typealias Element = ArraySlice<UInt8>
 
@@ -19,8 +21,11 @@ struct EventStream: AsyncSequence, Sendable {
     let key: FeedCursor.Key
     let filter: EventFeed.Filter
     let start: FeedCursor
+    /// The key the stream was opened with (nil: none to watch).
+    let keyID: UUID?
     let logger: Logger
     var heartbeat: Duration = .seconds(15)
+    var keyCheckInterval: Duration = .seconds(1)
 
     func makeAsyncIterator() -> Iterator { Iterator(stream: self, cursor: start) }
 
@@ -29,6 +34,7 @@ struct EventStream: AsyncSequence, Sendable {
         var cursor: FeedCursor
         var greeted = false
         var quietSince = ContinuousClock.now
+        var keyCheckedAt = ContinuousClock.now
 
         mutating func next() async throws -> ArraySlice<UInt8>? {
             if !greeted {
@@ -44,8 +50,17 @@ struct EventStream: AsyncSequence, Sendable {
                 let seen = stream.notifier.generation
                 var heldBack = false
                 do {
-                    let (feed, after, filter) = (stream.feed, cursor, stream.filter)
-                    let page = try await stream.database.withConnection { try await feed.page(after: after, filter: filter, limit: 200, on: $0) }
+                    let (feed, after, filter, logger) = (stream.feed, cursor, stream.filter, stream.logger)
+                    let keyToCheck = ContinuousClock.now - keyCheckedAt >= stream.keyCheckInterval ? stream.keyID : nil
+                    let (inForce, page) = try await stream.database.withConnection { connection in
+                        if let keyToCheck, try await !APIKeyStore(logger: logger).isInForce(keyToCheck, on: connection) { return (false, nil as EventFeed.Page?) }
+                        return (true, try await feed.page(after: after, filter: filter, limit: 200, on: connection))
+                    }
+                    if keyToCheck != nil { keyCheckedAt = .now }
+                    guard inForce, let page else {
+                        stream.logger.info("event stream ended: its key was revoked", metadata: ["key_id": "\(keyToCheck?.uuidString.lowercased() ?? "")"])
+                        return nil
+                    }
                     cursor = page.next
                     heldBack = page.heldBack
                     if !page.events.isEmpty {
@@ -64,7 +79,8 @@ struct EventStream: AsyncSequence, Sendable {
                 }
                 // Committed events held back by an older transaction bring no second notification
                 // when that one ends: look again shortly.
-                await stream.notifier.wait(after: seen, upTo: heldBack ? .milliseconds(100) : stream.heartbeat - quiet)
+                // Woken at least every `keyCheckInterval` to look at the key again.
+                await stream.notifier.wait(after: seen, upTo: heldBack ? .milliseconds(100) : Swift.min(stream.heartbeat - quiet, stream.keyCheckInterval))
             }
             return nil
         }

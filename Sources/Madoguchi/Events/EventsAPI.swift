@@ -38,7 +38,8 @@ extension APIHandler {
             if let given { return (key, try FeedCursor.decode(given, with: key)) }
             return (key, try await feed.end(on: connection))
         }
-        let stream = EventStream(database: database, feed: feed, notifier: notifier, key: key, filter: filter, start: start, logger: logger)
+        let stream = EventStream(database: database, feed: feed, notifier: notifier, key: key, filter: filter, start: start,
+                                 keyID: RequestScope.current?.principal?.keyID, logger: logger)
         return .ok(.init(body: .textEventStream(HTTPBody(stream, length: .unknown, iterationBehavior: .single))))
     }
 

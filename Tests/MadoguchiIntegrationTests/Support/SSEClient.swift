@@ -20,6 +20,8 @@ final class SSEClient {
     private(set) var sawComment = false
     /// As EventSource keeps it: the last `id:` the stream sent, in an event or in a block of its own.
     private(set) var lastEventID: String?
+    /// The server ended the response (its last, empty chunk came) or closed the connection.
+    private(set) var ended = false
 
     init(port: Int, path: String, headers: [String: String]) throws {
         let request = "GET \(path) HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n"
@@ -57,6 +59,17 @@ final class SSEClient {
         }
     }
 
+    /// Whether the server ends the stream within `timeout`.
+    func ends(within timeout: Duration) async -> Bool {
+        await withCheckedContinuation { continuation in
+            nonisolated(unsafe) let client = self
+            Thread {
+                _ = client.readBlocking(count: 0, timeout: timeout, until: { client.ended })
+                continuation.resume(returning: client.ended)
+            }.start()
+        }
+    }
+
     private func readBlocking(count: Int, timeout: Duration, until enough: () -> Bool = { true }) -> [Event] {
         var events: [Event] = []
         let start = ContinuousClock.now
@@ -65,8 +78,16 @@ final class SSEClient {
             events += takeEvents(limit: count - events.count)
             if events.count >= count && !status.isEmpty && enough() { break }
             let received = recv(descriptor, &bytes, bytes.count, 0)
-            if received == 0 { break }
-            if received > 0 { buffer += String(decoding: bytes[0..<received], as: UTF8.self) }
+            if received == 0 {
+                ended = true
+                break
+            }
+            if received > 0 {
+                let text = String(decoding: bytes[0..<received], as: UTF8.self)
+                buffer += text
+                // Chunked transfer's last chunk: "0", then an empty line.
+                if (buffer.hasPrefix("0\r\n\r\n") && !status.isEmpty) || buffer.hasSuffix("\r\n0\r\n\r\n") { ended = true }
+            }
         }
         return events
     }

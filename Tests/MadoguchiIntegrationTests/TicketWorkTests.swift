@@ -160,6 +160,39 @@ struct TicketWorkTests {
         }
     }
 
+    @Test("a ticket handed back (unassigned, or its assignee deactivated) drops a claim that lapsed, so its queue can hand it out again")
+    func handBackDropsLapsedClaim() async throws {
+        try await TestApp.run { app in
+            let sato = try await app.key(.agent, name: "佐藤")
+            let suzuki = try await app.key(.agent, name: "鈴木")
+            let boss = try await app.keySecret(.supervisor)
+            let lapsedClaims: PostgresQuery = "SELECT count(*) FROM tickets WHERE claim_agent_id IS NOT NULL"
+            // Unassigned by a supervisor after the puller's claim lapsed.
+            let first = try await app.ticket(customer: try await app.customer())
+            #expect(try await app.request(.post, "/v1/tickets/\(first)/claim", key: sato.secret).status == .ok)
+            try await app.execute("UPDATE tickets SET claim_expires_at = now() - interval '1 minute' WHERE id = \(first)")
+            let unassigned = try await app.request(.patch, "/v1/tickets/\(first)", key: boss, headers: [.ifMatch: "*"], json: #"{"unassign":true}"#)
+            #expect(unassigned.status == .ok, "\(unassigned.text)")
+            #expect(try await app.count(lapsedClaims) == 0)
+            #expect(try await app.eventTypes(ticket: first).last == "ticket.updated", "a lapsed claim ended when it lapsed: no claim event now")
+            // Suzuki's claim on Sato's ticket lapsed; Sato leaves, and the ticket goes back to its queue.
+            let second = try await app.ticket(customer: try await app.customer())
+            let assigned = try await app.request(.patch, "/v1/tickets/\(second)", key: boss, headers: [.ifMatch: "*"],
+                                                 json: #"{"assignee_id":"\#(sato.record.agentID!.uuidString.lowercased())"}"#)
+            #expect(assigned.status == .ok, "\(assigned.text)")
+            try await app.execute("""
+                UPDATE tickets SET claim_agent_id = \(suzuki.record.agentID), claim_expires_at = now() - interval '1 minute' WHERE id = \(second)
+                """)
+            let left = try await app.request(.delete, "/v1/agents/\(sato.record.agentID!.uuidString.lowercased())", key: boss)
+            #expect(left.status == .ok, "\(left.text)")
+            #expect(try await app.count("SELECT count(*) FROM tickets WHERE id = \(second) AND assignee_id IS NULL AND claim_agent_id IS NULL") == 1)
+            // A live claim is another matter: it is the holder's until it ends.
+            let third = try await app.ticket(customer: try await app.customer())
+            #expect(try await app.request(.post, "/v1/tickets/\(third)/claim", key: suzuki.secret).status == .ok)
+            #expect(try await app.count(lapsedClaims) == 1)
+        }
+    }
+
     @Test("an assignment that waits past the lock timeout for the agent's row (a long deactivation) is 503 try again, not a 500")
     func assigneeRowBusy() async throws {
         try await TestApp.run { app in

@@ -118,8 +118,12 @@ struct AgentStore: Sendable {
                                     data: ["agent_id": id.lowercased], on: connection)
         }
 
+        // A claim of someone else's that lapsed goes too: left behind, it kept the ticket from
+        // auto-assignment and from its queue's waiting count (both look for no claim at all).
         let handedBack = try await connection.run("""
-            UPDATE tickets SET assignee_id = NULL, version = version + 1, updated_at = now()
+            UPDATE tickets SET assignee_id = NULL, version = version + 1, updated_at = now(),
+                claim_agent_id = CASE WHEN claim_expires_at > now() THEN claim_agent_id END,
+                claim_expires_at = CASE WHEN claim_expires_at > now() THEN claim_expires_at END
             WHERE assignee_id = \(id) AND status IN \(unescaped: Self.openStatuses)
             RETURNING id, customer_id, version
             """, logger: logger)

@@ -70,6 +70,10 @@ extension TicketWork {
             let endedClaim = ticket.claim.flatMap { claim in
                 claimLive && assignee != ticket.assigneeID && claim.agentID != assignee ? claim : nil
             }
+            // A claim that lapsed is dropped with the hand-over, without an event (it ended when it
+            // lapsed): left behind, an unassigned ticket was never auto-assigned again and missing
+            // from its queue's waiting count, which both look for no claim at all.
+            let dropsClaim = endedClaim != nil || (ticket.claim != nil && !claimLive && assignee != ticket.assigneeID)
 
             let updated: Ticket
             do {
@@ -87,8 +91,8 @@ extension TicketWork {
                         awaiting_reply_since = CASE WHEN \(changes.noReplyNeeded) THEN NULL ELSE awaiting_reply_since END,
                         solved_at = CASE WHEN \(status.rawValue) = 'solved' THEN coalesce(solved_at, now()) ELSE NULL END,
                         closed_at = CASE WHEN \(status.rawValue) = 'closed' THEN coalesce(closed_at, now()) ELSE NULL END,
-                        claim_agent_id = CASE WHEN \(endedClaim != nil) THEN NULL ELSE claim_agent_id END,
-                        claim_expires_at = CASE WHEN \(endedClaim != nil) THEN NULL ELSE claim_expires_at END,
+                        claim_agent_id = CASE WHEN \(dropsClaim) THEN NULL ELSE claim_agent_id END,
+                        claim_expires_at = CASE WHEN \(dropsClaim) THEN NULL ELSE claim_expires_at END,
                         version = version + 1, updated_at = now()
                     WHERE id = \(ticketID)
                     RETURNING \(unescaped: Ticket.columns)

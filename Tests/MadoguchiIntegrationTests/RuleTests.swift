@@ -54,4 +54,27 @@ struct RuleTests {
             #expect((try refused.json["detail"] as? String)?.contains("肌トラブル") == true)
         }
     }
+
+    @Test("a rule asking for approval that loses the priority to another still says so in ticket.prioritized")
+    func approvalFromALosingRule() async throws {
+        try await TestApp.run { app in
+            let boss = try await app.keySecret(.supervisor)
+            _ = try await app.request(.post, "/v1/rules", key: boss, json: #"{"name":"VIP","priority":"high","vip_only":true,"requires_approval":true}"#)
+            _ = try await app.request(.post, "/v1/rules", key: boss, json: #"{"name":"クレーム","priority":"urgent","keywords":["クレーム"]}"#)
+            let scene = try await ReplyTests.scene(app)
+            try await app.database.withConnection { connection in
+                let store = RuleStore(logger: TestCluster.logger)
+                try await store.apply(
+                    try await store.list(activeOnly: true, on: connection).map(\.0), ticketID: scene.ticket, customerID: scene.customer,
+                    channel: .email, facts: .init(category: nil, priority: .normal, isVIP: true),
+                    subject: "クレームです", body: "届いた商品が違います", recipients: [], on: connection)
+            }
+            #expect(try await app.eventTypes(ticket: scene.ticket).last == "ticket.prioritized", "no rule routed: no ticket.routed")
+            let data = try await app.strings("SELECT data::text FROM events WHERE ticket_id = \(scene.ticket) AND type = 'ticket.prioritized'")
+            let text = try #require(data.first)
+            let event = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+            #expect(event["rule"] as? String == "クレーム" && event["priority"] as? String == "urgent")
+            #expect(event["requires_approval"] as? Bool == true && event["approval_rule"] as? String == "VIP", "\(event)")
+        }
+    }
 }

@@ -118,10 +118,13 @@ struct RuleStore: Sendable {
             """, logger: logger)
         let events = EventStore(logger: logger)
         if let match = outcome.priority {
-            try await events.record(
-                .ticketPrioritized, ticketID: ticketID, customerID: customerID, actor: nil,
-                data: ["rule": match.rule.name, "priority": match.rule.priority!.rawValue, "raised": raiseTo != nil,
-                       "reason": match.reason, "requires_approval": match.rule.requiresApproval], on: connection)
+            // The approval any matching rule asked for, not only the priority's winner: a VIP rule
+            // (high, approval) losing the priority to a クレーム rule (urgent) still made the ticket
+            // need approval, and a ticket.routed is written only when a rule routes.
+            var data: [String: Any] = ["rule": match.rule.name, "priority": match.rule.priority!.rawValue, "raised": raiseTo != nil,
+                                       "reason": match.reason, "requires_approval": outcome.approval != nil]
+            if let approval = outcome.approval { data["approval_rule"] = approval.rule.name }
+            try await events.record(.ticketPrioritized, ticketID: ticketID, customerID: customerID, actor: nil, data: data, on: connection)
         }
         if let reason = outcome.routingReason {
             var data: [String: Any] = ["rules": outcome.routing.map(\.rule.name), "reason": reason]

@@ -287,6 +287,31 @@ struct TeamTests {
         }
     }
 
+    @Test("auto-assignment waiting on an agent's row rechecks their skills once it has it: a skill taken away meanwhile is not assigned")
+    func assignmentRechecksTheAgent() async throws {
+        try await TestApp.run { app in
+            let admin = try await app.keySecret(.admin)
+            try await Self.queue(app, admin, #"{"name":"desk","auto_assign":"off"}"#)
+            let english = try await Self.agent(app, admin, #"{"display_name":"English","queues":["desk"],"skills":["english"]}"#)
+            let agentID = try #require(UUID(uuidString: english.id))
+            let ticket = try await app.ticket(customer: try await app.customer())
+            try await app.execute("UPDATE tickets SET queue = 'desk', required_skill = 'english' WHERE id = \(ticket)")
+            // A supervisor's change to the agent, not yet committed, holds their row while the desk
+            // starts assigning: the worker picks the agent by the skills it can see, then waits.
+            let assigned = try await app.database.withTransaction { change in
+                try await change.query("UPDATE agents SET skills = '{}' WHERE id = \(agentID)", logger: TestCluster.logger)
+                try await app.execute("UPDATE queues SET auto_assign = 'balanced' WHERE name = 'desk'")
+                let round = Task { try await app.count("SELECT count(*) FROM assign_waiting_tickets(10)") }
+                #expect(try await ChildProcess.eventually {
+                    try await app.count("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%assign_waiting_tickets%'") > 0
+                }, "a round waits on the agent's row")
+                return round
+            }
+            #expect(try await assigned.value == 0, "the skill went while the round waited")
+            #expect(try await app.count("SELECT count(*) FROM tickets WHERE id = \(ticket) AND assignee_id IS NULL") == 1)
+        }
+    }
+
     @Test("a pull gives a ticket that needs a skill only to an agent with it; one assigned to the caller is theirs anyway")
     func pullsBySkill() async throws {
         try await TestApp.run { app in

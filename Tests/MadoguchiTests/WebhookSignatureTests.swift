@@ -1,3 +1,4 @@
+import HTTPTypes
 import Testing
 @testable import Madoguchi
 
@@ -63,5 +64,17 @@ struct WebhookSignatureTests {
                               ("MADOGUCHI_VONAGE_ALLOW_UNSIGNED", "maybe")] {
             #expect { try Configuration.fromEnvironment([name: value]) } throws: { "\($0)".contains(name) }
         }
+    }
+
+    @Test("without MADOGUCHI_PUBLIC_URL the signed URL's host is the first proxy's X-Forwarded-Host, else Host")
+    func signedURLHost() {
+        var request = WebhookRequest(channel: .sms, provider: "twilio", body: [], headers: [:], uri: "/v1/inbound/sms/twilio",
+                                     authority: "10.0.0.5:8080")
+        #expect(request.signedURLCandidates(publicURL: nil).first == "https://10.0.0.5:8080/v1/inbound/sms/twilio")
+        request.headers[HTTPField.Name("X-Forwarded-Host")!] = "support.example.jp, internal-lb:8080"
+        #expect(request.signedURLCandidates(publicURL: nil).prefix(2) == ["https://support.example.jp/v1/inbound/sms/twilio",
+                                                                          "https://support.example.jp:443/v1/inbound/sms/twilio"])
+        #expect(request.signedURLCandidates(publicURL: "https://support.example.jp").allSatisfy { $0.hasPrefix("https://support.example.jp") })
+        #expect(WebhookRequest.firstForwardedHost(" , x") == nil && WebhookRequest.firstForwardedHost(nil) == nil)
     }
 }

@@ -40,13 +40,17 @@ struct WebhookRequest: Sendable {
     }
 
     /// The URLs the provider may have signed. Behind a proxy we cannot see the scheme and host it
-    /// called, so `MADOGUCHI_PUBLIC_URL` says; without it, the `Host` header with https, then http.
-    /// Each with and without an explicit default port, which providers write either way.
+    /// called, so `MADOGUCHI_PUBLIC_URL` says; without it, the host the request names (the first
+    /// proxy's `X-Forwarded-Host`, else `Host`) with https, then http. Each with and without an
+    /// explicit default port, which providers write either way.
+    ///
+    /// Without the setting, the host is the caller's to name: a request Twilio signed for another
+    /// deployment sharing the auth token (staging) verifies here too. The RUNBOOK says to set it.
     func signedURLCandidates(publicURL: String?) -> [String] {
         var bases: [String] = []
         if let publicURL {
             bases = [publicURL]
-        } else if let host = headers[HTTPField.Name("X-Forwarded-Host")!] ?? authority {
+        } else if let host = Self.firstForwardedHost(headers[HTTPField.Name("X-Forwarded-Host")!]) ?? authority {
             bases = ["https://\(host)", "http://\(host)"]
         }
         var candidates: [String] = []
@@ -58,6 +62,13 @@ struct WebhookRequest: Sendable {
             if let toggled = parts.string { candidates.append(toggled + uri) }
         }
         return candidates
+    }
+
+    /// The host the client called, from `X-Forwarded-Host`: each proxy on the way appends its own,
+    /// so the first is the one the provider named ("support.example.jp, internal-lb:8080").
+    static func firstForwardedHost(_ value: String?) -> String? {
+        guard let first = value?.split(separator: ",", maxSplits: 1).first?.trimmingCharacters(in: .whitespaces), !first.isEmpty else { return nil }
+        return first
     }
 
     /// Keeps the request as `rejected` and answers 403 with `reason`: a request whose signature does

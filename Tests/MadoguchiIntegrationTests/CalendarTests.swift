@@ -148,6 +148,9 @@ struct CalendarTests {
             #expect(try await app.request(.delete, "/v1/business-calendars/\(id)", key: supervisor).status == .noContent)
             try expectProblem(try await app.request(.get, "/v1/business-calendars/\(id)", key: supervisor), .notFound, "not-found")
             try expectProblem(try await app.request(.delete, "/v1/business-calendars/\(id)", key: supervisor), .notFound, "not-found")
+            // The standard calendar stays: every ticket without a policy counts business time in it.
+            try expectProblem(try await app.request(.delete, "/v1/business-calendars/00000000-0000-4000-8000-0000000ca1e0", key: supervisor),
+                              .conflict, "calendar-in-use")
             try expectProblem(try await app.request(.get, "/v1/business-calendars/\(id)/business-time?from=2026-12-01T00:00:00Z&to=2026-12-02T00:00:00Z",
                                                     key: supervisor), .notFound, "not-found")
             #expect(try await app.count("""

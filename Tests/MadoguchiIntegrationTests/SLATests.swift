@@ -113,6 +113,12 @@ struct SLATests {
             let answered = try await AwaitingReplyTests.ticket(app, overdue, key: supervisor)
             #expect(answered["response_due_at"] == nil)
             #expect(answered["sla_state"] as? String == "ok", "70 of 480 resolution minutes: \(answered)")
+            #expect(try await ids("sort=resolution_due") == [overdue, late, fresh])
+            // Solved, its resolution clock has stopped: it keeps its due time (for the reports), but
+            // no longer comes first in what falls due.
+            try await app.execute("UPDATE tickets SET status = 'solved' WHERE id = \(UUID(uuidString: overdue)!)")
+            #expect(try await ids("sort=resolution_due") == [late, fresh])
+            #expect(try await app.count("SELECT count(*) FROM tickets WHERE resolution_due_at IS NOT NULL") == 3)
         }
     }
 

@@ -42,6 +42,12 @@ extension APIHandler {
     func deleteBusinessCalendar(_ input: Operations.DeleteBusinessCalendar.Input) async throws -> Operations.DeleteBusinessCalendar.Output {
         let id = input.path.calendarId.uuid
         let principal = try principal
+        // Every ticket without an SLA policy counts business time in the standard calendar: without
+        // it, each of their responses and solves would be recorded as taking no business time at all.
+        guard id != BusinessCalendar.standardID else {
+            throw Problem(Problem.Kind(rawValue: "calendar-in-use"), status: .conflict, title: "Calendar in use",
+                          detail: "The standard calendar counts business time for every ticket without an SLA policy; change its hours instead.")
+        }
         try await database.withTransaction { connection in
             let deleted: Bool
             do {

@@ -22,6 +22,9 @@ enum TicketOrder: String, Sendable {
     case longestWaiting = "longest_waiting"
     /// The running response clock (first or next response) that falls due soonest first.
     case responseDue = "response_due"
+    /// The running resolution clock that falls due soonest first. A solved or closed ticket keeps its
+    /// resolution due time (reports judge it against it), but its clock has stopped: listed, every
+    /// old closed ticket (all past due) came before the open ones.
     case resolutionDue = "resolution_due"
 
     var column: String {
@@ -33,6 +36,10 @@ enum TicketOrder: String, Sendable {
     }
 
     var relation: String { self == .longestWaiting ? "tickets_awaiting_reply" : "tickets" }
+
+    /// What else a ticket must be to be in this order (the partial index `tickets_resolution_running`
+    /// serves the resolution order's).
+    var running: String { self == .resolutionDue ? "status NOT IN ('solved', 'closed')" : "true" }
 }
 
 /// Where a page ordered by a time starts: after the ticket numbered `number` whose time was
@@ -224,7 +231,7 @@ struct TicketStore: Sendable {
         let rows = try await connection.run("""
             SELECT \(unescaped: Ticket.columns), (extract(epoch FROM \(unescaped: column)) * 1000000)::bigint AS position_microseconds
             FROM \(unescaped: order.relation)
-            WHERE \(unescaped: column) IS NOT NULL
+            WHERE \(unescaped: column) IS NOT NULL AND \(unescaped: order.running)
               AND (\(statuses)::text[] IS NULL OR status = ANY(\(statuses)::text[]))
               AND (\(filter.assigneeID)::uuid IS NULL OR assignee_id = \(filter.assigneeID))
               AND (NOT \(filter.unassignedOnly) OR assignee_id IS NULL)

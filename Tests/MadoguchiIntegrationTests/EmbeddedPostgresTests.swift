@@ -51,6 +51,22 @@ struct EmbeddedPostgresTests {
         }
     }
 
+    @Test("an initdb killed part-way leaves no cluster: the next start makes it afresh, and an empty directory is replaced")
+    func interruptedInitdb() async throws {
+        try await Self.withCluster { cluster in
+            // What initdb killed after PG_VERSION leaves, in the place it now builds in.
+            let building = cluster.clusterDirectory + ".initdb"
+            try FileManager.default.createDirectory(atPath: building + "/global", withIntermediateDirectories: true)
+            try "15\n".write(toFile: building + "/PG_VERSION", atomically: true, encoding: .utf8)
+            // And an empty cluster directory, as made by hand or by an older version before its initdb.
+            try FileManager.default.createDirectory(atPath: cluster.clusterDirectory, withIntermediateDirectories: true)
+            #expect(try await cluster.start() == .started)
+            #expect(try await Self.answers(cluster))
+            #expect(!FileManager.default.fileExists(atPath: building))
+            #expect(FileManager.default.fileExists(atPath: cluster.clusterDirectory + "/global/pg_control"))
+        }
+    }
+
     @Test("a cluster killed with SIGKILL leaves a stale postmaster.pid; the next start recovers")
     func staleAfterKill() async throws {
         try await Self.withCluster { cluster in

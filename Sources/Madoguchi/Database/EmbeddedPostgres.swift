@@ -227,14 +227,22 @@ public struct EmbeddedPostgres: Sendable {
         }
     }
 
+    /// Makes the cluster with initdb in a directory beside it and moves it into place only once
+    /// initdb has finished: a start stopped during a first start (`systemctl start` and `stop` in a
+    /// row, a reboot) killed initdb after it had written `PG_VERSION`, and every later start took
+    /// the half-made cluster for a real one, which PostgreSQL then refused to start.
     private func initialize() async throws {
         let fileManager = FileManager.default
-        try fileManager.createDirectory(atPath: clusterDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let building = clusterDirectory + ".initdb"
+        // What an interrupted initdb left: never a cluster, always made again.
+        try? fileManager.removeItem(atPath: building)
+        try fileManager.createDirectory(atPath: building, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         if let user = runner.runAsUser, let account = Self.account(named: user) {
-            _ = chown(clusterDirectory, account.uid, account.gid)
+            _ = chown(building, account.uid, account.gid)
             // Every parent must be searchable by that user; a clone under a 0700 home directory is not.
-            let probe = try await runner.run("/usr/bin/test", ["-w", clusterDirectory])
+            let probe = try await runner.run("/usr/bin/test", ["-w", building])
             guard probe.status == 0 else {
+                try? fileManager.removeItem(atPath: building)
                 throw EmbeddedPostgresError("""
                     the \(user) user cannot reach \(clusterDirectory): some parent directory is not searchable by other \
                     users (a home directory with mode 0700, for example). Set MADOGUCHI_DATA_DIR to a directory such as \
@@ -244,12 +252,17 @@ public struct EmbeddedPostgres: Sendable {
         }
         logger.info("creating embedded PostgreSQL cluster", metadata: ["cluster": "\(clusterDirectory)"])
         let result = try await runner.run(binDirectory + "/initdb", [
-            "-D", clusterDirectory, "-U", Self.superuser, "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-instructions",
+            "-D", building, "-U", Self.superuser, "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-instructions",
         ])
         guard result.status == 0 else {
-            // Leave no half-made cluster behind, or the next start would take it for a real one.
-            try? fileManager.removeItem(atPath: clusterDirectory)
+            try? fileManager.removeItem(atPath: building)
             throw EmbeddedPostgresError("initdb failed (exit \(result.status)): \(result.output.trimmed)")
+        }
+        // rename(2) replaces an empty directory (one made by hand, or by an older version) in one step.
+        guard rename(building, clusterDirectory) == 0 else {
+            let reason = String(cString: strerror(errno))
+            try? fileManager.removeItem(atPath: building)
+            throw EmbeddedPostgresError("cannot move the new cluster into \(clusterDirectory): \(reason) (it holds files, but no PG_VERSION)")
         }
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import PostgresNIO
+import ServiceLifecycle
 import Testing
 @testable import Madoguchi
 
@@ -78,29 +79,34 @@ struct DeliveryWorkerTests {
         }
     }
 
+    /// `count` replies to `address` queued in the outbox, as sending them would leave them.
+    static func queueReplies(_ app: TestApp, count: Int, to address: String = "bulk@example.jp") async throws {
+        let customer = try await app.customer(email: address)
+        let agent = try #require(try await app.key(.agent).record.agentID)
+        try await app.execute("""
+            WITH t AS (
+                INSERT INTO tickets (customer_id, subject, channel) SELECT \(customer), 'bulk ' || n, 'email' FROM generate_series(1, \(count)) AS n
+                RETURNING id
+            ), m AS (
+                INSERT INTO messages (ticket_id, direction, channel, author_agent_id, to_addresses, subject, body_text, email_message_id)
+                SELECT id, 'outbound', 'email', \(agent), ARRAY[\(address)], 'Re: bulk', 'ご連絡ありがとうございます。', 'bulk-' || id || '@shop.example'
+                FROM t
+                RETURNING id, ticket_id, email_message_id
+            ), r AS (
+                INSERT INTO replies (ticket_id, author_agent_id, channel, recipients, subject, body_text, state, message_id)
+                SELECT ticket_id, \(agent), 'email', ARRAY[\(address)], 'Re: bulk', 'ご連絡ありがとうございます。', 'queued', id FROM m
+                RETURNING id, message_id
+            )
+            INSERT INTO outbox (reply_id, channel, recipients, email_message_id)
+            SELECT r.id, 'email', ARRAY[\(address)], m.email_message_id FROM r JOIN m ON m.id = r.message_id
+            """)
+    }
+
     @Test("two worker processes on one outbox of 1,000 replies: every reply delivered, each exactly once; SIGTERM stops them cleanly")
     func twoWorkersThousandReplies() async throws {
         let sink = try await SMTPSink()
         try await TestApp.run(configure: Self.noWorkerInServe) { app in
-            let customer = try await app.customer(email: "bulk@example.jp")
-            let agent = try #require(try await app.key(.agent).record.agentID)
-            try await app.execute("""
-                WITH t AS (
-                    INSERT INTO tickets (customer_id, subject, channel) SELECT \(customer), 'bulk ' || n, 'email' FROM generate_series(1, 1000) AS n
-                    RETURNING id
-                ), m AS (
-                    INSERT INTO messages (ticket_id, direction, channel, author_agent_id, to_addresses, subject, body_text, email_message_id)
-                    SELECT id, 'outbound', 'email', \(agent), ARRAY['bulk@example.jp'], 'Re: bulk', 'ご連絡ありがとうございます。', 'bulk-' || id || '@shop.example'
-                    FROM t
-                    RETURNING id, ticket_id, email_message_id
-                ), r AS (
-                    INSERT INTO replies (ticket_id, author_agent_id, channel, recipients, subject, body_text, state, message_id)
-                    SELECT ticket_id, \(agent), 'email', ARRAY['bulk@example.jp'], 'Re: bulk', 'ご連絡ありがとうございます。', 'queued', id FROM m
-                    RETURNING id, message_id
-                )
-                INSERT INTO outbox (reply_id, channel, recipients, email_message_id)
-                SELECT r.id, 'email', ARRAY['bulk@example.jp'], m.email_message_id FROM r JOIN m ON m.id = r.message_id
-                """)
+            try await Self.queueReplies(app, count: 1000)
             let workers = [try Self.startWorker(app, sink, name: "a", concurrency: 8), try Self.startWorker(app, sink, name: "b", concurrency: 8)]
             let done = try await ChildProcess.eventually(timeout: .seconds(240)) {
                 try await app.count("SELECT count(*) FROM outbox WHERE state = 'sent'") == 1000
@@ -118,5 +124,48 @@ struct DeliveryWorkerTests {
                 #expect(worker.output.contains("outbox worker stopped"), "\(worker.output.suffix(1000))")
             }
         }
+    }
+
+    @Test("the process beginning to stop ends claiming at once, while a service stopped before the worker (the HTTP server's drain) still runs")
+    func stopsClaimingWhenTheProcessBeginsToStop() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: Self.noWorkerInServe) { app in
+            var configuration = Configuration()
+            DeliveryTests.configure(sink)(&configuration)
+            var settings = configuration.delivery
+            settings.pollInterval = .milliseconds(100)
+            let notice = ShutdownNotice()
+            let worker = OutboxWorker(database: app.database, migrator: try Migrator.bundled(), settings: settings, publicURL: nil,
+                                      shutdownNotice: notice, logger: TestCluster.logger)
+            // Stopped before the worker, as serve's HTTP server is, and slow to finish, as a CSV export is.
+            let draining = Draining()
+            let group = ServiceGroup(configuration: .init(
+                services: [worker, draining, ShutdownNoticeService(notice: notice)], logger: TestCluster.logger))
+            let running = Task { try await group.run() }
+            try await Self.queueReplies(app, count: 3, to: "before@example.jp")
+            #expect(try await ChildProcess.eventually { try await app.count("SELECT count(*) FROM outbox WHERE state = 'sent'") == 3 })
+            await group.triggerGracefulShutdown()
+            #expect(await ChildProcess.eventually { notice.hasBegun })
+            // Queued while the server drains: left for the next start, not sent in the shutdown's last seconds.
+            try await Self.queueReplies(app, count: 3, to: "after@example.jp")
+            try await Task.sleep(for: .seconds(2))
+            #expect(try await app.count("SELECT count(*) FROM outbox WHERE state = 'sent'") == 3)
+            draining.release()
+            try await running.value
+            #expect(try await app.count("SELECT count(*) FROM outbox WHERE state = 'queued' AND claimed_by IS NULL") == 3)
+            #expect(sink.received.filter(\.accepted).count == 3)
+        }
+    }
+
+    /// A service whose graceful shutdown lasts until `release()`.
+    final class Draining: Service, Sendable {
+        private let released = AsyncStream<Void>.makeStream()
+
+        func run() async throws {
+            try? await gracefulShutdown()
+            for await _ in released.stream {}
+        }
+
+        func release() { released.continuation.finish() }
     }
 }

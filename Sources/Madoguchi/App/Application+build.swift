@@ -22,6 +22,7 @@ public func buildApplication(
     databaseDescription: String = "the configured database",
     servicesBeforeDatabase: [any Service] = [],
     onStartupFailure: @escaping @Sendable (any Error) -> Void = { _ in },
+    shutdownNotice: ShutdownNotice = ShutdownNotice(),
     onServerRunning: @escaping @Sendable (any NIOCore.Channel) async -> Void = { _ in }
 ) throws -> some ApplicationProtocol {
     // HEAD wherever GET is (RFC 9110 §9.3.2): a monitor's `curl -I` on /health/ready was 405.
@@ -88,10 +89,11 @@ public func buildApplication(
             NamedService("report rollup worker", ReportRollupWorker(database: database, migrator: migrator, logger: logger), logger: logger),
         ] + (configuration.delivery.runsInServe ? [
             NamedService("outbox worker", OutboxWorker(database: database, migrator: migrator, settings: configuration.delivery,
-                                                       publicURL: configuration.providers.publicURL, logger: logger), logger: logger),
+                                                       publicURL: configuration.providers.publicURL, shutdownNotice: shutdownNotice,
+                                                       logger: logger), logger: logger),
         ] : []) + (configuration.webhooks.runsInServe ? [
             NamedService("webhook worker", WebhookWorker(database: database, migrator: migrator, logger: logger, settings: configuration.webhooks,
-                                                         notifier: notifier), logger: logger),
+                                                         notifier: notifier, shutdownNotice: shutdownNotice), logger: logger),
         ] : []),
         onServerRunning: onServerRunning,
         logger: logger)

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import Prometheus
+import ServiceLifecycle
 
 /// `madoguchi serve`: provision the database, migrate, serve until SIGINT or SIGTERM, then stop in order
 /// (stop accepting, finish in-flight requests, close the pool, stop the embedded cluster).
@@ -17,20 +18,24 @@ public enum Server {
                                 leaseTimeout: configuration.databaseWait)
         let (startupFailures, startupFailed) = AsyncStream<any Error>.makeStream()
         let app: any ApplicationProtocol
+        let shutdownNotice = ShutdownNotice()
         do {
             app = try buildApplication(
                 configuration: configuration, database: database, migrator: migrator, registry: registry, logger: logger,
                 databaseDescription: provisioned.target,
                 servicesBeforeDatabase: [NamedService("embedded PostgreSQL", EmbeddedClusterService(provisioned: provisioned, pool: database.client,
                                                                                                     logger: logger), logger: logger)],
-                onStartupFailure: { startupFailed.yield($0) })
+                onStartupFailure: { startupFailed.yield($0) }, shutdownNotice: shutdownNotice)
         } catch {
             await provisioned.release(logger: logger)
             throw error
         }
         let lastResort = Task { await exitIfStuck(after: startupFailures, provisioned: provisioned, logger: logger) }
         defer { lastResort.cancel() }
-        try await app.runService()
+        // As `app.runService()`, with the notice stopped first: the workers stop claiming at once,
+        // while the HTTP server, stopped before them, lets its requests finish.
+        try await ServiceGroup(configuration: .init(
+            services: [app, ShutdownNoticeService(notice: shutdownNotice)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)).run()
     }
 
     /// The last resort after a failed start (a refused migration, an unreachable database): the

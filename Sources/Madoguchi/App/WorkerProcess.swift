@@ -12,11 +12,15 @@ public enum WorkerProcess {
         let database = Database(configuration: provisioned.clientConfiguration, logger: logger, registry: PrometheusCollectorRegistry(),
                                 leaseTimeout: configuration.databaseWait)
         let migrator = try Migrator.bundled()
+        // The group stops its services last to first: the notice, listed last, tells the outbox and
+        // webhook workers to stop claiming at once, rather than after a report fold of minutes.
+        let shutdownNotice = ShutdownNotice()
         let worker = OutboxWorker(
             database: database, migrator: migrator, settings: configuration.delivery, publicURL: configuration.providers.publicURL,
-            logger: logger)
+            shutdownNotice: shutdownNotice, logger: logger)
         let notifier = EventNotifier(database: database, logger: logger)
-        let webhooks = WebhookWorker(database: database, migrator: migrator, logger: logger, settings: configuration.webhooks, notifier: notifier)
+        let webhooks = WebhookWorker(database: database, migrator: migrator, logger: logger, settings: configuration.webhooks, notifier: notifier,
+                                     shutdownNotice: shutdownNotice)
         let group = ServiceGroup(configuration: .init(
             services: [
                 .init(service: NamedService("database pool", database.client, logger: logger)),
@@ -26,6 +30,7 @@ public enum WorkerProcess {
                 .init(service: NamedService("assignment worker", AssignmentWorker(database: database, migrator: migrator, logger: logger, notifier: notifier),
                                             logger: logger)),
                 .init(service: NamedService("report rollup worker", ReportRollupWorker(database: database, migrator: migrator, logger: logger), logger: logger)),
+                .init(service: ShutdownNoticeService(notice: shutdownNotice)),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {

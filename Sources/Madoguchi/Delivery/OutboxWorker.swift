@@ -27,12 +27,19 @@ public struct OutboxWorker: Service {
     static let recordingAttempts = 5
     let settings: DeliverySettings
     let publicURL: String?
+    let shutdownNotice: ShutdownNotice
     /// Names this worker's claims: host, process and a random part.
     let name: String
     /// The handover marks of deliveries in flight, committed together.
     private let handovers: CommitGroup<OutboxStore.HandoverMark, Bool>
 
     public init(database: Database, migrator: Migrator, settings: DeliverySettings, publicURL: String?, logger: Logger) {
+        self.init(database: database, migrator: migrator, settings: settings, publicURL: publicURL, shutdownNotice: ShutdownNotice(), logger: logger)
+    }
+
+    /// `shutdownNotice`: the process has begun to stop; claim nothing more (see `ShutdownNotice`).
+    init(database: Database, migrator: Migrator, settings: DeliverySettings, publicURL: String?, shutdownNotice: ShutdownNotice, logger: Logger) {
+        self.shutdownNotice = shutdownNotice
         self.database = database
         self.migrator = migrator
         self.settings = settings
@@ -67,7 +74,12 @@ public struct OutboxWorker: Service {
         await deliverUntilShutdown(channels: channels, senders: senders)
         await senders.close()
         logger.info("outbox worker stopped", metadata: ["worker": "\(name)"])
+        // Stopped early by the notice: returning before its turn would cancel the whole group.
+        if !Task.isShuttingDownGracefully { try? await gracefulShutdown() }
     }
+
+    /// Its own turn to stop came, or the process has begun to stop.
+    private var stopping: Bool { Task.isShuttingDownGracefully || shutdownNotice.hasBegun }
 
     private enum Finished: Sendable {
         /// The relay or provider answered (or not): its SMTP connection is free for the next row.
@@ -119,7 +131,7 @@ public struct OutboxWorker: Service {
                     return .recorded
                 }
             }
-            while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            while !stopping && !Task.isCancelled {
                 var claimed: [OutboxItem] = []
                 // Refilled by batches, half the slots at a time: one claim statement per row would
                 // cost the database more than the rest of the row's bookkeeping.

@@ -17,6 +17,8 @@ struct WebhookWorker: Service {
     let logger: Logger
     let settings: WebhookSettings
     let notifier: EventNotifier?
+    /// The process has begun to stop: claim nothing more (see `ShutdownNotice`).
+    var shutdownNotice = ShutdownNotice()
     let name = "\(ProcessInfo.processInfo.hostName):\(getpid()):webhooks:\(UUID().uuidString.prefix(8).lowercased())"
 
     var store: WebhookStore { WebhookStore(logger: logger) }
@@ -28,7 +30,12 @@ struct WebhookWorker: Service {
         defer { resolver.shutdown() }
         await migrator.waitUntilCurrent(database, logger: logger)
         await serveUntilShutdown(http: http, resolver: resolver)
+        // Stopped early by the notice: returning before its turn would cancel the whole group.
+        if !Task.isShuttingDownGracefully { try? await gracefulShutdown() }
     }
+
+    /// Its own turn to stop came, or the process has begun to stop.
+    private var stopping: Bool { Task.isShuttingDownGracefully || shutdownNotice.hasBegun }
 
     private enum Finished: Sendable {
         /// An endpoint's turn ended; whether it delivered (or tried to deliver) anything.
@@ -51,7 +58,7 @@ struct WebhookWorker: Service {
             var waking = false
             var lookNow = true
             var foundNone = false
-            while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            while !stopping && !Task.isCancelled {
                 let seen = notifier?.generation ?? 0
                 if lookNow && serving < settings.concurrency {
                     lookNow = false
@@ -141,7 +148,7 @@ struct WebhookWorker: Service {
         do {
             let key = try await database.withConnection { try await feed.key(on: $0) }
             var remaining = Self.turn
-            while remaining > 0 && !Task.isShuttingDownGracefully && leaseLeft() {
+            while remaining > 0 && !stopping && leaseLeft() {
                 let limit = min(remaining, Self.pageSize)
                 // Looked at after the page is read: an event committed after the endpoint was deleted,
                 // disabled, changed or taken over is then never sent by this worker.
@@ -151,7 +158,7 @@ struct WebhookWorker: Service {
                 }
                 var lastLook = ContinuousClock.now
                 var attempts: [(event: FeedEvent, attempt: WebhookAttempt)] = []
-                for event in page.events where standing == .serving && !Task.isShuttingDownGracefully && leaseLeft() {
+                for event in page.events where standing == .serving && !stopping && leaseLeft() {
                     if ContinuousClock.now - lastLook > Self.lookAgainAfter {
                         standing = try await database.withConnection { try await store.standing(of: endpoint, worker: name, on: $0) }
                         lastLook = .now

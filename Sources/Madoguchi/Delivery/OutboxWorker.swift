@@ -23,8 +23,11 @@ public struct OutboxWorker: Service {
     let migrator: Migrator
     let logger: Logger
 
-    /// Writes of one delivery's outcome before it is left to its lease: 0.25 + 0.5 + 1 + 2 s apart.
-    static let recordingAttempts = 5
+    /// Writes of one delivery's outcome before it is left to its lease: 0.25, 0.5, 1 … 16 s apart,
+    /// about 32 s in all. Long enough for a database that restarts (`systemctl restart madoguchi`
+    /// stops and starts the embedded cluster under a worker beside it); five attempts in 3.75 s were
+    /// not, and a reply the relay had taken was then held for a person.
+    static let recordingAttempts = 8
     let settings: DeliverySettings
     let publicURL: String?
     let shutdownNotice: ShutdownNotice

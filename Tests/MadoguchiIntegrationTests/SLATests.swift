@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import HummingbirdTesting
+import NIOCore
 import Testing
 @testable import Madoguchi
 
@@ -82,6 +83,20 @@ struct SLATests {
             let text = try await AwaitingReplyTests.ticket(app, sms, key: supervisor)
             #expect(Self.date(text["first_response_due_at"]) == (try CalendarTests.instant("2026-11-30T09:15:00+09:00")))
             #expect(text["resolution_due_at"] == nil, "the SMS target sets no resolution clock")
+        }
+    }
+
+    @Test("policies made the default at the same moment take the flag in turn: every one created, one default at the end")
+    func defaultsAtOnce() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            let bodies = (1...8).map { n in
+                ByteBuffer(string: #"{"name":"SLA \#(n)","calendar_id":"\#(CalendarTests.standard)","is_default":true,"targets":[{"priority":"normal","first_response_minutes":60}]}"#)
+            }
+            let statuses = try await app.postConcurrently("/v1/sla-policies", headers: [.authorization: "Bearer \(supervisor)", .contentType: "application/json"],
+                                                          bodies: bodies)
+            #expect(statuses == Array(repeating: .created, count: 8))
+            #expect(try await app.count("SELECT count(*) FROM sla_policies WHERE is_default") == 1)
         }
     }
 

@@ -25,6 +25,10 @@ struct SLAPolicyStore: Sendable {
         let name = draft.name.trimmed
         do {
             if draft.isDefault {
+                // One default at a time: two policies made default at once each cleared the flag
+                // before the other's row existed, and the second met the one-default index, answered
+                // as a name clash. Taken in turn, the second clears the first's flag.
+                try await AdvisoryLock.take("sla-policy:default", on: connection, logger: logger)
                 try await connection.perform(
                     "UPDATE sla_policies SET is_default = false, version = version + 1, updated_at = now() WHERE is_default AND id IS DISTINCT FROM \(id)",
                     logger: logger)

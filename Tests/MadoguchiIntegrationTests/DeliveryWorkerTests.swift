@@ -143,9 +143,14 @@ struct DeliveryWorkerTests {
                 services: [worker, draining, ShutdownNoticeService(notice: notice)], logger: TestCluster.logger))
             let running = Task { try await group.run() }
             try await Self.queueReplies(app, count: 3, to: "before@example.jp")
-            #expect(try await ChildProcess.eventually { try await app.count("SELECT count(*) FROM outbox WHERE state = 'sent'") == 3 })
+            // The worker shares the test process's two threads with every other test: slow in a full run.
+            #expect(try await ChildProcess.eventually(timeout: .seconds(240)) {
+                try await app.count("SELECT count(*) FROM outbox WHERE state = 'sent'") == 3
+            })
             await group.triggerGracefulShutdown()
-            #expect(await ChildProcess.eventually { notice.hasBegun })
+            #expect(await ChildProcess.eventually(timeout: .seconds(60)) { notice.hasBegun })
+            // A look that began before the notice may still be on its way to its claim: let it end.
+            try await Task.sleep(for: .seconds(1))
             // Queued while the server drains: left for the next start, not sent in the shutdown's last seconds.
             try await Self.queueReplies(app, count: 3, to: "after@example.jp")
             try await Task.sleep(for: .seconds(2))

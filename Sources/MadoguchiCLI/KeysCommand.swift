@@ -66,7 +66,7 @@ struct Keys: AsyncParsableCommand {
     }
 
     struct Revoke: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Revoke a key by id or prefix. It stops working at once.")
+        static let configuration = CommandConfiguration(abstract: "Revoke a key by id or prefix. Every running instance refuses it within a second.")
 
         @OptionGroup var common: CommonOptions
 

@@ -36,7 +36,10 @@ struct MadoguchiCommand: AsyncParsableCommand {
 
 /// Settings every command shares. A flag wins over its environment variable, which wins over the default.
 struct CommonOptions: ParsableArguments {
-    @Option(help: "PostgreSQL URL (env DATABASE_URL). Without one, an embedded cluster runs under --data-dir.")
+    @Option(help: """
+        PostgreSQL URL (env DATABASE_URL). Without one, an embedded cluster runs under --data-dir. A password in it \
+        is visible to every local user in the process list: give it in DATABASE_URL instead.
+        """)
     var databaseURL: String?
 
     @Option(help: "Directory of the embedded cluster (env MADOGUCHI_DATA_DIR, default ./.madoguchi).")

@@ -1,21 +1,35 @@
 import Foundation
 
 /// HTML rendered to readable plain text for HTML-only mail: block elements become line breaks,
-/// scripts, styles and the head are dropped, entities decoded. Not a browser, and it need not be.
+/// scripts, styles and the head are dropped, entities decoded. Not a browser, and it need not be;
+/// but what a browser would show of the customer's words is never dropped: a `<` that opens no tag
+/// ("数量<5個") is text, as is one with no `>` after it, and a head left open ends at `<body>`.
 public enum HTMLText {
     public static func render(_ html: String) -> String {
         var output = ""
         var index = html.startIndex
         var skipUntil: String?
+        // Past the last '>', no '<' can open a tag: each is text, found without a search.
+        let lastClose = html.lastIndex(of: ">")
         while index < html.endIndex {
+            if let waiting = skipUntil, waiting == "script" || waiting == "style" {
+                // Raw text, as in a browser: nothing inside is a tag until the end tag. Read as tags,
+                // `if (x<y)` swallowed the `</script>` and with it the rest of the mail.
+                guard let end = html.range(of: "</" + waiting, options: .caseInsensitive, range: index..<html.endIndex) else { break }
+                index = html[end.upperBound...].firstIndex(of: ">").map { html.index(after: $0) } ?? html.endIndex
+                skipUntil = nil
+                continue
+            }
             let character = html[index]
-            if character == "<" {
-                guard let close = html[index...].firstIndex(of: ">") else { break }
+            if character == "<", opensTag(html, at: index), let lastClose, index < lastClose,
+               let close = html[index...].firstIndex(of: ">") {
                 let tag = html[html.index(after: index)..<close].lowercased()
                 let name = String(tag.prefix { $0.isLetter || $0.isNumber || $0 == "/" || $0 == "!" })
                 index = html.index(after: close)
                 if let waiting = skipUntil {
-                    if name == "/" + waiting { skipUntil = nil }
+                    // A head (or its title) never closed ends where the body begins, as in a browser:
+                    // `<head><meta charset=utf-8><body><p>返品希望です` kept nothing of the text.
+                    if name == "/" + waiting || ((waiting == "head" || waiting == "title") && name == "body") { skipUntil = nil }
                     continue
                 }
                 switch name {
@@ -47,6 +61,15 @@ public enum HTMLText {
         var collapsed: [String] = []
         for line in lines where !(line.isEmpty && collapsed.last?.isEmpty == true) { collapsed.append(line) }
         return collapsed.joined(separator: "\n").trimmingWhitespaceAndNewlines()
+    }
+
+    /// Whether the `<` at `index` opens a tag, a comment or a declaration (followed by an ASCII
+    /// letter, `/`, `!` or `?`), as HTML's tokenizer decides; otherwise it is text.
+    private static func opensTag(_ html: String, at index: String.Index) -> Bool {
+        let next = html.index(after: index)
+        guard next < html.endIndex else { return false }
+        let character = html[next]
+        return (character.isASCII && character.isLetter) || character == "/" || character == "!" || character == "?"
     }
 
     private static let named: [String: String] = [

@@ -28,14 +28,11 @@ public struct MIMEPart: Sendable {
     }
 
     /// The filename the sender gave (`Content-Disposition` filename, else `Content-Type` name), made
-    /// safe to show and to offer for download: path separators and control characters become `_`, so
-    /// `../../x` can never be taken for a path.
+    /// safe to show and to offer for download (`SafeFileName`).
     public var filename: String? {
         let name = disposition?["filename"] ?? contentType["name"]
         guard let name = name?.trimmingWhitespaceAndNewlines(), !name.isEmpty else { return nil }
-        return String(String.UnicodeScalarView(name.unicodeScalars.map { scalar in
-            scalar == "/" || scalar == "\\" || scalar.properties.generalCategory == .control ? "_" : scalar
-        }))
+        return SafeFileName.clean(name)
     }
 
     public var contentID: String? {

@@ -231,6 +231,30 @@ struct MailParserTests {
         #expect(parsed.html != nil)
     }
 
+    @Test("file names: path separators, control and bidirectional characters made harmless; the rest kept")
+    func safeFileNames() {
+        #expect(SafeFileName.clean("../../etc/passwd") == ".._.._etc_passwd")
+        #expect(SafeFileName.clean("invoice\u{202E}fdp.exe") == "invoice_fdp.exe")
+        #expect(SafeFileName.clean("a\u{1B}[31mb\r\nc\u{7F}") == "a_[31mb__c_")
+        #expect(SafeFileName.clean("請求書 2026年12月👨‍👩‍👧.pdf") == "請求書 2026年12月👨‍👩‍👧.pdf")
+        let parsed = mail("From: a@x.jp\nContent-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nhi\n--b\nContent-Type: application/octet-stream\nContent-Disposition: attachment; filename*=UTF-8''invoice%E2%80%AEfdp.exe\n\nxx\n--b--\n")
+        #expect(parsed.attachments.first?.filename == "invoice_fdp.exe")
+    }
+
+    @Test("HTML to text keeps what a browser shows: a head left open ends at the body, a '<' that opens no tag is text")
+    func htmlTextKeepsTheWords() {
+        #expect(HTMLText.render("<html><head><meta charset=utf-8><body><p>返品希望です</p>") == "返品希望です")
+        #expect(HTMLText.render("<html><head><title>注文<body><p>届きません</p>") == "届きません")
+        #expect(HTMLText.render("<p>数量<5個の場合、送料は?</p><p>よろしく</p>") == "数量<5個の場合、送料は?\nよろしく")
+        #expect(HTMLText.render("<p>a < b かつ c>d</p>") == "a < b かつ c>d")
+        #expect(HTMLText.render("<p>最後に <だけ") == "最後に <だけ")
+        #expect(HTMLText.render("<p>x</p><") == "x\n<")
+        // Still dropped: scripts, styles, and a head that closes.
+        #expect(HTMLText.render("<head><style>p{}</style></head><script>x<y</script><p>本文</p>") == "本文")
+        // Many '<' and no '>' take linear time (the fuzzer's kind of input).
+        #expect(HTMLText.render(String(repeating: "<a", count: 50_000)).count == 100_000)
+    }
+
     @Test("the reply is separated from quoted history, Japanese clients included", arguments: [
         ("ありがとうございます。\n\n2024年1月5日(金) 10:00 山田 <y@example.jp>:\n> 先日の件\n> よろしく", "ありがとうございます。"),
         ("了解です。\n\n-----Original Message-----\nFrom: support@example.jp\nSent: Friday\n本文", "了解です。"),

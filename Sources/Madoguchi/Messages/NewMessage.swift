@@ -1,3 +1,4 @@
+import MadoguchiMail
 import Foundation
 
 /// A `messages` row about to be written, whoever writes it: every channel's ingest, a reply going
@@ -51,10 +52,9 @@ struct NewAttachment: Sendable {
     /// For an attached message: the files inside it (name, type, size), kept as JSON beside it.
     var contained: [ContainedFileRecord] = []
 
-    /// A filename with path separators and line breaks made harmless.
-    static func safeName(_ name: String) -> String {
-        String(name.map { $0 == "/" || $0 == "\\" || $0.isNewline ? "_" : $0 })
-    }
+    /// A filename with path separators, control characters and bidirectional controls made harmless,
+    /// as a mail's are (`SafeFileName`).
+    static func safeName(_ name: String) -> String { SafeFileName.clean(name) }
 }
 
 extension NewMessage {

@@ -74,10 +74,11 @@ extension LineWebhook.Event {
             text = [message.title, message.address, message.latitude.flatMap { lat in message.longitude.map { "(\(lat), \($0))" } }]
                 .compactMap { $0 }.joined(separator: "\n")
         case "image", "video", "audio", "file":
-            text = "[\(message.type)" + (message.fileName.map { ": \($0)" } ?? "") + "]"
+            let fileName = message.fileName.map(NewAttachment.safeName)
+            text = "[\(message.type)" + (fileName.map { ": \($0)" } ?? "") + "]"
             details["line_content_id"] = message.id
             if let url = message.contentProvider?.originalContentUrl {
-                links.append(["url": url, "media_type": message.type, "filename": message.fileName ?? message.type])
+                links.append(["url": url, "media_type": message.type, "filename": fileName ?? message.type])
             }
         default:
             text = "[\(message.type)]"

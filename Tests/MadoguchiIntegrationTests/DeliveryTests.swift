@@ -809,8 +809,9 @@ struct DeliveryTests {
             try expectProblem(try await app.request(.post, "/v1/replies/\(reply)/send", key: conversation.agent, json: send),
                               .unprocessableContent, "missing-attachment")
             let pdf = Array("%PDF-1.4 請求書".utf8)
+            // The media type as a form might send it, with a line break after it: taken as application/pdf.
             let attached = try await app.request(.post, "/v1/replies/\(reply)/attachments", key: conversation.agent,
-                                                 json: #"{"filename":"請求書 2026年12月.pdf","media_type":"application/pdf","content_base64":"\#(Data(pdf).base64EncodedString())"}"#)
+                                                 json: #"{"filename":"請求書 2026年12月.pdf","media_type":"application/pdf\n","content_base64":"\#(Data(pdf).base64EncodedString())"}"#)
             #expect(attached.status == .created, "\(attached.text)")
             #expect((try attached.json["attachments"] as? [[String: Any]])?.first?["size"] as? Int == pdf.count)
 

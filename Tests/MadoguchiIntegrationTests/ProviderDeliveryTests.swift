@@ -230,6 +230,12 @@ struct ProviderDeliveryTests {
             let send = try await app.request(.post, "/v1/replies/\(reply)/send", key: conversation.agent,
                                              json: #"{"last_seen_message_id":"\#(conversation.lastMessage)"}"#)
             try expectProblem(send, .unprocessableContent, "unknown-recipient")
+            // A text carries no file: refused when attached, not shown as sent while the customer gets words alone.
+            let file = try await app.request(.post, "/v1/replies/\(reply)/attachments", key: conversation.agent,
+                                             json: #"{"filename":"請求書.pdf","media_type":"application/pdf","content_base64":"JVBERi0="}"#)
+            try expectProblem(file, .unprocessableContent, "validation-failed")
+            #expect(file.text.contains("/filename") && file.text.contains("sms"), "\(file.text)")
+            #expect(try await app.count("SELECT count(*) FROM reply_attachments") == 0)
         }
     }
 

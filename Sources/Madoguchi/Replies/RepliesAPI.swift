@@ -130,7 +130,9 @@ extension APIHandler {
         var errors: [Problem.FieldError] = []
         let name = body.filename.trimmingCharacters(in: .whitespacesAndNewlines)
         if name.isEmpty || name.contains("\u{0}") { errors.append(.init(pointer: "/filename", message: "is blank or contains NUL")) }
-        let mediaType = body.mediaType.trimmingCharacters(in: .whitespaces).lowercased()
+        // Trimmed of line breaks too: "application/pdf\n" passed the pattern ($ matches before a final
+        // line break), was stored, and failed only at send, when the mail composer refused it.
+        let mediaType = body.mediaType.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
         if mediaType.range(of: #"^[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+$"#, options: .regularExpression) == nil {
             errors.append(.init(pointer: "/media_type", message: "is not a media type like application/pdf"))
         }

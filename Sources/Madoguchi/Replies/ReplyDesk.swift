@@ -166,6 +166,13 @@ struct ReplyDesk: Sendable {
         try await database.withTransaction { connection in
             let (ticket, reply) = try await lockReplyHoldingClaim(replyID, agentID: agentID, on: connection)
             guard reply.state == .draft || reply.state == .submitted else { throw Problem.replyNotDraft(reply) }
+            // A text or a LINE message carries no file: attached, it showed on the timeline as sent and
+            // satisfied the missing-attachment guard, while the customer got the words alone.
+            guard reply.channel == .email || reply.channel == .webform else {
+                throw Problem.validationFailed([.init(
+                    pointer: "/filename",
+                    message: "a reply by \(reply.channel.rawValue) carries no files (they go out only by mail); send a link in the text, or answer by email")])
+            }
             try await replies.addAttachment(to: replyID, filename: filename, mediaType: mediaType, content: content, on: connection)
             let updated = try await replies.filesChanged(replyID, by: agentID, on: connection)
             try await events.record(.replyEdited, ticketID: ticket.id, customerID: ticket.customerID, actor: principal,

@@ -149,6 +149,13 @@ extension HTTPPlumbingTests {
         }
         #expect((0..<3).map { _ in other.reserveKeyLookup(from: "192.0.2.2", now: start)!.allowed } == [true, true, false])
         #expect(RateLimiter(limits: [:]).reserveKeyLookup(from: "192.0.2.1") == nil, "unlimited without a wrong-key limit")
+        // One IPv6 host holds a /64: a new address a request shares the one allowance.
+        let v6 = RateLimiter(limits: [:], wrongKeyLimit: RateLimit(perSecond: 0.001, burst: 2))
+        let hosts = ["2001:db8:1:2::1", "2001:db8:1:2:ffff::9", "2001:0db8:0001:0002:0:0:0:abcd"]
+        #expect(hosts.map { v6.reserveKeyLookup(from: $0, now: start)!.allowed } == [true, true, false])
+        #expect(v6.reserveKeyLookup(from: "2001:db8:1:3::1", now: start)?.allowed == true, "another /64 has its own")
+        #expect(RateLimiter.client("::ffff:192.0.2.7") == "192.0.2.7" && RateLimiter.client("192.0.2.7") == "192.0.2.7")
+        #expect(RateLimiter.client("2001:db8:1:2::1") == "20010db800010002::/64" && RateLimiter.client(nil) == "-")
     }
 
     @Test("a key's bucket: the burst, then one request per 1/rate seconds; each key and role on its own")

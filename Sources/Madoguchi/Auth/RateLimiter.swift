@@ -82,7 +82,7 @@ final class RateLimiter: Sendable {
     /// they are unlimited. The address, not the provider, so one noisy client cannot use up the
     /// provider's own allowance.
     func takeProviderWebhook(from address: String?, now: ContinuousClock.Instant = .now) -> Decision? {
-        providerLimit.map { take(bucket: "webhook " + (address ?? "-"), limit: $0, now: now) }
+        providerLimit.map { take(bucket: "webhook " + Self.client(address), limit: $0, now: now) }
     }
 
     /// Whether a key from this address may be looked up: refused while the address has no wrong-key
@@ -103,7 +103,22 @@ final class RateLimiter: Sendable {
         }
     }
 
-    private static func wrongKeyBucket(_ address: String?) -> String { "wrong keys " + (address ?? "-") }
+    private static func wrongKeyBucket(_ address: String?) -> String { "wrong keys " + client(address) }
+
+    /// Whose bucket a client address counts in: an IPv4 address alone, an IPv6 address by its /64.
+    /// One IPv6 host usually holds a whole /64 and can send from a new address every request, each
+    /// with a fresh allowance; a /64 is the smallest block a provider hands out.
+    static func client(_ address: String?) -> String {
+        guard let address else { return "-" }
+        guard address.contains(":") else { return address }
+        var bytes = [UInt8](repeating: 0, count: 16)
+        guard inet_pton(AF_INET6, address, &bytes) == 1 else { return address }
+        // An IPv4 address written as IPv6 (::ffff:192.0.2.1) is that IPv4 address.
+        if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xFF && bytes[11] == 0xFF {
+            return bytes[12..<16].map(String.init).joined(separator: ".")
+        }
+        return bytes[0..<8].map { String(format: "%02x", $0) }.joined() + "::/64"
+    }
 
     private func take(bucket name: String, limit: RateLimit, now: ContinuousClock.Instant) -> Decision {
         state.withLock { state in

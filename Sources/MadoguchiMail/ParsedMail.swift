@@ -252,8 +252,10 @@ struct BodyCollector {
         return String(decoding: bytes, as: UTF8.self)
     }
 
+    /// A forwarded mail's subject as its file name: what `SafeFileName` makes harmless, and the
+    /// characters Windows refuses in a name.
     static func safeName(_ subject: String) -> String {
-        let cleaned = subject.map { "/\\:*?\"<>|\0".contains($0) || $0.isNewline ? "_" : $0 }
+        let cleaned = SafeFileName.clean(subject).map { ":*?\"<>|".contains($0) || $0.isNewline ? "_" : $0 }
         let name = String(cleaned).trimmingWhitespace()
         return name.isEmpty ? "message" : String(name.prefix(200))
     }

@@ -239,6 +239,9 @@ struct MailParserTests {
         #expect(SafeFileName.clean("請求書 2026年12月👨‍👩‍👧.pdf") == "請求書 2026年12月👨‍👩‍👧.pdf")
         let parsed = mail("From: a@x.jp\nContent-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nhi\n--b\nContent-Type: application/octet-stream\nContent-Disposition: attachment; filename*=UTF-8''invoice%E2%80%AEfdp.exe\n\nxx\n--b--\n")
         #expect(parsed.attachments.first?.filename == "invoice_fdp.exe")
+        // A forwarded mail without a file name is named after its subject, cleaned the same way.
+        let forwarded = mail("From: a@x.jp\nContent-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nfw\n--b\nContent-Type: message/rfc822\n\nSubject: =?UTF-8?B?\(Data("請求\u{202E}fdp.exe".utf8).base64EncodedString())?=\nFrom: c@x.jp\n\nbody\n--b--\n")
+        #expect(forwarded.attachments.first?.filename == "請求_fdp.exe.eml", "\(forwarded.attachments.map(\.filename))")
     }
 
     @Test("HTML to text keeps what a browser shows: a head left open ends at the body, a '<' that opens no tag is text")

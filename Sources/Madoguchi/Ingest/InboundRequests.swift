@@ -1,5 +1,6 @@
 import Foundation
 import MadoguchiAPI
+import MadoguchiMail
 
 // The API layer's side of ingest: each generated request body checked and turned into the domain's
 // own value, every bad field named in one 422, before anything is stored.
@@ -48,7 +49,7 @@ extension InboundWebform {
             if data.count > Self.attachmentLimit {
                 errors.append(.init(pointer: pointer + "/content_base64", message: "is larger than \(Self.attachmentLimit) bytes decoded"))
             }
-            attachments.append(.init(filename: NewAttachment.safeName(name), mediaType: attachment.mediaType.lowercased(), content: [UInt8](data)))
+            attachments.append(.init(filename: SafeFileName.clean(name), mediaType: attachment.mediaType.lowercased(), content: [UInt8](data)))
         }
         let (fieldsJSON, fieldsText) = try Self.render(submission.fields)
         if fieldsJSON.contains("\\u0000") { errors.append(.init(pointer: "/fields", message: "contains a NUL character")) }
@@ -110,7 +111,7 @@ extension InboundChat {
         var links: [[String: String]] = []
         for (index, attachment) in (chat.attachments ?? []).enumerated() {
             let pointer = "/attachments/\(index)"
-            let name = NewAttachment.safeName(attachment.filename)
+            let name = SafeFileName.clean(attachment.filename)
             if !attachment.mediaType.contains("/") { errors.append(.init(pointer: pointer + "/media_type", message: "is not a media type like image/png")) }
             switch (attachment.contentBase64, attachment.url) {
             case (let base64?, _):

@@ -1,4 +1,3 @@
-import MadoguchiMail
 import Foundation
 
 /// A `messages` row about to be written, whoever writes it: every channel's ingest, a reply going
@@ -51,10 +50,6 @@ struct NewAttachment: Sendable {
     var isInline: Bool = false
     /// For an attached message: the files inside it (name, type, size), kept as JSON beside it.
     var contained: [ContainedFileRecord] = []
-
-    /// A filename with path separators, control characters and bidirectional controls made harmless,
-    /// as a mail's are (`SafeFileName`).
-    static func safeName(_ name: String) -> String { SafeFileName.clean(name) }
 }
 
 extension NewMessage {

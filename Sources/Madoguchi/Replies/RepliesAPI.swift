@@ -1,5 +1,6 @@
 import Foundation
 import MadoguchiAPI
+import MadoguchiMail
 
 extension APIHandler {
     var replies: ReplyDesk {
@@ -143,7 +144,7 @@ extension APIHandler {
         }
         guard errors.isEmpty, let content else { throw Problem.validationFailed(errors) }
         let reply = try await replies.addAttachment(
-            replyID: input.path.replyId.uuid, filename: NewAttachment.safeName(name), mediaType: mediaType, content: [UInt8](content),
+            replyID: input.path.replyId.uuid, filename: SafeFileName.clean(name), mediaType: mediaType, content: [UInt8](content),
             by: principal, agentID: agentID)
         return .created(.init(body: .json(try await replyResource(reply))))
     }

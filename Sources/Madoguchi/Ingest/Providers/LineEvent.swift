@@ -1,4 +1,5 @@
 import Foundation
+import MadoguchiMail
 
 /// The parts of LINE's webhook body this service reads; everything else stays in the stored payload.
 extension LineWebhook {
@@ -74,7 +75,7 @@ extension LineWebhook.Event {
             text = [message.title, message.address, message.latitude.flatMap { lat in message.longitude.map { "(\(lat), \($0))" } }]
                 .compactMap { $0 }.joined(separator: "\n")
         case "image", "video", "audio", "file":
-            let fileName = message.fileName.map(NewAttachment.safeName)
+            let fileName = message.fileName.map(SafeFileName.clean)
             text = "[\(message.type)" + (fileName.map { ": \($0)" } ?? "") + "]"
             details["line_content_id"] = message.id
             if let url = message.contentProvider?.originalContentUrl {

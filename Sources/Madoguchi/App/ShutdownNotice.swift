@@ -17,6 +17,15 @@ public final class ShutdownNotice: Sendable {
     var hasBegun: Bool { begun.load(ordering: .relaxed) }
 
     func begin() { begun.store(true, ordering: .relaxed) }
+
+    /// For a service told by this notice: its own turn to stop came, or the process has begun to stop.
+    var stopping: Bool { Task.isShuttingDownGracefully || hasBegun }
+
+    /// For a service that finished early because of the notice: waits for its own turn to stop, since
+    /// a service that returns before it would cancel the whole group.
+    func waitForTurn() async {
+        if !Task.isShuttingDownGracefully { try? await gracefulShutdown() }
+    }
 }
 
 /// Sets a `ShutdownNotice` when graceful shutdown reaches it: listed last in a group, it is the

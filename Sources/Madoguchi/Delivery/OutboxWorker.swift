@@ -77,12 +77,8 @@ public struct OutboxWorker: Service {
         await deliverUntilShutdown(channels: channels, senders: senders)
         await senders.close()
         logger.info("outbox worker stopped", metadata: ["worker": "\(name)"])
-        // Stopped early by the notice: returning before its turn would cancel the whole group.
-        if !Task.isShuttingDownGracefully { try? await gracefulShutdown() }
+        await shutdownNotice.waitForTurn()
     }
-
-    /// Its own turn to stop came, or the process has begun to stop.
-    private var stopping: Bool { Task.isShuttingDownGracefully || shutdownNotice.hasBegun }
 
     private enum Finished: Sendable {
         /// The relay or provider answered (or not): its SMTP connection is free for the next row.
@@ -134,7 +130,7 @@ public struct OutboxWorker: Service {
                     return .recorded
                 }
             }
-            while !stopping && !Task.isCancelled {
+            while !shutdownNotice.stopping && !Task.isCancelled {
                 var claimed: [OutboxItem] = []
                 // Refilled by batches, half the slots at a time: one claim statement per row would
                 // cost the database more than the rest of the row's bookkeeping.

@@ -30,12 +30,8 @@ struct WebhookWorker: Service {
         defer { resolver.shutdown() }
         await migrator.waitUntilCurrent(database, logger: logger)
         await serveUntilShutdown(http: http, resolver: resolver)
-        // Stopped early by the notice: returning before its turn would cancel the whole group.
-        if !Task.isShuttingDownGracefully { try? await gracefulShutdown() }
+        await shutdownNotice.waitForTurn()
     }
-
-    /// Its own turn to stop came, or the process has begun to stop.
-    private var stopping: Bool { Task.isShuttingDownGracefully || shutdownNotice.hasBegun }
 
     private enum Finished: Sendable {
         /// An endpoint's turn ended; whether it delivered (or tried to deliver) anything.
@@ -58,7 +54,7 @@ struct WebhookWorker: Service {
             var waking = false
             var lookNow = true
             var foundNone = false
-            while !stopping && !Task.isCancelled {
+            while !shutdownNotice.stopping && !Task.isCancelled {
                 let seen = notifier?.generation ?? 0
                 if lookNow && serving < settings.concurrency {
                     lookNow = false
@@ -148,7 +144,7 @@ struct WebhookWorker: Service {
         do {
             let key = try await database.withConnection { try await feed.key(on: $0) }
             var remaining = Self.turn
-            while remaining > 0 && !stopping && leaseLeft() {
+            while remaining > 0 && !shutdownNotice.stopping && leaseLeft() {
                 let limit = min(remaining, Self.pageSize)
                 // Looked at after the page is read: an event committed after the endpoint was deleted,
                 // disabled, changed or taken over is then never sent by this worker.
@@ -158,7 +154,7 @@ struct WebhookWorker: Service {
                 }
                 var lastLook = ContinuousClock.now
                 var attempts: [(event: FeedEvent, attempt: WebhookAttempt)] = []
-                for event in page.events where standing == .serving && !stopping && leaseLeft() {
+                for event in page.events where standing == .serving && !shutdownNotice.stopping && leaseLeft() {
                     if ContinuousClock.now - lastLook > Self.lookAgainAfter {
                         standing = try await database.withConnection { try await store.standing(of: endpoint, worker: name, on: $0) }
                         lastLook = .now

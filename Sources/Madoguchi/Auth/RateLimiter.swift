@@ -97,9 +97,12 @@ final class RateLimiter: Sendable {
     /// token goes back.
     func giveBackKeyLookup(from address: String?) {
         guard let limit = wrongKeyLimit else { return }
+        let name = Self.wrongKeyBucket(address)
         state.withLock { state in
             // A bucket swept meanwhile was full: nothing to give back.
-            state.buckets[Self.wrongKeyBucket(address)]?.tokens.addAndCap(1, Double(limit.burst))
+            guard var bucket = state.buckets[name] else { return }
+            bucket.tokens = min(Double(limit.burst), bucket.tokens + 1)
+            state.buckets[name] = bucket
         }
     }
 
@@ -144,10 +147,6 @@ final class RateLimiter: Sendable {
             return Decision(allowed: allowed, headers: headers, retryAfter: retryAfter)
         }
     }
-}
-
-private extension Double {
-    mutating func addAndCap(_ amount: Double, _ cap: Double) { self = Swift.min(cap, self + amount) }
 }
 
 extension HTTPField.Name {

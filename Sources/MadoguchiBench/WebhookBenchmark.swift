@@ -58,8 +58,8 @@ public struct WebhookBenchmark: Sendable {
                     channel: run.provider == "line" ? .chat : run.provider == "twilio" ? .sms : .webform, averageBytes: run.bytes / max(run.requests, 1), clients: clients, seconds: seconds,
                     on: cluster)
                 report(run.provider.padding(toLength: 7, withPad: " ", startingAt: 0)
-                       + String(format: "%8.1f messages/s   own SQL through pgbench: %6.0f/s   service/own SQL %.2f   raw bytes only: %6.0f inserts/s   service/raw %.2f   own SQL/raw %.2f   %.2f round trips a message",
-                                rate, replayed, rate / replayed, baseline, rate / baseline, replayed / baseline, run.ownSQL.roundTrips))
+                       + String(format: "%8.1f messages/s (%d in %.1f s)   own SQL through pgbench: %6.0f/s   service/own SQL %.2f   raw bytes only: %6.0f inserts/s   service/raw %.2f   own SQL/raw %.2f   %.2f round trips a message",
+                                rate, run.requests, run.elapsed, replayed, rate / replayed, baseline, rate / baseline, replayed / baseline, run.ownSQL.roundTrips))
             }
         }
     }

@@ -41,8 +41,8 @@ struct BenchmarkSmokeTests {
         let reported = lines.withLock { $0 }
         for provider in ["line", "twilio", "webform"] {
             let line = try #require(reported.first { $0.hasPrefix(provider) }, "\(reported)")
-            let rate = Double(line.dropFirst(provider.count).trimmingCharacters(in: .whitespaces).prefix { $0.isNumber || $0 == "." }) ?? 0
-            #expect(rate > 0, "\(line)")
+            // The count, not the rate: one message in 30 s on a loaded machine prints as 0.0/s.
+            #expect(Self.figure(after: "messages/s (", in: line) ?? 0 > 0, "\(line)")
             #expect(Self.figure(after: "own SQL through pgbench:", in: line) ?? 0 > 0, "\(line)")
         }
     }

@@ -72,6 +72,7 @@ final class Contract: Sendable {
         let components = (document["components"] as? [String: Any])?["schemas"] as? [String: Any] ?? [:]
         schemas = components.compactMapValues { ($0 as? [String: Any]).map(Schema.init) }
         let sharedParameters = (document["components"] as? [String: Any])?["parameters"] as? [String: Any] ?? [:]
+        let sharedResponses = (document["components"] as? [String: Any])?["responses"] as? [String: Any] ?? [:]
         var bodies: [String: Schema] = [:]
         var parameters: [String: [Parameter]] = [:]
         var mediaTypes: [String: Set<String>] = [:]
@@ -91,7 +92,11 @@ final class Contract: Sendable {
                     parameters[id, default: []].append(
                         Parameter(name: location == .header ? name.lowercased() : name, location: location, schema: Schema(schema)))
                 }
-                for case let (status, response as [String: Any]) in (operation["responses"] as? [String: Any]) ?? [:] where status.hasPrefix("2") {
+                for case var (status, response as [String: Any]) in (operation["responses"] as? [String: Any]) ?? [:] where status.hasPrefix("2") {
+                    if let reference = response["$ref"] as? String,
+                       let shared = sharedResponses[String(reference.split(separator: "/").last ?? "")] as? [String: Any] {
+                        response = shared
+                    }
                     mediaTypes[id, default: []].formUnion(((response["content"] as? [String: Any]) ?? [:]).keys.map { $0.lowercased() })
                 }
                 guard let content = (operation["requestBody"] as? [String: Any])?["content"] as? [String: Any],

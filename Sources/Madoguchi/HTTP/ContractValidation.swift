@@ -31,9 +31,16 @@ struct ContractValidation: ServerMiddleware {
     ) async throws -> (HTTPResponse, HTTPBody?) {
         // Before the handler: the generated code checks Accept only as it writes the answer, after a
         // write has committed (a new API key, its secret then lost) or a CSV export has started.
-        if let accept = request.headerFields[.accept], let offered = contract.successMediaTypes[operationID], !offered.isEmpty,
-           !offered.contains(where: { AcceptHeader(accept).allows($0) }) {
-            throw Problem.notAcceptable(offered: offered)
+        if let accept = request.headerFields[.accept], let offered = contract.successMediaTypes[operationID], !offered.isEmpty {
+            if offered.contains("*/*") {
+                // Any type (a file download): the handler checks Accept against the type the file has
+                // (it keeps the header in `RequestScope`). The generated code would refuse a concrete
+                // type (`Accept: application/pdf`) as not satisfied by the contract's wildcard.
+                var request = request
+                request.headerFields[.accept] = nil
+                return try await intercept(request, body: body, metadata: metadata, operationID: operationID, next: next)
+            }
+            if !offered.contains(where: { AcceptHeader(accept).allows($0) }) { throw Problem.notAcceptable(offered: offered) }
         }
         let parameterProblems = contract.problems(
             inQuery: try Self.queryItems(of: request.path ?? ""),

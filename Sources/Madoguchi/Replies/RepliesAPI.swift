@@ -149,6 +149,12 @@ extension APIHandler {
         return .created(.init(body: .json(try await replyResource(reply))))
     }
 
+    func removeReplyAttachment(_ input: Operations.RemoveReplyAttachment.Input) async throws -> Operations.RemoveReplyAttachment.Output {
+        let (principal, agentID) = try actingAgent
+        let reply = try await replies.removeAttachment(input.path.attachmentId.uuid, replyID: input.path.replyId.uuid, by: principal, agentID: agentID)
+        return .ok(.init(body: .json(try await replyResource(reply))))
+    }
+
     func resolveReplyDelivery(_ input: Operations.ResolveReplyDelivery.Input) async throws -> Operations.ResolveReplyDelivery.Output {
         guard case .json(let body) = input.body else { throw Problem.internalError }
         guard let decision = DeliveryDesk.Decision(rawValue: body.action.rawValue) else { throw Problem.internalError }

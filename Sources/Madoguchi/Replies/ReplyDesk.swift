@@ -181,6 +181,21 @@ struct ReplyDesk: Sendable {
         }
     }
 
+    /// Takes a file off a draft (a submitted reply becomes a draft again, as when one is attached).
+    func removeAttachment(_ attachmentID: UUID, replyID: UUID, by principal: Principal, agentID: UUID) async throws -> Reply {
+        try await database.withTransaction { connection in
+            let (ticket, reply) = try await lockReplyHoldingClaim(replyID, agentID: agentID, on: connection)
+            guard reply.state == .draft || reply.state == .submitted else { throw Problem.replyNotDraft(reply) }
+            guard let name = try await replies.removeAttachment(attachmentID, from: replyID, on: connection) else {
+                throw Problem.notFound("Reply \(replyID.lowercased) has no file \(attachmentID.lowercased).")
+            }
+            let updated = try await replies.filesChanged(replyID, by: agentID, on: connection)
+            try await events.record(.replyEdited, ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
+                                    data: ["reply_id": replyID.lowercased, "removed": name], on: connection)
+            return updated
+        }
+    }
+
     /// Checks, then turns the reply into an outbound message and one outbox row, in the caller's
     /// transaction (which holds the ticket's row lock).
     private func deliver(

@@ -70,6 +70,15 @@ extension ReplyStore {
             """, logger: logger)
     }
 
+    /// Takes file `id` off reply `replyID`; its name, or nil when the reply has no such file.
+    func removeAttachment(_ id: UUID, from replyID: UUID, on connection: PostgresConnection) async throws -> String? {
+        let rows = try await connection.run("""
+            DELETE FROM reply_attachments WHERE id = \(id) AND reply_id = \(replyID) RETURNING filename
+            """, logger: logger)
+        for try await name in rows.decode(String.self) { return name }
+        return nil
+    }
+
     func attachments(of replyID: UUID, on connection: PostgresConnection) async throws -> [ReplyAttachment] {
         let rows = try await connection.run("""
             SELECT id, filename, media_type, size, sha256 FROM reply_attachments WHERE reply_id = \(replyID) ORDER BY created_at, id

@@ -15,6 +15,13 @@ struct CalendarStore: Sendable {
         return try await withDays(calendars, on: connection)
     }
 
+    /// The version, its row locked until the caller's transaction ends (for `If-Match`); nil if none.
+    func lockedVersion(id: UUID, on connection: PostgresConnection) async throws -> Int64? {
+        let rows = try await connection.run("SELECT version FROM business_calendars WHERE id = \(id) FOR UPDATE", logger: logger)
+        for try await version in rows.decode(Int64.self) { return version }
+        return nil
+    }
+
     func calendar(id: UUID, on connection: PostgresConnection) async throws -> BusinessCalendar {
         let rows = try await connection.run(
             "SELECT \(unescaped: BusinessCalendar.columns) FROM business_calendars WHERE id = \(id)", logger: logger)

@@ -11,6 +11,7 @@ extension APIHandler {
 
     func getBusinessCalendar(_ input: Operations.GetBusinessCalendar.Input) async throws -> Operations.GetBusinessCalendar.Output {
         let calendar = try await database.withConnection { try await calendars.calendar(id: input.path.calendarId.uuid, on: $0) }
+        tagVersion(calendar.version)
         return .ok(.init(body: .json(.init(calendar))))
     }
 
@@ -23,6 +24,7 @@ extension APIHandler {
             try await EventStore(logger: logger).record(.calendarCreated, actor: principal, data: ["calendar_id": saved.id.lowercased], on: connection)
             return saved
         }
+        tagVersion(calendar.version)
         return .created(.init(body: .json(.init(calendar))))
     }
 
@@ -30,12 +32,16 @@ extension APIHandler {
         guard case .json(let body) = input.body else { throw Problem.internalError }
         let draft = try BusinessCalendarDraft(body)
         let principal = try principal
+        let precondition = try VersionPrecondition(input.headers.ifMatch)
+        let id = input.path.calendarId.uuid
         let calendar = try await database.withTransaction { connection in
-            let saved = try await calendars.save(id: input.path.calendarId.uuid, draft, on: connection)
+            if precondition.isConditional { try precondition.check(try await calendars.lockedVersion(id: id, on: connection), of: "Calendar \(id.lowercased)") }
+            let saved = try await calendars.save(id: id, draft, on: connection)
             try await EventStore(logger: logger).record(
                 .calendarUpdated, actor: principal, data: ["calendar_id": saved.id.lowercased, "version": saved.version], on: connection)
             return saved
         }
+        tagVersion(calendar.version)
         return .ok(.init(body: .json(.init(calendar))))
     }
 

@@ -11,6 +11,7 @@ extension APIHandler {
 
     func getSlaPolicy(_ input: Operations.GetSlaPolicy.Input) async throws -> Operations.GetSlaPolicy.Output {
         let policy = try await database.withConnection { try await slaPolicies.policy(id: input.path.policyId.uuid, on: $0) }
+        tagVersion(policy.version)
         return .ok(.init(body: .json(.init(policy))))
     }
 
@@ -23,6 +24,7 @@ extension APIHandler {
             try await EventStore(logger: logger).record(.slaPolicyCreated, actor: principal, data: ["policy_id": saved.id.lowercased], on: connection)
             return saved
         }
+        tagVersion(policy.version)
         return .created(.init(body: .json(.init(policy))))
     }
 
@@ -30,12 +32,14 @@ extension APIHandler {
         guard case .json(let body) = input.body else { throw Problem.internalError }
         let draft = try SLAPolicyDraft(body)
         let principal = try principal
+        let precondition = try VersionPrecondition(input.headers.ifMatch)
         let policy = try await database.withTransaction { connection in
-            let saved = try await slaPolicies.save(id: input.path.policyId.uuid, draft, on: connection)
+            let saved = try await slaPolicies.save(id: input.path.policyId.uuid, draft, precondition: precondition, on: connection)
             try await EventStore(logger: logger).record(
                 .slaPolicyUpdated, actor: principal, data: ["policy_id": saved.id.lowercased, "version": saved.version], on: connection)
             return saved
         }
+        tagVersion(policy.version)
         return .ok(.init(body: .json(.init(policy))))
     }
 

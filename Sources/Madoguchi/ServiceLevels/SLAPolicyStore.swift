@@ -13,6 +13,13 @@ struct SLAPolicyStore: Sendable {
         return try await withTargets(policies, on: connection)
     }
 
+    /// The version, its row locked until the caller's transaction ends (for `If-Match`); nil if none.
+    func lockedVersion(id: UUID, on connection: PostgresConnection) async throws -> Int64? {
+        let rows = try await connection.run("SELECT version FROM sla_policies WHERE id = \(id) FOR UPDATE", logger: logger)
+        for try await version in rows.decode(Int64.self) { return version }
+        return nil
+    }
+
     func policy(id: UUID, on connection: PostgresConnection) async throws -> SLAPolicy {
         let rows = try await connection.run("SELECT \(unescaped: SLAPolicy.columns) FROM sla_policies WHERE id = \(id)", logger: logger)
         for try await row in rows { return try await withTargets([try SLAPolicy(row: row)], on: connection)[0] }
@@ -21,7 +28,9 @@ struct SLAPolicyStore: Sendable {
 
     /// Creates (id nil) or replaces a policy with its targets, in the caller's transaction. Becoming
     /// the default takes the flag from whichever policy had it.
-    func save(id: UUID?, _ draft: SLAPolicyDraft, on connection: PostgresConnection) async throws -> SLAPolicy {
+    /// `precondition`: checked with the policy's row locked, after the default's lock (taken in the
+    /// order every save takes them, so two saves never wait on each other's).
+    func save(id: UUID?, _ draft: SLAPolicyDraft, precondition: VersionPrecondition? = nil, on connection: PostgresConnection) async throws -> SLAPolicy {
         let name = draft.name.trimmed
         do {
             if draft.isDefault {
@@ -29,6 +38,11 @@ struct SLAPolicyStore: Sendable {
                 // before the other's row existed, and the second met the one-default index, answered
                 // as a name clash. Taken in turn, the second clears the first's flag.
                 try await AdvisoryLock.take("sla-policy:default", on: connection, logger: logger)
+            }
+            if let id, let precondition, precondition.isConditional {
+                try precondition.check(try await lockedVersion(id: id, on: connection), of: "SLA policy \(id.lowercased)")
+            }
+            if draft.isDefault {
                 try await connection.perform(
                     "UPDATE sla_policies SET is_default = false, version = version + 1, updated_at = now() WHERE is_default AND id IS DISTINCT FROM \(id)",
                     logger: logger)

@@ -22,6 +22,13 @@ struct AgentStore: Sendable {
         return agents
     }
 
+    /// The version, its row locked until the caller's transaction ends (for `If-Match`); nil if none.
+    func lockedVersion(id: UUID, on connection: PostgresConnection) async throws -> Int64? {
+        let rows = try await connection.run("SELECT version FROM agents WHERE id = \(id) FOR UPDATE", logger: logger)
+        for try await version in rows.decode(Int64.self) { return version }
+        return nil
+    }
+
     /// `locked`: for the rest of the transaction, against other changes of the agent — FOR NO KEY
     /// UPDATE, which the foreign-key checks of the agent's own claims, replies and events do not wait
     /// on (FOR UPDATE would deadlock with a request of theirs that holds a ticket).

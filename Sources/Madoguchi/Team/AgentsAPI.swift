@@ -20,11 +20,13 @@ extension APIHandler {
             capacity: body.capacity, availability: body.availability.map { Agent.Availability(rawValue: $0.rawValue)! },
             requiresApproval: body.requiresApproval)
         let agent = try await database.withTransaction { try await agents.create(draft, by: principal, on: $0) }
+        tagVersion(agent.version)
         return .created(.init(body: .json(.init(agent))))
     }
 
     func getAgent(_ input: Operations.GetAgent.Input) async throws -> Operations.GetAgent.Output {
         let agent = try await database.withConnection { try await agents.agent(id: input.path.agentId.uuid, on: $0) }
+        tagVersion(agent.version)
         return .ok(.init(body: .json(.init(agent))))
     }
 
@@ -46,7 +48,12 @@ extension APIHandler {
                               detail: "An agent may change only their availability; \(changes.fieldNames.joined(separator: ", ")) need a supervisor.")
             }
         }
-        let agent = try await database.withTransaction { try await agents.update(id: id, changes, by: principal, on: $0) }
+        let precondition = try VersionPrecondition(input.headers.ifMatch)
+        let agent = try await database.withTransaction { connection in
+            if precondition.isConditional { try precondition.check(try await agents.lockedVersion(id: id, on: connection), of: "Agent \(id.lowercased)") }
+            return try await agents.update(id: id, changes, by: principal, on: connection)
+        }
+        tagVersion(agent.version)
         return .ok(.init(body: .json(.init(agent))))
     }
 

@@ -61,6 +61,13 @@ struct QueueStore: Sendable {
         return queues
     }
 
+    /// The version, its row locked until the caller's transaction ends (for `If-Match`); nil if none.
+    func lockedVersion(_ name: String, on connection: PostgresConnection) async throws -> Int64? {
+        let rows = try await connection.run("SELECT version FROM queues WHERE name = \(name) FOR UPDATE", logger: logger)
+        for try await version in rows.decode(Int64.self) { return version }
+        return nil
+    }
+
     func queue(_ name: String, on connection: PostgresConnection) async throws -> WorkQueue {
         let rows = try await connection.run("SELECT \(unescaped: WorkQueue.columns) FROM queues q WHERE q.name = \(name)", logger: logger)
         for try await row in rows { return try WorkQueue(row: row) }

@@ -12,6 +12,7 @@ extension APIHandler {
 
     func getQueue(_ input: Operations.GetQueue.Input) async throws -> Operations.GetQueue.Output {
         let queue = try await database.withConnection { try await queues.queue(input.path.queueName, on: $0) }
+        tagVersion(queue.version)
         return .ok(.init(body: .json(.init(queue))))
     }
 
@@ -28,6 +29,7 @@ extension APIHandler {
             return queue
         }
         if queue.autoAssign != .off { assignment?.pull() }
+        tagVersion(queue.version)
         return .created(.init(body: .json(.init(queue))))
     }
 
@@ -38,7 +40,10 @@ extension APIHandler {
         if body.slaPolicyId != nil, body.defaultSlaPolicy == true {
             throw Problem.validationFailed([.init(pointer: "/default_sla_policy", message: "cannot be combined with sla_policy_id")])
         }
+        let precondition = try VersionPrecondition(input.headers.ifMatch)
+        let name = input.path.queueName
         let queue = try await database.withTransaction { connection in
+            if precondition.isConditional { try precondition.check(try await queues.lockedVersion(name, on: connection), of: "Queue \(name)") }
             let queue = try await queues.update(
                 input.path.queueName, description: body.description, slaPolicyID: body.slaPolicyId?.uuid,
                 clearPolicy: body.defaultSlaPolicy ?? false, autoAssign: body.autoAssign.map { WorkQueue.AutoAssign(rawValue: $0.rawValue)! },
@@ -48,6 +53,7 @@ extension APIHandler {
             return queue
         }
         if queue.autoAssign != .off { assignment?.pull() }
+        tagVersion(queue.version)
         return .ok(.init(body: .json(.init(queue))))
     }
 

@@ -38,6 +38,13 @@ struct TemplateStore: Sendable {
         return templates
     }
 
+    /// The version, its row locked until the caller's transaction ends (for `If-Match`); nil if none.
+    func lockedVersion(id: UUID, on connection: PostgresConnection) async throws -> Int64? {
+        let rows = try await connection.run("SELECT version FROM templates WHERE id = \(id) FOR UPDATE", logger: logger)
+        for try await version in rows.decode(Int64.self) { return version }
+        return nil
+    }
+
     func template(id: UUID, on connection: PostgresConnection) async throws -> Template {
         let rows = try await connection.run("SELECT \(unescaped: Template.columns) FROM templates WHERE id = \(id)", logger: logger)
         for try await row in rows { return try Template(row: row) }

@@ -11,6 +11,7 @@ extension APIHandler {
 
     func getTemplate(_ input: Operations.GetTemplate.Input) async throws -> Operations.GetTemplate.Output {
         let template = try await database.withConnection { try await templates.template(id: input.path.templateId.uuid, on: $0) }
+        tagVersion(Int64(template.version))
         return .ok(.init(body: .json(.init(template))))
     }
 
@@ -23,6 +24,7 @@ extension APIHandler {
             try await EventStore(logger: logger).record(.templateCreated, actor: principal, data: ["template_id": saved.id.uuidString.lowercased()], on: connection)
             return saved
         }
+        tagVersion(Int64(template.version))
         return .created(.init(body: .json(.init(template))))
     }
 
@@ -30,13 +32,17 @@ extension APIHandler {
         let (principal, agentID) = try actingAgent
         guard case .json(let body) = input.body else { throw Problem.internalError }
         try Self.requireName(body.name)
+        let precondition = try VersionPrecondition(input.headers.ifMatch)
+        let id = input.path.templateId.uuid
         let template = try await database.withTransaction { connection in
+            if precondition.isConditional { try precondition.check(try await templates.lockedVersion(id: id, on: connection), of: "Template \(id.lowercased)") }
             let saved = try await templates.save(
-                id: input.path.templateId.uuid, name: body.name.trimmed, subject: body.subject, body: body.body, by: agentID, on: connection)
+                id: id, name: body.name.trimmed, subject: body.subject, body: body.body, by: agentID, on: connection)
             try await EventStore(logger: logger).record(
                 .templateUpdated, actor: principal, data: ["template_id": saved.id.uuidString.lowercased(), "version": saved.version], on: connection)
             return saved
         }
+        tagVersion(Int64(template.version))
         return .ok(.init(body: .json(.init(template))))
     }
 

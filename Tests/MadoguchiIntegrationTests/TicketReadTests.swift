@@ -108,6 +108,32 @@ struct TicketReadTests {
             #expect(try await ids("customer_id=\(alice)") == set(open, pending))
             #expect(try await ids("customer_id=\(alice)&status=pending") == set(pending))
             #expect(try await ids("customer_id=\(UUID())") == [])
+
+            // What an agent or a dashboard narrows a view by: the number a customer quotes, queue,
+            // priority, channel, category and tag, in both orders.
+            try await app.execute("INSERT INTO queues (name) VALUES ('returns')")
+            try await app.execute("""
+                UPDATE tickets SET queue = 'returns', priority = 'urgent', category = '返品', tags = ARRAY['クレーム', 'vip'], channel = 'sms'
+                WHERE id = \(pending)
+                """)
+            try await app.execute("UPDATE tickets SET queue = 'returns', tags = ARRAY['vip'] WHERE id = \(bobs)")
+            let number = try await app.count("SELECT number FROM tickets WHERE id = \(pending)")
+            #expect(try await ids("number=\(number)") == set(pending))
+            #expect(try await ids("queue=returns") == set(pending, bobs))
+            #expect(try await ids("priority=urgent") == set(pending))
+            #expect(try await ids("priority=urgent&priority=normal") == set(open, pending, bobs))
+            #expect(try await ids("channel=sms") == set(pending))
+            #expect(try await ids("channel=email&channel=chat") == set(open, bobs))
+            #expect(try await ids("category=%E8%BF%94%E5%93%81") == set(pending))
+            #expect(try await ids("tag=%E3%82%AF%E3%83%AC%E3%83%BC%E3%83%A0") == set(pending))
+            #expect(try await ids("tag=vip&queue=returns&status=open") == set(bobs))
+            #expect(try await ids("tag=vip&sort=resolution_due") == Set())
+            try await app.execute("UPDATE tickets SET resolution_due_at = now() + interval '1 hour' WHERE id IN (\(pending), \(bobs))")
+            #expect(try await ids("tag=vip&sort=resolution_due") == set(pending, bobs))
+            #expect(try await ids("tag=vip&priority=urgent&sort=resolution_due") == set(pending))
+            let refused = try await app.request(.get, "/v1/tickets?priority=asap", key: agent.secret)
+            #expect(refused.status == .badRequest, "\(refused.text)")
+            #expect(try await app.request(.get, "/v1/tickets?number=0", key: agent.secret).status == .badRequest)
         }
     }
 

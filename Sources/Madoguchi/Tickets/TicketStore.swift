@@ -12,6 +12,14 @@ struct TicketFilter: Sendable {
     /// `true`: only tickets whose customer waits for us; `false`: only those nobody waits on.
     var awaitingReply: Bool?
     var slaStates: [Ticket.SLAState] = []
+    /// A ticket number as the customer quotes it (`[#1234]`).
+    var number: Int64?
+    var queue: String?
+    var priorities: [Ticket.Priority] = []
+    var channels: [Channel] = []
+    var category: String?
+    /// Tickets carrying this tag among others.
+    var tag: String?
 }
 
 /// The orders a ticket list can come in besides newest first: each by a time column, earliest
@@ -198,26 +206,8 @@ struct TicketStore: Sendable {
     }
 
     /// Newest first (by ticket number), `limit` rows after the ticket numbered `before`.
-    /// Each filter is a bind parameter that is either NULL (no filter) or applied: one statement for
-    /// every combination, so the plan cache stays warm.
     func tickets(matching filter: TicketFilter, before: Int64?, limit: Int, on connection: PostgresConnection) async throws -> [Ticket] {
-        let statuses: [String]? = filter.statuses.isEmpty ? nil : filter.statuses.map(\.rawValue)
-        let states: [String]? = filter.slaStates.isEmpty ? nil : filter.slaStates.map(\.rawValue)
-        let rows = try await connection.run("""
-            SELECT \(unescaped: Ticket.columns) FROM tickets
-            WHERE (\(statuses)::text[] IS NULL OR status = ANY(\(statuses)::text[]))
-              AND (\(filter.assigneeID)::uuid IS NULL OR assignee_id = \(filter.assigneeID))
-              AND (NOT \(filter.unassignedOnly) OR assignee_id IS NULL)
-              AND (\(filter.customerID)::uuid IS NULL OR customer_id = (SELECT customer_survivor(\(filter.customerID))))
-              AND (\(filter.awaitingReply)::boolean IS NULL OR (awaiting_reply_since IS NOT NULL) = \(filter.awaitingReply))
-              AND (\(states)::text[] IS NULL OR \(unescaped: Ticket.slaState()) = ANY(\(states)::text[]))
-              AND (\(before)::bigint IS NULL OR number < \(before))
-            ORDER BY number DESC
-            LIMIT \(limit)
-            """, logger: logger)
-        var tickets: [Ticket] = []
-        for try await row in rows { tickets.append(try Ticket(row: row)) }
-        return tickets
+        try await page(matching: filter, order: nil, before: before, after: nil, limit: limit, on: connection).map(\.ticket)
     }
 
     /// Tickets in `order` (earliest time first, then by number), each with its position for the next
@@ -225,30 +215,50 @@ struct TicketStore: Sendable {
     func tickets(
         matching filter: TicketFilter, order: TicketOrder, after: TimePosition?, limit: Int, on connection: PostgresConnection
     ) async throws -> [(ticket: Ticket, position: TimePosition)] {
+        try await page(matching: filter, order: order, before: nil, after: after, limit: limit, on: connection)
+            .map { ($0.ticket, TimePosition(microseconds: $0.microseconds ?? 0, number: $0.ticket.number)) }
+    }
+
+    /// One statement for every list: each filter is a bind parameter that is either NULL (no filter)
+    /// or applied, so the plan cache stays warm; the order (`nil`: newest first by number) picks the
+    /// relation, the column and the cursor's condition from fixed text.
+    private func page(
+        matching filter: TicketFilter, order: TicketOrder?, before: Int64?, after: TimePosition?, limit: Int, on connection: PostgresConnection
+    ) async throws -> [(ticket: Ticket, microseconds: Int64?)] {
         let statuses: [String]? = filter.statuses.isEmpty ? nil : filter.statuses.map(\.rawValue)
         let states: [String]? = filter.slaStates.isEmpty ? nil : filter.slaStates.map(\.rawValue)
-        let column = order.column
+        let priorities: [String]? = filter.priorities.isEmpty ? nil : filter.priorities.map(\.rawValue)
+        let channels: [String]? = filter.channels.isEmpty ? nil : filter.channels.map(\.rawValue)
+        // Newest first has no time: its cursor's time condition compares a constant and is never met
+        // (its parameters are NULL), but must still be well typed.
+        let column = order?.column ?? "to_timestamp(0)"
         let rows = try await connection.run("""
-            SELECT \(unescaped: Ticket.columns), (extract(epoch FROM \(unescaped: column)) * 1000000)::bigint AS position_microseconds
-            FROM \(unescaped: order.relation)
-            WHERE \(unescaped: column) IS NOT NULL AND \(unescaped: order.running)
+            SELECT \(unescaped: Ticket.columns),
+                   \(unescaped: order == nil ? "NULL::bigint" : "(extract(epoch FROM \(column)) * 1000000)::bigint") AS position_microseconds
+            FROM \(unescaped: order?.relation ?? "tickets")
+            WHERE \(unescaped: order.map { "\($0.column) IS NOT NULL AND \($0.running)" } ?? "true")
               AND (\(statuses)::text[] IS NULL OR status = ANY(\(statuses)::text[]))
               AND (\(filter.assigneeID)::uuid IS NULL OR assignee_id = \(filter.assigneeID))
               AND (NOT \(filter.unassignedOnly) OR assignee_id IS NULL)
               AND (\(filter.customerID)::uuid IS NULL OR customer_id = (SELECT customer_survivor(\(filter.customerID))))
               AND (\(filter.awaitingReply)::boolean IS NULL OR (awaiting_reply_since IS NOT NULL) = \(filter.awaitingReply))
               AND (\(states)::text[] IS NULL OR \(unescaped: Ticket.slaState()) = ANY(\(states)::text[]))
+              AND (\(filter.number)::bigint IS NULL OR number = \(filter.number))
+              AND (\(filter.queue)::text IS NULL OR queue = \(filter.queue))
+              AND (\(priorities)::text[] IS NULL OR priority = ANY(\(priorities)::text[]))
+              AND (\(channels)::text[] IS NULL OR channel::text = ANY(\(channels)::text[]))
+              AND (\(filter.category)::text IS NULL OR category = \(filter.category))
+              AND (\(filter.tag)::text IS NULL OR tags @> ARRAY[\(filter.tag)::text])
+              AND (\(before)::bigint IS NULL OR number < \(before))
               AND (\(after?.microseconds)::bigint IS NULL
                    OR (\(unescaped: column), number)
                       > (to_timestamp(0) + make_interval(secs => \(after?.microseconds)::bigint / 1000000.0), \(after?.number)::bigint))
-            ORDER BY \(unescaped: column), number
+            ORDER BY \(unescaped: order == nil ? "number DESC" : "\(column), number")
             LIMIT \(limit)
             """, logger: logger)
-        var page: [(Ticket, TimePosition)] = []
+        var page: [(Ticket, Int64?)] = []
         for try await row in rows {
-            let ticket = try Ticket(row: row)
-            let microseconds: Int64 = try row.makeRandomAccess().value("position_microseconds")
-            page.append((ticket, TimePosition(microseconds: microseconds, number: ticket.number)))
+            page.append((try Ticket(row: row), try row.makeRandomAccess().value("position_microseconds")))
         }
         return page
     }

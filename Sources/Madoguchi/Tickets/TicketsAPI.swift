@@ -15,7 +15,13 @@ extension APIHandler {
             unassignedOnly: query.unassigned ?? false,
             customerID: query.customerId?.uuid,
             awaitingReply: query.awaitingReply,
-            slaStates: (query.slaState ?? []).compactMap { Ticket.SLAState(rawValue: $0.rawValue) })
+            slaStates: (query.slaState ?? []).compactMap { Ticket.SLAState(rawValue: $0.rawValue) },
+            number: query.number,
+            queue: query.queue,
+            priorities: (query.priority ?? []).compactMap { Ticket.Priority(rawValue: $0.rawValue) },
+            channels: (query.channel ?? []).compactMap { Channel(rawValue: $0.rawValue) },
+            category: query.category,
+            tag: query.tag)
         let sort = query.sort?.rawValue ?? (query.awaitingReply == true ? TicketOrder.longestWaiting.rawValue : "newest")
         if let order = TicketOrder(rawValue: sort) {
             return try await listTickets(filter, in: order, cursor: query.cursor, limit: limit)

@@ -82,6 +82,13 @@ struct AttachmentDownloadTests {
             let again = try await app.request(.get, "/v1/attachments/\(try id(0))", key: agent, headers: [.ifNoneMatch: tag])
             #expect(again.status == .notModified)
             #expect(again.bodyBuffer.readableBytes == 0)
+            // Another tag: the whole file, its first slice read after all.
+            let other = try await app.request(.get, "/v1/attachments/\(try id(2))", key: agent, headers: [.ifNoneMatch: tag])
+            #expect(other.status == .ok)
+            #expect(Array(buffer: other.bodyBuffer) == photo)
+            // Not acceptable comes before not modified: 304 stands only for an answer that would be 200.
+            try expectProblem(try await app.request(.get, "/v1/attachments/\(try id(0))", key: agent, headers: [.ifNoneMatch: tag, .accept: "image/*"]),
+                              .notAcceptable, "not-acceptable")
             // Accept is weighed against the file's own type.
             #expect(try await app.request(.get, "/v1/attachments/\(try id(0))", key: agent, headers: [.accept: "application/pdf"]).status == .ok)
             try expectProblem(try await app.request(.get, "/v1/attachments/\(try id(0))", key: agent, headers: [.accept: "image/*"]),
@@ -90,6 +97,8 @@ struct AttachmentDownloadTests {
             // A declared type that is no plain type/subtype is served as bytes.
             try await app.execute("UPDATE attachments SET media_type = 'text/html; charset=\"x\r\nSet-Cookie: a\"' WHERE filename = 'page.html'")
             #expect(try await app.request(.get, "/v1/attachments/\(try id(1))", key: agent).headers[.contentType] == "application/octet-stream")
+            try await app.execute("UPDATE attachments SET media_type = E'Image/PNG\\n' WHERE filename = 'photo.jpg'")
+            #expect(try await app.request(.get, "/v1/attachments/\(try id(2))", key: agent).headers[.contentType] == "image/png")
 
             try expectProblem(try await app.request(.get, "/v1/attachments/\(UUID().uuidString.lowercased())", key: agent), .notFound, "not-found")
             try expectProblem(try await app.request(.get, "/v1/attachments/\(try id(0))", key: try await app.keySecret(.dashboard)),
@@ -125,6 +134,10 @@ struct AttachmentDownloadTests {
             let otherReply = try #require(try other.json["id"] as? String)
             try expectProblem(try await app.request(.get, "/v1/replies/\(otherReply)/attachments/\(wrong)", key: conversation.agent), .notFound, "not-found")
             try expectProblem(try await app.request(.get, "/v1/attachments/\(wrong)", key: conversation.agent), .notFound, "not-found")
+            try expectProblem(try await app.request(.delete, "/v1/replies/\(otherReply)/attachments/\(wrong)", key: conversation.agent), .notFound, "not-found")
+            let unchanged = try await app.request(.get, "/v1/replies/\(reply)/attachments/\(wrong)", key: conversation.agent,
+                                                  headers: [.ifNoneMatch: try #require(opened.headers[.eTag])])
+            #expect(unchanged.status == .notModified)
 
             // Submitted for approval, then the wrong file comes off: a draft again, one file left.
             #expect(try await app.request(.post, "/v1/replies/\(reply)/submit", key: conversation.agent,

@@ -24,7 +24,7 @@ struct StatementErrorTests {
 
     @Test("perform throws an error met while the statement runs")
     func performThrows() async throws {
-        try await TestCluster.withDatabase(try await TestCluster.makeDatabase()) { database in
+        _ = try await TestCluster.withDatabase(try await TestCluster.makeDatabase()) { database in
             try await database.withConnection { connection in
                 await #expect(throws: PSQLError.self) {
                     try await connection.perform(Self.failsWhileRunning, logger: TestCluster.logger)

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import HTTPTypes
 import HummingbirdTesting
 import Testing
@@ -67,6 +68,46 @@ struct VersionPreconditionTests {
             #expect(try listed.json[resource.field] as? String == resource.secondValue)
             // Without If-Match the last write wins, as it always did.
             #expect(try await app.request(resource.method, member, key: supervisor, json: resource.firstEdit).headers[.eTag] == "\"4\"")
+        }
+    }
+
+    @Test("an If-Match edit of a queue does not wait for a ticket being filed into it (its lock lets foreign-key checks through)")
+    func noWaitOnReferences() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            let created = try await app.request(.post, "/v1/queues", key: supervisor, json: #"{"name":"returns"}"#)
+            let tag = try #require(created.headers[.eTag])
+            let customer = try await app.customer()
+            final class Flag: Sendable { let raised = Mutex(false) }
+            let holderDone = Flag()
+            let database = app.database
+            let (inserted, insertedSignal) = AsyncStream<Void>.makeStream()
+            let (finish, finishSignal) = AsyncStream<Void>.makeStream()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                // A ticket filed into the queue, its transaction still open: it holds the queue's row
+                // FOR KEY SHARE. It gives up after a minute, so a blocked edit ends the test, not hangs it.
+                group.addTask {
+                    try await database.withTransaction { connection in
+                        try await connection.perform("""
+                            INSERT INTO tickets (customer_id, subject, status, channel, queue) VALUES (\(customer), '返品', 'new', 'email', 'returns')
+                            """, logger: TestCluster.logger)
+                        insertedSignal.yield()
+                        await withTaskGroup(of: Void.self) { wait in
+                            wait.addTask { for await _ in finish { break } }
+                            wait.addTask { try? await Task.sleep(for: .seconds(60)) }
+                            await wait.next()
+                            wait.cancelAll()
+                        }
+                    }
+                    holderDone.raised.withLock { $0 = true }
+                }
+                for await _ in inserted { break }
+                let edited = try await app.request(.patch, "/v1/queues/returns", key: supervisor, headers: [.ifMatch: tag], json: #"{"description":"返品"}"#)
+                #expect(!holderDone.raised.withLock { $0 }, "the edit waited for the other transaction to end")
+                finishSignal.yield()
+                #expect(edited.status == .ok, "\(edited.text)")
+                try await group.waitForAll()
+            }
         }
     }
 

@@ -16,8 +16,10 @@ struct CalendarStore: Sendable {
     }
 
     /// The version, its row locked until the caller's transaction ends (for `If-Match`); nil if none.
+    /// FOR NO KEY UPDATE, as the write itself takes: the foreign-key checks of rows that refer to it
+    /// (tickets, claims, events) do not wait on it.
     func lockedVersion(id: UUID, on connection: PostgresConnection) async throws -> Int64? {
-        let rows = try await connection.run("SELECT version FROM business_calendars WHERE id = \(id) FOR UPDATE", logger: logger)
+        let rows = try await connection.run("SELECT version FROM business_calendars WHERE id = \(id) FOR NO KEY UPDATE", logger: logger)
         for try await version in rows.decode(Int64.self) { return version }
         return nil
     }

@@ -27,8 +27,9 @@ struct StoredFile: Sendable {
     let declaredMediaType: String
     let size: Int64
     let sha256: [UInt8]
-    /// The first slice, read with the facts above: a file up to `sliceSize` costs one round trip.
-    let firstSlice: ByteBuffer
+    /// The first slice, read with the facts above when asked for (a file up to `sliceSize` then costs
+    /// one round trip); nil when an answer may not need the bytes at all (a `304`, a `406`).
+    let firstSlice: ByteBuffer?
 
     /// Half a mebibyte: a compressed value is decompressed from its start for every slice, so slices
     /// much smaller make a large text file cost many times its size; much larger ones hold more
@@ -36,15 +37,16 @@ struct StoredFile: Sendable {
     static let sliceSize = 512 * 1024
 
     /// The file `id` of `owner`, or nil.
-    static func find(_ id: UUID, of owner: Owner, on connection: PostgresConnection, logger: Logger) async throws -> StoredFile? {
-        let columns = "filename, media_type, size, sha256, substring(content FROM 1 FOR \(sliceSize))" // a constant, written inline
+    static func find(_ id: UUID, of owner: Owner, withFirstSlice: Bool, on connection: PostgresConnection, logger: Logger) async throws -> StoredFile? {
+        // Constants, written inline.
+        let columns = "filename, media_type, size, sha256, " + (withFirstSlice ? "substring(content FROM 1 FOR \(sliceSize))" : "NULL::bytea")
         let rows = switch owner {
         case .message:
             try await connection.run("SELECT \(unescaped: columns) FROM attachments WHERE id = \(id)", logger: logger)
         case .reply(let replyID):
             try await connection.run("SELECT \(unescaped: columns) FROM reply_attachments WHERE id = \(id) AND reply_id = \(replyID)", logger: logger)
         }
-        for try await (name, type, size, sha, slice) in rows.decode((String, String, Int64, ByteBuffer, ByteBuffer).self) {
+        for try await (name, type, size, sha, slice) in rows.decode((String, String, Int64, ByteBuffer, ByteBuffer?).self) {
             return StoredFile(id: id, owner: owner, filename: name, declaredMediaType: type, size: size, sha256: Array(buffer: sha), firstSlice: slice)
         }
         return nil
@@ -56,9 +58,10 @@ struct StoredFile: Sendable {
     /// The type the sender declared, when it is a plain `type/subtype`; anything else (parameters,
     /// stray characters, nothing at all) is served as bytes.
     var mediaType: String {
-        let declared = declaredMediaType.trimmingCharacters(in: .whitespaces).lowercased()
-        let token = #"[a-z0-9!#$&^_.+-]+"#
-        guard declared.count <= 255, declared.range(of: "^\(token)/\(token)$", options: .regularExpression) != nil else {
+        let declared = declaredMediaType.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+        let parts = declared.split(separator: "/", omittingEmptySubsequences: false)
+        let tokenCharacters = Set("abcdefghijklmnopqrstuvwxyz0123456789!#$&^_.+-".utf8)
+        guard declared.utf8.count <= 255, parts.count == 2, parts.allSatisfy({ !$0.isEmpty && $0.utf8.allSatisfy(tokenCharacters.contains) }) else {
             return "application/octet-stream"
         }
         return declared
@@ -85,9 +88,9 @@ struct StoredFile: Sendable {
 
             mutating func next() async throws -> ArraySlice<UInt8>? {
                 let file = slices.file
-                if offset == 0, file.firstSlice.readableBytes > 0 {
-                    offset = file.firstSlice.readableBytes
-                    return ArraySlice(file.firstSlice.readableBytesView)
+                if offset == 0, let first = file.firstSlice, first.readableBytes > 0 {
+                    offset = first.readableBytes
+                    return ArraySlice(first.readableBytesView)
                 }
                 guard offset < file.size else { return nil }
                 let start = offset

@@ -62,8 +62,10 @@ struct QueueStore: Sendable {
     }
 
     /// The version, its row locked until the caller's transaction ends (for `If-Match`); nil if none.
+    /// FOR NO KEY UPDATE, as the write itself takes: the foreign-key checks of rows that refer to it
+    /// (tickets, claims, events) do not wait on it.
     func lockedVersion(_ name: String, on connection: PostgresConnection) async throws -> Int64? {
-        let rows = try await connection.run("SELECT version FROM queues WHERE name = \(name) FOR UPDATE", logger: logger)
+        let rows = try await connection.run("SELECT version FROM queues WHERE name = \(name) FOR NO KEY UPDATE", logger: logger)
         for try await version in rows.decode(Int64.self) { return version }
         return nil
     }

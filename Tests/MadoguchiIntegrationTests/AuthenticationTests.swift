@@ -28,6 +28,7 @@ struct AuthenticationTests {
         ("getTicket", .get, "/v1/tickets/00000000-0000-4000-8000-000000000000", nil),
         ("listTicketMessages", .get, "/v1/tickets/00000000-0000-4000-8000-000000000000/messages", nil),
         ("getAttachment", .get, "/v1/attachments/00000000-0000-4000-8000-000000000000", nil),
+        ("mergeTicket", .post, "/v1/tickets/00000000-0000-4000-8000-000000000000/merge", #"{"into_ticket_id":"00000000-0000-4000-8000-000000000001"}"#),
         ("updateTicket", .patch, "/v1/tickets/00000000-0000-4000-8000-000000000000", #"{"status":"open"}"#),
         ("claimTicket", .post, "/v1/tickets/00000000-0000-4000-8000-000000000000/claim", nil),
         ("releaseClaim", .delete, "/v1/tickets/00000000-0000-4000-8000-000000000000/claim", nil),

@@ -35,6 +35,7 @@ enum OperationAccess {
         "releaseClaim": [.agent, .supervisor],
         "claimNextTicket": [.agent, .supervisor],
         "addNote": [.agent, .supervisor],
+        "mergeTicket": [.agent, .supervisor],
         "createReply": [.agent, .supervisor],
         "getReply": [.agent, .supervisor],
         "updateReply": [.agent, .supervisor],

@@ -26,6 +26,9 @@ enum EventType: String, CaseIterable, Sendable {
     case ticketRouted = "ticket.routed"
     /// Auto-assignment gave a waiting ticket to an available agent of its queue.
     case ticketAssigned = "ticket.assigned"
+    /// A duplicate ticket was merged into another of the same customer: closed, and its later
+    /// messages join the other.
+    case ticketMerged = "ticket.merged"
 
     // MARK: Messages
     /// A customer's message (or a bounce or report about our mail) joined a ticket.

@@ -83,6 +83,7 @@ extension Problem.Kind {
     public static let notReady = Self(rawValue: "not-ready")
     public static let claimHeld = Self(rawValue: "claim-held")
     public static let invalidTransition = Self(rawValue: "invalid-transition")
+    public static let mergeRefused = Self(rawValue: "merge-refused")
     public static let ticketBusy = Self(rawValue: "ticket-busy")
     public static let preconditionFailed = Self(rawValue: "precondition-failed")
     public static let preconditionRequired = Self(rawValue: "precondition-required")

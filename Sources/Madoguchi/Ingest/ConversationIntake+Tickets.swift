@@ -52,13 +52,16 @@ extension ConversationIntake {
     /// moves the ticket's clocks and reopens it if it was waiting or solved: the customer waits for us
     /// from now unless they already were (see migration 0024 for what starts and ends the wait). A
     /// closed ticket is left as it is: the customer's message starts a new ticket linked to it. The
-    /// returned status is the ticket's as it now stands.
+    /// returned status is the ticket's as it now stands. A ticket merged into another is that other.
     ///
     /// One round trip for what every continued conversation needs: a lock and then an update took two.
     func lock(_ id: UUID, customerWrites: Bool, on connection: PostgresConnection) async throws -> Target? {
         let rows = try await connection.rows("""
             WITH locked AS (
-                SELECT id, number, customer_id, status FROM tickets WHERE id = \(id) FOR UPDATE
+                -- A ticket merged as a duplicate hands what comes for it to the one it went into.
+                SELECT id, number, customer_id, status FROM tickets
+                WHERE id = (SELECT coalesce(merged_into, id) FROM tickets WHERE id = \(id))
+                FOR UPDATE
             ), moved AS (
                 UPDATE tickets t
                 SET status = CASE WHEN l.status IN ('pending', 'solved') THEN 'open' ELSE l.status END,

@@ -76,6 +76,14 @@ extension APIHandler {
         return .ok(.init(body: .json(.init(ticket))))
     }
 
+    func mergeTicket(_ input: Operations.MergeTicket.Input) async throws -> Operations.MergeTicket.Output {
+        let (principal, agentID) = try actingAgent
+        guard case .json(let body) = input.body else { throw Problem.internalError }
+        let survivor = try await work.merge(input.path.ticketId.uuid, into: body.intoTicketId.uuid, comment: body.comment, by: principal, agentID: agentID)
+        RequestScope.current?.setResponseHeader(.eTag, survivor.entityTag)
+        return .ok(.init(body: .json(.init(survivor))))
+    }
+
     func addNote(_ input: Operations.AddNote.Input) async throws -> Operations.AddNote.Output {
         let (principal, agentID) = try actingAgent
         guard case .json(let body) = input.body else { throw Problem.internalError }

@@ -132,6 +132,7 @@ extension Components.Schemas.Ticket {
             category: ticket.category,
             tags: ticket.tags,
             relatedTicketId: ticket.relatedTicketID.resourceID,
+            mergedInto: ticket.mergedInto.resourceID,
             version: ticket.version,
             lastCustomerMessageAt: ticket.lastCustomerMessageAt,
             awaitingReplySince: ticket.awaitingReplySince,

@@ -16,6 +16,7 @@ enum EventPayloadCheck {
         switch type {
         case .ticketCreated: try check(Components.Schemas.TicketCreatedEventData.self)
         case .ticketUpdated: try check(Components.Schemas.TicketUpdatedEventData.self)
+        case .ticketMerged: try check(Components.Schemas.TicketMergedEventData.self)
         case .ticketReopened: try check(Components.Schemas.TicketReopenedEventData.self)
         case .ticketPrioritized: try check(Components.Schemas.TicketPrioritizedEventData.self)
         case .ticketClaimed: try check(Components.Schemas.TicketClaimedEventData.self)

@@ -1,0 +1,119 @@
+import Foundation
+import PostgresNIO
+
+extension TicketWork {
+    /// Merges ticket `duplicateID` into `survivorID` (both of one customer): the duplicate is closed
+    /// and points at the survivor, the customer's wait moves over, and a note on the survivor says
+    /// what came in. Returns the survivor as it now stands. See `mergeTicket` in openapi.yaml.
+    func merge(_ duplicateID: UUID, into survivorID: UUID, comment: String?, by principal: Principal, agentID: UUID) async throws -> Ticket {
+        guard duplicateID != survivorID else {
+            throw Problem.validationFailed([.init(pointer: "/into_ticket_id", message: "is the ticket itself")])
+        }
+        return try await database.withTransaction { connection in
+            // Both rows locked, in one order whichever way round the pair is merged: two merges of
+            // the same two tickets in opposite directions then wait for each other instead of deadlocking.
+            let order = [duplicateID, survivorID].sorted { $0.uuidString < $1.uuidString }
+            var locked: [UUID: (ticket: Ticket, claimLive: Bool)] = [:]
+            for id in order {
+                do {
+                    let (ticket, live) = try await lockTicket(id, on: connection)
+                    locked[id] = (ticket, live)
+                } catch let problem as Problem where problem.status == .notFound && id == survivorID {
+                    throw Problem.validationFailed([.init(pointer: "/into_ticket_id", message: "there is no ticket \(id.lowercased)")])
+                }
+            }
+            guard let (duplicate, duplicateClaimLive) = locked[duplicateID], let (survivor, survivorClaimLive) = locked[survivorID] else {
+                throw Problem.internalError
+            }
+            try checkMergeable(duplicate, into: survivor)
+            for (ticket, live) in [(duplicate, duplicateClaimLive), (survivor, survivorClaimLive)] {
+                if let claim = ticket.claim, live, claim.agentID != agentID, principal.role != .supervisor { throw Self.claimHeld(claim) }
+            }
+            guard try await sameCustomer(duplicate, survivor, on: connection) else {
+                throw Problem(.mergeRefused, status: .conflict, title: "Not the same customer",
+                              detail: "Ticket #\(duplicate.number) and ticket #\(survivor.number) belong to different customers; only one customer's tickets are merged (merge the customers first if they are one person).")
+            }
+
+            let closed = try await Self.single(connection.run("""
+                UPDATE tickets
+                SET status = 'closed', closed_at = coalesce(closed_at, now()), merged_into = \(survivorID), merged_at = now(),
+                    awaiting_reply_since = NULL, claim_agent_id = NULL, claim_expires_at = NULL,
+                    version = version + 1, updated_at = now()
+                WHERE id = \(duplicateID)
+                RETURNING \(unescaped: Ticket.columns)
+                """, logger: logger))
+            // Earlier duplicates of the duplicate now point at the survivor: one step to follow, always.
+            try await connection.perform("UPDATE tickets SET merged_into = \(survivorID) WHERE merged_into = \(duplicateID)", logger: logger)
+            // The customer waits from whichever wait started first; a reply on either ends it.
+            let continued = try await Self.single(connection.run("""
+                UPDATE tickets
+                SET awaiting_reply_since = CASE WHEN \(duplicate.awaitingReplySince)::timestamptz IS NULL THEN awaiting_reply_since
+                                                ELSE least(coalesce(awaiting_reply_since, \(duplicate.awaitingReplySince)), \(duplicate.awaitingReplySince)) END,
+                    last_customer_message_at = greatest(last_customer_message_at, \(duplicate.lastCustomerMessageAt)),
+                    version = version + 1, updated_at = now()
+                WHERE id = \(survivorID)
+                RETURNING \(unescaped: Ticket.columns)
+                """, logger: logger))
+
+            var text = "Merged ticket #\(duplicate.number) 「\(duplicate.subject)」 into this one."
+            if let comment, !comment.isEmpty { text += "\n\n" + comment }
+            _ = try await MessageStore(logger: logger).insertNote(
+                ticketID: survivorID, channel: survivor.channel, agentID: agentID, body: text,
+                metadata: ["kind": "ticket_merged", "merged_ticket_id": duplicateID.lowercased, "merged_number": duplicate.number], on: connection)
+            try await recordMerge(duplicate: duplicate, closed: closed, duplicateClaimLive: duplicateClaimLive, survivor: survivor, continued: continued,
+                                  comment: comment, by: principal, agentID: agentID, on: connection)
+            return continued
+        }
+    }
+
+    private func checkMergeable(_ duplicate: Ticket, into survivor: Ticket) throws {
+        if let into = duplicate.mergedInto {
+            throw Problem(.mergeRefused, status: .conflict, title: "Already merged",
+                          detail: "Ticket #\(duplicate.number) was merged into ticket \(into.lowercased) already.")
+        }
+        if let into = survivor.mergedInto {
+            throw Problem(.mergeRefused, status: .conflict, title: "Merged away",
+                          detail: "Ticket #\(survivor.number) was itself merged into ticket \(into.lowercased); merge into that one.")
+        }
+        for ticket in [duplicate, survivor] where ticket.status == .closed {
+            throw Problem(.mergeRefused, status: .conflict, title: "Ticket closed",
+                          detail: "Ticket #\(ticket.number) is closed; a closed ticket stays as it is, and neither goes into nor takes in another.")
+        }
+    }
+
+    /// One customer, counting a merged customer as its survivor.
+    private func sameCustomer(_ first: Ticket, _ second: Ticket, on connection: PostgresConnection) async throws -> Bool {
+        let rows = try await connection.run(
+            "SELECT customer_survivor(\(first.customerID)) = customer_survivor(\(second.customerID))", logger: logger)
+        for try await same in rows.decode(Bool?.self) { return same ?? false }
+        return false
+    }
+
+    private func recordMerge(
+        duplicate: Ticket, closed: Ticket, duplicateClaimLive: Bool, survivor: Ticket, continued: Ticket, comment: String?,
+        by principal: Principal, agentID: UUID, on connection: PostgresConnection
+    ) async throws {
+        var merged: [String: Any] = ["number": duplicate.number, "into_ticket_id": survivor.id.lowercased, "into_number": survivor.number]
+        if let comment, !comment.isEmpty { merged["comment"] = comment }
+        try await events.record(.ticketMerged, ticketID: duplicate.id, customerID: duplicate.customerID, actor: principal, data: merged, on: connection)
+
+        var changes: [String: Any] = ["status": ["from": duplicate.status.rawValue, "to": closed.status.rawValue]]
+        if duplicate.awaitingReplySince != nil {
+            changes["awaiting_reply_since"] = ["from": duplicate.awaitingReplySince!.rfc3339UTC, "to": NSNull()]
+        }
+        try await events.record(.ticketUpdated, ticketID: duplicate.id, customerID: duplicate.customerID, actor: principal,
+                                data: ["changes": changes, "version": closed.version], on: connection)
+        if let claim = duplicate.claim, duplicateClaimLive {
+            try await events.record(claim.agentID == agentID ? .ticketClaimReleased : .ticketClaimBroken, ticketID: duplicate.id,
+                                    customerID: duplicate.customerID, actor: principal,
+                                    data: ["agent_id": claim.agentID.lowercased, "reason": "merged"], on: connection)
+        }
+        if continued.awaitingReplySince != survivor.awaitingReplySince {
+            try await events.record(
+                .ticketUpdated, ticketID: survivor.id, customerID: survivor.customerID, actor: principal,
+                data: ["changes": ["awaiting_reply_since": ["from": survivor.awaitingReplySince.map { $0.rfc3339UTC as Any } ?? NSNull(),
+                                                           "to": continued.awaitingReplySince.map { $0.rfc3339UTC as Any } ?? NSNull()]],
+                       "version": continued.version], on: connection)
+        }
+    }
+}

@@ -1,0 +1,96 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import Testing
+
+@Suite("Duplicate tickets merged: one customer, one conversation, one answer", .timeLimit(.minutes(10)))
+struct TicketMergeTests {
+    /// A mail from `from` through the endpoint: its ticket's id.
+    static func mail(_ app: TestApp, _ gateway: String, from: String = "hanako@example.jp", subject: String, id: String,
+                     inReplyTo: String? = nil) async throws -> String {
+        let headers = inReplyTo.map { "In-Reply-To: <\($0)>\n" } ?? ""
+        let response = try await app.postMail(gateway, testMail(from: from, subject: subject, id: id, headers: headers))
+        #expect(response.status == .created, "\(response.text)")
+        return try #require(try response.json["ticket_id"] as? String)
+    }
+
+    @Test("a second mail under a new subject merged into the first: closed and pointing on, the wait carried over, later mail in its thread joins the survivor")
+    func mergeDuplicate() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let agent = try await app.keySecret(.agent)
+            let first = try await Self.mail(app, gateway, subject: "注文 1001 が届きません", id: "first@example.jp")
+            let second = try await Self.mail(app, gateway, subject: "至急：まだ届いていません", id: "second@example.jp")
+            #expect(first != second)
+            #expect(try await app.request(.post, "/v1/tickets/\(second)/claim", key: agent).status == .ok)
+            // The first was answered already; the customer waits on the second since it arrived.
+            try await app.execute("UPDATE tickets SET awaiting_reply_since = NULL WHERE id = \(UUID(uuidString: first)!)")
+            let waitingSince = try #require(try await app.request(.get, "/v1/tickets/\(second)", key: agent).json["awaiting_reply_since"] as? String)
+
+            let merged = try await app.request(.post, "/v1/tickets/\(second)/merge", key: agent,
+                                               json: #"{"into_ticket_id":"\#(first)","comment":"同じ注文の件"}"#)
+            #expect(merged.status == .ok, "\(merged.text)")
+            #expect(try merged.json["id"] as? String == first)
+            #expect(try merged.json["awaiting_reply_since"] as? String == waitingSince)
+            let duplicate = try await app.request(.get, "/v1/tickets/\(second)", key: agent).json
+            #expect(duplicate["status"] as? String == "closed")
+            #expect(duplicate["merged_into"] as? String == first)
+            #expect(duplicate["claim"] == nil)
+            #expect(duplicate["awaiting_reply_since"] == nil)
+
+            // The unanswered guard lists the customer once, on the ticket that goes on.
+            let waiting = try await app.request(.get, "/v1/tickets?awaiting_reply=true", key: agent).json
+            #expect((waiting["items"] as? [[String: Any]])?.compactMap { $0["id"] as? String } == [first])
+            // A note on the survivor says what came in.
+            let timeline = try await app.request(.get, "/v1/tickets/\(first)/messages", key: agent).json
+            let note = try #require((timeline["items"] as? [[String: Any]])?.last)
+            #expect(note["direction"] as? String == "internal")
+            #expect((note["body_text"] as? String)?.contains("至急：まだ届いていません") == true)
+            #expect((note["body_text"] as? String)?.contains("同じ注文の件") == true)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'ticket.merged' AND ticket_id = \(UUID(uuidString: second)!)") == 1)
+
+            // The customer answers in the duplicate's thread: it joins the survivor, no new ticket.
+            let answer = try await Self.mail(app, gateway, subject: "Re: 至急：まだ届いていません", id: "third@example.jp", inReplyTo: "second@example.jp")
+            #expect(answer == first)
+            #expect(try await app.count("SELECT count(*) FROM tickets") == 2)
+        }
+    }
+
+    @Test("merges refused: itself, another customer's ticket, a closed or merged ticket, a ticket another agent holds; a supervisor may; chains stay one step")
+    func refusals() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let agent = try await app.keySecret(.agent)
+            let other = try await app.keySecret(.agent)
+            let supervisor = try await app.keySecret(.supervisor)
+            let a = try await Self.mail(app, gateway, subject: "件名 A", id: "a@example.jp")
+            let b = try await Self.mail(app, gateway, subject: "件名 B", id: "b@example.jp")
+            let c = try await Self.mail(app, gateway, subject: "件名 C", id: "c@example.jp")
+            let d = try await Self.mail(app, gateway, subject: "件名 D", id: "d@example.jp")
+            let stranger = try await Self.mail(app, gateway, from: "taro@example.com", subject: "件名 A", id: "s@example.com")
+            func merge(_ ticket: String, into: String, key: String) async throws -> TestClient.Response {
+                try await app.request(.post, "/v1/tickets/\(ticket)/merge", key: key, json: #"{"into_ticket_id":"\#(into)"}"#)
+            }
+
+            try expectProblem(try await merge(a, into: a, key: agent), .unprocessableContent, "validation-failed")
+            try expectProblem(try await merge(a, into: UUID().uuidString.lowercased(), key: agent), .unprocessableContent, "validation-failed")
+            try expectProblem(try await merge(UUID().uuidString.lowercased(), into: a, key: agent), .notFound, "not-found")
+            try expectProblem(try await merge(stranger, into: a, key: agent), .conflict, "merge-refused")
+
+            #expect(try await app.request(.post, "/v1/tickets/\(b)/claim", key: other).status == .ok)
+            try expectProblem(try await merge(b, into: a, key: agent), .conflict, "claim-held")
+            #expect(try await merge(b, into: a, key: supervisor).status == .ok)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'ticket.claim_broken' AND data->>'reason' = 'merged'") == 1)
+            try expectProblem(try await merge(b, into: c, key: agent), .conflict, "merge-refused")
+            try expectProblem(try await merge(c, into: b, key: agent), .conflict, "merge-refused")
+
+            // a (holding b) goes into d: b now points at d directly, and b's thread reaches d.
+            #expect(try await merge(a, into: d, key: agent).status == .ok)
+            #expect(try await app.request(.get, "/v1/tickets/\(b)", key: agent).json["merged_into"] as? String == d)
+            #expect(try await Self.mail(app, gateway, subject: "Re: 件名 B", id: "b2@example.jp", inReplyTo: "b@example.jp") == d)
+
+            try await app.execute("UPDATE tickets SET status = 'closed', closed_at = now() WHERE id = \(UUID(uuidString: c)!)")
+            try expectProblem(try await merge(c, into: d, key: agent), .conflict, "merge-refused")
+        }
+    }
+}

@@ -56,6 +56,46 @@ struct TicketMergeTests {
         }
     }
 
+    @Test("both waiting: the survivor keeps the earlier wait and due times, reopens if pending, and takes the duplicate's drafts")
+    func clocksAndDrafts() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let agent = try await app.keySecret(.agent)
+            let older = try await Self.mail(app, gateway, subject: "返品したい", id: "older@example.jp")
+            let newer = try await Self.mail(app, gateway, subject: "返品の件、急いでいます", id: "newer@example.jp")
+            let (olderID, newerID) = (try #require(UUID(uuidString: older)), try #require(UUID(uuidString: newer)))
+            // The older one's clock the earlier beyond doubt.
+            try await app.execute("""
+                UPDATE tickets SET awaiting_reply_since = now() - interval '2 hours',
+                                   first_response_due_at = now() - interval '1 hour', first_response_warn_at = now() - interval '90 minutes'
+                WHERE id = \(olderID)
+                """)
+            #expect(try await app.request(.post, "/v1/tickets/\(older)/claim", key: agent).status == .ok)
+            let draft = try await app.request(.post, "/v1/tickets/\(older)/replies", key: agent, json: #"{"body":"返品を承ります。"}"#)
+            let reply = try #require(try draft.json["id"] as? String)
+
+            let merged = try await app.request(.post, "/v1/tickets/\(older)/merge", key: agent, json: #"{"into_ticket_id":"\#(newer)"}"#)
+            #expect(merged.status == .ok, "\(merged.text)")
+            #expect(try await app.count("""
+                SELECT count(*) FROM tickets s, tickets d
+                WHERE s.id = \(newerID) AND d.id = \(olderID)
+                  AND s.awaiting_reply_since < now() - interval '119 minutes' AND s.first_response_due_at < now() - interval '59 minutes'
+                  AND s.first_response_warn_at < now() - interval '89 minutes'
+                """) == 1)
+            #expect(try await app.request(.get, "/v1/replies/\(reply)", key: agent).json["ticket_id"] as? String == newer)
+
+            // A customer waiting on a duplicate reopens a pending survivor, as their message would have.
+            let asked = try await Self.mail(app, gateway, from: "jiro@example.jp", subject: "サイズ交換", id: "asked@example.jp")
+            let resting = try await Self.mail(app, gateway, from: "jiro@example.jp", subject: "交換の件", id: "resting@example.jp")
+            try await app.execute("UPDATE tickets SET status = 'pending', awaiting_reply_since = NULL WHERE id = \(try #require(UUID(uuidString: resting)))")
+            let reopened = try await app.request(.post, "/v1/tickets/\(asked)/merge", key: agent, json: #"{"into_ticket_id":"\#(resting)"}"#)
+            #expect(reopened.status == .ok, "\(reopened.text)")
+            #expect(try reopened.json["status"] as? String == "open")
+            #expect(try reopened.json["awaiting_reply_since"] != nil)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'ticket.reopened' AND data->>'reason' = 'merged'") == 1)
+        }
+    }
+
     @Test("merges refused: itself, another customer's ticket, a closed or merged ticket, a ticket another agent holds; a supervisor may; chains stay one step")
     func refusals() async throws {
         try await TestApp.run { app in

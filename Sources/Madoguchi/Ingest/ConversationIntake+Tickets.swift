@@ -56,10 +56,14 @@ extension ConversationIntake {
     ///
     /// One round trip for what every continued conversation needs: a lock and then an update took two.
     func lock(_ id: UUID, customerWrites: Bool, on connection: PostgresConnection) async throws -> Target? {
+        try await lock(id, customerWrites: customerWrites, hops: 0, on: connection)
+    }
+
+    private func lock(_ id: UUID, customerWrites: Bool, hops: Int, on connection: PostgresConnection) async throws -> Target? {
         let rows = try await connection.rows("""
             WITH locked AS (
                 -- A ticket merged as a duplicate hands what comes for it to the one it went into.
-                SELECT id, number, customer_id, status FROM tickets
+                SELECT id, number, customer_id, status, merged_into FROM tickets
                 WHERE id = (SELECT coalesce(merged_into, id) FROM tickets WHERE id = \(id))
                 FOR UPDATE
             ), moved AS (
@@ -69,13 +73,16 @@ extension ConversationIntake {
                     solved_at = CASE WHEN l.status IN ('pending', 'solved') THEN NULL ELSE t.solved_at END,
                     version = t.version + 1, updated_at = now()
                 FROM locked l
-                WHERE t.id = l.id AND \(customerWrites) AND l.status <> 'closed'
+                WHERE t.id = l.id AND \(customerWrites) AND l.status <> 'closed' AND l.merged_into IS NULL
                 RETURNING t.status
             )
-            SELECT l.id, l.number, l.customer_id, l.status, (SELECT status FROM moved) AS moved_to FROM locked l
+            SELECT l.id, l.number, l.customer_id, l.status, (SELECT status FROM moved) AS moved_to, l.merged_into FROM locked l
             """, preparedAs: LockTicket.self, logger: logger)
         guard let row = rows.first else { return nil }
-        let (id, number, customerID, status, movedTo) = try row.decode((UUID, Int64, UUID, String, String?).self)
+        let (id, number, customerID, status, movedTo, mergedInto) = try row.decode((UUID, Int64, UUID, String, String?, UUID?).self)
+        // Merged while this waited for its lock (the pointer was read before the merge committed):
+        // the ticket it went into takes the message, not a new one opened beside a closed duplicate.
+        if let mergedInto, hops < 3 { return try await lock(mergedInto, customerWrites: customerWrites, hops: hops + 1, on: connection) }
         let before = try Ticket.enumeration(status) as Ticket.Status
         let now = try movedTo.map { try Ticket.enumeration($0) as Ticket.Status } ?? before
         if now != before {

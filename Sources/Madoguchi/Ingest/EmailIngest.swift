@@ -346,14 +346,17 @@ struct EmailIngest: Sendable {
         // meanwhile either sees it or is told of it by the traffic cop.
         // The customer is read again under that lock: a merge committed since the lookup above moved
         // the ticket to the survivor, and the report is filed there, not under the merged-away customer.
+        // A ticket merged since the mail went out has handed on to the one it went into: the report
+        // is filed there, where someone now answers.
         let locked = try await intake.lock(target.ticket, customerWrites: false, on: connection)
         let customerID = locked?.customerID ?? target.customer
-        let ticket = ConversationIntake.Target(id: target.ticket, number: 0, customerID: customerID, status: .new)
+        let ticketID = locked?.id ?? target.ticket
+        let ticket = ConversationIntake.Target(id: ticketID, number: 0, customerID: customerID, status: .new)
         let (messageID, _) = try await intake.record(
-            try delivery.message(ticketID: target.ticket, customerID: customerID, threadingReason: target.reason), on: ticket,
+            try delivery.message(ticketID: ticketID, customerID: customerID, threadingReason: target.reason), on: ticket,
             customerID: customerID, eventDetails: ["classification": mail.classification.rawValue], on: connection)
         outcome.messageID = messageID
-        outcome.ticketID = target.ticket
+        outcome.ticketID = ticketID
         outcome.customerID = customerID
         outcome.threadingReason = target.reason
     }

@@ -70,6 +70,19 @@ extension ReplyStore {
             """, logger: logger)
     }
 
+    /// A merge: the drafts and submitted replies of `ticketID` move to `survivorID`, with the
+    /// conversation. Their number.
+    func moveUnsent(from ticketID: UUID, to survivorID: UUID, on connection: PostgresConnection) async throws -> Int {
+        let rows = try await connection.run("""
+            UPDATE replies SET ticket_id = \(survivorID), version = version + 1, updated_at = now()
+            WHERE ticket_id = \(ticketID) AND state IN ('draft', 'submitted')
+            RETURNING id
+            """, logger: logger)
+        var count = 0
+        for try await _ in rows.decode(UUID.self) { count += 1 }
+        return count
+    }
+
     /// Takes file `id` off reply `replyID`; its name, or nil when the reply has no such file.
     func removeAttachment(_ id: UUID, from replyID: UUID, on connection: PostgresConnection) async throws -> String? {
         let rows = try await connection.run("""

@@ -54,7 +54,7 @@ public struct Ticket: Sendable, Equatable {
     public var category: String?
     public var tags: [String]
     public var relatedTicketID: UUID?
-    /// Merged as a duplicate: the ticket it went into (always the last of a chain), and when.
+    /// Merged as a duplicate: the ticket it went into (always the last of a chain).
     public var mergedInto: UUID?
     /// Bumped by every change; the ETag.
     public var version: Int64

@@ -93,6 +93,11 @@ struct TicketStore: Sendable {
     /// A closed ticket stays closed and takes no reply: the failure goes to its follow-up instead
     /// (`followUpForFailure`), where someone can answer.
     func flagDeliveryFailure(_ ticketID: UUID, on connection: PostgresConnection) async throws {
+        // A reply of a ticket merged since: the ticket it went into is where someone answers now.
+        let merged = try await connection.run("SELECT merged_into FROM tickets WHERE id = \(ticketID)", logger: logger)
+        for try await survivor in merged.decode(UUID?.self) {
+            if let survivor { return try await flagDeliveryFailure(survivor, on: connection) }
+        }
         if let followUp = try await followUpForFailure(onClosed: ticketID, on: connection) {
             return try await flagDeliveryFailure(followUp, on: connection)
         }

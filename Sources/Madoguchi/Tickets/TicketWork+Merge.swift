@@ -10,20 +10,24 @@ extension TicketWork {
             throw Problem.validationFailed([.init(pointer: "/into_ticket_id", message: "is the ticket itself")])
         }
         return try await database.withTransaction { connection in
-            // Both rows locked, in one order whichever way round the pair is merged: two merges of
-            // the same two tickets in opposite directions then wait for each other instead of deadlocking.
-            let order = [duplicateID, survivorID].sorted { $0.uuidString < $1.uuidString }
-            var locked: [UUID: (ticket: Ticket, claimLive: Bool)] = [:]
-            for id in order {
-                do {
-                    let (ticket, live) = try await lockTicket(id, on: connection)
-                    locked[id] = (ticket, live)
-                } catch let problem as Problem where problem.status == .notFound && id == survivorID {
-                    throw Problem.validationFailed([.init(pointer: "/into_ticket_id", message: "there is no ticket \(id.lowercased)")])
-                }
+            // Every row the merge writes, locked in one order (the database's, by id) before any is
+            // read: the pair, and the tickets merged into the duplicate earlier, whose pointers move on.
+            // Two merges of the same tickets then wait for each other instead of deadlocking.
+            try await connection.perform("SET LOCAL lock_timeout = '\(unescaped: TicketStore.lockTimeout)'", logger: logger)
+            do {
+                try await connection.perform("""
+                    SELECT id FROM tickets WHERE id IN (\(duplicateID), \(survivorID)) OR merged_into = \(duplicateID) ORDER BY id FOR UPDATE
+                    """, logger: logger)
+            } catch where error.sqlState == .lockNotAvailable {
+                throw Problem(.ticketBusy, status: .conflict, title: "Ticket busy",
+                              detail: "Another request held one of the tickets longer than \(TicketStore.lockTimeout); try again.")
             }
-            guard let (duplicate, duplicateClaimLive) = locked[duplicateID], let (survivor, survivorClaimLive) = locked[survivorID] else {
-                throw Problem.internalError
+            let (duplicate, duplicateClaimLive) = try await lockTicket(duplicateID, on: connection)
+            let (survivor, survivorClaimLive): (Ticket, Bool)
+            do {
+                (survivor, survivorClaimLive) = try await lockTicket(survivorID, on: connection)
+            } catch let problem as Problem where problem.status == .notFound {
+                throw Problem.validationFailed([.init(pointer: "/into_ticket_id", message: "there is no ticket \(survivorID.lowercased)")])
             }
             try checkMergeable(duplicate, into: survivor)
             for (ticket, live) in [(duplicate, duplicateClaimLive), (survivor, survivorClaimLive)] {
@@ -34,9 +38,33 @@ extension TicketWork {
                               detail: "Ticket #\(duplicate.number) and ticket #\(survivor.number) belong to different customers; only one customer's tickets are merged (merge the customers first if they are one person).")
             }
 
+            // First the survivor, from the duplicate as it stands. A customer waiting on the duplicate
+            // waits on the survivor from whichever wait began first, with the earlier due times of the
+            // clocks both had running, and reopens it if it was pending or solved (as their message
+            // would have): otherwise no queue would offer it while the unanswered guard listed it.
+            let continued = try await Self.single(connection.run("""
+                UPDATE tickets t
+                SET awaiting_reply_since = CASE WHEN d.awaiting_reply_since IS NULL THEN t.awaiting_reply_since
+                                                ELSE least(t.awaiting_reply_since, d.awaiting_reply_since) END,
+                    first_response_due_at = CASE WHEN t.first_responded_at IS NULL AND d.first_responded_at IS NULL AND d.awaiting_reply_since IS NOT NULL
+                                                 THEN least(t.first_response_due_at, d.first_response_due_at) ELSE t.first_response_due_at END,
+                    first_response_warn_at = CASE WHEN t.first_responded_at IS NULL AND d.first_responded_at IS NULL AND d.awaiting_reply_since IS NOT NULL
+                                                  THEN least(t.first_response_warn_at, d.first_response_warn_at) ELSE t.first_response_warn_at END,
+                    next_response_due_at = CASE WHEN t.awaiting_reply_since IS NOT NULL AND d.awaiting_reply_since IS NOT NULL
+                                                THEN least(t.next_response_due_at, d.next_response_due_at) ELSE t.next_response_due_at END,
+                    next_response_warn_at = CASE WHEN t.awaiting_reply_since IS NOT NULL AND d.awaiting_reply_since IS NOT NULL
+                                                 THEN least(t.next_response_warn_at, d.next_response_warn_at) ELSE t.next_response_warn_at END,
+                    status = CASE WHEN d.awaiting_reply_since IS NOT NULL AND t.status IN ('pending', 'solved') THEN 'open' ELSE t.status END,
+                    solved_at = CASE WHEN d.awaiting_reply_since IS NOT NULL AND t.status IN ('pending', 'solved') THEN NULL ELSE t.solved_at END,
+                    last_customer_message_at = greatest(t.last_customer_message_at, d.last_customer_message_at),
+                    version = t.version + 1, updated_at = now()
+                FROM tickets d
+                WHERE t.id = \(survivorID) AND d.id = \(duplicateID)
+                RETURNING \(unescaped: Ticket.columns(of: "t"))
+                """, logger: logger))
             let closed = try await Self.single(connection.run("""
                 UPDATE tickets
-                SET status = 'closed', closed_at = coalesce(closed_at, now()), merged_into = \(survivorID), merged_at = now(),
+                SET status = 'closed', closed_at = coalesce(closed_at, now()), solved_at = NULL, merged_into = \(survivorID), merged_at = now(),
                     awaiting_reply_since = NULL, claim_agent_id = NULL, claim_expires_at = NULL,
                     version = version + 1, updated_at = now()
                 WHERE id = \(duplicateID)
@@ -44,18 +72,11 @@ extension TicketWork {
                 """, logger: logger))
             // Earlier duplicates of the duplicate now point at the survivor: one step to follow, always.
             try await connection.perform("UPDATE tickets SET merged_into = \(survivorID) WHERE merged_into = \(duplicateID)", logger: logger)
-            // The customer waits from whichever wait started first; a reply on either ends it.
-            let continued = try await Self.single(connection.run("""
-                UPDATE tickets
-                SET awaiting_reply_since = CASE WHEN \(duplicate.awaitingReplySince)::timestamptz IS NULL THEN awaiting_reply_since
-                                                ELSE least(coalesce(awaiting_reply_since, \(duplicate.awaitingReplySince)), \(duplicate.awaitingReplySince)) END,
-                    last_customer_message_at = greatest(last_customer_message_at, \(duplicate.lastCustomerMessageAt)),
-                    version = version + 1, updated_at = now()
-                WHERE id = \(survivorID)
-                RETURNING \(unescaped: Ticket.columns)
-                """, logger: logger))
+            // Replies not yet sent go with the conversation: on a closed ticket they could never go.
+            let moved = try await ReplyStore(logger: logger).moveUnsent(from: duplicateID, to: survivorID, on: connection)
 
             var text = "Merged ticket #\(duplicate.number) 「\(duplicate.subject)」 into this one."
+            if moved > 0 { text += " Its \(moved) unsent \(moved == 1 ? "reply is" : "replies are") here now." }
             if let comment, !comment.isEmpty { text += "\n\n" + comment }
             _ = try await MessageStore(logger: logger).insertNote(
                 ticketID: survivorID, channel: survivor.channel, agentID: agentID, body: text,
@@ -114,6 +135,11 @@ extension TicketWork {
                 data: ["changes": ["awaiting_reply_since": ["from": survivor.awaitingReplySince.map { $0.rfc3339UTC as Any } ?? NSNull(),
                                                            "to": continued.awaitingReplySince.map { $0.rfc3339UTC as Any } ?? NSNull()]],
                        "version": continued.version], on: connection)
+        }
+        if continued.status != survivor.status {
+            try await events.record(
+                .ticketReopened, ticketID: survivor.id, customerID: survivor.customerID, actor: principal,
+                data: ["from": survivor.status.rawValue, "to": continued.status.rawValue, "reason": "merged"], on: connection)
         }
     }
 }

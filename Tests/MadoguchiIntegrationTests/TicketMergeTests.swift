@@ -52,6 +52,8 @@ struct TicketMergeTests {
             // The customer answers in the duplicate's thread: it joins the survivor, no new ticket.
             let answer = try await Self.mail(app, gateway, subject: "Re: 至急：まだ届いていません", id: "third@example.jp", inReplyTo: "second@example.jp")
             #expect(answer == first)
+            // And a reply with no threading headers, only the duplicate's subject (a carrier phone's).
+            #expect(try await Self.mail(app, gateway, subject: "Re: 至急：まだ届いていません", id: "fourth@example.jp") == first)
             #expect(try await app.count("SELECT count(*) FROM tickets") == 2)
         }
     }

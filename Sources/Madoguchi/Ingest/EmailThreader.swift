@@ -85,10 +85,17 @@ struct EmailThreader: Sendable {
         let fromCarrier = sender.map { ThreadSubject.isCarrierAddress($0.address) } ?? false
         guard !reduced.key.isEmpty, reduced.isReply || fromCarrier else { return nil }
         let seconds = Double(subjectWindow.components.seconds)
+        // A duplicate merged into another ticket is closed but still answers to its subject: the
+        // intake's lock then follows it to the ticket it went into.
         let rows = try await connection.rows("""
-            SELECT id FROM tickets
-            WHERE customer_id = \(customerID) AND thread_subject = \(reduced.key) AND status <> 'closed'
-              AND coalesce(last_customer_message_at, created_at) > now() - make_interval(secs => \(seconds)::float8)
+            SELECT id FROM (
+                SELECT id, updated_at, last_customer_message_at, created_at FROM tickets
+                WHERE customer_id = \(customerID) AND thread_subject = \(reduced.key) AND status <> 'closed'
+                UNION ALL
+                SELECT id, updated_at, last_customer_message_at, created_at FROM tickets
+                WHERE customer_id = \(customerID) AND thread_subject = \(reduced.key) AND merged_into IS NOT NULL
+            ) AS candidate
+            WHERE coalesce(last_customer_message_at, created_at) > now() - make_interval(secs => \(seconds)::float8)
             ORDER BY updated_at DESC
             LIMIT 1
             """, preparedAs: BySubject.self, logger: logger)

@@ -98,6 +98,35 @@ struct TicketMergeTests {
         }
     }
 
+    @Test("texts after an SMS ticket was merged into a mail ticket keep going there, long after the SMS ticket's own last word")
+    func smsAfterMerge() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let agent = try await app.keySecret(.agent)
+            let sms = #"{"provider":"twilio","provider_message_id":"SMM1","from":"090-1234-5678","to":"+815012345678","body":"届きません"}"#
+            let first = try await app.request(.post, "/v1/inbound/sms", key: gateway, json: sms)
+            let duplicate = try #require(try first.json["ticket_id"] as? String)
+            let customerText = try #require(try first.json["customer_id"] as? String)
+            let customer = try #require(UUID(uuidString: customerText))
+            let duplicateID = try #require(UUID(uuidString: duplicate))
+            let survivor = try await app.ticket(customer: customer, subject: "注文 1001 について", status: "open")
+            #expect(try await app.request(.post, "/v1/tickets/\(duplicate)/merge", key: agent,
+                                          json: #"{"into_ticket_id":"\#(survivor.uuidString.lowercased())"}"#).status == .ok)
+            // The SMS ticket went quiet eight days ago (the window is seven); the conversation went on
+            // in the ticket it went into.
+            try await app.execute("UPDATE messages SET created_at = now() - interval '8 days' WHERE ticket_id = \(duplicateID)")
+            try await app.execute("""
+                UPDATE tickets SET created_at = now() - interval '8 days', last_customer_message_at = now() - interval '8 days'
+                WHERE id = \(duplicateID)
+                """)
+            try await app.execute("UPDATE tickets SET last_customer_message_at = now() - interval '1 hour' WHERE id = \(survivor)")
+            let next = try await app.request(.post, "/v1/inbound/sms", key: gateway,
+                                             json: #"{"provider":"twilio","provider_message_id":"SMM2","from":"090-1234-5678","to":"+815012345678","body":"まだですか"}"#)
+            #expect(try next.json["ticket_id"] as? String == survivor.uuidString.lowercased(), "\(next.text)")
+            #expect(try await app.count("SELECT count(*) FROM tickets") == 2)
+        }
+    }
+
     @Test("merges refused: itself, another customer's ticket, a closed or merged ticket, a ticket another agent holds; a supervisor may; chains stay one step")
     func refusals() async throws {
         try await TestApp.run { app in

@@ -88,12 +88,16 @@ struct SmsIngest: Sendable {
     /// The customer's most recent SMS ticket where either side wrote within the window (closed
     /// included, so a message after closing starts a linked ticket rather than an unrelated one): a
     /// text answering ours of yesterday continues that ticket, however long ago the customer last wrote.
+    /// A ticket merged into another lives on in it: the conversation there keeps it current (the
+    /// intake then follows it there), so texting on after a merge never starts a ticket of its own.
     private static func ongoingConversation(customerID: UUID, window: Duration, logger: Logger, on connection: PostgresConnection) async throws -> UUID? {
         try await connection.rows("""
             SELECT t.id FROM tickets t
+            LEFT JOIN tickets survivor ON survivor.id = t.merged_into
             CROSS JOIN LATERAL (
-                SELECT greatest(coalesce(t.last_customer_message_at, t.created_at),
-                                (SELECT max(m.created_at) FROM messages m WHERE m.ticket_id = t.id AND m.direction = 'outbound')) AS at
+                SELECT greatest(coalesce(t.last_customer_message_at, t.created_at), survivor.last_customer_message_at,
+                                (SELECT max(m.created_at) FROM messages m
+                                 WHERE m.ticket_id IN (t.id, survivor.id) AND m.direction = 'outbound')) AS at
             ) AS last
             WHERE t.customer_id = \(customerID) AND t.channel = 'sms'
               AND last.at > now() - make_interval(secs => \(window.seconds)::float8)

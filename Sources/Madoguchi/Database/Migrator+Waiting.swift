@@ -8,10 +8,23 @@ extension Migrator {
     /// A group that fails (a migration the server refuses) cancels rather than shuts down: cancelled,
     /// the sleep below returns at once, so without the check this spun forever and the process never
     /// exited.
+    ///
+    /// Why it still waits is logged, at most every 30 seconds: a worker that silently never started
+    /// (the database unreachable, the schema behind) was a mystery in its log.
     func waitUntilCurrent(_ database: Database, logger: Logger) async {
+        var lastSaid: ContinuousClock.Instant?
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            let current = (try? await database.withConnection { try await status($0, logger: logger) }.complete) ?? false
-            if current { return }
+            let reason: String
+            do {
+                if try await database.withConnection({ try await status($0, logger: logger) }).complete { return }
+                reason = "the database lacks migrations this binary needs (the server applies them as it starts)"
+            } catch {
+                reason = String(reflecting: error)
+            }
+            if lastSaid.map({ ContinuousClock.now - $0 >= .seconds(30) }) ?? true {
+                logger.warning("waiting for the database schema before starting", metadata: ["reason": "\(reason)"])
+                lastSaid = .now
+            }
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(250)) }
         }
     }

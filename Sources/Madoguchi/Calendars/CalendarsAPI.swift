@@ -35,7 +35,7 @@ extension APIHandler {
         let precondition = try VersionPrecondition(input.headers.ifMatch)
         let id = input.path.calendarId.uuid
         let calendar = try await database.withTransaction { connection in
-            if precondition.isConditional { try precondition.check(try await calendars.lockedVersion(id: id, on: connection), of: "Calendar \(id.lowercased)") }
+            try await precondition.check("Calendar \(id.lowercased)") { try await calendars.lockedVersion(id: id, on: connection) }
             let saved = try await calendars.save(id: id, draft, on: connection)
             try await EventStore(logger: logger).record(
                 .calendarUpdated, actor: principal, data: ["calendar_id": saved.id.lowercased, "version": saved.version], on: connection)

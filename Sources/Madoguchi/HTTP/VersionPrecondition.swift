@@ -17,12 +17,11 @@ struct VersionPrecondition {
         condition = parsed
     }
 
-    var isConditional: Bool { condition != nil }
-
-    /// Checks the version the caller's transaction has locked; nil (no such resource) is left to the
-    /// write, whose `404` names what is missing.
-    func check(_ lockedVersion: Int64?, of resource: String) throws {
-        guard let condition, let lockedVersion, !condition.matches(String(lockedVersion)) else { return }
+    /// Checks the version `lock` locks in the caller's transaction (called only when there is a
+    /// condition: an unconditional write takes no lock beyond its own); nil (no such resource) is
+    /// left to the write, whose `404` names what is missing.
+    func check(_ resource: String, lockingWith lock: () async throws -> Int64?) async throws {
+        guard let condition, let lockedVersion = try await lock(), !condition.matches(String(lockedVersion)) else { return }
         throw Problem(
             .preconditionFailed, status: .preconditionFailed, title: "Precondition failed",
             detail: "\(resource) is at version \(lockedVersion) (ETag \(Self.entityTag(lockedVersion))), not \(condition.description): "

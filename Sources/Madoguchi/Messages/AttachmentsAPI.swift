@@ -7,26 +7,25 @@ import OpenAPIRuntime
 extension APIHandler {
     func getAttachment(_ input: Operations.GetAttachment.Input) async throws -> Operations.GetAttachment.Output {
         let id = input.path.attachmentId.uuid
-        guard let file = try await database.withConnection({ try await StoredFile.find(id, of: .message, withFirstSlice: input.headers.ifNoneMatch == nil, on: $0, logger: logger) }) else {
-            throw Problem.notFound("There is no attachment \(id.lowercased).")
-        }
-        guard let body = try serve(file, ifNoneMatch: input.headers.ifNoneMatch) else { return .notModified(.init()) }
+        guard let body = try await serve(id, of: .message, ifNoneMatch: input.headers.ifNoneMatch,
+                                         missing: "There is no attachment \(id.lowercased).") else { return .notModified(.init()) }
         return .ok(.init(body: .any(body)))
     }
 
     func getReplyAttachment(_ input: Operations.GetReplyAttachment.Input) async throws -> Operations.GetReplyAttachment.Output {
         let (id, replyID) = (input.path.attachmentId.uuid, input.path.replyId.uuid)
-        guard let file = try await database.withConnection({ try await StoredFile.find(id, of: .reply(replyID), withFirstSlice: input.headers.ifNoneMatch == nil, on: $0, logger: logger) }) else {
-            throw Problem.notFound("Reply \(replyID.lowercased) has no file \(id.lowercased).")
-        }
-        guard let body = try serve(file, ifNoneMatch: input.headers.ifNoneMatch) else { return .notModified(.init()) }
+        guard let body = try await serve(id, of: .reply(replyID), ifNoneMatch: input.headers.ifNoneMatch,
+                                         missing: "Reply \(replyID.lowercased) has no file \(id.lowercased).") else { return .notModified(.init()) }
         return .ok(.init(body: .any(body)))
     }
 
     /// The file's body with the headers that keep a customer's file from acting as part of this
     /// origin (a page or an SVG with a script, opened from an agent's browser, would run with the
-    /// agent's access); nil when `If-None-Match` names it (`304`).
-    private func serve(_ file: StoredFile, ifNoneMatch: String?) throws -> HTTPBody? {
+    /// agent's access); nil when `If-None-Match` names it (`304`), which then reads none of its bytes.
+    private func serve(_ id: UUID, of owner: StoredFile.Owner, ifNoneMatch: String?, missing: String) async throws -> HTTPBody? {
+        guard let file = try await database.withConnection({
+            try await StoredFile.find(id, of: owner, withFirstSlice: ifNoneMatch == nil, on: $0, logger: logger)
+        }) else { throw Problem.notFound(missing) }
         let scope = RequestScope.current
         // The contract offers any type, so the check the contract makes for other operations is made
         // here, against the type this file has; before If-None-Match, which only turns an answer

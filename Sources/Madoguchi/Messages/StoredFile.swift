@@ -53,7 +53,7 @@ struct StoredFile: Sendable {
     }
 
     /// A strong entity tag that never changes: the bytes' digest.
-    var entityTag: String { "\"" + sha256.map { String(format: "%02x", $0) }.joined() + "\"" }
+    var entityTag: String { "\"" + sha256.lowercaseHex + "\"" }
 
     /// The type the sender declared, when it is a plain `type/subtype`; anything else (parameters,
     /// stray characters, nothing at all) is served as bytes.

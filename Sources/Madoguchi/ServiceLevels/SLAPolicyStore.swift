@@ -41,8 +41,8 @@ struct SLAPolicyStore: Sendable {
                 // as a name clash. Taken in turn, the second clears the first's flag.
                 try await AdvisoryLock.take("sla-policy:default", on: connection, logger: logger)
             }
-            if let id, let precondition, precondition.isConditional {
-                try precondition.check(try await lockedVersion(id: id, on: connection), of: "SLA policy \(id.lowercased)")
+            if let id, let precondition {
+                try await precondition.check("SLA policy \(id.lowercased)") { try await lockedVersion(id: id, on: connection) }
             }
             if draft.isDefault {
                 try await connection.perform(

@@ -50,7 +50,7 @@ extension APIHandler {
         }
         let precondition = try VersionPrecondition(input.headers.ifMatch)
         let agent = try await database.withTransaction { connection in
-            if precondition.isConditional { try precondition.check(try await agents.lockedVersion(id: id, on: connection), of: "Agent \(id.lowercased)") }
+            try await precondition.check("Agent \(id.lowercased)") { try await agents.lockedVersion(id: id, on: connection) }
             return try await agents.update(id: id, changes, by: principal, on: connection)
         }
         tagVersion(agent.version)

@@ -43,7 +43,7 @@ extension APIHandler {
         let precondition = try VersionPrecondition(input.headers.ifMatch)
         let name = input.path.queueName
         let queue = try await database.withTransaction { connection in
-            if precondition.isConditional { try precondition.check(try await queues.lockedVersion(name, on: connection), of: "Queue \(name)") }
+            try await precondition.check("Queue \(name)") { try await queues.lockedVersion(name, on: connection) }
             let queue = try await queues.update(
                 input.path.queueName, description: body.description, slaPolicyID: body.slaPolicyId?.uuid,
                 clearPolicy: body.defaultSlaPolicy ?? false, autoAssign: body.autoAssign.map { WorkQueue.AutoAssign(rawValue: $0.rawValue)! },

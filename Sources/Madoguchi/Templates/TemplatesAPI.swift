@@ -35,7 +35,7 @@ extension APIHandler {
         let precondition = try VersionPrecondition(input.headers.ifMatch)
         let id = input.path.templateId.uuid
         let template = try await database.withTransaction { connection in
-            if precondition.isConditional { try precondition.check(try await templates.lockedVersion(id: id, on: connection), of: "Template \(id.lowercased)") }
+            try await precondition.check("Template \(id.lowercased)") { try await templates.lockedVersion(id: id, on: connection) }
             let saved = try await templates.save(
                 id: id, name: body.name.trimmed, subject: body.subject, body: body.body, by: agentID, on: connection)
             try await EventStore(logger: logger).record(

@@ -68,8 +68,7 @@ struct TicketStore: Sendable {
     /// Locks the ticket's row (waiting at most `lockTimeout`) and says whether its claim is still live,
     /// judged by the database's clock, not ours.
     func lock(_ id: UUID, on connection: PostgresConnection) async throws -> (Ticket, claimLive: Bool) {
-        try await connection.perform("SET LOCAL lock_timeout = '\(unescaped: Self.lockTimeout)'", logger: logger)
-        do {
+        let locked = try await waitingAtMostLockTimeout(for: "ticket \(id.lowercased)", on: connection) { () -> (Ticket, Bool)? in
             let rows = try await connection.run("""
                 SELECT \(unescaped: Ticket.columns), coalesce(claim_expires_at > now(), false) AS claim_live
                 FROM tickets WHERE id = \(id) FOR UPDATE
@@ -78,12 +77,34 @@ struct TicketStore: Sendable {
                 let live: Bool = try row.makeRandomAccess().value("claim_live")
                 return (try Ticket(row: row), live)
             }
-        } catch where error.sqlState == .lockNotAvailable {
-            throw Problem(
-                .ticketBusy, status: .conflict, title: "Ticket busy",
-                detail: "Another request held ticket \(id.uuidString.lowercased()) longer than \(Self.lockTimeout); try again.")
+            return nil
         }
-        throw Problem.notFound("There is no ticket \(id.uuidString.lowercased()).")
+        guard let locked else { throw Problem.notFound("There is no ticket \(id.lowercased).") }
+        return locked
+    }
+
+    /// Locks every ticket a merge writes, in one order (the database's, by id), before any is read:
+    /// the pair, and the tickets merged into the duplicate earlier, whose pointers move on. Two
+    /// merges of the same tickets then wait for each other instead of deadlocking.
+    func lockForMerge(duplicate: UUID, survivor: UUID, on connection: PostgresConnection) async throws {
+        try await waitingAtMostLockTimeout(for: "one of the tickets", on: connection) {
+            try await connection.perform("""
+                SELECT id FROM tickets WHERE id IN (\(duplicate), \(survivor)) OR merged_into = \(duplicate) ORDER BY id FOR UPDATE
+                """, logger: logger)
+        }
+    }
+
+    /// Runs `lock` waiting at most `lockTimeout` for another request's row locks: past it, `ticket-busy`.
+    private func waitingAtMostLockTimeout<Result>(
+        for what: String, on connection: PostgresConnection, _ lock: () async throws -> Result
+    ) async throws -> Result {
+        try await connection.perform("SET LOCAL lock_timeout = '\(unescaped: Self.lockTimeout)'", logger: logger)
+        do {
+            return try await lock()
+        } catch where error.sqlState == .lockNotAvailable {
+            throw Problem(.ticketBusy, status: .conflict, title: "Ticket busy",
+                          detail: "Another request held \(what) longer than \(Self.lockTimeout); try again.")
+        }
     }
 
     /// A reply did not reach the customer: the ticket is tagged `delivery-failed` and, if it was

@@ -10,18 +10,7 @@ extension TicketWork {
             throw Problem.validationFailed([.init(pointer: "/into_ticket_id", message: "is the ticket itself")])
         }
         return try await database.withTransaction { connection in
-            // Every row the merge writes, locked in one order (the database's, by id) before any is
-            // read: the pair, and the tickets merged into the duplicate earlier, whose pointers move on.
-            // Two merges of the same tickets then wait for each other instead of deadlocking.
-            try await connection.perform("SET LOCAL lock_timeout = '\(unescaped: TicketStore.lockTimeout)'", logger: logger)
-            do {
-                try await connection.perform("""
-                    SELECT id FROM tickets WHERE id IN (\(duplicateID), \(survivorID)) OR merged_into = \(duplicateID) ORDER BY id FOR UPDATE
-                    """, logger: logger)
-            } catch where error.sqlState == .lockNotAvailable {
-                throw Problem(.ticketBusy, status: .conflict, title: "Ticket busy",
-                              detail: "Another request held one of the tickets longer than \(TicketStore.lockTimeout); try again.")
-            }
+            try await tickets.lockForMerge(duplicate: duplicateID, survivor: survivorID, on: connection)
             let (duplicate, duplicateClaimLive) = try await lockTicket(duplicateID, on: connection)
             let (survivor, survivorClaimLive): (Ticket, Bool)
             do {
@@ -119,8 +108,8 @@ extension TicketWork {
         try await events.record(.ticketMerged, ticketID: duplicate.id, customerID: duplicate.customerID, actor: principal, data: merged, on: connection)
 
         var changes: [String: Any] = ["status": ["from": duplicate.status.rawValue, "to": closed.status.rawValue]]
-        if duplicate.awaitingReplySince != nil {
-            changes["awaiting_reply_since"] = ["from": duplicate.awaitingReplySince!.rfc3339UTC, "to": NSNull()]
+        if let waited = duplicate.awaitingReplySince {
+            changes["awaiting_reply_since"] = ["from": waited.rfc3339UTC, "to": NSNull()]
         }
         try await events.record(.ticketUpdated, ticketID: duplicate.id, customerID: duplicate.customerID, actor: principal,
                                 data: ["changes": changes, "version": closed.version], on: connection)

@@ -9,10 +9,12 @@ extension Migrator {
     /// the sleep below returns at once, so without the check this spun forever and the process never
     /// exited.
     ///
-    /// Why it still waits is logged, at most every 30 seconds: a worker that silently never started
-    /// (the database unreachable, the schema behind) was a mystery in its log.
+    /// Why it still waits is logged every 30 seconds: a worker that silently never started (the
+    /// database unreachable, the schema behind) was a mystery in its log. Not before the first 30:
+    /// a server's own workers wait a moment for its migrations on every first start, and a warning
+    /// per worker then only alarmed whoever read the log.
     func waitUntilCurrent(_ database: Database, logger: Logger) async {
-        var lastSaid: ContinuousClock.Instant?
+        var lastSaid = ContinuousClock.now
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             let reason: String
             do {
@@ -21,7 +23,7 @@ extension Migrator {
             } catch {
                 reason = String(reflecting: error)
             }
-            if lastSaid.map({ ContinuousClock.now - $0 >= .seconds(30) }) ?? true {
+            if ContinuousClock.now - lastSaid >= .seconds(30) {
                 logger.warning("waiting for the database schema before starting", metadata: ["reason": "\(reason)"])
                 lastSaid = .now
             }

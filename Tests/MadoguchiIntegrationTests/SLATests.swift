@@ -86,6 +86,49 @@ struct SLATests {
         }
     }
 
+    @Test("a closed day added to the calendar, then a longer target: running clocks are set again at once, from their start; a solved ticket keeps what it was judged by")
+    func clocksFollowCalendarAndPolicyChanges() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            let weekdays = ["mon", "tue", "wed", "thu", "fri"].map { #"{"day":"\#($0)","opens":"09:00","closes":"18:00"}"# }.joined(separator: ",")
+            let created = try await app.request(.post, "/v1/business-calendars", key: supervisor, json: """
+                {"name":"店舗","time_zone":"Asia/Tokyo","weekly_hours":[\(weekdays)]}
+                """)
+            let calendar = try #require(try created.json["id"] as? String)
+            let policy = try await Self.defaultPolicy(app, supervisor, calendar: calendar)
+            let friday = "'2026-11-27 17:55:00+09'"
+            let waiting = try await Self.ticket(app, openedAt: friday)
+            let solved = try await Self.ticket(app, openedAt: friday)
+            try await app.execute("UPDATE tickets SET status = 'solved', awaiting_reply_since = NULL WHERE id = \(UUID(uuidString: solved)!)")
+            var ticket = try await AwaitingReplyTests.ticket(app, waiting, key: supervisor)
+            #expect(Self.date(ticket["first_response_due_at"]) == (try CalendarTests.instant("2026-11-30T09:55:00+09:00")))
+            let version = try #require(ticket["version"] as? Int)
+            let solvedBefore = try await AwaitingReplyTests.ticket(app, solved, key: supervisor)
+
+            // Monday closed (臨時休業): what fell due on it falls due on Tuesday.
+            let closed = try await app.request(.put, "/v1/business-calendars/\(calendar)", key: supervisor, json: """
+                {"name":"店舗","time_zone":"Asia/Tokyo","weekly_hours":[\(weekdays)],"closed_days":[{"date":"2026-11-30","name":"臨時休業"}]}
+                """)
+            #expect(closed.status == .ok, "\(closed.text)")
+            ticket = try await AwaitingReplyTests.ticket(app, waiting, key: supervisor)
+            #expect(Self.date(ticket["first_response_due_at"]) == (try CalendarTests.instant("2026-12-01T09:55:00+09:00")))
+            #expect(Self.date(ticket["resolution_due_at"]) == (try CalendarTests.instant("2026-12-01T16:55:00+09:00")))
+            #expect(ticket["version"] as? Int == version + 1, "its ETag changes with its due times")
+            let solvedAfter = try await AwaitingReplyTests.ticket(app, solved, key: supervisor)
+            #expect(solvedAfter["resolution_due_at"] as? String == solvedBefore["resolution_due_at"] as? String)
+            #expect(solvedAfter["version"] as? Int == solvedBefore["version"] as? Int)
+
+            // Two hours for a first answer from now on: the waiting ticket's clock counts them from its start.
+            let longer = try await app.request(.put, "/v1/sla-policies/\(policy)", key: supervisor, json: """
+                {"name":"標準SLA","calendar_id":"\(calendar)","is_default":true,"targets":[
+                  {"priority":"normal","first_response_minutes":120,"next_response_minutes":30,"resolution_minutes":480}]}
+                """)
+            #expect(longer.status == .ok, "\(longer.text)")
+            ticket = try await AwaitingReplyTests.ticket(app, waiting, key: supervisor)
+            #expect(Self.date(ticket["first_response_due_at"]) == (try CalendarTests.instant("2026-12-01T10:55:00+09:00")))
+        }
+    }
+
     @Test("policies made the default at the same moment take the flag in turn: every one created, one default at the end")
     func defaultsAtOnce() async throws {
         try await TestApp.run { app in

@@ -35,6 +35,8 @@ struct TicketMergeTests {
             let duplicate = try await app.request(.get, "/v1/tickets/\(second)", key: agent).json
             #expect(duplicate["status"] as? String == "closed")
             #expect(duplicate["merged_into"] as? String == first)
+            #expect(duplicate["merged_at"] as? String != nil)
+            #expect(try merged.json["merged_at"] == nil)
             #expect(duplicate["claim"] == nil)
             #expect(duplicate["awaiting_reply_since"] == nil)
 
@@ -124,6 +126,56 @@ struct TicketMergeTests {
                                              json: #"{"provider":"twilio","provider_message_id":"SMM2","from":"090-1234-5678","to":"+815012345678","body":"まだですか"}"#)
             #expect(try next.json["ticket_id"] as? String == survivor.uuidString.lowercased(), "\(next.text)")
             #expect(try await app.count("SELECT count(*) FROM tickets") == 2)
+        }
+    }
+
+    @Test("mail in the duplicate's thread that waited on its row while the merge committed lands on the survivor, not on a new ticket")
+    func mailDuringMerge() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let survivor = try await Self.mail(app, gateway, subject: "配送先の変更", id: "address@example.jp")
+            let duplicate = try await Self.mail(app, gateway, subject: "住所を間違えました", id: "wrong@example.jp")
+            let (survivorID, duplicateID) = (try #require(UUID(uuidString: survivor)), try #require(UUID(uuidString: duplicate)))
+            // A merge holds the duplicate's row, as a merge does, while the customer's answer in its
+            // thread arrives: the intake read "no merge" and waits for the row.
+            let answer = try await app.database.withTransaction { merge in
+                try await merge.query("SELECT id FROM tickets WHERE id = \(duplicateID) FOR UPDATE", logger: TestCluster.logger)
+                let answer = Task { try await Self.mail(app, gateway, subject: "Re: 住所を間違えました", id: "right@example.jp", inReplyTo: "wrong@example.jp") }
+                #expect(try await ChildProcess.eventually {
+                    try await app.count("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()") > 0
+                }, "the intake waits on the duplicate's row")
+                try await merge.query("""
+                    UPDATE tickets SET status = 'closed', closed_at = now(), merged_into = \(survivorID), merged_at = now() WHERE id = \(duplicateID)
+                    """, logger: TestCluster.logger)
+                return answer
+            }
+            #expect(try await answer.value == survivor)
+            #expect(try await app.count("SELECT count(*) FROM tickets") == 2)
+        }
+    }
+
+    @Test("a merged duplicate is not a resolution: the SLA report judges the clock it carried on the survivor, once")
+    func mergeIsNoResolution() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let agent = try await app.keySecret(.agent)
+            let dashboard = try await app.keySecret(.dashboard)
+            let duplicate = try await Self.mail(app, gateway, subject: "注文 2002 のキャンセル", id: "cancel@example.jp")
+            let survivor = try await Self.mail(app, gateway, subject: "キャンセルできましたか", id: "cancelled@example.jp")
+            let (duplicateID, survivorID) = (try #require(UUID(uuidString: duplicate)), try #require(UUID(uuidString: survivor)))
+            // The duplicate's resolution is an hour late; the survivor's would be due tonight.
+            try await app.execute("UPDATE tickets SET resolution_due_at = now() - interval '1 hour' WHERE id = \(duplicateID)")
+            try await app.execute("UPDATE tickets SET resolution_due_at = now() + interval '10 hours' WHERE id = \(survivorID)")
+            #expect(try await app.request(.post, "/v1/tickets/\(duplicate)/merge", key: agent,
+                                          json: #"{"into_ticket_id":"\#(survivor)"}"#).status == .ok)
+
+            // One late resolution clock, running on the survivor: closing the duplicate solved nothing.
+            let rows = try await ReportTests.items(app, dashboard, "/v1/reports/sla?\(ReportTests.aroundToday)&granularity=month")
+            let resolution = rows.filter { $0["target"] as? String == "resolution" }
+            #expect(resolution.map { $0["measured"] as? Int ?? 0 }.reduce(0, +) == 1, "\(resolution)")
+            #expect(resolution.map { $0["breached"] as? Int ?? 0 }.reduce(0, +) == 1, "\(resolution)")
+            let breaches = try await ReportTests.items(app, dashboard, "/v1/reports/sla-breaches?\(ReportTests.aroundToday)")
+            #expect(breaches.filter { $0["target"] as? String == "resolution" }.compactMap { $0["ticket_id"] as? String } == [survivor])
         }
     }
 

@@ -29,7 +29,8 @@ struct SLAPolicyStore: Sendable {
     }
 
     /// Creates (id nil) or replaces a policy with its targets, in the caller's transaction. Becoming
-    /// the default takes the flag from whichever policy had it.
+    /// the default takes the flag from whichever policy had it. Replaced, its tickets' running
+    /// clocks are set again (`resetClocks`).
     /// `precondition`: checked with the policy's row locked, after the default's lock (taken in the
     /// order every save takes them, so two saves never wait on each other's).
     func save(id: UUID?, _ draft: SLAPolicyDraft, precondition: VersionPrecondition? = nil, on connection: PostgresConnection) async throws -> SLAPolicy {
@@ -78,12 +79,26 @@ struct SLAPolicyStore: Sendable {
                             \(targets.map { $0.firstResponseMinutes ?? 0 })::int[], \(targets.map { $0.nextResponseMinutes ?? 0 })::int[],
                             \(targets.map { $0.resolutionMinutes ?? 0 })::int[]) AS t(priority, channel, first, next, resolution)
                 """, logger: logger)
+            if id != nil { try await resetClocks(under: saved, on: connection) }
             return try await policy(id: saved, on: connection)
         } catch where error.sqlState == .uniqueViolation {
             throw Problem(Problem.Kind(rawValue: "name-taken"), status: .conflict, title: "Name taken", detail: "Another SLA policy is called \(name).")
         } catch where error.sqlState == .foreignKeyViolation {
             throw Problem.validationFailed([.init(pointer: "/calendar_id", message: "there is no business calendar \(draft.calendarID.lowercased)")])
         }
+    }
+
+    /// Sets the running clocks (new, open and pending tickets) under `policy` again, from each
+    /// clock's start in the policy and calendar as they now stand (`reset_sla_clocks`, migration
+    /// 0075); in the caller's transaction. Each ticket's version goes up: its due times changed.
+    func resetClocks(under policy: UUID, on connection: PostgresConnection) async throws {
+        try await connection.perform("SELECT reset_sla_clocks(ARRAY[\(policy)]::uuid[])", logger: logger)
+    }
+
+    /// The same for every policy that counts in `calendar`.
+    func resetClocks(countingIn calendar: UUID, on connection: PostgresConnection) async throws {
+        try await connection.perform(
+            "SELECT reset_sla_clocks(ARRAY(SELECT id FROM sla_policies WHERE calendar_id = \(calendar)))", logger: logger)
     }
 
     /// Removes a policy; its tickets keep their due times (the reference is cleared). False if there was none.

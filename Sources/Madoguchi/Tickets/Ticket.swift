@@ -56,6 +56,8 @@ public struct Ticket: Sendable, Equatable {
     public var relatedTicketID: UUID?
     /// Merged as a duplicate: the ticket it went into (always the last of a chain).
     public var mergedInto: UUID?
+    /// When it was merged (with `mergedInto`).
+    public var mergedAt: Date?
     /// Bumped by every change; the ETag.
     public var version: Int64
     public var lastCustomerMessageAt: Date?
@@ -89,7 +91,7 @@ public struct Ticket: Sendable, Equatable {
         let table = alias.map { $0 + "." } ?? ""
         let names = [
             "id", "number", "subject", "status", "priority", "priority_reason", "routing_reason", "required_skill", "channel", "customer_id", "assignee_id", "queue",
-            "claim_agent_id", "claim_expires_at", "category", "tags", "related_ticket_id", "merged_into", "version",
+            "claim_agent_id", "claim_expires_at", "category", "tags", "related_ticket_id", "merged_into", "merged_at", "version",
             "last_customer_message_at", "awaiting_reply_since", "last_responded_at",
             "sla_policy_id", "first_response_due_at", "next_response_due_at", "resolution_due_at", "response_due_at",
             "created_at", "updated_at",
@@ -125,6 +127,7 @@ public struct Ticket: Sendable, Equatable {
         tags = try row.value("tags")
         relatedTicketID = try row.value("related_ticket_id")
         mergedInto = try row.value("merged_into")
+        mergedAt = try row.value("merged_at")
         version = try row.value("version")
         lastCustomerMessageAt = try row.value("last_customer_message_at")
         awaitingReplySince = try row.value("awaiting_reply_since")

@@ -133,6 +133,7 @@ extension Components.Schemas.Ticket {
             tags: ticket.tags,
             relatedTicketId: ticket.relatedTicketID.resourceID,
             mergedInto: ticket.mergedInto.resourceID,
+            mergedAt: ticket.mergedAt,
             version: ticket.version,
             lastCustomerMessageAt: ticket.lastCustomerMessageAt,
             awaitingReplySince: ticket.awaitingReplySince,

@@ -126,6 +126,16 @@ struct SLATests {
             #expect(longer.status == .ok, "\(longer.text)")
             ticket = try await AwaitingReplyTests.ticket(app, waiting, key: supervisor)
             #expect(Self.date(ticket["first_response_due_at"]) == (try CalendarTests.instant("2026-12-01T10:55:00+09:00")))
+
+            // A batch at a time, each after the last one's last ticket: every running clock is set once.
+            let another = try await Self.ticket(app, openedAt: friday)
+            try await app.execute("UPDATE sla_targets SET first_response_seconds = 180 * 60 WHERE policy_id = \(UUID(uuidString: policy)!)")
+            try await SLAPolicyStore(logger: TestCluster.logger).resetClocks(.calendar(try #require(UUID(uuidString: calendar))), in: app.database, batch: 1)
+            for id in [waiting, another] {
+                let reset = try await AwaitingReplyTests.ticket(app, id, key: supervisor)
+                #expect(Self.date(reset["first_response_due_at"]) == (try CalendarTests.instant("2026-12-01T11:55:00+09:00")), "\(id)")
+            }
+            #expect(try await AwaitingReplyTests.ticket(app, waiting, key: supervisor)["version"] as? Int == version + 3)
         }
     }
 

@@ -154,31 +154,6 @@ struct TicketMergeTests {
         }
     }
 
-    @Test("a merged duplicate is not a resolution: the SLA report judges the clock it carried on the survivor, once")
-    func mergeIsNoResolution() async throws {
-        try await TestApp.run { app in
-            let gateway = try await app.keySecret(.gateway)
-            let agent = try await app.keySecret(.agent)
-            let dashboard = try await app.keySecret(.dashboard)
-            let duplicate = try await Self.mail(app, gateway, subject: "注文 2002 のキャンセル", id: "cancel@example.jp")
-            let survivor = try await Self.mail(app, gateway, subject: "キャンセルできましたか", id: "cancelled@example.jp")
-            let (duplicateID, survivorID) = (try #require(UUID(uuidString: duplicate)), try #require(UUID(uuidString: survivor)))
-            // The duplicate's resolution is an hour late; the survivor's would be due tonight.
-            try await app.execute("UPDATE tickets SET resolution_due_at = now() - interval '1 hour' WHERE id = \(duplicateID)")
-            try await app.execute("UPDATE tickets SET resolution_due_at = now() + interval '10 hours' WHERE id = \(survivorID)")
-            #expect(try await app.request(.post, "/v1/tickets/\(duplicate)/merge", key: agent,
-                                          json: #"{"into_ticket_id":"\#(survivor)"}"#).status == .ok)
-
-            // One late resolution clock, running on the survivor: closing the duplicate solved nothing.
-            let rows = try await ReportTests.items(app, dashboard, "/v1/reports/sla?\(ReportTests.aroundToday)&granularity=month")
-            let resolution = rows.filter { $0["target"] as? String == "resolution" }
-            #expect(resolution.map { $0["measured"] as? Int ?? 0 }.reduce(0, +) == 1, "\(resolution)")
-            #expect(resolution.map { $0["breached"] as? Int ?? 0 }.reduce(0, +) == 1, "\(resolution)")
-            let breaches = try await ReportTests.items(app, dashboard, "/v1/reports/sla-breaches?\(ReportTests.aroundToday)")
-            #expect(breaches.filter { $0["target"] as? String == "resolution" }.compactMap { $0["ticket_id"] as? String } == [survivor])
-        }
-    }
-
     @Test("merges refused: itself, another customer's ticket, a closed or merged ticket, a ticket another agent holds; a supervisor may; chains stay one step")
     func refusals() async throws {
         try await TestApp.run { app in

@@ -13,7 +13,6 @@ SELECT 'resolution', s.entered_at, s.entered_at <= s.resolution_due_at,
        (SELECT t.channel::text FROM tickets t WHERE t.id = s.ticket_id)
 FROM ticket_status_periods s
 WHERE s.status IN ('solved', 'closed') AND s.resolution_due_at IS NOT NULL
-  AND (s.status = 'solved' OR NOT EXISTS (SELECT FROM tickets t WHERE t.id = s.ticket_id AND s.entered_at >= t.merged_at))
 UNION ALL
 SELECT CASE WHEN t.first_responded_at IS NULL THEN 'first_response' ELSE 'next_response' END, t.response_due_at, false,
        extract(epoch FROM coalesce(t.sla_paused_at, now()) - t.response_due_at)::double precision, t.channel::text

@@ -32,8 +32,8 @@ struct CalendarStore: Sendable {
     }
 
     /// Creates (id nil) or replaces a calendar, hours and closed days included; in the caller's
-    /// transaction. An unknown time zone is a 422 naming it. Replaced, the running clocks of the
-    /// tickets counting in it are set again in it (`SLAPolicyStore.resetClocks`).
+    /// transaction. An unknown time zone is a 422 naming it. (Replaced, its tickets' clocks are set
+    /// again by the caller once this commits: `SLAPolicyStore.resetClocks`.)
     func save(id: UUID?, _ draft: BusinessCalendarDraft, on connection: PostgresConnection) async throws -> BusinessCalendar {
         let zones = try await connection.run("SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = \(draft.timeZone))", logger: logger)
         for try await known in zones.decode(Bool.self) where !known {
@@ -73,7 +73,6 @@ struct CalendarStore: Sendable {
                 SELECT \(saved), day::date, name
                 FROM unnest(\(draft.closedDays.map(\.date))::text[], \(draft.closedDays.map(\.name))::text[]) AS d(day, name)
                 """, logger: logger)
-            if id != nil { try await SLAPolicyStore(logger: logger).resetClocks(countingIn: saved, on: connection) }
             return try await calendar(id: saved, on: connection)
         } catch where error.sqlState == .uniqueViolation {
             throw Problem(Problem.Kind(rawValue: "name-taken"), status: .conflict, title: "Name taken", detail: "Another calendar is called \(name).")

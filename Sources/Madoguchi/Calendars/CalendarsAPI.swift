@@ -41,6 +41,8 @@ extension APIHandler {
                 .calendarUpdated, actor: principal, data: ["calendar_id": saved.id.lowercased, "version": saved.version], on: connection)
             return saved
         }
+        // Its tickets' running clocks count in it as it now stands (a closed day added for tomorrow).
+        try await SLAPolicyStore(logger: logger).resetClocks(.calendar(id), in: database)
         tagVersion(calendar.version)
         return .ok(.init(body: .json(.init(calendar))))
     }

@@ -39,6 +39,8 @@ extension APIHandler {
                 .slaPolicyUpdated, actor: principal, data: ["policy_id": saved.id.lowercased, "version": saved.version], on: connection)
             return saved
         }
+        // Its tickets' running clocks follow its targets and calendar as they now stand.
+        try await slaPolicies.resetClocks(.policy(policy.id), in: database)
         tagVersion(policy.version)
         return .ok(.init(body: .json(.init(policy))))
     }

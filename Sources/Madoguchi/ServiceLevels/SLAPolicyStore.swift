@@ -29,8 +29,8 @@ struct SLAPolicyStore: Sendable {
     }
 
     /// Creates (id nil) or replaces a policy with its targets, in the caller's transaction. Becoming
-    /// the default takes the flag from whichever policy had it. Replaced, its tickets' running
-    /// clocks are set again (`resetClocks`).
+    /// the default takes the flag from whichever policy had it. (Replaced, its tickets' clocks are
+    /// set again by the caller once this commits: `resetClocks`.)
     /// `precondition`: checked with the policy's row locked, after the default's lock (taken in the
     /// order every save takes them, so two saves never wait on each other's).
     func save(id: UUID?, _ draft: SLAPolicyDraft, precondition: VersionPrecondition? = nil, on connection: PostgresConnection) async throws -> SLAPolicy {
@@ -79,7 +79,6 @@ struct SLAPolicyStore: Sendable {
                             \(targets.map { $0.firstResponseMinutes ?? 0 })::int[], \(targets.map { $0.nextResponseMinutes ?? 0 })::int[],
                             \(targets.map { $0.resolutionMinutes ?? 0 })::int[]) AS t(priority, channel, first, next, resolution)
                 """, logger: logger)
-            if id != nil { try await resetClocks(under: saved, on: connection) }
             return try await policy(id: saved, on: connection)
         } catch where error.sqlState == .uniqueViolation {
             throw Problem(Problem.Kind(rawValue: "name-taken"), status: .conflict, title: "Name taken", detail: "Another SLA policy is called \(name).")
@@ -88,17 +87,37 @@ struct SLAPolicyStore: Sendable {
         }
     }
 
-    /// Sets the running clocks (new, open and pending tickets) under `policy` again, from each
-    /// clock's start in the policy and calendar as they now stand (`reset_sla_clocks`, migration
-    /// 0075); in the caller's transaction. Each ticket's version goes up: its due times changed.
-    func resetClocks(under policy: UUID, on connection: PostgresConnection) async throws {
-        try await connection.perform("SELECT reset_sla_clocks(ARRAY[\(policy)]::uuid[])", logger: logger)
+    /// Which policies' tickets `resetClocks` sets again: one policy, or every policy on a calendar.
+    enum ClockScope {
+        case policy(UUID)
+        case calendar(UUID)
     }
 
-    /// The same for every policy that counts in `calendar`.
-    func resetClocks(countingIn calendar: UUID, on connection: PostgresConnection) async throws {
-        try await connection.perform(
-            "SELECT reset_sla_clocks(ARRAY(SELECT id FROM sla_policies WHERE calendar_id = \(calendar)))", logger: logger)
+    /// Sets the running clocks (tickets neither solved nor closed) under `scope` again, from each clock's
+    /// start in the policy and calendar as they now stand (`reset_sla_clocks`, migration 0074); each
+    /// ticket's version goes up. A few hundred tickets a transaction, after the change itself has
+    /// committed: at about a millisecond a ticket, one transaction over a backlog of 10,000 held
+    /// every one of their rows, and so kept them out of the queue, for ten seconds.
+    func resetClocks(_ scope: ClockScope, in database: Database, batch: Int = 200) async throws {
+        var after: UUID?
+        while true {
+            let last: UUID? = try await database.withTransaction { connection in
+                let rows: PostgresRowSequence
+                switch scope {
+                case .policy(let id):
+                    rows = try await connection.run("SELECT reset_sla_clocks(ARRAY[\(id)]::uuid[], \(after)::uuid, \(batch)::int)", logger: logger)
+                case .calendar(let id):
+                    rows = try await connection.run("""
+                        SELECT reset_sla_clocks(ARRAY(SELECT id FROM sla_policies WHERE calendar_id = \(id)), \(after)::uuid, \(batch)::int)
+                        """, logger: logger)
+                }
+                var last: UUID?
+                for try await value in rows.decode(UUID?.self) { last = value }
+                return last
+            }
+            guard let last else { return }
+            after = last
+        }
     }
 
     /// Removes a policy; its tickets keep their due times (the reference is cleared). False if there was none.

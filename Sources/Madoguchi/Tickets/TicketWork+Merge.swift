@@ -31,8 +31,6 @@ extension TicketWork {
             // waits on the survivor from whichever wait began first, with the earlier due times of the
             // clocks both had running, and reopens it if it was pending or solved (as their message
             // would have): otherwise no queue would offer it while the unanswered guard listed it.
-            // The resolution clock too: the duplicate's close is no resolution in the reports, so a
-            // late one merged away would otherwise be a breach nobody ever saw.
             let continued = try await Self.single(connection.run("""
                 UPDATE tickets t
                 SET awaiting_reply_since = CASE WHEN d.awaiting_reply_since IS NULL THEN t.awaiting_reply_since
@@ -45,10 +43,6 @@ extension TicketWork {
                                                 THEN least(t.next_response_due_at, d.next_response_due_at) ELSE t.next_response_due_at END,
                     next_response_warn_at = CASE WHEN t.awaiting_reply_since IS NOT NULL AND d.awaiting_reply_since IS NOT NULL
                                                  THEN least(t.next_response_warn_at, d.next_response_warn_at) ELSE t.next_response_warn_at END,
-                    resolution_due_at = CASE WHEN \(unescaped: Self.bothResolutionClocksRun)
-                                             THEN least(t.resolution_due_at, d.resolution_due_at) ELSE t.resolution_due_at END,
-                    resolution_warn_at = CASE WHEN \(unescaped: Self.bothResolutionClocksRun)
-                                              THEN least(t.resolution_warn_at, d.resolution_warn_at) ELSE t.resolution_warn_at END,
                     status = CASE WHEN d.awaiting_reply_since IS NOT NULL AND t.status IN ('pending', 'solved') THEN 'open' ELSE t.status END,
                     solved_at = CASE WHEN d.awaiting_reply_since IS NOT NULL AND t.status IN ('pending', 'solved') THEN NULL ELSE t.solved_at END,
                     last_customer_message_at = greatest(t.last_customer_message_at, d.last_customer_message_at),
@@ -137,12 +131,4 @@ extension TicketWork {
                 data: ["from": survivor.status.rawValue, "to": continued.status.rawValue, "reason": "merged"], on: connection)
         }
     }
-
-    /// Both tickets' resolution clocks run unpaused (neither pending nor solved), so the earlier due
-    /// time can go on in the survivor as it is; a paused clock's due time moves when its pause ends,
-    /// so it is not carried.
-    static let bothResolutionClocksRun = """
-        t.status IN ('new', 'open') AND d.status IN ('new', 'open') AND t.resolution_due_at IS NOT NULL AND d.resolution_due_at IS NOT NULL
-        AND t.sla_paused_at IS NULL AND d.sla_paused_at IS NULL AND t.resolution_paused_at IS NULL AND d.resolution_paused_at IS NULL
-        """
 }

@@ -4,8 +4,9 @@
 -- Changing a calendar or a policy now sets the running clocks of the tickets counting in it again,
 -- from each clock's start with the pauses already over added: what a priority change does
 -- (`tickets_sla_clocks`), asked for by `reset_sla_clocks` through a transaction-local setting.
--- Only clocks that run (new, open and pending tickets): a solved ticket's resolution was judged
--- when it was solved, and a closed one is done.
+-- Only clocks that run (tickets neither solved nor closed; a pending one's pause is counted when
+-- it ends, as always): a solved ticket's resolution was judged when it was solved, and a closed one
+-- is done.
 
 CREATE OR REPLACE FUNCTION tickets_sla_clocks() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -108,18 +109,30 @@ BEGIN
 END
 $$;
 
--- Sets the running clocks of the tickets under `policies` again (see above); the tickets changed.
--- Listing `sla_policy_id` in the SET is what fires the clocks' trigger (BEFORE UPDATE OF …).
-CREATE OR REPLACE FUNCTION reset_sla_clocks(policies uuid[]) RETURNS bigint
+-- Sets the running clocks of the tickets under `policies` again (see above), in id order after
+-- `after`, at most `batch` of them (all when NULL); the last ticket set, NULL when none was left.
+-- At about a millisecond a ticket, the service takes them a few hundred per transaction, so no
+-- ticket's row stays locked (and out of the queue) for long. Listing `sla_policy_id` in the SET is
+-- what fires the clocks' trigger (BEFORE UPDATE OF …).
+CREATE OR REPLACE FUNCTION reset_sla_clocks(policies uuid[], after uuid DEFAULT NULL, batch integer DEFAULT NULL) RETURNS uuid
 LANGUAGE plpgsql AS $$
 DECLARE
-    changed bigint;
+    last uuid;
 BEGIN
     PERFORM set_config('madoguchi.sla_reset', 'on', true);
-    UPDATE tickets SET sla_policy_id = sla_policy_id, version = version + 1, updated_at = now()
-    WHERE sla_policy_id = ANY (policies) AND status IN ('new', 'open', 'pending');
-    GET DIAGNOSTICS changed = ROW_COUNT;
+    WITH chosen AS (
+        SELECT id FROM tickets
+        WHERE sla_policy_id = ANY (policies) AND status NOT IN ('solved', 'closed') AND (after IS NULL OR id > after)
+        ORDER BY id
+        LIMIT batch
+    ), changed AS (
+        UPDATE tickets t SET sla_policy_id = t.sla_policy_id, version = t.version + 1, updated_at = now()
+        -- Again here: a ticket solved since it was chosen keeps the due time it was judged by.
+        FROM chosen WHERE t.id = chosen.id AND t.status NOT IN ('solved', 'closed')
+        RETURNING t.id
+    )
+    SELECT id INTO last FROM changed ORDER BY id DESC LIMIT 1;
     PERFORM set_config('madoguchi.sla_reset', 'off', true);
-    RETURN changed;
+    RETURN last;
 END
 $$;

@@ -136,6 +136,43 @@ struct SLATests {
                 #expect(Self.date(reset["first_response_due_at"]) == (try CalendarTests.instant("2026-12-01T11:55:00+09:00")), "\(id)")
             }
             #expect(try await AwaitingReplyTests.ticket(app, waiting, key: supervisor)["version"] as? Int == version + 3)
+
+            // A new name sets no clock: the tickets keep their versions, and agents their ETags.
+            let renamed = try await app.request(.put, "/v1/sla-policies/\(policy)", key: supervisor, json: """
+                {"name":"通常SLA","calendar_id":"\(calendar)","is_default":true,"targets":[
+                  {"priority":"normal","first_response_minutes":180,"next_response_minutes":30,"resolution_minutes":480}]}
+                """)
+            #expect(renamed.status == .ok, "\(renamed.text)")
+            let calendarRenamed = try await app.request(.put, "/v1/business-calendars/\(calendar)", key: supervisor, json: """
+                {"name":"本店","time_zone":"Asia/Tokyo","weekly_hours":[\(weekdays)],"closed_days":[{"date":"2026-11-30","name":"台風"}]}
+                """)
+            #expect(calendarRenamed.status == .ok, "\(calendarRenamed.text)")
+            #expect(try await AwaitingReplyTests.ticket(app, waiting, key: supervisor)["version"] as? Int == version + 3)
+        }
+    }
+
+    @Test("a wait a merge carried over survives a reset: the first-response clock is set again from when the customer began waiting")
+    func resetKeepsAMergedWait() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            let policy = try await Self.defaultPolicy(app, supervisor, calendar: try await Self.allHours(app, supervisor))
+            let customer = try await app.customer()
+            func ticket(openedAt: String) async throws -> String {
+                try await app.insertReturningID("""
+                    INSERT INTO tickets (customer_id, channel, created_at, awaiting_reply_since, last_customer_message_at)
+                    VALUES (\(customer), 'email', \(unescaped: openedAt), \(unescaped: openedAt), \(unescaped: openedAt)) RETURNING id
+                    """).uuidString.lowercased()
+            }
+            let older = try await ticket(openedAt: "now() - interval '3 hours'")
+            let newer = try await ticket(openedAt: "now()")
+            let merged = try await app.request(.post, "/v1/tickets/\(older)/merge", key: supervisor, json: #"{"into_ticket_id":"\#(newer)"}"#)
+            #expect(merged.status == .ok, "\(merged.text)")
+            let carried = try #require(Self.date(try merged.json["first_response_due_at"]))
+            #expect(abs(carried.timeIntervalSinceNow + 2 * 3600) < 60, "an hour after the older wait began")
+            try await SLAPolicyStore(logger: TestCluster.logger).resetClocks(.policy(try #require(UUID(uuidString: policy))), in: app.database)
+            let reset = try await AwaitingReplyTests.ticket(app, newer, key: supervisor)
+            #expect(Self.date(reset["first_response_due_at"]) == carried)
+            #expect(reset["sla_state"] as? String == "breached")
         }
     }
 

@@ -154,6 +154,43 @@ struct TicketMergeTests {
         }
     }
 
+    @Test("resolution clocks in a merge: carried when both run, so the duplicate's close is no second outcome; not carried, a late duplicate's close stays a breach")
+    func resolutionClocks() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let agent = try await app.keySecret(.agent)
+            let dashboard = try await app.keySecret(.dashboard)
+            func resolutionDue(_ id: String, _ value: String) async throws {
+                try await app.execute("UPDATE tickets SET resolution_due_at = \(unescaped: value) WHERE id = \(try #require(UUID(uuidString: id)))")
+            }
+            func merge(_ duplicate: String, into survivor: String) async throws {
+                let merged = try await app.request(.post, "/v1/tickets/\(duplicate)/merge", key: agent, json: #"{"into_ticket_id":"\#(survivor)"}"#)
+                #expect(merged.status == .ok, "\(merged.text)")
+            }
+            // Both running: the duplicate's hour-late clock goes on in the survivor, due tonight until now.
+            let duplicate = try await Self.mail(app, gateway, subject: "注文 2002 のキャンセル", id: "cancel@example.jp")
+            let survivor = try await Self.mail(app, gateway, subject: "キャンセルできましたか", id: "cancelled@example.jp")
+            try await resolutionDue(duplicate, "now() - interval '1 hour'")
+            try await resolutionDue(survivor, "now() + interval '10 hours'")
+            try await merge(duplicate, into: survivor)
+            // The survivor has no resolution clock to take it (another customer's pair): the duplicate's
+            // late close is judged as a close, not lost.
+            let late = try await Self.mail(app, gateway, from: "jiro@example.jp", subject: "返金はまだですか", id: "refund@example.jp")
+            let plain = try await Self.mail(app, gateway, from: "jiro@example.jp", subject: "返金の件", id: "refund2@example.jp")
+            try await resolutionDue(late, "now() - interval '2 hours'")
+            try await resolutionDue(plain, "NULL")
+            try await merge(late, into: plain)
+
+            let rows = try await ReportTests.items(app, dashboard, "/v1/reports/sla?\(ReportTests.aroundToday)&granularity=month")
+            let resolution = rows.filter { $0["target"] as? String == "resolution" }
+            #expect(resolution.map { $0["measured"] as? Int ?? 0 }.reduce(0, +) == 2, "\(resolution)")
+            #expect(resolution.map { $0["breached"] as? Int ?? 0 }.reduce(0, +) == 2, "\(resolution)")
+            let breaches = try await ReportTests.items(app, dashboard, "/v1/reports/sla-breaches?\(ReportTests.aroundToday)")
+            let lateOnes = Set(breaches.filter { $0["target"] as? String == "resolution" }.compactMap { $0["ticket_id"] as? String })
+            #expect(lateOnes == [survivor, late], "the survivor's running breach and the uncarried close")
+        }
+    }
+
     @Test("merges refused: itself, another customer's ticket, a closed or merged ticket, a ticket another agent holds; a supervisor may; chains stay one step")
     func refusals() async throws {
         try await TestApp.run { app in

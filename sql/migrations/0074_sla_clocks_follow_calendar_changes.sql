@@ -4,6 +4,8 @@
 -- Changing a calendar or a policy now sets the running clocks of the tickets counting in it again,
 -- from each clock's start with the pauses already over added: what a priority change does
 -- (`tickets_sla_clocks`), asked for by `reset_sla_clocks` through a transaction-local setting.
+-- A first-response clock is set again from the customer's wait even when it began before the
+-- ticket opened (a duplicate's wait a merge carried over): from the opening, a reset undid the merge.
 -- Only clocks that run (tickets neither solved nor closed; a pending one's pause is counted when
 -- it ends, as always): a solved ticket's resolution was judged when it was solved, and a closed one
 -- is done.
@@ -34,8 +36,10 @@ BEGIN
     -- resolution clock.
     IF TG_OP = 'INSERT' OR NEW.priority IS DISTINCT FROM OLD.priority OR NEW.sla_policy_id IS DISTINCT FROM OLD.sla_policy_id
        OR current_setting('madoguchi.sla_reset', true) = 'on' THEN
+        -- From the customer's wait, even one that began before this ticket opened: a duplicate's,
+        -- carried over by a merge (migration 0072), which a reset must not lose.
         first_since := CASE WHEN NEW.first_responded_at IS NULL AND NEW.awaiting_reply_since IS NOT NULL
-                            THEN greatest(NEW.created_at, NEW.awaiting_reply_since) ELSE NEW.created_at END;
+                            THEN NEW.awaiting_reply_since ELSE NEW.created_at END;
         paused := CASE WHEN TG_OP = 'INSERT' THEN 0 ELSE ticket_paused_seconds(calendar, NEW.id, first_since) END;
         NEW.first_response_due_at := business_time_add(calendar, first_since, target.first_response_seconds + paused);
         NEW.first_response_warn_at := business_time_add(calendar, first_since, target.first_response_seconds * fraction + paused);

@@ -32,6 +32,13 @@ public struct BusinessCalendar: Sendable, Equatable {
     public var createdAt: Date
     public var updatedAt: Date
 
+    /// Whether business time counts the same in `other`: same zone, hours, holidays and closed
+    /// days (a closed day's name, or the calendar's, moves no clock).
+    func countsAsBefore(_ other: BusinessCalendar) -> Bool {
+        timeZone == other.timeZone && nationalHolidays == other.nationalHolidays && hours == other.hours
+            && closedDays.map(\.date) == other.closedDays.map(\.date)
+    }
+
     /// The calendar migration 0025 ships (標準: weekdays 9–18 Tokyo, holidays and 年末年始 closed).
     static let standardID = UUID(uuidString: "00000000-0000-4000-8000-0000000ca1e0")!
 

@@ -34,15 +34,19 @@ extension APIHandler {
         let principal = try principal
         let precondition = try VersionPrecondition(input.headers.ifMatch)
         let id = input.path.calendarId.uuid
-        let calendar = try await database.withTransaction { connection in
+        let (calendar, countsAsBefore) = try await database.withTransaction { connection in
             try await precondition.check("Calendar \(id.lowercased)") { try await calendars.lockedVersion(id: id, on: connection) }
+            // Under the row's lock (taken by the If-Match check too), so two edits compare in turn.
+            _ = try await calendars.lockedVersion(id: id, on: connection)
+            let before = try await calendars.calendar(id: id, on: connection)
             let saved = try await calendars.save(id: id, draft, on: connection)
             try await EventStore(logger: logger).record(
                 .calendarUpdated, actor: principal, data: ["calendar_id": saved.id.lowercased, "version": saved.version], on: connection)
-            return saved
+            return (saved, saved.countsAsBefore(before))
         }
-        // Its tickets' running clocks count in it as it now stands (a closed day added for tomorrow).
-        try await SLAPolicyStore(logger: logger).resetClocks(.calendar(id), in: database)
+        // Its tickets' running clocks count in it as it now stands (a closed day added for tomorrow);
+        // a new name moves none, so their versions (agents' ETags) stay.
+        if !countsAsBefore { try await SLAPolicyStore(logger: logger).resetClocks(.calendar(id), in: database) }
         tagVersion(calendar.version)
         return .ok(.init(body: .json(.init(calendar))))
     }

@@ -33,14 +33,20 @@ extension APIHandler {
         let draft = try SLAPolicyDraft(body)
         let principal = try principal
         let precondition = try VersionPrecondition(input.headers.ifMatch)
-        let policy = try await database.withTransaction { connection in
-            let saved = try await slaPolicies.save(id: input.path.policyId.uuid, draft, precondition: precondition, on: connection)
+        let id = input.path.policyId.uuid
+        let (policy, setsClocksAsBefore) = try await database.withTransaction { connection in
+            // Read before the save takes its locks (in the order every save takes them): of two edits
+            // at the same moment, the second compares with what the first replaced. That costs a reset
+            // at most, unless the second puts back exactly what the first replaced.
+            let before = try await slaPolicies.policy(id: id, on: connection)
+            let saved = try await slaPolicies.save(id: id, draft, precondition: precondition, on: connection)
             try await EventStore(logger: logger).record(
                 .slaPolicyUpdated, actor: principal, data: ["policy_id": saved.id.lowercased, "version": saved.version], on: connection)
-            return saved
+            return (saved, saved.setsClocksAsBefore(before))
         }
-        // Its tickets' running clocks follow its targets and calendar as they now stand.
-        try await slaPolicies.resetClocks(.policy(policy.id), in: database)
+        // Its tickets' running clocks follow its targets and calendar as they now stand; a new name
+        // or default flag moves none, so their versions (agents' ETags) stay.
+        if !setsClocksAsBefore { try await slaPolicies.resetClocks(.policy(policy.id), in: database) }
         tagVersion(policy.version)
         return .ok(.init(body: .json(.init(policy))))
     }

@@ -24,6 +24,12 @@ public struct SLAPolicy: Sendable, Equatable {
     public var createdAt: Date
     public var updatedAt: Date
 
+    /// Whether `other` sets the same clocks: same calendar, warning point and targets (a new name
+    /// or default flag moves no clock).
+    func setsClocksAsBefore(_ other: SLAPolicy) -> Bool {
+        calendarID == other.calendarID && warningFraction == other.warningFraction && targets == other.targets
+    }
+
     static let columns = "id, name, calendar_id, warning_fraction, is_default, version, created_at, updated_at"
 
     init(row: PostgresRow) throws {

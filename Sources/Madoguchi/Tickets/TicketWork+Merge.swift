@@ -27,6 +27,13 @@ extension TicketWork {
                               detail: "Ticket #\(duplicate.number) and ticket #\(survivor.number) belong to different customers; only one customer's tickets are merged (merge the customers first if they are one person).")
             }
 
+            // The duplicate's resolution clock goes on in the survivor when both run unpaused (a
+            // paused one's due time moves when its pause ends, so it is not carried). Carried, the
+            // duplicate's close is no resolution: it leaves no due time behind for the reports to
+            // judge it by. Not carried, its close is judged as any close is, so a late duplicate
+            // never vanishes from the SLA report by being merged.
+            let carried = try await resolutionClockCarries(from: duplicateID, to: survivorID, on: connection)
+
             // First the survivor, from the duplicate as it stands. A customer waiting on the duplicate
             // waits on the survivor from whichever wait began first, with the earlier due times of the
             // clocks both had running, and reopens it if it was pending or solved (as their message
@@ -43,6 +50,8 @@ extension TicketWork {
                                                 THEN least(t.next_response_due_at, d.next_response_due_at) ELSE t.next_response_due_at END,
                     next_response_warn_at = CASE WHEN t.awaiting_reply_since IS NOT NULL AND d.awaiting_reply_since IS NOT NULL
                                                  THEN least(t.next_response_warn_at, d.next_response_warn_at) ELSE t.next_response_warn_at END,
+                    resolution_due_at = CASE WHEN \(carried) THEN least(t.resolution_due_at, d.resolution_due_at) ELSE t.resolution_due_at END,
+                    resolution_warn_at = CASE WHEN \(carried) THEN least(t.resolution_warn_at, d.resolution_warn_at) ELSE t.resolution_warn_at END,
                     status = CASE WHEN d.awaiting_reply_since IS NOT NULL AND t.status IN ('pending', 'solved') THEN 'open' ELSE t.status END,
                     solved_at = CASE WHEN d.awaiting_reply_since IS NOT NULL AND t.status IN ('pending', 'solved') THEN NULL ELSE t.solved_at END,
                     last_customer_message_at = greatest(t.last_customer_message_at, d.last_customer_message_at),
@@ -55,6 +64,8 @@ extension TicketWork {
                 UPDATE tickets
                 SET status = 'closed', closed_at = coalesce(closed_at, now()), solved_at = NULL, merged_into = \(survivorID), merged_at = now(),
                     awaiting_reply_since = NULL, claim_agent_id = NULL, claim_expires_at = NULL,
+                    resolution_due_at = CASE WHEN \(carried) THEN NULL ELSE resolution_due_at END,
+                    resolution_warn_at = CASE WHEN \(carried) THEN NULL ELSE resolution_warn_at END,
                     version = version + 1, updated_at = now()
                 WHERE id = \(duplicateID)
                 RETURNING \(unescaped: Ticket.columns)
@@ -130,5 +141,20 @@ extension TicketWork {
                 .ticketReopened, ticketID: survivor.id, customerID: survivor.customerID, actor: principal,
                 data: ["from": survivor.status.rawValue, "to": continued.status.rawValue, "reason": "merged"], on: connection)
         }
+    }
+
+    /// Whether both tickets' resolution clocks run unpaused (neither pending, solved nor closed),
+    /// so that the duplicate's can go on in the survivor as it is. Both rows are locked already.
+    private func resolutionClockCarries(from duplicateID: UUID, to survivorID: UUID, on connection: PostgresConnection) async throws -> Bool {
+        let rows = try await connection.run("""
+            SELECT t.status IN ('new', 'open', 'on_hold') AND d.status IN ('new', 'open', 'on_hold')
+                   AND t.resolution_due_at IS NOT NULL AND d.resolution_due_at IS NOT NULL
+                   AND t.sla_paused_at IS NULL AND d.sla_paused_at IS NULL
+                   AND t.resolution_paused_at IS NULL AND d.resolution_paused_at IS NULL
+            FROM tickets t, tickets d
+            WHERE t.id = \(survivorID) AND d.id = \(duplicateID)
+            """, logger: logger)
+        for try await carries in rows.decode(Bool.self) { return carries }
+        return false
     }
 }

@@ -79,7 +79,14 @@ struct ApprovalTests {
             #expect(try await app.request(.post, "/v1/replies/\(unsafe)/submit", key: scene.agent.secret, json: lastSeen).status == .ok)
             try expectProblem(try await app.request(.post, "/v1/replies/\(unsafe)/approve", key: boss, json: read), .conflict, "reply-changed")
             #expect(try await ReplyTests.outboxCount(app) == 0)
-            let returned = try await app.request(.post, "/v1/replies/\(unsafe)/return", key: boss, json: #"{"comment":"金額を注文履歴で確認してください"}"#)
+            // A return with the version read is refused as well: the comment is about text the author has since changed.
+            let readVersion = try #require((try JSONSerialization.jsonObject(with: Data(read.utf8)) as? [String: Any])?["version"] as? Int)
+            try expectProblem(try await app.request(.post, "/v1/replies/\(unsafe)/return", key: boss,
+                                                    json: #"{"comment":"金額が違います","version":\#(readVersion)}"#), .conflict, "reply-changed")
+            let current = try #require(try await app.request(.get, "/v1/replies/\(unsafe)", key: boss).json["version"] as? Int)
+            #expect(try await app.request(.get, "/v1/replies/\(unsafe)", key: boss).json["state"] as? String == "submitted")
+            let returned = try await app.request(.post, "/v1/replies/\(unsafe)/return", key: boss,
+                                                 json: #"{"comment":"金額を注文履歴で確認してください","version":\#(current)}"#)
             #expect(try returned.json["state"] as? String == "draft")
             let timeline = try await app.request(.get, "/v1/tickets/\(scene.ticket)/messages", key: scene.agent.secret)
             let note = try #require((try timeline.json["items"] as? [[String: Any]])?.last)

@@ -6,9 +6,15 @@
 -- (`tickets_sla_clocks`), asked for by `reset_sla_clocks` through a transaction-local setting.
 -- A first-response clock is set again from the customer's wait even when it began before the
 -- ticket opened (a duplicate's wait a merge carried over): from the opening, a reset undid the merge.
+-- Likewise the resolution clock from `resolution_since`, where a merge carried it (below).
 -- Only clocks that run (tickets neither solved nor closed; a pending one's pause is counted when
 -- it ends, as always): a solved ticket's resolution was judged when it was solved, and a closed one
 -- is done.
+
+-- Where the resolution clock runs from when not the opening (NULL): an earlier duplicate's opening when a
+-- merge carried that duplicate's clock into this ticket (TicketWork+Merge). Set again, the clock
+-- counts from here, so a reset or a new priority keeps the carried lateness instead of dropping it.
+ALTER TABLE tickets ADD COLUMN IF NOT EXISTS resolution_since timestamptz;
 
 CREATE OR REPLACE FUNCTION tickets_sla_clocks() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -43,14 +49,14 @@ BEGIN
         paused := CASE WHEN TG_OP = 'INSERT' THEN 0 ELSE ticket_paused_seconds(calendar, NEW.id, first_since) END;
         NEW.first_response_due_at := business_time_add(calendar, first_since, target.first_response_seconds + paused);
         NEW.first_response_warn_at := business_time_add(calendar, first_since, target.first_response_seconds * fraction + paused);
-        paused := CASE WHEN TG_OP = 'INSERT' THEN 0 ELSE ticket_paused_seconds(calendar, NEW.id, NEW.created_at) END;
+        paused := CASE WHEN TG_OP = 'INSERT' THEN 0 ELSE ticket_paused_seconds(calendar, NEW.id, coalesce(NEW.resolution_since, NEW.created_at)) END;
         IF TG_OP = 'UPDATE' THEN
-            paused := paused + coalesce((SELECT sum(business_seconds(calendar, greatest(s.entered_at, NEW.created_at), s.left_at))
+            paused := paused + coalesce((SELECT sum(business_seconds(calendar, greatest(s.entered_at, coalesce(NEW.resolution_since, NEW.created_at)), s.left_at))
                                          FROM ticket_status_periods s
-                                         WHERE s.ticket_id = NEW.id AND s.status = 'solved' AND s.left_at > NEW.created_at), 0);
+                                         WHERE s.ticket_id = NEW.id AND s.status = 'solved' AND s.left_at > coalesce(NEW.resolution_since, NEW.created_at)), 0);
         END IF;
-        NEW.resolution_due_at := business_time_add(calendar, NEW.created_at, target.resolution_seconds + paused);
-        NEW.resolution_warn_at := business_time_add(calendar, NEW.created_at, target.resolution_seconds * fraction + paused);
+        NEW.resolution_due_at := business_time_add(calendar, coalesce(NEW.resolution_since, NEW.created_at), target.resolution_seconds + paused);
+        NEW.resolution_warn_at := business_time_add(calendar, coalesce(NEW.resolution_since, NEW.created_at), target.resolution_seconds * fraction + paused);
         IF NEW.awaiting_reply_since IS NOT NULL AND NEW.first_responded_at IS NOT NULL THEN
             paused := ticket_paused_seconds(calendar, NEW.id, NEW.awaiting_reply_since);
             NEW.next_response_due_at := business_time_add(calendar, NEW.awaiting_reply_since, target.next_response_seconds + paused);

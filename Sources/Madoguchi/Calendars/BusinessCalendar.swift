@@ -32,11 +32,13 @@ public struct BusinessCalendar: Sendable, Equatable {
     public var createdAt: Date
     public var updatedAt: Date
 
-    /// Whether business time counts the same in `other`: same zone, hours, holidays and closed
-    /// days (a closed day's name, or the calendar's, moves no clock).
-    func countsAsBefore(_ other: BusinessCalendar) -> Bool {
-        timeZone == other.timeZone && nationalHolidays == other.nationalHolidays && hours == other.hours
-            && closedDays.map(\.date) == other.closedDays.map(\.date)
+    /// Whether only names changed since `before`: the calendar's or a closed day's, which move no
+    /// clock. Not when nothing changed: a PUT sent again (a retry of one whose clock reset failed
+    /// after it committed) sets the clocks again.
+    func renamesOnly(since before: BusinessCalendar) -> Bool {
+        timeZone == before.timeZone && nationalHolidays == before.nationalHolidays && hours == before.hours
+            && closedDays.map(\.date) == before.closedDays.map(\.date)
+            && (name != before.name || closedDays.map(\.name) != before.closedDays.map(\.name))
     }
 
     /// The calendar migration 0025 ships (標準: weekdays 9–18 Tokyo, holidays and 年末年始 closed).

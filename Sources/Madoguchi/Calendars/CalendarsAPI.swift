@@ -34,7 +34,7 @@ extension APIHandler {
         let principal = try principal
         let precondition = try VersionPrecondition(input.headers.ifMatch)
         let id = input.path.calendarId.uuid
-        let (calendar, countsAsBefore) = try await database.withTransaction { connection in
+        let (calendar, renamesOnly) = try await database.withTransaction { connection in
             try await precondition.check("Calendar \(id.lowercased)") { try await calendars.lockedVersion(id: id, on: connection) }
             // Under the row's lock (taken by the If-Match check too), so two edits compare in turn.
             _ = try await calendars.lockedVersion(id: id, on: connection)
@@ -42,11 +42,11 @@ extension APIHandler {
             let saved = try await calendars.save(id: id, draft, on: connection)
             try await EventStore(logger: logger).record(
                 .calendarUpdated, actor: principal, data: ["calendar_id": saved.id.lowercased, "version": saved.version], on: connection)
-            return (saved, saved.countsAsBefore(before))
+            return (saved, saved.renamesOnly(since: before))
         }
         // Its tickets' running clocks count in it as it now stands (a closed day added for tomorrow);
         // a new name moves none, so their versions (agents' ETags) stay.
-        if !countsAsBefore { try await SLAPolicyStore(logger: logger).resetClocks(.calendar(id), in: database) }
+        if !renamesOnly { try await SLAPolicyStore(logger: logger).resetClocks(.calendar(id), in: database) }
         tagVersion(calendar.version)
         return .ok(.init(body: .json(.init(calendar))))
     }

@@ -102,7 +102,8 @@ extension APIHandler {
         guard !body.comment.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
             throw Problem.validationFailed([.init(pointer: "/comment", message: "say what to change")])
         }
-        let reply = try await replies.returnToAuthor(replyID: input.path.replyId.uuid, comment: body.comment, by: principal, agentID: agentID)
+        let reply = try await replies.returnToAuthor(
+            replyID: input.path.replyId.uuid, version: body.version, comment: body.comment, by: principal, agentID: agentID)
         return .ok(.init(body: .json(try await replyResource(reply))))
     }
 }

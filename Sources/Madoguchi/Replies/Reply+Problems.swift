@@ -28,8 +28,12 @@ extension Problem {
     }
 
     static func replyChanged(_ reply: Reply, approved version: Int64) -> Problem {
+        replyChanged(reply, read: version, action: "approving")
+    }
+
+    static func replyChanged(_ reply: Reply, read version: Int64, action: String) -> Problem {
         Problem(.replyChanged, status: .conflict, title: "Reply changed",
-                detail: "The reply is at version \(reply.version), not \(version): it was edited since it was read. Read it again before approving it.")
+                detail: "The reply is at version \(reply.version), not \(version): it was edited since it was read. Read it again before \(action) it.")
     }
 
     /// Closed is final: the customer's answer to a reply from a closed ticket would start a new

@@ -144,12 +144,14 @@ struct ReplyDesk: Sendable {
     }
 
     /// A supervisor sends a submitted reply back; the comment joins the timeline as an internal note.
-    func returnToAuthor(replyID: UUID, comment: String, by principal: Principal, agentID: UUID) async throws -> Reply {
+    /// `version`, when given, is the reply as the supervisor read it: a reply edited since stays as it is.
+    func returnToAuthor(replyID: UUID, version: Int64?, comment: String, by principal: Principal, agentID: UUID) async throws -> Reply {
         try await database.withTransaction { connection in
             let current = try await replies.reply(id: replyID, on: connection)
             let (ticket, _) = try await tickets.lock(current.ticketID, on: connection)
             let reply = try await replies.replyAtDesk(id: replyID, on: connection)
             guard reply.state == .submitted else { throw Problem.replyNotSubmitted(reply) }
+            if let version, reply.version != version { throw Problem.replyChanged(reply, read: version, action: "returning") }
             _ = try await MessageStore(logger: logger).insertNote(
                 ticketID: ticket.id, channel: ticket.channel, agentID: agentID, body: comment,
                 metadata: ["reply_id": replyID.lowercased, "kind": "approval_returned"], on: connection)

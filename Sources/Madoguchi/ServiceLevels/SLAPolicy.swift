@@ -24,10 +24,12 @@ public struct SLAPolicy: Sendable, Equatable {
     public var createdAt: Date
     public var updatedAt: Date
 
-    /// Whether `other` sets the same clocks: same calendar, warning point and targets (a new name
-    /// or default flag moves no clock).
-    func setsClocksAsBefore(_ other: SLAPolicy) -> Bool {
-        calendarID == other.calendarID && warningFraction == other.warningFraction && targets == other.targets
+    /// Whether only its name or default flag changed since `before`, which move no clock. Not when
+    /// nothing changed: a PUT sent again (a retry of one whose clock reset failed after it
+    /// committed) sets the clocks again.
+    func renamesOnly(since before: SLAPolicy) -> Bool {
+        calendarID == before.calendarID && warningFraction == before.warningFraction && targets == before.targets
+            && (name != before.name || isDefault != before.isDefault)
     }
 
     static let columns = "id, name, calendar_id, warning_fraction, is_default, version, created_at, updated_at"

@@ -28,7 +28,8 @@ extension TicketWork {
             }
 
             // The duplicate's resolution clock goes on in the survivor when both run unpaused (a
-            // paused one's due time moves when its pause ends, so it is not carried). Carried, the
+            // paused one's due time moves when its pause ends, so it is not carried), from the earlier
+            // opening (`resolution_since`, which a later reset or priority change counts from). Carried, the
             // duplicate's close is no resolution: it leaves no due time behind for the reports to
             // judge it by. Not carried, its close is judged as any close is, so a late duplicate
             // never vanishes from the SLA report by being merged.
@@ -52,6 +53,9 @@ extension TicketWork {
                                                  THEN least(t.next_response_warn_at, d.next_response_warn_at) ELSE t.next_response_warn_at END,
                     resolution_due_at = CASE WHEN \(carried) THEN least(t.resolution_due_at, d.resolution_due_at) ELSE t.resolution_due_at END,
                     resolution_warn_at = CASE WHEN \(carried) THEN least(t.resolution_warn_at, d.resolution_warn_at) ELSE t.resolution_warn_at END,
+                    resolution_since = CASE WHEN \(carried)
+                                            THEN nullif(least(coalesce(t.resolution_since, t.created_at), coalesce(d.resolution_since, d.created_at)), t.created_at)
+                                            ELSE t.resolution_since END,
                     status = CASE WHEN d.awaiting_reply_since IS NOT NULL AND t.status IN ('pending', 'solved') THEN 'open' ELSE t.status END,
                     solved_at = CASE WHEN d.awaiting_reply_since IS NOT NULL AND t.status IN ('pending', 'solved') THEN NULL ELSE t.solved_at END,
                     last_customer_message_at = greatest(t.last_customer_message_at, d.last_customer_message_at),

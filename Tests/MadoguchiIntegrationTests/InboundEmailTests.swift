@@ -41,6 +41,10 @@ struct InboundEmailTests {
                                                       headers: [.authorization: "Bearer \(admin)", .accept: "message/rfc822"])
             #expect(stored.status == .ok)
             #expect(Array(buffer: stored.body) == Array(raw.replacingOccurrences(of: "\n", with: "\r\n").utf8))
+            let bytes = try await app.client.execute(uri: "/v1/inbound/\(inbound)", method: .get,
+                                                     headers: [.authorization: "Bearer \(admin)", .accept: "application/octet-stream"])
+            #expect(bytes.headers[.contentType] == "application/octet-stream")
+            #expect(Array(buffer: bytes.body) == Array(buffer: stored.body))
             let metadata = try await app.request(.get, "/v1/inbound/\(inbound)", key: admin)
             #expect(try metadata.json["parse_status"] as? String == "parsed")
             #expect((try metadata.json["outcome"] as? [String: Any])?["message_id"] as? String == json["message_id"] as? String)

@@ -42,6 +42,18 @@ struct InboundWebformTests {
             #expect(try await app.count("""
                 SELECT count(*) FROM inbound_payloads WHERE channel = 'webform' AND body = \(ByteBuffer(string: json))
                 """) == 1)
+
+            // Read back as sent: as bytes, its own type in the metadata; never labelled a mail.
+            let inbound = try #require(outcome["inbound_id"] as? String)
+            let supervisor = try await app.keySecret(.supervisor)
+            let raw = try await app.client.execute(uri: "/v1/inbound/\(inbound)", method: .get,
+                                                   headers: [.authorization: "Bearer \(supervisor)", .accept: "application/octet-stream"])
+            #expect(raw.status == .ok)
+            #expect(raw.headers[.contentType] == "application/octet-stream")
+            #expect(Array(buffer: raw.body) == Array(json.utf8))
+            #expect(try await app.request(.get, "/v1/inbound/\(inbound)", key: supervisor).json["content_type"] as? String == "application/json")
+            let asMail = try await app.request(.get, "/v1/inbound/\(inbound)", key: supervisor, headers: [.accept: "message/rfc822"])
+            #expect(asMail.status == .notAcceptable, "\(asMail.text)")
         }
     }
 

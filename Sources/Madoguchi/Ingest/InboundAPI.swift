@@ -28,13 +28,18 @@ extension APIHandler {
         // existence is not for it to learn); supervisors and admins read everything.
         let principal = try principal
         let postedWith = principal.role == .gateway ? principal.keyID : nil
-        let wantsRaw = input.headers.accept.contains { $0.contentType == .messageRfc822 }
+        // The bytes when asked for by a raw type and not for JSON in full: a mail as message/rfc822 (when
+        // allowed), anything as octet-stream. A web form's JSON or a provider's form body is no mail.
+        let accepts = { (type: Operations.GetInboundPayload.AcceptableContentType) in input.headers.accept.contains { $0.contentType == type } }
+        let wantsRaw = (accepts(.messageRfc822) || accepts(.binary))
             && !input.headers.accept.contains { $0.contentType == .json && $0.quality.doubleValue >= 1 }
         if wantsRaw {
-            guard let bytes = try await database.withConnection({ try await store.body(id: id, postedWith: postedWith, on: $0) }) else {
+            guard let raw = try await database.withConnection({ try await store.rawBody(id: id, postedWith: postedWith, on: $0) }) else {
                 throw Problem.notFound("There is no inbound payload \(id.uuidString.lowercased()).")
             }
-            return .ok(.init(body: .messageRfc822(HTTPBody(bytes))))
+            if raw.channel == .email, accepts(.messageRfc822) { return .ok(.init(body: .messageRfc822(HTTPBody(raw.bytes)))) }
+            guard accepts(.binary) else { throw Problem.notAcceptable(offered: ["application/octet-stream", "application/json"]) }
+            return .ok(.init(body: .binary(HTTPBody(raw.bytes))))
         }
         guard let record = try await database.withConnection({ try await store.record(id: id, postedWith: postedWith, on: $0) }) else {
             throw Problem.notFound("There is no inbound payload \(id.uuidString.lowercased()).")

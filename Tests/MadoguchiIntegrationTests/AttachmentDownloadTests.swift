@@ -36,6 +36,58 @@ struct AttachmentDownloadTests {
         return Array(mail.utf8)
     }
 
+    @Test("a range of a file: resumed past a slice boundary, from the end, cut at the end; 416 past it; If-Range for another file, several ranges or nonsense get the whole file")
+    func ranges() async throws {
+        try await TestApp.run { app in
+            let photo = Self.noise(1_300_000, seed: 11)
+            let log = Array(String(repeating: "2026-12-01 注文 1234 発送済み\n", count: 40_000).utf8)
+            let ingested = try await app.postMail(try await app.keySecret(.gateway), Self.mailWithFiles(pdf: Array("%PDF".utf8), photo: photo, log: log))
+            let ticket = try #require(try ingested.json["ticket_id"] as? String)
+            let agent = try await app.keySecret(.agent)
+            let timeline = try await app.request(.get, "/v1/tickets/\(ticket)/messages", key: agent).json
+            let files = try #require(((timeline["items"] as? [[String: Any]])?.first?["attachments"]) as? [[String: Any]])
+            let (photoPath, logPath) = ("/v1/attachments/\(try #require(files[2]["id"] as? String))", "/v1/attachments/\(try #require(files[3]["id"] as? String))")
+            func get(_ path: String, _ range: String, ifRange: String? = nil) async throws -> TestClient.Response {
+                var headers: HTTPFields = [.range: range]
+                if let ifRange { headers[.ifRange] = ifRange }
+                return try await app.request(.get, path, key: agent, headers: headers)
+            }
+
+            let whole = try await app.request(.get, photoPath, key: agent)
+            #expect(whole.headers[.acceptRanges] == "bytes")
+            // A download cut at 1,000,000 bytes resumes across the slice boundary at 1,048,576.
+            let rest = try await get(photoPath, "bytes=1000000-", ifRange: whole.headers[.eTag])
+            #expect(rest.status == .partialContent)
+            #expect(rest.headers[.contentRange] == "bytes 1000000-1299999/1300000")
+            #expect(rest.headers[.contentLength] == "300000")
+            #expect(Array(buffer: rest.bodyBuffer) == Array(photo[1_000_000...]))
+            let middle = try await get(photoPath, "bytes=524000-524999")
+            #expect(Array(buffer: middle.bodyBuffer) == Array(photo[524_000...524_999]))
+            let tail = try await get(photoPath, "bytes=-5")
+            #expect(tail.headers[.contentRange] == "bytes 1299995-1299999/1300000")
+            #expect(Array(buffer: tail.bodyBuffer) == Array(photo.suffix(5)))
+            let cut = try await get(photoPath, "bytes=1299990-9999999")
+            #expect(cut.headers[.contentRange] == "bytes 1299990-1299999/1300000")
+            #expect(Array(buffer: cut.bodyBuffer) == Array(photo.suffix(10)))
+            // The compressed file reads the same way.
+            let logPart = try await get(logPath, "bytes=600000-600099")
+            #expect(Array(buffer: logPart.bodyBuffer) == Array(log[600_000...600_099]))
+
+            let past = try await get(photoPath, "bytes=1300000-")
+            #expect(past.status == .rangeNotSatisfiable, "\(past.text)")
+            #expect(past.headers[.contentRange] == "bytes */1300000")
+            #expect(try past.json["type"] as? String == "https://madoguchi.dev/problems/range-not-satisfiable")
+            for ignored in ["bytes=0-1,5-6", "bytes=abc", "lines=1-2", "bytes=9-3", "bytes=-", "bytes=1-2-3"] {
+                let answer = try await get(photoPath, ignored)
+                #expect(answer.status == .ok, "\(ignored)")
+                #expect(answer.headers[.contentLength] == "1300000", "\(ignored)")
+            }
+            let changed = try await get(photoPath, "bytes=0-9", ifRange: "\"0000\"")
+            #expect(changed.status == .ok)
+            #expect(Array(buffer: changed.bodyBuffer) == photo)
+        }
+    }
+
     @Test("every attachment downloads byte for byte, under its name, never as a page of this origin; 304, 404, 406 and 403 where due")
     func messageAttachments() async throws {
         try await TestApp.run { app in

@@ -78,6 +78,7 @@ extension Problem.Kind {
     public static let notFound = Self(rawValue: "not-found")
     public static let methodNotAllowed = Self(rawValue: "method-not-allowed")
     public static let notAcceptable = Self(rawValue: "not-acceptable")
+    public static let rangeNotSatisfiable = Self(rawValue: "range-not-satisfiable")
     public static let payloadTooLarge = Self(rawValue: "payload-too-large")
     public static let unsupportedMediaType = Self(rawValue: "unsupported-media-type")
     public static let notReady = Self(rawValue: "not-ready")

@@ -7,24 +7,55 @@ import OpenAPIRuntime
 extension APIHandler {
     func getAttachment(_ input: Operations.GetAttachment.Input) async throws -> Operations.GetAttachment.Output {
         let id = input.path.attachmentId.uuid
-        guard let body = try await serve(id, of: .message, ifNoneMatch: input.headers.ifNoneMatch,
-                                         missing: "There is no attachment \(id.lowercased).") else { return .notModified(.init()) }
-        return .ok(.init(body: .any(body)))
+        let headers = input.headers
+        switch try await serve(id, of: .message, ifNoneMatch: headers.ifNoneMatch, range: headers.range, ifRange: headers.ifRange,
+                               missing: "There is no attachment \(id.lowercased).") {
+        case .notModified: return .notModified(.init())
+        case .whole(let body): return .ok(.init(body: .any(body)))
+        case .part(let body): return .partialContent(.init(body: .any(body)))
+        }
     }
 
     func getReplyAttachment(_ input: Operations.GetReplyAttachment.Input) async throws -> Operations.GetReplyAttachment.Output {
         let (id, replyID) = (input.path.attachmentId.uuid, input.path.replyId.uuid)
-        guard let body = try await serve(id, of: .reply(replyID), ifNoneMatch: input.headers.ifNoneMatch,
-                                         missing: "Reply \(replyID.lowercased) has no file \(id.lowercased).") else { return .notModified(.init()) }
-        return .ok(.init(body: .any(body)))
+        let headers = input.headers
+        switch try await serve(id, of: .reply(replyID), ifNoneMatch: headers.ifNoneMatch, range: headers.range, ifRange: headers.ifRange,
+                               missing: "Reply \(replyID.lowercased) has no file \(id.lowercased).") {
+        case .notModified: return .notModified(.init())
+        case .whole(let body): return .ok(.init(body: .any(body)))
+        case .part(let body): return .partialContent(.init(body: .any(body)))
+        }
+    }
+
+    /// What a file download answers.
+    private enum FileAnswer {
+        /// `If-None-Match` names it: `304`, none of its bytes read.
+        case notModified
+        case whole(HTTPBody)
+        /// One range of it (`Content-Range` set): `206`.
+        case part(HTTPBody)
     }
 
     /// The file's body with the headers that keep a customer's file from acting as part of this
     /// origin (a page or an SVG with a script, opened from an agent's browser, would run with the
-    /// agent's access); nil when `If-None-Match` names it (`304`), which then reads none of its bytes.
-    private func serve(_ id: UUID, of owner: StoredFile.Owner, ifNoneMatch: String?, missing: String) async throws -> HTTPBody? {
+    /// agent's access), or one range of it (`Range`, honoured when `If-Range`, if sent, still names
+    /// this file), or nothing (`If-None-Match`). A range starting past the end is `416`.
+    private func serve(_ id: UUID, of owner: StoredFile.Owner, ifNoneMatch: String?, range rangeHeader: String?, ifRange: String?,
+                       missing: String) async throws -> FileAnswer {
+        // The size decides the range, and the range where the first slice starts: the facts first,
+        // alone, only when a range was asked for (a plain download stays one round trip).
+        let sized = rangeHeader == nil ? nil : try await database.withConnection {
+            try await StoredFile.find(id, of: owner, firstSliceFrom: nil, on: $0, logger: logger)
+        }
+        let requested = sized.map { ByteRange(header: rangeHeader, size: $0.size) } ?? .whole
+        let range: ByteRange = if let ifRange, ifRange != sized?.entityTag { .whole } else { requested }
+        let firstSliceFrom: Int64? = switch (ifNoneMatch, range) {
+        case (.some, _), (_, .unsatisfiable): nil
+        case (nil, .whole): 0
+        case (nil, .part(let bytes)): bytes.lowerBound
+        }
         guard let file = try await database.withConnection({
-            try await StoredFile.find(id, of: owner, withFirstSlice: ifNoneMatch == nil, on: $0, logger: logger)
+            try await StoredFile.find(id, of: owner, firstSliceFrom: firstSliceFrom, on: $0, logger: logger)
         }) else { throw Problem.notFound(missing) }
         let scope = RequestScope.current
         // The contract offers any type, so the check the contract makes for other operations is made
@@ -35,11 +66,22 @@ extension APIHandler {
         }
         scope?.setResponseHeader(.eTag, file.entityTag)
         scope?.setResponseHeader(.cacheControl, "private, no-cache")
-        if let ifNoneMatch, Self.entityTags(ifNoneMatch, match: file.entityTag) { return nil }
+        if let ifNoneMatch, Self.entityTags(ifNoneMatch, match: file.entityTag) { return .notModified }
+        if case .unsatisfiable = range {
+            throw Problem(.rangeNotSatisfiable, status: .rangeNotSatisfiable, title: "Range not satisfiable",
+                          detail: "The file has \(file.size) bytes; the range asked for starts past its end.",
+                          headers: [.contentRange: "bytes */\(file.size)"])
+        }
         scope?.setResponseHeader(.contentType, file.mediaType)
         scope?.setResponseHeader(.contentDisposition, file.contentDisposition)
         scope?.setResponseHeader(.xContentTypeOptions, "nosniff")
         scope?.setResponseHeader(.contentSecurityPolicy, "sandbox; default-src 'none'")
-        return HTTPBody(file.bytes(database: database, logger: logger), length: .known(file.size), iterationBehavior: .single)
+        scope?.setResponseHeader(.acceptRanges, "bytes")
+        guard case .part(let bytes) = range, bytes.upperBound < file.size else {
+            return .whole(HTTPBody(file.bytes(database: database, logger: logger), length: .known(file.size), iterationBehavior: .single))
+        }
+        scope?.setResponseHeader(.contentRange, "bytes \(bytes.lowerBound)-\(bytes.upperBound)/\(file.size)")
+        let length = bytes.upperBound - bytes.lowerBound + 1
+        return .part(HTTPBody(file.bytes(bytes, database: database, logger: logger), length: .known(length), iterationBehavior: .single))
     }
 }

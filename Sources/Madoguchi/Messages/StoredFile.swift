@@ -36,10 +36,12 @@ struct StoredFile: Sendable {
     /// memory per download.
     static let sliceSize = 512 * 1024
 
-    /// The file `id` of `owner`, or nil.
-    static func find(_ id: UUID, of owner: Owner, withFirstSlice: Bool, on connection: PostgresConnection, logger: Logger) async throws -> StoredFile? {
-        // Constants, written inline.
-        let columns = "filename, media_type, size, sha256, " + (withFirstSlice ? "substring(content FROM 1 FOR \(sliceSize))" : "NULL::bytea")
+    /// The file `id` of `owner`, or nil; with the first slice of its bytes from `firstSliceFrom`
+    /// (0: the start) when given.
+    static func find(_ id: UUID, of owner: Owner, firstSliceFrom: Int64?, on connection: PostgresConnection, logger: Logger) async throws -> StoredFile? {
+        // Numbers, written inline.
+        let columns = "filename, media_type, size, sha256, "
+            + (firstSliceFrom.map { "substring(content FROM \($0 + 1) FOR \(sliceSize))" } ?? "NULL::bytea")
         let rows = switch owner {
         case .message:
             try await connection.run("SELECT \(unescaped: columns) FROM attachments WHERE id = \(id)", logger: logger)
@@ -67,9 +69,10 @@ struct StoredFile: Sendable {
         return declared
     }
 
-    /// The bytes, the first slice and then the rest as the consumer asks for them.
-    func bytes(database: Database, logger: Logger) -> Slices {
-        Slices(file: self, database: database, logger: logger)
+    /// The bytes of `range` (all of them when nil), the first slice (read from the range's start by
+    /// `find`) and then the rest as the consumer asks for them.
+    func bytes(_ range: ClosedRange<Int64>? = nil, database: Database, logger: Logger) -> Slices {
+        Slices(file: self, range: range ?? 0...max(size - 1, 0), database: database, logger: logger)
     }
 
     /// Reads one slice per step, each on a pool connection taken for that read alone. A file gone
@@ -77,6 +80,7 @@ struct StoredFile: Sendable {
     struct Slices: AsyncSequence, Sendable {
         typealias Element = ArraySlice<UInt8>
         let file: StoredFile
+        let range: ClosedRange<Int64>
         let database: Database
         let logger: Logger
 
@@ -84,28 +88,37 @@ struct StoredFile: Sendable {
 
         struct Iterator: AsyncIteratorProtocol {
             let slices: Slices
-            var offset = 0
+            /// The next byte to send, and the first not to (the range's end, within the file).
+            var offset: Int64
+            let end: Int64
+            var first = true
+
+            init(slices: Slices) {
+                self.slices = slices
+                offset = slices.range.lowerBound
+                end = Swift.min(slices.range.upperBound + 1, slices.file.size)
+            }
 
             mutating func next() async throws -> ArraySlice<UInt8>? {
                 let file = slices.file
-                if offset == 0, let first = file.firstSlice, first.readableBytes > 0 {
-                    offset = first.readableBytes
-                    return ArraySlice(first.readableBytesView)
+                if first, let slice = file.firstSlice, slice.readableBytes > 0 {
+                    first = false
+                    return take(slice)
                 }
-                guard offset < file.size else { return nil }
-                let start = offset
+                first = false
+                guard offset < end else { return nil }
+                let (start, length) = (offset, Swift.min(Int64(StoredFile.sliceSize), end - offset))
                 do {
                     let slice = try await slices.database.withConnection { connection -> ByteBuffer? in
                         let rows = try await connection.run("""
-                            SELECT substring(content FROM \(start + 1)::int FOR \(StoredFile.sliceSize)::int)
+                            SELECT substring(content FROM \(Int32(clamping: start + 1))::int FOR \(Int32(clamping: length))::int)
                             FROM \(unescaped: file.owner.table) WHERE id = \(file.id)
                             """, logger: slices.logger)
                         for try await slice in rows.decode(ByteBuffer.self) { return slice }
                         return nil
                     }
                     guard let slice, slice.readableBytes > 0 else { throw FileGone(id: file.id) }
-                    offset += slice.readableBytes
-                    return ArraySlice(slice.readableBytesView)
+                    return take(slice)
                 } catch {
                     // The client sees only a connection closed short of Content-Length; the log says why.
                     slices.logger.error("a file download stopped", metadata: [
@@ -113,6 +126,13 @@ struct StoredFile: Sendable {
                     ])
                     throw error
                 }
+            }
+
+            /// The part of `slice` (read from `offset`) inside the range, and the offset moved past it.
+            private mutating func take(_ slice: ByteBuffer) -> ArraySlice<UInt8> {
+                let count = Int(Swift.min(Int64(slice.readableBytes), end - offset))
+                offset += Int64(count)
+                return ArraySlice(slice.readableBytesView.prefix(count))
             }
         }
     }

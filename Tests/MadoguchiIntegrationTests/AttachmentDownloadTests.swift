@@ -82,6 +82,11 @@ struct AttachmentDownloadTests {
                 #expect(answer.status == .ok, "\(ignored)")
                 #expect(answer.headers[.contentLength] == "1300000", "\(ignored)")
             }
+            // A HEAD describes the whole file, whatever the Range (RFC 9110 §14.2).
+            let head = try await app.request(.head, photoPath, key: agent, headers: [.range: "bytes=0-9"])
+            #expect(head.status == .ok)
+            #expect(head.headers[.contentLength] == "1300000")
+            #expect(head.headers[.contentRange] == nil)
             let changed = try await get(photoPath, "bytes=0-9", ifRange: "\"0000\"")
             #expect(changed.status == .ok)
             #expect(Array(buffer: changed.bodyBuffer) == photo)

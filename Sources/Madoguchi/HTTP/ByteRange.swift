@@ -19,8 +19,9 @@ enum ByteRange: Equatable {
         let (first, last) = (Self.number(spec[..<dash]), Self.number(spec[spec.index(after: dash)...]))
         switch (spec[..<dash].isEmpty, first, last) {
         case (true, _, let suffix?):
-            // The last `suffix` bytes.
-            guard suffix > 0, size > 0 else { self = .unsatisfiable; return }
+            // The last `suffix` bytes. Of an empty file none can be sent in a 206: the whole (empty) file.
+            guard size > 0 else { self = .whole; return }
+            guard suffix > 0 else { self = .unsatisfiable; return }
             self = .part(max(0, size - suffix)...(size - 1))
         case (false, let first?, let last) where spec[spec.index(after: dash)...].isEmpty || last != nil:
             if let last, last < first { self = .whole; return }

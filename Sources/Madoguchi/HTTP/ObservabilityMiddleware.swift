@@ -17,7 +17,8 @@ struct ObservabilityMiddleware<Context: RequestContext>: RouterMiddleware {
         context.logger[metadataKey: "request_id"] = .string(requestID)
         let scope = RequestScope(requestID: requestID, logger: context.logger, requestURI: request.uri.description, requestHeaders: request.headers,
                                  requestAuthority: request.head.authority,
-                                 clientAddress: (context as? any RemoteAddressRequestContext)?.remoteAddress?.ipAddress)
+                                 clientAddress: (context as? any RemoteAddressRequestContext)?.remoteAddress?.ipAddress,
+                                 requestMethod: request.method)
 
         var response: Response
         do {

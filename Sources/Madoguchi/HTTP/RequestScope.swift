@@ -20,6 +20,8 @@ public final class RequestScope: Sendable {
     public let requestAuthority: String?
     /// The client's IP address as the socket sees it (a proxy's, behind one); nil in in-process tests.
     public let clientAddress: String?
+    /// GET or HEAD alike reach a GET handler (HEAD is answered by it, without the body).
+    public let requestMethod: HTTPRequest.Method
     private let state = Mutex(State())
 
     private struct State {
@@ -30,8 +32,9 @@ public final class RequestScope: Sendable {
     }
 
     init(requestID: String, logger: Logger, requestURI: String, requestHeaders: HTTPFields = [:], requestAuthority: String? = nil,
-         clientAddress: String? = nil) {
+         clientAddress: String? = nil, requestMethod: HTTPRequest.Method = .get) {
         self.clientAddress = clientAddress
+        self.requestMethod = requestMethod
         self.requestID = requestID
         self.logger = logger
         self.requestURI = requestURI

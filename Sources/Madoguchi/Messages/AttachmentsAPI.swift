@@ -40,8 +40,10 @@ extension APIHandler {
     /// origin (a page or an SVG with a script, opened from an agent's browser, would run with the
     /// agent's access), or one range of it (`Range`, honoured when `If-Range`, if sent, still names
     /// this file), or nothing (`If-None-Match`). A range starting past the end is `416`.
-    private func serve(_ id: UUID, of owner: StoredFile.Owner, ifNoneMatch: String?, range rangeHeader: String?, ifRange: String?,
+    private func serve(_ id: UUID, of owner: StoredFile.Owner, ifNoneMatch: String?, range: String?, ifRange: String?,
                        missing: String) async throws -> FileAnswer {
+        // Range is for GET alone (RFC 9110 §14.2): a HEAD, answered by this handler, describes the whole file.
+        let rangeHeader = RequestScope.current?.requestMethod == .head ? nil : range
         // The size decides the range, and the range where the first slice starts: the facts first,
         // alone, only when a range was asked for (a plain download stays one round trip).
         let sized = rangeHeader == nil ? nil : try await database.withConnection {
@@ -77,7 +79,8 @@ extension APIHandler {
         scope?.setResponseHeader(.xContentTypeOptions, "nosniff")
         scope?.setResponseHeader(.contentSecurityPolicy, "sandbox; default-src 'none'")
         scope?.setResponseHeader(.acceptRanges, "bytes")
-        guard case .part(let bytes) = range, bytes.upperBound < file.size else {
+        // `ByteRange` ends a part within the file, whose bytes never change once stored.
+        guard case .part(let bytes) = range else {
             return .whole(HTTPBody(file.bytes(database: database, logger: logger), length: .known(file.size), iterationBehavior: .single))
         }
         scope?.setResponseHeader(.contentRange, "bytes \(bytes.lowerBound)-\(bytes.upperBound)/\(file.size)")

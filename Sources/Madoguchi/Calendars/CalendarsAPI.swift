@@ -35,9 +35,9 @@ extension APIHandler {
         let precondition = try VersionPrecondition(input.headers.ifMatch)
         let id = input.path.calendarId.uuid
         let (calendar, renamesOnly) = try await database.withTransaction { connection in
-            try await precondition.check("Calendar \(id.lowercased)") { try await calendars.lockedVersion(id: id, on: connection) }
-            // Under the row's lock (taken by the If-Match check too), so two edits compare in turn.
-            _ = try await calendars.lockedVersion(id: id, on: connection)
+            // The row locked whether or not If-Match came, so that two edits compare what they replace in turn.
+            let lockedVersion = try await calendars.lockedVersion(id: id, on: connection)
+            try await precondition.check("Calendar \(id.lowercased)") { lockedVersion }
             let before = try await calendars.calendar(id: id, on: connection)
             let saved = try await calendars.save(id: id, draft, on: connection)
             try await EventStore(logger: logger).record(

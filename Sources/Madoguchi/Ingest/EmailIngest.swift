@@ -100,7 +100,7 @@ struct EmailIngest: Sendable {
             guard status != "rejected" else {
                 throw Problem(.alreadyProcessed, status: .conflict, title: "Rejected payload", detail: "This payload was rejected on arrival and is kept for the record only.")
             }
-            let bytes = try await payloads.body(id: payloadID, on: connection) ?? []
+            let bytes = try await payloads.rawBody(id: payloadID, on: connection)?.bytes ?? []
             return try await process(try await Self.parse(bytes), bytes: bytes, payloadID: payloadID, providerLocked: false, on: connection)
         }
     }

@@ -356,17 +356,10 @@ struct InboundPayloadStore: Sendable {
     }
 
     /// The bytes as received and the channel they came by (only a mail's are `message/rfc822`).
-    func rawBody(id: UUID, postedWith keyID: UUID?, on connection: PostgresConnection) async throws -> (bytes: [UInt8], channel: Channel)? {
+    func rawBody(id: UUID, postedWith keyID: UUID? = nil, on connection: PostgresConnection) async throws -> (bytes: [UInt8], channel: Channel)? {
         let rows = try await connection.run(
             "SELECT body, channel FROM inbound_payloads WHERE id = \(id) AND (\(keyID)::uuid IS NULL OR api_key_id = \(keyID))", logger: logger)
         for try await (body, channel) in rows.decode((ByteBuffer, String).self) { return (Array(buffer: body), try Ticket.enumeration(channel)) }
-        return nil
-    }
-
-    func body(id: UUID, postedWith keyID: UUID? = nil, on connection: PostgresConnection) async throws -> [UInt8]? {
-        let rows = try await connection.run(
-            "SELECT body FROM inbound_payloads WHERE id = \(id) AND (\(keyID)::uuid IS NULL OR api_key_id = \(keyID))", logger: logger)
-        for try await body in rows.decode(ByteBuffer.self) { return Array(buffer: body) }
         return nil
     }
 

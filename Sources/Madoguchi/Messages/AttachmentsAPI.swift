@@ -44,21 +44,12 @@ extension APIHandler {
                        missing: String) async throws -> FileAnswer {
         // Range is for GET alone (RFC 9110 §14.2): a HEAD, answered by this handler, describes the whole file.
         let rangeHeader = RequestScope.current?.requestMethod == .head ? nil : range
-        // The size decides the range, and the range where the first slice starts: the facts first,
-        // alone, only when a range was asked for (a plain download stays one round trip).
-        let sized = rangeHeader == nil ? nil : try await database.withConnection {
-            try await StoredFile.find(id, of: owner, firstSliceFrom: nil, on: $0, logger: logger)
-        }
-        let requested = sized.map { ByteRange(header: rangeHeader, size: $0.size) } ?? .whole
-        let range: ByteRange = if let ifRange, ifRange != sized?.entityTag { .whole } else { requested }
-        let firstSliceFrom: Int64? = switch (ifNoneMatch, range) {
-        case (.some, _), (_, .unsatisfiable): nil
-        case (nil, .whole): 0
-        case (nil, .part(let bytes)): bytes.lowerBound
-        }
+        // A plain download reads the file's facts and its first slice in one round trip. A range is
+        // worked out from the size those facts give; its bytes are then read a slice at a time.
         guard let file = try await database.withConnection({
-            try await StoredFile.find(id, of: owner, firstSliceFrom: firstSliceFrom, on: $0, logger: logger)
+            try await StoredFile.find(id, of: owner, withFirstSlice: ifNoneMatch == nil && rangeHeader == nil, on: $0, logger: logger)
         }) else { throw Problem.notFound(missing) }
+        let range: ByteRange = if let ifRange, ifRange != file.entityTag { .whole } else { ByteRange(header: rangeHeader, size: file.size) }
         let scope = RequestScope.current
         // The contract offers any type, so the check the contract makes for other operations is made
         // here, against the type this file has; before If-None-Match, which only turns an answer

@@ -36,12 +36,10 @@ struct StoredFile: Sendable {
     /// memory per download.
     static let sliceSize = 512 * 1024
 
-    /// The file `id` of `owner`, or nil; with the first slice of its bytes from `firstSliceFrom`
-    /// (0: the start) when given.
-    static func find(_ id: UUID, of owner: Owner, firstSliceFrom: Int64?, on connection: PostgresConnection, logger: Logger) async throws -> StoredFile? {
-        // Numbers, written inline.
-        let columns = "filename, media_type, size, sha256, "
-            + (firstSliceFrom.map { "substring(content FROM \($0 + 1) FOR \(sliceSize))" } ?? "NULL::bytea")
+    /// The file `id` of `owner`, or nil.
+    static func find(_ id: UUID, of owner: Owner, withFirstSlice: Bool, on connection: PostgresConnection, logger: Logger) async throws -> StoredFile? {
+        // Constants, written inline.
+        let columns = "filename, media_type, size, sha256, " + (withFirstSlice ? "substring(content FROM 1 FOR \(sliceSize))" : "NULL::bytea")
         let rows = switch owner {
         case .message:
             try await connection.run("SELECT \(unescaped: columns) FROM attachments WHERE id = \(id)", logger: logger)
@@ -69,8 +67,8 @@ struct StoredFile: Sendable {
         return declared
     }
 
-    /// The bytes of `range` (all of them when nil), the first slice (read from the range's start by
-    /// `find`) and then the rest as the consumer asks for them.
+    /// The bytes of `range` (all of them when nil): the first slice `find` read, for a range from the
+    /// start, and then the rest as the consumer asks for them.
     func bytes(_ range: ClosedRange<Int64>? = nil, database: Database, logger: Logger) -> Slices {
         Slices(file: self, range: range ?? 0...max(size - 1, 0), database: database, logger: logger)
     }
@@ -101,7 +99,7 @@ struct StoredFile: Sendable {
 
             mutating func next() async throws -> ArraySlice<UInt8>? {
                 let file = slices.file
-                if first, let slice = file.firstSlice, slice.readableBytes > 0 {
+                if first, slices.range.lowerBound == 0, let slice = file.firstSlice, slice.readableBytes > 0 {
                     first = false
                     return take(slice)
                 }

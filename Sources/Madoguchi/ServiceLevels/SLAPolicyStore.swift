@@ -99,18 +99,16 @@ struct SLAPolicyStore: Sendable {
     /// committed: at about a millisecond a ticket, one transaction over a backlog of 10,000 held
     /// every one of their rows, and so kept them out of the queue, for ten seconds.
     func resetClocks(_ scope: ClockScope, in database: Database, batch: Int = 200) async throws {
+        let (policy, calendar): (UUID?, UUID?) = switch scope {
+        case .policy(let id): (id, nil)
+        case .calendar(let id): (nil, id)
+        }
         var after: UUID?
         while true {
             let last: UUID? = try await database.withTransaction { connection in
-                let rows: PostgresRowSequence
-                switch scope {
-                case .policy(let id):
-                    rows = try await connection.run("SELECT reset_sla_clocks(ARRAY[\(id)]::uuid[], \(after)::uuid, \(batch)::int)", logger: logger)
-                case .calendar(let id):
-                    rows = try await connection.run("""
-                        SELECT reset_sla_clocks(ARRAY(SELECT id FROM sla_policies WHERE calendar_id = \(id)), \(after)::uuid, \(batch)::int)
-                        """, logger: logger)
-                }
+                let rows = try await connection.run("""
+                    SELECT reset_sla_clocks(ARRAY(SELECT id FROM sla_policies WHERE id = \(policy) OR calendar_id = \(calendar)), \(after)::uuid, \(batch)::int)
+                    """, logger: logger)
                 var last: UUID?
                 for try await value in rows.decode(UUID?.self) { last = value }
                 return last

@@ -117,6 +117,17 @@ struct SLATests {
             let solvedAfter = try await AwaitingReplyTests.ticket(app, solved, key: supervisor)
             #expect(solvedAfter["resolution_due_at"] as? String == solvedBefore["resolution_due_at"] as? String)
             #expect(solvedAfter["version"] as? Int == solvedBefore["version"] as? Int)
+            // The feed names the due times that moved, on the waiting ticket only.
+            let moved = try await app.strings("""
+                SELECT data::text FROM events WHERE type = 'ticket.updated' AND ticket_id IN (\(UUID(uuidString: waiting)!), \(UUID(uuidString: solved)!))
+                """)
+            #expect(moved.count == 1)
+            let changes = try #require(try JSONSerialization.jsonObject(with: Data((moved.first ?? "{}").utf8)) as? [String: Any])
+            #expect(changes["version"] as? Int == version + 1)
+            let dueChanges = try #require(changes["changes"] as? [String: [String: String]])
+            #expect(dueChanges["first_response_due_at"] == ["from": "2026-11-30T00:55:00Z", "to": "2026-12-01T00:55:00Z"])
+            #expect(dueChanges["resolution_due_at"] == ["from": "2026-11-30T07:55:00Z", "to": "2026-12-01T07:55:00Z"])
+            #expect(dueChanges["next_response_due_at"] == nil, "not running: nothing to name")
 
             // Two hours for a first answer from now on: the waiting ticket's clock counts them from its start.
             let longer = try await app.request(.put, "/v1/sla-policies/\(policy)", key: supervisor, json: """
@@ -130,7 +141,12 @@ struct SLATests {
             // A batch at a time, each after the last one's last ticket: every running clock is set once.
             let another = try await Self.ticket(app, openedAt: friday)
             try await app.execute("UPDATE sla_targets SET first_response_seconds = 180 * 60 WHERE policy_id = \(UUID(uuidString: policy)!)")
-            try await SLAPolicyStore(logger: TestCluster.logger).resetClocks(.calendar(try #require(UUID(uuidString: calendar))), in: app.database, batch: 1)
+            let store = SLAPolicyStore(logger: TestCluster.logger)
+            let reset = try await app.database.withTransaction { connection in
+                try await store.requestClockReset(.calendar(try #require(UUID(uuidString: calendar))), on: connection)
+            }
+            try await store.runClockReset(reset, in: app.database, batch: 1)
+            #expect(try await app.count("SELECT count(*) FROM sla_clock_resets") == 0, "done: its record goes")
             for id in [waiting, another] {
                 let reset = try await AwaitingReplyTests.ticket(app, id, key: supervisor)
                 #expect(Self.date(reset["first_response_due_at"]) == (try CalendarTests.instant("2026-12-01T11:55:00+09:00")), "\(id)")
@@ -148,12 +164,54 @@ struct SLATests {
                 """)
             #expect(calendarRenamed.status == .ok, "\(calendarRenamed.text)")
             #expect(try await AwaitingReplyTests.ticket(app, waiting, key: supervisor)["version"] as? Int == version + 3)
-            // The same PUT again (a retry of one whose reset failed after it committed) sets them again.
+            // Nor does the same PUT again (a configuration tool applying its settings every hour).
             #expect(try await app.request(.put, "/v1/sla-policies/\(policy)", key: supervisor, json: """
                 {"name":"通常SLA","calendar_id":"\(calendar)","is_default":true,"targets":[
                   {"priority":"normal","first_response_minutes":180,"next_response_minutes":30,"resolution_minutes":480}]}
                 """).status == .ok)
-            #expect(try await AwaitingReplyTests.ticket(app, waiting, key: supervisor)["version"] as? Int == version + 4)
+            #expect(try await AwaitingReplyTests.ticket(app, waiting, key: supervisor)["version"] as? Int == version + 3)
+        }
+    }
+
+    @Test("a reset cut short is carried on by whoever finds it: recorded with the change, asked again it starts over, done it goes")
+    func resetCutShortIsCarriedOn() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            let calendar = try await Self.allHours(app, supervisor)
+            let policy = try #require(UUID(uuidString: try await Self.defaultPolicy(app, supervisor, calendar: calendar)))
+            var tickets: [String] = []
+            for _ in 0..<3 { tickets.append(try await Self.ticket(app, openedAt: "now()")) }
+            tickets.sort()
+            let before = try await AwaitingReplyTests.ticket(app, tickets[2], key: supervisor)
+
+            // The change commits with its reset recorded and one batch of one ticket done; then the
+            // process stops (nothing more runs on the request's behalf).
+            let store = SLAPolicyStore(logger: TestCluster.logger)
+            try await app.database.withTransaction { connection in
+                try await connection.perform("UPDATE sla_targets SET first_response_seconds = 7200 WHERE policy_id = \(policy)", logger: TestCluster.logger)
+                let reset = try await store.requestClockReset(.policy(policy), on: connection)
+                var more = false
+                for try await value in try await connection.run("SELECT run_sla_clock_reset(\(reset.id), 1)", logger: TestCluster.logger).decode(Bool.self) {
+                    more = value
+                }
+                #expect(more)
+                let after = try await connection.run("SELECT after FROM sla_clock_resets WHERE id = \(reset.id)", logger: TestCluster.logger)
+                for try await last in after.decode(UUID?.self) { #expect(last?.uuidString.lowercased() == tickets[0]) }
+                // Asked again before it ends (a second change), it starts over from the first ticket.
+                #expect(try await store.requestClockReset(.policy(policy), on: connection).id == reset.id)
+                let restarted = try await connection.run("SELECT count(*) FROM sla_clock_resets WHERE after IS NULL", logger: TestCluster.logger)
+                for try await count in restarted.decode(Int.self) { #expect(count == 1) }
+            }
+
+            // What SLAClockResetWorker runs every half minute: any reset no one is running, to its end.
+            try await store.runClockReset(nil, in: app.database)
+            #expect(try await app.count("SELECT count(*) FROM sla_clock_resets") == 0)
+            let after = try await AwaitingReplyTests.ticket(app, tickets[2], key: supervisor)
+            let due = try #require(Self.date(after["first_response_due_at"]))
+            #expect(due.timeIntervalSince(try #require(Self.date(before["first_response_due_at"]))) == 3600, "two hours instead of one")
+            #expect(try await app.count("""
+                SELECT count(*) FROM events WHERE type = 'ticket.updated' AND data->'changes' ? 'first_response_due_at' AND actor_key_id IS NULL
+                """) >= 3)
         }
     }
 
@@ -177,7 +235,11 @@ struct SLATests {
             #expect(abs(carried.timeIntervalSinceNow + 8 * 3600) < 60, "an hour after the older wait began")
             let carriedResolution = try #require(Self.date(try merged.json["resolution_due_at"]))
             #expect(abs(carriedResolution.timeIntervalSinceNow + 3600) < 60, "eight hours after the older one opened")
-            try await SLAPolicyStore(logger: TestCluster.logger).resetClocks(.policy(try #require(UUID(uuidString: policy))), in: app.database)
+            let store = SLAPolicyStore(logger: TestCluster.logger)
+            let asked = try await app.database.withTransaction { connection in
+                try await store.requestClockReset(.policy(try #require(UUID(uuidString: policy))), on: connection)
+            }
+            try await store.runClockReset(asked, in: app.database)
             let reset = try await AwaitingReplyTests.ticket(app, newer, key: supervisor)
             #expect(Self.date(reset["first_response_due_at"]) == carried)
             #expect(Self.date(reset["resolution_due_at"]) == carriedResolution)

@@ -87,6 +87,7 @@ public func buildApplication(
                          logger: logger),
             NamedService("assignment worker", assigner, logger: logger),
             NamedService("report rollup worker", ReportRollupWorker(database: database, migrator: migrator, logger: logger), logger: logger),
+            NamedService("SLA clock reset worker", SLAClockResetWorker(database: database, migrator: migrator, logger: logger), logger: logger),
         ] + (configuration.delivery.runsInServe ? [
             NamedService("outbox worker", OutboxWorker(database: database, migrator: migrator, settings: configuration.delivery,
                                                        publicURL: configuration.providers.publicURL, shutdownNotice: shutdownNotice,

@@ -2,7 +2,7 @@ import Logging
 import Prometheus
 import ServiceLifecycle
 
-/// `madoguchi worker`: the outbox, webhook, auto-assignment and report-rollup workers without the
+/// `madoguchi worker`: the outbox, webhook, auto-assignment, report-rollup and SLA clock reset workers without the
 /// HTTP service, for running them in processes of their own. It never migrates: it waits for the
 /// schema a server brings up. Stopped gracefully by SIGTERM or SIGINT after the deliveries in
 /// progress finish.
@@ -30,6 +30,8 @@ public enum WorkerProcess {
                 .init(service: NamedService("assignment worker", AssignmentWorker(database: database, migrator: migrator, logger: logger, notifier: notifier),
                                             logger: logger)),
                 .init(service: NamedService("report rollup worker", ReportRollupWorker(database: database, migrator: migrator, logger: logger), logger: logger)),
+                .init(service: NamedService("SLA clock reset worker", SLAClockResetWorker(database: database, migrator: migrator, logger: logger),
+                                            logger: logger)),
                 .init(service: ShutdownNoticeService(notice: shutdownNotice)),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

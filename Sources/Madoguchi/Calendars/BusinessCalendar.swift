@@ -32,13 +32,11 @@ public struct BusinessCalendar: Sendable, Equatable {
     public var createdAt: Date
     public var updatedAt: Date
 
-    /// Whether only names changed since `before`: the calendar's or a closed day's, which move no
-    /// clock. Not when nothing changed: a PUT sent again (a retry of one whose clock reset failed
-    /// after it committed) sets the clocks again.
-    func renamesOnly(since before: BusinessCalendar) -> Bool {
+    /// Whether clocks count in it as they did in `before`: only names changed (the calendar's or a
+    /// closed day's), or nothing did (a PUT sent again: tickets keep their versions, and agents their ETags).
+    func movesNoClock(since before: BusinessCalendar) -> Bool {
         timeZone == before.timeZone && nationalHolidays == before.nationalHolidays && hours == before.hours
             && closedDays.map(\.date) == before.closedDays.map(\.date)
-            && (name != before.name || closedDays.map(\.name) != before.closedDays.map(\.name))
     }
 
     /// The calendar migration 0025 ships (標準: weekdays 9–18 Tokyo, holidays and 年末年始 closed).

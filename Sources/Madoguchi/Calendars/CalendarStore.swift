@@ -33,7 +33,7 @@ struct CalendarStore: Sendable {
 
     /// Creates (id nil) or replaces a calendar, hours and closed days included; in the caller's
     /// transaction. An unknown time zone is a 422 naming it. (Replaced, its tickets' clocks are set
-    /// again by the caller once this commits: `SLAPolicyStore.resetClocks`.)
+    /// again, asked for by the caller: `SLAPolicyStore.requestClockReset`.)
     func save(id: UUID?, _ draft: BusinessCalendarDraft, on connection: PostgresConnection) async throws -> BusinessCalendar {
         let zones = try await connection.run("SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = \(draft.timeZone))", logger: logger)
         for try await known in zones.decode(Bool.self) where !known {

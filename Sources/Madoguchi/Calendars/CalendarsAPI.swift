@@ -34,7 +34,7 @@ extension APIHandler {
         let principal = try principal
         let precondition = try VersionPrecondition(input.headers.ifMatch)
         let id = input.path.calendarId.uuid
-        let (calendar, renamesOnly) = try await database.withTransaction { connection in
+        let (calendar, reset) = try await database.withTransaction { connection in
             // The row locked whether or not If-Match came, so that two edits compare what they replace in turn.
             let lockedVersion = try await calendars.lockedVersion(id: id, on: connection)
             try await precondition.check("Calendar \(id.lowercased)") { lockedVersion }
@@ -42,11 +42,12 @@ extension APIHandler {
             let saved = try await calendars.save(id: id, draft, on: connection)
             try await EventStore(logger: logger).record(
                 .calendarUpdated, actor: principal, data: ["calendar_id": saved.id.lowercased, "version": saved.version], on: connection)
-            return (saved, saved.renamesOnly(since: before))
+            // Its tickets' running clocks count in it as it now stands (a closed day added for tomorrow);
+            // a new name moves none, so their versions (agents' ETags) stay.
+            let reset = saved.movesNoClock(since: before) ? nil : try await SLAPolicyStore(logger: logger).requestClockReset(.calendar(id), on: connection)
+            return (saved, reset)
         }
-        // Its tickets' running clocks count in it as it now stands (a closed day added for tomorrow);
-        // a new name moves none, so their versions (agents' ETags) stay.
-        if !renamesOnly { try await SLAPolicyStore(logger: logger).resetClocks(.calendar(id), in: database) }
+        if let reset { await SLAPolicyStore(logger: logger).finishClockReset(reset, in: database) }
         tagVersion(calendar.version)
         return .ok(.init(body: .json(.init(calendar))))
     }

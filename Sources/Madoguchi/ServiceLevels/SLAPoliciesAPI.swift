@@ -34,7 +34,7 @@ extension APIHandler {
         let principal = try principal
         let precondition = try VersionPrecondition(input.headers.ifMatch)
         let id = input.path.policyId.uuid
-        let (policy, renamesOnly) = try await database.withTransaction { connection in
+        let (policy, reset) = try await database.withTransaction { connection in
             // Read before the save takes its locks (in the order every save takes them): of two edits
             // at the same moment, the second compares with what the first replaced. That costs a reset
             // at most, unless the second puts back exactly what the first replaced.
@@ -42,11 +42,12 @@ extension APIHandler {
             let saved = try await slaPolicies.save(id: id, draft, precondition: precondition, on: connection)
             try await EventStore(logger: logger).record(
                 .slaPolicyUpdated, actor: principal, data: ["policy_id": saved.id.lowercased, "version": saved.version], on: connection)
-            return (saved, saved.renamesOnly(since: before))
+            // Its tickets' running clocks follow its targets and calendar as they now stand; a new name
+            // or default flag moves none, so their versions (agents' ETags) stay.
+            let reset = saved.movesNoClock(since: before) ? nil : try await slaPolicies.requestClockReset(.policy(saved.id), on: connection)
+            return (saved, reset)
         }
-        // Its tickets' running clocks follow its targets and calendar as they now stand; a new name
-        // or default flag moves none, so their versions (agents' ETags) stay.
-        if !renamesOnly { try await slaPolicies.resetClocks(.policy(policy.id), in: database) }
+        if let reset { await slaPolicies.finishClockReset(reset, in: database) }
         tagVersion(policy.version)
         return .ok(.init(body: .json(.init(policy))))
     }

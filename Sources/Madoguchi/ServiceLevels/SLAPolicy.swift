@@ -24,12 +24,10 @@ public struct SLAPolicy: Sendable, Equatable {
     public var createdAt: Date
     public var updatedAt: Date
 
-    /// Whether only its name or default flag changed since `before`, which move no clock. Not when
-    /// nothing changed: a PUT sent again (a retry of one whose clock reset failed after it
-    /// committed) sets the clocks again.
-    func renamesOnly(since before: SLAPolicy) -> Bool {
+    /// Whether its tickets' clocks count as they did under `before`: only its name or default flag
+    /// changed, or nothing did (a PUT sent again: its tickets keep their versions, and agents their ETags).
+    func movesNoClock(since before: SLAPolicy) -> Bool {
         calendarID == before.calendarID && warningFraction == before.warningFraction && targets == before.targets
-            && (name != before.name || isDefault != before.isDefault)
     }
 
     static let columns = "id, name, calendar_id, warning_fraction, is_default, version, created_at, updated_at"

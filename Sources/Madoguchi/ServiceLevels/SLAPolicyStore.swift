@@ -30,7 +30,7 @@ struct SLAPolicyStore: Sendable {
 
     /// Creates (id nil) or replaces a policy with its targets, in the caller's transaction. Becoming
     /// the default takes the flag from whichever policy had it. (Replaced, its tickets' clocks are
-    /// set again by the caller once this commits: `resetClocks`.)
+    /// set again, asked for by the caller: `requestClockReset`.)
     /// `precondition`: checked with the policy's row locked, after the default's lock (taken in the
     /// order every save takes them, so two saves never wait on each other's).
     func save(id: UUID?, _ draft: SLAPolicyDraft, precondition: VersionPrecondition? = nil, on connection: PostgresConnection) async throws -> SLAPolicy {
@@ -87,34 +87,60 @@ struct SLAPolicyStore: Sendable {
         }
     }
 
-    /// Which policies' tickets `resetClocks` sets again: one policy, or every policy on a calendar.
+    /// Which policies' tickets a clock reset sets again: one policy, or every policy on a calendar.
     enum ClockScope {
         case policy(UUID)
         case calendar(UUID)
     }
 
-    /// Sets the running clocks (tickets neither solved nor closed) under `scope` again, from each clock's
-    /// start in the policy and calendar as they now stand (`reset_sla_clocks`, migration 0074); each
-    /// ticket's version goes up. A few hundred tickets a transaction, after the change itself has
-    /// committed: at about a millisecond a ticket, one transaction over a backlog of 10,000 held
-    /// every one of their rows, and so kept them out of the queue, for ten seconds.
-    func resetClocks(_ scope: ClockScope, in database: Database, batch: Int = 200) async throws {
+    /// A reset of the running clocks under a scope, recorded (`sla_clock_resets`, migration 0075) and
+    /// not yet finished.
+    struct ClockReset: Sendable {
+        let id: Int64
+    }
+
+    /// Asks, in the transaction of the change that moves them, for the running clocks (tickets neither
+    /// solved nor closed) under `scope` to be set again. Recorded with the change, the reset is
+    /// carried to its end by whoever finds it unfinished (`runClockReset`: the request, else
+    /// `SLAClockResetWorker`); asked again before it ends, it starts over from the first ticket.
+    func requestClockReset(_ scope: ClockScope, on connection: PostgresConnection) async throws -> ClockReset {
         let (policy, calendar): (UUID?, UUID?) = switch scope {
         case .policy(let id): (id, nil)
         case .calendar(let id): (nil, id)
         }
-        var after: UUID?
+        let rows = try await connection.run("SELECT request_sla_clock_reset(\(policy)::uuid, \(calendar)::uuid)", logger: logger)
+        for try await id in rows.decode(Int64.self) { return ClockReset(id: id) }
+        throw Problem.internalError
+    }
+
+    /// Runs the reset a change just committed asked for, before its request is answered, so that the
+    /// answer comes with every clock set. Should that fail, the change stands and so does the reset's
+    /// record, which `SLAClockResetWorker` carries on: the request is not answered 500 for what is done.
+    func finishClockReset(_ reset: ClockReset, in database: Database) async {
+        do {
+            try await runClockReset(reset, in: database)
+        } catch {
+            logger.warning("SLA clock reset left to the workers", metadata: ["reset": "\(reset.id)", "error": "\(String(reflecting: error))"])
+        }
+    }
+
+    /// Sets the clocks of a reset (`reset`, or with nil whichever ones no one else is running) from
+    /// each clock's start in the policy and calendar as they now stand (`reset_sla_clocks`); each
+    /// ticket's version goes up, and one whose due times moved gets a `ticket.updated` event. A few
+    /// hundred tickets a transaction: at about a millisecond a ticket, one transaction over a backlog
+    /// of 10,000 held every one of their rows, and so kept them out of the queue, for ten seconds.
+    /// Returns once the reset is done (or, with nil, once none is left that no one is running).
+    func runClockReset(_ reset: ClockReset?, in database: Database, batch: Int = 200) async throws {
         while true {
-            let last: UUID? = try await database.withTransaction { connection in
-                let rows = try await connection.run("""
-                    SELECT reset_sla_clocks(ARRAY(SELECT id FROM sla_policies WHERE id = \(policy) OR calendar_id = \(calendar)), \(after)::uuid, \(batch)::int)
-                    """, logger: logger)
-                var last: UUID?
-                for try await value in rows.decode(UUID?.self) { last = value }
-                return last
+            let more: Bool = try await database.withTransaction { connection in
+                let rows = try await connection.run("SELECT run_sla_clock_reset(\(reset?.id)::bigint, \(batch)::int)", logger: logger)
+                var more = false
+                for try await value in rows.decode(Bool.self) { more = value }
+                // Its events are committed with it; followers hear of them once the lease ends.
+                EventWrites.noteWritten()
+                return more
             }
-            guard let last else { return }
-            after = last
+            guard more, !Task.isCancelled else { return }
         }
     }
 

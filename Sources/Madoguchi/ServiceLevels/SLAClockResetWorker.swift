@@ -1,0 +1,34 @@
+import Logging
+import ServiceLifecycle
+
+/// Carries on clock resets that a calendar or policy change recorded (`sla_clock_resets`, migration
+/// 0075) and that no one is running: the request that asked for one stopped before its end (the
+/// process restarted, the database went away between two batches). Runs in `madoguchi serve` and
+/// `madoguchi worker`; any number may run at once, each batch taken by one of them.
+struct SLAClockResetWorker: Service {
+    let database: Database
+    let migrator: Migrator
+    let logger: Logger
+    var interval: Duration = .seconds(30)
+
+    func run() async throws {
+        // Each round after an interval, the first too (the schema checked then): a reset is rare,
+        // and a process that starts needs no connection of its own at once for one (a test run
+        // starts hundreds of servers on one cluster, and ran out of connections).
+        var schemaCurrent = false
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+            guard !Task.isShuttingDownGracefully && !Task.isCancelled else { return }
+            if !schemaCurrent {
+                await migrator.waitUntilCurrent(database, logger: logger)
+                schemaCurrent = true
+            }
+            do {
+                try await SLAPolicyStore(logger: logger).runClockReset(nil, in: database)
+            } catch {
+                // The database may be restarting; the reset waits for the next round, where it stopped.
+                logger.warning("carrying on an SLA clock reset failed", metadata: ["error": "\(String(reflecting: error))"])
+            }
+        }
+    }
+}

@@ -1,0 +1,126 @@
+-- A reset of running SLA clocks (migration 0074) is recorded in the transaction that changes the
+-- calendar or the policy, and runs from that record until its last ticket is set. Run only by the
+-- request after its change committed, a reset cut short (the process stopped, the database went
+-- away between two batches) left the tickets after the last batch counting in the old calendar
+-- until someone saved the same change again. Now whoever finds a reset unfinished carries it on:
+-- the request that asked for it, else any `serve` or `worker` process (SLAClockResetWorker).
+--
+-- One row per calendar or policy: a second change while the first one's reset runs starts that
+-- reset again from the first ticket, so every ticket is set at least once after the last change.
+CREATE TABLE IF NOT EXISTS sla_clock_resets (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    policy_id    uuid UNIQUE REFERENCES sla_policies (id) ON DELETE CASCADE,
+    calendar_id  uuid UNIQUE REFERENCES business_calendars (id) ON DELETE CASCADE,
+    -- The last ticket set so far (tickets go in id order); NULL: none yet.
+    after        uuid,
+    requested_at timestamptz NOT NULL DEFAULT now(),
+    CHECK ((policy_id IS NULL) <> (calendar_id IS NULL))
+);
+
+-- One due time's change as a `ticket.updated` event names it ({} when it did not move), in the
+-- API's form: UTC, whole seconds, a missing time absent.
+CREATE OR REPLACE FUNCTION sla_due_change(field text, before timestamptz, after timestamptz) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN before IS NOT DISTINCT FROM after THEN '{}'::jsonb
+                ELSE jsonb_build_object(field, jsonb_strip_nulls(jsonb_build_object(
+                    'from', to_char(before AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                    'to', to_char(after AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'))))
+           END
+$$;
+
+-- Sets the next `batch` running clocks under `policies` after ticket `after`, as 0074's did, and
+-- returns the last ticket it looked at (NULL: none was left). Each ticket whose due times moved
+-- gets a `ticket.updated` event naming them, so a dashboard following the feed recolours it. The
+-- batch's tickets are locked in id order (two resets never deadlock), and a ticket solved since it
+-- was chosen is passed over but still counts as looked at: a batch whose every ticket was solved
+-- meanwhile no longer ended the reset early.
+CREATE OR REPLACE FUNCTION reset_sla_clocks(policies uuid[], after uuid DEFAULT NULL, batch integer DEFAULT NULL) RETURNS uuid
+LANGUAGE plpgsql AS $$
+DECLARE
+    last uuid;
+BEGIN
+    PERFORM set_config('madoguchi.sla_reset', 'on', true);
+    WITH chosen AS MATERIALIZED (
+        SELECT id FROM tickets
+        WHERE sla_policy_id = ANY (policies) AND status NOT IN ('solved', 'closed') AND (after IS NULL OR id > after)
+        ORDER BY id
+        LIMIT batch
+    ), locked AS MATERIALIZED (
+        -- Read under the lock: the due times the event reports as before are the ones replaced.
+        SELECT t.id, t.first_response_due_at, t.next_response_due_at, t.resolution_due_at
+        FROM tickets t
+        WHERE t.id IN (SELECT id FROM chosen) AND t.status NOT IN ('solved', 'closed')
+        ORDER BY t.id
+        FOR UPDATE
+    ), changed AS (
+        UPDATE tickets t SET sla_policy_id = t.sla_policy_id, version = t.version + 1, updated_at = now()
+        FROM locked WHERE t.id = locked.id
+        RETURNING t.id, t.customer_id, t.version, t.first_response_due_at, t.next_response_due_at, t.resolution_due_at,
+                  locked.first_response_due_at AS first_before, locked.next_response_due_at AS next_before,
+                  locked.resolution_due_at AS resolution_before
+    ), announced AS (
+        INSERT INTO events (type, ticket_id, customer_id, data)
+        SELECT 'ticket.updated', c.id, c.customer_id,
+               jsonb_build_object('changes', sla_due_change('first_response_due_at', c.first_before, c.first_response_due_at)
+                                             || sla_due_change('next_response_due_at', c.next_before, c.next_response_due_at)
+                                             || sla_due_change('resolution_due_at', c.resolution_before, c.resolution_due_at),
+                                  'version', c.version)
+        FROM changed c
+        WHERE (c.first_before, c.next_before, c.resolution_before)
+              IS DISTINCT FROM (c.first_response_due_at, c.next_response_due_at, c.resolution_due_at)
+        ORDER BY c.id
+    )
+    SELECT id INTO last FROM chosen ORDER BY id DESC LIMIT 1;
+    PERFORM set_config('madoguchi.sla_reset', 'off', true);
+    RETURN last;
+END
+$$;
+
+-- Asks for a reset of the clocks counting in a calendar or under a policy (exactly one given), in
+-- the caller's transaction; a reset already asked for starts again from the first ticket. Returns
+-- its id, for `run_sla_clock_reset`.
+CREATE OR REPLACE FUNCTION request_sla_clock_reset(policy uuid, calendar uuid) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    asked bigint;
+BEGIN
+    IF policy IS NOT NULL THEN
+        INSERT INTO sla_clock_resets (policy_id) VALUES (policy)
+        ON CONFLICT (policy_id) DO UPDATE SET after = NULL, requested_at = now()
+        RETURNING id INTO asked;
+    ELSE
+        INSERT INTO sla_clock_resets (calendar_id) VALUES (calendar)
+        ON CONFLICT (calendar_id) DO UPDATE SET after = NULL, requested_at = now()
+        RETURNING id INTO asked;
+    END IF;
+    RETURN asked;
+END
+$$;
+
+-- Carries a reset on by one batch, in the caller's transaction: reset `reset` (waiting for whoever
+-- runs its batch now), or with NULL the oldest one no one is running. Returns whether tickets may
+-- remain; the reset's row goes once none does.
+CREATE OR REPLACE FUNCTION run_sla_clock_reset(reset bigint, batch integer) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    pending sla_clock_resets%ROWTYPE;
+    last uuid;
+BEGIN
+    IF reset IS NULL THEN
+        SELECT * INTO pending FROM sla_clock_resets ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED;
+    ELSE
+        SELECT * INTO pending FROM sla_clock_resets WHERE id = reset FOR UPDATE;
+    END IF;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    last := reset_sla_clocks(ARRAY(SELECT id FROM sla_policies WHERE id = pending.policy_id OR calendar_id = pending.calendar_id),
+                             pending.after, batch);
+    IF last IS NULL THEN
+        DELETE FROM sla_clock_resets WHERE id = pending.id;
+        RETURN false;
+    END IF;
+    UPDATE sla_clock_resets SET after = last WHERE id = pending.id;
+    RETURN true;
+END
+$$;

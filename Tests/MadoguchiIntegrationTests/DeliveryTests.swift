@@ -428,7 +428,8 @@ struct DeliveryTests {
         try sink.control(#"{"rcpt": {"gone@example.jp": "550 5.1.1 <gone@example.jp>: user unknown"}}"#)
         try await TestApp.run(configure: Self.configure(sink)) { app in
             let conversation = try await Self.customerWrites(app, from: "gone@example.jp")
-            let reply = try await Self.answer(conversation, "ご返信いたします。")
+            // Confirmed before anything was known against the address: nothing was overridden.
+            let reply = try await Self.answer(conversation, "ご返信いたします。", send: #"{"confirm_undeliverable":true}"#)
             let failed = try await Self.delivery(conversation, reply)
             #expect(Self.state(failed) == "failed")
             #expect(failed["state"] as? String == "failed")
@@ -457,8 +458,12 @@ struct DeliveryTests {
             try expectProblem(refused, .unprocessableContent, "recipient-undeliverable")
             let alternatives = try refused.json["alternatives"] as? [[String: Any]]
             #expect(alternatives?.contains { $0["value"] as? String == "+819012345678" } == true)
-            #expect(try await app.request(.post, "/v1/replies/\(second)/send", key: conversation.agent,
-                                          json: #"{"last_seen_message_id":"\#(lastSeen)","confirm_undeliverable":true}"#).status == .ok)
+            let confirmed = try await app.request(.post, "/v1/replies/\(second)/send", key: conversation.agent,
+                                                  json: #"{"last_seen_message_id":"\#(lastSeen)","confirm_undeliverable":true}"#)
+            #expect(confirmed.status == .ok)
+            // The warning overridden stays on the reply's record; the first reply's confirmation overrode none.
+            #expect(try confirmed.json["confirmed_undeliverable"] as? Bool == true)
+            #expect(failed["confirmed_undeliverable"] as? Bool == false)
         }
     }
 

@@ -73,7 +73,8 @@ extension Components.Schemas.Reply {
             version: reply.version,
             createdAt: reply.createdAt,
             updatedAt: reply.updatedAt,
-            sentAt: reply.sentAt)
+            sentAt: reply.sentAt,
+            confirmedUndeliverable: reply.confirmedUndeliverable)
     }
 }
 

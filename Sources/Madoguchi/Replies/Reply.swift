@@ -26,10 +26,13 @@ public struct Reply: Sendable {
     /// Agents other than the author who changed it before it went (migration 0060): a flagged one's
     /// words need approval whoever sends them, and none of them approves it.
     public var editors: [UUID]
+    /// Sent although a recipient was known to be undeliverable, because whoever sent it (or approved
+    /// it) said so (`confirm_undeliverable`): the record of a warning overridden.
+    public var confirmedUndeliverable: Bool
 
     static let columns = """
         id, ticket_id, author_agent_id, channel, recipients, subject, body_text, state, message_id, version,
-        created_at, updated_at, sent_at, submitted_by, editors
+        created_at, updated_at, sent_at, submitted_by, editors, confirmed_undeliverable
         """
 
     init(row: PostgresRow) throws {
@@ -49,5 +52,6 @@ public struct Reply: Sendable {
         sentAt = try row.value("sent_at")
         submittedBy = try row.value("submitted_by")
         editors = try row.value("editors")
+        confirmedUndeliverable = try row.value("confirmed_undeliverable")
     }
 }

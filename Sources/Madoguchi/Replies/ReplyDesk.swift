@@ -203,7 +203,7 @@ struct ReplyDesk: Sendable {
     private func deliver(
         _ reply: Reply, ticket: Ticket, lastSeen: UUID?, confirmUndeliverable: Bool, by principal: Principal, on connection: PostgresConnection
     ) async throws -> Reply {
-        try await checks.check(reply, ticket: ticket, lastSeen: lastSeen, confirmUndeliverable: confirmUndeliverable, on: connection)
+        let overridden = try await checks.check(reply, ticket: ticket, lastSeen: lastSeen, confirmUndeliverable: confirmUndeliverable, on: connection)
         // Stored bare, as every Message-ID is (inbound ones lose their angle brackets when parsed), so
         // that a customer's In-Reply-To finds it. Fixed now: every delivery attempt carries it.
         let emailMessageID = "reply-\(reply.id.lowercased)@\(messageIDDomain)"
@@ -214,7 +214,7 @@ struct ReplyDesk: Sendable {
             on: connection)
         try await OutboxStore(logger: logger).enqueue(
             replyID: reply.id, channel: reply.channel, recipients: reply.recipients, emailMessageID: emailMessageID, on: connection)
-        let sent = try await replies.markQueued(reply.id, messageID: messageID, on: connection)
+        let sent = try await replies.markQueued(reply.id, messageID: messageID, confirmedUndeliverable: overridden, on: connection)
         try await events.record(.replySent, ticketID: ticket.id, customerID: ticket.customerID, messageID: messageID, actor: principal,
                                 data: ["reply_id": reply.id.lowercased, "recipients": reply.recipients, "automatic": false], on: connection)
         try await tickets.recordResponse(ticket.id, by: reply.authorAgentID, actor: principal, on: connection)

@@ -95,9 +95,10 @@ struct ReplyStore: Sendable {
     }
 
     /// The reply left the desk: it is the outbound message `messageID`, waiting in the outbox.
-    func markQueued(_ replyID: UUID, messageID: UUID, on connection: PostgresConnection) async throws -> Reply {
+    func markQueued(_ replyID: UUID, messageID: UUID, confirmedUndeliverable: Bool = false, on connection: PostgresConnection) async throws -> Reply {
         try await single(connection.run("""
-            UPDATE replies SET state = 'queued', message_id = \(messageID), sent_at = now(), version = version + 1, updated_at = now()
+            UPDATE replies SET state = 'queued', message_id = \(messageID), sent_at = now(), version = version + 1, updated_at = now(),
+                               confirmed_undeliverable = \(confirmedUndeliverable)
             WHERE id = \(replyID)
             RETURNING \(unescaped: Reply.columns)
             """, logger: logger))

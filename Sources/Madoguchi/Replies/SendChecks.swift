@@ -13,7 +13,9 @@ struct SendChecks: Sendable {
 
     /// Throws the first problem found. A recipient known to be undeliverable stops the send unless
     /// the sender confirmed it (`confirmUndeliverable`), naming the customer's other identities.
-    func check(_ reply: Reply, ticket: Ticket, lastSeen: UUID?, confirmUndeliverable: Bool, on connection: PostgresConnection) async throws {
+    /// Returns whether that confirmation was needed: a recipient is undeliverable and goes anyway.
+    @discardableResult
+    func check(_ reply: Reply, ticket: Ticket, lastSeen: UUID?, confirmUndeliverable: Bool, on connection: PostgresConnection) async throws -> Bool {
         try await trafficCop(ticketID: ticket.id, lastSeen: lastSeen, on: connection)
         let store = ReplyStore(logger: logger)
         let attachments = try await store.attachments(of: reply.id, on: connection)
@@ -22,12 +24,13 @@ struct SendChecks: Sendable {
         findings += try await recipientFindings(reply.recipients, channel: reply.channel, customerID: ticket.customerID, on: connection)
         findings += try await greetingFindings(reply.body, customerID: ticket.customerID, on: connection)
         if let first = findings.first { throw Problem.sendGuard(first.kind, findings) }
-        guard !confirmUndeliverable else { return }
         let undeliverable = try await store.undeliverableRecipients(reply.recipients, customerID: ticket.customerID, on: connection)
-        if !undeliverable.isEmpty {
+        guard !undeliverable.isEmpty else { return false }
+        guard confirmUndeliverable else {
             let others = try await store.deliverableIdentities(ofTicket: ticket.id, excluding: reply.recipients, on: connection)
             throw Problem.recipientUndeliverable(undeliverable, alternatives: others)
         }
+        return true
     }
 
     /// Refuses the send when anything but internal notes arrived after the message the agent last saw.

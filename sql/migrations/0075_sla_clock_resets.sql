@@ -7,6 +7,8 @@
 --
 -- One row per calendar or policy: a second change while the first one's reset runs starts that
 -- reset again from the first ticket, so every ticket is set at least once after the last change.
+-- (A policy deleted while its reset runs takes the reset's row first, then its tickets: the order
+-- a batch takes them in.)
 CREATE TABLE IF NOT EXISTS sla_clock_resets (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     policy_id    uuid UNIQUE REFERENCES sla_policies (id) ON DELETE CASCADE,
@@ -18,28 +20,37 @@ CREATE TABLE IF NOT EXISTS sla_clock_resets (
 );
 
 -- One due time's change as a `ticket.updated` event names it ({} when it did not move), in the
--- API's form: UTC, whole seconds, a missing time absent.
+-- API's form: UTC, whole seconds (a move within the second is no move), a missing time null.
 CREATE OR REPLACE FUNCTION sla_due_change(field text, before timestamptz, after timestamptz) RETURNS jsonb
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN before IS NOT DISTINCT FROM after THEN '{}'::jsonb
-                ELSE jsonb_build_object(field, jsonb_strip_nulls(jsonb_build_object(
+    SELECT CASE WHEN date_trunc('second', before) IS NOT DISTINCT FROM date_trunc('second', after) THEN '{}'::jsonb
+                ELSE jsonb_build_object(field, jsonb_build_object(
                     'from', to_char(before AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-                    'to', to_char(after AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'))))
+                    'to', to_char(after AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')))
            END
 $$;
 
--- Sets the next `batch` running clocks under `policies` after ticket `after`, as 0074's did, and
--- returns the last ticket it looked at (NULL: none was left). Each ticket whose due times moved
--- gets a `ticket.updated` event naming them, so a dashboard following the feed recolours it. The
--- batch's tickets are locked in id order (two resets never deadlock), and a ticket solved since it
--- was chosen is passed over but still counts as looked at: a batch whose every ticket was solved
--- meanwhile no longer ended the reset early.
-CREATE OR REPLACE FUNCTION reset_sla_clocks(policies uuid[], after uuid DEFAULT NULL, batch integer DEFAULT NULL) RETURNS uuid
+-- Sets the next `batch` running clocks under `policies` after ticket `after`, as 0074's did;
+-- `last`: the last ticket it looked at (NULL: none was left); `announced`: the events it wrote.
+-- Each ticket whose due times moved gets a `ticket.updated` event naming them, so a dashboard
+-- following the feed recolours it. A ticket solved (or given another policy) since it was chosen is
+-- passed over but still counts as looked at: a batch whose every ticket was solved meanwhile no
+-- longer ended the reset early.
+-- Locks, in the order a customer merge takes them (customers, then their tickets): the batch's
+-- customers first (the events' foreign keys share-lock them; taken after the tickets, a merge of one
+-- of them deadlocked with the batch), then its tickets in id order (two resets never deadlock).
+DROP FUNCTION IF EXISTS reset_sla_clocks(uuid[], uuid, integer);
+CREATE FUNCTION reset_sla_clocks(policies uuid[], after uuid DEFAULT NULL, batch integer DEFAULT NULL,
+                                 OUT last uuid, OUT announced integer)
 LANGUAGE plpgsql AS $$
-DECLARE
-    last uuid;
 BEGIN
     PERFORM set_config('madoguchi.sla_reset', 'on', true);
+    PERFORM 1 FROM customers
+    WHERE id IN (SELECT customer_id FROM tickets
+                 WHERE sla_policy_id = ANY (policies) AND status NOT IN ('solved', 'closed') AND (after IS NULL OR id > after)
+                 ORDER BY id LIMIT batch)
+    ORDER BY id
+    FOR KEY SHARE;
     WITH chosen AS MATERIALIZED (
         SELECT id FROM tickets
         WHERE sla_policy_id = ANY (policies) AND status NOT IN ('solved', 'closed') AND (after IS NULL OR id > after)
@@ -49,7 +60,7 @@ BEGIN
         -- Read under the lock: the due times the event reports as before are the ones replaced.
         SELECT t.id, t.first_response_due_at, t.next_response_due_at, t.resolution_due_at
         FROM tickets t
-        WHERE t.id IN (SELECT id FROM chosen) AND t.status NOT IN ('solved', 'closed')
+        WHERE t.id IN (SELECT id FROM chosen) AND t.status NOT IN ('solved', 'closed') AND t.sla_policy_id = ANY (policies)
         ORDER BY t.id
         FOR UPDATE
     ), changed AS (
@@ -58,7 +69,7 @@ BEGIN
         RETURNING t.id, t.customer_id, t.version, t.first_response_due_at, t.next_response_due_at, t.resolution_due_at,
                   locked.first_response_due_at AS first_before, locked.next_response_due_at AS next_before,
                   locked.resolution_due_at AS resolution_before
-    ), announced AS (
+    ), written_events AS (
         INSERT INTO events (type, ticket_id, customer_id, data)
         SELECT 'ticket.updated', c.id, c.customer_id,
                jsonb_build_object('changes', sla_due_change('first_response_due_at', c.first_before, c.first_response_due_at)
@@ -66,13 +77,14 @@ BEGIN
                                              || sla_due_change('resolution_due_at', c.resolution_before, c.resolution_due_at),
                                   'version', c.version)
         FROM changed c
-        WHERE (c.first_before, c.next_before, c.resolution_before)
-              IS DISTINCT FROM (c.first_response_due_at, c.next_response_due_at, c.resolution_due_at)
+        WHERE (date_trunc('second', c.first_before), date_trunc('second', c.next_before), date_trunc('second', c.resolution_before))
+              IS DISTINCT FROM (date_trunc('second', c.first_response_due_at), date_trunc('second', c.next_response_due_at),
+                                date_trunc('second', c.resolution_due_at))
         ORDER BY c.id
+        RETURNING 1
     )
-    SELECT id INTO last FROM chosen ORDER BY id DESC LIMIT 1;
+    SELECT (SELECT id FROM chosen ORDER BY id DESC LIMIT 1), (SELECT count(*) FROM written_events) INTO last, announced;
     PERFORM set_config('madoguchi.sla_reset', 'off', true);
-    RETURN last;
 END
 $$;
 
@@ -98,29 +110,35 @@ END
 $$;
 
 -- Carries a reset on by one batch, in the caller's transaction: reset `reset` (waiting for whoever
--- runs its batch now), or with NULL the oldest one no one is running. Returns whether tickets may
--- remain; the reset's row goes once none does.
-CREATE OR REPLACE FUNCTION run_sla_clock_reset(reset bigint, batch integer) RETURNS boolean
+-- runs its batch now), or with NULL the one asked for longest ago that no one is running (a reset
+-- asked again goes to the back: one a tool keeps restarting holds up no other). `taken`: there was
+-- one; `finished`: its last ticket is set, and its row gone; `announced`: the events written.
+DROP FUNCTION IF EXISTS run_sla_clock_reset(bigint, integer);
+CREATE FUNCTION run_sla_clock_reset(reset bigint, batch integer, OUT taken boolean, OUT finished boolean, OUT announced integer)
 LANGUAGE plpgsql AS $$
 DECLARE
     pending sla_clock_resets%ROWTYPE;
     last uuid;
 BEGIN
     IF reset IS NULL THEN
-        SELECT * INTO pending FROM sla_clock_resets ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED;
+        SELECT * INTO pending FROM sla_clock_resets ORDER BY requested_at, id LIMIT 1 FOR UPDATE SKIP LOCKED;
     ELSE
         SELECT * INTO pending FROM sla_clock_resets WHERE id = reset FOR UPDATE;
     END IF;
-    IF NOT FOUND THEN
-        RETURN false;
+    taken := FOUND;
+    finished := NOT taken;
+    announced := 0;
+    IF NOT taken THEN
+        RETURN;
     END IF;
-    last := reset_sla_clocks(ARRAY(SELECT id FROM sla_policies WHERE id = pending.policy_id OR calendar_id = pending.calendar_id),
-                             pending.after, batch);
-    IF last IS NULL THEN
+    SELECT r.last, r.announced INTO last, announced
+    FROM reset_sla_clocks(ARRAY(SELECT id FROM sla_policies WHERE id = pending.policy_id OR calendar_id = pending.calendar_id),
+                          pending.after, batch) AS r;
+    finished := last IS NULL;
+    IF finished THEN
         DELETE FROM sla_clock_resets WHERE id = pending.id;
-        RETURN false;
+    ELSE
+        UPDATE sla_clock_resets SET after = last WHERE id = pending.id;
     END IF;
-    UPDATE sla_clock_resets SET after = last WHERE id = pending.id;
-    RETURN true;
 END
 $$;

@@ -24,7 +24,10 @@ struct SLAClockResetWorker: Service {
                 schemaCurrent = true
             }
             do {
-                try await SLAPolicyStore(logger: logger).runClockReset(nil, in: database)
+                // Stopping between two batches loses nothing: the rest stays recorded for the next start.
+                try await SLAPolicyStore(logger: logger).runClockReset(nil, in: database) {
+                    !Task.isCancelled && !Task.isShuttingDownGracefully
+                }
             } catch {
                 // The database may be restarting; the reset waits for the next round, where it stopped.
                 logger.warning("carrying on an SLA clock reset failed", metadata: ["error": "\(String(reflecting: error))"])

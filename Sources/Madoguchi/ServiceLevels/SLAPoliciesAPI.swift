@@ -36,15 +36,18 @@ extension APIHandler {
         let id = input.path.policyId.uuid
         let (policy, reset) = try await database.withTransaction { connection in
             // Read before the save takes its locks (in the order every save takes them): of two edits
-            // at the same moment, the second compares with what the first replaced. That costs a reset
-            // at most, unless the second puts back exactly what the first replaced.
+            // at the same moment, the second may compare with what the first replaced. So a version
+            // that moved by more than this save's step means another edit came between, and the
+            // clocks are set again whatever this one changed (the first one's reset may have run
+            // batches by targets this one has just replaced).
             let before = try await slaPolicies.policy(id: id, on: connection)
             let saved = try await slaPolicies.save(id: id, draft, precondition: precondition, on: connection)
             try await EventStore(logger: logger).record(
                 .slaPolicyUpdated, actor: principal, data: ["policy_id": saved.id.lowercased, "version": saved.version], on: connection)
             // Its tickets' running clocks follow its targets and calendar as they now stand; a new name
             // or default flag moves none, so their versions (agents' ETags) stay.
-            let reset = saved.movesNoClock(since: before) ? nil : try await slaPolicies.requestClockReset(.policy(saved.id), on: connection)
+            let unchanged = saved.movesNoClock(since: before) && saved.version == before.version + 1
+            let reset = unchanged ? nil : try await slaPolicies.requestClockReset(.policy(saved.id), on: connection)
             return (saved, reset)
         }
         if let reset { await slaPolicies.finishClockReset(reset, in: database) }

@@ -124,28 +124,39 @@ struct SLAPolicyStore: Sendable {
         }
     }
 
-    /// Sets the clocks of a reset (`reset`, or with nil whichever ones no one else is running) from
-    /// each clock's start in the policy and calendar as they now stand (`reset_sla_clocks`); each
-    /// ticket's version goes up, and one whose due times moved gets a `ticket.updated` event. A few
-    /// hundred tickets a transaction: at about a millisecond a ticket, one transaction over a backlog
-    /// of 10,000 held every one of their rows, and so kept them out of the queue, for ten seconds.
-    /// Returns once the reset is done (or, with nil, once none is left that no one is running).
-    func runClockReset(_ reset: ClockReset?, in database: Database, batch: Int = 200) async throws {
+    /// Sets the clocks of a reset (`reset`, or with nil every one no one else is running, one after
+    /// the other) from each clock's start in the policy and calendar as they now stand
+    /// (`reset_sla_clocks`); each ticket's version goes up, and one whose due times moved gets a
+    /// `ticket.updated` event. A few hundred tickets a transaction: at about a millisecond a ticket,
+    /// one transaction over a backlog of 10,000 held every one of their rows, and so kept them out
+    /// of the queue, for ten seconds. Returns once there is nothing left to do, or before the next
+    /// batch once `keepGoing` says so (what is left stays recorded).
+    func runClockReset(
+        _ reset: ClockReset?, in database: Database, batch: Int = 200, keepGoing: () -> Bool = { !Task.isCancelled }
+    ) async throws {
         while true {
-            let more: Bool = try await database.withTransaction { connection in
-                let rows = try await connection.run("SELECT run_sla_clock_reset(\(reset?.id)::bigint, \(batch)::int)", logger: logger)
-                var more = false
-                for try await value in rows.decode(Bool.self) { more = value }
-                // Its events are committed with it; followers hear of them once the lease ends.
-                EventWrites.noteWritten()
-                return more
+            let (taken, finished): (Bool, Bool) = try await database.withTransaction { connection in
+                let rows = try await connection.run(
+                    "SELECT taken, finished, announced FROM run_sla_clock_reset(\(reset?.id)::bigint, \(batch)::int)", logger: logger)
+                var outcome = (taken: false, finished: true)
+                for try await (taken, finished, announced) in rows.decode((Bool, Bool, Int32).self) {
+                    outcome = (taken, finished)
+                    // Committed with the batch; followers hear of them once the lease ends.
+                    if announced > 0 { EventWrites.noteWritten() }
+                }
+                return outcome
             }
-            guard more, !Task.isCancelled else { return }
+            // One reset: until it is finished. Any: until none is left that no one else is running.
+            let more = reset == nil ? taken : taken && !finished
+            guard more, keepGoing() else { return }
         }
     }
 
     /// Removes a policy; its tickets keep their due times (the reference is cleared). False if there was none.
     func delete(id: UUID, on connection: PostgresConnection) async throws -> Bool {
+        // A reset of its tickets under way goes first, taken before the tickets (their policy is
+        // cleared) in the order its batches take them: the other way round, the two deadlocked.
+        try await connection.perform("DELETE FROM sla_clock_resets WHERE policy_id = \(id)", logger: logger)
         let rows = try await connection.run("DELETE FROM sla_policies WHERE id = \(id) RETURNING id", logger: logger)
         for try await _ in rows { return true }
         return false

@@ -215,9 +215,9 @@ struct SLATests {
             #expect(afterFirst == [UUID(uuidString: tickets[0])])
             #expect(restarted == [1])
 
-            // What SLAClockResetWorker runs every half minute (its first round comes well after this
-            // test is done): every reset no one is running, one after the other, each to its end.
-            try await store.runClockReset(nil, in: app.database)
+            // What SLAClockResetWorker runs every half minute: every recorded reset, one after the
+            // other, each to its end (taking turns with the app's own worker, should it run now).
+            try await store.runPendingClockResets(in: app.database)
             #expect(try await app.count("SELECT count(*) FROM sla_clock_resets") == 0)
             let after = try await AwaitingReplyTests.ticket(app, tickets[2], key: supervisor)
             let due = try #require(Self.date(after["first_response_due_at"]))
@@ -227,6 +227,46 @@ struct SLATests {
             #expect(try await app.count("""
                 SELECT count(*) FROM events WHERE type = 'ticket.updated' AND data->'changes' ? 'first_response_due_at' AND actor_key_id IS NULL
                 """) == 3)
+        }
+    }
+
+    @Test("a reset that cannot finish holds up no other: it stays recorded, and the resets behind it run")
+    func failingResetHoldsUpNoOther() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            let policy = try #require(UUID(uuidString: try await Self.defaultPolicy(app, supervisor, calendar: try await Self.allHours(app, supervisor))))
+            let days = ["mon", "tue", "wed", "thu", "fri"].map { #"{"day":"\#($0)","opens":"09:00","closes":"18:00"}"# }
+            let calendar = try await app.request(.post, "/v1/business-calendars", key: supervisor, json: """
+                {"name":"支店","time_zone":"Asia/Tokyo","weekly_hours":[\(days.joined(separator: ","))]}
+                """)
+            #expect(calendar.status == .created, "\(calendar.text)")
+            let brokenID = try #require(try calendar.json["id"] as? String)
+            let broken = try #require(UUID(uuidString: brokenID))
+            let other = try await app.request(.post, "/v1/sla-policies", key: supervisor, json: """
+                {"name":"別SLA","calendar_id":"\(broken.uuidString.lowercased())","targets":[{"priority":"normal","first_response_minutes":60}]}
+                """)
+            #expect(other.status == .created, "\(other.text)")
+            let otherID = try #require(try other.json["id"] as? String)
+            let otherPolicy = try #require(UUID(uuidString: otherID))
+            let stuck = try #require(UUID(uuidString: try await Self.ticket(app, openedAt: "now()")))
+            try await app.execute("UPDATE tickets SET sla_policy_id = \(otherPolicy) WHERE id = \(stuck)")
+            let waiting = try await Self.ticket(app, openedAt: "now()")
+            let before = try await AwaitingReplyTests.ticket(app, waiting, key: supervisor)
+            // A calendar no clock can count in any more (its zone gone from the system's list, say),
+            // asked for first; then the default policy's longer target.
+            try await app.execute("UPDATE business_calendars SET time_zone = 'Nowhere/Atlantis' WHERE id = \(broken)")
+            let store = SLAPolicyStore(logger: TestCluster.logger)
+            try await app.database.withTransaction { connection in
+                _ = try await store.requestClockReset(.calendar(broken), on: connection)
+                try await connection.perform("UPDATE sla_targets SET first_response_seconds = 7200 WHERE policy_id = \(policy)", logger: TestCluster.logger)
+                try await connection.perform("UPDATE sla_clock_resets SET requested_at = requested_at - interval '1 second'", logger: TestCluster.logger)
+                _ = try await store.requestClockReset(.policy(policy), on: connection)
+            }
+            try await store.runPendingClockResets(in: app.database)
+            #expect(try await app.strings("SELECT calendar_id::text FROM sla_clock_resets") == [broken.uuidString.lowercased()])
+            let after = try await AwaitingReplyTests.ticket(app, waiting, key: supervisor)
+            let (dueBefore, dueAfter) = (Self.date(before["first_response_due_at"]), Self.date(after["first_response_due_at"]))
+            #expect(dueAfter.flatMap { later in dueBefore.map { later.timeIntervalSince($0) } } == 3600, "two hours instead of one")
         }
     }
 

@@ -7,8 +7,8 @@
 --
 -- One row per calendar or policy: a second change while the first one's reset runs starts that
 -- reset again from the first ticket, so every ticket is set at least once after the last change.
--- (A policy deleted while its reset runs takes the reset's row first, then its tickets: the order
--- a batch takes them in.)
+-- (A policy deleted while a reset of its tickets runs takes the reset's row first, then its
+-- tickets: the order a batch takes them in.)
 CREATE TABLE IF NOT EXISTS sla_clock_resets (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     policy_id    uuid UNIQUE REFERENCES sla_policies (id) ON DELETE CASCADE,
@@ -39,28 +39,34 @@ $$;
 -- Locks, in the order a customer merge takes them (customers, then their tickets): the batch's
 -- customers first (the events' foreign keys share-lock them; taken after the tickets, a merge of one
 -- of them deadlocked with the batch), then its tickets in id order (two resets never deadlock).
+-- The batch is chosen once, so both locks are of the same tickets.
 DROP FUNCTION IF EXISTS reset_sla_clocks(uuid[], uuid, integer);
 CREATE FUNCTION reset_sla_clocks(policies uuid[], after uuid DEFAULT NULL, batch integer DEFAULT NULL,
                                  OUT last uuid, OUT announced integer)
 LANGUAGE plpgsql AS $$
+DECLARE
+    chosen uuid[];
 BEGIN
-    PERFORM set_config('madoguchi.sla_reset', 'on', true);
+    SELECT array_agg(c.id ORDER BY c.id) INTO chosen
+    FROM (SELECT id FROM tickets
+          WHERE sla_policy_id = ANY (policies) AND status NOT IN ('solved', 'closed') AND (after IS NULL OR id > after)
+          ORDER BY id
+          LIMIT batch) AS c;
+    last := chosen[cardinality(chosen)];
+    announced := 0;
+    IF last IS NULL THEN
+        RETURN;
+    END IF;
     PERFORM 1 FROM customers
-    WHERE id IN (SELECT customer_id FROM tickets
-                 WHERE sla_policy_id = ANY (policies) AND status NOT IN ('solved', 'closed') AND (after IS NULL OR id > after)
-                 ORDER BY id LIMIT batch)
+    WHERE id IN (SELECT customer_id FROM tickets WHERE id = ANY (chosen))
     ORDER BY id
     FOR KEY SHARE;
-    WITH chosen AS MATERIALIZED (
-        SELECT id FROM tickets
-        WHERE sla_policy_id = ANY (policies) AND status NOT IN ('solved', 'closed') AND (after IS NULL OR id > after)
-        ORDER BY id
-        LIMIT batch
-    ), locked AS MATERIALIZED (
+    PERFORM set_config('madoguchi.sla_reset', 'on', true);
+    WITH locked AS MATERIALIZED (
         -- Read under the lock: the due times the event reports as before are the ones replaced.
         SELECT t.id, t.first_response_due_at, t.next_response_due_at, t.resolution_due_at
         FROM tickets t
-        WHERE t.id IN (SELECT id FROM chosen) AND t.status NOT IN ('solved', 'closed') AND t.sla_policy_id = ANY (policies)
+        WHERE t.id = ANY (chosen) AND t.status NOT IN ('solved', 'closed') AND t.sla_policy_id = ANY (policies)
         ORDER BY t.id
         FOR UPDATE
     ), changed AS (
@@ -83,7 +89,7 @@ BEGIN
         ORDER BY c.id
         RETURNING 1
     )
-    SELECT (SELECT id FROM chosen ORDER BY id DESC LIMIT 1), (SELECT count(*) FROM written_events) INTO last, announced;
+    SELECT count(*) INTO announced FROM written_events;
     PERFORM set_config('madoguchi.sla_reset', 'off', true);
 END
 $$;
@@ -109,10 +115,9 @@ BEGIN
 END
 $$;
 
--- Carries a reset on by one batch, in the caller's transaction: reset `reset` (waiting for whoever
--- runs its batch now), or with NULL the one asked for longest ago that no one is running (a reset
--- asked again goes to the back: one a tool keeps restarting holds up no other). `taken`: there was
--- one; `finished`: its last ticket is set, and its row gone; `announced`: the events written.
+-- Carries reset `reset` on by one batch, in the caller's transaction (waiting for whoever runs its
+-- batch now). `taken`: it was still there; `finished`: its last ticket is set, and its row gone;
+-- `announced`: the events written.
 DROP FUNCTION IF EXISTS run_sla_clock_reset(bigint, integer);
 CREATE FUNCTION run_sla_clock_reset(reset bigint, batch integer, OUT taken boolean, OUT finished boolean, OUT announced integer)
 LANGUAGE plpgsql AS $$
@@ -120,11 +125,7 @@ DECLARE
     pending sla_clock_resets%ROWTYPE;
     last uuid;
 BEGIN
-    IF reset IS NULL THEN
-        SELECT * INTO pending FROM sla_clock_resets ORDER BY requested_at, id LIMIT 1 FOR UPDATE SKIP LOCKED;
-    ELSE
-        SELECT * INTO pending FROM sla_clock_resets WHERE id = reset FOR UPDATE;
-    END IF;
+    SELECT * INTO pending FROM sla_clock_resets WHERE id = reset FOR UPDATE;
     taken := FOUND;
     finished := NOT taken;
     announced := 0;

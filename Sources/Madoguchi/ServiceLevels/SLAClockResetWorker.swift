@@ -2,9 +2,10 @@ import Logging
 import ServiceLifecycle
 
 /// Carries on clock resets that a calendar or policy change recorded (`sla_clock_resets`, migration
-/// 0075) and that no one is running: the request that asked for one stopped before its end (the
+/// 0075) and that are still unfinished: the request that asked for one stopped before its end (the
 /// process restarted, the database went away between two batches). Runs in `madoguchi serve` and
-/// `madoguchi worker`; any number may run at once, each batch taken by one of them.
+/// `madoguchi worker`; any number may run at once, taking turns batch by batch on one reset (each
+/// batch locks the reset's row).
 struct SLAClockResetWorker: Service {
     let database: Database
     let migrator: Migrator
@@ -25,7 +26,7 @@ struct SLAClockResetWorker: Service {
             }
             do {
                 // Stopping between two batches loses nothing: the rest stays recorded for the next start.
-                try await SLAPolicyStore(logger: logger).runClockReset(nil, in: database) {
+                try await SLAPolicyStore(logger: logger).runPendingClockResets(in: database) {
                     !Task.isCancelled && !Task.isShuttingDownGracefully
                 }
             } catch {

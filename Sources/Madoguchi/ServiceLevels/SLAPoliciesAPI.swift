@@ -39,7 +39,8 @@ extension APIHandler {
             // at the same moment, the second may compare with what the first replaced. So a version
             // that moved by more than this save's step means another edit came between, and the
             // clocks are set again whatever this one changed (the first one's reset may have run
-            // batches by targets this one has just replaced).
+            // batches by targets this one has just replaced). Another policy taking the default flag
+            // from this one meanwhile also moves it: then the reset is needless, and harmless.
             let before = try await slaPolicies.policy(id: id, on: connection)
             let saved = try await slaPolicies.save(id: id, draft, precondition: precondition, on: connection)
             try await EventStore(logger: logger).record(

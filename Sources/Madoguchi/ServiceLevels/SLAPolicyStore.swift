@@ -124,38 +124,62 @@ struct SLAPolicyStore: Sendable {
         }
     }
 
-    /// Sets the clocks of a reset (`reset`, or with nil every one no one else is running, one after
-    /// the other) from each clock's start in the policy and calendar as they now stand
+    /// Sets the clocks of a reset from each clock's start in the policy and calendar as they now stand
     /// (`reset_sla_clocks`); each ticket's version goes up, and one whose due times moved gets a
     /// `ticket.updated` event. A few hundred tickets a transaction: at about a millisecond a ticket,
     /// one transaction over a backlog of 10,000 held every one of their rows, and so kept them out
-    /// of the queue, for ten seconds. Returns once there is nothing left to do, or before the next
-    /// batch once `keepGoing` says so (what is left stays recorded).
+    /// of the queue, for ten seconds. Another process running the same reset takes turns with this
+    /// one, batch by batch. Returns once it is finished, or before the next batch once `keepGoing`
+    /// says so (what is left stays recorded).
     func runClockReset(
-        _ reset: ClockReset?, in database: Database, batch: Int = 200, keepGoing: () -> Bool = { !Task.isCancelled }
+        _ reset: ClockReset, in database: Database, batch: Int = 200, keepGoing: () -> Bool = { !Task.isCancelled }
     ) async throws {
         while true {
-            let (taken, finished): (Bool, Bool) = try await database.withTransaction { connection in
+            let more: Bool = try await database.withTransaction { connection in
                 let rows = try await connection.run(
-                    "SELECT taken, finished, announced FROM run_sla_clock_reset(\(reset?.id)::bigint, \(batch)::int)", logger: logger)
-                var outcome = (taken: false, finished: true)
+                    "SELECT taken, finished, announced FROM run_sla_clock_reset(\(reset.id), \(batch)::int)", logger: logger)
+                var more = false
                 for try await (taken, finished, announced) in rows.decode((Bool, Bool, Int32).self) {
-                    outcome = (taken, finished)
+                    more = taken && !finished
                     // Committed with the batch; followers hear of them once the lease ends.
                     if announced > 0 { EventWrites.noteWritten() }
                 }
-                return outcome
+                return more
             }
-            // One reset: until it is finished. Any: until none is left that no one else is running.
-            let more = reset == nil ? taken : taken && !finished
             guard more, keepGoing() else { return }
+        }
+    }
+
+    /// Carries on every recorded reset, the one asked for longest ago first (a reset asked again
+    /// goes to the back). One that fails is left for the next call and the others go on: a reset
+    /// that cannot finish holds up no other.
+    func runPendingClockResets(in database: Database, keepGoing: () -> Bool = { !Task.isCancelled }) async throws {
+        let pending = try await database.withConnection { connection in
+            var ids: [Int64] = []
+            let rows = try await connection.run("SELECT id FROM sla_clock_resets ORDER BY requested_at, id", logger: logger)
+            for try await id in rows.decode(Int64.self) { ids.append(id) }
+            return ids
+        }
+        for id in pending {
+            guard keepGoing() else { return }
+            do {
+                try await runClockReset(ClockReset(id: id), in: database, keepGoing: keepGoing)
+            } catch {
+                logger.warning("SLA clock reset failed; tried again in the next round", metadata: ["reset": "\(id)", "error": "\(String(reflecting: error))"])
+            }
         }
     }
 
     /// Removes a policy; its tickets keep their due times (the reference is cleared). False if there was none.
     func delete(id: UUID, on connection: PostgresConnection) async throws -> Bool {
-        // A reset of its tickets under way goes first, taken before the tickets (their policy is
-        // cleared) in the order its batches take them: the other way round, the two deadlocked.
+        // A reset of its tickets under way (its own, or its calendar's) is locked first, before the
+        // tickets (their policy is cleared), in the order a batch takes them: the other way round,
+        // the two deadlocked. Its own goes with it.
+        try await connection.perform("""
+            SELECT 1 FROM sla_clock_resets
+            WHERE policy_id = \(id) OR calendar_id = (SELECT calendar_id FROM sla_policies WHERE id = \(id))
+            ORDER BY id FOR UPDATE
+            """, logger: logger)
         try await connection.perform("DELETE FROM sla_clock_resets WHERE policy_id = \(id)", logger: logger)
         let rows = try await connection.run("DELETE FROM sla_policies WHERE id = \(id) RETURNING id", logger: logger)
         for try await _ in rows { return true }

@@ -72,20 +72,16 @@ BEGIN
     ), changed AS (
         UPDATE tickets t SET sla_policy_id = t.sla_policy_id, version = t.version + 1, updated_at = now()
         FROM locked WHERE t.id = locked.id
-        RETURNING t.id, t.customer_id, t.version, t.first_response_due_at, t.next_response_due_at, t.resolution_due_at,
-                  locked.first_response_due_at AS first_before, locked.next_response_due_at AS next_before,
-                  locked.resolution_due_at AS resolution_before
+        RETURNING t.id, t.customer_id, t.version,
+                  sla_due_change('first_response_due_at', locked.first_response_due_at, t.first_response_due_at)
+                  || sla_due_change('next_response_due_at', locked.next_response_due_at, t.next_response_due_at)
+                  || sla_due_change('resolution_due_at', locked.resolution_due_at, t.resolution_due_at) AS changes
     ), written_events AS (
+        -- Only for a ticket whose due times moved (sla_due_change decides, to the second).
         INSERT INTO events (type, ticket_id, customer_id, data)
-        SELECT 'ticket.updated', c.id, c.customer_id,
-               jsonb_build_object('changes', sla_due_change('first_response_due_at', c.first_before, c.first_response_due_at)
-                                             || sla_due_change('next_response_due_at', c.next_before, c.next_response_due_at)
-                                             || sla_due_change('resolution_due_at', c.resolution_before, c.resolution_due_at),
-                                  'version', c.version)
+        SELECT 'ticket.updated', c.id, c.customer_id, jsonb_build_object('changes', c.changes, 'version', c.version)
         FROM changed c
-        WHERE (date_trunc('second', c.first_before), date_trunc('second', c.next_before), date_trunc('second', c.resolution_before))
-              IS DISTINCT FROM (date_trunc('second', c.first_response_due_at), date_trunc('second', c.next_response_due_at),
-                                date_trunc('second', c.resolution_due_at))
+        WHERE c.changes <> '{}'::jsonb
         ORDER BY c.id
         RETURNING 1
     )

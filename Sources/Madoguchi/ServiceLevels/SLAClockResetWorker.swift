@@ -13,26 +13,22 @@ struct SLAClockResetWorker: Service {
     var interval: Duration = .seconds(30)
 
     func run() async throws {
-        // Each round after an interval, the first too (the schema checked then): a reset is rare,
-        // and a process that starts needs no connection of its own at once for one (a test run
-        // starts hundreds of servers on one cluster, and ran out of connections).
-        var schemaCurrent = false
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
-            guard !Task.isShuttingDownGracefully && !Task.isCancelled else { return }
-            if !schemaCurrent {
-                await migrator.waitUntilCurrent(database, logger: logger)
-                schemaCurrent = true
-            }
+        func keepGoing() -> Bool { !Task.isShuttingDownGracefully && !Task.isCancelled }
+        // The first round, too, after an interval (the schema checked then): a reset is rare, and a
+        // process that starts needs no connection of its own at once for one (a test run starts
+        // hundreds of servers on one cluster, and ran out of connections).
+        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+        guard keepGoing() else { return }
+        await migrator.waitUntilCurrent(database, logger: logger)
+        while keepGoing() {
             do {
                 // Stopping between two batches loses nothing: the rest stays recorded for the next start.
-                try await SLAPolicyStore(logger: logger).runPendingClockResets(in: database) {
-                    !Task.isCancelled && !Task.isShuttingDownGracefully
-                }
+                try await SLAPolicyStore(logger: logger).runPendingClockResets(in: database, keepGoing: keepGoing)
             } catch {
                 // The database may be restarting; the reset waits for the next round, where it stopped.
                 logger.warning("carrying on an SLA clock reset failed", metadata: ["error": "\(String(reflecting: error))"])
             }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
         }
     }
 }

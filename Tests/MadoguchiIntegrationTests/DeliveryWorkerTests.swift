@@ -155,8 +155,7 @@ struct DeliveryWorkerTests {
             })
             await group.triggerGracefulShutdown()
             #expect(await ChildProcess.eventually(timeout: .seconds(60)) { notice.hasBegun })
-            // A look that began before the notice may still be on its way to its claim: let it end.
-            try await Task.sleep(for: .seconds(1))
+            // A look that began before the notice and claims after it gives its rows back (below).
             // Queued while the server drains: left for the next start, not sent in the shutdown's last seconds.
             try await Self.queueReplies(app, count: 3, to: "after@example.jp")
             try await Task.sleep(for: .seconds(2))
@@ -165,6 +164,21 @@ struct DeliveryWorkerTests {
             try await running.value
             #expect(try await app.count("SELECT count(*) FROM outbox WHERE state = 'queued' AND claimed_by IS NULL") == 3)
             #expect(sink.received.filter(\.accepted).count == 3)
+
+            // A claim that commits after the notice (it waited for a connection) is given back whole:
+            // queued again, its attempt not counted.
+            let store = OutboxStore(logger: TestCluster.logger)
+            let late = try await app.database.withConnection {
+                try await store.claim(worker: "late", channels: [.email], lease: .seconds(60), limit: 8, on: $0)
+            }
+            #expect(late.count == 3 && late.allSatisfy { $0.attempts == 1 })
+            try await app.database.withConnection {
+                try await store.giveBack(late.map { .init(id: $0.id, attempt: $0.attempts) }, worker: "late", on: $0)
+            }
+            #expect(try await app.count("""
+                SELECT count(*) FROM outbox
+                WHERE state = 'queued' AND claimed_by IS NULL AND lease_expires_at IS NULL AND attempts = 0 AND first_attempt_at IS NULL
+                """) == 3)
         }
     }
 

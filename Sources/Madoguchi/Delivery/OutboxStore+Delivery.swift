@@ -81,6 +81,19 @@ extension OutboxStore {
     /// Every worker's claim, every few milliseconds under load.
     private enum ClaimStatement: PreparedSite { static let name = "madoguchi_outbox_claim" }
 
+    /// Claims returned untouched, as if never made: the worker's process began to stop while the
+    /// claim was on its way (a claim that waited for a connection can commit after the notice). The
+    /// attempt it counted is taken back, so the next start makes it again as the same attempt.
+    func giveBack(_ claims: [Claim], worker: String, on connection: PostgresConnection) async throws {
+        _ = try await connection.run("""
+            UPDATE outbox o
+            SET state = 'queued', claimed_by = NULL, lease_expires_at = NULL, attempts = o.attempts - 1,
+                first_attempt_at = CASE WHEN o.attempts = 1 THEN NULL ELSE o.first_attempt_at END, updated_at = now()
+            FROM unnest(\(claims.map(\.id))::uuid[], \(claims.map(\.attempt))::int8[]) AS c(id, attempt)
+            WHERE o.id = c.id AND o.claimed_by = \(worker) AND o.attempts = c.attempt AND o.state = 'sending' AND o.handover_at IS NULL
+            """, logger: logger)
+    }
+
     /// Rows whose worker stopped after the handover began: the relay or provider may have the
     /// message, so they are held for a person instead of being sent again. Returns their replies and
     /// the attempts made.

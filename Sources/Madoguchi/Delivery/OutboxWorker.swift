@@ -141,6 +141,13 @@ public struct OutboxWorker: Service {
                             lastHoldCheck = .now
                         }
                         claimed = try await claim(channels: channels, limit: settings.concurrency - sending)
+                        if shutdownNotice.stopping && !claimed.isEmpty {
+                            // Claimed while the process began to stop: left for the next start, not
+                            // sent in the shutdown's last seconds.
+                            let claims = claimed.map { OutboxStore.Claim(id: $0.id, attempt: $0.attempts) }
+                            claimed = []
+                            try await database.withConnection { try await OutboxStore(logger: logger).giveBack(claims, worker: name, on: $0) }
+                        }
                     } catch {
                         // The database may be restarting; the next look tries again.
                         logger.warning("outbox claim failed", metadata: ["error": "\(String(reflecting: error))"])

@@ -813,6 +813,22 @@ struct DeliveryTests {
             let send = #"{"last_seen_message_id":"\#(conversation.lastMessage)"}"#
             try expectProblem(try await app.request(.post, "/v1/replies/\(reply)/send", key: conversation.agent, json: send),
                               .unprocessableContent, "missing-attachment")
+            // Nothing, or nothing but characters outside base64, is no file: it cannot satisfy the guard.
+            for content in ["", "@@@@", "  \\n"] {
+                let empty = try await app.request(.post, "/v1/replies/\(reply)/attachments", key: conversation.agent,
+                                                  json: #"{"filename":"請求書.pdf","media_type":"application/pdf","content_base64":"\#(content)"}"#)
+                try expectProblem(empty, .unprocessableContent, "validation-failed")
+            }
+            // A template's file, never renamed for this customer, is refused at send like a blank in the text.
+            let templated = try await app.request(.post, "/v1/replies/\(reply)/attachments", key: conversation.agent,
+                                                  json: #"{"filename":"○○様_請求書.pdf","media_type":"application/pdf","content_base64":"JVBERi0="}"#)
+            #expect(templated.status == .created, "\(templated.text)")
+            let named = try await app.request(.post, "/v1/replies/\(reply)/send", key: conversation.agent, json: send)
+            try expectProblem(named, .unprocessableContent, "leftover-placeholder")
+            #expect(try named.json["detail"] as? String ?? "" != "", "\(named.text)")
+            let templatedID = try #require((try templated.json["attachments"] as? [[String: Any]])?.first?["id"] as? String)
+            #expect(try await app.request(.delete, "/v1/replies/\(reply)/attachments/\(templatedID)", key: conversation.agent).status == .ok)
+
             let pdf = Array("%PDF-1.4 請求書".utf8)
             // The media type as a form might send it, with a line break after it: taken as application/pdf.
             let attached = try await app.request(.post, "/v1/replies/\(reply)/attachments", key: conversation.agent,
@@ -977,6 +993,58 @@ struct DeliveryTests {
             #expect(try await ChildProcess.eventually(timeout: .seconds(20)) {
                 try await app.count("SELECT count(*) FROM replies WHERE automatic AND state = 'sent'") == 2
             })
+        }
+    }
+
+    @Test("a subject of 2,000 characters is acknowledged with its subject cut to fit; a template rendering past a limit is withheld, and the customer's mail is taken in either way")
+    func acknowledgementPastALimit() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: Self.acknowledging(sink)) { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            let template = try await app.request(.post, "/v1/templates", key: supervisor, json: #"{"name":"受付確認","body":"お問い合わせを受け付けました。"}"#)
+            let templateID = try #require(try template.json["id"] as? String)
+            let gateway = try await app.keySecret(.gateway)
+            let long = String(repeating: "長", count: 2_000)
+            let subject = "=?UTF-8?B?" + Data(long.utf8).base64EncodedString() + "?="
+            #expect(try await app.postMail(gateway, testMail(from: "hanako@example.jp", subject: subject, id: "long-1@example.jp")).status == .created)
+            #expect(await ChildProcess.eventually(timeout: .seconds(20)) { sink.received.count == 1 })
+            let sent = try #require(try await app.strings("SELECT subject FROM replies WHERE automatic").first)
+            #expect(Text.length(sent) == 2_000 && sent.hasPrefix("Re: 長長") && sent.hasSuffix("長 [#1]"))
+
+            // A header line break in a template's subject is refused when the template is written.
+            let broken = try await app.request(.put, "/v1/templates/\(templateID)", key: supervisor, headers: [.ifMatch: "*"], json: #"""
+                {"name":"受付確認","subject":"受付\r\nBcc: x@example.com","body":"お問い合わせを受け付けました。"}
+                """#)
+            #expect(broken.status == .unprocessableContent)
+            #expect((try broken.json["errors"] as? [[String: String]])?.first?["pointer"] == "/subject", "\(broken.text)")
+
+            // 101 copies of a 2,000-character subject: past the 200,000 characters a reply may hold.
+            let body = String(repeating: "{{ticket.subject}}", count: 101)
+            #expect(try await app.request(.put, "/v1/templates/\(templateID)", key: supervisor, headers: [.ifMatch: "*"], json: """
+                {"name":"受付確認","subject":"受付: {{ticket.subject}}","body":"\(body)"}
+                """).status == .ok)
+            #expect(try await app.postMail(gateway, testMail(from: "taro@example.jp", subject: subject, id: "long-2@example.jp")).status == .created)
+            #expect(try await app.count("SELECT count(*) FROM messages WHERE email_message_id = 'long-2@example.jp'") == 1)
+            #expect(try await app.count("""
+                SELECT count(*) FROM events WHERE type = 'reply.automatic_withheld' AND data->>'reason' LIKE '%longer than 200000 characters%'
+                """) == 1)
+            #expect(try await app.count("SELECT count(*) FROM replies WHERE automatic") == 1)
+
+            // Whatever else refuses the acknowledgement (here a trigger), it is withheld, not the mail.
+            try await app.execute("""
+                CREATE FUNCTION refuse_automatic() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN RAISE EXCEPTION 'refused by the test'; END $$
+                """)
+            try await app.execute("CREATE TRIGGER refuse_automatic BEFORE INSERT ON replies FOR EACH ROW WHEN (NEW.automatic) EXECUTE FUNCTION refuse_automatic()")
+            #expect(try await app.request(.put, "/v1/templates/\(templateID)", key: supervisor, headers: [.ifMatch: "*"], json: """
+                {"name":"受付確認","body":"お問い合わせを受け付けました。"}
+                """).status == .ok)
+            #expect(try await app.postMail(gateway, testMail(from: "jiro@example.jp", subject: "在庫", id: "refused-1@example.jp")).status == .created)
+            #expect(try await app.count("SELECT count(*) FROM messages WHERE email_message_id = 'refused-1@example.jp'") == 1)
+            #expect(try await app.count("""
+                SELECT count(*) FROM events WHERE type = 'reply.automatic_withheld' AND data->>'reason' LIKE '%refused by the test%'
+                """) == 1)
+            try await app.execute("DROP TRIGGER refuse_automatic ON replies")
         }
     }
 }

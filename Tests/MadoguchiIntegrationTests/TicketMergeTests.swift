@@ -27,6 +27,8 @@ struct TicketMergeTests {
             try await app.execute("UPDATE tickets SET awaiting_reply_since = NULL WHERE id = \(UUID(uuidString: first)!)")
             let waitingSince = try #require(try await app.request(.get, "/v1/tickets/\(second)", key: agent).json["awaiting_reply_since"] as? String)
 
+            // A rule asked for approval on the duplicate (a complaint): the conversation still needs it.
+            try await app.execute("UPDATE tickets SET approval_rule = 'クレーム' WHERE id = \(UUID(uuidString: second)!)")
             let merged = try await app.request(.post, "/v1/tickets/\(second)/merge", key: agent,
                                                json: #"{"into_ticket_id":"\#(first)","comment":"同じ注文の件"}"#)
             #expect(merged.status == .ok, "\(merged.text)")
@@ -50,6 +52,7 @@ struct TicketMergeTests {
             #expect((note["body_text"] as? String)?.contains("至急：まだ届いていません") == true)
             #expect((note["body_text"] as? String)?.contains("同じ注文の件") == true)
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'ticket.merged' AND ticket_id = \(UUID(uuidString: second)!)") == 1)
+            #expect(try await app.strings("SELECT approval_rule FROM tickets WHERE id = \(UUID(uuidString: first)!)") == ["クレーム"])
 
             // The customer answers in the duplicate's thread: it joins the survivor, no new ticket.
             let answer = try await Self.mail(app, gateway, subject: "Re: 至急：まだ届いていません", id: "third@example.jp", inReplyTo: "second@example.jp")

@@ -22,6 +22,11 @@ struct SendGuardTests {
         ("ご注文の△△について", "△△", 1, 5),
         ("お届け予定日：YYYY年MM月DD日", "YYYY年", 1, 8),
         ("発送日 YYYY/MM/DD", "YYYY/MM/DD", 1, 5),
+        ("発送日 yyyy/mm/dd", "yyyy/mm/dd", 1, 5),
+        ("○月○日に発送いたします", "○月○日", 1, 1),
+        ("お届けは ● 月 ● 日です", "● 月 ● 日", 1, 6),
+        ("第●回 抽選のご案内", "第●", 1, 1),
+        ("返金額：●円", "●", 1, 5),
     ])
     func placeholders(_ body: String, _ text: String, _ line: Int, _ column: Int) {
         let findings = SendGuard.check(body: body, attachmentCount: 1)
@@ -39,6 +44,7 @@ struct SendGuardTests {
         "カード番号 ****1234 でお支払いいただきました。",
         "山田様\r\n\r\n> 型番XX-100の○○色はありますか\r\n\r\n在庫がございます。",
         "MMの件、DDR4メモリ、YYYYMMDD形式のファイル名",
+        "●日時：12月1日\n●個人情報について\n○ 在庫あり\n二〇二六年一〇月一〇日 発送",
     ])
     func clean(_ body: String) {
         #expect(SendGuard.check(body: body, attachmentCount: 0).isEmpty)
@@ -68,6 +74,14 @@ struct SendGuardTests {
         #expect(SendGuard.checkSubject("{{お客様名}}様へのご案内").first?.kind == .leftoverPlaceholder)
         #expect(SendGuard.checkSubject("要確認 ご注文の件", extraWarningWords: ["要確認"]).first?.text == "要確認")
         #expect(SendGuard.checkSubject("Re: ご注文の件 [#1234]").isEmpty)
+    }
+
+    @Test("an attached file's name is checked as a subject is")
+    func fileNames() {
+        #expect(SendGuard.checkFileName("○○様_お見積書.pdf").first?.text == "○○")
+        #expect(SendGuard.checkFileName("{{customer.name}}_請求書.pdf").first?.kind == .leftoverPlaceholder)
+        #expect(SendGuard.checkFileName("下書き_請求書.pdf", extraWarningWords: ["下書き"]).first?.text == "下書き")
+        #expect(SendGuard.checkFileName("山田様_お見積書.pdf").isEmpty)
     }
 
     @Test("the greeting's name is read from the first line only")

@@ -30,6 +30,9 @@ struct AutomaticReply: Sendable {
 
     static let agentID = UUID(uuidString: "00000000-0000-4000-8000-00000000a070")!
 
+    /// `replies.body_text`'s CHECK.
+    static let maxBodyLength = 200_000
+
     /// Why `mail` from `sender` gets no automatic answer, if it does not.
     static func withholdReason(_ mail: ParsedMail, sender: String, ownAddress: String?) -> String? {
         if let value = mail.autoSubmitted?.lowercased(), value != "no" { return "the mail is automatic (Auto-Submitted: \(value))" }
@@ -70,7 +73,33 @@ struct AutomaticReply: Sendable {
 
     /// Queues the acknowledgement for a ticket that `mail` just opened, or records why not. In the
     /// ingest transaction, so the answer is committed with the ticket or not at all.
+    ///
+    /// Under a savepoint: the customer's mail must never be lost to its acknowledgement. Whatever
+    /// the template makes of this ticket (a subject or body past a limit, a check it breaks), the
+    /// acknowledgement is withheld, saying why, and the mail is taken in; before, the error rolled
+    /// back the whole ingest and the mail gateway bounced the customer's mail.
     func acknowledge(_ mail: ParsedMail, sender: String, ticket: ConversationIntake.Target, on connection: PostgresConnection) async throws {
+        guard settings.template != nil else { return }
+        _ = try await connection.run("SAVEPOINT acknowledgement", logger: logger)
+        do {
+            try await queueAcknowledgement(mail, sender: sender, ticket: ticket, on: connection)
+            _ = try await connection.run("RELEASE SAVEPOINT acknowledgement", logger: logger)
+        } catch {
+            // A connection that is gone cannot roll back either: then the ingest fails as it would have.
+            _ = try await connection.run("ROLLBACK TO SAVEPOINT acknowledgement", logger: logger)
+            logger.error("automatic reply failed", metadata: ["ticket": "\(ticket.id)", "error": "\(String(reflecting: error))"])
+            try await withhold("the acknowledgement could not be queued: \(Self.reason(error))", ticket: ticket, recipient: sender, on: connection)
+        }
+    }
+
+    /// What went wrong, in the words of whoever refused it.
+    private static func reason(_ error: any Error) -> String {
+        if let error = error as? PSQLError, let message = error.serverInfo?[.message] { return Text.limit(message, 500) }
+        if let problem = error as? Problem { return Text.limit(problem.detail, 500) }
+        return Text.limit(String(describing: error), 500)
+    }
+
+    private func queueAcknowledgement(_ mail: ParsedMail, sender: String, ticket: ConversationIntake.Target, on connection: PostgresConnection) async throws {
         guard let name = settings.template else { return }
         if let reason = Self.withholdReason(mail, sender: sender, ownAddress: settings.ownAddress) {
             return try await withhold(reason, ticket: ticket, recipient: sender, on: connection)
@@ -100,7 +129,15 @@ struct AutomaticReply: Sendable {
         if let finding = findings.first {
             return try await withhold("the template fails a send guard: \(finding.message)", ticket: ticket, recipient: sender, on: connection)
         }
-        let subject = template.subject == nil ? ReplyDesk.replySubject(ticketSubject, number: ticket.number) : rendered[0]
+        // One header line within the column's limit: the template may repeat a subject that already
+        // fills it ({{ticket.subject}}), or one with line breaks.
+        let subject = template.subject == nil
+            ? ReplyDesk.replySubject(ticketSubject, number: ticket.number)
+            : Text.prefix(Text.oneLine(rendered[0]), ReplyDesk.maxSubjectLength)
+        guard Text.length(rendered[1]) <= Self.maxBodyLength else {
+            return try await withhold("the template makes a body longer than \(Self.maxBodyLength) characters", ticket: ticket,
+                                      recipient: sender, on: connection)
+        }
         let reply = try await ReplyStore(logger: logger).insertAutomatic(
             ticketID: ticket.id, authorAgentID: Self.agentID, recipients: [sender], subject: subject, body: rendered[1], on: connection)
         let emailMessageID = "reply-\(reply.id.lowercased)@\(settings.messageIDDomain)"

@@ -139,8 +139,12 @@ extension APIHandler {
         if mediaType.range(of: #"^[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+$"#, options: .regularExpression) == nil {
             errors.append(.init(pointer: "/media_type", message: "is not a media type like application/pdf"))
         }
-        let content = Data(base64Encoded: body.contentBase64, options: .ignoreUnknownCharacters)
+        // Line breaks and spaces (base64 as mail wraps it) are left out; anything else that is not
+        // base64 is refused, not skipped: "@@@@" decoded to nothing, an empty file.
+        let content = Data(base64Encoded: String(body.contentBase64.unicodeScalars.filter { !" \t\r\n".unicodeScalars.contains($0) }))
         if content == nil { errors.append(.init(pointer: "/content_base64", message: "is not base64")) }
+        // An empty file would satisfy the missing-attachment guard ("請求書を添付しました") with nothing.
+        if let content, content.isEmpty { errors.append(.init(pointer: "/content_base64", message: "is empty: a file of 0 bytes")) }
         if let content, content.count > ReplyStore.attachmentLimit {
             errors.append(.init(pointer: "/content_base64", message: "is larger than \(ReplyStore.attachmentLimit) bytes decoded"))
         }

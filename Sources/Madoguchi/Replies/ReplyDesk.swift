@@ -316,10 +316,17 @@ struct ReplyDesk: Sendable {
         replySubject(ticket.subject, number: ticket.number)
     }
 
+    /// Within the 2,000 characters a reply's subject may hold: the customer's own subject may already
+    /// take all of them, and "Re: " and the number come on top.
     static func replySubject(_ subject: String, number: Int64) -> String {
         let subject = Text.oneLine(subject)
-        return "Re: \(subject.isEmpty ? "お問い合わせ" : subject) [#\(number)]"
+        let (prefix, suffix) = ("Re: ", " [#\(number)]")
+        let room = maxSubjectLength - Text.length(prefix) - Text.length(suffix)
+        return prefix + (subject.isEmpty ? "お問い合わせ" : Text.prefix(subject, room)) + suffix
     }
+
+    /// `replies.subject`'s CHECK.
+    static let maxSubjectLength = 2000
 
     /// A subject an agent gives: one header line.
     static func checkSubject(_ subject: String?) throws {

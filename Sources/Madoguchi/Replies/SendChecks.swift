@@ -21,6 +21,7 @@ struct SendChecks: Sendable {
         let attachments = try await store.attachments(of: reply.id, on: connection)
         var findings = SendGuard.checkSubject(reply.subject ?? "", customerSubject: ticket.subject, extraWarningWords: warningWords)
         findings += SendGuard.check(body: reply.body, attachmentCount: attachments.count, extraWarningWords: warningWords)
+        findings += attachments.flatMap { SendGuard.checkFileName($0.filename, extraWarningWords: warningWords) }
         findings += try await recipientFindings(reply.recipients, channel: reply.channel, customerID: ticket.customerID, on: connection)
         findings += try await greetingFindings(reply.body, customerID: ticket.customerID, on: connection)
         if let first = findings.first { throw Problem.sendGuard(first.kind, findings) }

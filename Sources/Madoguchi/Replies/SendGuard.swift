@@ -23,7 +23,8 @@ enum SendGuard {
 
     /// Unfilled template markers. `{{…}}` variables; the runs of ● ○ 〇 ◯ ■ □ △ ▲ ＊ × that Japanese
     /// templates use as blanks; `XX`/`XXX` as a whole word; `[NAME]`-style bracketed capitals; and
-    /// date blanks (YYYY年MM月DD日, YYYY/MM/DD).
+    /// a single one of them before a counter (○月○日, 第●回); and date blanks (YYYY年MM月DD日,
+    /// YYYY/MM/DD, in either case).
     /// Matched on the text with full-width ASCII folded to ASCII (`foldedWidth`), so ｛｛お名前｝｝
     /// and ＸＸ are caught as {{…}} and XX are.
     static let placeholderPatterns: [NSRegularExpression] = [
@@ -32,8 +33,14 @@ enum SendGuard {
         #"(?<![A-Za-z0-9])X{2,}(?![A-Za-z0-9])"#,
         #"\[[A-Z][A-Z0-9_ ]{1,40}\]"#,
         #"【[^】\n]{0,20}(名前|氏名|様名|商品名|注文番号|日付|NAME)[^】\n]{0,20}】"#,
-        #"(?<![A-Za-z])(YYYY|MM|DD)[年月日]"#,
-        #"(?<![A-Za-z])YYYY[/.-]MM[/.-]DD(?![A-Za-z])"#,
+        // One mark is a blank too in a date (○月○日) or a count (第●回, 合計●円), but a mark at the
+        // start of a line or after a space is a bullet (●日時, ●個人情報について), and one after a
+        // numeral is a digit (二〇二六年一〇月一〇日).
+        #"[●○〇◯]{1,2}\s*[年月]\s*[●○〇◯]{1,2}\s*[月日]"#,
+        #"第[●○〇◯]"#,
+        #"(?<=[^\s〇零一二三四五六七八九十百千0-9●○〇◯])[●○〇◯](?=[円個件枚台点冊])"#,
+        #"(?i)(?<![A-Za-z])(YYYY|MM|DD)[年月日]"#,
+        #"(?i)(?<![A-Za-z])YYYY[/.-]MM[/.-]DD(?![A-Za-z])"#,
     ].map { try! NSRegularExpression(pattern: $0) }
 
     /// Words that say something is attached.
@@ -94,6 +101,18 @@ enum SendGuard {
         return findings
     }
 
+    /// What the subject's guards find in an attached file's name: ○○様_お見積書.pdf is a template's
+    /// file, never renamed for this customer.
+    static func checkFileName(_ name: String, extraWarningWords: [String] = []) -> [Finding] {
+        var findings = placeholders(in: name).map {
+            Finding(kind: .leftoverPlaceholder, message: "in the attachment's name \(name), \($0.message)", text: $0.text)
+        }
+        for word in extraWarningWords where !word.isEmpty && name.range(of: word, options: warningWordMatching) != nil {
+            findings.append(Finding(kind: .leftoverPlaceholder, message: "the attachment's name \(name) contains the warning word \(word)", text: word))
+        }
+        return findings
+    }
+
     /// A warning word matches whatever its case and width: TODO, todo and ＴＯＤＯ.
     static let warningWordMatching: String.CompareOptions = [.caseInsensitive, .widthInsensitive]
 
@@ -110,12 +129,16 @@ enum SendGuard {
         let folded = foldedWidth(text)
         let theirs = foldedWidth(theirs)
         var findings: [Finding] = []
+        var found: [NSRange] = []
         for pattern in placeholderPatterns {
             for match in pattern.matches(in: folded, range: NSRange(folded.startIndex..., in: folded)) {
                 // Folding keeps every UTF-16 offset, so the match's range is the same in the text.
                 guard let range = Range(match.range, in: text), !isQuoted(range.lowerBound, in: text),
-                      let marker = Range(match.range, in: folded), theirs.isEmpty || !theirs.contains(folded[marker])
+                      let marker = Range(match.range, in: folded), theirs.isEmpty || !theirs.contains(folded[marker]),
+                      // One blank, one finding: ○○月○○日 is matched as a run of marks and as a date.
+                      !found.contains(where: { NSIntersectionRange($0, match.range).length > 0 })
                 else { continue }
+                found.append(match.range)
                 findings.append(finding(.leftoverPlaceholder, "placeholder \(text[range]) was not filled in", at: range, in: text))
             }
         }

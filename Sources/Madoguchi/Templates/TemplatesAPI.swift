@@ -19,6 +19,8 @@ extension APIHandler {
         let (principal, agentID) = try actingAgent
         guard case .json(let body) = input.body else { throw Problem.internalError }
         try Self.requireName(body.name)
+        // Rendered into a header line: an acknowledgement from it would otherwise be refused at delivery, every time.
+        try ReplyDesk.checkSubject(body.subject)
         let template = try await database.withTransaction { connection in
             let saved = try await templates.save(id: nil, name: body.name.trimmed, subject: body.subject, body: body.body, by: agentID, on: connection)
             try await EventStore(logger: logger).record(.templateCreated, actor: principal, data: ["template_id": saved.id.uuidString.lowercased()], on: connection)
@@ -32,6 +34,8 @@ extension APIHandler {
         let (principal, agentID) = try actingAgent
         guard case .json(let body) = input.body else { throw Problem.internalError }
         try Self.requireName(body.name)
+        // Rendered into a header line: an acknowledgement from it would otherwise be refused at delivery, every time.
+        try ReplyDesk.checkSubject(body.subject)
         let precondition = try VersionPrecondition(input.headers.ifMatch)
         let id = input.path.templateId.uuid
         let template = try await database.withTransaction { connection in

@@ -59,6 +59,9 @@ extension TicketWork {
                     status = CASE WHEN d.awaiting_reply_since IS NOT NULL AND t.status IN ('pending', 'solved') THEN 'open' ELSE t.status END,
                     solved_at = CASE WHEN d.awaiting_reply_since IS NOT NULL AND t.status IN ('pending', 'solved') THEN NULL ELSE t.solved_at END,
                     last_customer_message_at = greatest(t.last_customer_message_at, d.last_customer_message_at),
+                    -- A rule that asked for approval on the duplicate (a complaint) still asks: its drafts
+                    -- come along, and the conversation is the same one.
+                    approval_rule = coalesce(t.approval_rule, d.approval_rule),
                     version = t.version + 1, updated_at = now()
                 FROM tickets d
                 WHERE t.id = \(survivorID) AND d.id = \(duplicateID)

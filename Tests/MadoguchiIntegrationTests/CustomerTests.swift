@@ -29,6 +29,17 @@ struct CustomerTests {
                 #expect(found.status == .ok, "\(query): \(found.text)")
                 #expect(((try found.json["items"] as? [[String: Any]])?.first?["id"] as? String) == customer, "\(query)")
             }
+            // A + sent unencoded reads as a space in a query string: taken back where no space can be.
+            #expect(try await app.request(.post, "/v1/customers/\(customer)/identities", key: orders,
+                                          json: #"{"kind":"email","value":"hanako+shop@example.jp"}"#).status == .created)
+            for query in ["phone=+81%2090%201234%205678", "phone=+819012345678", "email=hanako+shop@example.jp", "email=hanako%2Bshop@example.jp"] {
+                let found = try await app.request(.get, "/v1/customers?\(query)", key: orders)
+                #expect(((try found.json["items"] as? [[String: Any]])?.first?["id"] as? String) == customer, "\(query): \(found.text)")
+            }
+            // A chat identity's provider is compared as chat ingest names it, in lower case.
+            #expect(try await app.request(.post, "/v1/customers/\(customer)/identities", key: orders,
+                                          json: #"{"kind":"chat","value":"Intercom:u-77"}"#).status == .created)
+            #expect(try await app.strings("SELECT value FROM customer_identities WHERE kind = 'chat'") == ["intercom:u-77"])
             let none = try await app.request(.get, "/v1/customers?email=nobody@example.jp", key: orders)
             #expect((try none.json["items"] as? [Any])?.isEmpty == true)
 
@@ -116,6 +127,43 @@ struct CustomerTests {
         let a = try await app.postMail(gateway, testMail(from: "a\(index)@example.jp", subject: "A \(index)", id: "a\(index)@example.jp"))
         let b = try await app.postMail(gateway, testMail(from: "b\(index)@example.jp", subject: "B \(index)", id: "b\(index)@example.jp"))
         return (try #require(try a.json["customer_id"] as? String), try #require(try b.json["customer_id"] as? String))
+    }
+
+    @Test("a merge while an agent's write holds one of the customer's tickets waits for it, and the write naming the customer is not refused as a deadlock")
+    func mergeBesideATicketWriter() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            let (a, b) = try await Self.pair(app, 1)
+            let ticket = try #require(try await app.strings("SELECT id::text FROM tickets WHERE customer_id = \(UUID(uuidString: b)!)").first)
+            // What a claim does: the ticket's row lock, then an event naming its customer (whose foreign
+            // key takes FOR KEY SHARE on the customer). Deadlock checks come at once for this side, so
+            // that a deadlock, if there is one, fails this write rather than the (retried) merge.
+            // Not withTransaction, which would retry this side after a deadlock and hide it.
+            let (merge, written) = try await app.database.withConnection { connection in
+                try await connection.query("BEGIN", logger: TestCluster.logger)
+                try await connection.query("SET LOCAL deadlock_timeout = '10ms'", logger: TestCluster.logger)
+                try await connection.query("SELECT 1 FROM tickets WHERE id = \(UUID(uuidString: ticket)!) FOR UPDATE", logger: TestCluster.logger)
+                let merge = Task { try await app.request(.post, "/v1/customers/\(a)/merge", key: supervisor, json: #"{"customer_id":"\#(b)"}"#) }
+                // The merge has locked both customers and waits for this ticket.
+                #expect(try await ChildProcess.eventually(timeout: .seconds(30)) {
+                    try await app.count("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE tickets SET customer_id%'") == 1
+                })
+                do {
+                    try await EventStore(logger: TestCluster.logger).record(
+                        .ticketUpdated, ticketID: UUID(uuidString: ticket)!, customerID: UUID(uuidString: b)!, actor: nil,
+                        data: ["changes": [String: Any](), "version": 1], on: connection)
+                    try await connection.query("COMMIT", logger: TestCluster.logger)
+                    return (merge, "")
+                } catch {
+                    try await connection.query("ROLLBACK", logger: TestCluster.logger)
+                    return (merge, String(reflecting: error))
+                }
+            }
+            #expect(written.isEmpty, "the write naming the customer failed: \(written.prefix(300))")
+            let merged = try await merge.value
+            #expect(merged.status == .ok, "\(merged.text)")
+            #expect(try await app.count("SELECT count(*) FROM customers WHERE id = \(UUID(uuidString: b)!) AND merged_into = \(UUID(uuidString: a)!)") == 1)
+        }
     }
 
     @Test("merge moves identities, tickets and messages; the old id answers as the survivor; merging again changes nothing")

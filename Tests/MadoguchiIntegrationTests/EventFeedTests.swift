@@ -355,6 +355,10 @@ struct EventFeedTests {
                 try expectProblem(response, .badRequest, "invalid-cursor")
                 #expect((try response.json["detail"] as? String)?.contains(words) == true, "\(response.text)")
             }
+            // A reconnecting EventSource's Last-Event-ID is named as what was wrong, not `after`.
+            let resumed = try await app.request(.get, "/v1/events/stream", key: dashboard, headers: [HTTPField.Name("Last-Event-ID")!: "not-a-cursor"])
+            try expectProblem(resumed, .badRequest, "invalid-cursor")
+            #expect((try resumed.json["errors"] as? [[String: String]])?.first?["pointer"] == "Last-Event-ID", "\(resumed.text)")
             try expectProblem(try await app.request(.get, "/v1/events?types=ticket.nope", key: dashboard), .badRequest, "invalid-parameter")
             try expectProblem(try await app.request(.get, "/v1/events?limit=0", key: dashboard), .badRequest, "invalid-parameter")
             try expectProblem(try await app.request(.get, "/v1/events", key: try await app.keySecret(.agent)), .forbidden, "forbidden")

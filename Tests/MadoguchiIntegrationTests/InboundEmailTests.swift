@@ -562,6 +562,18 @@ struct InboundEmailBadInputTests {
             #expect(response.status == .created, "\(response.text)")
             #expect(try await app.count("SELECT length(subject) FROM tickets") == 2_000)
             #expect(try await app.count("SELECT length(display_name) FROM customers") == 500)
+
+            // 450 characters as written, about 1,100 with its domain in A-labels: past the identity's
+            // 512. No usable sender, then; the mail is taken in all the same.
+            let domain = Array(repeating: "日本語", count: 110).joined(separator: ".") + ".jp"
+            let long = try await app.postMail(gateway, testMail(from: "a@\(domain)", subject: "長いドメイン", id: "idn@example.jp"))
+            #expect(long.status == .created, "\(long.text)")
+            #expect(try await app.count("SELECT count(*) FROM messages WHERE email_message_id = 'idn@example.jp'") == 1)
+            #expect(try await app.count("SELECT max(length(value)) FROM customer_identities") <= 512)
+            let orders = try await app.keySecret(.orderSystem)
+            let refused = try await app.request(.post, "/v1/customers", key: orders, json: #"{"identities":[{"kind":"email","value":"a@\#(domain)"}]}"#)
+            try expectProblem(refused, .unprocessableContent, "validation-failed")
+            #expect((try refused.json["errors"] as? [[String: Any]])?.first?["pointer"] as? String == "/identities/0/value", "\(refused.text)")
         }
     }
 }

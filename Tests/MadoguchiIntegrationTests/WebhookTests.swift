@@ -211,6 +211,32 @@ struct WebhookTests {
         }
     }
 
+    @Test("event types added while a page's last request is out: what the old types left out is delivered, not passed over")
+    func typesAddedMidPage() async throws {
+        let receivers = try await HeldAndPrompt()
+        defer { receivers.stop() }
+        let (held, released) = (receivers.held, receivers.released)
+        try await TestApp.run(followsFeed: true, configure: Self.configureForHeldReceivers) { app in
+            let admin = try await app.keySecret(.admin)
+            let (webhook, _) = try await Self.create(app, admin: admin, url: held.url + "/hook", types: ["ticket.updated"])
+            // A ticket.updated, then a webhook.updated the filter leaves out: one short page.
+            try await app.database.withTransaction { connection in
+                let events = EventStore(logger: TestCluster.logger)
+                try await events.record(.ticketUpdated, actor: nil, data: ["changes": [String: Any](), "version": 1], on: connection)
+                try await events.record(.webhookUpdated, actor: nil, data: ["webhook_id": webhook, "active": true, "secrets": 1, "rotated": false],
+                                        on: connection)
+            }
+            #expect(await ChildProcess.eventually(timeout: .seconds(120)) { Self.ids(held).count == 1 })
+            // While the page's only request is out, webhook.updated joins the filter (writing one more).
+            let patched = try await app.request(.patch, "/v1/webhooks/\(webhook)", key: admin, json: #"{"event_types":["ticket.updated","webhook.updated"]}"#)
+            #expect(patched.status == .ok, "\(patched.text)")
+            released.open()
+            // Both webhook.updated: the one written before the change too, which the old filter passed over.
+            let all = await ChildProcess.eventually(timeout: .seconds(120)) { Self.ids(held).count == 3 }
+            #expect(all, "the receiver got \(Self.ids(held).count) of 3 events")
+        }
+    }
+
     @Test("name servers that do not answer: each attempt fails within the webhook timeout, and inbound mail is parsed meanwhile")
     func hangingNameServers() async throws {
         let released = Gate()
@@ -293,6 +319,23 @@ struct WebhookTests {
         }
     }
 
+    @Test("a receiver whose error page holds a NUL: each failure is logged and counted, and the endpoint is disabled as any failing one is")
+    func errorPageWithNUL() async throws {
+        let receiver = try await FakeProvider { _, _ in .init(status: .badGateway, body: "bad\u{0}gateway") }
+        defer { receiver.stop() }
+        try await TestApp.run(followsFeed: true, configure: Self.configure) { app in
+            let admin = try await app.keySecret(.admin)
+            let (webhook, _) = try await Self.create(app, admin: admin, url: receiver.url + "/hook", types: ["ticket.updated"])
+            try await Self.events(app, 1)
+            let disabled = try await ChildProcess.eventually(timeout: .seconds(90)) {
+                (try await app.request(.get, "/v1/webhooks/\(webhook)", key: admin).json["active"] as? Bool) == false
+            }
+            #expect(disabled, "received \(receiver.requests.count) requests")
+            let log = try await app.request(.get, "/v1/webhooks/\(webhook)/deliveries", key: admin).json["items"] as? [[String: Any]] ?? []
+            #expect(log.count == 4 && log.allSatisfy { $0["error"] as? String == "badgateway" && $0["status"] as? Int == 502 }, "\(log)")
+        }
+    }
+
     @Test("a receiver that hangs is timed out; one that keeps failing is disabled, with an event, and resumes where it stopped once re-enabled")
     func hangingThenDisabled() async throws {
         let hang = Mutex(true)
@@ -367,6 +410,11 @@ struct WebhookTests {
             let second = deliveries()[1]
             #expect(second.headers[HTTPField.Name("webhook-signature")!] == Self.expectedSignature(
                 secret: new, id: second.headers[HTTPField.Name("webhook-id")!]!, timestamp: second.headers[HTTPField.Name("webhook-timestamp")!]!, body: second.body))
+
+            // Five sign at once at most: a sixth is refused, never one dropped unasked.
+            for _ in 2...5 { #expect(try await app.request(.post, "/v1/webhooks/\(webhook)/secrets", key: admin).status == .created) }
+            try expectProblem(try await app.request(.post, "/v1/webhooks/\(webhook)/secrets", key: admin), .conflict, "too-many-secrets")
+            #expect(try await app.request(.get, "/v1/webhooks/\(webhook)", key: admin).json["secret_count"] as? Int == 5)
 
             // Removed: gone from the API, and nothing more is sent to it.
             #expect(try await app.request(.delete, "/v1/webhooks/\(webhook)", key: admin).status == .noContent)

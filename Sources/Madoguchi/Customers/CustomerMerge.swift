@@ -8,7 +8,15 @@ import PostgresNIO
 ///
 /// Both rows are locked in id order, whichever way round the merge was asked for, so concurrent
 /// merges of one pair serialize instead of deadlocking: the first merges; the later ones find the two
-/// already one customer and answer with the survivor.
+/// already one customer and answer with the survivor. With them, in the same order, the customers
+/// merged into the other earlier, whose pointers move too: a retried earlier merge holding one of
+/// them while it waited for the other deadlocked with this one.
+///
+/// `FOR NO KEY UPDATE`, not `FOR UPDATE`: a merge never changes a customer's id, and every writer
+/// on a ticket (a claim, a note, a reply) locks the ticket and then inserts an event naming the
+/// customer, whose foreign-key check takes `FOR KEY SHARE` on it. Under `FOR UPDATE` that waited
+/// for the merge, while the merge waited for the ticket: a deadlock. Ingest's `FOR SHARE` on the
+/// owners of a message's contacts (`identity_owner`) still waits for the merge, as it must.
 struct CustomerMerge: Sendable {
     let logger: Logger
 
@@ -19,10 +27,10 @@ struct CustomerMerge: Sendable {
             throw Problem.validationFailed([.init(pointer: "/customer_id", message: "is this customer itself")])
         }
         let rows = try await connection.run("""
-            SELECT id, merged_into FROM customers WHERE id IN (\(target), \(other)) ORDER BY id FOR UPDATE
+            SELECT id, merged_into FROM customers WHERE id IN (\(target), \(other)) OR merged_into = \(other) ORDER BY id FOR NO KEY UPDATE
             """, logger: logger)
         var mergedInto: [UUID: UUID?] = [:]
-        for try await (id, into) in rows.decode((UUID, UUID?).self) { mergedInto[id] = into }
+        for try await (id, into) in rows.decode((UUID, UUID?).self) where id == target || id == other { mergedInto[id] = into }
         guard let targetState = mergedInto[target] else { throw Problem.notFound("There is no customer \(target.uuidString.lowercased()).") }
         guard let otherState = mergedInto[other] else { throw Problem.notFound("There is no customer \(other.uuidString.lowercased()).") }
 

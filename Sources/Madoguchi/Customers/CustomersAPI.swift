@@ -17,6 +17,23 @@ extension APIHandler {
         return .ok(.init(body: .json(.init(customer))))
     }
 
+    /// A `+` sent unencoded in a query string arrives as a space (form encoding reads it so):
+    /// `?phone=+14155551234` and `?email=taro+shop@docomo.ne.jp` are what the order system meant, and
+    /// neither a phone number's leading + nor an address's local part is ever a space.
+    static func plusRestored(_ raw: String, kind: Customer.Identity.Kind) -> String {
+        switch kind {
+        case .phone:
+            let digits = raw.drop { $0 == " " }
+            return digits.count < raw.count && digits.first?.isNumber == true ? "+" + digits : raw
+        case .email:
+            guard let at = raw.lastIndex(of: "@"), raw[..<at].contains(" ") else { return raw }
+            let local = raw[..<at].trimmingCharacters(in: .whitespaces).replacingOccurrences(of: " ", with: "+")
+            return local + raw[at...]
+        default:
+            return raw
+        }
+    }
+
     func findCustomers(_ input: Operations.FindCustomers.Input) async throws -> Operations.FindCustomers.Output {
         let given: [(Customer.Identity.Kind, String, String)] = [
             input.query.email.map { (.email, $0, "email") }, input.query.phone.map { (.phone, $0, "phone") },
@@ -27,7 +44,7 @@ extension APIHandler {
         }
         let value: String
         do {
-            value = try IdentityValue.normalize(kind, raw, field: name)
+            value = try IdentityValue.normalize(kind, Self.plusRestored(raw, kind: kind), field: name)
         } catch let problem as Problem {
             throw Problem.invalidParameter(name, problem.errors.first?.message ?? problem.detail)
         }
@@ -75,7 +92,11 @@ extension APIHandler {
         let kind = Customer.Identity.Kind(rawValue: body.kind.rawValue)!
         let value = try IdentityValue.normalize(kind, body.value, field: "/value")
         let (created, customer) = try await database.withTransaction { connection -> (Bool, Customer) in
-            let rows = try await connection.run("SELECT merged_into FROM customers WHERE id = \(id) FOR UPDATE", logger: logger)
+            // The identity's lock before the customer's, in the order ingest takes them (a mail from
+            // this address arriving now): the other way round, each waited for the other. `FOR SHARE`
+            // keeps a merge of this customer out, as ingest's does, and lets ingest in.
+            try await IdentityStore(logger: logger).lock(kind: kind, value: value, on: connection)
+            let rows = try await connection.run("SELECT merged_into FROM customers WHERE id = \(id) FOR SHARE", logger: logger)
             var live = false
             for try await mergedInto in rows.decode(UUID?.self) { live = mergedInto == nil }
             guard live else { throw try await customers.missingOrMerged(id, on: connection) }

@@ -22,6 +22,10 @@ enum IdentityValue {
             guard let at = address.lastIndex(of: "@"), at != address.startIndex, address.index(after: at) != address.endIndex,
                   !address.contains(where: { $0.isWhitespace })
             else { throw invalid("'\(value)' is not an email address") }
+            // Its domain's A-labels can be longer than the address as given.
+            guard Text.length(address) <= maximumLength else {
+                throw invalid("is longer than \(maximumLength) characters with its domain in A-labels (\(Text.length(address)))")
+            }
             return address
         case .phone:
             switch PhoneNumber.normalize(value) {
@@ -32,7 +36,13 @@ enum IdentityValue {
             guard let colon = value.firstIndex(of: ":"), colon != value.startIndex, value.index(after: colon) != value.endIndex else {
                 throw invalid("a chat identity is 'provider:user id', e.g. 'intercom:12345'")
             }
-            return value
+            // The provider as chat ingest names it (lower case): `Intercom:123` added by the order
+            // system and `intercom:123` from the chat gateway are one person, not two customers.
+            let provider = value[..<colon].lowercased()
+            guard provider.range(of: #"^[a-z0-9_.-]{1,100}$"#, options: .regularExpression) != nil else {
+                throw invalid("'\(value[..<colon])' is not a provider name like 'intercom' (letters, digits, _ . -)")
+            }
+            return provider + value[colon...]
         case .external, .line:
             return value
         }

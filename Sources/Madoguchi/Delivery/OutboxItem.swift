@@ -52,6 +52,14 @@ struct RecipientResult: Codable, Sendable, Equatable {
     /// identity is marked undeliverable.
     var undeliverable: Bool = false
 
+    /// `reply` is the relay's or provider's words, stored in jsonb, which refuses NUL: a garbled
+    /// answer holding one failed the row's settling every time, and the row was held for a person.
+    init(status: Status, reply: String, undeliverable: Bool = false) {
+        self.status = status
+        self.reply = Text.clean(reply)
+        self.undeliverable = undeliverable
+    }
+
     static func sent(_ reply: String) -> RecipientResult { .init(status: .sent, reply: reply) }
     static func pending(_ reply: String) -> RecipientResult { .init(status: .pending, reply: reply) }
     static func failed(_ reply: String, undeliverable: Bool = false) -> RecipientResult { .init(status: .failed, reply: reply, undeliverable: undeliverable) }

@@ -167,9 +167,9 @@ extension OutboxStore {
         let results = String(decoding: try JSONEncoder.sorted.encode(settlement.results), as: UTF8.self)
         let rows = try await connection.run("""
             UPDATE outbox
-            SET state = \(settlement.state), recipient_results = \(results)::jsonb, last_error = \(settlement.error),
-                relay_response = coalesce(\(settlement.response), relay_response), provider = coalesce(\(settlement.provider), provider),
-                provider_message_id = coalesce(\(settlement.providerMessageID), provider_message_id),
+            SET state = \(settlement.state), recipient_results = \(results)::jsonb, last_error = \(settlement.error.map(Text.clean)),
+                relay_response = coalesce(\(settlement.response.map(Text.clean)), relay_response), provider = coalesce(\(settlement.provider), provider),
+                provider_message_id = coalesce(\(settlement.providerMessageID.map(Text.clean)), provider_message_id),
                 sent_at = CASE WHEN \(settlement.state) = 'sent' THEN now() ELSE sent_at END,
                 next_attempt_at = now() + make_interval(secs => \(settlement.nextAttemptIn?.seconds ?? 0)),
                 held_reason = \(settlement.heldReason), handover_at = NULL,
@@ -200,7 +200,7 @@ extension OutboxStore {
                 relay_response = coalesce(nullif(d.response, ''), o.relay_response), sent_at = now(), next_attempt_at = now(),
                 held_reason = NULL, handover_at = NULL, claimed_by = NULL, lease_expires_at = NULL, updated_at = now()
             FROM unnest(\(rows.map(\.claim.id))::uuid[], \(rows.map(\.claim.attempt))::int8[], \(results)::text[],
-                        \(rows.map { $0.response ?? "" })::text[]) AS d(id, attempt, results, response)
+                        \(rows.map { Text.clean($0.response ?? "") })::text[]) AS d(id, attempt, results, response)
             WHERE o.id = d.id AND o.claimed_by = \(worker) AND o.attempts = d.attempt AND o.state = 'sending'
             RETURNING o.id, o.attempts, o.reply_id
             """, preparedAs: SettleSentStatement.self, logger: logger)

@@ -44,7 +44,9 @@ struct ProviderHTTPClient: Sendable {
         let channel: any NIOCore.Channel
         do {
             let bootstrap = ClientBootstrap(group: eventLoop)
-                .connectTimeout(.seconds(10))
+                // Never longer than the whole exchange may take: a receiver that drops the connection
+                // attempt silently would otherwise cost 10 s with a timeout set to 1.
+                .connectTimeout(min(.seconds(10), timeout))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         if let tls {

@@ -34,8 +34,9 @@ extension APIHandler {
         let filter = try Self.feedFilter(types: input.query.types, ticketID: input.query.ticketId?.uuid)
         let (key, start) = try await database.withConnection { connection -> (FeedCursor.Key, FeedCursor) in
             let key = try await feed.key(on: connection)
-            let given = input.headers.lastEventID ?? input.query.after
-            if let given { return (key, try FeedCursor.decode(given, with: key)) }
+            // A reconnecting EventSource sends the last id it saw; it wins over the URL's `after`.
+            if let given = input.headers.lastEventID { return (key, try FeedCursor.decode(given, with: key, field: "Last-Event-ID")) }
+            if let given = input.query.after { return (key, try FeedCursor.decode(given, with: key)) }
             return (key, try await feed.end(on: connection))
         }
         let stream = EventStream(database: database, feed: feed, notifier: notifier, key: key, filter: filter, start: start,

@@ -21,21 +21,23 @@ struct FeedCursor: Sendable, Equatable {
         return Self.base64URL(Array(body.utf8)) + "." + Self.base64URL(Self.mac(body, key))
     }
 
-    static func decode(_ text: String, with key: Key) throws -> FeedCursor {
+    /// `field`: where the caller took it from (the `after` parameter or a `Last-Event-ID` header),
+    /// for the problem that names it.
+    static func decode(_ text: String, with key: Key, field: String = "after") throws -> FeedCursor {
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
         guard text.count <= 300, parts.count == 2, let body = fromBase64URL(String(parts[0])), let mac = fromBase64URL(String(parts[1])),
               let bodyText = String(bytes: body, encoding: .utf8)
-        else { throw invalid("is not a cursor this feed handed out") }
+        else { throw invalid(field, "is not a cursor this feed handed out") }
         let fields = bodyText.split(separator: ".")
         guard fields.count == 4, fields[0] == "e1", let installation = UUID(uuidString: String(fields[1])),
               let xid = UInt64(fields[2]), let eventID = Int64(fields[3])
-        else { throw invalid("is not a cursor this feed handed out") }
+        else { throw invalid(field, "is not a cursor this feed handed out") }
         guard installation == key.installation else {
-            throw invalid("comes from another Madoguchi installation (\(installation.lowercased)); start without a cursor to read this one's feed")
+            throw invalid(field, "comes from another Madoguchi installation (\(installation.lowercased)); start without a cursor to read this one's feed")
         }
         // Compared in constant time, like an API key's hash.
         guard HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: body, using: SymmetricKey(data: key.secret)) else {
-            throw invalid("was altered: its signature does not match")
+            throw invalid(field, "was altered: its signature does not match")
         }
         return FeedCursor(xid: xid, eventID: eventID)
     }
@@ -44,9 +46,9 @@ struct FeedCursor: Sendable, Equatable {
         Array(HMAC<SHA256>.authenticationCode(for: Array(body.utf8), using: SymmetricKey(data: key.secret)))
     }
 
-    private static func invalid(_ why: String) -> Problem {
-        Problem(.invalidCursor, status: .badRequest, title: "Invalid cursor", detail: "The cursor \(why).",
-                errors: [.init(pointer: "after", message: why)])
+    private static func invalid(_ field: String, _ why: String) -> Problem {
+        Problem(.invalidCursor, status: .badRequest, title: "Invalid cursor", detail: "The cursor in \(field) \(why).",
+                errors: [.init(pointer: field, message: why)])
     }
 
     static func base64URL(_ bytes: [UInt8]) -> String {

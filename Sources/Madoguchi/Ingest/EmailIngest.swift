@@ -193,9 +193,13 @@ struct EmailIngest: Sendable {
     /// The mail's sender, its address in the form its identity is stored in (`IdentityValue.email`).
     static func sender(of mail: ParsedMail) -> MailAddress? {
         mail.from.flatMap { from in
-            guard from.address.utf8.contains(UInt8(ascii: "@")) && Text.length(from.address) <= 512 else { return nil }
+            guard from.address.utf8.contains(UInt8(ascii: "@")) && Text.length(from.address) <= IdentityValue.maximumLength else { return nil }
             var sender = from
             sender.address = IdentityValue.email(from.address)
+            // Measured again in the stored form: an internationalized domain's A-labels are longer
+            // (127 labels of 日本語 make 1,900 characters), and past the identity column's limit the
+            // whole mail was refused. Such a From is no usable sender; the mail is kept all the same.
+            guard Text.length(sender.address) <= IdentityValue.maximumLength else { return nil }
             return sender
         }
     }

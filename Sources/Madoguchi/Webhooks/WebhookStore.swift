@@ -88,10 +88,13 @@ struct WebhookStore: Sendable {
         case gone
     }
 
-    func standing(of endpoint: WebhookEndpoint, worker: String, on connection: PostgresConnection) async throws -> Standing {
+    /// `lock`: holds the row (in the caller's transaction) until it commits, so that no change
+    /// commits between this look and what the caller writes on its strength.
+    func standing(of endpoint: WebhookEndpoint, worker: String, lock: Bool = false, on connection: PostgresConnection) async throws -> Standing {
         let rows = try await connection.run("""
             SELECT url = \(endpoint.url) AND event_types = \(endpoint.eventTypes)::text[] AND secrets = \(endpoint.secrets)::text[]
             FROM webhook_endpoints WHERE id = \(endpoint.id) AND active AND claimed_by = \(worker)
+            \(unescaped: lock ? "FOR NO KEY UPDATE" : "")
             """, logger: logger)
         for try await row in rows { return try row.decode(Bool.self) ? .serving : .changed }
         return .gone
@@ -139,6 +142,9 @@ struct WebhookStore: Sendable {
     // MARK: - The delivery log
 
     /// Logs an attempt, numbered after the event's earlier automatic attempts (a manual one is 1).
+    /// The error is the receiver's words (its answer's first bytes): cut, and without NUL, which
+    /// PostgreSQL's text refuses. A NUL in one answer failed the page's logging every time, so the
+    /// endpoint was taken up at the same events for ever and never counted a failure.
     func log(_ endpointID: UUID, event: FeedEvent, attempt: WebhookAttempt, manual: Bool, on connection: PostgresConnection) async throws -> WebhookDelivery {
         let rows = try await connection.run("""
             INSERT INTO webhook_deliveries (endpoint_id, event_id, webhook_id, attempt, status, error, duration_ms, manual)
@@ -146,7 +152,7 @@ struct WebhookStore: Sendable {
                    CASE WHEN \(manual) THEN 1 ELSE (
                        SELECT count(*) + 1 FROM webhook_deliveries WHERE endpoint_id = \(endpointID) AND event_id = \(event.id) AND NOT manual
                    ) END,
-                   \(attempt.status), \(attempt.error.map { String($0.prefix(1000)) }), \(Int(attempt.duration.seconds * 1000)), \(manual)
+                   \(attempt.status), \(attempt.error.map { Text.limit($0, 1000) }), \(Int(attempt.duration.seconds * 1000)), \(manual)
             RETURNING \(unescaped: WebhookDelivery.columns)
             """, logger: logger)
         for try await row in rows { return try WebhookDelivery(row: row) }

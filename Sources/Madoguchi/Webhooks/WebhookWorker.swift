@@ -171,23 +171,30 @@ struct WebhookWorker: Service {
                 // A page that was not full means everything below the horizon has been seen: past what the
                 // filter left out too, unless an event failed, or shutdown or a change cut the page short.
                 let seenAll = page.events.count < limit && attempts.count == page.events.count && failure == nil && standing == .serving
-                let moveTo = seenAll ? page.next : (taken ?? cursor)
-                let stillOurs = try await database.withTransaction { connection in
+                let (stillOurs, moveTo) = try await database.withTransaction { connection -> (Bool, FeedCursor) in
                     for (event, attempt) in attempts {
                         _ = try await store.log(endpoint.id, event: event, attempt: attempt, manual: false, on: connection)
                     }
-                    if moveTo != cursor, !(try await store.advance(endpoint.id, to: moveTo, worker: name, on: connection)) { return false }
+                    var moveTo = taken ?? cursor
+                    // Past what the filter left out only if the filter is still the one the page was read
+                    // with, looked at under the row's lock, which a change takes too: event types added
+                    // while the last request was out must not be passed over.
+                    if seenAll, try await store.standing(of: endpoint, worker: name, lock: true, on: connection) == .serving {
+                        moveTo = page.next
+                    }
+                    func answer(_ ours: Bool) -> (Bool, FeedCursor) { (ours, moveTo) }
+                    if moveTo != cursor, !(try await store.advance(endpoint.id, to: moveTo, worker: name, on: connection)) { return answer(false) }
                     if let failure {
                         try await recordFailure(of: endpoint, failure, on: connection)
-                        return false
+                        return answer(false)
                     }
                     if seenAll || standing != .serving {
                         // Due again at once: the worker itself waits for the next commit (or its poll), or
                         // takes a changed endpoint up again as it now is. (A no-op once another worker has it.)
                         try await store.release(endpoint.id, worker: name, after: .zero, on: connection)
-                        return false
+                        return answer(false)
                     }
-                    return true
+                    return answer(true)
                 }
                 cursor = moveTo
                 guard stillOurs else { return sent }
@@ -243,7 +250,7 @@ struct WebhookWorker: Service {
             let response = try await http.send(.POST, endpoint.url, headers: headers, body: body, connectTo: resolved)
             attempt.status = response.status
             if !(200..<300).contains(response.status) {
-                attempt.error = (300..<400).contains(response.status) ? "redirects are not followed" : String(response.text.prefix(300))
+                attempt.error = (300..<400).contains(response.status) ? "redirects are not followed" : Text.limit(response.text, 300)
             }
         } catch let problem as Problem {
             attempt.error = problem.detail

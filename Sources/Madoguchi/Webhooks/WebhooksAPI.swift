@@ -69,9 +69,14 @@ extension APIHandler {
         let secret = StandardWebhooks.newSecret()
         let endpoint = try await database.withTransaction { connection in
             let current = try await webhookStore.endpoint(input.path.webhookId.uuid, lock: true, on: connection)
-            // Newest first; at most five sign at once.
+            // Newest first; at most five sign at once. A sixth is refused: dropping the oldest could
+            // drop the one the receiver still checks, and every delivery would then fail its signature.
+            guard current.secrets.count < 5 else {
+                throw Problem(Problem.Kind(rawValue: "too-many-secrets"), status: .conflict, title: "Too many secrets",
+                              detail: "Webhook \(current.id.lowercased) already signs with 5 secrets; retire the old ones (PATCH with retire_old_secrets) first.")
+            }
             let updated = try await webhookStore.update(
-                current.id, url: nil, description: nil, eventTypes: nil, active: nil, secrets: Array(([secret] + current.secrets).prefix(5)), on: connection)
+                current.id, url: nil, description: nil, eventTypes: nil, active: nil, secrets: [secret] + current.secrets, on: connection)
             try await EventStore(logger: logger).record(.webhookUpdated, actor: principal, data: [
                 "webhook_id": current.id.lowercased, "active": updated.active, "secrets": updated.secrets.count, "rotated": true,
             ], on: connection)

@@ -333,4 +333,46 @@ struct ReplyTests {
             #expect(try await app.count("SELECT count(*) FROM (SELECT ticket_id FROM messages WHERE direction = 'outbound' GROUP BY ticket_id HAVING count(*) > 1) doubled") == 0)
         }
     }
+
+    @Test("Idempotency-Key: a retried create makes one draft and a retried send one delivery, each answered as the first was; the key reused for another request is 422")
+    func idempotentReplies() async throws {
+        try await TestApp.run { app in
+            let conversation = try await DeliveryTests.customerWrites(app, from: "retry@example.jp")
+            func create(_ key: String, _ text: String) async throws -> TestClient.Response {
+                try await app.request(.post, "/v1/tickets/\(conversation.ticket)/replies", key: conversation.agent,
+                                      headers: [HTTPField.Name("Idempotency-Key")!: key], json: #"{"body":"\#(text)"}"#)
+            }
+            let first = try await create("draft-1", "お調べします。")
+            #expect(first.status == .created, "\(first.text)")
+            let reply = try #require(try first.json["id"] as? String)
+            let again = try await create("draft-1", "お調べします。")
+            #expect(again.status == .created)
+            #expect(try again.json["id"] as? String == reply)
+            // Five retries at once, as a client that timed out several times: still one draft.
+            let racing = try await withThrowingTaskGroup(of: String?.self) { group in
+                for _ in 0..<5 { group.addTask { try await create("draft-2", "少々お待ちください。").json["id"] as? String } }
+                return try await group.reduce(into: Set<String?>()) { $0.insert($1) }
+            }
+            #expect(racing.count == 1 && racing.first! != nil && racing.first! != reply)
+            #expect(try await app.count("SELECT count(*) FROM replies") == 2)
+            try expectProblem(try await create("draft-1", "別の内容"), .unprocessableContent, "idempotency-key-reused")
+            try expectProblem(try await create("日本語", "お調べします。"), .badRequest, "invalid-parameter")
+            #expect(try await app.count("SELECT count(*) FROM replies") == 2)
+
+            func send(_ key: String?) async throws -> TestClient.Response {
+                var headers: HTTPFields = [:]
+                if let key { headers[HTTPField.Name("Idempotency-Key")!] = key }
+                return try await app.request(.post, "/v1/replies/\(reply)/send", key: conversation.agent, headers: headers,
+                                             json: #"{"last_seen_message_id":"\#(conversation.lastMessage)"}"#)
+            }
+            let sent = try await send("send-1")
+            #expect(sent.status == .ok, "\(sent.text)")
+            let resent = try await send("send-1")
+            #expect(resent.status == .ok, "\(resent.text)")
+            #expect(try resent.json["id"] as? String == reply && resent.json["message_id"] as? String == sent.json["message_id"] as? String)
+            try expectProblem(try await send(nil), .conflict, "reply-not-draft")
+            #expect(try await app.count("SELECT count(*) FROM outbox WHERE reply_id = \(UUID(uuidString: reply)!)") == 1)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'reply.sent'") == 1)
+        }
+    }
 }

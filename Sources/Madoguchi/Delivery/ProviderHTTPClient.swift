@@ -86,6 +86,11 @@ struct ProviderHTTPClient: Sendable {
                 channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: flushed)
                 return response
             }.get()
+        } catch let error as ProviderHTTPError {
+            // The collector's own (a timeout, a connection closed early), judged by the same rule, its
+            // reason said once (it read "no answer after the request was sent: " twice).
+            let reason = switch error { case .notSent(let reason), .maybeReceived(let reason): reason }
+            throw written.isSet ? ProviderHTTPError.maybeReceived(reason) : ProviderHTTPError.notSent(reason)
         } catch {
             // TLS and connection failures before the request was flushed cannot have reached the provider.
             throw written.isSet ? ProviderHTTPError.maybeReceived("\(error)") : ProviderHTTPError.notSent("\(error)")

@@ -25,7 +25,9 @@ extension APIHandler {
         try ReplyDesk.checkSubject(body.subject)
         let draft = ReplyDesk.Draft(
             body: body.body, subject: body.subject, channel: body.channel.flatMap { Channel(rawValue: $0.rawValue) }, recipients: body.recipients)
-        let reply = try await replies.create(ticketID: input.path.ticketId.uuid, draft: draft, by: principal, agentID: agentID)
+        let replay = try RequestReplay(input.headers.idempotencyKey, principal: principal, operation: "createReply",
+                                       target: input.path.ticketId.uuid, body: body, logger: logger)
+        let reply = try await replies.create(ticketID: input.path.ticketId.uuid, draft: draft, by: principal, agentID: agentID, replay: replay)
         return .created(.init(body: .json(try await replyResource(reply))))
     }
 
@@ -46,9 +48,11 @@ extension APIHandler {
     func sendReply(_ input: Operations.SendReply.Input) async throws -> Operations.SendReply.Output {
         let (principal, agentID) = try actingAgent
         guard case .json(let body) = input.body else { throw Problem.internalError }
+        let replay = try RequestReplay(input.headers.idempotencyKey, principal: principal, operation: "sendReply",
+                                       target: input.path.replyId.uuid, body: body, logger: logger)
         let reply = try await replies.send(
             replyID: input.path.replyId.uuid, lastSeenMessageID: body.lastSeenMessageId?.uuid, confirmUndeliverable: body.confirmUndeliverable ?? false,
-            by: principal, agentID: agentID)
+            by: principal, agentID: agentID, replay: replay)
         return .ok(.init(body: .json(try await replyResource(reply))))
     }
 }

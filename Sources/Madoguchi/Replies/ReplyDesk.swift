@@ -31,8 +31,10 @@ struct ReplyDesk: Sendable {
         var recipients: [String]?
     }
 
-    func create(ticketID: UUID, draft: Draft, by principal: Principal, agentID: UUID) async throws -> Reply {
+    /// `replay`: the request's `Idempotency-Key`; a retry of a create that committed gets its reply.
+    func create(ticketID: UUID, draft: Draft, by principal: Principal, agentID: UUID, replay: RequestReplay? = nil) async throws -> Reply {
         try await database.withTransaction { connection in
+            if let earlier = try await replay?.earlier(on: connection) { return try await replies.reply(id: earlier, on: connection) }
             let ticket = try await lockTicketHoldingClaim(ticketID, agentID: agentID, on: connection)
             let channel = draft.channel ?? ticket.channel
             let recipients: [String]
@@ -46,6 +48,7 @@ struct ReplyDesk: Sendable {
                 subject: draft.subject ?? Self.replySubject(ticket), body: draft.body, on: connection)
             try await events.record(.replyDrafted, ticketID: ticketID, customerID: ticket.customerID, actor: principal,
                                     data: ["reply_id": reply.id.lowercased], on: connection)
+            try await replay?.record(reply.id, on: connection)
             return reply
         }
     }
@@ -70,16 +73,22 @@ struct ReplyDesk: Sendable {
 
     /// Sends a draft: the claim, the traffic cop and the guards are all checked in the transaction that
     /// records the outbound message and its outbox row, so what was checked is what goes out.
-    func send(replyID: UUID, lastSeenMessageID: UUID?, confirmUndeliverable: Bool = false, by principal: Principal, agentID: UUID) async throws -> Reply {
+    /// `replay`: the request's `Idempotency-Key`; a retry of a send that committed gets the sent
+    /// reply as the first answer did, not a 409 it could not tell from a failure.
+    func send(replyID: UUID, lastSeenMessageID: UUID?, confirmUndeliverable: Bool = false, by principal: Principal, agentID: UUID,
+              replay: RequestReplay? = nil) async throws -> Reply {
         try await database.withTransaction { connection in
+            if let earlier = try await replay?.earlier(on: connection) { return try await replies.reply(id: earlier, on: connection) }
             let (ticket, reply) = try await lockReplyHoldingClaim(replyID, agentID: agentID, on: connection)
             guard reply.state == .draft else { throw Problem.replyNotDraft(reply) }
             if let reason = try await approvalReason(agentID: agentID, reply: reply, ticketID: ticket.id, on: connection) {
                 throw Problem(.approvalRequired, status: .conflict, title: "Approval required",
                               detail: "\(reason): submit this reply (POST /v1/replies/\(replyID.lowercased)/submit) for a supervisor to approve.")
             }
-            return try await deliver(reply, ticket: ticket, lastSeen: lastSeenMessageID, confirmUndeliverable: confirmUndeliverable, by: principal,
-                                     on: connection)
+            let sent = try await deliver(reply, ticket: ticket, lastSeen: lastSeenMessageID, confirmUndeliverable: confirmUndeliverable,
+                                         by: principal, on: connection)
+            try await replay?.record(sent.id, on: connection)
+            return sent
         }
     }
 

@@ -10,9 +10,17 @@ struct EventRetention: Sendable {
     let database: Database
     let logger: Logger
 
+    /// What one run removed, and whether it got to the end (or `keepGoing` stopped it between batches).
+    struct Run: Sendable {
+        var removed = 0
+        var finished = true
+    }
+
+    /// `keepGoing` is asked before every batch: a worker that runs this between deliveries stops
+    /// for its time budget or the process's shutdown, and comes back for the rest.
     @discardableResult
-    func removeEvents(olderThan days: Int, batch: Int = 10_000) async throws -> Int {
-        try await inBatches(of: batch, olderThan: days, log: "event retention") { connection in
+    func removeEvents(olderThan days: Int, batch: Int = 10_000, while keepGoing: () -> Bool = { true }) async throws -> Run {
+        try await inBatches(of: batch, olderThan: days, log: "event retention", while: keepGoing) { connection in
             try await connection.perform("SET LOCAL madoguchi.retention = 'on'", logger: logger)
             let slowest = try await WebhookStore(logger: logger).slowestCursor(on: connection)
             let rows = try await connection.run("""
@@ -33,23 +41,29 @@ struct EventRetention: Sendable {
 
     /// The delivery log's attempts older than `days`, in batches. Returns how many went.
     @discardableResult
-    func removeDeliveries(olderThan days: Int, batch: Int = 10_000) async throws -> Int {
-        try await inBatches(of: batch, olderThan: days, log: "webhook delivery log retention") { connection in
+    func removeDeliveries(olderThan days: Int, batch: Int = 10_000, while keepGoing: () -> Bool = { true }) async throws -> Run {
+        try await inBatches(of: batch, olderThan: days, log: "webhook delivery log retention", while: keepGoing) { connection in
             try await WebhookStore(logger: logger).forgetDeliveries(olderThan: days, limit: batch, on: connection)
         }
     }
 
-    /// `removeBatch` in a transaction of its own, again until it removes fewer than `batch` rows;
-    /// the total, logged when there was any.
-    private func inBatches(of batch: Int, olderThan days: Int, log message: Logger.Message,
-                           _ removeBatch: (PostgresConnection) async throws -> Int) async throws -> Int {
-        var removed = 0
+    /// `removeBatch` in a transaction of its own, again until it removes fewer than `batch` rows or
+    /// `keepGoing` says stop; the total, logged when there was any.
+    private func inBatches(of batch: Int, olderThan days: Int, log message: Logger.Message, while keepGoing: () -> Bool,
+                           _ removeBatch: (PostgresConnection) async throws -> Int) async throws -> Run {
+        var run = Run()
         while true {
+            guard keepGoing() else {
+                run.finished = false
+                break
+            }
             let count = try await database.withTransaction { connection in try await removeBatch(connection) }
-            removed += count
+            run.removed += count
             if count < batch { break }
         }
-        if removed > 0 { logger.info(message, metadata: ["removed": "\(removed)", "older_than_days": "\(days)"]) }
-        return removed
+        if run.removed > 0 {
+            logger.info(message, metadata: ["removed": "\(run.removed)", "older_than_days": "\(days)", "finished": "\(run.finished)"])
+        }
+        return run
     }
 }

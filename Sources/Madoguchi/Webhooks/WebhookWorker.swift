@@ -48,7 +48,7 @@ struct WebhookWorker: Service {
     /// poll interval, which also brings back endpoints whose backoff ended). On graceful shutdown it
     /// claims nothing more and lets the turns in flight end (each stops after its current request).
     private func serveUntilShutdown(http: ProviderHTTPClient, resolver: WebhookResolver) async {
-        var lastRetention = ContinuousClock.now - .seconds(3600)
+        var nextRetention = ContinuousClock.now
         await withTaskGroup(of: Finished.self) { group in
             var serving = 0
             var waking = false
@@ -67,11 +67,17 @@ struct WebhookWorker: Service {
                             serving += 1
                             group.addTask { .served(delivered: await serve(endpoint, http: http, resolver: resolver)) }
                         }
-                        if let days = settings.retentionDays, ContinuousClock.now - lastRetention > .seconds(3600) {
-                            lastRetention = .now
+                        if let days = settings.retentionDays, ContinuousClock.now >= nextRetention {
+                            // Between deliveries, so a few seconds at most: the first run on a large feed
+                            // (tens of millions of old events) held every endpoint's deliveries, and a
+                            // shutdown, until it was done. Cut short, the rest comes in a moment.
+                            let deadline = ContinuousClock.now + Self.retentionBudget
+                            let notice = shutdownNotice
+                            let keepGoing = { !notice.stopping && ContinuousClock.now < deadline }
                             let retention = EventRetention(database: database, logger: logger)
-                            try await retention.removeEvents(olderThan: days)
-                            try await retention.removeDeliveries(olderThan: days)
+                            let events = try await retention.removeEvents(olderThan: days, while: keepGoing)
+                            let deliveries = try await retention.removeDeliveries(olderThan: days, while: keepGoing)
+                            nextRetention = .now + (events.finished && deliveries.finished ? .seconds(3600) : .seconds(10))
                         }
                     } catch {
                         // The database may be restarting: the next wake tries again.
@@ -109,6 +115,9 @@ struct WebhookWorker: Service {
             while await group.next() != nil {}
         }
     }
+
+    /// How long one retention run may hold the worker's loop.
+    static let retentionBudget = Duration.seconds(2)
 
     /// Events an endpoint gets in one turn before the worker lets it go (others get theirs), and
     /// events read from the feed at a time.

@@ -128,7 +128,10 @@ extension APIHandler {
             guard let micros = PageCursor.microseconds(parts[0]), let entry = UUID(uuidString: parts[1]) else { throw PageCursor.invalid }
             return (micros, entry)
         }
-        var page = try await database.withConnection { connection -> [CustomerTimeline.Entry] in
+        // One snapshot for the survivor and its page: a merge committing between the two left the
+        // survivor's tickets under the customer it was merged into, and the page came back empty.
+        var page = try await database.withTransaction { connection -> [CustomerTimeline.Entry] in
+            try await connection.perform("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", logger: logger)
             guard let survivor = try await customers.survivor(of: id, on: connection) else {
                 throw Problem.notFound("There is no customer \(id.uuidString.lowercased()).")
             }

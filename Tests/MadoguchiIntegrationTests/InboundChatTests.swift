@@ -77,6 +77,11 @@ struct InboundChatTests {
             let identities = ((try found.json["items"] as? [[String: Any]])?.first?["identities"] as? [[String: Any]]) ?? []
             #expect(Set(identities.compactMap { $0["kind"] as? String }) == ["email", "chat"])
             #expect(((try found.json["items"] as? [[String: Any]])?.first?["id"] as? String) == customer)
+
+            // The same message id from another user is no retry: said so, never answered with m1.
+            let reused = try await app.request(.post, "/v1/inbound/chat", key: gateway, json: Self.chat("m1", conversation: "conv-2", user: "u-2"))
+            try expectProblem(reused, .unprocessableContent, "provider-message-id-reused")
+            #expect(try await app.count("SELECT count(*) FROM messages WHERE channel = 'chat'") == 1)
         }
     }
 

@@ -518,10 +518,17 @@ struct SLATests {
             try expectProblem(try await app.request(.delete, "/v1/business-calendars/\(calendar)", key: supervisor), .conflict, "calendar-in-use")
             let due = try await AwaitingReplyTests.ticket(app, id, key: supervisor)["first_response_due_at"] as? String
             #expect(try await app.request(.delete, "/v1/sla-policies/\(secondID)", key: supervisor).status == .noContent)
-            let kept = try await AwaitingReplyTests.ticket(app, id, key: supervisor)
-            #expect(kept["sla_policy_id"] == nil)
-            #expect(kept["first_response_due_at"] as? String == due)
-            #expect(kept["sla_state"] == nil)
+            // Its open ticket's clocks stop with it (nothing would move them again), and the feed says so.
+            let stopped = try await AwaitingReplyTests.ticket(app, id, key: supervisor)
+            #expect(due != nil)
+            #expect(stopped["sla_policy_id"] == nil)
+            #expect(stopped["first_response_due_at"] == nil && stopped["resolution_due_at"] == nil)
+            #expect(stopped["sla_state"] == nil)
+            #expect(try await app.count("""
+                SELECT count(*) FROM events
+                WHERE type = 'ticket.updated' AND ticket_id = \(UUID(uuidString: id)!)
+                  AND data->'changes'->'first_response_due_at'->>'from' IS NOT NULL AND data->'changes'->'first_response_due_at'->'to' = 'null'
+                """) == 1)
             #expect(try await app.request(.delete, "/v1/business-calendars/\(calendar)", key: supervisor).status == .noContent)
         }
     }

@@ -29,6 +29,20 @@ struct ReportGateTests {
         #expect(gate.running == 0)
     }
 
+    @Test("many short reports through one slot: none waits with the slot free (a release between a wait's decision and its place in line handed the slot to nobody)")
+    func noLostWakeUp() async throws {
+        // A wait lost with the slot free lasts its whole minute and ends in reports-busy, which fails
+        // the group; one that is merely slow (a full run on two busy cores) does not.
+        let gate = ReportGate(concurrency: 1, wait: .seconds(60))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<8 {
+                group.addTask { for _ in 0..<250 { try await gate.withSlot { await Task.yield() } } }
+            }
+            try await group.waitForAll()
+        }
+        #expect(gate.running == 0 && gate.waitingCount == 0)
+    }
+
     @Test("a wait longer than the limit ends in reports-busy and leaves the count as it was")
     func busy() async throws {
         let gate = ReportGate(concurrency: 1, wait: .milliseconds(200))

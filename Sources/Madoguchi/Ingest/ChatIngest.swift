@@ -37,7 +37,11 @@ struct ChatIngest: Sendable {
     func ingest(_ chat: InboundChat, raw: [UInt8], idempotencyKey: String?, apiKeyID: UUID?) async throws -> IngestAnswer {
         try await GatewayIngest(database: database, logger: logger).ingest(.init(
             channel: .chat, provider: chat.provider, providerMessageID: chat.providerMessageID, idempotencyKey: idempotencyKey,
-            body: raw, apiKeyID: apiKeyID)
+            body: raw, apiKeyID: apiKeyID,
+            // Its identities are locked after the conversation's (`lockKeys`); compared here, so that a
+            // gateway reusing a message id for another user is told so, not answered with the first
+            // user's message as if this one had been taken in.
+            sender: chat.contacts.first?.value)
         ) { payloadID, _, connection in
             try await take(chat, payloadID: payloadID, on: connection)
         }

@@ -22,6 +22,9 @@ struct GatewayIngest: Sendable {
         /// payload's insert and their owners read with the replay lookup; `take` hands both facts
         /// to the intake (`identitiesLocked`, `ownersRead`).
         var senderIdentities: [(kind: Customer.Identity.Kind, value: String)] = []
+        /// The sender as the message records it (`from`), when `senderIdentities` does not name it:
+        /// compared, not locked, to tell a reused message id from a retry.
+        var sender: String?
     }
 
     func ingest(
@@ -34,7 +37,7 @@ struct GatewayIngest: Sendable {
             switch try await payloads.open(
                 channel: delivery.channel, provider: delivery.provider, providerMessageID: delivery.providerMessageID,
                 idempotencyKey: delivery.idempotencyKey, body: delivery.body, contentType: delivery.contentType, apiKeyID: delivery.apiKeyID,
-                senderIdentities: delivery.senderIdentities, on: connection) {
+                senderIdentities: delivery.senderIdentities, sender: delivery.sender, on: connection) {
             case .replay(let outcome):
                 return .replayed(outcome)
             case .fresh(let payloadID, let owners):

@@ -127,11 +127,12 @@ struct InboundPayloadStore: Sendable {
     /// retry's bytes stay stored, with that answer).
     /// `senderIdentities`: the sender's identities; their locks are taken with the provider message
     /// id's (in `IdentityStore.lockKeys` order, as the intake would take them) and their owners read
-    /// with the replay lookup.
+    /// with the replay lookup. `sender`: the sender as its message records it, compared with the
+    /// first message's when the identities are not given (a chat's, locked later with its conversation).
     func open(
         channel: Channel, provider: String, providerMessageID: String, idempotencyKey: String?, body: [UInt8],
         contentType: String = "application/json", apiKeyID: UUID?, senderIdentities: [(kind: Customer.Identity.Kind, value: String)] = [],
-        on connection: PostgresConnection
+        sender: String? = nil, on connection: PostgresConnection
     ) async throws -> Opening {
         if let outcome = try await replay(idempotencyKey: idempotencyKey, channel: channel, apiKeyID: apiKeyID, body: body, on: connection) {
             return .replay(outcome)
@@ -147,8 +148,9 @@ struct InboundPayloadStore: Sendable {
             // From someone else, it is not a retry: a gateway numbering submissions afresh (another
             // site's form), or reusing ids. Said so, rather than answered with another sender's
             // message as if this one had been taken in.
-            if let firstSender = read.firstSender, !senderIdentities.isEmpty,
-               !senderIdentities.contains(where: { $0.value.lowercased() == firstSender.lowercased() }) {
+            let senders = senderIdentities.map(\.value) + [sender].compactMap { $0 }
+            if let firstSender = read.firstSender, !senders.isEmpty,
+               !senders.contains(where: { $0.lowercased() == firstSender.lowercased() }) {
                 throw Problem(.providerMessageIDReused, status: .unprocessableContent, title: "Message id reused",
                               detail: "Message id '\(providerMessageID)' (\(provider)) was taken in before from another sender; "
                                 + "nothing was stored. Ids must be unique per \(channel == .webform ? "form" : "provider").")

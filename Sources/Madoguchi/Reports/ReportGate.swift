@@ -50,13 +50,24 @@ final class ReportGate: Sendable {
         defer { timer?.cancel() }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
-                let cancelled = state.withLock { state -> Bool in
-                    if Task.isCancelled { return true }
+                // Looked at again under the lock that puts the wait on the list: a slot freed since the
+                // first look found nobody waiting and was not handed on, and this report would have
+                // waited (and every later one behind it) with the slot free, then been answered 503.
+                let decision = state.withLock { state -> (cancelled: Bool, admitted: Bool) in
+                    if Task.isCancelled { return (true, false) }
+                    if state.running < concurrency, state.waiting.isEmpty {
+                        state.running += 1
+                        return (false, true)
+                    }
                     state.waiting.append((ticket, continuation))
-                    return false
+                    return (false, false)
                 }
-                if cancelled {
+                if decision.cancelled {
                     continuation.resume(throwing: CancellationError())
+                    return
+                }
+                if decision.admitted {
+                    continuation.resume()
                     return
                 }
                 timer = Task { [wait, concurrency] in

@@ -170,7 +170,14 @@ struct SLAPolicyStore: Sendable {
         }
     }
 
-    /// Removes a policy; its tickets keep their due times (the reference is cleared). False if there was none.
+    /// Removes a policy. False if there was none.
+    ///
+    /// Its open tickets' clocks stop with it: with no policy the clock trigger no longer moves them,
+    /// so due times kept would never be cleared by an answer nor paused by `pending`, and every later
+    /// wait would show the old due time again, as a breach of hours or days nobody could meet (in
+    /// the queue's order and in the SLA report). Each such ticket gets a `ticket.updated` event naming
+    /// the due times that went, as a reset's do. What was measured before stays: a response's or a
+    /// solve's due time is kept with it. Solved and closed tickets keep theirs.
     func delete(id: UUID, on connection: PostgresConnection) async throws -> Bool {
         // A reset of its tickets under way (its own, or its calendar's) is locked first, before the
         // tickets (their policy is cleared), in the order a batch takes them: the other way round,
@@ -181,6 +188,34 @@ struct SLAPolicyStore: Sendable {
             ORDER BY id FOR UPDATE
             """, logger: logger)
         try await connection.perform("DELETE FROM sla_clock_resets WHERE policy_id = \(id)", logger: logger)
+        let stopped = try await connection.run("""
+            WITH locked AS MATERIALIZED (
+                SELECT t.id, t.first_response_due_at, t.next_response_due_at, t.resolution_due_at
+                FROM tickets t
+                WHERE t.sla_policy_id = \(id) AND t.status NOT IN ('solved', 'closed')
+                ORDER BY t.id
+                FOR UPDATE
+            ), stopped AS (
+                UPDATE tickets t
+                SET sla_policy_id = NULL, first_response_due_at = NULL, first_response_warn_at = NULL,
+                    next_response_due_at = NULL, next_response_warn_at = NULL, resolution_due_at = NULL, resolution_warn_at = NULL,
+                    sla_paused_at = NULL, resolution_paused_at = NULL, version = t.version + 1, updated_at = now()
+                FROM locked WHERE t.id = locked.id
+                RETURNING t.id, t.customer_id, t.version,
+                          sla_due_change('first_response_due_at', locked.first_response_due_at, NULL)
+                          || sla_due_change('next_response_due_at', locked.next_response_due_at, NULL)
+                          || sla_due_change('resolution_due_at', locked.resolution_due_at, NULL) AS changes
+            )
+            INSERT INTO events (type, ticket_id, customer_id, data)
+            SELECT 'ticket.updated', s.id, s.customer_id, jsonb_build_object('changes', s.changes, 'version', s.version)
+            FROM stopped s
+            WHERE s.changes <> '{}'::jsonb
+            ORDER BY s.id
+            RETURNING 1
+            """, logger: logger)
+        var announced = 0
+        for try await _ in stopped { announced += 1 }
+        if announced > 0 { EventWrites.noteWritten() }
         let rows = try await connection.run("DELETE FROM sla_policies WHERE id = \(id) RETURNING id", logger: logger)
         for try await _ in rows { return true }
         return false

@@ -257,8 +257,11 @@ struct ProviderSmsWebhookTests {
             #expect((late["detail"] as? String)?.contains("Kept 'delivered'") == true, "\(late)")
             #expect(try await status("SMout1") == "delivered")
 
+            try await app.execute("UPDATE tickets SET status = 'solved', solved_at = now() WHERE id = \(ticket)")
             _ = try await report("SMout2", "undelivered", error: "30006")
             #expect(try await status("SMout2") == "undelivered")
+            // The customer never got it: the ticket is flagged and back in the queue, as for a bounced mail.
+            #expect(try await app.strings("SELECT status || ' ' || array_to_string(tags, ',') FROM tickets WHERE id = \(ticket)") == ["open delivery-failed"])
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'message.delivery_failed' AND data->>'error_code' = '30006'") == 1)
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'message.delivery_updated'") == 2)
 

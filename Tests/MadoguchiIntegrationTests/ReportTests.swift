@@ -960,6 +960,11 @@ struct ReportTests {
                 try expectProblem(response, .badRequest, "invalid-parameter")
                 #expect((try response.json["errors"] as? [[String: String]])?.first?["pointer"] == parameter, "\(query): \(response.text)")
             }
+            // Reports over the whole range are not refused for a granularity they do not use.
+            for kind in ["agents", "categories", "sla-breaches"] {
+                let whole = try await app.request(.get, "/v1/reports/\(kind)?from=2025-01-01&to=2026-12-01&granularity=hour", key: dashboard)
+                #expect(whole.status == .ok, "\(kind): \(whole.text)")
+            }
             let unknownUnit = try await app.request(.get, "/v1/reports/volume?from=2026-11-01&to=2026-11-02&granularity=fortnight", key: dashboard)
             #expect(unknownUnit.status == .badRequest, "\(unknownUnit.text)")
             let csvZone = try await app.request(.get, "/v1/reports/backlog?from=2026-11-01&to=2026-11-02&time_zone=Nowhere&format=csv", key: dashboard)

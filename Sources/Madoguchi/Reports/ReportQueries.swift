@@ -16,6 +16,10 @@ package enum ReportKind: String, Sendable, CaseIterable {
     case slaBreaches = "sla-breaches"
     case categories
 
+    /// Whether its rows are periods of `granularity` (the agents, categories and breaches reports
+    /// are one list over the whole range, and `granularity` plays no part in them).
+    var isPeriodic: Bool { ![.agents, .categories, .slaBreaches].contains(self) }
+
     /// The statement a JSON answer runs when asked with no paging parameters: for breaches the
     /// first page (`BreachPage`), the whole report otherwise.
     package func jsonQuery(_ request: ReportRequest) -> PostgresQuery {

@@ -41,7 +41,9 @@ package struct ReportRequest: Sendable {
 
     /// Checks what can be checked without the database (the zone is checked there), naming the
     /// parameter at fault.
-    package init(from: String, to: String, granularity: Granularity?, timeZone: String?, filters: Filters) throws {
+    /// `periodic`: the report's rows are periods, which are then at most `maximumPeriods`; a report
+    /// over the whole range (agents, categories) is not refused for a granularity it does not use.
+    package init(from: String, to: String, granularity: Granularity?, timeZone: String?, filters: Filters, periodic: Bool = true) throws {
         guard let first = Self.day(from) else { throw Problem.invalidParameter("from", "\(from) is not a date (YYYY-MM-DD)") }
         guard let last = Self.day(to) else { throw Problem.invalidParameter("to", "\(to) is not a date (YYYY-MM-DD)") }
         guard first <= last else { throw Problem.invalidParameter("to", "\(to) is before from (\(from))") }
@@ -53,7 +55,7 @@ package struct ReportRequest: Sendable {
         case .week: days / 7 + 2
         case .month: days / 28 + 2
         }
-        guard periods <= Self.maximumPeriods else {
+        guard periods <= Self.maximumPeriods || !periodic else {
             throw Problem.invalidParameter("granularity", "\(days) days by \(granularity.rawValue) is \(periods) periods; at most \(Self.maximumPeriods) — choose a coarser granularity or a shorter range")
         }
         self.from = from

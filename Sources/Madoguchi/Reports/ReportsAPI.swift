@@ -20,7 +20,8 @@ extension APIHandler {
             from: query.from, to: query.to, granularity: query.granularity.flatMap { ReportRequest.Granularity(rawValue: $0.rawValue) },
             timeZone: query.timeZone,
             filters: .init(channel: query.channel.flatMap { Channel(rawValue: $0.rawValue) }, queue: query.queue, category: query.category,
-                           tag: query.tag, agentID: query.agentId?.uuid, priority: query.priority.flatMap { Ticket.Priority(rawValue: $0.rawValue) }))
+                           tag: query.tag, agentID: query.agentId?.uuid, priority: query.priority.flatMap { Ticket.Priority(rawValue: $0.rawValue) }),
+            periodic: kind.isPeriodic)
         // Read first: the rows reflect at least the moment it gives.
         let context = try await reports.context()
         if query.timeZone == nil { request.timeZone = context.defaultZone }

@@ -104,6 +104,12 @@ struct SmsDeliveryReports: Sendable {
     }
 
     private func record(_ report: SmsDeliveryReport, messageID: UUID, ticketID: UUID, on connection: PostgresConnection) async throws {
+        if report.isFailure {
+            // The text never reached the customer: the ticket is flagged `delivery-failed` (and
+            // reopened if solved or pending), as a bounced mail's is, so that someone answers another
+            // way; before, a solved ticket stayed solved. The ticket first, as every writer takes it.
+            try await TicketStore(logger: logger).flagDeliveryFailure(ticketID, on: connection)
+        }
         var delivery: [String: Any] = ["status": report.status, "updated_at": Date().rfc3339UTC]
         if let code = report.errorCode, !code.isEmpty, code != "0" { delivery["error_code"] = code }
         try await MessageStore(logger: logger).setDelivery(try JSONSerialization.text(delivery), of: messageID, on: connection)

@@ -261,6 +261,25 @@ struct EventFeedTests {
         }
     }
 
+    @Test("a key revoked while its long poll waits gets no more events: the poll ends in 401")
+    func longPollOfARevokedKey() async throws {
+        try await TestApp.run(followsFeed: true) { app in
+            let (dashboard, record) = try await app.key(.dashboard)
+            let admin = try await app.keySecret(.admin)
+            let end = try await app.request(.get, "/v1/events?limit=500", key: dashboard).json["next_cursor"] as? String ?? ""
+            let port = try #require(app.client.port)
+            async let waited = TestClient.withClient(host: "localhost", port: port, configuration: TestApp.patient) { client in
+                try await client.execute(.init("/v1/events?wait=60&after=\(end.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)",
+                                               method: .get, headers: [.authorization: "Bearer \(dashboard)"]))
+            }
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(try await app.request(.delete, "/v1/api-keys/\(record.id.uuidString.lowercased())", key: admin).status == .ok)
+            try await Self.write(app, writer: 1, count: 1, hold: .zero)
+            let response = try await waited
+            #expect(response.status == .unauthorized, "\(String(buffer: response.body ?? ByteBuffer()))")
+        }
+    }
+
     @Test("Server-Sent Events: 20 writers committing out of order; after a disconnect mid-way, Last-Event-ID resumes exactly where it stopped")
     func serverSentEvents() async throws {
         try await TestApp.run(followsFeed: true) { app in

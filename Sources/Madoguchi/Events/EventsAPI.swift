@@ -16,9 +16,18 @@ extension APIHandler {
         let key = try await database.withConnection { try await feed.key(on: $0) }
         var cursor = try input.query.after.map { try FeedCursor.decode($0, with: key) } ?? .start
         let deadline = ContinuousClock.now + .seconds(wait)
+        // A page found after waiting comes out only while the key is in force: one revoked during a
+        // minute's poll would otherwise still be sent what was written meanwhile (the stream checks too).
+        let keyID = RequestScope.current?.principal?.keyID
+        var waited = false
         while true {
             let seen = notifier.generation
-            let page = try await database.withConnection { try await feed.page(after: cursor, filter: filter, limit: limit, on: $0) }
+            let (page, inForce) = try await database.withConnection { connection in
+                let page = try await feed.page(after: cursor, filter: filter, limit: limit, on: connection)
+                guard waited, !page.events.isEmpty, let keyID else { return (page, true) }
+                return (page, try await APIKeyStore(logger: logger).isInForce(keyID, on: connection))
+            }
+            guard inForce else { throw AuthMiddleware.unauthenticated("The API key was revoked while the request waited.", keyWasSent: true) }
             cursor = page.next
             let remaining = deadline - .now
             if !page.events.isEmpty || remaining <= .zero || Task.isShuttingDownGracefully {
@@ -27,6 +36,7 @@ extension APIHandler {
             // Woken at the next commit of events. Committed events held back by an older transaction
             // bring no second notification when that one ends: look again shortly.
             await notifier.wait(after: seen, upTo: page.heldBack ? min(remaining, .milliseconds(100)) : remaining)
+            waited = true
         }
     }
 

@@ -904,6 +904,17 @@ struct DeliveryTests {
 
     // MARK: - Automatic replies and loop protection
 
+    /// `text` as the one RFC 2047 encoded word a mail's Subject carries it in.
+    static func encodedWord(_ text: String) -> String {
+        "=?UTF-8?B?" + Data(text.utf8).base64EncodedString() + "?="
+    }
+
+    /// The template 受付確認 with a plain body and no subject, made by `supervisor`: its id.
+    static func acknowledgementTemplate(_ app: TestApp, supervisor: String) async throws -> String {
+        let template = try await app.request(.post, "/v1/templates", key: supervisor, json: #"{"name":"受付確認","body":"お問い合わせを受け付けました。"}"#)
+        return try #require(try template.json["id"] as? String)
+    }
+
     /// Delivering to `sink`, and acknowledging new mail from the template 受付確認.
     static func acknowledging(_ sink: SMTPSink) -> (inout Configuration) -> Void {
         { configuration in
@@ -961,7 +972,7 @@ struct DeliveryTests {
                 {"name":"受付確認","subject":"受付: {{ticket.subject}}","body":"件名「{{ticket.subject}}」のお問い合わせを受け付けました。"}
                 """).status == .created)
             let gateway = try await app.keySecret(.gateway)
-            let subject = "=?UTF-8?B?" + Data("【注文番号 A123】[URGENT] 未着".utf8).base64EncodedString() + "?="
+            let subject = Self.encodedWord("【注文番号 A123】[URGENT] 未着")
             #expect(try await app.postMail(gateway, testMail(from: "hanako@example.jp", subject: subject, id: "theirs-1@example.jp")).status == .created)
             #expect(await ChildProcess.eventually(timeout: .seconds(20)) { sink.received.count == 1 })
             #expect(ParsedMail(try #require(sink.received.first).bytes).subject == "受付: 【注文番号 A123】[URGENT] 未着")
@@ -974,10 +985,9 @@ struct DeliveryTests {
         let sink = try await SMTPSink()
         try await TestApp.run(configure: Self.acknowledging(sink)) { app in
             let supervisor = try await app.keySecret(.supervisor)
-            let template = try await app.request(.post, "/v1/templates", key: supervisor, json: #"{"name":"受付確認","body":"お問い合わせを受け付けました。"}"#)
-            let templateID = try #require(try template.json["id"] as? String)
+            let templateID = try await Self.acknowledgementTemplate(app, supervisor: supervisor)
             let gateway = try await app.keySecret(.gateway)
-            let subject = "=?UTF-8?B?" + Data("ご注文\r\nBcc: victim@example.com".utf8).base64EncodedString() + "?="
+            let subject = Self.encodedWord("ご注文\r\nBcc: victim@example.com")
             #expect(try await app.postMail(gateway, testMail(from: "hanako@example.jp", subject: subject, id: "broken-1@example.jp")).status == .created)
             #expect(await ChildProcess.eventually(timeout: .seconds(20)) { sink.received.count == 1 })
             #expect(ParsedMail(try #require(sink.received.first).bytes).subject == "Re: ご注文 Bcc: victim@example.com [#1]")
@@ -1001,11 +1011,10 @@ struct DeliveryTests {
         let sink = try await SMTPSink()
         try await TestApp.run(configure: Self.acknowledging(sink)) { app in
             let supervisor = try await app.keySecret(.supervisor)
-            let template = try await app.request(.post, "/v1/templates", key: supervisor, json: #"{"name":"受付確認","body":"お問い合わせを受け付けました。"}"#)
-            let templateID = try #require(try template.json["id"] as? String)
+            let templateID = try await Self.acknowledgementTemplate(app, supervisor: supervisor)
             let gateway = try await app.keySecret(.gateway)
             let long = String(repeating: "長", count: 2_000)
-            let subject = "=?UTF-8?B?" + Data(long.utf8).base64EncodedString() + "?="
+            let subject = Self.encodedWord(long)
             #expect(try await app.postMail(gateway, testMail(from: "hanako@example.jp", subject: subject, id: "long-1@example.jp")).status == .created)
             #expect(await ChildProcess.eventually(timeout: .seconds(20)) { sink.received.count == 1 })
             let sent = try #require(try await app.strings("SELECT subject FROM replies WHERE automatic").first)

@@ -18,13 +18,13 @@ extension APIHandler {
         let deadline = ContinuousClock.now + .seconds(wait)
         // A page found after waiting comes out only while the key is in force: one revoked during a
         // minute's poll would otherwise still be sent what was written meanwhile (the stream checks too).
-        let keyID = RequestScope.current?.principal?.keyID
+        let keyID = try principal.keyID
         var waited = false
         while true {
             let seen = notifier.generation
             let (page, inForce) = try await database.withConnection { connection in
                 let page = try await feed.page(after: cursor, filter: filter, limit: limit, on: connection)
-                guard waited, !page.events.isEmpty, let keyID else { return (page, true) }
+                guard waited, !page.events.isEmpty else { return (page, true) }
                 return (page, try await APIKeyStore(logger: logger).isInForce(keyID, on: connection))
             }
             guard inForce else { throw AuthMiddleware.unauthenticated("The API key was revoked while the request waited.", keyWasSent: true) }

@@ -64,16 +64,20 @@ extension APIHandler {
         return .noContent(.init())
     }
 
+    /// Secrets that sign a webhook's deliveries at once, at most.
+    static let maximumWebhookSecrets = 5
+
     func rotateWebhookSecret(_ input: Operations.RotateWebhookSecret.Input) async throws -> Operations.RotateWebhookSecret.Output {
         let principal = try principal
         let secret = StandardWebhooks.newSecret()
         let endpoint = try await database.withTransaction { connection in
             let current = try await webhookStore.endpoint(input.path.webhookId.uuid, lock: true, on: connection)
-            // Newest first; at most five sign at once. A sixth is refused: dropping the oldest could
-            // drop the one the receiver still checks, and every delivery would then fail its signature.
-            guard current.secrets.count < 5 else {
+            // Newest first. One more than the most that sign at once is refused: dropping the oldest
+            // could drop the one the receiver still checks, and every delivery would fail its signature.
+            guard current.secrets.count < Self.maximumWebhookSecrets else {
                 throw Problem(Problem.Kind(rawValue: "too-many-secrets"), status: .conflict, title: "Too many secrets",
-                              detail: "Webhook \(current.id.lowercased) already signs with 5 secrets; retire the old ones (PATCH with retire_old_secrets) first.")
+                              detail: "Webhook \(current.id.lowercased) already signs with \(Self.maximumWebhookSecrets) secrets; "
+                                + "retire the old ones (PATCH with retire_old_secrets) first.")
             }
             let updated = try await webhookStore.update(
                 current.id, url: nil, description: nil, eventTypes: nil, active: nil, secrets: [secret] + current.secrets, on: connection)

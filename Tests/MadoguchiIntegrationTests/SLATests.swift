@@ -517,6 +517,9 @@ struct SLATests {
 
             try expectProblem(try await app.request(.delete, "/v1/business-calendars/\(calendar)", key: supervisor), .conflict, "calendar-in-use")
             let due = try await AwaitingReplyTests.ticket(app, id, key: supervisor)["first_response_due_at"] as? String
+            let solved = try await Self.ticket(app, openedAt: Self.ago(30))
+            _ = try await Self.patch(app, solved, key: supervisor, #"{"status":"solved"}"#)
+            let judgedBy = try await AwaitingReplyTests.ticket(app, solved, key: supervisor)["first_response_due_at"] as? String
             #expect(try await app.request(.delete, "/v1/sla-policies/\(secondID)", key: supervisor).status == .noContent)
             // Its open ticket's clocks stop with it (nothing would move them again), and the feed says so.
             let stopped = try await AwaitingReplyTests.ticket(app, id, key: supervisor)
@@ -529,6 +532,14 @@ struct SLATests {
                 WHERE type = 'ticket.updated' AND ticket_id = \(UUID(uuidString: id)!)
                   AND data->'changes'->'first_response_due_at'->>'from' IS NOT NULL AND data->'changes'->'first_response_due_at'->'to' = 'null'
                 """) == 1)
+            // A solved ticket keeps the due times it was judged by; reopened, no clock runs for it.
+            #expect(judgedBy != nil)
+            #expect(try await AwaitingReplyTests.ticket(app, solved, key: supervisor)["first_response_due_at"] as? String == judgedBy)
+            _ = try await Self.patch(app, solved, key: supervisor, #"{"status":"open"}"#)
+            let reopened = try await AwaitingReplyTests.ticket(app, solved, key: supervisor)
+            #expect(reopened["status"] as? String == "open")
+            #expect(reopened["first_response_due_at"] == nil && reopened["resolution_due_at"] == nil && reopened["next_response_due_at"] == nil)
+            #expect(reopened["sla_state"] == nil)
             #expect(try await app.request(.delete, "/v1/business-calendars/\(calendar)", key: supervisor).status == .noContent)
         }
     }

@@ -123,6 +123,9 @@ struct ProviderEventAnswer: Codable, Sendable, Equatable {
         case ignored
         /// A delivery report for no message we sent.
         case noMatchingMessage = "no-matching-message"
+        /// A signed request that cannot be taken in (a required field missing, an unreadable body):
+        /// kept as `failed`, `detail` says why.
+        case failed
     }
 
     /// The provider's id: LINE `webhookEventId`, Twilio `MessageSid`, Vonage `messageId`.

@@ -17,12 +17,12 @@ extension APIHandler {
         switch provider {
         case "twilio":
             let request = try await receive(body, channel: .sms, provider: provider)
-            let result = try await twilio.receiveMessage(request)
+            let result = try await orFailed { try await twilio.receiveMessage(request) }
             // Twilio reads the answer as TwiML: anything else is logged as an error in its console.
             return .ok(.init(body: request.asksForJSON ? .json(.init(result)) : .textXml(HTTPBody(TwilioWebhook.emptyTwiML))))
         case "vonage":
             let request = try await receive(body, channel: .sms, provider: provider)
-            return .ok(.init(body: .json(.init(try await vonage.receiveMessage(request)))))
+            return .ok(.init(body: .json(.init(try await orFailed { try await vonage.receiveMessage(request) }))))
         default:
             throw Problem.unknownProvider(provider, channel: "SMS", known: ["twilio", "vonage"])
         }
@@ -32,8 +32,12 @@ extension APIHandler {
         let provider = input.path.provider
         guard case .application_Ast_(let body) = input.body else { throw Problem.internalError }
         switch provider {
-        case "twilio": return .ok(.init(body: .json(.init(try await twilio.receiveStatus(receive(body, channel: .sms, provider: provider))))))
-        case "vonage": return .ok(.init(body: .json(.init(try await vonage.receiveStatus(receive(body, channel: .sms, provider: provider))))))
+        case "twilio":
+            let request = try await receive(body, channel: .sms, provider: provider)
+            return .ok(.init(body: .json(.init(try await orFailed { try await twilio.receiveStatus(request) }))))
+        case "vonage":
+            let request = try await receive(body, channel: .sms, provider: provider)
+            return .ok(.init(body: .json(.init(try await orFailed { try await vonage.receiveStatus(request) }))))
         default: throw Problem.unknownProvider(provider, channel: "SMS", known: ["twilio", "vonage"])
         }
     }
@@ -45,10 +49,16 @@ extension APIHandler {
         case "line":
             let request = try await receive(body, channel: .chat, provider: provider)
             let chat = ChatIngest(database: database, logger: logger, idleGap: chatIdleGap)
-            return .ok(.init(body: .json(.init(try await LineWebhook(database: database, logger: logger, settings: providers, chat: chat).receive(request)))))
+            let line = LineWebhook(database: database, logger: logger, settings: providers, chat: chat)
+            return .ok(.init(body: .json(.init(try await orFailed { try await line.receive(request) }))))
         default:
             throw Problem.unknownProvider(provider, channel: "chat", known: ["line"])
         }
+    }
+
+    /// What `take` answers, or, for a signed request kept as failed, the answer saying so.
+    private func orFailed(_ take: () async throws -> ProviderWebhookAnswer) async throws -> ProviderWebhookAnswer {
+        do { return try await take() } catch let failed as WebhookRequest.Failed { return failed.answer }
     }
 
     /// The request with its body read, once the headers alone do not already refuse it: a request

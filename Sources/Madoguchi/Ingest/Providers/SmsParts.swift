@@ -44,7 +44,16 @@ struct SmsParts: Sendable {
                                           messageID: assembled, on: connection)
                 return (payloadID, .init(eventID: message.providerMessageID, type: "message", answer: .replayed(answer)))
             }
-            let waiting = try await waitingParts(sender: sender.value, provider: message.provider, part: part, on: connection)
+            var waiting = try await waitingParts(sender: sender.value, provider: message.provider, part: part, on: connection)
+            // This part's number already waits under another provider id: the sender began a new text
+            // under a reference an earlier, incomplete one still holds (on most handsets a reference is
+            // one byte). The earlier parts become their own message, the gap marked, before this part
+            // is counted, so no message mixes two texts.
+            if waiting.contains(where: { $0.number == part.number && $0.providerMessageID != message.providerMessageID }) {
+                let earlier = waiting.filter { $0.providerMessageID != message.providerMessageID }
+                try await releaseIncomplete(earlier, provider: message.provider, sender: sender.value, part: part, on: connection)
+                waiting.removeAll { $0.providerMessageID != message.providerMessageID }
+            }
             let arrived = Set(waiting.map(\.number)).count
             guard arrived == part.count else {
                 var outcome = InboundOutcome(inboundID: payloadID, channel: .sms)
@@ -90,20 +99,31 @@ struct SmsParts: Sendable {
         try await database.withTransaction { connection in
             try await AdvisoryLock.take("sms-parts:\(provider):\(sender):\(part.reference)", on: connection, logger: logger)
             let waiting = try await waitingParts(sender: sender, provider: provider, part: part, on: connection)
-            guard let first = waiting.first, let last = waiting.max(by: { $0.receivedAt < $1.receivedAt }) else { return false }
-            let isPhoneNumber = if case .valid = PhoneNumber.normalize(sender) { true } else { false }
-            let taken = try await complete(
-                InboundSms(provider: provider, providerMessageID: first.providerMessageID, from: sender, to: nil, body: ""),
-                from: .init(value: sender, isPhoneNumber: isPhoneNumber), part: part, parts: waiting, answering: last.payloadID,
-                providerMessageID: last.providerMessageID, on: connection)
-            logger.notice("released an incomplete multi-part SMS", metadata: ["message_id": "\(taken.messageID)", "parts": "\(waiting.count)/\(part.count)"])
-            return true
+            return try await releaseIncomplete(waiting, provider: provider, sender: sender, part: part, on: connection)
         }
     }
 
+    /// One message of `waiting`, a set that will not be completed, the missing parts marked; the
+    /// newest part's payload records its answer. false when there is nothing to release.
+    @discardableResult
+    private func releaseIncomplete(
+        _ waiting: [(number: Int, body: String, providerMessageID: String, payloadID: UUID, receivedAt: Date)],
+        provider: String, sender: String, part: Part, on connection: PostgresConnection
+    ) async throws -> Bool {
+        guard let first = waiting.first, let last = waiting.max(by: { $0.receivedAt < $1.receivedAt }) else { return false }
+        let isPhoneNumber = if case .valid = PhoneNumber.normalize(sender) { true } else { false }
+        let taken = try await complete(
+            InboundSms(provider: provider, providerMessageID: first.providerMessageID, from: sender, to: nil, body: ""),
+            from: .init(value: sender, isPhoneNumber: isPhoneNumber), part: part, parts: waiting, answering: last.payloadID,
+            providerMessageID: last.providerMessageID, on: connection)
+        logger.notice("released an incomplete multi-part SMS", metadata: ["message_id": "\(taken.messageID)", "parts": "\(waiting.count)/\(part.count)"])
+        return true
+    }
+
     /// One message of the waiting `parts` (the first copy of each part number, in order, a missing
-    /// one marked), under the lowest part's id; the parts point at it, and the payload `answering`
-    /// records its answer, which every later retry of any part gets.
+    /// one marked), under the lowest part's id; those parts (and no later set's under the same
+    /// reference) point at it, and the payload `answering` records its answer, which every later
+    /// retry of any of them gets.
     private func complete(
         _ base: InboundSms, from sender: SmsIngest.Sender, part: Part,
         parts: [(number: Int, body: String, providerMessageID: String, payloadID: UUID, receivedAt: Date)],
@@ -121,7 +141,7 @@ struct SmsParts: Sendable {
         try await connection.perform("""
             UPDATE sms_parts SET message_id = \(taken.messageID)
             WHERE provider = \(base.provider) AND sender = \(sender.value) AND reference = \(part.reference)
-              AND part_count = \(part.count) AND message_id IS NULL
+              AND part_count = \(part.count) AND message_id IS NULL AND provider_message_id = ANY(\(parts.map(\.providerMessageID)))
             """, logger: logger)
         try await InboundPayloadStore(logger: logger).finish(
             payloadID, providerMessageID: providerMessageID, answer: .ingest(.taken(taken.outcome)), messageID: taken.messageID, on: connection)

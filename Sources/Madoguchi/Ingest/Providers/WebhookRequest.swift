@@ -101,13 +101,22 @@ struct WebhookRequest: Sendable {
     static let rejectedBodyKept = 4096
 
     /// Keeps a verified request that cannot be taken in as `failed` (`GET /v1/inbound/{id}` shows it)
-    /// and answers with `problem`.
+    /// and ends its handling with `Failed`, which the endpoint answers `200` with `problem`'s detail:
+    /// a signed request is the provider's own, and no retry can mend it. Answered with an error
+    /// status, Vonage and LINE would redeliver it, each copy kept again.
     func fail(_ problem: Problem, database: Database, logger: Logger) async throws -> Never {
-        _ = try await database.withConnection { connection in
+        let id = try await database.withConnection { connection in
             try await InboundPayloadStore(logger: logger).keepUnused(
                 channel: channel, provider: provider, body: body, contentType: contentType, rejected: false, reason: problem.detail, on: connection)
         }
-        throw problem
+        logger.warning("provider webhook kept as failed", metadata: ["provider": "\(provider)", "inbound_id": "\(id)", "reason": "\(problem.detail)"])
+        throw Failed(answer: ProviderWebhookAnswer(
+            inboundID: id, provider: provider, events: [.init(type: "request", result: .failed, detail: problem.detail)]))
+    }
+
+    /// A verified request kept as `failed`, and the answer that says so.
+    struct Failed: Error {
+        let answer: ProviderWebhookAnswer
     }
 }
 

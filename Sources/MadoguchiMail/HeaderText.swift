@@ -118,6 +118,10 @@ struct EncodedWord {
         }
         guard index + 2 < units.count, !charset.isEmpty, units[index + 2] == question else { return nil }
         let encoding = units[index + 1]
+        // Checked before the text is read: read first, a header of many "=?cs?X?" (no such
+        // encoding) read every one to the end of the header, quadratic in its length.
+        guard [UInt32(UInt8(ascii: "B")), UInt32(UInt8(ascii: "b")), UInt32(UInt8(ascii: "Q")), UInt32(UInt8(ascii: "q"))].contains(encoding)
+        else { return nil }
         index += 3
         var text: [UInt8] = []
         while index + 1 < units.count, !(units[index] == question && units[index + 1] == equals) {

@@ -40,7 +40,10 @@ public enum IDNA {
             if label.utf8.allSatisfy({ $0 < 0x80 }) {
                 ascii = String(label)
             } else {
-                guard let encoded = punycode(label.unicodeScalars.map(\.value)) else { return nil }
+                // No A-label is shorter than its label's characters: a longer label is refused before
+                // Punycode, whose work grows with its length times its distinct characters (a forged
+                // bounce's domain of 80,000 different ideographs).
+                guard label.unicodeScalars.count <= maximumLabelLength, let encoded = punycode(label.unicodeScalars.map(\.value)) else { return nil }
                 ascii = "xn--" + encoded
             }
             guard ascii.utf8.count <= maximumLabelLength else { return nil }

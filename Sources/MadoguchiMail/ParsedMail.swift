@@ -303,11 +303,13 @@ enum MailDate {
         if let paren = value.firstIndex(of: "(") { value = value[..<paren] }
         let tokens = value.split(whereSeparator: { $0 == " " || $0 == "\t" })
         guard tokens.count >= 4, let day = Int(tokens[0]), (1...31).contains(day),
-              let month = months.firstIndex(of: tokens[1].prefix(3).lowercased()), var year = Int(tokens[2])
+              let month = months.firstIndex(of: tokens[1].prefix(3).lowercased()),
+              tokens[2].utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }), var year = Int(tokens[2])
         else { return nil }
         if year < 50 { year += 2000 } else if year < 1000 { year += 1900 }
-        // Four digits, as RFC 5322 writes them: a year like 300000 is no date a mailer meant, and past
-        // year 292277 the instant does not fit PostgresNIO's microseconds (it traps, stopping the server).
+        // Digits only, at most four, as RFC 5322 writes them: a year like 300000 (or -300000) is no date
+        // a mailer meant, and past year ±292277 the instant does not fit PostgresNIO's microseconds (it
+        // traps, stopping the server).
         guard year <= 9999 else { return nil }
         let time = tokens[3].split(separator: ":").compactMap { Int($0) }
         guard time.count >= 2, (0...23).contains(time[0]), (0...59).contains(time[1]) else { return nil }

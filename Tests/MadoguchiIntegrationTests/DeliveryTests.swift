@@ -1212,7 +1212,7 @@ struct SMTPDataRefusedTests {
         #expect(EmailDelivery.references(Array(ids.prefix(5))) == Array(ids.prefix(5)))
     }
 
-    @Test("a refusal of RCPT marks the address only when it is about the address (5.1.x, a bare 550/551/553); 552 is tried again; policy fails the mail alone")
+    @Test("a refusal of RCPT marks the address only when it is about the address (5.1.x, a bare 550/551/553 saying so); 552 is tried again; policy fails the mail alone")
     func recipientRefusals() {
         let refusals: [(String, SMTPReply, RecipientResult.Status, Bool)] = [
             ("unknown@example.jp", SMTPReply(code: 550, lines: ["5.1.1 <unknown@example.jp>: Recipient address rejected: User unknown"]), .failed, true),
@@ -1221,6 +1221,11 @@ struct SMTPDataRefusedTests {
             ("relay@example.jp", SMTPReply(code: 554, lines: ["5.7.1 <relay@example.jp>: Relay access denied"]), .failed, false),
             ("spam@example.jp", SMTPReply(code: 550, lines: ["5.7.1 Message rejected as spam"]), .failed, false),
             ("disabled@example.jp", SMTPReply(code: 550, lines: ["5.2.1 mailbox disabled"]), .failed, false),
+            // A relay that no longer takes our mail says so with the codes servers use for unknown users.
+            ("exim@example.jp", SMTPReply(code: 550, lines: ["relay not permitted"]), .failed, false),
+            ("qmail@example.jp", SMTPReply(code: 553, lines: ["sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)"]), .failed, false),
+            ("qmailuser@example.jp", SMTPReply(code: 550, lines: ["sorry, no mailbox here by that name. (#5.1.1)"]), .failed, true),
+            ("bare@example.jp", SMTPReply(code: 550, lines: ["Requested action not taken"]), .failed, false),
             ("full@example.jp", SMTPReply(code: 552, lines: ["5.2.2 mailbox full"]), .pending, false),
             ("busy@example.jp", SMTPReply(code: 450, lines: ["4.2.1 mailbox busy"]), .pending, false),
         ]
@@ -1230,6 +1235,28 @@ struct SMTPDataRefusedTests {
             #expect(attempt.recipients[recipient]?.status == status, "\(recipient)")
             #expect(attempt.recipients[recipient]?.undeliverable == undeliverable, "\(recipient)")
         }
+    }
+
+    @Test("a relay's answer holding a NUL is recorded without it: the delivery's record, its events included, can be stored")
+    func nulInRelayAnswers() {
+        let outcome = SMTPSession.Outcome(accepted: ["a@example.jp"], refused: [("b@example.jp", SMTPReply(code: 550, lines: ["5.1.1 no\u{0} such user"]))],
+                                          finalReply: SMTPReply(code: 250, lines: ["Ok: queued as \u{0}abc"]), refusedData: nil)
+        let attempt = EmailDelivery.attempt(from: outcome)
+        #expect(attempt.response == "250 Ok: queued as abc")
+        #expect(attempt.recipients.values.allSatisfy { !$0.reply.utf8.contains(0) })
+        #expect(DeliveryAttempt.uncertain("lost after \u{0}the dot").error == "lost after the dot")
+    }
+
+    @Test("a 5xx to MAIL FROM is about our sending, waited out like a session's; only a size refusal fails the mail")
+    func mailFromRefusals() {
+        for text in ["5.7.0 Authentication required", "5.7.1 Sender not owned by user", "5.4.5 Daily user sending quota exceeded"] {
+            #expect(SMTPError.rejected(command: "MAIL FROM", reply: SMTPReply(code: 550, lines: [text])).isTransient, "\(text)")
+        }
+        #expect(SMTPError.rejected(command: "MAIL FROM", reply: SMTPReply(code: 530, lines: ["Authentication required"])).isTransient)
+        #expect(!SMTPError.rejected(command: "MAIL FROM", reply: SMTPReply(code: 552, lines: ["5.3.4 Message size exceeds fixed limit"])).isTransient)
+        #expect(!SMTPError.rejected(command: "MAIL FROM", reply: SMTPReply(code: 554, lines: ["5.3.4 too big"])).isTransient)
+        #expect(!SMTPError.rejected(command: "DATA", reply: SMTPReply(code: 554, lines: ["5.7.1 no"])).isTransient)
+        #expect(SMTPError.rejected(command: "MAIL FROM", reply: SMTPReply(code: 451, lines: ["4.3.0 later"])).isTransient)
     }
 
     @Test("a 554 to DATA fails only the recipients the relay had taken; one it deferred stays deferred")

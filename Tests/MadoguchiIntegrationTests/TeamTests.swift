@@ -344,6 +344,7 @@ struct TeamTests {
         try await TestApp.run { app in
             let admin = try await app.keySecret(.admin)
             let leaver = try await Self.agent(app, admin, #"{"display_name":"退職者","email":"leaver@shop.example"}"#)
+            let other = try await Self.agent(app, admin, #"{"display_name":"在籍者","email":"stays@shop.example"}"#)
             let agentID = try #require(UUID(uuidString: leaver.id))
             let customer = try await app.customer()
             let claimed = try await app.ticket(customer: customer)
@@ -360,6 +361,15 @@ struct TeamTests {
             try expectProblem(try await app.request(.get, "/v1/me", key: leaver.key), .unauthorized, "unauthenticated")
             #expect(try await app.count("SELECT count(*) FROM tickets WHERE claim_agent_id = \(agentID) OR (assignee_id = \(agentID) AND id <> \(solved))") == 0)
             #expect(try await app.count("SELECT count(*) FROM tickets WHERE id = \(solved) AND assignee_id = \(agentID)") == 1, "history keeps its assignee")
+            // Reopened (the customer wrote again), it goes back to the queue rather than wait for the leaver.
+            let kept = try await app.ticket(customer: customer, status: "solved", assignee: try #require(UUID(uuidString: other.id)))
+            try await app.execute("UPDATE tickets SET status = 'open' WHERE id IN (\(solved), \(kept))")
+            #expect(try await app.count("SELECT count(*) FROM tickets WHERE id = \(solved) AND assignee_id IS NULL") == 1)
+            #expect(try await app.count("SELECT count(*) FROM tickets WHERE id = \(kept) AND assignee_id IS NOT NULL") == 1, "an active agent keeps theirs")
+            #expect(try await app.count("""
+                SELECT count(*) FROM events WHERE ticket_id = \(solved) AND type = 'ticket.updated'
+                  AND data->'changes'->'assignee_id'->>'from' = \(leaver.id) AND data->'changes'->'assignee_id'->'to' = 'null'
+                """) == 1)
             #expect(try await app.eventTypes(ticket: claimed).suffix(2) == ["ticket.claim_broken", "ticket.updated"])
             #expect(try await app.eventTypes(ticket: assigned).last == "ticket.updated")
             #expect(try await app.count("""

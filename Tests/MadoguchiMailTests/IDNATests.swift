@@ -38,6 +38,13 @@ struct IDNATests {
         #expect(IDNA.asciiAddress("a@" + long + ".jp") == "a@" + long + ".jp", "a label longer than 63 as an A-label")
     }
 
+    @Test("a label longer than any there can be is refused before Punycode reads it", .timeLimit(.minutes(1)))
+    func hugeLabels() {
+        let label = String(String.UnicodeScalarView((0..<80_000).map { Unicode.Scalar(0x4E00 + $0 % 20_000)! }))
+        #expect(IDNA.asciiDomain(label + ".jp") == nil)
+        #expect(IDNA.asciiDomain(String(repeating: "例", count: 64) + ".jp") == nil)
+    }
+
     @Test("a composed mail to a Japanese domain needs no SMTPUTF8, and its To header carries the A-label")
     func composed() throws {
         let mail = OutgoingMail(

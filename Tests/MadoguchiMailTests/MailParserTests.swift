@@ -470,6 +470,7 @@ struct MailDateTests {
     @Test("nonsense is no date", arguments: [
         "", "yesterday", "32 Nov 1997 10:00:00 +0000", "1 Foo 2000 10:00",
         "Sat, 1 Jan 300000 00:00:00 +0000", "Sat, 1 Jan 10000 00:00:00 +0000", "1 Jan 99999999999999999999 00:00 +0000",
+        "Sat, 1 Jan -300000 00:00:00 +0000", "1 Jan -5 00:00 +0000", "1 Jan +2000 00:00 +0000",
     ])
     func refuses(_ text: String) {
         #expect(MailDate.parse(text) == nil)
@@ -495,6 +496,24 @@ struct PathologicalMailTests {
         let mail = ParsedMail(Array("From: a@example.jp\nSubject: \(subject)\n\nbody\n".utf8))
         #expect(mail.subject?.utf8.count == subject.utf8.count)
         #expect(HeaderText.decode(Array((String(repeating: "=?a?Q?x", count: 300_000) + " ?=").utf8)).hasPrefix("=?a?Q?x"))
+    }
+
+    @Test("a field of encoded words naming no encoding there is, closed once at its end")
+    func unknownEncodingLetters() {
+        let subject = String(repeating: "=?cs?X?x", count: 125_000) + "?="
+        let mail = ParsedMail(Array("From: a@example.jp\nSubject: \(subject)\n\nbody\n".utf8))
+        #expect(mail.subject?.utf8.count == subject.utf8.count)
+        #expect(HeaderText.decode(Array(("=?cs?X?x " + "=?utf-8?B?5a6J?=").utf8)) == "=?cs?X?x 安")
+    }
+
+    @Test("a multipart of a hundred thousand parts side by side keeps the limit's worth and the rest as raw bytes")
+    func wideMultipart() {
+        let pieces = String(repeating: "--b\nContent-Type: a/b\n\nx\n", count: 100_000)
+        let mail = ParsedMail(Array("From: a@example.jp\nContent-Type: multipart/mixed; boundary=b\n\n--b\n\nご注文の件です。\n\(pieces)--b--\n".utf8))
+        #expect(mail.text.contains("ご注文の件です。"))
+        #expect(mail.attachments.count < 2_000)
+        #expect(mail.attachments.last.map { $0.content.count > 1_000_000 } == true)
+        #expect(mail.defects.contains { $0.contains("wider than the limits") })
     }
 
     @Test("a body of a million blank lines before its text")

@@ -28,7 +28,7 @@ public func buildApplication(
     // HEAD wherever GET is (RFC 9110 §9.3.2): a monitor's `curl -I` on /health/ready was 405.
     let router = Router(context: MadoguchiRequestContext.self, options: .autoGenerateHeadEndpoints)
     let routes = RouteTable()
-    router.add(middleware: ObservabilityMiddleware(metrics: HTTPMetrics(registry: registry)))
+    router.add(middleware: ObservabilityMiddleware(metrics: HTTPMetrics(registry: registry), trustedProxies: configuration.http.trustedProxies))
     router.add(middleware: ProblemMiddleware(routes: routes))
     router.add(middleware: BodyLimitMiddleware(
         budget: BodyBudget(bytes: configuration.http.bodyBudgetBytes),

@@ -38,6 +38,9 @@ public struct HTTPSettings: Sendable {
     /// `MADOGUCHI_RATE_LIMIT_WRONG_KEYS`: `rate/burst` of unknown or revoked keys per client address,
     /// or `off`. Over it, keys not recently found valid are `429` without a database lookup.
     public var wrongKeyRateLimit: RateLimit? = RateLimit(perSecond: 10, burst: 100)
+    /// `MADOGUCHI_TRUSTED_PROXIES`: the reverse proxies (addresses or ranges, comma-separated) whose
+    /// `X-Forwarded-For` names the client for the limits kept per client address; none by default.
+    var trustedProxies = TrustedProxies.none
 
     public init() {}
 
@@ -59,6 +62,7 @@ public struct HTTPSettings: Sendable {
         }
         settings.providerRateLimit = try rateLimit("MADOGUCHI_RATE_LIMIT_PROVIDER", example: "100/2000", current: settings.providerRateLimit)
         settings.wrongKeyRateLimit = try rateLimit("MADOGUCHI_RATE_LIMIT_WRONG_KEYS", example: "10/100", current: settings.wrongKeyRateLimit)
+        if let proxies = reader.value("MADOGUCHI_TRUSTED_PROXIES") { settings.trustedProxies = try TrustedProxies(proxies) }
         if let connections = try reader.integer("MADOGUCHI_HTTP_MAX_CONNECTIONS", in: 1...1_000_000) { settings.maxConnections = connections }
         if let budget = try reader.integer("MADOGUCHI_HTTP_BODY_BUDGET_BYTES", in: 1024...(1 << 40)) {
             // One request of the largest size allowed must always fit, or it could never be taken in.

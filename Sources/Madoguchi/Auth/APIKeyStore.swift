@@ -103,8 +103,14 @@ public struct APIKeyStore: Sendable {
         }
         guard let (principal, stale) = found else { return nil }
         if stale {
-            // Coarse on purpose: one write a minute per key, not one per request.
-            try await connection.perform("UPDATE api_keys SET last_used_at = now() WHERE id = \(principal.keyID)", logger: logger)
+            // Coarse on purpose: one write a minute per key, not one per request. A revocation that
+            // committed while this waited for its row lock (deactivating an agent revokes its keys
+            // first) is seen here: the key is refused, not let through once more.
+            let rows = try await connection.run(
+                "UPDATE api_keys SET last_used_at = now() WHERE id = \(principal.keyID) AND revoked_at IS NULL RETURNING 1", logger: logger)
+            var inForce = false
+            for try await _ in rows { inForce = true }
+            guard inForce else { return nil }
         }
         return principal
     }

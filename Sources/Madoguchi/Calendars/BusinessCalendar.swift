@@ -34,9 +34,11 @@ public struct BusinessCalendar: Sendable, Equatable {
 
     /// Whether clocks count in it as they did in `before`: only names changed (the calendar's or a
     /// closed day's), or nothing did (a PUT sent again: tickets keep their versions, and agents their ETags).
+    /// Hours and closed days compared as sets, so the order they are listed in is never a change.
     func movesNoClock(since before: BusinessCalendar) -> Bool {
-        timeZone == before.timeZone && nationalHolidays == before.nationalHolidays && hours == before.hours
-            && closedDays.map(\.date) == before.closedDays.map(\.date)
+        timeZone == before.timeZone && nationalHolidays == before.nationalHolidays
+            && Set(hours.map { "\($0.weekday) \($0.opens) \($0.closes)" }) == Set(before.hours.map { "\($0.weekday) \($0.opens) \($0.closes)" })
+            && Set(closedDays.map(\.date)) == Set(before.closedDays.map(\.date))
     }
 
     /// The calendar migration 0025 ships (標準: weekdays 9–18 Tokyo, holidays and 年末年始 closed).

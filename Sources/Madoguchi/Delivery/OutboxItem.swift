@@ -86,6 +86,19 @@ struct DeliveryAttempt: Sendable {
     /// Why nothing (or not everything) went out now.
     var error: String?
 
+    /// The relay's or provider's words are cleaned of NUL here, once: neither a text column nor
+    /// `jsonb` stores one, and "250 Ok: queued as \0abc" would fail the delivery's record (its
+    /// events, its held reason) on every attempt, a mail the relay took held for a person.
+    init(kind: Kind, recipients: [String: RecipientResult] = [:], response: String? = nil, provider: String? = nil,
+         providerMessageID: String? = nil, error: String? = nil) {
+        self.kind = kind
+        self.recipients = recipients
+        self.response = response.map(Text.clean)
+        self.provider = provider
+        self.providerMessageID = providerMessageID.map(Text.clean)
+        self.error = error.map(Text.clean)
+    }
+
     static func answered(_ recipients: [String: RecipientResult], response: String? = nil, provider: String? = nil, providerMessageID: String? = nil,
                          error: String? = nil) -> DeliveryAttempt {
         DeliveryAttempt(kind: .answered, recipients: recipients, response: response, provider: provider, providerMessageID: providerMessageID, error: error)

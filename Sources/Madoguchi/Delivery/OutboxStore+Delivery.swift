@@ -172,7 +172,7 @@ extension OutboxStore {
                 provider_message_id = coalesce(\(settlement.providerMessageID.map(Text.clean)), provider_message_id),
                 sent_at = CASE WHEN \(settlement.state) = 'sent' THEN now() ELSE sent_at END,
                 next_attempt_at = now() + make_interval(secs => \(settlement.nextAttemptIn?.seconds ?? 0)),
-                held_reason = \(settlement.heldReason), handover_at = NULL,
+                held_reason = \(settlement.heldReason.map(Text.clean)), handover_at = NULL,
                 claimed_by = NULL, lease_expires_at = NULL, updated_at = now()
             WHERE id = \(id) AND claimed_by = \(worker) AND attempts = \(attempt) AND state = 'sending'
             RETURNING reply_id

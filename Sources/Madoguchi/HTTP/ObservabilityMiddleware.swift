@@ -9,6 +9,7 @@ import Prometheus
 /// status. It sits outside `ProblemMiddleware`, so it sees errors as the responses the client gets.
 struct ObservabilityMiddleware<Context: RequestContext>: RouterMiddleware {
     let metrics: HTTPMetrics
+    var trustedProxies = TrustedProxies.none
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let start = ContinuousClock.now
@@ -17,7 +18,8 @@ struct ObservabilityMiddleware<Context: RequestContext>: RouterMiddleware {
         context.logger[metadataKey: "request_id"] = .string(requestID)
         let scope = RequestScope(requestID: requestID, logger: context.logger, requestURI: request.uri.description, requestHeaders: request.headers,
                                  requestAuthority: request.head.authority,
-                                 clientAddress: (context as? any RemoteAddressRequestContext)?.remoteAddress?.ipAddress,
+                                 clientAddress: trustedProxies.client(peer: (context as? any RemoteAddressRequestContext)?.remoteAddress?.ipAddress,
+                                                                      forwardedFor: request.headers[.xForwardedFor]),
                                  requestMethod: request.method)
 
         var response: Response
@@ -105,4 +107,8 @@ struct HTTPMetrics: Sendable {
         registry.makeCounter(descriptor: Self.requests, labels: labels).increment()
         registry.makeDurationHistogram(descriptor: Self.durations, labels: labels, buckets: Self.buckets).record(duration)
     }
+}
+
+extension HTTPField.Name {
+    static let xForwardedFor = HTTPField.Name("X-Forwarded-For")!
 }

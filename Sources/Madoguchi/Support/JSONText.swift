@@ -62,7 +62,8 @@ enum JSONText {
     }
 
     /// A JSON string: quote, backslash and the control characters escaped, everything else (all of
-    /// UTF-8 beyond ASCII) as it is.
+    /// UTF-8 beyond ASCII) as it is. NUL is written as `\u0000`, which `jsonb` refuses: a request
+    /// carrying one is a 422, and text from outside (a relay's answer) is cleaned before it gets here.
     private static func writeString(_ string: String, into bytes: inout [UInt8]) {
         bytes.append(UInt8(ascii: "\""))
         for byte in string.utf8 {

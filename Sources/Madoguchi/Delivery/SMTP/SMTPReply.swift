@@ -18,13 +18,44 @@ package struct SMTPReply: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// A permanent refusal of RCPT that is about the address itself (no such mailbox, a bad
-    /// domain: RFC 3463's 5.1.x, or a bare 550, 551 or 553, which servers give for an unknown user),
-    /// rather than about the relay, our sender or the message (5.7.x policy, "relay access denied",
-    /// 5.2.x mailbox status, 5.3.x system). Only these mark the customer's address undeliverable.
+    /// domain: RFC 3463's 5.1.x), rather than about the relay, our sender or the message (5.7.x
+    /// policy, "relay access denied", 5.2.x mailbox status, 5.3.x system). Only these mark the
+    /// customer's address undeliverable.
+    ///
+    /// A bare 550, 551 or 553 counts only when its text says the user is unknown: relays give the
+    /// same codes for "relaying denied" (Exim's 550, qmail's 553 … rcpthosts (#5.7.1)), and a relay
+    /// that stops taking our mail would otherwise mark every customer in the outbox undeliverable.
     var refusesTheAddress: Bool {
         guard isPermanent else { return false }
-        if let status = enhancedStatus { return status.subject == 1 }
-        return [550, 551, 553].contains(code)
+        if let status = enhancedStatus ?? enhancedStatusInText { return status.subject == 1 }
+        guard [550, 551, 553].contains(code) else { return false }
+        let said = text.lowercased()
+        return Self.unknownAddressPhrases.contains { said.contains($0) }
+    }
+
+    /// How servers that give no enhanced code say the mailbox or the domain does not exist.
+    static let unknownAddressPhrases = [
+        "user unknown", "unknown user", "no such user", "no such mailbox", "no such recipient", "unknown recipient",
+        "mailbox unavailable", "mailbox not found", "does not exist", "doesn't exist", "invalid recipient",
+        "invalid mailbox", "address rejected", "not our customer", "unrouteable address", "no mailbox",
+    ]
+
+    /// An enhanced status code written later in the text, as qmail does: "553 sorry, … (#5.7.1)".
+    private var enhancedStatusInText: (class: Int, subject: Int, detail: Int)? {
+        let words = text.split(whereSeparator: { $0 == " " || $0 == "(" || $0 == ")" || $0 == "#" || $0 == "[" || $0 == "]" || $0 == "," })
+        for word in words {
+            let parts = word.split(separator: ".", omittingEmptySubsequences: false)
+            guard parts.count == 3, let first = Int(parts[0]), let subject = Int(parts[1]), let detail = Int(parts[2]),
+                  String(first) == String(code / 100), parts.allSatisfy({ $0.count <= 3 && $0.allSatisfy(\.isASCII) }) else { continue }
+            return (first, subject, detail)
+        }
+        return nil
+    }
+
+    /// 552 or 5.3.4: the message is larger than the server takes.
+    var refusesTheSize: Bool {
+        if let status = enhancedStatus, status.subject == 3, status.detail == 4 { return true }
+        return code == 552
     }
 
     var text: String { lines.joined(separator: " ") }
@@ -62,9 +93,15 @@ enum SMTPError: Error, CustomStringConvertible {
     /// Whether waiting and trying again could help: 4xx replies, timeouts and broken connections can,
     /// and anything that stopped the session before a mail was offered; 5xx replies to the mail and
     /// missing capabilities it needs cannot.
+    ///
+    /// A 5xx to MAIL FROM is about us, not the mail ("530 5.7.0 Authentication required", "550 5.7.1
+    /// Sender not owned", a daily quota's "550 5.4.5"), as a 535 while setting up is: failing each
+    /// reply the worker held then for good would fail the whole outbox in one pass. Only a refusal
+    /// of the mail's size (552, 5.3.4) is the mail's own.
     var isTransient: Bool {
         switch self {
         case .session: true
+        case .rejected("MAIL FROM", let reply): !reply.isPermanent || !reply.refusesTheSize
         case .rejected(_, let reply): !reply.isPermanent
         case .timedOut, .connection, .garbled: true
         case .unsupported: false

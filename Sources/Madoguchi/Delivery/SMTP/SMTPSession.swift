@@ -213,14 +213,14 @@ package final class SMTPSession: Sendable {
         guard !outcome.accepted.isEmpty else {
             // A pipelining server that still said 354 wants its (empty) message ended first.
             if dataReply?.code == 354 { _ = try? await exchange(".\r\n", step: "an empty DATA", timeout: timeouts.command) }
-            _ = try? await command("RSET")
+            await resetOrClose()
             return outcome
         }
         if dataReply == nil { dataReply = try await command("DATA") }
         if let refused = dataReply, refused.code != 354 {
             // What each recipient was told stands; the accepted ones got no mail, for the reason DATA gives.
             outcome.refusedData = refused
-            _ = try? await command("RSET")
+            await resetOrClose()
             return outcome
         }
         try await write(Self.dotStuffed(message))
@@ -239,6 +239,14 @@ package final class SMTPSession: Sendable {
             try? await channel.close()
             throw AfterFinalDot(underlying: error)
         }
+    }
+
+    /// Ends the transaction the relay refused, so the connection can carry the next message; if
+    /// RSET is not answered 250, the connection is closed rather than pooled (the next, unrelated
+    /// reply would meet "503 sender already specified", a permanent refusal, and fail for good).
+    private func resetOrClose() async {
+        if let reply = try? await command("RSET"), reply.code == 250 { return }
+        try? await channel.close()
     }
 
     /// Readies the connection for the next message.

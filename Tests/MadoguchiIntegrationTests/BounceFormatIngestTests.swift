@@ -1,4 +1,5 @@
 import Foundation
+import MadoguchiMail
 import Testing
 
 /// Every bounce, complaint and notice format of `Tests/BounceFixtures` through `POST /v1/inbound/email`
@@ -33,10 +34,25 @@ struct BounceFormatIngestTests {
     func reports() async throws {
         try await TestApp.run { app in
             let gateway = try await app.keySecret(.gateway)
-            // Every address any report names is a customer of ours, each with an open ticket.
+            // Every address any report names is a customer of ours, each with an open ticket on which
+            // we wrote to them yesterday; a report quoting our mail's Message-ID names that mail.
+            let agent = try await app.key(.agent)
             let everyone = Set(Self.cases.flatMap { $0.undeliverable + $0.untouched })
+            var anyTicket: UUID?
             for address in everyone {
-                _ = try await app.ticket(customer: try await app.customer(name: address, email: address))
+                let ticket = try await app.ticket(customer: try await app.customer(name: address, email: address))
+                anyTicket = ticket
+                try await app.execute("""
+                    INSERT INTO messages (ticket_id, direction, channel, author_agent_id, to_addresses, body_text, created_at)
+                    VALUES (\(ticket), 'outbound', 'email', \(agent.record.agentID!), \([address]), '回答です', now() - interval '1 day')
+                    """)
+            }
+            for report in Self.cases {
+                guard let original = ParsedMail(try Self.fixture(report.file)).deliveryReport?.originalMessageID else { continue }
+                try await app.execute("""
+                    INSERT INTO messages (ticket_id, direction, channel, author_agent_id, to_addresses, body_text, email_message_id)
+                    VALUES (\(anyTicket!), 'outbound', 'email', \(agent.record.agentID!), \(report.undeliverable + report.untouched), '回答です', \(original))
+                    """)
             }
             let tickets = try await app.count("SELECT count(*) FROM tickets")
             let customers = try await app.count("SELECT count(*) FROM customers")

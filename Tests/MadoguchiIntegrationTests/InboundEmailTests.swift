@@ -361,6 +361,35 @@ struct InboundEmailTests {
             #expect(withNUL.status == .created, "\(withNUL.text)")
             #expect(try withNUL.json["ticket_id"] as? String == ticket.uuidString.lowercased())
             #expect((try withNUL.json["bounced_recipients"] as? [[String: Any]])?.first?["action"] as? String == "failed")
+
+            // Anyone can send a report naming any address. One about a customer we never wrote to,
+            // or about a mail that is not ours (backscatter from spam forging our address), or an old
+            // one naming no mail at all, marks nothing and joins no customer's ticket.
+            let quiet = try await app.postMail(gateway, testMail(from: "quiet@example.jp", subject: "はじめまして", id: "q1@example.jp"))
+            let quietTicket = UUID(uuidString: try quiet.json["ticket_id"] as! String)!
+            let forged = try await app.postMail(gateway, bounce.replacingOccurrences(of: "gone@docomo.ne.jp", with: "quiet@example.jp")
+                .replacingOccurrences(of: "Message-ID: <reply-b@madoguchi>\n", with: "").replacingOccurrences(of: "bounce-1@", with: "bounce-4@"))
+            #expect(forged.status == .created, "\(forged.text)")
+            #expect(try forged.json["ticket_id"] == nil, "\(forged.text)")
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = 'quiet@example.jp' AND undeliverable_at IS NULL") == 1)
+            try await app.execute("""
+                INSERT INTO messages (ticket_id, direction, channel, author_agent_id, to_addresses, body_text, email_message_id)
+                VALUES (\(quietTicket), 'outbound', 'email', \(agent.record.agentID!), '{quiet@example.jp}', '回答です', 'reply-q@madoguchi')
+                """)
+            let backscatter = try await app.postMail(gateway, bounce.replacingOccurrences(of: "gone@docomo.ne.jp", with: "quiet@example.jp")
+                .replacingOccurrences(of: "reply-b@madoguchi", with: "spam-1@shop.example").replacingOccurrences(of: "bounce-1@", with: "bounce-5@"))
+            #expect(backscatter.status == .created)
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = 'quiet@example.jp' AND undeliverable_at IS NULL") == 1)
+            try await app.execute("UPDATE messages SET created_at = now() - interval '30 days' WHERE email_message_id = 'reply-q@madoguchi'")
+            _ = try await app.postMail(gateway, bounce.replacingOccurrences(of: "gone@docomo.ne.jp", with: "quiet@example.jp")
+                .replacingOccurrences(of: "Message-ID: <reply-b@madoguchi>\n", with: "").replacingOccurrences(of: "bounce-1@", with: "bounce-6@"))
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = 'quiet@example.jp' AND undeliverable_at IS NULL") == 1)
+            // Mailed lately, the address is marked by a report that quotes no headers, as carriers' do.
+            try await app.execute("UPDATE messages SET created_at = now() - interval '1 day' WHERE email_message_id = 'reply-q@madoguchi'")
+            let carrier = try await app.postMail(gateway, bounce.replacingOccurrences(of: "gone@docomo.ne.jp", with: "quiet@example.jp")
+                .replacingOccurrences(of: "Message-ID: <reply-b@madoguchi>\n", with: "").replacingOccurrences(of: "bounce-1@", with: "bounce-7@"))
+            #expect(try carrier.json["ticket_id"] as? String == quietTicket.uuidString.lowercased(), "\(carrier.text)")
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = 'quiet@example.jp' AND undeliverable_at IS NOT NULL") == 1)
         }
     }
 

@@ -303,11 +303,15 @@ struct EmailIngest: Sendable {
                 target = (ticketID, customerID, "bounce-message-id")
             }
         }
+        // Without our Message-ID, by the address it names: the customer's latest ticket we wrote on
+        // (one we never wrote on cannot have had our mail bounce; a stranger's report naming any
+        // address is not filed among a customer's messages).
         for address in recipients.flatMap(\.addresses) where target == nil {
             for row in try await connection.rows("""
                 SELECT t.id, t.customer_id FROM customer_identities i JOIN tickets t ON t.customer_id = i.customer_id
                 WHERE i.kind = 'email' AND i.value = \(address)
-                ORDER BY EXISTS (SELECT 1 FROM messages o WHERE o.ticket_id = t.id AND o.direction = 'outbound') DESC, t.updated_at DESC
+                  AND EXISTS (SELECT 1 FROM messages o WHERE o.ticket_id = t.id AND o.direction = 'outbound')
+                ORDER BY t.updated_at DESC
                 LIMIT 1
                 """, preparedAs: ReportedRecipient.self, logger: logger) {
                 let (ticketID, customerID) = try row.decode((UUID, UUID).self)
@@ -320,11 +324,27 @@ struct EmailIngest: Sendable {
             // The addresses as stored, when our mail went out in another spelling of them (`IDNA`: an
             // A-label, or full-width letters typed into a form sent as ASCII); read once for all.
             var sentTo: [String] = []
-            if !hardBounces.isEmpty, let original = report?.originalMessageID {
-                sentTo = try await desk.storedRecipients(sentAs: original, on: connection)
+            if !hardBounces.isEmpty {
+                if let original = report?.originalMessageID {
+                    sentTo = try await desk.storedRecipients(sentAs: original, on: connection)
+                        + mailedAddresses(messageID: original, on: connection)
+                } else {
+                    sentTo = try await recentlyMailed(hardBounces.flatMap(\.addresses), on: connection)
+                }
             }
+            // Only a report on mail we sent to an address marks that address: anyone can send a report
+            // naming any address, and a forged one would otherwise cut a customer off from every reply.
+            // A report naming our Message-ID must name an address that mail went to; one naming none
+            // (carriers' notices, KDDI's among them, quote no headers) an address we mailed in the last
+            // two weeks. A report on another's mail (backscatter from spam forging our address) or on
+            // an address we never wrote to is filed and shown, nothing more.
             for recipient in hardBounces {
                 let stored = sentTo.filter { sent in recipient.addresses.contains { DeliveryDesk.sameMailbox(sent, $0) } }
+                guard !stored.isEmpty else {
+                    logger.notice("a hard bounce names no mail we sent to its address; the address is not marked",
+                                  metadata: ["recipient": "\(recipient.address)", "original_message_id": "\(report?.originalMessageID ?? "-")"])
+                    continue
+                }
                 try await markUndeliverable(recipient, alsoAs: stored, on: connection)
             }
             // Any recipient the report says failed (RFC 3464 §2.3.3: it could not be delivered, and the
@@ -377,6 +397,35 @@ struct EmailIngest: Sendable {
         try await identities.markDeliverable(kind: .email, value: address, on: connection)
         try await events.record(.identityDeliverable, customerID: customerID, actor: nil,
                                 data: ["kind": "email", "value": address, "source": "customer_mail"], on: connection)
+    }
+
+    /// The addresses our outbound mail `messageID` went to, as its message keeps them.
+    private func mailedAddresses(messageID: String, on connection: PostgresConnection) async throws -> [String] {
+        var addresses: [String] = []
+        let rows = try await connection.run("""
+            SELECT unnest(to_addresses) FROM messages WHERE email_message_id = \(messageID) AND direction = 'outbound'
+            """, logger: logger)
+        for try await address in rows.decode(String.self) { addresses.append(address) }
+        return addresses
+    }
+
+    /// Of `addresses`, those a mail of ours went to in the last two weeks (a relay gives up after
+    /// five days at most), as the messages keep them: found through the customers they identify,
+    /// whose tickets' messages are indexed, never by scanning every outbound mail.
+    private func recentlyMailed(_ addresses: [String], on connection: PostgresConnection) async throws -> [String] {
+        let spellings = Array(Set(addresses.flatMap { [$0, $0.lowercased(), IDNA.asciiAddress($0)] }))
+        var mailed: [String] = []
+        let rows = try await connection.run("""
+            SELECT DISTINCT sent.address
+            FROM customer_identities i
+            JOIN tickets t ON t.customer_id = i.customer_id
+            JOIN messages m ON m.ticket_id = t.id AND m.direction = 'outbound' AND m.channel = 'email'
+                           AND m.created_at > now() - interval '14 days'
+            CROSS JOIN LATERAL unnest(m.to_addresses) AS sent(address)
+            WHERE i.kind = 'email' AND i.value = ANY(\(spellings))
+            """, logger: logger)
+        for try await address in rows.decode(String.self) { mailed.append(address) }
+        return mailed
     }
 
     private func markUndeliverable(_ recipient: DeliveryReport.Recipient, alsoAs stored: [String], on connection: PostgresConnection) async throws {

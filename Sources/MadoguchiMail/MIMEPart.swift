@@ -75,30 +75,25 @@ struct MIMEParser {
                 part.contentType = ParameterizedValue(value: "application/octet-stream")
                 return part
             }
-            guard let boundary = contentType["boundary"] ?? guessBoundary(body) else {
-                defects.append("multipart without a boundary; read as plain text")
-                part.contentType = ParameterizedValue(value: "text/plain", parameters: ["charset": contentType["charset"] ?? ""])
-                return part
-            }
-            if contentType["boundary"] == nil { defects.append("multipart boundary missing; guessed '\(boundary)'") }
             let childDefault = contentType.value == "multipart/digest" ? "message/rfc822" : "text/plain"
-            var pieces = splitMultipart(body, boundary: Array(boundary.utf8))
-            // The declared boundary appears nowhere, yet the body has boundary lines (a relay rewrote
-            // one and not the other): split where the body's own lines say, as mail clients do.
-            // A signature's "-- " or a "-----Original Message-----" line is no boundary: the guess
-            // must be one token and divide the body into at least two parts.
-            // And the text before it is only the usual notice, never a person's writing.
-            if pieces.first?.count == body.count, let guessed = guessBoundary(body), guessed != boundary,
-               !guessed.contains(where: \.isWhitespace), guessed.contains(where: { $0 != "-" && $0 != "=" && $0 != "_" }) {
-                let alternative = splitMultipart(body, boundary: Array(guessed.utf8))
-                let startsWithHeaders = alternative.allSatisfy { piece in
-                    let head = String(decoding: piece.prefix(64), as: UTF8.self).lowercased().drop { $0 == "\r" || $0 == "\n" }
-                    return head.hasPrefix("content-") || head.hasPrefix("mime-version")
-                }
-                if alternative.count >= 2, startsWithHeaders, Self.isOnlyMIMENotice(preambleBefore: "--" + guessed, in: body) {
+            var pieces: [ArraySlice<UInt8>]
+            if let boundary = contentType["boundary"] {
+                pieces = splitMultipart(body, boundary: Array(boundary.utf8))
+                // The declared boundary appears nowhere, yet the body has boundary lines (a relay
+                // rewrote one and not the other): split where the body's own lines say, as mail
+                // clients do, when two parts or more come of it.
+                if pieces.first?.count == body.count, let guessed = guessBoundary(body), guessed != boundary,
+                   let alternative = guessedParts(body, boundary: guessed), alternative.count >= 2 {
                     defects.append("multipart boundary '\(boundary)' not in the body; split at '\(guessed)'")
                     pieces = alternative
                 }
+            } else if let guessed = guessBoundary(body), let guessedPieces = guessedParts(body, boundary: guessed) {
+                defects.append("multipart boundary missing; guessed '\(guessed)'")
+                pieces = guessedPieces
+            } else {
+                defects.append("multipart without a boundary; read as plain text")
+                part.contentType = ParameterizedValue(value: "text/plain", parameters: ["charset": contentType["charset"] ?? ""])
+                return part
             }
             // The limit holds across as well as down: past it, the remaining pieces stay one part of
             // raw bytes (a 25 MB mail of empty parts would otherwise be a million attachments).
@@ -125,11 +120,27 @@ struct MIMEParser {
         return part
     }
 
+    /// The parts a guessed boundary divides `body` into, when the guess is believable: one token,
+    /// more than dashes (a signature's "-- " or a "-----Original Message-----" line is no boundary),
+    /// every part starting with its header fields, and only the usual notice before the first, never
+    /// a person's writing (which would otherwise be dropped as the preamble).
+    private func guessedParts(_ body: ArraySlice<UInt8>, boundary guessed: String) -> [ArraySlice<UInt8>]? {
+        guard !guessed.contains(where: \.isWhitespace), guessed.contains(where: { $0 != "-" && $0 != "=" && $0 != "_" }),
+              Self.isOnlyMIMENotice(preambleBefore: "--" + guessed, in: body) else { return nil }
+        var scratch = MIMEParser()
+        let pieces = scratch.splitMultipart(body, boundary: Array(guessed.utf8))
+        let startsWithHeaders = pieces.allSatisfy { piece in
+            let head = String(decoding: piece.prefix(64), as: UTF8.self).lowercased().drop { $0 == "\r" || $0 == "\n" }
+            return head.hasPrefix("content-") || head.hasPrefix("mime-version")
+        }
+        return startsWithHeaders ? pieces : nil
+    }
+
     /// Whether the text before the first `delimiter` line is empty or the "This is a multi-part
     /// message in MIME format." notice mail programs put there.
     static func isOnlyMIMENotice(preambleBefore delimiter: String, in body: ArraySlice<UInt8>) -> Bool {
         let text = String(decoding: body.prefix(4096), as: UTF8.self)
-        guard let range = text.range(of: "\n" + delimiter) ?? (text.hasPrefix(delimiter) ? text.startIndex..<text.startIndex : nil) else { return false }
+        guard let range = text.hasPrefix(delimiter) ? text.startIndex..<text.startIndex : text.range(of: "\n" + delimiter) else { return false }
         let preamble = text[..<range.lowerBound].lowercased().filter { !$0.isWhitespace }
         return preamble.isEmpty || preamble.hasPrefix("thisisamulti-partmessage") || preamble.hasPrefix("thisisamultipartmessage")
             || preamble.hasPrefix("thisisamime")

@@ -1247,6 +1247,29 @@ struct SMTPDataRefusedTests {
         #expect(DeliveryAttempt.uncertain("lost after \u{0}the dot").error == "lost after the dot")
     }
 
+    @Test("a carrier address that is no dot-string goes to RCPT as a quoted string; a plain one as it is")
+    func envelopeAddresses() {
+        #expect(SMTPSession.envelopeForm("taro..yamada.@docomo.ne.jp") == #""taro..yamada."@docomo.ne.jp"#)
+        #expect(SMTPSession.envelopeForm(".hanako@ezweb.ne.jp") == #"".hanako"@ezweb.ne.jp"#)
+        #expect(SMTPSession.envelopeForm(#"a"b@example.jp"#) == #""a\"b"@example.jp"#)
+        #expect(SMTPSession.envelopeForm("hanako.yamada+tag@example.jp") == "hanako.yamada+tag@example.jp")
+        #expect(SMTPSession.envelopeForm(#""already quoted"@example.jp"#) == #""already quoted"@example.jp"#)
+        #expect(SMTPSession.envelopeForm("花子@例.jp") == "花子@例.jp")
+    }
+
+    @Test("after the final dot any 2xx is taken, 4xx deferred, 5xx failed; anything else is held, never sent again")
+    func finalReplies() {
+        func attempt(_ code: Int) -> DeliveryAttempt {
+            EmailDelivery.attempt(from: SMTPSession.Outcome(accepted: ["a@example.jp"], refused: [], finalReply: SMTPReply(code: code, lines: ["x"]), refusedData: nil))
+        }
+        #expect(attempt(250).recipients["a@example.jp"]?.status == .sent)
+        #expect(attempt(251).recipients["a@example.jp"]?.status == .sent)
+        #expect(attempt(451).recipients["a@example.jp"]?.status == .pending)
+        #expect(attempt(554).recipients["a@example.jp"]?.status == .failed)
+        #expect(attempt(354).kind == .uncertain)
+        #expect(attempt(354).recipients.isEmpty, "nothing settled: a person decides")
+    }
+
     @Test("a 5xx to MAIL FROM is about our sending, waited out like a session's; only a size refusal fails the mail")
     func mailFromRefusals() {
         for text in ["5.7.0 Authentication required", "5.7.1 Sender not owned by user", "5.4.5 Daily user sending quota exceeded"] {

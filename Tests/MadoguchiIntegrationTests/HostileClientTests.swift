@@ -143,7 +143,7 @@ extension HostileClientTests {
         #expect(written.contains("the request body did not arrive in full in time"), "the deadline is logged")
     }
 
-    @Test("request bodies beyond the in-flight budget are 503 with Retry-After, before they are read")
+    @Test("request bodies beyond the in-flight budget are 503 with Retry-After, before they are read; bodies announced but not sent hold nothing")
     func bodyBudget() async throws {
         try await TestApp.run { app in
             let server = try await Self.startServer(databaseURL: app.databaseURL, [
@@ -153,9 +153,15 @@ extension HostileClientTests {
             func head(_ length: Int) -> String {
                 "POST /v1/api-keys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(admin)\r\nContent-Type: application/json\r\nContent-Length: \(length)\r\n\r\n{"
             }
-            // Holds 500 KB of the budget while its body is awaited.
-            let holder = try RawHTTP.connectSending(port: port, request: head(500_000), timeoutSeconds: 5)
+            // Bodies announced and trickled (a byte so far) hold only what arrived: a request that
+            // fits beside them is read and judged on its content.
+            let tricklers = try (0..<3).map { _ in try RawHTTP.connectSending(port: port, request: head(500_000), timeoutSeconds: 5) }
             try await Task.sleep(for: .milliseconds(300))
+            let judged = try await RawHTTP.exchange(port: port, request: head(200_000) + String(repeating: " ", count: 199_999), timeoutSeconds: 60)
+            #expect(judged.hasPrefix("HTTP/1.1 400"), "\(judged.prefix(300))")
+            // One that has sent 450 KB of its 500 holds them while the rest is awaited.
+            let holder = try RawHTTP.connectSending(port: port, request: head(500_000) + String(repeating: " ", count: 450_000), timeoutSeconds: 5)
+            try await Task.sleep(for: .seconds(1))
             let refused = try await RawHTTP.exchange(port: port, request: head(200_000), timeoutSeconds: 60)
             #expect(refused.hasPrefix("HTTP/1.1 503"), "\(refused)")
             #expect(refused.lowercased().contains("retry-after: 1"), "\(refused)")
@@ -173,6 +179,7 @@ extension HostileClientTests {
                 """, timeoutSeconds: 60)
             #expect(fits.hasPrefix("HTTP/1.1 201"), "\(fits)")
             close(holder)
+            tricklers.forEach { close($0) }
             #expect(await server.stop() == 0)
         }
     }

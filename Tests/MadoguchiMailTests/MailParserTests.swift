@@ -215,6 +215,20 @@ struct MailParserTests {
         #expect(signed.text.contains("Hello") && signed.text.contains("Taro"))
     }
 
+    @Test("a multipart with no boundary at all is split only at believable boundary lines; otherwise its text is kept whole")
+    func missingBoundary() {
+        let signed = mail("From: a@example.jp\nContent-Type: multipart/mixed\n\nPlease cancel order 1234.\n-- \nTaro\n")
+        #expect(signed.text.contains("Please cancel order 1234.") && signed.text.contains("Taro"), "\(signed.text)")
+        let forwarded = mail("From: a@example.jp\nContent-Type: multipart/mixed\n\n返品の件です。\n-----Original Message-----\nFrom: shop\n")
+        #expect(forwarded.text.contains("返品の件です。"), "\(forwarded.text)")
+        let written = mail("From: a@example.jp\nContent-Type: multipart/mixed\n\nご注文の件\n--part\nContent-Type: text/plain\n\n本文\n--part--\n")
+        #expect(written.text.contains("ご注文の件"), "a person's writing before the line is never dropped as a preamble")
+        let guessable = mail("From: a@example.jp\nContent-Type: multipart/mixed\n\n--XYZ\nContent-Type: text/plain\n\nhello\n--XYZ\nContent-Type: application/pdf\n\nPDF\n--XYZ--\n")
+        #expect(guessable.text.trimmingCharacters(in: .whitespacesAndNewlines) == "hello")
+        #expect(guessable.attachments.map(\.mediaType) == ["application/pdf"])
+        #expect(guessable.defects.contains { $0.contains("guessed 'XYZ'") })
+    }
+
     @Test("10,000 nested multiparts end at the depth limit without exhausting the stack")
     func deepNesting() {
         var text = "From: a@x.jp\n"

@@ -40,6 +40,17 @@ struct RulesTests {
         #expect(match?.reason == reason)
     }
 
+    @Test("at one position, rules run in code-point order of their names, as the list shows them; keywords are looked for at the top of a huge body")
+    func orderAndReach() {
+        let tied = [Self.rule("b-returns", position: 1, keywords: ["返品"], queue: "returns"), Self.rule("B-vip", position: 1, keywords: ["返品"], queue: "vip")]
+        #expect(Rules.evaluate(tied, for: Self.subject("返品したい")).queue == "vip", "B (0x42) before b (0x62)")
+        #expect(Rules.evaluate(tied.reversed(), for: Self.subject("返品したい")).queue == "vip")
+        let top = "返品したい\n" + String(repeating: "あ", count: 1_000_000)
+        #expect(Rules.evaluate(tied, for: Self.subject(top)).queue == "vip")
+        let buried = String(repeating: "あ", count: Rules.searchedCharacters) + "返品"
+        #expect(Rules.evaluate(tied, for: Self.subject(buried)).queue == nil)
+    }
+
     @Test("every condition of a rule must hold")
     func conditions() {
         #expect(Rules.evaluate(Self.rules, for: Self.subject("肌に合わない", channel: .sms)).priority == nil)

@@ -106,11 +106,18 @@ struct EmailDelivery: Sendable {
         guard let final = outcome.finalReply else {
             return .answered(results, error: outcome.refused.first.map { "RCPT TO: \($0.reply)" })
         }
+        // Any 2xx after the dot is the relay taking the mail (250 as a rule); a 4xx or 5xx is not. Any
+        // other answer (a stray 354 from a broken proxy) does not say which: the mail may have been
+        // taken, so it is held for a person rather than sent again.
+        let taken = final.code / 100 == 2
+        guard taken || final.isTransient || final.isPermanent else {
+            return .uncertain("the relay answered the end of DATA with \(final); held rather than risk a second copy", settled: results)
+        }
         for recipient in outcome.accepted {
-            results[recipient] = final.code == 250 ? .sent(final.description)
+            results[recipient] = taken ? .sent(final.description)
                 : final.isPermanent ? .failed("end of DATA: \(final)") : .pending("end of DATA: \(final)")
         }
-        return .answered(results, response: final.code == 250 ? final.description : nil, error: final.code == 250 ? nil : "end of DATA: \(final)")
+        return .answered(results, response: taken ? final.description : nil, error: taken ? nil : "end of DATA: \(final)")
     }
 
     // MARK: - Composing

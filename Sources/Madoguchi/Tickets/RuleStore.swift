@@ -14,7 +14,7 @@ struct RuleStore: Sendable {
 
     func list(activeOnly: Bool = false, on connection: PostgresConnection) async throws -> [(Rule, active: Bool)] {
         let rows = try await connection.run("""
-            SELECT \(unescaped: Self.columns) FROM rules WHERE active OR NOT \(activeOnly) ORDER BY position, name
+            SELECT \(unescaped: Self.columns) FROM rules WHERE active OR NOT \(activeOnly) ORDER BY position, name COLLATE "C"
             """, logger: logger)
         var rules: [(Rule, Bool)] = []
         for try await row in rows { rules.append(try Self.rule(row)) }
@@ -64,7 +64,7 @@ struct RuleStore: Sendable {
                opened.priority AS ticket_priority, opened_customer.is_vip AS customer_is_vip, active_rule.*
         FROM opened JOIN customers opened_customer ON opened_customer.id = opened.customer_id
         LEFT JOIN LATERAL (SELECT id AS rule_id, \(columnsBesideID) FROM rules WHERE active) AS active_rule ON true
-        ORDER BY active_rule.position, active_rule.name
+        ORDER BY active_rule.position, active_rule.name COLLATE "C"
         """
 
     /// The ticket and rules one row of `openedTicketWithActiveRules` holds.

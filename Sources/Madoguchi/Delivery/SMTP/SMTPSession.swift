@@ -165,6 +165,25 @@ package final class SMTPSession: Sendable {
         package var refusedData: SMTPReply?
     }
 
+    /// `address` as RFC 5321 §4.1.2 writes it in a command: a local part that is no dot-string (a
+    /// carrier address such as `taro..yamada.@docomo.ne.jp`, from before the carriers enforced the
+    /// rules) goes as a quoted string, as Postfix quotes it when it relays; sent bare, strict relays
+    /// answer 501 5.1.3, which would mark a working address undeliverable.
+    static func envelopeForm(_ address: String) -> String {
+        guard let at = address.lastIndex(of: "@") else { return address }
+        let local = address[..<at]
+        let atext = Set("!#$%&'*+-/=?^_`{|}~".utf8)
+        let isDotString = !local.isEmpty && local.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { atom in
+            !atom.isEmpty && atom.utf8.allSatisfy { $0 >= 0x80 || (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) || atext.contains($0) }
+        }
+        guard !isDotString, !(local.hasPrefix("\"") && local.hasSuffix("\"") && local.count >= 2) else { return address }
+        let escaped = local.utf8.reduce(into: "") { quoted, byte in
+            if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { quoted.append("\\") }
+            quoted.unicodeScalars.append(Unicode.Scalar(byte))
+        }
+        return "\"" + (local.utf8.allSatisfy { $0 < 0x80 } ? escaped : String(local)) + "\"" + address[at...]
+    }
+
     /// Failures after the final dot was sent: the relay may have taken the mail, so the caller must
     /// not simply try again.
     struct AfterFinalDot: Error, CustomStringConvertible {
@@ -188,7 +207,7 @@ package final class SMTPSession: Sendable {
         if capabilities.offers("SIZE") { mailFrom += " SIZE=\(message.count)" }
         if capabilities.offers("8BITMIME") && message.contains(where: { $0 >= 0x80 }) { mailFrom += " BODY=8BITMIME" }
         if envelope.needsSMTPUTF8 { mailFrom += " SMTPUTF8" }
-        let envelopeCommands = [mailFrom] + envelope.recipients.map { "RCPT TO:<\($0)>" }
+        let envelopeCommands = [mailFrom] + envelope.recipients.map { "RCPT TO:<\(Self.envelopeForm($0))>" }
         let replies: [SMTPReply]
         var dataReply: SMTPReply?
         if capabilities.offers("PIPELINING") {

@@ -105,6 +105,21 @@ struct EmbeddedPostgresTests {
         #expect(error?.description.contains("MADOGUCHI_PG_BIN") == true)
     }
 
+    @Test("an existing cluster's own PostgreSQL version is chosen over a newer one installed beside it")
+    func clusterVersionFirst() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("pg-versions-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        for version in ["15", "17"] {
+            try FileManager.default.createDirectory(atPath: "\(root)/\(version)/bin", withIntermediateDirectories: true)
+            for program in ["initdb", "pg_ctl"] {
+                #expect(FileManager.default.createFile(atPath: "\(root)/\(version)/bin/\(program)", contents: Data(), attributes: [.posixPermissions: 0o755]))
+            }
+        }
+        #expect(try EmbeddedPostgres.locateBinaries(path: "", debianRoot: root) == "\(root)/17/bin")
+        #expect(try EmbeddedPostgres.locateBinaries(path: "", debianRoot: root, clusterVersion: "15") == "\(root)/15/bin")
+        #expect(try EmbeddedPostgres.locateBinaries(path: "", debianRoot: root, clusterVersion: "16") == "\(root)/17/bin", "not installed: the newest")
+    }
+
     @Test("a data directory too long for a Unix socket is refused up front")
     func socketPathTooLong() {
         #expect(throws: EmbeddedPostgresError.self) {

@@ -59,10 +59,14 @@ struct ConfigurationTests {
             (["MADOGUCHI_OUTBOX_RETRY_CAP_SECONDS": "0"], "MADOGUCHI_OUTBOX_RETRY_CAP_SECONDS"),
             (["MADOGUCHI_WEBHOOK_RETRY_SECONDS": "60", "MADOGUCHI_WEBHOOK_RETRY_CAP_SECONDS": "30"], "MADOGUCHI_WEBHOOK_RETRY_CAP_SECONDS"),
             (["MADOGUCHI_REPORTS_DATABASE_URL": "postgres://u@replica/x?sslmode=verify_full"], "MADOGUCHI_REPORTS_DATABASE_URL"),
+            (["MADOGUCHI_DB_POOL_SIZE": "8", "MADOGUCHI_REPORT_CONCURRENCY": "8"], "MADOGUCHI_REPORT_CONCURRENCY"),
         ] {
             let error = #expect(throws: ConfigurationError.self) { try Configuration.fromEnvironment(environment) }
             #expect(error?.description.contains(named) == true, "\(environment): \(String(describing: error))")
         }
+        // On a replica of their own, reports may use all of its pool.
+        #expect(try Configuration.fromEnvironment(["MADOGUCHI_DB_POOL_SIZE": "8", "MADOGUCHI_REPORT_CONCURRENCY": "8",
+                                                   "MADOGUCHI_REPORTS_DATABASE_URL": "postgres://u@replica/x"]).reportConcurrency == 8)
         // On/off settings take the same words everywhere.
         #expect(try Configuration.fromEnvironment(["MADOGUCHI_VONAGE_ALLOW_UNSIGNED": "on"]).providers.vonageAllowUnsigned)
         // Retrying at once stays possible (the tests do), with a cap of 0 as well.
@@ -78,6 +82,13 @@ struct ConfigurationTests {
         }
         #expect(SMTPRelay.redacted("smtp://support:ab/cd@mail.example.jp:587") == "smtp://***@mail.example.jp:587")
         #expect(SMTPRelay.redacted("smtp://mail.example.jp") == "smtp://mail.example.jp")
+    }
+
+    @Test("an SMTP URL's user and password are percent-decoded once")
+    func smtpCredentialsDecodedOnce() throws {
+        let relay = try SMTPRelay(url: "smtp://support%40shop.example:50%25off%2541@relay.example.jp:587")
+        #expect(relay.username == "support@shop.example")
+        #expect(relay.password == "50%off%41")
     }
 
     @Test("DATABASE_URL: TCP with credentials and TLS modes, and Unix sockets")
@@ -100,6 +111,10 @@ struct ConfigurationTests {
         #expect(socket.unixSocketPath == "/var/run/postgresql/.s.PGSQL.5432")
         #expect(socket.username == "mado")
         #expect(socket.database == "support")
+
+        // No user named: the one this process runs as, as libpq takes it (peer authentication).
+        let peer = try DatabaseURL.configuration(from: "postgresql:///support?host=/var/run/postgresql")
+        #expect(ProcessUser.name != nil && peer.username == ProcessUser.name)
 
         let encodedSocket = try DatabaseURL.configuration(from: "postgres://mado@%2Fvar%2Frun%2Fpostgresql:5433/support")
         #expect(encodedSocket.unixSocketPath == "/var/run/postgresql/.s.PGSQL.5433")

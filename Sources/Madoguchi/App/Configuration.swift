@@ -98,7 +98,14 @@ public struct Configuration: Sendable {
         if let size = try integer("MADOGUCHI_DB_POOL_SIZE", in: 4...1000) { configuration.databasePoolSize = size }
         if let seconds = try integer("MADOGUCHI_DB_WAIT_SECONDS", in: 1...600) { configuration.databaseWait = .seconds(seconds) }
         if let seconds = try integer("MADOGUCHI_DB_START_WAIT_SECONDS", in: 1...3600) { configuration.databaseStartWait = .seconds(seconds) }
-        if let slots = try integer("MADOGUCHI_REPORT_CONCURRENCY", in: 1...1000) { configuration.reportConcurrency = slots }
+        if let slots = try integer("MADOGUCHI_REPORT_CONCURRENCY", in: 1...1000) {
+            // Reports are given a share of the pool so that they never take every connection ingest,
+            // claims and replies need; on a replica's pool of their own they may have all of it.
+            guard slots < configuration.databasePoolSize || configuration.reportsDatabaseURL != nil else {
+                throw ConfigurationError("MADOGUCHI_REPORT_CONCURRENCY=\(slots) must be below MADOGUCHI_DB_POOL_SIZE (\(configuration.databasePoolSize)): reports would take every connection")
+            }
+            configuration.reportConcurrency = slots
+        }
         if let seconds = try integer("MADOGUCHI_REPORT_TIMEOUT_SECONDS", in: 1...86_400) { configuration.reportTimeout = .seconds(seconds) }
         if let bytes = try integer("MADOGUCHI_MAX_BODY_BYTES", in: 1024...(1 << 30)) { configuration.maxBodyBytes = bytes }
         if let bytes = try integer("MADOGUCHI_MAX_EMAIL_BYTES", in: 1024...(1 << 30)) { configuration.maxEmailBytes = bytes }

@@ -169,19 +169,32 @@ extension Database {
     /// Fails within `timeout` (`MADOGUCHI_DB_START_WAIT_SECONDS` at start) when no connection can be
     /// made, instead of leaving the pool to retry quietly (a wrong host, password or `sslmode` would
     /// otherwise surface only as a hang).
+    ///
+    /// A lease gives up sooner (`MADOGUCHI_DB_WAIT_SECONDS`, 5 s): until the start's own limit, a lease
+    /// that found no connection is asked for again. Given up at the first, a database a few seconds
+    /// late (both hosts rebooting) failed every start, and systemd's start limit stopped the service
+    /// for good.
     public func checkReachable(timeout: Duration, describing target: String) async throws {
-        do {
-            _ = try await withDeadline(timeout, orThrow: { DatabaseUnreachable(description: "PostgreSQL at \(target) did not accept a connection within \(timeout)") }) {
-                try await withConnection { connection -> Bool in
-                    try await connection.perform("SELECT 1", logger: logger)
-                    return true
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        let unreachable = { @Sendable in DatabaseUnreachable(description: "PostgreSQL at \(target) did not accept a connection within \(timeout)") }
+        while ContinuousClock.now < deadline {
+            do {
+                _ = try await withDeadline(ContinuousClock.now.duration(to: deadline), orThrow: unreachable) {
+                    try await withConnection { connection -> Bool in
+                        try await connection.perform("SELECT 1", logger: logger)
+                        return true
+                    }
                 }
+                return
+            } catch is DatabaseUnavailable {
+                continue
+            } catch let error as DatabaseUnreachable {
+                throw error
+            } catch {
+                throw DatabaseUnreachable(description: "cannot use PostgreSQL at \(target): \(Migrator.describe(error))")
             }
-        } catch let error as DatabaseUnreachable {
-            throw error
-        } catch {
-            throw DatabaseUnreachable(description: "cannot use PostgreSQL at \(target): \(Migrator.describe(error))")
         }
+        throw unreachable()
     }
 }
 

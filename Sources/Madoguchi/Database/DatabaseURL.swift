@@ -18,7 +18,9 @@ public enum DatabaseURL {
         let query = Dictionary((components.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { _, last in last })
         // Decoded once, as libpq does (URLComponents' `user`, `password` and `path` are decoded already:
         // decoding them again turned a password `50%25off` into none at all, and `ab%2541` into `abA`).
-        let username = components.user ?? query["user"] ?? "postgres"
+        // No user named: the one this process runs as, as libpq does (peer authentication over
+        // the local socket, `postgresql:///madoguchi?host=/var/run/postgresql`, expects it).
+        let username = components.user ?? query["user"] ?? ProcessUser.name ?? "postgres"
         let password = components.password ?? query["password"]
         var database = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
         if database.isEmpty { database = query["dbname"] ?? username }
@@ -59,5 +61,13 @@ public enum DatabaseURL {
         default:
             throw ConfigurationError("\(variable) sslmode=\(mode) is not one of disable, prefer, require, verify-ca, verify-full")
         }
+    }
+}
+
+/// The name of the user this process runs as.
+enum ProcessUser {
+    static var name: String? {
+        guard let entry = getpwuid(geteuid()), let name = entry.pointee.pw_name else { return nil }
+        return String(cString: name)
     }
 }

@@ -39,7 +39,11 @@ public struct EmbeddedPostgres: Sendable {
     public init(directory: String, binDirectory: String? = nil, settings: [String: String] = [:], logger: Logger) throws {
         let absolute = URL(fileURLWithPath: directory).standardizedFileURL.path
         self.directory = absolute
-        self.binDirectory = try binDirectory ?? Self.locateBinaries()
+        // A cluster's own major version first: the newest installed (a postgresql-17 beside 15 after
+        // an upgrade) refuses a data directory an older one made, and the service would never start.
+        let clusterVersion = (try? String(contentsOfFile: absolute + "/pg/PG_VERSION", encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        self.binDirectory = try binDirectory ?? Self.locateBinaries(clusterVersion: clusterVersion)
         self.settings = settings
         self.logger = logger
         self.runner = ProcessRunner(runAsUser: geteuid() == 0 ? Self.superuser : nil)
@@ -49,10 +53,13 @@ public struct EmbeddedPostgres: Sendable {
         }
     }
 
-    /// `initdb` and `pg_ctl`: from PATH, else the newest `/usr/lib/postgresql/*/bin` (Debian's layout).
+    /// `initdb` and `pg_ctl`: those of `clusterVersion` (an existing cluster's `PG_VERSION`) in
+    /// `/usr/lib/postgresql/<version>/bin` (Debian's layout) when installed; else from PATH; else the
+    /// newest `/usr/lib/postgresql/*/bin`.
     public static func locateBinaries(
         path: String = ProcessInfo.processInfo.environment["PATH"] ?? "",
-        debianRoot: String = "/usr/lib/postgresql"
+        debianRoot: String = "/usr/lib/postgresql",
+        clusterVersion: String? = nil
     ) throws -> String {
         let fileManager = FileManager.default
         let pathDirectories = path.split(separator: ":").map(String.init)
@@ -60,7 +67,8 @@ public struct EmbeddedPostgres: Sendable {
             .compactMap { version in Int(version).map { ($0, "\(debianRoot)/\(version)/bin") } }
             .sorted { $0.0 > $1.0 }
             .map(\.1)
-        for candidate in pathDirectories + debianDirectories
+        let own = clusterVersion.flatMap(Int.init).map { ["\(debianRoot)/\($0)/bin"] } ?? []
+        for candidate in own + pathDirectories + debianDirectories
         where fileManager.isExecutableFile(atPath: candidate + "/initdb") && fileManager.isExecutableFile(atPath: candidate + "/pg_ctl") {
             return candidate
         }
@@ -202,7 +210,10 @@ public struct EmbeddedPostgres: Sendable {
     // MARK: - Steps
 
     private var serverOptions: String {
+        // The port always said: left to the server, a PGPORT in the environment would name another
+        // socket file than the one the service dials.
         var options = "-k '\(socketDirectory)' -c listen_addresses='' -c unix_socket_permissions=0700"
+        if settings["port"] == nil { options += " -c port=\(port)" }
         for (name, value) in settings.sorted(by: { $0.key < $1.key }) {
             options += " -c \(name)=\(value)"
         }

@@ -48,8 +48,10 @@ public struct SMTPRelay: Sendable, Equatable, CustomStringConvertible {
         self.host = host
         self.port = parts.port ?? (security == .implicitTLS ? 465 : 587)
         guard (1...65535).contains(port) else { throw ConfigurationError("MADOGUCHI_SMTP_URL: port \(port) is out of range") }
-        username = parts.user.flatMap { $0.removingPercentEncoding }
-        password = parts.password.flatMap { $0.removingPercentEncoding }
+        // Decoded once: URLComponents' `user` and `password` are decoded already (decoded again, a
+        // password `50%25off` became none at all, and `ab%2541` became `abA`: every AUTH a 535).
+        username = parts.user
+        password = parts.password
         if (username == nil) != (password == nil) {
             throw ConfigurationError("MADOGUCHI_SMTP_URL: give both a user and a password, or neither")
         }

@@ -14,6 +14,8 @@ public struct ParsedMail: Sendable {
     public var messageID: String?
     public var inReplyTo: [String] = []
     public var references: [String] = []
+    /// How many of `References`' ids are kept: the last, newest ones.
+    public static let maximumReferences = 100
     public var autoSubmitted: String?
     public var precedence: String?
     public var listID: String?
@@ -62,7 +64,9 @@ public struct ParsedMail: Sendable {
         messageID = headers.field("Message-ID").flatMap { MessageIDs.parse($0.rawValue).first }
         inReplyTo = headers.field("In-Reply-To").map { MessageIDs.parse($0.rawValue) } ?? []
         // References may appear once (RFC 5322 §3.6); a second one is a broken relay's, not the thread.
-        references = headers.field("References").map { MessageIDs.parse($0.rawValue) } ?? []
+        // The newest end of a thread is what finds its ticket; a field of a hundred thousand ids
+        // (within a 25 MB mail) would otherwise go whole into every lookup and the stored row.
+        references = Array((headers.field("References").map { MessageIDs.parse($0.rawValue) } ?? []).suffix(Self.maximumReferences))
         autoSubmitted = headers["Auto-Submitted"]
         precedence = headers["Precedence"]
         listID = headers["List-Id"]

@@ -215,6 +215,14 @@ struct MailParserTests {
         #expect(signed.text.contains("Hello") && signed.text.contains("Taro"))
     }
 
+    @Test("References keeps its newest hundred ids")
+    func longReferences() {
+        let ids = (1...1_000).map { "<r\($0)@example.jp>" }.joined(separator: " ")
+        let parsed = mail("From: a@example.jp\nReferences: \(ids)\n\nbody\n")
+        #expect(parsed.references.count == ParsedMail.maximumReferences)
+        #expect(parsed.references.first == "r901@example.jp" && parsed.references.last == "r1000@example.jp")
+    }
+
     @Test("a multipart with no boundary at all is split only at believable boundary lines; otherwise its text is kept whole")
     func missingBoundary() {
         let signed = mail("From: a@example.jp\nContent-Type: multipart/mixed\n\nPlease cancel order 1234.\n-- \nTaro\n")

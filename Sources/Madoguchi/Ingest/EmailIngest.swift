@@ -226,7 +226,7 @@ struct EmailIngest: Sendable {
         if let sender {
             customerID = try await identities.owner(kind: .email, value: sender.address, read: senderOwner, on: connection)
         }
-        let threader = EmailThreader(logger: logger, subjectWindow: subjectWindow)
+        let threader = EmailThreader(logger: logger, subjectWindow: subjectWindow, ownAddress: automaticReply.ownAddress)
         var decision = try await threader.thread(mail, sender: sender, customerID: customerID, headerMatches: delivery.threadMatches, on: connection)
         let isAutoReply = mail.classification == .autoReply
 

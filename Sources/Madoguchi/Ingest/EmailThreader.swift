@@ -13,6 +13,9 @@ import PostgresNIO
 struct EmailThreader: Sendable {
     let logger: Logger
     let subjectWindow: Duration
+    /// Our support address (`MADOGUCHI_MAIL_FROM`): only its plus addresses (`support+t1234@…`)
+    /// name a ticket. A friend's `taro+t2024@gmail.com` in Cc is no token of ours. Unset, any is read.
+    var ownAddress: String? = nil
 
     enum Decision: Sendable, Equatable {
         case existing(UUID, reason: String)
@@ -70,7 +73,8 @@ struct EmailThreader: Sendable {
 
     private func byToken(_ mail: ParsedMail, customerID: UUID?, on connection: PostgresConnection) async throws -> Decision? {
         let number = ThreadSubject.ticketNumber(in: mail.subject)
-            ?? (mail.to + mail.cc).lazy.compactMap { ThreadSubject.ticketNumber(inAddress: $0.address) }.first
+            ?? (mail.to + mail.cc).lazy.filter { ThreadSubject.isPlusAddress($0.address, of: ownAddress) }
+                .compactMap { ThreadSubject.ticketNumber(inAddress: $0.address) }.first
         guard let number else { return nil }
         let rows = try await connection.run("SELECT id, customer_id FROM tickets WHERE number = \(number)", logger: logger)
         for try await (ticketID, ticketCustomer) in rows.decode((UUID, UUID).self) {

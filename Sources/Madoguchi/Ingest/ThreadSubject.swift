@@ -45,6 +45,16 @@ enum ThreadSubject {
         return Int64(tag.dropFirst())
     }
 
+    /// Whether `address` is `own` with a `+tag` (`support+t1234@shop.example` of
+    /// `support@shop.example`), compared without case; any address when `own` is unknown.
+    static func isPlusAddress(_ address: String, of own: String?) -> Bool {
+        guard let own else { return true }
+        guard let at = address.lastIndex(of: "@"), let ownAt = own.lastIndex(of: "@"),
+              let plus = address[..<at].lastIndex(of: "+") else { return false }
+        return address[..<plus].lowercased() == own[..<ownAt].lowercased()
+            && address[address.index(after: at)...].lowercased() == own[own.index(after: ownAt)...].lowercased()
+    }
+
     /// Mobile carriers' mail domains: their handsets drop In-Reply-To and References, so the subject is
     /// the only thread they keep.
     static let carrierDomains: Set = [

@@ -33,13 +33,17 @@ public enum Charset {
         if isASCII && !hasEscape && !name.hasPrefix("utf-16") && !name.hasPrefix("utf-32") && name != "utf-7" {
             return Decoded(text: String(decoding: bytes, as: UTF8.self), charset: "us-ascii")
         }
-        // ISO-2022-JP's escapes under an ASCII or UTF-8 label (a gateway that relabelled the part):
-        // both labels would take the escapes as text, so the bytes' own charset goes first.
-        if isASCII, hasEscape, name == "us-ascii" || name == "utf-8", hasISO2022JPEscape(bytes),
-           let text = strictDecode(bytes, canonical: "iso-2022-jp") {
+        // ISO-2022-JP's escapes under another label that is not stateful (a gateway that relabelled
+        // the part ASCII or UTF-8, a mailer that wrote Shift_JIS): every such label would take the
+        // escapes as text, so the bytes' own charset goes first.
+        if isASCII, hasEscape, !name.hasPrefix("iso-2022"), !name.hasPrefix("utf-16"), !name.hasPrefix("utf-32"), name != "utf-7",
+           hasISO2022JPEscape(bytes), let text = strictDecode(bytes, canonical: "iso-2022-jp") {
             return Decoded(text: text, charset: "iso-2022-jp", defect: "bytes labelled \(label ?? "") decoded as iso-2022-jp")
         }
         if !name.isEmpty, let text = strictDecode(bytes, canonical: name) {
+            if let other = otherJapaneseReading(bytes, labelled: name, as: text) {
+                return Decoded(text: other.text, charset: other.charset, defect: "bytes labelled \(label ?? "") decoded as \(other.charset)")
+            }
             return Decoded(text: text, charset: name)
         }
         // The label is missing or does not fit: let the bytes say what they are.
@@ -146,6 +150,23 @@ public enum Charset {
         }
         if let text = Iconv.decode(bytes, from: "CP1252") { return (text, "windows-1252") }
         return nil
+    }
+
+    /// EUC-JP labelled Shift_JIS (or the other way round) decodes without error into runs of
+    /// half-width katakana: the other reading, when it is plainly Japanese (hiragana, which every
+    /// sentence has, and a better score) and the labelled one is not.
+    static func otherJapaneseReading(_ bytes: [UInt8], labelled name: String, as text: String) -> (text: String, charset: String)? {
+        let other: (iconv: String, charset: String)
+        switch name {
+        case "cp932": other = ("EUC-JP-MS", "euc-jp")
+        case "euc-jp": other = ("CP932", "cp932")
+        default: return nil
+        }
+        let labelledScore = japaneseScore(text)
+        guard labelledScore < 0, let reading = Iconv.decode(bytes, from: other.iconv) else { return nil }
+        let hiragana = reading.unicodeScalars.filter { (0x3041...0x3096).contains($0.value) }.count
+        guard hiragana >= 3, japaneseScore(reading) > labelledScore + 4 else { return nil }
+        return (reading, other.charset)
     }
 
     /// Kana and common kanji count for a reading; half-width katakana and odd symbols count against

@@ -550,6 +550,11 @@ struct DeliveryTests {
             let closed = try await app.request(.patch, "/v1/tickets/\(conversation.ticket)", key: conversation.supervisor, headers: [.ifMatch: "*"],
                                                json: #"{"status":"closed"}"#)
             #expect(closed.status == .ok, "\(closed.text)")
+            // Its assignee has since left: the follow-up goes to the queue, not to them.
+            let admin = try await app.keySecret(.admin)
+            let leaver = try await TeamTests.agent(app, admin, #"{"display_name":"退職者","email":"leaver@shop.example"}"#)
+            #expect(try await app.request(.delete, "/v1/agents/\(leaver.id)", key: admin).status == .ok)
+            try await app.execute("UPDATE tickets SET assignee_id = \(UUID(uuidString: leaver.id)!) WHERE id = \(UUID(uuidString: conversation.ticket)!)")
 
             let gateway = try await app.keySecret(.gateway)
             for reply in [first, second] {
@@ -567,6 +572,7 @@ struct DeliveryTests {
             #expect((followUp["tags"] as? [String])?.contains("delivery-failed") == true)
             #expect(followUp["customer_id"] as? String == old["customer_id"] as? String)
             #expect(followUp["subject"] as? String == old["subject"] as? String)
+            #expect(followUp["assignee_id"] == nil, "\(followUp)")
             let followUpID = try #require(followUp["id"] as? String)
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'ticket.created' AND ticket_id = \(UUID(uuidString: followUpID)!)") == 1)
 
@@ -1225,7 +1231,9 @@ struct SMTPDataRefusedTests {
             ("exim@example.jp", SMTPReply(code: 550, lines: ["relay not permitted"]), .failed, false),
             ("qmail@example.jp", SMTPReply(code: 553, lines: ["sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)"]), .failed, false),
             ("qmailuser@example.jp", SMTPReply(code: 550, lines: ["sorry, no mailbox here by that name. (#5.1.1)"]), .failed, true),
-            ("bare@example.jp", SMTPReply(code: 550, lines: ["Requested action not taken"]), .failed, false),
+            ("bare@example.jp", SMTPReply(code: 550, lines: ["Requested action not taken: mailbox unavailable"]), .failed, false),
+            ("verify@example.jp", SMTPReply(code: 550, lines: ["Verification failed for <support@shop.example>", "Unrouteable address", "Sender verify failed"]), .failed, false),
+            ("sender@example.jp", SMTPReply(code: 553, lines: ["Sender address rejected: not owned by user"]), .failed, false),
             ("full@example.jp", SMTPReply(code: 552, lines: ["5.2.2 mailbox full"]), .pending, false),
             ("busy@example.jp", SMTPReply(code: 450, lines: ["4.2.1 mailbox busy"]), .pending, false),
         ]

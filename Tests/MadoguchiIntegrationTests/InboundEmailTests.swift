@@ -376,17 +376,24 @@ struct InboundEmailTests {
                 INSERT INTO messages (ticket_id, direction, channel, author_agent_id, to_addresses, body_text, email_message_id)
                 VALUES (\(quietTicket), 'outbound', 'email', \(agent.record.agentID!), '{quiet@example.jp}', '回答です', 'reply-q@madoguchi')
                 """)
-            let backscatter = try await app.postMail(gateway, bounce.replacingOccurrences(of: "gone@docomo.ne.jp", with: "quiet@example.jp")
-                .replacingOccurrences(of: "reply-b@madoguchi", with: "spam-1@shop.example").replacingOccurrences(of: "bounce-1@", with: "bounce-5@"))
-            #expect(backscatter.status == .created)
+            // A report on our mail to someone else names this address in vain.
+            let elsewhere = try await app.postMail(gateway, bounce.replacingOccurrences(of: "Final-Recipient: rfc822; gone@docomo.ne.jp", with: "Final-Recipient: rfc822; quiet@example.jp")
+                .replacingOccurrences(of: "bounce-1@", with: "bounce-5@"))
+            #expect(elsewhere.status == .created)
             #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = 'quiet@example.jp' AND undeliverable_at IS NULL") == 1)
             try await app.execute("UPDATE messages SET created_at = now() - interval '30 days' WHERE email_message_id = 'reply-q@madoguchi'")
+            // Backscatter: a report on a mail that is not ours (spam forging our address), about an
+            // address we have not written to lately.
+            _ = try await app.postMail(gateway, bounce.replacingOccurrences(of: "gone@docomo.ne.jp", with: "quiet@example.jp")
+                .replacingOccurrences(of: "reply-b@madoguchi", with: "spam-1@shop.example").replacingOccurrences(of: "bounce-1@", with: "bounce-8@"))
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = 'quiet@example.jp' AND undeliverable_at IS NULL") == 1)
             _ = try await app.postMail(gateway, bounce.replacingOccurrences(of: "gone@docomo.ne.jp", with: "quiet@example.jp")
                 .replacingOccurrences(of: "Message-ID: <reply-b@madoguchi>\n", with: "").replacingOccurrences(of: "bounce-1@", with: "bounce-6@"))
             #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = 'quiet@example.jp' AND undeliverable_at IS NULL") == 1)
-            // Mailed lately, the address is marked by a report that quotes no headers, as carriers' do.
+            // Mailed lately, the address is marked by a report that quotes no headers, as carriers' do,
+            // and names it in another spelling (a capital a phone keyboard added).
             try await app.execute("UPDATE messages SET created_at = now() - interval '1 day' WHERE email_message_id = 'reply-q@madoguchi'")
-            let carrier = try await app.postMail(gateway, bounce.replacingOccurrences(of: "gone@docomo.ne.jp", with: "quiet@example.jp")
+            let carrier = try await app.postMail(gateway, bounce.replacingOccurrences(of: "gone@docomo.ne.jp", with: "Quiet@Example.jp")
                 .replacingOccurrences(of: "Message-ID: <reply-b@madoguchi>\n", with: "").replacingOccurrences(of: "bounce-1@", with: "bounce-7@"))
             #expect(try carrier.json["ticket_id"] as? String == quietTicket.uuidString.lowercased(), "\(carrier.text)")
             #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = 'quiet@example.jp' AND undeliverable_at IS NOT NULL") == 1)

@@ -400,6 +400,18 @@ struct ProviderSmsWebhookTests {
             // A retry of an earlier part gets the message it went into.
             #expect(try await send("A2", 2, "9876です。")["result"] as? String == "duplicate")
             #expect(try await app.count("SELECT count(*) FROM messages") == 2)
+
+            // A third text's parts, its last first, while the second-to-last set (D1, D2; D3 lost)
+            // waits from minutes ago: no number clashes, and the time apart tells them.
+            _ = try await send("D1", 1, "一通目の")
+            _ = try await send("D2", 2, "途中まで")
+            try await app.execute("UPDATE sms_parts SET received_at = now() - interval '5 minutes' WHERE provider_message_id IN ('D1', 'D2')")
+            #expect(try await send("E3", 3, "です。")["result"] as? String == "waiting-for-parts")
+            #expect(try await app.count("SELECT count(*) FROM messages WHERE body_text = '一通目の途中まで[…]'") == 1)
+            _ = try await send("E1", 1, "三通目")
+            #expect(try await send("E2", 2, "の本文")["result"] as? String == "taken")
+            #expect(try await app.count("SELECT count(*) FROM messages WHERE body_text = '三通目の本文です。'") == 1)
+            #expect(try await app.count("SELECT count(*) FROM sms_parts WHERE message_id IS NULL") == 0)
         }
     }
 

@@ -398,15 +398,35 @@ struct MailParserTests {
         #expect(ParsedMail(Array("From: a@example.jp\n\nline one \nline two\n".utf8)).text == "line one \nline two\n")
     }
 
-    @Test("ISO-2022-JP under an ASCII or UTF-8 label is read as ISO-2022-JP; a comment after a charset is no part of it")
+    @Test("ISO-2022-JP under an ASCII, UTF-8, Shift_JIS or Latin-1 label is read as ISO-2022-JP; a comment after a charset is no part of it")
     func mislabelledJIS() {
         let jis: [UInt8] = [0x1B, 0x24, 0x42, 0x46, 0x7C, 0x4B, 0x5C, 0x1B, 0x28, 0x42]
-        for label in ["us-ascii", "utf-8"] {
+        for label in ["us-ascii", "utf-8", "shift_jis", "euc-jp", "iso-8859-1"] {
             let mail = ParsedMail(Array("From: a@example.jp\nContent-Type: text/plain; charset=\(label)\n\n".utf8) + jis + [0x0A])
             #expect(mail.text == "日本\n", "\(label)")
         }
         let latin = ParsedMail(Array("From: a@example.jp\nContent-Type: text/plain; charset=iso-8859-1 (Latin)\n\nCaf".utf8) + [0xE9, 0x0A])
         #expect(latin.text == "Café\n")
+    }
+
+    @Test("EUC-JP labelled Shift_JIS is read as EUC-JP, and the other way round; half-width katakana in Shift_JIS stay as written")
+    func mislabelledJapanese() {
+        let sentence = "商品がまだ届いていません。確認してください。"
+        let euc: [UInt8] = [
+            0xBE, 0xA6, 0xC9, 0xCA, 0xA4, 0xAC, 0xA4, 0xDE, 0xA4, 0xC0, 0xC6, 0xCF, 0xA4, 0xA4, 0xA4, 0xC6, 0xA4, 0xA4, 0xA4, 0xDE, 0xA4, 0xBB,
+            0xA4, 0xF3, 0xA1, 0xA3, 0xB3, 0xCE, 0xC7, 0xA7, 0xA4, 0xB7, 0xA4, 0xC6, 0xA4, 0xAF, 0xA4, 0xC0, 0xA4, 0xB5, 0xA4, 0xA4, 0xA1, 0xA3,
+        ]
+        let sjis: [UInt8] = [
+            0x8F, 0xA4, 0x95, 0x69, 0x82, 0xAA, 0x82, 0xDC, 0x82, 0xBE, 0x93, 0xCD, 0x82, 0xA2, 0x82, 0xC4, 0x82, 0xA2, 0x82, 0xDC, 0x82, 0xB9,
+            0x82, 0xF1, 0x81, 0x42, 0x8A, 0x6D, 0x94, 0x46, 0x82, 0xB5, 0x82, 0xC4, 0x82, 0xAD, 0x82, 0xBE, 0x82, 0xB3, 0x82, 0xA2, 0x81, 0x42,
+        ]
+        for (bytes, label) in [(euc, "shift_jis"), (sjis, "euc-jp"), (euc, "euc-jp"), (sjis, "shift_jis")] {
+            let mail = ParsedMail(Array("From: a@example.jp\nContent-Type: text/plain; charset=\(label)\n\n".utf8) + bytes + [0x0A])
+            #expect(mail.text == sentence + "\n", "\(label)")
+        }
+        let kana: [UInt8] = [0xC3, 0xDE, 0xA8, 0xBD, 0xB6, 0xB3, 0xDD, 0xC4, 0xBE, 0xB0, 0xD9]   // ﾃﾞｨｽｶｳﾝﾄｾｰﾙ
+        let halfWidth = ParsedMail(Array("From: a@example.jp\nContent-Type: text/plain; charset=shift_jis\n\n".utf8) + kana + [0x0A])
+        #expect(halfWidth.text == "ﾃﾞｨｽｶｳﾝﾄｾｰﾙ\n")
     }
 
     @Test("an ARF complaint names the mail complained of, so it can join that mail's ticket")

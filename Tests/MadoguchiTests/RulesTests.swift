@@ -40,7 +40,7 @@ struct RulesTests {
         #expect(match?.reason == reason)
     }
 
-    @Test("at one position, rules run in code-point order of their names, as the list shows them; keywords are looked for at the top of a huge body")
+    @Test("at one position, rules run in code-point order of their names whatever order they come in; keywords are looked for at the top of a huge body")
     func orderAndReach() {
         let tied = [Self.rule("b-returns", position: 1, keywords: ["返品"], queue: "returns"), Self.rule("B-vip", position: 1, keywords: ["返品"], queue: "vip")]
         #expect(Rules.evaluate(tied, for: Self.subject("返品したい")).queue == "vip", "B (0x42) before b (0x62)")

@@ -14,6 +14,7 @@ struct TrustedProxiesTests {
         #expect(proxies.client(peer: "127.0.0.1", forwardedFor: "203.0.113.7:51234") == "203.0.113.7")
         #expect(proxies.client(peer: "fd12::1", forwardedFor: "2001:db8::2") == "2001:db8::2")
         #expect(proxies.client(peer: "127.0.0.1", forwardedFor: "10.0.0.1, 10.0.0.2") == "10.0.0.1", "all proxies: the first")
+        #expect(proxies.client(peer: "::ffff:127.0.0.1", forwardedFor: "203.0.113.7") == "203.0.113.7", "IPv4 on a dual-stack listener")
     }
 
     @Test("anyone else's header is ignored, and so is a header that names no address")

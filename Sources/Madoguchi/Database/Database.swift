@@ -188,6 +188,11 @@ extension Database {
                 return
             } catch is DatabaseUnavailable {
                 continue
+            } catch let error as ConnectionPoolError where error == .connectionCreationCircuitBreakerTripped {
+                // The pool stops trying after a minute of failures; it is renewed (`RenewablePool`)
+                // on the next lease. A pause, so that the loop does not spin meanwhile.
+                try? await Task.sleep(for: .seconds(1))
+                continue
             } catch let error as DatabaseUnreachable {
                 throw error
             } catch {

@@ -89,7 +89,10 @@ struct TrustedProxies: Sendable, Equatable {
         }
         var v6 = in6_addr()
         if inet_pton(AF_INET6, address, &v6) == 1 {
-            return withUnsafeBytes(of: &v6) { Array($0) }
+            let bytes = withUnsafeBytes(of: &v6) { Array($0) }
+            // An IPv4 peer on a dual-stack listener (`::`) reads as ::ffff:a.b.c.d.
+            if bytes.prefix(12) == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF] { return Array(bytes.suffix(4)) }
+            return bytes
         }
         return nil
     }

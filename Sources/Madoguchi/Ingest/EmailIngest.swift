@@ -306,7 +306,7 @@ struct EmailIngest: Sendable {
         // Without our Message-ID, by the address it names: the customer's latest ticket we wrote on
         // (one we never wrote on cannot have had our mail bounce; a stranger's report naming any
         // address is not filed among a customer's messages).
-        for address in recipients.flatMap(\.addresses) where target == nil {
+        for address in Self.storedForms(recipients.flatMap(\.addresses)) where target == nil {
             for row in try await connection.rows("""
                 SELECT t.id, t.customer_id FROM customer_identities i JOIN tickets t ON t.customer_id = i.customer_id
                 WHERE i.kind = 'email' AND i.value = \(address)
@@ -324,20 +324,24 @@ struct EmailIngest: Sendable {
             // The addresses as stored, when our mail went out in another spelling of them (`IDNA`: an
             // A-label, or full-width letters typed into a form sent as ASCII); read once for all.
             var sentTo: [String] = []
+            var namesOurMail = false
             if !hardBounces.isEmpty {
                 if let original = report?.originalMessageID {
                     sentTo = try await desk.storedRecipients(sentAs: original, on: connection)
                         + mailedAddresses(messageID: original, on: connection)
-                } else {
+                    namesOurMail = !sentTo.isEmpty
+                }
+                if !namesOurMail {
                     sentTo = try await recentlyMailed(hardBounces.flatMap(\.addresses), on: connection)
                 }
             }
             // Only a report on mail we sent to an address marks that address: anyone can send a report
             // naming any address, and a forged one would otherwise cut a customer off from every reply.
-            // A report naming our Message-ID must name an address that mail went to; one naming none
-            // (carriers' notices, KDDI's among them, quote no headers) an address we mailed in the last
-            // two weeks. A report on another's mail (backscatter from spam forging our address) or on
-            // an address we never wrote to is filed and shown, nothing more.
+            // A report naming our mail must name an address that mail went to. One naming no mail of
+            // ours (carriers' notices, KDDI's among them, quote no headers; a relay such as SES gives
+            // the mail a Message-ID of its own) an address we mailed in the last two weeks. A report
+            // on an address we did not write to (a stranger's forgery, backscatter from spam forging
+            // our address) is filed and shown, nothing more.
             for recipient in hardBounces {
                 let stored = sentTo.filter { sent in recipient.addresses.contains { DeliveryDesk.sameMailbox(sent, $0) } }
                 guard !stored.isEmpty else {
@@ -399,6 +403,13 @@ struct EmailIngest: Sendable {
                                 data: ["kind": "email", "value": address, "source": "customer_mail"], on: connection)
     }
 
+    /// Each address as written, then in the form identities are stored in (`Taro@日本語.jp` is
+    /// `taro@xn--wgv71a119e.jp`), without repeats.
+    static func storedForms(_ addresses: [String]) -> [String] {
+        var seen = Set<String>()
+        return addresses.flatMap { [$0, IdentityValue.comparable($0)] }.filter { seen.insert($0).inserted }
+    }
+
     /// The addresses our outbound mail `messageID` went to, as its message keeps them.
     private func mailedAddresses(messageID: String, on connection: PostgresConnection) async throws -> [String] {
         var addresses: [String] = []
@@ -413,7 +424,7 @@ struct EmailIngest: Sendable {
     /// five days at most), as the messages keep them: found through the customers they identify,
     /// whose tickets' messages are indexed, never by scanning every outbound mail.
     private func recentlyMailed(_ addresses: [String], on connection: PostgresConnection) async throws -> [String] {
-        let spellings = Array(Set(addresses.flatMap { [$0, $0.lowercased(), IDNA.asciiAddress($0)] }))
+        let spellings = Array(Set(addresses.flatMap { [$0, IdentityValue.comparable($0)] }))
         var mailed: [String] = []
         let rows = try await connection.run("""
             SELECT DISTINCT sent.address

@@ -168,8 +168,10 @@ struct TicketStore: Sendable {
                                  approval_rule, required_skill, category, assignee_id, sla_policy_id, tags,
                                  last_customer_message_at, awaiting_reply_since)
             SELECT c.customer_id, c.subject, c.channel, c.thread_subject, c.id, c.queue, c.priority, c.priority_reason,
-                   c.approval_rule, c.required_skill, c.category, c.assignee_id, c.sla_policy_id,
-                   array_remove(c.tags, 'delivery-failed'), c.last_customer_message_at, now()
+                   c.approval_rule, c.required_skill, c.category,
+                   -- Not a departed agent's (migration 0079): the queue offers it to someone else.
+                   CASE WHEN EXISTS (SELECT FROM agents a WHERE a.id = c.assignee_id AND a.active) THEN c.assignee_id END,
+                   c.sla_policy_id, array_remove(c.tags, 'delivery-failed'), c.last_customer_message_at, now()
             FROM tickets c WHERE c.id = \(ticketID)
             RETURNING id, number, customer_id, channel::text
             """, logger: logger)

@@ -30,15 +30,22 @@ package struct SMTPReply: Sendable, Equatable, CustomStringConvertible {
         if let status = enhancedStatus ?? enhancedStatusInText { return status.subject == 1 }
         guard [550, 551, 553].contains(code) else { return false }
         let said = text.lowercased()
+        // About our sender or the relay, whatever else it says (Exim's sender verification: "550
+        // Unrouteable address … Sender verify failed").
+        guard !Self.notAboutTheAddress.contains(where: { said.contains($0) }) else { return false }
         return Self.unknownAddressPhrases.contains { said.contains($0) }
     }
 
-    /// How servers that give no enhanced code say the mailbox or the domain does not exist.
+    /// How servers that give no enhanced code say the mailbox does not exist. Not RFC 5321's generic
+    /// "mailbox unavailable", which any 550 may say.
     static let unknownAddressPhrases = [
         "user unknown", "unknown user", "no such user", "no such mailbox", "no such recipient", "unknown recipient",
-        "mailbox unavailable", "mailbox not found", "does not exist", "doesn't exist", "invalid recipient",
-        "invalid mailbox", "address rejected", "not our customer", "unrouteable address", "no mailbox",
+        "mailbox not found", "does not exist", "doesn't exist", "invalid recipient", "invalid mailbox", "not our customer",
+        "no mailbox",
     ]
+
+    /// Words that make a refusal about our sending rather than the recipient.
+    static let notAboutTheAddress = ["sender", "relay", "verif", "authenticat", "policy", "spam", "blocked", "blacklist", "reputation"]
 
     /// An enhanced status code written later in the text, as qmail does: "553 sorry, … (#5.7.1)".
     private var enhancedStatusInText: (class: Int, subject: Int, detail: Int)? {

@@ -45,14 +45,26 @@ struct SmsParts: Sendable {
                 return (payloadID, .init(eventID: message.providerMessageID, type: "message", answer: .replayed(answer)))
             }
             var waiting = try await waitingParts(sender: sender.value, provider: message.provider, part: part, on: connection)
-            // This part's number already waits under another provider id: the sender began a new text
-            // under a reference an earlier, incomplete one still holds (on most handsets a reference is
-            // one byte). The earlier parts become their own message, the gap marked, before this part
-            // is counted, so no message mixes two texts.
-            if waiting.contains(where: { $0.number == part.number && $0.providerMessageID != message.providerMessageID }) {
-                let earlier = waiting.filter { $0.providerMessageID != message.providerMessageID }
+            // The sender may begin a new text under a reference an earlier, incomplete one still holds
+            // (on most handsets a reference is one byte). Its parts are told apart from the earlier
+            // ones by number (this part's number already waits under another provider id) or by
+            // time (a carrier delivers one text's parts within seconds of each other): the earlier
+            // parts become their own message, the gap marked, before this part is counted, so no
+            // message mixes two texts.
+            let arrivedAt = waiting.first { $0.providerMessageID == message.providerMessageID }?.receivedAt ?? Date()
+            let others = waiting.filter { $0.providerMessageID != message.providerMessageID }
+            let earlier: [(number: Int, body: String, providerMessageID: String, payloadID: UUID, receivedAt: Date)]
+            if let clash = others.first(where: { $0.number == part.number }) {
+                earlier = others.filter { $0.receivedAt <= clash.receivedAt.addingTimeInterval(Self.textSpan) }
+            } else if let newest = others.map(\.receivedAt).max(), arrivedAt.timeIntervalSince(newest) > Self.textSpan {
+                earlier = others
+            } else {
+                earlier = []
+            }
+            if !earlier.isEmpty {
                 try await releaseIncomplete(earlier, provider: message.provider, sender: sender.value, part: part, on: connection)
-                waiting.removeAll { $0.providerMessageID != message.providerMessageID }
+                let released = Set(earlier.map(\.providerMessageID))
+                waiting.removeAll { released.contains($0.providerMessageID) }
             }
             let arrived = Set(waiting.map(\.number)).count
             guard arrived == part.count else {
@@ -70,6 +82,10 @@ struct SmsParts: Sendable {
         }
         return ProviderWebhookAnswer(inboundID: inboundID, provider: message.provider, events: [event])
     }
+
+    /// The longest a carrier takes between the parts of one text, as far as telling two texts under
+    /// one reference apart goes: parts further apart are taken for two texts.
+    static let textSpan: TimeInterval = 120
 
     /// The mark for a part that never came.
     static let missingPart = "[…]"

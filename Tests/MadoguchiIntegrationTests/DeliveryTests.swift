@@ -422,6 +422,28 @@ struct DeliveryTests {
         }
     }
 
+    @Test("a held reply sent again by a person gets its attempts afresh: a 451 then is tried again, not failed at the old count")
+    func resentGetsFreshAttempts() async throws {
+        let sink = try await SMTPSink()
+        // The first try is cut off after DATA (held); the resend meets a 451, and the next try goes.
+        try sink.control(#"{"drop_after_data": 1, "data": ["250 unused", "451 4.3.0 try later"]}"#)
+        try await TestApp.run(configure: { configuration in
+            Self.configure(sink)(&configuration)
+            configuration.delivery.maxAttempts = 2
+        }) { app in
+            let conversation = try await Self.customerWrites(app, from: "kuro@example.jp")
+            let reply = try await Self.answer(conversation, "ご確認ください。")
+            #expect(Self.state(try await Self.delivery(conversation, reply)) == "held")
+            let resent = try await app.request(.post, "/v1/replies/\(reply)/delivery", key: conversation.supervisor, json: #"{"action":"resend"}"#)
+            #expect(resent.status == .ok, "\(resent.text)")
+            // Counted from the first try, the 451 would have been the second and last attempt: failed.
+            let sent = try await Self.delivery(conversation, reply, until: ["sent", "failed"])
+            #expect(Self.state(sent) == "sent", "\(sent)")
+            #expect(sink.received.count == 3)
+            #expect(try await app.count("SELECT attempts - attempts_before_resend FROM outbox WHERE reply_id = \(UUID(uuidString: reply)!)") == 2)
+        }
+    }
+
     @Test("550 to RCPT: the reply fails, the address is marked undeliverable, the ticket shows it, and a new reply there needs confirmation")
     func permanentRefusal() async throws {
         let sink = try await SMTPSink()

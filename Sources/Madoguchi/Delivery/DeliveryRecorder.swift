@@ -87,8 +87,8 @@ struct DeliveryRecorder: Sendable {
 
         var results = item.results.merging(attempt.recipients) { _, new in new }
         let pending = item.recipients.filter { (results[$0]?.status ?? .pending) == .pending }
-        if !pending.isEmpty && item.attempts < settings.maxAttempts {
-            let delay = backoff(afterAttempt: item.attempts)
+        if !pending.isEmpty && item.attemptsCounted < settings.maxAttempts {
+            let delay = backoff(afterAttempt: item.attemptsCounted)
             _ = try await store.settle(item.id, worker: worker, attempt: item.attempts, .init(
                 state: "queued", results: results, error: attempt.error, response: attempt.response, provider: attempt.provider,
                 providerMessageID: attempt.providerMessageID, nextAttemptIn: delay), on: connection)

@@ -19,6 +19,11 @@ struct OutboxItem: Sendable {
     var source: ReplySource?
     /// When the row was first tried (this attempt, on the first).
     var firstAttemptAt: Date
+    /// The attempts made before a person sent a held row again; those after count toward the limit.
+    var attemptsBeforeResend = 0
+
+    /// The attempts that count toward `MADOGUCHI_OUTBOX_MAX_ATTEMPTS`, this one included.
+    var attemptsCounted: Int { attempts - attemptsBeforeResend }
 
     /// Recipients not yet settled: every recipient on the first attempt, the deferred ones after.
     var pendingRecipients: [String] {

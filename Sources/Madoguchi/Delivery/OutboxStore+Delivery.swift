@@ -43,12 +43,12 @@ extension OutboxStore {
                     attempts = o.attempts + 1, first_attempt_at = coalesce(o.first_attempt_at, now()), updated_at = now()
                 FROM due WHERE o.id = due.id
                 RETURNING o.id, o.reply_id, o.channel, o.recipients, o.email_message_id, o.attempts, o.message, o.recipient_results, o.retry_key,
-                          o.first_attempt_at
+                          o.first_attempt_at, o.attempts_before_resend
             )
             SELECT c.id, c.reply_id, c.channel::text, c.recipients, c.email_message_id, c.attempts, c.message,
                    c.recipient_results::text, c.retry_key,
                    r.body_text, r.subject, r.automatic, t.number, cu.display_name, parent.email_message_id, parent.email_references,
-                   EXISTS (SELECT 1 FROM reply_attachments a WHERE a.reply_id = r.id), c.first_attempt_at
+                   EXISTS (SELECT 1 FROM reply_attachments a WHERE a.reply_id = r.id), c.first_attempt_at, c.attempts_before_resend
             FROM claimed c
             LEFT JOIN replies r ON r.id = c.reply_id
             LEFT JOIN tickets t ON t.id = r.ticket_id
@@ -74,7 +74,7 @@ extension OutboxStore {
                 id: try cell(0), replyID: try cell(1), channel: try Ticket.enumeration(try cell(2, String.self)), recipients: try cell(3),
                 emailMessageID: try cell(4), attempts: try cell(5), message: try cell(6, ByteBuffer?.self).map { Array(buffer: $0) },
                 results: (try? JSONDecoder().decode([String: RecipientResult].self, from: Data(try cell(7, String.self).utf8))) ?? [:],
-                retryKey: try cell(8), source: source, firstAttemptAt: try cell(17))
+                retryKey: try cell(8), source: source, firstAttemptAt: try cell(17), attemptsBeforeResend: Int(try cell(18, Int32.self)))
         }
     }
 
@@ -222,11 +222,13 @@ extension OutboxStore {
     }
 
     /// A person's decision on a held row: queued again now (same Message-ID), sent, or cancelled. A
-    /// row queued again counts its attempts' time afresh (`first_attempt_at`): the person chose to send.
+    /// row queued again counts its attempts and their time afresh (`attempts_before_resend`,
+    /// `first_attempt_at`): the person chose to send.
     func resolveHeld(_ id: UUID, to state: String, on connection: PostgresConnection) async throws {
         try await connection.perform("""
             UPDATE outbox
             SET state = \(state), held_reason = NULL, handover_at = NULL, next_attempt_at = now(), first_attempt_at = NULL,
+                attempts_before_resend = CASE WHEN \(state) = 'queued' THEN attempts ELSE attempts_before_resend END,
                 sent_at = CASE WHEN \(state) = 'sent' THEN now() ELSE sent_at END, updated_at = now()
             WHERE id = \(id) AND state = 'held'
             """, logger: logger)

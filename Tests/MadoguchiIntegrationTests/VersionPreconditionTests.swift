@@ -71,6 +71,31 @@ struct VersionPreconditionTests {
         }
     }
 
+    @Test("a rule replaced from a stale read is 412 and keeps the other supervisor's keywords; without If-Match the last write wins")
+    func staleRule() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            let created = try await app.request(.post, "/v1/rules", key: supervisor, json: #"{"name":"返金","priority":"high","keywords":["返金"]}"#)
+            #expect(created.status == .created, "\(created.text)")
+            #expect(created.headers[.eTag] == "\"1\"")
+            let id = try #require(try created.json["id"] as? String)
+            func listed() async throws -> [String: Any]? {
+                ((try await app.request(.get, "/v1/rules", key: supervisor).json["items"] as? [[String: Any]]) ?? []).first { $0["id"] as? String == id }
+            }
+            #expect(try await listed()?["version"] as? Int == 1)
+            // A adds a keyword; B, from the same read, raises the priority and would drop it.
+            let added = try await app.request(.put, "/v1/rules/\(id)", key: supervisor, headers: [.ifMatch: "\"1\""],
+                                              json: #"{"name":"返金","priority":"high","keywords":["返金","返品"]}"#)
+            #expect(added.status == .ok, "\(added.text)")
+            #expect(added.headers[.eTag] == "\"2\"")
+            let raised = #"{"name":"返金","priority":"urgent","keywords":["返金"]}"#
+            try expectProblem(try await app.request(.put, "/v1/rules/\(id)", key: supervisor, headers: [.ifMatch: "\"1\""], json: raised),
+                              .preconditionFailed, "precondition-failed")
+            #expect(try await listed()?["keywords"] as? [String] == ["返金", "返品"])
+            #expect(try await app.request(.put, "/v1/rules/\(id)", key: supervisor, json: raised).headers[.eTag] == "\"3\"")
+        }
+    }
+
     @Test("an If-Match edit of a queue does not wait for a ticket being filed into it (its lock lets foreign-key checks through)")
     func noWaitOnReferences() async throws {
         try await TestApp.run { app in

@@ -9,7 +9,7 @@ struct RuleStore: Sendable {
     static let columns = "id, " + columnsBesideID
     private static let columnsBesideID = """
         name, position, keywords, channels::text[] AS channels, categories, recipients, vip_only, priority, requires_approval,
-        set_queue, set_category, add_tags, set_skill, active
+        set_queue, set_category, add_tags, set_skill, active, version
         """
 
     func list(activeOnly: Bool = false, on connection: PostgresConnection) async throws -> [(Rule, active: Bool)] {
@@ -19,6 +19,13 @@ struct RuleStore: Sendable {
         var rules: [(Rule, Bool)] = []
         for try await row in rows { rules.append(try Self.rule(row)) }
         return rules
+    }
+
+    /// The rule's version, its row locked until the caller's transaction ends (for `If-Match`); nil if none.
+    func lockedVersion(id: UUID, on connection: PostgresConnection) async throws -> Int64? {
+        let rows = try await connection.run("SELECT version FROM rules WHERE id = \(id) FOR NO KEY UPDATE", logger: logger)
+        for try await version in rows.decode(Int64.self) { return version }
+        return nil
     }
 
     /// Creates (`id` nil) or replaces a rule. A rule given no position runs after every other.
@@ -33,7 +40,7 @@ struct RuleStore: Sendable {
                         channels = \(channels), categories = \(rule.categories), recipients = \(rule.recipients), vip_only = \(rule.vipOnly),
                         priority = \(priority), requires_approval = \(rule.requiresApproval), set_queue = \(rule.queue),
                         set_category = \(rule.category), add_tags = \(rule.tags), set_skill = \(rule.requiredSkill),
-                        active = \(active), updated_at = now()
+                        active = \(active), version = version + 1, updated_at = now()
                     WHERE id = \(id) RETURNING \(unescaped: Self.columns)
                     """, logger: logger)
             } else {
@@ -147,7 +154,8 @@ struct RuleStore: Sendable {
             categories: try row.value("categories"), recipients: try row.value("recipients"), vipOnly: try row.value("vip_only"),
             priority: try (row.value("priority") as String?).map { try Ticket.enumeration($0) },
             requiresApproval: try row.value("requires_approval"), queue: try row.value("set_queue"),
-            category: try row.value("set_category"), tags: try row.value("add_tags"), requiredSkill: try row.value("set_skill"))
+            category: try row.value("set_category"), tags: try row.value("add_tags"), requiredSkill: try row.value("set_skill"),
+            version: try row.value("version"))
         return (rule, try row.value("active"))
     }
 }

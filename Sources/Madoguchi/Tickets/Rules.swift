@@ -25,6 +25,8 @@ public struct Rule: Sendable, Equatable {
     public var category: String?
     public var tags: [String]
     public var requiredSkill: String?
+    /// Raised by every replacement; the rule's ETag.
+    public var version: Int64 = 1
 
     var hasCondition: Bool { !keywords.isEmpty || !channels.isEmpty || !categories.isEmpty || !recipients.isEmpty || vipOnly }
     var hasAction: Bool { priority != nil || requiresApproval || queue != nil || category != nil || !tags.isEmpty || requiredSkill != nil }

@@ -11,16 +11,17 @@ extension APIHandler {
 
     func createRule(_ input: Operations.CreateRule.Input) async throws -> Operations.CreateRule.Output {
         guard case .json(let body) = input.body else { throw Problem.internalError }
-        let saved = try await saveRule(id: nil, body)
+        let saved = try await saveRule(id: nil, body, precondition: try VersionPrecondition(nil))
         return .created(.init(body: .json(saved)))
     }
 
     func updateRule(_ input: Operations.UpdateRule.Input) async throws -> Operations.UpdateRule.Output {
         guard case .json(let body) = input.body else { throw Problem.internalError }
-        return .ok(.init(body: .json(try await saveRule(id: input.path.ruleId.uuid, body))))
+        let precondition = try VersionPrecondition(input.headers.ifMatch)
+        return .ok(.init(body: .json(try await saveRule(id: input.path.ruleId.uuid, body, precondition: precondition))))
     }
 
-    private func saveRule(id: UUID?, _ body: Components.Schemas.RuleInput) async throws -> Components.Schemas.Rule {
+    private func saveRule(id: UUID?, _ body: Components.Schemas.RuleInput, precondition: VersionPrecondition) async throws -> Components.Schemas.Rule {
         let principal = try principal
         try Self.requireName(body.name)
         let rule = Rule(
@@ -62,11 +63,14 @@ extension APIHandler {
         }
         if !problems.isEmpty { throw Problem.validationFailed(problems) }
         let (saved, active) = try await database.withTransaction { connection in
+            // The row locked whether or not If-Match came, so that two edits compare what they replace in turn.
+            if let id { try await precondition.check("Rule \(id.lowercased)") { try await rules.lockedVersion(id: id, on: connection) } }
             let saved = try await rules.save(id: id, rule: rule, position: body.position, active: body.active ?? true, on: connection)
             try await EventStore(logger: logger).record(
                 id == nil ? .ruleCreated : .ruleUpdated, actor: principal, data: ["rule_id": saved.0.id.uuidString.lowercased()], on: connection)
             return saved
         }
+        tagVersion(saved.version)
         return Components.Schemas.Rule(saved, active: active)
     }
 }
@@ -77,6 +81,7 @@ extension Components.Schemas.Rule {
             id: rule.id.resourceID, name: rule.name, position: rule.position, keywords: rule.keywords,
             channels: rule.channels.map { .init(rawValue: $0.rawValue)! }, categories: rule.categories, recipients: rule.recipients,
             vipOnly: rule.vipOnly, priority: rule.priority.map { .init(rawValue: $0.rawValue)! }, requiresApproval: rule.requiresApproval,
-            queue: rule.queue, category: rule.category, tags: rule.tags, requiredSkill: rule.requiredSkill, active: active)
+            queue: rule.queue, category: rule.category, tags: rule.tags, requiredSkill: rule.requiredSkill, active: active,
+            version: rule.version)
     }
 }

@@ -131,6 +131,20 @@ struct MigrationTests {
         }
     }
 
+    @Test("a failing migration leaves the views as they were: an instance of the old release goes on answering reports")
+    func failingMigrationKeepsViews() async throws {
+        try await TestCluster.withDatabase(try await TestCluster.makeEmptyDatabase()) { (database: Database) async throws in
+            let good = Migration(version: 1, name: "0001_good", sql: "CREATE TABLE good (id int);")
+            let view = ViewDefinition(name: "good_count", sql: "CREATE OR REPLACE VIEW good_count AS SELECT count(*) AS n FROM good")
+            try await Migrator(migrations: [good], views: [view]).migrate(database, logger: Self.logger)
+            let bad = Migration(version: 2, name: "0002_bad", sql: "INSERT INTO nowhere VALUES (1);")
+            await #expect(throws: MigrationError.self) {
+                try await Migrator(migrations: [good, bad], views: [view]).migrate(database, logger: Self.logger)
+            }
+            #expect(try await database.count("SELECT count(*) FROM pg_views WHERE viewname = 'good_count'") == 1)
+        }
+    }
+
     @Test("instances migrating the same database at once take turns: each migration applies exactly once")
     func concurrentMigrators() async throws {
         let configuration = try await TestCluster.makeEmptyDatabase()

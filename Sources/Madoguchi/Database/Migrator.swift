@@ -141,15 +141,15 @@ public struct Migrator: Sendable {
 
         var report = Report(applied: [], schemaVersion: applied.keys.max() ?? 0)
         let pending = migrations.filter { applied[$0.version] == nil }
-        if !pending.isEmpty {
-            // Views are re-created below from sql/views anyway; dropping them first means no migration
-            // ever has to work around a view that reads the column it changes.
-            try await dropViews(connection, logger: logger)
-        }
         for migration in pending {
             let start = ContinuousClock.now
             try await connection.perform("BEGIN", logger: logger)
             do {
+                // Views are re-created below from sql/views anyway; dropping them first means no
+                // migration ever has to work around a view that reads the column it changes. Dropped
+                // inside the first migration's transaction: should it fail, the views come back with
+                // the rollback, and an instance still running the old release goes on answering reports.
+                if migration.version == pending.first?.version { try await dropViews(connection, logger: logger) }
                 try await Self.execute(script: migration.sql, on: connection, logger: logger)
                 try await Self.swiftSteps[migration.version]?(connection, logger)
                 try await connection.perform("""

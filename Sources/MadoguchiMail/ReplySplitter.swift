@@ -63,9 +63,13 @@ public enum ReplySplitter {
         let lower = lowered[index]
         if lower.hasPrefix("---"), Pattern.originalMessage.matches(lower) { return true }
         if lower.hasPrefix("-") || lower.hasPrefix("_"), Pattern.longRule.matches(lower) { return nextHasHeaderBlock(lowered, after: index) }
-        // An Outlook header block: From/差出人 and within three lines Sent/Date/送信日時.
-        if isHeaderLine(lower, HeaderNames.from) {
-            return lowered[(index + 1)..<min(lowered.count, index + 5)].contains { isHeaderLine($0, HeaderNames.following) } && index > 0
+        // An Outlook header block: From/差出人 and within three lines Sent/Date/送信日時/To/Subject. The
+        // From line names an address, or a date follows: "From: Tokyo / To: Osaka" in a customer's
+        // own booking is no header block.
+        if isHeaderLine(lower, HeaderNames.from), index > 0 {
+            let block = lowered[(index + 1)..<min(lowered.count, index + 5)]
+            guard block.contains(where: { isHeaderLine($0, HeaderNames.following) }) else { return false }
+            return lower.contains("@") || block.contains { isHeaderLine($0, HeaderNames.dated) }
         }
         return false
     }
@@ -89,6 +93,7 @@ public enum ReplySplitter {
         static let from = withColons(["from", "差出人", "送信者", "差出人 "])
         static let following = withColons(["sent", "date", "送信日時", "日時", "送信日", "to", "宛先", "subject", "件名"])
         static let fromAfterRule = withColons(["from", "差出人", "送信者"])
+        static let dated = withColons(["sent", "date", "送信日時", "日時", "送信日"])
 
         static func withColons(_ names: [String]) -> [String] {
             names.flatMap { [$0 + ":", $0 + "：", $0 + " :"] }
@@ -122,13 +127,20 @@ public enum ReplySplitter {
             let line = trimmed[index]
             let isDelimiter = raw == "-- " || line == "--" || line == "__"
                 || line.first.map(Self.ruleCharacters.contains) == true && Pattern.rule.matches(line)
-                || line.hasPrefix("-") && Pattern.dashName.matches(line)
+                || line.hasPrefix("-") && Pattern.dashName.matches(line) && !isListItem(trimmed, besides: index)
                 || line.hasPrefix("Sent from my") && Pattern.sentFromMy.matches(line)
                 || Self.appSignatures.contains(where: line.hasPrefix)
             if isDelimiter { start = index }
         }
         guard let start, start > (visibleIndices.first ?? 0) else { return }
         for rest in start..<lines.count where !hidden[rest] { hidden[rest] = true }
+    }
+
+    /// Whether the line at `index` is one of a list of dash items ("-Refund" above "-Replacement
+    /// cable"): a line beside it starts with a dash too. A "-Taro" signature stands alone.
+    private static func isListItem(_ trimmed: [String], besides index: Int) -> Bool {
+        let neighbours = [index - 1, index + 1].filter { trimmed.indices.contains($0) }.map { trimmed[$0] }
+        return neighbours.contains { $0.hasPrefix("-") && !$0.hasPrefix("--") }
     }
 
     /// What a rule line (`Pattern.rule`) is drawn with: a line starting otherwise is not one.

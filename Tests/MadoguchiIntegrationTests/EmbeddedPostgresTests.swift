@@ -120,6 +120,13 @@ struct EmbeddedPostgresTests {
         #expect(try EmbeddedPostgres.locateBinaries(path: "", debianRoot: root, clusterVersion: "16") == "\(root)/17/bin", "not installed: the newest")
     }
 
+    @Test("PostgreSQL's programs get no secret of ours and no libpq setting from the service's environment")
+    func helperEnvironment() {
+        let given = ["PATH": "/usr/bin", "LANG": "ja_JP.UTF-8", "MADOGUCHI_SMTP_URL": "smtp://u:secret@relay", "DATABASE_URL": "postgres://u:p@h/d",
+                     "MADOGUCHI_LINE_CHANNEL_SECRETS": "s", "PGPORT": "5433", "PGDATA": "/elsewhere"]
+        #expect(ProcessRunner.helperEnvironment(given) == ["PATH": "/usr/bin", "LANG": "ja_JP.UTF-8"])
+    }
+
     @Test("a data directory too long for a Unix socket is refused up front")
     func socketPathTooLong() {
         #expect(throws: EmbeddedPostgresError.self) {

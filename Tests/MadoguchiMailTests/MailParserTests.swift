@@ -292,6 +292,23 @@ struct MailParserTests {
         #expect(!ReplySplitter.split(text).quoted.isEmpty)
     }
 
+    @Test("the customer's own text is never taken for a signature or a header block", arguments: [
+        "I need:\n-Refund\n-Replacement cable",
+        "My booking:\nFrom: Tokyo\nTo: Osaka\nPlease change it.",
+    ])
+    func ownTextStays(_ text: String) {
+        #expect(ReplySplitter.split(text).visible == text)
+    }
+
+    @Test("a lone \"-Name\" still ends the text, and an Outlook block naming an address or a date still starts the history", arguments: [
+        ("Thanks for the help.\n-Taro", "Thanks for the help."),
+        ("了解です。\n\nFrom: Support <s@example.jp>\nTo: y@example.jp\n本文", "了解です。"),
+        ("了解です。\n\nFrom: Support\nSent: Friday, 5 January 2024\nTo: Yamada\n本文", "了解です。"),
+    ])
+    func signaturesAndBlocksStill(_ text: String, _ visible: String) {
+        #expect(ReplySplitter.split(text).visible == visible)
+    }
+
     @Test("bounces, delivery reports and auto-replies are told apart")
     func classification() {
         let dsn = """

@@ -23,7 +23,7 @@ package struct ProcessRunner: Sendable {
 
     package func run(_ executable: String, _ arguments: [String]) async throws -> Result {
         let argv = runAsUser.map { ["/usr/sbin/runuser", "-u", $0, "--", executable] } ?? [executable]
-        var environment = ProcessInfo.processInfo.environment
+        var environment = Self.helperEnvironment(ProcessInfo.processInfo.environment)
         // Keep the helpers' messages in English so that our error reports are readable and stable.
         environment["LC_MESSAGES"] = "C"
         let envp = environment.map { "\($0.key)=\($0.value)" }
@@ -34,6 +34,15 @@ package struct ProcessRunner: Sendable {
                 continuation.resume(with: Swift.Result { try Self.spawnAndWait(command, environment: envp) })
             }
         }
+    }
+
+    /// The service's environment without what is ours (`MADOGUCHI_*`, `DATABASE_URL`: an SMTP
+    /// password, provider tokens) and libpq's `PG*` settings: the postmaster these helpers start
+    /// lives on, as the `postgres` user when we run as root, and its environment is readable in
+    /// `/proc` by every process of that user; and a `PGPORT` there would move its socket away from
+    /// the one the service dials.
+    static func helperEnvironment(_ environment: [String: String]) -> [String: String] {
+        environment.filter { name, _ in !name.hasPrefix("MADOGUCHI_") && !name.hasPrefix("PG") && name != "DATABASE_URL" }
     }
 
     /// Blocks the calling thread; for exit handlers and other places with no async context.

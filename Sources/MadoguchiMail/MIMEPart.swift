@@ -98,19 +98,19 @@ struct MIMEParser {
             // The limit holds across as well as down: past it, the remaining pieces stay one part of
             // raw bytes (a 25 MB mail of empty parts would otherwise be a million attachments).
             let budget = max(1, Self.maximumParts - partCount)
+            var rest: ArraySlice<UInt8>?
             if pieces.count > budget, let last = pieces.last {
                 defects.append("MIME structure deeper or wider than the limits; the rest is kept as raw bytes")
-                let rest = body[pieces[budget - 1].startIndex..<last.endIndex]
+                rest = body[pieces[budget - 1].startIndex..<last.endIndex]
                 pieces = Array(pieces.prefix(budget - 1))
-                var children = pieces.map { parsePart($0, depth: depth + 1, defaultType: childDefault) }
-                partCount += 1
-                children.append(MIMEPart(headers: HeaderSection(),
-                                         contentType: ParameterizedValue(value: "application/octet-stream"), disposition: nil,
-                                         transferEncoding: .identity, content: .leaf(rest), sourceBytes: rest))
-                part.content = .multipart(children)
-                return part
             }
-            part.content = .multipart(pieces.map { parsePart($0, depth: depth + 1, defaultType: childDefault) })
+            var children = pieces.map { parsePart($0, depth: depth + 1, defaultType: childDefault) }
+            if let rest {
+                partCount += 1
+                children.append(MIMEPart(headers: HeaderSection(), contentType: ParameterizedValue(value: "application/octet-stream"),
+                                         disposition: nil, transferEncoding: .identity, content: .leaf(rest), sourceBytes: rest))
+            }
+            part.content = .multipart(children)
         } else if contentType.value == "message/rfc822" || contentType.value == "message/global" {
             guard !tooDeep else { return part }
             // Some mailers base64 an attached message; RFC 2046 forbids it, readers cope.

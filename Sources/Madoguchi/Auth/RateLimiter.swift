@@ -113,13 +113,9 @@ final class RateLimiter: Sendable {
     /// with a fresh allowance; a /64 is the smallest block a provider hands out.
     static func client(_ address: String?) -> String {
         guard let address else { return "-" }
-        guard address.contains(":") else { return address }
-        var bytes = [UInt8](repeating: 0, count: 16)
-        guard inet_pton(AF_INET6, address, &bytes) == 1 else { return address }
-        // An IPv4 address written as IPv6 (::ffff:192.0.2.1) is that IPv4 address.
-        if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xFF && bytes[11] == 0xFF {
-            return bytes[12..<16].map(String.init).joined(separator: ".")
-        }
+        guard address.contains(":"), let bytes = TrustedProxies.bytes(of: address) else { return address }
+        // An IPv4 address written as IPv6 (::ffff:192.0.2.1) is that IPv4 address (`bytes` reads it so).
+        if bytes.count == 4 { return bytes.map(String.init).joined(separator: ".") }
         return bytes[0..<8].map { String(format: "%02x", $0) }.joined() + "::/64"
     }
 

@@ -64,10 +64,14 @@ public enum DatabaseURL {
     }
 }
 
-/// The name of the user this process runs as.
+/// The name of the user this process runs as. `getpwuid_r`, as `EmbeddedPostgres.account(named:)`
+/// uses `getpwnam_r`: the plain calls return shared static storage that parallel lookups overwrite.
 enum ProcessUser {
     static var name: String? {
-        guard let entry = getpwuid(geteuid()), let name = entry.pointee.pw_name else { return nil }
+        var entry = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 16384)
+        guard getpwuid_r(geteuid(), &entry, &buffer, buffer.count, &result) == 0, result != nil, let name = entry.pw_name else { return nil }
         return String(cString: name)
     }
 }

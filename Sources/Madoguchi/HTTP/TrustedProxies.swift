@@ -81,7 +81,8 @@ struct TrustedProxies: Sendable, Equatable {
         return entry.isEmpty ? nil : entry
     }
 
-    /// The address's bytes, 4 for IPv4 and 16 for IPv6; nil when it is neither.
+    /// The address's bytes, 4 for IPv4 (an IPv4-mapped IPv6 address included) and 16 for IPv6; nil
+    /// when it is neither. The rate limiter reads client addresses with it too.
     static func bytes(of address: String) -> [UInt8]? {
         var v4 = in_addr()
         if inet_pton(AF_INET, address, &v4) == 1 {

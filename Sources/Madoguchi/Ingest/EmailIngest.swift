@@ -424,7 +424,7 @@ struct EmailIngest: Sendable {
     /// five days at most), as the messages keep them: found through the customers they identify,
     /// whose tickets' messages are indexed, never by scanning every outbound mail.
     private func recentlyMailed(_ addresses: [String], on connection: PostgresConnection) async throws -> [String] {
-        let spellings = Array(Set(addresses.flatMap { [$0, IdentityValue.comparable($0)] }))
+        let spellings = Self.storedForms(addresses)
         var mailed: [String] = []
         let rows = try await connection.run("""
             SELECT DISTINCT sent.address

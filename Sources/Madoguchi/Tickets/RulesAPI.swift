@@ -11,7 +11,7 @@ extension APIHandler {
 
     func createRule(_ input: Operations.CreateRule.Input) async throws -> Operations.CreateRule.Output {
         guard case .json(let body) = input.body else { throw Problem.internalError }
-        let saved = try await saveRule(id: nil, body, precondition: try VersionPrecondition(nil))
+        let saved = try await saveRule(id: nil, body)
         return .created(.init(body: .json(saved)))
     }
 
@@ -21,7 +21,8 @@ extension APIHandler {
         return .ok(.init(body: .json(try await saveRule(id: input.path.ruleId.uuid, body, precondition: precondition))))
     }
 
-    private func saveRule(id: UUID?, _ body: Components.Schemas.RuleInput, precondition: VersionPrecondition) async throws -> Components.Schemas.Rule {
+    /// `precondition`: the `If-Match` a replacement (`id` given) came with.
+    private func saveRule(id: UUID?, _ body: Components.Schemas.RuleInput, precondition: VersionPrecondition? = nil) async throws -> Components.Schemas.Rule {
         let principal = try principal
         try Self.requireName(body.name)
         let rule = Rule(
@@ -63,8 +64,9 @@ extension APIHandler {
         }
         if !problems.isEmpty { throw Problem.validationFailed(problems) }
         let (saved, active) = try await database.withTransaction { connection in
-            // The row locked whether or not If-Match came, so that two edits compare what they replace in turn.
-            if let id { try await precondition.check("Rule \(id.lowercased)") { try await rules.lockedVersion(id: id, on: connection) } }
+            // Compared under the rule's row lock (taken only when If-Match came), so that two edits
+            // compare what they replace in turn.
+            if let id, let precondition { try await precondition.check("Rule \(id.lowercased)") { try await rules.lockedVersion(id: id, on: connection) } }
             let saved = try await rules.save(id: id, rule: rule, position: body.position, active: body.active ?? true, on: connection)
             try await EventStore(logger: logger).record(
                 id == nil ? .ruleCreated : .ruleUpdated, actor: principal, data: ["rule_id": saved.0.id.uuidString.lowercased()], on: connection)

@@ -11,7 +11,12 @@ package struct SMTPReply: Sendable, Equatable, CustomStringConvertible {
 
     /// The enhanced status code the text begins with (RFC 3463: `5.1.1`), if any.
     var enhancedStatus: (class: Int, subject: Int, detail: Int)? {
-        let parts = (lines.first ?? "").prefix { $0 != " " }.split(separator: ".", omittingEmptySubsequences: false)
+        enhancedStatus(in: (lines.first ?? "").prefix { $0 != " " })
+    }
+
+    /// `word` read as an enhanced status code of this reply's class (`5.1.1` for a 550).
+    private func enhancedStatus(in word: Substring) -> (class: Int, subject: Int, detail: Int)? {
+        let parts = word.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, let first = Int(parts[0]), let subject = Int(parts[1]), let detail = Int(parts[2]),
               [2, 4, 5].contains(first), String(first) == String(code / 100) else { return nil }
         return (first, subject, detail)
@@ -50,11 +55,8 @@ package struct SMTPReply: Sendable, Equatable, CustomStringConvertible {
     /// An enhanced status code written later in the text, as qmail does: "553 sorry, … (#5.7.1)".
     private var enhancedStatusInText: (class: Int, subject: Int, detail: Int)? {
         let words = text.split(whereSeparator: { $0 == " " || $0 == "(" || $0 == ")" || $0 == "#" || $0 == "[" || $0 == "]" || $0 == "," })
-        for word in words {
-            let parts = word.split(separator: ".", omittingEmptySubsequences: false)
-            guard parts.count == 3, let first = Int(parts[0]), let subject = Int(parts[1]), let detail = Int(parts[2]),
-                  String(first) == String(code / 100), parts.allSatisfy({ $0.count <= 3 && $0.allSatisfy(\.isASCII) }) else { continue }
-            return (first, subject, detail)
+        for word in words where word.split(separator: ".").allSatisfy({ $0.count <= 3 && $0.allSatisfy(\.isASCII) }) {
+            if let status = enhancedStatus(in: word) { return status }
         }
         return nil
     }

@@ -140,7 +140,22 @@ extension HostileClientTests {
         #expect(trickleEnding.isClosed, "a trickling body: \(trickleEnding)")
         #expect(await server.stop() == 0)
         let written = (try? String(contentsOfFile: server.log, encoding: .utf8)) ?? ""
-        #expect(written.contains("the request body did not arrive in full in time"), "the deadline is logged")
+        #expect(written.contains("did not arrive in full in time"), "the deadline is logged")
+    }
+
+    @Test("a body without a key has the keyless deadline, much shorter than a keyed request's")
+    func keylessDeadline() async throws {
+        let server = try await Self.startServer([
+            "MADOGUCHI_HTTP_IDLE_SECONDS": "30", "MADOGUCHI_HTTP_REQUEST_SECONDS": "600", "MADOGUCHI_HTTP_KEYLESS_REQUEST_SECONDS": "2"])
+        // A provider webhook's head (no key: its signature is checked once the body is in), then a
+        // byte every half second: never idle, far inside the keyed deadline.
+        let head = "POST /v1/inbound/chat/line HTTP/1.1\r\nHost: x\r\nX-Line-Signature: c2ln\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+        let ending = try await RawHTTP.closedByServer(port: server.port, first: Array(head.utf8),
+                                                      sending: Array(repeating: UInt8(ascii: " "), count: 1000), every: .milliseconds(500))
+        #expect(ending.isClosed, "a keyless trickle: \(ending)")
+        #expect(await server.stop() == 0)
+        let written = (try? String(contentsOfFile: server.log, encoding: .utf8)) ?? ""
+        #expect(written.contains("a request without a key did not arrive in full in time"), "the deadline is logged")
     }
 
     @Test("request bodies beyond the in-flight budget are 503 with Retry-After, before they are read; bodies announced but not sent hold nothing")

@@ -73,7 +73,8 @@ public func buildApplication(
         router: router,
         server: .http1(configuration: .init(
             additionalChannelHandlers: [ConnectionDeadlines(
-                requestTimeout: configuration.http.requestTimeout, writeTimeout: configuration.http.writeTimeout, logger: logger)],
+                requestTimeout: configuration.http.requestTimeout, keylessRequestTimeout: configuration.http.keylessRequestTimeout,
+                writeTimeout: configuration.http.writeTimeout, logger: logger)],
             idleTimeout: TimeAmount(configuration.http.idleTimeout))),
         configuration: .init(
             address: .hostname(configuration.host, port: configuration.port), serverName: "Madoguchi",

@@ -9,6 +9,10 @@ public struct HTTPSettings: Sendable {
     /// `MADOGUCHI_HTTP_REQUEST_SECONDS`: the longest a request's body may take to arrive in full after
     /// its head, however steadily it trickles.
     public var requestTimeout: Duration = .seconds(300)
+    /// `MADOGUCHI_HTTP_KEYLESS_REQUEST_SECONDS`: the same for a request without an `Authorization`
+    /// header (the provider webhooks), which anyone can send: kept short so that slow bodies cannot
+    /// hold the connections for long.
+    public var keylessRequestTimeout: Duration = .seconds(30)
     /// `MADOGUCHI_HTTP_WRITE_SECONDS`: the longest a client may leave our response unread (its socket
     /// full) before the connection is dropped.
     public var writeTimeout: Duration = .seconds(30)
@@ -48,6 +52,7 @@ public struct HTTPSettings: Sendable {
         var settings = HTTPSettings()
         if let idle = try reader.seconds("MADOGUCHI_HTTP_IDLE_SECONDS", in: 1...3600) { settings.idleTimeout = idle }
         if let request = try reader.seconds("MADOGUCHI_HTTP_REQUEST_SECONDS", in: 1...86_400) { settings.requestTimeout = request }
+        if let keyless = try reader.seconds("MADOGUCHI_HTTP_KEYLESS_REQUEST_SECONDS", in: 1...86_400) { settings.keylessRequestTimeout = keyless }
         if let write = try reader.seconds("MADOGUCHI_HTTP_WRITE_SECONDS", in: 1...3600) { settings.writeTimeout = write }
         /// `rate/burst` or `off` from `name`; `current` when it is not set.
         func rateLimit(_ name: String, example: String, current: RateLimit?) throws -> RateLimit? {

@@ -5,6 +5,11 @@ import NIOHTTPTypes
 /// Closes a connection whose client is too slow in a way Hummingbird's idle timeout cannot see: a body
 /// that keeps trickling (each byte resets the idle clock) past `requestTimeout` after its head, or a
 /// response left unread — the socket not writable — for `writeTimeout`. One per connection.
+///
+/// A request without an `Authorization` header has `keylessRequestTimeout` instead when that is
+/// shorter: the provider webhooks take no key (their signature is checked once the body is in), so
+/// anyone can open connections to them; the callers that do (Twilio, Vonage, LINE) send a few
+/// kilobytes at once, while a keyed caller may be a gateway pushing a 25 MB mail over a slow uplink.
 final class ConnectionDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
@@ -12,22 +17,27 @@ final class ConnectionDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundOut = HTTPResponsePart
 
     private let requestTimeout: TimeAmount
+    private let keylessRequestTimeout: TimeAmount
     private let writeTimeout: TimeAmount
     private let logger: Logger
     private var requestDeadline: Scheduled<Void>?
     private var writeDeadline: Scheduled<Void>?
 
-    init(requestTimeout: Duration, writeTimeout: Duration, logger: Logger) {
+    init(requestTimeout: Duration, keylessRequestTimeout: Duration, writeTimeout: Duration, logger: Logger) {
         self.requestTimeout = TimeAmount(requestTimeout)
+        self.keylessRequestTimeout = min(TimeAmount(keylessRequestTimeout), TimeAmount(requestTimeout))
         self.writeTimeout = TimeAmount(writeTimeout)
         self.logger = logger
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case .head:
+        case .head(let head):
             requestDeadline?.cancel()
-            requestDeadline = schedule(after: requestTimeout, context: context, reason: "the request body did not arrive in full in time")
+            let keyed = head.headerFields[.authorization] != nil
+            requestDeadline = schedule(
+                after: keyed ? requestTimeout : keylessRequestTimeout, context: context,
+                reason: keyed ? "the request body did not arrive in full in time" : "a request without a key did not arrive in full in time")
         case .end:
             requestDeadline?.cancel()
             requestDeadline = nil

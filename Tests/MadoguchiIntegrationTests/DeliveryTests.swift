@@ -879,7 +879,10 @@ struct DeliveryTests {
             #expect(try await app.request(.post, "/v1/replies/\(reply)/send", key: conversation.agent, json: send).status == .ok)
             #expect(Self.state(try await Self.delivery(conversation, reply)) == "sent")
             let mail = ParsedMail(try #require(sink.received.first).bytes)
-            #expect(mail.subject == subject)
+            // Cut to leave room for the ticket's token, which every reply's subject keeps.
+            let sentSubject = try #require(mail.subject)
+            #expect(sentSubject.count == 2000 && subject.hasPrefix(String(sentSubject.prefix(1990)))
+                    && sentSubject.range(of: #" \[#\d+\]$"#, options: .regularExpression) != nil, "\(sentSubject.suffix(20))")
             #expect(mail.attachments.map(\.filename) == ["請求書 2026年12月.pdf"])
             #expect(mail.attachments.first?.content == pdf)
             // The outbound message on the timeline carries the file too.
@@ -912,6 +915,32 @@ struct DeliveryTests {
             let subject = ParsedMail(try #require(sink.received.first).bytes).subject ?? ""
             #expect(subject.hasPrefix("Re: ご注文 Bcc: victim@example.com [#"), "\(subject)")
             #expect(sink.received.first?.recipients == ["linebreak@example.jp"])
+        }
+    }
+
+    @Test("a subject the agent writes keeps the ticket's [#1234]: the customer's carrier mailer may drop every threading header")
+    func subjectKeepsTicketToken() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let conversation = try await Self.customerWrites(app, from: "token@docomo.ne.jp")
+            let number = try #require(try await app.request(.get, "/v1/tickets/\(conversation.ticket)", key: conversation.agent).json["number"] as? Int)
+            let token = "[#\(number)]"
+            let draft = try await app.request(.post, "/v1/tickets/\(conversation.ticket)/replies", key: conversation.agent,
+                                              json: #"{"body":"領収書を発行いたしました。","subject":"領収書発行のご案内"}"#)
+            #expect(try draft.json["subject"] as? String == "領収書発行のご案内 \(token)", "\(draft.text)")
+            let reply = try #require(try draft.json["id"] as? String)
+            let edited = try await app.request(.patch, "/v1/replies/\(reply)", key: conversation.agent, json: #"{"subject":"Re: 商品が届きません"}"#)
+            #expect(try edited.json["subject"] as? String == "Re: 商品が届きません \(token)", "\(edited.text)")
+            // Already there (anywhere): left as written.
+            let kept = try await app.request(.patch, "/v1/replies/\(reply)", key: conversation.agent, json: #"{"subject":"\#(token) ご案内"}"#)
+            #expect(try kept.json["subject"] as? String == "\(token) ご案内", "\(kept.text)")
+            let edited2 = try await app.request(.patch, "/v1/replies/\(reply)", key: conversation.agent, json: #"{"subject":"ご案内"}"#)
+            #expect(edited2.status == .ok)
+            let sent = try await app.request(.post, "/v1/replies/\(reply)/send", key: conversation.agent,
+                                             json: #"{"last_seen_message_id":"\#(conversation.lastMessage)"}"#)
+            #expect(sent.status == .ok, "\(sent.text)")
+            #expect(Self.state(try await Self.delivery(conversation, reply)) == "sent")
+            #expect(ParsedMail(try #require(sink.received.first).bytes).subject == "ご案内 \(token)")
         }
     }
 
@@ -1003,7 +1032,7 @@ struct DeliveryTests {
             let subject = Self.encodedWord("【注文番号 A123】[URGENT] 未着")
             #expect(try await app.postMail(gateway, testMail(from: "hanako@example.jp", subject: subject, id: "theirs-1@example.jp")).status == .created)
             #expect(await ChildProcess.eventually(timeout: .seconds(20)) { sink.received.count == 1 })
-            #expect(ParsedMail(try #require(sink.received.first).bytes).subject == "受付: 【注文番号 A123】[URGENT] 未着")
+            #expect(ParsedMail(try #require(sink.received.first).bytes).subject == "受付: 【注文番号 A123】[URGENT] 未着 [#1]")
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'reply.automatic_withheld'") == 0)
         }
     }
@@ -1025,7 +1054,7 @@ struct DeliveryTests {
                 """).status == .ok)
             #expect(try await app.postMail(gateway, testMail(from: "taro@example.jp", subject: subject, id: "broken-2@example.jp")).status == .created)
             #expect(await ChildProcess.eventually(timeout: .seconds(20)) { sink.received.count == 2 })
-            #expect(sink.received.map { ParsedMail($0.bytes).subject }.contains("受付: ご注文 Bcc: victim@example.com"))
+            #expect(sink.received.map { ParsedMail($0.bytes).subject }.contains("受付: ご注文 Bcc: victim@example.com [#2]"))
             #expect(!sink.received.contains { $0.text.contains("victim@example.com>") || $0.text.lowercased().contains("\nbcc:") })
             // Recorded once the relay's answer is committed, a moment after the sink has the mail.
             #expect(try await ChildProcess.eventually(timeout: .seconds(20)) {

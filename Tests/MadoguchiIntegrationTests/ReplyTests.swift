@@ -118,6 +118,10 @@ struct ReplyTests {
             try expectProblem(refused, .conflict, "new-activity")
             #expect(try refused.json["new_message_ids"] as? [String] == [newer.uuidString.lowercased()])
             #expect(try await Self.outboxCount(app) == 0)
+            // Naming no message at all: the problem says which field is missing, not that mail arrived.
+            let unnamed = try await app.request(.post, "/v1/replies/\(reply)/send", key: scene.agent.secret, json: "{}")
+            try expectProblem(unnamed, .conflict, "new-activity")
+            #expect((try unnamed.json["detail"] as? String)?.contains("no last_seen_message_id") == true, "\(unnamed.text)")
             // Having read it, the agent may send.
             #expect(try await Self.send(scene, reply, lastSeen: newer).status == .ok)
         }

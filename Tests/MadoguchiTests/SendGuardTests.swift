@@ -27,6 +27,16 @@ struct SendGuardTests {
         ("お届けは ● 月 ● 日です", "● 月 ● 日", 1, 6),
         ("第●回 抽選のご案内", "第●", 1, 1),
         ("返金額：●円", "●", 1, 5),
+        ("{{customer.name} 様", "{{", 1, 1),
+        ("ご注文番号 {{order.\nnumber}} の件", "{{", 1, 7),
+        ("{お名前}様", "{お名前}", 1, 1),
+        ("＿＿＿様\nご注文ありがとうございます", "＿＿＿", 1, 1),
+        ("お届け日：＿＿月＿＿日", "＿＿", 1, 6),
+        ("注文番号： ＿＿＿＿ の件", " ＿＿＿＿", 1, 6),
+        ("xx様 ご注文の件", "xx", 1, 1),
+        ("ｘｘ様", "ｘｘ", 1, 1),
+        ("○様\nお問い合わせありがとうございます", "○", 1, 1),
+        ("○ ○様", "○ ○", 1, 1),
     ])
     func placeholders(_ body: String, _ text: String, _ line: Int, _ column: Int) {
         let findings = SendGuard.check(body: body, attachmentCount: 1)
@@ -45,6 +55,7 @@ struct SendGuardTests {
         "山田様\r\n\r\n> 型番XX-100の○○色はありますか\r\n\r\n在庫がございます。",
         "MMの件、DDR4メモリ、YYYYMMDD形式のファイル名",
         "●日時：12月1日\n●個人情報について\n○ 在庫あり\n二〇二六年一〇月一〇日 発送",
+        "山田様\n\n__________\nショップサポート\n＿＿＿＿＿＿＿＿\nTEL 03-1234-5678 (Xbox, XXL)",
     ])
     func clean(_ body: String) {
         #expect(SendGuard.check(body: body, attachmentCount: 0).isEmpty)

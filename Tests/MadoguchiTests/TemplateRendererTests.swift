@@ -20,6 +20,15 @@ struct TemplateRendererTests {
         }
     }
 
+    @Test("a value that shows nothing (line breaks, a zero-width space) is unfilled; one with them around text is filled")
+    func invisibleValues() throws {
+        let renderer = TemplateRenderer(values: ["customer.name": "\n", "order.note": "\u{200B}\u{3000}", "order.number": "\u{200B}A-77\n"])
+        #expect(throws: TemplateRenderer.Failure(unknown: [], unfilled: ["customer.name", "order.note"])) {
+            try renderer.render(["{{customer.name}}様 {{order.note}}"])
+        }
+        #expect(try renderer.render(["{{order.number}}"]) == ["\u{200B}A-77\n"])
+    }
+
     @Test("a variable named in Japanese or with spaces is unknown, not text left in the reply; one typed full-width is filled")
     func anyName() throws {
         #expect(throws: TemplateRenderer.Failure(unknown: ["お名前", "customer name"], unfilled: [])) {

@@ -151,7 +151,9 @@ struct EmailDelivery: Sendable {
             // One line: names stored before ingest made them so, or set by hand, may hold a break.
             from: from, to: item.recipients.map { MailAddress(name: source.customerName.flatMap(MailAddress.oneLineName), address: $0) },
             replyTo: Self.ticketAddress(from, number: number),
-            subject: source.subject ?? "[#\(number)]", messageID: item.emailMessageID, inReplyTo: parent?.0,
+            // The ticket's token whatever the subject (a reply drafted before drafts kept it, an
+            // automatic one from a template): `ReplyDesk.keepingTicketToken`.
+            subject: ReplyDesk.keepingTicketToken(source.subject ?? "", number: number, channel: .email), messageID: item.emailMessageID, inReplyTo: parent?.0,
             references: parent.map { Self.references($0.1 + [$0.0]) } ?? [], date: Date(), text: source.body,
             attachments: attachments,
             // RFC 3834: automatic mail says so, and other systems' auto-responders stay quiet.

@@ -43,9 +43,10 @@ struct ReplyDesk: Sendable {
             } else {
                 recipients = try await defaultRecipients(ticketID: ticketID, customerID: ticket.customerID, channel: channel, on: connection)
             }
+            let subject = draft.subject.map { Self.keepingTicketToken($0, number: ticket.number, channel: channel) } ?? Self.replySubject(ticket)
             let reply = try await replies.insert(
                 ticketID: ticketID, authorAgentID: agentID, channel: channel, recipients: recipients,
-                subject: draft.subject ?? Self.replySubject(ticket), body: draft.body, on: connection)
+                subject: subject, body: draft.body, on: connection)
             try await events.record(.replyDrafted, ticketID: ticketID, customerID: ticket.customerID, actor: principal,
                                     data: ["reply_id": reply.id.lowercased], on: connection)
             try await replay?.record(reply.id, on: connection)
@@ -63,7 +64,8 @@ struct ReplyDesk: Sendable {
             // Editing a submitted reply takes it back to draft: what a supervisor approves is what they saw.
             guard reply.state == .draft || reply.state == .submitted else { throw Problem.replyNotDraft(reply) }
             let updated = try await replies.edit(
-                reply, body: body, subject: subject, recipients: recipients.map { Self.recipients($0, channel: reply.channel) }, by: agentID,
+                reply, body: body, subject: subject.map { Self.keepingTicketToken($0, number: ticket.number, channel: reply.channel) },
+                recipients: recipients.map { Self.recipients($0, channel: reply.channel) }, by: agentID,
                 on: connection)
             try await events.record(.replyEdited, ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
                                     data: ["reply_id": replyID.lowercased], on: connection)
@@ -332,6 +334,18 @@ struct ReplyDesk: Sendable {
         let (prefix, suffix) = ("Re: ", " [#\(number)]")
         let room = maxSubjectLength - Text.length(prefix) - Text.length(suffix)
         return prefix + (subject.isEmpty ? "お問い合わせ" : Text.prefix(subject, room)) + suffix
+    }
+
+    /// A subject an agent wrote, with the ticket's `[#1234]` at its end when it lacks it (mail only).
+    /// Carrier mailers often drop In-Reply-To and References, and the customer's answer then finds
+    /// its ticket by that token alone: a subject taken from a template ("領収書発行のご案内") must
+    /// not lose it.
+    static func keepingTicketToken(_ subject: String, number: Int64, channel: Channel) -> String {
+        let token = "[#\(number)]"
+        guard channel == .email || channel == .webform, !subject.contains(token) else { return subject }
+        let suffix = " " + token
+        let trimmed = subject.trimmingCharacters(in: .whitespaces)
+        return Text.prefix(trimmed, maxSubjectLength - Text.length(suffix)) + suffix
     }
 
     /// `replies.subject`'s CHECK.

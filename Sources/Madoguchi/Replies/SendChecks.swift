@@ -54,7 +54,9 @@ struct SendChecks: Sendable {
         for try await id in rows.decode(UUID.self) { newer.append(id) }
         guard newer.isEmpty else {
             var problem = Problem(.newActivity, status: .conflict, title: "New messages since you looked",
-                                  detail: "\(newer.count) message(s) arrived on this ticket after the one you last saw; read them before sending.")
+                                  detail: lastSeen == nil
+                                      ? "The send names no last_seen_message_id (the newest message of this ticket you have read), so all \(newer.count) message(s) count as unread; read them and send again naming it."
+                                      : "\(newer.count) message(s) arrived on this ticket after the one you last saw; read them before sending.")
             problem.members["new_message_ids"] = .strings(newer.map(\.lowercased))
             throw problem
         }

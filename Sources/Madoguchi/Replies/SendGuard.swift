@@ -27,10 +27,20 @@ enum SendGuard {
     /// YYYY/MM/DD, in either case).
     /// Matched on the text with full-width ASCII folded to ASCII (`foldedWidth`), so ｛｛お名前｝｝
     /// and ＸＸ are caught as {{…}} and XX are.
+    /// A marker gone wrong is still one: a brace pair half typed (`{{customer.name} 様`, a variable
+    /// wrapped over two lines), single braces (`{お名前}`), underscores standing for a name, a date or
+    /// a sum (`＿＿様`, `＿＿月＿＿日`, `注文番号：＿＿＿`), `xx` in either case, and one mark or
+    /// spaced ones before an honorific (`○様`, `○ ○様`).
     static let placeholderPatterns: [NSRegularExpression] = [
         #"\{\{[^{}\n]{0,100}\}\}"#,
+        #"\{\{|\}\}"#,
+        #"\{[^{}\n]{1,40}\}"#,
         #"[●○〇◯■□△▲＊×✕]{2,}"#,
-        #"(?<![A-Za-z0-9])X{2,}(?![A-Za-z0-9])"#,
+        #"[●○〇◯■□](?:[ \u3000][●○〇◯■□])+"#,
+        #"(?<![〇零一二三四五六七八九十百千0-9])[●○〇◯](?=[ \u3000]?(様|さま|殿))"#,
+        #"_{2,}(?=[ \u3000]*(様|さま|殿|さん|御中|[年月日円個件枚]))"#,
+        #"(?<=[:：])[ \u3000]*_{2,}"#,
+        #"(?<![A-Za-z0-9])[Xx]{2,}(?![A-Za-z0-9])"#,
         #"\[[A-Z][A-Z0-9_ ]{1,40}\]"#,
         #"【[^】\n]{0,20}(名前|氏名|様名|商品名|注文番号|日付|NAME)[^】\n]{0,20}】"#,
         // One mark is a blank too in a date (○月○日) or a count (第●回, 合計●円), but a mark at the

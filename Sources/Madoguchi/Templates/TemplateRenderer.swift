@@ -37,6 +37,12 @@ struct TemplateRenderer: Sendable {
         return markers(in: text).map(\.name).filter { seen.insert($0).inserted }
     }
 
+    /// Whether a value shows nothing: spaces, line breaks or invisible format characters (a zero-width
+    /// space) only. "山田" with one of those around it is filled; "\u{200B}" alone renders "様。".
+    static func blank(_ value: String) -> Bool {
+        value.unicodeScalars.allSatisfy { $0.properties.isWhitespace || $0.properties.generalCategory == .format }
+    }
+
     func render(_ texts: [String]) throws(Failure) -> [String] {
         // Each text's markers, found once: checked first, then replaced.
         let markers = texts.map(Self.markers(in:))
@@ -44,7 +50,7 @@ struct TemplateRenderer: Sendable {
         var unfilled: [String] = []
         for name in markers.joined().map(\.name) where !unknown.contains(name) && !unfilled.contains(name) {
             switch values[name] {
-            case .some(.some(let value)) where !value.trimmingCharacters(in: .whitespaces).isEmpty:
+            case .some(.some(let value)) where !Self.blank(value):
                 continue
             case .some:
                 unfilled.append(name)

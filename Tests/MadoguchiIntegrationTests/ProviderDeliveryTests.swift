@@ -10,9 +10,10 @@ import Testing
 struct ProviderDeliveryTests {
     /// `providerTimeout` stays at a production-like 30 s unless a test is about the timeout itself: on
     /// a loaded two-core machine a loopback answer has taken longer than 5 s.
-    static func configure(twilio: FakeProvider? = nil, vonage: FakeProvider? = nil, line: FakeProvider? = nil,
+    static func configure(twilio: FakeProvider? = nil, vonage: FakeProvider? = nil, line: FakeProvider? = nil, chatGateway: FakeProvider? = nil,
                           providerTimeout: Duration = .seconds(30)) -> (inout Configuration) -> Void {
         { configuration in
+            if let chatGateway { configuration.delivery.chatGateway = .init(url: chatGateway.url + "/replies", secret: Self.gatewaySecret) }
             if let twilio {
                 configuration.delivery.twilio = .init(accountSID: "AC0123", authToken: "token-1", from: "+815012345678", apiURL: twilio.url)
             }
@@ -27,6 +28,20 @@ struct ProviderDeliveryTests {
             configuration.delivery.retryCap = .seconds(1)
             configuration.delivery.providerTimeout = providerTimeout
         }
+    }
+
+    static let gatewaySecret = "whsec_" + Data(Array("chat-gateway-secret-0123".utf8)).base64EncodedString()
+
+    /// A customer writes through a chat gateway (provider-neutral endpoint) and an agent claims the ticket.
+    static func customerChats(_ app: TestApp, user: String) async throws -> DeliveryTests.Conversation {
+        let gateway = try await app.keySecret(.gateway)
+        let chat = try await app.request(.post, "/v1/inbound/chat", key: gateway, json: InboundChatTests.chat("m-\(user)", user: user, text: "返品できますか"))
+        #expect(chat.status == .created, "\(chat.text)")
+        let ticket = try #require(try chat.json["ticket_id"] as? String)
+        let agent = try await app.keySecret(.agent)
+        #expect(try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: agent).status == .ok)
+        return .init(app: app, agent: agent, supervisor: try await app.keySecret(.supervisor), ticket: ticket,
+                     lastMessage: try #require(try chat.json["message_id"] as? String), customerMessageID: "")
     }
 
     /// A customer texts in (provider-neutral endpoint) and an agent claims the SMS ticket.
@@ -356,6 +371,55 @@ struct ProviderDeliveryTests {
             let body = try #require(try JSONSerialization.jsonObject(with: Data(push.body)) as? [String: Any])
             #expect(body["to"] as? String == "U4af4980629")
             #expect(((body["messages"] as? [[String: Any]])?.first)?["text"] as? String == "お問い合わせありがとうございます。")
+        }
+    }
+
+    @Test("a chat a gateway pushed in is answered through it: a signed post with a fixed Idempotency-Key, retried on 503, sent on 200")
+    func chatGateway() async throws {
+        let gateway = try await FakeProvider { _, index in
+            index == 0 ? .init(status: .serviceUnavailable, body: "busy") : .init(status: .ok, body: #"{"id":"gw-msg-1"}"#)
+        }
+        try await TestApp.run(configure: Self.configure(chatGateway: gateway)) { app in
+            let conversation = try await Self.customerChats(app, user: "u-42")
+            let reply = try await DeliveryTests.answer(conversation, "はい、7日以内なら返品いただけます。")
+            let sent = try await DeliveryTests.delivery(conversation, reply)
+            #expect(DeliveryTests.state(sent) == "sent", "\(sent)")
+            let posts = gateway.requests
+            #expect(posts.count >= 2 && posts.allSatisfy { $0.path == "/replies" && $0.method == "POST" }, "\(posts.map(\.path))")
+            let keys = Set(posts.map { $0.headers[HTTPField.Name("Idempotency-Key")!] ?? "" })
+            #expect(keys.count == 1 && keys.first?.isEmpty == false, "one key for every try: \(keys)")
+            let post = try #require(posts.last)
+            let body = try #require(try JSONSerialization.jsonObject(with: Data(post.body)) as? [String: Any])
+            #expect(body["recipient"] as? String == "intercom:u-42")
+            #expect(body["provider"] as? String == "intercom" && body["user_id"] as? String == "u-42")
+            #expect(body["text"] as? String == "はい、7日以内なら返品いただけます。")
+            #expect(body["reply_id"] as? String == reply && body["id"] as? String == keys.first)
+            // Signed as outgoing webhooks are: the gateway's Standard Webhooks library verifies it.
+            let id = try #require(post.headers[HTTPField.Name("webhook-id")!])
+            let timestamp = try #require(Int(post.headers[HTTPField.Name("webhook-timestamp")!] ?? ""))
+            let expected = StandardWebhooks.signature(id: id, timestamp: timestamp, body: post.body, secret: Self.gatewaySecret)
+            #expect(expected != nil && post.headers[HTTPField.Name("webhook-signature")!] == expected)
+            #expect(try await app.count("SELECT count(*) FROM outbox WHERE provider = 'intercom' AND provider_message_id = 'gw-msg-1'") == 1)
+        }
+    }
+
+    @Test("a chat gateway refusing a reply (422) fails it with what the gateway said; without a gateway, a non-LINE chat reply fails naming the setting")
+    func chatGatewayRefuses() async throws {
+        let gateway = try await FakeProvider { _, _ in .init(status: .unprocessableContent, body: #"{"detail":"conversation closed"}"#) }
+        try await TestApp.run(configure: Self.configure(chatGateway: gateway)) { app in
+            let conversation = try await Self.customerChats(app, user: "u-43")
+            let failed = try await DeliveryTests.delivery(conversation, try await DeliveryTests.answer(conversation, "ご連絡ありがとうございます。"))
+            #expect(DeliveryTests.state(failed) == "failed", "\(failed)")
+            #expect("\(failed)".contains("conversation closed"), "\(failed)")
+            #expect(gateway.requests.count == 1)
+        }
+        let line = try await FakeProvider { _, _ in .init(status: .ok, body: "{}") }
+        try await TestApp.run(configure: Self.configure(line: line)) { app in
+            let conversation = try await Self.customerChats(app, user: "u-44")
+            let failed = try await DeliveryTests.delivery(conversation, try await DeliveryTests.answer(conversation, "ご連絡ありがとうございます。"))
+            #expect(DeliveryTests.state(failed) == "failed", "\(failed)")
+            #expect("\(failed)".contains("MADOGUCHI_CHAT_GATEWAY_URL"), "\(failed)")
+            #expect(line.requests.isEmpty)
         }
     }
 }

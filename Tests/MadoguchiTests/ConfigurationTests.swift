@@ -60,6 +60,9 @@ struct ConfigurationTests {
             (["MADOGUCHI_WEBHOOK_RETRY_SECONDS": "60", "MADOGUCHI_WEBHOOK_RETRY_CAP_SECONDS": "30"], "MADOGUCHI_WEBHOOK_RETRY_CAP_SECONDS"),
             (["MADOGUCHI_REPORTS_DATABASE_URL": "postgres://u@replica/x?sslmode=verify_full"], "MADOGUCHI_REPORTS_DATABASE_URL"),
             (["MADOGUCHI_DB_POOL_SIZE": "8", "MADOGUCHI_REPORT_CONCURRENCY": "8"], "MADOGUCHI_REPORT_CONCURRENCY"),
+            (["MADOGUCHI_CHAT_GATEWAY_URL": "https://chat.example.jp/replies"], "MADOGUCHI_CHAT_GATEWAY_SECRET"),
+            (["MADOGUCHI_CHAT_GATEWAY_URL": "https://chat.example.jp/replies", "MADOGUCHI_CHAT_GATEWAY_SECRET": "whsec_!!"], "MADOGUCHI_CHAT_GATEWAY_SECRET"),
+            (["MADOGUCHI_CHAT_GATEWAY_URL": "ftp://chat.example.jp", "MADOGUCHI_CHAT_GATEWAY_SECRET": "whsec_c2VjcmV0"], "MADOGUCHI_CHAT_GATEWAY_URL"),
         ] {
             let error = #expect(throws: ConfigurationError.self) { try Configuration.fromEnvironment(environment) }
             #expect(error?.description.contains(named) == true, "\(environment): \(String(describing: error))")
@@ -67,6 +70,10 @@ struct ConfigurationTests {
         // On a replica of their own, reports may use all of its pool.
         #expect(try Configuration.fromEnvironment(["MADOGUCHI_DB_POOL_SIZE": "8", "MADOGUCHI_REPORT_CONCURRENCY": "8",
                                                    "MADOGUCHI_REPORTS_DATABASE_URL": "postgres://u@replica/x"]).reportConcurrency == 8)
+        let chat = try Configuration.fromEnvironment(["MADOGUCHI_CHAT_GATEWAY_URL": "https://chat.example.jp/replies",
+                                                      "MADOGUCHI_CHAT_GATEWAY_SECRET": "whsec_c2VjcmV0"]).delivery
+        #expect(chat.chatGateway?.url == "https://chat.example.jp/replies" && chat.deliverableChannels == [.chat])
+        #expect(chat.summary["chat_gateway"] == "posts to chat.example.jp")
         // On/off settings take the same words everywhere.
         #expect(try Configuration.fromEnvironment(["MADOGUCHI_VONAGE_ALLOW_UNSIGNED": "on"]).providers.vonageAllowUnsigned)
         // Retrying at once stays possible (the tests do), with a cap of 0 as well.

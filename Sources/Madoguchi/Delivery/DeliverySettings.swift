@@ -21,6 +21,9 @@ public struct DeliverySettings: Sendable {
     public var twilio: TwilioSending?
     public var vonage: VonageSending?
     public var line: LineSending?
+    /// `MADOGUCHI_CHAT_GATEWAY_URL` and `MADOGUCHI_CHAT_GATEWAY_SECRET`: where replies to chat
+    /// identities other than LINE's go (those a gateway pushed in through `POST /v1/inbound/chat`).
+    public var chatGateway: ChatGatewaySending?
 
     /// `MADOGUCHI_AUTO_REPLY_TEMPLATE`: the name (or id) of the template a new mail ticket is
     /// acknowledged with (受付確認メール); unset, no automatic replies.
@@ -89,12 +92,27 @@ public struct DeliverySettings: Sendable {
         public var apiURL: String = "https://api.line.me"
     }
 
+    /// The chat gateway that pushed the conversation in, taking our replies back: one signed JSON
+    /// POST per reply and recipient (`ProviderDelivery.sendToGateway`).
+    public struct ChatGatewaySending: Sendable {
+        /// `MADOGUCHI_CHAT_GATEWAY_URL`: the http(s) URL replies are posted to.
+        public var url: String
+        /// `MADOGUCHI_CHAT_GATEWAY_SECRET`: a Standard Webhooks secret (`whsec_` and base64) the posts
+        /// are signed with, as outgoing webhooks are.
+        public var secret: String
+
+        public init(url: String, secret: String) {
+            self.url = url
+            self.secret = secret
+        }
+    }
+
     /// Channels whose replies can leave now.
     var deliverableChannels: [Channel] {
         var channels: [Channel] = []
         if smtp != nil && mailFrom != nil { channels += [.email, .webform] }
         if twilio != nil || vonage != nil { channels.append(.sms) }
-        if line != nil { channels.append(.chat) }
+        if line != nil || chatGateway != nil { channels.append(.chat) }
         return channels
     }
 
@@ -104,7 +122,9 @@ public struct DeliverySettings: Sendable {
             "email": smtp.map { mailFrom == nil ? "not configured (MADOGUCHI_MAIL_FROM missing)" : "\($0)" }
                 ?? "not configured (MADOGUCHI_SMTP_URL): replies wait in the outbox",
             "sms": twilio != nil ? "twilio" : vonage != nil ? "vonage" : "not configured: replies wait in the outbox",
-            "line": line != nil ? "line" : "not configured: replies wait in the outbox",
+            "line": line != nil ? "line" : chatGateway != nil ? "through the chat gateway" : "not configured: replies wait in the outbox",
+            "chat_gateway": chatGateway.map { URL(string: $0.url)?.host.map { "posts to \($0)" } ?? "configured" }
+                ?? (line != nil ? "not configured: replies to chat identities other than LINE fail" : "not configured: replies wait in the outbox"),
         ]
     }
 
@@ -149,6 +169,15 @@ public struct DeliverySettings: Sendable {
         }
         if let token = value("MADOGUCHI_LINE_CHANNEL_ACCESS_TOKEN") {
             settings.line = LineSending(channelAccessToken: token, apiURL: try apiURL(value("MADOGUCHI_LINE_API_URL"), "MADOGUCHI_LINE_API_URL") ?? "https://api.line.me")
+        }
+        if let url = value("MADOGUCHI_CHAT_GATEWAY_URL") {
+            guard let checked = try apiURL(url, "MADOGUCHI_CHAT_GATEWAY_URL") else { throw ConfigurationError("MADOGUCHI_CHAT_GATEWAY_URL is empty") }
+            guard let secret = value("MADOGUCHI_CHAT_GATEWAY_SECRET"), StandardWebhooks.key(secret).map({ !$0.isEmpty }) == true else {
+                throw ConfigurationError(
+                    "MADOGUCHI_CHAT_GATEWAY_URL needs MADOGUCHI_CHAT_GATEWAY_SECRET, a Standard Webhooks secret the gateway verifies our posts with "
+                        + "(whsec_ and base64, e.g. whsec_$(openssl rand -base64 24))")
+            }
+            settings.chatGateway = ChatGatewaySending(url: checked, secret: secret)
         }
         settings.autoReplyTemplate = value("MADOGUCHI_AUTO_REPLY_TEMPLATE")
         if let raw = value("MADOGUCHI_AUTO_REPLY_DAILY_CAP") {

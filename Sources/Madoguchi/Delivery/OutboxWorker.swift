@@ -234,7 +234,7 @@ public struct OutboxWorker: Service {
             } else {
                 email = nil
             }
-            if settings.twilio != nil || settings.vonage != nil || settings.line != nil {
+            if settings.twilio != nil || settings.vonage != nil || settings.line != nil || settings.chatGateway != nil {
                 providers = ProviderDelivery(logger: worker.logger, settings: settings,
                                              http: try ProviderHTTPClient(group: group, timeout: .milliseconds(Int64(settings.providerTimeout.seconds * 1000))),
                                              publicURL: worker.publicURL)

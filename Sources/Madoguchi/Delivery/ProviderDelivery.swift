@@ -4,15 +4,17 @@ import Logging
 import NIOHTTP1
 import PostgresNIO
 
-/// Replies by SMS (Twilio's Messages resource or Vonage's SMS API) and by LINE (the push API), one
-/// request per recipient.
+/// Replies by SMS (Twilio's Messages resource or Vonage's SMS API), by LINE (the push API) and to
+/// any other chat through the gateway that pushed it in, one request per recipient.
 ///
 /// What each can promise: LINE deduplicates a push on its `X-Line-Retry-Key`, which we fix per row,
 /// so a push that got no answer is simply sent again — exactly once. Twilio and Vonage offer no such
 /// key: a request that got no answer, or an answer that may come after the text was made (a 500, a
 /// gateway's 502 or 504, a 200 we cannot read), is held for a person (at most once, never a second
 /// text); a request turned away before processing (429, 503, our credentials) is retried, one the
-/// number refused is failed.
+/// number refused is failed. The chat gateway gets an `Idempotency-Key` fixed per row and recipient,
+/// as LINE's retry key is: posts are retried until one is answered, so a gateway that keeps the key
+/// makes it exactly once, and one that does not, at least once.
 struct ProviderDelivery: Sendable {
     let logger: Logger
     let settings: DeliverySettings
@@ -49,7 +51,11 @@ struct ProviderDelivery: Sendable {
                         outcome = await sendLine(text, to: to, recipient: recipient, item: item, line)
                     }
                 }
-                else { outcome = .result(.failed("no sending integration for the chat identity \(recipient); answer in the provider's console")) }
+                else if let gateway = settings.chatGateway { outcome = await sendToGateway(text, recipient: recipient, item: item, gateway) }
+                else {
+                    outcome = .result(.failed(
+                        "no sending integration for the chat identity \(recipient): answer in the provider's console, or set MADOGUCHI_CHAT_GATEWAY_URL"))
+                }
             case .email, .webform:
                 outcome = .result(.failed("not a provider channel"))
             }
@@ -201,6 +207,50 @@ struct ProviderDelivery: Sendable {
             // The retry key makes sending again harmless, whatever happened to this request.
             return .result(.pending("line: \(error)"))
         }
+    }
+
+    // MARK: - Chat gateway
+
+    /// One signed JSON POST (Standard Webhooks headers, as outgoing webhooks have): the recipient as
+    /// stored and split into the provider and the user id the gateway pushed in, the text, and the
+    /// ticket's number. A 2xx is sent (its `id`, if any, kept as the provider's message id); 401 and
+    /// 403 (our secret), 408, 409 (the same key still in flight), 425, 429 and 5xx are retried with
+    /// the same key; any other answer fails the reply with what the gateway said.
+    private func sendToGateway(_ text: String, recipient: String, item: OutboxItem, _ gateway: DeliverySettings.ChatGatewaySending) async -> Outcome {
+        let key = Self.retryKey(item.retryKey, recipient: recipient)
+        let (provider, user) = Self.chatAddress(recipient)
+        var post: [String: Any] = [
+            "type": "reply", "id": key, "reply_id": item.replyID.lowercased, "recipient": recipient, "provider": provider, "user_id": user, "text": text,
+        ]
+        if let number = item.source?.ticketNumber { post["ticket_number"] = number }
+        do {
+            let body = Array(try JSONSerialization.text(post).utf8)
+            let signed = StandardWebhooks.headers(id: key, timestamp: Int(Date().timeIntervalSince1970), body: body, secrets: [gateway.secret])
+            let response = try await http.send(.POST, gateway.url, headers: [
+                ("Content-Type", "application/json"), ("Accept", "application/json"), ("Idempotency-Key", key),
+            ] + signed, body: body)
+            let said = response.text.prefix(200)
+            switch response.status {
+            case 200..<300:
+                let json = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any]
+                let id = (json?["id"] as? String) ?? (json?["message_id"] as? String)
+                return .sent(provider: provider, id: id, reply: "chat gateway \(response.status) \(id ?? "")")
+            case 401, 403, 408, 409, 425, 429, 500...599:
+                return .result(.pending("chat gateway \(response.status): \(said)"))
+            default:
+                return .result(.failed("chat gateway \(response.status): \(said)"))
+            }
+        } catch {
+            // The key makes posting again harmless to a gateway that keeps it.
+            return .result(.pending("chat gateway: \(error)"))
+        }
+    }
+
+    /// A chat identity's provider and user id: `intercom:u-42` is (intercom, u-42); a bare LINE
+    /// user id (`U…`, as LINE's own webhook stores it) is LINE's.
+    static func chatAddress(_ recipient: String) -> (provider: String, user: String) {
+        guard let colon = recipient.firstIndex(of: ":") else { return ("line", recipient) }
+        return (String(recipient[..<colon]), String(recipient[recipient.index(after: colon)...]))
     }
 
     /// Where a push to a chat identity goes: a LINE user id as it is (`U…`); a group or room known only

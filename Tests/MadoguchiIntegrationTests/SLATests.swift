@@ -477,6 +477,44 @@ struct SLATests {
         }
     }
 
+    @Test("a ticket pending before it had a policy rests from then: given one later, its clock starts paused and waking pushes it back; losing its policy stops its clocks")
+    func policyComesWhileResting() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            let calendar = try await Self.allHours(app, supervisor)
+            // Not the default: tickets open without a policy.
+            let created = try await app.request(.post, "/v1/sla-policies", key: supervisor, json: """
+                {"name":"窓口SLA","calendar_id":"\(calendar)","targets":[
+                  {"priority":"normal","first_response_minutes":60,"next_response_minutes":30,"resolution_minutes":480}]}
+                """)
+            #expect(created.status == .created, "\(created.text)")
+            let policyID = try #require(try created.json["id"] as? String)
+            let policy = try #require(UUID(uuidString: policyID))
+            // Opened 150 minutes ago, pending for the last 120: 30 of its 60 minutes used.
+            let id = try await Self.ticket(app, openedAt: Self.ago(150))
+            _ = try await Self.patch(app, id, key: supervisor, #"{"status":"pending"}"#)
+            try await Self.lengthenStretch(app, id, hours: 2, pausedColumn: "sla_paused_at")
+            let ticket = try #require(UUID(uuidString: id))
+            try await app.execute("UPDATE tickets SET sla_policy_id = \(policy) WHERE id = \(ticket)")
+            #expect(try await app.count("""
+                SELECT count(*) FROM tickets t JOIN ticket_status_periods s ON s.ticket_id = t.id AND s.left_at IS NULL AND s.status = 'pending'
+                WHERE t.id = \(ticket) AND t.sla_paused_at = s.entered_at
+                """) == 1, "paused since it went pending")
+            let resting = try await AwaitingReplyTests.ticket(app, id, key: supervisor)
+            #expect(resting["sla_state"] as? String == "ok", "judged when it paused: \(resting)")
+            let awake = try await Self.patch(app, id, key: supervisor, #"{"status":"open"}"#)
+            let due = try #require(Self.date(awake["first_response_due_at"]))
+            // Due 90 minutes ago without the rest, 30 minutes from now with it.
+            #expect(due.timeIntervalSinceNow > 25 * 60 && due.timeIntervalSinceNow < 35 * 60, "\(awake)")
+            #expect(awake["sla_state"] as? String == "ok")
+
+            // Its policy taken away by the foreign key (a delete racing its creation): no clock runs on.
+            try await app.execute("UPDATE tickets SET sla_policy_id = NULL WHERE id = \(ticket)")
+            let bare = try await AwaitingReplyTests.ticket(app, id, key: supervisor)
+            #expect(bare["first_response_due_at"] == nil && bare["resolution_due_at"] == nil && bare["sla_state"] == nil, "\(bare)")
+        }
+    }
+
     @Test("policies: one default at a time, targets checked, a calendar in use cannot go, and a deleted policy leaves its tickets' due times")
     func policies() async throws {
         try await TestApp.run { app in

@@ -226,6 +226,16 @@ struct ReplyTests {
             do { let found = try await verdict("Dear Hanako,", on: scene); #expect(found == nil, "\(found ?? "sent")") }
             do { let found = try await verdict("鈴木様", on: scene); #expect(found == "wrong-customer-name", "\(found ?? "sent")") }
             do { let found = try await verdict("次郎様", on: scene); #expect(found == "wrong-customer-name", "\(found ?? "sent")") }
+            // A company's line first, as a Japanese letter has it; another customer's name stored without a
+            // space, greeted by the family name alone; a name typed in half-width kana.
+            _ = try await app.customer(name: "高橋一郎")
+            _ = try await app.customer(name: "タナカ ケン")
+            for greeting in ["株式会社サンプル\\n佐藤 次郎 様", "株式会社サンプル 佐藤様", "高橋様", "ﾀﾅｶ様"] {
+                let found = try await verdict(greeting, on: scene)
+                #expect(found == "wrong-customer-name", "\(greeting): \(found ?? "sent")")
+            }
+            // A line after the opening's first that only mentions someone is no greeting.
+            do { let found = try await verdict("ショップサポートです\\n鈴木様にもよろしくお伝えください", on: scene); #expect(found == nil, "\(found ?? "sent")") }
 
             /// The same agent on a claimed ticket of `customer`, who wrote once.
             func claimed(by customer: UUID) async throws -> Scene {

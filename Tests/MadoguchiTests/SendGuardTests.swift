@@ -95,8 +95,18 @@ struct SendGuardTests {
         #expect(SendGuard.checkFileName("山田様_お見積書.pdf").isEmpty)
     }
 
-    @Test("the greeting's name is read from the first line only")
+    @Test("the greeting's name is read from the opening: its first line, or a later one ending with the honorific")
     func greetings() {
+        #expect(SendGuard.greetedName(in: "株式会社サンプル\n佐藤 次郎 様\n\n本文")?.name == "佐藤次郎")
+        #expect(SendGuard.greetedName(in: "株式会社サンプル\n佐藤 次郎 様\n\n本文")?.line == 2)
+        #expect(SendGuard.greetedName(in: "株式会社サンプル 営業部 佐藤 次郎 様")?.name == "佐藤次郎")
+        #expect(SendGuard.greetedName(in: "(株)サンプル\n佐藤様")?.name == "佐藤")
+        #expect(SendGuard.greetedName(in: "Dear Mr. Sato,\nThanks")?.name == "sato")
+        #expect(SendGuard.greetedName(in: "ＳＡＴＯ ＪＩＲＯ様")?.name == "satojiro")
+        #expect(SendGuard.greetedName(in: "ｻﾄｳ様")?.name == "サトウ")
+        #expect(SendGuard.greetedName(in: "山田さん\nこんにちは")?.name == "山田")
+        #expect(SendGuard.greetedName(in: "ショップサポートです\n鈴木様にもお伝えください") == nil)
+        #expect(SendGuard.greetedName(in: "ご担当者\n\n佐藤様") == nil)
         #expect(SendGuard.greetedName(in: "\n山田 花子 様\n本文")?.name == "山田花子")
         #expect(SendGuard.greetedName(in: "山田さま")?.name == "山田")
         #expect(SendGuard.greetedName(in: "Dear Hanako Yamada,\nThanks")?.name == "hanakoyamada")

@@ -90,10 +90,13 @@ struct SendChecks: Sendable {
     /// bare LIMIT the planner may hope to find a row early by a scan of every customer).
     private func greetingFindings(_ body: String, customerID: UUID, on connection: PostgresConnection) async throws -> [SendGuard.Finding] {
         guard let (name, line) = SendGuard.greetedName(in: body) else { return [] }
+        // A family name greeted alone may begin a name stored without spaces ("佐藤" of "佐藤次郎"):
+        // Japanese names only (an English one rarely is stored so, and "sato" begins "satoshi").
+        let byPrefix = name.count >= 2 && name.unicodeScalars.contains { !$0.isASCII }
         let rows = try await connection.run("""
             WITH ours AS (
                 SELECT bool_or(customer_name_parts(display_name) @> ARRAY[\(name)]::text[]
-                               OR strpos(lower(regexp_replace(display_name, '[[:space:]　]', '', 'g')), \(name)) > 0) AS greeted,
+                               OR strpos(customer_greeting_name(display_name), \(name)) > 0) AS greeted,
                        bool_or(display_name IS NOT NULL AND (display_name ~ '[^[:ascii:]]') = (\(name) ~ '[^[:ascii:]]')) AS named
                 FROM customers WHERE id = \(customerID) OR merged_into = \(customerID)
             )
@@ -101,9 +104,12 @@ struct SendChecks: Sendable {
             FROM ours
             CROSS JOIN LATERAL (
                 SELECT c.display_name FROM customers c
-                WHERE c.display_name IS NOT NULL AND customer_name_parts(c.display_name) @> ARRAY[\(name)]::text[]
+                WHERE c.display_name IS NOT NULL
+                  AND (customer_name_parts(c.display_name) @> ARRAY[\(name)]::text[]
+                       OR (\(byPrefix) AND customer_greeting_name(c.display_name) COLLATE "C" >= \(name)
+                           AND customer_greeting_name(c.display_name) COLLATE "C" < \(name) || chr(1114111)))
                   AND c.id <> \(customerID) AND c.merged_into IS DISTINCT FROM \(customerID)
-                  AND (coalesce(ours.named, false) OR lower(regexp_replace(c.display_name, '[[:space:]　]', '', 'g')) = \(name))
+                  AND (coalesce(ours.named, false) OR customer_greeting_name(c.display_name) = \(name))
                 ORDER BY c.created_at, c.id LIMIT 1) AS other
             WHERE NOT coalesce(ours.greeted, false)
             """, logger: logger)

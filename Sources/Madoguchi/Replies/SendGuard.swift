@@ -167,29 +167,65 @@ enum SendGuard {
         return text[lineStart...].first { $0 != " " && $0 != "\u{3000}" && $0 != "\t" }.map { $0 == ">" || $0 == "＞" } ?? false
     }
 
-    /// The name a reply greets, from its first non-blank line: "山田 花子 様", "山田様", "Dear Hanako Yamada,".
+    /// The name a reply greets, from its opening: the first non-blank line, or one of the two lines
+    /// after it before a blank line that ends with an honorific (a Japanese letter puts the company
+    /// first: "株式会社サンプル\n佐藤 次郎 様"). "山田 花子 様", "山田様", "山田さん", "Dear Mr. Sato,".
+    /// Of the words before the honorific, a company's ("株式会社サンプル", "（株）", "営業部") and an
+    /// English title are not the name, and the last two words are.
     static func greetedName(in body: String) -> (name: String, line: Int)? {
+        var opening = 0
         for (index, rawLine) in lineBreaksAsLF(body).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = rawLine.trimmingCharacters(in: .whitespaces)
-            guard !line.isEmpty else { continue }
-            for honorific in ["様", "さま", "殿"] {
-                if let range = line.range(of: honorific) {
-                    let name = normalizedName(String(line[..<range.lowerBound]))
-                    return name.isEmpty ? nil : (name, index + 1)
-                }
+            if line.isEmpty {
+                if opening > 0 { return nil }  // The opening ends at its first blank line.
+                continue
             }
-            if line.lowercased().hasPrefix("dear ") {
-                let name = normalizedName(String(line.dropFirst(5).prefix { $0 != "," }))
+            opening += 1
+            if opening > 3 { return nil }
+            if let words = honorificWords(line, anywhere: opening == 1) ?? dearWords(line) {
+                let name = normalizedName(nameWords(words).joined())
                 return name.isEmpty ? nil : (name, index + 1)
             }
-            return nil  // Only the first line greets.
+            if opening == 1, line.hasSuffix("。") || line.hasSuffix(".") { return nil }  // A sentence, not a name.
         }
         return nil
     }
 
-    /// For comparing names: spaces (half- and full-width) removed, case folded.
+    private static let honorifics = ["様", "さま", "殿", "さん"]
+
+    /// The words before an honorific: anywhere on the first line ("山田様、いつも…"), at the line's
+    /// end on the lines after it (so "鈴木様にもお伝えください" there is no greeting).
+    private static func honorificWords(_ line: String, anywhere: Bool) -> [Substring]? {
+        for honorific in honorifics {
+            guard let range = line.range(of: honorific) else { continue }
+            let after = line[range.upperBound...].trimmingCharacters(in: CharacterSet(charactersIn: " \u{3000}、,:：。"))
+            guard anywhere || after.isEmpty else { continue }
+            return line[..<range.lowerBound].split(whereSeparator: { $0.isWhitespace })
+        }
+        return nil
+    }
+
+    private static func dearWords(_ line: String) -> [Substring]? {
+        guard line.lowercased().hasPrefix("dear ") else { return nil }
+        return line.dropFirst(5).prefix { $0 != "," }.split(whereSeparator: { $0.isWhitespace })
+    }
+
+    /// The name among the words before an honorific: without a company's words and English titles, the last two.
+    private static func nameWords(_ words: [Substring]) -> [Substring] {
+        let titles: Set<String> = ["mr", "mr.", "ms", "ms.", "mrs", "mrs.", "miss", "dr", "dr.", "mx", "mx."]
+        let named = words.filter { word in
+            let folded = String(word).precomposedStringWithCompatibilityMapping
+            return !titles.contains(folded.lowercased())
+                && !["会社", "(株)", "(有)", "㈱", "㈲", "御中"].contains(where: folded.contains)
+                && !(folded.count > 1 && ["部", "課", "係", "室", "店"].contains(where: folded.hasSuffix))
+        }
+        return Array(named.suffix(2))
+    }
+
+    /// For comparing names: compatibility forms folded (ＳＡＴＯ, ｻﾄｳ), spaces removed, case folded;
+    /// what `customer_greeting_name` (migration 0083) does to a customer's display name.
     static func normalizedName(_ name: String) -> String {
-        name.filter { !$0.isWhitespace && $0 != "\u{3000}" }.lowercased()
+        name.precomposedStringWithCompatibilityMapping.filter { !$0.isWhitespace && $0 != "\u{3000}" }.lowercased()
     }
 
     private static func finding(_ kind: Finding.Kind, _ message: String, at range: Range<String.Index>, in body: String) -> Finding {

@@ -199,6 +199,8 @@ struct AuthenticationTests {
             let admin = try await app.keySecret(.admin)
             let agent = try await app.request(.post, "/v1/api-keys", key: admin, json: #"{"name":"佐藤","role":"agent"}"#)
             let agentID = try #require((try agent.json["api_key"] as? [String: Any])?["agent_id"] as? String)
+            // The agent the key made joined the team as one added through /v1/agents does; a second key adds no agent.
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'agent.created' AND data->>'agent_id' = \(agentID)") == 1)
             let second = try await app.request(.post, "/v1/api-keys", key: admin, json: #"{"name":"佐藤 (laptop)","role":"supervisor","agent_id":"\#(agentID)"}"#)
             #expect(second.status == .created)
             let gateway = try await app.request(.post, "/v1/api-keys", key: admin, json: #"{"name":"gw","role":"gateway","agent_id":"\#(agentID)"}"#)
@@ -209,6 +211,7 @@ struct AuthenticationTests {
             // Nothing half-written: the refused keys left no rows.
             let keys = try await app.request(.get, "/v1/api-keys", key: admin)
             #expect((try keys.json["items"] as? [Any])?.count == 3)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'agent.created'") == 1)
         }
     }
 }

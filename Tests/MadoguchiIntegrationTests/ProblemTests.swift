@@ -68,6 +68,7 @@ struct ProblemTests {
             #expect((try badUUID.json["errors"] as? [[String: String]])?.first?["pointer"] == "ticket_id")
             let badStatus = try await app.request(.get, "/v1/tickets?status=bogus", key: agent)
             try expectProblem(badStatus, .badRequest, "invalid-parameter")
+            #expect(try badStatus.json["detail"] as? String == "status: 'bogus' is not one of new, open, pending, on_hold, solved, closed", "\(badStatus.text)")
             #expect((try badStatus.json["errors"] as? [[String: String]])?.first?["pointer"] == "status")
             try expectProblem(try await app.request(.get, "/v1/tickets?limit=0", key: agent), .badRequest, "invalid-parameter")
             try expectProblem(try await app.request(.get, "/v1/tickets?limit=201", key: agent), .badRequest, "invalid-parameter")

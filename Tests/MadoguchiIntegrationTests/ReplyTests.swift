@@ -180,6 +180,13 @@ struct ReplyTests {
             #expect((try refused.json["findings"] as? [[String: Any]])?.map { $0["text"] as? String } == ["●●"])
             let attached = try await Self.draft(scene, #"{"body":"山田 花子 様\n> 写真を添付しました\n伝票を添付します。"}"#)
             try expectProblem(try await Self.send(scene, attached, lastSeen: newest), .unprocessableContent, "missing-attachment")
+
+            // A quoted line is theirs when they wrote it (型番XX-100, their subject); a template's ＞ used as a
+            // bullet before our own blank is not quoting anyone.
+            let bulleted = try await Self.draft(scene, #"{"body":"山田 花子 様\n> 型番XX-100が届かない\n＞お届け予定日：○○月○○日\n交換いたします。"}"#)
+            let found = try await Self.send(scene, bulleted, lastSeen: newest)
+            try expectProblem(found, .unprocessableContent, "leftover-placeholder")
+            #expect(Set((try found.json["findings"] as? [[String: Any]])?.map { $0["line"] as? Int } ?? []) == [3], "\(found.text)")
         }
     }
 

@@ -61,6 +61,14 @@ struct SendGuardTests {
         #expect(SendGuard.check(body: body, attachmentCount: 0).isEmpty)
     }
 
+    @Test("with the customer's words known, a quoted line's marker is theirs only if they wrote it")
+    func quotedBlanks() {
+        let body = "山田様\n> 型番XX-100の○○色はありますか\n＞お届け予定日：●●月●●日"
+        #expect(SendGuard.check(body: body, attachmentCount: 0).isEmpty, "not known: every quoted line is theirs")
+        let findings = SendGuard.check(body: body, attachmentCount: 0, customerWords: "型番XX-100の○○色はありますか")
+        #expect(!findings.isEmpty && Set(findings.map(\.line)) == [3], "\(findings)")
+    }
+
     @Test("every finding is listed, not just the first")
     func allFindings() {
         let findings = SendGuard.check(body: "{{customer.name}} 様\n●●の件、添付の通りです。", attachmentCount: 0)

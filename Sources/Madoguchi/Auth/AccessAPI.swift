@@ -21,8 +21,14 @@ extension APIHandler {
             throw Problem.validationFailed([.init(pointer: "/name", message: "must be 1 to 200 characters after trimming spaces")])
         }
         guard let role = Role(rawValue: request.role.rawValue) else { throw Problem.internalError }
+        let principal = try principal
         let (record, secret) = try await database.withTransaction { connection in
-            try await keys.create(name: name, role: role, agentID: request.agentId?.uuid, on: connection)
+            let created = try await keys.create(name: name, role: role, agentID: request.agentId?.uuid, on: connection)
+            // The agent the key made for itself joined the team as one added through /v1/agents does.
+            if request.agentId == nil, let agentID = created.0.agentID {
+                try await EventStore(logger: logger).record(.agentCreated, actor: principal, data: ["agent_id": agentID.lowercased], on: connection)
+            }
+            return created
         }
         logger.notice("api key created", metadata: ["key_id": "\(record.id)", "role": "\(role.rawValue)", "prefix": "\(record.prefix)"])
         return .created(.init(body: .json(.init(key: secret.text, apiKey: .init(record)))))

@@ -26,6 +26,8 @@ final class Contract: Sendable {
         let maximum: Double?
         let exclusiveMinimum: Double?
         let exclusiveMaximum: Double?
+        /// `enum`: the values a string may take.
+        let allowed: [String]?
 
         init(_ json: [String: Any]) {
             reference = (json["$ref"] as? String).map { String($0.split(separator: "/").last ?? "") }
@@ -43,6 +45,7 @@ final class Contract: Sendable {
             maximum = number("maximum")
             exclusiveMinimum = number("exclusiveMinimum")
             exclusiveMaximum = number("exclusiveMaximum")
+            allowed = (json["enum"] as? [Any])?.compactMap { $0 as? String }
         }
     }
 
@@ -170,6 +173,14 @@ final class Contract: Sendable {
         return names.isEmpty
             ? "is not a parameter of this operation, which takes no query parameters"
             : "is not a parameter of this operation, which takes: " + names.joined(separator: ", ")
+    }
+
+    /// The values a query parameter of `operation` may take, when its schema (or its items') lists them.
+    func allowedValues(operation: String, parameter name: String) -> [String]? {
+        guard let parameter = parameters[operation]?.first(where: { $0.location == .query && $0.name == name }) else { return nil }
+        var schema = resolved(parameter.schema)
+        if schema.type == "array", let items = schema.items { schema = resolved(items) }
+        return schema.allowed
     }
 
     func resolved(_ schema: Schema) -> Schema {

@@ -155,6 +155,9 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             guard let (name, value) = culprit else {
                 return Problem(.invalidParameter, status: .badRequest, title: "Invalid parameter", detail: "A path or query parameter is invalid: \(message)")
             }
+            if let allowed = Contract.bundled.allowedValues(operation: operation.operationID, parameter: name), !allowed.isEmpty {
+                return .invalidParameter(name, "'\(value)' is not one of \(allowed.joined(separator: ", "))")
+            }
             return .invalidParameter(name, "'\(value)' is not valid: \(message)")
         }
         let pointer = path.isEmpty ? nil : "/" + path.joined(separator: "/")

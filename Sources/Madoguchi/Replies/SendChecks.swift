@@ -20,7 +20,8 @@ struct SendChecks: Sendable {
         let store = ReplyStore(logger: logger)
         let attachments = try await store.attachments(of: reply.id, on: connection)
         var findings = SendGuard.checkSubject(reply.subject ?? "", customerSubject: ticket.subject, extraWarningWords: warningWords)
-        findings += SendGuard.check(body: reply.body, attachmentCount: attachments.count, extraWarningWords: warningWords)
+        findings += SendGuard.check(body: reply.body, attachmentCount: attachments.count, extraWarningWords: warningWords,
+                                    customerWords: try await quotableWords(reply.body, ticket: ticket, on: connection))
         findings += attachments.flatMap { SendGuard.checkFileName($0.filename, extraWarningWords: warningWords) }
         findings += try await recipientFindings(reply.recipients, channel: reply.channel, customerID: ticket.customerID, on: connection)
         findings += try await greetingFindings(reply.body, customerID: ticket.customerID, on: connection)
@@ -32,6 +33,23 @@ struct SendChecks: Sendable {
             throw Problem.recipientUndeliverable(undeliverable, alternatives: others)
         }
         return true
+    }
+
+    /// What the customer wrote on the ticket (its subject and their latest messages), which a quoted
+    /// line of the reply may repeat: read only when the reply quotes something.
+    private func quotableWords(_ body: String, ticket: Ticket, on connection: PostgresConnection) async throws -> String? {
+        let quotes = SendGuard.lineBreaksAsLF(body).split(separator: "\n").contains {
+            $0.drop { $0 == " " || $0 == "\u{3000}" || $0 == "\t" }.first.map { $0 == ">" || $0 == "＞" } ?? false
+        }
+        guard quotes else { return nil }
+        let rows = try await connection.run("""
+            SELECT string_agg(left(m.body_text, 100000), E'\\n') FROM (
+                SELECT body_text FROM messages WHERE ticket_id = \(ticket.id) AND direction = 'inbound' AND body_text IS NOT NULL
+                ORDER BY created_at DESC LIMIT 50) AS m
+            """, logger: logger)
+        var words = ticket.subject
+        for try await text in rows.decode(String?.self) { words += "\n" + (text ?? "") }
+        return words
     }
 
     /// Refuses the send when anything but internal notes arrived after the message the agent last saw.

@@ -61,13 +61,17 @@ enum SendGuard {
     /// `customerSubject`: for a body a template wrote with `{{ticket.subject}}` (the automatic
     /// reply), whose markers found in the customer's subject are theirs (see `checkSubject`). An
     /// agent's body quotes the customer with `>` instead, and gets no such allowance.
-    static func check(body: String, attachmentCount: Int, extraWarningWords: [String] = [], customerSubject: String = "") -> [Finding] {
+    /// `customerWords`: what the customer wrote on the ticket, when known: a quoted line's marker is
+    /// theirs only if it is found there (a template's "＞お届け予定日：○○月○○日" uses ＞ as a bullet,
+    /// and its blank is ours); nil, any quoted line's is.
+    static func check(body: String, attachmentCount: Int, extraWarningWords: [String] = [], customerSubject: String = "",
+                      customerWords: String? = nil) -> [Finding] {
         let body = lineBreaksAsLF(body)
         var findings: [Finding] = []
         if body.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
             return [Finding(kind: .emptyBody, message: "the reply has no text")]
         }
-        findings += placeholders(in: body, theirs: customerSubject)
+        findings += placeholders(in: body, theirs: customerSubject, quoting: customerWords)
         for word in extraWarningWords where !word.isEmpty {
             var searchStart = body.startIndex
             while let range = body.range(of: word, options: warningWordMatching, range: searchStart..<body.endIndex) {
@@ -135,16 +139,19 @@ enum SendGuard {
     /// The unfilled markers in `text`, outside quoted lines (`> …`, `＞ …`): what the customer wrote
     /// and the reply quotes (a product code XX-100, their own ○○) is theirs, not a blank of ours.
     /// So is a marker found in `theirs` (the customer's subject, which ours repeats).
-    static func placeholders(in text: String, theirs: String = "") -> [Finding] {
+    /// With `quoting` (what the customer wrote), a quoted line's marker is theirs only if found in it.
+    static func placeholders(in text: String, theirs: String = "", quoting: String? = nil) -> [Finding] {
         let folded = foldedWidth(text)
         let theirs = foldedWidth(theirs)
+        let quoted = quoting.map(foldedWidth)
         var findings: [Finding] = []
         var found: [NSRange] = []
         for pattern in placeholderPatterns {
             for match in pattern.matches(in: folded, range: NSRange(folded.startIndex..., in: folded)) {
                 // Folding keeps every UTF-16 offset, so the match's range is the same in the text.
-                guard let range = Range(match.range, in: text), !isQuoted(range.lowerBound, in: text),
-                      let marker = Range(match.range, in: folded), theirs.isEmpty || !theirs.contains(folded[marker]),
+                guard let range = Range(match.range, in: text), let marker = Range(match.range, in: folded),
+                      !(isQuoted(range.lowerBound, in: text) && (quoted.map { $0.contains(folded[marker]) } ?? true)),
+                      theirs.isEmpty || !theirs.contains(folded[marker]),
                       // One blank, one finding: ○○月○○日 is matched as a run of marks and as a date.
                       !found.contains(where: { NSIntersectionRange($0, match.range).length > 0 })
                 else { continue }

@@ -87,6 +87,23 @@ struct SendGuardTests {
         #expect(SendGuard.checkSubject("Todo: ご注文の件", extraWarningWords: ["TODO"]).first?.kind == .leftoverPlaceholder)
     }
 
+    @Test("an attachment the customer is asked for or sent is not one the reply forgot; ours is", arguments: [
+        ("破損箇所の写真を添付してご返信ください。", false),
+        ("ご添付いただいた写真を拝見しました。", false),
+        ("写真を添付の上、ご返信ください。", false),
+        ("領収書を添付いただければ幸いです。", false),
+        ("Please attach a photo of the damage.", false),
+        ("Thank you for the photo you attached.", false),
+        ("資料を添付してお送りします。", true),
+        ("添付ファイルをご確認ください。", true),
+        ("別添の資料をご覧ください。", true),
+        ("I attach the invoice.", true),
+        ("Please see the attached invoice.", true),
+    ])
+    func attachmentMentions(_ body: String, _ flagged: Bool) {
+        #expect(SendGuard.check(body: body, attachmentCount: 0).contains { $0.kind == .missingAttachment } == flagged)
+    }
+
     @Test("a subject is checked for placeholders and warning words too")
     func subjects() {
         #expect(SendGuard.checkSubject("●●様 お問い合わせありがとうございます").first?.text == "●●")

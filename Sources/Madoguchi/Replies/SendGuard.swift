@@ -53,8 +53,14 @@ enum SendGuard {
         #"(?i)(?<![A-Za-z])YYYY[/.-]MM[/.-]DD(?![A-Za-z])"#,
     ].map { try! NSRegularExpression(pattern: $0) }
 
-    /// Words that say something is attached.
-    static let attachmentWords = ["添付", "attached", "attachment", "enclosed"]
+    /// Words that say something is attached (`attach` covers attached, attachment, attaching).
+    static let attachmentWords = ["添付", "添附", "別添", "attach", "enclosed"]
+
+    /// After a Japanese word for attaching, what makes it the customer's to do or done by them: asked
+    /// (写真を添付してご返信ください, 添付の上お送りください, 添付願います) or thanked for (添付いただいた).
+    /// Our own stays ours: 添付してお送りします, 添付ファイルをご確認ください.
+    private static let customersAttaching = try! NSRegularExpression(
+        pattern: #"^(して|の上[、,]?\s*)?(ご?返信|ご?送付|お送り|送信|ご連絡)?(ください|下さい|いただ|頂|願)"#)
 
     /// Findings in `body`, placed by line and column of the body with its line breaks as LF
     /// (`lineBreaksAsLF`).
@@ -91,11 +97,25 @@ enum SendGuard {
         for word in attachmentWords {
             var searchStart = body.startIndex
             while let range = body.range(of: word, options: .caseInsensitive, range: searchStart..<body.endIndex) {
-                if !isQuoted(range.lowerBound, in: body) { return range }
+                if !isQuoted(range.lowerBound, in: body) && !isCustomersAttaching(range, in: body) { return range }
                 searchStart = range.upperBound
             }
         }
         return nil
+    }
+
+    /// Whether the mention at `range` is of the customer attaching something: ご添付 (the honorific is
+    /// theirs), a request or thanks after the word (`customersAttaching`), or in English "please" or
+    /// "you"/"your" just before it ("Please attach a photo", "the photo you attached").
+    private static func isCustomersAttaching(_ range: Range<String.Index>, in body: String) -> Bool {
+        if body[range].first?.isASCII == true {
+            let before = body[body.index(range.lowerBound, offsetBy: -min(12, body.distance(from: body.startIndex, to: range.lowerBound)))..<range.lowerBound]
+                .lowercased()
+            return ["please ", "you ", "your "].contains(where: before.contains)
+        }
+        if range.lowerBound > body.startIndex, body[body.index(before: range.lowerBound)] == "ご" { return true }
+        let after = String(body[range.upperBound...].prefix(20))
+        return customersAttaching.firstMatch(in: after, range: NSRange(after.startIndex..., in: after)) != nil
     }
 
     /// What the body's guards find in a subject (placeholders, warning words), without a place: the

@@ -129,6 +129,14 @@ struct SLATests {
             #expect(dueChanges["resolution_due_at"] == ["from": "2026-11-30T07:55:00Z", "to": "2026-12-01T07:55:00Z"])
             #expect(dueChanges["next_response_due_at"] == nil, "not running: nothing to name")
 
+            // A closed day that moves no due time (next summer's) leaves the ticket's version, and an
+            // agent's edit in flight (If-Match), alone.
+            let unmoved = try await app.request(.put, "/v1/business-calendars/\(calendar)", key: supervisor, json: """
+                {"name":"店舗","time_zone":"Asia/Tokyo","weekly_hours":[\(weekdays)],"closed_days":[{"date":"2026-11-30","name":"臨時休業"},{"date":"2027-07-01","name":"棚卸し"}]}
+                """)
+            #expect(unmoved.status == .ok, "\(unmoved.text)")
+            #expect(try await AwaitingReplyTests.ticket(app, waiting, key: supervisor)["version"] as? Int == version + 1)
+
             // Two hours for a first answer from now on: the waiting ticket's clock counts them from its start.
             let longer = try await app.request(.put, "/v1/sla-policies/\(policy)", key: supervisor, json: """
                 {"name":"標準SLA","calendar_id":"\(calendar)","is_default":true,"targets":[

@@ -143,6 +143,21 @@ extension HostileClientTests {
         #expect(written.contains("did not arrive in full in time"), "the deadline is logged")
     }
 
+    @Test("a request the HTTP parser cannot read (a query not percent-encoded) is answered with a problem document and a request id")
+    func unreadableRequest() async throws {
+        let server = try await Self.startServer([:])
+        let answer = try await RawHTTP.exchange(port: server.port, request: "GET /v1/customers?phone=０３（１２３４）５６７８ HTTP/1.1\r\nHost: x\r\n\r\n",
+                                                timeoutSeconds: 30)
+        #expect(answer.hasPrefix("HTTP/1.1 400"), "\(answer.prefix(300))")
+        #expect(answer.lowercased().contains("content-type: application/problem+json"), "\(answer.prefix(300))")
+        #expect(answer.lowercased().contains("x-request-id: "), "\(answer.prefix(300))")
+        #expect(answer.contains("percent-encode"), "\(answer.suffix(400))")
+        // The server goes on.
+        let live = try await RawHTTP.exchange(port: server.port, request: "GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeoutSeconds: 30)
+        #expect(live.hasPrefix("HTTP/1.1 200"), "\(live)")
+        #expect(await server.stop() == 0)
+    }
+
     @Test("a body without a key has the keyless deadline, much shorter than a keyed request's")
     func keylessDeadline() async throws {
         let server = try await Self.startServer([

@@ -27,6 +27,15 @@ struct TemplateTests {
             #expect(rendered.status == .ok, "\(rendered.text)")
             #expect(try rendered.json["subject"] as? String == "ご注文 A-1234 発送のお知らせ")
             #expect(try rendered.json["body"] as? String == "山田 花子 様\n\nご注文 A-1234 を11月24日に発送いたしました。\n担当：佐藤")
+            // A value with a line break, or a long one, still renders a subject a reply can take.
+            let broken = try await app.request(
+                .post, "/v1/templates/\(id)/render", key: agent.secret,
+                json: #"{"ticket_id":"\#(ticket.uuidString)","order":{"number":"A-1\nBcc: x@example.com","date":"11月24日"}}"#)
+            #expect(try broken.json["subject"] as? String == "ご注文 A-1 Bcc: x@example.com 発送のお知らせ", "\(broken.text)")
+            let long = try await app.request(
+                .post, "/v1/templates/\(id)/render", key: agent.secret,
+                json: #"{"ticket_id":"\#(ticket.uuidString)","order":{"number":"\#(String(repeating: "1", count: 1990))","date":"11月24日"}}"#)
+            #expect((try long.json["subject"] as? String)?.count == 2000, "\(long.text.prefix(200))")
 
             let missing = try await app.request(
                 .post, "/v1/templates/\(id)/render", key: agent.secret, json: #"{"ticket_id":"\#(ticket.uuidString)","order":{"number":"A-1234"}}"#)

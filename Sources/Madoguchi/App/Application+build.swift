@@ -74,7 +74,7 @@ public func buildApplication(
         server: .http1(configuration: .init(
             additionalChannelHandlers: [ConnectionDeadlines(
                 requestTimeout: configuration.http.requestTimeout, keylessRequestTimeout: configuration.http.keylessRequestTimeout,
-                writeTimeout: configuration.http.writeTimeout, logger: logger)],
+                writeTimeout: configuration.http.writeTimeout, logger: logger), UnreadableRequestAnswer(logger: logger)],
             idleTimeout: TimeAmount(configuration.http.idleTimeout))),
         configuration: .init(
             address: .hostname(configuration.host, port: configuration.port), serverName: "Madoguchi",

@@ -61,8 +61,12 @@ extension APIHandler {
         }
         do {
             let rendered = try TemplateRenderer(values: values).render([template.subject ?? "", template.body])
+            // What a reply may hold, so that the draft made from this is not refused: a subject on one
+            // line within its 2,000 characters (a value or the customer's subject may bring a line
+            // break or length), as the automatic reply makes it.
             return .ok(.init(body: .json(.init(
-                subject: template.subject == nil ? nil : rendered[0], body: rendered[1], templateVersion: template.version))))
+                subject: template.subject == nil ? nil : Text.prefix(Text.oneLine(rendered[0]), ReplyDesk.maxSubjectLength),
+                body: rendered[1], templateVersion: template.version))))
         } catch {
             let names = error.unknown + error.unfilled
             var problem = Problem(

@@ -934,6 +934,9 @@ struct DeliveryTests {
             // Already there (anywhere): left as written.
             let kept = try await app.request(.patch, "/v1/replies/\(reply)", key: conversation.agent, json: #"{"subject":"\#(token) ご案内"}"#)
             #expect(try kept.json["subject"] as? String == "\(token) ご案内", "\(kept.text)")
+            // Another ticket's token (a subject copied from an earlier ticket) would thread the answer there: it goes.
+            let copied = try await app.request(.patch, "/v1/replies/\(reply)", key: conversation.agent, json: #"{"subject":"Re: 商品未着 [#99999]"}"#)
+            #expect(try copied.json["subject"] as? String == "Re: 商品未着 \(token)", "\(copied.text)")
             let edited2 = try await app.request(.patch, "/v1/replies/\(reply)", key: conversation.agent, json: #"{"subject":"ご案内"}"#)
             #expect(edited2.status == .ok)
             let sent = try await app.request(.post, "/v1/replies/\(reply)/send", key: conversation.agent,

@@ -168,6 +168,11 @@ extension HostileClientTests {
         let ending = try await RawHTTP.closedByServer(port: server.port, first: Array(head.utf8),
                                                       sending: Array(repeating: UInt8(ascii: " "), count: 1000), every: .milliseconds(500))
         #expect(ending.isClosed, "a keyless trickle: \(ending)")
+        // A provider webhook with an Authorization header is no keyed request: the signature lets it in.
+        let dressed = "POST /v1/inbound/chat/line HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x\r\nX-Line-Signature: c2ln\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+        let dressedEnding = try await RawHTTP.closedByServer(port: server.port, first: Array(dressed.utf8),
+                                                             sending: Array(repeating: UInt8(ascii: " "), count: 1000), every: .milliseconds(500))
+        #expect(dressedEnding.isClosed, "a provider webhook trickling with a header: \(dressedEnding)")
         #expect(await server.stop() == 0)
         let written = (try? String(contentsOfFile: server.log, encoding: .utf8)) ?? ""
         #expect(written.contains("a request without a key did not arrive in full in time"), "the deadline is logged")

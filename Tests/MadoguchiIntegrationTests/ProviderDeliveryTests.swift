@@ -392,6 +392,7 @@ struct ProviderDeliveryTests {
             let body = try #require(try JSONSerialization.jsonObject(with: Data(post.body)) as? [String: Any])
             #expect(body["recipient"] as? String == "intercom:u-42")
             #expect(body["provider"] as? String == "intercom" && body["user_id"] as? String == "u-42")
+            #expect(body["conversation_id"] as? String == "conv-1", "the conversation the customer wrote in")
             #expect(body["text"] as? String == "はい、7日以内なら返品いただけます。")
             #expect(body["reply_id"] as? String == reply && body["id"] as? String == keys.first)
             // Signed as outgoing webhooks are: the gateway's Standard Webhooks library verifies it.

@@ -56,6 +56,8 @@ struct SendGuardTests {
         "MMの件、DDR4メモリ、YYYYMMDD形式のファイル名",
         "●日時：12月1日\n●個人情報について\n○ 在庫あり\n二〇二六年一〇月一〇日 発送",
         "山田様\n\n__________\nショップサポート\n＿＿＿＿＿＿＿＿\nTEL 03-1234-5678 (Xbox, XXL)",
+        "●さまざまなお支払い方法に対応しております\n○殿堂入り商品のご案内\n○ 様式をダウンロード",
+        "在庫\nS　M　L\n○　○　×",
     ])
     func clean(_ body: String) {
         #expect(SendGuard.check(body: body, attachmentCount: 0).isEmpty)
@@ -99,6 +101,14 @@ struct SendGuardTests {
         ("別添の資料をご覧ください。", true),
         ("I attach the invoice.", true),
         ("Please see the attached invoice.", true),
+        ("添付のうえご返信ください。", false),
+        ("添付して、ご返信ください。", false),
+        ("写真を添付してメールでお送りください。", false),
+        ("Please find attached the invoice.", true),
+        ("請求書を添付しておりますのでご確認ください。", true),
+        ("明細を添付させていただきます。", true),
+        ("Thank you for your order. Attached is your receipt.", true),
+        ("Your attachment arrived safely.", false),
     ])
     func attachmentMentions(_ body: String, _ flagged: Bool) {
         #expect(SendGuard.check(body: body, attachmentCount: 0).contains { $0.kind == .missingAttachment } == flagged)
@@ -132,6 +142,10 @@ struct SendGuardTests {
         #expect(SendGuard.greetedName(in: "山田さん\nこんにちは")?.name == "山田")
         #expect(SendGuard.greetedName(in: "ショップサポートです\n鈴木様にもお伝えください") == nil)
         #expect(SendGuard.greetedName(in: "ご担当者\n\n佐藤様") == nil)
+        #expect(SendGuard.greetedName(in: "阿部様")?.name == "阿部")
+        #expect(SendGuard.greetedName(in: "服部 花子 様")?.name == "服部花子")
+        #expect(SendGuard.greetedName(in: "営業部 佐藤様")?.name == "佐藤")
+        #expect(SendGuard.greetedName(in: "お客様各位") == nil && SendGuard.greetedName(in: "ご担当者様") == nil)
         #expect(SendGuard.greetedName(in: "\n山田 花子 様\n本文")?.name == "山田花子")
         #expect(SendGuard.greetedName(in: "山田さま")?.name == "山田")
         #expect(SendGuard.greetedName(in: "Dear Hanako Yamada,\nThanks")?.name == "hanakoyamada")

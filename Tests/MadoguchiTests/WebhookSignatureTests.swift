@@ -77,4 +77,12 @@ struct WebhookSignatureTests {
         #expect(request.signedURLCandidates(publicURL: "https://support.example.jp").allSatisfy { $0.hasPrefix("https://support.example.jp") })
         #expect(WebhookRequest.firstForwardedHost(" , x") == nil && WebhookRequest.firstForwardedHost(nil) == nil)
     }
+
+    @Test("Standard Webhooks signing gives the specification's own example signature")
+    func standardWebhooksKnownAnswer() {
+        // The example in the Standard Webhooks specification (and its reference libraries' tests).
+        let body = Array(#"{"test": 2432232314}"#.utf8)
+        #expect(StandardWebhooks.signature(id: "msg_p5jXN8AQM9LWM0D4loKWxJek", timestamp: 1614265330, body: body,
+                                           secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw") == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
+    }
 }

@@ -171,7 +171,11 @@ public struct DeliverySettings: Sendable {
             settings.line = LineSending(channelAccessToken: token, apiURL: try apiURL(value("MADOGUCHI_LINE_API_URL"), "MADOGUCHI_LINE_API_URL") ?? "https://api.line.me")
         }
         if let url = value("MADOGUCHI_CHAT_GATEWAY_URL") {
-            guard let checked = try apiURL(url, "MADOGUCHI_CHAT_GATEWAY_URL") else { throw ConfigurationError("MADOGUCHI_CHAT_GATEWAY_URL is empty") }
+            // The endpoint as written, trailing slash included (a router may tell /hooks/ from /hooks).
+            guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme?.lowercased() ?? ""), parsed.host != nil else {
+                throw ConfigurationError("MADOGUCHI_CHAT_GATEWAY_URL=\(url) is not an http(s) URL")
+            }
+            let checked = url
             guard let secret = value("MADOGUCHI_CHAT_GATEWAY_SECRET"), StandardWebhooks.key(secret).map({ !$0.isEmpty }) == true else {
                 throw ConfigurationError(
                     "MADOGUCHI_CHAT_GATEWAY_URL needs MADOGUCHI_CHAT_GATEWAY_SECRET, a Standard Webhooks secret the gateway verifies our posts with "

@@ -43,6 +43,9 @@ struct ReplySource: Sendable {
     var parentID: String?
     var parentReferences: [String]?
     var hasAttachments: Bool
+    /// For a chat reply, the conversation the customer last wrote in on the ticket (as the gateway
+    /// that pushed it in named it).
+    var conversationID: String? = nil
 }
 
 /// Where one recipient's delivery stands, with what the relay or provider said.

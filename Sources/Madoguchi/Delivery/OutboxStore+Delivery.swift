@@ -48,7 +48,8 @@ extension OutboxStore {
             SELECT c.id, c.reply_id, c.channel::text, c.recipients, c.email_message_id, c.attempts, c.message,
                    c.recipient_results::text, c.retry_key,
                    r.body_text, r.subject, r.automatic, t.number, cu.display_name, parent.email_message_id, parent.email_references,
-                   EXISTS (SELECT 1 FROM reply_attachments a WHERE a.reply_id = r.id), c.first_attempt_at, c.attempts_before_resend
+                   EXISTS (SELECT 1 FROM reply_attachments a WHERE a.reply_id = r.id), c.first_attempt_at, c.attempts_before_resend,
+                   conversation.id
             FROM claimed c
             LEFT JOIN replies r ON r.id = c.reply_id
             LEFT JOIN tickets t ON t.id = r.ticket_id
@@ -61,6 +62,13 @@ extension OutboxStore {
                   AND m.email_message_id IS NOT NULL
                 ORDER BY m.created_at DESC, m.id DESC LIMIT 1
             ) parent ON true
+            -- A chat reply goes back into the conversation the customer wrote in last (the gateway's own id).
+            LEFT JOIN LATERAL (
+                SELECT m.metadata->>'conversation_id' AS id FROM messages m
+                WHERE c.channel = 'chat' AND m.ticket_id = t.id AND m.direction = 'inbound' AND m.channel = 'chat'
+                  AND m.metadata ? 'conversation_id'
+                ORDER BY m.created_at DESC, m.id DESC LIMIT 1
+            ) conversation ON true
             """, preparedAs: ClaimStatement.self, logger: logger)
         return try rows.map { row in
             let cells = row.makeRandomAccess()
@@ -68,7 +76,8 @@ extension OutboxStore {
             let source = try cell(9, String?.self).map { body in
                 ReplySource(
                     body: body, subject: try cell(10), automatic: try cell(11, Bool?.self) ?? false, ticketNumber: try cell(12, Int64?.self) ?? 0,
-                    customerName: try cell(13), parentID: try cell(14), parentReferences: try cell(15), hasAttachments: try cell(16))
+                    customerName: try cell(13), parentID: try cell(14), parentReferences: try cell(15), hasAttachments: try cell(16),
+                    conversationID: try cell(19))
             }
             return OutboxItem(
                 id: try cell(0), replyID: try cell(1), channel: try Ticket.enumeration(try cell(2, String.self)), recipients: try cell(3),

@@ -212,8 +212,8 @@ struct ProviderDelivery: Sendable {
     // MARK: - Chat gateway
 
     /// One signed JSON POST (Standard Webhooks headers, as outgoing webhooks have): the recipient as
-    /// stored and split into the provider and the user id the gateway pushed in, the text, and the
-    /// ticket's number. A 2xx is sent (its `id`, if any, kept as the provider's message id); 401 and
+    /// stored and split into the provider and the user id the gateway pushed in, the conversation the
+    /// customer last wrote in on the ticket, the text, and the ticket's number. A 2xx is sent (its `id`, if any, kept as the provider's message id); 401 and
     /// 403 (our secret), 408, 409 (the same key still in flight), 425, 429 and 5xx are retried with
     /// the same key; any other answer fails the reply with what the gateway said.
     private func sendToGateway(_ text: String, recipient: String, item: OutboxItem, _ gateway: DeliverySettings.ChatGatewaySending) async -> Outcome {
@@ -223,6 +223,7 @@ struct ProviderDelivery: Sendable {
             "type": "reply", "id": key, "reply_id": item.replyID.lowercased, "recipient": recipient, "provider": provider, "user_id": user, "text": text,
         ]
         if let number = item.source?.ticketNumber { post["ticket_number"] = number }
+        if let conversation = item.source?.conversationID { post["conversation_id"] = conversation }
         do {
             let body = Array(try JSONSerialization.text(post).utf8)
             let signed = StandardWebhooks.headers(id: key, timestamp: Int(Date().timeIntervalSince1970), body: body, secrets: [gateway.secret])

@@ -6,8 +6,8 @@ import NIOHTTPTypes
 /// that keeps trickling (each byte resets the idle clock) past `requestTimeout` after its head, or a
 /// response left unread — the socket not writable — for `writeTimeout`. One per connection.
 ///
-/// A request without an `Authorization` header has `keylessRequestTimeout` instead when that is
-/// shorter: the provider webhooks take no key (their signature is checked once the body is in), so
+/// A request without an `Authorization` header, and any to a provider webhook, has
+/// `keylessRequestTimeout` instead when that is shorter: the provider webhooks take no key (their signature is checked once the body is in), so
 /// anyone can open connections to them; the callers that do (Twilio, Vonage, LINE) send a few
 /// kilobytes at once, while a keyed caller may be a gateway pushing a 25 MB mail over a slow uplink.
 final class ConnectionDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
@@ -34,7 +34,11 @@ final class ConnectionDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
         switch unwrapInboundIn(data) {
         case .head(let head):
             requestDeadline?.cancel()
-            let keyed = head.headerFields[.authorization] != nil
+            // The provider webhooks are keyless whatever they send: their callers are let through on
+            // the signature alone, so an Authorization header there proves nothing.
+            let path = head.path ?? ""
+            let providerRoute = path.hasPrefix("/v1/inbound/sms/") || path.hasPrefix("/v1/inbound/chat/")
+            let keyed = head.headerFields[.authorization] != nil && !providerRoute
             requestDeadline = schedule(
                 after: keyed ? requestTimeout : keylessRequestTimeout, context: context,
                 reason: keyed ? "the request body did not arrive in full in time" : "a request without a key did not arrive in full in time")

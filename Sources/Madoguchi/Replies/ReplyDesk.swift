@@ -340,11 +340,16 @@ struct ReplyDesk: Sendable {
     /// Carrier mailers often drop In-Reply-To and References, and the customer's answer then finds
     /// its ticket by that token alone: a subject taken from a template ("領収書発行のご案内") must
     /// not lose it.
+    /// Another ticket's token (a subject copied from an earlier ticket) goes: the customer's answer
+    /// would thread to the first token in the subject.
     static func keepingTicketToken(_ subject: String, number: Int64, channel: Channel) -> String {
+        guard channel == .email || channel == .webform else { return subject }
         let token = "[#\(number)]"
-        guard channel == .email || channel == .webform, !subject.contains(token) else { return subject }
+        let ours = subject.replacing(/\ ?\[#(\d+)\]/) { match in match.output.1 == String(number) ? String(match.output.0) : "" }
+        if ours.contains(token) { return ours }
+        let trimmed = ours.trimmingCharacters(in: .whitespaces)
+        guard !trimmed.isEmpty else { return token }
         let suffix = " " + token
-        let trimmed = subject.trimmingCharacters(in: .whitespaces)
         return Text.prefix(trimmed, maxSubjectLength - Text.length(suffix)) + suffix
     }
 

@@ -36,8 +36,9 @@ enum SendGuard {
         #"\{\{|\}\}"#,
         #"\{[^{}\n]{1,40}\}"#,
         #"[●○〇◯■□△▲＊×✕]{2,}"#,
-        #"[●○〇◯■□](?:[ \u3000][●○〇◯■□])+"#,
-        #"(?<![〇零一二三四五六七八九十百千0-9])[●○〇◯](?=[ \u3000]?(様|さま|殿))"#,
+        #"[●○〇◯■□](?:[ \u3000][●○〇◯■□])+(?=[ \u3000]?(様|さま|殿|[年月日円個件枚]))"#,
+        // Not さまざま, 様式, 様子, 様々 or 殿堂 after a bullet (●さまざまなお支払い方法).
+        #"(?<![〇零一二三四五六七八九十百千0-9])[●○〇◯](?=[ \u3000]?(様(?![々式子相])|さま(?!ざま)|殿(?!堂)))"#,
         #"_{2,}(?=[ \u3000]*(様|さま|殿|さん|御中|[年月日円個件枚]))"#,
         #"(?<=[:：])[ \u3000]*_{2,}"#,
         #"(?<![A-Za-z0-9])[Xx]{2,}(?![A-Za-z0-9])"#,
@@ -57,10 +58,11 @@ enum SendGuard {
     static let attachmentWords = ["添付", "添附", "別添", "attach", "enclosed"]
 
     /// After a Japanese word for attaching, what makes it the customer's to do or done by them: asked
-    /// (写真を添付してご返信ください, 添付の上お送りください, 添付願います) or thanked for (添付いただいた).
-    /// Our own stays ours: 添付してお送りします, 添付ファイルをご確認ください.
+    /// (写真を添付してご返信ください, 添付のうえメールでお送りください, 添付願います) or thanked for
+    /// (添付いただいた). Our own stays ours: 添付してお送りします, 添付しておりますのでご確認ください,
+    /// 添付ファイルをご確認ください.
     private static let customersAttaching = try! NSRegularExpression(
-        pattern: #"^(して|の上[、,]?\s*)?(ご?返信|ご?送付|お送り|送信|ご連絡)?(ください|下さい|いただ|頂|願)"#)
+        pattern: #"^(?:(?:して|の(?:上|うえ))[、,]?(?:(?!おり|ます|あり)[^。\n]){0,12}?|(?:ご?返信|ご?送付|お送り|送信|ご連絡)?)(?:ください|下さい|いただ|頂|願)"#)
 
     /// Findings in `body`, placed by line and column of the body with its line breaks as LF
     /// (`lineBreaksAsLF`).
@@ -104,14 +106,17 @@ enum SendGuard {
         return nil
     }
 
+    /// The words right before an English mention that make it the customer's: "Please attach", "you
+    /// attached", "your attachment" (not "Please find attached", which is ours).
+    private static let customersEnglish = try! NSRegularExpression(pattern: #"(?i)\b(please|you|you've|you have|your)\s+$"#)
+
     /// Whether the mention at `range` is of the customer attaching something: ご添付 (the honorific is
-    /// theirs), a request or thanks after the word (`customersAttaching`), or in English "please" or
-    /// "you"/"your" just before it ("Please attach a photo", "the photo you attached").
+    /// theirs), a request or thanks after the word (`customersAttaching`), or in English the words
+    /// right before it (`customersEnglish`).
     private static func isCustomersAttaching(_ range: Range<String.Index>, in body: String) -> Bool {
         if body[range].first?.isASCII == true {
-            let before = body[body.index(range.lowerBound, offsetBy: -min(12, body.distance(from: body.startIndex, to: range.lowerBound)))..<range.lowerBound]
-                .lowercased()
-            return ["please ", "you ", "your "].contains(where: before.contains)
+            let before = String(body[body.index(range.lowerBound, offsetBy: -min(16, body.distance(from: body.startIndex, to: range.lowerBound)))..<range.lowerBound])
+            return customersEnglish.firstMatch(in: before, range: NSRange(before.startIndex..., in: before)) != nil
         }
         if range.lowerBound > body.startIndex, body[body.index(before: range.lowerBound)] == "ご" { return true }
         let after = String(body[range.upperBound...].prefix(20))
@@ -211,7 +216,7 @@ enum SendGuard {
             if opening > 3 { return nil }
             if let words = honorificWords(line, anywhere: opening == 1) ?? dearWords(line) {
                 let name = normalizedName(nameWords(words).joined())
-                return name.isEmpty ? nil : (name, index + 1)
+                return name.isEmpty || genericSalutations.contains(name) ? nil : (name, index + 1)
             }
             if opening == 1, line.hasSuffix("。") || line.hasSuffix(".") { return nil }  // A sentence, not a name.
         }
@@ -219,6 +224,12 @@ enum SendGuard {
     }
 
     private static let honorifics = ["様", "さま", "殿", "さん"]
+
+    /// Greetings of no one in particular (お客様, ご担当者様, 会員の皆様): no name to check.
+    private static let genericSalutations: Set<String> = [
+        "お客", "ご担当者", "担当者", "ご担当", "ご担当者各位", "会員", "会員の皆", "皆", "みな", "各位", "ご利用者", "利用者",
+        "ご購入者", "購入者", "お得意", "関係者", "関係者各位", "customer", "customers", "sir", "madam", "sirormadam", "all",
+    ]
 
     /// The words before an honorific: anywhere on the first line ("山田様、いつも…"), at the line's
     /// end on the lines after it (so "鈴木様にもお伝えください" there is no greeting).
@@ -240,12 +251,14 @@ enum SendGuard {
     /// The name among the words before an honorific: without a company's words and English titles, the last two.
     private static func nameWords(_ words: [Substring]) -> [Substring] {
         let titles: Set<String> = ["mr", "mr.", "ms", "ms.", "mrs", "mrs.", "miss", "dr", "dr.", "mx", "mx."]
-        let named = words.filter { word in
+        // A department's word (営業部) is three characters or more and never the last: 阿部, 服部 and
+        // 小室 are family names.
+        let named = words.enumerated().filter { index, word in
             let folded = String(word).precomposedStringWithCompatibilityMapping
             return !titles.contains(folded.lowercased())
                 && !["会社", "(株)", "(有)", "㈱", "㈲", "御中"].contains(where: folded.contains)
-                && !(folded.count > 1 && ["部", "課", "係", "室", "店"].contains(where: folded.hasSuffix))
-        }
+                && !(index < words.count - 1 && folded.count >= 3 && ["部", "課", "係", "室", "店"].contains(where: folded.hasSuffix))
+        }.map(\.element)
         return Array(named.suffix(2))
     }
 

@@ -146,4 +146,13 @@ struct ConfigurationTests {
             try Migrator(migrations: [.init(version: 1, name: "0001_a", sql: ""), .init(version: 1, name: "0001_b", sql: "")], views: [])
         }
     }
+
+    @Test("the holidays' end is warned of two months ahead, not before")
+    func holidayWarning() throws {
+        let end = try Date("2029-01-01T00:00:00Z", strategy: .iso8601)
+        #expect(SLAClockResetWorker.holidayWarning(knownUntil: end, now: try Date("2028-12-01T00:00:00Z", strategy: .iso8601))?
+            .contains("known only until 2029-01-01") == true)
+        #expect(SLAClockResetWorker.holidayWarning(knownUntil: end, now: try Date("2028-09-01T00:00:00Z", strategy: .iso8601)) == nil)
+        #expect(SLAClockResetWorker.holidayWarning(knownUntil: nil, now: Date()) == nil)
+    }
 }

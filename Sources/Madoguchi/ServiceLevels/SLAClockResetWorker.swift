@@ -1,4 +1,6 @@
+import Foundation
 import Logging
+import PostgresNIO
 import ServiceLifecycle
 
 /// Carries on clock resets that a calendar or policy change recorded (`sla_clock_resets`, migration
@@ -6,6 +8,9 @@ import ServiceLifecycle
 /// process restarted, the database went away between two batches). Runs in `madoguchi serve` and
 /// `madoguchi worker`; any number may run at once, taking turns batch by batch on one reset (each
 /// batch locks the reset's row).
+///
+/// Once a day it also looks at how far the national holidays it knows reach: past the last shipped
+/// year they count as working days, so due times would fall on 元日. Two months before that, it warns.
 struct SLAClockResetWorker: Service {
     let database: Database
     let migrator: Migrator
@@ -20,7 +25,12 @@ struct SLAClockResetWorker: Service {
         try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
         guard keepGoing() else { return }
         await migrator.waitUntilCurrent(database, logger: logger)
+        var holidaysCheckedAt: ContinuousClock.Instant?
         while keepGoing() {
+            if holidaysCheckedAt.map({ ContinuousClock.now - $0 > .seconds(86_400) }) ?? true {
+                holidaysCheckedAt = ContinuousClock.now
+                await warnIfHolidaysRunOut()
+            }
             do {
                 // Stopping between two batches loses nothing: the rest stays recorded for the next start.
                 try await SLAPolicyStore(logger: logger).runPendingClockResets(in: database, keepGoing: keepGoing)
@@ -30,5 +40,35 @@ struct SLAClockResetWorker: Service {
             }
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
         }
+    }
+
+    /// Logs a warning when a calendar counts national holidays and the last one known is less than
+    /// `Self.holidayNotice` away.
+    private func warnIfHolidaysRunOut() async {
+        do {
+            let last = try await database.withConnection { connection -> Date? in
+                let rows = try await connection.run("""
+                    SELECT (max(day) + 1)::timestamptz FROM national_holidays n
+                    WHERE EXISTS (SELECT 1 FROM business_calendars c WHERE c.national_holidays = n.country)
+                    """, logger: logger)
+                for try await day in rows.decode(Date?.self) { return day }
+                return nil
+            }
+            if let warning = Self.holidayWarning(knownUntil: last, now: Date()) {
+                logger.warning("\(warning)")
+            }
+        } catch {
+            logger.debug("the national holidays could not be looked at", metadata: ["error": "\(String(reflecting: error))"])
+        }
+    }
+
+    static let holidayNotice: TimeInterval = 60 * 86_400
+
+    /// The warning when the holidays known end (`knownUntil`: the day after the last) within two months.
+    static func holidayWarning(knownUntil: Date?, now: Date) -> String? {
+        guard let knownUntil, knownUntil.timeIntervalSince(now) < holidayNotice else { return nil }
+        let day = knownUntil.formatted(.iso8601.year().month().day())
+        return "national holidays are known only until \(day): from then on they count as working days in SLA due times; "
+            + "add the next year's (RUNBOOK, \"Holidays\")"
     }
 }

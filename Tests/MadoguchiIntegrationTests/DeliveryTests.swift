@@ -1040,6 +1040,24 @@ struct DeliveryTests {
         }
     }
 
+    @Test("a blank of the template's own (XX様) is withheld even when the customer's subject holds the same XX")
+    func acknowledgementWithItsOwnBlank() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: Self.acknowledging(sink)) { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            #expect(try await app.request(.post, "/v1/templates", key: supervisor, json: """
+                {"name":"受付確認","subject":"受付: {{ticket.subject}}","body":"XX様\\n件名「{{ticket.subject}}」のお問い合わせを受け付けました。"}
+                """).status == .created)
+            let gateway = try await app.keySecret(.gateway)
+            #expect(try await app.postMail(gateway, testMail(from: "hanako@example.jp", subject: Self.encodedWord("型番XX-100の在庫"),
+                                                           id: "theirs-xx@example.jp")).status == .created)
+            #expect(try await ChildProcess.eventually(timeout: .seconds(20)) {
+                try await app.count("SELECT count(*) FROM events WHERE type = 'reply.automatic_withheld'") == 1
+            })
+            #expect(sink.received.isEmpty)
+        }
+    }
+
     @Test("a subject carrying a line break in an encoded word is acknowledged on one line, by the default subject and by a template's {{ticket.subject}}")
     func acknowledgementOfABrokenSubject() async throws {
         let sink = try await SMTPSink()

@@ -123,9 +123,13 @@ struct AutomaticReply: Sendable {
         let subjectRows = try await connection.run("SELECT subject FROM tickets WHERE id = \(ticket.id)", logger: logger)
         var ticketSubject = ""
         for try await subject in subjectRows.decode(String.self) { ticketSubject = subject }
-        // The customer's subject, repeated by the template ({{ticket.subject}}), is their words.
+        // The customer's subject, repeated by the template ({{ticket.subject}}), is their words. The
+        // template's own text is checked apart, every value standing in as a neutral word: a blank of
+        // the template's (XX様) is ours even when the customer's subject happens to hold the same XX.
+        let neutral = (try? TemplateRenderer(values: values.mapValues { _ in Optional("値") }).render([template.subject ?? "", template.body])) ?? []
         let findings = SendGuard.checkSubject(rendered[0], customerSubject: ticketSubject, extraWarningWords: settings.warningWords)
             + SendGuard.check(body: rendered[1], attachmentCount: 1, extraWarningWords: settings.warningWords, customerSubject: ticketSubject)
+            + neutral.flatMap { SendGuard.placeholders(in: $0) }
         if let finding = findings.first {
             return try await withhold("the template fails a send guard: \(finding.message)", ticket: ticket, recipient: sender, on: connection)
         }

@@ -181,7 +181,8 @@ struct ReportTests {
             let json = try await Self.items(app, dashboard, path)
             let csv = try await app.request(.get, path, key: dashboard, headers: [.accept: "text/csv"])
             #expect(csv.status == .ok)
-            #expect(csv.headers[.contentType]?.hasPrefix("text/csv") == true)
+            #expect(csv.headers[.contentType] == "text/csv; charset=utf-8")
+            #expect(csv.headers[.contentDisposition] == #"attachment; filename="madoguchi-volume-2026-11-01-2026-11-10.csv""#)
             let lines = csv.text.components(separatedBy: "\r\n").filter { !$0.isEmpty }
             #expect(lines.first == "period,period_start,channel,new_tickets,inbound_messages")
             #expect(lines.count == json.count + 1)

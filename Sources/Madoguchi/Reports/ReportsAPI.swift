@@ -33,6 +33,11 @@ extension APIHandler {
         // Set beside the generated code, which would percent-encode the colons of a date in a header (as with Link).
         RequestScope.current?.setResponseHeader(.dataAsOf, context.dataAsOf.rfc3339UTC)
         if csv {
+            // UTF-8 said outright (Excel and some dashboards guess otherwise), and a file name a browser
+            // saves it under: the report and its range.
+            RequestScope.current?.setResponseHeader(.contentType, "text/csv; charset=utf-8")
+            RequestScope.current?.setResponseHeader(
+                .contentDisposition, "attachment; filename=\"madoguchi-\(kind.rawValue)-\(request.from)-\(request.to).csv\"")
             let pipe = try await reports.csv(kind, request, byteOrderMark: query.bom ?? false)
             return .csv(HTTPBody(pipe.reader(), length: .unknown, iterationBehavior: .single))
         }

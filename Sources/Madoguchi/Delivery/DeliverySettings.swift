@@ -172,10 +172,7 @@ public struct DeliverySettings: Sendable {
         }
         if let url = value("MADOGUCHI_CHAT_GATEWAY_URL") {
             // The endpoint as written, trailing slash included (a router may tell /hooks/ from /hooks).
-            guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme?.lowercased() ?? ""), parsed.host != nil else {
-                throw ConfigurationError("MADOGUCHI_CHAT_GATEWAY_URL=\(url) is not an http(s) URL")
-            }
-            let checked = url
+            let checked = try apiURL(url, "MADOGUCHI_CHAT_GATEWAY_URL", base: false) ?? url
             guard let secret = value("MADOGUCHI_CHAT_GATEWAY_SECRET"), StandardWebhooks.key(secret).map({ !$0.isEmpty }) == true else {
                 throw ConfigurationError(
                     "MADOGUCHI_CHAT_GATEWAY_URL needs MADOGUCHI_CHAT_GATEWAY_SECRET, a Standard Webhooks secret the gateway verifies our posts with "
@@ -222,11 +219,12 @@ public struct DeliverySettings: Sendable {
         return settings
     }
 
-    private static func apiURL(_ raw: String?, _ name: String) throws -> String? {
+    /// An http(s) URL; a `base` one (a provider's API root, paths appended to it) without its trailing slash.
+    private static func apiURL(_ raw: String?, _ name: String, base: Bool = true) throws -> String? {
         guard let raw else { return nil }
         guard let url = URL(string: raw), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil else {
             throw ConfigurationError("\(name)=\(raw) is not an http(s) URL")
         }
-        return raw.hasSuffix("/") ? String(raw.dropLast()) : raw
+        return base && raw.hasSuffix("/") ? String(raw.dropLast()) : raw
     }
 }

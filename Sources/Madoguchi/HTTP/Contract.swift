@@ -151,8 +151,7 @@ final class Contract: Sendable {
                     found.append(.init(pointer: parameter.name, message: "must not contain the NUL character"))
                     continue
                 }
-                var schema = resolved(parameter.schema)
-                if schema.type == "array", let items = schema.items { schema = resolved(items) }
+                let schema = valueSchema(parameter)
                 switch schema.type {
                 case "string":
                     check(item.value, against: schema, at: parameter.name, into: &found)
@@ -178,9 +177,14 @@ final class Contract: Sendable {
     /// The values a query parameter of `operation` may take, when its schema (or its items') lists them.
     func allowedValues(operation: String, parameter name: String) -> [String]? {
         guard let parameter = parameters[operation]?.first(where: { $0.location == .query && $0.name == name }) else { return nil }
-        var schema = resolved(parameter.schema)
-        if schema.type == "array", let items = schema.items { schema = resolved(items) }
-        return schema.allowed
+        return valueSchema(parameter).allowed
+    }
+
+    /// What one value of the parameter must be: its schema, or its items' for a list (`status=open,pending`).
+    private func valueSchema(_ parameter: Parameter) -> Schema {
+        let schema = resolved(parameter.schema)
+        if schema.type == "array", let items = schema.items { return resolved(items) }
+        return schema
     }
 
     func resolved(_ schema: Schema) -> Schema {

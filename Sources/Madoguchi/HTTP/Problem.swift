@@ -230,6 +230,13 @@ struct ProblemDocument: Encodable {
         }
     }
 
+    /// The document as the body of an answer (keys sorted, slashes as written).
+    var json: Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return (try? encoder.encode(self)) ?? Data(#"{"title":"Internal server error","status":500}"#.utf8)
+    }
+
     init(_ problem: Problem, instance: String?, requestID: String?) {
         self.type = problem.kind.uri
         self.title = problem.title

@@ -219,10 +219,7 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 
     static func render(_ problem: Problem, request: Request, requestID: String?) -> Response {
-        let document = ProblemDocument(problem, instance: request.uri.path, requestID: requestID)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let body = (try? encoder.encode(document)) ?? Data(#"{"title":"Internal server error","status":500}"#.utf8)
+        let body = ProblemDocument(problem, instance: request.uri.path, requestID: requestID).json
         var headers = problem.headers
         headers[.contentType] = "application/problem+json"
         return Response(status: problem.status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))

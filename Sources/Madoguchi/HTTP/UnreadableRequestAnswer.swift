@@ -45,9 +45,7 @@ final class UnreadableRequestAnswer: ChannelInboundHandler, RemovableChannelHand
             .badRequest, status: .badRequest, title: "Bad request",
             detail: "The request could not be read as HTTP/1.1 (\(parserError)). A request's path and query are ASCII: "
                 + "percent-encode anything else (RFC 3986): a number typed as ０３ is ?phone=%EF%BC%90%EF%BC%93.")
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let body = (try? encoder.encode(ProblemDocument(problem, instance: nil, requestID: requestID))) ?? Data()
+        let body = ProblemDocument(problem, instance: nil, requestID: requestID).json
         let head = HTTPResponse(status: .badRequest, headerFields: [
             .contentType: "application/problem+json", .contentLength: String(body.count), .connection: "close",
             HTTPField.Name("X-Request-Id")!: requestID,

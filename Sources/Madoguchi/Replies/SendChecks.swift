@@ -38,10 +38,7 @@ struct SendChecks: Sendable {
     /// What the customer wrote on the ticket (its subject and their latest messages), which a quoted
     /// line of the reply may repeat: read only when the reply quotes something.
     private func quotableWords(_ body: String, ticket: Ticket, on connection: PostgresConnection) async throws -> String? {
-        let quotes = SendGuard.lineBreaksAsLF(body).split(separator: "\n").contains {
-            $0.drop { $0 == " " || $0 == "\u{3000}" || $0 == "\t" }.first.map { $0 == ">" || $0 == "＞" } ?? false
-        }
-        guard quotes else { return nil }
+        guard SendGuard.quotesAnything(body) else { return nil }
         let rows = try await connection.run("""
             SELECT string_agg(left(m.body_text, 100000), E'\\n') FROM (
                 SELECT body_text FROM messages WHERE ticket_id = \(ticket.id) AND direction = 'inbound' AND body_text IS NOT NULL

@@ -196,7 +196,17 @@ enum SendGuard {
     /// Whether the line holding `index` is quoted: its first non-blank character is > or ＞.
     static func isQuoted(_ index: String.Index, in text: String) -> Bool {
         let lineStart = text[..<index].lastIndex(of: "\n").map { text.index(after: $0) } ?? text.startIndex
-        return text[lineStart...].first { $0 != " " && $0 != "\u{3000}" && $0 != "\t" }.map { $0 == ">" || $0 == "＞" } ?? false
+        return isQuote(text[lineStart...])
+    }
+
+    /// Whether any line of `text` is quoted.
+    static func quotesAnything(_ text: String) -> Bool {
+        lineBreaksAsLF(text).split(separator: "\n").contains(where: isQuote)
+    }
+
+    /// Whether the line starting `line` is quoted: its first non-blank character is > or ＞.
+    private static func isQuote(_ line: Substring) -> Bool {
+        line.first { $0 != " " && $0 != "\u{3000}" && $0 != "\t" }.map { $0 == ">" || $0 == "＞" } ?? false
     }
 
     /// The name a reply greets, from its opening: the first non-blank line, or one of the two lines

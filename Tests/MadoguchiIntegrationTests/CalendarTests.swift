@@ -159,6 +159,25 @@ struct CalendarTests {
         }
     }
 
+    @Test("how far the national holidays reach, as the daily warning reads it: the day after the last one, whatever the session's zone; nothing when no calendar counts them")
+    func holidaysKnownUntil() async throws {
+        try await TestApp.run { app in
+            func knownUntil() async throws -> Date? {
+                try await app.database.withConnection { connection in
+                    // A session in a zone far from UTC must not move the day.
+                    _ = try await connection.query("SET TIME ZONE 'Pacific/Kiritimati'", logger: TestCluster.logger)
+                    return try await SLAClockResetWorker.holidaysKnownUntil(on: connection, logger: TestCluster.logger)
+                }
+            }
+            // The last shipped holiday is 勤労感謝の日 2028 (migration 0066).
+            #expect(try await knownUntil() == Self.instant("2028-11-24T00:00:00Z"))
+            try await app.execute("INSERT INTO national_holidays (country, day, name) VALUES ('jp', '2029-01-01', '元日')")
+            #expect(try await knownUntil() == Self.instant("2029-01-02T00:00:00Z"))
+            try await app.execute("UPDATE business_calendars SET national_holidays = 'none'")
+            #expect(try await knownUntil() == nil)
+        }
+    }
+
     @Test("what a calendar cannot be is a clear problem naming the field, and nothing is written")
     func refusals() async throws {
         try await TestApp.run { app in

@@ -46,20 +46,24 @@ struct SLAClockResetWorker: Service {
     /// `Self.holidayNotice` away.
     private func warnIfHolidaysRunOut() async {
         do {
-            let last = try await database.withConnection { connection -> Date? in
-                let rows = try await connection.run("""
-                    SELECT (max(day) + 1)::timestamptz FROM national_holidays n
-                    WHERE EXISTS (SELECT 1 FROM business_calendars c WHERE c.national_holidays = n.country)
-                    """, logger: logger)
-                for try await day in rows.decode(Date?.self) { return day }
-                return nil
-            }
+            let last = try await database.withConnection { try await Self.holidaysKnownUntil(on: $0, logger: logger) }
             if let warning = Self.holidayWarning(knownUntil: last, now: Date()) {
                 logger.warning("\(warning)")
             }
         } catch {
             logger.debug("the national holidays could not be looked at", metadata: ["error": "\(String(reflecting: error))"])
         }
+    }
+
+    /// The day after the last national holiday known for any calendar that counts them (midnight
+    /// UTC), or nil when no calendar counts national holidays.
+    static func holidaysKnownUntil(on connection: PostgresConnection, logger: Logger) async throws -> Date? {
+        let rows = try await connection.run("""
+            SELECT ((max(day) + 1)::timestamp AT TIME ZONE 'UTC') FROM national_holidays n
+            WHERE EXISTS (SELECT 1 FROM business_calendars c WHERE c.national_holidays = n.country)
+            """, logger: logger)
+        for try await day in rows.decode(Date?.self) { return day }
+        return nil
     }
 
     static let holidayNotice: TimeInterval = 60 * 86_400

@@ -58,6 +58,40 @@ struct CustomerTests {
         }
     }
 
+    @Test("a create retried with its Idempotency-Key makes one customer, and answers with its survivor once merged; the key with another body is refused")
+    func createRetried() async throws {
+        try await TestApp.run { app in
+            let orders = try await app.keySecret(.orderSystem)
+            func create(_ json: String, key: String) async throws -> TestClient.Response {
+                try await app.request(.post, "/v1/customers", key: orders, headers: [HTTPField.Name("Idempotency-Key")!: key], json: json)
+            }
+            // No identity to collide on: without the key, the retry was a second customer.
+            let first = try await create(#"{"display_name":"佐藤 次郎"}"#, key: "order-7781")
+            #expect(first.status == .created, "\(first.text)")
+            let retried = try await create(#"{"display_name":"佐藤 次郎"}"#, key: "order-7781")
+            #expect(retried.status == .created, "\(retried.text)")
+            #expect(try Self.id(retried) == Self.id(first))
+            #expect(try await app.strings("SELECT count(*)::text FROM customers WHERE display_name = '佐藤 次郎'") == ["1"])
+
+            // With an identity, the retry is its own customer again, not a 409 naming it.
+            let json = #"{"display_name":"鈴木 一郎","identities":[{"kind":"external","value":"C-2002"}]}"#
+            let withIdentity = try Self.id(try await create(json, key: "order-7782"))
+            let again = try await create(json, key: "order-7782")
+            #expect(again.status == .created, "\(again.text)")
+            #expect(try Self.id(again) == withIdentity)
+
+            try expectProblem(try await create(#"{"display_name":"別人"}"#, key: "order-7781"), .unprocessableContent, "idempotency-key-reused")
+
+            let supervisor = try await app.keySecret(.supervisor)
+            let merged = try await app.request(.post, "/v1/customers/\(withIdentity)/merge", key: supervisor,
+                                               json: #"{"customer_id":"\#(try Self.id(first))"}"#)
+            #expect(merged.status == .ok, "\(merged.text)")
+            let afterMerge = try await create(#"{"display_name":"佐藤 次郎"}"#, key: "order-7781")
+            #expect(afterMerge.status == .created, "\(afterMerge.text)")
+            #expect(try Self.id(afterMerge) == withIdentity)
+        }
+    }
+
     @Test("a lookup whose customer was merged after it was found answers with the survivor and its identities")
     func lookupFollowsALateMerge() async throws {
         try await TestApp.run { app in

@@ -63,8 +63,18 @@ extension APIHandler {
             return (kind, try IdentityValue.normalize(kind, identity.value, field: "/identities/\(index)/value"))
         }
         let details = try Self.details(displayName: body.displayName, isVIP: body.isVip, notes: body.notes)
+        // The order system retries a create whose answer it lost; without a key it would get a second
+        // customer (or, with identities, a 409 naming its own first one).
+        let replay = try RequestReplay(input.headers.idempotencyKey, principal: principal, operation: "createCustomer",
+                                       target: RequestReplay.noTarget, body: body, logger: logger)
         let customer = try await database.withTransaction { connection in
+            if let earlier = try await replay?.earlier(on: connection) {
+                guard let survivor = try await customers.survivor(of: earlier, on: connection),
+                      let customer = try await customers.live(from: survivor, on: connection) else { throw Problem.internalError }
+                return customer
+            }
             let id = try await customers.create(details, identities: identities, by: principal, on: connection)
+            try await replay?.record(id, on: connection)
             return try await customers.customer(id: id, on: connection)!
         }
         return .created(.init(body: .json(.init(customer))))

@@ -18,6 +18,9 @@ struct RequestReplay: Sendable {
     let fingerprint: [UInt8]
     let logger: Logger
 
+    /// The `target` of a request whose path names no resource (creating one at the top level).
+    static let noTarget = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+
     /// nil without an `Idempotency-Key`. `target`: the resource in the path; `body`: the request as
     /// decoded, its members sorted, so a retry that orders them otherwise is the same request.
     init?(_ key: String?, principal: Principal, operation: String, target: UUID, body: some Encodable, logger: Logger) throws {

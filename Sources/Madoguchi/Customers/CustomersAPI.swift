@@ -23,10 +23,12 @@ extension APIHandler {
     static func plusRestored(_ raw: String, kind: Customer.Identity.Kind) -> String {
         switch kind {
         case .phone:
+            // A number in national form (0…) never had a +: its leading space is only a stray one.
             let digits = raw.drop { $0 == " " }
-            return digits.count < raw.count && digits.first?.isNumber == true ? "+" + digits : raw
+            return digits.count < raw.count && digits.first?.isNumber == true && digits.first != "0" ? "+" + digits : raw
         case .email:
-            guard let at = raw.lastIndex(of: "@"), raw[..<at].contains(" ") else { return raw }
+            // `Taro Yamada <taro@example.jp>` has spaces of its own, in the name.
+            guard let at = raw.lastIndex(of: "@"), raw[..<at].contains(" "), !raw.contains("<") else { return raw }
             let local = raw[..<at].trimmingCharacters(in: .whitespaces).replacingOccurrences(of: " ", with: "+")
             return local + raw[at...]
         default:

@@ -18,10 +18,13 @@ enum IdentityValue {
         guard Text.length(value) <= maximumLength else { throw invalid("is longer than \(maximumLength) characters") }
         switch kind {
         case .email:
-            let address = email(value)
+            let address = email(try mailbox(in: value, invalid: invalid))
             guard let at = address.lastIndex(of: "@"), at != address.startIndex, address.index(after: at) != address.endIndex,
                   !address.contains(where: { $0.isWhitespace })
             else { throw invalid("'\(value)' is not an email address") }
+            if let character = misplaced(in: address, at: at) {
+                throw invalid("'\(value)' is not an email address: '\(character)' cannot appear there")
+            }
             // Its domain's A-labels can be longer than the address as given.
             guard Text.length(address) <= maximumLength else {
                 throw invalid("is longer than \(maximumLength) characters with its domain in A-labels (\(Text.length(address)))")
@@ -46,6 +49,34 @@ enum IdentityValue {
         case .external, .line:
             return value
         }
+    }
+
+    /// The one address in what was given: `Taro <taro@example.jp>` and `<taro@example.jp>` (pasted
+    /// from a mail program) are the address inside, as is `taro@example.jp (自宅)` without its
+    /// comment; two addresses (`a@x.jp, b@y.jp`) are refused, as
+    /// is anything the address reader finds no address in.
+    private static func mailbox(in value: String, invalid: (String) -> Problem) throws -> String {
+        let folded = Text.foldingFullWidthASCII(value)
+        // A bare address needs no reading (and carrier addresses such as `taro..x.@docomo.ne.jp` are
+        // kept exactly as written).
+        guard folded.contains(where: { "<>,;()".contains($0) }) else { return folded }
+        let found = MailAddress.list(Array(folded.utf8)).filter { !$0.address.isEmpty }
+        guard found.count <= 1 else {
+            throw invalid("holds \(found.count) addresses (\(found.map(\.address).joined(separator: ", "))); give one per identity")
+        }
+        guard let address = found.first?.address else { throw invalid("'\(value)' is not an email address") }
+        return address
+    }
+
+    /// A character no address has where it stands (unquoted), which a relay would refuse: the
+    /// structural ones of RFC 5322 in the local part, anything but letters, digits, `-` and `.` in a
+    /// domain that is not an address literal. Carrier local parts (dots anywhere) pass.
+    private static func misplaced(in address: String, at: String.Index) -> Character? {
+        let local = address[..<at], domain = address[address.index(after: at)...]
+        let quoted = local.count >= 2 && local.hasPrefix("\"") && local.hasSuffix("\"")
+        if !quoted, let bad = local.first(where: { "()<>[]:;@\\,\"".contains($0) }) { return bad }
+        if domain.hasPrefix("["), domain.hasSuffix("]") { return nil }
+        return domain.first { !($0.isLetter || $0.isNumber || $0 == "-" || $0 == ".") }
     }
 
     /// For comparing an address someone typed with stored identities: trimmed, and an email in the

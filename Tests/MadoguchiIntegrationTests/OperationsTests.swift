@@ -16,6 +16,31 @@ struct OperationsTests {
         }
     }
 
+    @Test("events with transaction ids ahead of the database's (a pg_dump restored into a new cluster) make ready a 503 naming the epoch to set")
+    func eventIdsAhead() async throws {
+        // The events written here are not ones the service would write: their payloads are not checked.
+        try await TestApp.run(checksEventPayloads: false) { app in
+            #expect(try await app.request(.get, "/health/ready").status == .ok)
+            // As a restore leaves it: the ids came back as data, the counter started again below them.
+            try await app.execute("""
+                INSERT INTO events (type, xid) VALUES ('agent.created', ((pg_snapshot_xmax(pg_current_snapshot())::text::bigint + 100000)::text)::xid8)
+                """)
+            let ahead = try await app.request(.get, "/health/ready")
+            try expectProblem(ahead, .serviceUnavailable, "not-ready")
+            #expect((try ahead.json["detail"] as? String)?.contains("pg_resetwal -e 1") == true, "\(ahead.text)")
+        }
+        // A webhook endpoint's cursor restored the same way is caught as well.
+        try await TestApp.run { app in
+            try await app.execute("""
+                INSERT INTO webhook_endpoints (url, secrets, cursor_xid, cursor_event)
+                VALUES ('https://hooks.example/x', ARRAY['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'], (4294967296 * 3)::text::xid8, 1)
+                """)
+            let ahead = try await app.request(.get, "/health/ready")
+            try expectProblem(ahead, .serviceUnavailable, "not-ready")
+            #expect((try ahead.json["detail"] as? String)?.contains("pg_resetwal -e 4") == true, "\(ahead.text)")
+        }
+    }
+
     @Test("a pool busy with work is still ready while the database answers that work; a pool stuck for longer is not")
     func readyUnderLoad() async throws {
         try await TestApp.run(configure: { $0.databasePoolSize = 4; $0.http.readinessTimeout = .seconds(1) }) { app in

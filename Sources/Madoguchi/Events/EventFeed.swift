@@ -143,6 +143,24 @@ struct EventFeed: Sendable {
     }
 
     /// The cursor after the newest event there is (below the horizon): to follow from now on.
+    /// When events (or webhook cursors) carry transaction ids this cluster has not reached yet, the
+    /// highest of them and the next id it will hand out; nil when all is well. It happens after a
+    /// `pg_dump` is restored into a new cluster: the ids come back as data while the new cluster's
+    /// counter starts again near zero, so every new event would sort before every old one and each
+    /// cursor would wait for ever. Raising the cluster's epoch (`pg_resetwal -e`) mends it (RUNBOOK).
+    func idsAhead(on connection: PostgresConnection) async throws -> (recorded: String, next: String, epoch: UInt64)? {
+        let rows = try await connection.run("""
+            SELECT r.recorded::text, n.next::text, (r.recorded::text::numeric / 4294967296)::bigint + 1
+            FROM (SELECT greatest((SELECT max(xid) FROM events), (SELECT max(cursor_xid) FROM webhook_endpoints)) AS recorded) r,
+                 (SELECT pg_snapshot_xmax(pg_current_snapshot()) AS next) n
+            WHERE r.recorded >= n.next
+            """, logger: logger)
+        for try await (recorded, next, epoch) in rows.decode((String, String, Int64).self) {
+            return (recorded, next, UInt64(epoch))
+        }
+        return nil
+    }
+
     func end(on connection: PostgresConnection) async throws -> FeedCursor {
         try await latest(below: try await horizon(on: connection), on: connection) ?? .start
     }

@@ -415,4 +415,41 @@ struct EventFeedTests {
             #expect(try await app.count("SELECT count(*) FROM webhook_deliveries WHERE webhook_id = 'msg_new'") == 1)
         }
     }
+    @Test("retention removes the feed in its order, up to the first young event; a cursor it passed is 410 cursor-expired on the feed and the stream, one at its mark resumes")
+    func expiredCursor() async throws {
+        try await TestApp.run(checksEventPayloads: false) { app in
+            for (name, age) in [("e0", "45 days"), ("e1", "40 days"), ("e2", "0 days"), ("e3", "35 days")] {
+                try await app.execute("INSERT INTO events (type, occurred_at, data) VALUES ('ticket.updated', now() - \(age)::interval, jsonb_build_object('name', \(name)::text))")
+            }
+            let dashboard = try await app.keySecret(.dashboard)
+            let all = try await app.request(.get, "/v1/events", key: dashboard)
+            let items = try #require(try all.json["items"] as? [[String: Any]])
+            #expect(items.compactMap { ($0["data"] as? [String: Any])?["name"] as? String } == ["e0", "e1", "e2", "e3"])
+            let cursors = items.compactMap { $0["cursor"] as? String }
+
+            let removed = try await EventRetention(database: app.database, logger: TestCluster.logger).removeEvents(olderThan: 30)
+            // e3 is old too, but comes after the young e2 in the feed: it waits for e2's turn.
+            #expect(removed.removed == 2)
+            #expect(try await app.strings("SELECT data->>'name' FROM events ORDER BY xid, id") == ["e2", "e3"])
+
+            func names(_ response: TestClient.Response) throws -> [String] {
+                (try response.json["items"] as? [[String: Any]])?.compactMap { ($0["data"] as? [String: Any])?["name"] as? String } ?? []
+            }
+            let expired = try await app.request(.get, "/v1/events?after=\(cursors[0])", key: dashboard)
+            try expectProblem(expired, .gone, "cursor-expired")
+            #expect((try expired.json["detail"] as? String)?.contains("removed by retention") == true)
+            // At the mark: the follower saw e1, and nothing it has not seen is gone.
+            #expect(try names(try await app.request(.get, "/v1/events?after=\(cursors[1])", key: dashboard)) == ["e2", "e3"])
+            #expect(try names(try await app.request(.get, "/v1/events", key: dashboard)) == ["e2", "e3"])
+            let resumed = try await app.request(.get, "/v1/events/stream", key: dashboard, headers: [HTTPField.Name("Last-Event-ID")!: cursors[0]])
+            try expectProblem(resumed, .gone, "cursor-expired")
+            #expect((try resumed.json["detail"] as? String)?.contains("Last-Event-ID") == true)
+            try expectProblem(try await app.request(.get, "/v1/events/stream?after=\(cursors[0])", key: dashboard), .gone, "cursor-expired")
+
+            // A later run moves the mark on; the mark never moves back.
+            try await app.execute("INSERT INTO events (type, occurred_at, data) VALUES ('ticket.updated', now(), '{\"name\":\"e4\"}')")
+            #expect(try await EventRetention(database: app.database, logger: TestCluster.logger).removeEvents(olderThan: 30).removed == 0)
+            #expect(try await app.request(.get, "/v1/events?after=\(cursors[1])", key: dashboard).status == .ok)
+        }
+    }
 }

@@ -143,6 +143,23 @@ struct EventFeed: Sendable {
     }
 
     /// The cursor after the newest event there is (below the horizon): to follow from now on.
+    /// Refuses a cursor below where retention has removed the feed to (`event_removals`): events
+    /// after it are gone, and resuming from it would skip them without a word.
+    func checkKept(_ cursor: FeedCursor, field: String = "after", on connection: PostgresConnection) async throws {
+        let rows = try await connection.run("""
+            SELECT removed_at FROM event_removals
+            WHERE (through_xid, through_id) > (\(String(cursor.xid))::xid8, \(cursor.eventID))
+            """, logger: logger)
+        for try await removedAt in rows.decode(Date.self) {
+            throw Problem(.cursorExpired, status: .gone, title: "Cursor expired",
+                          detail: """
+                              Events after the cursor in \(field) were removed by retention (last on \(removedAt.rfc3339UTC)): \
+                              resuming from it would skip them. Read the current state again (tickets, reports), then follow \
+                              the feed from its oldest kept event (no cursor).
+                              """)
+        }
+    }
+
     /// When events (or webhook cursors) carry transaction ids this cluster has not reached yet, the
     /// highest of them and the next id it will hand out; nil when all is well. It happens after a
     /// `pg_dump` is restored into a new cluster: the ids come back as data while the new cluster's

@@ -13,8 +13,13 @@ extension APIHandler {
         let wait = input.query.wait ?? 0
         guard (0...60).contains(wait) else { throw Problem.invalidParameter("wait", "must be 0 to 60 seconds") }
         let filter = try Self.feedFilter(types: input.query.types, ticketID: input.query.ticketId?.uuid)
-        let key = try await database.withConnection { try await feed.key(on: $0) }
-        var cursor = try input.query.after.map { try FeedCursor.decode($0, with: key) } ?? .start
+        let (key, start) = try await database.withConnection { connection -> (FeedCursor.Key, FeedCursor) in
+            let key = try await feed.key(on: connection)
+            guard let after = try input.query.after.map({ try FeedCursor.decode($0, with: key) }) else { return (key, .start) }
+            try await feed.checkKept(after, on: connection)
+            return (key, after)
+        }
+        var cursor = start
         let deadline = ContinuousClock.now + .seconds(wait)
         // A page found after waiting comes out only while the key is in force: one revoked during a
         // minute's poll would otherwise still be sent what was written meanwhile (the stream checks too).
@@ -45,8 +50,16 @@ extension APIHandler {
         let (key, start) = try await database.withConnection { connection -> (FeedCursor.Key, FeedCursor) in
             let key = try await feed.key(on: connection)
             // A reconnecting EventSource sends the last id it saw; it wins over the URL's `after`.
-            if let given = input.headers.lastEventID { return (key, try FeedCursor.decode(given, with: key, field: "Last-Event-ID")) }
-            if let given = input.query.after { return (key, try FeedCursor.decode(given, with: key)) }
+            if let given = input.headers.lastEventID {
+                let cursor = try FeedCursor.decode(given, with: key, field: "Last-Event-ID")
+                try await feed.checkKept(cursor, field: "Last-Event-ID", on: connection)
+                return (key, cursor)
+            }
+            if let given = input.query.after {
+                let cursor = try FeedCursor.decode(given, with: key)
+                try await feed.checkKept(cursor, on: connection)
+                return (key, cursor)
+            }
             return (key, try await feed.end(on: connection))
         }
         let stream = EventStream(database: database, feed: feed, notifier: notifier, key: key, filter: filter, start: start,

@@ -105,6 +105,7 @@ extension Problem.Kind {
     public static let recipientUndeliverable = Self(rawValue: "recipient-undeliverable")
     public static let deliveryNotHeld = Self(rawValue: "delivery-not-held")
     public static let invalidCursor = Self(rawValue: "invalid-cursor")
+    public static let cursorExpired = Self(rawValue: "cursor-expired")
     public static let clientClosedRequest = Self(rawValue: "client-closed-request")
     public static let serverBusy = Self(rawValue: "server-busy")
     public static let databaseUnavailable = Self(rawValue: "database-unavailable")

@@ -29,6 +29,31 @@ struct ResponseEncodingTests {
         #expect(throws: (any Error).self) { try ours.decode("2026-12-04") }
     }
 
+    @Test("any RFC 3339 date-time is read: fractions of a second (JavaScript's toISOString), offsets, lower-case t and z; in PostgreSQL's calendar")
+    func readingDates() throws {
+        let ours = UTCSecondsDateTranscoder()
+        #expect(try ours.decode("2026-12-06T21:30:00.123Z").timeIntervalSince1970 == 1_796_592_600.123)
+        #expect(try ours.decode("2026-12-07T06:30:00.5+09:00").timeIntervalSince1970 == 1_796_592_600.5)
+        #expect(try ours.decode("2026-12-06t21:30:00z") == ours.decode("2026-12-06T21:30:00Z"))
+        #expect(try ours.decode("2026-12-06T16:00:00-05:30") == ours.decode("2026-12-06T21:30:00Z"))
+        #expect(try ours.decode("2024-02-29T00:00:00Z").rfc3339UTC == "2024-02-29T00:00:00Z")
+        // Proleptic Gregorian, as PostgreSQL counts: Foundation read these in the Julian calendar.
+        #expect(try ours.decode("1582-10-10T00:00:00Z").rfc3339UTC == "1582-10-10T00:00:00Z")
+        #expect(try ours.decode("1000-01-01T00:00:00Z") == Date.fourDigitYears.lowerBound)
+        #expect(try ours.decode("9999-12-31T23:59:59Z") == Date.fourDigitYears.upperBound)
+        // Every second of a few random years reads back as it is written.
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<2000 {
+            let date = Date(timeIntervalSince1970: Double(Int64.random(in: -30_610_224_000...253_402_300_799, using: &generator)))
+            #expect(try ours.decode(date.rfc3339UTC) == date)
+        }
+        for text in ["0999-12-31T23:59:59Z", "2026-02-29T00:00:00Z", "2026-12-06T24:00:00Z", "2026-12-06T21:30:00",
+                     "2026-12-06 21:30:00Z", "2026-12-06T21:30:00.Z", "2026-12-06T21:30:00+0900", "2026-12-06T21:30:60Z",
+                     "2026-12-06T21:30:00Z ", "+12026-12-06T21:30:00Z"] {
+            #expect(throws: (any Error).self, "\(text)") { try ours.decode(text) }
+        }
+    }
+
     @Test("bodies are compact, with sorted keys and unescaped slashes")
     func bodies() {
         #expect(ResponseEncoding.configuration.jsonEncodingOptions == [.sortedKeys, .withoutEscapingSlashes])

@@ -12,13 +12,22 @@ extension InboundWebform {
     init(validating submission: Submission) throws {
         var errors: [Problem.FieldError] = []
         var contacts: [(Customer.Identity.Kind, String)] = []
-        for (kind, raw, field) in [(Customer.Identity.Kind.email, submission.email, "/email"), (.phone, submission.phone, "/phone"),
-                                   (.external, submission.externalId, "/external_id")] {
+        // A contact that cannot be one (a phone number a digit short, two addresses in one field) is
+        // not a reason to lose the inquiry: the gateway may have no way to ask the customer again.
+        // It is kept in the message for an agent to read, and becomes no identity.
+        var unreadable: [(field: String, value: String, why: String)] = []
+        for (kind, raw, field) in [(Customer.Identity.Kind.email, submission.email, "email"), (.phone, submission.phone, "phone"),
+                                   (.external, submission.externalId, "external_id")] {
             guard let raw, !raw.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { continue }
             do {
-                contacts.append((kind, try IdentityValue.normalize(kind, raw, field: field)))
+                contacts.append((kind, try IdentityValue.normalize(kind, raw, field: "/" + field)))
             } catch let problem as Problem {
-                errors += problem.errors
+                // Too long or with a NUL is no contact typed by mistake: refused, as any field is.
+                guard !raw.contains("\u{0}"), Text.length(raw) <= IdentityValue.maximumLength else {
+                    errors += problem.errors
+                    continue
+                }
+                unreadable.append((field, raw, problem.errors.first?.message ?? problem.detail))
             }
         }
         for (field, text) in [("/form_id", submission.formId), ("/submission_id", submission.submissionId)]
@@ -61,8 +70,8 @@ extension InboundWebform {
             formID: submission.formId, submissionID: submission.submissionId, contacts: contacts,
             contactsVerified: submission.contactsVerified ?? false, name: name?.isEmpty == false ? name : nil,
             subject: subject?.isEmpty == false ? subject! : "Web form \(submission.formId)",
-            body: submission.body, fieldsJSON: fieldsJSON, fieldsText: fieldsText, email: submission.email, phone: submission.phone,
-            submittedAt: submission.submittedAt, attachments: attachments)
+            body: submission.body, fieldsJSON: fieldsJSON, fieldsText: fieldsText, unreadableContacts: unreadable,
+            email: submission.email, phone: submission.phone, submittedAt: submission.submittedAt, attachments: attachments)
     }
 
     /// The free-form fields as JSON for `metadata`, and as "key: value" lines an agent reads.

@@ -15,6 +15,9 @@ struct InboundWebform: Sendable {
     /// The form's other fields, as JSON (kept exactly as sent) and as "key: value" lines to read.
     var fieldsJSON: String
     var fieldsText: String
+    /// Contact fields that could not be read as one (`field`: email, phone or external_id; `why`:
+    /// what is wrong), shown in the message and flagged `contact-unreadable`.
+    var unreadableContacts: [(field: String, value: String, why: String)] = []
     var email: String?
     var phone: String?
     var submittedAt: Date?
@@ -39,14 +42,18 @@ struct WebformIngest: Sendable {
             body: raw, apiKeyID: apiKeyID, senderIdentities: form.contacts)
         ) { payloadID, ownersRead, connection in
             let metadata: [String: Any?] = ["form_id": form.formID, "name": form.name, "email": form.email, "phone": form.phone]
-            let message = CustomerMessage(
+            // Under the body, with the form's other fields: what the customer typed, and why it is no contact.
+            let unreadable = form.unreadableContacts.map { "\($0.field) (not usable: \($0.why)): \($0.value)" }
+            let extra = (unreadable + (form.fieldsText.isEmpty ? [] : [form.fieldsText])).joined(separator: "\n")
+            var message = CustomerMessage(
                 channel: .webform, provider: form.formID, providerMessageID: form.submissionID, sender: .contacts(form.contacts, verified: form.contactsVerified),
                 senderName: form.name, subject: form.subject, from: form.contacts.first?.value,
-                text: form.fieldsText.isEmpty ? form.body : form.body + "\n\n――――\n" + form.fieldsText, visibleText: form.body,
+                text: extra.isEmpty ? form.body : form.body + "\n\n――――\n" + extra, visibleText: form.body,
                 metadata: try NewMessage.metadata(metadata.compactMapValues { $0 }, embedding: ["fields": form.fieldsJSON]),
                 sentAt: form.submittedAt, attachments: form.attachments, eventDetails: ["form_id": form.formID])
+            if !form.unreadableContacts.isEmpty { message.flags.append("contact-unreadable") }
             // A form with no way to answer is still taken in; its ticket says so.
-            let tags = form.contacts.isEmpty ? ["no-contact"] : []
+            let tags = (form.contacts.isEmpty ? ["no-contact"] : []) + (form.unreadableContacts.isEmpty ? [] : ["contact-unreadable"])
             return try await ConversationIntake(logger: logger).take(
                 message, placement: .newTicket(tags: tags), payloadID: payloadID, identitiesLocked: true, ownersRead: ownersRead, on: connection)
         }

@@ -446,6 +446,10 @@ struct EventFeedTests {
             #expect((try resumed.json["detail"] as? String)?.contains("Last-Event-ID") == true)
             try expectProblem(try await app.request(.get, "/v1/events/stream?after=\(cursors[0])", key: dashboard), .gone, "cursor-expired")
 
+            // Several types go comma-separated; given twice, the second was silently dropped.
+            let twice = try await app.request(.get, "/v1/events?types=ticket.created&types=reply.sent", key: dashboard)
+            try expectProblem(twice, .badRequest, "invalid-parameter")
+            #expect((try twice.json["errors"] as? [[String: String]])?.first?["message"]?.contains("types=ticket.created,reply.sent") == true)
             // A later run moves the mark on; the mark never moves back.
             try await app.execute("INSERT INTO events (type, occurred_at, data) VALUES ('ticket.updated', now(), '{\"name\":\"e4\"}')")
             #expect(try await EventRetention(database: app.database, logger: TestCluster.logger).removeEvents(olderThan: 30).removed == 0)

@@ -956,6 +956,11 @@ struct ReportTests {
                 ("from=1926-01-01&to=2025-12-31&granularity=hour", "from"),
                 ("from=2000-01-01&to=2099-12-31&granularity=hour", "granularity"),
                 ("from=2026-11-01&to=2026-11-02&time_zone=Mars/Olympus", "time_zone"),
+                // Named by the parameter itself, not by the first one the decoder could not tell apart.
+                ("from=2026-11-01&to=2026-11-02&bom=True", "bom"),
+                ("from=2026-11-01", "to"),
+                // One value each: the second was silently dropped.
+                ("from=2026-11-01&to=2026-11-02&channel=sms&channel=email", "channel"),
             ] {
                 let response = try await app.request(.get, "/v1/reports/volume?\(query)", key: dashboard)
                 try expectProblem(response, .badRequest, "invalid-parameter")

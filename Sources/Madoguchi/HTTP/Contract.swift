@@ -66,6 +66,7 @@ final class Contract: Sendable {
         let name: String
         let location: Location
         let schema: Schema
+        var required = false
     }
 
     init(json: Data) throws {
@@ -93,7 +94,8 @@ final class Contract: Sendable {
                           let schema = parameter["schema"] as? [String: Any]
                     else { continue }
                     parameters[id, default: []].append(
-                        Parameter(name: location == .header ? name.lowercased() : name, location: location, schema: Schema(schema)))
+                        Parameter(name: location == .header ? name.lowercased() : name, location: location, schema: Schema(schema),
+                                  required: parameter["required"] as? Bool ?? false))
                 }
                 for case var (status, response as [String: Any]) in (operation["responses"] as? [String: Any]) ?? [:] where status.hasPrefix("2") {
                     if let reference = response["$ref"] as? String,
@@ -131,11 +133,25 @@ final class Contract: Sendable {
     }
 
     /// What is wrong with the query and header parameters of a request, each named by its parameter:
-    /// lengths, patterns and ranges, as for bodies, and NUL anywhere (PostgreSQL text cannot hold it).
-    /// A value the decoder cannot read as its type is left to the decoder's own 400.
+    /// lengths, patterns and ranges, as for bodies, NUL anywhere (PostgreSQL text cannot hold it), a
+    /// required one missing, a one-value one given twice, an integer, number or boolean that is not
+    /// one. Other values the decoder cannot read as their type are left to the decoder's own 400.
     func problems(inQuery query: [(name: String, value: String)], headers: [(name: String, value: String)], operation: String) -> [Problem.FieldError] {
         var found: [Problem.FieldError] = []
         let known = parameters[operation] ?? []
+        // Missing ones are named here: the decoder says only that "a parameter" was null.
+        for parameter in known where parameter.location == .query && parameter.required && !query.contains(where: { $0.name == parameter.name }) {
+            found.append(.init(pointer: parameter.name, message: "is required"))
+        }
+        // A parameter of one value given twice (`channel=sms&channel=email`) was read as its first
+        // value alone: a dashboard showed sms figures for "sms and email" without a sign.
+        var seen: [String: Int] = [:]
+        for item in query { seen[item.name, default: 0] += 1 }
+        for parameter in known where parameter.location == .query && (seen[parameter.name] ?? 0) > 1 && resolved(parameter.schema).type != "array" {
+            found.append(.init(pointer: parameter.name, message: "is given \(seen[parameter.name]!) times, but takes one value"
+                               + (parameter.name == "types" ? " (several go comma-separated: types=ticket.created,reply.sent)" : "")))
+        }
+        var reported: Set<String> = []
         for (location, items) in [(Parameter.Location.query, query), (.header, headers)] {
             for item in items {
                 let name = location == .header ? item.name.lowercased() : item.name
@@ -152,12 +168,23 @@ final class Contract: Sendable {
                     continue
                 }
                 let schema = valueSchema(parameter)
+                // Named here by the parameter itself; the decoder's own message named the first
+                // parameter it could not tell apart (`from: '2026-12-07' is not valid: expected a boolean`).
+                func wrongType(_ what: String) {
+                    guard reported.insert(parameter.name).inserted else { return }
+                    found.append(.init(pointer: parameter.name, message: "'\(Text.clean(String(item.value.prefix(100))))' is not \(what)"))
+                }
                 switch schema.type {
                 case "string":
                     check(item.value, against: schema, at: parameter.name, into: &found)
-                case "integer", "number":
-                    guard let number = Double(item.value) else { continue }
+                case "integer":
+                    guard let number = Int(item.value) else { wrongType("an integer"); continue }
                     check(NSNumber(value: number), against: schema, at: parameter.name, into: &found)
+                case "number":
+                    guard let number = Double(item.value) else { wrongType("a number"); continue }
+                    check(NSNumber(value: number), against: schema, at: parameter.name, into: &found)
+                case "boolean":
+                    if !["true", "false"].contains(item.value) { wrongType("true or false") }
                 default:
                     continue
                 }

@@ -152,6 +152,18 @@ struct CustomerTests {
             let items2 = try #require(try page2.json["items"] as? [[String: Any]])
             #expect(items2.map { $0["kind"] as? String } == ["ticket"])
             #expect(try page2.json["next_cursor"] == nil)
+
+            // Another customer's timeline does not take this one's cursor as a position of its own.
+            let other = try #require(try await app.postMail(gateway, testMail(from: "other@example.jp", subject: "他人", id: "tl3@example.jp"))
+                .json["customer_id"] as? String)
+            let foreign = try await app.request(.get, "/v1/customers/\(other)/timeline?limit=3&cursor=\(cursor)", key: orders)
+            try expectProblem(foreign, .badRequest, "invalid-parameter")
+            #expect((try foreign.json["detail"] as? String)?.contains("another customer's timeline") == true, "\(foreign.text)")
+            // Merged since: the cursor pages on as the survivor's.
+            let supervisor = try await app.keySecret(.supervisor)
+            #expect(try await app.request(.post, "/v1/customers/\(other)/merge", key: supervisor, json: #"{"customer_id":"\#(customer)"}"#).status == .ok)
+            let merged = try await app.request(.get, "/v1/customers/\(other)/timeline?limit=3&cursor=\(cursor)", key: orders)
+            #expect(merged.status == .ok, "\(merged.text)")
         }
     }
 

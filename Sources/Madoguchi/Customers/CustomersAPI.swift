@@ -135,24 +135,33 @@ extension APIHandler {
     func getCustomerTimeline(_ input: Operations.GetCustomerTimeline.Input) async throws -> Operations.GetCustomerTimeline.Output {
         let id = input.path.customerId.uuid
         let limit = try PageCursor.limit(input.query.limit)
-        let before = try input.query.cursor.map { cursor -> (Int64, UUID) in
-            let parts = try PageCursor.decode(cursor, count: 2)
+        // The cursor names the customer whose timeline it pages (a cursor issued before it did has two
+        // parts): another customer's cursor read as a position here skipped this one's newest entries.
+        let before = try input.query.cursor.map { cursor -> (Int64, UUID, UUID?) in
+            let parts = try (try? PageCursor.decode(cursor, count: 3)) ?? PageCursor.decode(cursor, count: 2)
             guard let micros = PageCursor.microseconds(parts[0]), let entry = UUID(uuidString: parts[1]) else { throw PageCursor.invalid }
-            return (micros, entry)
+            guard parts.count == 3 else { return (micros, entry, nil) }
+            guard let owner = UUID(uuidString: parts[2]) else { throw PageCursor.invalid }
+            return (micros, entry, owner)
         }
         // One snapshot for the survivor and its page: a merge committing between the two left the
         // survivor's tickets under the customer it was merged into, and the page came back empty.
-        var page = try await database.withTransaction { connection -> [CustomerTimeline.Entry] in
+        var (survivor, page) = try await database.withTransaction { connection -> (UUID, [CustomerTimeline.Entry]) in
             try await connection.perform("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", logger: logger)
             guard let survivor = try await customers.survivor(of: id, on: connection) else {
                 throw Problem.notFound("There is no customer \(id.uuidString.lowercased()).")
             }
-            return try await CustomerTimeline(logger: logger).page(customerID: survivor, before: before, limit: limit + 1, on: connection)
+            // A customer merged since the cursor was issued pages on as its survivor.
+            if let owner = before?.2, owner != survivor, try await customers.survivor(of: owner, on: connection) != survivor {
+                throw Problem.invalidParameter("cursor", "belongs to another customer's timeline; start this customer's from its first page")
+            }
+            let position = before.map { ($0.0, $0.1) }
+            return (survivor, try await CustomerTimeline(logger: logger).page(customerID: survivor, before: position, limit: limit + 1, on: connection))
         }
         var nextCursor: String?
         if page.count > limit {
             page.removeLast()
-            nextCursor = page.last.map { PageCursor.encode([String($0.atMicroseconds), $0.id.uuidString.lowercased()]) }
+            nextCursor = page.last.map { PageCursor.encode([String($0.atMicroseconds), $0.id.uuidString.lowercased(), survivor.lowercased]) }
         }
         PageCursor.setLinkHeader(nextCursor: nextCursor)
         return .ok(.init(body: .json(.init(items: page.map(Components.Schemas.TimelineEntry.init), nextCursor: nextCursor))))

@@ -37,6 +37,10 @@ struct ProblemTests {
             #expect((try wrongType.json["errors"] as? [[String: String]])?.first?["pointer"] == "/role")
             let wrongValue = try await app.request(.post, "/v1/api-keys", key: admin, json: #"{"name":"x","role":"superuser"}"#)
             try expectProblem(wrongValue, .badRequest, "malformed-body")
+            // What it may be instead, from the contract (the decoder names only its own type).
+            let said = (try wrongValue.json["errors"] as? [[String: String]])?.first
+            #expect(said?["pointer"] == "/role")
+            #expect(said?["message"]?.hasPrefix("'superuser' is not one of ") == true && said?["message"]?.contains("agent") == true, "\(wrongValue.text)")
             let missing = try await app.request(.post, "/v1/api-keys", key: admin, json: #"{"role":"agent"}"#)
             try expectProblem(missing, .badRequest, "malformed-body")
             #expect((try missing.json["errors"] as? [[String: String]])?.first?["pointer"] == "/name")

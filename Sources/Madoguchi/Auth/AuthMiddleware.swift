@@ -42,7 +42,7 @@ struct AuthMiddleware: ServerMiddleware {
                 .forbidden,
                 status: .forbidden,
                 title: "Forbidden",
-                detail: "A \(principal.role.rawValue) key may not call \(operationID); it takes a key of role \(names.isEmpty ? "(none)" : names)."
+                detail: "A key of role \(principal.role.rawValue) may not call \(operationID); it takes a key of role \(names.isEmpty ? "(none)" : names)."
             )
         }
         return try await next(request, body, metadata)

@@ -201,6 +201,25 @@ final class Contract: Sendable {
             : "is not a parameter of this operation, which takes: " + names.joined(separator: ", ")
     }
 
+    /// The values a member of `operation`'s request body may take (`path`: its keys and indexes from
+    /// the top), when its schema lists them.
+    func allowedValues(operation: String, bodyPath path: [String]) -> [String]? {
+        guard var schema = requestBodies[operation].map(resolved) else { return nil }
+        for key in path {
+            if let property = schema.properties[key] {
+                schema = resolved(property)
+            } else if Int(key) != nil, let items = schema.items {
+                schema = resolved(items)
+            } else if let additional = schema.additionalProperties {
+                schema = resolved(additional)
+            } else {
+                return nil
+            }
+        }
+        if schema.type == "array", let items = schema.items { return resolved(items).allowed }
+        return schema.allowed
+    }
+
     /// The values a query parameter of `operation` may take, when its schema (or its items') lists them.
     func allowedValues(operation: String, parameter name: String) -> [String]? {
         guard let parameter = parameters[operation]?.first(where: { $0.location == .query && $0.name == name }) else { return nil }

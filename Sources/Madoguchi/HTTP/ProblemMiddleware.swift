@@ -161,6 +161,14 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             return .invalidParameter(name, "'\(value)' is not valid: \(message)")
         }
         let pointer = path.isEmpty ? nil : "/" + path.joined(separator: "/")
+        // An enum member's wrong value: the decoder says only "Cannot initialize TicketStatus from
+        // invalid String value resolved"; the contract knows what it may be.
+        if case .dataCorrupted = error, let value = message.range(of: "from invalid String value ").map({ String(message[$0.upperBound...]) }),
+           let allowed = Contract.bundled.allowedValues(operation: operation.operationID, bodyPath: path), !allowed.isEmpty {
+            let said = "'\(Text.clean(String(value.prefix(100))))' is not one of \(allowed.joined(separator: ", "))"
+            return Problem(.malformedBody, status: .badRequest, title: "Malformed request body",
+                           detail: pointer.map { "\($0): \(said)" } ?? said, errors: [.init(pointer: pointer, message: said)])
+        }
         return Problem(
             .malformedBody,
             status: .badRequest,

@@ -115,6 +115,43 @@ struct ReportTests {
             """)
     }
 
+    @Test("hours across a change of the clocks: the hour skipped has no row, the hour repeated is one row of two hours holding both, and every row starts where the last ended")
+    func daylightSaving() async throws {
+        try await TestApp.run { app in
+            let dashboard = try await app.keySecret(.dashboard)
+            let customer = try await app.customer()
+            // New York, 1 November 2026: 01:00–02:00 happens twice, at 05:00Z (EDT) and 06:00Z (EST).
+            try await Self.arrival(app, customer, at: "'2026-11-01 05:30Z'")
+            try await Self.arrival(app, customer, at: "'2026-11-01 06:30Z'")
+            func hours(_ day: String, _ report: String = "volume") async throws -> [[String: Any]] {
+                try await Self.items(app, dashboard, "/v1/reports/\(report)?from=\(day)&to=\(day)&granularity=hour&time_zone=America/New_York&channel=email")
+            }
+            func instant(_ row: [String: Any], _ key: String) throws -> Date { try Date(try #require(row[key] as? String), strategy: .iso8601) }
+            let back = try await hours("2026-11-01")
+            #expect(back.count == 24)
+            let repeated = try #require(back.first { $0["period"] as? String == "2026-11-01 01:00" })
+            #expect(repeated["period_start"] as? String == "2026-11-01T05:00:00Z")
+            #expect(repeated["new_tickets"] as? Int == 2)
+            #expect(back.first?["period_start"] as? String == "2026-11-01T04:00:00Z")
+            #expect(back.first { $0["period"] as? String == "2026-11-01 02:00" }?["period_start"] as? String == "2026-11-01T07:00:00Z")
+            let starts = try back.map { try instant($0, "period_start") }
+            #expect(starts == starts.sorted() && Set(starts).count == starts.count)
+            // The backlog's periods end where the next begins: the 00:00 hour at 05:00Z, not an hour late.
+            let backlog = try await hours("2026-11-01", "backlog")
+            #expect(backlog.first { $0["period"] as? String == "2026-11-01 00:00" }?["period_end"] as? String == "2026-11-01T05:00:00Z")
+            // 8 March 2026: 02:00–03:00 never happens.
+            let forward = try await hours("2026-03-08")
+            #expect(forward.count == 23)
+            #expect(!forward.contains { $0["period"] as? String == "2026-03-08 02:00" })
+            #expect(forward.first { $0["period"] as? String == "2026-03-08 03:00" }?["period_start"] as? String == "2026-03-08T07:00:00Z")
+            let forwardStarts = try forward.map { try instant($0, "period_start") }
+            #expect(Set(forwardStarts).count == forwardStarts.count)
+            // Days keep every hour of theirs: the day the clocks go back is 25 hours long.
+            let day = try await Self.items(app, dashboard, "/v1/reports/volume?from=2026-11-01&to=2026-11-01&time_zone=America/New_York&channel=email")
+            #expect(day.first?["new_tickets"] as? Int == 2)
+        }
+    }
+
     @Test("volume reads the hourly rollup: it equals a count of the tickets and messages through arrivals, edits of a ticket's dimensions and folds; half-hour zones and tag filters count the rows")
     func volumeRollup() async throws {
         try await TestApp.run { app in

@@ -61,13 +61,17 @@ package enum ReportKind: String, Sendable, CaseIterable {
             ), bounds AS (
                 SELECT date_trunc(unit, from_day::timestamp) AS first_start, from_day::timestamp AS local_from,
                        (to_day + 1)::timestamp AS local_end, unit, zone,
-                       from_day::timestamp AT TIME ZONE zone AS starts_at, (to_day + 1)::timestamp AT TIME ZONE zone AS ends_at
+                       \(unescaped: Self.instant("from_day::timestamp", zone: "zone")) AS starts_at,
+                       \(unescaped: Self.instant("(to_day + 1)::timestamp", zone: "zone")) AS ends_at
                 FROM params
             ), periods AS (
-                SELECT local_start, local_start AT TIME ZONE b.zone AS starts,
-                       least(local_start + ('1 ' || b.unit)::interval, b.local_end) AT TIME ZONE b.zone AS ends,
+                -- An hour the clocks skip (spring forward) has no period; one they repeat (fall back)
+                -- is one period of two hours, as the facts of both fall under its local hour.
+                SELECT local_start, \(unescaped: Self.instant("local_start", zone: "b.zone")) AS starts,
+                       \(unescaped: Self.instant("least(local_start + ('1 ' || b.unit)::interval, b.local_end)", zone: "b.zone")) AS ends,
                        \(unescaped: Self.periodLabel("local_start", unit: "b.unit")) AS period
                 FROM bounds b, generate_series(b.first_start, b.local_end - interval '1 microsecond', ('1 ' || b.unit)::interval) AS local_start
+                WHERE b.unit <> 'hour' OR \(unescaped: Self.instant("local_start", zone: "b.zone")) AT TIME ZONE b.zone = local_start
             )
             \(unescaped: body)
             """
@@ -105,6 +109,13 @@ package enum ReportKind: String, Sendable, CaseIterable {
                 AND bool_and(pe.starts = date_trunc('hour', pe.starts, 'UTC') AND pe.ends = date_trunc('hour', pe.ends, 'UTC'))
          FROM params p, periods pe GROUP BY p.tag, p.agent_id)
         """
+
+    /// The instant a local time names in `zone`: the first of the two when the clocks go back and
+    /// repeat it (PostgreSQL's own reading takes the second, so the hour before a repeated one ended an
+    /// hour late), and the moment the clocks jumped to when they go forward past it.
+    private static func instant(_ local: String, zone: String) -> String {
+        "least((\(local)) AT TIME ZONE \(zone), ((\(local)) - interval '1 hour') AT TIME ZONE \(zone) + interval '1 hour')"
+    }
 
     /// A period's name, as the `period` column shows it: 2026-12-03 14:00, 2026-12-03, 2026-W49, 2026-12.
     private static func periodLabel(_ localStart: String, unit: String) -> String {
@@ -362,7 +373,8 @@ package enum ReportKind: String, Sendable, CaseIterable {
             , metrics AS (
                 SELECT m AS metric, ord FROM unnest(ARRAY['first_response', 'next_response', 'resolution']) WITH ORDINALITY AS u(m, ord)
             ), rolled AS (
-                SELECT r.local_start, r.starts, r.metric, r.count, r.wall_median, r.wall_p90, r.wall_mean,
+                SELECT r.local_start, (SELECT pe.starts FROM periods pe WHERE pe.local_start = r.local_start) AS starts, r.metric, r.count,
+                       r.wall_median, r.wall_p90, r.wall_mean,
                        r.business_median, r.business_p90, r.business_mean
                 FROM report_response_periods r
                 WHERE \(Self.periodRollupAnswers) AND \(Self.rolledPeriodAnswers)
@@ -452,7 +464,8 @@ package enum ReportKind: String, Sendable, CaseIterable {
             , targets AS (
                 SELECT g AS target, ord FROM unnest(ARRAY['first_response', 'next_response', 'resolution']) WITH ORDINALITY AS u(g, ord)
             ), rolled AS (
-                SELECT r.local_start, r.starts, r.target, r.measured, r.met, r.breached, r.overdue_median
+                SELECT r.local_start, (SELECT pe.starts FROM periods pe WHERE pe.local_start = r.local_start) AS starts, r.target,
+                       r.measured, r.met, r.breached, r.overdue_median
                 FROM report_sla_periods r
                 WHERE \(Self.periodRollupAnswers) AND \(Self.rolledPeriodAnswers)
                   AND NOT EXISTS (SELECT FROM tickets t WHERE t.response_due_at >= r.starts AND t.response_due_at < least(r.ends, now()))

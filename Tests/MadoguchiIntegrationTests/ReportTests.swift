@@ -347,10 +347,10 @@ struct ReportTests {
             // On hold for 40 days: the same at the boundary and now.
             try await ticket(opened: "\(mid) - interval '40 days'", status: "on_hold", [("on_hold", "\(mid) - interval '40 days'", "NULL")])
 
-            let tomorrow = Date().addingTimeInterval(86_400)
-                .formatted(Date.ISO8601FormatStyle(timeZone: TimeZone(identifier: "Asia/Tokyo")!).year().month().day())
+            // Today's period is the one running: it ends now.
+            let today = Date().formatted(Date.ISO8601FormatStyle(timeZone: TimeZone(identifier: "Asia/Tokyo")!).year().month().day())
             func now(_ filter: String) async throws -> [String] {
-                try await Self.items(app, dashboard, "/v1/reports/backlog?from=\(tomorrow)&to=\(tomorrow)\(filter)").map { row in
+                try await Self.items(app, dashboard, "/v1/reports/backlog?from=\(today)&to=\(today)\(filter)").map { row in
                     ["status", "open_tickets", "age_under_1d", "age_1d_to_3d", "age_3d_to_7d", "age_7d_to_30d", "age_over_30d"]
                         .map { "\(row[$0] ?? "")" }.joined(separator: " ")
                 }
@@ -359,6 +359,10 @@ struct ReportTests {
             // Through the rollup (no filter), and through the stretches (a filter every ticket passes).
             #expect(try await now("") == expected)
             #expect(try await now("&queue=general") == expected)
+            // Tomorrow has not begun: no row repeats now's counts into it.
+            let tomorrow = Date().addingTimeInterval(86_400)
+                .formatted(Date.ISO8601FormatStyle(timeZone: TimeZone(identifier: "Asia/Tokyo")!).year().month().day())
+            #expect(try await Self.items(app, dashboard, "/v1/reports/backlog?from=\(today)&to=\(tomorrow)").count == 4)
         }
     }
 
@@ -421,10 +425,9 @@ struct ReportTests {
             #expect(day.contains("2026-10-21 2026-10-21T15:00:00Z on_hold 1 0 0 0 1 0"), "\(day)")
             #expect(day.contains("2026-10-21 2026-10-21T15:00:00Z new 1 0 0 0 0 1"), "\(day)")
 
-            // Tomorrow in Tokyo ends "now": the tickets' present statuses, aged now.
-            let tomorrow = Date().addingTimeInterval(86_400)
-                .formatted(Date.ISO8601FormatStyle(timeZone: TimeZone(identifier: "Asia/Tokyo")!).year().month().day())
-            let now = try await rows("from=\(tomorrow)&to=\(tomorrow)")
+            // Today in Tokyo ends "now": the tickets' present statuses, aged now.
+            let today = Date().formatted(Date.ISO8601FormatStyle(timeZone: TimeZone(identifier: "Asia/Tokyo")!).year().month().day())
+            let now = try await rows("from=\(today)&to=\(today)")
             #expect(now.contains { $0.hasSuffix(" on_hold 1 0 0 0 0 1") }, "the old ticket, 30+ days by its moved opening: \(now)")
             #expect(now.contains { $0.hasSuffix(" pending 1 0 1 0 0 0") }, "opened 26 hours ago: \(now)")
             #expect(now.contains { $0.hasSuffix(" open 0 0 0 0 0 0") }, "the history ticket is solved now: \(now)")

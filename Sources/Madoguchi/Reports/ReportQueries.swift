@@ -248,6 +248,9 @@ package enum ReportKind: String, Sendable, CaseIterable {
                        CASE WHEN p.ends > b.now THEN b.at ELSE p.ends END AS rollup_at,
                        \(Self.hourlyRollupAnswers) AND \(Self.absent("channel", "queue", "category", "priority")) AS rolled_up
                 FROM periods p, boundary b
+                -- A period not yet begun has no end state to show: repeating now's into it drew a
+                -- flat line into the future on a dashboard's chart.
+                WHERE p.starts <= b.now
             ), moments AS (
                 SELECT local_start, period, at, running, rollup_at, lag(rollup_at) OVER (ORDER BY local_start) AS previous_rollup_at, rolled_up
                 FROM answered

@@ -103,6 +103,38 @@ struct TicketMergeTests {
         }
     }
 
+    @Test("an answered survivor waiting again takes the unanswered duplicate's overdue first response as its next response's due time: merging hides no breach")
+    func overdueDuplicateIntoAnsweredSurvivor() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let agent = try await app.keySecret(.agent)
+            let survivor = try #require(UUID(uuidString: try await Self.mail(app, gateway, subject: "注文の確認", id: "answered@example.jp")))
+            let duplicate = try #require(UUID(uuidString: try await Self.mail(app, gateway, subject: "まだ届きません", id: "late@example.jp")))
+            // The survivor was answered and waits again, due in 50 minutes; the duplicate was never
+            // answered, its first response an hour overdue.
+            try await app.execute("""
+                UPDATE tickets SET status = 'open', first_responded_at = now() - interval '3 hours', awaiting_reply_since = now() - interval '10 minutes',
+                                   next_response_due_at = now() + interval '50 minutes', next_response_warn_at = now() + interval '40 minutes'
+                WHERE id = \(survivor)
+                """)
+            try await app.execute("""
+                UPDATE tickets SET awaiting_reply_since = now() - interval '2 hours',
+                                   first_response_due_at = now() - interval '1 hour', first_response_warn_at = now() - interval '90 minutes'
+                WHERE id = \(duplicate)
+                """)
+            let merged = try await app.request(.post, "/v1/tickets/\(duplicate)/merge", key: agent, json: #"{"into_ticket_id":"\#(survivor)"}"#)
+            #expect(merged.status == .ok, "\(merged.text)")
+            #expect(try await app.count("""
+                SELECT count(*) FROM tickets
+                WHERE id = \(survivor) AND awaiting_reply_since < now() - interval '119 minutes'
+                  AND next_response_due_at < now() - interval '59 minutes' AND next_response_warn_at < now() - interval '89 minutes'
+                """) == 1)
+            // The answer says so too: the ticket as it now stands.
+            let due = try #require(try merged.json["next_response_due_at"] as? String)
+            #expect(try Date(due, strategy: .iso8601) < Date().addingTimeInterval(-3540), "\(due)")
+        }
+    }
+
     @Test("texts after an SMS ticket was merged into a mail ticket keep going there, long after the SMS ticket's own last word")
     func smsAfterMerge() async throws {
         try await TestApp.run { app in

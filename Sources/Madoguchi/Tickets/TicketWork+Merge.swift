@@ -39,7 +39,7 @@ extension TicketWork {
             // waits on the survivor from whichever wait began first, with the earlier due times of the
             // clocks both had running, and reopens it if it was pending or solved (as their message
             // would have): otherwise no queue would offer it while the unanswered guard listed it.
-            let continued = try await Self.single(connection.run("""
+            var continued = try await Self.single(connection.run("""
                 UPDATE tickets t
                 SET awaiting_reply_since = CASE WHEN d.awaiting_reply_since IS NULL THEN t.awaiting_reply_since
                                                 ELSE least(t.awaiting_reply_since, d.awaiting_reply_since) END,
@@ -67,6 +67,28 @@ extension TicketWork {
                 WHERE t.id = \(survivorID) AND d.id = \(duplicateID)
                 RETURNING \(unescaped: Ticket.columns(of: "t"))
                 """, logger: logger))
+            // Then the response clock the survivor now runs (first response if never answered, next
+            // response if answered) is due no later than the one the duplicate ran, whichever that was:
+            // answered and waiting again, the survivor kept its own later next-response time while the
+            // duplicate's first response was an hour overdue, and merging erased the breach. Set after
+            // the statement above, whose trigger pushes a pending survivor's clocks back by its pause
+            // (the duplicate's were not paused). A paused duplicate's clock is not carried.
+            let carriedWait = try await connection.run("""
+                UPDATE tickets t
+                SET first_response_due_at = CASE WHEN t.first_responded_at IS NULL THEN least(t.first_response_due_at, r.due) ELSE t.first_response_due_at END,
+                    first_response_warn_at = CASE WHEN t.first_responded_at IS NULL THEN least(t.first_response_warn_at, r.warn) ELSE t.first_response_warn_at END,
+                    next_response_due_at = CASE WHEN t.first_responded_at IS NOT NULL AND t.awaiting_reply_since IS NOT NULL
+                                                THEN least(t.next_response_due_at, r.due) ELSE t.next_response_due_at END,
+                    next_response_warn_at = CASE WHEN t.first_responded_at IS NOT NULL AND t.awaiting_reply_since IS NOT NULL
+                                                 THEN least(t.next_response_warn_at, r.warn) ELSE t.next_response_warn_at END
+                FROM (SELECT CASE WHEN d.first_responded_at IS NULL THEN d.first_response_due_at ELSE d.next_response_due_at END AS due,
+                             CASE WHEN d.first_responded_at IS NULL THEN d.first_response_warn_at ELSE d.next_response_warn_at END AS warn
+                      FROM tickets d
+                      WHERE d.id = \(duplicateID) AND d.awaiting_reply_since IS NOT NULL AND d.sla_paused_at IS NULL) r
+                WHERE t.id = \(survivorID) AND r.due IS NOT NULL
+                RETURNING \(unescaped: Ticket.columns(of: "t"))
+                """, logger: logger)
+            for try await row in carriedWait { continued = try Ticket(row: row) }
             let closed = try await Self.single(connection.run("""
                 UPDATE tickets
                 SET status = 'closed', closed_at = coalesce(closed_at, now()), solved_at = NULL, merged_into = \(survivorID), merged_at = now(),

@@ -42,10 +42,22 @@ struct TemplateTests {
             try expectProblem(missing, .unprocessableContent, "unfilled-variables")
             #expect((try missing.json["findings"] as? [[String: Any]])?.map { $0["text"] as? String } == ["order.date"])
 
-            let updated = try await app.request(
+            // A variable no ticket fills, or a {{ left open, is refused when saved, not found at a customer's render.
+            let misspelt = try await app.request(
                 .put, "/v1/templates/\(id)", key: boss, json: #"{"name":"発送のお知らせ","body":"{{customer.name}} 様\n{{custmer.name}}"}"#)
+            try expectProblem(misspelt, .unprocessableContent, "validation-failed")
+            let said = (try misspelt.json["errors"] as? [[String: String]])?.first
+            #expect(said?["pointer"] == "/body" && said?["message"]?.contains("{{custmer.name}}") == true, "\(misspelt.text)")
+            let open = try await app.request(
+                .put, "/v1/templates/\(id)", key: boss, json: #"{"name":"発送のお知らせ","subject":"{{ticket.subject} のご案内","body":"{{customer.name 様"}"#)
+            try expectProblem(open, .unprocessableContent, "validation-failed")
+            #expect(Set(((try open.json["errors"] as? [[String: String]]) ?? []).compactMap { $0["pointer"] }) == ["/subject", "/body"], "\(open.text)")
+            let updated = try await app.request(
+                .put, "/v1/templates/\(id)", key: boss, json: #"{"name":"発送のお知らせ","body":"{{customer.name}} 様\n{{order.number}}"}"#)
             #expect(try updated.json["version"] as? Int == 2)
             #expect(try await app.count("SELECT count(*) FROM template_versions") == 2)
+            // One saved before saving checked its variables is still refused when rendered.
+            try await app.execute("UPDATE templates SET body = '{{customer.name}} 様' || chr(10) || '{{custmer.name}}' WHERE id = \(id)::uuid")
             let unknown = try await app.request(.post, "/v1/templates/\(id)/render", key: agent.secret, json: #"{"ticket_id":"\#(ticket.uuidString)"}"#)
             try expectProblem(unknown, .unprocessableContent, "unfilled-variables")
             #expect((try unknown.json["findings"] as? [[String: Any]])?.first?["type"] as? String == "unknown-variable")

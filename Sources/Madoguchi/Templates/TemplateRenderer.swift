@@ -37,6 +37,30 @@ struct TemplateRenderer: Sendable {
         return markers(in: text).map(\.name).filter { seen.insert($0).inserted }
     }
 
+    /// The variables every ticket gives a value for (`TemplateStore.values`), beside `order.*`.
+    static let knownVariables: Set<String> = ["customer.name", "ticket.number", "ticket.subject", "agent.name"]
+
+    /// What a template's text cannot be saved with, each as a message: a variable no ticket fills
+    /// (`{{お名前}}`, `{{customer.email}}`), found only when an agent renders it otherwise, and a
+    /// `{{` never closed on its line (`{{customer.name 様`), which no render replaces, so the
+    /// customer would read it.
+    static func problems(in text: String) -> [String] {
+        var found: [String] = []
+        let unknown = variables(in: text).filter { name in
+            !knownVariables.contains(name) && !["order"].contains(name.split(separator: ".").first.map(String.init) ?? "")
+        }
+        if !unknown.isEmpty {
+            found.append("uses \(unknown.map { "{{\($0)}}" }.joined(separator: ", ")), which no ticket fills; the variables are "
+                         + knownVariables.sorted().map { "{{\($0)}}" }.joined(separator: ", ") + " and {{order.FIELD}}")
+        }
+        let folded = Text.foldingFullWidthASCII(text)
+        let closed = pattern.stringByReplacingMatches(in: folded, range: NSRange(folded.startIndex..., in: folded), withTemplate: "")
+        if let line = closed.split(separator: "\n").first(where: { $0.contains("{{") }) {
+            found.append("has a '{{' that is not closed with '}}' on its line: \(line.trimmingCharacters(in: .whitespaces).prefix(60))")
+        }
+        return found
+    }
+
     /// Whether a value shows nothing: spaces, line breaks or invisible format characters (a zero-width
     /// space) only. "山田" with one of those around it is filled; "\u{200B}" alone renders "様。".
     static func blank(_ value: String) -> Bool {

@@ -21,6 +21,7 @@ extension APIHandler {
         try Self.requireName(body.name)
         // Rendered into a header line: an acknowledgement from it would otherwise be refused at delivery, every time.
         try ReplyDesk.checkSubject(body.subject)
+        try Self.checkVariables(subject: body.subject, body: body.body)
         let template = try await database.withTransaction { connection in
             let saved = try await templates.save(id: nil, name: body.name.trimmed, subject: body.subject, body: body.body, by: agentID, on: connection)
             try await EventStore(logger: logger).record(.templateCreated, actor: principal, data: ["template_id": saved.id.uuidString.lowercased()], on: connection)
@@ -36,6 +37,7 @@ extension APIHandler {
         try Self.requireName(body.name)
         // Rendered into a header line: an acknowledgement from it would otherwise be refused at delivery, every time.
         try ReplyDesk.checkSubject(body.subject)
+        try Self.checkVariables(subject: body.subject, body: body.body)
         let precondition = try VersionPrecondition(input.headers.ifMatch)
         let id = input.path.templateId.uuid
         let template = try await database.withTransaction { connection in
@@ -48,6 +50,15 @@ extension APIHandler {
         }
         tagVersion(Int64(template.version))
         return .ok(.init(body: .json(.init(template))))
+    }
+
+    /// A 422 naming the subject or body whose variables no render could fill (`TemplateRenderer.problems`).
+    static func checkVariables(subject: String?, body: String) throws {
+        var errors: [Problem.FieldError] = []
+        for (pointer, text) in [("/subject", subject ?? ""), ("/body", body)] {
+            errors += TemplateRenderer.problems(in: text).map { Problem.FieldError(pointer: pointer, message: $0) }
+        }
+        if !errors.isEmpty { throw Problem.validationFailed(errors) }
     }
 
     func renderTemplate(_ input: Operations.RenderTemplate.Input) async throws -> Operations.RenderTemplate.Output {

@@ -29,6 +29,7 @@ public func buildApplication(
     let router = Router(context: MadoguchiRequestContext.self, options: .autoGenerateHeadEndpoints)
     let routes = RouteTable()
     router.add(middleware: ObservabilityMiddleware(metrics: HTTPMetrics(registry: registry), trustedProxies: configuration.http.trustedProxies))
+    router.add(middleware: CORSMiddleware(origins: configuration.http.corsOrigins))
     router.add(middleware: ProblemMiddleware(routes: routes))
     router.add(middleware: BodyLimitMiddleware(
         budget: BodyBudget(bytes: configuration.http.bodyBudgetBytes),

@@ -45,6 +45,9 @@ public struct HTTPSettings: Sendable {
     /// `MADOGUCHI_TRUSTED_PROXIES`: the reverse proxies (addresses or ranges, comma-separated) whose
     /// `X-Forwarded-For` names the client for the limits kept per client address; none by default.
     var trustedProxies = TrustedProxies.none
+    /// `MADOGUCHI_CORS_ORIGINS`: the web origins whose pages may call the API from a browser
+    /// (`CORSOrigins`); none by default.
+    public var corsOrigins = CORSOrigins.none
 
     public init() {}
 
@@ -68,6 +71,7 @@ public struct HTTPSettings: Sendable {
         settings.providerRateLimit = try rateLimit("MADOGUCHI_RATE_LIMIT_PROVIDER", example: "100/2000", current: settings.providerRateLimit)
         settings.wrongKeyRateLimit = try rateLimit("MADOGUCHI_RATE_LIMIT_WRONG_KEYS", example: "10/100", current: settings.wrongKeyRateLimit)
         if let proxies = reader.value("MADOGUCHI_TRUSTED_PROXIES") { settings.trustedProxies = try TrustedProxies(proxies) }
+        if let origins = reader.value("MADOGUCHI_CORS_ORIGINS") { settings.corsOrigins = try CORSOrigins(origins) }
         if let connections = try reader.integer("MADOGUCHI_HTTP_MAX_CONNECTIONS", in: 1...1_000_000) { settings.maxConnections = connections }
         if let budget = try reader.integer("MADOGUCHI_HTTP_BODY_BUDGET_BYTES", in: 1024...(1 << 40)) {
             // One request of the largest size allowed must always fit, or it could never be taken in.

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import HummingbirdTesting
 import NIOCore
+import PostgresNIO
 import Testing
 @testable import Madoguchi
 
@@ -54,6 +55,43 @@ struct SLATests {
     }
 
     static func date(_ value: Any?) -> Date? { (value as? String).flatMap { try? Date($0, strategy: .iso8601) } }
+
+    @Test("clocks crossing their warning point or due time are announced once each: a breach, a warning, a resolution; not a paused clock, not one a day old; again when a due time moves")
+    func crossingsAnnounced() async throws {
+        try await TestApp.run { app in
+            let customer = try await app.customer()
+            func ticket(_ set: String, waiting: Bool = true) async throws -> UUID {
+                let id = try await app.ticket(customer: customer, status: "open")
+                let wait = waiting ? "now() - interval '2 hours'" : "NULL"
+                try await app.execute(PostgresQuery(unsafeSQL: "UPDATE tickets SET awaiting_reply_since = \(wait), \(set) WHERE id = '\(id.uuidString)'"))
+                return id
+            }
+            let breached = try await ticket("first_response_due_at = now() - interval '5 minutes', first_response_warn_at = now() - interval '20 minutes'")
+            let warned = try await ticket("first_response_due_at = now() + interval '30 minutes', first_response_warn_at = now() - interval '1 minute'")
+            _ = try await ticket("first_response_due_at = now() - interval '3 days', first_response_warn_at = now() - interval '3 days'")
+            _ = try await ticket("status = 'pending', sla_paused_at = now() - interval '1 hour', first_response_due_at = now() - interval '5 minutes'")
+            let late = try await ticket("resolution_due_at = now() - interval '1 minute', resolution_warn_at = now() - interval '1 hour'", waiting: false)
+            _ = try await ticket("status = 'solved', resolution_due_at = now() - interval '1 minute'", waiting: false)
+
+            let alerts = SLAAlerts(logger: TestCluster.logger)
+            #expect(try await alerts.announce(in: app.database) == 3)
+            let announced = try await app.strings("""
+                SELECT type || ' ' || (data->>'clock') || ' ' || (ticket_id = \(breached))::text || (ticket_id = \(warned))::text || (ticket_id = \(late))::text
+                FROM events WHERE type LIKE 'ticket.sla_%' ORDER BY 1
+                """)
+            #expect(announced == ["ticket.sla_breached first_response truefalsefalse", "ticket.sla_breached resolution falsefalsetrue",
+                                  "ticket.sla_warning first_response falsetruefalse"])
+            // Asked again, or by another worker: nothing twice.
+            #expect(try await alerts.announce(in: app.database) == 0)
+
+            // The warned clock runs out: now a breach. A due time that moved is announced again.
+            try await app.execute("UPDATE tickets SET first_response_due_at = now() - interval '1 second' WHERE id = \(warned)")
+            try await app.execute("UPDATE tickets SET first_response_due_at = now() - interval '2 seconds' WHERE id = \(breached)")
+            #expect(try await alerts.announce(in: app.database) == 2)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'ticket.sla_breached' AND ticket_id = \(warned)") == 1)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'ticket.sla_breached' AND ticket_id = \(breached)") == 2)
+        }
+    }
 
     @Test("due times worked out by hand on the standard calendar: Friday 17:55 plus an hour is Monday 09:55; urgent recomputes from the start; SMS has its own target")
     func dueTimes() async throws {

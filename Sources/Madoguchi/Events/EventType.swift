@@ -29,6 +29,10 @@ enum EventType: String, CaseIterable, Sendable {
     /// A duplicate ticket was merged into another of the same customer: closed, and its later
     /// messages join the other.
     case ticketMerged = "ticket.merged"
+    /// A ticket's SLA clock passed its warning point: its response or resolution falls due soon.
+    case ticketSLAWarning = "ticket.sla_warning"
+    /// A ticket's SLA clock passed its due time without the response or resolution it measures.
+    case ticketSLABreached = "ticket.sla_breached"
 
     // MARK: Messages
     /// A customer's message (or a bounce or report about our mail) joined a ticket.

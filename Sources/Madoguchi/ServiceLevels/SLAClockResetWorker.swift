@@ -9,7 +9,8 @@ import ServiceLifecycle
 /// `madoguchi worker`; any number may run at once, taking turns batch by batch on one reset (each
 /// batch locks the reset's row).
 ///
-/// Once a day it also looks at how far the national holidays it knows reach: past the last shipped
+/// Each round it also announces the clocks that crossed their warning point or due time
+/// (`SLAAlerts`). Once a day it looks at how far the national holidays it knows reach: past the last shipped
 /// year they count as working days, so due times would fall on 元日. Two months before that, it warns.
 struct SLAClockResetWorker: Service {
     let database: Database
@@ -37,6 +38,12 @@ struct SLAClockResetWorker: Service {
             } catch {
                 // The database may be restarting; the reset waits for the next round, where it stopped.
                 logger.warning("carrying on an SLA clock reset failed", metadata: ["error": "\(String(reflecting: error))"])
+            }
+            do {
+                try await SLAAlerts(logger: logger).announce(in: database)
+            } catch {
+                // Announced in the next round: a crossing stays one for a day.
+                logger.warning("announcing SLA crossings failed", metadata: ["error": "\(String(reflecting: error))"])
             }
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
         }

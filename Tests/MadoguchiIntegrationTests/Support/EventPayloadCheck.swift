@@ -17,6 +17,8 @@ enum EventPayloadCheck {
         case .ticketCreated: try check(Components.Schemas.TicketCreatedEventData.self)
         case .ticketUpdated: try check(Components.Schemas.TicketUpdatedEventData.self)
         case .ticketMerged: try check(Components.Schemas.TicketMergedEventData.self)
+        case .ticketSLAWarning: try check(Components.Schemas.TicketSlaWarningEventData.self)
+        case .ticketSLABreached: try check(Components.Schemas.TicketSlaBreachedEventData.self)
         case .ticketReopened: try check(Components.Schemas.TicketReopenedEventData.self)
         case .ticketPrioritized: try check(Components.Schemas.TicketPrioritizedEventData.self)
         case .ticketClaimed: try check(Components.Schemas.TicketClaimedEventData.self)

@@ -112,7 +112,7 @@ struct InboundChatTests {
         }
     }
 
-    @Test("bad chat messages are refused naming each field; nothing is written")
+    @Test("bad chat messages are refused naming each field; nothing is written; a collected contact that is none is kept, flagged, not refused")
     func badInput() async throws {
         try await TestApp.run { app in
             let gateway = try await app.keySecret(.gateway)
@@ -122,7 +122,8 @@ struct InboundChatTests {
                 """#)
             try expectProblem(bad, .unprocessableContent, "validation-failed")
             let pointers = Set(((try bad.json["errors"] as? [[String: Any]]) ?? []).compactMap { $0["pointer"] as? String })
-            #expect(pointers == ["/provider", "/conversation_id", "/sender/email", "/attachments/0/url", "/text"])
+            // An email the chat collected that is no email is no reason to refuse the message (below).
+            #expect(pointers == ["/provider", "/conversation_id", "/attachments/0/url", "/text"])
             try expectProblem(try await app.request(.post, "/v1/inbound/chat", key: gateway, json: #"{"provider":"x"}"#), .badRequest, "malformed-body")
             #expect(try await app.count("SELECT count(*) FROM inbound_payloads") == 0)
             // A NUL bound for a jsonb column (an attachment's media type) is a 422 like one bound for text.
@@ -132,6 +133,15 @@ struct InboundChatTests {
                 """#)
             try expectProblem(nul, .unprocessableContent, "validation-failed")
             #expect(try await app.count("SELECT count(*) FROM messages") == 0)
+
+            let typo = try await app.request(.post, "/v1/inbound/chat", key: gateway, json: #"""
+                {"provider":"intercom","conversation_id":"c2","provider_message_id":"m2","sender":{"provider_user_id":"u2","email":"nope","phone":"090-1234"},
+                 "text":"注文を変更したい"}
+                """#)
+            #expect(typo.status == .created, "\(typo.text)")
+            #expect(try typo.json["flags"] as? [String] == ["contact-unreadable"])
+            #expect(try await app.strings("SELECT value FROM customer_identities") == ["intercom:u2"])
+            #expect(try await app.count("SELECT count(*) FROM messages WHERE jsonb_array_length(metadata->'unreadable_contacts') = 2") == 1)
         }
     }
 }

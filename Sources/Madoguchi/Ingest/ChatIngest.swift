@@ -21,6 +21,8 @@ struct InboundChat: Sendable {
     var sentAt: Date?
     /// Provider details worth keeping with the message.
     var details: [String: String] = [:]
+    /// An email or phone the chat collected that cannot be one: kept with the message, flagged.
+    var unreadableContacts: [UnreadableContact] = []
 }
 
 /// Takes one chat message in: stored as received, the sender resolved to a customer (their chat id,
@@ -60,10 +62,12 @@ struct ChatIngest: Sendable {
         metadata["links"] = chat.links
         // What the sender typed in stays with the message, linked to the customer or not.
         for (kind, value) in chat.contacts.dropFirst() { metadata[kind.rawValue] = value }
-        let message = CustomerMessage(
+        if !chat.unreadableContacts.isEmpty { metadata["unreadable_contacts"] = chat.unreadableContacts.map(\.line) }
+        var message = CustomerMessage(
             channel: .chat, provider: chat.provider, providerMessageID: chat.providerMessageID, sender: .contacts(chat.contacts, verified: chat.contactsVerified),
             senderName: chat.name, from: chat.contacts.first?.value, text: chat.text, metadata: try JSONSerialization.text(metadata),
             sentAt: chat.sentAt, attachments: chat.files, eventDetails: ["provider": chat.provider])
+        if !chat.unreadableContacts.isEmpty { message.flags.append("contact-unreadable") }
         let read = try await firstRead(chat, on: connection)
         return try await ConversationIntake(logger: logger).take(
             message, placement: .continuing(reason: "chat-conversation") { _, _ in read.conversationTicket },

@@ -5,6 +5,40 @@ import MadoguchiMail
 // The API layer's side of ingest: each generated request body checked and turned into the domain's
 // own value, every bad field named in one 422, before anything is stored.
 
+/// A contact field a customer (or their chat) filled in that cannot be read as one: a phone number a
+/// digit short, two addresses in one field. Not a reason to lose their message: the gateway may have
+/// no way to ask again. It is kept with the message for an agent to read, flagged
+/// `contact-unreadable`, and becomes no identity.
+struct UnreadableContact: Sendable {
+    /// `email`, `phone` or `external_id`.
+    var field: String
+    var value: String
+    /// What is wrong with it.
+    var why: String
+
+    /// `raw` read as a contact of `kind` into `contacts`; one that cannot be into `unreadable`; one too
+    /// long or with a NUL (no contact typed by mistake) into `errors`, refused as any field is.
+    static func read(_ kind: Customer.Identity.Kind, _ raw: String?, field: String, pointer: String,
+                     into contacts: inout [(Customer.Identity.Kind, String)], unreadable: inout [UnreadableContact],
+                     errors: inout [Problem.FieldError]) {
+        guard let raw, !raw.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { return }
+        do {
+            contacts.append((kind, try IdentityValue.normalize(kind, raw, field: pointer)))
+        } catch let problem as Problem {
+            guard !raw.contains("\u{0}"), Text.length(raw) <= IdentityValue.maximumLength else {
+                errors += problem.errors
+                return
+            }
+            unreadable.append(.init(field: field, value: raw, why: problem.errors.first?.message ?? problem.detail))
+        } catch {
+            errors.append(.init(pointer: pointer, message: "\(error)"))
+        }
+    }
+
+    /// As an agent reads it under the message.
+    var line: String { "\(field) (not usable: \(why)): \(value)" }
+}
+
 extension InboundWebform {
     typealias Submission = Components.Schemas.WebformSubmission
 
@@ -15,20 +49,10 @@ extension InboundWebform {
         // A contact that cannot be one (a phone number a digit short, two addresses in one field) is
         // not a reason to lose the inquiry: the gateway may have no way to ask the customer again.
         // It is kept in the message for an agent to read, and becomes no identity.
-        var unreadable: [(field: String, value: String, why: String)] = []
+        var unreadable: [UnreadableContact] = []
         for (kind, raw, field) in [(Customer.Identity.Kind.email, submission.email, "email"), (.phone, submission.phone, "phone"),
                                    (.external, submission.externalId, "external_id")] {
-            guard let raw, !raw.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { continue }
-            do {
-                contacts.append((kind, try IdentityValue.normalize(kind, raw, field: "/" + field)))
-            } catch let problem as Problem {
-                // Too long or with a NUL is no contact typed by mistake: refused, as any field is.
-                guard !raw.contains("\u{0}"), Text.length(raw) <= IdentityValue.maximumLength else {
-                    errors += problem.errors
-                    continue
-                }
-                unreadable.append((field, raw, problem.errors.first?.message ?? problem.detail))
-            }
+            UnreadableContact.read(kind, raw, field: field, pointer: "/" + field, into: &contacts, unreadable: &unreadable, errors: &errors)
         }
         for (field, text) in [("/form_id", submission.formId), ("/submission_id", submission.submissionId)]
         where text.trimmingCharacters(in: .whitespaces).isEmpty {
@@ -112,9 +136,9 @@ extension InboundChat {
             }
         }
         var contacts: [(Customer.Identity.Kind, String)] = [(.chat, "\(chat.provider):\(chat.sender.providerUserId)")]
-        for (kind, raw, field) in [(Customer.Identity.Kind.email, chat.sender.email, "/sender/email"), (.phone, chat.sender.phone, "/sender/phone")] {
-            guard let raw, !raw.trimmingCharacters(in: .whitespaces).isEmpty else { continue }
-            do { contacts.append((kind, try IdentityValue.normalize(kind, raw, field: field))) } catch let problem as Problem { errors += problem.errors }
+        var unreadable: [UnreadableContact] = []
+        for (kind, raw, field) in [(Customer.Identity.Kind.email, chat.sender.email, "email"), (.phone, chat.sender.phone, "phone")] {
+            UnreadableContact.read(kind, raw, field: field, pointer: "/sender/" + field, into: &contacts, unreadable: &unreadable, errors: &errors)
         }
         var files: [NewAttachment] = []
         var links: [[String: String]] = []
@@ -148,7 +172,7 @@ extension InboundChat {
         self.init(
             provider: chat.provider, conversationID: chat.conversationId, providerMessageID: chat.providerMessageId,
             senderUserID: chat.sender.providerUserId, contacts: contacts, contactsVerified: chat.sender.contactsVerified ?? false, name: name?.isEmpty == false ? name : nil, text: text,
-            files: files, links: links, sentAt: chat.sentAt)
+            files: files, links: links, sentAt: chat.sentAt, unreadableContacts: unreadable)
     }
 }
 

@@ -17,7 +17,7 @@ struct InboundWebform: Sendable {
     var fieldsText: String
     /// Contact fields that could not be read as one (`field`: email, phone or external_id; `why`:
     /// what is wrong), shown in the message and flagged `contact-unreadable`.
-    var unreadableContacts: [(field: String, value: String, why: String)] = []
+    var unreadableContacts: [UnreadableContact] = []
     var email: String?
     var phone: String?
     var submittedAt: Date?
@@ -43,7 +43,7 @@ struct WebformIngest: Sendable {
         ) { payloadID, ownersRead, connection in
             let metadata: [String: Any?] = ["form_id": form.formID, "name": form.name, "email": form.email, "phone": form.phone]
             // Under the body, with the form's other fields: what the customer typed, and why it is no contact.
-            let unreadable = form.unreadableContacts.map { "\($0.field) (not usable: \($0.why)): \($0.value)" }
+            let unreadable = form.unreadableContacts.map(\.line)
             let extra = (unreadable + (form.fieldsText.isEmpty ? [] : [form.fieldsText])).joined(separator: "\n")
             var message = CustomerMessage(
                 channel: .webform, provider: form.formID, providerMessageID: form.submissionID, sender: .contacts(form.contacts, verified: form.contactsVerified),

@@ -8,6 +8,7 @@ struct WebhookAddressTests {
         "198.18.0.1", "198.19.255.255", "192.0.0.8", "192.0.2.1", "198.51.100.7", "203.0.113.9",
         "::1", "::", "fe80::1", "febf::1", "fec0::1", "fc00::1", "fd12:3456::1", "ff02::1",
         "::ffff:127.0.0.1", "::ffff:169.254.169.254", "::10.0.0.1", "64:ff9b::a9fe:a9fe", "2002:c0a8:0101::1",
+        "64:ff9b:1::a9fe:a9fe", "64:ff9b:1:ffff::1", "2001:db8::1", "100::1",
     ])
     func refused(_ ip: String) {
         #expect(WebhookAddress.forbidden(ip) != nil, "\(ip)")

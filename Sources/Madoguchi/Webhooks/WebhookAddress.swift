@@ -104,6 +104,12 @@ struct WebhookAddress: Sendable {
             if zeroTo(12) { return "an IPv4-compatible address (deprecated)" }
             if b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xFF && b[3] == 0x9B && b[4..<12].allSatisfy({ $0 == 0 }) { return forbidden(ipv4(12)) }
             if b[0] == 0x20 && b[1] == 0x02 { return forbidden(ipv4(2)) }
+            // Translated by the operator's own gateway to whatever IPv4 it serves, private included.
+            if b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xFF && b[3] == 0x9B && b[4] == 0x00 && b[5] == 0x01 {
+                return "a local-use NAT64 address (RFC 8215)"
+            }
+            if b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0D && b[3] == 0xB8 { return "a documentation network" }
+            if b[0] == 0x01 && b[1] == 0x00 && b[2..<8].allSatisfy({ $0 == 0 }) { return "the discard-only network" }
             return nil
         }
         let octets = ip.split(separator: ".").compactMap { Int($0) }

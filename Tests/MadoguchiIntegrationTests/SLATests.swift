@@ -73,8 +73,11 @@ struct SLATests {
             let late = try await ticket("resolution_due_at = now() - interval '1 minute', resolution_warn_at = now() - interval '1 hour'", waiting: false)
             _ = try await ticket("status = 'solved', resolution_due_at = now() - interval '1 minute'", waiting: false)
 
+            // The server's own SLA worker may announce some first (a round every 30 s): what counts is
+            // what the feed holds, however many announced.
             let alerts = SLAAlerts(logger: TestCluster.logger)
-            #expect(try await alerts.announce(in: app.database) == 3)
+            try await alerts.announce(in: app.database)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type LIKE 'ticket.sla_%'") == 3)
             let announced = try await app.strings("""
                 SELECT type || ' ' || (data->>'clock') || ' ' || (ticket_id = \(breached))::text || (ticket_id = \(warned))::text || (ticket_id = \(late))::text
                 FROM events WHERE type LIKE 'ticket.sla_%' ORDER BY 1
@@ -83,11 +86,13 @@ struct SLATests {
                                   "ticket.sla_warning first_response falsetruefalse"])
             // Asked again, or by another worker: nothing twice.
             #expect(try await alerts.announce(in: app.database) == 0)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type LIKE 'ticket.sla_%'") == 3)
 
             // The warned clock runs out: now a breach. A due time that moved is announced again.
             try await app.execute("UPDATE tickets SET first_response_due_at = now() - interval '1 second' WHERE id = \(warned)")
             try await app.execute("UPDATE tickets SET first_response_due_at = now() - interval '2 seconds' WHERE id = \(breached)")
-            #expect(try await alerts.announce(in: app.database) == 2)
+            try await alerts.announce(in: app.database)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type LIKE 'ticket.sla_%'") == 5)
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'ticket.sla_breached' AND ticket_id = \(warned)") == 1)
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'ticket.sla_breached' AND ticket_id = \(breached)") == 2)
         }

@@ -16,6 +16,20 @@ struct OperationsTests {
         }
     }
 
+    @Test("ready waits for the report views too: between the last migration and the views' creation a worker met a missing view")
+    func readyNeedsViews() async throws {
+        try await TestApp.run { app in
+            #expect(try await app.request(.get, "/health/ready").status == .ok)
+            try await app.execute("DROP VIEW report_response_zones CASCADE")
+            let missing = try await app.request(.get, "/health/ready")
+            try expectProblem(missing, .serviceUnavailable, "not-ready")
+            #expect((try missing.json["detail"] as? String)?.contains("report views") == true, "\(missing.text)")
+            // As a start does after migrating: the views again, and ready.
+            _ = try await Migrator.bundled().migrate(app.database, logger: TestCluster.logger)
+            #expect(try await app.request(.get, "/health/ready").status == .ok)
+        }
+    }
+
     @Test("events with transaction ids ahead of the database's (a pg_dump restored into a new cluster) make ready a 503 naming the epoch to set")
     func eventIdsAhead() async throws {
         // The events written here are not ones the service would write: their payloads are not checked.

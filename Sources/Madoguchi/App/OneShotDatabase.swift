@@ -34,10 +34,13 @@ public enum OneShotDatabase {
                     let (version, complete) = try await database.withConnection { try await migrator.status($0, logger: logger) }
                     if version != 0 {
                         guard complete else {
+                            let migrate = "run `madoguchi migrate` first, with every server and worker stopped (deploy/RUNBOOK.md, Upgrade)"
                             throw CommandError(description: version < migrator.latestVersion
-                                ? "the database's schema is at version \(version) and this madoguchi needs \(migrator.latestVersion): "
-                                    + "run `madoguchi migrate` first, with every server and worker stopped (deploy/RUNBOOK.md, Upgrade)"
-                                : "the database's schema (version \(version)) is newer than this madoguchi (\(migrator.latestVersion)): use the newer binary")
+                                ? "the database's schema is at version \(version) and this madoguchi needs \(migrator.latestVersion): " + migrate
+                                : version > migrator.latestVersion
+                                ? "the database's schema (version \(version)) is newer than this madoguchi (\(migrator.latestVersion)): use the newer binary"
+                                : "the database's schema is at version \(version) but its report views are missing (a migration stopped before its end): "
+                                    + migrate)
                         }
                         return try await body(database, Migrator.Report(applied: [], schemaVersion: version))
                     }

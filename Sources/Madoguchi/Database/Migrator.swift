@@ -244,15 +244,23 @@ public struct Migrator: Sendable {
         }
     }
 
-    /// The highest applied version and whether every bundled migration is in; for readiness checks.
+    /// The highest applied version and whether every bundled migration is in, and every view; for
+    /// readiness checks and for workers waiting to start. The views count: they are dropped with the
+    /// first pending migration and created again after the last, each migration committing on its
+    /// own, so between the two a worker that started on "every migration applied" met a missing view
+    /// ("relation report_response_zones does not exist" on a first start).
     public func status(_ connection: PostgresConnection, logger: Logger) async throws -> (version: Int, complete: Bool) {
         let tables = try await connection.run("SELECT to_regclass('schema_migrations') IS NOT NULL", logger: logger)
         for try await exists in tables.decode(Bool.self) where !exists {
             return (0, migrations.isEmpty)
         }
-        let rows = try await connection.run("SELECT coalesce(max(version), 0), count(*) FROM schema_migrations", logger: logger)
-        for try await (version, count) in rows.decode((Int, Int).self) {
-            return (version, version == latestVersion && count == migrations.count)
+        let rows = try await connection.run("""
+            SELECT coalesce(max(version), 0), count(*),
+                   (SELECT count(*) FROM pg_views WHERE schemaname = current_schema() AND viewname = ANY(\(views.map(\.name))::text[]))
+            FROM schema_migrations
+            """, logger: logger)
+        for try await (version, count, viewsPresent) in rows.decode((Int, Int, Int).self) {
+            return (version, version == latestVersion && count == migrations.count && viewsPresent == views.count)
         }
         return (0, migrations.isEmpty)
     }

@@ -39,7 +39,9 @@ extension APIHandler {
         guard status.complete else {
             throw Problem(
                 .notReady, status: .serviceUnavailable, title: "Not ready",
-                detail: "The database schema is at migration \(status.version); this build needs \(migrator.latestVersion).")
+                detail: status.version == migrator.latestVersion
+                    ? "The database schema is at migration \(status.version), but its report views are not all there yet (they are created after the last migration)."
+                    : "The database schema is at migration \(status.version); this build needs \(migrator.latestVersion).")
         }
         if let idsAhead {
             logger.error("events carry transaction ids ahead of the database's counter", metadata: [

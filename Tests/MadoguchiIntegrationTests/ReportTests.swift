@@ -999,6 +999,7 @@ struct ReportTests {
                 // Named by the parameter itself, not by the first one the decoder could not tell apart.
                 ("from=2026-11-01&to=2026-11-02&bom=True", "bom"),
                 ("from=2026-11-01", "to"),
+                ("from=2026-11-01&to=9999-12-31", "to"),
                 // One value each: the second was silently dropped.
                 ("from=2026-11-01&to=2026-11-02&channel=sms&channel=email", "channel"),
             ] {

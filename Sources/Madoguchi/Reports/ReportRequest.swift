@@ -44,8 +44,8 @@ package struct ReportRequest: Sendable {
     /// `periodic`: the report's rows are periods, which are then at most `maximumPeriods`; a report
     /// over the whole range (agents, categories) is not refused for a granularity it does not use.
     package init(from: String, to: String, granularity: Granularity?, timeZone: String?, filters: Filters, periodic: Bool = true) throws {
-        guard let first = Self.day(from) else { throw Problem.invalidParameter("from", "\(from) is not a date (YYYY-MM-DD)") }
-        guard let last = Self.day(to) else { throw Problem.invalidParameter("to", "\(to) is not a date (YYYY-MM-DD)") }
+        guard let first = Self.day(from) else { throw Self.notADay("from", from) }
+        guard let last = Self.day(to) else { throw Self.notADay("to", to) }
         guard first <= last else { throw Problem.invalidParameter("to", "\(to) is before from (\(from))") }
         let granularity = granularity ?? .day
         let days = Int(last.timeIntervalSince(first) / 86400) + 1
@@ -63,6 +63,13 @@ package struct ReportRequest: Sendable {
         self.granularity = granularity
         self.timeZone = timeZone ?? "Asia/Tokyo"
         self.filters = filters
+    }
+
+    /// What is wrong with a day that `day` refused: not a date, or one outside the years reports cover.
+    private static func notADay(_ parameter: String, _ text: String) -> Problem {
+        BusinessCalendarDraft.isCalendarDate(text)
+            ? Problem.invalidParameter(parameter, "\(text) is outside the years 2000–2999 that reports cover")
+            : Problem.invalidParameter(parameter, "\(text) is not a date (YYYY-MM-DD)")
     }
 
     /// A real Gregorian day written `YYYY-MM-DD` (years 2000–2999: reports are about this service's life).

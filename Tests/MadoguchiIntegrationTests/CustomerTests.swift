@@ -92,6 +92,37 @@ struct CustomerTests {
         }
     }
 
+    @Test("a customer's ETag: an edit made from a stale read is 412 and changes nothing; an identity added or a merge moves it on; without If-Match the last write wins")
+    func versions() async throws {
+        try await TestApp.run { app in
+            let orders = try await app.keySecret(.orderSystem)
+            let supervisor = try await app.keySecret(.supervisor)
+            let id = try Self.id(try await app.request(.post, "/v1/customers", key: orders, json: #"{"display_name":"田中 一郎"}"#))
+            let read = try await app.request(.get, "/v1/customers/\(id)", key: orders)
+            let etag = try #require(read.headers[.eTag])
+            #expect(etag == "\"1\"")
+            // The supervisor writes notes; the order system, from its older read, must not overwrite them.
+            let noted = try await app.request(.patch, "/v1/customers/\(id)", key: supervisor, headers: [.ifMatch: etag], json: #"{"notes":"返品多め"}"#)
+            #expect(noted.status == .ok, "\(noted.text)")
+            #expect(noted.headers[.eTag] == "\"2\"")
+            let stale = try await app.request(.patch, "/v1/customers/\(id)", key: orders, headers: [.ifMatch: etag], json: #"{"notes":"定期購入"}"#)
+            try expectProblem(stale, .preconditionFailed, "precondition-failed")
+            #expect(try await app.request(.get, "/v1/customers/\(id)", key: orders).json["notes"] as? String == "返品多め")
+            // An identity added moves the version on too.
+            #expect(try await app.request(.post, "/v1/customers/\(id)/identities", key: orders, json: #"{"kind":"external","value":"C-9"}"#).status == .created)
+            let afterIdentity = try await app.request(.get, "/v1/customers/\(id)", key: orders)
+            #expect(afterIdentity.headers[.eTag] == "\"3\"")
+            try expectProblem(try await app.request(.patch, "/v1/customers/\(id)", key: orders, headers: [.ifMatch: "\"2\""], json: #"{"is_vip":true}"#),
+                              .preconditionFailed, "precondition-failed")
+            // Without If-Match, as before: the write goes ahead.
+            #expect(try await app.request(.patch, "/v1/customers/\(id)", key: orders, json: #"{"is_vip":true}"#).status == .ok)
+            // A merge into it changes it.
+            let other = try Self.id(try await app.request(.post, "/v1/customers", key: orders, json: #"{"display_name":"田中"}"#))
+            #expect(try await app.request(.post, "/v1/customers/\(id)/merge", key: supervisor, json: #"{"customer_id":"\#(other)"}"#).status == .ok)
+            #expect(try await app.request(.get, "/v1/customers/\(id)", key: orders).headers[.eTag] == "\"5\"")
+        }
+    }
+
     @Test("a lookup whose customer was merged after it was found answers with the survivor and its identities")
     func lookupFollowsALateMerge() async throws {
         try await TestApp.run { app in

@@ -11,6 +11,8 @@ public struct Customer: Sendable, Equatable {
     public var identities: [Identity]
     public var createdAt: Date
     public var updatedAt: Date
+    /// Raised by every change made through the API (migration 0087): the `ETag`.
+    public var version: Int64 = 1
 
     public struct Identity: Sendable, Equatable {
         public enum Kind: String, Sendable {

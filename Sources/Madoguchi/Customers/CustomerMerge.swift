@@ -52,7 +52,7 @@ struct CustomerMerge: Sendable {
                 notes = CASE WHEN merged.notes IS NULL THEN survivor.notes
                              WHEN survivor.notes IS NULL THEN merged.notes
                              ELSE left(survivor.notes || E'\\n\\n' || merged.notes, 20000) END,
-                updated_at = now()
+                updated_at = now(), version = survivor.version + 1
             FROM customers AS merged
             WHERE survivor.id = \(target) AND merged.id = \(other)
             """, logger: logger)

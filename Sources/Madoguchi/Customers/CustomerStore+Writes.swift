@@ -36,7 +36,7 @@ extension CustomerStore {
             SET display_name = CASE WHEN \(details.displayName != nil) THEN \(details.displayName)::text ELSE display_name END,
                 is_vip = coalesce(\(details.isVIP)::boolean, is_vip),
                 notes = CASE WHEN \(details.notes != nil) THEN \(details.notes)::text ELSE notes END,
-                updated_at = now()
+                updated_at = now(), version = version + 1
             WHERE id = \(id) AND merged_into IS NULL
             RETURNING id
             """, logger: logger)
@@ -65,6 +65,7 @@ extension CustomerStore {
             return false
         }
         try await identities.insert(kind: kind, value: value, rawValue: value, customerID: customerID, on: connection)
+        try await connection.perform("UPDATE customers SET version = version + 1, updated_at = now() WHERE id = \(customerID)", logger: logger)
         return true
     }
 

@@ -10,21 +10,21 @@ struct CustomerStore: Sendable {
     /// a merge committing between them showed a customer not yet merged with no identity left.
     func customer(id: UUID, on connection: PostgresConnection) async throws -> Customer? {
         let rows = try await connection.run("""
-            SELECT c.id, c.display_name, c.is_vip, c.notes, c.merged_into, c.created_at, c.updated_at,
+            SELECT c.id, c.display_name, c.is_vip, c.notes, c.merged_into, c.created_at, c.updated_at, c.version,
                    i.id, i.kind, i.value, i.verified, i.undeliverable_reason, i.undeliverable_at, i.created_at
             FROM customers c LEFT JOIN customer_identities i ON i.customer_id = c.id
             WHERE c.id = \(id)
             ORDER BY i.created_at, i.id
             """, logger: logger)
         var customer: Customer?
-        for try await (id, name, vip, notes, mergedInto, createdAt, updatedAt,
+        for try await (id, name, vip, notes, mergedInto, createdAt, updatedAt, version,
                        identityID, kind, value, verified, reason, undeliverableAt, identityCreatedAt)
-            in rows.decode((UUID, String?, Bool, String?, UUID?, Date, Date, UUID?, String?, String?, Bool?, String?, Date?, Date?).self)
+            in rows.decode((UUID, String?, Bool, String?, UUID?, Date, Date, Int64, UUID?, String?, String?, Bool?, String?, Date?, Date?).self)
         {
             if customer == nil {
                 customer = Customer(
                     id: id, displayName: name, isVIP: vip, notes: notes, mergedInto: mergedInto,
-                    identities: [], createdAt: createdAt, updatedAt: updatedAt)
+                    identities: [], createdAt: createdAt, updatedAt: updatedAt, version: version)
             }
             // No identity: the left join's one row of nulls.
             guard let identityID, let kind = kind.flatMap(Customer.Identity.Kind.init(rawValue:)), let value, let verified, let identityCreatedAt
@@ -34,6 +34,14 @@ struct CustomerStore: Sendable {
                 undeliverableReason: reason, undeliverableAt: undeliverableAt, createdAt: identityCreatedAt))
         }
         return customer
+    }
+
+    /// The customer's version, its row locked for the caller's transaction (an `If-Match` checked
+    /// against it holds until the write); nil for an unknown customer.
+    func lockedVersion(id: UUID, on connection: PostgresConnection) async throws -> Int64? {
+        let rows = try await connection.run("SELECT version FROM customers WHERE id = \(id) FOR NO KEY UPDATE", logger: logger)
+        for try await version in rows.decode(Int64.self) { return version }
+        return nil
     }
 
     /// The live customer, starting from `survivor` (as `customer_survivor` or `identity_owner` found

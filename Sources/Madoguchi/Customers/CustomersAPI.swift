@@ -14,6 +14,7 @@ extension APIHandler {
         if customer.id != id {
             RequestScope.current?.setResponseHeader(.contentLocation, "/v1/customers/\(customer.id.uuidString.lowercased())")
         }
+        tagVersion(customer.version)
         return .ok(.init(body: .json(.init(customer))))
     }
 
@@ -90,10 +91,13 @@ extension APIHandler {
         guard details.displayName != nil || details.isVIP != nil || details.notes != nil else {
             throw Problem.validationFailed([.init(pointer: nil, message: "give at least one of display_name, is_vip, notes")])
         }
+        let precondition = try VersionPrecondition(input.headers.ifMatch)
         let customer = try await database.withTransaction { connection in
+            try await precondition.check("Customer \(id.lowercased)") { try await customers.lockedVersion(id: id, on: connection) }
             try await customers.update(id, details, by: principal, on: connection)
             return try await customers.customer(id: id, on: connection)!
         }
+        tagVersion(customer.version)
         return .ok(.init(body: .json(.init(customer))))
     }
 

@@ -120,6 +120,9 @@ struct CustomerTests {
             let other = try Self.id(try await app.request(.post, "/v1/customers", key: orders, json: #"{"display_name":"田中"}"#))
             #expect(try await app.request(.post, "/v1/customers/\(id)/merge", key: supervisor, json: #"{"customer_id":"\#(other)"}"#).status == .ok)
             #expect(try await app.request(.get, "/v1/customers/\(id)", key: orders).headers[.eTag] == "\"5\"")
+            // The merged one, with the survivor's ETag its read gave: the 409 naming the survivor, not a 412 for ever.
+            let merged = try await app.request(.patch, "/v1/customers/\(other)", key: orders, headers: [.ifMatch: "\"5\""], json: #"{"is_vip":true}"#)
+            #expect(merged.status == .conflict, "\(merged.text)")
         }
     }
 

@@ -456,4 +456,15 @@ struct EventFeedTests {
             #expect(try await app.request(.get, "/v1/events?after=\(cursors[1])", key: dashboard).status == .ok)
         }
     }
+    @Test("a feed retention emptied: the next cursor of the empty page is not refused as expired")
+    func emptiedFeed() async throws {
+        try await TestApp.run(checksEventPayloads: false) { app in
+            try await app.execute("INSERT INTO events (type, occurred_at, data) VALUES ('ticket.updated', now() - interval '40 days', '{}')")
+            #expect(try await EventRetention(database: app.database, logger: TestCluster.logger).removeEvents(olderThan: 30).removed == 1)
+            let dashboard = try await app.keySecret(.dashboard)
+            let empty = try await app.request(.get, "/v1/events", key: dashboard)
+            let next = try #require(try empty.json["next_cursor"] as? String)
+            #expect(try await app.request(.get, "/v1/events?after=\(next)", key: dashboard).status == .ok)
+        }
+    }
 }

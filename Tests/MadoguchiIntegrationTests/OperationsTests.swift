@@ -30,18 +30,22 @@ struct OperationsTests {
         }
     }
 
-    @Test("events with transaction ids ahead of the database's (a pg_dump restored into a new cluster) make ready a 503 naming the epoch to set")
+    @Test("events with transaction ids ahead of the database's (a pg_dump restored into a new cluster): the feed is 503 naming the epoch to set; ready and the rest go on")
     func eventIdsAhead() async throws {
         // The events written here are not ones the service would write: their payloads are not checked.
         try await TestApp.run(checksEventPayloads: false) { app in
-            #expect(try await app.request(.get, "/health/ready").status == .ok)
+            let dashboard = try await app.keySecret(.dashboard)
+            #expect(try await app.request(.get, "/v1/events", key: dashboard).status == .ok)
             // As a restore leaves it: the ids came back as data, the counter started again below them.
             try await app.execute("""
                 INSERT INTO events (type, xid) VALUES ('agent.created', ((pg_snapshot_xmax(pg_current_snapshot())::text::bigint + 100000)::text)::xid8)
                 """)
-            let ahead = try await app.request(.get, "/health/ready")
-            try expectProblem(ahead, .serviceUnavailable, "not-ready")
-            #expect((try ahead.json["detail"] as? String)?.contains("pg_resetwal -e 1") == true, "\(ahead.text)")
+            let stalled = try await app.request(.get, "/v1/events", key: dashboard)
+            try expectProblem(stalled, .serviceUnavailable, "feed-stalled")
+            #expect((try stalled.json["detail"] as? String)?.contains("pg_resetwal -e 1") == true, "\(stalled.text)")
+            try expectProblem(try await app.request(.get, "/v1/events/stream", key: dashboard), .serviceUnavailable, "feed-stalled")
+            // A managed PostgreSQL cannot run pg_resetwal: the rest of the service stays in rotation.
+            #expect(try await app.request(.get, "/health/ready").status == .ok)
         }
         // A webhook endpoint's cursor restored the same way is caught as well.
         try await TestApp.run { app in
@@ -49,9 +53,9 @@ struct OperationsTests {
                 INSERT INTO webhook_endpoints (url, secrets, cursor_xid, cursor_event)
                 VALUES ('https://hooks.example/x', ARRAY['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'], (4294967296 * 3)::text::xid8, 1)
                 """)
-            let ahead = try await app.request(.get, "/health/ready")
-            try expectProblem(ahead, .serviceUnavailable, "not-ready")
-            #expect((try ahead.json["detail"] as? String)?.contains("pg_resetwal -e 4") == true, "\(ahead.text)")
+            let stalled = try await app.request(.get, "/v1/events", key: try await app.keySecret(.dashboard))
+            try expectProblem(stalled, .serviceUnavailable, "feed-stalled")
+            #expect((try stalled.json["detail"] as? String)?.contains("pg_resetwal -e 4") == true, "\(stalled.text)")
         }
     }
 

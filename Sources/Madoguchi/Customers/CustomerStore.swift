@@ -37,10 +37,15 @@ struct CustomerStore: Sendable {
     }
 
     /// The customer's version, its row locked for the caller's transaction (an `If-Match` checked
-    /// against it holds until the write); nil for an unknown customer.
+    /// against it holds until the write); nil for an unknown customer. A merged customer is the
+    /// `409` naming its survivor, as the write would be: its own version never moves again, so a
+    /// `412` would send the caller round reading the survivor's ETag for ever.
     func lockedVersion(id: UUID, on connection: PostgresConnection) async throws -> Int64? {
-        let rows = try await connection.run("SELECT version FROM customers WHERE id = \(id) FOR NO KEY UPDATE", logger: logger)
-        for try await version in rows.decode(Int64.self) { return version }
+        let rows = try await connection.run("SELECT version, merged_into FROM customers WHERE id = \(id) FOR NO KEY UPDATE", logger: logger)
+        for try await (version, mergedInto) in rows.decode((Int64, UUID?).self) {
+            if mergedInto != nil { throw try await missingOrMerged(id, on: connection) }
+            return version
+        }
         return nil
     }
 

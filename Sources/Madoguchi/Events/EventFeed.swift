@@ -146,6 +146,9 @@ struct EventFeed: Sendable {
     /// Refuses a cursor below where retention has removed the feed to (`event_removals`): events
     /// after it are gone, and resuming from it would skip them without a word.
     func checkKept(_ cursor: FeedCursor, field: String = "after", on connection: PostgresConnection) async throws {
+        // The cursor of a follower that has seen nothing yet (the next cursor of an empty feed):
+        // refused, it would be refused again after every poll of a feed retention emptied.
+        guard cursor != .start else { return }
         let rows = try await connection.run("""
             SELECT removed_at FROM event_removals
             WHERE (through_xid, through_id) > (\(String(cursor.xid))::xid8, \(cursor.eventID))
@@ -176,6 +179,23 @@ struct EventFeed: Sendable {
             return (recorded, next, UInt64(epoch))
         }
         return nil
+    }
+
+    /// Refuses to read the feed while `idsAhead` finds events ahead of the database's counter: every
+    /// new event would sort before them and none would be handed out. The feed is what is broken, so
+    /// it is the feed that says so (a managed PostgreSQL, where `pg_resetwal` cannot be run, still
+    /// takes mail and replies meanwhile).
+    func checkNotStalled(on connection: PostgresConnection) async throws {
+        guard let ahead = try await idsAhead(on: connection) else { return }
+        logger.error("events carry transaction ids ahead of the database's counter", metadata: ["recorded": "\(ahead.recorded)", "next": "\(ahead.next)"])
+        throw Problem(
+            .feedStalled, status: .serviceUnavailable, title: "Event feed stalled",
+            detail: """
+                Events carry transaction ids up to \(ahead.recorded), ahead of the next this database hands out (\(ahead.next)), \
+                as after a pg_dump restored into a new cluster: every new event would sort before them, and the feed and webhooks \
+                would hand out none. Stop the service and PostgreSQL and run `pg_resetwal -e \(ahead.epoch)` on its data directory, \
+                or, where that cannot be run, use up the difference in transaction ids (RUNBOOK, "Backup and restore").
+                """)
     }
 
     func end(on connection: PostgresConnection) async throws -> FeedCursor {

@@ -14,6 +14,7 @@ extension APIHandler {
         guard (0...60).contains(wait) else { throw Problem.invalidParameter("wait", "must be 0 to 60 seconds") }
         let filter = try Self.feedFilter(types: input.query.types, ticketID: input.query.ticketId?.uuid)
         let (key, start) = try await database.withConnection { connection -> (FeedCursor.Key, FeedCursor) in
+            try await feed.checkNotStalled(on: connection)
             let key = try await feed.key(on: connection)
             guard let after = try input.query.after.map({ try FeedCursor.decode($0, with: key) }) else { return (key, .start) }
             try await feed.checkKept(after, on: connection)
@@ -48,6 +49,7 @@ extension APIHandler {
     func streamEvents(_ input: Operations.StreamEvents.Input) async throws -> Operations.StreamEvents.Output {
         let filter = try Self.feedFilter(types: input.query.types, ticketID: input.query.ticketId?.uuid)
         let (key, start) = try await database.withConnection { connection -> (FeedCursor.Key, FeedCursor) in
+            try await feed.checkNotStalled(on: connection)
             let key = try await feed.key(on: connection)
             // A reconnecting EventSource sends the last id it saw; it wins over the URL's `after`.
             if let given = input.headers.lastEventID {

@@ -106,6 +106,7 @@ extension Problem.Kind {
     public static let deliveryNotHeld = Self(rawValue: "delivery-not-held")
     public static let invalidCursor = Self(rawValue: "invalid-cursor")
     public static let cursorExpired = Self(rawValue: "cursor-expired")
+    public static let feedStalled = Self(rawValue: "feed-stalled")
     public static let clientClosedRequest = Self(rawValue: "client-closed-request")
     public static let serverBusy = Self(rawValue: "server-busy")
     public static let databaseUnavailable = Self(rawValue: "database-unavailable")

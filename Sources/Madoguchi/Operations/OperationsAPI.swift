@@ -9,8 +9,7 @@ extension APIHandler {
         .ok(.init(body: .json(.init(status: .ok))))
     }
 
-    /// Ready means the database answers, has every migration this binary knows, and hands out
-    /// transaction ids above every event's (`EventFeed.idsAhead`).
+    /// Ready means the database answers and has every migration and view this binary knows.
     ///
     /// A pool busy with real work is no reason to be taken out of rotation: when no connection frees
     /// up in time because every one is leased, and other work on the pool finished within the last few
@@ -18,15 +17,11 @@ extension APIHandler {
     /// load peak.)
     func getReady(_ input: Operations.GetReady.Input) async throws -> Operations.GetReady.Output {
         var status: (version: Int, complete: Bool)
-        var idsAhead: (recorded: String, next: String, epoch: UInt64)?
         do {
             // A load balancer's probe must get an answer, not a hang, however the pool fares.
             let (limit, database, migrator, logger) = (readinessTimeout, database, migrator, logger)
-            (status, idsAhead) = try await withDeadline(limit, orThrow: { DatabaseUnavailable(waited: limit) }) {
-                try await database.withConnection { connection in
-                    let status = try await migrator.status(connection, logger: logger)
-                    return (status, status.complete ? try await EventFeed(logger: logger).idsAhead(on: connection) : nil)
-                }
+            status = try await withDeadline(limit, orThrow: { DatabaseUnavailable(waited: limit) }) {
+                try await database.withConnection { try await migrator.status($0, logger: logger) }
             }
             readiness.remember(status)
         } catch let error as DatabaseUnavailable where database.isBusyButAnswering(within: .seconds(5)) && readiness.last != nil {
@@ -42,19 +37,6 @@ extension APIHandler {
                 detail: status.version == migrator.latestVersion
                     ? "The database schema is at migration \(status.version), but its report views are not all there yet (they are created after the last migration)."
                     : "The database schema is at migration \(status.version); this build needs \(migrator.latestVersion).")
-        }
-        if let idsAhead {
-            logger.error("events carry transaction ids ahead of the database's counter", metadata: [
-                "recorded": "\(idsAhead.recorded)", "next": "\(idsAhead.next)",
-            ])
-            throw Problem(
-                .notReady, status: .serviceUnavailable, title: "Not ready",
-                detail: """
-                    Events carry transaction ids up to \(idsAhead.recorded), ahead of the next this database hands out \
-                    (\(idsAhead.next)), as after a pg_dump restored into a new cluster: every new event would sort before them, \
-                    and the event feed and webhooks would hand out none. Stop the service and PostgreSQL, run \
-                    `pg_resetwal -e \(idsAhead.epoch)` on its data directory, and start them again (RUNBOOK, "Backup and restore").
-                    """)
         }
         return .ok(.init(body: .json(.init(status: .ok, schemaVersion: status.version, delivery: .init(additionalProperties: delivery.summary)))))
     }

@@ -56,7 +56,9 @@ enum RFC3339 {
         }
         guard index == bytes.count else { return nil }
         let seconds = daysSinceEpoch(year: year, month: month, day: day) * 86_400 + hour * 3600 + minute * 60 + second - offset
-        return Date(timeIntervalSince1970: Double(seconds) + fraction)
+        let date = Date(timeIntervalSince1970: Double(seconds) + fraction)
+        // The years are the instant's in UTC (9999-12-31T23:30:00-01:00 is in the year 10000).
+        return Date.fourDigitYears.contains(date) ? date : nil
     }
 
     private static func daysIn(_ month: Int, of year: Int) -> Int {

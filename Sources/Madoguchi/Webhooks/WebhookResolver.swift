@@ -53,10 +53,13 @@ final class WebhookResolver: Sendable {
                     return
                 }
                 // Everyone waiting gave up while it was queued: the thread is better spent on the next.
-                guard inFlight.waiters.withLock({ $0[name]?.contains { !$0.answered } ?? false }) else {
-                    _ = waiters()
-                    return
+                // Checked and forgotten under one lock, so that no one joins in between and is dropped.
+                let abandoned = inFlight.waiters.withLock { waiters -> Bool in
+                    guard !(waiters[name]?.contains { !$0.answered } ?? false) else { return false }
+                    waiters[name] = nil
+                    return true
                 }
+                guard !abandoned else { return }
                 let result = Result { try lookUp(address, allowPrivate) }
                 for waiter in waiters() { waiter.give(result) }
             }

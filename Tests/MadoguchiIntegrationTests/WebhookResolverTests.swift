@@ -22,6 +22,8 @@ struct WebhookResolverTests {
         func count(_ host: String) -> Int { starts.withLock { $0[host] ?? 0 } }
     }
 
+    static func address(_ host: String) throws -> WebhookAddress { try WebhookAddress.parse("https://\(host)/hook", allowPrivate: false) }
+
     static func resolver(threads: Int, timeout: Duration, _ lookUp: GatedLookUp) -> WebhookResolver {
         var settings = WebhookSettings()
         settings.timeout = timeout
@@ -34,8 +36,8 @@ struct WebhookResolverTests {
         let lookUp = GatedLookUp()
         let resolver = Self.resolver(threads: 2, timeout: .seconds(60), lookUp)
         defer { resolver.shutdown() }
-        let hung = try WebhookAddress.parse("https://hung.example/hook", allowPrivate: false)
-        let healthy = try WebhookAddress.parse("https://ok.example/hook", allowPrivate: false)
+        let hung = try Self.address("hung.example")
+        let healthy = try Self.address("ok.example")
         // Three deliveries to the hung receiver in flight (endpoints sharing its host, or retries).
         let waits = (0..<3).map { _ in Task { try await resolver.resolve(hung, allowPrivate: false) } }
         #expect(await ChildProcess.eventually(timeout: .seconds(60)) { lookUp.count("hung.example") == 1 })
@@ -54,8 +56,8 @@ struct WebhookResolverTests {
         let lookUp = GatedLookUp()
         let resolver = Self.resolver(threads: 1, timeout: .seconds(2), lookUp)
         defer { resolver.shutdown() }
-        let hung = try WebhookAddress.parse("https://hung.example/hook", allowPrivate: false)
-        let other = try WebhookAddress.parse("https://other.example/hook", allowPrivate: false)
+        let hung = try Self.address("hung.example")
+        let other = try Self.address("other.example")
         let first = Task { try await resolver.resolve(hung, allowPrivate: false) }
         #expect(await ChildProcess.eventually(timeout: .seconds(60)) { lookUp.count("hung.example") == 1 })
         // Queued behind the hung lookup on the only thread; it gives up before the thread frees.

@@ -142,7 +142,6 @@ struct EventFeed: Sendable {
         throw RowNotFound("the event feed's horizon")
     }
 
-    /// The cursor after the newest event there is (below the horizon): to follow from now on.
     /// Refuses a cursor below where retention has removed the feed to (`event_removals`): events
     /// after it are gone, and resuming from it would skip them without a word.
     func checkKept(_ cursor: FeedCursor, field: String = "after", on connection: PostgresConnection) async throws {
@@ -198,6 +197,7 @@ struct EventFeed: Sendable {
                 """)
     }
 
+    /// The cursor after the newest event there is (below the horizon): to follow from now on.
     func end(on connection: PostgresConnection) async throws -> FeedCursor {
         try await latest(below: try await horizon(on: connection), on: connection) ?? .start
     }

@@ -52,17 +52,12 @@ extension APIHandler {
             try await feed.checkNotStalled(on: connection)
             let key = try await feed.key(on: connection)
             // A reconnecting EventSource sends the last id it saw; it wins over the URL's `after`.
-            if let given = input.headers.lastEventID {
-                let cursor = try FeedCursor.decode(given, with: key, field: "Last-Event-ID")
-                try await feed.checkKept(cursor, field: "Last-Event-ID", on: connection)
-                return (key, cursor)
+            guard let (given, field) = input.headers.lastEventID.map({ ($0, "Last-Event-ID") }) ?? input.query.after.map({ ($0, "after") }) else {
+                return (key, try await feed.end(on: connection))
             }
-            if let given = input.query.after {
-                let cursor = try FeedCursor.decode(given, with: key)
-                try await feed.checkKept(cursor, on: connection)
-                return (key, cursor)
-            }
-            return (key, try await feed.end(on: connection))
+            let cursor = try FeedCursor.decode(given, with: key, field: field)
+            try await feed.checkKept(cursor, field: field, on: connection)
+            return (key, cursor)
         }
         let stream = EventStream(database: database, feed: feed, notifier: notifier, key: key, filter: filter, start: start,
                                  keyID: RequestScope.current?.principal?.keyID, logger: logger)

@@ -67,11 +67,12 @@ package enum ReportKind: String, Sendable, CaseIterable {
             ), periods AS (
                 -- An hour the clocks skip (spring forward) has no period; one they repeat (fall back)
                 -- is one period of two hours, as the facts of both fall under its local hour.
-                SELECT local_start, \(unescaped: Self.instant("local_start", zone: "b.zone")) AS starts,
+                SELECT local_start, s.starts,
                        \(unescaped: Self.instant("least(local_start + ('1 ' || b.unit)::interval, b.local_end)", zone: "b.zone")) AS ends,
                        \(unescaped: Self.periodLabel("local_start", unit: "b.unit")) AS period
-                FROM bounds b, generate_series(b.first_start, b.local_end - interval '1 microsecond', ('1 ' || b.unit)::interval) AS local_start
-                WHERE b.unit <> 'hour' OR \(unescaped: Self.instant("local_start", zone: "b.zone")) AT TIME ZONE b.zone = local_start
+                FROM bounds b, generate_series(b.first_start, b.local_end - interval '1 microsecond', ('1 ' || b.unit)::interval) AS local_start,
+                     LATERAL (SELECT \(unescaped: Self.instant("local_start", zone: "b.zone")) AS starts) s
+                WHERE b.unit <> 'hour' OR s.starts AT TIME ZONE b.zone = local_start
             )
             \(unescaped: body)
             """

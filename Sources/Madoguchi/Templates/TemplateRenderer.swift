@@ -11,7 +11,12 @@ struct TemplateRenderer: Sendable {
     /// Known variables and their values; nil for a known variable with no value (a customer with no name).
     var values: [String: String?]
     /// Namespaces whose fields come from the caller (`order.*`): any field is known, filled or not.
-    var openNamespaces: Set<String> = ["order"]
+    static let openNamespaces: Set<String> = ["order"]
+
+    /// Whether `name` is in one of `openNamespaces`.
+    private static func isOpen(_ name: String) -> Bool {
+        openNamespaces.contains(name.split(separator: ".").first.map(String.init) ?? "")
+    }
 
     /// Any `{{…}}` on one line is a variable, whatever its name: one no template knows
     /// (`{{お名前}}`, `{{customer name}}`) is an unknown variable, refused, not text left as it is.
@@ -46,9 +51,7 @@ struct TemplateRenderer: Sendable {
     /// customer would read it.
     static func problems(in text: String) -> [String] {
         var found: [String] = []
-        let unknown = variables(in: text).filter { name in
-            !knownVariables.contains(name) && !["order"].contains(name.split(separator: ".").first.map(String.init) ?? "")
-        }
+        let unknown = variables(in: text).filter { !knownVariables.contains($0) && !isOpen($0) }
         if !unknown.isEmpty {
             found.append("uses \(unknown.map { "{{\($0)}}" }.joined(separator: ", ")), which no ticket fills; the variables are "
                          + knownVariables.sorted().map { "{{\($0)}}" }.joined(separator: ", ") + " and {{order.FIELD}}")
@@ -79,8 +82,7 @@ struct TemplateRenderer: Sendable {
             case .some:
                 unfilled.append(name)
             case .none:
-                let namespace = name.split(separator: ".").first.map(String.init) ?? ""
-                if openNamespaces.contains(namespace) { unfilled.append(name) } else { unknown.append(name) }
+                if Self.isOpen(name) { unfilled.append(name) } else { unknown.append(name) }
             }
         }
         guard unknown.isEmpty, unfilled.isEmpty else { throw Failure(unknown: unknown, unfilled: unfilled) }

@@ -254,6 +254,36 @@ struct ProviderDeliveryTests {
         }
     }
 
+    @Test("a text to a Japanese landline is refused before it reaches the provider; a mobile on record is chosen over it")
+    func landline() async throws {
+        try await TestApp.run { app in
+            let conversation = try await Self.customerTexts(app, from: "03-1234-5678")
+            let draft = try await app.request(.post, "/v1/tickets/\(conversation.ticket)/replies", key: conversation.agent, json: #"{"body":"確認します。"}"#)
+            #expect(try draft.json["recipients"] as? [String] == ["+81312345678"], "\(draft.text)")
+            let reply = try #require(try draft.json["id"] as? String)
+            let send = try await app.request(.post, "/v1/replies/\(reply)/send", key: conversation.agent,
+                                             json: #"{"last_seen_message_id":"\#(conversation.lastMessage)"}"#)
+            try expectProblem(send, .unprocessableContent, "not-a-mobile-number")
+            #expect(send.text.contains("03") && send.text.contains("landline"), "\(send.text)")
+            #expect(try await app.count("SELECT count(*) FROM outbox") == 0)
+
+            // The customer's mobile, added later, is where the next text goes by default; the
+            // landline written out is still refused.
+            try await app.execute("""
+                INSERT INTO customer_identities (customer_id, kind, value)
+                SELECT customer_id, 'phone', '+819033334444' FROM tickets WHERE id = \(UUID(uuidString: conversation.ticket)!)
+                """)
+            let second = try await app.request(.post, "/v1/tickets/\(conversation.ticket)/replies", key: conversation.agent, json: #"{"body":"確認します。"}"#)
+            #expect(try second.json["recipients"] as? [String] == ["+819033334444"], "\(second.text)")
+            let named = try await app.request(.patch, "/v1/replies/\(try #require(try second.json["id"] as? String))", key: conversation.agent,
+                                              json: #"{"recipients":["+819033334444","03-1234-5678"]}"#)
+            #expect(named.status == .ok, "\(named.text)")
+            let both = try await app.request(.post, "/v1/replies/\(try #require(try second.json["id"] as? String))/send", key: conversation.agent,
+                                             json: #"{"last_seen_message_id":"\#(conversation.lastMessage)"}"#)
+            try expectProblem(both, .unprocessableContent, "not-a-mobile-number")
+        }
+    }
+
     @Test("Twilio refuses an invalid number (21211): the reply fails and the number is marked undeliverable; a 429 is retried")
     func twilioRefusals() async throws {
         let twilio = try await FakeProvider { request, index in

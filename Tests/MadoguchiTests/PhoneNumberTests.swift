@@ -56,4 +56,19 @@ struct PhoneNumberTests {
         }
         #expect(!reason.isEmpty)
     }
+
+    @Test("a Japanese number says whether it takes a text; another country's is let through", arguments: [
+        ("+819012345678", nil), ("+818012345678", nil), ("+817012345678", nil), ("+812012345678", nil),
+        ("+81312345678", "03"), ("+81451234567", "045"), ("+815012345678", "050"),
+        ("+81120123456", "0120"), ("+818001234567", "0800"), ("+81570123456", "0570"),
+        ("+14155550100", nil), ("+442079460958", nil),
+    ] as [(String, String?)])
+    func textable(_ e164: String, _ refusedPrefix: String?) {
+        let refusal = PhoneNumber.smsRefusal(e164)
+        if let refusedPrefix {
+            #expect(refusal?.hasPrefix(refusedPrefix) == true, "\(refusal ?? "nil")")
+        } else {
+            #expect(refusal == nil)
+        }
+    }
 }

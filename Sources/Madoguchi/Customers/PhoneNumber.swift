@@ -47,6 +47,24 @@ enum PhoneNumber {
         return .invalid("\(digits) is neither a Japanese number (starting with 0) nor an international one (starting with +)")
     }
 
+    /// Why a number in E.164 form (`normalize`'s answer) cannot receive a text message, or nil when
+    /// it can or we cannot tell. Only Japanese numbers say what they are by their prefix: mobile
+    /// (070, 080, 090) and M2M (020) take SMS; a landline, an IP phone (050), free dial and navi dial
+    /// do not, and a provider accepts the send only to fail it later (Twilio 21614), after the agent
+    /// has moved on. Another country's number may be either, and is let through.
+    static func smsRefusal(_ e164: String) -> String? {
+        guard e164.hasPrefix("+81") else { return nil }
+        let national = "0" + e164.dropFirst(3)
+        switch national {
+        // 0800 before 080: mobile numbers never begin 080-0, free dial's do.
+        case _ where national.hasPrefix("0120") || national.hasPrefix("0800"): return "\(national) is a free dial number"
+        case _ where ["070", "080", "090", "020"].contains(String(national.prefix(3))): return nil
+        case _ where national.hasPrefix("050"): return "\(national) is an IP phone number (050)"
+        case _ where national.hasPrefix("0570"): return "\(national) is a navi dial number (0570)"
+        default: return "\(national) is a landline number"
+        }
+    }
+
     /// `nationalSignificant` is the number after the trunk 0 (or after +81, where some write the 0 anyway).
     private static func japanese(nationalSignificant: String) -> Outcome {
         var number = nationalSignificant

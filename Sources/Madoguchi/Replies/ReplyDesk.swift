@@ -313,12 +313,20 @@ struct ReplyDesk: Sendable {
             WHERE i.customer_id = \(customerID) AND i.kind = ANY(\(kinds)) AND i.undeliverable_at IS NULL
             ORDER BY i.created_at, i.id
             """, logger: logger)
+        // A text goes to a number that can take one: a customer who wrote from a mobile and once
+        // left a landline on a form is texted on the mobile. With none, the landline is named, and
+        // the send guard says why it cannot go (`not-a-mobile-number`).
         var oldest: String?
+        var unreachable: String?
         for try await (value, lastSender) in rows.decode((String, String?).self) {
+            if channel == .sms, PhoneNumber.smsRefusal(value) != nil {
+                unreachable = unreachable ?? value
+                continue
+            }
             if let lastSender, Self.recipient(lastSender, channel: channel) == value { return [value] }
             oldest = oldest ?? value
         }
-        if let oldest { return [oldest] }
+        if let chosen = oldest ?? unreachable { return [chosen] }
         throw Problem.validationFailed([.init(pointer: "/recipients", message: "the customer has no deliverable \(kinds.joined(separator: " or ")) identity; name the recipients")])
     }
 

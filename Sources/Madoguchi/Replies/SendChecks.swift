@@ -88,10 +88,19 @@ struct SendChecks: Sendable {
             """, logger: logger)
         var known = Set<String>()
         for try await value in rows.decode(String.self) { known.insert(IdentityValue.comparable(value)) }
-        return recipients.filter { !known.contains(IdentityValue.comparable($0)) }.map {
+        var findings = recipients.filter { !known.contains(IdentityValue.comparable($0)) }.map {
             SendGuard.Finding(kind: .unknownRecipient, message: "\($0) is not an address of this ticket's customer that a \(channel.rawValue) reply can go to",
                               text: $0)
         }
+        if channel == .sms {
+            findings += recipients.compactMap { recipient in
+                PhoneNumber.smsRefusal(recipient).map {
+                    SendGuard.Finding(kind: .notAMobileNumber, message: "\($0) and cannot receive a text message; answer by phone or another channel",
+                                      text: recipient)
+                }
+            }
+        }
+        return findings
     }
 
     /// A greeting that names another of our customers ("佐藤様" or "佐藤 次郎様" on Yamada's ticket)

@@ -11,6 +11,7 @@ enum SendGuard {
             case missingAttachment = "missing-attachment"
             case wrongCustomerName = "wrong-customer-name"
             case unknownRecipient = "unknown-recipient"
+            case notAMobileNumber = "not-a-mobile-number"
         }
 
         var kind: Kind

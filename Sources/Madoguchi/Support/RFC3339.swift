@@ -31,17 +31,22 @@ enum RFC3339 {
               (1000...9999).contains(year), (1...12).contains(month), (1...daysIn(month, of: year)).contains(day),
               hour < 24, minute < 60, second < 60
         else { return nil }
-        var fraction = 0.0
+        // The fraction as whole microseconds, PostgreSQL's precision, rounded half up on the seventh digit.
+        var microseconds = 0
         if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
             index += 1
-            var scale = 0.1
             let start = index
             while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) {
-                fraction += Double(bytes[index] - UInt8(ascii: "0")) * scale
-                scale /= 10
+                let digit = Int(bytes[index] - UInt8(ascii: "0"))
+                switch index - start {
+                case 0..<6: microseconds = microseconds * 10 + digit
+                case 6 where digit >= 5: microseconds += 1
+                default: break
+                }
                 index += 1
             }
             guard index > start else { return nil }
+            for _ in min(index - start, 6)..<6 { microseconds *= 10 }
         }
         var offset = 0
         if expect("Zz") {
@@ -56,9 +61,19 @@ enum RFC3339 {
         }
         guard index == bytes.count else { return nil }
         let seconds = daysSinceEpoch(year: year, month: month, day: day) * 86_400 + hour * 3600 + minute * 60 + second - offset
-        let date = Date(timeIntervalSince1970: Double(seconds) + fraction)
+        let date = Date(timeIntervalSince1970: Double(seconds) + Self.storable(microseconds, since2000: seconds >= 946_684_800))
         // The years are the instant's in UTC (9999-12-31T23:30:00-01:00 is in the year 10000).
         return Date.fourDigitYears.contains(date) ? date : nil
+    }
+
+    /// A fraction of a second as a Double that PostgresNIO stores as exactly `microseconds`. It
+    /// writes a Date as the microseconds since 2000 cut toward zero, and `.123` is not a Double:
+    /// 21:30:00.123 was stored as 21:30:00.122999. Half a microsecond away from zero (the Double's
+    /// error at these magnitudes is under a tenth of that) lands the cut on the intended one. Whole
+    /// seconds are exact and stay as they are.
+    private static func storable(_ microseconds: Int, since2000: Bool) -> Double {
+        guard microseconds != 0 else { return 0 }
+        return (Double(microseconds) + (since2000 ? 0.5 : -0.5)) / 1_000_000
     }
 
     private static func daysIn(_ month: Int, of year: Int) -> Int {

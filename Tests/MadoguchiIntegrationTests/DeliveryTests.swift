@@ -506,6 +506,34 @@ struct DeliveryTests {
         }
     }
 
+    @Test("a bounce waits for its ticket before it locks the reply, the order a supervisor's decision on a held delivery keeps: the two never deadlock")
+    func bounceLocksTicketFirst() async throws {
+        let sink = try await SMTPSink()
+        try sink.control(#"{"drop_after_data": 1}"#)
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let conversation = try await Self.customerWrites(app, from: "held.order@example.jp")
+            let reply = try await Self.answer(conversation, "ご案内いたします。")
+            #expect(Self.state(try await Self.delivery(conversation, reply)) == "held")
+            let ticket = try #require(UUID(uuidString: conversation.ticket))
+            let replyID = try #require(UUID(uuidString: reply))
+            let gateway = try await app.keySecret(.gateway)
+            // As a supervisor's mark_sent does: the ticket first, then (here, while the bounce waits) the reply.
+            let posted = try await app.database.withTransaction { connection in
+                try await connection.query("SELECT 1 FROM tickets WHERE id = \(ticket) FOR UPDATE", logger: TestCluster.logger)
+                let posting = Task { try await app.postMail(gateway, Self.bounce(of: reply, to: "held.order@example.jp")) }
+                #expect(try await ChildProcess.eventually(timeout: .seconds(30)) {
+                    try await app.count("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()") > 0
+                })
+                // With the reply locked by the waiting bounce, this would fail (55P03), and the
+                // decision's own wait for it would have been a deadlock.
+                try await connection.query("SELECT 1 FROM replies WHERE id = \(replyID) FOR UPDATE NOWAIT", logger: TestCluster.logger)
+                return posting
+            }
+            #expect(try await posted.value.status == .created)
+            #expect(try await app.request(.get, "/v1/replies/\(reply)", key: conversation.agent).json["state"] as? String == "bounced")
+        }
+    }
+
     /// A relay's bounce (RFC 3464) of our reply `reply` to `address`.
     static func bounce(of reply: String, to address: String, status: String = "5.1.1", diagnostic: String = "550 5.1.1 user unknown",
                        forwardedTo final: String? = nil) -> String {
@@ -1290,7 +1318,7 @@ struct SMTPDataRefusedTests {
         #expect(EmailDelivery.references(Array(ids.prefix(5))) == Array(ids.prefix(5)))
     }
 
-    @Test("a refusal of RCPT marks the address only when it is about the address (5.1.x, a bare 550/551/553 saying so); 552 is tried again; policy fails the mail alone")
+    @Test("a refusal of RCPT marks the address only when it is about the address (5.1.x but not our sender's, a bare 550/551/553 saying so); 552 is tried again; policy fails the mail alone")
     func recipientRefusals() {
         let refusals: [(String, SMTPReply, RecipientResult.Status, Bool)] = [
             ("unknown@example.jp", SMTPReply(code: 550, lines: ["5.1.1 <unknown@example.jp>: Recipient address rejected: User unknown"]), .failed, true),
@@ -1306,6 +1334,11 @@ struct SMTPDataRefusedTests {
             ("bare@example.jp", SMTPReply(code: 550, lines: ["Requested action not taken: mailbox unavailable"]), .failed, false),
             ("verify@example.jp", SMTPReply(code: 550, lines: ["Verification failed for <support@shop.example>", "Unrouteable address", "Sender verify failed"]), .failed, false),
             ("sender@example.jp", SMTPReply(code: 553, lines: ["Sender address rejected: not owned by user"]), .failed, false),
+            // Postfix's sender checks answer at RCPT, with codes of the 5.1 family.
+            ("senderdomain@example.jp", SMTPReply(code: 550, lines: ["5.1.8 <support@shop.example>: Sender address rejected: Domain not found"]), .failed, false),
+            ("senderlisted@example.jp", SMTPReply(code: 550, lines: ["5.1.0 <support@shop.example>: Sender address rejected: User unknown in virtual mailbox table"]), .failed, false),
+            ("badsender@example.jp", SMTPReply(code: 553, lines: ["5.1.7 Bad sender's mailbox address syntax"]), .failed, false),
+            ("relaytable@example.jp", SMTPReply(code: 550, lines: ["5.1.1 <relaytable@example.jp>: Recipient address rejected: User unknown in relay recipient table"]), .failed, true),
             ("full@example.jp", SMTPReply(code: 552, lines: ["5.2.2 mailbox full"]), .pending, false),
             ("busy@example.jp", SMTPReply(code: 450, lines: ["4.2.1 mailbox busy"]), .pending, false),
         ]

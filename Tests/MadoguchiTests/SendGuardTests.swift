@@ -37,6 +37,13 @@ struct SendGuardTests {
         ("ｘｘ様", "ｘｘ", 1, 1),
         ("○様\nお問い合わせありがとうございます", "○", 1, 1),
         ("○ ○様", "○ ○", 1, 1),
+        ("10月○日にお届けします", "○日", 1, 4),
+        ("お届けは十二月〇日です", "〇日", 1, 8),
+        ("12月 ● 日着", " ● 日", 1, 4),
+        ("○月10日に発送いたします", "○月10日", 1, 1),
+        ("○日(月)にお届けします", "○日(月)", 1, 1),
+        ("二〇〇〇年創業の当店より●●様へ", "●●", 1, 13),
+        ("一〇〇●●円", "〇〇●●", 1, 2),
     ])
     func placeholders(_ body: String, _ text: String, _ line: Int, _ column: Int) {
         let findings = SendGuard.check(body: body, attachmentCount: 1)
@@ -58,6 +65,8 @@ struct SendGuardTests {
         "山田様\n\n__________\nショップサポート\n＿＿＿＿＿＿＿＿\nTEL 03-1234-5678 (Xbox, XXL)",
         "●さまざまなお支払い方法に対応しております\n○殿堂入り商品のご案内\n○ 様式をダウンロード",
         "在庫\nS　M　L\n○　○　×",
+        "弊社は二〇〇〇年創業です。一〇〇円のクーポンと一〇〇〇ポイントを差し上げます。",
+        "二〇日(月)に発送、一〇月一〇日(土)着の予定です。",
     ])
     func clean(_ body: String) {
         #expect(SendGuard.check(body: body, attachmentCount: 0).isEmpty)

@@ -51,12 +51,21 @@ struct DeliveryDesk: Sendable {
     /// did not, for good. The reply is bounced (its message shows it), and its ticket is flagged, so
     /// that someone answers another way (a hard bounce's identity was already marked undeliverable by
     /// ingest; a full mailbox or a filter leaves the address as it is).
+    ///
+    /// The ticket is locked before the reply, the order every other writer of both keeps (a
+    /// supervisor deciding a held delivery, the worker): with the reply first, a bounce arriving
+    /// while a supervisor marks the same held reply sent deadlocked with it.
     func recordBounce(originalMessageID: String, recipients: [String], on connection: PostgresConnection) async throws {
         let replies = ReplyStore(logger: logger)
-        for reply in try await repliesSent(as: originalMessageID, lock: true, on: connection) where reply.state != .bounced {
+        for found in try await repliesSent(as: originalMessageID, lock: false, on: connection) where found.state != .bounced {
             // Only a failure of someone the reply went to bounces it.
-            let addressees = Self.addressees(of: reply)
+            let addressees = Self.addressees(of: found)
             guard recipients.contains(where: { addressees.contains(IdentityValue.comparable($0)) }) else { continue }
+            // Waited for as long as it takes (not `TicketStore.lock`'s two seconds): the report is
+            // stored in this transaction, and mail is not turned away for a busy ticket.
+            try await connection.perform("SELECT 1 FROM tickets WHERE id = \(found.ticketID) FOR UPDATE", logger: logger)
+            let reply = try await replies.reply(id: found.id, lock: true, on: connection)
+            guard reply.state != .bounced else { continue }
             // Its message shows `bounced` from the reply's state (`Message.columns`).
             let bounced = try await replies.setState(.bounced, of: reply.id, on: connection)
             try await TicketStore(logger: logger).flagDeliveryFailure(reply.ticketID, on: connection)

@@ -24,7 +24,8 @@ enum SendGuard {
 
     /// Unfilled template markers. `{{…}}` variables; the runs of ● ○ 〇 ◯ ■ □ △ ▲ ＊ × that Japanese
     /// templates use as blanks; `XX`/`XXX` as a whole word; `[NAME]`-style bracketed capitals; and
-    /// a single one of them before a counter (○月○日, 第●回); and date blanks (YYYY年MM月DD日,
+    /// a single one of them before a counter (○月○日, 第●回) or in a date half filled in (10月○日);
+    /// and date blanks (YYYY年MM月DD日,
     /// YYYY/MM/DD, in either case).
     /// Matched on the text with full-width ASCII folded to ASCII (`foldedWidth`), so ｛｛お名前｝｝
     /// and ＸＸ are caught as {{…}} and XX are.
@@ -36,7 +37,9 @@ enum SendGuard {
         #"\{\{[^{}\n]{0,100}\}\}"#,
         #"\{\{|\}\}"#,
         #"\{[^{}\n]{1,40}\}"#,
-        #"[●○〇◯■□△▲＊×✕]{2,}"#,
+        // Not 〇 written as a kanji numeral's zero (二〇〇〇年, 一〇〇円): a run of 〇 alone after one.
+        #"(?<![零一二三四五六七八九十百千万〇])[●○〇◯■□△▲＊×✕]{2,}"#,
+        #"(?<=[零一二三四五六七八九十百千万])(?!〇++(?![●○◯■□△▲＊×✕]))[●○〇◯■□△▲＊×✕]{2,}"#,
         #"[●○〇◯■□](?:[ \u3000][●○〇◯■□])+(?=[ \u3000]?(様|さま|殿|[年月日円個件枚]))"#,
         // Not さまざま, 様式, 様子, 様々 or 殿堂 after a bullet (●さまざまなお支払い方法).
         #"(?<![〇零一二三四五六七八九十百千0-9])[●○〇◯](?=[ \u3000]?(様(?![々式子相])|さま(?!ざま)|殿(?!堂)))"#,
@@ -50,6 +53,12 @@ enum SendGuard {
         // numeral is a digit (二〇二六年一〇月一〇日).
         #"[●○〇◯]{1,2}\s*[年月]\s*[●○〇◯]{1,2}\s*[月日]"#,
         #"第[●○〇◯]"#,
+        // A date half filled in: the day left blank after a month (10月○日, 十二月〇日), the month
+        // before a day (○月10日), or a day with its weekday (○日(月)). Not a kanji date's zero
+        // (一〇月一〇日, 二〇日(月)).
+        #"(?<=[0-9一二三四五六七八九十]月)[ \u3000]?[●○〇◯]{1,2}[ \u3000]?日"#,
+        #"(?<![零一二三四五六七八九十0-9〇])[●○〇◯]{1,2}[ \u3000]?月[ \u3000]?[0-9一二三四五六七八九十]{1,3}[ \u3000]?日"#,
+        #"(?<![零一二三四五六七八九十0-9〇])[●○〇◯]{1,2}[ \u3000]?日[ \u3000]?[(（][月火水木金土日][)）]"#,
         #"(?<=[^\s〇零一二三四五六七八九十百千0-9●○〇◯])[●○〇◯](?=[円個件枚台点冊])"#,
         #"(?i)(?<![A-Za-z])(YYYY|MM|DD)[年月日]"#,
         #"(?i)(?<![A-Za-z])YYYY[/.-]MM[/.-]DD(?![A-Za-z])"#,

@@ -30,11 +30,18 @@ package struct SMTPReply: Sendable, Equatable, CustomStringConvertible {
     /// A bare 550, 551 or 553 counts only when its text says the user is unknown: relays give the
     /// same codes for "relaying denied" (Exim's 550, qmail's 553 … rcpthosts (#5.7.1)), and a relay
     /// that stops taking our mail would otherwise mark every customer in the outbox undeliverable.
+    ///
+    /// Two 5.1.x codes are about the sender, not the recipient (5.1.7 a bad sender mailbox, 5.1.8
+    /// a bad sender domain), and Postfix gives its sender checks at RCPT with other 5.1.x codes too
+    /// ("550 5.1.0 <support@…>: Sender address rejected: User unknown"): a relay that cannot
+    /// resolve our own domain would otherwise mark every customer in the outbox undeliverable.
     var refusesTheAddress: Bool {
         guard isPermanent else { return false }
-        if let status = enhancedStatus ?? enhancedStatusInText { return status.subject == 1 }
-        guard [550, 551, 553].contains(code) else { return false }
         let said = text.lowercased()
+        if let status = enhancedStatus ?? enhancedStatusInText {
+            return status.subject == 1 && ![7, 8].contains(status.detail) && !said.contains("sender")
+        }
+        guard [550, 551, 553].contains(code) else { return false }
         // About our sender or the relay, whatever else it says (Exim's sender verification: "550
         // Unrouteable address … Sender verify failed").
         guard !Self.notAboutTheAddress.contains(where: { said.contains($0) }) else { return false }

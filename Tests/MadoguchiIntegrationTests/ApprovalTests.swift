@@ -1,5 +1,6 @@
 import Foundation
 import HTTPTypes
+import HummingbirdTesting
 import Testing
 @testable import Madoguchi
 
@@ -106,6 +107,67 @@ struct ApprovalTests {
         #expect(try await app.request(.post, "/v1/replies/\(reply)/submit", key: scene.agent.secret, json: lastSeen).status == .ok)
         try await app.execute("UPDATE tickets SET claim_expires_at = now() - interval '1 second' WHERE id = \(scene.ticket)")
         return (scene, reply, lastSeen)
+    }
+
+    @Test("whoever takes a ticket over finds its replies; a supervisor finds every reply awaiting approval, longest waiting first, page by page")
+    func findingReplies() async throws {
+        try await TestApp.run { app in
+            let (scene, reply, _) = try await Self.submittedThenLapsed(app, #"{"body":"山田 花子 様\n全額返金いたします。"}"#)
+            let colleague = try await app.key(.agent)
+            #expect(try await app.request(.post, "/v1/tickets/\(scene.ticket)/claim", key: colleague.secret).status == .ok)
+            let draft = try await app.request(.post, "/v1/tickets/\(scene.ticket)/replies", key: colleague.secret, json: #"{"body":"山田 花子 様\n確認中です。"}"#)
+            let draftID = try #require(try draft.json["id"] as? String)
+
+            func ids(_ response: TestClient.Response) throws -> [String] {
+                try #require(try response.json["items"] as? [[String: Any]]).compactMap { $0["id"] as? String }
+            }
+            let onTicket = try await app.request(.get, "/v1/tickets/\(scene.ticket)/replies", key: colleague.secret)
+            #expect(onTicket.status == .ok, "\(onTicket.text)")
+            #expect(try ids(onTicket) == [reply, draftID], "oldest first, whatever the state")
+            #expect(try await ids(app.request(.get, "/v1/tickets/\(scene.ticket)/replies?state=submitted", key: colleague.secret)) == [reply])
+
+            // A second ticket's submitted reply: the queue holds both, the one waiting longest first.
+            let novice = try await app.key(.agent)
+            try await app.execute("UPDATE agents SET requires_approval = true WHERE id = \(novice.record.agentID)")
+            let otherTicket = try await app.ticket(customer: scene.customer, subject: "交換の件")
+            let otherMessage = try await app.inboundMessage(ticket: otherTicket, customer: scene.customer, body: "交換できますか")
+            #expect(try await app.request(.post, "/v1/tickets/\(otherTicket)/claim", key: novice.secret).status == .ok)
+            let otherDraft = try await app.request(.post, "/v1/tickets/\(otherTicket)/replies", key: novice.secret, json: #"{"body":"山田 花子 様\n交換いたします。"}"#)
+            let otherReply = try #require(try otherDraft.json["id"] as? String)
+            #expect(try await app.request(.post, "/v1/replies/\(otherReply)/submit", key: novice.secret,
+                                          json: #"{"last_seen_message_id":"\#(otherMessage.uuidString)"}"#).status == .ok)
+            let boss = try await app.keySecret(.supervisor)
+            #expect(try await ids(app.request(.get, "/v1/replies?state=submitted", key: boss)) == [reply, otherReply])
+            #expect(try await ids(app.request(.get, "/v1/replies?state=submitted&author_agent_id=\(novice.record.agentID!.lowercased)", key: boss))
+                    == [otherReply])
+            #expect(try await ids(app.request(.get, "/v1/replies?state=draft&state=submitted", key: boss)) == [reply, draftID, otherReply])
+
+            // Page by page: the cursor carries on where the last page ended.
+            let first = try await app.request(.get, "/v1/replies?state=submitted&limit=1", key: boss)
+            #expect(try ids(first) == [reply])
+            let cursor = try #require(try first.json["next_cursor"] as? String)
+            #expect(first.headers[.link]?.contains("rel=\"next\"") == true)
+            let second = try await app.request(.get, "/v1/replies?state=submitted&limit=1&cursor=\(cursor)", key: boss)
+            #expect(try ids(second) == [otherReply])
+            #expect(try second.json["next_cursor"] == nil)
+            // Another ticket's cursor is not this ticket's end.
+            let otherTicketsCursor = PageCursor.encode([otherReply])
+            try expectProblem(try await app.request(.get, "/v1/tickets/\(scene.ticket)/replies?cursor=\(otherTicketsCursor)", key: boss),
+                              .badRequest, "invalid-parameter")
+            try expectProblem(try await app.request(.get, "/v1/tickets/\(UUID())/replies", key: boss), .notFound, "not-found")
+            try expectProblem(try await app.request(.get, "/v1/replies?state=waiting", key: boss), .badRequest, "invalid-parameter")
+
+            // Found, the reply the novice submitted is the colleague's to submit again as it stands
+            // (no edit first), and the approval sends it on their behalf.
+            let lastSeen = #"{"last_seen_message_id":"\#(scene.lastMessage.uuidString)"}"#
+            let resubmitted = try await app.request(.post, "/v1/replies/\(reply)/submit", key: colleague.secret, json: lastSeen)
+            #expect(resubmitted.status == .ok, "\(resubmitted.text)")
+            let again = try await app.request(.post, "/v1/replies/\(reply)/submit", key: colleague.secret, json: lastSeen)
+            try expectProblem(again, .conflict, "reply-not-draft")
+            #expect(again.text.contains("already"), "\(again.text)")
+            let approved = try await app.request(.post, "/v1/replies/\(reply)/approve", key: boss, json: try await Self.approval(app, reply, lastSeen))
+            #expect(try approved.json["state"] as? String == "queued", "\(approved.text)")
+        }
     }
 
     @Test("another agent who takes the ticket over cannot send a flagged agent's reply without approval")

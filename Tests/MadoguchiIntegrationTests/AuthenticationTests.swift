@@ -27,6 +27,8 @@ struct AuthenticationTests {
         ("listTickets", .get, "/v1/tickets", nil),
         ("getTicket", .get, "/v1/tickets/00000000-0000-4000-8000-000000000000", nil),
         ("listTicketMessages", .get, "/v1/tickets/00000000-0000-4000-8000-000000000000/messages", nil),
+        ("listTicketReplies", .get, "/v1/tickets/00000000-0000-4000-8000-000000000000/replies", nil),
+        ("listReplies", .get, "/v1/replies", nil),
         ("getAttachment", .get, "/v1/attachments/00000000-0000-4000-8000-000000000000", nil),
         ("mergeTicket", .post, "/v1/tickets/00000000-0000-4000-8000-000000000000/merge", #"{"into_ticket_id":"00000000-0000-4000-8000-000000000001"}"#),
         ("updateTicket", .patch, "/v1/tickets/00000000-0000-4000-8000-000000000000", #"{"status":"open"}"#),

@@ -70,6 +70,16 @@ struct ProblemTests {
             let badUUID = try await app.request(.get, "/v1/tickets/not-a-uuid", key: agent)
             try expectProblem(badUUID, .badRequest, "invalid-parameter")
             #expect((try badUUID.json["errors"] as? [[String: String]])?.first?["pointer"] == "ticket_id")
+            // With a body, the path is still what is wrong: it is read first.
+            for (path, json, name) in [("/v1/replies/null/send", "{}", "reply_id"), ("/v1/tickets/null/notes", #"{"body":"x"}"#, "ticket_id"),
+                                       ("/v1/replies/null", "{}", "reply_id")] {
+                let withBody = try await app.request(path.hasSuffix("null") ? .patch : .post, path, key: agent, json: json)
+                try expectProblem(withBody, .badRequest, "invalid-parameter")
+                #expect((try withBody.json["errors"] as? [[String: String]])?.first?["pointer"] == name, "\(path): \(withBody.text)")
+            }
+            // A body's own bad value is still the body's.
+            let badField = try await app.request(.post, "/v1/replies/\(UUID())/send", key: agent, json: #"{"last_seen_message_id":"null"}"#)
+            try expectProblem(badField, .badRequest, "malformed-body")
             let badStatus = try await app.request(.get, "/v1/tickets?status=bogus", key: agent)
             try expectProblem(badStatus, .badRequest, "invalid-parameter")
             #expect(try badStatus.json["detail"] as? String == "status: 'bogus' is not one of new, open, pending, on_hold, solved, closed", "\(badStatus.text)")

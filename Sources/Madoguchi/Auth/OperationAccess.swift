@@ -29,6 +29,8 @@ enum OperationAccess {
         "listTickets": [.agent, .supervisor, .dashboard],
         "getTicket": [.agent, .supervisor, .dashboard],
         "listTicketMessages": [.agent, .supervisor],
+        "listTicketReplies": [.agent, .supervisor],
+        "listReplies": [.agent, .supervisor],
         "getAttachment": [.agent, .supervisor],
         "updateTicket": [.agent, .supervisor],
         "claimTicket": [.agent, .supervisor],

@@ -62,8 +62,10 @@ struct DeliveryDesk: Sendable {
             let addressees = Self.addressees(of: found)
             guard recipients.contains(where: { addressees.contains(IdentityValue.comparable($0)) }) else { continue }
             // Waited for as long as it takes (not `TicketStore.lock`'s two seconds): the report is
-            // stored in this transaction, and mail is not turned away for a busy ticket.
-            try await connection.perform("SELECT 1 FROM tickets WHERE id = \(found.ticketID) FOR UPDATE", logger: logger)
+            // stored in this transaction, and mail is not turned away for a busy ticket. NO KEY
+            // UPDATE, what the flag's own UPDATE takes: the delivery recorder, which locks a reply
+            // before it takes a key-share lock on the ticket, is not waited on here.
+            try await connection.perform("SELECT 1 FROM tickets WHERE id = \(found.ticketID) FOR NO KEY UPDATE", logger: logger)
             let reply = try await replies.reply(id: found.id, lock: true, on: connection)
             guard reply.state != .bounced else { continue }
             // Its message shows `bounced` from the reply's state (`Message.columns`).

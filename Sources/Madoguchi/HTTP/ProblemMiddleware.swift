@@ -138,17 +138,21 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 
     /// A body or parameter that did not decode. The runtime reports both the same way, and its URI
-    /// decoder keeps no coding path, so the request decides: one without a body can only have failed on
-    /// a path or query parameter, which is then found by its offending value.
+    /// decoder keeps no coding path, so the offending value decides: a parameter's value quoted in
+    /// the message is that parameter's fault, with a body or without (the runtime reads the path
+    /// and the query before the body: `POST /v1/replies/null/send` had been a malformed body). A
+    /// request without a body can only have failed on a parameter, found by its value's type.
     static func problem(for error: DecodingError, operation: ServerError) -> Problem {
         let (path, message) = describe(error)
         let fields = operation.request.headerFields
         let hasBody = (fields[.contentLength].flatMap(Int.init) ?? 0) > 0 || fields[.transferEncoding] != nil
-        guard hasBody else {
-            let query = operation.request.path.flatMap { URLComponents(string: $0)?.queryItems } ?? []
-            let parameters = operation.requestMetadata.pathParameters.map { ($0.key, String($0.value)) }
-                + query.map { ($0.name, $0.value ?? "") }
-            let culprit = parameters.first { !$0.1.isEmpty && (message.contains("'\($0.1)'") || message.hasSuffix(" \($0.1)")) }
+        let query = operation.request.path.flatMap { URLComponents(string: $0)?.queryItems } ?? []
+        let parameters = operation.requestMetadata.pathParameters.map { ($0.key, String($0.value)) }
+            + query.map { ($0.name, $0.value ?? "") }
+        // With a body, only an error with no place in it (the URI decoder's) can be a parameter's.
+        let quoted = hasBody && !path.isEmpty ? nil : parameters.first { !$0.1.isEmpty && (message.contains("'\($0.1)'") || message.hasSuffix(" \($0.1)")) }
+        if !hasBody || quoted != nil {
+            let culprit = quoted
                 ?? parameters.first { name, value in
                     (message.contains("integer") && Int(value) == nil) || (message.contains("boolean") && Bool(value) == nil)
                 }

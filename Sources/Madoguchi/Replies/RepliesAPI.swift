@@ -19,6 +19,53 @@ extension APIHandler {
         return Components.Schemas.Reply(current, attachments: attachments, delivery: delivery)
     }
 
+    func listTicketReplies(_ input: Operations.ListTicketReplies.Input) async throws -> Operations.ListTicketReplies.Output {
+        let ticketID = input.path.ticketId.uuid
+        let filter = ReplyList.Filter(ticketID: ticketID, states: (input.query.state ?? []).compactMap { Reply.State(rawValue: $0.rawValue) })
+        guard let page = try await replyPage(filter, cursor: input.query.cursor, limit: input.query.limit) else {
+            throw Problem.notFound("There is no ticket \(ticketID.lowercased).")
+        }
+        PageCursor.setLinkHeader(nextCursor: page.nextCursor)
+        return .ok(.init(body: .json(page)))
+    }
+
+    func listReplies(_ input: Operations.ListReplies.Input) async throws -> Operations.ListReplies.Output {
+        let filter = ReplyList.Filter(states: (input.query.state ?? []).compactMap { Reply.State(rawValue: $0.rawValue) },
+                                      authorAgentID: input.query.authorAgentId?.uuid)
+        guard let page = try await replyPage(filter, cursor: input.query.cursor, limit: input.query.limit) else { throw Problem.internalError }
+        PageCursor.setLinkHeader(nextCursor: page.nextCursor)
+        return .ok(.init(body: .json(page)))
+    }
+
+    /// One page of replies, each with its files and delivery, read in one snapshot (as
+    /// `replyResource` reads one); nil when the filter names a ticket that does not exist.
+    private func replyPage(_ filter: ReplyList.Filter, cursor: String?, limit: Int?) async throws -> Components.Schemas.ReplyPage? {
+        let limit = try PageCursor.limit(limit)
+        let after = try cursor.map { cursor -> UUID in
+            guard let id = UUID(uuidString: try PageCursor.decode(cursor, count: 1)[0]) else { throw PageCursor.invalid }
+            return id
+        }
+        let store = ReplyStore(logger: logger)
+        let read = try await database.withTransaction { connection -> [Components.Schemas.Reply]? in
+            try await connection.perform("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", logger: logger)
+            if let ticketID = filter.ticketID, try await tickets.ticket(id: ticketID, on: connection) == nil { return nil }
+            var items: [Components.Schemas.Reply] = []
+            // One row more than asked tells whether there is a next page.
+            for reply in try await ReplyList(logger: logger).replies(matching: filter, after: after, limit: limit + 1, on: connection) {
+                items.append(.init(reply, attachments: try await store.attachments(of: reply.id, on: connection),
+                                   delivery: try await store.delivery(of: reply, on: connection)))
+            }
+            return items
+        }
+        guard var items = read else { return nil }
+        var nextCursor: String?
+        if items.count > limit {
+            items.removeLast()
+            nextCursor = items.last.map { PageCursor.encode([$0.id.uuid.uuidString]) }
+        }
+        return .init(items: items, nextCursor: nextCursor)
+    }
+
     func createReply(_ input: Operations.CreateReply.Input) async throws -> Operations.CreateReply.Output {
         let (principal, agentID) = try actingAgent
         guard case .json(let body) = input.body else { throw Problem.internalError }

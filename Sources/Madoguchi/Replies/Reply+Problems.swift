@@ -23,6 +23,13 @@ extension Problem {
         Problem(.replyNotDraft, status: .conflict, title: "Not a draft", detail: "The reply is \(reply.state.rawValue); only a draft can be edited or sent.")
     }
 
+    static func replyNotSubmittable(_ reply: Reply) -> Problem {
+        let detail = reply.state == .submitted
+            ? "You submitted this reply already; it waits for a supervisor's approval."
+            : "The reply is \(reply.state.rawValue); only a draft, or a reply someone else submitted, can be submitted."
+        return Problem(.replyNotDraft, status: .conflict, title: "Not a draft", detail: detail)
+    }
+
     static func replyNotSubmitted(_ reply: Reply) -> Problem {
         Problem(.replyNotDraft, status: .conflict, title: "Not submitted", detail: "The reply is \(reply.state.rawValue); only a submitted reply can be approved or returned.")
     }

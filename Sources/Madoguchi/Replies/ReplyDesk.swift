@@ -98,7 +98,11 @@ struct ReplyDesk: Sendable {
     func submit(replyID: UUID, lastSeenMessageID: UUID?, confirmUndeliverable: Bool = false, by principal: Principal, agentID: UUID) async throws -> Reply {
         try await database.withTransaction { connection in
             let (ticket, reply) = try await lockReplyHoldingClaim(replyID, agentID: agentID, on: connection)
-            guard reply.state == .draft else { throw Problem.replyNotDraft(reply) }
+            // A reply someone else submitted is the claim holder's to submit again as it stands: its
+            // submitter left the ticket, and an approval would refuse to send it on their behalf.
+            guard reply.state == .draft || (reply.state == .submitted && reply.submittedBy != agentID) else {
+                throw Problem.replyNotSubmittable(reply)
+            }
             try await checks.check(reply, ticket: ticket, lastSeen: lastSeenMessageID, confirmUndeliverable: confirmUndeliverable, on: connection)
             let submitted = try await replies.submit(replyID, by: agentID, on: connection)
             try await events.record(.replySubmitted, ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
@@ -110,8 +114,8 @@ struct ReplyDesk: Sendable {
     /// A supervisor approves a submitted reply, which is sent at once, exactly as it stands. It goes on
     /// behalf of the agent who submitted it (its author, or a colleague who took the ticket over and
     /// submitted the author's draft), who must still hold the claim: if the ticket has moved on to
-    /// someone else since, the answer is theirs now: they edit it (which takes it back to a draft) and
-    /// submit it again if they want it sent.
+    /// someone else since, the answer is theirs now: they submit it again (as it stands, or edited)
+    /// if they want it sent.
     /// `version` is the one the supervisor read: a reply edited and submitted again since is not sent.
     func approve(replyID: UUID, version: Int64, lastSeenMessageID: UUID?, confirmUndeliverable: Bool = false, by principal: Principal, agentID: UUID) async throws -> Reply {
         try await database.withTransaction { connection in
@@ -145,12 +149,11 @@ struct ReplyDesk: Sendable {
         let who = "Agent \(submitter.lowercased), who submitted this reply,"
         guard let claim = ticket.claim, claimLive else {
             return Problem(.claimRequired, status: .conflict, title: "Claim required",
-                           detail: "\(who) no longer holds the ticket's claim. Whoever claims the ticket next can take the reply back to a draft "
-                               + "(any PATCH of it, even an empty one) and submit it again.")
+                           detail: "\(who) no longer holds the ticket's claim. Whoever claims the ticket next can submit it again for approval.")
         }
         var problem = TicketWork.claimHeld(claim)
         problem.detail = "\(who) no longer holds the ticket: agent \(claim.agentID.lowercased) does, until \(TicketWork.timestamp(claim.expiresAt)). "
-            + "They can take the reply back to a draft (any PATCH of it, even an empty one) and submit it again for approval."
+            + "They can submit it again for approval."
         return problem
     }
 

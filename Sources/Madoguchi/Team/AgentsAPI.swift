@@ -45,7 +45,7 @@ extension APIHandler {
             }
             guard changes.fieldNames.isEmpty else {
                 throw Problem(.forbidden, status: .forbidden, title: "Forbidden",
-                              detail: "An agent may change only their availability; \(changes.fieldNames.joined(separator: ", ")) need a supervisor.")
+                              detail: "An agent may change only their availability; a supervisor changes \(changes.fieldNames.joined(separator: ", ")).")
             }
         }
         let precondition = try VersionPrecondition(input.headers.ifMatch)

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import HummingbirdTesting
+import MadoguchiMail
 import Testing
 
 @Suite("Duplicate tickets merged: one customer, one conversation, one answer", .timeLimit(.minutes(10)))
@@ -60,6 +61,52 @@ struct TicketMergeTests {
             // And a reply with no threading headers, only the duplicate's subject (a carrier phone's).
             #expect(try await Self.mail(app, gateway, subject: "Re: 至急：まだ届いていません", id: "fourth@example.jp") == first)
             #expect(try await app.count("SELECT count(*) FROM tickets") == 2)
+        }
+    }
+
+    @Test("the survivor's timeline holds the duplicate's mail; an agent who read it before the merge is stopped by the traffic cop, one who read it after is not")
+    func mergedTimeline() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: DeliveryTests.configure(sink)) { app in
+            let gateway = try await app.keySecret(.gateway)
+            let agent = try await app.keySecret(.agent)
+            let first = try await Self.mail(app, gateway, subject: "マグカップの件", id: "mug-1@example.jp")
+            #expect(try await app.request(.post, "/v1/tickets/\(first)/claim", key: agent).status == .ok)
+            func ids(_ ticket: String) async throws -> [String] {
+                let response = try await app.request(.get, "/v1/tickets/\(ticket)/messages", key: agent)
+                #expect(response.status == .ok, "\(response.text)")
+                let page = try response.json
+                return (page["items"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
+            }
+            let readBefore = try #require(try await ids(first).last)
+            let draft = try await app.request(.post, "/v1/tickets/\(first)/replies", key: agent, json: #"{"body":"山田様\nお調べします。"}"#)
+            let reply = try #require(try draft.json["id"] as? String)
+
+            // The customer writes again under a new subject; the new ticket is merged into the first.
+            let second = try await Self.mail(app, gateway, subject: "割れていました", id: "mug-2@example.jp")
+            let newest = try #require(try await ids(second).last)
+            let merged = try await app.request(.post, "/v1/tickets/\(second)/merge", key: agent, json: #"{"into_ticket_id":"\#(first)"}"#)
+            #expect(merged.status == .ok, "\(merged.text)")
+            let timeline = try await ids(first)
+            #expect(timeline.contains(newest), "the duplicate's mail is on the survivor's timeline: \(timeline)")
+            #expect(timeline.firstIndex(of: newest)! < timeline.count - 1, "before the merge note, in order of arrival")
+
+            // Read before the merge: the duplicate's mail is news, however old.
+            let stale = try await app.request(.post, "/v1/replies/\(reply)/send", key: agent, json: #"{"last_seen_message_id":"\#(readBefore)"}"#)
+            try expectProblem(stale, .conflict, "new-activity")
+            #expect((try stale.json["new_message_ids"] as? [String])?.contains(newest) == true, "\(stale.text)")
+            // Read after it (the newest on the timeline is the merge note): it goes, answering the newest mail.
+            let sent = try await app.request(.post, "/v1/replies/\(reply)/send", key: agent, json: #"{"last_seen_message_id":"\#(timeline.last!)"}"#)
+            #expect(sent.status == .ok, "\(sent.text)")
+            #expect(try await ChildProcess.eventually(timeout: .seconds(60)) { !sink.received.isEmpty })
+            let mail = ParsedMail(try #require(sink.received.first).bytes)
+            #expect(mail.inReplyTo == ["mug-2@example.jp"], "the customer's newest mail, on the duplicate")
+            // A message the duplicate had is a message of this timeline to have seen.
+            let second2 = try await app.request(.post, "/v1/tickets/\(first)/replies", key: agent, json: #"{"body":"山田様\n交換します。"}"#)
+            let sent2 = try await app.request(.post, "/v1/replies/\(try #require(try second2.json["id"] as? String))/send", key: agent,
+                                              json: #"{"last_seen_message_id":"\#(newest)"}"#)
+            try expectProblem(sent2, .conflict, "new-activity")
+            #expect(!sent2.text.contains(newest), "\(sent2.text)")
         }
     }
 

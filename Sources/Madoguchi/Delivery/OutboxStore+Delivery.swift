@@ -54,11 +54,13 @@ extension OutboxStore {
             LEFT JOIN replies r ON r.id = c.reply_id
             LEFT JOIN tickets t ON t.id = r.ticket_id
             LEFT JOIN customers cu ON cu.id = t.customer_id
-            -- A mail composed now answers the customer's latest mail on the ticket.
+            -- A mail composed now answers the customer's latest mail on the ticket's timeline, which
+            -- holds the mail of tickets merged into it (the one that opened a duplicate, often).
             LEFT JOIN LATERAL (
                 SELECT m.email_message_id, m.email_references FROM messages m
                 WHERE c.message IS NULL AND c.channel IN ('email', 'webform')
-                  AND m.ticket_id = t.id AND m.direction = 'inbound' AND m.channel = 'email' AND m.classification = 'customer'
+                  AND m.ticket_id = ANY(ARRAY(SELECT t.id UNION ALL SELECT merged.id FROM tickets merged WHERE merged.merged_into = t.id))
+                  AND m.direction = 'inbound' AND m.channel = 'email' AND m.classification = 'customer'
                   AND m.email_message_id IS NOT NULL
                 ORDER BY m.created_at DESC, m.id DESC LIMIT 1
             ) parent ON true

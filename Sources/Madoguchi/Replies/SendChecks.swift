@@ -50,9 +50,15 @@ struct SendChecks: Sendable {
     }
 
     /// Refuses the send when anything but internal notes arrived after the message the agent last saw.
+    /// The timeline holds the messages of tickets merged into this one (`TicketStore.messages`); those
+    /// arrived on it when their ticket was merged: an agent who read the timeline before a merge has
+    /// not seen the duplicate's mail, however old it is, and one who read it after has.
     private func trafficCop(ticketID: UUID, lastSeen: UUID?, on connection: PostgresConnection) async throws {
         if let lastSeen {
-            let known = try await connection.run("SELECT 1 FROM messages WHERE id = \(lastSeen) AND ticket_id = \(ticketID)", logger: logger)
+            let known = try await connection.run("""
+                SELECT 1 FROM messages WHERE id = \(lastSeen)
+                  AND (ticket_id = \(ticketID) OR ticket_id IN (SELECT id FROM tickets WHERE merged_into = \(ticketID)))
+                """, logger: logger)
             var found = false
             for try await _ in known { found = true }
             guard found else {
@@ -60,10 +66,18 @@ struct SendChecks: Sendable {
             }
         }
         let rows = try await connection.run("""
-            SELECT id FROM messages
-            WHERE ticket_id = \(ticketID) AND direction <> 'internal'
-              AND (\(lastSeen)::uuid IS NULL OR (created_at, id) > (SELECT created_at, id FROM messages WHERE id = \(lastSeen)))
-            ORDER BY created_at, id
+            WITH seen AS (
+                -- greatest() passes over NULL: a message of this ticket arrived when it was written.
+                SELECT m.created_at, m.id, greatest(m.created_at, t.merged_at) AS arrived
+                FROM messages m JOIN tickets t ON t.id = m.ticket_id WHERE m.id = \(lastSeen)
+            )
+            SELECT m.id FROM messages m
+            WHERE m.direction <> 'internal'
+              AND ((m.ticket_id = \(ticketID)
+                    AND (\(lastSeen)::uuid IS NULL OR (m.created_at, m.id) > (SELECT created_at, id FROM seen)))
+                   OR m.ticket_id IN (SELECT id FROM tickets WHERE merged_into = \(ticketID)
+                                        AND (\(lastSeen)::uuid IS NULL OR merged_at > (SELECT arrived FROM seen))))
+            ORDER BY m.created_at, m.id
             """, logger: logger)
         var newer: [UUID] = []
         for try await id in rows.decode(UUID.self) { newer.append(id) }

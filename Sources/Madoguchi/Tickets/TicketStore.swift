@@ -292,19 +292,27 @@ struct TicketStore: Sendable {
     }
 
     func hasMessage(_ id: UUID, onTicket ticketID: UUID, on connection: PostgresConnection) async throws -> Bool {
-        let rows = try await connection.run("SELECT EXISTS (SELECT 1 FROM messages WHERE id = \(id) AND ticket_id = \(ticketID))", logger: logger)
+        let rows = try await connection.run("""
+            SELECT EXISTS (SELECT 1 FROM messages WHERE id = \(id)
+                           AND (ticket_id = \(ticketID) OR ticket_id IN (SELECT id FROM tickets WHERE merged_into = \(ticketID))))
+            """, logger: logger)
         for try await found in rows.decode(Bool.self) { return found }
         return false
     }
 
-    /// The ticket's timeline in order of arrival, `limit` messages after the message `after`.
+    /// The ticket's timeline in order of arrival, `limit` messages after the message `after`: its own
+    /// messages and those of every ticket merged into it (a merge flattens chains: `merged_into`
+    /// names the last survivor). A merged duplicate's messages stay on it, for its reports, and are
+    /// read here: the mail that opened the duplicate, often the customer's newest, was otherwise only
+    /// a line in the merge note.
     /// The position is read back from the row itself, so no timestamp is ever rounded through a cursor.
     func messages(ticketID: UUID, after: UUID?, limit: Int, on connection: PostgresConnection) async throws -> [Message] {
         let rows = try await connection.run("""
+            WITH timeline AS (SELECT ARRAY(SELECT \(ticketID)::uuid UNION ALL SELECT id FROM tickets WHERE merged_into = \(ticketID)) AS tickets)
             SELECT \(unescaped: Message.columns) FROM messages AS message
-            WHERE ticket_id = \(ticketID)
+            WHERE ticket_id = ANY((SELECT tickets FROM timeline)::uuid[])
               AND (\(after)::uuid IS NULL
-                   OR (created_at, id) > (SELECT created_at, id FROM messages WHERE id = \(after) AND ticket_id = \(ticketID)))
+                   OR (created_at, id) > (SELECT created_at, id FROM messages WHERE id = \(after) AND ticket_id = ANY((SELECT tickets FROM timeline)::uuid[])))
             ORDER BY created_at, id
             LIMIT \(limit)
             """, logger: logger)

@@ -1068,6 +1068,24 @@ struct DeliveryTests {
         }
     }
 
+    @Test("a carrier address with no name is acknowledged through the template's stand-in ({{customer.name|お客}}); without one, withheld")
+    func acknowledgementOfANamelessSender() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: Self.acknowledging(sink)) { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            let template = try await app.request(.post, "/v1/templates", key: supervisor, json: """
+                {"name":"受付確認","body":"{{customer.name|お客}}様\\nお問い合わせを受け付けました。"}
+                """)
+            #expect(template.status == .created, "\(template.text)")
+            let gateway = try await app.keySecret(.gateway)
+            #expect(try await app.postMail(gateway, testMail(from: "tomo_0123@docomo.ne.jp", subject: "質問", id: "nameless-1@docomo.ne.jp")).status == .created)
+            #expect(await ChildProcess.eventually(timeout: .seconds(20)) { sink.received.count == 1 })
+            let text = ParsedMail(try #require(sink.received.first).bytes).text
+            #expect(text.hasPrefix("お客様\r\n") || text.hasPrefix("お客様\n"), "\(text)")
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'reply.automatic_withheld'") == 0)
+        }
+    }
+
     @Test("a blank of the template's own (XX様) is withheld even when the customer's subject holds the same XX")
     func acknowledgementWithItsOwnBlank() async throws {
         let sink = try await SMTPSink()

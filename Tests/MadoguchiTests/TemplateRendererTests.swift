@@ -43,4 +43,18 @@ struct TemplateRendererTests {
         #expect(TemplateRenderer.variables(in: "{{a.b}} {{c}} {{a.b}}") == ["a.b", "c"])
         #expect(TemplateRenderer.variables(in: "no {variables} {{ }} here").isEmpty)
     }
+
+    @Test("a stand-in after | fills a variable with no value, and only then; an empty one is no stand-in")
+    func standIns() throws {
+        let nameless = TemplateRenderer(values: ["customer.name": nil, "ticket.number": "1234", "order.number": "A-77"])
+        #expect(try nameless.render(["{{customer.name|お客}}様（#{{ticket.number|?}}）"]) == ["お客様（#1234）"])
+        #expect(try renderer.render(["{{ customer.name | お客 }}様"]) == ["山田 花子様"])
+        #expect(try nameless.render(["{{order.date｜近日中}}にお届けします"]) == ["近日中にお届けします"], "a full-width bar, as an input method types it")
+        #expect(try nameless.render(["{{customer.name|ＯＯ}}"]) == ["ＯＯ"], "the stand-in as written, not folded")
+        #expect(throws: TemplateRenderer.Failure(unknown: [], unfilled: ["customer.name"])) { try nameless.render(["{{customer.name|}}様"]) }
+        #expect(throws: TemplateRenderer.Failure(unknown: ["お名前"], unfilled: [])) { try nameless.render(["{{お名前|お客}}様"]) }
+        #expect(TemplateRenderer.variables(in: "{{customer.name|お客}} {{customer.name}}") == ["customer.name"])
+        #expect(TemplateRenderer.problems(in: "{{customer.name|お客}}様").isEmpty)
+        #expect(TemplateRenderer.problems(in: "{{customer.name| }}様").first?.contains("empty stand-in") == true)
+    }
 }

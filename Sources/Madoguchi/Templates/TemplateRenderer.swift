@@ -1,7 +1,9 @@
 import Foundation
 
 /// Fills `{{name}}` variables. A variable it does not know, or knows but has no value for, is an
-/// error naming it: a customer must never receive "お世話になっております、様。".
+/// error naming it: a customer must never receive "お世話になっております、様。". A variable may
+/// name what stands in for a missing value, `{{customer.name|お客}}`: most carrier mail comes with
+/// an address and no name, and a confirmation that needs one would otherwise go to nobody.
 struct TemplateRenderer: Sendable {
     struct Failure: Error, Equatable {
         var unknown: [String]
@@ -25,14 +27,20 @@ struct TemplateRenderer: Sendable {
     /// match's range is the same in the text as written.
     static let pattern = try! NSRegularExpression(pattern: #"\{\{([^{}\n]{1,100}?)\}\}"#)
 
-    /// `{{ name }}` matches in `text`, each with its name (trimmed, full-width ASCII folded) and
-    /// where the whole marker is, as UTF-16 offsets that hold in `text` as written.
-    private static func markers(in text: String) -> [(name: String, range: NSRange)] {
+    /// `{{ name }}` matches in `text`, each with its name (trimmed, full-width ASCII folded), the
+    /// stand-in after a `|` if any (as written, trimmed; nil when blank), and where the whole marker
+    /// is, as UTF-16 offsets that hold in `text` as written.
+    private static func markers(in text: String) -> [(name: String, fallback: String?, range: NSRange)] {
         let folded = Text.foldingFullWidthASCII(text)
         return pattern.matches(in: folded, range: NSRange(folded.startIndex..., in: folded)).compactMap { match in
-            guard let name = Range(match.range(at: 1), in: folded) else { return nil }
-            let trimmed = folded[name].trimmingCharacters(in: .whitespaces)
-            return trimmed.isEmpty ? nil : (trimmed, match.range)
+            guard let inside = Range(match.range(at: 1), in: folded), let written = Range(match.range(at: 1), in: text) else { return nil }
+            let parts = folded[inside].split(separator: "|", maxSplits: 1, omittingEmptySubsequences: false)
+            let trimmed = parts[0].trimmingCharacters(in: .whitespaces)
+            // The stand-in as typed (not folded: ｢お客｣ stays full-width), after the first | or ｜.
+            let typed = text[written]
+            let bar = typed.firstIndex { $0 == "|" || $0 == "｜" }
+            let fallback = parts.count == 2 ? bar.map { String(typed[typed.index(after: $0)...]).trimmingCharacters(in: .whitespaces) } : nil
+            return trimmed.isEmpty ? nil : (trimmed, fallback.flatMap { blank($0) ? nil : $0 }, match.range)
         }
     }
 
@@ -56,6 +64,10 @@ struct TemplateRenderer: Sendable {
             found.append("uses \(unknown.map { "{{\($0)}}" }.joined(separator: ", ")), which no ticket fills; the variables are "
                          + knownVariables.sorted().map { "{{\($0)}}" }.joined(separator: ", ") + " and {{order.FIELD}}")
         }
+        let emptyStandIns = markers(in: text).filter { $0.fallback == nil && (text as NSString).substring(with: $0.range).contains(where: { $0 == "|" || $0 == "｜" }) }
+        if let first = emptyStandIns.first {
+            found.append("gives {{\(first.name)}} an empty stand-in after '|'; write the words to use when it has no value, as {{\(first.name)|お客}}")
+        }
         let folded = Text.foldingFullWidthASCII(text)
         let closed = pattern.stringByReplacingMatches(in: folded, range: NSRange(folded.startIndex..., in: folded), withTemplate: "")
         if let line = closed.split(separator: "\n").first(where: { $0.contains("{{") }) {
@@ -75,21 +87,22 @@ struct TemplateRenderer: Sendable {
         let markers = texts.map(Self.markers(in:))
         var unknown: [String] = []
         var unfilled: [String] = []
-        for name in markers.joined().map(\.name) where !unknown.contains(name) && !unfilled.contains(name) {
-            switch values[name] {
+        for marker in markers.joined() where !unknown.contains(marker.name) && !unfilled.contains(marker.name) {
+            switch values[marker.name] {
             case .some(.some(let value)) where !Self.blank(value):
                 continue
             case .some:
-                unfilled.append(name)
+                if marker.fallback == nil { unfilled.append(marker.name) }
             case .none:
-                if Self.isOpen(name) { unfilled.append(name) } else { unknown.append(name) }
+                if !Self.isOpen(marker.name) { unknown.append(marker.name) } else if marker.fallback == nil { unfilled.append(marker.name) }
             }
         }
         guard unknown.isEmpty, unfilled.isEmpty else { throw Failure(unknown: unknown, unfilled: unfilled) }
         return zip(texts, markers).map { text, markers in
             var result = text
             for marker in markers.reversed() {
-                guard let whole = Range(marker.range, in: result), let value = values[marker.name] ?? nil else { continue }
+                let value = (values[marker.name] ?? nil).flatMap { Self.blank($0) ? nil : $0 } ?? marker.fallback
+                guard let whole = Range(marker.range, in: result), let value else { continue }
                 result.replaceSubrange(whole, with: value)
             }
             return result

@@ -345,7 +345,7 @@ struct DeliveryTests {
         }) { app in
             let conversation = try await Self.customerWrites(app, from: "lease@example.jp")
             let reply = try await Self.answer(conversation, "お待たせしました。")
-            #expect(try await ChildProcess.eventually(timeout: .seconds(20)) { try await app.count("SELECT attempts FROM outbox") >= 2 })
+            #expect(try await ChildProcess.eventually(timeout: .seconds(60)) { try await app.count("SELECT attempts FROM outbox") >= 2 })
             try sink.control(#"{"delay_rcpt": 0, "delay_after_data": 3}"#)
             #expect(Self.state(try await Self.delivery(conversation, reply, until: ["sent"], timeout: .seconds(30))) == "sent")
             try await Task.sleep(for: .seconds(4))
@@ -465,6 +465,9 @@ struct DeliveryTests {
             #expect((ticket["tags"] as? [String])?.contains("delivery-failed") == true)
             #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = 'gone@example.jp' AND undeliverable_at IS NOT NULL") == 1)
             #expect(try await app.count("SELECT count(*) FROM events WHERE type IN ('reply.failed', 'identity.undeliverable')") == 2)
+            // A reply that never arrived is no response: not in the reports, and the customer waits
+            // as a first response again, since their message.
+            try await Self.expectNoResponse(app, conversation)
 
             // The customer's phone is another way to reach them; a new mail needs an explicit confirmation.
             let customer = try #require(ticket["customer_id"] as? String)
@@ -534,6 +537,25 @@ struct DeliveryTests {
         }
     }
 
+    /// The conversation's ticket has no response on record: no fact, none in today's report, no
+    /// first response stamped, and the customer waiting since their message.
+    static func expectNoResponse(_ app: TestApp, _ conversation: Conversation, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        let ticket = try #require(UUID(uuidString: conversation.ticket))
+        #expect(try await app.count("SELECT count(*) FROM ticket_responses WHERE ticket_id = \(ticket)") == 0, sourceLocation: sourceLocation)
+        let state = try await app.strings("""
+            SELECT concat_ws(' ', t.first_responded_at, t.awaiting_reply_since, m.created_at, t.last_customer_message_at)
+            FROM tickets t, messages m WHERE t.id = \(ticket) AND m.id = \(UUID(uuidString: conversation.lastMessage)!)
+            """)
+        #expect(try await app.count("""
+            SELECT count(*) FROM tickets t JOIN messages m ON m.id = \(UUID(uuidString: conversation.lastMessage)!)
+            WHERE t.id = \(ticket) AND t.first_responded_at IS NULL AND t.awaiting_reply_since = t.last_customer_message_at
+            """) == 1, "\(state)", sourceLocation: sourceLocation)
+        let today = String(Date().rfc3339UTC.prefix(10))
+        let rows = try await ReportTests.items(app, conversation.supervisor, "/v1/reports/response-times?from=\(today)&to=\(today)&time_zone=UTC")
+        let firsts = rows.filter { $0["metric"] as? String == "first_response" }.compactMap { $0["count"] as? Int }
+        #expect(firsts.reduce(0, +) == 0, "\(rows)", sourceLocation: sourceLocation)
+    }
+
     /// A relay's bounce (RFC 3464) of our reply `reply` to `address`.
     static func bounce(of reply: String, to address: String, status: String = "5.1.1", diagnostic: String = "550 5.1.1 user unknown",
                        forwardedTo final: String? = nil) -> String {
@@ -584,6 +606,7 @@ struct DeliveryTests {
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'reply.bounced'") == 1)
             let ticket = try await app.request(.get, "/v1/tickets/\(conversation.ticket)", key: conversation.agent).json
             #expect((ticket["tags"] as? [String])?.contains("delivery-failed") == true)
+            try await Self.expectNoResponse(app, conversation)
         }
     }
 
@@ -1024,7 +1047,7 @@ struct DeliveryTests {
                 #expect(try await app.postMail(gateway, testMail(from: from, subject: "問い合わせ \(id)", id: "\(id)@example.jp", headers: headers)).status == .created)
             }
             try await mail("Hanako Yamada <hanako@example.jp>", "a1")
-            #expect(await ChildProcess.eventually(timeout: .seconds(20)) { sink.received.count == 1 })
+            #expect(await ChildProcess.eventually(timeout: .seconds(60)) { sink.received.count == 1 })
             let acknowledgement = try #require(sink.received.first)
             let parsed = ParsedMail(acknowledgement.bytes)
             #expect(parsed.autoSubmitted == "auto-replied")
@@ -1041,7 +1064,7 @@ struct DeliveryTests {
             try await mail("Bank <victim@bank.example>", "b5", headers: "Authentication-Results: mx.shop.example;\n spf=fail smtp.mailfrom=evil.example;\n dmarc=fail (p=REJECT) header.from=bank.example\n")
             try await mail("Taro <taro@example.jp>", "c1", headers: "Authentication-Results: mx.shop.example; spf=pass; dmarc=pass header.from=example.jp\n")
             for n in 2...4 { try await mail("Hanako Yamada <hanako@example.jp>", "a\(n)") }
-            #expect(await ChildProcess.eventually(timeout: .seconds(20)) { sink.received.count == 4 })
+            #expect(await ChildProcess.eventually(timeout: .seconds(60)) { sink.received.count == 4 })
             try await Task.sleep(for: .seconds(1))
             #expect(sink.received.count == 4, "hanako's first three mails and taro's are acknowledged, nothing else")
             #expect(!sink.received.contains { $0.text.contains("victim@bank.example") })
@@ -1062,7 +1085,7 @@ struct DeliveryTests {
             let gateway = try await app.keySecret(.gateway)
             let subject = Self.encodedWord("【注文番号 A123】[URGENT] 未着")
             #expect(try await app.postMail(gateway, testMail(from: "hanako@example.jp", subject: subject, id: "theirs-1@example.jp")).status == .created)
-            #expect(await ChildProcess.eventually(timeout: .seconds(20)) { sink.received.count == 1 })
+            #expect(await ChildProcess.eventually(timeout: .seconds(60)) { sink.received.count == 1 })
             #expect(ParsedMail(try #require(sink.received.first).bytes).subject == "受付: 【注文番号 A123】[URGENT] 未着 [#1]")
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'reply.automatic_withheld'") == 0)
         }
@@ -1079,7 +1102,7 @@ struct DeliveryTests {
             #expect(template.status == .created, "\(template.text)")
             let gateway = try await app.keySecret(.gateway)
             #expect(try await app.postMail(gateway, testMail(from: "tomo_0123@docomo.ne.jp", subject: "質問", id: "nameless-1@docomo.ne.jp")).status == .created)
-            #expect(await ChildProcess.eventually(timeout: .seconds(20)) { sink.received.count == 1 })
+            #expect(await ChildProcess.eventually(timeout: .seconds(60)) { sink.received.count == 1 })
             let text = ParsedMail(try #require(sink.received.first).bytes).text
             #expect(text.hasPrefix("お客様\r\n") || text.hasPrefix("お客様\n"), "\(text)")
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'reply.automatic_withheld'") == 0)
@@ -1097,7 +1120,7 @@ struct DeliveryTests {
             let gateway = try await app.keySecret(.gateway)
             #expect(try await app.postMail(gateway, testMail(from: "hanako@example.jp", subject: Self.encodedWord("型番XX-100の在庫"),
                                                            id: "theirs-xx@example.jp")).status == .created)
-            #expect(try await ChildProcess.eventually(timeout: .seconds(20)) {
+            #expect(try await ChildProcess.eventually(timeout: .seconds(60)) {
                 try await app.count("SELECT count(*) FROM events WHERE type = 'reply.automatic_withheld'") == 1
             })
             #expect(sink.received.isEmpty)
@@ -1113,18 +1136,18 @@ struct DeliveryTests {
             let gateway = try await app.keySecret(.gateway)
             let subject = Self.encodedWord("ご注文\r\nBcc: victim@example.com")
             #expect(try await app.postMail(gateway, testMail(from: "hanako@example.jp", subject: subject, id: "broken-1@example.jp")).status == .created)
-            #expect(await ChildProcess.eventually(timeout: .seconds(20)) { sink.received.count == 1 })
+            #expect(await ChildProcess.eventually(timeout: .seconds(60)) { sink.received.count == 1 })
             #expect(ParsedMail(try #require(sink.received.first).bytes).subject == "Re: ご注文 Bcc: victim@example.com [#1]")
 
             #expect(try await app.request(.put, "/v1/templates/\(templateID)", key: supervisor, headers: [.ifMatch: "*"], json: """
                 {"name":"受付確認","subject":"受付: {{ticket.subject}}","body":"お問い合わせを受け付けました。"}
                 """).status == .ok)
             #expect(try await app.postMail(gateway, testMail(from: "taro@example.jp", subject: subject, id: "broken-2@example.jp")).status == .created)
-            #expect(await ChildProcess.eventually(timeout: .seconds(20)) { sink.received.count == 2 })
+            #expect(await ChildProcess.eventually(timeout: .seconds(60)) { sink.received.count == 2 })
             #expect(sink.received.map { ParsedMail($0.bytes).subject }.contains("受付: ご注文 Bcc: victim@example.com [#2]"))
             #expect(!sink.received.contains { $0.text.contains("victim@example.com>") || $0.text.lowercased().contains("\nbcc:") })
             // Recorded once the relay's answer is committed, a moment after the sink has the mail.
-            #expect(try await ChildProcess.eventually(timeout: .seconds(20)) {
+            #expect(try await ChildProcess.eventually(timeout: .seconds(60)) {
                 try await app.count("SELECT count(*) FROM replies WHERE automatic AND state = 'sent'") == 2
             })
         }
@@ -1140,7 +1163,7 @@ struct DeliveryTests {
             let long = String(repeating: "長", count: 2_000)
             let subject = Self.encodedWord(long)
             #expect(try await app.postMail(gateway, testMail(from: "hanako@example.jp", subject: subject, id: "long-1@example.jp")).status == .created)
-            #expect(await ChildProcess.eventually(timeout: .seconds(20)) { sink.received.count == 1 })
+            #expect(await ChildProcess.eventually(timeout: .seconds(60)) { sink.received.count == 1 })
             let sent = try #require(try await app.strings("SELECT subject FROM replies WHERE automatic").first)
             #expect(Text.length(sent) == 2_000 && sent.hasPrefix("Re: 長長") && sent.hasSuffix("長 [#1]"))
 

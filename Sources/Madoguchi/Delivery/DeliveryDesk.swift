@@ -39,6 +39,7 @@ struct DeliveryDesk: Sendable {
             case .cancel:
                 try await store.resolveHeld(row.id, to: "cancelled", on: connection)
                 reply = try await replies.setState(.failed, of: replyID, on: connection)
+                try await TicketStore(logger: logger).withdrawResponse(ofReply: replyID, on: connection)
                 try await TicketStore(logger: logger).flagDeliveryFailure(reply.ticketID, on: connection)
             }
             try await recordEvent(.replyDeliveryResolved, reply: reply, data: ["decision": decision.rawValue, "comment": comment ?? ""], actor: principal,
@@ -70,6 +71,7 @@ struct DeliveryDesk: Sendable {
             guard reply.state != .bounced else { continue }
             // Its message shows `bounced` from the reply's state (`Message.columns`).
             let bounced = try await replies.setState(.bounced, of: reply.id, on: connection)
+            try await TicketStore(logger: logger).withdrawResponse(ofReply: reply.id, on: connection)
             try await TicketStore(logger: logger).flagDeliveryFailure(reply.ticketID, on: connection)
             try await recordEvent(.replyBounced, reply: bounced, data: ["recipients": recipients], actor: nil, on: connection)
         }

@@ -134,6 +134,7 @@ struct DeliveryRecorder: Sendable {
                 "error": attempt.error ?? failures.first?.1.reply ?? "no recipient took it", "attempts": item.attempts,
                 "refused": failures.map { ["recipient": $0.0, "reply": $0.1.reply] },
             ], on: connection)
+            try await TicketStore(logger: logger).withdrawResponse(ofReply: replyID, on: connection)
             try await TicketStore(logger: logger).flagDeliveryFailure(reply.ticketID, on: connection)
         }
     }

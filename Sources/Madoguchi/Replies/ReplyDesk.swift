@@ -231,7 +231,7 @@ struct ReplyDesk: Sendable {
         let sent = try await replies.markQueued(reply.id, messageID: messageID, confirmedUndeliverable: overridden, on: connection)
         try await events.record(.replySent, ticketID: ticket.id, customerID: ticket.customerID, messageID: messageID, actor: principal,
                                 data: ["reply_id": reply.id.lowercased, "recipients": reply.recipients, "automatic": false], on: connection)
-        try await tickets.recordResponse(ticket.id, by: reply.authorAgentID, actor: principal, on: connection)
+        try await tickets.recordResponse(ticket.id, by: reply.authorAgentID, reply: reply.id, actor: principal, on: connection)
         return sent
     }
 

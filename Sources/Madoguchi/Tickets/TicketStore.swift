@@ -190,7 +190,7 @@ struct TicketStore: Sendable {
     /// in business time on the ticket's SLA calendar (the standard calendar without a policy), and
     /// the due time the response was measured against. The response is `responder`'s, the reply's
     /// author, even when `actor` is the supervisor whose approval sent it.
-    func recordResponse(_ ticketID: UUID, by responder: UUID?, actor: Principal?, on connection: PostgresConnection) async throws {
+    func recordResponse(_ ticketID: UUID, by responder: UUID?, reply replyID: UUID, actor: Principal?, on connection: PostgresConnection) async throws {
         let rows = try await connection.run("""
             WITH answered AS (
                 UPDATE tickets t
@@ -206,8 +206,8 @@ struct TicketStore: Sendable {
             ), fact AS (
                 -- Answered while the ticket is pending, the clock is measured as it stands at this
                 -- instant: pushed back by the pause so far, as it would be were the pause to end now.
-                INSERT INTO ticket_responses (ticket_id, agent_id, is_first, waited_since, responded_at, due_at, wall_seconds, business_seconds)
-                SELECT \(ticketID), \(responder), a.is_first, a.waited_since, now(),
+                INSERT INTO ticket_responses (ticket_id, agent_id, reply_id, is_first, waited_since, responded_at, due_at, wall_seconds, business_seconds)
+                SELECT \(ticketID), \(responder), \(replyID), a.is_first, a.waited_since, now(),
                        CASE WHEN a.paused_at IS NULL THEN a.due_at
                             ELSE business_time_add(c.calendar, a.due_at, business_seconds(c.calendar, a.paused_at, now())) END,
                        extract(epoch FROM now() - a.waited_since),
@@ -224,6 +224,45 @@ struct TicketStore: Sendable {
             try await EventStore(logger: logger).record(
                 .ticketUpdated, ticketID: ticketID, customerID: customerID, actor: actor,
                 data: ["changes": ["status": ["from": from, "to": to]], "version": version], on: connection)
+        }
+    }
+
+    /// A reply the customer never received was no response: its fact leaves the reports, and the
+    /// customer waits again from when they began to (not from their last message, as a failure
+    /// alone restarts the wait); a first response withdrawn makes the clock a first-response clock
+    /// again. Called before `flagDeliveryFailure`, in the failure's transaction, which holds the
+    /// ticket. Only while the reply is the ticket's latest response and the ticket is neither closed
+    /// nor merged: a failure learnt after a later answer, or on a ticket that has ended (its
+    /// follow-up waits instead), leaves the facts as they are. `replyID` or, for a provider's
+    /// report, the reply whose outbound message is `messageID`.
+    func withdrawResponse(ofReply replyID: UUID?, orMessage messageID: UUID? = nil, on connection: PostgresConnection) async throws {
+        let rows = try await connection.run("""
+            WITH reply AS (
+                SELECT id FROM replies WHERE id = \(replyID) OR (\(messageID)::uuid IS NOT NULL AND message_id = \(messageID))
+            ), gone AS (
+                DELETE FROM ticket_responses r
+                USING reply, tickets t
+                WHERE r.reply_id = reply.id AND t.id = r.ticket_id AND t.status <> 'closed' AND t.merged_into IS NULL
+                  AND NOT EXISTS (SELECT 1 FROM ticket_responses later WHERE later.ticket_id = r.ticket_id AND later.responded_at > r.responded_at)
+                RETURNING r.ticket_id, r.reply_id, r.is_first, r.waited_since
+            )
+            UPDATE tickets t
+            SET last_responded_at = (SELECT max(x.responded_at) FROM ticket_responses x WHERE x.ticket_id = t.id AND x.reply_id IS DISTINCT FROM g.reply_id),
+                awaiting_reply_since = least(coalesce(t.awaiting_reply_since, g.waited_since), g.waited_since),
+                version = t.version + 1, updated_at = now()
+            FROM gone g
+            WHERE t.id = g.ticket_id
+            RETURNING t.id, g.is_first
+            """, logger: logger)
+        var firstsWithdrawn: [UUID] = []
+        for try await (ticketID, wasFirst) in rows.decode((UUID, Bool).self) where wasFirst { firstsWithdrawn.append(ticketID) }
+        for ticketID in firstsWithdrawn {
+            // Then, the wait begun, unanswered again: the first-response clock runs on from the due
+            // time it kept (every pause since pushed it back, `tickets_sla_clocks`), not from a due
+            // time computed anew, and the next-response clock the wait started is no clock.
+            try await connection.perform("""
+                UPDATE tickets SET first_responded_at = NULL, next_response_due_at = NULL, next_response_warn_at = NULL WHERE id = \(ticketID)
+                """, logger: logger)
         }
     }
 

@@ -108,6 +108,7 @@ struct SmsDeliveryReports: Sendable {
             // The text never reached the customer: the ticket is flagged `delivery-failed` (and
             // reopened if solved or pending), as a bounced mail's is, so that someone answers another
             // way; before, a solved ticket stayed solved. The ticket first, as every writer takes it.
+            try await TicketStore(logger: logger).withdrawResponse(ofReply: nil, orMessage: messageID, on: connection)
             try await TicketStore(logger: logger).flagDeliveryFailure(ticketID, on: connection)
         }
         var delivery: [String: Any] = ["status": report.status, "updated_at": Date().rfc3339UTC]

@@ -375,8 +375,37 @@ struct DeliveryTests {
             #expect(resolved.status == .ok, "\(resolved.text)")
             #expect(Self.state(try resolved.json) == "sent")
             #expect(try resolved.json["state"] as? String == "sent")
+            // Its recipient with it: not left pending.
+            let recipient = try #require(((try resolved.json["delivery"] as? [String: Any])?["recipients"] as? [[String: Any]])?.first)
+            #expect(recipient["status"] as? String == "sent", "\(recipient)")
+            #expect((recipient["reply"] as? String)?.contains("the relay log shows it queued") == true, "\(recipient)")
             try expectProblem(try await app.request(.post, "/v1/replies/\(reply)/delivery", key: conversation.supervisor, json: #"{"action":"resend"}"#),
                               .conflict, "delivery-not-held")
+        }
+    }
+
+    @Test("held after the dot: a recipient the relay refused before it stays refused (marked undeliverable), only the one it took waits for a decision")
+    func heldKeepsRefusals() async throws {
+        let sink = try await SMTPSink()
+        try sink.control(#"{"drop_after_data": 1, "rcpt": {"old.box@example.jp": "550 5.1.1 <old.box@example.jp>: user unknown"}}"#)
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let conversation = try await Self.customerWrites(app, from: "new.box@example.jp")
+            try await app.execute("""
+                INSERT INTO customer_identities (customer_id, kind, value)
+                SELECT customer_id, 'email', 'old.box@example.jp' FROM tickets WHERE id = \(UUID(uuidString: conversation.ticket)!)
+                """)
+            let draft = try await app.request(.post, "/v1/tickets/\(conversation.ticket)/replies", key: conversation.agent,
+                                              json: #"{"body":"ご案内します。","recipients":["new.box@example.jp","old.box@example.jp"]}"#)
+            let reply = try #require(try draft.json["id"] as? String)
+            #expect(try await app.request(.post, "/v1/replies/\(reply)/send", key: conversation.agent,
+                                          json: #"{"last_seen_message_id":"\#(conversation.lastMessage)"}"#).status == .ok)
+            let held = try await Self.delivery(conversation, reply)
+            #expect(Self.state(held) == "held", "\(held)")
+            let recipients = ((held["delivery"] as? [String: Any])?["recipients"] as? [[String: Any]]) ?? []
+            let statuses = Dictionary(uniqueKeysWithValues: recipients.compactMap { r in (r["recipient"] as? String).map { ($0, r["status"] as? String ?? "") } })
+            #expect(statuses == ["new.box@example.jp": "pending", "old.box@example.jp": "failed"], "\(recipients)")
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = 'old.box@example.jp' AND undeliverable_at IS NOT NULL") == 1)
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = 'new.box@example.jp' AND undeliverable_at IS NOT NULL") == 0)
         }
     }
 
@@ -602,6 +631,12 @@ struct DeliveryTests {
             let bounced = try await app.request(.get, "/v1/replies/\(reply)", key: conversation.agent).json
             #expect(bounced["state"] as? String == "bounced", "\(bounced)")
             #expect(Self.state(bounced) == "bounced")
+            // Whom it did not reach, and what the bounce said: not the relay's 250 of before.
+            let delivery = try #require(bounced["delivery"] as? [String: Any])
+            let recipient = try #require((delivery["recipients"] as? [[String: Any]])?.first)
+            #expect(recipient["status"] as? String == "bounced", "\(recipient)")
+            #expect((recipient["reply"] as? String)?.contains("user unknown") == true, "\(recipient)")
+            #expect((delivery["notices"] as? [[String: Any]])?.map { $0["action"] as? String } == ["failed"], "\(delivery)")
             #expect(try await Self.timelineDelivery(app, conversation, bounced)?["status"] as? String == "bounced")
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'reply.bounced'") == 1)
             let ticket = try await app.request(.get, "/v1/tickets/\(conversation.ticket)", key: conversation.agent).json

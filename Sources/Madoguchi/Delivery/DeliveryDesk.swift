@@ -35,6 +35,7 @@ struct DeliveryDesk: Sendable {
                 try await store.resolveHeld(row.id, to: "queued", on: connection)
             case .markSent:
                 try await store.resolveHeld(row.id, to: "sent", on: connection)
+                try await store.settlePending(row.id, as: .sent(comment.map { "marked sent: \($0)" } ?? "marked sent by a supervisor"), on: connection)
                 reply = try await replies.setState(.sent, of: replyID, on: connection)
             case .cancel:
                 try await store.resolveHeld(row.id, to: "cancelled", on: connection)
@@ -56,12 +57,15 @@ struct DeliveryDesk: Sendable {
     /// The ticket is locked before the reply, the order every other writer of both keeps (a
     /// supervisor deciding a held delivery, the worker): with the reply first, a bounce arriving
     /// while a supervisor marks the same held reply sent deadlocked with it.
-    func recordBounce(originalMessageID: String, recipients: [String], on connection: PostgresConnection) async throws {
+    /// The report's words for each recipient it names are kept on the delivery (`failed` notices):
+    /// the reply shows whom it failed to reach and why, not only the relay's 250 of before.
+    func recordBounce(originalMessageID: String, failures: [DeliveryReport.Recipient], on connection: PostgresConnection) async throws {
         let replies = ReplyStore(logger: logger)
         for found in try await repliesSent(as: originalMessageID, lock: false, on: connection) where found.state != .bounced {
             // Only a failure of someone the reply went to bounces it.
             let addressees = Self.addressees(of: found)
-            guard recipients.contains(where: { addressees.contains(IdentityValue.comparable($0)) }) else { continue }
+            let theirs = failures.filter { $0.addresses.contains { addressees.contains(IdentityValue.comparable($0)) } }
+            guard !theirs.isEmpty else { continue }
             // Waited for as long as it takes (not `TicketStore.lock`'s two seconds): the report is
             // stored in this transaction, and mail is not turned away for a busy ticket. NO KEY
             // UPDATE, what the flag's own UPDATE takes: the delivery recorder, which locks a reply
@@ -71,9 +75,15 @@ struct DeliveryDesk: Sendable {
             guard reply.state != .bounced else { continue }
             // Its message shows `bounced` from the reply's state (`Message.columns`).
             let bounced = try await replies.setState(.bounced, of: reply.id, on: connection)
+            for failure in theirs {
+                // Under the address the reply went to (a forward's report names where it led, too).
+                let sentTo = reply.recipients.first { sent in failure.addresses.contains { Self.sameMailbox(sent, $0) } } ?? failure.address
+                try await OutboxStore(logger: logger).recordNotice(replyID: reply.id, recipient: sentTo, action: "failed", status: failure.status,
+                                                                   diagnostic: failure.diagnostic ?? failure.reason, on: connection)
+            }
             try await TicketStore(logger: logger).withdrawResponse(ofReply: reply.id, on: connection)
             try await TicketStore(logger: logger).flagDeliveryFailure(reply.ticketID, on: connection)
-            try await recordEvent(.replyBounced, reply: bounced, data: ["recipients": recipients], actor: nil, on: connection)
+            try await recordEvent(.replyBounced, reply: bounced, data: ["recipients": failures.flatMap(\.addresses)], actor: nil, on: connection)
         }
     }
 

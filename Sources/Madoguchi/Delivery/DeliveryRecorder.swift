@@ -81,6 +81,13 @@ struct DeliveryRecorder: Sendable {
             guard let replyID = try await store.settle(item.id, worker: worker, attempt: item.attempts, .init(
                 state: "held", results: item.results.merging(attempt.recipients) { _, new in new }, error: reason, heldReason: reason),
                 on: connection) else { return }
+            // Recipients the relay refused for good before the dot are settled whatever became of
+            // the mail: an address it said does not exist is marked, as it would have been.
+            let refused = attempt.recipients.filter { $0.value.status == .failed && $0.value.undeliverable }.map { ($0.key, $0.value) }
+            if !refused.isEmpty {
+                let ticketID = try await ReplyStore(logger: logger).reply(id: replyID, on: connection).ticketID
+                try await markUndeliverable(refused, channel: item.channel, customerTicket: ticketID, on: connection)
+            }
             try await event(.replyHeld, replyID: replyID, data: ["reason": reason, "attempts": item.attempts], on: connection)
             return
         }

@@ -62,7 +62,11 @@ struct EmailDelivery: Sendable {
         } catch is LeaseLost {
             return DeliveryAttempt(kind: .abandoned)
         } catch let error as SMTPSession.AfterFinalDot {
-            return .uncertain("\(error); held rather than risk a second copy")
+            // The recipients refused before the dot are settled (a 5.1.1 marks its address); the
+            // ones accepted wait for a person's decision.
+            let refusals = Self.attempt(from: SMTPSession.Outcome(accepted: [], refused: error.refused, finalReply: nil, refusedData: nil),
+                                        storedAs: { stored[$0] ?? [$0] })
+            return .uncertain("\(error); held rather than risk a second copy", settled: refusals.recipients.filter { $0.value.status == .failed })
         } catch let error as SMTPError {
             return error.isTransient ? .deferred(item, error.description) : .refused(item, error.description)
         } catch {

@@ -235,6 +235,19 @@ extension OutboxStore {
     /// A person's decision on a held row: queued again now (same Message-ID), sent, or cancelled. A
     /// row queued again counts its attempts and their time afresh (`attempts_before_resend`,
     /// `first_attempt_at`): the person chose to send.
+    /// Every recipient of the row's reply with no final result yet (none recorded, or pending)
+    /// settled as `result`: a held delivery a supervisor marked sent showed its recipients pending.
+    func settlePending(_ id: UUID, as result: RecipientResult, on connection: PostgresConnection) async throws {
+        let settled = String(decoding: try JSONEncoder().encode(result), as: UTF8.self)
+        try await connection.perform("""
+            UPDATE outbox o
+            SET recipient_results = o.recipient_results || coalesce((
+                SELECT jsonb_object_agg(x, \(settled)::jsonb) FROM replies r, unnest(r.recipients) AS x
+                WHERE r.id = o.reply_id AND coalesce(o.recipient_results -> x ->> 'status', 'pending') = 'pending'), '{}'::jsonb)
+            WHERE o.id = \(id)
+            """, logger: logger)
+    }
+
     func resolveHeld(_ id: UUID, to state: String, on connection: PostgresConnection) async throws {
         try await connection.perform("""
             UPDATE outbox

@@ -361,9 +361,9 @@ struct EmailIngest: Sendable {
             // relay has stopped trying) bounces our reply: a full mailbox or a carrier's filter keeps
             // the answer from the customer as surely as a gone address, and someone must answer
             // another way. Only a hard bounce marks the address itself (above).
-            let failed = recipients.filter { $0.action == "failed" }.flatMap(\.addresses)
+            let failed = recipients.filter { $0.action == "failed" }
             if !failed.isEmpty, let original = report?.originalMessageID {
-                try await desk.recordBounce(originalMessageID: original, recipients: failed, on: connection)
+                try await desk.recordBounce(originalMessageID: original, failures: failed, on: connection)
             }
         }
         // A delay notice (the relay is still trying) is recorded on the reply it concerns, nothing more.

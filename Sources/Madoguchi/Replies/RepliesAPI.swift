@@ -166,8 +166,12 @@ extension Components.Schemas.ReplyDelivery {
             state: .init(rawValue: delivery.state) ?? .queued, attempts: delivery.attempts, nextAttemptAt: delivery.nextAttemptAt,
             lastError: delivery.lastError, heldReason: delivery.heldReason, relayResponse: delivery.relayResponse, provider: delivery.provider,
             providerMessageId: delivery.providerMessageID, sentAt: delivery.sentAt,
-            recipients: delivery.recipients.map {
-                .init(recipient: $0.recipient, status: .init(rawValue: $0.result?.status.rawValue ?? "pending") ?? .pending, reply: $0.result?.reply)
+            recipients: delivery.recipients.map { recipient, result in
+                // A bounce names whom the mail the relay took did not reach, and why.
+                let bounce = delivery.state == "bounced"
+                    ? delivery.notices.last { $0.action == "failed" && IdentityValue.comparable($0.recipient) == IdentityValue.comparable(recipient) } : nil
+                if let bounce { return .init(recipient: recipient, status: .bounced, reply: bounce.diagnostic ?? result?.reply) }
+                return .init(recipient: recipient, status: .init(rawValue: result?.status.rawValue ?? "pending") ?? .pending, reply: result?.reply)
             },
             alternatives: delivery.alternatives.isEmpty ? nil : delivery.alternatives.map { .init(kind: $0.kind, value: $0.value) },
             notices: delivery.notices.isEmpty ? nil : delivery.notices.map {

@@ -186,8 +186,11 @@ package final class SMTPSession: Sendable {
 
     /// Failures after the final dot was sent: the relay may have taken the mail, so the caller must
     /// not simply try again.
+    /// `refused`: what the relay said to the recipients it refused before the dot, which stands
+    /// whatever became of the mail.
     struct AfterFinalDot: Error, CustomStringConvertible {
         let underlying: any Error
+        var refused: [(recipient: String, reply: SMTPReply)] = []
         var description: String { "after the message was handed over: \(underlying)" }
     }
 
@@ -256,7 +259,7 @@ package final class SMTPSession: Sendable {
             return outcome
         } catch {
             try? await channel.close()
-            throw AfterFinalDot(underlying: error)
+            throw AfterFinalDot(underlying: error, refused: outcome.refused)
         }
     }
 

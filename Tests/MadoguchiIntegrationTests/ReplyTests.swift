@@ -135,6 +135,8 @@ struct ReplyTests {
         (#"{"body":"佐藤 次郎 様\nご確認ください。"}"#, "wrong-customer-name", 1),
         (#"{"body":"佐藤様\nご確認ください。"}"#, "wrong-customer-name", 1),
         (#"{"body":"山田 花子 様\nご確認ください。","subject":"〇〇様 ご注文の件"}"#, "leftover-placeholder", 1),
+        // Findings in reading order: the greeting's line 1 before the blank on line 2.
+        (#"{"body":"佐藤 次郎 様\nご注文番号●●の件"}"#, "wrong-customer-name", 2),
     ])
     func guards(_ draft: String, _ type: String, _ findings: Int) async throws {
         try await TestApp.run { app in

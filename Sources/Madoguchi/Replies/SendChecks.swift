@@ -25,6 +25,12 @@ struct SendChecks: Sendable {
         findings += attachments.flatMap { SendGuard.checkFileName($0.filename, extraWarningWords: warningWords) }
         findings += try await recipientFindings(reply.recipients, channel: reply.channel, customerID: ticket.customerID, on: connection)
         findings += try await greetingFindings(reply.body, customerID: ticket.customerID, on: connection)
+        // What has no place in the body (the subject, a file's name, a recipient) first, then the
+        // body's findings as they are read, top to bottom: a greeting's line 1 had come after line 3.
+        findings = findings.enumerated().sorted { a, b in
+            let (left, right) = ((a.element.line ?? 0, a.element.column ?? 0, a.offset), (b.element.line ?? 0, b.element.column ?? 0, b.offset))
+            return left < right
+        }.map(\.element)
         if let first = findings.first { throw Problem.sendGuard(first.kind, findings) }
         let undeliverable = try await store.undeliverableRecipients(reply.recipients, customerID: ticket.customerID, on: connection)
         guard !undeliverable.isEmpty else { return false }

@@ -61,6 +61,7 @@ struct AuthenticationTests {
         ("redeliverWebhook", .post, "/v1/webhooks/00000000-0000-4000-8000-000000000000/deliveries/00000000-0000-4000-8000-000000000000/redeliver", nil),
         ("listTemplates", .get, "/v1/templates", nil),
         ("getTemplate", .get, "/v1/templates/00000000-0000-4000-8000-000000000000", nil),
+        ("listTemplateVersions", .get, "/v1/templates/00000000-0000-4000-8000-000000000000/versions", nil),
         ("createTemplate", .post, "/v1/templates", #"{"name":"n","body":"b"}"#),
         ("updateTemplate", .put, "/v1/templates/00000000-0000-4000-8000-000000000000", #"{"name":"n","body":"b"}"#),
         ("listRules", .get, "/v1/rules", nil),

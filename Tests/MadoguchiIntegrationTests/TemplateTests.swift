@@ -56,6 +56,14 @@ struct TemplateTests {
                 .put, "/v1/templates/\(id)", key: boss, json: #"{"name":"発送のお知らせ","body":"{{customer.name}} 様\n{{order.number}}"}"#)
             #expect(try updated.json["version"] as? Int == 2)
             #expect(try await app.count("SELECT count(*) FROM template_versions") == 2)
+            // Both texts can be read back, newest first, with who wrote each.
+            let versions = try await app.request(.get, "/v1/templates/\(id)/versions", key: agent.secret)
+            #expect(versions.status == .ok, "\(versions.text)")
+            let items = try #require(try versions.json["items"] as? [[String: Any]])
+            #expect(items.compactMap { $0["version"] as? Int } == [2, 1])
+            #expect((items.last?["body"] as? String)?.contains("{{order.date}}に発送いたしました") == true, "\(items)")
+            #expect(items.allSatisfy { $0["written_by"] as? String != nil && $0["written_at"] as? String != nil }, "\(items)")
+            try expectProblem(try await app.request(.get, "/v1/templates/\(UUID())/versions", key: agent.secret), .notFound, "not-found")
             // One saved before saving checked its variables is still refused when rendered.
             try await app.execute("UPDATE templates SET body = '{{customer.name}} 様' || chr(10) || '{{custmer.name}}' WHERE id = \(id)::uuid")
             let unknown = try await app.request(.post, "/v1/templates/\(id)/render", key: agent.secret, json: #"{"ticket_id":"\#(ticket.uuidString)"}"#)

@@ -61,6 +61,7 @@ enum OperationAccess {
         "redeliverWebhook": [.admin],
         "listTemplates": [.agent, .supervisor],
         "getTemplate": [.agent, .supervisor],
+        "listTemplateVersions": [.agent, .supervisor],
         "createTemplate": [.supervisor],
         "updateTemplate": [.supervisor],
         "renderTemplate": [.agent, .supervisor],

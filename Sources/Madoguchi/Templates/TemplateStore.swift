@@ -85,6 +85,34 @@ struct TemplateStore: Sendable {
         return template
     }
 
+    struct Version: Sendable {
+        var version: Int
+        var name: String
+        var subject: String?
+        var body: String
+        var writtenBy: UUID?
+        var writtenAt: Date
+    }
+
+    /// Every text the template has had, newest first; nil when there is no such template.
+    func versions(of id: UUID, on connection: PostgresConnection) async throws -> [Version]? {
+        let rows = try await connection.run("""
+            SELECT v.version, v.name, v.subject, v.body, v.written_by, v.written_at
+            FROM templates t LEFT JOIN template_versions v ON v.template_id = t.id
+            WHERE t.id = \(id)
+            ORDER BY v.version DESC
+            """, logger: logger)
+        var versions: [Version]?
+        for try await (version, name, subject, body, writtenBy, writtenAt) in rows.decode((Int?, String?, String?, String?, UUID?, Date?).self) {
+            var found = versions ?? []
+            if let version, let name, let body, let writtenAt {
+                found.append(.init(version: version, name: name, subject: subject, body: body, writtenBy: writtenBy, writtenAt: writtenAt))
+            }
+            versions = found
+        }
+        return versions
+    }
+
     /// What a template's variables stand for on `ticketID`, for `agentID`.
     func values(ticketID: UUID, agentID: UUID, order: [String: String], on connection: PostgresConnection) async throws -> [String: String?] {
         let rows = try await connection.run("""

@@ -52,6 +52,16 @@ extension APIHandler {
         return .ok(.init(body: .json(.init(template))))
     }
 
+    func listTemplateVersions(_ input: Operations.ListTemplateVersions.Input) async throws -> Operations.ListTemplateVersions.Output {
+        let id = input.path.templateId.uuid
+        guard let versions = try await database.withConnection({ try await templates.versions(of: id, on: $0) }) else {
+            throw Problem.notFound("There is no template \(id.lowercased).")
+        }
+        return .ok(.init(body: .json(.init(items: versions.map {
+            .init(version: $0.version, name: $0.name, subject: $0.subject, body: $0.body, writtenBy: $0.writtenBy?.resourceID, writtenAt: $0.writtenAt)
+        }))))
+    }
+
     /// A 422 naming the subject or body whose variables no render could fill (`TemplateRenderer.problems`).
     static func checkVariables(subject: String?, body: String) throws {
         var errors: [Problem.FieldError] = []

@@ -162,6 +162,8 @@ struct ApprovalTests {
             let lastSeen = #"{"last_seen_message_id":"\#(scene.lastMessage.uuidString)"}"#
             let resubmitted = try await app.request(.post, "/v1/replies/\(reply)/submit", key: colleague.secret, json: lastSeen)
             #expect(resubmitted.status == .ok, "\(resubmitted.text)")
+            // The queue is in order of submission: submitted again, it waits behind the other now.
+            #expect(try await ids(app.request(.get, "/v1/replies?state=submitted", key: boss)) == [otherReply, reply])
             let again = try await app.request(.post, "/v1/replies/\(reply)/submit", key: colleague.secret, json: lastSeen)
             try expectProblem(again, .conflict, "reply-not-draft")
             #expect(again.text.contains("already"), "\(again.text)")

@@ -585,6 +585,23 @@ struct DeliveryTests {
         #expect(firsts.reduce(0, +) == 0, "\(rows)", sourceLocation: sourceLocation)
     }
 
+    @Test("a held reply whose bounce arrives stays bounced when a supervisor then cancels it, its recipient shown bounced")
+    func bounceOutlastsCancel() async throws {
+        let sink = try await SMTPSink()
+        try sink.control(#"{"drop_after_data": 1}"#)
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let conversation = try await Self.customerWrites(app, from: "held.cancel@example.jp")
+            let reply = try await Self.answer(conversation, "ご案内いたします。")
+            #expect(Self.state(try await Self.delivery(conversation, reply)) == "held")
+            #expect(try await app.postMail(try await app.keySecret(.gateway), Self.bounce(of: reply, to: "held.cancel@example.jp")).status == .created)
+            let cancelled = try await app.request(.post, "/v1/replies/\(reply)/delivery", key: conversation.supervisor, json: #"{"action":"cancel"}"#)
+            #expect(cancelled.status == .ok, "\(cancelled.text)")
+            #expect(try cancelled.json["state"] as? String == "bounced", "\(cancelled.text)")
+            let recipient = ((try cancelled.json["delivery"] as? [String: Any])?["recipients"] as? [[String: Any]])?.first
+            #expect(recipient?["status"] as? String == "bounced", "\(cancelled.text)")
+        }
+    }
+
     /// A relay's bounce (RFC 3464) of our reply `reply` to `address`.
     static func bounce(of reply: String, to address: String, status: String = "5.1.1", diagnostic: String = "550 5.1.1 user unknown",
                        forwardedTo final: String? = nil) -> String {
@@ -1414,6 +1431,7 @@ struct SMTPDataRefusedTests {
             ("senderdomain@example.jp", SMTPReply(code: 550, lines: ["5.1.8 <support@shop.example>: Sender address rejected: Domain not found"]), .failed, false),
             ("senderlisted@example.jp", SMTPReply(code: 550, lines: ["5.1.0 <support@shop.example>: Sender address rejected: User unknown in virtual mailbox table"]), .failed, false),
             ("badsender@example.jp", SMTPReply(code: 553, lines: ["5.1.7 Bad sender's mailbox address syntax"]), .failed, false),
+            ("info@sendergroup.jp", SMTPReply(code: 550, lines: ["5.1.1 <info@sendergroup.jp>: Recipient address rejected: User unknown"]), .failed, true),
             ("relaytable@example.jp", SMTPReply(code: 550, lines: ["5.1.1 <relaytable@example.jp>: Recipient address rejected: User unknown in relay recipient table"]), .failed, true),
             ("full@example.jp", SMTPReply(code: 552, lines: ["5.2.2 mailbox full"]), .pending, false),
             ("busy@example.jp", SMTPReply(code: 450, lines: ["4.2.1 mailbox busy"]), .pending, false),

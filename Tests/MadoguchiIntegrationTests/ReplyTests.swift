@@ -127,6 +127,27 @@ struct ReplyTests {
         }
     }
 
+    @Test("traffic cop: the sender's own earlier reply is nothing new to them; to whoever takes the ticket over, it is")
+    func ownRepliesAreSeen() async throws {
+        try await TestApp.run { app in
+            let scene = try await Self.scene(app)
+            let first = try await Self.draft(scene, #"{"body":"山田 花子 様\n確認いたします。"}"#)
+            #expect(try await Self.send(scene, first).status == .ok)
+            let second = try await Self.draft(scene, #"{"body":"山田 花子 様\n発送いたしました。"}"#)
+            #expect(try await Self.send(scene, second).status == .ok, "their own reply since the customer's message is no news")
+
+            let supervisor = try await app.keySecret(.supervisor)
+            #expect(try await app.request(.delete, "/v1/tickets/\(scene.ticket)/claim", key: supervisor).status == .ok)
+            let colleague = try await app.key(.agent)
+            #expect(try await app.request(.post, "/v1/tickets/\(scene.ticket)/claim", key: colleague.secret).status == .ok)
+            let third = try await app.request(.post, "/v1/tickets/\(scene.ticket)/replies", key: colleague.secret, json: #"{"body":"山田 花子 様\n補足です。"}"#)
+            let refused = try await app.request(.post, "/v1/replies/\(try #require(try third.json["id"] as? String))/send", key: colleague.secret,
+                                                json: #"{"last_seen_message_id":"\#(scene.lastMessage.uuidString)"}"#)
+            try expectProblem(refused, .conflict, "new-activity")
+            #expect((try refused.json["new_message_ids"] as? [String])?.count == 2, "\(refused.text)")
+        }
+    }
+
     @Test("each send guard refuses with its own problem type, every finding placed, and nothing sent", arguments: [
         (#"{"body":"山田 花子 様\nご注文番号●●の件、{{order.date}}に発送します。"}"#, "leftover-placeholder", 2),
         (#"{"body":"   "}"#, "empty-body", 1),

@@ -501,6 +501,48 @@ struct SLATests {
         }
     }
 
+    @Test("withdrawn responses: a bounced reply answered again since is left as it is; a bounced next response makes the wait begin at the customer's earlier message, its due time with it")
+    func withdrawnResponses() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: DeliveryTests.configure(sink)) { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            _ = try await Self.defaultPolicy(app, supervisor, calendar: try await Self.allHours(app, supervisor))
+            let gateway = try await app.keySecret(.gateway)
+
+            // A first reply, then a second that reached the customer, then the first one's bounce.
+            let (first, bounced) = try await DeliveryTests.sentReply(app, to: "twice@example.jp")
+            let again = try await DeliveryTests.answer(first, "追加のご案内です。")
+            #expect(DeliveryTests.state(try await DeliveryTests.delivery(first, again)) == "sent")
+            #expect(try await app.postMail(gateway, DeliveryTests.bounce(of: bounced, to: "twice@example.jp")).status == .created)
+            let firstTicket = try #require(UUID(uuidString: first.ticket))
+            #expect(try await app.count("SELECT count(*) FROM ticket_responses WHERE ticket_id = \(firstTicket)") == 1)
+            #expect(try await app.count("SELECT count(*) FROM tickets WHERE id = \(firstTicket) AND first_responded_at IS NOT NULL") == 1)
+
+            // Answered, the customer writes (T1), is answered (R), writes again (T2); R bounces.
+            let (conversation, _) = try await DeliveryTests.sentReply(app, to: "next@example.jp")
+            let ticket = try #require(UUID(uuidString: conversation.ticket))
+            func customerWrites(_ id: String) async throws -> String {
+                let response = try await app.postMail(gateway, testMail(from: "next@example.jp", subject: "Re: 注文について [#\(try await app.count("SELECT number FROM tickets WHERE id = \(ticket)"))]", id: id))
+                #expect(response.status == .created, "\(response.text)")
+                return try #require(try response.json["message_id"] as? String)
+            }
+            let t1 = try await customerWrites("t1@example.jp")
+            try await app.execute("UPDATE tickets SET awaiting_reply_since = now() - interval '3 hours', last_customer_message_at = now() - interval '3 hours' WHERE id = \(ticket)")
+            let answered = DeliveryTests.Conversation(app: app, agent: conversation.agent, supervisor: supervisor, ticket: conversation.ticket,
+                                                      lastMessage: t1, customerMessageID: "t1@example.jp")
+            let next = try await DeliveryTests.answer(answered, "確認いたします。")
+            #expect(DeliveryTests.state(try await DeliveryTests.delivery(answered, next)) == "sent")
+            _ = try await customerWrites("t2@example.jp")
+            #expect(try await app.postMail(gateway, DeliveryTests.bounce(of: next, to: "next@example.jp")).status == .created)
+            let flagged = try await AwaitingReplyTests.ticket(app, conversation.ticket, key: supervisor)
+            let since = try #require(Self.date(flagged["awaiting_reply_since"]))
+            let due = try #require(Self.date(flagged["next_response_due_at"]))
+            #expect(abs(since.timeIntervalSinceNow + 3 * 3600) < 60, "waiting since the earlier message: \(flagged)")
+            #expect(abs(due.timeIntervalSince(since) - 30 * 60) < 5, "the due time from there: \(flagged)")
+            #expect(flagged["sla_state"] as? String == "breached", "\(flagged)")
+        }
+    }
+
     @Test("pending stops every clock: the state is judged when it paused, and reopening pushes each due time back by the time spent waiting")
     func pendingPauses() async throws {
         try await TestApp.run { app in

@@ -101,12 +101,12 @@ struct TicketMergeTests {
             #expect(try await ChildProcess.eventually(timeout: .seconds(60)) { !sink.received.isEmpty })
             let mail = ParsedMail(try #require(sink.received.first).bytes)
             #expect(mail.inReplyTo == ["mug-2@example.jp"], "the customer's newest mail, on the duplicate")
-            // A message the duplicate had is a message of this timeline to have seen.
+            // A message the duplicate had is a message of this timeline to have seen (and the agent's
+            // own reply since is nothing new to them).
             let second2 = try await app.request(.post, "/v1/tickets/\(first)/replies", key: agent, json: #"{"body":"山田様\n交換します。"}"#)
             let sent2 = try await app.request(.post, "/v1/replies/\(try #require(try second2.json["id"] as? String))/send", key: agent,
                                               json: #"{"last_seen_message_id":"\#(newest)"}"#)
-            try expectProblem(sent2, .conflict, "new-activity")
-            #expect(!sent2.text.contains(newest), "\(sent2.text)")
+            #expect(sent2.status == .ok, "\(sent2.text)")
         }
     }
 

@@ -39,9 +39,12 @@ struct DeliveryDesk: Sendable {
                 reply = try await replies.setState(.sent, of: replyID, on: connection)
             case .cancel:
                 try await store.resolveHeld(row.id, to: "cancelled", on: connection)
-                reply = try await replies.setState(.failed, of: replyID, on: connection)
-                try await TicketStore(logger: logger).withdrawResponse(ofReply: replyID, on: connection)
-                try await TicketStore(logger: logger).flagDeliveryFailure(reply.ticketID, on: connection)
+                // A bounce that came first said it already, and did the rest: it stays the word.
+                if current.state != .bounced {
+                    reply = try await replies.setState(.failed, of: replyID, on: connection)
+                    try await TicketStore(logger: logger).withdrawResponse(ofReply: replyID, on: connection)
+                    try await TicketStore(logger: logger).flagDeliveryFailure(reply.ticketID, on: connection)
+                }
             }
             try await recordEvent(.replyDeliveryResolved, reply: reply, data: ["decision": decision.rawValue, "comment": comment ?? ""], actor: principal,
                                   on: connection)
@@ -54,9 +57,10 @@ struct DeliveryDesk: Sendable {
     /// that someone answers another way (a hard bounce's identity was already marked undeliverable by
     /// ingest; a full mailbox or a filter leaves the address as it is).
     ///
-    /// The ticket is locked before the reply, the order every other writer of both keeps (a
-    /// supervisor deciding a held delivery, the worker): with the reply first, a bounce arriving
-    /// while a supervisor marks the same held reply sent deadlocked with it.
+    /// The ticket is locked before the reply, the order a supervisor deciding a held delivery keeps:
+    /// with the reply first, a bounce arriving while a supervisor marks the same held reply sent
+    /// deadlocked with it. (The worker's failure path still writes the reply before the ticket; a
+    /// bounce of an earlier attempt meeting a resend's final failure could still meet it there.)
     /// The report's words for each recipient it names are kept on the delivery (`failed` notices):
     /// the reply shows whom it failed to reach and why, not only the relay's 250 of before.
     func recordBounce(originalMessageID: String, failures: [DeliveryReport.Recipient], on connection: PostgresConnection) async throws {

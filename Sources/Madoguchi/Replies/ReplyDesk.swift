@@ -103,7 +103,7 @@ struct ReplyDesk: Sendable {
             guard reply.state == .draft || (reply.state == .submitted && reply.submittedBy != agentID) else {
                 throw Problem.replyNotSubmittable(reply)
             }
-            try await checks.check(reply, ticket: ticket, lastSeen: lastSeenMessageID, confirmUndeliverable: confirmUndeliverable, on: connection)
+            try await checks.check(reply, ticket: ticket, lastSeen: lastSeenMessageID, reader: agentID, confirmUndeliverable: confirmUndeliverable, on: connection)
             let submitted = try await replies.submit(replyID, by: agentID, on: connection)
             try await events.record(.replySubmitted, ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
                                     data: ["reply_id": replyID.lowercased], on: connection)
@@ -217,7 +217,8 @@ struct ReplyDesk: Sendable {
     private func deliver(
         _ reply: Reply, ticket: Ticket, lastSeen: UUID?, confirmUndeliverable: Bool, by principal: Principal, on connection: PostgresConnection
     ) async throws -> Reply {
-        let overridden = try await checks.check(reply, ticket: ticket, lastSeen: lastSeen, confirmUndeliverable: confirmUndeliverable, on: connection)
+        let overridden = try await checks.check(reply, ticket: ticket, lastSeen: lastSeen, reader: principal.agentID,
+                                                confirmUndeliverable: confirmUndeliverable, on: connection)
         // Stored bare, as every Message-ID is (inbound ones lose their angle brackets when parsed), so
         // that a customer's In-Reply-To finds it. Fixed now: every delivery attempt carries it.
         let emailMessageID = "reply-\(reply.id.lowercased)@\(messageIDDomain)"
@@ -310,7 +311,8 @@ struct ReplyDesk: Sendable {
         let kinds = Self.recipientKinds(of: channel)
         let rows = try await connection.run("""
             SELECT i.value, (SELECT m.from_address FROM messages m
-                             WHERE m.ticket_id = \(ticketID) AND m.direction = 'inbound' AND m.classification = 'customer'
+                             WHERE (m.ticket_id = \(ticketID) OR m.ticket_id IN (SELECT id FROM tickets WHERE merged_into = \(ticketID)))
+                               AND m.direction = 'inbound' AND m.classification = 'customer'
                              ORDER BY m.created_at DESC, m.id DESC LIMIT 1)
             FROM customer_identities i
             WHERE i.customer_id = \(customerID) AND i.kind = ANY(\(kinds)) AND i.undeliverable_at IS NULL

@@ -3,7 +3,8 @@ import Logging
 import PostgresNIO
 
 /// Replies as lists: a ticket's (how whoever takes it over finds a colleague's draft), and across
-/// tickets by state and author (the approval queue). Oldest first, paged by the last reply's id.
+/// tickets by state and author (the approval queue). Oldest first (the approval queue by when each
+/// was submitted), paged by the last reply's id.
 struct ReplyList: Sendable {
     let logger: Logger
 
@@ -25,13 +26,16 @@ struct ReplyList: Sendable {
                 throw Problem.invalidParameter("cursor", "names no reply of this list; start from its first page")
             }
         }
+        // The approval queue (submitted replies alone) in order of submission, which is a submitted
+        // reply's last change (any change takes it back to a draft); every other list in order of writing.
+        let column = filter.states == [.submitted] ? "updated_at" : "created_at"
         let rows = try await connection.run("""
             SELECT \(unescaped: Reply.columns) FROM replies
             WHERE (\(filter.ticketID)::uuid IS NULL OR ticket_id = \(filter.ticketID))
               AND (cardinality(\(filter.states.map(\.rawValue))::text[]) = 0 OR state = ANY(\(filter.states.map(\.rawValue))::text[]))
               AND (\(filter.authorAgentID)::uuid IS NULL OR author_agent_id = \(filter.authorAgentID))
-              AND (\(after)::uuid IS NULL OR (created_at, id) > (SELECT created_at, id FROM replies WHERE id = \(after)))
-            ORDER BY created_at, id
+              AND (\(after)::uuid IS NULL OR (\(unescaped: column), id) > (SELECT \(unescaped: column), id FROM replies WHERE id = \(after)))
+            ORDER BY \(unescaped: column), id
             LIMIT \(limit)
             """, logger: logger)
         var replies: [Reply] = []

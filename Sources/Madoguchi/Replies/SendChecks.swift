@@ -15,8 +15,10 @@ struct SendChecks: Sendable {
     /// the sender confirmed it (`confirmUndeliverable`), naming the customer's other identities.
     /// Returns whether that confirmation was needed: a recipient is undeliverable and goes anyway.
     @discardableResult
-    func check(_ reply: Reply, ticket: Ticket, lastSeen: UUID?, confirmUndeliverable: Bool, on connection: PostgresConnection) async throws -> Bool {
-        try await trafficCop(ticketID: ticket.id, lastSeen: lastSeen, on: connection)
+    /// `reader` is the agent whose `lastSeen` it is (who sends or submits): their own replies since
+    /// are nothing new to them.
+    func check(_ reply: Reply, ticket: Ticket, lastSeen: UUID?, reader: UUID?, confirmUndeliverable: Bool, on connection: PostgresConnection) async throws -> Bool {
+        try await trafficCop(ticketID: ticket.id, lastSeen: lastSeen, reader: reader, on: connection)
         let store = ReplyStore(logger: logger)
         let attachments = try await store.attachments(of: reply.id, on: connection)
         var findings = SendGuard.checkSubject(reply.subject ?? "", customerSubject: ticket.subject, extraWarningWords: warningWords)
@@ -47,7 +49,9 @@ struct SendChecks: Sendable {
         guard SendGuard.quotesAnything(body) else { return nil }
         let rows = try await connection.run("""
             SELECT string_agg(left(m.body_text, 100000), E'\\n') FROM (
-                SELECT body_text FROM messages WHERE ticket_id = \(ticket.id) AND direction = 'inbound' AND body_text IS NOT NULL
+                SELECT body_text FROM messages
+                WHERE (ticket_id = \(ticket.id) OR ticket_id IN (SELECT id FROM tickets WHERE merged_into = \(ticket.id)))
+                  AND direction = 'inbound' AND body_text IS NOT NULL
                 ORDER BY created_at DESC LIMIT 50) AS m
             """, logger: logger)
         var words = ticket.subject
@@ -59,7 +63,7 @@ struct SendChecks: Sendable {
     /// The timeline holds the messages of tickets merged into this one (`TicketStore.messages`); those
     /// arrived on it when their ticket was merged: an agent who read the timeline before a merge has
     /// not seen the duplicate's mail, however old it is, and one who read it after has.
-    private func trafficCop(ticketID: UUID, lastSeen: UUID?, on connection: PostgresConnection) async throws {
+    private func trafficCop(ticketID: UUID, lastSeen: UUID?, reader: UUID?, on connection: PostgresConnection) async throws {
         if let lastSeen {
             let known = try await connection.run("""
                 SELECT 1 FROM messages WHERE id = \(lastSeen)
@@ -79,6 +83,7 @@ struct SendChecks: Sendable {
             )
             SELECT m.id FROM messages m
             WHERE m.direction <> 'internal'
+              AND NOT coalesce(m.direction = 'outbound' AND m.author_agent_id = \(reader), false)
               AND ((m.ticket_id = \(ticketID)
                     AND (\(lastSeen)::uuid IS NULL OR (m.created_at, m.id) > (SELECT created_at, id FROM seen)))
                    OR m.ticket_id IN (SELECT id FROM tickets WHERE merged_into = \(ticketID)

@@ -243,6 +243,8 @@ struct TicketStore: Sendable {
                 DELETE FROM ticket_responses r
                 USING reply, tickets t
                 WHERE r.reply_id = reply.id AND t.id = r.ticket_id AND t.status <> 'closed' AND t.merged_into IS NULL
+                  -- No reply sent since, fact or not (one sent while nobody waited writes none).
+                  AND (t.last_responded_at IS NULL OR t.last_responded_at <= r.responded_at)
                   AND NOT EXISTS (SELECT 1 FROM ticket_responses later WHERE later.ticket_id = r.ticket_id AND later.responded_at > r.responded_at)
                 RETURNING r.ticket_id, r.reply_id, r.is_first, r.waited_since
             )
@@ -254,15 +256,23 @@ struct TicketStore: Sendable {
             WHERE t.id = g.ticket_id
             RETURNING t.id, g.is_first
             """, logger: logger)
-        var firstsWithdrawn: [UUID] = []
-        for try await (ticketID, wasFirst) in rows.decode((UUID, Bool).self) where wasFirst { firstsWithdrawn.append(ticketID) }
-        for ticketID in firstsWithdrawn {
-            // Then, the wait begun, unanswered again: the first-response clock runs on from the due
-            // time it kept (every pause since pushed it back, `tickets_sla_clocks`), not from a due
-            // time computed anew, and the next-response clock the wait started is no clock.
+        var withdrawn: [(ticket: UUID, wasFirst: Bool)] = []
+        for try await row in rows.decode((UUID, Bool).self) { withdrawn.append(row) }
+        for (ticketID, wasFirst) in withdrawn {
+            if wasFirst {
+                // Unanswered again: no first response, and the next-response clock the wait started is no clock.
+                try await connection.perform("""
+                    UPDATE tickets SET first_responded_at = NULL, next_response_due_at = NULL, next_response_warn_at = NULL WHERE id = \(ticketID)
+                    """, logger: logger)
+            }
+            // The wait may now begin earlier than the clock running (the customer wrote again since
+            // the reply): the running clocks are set again from their starts, pauses left out, as a
+            // policy change sets them (`tickets_sla_clocks`, `madoguchi.sla_reset`).
             try await connection.perform("""
-                UPDATE tickets SET first_responded_at = NULL, next_response_due_at = NULL, next_response_warn_at = NULL WHERE id = \(ticketID)
+                SELECT set_config('madoguchi.sla_reset', 'on', true)
                 """, logger: logger)
+            try await connection.perform("UPDATE tickets SET sla_policy_id = sla_policy_id WHERE id = \(ticketID)", logger: logger)
+            try await connection.perform("SELECT set_config('madoguchi.sla_reset', 'off', true)", logger: logger)
         }
     }
 

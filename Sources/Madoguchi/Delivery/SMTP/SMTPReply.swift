@@ -39,7 +39,9 @@ package struct SMTPReply: Sendable, Equatable, CustomStringConvertible {
         guard isPermanent else { return false }
         let said = text.lowercased()
         if let status = enhancedStatus ?? enhancedStatusInText {
-            return status.subject == 1 && ![7, 8].contains(status.detail) && !said.contains("sender")
+            // The words, not an address they quote (<info@sendergroup.jp> is a recipient's).
+            let words = said.replacingOccurrences(of: "<[^>]*>", with: "", options: .regularExpression)
+            return status.subject == 1 && ![7, 8].contains(status.detail) && !words.contains("sender")
         }
         guard [550, 551, 553].contains(code) else { return false }
         // About our sender or the relay, whatever else it says (Exim's sender verification: "550

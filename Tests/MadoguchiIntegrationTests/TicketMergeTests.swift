@@ -110,6 +110,26 @@ struct TicketMergeTests {
         }
     }
 
+    @Test("a reply quoting the merged duplicate's mail quotes the customer's words: their XX is not a blank of ours")
+    func quotingTheDuplicate() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let agent = try await app.keySecret(.agent)
+            let first = try await Self.mail(app, gateway, subject: "在庫の件", id: "stock-1@example.jp")
+            let second = try await app.postMail(gateway, testMail(subject: "型番の件", id: "stock-2@example.jp", body: "型番XX-100は在庫がありますか"))
+            let duplicate = try #require(try second.json["ticket_id"] as? String)
+            #expect(try await app.request(.post, "/v1/tickets/\(first)/claim", key: agent).status == .ok)
+            #expect(try await app.request(.post, "/v1/tickets/\(duplicate)/merge", key: agent, json: #"{"into_ticket_id":"\#(first)"}"#).status == .ok)
+            let page = try await app.request(.get, "/v1/tickets/\(first)/messages", key: agent).json
+            let newest = try #require((page["items"] as? [[String: Any]])?.last?["id"] as? String)
+            let draft = try await app.request(.post, "/v1/tickets/\(first)/replies", key: agent,
+                                              json: #"{"body":"Hanako Yamada 様\n\n> 型番XX-100は在庫がありますか\n\nございます。"}"#)
+            let sent = try await app.request(.post, "/v1/replies/\(try #require(try draft.json["id"] as? String))/send", key: agent,
+                                             json: #"{"last_seen_message_id":"\#(newest)"}"#)
+            #expect(sent.status == .ok, "\(sent.text)")
+        }
+    }
+
     @Test("both waiting: the survivor keeps the earlier wait and due times, reopens if pending, and takes the duplicate's drafts")
     func clocksAndDrafts() async throws {
         try await TestApp.run { app in

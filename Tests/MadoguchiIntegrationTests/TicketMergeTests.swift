@@ -321,9 +321,15 @@ struct TicketMergeTests {
             try expectProblem(try await merge(b, into: c, key: agent), .conflict, "merge-refused")
             try expectProblem(try await merge(c, into: b, key: agent), .conflict, "merge-refused")
 
-            // a (holding b) goes into d: b now points at d directly, and b's thread reaches d.
+            // a (holding b) goes into d: b now points at d directly, and b's thread reaches d. b joined
+            // d with a (its merged_at says so: the traffic cop counts b's messages as arriving then).
+            try await app.execute("UPDATE tickets SET merged_at = merged_at - interval '1 hour' WHERE id = \(UUID(uuidString: b)!)")
+            let bJoinedA = try #require(try await app.request(.get, "/v1/tickets/\(b)", key: agent).json["merged_at"] as? String)
             #expect(try await merge(a, into: d, key: agent).status == .ok)
-            #expect(try await app.request(.get, "/v1/tickets/\(b)", key: agent).json["merged_into"] as? String == d)
+            let bNow = try await app.request(.get, "/v1/tickets/\(b)", key: agent).json
+            #expect(bNow["merged_into"] as? String == d)
+            #expect(bNow["merged_at"] as? String == (try await app.request(.get, "/v1/tickets/\(a)", key: agent).json["merged_at"] as? String))
+            #expect(bJoinedA < (bNow["merged_at"] as? String ?? ""), "an hour earlier, then moved on with a")
             #expect(try await Self.mail(app, gateway, subject: "Re: 件名 B", id: "b2@example.jp", inReplyTo: "b@example.jp") == d)
 
             try await app.execute("UPDATE tickets SET status = 'closed', closed_at = now() WHERE id = \(UUID(uuidString: c)!)")

@@ -100,7 +100,11 @@ extension TicketWork {
                 RETURNING \(unescaped: Ticket.columns)
                 """, logger: logger))
             // Earlier duplicates of the duplicate now point at the survivor: one step to follow, always.
-            try await connection.perform("UPDATE tickets SET merged_into = \(survivorID) WHERE merged_into = \(duplicateID)", logger: logger)
+            // Their messages join the survivor's timeline now, and `merged_at` says when they joined
+            // the ticket `merged_into` names (the traffic cop counts them as arriving then).
+            try await connection.perform("""
+                UPDATE tickets SET merged_into = \(survivorID), merged_at = now() WHERE merged_into = \(duplicateID)
+                """, logger: logger)
             // Replies not yet sent go with the conversation: on a closed ticket they could never go.
             let moved = try await ReplyStore(logger: logger).moveUnsent(from: duplicateID, to: survivorID, on: connection)
 

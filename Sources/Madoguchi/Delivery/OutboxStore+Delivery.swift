@@ -59,7 +59,7 @@ extension OutboxStore {
             LEFT JOIN LATERAL (
                 SELECT m.email_message_id, m.email_references FROM messages m
                 WHERE c.message IS NULL AND c.channel IN ('email', 'webform')
-                  AND m.ticket_id = ANY(ARRAY(SELECT t.id UNION ALL SELECT merged.id FROM tickets merged WHERE merged.merged_into = t.id))
+                  AND m.ticket_id = ANY(ARRAY(SELECT ticket_id FROM ticket_timeline(t.id)))
                   AND m.direction = 'inbound' AND m.channel = 'email' AND m.classification = 'customer'
                   AND m.email_message_id IS NOT NULL
                 ORDER BY m.created_at DESC, m.id DESC LIMIT 1

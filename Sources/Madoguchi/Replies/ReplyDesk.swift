@@ -311,7 +311,7 @@ struct ReplyDesk: Sendable {
         let kinds = Self.recipientKinds(of: channel)
         let rows = try await connection.run("""
             SELECT i.value, (SELECT m.from_address FROM messages m
-                             WHERE (m.ticket_id = \(ticketID) OR m.ticket_id IN (SELECT id FROM tickets WHERE merged_into = \(ticketID)))
+                             WHERE m.ticket_id IN (SELECT ticket_id FROM ticket_timeline(\(ticketID)))
                                AND m.direction = 'inbound' AND m.classification = 'customer'
                              ORDER BY m.created_at DESC, m.id DESC LIMIT 1)
             FROM customer_identities i

@@ -50,7 +50,7 @@ struct SendChecks: Sendable {
         let rows = try await connection.run("""
             SELECT string_agg(left(m.body_text, 100000), E'\\n') FROM (
                 SELECT body_text FROM messages
-                WHERE (ticket_id = \(ticket.id) OR ticket_id IN (SELECT id FROM tickets WHERE merged_into = \(ticket.id)))
+                WHERE ticket_id IN (SELECT ticket_id FROM ticket_timeline(\(ticket.id)))
                   AND direction = 'inbound' AND body_text IS NOT NULL
                 ORDER BY created_at DESC LIMIT 50) AS m
             """, logger: logger)
@@ -67,7 +67,7 @@ struct SendChecks: Sendable {
         if let lastSeen {
             let known = try await connection.run("""
                 SELECT 1 FROM messages WHERE id = \(lastSeen)
-                  AND (ticket_id = \(ticketID) OR ticket_id IN (SELECT id FROM tickets WHERE merged_into = \(ticketID)))
+                  AND ticket_id IN (SELECT ticket_id FROM ticket_timeline(\(ticketID)))
                 """, logger: logger)
             var found = false
             for try await _ in known { found = true }
@@ -81,13 +81,13 @@ struct SendChecks: Sendable {
                 SELECT m.created_at, m.id, greatest(m.created_at, t.merged_at) AS arrived
                 FROM messages m JOIN tickets t ON t.id = m.ticket_id WHERE m.id = \(lastSeen)
             )
-            SELECT m.id FROM messages m
-            WHERE m.direction <> 'internal'
+            SELECT m.id FROM messages m JOIN tickets t ON t.id = m.ticket_id
+            WHERE m.ticket_id IN (SELECT ticket_id FROM ticket_timeline(\(ticketID)))
+              AND m.direction <> 'internal'
               AND NOT coalesce(m.direction = 'outbound' AND m.author_agent_id = \(reader), false)
-              AND ((m.ticket_id = \(ticketID)
-                    AND (\(lastSeen)::uuid IS NULL OR (m.created_at, m.id) > (SELECT created_at, id FROM seen)))
-                   OR m.ticket_id IN (SELECT id FROM tickets WHERE merged_into = \(ticketID)
-                                        AND (\(lastSeen)::uuid IS NULL OR merged_at > (SELECT arrived FROM seen))))
+              AND (\(lastSeen)::uuid IS NULL
+                   OR CASE WHEN t.id = \(ticketID) THEN (m.created_at, m.id) > (SELECT created_at, id FROM seen)
+                           ELSE t.merged_at > (SELECT arrived FROM seen) END)
             ORDER BY m.created_at, m.id
             """, logger: logger)
         var newer: [UUID] = []

@@ -343,7 +343,7 @@ struct TicketStore: Sendable {
     func hasMessage(_ id: UUID, onTicket ticketID: UUID, on connection: PostgresConnection) async throws -> Bool {
         let rows = try await connection.run("""
             SELECT EXISTS (SELECT 1 FROM messages WHERE id = \(id)
-                           AND (ticket_id = \(ticketID) OR ticket_id IN (SELECT id FROM tickets WHERE merged_into = \(ticketID))))
+                           AND ticket_id IN (SELECT ticket_id FROM ticket_timeline(\(ticketID))))
             """, logger: logger)
         for try await found in rows.decode(Bool.self) { return found }
         return false
@@ -357,7 +357,7 @@ struct TicketStore: Sendable {
     /// The position is read back from the row itself, so no timestamp is ever rounded through a cursor.
     func messages(ticketID: UUID, after: UUID?, limit: Int, on connection: PostgresConnection) async throws -> [Message] {
         let rows = try await connection.run("""
-            WITH timeline AS (SELECT ARRAY(SELECT \(ticketID)::uuid UNION ALL SELECT id FROM tickets WHERE merged_into = \(ticketID)) AS tickets)
+            WITH timeline AS (SELECT ARRAY(SELECT ticket_id FROM ticket_timeline(\(ticketID))) AS tickets)
             SELECT \(unescaped: Message.columns) FROM messages AS message
             WHERE ticket_id = ANY((SELECT tickets FROM timeline)::uuid[])
               AND (\(after)::uuid IS NULL

@@ -697,6 +697,38 @@ struct ReportTests {
         }
     }
 
+    @Test("agents: a reopening counts against the solve it undid, so the reopen rate of a range is at most 1")
+    func reopenRate() async throws {
+        try await TestApp.run { app in
+            let dashboard = try await app.keySecret(.dashboard)
+            let agent = try #require(try await app.key(.agent, name: "再開").record.agentID)
+            let customer = try await app.customer()
+            func ticket(_ statuses: [String]) async throws -> UUID {
+                let id = try await app.ticket(customer: customer, status: "open", assignee: agent)
+                for status in statuses { try await app.execute("UPDATE tickets SET status = \(status) WHERE id = \(id)") }
+                return id
+            }
+            // Solved ten days ago and reopened today (their first solves moved back by hand); the
+            // first is solved again today and stays solved.
+            let again = try await ticket(["solved", "open", "solved"])
+            let reopened = try await ticket(["solved", "open"])
+            try await app.execute("""
+                UPDATE ticket_status_periods s SET entered_at = now() - interval '10 days'
+                WHERE s.ticket_id IN (\(again), \(reopened)) AND s.status = 'solved'
+                  AND s.entered_at = (SELECT min(f.entered_at) FROM ticket_status_periods f WHERE f.ticket_id = s.ticket_id AND f.status = 'solved')
+                """)
+            // Solved today and reopened today, twice.
+            _ = try await ticket(["solved", "open", "solved", "open"])
+
+            let rows = try await Self.items(app, dashboard, "/v1/reports/agents?\(Self.aroundToday)&agent_id=\(agent)")
+            let row = try #require(rows.first, "\(rows)")
+            // Counted as events, by the reopening's time, this was solved 3, reopened 4: a rate of 1.33.
+            #expect(row["solved"] as? Int == 2)
+            #expect(row["reopened"] as? Int == 1)
+            #expect(row["reopen_rate"] as? Double == 0.5)
+        }
+    }
+
     @Test("SLA: attainment per target, a clock still running past due counts as breached, and every breach is listed with how late")
     func sla() async throws {
         try await TestApp.run { app in
@@ -751,6 +783,22 @@ struct ReportTests {
                 let refused = try await app.request(.get, "/v1/reports/sla-breaches?\(Self.aroundToday)&\(bad)", key: dashboard)
                 #expect(refused.status == .badRequest, "\(bad): \(refused.text)")
             }
+
+            // Havana repeats its midnight hour on 1 November 2026 (01:00 CDT back to 00:00 CST): a
+            // breach at 00:30 CDT (04:30Z) is on the 1st for the JSON pages as for the CSV, which
+            // read the day's start as the first midnight.
+            let havana = try await app.insertReturningID("""
+                INSERT INTO tickets (customer_id, channel, awaiting_reply_since, first_response_due_at)
+                VALUES (\(customer), 'chat', '2026-11-01 03:00Z', '2026-11-01 04:30Z') RETURNING id
+                """)
+            for (day, holds) in [("2026-11-01", true), ("2026-10-31", false)] {
+                let range = "from=\(day)&to=\(day)&time_zone=America/Havana"
+                let page = try await Self.items(app, dashboard, "/v1/reports/sla-breaches?\(range)")
+                #expect(page.contains { $0["ticket_id"] as? String == havana.uuidString.lowercased() } == holds, "\(day): \(page)")
+                let lines = try await app.request(.get, "/v1/reports/sla-breaches?\(range)&format=csv", key: dashboard).text
+                #expect(lines.contains(havana.uuidString.lowercased()) == holds, "\(day): \(lines)")
+            }
+            try await app.execute("UPDATE tickets SET first_response_due_at = NULL, awaiting_reply_since = NULL WHERE id = \(havana)")
 
             // Waiting on the customer (pending) stops a clock where it was: a response that fell due
             // during the pause is not late, and one already late stays as late as it was when it paused.

@@ -7,8 +7,11 @@
 --   which is left out);
 -- - note: an internal note the agent wrote;
 -- - first_response: a first response of theirs, with the customer's wait (business and wall seconds);
--- - solved / reopened: a ticket assigned to them became solved, or left solved for an open status
---   (the assignee is today's, not the one at that moment);
+-- - solved / reopened: a ticket assigned to them became solved, at the solve's time; `reopened` is
+--   a solve that did not last (the ticket left solved for an open status, whenever that was), also
+--   at the solve's time, so that the reopened tickets of a range are some of its solved ones and the
+--   reopen rate is at most 1 (counted by the reopening's time, tickets solved before the range and
+--   reopened in it made rates above 100 %). The assignee is today's, not the one at that moment;
 -- - returned: a supervisor returned one of their replies unapproved (承認差し戻し), read from the
 --   note the return leaves on the timeline (events may be removed by retention; notes stay).
 CREATE OR REPLACE VIEW report_agent_actions AS
@@ -29,7 +32,7 @@ SELECT 'solved', t.assignee_id, s.ticket_id, s.entered_at, NULL, NULL
 FROM ticket_status_periods s JOIN tickets t ON t.id = s.ticket_id
 WHERE s.status = 'solved' AND t.assignee_id IS NOT NULL
 UNION ALL
-SELECT 'reopened', t.assignee_id, s.ticket_id, s.left_at, NULL, NULL
+SELECT 'reopened', t.assignee_id, s.ticket_id, s.entered_at, NULL, NULL
 FROM ticket_status_periods s JOIN tickets t ON t.id = s.ticket_id
 WHERE s.status = 'solved' AND s.left_at IS NOT NULL AND t.assignee_id IS NOT NULL
   AND EXISTS (SELECT 1 FROM ticket_status_periods n

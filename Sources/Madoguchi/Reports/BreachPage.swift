@@ -80,7 +80,8 @@ package struct BreachPage: Sendable {
             """
             (SELECT x.target, x.ticket_id, x.ticket_number, x.due_at, x.ended_at, x.overdue_seconds, x.agent_id, x.channel, x.priority, x.at
              FROM \(view) x
-             WHERE NOT x.met AND x.at >= ($1::date::timestamp AT TIME ZONE $3::text) AND x.at < (($2::date + 1)::timestamp AT TIME ZONE $3::text)
+             WHERE NOT x.met AND x.at >= \(ReportKind.instant("$1::date::timestamp", zone: "$3::text"))
+               AND x.at < \(ReportKind.instant("($2::date + 1)::timestamp", zone: "$3::text"))
                AND ($10::bigint IS NULL OR (x.at >= \(afterAt) AND (x.at, x.ticket_number, x.target) > (\(afterAt), $11::bigint, $12::text)))
                AND \(ReportKind.filters { filterValues[$0]! })
              ORDER BY x.at, x.ticket_number, x.target

@@ -114,7 +114,7 @@ package enum ReportKind: String, Sendable, CaseIterable {
     /// The instant a local time names in `zone`: the first of the two when the clocks go back and
     /// repeat it (PostgreSQL's own reading takes the second, so the hour before a repeated one ended an
     /// hour late), and the moment the clocks jumped to when they go forward past it.
-    private static func instant(_ local: String, zone: String) -> String {
+    static func instant(_ local: String, zone: String) -> String {
         "least((\(local)) AT TIME ZONE \(zone), ((\(local)) - interval '1 hour') AT TIME ZONE \(zone) + interval '1 hour')"
     }
 
@@ -278,7 +278,9 @@ package enum ReportKind: String, Sendable, CaseIterable {
                       UNION
                       SELECT s.ticket_id, s.status, s.entered_at, s.left_at
                       FROM boundary b
-                      CROSS JOIN (VALUES (interval '1 day'), (interval '3 days'), (interval '7 days'), (interval '30 days')) AS turned(age)
+                      -- In hours: `b.at - interval '30 days'` steps calendar days in the session's time
+                      -- zone, an hour off for a month after a clock change where it has them.
+                      CROSS JOIN (VALUES (interval '24 hours'), (interval '72 hours'), (interval '168 hours'), (interval '720 hours')) AS turned(age)
                       -- Lateral and not flattened (OFFSET 0), so that each age reads its own short range of
                       -- the tickets' opening times (joined, the planner hashed every open ticket with every
                       -- current stretch: 0.6 s at 1,000,000 tickets).
@@ -438,8 +440,8 @@ package enum ReportKind: String, Sendable, CaseIterable {
                        count(*) FILTER (WHERE x.kind = 'first_response') AS first_responses,
                        percentile_cont(0.5) WITHIN GROUP (ORDER BY x.business_seconds) AS first_business,
                        percentile_cont(0.5) WITHIN GROUP (ORDER BY x.wall_seconds) AS first_wall,
-                       count(*) FILTER (WHERE x.kind = 'solved') AS solved,
-                       count(*) FILTER (WHERE x.kind = 'reopened') AS reopened,
+                       count(DISTINCT x.ticket_id) FILTER (WHERE x.kind = 'solved') AS solved,
+                       count(DISTINCT x.ticket_id) FILTER (WHERE x.kind = 'reopened') AS reopened,
                        count(*) FILTER (WHERE x.kind = 'returned') AS returned
                 FROM actions x WHERE x.kind IN ('first_response', 'solved', 'reopened', 'returned')
                 GROUP BY x.agent_id

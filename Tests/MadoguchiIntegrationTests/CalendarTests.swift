@@ -126,6 +126,30 @@ struct CalendarTests {
         }
     }
 
+    @Test("an opening in the hour the clocks repeat is read as the first time the clock shows it; a desk open round the clock counts a repeated midnight hour once")
+    func repeatedHour() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            func calendar(_ zone: String, opens: String, closes: String) async throws -> String {
+                let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+                    .map { #"{"day":"\#($0)","opens":"\#(opens)","closes":"\#(closes)"}"# }.joined(separator: ",")
+                let created = try await app.request(.post, "/v1/business-calendars", key: supervisor, json: """
+                    {"name":"\(zone) \(opens)","time_zone":"\(zone)","national_holidays":"none","weekly_hours":[\(days)]}
+                    """)
+                #expect(created.status == .created, "\(created.text)")
+                return try #require(try created.json["id"] as? String)
+            }
+            // New York goes back from 02:00 EDT to 01:00 EST on Sunday 1 November 2026: a desk open
+            // 01:00–09:00 opens at 01:00 EDT (05:00Z) and is open nine hours, not eight.
+            let york = try await calendar("America/New_York", opens: "01:00", closes: "09:00")
+            #expect(try await Self.businessSeconds(app, supervisor, york, "2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z") == 9 * 3600)
+            #expect(try await Self.due(app, supervisor, york, "2026-11-01T05:00:00Z", plus: 1800) == Self.instant("2026-11-01T05:30:00Z"))
+            // Havana goes back from 01:00 CDT to 00:00 CST the same day: a day of 25 hours, each counted once.
+            let havana = try await calendar("America/Havana", opens: "00:00", closes: "24:00")
+            #expect(try await Self.businessSeconds(app, supervisor, havana, "2026-10-31T12:00:00Z", "2026-11-02T12:00:00Z") == 48 * 3600)
+        }
+    }
+
     @Test("replacing a calendar changes its answers at once and raises its version; deleting it leaves a 404; each change is an event")
     func replaceAndDelete() async throws {
         try await TestApp.run { app in

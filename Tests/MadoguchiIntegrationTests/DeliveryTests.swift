@@ -662,6 +662,37 @@ struct DeliveryTests {
         }
     }
 
+    @Test("a bounce of a reply the customer has had a later answer to tags the ticket, but neither reopens it nor puts it back on the unanswered list")
+    func bounceAfterLaterAnswer() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let (conversation, first) = try await Self.sentReply(app, to: "later@example.jp")
+            let second = try await Self.answer(conversation, "先ほどのご案内に補足いたします。")
+            #expect(Self.state(try await Self.delivery(conversation, second)) == "sent")
+            let ticket = try #require(UUID(uuidString: conversation.ticket))
+            let open = try await AwaitingReplyTests.ticket(app, conversation.ticket, key: conversation.agent)
+            let solved = try await app.request(.patch, "/v1/tickets/\(conversation.ticket)", key: conversation.agent,
+                                               headers: [.ifMatch: "\"\(try #require(open["version"] as? Int))\""], json: #"{"status":"solved"}"#)
+            #expect(solved.status == .ok, "\(solved.text)")
+
+            let gateway = try await app.keySecret(.gateway)
+            #expect(try await app.postMail(gateway, Self.bounce(of: first, to: "later@example.jp")).status == .created)
+            #expect(try await app.request(.get, "/v1/replies/\(first)", key: conversation.agent).json["state"] as? String == "bounced")
+            let after = try await AwaitingReplyTests.ticket(app, conversation.ticket, key: conversation.agent)
+            #expect(after["status"] as? String == "solved", "\(after)")
+            #expect((after["tags"] as? [String])?.contains("delivery-failed") == true, "\(after)")
+            #expect(try await app.count("SELECT count(*) FROM tickets WHERE id = \(ticket) AND awaiting_reply_since IS NULL") == 1)
+            #expect(try await app.count("SELECT count(*) FROM ticket_responses WHERE ticket_id = \(ticket)") == 1, "the first response stands")
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'ticket.reopened' AND ticket_id = \(ticket)") == 0)
+
+            // The later answer bounces too: now nothing reached them, and the ticket waits again.
+            #expect(try await app.postMail(gateway, Self.bounce(of: second, to: "later@example.jp")).status == .created)
+            let again = try await AwaitingReplyTests.ticket(app, conversation.ticket, key: conversation.agent)
+            #expect(again["status"] as? String == "open", "\(again)")
+            #expect(try await app.count("SELECT count(*) FROM tickets WHERE id = \(ticket) AND awaiting_reply_since IS NOT NULL") == 1)
+        }
+    }
+
     @Test("replies that bounce after their ticket closed: it stays closed, and one follow-up linked to it takes the failures, where an agent answers")
     func bounceAfterClose() async throws {
         let sink = try await SMTPSink()

@@ -43,7 +43,7 @@ struct DeliveryDesk: Sendable {
                 if current.state != .bounced {
                     reply = try await replies.setState(.failed, of: replyID, on: connection)
                     try await TicketStore(logger: logger).withdrawResponse(ofReply: replyID, on: connection)
-                    try await TicketStore(logger: logger).flagDeliveryFailure(reply.ticketID, on: connection)
+                    try await TicketStore(logger: logger).flagDeliveryFailure(reply.ticketID, ofReply: reply.id, on: connection)
                 }
             }
             try await recordEvent(.replyDeliveryResolved, reply: reply, data: ["decision": decision.rawValue, "comment": comment ?? ""], actor: principal,
@@ -86,7 +86,7 @@ struct DeliveryDesk: Sendable {
                                                                    diagnostic: failure.diagnostic ?? failure.reason, on: connection)
             }
             try await TicketStore(logger: logger).withdrawResponse(ofReply: reply.id, on: connection)
-            try await TicketStore(logger: logger).flagDeliveryFailure(reply.ticketID, on: connection)
+            try await TicketStore(logger: logger).flagDeliveryFailure(reply.ticketID, ofReply: reply.id, on: connection)
             try await recordEvent(.replyBounced, reply: bounced, data: ["recipients": failures.flatMap(\.addresses)], actor: nil, on: connection)
         }
     }

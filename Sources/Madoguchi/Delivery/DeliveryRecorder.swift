@@ -142,7 +142,7 @@ struct DeliveryRecorder: Sendable {
                 "refused": failures.map { ["recipient": $0.0, "reply": $0.1.reply] },
             ], on: connection)
             try await TicketStore(logger: logger).withdrawResponse(ofReply: replyID, on: connection)
-            try await TicketStore(logger: logger).flagDeliveryFailure(reply.ticketID, on: connection)
+            try await TicketStore(logger: logger).flagDeliveryFailure(reply.ticketID, ofReply: replyID, on: connection)
         }
     }
 

@@ -113,24 +113,37 @@ struct TicketStore: Sendable {
     /// of the feed see the tag in a `ticket.updated` and the status in a `ticket.reopened`.
     /// A closed ticket stays closed and takes no reply: the failure goes to its follow-up instead
     /// (`followUpForFailure`), where someone can answer.
-    func flagDeliveryFailure(_ ticketID: UUID, on connection: PostgresConnection) async throws {
+    ///
+    /// When a later reply on the ticket's timeline has reached the customer or is on its way (a bounce
+    /// can come days after the mail), they were answered since: the ticket is tagged, so that someone
+    /// sees the address failed, but neither reopened nor waiting again (it showed on the unanswered
+    /// list, 返信漏れ, though the customer had their answer), and a closed one is left alone.
+    /// `replyID` names the reply that failed or, for a provider's report, `messageID` its message.
+    func flagDeliveryFailure(_ ticketID: UUID, ofReply replyID: UUID?, orMessage messageID: UUID? = nil,
+                             on connection: PostgresConnection) async throws {
+        let answered = try await answeredSince(reply: replyID, orMessage: messageID, on: connection)
+        try await flagDeliveryFailure(ticketID, answeredSince: answered, on: connection)
+    }
+
+    private func flagDeliveryFailure(_ ticketID: UUID, answeredSince answered: Bool, on connection: PostgresConnection) async throws {
         // A reply of a ticket merged since: the ticket it went into is where someone answers now.
         let merged = try await connection.run("SELECT merged_into FROM tickets WHERE id = \(ticketID)", logger: logger)
         for try await survivor in merged.decode(UUID?.self) {
-            if let survivor { return try await flagDeliveryFailure(survivor, on: connection) }
+            if let survivor { return try await flagDeliveryFailure(survivor, answeredSince: answered, on: connection) }
         }
-        if let followUp = try await followUpForFailure(onClosed: ticketID, on: connection) {
-            return try await flagDeliveryFailure(followUp, on: connection)
+        if !answered, let followUp = try await followUpForFailure(onClosed: ticketID, on: connection) {
+            return try await flagDeliveryFailure(followUp, answeredSince: false, on: connection)
         }
         let rows = try await connection.run("""
             UPDATE tickets t
             SET tags = CASE WHEN 'delivery-failed' = ANY(t.tags) THEN t.tags ELSE array_append(t.tags, 'delivery-failed') END,
-                status = CASE WHEN t.status IN ('pending', 'solved') THEN 'open' ELSE t.status END,
-                solved_at = CASE WHEN t.status = 'solved' THEN NULL ELSE t.solved_at END,
-                awaiting_reply_since = coalesce(t.awaiting_reply_since, t.last_customer_message_at),
+                status = CASE WHEN t.status IN ('pending', 'solved') AND NOT \(answered) THEN 'open' ELSE t.status END,
+                solved_at = CASE WHEN t.status = 'solved' AND NOT \(answered) THEN NULL ELSE t.solved_at END,
+                awaiting_reply_since = CASE WHEN \(answered) THEN t.awaiting_reply_since
+                                            ELSE coalesce(t.awaiting_reply_since, t.last_customer_message_at) END,
                 version = t.version + 1, updated_at = now()
             FROM tickets old
-            WHERE t.id = \(ticketID) AND old.id = t.id
+            WHERE t.id = \(ticketID) AND old.id = t.id AND NOT (\(answered) AND t.status = 'closed')
             RETURNING old.status, t.status, old.tags, t.tags, t.version, t.customer_id
             """, logger: logger)
         let events = EventStore(logger: logger)
@@ -144,6 +157,23 @@ struct TicketStore: Sendable {
                                         data: ["from": from, "to": to, "reason": "delivery_failed"], on: connection)
             }
         }
+    }
+
+    /// Whether a reply written after the failed one, on the timeline its ticket now belongs to, is
+    /// sent or on its way. The automatic acknowledgement answers nothing.
+    private func answeredSince(reply replyID: UUID?, orMessage messageID: UUID?, on connection: PostgresConnection) async throws -> Bool {
+        let rows = try await connection.run("""
+            SELECT EXISTS (
+                SELECT 1 FROM messages failed
+                JOIN tickets ft ON ft.id = failed.ticket_id
+                JOIN messages later ON later.ticket_id IN (SELECT ticket_id FROM ticket_timeline(coalesce(ft.merged_into, ft.id)))
+                JOIN replies r ON r.message_id = later.id
+                WHERE failed.id = coalesce((SELECT message_id FROM replies WHERE id = \(replyID)), \(messageID))
+                  AND later.direction = 'outbound' AND (later.created_at, later.id) > (failed.created_at, failed.id)
+                  AND r.state IN ('queued', 'sent') AND NOT r.automatic)
+            """, logger: logger)
+        for try await answered in rows.decode(Bool.self) { return answered }
+        return false
     }
 
     /// For a failure on a closed ticket (row-locked here): its open follow-up for failures, or a new

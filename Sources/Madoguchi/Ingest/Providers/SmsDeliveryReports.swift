@@ -109,7 +109,7 @@ struct SmsDeliveryReports: Sendable {
             // reopened if solved or pending), as a bounced mail's is, so that someone answers another
             // way; before, a solved ticket stayed solved. The ticket first, as every writer takes it.
             try await TicketStore(logger: logger).withdrawResponse(ofReply: nil, orMessage: messageID, on: connection)
-            try await TicketStore(logger: logger).flagDeliveryFailure(ticketID, on: connection)
+            try await TicketStore(logger: logger).flagDeliveryFailure(ticketID, ofReply: nil, orMessage: messageID, on: connection)
         }
         var delivery: [String: Any] = ["status": report.status, "updated_at": Date().rfc3339UTC]
         if let code = report.errorCode, !code.isEmpty, code != "0" { delivery["error_code"] = code }

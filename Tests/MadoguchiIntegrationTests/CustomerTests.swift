@@ -193,6 +193,16 @@ struct CustomerTests {
             let foreign = try await app.request(.get, "/v1/customers/\(other)/timeline?limit=3&cursor=\(cursor)", key: orders)
             try expectProblem(foreign, .badRequest, "invalid-parameter")
             #expect((try foreign.json["detail"] as? String)?.contains("another customer's timeline") == true, "\(foreign.text)")
+            // A message of theirs on another customer's ticket is on their timeline, once, and not
+            // on the other's; their own messages are there once each.
+            let othersTicket = try await app.strings("SELECT id::text FROM tickets WHERE customer_id = \(UUID(uuidString: other)!)")
+            let othersTicketID = try #require(othersTicket.first.flatMap { UUID(uuidString: $0) })
+            let aside = try await app.inboundMessage(ticket: othersTicketID, customer: try #require(UUID(uuidString: customer)),
+                                                     body: "家族の代わりに問い合わせます")
+            let whole = try #require(try await app.request(.get, "/v1/customers/\(customer)/timeline?limit=50", key: orders).json["items"] as? [[String: Any]])
+            #expect(whole.filter { $0["message_id"] as? String == aside.uuidString.lowercased() }.count == 1, "\(whole)")
+            #expect(whole.count == 5, "two tickets, their two mails and the message aside: \(whole)")
+            #expect(Set(whole.compactMap { $0["message_id"] as? String }).count == 3)
             // Merged since: the cursor pages on as the survivor's.
             let supervisor = try await app.keySecret(.supervisor)
             #expect(try await app.request(.post, "/v1/customers/\(other)/merge", key: supervisor, json: #"{"customer_id":"\#(customer)"}"#).status == .ok)

@@ -35,10 +35,18 @@ struct CustomerTimeline: Sendable {
                        NULL::uuid AS message_id, NULL::text AS direction, NULL::text AS classification, t.subject, NULL::text AS excerpt
                 FROM tickets t WHERE t.customer_id = \(customerID)
               UNION ALL
+                -- Messages on the customer's tickets, and theirs on other tickets, as two arms: one
+                -- condition with OR over the two tables could use neither's index and scanned both
+                -- (124 ms a page at 530,000 messages, growing with the table).
+                SELECT 'message', 1, m.created_at, m.id, t.id, t.number, t.status, m.channel,
+                       m.id, m.direction, m.classification, m.subject, left(coalesce(m.visible_text, m.body_text), 200)
+                FROM tickets t JOIN messages m ON m.ticket_id = t.id
+                WHERE t.customer_id = \(customerID) AND m.direction <> 'internal'
+              UNION ALL
                 SELECT 'message', 1, m.created_at, m.id, t.id, t.number, t.status, m.channel,
                        m.id, m.direction, m.classification, m.subject, left(coalesce(m.visible_text, m.body_text), 200)
                 FROM messages m JOIN tickets t ON t.id = m.ticket_id
-                WHERE (t.customer_id = \(customerID) OR m.customer_id = \(customerID)) AND m.direction <> 'internal'
+                WHERE m.customer_id = \(customerID) AND t.customer_id IS DISTINCT FROM \(customerID) AND m.direction <> 'internal'
             ) AS entries
             WHERE \(before?.0)::bigint IS NULL
                OR ((extract(epoch FROM at) * 1000000)::bigint, rank, entry_id)

@@ -690,6 +690,16 @@ struct DeliveryTests {
             let again = try await AwaitingReplyTests.ticket(app, conversation.ticket, key: conversation.agent)
             #expect(again["status"] as? String == "open", "\(again)")
             #expect(try await app.count("SELECT count(*) FROM tickets WHERE id = \(ticket) AND awaiting_reply_since IS NOT NULL") == 1)
+
+            // The ticket's list reads every reply's delivery at once: each as the reply itself shows it.
+            let listed = try #require(try await app.request(.get, "/v1/tickets/\(conversation.ticket)/replies", key: conversation.agent)
+                .json["items"] as? [[String: Any]])
+            #expect(listed.compactMap { $0["id"] as? String } == [first, second])
+            for item in listed {
+                let alone = try await app.request(.get, "/v1/replies/\(try #require(item["id"] as? String))", key: conversation.agent).json
+                #expect(NSDictionary(dictionary: try #require(item["delivery"] as? [String: Any]))
+                        == NSDictionary(dictionary: try #require(alone["delivery"] as? [String: Any])), "\(item)\n\(alone)")
+            }
         }
     }
 

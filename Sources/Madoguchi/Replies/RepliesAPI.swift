@@ -49,13 +49,13 @@ extension APIHandler {
         let read = try await database.withTransaction { connection -> [Components.Schemas.Reply]? in
             try await connection.perform("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", logger: logger)
             if let ticketID = filter.ticketID, try await tickets.ticket(id: ticketID, on: connection) == nil { return nil }
-            var items: [Components.Schemas.Reply] = []
             // One row more than asked tells whether there is a next page.
-            for reply in try await ReplyList(logger: logger).replies(matching: filter, after: after, limit: limit + 1, on: connection) {
-                items.append(.init(reply, attachments: try await store.attachments(of: reply.id, on: connection),
-                                   delivery: try await store.delivery(of: reply, on: connection)))
-            }
-            return items
+            let replies = try await ReplyList(logger: logger).replies(matching: filter, after: after, limit: limit + 1, on: connection)
+            // Files and deliveries of the whole page in a statement each (read reply by reply, a
+            // page of 200 was 400 statements more).
+            let files = try await store.attachments(ofReplies: replies.map(\.id), on: connection)
+            let deliveries = try await store.deliveries(of: replies, on: connection)
+            return replies.map { .init($0, attachments: files[$0.id] ?? [], delivery: deliveries[$0.id]) }
         }
         guard var items = read else { return nil }
         var nextCursor: String?

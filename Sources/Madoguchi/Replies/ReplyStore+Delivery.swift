@@ -93,12 +93,18 @@ extension ReplyStore {
     }
 
     func attachments(of replyID: UUID, on connection: PostgresConnection) async throws -> [ReplyAttachment] {
+        try await attachments(ofReplies: [replyID], on: connection)[replyID] ?? []
+    }
+
+    /// The files of several replies in one statement (a list's page), by reply.
+    func attachments(ofReplies replyIDs: [UUID], on connection: PostgresConnection) async throws -> [UUID: [ReplyAttachment]] {
         let rows = try await connection.run("""
-            SELECT id, filename, media_type, size, sha256 FROM reply_attachments WHERE reply_id = \(replyID) ORDER BY created_at, id
+            SELECT reply_id, id, filename, media_type, size, sha256 FROM reply_attachments WHERE reply_id = ANY(\(replyIDs))
+            ORDER BY created_at, id
             """, logger: logger)
-        var files: [ReplyAttachment] = []
-        for try await (id, name, type, size, sha) in rows.decode((UUID, String, String, Int64, ByteBuffer).self) {
-            files.append(.init(id: id, filename: name, mediaType: type, size: size, sha256: Array(buffer: sha)))
+        var files: [UUID: [ReplyAttachment]] = [:]
+        for try await (replyID, id, name, type, size, sha) in rows.decode((UUID, UUID, String, String, Int64, ByteBuffer).self) {
+            files[replyID, default: []].append(.init(id: id, filename: name, mediaType: type, size: size, sha256: Array(buffer: sha)))
         }
         return files
     }
@@ -116,26 +122,37 @@ extension ReplyStore {
     }
 
     func delivery(of reply: Reply, on connection: PostgresConnection) async throws -> ReplyDelivery? {
+        try await deliveries(of: [reply], on: connection)[reply.id]
+    }
+
+    /// The deliveries of several replies (a list's page) in one statement, by reply; a reply not
+    /// sent yet has none.
+    func deliveries(of replies: [Reply], on connection: PostgresConnection) async throws -> [UUID: ReplyDelivery] {
+        let byID = Dictionary(replies.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         let rows = try await connection.run("""
-            SELECT state, attempts, CASE WHEN state = 'queued' THEN next_attempt_at END, last_error, held_reason, relay_response,
+            SELECT reply_id, state, attempts, CASE WHEN state = 'queued' THEN next_attempt_at END, last_error, held_reason, relay_response,
                    provider, provider_message_id, sent_at, recipient_results::text, notices::text
-            FROM outbox WHERE reply_id = \(reply.id)
+            FROM outbox WHERE reply_id = ANY(\(Array(byID.keys)))
             """, logger: logger)
-        for try await (state, attempts, next, error, held, response, provider, providerID, sentAt, results, notices)
-            in rows.decode((String, Int, Date?, String?, String?, String?, String?, String?, Date?, String, String).self)
+        var deliveries: [UUID: ReplyDelivery] = [:]
+        for try await (replyID, state, attempts, next, error, held, response, provider, providerID, sentAt, results, notices)
+            in rows.decode((UUID, String, Int, Date?, String?, String?, String?, String?, String?, Date?, String, String).self)
         {
+            guard let reply = byID[replyID] else { continue }
             let decoded = (try? JSONDecoder().decode([String: RecipientResult].self, from: Data(results.utf8))) ?? [:]
             var delivery = ReplyDelivery(
                 state: reply.state == .bounced ? "bounced" : state, attempts: attempts, nextAttemptAt: next, lastError: error, heldReason: held,
                 relayResponse: response, provider: provider, providerMessageID: providerID, sentAt: sentAt,
                 recipients: reply.recipients.map { ($0, decoded[$0]) })
             delivery.notices = (try? JSONDecoder().decode([DeliveryNotice].self, from: Data(notices.utf8))) ?? []
-            if ["failed", "bounced"].contains(delivery.state) {
-                delivery.alternatives = try await deliverableIdentities(ofTicket: reply.ticketID, excluding: reply.recipients, on: connection)
-            }
-            return delivery
+            deliveries[replyID] = delivery
         }
-        return nil
+        // Read once the rows above are: a connection runs one statement at a time.
+        for (replyID, delivery) in deliveries where ["failed", "bounced"].contains(delivery.state) {
+            guard let reply = byID[replyID] else { continue }
+            deliveries[replyID]?.alternatives = try await deliverableIdentities(ofTicket: reply.ticketID, excluding: reply.recipients, on: connection)
+        }
+        return deliveries
     }
 
     /// The ticket customer's identities a reply could still reach, to answer another way.

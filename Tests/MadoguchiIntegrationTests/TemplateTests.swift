@@ -76,6 +76,43 @@ struct TemplateTests {
         }
     }
 
+    @Test("a supervisor removes a template: gone from the list, the reads and the renders, its versions kept and its name free; the acknowledgement's template stays")
+    func removal() async throws {
+        try await TestApp.run(configure: { $0.delivery.autoReplyTemplate = "受付確認" }) { app in
+            let boss = try await app.keySecret(.supervisor)
+            let agent = try await app.keySecret(.agent)
+            let ticket = try await app.ticket(customer: try await app.customer())
+            let created = try await app.request(.post, "/v1/templates", key: boss, json: #"{"name":"お詫び","body":"ご迷惑をおかけしました。"}"#)
+            let id = try #require(try created.json["id"] as? String)
+            let edited = try await app.request(.put, "/v1/templates/\(id)", key: boss, json: #"{"name":"お詫び","body":"大変ご迷惑をおかけしました。"}"#)
+            #expect(try edited.json["version"] as? Int == 2)
+
+            try expectProblem(try await app.request(.delete, "/v1/templates/\(id)", key: agent), .forbidden, "forbidden")
+            try expectProblem(try await app.request(.delete, "/v1/templates/\(id)", key: boss, headers: [.ifMatch: "\"1\""]),
+                              .preconditionFailed, "precondition-failed")
+            let removed = try await app.request(.delete, "/v1/templates/\(id)", key: boss, headers: [.ifMatch: "\"2\""])
+            #expect(removed.status == .noContent, "\(removed.text)")
+            try expectProblem(try await app.request(.delete, "/v1/templates/\(id)", key: boss), .notFound, "not-found")
+            try expectProblem(try await app.request(.get, "/v1/templates/\(id)", key: agent), .notFound, "not-found")
+            try expectProblem(try await app.request(.put, "/v1/templates/\(id)", key: boss, json: #"{"name":"お詫び","body":"x"}"#), .notFound, "not-found")
+            try expectProblem(try await app.request(.post, "/v1/templates/\(id)/render", key: agent, json: #"{"ticket_id":"\#(ticket.uuidString)"}"#),
+                              .notFound, "not-found")
+            #expect((try await app.request(.get, "/v1/templates", key: agent).json["items"] as? [Any])?.isEmpty == true)
+            // What it said stays, and who removed it is on the feed.
+            let versions = try await app.request(.get, "/v1/templates/\(id)/versions", key: agent)
+            #expect((try versions.json["items"] as? [[String: Any]])?.compactMap { $0["version"] as? Int } == [2, 1], "\(versions.text)")
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'template.deleted' AND data->>'template_id' = \(id)") == 1)
+            // Its name is free for a new one.
+            #expect(try await app.request(.post, "/v1/templates", key: boss, json: #"{"name":"お詫び","body":"申し訳ございません。"}"#).status == .created)
+
+            // The automatic acknowledgement's template, by name or by id, is not removed.
+            let acknowledgement = try await app.request(.post, "/v1/templates", key: boss, json: #"{"name":"受付確認","body":"受け付けました。"}"#)
+            let acknowledgementID = try #require(try acknowledgement.json["id"] as? String)
+            try expectProblem(try await app.request(.delete, "/v1/templates/\(acknowledgementID)", key: boss), .conflict, "template-in-use")
+            #expect(try await app.request(.get, "/v1/templates/\(acknowledgementID)", key: agent).status == .ok)
+        }
+    }
+
     @Test("a customer without a name cannot be greeted by a template that needs it")
     func namelessCustomer() async throws {
         try await TestApp.run { app in

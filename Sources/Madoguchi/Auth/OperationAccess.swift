@@ -64,6 +64,7 @@ enum OperationAccess {
         "listTemplateVersions": [.agent, .supervisor],
         "createTemplate": [.supervisor],
         "updateTemplate": [.supervisor],
+        "deleteTemplate": [.supervisor],
         "renderTemplate": [.agent, .supervisor],
         "listBusinessCalendars": [.agent, .supervisor, .dashboard],
         "getBusinessCalendar": [.agent, .supervisor, .dashboard],

@@ -101,6 +101,8 @@ enum EventType: String, CaseIterable, Sendable {
     case templateCreated = "template.created"
     /// A supervisor changed a reply template (a new version).
     case templateUpdated = "template.updated"
+    /// A supervisor removed a reply template.
+    case templateDeleted = "template.deleted"
     /// A supervisor created a priority rule.
     case ruleCreated = "rule.created"
     /// A supervisor changed a priority rule.

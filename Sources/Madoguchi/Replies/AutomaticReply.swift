@@ -166,7 +166,8 @@ struct AutomaticReply: Sendable {
 
     private func template(_ nameOrID: String, on connection: PostgresConnection) async throws -> Template? {
         let rows = try await connection.run("""
-            SELECT \(unescaped: Template.columns) FROM templates WHERE name = \(nameOrID) OR id::text = \(nameOrID.lowercased()) LIMIT 1
+            SELECT \(unescaped: Template.columns) FROM templates
+            WHERE (name = \(nameOrID) OR id::text = \(nameOrID.lowercased())) AND deleted_at IS NULL LIMIT 1
             """, logger: logger)
         for try await row in rows { return try Template(row: row) }
         return nil

@@ -32,7 +32,7 @@ struct TemplateStore: Sendable {
     let logger: Logger
 
     func list(on connection: PostgresConnection) async throws -> [Template] {
-        let rows = try await connection.run("SELECT \(unescaped: Template.columns) FROM templates ORDER BY name", logger: logger)
+        let rows = try await connection.run("SELECT \(unescaped: Template.columns) FROM templates WHERE deleted_at IS NULL ORDER BY name", logger: logger)
         var templates: [Template] = []
         for try await row in rows { templates.append(try Template(row: row)) }
         return templates
@@ -42,13 +42,13 @@ struct TemplateStore: Sendable {
     /// FOR NO KEY UPDATE, as the write itself takes: the foreign-key checks of rows that refer to it
     /// (tickets, claims, events) do not wait on it.
     func lockedVersion(id: UUID, on connection: PostgresConnection) async throws -> Int64? {
-        let rows = try await connection.run("SELECT version FROM templates WHERE id = \(id) FOR NO KEY UPDATE", logger: logger)
+        let rows = try await connection.run("SELECT version FROM templates WHERE id = \(id) AND deleted_at IS NULL FOR NO KEY UPDATE", logger: logger)
         for try await version in rows.decode(Int64.self) { return version }
         return nil
     }
 
     func template(id: UUID, on connection: PostgresConnection) async throws -> Template {
-        let rows = try await connection.run("SELECT \(unescaped: Template.columns) FROM templates WHERE id = \(id)", logger: logger)
+        let rows = try await connection.run("SELECT \(unescaped: Template.columns) FROM templates WHERE id = \(id) AND deleted_at IS NULL", logger: logger)
         for try await row in rows { return try Template(row: row) }
         throw Problem.notFound("There is no template \(id.uuidString.lowercased()).")
     }
@@ -62,7 +62,7 @@ struct TemplateStore: Sendable {
                 rows = try await connection.run("""
                     UPDATE templates SET name = \(name), subject = \(subject), body = \(body), version = version + 1,
                         updated_by = \(agentID), updated_at = now()
-                    WHERE id = \(id)
+                    WHERE id = \(id) AND deleted_at IS NULL
                     RETURNING \(unescaped: Template.columns)
                     """, logger: logger)
             } else {
@@ -85,6 +85,18 @@ struct TemplateStore: Sendable {
         return template
     }
 
+    /// Removes the template (its row and versions stay, marked); its name, or nil when there is no
+    /// such template left to remove.
+    func delete(id: UUID, by agentID: UUID, on connection: PostgresConnection) async throws -> String? {
+        let rows = try await connection.run("""
+            UPDATE templates SET deleted_at = now(), deleted_by = \(agentID), updated_at = now()
+            WHERE id = \(id) AND deleted_at IS NULL
+            RETURNING name
+            """, logger: logger)
+        for try await name in rows.decode(String.self) { return name }
+        return nil
+    }
+
     struct Version: Sendable {
         var version: Int
         var name: String
@@ -94,7 +106,8 @@ struct TemplateStore: Sendable {
         var writtenAt: Date
     }
 
-    /// Every text the template has had, newest first; nil when there is no such template.
+    /// Every text the template has had, newest first; nil when there is no such template. A removed
+    /// template's versions stay readable: what replies drafted from it said.
     func versions(of id: UUID, on connection: PostgresConnection) async throws -> [Version]? {
         let rows = try await connection.run("""
             SELECT v.version, v.name, v.subject, v.body, v.written_by, v.written_at

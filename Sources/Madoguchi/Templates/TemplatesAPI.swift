@@ -52,6 +52,29 @@ extension APIHandler {
         return .ok(.init(body: .json(.init(template))))
     }
 
+    func deleteTemplate(_ input: Operations.DeleteTemplate.Input) async throws -> Operations.DeleteTemplate.Output {
+        let (principal, agentID) = try actingAgent
+        let precondition = try VersionPrecondition(input.headers.ifMatch)
+        let id = input.path.templateId.uuid
+        try await database.withTransaction { connection in
+            try await precondition.check("Template \(id.lowercased)") { try await templates.lockedVersion(id: id, on: connection) }
+            let current = try await templates.template(id: id, on: connection)
+            // Acknowledgements look the template up at each mail: removed, they would stop without a
+            // word (a warning in the log).
+            if let acknowledgement = delivery.autoReplyTemplate, acknowledgement == current.name || acknowledgement.lowercased() == id.lowercased {
+                throw Problem(Problem.Kind(rawValue: "template-in-use"), status: .conflict, title: "Template in use",
+                              detail: "MADOGUCHI_AUTO_REPLY_TEMPLATE names \(current.name): it is the automatic acknowledgement. "
+                                  + "Name another template there first, or change this one's text instead.")
+            }
+            guard let name = try await templates.delete(id: id, by: agentID, on: connection) else {
+                throw Problem.notFound("There is no template \(id.lowercased).")
+            }
+            try await EventStore(logger: logger).record(.templateDeleted, actor: principal, data: ["template_id": id.lowercased, "name": name],
+                                                        on: connection)
+        }
+        return .noContent(.init())
+    }
+
     func listTemplateVersions(_ input: Operations.ListTemplateVersions.Input) async throws -> Operations.ListTemplateVersions.Output {
         let id = input.path.templateId.uuid
         guard let versions = try await database.withConnection({ try await templates.versions(of: id, on: $0) }) else {

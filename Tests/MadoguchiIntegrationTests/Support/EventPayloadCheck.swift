@@ -56,6 +56,7 @@ enum EventPayloadCheck {
         case .chatPostback: try check(Components.Schemas.ChatPostbackEventData.self)
         case .templateCreated: try check(Components.Schemas.TemplateCreatedEventData.self)
         case .templateUpdated: try check(Components.Schemas.TemplateUpdatedEventData.self)
+        case .templateDeleted: try check(Components.Schemas.TemplateDeletedEventData.self)
         case .ruleCreated: try check(Components.Schemas.RuleCreatedEventData.self)
         case .ruleUpdated: try check(Components.Schemas.RuleUpdatedEventData.self)
         case .agentCreated: try check(Components.Schemas.AgentCreatedEventData.self)

@@ -116,6 +116,9 @@ struct TicketWorkTests {
             let refused = try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: suzuki.secret)
             try expectProblem(refused, .conflict, "claim-held")
             #expect((try refused.json["claim"] as? [String: String])?["agent_id"] == sato.record.agentID?.uuidString.lowercased())
+            // By name too: the colleague to ask.
+            #expect((try refused.json["claim"] as? [String: String])?["agent_name"] == "佐藤", "\(refused.text)")
+            #expect((try refused.json["detail"] as? String)?.hasPrefix("佐藤 (agent ") == true, "\(refused.text)")
             // Nor may another agent change it or release it while the claim is live.
             let version = try Self.etag(try await app.request(.get, "/v1/tickets/\(ticket)", key: suzuki.secret))
             try expectProblem(

@@ -269,7 +269,7 @@ struct ReplyDesk: Sendable {
     private func lockTicketHoldingClaim(_ ticketID: UUID, agentID: UUID, on connection: PostgresConnection) async throws -> Ticket {
         let (ticket, live) = try await tickets.lock(ticketID, on: connection)
         guard let claim = ticket.claim, live else { throw Problem.claimRequired(ticketID) }
-        guard claim.agentID == agentID else { throw TicketWork.claimHeld(claim) }
+        guard claim.agentID == agentID else { throw await TicketWork.claimHeld(claim, on: connection, logger: logger) }
         guard ticket.status != .closed else { throw Problem.ticketClosed(ticketID) }
         return ticket
     }

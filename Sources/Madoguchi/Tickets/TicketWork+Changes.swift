@@ -29,7 +29,7 @@ extension TicketWork {
                     detail: "If-Match \(condition.description) does not match the ticket's current version \(ticket.entityTag) (a weak tag never does). Read it again before changing it.")
             }
             if let claim = ticket.claim, claimLive, claim.agentID != agentID, principal.role != .supervisor {
-                throw Self.claimHeld(claim)
+                throw await Self.claimHeld(claim, on: connection, logger: logger)
             }
 
             var recorded: [String: Any] = [:]

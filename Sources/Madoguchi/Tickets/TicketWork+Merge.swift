@@ -20,7 +20,9 @@ extension TicketWork {
             }
             try checkMergeable(duplicate, into: survivor)
             for (ticket, live) in [(duplicate, duplicateClaimLive), (survivor, survivorClaimLive)] {
-                if let claim = ticket.claim, live, claim.agentID != agentID, principal.role != .supervisor { throw Self.claimHeld(claim) }
+                if let claim = ticket.claim, live, claim.agentID != agentID, principal.role != .supervisor {
+                    throw await Self.claimHeld(claim, on: connection, logger: logger)
+                }
             }
             guard try await sameCustomer(duplicate, survivor, on: connection) else {
                 throw Problem(.mergeRefused, status: .conflict, title: "Not the same customer",

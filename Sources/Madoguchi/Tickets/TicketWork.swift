@@ -21,7 +21,7 @@ struct TicketWork: Sendable {
         try await database.withTransaction { connection in
             let (ticket, claimLive) = try await lockTicket(ticketID, on: connection)
             if let claim = ticket.claim, claimLive, claim.agentID != agentID {
-                throw Self.claimHeld(claim)
+                throw await Self.claimHeld(claim, on: connection, logger: logger)
             }
             let rows = try await connection.run("""
                 UPDATE tickets
@@ -50,7 +50,7 @@ struct TicketWork: Sendable {
             guard let claim = ticket.claim else { return ticket }
             let breaking = claimLive && claim.agentID != agentID
             if breaking, principal.role != .supervisor {
-                throw Self.claimHeld(claim)
+                throw await Self.claimHeld(claim, on: connection, logger: logger)
             }
             let rows = try await connection.run("""
                 UPDATE tickets SET claim_agent_id = NULL, claim_expires_at = NULL, version = version + 1, updated_at = now()
@@ -158,14 +158,32 @@ struct TicketWork: Sendable {
         throw RowNotFound("a ticket UPDATE … RETURNING")
     }
 
-    static func claimHeld(_ claim: (agentID: UUID, expiresAt: Date)) -> Problem {
+    static func claimHeld(_ claim: (agentID: UUID, expiresAt: Date), holderName: String? = nil) -> Problem {
+        let holder = holderName.map { "\($0) (agent \(claim.agentID.lowercased))" } ?? "Agent \(claim.agentID.lowercased)"
         var problem = Problem(
             .claimHeld, status: .conflict, title: "Claimed by another agent",
-            detail: "Agent \(claim.agentID.uuidString.lowercased()) holds this ticket until \(timestamp(claim.expiresAt)).")
-        problem.members["claim"] = .object([
-            "agent_id": .string(claim.agentID.uuidString.lowercased()), "expires_at": .string(timestamp(claim.expiresAt)),
-        ])
+            detail: "\(holder) holds this ticket until \(timestamp(claim.expiresAt)).")
+        var members: [String: Problem.Member] = [
+            "agent_id": .string(claim.agentID.lowercased), "expires_at": .string(timestamp(claim.expiresAt)),
+        ]
+        if let holderName { members["agent_name"] = .string(holderName) }
+        problem.members["claim"] = .object(members)
         return problem
+    }
+
+    /// `claim-held`, naming the holder by name as well ("佐藤 holds this ticket"): the colleague to
+    /// ask, which an id alone does not tell the agent who was turned away. Read in the caller's
+    /// transaction, before it is rolled back.
+    static func claimHeld(_ claim: (agentID: UUID, expiresAt: Date), on connection: PostgresConnection, logger: Logger) async -> Problem {
+        var name: String?
+        if let rows = try? await connection.run("SELECT display_name FROM agents WHERE id = \(claim.agentID)", logger: logger) {
+            do {
+                for try await found in rows.decode(String.self) { name = found }
+            } catch {
+                name = nil
+            }
+        }
+        return claimHeld(claim, holderName: name)
     }
 
     static func timestamp(_ date: Date?) -> String {

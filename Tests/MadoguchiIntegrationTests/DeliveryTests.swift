@@ -703,6 +703,24 @@ struct DeliveryTests {
         }
     }
 
+    @Test("an extra reply that bounces after the answer reached the customer puts nobody back on the unanswered list")
+    func bounceOfExtraReply() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let (conversation, _) = try await Self.sentReply(app, to: "extra@example.jp")
+            let extra = try await Self.answer(conversation, "補足です。")
+            #expect(Self.state(try await Self.delivery(conversation, extra)) == "sent")
+            let ticket = try #require(UUID(uuidString: conversation.ticket))
+            let gateway = try await app.keySecret(.gateway)
+            #expect(try await app.postMail(gateway, Self.bounce(of: extra, to: "extra@example.jp")).status == .created)
+            #expect(try await app.request(.get, "/v1/replies/\(extra)", key: conversation.agent).json["state"] as? String == "bounced")
+            let after = try await AwaitingReplyTests.ticket(app, conversation.ticket, key: conversation.agent)
+            #expect((after["tags"] as? [String])?.contains("delivery-failed") == true, "\(after)")
+            #expect(try await app.count("SELECT count(*) FROM tickets WHERE id = \(ticket) AND awaiting_reply_since IS NULL") == 1)
+            #expect(!(try await AwaitingReplyTests.waiting(app, key: conversation.agent)).contains(conversation.ticket))
+        }
+    }
+
     @Test("replies that bounce after their ticket closed: it stays closed, and one follow-up linked to it takes the failures, where an agent answers")
     func bounceAfterClose() async throws {
         let sink = try await SMTPSink()

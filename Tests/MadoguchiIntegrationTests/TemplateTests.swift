@@ -111,6 +111,12 @@ struct TemplateTests {
             try expectProblem(try await app.request(.delete, "/v1/templates/\(acknowledgementID)", key: boss), .conflict, "template-in-use")
             #expect(try await app.request(.get, "/v1/templates/\(acknowledgementID)", key: agent).status == .ok)
         }
+        // Named by id (in capitals, as a setting may be written), it is kept too.
+        try await TestApp.run(configure: { $0.delivery.autoReplyTemplate = "00000000-0000-4000-8000-0000000000AC" }) { app in
+            let boss = try await app.keySecret(.supervisor)
+            try await app.execute("INSERT INTO templates (id, name, body) VALUES ('00000000-0000-4000-8000-0000000000ac', '受付', '受け付けました。')")
+            try expectProblem(try await app.request(.delete, "/v1/templates/00000000-0000-4000-8000-0000000000ac", key: boss), .conflict, "template-in-use")
+        }
     }
 
     @Test("a customer without a name cannot be greeted by a template that needs it")

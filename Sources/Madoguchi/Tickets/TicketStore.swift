@@ -114,14 +114,23 @@ struct TicketStore: Sendable {
     /// A closed ticket stays closed and takes no reply: the failure goes to its follow-up instead
     /// (`followUpForFailure`), where someone can answer.
     ///
-    /// When a later reply on the ticket's timeline has reached the customer or is on its way (a bounce
-    /// can come days after the mail), they were answered since: the ticket is tagged, so that someone
-    /// sees the address failed, but neither reopened nor waiting again (it showed on the unanswered
-    /// list, 返信漏れ, though the customer had their answer), and a closed one is left alone.
+    /// When another reply has answered the customer's latest message all the same (a later one: a
+    /// bounce can come days after the mail; or an earlier one, when what failed was an extra reply),
+    /// the ticket is tagged, so that someone sees the address failed, but neither reopened nor waiting
+    /// again (it showed on the unanswered list, 返信漏れ, though the customer had their answer), and a
+    /// closed one is left alone.
     /// `replyID` names the reply that failed or, for a provider's report, `messageID` its message.
     func flagDeliveryFailure(_ ticketID: UUID, ofReply replyID: UUID?, orMessage messageID: UUID? = nil,
                              on connection: PostgresConnection) async throws {
-        let answered = try await answeredSince(reply: replyID, orMessage: messageID, on: connection)
+        // The ticket where someone answers now (a merge's survivor), locked before asking whether a
+        // later reply went: an agent's send committing in between would be missed, and the wait it
+        // had just ended would start again. No lock timeout: a report is not turned away for a busy
+        // ticket.
+        let current = try await connection.run("""
+            SELECT coalesce(merged_into, id) FROM tickets WHERE id = \(ticketID)
+            """, logger: logger).collect().first.map { try $0.decode(UUID.self) } ?? ticketID
+        try await connection.perform("SELECT 1 FROM tickets WHERE id = \(current) FOR NO KEY UPDATE", logger: logger)
+        let answered = try await answeredSince(reply: replyID, orMessage: messageID, onTimelineOf: current, on: connection)
         try await flagDeliveryFailure(ticketID, answeredSince: answered, on: connection)
     }
 
@@ -159,18 +168,30 @@ struct TicketStore: Sendable {
         }
     }
 
-    /// Whether a reply written after the failed one, on the timeline its ticket now belongs to, is
-    /// sent or on its way. The automatic acknowledgement answers nothing.
-    private func answeredSince(reply replyID: UUID?, orMessage messageID: UUID?, on connection: PostgresConnection) async throws -> Bool {
+    /// Whether the customer has an answer to their latest message all the same: another reply on the
+    /// timeline of `ticketID` (where the failed reply's ticket now belongs), written after that
+    /// message, that went or is on its way (not the automatic acknowledgement, not one held for a
+    /// person, not a text its provider has since reported failed). Earlier or later than the failed
+    /// one: an extra reply that failed after the answer reached them ends no wait.
+    /// The failed message is read first, so that the others are found through the timeline's index.
+    private func answeredSince(reply replyID: UUID?, orMessage messageID: UUID?, onTimelineOf ticketID: UUID,
+                               on connection: PostgresConnection) async throws -> Bool {
+        let failedRows = try await connection.run("""
+            SELECT id FROM messages WHERE id = coalesce((SELECT message_id FROM replies WHERE id = \(replyID)), \(messageID))
+            """, logger: logger)
+        var failed: UUID?
+        for try await id in failedRows.decode(UUID.self) { failed = id }
+        guard let failed else { return false }
         let rows = try await connection.run("""
             SELECT EXISTS (
-                SELECT 1 FROM messages failed
-                JOIN tickets ft ON ft.id = failed.ticket_id
-                JOIN messages later ON later.ticket_id IN (SELECT ticket_id FROM ticket_timeline(coalesce(ft.merged_into, ft.id)))
-                JOIN replies r ON r.message_id = later.id
-                WHERE failed.id = coalesce((SELECT message_id FROM replies WHERE id = \(replyID)), \(messageID))
-                  AND later.direction = 'outbound' AND (later.created_at, later.id) > (failed.created_at, failed.id)
-                  AND r.state IN ('queued', 'sent') AND NOT r.automatic)
+                SELECT 1 FROM messages other
+                JOIN replies r ON r.message_id = other.id
+                LEFT JOIN outbox o ON o.reply_id = r.id
+                WHERE other.ticket_id = ANY(ARRAY(SELECT ticket_id FROM ticket_timeline(\(ticketID))))
+                  AND other.direction = 'outbound' AND other.id <> \(failed)
+                  AND other.created_at > coalesce((SELECT last_customer_message_at FROM tickets WHERE id = \(ticketID)), '-infinity')
+                  AND r.state IN ('queued', 'sent') AND NOT r.automatic AND o.state IS DISTINCT FROM 'held'
+                  AND coalesce(other.metadata->'delivery'->>'status', '') NOT IN ('undelivered', 'failed', 'expired', 'rejected'))
             """, logger: logger)
         for try await answered in rows.decode(Bool.self) { return answered }
         return false

@@ -284,6 +284,29 @@ struct ProviderDeliveryTests {
         }
     }
 
+    @Test("a text longer than an SMS can carry is refused at the send, not failed by the provider afterwards")
+    func tooLongForSMS() async throws {
+        try await TestApp.run { app in
+            let conversation = try await Self.customerTexts(app, from: "090-1234-5678")
+            // 1,600 UTF-16 units pass; one emoji more (two units) does not.
+            let fits = String(repeating: "あ", count: 1598) + "🙇"
+            for (body, refused) in [(fits, false), (fits + "🙇", true)] {
+                let draft = try await app.request(.post, "/v1/tickets/\(conversation.ticket)/replies", key: conversation.agent,
+                                                  json: String(decoding: try JSONSerialization.data(withJSONObject: ["body": body]), as: UTF8.self))
+                let reply = try #require(try draft.json["id"] as? String)
+                let send = try await app.request(.post, "/v1/replies/\(reply)/send", key: conversation.agent,
+                                                 json: #"{"last_seen_message_id":"\#(conversation.lastMessage)"}"#)
+                if refused {
+                    try expectProblem(send, .unprocessableContent, "too-long-for-sms")
+                    #expect(send.text.contains("1602"), "\(send.text)")
+                } else {
+                    #expect(send.status == .ok, "\(send.text)")
+                }
+            }
+            #expect(try await app.count("SELECT count(*) FROM outbox") == 1)
+        }
+    }
+
     @Test("Twilio refuses an invalid number (21211): the reply fails and the number is marked undeliverable; a 429 is retried")
     func twilioRefusals() async throws {
         let twilio = try await FakeProvider { request, index in

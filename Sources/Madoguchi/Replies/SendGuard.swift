@@ -12,6 +12,7 @@ enum SendGuard {
             case wrongCustomerName = "wrong-customer-name"
             case unknownRecipient = "unknown-recipient"
             case notAMobileNumber = "not-a-mobile-number"
+            case tooLongForSMS = "too-long-for-sms"
         }
 
         var kind: Kind
@@ -20,6 +21,19 @@ enum SendGuard {
         var line: Int?
         var column: Int?
         var text: String?
+    }
+
+    /// The longest text a reply by SMS may be, in UTF-16 code units (an emoji counts two): Twilio's
+    /// limit for one message (sent in up to ten parts); Vonage splits as many. Longer, the provider
+    /// refuses it after the send was accepted (Twilio 21617) and the ticket comes back flagged.
+    static let maxSMSLength = 1600
+
+    /// A text too long for one SMS, found at the send rather than by the provider afterwards.
+    static func checkSMSLength(_ body: String) -> [Finding] {
+        let length = body.utf16.count
+        guard length > maxSMSLength else { return [] }
+        return [Finding(kind: .tooLongForSMS,
+                        message: "the text is \(length) characters (an emoji counts two), more than the \(maxSMSLength) an SMS reply can carry; shorten it or answer by another channel")]
     }
 
     /// Unfilled template markers. `{{…}}` variables; the runs of ● ○ 〇 ◯ ■ □ △ ▲ ＊ × that Japanese

@@ -772,6 +772,16 @@ struct DeliveryTests {
             #expect(Self.state(try await Self.delivery(followUpConversation, retry)) == "sent")
             let waiting = try await app.request(.get, "/v1/tickets?awaiting_reply=true", key: conversation.agent).json["items"] as? [[String: Any]]
             #expect(waiting?.isEmpty == true, "\(String(describing: waiting))")
+
+            // The customer answers in the closed ticket's thread: the open follow-up takes it, not a
+            // third ticket beside it that a second agent would answer too (二重返信).
+            let tickets = try await app.count("SELECT count(*) FROM tickets")
+            let answer = try await app.postMail(gateway, testMail(from: "full.box@example.jp", subject: "Re: 注文について", id: "after-close@example.jp",
+                                                                  headers: "In-Reply-To: <\(conversation.customerMessageID)>\n"))
+            #expect(answer.status == .created, "\(answer.text)")
+            #expect(try answer.json["ticket_id"] as? String == followUpID, "\(answer.text)")
+            #expect(try answer.json["threading_reason"] as? String == "follow-up", "\(answer.text)")
+            #expect(try await app.count("SELECT count(*) FROM tickets") == tickets)
         }
     }
 

@@ -93,12 +93,29 @@ extension ConversationIntake {
         return Target(id: id, number: number, customerID: customerID, status: now)
     }
 
+    /// The open ticket that already continues closed ticket `closedID` (one a customer's earlier
+    /// message, or a reply that did not reach them, opened linked to it), row-locked with the
+    /// customer's message taken as for `lock`; nil when there is none. Without it, every message on
+    /// the closed thread opened one more ticket beside the follow-up, and two agents answered the
+    /// same customer (二重返信) each on their own.
+    func openFollowUp(of closedID: UUID, on connection: PostgresConnection) async throws -> Target? {
+        let rows = try await connection.run("""
+            SELECT id FROM tickets
+            WHERE related_ticket_id = \(closedID) AND status <> 'closed' AND merged_into IS NULL
+            ORDER BY number DESC LIMIT 1
+            """, logger: logger)
+        var found: UUID?
+        for try await id in rows.decode(UUID.self) { found = id }
+        guard let found, let locked = try await lock(found, customerWrites: true, on: connection), locked.status != .closed else { return nil }
+        return locked
+    }
+
     /// Every message that continues a conversation locks its ticket (and moves its clocks) through `lock`.
     private enum LockTicket: PreparedSite { static let name = "madoguchi_lock_ticket_for_message" }
 
     /// Where a message of an ongoing conversation goes: on `candidate`, row-locked, with `reason`; if
-    /// there is no candidate, a new ticket (`new-ticket`); if the candidate is closed, a new ticket
-    /// linked to it (`reopened-closed`).
+    /// there is no candidate, a new ticket (`new-ticket`); if the candidate is closed, the open ticket
+    /// that continues it (`follow-up`), else a new ticket linked to it (`reopened-closed`).
     func continueConversation(
         _ candidate: UUID?, reason: String, customerID: UUID, channel: Channel, subject: String?, body: String, tags: [String],
         recipients: [String], on connection: PostgresConnection
@@ -106,6 +123,7 @@ extension ConversationIntake {
         var related: UUID?
         if let candidate, let locked = try await lock(candidate, customerWrites: true, on: connection) {
             guard locked.status == .closed else { return (locked, reason) }
+            if let followUp = try await openFollowUp(of: locked.id, on: connection) { return (followUp, "follow-up") }
             related = locked.id
         }
         let firstLine = body.split(whereSeparator: \.isNewline).first.map { String($0.prefix(60)) } ?? ""

@@ -241,7 +241,12 @@ struct EmailIngest: Sendable {
         if case .existing(let ticketID, let reason) = decision,
            let locked = try await intake.lock(ticketID, customerWrites: !isAutoReply, on: connection) {
             if locked.status == .closed && !isAutoReply {
-                decision = .new(relatedTo: locked.id, reason: "reopened-closed")
+                if let followUp = try await intake.openFollowUp(of: locked.id, on: connection) {
+                    ticket = followUp
+                    outcome.threadingReason = "follow-up"
+                } else {
+                    decision = .new(relatedTo: locked.id, reason: "reopened-closed")
+                }
             } else {
                 ticket = locked
                 outcome.threadingReason = reason

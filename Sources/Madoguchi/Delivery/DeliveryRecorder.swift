@@ -89,6 +89,8 @@ struct DeliveryRecorder: Sendable {
                 try await markUndeliverable(refused, channel: item.channel, customerTicket: ticketID, on: connection)
             }
             try await event(.replyHeld, replyID: replyID, data: ["reason": reason, "attempts": item.attempts], on: connection)
+            // A person has to decide: the operator's log says so, not only the event feed.
+            logger.warning("delivery held for a person", metadata: ["outbox_id": "\(item.id)", "reply_id": "\(replyID)", "reason": "\(reason)"])
             return
         }
 
@@ -137,10 +139,12 @@ struct DeliveryRecorder: Sendable {
                 "refused": failures.map { ["recipient": $0.0, "reply": $0.1.reply] },
             ], on: connection)
         } else {
+            let error = attempt.error ?? failures.first?.1.reply ?? "no recipient took it"
             try await event(.replyFailed, replyID: replyID, data: [
-                "error": attempt.error ?? failures.first?.1.reply ?? "no recipient took it", "attempts": item.attempts,
+                "error": error, "attempts": item.attempts,
                 "refused": failures.map { ["recipient": $0.0, "reply": $0.1.reply] },
             ], on: connection)
+            logger.warning("delivery failed for good", metadata: ["outbox_id": "\(item.id)", "reply_id": "\(replyID)", "error": "\(error)"])
             try await TicketStore(logger: logger).withdrawResponse(ofReply: replyID, on: connection)
             try await TicketStore(logger: logger).flagDeliveryFailure(reply.ticketID, ofReply: replyID, on: connection)
         }

@@ -118,7 +118,13 @@ struct ProviderDeliveryTests {
                 app, [("MessageSid", "SMearly"), ("MessageStatus", "undelivered"), ("ErrorCode", "30003"), ("To", "+819011112222")],
                 path: "/v1/inbound/sms/twilio/status", token: "token-1")
             #expect(early.status == .ok, "\(early.text)")
-            #expect(DeliveryTests.state(try await DeliveryTests.delivery(conversation, reply)) == "sent")
+            // Applied with the send: the reply is failed, as one the provider refused at once is.
+            let failed = try await DeliveryTests.delivery(conversation, reply)
+            #expect(DeliveryTests.state(failed) == "failed", "\(failed)")
+            #expect(failed["state"] as? String == "failed")
+            let listed = try await app.request(.get, "/v1/replies?state=failed", key: conversation.supervisor).json["items"] as? [[String: Any]]
+            #expect(listed?.compactMap { $0["id"] as? String } == [reply])
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'reply.failed' AND data->>'error' LIKE '%undelivered (error 30003)'") == 1)
             let messages = try await app.request(.get, "/v1/tickets/\(conversation.ticket)/messages", key: conversation.agent).json
             let outbound = (messages["items"] as? [[String: Any]])?.first { $0["direction"] as? String == "outbound" }
             let delivery = outbound?["delivery"] as? [String: Any]

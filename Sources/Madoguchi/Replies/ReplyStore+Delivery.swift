@@ -141,7 +141,8 @@ extension ReplyStore {
             guard let reply = byID[replyID] else { continue }
             let decoded = (try? JSONDecoder().decode([String: RecipientResult].self, from: Data(results.utf8))) ?? [:]
             var delivery = ReplyDelivery(
-                state: reply.state == .bounced ? "bounced" : state, attempts: attempts, nextAttemptAt: next, lastError: error, heldReason: held,
+                // A bounce, or a provider's failure report after the send, comes after the outbox row is done.
+                state: reply.state == .bounced ? "bounced" : reply.state == .failed && state == "sent" ? "failed" : state, attempts: attempts, nextAttemptAt: next, lastError: error, heldReason: held,
                 relayResponse: response, provider: provider, providerMessageID: providerID, sentAt: sentAt,
                 recipients: reply.recipients.map { ($0, decoded[$0]) })
             delivery.notices = (try? JSONDecoder().decode([DeliveryNotice].self, from: Data(notices.utf8))) ?? []

@@ -103,6 +103,29 @@ struct SmsDeliveryReports: Sendable {
         return "The message is now '\(report.status)'."
     }
 
+    /// The reply whose text the provider reports failed is `failed`, as one the provider refused at
+    /// once is: its delivery says so, with the customer's other identities, the failed replies' list
+    /// holds it, and followers get `reply.failed`. It had stayed `sent` whatever the report said.
+    /// A reply already failed or bounced is left as it is. The worker's own `sent` comes before any
+    /// report it applies (`applyReportsBeforeSend`, in the same transaction), so never after this.
+    private func failReply(sentAs messageID: UUID, report: SmsDeliveryReport, on connection: PostgresConnection) async throws {
+        let rows = try await connection.run("""
+            UPDATE replies r SET state = 'failed', version = r.version + 1, updated_at = now()
+            FROM outbox o
+            WHERE r.message_id = \(messageID) AND r.state = 'sent' AND o.reply_id = r.id
+            RETURNING r.id, o.attempts, r.recipients
+            """, logger: logger)
+        var failed: [(UUID, Int, [String])] = []
+        for try await row in rows.decode((UUID, Int, [String]).self) { failed.append(row) }
+        let error = "\(report.provider) reported the text \(report.status)"
+            + (report.errorCode.flatMap { $0.isEmpty || $0 == "0" ? nil : " (error \($0))" } ?? "")
+        for (replyID, attempts, recipients) in failed {
+            try await EventStore(logger: logger).record(.replyFailed, reply: replyID, actor: nil, data: [
+                "error": error, "attempts": attempts, "refused": recipients.map { ["recipient": $0, "reply": error] },
+            ], on: connection)
+        }
+    }
+
     private func record(_ report: SmsDeliveryReport, messageID: UUID, ticketID: UUID, on connection: PostgresConnection) async throws {
         if report.isFailure {
             // The text never reached the customer: the ticket is flagged `delivery-failed` (and
@@ -110,6 +133,7 @@ struct SmsDeliveryReports: Sendable {
             // way; before, a solved ticket stayed solved. The ticket first, as every writer takes it.
             try await TicketStore(logger: logger).withdrawResponse(ofReply: nil, orMessage: messageID, on: connection)
             try await TicketStore(logger: logger).flagDeliveryFailure(ticketID, ofReply: nil, orMessage: messageID, on: connection)
+            try await failReply(sentAs: messageID, report: report, on: connection)
         }
         var delivery: [String: Any] = ["status": report.status, "updated_at": Date().rfc3339UTC]
         if let code = report.errorCode, !code.isEmpty, code != "0" { delivery["error_code"] = code }

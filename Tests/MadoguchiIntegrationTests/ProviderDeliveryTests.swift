@@ -105,6 +105,32 @@ struct ProviderDeliveryTests {
         }
     }
 
+    @Test("Twilio reports a sent text undelivered for good (30006, a landline): the reply fails and the number is marked undeliverable")
+    func twilioPermanentFailureReport() async throws {
+        let twilio = try await FakeProvider { _, _ in .init(status: .created, body: #"{"sid":"SMland","status":"queued"}"#) }
+        try await TestApp.run(configure: Self.configure(twilio: twilio)) { app in
+            let conversation = try await Self.customerTexts(app)
+            let reply = try await DeliveryTests.answer(conversation, "本日発送しました。")
+            #expect(DeliveryTests.state(try await DeliveryTests.delivery(conversation, reply)) == "sent")
+            let report = try await ProviderRequests.postTwilio(
+                app, [("MessageSid", "SMland"), ("MessageStatus", "undelivered"), ("ErrorCode", "30006"), ("To", "+819011112222")],
+                path: "/v1/inbound/sms/twilio/status", token: "token-1")
+            #expect(report.status == .ok, "\(report.text)")
+            let failed = try await app.request(.get, "/v1/replies/\(reply)", key: conversation.agent).json
+            #expect(failed["state"] as? String == "failed", "\(failed)")
+            #expect(DeliveryTests.state(failed) == "failed")
+            #expect(try await app.count("""
+                SELECT count(*) FROM customer_identities WHERE value = '+819011112222' AND undeliverable_at IS NOT NULL
+                """) == 1)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'identity.undeliverable'") == 1)
+            // A second report of the same failure changes nothing more.
+            _ = try await ProviderRequests.postTwilio(
+                app, [("MessageSid", "SMland"), ("MessageStatus", "undelivered"), ("ErrorCode", "30006"), ("To", "+819011112222")],
+                path: "/v1/inbound/sms/twilio/status", token: "token-1")
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'reply.failed'") == 1)
+        }
+    }
+
     @Test("Twilio reports the text undelivered before its own answer to our request was recorded: the report waits and is applied with the send")
     func twilioReportBeforeSend() async throws {
         let twilio = try await FakeProvider { _, _ in
@@ -125,6 +151,8 @@ struct ProviderDeliveryTests {
             let listed = try await app.request(.get, "/v1/replies?state=failed", key: conversation.supervisor).json["items"] as? [[String: Any]]
             #expect(listed?.compactMap { $0["id"] as? String } == [reply])
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'reply.failed' AND data->>'error' LIKE '%undelivered (error 30003)'") == 1)
+            // 30003 (the handset out of reach) says nothing lasting about the number.
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE undeliverable_at IS NOT NULL") == 0)
             let messages = try await app.request(.get, "/v1/tickets/\(conversation.ticket)/messages", key: conversation.agent).json
             let outbound = (messages["items"] as? [[String: Any]])?.first { $0["direction"] as? String == "outbound" }
             let delivery = outbound?["delivery"] as? [String: Any]

@@ -108,7 +108,10 @@ struct SmsDeliveryReports: Sendable {
     /// holds it, and followers get `reply.failed`. It had stayed `sent` whatever the report said.
     /// A reply already failed or bounced is left as it is. The worker's own `sent` comes before any
     /// report it applies (`applyReportsBeforeSend`, in the same transaction), so never after this.
-    private func failReply(sentAs messageID: UUID, report: SmsDeliveryReport, on connection: PostgresConnection) async throws {
+    /// A failure for good (`permanentFailureCodes`) marks the number undeliverable, as the provider's
+    /// refusal at the send does: the next text to it needs `confirm_undeliverable`. Only for a reply
+    /// to one number: a reply to several keeps one provider id, which cannot say whose text failed.
+    private func failReply(sentAs messageID: UUID, ticketID: UUID, report: SmsDeliveryReport, on connection: PostgresConnection) async throws {
         let rows = try await connection.run("""
             UPDATE replies r SET state = 'failed', version = r.version + 1, updated_at = now()
             FROM outbox o
@@ -123,8 +126,20 @@ struct SmsDeliveryReports: Sendable {
             try await EventStore(logger: logger).record(.replyFailed, reply: replyID, actor: nil, data: [
                 "error": error, "attempts": attempts, "refused": recipients.map { ["recipient": $0, "reply": error] },
             ], on: connection)
+            guard let code = report.errorCode, Self.permanentFailureCodes[report.provider]?.contains(code) == true,
+                  recipients.count == 1, let number = recipients.first else { continue }
+            for customerID in try await IdentityStore(logger: logger).markUndeliverable(kind: .phone, value: number, reason: error, on: connection) {
+                try await EventStore(logger: logger).record(
+                    .identityUndeliverable, ticketID: ticketID, customerID: customerID, actor: nil,
+                    data: ["kind": "phone", "value": number, "reason": error, "source": "relay"], on: connection)
+            }
         }
     }
+
+    /// Error codes of a delivery report that say the number will never take a text: Twilio's 30005
+    /// (unknown destination handset) and 30006 (a landline or an unreachable carrier). 30003 (the
+    /// handset is off or out of reach) and the carrier's filters (30007) pass.
+    static let permanentFailureCodes: [String: Set<String>] = ["twilio": ["30005", "30006"]]
 
     private func record(_ report: SmsDeliveryReport, messageID: UUID, ticketID: UUID, on connection: PostgresConnection) async throws {
         if report.isFailure {
@@ -133,7 +148,7 @@ struct SmsDeliveryReports: Sendable {
             // way; before, a solved ticket stayed solved. The ticket first, as every writer takes it.
             try await TicketStore(logger: logger).withdrawResponse(ofReply: nil, orMessage: messageID, on: connection)
             try await TicketStore(logger: logger).flagDeliveryFailure(ticketID, ofReply: nil, orMessage: messageID, on: connection)
-            try await failReply(sentAs: messageID, report: report, on: connection)
+            try await failReply(sentAs: messageID, ticketID: ticketID, report: report, on: connection)
         }
         var delivery: [String: Any] = ["status": report.status, "updated_at": Date().rfc3339UTC]
         if let code = report.errorCode, !code.isEmpty, code != "0" { delivery["error_code"] = code }

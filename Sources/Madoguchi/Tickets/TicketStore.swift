@@ -135,7 +135,8 @@ struct TicketStore: Sendable {
     }
 
     private func flagDeliveryFailure(_ ticketID: UUID, answeredSince answered: Bool, on connection: PostgresConnection) async throws {
-        // A reply of a ticket merged since: the ticket it went into is where someone answers now.
+        // A reply of a ticket merged since: the ticket it went into is where someone answers now
+        // (read again under the lock: a merge may have committed while the lock was awaited).
         let merged = try await connection.run("SELECT merged_into FROM tickets WHERE id = \(ticketID)", logger: logger)
         for try await survivor in merged.decode(UUID?.self) {
             if let survivor { return try await flagDeliveryFailure(survivor, answeredSince: answered, on: connection) }
@@ -191,7 +192,7 @@ struct TicketStore: Sendable {
                   AND other.direction = 'outbound' AND other.id <> \(failed)
                   AND other.created_at > coalesce((SELECT last_customer_message_at FROM tickets WHERE id = \(ticketID)), '-infinity')
                   AND r.state IN ('queued', 'sent') AND NOT r.automatic AND o.state IS DISTINCT FROM 'held'
-                  AND coalesce(other.metadata->'delivery'->>'status', '') NOT IN ('undelivered', 'failed', 'expired', 'rejected'))
+                  AND coalesce(other.metadata->'delivery'->>'status', '') <> ALL(\(SmsDeliveryReport.failureStatuses)::text[]))
             """, logger: logger)
         for try await answered in rows.decode(Bool.self) { return answered }
         return false

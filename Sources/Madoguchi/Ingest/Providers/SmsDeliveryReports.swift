@@ -23,7 +23,11 @@ struct SmsDeliveryReport: Sendable {
         }
     }
 
-    var isFailure: Bool { ["undelivered", "failed", "expired", "rejected"].contains(status) }
+    /// The statuses that say the text did not reach the customer (also read in SQL, by
+    /// `TicketStore.answeredSince`).
+    static let failureStatuses = ["undelivered", "failed", "expired", "rejected"]
+
+    var isFailure: Bool { Self.failureStatuses.contains(status) }
 }
 
 /// Applies delivery reports to our outbound messages, keeping every report's request. Owns

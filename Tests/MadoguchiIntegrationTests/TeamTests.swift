@@ -303,7 +303,7 @@ struct TeamTests {
                 try await app.execute("UPDATE queues SET auto_assign = 'balanced' WHERE name = 'desk'")
                 let round = Task { try await app.count("SELECT count(*) FROM assign_waiting_tickets(10)") }
                 #expect(try await ChildProcess.eventually {
-                    try await app.count("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%assign_waiting_tickets%'") > 0
+                    try await app.count("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%assign_waiting_tickets%'") > 0
                 }, "a round waits on the agent's row")
                 return round
             }

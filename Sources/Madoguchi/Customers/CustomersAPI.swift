@@ -109,10 +109,13 @@ extension APIHandler {
         let value = try IdentityValue.normalize(kind, body.value, field: "/value")
         let (created, customer) = try await database.withTransaction { connection -> (Bool, Customer) in
             // The identity's lock before the customer's, in the order ingest takes them (a mail from
-            // this address arriving now): the other way round, each waited for the other. `FOR SHARE`
-            // keeps a merge of this customer out, as ingest's does, and lets ingest in.
+            // this address arriving now): the other way round, each waited for the other. `FOR NO KEY
+            // UPDATE`, what the version bump below takes: it keeps a merge of this customer out, and
+            // two adds to one customer queue here. Under `FOR SHARE` both got in, and each one's bump
+            // then waited for the other's share: a deadlock, a second lost, for an order system
+            // pushing a customer's address and phone at once.
             try await IdentityStore(logger: logger).lock(kind: kind, value: value, on: connection)
-            let rows = try await connection.run("SELECT merged_into FROM customers WHERE id = \(id) FOR SHARE", logger: logger)
+            let rows = try await connection.run("SELECT merged_into FROM customers WHERE id = \(id) FOR NO KEY UPDATE", logger: logger)
             var live = false
             for try await mergedInto in rows.decode(UUID?.self) { live = mergedInto == nil }
             guard live else { throw try await customers.missingOrMerged(id, on: connection) }

@@ -215,11 +215,18 @@ struct TicketStore: Sendable {
         for try await (isClosed, followUp) in found.decode((Bool, UUID?).self) { (closed, existing) = (isClosed, followUp) }
         guard closed else { return nil }
         if let existing { return existing }
+        // The customer's share lock, so that a merge of this customer under way (it has locked the
+        // customers and is moving their tickets) is waited for: written beside it, the follow-up kept
+        // the customer merged away, whose identities had moved, so no reply could be addressed and
+        // the survivor's ticket list missed it. Waiting here while holding the closed ticket, which
+        // the merge moves too, can deadlock with it; PostgreSQL rolls one back and it runs again,
+        // after the other committed (a follow-up is rare, a merge beside it rarer).
+        let customer = try await survivingCustomer(ofTicket: ticketID, on: connection)
         let opened = try await connection.run("""
             INSERT INTO tickets (customer_id, subject, channel, thread_subject, related_ticket_id, queue, priority, priority_reason,
                                  approval_rule, required_skill, category, assignee_id, sla_policy_id, tags,
                                  last_customer_message_at, awaiting_reply_since)
-            SELECT c.customer_id, c.subject, c.channel, c.thread_subject, c.id, c.queue, c.priority, c.priority_reason,
+            SELECT \(customer), c.subject, c.channel, c.thread_subject, c.id, c.queue, c.priority, c.priority_reason,
                    c.approval_rule, c.required_skill, c.category,
                    -- Not a departed agent's (migration 0079): the queue offers it to someone else.
                    CASE WHEN EXISTS (SELECT FROM agents a WHERE a.id = c.assignee_id AND a.active) THEN c.assignee_id END,
@@ -234,6 +241,22 @@ struct TicketStore: Sendable {
             return id
         }
         return nil
+    }
+
+    /// The live customer of `ticketID`, share-locked: a merge of it waits, or has committed (then its
+    /// survivor, locked in turn).
+    private func survivingCustomer(ofTicket ticketID: UUID, on connection: PostgresConnection) async throws -> UUID {
+        guard var customer = try await connection.run("SELECT customer_id FROM tickets WHERE id = \(ticketID)", logger: logger)
+            .collect().first.map({ try $0.decode(UUID.self) }) else { throw RowNotFound("reading a ticket's customer") }
+        // A merge points straight at its survivor; the bound only guards against a cycle.
+        for _ in 0..<8 {
+            let rows = try await connection.run("SELECT merged_into FROM customers WHERE id = \(customer) FOR SHARE", logger: logger)
+            guard let mergedInto = try await rows.collect().first.map({ try $0.decode(UUID?.self) }), let survivor = mergedInto else {
+                return customer
+            }
+            customer = survivor
+        }
+        throw RowNotFound("following the merges of a ticket's customer")
     }
 
     /// We answered the customer: the first response is stamped once, nobody is waiting any more, and

@@ -47,8 +47,29 @@ func jsonCompatible(_ value: Any) -> Any {
     }
 }
 
+/// Where a mapping holds a key with no value. The contract has none on purpose; one is nearly always
+/// an unquoted comma in a flow mapping (`{type: string, description: The id, when known.}`), which
+/// cuts the description there and makes the rest a bogus schema keyword.
+func emptyMembers(_ value: Any, at path: String = "") -> [String] {
+    switch value {
+    case let map as [AnyHashable: Any]:
+        return map.flatMap { key, item in item is NSNull ? ["\(path)/\(key)"] : emptyMembers(item, at: "\(path)/\(key)") }
+    case let list as [Any]:
+        return list.enumerated().flatMap { index, item in emptyMembers(item, at: "\(path)/\(index)") }
+    default:
+        return []
+    }
+}
+
 if let contract = entries.first(where: { $0.0 == "openapi.yaml" }) {
-    let document = jsonCompatible(try Yams.load(yaml: contract.1) ?? [:])
+    let loaded = try Yams.load(yaml: contract.1) ?? [:]
+    let empty = emptyMembers(loaded)
+    guard empty.isEmpty else {
+        let list = empty.sorted().joined(separator: "\n  ")
+        FileHandle.standardError.write(Data("error: openapi.yaml: members without a value (quote a description that has a comma):\n  \(list)\n".utf8))
+        exit(1)
+    }
+    let document = jsonCompatible(loaded)
     let json = try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])
     entries.append(("openapi.json", String(decoding: json, as: UTF8.self)))
 }

@@ -133,20 +133,32 @@ struct CustomerTests {
             let stale = try await app.request(.patch, "/v1/customers/\(id)", key: orders, headers: [.ifMatch: etag], json: #"{"notes":"定期購入"}"#)
             try expectProblem(stale, .preconditionFailed, "precondition-failed")
             #expect(try await app.request(.get, "/v1/customers/\(id)", key: orders).json["notes"] as? String == "返品多め")
+            // A nightly sync that changes nothing moves nothing: same version, no event.
+            let updates = "SELECT count(*) FROM events WHERE type = 'customer.updated'"
+            let eventsBefore = try await app.count(PostgresQuery(unsafeSQL: updates))
+            let same = try await app.request(.patch, "/v1/customers/\(id)", key: orders, headers: [.ifMatch: "\"2\""],
+                                             json: #"{"display_name":"田中 一郎","is_vip":false,"notes":"返品多め"}"#)
+            #expect(same.status == .ok, "\(same.text)")
+            #expect(same.headers[.eTag] == "\"2\"")
+            #expect(try await app.count(PostgresQuery(unsafeSQL: updates)) == eventsBefore)
+            // Of the fields given, the event names those that changed.
+            let vip = try await app.request(.patch, "/v1/customers/\(id)", key: orders, json: #"{"display_name":"田中 一郎","is_vip":true}"#)
+            #expect(vip.headers[.eTag] == "\"3\"")
+            #expect(try await app.strings("SELECT data->>'fields' FROM events WHERE type = 'customer.updated' ORDER BY id DESC LIMIT 1") == [#"["is_vip"]"#])
             // An identity added moves the version on too.
             #expect(try await app.request(.post, "/v1/customers/\(id)/identities", key: orders, json: #"{"kind":"external","value":"C-9"}"#).status == .created)
             let afterIdentity = try await app.request(.get, "/v1/customers/\(id)", key: orders)
-            #expect(afterIdentity.headers[.eTag] == "\"3\"")
+            #expect(afterIdentity.headers[.eTag] == "\"4\"")
             try expectProblem(try await app.request(.patch, "/v1/customers/\(id)", key: orders, headers: [.ifMatch: "\"2\""], json: #"{"is_vip":true}"#),
                               .preconditionFailed, "precondition-failed")
             // Without If-Match, as before: the write goes ahead.
-            #expect(try await app.request(.patch, "/v1/customers/\(id)", key: orders, json: #"{"is_vip":true}"#).status == .ok)
+            #expect(try await app.request(.patch, "/v1/customers/\(id)", key: orders, json: #"{"is_vip":false}"#).status == .ok)
             // A merge into it changes it.
             let other = try Self.id(try await app.request(.post, "/v1/customers", key: orders, json: #"{"display_name":"田中"}"#))
             #expect(try await app.request(.post, "/v1/customers/\(id)/merge", key: supervisor, json: #"{"customer_id":"\#(other)"}"#).status == .ok)
-            #expect(try await app.request(.get, "/v1/customers/\(id)", key: orders).headers[.eTag] == "\"5\"")
+            #expect(try await app.request(.get, "/v1/customers/\(id)", key: orders).headers[.eTag] == "\"6\"")
             // The merged one, with the survivor's ETag its read gave: the 409 naming the survivor, not a 412 for ever.
-            let merged = try await app.request(.patch, "/v1/customers/\(other)", key: orders, headers: [.ifMatch: "\"5\""], json: #"{"is_vip":true}"#)
+            let merged = try await app.request(.patch, "/v1/customers/\(other)", key: orders, headers: [.ifMatch: "\"6\""], json: #"{"is_vip":true}"#)
             #expect(merged.status == .conflict, "\(merged.text)")
         }
     }

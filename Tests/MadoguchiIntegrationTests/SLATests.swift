@@ -665,7 +665,7 @@ struct SLATests {
             #expect(try await app.count("""
                 SELECT count(*) FROM events
                 WHERE type = 'ticket.updated' AND ticket_id = \(UUID(uuidString: id)!)
-                  AND data->'changes'->'first_response_due_at'->>'from' IS NOT NULL AND data->'changes'->'first_response_due_at'->'to' = 'null'
+                  AND data->'changes'->'first_response_due_at'->>'from' IS NOT NULL AND NOT (data->'changes'->'first_response_due_at' ? 'to')
                 """) == 1)
             // A solved ticket keeps the due times it was judged by; reopened, no clock runs for it.
             #expect(judgedBy != nil)

@@ -335,6 +335,10 @@ struct WebhookTests {
             let log = try await app.request(.get, "/v1/webhooks/\(webhook)/deliveries", key: admin).json["items"] as? [[String: Any]] ?? []
             // Each failure logged; on a loaded machine some may time out before the 502 comes.
             #expect(log.count == 4 && log.contains { $0["error"] as? String == "badgateway" && $0["status"] as? Int == 502 }, "\(log)")
+            // The reason names the status, not only the receiver's page.
+            let reason = try await app.request(.get, "/v1/webhooks/\(webhook)", key: admin).json["disabled_reason"] as? String
+            #expect(reason?.hasPrefix("4 failed deliveries in a row; the last: ") == true && (reason?.contains("HTTP 502: badgateway") == true || reason?.contains("timed out") == true),
+                    "\(reason ?? "-")")
         }
     }
 

@@ -30,23 +30,35 @@ extension CustomerStore {
         return customerID
     }
 
+    /// Writes the fields given; a field given its present value is no change. Nothing changed, the
+    /// version stays and no event is written: an order system that syncs its customers every night
+    /// would otherwise move every ETag (412s for whoever edits) and send a `customer.updated` a day
+    /// for each.
     func update(_ id: UUID, _ details: Details, by principal: Principal, on connection: PostgresConnection) async throws {
         let rows = try await connection.run("""
-            UPDATE customers
-            SET display_name = CASE WHEN \(details.displayName != nil) THEN \(details.displayName)::text ELSE display_name END,
-                is_vip = coalesce(\(details.isVIP)::boolean, is_vip),
-                notes = CASE WHEN \(details.notes != nil) THEN \(details.notes)::text ELSE notes END,
-                updated_at = now(), version = version + 1
-            WHERE id = \(id) AND merged_into IS NULL
-            RETURNING id
+            WITH given AS (
+                SELECT CASE WHEN \(details.displayName != nil) THEN \(details.displayName)::text ELSE c.display_name END AS display_name,
+                       coalesce(\(details.isVIP)::boolean, c.is_vip) AS is_vip,
+                       CASE WHEN \(details.notes != nil) THEN \(details.notes)::text ELSE c.notes END AS notes
+                FROM customers c WHERE c.id = \(id)
+            )
+            UPDATE customers c
+            SET display_name = given.display_name, is_vip = given.is_vip, notes = given.notes, updated_at = now(), version = c.version + 1
+            FROM given, customers old
+            WHERE c.id = \(id) AND old.id = c.id AND c.merged_into IS NULL
+              AND (given.display_name, given.is_vip, given.notes) IS DISTINCT FROM (c.display_name, c.is_vip, c.notes)
+            RETURNING old.display_name IS DISTINCT FROM c.display_name, old.is_vip IS DISTINCT FROM c.is_vip, old.notes IS DISTINCT FROM c.notes
             """, logger: logger)
-        var updated = false
-        for try await _ in rows.decode(UUID.self) { updated = true }
-        guard updated else { throw try await missingOrMerged(id, on: connection) }
-        var changed: [String] = []
-        if details.displayName != nil { changed.append("display_name") }
-        if details.isVIP != nil { changed.append("is_vip") }
-        if details.notes != nil { changed.append("notes") }
+        var changed: [String]?
+        for try await (name, vip, notes) in rows.decode((Bool, Bool, Bool).self) {
+            changed = [(name, "display_name"), (vip, "is_vip"), (notes, "notes")].filter(\.0).map(\.1)
+        }
+        guard let changed else {
+            // No row: a customer missing or merged (an error), or one that already reads so.
+            let live = try await connection.run("SELECT 1 FROM customers WHERE id = \(id) AND merged_into IS NULL", logger: logger).collect()
+            guard !live.isEmpty else { throw try await missingOrMerged(id, on: connection) }
+            return
+        }
         try await EventStore(logger: logger).record(.customerUpdated, customerID: id, actor: principal, data: ["fields": changed], on: connection)
     }
 

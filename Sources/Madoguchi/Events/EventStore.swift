@@ -16,7 +16,7 @@ struct EventStore: Sendable {
         data: [String: Any] = [:],
         on connection: PostgresConnection
     ) async throws {
-        let json = try JSONSerialization.text(data)
+        let json = try JSONSerialization.text(Self.withoutNulls(data))
         if let batch = EventBatch.of(connection) {
             batch.append(.init(type: type.rawValue, ticketID: ticketID, customerID: customerID, messageID: messageID,
                                actorKeyID: actor?.keyID, actorAgentID: actor?.agentID, data: json))
@@ -28,6 +28,22 @@ struct EventStore: Sendable {
             VALUES (\(type.rawValue), \(ticketID), \(customerID), \(messageID), \(actor?.keyID), \(actor?.agentID), \(json)::jsonb)
             """, logger: logger)
         EventWrites.noteWritten()
+    }
+
+    /// `data` with every null member left out: the contract allows null nowhere, and says of a value
+    /// a change had none of before or after (`changes.awaiting_reply_since.to` when a wait ends) that
+    /// the member is absent. Writers may still say "none" with `NSNull()` or a nil, as is natural.
+    static func withoutNulls(_ data: [String: Any]) -> [String: Any] {
+        func strip(_ value: Any) -> Any? {
+            switch value {
+            case is NSNull: return nil
+            case let optional as Optional<Any> where optional == nil: return nil
+            case let object as [String: Any]: return object.compactMapValues(strip)
+            case let array as [Any]: return array.map { strip($0) ?? NSNull() }
+            default: return value
+            }
+        }
+        return data.compactMapValues(strip)
     }
 
     /// Writes the events the transaction on `connection` has held back, in the order recorded, in

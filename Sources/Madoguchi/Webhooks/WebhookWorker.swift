@@ -227,7 +227,13 @@ struct WebhookWorker: Service {
             try await store.release(endpoint.id, worker: name, after: settings.backoff(afterFailures: streak), on: connection)
             return
         }
-        let reason = "\(streak) failed deliveries in a row; the last: \(attempt.error ?? attempt.status.map { "HTTP \($0)" } ?? "no answer")"
+        // The status first: a receiver's error page alone ("ok", "error") says nothing of what failed.
+        let last = switch (attempt.status, attempt.error) {
+        case (let status?, let error?) where !error.isEmpty: "HTTP \(status): \(error)"
+        case (let status?, _): "HTTP \(status)"
+        case (nil, let error): error ?? "no answer"
+        }
+        let reason = "\(streak) failed deliveries in a row; the last: \(last)"
         try await store.disable(endpoint.id, reason: reason, on: connection)
         try await EventStore(logger: logger).record(.webhookDisabled, actor: nil, data: [
             "webhook_id": endpoint.id.lowercased, "reason": reason,

@@ -13,6 +13,10 @@ enum EventPayloadCheck {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
         func check<Schema: Decodable>(_ schema: Schema.Type) throws { _ = try decoder.decode(schema, from: data) }
+        // The decoder takes null for any optional member; the contract allows null nowhere.
+        if let null = nullMember(in: try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])) {
+            throw NullMember(pointer: null)
+        }
         switch type {
         case .ticketCreated: try check(Components.Schemas.TicketCreatedEventData.self)
         case .ticketUpdated: try check(Components.Schemas.TicketUpdatedEventData.self)
@@ -76,6 +80,29 @@ enum EventPayloadCheck {
         case .webhookUpdated: try check(Components.Schemas.WebhookUpdatedEventData.self)
         case .webhookDeleted: try check(Components.Schemas.WebhookDeletedEventData.self)
         case .webhookDisabled: try check(Components.Schemas.WebhookDisabledEventData.self)
+        }
+    }
+
+    struct NullMember: Error, CustomStringConvertible {
+        let pointer: String
+        var description: String { "\(pointer) is null, which no schema in openapi.yaml allows (leave the member out)" }
+    }
+
+    /// The JSON pointer of the first null in `value`.
+    static func nullMember(in value: Any, at pointer: String = "") -> String? {
+        switch value {
+        case is NSNull: return pointer
+        case let object as [String: Any]:
+            for (key, member) in object.sorted(by: { $0.key < $1.key }) {
+                if let found = nullMember(in: member, at: pointer + "/" + key) { return found }
+            }
+            return nil
+        case let array as [Any]:
+            for (index, item) in array.enumerated() {
+                if let found = nullMember(in: item, at: pointer + "/\(index)") { return found }
+            }
+            return nil
+        default: return nil
         }
     }
 

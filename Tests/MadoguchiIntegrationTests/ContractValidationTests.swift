@@ -71,7 +71,19 @@ struct ContractValidationTests {
             try Self.refused(try await app.request(.post, "/v1/inbound/webform", key: gateway, json: form), at: ["/attachments"])
             try invalid(try await app.request(.post, "/v1/inbound/webform", key: gateway, headers: [.init("Idempotency-Key")!: longKey],
                                               json: #"{"form_id":"f","submission_id":"s","body":"b","email":"a@example.jp"}"#), ["idempotency-key"])
-            #expect(try await app.count("SELECT count(*) FROM inbound_payloads") == 0)
+            // A form written in Shift_JIS: said so, not "not valid JSON".
+            let sjis = ByteBuffer(bytes: Array(#"{"form_id":"f","submission_id":"sj","email":"a@example.jp","body":""#.utf8) + [0x82, 0xA8, 0x96, 0xE2] + Array(#""}"#.utf8))
+            let declared = try await app.patiently("/v1/inbound/webform", method: .post,
+                                                   headers: [.authorization: "Bearer \(gateway)", .contentType: "application/json; charset=Shift_JIS"], body: sjis)
+            try expectProblem(declared, .unsupportedMediaType, "unsupported-media-type")
+            #expect(declared.text.contains("UTF-8") && declared.text.contains("shift_jis"), "\(declared.text)")
+            let undeclared = try await app.patiently("/v1/inbound/webform", method: .post,
+                                                     headers: [.authorization: "Bearer \(gateway)", .contentType: "application/json"], body: sjis)
+            try expectProblem(undeclared, .badRequest, "malformed-body")
+            #expect(undeclared.text.contains("not UTF-8 (byte 67"), "\(undeclared.text)")
+            #expect(try await app.request(.post, "/v1/inbound/webform", key: gateway, headers: [.contentType: "application/json; charset=\"UTF-8\""],
+                                          json: #"{"form_id":"f","submission_id":"u8","body":"お問い合わせ","email":"a@example.jp"}"#).status == .created)
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads") == 1)
             // Well-formed parameters still pass.
             #expect(try await app.request(.get, "/v1/agents?queue=general", key: boss).status == .ok)
         }

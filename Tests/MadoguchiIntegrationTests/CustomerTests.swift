@@ -47,10 +47,19 @@ struct CustomerTests {
             #expect(try patched.json["is_vip"] as? Bool == true)
             #expect(try patched.json["display_name"] as? String == "山田 花子")
 
-            let line = try await app.request(.post, "/v1/customers/\(customer)/identities", key: orders, json: #"{"kind":"line","value":"U1234"}"#)
+            let userID = "U4af4980629f1ed0c8e9e0e2fd2e3a0a1"
+            let line = try await app.request(.post, "/v1/customers/\(customer)/identities", key: orders, json: #"{"kind":"line","value":"\#(userID)"}"#)
             #expect(line.status == .created)
-            let again = try await app.request(.post, "/v1/customers/\(customer)/identities", key: orders, json: #"{"kind":"line","value":"U1234"}"#)
+            let again = try await app.request(.post, "/v1/customers/\(customer)/identities", key: orders, json: #"{"kind":"line","value":"\#(userID)"}"#)
             #expect(again.status == .ok)
+            // What no LINE message would ever match: a chat identity's prefix, a short or upper-case id.
+            for wrong in ["line:\(userID)", "U1234", "hello", userID.uppercased()] {
+                let refused = try await app.request(.post, "/v1/customers/\(customer)/identities", key: orders, json: #"{"kind":"line","value":"\#(wrong)"}"#)
+                try expectProblem(refused, .unprocessableContent, "validation-failed")
+                #expect(refused.text.contains("not a LINE user id"), "\(wrong): \(refused.text)")
+            }
+            #expect(try await app.request(.post, "/v1/customers/\(customer)/identities", key: orders,
+                                          json: #"{"kind":"line","value":"line:\#(userID)"}"#).text.contains("without 'line:'"))
             let other = try Self.id(try await app.request(.post, "/v1/customers", key: orders, json: #"{"display_name":"別人"}"#))
             let taken = try await app.request(.post, "/v1/customers/\(other)/identities", key: orders, json: #"{"kind":"phone","value":"09012345678"}"#)
             try expectProblem(taken, .conflict, "identity-taken")

@@ -107,6 +107,7 @@ struct ProblemTests {
                 {"form_id":"contact","submission_id":"far-future","email":"future@example.jp","body":"x","submitted_at":"300000-01-01T00:00:00Z"}
                 """#)
             #expect(form.status == .badRequest, "\(form.text)")
+            #expect((try form.json["errors"] as? [[String: Any]])?.first?["pointer"] as? String == "/submitted_at", "\(form.text)")
             #expect(try await app.count("SELECT count(*) FROM inbound_payloads") == 0)
 
             // A mail is taken whatever its Date says; a date no mailer meant is no date.

@@ -58,7 +58,7 @@ struct RequestContractTests {
         var kinds = Set<String>()
         for (operation, schema) in contract.requestBodies.sorted(by: { $0.key < $1.key }) where !Self.selfValidating.contains(operation) {
             for (pointer, body, what) in Self.violations(of: schema, in: contract) {
-                let problems = contract.problems(in: body, operation: operation)
+                let problems = contract.problems(in: body, operation: operation).values
                 #expect(problems.contains { $0.pointer == pointer }, "\(operation): \(what) at \(pointer) not reported (got \(problems))")
                 checked += 1
                 kinds.insert(what)
@@ -73,16 +73,23 @@ struct RequestContractTests {
     @Test("a body within the contract has nothing to report; wrong types are left to the decoder")
     func validBodies() throws {
         let contract = Contract.bundled
-        #expect(contract.problems(in: ["name": "返品", "keywords": ["返品"], "queue": "returns", "position": 3], operation: "createRule").isEmpty)
-        #expect(contract.problems(in: ["name": 12, "keywords": "返品"], operation: "createRule").isEmpty)
+        #expect(contract.problems(in: ["name": "返品", "keywords": ["返品"], "queue": "returns", "position": 3], operation: "createRule").values.isEmpty)
+        #expect(contract.problems(in: ["name": 12, "keywords": "返品"], operation: "createRule").values.isEmpty)
         let problems = contract.problems(in: ["name": "", "category": String(repeating: "長", count: 201), "tags": [String](repeating: "t", count: 21)],
-                                         operation: "createRule")
+                                         operation: "createRule").values
         #expect(problems.map(\.pointer) == ["/category", "/name", "/tags"])
         #expect(problems.first?.message == "must be at most 200 characters (it has 201)")
         // As the server reads them: JSON numbers 0 and 1 are NSNumbers that also cast to Bool, yet
         // are held to their ranges; true and false are not numbers at all.
         let json = { (text: String) in try JSONSerialization.jsonObject(with: Data(text.utf8)) }
-        #expect(contract.problems(in: try json(#"{"display_name":"A","capacity":0}"#), operation: "createAgent").map(\.pointer) == ["/capacity"])
-        #expect(contract.problems(in: try json(#"{"display_name":"A","capacity":1,"requires_approval":true}"#), operation: "createAgent").isEmpty)
+        #expect(contract.problems(in: try json(#"{"display_name":"A","capacity":0}"#), operation: "createAgent").values.map(\.pointer) == ["/capacity"])
+        #expect(contract.problems(in: try json(#"{"display_name":"A","capacity":1,"requires_approval":true}"#), operation: "createAgent").values.isEmpty)
+        // A date-time the decoder could not read, named (its reader is given no member's path).
+        let dates = contract.problems(in: ["form_id": "f", "submission_id": "s", "body": "x", "submitted_at": "yesterday"], operation: "ingestWebform")
+        #expect(dates.instants.map(\.pointer) == ["/submitted_at"] && dates.values.isEmpty)
+        #expect(contract.problems(in: ["form_id": "f", "submission_id": "s", "body": "x", "submitted_at": "0999-01-01T00:00:00Z"],
+                                  operation: "ingestWebform").instants.map(\.pointer) == ["/submitted_at"])
+        #expect(contract.problems(in: ["form_id": "f", "submission_id": "s", "body": "x", "submitted_at": "2026-12-07T06:30:00.123+09:00"],
+                                  operation: "ingestWebform").instants.isEmpty)
     }
 }

@@ -86,7 +86,6 @@ struct IdentityResolver: Sendable {
         }
         var flags: [String] = []
         let joining = owners.enumerated().filter { index, contact in contact.owner == nil && (index == 0 || claimsVerified) }.map(\.element)
-        if joining.count < owners.filter({ $0.owner == nil }).count { flags.append("contact-not-linked") }
         let customerID: UUID
         let known = owners[0].owner ?? (claimsVerified ? owners.dropFirst().first(where: { $0.owner != nil })?.owner : nil)
         if let known {
@@ -97,6 +96,9 @@ struct IdentityResolver: Sendable {
             try await events.record(.customerCreated, customerID: customerID, actor: nil,
                                     data: ["identities": joining.map { ["kind": $0.kind.rawValue, "value": $0.value] }], on: connection)
         }
+        // Typed in and unchecked, a contact this customer does not have is not linked to it, whether
+        // nobody has it or another customer does (that one is also suggested for a merge, below).
+        if !claimsVerified && owners.dropFirst().contains(where: { $0.owner != customerID }) { flags.append("contact-not-linked") }
         // The contacts that join, in one statement.
         try await identities.insert(joining.map { ($0.kind, $0.value, $0.value) }, customerID: customerID, on: connection)
         // A new customer's identities are listed in its customer.created; a known one's are news.
@@ -106,13 +108,13 @@ struct IdentityResolver: Sendable {
                                         data: ["kind": kind.rawValue, "value": value, "channel": channel.rawValue], on: connection)
             }
         }
-        for (kind, value, owner) in owners {
+        for (index, (kind, value, owner)) in owners.enumerated() {
             guard let owner, owner != customerID else { continue }
             if !flags.contains("merge-suggested") { flags.append("merge-suggested") }
-            try await events.record(
-                .customerMergeSuggested, customerID: customerID, actor: nil,
-                data: ["other_customer_id": owner.lowercased, "kind": kind.rawValue, "value": value, "channel": channel.rawValue],
-                on: connection)
+            var data: [String: Any] = ["other_customer_id": owner.lowercased, "kind": kind.rawValue, "value": value, "channel": channel.rawValue]
+            // Anyone can type anyone's phone: the supervisor weighs such a suggestion accordingly.
+            if index > 0 && !claimsVerified { data["typed_unchecked"] = true }
+            try await events.record(.customerMergeSuggested, customerID: customerID, actor: nil, data: data, on: connection)
         }
         return (customerID, flags)
     }

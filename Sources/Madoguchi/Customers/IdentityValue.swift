@@ -46,7 +46,15 @@ enum IdentityValue {
                 throw invalid("'\(value[..<colon])' is not a provider name like 'intercom' (letters, digits, _ . -)")
             }
             return provider + value[colon...]
-        case .external, .line:
+        case .line:
+            // As the LINE webhook records it. Anything else would be an identity no LINE message
+            // ever matches and no reply can be pushed to, accepted without a word.
+            guard value.range(of: #"^U[0-9a-f]{32}$"#, options: .regularExpression) != nil else {
+                let hint = value.lowercased().hasPrefix("line:") ? " without 'line:' ('line:U…' is a chat identity)" : ""
+                throw invalid("'\(value)' is not a LINE user id: 'U' and 32 hex digits in lower case, as LINE's webhooks give it\(hint)")
+            }
+            return value
+        case .external:
             return value
         }
     }

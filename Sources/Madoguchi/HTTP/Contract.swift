@@ -20,6 +20,8 @@ final class Contract: Sendable {
         let minLength: Int?
         let maxLength: Int?
         let pattern: String?
+        /// `format`: only `date-time` is checked (RFC 3339 within the years 1000–9999, as the decoder reads it).
+        let format: String?
         let minItems: Int?
         let maxItems: Int?
         let minimum: Double?
@@ -38,6 +40,7 @@ final class Contract: Sendable {
             minLength = json["minLength"] as? Int
             maxLength = json["maxLength"] as? Int
             pattern = json["pattern"] as? String
+            format = json["format"] as? String
             minItems = json["minItems"] as? Int
             maxItems = json["maxItems"] as? Int
             func number(_ key: String) -> Double? { (json[key] as? NSNumber)?.doubleValue }
@@ -125,11 +128,19 @@ final class Contract: Sendable {
         }
     }()
 
-    func problems(in body: Any, operation: String) -> [Problem.FieldError] {
-        guard let schema = requestBodies[operation] else { return [] }
-        var found: [Problem.FieldError] = []
+    /// What a body's values break, in two kinds: `instants`, date-times the decoder could not read
+    /// (a 400 like every value of a type it cannot read, but named here: the decoder's date reader is
+    /// given no member's path, and its 400 named none), and `values`, every other rule (the 422).
+    func problems(in body: Any, operation: String) -> (instants: [Problem.FieldError], values: [Problem.FieldError]) {
+        guard let schema = requestBodies[operation] else { return ([], []) }
+        var found = Findings()
         check(body, against: schema, at: "", into: &found)
-        return found
+        return (found.instants, found.values)
+    }
+
+    private struct Findings {
+        var values: [Problem.FieldError] = []
+        var instants: [Problem.FieldError] = []
     }
 
     /// What is wrong with the query and header parameters of a request, each named by its parameter:
@@ -174,15 +185,17 @@ final class Contract: Sendable {
                     guard reported.insert(parameter.name).inserted else { return }
                     found.append(.init(pointer: parameter.name, message: "'\(Text.clean(String(item.value.prefix(100))))' is not \(what)"))
                 }
+                var findings = Findings()
+                defer { found += findings.instants + findings.values }
                 switch schema.type {
                 case "string":
-                    check(item.value, against: schema, at: parameter.name, into: &found)
+                    check(item.value, against: schema, at: parameter.name, into: &findings)
                 case "integer":
                     guard let number = Int(item.value) else { wrongType("an integer"); continue }
-                    check(NSNumber(value: number), against: schema, at: parameter.name, into: &found)
+                    check(NSNumber(value: number), against: schema, at: parameter.name, into: &findings)
                 case "number":
                     guard let number = Double(item.value) else { wrongType("a number"); continue }
-                    check(NSNumber(value: number), against: schema, at: parameter.name, into: &found)
+                    check(NSNumber(value: number), against: schema, at: parameter.name, into: &findings)
                 case "boolean":
                     if !["true", "false"].contains(item.value) { wrongType("true or false") }
                 default:
@@ -243,9 +256,9 @@ final class Contract: Sendable {
         return schema
     }
 
-    private func check(_ value: Any, against schema: Schema, at pointer: String, into found: inout [Problem.FieldError]) {
+    private func check(_ value: Any, against schema: Schema, at pointer: String, into found: inout Findings) {
         let schema = resolved(schema)
-        func problem(_ message: String) { found.append(.init(pointer: pointer.isEmpty ? nil : pointer, message: message)) }
+        func problem(_ message: String) { found.values.append(.init(pointer: pointer.isEmpty ? nil : pointer, message: message)) }
         if value is NSNull {
             problem("must not be null")
             return
@@ -260,6 +273,9 @@ final class Contract: Sendable {
             if let maximum = schema.maxLength, length > maximum { problem("must be at most \(maximum) characters (it has \(length))") }
             if let pattern = schema.pattern, let regex = try? Regex(pattern), (try? regex.firstMatch(in: text)) == nil {
                 problem("must match \(pattern)")
+            }
+            if schema.format == "date-time", RFC3339.date(text) == nil {
+                found.instants.append(.init(pointer: pointer.isEmpty ? nil : pointer, message: UTCSecondsDateTranscoder.unreadable(text)))
             }
         case "integer", "number":
             // JSON true and false come as a boolean NSNumber (objCType "c"). `value is Bool` will not

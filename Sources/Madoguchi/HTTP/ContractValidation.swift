@@ -56,17 +56,56 @@ struct ContractValidation: ServerMiddleware {
         guard let body, keepsRawBody || (isJSON && contract.requestBodies[operationID] != nil) else {
             return try await next(request, body, metadata)
         }
+        let takesJSON = isJSON && contract.requestBodies[operationID] != nil
+        if takesJSON, let charset = contentType.flatMap(Self.charset), !["utf-8", "utf8"].contains(charset) {
+            // JSON travels as UTF-8 (RFC 8259 §8.1). Read as UTF-8 regardless, a Shift_JIS form was
+            // refused as "not valid JSON", which sent its developer looking at the JSON.
+            throw Problem(.unsupportedMediaType, status: .unsupportedMediaType, title: "Unsupported media type",
+                          detail: "JSON is taken in UTF-8 only (RFC 8259), not charset=\(charset.prefix(50)); convert the body to UTF-8 and send it again.")
+        }
         let bytes = try await [UInt8](collecting: body, upTo: keepsRawBody ? rawBodyLimit : limitsByOperation[operationID] ?? limit)
         if keepsRawBody { RequestScope.current?.rawBody = bytes }
+        if takesJSON, let offset = Self.firstInvalidUTF8(in: bytes) {
+            throw Problem(.malformedBody, status: .badRequest, title: "Malformed request body",
+                          detail: "The body is not UTF-8 (byte \(offset) is not part of a UTF-8 character): JSON is taken in UTF-8 only (RFC 8259). A body written in Shift_JIS or EUC-JP must be converted first.")
+        }
         if isJSON, let value = try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed]) {
             if let name = DuplicateMembers.first(in: bytes) {
                 throw Problem(.malformedBody, status: .badRequest, title: "Malformed request body",
                               detail: "The member \"\(name.prefix(100))\" appears twice in one object; send each member once.")
             }
             let problems = contract.problems(in: value, operation: operationID)
-            if !problems.isEmpty { throw Problem.validationFailed(problems) }
+            if !problems.instants.isEmpty {
+                let named = problems.instants.map { ($0.pointer.map { "\($0): " } ?? "") + $0.message }.joined(separator: "; ")
+                throw Problem(.malformedBody, status: .badRequest, title: "Malformed request body", detail: named, errors: problems.instants)
+            }
+            if !problems.values.isEmpty { throw Problem.validationFailed(problems.values) }
         }
         return try await next(request, HTTPBody(bytes), metadata)
+    }
+
+    /// The `charset` parameter of a Content-Type, lower-cased and unquoted; nil without one.
+    static func charset(of contentType: String) -> String? {
+        for parameter in contentType.split(separator: ";").dropFirst() {
+            let pair = parameter.split(separator: "=", maxSplits: 1)
+            guard pair.count == 2, pair[0].trimmingCharacters(in: .whitespaces).lowercased() == "charset" else { continue }
+            return pair[1].trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "\"")).lowercased()
+        }
+        return nil
+    }
+
+    /// Where `bytes` stop being UTF-8; nil when they are.
+    static func firstInvalidUTF8(in bytes: [UInt8]) -> Int? {
+        var iterator = bytes.makeIterator()
+        var decoder = UTF8()
+        var offset = 0
+        while true {
+            switch decoder.decode(&iterator) {
+            case .scalarValue(let scalar): offset += UTF8.width(scalar)
+            case .emptyInput: return nil
+            case .error: return offset
+            }
+        }
     }
 
     /// The query's names and values, percent-decoded. Split by hand: Foundation's

@@ -25,11 +25,14 @@ struct UTCSecondsDateTranscoder: DateTranscoder {
     func decode(_ text: String) throws -> Date {
         guard let date = RFC3339.date(text) else {
             // Reported as the runtime reports any value that did not decode: a 400 naming it.
-            throw DecodingError.dataCorrupted(.init(
-                codingPath: [],
-                debugDescription: "'\(text.prefix(40))' is not an RFC 3339 date-time between the years 1000 and 9999, "
-                    + "like 2026-12-06T21:30:00Z or 2026-12-07T06:30:00.123+09:00 (in a query, write + as %2B)."))
+            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: Self.unreadable(text)))
         }
         return date
+    }
+
+    /// What is said of a date-time that is not one (`Contract` says it of a body's, naming the member).
+    static func unreadable(_ text: String) -> String {
+        "'\(text.prefix(40))' is not an RFC 3339 date-time between the years 1000 and 9999, "
+            + "like 2026-12-06T21:30:00Z or 2026-12-07T06:30:00.123+09:00 (in a query, write + as %2B)."
     }
 }

@@ -120,6 +120,37 @@ struct LineWebhookTests {
         }
     }
 
+    @Test("one LINE message through the webhook and the gateway at once: one message, and neither answer an error")
+    func bothRoutesAtOnce() async throws {
+        try await TestApp.run(configure: Self.configured) { app in
+            let gateway = try await app.keySecret(.gateway)
+            func waiting() async throws -> Int {
+                try await app.count("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+            }
+            // The conversation held (another message of it being taken in), so that the webhook gets
+            // there first and the gateway, having found no message yet, waits behind it.
+            let (webhook, relayed) = try await app.database.withConnection { connection in
+                try await connection.query("BEGIN", logger: TestCluster.logger)
+                try await connection.query(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(\("chat-conversation:line:" + Self.user), 0))", logger: TestCluster.logger)
+                let webhook = Task { try await Self.post(app, Self.body([Self.text("ev-both", messageID: "7001", "返品したいです")])) }
+                #expect(try await ChildProcess.eventually(timeout: .seconds(30)) { try await waiting() == 1 })
+                let relayed = Task {
+                    try await app.request(.post, "/v1/inbound/chat", key: gateway, json: """
+                        {"provider":"line","conversation_id":"\(Self.user)","provider_message_id":"7001","sender":{"provider_user_id":"\(Self.user)"},"text":"返品したいです"}
+                        """)
+                }
+                #expect(try await ChildProcess.eventually(timeout: .seconds(30)) { try await waiting() == 2 })
+                try await connection.query("COMMIT", logger: TestCluster.logger)
+                return (try await webhook.value, try await relayed.value)
+            }
+            #expect(webhook.status == .ok, "\(webhook.text)")
+            #expect(try Self.results(webhook) == ["taken"])
+            #expect(relayed.status == .ok, "the gateway's answer: \(relayed.text)")
+            #expect(try await app.count("SELECT count(*) FROM messages WHERE channel = 'chat'") == 1)
+        }
+    }
+
     @Test("the same webhook redelivered 5 times at once is one message")
     func concurrentRedelivery() async throws {
         try await TestApp.run(configure: Self.configured) { app in

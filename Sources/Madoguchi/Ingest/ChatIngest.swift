@@ -74,11 +74,15 @@ struct ChatIngest: Sendable {
             payloadID: payloadID, identitiesLocked: true, ownersRead: read.owners, on: connection)
     }
 
-    /// The locks a chat message is taken under, in order: the conversation's, so two of its messages
-    /// arriving together find one ticket; then the sender's identities, in the order the intake
-    /// would take them.
+    /// The locks a chat message is taken under, in order: the message's own, the one a gateway's
+    /// relay of it takes before it looks for the message (`InboundPayloadStore.open`), so that one
+    /// LINE message arriving through LINE's webhook and a gateway at once is taken by one and found
+    /// by the other (the gateway's insert failed on the unique message id: a 500); the conversation's,
+    /// so two of its messages arriving together find one ticket; then the sender's identities, in the
+    /// order the intake would take them.
     static func lockKeys(_ chat: InboundChat) -> [String] {
-        ["chat-conversation:\(chat.provider):\(chat.conversationID)"] + IdentityStore.lockKeys(chat.contacts)
+        [InboundPayloadStore.messageLockKey(channel: .chat, provider: chat.provider, providerMessageID: chat.providerMessageID),
+         "chat-conversation:\(chat.provider):\(chat.conversationID)"] + IdentityStore.lockKeys(chat.contacts)
     }
 
     /// What a chat message needs to know once its locks are held, in one statement: the owners of

@@ -139,7 +139,8 @@ struct InboundPayloadStore: Sendable {
         }
         let payloadID = try await insert(
             channel: channel, provider: provider, idempotencyKey: idempotencyKey, body: body, contentType: contentType,
-            apiKeyID: apiKeyID, thenLock: ["\(channel.rawValue):\(provider):\(providerMessageID)"] + IdentityStore.lockKeys(senderIdentities),
+            apiKeyID: apiKeyID, thenLock: [Self.messageLockKey(channel: channel, provider: provider, providerMessageID: providerMessageID)]
+                + IdentityStore.lockKeys(senderIdentities),
             on: connection)
         let read = try await firstAnswer(
             channel: channel, provider: provider, providerMessageID: providerMessageID, excluding: payloadID,
@@ -168,6 +169,12 @@ struct InboundPayloadStore: Sendable {
             return .replay(outcome)
         }
         return .fresh(payloadID, owners: IdentityStore.OwnersRead(senderIdentities, read.owners))
+    }
+
+    /// The advisory lock that serializes every attempt to take in one provider message, whichever
+    /// route it comes by.
+    static func messageLockKey(channel: Channel, provider: String, providerMessageID: String) -> String {
+        "\(channel.rawValue):\(provider):\(providerMessageID)"
     }
 
     /// The customer's message already taken in with this provider id, as ingest answers for it (the

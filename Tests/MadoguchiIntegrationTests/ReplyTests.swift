@@ -378,7 +378,7 @@ struct ReplyTests {
         }
     }
 
-    @Test("Idempotency-Key: a retried create makes one draft and a retried send one delivery, each answered as the first was; the key reused for another request is 422")
+    @Test("Idempotency-Key: a retried create makes one draft, a retried send one delivery and a retried note one note, each answered as the first was; the key reused for another request is 422")
     func idempotentReplies() async throws {
         try await TestApp.run { app in
             let conversation = try await DeliveryTests.customerWrites(app, from: "retry@example.jp")
@@ -417,6 +417,21 @@ struct ReplyTests {
             try expectProblem(try await send(nil), .conflict, "reply-not-draft")
             #expect(try await app.count("SELECT count(*) FROM outbox WHERE reply_id = \(UUID(uuidString: reply)!)") == 1)
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'reply.sent'") == 1)
+
+            // A handover note retried after a lost answer, three times at once: one note.
+            func note(_ key: String, _ text: String) async throws -> TestClient.Response {
+                try await app.request(.post, "/v1/tickets/\(conversation.ticket)/notes", key: conversation.agent,
+                                      headers: [HTTPField.Name("Idempotency-Key")!: key], json: #"{"body":"\#(text)"}"#)
+            }
+            let notes = try await withThrowingTaskGroup(of: TestClient.Response.self) { group in
+                for _ in 0..<3 { group.addTask { try await note("note-1", "明日、倉庫に確認します") } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(notes.allSatisfy { $0.status == .created }, "\(notes.map(\.text))")
+            #expect(Set(notes.compactMap { try? $0.json["id"] as? String }).count == 1)
+            #expect(try await app.count("SELECT count(*) FROM messages WHERE direction = 'internal'") == 1)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'note.added'") == 1)
+            try expectProblem(try await note("note-1", "別のメモ"), .unprocessableContent, "idempotency-key-reused")
         }
     }
 }

@@ -69,6 +69,13 @@ struct MessageStore: Sendable {
             on: connection)
     }
 
+    /// One message as the timeline shows it, without its files (a note has none); nil for none.
+    func message(id: UUID, on connection: PostgresConnection) async throws -> Message? {
+        let rows = try await connection.run("SELECT \(unescaped: Message.columns) FROM messages AS message WHERE id = \(id)", logger: logger)
+        for try await row in rows { return try Message(row: row) }
+        return nil
+    }
+
     // MARK: - Marks added later
 
     /// The customer withdrew an inbound message (LINE unsend): it stays, marked. The message, if any.

@@ -131,8 +131,14 @@ extension TicketWork {
     }
 
     /// Adds an internal note (申し送り) to the ticket's timeline; it is never sent to the customer.
-    func addNote(ticketID: UUID, body: String, mentions: [UUID], by principal: Principal, agentID: UUID) async throws -> Message {
+    /// With `replay`, a retry of a note that committed gets that note, not a second one.
+    func addNote(ticketID: UUID, body: String, mentions: [UUID], by principal: Principal, agentID: UUID,
+                 replay: RequestReplay? = nil) async throws -> Message {
         try await database.withTransaction { connection in
+            if let earlier = try await replay?.earlier(on: connection) {
+                guard let note = try await MessageStore(logger: logger).message(id: earlier, on: connection) else { throw Problem.internalError }
+                return note
+            }
             // Under the ticket's row lock, as every writer of its timeline: a note committed while a
             // customer's message waits to commit would otherwise show as the newest message without
             // it, and a reply sent with the note as last seen would pass the traffic cop unread.
@@ -151,6 +157,7 @@ extension TicketWork {
             try await events.record(
                 .noteAdded, ticketID: ticketID, customerID: ticket.customerID, messageID: note.id, actor: principal,
                 data: ["mentions": mentions.map { $0.uuidString.lowercased() }], on: connection)
+            try await replay?.record(note.id, on: connection)
             return note
         }
     }

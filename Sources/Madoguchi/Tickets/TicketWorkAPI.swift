@@ -93,8 +93,12 @@ extension APIHandler {
         guard body.body.count <= 20_000, (body.mentions ?? []).count <= 50 else {
             throw Problem.validationFailed([.init(pointer: "/body", message: "a note holds at most 20,000 characters and 50 mentions")])
         }
+        // A handover note (申し送り) retried after a lost answer would otherwise stand twice.
+        let replay = try RequestReplay(input.headers.idempotencyKey, principal: principal, operation: "addNote",
+                                       target: input.path.ticketId.uuid, body: body, logger: logger)
         let note = try await work.addNote(
-            ticketID: input.path.ticketId.uuid, body: body.body, mentions: (body.mentions ?? []).map(\.uuid), by: principal, agentID: agentID)
+            ticketID: input.path.ticketId.uuid, body: body.body, mentions: (body.mentions ?? []).map(\.uuid), by: principal, agentID: agentID,
+            replay: replay)
         return .created(.init(body: .json(.init(note))))
     }
 }

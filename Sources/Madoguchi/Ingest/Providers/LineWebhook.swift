@@ -106,7 +106,7 @@ struct LineWebhook: Sendable {
         let earlier = try await duplicate(event, eventID: eventID, chat: message, on: connection)
         if earlier.inbound != nil {
             var answer = earlier
-            answer.detail = "The message was taken in before, through the chat gateway."
+            answer.detail = "The message was taken in before (through /v1/inbound/chat, or another event naming the same message id)."
             return answer
         }
         let taken = try await chat.take(message, payloadID: payloadID, locked: true, on: connection)

@@ -61,7 +61,9 @@ struct WebhookRequest: Sendable {
             if parts.port == nil { parts.port = defaultPort } else if parts.port == defaultPort { parts.port = nil }
             if let toggled = parts.string { candidates.append(toggled + uri) }
         }
-        return candidates
+        // Once each (a refusal lists them, and a public URL with its port spelled out toggles back to itself).
+        var seen = Set<String>()
+        return candidates.filter { seen.insert($0).inserted }
     }
 
     /// The host the client called, from `X-Forwarded-Host`: each proxy on the way appends its own,

@@ -123,6 +123,24 @@ struct CalendarTests {
             let noDue = try await app.request(.get, "/v1/business-calendars/\(neverID)/business-time?from=2026-11-27T00:00:00Z&add_seconds=60", key: supervisor)
             #expect(noDue.status == .ok)
             #expect(try noDue.json["due_at"] == nil)
+            // No SLA policy on it (its clocks would never fall due), nor a policy's calendar emptied.
+            let onNever = try await app.request(.post, "/v1/sla-policies", key: supervisor, json: """
+                {"name":"休業中SLA","calendar_id":"\(neverID)","targets":[{"priority":"normal","first_response_minutes":60}]}
+                """)
+            try expectProblem(onNever, .unprocessableContent, "validation-failed")
+            #expect(onNever.text.contains("no opening hours"), "\(onNever.text)")
+            let policy = try await app.request(.post, "/v1/sla-policies", key: supervisor, json: """
+                {"name":"NY SLA","calendar_id":"\(yorkID)","targets":[{"priority":"normal","first_response_minutes":60}]}
+                """)
+            #expect(policy.status == .created, "\(policy.text)")
+            let emptied = try await app.request(.put, "/v1/business-calendars/\(yorkID)", key: supervisor,
+                                                json: #"{"name":"New York","time_zone":"America/New_York","weekly_hours":[]}"#)
+            try expectProblem(emptied, .unprocessableContent, "validation-failed")
+            #expect(emptied.text.contains("NY SLA"), "\(emptied.text)")
+            // An answer past the year 9999 is none.
+            let far = try await app.request(.get, "/v1/business-calendars/\(Self.standard)/business-time?from=9999-12-31T00:00:00Z&add_seconds=31536000", key: supervisor)
+            try expectProblem(far, .badRequest, "invalid-parameter")
+            #expect(far.text.contains("add_seconds"), "\(far.text)")
         }
     }
 

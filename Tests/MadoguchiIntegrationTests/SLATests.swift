@@ -224,6 +224,47 @@ struct SLATests {
         }
     }
 
+    @Test("stopped clocks stay where they stopped: an answered ticket's first-response due time, and a closed ticket's due times, whatever changes after")
+    func stoppedClocksStay() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            let calendar = try await Self.allHours(app, supervisor)
+            let policy = try await Self.defaultPolicy(app, supervisor, calendar: calendar)
+            // Answered 30 minutes late: its first response was judged against the hour it had.
+            let answered = try await Self.ticket(app, openedAt: Self.ago(90))
+            try await app.execute("UPDATE tickets SET first_responded_at = now(), awaiting_reply_since = NULL WHERE id = \(UUID(uuidString: answered)!)")
+            let closed = try await Self.ticket(app, openedAt: Self.ago(90))
+            try await app.execute("UPDATE tickets SET status = 'closed', closed_at = now(), awaiting_reply_since = NULL WHERE id = \(UUID(uuidString: closed)!)")
+            func dues(_ id: String) async throws -> [String?] {
+                let ticket = try await AwaitingReplyTests.ticket(app, id, key: supervisor)
+                return ["first_response_due_at", "next_response_due_at", "resolution_due_at"].map { ticket[$0] as? String }
+            }
+            let answeredBefore = try await dues(answered), closedBefore = try await dues(closed)
+            #expect(answeredBefore[0] != nil && closedBefore[2] != nil)
+
+            // Two hours for a first answer from now on.
+            #expect(try await app.request(.put, "/v1/sla-policies/\(policy)", key: supervisor, json: """
+                {"name":"標準SLA","calendar_id":"\(calendar)","is_default":true,"targets":[
+                  {"priority":"normal","first_response_minutes":120,"next_response_minutes":30,"resolution_minutes":960},
+                  {"priority":"urgent","first_response_minutes":15}]}
+                """).status == .ok)
+            #expect(try await dues(answered)[0] == answeredBefore[0], "a late first answer must not turn on time")
+            // A pause after the answer pushes back no clock that had stopped.
+            try await app.execute("UPDATE tickets SET status = 'pending' WHERE id = \(UUID(uuidString: answered)!)")
+            try await app.execute("UPDATE tickets SET sla_paused_at = now() - interval '45 seconds' WHERE id = \(UUID(uuidString: answered)!)")
+            try await app.execute("UPDATE tickets SET status = 'open' WHERE id = \(UUID(uuidString: answered)!)")
+            #expect(try await dues(answered)[0] == answeredBefore[0])
+            // A priority set on the answered ticket: its resolution clock runs and is set again; the first stays.
+            try await app.execute("UPDATE tickets SET priority = 'urgent' WHERE id = \(UUID(uuidString: answered)!)")
+            let urgent = try await dues(answered)
+            #expect(urgent[0] == answeredBefore[0] && urgent[2] != answeredBefore[2])
+            // A priority and a queue set on the closed ticket, for the records (urgent has no resolution target).
+            try await app.execute("UPDATE tickets SET priority = 'urgent' WHERE id = \(UUID(uuidString: closed)!)")
+            try await app.execute("UPDATE tickets SET sla_policy_id = NULL WHERE id = \(UUID(uuidString: closed)!)")
+            #expect(try await dues(closed) == closedBefore)
+        }
+    }
+
     @Test("a reset cut short is carried on by whoever finds it: recorded with the change, asked again it starts over, done it goes")
     func resetCutShortIsCarriedOn() async throws {
         try await TestApp.run { app in

@@ -39,6 +39,10 @@ extension APIHandler {
             let lockedVersion = try await calendars.lockedVersion(id: id, on: connection)
             try await precondition.check("Calendar \(id.lowercased)") { lockedVersion }
             let before = try await calendars.calendar(id: id, on: connection)
+            if draft.hours.isEmpty, let policy = try await SLAPolicyStore(logger: logger).policyName(countingIn: id, on: connection) {
+                // Its policy's clocks would never fall due again (see `SLAPolicyStore.save`).
+                throw Problem.validationFailed([.init(pointer: "/weekly_hours", message: "SLA policy \(policy) counts in this calendar, whose clocks would never fall due without opening hours; give the policy another calendar first")])
+            }
             let saved = try await calendars.save(id: id, draft, on: connection)
             try await EventStore(logger: logger).record(
                 .calendarUpdated, actor: principal, data: ["calendar_id": saved.id.lowercased, "version": saved.version], on: connection)
@@ -102,6 +106,10 @@ extension APIHandler {
             let due = try await database.withConnection { connection in
                 _ = try await calendars.calendar(id: id, on: connection)
                 return try await calendars.businessTimeAdd(calendar: id, from: query.from, seconds: add, on: connection)
+            }
+            // An answer no RFC 3339 date-time can hold (`10004-03-11T…`) is no answer.
+            if let due, due > RFC3339.latest {
+                throw Problem.invalidParameter("add_seconds", "runs out after the year 9999 from \(query.from.rfc3339UTC)")
             }
             return .ok(.init(body: .json(.init(calendarId: id.resourceID, from: query.from, addSeconds: add, dueAt: due))))
         }

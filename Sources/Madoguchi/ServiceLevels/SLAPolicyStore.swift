@@ -28,6 +28,13 @@ struct SLAPolicyStore: Sendable {
         throw Self.notFound(id)
     }
 
+    /// The name of a policy whose clocks count in `calendar`; nil when none does.
+    func policyName(countingIn calendar: UUID, on connection: PostgresConnection) async throws -> String? {
+        let rows = try await connection.run("SELECT name FROM sla_policies WHERE calendar_id = \(calendar) ORDER BY name LIMIT 1", logger: logger)
+        for try await name in rows.decode(String.self) { return name }
+        return nil
+    }
+
     /// Creates (id nil) or replaces a policy with its targets, in the caller's transaction. Becoming
     /// the default takes the flag from whichever policy had it. (Replaced, its tickets' clocks are
     /// set again, asked for by the caller: `requestClockReset`.)
@@ -44,6 +51,15 @@ struct SLAPolicyStore: Sendable {
             }
             if let id, let precondition {
                 try await precondition.check("SLA policy \(id.lowercased)") { try await lockedVersion(id: id, on: connection) }
+            }
+            // A calendar never open (one may exist, to say so) would let no clock fall due: the
+            // policy's tickets would show `ok` for ever, their breaches unseen.
+            let hours = try await connection.run("""
+                SELECT EXISTS (SELECT FROM business_hours WHERE calendar_id = \(draft.calendarID)),
+                       EXISTS (SELECT FROM business_calendars WHERE id = \(draft.calendarID))
+                """, logger: logger)
+            for try await (open, exists) in hours.decode((Bool, Bool).self) where exists && !open {
+                throw Problem.validationFailed([.init(pointer: "/calendar_id", message: "business calendar \(draft.calendarID.lowercased) has no opening hours: no clock counted in it would ever fall due")])
             }
             if draft.isDefault {
                 try await connection.perform(

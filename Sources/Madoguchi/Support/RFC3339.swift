@@ -8,6 +8,9 @@ import Foundation
 /// a 400 and the inquiry was lost. It also read dates before 15 October 1582 in the Julian
 /// calendar, which PostgreSQL then stored ten days later.
 enum RFC3339 {
+    /// The last instant RFC 3339 (four-digit years) can write: 9999-12-31T23:59:59Z.
+    static let latest = Date(timeIntervalSince1970: 253_402_300_799)
+
     static func date(_ text: String) -> Date? {
         let bytes = Array(text.utf8)
         var index = 0

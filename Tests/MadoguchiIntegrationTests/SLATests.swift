@@ -912,6 +912,14 @@ struct SLATests {
                 #expect(pushed >= 7200 - 1 && pushed <= 7200 + extra + 2, "\(clock) pushed back \(pushed) s")
             }
             #expect(urgent["sla_state"] as? String == "breached", "170 minutes open, 2 hours of them pending: 50 of 15 minutes")
+            // The feed names the due times the new priority set, beside the priority itself.
+            let event = try #require(try await app.strings("""
+                SELECT data::text FROM events WHERE type = 'ticket.updated' AND ticket_id = \(UUID(uuidString: id)!) AND data->'changes' ? 'priority'
+                """).first)
+            let changes = try #require((try JSONSerialization.jsonObject(with: Data(event.utf8)) as? [String: Any])?["changes"] as? [String: Any])
+            for clock in ["first_response_due_at", "resolution_due_at"] {
+                #expect((changes[clock] as? [String: String])?["to"] == urgent[clock] as? String, "\(clock): \(event)")
+            }
             // Pending again, the running pause is not counted twice.
             _ = try await Self.patch(app, id, key: supervisor, #"{"status":"pending"}"#)
             let normal = try await Self.patch(app, id, key: supervisor, #"{"priority":"normal"}"#)

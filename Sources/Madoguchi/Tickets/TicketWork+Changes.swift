@@ -102,6 +102,15 @@ extension TicketWork {
                 if error.serverInfo?[.constraintName] == "tickets_queue_known" { throw QueueStore.unknownQueue(queue, pointer: "/queue") }
                 throw Problem.validationFailed([.init(pointer: "/assignee_id", message: "there is no agent \(assignee?.uuidString.lowercased() ?? "")")])
             }
+            // The clocks the change set again (another priority's targets, another queue's policy, a
+            // wait ended), named as a calendar or policy edit names them, to the second: a dashboard
+            // following the feed recolours the ticket without reading it again.
+            for (field, before, after) in [("first_response_due_at", ticket.firstResponseDueAt, updated.firstResponseDueAt),
+                                           ("next_response_due_at", ticket.nextResponseDueAt, updated.nextResponseDueAt),
+                                           ("resolution_due_at", ticket.resolutionDueAt, updated.resolutionDueAt)] {
+                let (from, to) = (before?.rfc3339UTC, after?.rfc3339UTC)
+                if from != to { recorded[field] = ["from": from as Any, "to": to as Any] }
+            }
             try await events.record(
                 .ticketUpdated, ticketID: ticketID, customerID: ticket.customerID, actor: principal,
                 data: ["changes": recorded, "version": updated.version], on: connection)

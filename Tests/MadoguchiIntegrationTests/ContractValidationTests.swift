@@ -49,6 +49,34 @@ struct ContractValidationTests {
         }
     }
 
+    @Test("every member the decoder could not read is named in one 400: wrong types, a missing one, one not taken, a value outside its list; nothing is stored")
+    func everyUnreadableMember() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let boss = try await app.keySecret(.supervisor)
+            func unreadable(_ response: TestClient.Response, _ pointers: [String]) throws {
+                try expectProblem(response, .badRequest, "malformed-body")
+                #expect((try response.json["errors"] as? [[String: String]])?.compactMap { $0["pointer"] } == pointers, "\(response.text)")
+            }
+            try unreadable(try await app.request(.post, "/v1/inbound/webform", key: gateway,
+                                                 json: #"{"form_id":"e","submission_id":"e9","body":"x","email":3,"phone":4,"extra":true}"#),
+                           ["/email", "/extra", "/phone"])
+            try unreadable(try await app.request(.post, "/v1/inbound/webform", key: gateway, json: #"{"form_id":"e","body":1}"#),
+                           ["/submission_id", "/body"])
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads") == 0)
+            // A supervisor's policy with three values outside their lists and a zero target: the three
+            // first (what cannot be read), each named; the zero once they read.
+            let policy = try await app.request(.post, "/v1/sla-policies", key: boss, json: """
+                {"name":"x","calendar_id":"\(CalendarTests.standard)","targets":[{"priority":"normal","channel":"web","first_response_minutes":0},{"priority":"urgnet","channel":"line"}]}
+                """)
+            try unreadable(policy, ["/targets/0/channel", "/targets/1/channel", "/targets/1/priority"])
+            #expect(policy.text.contains("'urgnet' is not one of"), "\(policy.text)")
+            // A body within the contract is taken as before.
+            #expect(try await app.request(.post, "/v1/inbound/webform", key: gateway,
+                                          json: #"{"form_id":"e","submission_id":"e10","body":"x","email":"e10@example.jp"}"#).status == .created)
+        }
+    }
+
     @Test("query and header parameters outside the contract are one 400 naming each; gateway bodies are checked too and nothing is stored")
     func parametersAndGatewayBodies() async throws {
         try await TestApp.run { app in

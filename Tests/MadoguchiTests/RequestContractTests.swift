@@ -86,10 +86,10 @@ struct RequestContractTests {
         #expect(contract.problems(in: try json(#"{"display_name":"A","capacity":1,"requires_approval":true}"#), operation: "createAgent").values.isEmpty)
         // A date-time the decoder could not read, named (its reader is given no member's path).
         let dates = contract.problems(in: ["form_id": "f", "submission_id": "s", "body": "x", "submitted_at": "yesterday"], operation: "ingestWebform")
-        #expect(dates.instants.map(\.pointer) == ["/submitted_at"] && dates.values.isEmpty)
+        #expect(dates.unreadable.map(\.pointer) == ["/submitted_at"] && dates.values.isEmpty)
         #expect(contract.problems(in: ["form_id": "f", "submission_id": "s", "body": "x", "submitted_at": "0999-01-01T00:00:00Z"],
-                                  operation: "ingestWebform").instants.map(\.pointer) == ["/submitted_at"])
+                                  operation: "ingestWebform").unreadable.map(\.pointer) == ["/submitted_at"])
         #expect(contract.problems(in: ["form_id": "f", "submission_id": "s", "body": "x", "submitted_at": "2026-12-07T06:30:00.123+09:00"],
-                                  operation: "ingestWebform").instants.isEmpty)
+                                  operation: "ingestWebform").unreadable.isEmpty)
     }
 }

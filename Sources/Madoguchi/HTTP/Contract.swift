@@ -15,7 +15,11 @@ final class Contract: Sendable {
         let reference: String?
         let type: String?
         let properties: [String: Schema]
+        /// `required`: members an object must have.
+        let required: [String]
         let additionalProperties: Schema?
+        /// `additionalProperties: false`: no member but `properties`.
+        let closed: Bool
         let items: Schema?
         let minLength: Int?
         let maxLength: Int?
@@ -35,7 +39,9 @@ final class Contract: Sendable {
             reference = (json["$ref"] as? String).map { String($0.split(separator: "/").last ?? "") }
             type = json["type"] as? String
             properties = ((json["properties"] as? [String: Any]) ?? [:]).compactMapValues { ($0 as? [String: Any]).map(Schema.init) }
+            required = json["required"] as? [String] ?? []
             additionalProperties = (json["additionalProperties"] as? [String: Any]).map(Schema.init)
+            closed = json["additionalProperties"] as? Bool == false
             items = (json["items"] as? [String: Any]).map(Schema.init)
             minLength = json["minLength"] as? Int
             maxLength = json["maxLength"] as? Int
@@ -128,19 +134,21 @@ final class Contract: Sendable {
         }
     }()
 
-    /// What a body's values break, in two kinds: `instants`, date-times the decoder could not read
-    /// (a 400 like every value of a type it cannot read, but named here: the decoder's date reader is
-    /// given no member's path, and its 400 named none), and `values`, every other rule (the 422).
-    func problems(in body: Any, operation: String) -> (instants: [Problem.FieldError], values: [Problem.FieldError]) {
+    /// What a body breaks, in two kinds. `unreadable`: what the decoder could not read — a member of
+    /// the wrong JSON type, one missing, one the object does not take, a value outside its enum, a
+    /// date-time that is none — each a 400 as the decoder's own would be, but all of them named at
+    /// once (the decoder stops at the first, and its date reader is given no member's path);
+    /// `values`: every other rule, the 422.
+    func problems(in body: Any, operation: String) -> (unreadable: [Problem.FieldError], values: [Problem.FieldError]) {
         guard let schema = requestBodies[operation] else { return ([], []) }
         var found = Findings()
         check(body, against: schema, at: "", into: &found)
-        return (found.instants, found.values)
+        return (found.unreadable, found.values)
     }
 
     private struct Findings {
         var values: [Problem.FieldError] = []
-        var instants: [Problem.FieldError] = []
+        var unreadable: [Problem.FieldError] = []
     }
 
     /// What is wrong with the query and header parameters of a request, each named by its parameter:
@@ -186,7 +194,7 @@ final class Contract: Sendable {
                     found.append(.init(pointer: parameter.name, message: "'\(Text.clean(String(item.value.prefix(100))))' is not \(what)"))
                 }
                 var findings = Findings()
-                defer { found += findings.instants + findings.values }
+                defer { found += findings.unreadable + findings.values }
                 switch schema.type {
                 case "string":
                     check(item.value, against: schema, at: parameter.name, into: &findings)
@@ -259,13 +267,31 @@ final class Contract: Sendable {
     private func check(_ value: Any, against schema: Schema, at pointer: String, into found: inout Findings) {
         let schema = resolved(schema)
         func problem(_ message: String) { found.values.append(.init(pointer: pointer.isEmpty ? nil : pointer, message: message)) }
+        func unreadable(_ message: String) { found.unreadable.append(.init(pointer: pointer.isEmpty ? nil : pointer, message: message)) }
         if value is NSNull {
             problem("must not be null")
             return
         }
+        // JSON true and false come as a boolean NSNumber (objCType "c"); every number 0 or 1 would
+        // cast to Bool too.
+        let number = value as? NSNumber
+        let isBoolean = number.map { String(cString: $0.objCType) == "c" } ?? false
+        switch schema.type {
+        case "string" where !(value is String): unreadable("expected a string")
+        case "integer" where number == nil || isBoolean || number!.doubleValue.rounded() != number!.doubleValue: unreadable("expected an integer")
+        case "number" where number == nil || isBoolean: unreadable("expected a number")
+        case "boolean" where !isBoolean: unreadable("expected true or false")
+        case "array" where !(value is [Any]): unreadable("expected an array")
+        case "object" where !(value is [String: Any]): unreadable("expected an object")
+        default: break
+        }
         switch schema.type {
         case "string":
             guard let text = value as? String else { return }
+            if let allowed = schema.allowed, !allowed.isEmpty, !allowed.contains(text) {
+                unreadable("'\(Text.clean(String(text.prefix(100))))' is not one of \(allowed.joined(separator: ", "))")
+                return
+            }
             let length = text.unicodeScalars.count
             if let minimum = schema.minLength, length < minimum {
                 problem(minimum == 1 ? "must not be empty" : "must be at least \(minimum) characters")
@@ -274,9 +300,7 @@ final class Contract: Sendable {
             if let pattern = schema.pattern, let regex = try? Regex(pattern), (try? regex.firstMatch(in: text)) == nil {
                 problem("must match \(pattern)")
             }
-            if schema.format == "date-time", RFC3339.date(text) == nil {
-                found.instants.append(.init(pointer: pointer.isEmpty ? nil : pointer, message: UTCSecondsDateTranscoder.unreadable(text)))
-            }
+            if schema.format == "date-time", RFC3339.date(text) == nil { unreadable(UTCSecondsDateTranscoder.unreadable(text)) }
         case "integer", "number":
             // JSON true and false come as a boolean NSNumber (objCType "c"). `value is Bool` will not
             // do: every NSNumber 0 or 1 casts to Bool, and those numbers would escape their ranges.
@@ -296,10 +320,16 @@ final class Contract: Sendable {
             }
         case "object", nil:
             guard let object = value as? [String: Any] else { return }
+            func escaped(_ key: String) -> String { key.replacingOccurrences(of: "~", with: "~0").replacingOccurrences(of: "/", with: "~1") }
+            for key in schema.required where object[key] == nil {
+                found.unreadable.append(.init(pointer: pointer + "/" + escaped(key), message: "is required"))
+            }
             for (key, member) in object.sorted(by: { $0.key < $1.key }) {
-                let escaped = key.replacingOccurrences(of: "~", with: "~0").replacingOccurrences(of: "/", with: "~1")
                 if let memberSchema = schema.properties[key] ?? schema.additionalProperties {
-                    check(member, against: memberSchema, at: pointer + "/" + escaped, into: &found)
+                    check(member, against: memberSchema, at: pointer + "/" + escaped(key), into: &found)
+                } else if schema.closed {
+                    let members = schema.properties.keys.sorted().joined(separator: ", ")
+                    found.unreadable.append(.init(pointer: pointer + "/" + escaped(String(key.prefix(100))), message: "is not a member here (members: \(members))"))
                 }
             }
         default:

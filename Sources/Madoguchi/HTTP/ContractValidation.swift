@@ -75,9 +75,9 @@ struct ContractValidation: ServerMiddleware {
                               detail: "The member \"\(name.prefix(100))\" appears twice in one object; send each member once.")
             }
             let problems = contract.problems(in: value, operation: operationID)
-            if !problems.instants.isEmpty {
-                let named = problems.instants.map { ($0.pointer.map { "\($0): " } ?? "") + $0.message }.joined(separator: "; ")
-                throw Problem(.malformedBody, status: .badRequest, title: "Malformed request body", detail: named, errors: problems.instants)
+            if !problems.unreadable.isEmpty {
+                let named = problems.unreadable.prefix(20).map { ($0.pointer.map { "\($0): " } ?? "") + $0.message }.joined(separator: "; ")
+                throw Problem(.malformedBody, status: .badRequest, title: "Malformed request body", detail: named, errors: Array(problems.unreadable.prefix(100)))
             }
             if !problems.values.isEmpty { throw Problem.validationFailed(problems.values) }
         }

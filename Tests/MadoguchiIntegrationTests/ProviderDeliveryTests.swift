@@ -119,6 +119,10 @@ struct ProviderDeliveryTests {
             let failed = try await app.request(.get, "/v1/replies/\(reply)", key: conversation.agent).json
             #expect(failed["state"] as? String == "failed", "\(failed)")
             #expect(DeliveryTests.state(failed) == "failed")
+            // The number itself reads failed, with the provider's words, not the `sent` of the hand-over.
+            let recipients = (failed["delivery"] as? [String: Any])?["recipients"] as? [[String: Any]]
+            #expect(recipients?.first?["status"] as? String == "failed", "\(failed)")
+            #expect((recipients?.first?["reply"] as? String)?.contains("30006") == true, "\(failed)")
             #expect(try await app.count("""
                 SELECT count(*) FROM customer_identities WHERE value = '+819011112222' AND undeliverable_at IS NOT NULL
                 """) == 1)

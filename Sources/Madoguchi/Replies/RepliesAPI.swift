@@ -167,10 +167,13 @@ extension Components.Schemas.ReplyDelivery {
             lastError: delivery.lastError, heldReason: delivery.heldReason, relayResponse: delivery.relayResponse, provider: delivery.provider,
             providerMessageId: delivery.providerMessageID, sentAt: delivery.sentAt,
             recipients: delivery.recipients.map { recipient, result in
-                // A bounce names whom the mail the relay took did not reach, and why.
-                let bounce = delivery.state == "bounced"
+                // A bounce names whom the mail the relay took did not reach, and why; a provider's
+                // report that a text it took failed, likewise.
+                let failure = ["bounced", "failed"].contains(delivery.state)
                     ? delivery.notices.last { $0.action == "failed" && IdentityValue.comparable($0.recipient) == IdentityValue.comparable(recipient) } : nil
-                if let bounce { return .init(recipient: recipient, status: .bounced, reply: bounce.diagnostic ?? result?.reply) }
+                if let failure {
+                    return .init(recipient: recipient, status: delivery.state == "bounced" ? .bounced : .failed, reply: failure.diagnostic ?? result?.reply)
+                }
                 return .init(recipient: recipient, status: .init(rawValue: result?.status.rawValue ?? "pending") ?? .pending, reply: result?.reply)
             },
             alternatives: delivery.alternatives.isEmpty ? nil : delivery.alternatives.map { .init(kind: $0.kind, value: $0.value) },

@@ -127,6 +127,12 @@ struct SmsDeliveryReports: Sendable {
         let error = "\(report.provider) reported the text \(report.status)"
             + (report.errorCode.flatMap { $0.isEmpty || $0 == "0" ? nil : " (error \($0))" } ?? "")
         for (replyID, attempts, recipients) in failed {
+            // On the delivery, each recipient reads `failed` with the provider's words, not the `sent`
+            // of the hand-over (`Components.Schemas.ReplyDelivery.init`).
+            for recipient in recipients {
+                try await OutboxStore(logger: logger).recordNotice(replyID: replyID, recipient: recipient, action: "failed",
+                                                                   status: report.errorCode, diagnostic: error, on: connection)
+            }
             try await EventStore(logger: logger).record(.replyFailed, reply: replyID, actor: nil, data: [
                 "error": error, "attempts": attempts, "refused": recipients.map { ["recipient": $0, "reply": error] },
             ], on: connection)

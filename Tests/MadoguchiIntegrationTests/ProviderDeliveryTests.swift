@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import HTTPTypes
 import PostgresNIO
 import Testing
@@ -132,6 +133,36 @@ struct ProviderDeliveryTests {
                 app, [("MessageSid", "SMland"), ("MessageStatus", "undelivered"), ("ErrorCode", "30006"), ("To", "+819011112222")],
                 path: "/v1/inbound/sms/twilio/status", token: "token-1")
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'reply.failed'") == 1)
+        }
+    }
+
+    @Test("Vonage's receipt that a text failed for good (err-code 3, a number no longer active) marks the number undeliverable; a handset out of reach (2) does not")
+    func vonagePermanentFailureReport() async throws {
+        let sent = Mutex(0)
+        let vonage = try await FakeProvider { _, _ in
+            let id = sent.withLock { $0 += 1; return $0 }
+            return .init(status: .ok, body: #"{"message-count":"1","messages":[{"to":"819011112222","message-id":"V-\#(id)","status":"0"}]}"#)
+        }
+        try await TestApp.run(configure: { configuration in
+            Self.configure(vonage: vonage)(&configuration)
+            configuration.providers.vonageAllowUnsigned = true
+        }) { app in
+            let conversation = try await Self.customerTexts(app)
+            func receipt(_ messageID: String, _ code: String) async throws {
+                let response = try await ProviderRequests.postVonage(
+                    app, ["messageId": messageID, "status": "failed", "err-code": code, "msisdn": "819011112222"], path: "/v1/inbound/sms/vonage/status")
+                #expect(response.status == .ok, "\(response.text)")
+            }
+            let first = try await DeliveryTests.answer(conversation, "本日発送しました。")
+            #expect(DeliveryTests.state(try await DeliveryTests.delivery(conversation, first)) == "sent")
+            try await receipt("V-1", "2")
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE undeliverable_at IS NOT NULL") == 0)
+            let second = try await DeliveryTests.answer(conversation, "もう一度お送りします。")
+            #expect(DeliveryTests.state(try await DeliveryTests.delivery(conversation, second)) == "sent")
+            try await receipt("V-2", "3")
+            #expect(try await app.count("""
+                SELECT count(*) FROM customer_identities WHERE value = '+819011112222' AND undeliverable_at IS NOT NULL
+                """) == 1)
         }
     }
 

@@ -147,9 +147,11 @@ struct SmsDeliveryReports: Sendable {
     }
 
     /// Error codes of a delivery report that say the number will never take a text: Twilio's 30005
-    /// (unknown destination handset) and 30006 (a landline or an unreachable carrier). 30003 (the
-    /// handset is off or out of reach) and the carrier's filters (30007) pass.
-    static let permanentFailureCodes: [String: Set<String>] = ["twilio": ["30005", "30006"]]
+    /// (unknown destination handset) and 30006 (a landline or an unreachable carrier); Vonage's
+    /// err-code 3 (absent subscriber, permanent: the number is no longer active), 4 (barred by its
+    /// user) and 9 (the user asked for no messages from this service). 30003 and Vonage's 2 (the
+    /// handset off or out of reach), and the carriers' spam filters (30007, Vonage 6), pass.
+    static let permanentFailureCodes: [String: Set<String>] = ["twilio": ["30005", "30006"], "vonage": ["3", "4", "9"]]
 
     private func record(_ report: SmsDeliveryReport, messageID: UUID, ticketID: UUID, on connection: PostgresConnection) async throws {
         if report.isFailure {

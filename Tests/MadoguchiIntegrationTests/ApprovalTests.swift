@@ -30,9 +30,18 @@ struct ApprovalTests {
                 try await app.request(.post, "/v1/replies/\(reply)/approve", key: try await app.keySecret(.agent), json: try await Self.approval(app, reply, lastSeen)),
                 .forbidden, "forbidden")
 
-            let approved = try await app.request(.post, "/v1/replies/\(reply)/approve", key: boss, json: try await Self.approval(app, reply, lastSeen))
+            // Approved with an Idempotency-Key, and retried after a lost answer: the retry gets the
+            // reply it sent, not a 409 that reads as a failure; nothing goes twice.
+            let approval = try await Self.approval(app, reply, lastSeen)
+            let approved = try await app.request(.post, "/v1/replies/\(reply)/approve", key: boss,
+                                                 headers: [HTTPField.Name("Idempotency-Key")!: "approve-1"], json: approval)
             #expect(approved.status == .ok, "\(approved.text)")
             #expect(try approved.json["state"] as? String == "queued")
+            let retried = try await app.request(.post, "/v1/replies/\(reply)/approve", key: boss,
+                                                headers: [HTTPField.Name("Idempotency-Key")!: "approve-1"], json: approval)
+            #expect(retried.status == .ok, "\(retried.text)")
+            #expect(try retried.json["message_id"] as? String == approved.json["message_id"] as? String)
+            try expectProblem(try await app.request(.post, "/v1/replies/\(reply)/approve", key: boss, json: approval), .conflict, "reply-not-draft")
             #expect(try await ReplyTests.outboxCount(app) == 1)
             let sentBody = try await app.count("""
                 SELECT count(*) FROM messages WHERE direction = 'outbound' AND body_text = \("山田 花子 様\n本日発送いたしました。")

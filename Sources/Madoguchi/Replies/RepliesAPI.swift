@@ -142,9 +142,13 @@ extension APIHandler {
     func approveReply(_ input: Operations.ApproveReply.Input) async throws -> Operations.ApproveReply.Output {
         let (principal, agentID) = try actingAgent
         guard case .json(let body) = input.body else { throw Problem.internalError }
+        // A supervisor's client retrying after a lost answer would otherwise be told the reply is no
+        // longer awaiting approval, which reads as a failure though it went.
+        let replay = try RequestReplay(input.headers.idempotencyKey, principal: principal, operation: "approveReply",
+                                       target: input.path.replyId.uuid, body: body, logger: logger)
         let reply = try await replies.approve(
             replyID: input.path.replyId.uuid, version: body.version, lastSeenMessageID: body.lastSeenMessageId?.uuid, confirmUndeliverable: body.confirmUndeliverable ?? false,
-            by: principal, agentID: agentID)
+            by: principal, agentID: agentID, replay: replay)
         return .ok(.init(body: .json(try await replyResource(reply))))
     }
 

@@ -117,8 +117,12 @@ struct ReplyDesk: Sendable {
     /// someone else since, the answer is theirs now: they submit it again (as it stands, or edited)
     /// if they want it sent.
     /// `version` is the one the supervisor read: a reply edited and submitted again since is not sent.
-    func approve(replyID: UUID, version: Int64, lastSeenMessageID: UUID?, confirmUndeliverable: Bool = false, by principal: Principal, agentID: UUID) async throws -> Reply {
+    /// With `replay`, a retry of an approval that committed gets the reply it sent, not a 409
+    /// saying the reply is no longer awaiting approval.
+    func approve(replyID: UUID, version: Int64, lastSeenMessageID: UUID?, confirmUndeliverable: Bool = false, by principal: Principal, agentID: UUID,
+                 replay: RequestReplay? = nil) async throws -> Reply {
         try await database.withTransaction { connection in
+            if let earlier = try await replay?.earlier(on: connection) { return try await replies.reply(id: earlier, on: connection) }
             let current = try await replies.reply(id: replyID, on: connection)
             let (ticket, live) = try await tickets.lock(current.ticketID, on: connection)
             // Read under the ticket's lock, which every submission takes: it cannot change now.
@@ -138,8 +142,10 @@ struct ReplyDesk: Sendable {
             }
             try await events.record(.replyApproved, ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
                                     data: ["reply_id": replyID.lowercased], on: connection)
-            return try await deliver(reply, ticket: ticket, lastSeen: lastSeenMessageID, confirmUndeliverable: confirmUndeliverable, by: principal,
-                                     on: connection)
+            let sent = try await deliver(reply, ticket: ticket, lastSeen: lastSeenMessageID, confirmUndeliverable: confirmUndeliverable, by: principal,
+                                         on: connection)
+            try await replay?.record(sent.id, on: connection)
+            return sent
         }
     }
 

@@ -272,8 +272,8 @@ final class Contract: Sendable {
             problem("must not be null")
             return
         }
-        // JSON true and false come as a boolean NSNumber (objCType "c"); every number 0 or 1 would
-        // cast to Bool too.
+        // JSON true and false come as a boolean NSNumber (objCType "c"). `value is Bool` will not do:
+        // every NSNumber 0 or 1 casts to Bool, and those numbers would escape their ranges.
         let number = value as? NSNumber
         let isBoolean = number.map { String(cString: $0.objCType) == "c" } ?? false
         switch schema.type {
@@ -302,9 +302,7 @@ final class Contract: Sendable {
             }
             if schema.format == "date-time", RFC3339.date(text) == nil { unreadable(UTCSecondsDateTranscoder.unreadable(text)) }
         case "integer", "number":
-            // JSON true and false come as a boolean NSNumber (objCType "c"). `value is Bool` will not
-            // do: every NSNumber 0 or 1 casts to Bool, and those numbers would escape their ranges.
-            guard let number = value as? NSNumber, String(cString: number.objCType) != "c" else { return }
+            guard let number, !isBoolean else { return }
             let x = number.doubleValue
             let shown: (Double) -> String = { $0.rounded() == $0 ? String(Int64($0)) : String($0) }
             if let minimum = schema.minimum, x < minimum { problem("must be at least \(shown(minimum))") }

@@ -53,10 +53,10 @@ struct ContractValidation: ServerMiddleware {
         // choice), so it is checked as JSON too: skipping it let such a body past every length and count.
         let contentType = request.headerFields[.contentType]?.lowercased().trimmingCharacters(in: .whitespaces)
         let isJSON = contentType.map { $0.hasPrefix("application/json") || $0.hasPrefix("*/*") || $0.hasPrefix("application/*") } ?? true
-        guard let body, keepsRawBody || (isJSON && contract.requestBodies[operationID] != nil) else {
+        let takesJSON = isJSON && contract.requestBodies[operationID] != nil
+        guard let body, keepsRawBody || takesJSON else {
             return try await next(request, body, metadata)
         }
-        let takesJSON = isJSON && contract.requestBodies[operationID] != nil
         if takesJSON, let charset = contentType.flatMap(Self.charset), !["utf-8", "utf8"].contains(charset) {
             // JSON travels as UTF-8 (RFC 8259 §8.1). Read as UTF-8 regardless, a Shift_JIS form was
             // refused as "not valid JSON", which sent its developer looking at the JSON.
@@ -65,22 +65,25 @@ struct ContractValidation: ServerMiddleware {
         }
         let bytes = try await [UInt8](collecting: body, upTo: keepsRawBody ? rawBodyLimit : limitsByOperation[operationID] ?? limit)
         if keepsRawBody { RequestScope.current?.rawBody = bytes }
-        if takesJSON, let offset = Self.firstInvalidUTF8(in: bytes) {
-            throw Problem(.malformedBody, status: .badRequest, title: "Malformed request body",
-                          detail: "The body is not UTF-8 (byte \(offset) is not part of a UTF-8 character): JSON is taken in UTF-8 only (RFC 8259). A body written in Shift_JIS or EUC-JP must be converted first.")
-        }
-        if isJSON, let value = try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed]) {
-            if let name = DuplicateMembers.first(in: bytes) {
+        guard isJSON, let value = try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed]) else {
+            // Told why, where the decoder would say only "not valid JSON"; looked for only in a body
+            // that did not parse, not in every one.
+            if takesJSON, let offset = Self.firstInvalidUTF8(in: bytes) {
                 throw Problem(.malformedBody, status: .badRequest, title: "Malformed request body",
-                              detail: "The member \"\(name.prefix(100))\" appears twice in one object; send each member once.")
+                              detail: "The body is not UTF-8 (byte \(offset) is not part of a UTF-8 character): JSON is taken in UTF-8 only (RFC 8259). A body written in Shift_JIS or EUC-JP must be converted first.")
             }
-            let problems = contract.problems(in: value, operation: operationID)
-            if !problems.unreadable.isEmpty {
-                let named = problems.unreadable.prefix(20).map { ($0.pointer.map { "\($0): " } ?? "") + $0.message }.joined(separator: "; ")
-                throw Problem(.malformedBody, status: .badRequest, title: "Malformed request body", detail: named, errors: Array(problems.unreadable.prefix(100)))
-            }
-            if !problems.values.isEmpty { throw Problem.validationFailed(problems.values) }
+            return try await next(request, HTTPBody(bytes), metadata)
         }
+        if let name = DuplicateMembers.first(in: bytes) {
+            throw Problem(.malformedBody, status: .badRequest, title: "Malformed request body",
+                          detail: "The member \"\(name.prefix(100))\" appears twice in one object; send each member once.")
+        }
+        let problems = contract.problems(in: value, operation: operationID)
+        if !problems.unreadable.isEmpty {
+            let named = problems.unreadable.prefix(20).map { ($0.pointer.map { "\($0): " } ?? "") + $0.message }.joined(separator: "; ")
+            throw Problem(.malformedBody, status: .badRequest, title: "Malformed request body", detail: named, errors: Array(problems.unreadable.prefix(100)))
+        }
+        if !problems.values.isEmpty { throw Problem.validationFailed(problems.values) }
         return try await next(request, HTTPBody(bytes), metadata)
     }
 

@@ -243,20 +243,23 @@ struct TicketStore: Sendable {
         return nil
     }
 
-    /// The live customer of `ticketID`, share-locked: a merge of it waits, or has committed (then its
-    /// survivor, locked in turn).
+    /// The live customer of `ticketID`, share-locked as `identity_owner` locks an owner: the end of
+    /// its merges (`customer_survivor`), whose merge, if one is under way, is waited for. One that
+    /// committed while the lock was awaited leaves the row merged: the chain is followed again.
     private func survivingCustomer(ofTicket ticketID: UUID, on connection: PostgresConnection) async throws -> UUID {
-        guard var customer = try await connection.run("SELECT customer_id FROM tickets WHERE id = \(ticketID)", logger: logger)
-            .collect().first.map({ try $0.decode(UUID.self) }) else { throw RowNotFound("reading a ticket's customer") }
-        // A merge points straight at its survivor; the bound only guards against a cycle.
-        for _ in 0..<8 {
-            let rows = try await connection.run("SELECT merged_into FROM customers WHERE id = \(customer) FOR SHARE", logger: logger)
-            guard let mergedInto = try await rows.collect().first.map({ try $0.decode(UUID?.self) }), let survivor = mergedInto else {
-                return customer
+        // Each turn is a merge that committed within this transaction: a handful is already absurd.
+        for _ in 0..<5 {
+            let rows = try await connection.run("""
+                SELECT c.id, c.merged_into IS NULL FROM customers c
+                WHERE c.id = customer_survivor((SELECT customer_id FROM tickets WHERE id = \(ticketID)))
+                FOR SHARE OF c
+                """, logger: logger)
+            guard let (customer, live) = try await rows.collect().first.map({ try $0.decode((UUID, Bool).self) }) else {
+                throw RowNotFound("the live customer of a ticket")
             }
-            customer = survivor
+            if live { return customer }
         }
-        throw RowNotFound("following the merges of a ticket's customer")
+        throw RowNotFound("the live customer of a ticket, after five merges")
     }
 
     /// We answered the customer: the first response is stamped once, nobody is waiting any more, and

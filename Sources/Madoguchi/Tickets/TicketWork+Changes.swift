@@ -105,11 +105,9 @@ extension TicketWork {
             // The clocks the change set again (another priority's targets, another queue's policy, a
             // wait ended), named as a calendar or policy edit names them, to the second: a dashboard
             // following the feed recolours the ticket without reading it again.
-            for (field, before, after) in [("first_response_due_at", ticket.firstResponseDueAt, updated.firstResponseDueAt),
-                                           ("next_response_due_at", ticket.nextResponseDueAt, updated.nextResponseDueAt),
-                                           ("resolution_due_at", ticket.resolutionDueAt, updated.resolutionDueAt)] {
-                let (from, to) = (before?.rfc3339UTC, after?.rfc3339UTC)
-                if from != to { recorded[field] = ["from": from as Any, "to": to as Any] }
+            for (field, due) in [("first_response_due_at", \Ticket.firstResponseDueAt), ("next_response_due_at", \Ticket.nextResponseDueAt),
+                                 ("resolution_due_at", \Ticket.resolutionDueAt)] {
+                note(field, ticket[keyPath: due]?.rfc3339UTC, updated[keyPath: due]?.rfc3339UTC) { $0.map { $0 as Any } ?? (NSNull() as Any) }
             }
             try await events.record(
                 .ticketUpdated, ticketID: ticketID, customerID: ticket.customerID, actor: principal,

@@ -31,14 +31,15 @@ struct EmailIngest: Sendable {
         let mail = try await Self.parse(bytes)
         let readable = unreadableReason(mail, bytes: bytes) == nil
         let providerID = Self.providerID(of: mail, bytes: bytes)
+        let forward = Self.forwardedMail(in: mail)
         return try await database.withTransaction { connection in
             if let outcome = try await payloads.replay(idempotencyKey: idempotencyKey, channel: .email, apiKeyID: apiKeyID, body: bytes, on: connection) {
                 return .replayed(outcome)
             }
             let payloadID = try await payloads.insert(
                 channel: .email, idempotencyKey: idempotencyKey, body: bytes, contentType: "message/rfc822", apiKeyID: apiKeyID,
-                thenLock: readable ? Self.lockKeys(of: mail, providerID: providerID) : [], on: connection)
-            return try await process(mail, bytes: bytes, payloadID: payloadID, providerLocked: readable, on: connection)
+                thenLock: readable ? Self.lockKeys(of: mail, forward: forward, providerID: providerID) : [], on: connection)
+            return try await process(mail, forward: forward, bytes: bytes, payloadID: payloadID, providerLocked: readable, on: connection)
         }
     }
 
@@ -76,10 +77,10 @@ struct EmailIngest: Sendable {
     /// The advisory lock that serializes every attempt to take in one mail.
     static func lockKey(_ providerID: String) -> String { "email-message:\(providerID)" }
 
-    /// The locks a readable mail is taken in under, in order: the message's, then its sender's
-    /// identity's (`filedSender`), which the mail's first read relies on.
-    static func lockKeys(of mail: ParsedMail, providerID: String) -> [String] {
-        [lockKey(providerID)] + (filedSender(of: mail).map { [IdentityStore.lockKey(kind: .email, value: $0.address)] } ?? [])
+    /// The locks a readable mail is taken in under, in order: the message's, then the identities
+    /// its first read relies on (`filedIdentities`).
+    static func lockKeys(of mail: ParsedMail, forward: ForwardedMail?, providerID: String) -> [String] {
+        [lockKey(providerID)] + IdentityStore.lockKeys(filedIdentities(of: mail, forward: forward))
     }
 
     /// Runs a stored payload through ingest again (after a fix for one that could not be read).
@@ -101,7 +102,8 @@ struct EmailIngest: Sendable {
                 throw Problem(.alreadyProcessed, status: .conflict, title: "Rejected payload", detail: "This payload was rejected on arrival and is kept for the record only.")
             }
             let bytes = try await payloads.rawBody(id: payloadID, on: connection)?.bytes ?? []
-            return try await process(try await Self.parse(bytes), bytes: bytes, payloadID: payloadID, providerLocked: false, on: connection)
+            let mail = try await Self.parse(bytes)
+            return try await process(mail, forward: Self.forwardedMail(in: mail), bytes: bytes, payloadID: payloadID, providerLocked: false, on: connection)
         }
     }
 
@@ -123,7 +125,7 @@ struct EmailIngest: Sendable {
 
     /// `providerLocked`: the mail's lock, and its sender's identity's, were taken when its payload was stored.
     private func process(
-        _ mail: ParsedMail, bytes: [UInt8], payloadID: UUID, providerLocked: Bool, on connection: PostgresConnection
+        _ mail: ParsedMail, forward: ForwardedMail?, bytes: [UInt8], payloadID: UUID, providerLocked: Bool, on connection: PostgresConnection
     ) async throws -> IngestAnswer {
         if let reason = unreadableReason(mail, bytes: bytes) {
             var outcome = Outcome(inboundID: payloadID, channel: .email, parseStatus: .failed)
@@ -135,17 +137,19 @@ struct EmailIngest: Sendable {
 
         var providerID = Self.providerID(of: mail, bytes: bytes)
         // A stored payload reprocessed takes the locks a new one took with its insert.
-        if !providerLocked { try await AdvisoryLock.take(Self.lockKeys(of: mail, providerID: providerID), on: connection, logger: logger) }
+        if !providerLocked { try await AdvisoryLock.take(Self.lockKeys(of: mail, forward: forward, providerID: providerID), on: connection, logger: logger) }
         // Under both locks: whether the mail was taken in before, and who its sender is, in one read.
-        let identities = Self.filedSender(of: mail).map { [(kind: Customer.Identity.Kind.email, value: $0.address)] } ?? []
+        let identities = Self.filedIdentities(of: mail, forward: forward)
         let threadIDs = Self.isFiled(mail) ? EmailThreader.headerCandidates(of: mail).map(\.id) : []
         var read = try await payloads.firstAnswer(
             channel: .email, provider: "", providerMessageID: providerID, excluding: payloadID, ownersOf: identities,
             threadIDs: threadIDs, on: connection)
         // The same Message-ID from someone else is not a retry of that mail (a mailer reusing ids, or
         // a copied one): it is taken in under an id of its own, which its own retries find.
+        // (An agent's forward was stored as its original sender's: `ForwardingAgent`.)
+        let senders = [mail.from?.address, forward?.from.address, forward.flatMap { Self.usableSender($0.from)?.address }].compactMap { $0?.lowercased() }
         if let firstSender = read.firstSender, let sender = mail.from?.address, !sender.isEmpty, let messageID = mail.messageID,
-           firstSender.lowercased() != sender.lowercased() {
+           !senders.contains(firstSender.lowercased()) {
             providerID = Self.collidingID(messageID, sender: sender)
             read = try await payloads.firstAnswer(
                 channel: .email, provider: "", providerMessageID: providerID, excluding: payloadID, ownersOf: identities,
@@ -160,12 +164,15 @@ struct EmailIngest: Sendable {
         var outcome = Outcome(inboundID: payloadID, channel: .email)
         outcome.classification = Message.Classification(mail.classification)
         outcome.defects = mail.defects.isEmpty ? nil : mail.defects.map(Text.clean)
-        let delivery = Delivery(mail: mail, payloadID: payloadID, providerID: providerID, threadMatches: read.threadMatches)
+        var delivery = Delivery(mail: mail, payloadID: payloadID, providerID: providerID, threadMatches: read.threadMatches)
+        delivery.forward = forward
         switch mail.classification {
         case .bounce, .feedbackReport, .deliveryReport:
             try await takeReport(delivery, outcome: &outcome, on: connection)
         case .customer, .autoReply:
-            try await takeCustomerMail(delivery, senderOwner: senderOwner, senderUndeliverable: read.undeliverable.contains(0), outcome: &outcome, on: connection)
+            // Position 0 is the sender's identity when it has one (`filedIdentities`).
+            let senderUndeliverable = Self.filedSender(of: mail) != nil && read.undeliverable.contains(0)
+            try await takeCustomerMail(delivery, senderOwner: senderOwner, senderUndeliverable: senderUndeliverable, outcome: &outcome, on: connection)
         }
         try await payloads.finish(payloadID, providerMessageID: providerID, answer: .ingest(.taken(outcome)), messageID: outcome.messageID, on: connection)
         return .taken(outcome)
@@ -179,10 +186,12 @@ struct EmailIngest: Sendable {
         let providerID: String
         /// The messages its thread headers name, read with its first read.
         let threadMatches: [EmailThreader.HeaderMatch]
+        /// The mail it forwards, if it is a forward (believed only from an agent: `ForwardingAgent`).
+        var forward: ForwardedMail?
 
-        func message(ticketID: UUID, customerID: UUID, threadingReason: String?) throws -> NewMessage {
+        func message(ticketID: UUID, customerID: UUID, threadingReason: String?, forwardedBy: ForwardingAgent?) throws -> NewMessage {
             try NewMessage(mail: mail, payloadID: payloadID, providerID: providerID, ticketID: ticketID, customerID: customerID,
-                           threadingReason: threadingReason)
+                           threadingReason: threadingReason, forwardedBy: forwardedBy)
         }
     }
 
@@ -198,16 +207,19 @@ struct EmailIngest: Sendable {
     /// The sender a customer's mail is filed under, when its From is a usable address.
     /// The mail's sender, its address in the form its identity is stored in (`IdentityValue.email`).
     static func sender(of mail: ParsedMail) -> MailAddress? {
-        mail.from.flatMap { from in
-            guard from.address.utf8.contains(UInt8(ascii: "@")) && Text.length(from.address) <= IdentityValue.maximumLength else { return nil }
-            var sender = from
-            sender.address = IdentityValue.email(from.address)
-            // Measured again in the stored form: an internationalized domain's A-labels are longer
-            // (127 labels of 日本語 make 1,900 characters), and past the identity column's limit the
-            // whole mail was refused. Such a From is no usable sender; the mail is kept all the same.
-            guard Text.length(sender.address) <= IdentityValue.maximumLength else { return nil }
-            return sender
-        }
+        mail.from.flatMap(usableSender)
+    }
+
+    /// An address as a sender's identity stores it, or nil when it cannot be one.
+    static func usableSender(_ from: MailAddress) -> MailAddress? {
+        guard from.address.utf8.contains(UInt8(ascii: "@")) && Text.length(from.address) <= IdentityValue.maximumLength else { return nil }
+        var sender = from
+        sender.address = IdentityValue.email(from.address)
+        // Measured again in the stored form: an internationalized domain's A-labels are longer
+        // (127 labels of 日本語 make 1,900 characters), and past the identity column's limit the
+        // whole mail was refused. Such a From is no usable sender; the mail is kept all the same.
+        guard Text.length(sender.address) <= IdentityValue.maximumLength else { return nil }
+        return sender
     }
 
     /// A customer's mail or an auto-reply: filed under its sender, on a ticket its thread finds (a
@@ -221,13 +233,29 @@ struct EmailIngest: Sendable {
         isFiled(mail) ? sender(of: mail) : nil
     }
 
+    /// A customer's mail that forwards another (`ParsedMail.forwardedMail`), from someone else than
+    /// its sender: read before the transaction, believed in it only when an agent sent it.
+    static func forwardedMail(in mail: ParsedMail) -> ForwardedMail? {
+        guard mail.classification == .customer, let forward = mail.forwardedMail(),
+              let original = usableSender(forward.from), original.address != sender(of: mail)?.address else { return nil }
+        return forward
+    }
+
+    /// The identities a mail's transaction locks and reads, the filed sender's first: a forward's
+    /// original sender's too, under whom the mail is filed when an agent forwarded it.
+    static func filedIdentities(of mail: ParsedMail, forward: ForwardedMail?) -> [(kind: Customer.Identity.Kind, value: String)] {
+        ([filedSender(of: mail)] + [forward.flatMap { usableSender($0.from) }]).compactMap { $0 }.map { (.email, $0.address) }
+    }
+
     /// The sender's identity lock is already held (`lockKeys(of:providerID:)`, taken with the
     /// payload's insert or, reprocessing a stored payload, by `process`).
     private func takeCustomerMail(
         _ delivery: Delivery, senderOwner: IdentityStore.OwnersRead, senderUndeliverable: Bool, outcome: inout Outcome, on connection: PostgresConnection
     ) async throws {
         let mail = delivery.mail
-        let sender = Self.sender(of: mail)
+        // An agent's forward is the customer's mail: filed under its original sender.
+        let forwardedBy = try await ForwardingAgent.of(mail, forward: delivery.forward, on: connection, logger: logger)
+        let sender = forwardedBy?.original ?? Self.sender(of: mail)
         var customerID: UUID?
         if let sender {
             customerID = try await identities.owner(kind: .email, value: sender.address, read: senderOwner, on: connection)
@@ -261,7 +289,7 @@ struct EmailIngest: Sendable {
         if customerID == nil, let sender {
             // The sender's lock is held (see above) and the owner was looked up under it: none.
             customerID = try await resolver.create(
-                kind: .email, value: sender.address, rawValue: mail.from?.address ?? sender.address, displayName: sender.name.map(Text.clean), on: connection)
+                kind: .email, value: sender.address, rawValue: forwardedBy?.forward.from.address ?? mail.from?.address ?? sender.address, displayName: sender.name.map(Text.clean), on: connection)
         } else if customerID == nil {
             customerID = try await resolver.anonymousCustomer(on: connection)
         }
@@ -269,8 +297,8 @@ struct EmailIngest: Sendable {
 
         var opened = false
         if ticket == nil, case .new(let related, let reason) = decision {
-            ticket = try await intake.open(customerID: customerID, channel: .email, subject: Text.clean(mail.subject ?? ""),
-                                           body: Text.clean(mail.visibleText), relatedTo: related,
+            ticket = try await intake.open(customerID: customerID, channel: .email, subject: Text.clean(forwardedBy?.subject ?? mail.subject ?? ""),
+                                           body: Text.clean(forwardedBy?.forward.visibleText ?? mail.visibleText), relatedTo: related,
                                            recipients: (mail.to + mail.cc).map(\.address), on: connection)
             outcome.threadingReason = reason
             opened = true
@@ -278,9 +306,15 @@ struct EmailIngest: Sendable {
         guard let ticket else { throw Problem.internalError }
 
         let (messageID, now) = try await intake.record(
-            try delivery.message(ticketID: ticket.id, customerID: customerID, threadingReason: outcome.threadingReason), on: ticket,
-            customerID: customerID, eventDetails: ["classification": mail.classification.rawValue], on: connection)
+            try delivery.message(ticketID: ticket.id, customerID: customerID, threadingReason: outcome.threadingReason, forwardedBy: forwardedBy),
+            on: ticket, customerID: customerID, eventDetails: ["classification": mail.classification.rawValue], on: connection)
         outcome.took(message: messageID, on: now, customerID: customerID)
+        if let forwardedBy {
+            // What the agent wrote above the forward is for colleagues, never shown to the customer;
+            // no acknowledgement goes out: the customer wrote to the agent, who answers them.
+            try await forwardedBy.addNote(on: now, on: connection, logger: logger)
+            return
+        }
         // Not for a From its domain disowns: one forged mail would otherwise lift the mark.
         if senderUndeliverable, !isAutoReply, !AutomaticReply.failsDMARC(mail), let sender {
             try await markDeliverableAgain(sender.address, customerID: customerID, on: connection)
@@ -392,7 +426,7 @@ struct EmailIngest: Sendable {
         let ticketID = locked?.id ?? target.ticket
         let ticket = ConversationIntake.Target(id: ticketID, number: 0, customerID: customerID, status: .new)
         let (messageID, _) = try await intake.record(
-            try delivery.message(ticketID: ticketID, customerID: customerID, threadingReason: target.reason), on: ticket,
+            try delivery.message(ticketID: ticketID, customerID: customerID, threadingReason: target.reason, forwardedBy: nil), on: ticket,
             customerID: customerID, eventDetails: ["classification": mail.classification.rawValue], on: connection)
         outcome.messageID = messageID
         outcome.ticketID = ticketID

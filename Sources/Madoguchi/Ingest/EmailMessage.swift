@@ -4,7 +4,10 @@ import MadoguchiMail
 extension NewMessage {
     /// A parsed mail as the `messages` row and `attachments` it becomes. `providerID` is the
     /// Message-ID, or the bytes' digest for a mail without one: what makes a retry the same message.
-    init(mail: ParsedMail, payloadID: UUID, providerID: String, ticketID: UUID, customerID: UUID, threadingReason: String?) throws {
+    /// An agent's forward (`forwardedBy`) is the customer's message: from the original sender, with
+    /// the original's subject and text (the whole forward stays in `body_text`).
+    init(mail: ParsedMail, payloadID: UUID, providerID: String, ticketID: UUID, customerID: UUID, threadingReason: String?,
+         forwardedBy: ForwardingAgent? = nil) throws {
         self.init(
             ticketID: ticketID, direction: .inbound, channel: .email, classification: Message.Classification(mail.classification),
             customerID: customerID, inboundPayloadID: payloadID, provider: "", providerMessageID: providerID,
@@ -12,7 +15,7 @@ extension NewMessage {
             subject: mail.subject.map { Text.limit($0, 2000) }, bodyText: Text.clean(mail.text), bodyHTML: mail.html.map(Text.clean),
             quotedText: Text.clean(mail.quotedText), visibleText: Text.clean(mail.visibleText),
             emailMessageID: mail.messageID, inReplyTo: mail.inReplyTo.first, references: mail.references,
-            threadingReason: threadingReason, metadata: try Self.metadata(of: mail), sentAt: mail.date,
+            threadingReason: threadingReason, metadata: try Self.metadata(of: mail, forwardedBy: forwardedBy), sentAt: mail.date,
             attachments: mail.attachments.map {
                 NewAttachment(filename: Text.limit($0.filename ?? "", 1000), mediaType: Text.limit($0.mediaType, 255), content: $0.content,
                               contentID: $0.contentID.map { Text.limit($0, 1000) }, isInline: $0.isInline,
@@ -20,13 +23,24 @@ extension NewMessage {
                                   ContainedFileRecord(filename: Text.limit($0.filename ?? "", 1000), mediaType: Text.limit($0.mediaType, 255), size: Int64($0.size))
                               })
             })
+        if let forwardedBy {
+            from = Text.limit(forwardedBy.original.address, 1000)
+            subject = forwardedBy.subject.map { Text.limit($0, 2000) }
+            visibleText = Text.clean(forwardedBy.forward.visibleText)
+            quotedText = Text.clean(forwardedBy.forward.quotedText)
+        }
     }
 
     /// What has no column of its own: names, Cc and Reply-To, the list and auto-reply headers,
     /// the delivery report and the parser's defects.
-    private static func metadata(of mail: ParsedMail) throws -> String {
+    private static func metadata(of mail: ParsedMail, forwardedBy: ForwardingAgent?) throws -> String {
         var object: [String: Any] = [:]
-        if let name = mail.from?.name { object["from_name"] = Text.clean(name) }
+        if let forwardedBy {
+            if let name = forwardedBy.original.name { object["from_name"] = Text.clean(name) }
+            object["forwarded_by"] = ["agent_id": forwardedBy.agentID.lowercased, "address": Text.limit(forwardedBy.address, 1000)]
+        } else if let name = mail.from?.name {
+            object["from_name"] = Text.clean(name)
+        }
         if !mail.cc.isEmpty { object["cc"] = mail.cc.map { Text.clean($0.description) } }
         if !mail.replyTo.isEmpty { object["reply_to"] = mail.replyTo.map { Text.clean($0.description) } }
         if let value = mail.autoSubmitted { object["auto_submitted"] = Text.clean(value) }

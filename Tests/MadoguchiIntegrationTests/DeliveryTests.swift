@@ -66,11 +66,19 @@ struct DeliveryTests {
         #expect(draft.status == .created, "\(draft.text)")
         let reply = try #require(try draft.json["id"] as? String)
         var sendBody = (try JSONSerialization.jsonObject(with: Data(send.utf8)) as? [String: Any]) ?? [:]
-        sendBody["last_seen_message_id"] = conversation.lastMessage
+        sendBody["last_seen_message_id"] = try await newestMessage(conversation)
         let sent = try await app.request(.post, "/v1/replies/\(reply)/send", key: conversation.agent,
                                          json: String(decoding: try JSONSerialization.data(withJSONObject: sendBody), as: UTF8.self))
         #expect(sent.status == .ok, "\(sent.text)")
         return reply
+    }
+
+    /// The newest message of the ticket's timeline (its own earlier replies included), as an agent
+    /// who has just read it names it to send.
+    static func newestMessage(_ conversation: Conversation) async throws -> String {
+        let timeline = try await conversation.app.request(.get, "/v1/tickets/\(conversation.ticket)/messages?limit=200", key: conversation.agent)
+        let items = try #require(try timeline.json["items"] as? [[String: Any]], "\(timeline.text)")
+        return try #require(items.last?["id"] as? String)
     }
 
     /// A customer's mail from `address` answered with a short reply that the relay took: the start of

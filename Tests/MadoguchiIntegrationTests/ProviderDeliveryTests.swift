@@ -364,7 +364,7 @@ struct ProviderDeliveryTests {
                                                   json: String(decoding: try JSONSerialization.data(withJSONObject: ["body": body]), as: UTF8.self))
                 let reply = try #require(try draft.json["id"] as? String)
                 let send = try await app.request(.post, "/v1/replies/\(reply)/send", key: conversation.agent,
-                                                 json: #"{"last_seen_message_id":"\#(conversation.lastMessage)"}"#)
+                                                 json: #"{"last_seen_message_id":"\#(try await DeliveryTests.newestMessage(conversation))"}"#)
                 if refused {
                     try expectProblem(send, .unprocessableContent, "too-long-for-sms")
                     #expect(send.text.contains("1602"), "\(send.text)")

@@ -127,14 +127,37 @@ struct ReplyTests {
         }
     }
 
-    @Test("traffic cop: the sender's own earlier reply is nothing new to them; to whoever takes the ticket over, it is")
+    @Test("""
+        traffic cop: the sender's own earlier reply is news to them too (a second tab's draft is a second answer), \
+        their own note is not, a colleague's note is; to whoever takes the ticket over, every reply since is
+        """)
     func ownRepliesAreSeen() async throws {
         try await TestApp.run { app in
             let scene = try await Self.scene(app)
-            let first = try await Self.draft(scene, #"{"body":"山田 花子 様\n確認いたします。"}"#)
-            #expect(try await Self.send(scene, first).status == .ok)
-            let second = try await Self.draft(scene, #"{"body":"山田 花子 様\n発送いたしました。"}"#)
-            #expect(try await Self.send(scene, second).status == .ok, "their own reply since the customer's message is no news")
+            let first = try await Self.draft(scene, #"{"body":"山田 花子 様\n発送いたしました。"}"#)
+            let twin = try await Self.draft(scene, #"{"body":"山田 花子 様\n発送いたしました。"}"#)
+            let sent = try await Self.send(scene, first)
+            #expect(sent.status == .ok)
+            let firstMessageID = try #require(try sent.json["message_id"] as? String)
+            let firstMessage = try #require(UUID(uuidString: firstMessageID))
+            let doubled = try await Self.send(scene, twin)
+            try expectProblem(doubled, .conflict, "new-activity")
+            #expect(try doubled.json["new_message_ids"] as? [String] == [firstMessage.uuidString.lowercased()], "the first copy, named")
+            #expect(try await Self.outboxCount(app) == 1, "one answer went, not two")
+
+            // Their own note since is nothing new to them; a colleague's is.
+            #expect(try await app.request(.post, "/v1/tickets/\(scene.ticket)/notes", key: scene.agent.secret, json: #"{"body":"在庫確認済み"}"#)
+                .status == .created)
+            let second = try await Self.draft(scene, #"{"body":"山田 花子 様\n追跡番号をお送りします。"}"#)
+            let colleagueNote = try await app.request(.post, "/v1/tickets/\(scene.ticket)/notes", key: try await app.keySecret(.agent),
+                                                      json: #"{"body":"【申し送り】返金が先です。送信しないでください"}"#)
+            #expect(colleagueNote.status == .created)
+            let stopped = try await Self.send(scene, second, lastSeen: firstMessage)
+            try expectProblem(stopped, .conflict, "new-activity")
+            let noteIDText = try #require(try colleagueNote.json["id"] as? String)
+            let noteID = try #require(UUID(uuidString: noteIDText))
+            #expect(try stopped.json["new_message_ids"] as? [String] == [noteID.uuidString.lowercased()], "\(stopped.text)")
+            #expect(try await Self.send(scene, second, lastSeen: noteID).status == .ok)
 
             let supervisor = try await app.keySecret(.supervisor)
             #expect(try await app.request(.delete, "/v1/tickets/\(scene.ticket)/claim", key: supervisor).status == .ok)
@@ -144,7 +167,7 @@ struct ReplyTests {
             let refused = try await app.request(.post, "/v1/replies/\(try #require(try third.json["id"] as? String))/send", key: colleague.secret,
                                                 json: #"{"last_seen_message_id":"\#(scene.lastMessage.uuidString)"}"#)
             try expectProblem(refused, .conflict, "new-activity")
-            #expect((try refused.json["new_message_ids"] as? [String])?.count == 2, "\(refused.text)")
+            #expect((try refused.json["new_message_ids"] as? [String])?.count == 4, "both replies and both notes: \(refused.text)")
         }
     }
 

@@ -101,11 +101,15 @@ struct TicketMergeTests {
             #expect(try await ChildProcess.eventually(timeout: .seconds(60)) { !sink.received.isEmpty })
             let mail = ParsedMail(try #require(sink.received.first).bytes)
             #expect(mail.inReplyTo == ["mug-2@example.jp"], "the customer's newest mail, on the duplicate")
-            // A message the duplicate had is a message of this timeline to have seen (and the agent's
-            // own reply since is nothing new to them).
+            // A message the duplicate had is a message of this timeline to have seen: only the agent's
+            // own reply since is news (their merge note is not).
             let second2 = try await app.request(.post, "/v1/tickets/\(first)/replies", key: agent, json: #"{"body":"山田様\n交換します。"}"#)
-            let sent2 = try await app.request(.post, "/v1/replies/\(try #require(try second2.json["id"] as? String))/send", key: agent,
-                                              json: #"{"last_seen_message_id":"\#(newest)"}"#)
+            let second2ID = try #require(try second2.json["id"] as? String)
+            let ownReply = try #require(try sent.json["message_id"] as? String)
+            let stale2 = try await app.request(.post, "/v1/replies/\(second2ID)/send", key: agent, json: #"{"last_seen_message_id":"\#(newest)"}"#)
+            try expectProblem(stale2, .conflict, "new-activity")
+            #expect(try stale2.json["new_message_ids"] as? [String] == [ownReply], "\(stale2.text)")
+            let sent2 = try await app.request(.post, "/v1/replies/\(second2ID)/send", key: agent, json: #"{"last_seen_message_id":"\#(ownReply)"}"#)
             #expect(sent2.status == .ok, "\(sent2.text)")
         }
     }

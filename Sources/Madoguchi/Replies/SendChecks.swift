@@ -15,7 +15,7 @@ struct SendChecks: Sendable {
     /// the sender confirmed it (`confirmUndeliverable`), naming the customer's other identities.
     /// Returns whether that confirmation was needed: a recipient is undeliverable and goes anyway.
     @discardableResult
-    /// `reader` is the agent whose `lastSeen` it is (who sends or submits): their own replies since
+    /// `reader` is the agent whose `lastSeen` it is (who sends or submits): their own notes since
     /// are nothing new to them.
     func check(_ reply: Reply, ticket: Ticket, lastSeen: UUID?, reader: UUID?, confirmUndeliverable: Bool, on connection: PostgresConnection) async throws -> Bool {
         try await trafficCop(ticketID: ticket.id, lastSeen: lastSeen, reader: reader, on: connection)
@@ -60,7 +60,11 @@ struct SendChecks: Sendable {
         return words
     }
 
-    /// Refuses the send when anything but internal notes arrived after the message the agent last saw.
+    /// Refuses the send when anything arrived after the message the agent last saw but the agent's own
+    /// internal notes. A colleague's note counts (a 申し送り "do not send, refund first" written while
+    /// the agent composed), and so does the agent's own reply: a second draft sent from another tab,
+    /// or one created twice by a retry, went out beside the first, the customer answered twice by
+    /// one agent (二重返信 all the same). A reply's `message_id` is the newest message after its send.
     /// The timeline holds the messages of tickets merged into this one (`TicketStore.messages`); those
     /// arrived on it when their ticket was merged: an agent who read the timeline before a merge has
     /// not seen the duplicate's mail, however old it is, and one who read it after has.
@@ -84,8 +88,7 @@ struct SendChecks: Sendable {
             )
             SELECT m.id FROM messages m JOIN tickets t ON t.id = m.ticket_id
             WHERE m.ticket_id IN (SELECT ticket_id FROM ticket_timeline(\(ticketID)))
-              AND m.direction <> 'internal'
-              AND NOT coalesce(m.direction = 'outbound' AND m.author_agent_id = \(reader), false)
+              AND NOT coalesce(m.direction = 'internal' AND m.author_agent_id = \(reader), false)
               AND (\(lastSeen)::uuid IS NULL
                    OR CASE WHEN t.id = \(ticketID) THEN (m.created_at, m.id) > (SELECT created_at, id FROM seen)
                            ELSE t.merged_at > (SELECT arrived FROM seen) END)

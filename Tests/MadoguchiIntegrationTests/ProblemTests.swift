@@ -80,6 +80,10 @@ struct ProblemTests {
             // A body's own bad value is still the body's.
             let badField = try await app.request(.post, "/v1/replies/\(UUID())/send", key: agent, json: #"{"last_seen_message_id":"null"}"#)
             try expectProblem(badField, .badRequest, "malformed-body")
+            // No body at all where one is read: the body is what is missing, not a parameter.
+            let noBody = try await app.request(.post, "/v1/replies/\(UUID())/send", key: agent)
+            try expectProblem(noBody, .badRequest, "malformed-body")
+            #expect((try noBody.json["detail"] as? String)?.contains("takes a JSON body") == true, "\(noBody.text)")
             let badStatus = try await app.request(.get, "/v1/tickets?status=bogus", key: agent)
             try expectProblem(badStatus, .badRequest, "invalid-parameter")
             #expect(try badStatus.json["detail"] as? String == "status: 'bogus' is not one of new, open, pending, on_hold, solved, closed", "\(badStatus.text)")

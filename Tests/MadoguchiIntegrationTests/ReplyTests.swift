@@ -67,8 +67,11 @@ struct ReplyTests {
             #expect((try created.json["subject"] as? String)?.hasPrefix("Re: 注文した商品が届かない [#") == true)
             let reply = try #require(try created.json["id"] as? String)
 
+            // A subject emptied is the default again, not the bare "[#n]" token.
+            let blank = try await app.request(.patch, "/v1/replies/\(reply)", key: scene.agent.secret, json: #"{"subject":"  "}"#)
+            #expect((try blank.json["subject"] as? String)?.hasPrefix("Re: 注文した商品が届かない [#") == true, "\(blank.text)")
             let edited = try await app.request(.patch, "/v1/replies/\(reply)", key: scene.agent.secret, json: #"{"body":"山田 花子 様\n\n本日発送いたしました。"}"#)
-            #expect(try edited.json["version"] as? Int == 2)
+            #expect(try edited.json["version"] as? Int == 3)
 
             let sent = try await Self.send(scene, reply)
             #expect(sent.status == .ok, "\(sent.text)")

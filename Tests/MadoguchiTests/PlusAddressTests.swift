@@ -14,4 +14,16 @@ struct PlusAddressTests {
         #expect(ThreadSubject.isPlusAddress("taro+t2024@gmail.com", of: nil))
         #expect(ThreadSubject.ticketNumber(inAddress: "support+t1234@shop.example") == 1234)
     }
+
+    @Test("a reply's subject says Re: once, whatever prefixes and old ticket tokens the customer's subject carried")
+    func replySubjects() {
+        for (subject, expected) in [
+            ("Re: 前回の件", "Re: 前回の件 [#18]"), ("RE: 問い合わせ", "Re: 問い合わせ [#18]"), ("Ｒｅ：前回の件2", "Re: 前回の件2 [#18]"),
+            ("返信: 前回の件3", "Re: 前回の件3 [#18]"), ("Fwd: Re: 前回の件4", "Re: 前回の件4 [#18]"), ("Re: 返品 [#5]", "Re: 返品 [#18]"),
+            ("Re[2]: 在庫", "Re: 在庫 [#18]"), ("Reply needed", "Re: Reply needed [#18]"), ("Re:", "Re: お問い合わせ [#18]"),
+            ("返品について", "Re: 返品について [#18]"),
+        ] {
+            #expect(ReplyDesk.replySubject(subject, number: 18) == expected, "\(subject)")
+        }
+    }
 }

@@ -151,6 +151,13 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             + query.map { ($0.name, $0.value ?? "") }
         // With a body, only an error with no place in it (the URI decoder's) can be a parameter's.
         let quoted = hasBody && !path.isEmpty ? nil : parameters.first { !$0.1.isEmpty && (message.contains("'\($0.1)'") || message.hasSuffix(" \($0.1)")) }
+        // No body where the operation reads one (`POST …/send` with nothing, or an empty chunked
+        // one without a Content-Type): the JSON decoder's complaint is about the missing body, not
+        // about a parameter, nor about JSON the caller never sent.
+        if quoted == nil, path.isEmpty, message.contains("not valid JSON"), !hasBody || fields[.contentType] == nil {
+            return Problem(.malformedBody, status: .badRequest, title: "Malformed request body",
+                           detail: "This operation takes a JSON body (at least {}); the request had none.")
+        }
         if !hasBody || quoted != nil {
             let culprit = quoted
                 ?? parameters.first { name, value in

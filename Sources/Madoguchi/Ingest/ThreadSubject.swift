@@ -29,6 +29,25 @@ enum ThreadSubject {
         return Reduced(key: Text.prefix(key, 2000), isReply: isReply)
     }
 
+    /// A subject as our reply repeats it: without the reply and forward prefixes in front ("Re: RE:",
+    /// "Ｒｅ：", "返信:", "Fwd:") and without ticket tokens (another ticket's would thread the
+    /// customer's answer there), the customer's words otherwise as written. "Re: Re: 前回の件" read as
+    /// a desk that does not know what it is answering.
+    static func withoutPrefixes(_ subject: String) -> String {
+        var text = token.stringByReplacingMatches(in: subject, range: NSRange(subject.startIndex..., in: subject), withTemplate: "")
+        for _ in 0..<20 {
+            guard let match = writtenPrefix.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)),
+                  let found = Range(match.range, in: text) else { break }
+            text.removeSubrange(found)
+        }
+        return text.split(whereSeparator: { $0 == " " }).joined(separator: " ").trimmingCharacters(in: .whitespaces)
+    }
+
+    /// `prefix` as written, before width folding: full-width letters and colons as phones send them.
+    private static let writtenPrefix = try! NSRegularExpression(
+        pattern: #"^\s*(re|fw|fwd|aw|wg|sv|vs|tr|rv|res|antw|odp|返信|転送|回复|答复|轉寄|回覆|ｒｅ|ｆｗ|ｆｗｄ)\s*(\[\d+\]|\(\d+\)|\*\d+)?\s*[:：>＞]\s*"#,
+        options: [.caseInsensitive])
+
     /// The ticket number in an `[#1234]` token in the subject.
     static func ticketNumber(in subject: String?) -> Int64? {
         guard let subject else { return nil }

@@ -43,7 +43,7 @@ struct ReplyDesk: Sendable {
             } else {
                 recipients = try await defaultRecipients(ticketID: ticketID, customerID: ticket.customerID, channel: channel, on: connection)
             }
-            let subject = draft.subject.map { Self.keepingTicketToken($0, number: ticket.number, channel: channel) } ?? Self.replySubject(ticket)
+            let subject = Self.subject(draft.subject ?? "", ticket: ticket, channel: channel)
             let reply = try await replies.insert(
                 ticketID: ticketID, authorAgentID: agentID, channel: channel, recipients: recipients,
                 subject: subject, body: draft.body, on: connection)
@@ -64,7 +64,7 @@ struct ReplyDesk: Sendable {
             // Editing a submitted reply takes it back to draft: what a supervisor approves is what they saw.
             guard reply.state == .draft || reply.state == .submitted else { throw Problem.replyNotDraft(reply) }
             let updated = try await replies.edit(
-                reply, body: body, subject: subject.map { Self.keepingTicketToken($0, number: ticket.number, channel: reply.channel) },
+                reply, body: body, subject: subject.map { Self.subject($0, ticket: ticket, channel: reply.channel) },
                 recipients: recipients.map { Self.recipients($0, channel: reply.channel) }, by: agentID,
                 on: connection)
             try await events.record(.replyEdited, ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
@@ -347,12 +347,21 @@ struct ReplyDesk: Sendable {
     }
 
     /// Within the 2,000 characters a reply's subject may hold: the customer's own subject may already
-    /// take all of them, and "Re: " and the number come on top.
+    /// take all of them, and "Re: " and the number come on top. Once: the customer's own "Re:" or
+    /// "Fwd:" and an old ticket's token go first (`ThreadSubject.withoutPrefixes`).
     static func replySubject(_ subject: String, number: Int64) -> String {
-        let subject = Text.oneLine(subject)
+        let subject = ThreadSubject.withoutPrefixes(Text.oneLine(subject))
         let (prefix, suffix) = ("Re: ", " [#\(number)]")
         let room = maxSubjectLength - Text.length(prefix) - Text.length(suffix)
         return prefix + (subject.isEmpty ? "お問い合わせ" : Text.prefix(subject, room)) + suffix
+    }
+
+    /// The subject a reply goes with: the agent's own (`keepingTicketToken`), or the default
+    /// (`replySubject`) when they wrote none or a blank one: a mail whose subject was "[#4]" alone
+    /// said nothing of what it answered.
+    static func subject(_ written: String, ticket: Ticket, channel: Channel) -> String {
+        written.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+            ? replySubject(ticket) : keepingTicketToken(written, number: ticket.number, channel: channel)
     }
 
     /// A subject an agent wrote, with the ticket's `[#1234]` at its end when it lacks it (mail only).

@@ -118,7 +118,7 @@ struct SendChecks: Sendable {
         var known = Set<String>()
         for try await value in rows.decode(String.self) { known.insert(IdentityValue.comparable(value)) }
         var findings = recipients.filter { !known.contains(IdentityValue.comparable($0)) }.map {
-            SendGuard.Finding(kind: .unknownRecipient, message: "\($0) is not an address of this ticket's customer that a \(channel.rawValue) reply can go to",
+            SendGuard.Finding(kind: .unknownRecipient, message: "\($0) is not an address of this ticket's customer that \(channel == .email ? "an" : "a") \(channel.rawValue) reply can go to",
                               text: $0)
         }
         if channel == .sms {

@@ -40,7 +40,7 @@ extension TicketWork {
             if status != ticket.status, !ticket.status.allowedNext.contains(status) {
                 var problem = Problem(
                     .invalidTransition, status: .conflict, title: "Invalid status change",
-                    detail: "A \(ticket.status.rawValue) ticket cannot become \(status.rawValue); "
+                    detail: "A ticket that is \(ticket.status.rawValue) cannot become \(status.rawValue); "
                         + (ticket.status.allowedNext.isEmpty
                             ? "a closed ticket stays closed."
                             : "it can become \(ticket.status.allowedNext.map(\.rawValue).joined(separator: ", ")).")

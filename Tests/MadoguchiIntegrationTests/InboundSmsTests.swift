@@ -77,6 +77,36 @@ struct InboundSmsTests {
         }
     }
 
+    @Test("the customer's text answering the SMS an agent sent from a mail ticket (its mail bounced) continues that ticket")
+    func answerToTextFromMailTicket() async throws {
+        try await TestApp.run { app in
+            let conversation = try await DeliveryTests.customerWrites(app, from: "hanako@docomo.ne.jp")
+            let ticket = try await app.request(.get, "/v1/tickets/\(conversation.ticket)", key: conversation.agent).json
+            let customer = try #require(ticket["customer_id"] as? String)
+            #expect(try await app.request(.post, "/v1/customers/\(customer)/identities", key: try await app.keySecret(.orderSystem),
+                                          json: #"{"kind":"phone","value":"090-1234-5678"}"#).status == .created)
+            // Before anyone texted them, a text of theirs is a conversation of its own.
+            let unrelated = try await app.request(.post, "/v1/inbound/sms", key: try await app.keySecret(.gateway), json: Self.sms("SX0", body: "別件です"))
+            #expect(try unrelated.json["ticket_id"] as? String != conversation.ticket)
+            let other = try #require(try unrelated.json["ticket_id"] as? String)
+            try await app.execute("UPDATE tickets SET status = 'closed', created_at = now() - interval '8 days', last_customer_message_at = now() - interval '8 days' WHERE id = \(UUID(uuidString: other)!)")
+            try await app.execute("UPDATE messages SET created_at = now() - interval '8 days' WHERE ticket_id = \(UUID(uuidString: other)!)")
+
+            let draft = try await app.request(.post, "/v1/tickets/\(conversation.ticket)/replies", key: conversation.agent,
+                                              json: #"{"channel":"sms","recipients":["+819012345678"],"body":"メールが届かないためSMSでご連絡しました。"}"#)
+            #expect(draft.status == .created, "\(draft.text)")
+            let reply = try #require(try draft.json["id"] as? String)
+            let sent = try await app.request(.post, "/v1/replies/\(reply)/send", key: conversation.agent,
+                                             json: #"{"last_seen_message_id":"\#(try await DeliveryTests.newestMessage(conversation))"}"#)
+            #expect(sent.status == .ok, "\(sent.text)")
+
+            let answer = try await app.request(.post, "/v1/inbound/sms", key: try await app.keySecret(.gateway), json: Self.sms("SX1", body: "gmailに送ってください"))
+            #expect(answer.status == .created, "\(answer.text)")
+            #expect(try answer.json["ticket_id"] as? String == conversation.ticket, "\(answer.text)")
+            #expect(try answer.json["threading_reason"] as? String == "sms-conversation")
+        }
+    }
+
     @Test("a customer who mails, then gives a phone on a members' web form, then texts from it: one customer, one timeline, in order")
     func crossChannel() async throws {
         try await TestApp.run { app in

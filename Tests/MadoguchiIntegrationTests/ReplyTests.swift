@@ -363,6 +363,31 @@ struct ReplyTests {
         }
     }
 
+    @Test("a colleague's draft taken over, edited and sent is the sender's answer: theirs on the timeline and in the agents report")
+    func takenOverDraft() async throws {
+        try await TestApp.run { app in
+            let scene = try await Self.scene(app)
+            let reply = try await Self.draft(scene, #"{"body":"山田 花子 様\n確認します。"}"#)
+            let supervisor = try await app.keySecret(.supervisor)
+            #expect(try await app.request(.delete, "/v1/tickets/\(scene.ticket)/claim", key: supervisor).status == .ok)
+            let colleague = try await app.key(.agent)
+            #expect(try await app.request(.post, "/v1/tickets/\(scene.ticket)/claim", key: colleague.secret).status == .ok)
+            #expect(try await app.request(.patch, "/v1/replies/\(reply)", key: colleague.secret,
+                                          json: #"{"body":"山田 花子 様\n（引き継ぎました）本日発送いたしました。"}"#).status == .ok)
+            let sent = try await app.request(.post, "/v1/replies/\(reply)/send", key: colleague.secret,
+                                             json: #"{"last_seen_message_id":"\#(scene.lastMessage.uuidString)"}"#)
+            #expect(sent.status == .ok, "\(sent.text)")
+            let colleagueID = try #require(colleague.record.agentID).uuidString.lowercased()
+            #expect(try sent.json["author_agent_id"] as? String == scene.agent.record.agentID?.uuidString.lowercased(), "the draft keeps its first author")
+            let timeline = try await app.request(.get, "/v1/tickets/\(scene.ticket)/messages", key: colleague.secret)
+            let outbound = try #require((try timeline.json["items"] as? [[String: Any]])?.last)
+            #expect(outbound["author_agent_id"] as? String == colleagueID)
+            #expect(try await app.count("""
+                SELECT count(*) FROM tickets WHERE id = \(scene.ticket) AND first_responded_at IS NOT NULL
+                """) == 1)
+        }
+    }
+
     @Test("two agents race to claim and answer one ticket, 100 times: exactly one reply goes out per race")
     func claimAndReplyRaces() async throws {
         try await TestApp.run { app in

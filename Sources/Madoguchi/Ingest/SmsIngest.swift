@@ -88,6 +88,9 @@ struct SmsIngest: Sendable {
     /// The customer's most recent SMS ticket where either side wrote within the window (closed
     /// included, so a message after closing starts a linked ticket rather than an unrelated one): a
     /// text answering ours of yesterday continues that ticket, however long ago the customer last wrote.
+    /// A ticket of another channel we texted them from counts too, by its texts alone: an agent who
+    /// answered a bounced mail by SMS gets the customer's answer on that ticket, not on a new one
+    /// nobody knows the story of.
     /// A ticket merged into another lives on in it: the conversation there keeps it current (the
     /// intake then follows it there), so texting on after a merge never starts a ticket of its own.
     private static func ongoingConversation(customerID: UUID, window: Duration, logger: Logger, on connection: PostgresConnection) async throws -> UUID? {
@@ -95,11 +98,17 @@ struct SmsIngest: Sendable {
             SELECT t.id FROM tickets t
             LEFT JOIN tickets survivor ON survivor.id = t.merged_into
             CROSS JOIN LATERAL (
-                SELECT greatest(coalesce(t.last_customer_message_at, t.created_at), survivor.last_customer_message_at,
-                                (SELECT max(m.created_at) FROM messages m
-                                 WHERE m.ticket_id IN (t.id, survivor.id) AND m.direction = 'outbound')) AS at
+                SELECT max(m.created_at) FILTER (WHERE m.direction = 'outbound') AS answered,
+                       max(m.created_at) FILTER (WHERE m.channel = 'sms') AS texted
+                FROM messages m
+                WHERE m.ticket_id IN (t.id, survivor.id) AND (m.direction = 'outbound' OR m.channel = 'sms')
+            ) AS ours
+            CROSS JOIN LATERAL (
+                SELECT CASE WHEN t.channel = 'sms'
+                            THEN greatest(coalesce(t.last_customer_message_at, t.created_at), survivor.last_customer_message_at, ours.answered)
+                            ELSE ours.texted END AS at
             ) AS last
-            WHERE t.customer_id = \(customerID) AND t.channel = 'sms'
+            WHERE t.customer_id = \(customerID) AND (t.channel = 'sms' OR ours.texted IS NOT NULL)
               AND last.at > now() - make_interval(secs => \(window.seconds)::float8)
             ORDER BY last.at DESC
             LIMIT 1

@@ -88,7 +88,7 @@ struct ReplyDesk: Sendable {
                               detail: "\(reason): submit this reply (POST /v1/replies/\(replyID.lowercased)/submit) for a supervisor to approve.")
             }
             let sent = try await deliver(reply, ticket: ticket, lastSeen: lastSeenMessageID, confirmUndeliverable: confirmUndeliverable,
-                                         by: principal, on: connection)
+                                         answeredBy: agentID, by: principal, on: connection)
             try await replay?.record(sent.id, on: connection)
             return sent
         }
@@ -142,8 +142,8 @@ struct ReplyDesk: Sendable {
             }
             try await events.record(.replyApproved, ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
                                     data: ["reply_id": replyID.lowercased], on: connection)
-            let sent = try await deliver(reply, ticket: ticket, lastSeen: lastSeenMessageID, confirmUndeliverable: confirmUndeliverable, by: principal,
-                                         on: connection)
+            let sent = try await deliver(reply, ticket: ticket, lastSeen: lastSeenMessageID, confirmUndeliverable: confirmUndeliverable,
+                                         answeredBy: submitter, by: principal, on: connection)
             try await replay?.record(sent.id, on: connection)
             return sent
         }
@@ -220,8 +220,12 @@ struct ReplyDesk: Sendable {
 
     /// Checks, then turns the reply into an outbound message and one outbox row, in the caller's
     /// transaction (which holds the ticket's row lock).
+    /// `answeredBy` is the agent the answer is theirs: who sent it, or who submitted it for approval
+    /// (not the approver). A colleague's draft taken over, edited and sent is the sender's answer:
+    /// credited to the draft's first author, their report counted a reply they never sent.
     private func deliver(
-        _ reply: Reply, ticket: Ticket, lastSeen: UUID?, confirmUndeliverable: Bool, by principal: Principal, on connection: PostgresConnection
+        _ reply: Reply, ticket: Ticket, lastSeen: UUID?, confirmUndeliverable: Bool, answeredBy: UUID, by principal: Principal,
+        on connection: PostgresConnection
     ) async throws -> Reply {
         let overridden = try await checks.check(reply, ticket: ticket, lastSeen: lastSeen, reader: principal.agentID,
                                                 confirmUndeliverable: confirmUndeliverable, on: connection)
@@ -229,7 +233,7 @@ struct ReplyDesk: Sendable {
         // that a customer's In-Reply-To finds it. Fixed now: every delivery attempt carries it.
         let emailMessageID = "reply-\(reply.id.lowercased)@\(messageIDDomain)"
         let messageID = try await MessageStore(logger: logger).insert(
-            NewMessage(ticketID: ticket.id, direction: .outbound, channel: reply.channel, authorAgentID: reply.authorAgentID,
+            NewMessage(ticketID: ticket.id, direction: .outbound, channel: reply.channel, authorAgentID: answeredBy,
                        to: reply.recipients, subject: reply.subject, bodyText: reply.body, emailMessageID: emailMessageID,
                        attachments: try await replies.attachmentContents(of: reply.id, on: connection)),
             on: connection)
@@ -238,7 +242,7 @@ struct ReplyDesk: Sendable {
         let sent = try await replies.markQueued(reply.id, messageID: messageID, confirmedUndeliverable: overridden, on: connection)
         try await events.record(.replySent, ticketID: ticket.id, customerID: ticket.customerID, messageID: messageID, actor: principal,
                                 data: ["reply_id": reply.id.lowercased, "recipients": reply.recipients, "automatic": false], on: connection)
-        try await tickets.recordResponse(ticket.id, by: reply.authorAgentID, reply: reply.id, actor: principal, on: connection)
+        try await tickets.recordResponse(ticket.id, by: answeredBy, reply: reply.id, actor: principal, on: connection)
         return sent
     }
 

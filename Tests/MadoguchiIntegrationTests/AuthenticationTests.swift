@@ -65,6 +65,7 @@ struct AuthenticationTests {
         ("createTemplate", .post, "/v1/templates", #"{"name":"n","body":"b"}"#),
         ("updateTemplate", .put, "/v1/templates/00000000-0000-4000-8000-000000000000", #"{"name":"n","body":"b"}"#),
         ("deleteTemplate", .delete, "/v1/templates/00000000-0000-4000-8000-000000000000", nil),
+        ("deleteReply", .delete, "/v1/replies/00000000-0000-4000-8000-000000000000", nil),
         ("listRules", .get, "/v1/rules", nil),
         ("createRule", .post, "/v1/rules", #"{"name":"r","priority":"high","vip_only":true}"#),
         ("updateRule", .put, "/v1/rules/00000000-0000-4000-8000-000000000000", #"{"name":"r","priority":"high","vip_only":true}"#),

@@ -388,6 +388,37 @@ struct ReplyTests {
         }
     }
 
+    @Test("""
+        a draft is thrown away by its author even after the ticket moved on, with its files and an event; a colleague \
+        without the claim cannot; a sent reply stays; a retry with the same key is 204 again
+        """)
+    func discardDraft() async throws {
+        try await TestApp.run { app in
+            let scene = try await Self.scene(app)
+            let twin = try await Self.draft(scene, #"{"body":"山田 花子 様\n確認します。"}"#)
+            #expect(try await app.request(.post, "/v1/replies/\(twin)/attachments", key: scene.agent.secret,
+                                          json: #"{"filename":"a.txt","media_type":"text/plain","content_base64":"YQ=="}"#).status == .created)
+            let kept = try await Self.draft(scene, #"{"body":"山田 花子 様\n発送しました。"}"#)
+            #expect(try await Self.send(scene, kept).status == .ok)
+            try expectProblem(try await app.request(.delete, "/v1/replies/\(kept)", key: scene.agent.secret), .conflict, "reply-not-draft")
+
+            // The ticket moves on to a colleague; the stale draft is still its author's to throw away, not the colleague's.
+            let supervisor = try await app.keySecret(.supervisor)
+            #expect(try await app.request(.delete, "/v1/tickets/\(scene.ticket)/claim", key: supervisor).status == .ok)
+            let colleague = try await app.key(.agent)
+            let refused = try await app.request(.delete, "/v1/replies/\(twin)", key: colleague.secret)
+            try expectProblem(refused, .conflict, "claim-required")
+            let discarded = try await app.request(.delete, "/v1/replies/\(twin)", key: scene.agent.secret, headers: [HTTPField.Name("Idempotency-Key")!: "discard-1"])
+            #expect(discarded.status == .noContent, "\(discarded.text)")
+            #expect(try await app.request(.get, "/v1/replies/\(twin)", key: scene.agent.secret).status == .notFound)
+            #expect(try await app.count("SELECT count(*) FROM reply_attachments") == 0)
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'reply.discarded' AND data->>'reply_id' = \(twin)") == 1)
+            let again = try await app.request(.delete, "/v1/replies/\(twin)", key: scene.agent.secret, headers: [HTTPField.Name("Idempotency-Key")!: "discard-1"])
+            #expect(again.status == .noContent, "a retry after a lost answer: \(again.text)")
+            #expect(try await app.request(.delete, "/v1/replies/\(twin)", key: scene.agent.secret).status == .notFound)
+        }
+    }
+
     @Test("two agents race to claim and answer one ticket, 100 times: exactly one reply goes out per race")
     func claimAndReplyRaces() async throws {
         try await TestApp.run { app in

@@ -41,6 +41,7 @@ enum OperationAccess {
         "createReply": [.agent, .supervisor],
         "getReply": [.agent, .supervisor],
         "updateReply": [.agent, .supervisor],
+        "deleteReply": [.agent, .supervisor],
         "sendReply": [.agent, .supervisor],
         "submitReply": [.agent, .supervisor],
         "approveReply": [.supervisor],

@@ -53,6 +53,8 @@ enum EventType: String, CaseIterable, Sendable {
     case replyEdited = "reply.edited"
     /// An agent asked a supervisor to approve a reply.
     case replySubmitted = "reply.submitted"
+    /// A draft, or a reply waiting for approval, was thrown away unsent.
+    case replyDiscarded = "reply.discarded"
     /// A supervisor approved a reply, which was sent at once.
     case replyApproved = "reply.approved"
     /// A supervisor sent a reply back to its author with a comment.

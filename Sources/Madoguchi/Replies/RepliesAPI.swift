@@ -92,6 +92,14 @@ extension APIHandler {
         return .ok(.init(body: .json(try await replyResource(reply))))
     }
 
+    func deleteReply(_ input: Operations.DeleteReply.Input) async throws -> Operations.DeleteReply.Output {
+        let (principal, agentID) = try actingAgent
+        let replay = try RequestReplay(input.headers.idempotencyKey, principal: principal, operation: "deleteReply",
+                                       target: input.path.replyId.uuid, body: [String: String](), logger: logger)
+        try await replies.discard(replyID: input.path.replyId.uuid, by: principal, agentID: agentID, replay: replay)
+        return .noContent(.init())
+    }
+
     func sendReply(_ input: Operations.SendReply.Input) async throws -> Operations.SendReply.Output {
         let (principal, agentID) = try actingAgent
         guard case .json(let body) = input.body else { throw Problem.internalError }

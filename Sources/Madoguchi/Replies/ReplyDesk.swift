@@ -203,6 +203,29 @@ struct ReplyDesk: Sendable {
         }
     }
 
+    /// Throws away a reply that never left. Its author may whatever became of the ticket (a second
+    /// draft, or one left on a ticket answered since, stood in their list of drafts for good); anyone
+    /// else needs the ticket's live claim, as for an edit, or to be a supervisor. Under the ticket's
+    /// row lock, as a send is: a send and a discard of one draft never both happen.
+    func discard(replyID: UUID, by principal: Principal, agentID: UUID, replay: RequestReplay?) async throws {
+        try await database.withTransaction { connection in
+            if try await replay?.earlier(on: connection) != nil { return }
+            let unlocked = try await replies.reply(id: replyID, on: connection)
+            let ticket: Ticket
+            if unlocked.authorAgentID == agentID || principal.role == .supervisor {
+                ticket = try await tickets.lock(unlocked.ticketID, on: connection).0
+            } else {
+                ticket = try await lockTicketHoldingClaim(unlocked.ticketID, agentID: agentID, on: connection)
+            }
+            let reply = try await replies.replyAtDesk(id: replyID, on: connection)
+            guard reply.state == .draft || reply.state == .submitted else { throw Problem.replyNotDraft(reply) }
+            try await replies.delete(replyID, on: connection)
+            try await events.record(.replyDiscarded, ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
+                                    data: ["reply_id": replyID.lowercased], on: connection)
+            try await replay?.record(replyID, on: connection)
+        }
+    }
+
     /// Takes a file off a draft (a submitted reply becomes a draft again, as when one is attached).
     func removeAttachment(_ attachmentID: UUID, replyID: UUID, by principal: Principal, agentID: UUID) async throws -> Reply {
         try await database.withTransaction { connection in

@@ -83,6 +83,15 @@ extension ReplyStore {
         return count
     }
 
+    /// Deletes a reply that never left, with its files (the caller holds its row lock and checked
+    /// its state).
+    func delete(_ replyID: UUID, on connection: PostgresConnection) async throws {
+        try await connection.perform("""
+            WITH files AS (DELETE FROM reply_attachments WHERE reply_id = \(replyID))
+            DELETE FROM replies WHERE id = \(replyID) AND state IN ('draft', 'submitted')
+            """, logger: logger)
+    }
+
     /// Takes file `id` off reply `replyID`; its name, or nil when the reply has no such file.
     func removeAttachment(_ id: UUID, from replyID: UUID, on connection: PostgresConnection) async throws -> String? {
         let rows = try await connection.run("""

@@ -38,6 +38,7 @@ enum EventPayloadCheck {
         case .noteAdded: try check(Components.Schemas.NoteAddedEventData.self)
         case .replyDrafted: try check(Components.Schemas.ReplyDraftedEventData.self)
         case .replyEdited: try check(Components.Schemas.ReplyEditedEventData.self)
+        case .replyDiscarded: try check(Components.Schemas.ReplyDiscardedEventData.self)
         case .replySubmitted: try check(Components.Schemas.ReplySubmittedEventData.self)
         case .replyApproved: try check(Components.Schemas.ReplyApprovedEventData.self)
         case .replyReturned: try check(Components.Schemas.ReplyReturnedEventData.self)

@@ -59,10 +59,12 @@ struct DeliveryTests {
 
     /// Drafts and sends `body`; returns the reply's id.
     @discardableResult
-    static func answer(_ conversation: Conversation, _ body: String, send: String = "{}") async throws -> String {
+    static func answer(_ conversation: Conversation, _ body: String, send: String = "{}", recipients: [String]? = nil) async throws -> String {
         let app = conversation.app
+        var draftBody: [String: Any] = ["body": body]
+        if let recipients { draftBody["recipients"] = recipients }
         let draft = try await app.request(.post, "/v1/tickets/\(conversation.ticket)/replies", key: conversation.agent,
-                                          json: String(decoding: try JSONSerialization.data(withJSONObject: ["body": body]), as: UTF8.self))
+                                          json: String(decoding: try JSONSerialization.data(withJSONObject: draftBody), as: UTF8.self))
         #expect(draft.status == .created, "\(draft.text)")
         let reply = try #require(try draft.json["id"] as? String)
         var sendBody = (try JSONSerialization.jsonObject(with: Data(send.utf8)) as? [String: Any]) ?? [:]
@@ -667,6 +669,19 @@ struct DeliveryTests {
             let ticket = try await app.request(.get, "/v1/tickets/\(conversation.ticket)", key: conversation.agent).json
             #expect((ticket["tags"] as? [String])?.contains("delivery-failed") == true)
             try await Self.expectNoResponse(app, conversation)
+
+            // Answered again, to an address that takes it: the tag comes off once the relay has the mail.
+            let customer = try #require(ticket["customer_id"] as? String)
+            #expect(try await app.request(.post, "/v1/customers/\(customer)/identities", key: try await app.keySecret(.orderSystem),
+                                          json: #"{"kind":"email","value":"bounce.me@work.example.jp"}"#).status == .created)
+            let resent = try await Self.answer(conversation, "別のアドレスにお送りします。", send: #"{}"#, recipients: ["bounce.me@work.example.jp"])
+            #expect(Self.state(try await Self.delivery(conversation, resent)) == "sent")
+            let cleared = try await app.request(.get, "/v1/tickets/\(conversation.ticket)", key: conversation.agent).json
+            #expect((cleared["tags"] as? [String])?.contains("delivery-failed") == false, "\(cleared)")
+            #expect(try await app.count("""
+                SELECT count(*) FROM events WHERE type = 'ticket.updated' AND data->'changes'->'tags'->'from' ? 'delivery-failed'
+                  AND NOT data->'changes'->'tags'->'to' ? 'delivery-failed'
+                """) == 1)
         }
     }
 
@@ -683,8 +698,10 @@ struct DeliveryTests {
                                                headers: [.ifMatch: "\"\(try #require(open["version"] as? Int))\""], json: #"{"status":"solved"}"#)
             #expect(solved.status == .ok, "\(solved.text)")
 
+            // A full mailbox: the address stays good, so the later answer to it counts.
             let gateway = try await app.keySecret(.gateway)
-            #expect(try await app.postMail(gateway, Self.bounce(of: first, to: "later@example.jp")).status == .created)
+            #expect(try await app.postMail(gateway, Self.bounce(of: first, to: "later@example.jp", status: "5.2.2", diagnostic: "552 5.2.2 mailbox full"))
+                .status == .created)
             #expect(try await app.request(.get, "/v1/replies/\(first)", key: conversation.agent).json["state"] as? String == "bounced")
             let after = try await AwaitingReplyTests.ticket(app, conversation.ticket, key: conversation.agent)
             #expect(after["status"] as? String == "solved", "\(after)")
@@ -711,6 +728,21 @@ struct DeliveryTests {
         }
     }
 
+    @Test("a later reply to an address that a hard bounce has since marked dead is no answer: the customer waits again")
+    func laterReplyToDeadAddress() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let (conversation, first) = try await Self.sentReply(app, to: "gone@example.jp")
+            let second = try await Self.answer(conversation, "先ほどのご案内に補足いたします。")
+            #expect(Self.state(try await Self.delivery(conversation, second)) == "sent")
+            // User unknown: the second reply went to the same dead mailbox and reached nobody either.
+            #expect(try await app.postMail(try await app.keySecret(.gateway), Self.bounce(of: first, to: "gone@example.jp")).status == .created)
+            let ticket = try #require(UUID(uuidString: conversation.ticket))
+            #expect(try await app.count("SELECT count(*) FROM tickets WHERE id = \(ticket) AND awaiting_reply_since IS NOT NULL") == 1)
+            #expect((try await AwaitingReplyTests.waiting(app, key: conversation.agent)).contains(conversation.ticket))
+        }
+    }
+
     @Test("an extra reply that bounces after the answer reached the customer puts nobody back on the unanswered list")
     func bounceOfExtraReply() async throws {
         let sink = try await SMTPSink()
@@ -720,7 +752,8 @@ struct DeliveryTests {
             #expect(Self.state(try await Self.delivery(conversation, extra)) == "sent")
             let ticket = try #require(UUID(uuidString: conversation.ticket))
             let gateway = try await app.keySecret(.gateway)
-            #expect(try await app.postMail(gateway, Self.bounce(of: extra, to: "extra@example.jp")).status == .created)
+            #expect(try await app.postMail(gateway, Self.bounce(of: extra, to: "extra@example.jp", status: "5.2.2", diagnostic: "552 5.2.2 mailbox full"))
+                .status == .created)
             #expect(try await app.request(.get, "/v1/replies/\(extra)", key: conversation.agent).json["state"] as? String == "bounced")
             let after = try await AwaitingReplyTests.ticket(app, conversation.ticket, key: conversation.agent)
             #expect((after["tags"] as? [String])?.contains("delivery-failed") == true, "\(after)")
@@ -768,12 +801,21 @@ struct DeliveryTests {
             let followUpID = try #require(followUp["id"] as? String)
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'ticket.created' AND ticket_id = \(UUID(uuidString: followUpID)!)") == 1)
 
+            // Its timeline says what happened: one note, naming the closed ticket, whom the reply was for and why it failed.
+            let notes = try #require(try await app.request(.get, "/v1/tickets/\(followUpID)/messages", key: conversation.agent).json["items"] as? [[String: Any]])
+            #expect(notes.count == 1, "\(notes)")
+            let note = try #require(notes.first)
+            #expect(note["direction"] as? String == "internal")
+            let noteText = note["body_text"] as? String ?? ""
+            #expect(noteText.contains("#\(try #require(old["number"] as? Int))") && noteText.contains("full.box@example.jp"), "\(noteText)")
+            let noteID = try #require(note["id"] as? String)
+
             // Answered there: the reply goes out, and the customer waits no more.
             #expect(try await app.request(.post, "/v1/tickets/\(followUpID)/claim", key: conversation.agent).status == .ok)
             let draft = try await app.request(.post, "/v1/tickets/\(followUpID)/replies", key: conversation.agent, json: #"{"body":"再送いたします。"}"#)
             #expect(draft.status == .created, "\(draft.text)")
             let retry = try #require(try draft.json["id"] as? String)
-            let sent = try await app.request(.post, "/v1/replies/\(retry)/send", key: conversation.agent, json: "{}")
+            let sent = try await app.request(.post, "/v1/replies/\(retry)/send", key: conversation.agent, json: #"{"last_seen_message_id":"\#(noteID)"}"#)
             #expect(sent.status == .ok, "\(sent.text)")
             let followUpConversation = Conversation(app: app, agent: conversation.agent, supervisor: conversation.supervisor, ticket: followUpID,
                                                     lastMessage: "", customerMessageID: "")

@@ -70,6 +70,7 @@ struct DeliveryRecorder: Sendable {
                 (row.replyID, ["response": outcome.attempt.response ?? "", "attempts": outcome.item.attempts, "refused": [[String: String]]()] as [String: Any])
             }
         }, actor: nil, on: connection)
+        try await TicketStore(logger: logger).clearDeliveryFailure(answeredBy: settled.map(\.replyID), on: connection)
     }
 
     private func record(_ attempt: DeliveryAttempt, for item: OutboxItem, on connection: PostgresConnection) async throws {
@@ -138,6 +139,7 @@ struct DeliveryRecorder: Sendable {
                 "response": attempt.response ?? "", "attempts": item.attempts,
                 "refused": failures.map { ["recipient": $0.0, "reply": $0.1.reply] },
             ], on: connection)
+            try await TicketStore(logger: logger).clearDeliveryFailure(answeredBy: [replyID], on: connection)
         } else {
             let error = attempt.error ?? failures.first?.1.reply ?? "no recipient took it"
             try await event(.replyFailed, replyID: replyID, data: [

@@ -131,18 +131,49 @@ struct TicketStore: Sendable {
             """, logger: logger).collect().first.map { try $0.decode(UUID.self) } ?? ticketID
         try await connection.perform("SELECT 1 FROM tickets WHERE id = \(current) FOR NO KEY UPDATE", logger: logger)
         let answered = try await answeredSince(reply: replyID, orMessage: messageID, onTimelineOf: current, on: connection)
-        try await flagDeliveryFailure(ticketID, answeredSince: answered, on: connection)
+        let failed = try await failedMessage(reply: replyID, orMessage: messageID, on: connection)
+        try await flagDeliveryFailure(ticketID, answeredSince: answered, failed: failed, on: connection)
     }
 
-    private func flagDeliveryFailure(_ ticketID: UUID, answeredSince answered: Bool, on connection: PostgresConnection) async throws {
+    /// The outbound message that did not reach the customer, for the note on a follow-up.
+    private func failedMessage(reply replyID: UUID?, orMessage messageID: UUID?, on connection: PostgresConnection) async throws -> UUID? {
+        guard let replyID else { return messageID }
+        let rows = try await connection.run("SELECT message_id FROM replies WHERE id = \(replyID)", logger: logger)
+        for try await id in rows.decode(UUID?.self) { return id }
+        return nil
+    }
+
+    /// Replies the relay or provider took answered their tickets after all: the `delivery-failed` tag
+    /// an earlier reply's failure set comes off (a `ticket.updated` names it), so the tag says what it
+    /// means — the customer has not been reached — and a resent answer does not leave it for good. Not
+    /// for an automatic acknowledgement, which answers nothing. Should this reply fail in turn, its
+    /// failure tags the ticket again.
+    func clearDeliveryFailure(answeredBy replyIDs: [UUID], on connection: PostgresConnection) async throws {
+        guard !replyIDs.isEmpty else { return }
+        let rows = try await connection.run("""
+            UPDATE tickets t
+            SET tags = array_remove(t.tags, 'delivery-failed'), version = t.version + 1, updated_at = now()
+            FROM tickets old
+            WHERE old.id = t.id AND 'delivery-failed' = ANY (t.tags)
+              AND t.id IN (SELECT r.ticket_id FROM replies r WHERE r.id = ANY (\(replyIDs)) AND NOT r.automatic)
+            RETURNING t.id, old.tags, t.tags, t.version, t.customer_id
+            """, logger: logger)
+        let events = EventStore(logger: logger)
+        for try await (ticketID, before, after, version, customerID) in rows.decode((UUID, [String], [String], Int64, UUID).self) {
+            try await events.record(.ticketUpdated, ticketID: ticketID, customerID: customerID, actor: nil,
+                                    data: ["changes": ["tags": ["from": before, "to": after]], "version": version], on: connection)
+        }
+    }
+
+    private func flagDeliveryFailure(_ ticketID: UUID, answeredSince answered: Bool, failed: UUID?, on connection: PostgresConnection) async throws {
         // A reply of a ticket merged since: the ticket it went into is where someone answers now
         // (read again under the lock: a merge may have committed while the lock was awaited).
         let merged = try await connection.run("SELECT merged_into FROM tickets WHERE id = \(ticketID)", logger: logger)
         for try await survivor in merged.decode(UUID?.self) {
-            if let survivor { return try await flagDeliveryFailure(survivor, answeredSince: answered, on: connection) }
+            if let survivor { return try await flagDeliveryFailure(survivor, answeredSince: answered, failed: failed, on: connection) }
         }
-        if !answered, let followUp = try await followUpForFailure(onClosed: ticketID, on: connection) {
-            return try await flagDeliveryFailure(followUp, answeredSince: false, on: connection)
+        if !answered, let followUp = try await followUpForFailure(onClosed: ticketID, failed: failed, on: connection) {
+            return try await flagDeliveryFailure(followUp, answeredSince: false, failed: failed, on: connection)
         }
         let rows = try await connection.run("""
             UPDATE tickets t
@@ -192,6 +223,11 @@ struct TicketStore: Sendable {
                   AND other.direction = 'outbound' AND other.id <> \(failed)
                   AND other.created_at > coalesce((SELECT last_customer_message_at FROM tickets WHERE id = \(ticketID)), '-infinity')
                   AND r.state IN ('queued', 'sent') AND NOT r.automatic AND o.state IS DISTINCT FROM 'held'
+                  -- Not one to an address now known dead (this failure may have just marked it):
+                  -- it is on its way to the same end, and nobody else would answer meanwhile.
+                  AND EXISTS (SELECT 1 FROM unnest(r.recipients) AS sent(value)
+                              WHERE NOT EXISTS (SELECT 1 FROM customer_identities i
+                                                WHERE i.value = sent.value AND i.undeliverable_at IS NOT NULL))
                   AND coalesce(other.metadata->'delivery'->>'status', '') <> ALL(\(SmsDeliveryReport.failureStatuses)::text[]))
             """, logger: logger)
         for try await answered in rows.decode(Bool.self) { return answered }
@@ -202,7 +238,9 @@ struct TicketStore: Sendable {
     /// one, as a customer writing on a closed ticket starts a new ticket linked to it. It carries
     /// the closed ticket's customer, subject, queue, priority, category, assignee and SLA policy,
     /// and the customer waits on it from its opening. nil for a ticket that is not closed.
-    private func followUpForFailure(onClosed ticketID: UUID, on connection: PostgresConnection) async throws -> UUID? {
+    /// A new one opens with a note of what failed (`failed`, the outbound message): its timeline was
+    /// empty, and whoever picked it up could not tell what to answer, nor to whom.
+    private func followUpForFailure(onClosed ticketID: UUID, failed: UUID?, on connection: PostgresConnection) async throws -> UUID? {
         let found = try await connection.run("""
             SELECT t.status = 'closed',
                    (SELECT f.id FROM tickets f
@@ -238,9 +276,38 @@ struct TicketStore: Sendable {
             try await EventStore(logger: logger).record(
                 .ticketCreated, ticketID: id, customerID: customerID, actor: nil,
                 data: ["channel": channel, "number": number, "related_ticket_id": ticketID.lowercased], on: connection)
+            try await noteFailure(on: id, channel: channel, closed: ticketID, failed: failed, customerID: customerID, on: connection)
             return id
         }
         return nil
+    }
+
+    /// The note a follow-up for a failure opens with, by the desk's own agent (as automatic replies
+    /// are): which ticket was closed, which reply did not reach whom, and why, as far as known.
+    private func noteFailure(on followUp: UUID, channel: String, closed: UUID, failed: UUID?, customerID: UUID,
+                             on connection: PostgresConnection) async throws {
+        let rows = try await connection.run("""
+            SELECT c.number, m.to_addresses, coalesce(m.metadata->'delivery'->>'error', o.last_error,
+                   CASE WHEN r.state = 'bounced' THEN 'a bounce came back' END)
+            FROM tickets c
+            LEFT JOIN messages m ON m.id = \(failed)
+            LEFT JOIN replies r ON r.message_id = m.id
+            LEFT JOIN outbox o ON o.reply_id = r.id
+            WHERE c.id = \(closed)
+            """, logger: logger)
+        for try await (number, recipients, reason) in rows.decode((Int64, [String]?, String?).self) {
+            var text = "Ticket #\(number) was closed when our reply"
+            if let recipients, !recipients.isEmpty { text += " to \(recipients.joined(separator: ", "))" }
+            text += " did not reach the customer"
+            if let reason, !reason.isEmpty { text += " (\(Text.limit(reason, 500)))" }
+            text += ". Answer them another way: their other contacts are on their record. / 返信が届きませんでした。別の連絡先でご対応ください。"
+            let note = try await MessageStore(logger: logger).insertNote(
+                ticketID: followUp, channel: Channel(rawValue: channel) ?? .email, agentID: AutomaticReply.agentID, body: text,
+                metadata: ["mentions": [String](), "source": "delivery_failure"], on: connection)
+            try await EventStore(logger: logger).record(
+                .noteAdded, ticketID: followUp, customerID: customerID, messageID: note.id, actor: nil,
+                data: ["mentions": [String]()], on: connection)
+        }
     }
 
     /// The live customer of `ticketID`, share-locked as `identity_owner` locks an owner: the end of

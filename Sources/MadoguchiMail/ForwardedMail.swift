@@ -25,12 +25,23 @@ public struct ForwardedMail: Sendable, Equatable {
 }
 
 extension ParsedMail {
-    /// The forwarded mail, when this mail is a forward whose original sender has an address.
-    public func forwardedMail() -> ForwardedMail? {
-        if let attached = ForwardedMail.attachedOriginal(of: self) { return attached }
-        // Every inline forward's header block is history to the splitter: no quoted text, no forward.
-        guard !quotedText.isEmpty else { return nil }
-        return ForwardedMail.inlineOriginal(in: text, subjectIsForward: ForwardedMail.isForwardSubject(subject))
+    /// The mails this one forwards, outermost first (a forward of a forward names the colleague,
+    /// then the customer), at most five; empty when it is no forward. Which of them is the customer
+    /// is the caller's to decide: the desk knows its agents and its own address, the parser does not.
+    /// A reply is no forward, whatever it quotes: a subject that starts with "Re:", or a separator
+    /// under an "On … wrote:" line (an HTML reply quotes without `>`).
+    public func forwardedMails() -> [ForwardedMail] {
+        guard mayBeForward else { return [] }
+        if let attached = ForwardedMail.attachedOriginal(of: self) { return [attached] }
+        return ForwardedMail.inlineOriginals(in: text, subjectIsForward: ForwardedMail.isForwardSubject(subject))
+    }
+
+    /// Cheap to ask: whether `forwardedMails` can find anything (a separator is history to the
+    /// splitter, so an inline forward has quoted text; or one mail attached whole), and the subject
+    /// is not a reply's.
+    public var mayBeForward: Bool {
+        guard !ForwardedMail.isReplySubject(subject) else { return false }
+        return !quotedText.isEmpty || attachments.contains { $0.mediaType == "message/rfc822" }
     }
 }
 
@@ -43,6 +54,13 @@ extension ForwardedMail {
     }
 
     private static let forwardPrefixes = ["fwd", "fw", "転送", "tr", "wg", "rv", "enc", "doorst"]
+
+    /// "Re:", "返信:", "AW:" … first: an answer, though it may quote a forward.
+    static func isReplySubject(_ subject: String?) -> Bool {
+        guard let subject else { return false }
+        let lower = ReplySplitter.trim(subject).lowercased().precomposedStringWithCompatibilityMapping
+        return ["re", "返信", "aw", "sv", "vs", "antw", "odp", "res"].contains { lower.hasPrefix($0 + ":") || lower.hasPrefix($0 + "：") }
+    }
 
     /// The subject without its forward prefix ("Fwd: Re: 返品" → "Re: 返品").
     public static func withoutForwardPrefix(_ subject: String?) -> String? {
@@ -71,26 +89,36 @@ extension ForwardedMail {
 
     // MARK: - Written inline
 
-    /// The first forward separator or header block in `text`, the header block under it and the
-    /// text under that. A block under "-----Original Message-----" or a bare `From:` block is a
-    /// reply's quoted history unless the subject says forward.
-    static func inlineOriginal(in text: String, subjectIsForward: Bool) -> ForwardedMail? {
+    /// Every forward separator or header block in `text`, in order, each with the header block under
+    /// it and the text under that; the note is what the forwarder wrote above the first. A block under
+    /// "-----Original Message-----" or a bare `From:` block is a reply's quoted history unless the
+    /// subject says forward; nothing under an attribution line ("On … wrote:") is a forward of this
+    /// mail's sender.
+    static func inlineOriginals(in text: String, subjectIsForward: Bool) -> [ForwardedMail] {
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { String($0) }
-        let lowered = lines.map { ReplySplitter.trim($0).lowercased() }
-        for index in lowered.indices {
+        let trimmed = lines.map(ReplySplitter.trim)
+        let lowered = trimmed.map { $0.lowercased() }
+        var found: [ForwardedMail] = []
+        var note: String?
+        var index = 0
+        while index < lowered.count, found.count < 5 {
+            if note == nil, ReplySplitter.isAttributionLine(trimmed, at: index) { break }
             let explicit = isForwardSeparator(lowered[index])
-            guard explicit || ReplySplitter.isHistoryStart(lowered, at: index) else { continue }
-            guard explicit || subjectIsForward else { return nil }
+            guard explicit || ReplySplitter.isHistoryStart(lowered, at: index) else { index += 1; continue }
+            guard explicit || subjectIsForward else { break }
             // The header block starts on the line itself when it is the `From:` line.
             let blockStart = HeaderBlock.fieldName(of: lowered[index]) == nil ? index + 1 : index
-            guard let block = HeaderBlock(lines, from: blockStart), let from = block.from else { return nil }
-            let body = lines[block.end...].joined(separator: "\n")
-            let split = ReplySplitter.split(body)
-            let note = ReplySplitter.split(lines[..<index].joined(separator: "\n")).visible
-            return ForwardedMail(from: from, subject: block.subject, text: body.trimmedNote, visibleText: split.visible,
-                                 quotedText: split.quoted, note: note.trimmedNote, messageID: nil)
+            guard let block = HeaderBlock(lines, from: blockStart) else { index += 1; continue }
+            if note == nil { note = ReplySplitter.split(lines[..<index].joined(separator: "\n")).visible.trimmedNote }
+            if let from = block.from {
+                let body = lines[block.end...].joined(separator: "\n")
+                let split = ReplySplitter.split(body)
+                found.append(ForwardedMail(from: from, subject: block.subject, text: body.trimmedNote, visibleText: split.visible,
+                                           quotedText: split.quoted, note: note ?? "", messageID: nil))
+            }
+            index = max(block.end, index + 1)
         }
-        return nil
+        return found
     }
 
     /// Lines that say a forwarded mail follows, whatever the subject.
@@ -164,6 +192,14 @@ extension ForwardedMail {
             }
             if let mailto = cleaned.range(of: "<mailto:") {
                 cleaned = String(cleaned[..<mailto.lowerBound]) + ">"
+            }
+            // One mailbox, named as written before its <address>: Outlook's "Tanaka, Ichiro <i@x>" is
+            // no list of two (its comma is the name's).
+            if let open = cleaned.firstIndex(of: "<"), let close = cleaned[open...].firstIndex(of: ">") {
+                let address = String(cleaned[cleaned.index(after: open)..<close])
+                guard address.contains("@"), let parsed = MailAddress.list(Array("<\(address)>".utf8)).first else { return nil }
+                let name = cleaned[..<open].trimmingCharacters(in: CharacterSet(charactersIn: " \t\"'"))
+                return MailAddress(name: name.isEmpty ? nil : name, address: parsed.address)
             }
             guard let found = MailAddress.list(Array(cleaned.utf8)).first, found.address.contains("@") else { return nil }
             return found

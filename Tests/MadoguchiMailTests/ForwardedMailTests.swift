@@ -23,7 +23,7 @@ struct ForwardedMailTests {
             サイズが合わないので返品したいです。
 
             山田
-            """).forwardedMail())
+            """).forwardedMails().first)
         #expect(forward.from == MailAddress(name: "山田 花子", address: "Hanako@example.jp"))   // the domain lower-cased, as in any From
         #expect(forward.subject == "返品について")
         #expect(forward.visibleText == "サイズが合わないので返品したいです。\n\n山田")
@@ -40,7 +40,7 @@ struct ForwardedMailTests {
             宛先: owner@shop.example
 
             まだ届きません。
-            """).forwardedMail())
+            """).forwardedMails().first)
         #expect(thunderbird.from.address == "sato@docomo.ne.jp")
         #expect(thunderbird.subject == "配送状況")
         #expect(thunderbird.visibleText == "まだ届きません。")
@@ -55,7 +55,7 @@ struct ForwardedMailTests {
             To: owner@shop.example
 
             Where is my parcel?
-            """).forwardedMail())
+            """).forwardedMails().first)
         #expect(apple.from == MailAddress(name: "Jane Roe", address: "jane@example.com"))
 
         let outlook = try #require(mail(subject: "FW: 請求書", body: """
@@ -68,7 +68,7 @@ struct ForwardedMailTests {
             *Subject:* 請求書
 
             請求書を再発行してください。
-            """).forwardedMail())
+            """).forwardedMails().first)
         #expect(outlook.from == MailAddress(name: "Kato Ichiro", address: "kato@example.co.jp"))
         #expect(outlook.subject == "請求書")
         #expect(outlook.note == "経理の件です。")
@@ -86,10 +86,41 @@ struct ForwardedMailTests {
 
             返品を承りました。
             """)
-        #expect(reply.forwardedMail() == nil)
-        #expect(mail(subject: "Hello", body: "Just a question.").forwardedMail() == nil)
+        #expect(reply.forwardedMails().isEmpty)
+        #expect(mail(subject: "Hello", body: "Just a question.").forwardedMails().isEmpty)
         // A forward separator with no sender's address under it: nobody to file it under.
-        #expect(mail(subject: "Fwd: x", body: "---------- Forwarded message ---------\nFrom: Taro Yamada\nSubject: x\n\ntext").forwardedMail() == nil)
+        #expect(mail(subject: "Fwd: x", body: "---------- Forwarded message ---------\nFrom: Taro Yamada\nSubject: x\n\ntext").forwardedMails().isEmpty)
+    }
+
+    @Test("""
+        a forward of a forward names every sender in order; a reply quoting a forward (Re:, or under an \
+        attribution line as HTML replies quote) names none; Outlook's 'Last, First <address>' is one sender
+        """)
+    func nestedAndQuoted() throws {
+        let nested = mail(subject: "Fwd: Fwd: 交換", body: """
+            店長、お願いします。
+
+            ---------- Forwarded message ---------
+            From: 同僚 <colleague@shop.example>
+            Subject: Fwd: 交換
+
+            ---------- Forwarded message ---------
+            From: "Tanaka, Ichiro" <ichiro@example.jp>
+            Subject: 交換
+
+            交換してください。
+            """).forwardedMails()
+        #expect(nested.map(\.from.address) == ["colleague@shop.example", "ichiro@example.jp"])
+        #expect(nested.last?.from.name == "Tanaka, Ichiro")
+        #expect(nested.last?.visibleText == "交換してください。")
+        #expect(nested.allSatisfy { $0.note == "店長、お願いします。" })
+        let outlook = mail(subject: "FW: 請求", body: "________________________________\nFrom: Tanaka, Ichiro <ichiro@example.jp>\nSent: Monday\nSubject: 請求\n\n本文").forwardedMails()
+        #expect(outlook.first?.from == MailAddress(name: "Tanaka, Ichiro", address: "ichiro@example.jp"))
+
+        let forwarded = "---------- Forwarded message ---------\nFrom: Jiro <jiro@example.jp>\nSubject: 配送\n\n届きません"
+        #expect(mail(subject: "Re: Fwd: 配送について", body: "対応しました。\n\n" + forwarded).forwardedMails().isEmpty)
+        #expect(mail(subject: "配送について", body: "対応しました。\n\nOn Mon, 7 Dec 2026 at 10:00, 店長 <owner@shop.example> wrote:\n" + forwarded)
+            .forwardedMails().isEmpty)
     }
 
     @Test("a mail attached whole under Fwd: is the original, with its Message-ID; two attached mails are a bundle")
@@ -106,7 +137,7 @@ struct ForwardedMailTests {
             \(original)
             --b--
             """
-        let forward = try #require(mail(subject: "Fwd: 在庫", body: body, contentType: "multipart/mixed; boundary=\"b\"").forwardedMail())
+        let forward = try #require(mail(subject: "Fwd: 在庫", body: body, contentType: "multipart/mixed; boundary=\"b\"").forwardedMails().first)
         #expect(forward.from.address == "mika@ezweb.ne.jp")
         #expect(forward.subject == "在庫")
         #expect(forward.messageID == "orig@ezweb.ne.jp")
@@ -114,7 +145,7 @@ struct ForwardedMailTests {
         #expect(forward.note == "お願いします")
 
         let two = body.replacingOccurrences(of: "--b--", with: "--b\nContent-Type: message/rfc822\n\n\(original)\n--b--")
-        #expect(mail(subject: "Fwd: 在庫", body: two, contentType: "multipart/mixed; boundary=\"b\"").forwardedMail() == nil)
+        #expect(mail(subject: "Fwd: 在庫", body: two, contentType: "multipart/mixed; boundary=\"b\"").forwardedMails().isEmpty)
     }
 
     @Test("forward prefixes are read in several languages and taken off the subject")

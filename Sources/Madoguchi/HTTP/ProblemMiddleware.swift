@@ -156,7 +156,8 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         // about a parameter, nor about JSON the caller never sent.
         if quoted == nil, path.isEmpty, message.contains("not valid JSON"), !hasBody || fields[.contentType] == nil {
             return Problem(.malformedBody, status: .badRequest, title: "Malformed request body",
-                           detail: "This operation takes a JSON body (at least {}); the request had none.")
+                           detail: hasBody ? "This operation takes a JSON body (at least {}) as application/json; the request's was empty or not JSON."
+                                           : "This operation takes a JSON body (at least {}); the request had none.")
         }
         if !hasBody || quoted != nil {
             let culprit = quoted

@@ -31,15 +31,14 @@ struct EmailIngest: Sendable {
         let mail = try await Self.parse(bytes)
         let readable = unreadableReason(mail, bytes: bytes) == nil
         let providerID = Self.providerID(of: mail, bytes: bytes)
-        let forward = Self.forwardedMail(in: mail)
         return try await database.withTransaction { connection in
             if let outcome = try await payloads.replay(idempotencyKey: idempotencyKey, channel: .email, apiKeyID: apiKeyID, body: bytes, on: connection) {
                 return .replayed(outcome)
             }
             let payloadID = try await payloads.insert(
                 channel: .email, idempotencyKey: idempotencyKey, body: bytes, contentType: "message/rfc822", apiKeyID: apiKeyID,
-                thenLock: readable ? Self.lockKeys(of: mail, forward: forward, providerID: providerID) : [], on: connection)
-            return try await process(mail, forward: forward, bytes: bytes, payloadID: payloadID, providerLocked: readable, on: connection)
+                thenLock: readable ? Self.lockKeys(of: mail, providerID: providerID) : [], on: connection)
+            return try await process(mail, bytes: bytes, payloadID: payloadID, providerLocked: readable, on: connection)
         }
     }
 
@@ -77,10 +76,11 @@ struct EmailIngest: Sendable {
     /// The advisory lock that serializes every attempt to take in one mail.
     static func lockKey(_ providerID: String) -> String { "email-message:\(providerID)" }
 
-    /// The locks a readable mail is taken in under, in order: the message's, then the identities
-    /// its first read relies on (`filedIdentities`).
-    static func lockKeys(of mail: ParsedMail, forward: ForwardedMail?, providerID: String) -> [String] {
-        [lockKey(providerID)] + IdentityStore.lockKeys(filedIdentities(of: mail, forward: forward))
+    /// The locks a readable mail is taken in under, in order: the message's, then its sender's
+    /// identity's (`filedSender`), which the mail's first read relies on. (An agent's forward takes
+    /// its original sender's lock after these: `ForwardingAgent`.)
+    static func lockKeys(of mail: ParsedMail, providerID: String) -> [String] {
+        [lockKey(providerID)] + (filedSender(of: mail).map { [IdentityStore.lockKey(kind: .email, value: $0.address)] } ?? [])
     }
 
     /// Runs a stored payload through ingest again (after a fix for one that could not be read).
@@ -102,8 +102,7 @@ struct EmailIngest: Sendable {
                 throw Problem(.alreadyProcessed, status: .conflict, title: "Rejected payload", detail: "This payload was rejected on arrival and is kept for the record only.")
             }
             let bytes = try await payloads.rawBody(id: payloadID, on: connection)?.bytes ?? []
-            let mail = try await Self.parse(bytes)
-            return try await process(mail, forward: Self.forwardedMail(in: mail), bytes: bytes, payloadID: payloadID, providerLocked: false, on: connection)
+            return try await process(try await Self.parse(bytes), bytes: bytes, payloadID: payloadID, providerLocked: false, on: connection)
         }
     }
 
@@ -125,7 +124,7 @@ struct EmailIngest: Sendable {
 
     /// `providerLocked`: the mail's lock, and its sender's identity's, were taken when its payload was stored.
     private func process(
-        _ mail: ParsedMail, forward: ForwardedMail?, bytes: [UInt8], payloadID: UUID, providerLocked: Bool, on connection: PostgresConnection
+        _ mail: ParsedMail, bytes: [UInt8], payloadID: UUID, providerLocked: Bool, on connection: PostgresConnection
     ) async throws -> IngestAnswer {
         if let reason = unreadableReason(mail, bytes: bytes) {
             var outcome = Outcome(inboundID: payloadID, channel: .email, parseStatus: .failed)
@@ -137,19 +136,18 @@ struct EmailIngest: Sendable {
 
         var providerID = Self.providerID(of: mail, bytes: bytes)
         // A stored payload reprocessed takes the locks a new one took with its insert.
-        if !providerLocked { try await AdvisoryLock.take(Self.lockKeys(of: mail, forward: forward, providerID: providerID), on: connection, logger: logger) }
+        if !providerLocked { try await AdvisoryLock.take(Self.lockKeys(of: mail, providerID: providerID), on: connection, logger: logger) }
         // Under both locks: whether the mail was taken in before, and who its sender is, in one read.
-        let identities = Self.filedIdentities(of: mail, forward: forward)
+        let identities = Self.filedSender(of: mail).map { [(kind: Customer.Identity.Kind.email, value: $0.address)] } ?? []
         let threadIDs = Self.isFiled(mail) ? EmailThreader.headerCandidates(of: mail).map(\.id) : []
         var read = try await payloads.firstAnswer(
             channel: .email, provider: "", providerMessageID: providerID, excluding: payloadID, ownersOf: identities,
             threadIDs: threadIDs, on: connection)
         // The same Message-ID from someone else is not a retry of that mail (a mailer reusing ids, or
         // a copied one): it is taken in under an id of its own, which its own retries find.
-        // (An agent's forward was stored as its original sender's: `ForwardingAgent`.)
-        let senders = [mail.from?.address, forward?.from.address, forward.flatMap { Self.usableSender($0.from)?.address }].compactMap { $0?.lowercased() }
+        // (`firstSender` of an agent's forward is the agent: `InboundPayloadStore.firstAnswer`.)
         if let firstSender = read.firstSender, let sender = mail.from?.address, !sender.isEmpty, let messageID = mail.messageID,
-           !senders.contains(firstSender.lowercased()) {
+           firstSender.lowercased() != sender.lowercased() {
             providerID = Self.collidingID(messageID, sender: sender)
             read = try await payloads.firstAnswer(
                 channel: .email, provider: "", providerMessageID: providerID, excluding: payloadID, ownersOf: identities,
@@ -164,15 +162,12 @@ struct EmailIngest: Sendable {
         var outcome = Outcome(inboundID: payloadID, channel: .email)
         outcome.classification = Message.Classification(mail.classification)
         outcome.defects = mail.defects.isEmpty ? nil : mail.defects.map(Text.clean)
-        var delivery = Delivery(mail: mail, payloadID: payloadID, providerID: providerID, threadMatches: read.threadMatches)
-        delivery.forward = forward
+        let delivery = Delivery(mail: mail, payloadID: payloadID, providerID: providerID, threadMatches: read.threadMatches)
         switch mail.classification {
         case .bounce, .feedbackReport, .deliveryReport:
             try await takeReport(delivery, outcome: &outcome, on: connection)
         case .customer, .autoReply:
-            // Position 0 is the sender's identity when it has one (`filedIdentities`).
-            let senderUndeliverable = Self.filedSender(of: mail) != nil && read.undeliverable.contains(0)
-            try await takeCustomerMail(delivery, senderOwner: senderOwner, senderUndeliverable: senderUndeliverable, outcome: &outcome, on: connection)
+            try await takeCustomerMail(delivery, senderOwner: senderOwner, senderUndeliverable: read.undeliverable.contains(0), outcome: &outcome, on: connection)
         }
         try await payloads.finish(payloadID, providerMessageID: providerID, answer: .ingest(.taken(outcome)), messageID: outcome.messageID, on: connection)
         return .taken(outcome)
@@ -186,8 +181,6 @@ struct EmailIngest: Sendable {
         let providerID: String
         /// The messages its thread headers name, read with its first read.
         let threadMatches: [EmailThreader.HeaderMatch]
-        /// The mail it forwards, if it is a forward (believed only from an agent: `ForwardingAgent`).
-        var forward: ForwardedMail?
 
         func message(ticketID: UUID, customerID: UUID, threadingReason: String?, forwardedBy: ForwardingAgent?) throws -> NewMessage {
             try NewMessage(mail: mail, payloadID: payloadID, providerID: providerID, ticketID: ticketID, customerID: customerID,
@@ -233,31 +226,21 @@ struct EmailIngest: Sendable {
         isFiled(mail) ? sender(of: mail) : nil
     }
 
-    /// A customer's mail that forwards another (`ParsedMail.forwardedMail`), from someone else than
-    /// its sender: read before the transaction, believed in it only when an agent sent it.
-    static func forwardedMail(in mail: ParsedMail) -> ForwardedMail? {
-        guard mail.classification == .customer, let forward = mail.forwardedMail(),
-              let original = usableSender(forward.from), original.address != sender(of: mail)?.address else { return nil }
-        return forward
-    }
-
-    /// The identities a mail's transaction locks and reads, the filed sender's first: a forward's
-    /// original sender's too, under whom the mail is filed when an agent forwarded it.
-    static func filedIdentities(of mail: ParsedMail, forward: ForwardedMail?) -> [(kind: Customer.Identity.Kind, value: String)] {
-        ([filedSender(of: mail)] + [forward.flatMap { usableSender($0.from) }]).compactMap { $0 }.map { (.email, $0.address) }
-    }
-
     /// The sender's identity lock is already held (`lockKeys(of:providerID:)`, taken with the
     /// payload's insert or, reprocessing a stored payload, by `process`).
     private func takeCustomerMail(
         _ delivery: Delivery, senderOwner: IdentityStore.OwnersRead, senderUndeliverable: Bool, outcome: inout Outcome, on connection: PostgresConnection
     ) async throws {
         let mail = delivery.mail
-        // An agent's forward is the customer's mail: filed under its original sender.
-        let forwardedBy = try await ForwardingAgent.of(mail, forward: delivery.forward, on: connection, logger: logger)
+        // An agent's forward is the customer's mail: filed under its original sender, whose
+        // identity is locked and looked up now.
+        let forwardedBy = try await ForwardingAgent.of(mail, ownAddress: automaticReply.ownAddress, on: connection, logger: logger)
         let sender = forwardedBy?.original ?? Self.sender(of: mail)
         var customerID: UUID?
-        if let sender {
+        if let forwardedBy {
+            try await identities.lock([(.email, forwardedBy.original.address)], on: connection)
+            customerID = try await identities.owner(kind: .email, value: forwardedBy.original.address, on: connection)
+        } else if let sender {
             customerID = try await identities.owner(kind: .email, value: sender.address, read: senderOwner, on: connection)
         }
         let threader = EmailThreader(logger: logger, subjectWindow: subjectWindow, ownAddress: automaticReply.ownAddress)
@@ -316,7 +299,7 @@ struct EmailIngest: Sendable {
             return
         }
         // Not for a From its domain disowns: one forged mail would otherwise lift the mark.
-        if senderUndeliverable, !isAutoReply, !AutomaticReply.failsDMARC(mail), let sender {
+        if senderUndeliverable, !isAutoReply, !AutomaticReply.failsDMARC(mail), forwardedBy == nil, let sender {
             try await markDeliverableAgain(sender.address, customerID: customerID, on: connection)
         }
         if opened, let sender {

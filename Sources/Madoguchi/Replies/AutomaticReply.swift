@@ -41,14 +41,17 @@ struct AutomaticReply: Sendable {
         }
         if mail.listID != nil { return "the mail came through a mailing list" }
         if mail.classification != .customer { return "the mail is a \(mail.classification.rawValue)" }
-        let local = sender.split(separator: "@").first.map { $0.lowercased() } ?? ""
-        let machines = ["mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply", "do-not-reply", "bounce", "bounces", "auto-reply"]
-        if machines.contains(where: { local == $0 || local.hasPrefix($0 + "+") || local.hasPrefix($0 + "-") }) {
-            return "\(sender) is a machine's address"
-        }
+        if isMachineAddress(sender) { return "\(sender) is a machine's address" }
         if let own = ownAddress, Self.baseAddress(sender) == Self.baseAddress(own) { return "\(sender) is our own address" }
         if failsDMARC(mail) { return "the sender's domain disowns the mail (DMARC fail): \(sender) may be forged" }
         return nil
+    }
+
+    /// mailer-daemon@, no-reply@ and their kind: nobody reads what goes there.
+    static func isMachineAddress(_ address: String) -> Bool {
+        let local = address.split(separator: "@").first.map { $0.lowercased() } ?? ""
+        let machines = ["mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply", "do-not-reply", "bounce", "bounces", "auto-reply"]
+        return machines.contains { local == $0 || local.hasPrefix($0 + "+") || local.hasPrefix($0 + "-") }
     }
 
     /// An `Authentication-Results` field (RFC 8601) saying `dmarc=fail`: the From domain's owner says

@@ -169,6 +169,10 @@ extension Components.Schemas.Message {
             emailMessageId: message.emailMessageID,
             inReplyTo: message.inReplyTo,
             threadingReason: message.threadingReason,
+            forwardedBy: message.forwardedBy.flatMap { forward in
+                guard let agent = forward["agent_id"].flatMap(UUID.init(uuidString:)), let address = forward["address"] else { return nil }
+                return .init(agentId: agent.resourceID, address: address)
+            },
             attachments: message.attachments.map { attachment in
                 .init(
                     id: attachment.id.resourceID,

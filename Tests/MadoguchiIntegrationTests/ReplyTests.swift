@@ -174,6 +174,35 @@ struct ReplyTests {
         }
     }
 
+    @Test("""
+        an agent who judged a finding wrong confirms its kind and the reply goes, recorded in reply.sent; \
+        a wrong customer's name cannot be confirmed away, nor a kind the text does not have waved through another
+        """)
+    func confirmFindings() async throws {
+        try await TestApp.run { app in
+            let scene = try await Self.scene(app)
+            _ = try await app.customer(name: "佐藤 次郎", email: "taro@example.jp")
+            let mentioned = try await Self.draft(scene, #"{"body":"山田 花子 様\n添付ファイルではなく、マイページからご確認ください。"}"#)
+            let send = { (reply: String, confirm: String) in
+                try await app.request(.post, "/v1/replies/\(reply)/send", key: scene.agent.secret,
+                                      json: #"{"last_seen_message_id":"\#(scene.lastMessage.uuidString)","confirm_findings":\#(confirm)}"#)
+            }
+            // Confirming the other kind leaves this one standing.
+            try expectProblem(try await send(mentioned, #"["leftover-placeholder"]"#), .unprocessableContent, "missing-attachment")
+            let wrongName = try await Self.draft(scene, #"{"body":"佐藤 次郎 様\n添付ファイルではなく、マイページから。"}"#)
+            try expectProblem(try await send(wrongName, #"["missing-attachment"]"#), .unprocessableContent, "wrong-customer-name")
+            let unknownKind = try await send(mentioned, #"["wrong-customer-name"]"#)
+            try expectProblem(unknownKind, .badRequest, "malformed-body")
+            #expect(try await Self.outboxCount(app) == 0)
+
+            let sent = try await send(mentioned, #"["missing-attachment"]"#)
+            #expect(sent.status == .ok, "\(sent.text)")
+            #expect(try await app.count("""
+                SELECT count(*) FROM events WHERE type = 'reply.sent' AND data->'confirmed_findings' = '["missing-attachment"]'::jsonb
+                """) == 1)
+        }
+    }
+
     @Test("each send guard refuses with its own problem type, every finding placed, and nothing sent", arguments: [
         (#"{"body":"山田 花子 様\nご注文番号●●の件、{{order.date}}に発送します。"}"#, "leftover-placeholder", 2),
         (#"{"body":"   "}"#, "empty-body", 1),

@@ -107,6 +107,7 @@ extension APIHandler {
                                        target: input.path.replyId.uuid, body: body, logger: logger)
         let reply = try await replies.send(
             replyID: input.path.replyId.uuid, lastSeenMessageID: body.lastSeenMessageId?.uuid, confirmUndeliverable: body.confirmUndeliverable ?? false,
+            confirmed: Set((body.confirmFindings ?? []).compactMap { SendGuard.Finding.Kind(rawValue: $0.rawValue) }),
             by: principal, agentID: agentID, replay: replay)
         return .ok(.init(body: .json(try await replyResource(reply))))
     }
@@ -143,6 +144,7 @@ extension APIHandler {
         guard case .json(let body) = input.body else { throw Problem.internalError }
         let reply = try await replies.submit(
             replyID: input.path.replyId.uuid, lastSeenMessageID: body.lastSeenMessageId?.uuid, confirmUndeliverable: body.confirmUndeliverable ?? false,
+            confirmed: Set((body.confirmFindings ?? []).compactMap { SendGuard.Finding.Kind(rawValue: $0.rawValue) }),
             by: principal, agentID: agentID)
         return .ok(.init(body: .json(try await replyResource(reply))))
     }
@@ -156,6 +158,7 @@ extension APIHandler {
                                        target: input.path.replyId.uuid, body: body, logger: logger)
         let reply = try await replies.approve(
             replyID: input.path.replyId.uuid, version: body.version, lastSeenMessageID: body.lastSeenMessageId?.uuid, confirmUndeliverable: body.confirmUndeliverable ?? false,
+            confirmed: Set((body.confirmFindings ?? []).compactMap { SendGuard.Finding.Kind(rawValue: $0.rawValue) }),
             by: principal, agentID: agentID, replay: replay)
         return .ok(.init(body: .json(try await replyResource(reply))))
     }

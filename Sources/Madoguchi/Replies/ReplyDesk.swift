@@ -77,8 +77,8 @@ struct ReplyDesk: Sendable {
     /// records the outbound message and its outbox row, so what was checked is what goes out.
     /// `replay`: the request's `Idempotency-Key`; a retry of a send that committed gets the sent
     /// reply as the first answer did, not a 409 it could not tell from a failure.
-    func send(replyID: UUID, lastSeenMessageID: UUID?, confirmUndeliverable: Bool = false, by principal: Principal, agentID: UUID,
-              replay: RequestReplay? = nil) async throws -> Reply {
+    func send(replyID: UUID, lastSeenMessageID: UUID?, confirmUndeliverable: Bool = false, confirmed: Set<SendGuard.Finding.Kind> = [],
+              by principal: Principal, agentID: UUID, replay: RequestReplay? = nil) async throws -> Reply {
         try await database.withTransaction { connection in
             if let earlier = try await replay?.earlier(on: connection) { return try await replies.reply(id: earlier, on: connection) }
             let (ticket, reply) = try await lockReplyHoldingClaim(replyID, agentID: agentID, on: connection)
@@ -88,14 +88,15 @@ struct ReplyDesk: Sendable {
                               detail: "\(reason): submit this reply (POST /v1/replies/\(replyID.lowercased)/submit) for a supervisor to approve.")
             }
             let sent = try await deliver(reply, ticket: ticket, lastSeen: lastSeenMessageID, confirmUndeliverable: confirmUndeliverable,
-                                         answeredBy: agentID, by: principal, on: connection)
+                                         confirmed: confirmed, answeredBy: agentID, by: principal, on: connection)
             try await replay?.record(sent.id, on: connection)
             return sent
         }
     }
 
     /// The author asks for approval; the checks run now so that no one is asked to approve a mistake.
-    func submit(replyID: UUID, lastSeenMessageID: UUID?, confirmUndeliverable: Bool = false, by principal: Principal, agentID: UUID) async throws -> Reply {
+    func submit(replyID: UUID, lastSeenMessageID: UUID?, confirmUndeliverable: Bool = false, confirmed: Set<SendGuard.Finding.Kind> = [],
+                by principal: Principal, agentID: UUID) async throws -> Reply {
         try await database.withTransaction { connection in
             let (ticket, reply) = try await lockReplyHoldingClaim(replyID, agentID: agentID, on: connection)
             // A reply someone else submitted is the claim holder's to submit again as it stands: its
@@ -103,7 +104,8 @@ struct ReplyDesk: Sendable {
             guard reply.state == .draft || (reply.state == .submitted && reply.submittedBy != agentID) else {
                 throw Problem.replyNotSubmittable(reply)
             }
-            try await checks.check(reply, ticket: ticket, lastSeen: lastSeenMessageID, reader: agentID, confirmUndeliverable: confirmUndeliverable, on: connection)
+            try await checks.check(reply, ticket: ticket, lastSeen: lastSeenMessageID, reader: agentID, confirmUndeliverable: confirmUndeliverable,
+                                   confirmed: confirmed, on: connection)
             let submitted = try await replies.submit(replyID, by: agentID, on: connection)
             try await events.record(.replySubmitted, ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
                                     data: ["reply_id": replyID.lowercased], on: connection)
@@ -119,7 +121,8 @@ struct ReplyDesk: Sendable {
     /// `version` is the one the supervisor read: a reply edited and submitted again since is not sent.
     /// With `replay`, a retry of an approval that committed gets the reply it sent, not a 409
     /// saying the reply is no longer awaiting approval.
-    func approve(replyID: UUID, version: Int64, lastSeenMessageID: UUID?, confirmUndeliverable: Bool = false, by principal: Principal, agentID: UUID,
+    func approve(replyID: UUID, version: Int64, lastSeenMessageID: UUID?, confirmUndeliverable: Bool = false,
+                 confirmed: Set<SendGuard.Finding.Kind> = [], by principal: Principal, agentID: UUID,
                  replay: RequestReplay? = nil) async throws -> Reply {
         try await database.withTransaction { connection in
             if let earlier = try await replay?.earlier(on: connection) { return try await replies.reply(id: earlier, on: connection) }
@@ -143,7 +146,7 @@ struct ReplyDesk: Sendable {
             try await events.record(.replyApproved, ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
                                     data: ["reply_id": replyID.lowercased], on: connection)
             let sent = try await deliver(reply, ticket: ticket, lastSeen: lastSeenMessageID, confirmUndeliverable: confirmUndeliverable,
-                                         answeredBy: submitter, by: principal, on: connection)
+                                         confirmed: confirmed, answeredBy: submitter, by: principal, on: connection)
             try await replay?.record(sent.id, on: connection)
             return sent
         }
@@ -247,11 +250,12 @@ struct ReplyDesk: Sendable {
     /// (not the approver). A colleague's draft taken over, edited and sent is the sender's answer:
     /// credited to the draft's first author, their report counted a reply they never sent.
     private func deliver(
-        _ reply: Reply, ticket: Ticket, lastSeen: UUID?, confirmUndeliverable: Bool, answeredBy: UUID, by principal: Principal,
+        _ reply: Reply, ticket: Ticket, lastSeen: UUID?, confirmUndeliverable: Bool, confirmed: Set<SendGuard.Finding.Kind>, answeredBy: UUID,
+        by principal: Principal,
         on connection: PostgresConnection
     ) async throws -> Reply {
         let overridden = try await checks.check(reply, ticket: ticket, lastSeen: lastSeen, reader: principal.agentID,
-                                                confirmUndeliverable: confirmUndeliverable, on: connection)
+                                                confirmUndeliverable: confirmUndeliverable, confirmed: confirmed, on: connection)
         // Stored bare, as every Message-ID is (inbound ones lose their angle brackets when parsed), so
         // that a customer's In-Reply-To finds it. Fixed now: every delivery attempt carries it.
         let emailMessageID = "reply-\(reply.id.lowercased)@\(messageIDDomain)"
@@ -262,9 +266,11 @@ struct ReplyDesk: Sendable {
             on: connection)
         try await OutboxStore(logger: logger).enqueue(
             replyID: reply.id, channel: reply.channel, recipients: reply.recipients, emailMessageID: emailMessageID, on: connection)
-        let sent = try await replies.markQueued(reply.id, messageID: messageID, confirmedUndeliverable: overridden, on: connection)
+        let sent = try await replies.markQueued(reply.id, messageID: messageID, confirmedUndeliverable: overridden.undeliverable, on: connection)
+        var data: [String: Any] = ["reply_id": reply.id.lowercased, "recipients": reply.recipients, "automatic": false]
+        if !overridden.findings.isEmpty { data["confirmed_findings"] = overridden.findings }
         try await events.record(.replySent, ticketID: ticket.id, customerID: ticket.customerID, messageID: messageID, actor: principal,
-                                data: ["reply_id": reply.id.lowercased, "recipients": reply.recipients, "automatic": false], on: connection)
+                                data: data, on: connection)
         try await tickets.recordResponse(ticket.id, by: answeredBy, reply: reply.id, actor: principal, on: connection)
         return sent
     }

@@ -13,11 +13,13 @@ struct SendChecks: Sendable {
 
     /// Throws the first problem found. A recipient known to be undeliverable stops the send unless
     /// the sender confirmed it (`confirmUndeliverable`), naming the customer's other identities.
-    /// Returns whether that confirmation was needed: a recipient is undeliverable and goes anyway.
-    @discardableResult
+    /// Returns what the confirmations let through (`Overrides`): an undeliverable recipient, findings.
     /// `reader` is the agent whose `lastSeen` it is (who sends or submits): their own notes since
-    /// are nothing new to them.
-    func check(_ reply: Reply, ticket: Ticket, lastSeen: UUID?, reader: UUID?, confirmUndeliverable: Bool, on connection: PostgresConnection) async throws -> Bool {
+    /// are nothing new to them. Findings of the `confirmed` kinds (only those a person can judge
+    /// wrong: `overridable`) do not stop it; the kinds that had findings come back as overridden.
+    @discardableResult
+    func check(_ reply: Reply, ticket: Ticket, lastSeen: UUID?, reader: UUID?, confirmUndeliverable: Bool,
+               confirmed: Set<SendGuard.Finding.Kind> = [], on connection: PostgresConnection) async throws -> Overrides {
         try await trafficCop(ticketID: ticket.id, lastSeen: lastSeen, reader: reader, on: connection)
         let store = ReplyStore(logger: logger)
         let attachments = try await store.attachments(of: reply.id, on: connection)
@@ -34,15 +36,29 @@ struct SendChecks: Sendable {
             let (left, right) = ((a.element.line ?? 0, a.element.column ?? 0, a.offset), (b.element.line ?? 0, b.element.column ?? 0, b.offset))
             return left < right
         }.map(\.element)
+        let waived = confirmed.intersection(Self.overridable)
+        let overridden = Set(findings.map(\.kind)).intersection(waived)
+        findings.removeAll { waived.contains($0.kind) }
         if let first = findings.first { throw Problem.sendGuard(first.kind, findings) }
+        let findingsConfirmed = overridden.map(\.rawValue).sorted()
         let undeliverable = try await store.undeliverableRecipients(reply.recipients, customerID: ticket.customerID, on: connection)
-        guard !undeliverable.isEmpty else { return false }
+        guard !undeliverable.isEmpty else { return Overrides(undeliverable: false, findings: findingsConfirmed) }
         guard confirmUndeliverable else {
             let others = try await store.deliverableIdentities(ofTicket: ticket.id, excluding: reply.recipients, on: connection)
             throw Problem.recipientUndeliverable(undeliverable, alternatives: others)
         }
-        return true
+        return Overrides(undeliverable: true, findings: findingsConfirmed)
     }
+
+    /// What the sender's confirmations let through: an undeliverable recipient, and guards' findings by kind.
+    struct Overrides: Sendable {
+        var undeliverable: Bool
+        var findings: [String]
+    }
+
+    /// The guards a person may override: each misreads ordinary text now and then (a model number
+    /// "XX-100", "添付ファイルではなく…"); a wrong customer's name or recipient is never waved through.
+    static let overridable: Set<SendGuard.Finding.Kind> = [.leftoverPlaceholder, .missingAttachment]
 
     /// What the customer wrote on the ticket (its subject and their latest messages), which a quoted
     /// line of the reply may repeat: read only when the reply quotes something.

@@ -697,6 +697,22 @@ struct ReportTests {
         }
     }
 
+    @Test("agents: the note a merge leaves is no note of the merging agent's, nor a ticket they handled")
+    func mergeNoteIsNoWork() async throws {
+        try await TestApp.run { app in
+            let customer = try await app.customer(email: "dup@example.jp")
+            let (first, second) = (try await app.ticket(customer: customer), try await app.ticket(customer: customer, subject: "同じ件"))
+            let agent = try await app.key(.agent, name: "統合係")
+            let merged = try await app.request(.post, "/v1/tickets/\(second)/merge", key: agent.secret, json: #"{"into_ticket_id":"\#(first)"}"#)
+            #expect(merged.status == .ok, "\(merged.text)")
+            #expect(try await app.count("SELECT count(*) FROM messages WHERE direction = 'internal'") == 1, "the merge's note is there")
+            let rows = try await Self.items(app, try await app.keySecret(.dashboard), "/v1/reports/agents?\(Self.aroundToday)")
+            let theirs = try #require(rows.first { $0["agent_id"] as? String == agent.record.agentID?.uuidString.lowercased() }, "\(rows)")
+            #expect(theirs["notes"] as? Int == 0, "\(theirs)")
+            #expect(theirs["tickets_handled"] as? Int == 0)
+        }
+    }
+
     @Test("agents: a reopening counts against the solve it undid, so the reopen rate of a range is at most 1")
     func reopenRate() async throws {
         try await TestApp.run { app in
@@ -1050,6 +1066,9 @@ struct ReportTests {
                 ("from=2026-11-01&to=9999-12-31", "to"),
                 // One value each: the second was silently dropped.
                 ("from=2026-11-01&to=2026-11-02&channel=sms&channel=email", "channel"),
+                // No ticket has an empty category: all zeros read as "nothing happened".
+                ("from=2026-11-01&to=2026-11-02&category=", "category"),
+                ("from=2026-11-01&to=2026-11-02&tag=", "tag"),
             ] {
                 let response = try await app.request(.get, "/v1/reports/volume?\(query)", key: dashboard)
                 try expectProblem(response, .badRequest, "invalid-parameter")

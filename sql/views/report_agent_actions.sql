@@ -5,7 +5,8 @@
 -- 0.75–0.96 s once migration 0044 let each arm read its own rows by time).
 -- - reply: an outbound message the agent wrote (the automatic acknowledgement has its own agent,
 --   which is left out);
--- - note: an internal note the agent wrote;
+-- - note: an internal note the agent wrote; not the record a merge leaves ("Merged ticket #… into
+--   this one"): a supervisor who merged two duplicates had "written" two notes and "handled" both;
 -- - first_response: a first response of theirs, with the customer's wait (business and wall seconds);
 -- - solved / reopened: a ticket assigned to them became solved, at the solve's time; `reopened` is
 --   a solve that did not last (the ticket left solved for an open status, whenever that was), also
@@ -22,7 +23,7 @@ WHERE m.direction = 'outbound' AND m.author_agent_id <> '00000000-0000-4000-8000
 UNION ALL
 SELECT 'note', m.author_agent_id, m.ticket_id, m.created_at, NULL, NULL
 FROM messages m
-WHERE m.direction = 'internal'
+WHERE m.direction = 'internal' AND m.metadata->>'kind' IS DISTINCT FROM 'ticket_merged'
 UNION ALL
 SELECT 'first_response', r.agent_id, r.ticket_id, r.responded_at, r.business_seconds, r.wall_seconds
 FROM ticket_responses r

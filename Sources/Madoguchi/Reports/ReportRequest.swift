@@ -47,6 +47,12 @@ package struct ReportRequest: Sendable {
         guard let first = Self.day(from) else { throw Self.notADay("from", from) }
         guard let last = Self.day(to) else { throw Self.notADay("to", to) }
         guard first <= last else { throw Problem.invalidParameter("to", "\(to) is before from (\(from))") }
+        // No ticket has an empty queue, category or tag ("" clears a category): an empty filter
+        // answered all zeros, read as "nothing happened" rather than as a mistyped query.
+        for (name, value) in [("queue", filters.queue), ("category", filters.category), ("tag", filters.tag)] where value?.isEmpty == true {
+            throw Problem.invalidParameter(name, name == "category"
+                ? "is empty; name a category, or (none) for the tickets without one" : "is empty; name one, or leave it out")
+        }
         let granularity = granularity ?? .day
         let days = Int(last.timeIntervalSince(first) / 86400) + 1
         let periods = switch granularity {

@@ -16,6 +16,9 @@ struct ReportCSVTests {
         #expect(String(decoding: CSV.line(["返品, 交換", "x"]), as: UTF8.self) == "\"返品, 交換\",x\r\n")
         let cells: [ReportCell] = [.text("a"), .integer(3), .number(1.5), .time(Date(timeIntervalSince1970: 0)), .null]
         #expect(String(decoding: CSV.line(cells), as: UTF8.self) == "a,3,1.5,1970-01-01T00:00:00Z,\r\n")
+        // As JSON writes them: a whole number without ".0", and no binary noise past a millionth.
+        #expect(String(decoding: CSV.line([.number(8142), .number(ReportCell.millionths(2607.8999999999996)), .number(0.9995)]), as: UTF8.self)
+                == "8142,2607.9,0.9995\r\n")
     }
 
     @Test("times are written as Foundation's ISO 8601 style writes them, to the second, from 1970 to 2999")

@@ -18,10 +18,17 @@ enum ReportCell: Sendable, Equatable {
         }
         switch cell.dataType {
         case .int2, .int4, .int8: self = .integer(try cell.decode(Int64.self))
-        case .float4, .float8: self = .number(try cell.decode(Double.self))
+        // To a millionth: seconds and fractions alike, without binary noise ("2607.8999999999996"
+        // for 2607.9 in both JSON and CSV).
+        case .float4, .float8: self = .number(Self.millionths(try cell.decode(Double.self)))
         case .timestamptz, .timestamp: self = .time(try cell.decode(Date.self))
         default: self = .text(try cell.decode(String.self))
         }
+    }
+
+    static func millionths(_ value: Double) -> Double {
+        guard value.isFinite, abs(value) < 1e12 else { return value }
+        return (value * 1_000_000).rounded() / 1_000_000
     }
 
     var integer: Int64 { if case .integer(let value) = self { value } else { 0 } }
@@ -75,6 +82,8 @@ enum CSV {
         case .text(let text) where forSpreadsheet && text.utf8.first.map(formulaStarts.contains) == true: "'" + text
         case .text(let text): text
         case .integer(let value): String(value)
+        // A whole number as JSON writes it ("8142", not "8142.0"): the two agree cell for cell.
+        case .number(let value) where value.isFinite && value == value.rounded() && abs(value) < 1e15: String(Int64(value))
         case .number(let value): value.isFinite ? String(value) : ""
         case .time(let date): date.rfc3339UTC
         case .null: ""

@@ -153,14 +153,15 @@ public struct ReportSeeder: Sendable {
             """, logger: logger)
         // A ticket's exchanges: the customer writes at opened + (2e - 2) * step, we answer at
         // opened + (2e - 1) * step; tickets still new have no answer, open and pending ones none to
-        // their last message.
+        // their last message. The third message of a long thread is the customer's auto-reply
+        // (`automatic`): it starts no wait and gets no answer, as the service's own writes have it.
         try await connection.query("""
             CREATE TEMP TABLE seed_messages ON COMMIT DROP AS
             SELECT s.id AS ticket_id, s.customer_id, s.channel, s.agent_id, s.english, e AS exchange, s.exchanges, s.final_status,
                    s.opened_at + s.step * (2 * e - 2) AS asked_at,
-                   CASE WHEN s.final_status = 'new' OR (s.final_status = 'open' AND e = s.exchanges) THEN NULL
+                   CASE WHEN s.final_status = 'new' OR (s.final_status = 'open' AND e = s.exchanges) OR (e = 3 AND s.exchanges > 5) THEN NULL
                         ELSE s.opened_at + s.step * (2 * e - 1) END AS answered_at,
-                   s.step
+                   s.step, e = 3 AND s.exchanges > 5 AS automatic
             FROM seed_tickets s CROSS JOIN LATERAL generate_series(1, s.exchanges) AS e
             """, logger: logger)
         try await connection.query("""
@@ -172,16 +173,18 @@ public struct ReportSeeder: Sendable {
                    s.final_status, s.priority, s.channel::channel, s.category, s.tags,
                    CASE WHEN s.final_status = 'new' THEN NULL ELSE s.agent_id END,
                    m.first_answer, m.last_answer, m.last_asked,
-                   CASE WHEN m.last_answer IS NULL OR m.last_asked > m.last_answer THEN m.last_asked END,
+                   -- Waiting since the first message nobody answered: the first of all on a new ticket.
+                   CASE WHEN m.last_answer IS NULL THEN m.first_asked WHEN m.last_asked > m.last_answer THEN m.last_asked END,
                    CASE WHEN s.final_status = 'solved' THEN m.last_answer + interval '1 hour' END,
                    s.opened_at, coalesce(m.last_answer, m.last_asked)
             FROM seed_tickets s
-            JOIN (SELECT ticket_id, min(answered_at) AS first_answer, max(answered_at) AS last_answer, max(asked_at) AS last_asked
+            JOIN (SELECT ticket_id, min(answered_at) AS first_answer, max(answered_at) AS last_answer,
+                         max(asked_at) FILTER (WHERE NOT automatic) AS last_asked, min(asked_at) AS first_asked
                   FROM seed_messages GROUP BY ticket_id) m ON m.ticket_id = s.id
             """, logger: logger)
         try await connection.query("""
             INSERT INTO messages (ticket_id, direction, channel, classification, customer_id, author_agent_id, subject, body_text, created_at)
-            SELECT ticket_id, 'inbound', channel::channel, CASE WHEN exchange = 3 AND exchanges > 5 THEN 'auto_reply' ELSE 'customer' END,
+            SELECT ticket_id, 'inbound', channel::channel, CASE WHEN automatic THEN 'auto_reply' ELSE 'customer' END,
                    customer_id, NULL, NULL,
                    CASE WHEN english THEN 'Hello, my order has not arrived yet. Could you check the delivery status? (' || exchange || ')'
                         ELSE 'お世話になっております。注文した商品がまだ届きません。配送状況を確認していただけますか。(' || exchange || ')' END,
@@ -205,7 +208,9 @@ public struct ReportSeeder: Sendable {
             """, logger: logger)
         try await connection.query("""
             INSERT INTO ticket_status_periods (ticket_id, status, entered_at, left_at, business_seconds_since_opened)
-            SELECT id, 'new', created_at, first_responded_at, NULL::float8 FROM tickets WHERE id IN (SELECT id FROM seed_tickets)
+            -- An open ticket nobody answered yet was opened by hand: open from the start, as its status says.
+            SELECT id, CASE WHEN status = 'open' AND first_responded_at IS NULL THEN 'open' ELSE 'new' END, created_at, first_responded_at, NULL::float8
+            FROM tickets WHERE id IN (SELECT id FROM seed_tickets)
             UNION ALL
             SELECT id, 'open', first_responded_at, CASE status WHEN 'solved' THEN solved_at WHEN 'pending' THEN last_responded_at END, NULL
             FROM tickets WHERE id IN (SELECT id FROM seed_tickets) AND first_responded_at IS NOT NULL

@@ -186,6 +186,22 @@ struct BenchmarkSmokeTests {
                      + (SELECT count(*) FROM ticket_responses WHERE responded_at > now())
                      + (SELECT count(*) FROM ticket_status_periods WHERE entered_at > now() OR left_at > now())
                 """) == 0)
+            // As the service's own writes have them (the reports check found the seed did not): an
+            // auto-reply starts no wait, a ticket's status is the last of its history, and a new
+            // ticket waits since its first message.
+            #expect(try await app.count("""
+                SELECT count(*) FROM ticket_responses r JOIN messages m ON m.ticket_id = r.ticket_id AND m.created_at = r.waited_since
+                WHERE m.classification = 'auto_reply'
+                """) == 0)
+            #expect(try await app.count("SELECT count(*) FROM messages WHERE classification = 'auto_reply'") > 0)
+            #expect(try await app.count("""
+                SELECT count(*) FROM tickets t
+                WHERE t.status IS DISTINCT FROM (SELECT s.status FROM ticket_status_periods s WHERE s.ticket_id = t.id AND s.left_at IS NULL)
+                """) == 0)
+            #expect(try await app.count("""
+                SELECT count(*) FROM tickets t
+                WHERE t.status = 'new' AND t.awaiting_reply_since <> (SELECT min(m.created_at) FROM messages m WHERE m.ticket_id = t.id)
+                """) == 0)
 
             let second = try await ReportSeeder(tickets: 100).run(app.database, logger: Self.quiet) { _ in }
             #expect(try await app.strings(indexes) == rebuilt)

@@ -612,6 +612,27 @@ struct DeliveryTests {
         }
     }
 
+    @Test("a held duplicate given up after another reply reached the customer leaves the ticket as it is: no delivery-failed tag")
+    func cancelledDuplicateIsNoFailure() async throws {
+        let sink = try await SMTPSink()
+        try sink.control(#"{"drop_after_data": 1}"#)
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let conversation = try await Self.customerWrites(app, from: "held.twice@example.jp")
+            let held = try await Self.answer(conversation, "ご案内いたします。")
+            #expect(Self.state(try await Self.delivery(conversation, held)) == "held")
+            let waiting = try await app.request(.get, "/v1/replies?delivery_state=held", key: conversation.supervisor).json["items"] as? [[String: Any]]
+            #expect(waiting?.compactMap { $0["id"] as? String } == [held], "what waits for a decision is listed: \(String(describing: waiting))")
+            let again = try await Self.answer(conversation, "ご案内いたします。(再送)")
+            #expect(Self.state(try await Self.delivery(conversation, again)) == "sent")
+            let cancelled = try await app.request(.post, "/v1/replies/\(held)/delivery", key: conversation.supervisor, json: #"{"action":"cancel"}"#)
+            #expect(cancelled.status == .ok, "\(cancelled.text)")
+            let ticket = try await app.request(.get, "/v1/tickets/\(conversation.ticket)", key: conversation.agent).json
+            #expect((ticket["tags"] as? [String])?.contains("delivery-failed") == false, "\(ticket)")
+            #expect((try await app.request(.get, "/v1/replies?delivery_state=held", key: conversation.supervisor).json["items"] as? [[String: Any]])?
+                .isEmpty == true)
+        }
+    }
+
     /// A relay's bounce (RFC 3464) of our reply `reply` to `address`.
     static func bounce(of reply: String, to address: String, status: String = "5.1.1", diagnostic: String = "550 5.1.1 user unknown",
                        forwardedTo final: String? = nil) -> String {

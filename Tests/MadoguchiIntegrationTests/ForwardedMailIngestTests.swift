@@ -55,6 +55,7 @@ struct ForwardedMailIngestTests {
             let inbound = try #require(timeline.first { $0["direction"] as? String == "inbound" })
             #expect(inbound["from"] as? String == "hanako@example.jp")
             #expect(inbound["visible_text"] as? String == "サイズが合わないので返品したいです。")
+            #expect((inbound["body_text"] as? String)?.contains("電話でも催促") == false, "the agent's words are their note, not the customer's")
             #expect(inbound["subject"] as? String == "返品について")
             #expect(NSDictionary(dictionary: inbound["forwarded_by"] as? [String: String] ?? [:]) == ["agent_id": agentID, "address": "owner@shop.example"])
             let note = try #require(timeline.first { $0["direction"] as? String == "internal" })

@@ -43,7 +43,7 @@ struct DeliveryDesk: Sendable {
                 if current.state != .bounced {
                     reply = try await replies.setState(.failed, of: replyID, on: connection)
                     try await TicketStore(logger: logger).withdrawResponse(ofReply: replyID, on: connection)
-                    try await TicketStore(logger: logger).flagDeliveryFailure(reply.ticketID, ofReply: reply.id, on: connection)
+                    try await TicketStore(logger: logger).flagDeliveryFailure(reply.ticketID, ofReply: reply.id, cancelled: true, on: connection)
                 }
             }
             try await recordEvent(.replyDeliveryResolved, reply: reply, data: ["decision": decision.rawValue, "comment": comment ?? ""], actor: principal,

@@ -5,7 +5,9 @@ extension NewMessage {
     /// A parsed mail as the `messages` row and `attachments` it becomes. `providerID` is the
     /// Message-ID, or the bytes' digest for a mail without one: what makes a retry the same message.
     /// An agent's forward (`forwardedBy`) is the customer's message: from the original sender, with
-    /// the original's subject and text (the whole forward stays in `body_text`).
+    /// the original's subject and text, and none of the agent's words (their note holds those; the
+    /// stored raw mail, the whole forward): read as the customer's, the quoted-text guard had let an
+    /// agent's "●●" through as something the customer wrote.
     init(mail: ParsedMail, payloadID: UUID, providerID: String, ticketID: UUID, customerID: UUID, threadingReason: String?,
          forwardedBy: ForwardingAgent? = nil) throws {
         self.init(
@@ -26,6 +28,8 @@ extension NewMessage {
         if let forwardedBy {
             from = Text.limit(forwardedBy.original.address, 1000)
             subject = forwardedBy.subject.map { Text.limit($0, 2000) }
+            bodyText = Text.clean(forwardedBy.forward.text)
+            bodyHTML = nil
             visibleText = Text.clean(forwardedBy.forward.visibleText)
             quotedText = Text.clean(forwardedBy.forward.quotedText)
         }

@@ -31,7 +31,7 @@ extension APIHandler {
 
     func listReplies(_ input: Operations.ListReplies.Input) async throws -> Operations.ListReplies.Output {
         let filter = ReplyList.Filter(states: (input.query.state ?? []).compactMap { Reply.State(rawValue: $0.rawValue) },
-                                      authorAgentID: input.query.authorAgentId?.uuid)
+                                      authorAgentID: input.query.authorAgentId?.uuid, deliveryHeld: input.query.deliveryState == .held)
         guard let page = try await replyPage(filter, cursor: input.query.cursor, limit: input.query.limit) else { throw Problem.internalError }
         PageCursor.setLinkHeader(nextCursor: page.nextCursor)
         return .ok(.init(body: .json(page)))

@@ -12,6 +12,8 @@ struct ReplyList: Sendable {
         var ticketID: UUID?
         var states: [Reply.State] = []
         var authorAgentID: UUID?
+        /// Only those whose delivery waits for a person (`held`): the reply itself reads `queued`.
+        var deliveryHeld = false
     }
 
     /// Up to `limit` replies matching `filter` after the reply `after`. A cursor naming a reply that
@@ -34,6 +36,7 @@ struct ReplyList: Sendable {
             WHERE (\(filter.ticketID)::uuid IS NULL OR ticket_id = \(filter.ticketID))
               AND (cardinality(\(filter.states.map(\.rawValue))::text[]) = 0 OR state = ANY(\(filter.states.map(\.rawValue))::text[]))
               AND (\(filter.authorAgentID)::uuid IS NULL OR author_agent_id = \(filter.authorAgentID))
+              AND (NOT \(filter.deliveryHeld) OR id IN (SELECT reply_id FROM outbox WHERE state = 'held'))
               AND (\(after)::uuid IS NULL OR (\(unescaped: column), id) > (SELECT \(unescaped: column), id FROM replies WHERE id = \(after)))
             ORDER BY \(unescaped: column), id
             LIMIT \(limit)

@@ -120,7 +120,10 @@ struct TicketStore: Sendable {
     /// again (it showed on the unanswered list, 返信漏れ, though the customer had their answer), and a
     /// closed one is left alone.
     /// `replyID` names the reply that failed or, for a provider's report, `messageID` its message.
-    func flagDeliveryFailure(_ ticketID: UUID, ofReply replyID: UUID?, orMessage messageID: UUID? = nil,
+    /// `cancelled`: a person gave the reply up (a held duplicate whose first copy went): when another
+    /// reply answered the customer, nothing failed that anyone must act on, and the ticket is left as
+    /// it is rather than tagged.
+    func flagDeliveryFailure(_ ticketID: UUID, ofReply replyID: UUID?, orMessage messageID: UUID? = nil, cancelled: Bool = false,
                              on connection: PostgresConnection) async throws {
         // The ticket where someone answers now (a merge's survivor), locked before asking whether a
         // later reply went: an agent's send committing in between would be missed, and the wait it
@@ -131,6 +134,7 @@ struct TicketStore: Sendable {
             """, logger: logger).collect().first.map { try $0.decode(UUID.self) } ?? ticketID
         try await connection.perform("SELECT 1 FROM tickets WHERE id = \(current) FOR NO KEY UPDATE", logger: logger)
         let answered = try await answeredSince(reply: replyID, orMessage: messageID, onTimelineOf: current, on: connection)
+        if answered && cancelled { return }
         let failed = try await failedMessage(reply: replyID, orMessage: messageID, on: connection)
         try await flagDeliveryFailure(ticketID, answeredSince: answered, failed: failed, on: connection)
     }

@@ -73,11 +73,8 @@ struct ForwardingAgent: Sendable {
     func addNote(on ticket: ConversationIntake.Target, on connection: PostgresConnection, logger: Logger) async throws {
         let body = Text.clean(forward.note)
         guard !body.isEmpty else { return }
-        let note = try await MessageStore(logger: logger).insertNote(
-            ticketID: ticket.id, channel: .email, agentID: agentID, body: Text.limit(body, 20_000),
-            metadata: ["mentions": [String](), "source": "forwarded_mail"], on: connection)
-        try await EventStore(logger: logger).record(
-            .noteAdded, ticketID: ticket.id, customerID: ticket.customerID, messageID: note.id, actor: nil,
-            data: ["mentions": [String]()], on: connection)
+        try await MessageStore(logger: logger).insertServiceNote(
+            ticketID: ticket.id, customerID: ticket.customerID, channel: .email, agentID: agentID, body: Text.limit(body, 20_000),
+            source: "forwarded_mail", on: connection)
     }
 }

@@ -10,8 +10,10 @@ enum ThreadSubject {
         var isReply: Bool
     }
 
+    /// Full-width letters and ＞ too: `reduce` folds widths first, `withoutPrefixes` reads the
+    /// subject as written.
     private static let prefix = try! NSRegularExpression(
-        pattern: #"^\s*(re|fw|fwd|aw|wg|sv|vs|tr|rv|res|antw|odp|返信|転送|回复|答复|轉寄|回覆)\s*(\[\d+\]|\(\d+\)|\*\d+)?\s*[:：>]\s*"#,
+        pattern: #"^\s*(re|fw|fwd|aw|wg|sv|vs|tr|rv|res|antw|odp|返信|転送|回复|答复|轉寄|回覆|ｒｅ|ｆｗ|ｆｗｄ)\s*(\[\d+\]|\(\d+\)|\*\d+)?\s*[:：>＞]\s*"#,
         options: [.caseInsensitive])
     private static let token = try! NSRegularExpression(pattern: #"\[#\d+\]"#)
 
@@ -36,17 +38,12 @@ enum ThreadSubject {
     static func withoutPrefixes(_ subject: String) -> String {
         var text = token.stringByReplacingMatches(in: subject, range: NSRange(subject.startIndex..., in: subject), withTemplate: "")
         for _ in 0..<20 {
-            guard let match = writtenPrefix.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)),
+            guard let match = prefix.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)),
                   let found = Range(match.range, in: text) else { break }
             text.removeSubrange(found)
         }
         return text.split(whereSeparator: { $0 == " " }).joined(separator: " ").trimmingCharacters(in: .whitespaces)
     }
-
-    /// `prefix` as written, before width folding: full-width letters and colons as phones send them.
-    private static let writtenPrefix = try! NSRegularExpression(
-        pattern: #"^\s*(re|fw|fwd|aw|wg|sv|vs|tr|rv|res|antw|odp|返信|転送|回复|答复|轉寄|回覆|ｒｅ|ｆｗ|ｆｗｄ)\s*(\[\d+\]|\(\d+\)|\*\d+)?\s*[:：>＞]\s*"#,
-        options: [.caseInsensitive])
 
     /// The ticket number in an `[#1234]` token in the subject.
     static func ticketNumber(in subject: String?) -> Int64? {

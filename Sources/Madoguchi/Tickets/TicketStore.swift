@@ -133,17 +133,19 @@ struct TicketStore: Sendable {
             SELECT coalesce(merged_into, id) FROM tickets WHERE id = \(ticketID)
             """, logger: logger).collect().first.map { try $0.decode(UUID.self) } ?? ticketID
         try await connection.perform("SELECT 1 FROM tickets WHERE id = \(current) FOR NO KEY UPDATE", logger: logger)
-        let answered = try await answeredSince(reply: replyID, orMessage: messageID, onTimelineOf: current, on: connection)
-        if answered && cancelled { return }
         let failed = try await failedMessage(reply: replyID, orMessage: messageID, on: connection)
+        let answered = try await answeredSince(failed: failed, onTimelineOf: current, on: connection)
+        if answered && cancelled { return }
         try await flagDeliveryFailure(ticketID, answeredSince: answered, failed: failed, on: connection)
     }
 
-    /// The outbound message that did not reach the customer, for the note on a follow-up.
+    /// The outbound message that did not reach the customer: the reply's, or the one a provider's
+    /// report named; nil when there is none.
     private func failedMessage(reply replyID: UUID?, orMessage messageID: UUID?, on connection: PostgresConnection) async throws -> UUID? {
-        guard let replyID else { return messageID }
-        let rows = try await connection.run("SELECT message_id FROM replies WHERE id = \(replyID)", logger: logger)
-        for try await id in rows.decode(UUID?.self) { return id }
+        let rows = try await connection.run("""
+            SELECT id FROM messages WHERE id = coalesce((SELECT message_id FROM replies WHERE id = \(replyID)), \(messageID))
+            """, logger: logger)
+        for try await id in rows.decode(UUID.self) { return id }
         return nil
     }
 
@@ -209,14 +211,8 @@ struct TicketStore: Sendable {
     /// message, that went or is on its way (not the automatic acknowledgement, not one held for a
     /// person, not a text its provider has since reported failed). Earlier or later than the failed
     /// one: an extra reply that failed after the answer reached them ends no wait.
-    /// The failed message is read first, so that the others are found through the timeline's index.
-    private func answeredSince(reply replyID: UUID?, orMessage messageID: UUID?, onTimelineOf ticketID: UUID,
-                               on connection: PostgresConnection) async throws -> Bool {
-        let failedRows = try await connection.run("""
-            SELECT id FROM messages WHERE id = coalesce((SELECT message_id FROM replies WHERE id = \(replyID)), \(messageID))
-            """, logger: logger)
-        var failed: UUID?
-        for try await id in failedRows.decode(UUID.self) { failed = id }
+    /// `failed` (`failedMessage`) is read first, so that the others are found through the timeline's index.
+    private func answeredSince(failed: UUID?, onTimelineOf ticketID: UUID, on connection: PostgresConnection) async throws -> Bool {
         guard let failed else { return false }
         let rows = try await connection.run("""
             SELECT EXISTS (
@@ -305,12 +301,9 @@ struct TicketStore: Sendable {
             text += " did not reach the customer"
             if let reason, !reason.isEmpty { text += " (\(Text.limit(reason, 500)))" }
             text += ". Answer them another way: their other contacts are on their record. / 返信が届きませんでした。別の連絡先でご対応ください。"
-            let note = try await MessageStore(logger: logger).insertNote(
-                ticketID: followUp, channel: Channel(rawValue: channel) ?? .email, agentID: AutomaticReply.agentID, body: text,
-                metadata: ["mentions": [String](), "source": "delivery_failure"], on: connection)
-            try await EventStore(logger: logger).record(
-                .noteAdded, ticketID: followUp, customerID: customerID, messageID: note.id, actor: nil,
-                data: ["mentions": [String]()], on: connection)
+            try await MessageStore(logger: logger).insertServiceNote(
+                ticketID: followUp, customerID: customerID, channel: Channel(rawValue: channel) ?? .email, agentID: AutomaticReply.agentID,
+                body: text, source: "delivery_failure", on: connection)
         }
     }
 

@@ -206,8 +206,12 @@ struct DeliveryTests {
                 SELECT count(*) FROM customer_identities WHERE value = 'taro@xn--wgv71a119e.jp' AND raw_value = 'taro@日本語.jp'
                 """) == 1)
             #expect(try await app.count("""
-                SELECT count(*) FROM outbox WHERE reply_id = \(UUID(uuidString: reply)!) AND attempts = 1 AND recipient_results ? 'taro@xn--wgv71a119e.jp'
-                """) == 1, "recorded against the stored address, on the first attempt")
+                SELECT count(*) FROM outbox WHERE reply_id = \(UUID(uuidString: reply)!)
+                  AND recipient_results -> 'taro@xn--wgv71a119e.jp' ->> 'status' = 'sent'
+                  AND recipient_results -> 'taro@xn--wgv71a119e.jp' ->> 'reply' LIKE '250%'
+                """) == 1, "the relay's 250 recorded against the stored address")
+            // (Not "on the first attempt": on a loaded machine a connection may time out before RCPT
+            // and be tried again; the sink's one copy above is what matters toward the customer.)
             #expect(!received.mailOptions.contains { $0.uppercased() == "SMTPUTF8" }, "\(received.mailOptions)")
             #expect(ParsedMail(received.bytes).to.map(\.address) == ["taro@xn--wgv71a119e.jp"])
 
@@ -271,9 +275,10 @@ struct DeliveryTests {
             #expect(sink.received.count == 1, "one copy")
             #expect(sink.received.first?.recipients == ["hanako@xn--eckwd4c7cu47r2wf.jp"])
             #expect(try await app.count("""
-                SELECT count(*) FROM outbox WHERE reply_id = \(UUID(uuidString: reply)!) AND attempts = 1
-                  AND recipient_results ? 'hanako@xn--eckwd4c7cu47r2wf.jp'
-                """) == 1)
+                SELECT count(*) FROM outbox WHERE reply_id = \(UUID(uuidString: reply)!)
+                  AND recipient_results -> 'hanako@xn--eckwd4c7cu47r2wf.jp' ->> 'status' = 'sent'
+                  AND (SELECT count(*) FROM jsonb_object_keys(recipient_results)) = 1
+                """) == 1, "one recipient, in the form the mail went to")
         }
     }
 

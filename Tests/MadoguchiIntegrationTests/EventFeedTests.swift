@@ -329,7 +329,8 @@ struct EventFeedTests {
             #expect(await !stream.ends(within: .seconds(3)), "a stream whose key is in force stays open")
             let admin = try await app.keySecret(.admin)
             #expect(try await app.request(.delete, "/v1/api-keys/\(record.id.uuidString.lowercased())", key: admin).status == .ok)
-            #expect(await stream.ends(within: .seconds(10)), "the revoked key's stream is over")
+            // Bounded generously: on a loaded machine the check that sees the revocation can run late.
+            #expect(await stream.ends(within: .seconds(30)), "the revoked key's stream is over")
             let reopened = try SSEClient(port: port, path: "/v1/events/stream", headers: ["Authorization": "Bearer \(dashboard)"])
             #expect(await reopened.head(timeout: .seconds(20)).hasPrefix("HTTP/1.1 401"))
         }

@@ -45,20 +45,9 @@ struct CustomerMerge: Sendable {
         }
 
         let moved = try await move(from: other, to: target, on: connection)
-        try await connection.perform("""
-            UPDATE customers AS survivor
-            SET is_vip = survivor.is_vip OR merged.is_vip,
-                display_name = coalesce(survivor.display_name, merged.display_name),
-                notes = CASE WHEN merged.notes IS NULL THEN survivor.notes
-                             WHEN survivor.notes IS NULL THEN merged.notes
-                             ELSE left(survivor.notes || E'\\n\\n' || merged.notes, 20000) END,
-                updated_at = now(), version = survivor.version + 1
-            FROM customers AS merged
-            WHERE survivor.id = \(target) AND merged.id = \(other)
-            """, logger: logger)
-        try await connection.perform("UPDATE customers SET merged_into = \(target), merged_at = now(), updated_at = now() WHERE id = \(other)", logger: logger)
-        // Customers merged into the other earlier now point straight at the survivor.
-        try await connection.perform("UPDATE customers SET merged_into = \(target) WHERE merged_into = \(other)", logger: logger)
+        let customers = CustomerStore(logger: logger)
+        try await customers.absorbDetails(of: other, into: target, on: connection)
+        try await customers.markMerged(other, into: target, on: connection)
         try await EventStore(logger: logger).record(
             .customerMerged, customerID: target, actor: principal,
             data: ["merged_customer_id": other.uuidString.lowercased(), "identities_moved": moved.identities,
@@ -69,11 +58,7 @@ struct CustomerMerge: Sendable {
 
     private func move(from other: UUID, to target: UUID, on connection: PostgresConnection) async throws -> (identities: Int, tickets: Int, messages: Int) {
         let identities = try await IdentityStore(logger: logger).moveAll(from: other, to: target, on: connection)
-        let rows = try await connection.run("""
-            UPDATE tickets SET customer_id = \(target), version = version + 1, updated_at = now() WHERE customer_id = \(other) RETURNING id
-            """, logger: logger)
-        var tickets = 0
-        for try await _ in rows { tickets += 1 }
+        let tickets = try await TicketStore(logger: logger).moveCustomer(from: other, to: target, on: connection)
         let messages = try await MessageStore(logger: logger).moveCustomer(from: other, to: target, on: connection)
         return (identities, tickets, messages)
     }

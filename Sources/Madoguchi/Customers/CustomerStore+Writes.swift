@@ -101,4 +101,27 @@ extension CustomerStore {
         for try await survivor in rows.decode(UUID?.self) { return survivor }
         return nil
     }
+
+    /// A merge's survivor takes what the merged customer brings: VIP standing, a name it lacked,
+    /// and both sets of notes (capped as notes are).
+    func absorbDetails(of other: UUID, into target: UUID, on connection: PostgresConnection) async throws {
+        try await connection.perform("""
+            UPDATE customers AS survivor
+            SET is_vip = survivor.is_vip OR merged.is_vip,
+                display_name = coalesce(survivor.display_name, merged.display_name),
+                notes = CASE WHEN merged.notes IS NULL THEN survivor.notes
+                             WHEN survivor.notes IS NULL THEN merged.notes
+                             ELSE left(survivor.notes || E'\\n\\n' || merged.notes, 20000) END,
+                updated_at = now(), version = survivor.version + 1
+            FROM customers AS merged
+            WHERE survivor.id = \(target) AND merged.id = \(other)
+            """, logger: logger)
+    }
+
+    /// `other` is merged into `target`, and so is every customer merged into `other` before: a
+    /// lookup follows one hop to the survivor.
+    func markMerged(_ other: UUID, into target: UUID, on connection: PostgresConnection) async throws {
+        try await connection.perform("UPDATE customers SET merged_into = \(target), merged_at = now(), updated_at = now() WHERE id = \(other)", logger: logger)
+        try await connection.perform("UPDATE customers SET merged_into = \(target) WHERE merged_into = \(other)", logger: logger)
+    }
 }

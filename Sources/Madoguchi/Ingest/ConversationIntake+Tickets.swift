@@ -18,23 +18,9 @@ extension ConversationIntake {
         recipients: [String] = [], on connection: PostgresConnection
     ) async throws -> Target {
         let threadSubject = ThreadSubject.reduce(subject).key
-        let rows = try await connection.rows("""
-            WITH opened AS (
-                INSERT INTO tickets (customer_id, subject, channel, thread_subject, related_ticket_id, tags,
-                                     last_customer_message_at, awaiting_reply_since)
-                VALUES (\(customerID), \(Text.prefix(subject, 2000)), \(channel.rawValue), \(threadSubject), \(related), \(tags), now(), now())
-                RETURNING id, number, category, priority, customer_id
-            )
-            \(unescaped: RuleStore.openedTicketWithActiveRules)
-            """, preparedAs: OpenTicket.self, logger: logger)
-        var opened: (target: Target, facts: RuleStore.OpenedTicket)?
-        var rules: [Rule] = []
-        for row in rows {
-            let (id, number, facts, rule) = try RuleStore.openedTicket(row)
-            opened = opened ?? (Target(id: id, number: number, customerID: customerID, status: .new), facts)
-            if let rule { rules.append(rule) }
-        }
-        guard let (target, facts) = opened else { throw RowNotFound("INSERT INTO tickets … RETURNING") }
+        let (id, number, facts, rules) = try await tickets.open(
+            customerID: customerID, channel: channel, subject: subject, threadSubject: threadSubject, relatedTo: related, tags: tags, on: connection)
+        let target = Target(id: id, number: number, customerID: customerID, status: .new)
         var data: [String: Any] = ["channel": channel.rawValue, "number": target.number]
         if let related { data["related_ticket_id"] = related.lowercased }
         try await events.record(.ticketCreated, ticketID: target.id, customerID: customerID, actor: nil, data: data, on: connection)
@@ -43,9 +29,6 @@ extension ConversationIntake {
             recipients: recipients, on: connection)
         return target
     }
-
-    /// Every message that starts a conversation opens a ticket through `open`.
-    private enum OpenTicket: PreparedSite { static let name = "madoguchi_open_ticket" }
 
     /// The ticket a message continues, row-locked for the rest of the transaction; nil when there is
     /// none. When the customer writes (`customerWrites`; an auto-reply does not), the same statement
@@ -60,31 +43,12 @@ extension ConversationIntake {
     }
 
     private func lock(_ id: UUID, customerWrites: Bool, hops: Int, on connection: PostgresConnection) async throws -> Target? {
-        let rows = try await connection.rows("""
-            WITH locked AS (
-                -- A ticket merged as a duplicate hands what comes for it to the one it went into.
-                SELECT id, number, customer_id, status, merged_into FROM tickets
-                WHERE id = (SELECT coalesce(merged_into, id) FROM tickets WHERE id = \(id))
-                FOR UPDATE
-            ), moved AS (
-                UPDATE tickets t
-                SET status = CASE WHEN l.status IN ('pending', 'solved') THEN 'open' ELSE l.status END,
-                    last_customer_message_at = now(), awaiting_reply_since = coalesce(t.awaiting_reply_since, now()),
-                    solved_at = CASE WHEN l.status IN ('pending', 'solved') THEN NULL ELSE t.solved_at END,
-                    version = t.version + 1, updated_at = now()
-                FROM locked l
-                WHERE t.id = l.id AND \(customerWrites) AND l.status <> 'closed' AND l.merged_into IS NULL
-                RETURNING t.status
-            )
-            SELECT l.id, l.number, l.customer_id, l.status, (SELECT status FROM moved) AS moved_to, l.merged_into FROM locked l
-            """, preparedAs: LockTicket.self, logger: logger)
-        guard let row = rows.first else { return nil }
-        let (id, number, customerID, status, movedTo, mergedInto) = try row.decode((UUID, Int64, UUID, String, String?, UUID?).self)
+        guard let (id, number, customerID, before, now, mergedInto) = try await tickets.lockForMessage(id, customerWrites: customerWrites, on: connection) else {
+            return nil
+        }
         // Merged while this waited for its lock (the pointer was read before the merge committed):
         // the ticket it went into takes the message, not a new one opened beside a closed duplicate.
         if let mergedInto, hops < 3 { return try await lock(mergedInto, customerWrites: customerWrites, hops: hops + 1, on: connection) }
-        let before = try Ticket.enumeration(status) as Ticket.Status
-        let now = try movedTo.map { try Ticket.enumeration($0) as Ticket.Status } ?? before
         if now != before {
             try await events.record(
                 .ticketReopened, ticketID: id, customerID: customerID, actor: nil,
@@ -109,9 +73,6 @@ extension ConversationIntake {
         guard let found, let locked = try await lock(found, customerWrites: true, on: connection), locked.status != .closed else { return nil }
         return locked
     }
-
-    /// Every message that continues a conversation locks its ticket (and moves its clocks) through `lock`.
-    private enum LockTicket: PreparedSite { static let name = "madoguchi_lock_ticket_for_message" }
 
     /// Where a message of an ongoing conversation goes: on `candidate`, row-locked, with `reason`; if
     /// there is no candidate, a new ticket (`new-ticket`); if the candidate is closed, the open ticket

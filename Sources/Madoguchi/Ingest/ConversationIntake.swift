@@ -48,6 +48,7 @@ struct ConversationIntake: Sendable {
     let logger: Logger
 
     var events: EventStore { EventStore(logger: logger) }
+    var tickets: TicketStore { TicketStore(logger: logger) }
 
     enum Placement: Sendable {
         /// Every message its own ticket (a web-form submission is one matter).

@@ -70,6 +70,20 @@ extension ReplyStore {
             """, logger: logger)
     }
 
+    /// A sent reply whose message a provider later reports failed (an SMS delivery report) is
+    /// `failed`; one already failed or bounced stays. Each with its delivery's attempts and recipients.
+    func markFailed(sentAs messageID: UUID, on connection: PostgresConnection) async throws -> [(replyID: UUID, attempts: Int, recipients: [String])] {
+        let rows = try await connection.run("""
+            UPDATE replies r SET state = 'failed', version = r.version + 1, updated_at = now()
+            FROM outbox o
+            WHERE r.message_id = \(messageID) AND r.state = 'sent' AND o.reply_id = r.id
+            RETURNING r.id, o.attempts, r.recipients
+            """, logger: logger)
+        var failed: [(UUID, Int, [String])] = []
+        for try await row in rows.decode((UUID, Int, [String]).self) { failed.append(row) }
+        return failed
+    }
+
     /// A merge: the drafts and submitted replies of `ticketID` move to `survivorID`, with the
     /// conversation. Their number.
     func moveUnsent(from ticketID: UUID, to survivorID: UUID, on connection: PostgresConnection) async throws -> Int {

@@ -204,34 +204,11 @@ struct SLAPolicyStore: Sendable {
             ORDER BY id FOR UPDATE
             """, logger: logger)
         try await connection.perform("DELETE FROM sla_clock_resets WHERE policy_id = \(id)", logger: logger)
-        let stopped = try await connection.run("""
-            WITH locked AS MATERIALIZED (
-                SELECT t.id, t.first_response_due_at, t.next_response_due_at, t.resolution_due_at
-                FROM tickets t
-                WHERE t.sla_policy_id = \(id) AND t.status NOT IN ('solved', 'closed')
-                ORDER BY t.id
-                FOR UPDATE
-            ), stopped AS (
-                UPDATE tickets t
-                SET sla_policy_id = NULL, first_response_due_at = NULL, first_response_warn_at = NULL,
-                    next_response_due_at = NULL, next_response_warn_at = NULL, resolution_due_at = NULL, resolution_warn_at = NULL,
-                    sla_paused_at = NULL, resolution_paused_at = NULL, version = t.version + 1, updated_at = now()
-                FROM locked WHERE t.id = locked.id
-                RETURNING t.id, t.customer_id, t.version,
-                          sla_due_change('first_response_due_at', locked.first_response_due_at, NULL)
-                          || sla_due_change('next_response_due_at', locked.next_response_due_at, NULL)
-                          || sla_due_change('resolution_due_at', locked.resolution_due_at, NULL) AS changes
-            )
-            INSERT INTO events (type, ticket_id, customer_id, data)
-            SELECT 'ticket.updated', s.id, s.customer_id, jsonb_build_object('changes', s.changes, 'version', s.version)
-            FROM stopped s
-            WHERE s.changes <> '{}'::jsonb
-            ORDER BY s.id
-            RETURNING 1
-            """, logger: logger)
-        var announced = 0
-        for try await _ in stopped { announced += 1 }
-        if announced > 0 { EventWrites.noteWritten() }
+        let events = EventStore(logger: logger)
+        for stopped in try await TicketStore(logger: logger).stopClocks(ofPolicy: id, on: connection) where !stopped.changes.isEmpty {
+            try await events.record(.ticketUpdated, ticketID: stopped.ticketID, customerID: stopped.customerID, actor: nil,
+                                    data: ["changes": stopped.changes, "version": stopped.version], on: connection)
+        }
         let rows = try await connection.run("DELETE FROM sla_policies WHERE id = \(id) RETURNING id", logger: logger)
         for try await _ in rows { return true }
         return false

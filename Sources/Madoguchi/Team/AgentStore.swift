@@ -9,7 +9,7 @@ struct AgentStore: Sendable {
 
     var events: EventStore { EventStore(logger: logger) }
 
-    static let openStatuses = "('new', 'open', 'pending', 'on_hold')"
+    static let openStatuses = Ticket.openStatuses
 
     func list(queue: String?, includeInactive: Bool, on connection: PostgresConnection) async throws -> [Agent] {
         let rows = try await connection.run("""
@@ -115,29 +115,13 @@ struct AgentStore: Sendable {
             "UPDATE api_keys SET revoked_at = now() WHERE agent_id = \(id) AND revoked_at IS NULL RETURNING id", logger: logger)
         for try await _ in keys.decode(UUID.self) { keysRevoked += 1 }
 
-        let claims = try await connection.run("""
-            UPDATE tickets SET claim_agent_id = NULL, claim_expires_at = NULL, version = version + 1, updated_at = now()
-            WHERE claim_agent_id = \(id)
-            RETURNING id, customer_id
-            """, logger: logger)
-        var released: [(UUID, UUID)] = []
-        for try await row in claims.decode((UUID, UUID).self) { released.append(row) }
+        let tickets = TicketStore(logger: logger)
+        let released = try await tickets.releaseClaims(heldBy: id, on: connection)
         for (ticket, customer) in released {
             try await events.record(.ticketClaimBroken, ticketID: ticket, customerID: customer, actor: principal,
                                     data: ["agent_id": id.lowercased], on: connection)
         }
-
-        // A claim of someone else's that lapsed goes too: left behind, it kept the ticket from
-        // auto-assignment and from its queue's waiting count (both look for no claim at all).
-        let handedBack = try await connection.run("""
-            UPDATE tickets SET assignee_id = NULL, version = version + 1, updated_at = now(),
-                claim_agent_id = CASE WHEN claim_expires_at > now() THEN claim_agent_id END,
-                claim_expires_at = CASE WHEN claim_expires_at > now() THEN claim_expires_at END
-            WHERE assignee_id = \(id) AND status IN \(unescaped: Self.openStatuses)
-            RETURNING id, customer_id, version
-            """, logger: logger)
-        var returned: [(UUID, UUID, Int64)] = []
-        for try await row in handedBack.decode((UUID, UUID, Int64).self) { returned.append(row) }
+        let returned = try await tickets.handBackOpenTickets(assignedTo: id, on: connection)
         for (ticket, customer, version) in returned {
             try await events.record(.ticketUpdated, ticketID: ticket, customerID: customer, actor: principal,
                                     data: ["changes": ["assignee_id": ["from": id.lowercased]], "version": version], on: connection)

@@ -53,27 +53,19 @@ struct AssignmentWorker: Service {
         }
     }
 
-    /// One transaction of assignments, each with its `ticket.assigned` event, in one statement.
-    /// Returns how many.
+    /// One transaction of assignments, each with its `ticket.assigned` event. Returns how many.
     func assignRound() async throws -> Int {
         try await database.withTransaction { connection in
-            let rows = try await connection.run("""
-                WITH assigned AS (
-                    SELECT * FROM assign_waiting_tickets(\(Self.batch)::integer)
-                ), recorded AS (
-                    INSERT INTO events (type, ticket_id, customer_id, data)
-                    SELECT \(EventType.ticketAssigned.rawValue), ticket_id, customer_id,
-                           jsonb_build_object('agent_id', agent_id, 'queue', queue, 'via', mode, 'version', version)
-                    FROM assigned
-                )
-                SELECT count(*) FROM assigned
-                """, logger: logger)
-            for try await count in rows.decode(Int64.self) {
-                // An idle round wrote no event and wakes nobody.
-                if count > 0 { EventWrites.noteWritten() }
-                return Int(count)
+            let assigned = try await TicketStore(logger: logger).assignWaiting(batch: Self.batch, on: connection)
+            let events = EventStore(logger: logger)
+            for assignment in assigned {
+                try await events.record(
+                    .ticketAssigned, ticketID: assignment.ticketID, customerID: assignment.customerID, actor: nil,
+                    data: ["agent_id": assignment.agentID.lowercased, "queue": assignment.queue as Any,
+                           "via": assignment.mode, "version": assignment.version],
+                    on: connection)
             }
-            return 0
+            return assigned.count
         }
     }
 

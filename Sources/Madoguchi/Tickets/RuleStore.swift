@@ -109,20 +109,7 @@ struct RuleStore: Sendable {
         let raiseTo = outcome.priority.flatMap { match in
             all.firstIndex(of: match.rule.priority!)! > all.firstIndex(of: current)! ? match : nil
         }
-        try await connection.perform("""
-            UPDATE tickets t
-            SET priority = coalesce(\(raiseTo?.rule.priority?.rawValue), t.priority),
-                priority_reason = coalesce(\(raiseTo?.reason), t.priority_reason),
-                approval_rule = coalesce(\(outcome.approval?.rule.name), t.approval_rule),
-                queue = coalesce(\(outcome.queue), t.queue),
-                sla_policy_id = coalesce((SELECT q.sla_policy_id FROM queues q WHERE q.name = \(outcome.queue)), t.sla_policy_id),
-                category = coalesce(\(outcome.category), t.category),
-                tags = t.tags || ARRAY(SELECT added FROM unnest(\(outcome.tags)::text[]) AS added WHERE NOT added = ANY (t.tags)),
-                required_skill = coalesce(\(outcome.requiredSkill), t.required_skill),
-                routing_reason = coalesce(left(\(outcome.routingReason), 2000), t.routing_reason),
-                version = t.version + 1, updated_at = now()
-            WHERE t.id = \(ticketID)
-            """, logger: logger)
+        try await TicketStore(logger: logger).route(ticketID, raisingTo: raiseTo, outcome, on: connection)
         let events = EventStore(logger: logger)
         if let match = outcome.priority {
             // The approval any matching rule asked for, not only the priority's winner: a VIP rule

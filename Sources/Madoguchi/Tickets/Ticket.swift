@@ -84,6 +84,9 @@ public struct Ticket: Sendable, Equatable {
 
     static let columns = columns(of: nil)
 
+    /// The statuses of a ticket still being worked on, as an SQL list.
+    static let openStatuses = "('new', 'open', 'pending', 'on_hold')"
+
     /// The select list `Ticket(row:)` reads, each column qualified by `alias` when given (for a
     /// statement that joins). `sla_state` comes from `ticket_sla_state` (migration 0026), the one
     /// definition of ok, warning and breached.

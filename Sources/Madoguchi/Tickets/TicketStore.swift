@@ -58,7 +58,9 @@ struct TimePosition: Sendable {
     var number: Int64
 }
 
-/// The SQL behind reading tickets and their timelines, and the row lock every writer takes first.
+/// The one writer of `tickets`, and the SQL behind reading tickets and their timelines and the row
+/// lock every writer takes first. Its writes are grouped by use in `TicketStore+*.swift`: claims,
+/// the queue's pull, intake, changes, merges, routing.
 struct TicketStore: Sendable {
     let logger: Logger
 

@@ -77,27 +77,11 @@ extension TicketWork {
 
             let updated: Ticket
             do {
-                // PostgresNIO reports a statement's error while its rows are read, so both sit in here.
-                let rows = try await connection.run("""
-                    UPDATE tickets
-                    SET status = \(status.rawValue), priority = \(priority.rawValue), queue = \(queue),
-                        category = \(category), tags = \(tags), assignee_id = \(assignee),
-                        -- Moved to another queue: that queue's SLA policy, as a rule routing it there
-                        -- gives, or the default one (the clocks are recomputed by the trigger).
-                        sla_policy_id = CASE WHEN \(queue) IS DISTINCT FROM queue
-                                             THEN coalesce((SELECT q.sla_policy_id FROM queues q WHERE q.name = \(queue)),
-                                                           (SELECT p.id FROM sla_policies p WHERE p.is_default), sla_policy_id)
-                                             ELSE sla_policy_id END,
-                        awaiting_reply_since = CASE WHEN \(changes.noReplyNeeded) THEN NULL ELSE awaiting_reply_since END,
-                        solved_at = CASE WHEN \(status.rawValue) = 'solved' THEN coalesce(solved_at, now()) ELSE NULL END,
-                        closed_at = CASE WHEN \(status.rawValue) = 'closed' THEN coalesce(closed_at, now()) ELSE NULL END,
-                        claim_agent_id = CASE WHEN \(dropsClaim) THEN NULL ELSE claim_agent_id END,
-                        claim_expires_at = CASE WHEN \(dropsClaim) THEN NULL ELSE claim_expires_at END,
-                        version = version + 1, updated_at = now()
-                    WHERE id = \(ticketID)
-                    RETURNING \(unescaped: Ticket.columns)
-                    """, logger: logger)
-                updated = try await Self.single(rows)
+                // The store reads the statement's rows, and with them any error PostgreSQL reports.
+                updated = try await tickets.apply(
+                    .init(status: status, priority: priority, queue: queue, category: category, tags: tags, assigneeID: assignee,
+                          endsWait: changes.noReplyNeeded, dropsClaim: dropsClaim),
+                    to: ticketID, on: connection)
             } catch let error as PSQLError where error.sqlState == .foreignKeyViolation {
                 if error.serverInfo?[.constraintName] == "tickets_queue_known" { throw QueueStore.unknownQueue(queue, pointer: "/queue") }
                 throw Problem.validationFailed([.init(pointer: "/assignee_id", message: "there is no agent \(assignee?.uuidString.lowercased() ?? "")")])

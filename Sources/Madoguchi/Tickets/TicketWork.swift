@@ -23,15 +23,7 @@ struct TicketWork: Sendable {
             if let claim = ticket.claim, claimLive, claim.agentID != agentID {
                 throw await Self.claimHeld(claim, on: connection, logger: logger)
             }
-            let rows = try await connection.run("""
-                UPDATE tickets
-                SET claim_agent_id = \(agentID), claim_expires_at = now() + make_interval(secs => \(lease.seconds)),
-                    assignee_id = coalesce(assignee_id, \(agentID)),
-                    version = version + 1, updated_at = now()
-                WHERE id = \(ticketID)
-                RETURNING \(unescaped: Ticket.columns)
-                """, logger: logger)
-            let claimed = try await Self.single(rows)
+            let claimed = try await tickets.claim(ticketID, for: agentID, leaseSeconds: lease.seconds, on: connection)
             let renewal = ticket.claim?.agentID == agentID && claimLive
             var data: [String: Any] = ["agent_id": agentID.uuidString.lowercased(), "expires_at": Self.timestamp(claimed.claim?.expiresAt)]
             if !renewal { data["via"] = "direct" }
@@ -52,12 +44,7 @@ struct TicketWork: Sendable {
             if breaking, principal.role != .supervisor {
                 throw await Self.claimHeld(claim, on: connection, logger: logger)
             }
-            let rows = try await connection.run("""
-                UPDATE tickets SET claim_agent_id = NULL, claim_expires_at = NULL, version = version + 1, updated_at = now()
-                WHERE id = \(ticketID)
-                RETURNING \(unescaped: Ticket.columns)
-                """, logger: logger)
-            let released = try await Self.single(rows)
+            let released = try await tickets.releaseClaim(ticketID, on: connection)
             try await events.record(
                 breaking ? .ticketClaimBroken : .ticketClaimReleased, ticketID: ticketID, customerID: ticket.customerID,
                 actor: principal, data: ["agent_id": claim.agentID.uuidString.lowercased()], on: connection)
@@ -77,85 +64,17 @@ struct TicketWork: Sendable {
     /// ticket nobody holds or is assigned, and the most urgent whose claim lapsed; the best of them is
     /// taken. So a claim never steps past live claims, however many there are.
     func claimNext(by principal: Principal, agentID: UUID) async throws -> Ticket? {
-        let statement = ClaimNextStatement(agentID: agentID, leaseSeconds: lease.seconds, keyID: principal.keyID)
-        return try await database.withConnection { connection in
-            var claimed: Ticket?
-            for try await ticket in try await connection.run(statement, logger: logger) { claimed = ticket }
-            if claimed != nil { EventWrites.noteWritten() }
-            return claimed
+        // On a bare connection: one statement, committed on its own, no BEGIN and COMMIT around it.
+        try await database.withConnection { connection in
+            try await tickets.claimNext(for: agentID, leaseSeconds: lease.seconds, keyID: principal.keyID, on: connection)
         }
     }
-
-    /// `$1` the agent, `$2` the lease in seconds, `$3` the API key acting. Kept as one text so that the
-    /// benchmark hands pgbench exactly what the service runs (so no SQL comments: pgbench takes it as
-    /// one line, and a colon before a word is a pgbench variable). The event's `expires_at` has the form
-    /// of every time in events: RFC 3339, UTC, whole seconds (a UTC timestamp's JSON form, plus `Z`).
-    /// The agent's queues are read once per pull (`me`, evaluated once as an InitPlan), not once for
-    /// every ticket the scan looks at: correlated, that lookup halved the claims per second at 32 agents.
-    /// A lapsed claim on a ticket assigned to the caller is theirs again whatever its queue, and comes
-    /// before an equally urgent lapsed one of someone else's (as `mine` does among unclaimed ones).
-    /// A ticket whose rule set a required skill (a question in English, a return) goes only to an
-    /// agent with that skill, as auto-assignment gives it; one assigned to the caller is theirs anyway.
-    /// Without the check, the skill ticket auto-assignment left waiting because nobody on duty had
-    /// the skill was exactly what the next agent without it pulled.
-    static let claimNextSQL = """
-        WITH me AS (
-            SELECT cardinality(a.queues) = 0 AS any_queue, a.queues, a.skills FROM agents a WHERE a.id = $1
-        ), mine AS (
-            SELECT t.id, t.priority_rank, t.response_due_at, t.created_at, true AS own FROM tickets t
-            WHERE t.assignee_id = $1 AND t.status IN ('new', 'open') AND t.claim_agent_id IS NULL
-            ORDER BY t.priority_rank DESC, t.response_due_at ASC NULLS LAST, t.created_at ASC
-            LIMIT 1
-            FOR UPDATE SKIP LOCKED
-        ), unclaimed AS (
-            SELECT t.id, t.priority_rank, t.response_due_at, t.created_at, false AS own FROM tickets t
-            WHERE t.status IN ('new', 'open') AND t.claim_agent_id IS NULL AND t.assignee_id IS NULL
-              AND ((SELECT any_queue FROM me) OR t.queue = ANY((SELECT queues FROM me)::text[]))
-              AND (t.required_skill IS NULL OR t.required_skill = ANY((SELECT skills FROM me)::text[]))
-            ORDER BY t.priority_rank DESC, t.response_due_at ASC NULLS LAST, t.created_at ASC
-            LIMIT 1
-            FOR UPDATE SKIP LOCKED
-        ), lapsed AS (
-            SELECT t.id, t.priority_rank, t.response_due_at, t.created_at, t.assignee_id IS NOT DISTINCT FROM $1 AS own FROM tickets t
-            WHERE t.status IN ('new', 'open') AND t.claim_expires_at <= now()
-              AND (t.assignee_id = $1
-                   OR (((SELECT any_queue FROM me) OR t.queue = ANY((SELECT queues FROM me)::text[]))
-                       AND (t.required_skill IS NULL OR t.required_skill = ANY((SELECT skills FROM me)::text[]))))
-            ORDER BY t.priority_rank DESC, own DESC, t.response_due_at ASC NULLS LAST, t.created_at ASC
-            LIMIT 1
-            FOR UPDATE SKIP LOCKED
-        ), candidate AS (
-            SELECT id FROM (SELECT * FROM mine UNION ALL SELECT * FROM unclaimed UNION ALL SELECT * FROM lapsed) AS arms
-            ORDER BY priority_rank DESC, own DESC, response_due_at ASC NULLS LAST, created_at ASC
-            LIMIT 1
-        ), claimed AS (
-            UPDATE tickets t
-            SET claim_agent_id = $1, claim_expires_at = now() + make_interval(secs => $2),
-                assignee_id = coalesce(t.assignee_id, $1),
-                version = t.version + 1, updated_at = now()
-            FROM candidate
-            WHERE t.id = candidate.id
-            RETURNING \(Ticket.columns(of: "t"))
-        ), event AS (
-            INSERT INTO events (type, ticket_id, customer_id, actor_key_id, actor_agent_id, data)
-            SELECT '\(EventType.ticketClaimed.rawValue)', id, customer_id, $3, $1,
-                   jsonb_build_object('agent_id', $1, 'via', 'queue',
-                                      'expires_at', (to_json(date_trunc('second', claim_expires_at AT TIME ZONE 'UTC')) #>> '{}') || 'Z')
-            FROM claimed
-        )
-        SELECT * FROM claimed
-        """
 
     // MARK: - Helpers
 
     /// The ticket's row lock and whether its claim is live (`TicketStore.lock`).
     func lockTicket(_ id: UUID, on connection: PostgresConnection) async throws -> (Ticket, claimLive: Bool) {
         try await tickets.lock(id, on: connection)
-    }
-
-    static func single(_ rows: PostgresRowSequence) async throws -> Ticket {
-        for try await row in rows { return try Ticket(row: row) }
-        throw RowNotFound("a ticket UPDATE … RETURNING")
     }
 
     static func claimHeld(_ claim: (agentID: UUID, expiresAt: Date), holderName: String? = nil) -> Problem {
@@ -190,27 +109,4 @@ struct TicketWork: Sendable {
         guard let date else { return "" }
         return date.formatted(.iso8601)
     }
-}
-
-/// The claim statement, prepared once per connection under its name: it is the hottest statement an
-/// agent runs, and parsing and planning it took longer than running it (1.3 + 2.2 ms against 0.5 ms).
-/// `madoguchi bench claim-next` hands its `sql` to pgbench unchanged.
-package struct ClaimNextStatement: PostgresPreparedStatement {
-    package static let name = "madoguchi_claim_next"
-    package static var sql: String { TicketWork.claimNextSQL }
-    package typealias Row = Ticket
-
-    let agentID: UUID
-    let leaseSeconds: Double
-    let keyID: UUID?
-
-    package func makeBindings() throws -> PostgresBindings {
-        var binds = PostgresBindings()
-        binds.append(agentID)
-        binds.append(leaseSeconds)
-        binds.append(keyID)
-        return binds
-    }
-
-    package func decodeRow(_ row: PostgresRow) throws -> Ticket { try Ticket(row: row) }
 }

@@ -116,14 +116,7 @@ struct SmsDeliveryReports: Sendable {
     /// refusal at the send does: the next text to it needs `confirm_undeliverable`. Only for a reply
     /// to one number: a reply to several keeps one provider id, which cannot say whose text failed.
     private func failReply(sentAs messageID: UUID, ticketID: UUID, report: SmsDeliveryReport, on connection: PostgresConnection) async throws {
-        let rows = try await connection.run("""
-            UPDATE replies r SET state = 'failed', version = r.version + 1, updated_at = now()
-            FROM outbox o
-            WHERE r.message_id = \(messageID) AND r.state = 'sent' AND o.reply_id = r.id
-            RETURNING r.id, o.attempts, r.recipients
-            """, logger: logger)
-        var failed: [(UUID, Int, [String])] = []
-        for try await row in rows.decode((UUID, Int, [String]).self) { failed.append(row) }
+        let failed = try await ReplyStore(logger: logger).markFailed(sentAs: messageID, on: connection)
         let error = "\(report.provider) reported the text \(report.status)"
             + (report.errorCode.flatMap { $0.isEmpty || $0 == "0" ? nil : " (error \($0))" } ?? "")
         for (replyID, attempts, recipients) in failed {

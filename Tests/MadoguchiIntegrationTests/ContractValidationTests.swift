@@ -87,6 +87,18 @@ struct ContractValidationTests {
                 #expect((try response.json["errors"] as? [[String: String]])?.compactMap { $0["pointer"] } == names, "\(response.text)")
             }
             try invalid(try await app.request(.get, "/v1/agents?queue=", key: boss), ["queue"])
+            // An identifier sent empty is named too, and said to be empty (the runtime's words alone named none).
+            for path in ["/v1/events?ticket_id=", "/v1/tickets?customer_id=", "/v1/reports/volume?from=2026-12-07&to=2026-12-07&agent_id="] {
+                let empty = try await app.request(.get, path, key: path.hasPrefix("/v1/tickets") ? boss : dashboard)
+                try invalid(empty, [String(path.split(separator: "?")[1].split(separator: "&").last!.dropLast())])
+                #expect(empty.text.contains("is empty"), "\(path): \(empty.text)")
+            }
+            // Escapes that are well formed but are no UTF-8 are not called broken.
+            let latin1 = try await app.request(.get, "/v1/customers?email=%FF%FE", key: boss)
+            try invalid(latin1, ["email=%FF%FE"])
+            #expect(latin1.text.contains("not UTF-8") && !latin1.text.contains("broken"), "\(latin1.text)")
+            #expect(try await app.request(.get, "/v1/customers?email=%E3%81", key: boss).text.contains("not UTF-8"))
+            #expect(try await app.request(.get, "/v1/customers?email=%G1", key: boss).text.contains("broken percent-escape"))
             try invalid(try await app.request(.get, "/v1/customers?external_id=\(String(repeating: "0", count: 513))", key: boss), ["external_id"])
             // NUL cannot be stored or compared by PostgreSQL: refused before any query runs.
             try invalid(try await app.request(.get, "/v1/reports/sla?from=2026-01-01&to=2026-01-02&time_zone=Asia%2FTokyo%00", key: dashboard), ["time_zone"])

@@ -231,6 +231,10 @@ struct ReportTests {
 
             let excel = try await app.request(.get, path + "&format=csv&bom=true", key: dashboard)
             #expect(Array(excel.bodyBuffer.readableBytesView.prefix(3)) == [0xEF, 0xBB, 0xBF])
+            // format= and Accept asking for different things: a 406 that says they disagree.
+            let conflict = try await app.request(.get, path + "&format=json", key: dashboard, headers: [.accept: "text/csv"])
+            try expectProblem(conflict, .notAcceptable, "not-acceptable")
+            #expect(conflict.text.contains("format=json asks for application/json"), "\(conflict.text)")
             #expect(String(decoding: excel.bodyBuffer.readableBytesView.dropFirst(3), as: UTF8.self) == csv.text)
         }
     }

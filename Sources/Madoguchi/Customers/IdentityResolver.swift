@@ -41,7 +41,9 @@ struct IdentityResolver: Sendable {
         async throws -> UUID
     {
         let customerID = try await customers.insert(displayName: Self.shownName(displayName), on: connection)
-        try await identities.insert(kind: kind, value: value, rawValue: rawValue, customerID: customerID, on: connection)
+        // A LINE user id comes only in a request LINE signed; an email's From or an SMS's number
+        // can be anyone's.
+        try await identities.insert(kind: kind, value: value, rawValue: rawValue, customerID: customerID, verified: kind == .line, on: connection)
         try await events.record(.customerCreated, customerID: customerID, actor: nil, data: ["identities": [["kind": kind.rawValue, "value": value]]], on: connection)
         return customerID
     }
@@ -100,7 +102,7 @@ struct IdentityResolver: Sendable {
         // nobody has it or another customer does (that one is also suggested for a merge, below).
         if !claimsVerified && owners.dropFirst().contains(where: { $0.owner != customerID }) { flags.append("contact-not-linked") }
         // The contacts that join, in one statement.
-        try await identities.insert(joining.map { ($0.kind, $0.value, $0.value) }, customerID: customerID, on: connection)
+        try await identities.insert(joining.map { ($0.kind, $0.value, $0.value) }, customerID: customerID, verified: claimsVerified, on: connection)
         // A new customer's identities are listed in its customer.created; a known one's are news.
         if known != nil {
             for (kind, value, _) in joining {

@@ -95,22 +95,28 @@ struct IdentityStore: Sendable {
     }
 
     /// Links an identity nobody owns to `customerID` (the caller holds its lock and checked `owner`).
-    func insert(kind: Customer.Identity.Kind, value: String, rawValue: String?, customerID: UUID, on connection: PostgresConnection) async throws {
-        try await insert([(kind, value, rawValue)], customerID: customerID, on: connection)
+    /// `verified`: someone vouches that it is this customer's (`Customer.Identity.verified`).
+    func insert(
+        kind: Customer.Identity.Kind, value: String, rawValue: String?, customerID: UUID, verified: Bool = false, on connection: PostgresConnection
+    ) async throws {
+        try await insert([(kind, value, rawValue)], customerID: customerID, verified: verified, on: connection)
     }
 
     /// Links several identities nobody owns to `customerID`, in one statement (a form's email and
     /// phone, a chat's id and the email it collected).
     func insert(
-        _ identities: [(kind: Customer.Identity.Kind, value: String, rawValue: String?)], customerID: UUID, on connection: PostgresConnection
+        _ identities: [(kind: Customer.Identity.Kind, value: String, rawValue: String?)], customerID: UUID, verified: Bool = false,
+        on connection: PostgresConnection
     ) async throws {
         guard !identities.isEmpty else { return }
         try await connection.perform("""
-            INSERT INTO customer_identities (customer_id, kind, value, raw_value)
-            SELECT \(customerID), i.kind, i.value, CASE WHEN i.has_raw THEN i.raw_value END
+            INSERT INTO customer_identities (customer_id, kind, value, raw_value, verified)
+            SELECT \(customerID), i.kind, i.value, CASE WHEN i.has_raw THEN i.raw_value END, v.verified
             FROM unnest(\(identities.map(\.kind.rawValue))::text[], \(identities.map(\.value))::text[],
                         \(identities.map { String(($0.rawValue ?? "").prefix(1024)) })::text[], \(identities.map { $0.rawValue != nil })::boolean[])
                  WITH ORDINALITY AS i(kind, value, raw_value, has_raw, n)
+                 -- Last, so the values stay the third parameter and their spellings the fourth (`OwnSQLReplay`).
+                 CROSS JOIN (SELECT \(verified)::boolean AS verified) v
             ORDER BY i.n
             """, logger: logger)
     }

@@ -3,7 +3,8 @@ import MadoguchiMail
 /// Identities in the one form they are stored and matched in, whoever supplies them (ingest, the order
 /// system, a supervisor): email with its ASCII letters lower-cased, the domain as A-labels (full-width
 /// ASCII folded), phone in
-/// E.164 (Japan the default region), chat as `provider:user id`, the rest trimmed.
+/// E.164 (Japan the default region), chat as `provider:user id`, an order-system id with full-width
+/// ASCII folded, the rest trimmed.
 enum IdentityValue {
     /// Characters, as PostgreSQL counts them: the column's limit.
     static let maximumLength = 512
@@ -55,7 +56,10 @@ enum IdentityValue {
             }
             return value
         case .external:
-            return value
+            // Typed in full-width (an IME left in 全角 mode: `ＣＵＳＴ－０００２`), a member number is the
+            // order system's `CUST-0002` still: kept as typed, it made a second customer that no
+            // lookup by the order system's own id ever found. Letter case and everything else stay.
+            return Text.foldingFullWidthASCII(value)
         }
     }
 

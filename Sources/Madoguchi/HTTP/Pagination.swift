@@ -24,7 +24,8 @@ enum PageCursor {
         return Array(parts.dropFirst())
     }
 
-    static let invalid = Problem.invalidParameter("cursor", "not a cursor this server issued; pass next_cursor from the previous page unchanged")
+    static let invalid = Problem.invalidParameter(
+        "cursor", "not a cursor of this listing: pass next_cursor from the previous page of the same request (the same filters and order) unchanged")
 
     /// An instant a cursor carries, in microseconds since 1970: nil when it is not one, or lies
     /// outside the years 1–9999, which no page of ours starts at (further out, PostgreSQL's

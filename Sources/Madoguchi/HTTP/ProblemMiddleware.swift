@@ -150,7 +150,11 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         let parameters = operation.requestMetadata.pathParameters.map { ($0.key, String($0.value)) }
             + query.map { ($0.name, $0.value ?? "") }
         // With a body, only an error with no place in it (the URI decoder's) can be a parameter's.
-        let quoted = hasBody && !path.isEmpty ? nil : parameters.first { !$0.1.isEmpty && (message.contains("'\($0.1)'") || message.hasSuffix(" \($0.1)")) }
+        // An empty value (`?ticket_id=`) is quoted as '': the parameter sent empty, when only one was.
+        let empties = parameters.filter { $0.1.isEmpty }
+        let quoted = hasBody && !path.isEmpty ? nil
+            : parameters.first { !$0.1.isEmpty && (message.contains("'\($0.1)'") || message.hasSuffix(" \($0.1)")) }
+                ?? (message.contains("''") && empties.count == 1 ? empties.first : nil)
         // No body where the operation reads one (`POST …/send` with nothing, or an empty chunked
         // one without a Content-Type): the JSON decoder's complaint is about the missing body, not
         // about a parameter, nor about JSON the caller never sent.
@@ -166,6 +170,9 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
                 }
             guard let (name, value) = culprit else {
                 return Problem(.invalidParameter, status: .badRequest, title: "Invalid parameter", detail: "A path or query parameter is invalid: \(message)")
+            }
+            if value.isEmpty {
+                return .invalidParameter(name, "is empty: give it a value, or leave it out (\(message))")
             }
             if let allowed = Contract.bundled.allowedValues(operation: operation.operationID, parameter: name), !allowed.isEmpty {
                 return .invalidParameter(name, "'\(value)' is not one of \(allowed.joined(separator: ", "))")

@@ -25,7 +25,9 @@ struct VersionPrecondition {
         throw Problem(
             .preconditionFailed, status: .preconditionFailed, title: "Precondition failed",
             detail: "\(resource) is at version \(lockedVersion) (ETag \(Self.entityTag(lockedVersion))), not \(condition.description): "
-                + "someone changed it since you read it. Nothing was changed; read it again and make your change to what is there.")
+                + (condition.tags?.contains { $0.weak && $0.opaque == String(lockedVersion) } == true
+                    ? "a weak tag (W/) never matches, as If-Match compares strongly; send the ETag as read, without W/. Nothing was changed."
+                    : "someone changed it since you read it. Nothing was changed; read it again and make your change to what is there."))
     }
 
     /// A version as a strong entity tag.

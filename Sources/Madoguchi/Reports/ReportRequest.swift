@@ -55,11 +55,14 @@ package struct ReportRequest: Sendable {
         }
         let granularity = granularity ?? .day
         let days = Int(last.timeIntervalSince(first) / 86400) + 1
+        // The periods the range touches: weeks start on Monday, months on the 1st.
+        var utc = Calendar(identifier: .gregorian)
+        utc.timeZone = TimeZone(identifier: "UTC")!
         let periods = switch granularity {
         case .hour: days * 24
         case .day: days
-        case .week: days / 7 + 2
-        case .month: days / 28 + 2
+        case .week: ((utc.component(.weekday, from: first) + 5) % 7 + days + 6) / 7
+        case .month: Self.monthNumber(last, utc) - Self.monthNumber(first, utc) + 1
         }
         guard periods <= Self.maximumPeriods || !periodic else {
             throw Problem.invalidParameter("granularity", "\(days) days by \(granularity.rawValue) is \(periods) periods; at most \(Self.maximumPeriods) — choose a coarser granularity or a shorter range")
@@ -79,6 +82,11 @@ package struct ReportRequest: Sendable {
     }
 
     /// A real Gregorian day written `YYYY-MM-DD` (years 2000–2999: reports are about this service's life).
+    private static func monthNumber(_ day: Date, _ calendar: Calendar) -> Int {
+        let parts = calendar.dateComponents([.year, .month], from: day)
+        return parts.year! * 12 + parts.month!
+    }
+
     static func day(_ text: String) -> Date? {
         guard BusinessCalendarDraft.isCalendarDate(text), let year = Int(text.prefix(4)), (2000...2999).contains(year) else { return nil }
         return try? Date(text + "T00:00:00Z", strategy: .iso8601)

@@ -29,7 +29,12 @@ extension APIHandler {
         let csv = Self.wantsCSV(format: query.format?.rawValue, accept: accept, acceptable: acceptable)
         // format= can ask for what Accept excludes; refused before any work, not after the export began.
         let chosen = csv ? "text/csv" : "application/json"
-        guard acceptable.allows(chosen) else { throw Problem.notAcceptable(offered: [chosen]) }
+        guard acceptable.allows(chosen) else {
+            guard let format = query.format?.rawValue else { throw Problem.notAcceptable(offered: [chosen]) }
+            throw Problem(.notAcceptable, status: .notAcceptable, title: "Not acceptable",
+                          detail: "format=\(format) asks for \(chosen), which this request's Accept header excludes; "
+                            + "send one of the two, or both asking for the same; nothing was done.")
+        }
         // Set beside the generated code, which would percent-encode the colons of a date in a header (as with Link).
         RequestScope.current?.setResponseHeader(.dataAsOf, context.dataAsOf.rfc3339UTC)
         if csv {

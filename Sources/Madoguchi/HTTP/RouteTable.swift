@@ -22,7 +22,9 @@ final class RouteTable: Sendable {
         let matching = routes.withLock { routes in routes.filter { Self.template($0.segments, matches: segments) } }
         let literalness = { (template: [Substring]) in template.map { !Self.isParameter($0) } }
         guard let best = matching.map({ literalness($0.segments) }).max(by: { $0.lexicographicallyPrecedes($1) { !$0 && $1 } }) else { return [] }
-        return Set(matching.filter { literalness($0.segments) == best }.map(\.method.rawValue)).sorted()
+        let methods = Set(matching.filter { literalness($0.segments) == best }.map(\.method.rawValue))
+        // The router answers HEAD wherever there is a GET (`Application+build`).
+        return methods.union(methods.contains("GET") ? ["HEAD"] : []).sorted()
     }
 
     private static func isParameter(_ segment: Substring) -> Bool { segment.hasPrefix("{") && segment.hasSuffix("}") }

@@ -104,10 +104,18 @@ struct CustomerTests {
                 """)
             let sql = try String(contentsOfFile: RepositoryFiles.path("sql/migrations/0098_external_ids_folded.sql"), encoding: .utf8)
             for _ in 1...2 {
+                // As the migrator runs it: its statements one after another, in one transaction.
                 try await app.database.withTransaction { connection in
-                    try await connection.query(PostgresQuery(unsafeSQL: sql), logger: TestCluster.logger)
+                    for statement in sql.components(separatedBy: ";\n") where statement.contains(where: { !$0.isWhitespace }) {
+                        try await connection.query(PostgresQuery(unsafeSQL: statement), logger: TestCluster.logger)
+                    }
                 }
             }
+            // The customer left with the full-width spelling is suggested for a merge, once.
+            #expect(try await app.strings("""
+                SELECT data->>'other_customer_id' FROM events
+                WHERE type = 'customer.merge_suggested' AND customer_id = '00000000-0000-4000-8000-000000000002'
+                """) == [customer])
             #expect(try await app.strings("""
                 SELECT value || ' ' || coalesce(raw_value, '') FROM customer_identities WHERE kind = 'external' ORDER BY value COLLATE "C"
                 """) == ["AB-12 ＡＢ－１２", "CUST-0002 CUST-0002", "mem-009 mem-009", "ＣＵＳＴ－０００２ "])

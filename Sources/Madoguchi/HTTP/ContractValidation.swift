@@ -131,7 +131,7 @@ struct ContractValidation: ServerMiddleware {
             guard let name = pair[..<equals].removingPercentEncoding, let value = pair[pair.index(after: equals)...].removingPercentEncoding else {
                 // Foundation refuses both alike: a % without two hex digits, and escapes whose bytes are no UTF-8 (`%FF%FE`).
                 let escapes = pair.split(separator: "%", omittingEmptySubsequences: false).dropFirst()
-                let wellFormed = escapes.allSatisfy { $0.count >= 2 && $0.prefix(2).allSatisfy(\.isHexDigit) }
+                let wellFormed = escapes.allSatisfy { $0.count >= 2 && $0.prefix(2).allSatisfy { $0.isASCII && $0.isHexDigit } }
                 throw Problem.invalidParameter(shown, wellFormed
                     ? "decodes to bytes that are not UTF-8 (percent-escape text as its UTF-8 bytes: あ is %E3%81%82)"
                     : "has a broken percent-escape (a % must be followed by two hexadecimal digits; send a literal % as %25)")

@@ -81,12 +81,13 @@ package struct ReportRequest: Sendable {
             : Problem.invalidParameter(parameter, "\(text) is not a date (YYYY-MM-DD)")
     }
 
-    /// A real Gregorian day written `YYYY-MM-DD` (years 2000–2999: reports are about this service's life).
+    /// Months since year 0: the difference of two is how many month boundaries lie between them.
     private static func monthNumber(_ day: Date, _ calendar: Calendar) -> Int {
         let parts = calendar.dateComponents([.year, .month], from: day)
         return parts.year! * 12 + parts.month!
     }
 
+    /// A real Gregorian day written `YYYY-MM-DD` (years 2000–2999: reports are about this service's life).
     static func day(_ text: String) -> Date? {
         guard BusinessCalendarDraft.isCalendarDate(text), let year = Int(text.prefix(4)), (2000...2999).contains(year) else { return nil }
         return try? Date(text + "T00:00:00Z", strategy: .iso8601)

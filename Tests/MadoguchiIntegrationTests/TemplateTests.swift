@@ -41,6 +41,9 @@ struct TemplateTests {
                 .post, "/v1/templates/\(id)/render", key: agent.secret, json: #"{"ticket_id":"\#(ticket.uuidString)","order":{"number":"A-1234"}}"#)
             try expectProblem(missing, .unprocessableContent, "unfilled-variables")
             #expect((try missing.json["findings"] as? [[String: Any]])?.map { $0["text"] as? String } == ["order.date"])
+            // Where it is, for an agent to find it in a long template: line 3, after "ご注文 {{order.number}} を".
+            let finding = (try missing.json["findings"] as? [[String: Any]])?.first
+            #expect(finding?["line"] as? Int == 3 && finding?["column"] as? Int == 23, "\(missing.text)")
 
             // A variable no ticket fills, or a {{ left open, is refused when saved, not found at a customer's render.
             let misspelt = try await app.request(

@@ -50,6 +50,16 @@ struct TemplateRenderer: Sendable {
         return markers(in: text).map(\.name).filter { seen.insert($0).inserted }
     }
 
+    /// Where `name` is first used in `text`: its line and column (from 1, columns in characters), for
+    /// an agent told a variable has no value to find it in a long template.
+    static func firstUse(of name: String, in text: String) -> (line: Int, column: Int)? {
+        guard let marker = markers(in: text).first(where: { $0.name == name }),
+              let start = Range(marker.range, in: text)?.lowerBound else { return nil }
+        let before = text[..<start]
+        let lineStart = before.lastIndex(of: "\n").map { before.index(after: $0) } ?? before.startIndex
+        return (before.count(where: { $0 == "\n" }) + 1, text[lineStart..<start].count + 1)
+    }
+
     /// The variables every ticket gives a value for (`TemplateStore.values`), beside `order.*`.
     static let knownVariables: Set<String> = ["customer.name", "ticket.number", "ticket.subject", "agent.name"]
 

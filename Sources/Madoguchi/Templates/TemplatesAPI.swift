@@ -120,10 +120,18 @@ extension APIHandler {
                     error.unfilled.isEmpty ? nil : "no value: \(error.unfilled.joined(separator: ", "))",
                 ].compactMap { $0 }.joined(separator: "; "))
             problem.members["findings"] = .array(names.map { name in
-                .object([
+                // Where the agent finds it: its line and column in the body, or the subject.
+                var finding: [String: Problem.Member] = [
                     "type": .string(error.unknown.contains(name) ? "unknown-variable" : "unfilled-variable"),
                     "message": .string("{{\(name)}}"), "text": .string(name),
-                ])
+                ]
+                if let (line, column) = TemplateRenderer.firstUse(of: name, in: template.body) {
+                    finding["line"] = .int(line)
+                    finding["column"] = .int(column)
+                } else if TemplateRenderer.firstUse(of: name, in: template.subject ?? "") != nil {
+                    finding["message"] = .string("{{\(name)}} in the subject")
+                }
+                return .object(finding)
             })
             throw problem
         }

@@ -118,7 +118,7 @@ struct CustomerTests {
                 """) == [customer])
             #expect(try await app.strings("""
                 SELECT value || ' ' || coalesce(raw_value, '') FROM customer_identities WHERE kind = 'external' ORDER BY value COLLATE "C"
-                """) == ["AB-12 ＡＢ－１２", "CUST-0002 CUST-0002", "mem-009 mem-009", "ＣＵＳＴ－０００２ "])
+                """) == ["AB-12 ＡＢ－１２", "CUST-0002 CUST-0002", "mem-009 ｍｅｍ－００９", "ＣＵＳＴ－０００２ "])
         }
     }
 

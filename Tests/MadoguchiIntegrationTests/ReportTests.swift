@@ -235,6 +235,10 @@ struct ReportTests {
             let conflict = try await app.request(.get, path + "&format=json", key: dashboard, headers: [.accept: "text/csv"])
             try expectProblem(conflict, .notAcceptable, "not-acceptable")
             #expect(conflict.text.contains("format=json asks for application/json"), "\(conflict.text)")
+            // Neither acceptable: both named.
+            let neither = try await app.request(.get, path, key: dashboard, headers: [.accept: "application/xml"])
+            try expectProblem(neither, .notAcceptable, "not-acceptable")
+            #expect(neither.text.contains("application/json and text/csv are not acceptable"), "\(neither.text)")
             #expect(String(decoding: excel.bodyBuffer.readableBytesView.dropFirst(3), as: UTF8.self) == csv.text)
         }
     }

@@ -19,14 +19,18 @@ extension CustomerStore {
         throw RowNotFound("INSERT INTO customers … RETURNING id")
     }
 
-    func create(_ details: Details, identities: [(Customer.Identity.Kind, String)], by principal: Principal, on connection: PostgresConnection) async throws -> UUID {
+    /// `identities`: each in its stored form, and as typed (kept as the identity's `raw_value`).
+    func create(
+        _ details: Details, identities: [(kind: Customer.Identity.Kind, value: String, typed: String)], by principal: Principal,
+        on connection: PostgresConnection
+    ) async throws -> UUID {
         let customerID = try await insert(displayName: details.displayName, isVIP: details.isVIP ?? false, notes: details.notes, on: connection)
         // Sorted, like every identity lock taken, so two requests can never wait on each other.
-        for (kind, value) in identities.sorted(by: { ($0.0.rawValue, $0.1) < ($1.0.rawValue, $1.1) }) {
-            _ = try await link(kind, value, to: customerID, on: connection)
+        for (kind, value, typed) in identities.sorted(by: { ($0.kind.rawValue, $0.value) < ($1.kind.rawValue, $1.value) }) {
+            _ = try await link(kind, value, typed: typed, to: customerID, on: connection)
         }
         try await EventStore(logger: logger).record(.customerCreated, customerID: customerID, actor: principal,
-                                                    data: ["identities": identities.map { ["kind": $0.0.rawValue, "value": $0.1] }], on: connection)
+                                                    data: ["identities": identities.map { ["kind": $0.kind.rawValue, "value": $0.value] }], on: connection)
         return customerID
     }
 
@@ -64,7 +68,8 @@ extension CustomerStore {
 
     /// Links an identity to a customer. True if it was new; false if it already was this customer's.
     /// Another customer's identity is a 409 naming that customer.
-    func link(_ kind: Customer.Identity.Kind, _ value: String, to customerID: UUID, on connection: PostgresConnection) async throws -> Bool {
+    /// `typed`: the identity as the caller wrote it (`ＣＵＳＴ－０００２`), kept as its `raw_value`.
+    func link(_ kind: Customer.Identity.Kind, _ value: String, typed: String? = nil, to customerID: UUID, on connection: PostgresConnection) async throws -> Bool {
         let identities = IdentityStore(logger: logger)
         try await identities.lock(kind: kind, value: value, on: connection)
         if let owner = try await identities.owner(kind: kind, value: value, on: connection) {
@@ -77,7 +82,8 @@ extension CustomerStore {
             return false
         }
         // The shop's own records (the order system, a supervisor) vouch for what they add.
-        try await identities.insert(kind: kind, value: value, rawValue: value, customerID: customerID, verified: true, on: connection)
+        try await identities.insert(kind: kind, value: value, rawValue: typed.map { String($0.prefix(1024)) } ?? value, customerID: customerID,
+                                    verified: true, on: connection)
         try await connection.perform("UPDATE customers SET version = version + 1, updated_at = now() WHERE id = \(customerID)", logger: logger)
         return true
     }

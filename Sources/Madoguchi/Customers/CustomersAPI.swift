@@ -63,7 +63,8 @@ extension APIHandler {
         let principal = try principal
         let identities = try (body.identities ?? []).enumerated().map { index, identity in
             let kind = Customer.Identity.Kind(rawValue: identity.kind.rawValue)!
-            return (kind, try IdentityValue.normalize(kind, identity.value, field: "/identities/\(index)/value"))
+            return (kind: kind, value: try IdentityValue.normalize(kind, identity.value, field: "/identities/\(index)/value"),
+                    typed: identity.value.trimmingCharacters(in: .whitespacesAndNewlines))
         }
         let details = try Self.details(displayName: body.displayName, isVIP: body.isVip, notes: body.notes)
         // The order system retries a create whose answer it lost; without a key it would get a second
@@ -119,7 +120,7 @@ extension APIHandler {
             var live = false
             for try await mergedInto in rows.decode(UUID?.self) { live = mergedInto == nil }
             guard live else { throw try await customers.missingOrMerged(id, on: connection) }
-            let created = try await customers.link(kind, value, to: id, on: connection)
+            let created = try await customers.link(kind, value, typed: body.value.trimmingCharacters(in: .whitespacesAndNewlines), to: id, on: connection)
             if created {
                 try await EventStore(logger: logger).record(.customerIdentityAdded, customerID: id, actor: principal,
                                                             data: ["kind": kind.rawValue, "value": value], on: connection)

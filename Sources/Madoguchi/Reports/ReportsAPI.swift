@@ -30,7 +30,8 @@ extension APIHandler {
         // format= can ask for what Accept excludes; refused before any work, not after the export began.
         let chosen = csv ? "text/csv" : "application/json"
         guard acceptable.allows(chosen) else {
-            guard let format = query.format?.rawValue else { throw Problem.notAcceptable(offered: [chosen]) }
+            // Without format=, either would do: the Accept header excludes both.
+            guard let format = query.format?.rawValue else { throw Problem.notAcceptable(offered: ["application/json", "text/csv"]) }
             throw Problem(.notAcceptable, status: .notAcceptable, title: "Not acceptable",
                           detail: "format=\(format) asks for \(chosen), which this request's Accept header excludes; "
                             + "send one of the two, or both asking for the same; nothing was done.")

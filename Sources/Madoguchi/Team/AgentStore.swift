@@ -9,7 +9,6 @@ struct AgentStore: Sendable {
 
     var events: EventStore { EventStore(logger: logger) }
 
-    static let openStatuses = Ticket.openStatuses
 
     func list(queue: String?, includeInactive: Bool, on connection: PostgresConnection) async throws -> [Agent] {
         let rows = try await connection.run("""
@@ -142,12 +141,12 @@ struct AgentStore: Sendable {
         let rows = try await connection.run("""
             SELECT a.capacity, a.availability, agent_workload(a.id),
                    (SELECT count(*) FROM tickets t
-                    WHERE t.claim_agent_id = a.id AND t.claim_expires_at > now() AND t.status IN \(unescaped: Self.openStatuses)),
-                   (SELECT count(*) FROM tickets t WHERE t.assignee_id = a.id AND t.status IN \(unescaped: Self.openStatuses)),
+                    WHERE t.claim_agent_id = a.id AND t.claim_expires_at > now() AND t.status IN \(unescaped: Ticket.openStatuses)),
+                   (SELECT count(*) FROM tickets t WHERE t.assignee_id = a.id AND t.status IN \(unescaped: Ticket.openStatuses)),
                    (SELECT count(*) FROM tickets t
-                    WHERE t.assignee_id = a.id AND t.status IN \(unescaped: Self.openStatuses) AND t.awaiting_reply_since IS NOT NULL),
+                    WHERE t.assignee_id = a.id AND t.status IN \(unescaped: Ticket.openStatuses) AND t.awaiting_reply_since IS NOT NULL),
                    (SELECT min(t.awaiting_reply_since) FROM tickets t
-                    WHERE t.assignee_id = a.id AND t.status IN \(unescaped: Self.openStatuses))
+                    WHERE t.assignee_id = a.id AND t.status IN \(unescaped: Ticket.openStatuses))
             FROM agents a WHERE a.id = \(id)
             """, logger: logger)
         for try await (capacity, availability, open, claimed, assigned, awaiting, oldest)

@@ -54,23 +54,25 @@ extension TicketStore {
                 WHERE t.sla_policy_id = \(policyID) AND t.status NOT IN ('solved', 'closed')
                 ORDER BY t.id
                 FOR UPDATE
+            ), stopped AS (
+                UPDATE tickets t
+                SET sla_policy_id = NULL, first_response_due_at = NULL, first_response_warn_at = NULL,
+                    next_response_due_at = NULL, next_response_warn_at = NULL, resolution_due_at = NULL, resolution_warn_at = NULL,
+                    sla_paused_at = NULL, resolution_paused_at = NULL, version = t.version + 1, updated_at = now()
+                FROM locked WHERE t.id = locked.id
+                RETURNING t.id, t.customer_id, t.version,
+                          sla_due_change('first_response_due_at', locked.first_response_due_at, NULL)
+                          || sla_due_change('next_response_due_at', locked.next_response_due_at, NULL)
+                          || sla_due_change('resolution_due_at', locked.resolution_due_at, NULL) AS changes
             )
-            UPDATE tickets t
-            SET sla_policy_id = NULL, first_response_due_at = NULL, first_response_warn_at = NULL,
-                next_response_due_at = NULL, next_response_warn_at = NULL, resolution_due_at = NULL, resolution_warn_at = NULL,
-                sla_paused_at = NULL, resolution_paused_at = NULL, version = t.version + 1, updated_at = now()
-            FROM locked WHERE t.id = locked.id
-            RETURNING t.id, t.customer_id, t.version,
-                      (sla_due_change('first_response_due_at', locked.first_response_due_at, NULL)
-                       || sla_due_change('next_response_due_at', locked.next_response_due_at, NULL)
-                       || sla_due_change('resolution_due_at', locked.resolution_due_at, NULL))::text
+            -- In id order, as they were locked: the events come out in that order.
+            SELECT id, customer_id, version, changes::text FROM stopped ORDER BY id
             """, logger: logger)
         var stopped: [(UUID, UUID, Int64, [String: Any])] = []
         for try await (id, customerID, version, changes) in rows.decode((UUID, UUID, Int64, String).self) {
             let object = try JSONSerialization.jsonObject(with: Data(changes.utf8)) as? [String: Any] ?? [:]
             stopped.append((id, customerID, version, object))
         }
-        // In id order, as they were locked: the events come out in that order.
-        return stopped.sorted { $0.0.uuidString < $1.0.uuidString }
+        return stopped
     }
 }

@@ -225,6 +225,30 @@ struct DeliveryTests {
         }
     }
 
+    @Test("a customer's answer that names our reply only in In-Reply-To (no References, as phone mailers write) keeps our reply in the next mail's References")
+    func referencesFromInReplyTo() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let conversation = try await Self.customerWrites(app, from: "jiro@example.jp")
+            let first = try await Self.answer(conversation, "お問い合わせありがとうございます。")
+            #expect(Self.state(try await Self.delivery(conversation, first)) == "sent")
+            let ourID = "reply-\(first.lowercased())@shop.example"
+            let number = try #require(try await app.request(.get, "/v1/tickets/\(conversation.ticket)", key: conversation.agent).json["number"] as? Int)
+            let answerID = "c2-\(UUID().uuidString.prefix(8))@example.jp"
+            let answered = try await app.postMail(try await app.keySecret(.gateway), testMail(
+                from: "jiro@example.jp", subject: "Re: 注文について [#\(number)]", id: answerID,
+                headers: "In-Reply-To: <\(ourID)>\n", body: "まだ届いていません。"))
+            #expect(try answered.json["ticket_id"] as? String == conversation.ticket, "\(answered.text)")
+
+            let second = try await Self.answer(conversation, "確認いたします。")
+            #expect(Self.state(try await Self.delivery(conversation, second)) == "sent")
+            #expect(sink.received.count == 2)
+            let mail = ParsedMail(try #require(sink.received.last).bytes)
+            #expect(mail.inReplyTo == [answerID])
+            #expect(mail.references == [ourID, answerID], "\(mail.references)")
+        }
+    }
+
     @Test("a bounce that waits for its ticket while a merge moves it files under the survivor, not the merged-away customer")
     func bounceDuringMerge() async throws {
         let sink = try await SMTPSink()
@@ -1021,8 +1045,10 @@ struct DeliveryTests {
         }
     }
 
-    @Test("with a DKIM key the mail is signed, and dkimpy verifies the signature against the public key")
-    func dkimSigned() async throws {
+    /// The support address's domain, and the form DKIM's d= and every Message-ID are written in.
+    @Test("with a DKIM key the mail is signed, and dkimpy verifies the signature against the public key; a Japanese support domain signs and names its replies at its A-label",
+          arguments: [("shop.example", "shop.example"), ("日本語.jp", "xn--wgv71a119e.jp")])
+    func dkimSigned(domain: String, written: String) async throws {
         let sink = try await SMTPSink()
         let directory = try TestCluster.makeTemporaryDirectory(prefix: "dkim")
         let keyFile = directory + "/dkim.pem", publicFile = directory + "/dkim.pub"
@@ -1033,6 +1059,7 @@ struct DeliveryTests {
         let pem = try String(contentsOfFile: keyFile, encoding: .utf8)
         try await TestApp.run(configure: { configuration in
             Self.configure(sink)(&configuration)
+            configuration.delivery.mailFrom = MailAddress(name: "ショップ サポート", address: "support@\(domain)")
             configuration.delivery.dkim = .init(selector: "mado2026", privateKeyPEM: pem)
         }) { app in
             let conversation = try await Self.customerWrites(app, from: "dkim@docomo.ne.jp")
@@ -1040,7 +1067,11 @@ struct DeliveryTests {
             #expect(Self.state(try await Self.delivery(conversation, reply)) == "sent")
             let received = try #require(sink.received.first)
             #expect(received.text.hasPrefix("DKIM-Signature: v=1;"))
-            #expect(received.text.contains("d=shop.example;") && received.text.contains("s=mado2026;"))
+            #expect(received.text.contains("d=\(written);") && received.text.contains("s=mado2026;"))
+            let parsed = ParsedMail(received.bytes)
+            #expect(parsed.messageID == "reply-\(reply.lowercased())@\(written)")
+            #expect(parsed.from?.address == "support@\(written)")
+            #expect(!received.mailOptions.contains { $0.uppercased() == "SMTPUTF8" }, "\(received.mailOptions)")
             // Every line of the field within 78 characters, the signature's included.
             let fieldLines = received.text.components(separatedBy: "\r\n").prefix { $0.hasPrefix("DKIM-Signature:") || $0.hasPrefix(" ") }
             #expect(fieldLines.count > 5 && fieldLines.allSatisfy { $0.utf8.count <= 78 }, "\(fieldLines)")
@@ -1051,7 +1082,7 @@ struct DeliveryTests {
                 der = open(sys.argv[2]).read().replace('-----BEGIN PUBLIC KEY-----', '').replace('-----END PUBLIC KEY-----', '').replace('\\n', '')
                 record = ('v=DKIM1; k=rsa; p=' + der).encode()
                 def dns(name, timeout=5):
-                    return record if name == b'mado2026._domainkey.shop.example.' else None
+                    return record if name == b'mado2026._domainkey.\(written).' else None
                 print('verified' if dkim.verify(open(sys.argv[1], 'rb').read(), dnsfunc=dns) else 'refused')
                 """
             let process = try ChildProcess.start(SMTPSink.python, ["-c", script, mailFile, publicFile], log: directory + "/dkimpy.log")

@@ -275,7 +275,7 @@ struct WebhookTests {
             let taken = await withTaskGroup(of: Int?.self) { group in
                 group.addTask { try? await Int(app.postMail(gateway, mail).status.code) }
                 group.addTask {
-                    try? await Task.sleep(for: .seconds(30))
+                    try? await Task.sleep(for: .seconds(60))
                     return nil
                 }
                 let first = await group.next() ?? nil
@@ -284,7 +284,7 @@ struct WebhookTests {
                 await group.waitForAll()
                 return first
             }
-            #expect(taken == 201, "the mail was answered \(taken.map(String.init) ?? "nothing within 30 s")")
+            #expect(taken == 201, "the mail was answered \(taken.map(String.init) ?? "nothing within 60 s")")
         }
     }
 

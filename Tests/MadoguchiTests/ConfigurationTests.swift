@@ -63,6 +63,8 @@ struct ConfigurationTests {
             (["MADOGUCHI_CHAT_GATEWAY_URL": "https://chat.example.jp/replies"], "MADOGUCHI_CHAT_GATEWAY_SECRET"),
             (["MADOGUCHI_CHAT_GATEWAY_URL": "https://chat.example.jp/replies", "MADOGUCHI_CHAT_GATEWAY_SECRET": "whsec_!!"], "MADOGUCHI_CHAT_GATEWAY_SECRET"),
             (["MADOGUCHI_CHAT_GATEWAY_URL": "ftp://chat.example.jp", "MADOGUCHI_CHAT_GATEWAY_SECRET": "whsec_c2VjcmV0"], "MADOGUCHI_CHAT_GATEWAY_URL"),
+            // ⒈ maps to "1.": a domain with no A-label, so no Message-ID or DKIM d= to write.
+            (["MADOGUCHI_MAIL_FROM": "support@⒈example.jp"], "MADOGUCHI_MAIL_FROM"),
         ] {
             let error = #expect(throws: ConfigurationError.self) { try Configuration.fromEnvironment(environment) }
             #expect(error?.description.contains(named) == true, "\(environment): \(String(describing: error))")
@@ -73,6 +75,8 @@ struct ConfigurationTests {
         let chat = try Configuration.fromEnvironment(["MADOGUCHI_CHAT_GATEWAY_URL": "https://chat.example.jp/replies",
                                                       "MADOGUCHI_CHAT_GATEWAY_SECRET": "whsec_c2VjcmV0"]).delivery
         #expect(chat.chatGateway?.url == "https://chat.example.jp/replies" && chat.deliverableChannels == [.chat])
+        // A Japanese support domain is fine: it is written at its A-label.
+        #expect(try Configuration.fromEnvironment(["MADOGUCHI_MAIL_FROM": "サポート <support@日本語.jp>"]).delivery.mailFrom?.asciiDomain == "xn--wgv71a119e.jp")
         #expect(chat.summary["chat_gateway"] == "posts to chat.example.jp")
         // On/off settings take the same words everywhere.
         #expect(try Configuration.fromEnvironment(["MADOGUCHI_VONAGE_ALLOW_UNSIGNED": "on"]).providers.vonageAllowUnsigned)

@@ -79,4 +79,9 @@ struct DKIMSigner: Sendable {
 extension MailAddress {
     /// The part after the last `@`.
     var domain: String { address.lastIndex(of: "@").map { String(address[address.index(after: $0)...]) } ?? address }
+
+    /// The domain as it is written in headers and DKIM's `d=`: a Japanese domain as its A-label
+    /// (`日本語.jp` → `xn--wgv71a119e.jp`), as the composer writes the From address. A Message-ID
+    /// at the U-label was refused by the composer, and every reply with it.
+    var asciiDomain: String { IDNA.asciiDomain(domain) ?? domain }
 }

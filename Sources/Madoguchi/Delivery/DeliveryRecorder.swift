@@ -119,8 +119,11 @@ struct DeliveryRecorder: Sendable {
         let reply = try await ReplyStore(logger: logger).setState(delivered ? .sent : .failed, of: replyID, on: connection)
         // A provider's message keeps the provider's id (its status callbacks name it) and report; a
         // mail's message shows its outbox row instead (`Message.columns`).
+        // A text is `queued` until the SMS provider's status callbacks move it on; LINE and a chat
+        // gateway send no callbacks, and their 200 is the send.
+        var failedByReport = false
         if let messageID = reply.messageID, item.channel == .sms || item.channel == .chat {
-            var report: [String: Any] = ["status": delivered ? (attempt.provider == nil ? "sent" : "queued") : "failed",
+            var report: [String: Any] = ["status": delivered ? (attempt.provider == nil || item.channel == .chat ? "sent" : "queued") : "failed",
                                          "updated_at": Date().rfc3339UTC]
             if let response = attempt.response { report["response"] = String(response.prefix(500)) }
             if !delivered { report["error"] = String((attempt.error ?? failures.first?.1.reply ?? "").prefix(500)) }
@@ -128,13 +131,17 @@ struct DeliveryRecorder: Sendable {
                 of: messageID, provider: attempt.provider, providerMessageID: attempt.providerMessageID, delivery: try JSONSerialization.text(report),
                 on: connection)
             if item.channel == .sms, delivered, let provider = attempt.provider, let providerMessageID = attempt.providerMessageID {
-                try await SmsDeliveryReports(database: database, logger: logger).applyReportsBeforeSend(
+                failedByReport = try await SmsDeliveryReports(database: database, logger: logger).applyReportsBeforeSend(
                     provider: provider, providerMessageID: providerMessageID, messageID: messageID, ticketID: reply.ticketID,
                     status: report["status"] as? String ?? "queued", on: connection)
             }
         }
         try await markUndeliverable(failures.filter { $0.1.undeliverable }, channel: item.channel, customerTicket: reply.ticketID, on: connection)
-        if delivered {
+        if delivered, failedByReport {
+            // The provider's failure report came before this send was recorded and has just failed
+            // the reply (its `reply.failed`, the ticket's flag): no `reply.delivered` after it, and
+            // the flag stays.
+        } else if delivered {
             try await event(.replyDelivered, replyID: replyID, data: [
                 "response": attempt.response ?? "", "attempts": item.attempts,
                 "refused": failures.map { ["recipient": $0.0, "reply": $0.1.reply] },

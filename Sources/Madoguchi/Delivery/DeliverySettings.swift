@@ -141,6 +141,10 @@ public struct DeliverySettings: Sendable {
             guard let address = MailAddress.list(Array(from.utf8)).first, address.address.contains("@") else {
                 throw ConfigurationError("MADOGUCHI_MAIL_FROM=\(from) is not an address like 'Shop Support <support@shop.example>'")
             }
+            // Every reply's Message-ID and DKIM's d= are written at the domain's A-label.
+            guard IDNA.asciiDomain(address.domain) != nil else {
+                throw ConfigurationError("MADOGUCHI_MAIL_FROM=\(from) has a domain no mail can be sent from ('\(address.domain)' has no ASCII form)")
+            }
             settings.mailFrom = address
         }
         if let extra = value("MADOGUCHI_CARRIER_DOMAINS") {

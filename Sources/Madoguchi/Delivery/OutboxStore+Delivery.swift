@@ -56,8 +56,13 @@ extension OutboxStore {
             LEFT JOIN customers cu ON cu.id = t.customer_id
             -- A mail composed now answers the customer's latest mail on the ticket's timeline, which
             -- holds the mail of tickets merged into it (the one that opened a duplicate, often).
+            -- Its References go on from the parent's, or, when the parent had none, from the one id
+            -- its In-Reply-To named (RFC 5322 3.6.4; phone mailers often write only In-Reply-To).
             LEFT JOIN LATERAL (
-                SELECT m.email_message_id, m.email_references FROM messages m
+                SELECT m.email_message_id,
+                       CASE WHEN cardinality(m.email_references) = 0 AND m.in_reply_to IS NOT NULL THEN ARRAY[m.in_reply_to]
+                            ELSE m.email_references END AS email_references
+                FROM messages m
                 WHERE c.message IS NULL AND c.channel IN ('email', 'webform')
                   AND m.ticket_id = ANY(ARRAY(SELECT ticket_id FROM ticket_timeline(t.id)))
                   AND m.direction = 'inbound' AND m.channel = 'email' AND m.classification = 'customer'

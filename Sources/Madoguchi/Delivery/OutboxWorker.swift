@@ -230,7 +230,7 @@ public struct OutboxWorker: Service {
                 email = EmailDelivery(
                     database: worker.database, logger: worker.logger, settings: settings, from: from,
                     pool: try SMTPPool(relay: relay, timeouts: settings.smtpTimeouts, group: group),
-                    dkim: try settings.dkim.map { try DKIMSigner(domain: from.domain, key: $0) })
+                    dkim: try settings.dkim.map { try DKIMSigner(domain: from.asciiDomain, key: $0) })
             } else {
                 email = nil
             }

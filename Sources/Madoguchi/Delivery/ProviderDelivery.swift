@@ -112,10 +112,13 @@ struct ProviderDelivery: Sendable {
                 // An internal error or a gateway's timeout may come after the message was made.
                 return .uncertain("twilio \(response.status) after the request was sent: \(json["message"] as? String ?? response.text.prefix(200).description)")
             default:
-                // 21211 invalid number, 21610 the recipient replied STOP, 21614 not a mobile number: the
-                // number's own doing. (21612, "cannot route between these numbers", depends on our sender.)
                 let code = json["code"] as? Int
                 let reason = "twilio \(response.status) \(code.map(String.init) ?? ""): \(json["message"] as? String ?? response.text.prefix(200).description)"
+                // Our sender or account, not the customer's number (RUNBOOK, "SMS and LINE"): a wrong
+                // MADOGUCHI_TWILIO_FROM or account failed every text for good and flagged every ticket.
+                if response.status == 404 || Self.twilioOwnSideCodes.contains(code ?? 0) { return .result(.pending(reason)) }
+                // 21211 invalid number, 21610 the recipient replied STOP, 21614 not a mobile number: the
+                // number's own doing. (21612, "cannot route between these numbers", depends on our sender.)
                 return .result(.failed(reason, undeliverable: [21211, 21610, 21614].contains(code ?? 0)))
             }
         } catch ProviderHTTPError.notSent(let reason) {
@@ -308,8 +311,17 @@ struct ProviderDelivery: Sendable {
         return uuid.lowercased
     }
 
+    /// Twilio's errors about our side, which a person fixes or which pass (so the text waits and is
+    /// tried again): 20404 the account or API URL is wrong (HTTP 404), 21212 / 21606 / 21659 the
+    /// `From` is no number of ours that sends SMS, 21608 a trial account's unverified recipient,
+    /// 21611 the `From`'s queue is full.
+    static let twilioOwnSideCodes: Set<Int> = [20404, 21212, 21606, 21608, 21611, 21659]
+
+    /// `application/x-www-form-urlencoded`: everything but ASCII letters, digits and `-._*` is
+    /// percent-encoded as UTF-8 (Foundation's `alphanumerics` holds every script's letters, which
+    /// went out as raw bytes).
     static func formEncoded(_ pairs: [(String, String)]) -> String {
-        var allowed = CharacterSet.alphanumerics
+        var allowed = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
         allowed.insert(charactersIn: "-._*")
         return pairs.map { "\($0.0.addingPercentEncoding(withAllowedCharacters: allowed)!)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed)!)" }
             .joined(separator: "&")

@@ -4,7 +4,7 @@ import MadoguchiMail
 
 extension APIHandler {
     var replies: ReplyDesk {
-        ReplyDesk(database: database, logger: logger, warningWords: warningWords, messageIDDomain: delivery.mailFrom?.domain ?? "madoguchi")
+        ReplyDesk(database: database, logger: logger, warningWords: warningWords, messageIDDomain: delivery.mailFrom?.asciiDomain ?? "madoguchi")
     }
 
     /// The reply as the API shows it: with its files and, once sent, its delivery — read in one

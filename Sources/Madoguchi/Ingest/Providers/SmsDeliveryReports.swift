@@ -67,9 +67,10 @@ struct SmsDeliveryReports: Sendable {
 
     /// A send the worker is recording now (`providerMessageID` just written on `messageID`, with
     /// `status`): reports that came before it are applied, and go. A day's reports that no send
-    /// claimed go too.
+    /// claimed go too. True when one of them failed the reply: the worker then records no delivery.
+    @discardableResult
     func applyReportsBeforeSend(provider: String, providerMessageID: String, messageID: UUID, ticketID: UUID, status: String,
-                                on connection: PostgresConnection) async throws {
+                                on connection: PostgresConnection) async throws -> Bool {
         try await lockProviderID(provider, providerMessageID, on: connection)
         let rows = try await connection.run("""
             DELETE FROM sms_reports_before_send
@@ -81,9 +82,9 @@ struct SmsDeliveryReports: Sendable {
             reports.append(SmsDeliveryReport(provider: provider, providerMessageID: providerMessageID, status: status, errorCode: errorCode))
         }
         // The latest stage is what the message has reached; the ones before it add nothing.
-        if let latest = reports.max(by: { $0.stage < $1.stage }) {
-            _ = try await advance(messageID, ticketID: ticketID, from: status, to: latest, on: connection)
-        }
+        guard let latest = reports.max(by: { $0.stage < $1.stage }) else { return false }
+        _ = try await advance(messageID, ticketID: ticketID, from: status, to: latest, on: connection)
+        return latest.isFailure
     }
 
     /// A report and the send it names are written in either order; both sides take this lock first,

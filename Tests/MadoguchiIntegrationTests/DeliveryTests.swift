@@ -812,6 +812,48 @@ struct DeliveryTests {
         }
     }
 
+    @Test("the automatic acknowledgement bouncing restarts no wait: an open ticket is tagged and stays as it was, a closed one stays closed with no follow-up")
+    func acknowledgementBounce() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: Self.acknowledging(sink)) { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            _ = try await Self.acknowledgementTemplate(app, supervisor: supervisor)
+            let gateway = try await app.keySecret(.gateway)
+            let agent = try await app.keySecret(.agent)
+            var tickets: [String] = []
+            for (index, address) in ["forged@example.jp", "typo@example.jp"].enumerated() {
+                let response = try await app.postMail(gateway, testMail(from: address, subject: "問い合わせ \(index)", id: "ack-\(index)-\(UUID().uuidString.prefix(6))@example.jp"))
+                #expect(response.status == .created, "\(response.text)")
+                tickets.append(try #require(try response.json["ticket_id"] as? String))
+            }
+            #expect(await ChildProcess.eventually(timeout: .seconds(60)) { sink.received.count == 2 })
+            // The first, spam from a forged sender, is closed unanswered; the second is answered.
+            #expect(try await app.request(.patch, "/v1/tickets/\(tickets[0])", key: supervisor, headers: [.ifMatch: "*"],
+                                          json: #"{"status":"closed"}"#).status == .ok)
+            #expect(try await app.request(.post, "/v1/tickets/\(tickets[1])/claim", key: agent).status == .ok)
+            let answered = Conversation(app: app, agent: agent, supervisor: supervisor, ticket: tickets[1], lastMessage: "", customerMessageID: "")
+            #expect(Self.state(try await Self.delivery(answered, try await Self.answer(answered, "ご回答です。"))) == "sent")
+            // Closed unanswered, the first still counts as waiting (the unanswered list shows every status).
+            let waitingBefore = try await app.count("SELECT count(*) FROM tickets WHERE awaiting_reply_since IS NOT NULL")
+            #expect(waitingBefore == 1)
+
+            for (index, address) in ["forged@example.jp", "typo@example.jp"].enumerated() {
+                let reply = try await app.insertReturningID("""
+                    SELECT id FROM replies WHERE automatic AND ticket_id = \(UUID(uuidString: tickets[index])!)
+                    """).uuidString.lowercased()
+                #expect(try await app.postMail(gateway, Self.bounce(of: reply, to: address)).status == .created)
+                #expect(try await app.request(.get, "/v1/replies/\(reply)", key: agent).json["state"] as? String == "bounced")
+            }
+            let closed = try await app.request(.get, "/v1/tickets/\(tickets[0])", key: agent).json
+            #expect(closed["status"] as? String == "closed", "\(closed)")
+            let open = try await app.request(.get, "/v1/tickets/\(tickets[1])", key: agent).json
+            #expect((open["tags"] as? [String])?.contains("delivery-failed") == true, "the address may be wrong: \(open)")
+            #expect(open["awaiting_reply_since"] == nil, "\(open)")
+            #expect(try await app.count("SELECT count(*) FROM tickets") == 2, "no follow-up ticket")
+            #expect(try await app.count("SELECT count(*) FROM tickets WHERE awaiting_reply_since IS NOT NULL") == waitingBefore)
+        }
+    }
+
     @Test("replies that bounce after their ticket closed: it stays closed, and one follow-up linked to it takes the failures, where an agent answers")
     func bounceAfterClose() async throws {
         let sink = try await SMTPSink()

@@ -125,6 +125,10 @@ struct TicketStore: Sendable {
     /// `cancelled`: a person gave the reply up (a held duplicate whose first copy went): when another
     /// reply answered the customer, nothing failed that anyone must act on, and the ticket is left as
     /// it is rather than tagged.
+    /// The automatic acknowledgement answers nothing, so its failure restarts no wait either: the
+    /// ticket is tagged (the address may be wrong) and otherwise left as it is, as when another reply
+    /// answered. A closed one stays closed with no follow-up (spam from a forged sender, closed
+    /// unanswered, had come back as a new ticket when its acknowledgement bounced).
     func flagDeliveryFailure(_ ticketID: UUID, ofReply replyID: UUID?, orMessage messageID: UUID? = nil, cancelled: Bool = false,
                              on connection: PostgresConnection) async throws {
         // The ticket where someone answers now (a merge's survivor), locked before asking whether a
@@ -136,9 +140,18 @@ struct TicketStore: Sendable {
             """, logger: logger).collect().first.map { try $0.decode(UUID.self) } ?? ticketID
         try await connection.perform("SELECT 1 FROM tickets WHERE id = \(current) FOR NO KEY UPDATE", logger: logger)
         let failed = try await failedMessage(reply: replyID, orMessage: messageID, on: connection)
-        let answered = try await answeredSince(failed: failed, onTimelineOf: current, on: connection)
+        var answered = try await failedWasAutomatic(failed, on: connection)
+        if !answered { answered = try await answeredSince(failed: failed, onTimelineOf: current, on: connection) }
         if answered && cancelled { return }
         try await flagDeliveryFailure(ticketID, answeredSince: answered, failed: failed, on: connection)
+    }
+
+    /// Whether the message that failed is the automatic acknowledgement's.
+    private func failedWasAutomatic(_ failed: UUID?, on connection: PostgresConnection) async throws -> Bool {
+        guard let failed else { return false }
+        let rows = try await connection.run("SELECT automatic FROM replies WHERE message_id = \(failed)", logger: logger)
+        for try await automatic in rows.decode(Bool.self) where automatic { return true }
+        return false
     }
 
     /// The outbound message that did not reach the customer: the reply's, or the one a provider's

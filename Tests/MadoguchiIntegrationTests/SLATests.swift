@@ -783,6 +783,46 @@ struct SLATests {
         }
     }
 
+    @Test("a solved ticket raised to urgent while it rested, or whose calendar closed a day meanwhile, is judged by what holds now when it reopens")
+    func reopenedClocksSetAgain() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            let calendar = try await Self.allHours(app, supervisor)
+            _ = try await Self.defaultPolicy(app, supervisor, calendar: calendar)
+            // Opened 90 minutes ago, solved: normal has 480 minutes to resolution, urgent 60.
+            let id = try await Self.ticket(app, openedAt: Self.ago(90))
+            _ = try await Self.patch(app, id, key: supervisor, #"{"status":"solved"}"#)
+            try await Self.lengthenStretch(app, id, hours: 1, pausedColumn: "resolution_paused_at")
+            let raised = try await Self.patch(app, id, key: supervisor, #"{"priority":"urgent"}"#)
+            let kept = try #require(Self.date(raised["resolution_due_at"]))
+            #expect(kept.timeIntervalSinceNow > 6 * 3600, "solved, it keeps the due time it was judged by: \(raised)")
+
+            // Reopened: urgent from its opening, pushed back by the hour it rested solved: due 30 minutes
+            // after opening plus that hour, so 30 minutes from now... less the 90 it has run: breached.
+            let reopened = try await Self.patch(app, id, key: supervisor, #"{"status":"open"}"#)
+            let due = try #require(Self.date(reopened["resolution_due_at"]))
+            // 90 minutes ago + 60 minutes' target + 60 minutes solved = 30 minutes from now.
+            #expect(due.timeIntervalSinceNow > 25 * 60 && due.timeIntervalSinceNow < 35 * 60, "\(reopened)")
+
+            // Solved again, the calendar closes today and tomorrow meanwhile (a typhoon): reopened, the
+            // clock does not run on the closed days.
+            let other = try await Self.ticket(app, openedAt: Self.ago(60))
+            _ = try await Self.patch(app, other, key: supervisor, #"{"status":"solved"}"#)
+            let before = try #require(Self.date((try await AwaitingReplyTests.ticket(app, other, key: supervisor))["resolution_due_at"]))
+            let today = try await app.count("SELECT extract(epoch FROM date_trunc('day', now() AT TIME ZONE 'UTC'))::int")
+            let day = { (offset: Int) in Date(timeIntervalSince1970: Double(today + offset * 86_400)).formatted(.iso8601.year().month().day()) }
+            let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"].map { #"{"day":"\#($0)","opens":"00:00","closes":"24:00"}"# }
+            let closed = try await app.request(.put, "/v1/business-calendars/\(calendar)", key: supervisor, json: """
+                {"name":"24時間","time_zone":"UTC","national_holidays":"none","weekly_hours":[\(days.joined(separator: ","))],
+                 "closed_days":[{"date":"\(day(0))","name":"台風のため休業"},{"date":"\(day(1))","name":"台風のため休業"}]}
+                """)
+            #expect(closed.status == .ok, "\(closed.text)")
+            let back = try await Self.patch(app, other, key: supervisor, #"{"status":"open"}"#)
+            let moved = try #require(Self.date(back["resolution_due_at"]))
+            #expect(moved.timeIntervalSince(before) > 86_400, "before \(before), after \(back)")
+        }
+    }
+
     @Test("a late solve stays late when the due time moves afterwards; a resolution clock running past due is a breach in the reports")
     func resolutionOutcomes() async throws {
         try await TestApp.run { app in

@@ -395,4 +395,25 @@ struct TeamTests {
             #expect((everyone["items"] as? [[String: Any]])?.contains { $0["id"] as? String == leaver.id } == true)
         }
     }
+
+    @Test("a claim or a pull in flight as its agent is deactivated takes nothing: the ticket is not left assigned to someone gone")
+    func deactivatedAgentClaimsNothing() async throws {
+        try await TestApp.run { app in
+            let admin = try await app.keySecret(.admin)
+            let leaver = try await Self.agent(app, admin, #"{"display_name":"退職者","email":"leaver@shop.example"}"#)
+            let agentID = try #require(UUID(uuidString: leaver.id))
+            let customer = try await app.customer()
+            let unassigned = try await app.ticket(customer: customer)
+            let theirs = try await app.ticket(customer: customer, status: "open", assignee: agentID)
+            // The deactivation as a request already past its key check sees it: committed, keys not yet revoked.
+            try await app.execute("UPDATE agents SET active = false WHERE id = \(agentID)")
+            try expectProblem(try await app.request(.post, "/v1/tickets/\(unassigned)/claim", key: leaver.key), .forbidden, "forbidden")
+            #expect(try await app.request(.post, "/v1/queue/next", key: leaver.key).status == .noContent)
+            #expect(try await app.count("SELECT count(*) FROM tickets WHERE claim_agent_id IS NOT NULL") == 0)
+            #expect(try await app.count("SELECT count(*) FROM tickets WHERE id = \(unassigned) AND assignee_id IS NULL") == 1)
+            // Its own ticket, and one whose claim lapsed, are not pulled either.
+            try await app.execute("UPDATE tickets SET claim_agent_id = \(agentID), claim_expires_at = now() - interval '1 minute' WHERE id = \(theirs)")
+            #expect(try await app.request(.post, "/v1/queue/next", key: leaver.key).status == .noContent)
+        }
+    }
 }

@@ -30,12 +30,15 @@ extension TicketStore {
     /// agent with that skill, as auto-assignment gives it; one assigned to the caller is theirs anyway.
     /// Without the check, the skill ticket auto-assignment left waiting because nobody on duty had
     /// the skill was exactly what the next agent without it pulled.
+    /// A deactivated agent pulls nothing (`me` is empty, and every arm needs it): a pull in flight
+    /// while the deactivation committed, or on a key still cached for a second, had claimed and
+    /// assigned a ticket to someone gone, which no queue offered again.
     static let claimNextSQL = """
         WITH me AS (
-            SELECT cardinality(a.queues) = 0 AS any_queue, a.queues, a.skills FROM agents a WHERE a.id = $1
+            SELECT cardinality(a.queues) = 0 AS any_queue, a.queues, a.skills FROM agents a WHERE a.id = $1 AND a.active
         ), mine AS (
             SELECT t.id, t.priority_rank, t.response_due_at, t.created_at, true AS own FROM tickets t
-            WHERE t.assignee_id = $1 AND t.status IN ('new', 'open') AND t.claim_agent_id IS NULL
+            WHERE t.assignee_id = $1 AND t.status IN ('new', 'open') AND t.claim_agent_id IS NULL AND EXISTS (SELECT 1 FROM me)
             ORDER BY t.priority_rank DESC, t.response_due_at ASC NULLS LAST, t.created_at ASC
             LIMIT 1
             FOR UPDATE SKIP LOCKED
@@ -49,7 +52,7 @@ extension TicketStore {
             FOR UPDATE SKIP LOCKED
         ), lapsed AS (
             SELECT t.id, t.priority_rank, t.response_due_at, t.created_at, t.assignee_id IS NOT DISTINCT FROM $1 AS own FROM tickets t
-            WHERE t.status IN ('new', 'open') AND t.claim_expires_at <= now()
+            WHERE t.status IN ('new', 'open') AND t.claim_expires_at <= now() AND EXISTS (SELECT 1 FROM me)
               AND (t.assignee_id = $1
                    OR (((SELECT any_queue FROM me) OR t.queue = ANY((SELECT queues FROM me)::text[]))
                        AND (t.required_skill IS NULL OR t.required_skill = ANY((SELECT skills FROM me)::text[]))))

@@ -23,6 +23,12 @@ struct TicketWork: Sendable {
             if let claim = ticket.claim, claimLive, claim.agentID != agentID {
                 throw await Self.claimHeld(claim, on: connection, logger: logger)
             }
+            // Share-locked as a hand-over's assignee is (`isActive`): a claim in flight while the
+            // agent was deactivated had left the ticket assigned to someone gone.
+            guard try await isActive(agent: agentID, on: connection) else {
+                throw Problem(.forbidden, status: .forbidden, title: "Forbidden",
+                              detail: "Agent \(agentID.lowercased) was deactivated and claims no ticket.")
+            }
             let claimed = try await tickets.claim(ticketID, for: agentID, leaseSeconds: lease.seconds, on: connection)
             let renewal = ticket.claim?.agentID == agentID && claimLive
             var data: [String: Any] = ["agent_id": agentID.uuidString.lowercased(), "expires_at": Self.timestamp(claimed.claim?.expiresAt)]

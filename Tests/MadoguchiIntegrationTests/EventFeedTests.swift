@@ -463,6 +463,34 @@ struct EventFeedTests {
             #expect(try await app.request(.get, "/v1/events?after=\(cursors[1])", key: dashboard).status == .ok)
         }
     }
+    @Test("a stream catching up when retention removes events it has not reached yet ends, rather than pass them over; a poll reading on is 410")
+    func streamBehindRetentionEnds() async throws {
+        try await TestApp.run(checksEventPayloads: false) { app in
+            for (name, age) in [("e0", "45 days"), ("e1", "40 days"), ("e2", "0 days")] {
+                try await app.execute("INSERT INTO events (type, occurred_at, data) VALUES ('ticket.updated', now() - \(age)::interval, jsonb_build_object('name', \(name)::text))")
+            }
+            let dashboard = try await app.keySecret(.dashboard)
+            var cursors: [String] = []
+            _ = try await ChildProcess.eventually(timeout: .seconds(60)) {
+                cursors = (try await app.request(.get, "/v1/events", key: dashboard).json["items"] as? [[String: Any]] ?? []).compactMap { $0["cursor"] as? String }
+                return cursors.count == 3
+            }
+            // A stream opened at e0, kept before it read on (as a slow follower is), and retention meanwhile.
+            let feed = EventFeed(logger: TestCluster.logger)
+            let key = try await app.database.withConnection { try await feed.key(on: $0) }
+            let stream = EventStream(database: app.database, feed: feed, notifier: EventNotifier(database: app.database, logger: TestCluster.logger),
+                                     key: key, filter: .init(), start: try FeedCursor.decode(cursors[0], with: key), keyID: nil, logger: TestCluster.logger)
+            var iterator = stream.makeAsyncIterator()
+            let greeting = try await iterator.next()
+            #expect(greeting.map { String(decoding: $0, as: UTF8.self) }?.hasPrefix("retry:") == true)
+            #expect(try await EventRetention(database: app.database, logger: TestCluster.logger).removeEvents(olderThan: 30).removed == 2)
+            let after = try await iterator.next()
+            #expect(after == nil, "the stream ends: \(after.map { String(decoding: $0, as: UTF8.self) } ?? "")")
+            // Reconnecting with its last id, or polling from it, is told why.
+            try expectProblem(try await app.request(.get, "/v1/events?after=\(cursors[0])", key: dashboard), .gone, "cursor-expired")
+        }
+    }
+
     @Test("a feed retention emptied: the next cursor of the empty page is not refused as expired")
     func emptiedFeed() async throws {
         try await TestApp.run(checksEventPayloads: false) { app in

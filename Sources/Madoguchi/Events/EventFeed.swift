@@ -145,14 +145,7 @@ struct EventFeed: Sendable {
     /// Refuses a cursor below where retention has removed the feed to (`event_removals`): events
     /// after it are gone, and resuming from it would skip them without a word.
     func checkKept(_ cursor: FeedCursor, field: String = "after", on connection: PostgresConnection) async throws {
-        // The cursor of a follower that has seen nothing yet (the next cursor of an empty feed):
-        // refused, it would be refused again after every poll of a feed retention emptied.
-        guard cursor != .start else { return }
-        let rows = try await connection.run("""
-            SELECT removed_at FROM event_removals
-            WHERE (through_xid, through_id) > (\(String(cursor.xid))::xid8, \(cursor.eventID))
-            """, logger: logger)
-        for try await removedAt in rows.decode(Date.self) {
+        if let removedAt = try await removedAfter(cursor, on: connection) {
             throw Problem(.cursorExpired, status: .gone, title: "Cursor expired",
                           detail: """
                               Events after the cursor in \(field) were removed by retention (last on \(removedAt.rfc3339UTC)): \
@@ -160,6 +153,21 @@ struct EventFeed: Sendable {
                               the feed from its oldest kept event (no cursor).
                               """)
         }
+    }
+
+    /// When retention last removed events that come after `cursor`; nil when none was. Asked after a
+    /// page is read (a page read before a removal committed is whole; one read after it is caught),
+    /// so that a follower reading on from a cursor never passes a removal in silence.
+    func removedAfter(_ cursor: FeedCursor, on connection: PostgresConnection) async throws -> Date? {
+        // The cursor of a follower that has seen nothing yet (the next cursor of an empty feed):
+        // refused, it would be refused again after every poll of a feed retention emptied.
+        guard cursor != .start else { return nil }
+        let rows = try await connection.run("""
+            SELECT removed_at FROM event_removals
+            WHERE (through_xid, through_id) > (\(String(cursor.xid))::xid8, \(cursor.eventID))
+            """, logger: logger)
+        for try await removedAt in rows.decode(Date.self) { return removedAt }
+        return nil
     }
 
     /// When events (or webhook cursors) carry transaction ids this cluster has not reached yet, the

@@ -9,7 +9,7 @@ import ServiceLifecycle
 /// Pulled, not pushed: the next page is read only when the response writer asks for more, so a slow
 /// client slows its own stream instead of making the server buffer (or drop) events for it. It ends
 /// when the client goes away (the next write fails and the writer stops pulling), the server shuts
-/// down, or the key that opened it is revoked (looked at, with the feed, at most every
+/// down, retention removes events it has not sent yet, or the key that opened it is revoked (looked at, with the feed, at most every
 /// `keyCheckInterval`): a key checked only when the stream opened went on reading every event,
 /// recipients and comments included, for as long as the connection lasted.
 struct EventStream: AsyncSequence, Sendable {
@@ -52,13 +52,24 @@ struct EventStream: AsyncSequence, Sendable {
                 do {
                     let (feed, after, filter, logger) = (stream.feed, cursor, stream.filter, stream.logger)
                     let keyToCheck = ContinuousClock.now - keyCheckedAt >= stream.keyCheckInterval ? stream.keyID : nil
-                    let (inForce, page) = try await stream.database.withConnection { connection in
-                        if let keyToCheck, try await !APIKeyStore(logger: logger).isInForce(keyToCheck, on: connection) { return (false, nil as EventFeed.Page?) }
-                        return (true, try await feed.page(after: after, filter: filter, limit: 200, on: connection))
+                    let (inForce, page, removedAt) = try await stream.database.withConnection { connection in
+                        if let keyToCheck, try await !APIKeyStore(logger: logger).isInForce(keyToCheck, on: connection) {
+                            return (false, nil as EventFeed.Page?, nil as Date?)
+                        }
+                        let page = try await feed.page(after: after, filter: filter, limit: 200, on: connection)
+                        return (true, page, try await feed.removedAfter(after, on: connection))
                     }
                     if keyToCheck != nil { keyCheckedAt = .now }
                     guard inForce, let page else {
                         stream.logger.info("event stream ended: its key was revoked", metadata: ["key_id": "\(keyToCheck?.uuidString.lowercased() ?? "")"])
+                        return nil
+                    }
+                    // Retention removed events the stream had not reached yet (a follower catching up
+                    // slowly on a month's backlog): it ends rather than pass them over, and the client
+                    // coming back with its last id is told `410 cursor-expired`, as a poll would be.
+                    if let removedAt {
+                        stream.logger.info("event stream ended: retention removed events it had not sent",
+                                           metadata: ["removed_at": "\(removedAt.rfc3339UTC)"])
                         return nil
                     }
                     cursor = page.next

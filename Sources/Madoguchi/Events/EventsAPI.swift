@@ -28,8 +28,10 @@ extension APIHandler {
         var waited = false
         while true {
             let seen = notifier.generation
-            let (page, inForce) = try await database.withConnection { connection in
+            let (page, inForce) = try await database.withConnection { [cursor] connection in
                 let page = try await feed.page(after: cursor, filter: filter, limit: limit, on: connection)
+                // Retention committing between the check above and this page would have gone unseen.
+                try await feed.checkKept(cursor, on: connection)
                 guard waited, !page.events.isEmpty else { return (page, true) }
                 return (page, try await APIKeyStore(logger: logger).isInForce(keyID, on: connection))
             }

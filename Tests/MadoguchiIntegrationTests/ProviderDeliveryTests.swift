@@ -550,6 +550,28 @@ struct ProviderDeliveryTests {
         }
     }
 
+    @Test("a chat reply after a merge goes into the conversation the customer wrote in last, a merged duplicate's included")
+    func chatReplyAfterMerge() async throws {
+        let gateway = try await FakeProvider { _, _ in .init(status: .ok, body: #"{"id":"gw-msg"}"#) }
+        try await TestApp.run(configure: Self.configure(chatGateway: gateway)) { app in
+            let conversation = try await Self.customerChats(app, user: "u-7")
+            let key = try await app.keySecret(.gateway)
+            let later = try await app.request(.post, "/v1/inbound/chat", key: key,
+                                              json: InboundChatTests.chat("m2-u-7", conversation: "conv-2", user: "u-7", text: "別の件です"))
+            #expect(later.status == .created, "\(later.text)")
+            let duplicate = try #require(try later.json["ticket_id"] as? String)
+            try #require(duplicate != conversation.ticket, "a new conversation opens its own ticket")
+            let merged = try await app.request(.post, "/v1/tickets/\(duplicate)/merge", key: conversation.agent,
+                                               json: #"{"into_ticket_id":"\#(conversation.ticket)"}"#)
+            #expect(merged.status == .ok, "\(merged.text)")
+            let reply = try await DeliveryTests.answer(conversation, "どちらの件も承りました。")
+            #expect(DeliveryTests.state(try await DeliveryTests.delivery(conversation, reply)) == "sent")
+            let post = try #require(gateway.requests.last)
+            let body = try #require(try JSONSerialization.jsonObject(with: Data(post.body)) as? [String: Any])
+            #expect(body["conversation_id"] as? String == "conv-2", "\(body)")
+        }
+    }
+
     @Test("a chat gateway refusing a reply (422) fails it with what the gateway said; without a gateway, a non-LINE chat reply fails naming the setting")
     func chatGatewayRefuses() async throws {
         let gateway = try await FakeProvider { _, _ in .init(status: .unprocessableContent, body: #"{"detail":"conversation closed"}"#) }

@@ -69,10 +69,12 @@ extension OutboxStore {
                   AND m.email_message_id IS NOT NULL
                 ORDER BY m.created_at DESC, m.id DESC LIMIT 1
             ) parent ON true
-            -- A chat reply goes back into the conversation the customer wrote in last (the gateway's own id).
+            -- A chat reply goes back into the conversation the customer wrote in last (the gateway's own id),
+            -- on the ticket's timeline as a mail's parent is: a merged duplicate's chat is often the latest.
             LEFT JOIN LATERAL (
                 SELECT m.metadata->>'conversation_id' AS id FROM messages m
-                WHERE c.channel = 'chat' AND m.ticket_id = t.id AND m.direction = 'inbound' AND m.channel = 'chat'
+                WHERE c.channel = 'chat' AND m.ticket_id = ANY(ARRAY(SELECT ticket_id FROM ticket_timeline(t.id)))
+                  AND m.direction = 'inbound' AND m.channel = 'chat'
                   AND m.metadata ? 'conversation_id'
                 ORDER BY m.created_at DESC, m.id DESC LIMIT 1
             ) conversation ON true

@@ -69,7 +69,7 @@ extension TicketStore {
     func closeMerged(_ duplicateID: UUID, into survivorID: UUID, carriesResolution carried: Bool, on connection: PostgresConnection) async throws -> Ticket {
         let closed = try await Self.single(connection.run("""
             UPDATE tickets
-            SET status = 'closed', closed_at = coalesce(closed_at, now()), solved_at = NULL, merged_into = \(survivorID), merged_at = now(),
+            SET status = 'closed', closed_at = coalesce(closed_at, now()), solved_at = NULL, merged_into = \(survivorID), merged_at = clock_timestamp(),
                 awaiting_reply_since = NULL, claim_agent_id = NULL, claim_expires_at = NULL,
                 resolution_due_at = CASE WHEN \(carried) THEN NULL ELSE resolution_due_at END,
                 resolution_warn_at = CASE WHEN \(carried) THEN NULL ELSE resolution_warn_at END,
@@ -77,11 +77,15 @@ extension TicketStore {
             WHERE id = \(duplicateID)
             RETURNING \(unescaped: Ticket.columns)
             """, logger: logger))
+        // `merged_at` is when the merge wrote, after its locks (not its transaction's start, `now()`):
+        // a customer message committed on the survivor while the merge waited for its lock came
+        // "after" the merge, and an agent who had read it answered without the duplicate's mail
+        // (`SendChecks` counts the duplicate's messages as arriving at `merged_at`).
         // Earlier duplicates of the duplicate now point at the survivor: one step to follow, always.
         // Their messages join the survivor's timeline now, and `merged_at` says when they joined
         // the ticket `merged_into` names (the traffic cop counts them as arriving then).
         try await connection.perform("""
-            UPDATE tickets SET merged_into = \(survivorID), merged_at = now() WHERE merged_into = \(duplicateID)
+            UPDATE tickets SET merged_into = \(survivorID), merged_at = clock_timestamp() WHERE merged_into = \(duplicateID)
             """, logger: logger)
         return closed
     }

@@ -94,6 +94,17 @@ struct InboundWebformTests {
             #expect(!reused.text.contains("一度だけ") && !reused.text.contains("a@example.jp"), "nothing of the first sender's")
             #expect(try await app.count("SELECT count(*) FROM inbound_payloads") == payloads)
             #expect(try await app.count("SELECT count(*) FROM messages") == 3)
+
+            // Nothing to compare senders by (the first had no contact), or the same sender: other
+            // words under the id are still another message, refused, not answered as a retry and lost.
+            #expect(try await Self.post(app, gateway, #"{"form_id":"contact","submission_id":"anon","body":"連絡先なしの問い合わせ"}"#).status == .created)
+            try expectProblem(try await Self.post(app, gateway, #"{"form_id":"contact","submission_id":"anon","email":"d@example.jp","body":"返品したい"}"#),
+                              .unprocessableContent, "provider-message-id-reused")
+            try expectProblem(try await Self.post(app, gateway, #"{"form_id":"contact","submission_id":"k1","email":"a@example.jp","body":"別の用件"}"#),
+                              .unprocessableContent, "provider-message-id-reused")
+            // The same submission again is still a retry.
+            #expect(try await Self.post(app, gateway, #"{"form_id":"contact","submission_id":"anon","body":"連絡先なしの問い合わせ"}"#).status == .ok)
+            #expect(try await app.count("SELECT count(*) FROM messages") == 4)
         }
     }
 

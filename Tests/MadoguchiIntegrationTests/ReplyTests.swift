@@ -179,7 +179,7 @@ struct ReplyTests {
         a wrong customer's name cannot be confirmed away, nor a kind the text does not have waved through another
         """)
     func confirmFindings() async throws {
-        try await TestApp.run { app in
+        try await TestApp.run(configure: { $0.warningWords = ["要確認"] }) { app in
             let scene = try await Self.scene(app)
             _ = try await app.customer(name: "佐藤 次郎", email: "taro@example.jp")
             let mentioned = try await Self.draft(scene, #"{"body":"山田 花子 様\n添付ファイルではなく、マイページからご確認ください。"}"#)
@@ -193,6 +193,10 @@ struct ReplyTests {
             try expectProblem(try await send(wrongName, #"["missing-attachment"]"#), .unprocessableContent, "wrong-customer-name")
             let unknownKind = try await send(mentioned, #"["wrong-customer-name"]"#)
             try expectProblem(unknownKind, .badRequest, "malformed-body")
+            // The team's warning words are a kind of their own: confirming a misread blank does not send them.
+            let noteToSelf = try await Self.draft(scene, #"{"body":"山田 花子 様\n型番 XX-1 の件です。返金額は要確認"}"#)
+            try expectProblem(try await send(noteToSelf, #"["leftover-placeholder"]"#), .unprocessableContent, "warning-word")
+            try expectProblem(try await send(noteToSelf, #"["warning-word"]"#), .badRequest, "malformed-body")
             #expect(try await Self.outboxCount(app) == 0)
 
             let sent = try await send(mentioned, #"["missing-attachment"]"#)

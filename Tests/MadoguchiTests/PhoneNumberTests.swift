@@ -16,6 +16,11 @@ struct PhoneNumberTests {
         ("010-81-90-1234-5678", "+819012345678"),
         ("080.1234.5678", "+818012345678"),
         ("070 1234 5678", "+817012345678"),
+        ("0081-90-1234-5678", "+819012345678"),        // as written for callers abroad
+        ("090\u{A0}1234\u{A0}5678", "+819012345678"),   // no-break spaces from copied text
+        ("090／1234／5678", "+819012345678"),
+        ("090．1234．5678", "+819012345678"),
+        ("090﹣1234﹣5678", "+819012345678"),
     ])
     func mobile(_ input: String, _ expected: String) {
         #expect(PhoneNumber.normalize(input) == .valid(expected))
@@ -40,6 +45,7 @@ struct PhoneNumberTests {
         ("+1 (415) 555-0100", "+14155550100"),
         ("+44 20 7946 0958", "+442079460958"),
         ("010-1-415-555-0100", "+14155550100"),
+        ("0046 8 123 456 78", "+46812345678"),   // 00, the prefix most of the world dials: not a doubled trunk 0
     ])
     func international(_ input: String, _ expected: String) {
         #expect(PhoneNumber.normalize(input) == .valid(expected))

@@ -21,8 +21,9 @@ enum PhoneNumber {
             case 0x2B, 0xFF0B:  // + and full-width ＋
                 guard digits.isEmpty, !plus else { return .invalid("a + may only start the number") }
                 plus = true
-            case 0x20, 0x3000, 0x2D, 0xFF0D, 0x2010...0x2015, 0x2212, 0x30FC, 0xFF70, 0x28, 0x29, 0xFF08, 0xFF09, 0x2E, 0x2F:
-                continue  // spaces, hyphens (including the ー typed for one), brackets, dots, slashes
+            case 0x20, 0xA0, 0x3000, 0x2D, 0xFF0D, 0xFE63, 0x2010...0x2015, 0x2212, 0x30FC, 0xFF70, 0x28, 0x29, 0xFF08, 0xFF09,
+                 0x2E, 0xFF0E, 0x2F, 0xFF0F:
+                continue  // spaces (a no-break one from copied text), hyphens (including the ー typed for one), brackets, dots, slashes
             default:
                 return .invalid("'\(Character(scalar))' is not part of a phone number")
             }
@@ -40,6 +41,11 @@ enum PhoneNumber {
         if digits.hasPrefix("010") {
             // Japan's international call prefix, as dialled from a Japanese phone.
             return normalize("+" + digits.dropFirst(3))
+        }
+        if digits.hasPrefix("00") {
+            // The international prefix most of the world dials (0081-90-…, as a number is written for
+            // callers abroad): read as a doubled trunk 0 it was refused, and 0046… became a Japanese landline.
+            return normalize("+" + digits.dropFirst(2))
         }
         if digits.hasPrefix("0") { return japanese(nationalSignificant: String(digits.dropFirst())) }
         // National numbers start with 0, so 81… without one is the country code written without its +.

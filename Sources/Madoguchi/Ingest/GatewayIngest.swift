@@ -25,6 +25,10 @@ struct GatewayIngest: Sendable {
         /// The sender as the message records it (`from`), when `senderIdentities` does not name it:
         /// compared, not locked, to tell a reused message id from a retry.
         var sender: String?
+        /// What the customer wrote, as the message keeps it (`visible_text`), where a gateway assigns
+        /// the ids (a web form's submission id): compared with the first message's, so that a reused
+        /// id with other words is refused rather than answered as a retry and lost.
+        var text: String?
     }
 
     func ingest(
@@ -37,7 +41,7 @@ struct GatewayIngest: Sendable {
             switch try await payloads.open(
                 channel: delivery.channel, provider: delivery.provider, providerMessageID: delivery.providerMessageID,
                 idempotencyKey: delivery.idempotencyKey, body: delivery.body, contentType: delivery.contentType, apiKeyID: delivery.apiKeyID,
-                senderIdentities: delivery.senderIdentities, sender: delivery.sender, on: connection) {
+                senderIdentities: delivery.senderIdentities, sender: delivery.sender, text: delivery.text, on: connection) {
             case .replay(let outcome):
                 return .replayed(outcome)
             case .fresh(let payloadID, let owners):

@@ -132,7 +132,7 @@ struct InboundPayloadStore: Sendable {
     func open(
         channel: Channel, provider: String, providerMessageID: String, idempotencyKey: String?, body: [UInt8],
         contentType: String = "application/json", apiKeyID: UUID?, senderIdentities: [(kind: Customer.Identity.Kind, value: String)] = [],
-        sender: String? = nil, on connection: PostgresConnection
+        sender: String? = nil, text: String? = nil, on connection: PostgresConnection
     ) async throws -> Opening {
         if let outcome = try await replay(idempotencyKey: idempotencyKey, channel: channel, apiKeyID: apiKeyID, body: body, on: connection) {
             return .replay(outcome)
@@ -154,6 +154,14 @@ struct InboundPayloadStore: Sendable {
                !senders.contains(where: { $0.lowercased() == firstSender.lowercased() }) {
                 throw Problem(.providerMessageIDReused, status: .unprocessableContent, title: "Message id reused",
                               detail: "Message id '\(providerMessageID)' (\(provider)) was taken in before from another sender; "
+                                + "nothing was stored. Ids must be unique per \(channel == .webform ? "form" : "provider").")
+            }
+            // Other words under the same id are another message, whoever sent them (a form whose
+            // counter started again; a first submission with no contact to compare): answered as a
+            // retry, it was never stored, and the gateway was told it had been.
+            if let text, let firstText = read.firstText, text != firstText {
+                throw Problem(.providerMessageIDReused, status: .unprocessableContent, title: "Message id reused",
+                              detail: "Message id '\(providerMessageID)' (\(provider)) was taken in before with other text; "
                                 + "nothing was stored. Ids must be unique per \(channel == .webform ? "form" : "provider").")
             }
             try await finish(payloadID, providerMessageID: providerMessageID, answer: .ingest(.replayed(earlier.outcome)),
@@ -217,6 +225,7 @@ struct InboundPayloadStore: Sendable {
                    email_thread_matches(\(threadIDs)::text[])::text, sender.undeliverable,
                    -- An agent's forward is stored as its original sender's, and retried by the agent.
                    (SELECT coalesce(m.metadata->'forwarded_by'->>'address', m.from_address) FROM messages m WHERE m.id = first.message_id),
+                   (SELECT m.visible_text FROM messages m WHERE m.id = first.message_id),
                    EXISTS (SELECT 1 FROM messages m WHERE m.channel = \(channel.rawValue) AND m.provider = \(provider)
                            AND m.provider_message_id = \(providerMessageID) AND m.direction = 'inbound')
             FROM (SELECT 1) AS one
@@ -231,10 +240,14 @@ struct InboundPayloadStore: Sendable {
             """, preparedAs: FirstAnswer.self, logger: logger)
         var read = FirstRead(owners: [IdentityStore.Owner?](repeating: nil, count: identities.count))
         for row in rows {
-            let (messageID, body, position, customerID, live, matches, undeliverable, from, taken) =
-                try row.decode((UUID?, String?, Int64?, UUID?, Bool?, String?, Bool?, String?, Bool).self)
+            let (messageID, body, position, customerID, live, matches, undeliverable, from, firstText, taken) =
+                try row.decode((UUID?, String?, Int64?, UUID?, Bool?, String?, Bool?, String?, String?, Bool).self)
             read.messageExists = taken
-            if read.first == nil, let body { read.first = (messageID, try Self.decodeOutcome(body)); read.firstSender = from }
+            if read.first == nil, let body {
+                read.first = (messageID, try Self.decodeOutcome(body))
+                read.firstSender = from
+                read.firstText = firstText
+            }
             IdentityStore.Owner.place(position: position, customerID: customerID, live: live, in: &read.owners)
             if undeliverable == true, let position { read.undeliverable.insert(Int(position) - 1) }
             if read.threadMatches.isEmpty, let matches { read.threadMatches = try EmailThreader.HeaderMatch.decode(matches) }
@@ -247,6 +260,8 @@ struct InboundPayloadStore: Sendable {
         var first: (messageID: UUID?, outcome: Outcome)?
         /// Who the first one's message came from, when it made one with a sender.
         var firstSender: String?
+        /// What its customer wrote (`visible_text`), when it made a message.
+        var firstText: String?
         /// Whether a customer's message with this provider id exists, however it came in.
         var messageExists = false
         var owners: [IdentityStore.Owner?]

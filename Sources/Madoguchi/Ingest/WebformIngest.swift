@@ -39,7 +39,7 @@ struct WebformIngest: Sendable {
     func ingest(_ form: InboundWebform, raw: [UInt8], idempotencyKey: String?, apiKeyID: UUID?) async throws -> IngestAnswer {
         try await GatewayIngest(database: database, logger: logger).ingest(.init(
             channel: .webform, provider: form.formID, providerMessageID: form.submissionID, idempotencyKey: idempotencyKey,
-            body: raw, apiKeyID: apiKeyID, senderIdentities: form.contacts)
+            body: raw, apiKeyID: apiKeyID, senderIdentities: form.contacts, text: form.body)
         ) { payloadID, ownersRead, connection in
             let metadata: [String: Any?] = ["form_id": form.formID, "name": form.name, "email": form.email, "phone": form.phone]
             // Under the body, with the form's other fields: what the customer typed, and why it is no contact.

@@ -341,8 +341,9 @@ struct ReplyTests {
             do { let found = try await verdict("佐藤様", on: unnamed); #expect(found == nil, "\(found ?? "sent")") }
             do { let found = try await verdict("佐藤 次郎 様", on: unnamed); #expect(found == "wrong-customer-name", "\(found ?? "sent")") }
 
-            // A name on record in another script (from a mail's From) or a company: 山田様 is no proof of anyone else.
-            for name in ["Hanako Yamada", "株式会社山田商店"] {
+            // A name on record in another script (from a mail's From, a LINE name in kana) or a company:
+            // 山田様 is no proof of anyone else.
+            for name in ["Hanako Yamada", "ヤマダ ハナコ", "株式会社山田商店"] {
                 let named = try await claimed(by: try await app.customer(name: name, email: "\(UUID().uuidString.prefix(8))@example.jp"))
                 do { let found = try await verdict("山田様", on: named); #expect(found == nil, "\(name): \(found ?? "sent")") }
                 do { let found = try await verdict("佐藤 次郎 様", on: named); #expect(found == "wrong-customer-name", "\(name): \(found ?? "sent")") }

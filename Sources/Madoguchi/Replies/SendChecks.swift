@@ -152,9 +152,10 @@ struct SendChecks: Sendable {
     /// is refused. A greeting matches a name whole or by one of its parts (the family name alone is
     /// the commonest greeting); the ticket's customer includes everyone merged into them, and a
     /// greeting found anywhere in their name is theirs (山田様 for 株式会社山田商店). When the ticket's
-    /// customer has no name on record, or only one in another script (Hanako Yamada, greeted 山田様),
-    /// only another customer's whole name counts: a family name alone proves nothing then, and common
-    /// ones belong to many customers. The second part runs
+    /// customer has no name on record, or only one in another script (Hanako Yamada, greeted 山田様;
+    /// ヤマダ ハナコ from a mail's From or a LINE name, greeted in kanji, which kana cannot be checked
+    /// against), only another customer's whole name counts: a family name alone proves nothing then,
+    /// and common ones belong to many customers. The second part runs
     /// only for a greeting that is not the customer's; its ORDER BY keeps it on the name index (with a
     /// bare LIMIT the planner may hope to find a row early by a scan of every customer).
     private func greetingFindings(_ body: String, customerID: UUID, on connection: PostgresConnection) async throws -> [SendGuard.Finding] {
@@ -166,7 +167,8 @@ struct SendChecks: Sendable {
             WITH ours AS (
                 SELECT bool_or(customer_name_parts(display_name) @> ARRAY[\(name)]::text[]
                                OR strpos(customer_greeting_name(display_name), \(name)) > 0) AS greeted,
-                       bool_or(display_name IS NOT NULL AND (display_name ~ '[^[:ascii:]]') = (\(name) ~ '[^[:ascii:]]')) AS named
+                       bool_or(display_name IS NOT NULL AND (display_name ~ '[^[:ascii:]]') = (\(name) ~ '[^[:ascii:]]')
+                               AND (display_name ~ '[㐀-䶿一-鿿豈-﫿々〆]' OR \(name) !~ '[㐀-䶿一-鿿豈-﫿々〆]')) AS named
                 FROM customers WHERE id = \(customerID) OR merged_into = \(customerID)
             )
             SELECT other.display_name

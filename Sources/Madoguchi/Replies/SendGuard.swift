@@ -66,6 +66,10 @@ enum SendGuard {
         // Not a model number's letters ("XX-100", "AB-XX"): a hyphen and a digit beside them.
         #"(?<![A-Za-z0-9])(?<![0-9]-)[Xx]{2,}(?![A-Za-z0-9])(?!-[0-9])"#,
         #"\[[A-Z][A-Z0-9_ ]{1,40}\]"#,
+        // Any bracketed word right before an honorific stands for a name (［お名前］様, （お客様名）様,
+        // ＜宛名＞様, 【顧客名】様; full-width brackets are folded to ASCII), but not a company's (株) or (有).
+        #"[\[(<〈《【「『](?!株|有)[^\[\]()<>〈〉《》【】「」『』\n]{1,12}[\])>〉》】」』](?=[ \u3000]?(?:様|さま|殿))"#,
+        #"\*{2,}(?=[ \u3000]?(?:様|さま|殿))"#,
         // A label with its value after it is a form's layout, not a blank (【ご注文番号】12345,
         // 【お名前】山田 花子 様, a subject's 【ご注文番号：12345】発送のご案内): only one that ends its line,
         // or that a particle, an honorific or punctuation follows, stands for something unwritten.

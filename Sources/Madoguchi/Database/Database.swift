@@ -38,11 +38,12 @@ public struct Database: Sendable {
         let instant = Mutex<ContinuousClock.Instant?>(nil)
     }
 
+    /// `cancelGrace`: how long a cancelled pool lets leases held at that moment finish (`RenewablePool`).
     public init(configuration: PostgresClient.Configuration, logger: Logger, registry: PrometheusCollectorRegistry? = nil,
-                leaseTimeout: Duration = .seconds(600)) {
+                leaseTimeout: Duration = .seconds(600), cancelGrace: Duration = .seconds(5)) {
         // No startup parameters beyond PostgresNIO's own: PgBouncer closes a connection that sends one
         // it does not track. (JIT is off for our sessions by a role setting, migration 0054.)
-        self.client = RenewablePool(configuration: configuration, logger: logger)
+        self.client = RenewablePool(configuration: configuration, logger: logger, cancelGrace: cancelGrace)
         self.logger = logger
         self.metrics = registry.map { PoolMetrics(registry: $0, maximum: configuration.options.maximumConnections) }
         self.maximumConnections = configuration.options.maximumConnections

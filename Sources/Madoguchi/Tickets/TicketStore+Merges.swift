@@ -82,10 +82,12 @@ extension TicketStore {
         // "after" the merge, and an agent who had read it answered without the duplicate's mail
         // (`SendChecks` counts the duplicate's messages as arriving at `merged_at`).
         // Earlier duplicates of the duplicate now point at the survivor: one step to follow, always.
-        // Their messages join the survivor's timeline now, and `merged_at` says when they joined
+        // Their messages join the survivor's timeline now, at the same instant as the duplicate's
+        // (its `merged_at`, just written), and `merged_at` says when they joined
         // the ticket `merged_into` names (the traffic cop counts them as arriving then).
         try await connection.perform("""
-            UPDATE tickets SET merged_into = \(survivorID), merged_at = clock_timestamp() WHERE merged_into = \(duplicateID)
+            UPDATE tickets SET merged_into = \(survivorID), merged_at = (SELECT merged_at FROM tickets WHERE id = \(duplicateID))
+            WHERE merged_into = \(duplicateID)
             """, logger: logger)
         return closed
     }

@@ -324,7 +324,8 @@ struct WebhookTests {
     func errorPageWithNUL() async throws {
         let receiver = try await FakeProvider { _, _ in .init(status: .badGateway, body: "bad\u{0}gateway") }
         defer { receiver.stop() }
-        try await TestApp.run(followsFeed: true, configure: Self.configure) { app in
+        // 10 s to answer: with the suite's 2 s, a loaded CI run timed out all four attempts, and no 502 was logged.
+        try await TestApp.run(followsFeed: true, configure: { Self.configure(&$0); $0.webhooks.timeout = .seconds(10) }) { app in
             let admin = try await app.keySecret(.admin)
             let (webhook, _) = try await Self.create(app, admin: admin, url: receiver.url + "/hook", types: ["ticket.updated"])
             try await Self.events(app, 1)

@@ -137,17 +137,15 @@ struct DeliveryRecorder: Sendable {
             }
         }
         try await markUndeliverable(failures.filter { $0.1.undeliverable }, channel: item.channel, customerTicket: reply.ticketID, on: connection)
-        if delivered, failedByReport {
-            // The provider's failure report came before this send was recorded and has just failed
-            // the reply (its `reply.failed`, the ticket's flag): no `reply.delivered` after it, and
-            // the flag stays.
-        } else if delivered {
+        // A provider's failure report that came before this send was recorded has just failed the
+        // reply (its `reply.failed`, the ticket's flag): no `reply.delivered` after it, and the flag stays.
+        if delivered, !failedByReport {
             try await event(.replyDelivered, replyID: replyID, data: [
                 "response": attempt.response ?? "", "attempts": item.attempts,
                 "refused": failures.map { ["recipient": $0.0, "reply": $0.1.reply] },
             ], on: connection)
             try await TicketStore(logger: logger).clearDeliveryFailure(answeredBy: [replyID], on: connection)
-        } else {
+        } else if !delivered {
             let error = attempt.error ?? failures.first?.1.reply ?? "no recipient took it"
             try await event(.replyFailed, replyID: replyID, data: [
                 "error": error, "attempts": item.attempts,

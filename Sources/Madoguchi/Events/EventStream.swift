@@ -9,9 +9,9 @@ import ServiceLifecycle
 /// Pulled, not pushed: the next page is read only when the response writer asks for more, so a slow
 /// client slows its own stream instead of making the server buffer (or drop) events for it. It ends
 /// when the client goes away (the next write fails and the writer stops pulling), the server shuts
-/// down, retention removes events it has not sent yet, or the key that opened it is revoked (looked at, with the feed, at most every
-/// `keyCheckInterval`): a key checked only when the stream opened went on reading every event,
-/// recipients and comments included, for as long as the connection lasted.
+/// down, retention removes events it has not sent yet, or the key that opened it is revoked (looked
+/// at, with the feed, at most every `keyCheckInterval`): a key checked only when the stream opened
+/// went on reading every event, recipients and comments included, for as long as the connection lasted.
 struct EventStream: AsyncSequence, Sendable {
     typealias Element = ArraySlice<UInt8>
 

@@ -16,8 +16,8 @@ extension APIHandler {
         let (key, start) = try await database.withConnection { connection -> (FeedCursor.Key, FeedCursor) in
             try await feed.checkNotStalled(on: connection)
             let key = try await feed.key(on: connection)
+            // Whether retention passed it is asked with each page below, after the page is read.
             guard let after = try input.query.after.map({ try FeedCursor.decode($0, with: key) }) else { return (key, .start) }
-            try await feed.checkKept(after, on: connection)
             return (key, after)
         }
         var cursor = start
@@ -30,7 +30,7 @@ extension APIHandler {
             let seen = notifier.generation
             let (page, inForce) = try await database.withConnection { [cursor] connection in
                 let page = try await feed.page(after: cursor, filter: filter, limit: limit, on: connection)
-                // Retention committing between the check above and this page would have gone unseen.
+                // After the page: asked before it, a removal committing in between went unseen.
                 try await feed.checkKept(cursor, on: connection)
                 guard waited, !page.events.isEmpty else { return (page, true) }
                 return (page, try await APIKeyStore(logger: logger).isInForce(keyID, on: connection))

@@ -150,20 +150,19 @@ struct InboundPayloadStore: Sendable {
             // site's form), or reusing ids. Said so, rather than answered with another sender's
             // message as if this one had been taken in.
             let senders = senderIdentities.map(\.value) + [sender].compactMap { $0 }
+            func reused(_ how: String) -> Problem {
+                Problem(.providerMessageIDReused, status: .unprocessableContent, title: "Message id reused",
+                        detail: "Message id '\(providerMessageID)' (\(provider)) was taken in before \(how); "
+                          + "nothing was stored. Ids must be unique per \(channel == .webform ? "form" : "provider").")
+            }
             if let firstSender = read.firstSender, !senders.isEmpty,
                !senders.contains(where: { $0.lowercased() == firstSender.lowercased() }) {
-                throw Problem(.providerMessageIDReused, status: .unprocessableContent, title: "Message id reused",
-                              detail: "Message id '\(providerMessageID)' (\(provider)) was taken in before from another sender; "
-                                + "nothing was stored. Ids must be unique per \(channel == .webform ? "form" : "provider").")
+                throw reused("from another sender")
             }
             // Other words under the same id are another message, whoever sent them (a form whose
             // counter started again; a first submission with no contact to compare): answered as a
             // retry, it was never stored, and the gateway was told it had been.
-            if let text, let firstText = read.firstText, text != firstText {
-                throw Problem(.providerMessageIDReused, status: .unprocessableContent, title: "Message id reused",
-                              detail: "Message id '\(providerMessageID)' (\(provider)) was taken in before with other text; "
-                                + "nothing was stored. Ids must be unique per \(channel == .webform ? "form" : "provider").")
-            }
+            if let text, let firstText = read.firstText, text != firstText { throw reused("with other text") }
             try await finish(payloadID, providerMessageID: providerMessageID, answer: .ingest(.replayed(earlier.outcome)),
                              messageID: earlier.messageID, on: connection)
             return .replay(earlier.outcome)

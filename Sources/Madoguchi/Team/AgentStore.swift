@@ -9,7 +9,6 @@ struct AgentStore: Sendable {
 
     var events: EventStore { EventStore(logger: logger) }
 
-
     func list(queue: String?, includeInactive: Bool, on connection: PostgresConnection) async throws -> [Agent] {
         let rows = try await connection.run("""
             SELECT \(unescaped: Agent.columns) FROM agents

@@ -139,28 +139,22 @@ struct TicketStore: Sendable {
             SELECT coalesce(merged_into, id) FROM tickets WHERE id = \(ticketID)
             """, logger: logger).collect().first.map { try $0.decode(UUID.self) } ?? ticketID
         try await connection.perform("SELECT 1 FROM tickets WHERE id = \(current) FOR NO KEY UPDATE", logger: logger)
-        let failed = try await failedMessage(reply: replyID, orMessage: messageID, on: connection)
-        var answered = try await failedWasAutomatic(failed, on: connection)
-        if !answered { answered = try await answeredSince(failed: failed, onTimelineOf: current, on: connection) }
+        let (failed, automatic) = try await failedMessage(reply: replyID, orMessage: messageID, on: connection) ?? (nil, false)
+        // The acknowledgement answered nothing: its failure is handled as if another reply had.
+        let answered = automatic ? true : try await answeredSince(failed: failed, onTimelineOf: current, on: connection)
         if answered && cancelled { return }
         try await flagDeliveryFailure(ticketID, answeredSince: answered, failed: failed, on: connection)
     }
 
-    /// Whether the message that failed is the automatic acknowledgement's.
-    private func failedWasAutomatic(_ failed: UUID?, on connection: PostgresConnection) async throws -> Bool {
-        guard let failed else { return false }
-        let rows = try await connection.run("SELECT automatic FROM replies WHERE message_id = \(failed)", logger: logger)
-        for try await automatic in rows.decode(Bool.self) where automatic { return true }
-        return false
-    }
-
-    /// The outbound message that did not reach the customer: the reply's, or the one a provider's
-    /// report named; nil when there is none.
-    private func failedMessage(reply replyID: UUID?, orMessage messageID: UUID?, on connection: PostgresConnection) async throws -> UUID? {
+    /// The outbound message that did not reach the customer (the reply's, or the one a provider's
+    /// report named), and whether it is the automatic acknowledgement's; nil when there is none.
+    private func failedMessage(reply replyID: UUID?, orMessage messageID: UUID?, on connection: PostgresConnection) async throws
+        -> (id: UUID?, automatic: Bool)? {
         let rows = try await connection.run("""
-            SELECT id FROM messages WHERE id = coalesce((SELECT message_id FROM replies WHERE id = \(replyID)), \(messageID))
+            SELECT m.id, EXISTS (SELECT 1 FROM replies r WHERE r.message_id = m.id AND r.automatic)
+            FROM messages m WHERE m.id = coalesce((SELECT message_id FROM replies WHERE id = \(replyID)), \(messageID))
             """, logger: logger)
-        for try await id in rows.decode(UUID.self) { return id }
+        for try await (id, automatic) in rows.decode((UUID, Bool).self) { return (id, automatic) }
         return nil
     }
 

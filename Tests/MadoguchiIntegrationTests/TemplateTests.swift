@@ -72,6 +72,15 @@ struct TemplateTests {
             let unknown = try await app.request(.post, "/v1/templates/\(id)/render", key: agent.secret, json: #"{"ticket_id":"\#(ticket.uuidString)"}"#)
             try expectProblem(unknown, .unprocessableContent, "unfilled-variables")
             #expect((try unknown.json["findings"] as? [[String: Any]])?.first?["type"] as? String == "unknown-variable")
+            // Saved with CRLF line ends (a Windows editor's), the finding is placed as with LF.
+            try await app.execute("""
+                UPDATE templates SET body = '{{customer.name}} 様' || chr(13) || chr(10) || chr(13) || chr(10) || 'ご注文 {{order.number}} を{{order.date}}に'
+                WHERE id = \(id)::uuid
+                """)
+            let crlf = try await app.request(
+                .post, "/v1/templates/\(id)/render", key: agent.secret, json: #"{"ticket_id":"\#(ticket.uuidString)","order":{"number":"A-1234"}}"#)
+            let placed = (try crlf.json["findings"] as? [[String: Any]])?.first
+            #expect(placed?["line"] as? Int == 3 && placed?["column"] as? Int == 23, "\(crlf.text)")
 
             let list = try await app.request(.get, "/v1/templates", key: agent.secret)
             #expect((try list.json["items"] as? [Any])?.count == 1)

@@ -55,9 +55,11 @@ struct TemplateRenderer: Sendable {
     static func firstUse(of name: String, in text: String) -> (line: Int, column: Int)? {
         guard let marker = markers(in: text).first(where: { $0.name == name }),
               let start = Range(marker.range, in: text)?.lowerBound else { return nil }
+        // Any line end counts: "\r\n" is one Character, not "\n" (a template saved with CRLF had
+        // every finding on line 1).
         let before = text[..<start]
-        let lineStart = before.lastIndex(of: "\n").map { before.index(after: $0) } ?? before.startIndex
-        return (before.count(where: { $0 == "\n" }) + 1, text[lineStart..<start].count + 1)
+        let lineStart = before.lastIndex(where: \.isNewline).map { before.index(after: $0) } ?? before.startIndex
+        return (before.count(where: \.isNewline) + 1, text[lineStart..<start].count + 1)
     }
 
     /// The variables every ticket gives a value for (`TemplateStore.values`), beside `order.*`.

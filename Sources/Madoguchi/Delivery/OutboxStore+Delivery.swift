@@ -41,7 +41,8 @@ extension OutboxStore {
                 UPDATE outbox o
                 SET state = 'sending', claimed_by = \(worker), lease_expires_at = now() + make_interval(secs => \(lease.seconds)),
                     attempts = o.attempts + 1, first_attempt_at = coalesce(o.first_attempt_at, now()), updated_at = now()
-                FROM due WHERE o.id = due.id
+                -- By the primary key: a join with `due` was planned as a scan of the whole outbox.
+                WHERE o.id = ANY(ARRAY(SELECT id FROM due))
                 RETURNING o.id, o.reply_id, o.channel, o.recipients, o.email_message_id, o.attempts, o.message, o.recipient_results, o.retry_key,
                           o.first_attempt_at, o.attempts_before_resend
             )
@@ -58,25 +59,38 @@ extension OutboxStore {
             -- holds the mail of tickets merged into it (the one that opened a duplicate, often).
             -- Its References go on from the parent's, or, when the parent had none, from the one id
             -- its In-Reply-To named (RFC 5322 3.6.4; phone mailers often write only In-Reply-To).
+            -- The latest is looked up ticket by ticket through a per-ticket index and the few
+            -- answers compared: with `ticket_id = ANY(timeline)` the cached plan walked every
+            -- customer mail of the database newest first, keeping one ticket's (0.5 ms a row with
+            -- 2,000 tickets of one customer; more as the database grows).
             LEFT JOIN LATERAL (
-                SELECT m.email_message_id,
-                       CASE WHEN cardinality(m.email_references) = 0 AND m.in_reply_to IS NOT NULL THEN ARRAY[m.in_reply_to]
-                            ELSE m.email_references END AS email_references
-                FROM messages m
+                SELECT latest.email_message_id,
+                       CASE WHEN cardinality(latest.email_references) = 0 AND latest.in_reply_to IS NOT NULL THEN ARRAY[latest.in_reply_to]
+                            ELSE latest.email_references END AS email_references
+                FROM ticket_timeline(t.id) AS timeline
+                CROSS JOIN LATERAL (
+                    SELECT m.created_at, m.id, m.email_message_id, m.email_references, m.in_reply_to FROM messages m
+                    WHERE m.ticket_id = timeline.ticket_id
+                      AND m.direction = 'inbound' AND m.channel = 'email' AND m.classification = 'customer'
+                      AND m.email_message_id IS NOT NULL
+                    ORDER BY m.created_at DESC, m.id DESC LIMIT 1
+                ) latest
                 WHERE c.message IS NULL AND c.channel IN ('email', 'webform')
-                  AND m.ticket_id = ANY(ARRAY(SELECT ticket_id FROM ticket_timeline(t.id)))
-                  AND m.direction = 'inbound' AND m.channel = 'email' AND m.classification = 'customer'
-                  AND m.email_message_id IS NOT NULL
-                ORDER BY m.created_at DESC, m.id DESC LIMIT 1
+                ORDER BY latest.created_at DESC, latest.id DESC LIMIT 1
             ) parent ON true
             -- A chat reply goes back into the conversation the customer wrote in last (the gateway's own id),
             -- on the ticket's timeline as a mail's parent is: a merged duplicate's chat is often the latest.
             LEFT JOIN LATERAL (
-                SELECT m.metadata->>'conversation_id' AS id FROM messages m
-                WHERE c.channel = 'chat' AND m.ticket_id = ANY(ARRAY(SELECT ticket_id FROM ticket_timeline(t.id)))
-                  AND m.direction = 'inbound' AND m.channel = 'chat'
-                  AND m.metadata ? 'conversation_id'
-                ORDER BY m.created_at DESC, m.id DESC LIMIT 1
+                SELECT latest.id
+                FROM ticket_timeline(t.id) AS timeline
+                CROSS JOIN LATERAL (
+                    SELECT m.created_at, m.id AS message_id, m.metadata->>'conversation_id' AS id FROM messages m
+                    WHERE m.ticket_id = timeline.ticket_id
+                      AND m.direction = 'inbound' AND m.channel = 'chat' AND m.metadata ? 'conversation_id'
+                    ORDER BY m.created_at DESC, m.id DESC LIMIT 1
+                ) latest
+                WHERE c.channel = 'chat'
+                ORDER BY latest.created_at DESC, latest.message_id DESC LIMIT 1
             ) conversation ON true
             """, preparedAs: ClaimStatement.self, logger: logger)
         return try rows.map { row in

@@ -288,7 +288,7 @@ struct ReplyTests {
         }
     }
 
-    @Test("the greeting guard: the family or given name alone is the customer's or another's; merged customers count with their survivor; a nameless customer's ticket refuses only whole names")
+    @Test("the greeting guard: the family or given name alone is the customer's or another's; merged customers count with their survivor; a nameless customer's ticket refuses only whole names; variant kanji are one name")
     func greetedNames() async throws {
         try await TestApp.run { app in
             let scene = try await Self.scene(app)
@@ -347,6 +347,19 @@ struct ReplyTests {
                 let named = try await claimed(by: try await app.customer(name: name, email: "\(UUID().uuidString.prefix(8))@example.jp"))
                 do { let found = try await verdict("山田様", on: named); #expect(found == nil, "\(name): \(found ?? "sent")") }
                 do { let found = try await verdict("佐藤 次郎 様", on: named); #expect(found == "wrong-customer-name", "\(name): \(found ?? "sent")") }
+            }
+            // A surname on record in a variant kanji is greeted in the common form (髙橋 as 高橋, 山﨑 as
+            // 山崎), though other customers are 高橋 and 山崎; and the other way round. Another name still is
+            // another customer's.
+            _ = try await app.customer(name: "山崎 次郎")
+            for (name, greeting) in [("髙橋 一郎", "高橋様"), ("山﨑 花子", "山崎様"), ("渡邊 三郎", "渡辺 三郎 様"), ("渡辺 四郎", "渡邉様")] {
+                let named = try await claimed(by: try await app.customer(name: name, email: "\(UUID().uuidString.prefix(8))@example.jp"))
+                do { let found = try await verdict(greeting, on: named); #expect(found == nil, "\(name) greeted \(greeting): \(found ?? "sent")") }
+            }
+            do {
+                let named = try await claimed(by: try await app.customer(name: "髙木 五郎", email: "takagi@example.jp"))
+                let found = try await verdict("山崎様", on: named)
+                #expect(found == "wrong-customer-name", "\(found ?? "sent")")
             }
             // A recipient typed full-width is the address the mail goes to.
             let typed = try await app.request(.post, "/v1/tickets/\(scene.ticket)/replies", key: scene.agent.secret,

@@ -158,6 +158,7 @@ struct SendChecks: Sendable {
     /// and common ones belong to many customers. The second part runs
     /// only for a greeting that is not the customer's; its ORDER BY keeps it on the name index (with a
     /// bare LIMIT the planner may hope to find a row early by a scan of every customer).
+    /// Both sides fold variant kanji (`name_variants_folded`, migration 0100): 高橋様 greets 髙橋.
     private func greetingFindings(_ body: String, customerID: UUID, on connection: PostgresConnection) async throws -> [SendGuard.Finding] {
         guard let (name, line) = SendGuard.greetedName(in: body) else { return [] }
         // A family name greeted alone may begin a name stored without spaces ("佐藤" of "佐藤次郎"):
@@ -165,8 +166,8 @@ struct SendChecks: Sendable {
         let byPrefix = name.count >= 2 && name.unicodeScalars.contains { !$0.isASCII }
         let rows = try await connection.run("""
             WITH ours AS (
-                SELECT bool_or(customer_name_parts(display_name) @> ARRAY[\(name)]::text[]
-                               OR strpos(customer_greeting_name(display_name), \(name)) > 0) AS greeted,
+                SELECT bool_or(customer_name_parts(display_name) @> ARRAY[name_variants_folded(\(name))]::text[]
+                               OR strpos(customer_greeting_name(display_name), name_variants_folded(\(name))) > 0) AS greeted,
                        bool_or(display_name IS NOT NULL AND (display_name ~ '[^[:ascii:]]') = (\(name) ~ '[^[:ascii:]]')
                                AND (display_name ~ '[㐀-䶿一-鿿豈-﫿々〆]' OR \(name) !~ '[㐀-䶿一-鿿豈-﫿々〆]')) AS named
                 FROM customers WHERE id = \(customerID) OR merged_into = \(customerID)
@@ -176,11 +177,11 @@ struct SendChecks: Sendable {
             CROSS JOIN LATERAL (
                 SELECT c.display_name FROM customers c
                 WHERE c.display_name IS NOT NULL
-                  AND (customer_name_parts(c.display_name) @> ARRAY[\(name)]::text[]
-                       OR (\(byPrefix) AND customer_greeting_name(c.display_name) COLLATE "C" >= \(name)
-                           AND customer_greeting_name(c.display_name) COLLATE "C" < \(name) || chr(1114111)))
+                  AND (customer_name_parts(c.display_name) @> ARRAY[name_variants_folded(\(name))]::text[]
+                       OR (\(byPrefix) AND customer_greeting_name(c.display_name) COLLATE "C" >= name_variants_folded(\(name))
+                           AND customer_greeting_name(c.display_name) COLLATE "C" < name_variants_folded(\(name)) || chr(1114111)))
                   AND c.id <> \(customerID) AND c.merged_into IS DISTINCT FROM \(customerID)
-                  AND (coalesce(ours.named, false) OR customer_greeting_name(c.display_name) = \(name))
+                  AND (coalesce(ours.named, false) OR customer_greeting_name(c.display_name) = name_variants_folded(\(name)))
                 ORDER BY c.created_at, c.id LIMIT 1) AS other
             WHERE NOT coalesce(ours.greeted, false)
             """, logger: logger)

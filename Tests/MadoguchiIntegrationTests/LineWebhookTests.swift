@@ -120,6 +120,28 @@ struct LineWebhookTests {
         }
     }
 
+    @Test("a LINE user a gateway relayed and the same user through LINE's webhook are one customer, by their LINE identity; a gateway's user id is trimmed")
+    func relayedUserIsLineCustomer() async throws {
+        try await TestApp.run(configure: Self.configured) { app in
+            let gateway = try await app.keySecret(.gateway)
+            let relayed = try await app.request(.post, "/v1/inbound/chat", key: gateway, json: """
+                {"provider":"line","conversation_id":"\(Self.user)","provider_message_id":"8001","sender":{"provider_user_id":" \(Self.user) "},"text":"注文番号です"}
+                """)
+            #expect(relayed.status == .created, "\(relayed.text)")
+            let response = try await Self.post(app, Self.body([Self.text("ev-8", messageID: "8002", "まだ届きません")]))
+            #expect(try Self.results(response) == ["taken"], "\(response.text)")
+            #expect(try await app.count("SELECT count(DISTINCT customer_id) FROM messages WHERE channel = 'chat'") == 1)
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE kind = 'line' AND value = \(Self.user)") == 1)
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE kind = 'chat'") == 0)
+            // Any other provider's user stays a chat identity, trimmed as one added through the API is.
+            let other = try await app.request(.post, "/v1/inbound/chat", key: gateway, json: """
+                {"provider":"intercom","conversation_id":"c-1","provider_message_id":"m-1","sender":{"provider_user_id":"u-42\\n"},"text":"こんにちは"}
+                """)
+            #expect(other.status == .created, "\(other.text)")
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE kind = 'chat' AND value = 'intercom:u-42'") == 1)
+        }
+    }
+
     @Test("one LINE message through the webhook and the gateway at once: one message, and neither answer an error")
     func bothRoutesAtOnce() async throws {
         try await TestApp.run(configure: Self.configured) { app in

@@ -50,7 +50,7 @@ enum IdentityValue {
         case .line:
             // As the LINE webhook records it. Anything else would be an identity no LINE message
             // ever matches and no reply can be pushed to, accepted without a word.
-            guard value.range(of: #"^U[0-9a-f]{32}$"#, options: .regularExpression) != nil else {
+            guard isLineUserID(value) else {
                 let hint = value.lowercased().hasPrefix("line:") ? " without 'line:' ('line:U…' is a chat identity)" : ""
                 throw invalid("'\(value)' is not a LINE user id: 'U' and 32 hex digits in lower case, as LINE's webhooks give it\(hint)")
             }
@@ -61,6 +61,11 @@ enum IdentityValue {
             // lookup by the order system's own id ever found. Letter case and everything else stay.
             return Text.foldingFullWidthASCII(value)
         }
+    }
+
+    /// A LINE user id as LINE's webhooks give it: `U` and 32 hex digits in lower case.
+    static func isLineUserID(_ value: String) -> Bool {
+        value.utf8.count == 33 && value.first == "U" && value.utf8.dropFirst().allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
     }
 
     /// The one address in what was given: `Taro <taro@example.jp>` and `<taro@example.jp>` (pasted

@@ -135,7 +135,13 @@ extension InboundChat {
                 errors.append(.init(pointer: field, message: "is blank"))
             }
         }
-        var contacts: [(Customer.Identity.Kind, String)] = [(.chat, "\(chat.provider):\(chat.sender.providerUserId)")]
+        // Trimmed, as an identity added through the API is: `intercom:42 ` is `intercom:42`.
+        let userID = chat.sender.providerUserId.trimmingCharacters(in: .whitespacesAndNewlines)
+        // A LINE user relayed by a gateway is the customer LINE's own webhook knows, by the same
+        // identity (`line`, `U…`): as the chat identity `line:U…` they were a second customer, and a
+        // reply to them went to the gateway rather than LINE's push API.
+        var contacts: [(Customer.Identity.Kind, String)] =
+            [chat.provider == "line" && IdentityValue.isLineUserID(userID) ? (.line, userID) : (.chat, "\(chat.provider):\(userID)")]
         var unreadable: [UnreadableContact] = []
         for (kind, raw, field) in [(Customer.Identity.Kind.email, chat.sender.email, "email"), (.phone, chat.sender.phone, "phone")] {
             UnreadableContact.read(kind, raw, field: field, pointer: "/sender/" + field, into: &contacts, unreadable: &unreadable, errors: &errors)
@@ -171,7 +177,7 @@ extension InboundChat {
         let name = chat.sender.name?.trimmingCharacters(in: .whitespacesAndNewlines)
         self.init(
             provider: chat.provider, conversationID: chat.conversationId, providerMessageID: chat.providerMessageId,
-            senderUserID: chat.sender.providerUserId, contacts: contacts, contactsVerified: chat.sender.contactsVerified ?? false, name: name?.isEmpty == false ? name : nil, text: text,
+            senderUserID: userID, contacts: contacts, contactsVerified: chat.sender.contactsVerified ?? false, name: name?.isEmpty == false ? name : nil, text: text,
             files: files, links: links, sentAt: chat.sentAt, unreadableContacts: unreadable)
     }
 }

@@ -122,6 +122,56 @@ struct CustomerTests {
         }
     }
 
+    @Test("a member number typed with ー, − or a dash for its hyphen (CUSTー0002) is the order system's CUST-0002; ー in a word stays; stored before, migration 0103 folds it")
+    func dashedExternalID() async throws {
+        try await TestApp.run { app in
+            let orders = try await app.keySecret(.orderSystem)
+            let customer = try Self.id(try await app.request(.post, "/v1/customers", key: orders, json: """
+                {"display_name":"佐藤","identities":[{"kind":"external","value":"CUST-0002"}]}
+                """))
+            let gateway = try await app.keySecret(.gateway)
+            for (index, typed) in ["CUSTー0002", "ＣＵＳＴ−０００２", "CUST–0002", "CUSTｰ0002"].enumerated() {
+                let form = try await app.request(.post, "/v1/inbound/webform", key: gateway, json: """
+                    {"form_id":"contact","submission_id":"d-\(index)","external_id":"\(typed)","contacts_verified":true,"body":"返品の件です。\(index)"}
+                    """)
+                #expect(form.status == .created, "\(typed): \(form.text)")
+                #expect(try form.json["customer_id"] as? String == customer, "\(typed): \(form.text)")
+            }
+            #expect(try await app.count("SELECT count(*) FROM customers") == 1)
+            let found = try await app.request(.get, "/v1/customers?external_id=CUST%E3%83%BC0002", key: orders)
+            #expect(((try found.json["items"] as? [[String: Any]])?.first?["id"] as? String) == customer, "\(found.text)")
+            // A long vowel in a word is a letter, not a hyphen.
+            let coffee = try await app.request(.post, "/v1/customers/\(customer)/identities", key: orders, json: #"{"kind":"external","value":"コーヒー-1"}"#)
+            #expect(coffee.status == .created, "\(coffee.text)")
+
+            // Stored before this release: folded by the migration, unless the folded id is taken.
+            try await app.execute("""
+                INSERT INTO customers (id, display_name) VALUES ('00000000-0000-4000-8000-000000000001', '旧'), ('00000000-0000-4000-8000-000000000002', '重複')
+                """)
+            try await app.execute("""
+                INSERT INTO customer_identities (customer_id, kind, value) VALUES
+                    ('00000000-0000-4000-8000-000000000001', 'external', 'AB−12'),
+                    ('00000000-0000-4000-8000-000000000002', 'external', 'CUSTー0002')
+                """)
+            let sql = try String(contentsOfFile: RepositoryFiles.path("sql/migrations/0103_external_id_dashes_folded.sql"), encoding: .utf8)
+            for _ in 1...2 {
+                try await app.database.withTransaction { connection in
+                    for statement in sql.components(separatedBy: ";\n") where statement.contains(where: { !$0.isWhitespace }) {
+                        try await connection.query(PostgresQuery(unsafeSQL: statement), logger: TestCluster.logger)
+                    }
+                }
+            }
+            #expect(try await app.strings("""
+                SELECT data->>'other_customer_id' FROM events
+                WHERE type = 'customer.merge_suggested' AND customer_id = '00000000-0000-4000-8000-000000000002'
+                """) == [customer])
+            let stored = try await app.strings("""
+                SELECT value || ' ' || coalesce(raw_value, '') FROM customer_identities WHERE kind = 'external' ORDER BY value COLLATE "C"
+                """)
+            #expect(stored == ["AB-12 AB−12", "CUST-0002 CUST-0002", "CUSTー0002 ", "コーヒー-1 コーヒー-1"], "\(stored)")
+        }
+    }
+
     @Test("an identity is verified when someone vouched for it: a gateway that checked it, the order system that added it, LINE; never a mail's From or a typed contact")
     func verifiedIdentities() async throws {
         try await TestApp.run { app in

@@ -59,8 +59,20 @@ enum IdentityValue {
             // Typed in full-width (an IME left in 全角 mode: `ＣＵＳＴ－０００２`), a member number is the
             // order system's `CUST-0002` still: kept as typed, it made a second customer that no
             // lookup by the order system's own id ever found. Letter case and everything else stay.
-            return Text.foldingFullWidthASCII(value)
+            return foldingDashes(Text.foldingFullWidthASCII(value))
         }
+    }
+
+    /// What an input method or a word processor gives for "-" (長音 ー and half-width ｰ in 全角 mode,
+    /// minus −, hyphens ‐ ‑, dashes ‒ – — ―, small ﹣): typed in a member number, `CUSTー0002` is the
+    /// order system's `CUST-0002`. Only in an id otherwise all ASCII: in `コーヒー` the ー is a letter.
+    /// Migration 0103 folds the same characters in the ids stored before.
+    static let hyphenLikes: Set<Unicode.Scalar> = ["\u{2010}", "\u{2011}", "\u{2012}", "\u{2013}", "\u{2014}", "\u{2015}", "\u{2212}", "\u{30FC}", "\u{FF70}", "\u{FE63}"]
+
+    static func foldingDashes(_ value: String) -> String {
+        let scalars = value.unicodeScalars
+        guard scalars.contains(where: hyphenLikes.contains), scalars.allSatisfy({ $0.isASCII || hyphenLikes.contains($0) }) else { return value }
+        return String(String.UnicodeScalarView(scalars.map { hyphenLikes.contains($0) ? "-" : $0 }))
     }
 
     /// A LINE user id as LINE's webhooks give it: `U` and 32 hex digits in lower case.

@@ -172,7 +172,7 @@ struct CustomerTests {
         }
     }
 
-    @Test("an identity is verified when someone vouched for it: a gateway that checked it, the order system that added it, LINE; never a mail's From or a typed contact")
+    @Test("an identity is verified when someone vouched for it: a gateway that checked it, the order system that added it (first or again), LINE; never a mail's From or a typed contact")
     func verifiedIdentities() async throws {
         try await TestApp.run { app in
             let gateway = try await app.keySecret(.gateway)
@@ -195,6 +195,12 @@ struct CustomerTests {
             #expect(try await verified("C-9") == ["true"])
             let read = try await app.request(.get, "/v1/customers/\(customer)", key: orders)
             #expect(((try read.json["identities"] as? [[String: Any]])?.first?["verified"] as? Bool) == true, "\(read.text)")
+            // A contact typed in unchecked, then added by the order system to the customer who has it:
+            // the shop vouches for it now (200, as for any identity already this customer's).
+            let guest = try #require(try await app.strings("SELECT customer_id::text FROM customer_identities WHERE value = 'typed@example.jp'").first)
+            let added = try await app.request(.post, "/v1/customers/\(guest)/identities", key: orders, json: #"{"kind":"email","value":"Typed@Example.jp"}"#)
+            #expect(added.status == .ok, "\(added.text)")
+            #expect(try await verified("typed@example.jp") == ["true"])
         }
     }
 

@@ -81,10 +81,7 @@ extension CustomerStore {
             }
             // Linked before from a contact nobody checked (a guest's web form, a mail's From): the
             // shop now vouches for it, as it would have had it added it first.
-            let vouched = try await connection.run("""
-                UPDATE customer_identities SET verified = true WHERE kind = \(kind.rawValue) AND value = \(value) AND NOT verified RETURNING 1
-                """, logger: logger).collect()
-            if !vouched.isEmpty {
+            if try await identities.vouch(kind: kind, value: value, on: connection) {
                 try await connection.perform("UPDATE customers SET version = version + 1, updated_at = now() WHERE id = \(customerID)", logger: logger)
             }
             return false

@@ -121,6 +121,15 @@ struct IdentityStore: Sendable {
             """, logger: logger)
     }
 
+    /// Someone vouches for an identity linked before without it (`Customer.Identity.verified`).
+    /// True if it was not verified until now.
+    func vouch(kind: Customer.Identity.Kind, value: String, on connection: PostgresConnection) async throws -> Bool {
+        let rows = try await connection.run("""
+            UPDATE customer_identities SET verified = true WHERE kind = \(kind.rawValue) AND value = \(value) AND NOT verified RETURNING 1
+            """, logger: logger)
+        return try await !rows.collect().isEmpty
+    }
+
     /// Nothing sent to this identity arrives (a hard bounce, a blocked LINE account): replies skip it
     /// until `markDeliverable`. Returns the customers it belongs to (none when we do not know it).
     @discardableResult

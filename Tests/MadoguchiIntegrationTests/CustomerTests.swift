@@ -201,6 +201,17 @@ struct CustomerTests {
             let added = try await app.request(.post, "/v1/customers/\(guest)/identities", key: orders, json: #"{"kind":"email","value":"Typed@Example.jp"}"#)
             #expect(added.status == .ok, "\(added.text)")
             #expect(try await verified("typed@example.jp") == ["true"])
+            // An active agent's address is no customer's, added or given at creation.
+            try await app.execute("INSERT INTO agents (display_name, email) VALUES ('新人', 'Novice@shop.example')")
+            let agentsAddress = try await app.request(.post, "/v1/customers/\(guest)/identities", key: orders, json: #"{"kind":"email","value":"novice@SHOP.example"}"#)
+            try expectProblem(agentsAddress, .unprocessableContent, "validation-failed")
+            #expect(agentsAddress.text.contains("/value"), "\(agentsAddress.text)")
+            let created = try await app.request(.post, "/v1/customers", key: orders, json: """
+                {"identities":[{"kind":"external","value":"C-10"},{"kind":"email","value":"Novice@shop.example"}]}
+                """)
+            try expectProblem(created, .unprocessableContent, "validation-failed")
+            #expect(created.text.contains("/identities/1/value"), "\(created.text)")
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value IN ('novice@shop.example', 'C-10')") == 0)
         }
     }
 

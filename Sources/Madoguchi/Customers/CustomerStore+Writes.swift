@@ -26,8 +26,8 @@ extension CustomerStore {
     ) async throws -> UUID {
         let customerID = try await insert(displayName: details.displayName, isVIP: details.isVIP ?? false, notes: details.notes, on: connection)
         // Sorted, like every identity lock taken, so two requests can never wait on each other.
-        for (kind, value, typed) in identities.sorted(by: { ($0.kind.rawValue, $0.value) < ($1.kind.rawValue, $1.value) }) {
-            _ = try await link(kind, value, typed: typed, to: customerID, on: connection)
+        for (index, (kind, value, typed)) in identities.enumerated().sorted(by: { ($0.1.kind.rawValue, $0.1.value) < ($1.1.kind.rawValue, $1.1.value) }) {
+            _ = try await link(kind, value, typed: typed, to: customerID, pointer: "/identities/\(index)/value", on: connection)
         }
         try await EventStore(logger: logger).record(.customerCreated, customerID: customerID, actor: principal,
                                                     data: ["identities": identities.map { ["kind": $0.kind.rawValue, "value": $0.value] }], on: connection)
@@ -69,7 +69,12 @@ extension CustomerStore {
     /// Links an identity to a customer. True if it was new; false if it already was this customer's.
     /// Another customer's identity is a 409 naming that customer.
     /// `typed`: the identity as the caller wrote it (`ＣＵＳＴ－０００２`), kept as its `raw_value`.
-    func link(_ kind: Customer.Identity.Kind, _ value: String, typed: String? = nil, to customerID: UUID, on connection: PostgresConnection) async throws -> Bool {
+    /// An active agent's address is refused (422 at `pointer`): as a customer's, the agent's own mail
+    /// would be filed as that customer's, and replies could go to the agent.
+    func link(
+        _ kind: Customer.Identity.Kind, _ value: String, typed: String? = nil, to customerID: UUID, pointer: String = "/value",
+        on connection: PostgresConnection
+    ) async throws -> Bool {
         let identities = IdentityStore(logger: logger)
         try await identities.lock(kind: kind, value: value, on: connection)
         if let owner = try await identities.owner(kind: kind, value: value, on: connection) {
@@ -85,6 +90,12 @@ extension CustomerStore {
                 try await connection.perform("UPDATE customers SET version = version + 1, updated_at = now() WHERE id = \(customerID)", logger: logger)
             }
             return false
+        }
+        if kind == .email {
+            let agents = try await connection.run("SELECT EXISTS (SELECT 1 FROM agents WHERE active AND lower(email) = \(value))", logger: logger)
+            for try await taken in agents.decode(Bool.self) where taken {
+                throw Problem.validationFailed([.init(pointer: pointer, message: "\(value) is an agent's address; a customer needs their own")])
+            }
         }
         // The shop's own records (the order system, a supervisor) vouch for what they add.
         try await identities.insert(kind: kind, value: value, rawValue: typed.map { String($0.prefix(1024)) } ?? value, customerID: customerID,

@@ -634,6 +634,57 @@ struct ReportTests {
         }
     }
 
+    @Test("the response-time and SLA rollups cut a period that begins at a repeated local time at its first instant, as the reports do: a first answer at 01:30 EDT on the night the clocks go back is counted; migration 0104 recomputes periods stored the old way")
+    func rollupAcrossRepeatedHour() async throws {
+        try await TestApp.run { app in
+            let dashboard = try await app.keySecret(.dashboard)
+            let customer = try await app.customer()
+            try await app.execute("INSERT INTO business_calendars (name, time_zone) VALUES ('New York', 'America/New_York')")
+            let ticket = try await Self.arrival(app, customer, at: "'2026-11-01 05:00Z'", channel: "email")
+            try await app.execute("""
+                INSERT INTO ticket_responses (ticket_id, is_first, waited_since, responded_at, due_at, wall_seconds, business_seconds)
+                VALUES (\(ticket), true, '2026-11-01 05:00Z', '2026-11-01 05:30Z', '2026-11-01 06:00Z', 1800, 900)
+                """)
+            func rows(_ query: String, _ kind: ReportKind) async throws -> [String] {
+                try await Self.items(app, dashboard, "/v1/reports/\(kind.rawValue)?\(query)").map { row in
+                    kind.columns.map { "\(row[$0] ?? "-")" }.joined(separator: " ")
+                }
+            }
+            func check(_ moment: String) async throws {
+                for query in ["from=2026-11-01&to=2026-11-01&granularity=hour&time_zone=America/New_York",
+                              "from=2026-10-31&to=2026-11-02&time_zone=America/New_York"] {
+                    for kind in [ReportKind.responseTimes, .sla] {
+                        let answered = try await rows(query, kind)
+                        #expect(answered == (try await rows(query + "&priority=normal", kind)), "\(moment): \(kind) \(query)")
+                    }
+                }
+                let hours = try await rows("from=2026-11-01&to=2026-11-01&granularity=hour&time_zone=America/New_York", .responseTimes)
+                #expect(hours.contains { $0.hasPrefix("2026-11-01 01:00 2026-11-01T05:00:00Z first_response 1 ") }, "\(moment): \(hours)")
+            }
+            try await app.execute("SELECT fold_report_response_periods()")
+            #expect(try await app.count("SELECT count(*) FROM report_response_periods WHERE zone = 'America/New_York' AND unit = 'hour'") > 0)
+            try await check("folded")
+
+            // Stored as the fold did before 0104 (the later instant): the migration removes the period
+            // and leaves its instant as a change; the next fold computes it again. Run twice, as a
+            // migration may be.
+            try await app.execute("""
+                UPDATE report_response_periods SET starts = local_start AT TIME ZONE zone, count = 0
+                WHERE zone = 'America/New_York' AND unit = 'hour' AND local_start = '2026-11-01 01:00'
+                """)
+            let sql = try String(contentsOfFile: RepositoryFiles.path("sql/migrations/0104_rollup_periods_from_first_instant.sql"), encoding: .utf8)
+            for _ in 1...2 {
+                try await app.database.withTransaction { connection in
+                    try await Migrator.execute(script: sql, on: connection, logger: TestCluster.logger)
+                }
+            }
+            #expect(try await app.count("SELECT count(*) FROM report_response_changes") > 0)
+            try await check("migrated")
+            try await app.execute("SELECT fold_report_response_periods()")
+            try await check("folded again")
+        }
+    }
+
     /// Yesterday to tomorrow in Tokyo: a range that holds "now" whenever the test runs.
     static var aroundToday: String {
         var calendar = Calendar(identifier: .gregorian)

@@ -159,9 +159,8 @@ struct ApprovalTests {
             let second = try await app.request(.get, "/v1/replies?state=submitted&limit=1&cursor=\(cursor)", key: boss)
             #expect(try ids(second) == [otherReply])
             #expect(try second.json["next_cursor"] == nil)
-            // Another ticket's cursor is not this ticket's end.
-            let otherTicketsCursor = PageCursor.encode([otherReply])
-            try expectProblem(try await app.request(.get, "/v1/tickets/\(scene.ticket)/replies?cursor=\(otherTicketsCursor)", key: boss),
+            // A cursor is a position (a time and a reply id): one naming only a reply is none.
+            try expectProblem(try await app.request(.get, "/v1/tickets/\(scene.ticket)/replies?cursor=\(PageCursor.encode([otherReply]))", key: boss),
                               .badRequest, "invalid-parameter")
             try expectProblem(try await app.request(.get, "/v1/tickets/\(UUID())/replies", key: boss), .notFound, "not-found")
             try expectProblem(try await app.request(.get, "/v1/replies?state=waiting", key: boss), .badRequest, "invalid-parameter")
@@ -178,6 +177,51 @@ struct ApprovalTests {
             #expect(again.text.contains("already"), "\(again.text)")
             let approved = try await app.request(.post, "/v1/replies/\(reply)/approve", key: boss, json: try await Self.approval(app, reply, lastSeen))
             #expect(try approved.json["state"] as? String == "queued", "\(approved.text)")
+        }
+    }
+
+    @Test("the approval queue's next page carries on after the reply a page ended at, though that reply was returned meanwhile; a ticket's list after a discarded draft likewise")
+    func pagesAfterWork() async throws {
+        try await TestApp.run { app in
+            let (scene, first, _) = try await Self.submittedThenLapsed(app, #"{"body":"山田 花子 様\n全額返金いたします。"}"#)
+            // A second ticket's reply, submitted after the first.
+            let novice = try await app.key(.agent)
+            try await app.execute("UPDATE agents SET requires_approval = true WHERE id = \(novice.record.agentID)")
+            let otherTicket = try await app.ticket(customer: scene.customer, subject: "交換の件")
+            let otherMessage = try await app.inboundMessage(ticket: otherTicket, customer: scene.customer, body: "交換できますか")
+            #expect(try await app.request(.post, "/v1/tickets/\(otherTicket)/claim", key: novice.secret).status == .ok)
+            let otherDraft = try await app.request(.post, "/v1/tickets/\(otherTicket)/replies", key: novice.secret, json: #"{"body":"山田 花子 様\n交換いたします。"}"#)
+            let second = try #require(try otherDraft.json["id"] as? String)
+            #expect(try await app.request(.post, "/v1/replies/\(second)/submit", key: novice.secret,
+                                          json: #"{"last_seen_message_id":"\#(otherMessage.uuidString)"}"#).status == .ok)
+            let boss = try await app.keySecret(.supervisor)
+            func ids(_ response: TestClient.Response) throws -> [String] {
+                try #require(try response.json["items"] as? [[String: Any]]).compactMap { $0["id"] as? String }
+            }
+            let page = try await app.request(.get, "/v1/replies?state=submitted&limit=1", key: boss)
+            #expect(try ids(page) == [first])
+            let cursor = try #require(try page.json["next_cursor"] as? String)
+            // The supervisor works on the page read: the first reply goes back to its author.
+            let version = try #require(try await app.request(.get, "/v1/replies/\(first)", key: boss).json["version"] as? Int)
+            #expect(try await app.request(.post, "/v1/replies/\(first)/return", key: boss,
+                                          json: #"{"comment":"金額を確認してください","version":\#(version)}"#).status == .ok)
+            let next = try await app.request(.get, "/v1/replies?state=submitted&limit=1&cursor=\(cursor)", key: boss)
+            #expect(next.status == .ok, "\(next.text)")
+            #expect(try ids(next) == [second], "\(next.text)")
+
+            // A ticket's drafts, paged; the draft a page ended at discarded before the next page is read.
+            var drafts: [String] = []
+            for number in 1...3 {
+                let draft = try await app.request(.post, "/v1/tickets/\(otherTicket)/replies", key: novice.secret, json: #"{"body":"山田 花子 様\n下書き\#(number)"}"#)
+                drafts.append(try #require(try draft.json["id"] as? String))
+            }
+            let ticketPage = try await app.request(.get, "/v1/tickets/\(otherTicket)/replies?state=draft&limit=1", key: novice.secret)
+            #expect(try ids(ticketPage) == [drafts[0]])
+            let ticketCursor = try #require(try ticketPage.json["next_cursor"] as? String)
+            #expect(try await app.request(.delete, "/v1/replies/\(drafts[0])", key: novice.secret).status == .noContent)
+            let rest = try await app.request(.get, "/v1/tickets/\(otherTicket)/replies?state=draft&cursor=\(ticketCursor)", key: novice.secret)
+            #expect(rest.status == .ok, "\(rest.text)")
+            #expect(try ids(rest) == Array(drafts[1...]), "\(rest.text)")
         }
     }
 

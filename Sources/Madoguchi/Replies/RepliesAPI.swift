@@ -41,29 +41,31 @@ extension APIHandler {
     /// `replyResource` reads one); nil when the filter names a ticket that does not exist.
     private func replyPage(_ filter: ReplyList.Filter, cursor: String?, limit: Int?) async throws -> Components.Schemas.ReplyPage? {
         let limit = try PageCursor.limit(limit)
-        let after = try cursor.map { cursor -> UUID in
-            guard let id = UUID(uuidString: try PageCursor.decode(cursor, count: 1)[0]) else { throw PageCursor.invalid }
-            return id
+        let after = try cursor.map { cursor -> ReplyList.Position in
+            let parts = try PageCursor.decode(cursor, count: 2)
+            guard let microseconds = PageCursor.microseconds(parts[0]), let id = UUID(uuidString: parts[1]) else { throw PageCursor.invalid }
+            return ReplyList.Position(microseconds: microseconds, id: id)
         }
         let store = ReplyStore(logger: logger)
-        let read = try await database.withTransaction { connection -> [Components.Schemas.Reply]? in
+        let read = try await database.withTransaction { connection -> [(Components.Schemas.Reply, ReplyList.Position)]? in
             try await connection.perform("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", logger: logger)
             if let ticketID = filter.ticketID, try await tickets.ticket(id: ticketID, on: connection) == nil { return nil }
             // One row more than asked tells whether there is a next page.
-            let replies = try await ReplyList(logger: logger).replies(matching: filter, after: after, limit: limit + 1, on: connection)
+            let page = try await ReplyList(logger: logger).replies(matching: filter, after: after, limit: limit + 1, on: connection)
+            let replies = page.map(\.reply)
             // Files and deliveries of the whole page in a statement each (read reply by reply, a
             // page of 200 was 400 statements more).
             let files = try await store.attachments(ofReplies: replies.map(\.id), on: connection)
             let deliveries = try await store.deliveries(of: replies, on: connection)
-            return replies.map { .init($0, attachments: files[$0.id] ?? [], delivery: deliveries[$0.id]) }
+            return page.map { (Components.Schemas.Reply($0.reply, attachments: files[$0.reply.id] ?? [], delivery: deliveries[$0.reply.id]), $0.position) }
         }
         guard var items = read else { return nil }
         var nextCursor: String?
         if items.count > limit {
             items.removeLast()
-            nextCursor = items.last.map { PageCursor.encode([$0.id.uuid.uuidString]) }
+            nextCursor = items.last.map { PageCursor.encode([String($0.1.microseconds), $0.1.id.uuidString]) }
         }
-        return .init(items: items, nextCursor: nextCursor)
+        return .init(items: items.map(\.0), nextCursor: nextCursor)
     }
 
     func createReply(_ input: Operations.CreateReply.Input) async throws -> Operations.CreateReply.Output {

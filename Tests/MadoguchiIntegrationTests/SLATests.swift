@@ -56,6 +56,35 @@ struct SLATests {
 
     static func date(_ value: Any?) -> Date? { (value as? String).flatMap { try? Date($0, strategy: .iso8601) } }
 
+    @Test("a ticket's ETag carries its SLA state: falling due, with no change to its row, answers If-None-Match with 200, and If-Match still names the version read")
+    func entityTagFollowsClock() async throws {
+        try await TestApp.run { app in
+            let supervisor = try await app.keySecret(.supervisor)
+            _ = try await Self.defaultPolicy(app, supervisor, calendar: try await Self.allHours(app, supervisor))
+            let id = try await Self.ticket(app, openedAt: Self.ago(10))
+            let read = try await app.request(.get, "/v1/tickets/\(id)", key: supervisor)
+            #expect(try read.json["sla_state"] as? String == "ok", "\(read.text)")
+            let version = try #require(try read.json["version"] as? Int)
+            let tag = try #require(read.headers[.eTag])
+            #expect(tag == "\"\(version).ok\"")
+            #expect(try await app.request(.get, "/v1/tickets/\(id)", key: supervisor, headers: [.ifNoneMatch: tag]).status == .notModified)
+
+            // The due time passes (moved here, as the clock would pass it): the row's version stays.
+            try await app.execute("UPDATE tickets SET first_response_due_at = now() - interval '1 second' WHERE id = \(UUID(uuidString: id)!)")
+            let due = try await app.request(.get, "/v1/tickets/\(id)", key: supervisor, headers: [.ifNoneMatch: tag])
+            #expect(due.status == .ok, "\(due.text)")
+            #expect(try due.json["sla_state"] as? String == "breached", "\(due.text)")
+            #expect(try due.json["version"] as? Int == version)
+            #expect(due.headers[.eTag] == "\"\(version).breached\"")
+
+            // An edit made from the read before: nobody changed the ticket, so it goes through.
+            let edited = try await app.request(.patch, "/v1/tickets/\(id)", key: supervisor, headers: [.ifMatch: tag], json: #"{"priority":"high"}"#)
+            #expect(edited.status == .ok, "\(edited.text)")
+            let stale = try await app.request(.patch, "/v1/tickets/\(id)", key: supervisor, headers: [.ifMatch: tag], json: #"{"priority":"low"}"#)
+            try expectProblem(stale, .preconditionFailed, "precondition-failed")
+        }
+    }
+
     @Test("clocks crossing their warning point or due time are announced once each: a breach, a warning, a resolution; not a paused clock, not one a day old; again when a due time moves")
     func crossingsAnnounced() async throws {
         try await TestApp.run { app in

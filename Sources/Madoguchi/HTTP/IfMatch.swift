@@ -53,6 +53,15 @@ struct IfMatch: Equatable {
         return tags.contains { !$0.weak && $0.opaque == opaque }
     }
 
+    /// Whether a resource at `version` satisfies the condition, for a tag of the version followed by
+    /// what the representation derives from the clock (a ticket's `"3.breached"`, `Ticket.entityTag`):
+    /// `"3"`, `"3.ok"` and `"3.breached"` all name version 3.
+    func matches(version: Int64) -> Bool {
+        guard let tags else { return true }
+        let exact = String(version)
+        return tags.contains { !$0.weak && ($0.opaque == exact || $0.opaque.hasPrefix(exact + ".")) }
+    }
+
     /// The tags as sent, for a 412's detail.
     var description: String {
         guard let tags else { return "*" }

@@ -75,8 +75,13 @@ public struct Ticket: Sendable, Equatable {
     public var createdAt: Date
     public var updatedAt: Date
 
-    /// The strong entity tag for this version: `"3"`.
-    public var entityTag: String { "\"\(version)\"" }
+    /// The strong entity tag of this representation: the version, and the SLA state when the ticket
+    /// has one (`"3"`, `"3.breached"`). The state is read from the clock, not written: a ticket
+    /// falls due with no change to its row, and a tag of the version alone answered a dashboard's
+    /// `If-None-Match` with 304 though the ticket it showed as `ok` was now `breached`. `If-Match`
+    /// compares the version part only (`IfMatch.matches(version:)`): a clock passing a due time is
+    /// nobody's edit to guard against.
+    public var entityTag: String { "\"" + String(version) + (slaState.map { "." + $0.rawValue } ?? "") + "\"" }
 
     public static func == (left: Ticket, right: Ticket) -> Bool {
         left.id == right.id && left.version == right.version

@@ -23,7 +23,7 @@ extension TicketWork {
     func update(ticketID: UUID, matching condition: IfMatch, changes: TicketChanges, by principal: Principal, agentID: UUID) async throws -> Ticket {
         try await database.withTransaction { connection in
             let (ticket, claimLive) = try await lockTicket(ticketID, on: connection)
-            guard condition.matches(String(ticket.version)) else {
+            guard condition.matches(version: ticket.version) else {
                 throw Problem(
                     .preconditionFailed, status: .preconditionFailed, title: "Precondition failed",
                     detail: "If-Match \(condition.description) does not match the ticket's current version \(ticket.entityTag) (a weak tag never does). Read it again before changing it.")

@@ -225,6 +225,35 @@ struct ApprovalTests {
         }
     }
 
+    @Test("a submitted reply moved by a merge keeps its version and its place in the approval queue, and is approved as read")
+    func mergedSubmittedReply() async throws {
+        try await TestApp.run { app in
+            let (scene, reply, lastSeen) = try await Self.submittedThenLapsed(app, #"{"body":"山田 花子 様\n全額返金いたします。"}"#)
+            let boss = try await app.keySecret(.supervisor)
+            let read = try await Self.approval(app, reply, lastSeen)
+            let before = try await app.request(.get, "/v1/replies/\(reply)", key: boss)
+            // The same customer writes again in a new ticket; the novice's ticket is merged into it,
+            // and the novice claims the survivor to see the approval through.
+            let survivor = try await app.ticket(customer: scene.customer, subject: "返金の件（再送）")
+            _ = try await app.inboundMessage(ticket: survivor, customer: scene.customer, body: "返金はまだですか")
+            #expect(try await app.request(.post, "/v1/tickets/\(scene.ticket)/merge", key: boss,
+                                          json: #"{"into_ticket_id":"\#(survivor.uuidString)"}"#).status == .ok)
+            let after = try await app.request(.get, "/v1/replies/\(reply)", key: boss)
+            #expect(try after.json["ticket_id"] as? String == survivor.uuidString.lowercased(), "\(after.text)")
+            #expect(try after.json["version"] as? Int == (try before.json["version"] as? Int))
+            #expect(try after.json["updated_at"] as? String == (try before.json["updated_at"] as? String))
+            #expect(try await app.request(.post, "/v1/tickets/\(survivor)/claim", key: scene.agent.secret).status == .ok)
+            let newest = try await app.insertReturningID(
+                "SELECT id FROM messages WHERE ticket_id = ANY(ARRAY(SELECT ticket_id FROM ticket_timeline(\(survivor)))) ORDER BY created_at DESC, id DESC LIMIT 1")
+            let approval = try #require(try JSONSerialization.jsonObject(with: Data(read.utf8)) as? [String: Any])
+            var body = approval
+            body["last_seen_message_id"] = newest.uuidString.lowercased()
+            let approved = try await app.request(.post, "/v1/replies/\(reply)/approve", key: boss,
+                                                 json: String(decoding: try JSONSerialization.data(withJSONObject: body), as: UTF8.self))
+            #expect(approved.status == .ok, "\(approved.text)")
+        }
+    }
+
     @Test("another agent who takes the ticket over cannot send a flagged agent's reply without approval")
     func takeoverNeedsApproval() async throws {
         try await TestApp.run { app in

@@ -85,10 +85,12 @@ extension ReplyStore {
     }
 
     /// A merge: the drafts and submitted replies of `ticketID` move to `survivorID`, with the
-    /// conversation. Their number.
+    /// conversation. Their number. Their words are as they were: the version stays, or a supervisor's
+    /// approval of a reply read before the merge was refused as `reply-changed`; and so does
+    /// `updated_at`, a submitted reply's place in the approval queue (it went to the back).
     func moveUnsent(from ticketID: UUID, to survivorID: UUID, on connection: PostgresConnection) async throws -> Int {
         let rows = try await connection.run("""
-            UPDATE replies SET ticket_id = \(survivorID), version = version + 1, updated_at = now()
+            UPDATE replies SET ticket_id = \(survivorID)
             WHERE ticket_id = \(ticketID) AND state IN ('draft', 'submitted')
             RETURNING id
             """, logger: logger)

@@ -172,6 +172,7 @@ struct ApprovalTests {
             #expect(resubmitted.status == .ok, "\(resubmitted.text)")
             // The queue is in order of submission: submitted again, it waits behind the other now.
             #expect(try await ids(app.request(.get, "/v1/replies?state=submitted", key: boss)) == [otherReply, reply])
+            #expect(try await ids(app.request(.get, "/v1/replies?state=submitted&state=submitted", key: boss)) == [otherReply, reply])
             let again = try await app.request(.post, "/v1/replies/\(reply)/submit", key: colleague.secret, json: lastSeen)
             try expectProblem(again, .conflict, "reply-not-draft")
             #expect(again.text.contains("already"), "\(again.text)")

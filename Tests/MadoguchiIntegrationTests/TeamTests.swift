@@ -103,6 +103,12 @@ struct TeamTests {
             let limited = try Self.json(try await app.request(.patch, "/v1/agents/\(hire.id)", key: boss, json: #"{"capacity":5}"#))
             let kept = try Self.json(try await app.request(.patch, "/v1/agents/\(hire.id)", key: boss, json: #"{"skills":["english","returns"]}"#))
             #expect(limited["capacity"] as? Int == 5 && kept["capacity"] as? Int == 5)
+            // An empty change is no change: the version stays (another writer's If-Match still holds).
+            let untouched = try Self.json(try await app.request(.patch, "/v1/agents/\(hire.id)", key: boss, json: "{}"))
+            #expect(untouched["version"] as? Int == kept["version"] as? Int, "\(untouched)")
+            let queue = try Self.json(try await app.request(.get, "/v1/queues/general", key: boss))
+            let sameQueue = try Self.json(try await app.request(.patch, "/v1/queues/general", key: boss, json: "{}"))
+            #expect(sameQueue["version"] as? Int == queue["version"] as? Int, "\(sameQueue)")
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'agent.availability_changed'") == 1)
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'agent.updated' AND data->'fields' = '[\"requires_approval\"]'") == 1)
         }

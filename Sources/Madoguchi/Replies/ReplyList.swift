@@ -31,7 +31,8 @@ struct ReplyList: Sendable {
     {
         // The approval queue (submitted replies alone) in order of submission, which is a submitted
         // reply's last change (any change takes it back to a draft); every other list in order of writing.
-        let column = filter.states == [.submitted] ? "updated_at" : "created_at"
+        // (`?state=submitted&state=submitted` is that queue too.)
+        let column = Set(filter.states) == [.submitted] ? "updated_at" : "created_at"
         let rows = try await connection.run("""
             SELECT \(unescaped: Reply.columns), (extract(epoch FROM \(unescaped: column)) * 1000000)::bigint AS position_microseconds
             FROM replies

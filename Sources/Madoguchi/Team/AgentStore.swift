@@ -62,6 +62,9 @@ struct AgentStore: Sendable {
             throw Problem(Problem.Kind(rawValue: "agent-inactive"), status: .conflict, title: "Agent inactive",
                           detail: "Agent \(id.lowercased) was deactivated and cannot be changed.")
         }
+        // Nothing asked for (`{}` from a tool that syncs the team): no new version, which would fail
+        // every other writer's If-Match with nothing changed.
+        if changes.fieldNames.isEmpty && changes.availability == nil { return before }
         try await check(changes, agentID: id, on: connection)
         let availability = changes.availability?.rawValue
         let updated = try await writing(changes) {

@@ -109,6 +109,10 @@ struct QueueStore: Sendable {
         _ name: String, description: String?, slaPolicyID: UUID?, clearPolicy: Bool, autoAssign: WorkQueue.AutoAssign?,
         on connection: PostgresConnection
     ) async throws -> WorkQueue {
+        // Nothing asked for: no new version (it would fail other writers' If-Match with nothing changed).
+        if description == nil && slaPolicyID == nil && !clearPolicy && autoAssign == nil {
+            return try await queue(name, on: connection)
+        }
         do {
             let rows = try await connection.run("""
                 UPDATE queues

@@ -100,6 +100,19 @@ struct BounceFormatTests {
         #expect(mail.deliveryReport?.recipients.count == 200)
     }
 
+    @Test("a bounce of long letter runs ending in '@' names nobody, and the recipient beside them is still read")
+    func letterRunsBeforeAt() {
+        var text = "From: MAILER-DAEMON@mx.example.net\nSubject: Undelivered Mail Returned to Sender\nReturn-Path: <>\n\n"
+        text += "This is the mail system.\n\n"
+        // Before the address pattern was bounded these lines cost time quadratic in their length
+        // (measured, not asserted: this test took 2.2 s then, 0.09 s now, debug build).
+        for _ in 0..<16 { text += String(repeating: "a", count: 3_998) + "@\n" }
+        text += "Your message could not be delivered to hanako@example.jp, whose mailbox is full.\n"
+        let mail = ParsedMail(Array(text.utf8))
+        #expect(mail.classification == .bounce)
+        #expect(mail.deliveryReport?.recipients.map(\.address) == ["hanako@example.jp"])
+    }
+
     @Test("addresses in prose, quoted headers and echoed commands are never blamed")
     func neverBlamed() throws {
         let mail = try Self.fixture("qmail-prose-addresses")

@@ -140,6 +140,17 @@ struct SendGuardTests {
         ("資料を添付してお送りしたので、ご確認ください。", true),
         ("Thank you for your order. Attached is your receipt.", true),
         ("Your attachment arrived safely.", false),
+        // The customer's file that did not arrive is no file of ours.
+        ("お写真が添付されていないようでしたので、再度お送りいただけますでしょうか。", false),
+        ("写真が添付されていないようでした。", false),
+        ("前回のメールには添付がございませんでした。", false),
+        ("添付ファイルが見当たりませんでした。", false),
+        ("恐れ入りますが、添付漏れかと存じます。", false),
+        ("画像の添付がなかったため、確認できておりません。", false),
+        ("添付されておりませんでした。", false),
+        // Ours still is.
+        ("添付されております資料をご確認ください。", true),
+        ("添付の請求書をご確認ください。", true),
     ])
     func attachmentMentions(_ body: String, _ flagged: Bool) {
         #expect(SendGuard.check(body: body, attachmentCount: 0).contains { $0.kind == .missingAttachment } == flagged)

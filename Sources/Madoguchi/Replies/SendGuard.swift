@@ -146,9 +146,15 @@ enum SendGuard {
     /// attached", "your attachment" (not "Please find attached", which is ours).
     private static let customersEnglish = try! NSRegularExpression(pattern: #"(?i)\b(please|you|you've|you have|your)\s+$"#)
 
+    /// After a Japanese word for attaching, what says nothing was attached: the customer's file that
+    /// did not arrive (お写真が添付されていないようでしたので, 添付がございませんでした, 添付漏れ,
+    /// 添付ファイルが見当たりませんでした), a line every shop writes and no file of ours is missing from.
+    private static let nothingAttached = try! NSRegularExpression(
+        pattern: #"^(?:ファイル|画像|写真|資料)?(?:が|は)?(?:されて(?:いな|おらず|おりませ)|漏れ|もれ|(?:ござい|あり)ませ|な(?:い|く|かっ)|見当たら|見当たりませ|確認でき(?:ず|ませ|な))"#)
+
     /// Whether the mention at `range` is of the customer attaching something: ご添付 (the honorific is
-    /// theirs), a request or thanks after the word (`customersAttaching`), or in English the words
-    /// right before it (`customersEnglish`).
+    /// theirs), a request or thanks after the word (`customersAttaching`), the customer's attachment
+    /// that is not there (`nothingAttached`), or in English the words right before it (`customersEnglish`).
     private static func isCustomersAttaching(_ range: Range<String.Index>, in body: String) -> Bool {
         if body[range].first?.isASCII == true {
             let before = String(body[body.index(range.lowerBound, offsetBy: -min(16, body.distance(from: body.startIndex, to: range.lowerBound)))..<range.lowerBound])
@@ -156,7 +162,8 @@ enum SendGuard {
         }
         if range.lowerBound > body.startIndex, body[body.index(before: range.lowerBound)] == "ご" { return true }
         let after = String(body[range.upperBound...].prefix(20))
-        return customersAttaching.firstMatch(in: after, range: NSRange(after.startIndex..., in: after)) != nil
+        let whole = NSRange(after.startIndex..., in: after)
+        return customersAttaching.firstMatch(in: after, range: whole) != nil || nothingAttached.firstMatch(in: after, range: whole) != nil
     }
 
     /// What the body's guards find in a subject (placeholders, warning words), without a place: the

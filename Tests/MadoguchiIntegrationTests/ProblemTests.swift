@@ -27,6 +27,25 @@ struct ProblemTests {
         }
     }
 
+    @Test("a JSON body far broader than any request (15,000 members) is refused before it is parsed, nothing stored; a long one is not")
+    func tooBroad() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let fields = (0..<15_000).map { #""f\#($0)":"v""# }.joined(separator: ",")
+            let broad = try await app.request(.post, "/v1/inbound/webform", key: gateway, json: """
+                {"form_id":"contact","submission_id":"broad-1","email":"a@example.jp","body":"x","fields":{\(fields)}}
+                """)
+            try expectProblem(broad, .badRequest, "malformed-body")
+            #expect(broad.text.contains("too broad"), "\(broad.text)")
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads") == 0)
+            // A long field (a file's base64 is one string) is no broad body.
+            let long = try await app.request(.post, "/v1/inbound/webform", key: gateway, json: """
+                {"form_id":"contact","submission_id":"long-1","email":"a@example.jp","body":"\(String(repeating: "長い文章、", count: 20_000))"}
+                """)
+            #expect(long.status != .badRequest, "\(long.text.prefix(300))")
+        }
+    }
+
     @Test("malformed JSON, a field of the wrong type, a missing field and an unknown field are 400 naming the field")
     func malformedBodies() async throws {
         try await TestApp.run { app in

@@ -64,6 +64,10 @@ struct ContractValidation: ServerMiddleware {
                           detail: "JSON is taken in UTF-8 only (RFC 8259), not charset=\(charset.prefix(50)); convert the body to UTF-8 and send it again.")
         }
         let bytes = try await [UInt8](collecting: body, upTo: keepsRawBody ? rawBodyLimit : limitsByOperation[operationID] ?? limit)
+        if takesJSON, JSONBreadth.exceedsLimit(bytes) {
+            throw Problem(.malformedBody, status: .badRequest, title: "Malformed request body",
+                          detail: "The body is too broad: over \(JSONBreadth.limit) ',' and ':' outside strings (about \(JSONBreadth.limit / 2) members); no request here needs that many.")
+        }
         if keepsRawBody { RequestScope.current?.rawBody = bytes }
         guard isJSON, let value = try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed]) else {
             // Told why, where the decoder would say only "not valid JSON"; looked for only in a body

@@ -235,6 +235,83 @@ struct TicketMergeTests {
         }
     }
 
+    @Test("a carrier mail with only the duplicate's subject, a week after the merge, joins the survivor whose conversation went on")
+    func subjectAfterMerge() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let agent = try await app.keySecret(.agent)
+            let duplicate = try await Self.mail(app, gateway, from: "taro@docomo.ne.jp", subject: "注文の件", id: "d1@docomo.ne.jp")
+            let survivor = try await Self.mail(app, gateway, from: "taro@docomo.ne.jp", subject: "返品の件", id: "s1@docomo.ne.jp")
+            #expect(try await app.request(.post, "/v1/tickets/\(duplicate)/merge", key: agent, json: #"{"into_ticket_id":"\#(survivor)"}"#).status == .ok)
+            // The duplicate went quiet eight days ago (the window is seven); the survivor heard an hour ago.
+            try await app.execute("""
+                UPDATE tickets SET created_at = now() - interval '8 days', last_customer_message_at = now() - interval '8 days'
+                WHERE id = \(UUID(uuidString: duplicate)!)
+                """)
+            try await app.execute("UPDATE tickets SET last_customer_message_at = now() - interval '1 hour' WHERE id = \(UUID(uuidString: survivor)!)")
+            #expect(try await Self.mail(app, gateway, from: "taro@docomo.ne.jp", subject: "Re: 注文の件", id: "d2@docomo.ne.jp") == survivor)
+            #expect(try await app.count("SELECT count(*) FROM tickets") == 2)
+        }
+    }
+
+    @Test("a chat conversation merged into another ticket goes on there while agents answer there, though its own ticket went quiet")
+    func chatAfterMerge() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let agent = try await app.keySecret(.agent)
+            func chat(_ conversation: String, _ id: String) async throws -> [String: Any] {
+                let response = try await app.request(.post, "/v1/inbound/chat", key: gateway, json: """
+                    {"provider":"intercom","conversation_id":"\(conversation)","provider_message_id":"\(id)","sender":{"provider_user_id":"u2"},"text":"質問です"}
+                    """)
+                #expect(response.status == .created, "\(response.text)")
+                return try response.json
+            }
+            let duplicate = try #require(try await chat("cvX", "x1")["ticket_id"] as? String)
+            let survivor = try #require(try await chat("cvY", "y1")["ticket_id"] as? String)
+            #expect(duplicate != survivor)
+            #expect(try await app.request(.post, "/v1/tickets/\(duplicate)/merge", key: agent, json: #"{"into_ticket_id":"\#(survivor)"}"#).status == .ok)
+            // The customer's messages are past the idle gap; an agent answered on the survivor just now.
+            try await app.execute("UPDATE messages SET created_at = now() - interval '2 hours' WHERE direction = 'inbound'")
+            let answering = try #require(try await app.key(.agent).record.agentID)
+            try await app.execute("""
+                INSERT INTO messages (ticket_id, direction, channel, author_agent_id, body_text)
+                VALUES (\(UUID(uuidString: survivor)!), 'outbound', 'chat', \(answering), 'お調べします')
+                """)
+            let next = try await chat("cvX", "x2")
+            #expect(next["ticket_id"] as? String == survivor, "\(next)")
+            #expect(try await app.count("SELECT count(*) FROM tickets") == 2)
+        }
+    }
+
+    @Test("a duplicate answered after every customer message of both tickets leaves nobody waiting on the survivor")
+    func answeredDuplicate() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let agent = try await app.keySecret(.agent)
+            let survivor = try await Self.mail(app, gateway, from: "jiro@example.com", subject: "注文について", id: "j1@example.com")
+            let duplicate = try await Self.mail(app, gateway, from: "jiro@example.com", subject: "至急", id: "j2@example.com")
+            // Answered on the duplicate, after both mails.
+            try await app.execute("""
+                UPDATE tickets SET awaiting_reply_since = NULL, first_responded_at = now(), last_responded_at = now()
+                WHERE id = \(UUID(uuidString: duplicate)!)
+                """)
+            let merged = try await app.request(.post, "/v1/tickets/\(duplicate)/merge", key: agent, json: #"{"into_ticket_id":"\#(survivor)"}"#)
+            #expect(merged.status == .ok, "\(merged.text)")
+            #expect(try merged.json["awaiting_reply_since"] == nil, "\(merged.text)")
+            let waiting = try await app.request(.get, "/v1/tickets?awaiting_reply=true", key: agent).json
+            #expect((waiting["items"] as? [[String: Any]])?.isEmpty == true, "\(waiting)")
+            // Answered before the survivor's mail, the customer still waits there.
+            let third = try await Self.mail(app, gateway, from: "jiro@example.com", subject: "別件", id: "j3@example.com")
+            try await app.execute("""
+                UPDATE tickets SET awaiting_reply_since = NULL, first_responded_at = now() - interval '1 hour', last_responded_at = now() - interval '1 hour'
+                WHERE id = \(UUID(uuidString: third)!)
+                """)
+            let fourth = try await Self.mail(app, gateway, from: "jiro@example.com", subject: "さらに別件", id: "j4@example.com")
+            let mergedAgain = try await app.request(.post, "/v1/tickets/\(third)/merge", key: agent, json: #"{"into_ticket_id":"\#(fourth)"}"#)
+            #expect(try mergedAgain.json["awaiting_reply_since"] as? String != nil, "\(mergedAgain.text)")
+        }
+    }
+
     @Test("mail in the duplicate's thread that waited on its row while the merge committed lands on the survivor, not on a new ticket")
     func mailDuringMerge() async throws {
         try await TestApp.run { app in

@@ -89,7 +89,8 @@ struct ChatIngest: Sendable {
     /// the sender's identities (`identity_owners`, in `chat.contacts` order; see
     /// `IdentityStore.OwnersRead`) and the ticket of the conversation's latest message, if that ticket
     /// has heard from either side within the idle gap: an agent's answer keeps the conversation
-    /// going, so the customer's reply to it half an hour later is not a new ticket. Read after the
+    /// going, so the customer's reply to it half an hour later is not a new ticket. A ticket merged
+    /// away is heard on its survivor's timeline, where the answers now go. Read after the
     /// conversation's lock, so two messages of one conversation arriving together find one ticket.
     private func firstRead(_ chat: InboundChat, on connection: PostgresConnection) async throws
         -> (owners: IdentityStore.OwnersRead, conversationTicket: UUID?)
@@ -107,9 +108,13 @@ struct ChatIngest: Sendable {
                     ORDER BY created_at DESC
                     LIMIT 1
                 ) AS latest
+                -- Heard on the timeline the conversation now lives on: after a merge, the survivor's
+                -- (agents answer there; the duplicate's own messages stop).
                 WHERE EXISTS (
-                    SELECT 1 FROM messages m
-                    WHERE m.ticket_id = latest.ticket_id AND m.direction <> 'internal'
+                    SELECT 1 FROM tickets t
+                    CROSS JOIN LATERAL ticket_timeline(coalesce(t.merged_into, t.id)) AS timeline
+                    JOIN messages m ON m.ticket_id = timeline.ticket_id
+                    WHERE t.id = latest.ticket_id AND m.direction <> 'internal'
                       AND m.created_at > now() - make_interval(secs => \(idleGap.seconds)::float8))
             ) AS conversation ON true
             ORDER BY sender.n

@@ -90,14 +90,17 @@ struct EmailThreader: Sendable {
         guard !reduced.key.isEmpty, reduced.isReply || fromCarrier else { return nil }
         let seconds = Double(subjectWindow.components.seconds)
         // A duplicate merged into another ticket is closed but still answers to its subject: the
-        // intake's lock then follows it to the ticket it went into.
+        // intake's lock then follows it to the ticket it went into. Its conversation goes on there,
+        // so the window runs from the survivor's latest customer message too: the duplicate's own
+        // stops at the merge, and a carrier mail without thread headers a week on was a new ticket.
         let rows = try await connection.rows("""
             SELECT id FROM (
                 SELECT id, updated_at, last_customer_message_at, created_at FROM tickets
                 WHERE customer_id = \(customerID) AND thread_subject = \(reduced.key) AND status <> 'closed'
                 UNION ALL
-                SELECT id, updated_at, last_customer_message_at, created_at FROM tickets
-                WHERE customer_id = \(customerID) AND thread_subject = \(reduced.key) AND merged_into IS NOT NULL
+                SELECT d.id, d.updated_at, greatest(d.last_customer_message_at, survivor.last_customer_message_at), d.created_at
+                FROM tickets d JOIN tickets survivor ON survivor.id = d.merged_into
+                WHERE d.customer_id = \(customerID) AND d.thread_subject = \(reduced.key) AND d.merged_into IS NOT NULL
             ) AS candidate
             WHERE coalesce(last_customer_message_at, created_at) > now() - make_interval(secs => \(seconds)::float8)
             ORDER BY updated_at DESC

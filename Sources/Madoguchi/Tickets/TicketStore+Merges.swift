@@ -12,10 +12,19 @@ extension TicketStore {
         // waits on the survivor from whichever wait began first, with the earlier due times of the
         // clocks both had running, and reopens it if it was pending or solved (as their message
         // would have): otherwise no queue would offer it while the unanswered guard listed it.
+        // And the other way round: a duplicate answered after every customer message of both
+        // tickets (they wrote twice, and were answered on the second) leaves nobody waiting on the
+        // merged timeline, whose latest customer message has a later reply; the survivor kept its
+        // own wait, a false 返信漏れ and a first-response clock running for an answered customer.
         var continued = try await Self.single(connection.run("""
             UPDATE tickets t
-            SET awaiting_reply_since = CASE WHEN d.awaiting_reply_since IS NULL THEN t.awaiting_reply_since
-                                            ELSE least(t.awaiting_reply_since, d.awaiting_reply_since) END,
+            SET awaiting_reply_since = CASE WHEN d.awaiting_reply_since IS NOT NULL THEN least(t.awaiting_reply_since, d.awaiting_reply_since)
+                                            WHEN answered.since_every_message THEN NULL
+                                            ELSE t.awaiting_reply_since END,
+                first_responded_at = CASE WHEN answered.since_every_message THEN coalesce(t.first_responded_at, d.last_responded_at)
+                                          ELSE t.first_responded_at END,
+                last_responded_at = CASE WHEN answered.since_every_message THEN greatest(t.last_responded_at, d.last_responded_at)
+                                         ELSE t.last_responded_at END,
                 first_response_due_at = CASE WHEN t.first_responded_at IS NULL AND d.first_responded_at IS NULL AND d.awaiting_reply_since IS NOT NULL
                                              THEN least(t.first_response_due_at, d.first_response_due_at) ELSE t.first_response_due_at END,
                 first_response_warn_at = CASE WHEN t.first_responded_at IS NULL AND d.first_responded_at IS NULL AND d.awaiting_reply_since IS NOT NULL
@@ -37,6 +46,11 @@ extension TicketStore {
                 approval_rule = coalesce(t.approval_rule, d.approval_rule),
                 version = t.version + 1, updated_at = now()
             FROM tickets d
+            CROSS JOIN LATERAL (
+                SELECT d.awaiting_reply_since IS NULL AND d.last_responded_at
+                       >= greatest((SELECT s.last_customer_message_at FROM tickets s WHERE s.id = \(survivorID)), d.last_customer_message_at)
+                       AS since_every_message
+            ) AS answered
             WHERE t.id = \(survivorID) AND d.id = \(duplicateID)
             RETURNING \(unescaped: Ticket.columns(of: "t"))
             """, logger: logger))

@@ -53,6 +53,8 @@ struct TicketMergeTests {
             #expect((note["body_text"] as? String)?.contains("至急：まだ届いていません") == true)
             #expect((note["body_text"] as? String)?.contains("同じ注文の件") == true)
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'ticket.merged' AND ticket_id = \(UUID(uuidString: second)!)") == 1)
+            // The survivor's timeline gained the note: a follower of its events hears of it.
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'note.added' AND ticket_id = \(UUID(uuidString: first)!)") == 1)
             #expect(try await app.strings("SELECT approval_rule FROM tickets WHERE id = \(UUID(uuidString: first)!)") == ["クレーム"])
 
             // The customer answers in the duplicate's thread: it joins the survivor, no new ticket.

@@ -46,9 +46,13 @@ extension TicketWork {
             var text = "Merged ticket #\(duplicate.number) 「\(duplicate.subject)」 into this one."
             if moved > 0 { text += " Its \(moved) unsent \(moved == 1 ? "reply is" : "replies are") here now." }
             if let comment, !comment.isEmpty { text += "\n\n" + comment }
-            _ = try await MessageStore(logger: logger).insertNote(
+            let note = try await MessageStore(logger: logger).insertNote(
                 ticketID: survivorID, channel: survivor.channel, agentID: agentID, body: text,
                 metadata: ["kind": "ticket_merged", "merged_ticket_id": duplicateID.lowercased, "merged_number": duplicate.number], on: connection)
+            // The survivor's timeline changed: a follower hears of it as of any note, even when its
+            // wait and status stay as they were (no other event of the merge names the survivor).
+            try await events.record(.noteAdded, ticketID: survivorID, customerID: survivor.customerID, messageID: note.id, actor: principal,
+                                    data: ["mentions": [String]()], on: connection)
             try await recordMerge(duplicate: duplicate, closed: closed, duplicateClaimLive: duplicateClaimLive, survivor: survivor, continued: continued,
                                   comment: comment, by: principal, agentID: agentID, on: connection)
             return continued

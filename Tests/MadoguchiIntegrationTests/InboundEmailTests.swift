@@ -451,6 +451,15 @@ struct MailGateTests {
             #expect(try await app.count("SELECT count(*) FROM messages") == 1)
             #expect(await gate.deliver([]).code == .dataError)
 
+            // Exim's pipe and procmail put an mbox envelope line first, dated anew on each retry: a
+            // mail without a Message-ID, retried, is still one message, stored without the line.
+            let undated = "From: hanako@example.jp\nTo: support@shop.example\nSubject: 日付なし\n\n届きません\n"
+            #expect(await gate.deliver(Array(("From hanako@example.jp Mon Dec  7 10:00:00 2026\n" + undated).utf8)).code == .delivered)
+            #expect(await gate.deliver(Array(("From hanako@example.jp Mon Dec  7 10:05:00 2026\n" + undated).utf8)).code == .delivered)
+            #expect(try await app.count("SELECT count(*) FROM messages") == 2)
+            #expect(try await app.count("SELECT count(*) FROM inbound_payloads WHERE position('From hanako'::bytea in body) = 1") == 0)
+            #expect(await gate.deliver(Array("From nobody Mon Dec  7 10:00:00 2026".utf8)).code == .dataError)
+
             var wrongKey = gate
             wrongKey.apiKey = "mdg_00000000_00000000000000000000000000000000"
             wrongKey.attempts = 1

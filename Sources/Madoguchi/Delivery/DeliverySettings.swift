@@ -189,13 +189,8 @@ public struct DeliverySettings: Sendable {
             guard let number = Int(raw), (1...100).contains(number) else { throw ConfigurationError("MADOGUCHI_AUTO_REPLY_DAILY_CAP=\(raw) is not in 1...100") }
             settings.autoReplyDailyCap = number
         }
-        if let mode = value("MADOGUCHI_OUTBOX_WORKER") {
-            switch mode.lowercased() {
-            case "on", "true", "1": settings.runsInServe = true
-            case "off", "false", "0": settings.runsInServe = false
-            default: throw ConfigurationError("MADOGUCHI_OUTBOX_WORKER=\(mode) is not on or off")
-            }
-        }
+        // Read as every on/off setting is (yes/no too, as MADOGUCHI_WEBHOOK_WORKER takes).
+        if let on = try SettingReader(value: value).flag("MADOGUCHI_OUTBOX_WORKER") { settings.runsInServe = on }
         if let raw = value("MADOGUCHI_OUTBOX_CONCURRENCY") {
             guard let number = Int(raw), (1...64).contains(number) else { throw ConfigurationError("MADOGUCHI_OUTBOX_CONCURRENCY=\(raw) is not in 1...64") }
             settings.concurrency = number

@@ -45,12 +45,24 @@ public struct MailGate: Sendable {
         }
     }
 
+    /// The mail without the mbox envelope line an MTA may put before it (`From sender date`: Exim's
+    /// pipe transport and procmail do by default). That line is no part of the mail, and its date
+    /// changes on each retry: kept, a retried mail without a Message-ID made a second ticket, its
+    /// bytes and so its key differing from the first attempt's. A header field cannot begin so (a
+    /// field name has no space), so nothing of the mail is ever cut.
+    public static func withoutEnvelopeLine(_ input: [UInt8]) -> [UInt8] {
+        guard input.starts(with: Array("From ".utf8)) else { return input }
+        guard let end = input.firstIndex(of: UInt8(ascii: "\n")) else { return [] }
+        return Array(input[(end + 1)...])
+    }
+
     /// The key the server dedupes on: the same bytes are the same delivery.
     public static func idempotencyKey(for mail: [UInt8]) -> String {
         "mailgate-" + SHA256.hash(data: mail).prefix(20).lowercaseHex
     }
 
-    public func deliver(_ mail: [UInt8]) async -> Result {
+    public func deliver(_ input: [UInt8]) async -> Result {
+        let mail = Self.withoutEnvelopeLine(input)
         guard !mail.isEmpty else { return Result(code: .dataError, message: "empty message on standard input") }
         var backoff = initialBackoff
         var last = Result(code: .tempFail, message: "not attempted")

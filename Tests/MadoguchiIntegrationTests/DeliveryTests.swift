@@ -927,7 +927,7 @@ struct DeliveryTests {
         }
     }
 
-    @Test("a bounce from where the customer's address forwards to (Original-Recipient ours, Final-Recipient theirs) bounces the reply and marks our address")
+    @Test("a bounce from where the customer's address forwards to (Original-Recipient ours, Final-Recipient theirs) bounces the reply and marks our address, never another customer's")
     func forwardedBounce() async throws {
         let sink = try await SMTPSink()
         try await TestApp.run(configure: Self.configure(sink)) { app in
@@ -937,6 +937,14 @@ struct DeliveryTests {
             #expect(try await app.postMail(gateway, Self.bounce(of: reply, to: address, forwardedTo: "taro.new@gmail.example")).status == .created)
             #expect(try await app.request(.get, "/v1/replies/\(reply)", key: conversation.agent).json["state"] as? String == "bounced")
             #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = \(address) AND undeliverable_at IS NOT NULL") == 1)
+
+            // A report pairing an address we mailed with another customer's as Final-Recipient (forged
+            // by the first, or a mistaken forward) marks only the address our mail went to.
+            _ = try await app.customer(name: "別の客", email: "hanako@example.net")
+            let (second, secondReply) = try await Self.sentReply(app, to: "jiro@old-isp.example")
+            #expect(try await app.postMail(gateway, Self.bounce(of: secondReply, to: "jiro@old-isp.example", forwardedTo: "hanako@example.net")).status == .created)
+            #expect(try await app.request(.get, "/v1/replies/\(secondReply)", key: second.agent).json["state"] as? String == "bounced")
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = 'hanako@example.net' AND undeliverable_at IS NOT NULL") == 0)
         }
     }
 

@@ -214,7 +214,7 @@ struct InboundEmailTests {
         }
     }
 
-    @Test("a ticket token threads the customer's own mail; another customer quoting it gets a new, linked ticket")
+    @Test("a ticket token threads the customer's own mail; another customer quoting it gets a new, linked ticket, which never takes the first customer's later mail")
     func tokens() async throws {
         try await TestApp.run { app in
             let gateway = try await app.keySecret(.gateway)
@@ -234,6 +234,16 @@ struct InboundEmailTests {
             #expect(strangerTicket != ticket)
             let related = try await app.request(.get, "/v1/tickets/\(strangerTicket)", key: try await app.keySecret(.agent))
             #expect(try related.json["related_ticket_id"] as? String == ticket)
+
+            // The first ticket closed, its customer writes in its thread again: a follow-up of their
+            // own, never the stranger's linked ticket (their mail would be answered to the stranger).
+            try await app.execute("UPDATE tickets SET status = 'closed' WHERE id = \(UUID(uuidString: ticket)!)")
+            let again = try await app.postMail(gateway, testMail(subject: "Re: [#\(number)] 注文番号 1001", id: "t5@example.jp"))
+            #expect(again.status == .created, "\(again.text)")
+            let againTicket = try #require(try again.json["ticket_id"] as? String)
+            #expect(againTicket != strangerTicket, "\(again.text)")
+            #expect(againTicket != ticket)
+            #expect(try again.json["threading_reason"] as? String == "reopened-closed", "\(again.text)")
         }
     }
 

@@ -61,12 +61,16 @@ extension ConversationIntake {
     /// message, or a reply that did not reach them, opened linked to it), row-locked with the
     /// customer's message taken as for `lock`; nil when there is none. Without it, every message on
     /// the closed thread opened one more ticket beside the follow-up, and two agents answered the
-    /// same customer (二重返信) each on their own.
+    /// same customer (二重返信) each on their own. The closed ticket's own customer's only: a ticket
+    /// opened for someone else who wrote into its thread (`token-foreign-sender`) is linked to it
+    /// too, and the customer's next message went onto that stranger's ticket.
     func openFollowUp(of closedID: UUID, on connection: PostgresConnection) async throws -> Target? {
         let rows = try await connection.run("""
-            SELECT id FROM tickets
-            WHERE related_ticket_id = \(closedID) AND status <> 'closed' AND merged_into IS NULL
-            ORDER BY number DESC LIMIT 1
+            SELECT follow.id FROM tickets follow, tickets closed
+            WHERE closed.id = \(closedID) AND follow.related_ticket_id = closed.id
+              AND follow.status <> 'closed' AND follow.merged_into IS NULL
+              AND customer_survivor(follow.customer_id) = customer_survivor(closed.customer_id)
+            ORDER BY follow.number DESC LIMIT 1
             """, logger: logger)
         var found: UUID?
         for try await id in rows.decode(UUID.self) { found = id }

@@ -469,8 +469,10 @@ struct EmailIngest: Sendable {
 
     private func markUndeliverable(_ recipient: DeliveryReport.Recipient, alsoAs stored: [String], on connection: PostgresConnection) async throws {
         let reason = Text.limit([recipient.reason, recipient.status, recipient.diagnostic].compactMap { $0 }.joined(separator: " — "), 2000)
-        // Under the address we sent to (a forward's dead end is the Final-Recipient, unknown to us).
-        for address in recipient.addresses + stored.filter({ !recipient.addresses.contains($0) }) {
+        // Only the addresses our mail went to, as we stored them (`stored`). A report names more
+        // (Original- and Final-Recipient: a forward's dead end, unknown to us); one that paired an
+        // address we mailed with another customer's as Final-Recipient cut that customer off.
+        for address in stored {
             for customerID in try await identities.markUndeliverable(kind: .email, value: address, reason: reason, on: connection) {
                 try await events.record(.identityUndeliverable, customerID: customerID, actor: nil,
                                         data: ["kind": "email", "value": address, "reason": reason, "source": "bounce"], on: connection)

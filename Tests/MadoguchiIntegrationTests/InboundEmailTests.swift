@@ -247,6 +247,34 @@ struct InboundEmailTests {
         }
     }
 
+    @Test("a Message-ID two senders used: a reply naming it joins the replier's own conversation; the support address naming a customer's mail is no participant of it")
+    func reusedMessageIDs() async throws {
+        // The support address is the one replies are sent from (nothing is sent here).
+        try await TestApp.run(configure: { $0.delivery.mailFrom = DeliveryTests.support }) { app in
+            let gateway = try await app.keySecret(.gateway)
+            let sora = try await app.postMail(gateway, testMail(from: "sora@example.jp", subject: "ギフト包装", id: "20261207.0001@mailer.example"))
+            let riku = try await app.postMail(gateway, testMail(from: "riku@example.jp", subject: "ギフト包装", id: "20261207.0001@mailer.example"))
+            let soraTicket = try #require(try sora.json["ticket_id"] as? String)
+            let rikuTicket = try #require(try riku.json["ticket_id"] as? String)
+            #expect(soraTicket != rikuTicket, "\(riku.text)")
+            for (sender, ticket) in [("riku@example.jp", rikuTicket), ("sora@example.jp", soraTicket)] {
+                let answer = try await app.postMail(gateway, testMail(
+                    from: sender, subject: "Re: ギフト包装", id: "re-\(sender)", headers: "In-Reply-To: <20261207.0001@mailer.example>\n"))
+                #expect(try answer.json["ticket_id"] as? String == ticket, "\(sender): \(answer.text)")
+                #expect(try answer.json["threading_reason"] as? String == "in-reply-to", "\(sender): \(answer.text)")
+            }
+
+            // A colleague answers Yuki from a mail program as the support address, copying it: that
+            // mail is no customer message on Yuki's ticket (the address is on every message).
+            let yuki = try await app.postMail(gateway, testMail(from: "yuki@example.org", subject: "サイズ交換", id: "c1@example.org"))
+            let yukiTicket = try #require(try yuki.json["ticket_id"] as? String)
+            let own = try await app.postMail(gateway, testMail(
+                from: "support@shop.example", to: "yuki@example.org", subject: "Re: サイズ交換", id: "staff-1@shop.example",
+                headers: "Cc: support@shop.example\nIn-Reply-To: <c1@example.org>\n"))
+            #expect(try own.json["ticket_id"] as? String != yukiTicket, "\(own.text)")
+        }
+    }
+
     @Test("carrier mail without thread headers joins by subject; a solved ticket reopens, a closed one starts a linked ticket")
     func carrierSubjectThreading() async throws {
         try await TestApp.run { app in

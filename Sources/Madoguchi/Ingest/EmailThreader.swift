@@ -59,16 +59,34 @@ struct EmailThreader: Sendable {
         return .new(relatedTo: nil, reason: "new-ticket")
     }
 
+    /// The message a thread header names, on the ticket of a conversation the sender takes part in.
+    /// A Message-ID is not unique in practice (a mailer that numbers from 1 on every host, two
+    /// customers' identical generators): every message under it is tried, and one whose
+    /// conversation the sender is in wins over the first found. The support address itself is no
+    /// participant: it is on every message, and a mail from it (a colleague answering from a mail
+    /// program) would otherwise join any ticket it names.
     private func byHeaders(_ mail: ParsedMail, sender: MailAddress?, customerID: UUID?, matches: [HeaderMatch]) -> Decision? {
-        let found = Dictionary(matches.map { ($0.emailMessageID, $0) }) { first, _ in first }
         for (id, reason) in Self.headerCandidates(of: mail) {
-            guard let match = found[id] else { continue }
-            let participants = Set(((match.toAddresses ?? []) + [match.fromAddress].compactMap { $0 }).map { $0.lowercased() })
-            let isParticipant = customerID != nil && (customerID == match.ticketCustomerID || customerID == match.messageCustomerID)
-                || sender.map { participants.contains($0.address.lowercased()) } == true
-            return isParticipant ? .existing(match.ticketID, reason: reason) : .new(relatedTo: match.ticketID, reason: "header-foreign-sender")
+            let named = matches.filter { $0.emailMessageID == id }
+            guard let first = named.first else { continue }
+            if let match = named.first(where: { isParticipant(sender: sender, customerID: customerID, in: $0) }) {
+                return .existing(match.ticketID, reason: reason)
+            }
+            return .new(relatedTo: first.ticketID, reason: "header-foreign-sender")
         }
         return nil
+    }
+
+    private func isParticipant(sender: MailAddress?, customerID: UUID?, in match: HeaderMatch) -> Bool {
+        if let customerID, customerID == match.ticketCustomerID || customerID == match.messageCustomerID { return true }
+        guard let address = sender?.address.lowercased(), !isOwn(address) else { return false }
+        return ((match.toAddresses ?? []) + [match.fromAddress].compactMap { $0 }).contains { $0.lowercased() == address }
+    }
+
+    /// The support address, or one of its plus forms (`support+t1234@`).
+    private func isOwn(_ address: String) -> Bool {
+        guard let ownAddress else { return false }
+        return address == ownAddress.lowercased() || ThreadSubject.isPlusAddress(address, of: ownAddress)
     }
 
     private func byToken(_ mail: ParsedMail, customerID: UUID?, on connection: PostgresConnection) async throws -> Decision? {

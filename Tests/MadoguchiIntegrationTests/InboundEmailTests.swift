@@ -247,7 +247,7 @@ struct InboundEmailTests {
         }
     }
 
-    @Test("a Message-ID two senders used: a reply naming it joins the replier's own conversation; the support address naming a customer's mail is no participant of it")
+    @Test("a Message-ID two senders used: a reply naming it joins the replier's own conversation; the support address naming a customer's mail is no participant of it; under an id whose first mail made no message, other mails are taken in")
     func reusedMessageIDs() async throws {
         // The support address is the one replies are sent from (nothing is sent here).
         try await TestApp.run(configure: { $0.delivery.mailFrom = DeliveryTests.support }) { app in
@@ -272,6 +272,24 @@ struct InboundEmailTests {
                 from: "support@shop.example", to: "yuki@example.org", subject: "Re: サイズ交換", id: "staff-1@shop.example",
                 headers: "Cc: support@shop.example\nIn-Reply-To: <c1@example.org>\n"))
             #expect(try own.json["ticket_id"] as? String != yukiTicket, "\(own.text)")
+
+            // The first mail under an id made no message (an auto-reply answering nothing): customers'
+            // questions under the same id are taken in, each once; the auto-reply's retry stays a retry.
+            let auto = testMail(from: "ken@example.jp", subject: "自動応答", id: "1@localhost.localdomain", headers: "Auto-Submitted: auto-replied\n")
+            let first = try await app.postMail(gateway, auto)
+            #expect(try first.json["message_id"] == nil, "\(first.text)")
+            let messages = try await app.count("SELECT count(*) FROM messages")
+            let mika = testMail(from: "mika@example.jp", subject: "在庫について", id: "1@localhost.localdomain")
+            for _ in 0..<2 {
+                let taken = try await app.postMail(gateway, mika)
+                #expect(try taken.json["classification"] as? String == "customer", "\(taken.text)")
+            }
+            let jiro = try await app.postMail(gateway, testMail(from: "jiro@example.jp", subject: "配送について", id: "1@localhost.localdomain"))
+            #expect(try jiro.json["classification"] as? String == "customer", "\(jiro.text)")
+            #expect(try await app.count("SELECT count(*) FROM messages") == messages + 2)
+            let again = try await app.postMail(gateway, auto)
+            #expect(try again.json["inbound_id"] as? String == (try first.json["inbound_id"] as? String), "\(again.text)")
+            #expect(try await app.count("SELECT count(*) FROM messages") == messages + 2)
         }
     }
 

@@ -146,8 +146,17 @@ struct EmailIngest: Sendable {
         // The same Message-ID from someone else is not a retry of that mail (a mailer reusing ids, or
         // a copied one): it is taken in under an id of its own, which its own retries find.
         // (`firstSender` of an agent's forward is the agent: `InboundPayloadStore.firstAnswer`.)
-        if let firstSender = read.firstSender, let sender = mail.from?.address, !sender.isEmpty, let messageID = mail.messageID,
-           firstSender.lowercased() != sender.lowercased() {
+        // A first mail that made no message (an auto-reply answering nothing, a report on nothing of
+        // ours) has no sender to compare: only the same bytes are a retry of it. Another mail under
+        // its id was answered as that retry, and a customer's question behind a mailer's reused id
+        // (`<1@localhost.localdomain>`) was never stored.
+        let differsFromSilentFirst = try await {
+            guard let first = read.first, first.messageID == nil, read.firstSender == nil else { return false }
+            return try await !payloads.hasPayload(channel: .email, provider: "", providerMessageID: providerID, excluding: payloadID,
+                                                  body: bytes, on: connection)
+        }()
+        if let sender = mail.from?.address, !sender.isEmpty, let messageID = mail.messageID,
+           differsFromSilentFirst || read.firstSender.map({ $0.lowercased() != sender.lowercased() }) == true {
             providerID = Self.collidingID(messageID, sender: sender)
             read = try await payloads.firstAnswer(
                 channel: .email, provider: "", providerMessageID: providerID, excluding: payloadID, ownersOf: identities,

@@ -207,6 +207,20 @@ struct InboundPayloadStore: Sendable {
         return nil
     }
 
+    /// Whether a payload taken in before under this provider message id holds exactly `body`: a
+    /// retry of that delivery, not another message under a reused id.
+    func hasPayload(
+        channel: Channel, provider: String, providerMessageID: String, excluding payloadID: UUID, body: [UInt8], on connection: PostgresConnection
+    ) async throws -> Bool {
+        let rows = try await connection.run("""
+            SELECT EXISTS (SELECT 1 FROM inbound_payloads
+                           WHERE channel = \(channel.rawValue) AND provider = \(provider) AND provider_message_id = \(providerMessageID)
+                             AND id <> \(payloadID) AND body = \(ByteBuffer(bytes: body)))
+            """, logger: logger)
+        for try await found in rows.decode(Bool.self) { return found }
+        return false
+    }
+
     /// The answer the first delivery of this provider message got, if one was taken in, and in the
     /// same statement the owners of the sender's `identities` (`identity_owners`; see
     /// `IdentityStore.OwnersRead`), in their order, and the messages a mail's thread headers name

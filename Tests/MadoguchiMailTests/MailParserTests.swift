@@ -364,6 +364,31 @@ struct MailParserTests {
         #expect(mail("From: a@x.jp\nIn-Reply-To: <reply-1@shop.example>\nSubject: 不在のお知らせ\n\n休暇中です").classification == .autoReply)
     }
 
+    @Test("a customer forwarding a bounce, its delivery-status part kept, is a customer asking for help; the report itself is a bounce")
+    func forwardedBounce() {
+        let status = "Content-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.net\n\nFinal-Recipient: rfc822; friend@example.net\nAction: failed\nStatus: 5.1.1\n"
+        let forwarded = """
+            From: yuki@example.org
+            To: support@shop.example
+            Subject: Fwd: Undelivered Mail Returned to Sender
+            MIME-Version: 1.0
+            Content-Type: multipart/mixed; boundary="b"
+
+            --b
+            Content-Type: text/plain; charset=utf-8
+
+            注文確認メールを友人に転送したら戻ってきました。どうすればよいですか？
+            --b
+            \(status)
+            --b--
+            """
+        #expect(mail(forwarded).classification == .customer)
+        let report = forwarded.replacingOccurrences(of: "From: yuki@example.org", with: "From: MAILER-DAEMON@mx.example.net")
+            .replacingOccurrences(of: "Subject: Fwd: ", with: "Subject: ")
+            .replacingOccurrences(of: "multipart/mixed; boundary", with: "multipart/report; report-type=delivery-status; boundary")
+        #expect(mail(report).classification == .bounce)
+    }
+
     @Test("a customer's complaint with a bounce-like subject and an attached mail is not a bounce for a date like 2025.1.15")
     func complaintWithAttachedMail() {
         let complaint = """

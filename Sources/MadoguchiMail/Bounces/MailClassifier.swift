@@ -51,7 +51,12 @@ enum MailClassifier {
         }
         if let notification = ESPNotification.read(mail) { return notification }
         let original = originalHeaders(parts)
-        if let status = parts.first(where: { $0.mediaType == "message/delivery-status" || $0.mediaType == "message/global-delivery-status" }) {
+        // A person forwarding a bounce to us is asking for help (Thunderbird's forward keeps the
+        // report's delivery-status part): read as a bounce, their question made no message at all.
+        // A report itself (multipart/report) or a mail system's mail still is one.
+        let forwardedByPerson = reportType == nil && !BounceSignatures.isSystemSender(mail) && BounceSignatures.isForwardOrReply(mail.subject ?? "")
+        if !forwardedByPerson,
+           let status = parts.first(where: { $0.mediaType == "message/delivery-status" || $0.mediaType == "message/global-delivery-status" }) {
             var recipients = DeliveryStatus.recipients(in: status, fallbackText: mail.text,
                                                        excluding: BounceText.excludedAddresses(of: mail, original: original))
             if recipients.isEmpty { recipients = BounceText.recipients(in: mail, original: original) }

@@ -1192,6 +1192,11 @@ struct DeliveryTests {
                                                  json: #"{"filename":"請求書 2026年12月.pdf","media_type":"application/pdf\n","content_base64":"\#(Data(pdf).base64EncodedString())"}"#)
             #expect(attached.status == .created, "\(attached.text)")
             #expect((try attached.json["attachments"] as? [[String: Any]])?.first?["size"] as? Int == pdf.count)
+            // Sent again (a retry after a lost answer): the reply still carries it once.
+            let retried = try await app.request(.post, "/v1/replies/\(reply)/attachments", key: conversation.agent,
+                                                json: #"{"filename":"請求書 2026年12月.pdf","media_type":"application/pdf","content_base64":"\#(Data(pdf).base64EncodedString())"}"#)
+            #expect(retried.status == .created, "\(retried.text)")
+            #expect((try retried.json["attachments"] as? [[String: Any]])?.count == 1, "\(retried.text)")
 
             let huge = try await app.request(.post, "/v1/replies/\(reply)/attachments", key: conversation.agent,
                                              json: #"{"filename":"big.bin","media_type":"application/octet-stream","content_base64":"\#(String(repeating: "A", count: 40_000_000))"}"#)

@@ -122,6 +122,12 @@ struct TemplateTests {
             let acknowledgementID = try #require(try acknowledgement.json["id"] as? String)
             try expectProblem(try await app.request(.delete, "/v1/templates/\(acknowledgementID)", key: boss), .conflict, "template-in-use")
             #expect(try await app.request(.get, "/v1/templates/\(acknowledgementID)", key: agent).status == .ok)
+            // Nor renamed (it is found by its name, and renamed it could then be deleted); its text changes freely.
+            let version = try #require(try await app.request(.get, "/v1/templates/\(acknowledgementID)", key: agent).json["version"] as? Int)
+            try expectProblem(try await app.request(.put, "/v1/templates/\(acknowledgementID)", key: boss, headers: [.ifMatch: "\"\(version)\""],
+                                                    json: #"{"name":"受付確認（旧）","body":"受け付けました。"}"#), .conflict, "template-in-use")
+            #expect(try await app.request(.put, "/v1/templates/\(acknowledgementID)", key: boss, headers: [.ifMatch: "\"\(version)\""],
+                                          json: #"{"name":"受付確認","body":"お問い合わせを受け付けました。"}"#).status == .ok)
         }
         // Named by id (in capitals, as a setting may be written), it is kept too.
         try await TestApp.run(configure: { $0.delivery.autoReplyTemplate = "00000000-0000-4000-8000-0000000000AC" }) { app in

@@ -38,6 +38,18 @@ struct TemplateRendererTests {
         #expect(TemplateRenderer.variables(in: "{{お名前}} {{customer.name}}") == ["お名前", "customer.name"])
     }
 
+    @Test("an empty {{ }} is a variable no ticket fills; a marker followed by a combining or joining character is filled all the same")
+    func oddMarkers() throws {
+        #expect(TemplateRenderer.problems(in: "{{ }}様、{{ticket.number}}").contains { $0.contains("empty {{ }}") })
+        #expect(TemplateRenderer.problems(in: "{{|お客}}様").contains { $0.contains("empty {{ }}") })
+        #expect(throws: TemplateRenderer.Failure(unknown: [""], unfilled: [])) { try renderer.render(["{{　}}様"]) }
+        let combined = try renderer.render(["{{customer.name}}\u{0301}様 {{ticket.number}}"])
+        #expect(combined == ["山田 花子\u{0301}様 1234"], "\(combined.map { $0.unicodeScalars.map { String($0.value, radix: 16) } })")
+        let joined = try renderer.render(["{{ticket.number}}\u{200D}番"])
+        #expect(joined == ["1234\u{200D}番"], "\(joined.map { $0.unicodeScalars.map { String($0.value, radix: 16) } })")
+        #expect(TemplateRenderer.firstUse(of: "ticket.number", in: "一行目\n{{customer.name}}\u{0301} {{ticket.number}}")! == (2, 19))
+    }
+
     @Test("variables are listed in order of first use")
     func variables() {
         #expect(TemplateRenderer.variables(in: "{{a.b}} {{c}} {{a.b}}") == ["a.b", "c"])

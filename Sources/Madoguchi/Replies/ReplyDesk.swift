@@ -198,7 +198,10 @@ struct ReplyDesk: Sendable {
                     pointer: "/filename",
                     message: "a reply by \(reply.channel.rawValue) carries no files (they go out only by mail); send a link in the text, or answer by email")])
             }
-            try await replies.addAttachment(to: replyID, filename: filename, mediaType: mediaType, content: content, on: connection)
+            // The same file under the same name again is a retry: the reply as it is.
+            guard try await replies.addAttachment(to: replyID, filename: filename, mediaType: mediaType, content: content, on: connection) else {
+                return reply
+            }
             let updated = try await replies.filesChanged(replyID, by: agentID, on: connection)
             try await events.record(.replyEdited, ticketID: ticket.id, customerID: ticket.customerID, actor: principal,
                                     data: ["reply_id": replyID.lowercased, "attached": filename], on: connection)

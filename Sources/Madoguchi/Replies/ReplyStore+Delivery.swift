@@ -51,7 +51,16 @@ extension ReplyStore {
     static let attachmentsTotalLimit = 20 * 1_000_000
     static let attachmentsCountLimit = 10
 
-    func addAttachment(to replyID: UUID, filename: String, mediaType: String, content: [UInt8], on connection: PostgresConnection) async throws {
+    /// Adds a file to a reply. False when the reply already carries this very file under this name:
+    /// a client retrying after a lost answer (the request takes no Idempotency-Key) attached it
+    /// twice, and the customer got it twice.
+    @discardableResult
+    func addAttachment(to replyID: UUID, filename: String, mediaType: String, content: [UInt8], on connection: PostgresConnection) async throws -> Bool {
+        let digest = ByteBuffer(bytes: SHA256.hash(data: content))
+        let same = try await connection.run("""
+            SELECT 1 FROM reply_attachments WHERE reply_id = \(replyID) AND filename = \(filename) AND sha256 = \(digest)
+            """, logger: logger)
+        if try await !same.collect().isEmpty { return false }
         let rows = try await connection.run("""
             SELECT count(*)::int, coalesce(sum(size), 0)::bigint FROM reply_attachments WHERE reply_id = \(replyID)
             """, logger: logger)
@@ -65,9 +74,9 @@ extension ReplyStore {
         }
         try await connection.perform("""
             INSERT INTO reply_attachments (reply_id, filename, media_type, size, sha256, content)
-            VALUES (\(replyID), \(filename), \(mediaType), \(Int64(content.count)), \(ByteBuffer(bytes: SHA256.hash(data: content))),
-                    \(ByteBuffer(bytes: content)))
+            VALUES (\(replyID), \(filename), \(mediaType), \(Int64(content.count)), \(digest), \(ByteBuffer(bytes: content)))
             """, logger: logger)
+        return true
     }
 
     /// A sent reply whose message a provider later reports failed (an SMS delivery report) is

@@ -42,6 +42,14 @@ extension APIHandler {
         let id = input.path.templateId.uuid
         let template = try await database.withTransaction { connection in
             try await precondition.check("Template \(id.lowercased)") { try await templates.lockedVersion(id: id, on: connection) }
+            // The acknowledgement is looked up by its name at each mail: renamed, it stopped without a
+            // word, and could then be deleted as a template nothing uses.
+            if let acknowledgement = delivery.autoReplyTemplate, acknowledgement != body.name.trimmed,
+               let current = try? await templates.template(id: id, on: connection), acknowledgement == current.name {
+                throw Problem(Problem.Kind(rawValue: "template-in-use"), status: .conflict, title: "Template in use",
+                              detail: "MADOGUCHI_AUTO_REPLY_TEMPLATE names \(current.name): it is the automatic acknowledgement, found by that name. "
+                                  + "Keep its name (change its text freely), or name another template there first.")
+            }
             let saved = try await templates.save(
                 id: id, name: body.name.trimmed, subject: body.subject, body: body.body, by: agentID, on: connection)
             try await EventStore(logger: logger).record(

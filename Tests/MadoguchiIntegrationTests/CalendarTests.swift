@@ -239,6 +239,17 @@ struct CalendarTests {
                               .unprocessableContent, "validation-failed", pointer: "/closed_days/0/date")
             try await refused(#"{"name":"a","weekly_hours":[],"closed_days":[{"date":"2026-12-31"},{"date":"2026-12-31"}]}"#,
                               .unprocessableContent, "validation-failed", pointer: "/closed_days/1/date")
+            // Ten characters of digits and dashes are no date unless four, two and two: PostgreSQL read
+            // 26-01-0005 as a 500 and 1-01-00005 as another day.
+            for date in ["26-01-0005", "1-01-00005", "2026-1-005"] {
+                try await refused(#"{"name":"a","weekly_hours":[],"closed_days":[{"date":"\#(date)"}]}"#,
+                                  .unprocessableContent, "validation-failed", pointer: "/closed_days/0/date")
+            }
+            // The standard calendar counts every ticket without a policy: it keeps opening hours.
+            let standard = try await app.request(.get, "/v1/business-calendars/\(Self.standard)", key: supervisor)
+            let emptied = try await app.request(.put, "/v1/business-calendars/\(Self.standard)", key: supervisor,
+                                                headers: [.ifMatch: try #require(standard.headers[.eTag])], json: #"{"name":"標準","weekly_hours":[]}"#)
+            try expectProblem(emptied, .unprocessableContent, "validation-failed")
             try await refused(#"{"name":"  ","weekly_hours":[]}"#, .unprocessableContent, "validation-failed", pointer: "/name")
             try await refused(#"{"name":"標準","weekly_hours":[]}"#, .conflict, "name-taken")
             #expect(try await app.count("SELECT count(*) FROM business_calendars") == 1)

@@ -165,7 +165,7 @@ struct TeamTests {
         }
     }
 
-    @Test("routing: mail to returns@ and a form saying ｈｅｎｐｉｎ land in the returns queue with the rule named; rule order decides conflicts; the queue's SLA policy applies")
+    @Test("routing: mail to returns@ and a form saying ｈｅｎｐｉｎ land in the returns queue with the rule named; rule order decides conflicts; the queue's SLA policy applies, and leaves with the queue")
     func routing() async throws {
         try await TestApp.run { app in
             let boss = try await app.keySecret(.supervisor)
@@ -219,8 +219,12 @@ struct TeamTests {
             let routed = try await app.count("SELECT count(*) FROM events WHERE type = 'ticket.routed' AND data->'rules' = '[\"返品 words\", \"卸\"]'")
             #expect(routed == 1)
 
-            // Moved by hand, a ticket takes its new queue's policy (the default one where the queue has none),
-            // and its clocks follow.
+            // Moved by hand, a ticket takes its new queue's policy (the default one where the queue has none,
+            // none where there is no default either: the old queue's is not kept), and its clocks follow.
+            let noDefault = try Self.json(try await app.request(.patch, "/v1/tickets/\(try #require(mailed["id"] as? String))", key: boss,
+                                                                 headers: [.ifMatch: "*"], json: #"{"queue":"wholesale"}"#))
+            #expect(noDefault["sla_policy_id"] == nil, "\(noDefault)")
+            #expect(noDefault["first_response_due_at"] == nil, "\(noDefault)")
             let standard = try await SLATests.defaultPolicy(app, boss)
             let moved = try Self.json(try await app.request(.patch, "/v1/tickets/\(try #require(form["id"] as? String))", key: boss,
                                                             headers: [.ifMatch: "*"], json: #"{"queue":"wholesale"}"#))
@@ -357,6 +361,11 @@ struct TeamTests {
             _ = try Self.json(try await app.request(.post, "/v1/tickets/\(claimed)/claim", key: leaver.key))
             let assigned = try await app.ticket(customer: customer, status: "open", assignee: agentID)
             let solved = try await app.ticket(customer: customer, status: "solved", assignee: agentID)
+            // A colleague holds a live claim on one of the leaver's tickets: it becomes theirs (unassigned
+            // under the claim, it was stranded once the claim lapsed).
+            let otherID = try #require(UUID(uuidString: other.id))
+            let shared = try await app.ticket(customer: customer, status: "open", assignee: agentID)
+            try await app.execute("UPDATE tickets SET claim_agent_id = \(otherID), claim_expires_at = now() + interval '10 minutes' WHERE id = \(shared)")
 
             // Just used, so the key is in this process's one-second cache: refused all the same after.
             #expect(try await app.request(.get, "/v1/me", key: leaver.key).status == .ok)
@@ -367,11 +376,21 @@ struct TeamTests {
             try expectProblem(try await app.request(.get, "/v1/me", key: leaver.key), .unauthorized, "unauthenticated")
             #expect(try await app.count("SELECT count(*) FROM tickets WHERE claim_agent_id = \(agentID) OR (assignee_id = \(agentID) AND id <> \(solved))") == 0)
             #expect(try await app.count("SELECT count(*) FROM tickets WHERE id = \(solved) AND assignee_id = \(agentID)") == 1, "history keeps its assignee")
+            #expect(try await app.count("SELECT count(*) FROM tickets WHERE id = \(shared) AND assignee_id = \(otherID) AND claim_agent_id = \(otherID)") == 1)
             // Reopened (the customer wrote again), it goes back to the queue rather than wait for the leaver.
             let kept = try await app.ticket(customer: customer, status: "solved", assignee: try #require(UUID(uuidString: other.id)))
             try await app.execute("UPDATE tickets SET status = 'open' WHERE id IN (\(solved), \(kept))")
             #expect(try await app.count("SELECT count(*) FROM tickets WHERE id = \(solved) AND assignee_id IS NULL") == 1)
             #expect(try await app.count("SELECT count(*) FROM tickets WHERE id = \(kept) AND assignee_id IS NOT NULL") == 1, "an active agent keeps theirs")
+            // One whose assignee is offline goes back to the queue too (nobody could reach it); away keeps it.
+            let whileOffline = try await app.ticket(customer: customer, status: "solved", assignee: otherID)
+            try await app.execute("UPDATE agents SET availability = 'offline' WHERE id = \(otherID)")
+            try await app.execute("UPDATE tickets SET status = 'open' WHERE id = \(whileOffline)")
+            #expect(try await app.count("SELECT count(*) FROM tickets WHERE id = \(whileOffline) AND assignee_id IS NULL") == 1)
+            let whileAway = try await app.ticket(customer: customer, status: "solved", assignee: otherID)
+            try await app.execute("UPDATE agents SET availability = 'away' WHERE id = \(otherID)")
+            try await app.execute("UPDATE tickets SET status = 'open' WHERE id = \(whileAway)")
+            #expect(try await app.count("SELECT count(*) FROM tickets WHERE id = \(whileAway) AND assignee_id = \(otherID)") == 1)
             #expect(try await app.count("""
                 SELECT count(*) FROM events WHERE ticket_id = \(solved) AND type = 'ticket.updated'
                   AND data->'changes'->'assignee_id'->>'from' = \(leaver.id) AND NOT (data->'changes'->'assignee_id' ? 'to')
@@ -380,7 +399,7 @@ struct TeamTests {
             #expect(try await app.eventTypes(ticket: assigned).last == "ticket.updated")
             #expect(try await app.count("""
                 SELECT count(*) FROM events WHERE type = 'agent.deactivated'
-                  AND data = jsonb_build_object('agent_id', \(leaver.id), 'keys_revoked', 1, 'claims_released', 1, 'tickets_returned', 2)
+                  AND data = jsonb_build_object('agent_id', \(leaver.id), 'keys_revoked', 1, 'claims_released', 1, 'tickets_returned', 3)
                 """) == 1)
 
             #expect(try await app.request(.delete, "/v1/agents/\(leaver.id)", key: admin).status == .ok)

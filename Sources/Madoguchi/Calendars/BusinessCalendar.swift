@@ -127,7 +127,10 @@ struct BusinessCalendarDraft: Sendable {
     /// A real day of the Gregorian calendar in `YYYY-MM-DD` form (not 2026-02-30).
     static func isCalendarDate(_ text: String) -> Bool {
         let parts = text.split(separator: "-", omittingEmptySubsequences: false)
-        guard text.count == 10, parts.count == 3, parts.allSatisfy({ $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }),
+        // Four, two and two digits: `26-01-0005` is ten characters too, and PostgreSQL then read it
+        // as another day, or refused it with a 500.
+        guard text.count == 10, parts.count == 3, parts.map(\.count) == [4, 2, 2],
+              parts.allSatisfy({ $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }),
               let year = Int(parts[0]), let month = Int(parts[1]), let day = Int(parts[2]), (1...9999).contains(year), (1...12).contains(month)
         else { return false }
         var calendar = Calendar(identifier: .gregorian)

@@ -39,6 +39,10 @@ extension APIHandler {
             let lockedVersion = try await calendars.lockedVersion(id: id, on: connection)
             try await precondition.check("Calendar \(id.lowercased)") { lockedVersion }
             let before = try await calendars.calendar(id: id, on: connection)
+            if draft.hours.isEmpty && id == BusinessCalendar.standardID {
+                // Every ticket without an SLA policy counts in it (solves' business time, reports).
+                throw Problem.validationFailed([.init(pointer: "/weekly_hours", message: "the standard calendar counts the business time of every ticket without an SLA policy; it keeps opening hours")])
+            }
             if draft.hours.isEmpty, let policy = try await SLAPolicyStore(logger: logger).policyName(countingIn: id, on: connection) {
                 // Its policy's clocks would never fall due again (see `SLAPolicyStore.save`).
                 throw Problem.validationFailed([.init(pointer: "/weekly_hours", message: "SLA policy \(policy) counts in this calendar, whose clocks would never fall due without opening hours; give the policy another calendar first")])

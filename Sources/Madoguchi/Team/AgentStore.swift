@@ -123,9 +123,12 @@ struct AgentStore: Sendable {
                                     data: ["agent_id": id.lowercased], on: connection)
         }
         let returned = try await tickets.handBackOpenTickets(assignedTo: id, on: connection)
-        for (ticket, customer, version) in returned {
+        for (ticket, customer, version, assignee) in returned {
+            // Back to the queue, the change names no `to` (events leave out what is null).
+            var change: [String: Any] = ["from": id.lowercased]
+            if let assignee { change["to"] = assignee.lowercased }
             try await events.record(.ticketUpdated, ticketID: ticket, customerID: customer, actor: principal,
-                                    data: ["changes": ["assignee_id": ["from": id.lowercased]], "version": version], on: connection)
+                                    data: ["changes": ["assignee_id": change], "version": version], on: connection)
         }
 
         if before.availability != .offline {

@@ -26,10 +26,12 @@ extension TicketStore {
             SET status = \(fields.status.rawValue), priority = \(fields.priority.rawValue), queue = \(fields.queue),
                 category = \(fields.category), tags = \(fields.tags), assignee_id = \(fields.assigneeID),
                 -- Moved to another queue: that queue's SLA policy, as a rule routing it there
-                -- gives, or the default one (the clocks are recomputed by the trigger).
+                -- gives, or the default one, or none when there is neither (the old queue's policy,
+                -- kept, held the ticket to a promise its new queue does not make). The clocks are
+                -- recomputed by the trigger.
                 sla_policy_id = CASE WHEN \(fields.queue) IS DISTINCT FROM queue
                                      THEN coalesce((SELECT q.sla_policy_id FROM queues q WHERE q.name = \(fields.queue)),
-                                                   (SELECT p.id FROM sla_policies p WHERE p.is_default), sla_policy_id)
+                                                   (SELECT p.id FROM sla_policies p WHERE p.is_default))
                                      ELSE sla_policy_id END,
                 awaiting_reply_since = CASE WHEN \(fields.endsWait) THEN NULL ELSE awaiting_reply_since END,
                 solved_at = CASE WHEN \(fields.status.rawValue) = 'solved' THEN coalesce(solved_at, now()) ELSE NULL END,

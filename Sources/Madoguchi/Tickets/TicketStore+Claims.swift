@@ -42,16 +42,22 @@ extension TicketStore {
     /// Unassigns every open ticket assigned to `agentID` (the agent is leaving), so its queue hands
     /// it out again. A claim of someone else's on it that lapsed goes too: left behind, it kept the
     /// ticket from auto-assignment and from its queue's waiting count (both look for no claim at all).
-    func handBackOpenTickets(assignedTo agentID: UUID, on connection: PostgresConnection) async throws -> [(ticketID: UUID, customerID: UUID, version: Int64)] {
+    /// A colleague's live claim makes the ticket theirs instead: unassigned under it, the ticket was
+    /// stranded once the claim lapsed (no assignee, a stale claimer, never waiting). Each ticket with
+    /// the assignee it now has (nil: back to its queue).
+    func handBackOpenTickets(assignedTo agentID: UUID, on connection: PostgresConnection)
+        async throws -> [(ticketID: UUID, customerID: UUID, version: Int64, assignee: UUID?)]
+    {
         let rows = try await connection.run("""
-            UPDATE tickets SET assignee_id = NULL, version = version + 1, updated_at = now(),
+            UPDATE tickets SET version = version + 1, updated_at = now(),
+                assignee_id = CASE WHEN claim_expires_at > now() AND claim_agent_id <> \(agentID) THEN claim_agent_id END,
                 claim_agent_id = CASE WHEN claim_expires_at > now() THEN claim_agent_id END,
                 claim_expires_at = CASE WHEN claim_expires_at > now() THEN claim_expires_at END
             WHERE assignee_id = \(agentID) AND status IN \(unescaped: Ticket.openStatuses)
-            RETURNING id, customer_id, version
+            RETURNING id, customer_id, version, assignee_id
             """, logger: logger)
-        var handedBack: [(UUID, UUID, Int64)] = []
-        for try await row in rows.decode((UUID, UUID, Int64).self) { handedBack.append(row) }
+        var handedBack: [(UUID, UUID, Int64, UUID?)] = []
+        for try await row in rows.decode((UUID, UUID, Int64, UUID?).self) { handedBack.append(row) }
         return handedBack
     }
 

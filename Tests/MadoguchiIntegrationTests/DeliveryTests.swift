@@ -945,6 +945,8 @@ struct DeliveryTests {
             #expect(try await app.postMail(gateway, Self.bounce(of: secondReply, to: "jiro@old-isp.example", forwardedTo: "hanako@example.net")).status == .created)
             #expect(try await app.request(.get, "/v1/replies/\(secondReply)", key: second.agent).json["state"] as? String == "bounced")
             #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = 'hanako@example.net' AND undeliverable_at IS NOT NULL") == 0)
+            // Each address marked once, one event each (the reply's recipients and its message's are the same addresses).
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'identity.undeliverable' AND data->>'value' = 'jiro@old-isp.example'") == 1)
         }
     }
 

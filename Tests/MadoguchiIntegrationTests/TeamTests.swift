@@ -109,6 +109,7 @@ struct TeamTests {
             let queue = try Self.json(try await app.request(.get, "/v1/queues/general", key: boss))
             let sameQueue = try Self.json(try await app.request(.patch, "/v1/queues/general", key: boss, json: "{}"))
             #expect(sameQueue["version"] as? Int == queue["version"] as? Int, "\(sameQueue)")
+            #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'queue.updated'") == 0, "nothing changed, nothing announced")
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'agent.availability_changed'") == 1)
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'agent.updated' AND data->'fields' = '[\"requires_approval\"]'") == 1)
         }
@@ -387,6 +388,10 @@ struct TeamTests {
             try await app.execute("UPDATE agents SET availability = 'offline' WHERE id = \(otherID)")
             try await app.execute("UPDATE tickets SET status = 'open' WHERE id = \(whileOffline)")
             #expect(try await app.count("SELECT count(*) FROM tickets WHERE id = \(whileOffline) AND assignee_id IS NULL") == 1)
+            // Reopened and given to that offline agent in one change (a supervisor's), it stays theirs.
+            let givenBack = try await app.ticket(customer: customer, status: "solved", assignee: agentID)
+            try await app.execute("UPDATE tickets SET status = 'open', assignee_id = \(otherID) WHERE id = \(givenBack)")
+            #expect(try await app.count("SELECT count(*) FROM tickets WHERE id = \(givenBack) AND assignee_id = \(otherID)") == 1)
             let whileAway = try await app.ticket(customer: customer, status: "solved", assignee: otherID)
             try await app.execute("UPDATE agents SET availability = 'away' WHERE id = \(otherID)")
             try await app.execute("UPDATE tickets SET status = 'open' WHERE id = \(whileAway)")

@@ -481,7 +481,9 @@ struct EmailIngest: Sendable {
         // Only the addresses our mail went to, as we stored them (`stored`). A report names more
         // (Original- and Final-Recipient: a forward's dead end, unknown to us); one that paired an
         // address we mailed with another customer's as Final-Recipient cut that customer off.
-        for address in stored {
+        // Once each: `stored` holds the reply's recipients and its message's, the same addresses twice.
+        var marked = Set<String>()
+        for address in stored where marked.insert(address.lowercased()).inserted {
             for customerID in try await identities.markUndeliverable(kind: .email, value: address, reason: reason, on: connection) {
                 try await events.record(.identityUndeliverable, customerID: customerID, actor: nil,
                                         data: ["kind": "email", "value": address, "reason": reason, "source": "bounce"], on: connection)

@@ -328,7 +328,8 @@ enum SendGuard {
     }
 
     /// For comparing names: compatibility forms folded (ＳＡＴＯ, ｻﾄｳ), spaces removed, case folded;
-    /// what `customer_greeting_name` (migration 0083) does to a customer's display name.
+    /// what `customer_greeting_name` (migration 0083) does to a customer's display name. (Variant
+    /// kanji are folded in SQL, on both sides, by `name_variants_folded`: migration 0100.)
     static func normalizedName(_ name: String) -> String {
         name.precomposedStringWithCompatibilityMapping.filter { !$0.isWhitespace && $0 != "\u{3000}" }.lowercased()
     }

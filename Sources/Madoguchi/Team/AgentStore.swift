@@ -96,8 +96,8 @@ struct AgentStore: Sendable {
         return after
     }
 
-    /// The agent leaves: keys revoked, claims released, open tickets back unassigned in their queues,
-    /// each with its event. Twice is the same as once.
+    /// The agent leaves: keys revoked, claims released, open tickets back unassigned in their queues
+    /// (or to the colleague holding a live claim on one), each with its event. Twice is the same as once.
     func deactivate(id: UUID, by principal: Principal, on connection: PostgresConnection) async throws -> Agent {
         let before = try await agent(id: id, locked: true, on: connection)
         guard before.active else { return before }

@@ -44,12 +44,16 @@ extension APIHandler {
         let name = input.path.queueName
         let queue = try await database.withTransaction { connection in
             try await precondition.check("Queue \(name)") { try await queues.lockedVersion(name, on: connection) }
+            let before = try await queues.lockedVersion(name, on: connection)
             let queue = try await queues.update(
                 input.path.queueName, description: body.description, slaPolicyID: body.slaPolicyId?.uuid,
                 clearPolicy: body.defaultSlaPolicy ?? false, autoAssign: body.autoAssign.map { WorkQueue.AutoAssign(rawValue: $0.rawValue)! },
                 on: connection)
-            try await EventStore(logger: logger).record(
-                .queueUpdated, actor: principal, data: ["queue": queue.name, "version": queue.version], on: connection)
+            // An empty change writes nothing (`QueueStore.update`), and announces nothing either.
+            if Int64(queue.version) != before {
+                try await EventStore(logger: logger).record(
+                    .queueUpdated, actor: principal, data: ["queue": queue.name, "version": queue.version], on: connection)
+            }
             return queue
         }
         if queue.autoAssign != .off { assignment?.pull() }

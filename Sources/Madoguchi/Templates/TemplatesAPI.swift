@@ -45,7 +45,7 @@ extension APIHandler {
             // The acknowledgement is looked up by its name at each mail: renamed, it stopped without a
             // word, and could then be deleted as a template nothing uses.
             if let acknowledgement = delivery.autoReplyTemplate, acknowledgement != body.name.trimmed,
-               let current = try? await templates.template(id: id, on: connection), acknowledgement == current.name {
+               case let current = try await templates.template(id: id, on: connection), acknowledgement == current.name {
                 throw Problem(Problem.Kind(rawValue: "template-in-use"), status: .conflict, title: "Template in use",
                               detail: "MADOGUCHI_AUTO_REPLY_TEMPLATE names \(current.name): it is the automatic acknowledgement, found by that name. "
                                   + "Keep its name (change its text freely), or name another template there first.")

@@ -58,7 +58,7 @@ public struct Ticket: Sendable, Equatable {
     public var mergedInto: UUID?
     /// When it was merged (with `mergedInto`).
     public var mergedAt: Date?
-    /// Bumped by every change; the ETag.
+    /// Bumped by every change; the ETag's first part (`entityTag`).
     public var version: Int64
     public var lastCustomerMessageAt: Date?
     /// Since when the customer has been waiting for a response from us; nil when nobody is.

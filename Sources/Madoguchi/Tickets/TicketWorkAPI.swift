@@ -48,7 +48,7 @@ extension APIHandler {
                 detail: "Send the ticket's ETag in If-Match, so that a change made since you read it is not overwritten.")
         }
         guard let condition = IfMatch(ifMatch) else {
-            throw Problem.invalidParameter("If-Match", "'\(ifMatch)' is not an entity tag, a list of them, or * (the ticket's ETag looks like \"3\")")
+            throw Problem.invalidParameter("If-Match", "'\(ifMatch)' is not an entity tag, a list of them, or * (the ticket's ETag looks like \"3\" or \"3.ok\")")
         }
         guard case .json(let body) = input.body else { throw Problem.internalError }
         if body.unassign == true, body.assigneeId != nil {

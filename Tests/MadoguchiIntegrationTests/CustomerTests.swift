@@ -102,15 +102,7 @@ struct CustomerTests {
                     ('00000000-0000-4000-8000-000000000001', 'external', 'ＡＢ－１２'),
                     ('00000000-0000-4000-8000-000000000002', 'external', 'ＣＵＳＴ－０００２')
                 """)
-            let sql = try String(contentsOfFile: RepositoryFiles.path("sql/migrations/0098_external_ids_folded.sql"), encoding: .utf8)
-            for _ in 1...2 {
-                // As the migrator runs it: its statements one after another, in one transaction.
-                try await app.database.withTransaction { connection in
-                    for statement in sql.components(separatedBy: ";\n") where statement.contains(where: { !$0.isWhitespace }) {
-                        try await connection.query(PostgresQuery(unsafeSQL: statement), logger: TestCluster.logger)
-                    }
-                }
-            }
+            for _ in 1...2 { try await app.rerunMigration("0098_external_ids_folded.sql") }
             // The customer left with the full-width spelling is suggested for a merge, once.
             #expect(try await app.strings("""
                 SELECT data->>'other_customer_id' FROM events
@@ -153,14 +145,7 @@ struct CustomerTests {
                     ('00000000-0000-4000-8000-000000000001', 'external', 'AB−12'),
                     ('00000000-0000-4000-8000-000000000002', 'external', 'CUSTー0002')
                 """)
-            let sql = try String(contentsOfFile: RepositoryFiles.path("sql/migrations/0103_external_id_dashes_folded.sql"), encoding: .utf8)
-            for _ in 1...2 {
-                try await app.database.withTransaction { connection in
-                    for statement in sql.components(separatedBy: ";\n") where statement.contains(where: { !$0.isWhitespace }) {
-                        try await connection.query(PostgresQuery(unsafeSQL: statement), logger: TestCluster.logger)
-                    }
-                }
-            }
+            for _ in 1...2 { try await app.rerunMigration("0103_external_id_dashes_folded.sql") }
             #expect(try await app.strings("""
                 SELECT data->>'other_customer_id' FROM events
                 WHERE type = 'customer.merge_suggested' AND customer_id = '00000000-0000-4000-8000-000000000002'

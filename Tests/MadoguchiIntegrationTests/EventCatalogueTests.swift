@@ -52,13 +52,7 @@ struct EventCatalogueTests {
             let id = UUID().uuidString.lowercased()
             let old = #"{"webhook_id":"\#(id)","url":"https://hooks.slack.example/services/T0/B0/secret-token"}"#
             try await app.execute("INSERT INTO events (type, data) VALUES ('webhook.created', \(old)::text::jsonb)")
-            let sql = try String(contentsOfFile: RepositoryFiles.path("sql/migrations/0057_webhook_created_host_only.sql"), encoding: .utf8)
-            // As the migrator runs it: its statements one after another, in one transaction.
-            try await app.database.withTransaction { connection in
-                for statement in sql.components(separatedBy: ";\n") where statement.contains(where: { !$0.isWhitespace }) {
-                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: TestCluster.logger)
-                }
-            }
+            try await app.rerunMigration("0057_webhook_created_host_only.sql")
             #expect(try await app.count("SELECT count(*) FROM events WHERE type = 'webhook.created' AND data = jsonb_build_object('webhook_id', \(id)::text, 'host', 'hooks.slack.example')") == 1)
             #expect(try await app.count("SELECT count(*) FROM events WHERE data::text LIKE '%secret-token%'") == 0)
             await SchemaTests.expectRefused(app, .insufficientPrivilege, "UPDATE events SET data = '{}' WHERE type = 'webhook.created'")

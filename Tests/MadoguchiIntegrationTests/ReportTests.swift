@@ -672,12 +672,7 @@ struct ReportTests {
                 UPDATE report_response_periods SET starts = local_start AT TIME ZONE zone, count = 0
                 WHERE zone = 'America/New_York' AND unit = 'hour' AND local_start = '2026-11-01 01:00'
                 """)
-            let sql = try String(contentsOfFile: RepositoryFiles.path("sql/migrations/0104_rollup_periods_from_first_instant.sql"), encoding: .utf8)
-            for _ in 1...2 {
-                try await app.database.withTransaction { connection in
-                    try await Migrator.execute(script: sql, on: connection, logger: TestCluster.logger)
-                }
-            }
+            for _ in 1...2 { try await app.rerunMigration("0104_rollup_periods_from_first_instant.sql") }
             // (The rollup worker may fold the changes at once: what it leaves is read, not the queue.)
             #expect(try await app.count("""
                 SELECT count(*) FROM report_response_periods WHERE starts <> first_instant(local_start, zone) OR count = 0 AND metric = 'first_response'

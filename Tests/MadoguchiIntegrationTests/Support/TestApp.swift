@@ -158,6 +158,14 @@ struct TestApp {
         try await database.withConnection { try await $0.query(query, logger: TestCluster.logger) }
     }
 
+    /// Runs migration `file` (under sql/migrations) again, as the migrator runs it: its statements
+    /// one after another (`Migrator.execute`), in one transaction. For a migration that changes
+    /// data, tried on rows written the way the earlier code wrote them.
+    func rerunMigration(_ file: String) async throws {
+        let sql = try String(contentsOfFile: RepositoryFiles.path("sql/migrations/\(file)"), encoding: .utf8)
+        try await database.withTransaction { try await Migrator.execute(script: sql, on: $0, logger: TestCluster.logger) }
+    }
+
     /// Runs a query returning a single UUID (`… RETURNING id`).
     func insertReturningID(_ query: PostgresQuery) async throws -> UUID {
         try await database.withConnection { connection in

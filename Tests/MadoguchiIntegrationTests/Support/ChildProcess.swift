@@ -15,9 +15,7 @@ struct ChildProcess: Sendable {
     static func start(
         _ executable: String, _ arguments: [String], environment: [String: String] = [:], removing: Set<String> = [], log: String
     ) throws -> ChildProcess {
-        var merged = ProcessInfo.processInfo.environment.filter { !removing.contains($0.key) }
-        // As TestApp: at the peak of a full run a starting server may wait long for its first connection.
-        if merged["MADOGUCHI_DB_START_WAIT_SECONDS"] == nil { merged["MADOGUCHI_DB_START_WAIT_SECONDS"] = "120" }
+        var merged = testEnvironment(ProcessInfo.processInfo.environment.filter { !removing.contains($0.key) })
         merged.merge(environment) { _, new in new }
         let envp = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
@@ -93,8 +91,17 @@ struct ChildProcess: Sendable {
     /// its thread, and blocking the cooperative pool (a thread per core) stalls every server this test
     /// process runs, and every timer, the time limits' included.
     static func run(_ command: [String]) async throws -> ProcessRunner.Result {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread { continuation.resume(with: Result { try ProcessRunner.spawnAndWait(command) }) }.start()
+        let environment = Self.testEnvironment(ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
+        return try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try ProcessRunner.spawnAndWait(command, environment: environment) }) }.start()
         }
+    }
+
+    /// As TestApp: at the peak of a full run a command may wait long for its first connection (a CI
+    /// run saw `keys list` give up after the default 10 s on the shared cluster).
+    static func testEnvironment(_ environment: [String: String]) -> [String: String] {
+        var environment = environment
+        if environment["MADOGUCHI_DB_START_WAIT_SECONDS"] == nil { environment["MADOGUCHI_DB_START_WAIT_SECONDS"] = "120" }
+        return environment
     }
 }

@@ -10,6 +10,10 @@ public struct DeliverySettings: Sendable {
     /// `MADOGUCHI_MAIL_FROM`: the support address replies come from (`Shop <support@shop.example>`);
     /// their Reply-To is its `+t1234` form, which threads the customer's answer to the ticket.
     public var mailFrom: MailAddress?
+    /// `MADOGUCHI_FORM_MAIL_FROM`: the addresses web forms on the shop's site mail inquiries from
+    /// (Contact Form 7's `wordpress@shop.example`), the customer in Reply-To. Their mail, and the
+    /// support address's own, is filed under the Reply-To (`FormRelay`).
+    public var formMailFrom: [String] = []
     /// Carrier domains that get ISO-2022-JP: the built-in list plus `MADOGUCHI_CARRIER_DOMAINS`.
     public var carrierDomains: Set<String> = MailComposer.carrierDomains
     /// `MADOGUCHI_DKIM_KEY_FILE` (PEM RSA key) and `MADOGUCHI_DKIM_SELECTOR`; signs for the From domain.
@@ -146,6 +150,14 @@ public struct DeliverySettings: Sendable {
                 throw ConfigurationError("MADOGUCHI_MAIL_FROM=\(from) has a domain no mail can be sent from ('\(address.domain)' has no ASCII form)")
             }
             settings.mailFrom = address
+        }
+        if let forms = value("MADOGUCHI_FORM_MAIL_FROM") {
+            settings.formMailFrom = try forms.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.map { entry in
+                guard let address = MailAddress.list(Array(entry.utf8)).first, address.address.contains("@") else {
+                    throw ConfigurationError("MADOGUCHI_FORM_MAIL_FROM: '\(entry)' is not an address (write them separated by commas: wordpress@shop.example,form@shop.example)")
+                }
+                return address.address
+            }
         }
         if let extra = value("MADOGUCHI_CARRIER_DOMAINS") {
             settings.carrierDomains.formUnion(extra.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty })

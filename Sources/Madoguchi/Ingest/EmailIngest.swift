@@ -17,6 +17,8 @@ struct EmailIngest: Sendable {
     let logger: Logger
     let subjectWindow: Duration
     var automaticReply = AutomaticReply.Settings()
+    /// Mail a web form on the shop's site sent for a customer (`MADOGUCHI_FORM_MAIL_FROM`).
+    var formRelay = FormRelay(formAddresses: [], ownAddress: nil)
 
     typealias Outcome = InboundOutcome
 
@@ -37,7 +39,7 @@ struct EmailIngest: Sendable {
             }
             let payloadID = try await payloads.insert(
                 channel: .email, idempotencyKey: idempotencyKey, body: bytes, contentType: "message/rfc822", apiKeyID: apiKeyID,
-                thenLock: readable ? Self.lockKeys(of: mail, providerID: providerID) : [], on: connection)
+                thenLock: readable ? lockKeys(of: mail, providerID: providerID) : [], on: connection)
             return try await process(mail, bytes: bytes, payloadID: payloadID, providerLocked: readable, on: connection)
         }
     }
@@ -79,8 +81,8 @@ struct EmailIngest: Sendable {
     /// The locks a readable mail is taken in under, in order: the message's, then its sender's
     /// identity's (`filedSender`), which the mail's first read relies on. (An agent's forward takes
     /// its original sender's lock after these: `ForwardingAgent`.)
-    static func lockKeys(of mail: ParsedMail, providerID: String) -> [String] {
-        [lockKey(providerID)] + (filedSender(of: mail).map { [IdentityStore.lockKey(kind: .email, value: $0.address)] } ?? [])
+    func lockKeys(of mail: ParsedMail, providerID: String) -> [String] {
+        [Self.lockKey(providerID)] + (filedSender(of: mail).map { [IdentityStore.lockKey(kind: .email, value: $0.address)] } ?? [])
     }
 
     /// Runs a stored payload through ingest again (after a fix for one that could not be read).
@@ -136,9 +138,9 @@ struct EmailIngest: Sendable {
 
         var providerID = Self.providerID(of: mail, bytes: bytes)
         // A stored payload reprocessed takes the locks a new one took with its insert.
-        if !providerLocked { try await AdvisoryLock.take(Self.lockKeys(of: mail, providerID: providerID), on: connection, logger: logger) }
+        if !providerLocked { try await AdvisoryLock.take(lockKeys(of: mail, providerID: providerID), on: connection, logger: logger) }
         // Under both locks: whether the mail was taken in before, and who its sender is, in one read.
-        let identities = Self.filedSender(of: mail).map { [(kind: Customer.Identity.Kind.email, value: $0.address)] } ?? []
+        let identities = filedSender(of: mail).map { [(kind: Customer.Identity.Kind.email, value: $0.address)] } ?? []
         let threadIDs = Self.isFiled(mail) ? EmailThreader.headerCandidates(of: mail).map(\.id) : []
         var read = try await payloads.firstAnswer(
             channel: .email, provider: "", providerMessageID: providerID, excluding: payloadID, ownersOf: identities,
@@ -191,9 +193,10 @@ struct EmailIngest: Sendable {
         /// The messages its thread headers name, read with its first read.
         let threadMatches: [EmailThreader.HeaderMatch]
 
-        func message(ticketID: UUID, customerID: UUID, threadingReason: String?, forwardedBy: ForwardingAgent?) throws -> NewMessage {
+        func message(ticketID: UUID, customerID: UUID, threadingReason: String?, forwardedBy: ForwardingAgent?,
+                     relayed: FormRelay.Relayed? = nil) throws -> NewMessage {
             try NewMessage(mail: mail, payloadID: payloadID, providerID: providerID, ticketID: ticketID, customerID: customerID,
-                           threadingReason: threadingReason, forwardedBy: forwardedBy)
+                           threadingReason: threadingReason, forwardedBy: forwardedBy, relayed: relayed)
         }
     }
 
@@ -206,10 +209,11 @@ struct EmailIngest: Sendable {
 
     // MARK: - A customer's mail (or their auto-reply)
 
-    /// The sender a customer's mail is filed under, when its From is a usable address.
-    /// The mail's sender, its address in the form its identity is stored in (`IdentityValue.email`).
-    static func sender(of mail: ParsedMail) -> MailAddress? {
-        mail.from.flatMap(usableSender)
+    /// The sender a customer's mail is filed under, its address in the form its identity is stored
+    /// in (`IdentityValue.email`): the customer a web form relayed it for (`FormRelay`), else its
+    /// From when that is a usable address.
+    func sender(of mail: ParsedMail) -> MailAddress? {
+        formRelay.relayed(mail)?.customer ?? mail.from.flatMap(Self.usableSender)
     }
 
     /// An address as a sender's identity stores it, or nil when it cannot be one.
@@ -231,8 +235,8 @@ struct EmailIngest: Sendable {
     }
 
     /// The sender whose identity a mail's transaction locks and reads, when the mail `isFiled`.
-    static func filedSender(of mail: ParsedMail) -> MailAddress? {
-        isFiled(mail) ? sender(of: mail) : nil
+    func filedSender(of mail: ParsedMail) -> MailAddress? {
+        Self.isFiled(mail) ? sender(of: mail) : nil
     }
 
     /// The sender's identity lock is already held (`lockKeys(of:providerID:)`, taken with the
@@ -244,7 +248,8 @@ struct EmailIngest: Sendable {
         // An agent's forward is the customer's mail: filed under its original sender, whose
         // identity is locked and looked up now.
         let forwardedBy = try await ForwardingAgent.of(mail, ownAddress: automaticReply.ownAddress, on: connection, logger: logger)
-        let sender = forwardedBy?.original ?? Self.sender(of: mail)
+        let relayed = forwardedBy == nil ? formRelay.relayed(mail) : nil
+        let sender = forwardedBy?.original ?? self.sender(of: mail)
         var customerID: UUID?
         if let forwardedBy {
             try await identities.lock([(.email, forwardedBy.original.address)], on: connection)
@@ -281,7 +286,7 @@ struct EmailIngest: Sendable {
         if customerID == nil, let sender {
             // The sender's lock is held (see above) and the owner was looked up under it: none.
             customerID = try await resolver.create(
-                kind: .email, value: sender.address, rawValue: forwardedBy?.forward.from.address ?? mail.from?.address ?? sender.address, displayName: sender.name.map(Text.clean), on: connection)
+                kind: .email, value: sender.address, rawValue: forwardedBy?.forward.from.address ?? relayed?.written ?? mail.from?.address ?? sender.address, displayName: sender.name.map(Text.clean), on: connection)
         } else if customerID == nil {
             customerID = try await resolver.anonymousCustomer(on: connection)
         }
@@ -298,7 +303,8 @@ struct EmailIngest: Sendable {
         guard let ticket else { throw Problem.internalError }
 
         let (messageID, now) = try await intake.record(
-            try delivery.message(ticketID: ticket.id, customerID: customerID, threadingReason: outcome.threadingReason, forwardedBy: forwardedBy),
+            try delivery.message(ticketID: ticket.id, customerID: customerID, threadingReason: outcome.threadingReason, forwardedBy: forwardedBy,
+                                 relayed: relayed),
             on: ticket, customerID: customerID, eventDetails: ["classification": mail.classification.rawValue], on: connection)
         outcome.took(message: messageID, on: now, customerID: customerID)
         if let forwardedBy {
@@ -307,8 +313,9 @@ struct EmailIngest: Sendable {
             try await forwardedBy.addNote(on: now, on: connection, logger: logger)
             return
         }
-        // Not for a From its domain disowns: one forged mail would otherwise lift the mark.
-        if senderUndeliverable, !isAutoReply, !AutomaticReply.failsDMARC(mail), forwardedBy == nil, let sender {
+        // Not for a From its domain disowns: one forged mail would otherwise lift the mark. Nor for a
+        // form's: the customer typed their address, which says nothing of their mailbox taking mail.
+        if senderUndeliverable, !isAutoReply, !AutomaticReply.failsDMARC(mail), forwardedBy == nil, relayed == nil, let sender {
             try await markDeliverableAgain(sender.address, customerID: customerID, on: connection)
         }
         if opened, let sender {

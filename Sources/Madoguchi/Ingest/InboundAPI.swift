@@ -6,7 +6,8 @@ extension APIHandler {
     var emailIngest: EmailIngest {
         EmailIngest(database: database, logger: logger, subjectWindow: subjectThreadWindow, automaticReply: .init(
             template: delivery.autoReplyTemplate, dailyCap: delivery.autoReplyDailyCap, ownAddress: delivery.mailFrom?.address,
-            messageIDDomain: delivery.mailFrom?.asciiDomain ?? "madoguchi", warningWords: warningWords))
+            messageIDDomain: delivery.mailFrom?.asciiDomain ?? "madoguchi", warningWords: warningWords),
+            formRelay: FormRelay(formAddresses: delivery.formMailFrom, ownAddress: delivery.mailFrom?.address))
     }
 
     func ingestEmail(_ input: Operations.IngestEmail.Input) async throws -> Operations.IngestEmail.Output {

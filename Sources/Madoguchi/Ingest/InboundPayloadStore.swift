@@ -236,8 +236,10 @@ struct InboundPayloadStore: Sendable {
         let rows = try await connection.rows("""
             SELECT first.message_id, first.response_body, sender.n, sender.customer_id, sender.live,
                    email_thread_matches(\(threadIDs)::text[])::text, sender.undeliverable,
-                   -- An agent's forward is stored as its original sender's, and retried by the agent.
-                   (SELECT coalesce(m.metadata->'forwarded_by'->>'address', m.from_address) FROM messages m WHERE m.id = first.message_id),
+                   -- An agent's forward is stored as its original sender's, and retried by the agent;
+                   -- a web form's mail as its customer's, and retried by the form (`FormRelay`).
+                   (SELECT coalesce(m.metadata->'forwarded_by'->>'address', m.metadata->>'relayed_by', m.from_address)
+                    FROM messages m WHERE m.id = first.message_id),
                    (SELECT m.visible_text FROM messages m WHERE m.id = first.message_id),
                    EXISTS (SELECT 1 FROM messages m WHERE m.channel = \(channel.rawValue) AND m.provider = \(provider)
                            AND m.provider_message_id = \(providerMessageID) AND m.direction = 'inbound')

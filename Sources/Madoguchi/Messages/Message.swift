@@ -50,6 +50,8 @@ public struct Message: Sendable {
     public var links: [[String: String]] = []
     /// An agent's forward of the customer's mail: `agent_id`, `address` (`ForwardingAgent`).
     public var forwardedBy: [String: String]?
+    /// A web form's mail filed under the customer in its Reply-To: the form's address (`FormRelay`).
+    public var relayedBy: String?
     /// Outbound: where its delivery stands (`status`, `updated_at`, …): the provider's latest report,
     /// or a mail's outbox row.
     public var delivery: [String: String]?
@@ -65,6 +67,7 @@ public struct Message: Sendable {
         id, ticket_id, direction, channel, classification, customer_id, author_agent_id, from_address,
         to_addresses, subject, body_text, body_html, quoted_text, visible_text, email_message_id, in_reply_to,
         threading_reason, sent_at, created_at, (metadata->'links')::text AS links, (metadata->'forwarded_by')::text AS forwarded_by,
+        metadata->>'relayed_by' AS relayed_by,
         coalesce(message.metadata->'delivery', (
             SELECT jsonb_strip_nulls(jsonb_build_object(
                 'status', CASE WHEN r.state = 'bounced' THEN 'bounced' ELSE o.state END,
@@ -101,6 +104,7 @@ public struct Message: Sendable {
         let strings = { (json: String?) in json.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) } }
         links = (strings(try row.value("links", as: String?.self)) as? [[String: String]]) ?? []
         forwardedBy = strings(try row.value("forwarded_by", as: String?.self)) as? [String: String]
+        relayedBy = try row.value("relayed_by")
         delivery = strings(try row.value("delivery", as: String?.self)) as? [String: String]
         withdrawnAt = try row.value("withdrawn_at")
     }

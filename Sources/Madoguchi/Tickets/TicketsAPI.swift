@@ -173,6 +173,7 @@ extension Components.Schemas.Message {
                 guard let agent = forward["agent_id"].flatMap(UUID.init(uuidString:)), let address = forward["address"] else { return nil }
                 return .init(agentId: agent.resourceID, address: address)
             },
+            relayedBy: message.relayedBy,
             attachments: message.attachments.map { attachment in
                 .init(
                     id: attachment.id.resourceID,

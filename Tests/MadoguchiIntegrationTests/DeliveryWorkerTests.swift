@@ -169,7 +169,7 @@ struct DeliveryWorkerTests {
             // queued again, its attempt not counted.
             let store = OutboxStore(logger: TestCluster.logger)
             let late = try await app.database.withConnection {
-                try await store.claim(worker: "late", channels: [.email], lease: .seconds(60), limit: 8, on: $0)
+                try await store.claim(worker: "late", channels: [.email], lease: .seconds(60), limit: 8, maxAttempts: 12, on: $0)
             }
             #expect(late.count == 3 && late.allSatisfy { $0.attempts == 1 })
             try await app.database.withConnection {

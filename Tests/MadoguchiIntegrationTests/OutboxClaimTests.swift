@@ -17,7 +17,7 @@ struct OutboxClaimTests {
             let store = OutboxStore(logger: TestCluster.logger)
             func claim(_ limit: Int) async throws -> [OutboxItem] {
                 try await app.database.withConnection { connection in
-                    try await store.claim(worker: "test", channels: [.email], lease: .seconds(60), limit: limit, on: connection)
+                    try await store.claim(worker: "test", channels: [.email], lease: .seconds(60), limit: limit, maxAttempts: 12, on: connection)
                 }
             }
             let first = try await claim(2)
@@ -46,6 +46,36 @@ struct OutboxClaimTests {
             #expect(try await claim(10).isEmpty)
             #expect(Set((first + second + rest).map(\.replyID)).count == 5)
             #expect(try await app.count("SELECT count(*) FROM outbox WHERE state = 'sending'") == 5)
+        }
+    }
+
+    @Test("""
+        a row that lapsed with its attempts spent is held for a person, not claimed again: a push whose result could never be \
+        written down was otherwise sent at every lease, for ever
+        """)
+    func lapsedWithAttemptsSpent() async throws {
+        try await TestApp.run(configure: DeliveryWorkerTests.noWorkerInServe) { app in
+            var replies: [String] = []
+            for index in 0..<2 {
+                let conversation = try await DeliveryTests.customerWrites(app, from: "spent\(index)@example.jp")
+                replies.append(try await DeliveryTests.answer(conversation, "ご返信 \(index)"))
+            }
+            let store = OutboxStore(logger: TestCluster.logger)
+            // Both lapsed before any handover: one with its four attempts spent, one with a try left.
+            try await app.execute("""
+                UPDATE outbox SET state = 'sending', claimed_by = 'gone', lease_expires_at = now() - interval '1 second',
+                                  attempts = CASE WHEN reply_id = \(replies[0])::uuid THEN 4 ELSE 3 END
+                """)
+            let claimed = try await app.database.withConnection {
+                try await store.claim(worker: "test", channels: [.email], lease: .seconds(60), limit: 8, maxAttempts: 4, on: $0)
+            }
+            #expect(claimed.map(\.replyID.lowercased) == [replies[1]], "the row with a try left is claimed again, the spent one is not")
+            let held = try await app.database.withTransaction {
+                try await store.holdAbandonedHandovers(maxAttempts: 4, on: $0)
+            }
+            #expect(held.map(\.replyID.lowercased) == [replies[0]])
+            #expect(held.first?.reason.contains("no attempt's result could be recorded (4 attempts)") == true, "\(held)")
+            #expect(try await app.strings("SELECT state::text FROM outbox WHERE reply_id = \(replies[0])::uuid") == ["held"])
         }
     }
 }

@@ -550,6 +550,24 @@ struct ProviderDeliveryTests {
         }
     }
 
+    @Test("""
+        a chat gateway that redirects waits (its URL setting is wrong, nothing was posted); an id too long to keep is \
+        left out and the reply is sent, once
+        """)
+    func chatGatewayOddAnswers() async throws {
+        let gateway = try await FakeProvider { _, index in
+            index == 0 ? .init(status: .permanentRedirect, body: "moved")
+                : .init(status: .ok, body: #"{"id":"\#(String(repeating: "x", count: 4000))"}"#)
+        }
+        try await TestApp.run(configure: Self.configure(chatGateway: gateway)) { app in
+            let conversation = try await Self.customerChats(app, user: "u-45")
+            let sent = try await DeliveryTests.delivery(conversation, try await DeliveryTests.answer(conversation, "承知しました。"))
+            #expect(DeliveryTests.state(sent) == "sent", "\(sent)")
+            #expect(gateway.requests.count == 2)
+            #expect(try await app.count("SELECT count(*) FROM outbox WHERE state = 'sent' AND provider_message_id IS NULL AND attempts = 2") == 1)
+        }
+    }
+
     @Test("a chat reply after a merge goes into the conversation the customer wrote in last, a merged duplicate's included")
     func chatReplyAfterMerge() async throws {
         let gateway = try await FakeProvider { _, _ in .init(status: .ok, body: #"{"id":"gw-msg"}"#) }

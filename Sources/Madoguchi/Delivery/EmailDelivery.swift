@@ -94,9 +94,9 @@ struct EmailDelivery: Sendable {
         var results: [String: RecipientResult] = [:]
         for (recipient, reply) in outcome.refused {
             // 552 to RCPT is "too many recipients" or a full mailbox, which RFC 5321 (§4.5.3.1.10)
-            // says to treat as temporary. A refusal for the relay's or the message's sake fails the
-            // mail without marking an address that may be fine.
-            results[recipient] = !reply.isPermanent || reply.code == 552 ? .pending("RCPT TO: \(reply)")
+            // says to treat as temporary; a refusal of our relaying waits for the fix. One for the
+            // message's sake fails the mail without marking an address that may be fine.
+            results[recipient] = !reply.isPermanent || reply.code == 552 || reply.refusesOurSending ? .pending("RCPT TO: \(reply)")
                 : .failed("RCPT TO: \(reply)", undeliverable: reply.refusesTheAddress)
         }
         if let refused = outcome.refusedData {
@@ -119,7 +119,7 @@ struct EmailDelivery: Sendable {
         }
         for recipient in outcome.accepted {
             results[recipient] = taken ? .sent(final.description)
-                : final.isPermanent ? .failed("end of DATA: \(final)") : .pending("end of DATA: \(final)")
+                : final.isPermanent && !final.refusesOurSending ? .failed("end of DATA: \(final)") : .pending("end of DATA: \(final)")
         }
         return .answered(results, response: taken ? final.description : nil, error: taken ? nil : "end of DATA: \(final)")
     }

@@ -13,7 +13,7 @@ extension OutboxStore {
     /// workers are claiming are skipped, not waited on. Each comes with what its reply is written
     /// from (`ReplySource`), read in the same statement: the claim is on the way of every delivery,
     /// and a second round trip to read the replies made the batch wait as long as the claim did.
-    func claim(worker: String, channels: [Channel], lease: Duration, limit: Int, on connection: PostgresConnection) async throws -> [OutboxItem] {
+    func claim(worker: String, channels: [Channel], lease: Duration, limit: Int, maxAttempts: Int, on connection: PostgresConnection) async throws -> [OutboxItem] {
         let rows = try await connection.rows("""
             WITH queued AS (
                 -- Each arm reads its own partial index (outbox_due, outbox_leases), so a claim costs the
@@ -28,8 +28,10 @@ extension OutboxStore {
                 LIMIT 64
                 FOR UPDATE SKIP LOCKED
             ), abandoned AS (
+                -- One whose attempts are spent is held instead (`holdAbandonedHandovers`).
                 SELECT id FROM outbox
                 WHERE state = 'sending' AND lease_expires_at < now() AND handover_at IS NULL
+                  AND attempts - attempts_before_resend < \(maxAttempts)
                   AND channel::text = ANY(\(channels.map(\.rawValue))::text[])
                 LIMIT 64
                 FOR UPDATE SKIP LOCKED
@@ -127,18 +129,26 @@ extension OutboxStore {
     }
 
     /// Rows whose worker stopped after the handover began: the relay or provider may have the
-    /// message, so they are held for a person instead of being sent again. Returns their replies and
-    /// the attempts made.
-    func holdAbandonedHandovers(on connection: PostgresConnection) async throws -> [(outboxID: UUID, replyID: UUID, attempts: Int)] {
+    /// message, so they are held for a person instead of being sent again. So are rows that lapsed
+    /// with every attempt `maxAttempts` allows spent: a chat push (no handover mark: its key makes a
+    /// retry harmless to a gateway that keeps it) whose answer could never be written down was
+    /// otherwise posted again at every lease, for ever, and a gateway that ignores keys showed the
+    /// customer the reply each time. Returns the rows, their replies, the attempts made and why.
+    func holdAbandonedHandovers(maxAttempts: Int, on connection: PostgresConnection) async throws
+        -> [(outboxID: UUID, replyID: UUID, attempts: Int, reason: String)] {
         let rows = try await connection.run("""
             UPDATE outbox
             SET state = 'held', claimed_by = NULL, lease_expires_at = NULL, updated_at = now(),
-                held_reason = 'the worker stopped while handing the message over (at ' || handover_at::text || '); it may have been delivered'
-            WHERE state = 'sending' AND lease_expires_at < now() AND handover_at IS NOT NULL
-            RETURNING id, reply_id, attempts
+                held_reason = CASE WHEN handover_at IS NOT NULL
+                    THEN 'the worker stopped while handing the message over (at ' || handover_at::text || '); it may have been delivered'
+                    ELSE 'no attempt''s result could be recorded (' || (attempts - attempts_before_resend)::text
+                         || ' attempts); it may have been delivered' END
+            WHERE state = 'sending' AND lease_expires_at < now()
+              AND (handover_at IS NOT NULL OR attempts - attempts_before_resend >= \(maxAttempts))
+            RETURNING id, reply_id, attempts, held_reason
             """, logger: logger)
-        var held: [(UUID, UUID, Int)] = []
-        for try await row in rows.decode((UUID, UUID, Int).self) { held.append(row) }
+        var held: [(UUID, UUID, Int, String)] = []
+        for try await row in rows.decode((UUID, UUID, Int, String).self) { held.append(row) }
         return held
     }
 

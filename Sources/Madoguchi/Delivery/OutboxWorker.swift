@@ -190,16 +190,17 @@ public struct OutboxWorker: Service {
     private func claim(channels: [Channel], limit: Int) async throws -> [OutboxItem] {
         // One statement, committed on its own: no BEGIN and COMMIT around it.
         try await database.withConnection { connection in
-            try await OutboxStore(logger: logger).claim(worker: name, channels: channels, lease: settings.lease, limit: limit, on: connection)
+            try await OutboxStore(logger: logger).claim(worker: name, channels: channels, lease: settings.lease, limit: limit, maxAttempts: settings.maxAttempts, on: connection)
         }
     }
 
     private func holdAbandonedHandovers() async throws {
         try await database.withTransaction { connection in
-            for (outboxID, replyID, attempts) in try await OutboxStore(logger: logger).holdAbandonedHandovers(on: connection) {
-                logger.warning("delivery held: its worker stopped during the handover", metadata: ["outbox_id": "\(outboxID)"])
+            let store = OutboxStore(logger: logger)
+            for (outboxID, replyID, attempts, reason) in try await store.holdAbandonedHandovers(maxAttempts: settings.maxAttempts, on: connection) {
+                logger.warning("delivery held for a person", metadata: ["outbox_id": "\(outboxID)", "reason": "\(reason)"])
                 try await EventStore(logger: logger).record(
-                    .replyHeld, reply: replyID, actor: nil, data: ["reason": "the worker stopped while handing the message over", "attempts": attempts], on: connection)
+                    .replyHeld, reply: replyID, actor: nil, data: ["reason": reason, "attempts": attempts], on: connection)
             }
         }
     }

@@ -63,9 +63,9 @@ struct ProviderDelivery: Sendable {
             case .result(let result):
                 results[recipient] = result
             case .sent(let name, let id, let reply):
-                results[recipient] = .sent(reply)
+                results[recipient] = .sent(String(reply.prefix(500)))
                 provider = name
-                if let id { providerIDs.append(id) }
+                if let id = id.flatMap(Self.storableID) { providerIDs.append(id) }
             case .uncertain(let reason):
                 // What was settled so far stays settled; the rest waits for a person.
                 return .uncertain("\(recipient): \(reason)", settled: results)
@@ -73,6 +73,15 @@ struct ProviderDelivery: Sendable {
         }
         let firstError = results.values.first { $0.status != .sent }?.reply
         return .answered(results, response: providerIDs.first, provider: provider, providerMessageID: providerIDs.first, error: firstError)
+    }
+
+    /// A provider's id for what it accepted, when it is one that can be kept: a few characters to 200
+    /// (the longest any provider's reports name, as `sms_parts` keeps them). A gateway answering 4,000
+    /// characters as its `id` had every attempt's result refused by the message's CHECK, and the
+    /// push was sent again at every lease.
+    static func storableID(_ id: String) -> String? {
+        let trimmed = id.trimmingCharacters(in: .whitespacesAndNewlines)
+        return trimmed.isEmpty || trimmed.count > 200 ? nil : trimmed
     }
 
     /// How long after a row's first push its retry key still protects a retry: LINE's 24 hours, less
@@ -102,11 +111,12 @@ struct ProviderDelivery: Sendable {
             case 200..<300:
                 let sid = json["sid"] as? String
                 return .sent(provider: "twilio", id: sid, reply: "twilio \(response.status) \(sid ?? "") \(json["status"] as? String ?? "")")
-            case 401, 403, 429, 503:
+            case 300..<400, 401, 403, 429, 503:
                 // 401/403: our credentials or account (20003), which a person fixes: every reply would
                 // otherwise fail at once, so they wait and are tried again, as a relay's refusal of our
-                // session is (RUNBOOK, "Outbound mail"). 429 and 503 are Twilio turning the request
-                // away before it is processed: no message was made.
+                // session is (RUNBOOK, "Outbound mail"). So does a redirect, never followed: our API URL
+                // is wrong (http:// for https://). 429 and 503 are Twilio turning the request away
+                // before it is processed: no message was made.
                 return .result(.pending("twilio \(response.status): \(json["message"] as? String ?? response.text.prefix(200).description)"))
             case 500...599:
                 // An internal error or a gateway's timeout may come after the message was made.
@@ -163,15 +173,16 @@ struct ProviderDelivery: Sendable {
             let status = first["status"] as? String ?? ""
             let detail = first["error-text"] as? String ?? ""
             switch status {
-            case "1", "5", "4", "8", "9", "10", "15", "29":
+            case "1", "5", "4", "8", "9", "10", "11", "15", "29", "32":
                 // Throttled, or an internal error before sending; or our account, which a person
                 // fixes: 4 bad credentials, 8 account barred, 9 out of credit, 10 too many binds,
-                // 15 a sender id not allowed (our `from`), 29 not on the trial allow-list. Tried again
+                // 11 the account not enabled for this API, 15 a sender id not allowed (our `from`),
+                // 29 not on the trial allow-list, 32 the account wants signed requests. Tried again
                 // with backoff, rather than failing every reply at once.
                 return .result(.pending("vonage status \(status): \(detail)"))
             default:
-                // 6 unroutable: the number's own doing.
-                return .result(.failed("vonage status \(status): \(detail)", undeliverable: status == "6"))
+                // 6 unroutable, 7 a barred number, 33 a deactivated one: the number's own doing.
+                return .result(.failed("vonage status \(status): \(detail)", undeliverable: ["6", "7", "33"].contains(status)))
             }
         } catch ProviderHTTPError.notSent(let reason) {
             return .result(.pending("vonage: \(reason)"))
@@ -200,8 +211,9 @@ struct ProviderDelivery: Sendable {
                 // A retry of a push LINE already accepted: it was sent, once.
                 let accepted = response.headers.first(name: "x-line-accepted-request-id")
                 return .sent(provider: "line", id: accepted, reply: "line: already accepted as \(accepted ?? "")")
-            case 401, 403, 429, 500...599:
-                // 401/403: the channel access token expired or was revoked (ours to fix): wait, as above.
+            case 300..<400, 401, 403, 429, 500...599:
+                // 401/403: the channel access token expired or was revoked (ours to fix): wait, as above;
+                // a redirect is our API URL's doing.
                 return .result(.pending("line \(response.status): \(response.text.prefix(200))"))
             default:
                 return .result(.failed("line \(response.status): \(response.text.prefix(200))"))
@@ -239,7 +251,8 @@ struct ProviderDelivery: Sendable {
                 let json = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any]
                 let id = (json?["id"] as? String) ?? (json?["message_id"] as? String)
                 return .sent(provider: provider, id: id, reply: "chat gateway \(response.status) \(id ?? "")")
-            case 401, 403, 408, 409, 425, 429, 500...599:
+            case 300..<400, 401, 403, 408, 409, 425, 429, 500...599:
+                // A redirect (never followed) is MADOGUCHI_CHAT_GATEWAY_URL's doing: waits until it is set right.
                 return .result(.pending("chat gateway \(response.status): \(said)"))
             default:
                 return .result(.failed("chat gateway \(response.status): \(said)"))
@@ -314,8 +327,9 @@ struct ProviderDelivery: Sendable {
     /// Twilio's errors about our side, which a person fixes or which pass (so the text waits and is
     /// tried again): 20404 the account or API URL is wrong (HTTP 404), 21212 / 21606 / 21659 the
     /// `From` is no number of ours that sends SMS, 21608 a trial account's unverified recipient,
-    /// 21611 the `From`'s queue is full.
-    static let twilioOwnSideCodes: Set<Int> = [20404, 21212, 21606, 21608, 21611, 21659]
+    /// 21611 the `From`'s queue is full, 21408 the account may not send to the recipient's country
+    /// (sending to Japan is switched off until the account's geographic permissions allow it).
+    static let twilioOwnSideCodes: Set<Int> = [20404, 21212, 21408, 21606, 21608, 21611, 21659]
 
     /// `application/x-www-form-urlencoded`: everything but ASCII letters, digits and `-._*` is
     /// percent-encoded as UTF-8 (Foundation's `alphanumerics` holds every script's letters, which

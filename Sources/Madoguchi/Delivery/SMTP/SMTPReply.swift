@@ -61,6 +61,22 @@ package struct SMTPReply: Sendable, Equatable, CustomStringConvertible {
     /// Words that make a refusal about our sending rather than the recipient.
     static let notAboutTheAddress = ["sender", "relay", "verif", "authenticat", "policy", "spam", "blocked", "blacklist", "reputation"]
 
+    /// A permanent refusal, to RCPT or after the final dot, of our relaying rather than of this mail:
+    /// "Relay access denied" (a relay that no longer knows us: a password dropped from
+    /// MADOGUCHI_SMTP_URL, a new sending IP), authentication required, our sender refused or not
+    /// verified, qmail's rcpthosts. It is said to every reply alike: failed for good, the whole
+    /// outbox failed in one pass and each reply had to be written again; waited out, as a refusal of
+    /// the session or of MAIL FROM is, the next attempt after the fix delivers them.
+    /// A refusal that names the address unknown is about the address, whatever table it was looked
+    /// up in ("User unknown in relay recipient table").
+    var refusesOurSending: Bool {
+        guard isPermanent, !refusesTheAddress else { return false }
+        let said = text.lowercased().replacingOccurrences(of: "<[^>]*>", with: "", options: .regularExpression)
+        return Self.aboutOurSending.contains { said.contains($0) }
+    }
+
+    static let aboutOurSending = ["relay", "authenticat", "sender", "verif", "rcpthosts"]
+
     /// An enhanced status code written later in the text, as qmail does: "553 sorry, … (#5.7.1)".
     private var enhancedStatusInText: (class: Int, subject: Int, detail: Int)? {
         let words = text.split(whereSeparator: { $0 == " " || $0 == "(" || $0 == ")" || $0 == "#" || $0 == "[" || $0 == "]" || $0 == "," })

@@ -17,8 +17,6 @@ final class ISO2022JPEncoder {
     struct Cell: Equatable {
         var designation: [UInt8]
         var bytes: [UInt8]
-        /// A line may be broken after this one (a space, 、 or 。).
-        var isBreakOpportunity: Bool
     }
 
     /// ESC ( B: ASCII, where every line and every encoded word must end.
@@ -72,7 +70,7 @@ final class ISO2022JPEncoder {
             if bytes.suffix(3).elementsEqual(Self.ascii) { bytes = bytes.dropLast(3) }
         }
         guard Self.designations.contains(designation), (1...2).contains(bytes.count), !bytes.contains(0x1B) else { return nil }
-        return Cell(designation: designation, bytes: Array(bytes), isBreakOpportunity: scalar == " " || scalar == "、" || scalar == "。")
+        return Cell(designation: designation, bytes: Array(bytes))
     }
 
     private func iconvOne(_ scalar: Unicode.Scalar) -> [UInt8]? {
@@ -127,39 +125,23 @@ struct ISO2022JPWriter {
 
 extension ISO2022JPEncoder {
     /// A body as 7bit ISO-2022-JP lines joined by CRLF, each back in ASCII before its line end (RFC
-    /// 1468) and at most `limit` octets; nil when a character cannot be encoded.
-    ///
-    /// Only a line longer than the limit is broken (SMTP allows 998 octets, RFC 5321 §4.5.3.1.6), after
-    /// a space, 、 or 。 in its second half when there is one, else between any two characters.
+    /// 1468); nil when a character cannot be encoded or a line would pass `limit` octets (SMTP allows
+    /// 998, RFC 5321 §4.5.3.1.6). 7bit has no way to continue a line on the next: a line broken to fit
+    /// reached the customer with a break the agent never wrote, and a long URL cut in two. Such a
+    /// text goes as UTF-8 (`MailComposer.chooseCharset`), base64 keeping every line whole.
     func body(lines: [Substring], limit: Int = 998) -> [UInt8]? {
         var output: [UInt8] = []
         for (index, line) in lines.enumerated() {
             guard let cells = cells(line) else { return nil }
+            var writer = ISO2022JPWriter()
+            for cell in cells {
+                guard writer.length(adding: cell) <= limit else { return nil }
+                writer.append(cell)
+            }
             if index > 0 { output += [0x0D, 0x0A] }
-            output += wrap(cells, limit: limit).joined(separator: [0x0D, 0x0A])
+            output += writer.finish()
         }
         return output
-    }
-
-    private func wrap(_ cells: [Cell], limit: Int) -> [[UInt8]] {
-        var pieces: [[UInt8]] = []
-        var line: [Cell] = []
-        var writer = ISO2022JPWriter()
-        for cell in cells {
-            if writer.length(adding: cell) > limit {
-                let cut = line.indices.last { $0 >= line.count / 2 && line[$0].isBreakOpportunity }.map { $0 + 1 } ?? line.count
-                var head = ISO2022JPWriter()
-                line[..<cut].forEach { head.append($0) }
-                pieces.append(head.finish())
-                line = Array(line[cut...])
-                writer = ISO2022JPWriter()
-                line.forEach { writer.append($0) }
-            }
-            line.append(cell)
-            writer.append(cell)
-        }
-        pieces.append(writer.finish())
-        return pieces
     }
 
     /// `text` as RFC 2047 B-encoded words of at most `maximumLength` characters, or nil when a

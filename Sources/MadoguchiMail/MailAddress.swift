@@ -154,11 +154,22 @@ public struct MailAddress: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// `text` without its white space and control characters (a NUL in an address cannot be stored,
-    /// and no mailer means one); most addresses are printable ASCII and come back as they are.
+    /// and no mailer means one); most addresses are printable ASCII and come back as they are. White
+    /// space inside a quoted string stays: `"john doe"@example.jp` is not `johndoe@example.jp`,
+    /// someone else's mailbox, where our answers went.
     private static func withoutWhitespace(_ text: String) -> String {
         if text.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) { return text }
+        var inQuote = false
+        var escaped = false
         return text.filter { character in
-            !character.isWhitespace && !character.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F }
+            defer {
+                if inQuote && character == "\\" && !escaped { escaped = true } else {
+                    if character == "\"" && !escaped { inQuote.toggle() }
+                    escaped = false
+                }
+            }
+            if character.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) { return false }
+            return inQuote || !character.isWhitespace
         }
     }
 

@@ -26,16 +26,35 @@ extension MailComposer {
 
     /// `local@domain`, at most 254 octets (RFC 5321 §4.5.3.1.3), with nothing that would end the
     /// address or the list inside a header. Dots are not judged: carrier addresses break RFC 5322 and
-    /// are real.
+    /// are real. A local part may be a quoted string (`"john doe"@example.jp`, `"a,b"@example.jp`):
+    /// written as it is, it ends nothing; refused, one such recipient failed the whole reply, its
+    /// other recipients with it.
     private static func checkMailbox(_ mailbox: MailAddress, field: String) throws {
         try checkNoLineBreaks(mailbox.address, field: field)
         if let name = mailbox.name { try checkNoLineBreaks(name, field: field) }
         let address = mailbox.address
         let forbidden = Set("<>,;()\"\\".unicodeScalars)
+        let plain = { (part: Substring) in
+            part.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value != 0x7F && !$0.properties.isWhitespace && !forbidden.contains($0) }
+        }
         guard let at = address.lastIndex(of: "@"), at != address.startIndex, address.index(after: at) != address.endIndex,
-              address.utf8.count <= 254,
-              address.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value != 0x7F && !$0.properties.isWhitespace && !forbidden.contains($0) })
+              address.utf8.count <= 254, plain(address[address.index(after: at)...]),
+              plain(address[..<at]) || isQuotedString(address[..<at])
         else { throw Failure.invalidAddress(field: field) }
+    }
+
+    /// `"…"` holding printable characters and spaces, its `"` and `\` escaped (RFC 5322 §3.2.4).
+    private static func isQuotedString(_ text: Substring) -> Bool {
+        let scalars = Array(text.unicodeScalars)
+        guard scalars.count >= 3, scalars.first == "\"", scalars.last == "\"" else { return false }
+        var escaped = false
+        for scalar in scalars.dropFirst().dropLast() {
+            if scalar.value < 0x20 || scalar.value == 0x7F { return false }
+            if escaped { escaped = false; continue }
+            if scalar == "\\" { escaped = true; continue }
+            if scalar == "\"" { return false }
+        }
+        return !escaped
     }
 
     /// Can this id go in Message-ID, In-Reply-To or References? Bare (the brackets are added when

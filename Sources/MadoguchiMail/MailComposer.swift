@@ -129,13 +129,17 @@ enum TextCharset {
 
 extension MailComposer {
     /// US-ASCII when every text is; ISO-2022-JP for a carrier recipient when the whole text, normalized,
-    /// can be written in it; otherwise UTF-8 with the text exactly as given, because the reader should
-    /// get what the agent wrote rather than a partial rewrite.
+    /// can be written in it, every body line within SMTP's 998 octets; otherwise UTF-8 with the text
+    /// exactly as given, because the reader should get what the agent wrote rather than a partial
+    /// rewrite.
     static func chooseCharset(_ mail: OutgoingMail, toCarrier: Bool) -> (TextCharset, OutgoingMail) {
         if mail.charsetTexts.allSatisfy({ $0.utf8.allSatisfy { $0 < 0x80 } }) { return (.usASCII, mail) }
         if toCarrier, let encoder = ISO2022JPEncoder() {
             let normalized = mail.mappingTexts(ISO2022JPEncoder.normalize)
-            if normalized.charsetTexts.allSatisfy(encoder.canEncode) { return (.iso2022JP(encoder), normalized) }
+            if normalized.charsetTexts.allSatisfy(encoder.canEncode),
+               encoder.body(lines: BodyLines.split(normalized.text, endingWithBreak: true)) != nil {
+                return (.iso2022JP(encoder), normalized)
+            }
         }
         return (.utf8, mail)
     }

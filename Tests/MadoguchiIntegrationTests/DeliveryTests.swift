@@ -225,6 +225,24 @@ struct DeliveryTests {
         }
     }
 
+    @Test("""
+        a customer whose address has a quoted local part with a space is answered there, in the envelope and the header, \
+        not at the address without it
+        """)
+    func quotedLocalPart() async throws {
+        let sink = try await SMTPSink()
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let conversation = try await Self.customerWrites(app, from: #""john doe"@cust.example"#)
+            #expect(try await app.strings("SELECT value FROM customer_identities") == [#""john doe"@cust.example"#])
+            let reply = try await Self.answer(conversation, "ご案内いたします。")
+            let sent = try await Self.delivery(conversation, reply)
+            #expect(Self.state(sent) == "sent", "\(sent)")
+            let received = try #require(sink.received.first)
+            #expect(received.recipients == [#""john doe"@cust.example"#], "\(received.recipients)")
+            #expect(ParsedMail(received.bytes).to.map(\.address) == [#""john doe"@cust.example"#])
+        }
+    }
+
     @Test("a customer's answer that names our reply only in In-Reply-To (no References, as phone mailers write) keeps our reply in the next mail's References")
     func referencesFromInReplyTo() async throws {
         let sink = try await SMTPSink()

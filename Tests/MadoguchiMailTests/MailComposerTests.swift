@@ -266,6 +266,14 @@ struct MailComposerTests {
         #expect(ParsedMail(composed.bytes).to.first?.name == String(repeating: "\"", count: 500))
     }
 
+    @Test("a quoted local part is written as it is and read back as the same mailbox: one such recipient no longer fails the reply")
+    func quotedLocalParts() throws {
+        for address in [#""john doe"@cust.example"#, #""a,b"@cust.example"#, #""x(y)"@cust.example"#, #""say \"hi\""@cust.example"#] {
+            let (_, parsed) = try roundTrip(mail(to: address))
+            #expect(parsed.to.map(\.address) == [address], "\(address)")
+        }
+    }
+
     @Test("other refusals: non-ASCII ids and extras, reserved extras, bad addresses and media types")
     func refusals() {
         var outgoing = mail()
@@ -278,6 +286,10 @@ struct MailComposerTests {
         #expect(throws: MailComposer.Failure.reservedHeader("content-type")) { try MailComposer.compose(outgoing) }
         #expect(throws: MailComposer.Failure.invalidAddress(field: "To")) { try MailComposer.compose(mail(to: "a b@example.com")) }
         #expect(throws: MailComposer.Failure.invalidAddress(field: "To")) { try MailComposer.compose(mail(to: "nobody")) }
+        #expect(throws: MailComposer.Failure.invalidAddress(field: "To")) { try MailComposer.compose(mail(to: "a,b@example.com")) }
+        #expect(throws: MailComposer.Failure.invalidAddress(field: "To")) { try MailComposer.compose(mail(to: #""a"b"@example.com"#)) }
+        #expect(throws: MailComposer.Failure.invalidAddress(field: "To")) { try MailComposer.compose(mail(to: #""ab\"@example.com"#)) }
+        #expect(throws: MailComposer.Failure.invalidAddress(field: "To")) { try MailComposer.compose(mail(to: #"a@"x y".com"#)) }
         outgoing = mail()
         outgoing.attachments = [.init(filename: "a.pdf", mediaType: "application/pdf; x=y", content: [])]
         #expect(throws: MailComposer.Failure.invalidMediaType("application/pdf; x=y")) { try MailComposer.compose(outgoing) }
@@ -342,18 +354,23 @@ struct MailComposerTests {
         #expect(parsed.text == text)
     }
 
-    @Test("a long ISO-2022-JP line is broken at a 。 into lines of at most 998 octets, each back in ASCII")
+    @Test("a carrier reply with a line too long for one ISO-2022-JP line (998 octets) goes as UTF-8, every line as written; one that fits stays ISO-2022-JP")
     func longJapaneseLine() throws {
         let sentence = "ご不便をおかけして申し訳ございません。"
         let text = String(repeating: sentence, count: 60) + "\n"
         let (composed, parsed) = try roundTrip(mail(text: text))
-        #expect(composed.charset == "ISO-2022-JP")
-        let bodyLines = lines(sections(composed.bytes).body)
-        #expect(bodyLines.count > 2)
-        #expect(bodyLines.allSatisfy { $0.count <= 998 && endsInASCII($0) })
-        let pieces = parsed.text.split(separator: "\n")
-        #expect(pieces.dropLast().allSatisfy { $0.hasSuffix("。") })
-        #expect(parsed.text.replacingOccurrences(of: "\n", with: "") + "\n" == text)
+        #expect(composed.charset == "UTF-8")
+        #expect(lines(composed.bytes).allSatisfy { $0.count <= 998 })
+        #expect(parsed.text == text, "no line break the agent did not write")
+        let url = "https://shop.example/" + String(repeating: "a", count: 1200) + "\n"
+        let (_, withURL) = try roundTrip(mail(text: "こちらをご覧ください。\n" + url))
+        #expect(withURL.text == "こちらをご覧ください。\n" + url, "a long link stays whole")
+
+        let fits = String(repeating: sentence, count: 20) + "\n"
+        let (short, readBack) = try roundTrip(mail(text: fits))
+        #expect(short.charset == "ISO-2022-JP")
+        #expect(lines(sections(short.bytes).body).allSatisfy { $0.count <= 998 && endsInASCII($0) })
+        #expect(readBack.text == fits)
     }
 
     @Test("line ends: LF, CRLF and CR in, CRLF out; a last line gets its line break")

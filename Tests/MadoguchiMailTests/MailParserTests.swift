@@ -102,6 +102,11 @@ struct MailParserTests {
         #expect(list[1].name == "Yamada, Taro")
         #expect(list[2].name == "Bee")
         #expect(MailAddress.list(Array("\"Mary Smith: Personal\" <smith@home.example>".utf8)).first?.address == "smith@home.example")
+        // A quoted local part keeps its spaces: without them it is another mailbox.
+        #expect(MailAddress.list(Array("\"john doe\"@Cust.Example".utf8)).first?.address == "\"john doe\"@cust.example")
+        #expect(MailAddress.list(Array("John <\"john  doe\"@cust.example>".utf8)).first?.address == "\"john  doe\"@cust.example")
+        #expect(MailAddress.normalize("\"john doe\"@Cust.Example") == "\"john doe\"@cust.example")
+        #expect(MailAddress.list(Array("<john doe@cust.example>".utf8)).first?.address == "johndoe@cust.example", "outside quotes, spaces go as before")
     }
 
     @Test("multipart: nested alternatives, attachments, missing close delimiter")

@@ -342,6 +342,16 @@ struct DeliveryTests {
         }
     }
 
+    @Test("a relay that knows only HELO (502 to EHLO) takes the reply after HELO, once")
+    func heloOnlyRelay() async throws {
+        let sink = try await SMTPSink()
+        try sink.control(#"{"ehlo": "502 5.5.2 Error: command not recognized"}"#)
+        try await TestApp.run(configure: Self.configure(sink)) { app in
+            let (_, _) = try await Self.sentReply(app, to: "helo@example.jp")
+            #expect(sink.received.count == 1)
+        }
+    }
+
     // MARK: - Faults, counted at the server
 
     @Test("451 at the end of DATA, then 250: one accepted copy, delivered on the second attempt")

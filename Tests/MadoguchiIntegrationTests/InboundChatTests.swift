@@ -36,6 +36,33 @@ struct InboundChatTests {
         }
     }
 
+    @Test("""
+        in a shared conversation (a LINE group, a team chat) each member's messages go on their own ticket: another \
+        member's never join it, and an answer goes to the one who wrote
+        """)
+    func sharedConversation() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let first = try await app.request(.post, "/v1/inbound/chat", key: gateway, json: Self.chat("g1", conversation: "group-1", user: "u-a", text: "注文123が届きません"))
+            let aTicket = try #require(try first.json["ticket_id"] as? String)
+            let other = try await app.request(.post, "/v1/inbound/chat", key: gateway, json: Self.chat("g2", conversation: "group-1", user: "u-b", text: "注文999を返金してください"))
+            #expect(other.status == .created, "\(other.text)")
+            let bTicket = try #require(try other.json["ticket_id"] as? String)
+            #expect(bTicket != aTicket, "another member's message is not the first writer's")
+            #expect(try other.json["customer_id"] as? String != (try first.json["customer_id"] as? String))
+            // Each goes on with their own.
+            let again = try await app.request(.post, "/v1/inbound/chat", key: gateway, json: Self.chat("g3", conversation: "group-1", user: "u-a", text: "まだですか"))
+            #expect(try again.json["ticket_id"] as? String == aTicket)
+            let bAgain = try await app.request(.post, "/v1/inbound/chat", key: gateway, json: Self.chat("g4", conversation: "group-1", user: "u-b", text: "よろしく"))
+            #expect(try bAgain.json["ticket_id"] as? String == bTicket)
+            // B's answer is addressed to B.
+            let agent = try await app.keySecret(.agent)
+            #expect(try await app.request(.post, "/v1/tickets/\(bTicket)/claim", key: agent).status == .ok)
+            let draft = try await app.request(.post, "/v1/tickets/\(bTicket)/replies", key: agent, json: #"{"body":"返金いたします。"}"#)
+            #expect((try draft.json["recipients"] as? [String]) == ["intercom:u-b"], "\(draft.text)")
+        }
+    }
+
     @Test("an agent's answer keeps the conversation going: the customer's reply to it joins the ticket, however long ago they last wrote")
     func answerKeepsConversation() async throws {
         try await TestApp.run { app in

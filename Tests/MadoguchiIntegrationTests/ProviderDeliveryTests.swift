@@ -137,7 +137,7 @@ struct ProviderDeliveryTests {
         }
     }
 
-    @Test("Vonage's receipt that a text failed for good (err-code 3, a number no longer active) marks the number undeliverable; a handset out of reach (2) does not")
+    @Test("Vonage's receipt that a text failed for good (err-code 3, a number no longer active) marks the number undeliverable; a handset out of reach (2) does not; an id longer than ours is answered 200")
     func vonagePermanentFailureReport() async throws {
         let sent = Mutex(0)
         let vonage = try await FakeProvider { _, _ in
@@ -164,13 +164,20 @@ struct ProviderDeliveryTests {
             #expect(try await app.count("""
                 SELECT count(*) FROM customer_identities WHERE value = '+819011112222' AND undeliverable_at IS NOT NULL
                 """) == 1)
+            // A receipt naming an id longer than any of ours is answered 200 (a 500 made Vonage send it
+            // for days) and names no message; the request is kept.
+            for length in [1_200, 3_000] {
+                try await receipt(String(repeating: "V", count: length), "3")
+            }
+            #expect(try await app.count("SELECT count(*) FROM sms_reports_before_send") == 0)
         }
     }
 
     @Test("Twilio reports the text undelivered before its own answer to our request was recorded: the report waits and is applied with the send")
     func twilioReportBeforeSend() async throws {
         let twilio = try await FakeProvider { _, _ in
-            .init(status: .created, body: #"{"sid":"SMearly","status":"queued"}"#, delay: .seconds(2))
+            // Long enough for the early report to be posted while the answer is on its way, on a loaded machine too.
+            .init(status: .created, body: #"{"sid":"SMearly","status":"queued"}"#, delay: .seconds(8))
         }
         try await TestApp.run(configure: Self.configure(twilio: twilio)) { app in
             let conversation = try await Self.customerTexts(app)
@@ -379,6 +386,27 @@ struct ProviderDeliveryTests {
                     #expect(send.text.contains("1602"), "\(send.text)")
                 } else {
                     #expect(send.status == .ok, "\(send.text)")
+                }
+            }
+            #expect(try await app.count("SELECT count(*) FROM outbox") == 1)
+        }
+    }
+
+    @Test("a LINE reply longer than one push carries is refused at the send, not cut short by the push")
+    func tooLongForLINE() async throws {
+        try await TestApp.run { app in
+            let conversation = try await Self.customerOnLine(app, name: "長文", userID: "U" + String(repeating: "a", count: 32))
+            let line = String(repeating: "あ", count: 4999) + "\n"
+            for (body, refused) in [(String(repeating: line, count: 5), false), (String(repeating: line, count: 6), true)] {
+                let draft = try await app.request(.post, "/v1/tickets/\(conversation.ticket)/replies", key: conversation.agent,
+                                                  json: String(decoding: try JSONSerialization.data(withJSONObject: ["body": body]), as: UTF8.self))
+                let reply = try #require(try draft.json["id"] as? String, "\(draft.text)")
+                let send = try await app.request(.post, "/v1/replies/\(reply)/send", key: conversation.agent,
+                                                 json: #"{"last_seen_message_id":"\#(try await DeliveryTests.newestMessage(conversation))"}"#)
+                if refused {
+                    try expectProblem(send, .unprocessableContent, "too-long-for-line")
+                } else {
+                    #expect(send.status == .ok, "\(send.text.prefix(500))")
                 }
             }
             #expect(try await app.count("SELECT count(*) FROM outbox") == 1)

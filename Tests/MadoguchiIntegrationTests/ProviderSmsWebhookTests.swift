@@ -213,7 +213,7 @@ struct ProviderSmsWebhookTests {
         }
     }
 
-    @Test("Twilio MMS: the media are kept as links on the message")
+    @Test("Twilio MMS: the media are kept as links on the message; a negative count is none")
     func twilioMedia() async throws {
         try await TestApp.run(configure: Self.twilioConfigured) { app in
             var pairs = ProviderRequests.twilioMessage("MM001", body: "")
@@ -229,6 +229,13 @@ struct ProviderSmsWebhookTests {
             let timeline = try await app.request(.get, "/v1/tickets/\(ticket)/messages", key: try await app.keySecret(.supervisor))
             let links = ((try timeline.json["items"] as? [[String: Any]])?.first?["links"] as? [[String: Any]]) ?? []
             #expect(links.first?["url"] as? String == "https://api.twilio.com/2010-04-01/Accounts/AC0123/Messages/MM001/Media/ME1", "\(timeline.text)")
+
+            // A negative count, signed: taken as none (the range it made trapped, and the server exited).
+            var negative = ProviderRequests.twilioMessage("MM002", body: "x")
+            negative.removeAll { $0.0 == "NumMedia" }
+            negative.append(("NumMedia", "-1"))
+            let taken = try await ProviderRequests.postTwilio(app, negative, token: "new-token")
+            #expect((try taken.json["events"] as? [[String: Any]])?.first?["result"] as? String == "taken", "\(taken.text)")
         }
     }
 

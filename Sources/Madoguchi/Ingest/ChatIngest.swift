@@ -87,7 +87,8 @@ struct ChatIngest: Sendable {
 
     /// What a chat message needs to know once its locks are held, in one statement: the owners of
     /// the sender's identities (`identity_owners`, in `chat.contacts` order; see
-    /// `IdentityStore.OwnersRead`) and the ticket of the conversation's latest message, if that ticket
+    /// `IdentityStore.OwnersRead`) and the ticket of the sender's latest message in the conversation
+    /// (each member of a group has a ticket of their own), if that ticket
     /// has heard from either side within the idle gap: an agent's answer keeps the conversation
     /// going, so the customer's reply to it half an hour later is not a new ticket. A ticket merged
     /// away is heard on its survivor's timeline, where the answers now go. Read after the
@@ -102,9 +103,13 @@ struct ChatIngest: Sendable {
             LEFT JOIN LATERAL (
                 SELECT latest.ticket_id
                 FROM (
+                    -- The sender's own latest message in it: in a LINE group or a shared chat another
+                    -- member's message joined the first writer's ticket, and the answer, addressed to
+                    -- that ticket's customer by default, went to the wrong person.
                     SELECT ticket_id FROM messages
                     WHERE channel = 'chat' AND direction = 'inbound' AND provider = \(chat.provider)
                       AND metadata->>'conversation_id' = \(chat.conversationID)
+                      AND metadata->>'provider_user_id' = \(chat.senderUserID)
                     ORDER BY created_at DESC
                     LIMIT 1
                 ) AS latest

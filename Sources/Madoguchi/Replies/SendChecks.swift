@@ -29,6 +29,9 @@ struct SendChecks: Sendable {
         findings += attachments.flatMap { SendGuard.checkFileName($0.filename, extraWarningWords: warningWords) }
         findings += try await recipientFindings(reply.recipients, channel: reply.channel, customerID: ticket.customerID, on: connection)
         if reply.channel == .sms { findings += SendGuard.checkSMSLength(reply.body) }
+        if reply.channel == .chat, reply.recipients.contains(where: { ProviderDelivery.chatAddress($0).provider == "line" }) {
+            findings += SendGuard.checkLINELength(reply.body)
+        }
         findings += try await greetingFindings(reply.body, customerID: ticket.customerID, on: connection)
         // What has no place in the body (the subject, a file's name, a recipient) first, then the
         // body's findings as they are read, top to bottom: a greeting's line 1 had come after line 3.

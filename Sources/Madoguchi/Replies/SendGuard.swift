@@ -17,6 +17,7 @@ enum SendGuard {
             case unknownRecipient = "unknown-recipient"
             case notAMobileNumber = "not-a-mobile-number"
             case tooLongForSMS = "too-long-for-sms"
+            case tooLongForLINE = "too-long-for-line"
         }
 
         var kind: Kind
@@ -38,6 +39,16 @@ enum SendGuard {
         guard length > maxSMSLength else { return [] }
         return [Finding(kind: .tooLongForSMS,
                         message: "the text is \(length) characters (an emoji counts two), more than the \(maxSMSLength) an SMS reply can carry; shorten it or answer by another channel")]
+    }
+
+    /// A text one LINE push cannot carry whole (five messages of 5,000 UTF-16 units, cut at line
+    /// breaks: about 20,000 to 25,000 characters), found at the send: the push left the rest out, its
+    /// last message saying so, and the reply read sent.
+    static func checkLINELength(_ body: String) -> [Finding] {
+        guard ProviderDelivery.lineTexts(body).joined() != body else { return [] }
+        return [Finding(kind: .tooLongForLINE,
+                        message: "the text is \(body.utf16.count) characters as LINE counts them (an emoji counts two), more than one LINE push "
+                            + "carries (five messages of 5,000); shorten it or send the rest in another reply")]
     }
 
     /// Unfilled template markers. `{{…}}` variables; the runs of ● ○ 〇 ◯ ■ □ △ ▲ ＊ × that Japanese
@@ -231,16 +242,33 @@ enum SendGuard {
         return findings
     }
 
-    /// Whether the marks at `range` are a line of their own, five or more (＊＊＊＊＊＊＊＊, ■□■□■□,
-    /// a signature's frame): a divider, not a blank. A blank stands in a sentence, or is shorter.
+    /// Whether the marks at `range` are a divider, not a blank: a line of their own, ten or more
+    /// (＊＊＊＊＊＊＊＊＊＊, ■□■□■□■□■□, a signature's frame). Not a blank a template puts on a line
+    /// of its own, a value under its label: shorter (ご注文番号 / ●●●●●●●●), shaped like a number
+    /// (●●●-●●●●-●●●●, ××××-××××), after a label's colon (ご注文番号： / ○○○○○○○○○○), or carried
+    /// on by the next line (＊＊＊＊＊＊＊＊＊＊ / 円となります。). Five marks were a divider once, wherever
+    /// they stood, and a template's order number, direct line and refund went out unfilled.
     static func isDivider(_ range: Range<String.Index>, in text: String) -> Bool {
-        let lineStart = text[..<range.lowerBound].lastIndex(of: "\n").map { text.index(after: $0) } ?? text.startIndex
-        let lineEnd = text[range.upperBound...].firstIndex(of: "\n") ?? text.endIndex
+        let lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
+        let lineStart = text[..<range.lowerBound].lastIndex(where: \.isNewline).map { text.index(after: $0) } ?? text.startIndex
+        let lineEnd = text[range.upperBound...].firstIndex(where: \.isNewline) ?? text.endIndex
         let line = text[lineStart..<lineEnd].filter { !$0.isWhitespace }
-        return line.count >= 5 && line.allSatisfy { dividerMarks.contains($0) }
+        guard line.count >= 10, line.allSatisfy({ dividerMarks.contains($0) }),
+              !(line.contains(where: blankMarks.contains) && line.contains(where: numberSeparators.contains)) else { return false }
+        let index = text[..<lineStart].filter(\.isNewline).count
+        let trimmed = { (line: Substring) in line.trimmingCharacters(in: .whitespaces) }
+        let before = lines[..<min(index, lines.count)].last { !trimmed($0).isEmpty }.map(trimmed) ?? ""
+        let after = index + 1 < lines.count ? trimmed(lines[index + 1]) : ""
+        if before.hasSuffix("：") || before.hasSuffix(":") { return false }
+        return !continuations.contains { after.hasPrefix($0) }
     }
 
     private static let dividerMarks: Set<Character> = ["●", "○", "◯", "■", "□", "△", "▲", "＊", "*", "×", "✕", "◆", "◇", "★", "☆", "=", "-", "＝", "－", "━", "─"]
+    /// The marks templates use for a blank, and what separates a number's groups.
+    private static let blankMarks: Set<Character> = ["●", "○", "◯", "■", "□", "△", "▲", "＊", "*", "×", "✕"]
+    private static let numberSeparators: Set<Character> = ["-", "－", "ー", "‐", "/", "／", "."]
+    /// How a line goes on from a value the line above left blank: a particle, a unit, a verb's tail.
+    private static let continuations = ["の", "に", "を", "は", "が", "で", "と", "へ", "や", "まで", "より", "から", "円", "様", "さま", "個", "件", "点", "枚", "日", "までに"]
 
     /// `text` with full-width ASCII (U+FF01–FF5E) as ASCII: one UTF-16 unit for one, offsets unchanged.
     /// Not ＊, a blank of its own whose ASCII twin is not (a masked card number, ****1234).

@@ -25,6 +25,9 @@ struct WebhookAddress: Sendable {
             throw refuse("is not an absolute URL like https://hooks.example.jp/madoguchi")
         }
         guard url.user == nil, url.password == nil else { throw refuse("must not carry credentials; the signature authenticates us") }
+        // Foundation reads any number as the port, and the resolver takes it modulo 65536: :84155
+        // delivered every signed event to whatever listened on 18619.
+        if let port = url.port, !(1...65535).contains(port) { throw refuse("has port \(port); a port is 1 to 65535") }
         let loopback = ["localhost", "127.0.0.1", "::1", "[::1]"].contains(host)
         switch scheme {
         case "https": break

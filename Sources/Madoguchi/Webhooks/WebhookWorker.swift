@@ -127,6 +127,24 @@ struct WebhookWorker: Service {
     /// or deleted meanwhile: a slow receiver's page can take minutes.
     static let lookAgainAfter = Duration.seconds(1)
 
+    /// How far `sent` (events delivered in feed order after `cursor`) covers the feed as `filter`
+    /// reads it: up to the last of them before the first event `filter` lets through that was not
+    /// sent. An endpoint whose types grew while a page went out (between two looks, `lookAgainAfter`)
+    /// moved to its last event sent, and the events the old types had left out before it were passed
+    /// over for good. Sent events beyond the gap go again, with their webhook-ids, which receivers
+    /// deduplicate by.
+    static func covered(after cursor: FeedCursor, sent: [FeedEvent], filter: EventFeed.Filter, feed: EventFeed,
+                        on connection: PostgresConnection) async throws -> FeedCursor {
+        guard !sent.isEmpty else { return cursor }
+        let now = try await feed.page(after: cursor, filter: filter, limit: sent.count, on: connection)
+        var covered = cursor
+        for (event, delivered) in zip(now.events, sent) {
+            guard event.cursor == delivered.cursor else { break }
+            covered = delivered.cursor
+        }
+        return covered
+    }
+
     /// Sends the endpoint its next events in order, while they succeed (up to a turn), then lets go.
     /// True when it delivered (or tried to deliver) anything, or let go of a changed endpoint to take
     /// it up again as it now is.
@@ -188,8 +206,16 @@ struct WebhookWorker: Service {
                     // Past what the filter left out only if the filter is still the one the page was read
                     // with, looked at under the row's lock, which a change takes too: event types added
                     // while the last request was out must not be passed over.
-                    if seenAll, try await store.standing(of: endpoint, worker: name, lock: true, on: connection) == .serving {
+                    let standingNow = try await store.standing(of: endpoint, worker: name, lock: true, on: connection)
+                    if seenAll, standingNow == .serving {
                         moveTo = page.next
+                    } else if standingNow == .changed, taken != nil {
+                        // Changed since the page was read: events the old types left out between the
+                        // sent ones may be wanted now. Only as far as the feed, read with the endpoint's
+                        // types as they are, holds nothing unsent.
+                        let now = try await store.endpoint(endpoint.id, on: connection)
+                        let sentEvents = attempts.filter(\.attempt.succeeded).map(\.event)
+                        moveTo = try await Self.covered(after: cursor, sent: sentEvents, filter: now.filter, feed: feed, on: connection)
                     }
                     func answer(_ ours: Bool) -> (Bool, FeedCursor) { (ours, moveTo) }
                     if moveTo != cursor, !(try await store.advance(endpoint.id, to: moveTo, worker: name, on: connection)) { return answer(false) }

@@ -7,6 +7,12 @@ import OpenAPIRuntime
 extension APIHandler {
     var webhookStore: WebhookStore { WebhookStore(logger: logger) }
 
+    /// Each type once, in the order given: a type named twice is one subscription, and is read back once.
+    static func distinct(_ types: [String]) -> [String] {
+        var seen = Set<String>()
+        return types.filter { seen.insert($0).inserted }
+    }
+
     func listWebhooks(_ input: Operations.ListWebhooks.Input) async throws -> Operations.ListWebhooks.Output {
         let endpoints = try await database.withConnection { try await webhookStore.list(on: $0) }
         return .ok(.init(body: .json(.init(items: endpoints.map(Components.Schemas.Webhook.init)))))
@@ -20,7 +26,7 @@ extension APIHandler {
         let endpoint = try await database.withTransaction { connection in
             // From now on: an endpoint does not receive the whole history when it subscribes.
             let endpoint = try await webhookStore.create(
-                url: address.url.absoluteString, description: body.description, eventTypes: (body.eventTypes ?? []).map(\.rawValue), secret: secret,
+                url: address.url.absoluteString, description: body.description, eventTypes: Self.distinct((body.eventTypes ?? []).map(\.rawValue)), secret: secret,
                 startingAfter: try await feed.end(on: connection), on: connection)
             // The host only: the feed and every other endpoint see this event, and Slack-like URLs
             // carry their token in the path or query.
@@ -44,7 +50,7 @@ extension APIHandler {
             let current = try await webhookStore.endpoint(input.path.webhookId.uuid, lock: true, on: connection)
             let secrets = body.retireOldSecrets == true ? Array(current.secrets.prefix(1)) : nil
             let updated = try await webhookStore.update(
-                current.id, url: url, description: body.description, eventTypes: body.eventTypes.map { $0.map(\.rawValue) }, active: body.active,
+                current.id, url: url, description: body.description, eventTypes: body.eventTypes.map { Self.distinct($0.map(\.rawValue)) }, active: body.active,
                 secrets: secrets, on: connection)
             try await EventStore(logger: logger).record(.webhookUpdated, actor: principal, data: [
                 "webhook_id": current.id.lowercased, "active": updated.active, "secrets": updated.secrets.count, "rotated": false,

@@ -12,6 +12,7 @@ server runs):
   delay_after_data: seconds                                   wait before replying to DATA end
   delay_rcpt:  seconds                                        wait before replying to RCPT TO
   mail_from:   "421 4.3.2 shutting down"                      reply to MAIL FROM
+  ehlo:        "502 5.5.2 command not recognized"            reply to EHLO (a relay that knows only HELO)
 Prints "port N" on stdout once listening.
 """
 import argparse
@@ -81,6 +82,20 @@ class Handler:
         return reply
 
 
+class Sink(SMTP):
+    """aiosmtpd's server, which can refuse EHLO as an old relay or appliance that knows only HELO does."""
+    def __init__(self, *args, control_path=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.control_path = control_path
+
+    async def smtp_EHLO(self, hostname):
+        reply = control(self.control_path).get("ehlo")
+        if reply:
+            await self.push(reply)
+            return
+        await super().smtp_EHLO(hostname)
+
+
 class Garbage(asyncio.Protocol):
     """A 'relay' that answers nonsense."""
     def connection_made(self, transport):
@@ -114,7 +129,7 @@ def main():
     def factory():
         if args.garbage:
             return Garbage()
-        return SMTP(handler, hostname="sink.test", data_size_limit=40 * 1024 * 1024, enable_SMTPUTF8=True,
+        return Sink(handler, control_path=args.control, hostname="sink.test", data_size_limit=40 * 1024 * 1024, enable_SMTPUTF8=True,
                     tls_context=None if args.implicit_tls else context, require_starttls=False,
                     authenticator=authenticator if args.auth else None, auth_required=bool(args.auth), auth_require_tls=False)
 

@@ -116,8 +116,16 @@ package final class SMTPSession: Sendable {
         }
     }
 
+    /// EHLO, else HELO for a relay that does not know EHLO (500 or 502: an old relay or an
+    /// appliance; RFC 5321 §3.2): it offers no extensions, so no STARTTLS (refused when the URL
+    /// requires it), no AUTH and no pipelining. Before, every attempt stopped at the 502 and the
+    /// replies waited for hours, then failed.
     private func ehlo() async throws -> Capabilities {
         let reply = try await command("EHLO \(relay.heloName)")
+        if reply.code == 500 || reply.code == 502 {
+            try expect(try await command("HELO \(relay.heloName)"), 250, "HELO")
+            return Capabilities()
+        }
         try expect(reply, 250, "EHLO")
         return Capabilities(ehlo: reply)
     }

@@ -36,12 +36,25 @@ struct SmsDeliveryReports: Sendable {
     let database: Database
     let logger: Logger
 
+    /// The longest provider id a send keeps (`ProviderDelivery.storableID`).
+    static let longestID = 200
+
     func apply(_ report: SmsDeliveryReport, request: WebhookRequest) async throws -> ProviderWebhookAnswer {
         let payloads = InboundPayloadStore(logger: logger)
         return try await database.withTransaction { connection in
             let payloadID = try await payloads.insert(
                 channel: .sms, provider: report.provider, idempotencyKey: nil, body: request.body, contentType: request.contentType,
                 apiKeyID: nil, on: connection)
+            // Longer than any id we keep for a send (`ProviderDelivery.storableID`): it names none of
+            // ours. Answered 200 and kept as the request; stored as a report waiting for its send, it
+            // broke the table's index (a 500), and the provider redelivered it for days.
+            guard report.providerMessageID.count <= Self.longestID else {
+                let event = ProviderEventAnswer(eventID: String(report.providerMessageID.prefix(Self.longestID)), type: "status", result: .noMatchingMessage,
+                                                detail: "The message id is longer than \(Self.longestID) characters: no message of ours has it.")
+                let result = ProviderWebhookAnswer(inboundID: payloadID, provider: report.provider, events: [event])
+                try await payloads.finish(payloadID, providerMessageID: nil, answer: .webhook(result), messageID: nil, on: connection)
+                return result
+            }
             var event = ProviderEventAnswer(eventID: report.providerMessageID, type: "status", result: .noMatchingMessage)
             var messageID: UUID?
             try await lockProviderID(report.provider, report.providerMessageID, on: connection)

@@ -26,7 +26,8 @@ struct TwilioWebhook: Sendable {
             if let value = fields[field] { message.details[key] = value }
         }
         // MMS: the media stay on Twilio (fetching them needs the account's credentials); keep the links.
-        let mediaCount = min(Int(fields["NumMedia"] ?? "") ?? 0, 10)
+        // Clamped both ways: a negative count made the range below trap, and the process exited.
+        let mediaCount = max(0, min(Int(fields["NumMedia"] ?? "") ?? 0, 10))
         for index in 0..<mediaCount {
             guard let url = fields["MediaUrl\(index)"] else { continue }
             message.links.append(["url": url, "media_type": fields["MediaContentType\(index)"] ?? "application/octet-stream",

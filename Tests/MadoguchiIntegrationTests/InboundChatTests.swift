@@ -139,6 +139,28 @@ struct InboundChatTests {
         }
     }
 
+    @Test("a message id reused for other words (a gateway counting per conversation) is refused, not answered as a retry; the same words are a retry")
+    func reusedMessageID() async throws {
+        try await TestApp.run { app in
+            let gateway = try await app.keySecret(.gateway)
+            let first = try await app.request(.post, "/v1/inbound/chat", key: gateway, json: Self.chat("0", conversation: "CHA", text: "最初の質問"))
+            #expect(first.status == .created, "\(first.text)")
+            let retry = try await app.request(.post, "/v1/inbound/chat", key: gateway, json: Self.chat("0", conversation: "CHA", text: "最初の質問"))
+            #expect(retry.status == .ok, "\(retry.text)")
+            let other = try await app.request(.post, "/v1/inbound/chat", key: gateway, json: Self.chat("0", conversation: "CHB", text: "まったく別の質問"))
+            try expectProblem(other, .unprocessableContent, "provider-message-id-reused")
+            #expect(try await app.count("SELECT count(*) FROM messages") == 1)
+
+            // The same for texts a gateway relays.
+            let sms = { (body: String) in
+                try await app.request(.post, "/v1/inbound/sms", key: gateway, json: #"{"provider":"gw","provider_message_id":"1","from":"+819011112222","body":"\#(body)"}"#)
+            }
+            #expect(try await sms("a").status == .created)
+            #expect(try await sms("a").status == .ok)
+            try expectProblem(try await sms("b - new"), .unprocessableContent, "provider-message-id-reused")
+        }
+    }
+
     @Test("bad chat messages are refused naming each field; nothing is written; a collected contact that is none is kept, flagged, not refused")
     func badInput() async throws {
         try await TestApp.run { app in
@@ -159,7 +181,12 @@ struct InboundChatTests {
                  "attachments":[{"filename":"a.png","media_type":"image/png\u0000","url":"https://files.example/a.png"}]}
                 """#)
             try expectProblem(nul, .unprocessableContent, "validation-failed")
+            #expect(Set(((try nul.json["errors"] as? [[String: Any]]) ?? []).compactMap { $0["pointer"] as? String }) == ["/attachments/0/media_type"],
+                    "the field is named: \(nul.text)")
             #expect(try await app.count("SELECT count(*) FROM messages") == 0)
+            // A provider with a line break after it is no provider (a pattern's $ let it through, a second customer).
+            let newline = try await app.request(.post, "/v1/inbound/chat", key: gateway, json: Self.chat("m-nl").replacingOccurrences(of: #""intercom""#, with: #""intercom\n""#))
+            try expectProblem(newline, .unprocessableContent, "validation-failed")
 
             let typo = try await app.request(.post, "/v1/inbound/chat", key: gateway, json: #"""
                 {"provider":"intercom","conversation_id":"c2","provider_message_id":"m2","sender":{"provider_user_id":"u2","email":"nope","phone":"090-1234"},

@@ -241,6 +241,11 @@ struct InboundWebformTests {
             try expectProblem(try await Self.post(app, gateway, #"{"form_id":"f","submission_id":1,"body":"x"}"#), .badRequest, "malformed-body")
             let huge = #"{"form_id":"f","submission_id":"big","body":""# + String(repeating: "あ", count: 400_000) + #""}"#
             try expectProblem(try await Self.post(app, gateway, huge), .unprocessableContent, "validation-failed")
+            // The fields, written under the message, are limited as the body is.
+            let hugeFields = #"{"form_id":"f","submission_id":"bigfields","body":"x","fields":{"a":""# + String(repeating: "x", count: 200_000) + #""}}"#
+            let refusedFields = try await Self.post(app, gateway, hugeFields)
+            try expectProblem(refusedFields, .unprocessableContent, "validation-failed")
+            #expect(((try refusedFields.json["errors"] as? [[String: Any]]) ?? []).compactMap { $0["pointer"] as? String } == ["/fields"], "\(refusedFields.text)")
             #expect(try await app.count("SELECT count(*) FROM messages") == 3)
             #expect(try await app.count("SELECT count(*) FROM inbound_payloads") == 3)
         }

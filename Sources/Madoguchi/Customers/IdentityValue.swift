@@ -43,7 +43,7 @@ enum IdentityValue {
             // The provider as chat ingest names it (lower case): `Intercom:123` added by the order
             // system and `intercom:123` from the chat gateway are one person, not two customers.
             let provider = value[..<colon].lowercased()
-            guard provider.range(of: #"^[a-z0-9_.-]{1,100}$"#, options: .regularExpression) != nil else {
+            guard isProviderName(provider) else {
                 throw invalid("'\(value[..<colon])' is not a provider name like 'intercom' (letters, digits, _ . -)")
             }
             return provider + value[colon...]
@@ -129,6 +129,15 @@ enum IdentityValue {
     /// ignores it, while phone keyboards capitalize the first letter: `Taro@docomo.ne.jp` one day
     /// and `taro@docomo.ne.jp` the next made two customers and split one person's history.
     /// Non-ASCII letters (an SMTPUTF8 local part) stay as written: their case rules are the host's.
+    /// A provider's name as ingest and identities write it: 1 to 100 of a–z, 0–9, `_ . -`. Checked
+    /// by hand: the pattern's `$` let a final line break through (`intercom\n`), a second provider,
+    /// and a second customer for the same person.
+    static func isProviderName(_ name: some StringProtocol) -> Bool {
+        (1...100).contains(name.utf8.count) && name.utf8.allSatisfy { byte in
+            (0x61...0x7A).contains(byte) || (0x30...0x39).contains(byte) || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "-")
+        }
+    }
+
     static func email(_ address: String) -> String {
         let normalized = MailAddress.normalize(Text.foldingFullWidthASCII(address))
         guard let at = normalized.lastIndex(of: "@") else { return normalized }

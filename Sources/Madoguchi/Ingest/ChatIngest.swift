@@ -43,7 +43,10 @@ struct ChatIngest: Sendable {
             // Its identities are locked after the conversation's (`lockKeys`); compared here, so that a
             // gateway reusing a message id for another user is told so, not answered with the first
             // user's message as if this one had been taken in.
-            sender: chat.contacts.first?.value)
+            sender: chat.contacts.first?.value,
+            // And its text: a gateway numbering messages per conversation (Twilio Conversations'
+            // index) reused an id for a new question, answered as a retry and never stored.
+            text: chat.text)
         ) { payloadID, _, connection in
             try await take(chat, payloadID: payloadID, on: connection)
         }

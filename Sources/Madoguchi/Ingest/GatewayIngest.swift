@@ -26,8 +26,9 @@ struct GatewayIngest: Sendable {
         /// compared, not locked, to tell a reused message id from a retry.
         var sender: String?
         /// What the customer wrote, as the message keeps it (`visible_text`), where a gateway assigns
-        /// the ids (a web form's submission id): compared with the first message's, so that a reused
-        /// id with other words is refused rather than answered as a retry and lost.
+        /// the ids (a web form's submission id, a chat or SMS gateway's message id): compared with the
+        /// first message's, so that a reused id with other words is refused rather than answered as a
+        /// retry and lost.
         var text: String?
     }
 

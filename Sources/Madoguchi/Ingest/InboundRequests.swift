@@ -74,7 +74,7 @@ extension InboundWebform {
             let pointer = "/attachments/\(index)"
             let name = attachment.filename.trimmingCharacters(in: .whitespacesAndNewlines)
             if name.isEmpty || name.contains("\u{0}") { errors.append(.init(pointer: pointer + "/filename", message: "is blank or contains NUL")) }
-            if !attachment.mediaType.contains("/") { errors.append(.init(pointer: pointer + "/media_type", message: "is not a media type like image/png")) }
+            if let problem = Self.mediaTypeProblem(attachment.mediaType) { errors.append(.init(pointer: pointer + "/media_type", message: problem)) }
             guard let data = Data(base64Encoded: attachment.contentBase64, options: .ignoreUnknownCharacters) else {
                 errors.append(.init(pointer: pointer + "/content_base64", message: "is not base64"))
                 continue
@@ -86,6 +86,9 @@ extension InboundWebform {
         }
         let (fieldsJSON, fieldsText) = try Self.render(submission.fields)
         if fieldsJSON.contains("\\u0000") { errors.append(.init(pointer: "/fields", message: "contains a NUL character")) }
+        // As the body is limited: the fields are written under it on the message, and a 24 MB field
+        // was carried by every read of the ticket's timeline.
+        if fieldsText.count > 100_000 { errors.append(.init(pointer: "/fields", message: "is longer than 100000 characters written out")) }
         guard errors.isEmpty else { throw Problem.validationFailed(errors) }
 
         let name = submission.name?.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -123,7 +126,7 @@ extension InboundChat {
     /// Everything wrong with the message at once, each naming its field; nothing is written.
     init(validating chat: Components.Schemas.ChatMessage) throws {
         var errors: [Problem.FieldError] = []
-        if chat.provider.range(of: #"^[a-z0-9_.-]{1,100}$"#, options: .regularExpression) == nil {
+        if !IdentityValue.isProviderName(chat.provider) {
             errors.append(.init(pointer: "/provider", message: "is not a lower-case provider name like 'intercom'"))
         }
         for (field, text, limit) in [("/conversation_id", chat.conversationId, 200), ("/provider_message_id", chat.providerMessageId, 200),
@@ -151,7 +154,7 @@ extension InboundChat {
         for (index, attachment) in (chat.attachments ?? []).enumerated() {
             let pointer = "/attachments/\(index)"
             let name = SafeFileName.clean(attachment.filename)
-            if !attachment.mediaType.contains("/") { errors.append(.init(pointer: pointer + "/media_type", message: "is not a media type like image/png")) }
+            if let problem = InboundWebform.mediaTypeProblem(attachment.mediaType) { errors.append(.init(pointer: pointer + "/media_type", message: problem)) }
             switch (attachment.contentBase64, attachment.url) {
             case (let base64?, _):
                 guard let data = Data(base64Encoded: base64, options: .ignoreUnknownCharacters), data.count <= InboundWebform.attachmentLimit else {
@@ -160,8 +163,8 @@ extension InboundChat {
                 }
                 files.append(.init(filename: name, mediaType: attachment.mediaType.lowercased(), content: [UInt8](data)))
             case (nil, let url?):
-                guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme?.lowercased() ?? "") else {
-                    errors.append(.init(pointer: pointer + "/url", message: "is not an http(s) URL"))
+                guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme?.lowercased() ?? ""), !url.contains("\u{0}"), url.count <= 2000 else {
+                    errors.append(.init(pointer: pointer + "/url", message: "is not an http(s) URL of at most 2000 characters"))
                     continue
                 }
                 links.append(["filename": name, "media_type": attachment.mediaType, "url": url])

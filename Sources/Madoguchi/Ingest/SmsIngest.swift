@@ -33,7 +33,7 @@ struct SmsIngest: Sendable {
 
     static func validate(_ sms: InboundSms) throws -> Sender {
         var errors: [Problem.FieldError] = []
-        if sms.provider.range(of: #"^[a-z0-9_.-]{1,100}$"#, options: .regularExpression) == nil {
+        if !IdentityValue.isProviderName(sms.provider) {
             errors.append(.init(pointer: "/provider", message: "is not a lower-case provider name like 'twilio'"))
         }
         for (field, text, limit) in [("/provider_message_id", sms.providerMessageID, 200), ("/from", sms.from, 64), ("/to", sms.to ?? "", 64),
@@ -55,7 +55,9 @@ struct SmsIngest: Sendable {
         let sender = try Self.validate(sms)
         return try await GatewayIngest(database: database, logger: logger).ingest(.init(
             channel: .sms, provider: sms.provider, providerMessageID: sms.providerMessageID, idempotencyKey: idempotencyKey,
-            body: raw, contentType: contentType, apiKeyID: apiKeyID, senderIdentities: [(.phone, sender.value)])
+            // The text is compared too: a gateway whose ids are counters (per conversation, or started
+            // again) reused one for a new text, which was answered as a retry and never stored.
+            body: raw, contentType: contentType, apiKeyID: apiKeyID, senderIdentities: [(.phone, sender.value)], text: sms.body)
         ) { payloadID, ownersRead, connection in
             try await take(sms, from: sender, payloadID: payloadID, identitiesLocked: true, ownersRead: ownersRead, on: connection)
         }

@@ -25,6 +25,14 @@ struct InboundWebform: Sendable {
 
     /// Largest decoded attachment.
     static let attachmentLimit = 10 * 1_000_000
+
+    /// What is wrong with a file's media type as a gateway sent it, if anything: named at its field,
+    /// where a NUL had reached the database and come back as a 422 naming no field.
+    static func mediaTypeProblem(_ type: String) -> String? {
+        if type.contains("\u{0}") { return "contains a NUL character" }
+        if type.count > 255 { return "is longer than 255 characters" }
+        return type.contains("/") ? nil : "is not a media type like image/png"
+    }
 }
 
 /// Takes one web-form submission in: the request stored as received, the customer found (or made)

@@ -272,8 +272,11 @@ enum SendGuard {
 
     /// `text` with full-width ASCII (U+FF01–FF5E) as ASCII: one UTF-16 unit for one, offsets unchanged.
     /// Not ＊, a blank of its own whose ASCII twin is not (a masked card number, ****1234).
+    /// The small-form braces (﹛﹛お名前﹜﹜, U+FE5B/FE5C) as braces too: one UTF-16 unit each, as `{` `}`.
     static func foldedWidth(_ text: String) -> String {
-        Text.foldingFullWidthASCII(text, keeping: [0xFF0A])
+        let folded = Text.foldingFullWidthASCII(text, keeping: [0xFF0A])
+        guard folded.unicodeScalars.contains(where: { $0 == "\u{FE5B}" || $0 == "\u{FE5C}" }) else { return folded }
+        return String(String.UnicodeScalarView(folded.unicodeScalars.map { $0 == "\u{FE5B}" ? "{" : $0 == "\u{FE5C}" ? "}" : $0 }))
     }
 
     /// Whether the line holding `index` is quoted: its first non-blank character is > or ＞.

@@ -19,8 +19,9 @@ struct LineWebhookTests {
         Data(HMAC<SHA256>.authenticationCode(for: Data(body.utf8), using: SymmetricKey(data: Data(secret.utf8)))).base64EncodedString()
     }
 
-    static func event(_ id: String, type: String, user: String = user, redelivery: Bool = false, _ extra: String = "") -> String {
-        #"{"type":"\#(type)","mode":"active","timestamp":1795575845000,"source":{"type":"user","userId":"\#(user)"},"webhookEventId":"\#(id)","deliveryContext":{"isRedelivery":\#(redelivery)}\#(extra.isEmpty ? "" : "," + extra)}"#
+    static func event(_ id: String, type: String, user: String = user, redelivery: Bool = false, timestamp: Int64 = 1795575845000,
+                      _ extra: String = "") -> String {
+        #"{"type":"\#(type)","mode":"active","timestamp":\#(timestamp),"source":{"type":"user","userId":"\#(user)"},"webhookEventId":"\#(id)","deliveryContext":{"isRedelivery":\#(redelivery)}\#(extra.isEmpty ? "" : "," + extra)}"#
     }
 
     static func text(_ id: String, messageID: String, _ text: String, redelivery: Bool = false, user: String = user) -> String {
@@ -261,7 +262,7 @@ struct LineWebhookTests {
         }
     }
 
-    @Test("unfollow marks the LINE identity undeliverable and follow clears it; unsend marks the message withdrawn; media are references")
+    @Test("unfollow marks the LINE identity undeliverable and a later follow clears it, not an earlier one redelivered; unsend marks the message withdrawn; media are references")
     func lifecycle() async throws {
         try await TestApp.run(configure: Self.configured) { app in
             let image = Self.event("01HF0000000000000000000031", type: "message",
@@ -284,7 +285,11 @@ struct LineWebhookTests {
 
             _ = try await Self.post(app, Self.body([Self.event("01HF0000000000000000000034", type: "unfollow")]))
             #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE kind = 'line' AND undeliverable_at IS NOT NULL") == 1)
-            _ = try await Self.post(app, Self.body([Self.event("01HF0000000000000000000035", type: "follow")]))
+            // A follow from before the unfollow, redelivered late, leaves the mark: the user has blocked us since.
+            _ = try await Self.post(app, Self.body([Self.event("01HF0000000000000000000036", type: "follow", redelivery: true)]))
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE kind = 'line' AND undeliverable_at IS NOT NULL") == 1)
+            let now = Int64(Date().timeIntervalSince1970 * 1000) + 1000
+            _ = try await Self.post(app, Self.body([Self.event("01HF0000000000000000000035", type: "follow", timestamp: now)]))
             #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE kind = 'line' AND undeliverable_at IS NULL") == 1)
         }
     }

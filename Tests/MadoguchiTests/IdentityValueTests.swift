@@ -26,6 +26,9 @@ struct IdentityValueTests {
         #expect(Self.email("taro..yamada.@docomo.ne.jp") == "taro..yamada.@docomo.ne.jp")
         #expect(Self.email("\"taro..yamada.\"@docomo.ne.jp") == "taro..yamada.@docomo.ne.jp")
         #expect(Self.email("taro@[192.0.2.1]") == "taro@[192.0.2.1]")
+        // A domain written with the root's dot is the same domain.
+        #expect(Self.email("hanako@example.jp.") == "hanako@example.jp")
+        #expect(IdentityValue.email("Hanako@Example.JP.") == "hanako@example.jp")
     }
 
     @Test("two addresses, or characters no relay takes, are refused saying why")

@@ -144,10 +144,14 @@ struct IdentityStore: Sendable {
         return customers
     }
 
-    func markDeliverable(kind: Customer.Identity.Kind, value: String, on connection: PostgresConnection) async throws {
+    /// `happenedAt`: when what proves the address works happened, if it is known and may be late (a
+    /// provider's redelivered event): a mark made after it stands. A LINE follow redelivered after the
+    /// unfollow that followed it lifted the mark, and replies were pushed to a user who had blocked us.
+    func markDeliverable(kind: Customer.Identity.Kind, value: String, happenedAt: Date? = nil, on connection: PostgresConnection) async throws {
         try await connection.perform("""
             UPDATE customer_identities SET undeliverable_at = NULL, undeliverable_reason = NULL
             WHERE kind = \(kind.rawValue) AND value = \(value)
+              AND (\(happenedAt)::timestamptz IS NULL OR undeliverable_at IS NULL OR undeliverable_at < \(happenedAt)::timestamptz)
             """, logger: logger)
     }
 

@@ -142,7 +142,9 @@ enum IdentityValue {
         let normalized = MailAddress.normalize(Text.foldingFullWidthASCII(address))
         guard let at = normalized.lastIndex(of: "@") else { return normalized }
         let local = asciiLowercased(normalized[..<at])
-        let domain = String(normalized[normalized.index(after: at)...])
+        var domain = String(normalized[normalized.index(after: at)...])
+        // The root's dot (`example.jp.`) names the same domain: kept, it made a second customer.
+        if domain.count > 1, domain.hasSuffix("."), !domain.hasSuffix("..") { domain.removeLast() }
         guard !domain.utf8.allSatisfy({ $0 < 0x80 }), let ascii = IDNA.asciiDomain(domain) else { return local + "@" + domain }
         return local + "@" + ascii
     }

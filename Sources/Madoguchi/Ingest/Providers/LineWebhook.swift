@@ -128,7 +128,9 @@ struct LineWebhook: Sendable {
                     data: ["kind": "line", "value": userID, "reason": reason, "source": "line_unfollow"], on: connection)
             }
         } else {
-            try await identities.markDeliverable(kind: .line, value: userID, on: connection)
+            // Not past an unfollow recorded after this follow happened (LINE redelivers late events).
+            try await identities.markDeliverable(kind: .line, value: userID, happenedAt: event.timestamp.map { Date(timeIntervalSince1970: Double($0) / 1000) },
+                                                 on: connection)
         }
         try await EventStore(logger: logger).record(
             blocked ? .customerUnfollowed : .customerFollowed, customerID: customer.customerID, actor: nil,

@@ -247,7 +247,7 @@ struct InboundEmailTests {
         }
     }
 
-    @Test("a Message-ID two senders used: a reply naming it joins the replier's own conversation; the support address naming a customer's mail is no participant of it; under an id whose first mail made no message, other mails are taken in")
+    @Test("a Message-ID two senders used: a reply naming it joins the replier's own conversation; the support address's own mail is a note on the ticket it names, never a customer; under an id whose first mail made no message, other mails are taken in")
     func reusedMessageIDs() async throws {
         // The support address is the one replies are sent from (nothing is sent here).
         try await TestApp.run(configure: { $0.delivery.mailFrom = DeliveryTests.support }) { app in
@@ -265,13 +265,33 @@ struct InboundEmailTests {
             }
 
             // A colleague answers Yuki from a mail program as the support address, copying it: that
-            // mail is no customer message on Yuki's ticket (the address is on every message).
+            // mail is no customer message on Yuki's ticket, nor a customer of its own, nor a ticket
+            // in the queue: a note by the desk on Yuki's ticket, saying what was sent.
             let yuki = try await app.postMail(gateway, testMail(from: "yuki@example.org", subject: "サイズ交換", id: "c1@example.org"))
             let yukiTicket = try #require(try yuki.json["ticket_id"] as? String)
+            let tickets = try await app.count("SELECT count(*) FROM tickets")
             let own = try await app.postMail(gateway, testMail(
                 from: "support@shop.example", to: "yuki@example.org", subject: "Re: サイズ交換", id: "staff-1@shop.example",
-                headers: "Cc: support@shop.example\nIn-Reply-To: <c1@example.org>\n"))
-            #expect(try own.json["ticket_id"] as? String != yukiTicket, "\(own.text)")
+                headers: "Cc: support@shop.example\nIn-Reply-To: <c1@example.org>\n", body: "交換品を本日お送りしました。"))
+            #expect(own.status == .created, "\(own.text)")
+            let ownAnswer = try own.json
+            #expect(ownAnswer["ticket_id"] as? String == yukiTicket && ownAnswer["message_id"] == nil, "\(own.text)")
+            #expect(try own.json["threading_reason"] as? String == "support-address-note", "\(own.text)")
+            #expect(try await app.count("SELECT count(*) FROM tickets") == tickets)
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value LIKE 'support%'") == 0)
+            #expect(try await app.count("""
+                SELECT count(*) FROM messages WHERE ticket_id = \(yukiTicket)::uuid AND direction = 'internal'
+                  AND author_agent_id = \(AutomaticReply.agentID) AND body_text LIKE '%交換品を本日お送りしました。%'
+                """) == 1)
+            // Sent again, the same mail is a retry: no second note. Naming no ticket, it is kept, nothing more.
+            _ = try await app.postMail(gateway, testMail(
+                from: "support@shop.example", to: "yuki@example.org", subject: "Re: サイズ交換", id: "staff-1@shop.example",
+                headers: "Cc: support@shop.example\nIn-Reply-To: <c1@example.org>\n", body: "交換品を本日お送りしました。"))
+            #expect(try await app.count("SELECT count(*) FROM messages WHERE direction = 'internal'") == 1)
+            let test = try await app.postMail(gateway, testMail(from: "Support <support@shop.example>", subject: "テスト送信", id: "test-1@shop.example"))
+            let testAnswer = try test.json
+            #expect(test.status == .created && testAnswer["ticket_id"] == nil, "\(test.text)")
+            #expect(try await app.count("SELECT count(*) FROM tickets") == tickets)
 
             // The first mail under an id made no message (an auto-reply answering nothing): customers'
             // questions under the same id are taken in, each once; the auto-reply's retry stays a retry.

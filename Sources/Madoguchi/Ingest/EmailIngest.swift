@@ -249,6 +249,10 @@ struct EmailIngest: Sendable {
         // identity is locked and looked up now.
         let forwardedBy = try await ForwardingAgent.of(mail, ownAddress: automaticReply.ownAddress, on: connection, logger: logger)
         let relayed = forwardedBy == nil ? formRelay.relayed(mail) : nil
+        if forwardedBy == nil, relayed == nil, isFromSupportAddress(mail) {
+            try await takeOwnMail(delivery, outcome: &outcome, on: connection)
+            return
+        }
         let sender = forwardedBy?.original ?? self.sender(of: mail)
         var customerID: UUID?
         if let forwardedBy {
@@ -321,6 +325,50 @@ struct EmailIngest: Sendable {
         if opened, let sender {
             try await AutomaticReply(logger: logger, settings: automaticReply).acknowledge(mail, sender: sender.address, ticket: now, on: connection)
         }
+    }
+
+    // MARK: - Mail from the support address itself
+
+    /// From the support address (`MADOGUCHI_MAIL_FROM`, any `+tag` form), relaying no form's customer.
+    private func isFromSupportAddress(_ mail: ParsedMail) -> Bool {
+        guard let own = automaticReply.ownAddress, let from = mail.from?.address, !from.isEmpty else { return false }
+        return AutomaticReply.baseAddress(from) == AutomaticReply.baseAddress(own)
+    }
+
+    /// Mail from the support address is no customer's: a colleague answering from a mail program
+    /// with a copy to the desk, one of our own mails come back, a test. Filed under its From, the
+    /// support address became a customer, each such mail a ticket in the queue (the colleague's
+    /// answer shown as the customer's words), and an answer to it went to ourselves.
+    /// It is kept on the ticket it names (its thread headers, or our `[#1234]` / `support+t1234@`)
+    /// as a note by the desk, so that whoever answers sees what was sent; naming none, it is kept
+    /// as the payload only. (It is no answer of ours on the clocks: what it says was sent cannot be
+    /// checked.)
+    private func takeOwnMail(_ delivery: Delivery, outcome: inout Outcome, on connection: PostgresConnection) async throws {
+        let mail = delivery.mail
+        outcome.threadingReason = "support-address"
+        var named: UUID?
+        for (id, _) in EmailThreader.headerCandidates(of: mail) where named == nil {
+            named = delivery.threadMatches.first { $0.emailMessageID == id }?.ticketID
+        }
+        let number = ThreadSubject.ticketNumber(in: mail.subject)
+            ?? (mail.to + mail.cc).lazy.filter { ThreadSubject.isPlusAddress($0.address, of: self.automaticReply.ownAddress) }
+                .compactMap { ThreadSubject.ticketNumber(inAddress: $0.address) }.first
+        if named == nil, let number {
+            let rows = try await connection.run("SELECT id FROM tickets WHERE number = \(number)", logger: logger)
+            for try await id in rows.decode(UUID.self) { named = id }
+        }
+        guard let named, let ticket = try await intake.lock(named, customerWrites: false, on: connection) else { return }
+        let to = (mail.to + mail.cc).map(\.address).joined(separator: ", ")
+        var text = "Mail from the support address (\(mail.from?.address ?? "")) to \(to.isEmpty ? "-" : to), not sent through Madoguchi / "
+            + "Madoguchi を通さずに送られたメール"
+        if let subject = mail.subject, !subject.isEmpty { text += "\n件名: \(subject)" }
+        text += "\n\n" + mail.visibleText
+        try await MessageStore(logger: logger).insertServiceNote(
+            ticketID: ticket.id, customerID: ticket.customerID, channel: .email, agentID: AutomaticReply.agentID,
+            body: Text.limit(Text.clean(text), 20_000), source: "support_address_mail", on: connection)
+        outcome.ticketID = ticket.id
+        outcome.customerID = ticket.customerID
+        outcome.threadingReason = "support-address-note"
     }
 
     // MARK: - Bounces and reports

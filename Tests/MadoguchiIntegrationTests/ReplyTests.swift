@@ -215,6 +215,8 @@ struct ReplyTests {
         (#"{"body":"佐藤 次郎 様\nご確認ください。"}"#, "wrong-customer-name", 1),
         (#"{"body":"佐藤様\nご確認ください。"}"#, "wrong-customer-name", 1),
         (#"{"body":"山田 花子 様\nご確認ください。","subject":"〇〇様 ご注文の件"}"#, "leftover-placeholder", 1),
+        // A subject addressed to another customer (a template copied from their ticket).
+        (#"{"body":"山田 花子 様\nご確認ください。","subject":"佐藤 次郎様 お見積りのご案内"}"#, "wrong-customer-name", 1),
         // Findings in reading order: the greeting's line 1 before the blank on line 2.
         (#"{"body":"佐藤 次郎 様\nご注文番号●●の件"}"#, "wrong-customer-name", 2),
     ])
@@ -236,6 +238,22 @@ struct ReplyTests {
             #expect(try await Self.outboxCount(app) == 0)
             let stored = try await app.request(.get, "/v1/replies/\(reply)", key: scene.agent.secret)
             #expect(try stored.json["state"] as? String == "draft")
+        }
+    }
+
+    @Test("a name the customer's own subject holds (a gift's recipient) may stand in the reply's subject")
+    func customersSubjectNamesSomeone() async throws {
+        try await TestApp.run { app in
+            let agent = try await app.key(.agent)
+            _ = try await app.customer(name: "佐藤 次郎", email: "jiro@example.jp")
+            let customer = try await app.customer(name: "山田 花子", email: "hanako@example.jp")
+            let ticket = try await app.ticket(customer: customer, subject: "佐藤様宛のギフトについて")
+            let message = try await app.inboundMessage(ticket: ticket, customer: customer, body: "届いたか確認したいです。")
+            #expect(try await app.request(.post, "/v1/tickets/\(ticket)/claim", key: agent.secret).status == .ok)
+            let scene = Scene(app: app, agent: agent, customer: customer, ticket: ticket, lastMessage: message)
+            let reply = try await Self.draft(scene, #"{"body":"山田 花子 様\n確認いたします。"}"#)
+            let sent = try await Self.send(scene, reply)
+            #expect(sent.status == .ok, "\(sent.text)")
         }
     }
 

@@ -33,6 +33,7 @@ struct SendChecks: Sendable {
             findings += SendGuard.checkLINELength(reply.body)
         }
         findings += try await greetingFindings(reply.body, customerID: ticket.customerID, on: connection)
+        findings += try await subjectNameFindings(reply.subject ?? "", ticketSubject: ticket.subject, customerID: ticket.customerID, on: connection)
         // What has no place in the body (the subject, a file's name, a recipient) first, then the
         // body's findings as they are read, top to bottom: a greeting's line 1 had come after line 3.
         findings = findings.enumerated().sorted { a, b in
@@ -164,6 +165,26 @@ struct SendChecks: Sendable {
     /// Both sides fold variant kanji (`name_variants_folded`, migration 0100): 高橋様 greets 髙橋.
     private func greetingFindings(_ body: String, customerID: UUID, on connection: PostgresConnection) async throws -> [SendGuard.Finding] {
         guard let (name, line) = SendGuard.greetedName(in: body) else { return [] }
+        return try await otherCustomersName(name, customerID: customerID, on: connection).map {
+            [SendGuard.Finding(kind: .wrongCustomerName, message: "the greeting names \($0), another customer", line: line, column: 1, text: $0)]
+        } ?? []
+    }
+
+    /// The subject addressed to someone (佐藤 次郎様 お見積りのご案内), checked as the greeting is: a
+    /// template copied from another customer's ticket kept their name there. A name the customer's
+    /// own subject holds is theirs to name (佐藤様宛の荷物について, a gift's recipient).
+    private func subjectNameFindings(_ subject: String, ticketSubject: String, customerID: UUID, on connection: PostgresConnection) async throws
+        -> [SendGuard.Finding] {
+        // Without Re:, Fwd: and our token, which would read as part of the name.
+        guard let (name, _) = SendGuard.greetedName(in: ThreadSubject.withoutPrefixes(Text.oneLine(subject))),
+              !SendGuard.normalizedName(ticketSubject).contains(name) else { return [] }
+        return try await otherCustomersName(name, customerID: customerID, on: connection).map {
+            [SendGuard.Finding(kind: .wrongCustomerName, message: "the subject names \($0), another customer", text: $0)]
+        } ?? []
+    }
+
+    /// Another customer's name, when `name` (greeted) is not the customer's own and names someone else.
+    private func otherCustomersName(_ name: String, customerID: UUID, on connection: PostgresConnection) async throws -> String? {
         // A family name greeted alone may begin a name stored without spaces ("佐藤" of "佐藤次郎"):
         // Japanese names only (an English one rarely is stored so, and "sato" begins "satoshi").
         let byPrefix = name.count >= 2 && name.unicodeScalars.contains { !$0.isASCII }
@@ -188,9 +209,7 @@ struct SendChecks: Sendable {
                 ORDER BY c.created_at, c.id LIMIT 1) AS other
             WHERE NOT coalesce(ours.greeted, false)
             """, logger: logger)
-        for try await other in rows.decode(String.self) {
-            return [SendGuard.Finding(kind: .wrongCustomerName, message: "the greeting names \(other), another customer", line: line, column: 1, text: other)]
-        }
-        return []
+        for try await other in rows.decode(String.self) { return other }
+        return nil
     }
 }

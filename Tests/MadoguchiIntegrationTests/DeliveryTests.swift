@@ -1697,6 +1697,9 @@ struct SMTPDataRefusedTests {
             ("info@sendergroup.jp", SMTPReply(code: 550, lines: ["5.1.1 <info@sendergroup.jp>: Recipient address rejected: User unknown"]), .failed, true),
             ("relaytable@example.jp", SMTPReply(code: 550, lines: ["5.1.1 <relaytable@example.jp>: Recipient address rejected: User unknown in relay recipient table"]), .failed, true),
             ("full@example.jp", SMTPReply(code: 552, lines: ["5.2.2 mailbox full"]), .pending, false),
+            // Words of ours ("relay", "sender") in a refusal that speaks of the recipient: the mail's own.
+            ("table@example.jp", SMTPReply(code: 550, lines: ["User unknown in relay recipient table"]), .failed, false),
+            ("filter@example.jp", SMTPReply(code: 550, lines: ["5.7.1 Sender blocked by recipient's filter"]), .failed, false),
             ("busy@example.jp", SMTPReply(code: 450, lines: ["4.2.1 mailbox busy"]), .pending, false),
         ]
         let outcome = SMTPSession.Outcome(accepted: [], refused: refusals.map { ($0.0, $0.1) }, finalReply: nil, refusedData: nil)

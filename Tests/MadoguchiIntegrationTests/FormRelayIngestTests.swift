@@ -11,6 +11,9 @@ struct FormRelayIngestTests {
         testMail(from: from, subject: "お問い合わせフォームより", id: id, headers: "Reply-To: \(replyTo)\n" + headers, body: body)
     }
 
+    /// The receiving MTA's word that the shop's domain sent the form's mail.
+    static let vouched = "Authentication-Results: mx.shop.example; spf=pass; dmarc=pass header.from=shop.example\n"
+
     static func configure(_ configuration: inout Configuration) {
         configuration.delivery.formMailFrom = ["wordpress@shop.example"]
         configuration.delivery.mailFrom = MailAddress(name: nil, address: "support@shop.example")
@@ -27,7 +30,7 @@ struct FormRelayIngestTests {
             let gateway = try await app.keySecret(.gateway)
             #expect(try await app.request(.post, "/v1/templates", key: supervisor, json: #"{"name":"受付確認","body":"受け付けました。"}"#)
                 .status == .created)
-            let posted = try await app.postMail(gateway, Self.formMail(id: "cf7-1@shop.example"))
+            let posted = try await app.postMail(gateway, Self.formMail(id: "cf7-1@shop.example", headers: Self.vouched))
             #expect(posted.status == .created, "\(posted.text)")
             let answer = try posted.json
             let customerID = try #require(answer["customer_id"] as? String)
@@ -45,7 +48,7 @@ struct FormRelayIngestTests {
             #expect(try await app.strings("SELECT unnest(recipients) FROM replies WHERE ticket_id = \(ticketID)::uuid") == ["taro@example.jp"])
 
             // The form's relay retries the same mail: one message.
-            let again = try await app.postMail(gateway, Self.formMail(id: "cf7-1@shop.example"))
+            let again = try await app.postMail(gateway, Self.formMail(id: "cf7-1@shop.example", headers: Self.vouched))
             #expect(again.status == .ok, "\(again.text)")
             #expect(try again.json["message_id"] as? String == answer["message_id"] as? String)
             #expect(try await app.count("SELECT count(*) FROM messages WHERE direction = 'inbound'") == 1)
@@ -66,6 +69,11 @@ struct FormRelayIngestTests {
             let other = try await app.postMail(gateway, Self.formMail(replyTo: "hanako@example.jp", id: "cf7-2@shop.example"))
             #expect(try other.json["customer_id"] as? String != customerID)
             #expect(try other.json["ticket_id"] as? String != ticketID)
+            // That one came without the MTA's word that the shop's domain sent it: filed, not acknowledged
+            // (anyone can write the form's address in From and a stranger's in Reply-To).
+            #expect(try await app.count("""
+                SELECT count(*) FROM events WHERE type = 'reply.automatic_withheld' AND data->>'reason' LIKE '%without the MTA''s word%'
+                """) == 1)
         }
     }
 
@@ -95,6 +103,12 @@ struct FormRelayIngestTests {
 
             let stranger = try await app.postMail(gateway, Self.formMail(from: "shiro@example.com", replyTo: "goro@example.jp", id: "stranger@example.com"))
             #expect(try await identity(try stranger.json) == ["shiro@example.com"], "\(stranger.text)")
+
+            // A colleague sending as the support address with their own Reply-To is no customer.
+            let colleague = try await app.postMail(gateway, Self.formMail(from: "support@shop.example", replyTo: "tanaka@shop.example", id: "sendas@shop.example"))
+            let colleagueAnswer = try colleague.json
+            #expect(colleague.status == .created && colleagueAnswer["customer_id"] == nil, "\(colleague.text)")
+            #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value = 'tanaka@shop.example'") == 0)
 
             // A Reply-To naming only the shop's own addresses, or nothing usable, relays nobody either.
             let ownOnly = try await app.postMail(gateway, Self.formMail(replyTo: "wordpress@shop.example, support@shop.example", id: "own-only@shop.example"))

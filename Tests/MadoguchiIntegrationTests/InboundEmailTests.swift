@@ -270,12 +270,14 @@ struct InboundEmailTests {
             let yuki = try await app.postMail(gateway, testMail(from: "yuki@example.org", subject: "サイズ交換", id: "c1@example.org"))
             let yukiTicket = try #require(try yuki.json["ticket_id"] as? String)
             let tickets = try await app.count("SELECT count(*) FROM tickets")
+            // With the receiving MTA's word that our domain sent it, as an agent's forward needs.
+            let vouched = "Authentication-Results: mx.shop.example; spf=pass; dmarc=pass header.from=shop.example\n"
             let own = try await app.postMail(gateway, testMail(
                 from: "support@shop.example", to: "yuki@example.org", subject: "Re: サイズ交換", id: "staff-1@shop.example",
-                headers: "Cc: support@shop.example\nIn-Reply-To: <c1@example.org>\n", body: "交換品を本日お送りしました。"))
+                headers: vouched + "Cc: support@shop.example\nIn-Reply-To: <c1@example.org>\n", body: "交換品を本日お送りしました。"))
             #expect(own.status == .created, "\(own.text)")
             let ownAnswer = try own.json
-            #expect(ownAnswer["ticket_id"] as? String == yukiTicket && ownAnswer["message_id"] == nil, "\(own.text)")
+            #expect(ownAnswer["ticket_id"] as? String == yukiTicket && ownAnswer["message_id"] != nil, "the note: \(own.text)")
             #expect(try own.json["threading_reason"] as? String == "support-address-note", "\(own.text)")
             #expect(try await app.count("SELECT count(*) FROM tickets") == tickets)
             #expect(try await app.count("SELECT count(*) FROM customer_identities WHERE value LIKE 'support%'") == 0)
@@ -283,10 +285,20 @@ struct InboundEmailTests {
                 SELECT count(*) FROM messages WHERE ticket_id = \(yukiTicket)::uuid AND direction = 'internal'
                   AND author_agent_id = \(AutomaticReply.agentID) AND body_text LIKE '%交換品を本日お送りしました。%'
                 """) == 1)
-            // Sent again, the same mail is a retry: no second note. Naming no ticket, it is kept, nothing more.
-            _ = try await app.postMail(gateway, testMail(
+            // Sent again through another MX (another trace field), the same mail is a retry: no second
+            // note. Naming no ticket, it is kept, nothing more.
+            let ownAgain = try await app.postMail(gateway, testMail(
                 from: "support@shop.example", to: "yuki@example.org", subject: "Re: サイズ交換", id: "staff-1@shop.example",
-                headers: "Cc: support@shop.example\nIn-Reply-To: <c1@example.org>\n", body: "交換品を本日お送りしました。"))
+                headers: "Received: from mx2.shop.example\n" + vouched + "Cc: support@shop.example\nIn-Reply-To: <c1@example.org>\n",
+                body: "交換品を本日お送りしました。"))
+            #expect(try ownAgain.json["message_id"] as? String == ownAnswer["message_id"] as? String, "\(ownAgain.text)")
+            #expect(try await app.count("SELECT count(*) FROM messages WHERE direction = 'internal'") == 1)
+            // Without that word it is anyone's: a forged one naming Yuki's ticket writes no note in our name.
+            let number = try await app.count("SELECT number FROM tickets WHERE id = \(yukiTicket)::uuid")
+            let forged = try await app.postMail(gateway, testMail(from: "support@shop.example", subject: "[#\(number)] 返金処理済み", id: "forged@evil.example",
+                                                                  body: "追加対応不要です。"))
+            let forgedAnswer = try forged.json
+            #expect(forged.status == .created && forgedAnswer["ticket_id"] == nil, "\(forged.text)")
             #expect(try await app.count("SELECT count(*) FROM messages WHERE direction = 'internal'") == 1)
             let test = try await app.postMail(gateway, testMail(from: "Support <support@shop.example>", subject: "テスト送信", id: "test-1@shop.example"))
             let testAnswer = try test.json

@@ -141,6 +141,10 @@ extension OutboxStore {
             SET state = 'held', claimed_by = NULL, lease_expires_at = NULL, updated_at = now(),
                 held_reason = CASE WHEN handover_at IS NOT NULL
                     THEN 'the worker stopped while handing the message over (at ' || handover_at::text || '); it may have been delivered'
+                    -- Mail and texts mark their handover: without the mark, nothing was handed over.
+                    WHEN channel IN ('email', 'webform', 'sms')
+                    THEN 'no attempt reached the handover before its worker stopped (' || (attempts - attempts_before_resend)::text
+                         || ' attempts): it was not sent'
                     ELSE 'no attempt''s result could be recorded (' || (attempts - attempts_before_resend)::text
                          || ' attempts); it may have been delivered' END
             WHERE state = 'sending' AND lease_expires_at < now()

@@ -341,11 +341,20 @@ struct EmailIngest: Sendable {
     /// answer shown as the customer's words), and an answer to it went to ourselves.
     /// It is kept on the ticket it names (its thread headers, or our `[#1234]` / `support+t1234@`)
     /// as a note by the desk, so that whoever answers sees what was sent; naming none, it is kept
-    /// as the payload only. (It is no answer of ours on the clocks: what it says was sent cannot be
-    /// checked.)
+    /// as the payload only. A note only on the receiving MTA's word that our domain sent it
+    /// (`dmarc=pass`, or DKIM signed by it: `ForwardingAgent.isAuthenticated`), as an agent's forward
+    /// is believed: anyone can write the support address in From and a ticket's number in the
+    /// subject, and a note in the desk's name would be read as a colleague's. (It is no answer of
+    /// ours on the clocks: what it says was sent cannot be checked.)
     private func takeOwnMail(_ delivery: Delivery, outcome: inout Outcome, on connection: PostgresConnection) async throws {
         let mail = delivery.mail
         outcome.threadingReason = "support-address"
+        let domain = (mail.from?.address ?? "").split(separator: "@").last.map { $0.lowercased() } ?? ""
+        guard ForwardingAgent.isAuthenticated(mail, domain: domain) else {
+            logger.notice("a mail from the support address without the MTA's word that our domain sent it is kept, not filed",
+                          metadata: ["message_id": "\(mail.messageID ?? "-")"])
+            return
+        }
         var named: UUID?
         for (id, _) in EmailThreader.headerCandidates(of: mail) where named == nil {
             named = delivery.threadMatches.first { $0.emailMessageID == id }?.ticketID
@@ -363,7 +372,9 @@ struct EmailIngest: Sendable {
             + "Madoguchi を通さずに送られたメール"
         if let subject = mail.subject, !subject.isEmpty { text += "\n件名: \(subject)" }
         text += "\n\n" + mail.visibleText
-        try await MessageStore(logger: logger).insertServiceNote(
+        // The note is the payload's message: the same mail coming again (through a second MX, with
+        // other trace fields) finds it, and makes no second note.
+        outcome.messageID = try await MessageStore(logger: logger).insertServiceNote(
             ticketID: ticket.id, customerID: ticket.customerID, channel: .email, agentID: AutomaticReply.agentID,
             body: Text.limit(Text.clean(text), 20_000), source: "support_address_mail", on: connection)
         outcome.ticketID = ticket.id

@@ -28,15 +28,21 @@ struct FormRelay: Sendable {
     }
 
     /// The customer a form relayed `mail` for: the first Reply-To address that is none of the shop's
-    /// own. Nil for any other mail, and for a form's mail whose From domain disowns it (`dmarc=fail`:
-    /// someone else wrote the form's address in From). A reply of ours that comes back (its Reply-To
-    /// is the support address's `+t1234`) relays nobody.
+    /// own, nor at the From's own domain (a colleague sending as the support address with their own
+    /// Reply-To, `tanaka@shop.example`, is no customer). Nil for any other mail, and for a form's mail
+    /// whose From domain disowns it (`dmarc=fail`: someone else wrote the form's address in From). A
+    /// reply of ours that comes back (its Reply-To is the support address's `+t1234`) relays nobody.
     func relayed(_ mail: ParsedMail) -> Relayed? {
         guard !senders.isEmpty, mail.classification == .customer, let from = mail.from?.address,
               senders.contains(AutomaticReply.baseAddress(from)), !AutomaticReply.failsDMARC(mail) else { return nil }
-        for written in mail.replyTo where !senders.contains(AutomaticReply.baseAddress(written.address)) {
+        let ownDomain = Self.domain(of: from)
+        for written in mail.replyTo where !senders.contains(AutomaticReply.baseAddress(written.address)) && Self.domain(of: written.address) != ownDomain {
             if let customer = EmailIngest.usableSender(written) { return Relayed(form: from, customer: customer, written: written.address) }
         }
         return nil
+    }
+
+    static func domain(of address: String) -> String {
+        IdentityValue.comparable(address).split(separator: "@").last.map { $0.lowercased() } ?? ""
     }
 }

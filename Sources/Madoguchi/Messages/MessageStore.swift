@@ -72,13 +72,15 @@ struct MessageStore: Sendable {
     /// A note the service writes for an agent, with no request behind it (an agent's words above a
     /// mail they forwarded; the desk's own account of a failed reply), announced as `note.added`
     /// with no actor and no mentions. `source` says which.
+    @discardableResult
     func insertServiceNote(
         ticketID: UUID, customerID: UUID, channel: Channel, agentID: UUID, body: String, source: String, on connection: PostgresConnection
-    ) async throws {
+    ) async throws -> UUID {
         let note = try await insertNote(ticketID: ticketID, channel: channel, agentID: agentID, body: body,
                                         metadata: ["mentions": [String](), "source": source], on: connection)
         try await EventStore(logger: logger).record(
             .noteAdded, ticketID: ticketID, customerID: customerID, messageID: note.id, actor: nil, data: ["mentions": [String]()], on: connection)
+        return note.id
     }
 
     /// One message as the timeline shows it, without its files (a note has none); nil for none.

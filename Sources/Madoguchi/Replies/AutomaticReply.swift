@@ -44,6 +44,13 @@ struct AutomaticReply: Sendable {
         if isMachineAddress(sender) { return "\(sender) is a machine's address" }
         if let own = ownAddress, Self.baseAddress(sender) == Self.baseAddress(own) { return "\(sender) is our own address" }
         if failsDMARC(mail) { return "the sender's domain disowns the mail (DMARC fail): \(sender) may be forged" }
+        // A web form's mail, answered at its Reply-To (`FormRelay`): only when the form's domain vouches
+        // for it. Anyone can write the form's address in From and a stranger's in Reply-To, and our
+        // DKIM-signed acknowledgement would go to them.
+        if let from = mail.from?.address, baseAddress(from) != baseAddress(sender),
+           !ForwardingAgent.isAuthenticated(mail, domain: FormRelay.domain(of: from)) {
+            return "the mail came from \(from) for \(sender) (a web form) without the MTA's word (dmarc=pass) that \(FormRelay.domain(of: from)) sent it"
+        }
         return nil
     }
 

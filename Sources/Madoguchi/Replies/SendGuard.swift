@@ -245,7 +245,8 @@ enum SendGuard {
     /// Whether the marks at `range` are a divider, not a blank: a line of their own, ten or more
     /// (＊＊＊＊＊＊＊＊＊＊, ■□■□■□■□■□, a signature's frame). Not a blank a template puts on a line
     /// of its own, a value under its label: shorter (ご注文番号 / ●●●●●●●●), shaped like a number
-    /// (●●●-●●●●-●●●●, ××××-××××), after a label's colon (ご注文番号： / ○○○○○○○○○○), or carried
+    /// (●●●-●●●●-●●●●, ××××-××××), after a label's colon or bracket (ご注文番号： / ○○○○○○○○○○,
+    /// 【送り状番号】 / ●●●●●●●●●●●●), or carried
     /// on by the next line (＊＊＊＊＊＊＊＊＊＊ / 円となります。). Five marks were a divider once, wherever
     /// they stood, and a template's order number, direct line and refund went out unfilled.
     static func isDivider(_ range: Range<String.Index>, in text: String) -> Bool {
@@ -253,13 +254,15 @@ enum SendGuard {
         let lineStart = text[..<range.lowerBound].lastIndex(where: \.isNewline).map { text.index(after: $0) } ?? text.startIndex
         let lineEnd = text[range.upperBound...].firstIndex(where: \.isNewline) ?? text.endIndex
         let line = text[lineStart..<lineEnd].filter { !$0.isWhitespace }
+        // Rules drawn with lines (-----, =====, ━━━━━) are dividers from five: nobody's blank.
+        if line.count >= 5, line.allSatisfy(ruleMarks.contains) { return true }
         guard line.count >= 10, line.allSatisfy({ dividerMarks.contains($0) }),
               !(line.contains(where: blankMarks.contains) && line.contains(where: numberSeparators.contains)) else { return false }
         let index = text[..<lineStart].filter(\.isNewline).count
         let trimmed = { (line: Substring) in line.trimmingCharacters(in: .whitespaces) }
         let before = lines[..<min(index, lines.count)].last { !trimmed($0).isEmpty }.map(trimmed) ?? ""
         let after = index + 1 < lines.count ? trimmed(lines[index + 1]) : ""
-        if before.hasSuffix("：") || before.hasSuffix(":") { return false }
+        if before.hasSuffix("：") || before.hasSuffix(":") || before.hasSuffix("】") { return false }
         return !continuations.contains { after.hasPrefix($0) }
     }
 
@@ -267,8 +270,10 @@ enum SendGuard {
     /// The marks templates use for a blank, and what separates a number's groups.
     private static let blankMarks: Set<Character> = ["●", "○", "◯", "■", "□", "△", "▲", "＊", "*", "×", "✕"]
     private static let numberSeparators: Set<Character> = ["-", "－", "ー", "‐", "/", "／", "."]
-    /// How a line goes on from a value the line above left blank: a particle, a unit, a verb's tail.
-    private static let continuations = ["の", "に", "を", "は", "が", "で", "と", "へ", "や", "まで", "より", "から", "円", "様", "さま", "個", "件", "点", "枚", "日", "までに"]
+    private static let ruleMarks: Set<Character> = ["=", "-", "＝", "－", "━", "─"]
+    /// How a line goes on from a value the line above left blank: a particle or 円. Not は, と, や, 日:
+    /// a shop's name under its frame begins with them (はーと雑貨店, 日本茶専門店).
+    private static let continuations = ["の", "に", "を", "が", "で", "へ", "まで", "より", "から", "円"]
 
     /// `text` with full-width ASCII (U+FF01–FF5E) as ASCII: one UTF-16 unit for one, offsets unchanged.
     /// Not ＊, a blank of its own whose ASCII twin is not (a masked card number, ****1234).

@@ -72,6 +72,13 @@ package struct SMTPReply: Sendable, Equatable, CustomStringConvertible {
     var refusesOurSending: Bool {
         guard isPermanent, !refusesTheAddress else { return false }
         let said = text.lowercased().replacingOccurrences(of: "<[^>]*>", with: "", options: .regularExpression)
+        // Not a refusal that speaks of the recipient ("User unknown in relay recipient table" without
+        // an enhanced code; "Sender blocked by recipient's filter"): that one fails the mail alone.
+        // One that speaks of our sender is ours, whatever else it says (Postfix: "Sender address
+        // rejected: User unknown in virtual mailbox table").
+        if said.contains("recipient") { return false }
+        if said.contains("sender") { return true }
+        if Self.unknownAddressPhrases.contains(where: { said.contains($0) }) { return false }
         return Self.aboutOurSending.contains { said.contains($0) }
     }
 

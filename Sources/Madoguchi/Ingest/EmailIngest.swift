@@ -213,7 +213,12 @@ struct EmailIngest: Sendable {
     /// in (`IdentityValue.email`): the customer a web form relayed it for (`FormRelay`), else its
     /// From when that is a usable address.
     func sender(of mail: ParsedMail) -> MailAddress? {
-        formRelay.relayed(mail)?.customer ?? mail.from.flatMap(Self.usableSender)
+        sender(of: mail, relayed: formRelay.relayed(mail))
+    }
+
+    /// As `sender(of:)`, with the form's relay already read.
+    private func sender(of mail: ParsedMail, relayed: FormRelay.Relayed?) -> MailAddress? {
+        relayed?.customer ?? mail.from.flatMap(Self.usableSender)
     }
 
     /// An address as a sender's identity stores it, or nil when it cannot be one.
@@ -253,7 +258,7 @@ struct EmailIngest: Sendable {
             try await takeOwnMail(delivery, outcome: &outcome, on: connection)
             return
         }
-        let sender = forwardedBy?.original ?? self.sender(of: mail)
+        let sender = forwardedBy?.original ?? self.sender(of: mail, relayed: relayed)
         var customerID: UUID?
         if let forwardedBy {
             try await identities.lock([(.email, forwardedBy.original.address)], on: connection)
@@ -349,8 +354,7 @@ struct EmailIngest: Sendable {
     private func takeOwnMail(_ delivery: Delivery, outcome: inout Outcome, on connection: PostgresConnection) async throws {
         let mail = delivery.mail
         outcome.threadingReason = "support-address"
-        let domain = (mail.from?.address ?? "").split(separator: "@").last.map { $0.lowercased() } ?? ""
-        guard ForwardingAgent.isAuthenticated(mail, domain: domain) else {
+        guard ForwardingAgent.isAuthenticated(mail, domain: FormRelay.domain(of: mail.from?.address ?? "")) else {
             logger.notice("a mail from the support address without the MTA's word that our domain sent it is kept, not filed",
                           metadata: ["message_id": "\(mail.messageID ?? "-")"])
             return
@@ -359,12 +363,9 @@ struct EmailIngest: Sendable {
         for (id, _) in EmailThreader.headerCandidates(of: mail) where named == nil {
             named = delivery.threadMatches.first { $0.emailMessageID == id }?.ticketID
         }
-        let number = ThreadSubject.ticketNumber(in: mail.subject)
-            ?? (mail.to + mail.cc).lazy.filter { ThreadSubject.isPlusAddress($0.address, of: self.automaticReply.ownAddress) }
-                .compactMap { ThreadSubject.ticketNumber(inAddress: $0.address) }.first
-        if named == nil, let number {
-            let rows = try await connection.run("SELECT id FROM tickets WHERE number = \(number)", logger: logger)
-            for try await id in rows.decode(UUID.self) { named = id }
+        if named == nil {
+            let threader = EmailThreader(logger: logger, subjectWindow: subjectWindow, ownAddress: automaticReply.ownAddress)
+            named = try await threader.tokenTicket(of: mail, on: connection)?.id
         }
         guard let named, let ticket = try await intake.lock(named, customerWrites: false, on: connection) else { return }
         let to = (mail.to + mail.cc).map(\.address).joined(separator: ", ")

@@ -90,14 +90,19 @@ struct EmailThreader: Sendable {
     }
 
     private func byToken(_ mail: ParsedMail, customerID: UUID?, on connection: PostgresConnection) async throws -> Decision? {
+        guard let (ticketID, ticketCustomer) = try await tokenTicket(of: mail, on: connection) else { return nil }
+        return customerID == ticketCustomer ? .existing(ticketID, reason: "ticket-token") : .new(relatedTo: ticketID, reason: "token-foreign-sender")
+    }
+
+    /// The ticket our token names (`[#1234]` in the subject, `support+t1234@` among the recipients),
+    /// and its customer; whose mail it is is the caller's to judge.
+    func tokenTicket(of mail: ParsedMail, on connection: PostgresConnection) async throws -> (id: UUID, customerID: UUID)? {
         let number = ThreadSubject.ticketNumber(in: mail.subject)
             ?? (mail.to + mail.cc).lazy.filter { ThreadSubject.isPlusAddress($0.address, of: ownAddress) }
                 .compactMap { ThreadSubject.ticketNumber(inAddress: $0.address) }.first
         guard let number else { return nil }
         let rows = try await connection.run("SELECT id, customer_id FROM tickets WHERE number = \(number)", logger: logger)
-        for try await (ticketID, ticketCustomer) in rows.decode((UUID, UUID).self) {
-            return customerID == ticketCustomer ? .existing(ticketID, reason: "ticket-token") : .new(relatedTo: ticketID, reason: "token-foreign-sender")
-        }
+        for try await row in rows.decode((UUID, UUID).self) { return row }
         return nil
     }
 
